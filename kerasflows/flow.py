@@ -1,0 +1,332 @@
+"""`Flow`: a stack of flow layers over a base distribution, as a `keras.Model`.
+
+Change of variables: with `g` the stack's inverse (data to base),
+`log p(x) = log p0(g(x)) + log|det dg/dx|`, the log-dets summed over layers.
+As in TFP, `forward` maps base `z` to data `x` (sampling) and `inverse` maps
+`x` to `z` (density, features).
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from kerasflows.layers.base import FlowLayer, check_event_dim, check_positive_int
+
+tfb, tfd = tfp.bijectors, tfp.distributions
+
+__all__ = ["Flow", "BASES"]
+
+BASES = ("normal", "learned_normal")
+
+
+def _replica_count():
+    if tf.distribute.has_strategy():
+        return tf.distribute.get_strategy().num_replicas_in_sync
+    return 1
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class Flow(keras.Model):
+    """A normalizing flow: `layers` stacked over a base distribution.
+
+    Layer 0 is applied first in the forward (sampling) direction, so data
+    pass through the layers in reverse order on their way to the base.
+    Calling the model on `x` returns `log_prob(x)`; `compile()` and `fit(x)`
+    train it by maximum likelihood (the loss is the mean negative
+    log-likelihood in nats per example; no targets are needed).
+
+    Example:
+
+    ```python
+    x = kerasflows.datasets.load("moons", n=10_000)
+    flow = kerasflows.models.NSF(event_dim=2, num_layers=4)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-3))
+    flow.fit(x, batch_size=512, epochs=20)
+    samples = flow.sample(1000, seed=0)
+    ```
+
+    Args:
+        layers: a list of `kerasflows.layers.FlowLayer`.
+        event_dim: the dimension D of the data.
+        base: `"normal"` (standard normal) or `"learned_normal"` (a diagonal
+            Gaussian whose mean and log-scale are trained).
+        context_dim: size of the context vector for a conditional flow.
+        **kwargs: passed to `keras.Model` (`name`, `dtype`).
+
+    Call arguments:
+        inputs: `x` of shape `[batch, D]`, or `(x, context)` when conditional.
+
+    Returns:
+        `log_prob(x)`, shape `[batch]`.
+
+    Raises:
+        ValueError: for an empty or invalid layer list, an unknown base, or
+            layers whose context size differs from the flow's.
+    """
+
+    def __init__(self, layers, event_dim, base="normal", context_dim=None, **kwargs):
+        super().__init__(**kwargs)
+        self.event_dim = check_positive_int("event_dim", event_dim)
+        self.context_dim = check_positive_int("context_dim", context_dim, allow_none=True)
+        if base not in BASES:
+            raise ValueError(f"`base` must be one of {BASES}. Received: base={base!r}")
+        self.base = base
+        layers = list(layers)
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, FlowLayer):
+                raise ValueError(f"Flow layers must be kerasflows.layers.FlowLayer instances; "
+                                 f"layer {i} is {type(layer).__name__}: {layer!r}")
+            if layer.context_dim is not None and layer.context_dim != self.context_dim:
+                raise ValueError(f"Layer {i} ({layer.name}) has context_dim={layer.context_dim} "
+                                 f"but the flow has context_dim={self.context_dim}.")
+        self.flow_layers = layers
+        for layer in layers:
+            layer.ensure_built(self.event_dim)
+        if base == "learned_normal":
+            self.base_loc = self.add_weight(shape=(self.event_dim,), initializer="zeros",
+                                            name="base_loc")
+            self.base_log_scale = self.add_weight(shape=(self.event_dim,), initializer="zeros",
+                                                  name="base_log_scale")
+        self.sample_seed = keras.random.SeedGenerator(name="sample_seed")
+        self._compiled = {}
+        self.built = True
+
+    # -- base distribution ----------------------------------------------
+    def _base_params(self):
+        dtype = self.compute_dtype
+        if self.base == "learned_normal":
+            return (tf.cast(self.base_loc, dtype), tf.exp(tf.cast(self.base_log_scale, dtype)))
+        return tf.zeros([self.event_dim], dtype), tf.ones([self.event_dim], dtype)
+
+    def base_distribution(self):
+        """The base distribution p0 as a TFP distribution over `[D]` events."""
+        loc, scale = self._base_params()
+        return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
+
+    def base_log_prob(self, z):
+        """`log p0(z)`, shape `[batch]`."""
+        loc, scale = self._base_params()
+        u = (z - loc) / scale
+        return (-0.5 * tf.reduce_sum(u * u, -1) - tf.reduce_sum(tf.math.log(scale))
+                - 0.5 * self.event_dim * math.log(2 * math.pi))
+
+    # -- inputs ------------------------------------------------------------
+    def _prepare(self, x, context=None, what="inputs"):
+        x = tf.convert_to_tensor(x, dtype=self.compute_dtype)
+        check_event_dim("Flow", x, self.event_dim, what=what)
+        if self.context_dim is None:
+            if context is not None:
+                raise ValueError("This flow is not conditional (context_dim=None) "
+                                 "but received a context.")
+            return x, None
+        if context is None:
+            raise ValueError(f"This flow is conditional (context_dim={self.context_dim}): "
+                             f"pass context= of shape (batch, {self.context_dim}).")
+        context = tf.convert_to_tensor(context, dtype=self.compute_dtype)
+        check_event_dim("Flow", context, self.context_dim, what="context")
+        return x, context
+
+    def _eager_compiled(self, name, fn, *args):
+        """Runs `fn` XLA-compiled when called eagerly, directly inside a graph."""
+        if not tf.executing_eagerly():
+            return fn(*args)
+        key = (name, tuple(a is None for a in args))
+        if key not in self._compiled:
+            self._compiled[key] = tf.function(fn, jit_compile=True, reduce_retracing=True)
+        return self._compiled[key](*args)
+
+    # -- the two directions --------------------------------------------------
+    def _run_inverse(self, x, context, training=False, keep=False):
+        h, total, states = x, tf.zeros(tf.shape(x)[:1], x.dtype), [x]
+        for layer in reversed(self.flow_layers):
+            h, ld = layer.inverse_and_log_det(h, context=context, training=training)
+            total += ld
+            if keep:
+                states.append(h)
+        return h, total, states
+
+    def _run_forward(self, z, context, keep=False):
+        h, total, states = z, tf.zeros(tf.shape(z)[:1], z.dtype), [z]
+        for layer in self.flow_layers:
+            h, ld = layer.forward_and_log_det(h, context=context)
+            total += ld
+            if keep:
+                states.append(h)
+        return h, total, states
+
+    def forward_and_log_det(self, z, context=None):
+        """Base to data: returns `(x, log|det dx/dz|)`."""
+        z, context = self._prepare(z, context)
+        fn = lambda z, c=None: self._run_forward(z, c)[:2]
+        return self._eager_compiled("forward", fn, z, context)
+
+    def inverse_and_log_det(self, x, context=None):
+        """Data to base: returns `(z, log|det dz/dx|)`."""
+        x, context = self._prepare(x, context)
+        fn = lambda x, c=None: self._run_inverse(x, c)[:2]
+        return self._eager_compiled("inverse", fn, x, context)
+
+    def forward(self, z, context=None):
+        """Maps base samples `z` to data space."""
+        return self.forward_and_log_det(z, context)[0]
+
+    def inverse(self, x, context=None):
+        """Maps data `x` to the base space (the flow's features of `x`)."""
+        return self.inverse_and_log_det(x, context)[0]
+
+    def trace(self, z, context=None):
+        """Forward trace: `[z, after layer 0, ..., after layer L-1]` (L+1 tensors)."""
+        z, context = self._prepare(z, context)
+        fn = lambda z, c=None: self._run_forward(z, c, keep=True)[2]
+        return list(self._eager_compiled("trace", fn, z, context))
+
+    def trace_inverse(self, x, context=None):
+        """Inverse trace: `[x, after undoing layer L-1, ..., z]` (L+1 tensors)."""
+        x, context = self._prepare(x, context)
+        fn = lambda x, c=None: self._run_inverse(x, c, keep=True)[2]
+        return list(self._eager_compiled("trace_inverse", fn, x, context))
+
+    # -- densities and samples ----------------------------------------------
+    def _log_prob(self, x, context=None, training=False):
+        self._check_invertible()
+        z, ld, _ = self._run_inverse(x, context, training=training)
+        return self.base_log_prob(z) + ld
+
+    def log_prob(self, x, context=None):
+        """`log p(x)` in nats, shape `[batch]`."""
+        x, context = self._prepare(x, context)
+        return self._eager_compiled("log_prob", self._log_prob, x, context)
+
+    def _base_sample(self, n, seed, temperature):
+        shape = tf.stack([n, self.event_dim])
+        if seed is None:
+            seed = self.sample_seed.next()
+        else:
+            seed = tf.stack([tf.cast(seed, "int32"), tf.constant(0, "int32")])
+        eps = tf.random.stateless_normal(shape, seed=seed, dtype=self.compute_dtype)
+        loc, scale = self._base_params()
+        return loc + tf.cast(temperature, self.compute_dtype) * scale * eps
+
+    def _sample_and_log_prob(self, n, seed, temperature, context):
+        z = self._base_sample(n, seed, temperature)
+        x, ld, _ = self._run_forward(z, context)
+        return x, self.base_log_prob(z) - ld
+
+    def _sample_args(self, n, context, seed, temperature):
+        n = check_positive_int("n", n)
+        if self.context_dim is not None or context is not None:
+            _, context = self._prepare(tf.zeros([n, self.event_dim], self.compute_dtype), context)
+            if context.shape[0] is not None and context.shape[0] != n:
+                raise ValueError(f"context has {context.shape[0]} rows; expected n={n}.")
+        if not temperature > 0:
+            raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature}")
+        seed = None if seed is None else tf.constant(int(seed), "int32")
+        return tf.constant(n, "int32"), seed, tf.constant(temperature, self.compute_dtype), context
+
+    def sample_and_log_prob(self, n, context=None, seed=None, temperature=1.0):
+        """Draws `n` samples and their `log_prob`, using only the forward direction.
+
+        With `temperature != 1` the base is scaled by `temperature`; the
+        returned log-density is still the flow's own `log p(x)`.
+        """
+        args = self._sample_args(n, context, seed, temperature)
+        name = "sample_and_log_prob"
+        return self._eager_compiled(name, self._sample_and_log_prob, *args)
+
+    def sample(self, n, context=None, seed=None, temperature=1.0):
+        """Draws `n` samples `[n, D]`; the same integer `seed` gives the same samples."""
+        n, seed, temperature, context = self._sample_args(n, context, seed, temperature)
+        fn = lambda n, seed, t, c=None: self._run_forward(self._base_sample(n, seed, t), c)[0]
+        return self._eager_compiled("sample", fn, n, seed, temperature, context)
+
+    def _check_invertible(self):
+        for layer in self.flow_layers:
+            if layer.forward_only:
+                raise layer.no_inverse_error()
+
+    # -- TFP views -------------------------------------------------------------
+    def get_bijector(self, context=None):
+        """The whole stack as one TFP bijector (forward: base to data)."""
+        if self.context_dim is not None and context is None:
+            raise ValueError(f"This flow is conditional (context_dim={self.context_dim}): "
+                             "use get_bijector(context=...).")
+        bijectors = [layer.bijector(context=context) for layer in self.flow_layers]
+        return tfb.Chain(list(reversed(bijectors)))
+
+    def get_distribution(self, context=None):
+        """The flow as a TFP `TransformedDistribution` over `[D]` events."""
+        return tfd.TransformedDistribution(self.base_distribution(),
+                                           self.get_bijector(context))
+
+    @property
+    def bijector(self):
+        """One TFP bijector for the whole stack (`get_bijector(context)` if conditional)."""
+        return self.get_bijector()
+
+    @property
+    def distribution(self):
+        """The flow as a TFP distribution (`get_distribution(context)` if conditional)."""
+        return self.get_distribution()
+
+    # -- Keras ------------------------------------------------------------------
+    def _split_inputs(self, inputs, context=None):
+        if isinstance(inputs, (tuple, list)) and context is None:
+            if len(inputs) != 2:
+                raise ValueError("A conditional flow takes inputs as (x, context); "
+                                 f"received a sequence of {len(inputs)} items.")
+            return inputs[0], inputs[1]
+        return inputs, context
+
+    def call(self, inputs, context=None, training=False):
+        x, context = self._prepare(*self._split_inputs(inputs, context))
+        return self._log_prob(x, context, training=training)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Mean negative log-likelihood, in nats per example (plus any layer losses)."""
+        nll = -y_pred
+        if sample_weight is not None:
+            w = tf.cast(sample_weight, nll.dtype)
+            loss = tf.reduce_sum(nll * w) / tf.reduce_sum(w)
+        else:
+            loss = tf.reduce_mean(nll)
+        if self.losses:
+            loss += tf.add_n([tf.cast(l, loss.dtype) for l in self.losses])
+        return loss / _replica_count()
+
+    def initialize(self, x, context=None):
+        """Runs data-dependent initialisation (e.g. `ActNorm`) on a batch `x`."""
+        x, context = self._prepare(x, context)
+        h = x
+        for layer in reversed(self.flow_layers):
+            layer.data_init(h, context=context)
+            h, _ = layer.inverse_and_log_det(h, context=context)
+
+    def fit(self, x=None, y=None, batch_size=None, validation_data=None, **kwargs):
+        """Trains by maximum likelihood; see `keras.Model.fit`.
+
+        `x` is the data `[N, D]` (a NumPy array, tensor or `tf.data.Dataset`),
+        or `(x, context)` for a conditional flow. Targets are not used: a
+        non-None `y` raises. NaN or inf in array data raise before training.
+        """
+        from kerasflows.training import prepare_fit_data
+        x, validation_data, first = prepare_fit_data(self, x, y, batch_size, validation_data)
+        if first is not None and any(l.needs_data_init for l in self.flow_layers):
+            self.initialize(*first)
+        return super().fit(x, batch_size=batch_size, validation_data=validation_data, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            layers=[keras.saving.serialize_keras_object(l) for l in self.flow_layers],
+            event_dim=self.event_dim, base=self.base, context_dim=self.context_dim)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        layers = [keras.saving.deserialize_keras_object(l, custom_objects=custom_objects)
+                  for l in config.pop("layers")]
+        return cls(layers=layers, **config)

@@ -1,0 +1,179 @@
+"""`FlowLayer`: the base class of every kerasflows layer.
+
+A flow layer is a `keras.layers.Layer` that owns its weights and, through
+`bijector(context=None)`, returns a fresh TensorFlow Probability bijector
+built from those weights on every call (the lazy-bijector pattern). As in
+TFP, the bijector's `forward` maps base samples `z` to data `x`; `inverse`
+maps data back to the base space.
+"""
+
+import operator
+
+import keras
+import tensorflow as tf
+
+__all__ = ["FlowLayer", "check_positive_int", "check_event_dim", "batch_log_det"]
+
+
+def check_positive_int(name, value, allow_none=False, minimum=1):
+    """Returns `value` as an int, or raises a ValueError naming it."""
+    if value is None and allow_none:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}") from None
+    if value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value}")
+    return value
+
+
+def check_event_dim(owner, x, event_dim, what="inputs"):
+    """Raises a ValueError if `x` is not a batch of `event_dim`-vectors.
+
+    Only static shapes are checked, so this costs nothing at run time.
+    """
+    shape = x.shape
+    if shape.rank is not None and (shape.rank != 2 or (
+            shape[-1] is not None and event_dim is not None and shape[-1] != event_dim)):
+        raise ValueError(
+            f"{owner} expected {what} of shape (batch, {event_dim}); "
+            f"received shape {tuple(shape.as_list())}.")
+
+
+def batch_log_det(log_det, x):
+    """Broadcasts a log-det (scalar for constant-Jacobian maps) to shape `[batch]`."""
+    return tf.broadcast_to(tf.cast(log_det, x.dtype), tf.shape(x)[:1])
+
+
+class FlowLayer(keras.layers.Layer):
+    """Base class of flow layers: an invertible map with a tractable log-det.
+
+    Subclasses create their weights in `build_flow(event_dim)` and return a
+    TFP bijector from `bijector(context=None)`, built afresh from the
+    layer's weights on every call. Everything else (`forward_and_log_det`,
+    `inverse_and_log_det`, input checks, serialization of `context_dim`)
+    comes from this class, and `kerasflows.Flow` stacks any subclass.
+
+    Example:
+
+    ```python
+    @keras.saving.register_keras_serializable(package="my_flows")
+    class Shift(kerasflows.layers.FlowLayer):
+        def build_flow(self, event_dim):
+            self.shift = self.add_weight(shape=(event_dim,), initializer="zeros")
+
+        def bijector(self, context=None):
+            return tfp.bijectors.Shift(self.shift)
+    ```
+
+    Args:
+        context_dim: size of the context vector the layer is conditioned
+            on, or None for an unconditional layer.
+        **kwargs: passed to `keras.layers.Layer` (`name`, `dtype`, ...).
+
+    Call arguments:
+        z: a `[batch, event_dim]` tensor in the base space.
+        context: a `[batch, context_dim]` tensor for conditional layers.
+
+    Returns:
+        `forward(z)`: the transformed batch, same shape as `z`.
+    """
+
+    #: True for layers (e.g. planar, radial) that have no usable inverse.
+    forward_only = False
+    #: True for layers whose parameters are set from data before training.
+    needs_data_init = False
+    #: Smallest event dimension the layer supports.
+    min_event_dim = 1
+
+    def __init__(self, context_dim=None, **kwargs):
+        super().__init__(**kwargs)
+        self.context_dim = check_positive_int("context_dim", context_dim, allow_none=True)
+        self.event_dim = None
+
+    # -- building ---------------------------------------------------------
+    def build(self, input_shape):
+        event_dim = input_shape[-1]
+        if event_dim is None:
+            raise ValueError(f"{self.name}: the event dimension must be known; received "
+                             f"input_shape={input_shape}.")
+        event_dim = int(event_dim)
+        if event_dim < self.min_event_dim:
+            raise ValueError(
+                f"{type(self).__name__} needs event_dim >= {self.min_event_dim}; "
+                f"received event_dim={event_dim}.")
+        self.event_dim = event_dim
+        self.build_flow(event_dim)
+        self.built = True
+
+    def build_flow(self, event_dim):
+        """Creates the layer's weights for `event_dim`-dimensional events."""
+
+    def ensure_built(self, event_dim):
+        """Builds the layer for `event_dim` if needed, else checks it matches."""
+        if not self.built:
+            self.build((None, event_dim))
+        elif self.event_dim != event_dim:
+            raise ValueError(f"{self.name} was built for event_dim={self.event_dim}; "
+                             f"received event_dim={event_dim}.")
+
+    # -- the transform ----------------------------------------------------
+    def bijector(self, context=None):
+        """Returns a fresh TFP bijector (forward: base to data) from the weights."""
+        raise NotImplementedError(f"{type(self).__name__} must implement bijector(context=None).")
+
+    def check_inputs(self, x, context=None):
+        """Validates shapes of `x` and `context`; returns them as tensors."""
+        x = tf.convert_to_tensor(x, dtype=self.compute_dtype)
+        if not self.built:
+            self.build(x.shape)
+        check_event_dim(type(self).__name__, x, self.event_dim)
+        if self.context_dim is None:
+            if context is not None:
+                raise ValueError(f"{type(self).__name__} '{self.name}' is not conditional "
+                                 "(context_dim=None) but received a context.")
+            return x, None
+        if context is None:
+            raise ValueError(f"{type(self).__name__} '{self.name}' is conditional "
+                             f"(context_dim={self.context_dim}) and needs `context=` "
+                             f"of shape (batch, {self.context_dim}).")
+        context = tf.convert_to_tensor(context, dtype=self.compute_dtype)
+        check_event_dim(type(self).__name__, context, self.context_dim, what="context")
+        return x, context
+
+    def forward_and_log_det(self, z, context=None, training=False):
+        """Maps base `z` to data `x`; returns `(x, log|det dx/dz|)`, log-det `[batch]`."""
+        z, context = self.check_inputs(z, context)
+        b = self.bijector(context=context)
+        return b.forward(z), batch_log_det(b.forward_log_det_jacobian(z, event_ndims=1), z)
+
+    def inverse_and_log_det(self, x, context=None, training=False):
+        """Maps data `x` to base `z`; returns `(z, log|det dz/dx|)`, log-det `[batch]`."""
+        if self.forward_only:
+            raise self.no_inverse_error()
+        x, context = self.check_inputs(x, context)
+        b = self.bijector(context=context)
+        return b.inverse(x), batch_log_det(b.inverse_log_det_jacobian(x, event_ndims=1), x)
+
+    def no_inverse_error(self):
+        return NotImplementedError(
+            f"{type(self).__name__} '{self.name}' is forward-only: it has no inverse, so "
+            "inverse and log_prob of arbitrary data are unavailable. Use "
+            "Flow.sample_and_log_prob, which needs only the forward direction.")
+
+    def data_init(self, x, context=None):
+        """Sets data-dependent parameters from a data batch `x` (identity by default)."""
+
+    def call(self, z, context=None):
+        return self.forward_and_log_det(z, context=context)[0]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"context_dim": self.context_dim})
+        return config

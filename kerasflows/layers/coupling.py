@@ -1,0 +1,131 @@
+"""Coupling layers: `AffineCoupling` (RealNVP) and `AdditiveCoupling` (NICE).
+
+The first `num_masked` dimensions pass through unchanged and condition an
+elementwise transform of the rest (Dinh et al. 2015, 2017). The transform is
+TFP's `tfb.RealNVP`, driven by a Keras 3 `MLP` owned by the layer.
+"""
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from kerasflows.layers.base import FlowLayer, check_positive_int
+from kerasflows.layers.nets import MLP, check_hidden_units
+
+tfb = tfp.bijectors
+
+__all__ = ["CouplingLayer", "AffineCoupling", "AdditiveCoupling", "soft_clamp"]
+
+
+def soft_clamp(x, bound):
+    """Smoothly limits `x` to `(-bound, bound)`: `bound * tanh(x / bound)`."""
+    return bound * tf.tanh(x / bound)
+
+
+class CouplingLayer(FlowLayer):
+    """Base of coupling layers: an MLP maps the masked half (and the context)
+    to `params_per_dim` numbers for each transformed dimension.
+
+    Subclasses set `params_per_dim` and implement `transform_kwargs(params_fn)`,
+    which returns the keyword arguments of `tfb.RealNVP`.
+
+    Args:
+        hidden_units: sizes of the conditioner's hidden layers.
+        activation: the conditioner's activation (a Keras activation name).
+        num_masked: how many leading dimensions pass through unchanged;
+            defaults to `event_dim // 2`.
+        context_dim: size of the context, or None.
+    """
+
+    min_event_dim = 2
+    params_per_dim = 1
+
+    def __init__(self, hidden_units=(64, 64), activation="relu", num_masked=None,
+                 context_dim=None, **kwargs):
+        super().__init__(context_dim=context_dim, **kwargs)
+        self.hidden_units = check_hidden_units(hidden_units)
+        self.activation = keras.activations.serialize(keras.activations.get(activation))
+        self.num_masked = check_positive_int("num_masked", num_masked, allow_none=True)
+
+    def build_flow(self, event_dim):
+        masked = self.num_masked if self.num_masked is not None else event_dim // 2
+        if not 1 <= masked < event_dim:
+            raise ValueError(f"{type(self).__name__}: num_masked must be in [1, {event_dim - 1}] "
+                             f"for event_dim={event_dim}. Received: num_masked={masked}")
+        self.masked = masked
+        self.transformed = event_dim - masked
+        self.net = MLP(self.transformed * self.params_per_dim, self.hidden_units,
+                       self.activation, dtype=self.dtype_policy, name="conditioner")
+        self.net.build((None, masked + (self.context_dim or 0)))
+
+    def params_fn(self, context):
+        """Returns `f(x0) -> [batch, D - num_masked, params_per_dim]`."""
+        def fn(x0, output_units=None, **unused):
+            h = x0 if context is None else tf.concat([x0, tf.cast(context, x0.dtype)], -1)
+            return tf.reshape(self.net(h), [-1, self.transformed, self.params_per_dim])
+        return fn
+
+    def transform_kwargs(self, params_fn):
+        raise NotImplementedError
+
+    def bijector(self, context=None):
+        return tfb.RealNVP(num_masked=self.masked,
+                           **self.transform_kwargs(self.params_fn(context)))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_units=list(self.hidden_units), activation=self.activation,
+                      num_masked=self.num_masked)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class AffineCoupling(CouplingLayer):
+    """Affine coupling (RealNVP, Dinh et al. 2017): `x1 = z1 * exp(s(z0)) + t(z0)`.
+
+    The log-scale is soft-clamped to `(-max_log_scale, max_log_scale)` so a
+    single step can never blow up.
+
+    Example:
+
+    ```python
+    flow = kerasflows.Flow([AffineCoupling(), Permute(), AffineCoupling()], event_dim=2)
+    ```
+
+    Args:
+        hidden_units, activation, num_masked, context_dim: see `CouplingLayer`.
+        max_log_scale: bound of the soft clamp on the log-scale.
+    """
+
+    params_per_dim = 2
+
+    def __init__(self, hidden_units=(64, 64), activation="relu", num_masked=None,
+                 context_dim=None, max_log_scale=3.0, **kwargs):
+        super().__init__(hidden_units, activation, num_masked, context_dim, **kwargs)
+        if not max_log_scale > 0:
+            raise ValueError(f"`max_log_scale` must be > 0. Received: max_log_scale={max_log_scale}")
+        self.max_log_scale = float(max_log_scale)
+
+    def transform_kwargs(self, params_fn):
+        def shift_and_log_scale(x0, output_units=None, **unused):
+            p = params_fn(x0)
+            return p[..., 0], soft_clamp(p[..., 1], self.max_log_scale)
+        return {"shift_and_log_scale_fn": shift_and_log_scale}
+
+    def get_config(self):
+        return {**super().get_config(), "max_log_scale": self.max_log_scale}
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class AdditiveCoupling(CouplingLayer):
+    """Additive coupling (NICE, Dinh et al. 2015): `x1 = z1 + t(z0)`; log-det 0.
+
+    Args: see `CouplingLayer`.
+    """
+
+    params_per_dim = 1
+
+    def transform_kwargs(self, params_fn):
+        def shift_only(x0, output_units=None, **unused):
+            return params_fn(x0)[..., 0], None
+        return {"shift_and_log_scale_fn": shift_only}

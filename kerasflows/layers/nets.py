@@ -1,0 +1,170 @@
+"""Conditioner networks, written as Keras 3 layers sized by plain arguments.
+
+`MLP` drives coupling layers; `MADE` (Germain et al. 2015, "MADE: Masked
+Autoencoder for Distribution Estimation") drives autoregressive layers: the
+parameters it outputs for dimension d depend only on inputs 1..d-1 (and on
+the context, when there is one).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasflows.layers.base import check_positive_int
+
+__all__ = ["MLP", "MADE", "made_masks", "check_hidden_units"]
+
+
+def check_hidden_units(hidden_units):
+    """Returns `hidden_units` as a tuple of positive ints, or raises ValueError."""
+    if isinstance(hidden_units, (int, np.integer)):
+        hidden_units = (hidden_units,)
+    try:
+        units = tuple(check_positive_int("hidden_units", u) for u in hidden_units)
+    except TypeError:
+        raise ValueError("`hidden_units` must be a sequence of positive integers. "
+                         f"Received: hidden_units={hidden_units!r}") from None
+    return units
+
+
+def _dense_kwargs(layer):
+    return {"dtype": layer.dtype_policy}
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class MLP(keras.layers.Layer):
+    """A dense network `[batch, in] -> [batch, out_units]`.
+
+    The last layer starts at zero (`zero_init=True`), so the flow layer it
+    drives starts close to its identity (or uniform spline) setting.
+
+    Args:
+        out_units: number of outputs.
+        hidden_units: sizes of the hidden layers.
+        activation: a Keras activation name.
+        zero_init: start the output layer at zero.
+    """
+
+    def __init__(self, out_units, hidden_units=(64, 64), activation="relu", zero_init=True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.out_units = check_positive_int("out_units", out_units)
+        self.hidden_units = check_hidden_units(hidden_units)
+        self.activation = keras.activations.serialize(keras.activations.get(activation))
+        self.zero_init = bool(zero_init)
+        self.hidden = [keras.layers.Dense(u, activation=activation, name=f"hidden_{i}",
+                                          **_dense_kwargs(self))
+                       for i, u in enumerate(self.hidden_units)]
+        init = "zeros" if self.zero_init else "glorot_uniform"
+        self.out = keras.layers.Dense(self.out_units, kernel_initializer=init, name="out",
+                                      **_dense_kwargs(self))
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self.hidden:
+            layer.build(shape)
+            shape = shape[:-1] + (layer.units,)
+        self.out.build(shape)
+        self.built = True
+
+    def call(self, x):
+        for layer in self.hidden:
+            x = layer(x)
+        return self.out(x)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)[:-1] + (self.out_units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(out_units=self.out_units, hidden_units=list(self.hidden_units),
+                      activation=self.activation, zero_init=self.zero_init)
+        return config
+
+
+def made_masks(event_dim, hidden_units, params_per_dim, context_dim=0):
+    """Connectivity masks of a MADE, as float32 numpy arrays `[fan_in, fan_out]`.
+
+    Inputs are the `event_dim` data inputs (degrees 1..D) followed by the
+    `context_dim` context inputs (degree 0, seen by every unit). Hidden
+    degrees cycle over 1..D-1 (0..D-1 when there is context, so the first
+    dimension's parameters can still depend on it). Output unit `j` belongs
+    to dimension `j // params_per_dim + 1` and sees hidden units of smaller
+    degree, so output d depends on inputs 1..d-1 only.
+    """
+    D = event_dim
+    in_deg = np.concatenate([np.arange(1, D + 1), np.zeros(context_dim, int)])
+    low = 0 if context_dim else 1
+    span = max(D - low, 1)
+    masks, prev = [], in_deg
+    for units in hidden_units:
+        deg = low + np.arange(units) % span
+        masks.append((deg[None, :] >= prev[:, None]).astype(np.float32))
+        prev = deg
+    out_deg = np.repeat(np.arange(1, D + 1), params_per_dim)
+    masks.append((out_deg[None, :] > prev[:, None]).astype(np.float32))
+    return masks
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class MADE(keras.layers.Layer):
+    """Masked autoregressive network: `[batch, D] (+ context) -> [batch, D, P]`.
+
+    Output `[:, d, :]` depends only on inputs `[:, :d]` and on the context.
+
+    Args:
+        params_per_dim: outputs P per input dimension.
+        hidden_units: sizes of the hidden layers.
+        activation: a Keras activation name.
+        context_dim: size of the context input, or None.
+        zero_init: start the output layer at zero.
+
+    Call arguments:
+        x: `[batch, D]` inputs.
+        context: `[batch, context_dim]`, when conditional.
+    """
+
+    def __init__(self, params_per_dim, hidden_units=(64, 64), activation="relu",
+                 context_dim=None, zero_init=True, **kwargs):
+        super().__init__(**kwargs)
+        self.params_per_dim = check_positive_int("params_per_dim", params_per_dim)
+        self.hidden_units = check_hidden_units(hidden_units)
+        self.activation_name = keras.activations.serialize(keras.activations.get(activation))
+        self.activation = keras.activations.get(activation)
+        self.context_dim = check_positive_int("context_dim", context_dim, allow_none=True)
+        self.zero_init = bool(zero_init)
+
+    def build(self, input_shape):
+        D = int(input_shape[-1])
+        self.event_dim = D
+        C = self.context_dim or 0
+        masks = made_masks(D, self.hidden_units, self.params_per_dim, C)
+        sizes = [D + C, *self.hidden_units, D * self.params_per_dim]
+        self.kernels, self.biases, self._masks = [], [], masks
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            last = i == len(sizes) - 2
+            init = "zeros" if (last and self.zero_init) else "glorot_uniform"
+            self.kernels.append(self.add_weight(shape=(fan_in, fan_out), initializer=init,
+                                                name=f"kernel_{i}"))
+            self.biases.append(self.add_weight(shape=(fan_out,), initializer="zeros",
+                                               name=f"bias_{i}"))
+        self.built = True
+
+    def call(self, x, context=None):
+        h = x if context is None else tf.concat([x, tf.cast(context, x.dtype)], axis=-1)
+        n = len(self.kernels)
+        for i, (k, b, m) in enumerate(zip(self.kernels, self.biases, self._masks)):
+            h = tf.matmul(h, k * tf.constant(m, dtype=k.dtype)) + b
+            if i < n - 1:
+                h = self.activation(h)
+        return tf.reshape(h, [-1, self.event_dim, self.params_per_dim])
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)[:-1] + (int(input_shape[-1]), self.params_per_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(params_per_dim=self.params_per_dim, hidden_units=list(self.hidden_units),
+                      activation=self.activation_name, context_dim=self.context_dim,
+                      zero_init=self.zero_init)
+        return config
