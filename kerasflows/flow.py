@@ -140,22 +140,24 @@ class Flow(keras.Model):
 
     # -- the two directions --------------------------------------------------
     def _run_inverse(self, x, context, training=False, keep=False):
-        h, total, states = x, tf.zeros(tf.shape(x)[:1], x.dtype), [x]
+        h, total, states, log_dets = x, tf.zeros(tf.shape(x)[:1], x.dtype), [x], []
         for layer in reversed(self.flow_layers):
             h, ld = layer.inverse_and_log_det(h, context=context, training=training)
             total += ld
             if keep:
                 states.append(h)
-        return h, total, states
+                log_dets.append(ld)
+        return h, total, (states, log_dets)
 
     def _run_forward(self, z, context, keep=False):
-        h, total, states = z, tf.zeros(tf.shape(z)[:1], z.dtype), [z]
+        h, total, states, log_dets = z, tf.zeros(tf.shape(z)[:1], z.dtype), [z], []
         for layer in self.flow_layers:
             h, ld = layer.forward_and_log_det(h, context=context)
             total += ld
             if keep:
                 states.append(h)
-        return h, total, states
+                log_dets.append(ld)
+        return h, total, (states, log_dets)
 
     def forward_and_log_det(self, z, context=None):
         """Base to data: returns `(x, log|det dx/dz|)`."""
@@ -177,17 +179,28 @@ class Flow(keras.Model):
         """Maps data `x` to the base space (the flow's features of `x`)."""
         return self.inverse_and_log_det(x, context)[0]
 
-    def trace(self, z, context=None):
-        """Forward trace: `[z, after layer 0, ..., after layer L-1]` (L+1 tensors)."""
+    def trace(self, z, context=None, return_log_dets=False):
+        """Forward trace: `[z, after layer 0, ..., after layer L-1]` (L+1 tensors).
+
+        With `return_log_dets=True` returns `(states, log_dets)`, where
+        `log_dets[i]` (`[batch]`) is layer i's forward log|det J|.
+        """
         z, context = self._prepare(z, context)
         fn = lambda z, c=None: self._run_forward(z, c, keep=True)[2]
-        return list(self._eager_compiled("trace", fn, z, context))
+        states, log_dets = self._eager_compiled("trace", fn, z, context)
+        return (list(states), list(log_dets)) if return_log_dets else list(states)
 
-    def trace_inverse(self, x, context=None):
-        """Inverse trace: `[x, after undoing layer L-1, ..., z]` (L+1 tensors)."""
+    def trace_inverse(self, x, context=None, return_log_dets=False):
+        """Inverse trace: `[x, after undoing layer L-1, ..., z]` (L+1 tensors).
+
+        With `return_log_dets=True` returns `(states, log_dets)`, where
+        `log_dets[i]` is the inverse log|det J| of the i-th step taken (layer
+        L-1-i), so `log p(x) = log p0(states[-1]) + sum(log_dets)`.
+        """
         x, context = self._prepare(x, context)
         fn = lambda x, c=None: self._run_inverse(x, c, keep=True)[2]
-        return list(self._eager_compiled("trace_inverse", fn, x, context))
+        states, log_dets = self._eager_compiled("trace_inverse", fn, x, context)
+        return (list(states), list(log_dets)) if return_log_dets else list(states)
 
     # -- densities and samples ----------------------------------------------
     def _log_prob(self, x, context=None, training=False):
