@@ -1,0 +1,188 @@
+"""Toy densities and a small image set for trying and testing flows.
+
+`load(name, n, seed)` returns a float32 array `[n, D]`. The 2-D sets follow
+the definitions of the project's benchmark (all within about [-4.5, 4.5]^2):
+
+- `moons`: two interleaved half circles (radius 2) + N(0, 0.15^2 I) noise.
+- `eight_gaussians`: 8 equal N(c_k, 0.3^2 I), c_k on a circle of radius 3.
+- `checkerboard`: uniform on the 8 black 2x2 cells of a 4x4 board on [-4, 4]^2.
+- `rings`: circles of radius 1-4, uniform by arc length, + N(0, 0.1^2 I).
+- `pinwheel`: 5 arms, (u, v) ~ N((1, 0), diag(0.3^2, 0.1^2)) rotated by
+  2*pi*k/5 + 0.25*exp(u), times 2.
+- `two_spirals`: s*t*(-cos t, sin t) and its negative, t = 3*pi*sqrt(U),
+  s = 4/(3*pi), + N(0, 0.15^2 I).
+
+`digits` is scikit-learn's bundled 8x8 digits (64-D), dequantised with
+uniform noise and standardised with one scalar: `z = ((x + u)/17 - m)/s`.
+`true_log_prob(name, x)` gives the exact (or quadrature) log-density of the
+2-D sets except pinwheel.
+"""
+
+import math
+
+import numpy as np
+
+__all__ = ["load", "true_log_prob", "NAMES", "TOY_NAMES", "DIGITS_MEAN", "DIGITS_STD"]
+
+TOY_NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals")
+NAMES = TOY_NAMES + ("digits",)
+DIGITS_MEAN, DIGITS_STD = 0.31625699600526336, 0.3543256796552162
+_LOG2PI = math.log(2 * math.pi)
+_SPIRAL_T, _SPIRAL_S = 3 * math.pi, 4.0 / (3.0 * math.pi)
+
+
+def _moon_curve(which, t):
+    if which == 0:
+        p = np.stack([np.cos(t), np.sin(t)], -1)
+    else:
+        p = np.stack([1.0 - np.cos(t), 0.5 - np.sin(t)], -1)
+    return 2.0 * (p - np.array([0.5, 0.25]))
+
+
+def _spiral_curve(sign, t):
+    return sign * _SPIRAL_S * t[..., None] * np.stack([-np.cos(t), np.sin(t)], -1)
+
+
+def _eight_centres():
+    a = np.arange(8) * math.pi / 4
+    return 3.0 * np.stack([np.cos(a), np.sin(a)], 1)
+
+
+def _moons(rng, n):
+    which = rng.integers(0, 2, n)
+    t = rng.random(n) * math.pi
+    c = np.where(which[:, None] == 0, _moon_curve(0, t), _moon_curve(1, t))
+    return c + 0.15 * rng.standard_normal((n, 2))
+
+
+def _eight_gaussians(rng, n):
+    return _eight_centres()[rng.integers(0, 8, n)] + 0.3 * rng.standard_normal((n, 2))
+
+
+def _checkerboard(rng, n):
+    cells = np.array([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0])
+    return -4.0 + 2.0 * (cells[rng.integers(0, len(cells), n)] + rng.random((n, 2)))
+
+
+def _rings(rng, n):
+    radii = np.arange(1.0, 5.0)
+    r = rng.choice(radii, size=n, p=radii / radii.sum())[:, None]
+    a = rng.random(n) * 2 * math.pi
+    return r * np.stack([np.cos(a), np.sin(a)], 1) + 0.1 * rng.standard_normal((n, 2))
+
+
+def _pinwheel(rng, n):
+    k = rng.integers(0, 5, n)
+    u = 1.0 + 0.3 * rng.standard_normal(n)
+    v = 0.1 * rng.standard_normal(n)
+    a = 2 * math.pi * k / 5 + 0.25 * np.exp(u)
+    c, s = np.cos(a), np.sin(a)
+    return 2.0 * np.stack([c * u - s * v, s * u + c * v], 1)
+
+
+def _two_spirals(rng, n):
+    sign = np.where(rng.integers(0, 2, n) == 0, 1.0, -1.0)
+    t = _SPIRAL_T * np.sqrt(rng.random(n))
+    return _spiral_curve(sign[:, None], t) + 0.15 * rng.standard_normal((n, 2))
+
+
+def _digits(rng, n):
+    from sklearn.datasets import load_digits
+    pixels = load_digits().data
+    if n > len(pixels):
+        raise ValueError(f"digits has {len(pixels)} images; received n={n}.")
+    pixels = pixels[rng.permutation(len(pixels))[:n]]
+    return ((pixels + rng.random(pixels.shape)) / 17.0 - DIGITS_MEAN) / DIGITS_STD
+
+
+_SAMPLERS = {"moons": _moons, "eight_gaussians": _eight_gaussians,
+             "checkerboard": _checkerboard, "rings": _rings, "pinwheel": _pinwheel,
+             "two_spirals": _two_spirals, "digits": _digits}
+
+
+def _check_name(name):
+    if name not in _SAMPLERS:
+        raise ValueError(f"Unknown dataset {name!r}; known datasets: {', '.join(NAMES)}.")
+
+
+def load(name, n=None, seed=0):
+    """Draws `n` points of dataset `name` as float32 `[n, D]`.
+
+    Args:
+        name: one of `NAMES`.
+        n: number of points; default 10,000 (all 1,797 images for digits).
+        seed: seed of the NumPy generator; the same seed gives the same data.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones) or bad n.
+    """
+    _check_name(name)
+    if n is None:
+        n = 1797 if name == "digits" else 10_000
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")
+    return _SAMPLERS[name](np.random.default_rng(seed), int(n)).astype(np.float32)
+
+
+def _logsumexp(a, axis):
+    m = np.max(a, axis=axis, keepdims=True)
+    return np.squeeze(m, axis) + np.log(np.sum(np.exp(a - m), axis=axis))
+
+
+def _gauss(x, mu, sigma):
+    return -0.5 * ((x - mu) ** 2).sum(-1) / sigma ** 2 - _LOG2PI - 2 * math.log(sigma)
+
+
+def _curve_log_prob(x, curves, t_hi, log_pt, sigma, nodes=4096):
+    """log of the mixture over `curves` of int p(t) N(x; c(t), sigma^2 I) dt (midpoint rule)."""
+    h = t_hi / nodes
+    t = (np.arange(nodes) + 0.5) * h
+    logw = log_pt(t) + math.log(h) - math.log(len(curves))
+    parts = [_gauss(x[:, None, :], c(t)[None], sigma) + logw[None] for c in curves]
+    return _logsumexp(np.concatenate(parts, 1), 1)
+
+
+def _checkerboard_lp(x):
+    inside = np.all(np.abs(x) <= 4.0, 1)
+    ij = np.clip(np.floor((x + 4.0) / 2.0), 0, 3)
+    black = (ij.sum(1) % 2) == 0
+    return np.where(inside & black, -math.log(32.0), -np.inf)
+
+
+def _rings_lp(x):
+    from scipy.special import i0e  # scipy comes with scikit-learn
+    radii = np.arange(1.0, 5.0)[None]
+    rho = np.sqrt((x ** 2).sum(1))[:, None]
+    s2 = 0.01
+    lp = (np.log(radii / radii.sum()) - _LOG2PI - math.log(s2) - (rho - radii) ** 2 / (2 * s2)
+          + np.log(i0e(rho * radii / s2)))
+    return _logsumexp(lp, 1)
+
+
+_TRUE_LOG_PROB = {
+    "eight_gaussians": lambda x: _logsumexp(_gauss(x[:, None], _eight_centres()[None], 0.3), 1)
+    - math.log(8),
+    "checkerboard": _checkerboard_lp,
+    "rings": _rings_lp,
+    "moons": lambda x: _curve_log_prob(x, [lambda t: _moon_curve(0, t), lambda t: _moon_curve(1, t)],
+                                       math.pi, lambda t: np.full_like(t, -math.log(math.pi)), 0.15),
+    "two_spirals": lambda x: _curve_log_prob(
+        x, [lambda t: _spiral_curve(1.0, t), lambda t: _spiral_curve(-1.0, t)], _SPIRAL_T,
+        lambda t: np.log(2 * t / _SPIRAL_T ** 2), 0.15, nodes=8192),
+}
+
+
+def true_log_prob(name, x, chunk=2048):
+    """The data-generating log-density of a 2-D set at `x` `[N, 2]` (float64 `[N]`).
+
+    Exact for eight_gaussians, checkerboard and rings; by midpoint quadrature
+    over the curve parameter for moons and two_spirals. Not available for
+    pinwheel or digits (ValueError).
+    """
+    _check_name(name)
+    if name not in _TRUE_LOG_PROB:
+        raise ValueError(f"No closed-form density for {name!r}; available for: "
+                         f"{', '.join(_TRUE_LOG_PROB)}.")
+    x = np.asarray(x, np.float64)
+    return np.concatenate([_TRUE_LOG_PROB[name](x[i:i + chunk])
+                           for i in range(0, len(x), chunk)]) if len(x) else np.zeros(0)

@@ -1,0 +1,126 @@
+"""The Flow model's API: sampling, traces, TFP views, bases, conditional use."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasflows
+from kerasflows import layers as L
+from kerasflows import models as M
+from kerasflows.testing import perturb_weights
+
+
+@pytest.fixture(scope="module")
+def flow():
+    f = M.RealNVP(2, num_layers=3, hidden_units=(16,))
+    perturb_weights(f, 0.3)
+    return f
+
+
+def test_sample_is_reproducible_with_seed_and_differs_without(flow):
+    a, b = flow.sample(50, seed=3), flow.sample(50, seed=3)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(flow.sample(50, seed=4), a)
+    assert not np.allclose(flow.sample(50), flow.sample(50))
+    assert a.shape == (50, 2)
+
+
+def test_temperature_scales_the_base(flow):
+    z_cold = flow.inverse(flow.sample(2000, seed=1, temperature=0.5)).numpy()
+    z_hot = flow.inverse(flow.sample(2000, seed=1, temperature=1.0)).numpy()
+    np.testing.assert_allclose(z_cold, 0.5 * z_hot, rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="temperature"):
+        flow.sample(3, temperature=0.0)
+
+
+def test_sample_and_log_prob_matches_log_prob(flow):
+    x, lp = flow.sample_and_log_prob(100, seed=0)
+    np.testing.assert_allclose(lp, flow.log_prob(x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(x, flow.sample(100, seed=0), atol=1e-6)
+
+
+def test_trace_has_every_layer_and_ends_where_forward_ends(flow):
+    z = np.random.default_rng(0).standard_normal((7, 2)).astype("float32")
+    states, log_dets = flow.trace(z, return_log_dets=True)
+    assert len(states) == len(flow.flow_layers) + 1 and len(log_dets) == len(flow.flow_layers)
+    x, ld = flow.forward_and_log_det(z)
+    np.testing.assert_allclose(states[0], z)
+    np.testing.assert_allclose(states[-1], x, atol=1e-5)
+    np.testing.assert_allclose(tf.add_n(log_dets), ld, atol=1e-4)
+    back, ilds = flow.trace_inverse(x, return_log_dets=True)
+    np.testing.assert_allclose(back[-1], z, atol=1e-4)
+    for i, state in enumerate(back):  # trace_inverse retraces the forward states
+        np.testing.assert_allclose(state, states[-1 - i], atol=1e-4)
+    np.testing.assert_allclose(flow.base_log_prob(back[-1]) + tf.add_n(ilds), flow.log_prob(x),
+                               atol=1e-4)
+
+
+def test_tfp_views_agree_with_the_flow(flow):
+    x = flow.sample(20, seed=2)
+    np.testing.assert_allclose(flow.distribution.log_prob(x), flow.log_prob(x), atol=1e-4)
+    z = flow.inverse(x)
+    np.testing.assert_allclose(flow.bijector.forward(z), x, atol=1e-4)
+    np.testing.assert_allclose(flow.bijector.inverse_log_det_jacobian(x, event_ndims=1),
+                               flow.inverse_and_log_det(x)[1], atol=1e-4)
+
+
+def test_learned_normal_base_is_trained_and_saved(tmp_path):
+    f = kerasflows.Flow([L.ElementwiseAffine()], event_dim=2, base="learned_normal")
+    assert len(f.trainable_weights) == 4
+    x = np.random.default_rng(0).normal([3.0, -1.0], [0.5, 2.0], (2048, 2)).astype("float32")
+    f.compile(optimizer=keras.optimizers.Adam(0.05))
+    f.fit(x, batch_size=256, epochs=30, verbose=0)
+    samples = f.sample(20000, seed=0).numpy()
+    np.testing.assert_allclose(samples.mean(0), [3.0, -1.0], atol=0.1)
+    np.testing.assert_allclose(samples.std(0), [0.5, 2.0], rtol=0.1)
+    f.save(tmp_path / "f.keras")
+    g = keras.models.load_model(tmp_path / "f.keras")
+    np.testing.assert_array_equal(g.log_prob(x[:5]), f.log_prob(x[:5]))
+
+
+def test_unknown_base_and_bad_layers_raise():
+    with pytest.raises(ValueError, match="base"):
+        kerasflows.Flow([L.Permute()], event_dim=2, base="laplace")
+    with pytest.raises(ValueError, match="FlowLayer"):
+        kerasflows.Flow([keras.layers.Dense(2)], event_dim=2)
+    with pytest.raises(ValueError, match="context_dim"):
+        kerasflows.Flow([L.AffineCoupling(context_dim=3)], event_dim=2, context_dim=2)
+
+
+def test_conditional_flow_fits_and_uses_its_context():
+    rng = np.random.default_rng(0)
+    c = rng.choice([-2.0, 2.0], size=(4096, 1)).astype("float32")
+    x = (c + 0.3 * rng.standard_normal((4096, 2))).astype("float32")
+    f = M.MAF(2, num_layers=2, hidden_units=(32, 32), context_dim=1)
+    f.compile(optimizer=keras.optimizers.Adam(1e-2))
+    hist = f.fit((x, c), batch_size=256, epochs=8, verbose=0, validation_data=(x[:512], c[:512]))
+    assert hist.history["loss"][-1] < hist.history["loss"][0] - 1.0
+    assert "val_loss" in hist.history
+    plus = f.sample(2000, context=np.full((2000, 1), 2.0, "float32"), seed=0).numpy()
+    minus = f.sample(2000, context=np.full((2000, 1), -2.0, "float32"), seed=0).numpy()
+    np.testing.assert_allclose(plus.mean(0), [2.0, 2.0], atol=0.3)
+    np.testing.assert_allclose(minus.mean(0), [-2.0, -2.0], atol=0.3)
+    ds = tf.data.Dataset.from_tensor_slices((x, c)).batch(256)
+    f.fit(ds, epochs=1, verbose=0)  # (x, context) datasets work too
+
+
+def test_custom_flow_layer_works_unchanged_in_a_flow(tmp_path):
+    import tensorflow_probability as tfp
+
+    @keras.saving.register_keras_serializable(package="test_user")
+    class Shift(L.FlowLayer):
+        def build_flow(self, event_dim):
+            self.shift = self.add_weight(shape=(event_dim,), initializer="zeros", name="shift")
+
+        def bijector(self, context=None):
+            return tfp.bijectors.Shift(self.shift)
+
+    f = kerasflows.Flow([Shift(), L.AffineCoupling(hidden_units=(8,))], event_dim=2)
+    x = np.random.default_rng(0).normal(4.0, 1.0, (1024, 2)).astype("float32")
+    f.compile(optimizer=keras.optimizers.Adam(0.05))
+    f.fit(x, batch_size=128, epochs=20, verbose=0)
+    assert np.allclose(f.flow_layers[0].shift.numpy(), 4.0, atol=0.5)
+    f.save(tmp_path / "f.keras")
+    g = keras.models.load_model(tmp_path / "f.keras")
+    np.testing.assert_array_equal(g.log_prob(x[:4]), f.log_prob(x[:4]))

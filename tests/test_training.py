@@ -1,0 +1,149 @@
+"""Training with compile()/fit(): learning, XLA, callbacks, distribution, bad data."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasflows
+from kerasflows import datasets
+from kerasflows import models as M
+
+
+@pytest.fixture(scope="module")
+def moons():
+    train = datasets.load("moons", n=30_000, seed=0)
+    test = datasets.load("moons", n=5_000, seed=1)
+    entropy = -datasets.true_log_prob("moons", test).mean()
+    return train, test, entropy
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["NSF", "MAF"])
+def test_fit_reaches_the_true_entropy_on_moons(recipe, moons):
+    train, test, entropy = moons
+    keras.utils.set_random_seed(0)
+    flow = getattr(M, recipe)(2, num_layers=5, hidden_units=(64, 64))
+    steps = 1500
+    schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=steps, alpha=0.05)
+    flow.compile(optimizer=keras.optimizers.Adam(schedule), jit_compile=True)
+    flow.fit(train, batch_size=512, epochs=steps * 512 // len(train) + 1, verbose=0)
+    nll = -float(np.mean(flow.log_prob(test)))
+    print(f"{recipe}: test NLL {nll:.4f}, true entropy {entropy:.4f}, gap {nll - entropy:.4f}")
+    assert nll - entropy < 0.15
+
+
+def test_reported_loss_is_mean_nll_in_nats():
+    flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
+    x = datasets.load("eight_gaussians", n=1000)
+    flow.compile(optimizer=keras.optimizers.SGD(0.0))  # no update: loss = NLL of fixed weights
+    hist = flow.fit(x, batch_size=100, epochs=1, verbose=0)
+    np.testing.assert_allclose(hist.history["loss"][0], -np.mean(flow.log_prob(x)), rtol=1e-5)
+    np.testing.assert_allclose(flow.evaluate(x, verbose=0), -np.mean(flow.log_prob(x)), rtol=1e-5)
+
+
+def test_jit_compiled_training_and_compiled_evaluation():
+    flow = M.NSF(2, num_layers=2, hidden_units=(16,), bins=4)
+    x = datasets.load("moons", n=2048)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True)
+    hist = flow.fit(x, batch_size=256, epochs=3, verbose=0)
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
+    lp = tf.function(flow.log_prob, jit_compile=True)(tf.constant(x[:64]))
+    np.testing.assert_allclose(lp, flow.log_prob(x[:64]), rtol=1e-4, atol=1e-4)
+    smp = tf.function(lambda: flow.sample(32, seed=1), jit_compile=True)()
+    np.testing.assert_allclose(smp, flow.sample(32, seed=1), atol=1e-4)
+
+
+def test_stock_callbacks_work(tmp_path):
+    flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
+    x = datasets.load("moons", n=1024)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+    ckpt = str(tmp_path / "best.keras")
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True),
+        keras.callbacks.ModelCheckpoint(ckpt, monitor="val_loss", save_best_only=True),
+        keras.callbacks.BackupAndRestore(str(tmp_path / "backup")),
+        keras.callbacks.TensorBoard(str(tmp_path / "tb")),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    flow.fit(x, batch_size=128, epochs=3, validation_data=x[:256], callbacks=callbacks, verbose=0)
+    best = keras.models.load_model(ckpt)
+    assert np.all(np.isfinite(best.log_prob(x[:10])))
+    assert os.listdir(tmp_path / "tb")
+
+
+def test_bad_data_fails_before_training():
+    flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
+    flow.compile(optimizer="adam")
+    x = datasets.load("moons", n=256)
+    x[17, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf.*rows \\[17\\]"):
+        flow.fit(x, epochs=1, verbose=0)
+    x[17, 1] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        flow.fit(x[:100], validation_data=x, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"expected inputs of shape \(batch, 2\); received shape \(5, 3\)"):
+        flow.fit(np.zeros((5, 3), "float32"), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="no targets"):
+        flow.fit(x, x, epochs=1, verbose=0)
+
+
+def test_wrong_shapes_and_missing_context_are_named():
+    flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
+    with pytest.raises(ValueError, match=r"\(batch, 2\).*\(4, 3\)"):
+        flow.log_prob(np.zeros((4, 3), "float32"))
+    with pytest.raises(ValueError, match=r"\(batch, 2\).*\(4,\)"):
+        flow.log_prob(np.zeros(4, "float32"))
+    cond = M.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=3)
+    with pytest.raises(ValueError, match="conditional.*context"):
+        cond.log_prob(np.zeros((4, 2), "float32"))
+    with pytest.raises(ValueError, match="conditional.*context"):
+        cond.sample(4)
+    with pytest.raises(ValueError, match=r"context of shape \(batch, 3\)"):
+        cond.log_prob(np.zeros((4, 2), "float32"), context=np.zeros((4, 2), "float32"))
+    with pytest.raises(ValueError, match="not conditional"):
+        flow.log_prob(np.zeros((4, 2), "float32"), context=np.zeros((4, 3), "float32"))
+
+
+MIRRORED_SCRIPT = r"""
+import json, sys
+import numpy as np, tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from kerasflows import models, datasets
+x = datasets.load("moons", n=64, seed=0)
+
+def one_step(strategy):
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        flow = models.RealNVP(2, num_layers=2, hidden_units=(16,))
+        for i, w in enumerate(flow.trainable_weights):  # move off the zero init
+            w.assign(0.1 * np.cos(np.arange(np.prod(w.shape)) + i).reshape(w.shape))
+        flow.compile(optimizer=keras.optimizers.SGD(0.1))
+    hist = flow.fit(x, batch_size=64, epochs=1, shuffle=False, verbose=0)
+    return hist.history["loss"][0], [w.numpy().tolist() for w in flow.trainable_weights]
+
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+assert mirrored.num_replicas_in_sync == 2
+l1, w1 = one_step(mirrored)
+l0, w0 = one_step(tf.distribute.get_strategy())
+json.dump({"loss": [l0, l1], "max_weight_diff": max(
+    float(np.max(np.abs(np.array(a) - np.array(b)))) for a, b in zip(w0, w1))}, sys.stdout)
+"""
+
+
+def test_mirrored_strategy_step_equals_single_device_step():
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    l0, l1 = res["loss"]
+    assert abs(l0 - l1) < 1e-5 * abs(l0), res
+    assert res["max_weight_diff"] < 1e-6, res
