@@ -127,7 +127,10 @@ class FlowLayer(keras.layers.Layer):
 
     def check_inputs(self, x, context=None):
         """Validates shapes of `x` and `context`; returns them as tensors."""
-        x = tf.convert_to_tensor(x, dtype=self.compute_dtype)
+        # A fresh tensor, so TFP's bijector cache (keyed on inputs, shared by
+        # equal bijectors) never returns a stale result without a gradient
+        # path (tensorflow/probability#1190).
+        x = tf.identity(tf.convert_to_tensor(x, dtype=self.compute_dtype))
         if not self.built:
             self.build(x.shape)
         check_event_dim(type(self).__name__, x, self.event_dim)
