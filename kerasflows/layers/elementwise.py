@@ -1,0 +1,95 @@
+"""Elementwise flow layers: `Sigmoid`, `Logit`, `Exp` and `ElementwiseAffine`.
+
+Each maps every coordinate on its own, so its Jacobian is diagonal and the
+log-det is a sum over dimensions; the math is TFP's (`tfb.Sigmoid`, `tfb.Exp`,
+`tfb.Shift`, `tfb.Scale`).
+"""
+
+import keras
+import tensorflow_probability as tfp
+
+from kerasflows.layers.base import FlowLayer
+
+tfb = tfp.bijectors
+
+__all__ = ["Sigmoid", "Logit", "Exp", "ElementwiseAffine", "affine_bijector"]
+
+
+def affine_bijector(shift, log_scale):
+    """The TFP bijector `x = z * exp(log_scale) + shift` (log-det `sum(log_scale)`)."""
+    return tfb.Chain([tfb.Shift(shift), tfb.Scale(log_scale=log_scale)])
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class Sigmoid(FlowLayer):
+    """Logistic sigmoid: forward maps R to (0, 1), `x = 1 / (1 + exp(-z))`.
+
+    Useful as the last layer of a flow for data in (0, 1); `inverse` of a
+    value outside (0, 1) is NaN.
+
+    Example:
+
+    ```python
+    flow = kerasflows.Flow([AffineCoupling(), Permute(), Sigmoid()], event_dim=2)
+    ```
+
+    Args:
+        **kwargs: passed to `FlowLayer` (`context_dim`, `name`, `dtype`);
+            the layer ignores any context.
+    """
+
+    def bijector(self, context=None):
+        return tfb.Sigmoid()
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class Logit(FlowLayer):
+    """Logit, the inverse of `Sigmoid`: forward maps (0, 1) to R, `x = log(z / (1 - z))`.
+
+    Use it first in a flow whose base lives in (0, 1), or in the density
+    direction to map data in (0, 1) to R.
+
+    Args:
+        **kwargs: passed to `FlowLayer`; the layer ignores any context.
+    """
+
+    def bijector(self, context=None):
+        return tfb.Invert(tfb.Sigmoid())
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class Exp(FlowLayer):
+    """Exponential: forward maps R to (0, inf), `x = exp(z)`; log-det `sum(z)`.
+
+    Args:
+        **kwargs: passed to `FlowLayer`; the layer ignores any context.
+    """
+
+    def bijector(self, context=None):
+        return tfb.Exp()
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class ElementwiseAffine(FlowLayer):
+    """Learned per-dimension affine map `x = z * exp(log_scale) + shift`.
+
+    Starts at the identity (`shift = 0`, `log_scale = 0`); the log-det is
+    `sum(log_scale)`, the same for every example.
+
+    Example:
+
+    ```python
+    flow = kerasflows.Flow([ElementwiseAffine()], event_dim=2)  # a diagonal Gaussian
+    ```
+
+    Args:
+        **kwargs: passed to `FlowLayer`; the layer ignores any context.
+    """
+
+    def build_flow(self, event_dim):
+        self.shift = self.add_weight(shape=(event_dim,), initializer="zeros", name="shift")
+        self.log_scale = self.add_weight(shape=(event_dim,), initializer="zeros",
+                                         name="log_scale")
+
+    def bijector(self, context=None):
+        return affine_bijector(self.shift, self.log_scale)

@@ -1,0 +1,132 @@
+"""Normalisation flow layers: `ActNorm` (Glow) and `BatchNorm` (RealNVP).
+
+Both are per-dimension affine maps `x = z * exp(log_scale) + shift` whose
+parameters are set from data: once at the start of training for `ActNorm`
+(Kingma & Dhariwal 2018, section 3.1), from batch and moving statistics
+for `BatchNorm` (Dinh et al. 2017, "Density estimation using Real NVP",
+section 3.7 and appendix E).
+"""
+
+import keras
+import tensorflow as tf
+
+from kerasflows.layers.base import FlowLayer, batch_log_det
+from kerasflows.layers.elementwise import ElementwiseAffine, affine_bijector
+
+__all__ = ["ActNorm", "BatchNorm"]
+
+#: Added to variances before taking logs, so constant dimensions stay finite.
+ACTNORM_EPSILON = 1e-6
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class ActNorm(ElementwiseAffine):
+    """Activation normalisation (Glow): an `ElementwiseAffine` with data-dependent init.
+
+    `data_init(x)` sets `shift = mean(x)` and `log_scale = log(std(x))` per
+    dimension from a batch `x` on the layer's data side, so that the
+    inverse maps that batch to zero mean and unit variance. It runs once:
+    the non-trainable `initialized` weight (saved with the model) turns later
+    calls into no-ops. `Flow.fit` calls it on the first batch.
+
+    Example:
+
+    ```python
+    flow = kerasflows.Flow([AffineCoupling(), ActNorm()], event_dim=2)
+    flow.compile(optimizer="adam")
+    flow.fit(x)  # ActNorm standardises x before the first step
+    ```
+
+    Args:
+        **kwargs: passed to `FlowLayer`; the layer ignores any context.
+    """
+
+    needs_data_init = True
+
+    def build_flow(self, event_dim):
+        super().build_flow(event_dim)
+        self.initialized = self.add_weight(shape=(), dtype="bool", initializer="zeros",
+                                           trainable=False, name="initialized")
+
+    def data_init(self, x, context=None):
+        """Standardises the data-side batch `x` `[batch, D]`, unless already initialised."""
+        x, _ = self.check_inputs(x, context)
+        mean, variance = tf.nn.moments(tf.cast(x, self.shift.dtype), axes=[0])
+        done = tf.convert_to_tensor(self.initialized)
+        self.shift.assign(tf.where(done, self.shift, mean))
+        log_std = 0.5 * tf.math.log(variance + ACTNORM_EPSILON)
+        self.log_scale.assign(tf.where(done, self.log_scale, log_std))
+        self.initialized.assign(True)
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class BatchNorm(FlowLayer):
+    """Batch normalisation as a flow layer (RealNVP).
+
+    Density direction (data `x` to base `z`):
+    `z = (x - mean) / sqrt(var + epsilon) * exp(log_gamma) + beta`.
+    In training (`inverse_and_log_det(x, training=True)`, which `Flow.fit`
+    uses) `mean`/`var` are the batch statistics and the moving statistics
+    are updated: `moving = momentum * moving + (1 - momentum) * batch`.
+    Otherwise, in both directions, the moving statistics are used. The
+    log-det `sum(log_gamma - 0.5 * log(var + epsilon))` is exact for the map
+    with those statistics held fixed, as in the paper.
+
+    Example:
+
+    ```python
+    flow = kerasflows.Flow([AffineCoupling(), BatchNorm(), AffineCoupling()], event_dim=2)
+    ```
+
+    Args:
+        momentum: moving-average momentum, in [0, 1).
+        epsilon: added to the variance, > 0.
+        **kwargs: passed to `FlowLayer`; the layer ignores any context.
+
+    Raises:
+        ValueError: for momentum outside [0, 1) or epsilon <= 0.
+    """
+
+    def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={momentum}")
+        if not epsilon > 0.0:
+            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon}")
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+
+    def build_flow(self, event_dim):
+        weight = lambda name, init, trainable=True: self.add_weight(
+            shape=(event_dim,), initializer=init, trainable=trainable, name=name)
+        self.log_gamma = weight("log_gamma", "zeros")
+        self.beta = weight("beta", "zeros")
+        self.moving_mean = weight("moving_mean", "zeros", trainable=False)
+        self.moving_variance = weight("moving_variance", "ones", trainable=False)
+
+    def _bijector_for(self, mean, variance):
+        """Forward `x = (z - beta) * exp(-log_gamma) * sqrt(var + eps) + mean`."""
+        log_scale = 0.5 * tf.math.log(variance + self.epsilon) - self.log_gamma
+        return affine_bijector(mean - self.beta * tf.exp(log_scale), log_scale)
+
+    def bijector(self, context=None):
+        """The inference-mode bijector, built from the moving statistics."""
+        return self._bijector_for(self.moving_mean, self.moving_variance)
+
+    def _update_moving(self, mean, variance):
+        m = self.momentum
+        self.moving_mean.assign(m * self.moving_mean + (1.0 - m) * mean)
+        self.moving_variance.assign(m * self.moving_variance + (1.0 - m) * variance)
+
+    def inverse_and_log_det(self, x, context=None, training=False):
+        """Maps data `x` to base `z`; with `training=True` uses and records batch statistics."""
+        if not training:
+            return super().inverse_and_log_det(x, context=context)
+        x, _ = self.check_inputs(x, context)
+        mean, variance = tf.nn.moments(x, axes=[0])
+        self._update_moving(tf.stop_gradient(mean), tf.stop_gradient(variance))
+        b = self._bijector_for(mean, variance)
+        return b.inverse(x), batch_log_det(b.inverse_log_det_jacobian(x, event_ndims=1), x)
+
+    def get_config(self):
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
