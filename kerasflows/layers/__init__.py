@@ -2,8 +2,14 @@
 
 from kerasflows.layers.base import FlowLayer
 from kerasflows.layers.coupling import AdditiveCoupling, AffineCoupling, CouplingLayer
+from kerasflows.layers.elementwise import ElementwiseAffine, Exp, Logit, Sigmoid
+from kerasflows.layers.linear import InvertibleLinear
 from kerasflows.layers.nets import MADE, MLP
+from kerasflows.layers.normalization import ActNorm, BatchNorm
+from kerasflows.layers.permute import Permute
 
 __all__ = [
     "FlowLayer", "CouplingLayer", "AffineCoupling", "AdditiveCoupling", "MLP", "MADE",
+    "Permute", "InvertibleLinear", "ActNorm", "BatchNorm",
+    "Sigmoid", "Logit", "Exp", "ElementwiseAffine",
 ]
