@@ -22,6 +22,11 @@ __all__ = ["Flow", "BASES"]
 BASES = ("normal", "learned_normal")
 
 
+def _context_for(layer, context):
+    """The context a layer takes: unconditional layers (context_dim=None) get None."""
+    return None if layer.context_dim is None else context
+
+
 def _replica_count():
     if tf.distribute.has_strategy():
         return tf.distribute.get_strategy().num_replicas_in_sync
@@ -142,7 +147,8 @@ class Flow(keras.Model):
     def _run_inverse(self, x, context, training=False, keep=False):
         h, total, states, log_dets = x, tf.zeros(tf.shape(x)[:1], x.dtype), [x], []
         for layer in reversed(self.flow_layers):
-            h, ld = layer.inverse_and_log_det(h, context=context, training=training)
+            h, ld = layer.inverse_and_log_det(h, context=_context_for(layer, context),
+                                              training=training)
             total += ld
             if keep:
                 states.append(h)
@@ -152,7 +158,7 @@ class Flow(keras.Model):
     def _run_forward(self, z, context, keep=False):
         h, total, states, log_dets = z, tf.zeros(tf.shape(z)[:1], z.dtype), [z], []
         for layer in self.flow_layers:
-            h, ld = layer.forward_and_log_det(h, context=context)
+            h, ld = layer.forward_and_log_det(h, context=_context_for(layer, context))
             total += ld
             if keep:
                 states.append(h)
@@ -266,7 +272,8 @@ class Flow(keras.Model):
         if self.context_dim is not None and context is None:
             raise ValueError(f"This flow is conditional (context_dim={self.context_dim}): "
                              "use get_bijector(context=...).")
-        bijectors = [layer.bijector(context=context) for layer in self.flow_layers]
+        bijectors = [layer.bijector(context=_context_for(layer, context))
+                     for layer in self.flow_layers]
         return tfb.Chain(list(reversed(bijectors)))
 
     def get_distribution(self, context=None):
@@ -314,8 +321,9 @@ class Flow(keras.Model):
         x, context = self._prepare(x, context)
         h = x
         for layer in reversed(self.flow_layers):
-            layer.data_init(h, context=context)
-            h, _ = layer.inverse_and_log_det(h, context=context)
+            c = _context_for(layer, context)
+            layer.data_init(h, context=c)
+            h, _ = layer.inverse_and_log_det(h, context=c)
 
     def fit(self, x=None, y=None, batch_size=None, validation_data=None, **kwargs):
         """Trains by maximum likelihood; see `keras.Model.fit`.
