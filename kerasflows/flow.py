@@ -225,7 +225,9 @@ class Flow(keras.Model):
             seed = self.sample_seed.next()
         else:
             seed = tf.stack([tf.cast(seed, "int32"), tf.constant(0, "int32")])
-        eps = tf.random.stateless_normal(shape, seed=seed, dtype=self.compute_dtype)
+        # Philox explicitly: the default ("auto_select") picks a different generator under
+        # XLA than in a plain graph, so exported SavedModels would draw other samples.
+        eps = tf.random.stateless_normal(shape, seed=seed, dtype=self.compute_dtype, alg="philox")
         loc, scale = self._base_params()
         return loc + tf.cast(temperature, self.compute_dtype) * scale * eps
 
@@ -337,6 +339,11 @@ class Flow(keras.Model):
         if first is not None and any(l.needs_data_init for l in self.flow_layers):
             self.initialize(*first)
         return super().fit(x, batch_size=batch_size, validation_data=validation_data, **kwargs)
+
+    def export(self, path, version=1, overwrite=False):
+        """Writes a TF Serving SavedModel to `path/<version>/`; see `kerasflows.export`."""
+        from kerasflows.export import export_saved_model
+        return export_saved_model(self, path, version=version, overwrite=overwrite)
 
     def get_config(self):
         config = super().get_config()
