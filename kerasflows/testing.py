@@ -40,19 +40,27 @@ def _fail(layer, what):
     raise FlowLayerCheckError(f"{type(layer).__name__} '{layer.name}': {what}")
 
 
-def _inputs(layer, event_dim, context_dim, batch, seed, scale):
+def _inputs(layer, event_dim, context_dim, batch, seed, scale, inputs=None):
     rng = np.random.default_rng(seed + 1)
     dtype = layer.compute_dtype
-    z = tf.constant(scale * rng.standard_normal((batch, event_dim)), dtype)
+    if inputs is None:
+        inputs = scale * rng.standard_normal((batch, event_dim))
+    elif np.shape(inputs) != (batch, event_dim):
+        raise ValueError(f"check_flow_layer: `inputs` must have shape (batch, {event_dim}); "
+                         f"received shape {np.shape(inputs)}.")
+    z = tf.constant(inputs, dtype)
     c = None if context_dim is None else tf.constant(rng.standard_normal((batch, context_dim)), dtype)
     return z, c
 
 
 def _check_jacobian(layer, z, c, ld_f, atol):
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as tape:
         tape.watch(z)
         x, _ = layer.forward_and_log_det(z, context=c)
-    jac = tape.batch_jacobian(x, z)
+    try:
+        jac = tape.batch_jacobian(x, z)
+    except ValueError:  # pfor cannot vectorize some ops (e.g. ODE solvers' adjoints)
+        jac = tape.batch_jacobian(x, z, experimental_use_pfor=False)
     sign, logabsdet = np.linalg.slogdet(jac.numpy().astype(np.float64))
     if not np.all(sign != 0):
         _fail(layer, "the autodiff Jacobian is singular")
@@ -92,7 +100,8 @@ def _check_config(layer, z, c, x, atol):
 
 
 def check_flow_layer(layer, event_dim, context_dim=None, batch=16, seed=0, perturb=0.1,
-                     scale=1.5, inverse_atol=None, logdet_atol=None, check_config=True):
+                     scale=1.5, inverse_atol=None, logdet_atol=None, check_config=True,
+                     inputs=None):
     """Checks that `layer` is a valid flow transformation; returns the measured errors.
 
     Checks, on a random batch (`scale` times standard normal) after moving the
@@ -114,6 +123,8 @@ def check_flow_layer(layer, event_dim, context_dim=None, batch=16, seed=0, pertu
         batch, seed, perturb, scale: the random test batch and weight noise.
         inverse_atol, logdet_atol: tolerances overriding the defaults.
         check_config: also check the config round trip.
+        inputs: an optional `[batch, event_dim]` array used as the test batch
+            instead of the random one (e.g. values in (0, 1) for `Logit`).
 
     Returns:
         dict with `inverse_error`, `logdet_error`, `logdet_sum_error`.
@@ -129,10 +140,11 @@ def check_flow_layer(layer, event_dim, context_dim=None, batch=16, seed=0, pertu
     f64 = layer.compute_dtype == "float64"
     inverse_atol = inverse_atol or (1e-5 if f64 else 1e-3)
     logdet_atol = logdet_atol or (1e-6 if f64 else 1e-3)
+    batch = batch if inputs is None else len(inputs)
     layer.ensure_built(event_dim)
     if perturb:
         perturb_weights(layer, perturb, seed)
-    z, c = _inputs(layer, event_dim, context_dim, batch, seed, scale)
+    z, c = _inputs(layer, event_dim, context_dim, batch, seed, scale, inputs)
     if layer.needs_data_init:
         layer.data_init(z, context=c)
     x, ld_f = layer.forward_and_log_det(z, context=c)

@@ -1,0 +1,175 @@
+"""What is special to `ActNorm` (data-dependent init) and `BatchNorm` (batch/moving statistics).
+
+The conformance suite checks both at event_dim 2 and 5 with their initial
+statistics; here they are checked at 3 with non-trivial ones.
+"""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasflows
+from kerasflows.layers import ActNorm, BatchNorm
+from kerasflows.testing import check_flow_layer
+
+DTYPES = ["float32", "float64"]
+
+
+def _data(n=1024, dim=2, mean=5.0, std=3.0, seed=0):
+    rng = np.random.default_rng(seed)
+    return (mean + std * rng.standard_normal((n, dim))).astype("float32")
+
+
+def _normal_log_prob(z):
+    return -0.5 * np.sum(z * z, -1) - 0.5 * z.shape[-1] * math.log(2 * math.pi)
+
+
+# -- ActNorm ------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_actnorm_check_after_init(dtype):
+    layer = ActNorm(dtype=dtype)
+    layer.ensure_built(3)
+    layer.data_init(_data(64, 3))  # then perturbed by check_flow_layer, not re-initialised
+    check_flow_layer(layer, 3, perturb=0.3)
+
+
+def test_actnorm_data_init_standardises_once():
+    x = _data(512, 3, mean=-2.0, std=0.5)
+    layer = ActNorm(dtype="float64")
+    layer.data_init(x)
+    z, _ = layer.inverse_and_log_det(x)
+    np.testing.assert_allclose(np.mean(z, 0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(np.std(z, 0), 1.0, atol=1e-5)
+    assert bool(layer.initialized.numpy())
+    before = [w.numpy().copy() for w in layer.weights]
+    layer.data_init(x + 100.0)
+    for w, b in zip(layer.weights, before):
+        np.testing.assert_array_equal(w.numpy(), b)
+
+
+def test_actnorm_data_init_works_inside_tf_function():
+    layer = ActNorm()
+    layer.ensure_built(2)
+    tf.function(layer.data_init)(tf.constant(_data(256)))
+    np.testing.assert_allclose(layer.shift.numpy(), 5.0, atol=0.4)
+    assert bool(layer.initialized.numpy())
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_actnorm_fit_initialises_from_first_batch(jit):
+    x = _data()
+    flow = kerasflows.Flow([ActNorm()], event_dim=2)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
+    history = flow.fit(x, batch_size=256, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    layer = flow.flow_layers[0]
+    assert bool(layer.initialized.numpy())
+    first = x[:256]
+    np.testing.assert_allclose(layer.shift.numpy(), first.mean(0), atol=0.02)
+    np.testing.assert_allclose(layer.log_scale.numpy(), np.log(first.std(0)), atol=0.02)
+
+
+def test_loaded_actnorm_is_not_reinitialised(tmp_path):
+    flow = kerasflows.Flow([ActNorm()], event_dim=2)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-3))
+    flow.fit(_data(), batch_size=256, epochs=1, verbose=0)
+    path = str(tmp_path / "f.keras")
+    flow.save(path)
+    loaded = keras.models.load_model(path)
+    layer = loaded.flow_layers[0]
+    assert bool(layer.initialized.numpy())
+    shift = layer.shift.numpy().copy()
+    loaded.compile(optimizer=keras.optimizers.Adam(1e-3))
+    loaded.fit(_data(mean=-10.0, std=0.1, seed=1), batch_size=256, epochs=1, verbose=0)
+    np.testing.assert_allclose(layer.shift.numpy(), shift, atol=0.01)
+
+
+# -- BatchNorm ----------------------------------------------------------------
+
+def _set_statistics(layer, dim, seed=0):
+    rng = np.random.default_rng(seed)
+    layer.moving_mean.assign(rng.standard_normal(dim))
+    layer.moving_variance.assign(rng.uniform(0.5, 2.0, dim))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batchnorm_check_with_moving_statistics(dtype):
+    layer = BatchNorm(dtype=dtype)
+    layer.ensure_built(3)
+    _set_statistics(layer, 3)
+    report = check_flow_layer(layer, 3, perturb=0.3)
+    if dtype == "float64":
+        assert report["inverse_error"] <= 1e-5 and report["logdet_error"] <= 1e-6
+
+
+def test_batchnorm_training_uses_batch_statistics_and_updates_moving():
+    layer = BatchNorm(momentum=0.9, epsilon=1e-5, dtype="float64")
+    layer.ensure_built(3)
+    layer.log_gamma.assign([0.1, -0.2, 0.3])
+    layer.beta.assign([1.0, 0.0, -1.0])
+    x = _data(400, 3).astype("float64")
+    mean, var = x.mean(0), x.var(0)
+    z, ld = layer.inverse_and_log_det(x, training=True)
+    expected = (x - mean) / np.sqrt(var + 1e-5) * np.exp([0.1, -0.2, 0.3]) + [1.0, 0.0, -1.0]
+    np.testing.assert_allclose(z, expected, atol=1e-10)
+    np.testing.assert_allclose(ld, np.sum([0.1, -0.2, 0.3] - 0.5 * np.log(var + 1e-5)),
+                               atol=1e-10)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), 0.1 * mean, atol=1e-10)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), 0.9 + 0.1 * var, atol=1e-10)
+
+
+def test_batchnorm_inference_leaves_statistics_alone():
+    layer = BatchNorm()
+    layer.inverse_and_log_det(_data(64), training=False)
+    layer.forward_and_log_det(_data(64))
+    np.testing.assert_array_equal(layer.moving_mean.numpy(), 0.0)
+    np.testing.assert_array_equal(layer.moving_variance.numpy(), 1.0)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_batchnorm_fit_moves_statistics_to_data(jit, tmp_path):
+    x = _data()
+    flow = kerasflows.Flow([BatchNorm()], event_dim=2)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=jit)
+    history = flow.fit(x, batch_size=64, epochs=4, verbose=0)  # 64 steps
+    assert np.isfinite(history.history["loss"]).all()
+    layer = flow.flow_layers[0]
+    np.testing.assert_allclose(layer.moving_mean.numpy(), x.mean(0), atol=0.3)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), x.var(0), rtol=0.2)
+    # Inference log-prob uses the moving statistics, whatever the batch.
+    mm, mv = layer.moving_mean.numpy(), layer.moving_variance.numpy()
+    lg, b = layer.log_gamma.numpy(), layer.beta.numpy()
+    z = (x[:5] - mm) / np.sqrt(mv + 1e-5) * np.exp(lg) + b
+    expected = _normal_log_prob(z) + np.sum(lg - 0.5 * np.log(mv + 1e-5))
+    np.testing.assert_allclose(flow.log_prob(x[:5]), expected, rtol=1e-5)
+    np.testing.assert_allclose(flow.log_prob(x[:1]), expected[:1], rtol=1e-5)
+    if jit:
+        path = str(tmp_path / "f.keras")
+        flow.save(path)
+        loaded = keras.models.load_model(path)
+        np.testing.assert_allclose(loaded.flow_layers[0].moving_mean.numpy(), mm)
+        np.testing.assert_allclose(loaded.log_prob(x[:5]), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs,match", [({"momentum": 1.0}, "momentum=1.0"),
+                                          ({"momentum": -0.1}, "momentum=-0.1"),
+                                          ({"epsilon": 0.0}, "epsilon=0.0")])
+def test_batchnorm_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BatchNorm(**kwargs)
+
+
+def test_normalisation_layers_inside_a_conditional_flow():
+    flow = kerasflows.Flow(
+        [kerasflows.layers.AffineCoupling(hidden_units=(8,), context_dim=2), BatchNorm(),
+         ActNorm()], event_dim=2, context_dim=2)
+    x, c = _data(256), np.random.default_rng(1).standard_normal((256, 2)).astype("float32")
+    flow.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = flow.fit((x, c), batch_size=128, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert bool(flow.flow_layers[2].initialized.numpy())
+    assert np.isfinite(flow.log_prob(x[:4], c[:4]).numpy()).all()
