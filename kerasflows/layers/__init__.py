@@ -1,5 +1,6 @@
 """Flow layers: Keras 3 layers that own their weights and expose TFP bijectors."""
 
+from kerasflows.layers.autoregressive import InverseAutoregressive, MaskedAutoregressive
 from kerasflows.layers.base import FlowLayer
 from kerasflows.layers.coupling import AdditiveCoupling, AffineCoupling, CouplingLayer
 from kerasflows.layers.elementwise import ElementwiseAffine, Exp, Logit, Sigmoid
@@ -7,9 +8,11 @@ from kerasflows.layers.linear import InvertibleLinear
 from kerasflows.layers.nets import MADE, MLP
 from kerasflows.layers.normalization import ActNorm, BatchNorm
 from kerasflows.layers.permute import Permute
+from kerasflows.layers.splines import SplineAutoregressive, SplineCoupling
 
 __all__ = [
     "FlowLayer", "CouplingLayer", "AffineCoupling", "AdditiveCoupling", "MLP", "MADE",
     "Permute", "InvertibleLinear", "ActNorm", "BatchNorm",
     "Sigmoid", "Logit", "Exp", "ElementwiseAffine",
+    "MaskedAutoregressive", "InverseAutoregressive", "SplineCoupling", "SplineAutoregressive",
 ]

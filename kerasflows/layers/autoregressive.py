@@ -1,0 +1,149 @@
+"""Affine autoregressive layers: `MaskedAutoregressive` (MAF) and `InverseAutoregressive` (IAF).
+
+Each dimension is transformed by an elementwise bijector whose parameters a
+`MADE` computes from the preceding dimensions (and the context). The
+transform is TFP's `tfb.MaskedAutoregressiveFlow`, whose conditioner sees
+the data side `x`: the inverse (density) takes one network pass, the
+forward (sampling) takes one pass per dimension. IAF is its inverse, so
+sampling is the one-pass direction.
+"""
+
+import keras
+import tensorflow_probability as tfp
+
+from kerasflows.layers.base import FlowLayer
+from kerasflows.layers.coupling import soft_clamp
+from kerasflows.layers.nets import MADE, check_hidden_units
+
+tfb = tfp.bijectors
+
+__all__ = ["AutoregressiveLayer", "MaskedAutoregressive", "InverseAutoregressive",
+           "check_max_log_scale"]
+
+
+def check_max_log_scale(max_log_scale):
+    """Returns `max_log_scale` as a float, or raises ValueError if it is not > 0."""
+    try:
+        value = float(max_log_scale)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ValueError("`max_log_scale` must be a finite number > 0. "
+                         f"Received: max_log_scale={max_log_scale!r}")
+    return value
+
+
+def memoized(fn):
+    """Wraps a one-argument `fn` so a repeated call on the same tensor reuses the result.
+
+    TFP bijectors call their conditioner once for the transform and once
+    more for its log-det, on the very same tensor; the memo makes that one
+    network evaluation in the graph (so also one backward pass).
+    """
+    last = []
+
+    def wrapped(y, *unused_args, **unused_kwargs):
+        if last and last[0] is y:
+            return last[1]
+        out = fn(y)
+        last[:] = [y, out]
+        return out
+    return wrapped
+
+
+class AutoregressiveLayer(FlowLayer):
+    """Base of autoregressive layers driven by a `MADE` and `tfb.MaskedAutoregressiveFlow`.
+
+    Subclasses set `params_per_dim` and implement `transform_kwargs(params_fn)`,
+    which returns the keyword arguments of `tfb.MaskedAutoregressiveFlow`;
+    `params_fn(y)` gives the MADE's `[batch, D, params_per_dim]` output.
+
+    Args:
+        hidden_units: sizes of the MADE's hidden layers.
+        activation: the MADE's activation (a Keras activation name).
+        context_dim: size of the context, or None.
+    """
+
+    params_per_dim = 2
+
+    def __init__(self, hidden_units=(64, 64), activation="relu", context_dim=None, **kwargs):
+        super().__init__(context_dim=context_dim, **kwargs)
+        self.hidden_units = check_hidden_units(hidden_units)
+        self.activation = keras.activations.serialize(keras.activations.get(activation))
+
+    def build_flow(self, event_dim):
+        self.made = MADE(self.params_per_dim, self.hidden_units, self.activation,
+                         context_dim=self.context_dim, dtype=self.dtype_policy, name="made")
+        self.made.build((None, event_dim))
+
+    def params_fn(self, context):
+        """Returns a memoized `f(y) -> [batch, D, params_per_dim]` (the MADE on `y`)."""
+        return memoized(lambda y: self.made(y, context=context))
+
+    def transform_kwargs(self, params_fn):
+        raise NotImplementedError
+
+    def bijector(self, context=None):
+        return tfb.MaskedAutoregressiveFlow(**self.transform_kwargs(self.params_fn(context)))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_units=list(self.hidden_units), activation=self.activation)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class MaskedAutoregressive(AutoregressiveLayer):
+    """Masked autoregressive flow (MAF, Papamakarios et al. 2017).
+
+    Forward (base `z` to data `x`): `x_d = z_d * exp(s_d(x_<d)) + t_d(x_<d)`,
+    solved one dimension at a time; the inverse (density) is one MADE pass.
+    The log-scale `s` is soft-clamped to `(-max_log_scale, max_log_scale)`.
+    The MADE's last layer starts at zero, so a new layer is the identity.
+
+    Example:
+
+    ```python
+    flow = kerasflows.Flow([MaskedAutoregressive(), Permute(), MaskedAutoregressive()],
+                           event_dim=2)
+    ```
+
+    Args:
+        hidden_units: sizes of the MADE's hidden layers.
+        activation: a Keras activation name.
+        context_dim: size of the context, or None.
+        max_log_scale: bound of the soft clamp on the log-scale.
+
+    Raises:
+        ValueError: for bad `hidden_units`, `context_dim` or `max_log_scale`.
+    """
+
+    params_per_dim = 2
+
+    def __init__(self, hidden_units=(64, 64), activation="relu", context_dim=None,
+                 max_log_scale=3.0, **kwargs):
+        super().__init__(hidden_units, activation, context_dim, **kwargs)
+        self.max_log_scale = check_max_log_scale(max_log_scale)
+
+    def transform_kwargs(self, params_fn):
+        def shift_and_log_scale(y, **unused):
+            p = params_fn(y)
+            return p[..., 0], soft_clamp(p[..., 1], self.max_log_scale)
+        return {"shift_and_log_scale_fn": shift_and_log_scale}
+
+    def get_config(self):
+        return {**super().get_config(), "max_log_scale": self.max_log_scale}
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class InverseAutoregressive(MaskedAutoregressive):
+    """Inverse autoregressive flow (IAF, Kingma et al. 2016): the inverse of a MAF transform.
+
+    Forward (sampling): `x_d = (z_d - t_d(z_<d)) * exp(-s_d(z_<d))`, one MADE
+    pass on `z`; the inverse (density) is solved one dimension at a time.
+
+    Args: as `MaskedAutoregressive`.
+    """
+
+    def bijector(self, context=None):
+        return tfb.Invert(super().bijector(context))

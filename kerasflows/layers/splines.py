@@ -1,0 +1,184 @@
+"""Rational-quadratic spline layers: `SplineCoupling` and `SplineAutoregressive` (NSF).
+
+Neural spline flows (Durkan et al. 2019, "Neural Spline Flows") transform
+each dimension with a monotonic rational-quadratic spline on
+`[-bound, bound]` and the identity outside it. The spline is TFP's
+`tfb.RationalQuadraticSpline`; `SplineKnots` turns raw conditioner outputs
+into its knots, so that a zero output gives exactly the identity.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from kerasflows.layers.autoregressive import AutoregressiveLayer
+from kerasflows.layers.base import check_positive_int
+from kerasflows.layers.coupling import CouplingLayer
+
+tfb = tfp.bijectors
+
+__all__ = ["SplineKnots", "SplineCoupling", "SplineAutoregressive"]
+
+
+def _check_number(name, value, low, high, low_open=False):
+    """Returns `value` as a float in `[low, high)` (`(low, high)` if `low_open`)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = float("nan")
+    ok = (low < v if low_open else low <= v) and v < high
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g})"
+        raise ValueError(f"`{name}` must be a number in {interval}. Received: {name}={value!r}")
+    return v
+
+
+class SplineKnots:
+    """Maps raw conditioner outputs to the knots of a rational-quadratic spline.
+
+    For `bins` bins the raw parameters of one dimension are `3 * bins - 1`
+    numbers: `bins` for the widths, `bins` for the heights, `bins - 1` for
+    the interior knot slopes (the two boundary slopes are 1, as in TFP, so
+    the spline joins the identity tails smoothly). Widths and heights are
+    `2 * bound * (min + (1 - bins * min) * softmax(raw))`; slopes are
+    `min_slope + softplus(raw + c)` with `c = log(expm1(1 - min_slope))`, so
+    a raw output of zero gives equal bins and unit slopes: the identity.
+
+    Args:
+        bins: number of bins (>= 2).
+        bound: the spline acts on `[-bound, bound]` (> 0).
+        min_bin_width, min_bin_height: lower bounds on the bin sizes, as a
+            fraction of `2 * bound` (>= 0 and < 1 / bins).
+        min_slope: lower bound on the interior slopes (in `[0, 1)`).
+
+    Raises:
+        ValueError: naming the first bad argument.
+    """
+
+    def __init__(self, bins=8, bound=5.0, min_bin_width=1e-3, min_bin_height=1e-3,
+                 min_slope=1e-3):
+        self.bins = check_positive_int("bins", bins, minimum=2)
+        self.bound = _check_number("bound", bound, 0.0, math.inf, low_open=True)
+        self.min_bin_width = _check_number("min_bin_width", min_bin_width, 0.0, 1.0 / self.bins)
+        self.min_bin_height = _check_number("min_bin_height", min_bin_height, 0.0,
+                                            1.0 / self.bins)
+        self.min_slope = _check_number("min_slope", min_slope, 0.0, 1.0)
+        self.slope_offset = math.log(math.expm1(1.0 - self.min_slope))
+
+    @property
+    def params_per_dim(self):
+        """Raw parameters per transformed dimension: `3 * bins - 1`."""
+        return 3 * self.bins - 1
+
+    def _sizes(self, raw, minimum):
+        return 2 * self.bound * (minimum + (1 - self.bins * minimum) * tf.nn.softmax(raw, -1))
+
+    def knots(self, params):
+        """Splits `params [..., 3*bins-1]` into `(widths, heights, slopes)` for TFP."""
+        b = self.bins
+        widths = self._sizes(params[..., :b], self.min_bin_width)
+        heights = self._sizes(params[..., b:2 * b], self.min_bin_height)
+        slopes = self.min_slope + tf.nn.softplus(params[..., 2 * b:] + self.slope_offset)
+        return widths, heights, slopes
+
+    def bijector(self, params):
+        """The elementwise `tfb.RationalQuadraticSpline` for raw `params`."""
+        widths, heights, slopes = self.knots(params)
+        return tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-self.bound)
+
+    def get_config(self):
+        return {"bins": self.bins, "bound": self.bound, "min_bin_width": self.min_bin_width,
+                "min_bin_height": self.min_bin_height, "min_slope": self.min_slope}
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class SplineCoupling(CouplingLayer):
+    """Rational-quadratic spline coupling (NSF-C, Durkan et al. 2019).
+
+    The first `num_masked` dimensions pass through and condition a
+    monotonic spline of each remaining dimension on `[-bound, bound]`
+    (identity outside). The new layer is the identity (zero-initialised
+    conditioner output). `bijector()` returns a `tfb.RealNVP` whose
+    `bijector_fn` gives the spline; the layer's own forward and inverse run
+    the conditioner once per call and return the same numbers.
+
+    Example:
+
+    ```python
+    flow = kerasflows.Flow([SplineCoupling(bins=8), Permute(), SplineCoupling(bins=8)],
+                           event_dim=2)
+    ```
+
+    Args:
+        bins, bound, min_bin_width, min_bin_height, min_slope: see `SplineKnots`.
+        hidden_units, activation, num_masked, context_dim: see `CouplingLayer`.
+
+    Raises:
+        ValueError: for a bad argument, naming it.
+    """
+
+    def __init__(self, bins=8, bound=5.0, hidden_units=(64, 64), activation="relu",
+                 num_masked=None, context_dim=None, min_bin_width=1e-3, min_bin_height=1e-3,
+                 min_slope=1e-3, **kwargs):
+        super().__init__(hidden_units, activation, num_masked, context_dim, **kwargs)
+        self.knots = SplineKnots(bins, bound, min_bin_width, min_bin_height, min_slope)
+        self.params_per_dim = self.knots.params_per_dim
+
+    def transform_kwargs(self, params_fn):
+        def spline(x0, output_units=None, **unused):
+            return self.knots.bijector(params_fn(x0))
+        return {"bijector_fn": spline}
+
+    def _coupling(self, x, context, inverse):
+        x, context = self.check_inputs(x, context)
+        x0, x1 = x[:, :self.masked], x[:, self.masked:]
+        spline = self.knots.bijector(self.params_fn(context)(x0))
+        if inverse:
+            y1, log_det = spline.inverse(x1), spline.inverse_log_det_jacobian(x1, event_ndims=1)
+        else:
+            y1, log_det = spline.forward(x1), spline.forward_log_det_jacobian(x1, event_ndims=1)
+        return tf.concat([x0, y1], axis=-1), log_det
+
+    def forward_and_log_det(self, z, context=None, training=False):
+        return self._coupling(z, context, inverse=False)
+
+    def inverse_and_log_det(self, x, context=None, training=False):
+        return self._coupling(x, context, inverse=True)
+
+    def get_config(self):
+        return {**super().get_config(), **self.knots.get_config()}
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class SplineAutoregressive(AutoregressiveLayer):
+    """Autoregressive rational-quadratic spline (NSF-AR, Durkan et al. 2019).
+
+    Each dimension goes through a spline whose knots a `MADE` computes from
+    the preceding data dimensions (and the context), as in MAF: the inverse
+    (density) takes one MADE pass, the forward (sampling) one per dimension.
+    Identity outside `[-bound, bound]` and at initialisation.
+
+    Args:
+        bins, bound, min_bin_width, min_bin_height, min_slope: see `SplineKnots`.
+        hidden_units, activation, context_dim: see `AutoregressiveLayer`.
+
+    Raises:
+        ValueError: for a bad argument, naming it.
+    """
+
+    def __init__(self, bins=8, bound=5.0, hidden_units=(64, 64), activation="relu",
+                 context_dim=None, min_bin_width=1e-3, min_bin_height=1e-3, min_slope=1e-3,
+                 **kwargs):
+        super().__init__(hidden_units, activation, context_dim, **kwargs)
+        self.knots = SplineKnots(bins, bound, min_bin_width, min_bin_height, min_slope)
+        self.params_per_dim = self.knots.params_per_dim
+
+    def transform_kwargs(self, params_fn):
+        def spline(y, **unused):
+            return self.knots.bijector(params_fn(y))
+        return {"bijector_fn": spline}
+
+    def get_config(self):
+        return {**super().get_config(), **self.knots.get_config()}

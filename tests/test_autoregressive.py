@@ -1,0 +1,151 @@
+"""What is special to `MaskedAutoregressive` and `InverseAutoregressive`.
+
+The conformance suite (test_conformance.py) runs `check_flow_layer` on both
+layers in float64 at event_dim 2 and 5; here the remaining dtype/size cases,
+agreement with TFP's `MaskedAutoregressiveFlow`, the autoregressive
+structure and the one-pass directions.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from kerasflows.layers import InverseAutoregressive, MaskedAutoregressive
+from kerasflows.layers.coupling import soft_clamp
+from kerasflows.testing import check_flow_layer, perturb_weights
+
+tfb = tfp.bijectors
+LAYERS = {"maf": MaskedAutoregressive, "iaf": InverseAutoregressive}
+
+
+def make(name, dim, ctx=None, dtype="float64", perturb=0.3, **kwargs):
+    layer = LAYERS[name](hidden_units=(16, 16), context_dim=ctx, dtype=dtype, **kwargs)
+    layer.ensure_built(dim)
+    if perturb:
+        perturb_weights(layer, perturb, seed=1)
+    return layer
+
+
+def batch(dim, ctx=None, dtype="float64", n=8, scale=1.5, seed=0):
+    rng = np.random.default_rng(seed)
+    x = tf.constant(scale * rng.standard_normal((n, dim)), dtype)
+    c = None if ctx is None else tf.constant(rng.standard_normal((n, ctx)), dtype)
+    return x, c
+
+
+def count_conditioner_calls(layer, net, method):
+    """How many times `net` is called while tracing `layer.<method>` into a graph."""
+    calls = []
+    original = net.call
+    net.call = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        spec = [tf.TensorSpec([None, layer.event_dim], layer.compute_dtype)]
+        if layer.context_dim:
+            spec.append(tf.TensorSpec([None, layer.context_dim], layer.compute_dtype))
+        tf.function(getattr(layer, method)).get_concrete_function(*spec)
+    finally:
+        del net.call
+    return len(calls)
+
+
+# With the conformance suite's float64 cases at event_dim 2 and 5 (with and
+# without context), these cover float32 and float64, event_dim 2, 3 and 5,
+# conditional and not (the eager Jacobian of a sequential direction is slow,
+# so the full product is not repeated).
+CASES = [(3, 2, "float32"), (5, None, "float32"), (3, None, "float64"), (3, 2, "float64")]
+
+
+@pytest.mark.parametrize("dim,ctx,dtype", CASES)
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_check_flow_layer(name, dim, ctx, dtype):
+    layer = LAYERS[name](hidden_units=(16, 16), context_dim=ctx, dtype=dtype)
+    report = check_flow_layer(layer, dim, context_dim=ctx, perturb=0.3)
+    assert report["inverse_error"] <= (1e-5 if dtype == "float64" else 1e-3)
+
+
+def _tfp_maf(layer, context):
+    def shift_and_log_scale(y):
+        p = layer.made(y, context=context)
+        return p[..., 0], soft_clamp(p[..., 1], layer.max_log_scale)
+    return tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=shift_and_log_scale)
+
+
+@pytest.mark.parametrize("ctx", [None, 2])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_matches_tfp_masked_autoregressive_flow(name, ctx):
+    layer = make(name, 4, ctx, max_log_scale=2.0)
+    ref = _tfp_maf(layer, batch(4, ctx)[1])
+    if name == "iaf":
+        ref = tfb.Invert(ref)
+    z, c = batch(4, ctx)
+    x, fld = layer.forward_and_log_det(z, context=c)
+    np.testing.assert_allclose(x, ref.forward(z), atol=1e-12)
+    np.testing.assert_allclose(fld, ref.forward_log_det_jacobian(z, event_ndims=1), atol=1e-12)
+    z2, ild = layer.inverse_and_log_det(x, context=c)
+    np.testing.assert_allclose(z2, ref.inverse(x), atol=1e-12)
+    np.testing.assert_allclose(ild, ref.inverse_log_det_jacobian(x, event_ndims=1), atol=1e-12)
+    assert np.max(np.abs(x - z)) > 1e-2  # the perturbed layer is not the identity
+
+
+@pytest.mark.parametrize("direction", ["forward_and_log_det", "inverse_and_log_det"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_jacobian_is_lower_triangular(name, direction):
+    layer = make(name, 5, ctx=2)
+    x, c = batch(5, ctx=2)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y, _ = getattr(layer, direction)(x, context=c)
+    jac = tape.batch_jacobian(y, x).numpy()  # jac[:, i, j] = dy_i / dx_j
+    upper = np.triu(np.ones((5, 5), bool), k=1)
+    assert np.all(jac[:, upper] == 0)
+    assert np.all(np.abs(jac[:, ~upper]).max(axis=0) > 1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_new_layer_is_identity(name):
+    layer = make(name, 3, perturb=0)
+    z, _ = batch(3)
+    x, ld = layer.forward_and_log_det(z)
+    np.testing.assert_array_equal(x, z)
+    np.testing.assert_array_equal(ld, np.zeros(8))
+
+
+def test_log_scale_is_soft_clamped():
+    layer = make("maf", 2, perturb=0, max_log_scale=0.5)
+    layer.made.biases[-1].assign([0.0, 0.0, 0.0, 100.0])  # huge raw log-scale for dim 2
+    _, ld = layer.forward_and_log_det(batch(2)[0])
+    np.testing.assert_allclose(ld, 0.5, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_one_pass_direction_runs_the_made_once(name):
+    layer = make(name, 3, ctx=2, dtype="float32")
+    one_pass = "inverse_and_log_det" if name == "maf" else "forward_and_log_det"
+    assert count_conditioner_calls(layer, layer.made, one_pass) == 1
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_finite_gradients_far_from_data(name, dtype):
+    layer = make(name, 3, dtype=dtype)
+    x = tf.constant([[1e3, -1e3, 1e3], [-1e3, 1e3, 0.5]], dtype)
+    for direction in ("forward_and_log_det", "inverse_and_log_det"):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y, ld = getattr(layer, direction)(x)
+            loss = tf.reduce_sum(y) + tf.reduce_sum(ld)
+        grads = tape.gradient(loss, [x] + layer.trainable_weights)
+        for g in [y, ld] + grads:
+            assert np.all(np.isfinite(tf.convert_to_tensor(g).numpy())), direction
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"max_log_scale": 0}, {"max_log_scale": -1.0}, {"max_log_scale": "big"},
+    {"max_log_scale": float("inf")}, {"hidden_units": (16, 0)}, {"context_dim": 0},
+])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_bad_arguments_raise(name, kwargs):
+    key, value = next(iter(kwargs.items()))
+    with pytest.raises(ValueError, match=key):
+        LAYERS[name](**kwargs)

@@ -1,0 +1,171 @@
+"""What is special to `SplineCoupling`, `SplineAutoregressive` and `SplineKnots`.
+
+The conformance suite runs `check_flow_layer` on both layers in float64;
+here the float32 cases, agreement with `tfb.RationalQuadraticSpline` built
+from the same knots, identity at initialisation and in the tails, finite
+gradients far outside the bound, one conditioner pass per direction.
+(XLA training of NSF flows is covered by test_training.py.)
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from kerasflows import Flow
+from kerasflows.layers import SplineAutoregressive, SplineCoupling
+from kerasflows.layers.splines import SplineKnots
+from kerasflows.testing import check_flow_layer, perturb_weights
+from test_autoregressive import batch, count_conditioner_calls
+
+tfb = tfp.bijectors
+LAYERS = {"coupling": SplineCoupling, "autoregressive": SplineAutoregressive}
+BOUND = 3.0
+
+
+def make(name, dim, ctx=None, dtype="float64", perturb=0.5, **kwargs):
+    layer = LAYERS[name](bins=5, bound=BOUND, hidden_units=(16,), context_dim=ctx,
+                         dtype=dtype, **kwargs)
+    layer.ensure_built(dim)
+    if perturb:
+        perturb_weights(layer, perturb, seed=2)
+    return layer
+
+
+def conditioner(layer):
+    return layer.net if isinstance(layer, SplineCoupling) else layer.made
+
+
+# Completes the conformance suite's float64 cases (see test_autoregressive.py).
+# (The eager Jacobian of the sequential autoregressive forward is slow: no d5 there.)
+@pytest.mark.parametrize("name,dim,ctx,dtype", [
+    ("coupling", 3, 2, "float32"), ("coupling", 5, None, "float32"),
+    ("coupling", 3, None, "float64"), ("autoregressive", 3, 2, "float32"),
+    ("autoregressive", 3, None, "float64")])
+def test_check_flow_layer(name, dim, ctx, dtype):
+    layer = LAYERS[name](bins=6, bound=BOUND, hidden_units=(16,), context_dim=ctx, dtype=dtype)
+    report = check_flow_layer(layer, dim, context_dim=ctx, perturb=0.3)
+    assert report["logdet_error"] <= (1e-6 if dtype == "float64" else 1e-3)
+
+
+def test_knots_from_raw_parameters():
+    knots = SplineKnots(bins=4, bound=2.0, min_bin_width=0.05, min_bin_height=0.1, min_slope=0.2)
+    raw = tf.constant(np.random.default_rng(0).normal(0, 30, (6, 11)))
+    widths, heights, slopes = (t.numpy() for t in knots.knots(raw))
+    np.testing.assert_allclose(widths.sum(-1), 4.0)
+    np.testing.assert_allclose(heights.sum(-1), 4.0)
+    assert widths.min() >= 4.0 * 0.05 - 1e-12 and heights.min() >= 4.0 * 0.1 - 1e-12
+    assert slopes.shape == (6, 3) and slopes.min() >= 0.2
+    w0, h0, s0 = (t.numpy() for t in knots.knots(tf.zeros([11], "float64")))
+    np.testing.assert_allclose(w0, 1.0, atol=1e-15)
+    np.testing.assert_allclose(h0, 1.0, atol=1e-15)
+    np.testing.assert_allclose(s0, 1.0, atol=1e-15)
+
+
+@pytest.mark.parametrize("ctx", [None, 2])
+def test_coupling_matches_tfp_spline_from_same_knots(ctx):
+    layer = make("coupling", 5, ctx)
+    x, c = batch(5, ctx, scale=2.0)
+    x0, x1 = x[:, :2], x[:, 2:]
+    h = x0 if c is None else tf.concat([x0, c], -1)
+    widths, heights, slopes = layer.knots.knots(tf.reshape(layer.net(h), [8, 3, 14]))
+    ref = tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-BOUND)
+    y, fld = layer.forward_and_log_det(x, context=c)
+    np.testing.assert_array_equal(y[:, :2], x0)
+    np.testing.assert_allclose(y[:, 2:], ref.forward(x1), atol=1e-12)
+    np.testing.assert_allclose(fld, ref.forward_log_det_jacobian(x1, event_ndims=1), atol=1e-12)
+    z, ild = layer.inverse_and_log_det(x, context=c)
+    np.testing.assert_allclose(z[:, 2:], ref.inverse(x1), atol=1e-12)
+    np.testing.assert_allclose(ild, ref.inverse_log_det_jacobian(x1, event_ndims=1), atol=1e-12)
+    bij = layer.bijector(context=c)  # the public TFP view gives the same numbers
+    np.testing.assert_allclose(bij.forward(x), y, atol=1e-12)
+    np.testing.assert_allclose(bij.inverse_log_det_jacobian(x, event_ndims=1), ild, atol=1e-12)
+    assert np.max(np.abs(fld)) > 1e-2
+
+
+@pytest.mark.parametrize("ctx", [None, 2])
+def test_autoregressive_matches_tfp_spline_from_same_knots(ctx):
+    layer = make("autoregressive", 4, ctx)
+    x, c = batch(4, ctx, scale=2.0)
+    spline_at = lambda y: layer.knots.bijector(layer.made(y, context=c))
+    z, ild = layer.inverse_and_log_det(x, context=c)  # one pass: knots from x itself
+    np.testing.assert_allclose(z, spline_at(x).inverse(x), atol=1e-12)
+    np.testing.assert_allclose(ild, spline_at(x).inverse_log_det_jacobian(x, 1), atol=1e-12)
+    x2, fld = layer.forward_and_log_det(z, context=c)  # knots from the output x2
+    np.testing.assert_allclose(x2, x, atol=1e-10)
+    np.testing.assert_allclose(fld, spline_at(x2).forward_log_det_jacobian(z, 1), atol=1e-12)
+    assert np.max(np.abs(ild)) > 1e-2
+
+
+@pytest.mark.parametrize("dtype,atol", [("float32", 1e-5), ("float64", 1e-12)])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_zero_conditioner_output_is_identity(name, dtype, atol):
+    layer = make(name, 3, ctx=2, dtype=dtype, perturb=0)
+    x, c = batch(3, ctx=2, dtype=dtype, scale=1.5)
+    for direction in ("forward_and_log_det", "inverse_and_log_det"):
+        y, ld = getattr(layer, direction)(x, context=c)
+        np.testing.assert_allclose(y, x, atol=atol)
+        np.testing.assert_allclose(ld, 0.0, atol=atol)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_identity_tails_outside_bound(name):
+    layer = make(name, 3, ctx=2)
+    rng = np.random.default_rng(3)
+    x = rng.uniform(BOUND, 4 * BOUND, (8, 3)) * rng.choice([-1.0, 1.0], (8, 3))
+    if name == "coupling":
+        x[:, 0] = rng.normal(size=8)  # the passed-through dimension may be anywhere
+    x = tf.constant(x)
+    c = batch(3, ctx=2)[1]
+    for direction in ("forward_and_log_det", "inverse_and_log_det"):
+        y, ld = getattr(layer, direction)(x, context=c)
+        np.testing.assert_array_equal(y, x)
+        np.testing.assert_array_equal(ld, np.zeros(8))
+    inside = tf.constant([[0.3, 0.5, -0.7]], "float64")
+    assert np.max(np.abs(layer.forward_and_log_det(inside, context=c[:1])[0] - inside)) > 1e-3
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_finite_gradients_and_log_prob_far_outside_bound(name, dtype):
+    layer = make(name, 3, dtype=dtype)
+    x = tf.constant([[1e3, -1e3, 1e3], [-1e3, 1e3, -1e3], [0.5, 1e3, -1e3]], dtype)
+    for direction in ("forward_and_log_det", "inverse_and_log_det"):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y, ld = getattr(layer, direction)(x)
+            loss = tf.reduce_sum(y) + tf.reduce_sum(ld)
+        grads = tape.gradient(loss, [x] + layer.trainable_weights)
+        for g in [y, ld] + grads:
+            assert np.all(np.isfinite(tf.convert_to_tensor(g).numpy())), direction
+    z, ild = layer.inverse_and_log_det(x)
+    log_prob = Flow([layer], event_dim=3, dtype=dtype).base_log_prob(z) + ild
+    assert np.all(np.isfinite(log_prob.numpy()))
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_one_pass_direction_runs_the_conditioner_once(name):
+    layer = make(name, 4, ctx=2, dtype="float32")
+    assert count_conditioner_calls(layer, conditioner(layer), "inverse_and_log_det") == 1
+    if name == "coupling":
+        assert count_conditioner_calls(layer, conditioner(layer), "forward_and_log_det") == 1
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"bins": 1}, {"bins": 2.5}, {"bins": None}, {"bound": 0.0}, {"bound": -1.0},
+    {"bound": float("nan")}, {"min_bin_width": -1e-3}, {"min_bin_width": 0.2},
+    {"min_bin_height": -0.1}, {"min_bin_height": 0.5}, {"min_slope": -1e-3},
+    {"min_slope": 1.0}, {"hidden_units": (16, 0)}, {"hidden_units": "x"},
+])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_bad_arguments_raise(name, kwargs):
+    key, value = next(iter(kwargs.items()))
+    with pytest.raises(ValueError, match=key):
+        LAYERS[name](**kwargs)
+
+
+def test_bad_num_masked_raises_when_built():
+    with pytest.raises(ValueError, match="num_masked"):
+        SplineCoupling(num_masked=0)
+    with pytest.raises(ValueError, match="num_masked"):
+        SplineCoupling(num_masked=3).ensure_built(3)
