@@ -1,0 +1,137 @@
+"""`kerasflows-viz [MODEL]` / `python -m visualizer [MODEL]`: start the visualizer.
+
+The window is shown before TensorFlow is imported (the compute thread
+imports it), so it appears at once.
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+VIEW_NAMES = ("samples", "density", "layers", "inspector")
+
+
+def _size(text):
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x840; "
+                                         f"received {text!r}") from None
+    if not (200 <= w <= 8000 and 200 <= h <= 8000):
+        raise argparse.ArgumentTypeError(f"width and height must be in [200, 8000]; "
+                                         f"received {text!r}")
+    return w, h
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="kerasflows-viz",
+        description="Show what a trained normalizing flow does: samples, density, "
+                    "per-layer warping and a point inspector.")
+    p.add_argument("model", nargs="?",
+                   help="a .keras file, a SavedModel directory (or its TF Serving parent), or "
+                        "a saved_models/<name>/ folder; default: the repository's "
+                        "saved_models/moons/")
+    p.add_argument("--screenshot", metavar="PATH",
+                   help="render one view to the PNG file PATH without a display, then exit")
+    p.add_argument("--view", choices=VIEW_NAMES, default="density",
+                   help="the view to render with --screenshot (default: density)")
+    p.add_argument("--layer", type=int, metavar="K",
+                   help="with --view layers: show the state after K layers (0..L)")
+    p.add_argument("--size", type=_size, default=(1280, 840), metavar="WxH",
+                   help="window size for --screenshot (default: 1280x840)")
+    p.add_argument("--demo", action="store_true",
+                   help="open the model in a window; with no display, write one screenshot "
+                        "per view into ./screenshots/ and print their paths")
+    p.add_argument("--report-startup", action="store_true",
+                   help="print the seconds from process start to the first painted window, "
+                        "then exit (for benchmarks)")
+    return p
+
+
+def _process_age():
+    """Seconds since this process started (Linux /proc; 0.0 elsewhere)."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _fail(message):
+    print(f"kerasflows-viz: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _make_app(window_size=None):
+    from PySide6 import QtWidgets
+    from visualizer import theme
+    from visualizer.window import MainWindow
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["kerasflows-viz"])
+    theme.apply(app)
+    window = MainWindow()
+    if window_size:
+        window.resize(*window_size)
+    return app, window
+
+
+def _headless(args, model, shots):
+    """Renders `shots` [(view, layer, path)] of `model`; returns the exit code."""
+    from visualizer import headless
+    headless.use_offscreen_if_headless()
+    app, window = _make_app(args.size)
+    window.show()
+    try:
+        headless.open_model(window, model)
+        for view, layer, path in shots:
+            print(headless.render_view(window, view, path, layer))
+    except headless.HeadlessError as e:
+        return _fail(str(e))
+    finally:
+        window.close()
+    return 0
+
+
+def _report_startup(app, window):
+    from PySide6 import QtCore
+
+    class FirstPaint(QtCore.QObject):
+        def eventFilter(self, obj, event):
+            if event.type() == QtCore.QEvent.Type.Paint:
+                print(f"first window painted {_process_age():.3f} s after launch", flush=True)
+                QtCore.QTimer.singleShot(0, app.quit)
+            return False
+
+    watcher = FirstPaint(window)
+    window.installEventFilter(watcher)
+    window.show()
+    return app.exec()
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from visualizer import headless, paths
+    model = args.model or str(paths.default_model_path())
+    if args.layer is not None and args.view != "layers":
+        return _fail("--layer applies to --view layers only.")
+    if args.screenshot:
+        return _headless(args, model, [(args.view, args.layer, args.screenshot)])
+    if args.demo and not headless.has_display():
+        shots = [(v, None, Path("screenshots") / f"{v}.png") for v in VIEW_NAMES]
+        return _headless(args, model, shots)
+    app, window = _make_app()
+    if args.report_startup:
+        return _report_startup(app, window)
+    window.show()
+    from PySide6 import QtCore
+    QtCore.QTimer.singleShot(0, lambda: window.start(model))
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

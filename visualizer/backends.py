@@ -1,0 +1,225 @@
+"""Two ways to run a flow, behind one interface: a `.keras` file or a SavedModel.
+
+This module and `compute` are the only visualizer code that touches
+TensorFlow, and neither imports Qt. Every method takes and returns NumPy
+arrays. `SavedModelBackend` uses nothing but the SavedModel's signatures
+(`serving_default`, `sample`, `forward`, `inverse`, `trace`,
+`trace_inverse`), so it works in a process where kerasflows is not
+installed and with a flow exported by any program that follows the
+kerasflows signature names.
+
+Inputs are padded to a few bucket sizes (powers of two) so XLA compiles
+each traced function for only a handful of shapes.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["Backend", "KerasBackend", "SavedModelBackend", "TraceUnavailable", "open_backend"]
+
+TRACE_SIGNATURES = ("trace", "trace_inverse")
+
+
+class TraceUnavailable(RuntimeError):
+    """The model cannot report per-layer states (a SavedModel without trace signatures)."""
+
+
+def bucket(n, smallest=64):
+    """The padded batch size for `n` rows: the next power of two >= `n`."""
+    return max(smallest, 1 << int(np.ceil(np.log2(max(n, 1)))))
+
+
+def _padded(fn, x):
+    """Calls `fn(x_padded)` on `x` padded to `bucket(len(x))` rows and cuts
+    every output (a tuple of arrays with the batch axis first) back to `len(x)`."""
+    x = np.asarray(x, np.float32)
+    n = len(x)
+    pad = np.zeros((bucket(n) - n, x.shape[1]), np.float32)
+    out = fn(np.concatenate([x, pad]) if len(pad) else x)
+    return tuple(v[:n] for v in out)
+
+
+class Backend:
+    """The interface: `event_dim`, `num_layers`, `layer_names`, `has_trace`, and
+    `log_prob`, `sample`, `forward`, `inverse`, `trace`, `trace_inverse`.
+
+    `trace(z)` returns `(states [L+1, N, D], log_dets [L, N])` (per-layer
+    forward log|det|); `trace_inverse(x)` returns the states from `x` back
+    to `z` and the per-step inverse log|det|.
+    """
+
+    kind = None
+    event_dim = None
+    num_layers = None
+    layer_names = ()
+    has_trace = True
+
+    def check_points(self, x, what="x"):
+        x = np.asarray(x, np.float32)
+        if x.ndim != 2 or x.shape[1] != self.event_dim:
+            raise ValueError(f"expected {what} of shape (N, {self.event_dim}); "
+                             f"received shape {x.shape}.")
+        return x
+
+
+class KerasBackend(Backend):
+    """A kerasflows `Flow` loaded from a `.keras` file (needs kerasflows)."""
+
+    kind = "keras"
+
+    def __init__(self, path):
+        import keras
+        import kerasflows
+        flow = keras.models.load_model(path)
+        if not isinstance(flow, kerasflows.Flow):
+            raise ValueError(f"{path} holds a {type(flow).__name__}, not a kerasflows Flow.")
+        if flow.context_dim is not None:
+            raise ValueError(f"{path} is a conditional flow (context_dim={flow.context_dim}); "
+                             "the visualizer shows unconditional flows only.")
+        self.flow = flow
+        self.event_dim = flow.event_dim
+        self.num_layers = len(flow.flow_layers)
+        self.layer_names = tuple(f"{type(l).__name__} ({l.name})" for l in flow.flow_layers)
+        self.invertible = not any(l.forward_only for l in flow.flow_layers)
+
+    def base_params(self):
+        """Mean and scale of the base distribution, `[D]` each."""
+        loc, scale = self.flow._base_params()
+        return np.asarray(loc, np.float32), np.asarray(scale, np.float32)
+
+    def log_prob(self, x):
+        x = self.check_points(x)
+        return _padded(lambda v: (self.flow.log_prob(v).numpy(),), x)[0]
+
+    def sample(self, n, seed, temperature=1.0):
+        return self.flow.sample(int(n), seed=int(seed), temperature=float(temperature)).numpy()
+
+    def forward(self, z):
+        z = self.check_points(z, "z")
+        return _padded(lambda v: tuple(t.numpy() for t in self.flow.forward_and_log_det(v)), z)
+
+    def inverse(self, x):
+        x = self.check_points(x)
+        return _padded(lambda v: tuple(t.numpy() for t in self.flow.inverse_and_log_det(v)), x)
+
+    def _trace(self, method, x):
+        def run(v):
+            states, log_dets = method(v, return_log_dets=True)
+            return (np.stack([s.numpy() for s in states], 1),
+                    np.stack([d.numpy() for d in log_dets], 1))
+        return _layers_first(*_padded(run, x))
+
+    def trace(self, z):
+        return self._trace(self.flow.trace, self.check_points(z, "z"))
+
+    def trace_inverse(self, x):
+        return self._trace(self.flow.trace_inverse, self.check_points(x))
+
+
+def _layers_first(states, log_dets):
+    """`[N, L+1, D]`, `[N, L]` (batch first, as `_padded` needs) to `[L+1, N, D]`, `[L, N]`."""
+    return np.swapaxes(states, 0, 1), np.swapaxes(log_dets, 0, 1)
+
+
+class SavedModelBackend(Backend):
+    """A flow exported as a SavedModel, driven through its signatures only."""
+
+    kind = "savedmodel"
+
+    def __init__(self, path):
+        self.module = tf.saved_model.load(str(path))
+        self.signatures = dict(self.module.signatures)
+        if "serving_default" not in self.signatures:
+            raise ValueError(f"{path} has no serving_default signature; found "
+                             f"{sorted(self.signatures)}.")
+        inputs = self.signatures["serving_default"].structured_input_signature[1]
+        if "context" in inputs:
+            raise ValueError(f"{path} is a conditional flow (its signatures take a context); "
+                             "the visualizer shows unconditional flows only.")
+        if "x" not in inputs:
+            raise ValueError(f"{path}: serving_default takes {sorted(inputs)}; expected 'x'.")
+        self.event_dim = int(inputs["x"].shape[-1])
+        self.has_trace = all(s in self.signatures for s in TRACE_SIGNATURES)
+        self.invertible = "inverse" in self.signatures or self.has_trace
+        self.num_layers = None
+        if self.has_trace:
+            self.num_layers = int(self._call("trace", z=np.zeros((1, self.event_dim)))
+                                  ["log_dets"].shape[0])
+        self.layer_names = tuple(f"step {i}" for i in range(self.num_layers or 0))
+        self._base = None
+
+    def _call(self, name, **kwargs):
+        if name not in self.signatures:
+            raise TraceUnavailable(f"this SavedModel has no '{name}' signature "
+                                   f"(it has {', '.join(sorted(self.signatures))}).")
+        args = {k: tf.constant(np.asarray(v, np.float32)) for k, v in kwargs.items()}
+        return {k: v.numpy() for k, v in self.signatures[name](**args).items()}
+
+    def log_prob(self, x):
+        x = self.check_points(x)
+        return _padded(lambda v: (self._call("serving_default", x=v)["log_prob"],), x)[0]
+
+    def forward(self, z):
+        z = self.check_points(z, "z")
+        return _padded(lambda v: _pair(self._call("forward", z=v), "x"), z)
+
+    def inverse(self, x):
+        x = self.check_points(x)
+        if "inverse" not in self.signatures:
+            states, log_dets = self.trace_inverse(x)
+            return states[:, -1], log_dets.sum(0)
+        return _padded(lambda v: _pair(self._call("inverse", x=v), "z"), x)
+
+    def base_params(self):
+        """Mean and scale of the (diagonal Gaussian) base, read off the signatures.
+
+        `log p0(z) = log p(forward(z)) + log|det dx/dz|` is a quadratic in each
+        coordinate; its values at 0 and at +-e_d give `loc_d` and `scale_d`.
+        """
+        if self._base is None:
+            D = self.event_dim
+            z = np.concatenate([np.zeros((1, D)), np.eye(D), -np.eye(D)]).astype(np.float32)
+            x, log_det = self.forward(z)
+            f = self.log_prob(x).astype(np.float64) + log_det
+            a = (f[1:D + 1] + f[D + 1:] - 2 * f[0]) / 2      # -1 / (2 scale^2)
+            b = (f[1:D + 1] - f[D + 1:]) / 2                  # loc / scale^2
+            var = -1.0 / (2 * a)
+            self._base = ((b * var).astype(np.float32), np.sqrt(var).astype(np.float32))
+        return self._base
+
+    def sample(self, n, seed, temperature=1.0):
+        if temperature == 1.0 and "sample" in self.signatures:
+            out = self.signatures["sample"](n=tf.constant(int(n), tf.int32),
+                                            seed=tf.constant(int(seed), tf.int32))
+            return out["samples"].numpy()
+        eps = tf.random.stateless_normal([int(n), self.event_dim], seed=[int(seed), 0]).numpy()
+        loc, scale = self.base_params()
+        return self.forward(loc + float(temperature) * scale * eps)[0]
+
+    def _trace(self, name, arg, x):
+        if not self.has_trace:
+            raise TraceUnavailable("this SavedModel has no trace/trace_inverse signatures, so "
+                                   "per-layer states are unavailable.")
+        def run(v):
+            out = self._call(name, **{arg: v})
+            return np.swapaxes(out["states"], 0, 1), np.swapaxes(out["log_dets"], 0, 1)
+        return _layers_first(*_padded(run, x))
+
+    def trace(self, z):
+        return self._trace("trace", "z", self.check_points(z, "z"))
+
+    def trace_inverse(self, x):
+        return self._trace("trace_inverse", "x", self.check_points(x))
+
+
+def _pair(out, name):
+    return out[name], out["log_det"]
+
+
+def open_backend(kind, path):
+    """Loads `path` as a `"keras"` or `"savedmodel"` backend."""
+    if kind == "keras":
+        return KerasBackend(path)
+    if kind == "savedmodel":
+        return SavedModelBackend(path)
+    raise ValueError(f"unknown model kind {kind!r}; expected 'keras' or 'savedmodel'.")

@@ -1,0 +1,128 @@
+"""What each view asks of a flow, as plain functions: arrays in, arrays out.
+
+Runs only on the compute thread. No Qt here; TensorFlow is reached through
+a `backends.Backend` (and `kerasflows.targets` for target densities).
+"""
+
+import time
+
+import numpy as np
+
+from visualizer import geometry
+from visualizer.backends import TraceUnavailable, open_backend
+
+__all__ = ["load", "describe", "density", "target_density", "samples", "layers", "inspect",
+           "targets_available", "TraceUnavailable"]
+
+REFERENCE_POINTS = 2000
+
+
+def load(source):
+    """Opens a `paths.ModelSource`; returns `(backend, info)` (see `describe`)."""
+    backend = open_backend(source.kind, source.load_path)
+    return backend, describe(backend, source)
+
+
+def _reference_points(backend, source):
+    """Points that show where the data live: the manifest's sample, else flow samples."""
+    if source.data_sample is not None and source.data_sample.ndim == 2 \
+            and source.data_sample.shape[1] == backend.event_dim:
+        return source.data_sample, True
+    return backend.sample(REFERENCE_POINTS, seed=0), False
+
+
+def describe(backend, source):
+    """A plain-data summary of an opened model for the GUI."""
+    if backend.event_dim < 2:
+        raise ValueError(f"the visualizer shows flows with event_dim >= 2; this one has "
+                         f"event_dim={backend.event_dim}.")
+    reference, is_data = _reference_points(backend, source)
+    finite = reference[np.all(np.isfinite(reference), axis=1)]
+    loc, scale = backend.base_params()
+    target = source.target if targets_available() and backend.event_dim == 2 else None
+    return {
+        "name": source.name, "path": str(source.path), "kind": backend.kind,
+        "event_dim": backend.event_dim, "num_layers": backend.num_layers,
+        "layer_names": list(backend.layer_names), "has_trace": backend.has_trace,
+        "invertible": backend.invertible, "base_loc": loc, "base_scale": scale,
+        "reference": reference, "reference_is_data": is_data,
+        "data_mean": finite.mean(0) if len(finite) else np.zeros(backend.event_dim, np.float32),
+        "target": target, "manifest": source.manifest or {},
+    }
+
+
+def targets_available():
+    """True when `kerasflows.targets` (target densities) can be imported."""
+    try:
+        import kerasflows.targets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def density(backend, region, resolution, projection):
+    """`log p(x)` on a `resolution`^2 pixel grid over `region` (row-major, y up)."""
+    xy = geometry.grid_points(region, resolution)
+    log_p = backend.log_prob(projection.embed(xy))
+    return {"image": log_p.reshape(resolution, resolution), "region": tuple(region),
+            "resolution": resolution}
+
+
+def target_density(backend, name, region, resolution):
+    """The (unnormalised) target log-density `name` on the same pixel grid (2-D flows)."""
+    import kerasflows.targets
+    import tensorflow as tf
+    xy = geometry.grid_points(region, resolution)
+    log_p = kerasflows.targets.get(name)(tf.constant(xy)).numpy()
+    return {"image": log_p.reshape(resolution, resolution), "region": tuple(region),
+            "resolution": resolution}
+
+
+def samples(backend, n, seed, temperature=1.0):
+    """`n` samples `[n, D]` from the flow (the base scaled by `temperature`)."""
+    return {"points": backend.sample(n, seed, temperature), "seed": seed,
+            "temperature": temperature}
+
+
+def layers(backend, direction, points):
+    """States of `points [N, D]` after every layer.
+
+    `direction="forward"` takes base points through the layers to data
+    space (`states[k]` after layer k-1, per-layer forward log|det|);
+    `"inverse"` takes data points back to the base.
+    """
+    if direction == "forward":
+        states, log_dets = backend.trace(points)
+    elif direction == "inverse":
+        states, log_dets = backend.trace_inverse(points)
+    else:
+        raise ValueError(f"direction must be 'forward' or 'inverse'; received {direction!r}.")
+    return {"states": states, "log_dets": log_dets, "direction": direction}
+
+
+def inspect(backend, x):
+    """Everything about one data point `x [D]`: its base image and each layer's log|det|.
+
+    Returns x, z = inverse(x), log p0(z), the per-step inverse log|det J|
+    (data to base, or None when the model has no trace signatures), the
+    path `[L+1, D]` from x to z, and log p(x); `log p0(z) = log p(x) - sum`
+    of the inverse log-dets.
+    """
+    x = np.asarray(x, np.float32).reshape(1, -1)
+    log_p = float(backend.log_prob(x)[0])
+    if backend.has_trace:
+        states, log_dets = backend.trace_inverse(x)
+        path, steps = states[:, 0], log_dets[:, 0]
+        z, total = path[-1], float(steps.sum())
+    else:
+        z, total = backend.inverse(x)
+        z, total, path, steps = z[0], float(total[0]), None, None
+    return {"x": x[0], "z": z, "log_p0": log_p - total, "log_det_total": total,
+            "log_dets": steps, "path": path, "log_prob": log_p}
+
+
+def timed(fn, *args, **kwargs):
+    """Runs `fn`; returns `(result, seconds)`."""
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start

@@ -1,0 +1,141 @@
+"""NumPy helpers shared by the compute side and the views (no TensorFlow, no Qt).
+
+Regions are `(x0, x1, y0, y1)` in the two displayed coordinates; points in
+the flow's full D dimensions are built by `embed`, which holds the other
+coordinates at fixed values.
+"""
+
+import numpy as np
+
+__all__ = ["Projection", "pixel_centers", "grid_points", "grid_lines", "embed", "lerp_states",
+           "color_levels", "robust_region", "pad_region"]
+
+
+class Projection:
+    """Which two coordinates are shown and where the others are held.
+
+    Args:
+        event_dim: D.
+        dims: the (x, y) coordinate indices shown.
+        held: `[D]` values of the coordinates not shown (entries at `dims`
+            are ignored).
+    """
+
+    def __init__(self, event_dim, dims=(0, 1), held=None):
+        self.event_dim = int(event_dim)
+        if self.event_dim < 2:
+            raise ValueError(f"the visualizer needs event_dim >= 2; received {event_dim}.")
+        dims = tuple(int(d) for d in dims)
+        if len(dims) != 2 or dims[0] == dims[1] or not all(0 <= d < event_dim for d in dims):
+            raise ValueError(f"dims must be two different indices in [0, {event_dim - 1}]; "
+                             f"received {dims}.")
+        self.dims = dims
+        held = np.zeros(event_dim, np.float32) if held is None else np.asarray(held, np.float32)
+        if held.shape != (event_dim,):
+            raise ValueError(f"held must have shape ({event_dim},); received {held.shape}.")
+        self.held = held.copy()
+
+    def embed(self, xy):
+        """`[N, 2]` displayed coordinates to `[N, D]` points."""
+        return embed(xy, self.dims, self.held)
+
+    def project(self, points):
+        """`[..., D]` points to `[..., 2]` displayed coordinates."""
+        return np.asarray(points)[..., list(self.dims)]
+
+    def hidden(self):
+        """Indices of the coordinates that are held fixed."""
+        return [d for d in range(self.event_dim) if d not in self.dims]
+
+
+def embed(xy, dims, held):
+    """Returns `[N, D]` points equal to `held` except at `dims`, set from `xy`."""
+    xy = np.asarray(xy, np.float32)
+    out = np.repeat(np.asarray(held, np.float32)[None], len(xy), axis=0)
+    out[:, dims[0]] = xy[:, 0]
+    out[:, dims[1]] = xy[:, 1]
+    return out
+
+
+def pixel_centers(lo, hi, n):
+    """Centres of `n` equal pixels covering `[lo, hi]`."""
+    step = (hi - lo) / n
+    return lo + step * (np.arange(n, dtype=np.float64) + 0.5)
+
+
+def grid_points(region, resolution):
+    """`[res*res, 2]` pixel centres, row-major: row i has y = i-th centre (bottom up)."""
+    x0, x1, y0, y1 = region
+    xs = pixel_centers(x0, x1, resolution)
+    ys = pixel_centers(y0, y1, resolution)
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+
+
+def grid_lines(region, lines=17, points_per_line=80):
+    """A square grid as one polyline: returns `(xy [M, 2], connect [M] bool)`.
+
+    `connect[i]` is False at the last point of each line, so a curve drawn
+    with this `connect` array shows separate lines (vertical, then horizontal).
+    """
+    x0, x1, y0, y1 = region
+    t = np.linspace(0.0, 1.0, points_per_line)
+    fixed = np.linspace(0.0, 1.0, lines)
+    xs, ys = [], []
+    for f in fixed:                                   # vertical lines
+        xs.append(np.full_like(t, x0 + f * (x1 - x0)))
+        ys.append(y0 + t * (y1 - y0))
+    for f in fixed:                                   # horizontal lines
+        xs.append(x0 + t * (x1 - x0))
+        ys.append(np.full_like(t, y0 + f * (y1 - y0)))
+    xy = np.stack([np.concatenate(xs), np.concatenate(ys)], 1).astype(np.float32)
+    connect = np.ones(len(xy), bool)
+    connect[points_per_line - 1::points_per_line] = False
+    return xy, connect
+
+
+def lerp_states(states, t):
+    """States `[L+1, N, k]` at fractional layer position `t` in `[0, L]`, blended linearly."""
+    last = len(states) - 1
+    t = float(np.clip(t, 0, last))
+    i = min(int(np.floor(t)), max(last - 1, 0))
+    w = t - i
+    if last == 0 or w == 0:
+        return states[i]
+    if w == 1:
+        return states[i + 1]
+    return (1 - w) * states[i] + w * states[i + 1]
+
+
+def color_levels(image, log_scale=True, span=12.0):
+    """Colour-bar limits: `[max - span, max]` nats for log p (clipped to the data), `[0, max]` for p."""
+    finite = image[np.isfinite(image)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    hi = float(finite.max())
+    if not log_scale:
+        return 0.0, hi if hi > 0 else 1.0
+    lo = max(float(finite.min()), hi - span)
+    return (lo, hi) if hi > lo else (hi - 1.0, hi)
+
+
+def robust_region(points, quantile=0.01, pad=0.15, square=True):
+    """A region around the bulk of `points [N, 2]` (quantiles, padded, optionally square)."""
+    pts = np.asarray(points, np.float64)
+    pts = pts[np.all(np.isfinite(pts), axis=1)]
+    if len(pts) == 0:
+        return (-3.0, 3.0, -3.0, 3.0)
+    lo = np.quantile(pts, quantile, axis=0)
+    hi = np.quantile(pts, 1 - quantile, axis=0)
+    return pad_region((lo[0], hi[0], lo[1], hi[1]), pad, square)
+
+
+def pad_region(region, pad=0.15, square=True):
+    """Grows `region` by `pad` of its size on each side (and makes it square)."""
+    x0, x1, y0, y1 = map(float, region)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    w, h = max(x1 - x0, 1e-3), max(y1 - y0, 1e-3)
+    if square:
+        w = h = max(w, h)
+    w, h = w * (1 + 2 * pad), h * (1 + 2 * pad)
+    return (cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2)

@@ -1,0 +1,92 @@
+"""Rendering views to PNG files without a display (`--screenshot`, `--demo`)."""
+
+import os
+from pathlib import Path
+
+from PySide6 import QtCore
+
+__all__ = ["has_display", "use_offscreen_if_headless", "wait_for", "HeadlessError",
+           "open_model", "render_view", "VIEW_NAMES"]
+
+VIEW_NAMES = ("samples", "density", "layers", "inspector")
+
+
+class HeadlessError(RuntimeError):
+    """A screenshot could not be made; the message says why."""
+
+
+def has_display():
+    """True when an X11 or Wayland display is available."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def use_offscreen_if_headless():
+    """Selects Qt's offscreen platform when there is no display (before QApplication)."""
+    if not has_display() and not os.environ.get("QT_QPA_PLATFORM"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+
+
+def wait_for(predicate, timeout):
+    """Runs the Qt event loop until `predicate()` is true; returns False on timeout."""
+    if predicate():
+        return True
+    loop = QtCore.QEventLoop()
+    poll = QtCore.QTimer()
+    poll.setInterval(10)
+    poll.timeout.connect(lambda: predicate() and loop.quit())
+    deadline = QtCore.QTimer()
+    deadline.setSingleShot(True)
+    deadline.timeout.connect(loop.quit)
+    poll.start()
+    deadline.start(int(timeout * 1000))
+    loop.exec()
+    poll.stop()
+    deadline.stop()
+    return bool(predicate())
+
+
+def _watch_errors(window):
+    errors = []
+    window.failed.connect(errors.append)
+    return errors
+
+
+def open_model(window, path, timeout=300.0):
+    """Starts the compute thread if needed, opens `path` and waits; returns its info."""
+    errors = _watch_errors(window)
+    opened = []
+    window.model_opened.connect(opened.append)
+    window.start()
+    if window.open_path(path):
+        wait_for(lambda: opened or errors, timeout)
+    if errors:
+        raise HeadlessError(errors[-1])
+    if not opened:
+        raise HeadlessError(f"opening {path} took longer than {timeout:.0f} s")
+    return opened[-1]
+
+
+def render_view(window, view_name, path, layer=None, timeout=300.0):
+    """Shows `view_name` (at layer position `layer` for the layers view), waits
+    until it has drawn, and saves the whole window as a PNG at `path`."""
+    if view_name not in VIEW_NAMES:
+        raise HeadlessError(f"unknown view {view_name!r}; expected one of {', '.join(VIEW_NAMES)}")
+    errors = _watch_errors(window)
+    view = window.show_view(view_name)
+    if layer is not None:
+        if view_name != "layers":
+            raise HeadlessError("--layer applies to --view layers only.")
+        L = window.info["num_layers"] or 0
+        if not 0 <= layer <= L:
+            raise HeadlessError(f"--layer must be in [0, {L}] for this model; received {layer}.")
+        view.set_layer(layer)
+    if not wait_for(lambda: view.is_ready() or errors, timeout):
+        raise HeadlessError(f"the {view_name} view did not finish drawing in {timeout:.0f} s")
+    if errors:
+        raise HeadlessError(errors[-1])
+    QtCore.QCoreApplication.processEvents()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not window.grab().save(str(path), "PNG"):
+        raise HeadlessError(f"could not write {path}")
+    return path

@@ -1,0 +1,109 @@
+"""The projection panel: which two coordinates a D > 2 flow is shown in, and
+the values the other coordinates are held at."""
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from visualizer.geometry import Projection
+
+__all__ = ["ProjectionPanel"]
+
+
+class ProjectionPanel(QtWidgets.QWidget):
+    """Two coordinate pickers and one labelled spin box per held coordinate.
+
+    Signals:
+        changed(Projection): the user picked other coordinates or values.
+    """
+
+    changed = QtCore.Signal(object)
+
+    def __init__(self):
+        super().__init__()
+        self.event_dim = 0
+        self.default = None
+        self._building = False
+        self.x_dim, self.y_dim = QtWidgets.QComboBox(), QtWidgets.QComboBox()
+        form = QtWidgets.QFormLayout()
+        form.addRow("horizontal axis", self.x_dim)
+        form.addRow("vertical axis", self.y_dim)
+        self.reset = QtWidgets.QPushButton("Hold at data mean")
+        note = QtWidgets.QLabel("Coordinates not shown are held fixed at these values "
+                                "(in data space; the base-space layer view holds them at "
+                                "the base mean):")
+        note.setWordWrap(True)
+        self.values = QtWidgets.QWidget()
+        self.value_form = QtWidgets.QFormLayout(self.values)
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.values)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(note)
+        layout.addWidget(scroll, 1)
+        layout.addWidget(self.reset)
+        self.spins = []
+        self.x_dim.currentIndexChanged.connect(self._emit)
+        self.y_dim.currentIndexChanged.connect(self._emit)
+        self.reset.clicked.connect(self._reset)
+
+    def set_model(self, event_dim, default_values):
+        """Rebuilds the controls for a `event_dim`-dimensional flow."""
+        self.event_dim = event_dim
+        self.default = np.asarray(default_values, np.float32)
+        self._building = True
+        for box in (self.x_dim, self.y_dim):
+            box.clear()
+            box.addItems([f"x{d + 1}" for d in range(event_dim)])
+        self.x_dim.setCurrentIndex(0)
+        self.y_dim.setCurrentIndex(1)
+        while self.value_form.rowCount():
+            self.value_form.removeRow(0)
+        self.spins = []
+        for d in range(event_dim):
+            spin = QtWidgets.QDoubleSpinBox()
+            spin.setRange(-1e4, 1e4)
+            spin.setDecimals(3)
+            spin.setSingleStep(0.1)
+            spin.setValue(float(self.default[d]))
+            spin.valueChanged.connect(self._emit)
+            self.value_form.addRow(f"x{d + 1} held at", spin)
+            self.spins.append(spin)
+        self._building = False
+        self._enable()
+        return self.projection()
+
+    def projection(self):
+        held = np.array([s.value() for s in self.spins], np.float32)
+        dims = (self.x_dim.currentIndex(), self.y_dim.currentIndex())
+        return Projection(self.event_dim, dims, held)
+
+    def set_dims(self, x, y):
+        self.x_dim.setCurrentIndex(x)
+        self.y_dim.setCurrentIndex(y)
+
+    def set_held(self, d, value):
+        self.spins[d].setValue(value)
+
+    def _enable(self):
+        shown = (self.x_dim.currentIndex(), self.y_dim.currentIndex())
+        for d, spin in enumerate(self.spins):
+            spin.setEnabled(d not in shown)
+            label = self.value_form.labelForField(spin)
+            if label is not None:
+                label.setText(f"x{d + 1} shown" if d in shown else f"x{d + 1} held at")
+
+    def _emit(self, *args):
+        if self._building or self.event_dim < 2 or self.x_dim.currentIndex() < 0 or self.y_dim.currentIndex() < 0:
+            return
+        self._enable()
+        if self.x_dim.currentIndex() == self.y_dim.currentIndex():
+            return
+        self.changed.emit(self.projection())
+
+    def _reset(self):
+        for spin, v in zip(self.spins, self.default):
+            spin.blockSignals(True)
+            spin.setValue(float(v))
+            spin.blockSignals(False)
+        self._emit()

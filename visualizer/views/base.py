@@ -1,0 +1,169 @@
+"""`View`: what every view shares (requests, readiness, plot styling, messages).
+
+A view draws arrays; it never waits on TensorFlow. It asks the main
+window (`host`) for computations with `submit`, and the window hands each
+`worker.Result` back to `receive`.
+"""
+
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from visualizer import theme
+
+__all__ = ["View", "make_plot", "axis_name", "labeled"]
+
+
+def axis_name(dim, space="x"):
+    return f"{space}{dim + 1}"
+
+
+def make_plot(parent=None, aspect=True):
+    """A styled `pg.PlotWidget` (grid, locked aspect, no auto-range, menu off)."""
+    plot = pg.PlotWidget(parent)
+    item = plot.getPlotItem()
+    item.showGrid(x=True, y=True, alpha=0.12)
+    item.setMenuEnabled(False)
+    item.hideButtons()
+    if aspect:
+        item.setAspectLocked(True)
+    item.getViewBox().disableAutoRange()
+    for name in ("left", "bottom"):
+        item.getAxis(name).setTextPen(theme.color("muted"))
+        item.getAxis(name).setPen(theme.color("muted"))
+    return plot
+
+
+def labeled(text, widget):
+    """A tiny `[label widget]` row for control bars."""
+    box = QtWidgets.QWidget()
+    row = QtWidgets.QHBoxLayout(box)
+    row.setContentsMargins(0, 0, 0, 0)
+    row.setSpacing(4)
+    row.addWidget(QtWidgets.QLabel(text))
+    row.addWidget(widget)
+    return box
+
+
+class View(QtWidgets.QWidget):
+    """Base of the four views.
+
+    Subclasses set `name`/`title`, build their widgets in `__init__`, and
+    implement `refresh()` (submit what the current model and settings need)
+    and `on_result(result)` (draw).
+
+    Signals:
+        frame_drawn: emitted after each new frame is drawn.
+    """
+
+    name = ""
+    title = ""
+    kinds = ()          # the request kinds this view submits (results are routed by kind)
+    frame_drawn = QtCore.Signal()
+
+    def __init__(self, host):
+        super().__init__()
+        self.host = host
+        self.info = None
+        self.projection = None
+        self.active = False
+        self.stale = True
+        self.frames = 0
+        self._latest = {}
+        self._waiting = set()
+        self.controls = QtWidgets.QHBoxLayout()
+        self.controls.setContentsMargins(8, 6, 8, 0)
+        self.message = QtWidgets.QLabel("")
+        self.message.setObjectName("message")
+        self.message.setWordWrap(True)
+        self.message.hide()
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self.controls)
+        layout.addWidget(self.message)
+
+    # -- model and activation ----------------------------------------------
+    def set_model(self, info, projection):
+        self.info, self.projection = info, projection
+        self._latest.clear()
+        self._waiting.clear()
+        self.show_message("")
+        self.model_changed()
+        self.invalidate()
+
+    def model_changed(self):
+        """Hook: reset per-model state (ranges, sliders)."""
+
+    def set_projection(self, projection):
+        self.projection = projection
+        self.projection_changed()
+        self.invalidate()
+
+    def projection_changed(self):
+        """Hook: the displayed coordinates or held values changed."""
+
+    def invalidate(self):
+        """Marks the view out of date; refreshes now if visible."""
+        self.stale = True
+        if self.active and self.info is not None:
+            self.stale = False
+            self.refresh()
+
+    def activate(self):
+        self.active = True
+        if self.stale:
+            self.invalidate()
+
+    def deactivate(self):
+        self.active = False
+
+    def refresh(self):
+        raise NotImplementedError
+
+    # -- requests and results ---------------------------------------------------
+    def submit(self, kind, func, *args, **kwargs):
+        self._waiting.add(kind)
+        self._latest[kind] = self.host.submit(kind, func, *args, **kwargs)
+
+    def receive(self, result):
+        if result.error == "stale":
+            return
+        if self._latest.get(result.kind) == result.request_id:
+            self._waiting.discard(result.kind)
+        if result.error:
+            self.on_error(result)
+        else:
+            self.on_result(result)
+
+    def on_result(self, result):
+        raise NotImplementedError
+
+    def on_error(self, result):
+        self.show_message(f"{self.title}: {result.error}")
+
+    def drew(self):
+        """Call after drawing a frame: counts it for the FPS readout."""
+        self.frames += 1
+        self.host.frame_drawn(self)
+        self.frame_drawn.emit()
+
+    def is_ready(self):
+        """True when the view has drawn what the current settings ask for."""
+        return self.info is not None and not self.stale and not self._waiting and self.frames > 0
+
+    def show_message(self, text):
+        self.message.setText(text)
+        self.message.setVisible(bool(text))
+
+    # -- keyboard actions (overridden where they mean something) ------------------
+    def step_layer(self, delta):
+        """Previous/next layer; only the layers view acts on it."""
+
+    def toggle_play(self):
+        """Play/pause; only the layers view acts on it."""
+
+    def resample(self):
+        """New samples; only the samples view acts on it."""
+
+    def export_widget(self):
+        """The widget saved by File > Export view as PNG."""
+        return self

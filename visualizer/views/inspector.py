@@ -1,0 +1,145 @@
+"""Inspector view: click a point to see how the flow treats it, layer by layer."""
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from visualizer import geometry, theme
+from visualizer.items import PointCloudItem
+from visualizer.views.base import View, axis_name, make_plot
+
+__all__ = ["InspectorView", "format_vector"]
+
+BACKDROP_RESOLUTION = 128
+
+
+def format_vector(v, limit=6):
+    v = np.asarray(v, np.float64)
+    parts = [f"{a:+.4f}" for a in v[:limit]]
+    if len(v) > limit:
+        parts.append(f"… ({len(v)} dims)")
+    return "(" + ", ".join(parts) + ")"
+
+
+def _mono_font():
+    return QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
+
+
+class InspectorView(View):
+    """A log-density backdrop to click on, and a table of the clicked point's numbers.
+
+    The table lists x, z = inverse(x), log p0(z), each step's inverse
+    log|det J| (data to base), their sum and log p(x); the point's path
+    through the layers is drawn on the plot.
+    """
+
+    name, title = "inspector", "Inspector"
+    kinds = ("inspector_backdrop", "inspect")
+
+    def __init__(self, host):
+        super().__init__(host)
+        self.hint = QtWidgets.QLabel("Click anywhere on the plot to inspect that point.")
+        self.controls.addWidget(self.hint)
+        self.controls.addStretch(1)
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        self.plot = make_plot()
+        self.backdrop = pg.ImageItem(axisOrder="row-major")
+        self.backdrop.setOpacity(0.85)
+        self.plot.addItem(self.backdrop)
+        self.data_item = PointCloudItem("data", size=2.0, alpha=90)
+        self.plot.addItem(self.data_item)
+        self.path_item = pg.PlotDataItem(pen=theme.pen("path", 1.5), symbol="o", symbolSize=5,
+                                         symbolBrush=theme.color("path"), symbolPen=None)
+        self.marker = pg.ScatterPlotItem(size=12, brush=theme.color("marker"),
+                                         pen=pg.mkPen("w", width=1.5))
+        self.plot.addItem(self.path_item)
+        self.plot.addItem(self.marker)
+        self.table = QtWidgets.QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["quantity", "value"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().hide()
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        split.addWidget(self.plot)
+        split.addWidget(self.table)
+        split.setSizes([640, 460])
+        self.layout().addWidget(split, 1)
+        self.point = None          # the inspected point, [D]
+        self.details = None        # the last `compute.inspect` result drawn
+        self.plot.scene().sigMouseClicked.connect(self._clicked)
+
+    def model_changed(self):
+        self.details = None
+        self.point = np.asarray(self.info["reference"][0], np.float32)
+        self.projection_changed()
+
+    def projection_changed(self):
+        d = self.projection.dims
+        self.plot.getPlotItem().setLabel("bottom", axis_name(d[0]))
+        self.plot.getPlotItem().setLabel("left", axis_name(d[1]))
+        self.region = geometry.robust_region(self.projection.project(self.info["reference"]))
+        x0, x1, y0, y1 = self.region
+        self.plot.getPlotItem().getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1),
+                                                      padding=0)
+        self.data_item.set_points(self.projection.project(self.info["reference"]))
+        if self.point is not None:
+            self.point = self.projection.embed(self.projection.project(self.point[None]))[0]
+
+    def refresh(self):
+        self.submit("inspector_backdrop", "density", self.region, BACKDROP_RESOLUTION,
+                    self.projection)
+        self.inspect(self.point)
+
+    def inspect(self, x):
+        """Asks for the numbers of point `x [D]`."""
+        self.point = np.asarray(x, np.float32)
+        self.marker.setData(pos=self.projection.project(self.point[None]))
+        self.submit("inspect", "inspect", self.point)
+
+    def _clicked(self, event):
+        if self.info is None or event.button() != QtCore.Qt.MouseButton.LeftButton:
+            return
+        pos = self.plot.getPlotItem().getViewBox().mapSceneToView(event.scenePos())
+        self.inspect(self.projection.embed(np.array([[pos.x(), pos.y()]]))[0])
+
+    def on_result(self, result):
+        if result.kind == "inspector_backdrop":
+            image = result.value["image"]
+            lo, hi = geometry.color_levels(image)
+            self.backdrop.setImage(np.nan_to_num(image, nan=lo, neginf=lo).astype(np.float32),
+                                   levels=(lo, hi), lut=pg.colormap.get("viridis").getLookupTable())
+            x0, x1, y0, y1 = result.value["region"]
+            self.backdrop.setRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
+        else:
+            self.details = result.value
+            self._fill_table(self.details)
+            path = self.details["path"]
+            if path is not None:
+                self.path_item.setData(self.projection.project(path))
+            else:
+                self.path_item.setData([], [])
+        self.drew()
+
+    def _rows(self, d):
+        names = self.info["layer_names"]
+        L = len(names)
+        rows = [("x", format_vector(d["x"])), ("z = inverse(x)", format_vector(d["z"])),
+                ("log p0(z)", f"{d['log_p0']:+.5f}")]
+        if d["log_dets"] is None:
+            rows.append(("per-layer log|det J|", "unavailable (no trace signatures)"))
+        else:
+            for i, ld in enumerate(d["log_dets"]):
+                rows.append((f"undo layer {L - 1 - i}: {names[L - 1 - i]}", f"{ld:+.5f}"))
+        rows += [("Σ log|det ∂z/∂x|", f"{d['log_det_total']:+.5f}"),
+                 ("log p(x) = log p0(z) + Σ", f"{d['log_prob']:+.5f}")]
+        return rows
+
+    def _fill_table(self, d):
+        rows = self._rows(d)
+        self.table.setRowCount(len(rows))
+        for i, (name, value) in enumerate(rows):
+            for j, text in enumerate((name, value)):
+                item = QtWidgets.QTableWidgetItem(text)
+                if j == 1:
+                    item.setFont(_mono_font())
+                self.table.setItem(i, j, item)
+        self.table.resizeColumnToContents(0)

@@ -1,0 +1,246 @@
+"""Layers view: a grid and a sample cloud as they stand after each layer.
+
+A slider runs across layer positions 0..L (fractional positions blend two
+consecutive states linearly), play/pause animates it, and a strip of small
+multiples shows every state at once. Both directions: base to data (the
+forward pass, sampling) and data to base (the inverse pass, density).
+"""
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from visualizer import geometry
+from visualizer.items import GridCurve, PointCloudItem
+from visualizer.views.base import View, axis_name, labeled, make_plot
+
+__all__ = ["LayersView", "STEPS_PER_LAYER"]
+
+STEPS_PER_LAYER = 100
+CLOUD_POINTS = 2000
+STRIP_POINTS = 600
+FRAME_MS = 16
+
+
+class LayersView(View):
+    """Per-layer warping of space, animated."""
+
+    name, title = "layers", "Layers"
+    kinds = ("layers",)
+
+    def __init__(self, host):
+        super().__init__(host)
+        self.direction = QtWidgets.QComboBox()
+        self.direction.addItem("base → data (forward)", "forward")
+        self.direction.addItem("data → base (inverse)", "inverse")
+        self.play_button = QtWidgets.QPushButton("Play  (Space)")
+        self.play_button.setCheckable(True)
+        self.speed = QtWidgets.QDoubleSpinBox()
+        self.speed.setRange(0.1, 10.0)
+        self.speed.setValue(1.0)
+        self.speed.setSuffix(" layers/s")
+        self.slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.slider.setPageStep(STEPS_PER_LAYER)
+        self.slider.setTickPosition(QtWidgets.QSlider.TickPosition.TicksBelow)
+        self.slider.setTickInterval(STEPS_PER_LAYER)
+        self.slider.setMinimumWidth(240)
+        self.layer_label = QtWidgets.QLabel("")
+        for w in (labeled("Direction", self.direction), self.play_button,
+                  labeled("Speed", self.speed), self.slider):
+            self.controls.addWidget(w)
+        self.controls.addWidget(self.layer_label, 1)
+        self.plot = make_plot()
+        self.grid = GridCurve("grid", 1.0, 140)
+        self.cloud = PointCloudItem("samples", size=3.0, alpha=200)
+        self.plot.addItem(self.grid)
+        self.plot.addItem(self.cloud)
+        self.layout().addWidget(self.plot, 1)
+        self.strip = _Strip(self._jump_to)
+        self.layout().addWidget(self.strip)
+        self.grid_states = self.cloud_states = self.connect = None
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(FRAME_MS)
+        self.timer.timeout.connect(self._advance)
+        self._clock = QtCore.QElapsedTimer()
+        self.direction.currentIndexChanged.connect(lambda _: self.invalidate())
+        self.slider.valueChanged.connect(lambda _: self.draw_frame())
+        self.play_button.toggled.connect(self._play)
+
+    # -- state ------------------------------------------------------------
+    @property
+    def position(self):
+        """The fractional layer position shown, in [0, L]."""
+        return self.slider.value() / STEPS_PER_LAYER
+
+    def set_layer(self, k):
+        self.slider.setValue(int(round(k * STEPS_PER_LAYER)))
+
+    def model_changed(self):
+        self.grid_states = self.cloud_states = None
+        L = self.info["num_layers"] or 0
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, L * STEPS_PER_LAYER)
+        self.slider.setValue(0)
+        self.slider.blockSignals(False)
+        self.play_button.setChecked(False)
+
+    def deactivate(self):
+        super().deactivate()
+        self.play_button.setChecked(False)
+
+    def _inputs(self):
+        """Grid lines and cloud in the space the chosen direction starts from."""
+        p, info = self.projection, self.info
+        rng = np.random.default_rng(0)
+        if self.direction.currentData() == "forward":
+            loc, scale = info["base_loc"], info["base_scale"]
+            d = list(p.dims)
+            region = (loc[d[0]] - 3 * scale[d[0]], loc[d[0]] + 3 * scale[d[0]],
+                      loc[d[1]] - 3 * scale[d[1]], loc[d[1]] + 3 * scale[d[1]])
+            held = geometry.Projection(p.event_dim, p.dims, loc)
+            cloud = loc + scale * rng.standard_normal((CLOUD_POINTS, p.event_dim))
+        else:
+            region = geometry.robust_region(p.project(info["reference"]), pad=0.05)
+            held = p
+            cloud = info["reference"][:CLOUD_POINTS]
+        xy, connect = geometry.grid_lines(region)
+        return held.embed(xy), connect, np.asarray(cloud, np.float32)
+
+    def refresh(self):
+        if not self.info["has_trace"]:
+            self.show_message("This SavedModel has no trace / trace_inverse signatures, so "
+                              "the per-layer states cannot be shown. The other views work.")
+            self.drew()
+            return
+        grid, self.connect, cloud = self._inputs()
+        self._split = len(grid)
+        self.submit("layers", "layers", self.direction.currentData(),
+                    np.concatenate([grid, cloud]))
+
+    def on_result(self, result):
+        states = self.projection.project(result.value["states"])
+        self.grid_states, self.cloud_states = states[:, :self._split], states[:, self._split:]
+        x0, x1, y0, y1 = geometry.robust_region(self.cloud_states.reshape(-1, 2), pad=0.08)
+        self.plot.getPlotItem().getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1),
+                                                       padding=0)
+        self._label_axes()
+        self.strip.show_states(self.grid_states, self.cloud_states, self.connect,
+                               self.state_names())
+        self.draw_frame()
+
+    def _label_axes(self):
+        forward = self.direction.currentData() == "forward"
+        d = self.projection.dims
+        self.plot.getPlotItem().setLabel("bottom", f"{axis_name(d[0], 'z')} → {axis_name(d[0])}"
+                                         if forward else f"{axis_name(d[0])} → "
+                                         f"{axis_name(d[0], 'z')}")
+        self.plot.getPlotItem().setLabel("left", f"{axis_name(d[1], 'z')} → {axis_name(d[1])}"
+                                         if forward else f"{axis_name(d[1])} → "
+                                         f"{axis_name(d[1], 'z')}")
+
+    def state_names(self):
+        """A short name for each of the L+1 states in the current direction."""
+        names, L = self.info["layer_names"], self.info["num_layers"]
+        forward = self.direction.currentData() == "forward"
+        first, last = ("base z", "data x") if forward else ("data x", "base z")
+        out = [f"0 · {first}"]
+        for k in range(1, L + 1):
+            layer = names[k - 1] if forward else names[L - k]
+            out.append(f"{k} · {'after' if forward else 'undo'} {layer.split(' (')[0]}")
+        out[-1] += f" = {last}"
+        return out
+
+    # -- drawing ------------------------------------------------------------------
+    def draw_frame(self):
+        if self.grid_states is None:
+            return
+        t = self.position
+        self.grid.set_lines(geometry.lerp_states(self.grid_states, t), self.connect)
+        self.cloud.set_points(geometry.lerp_states(self.cloud_states, t))
+        k = int(round(t))
+        names = self.state_names()
+        self.layer_label.setText(f"layer position {t:.2f} / {len(names) - 1}   ·   "
+                                 f"{names[k]}")
+        self.strip.highlight(k)
+        self.drew()
+
+    def step_layer(self, delta):
+        self.play_button.setChecked(False)
+        self.set_layer(int(np.clip(round(self.position) + delta, 0,
+                                   self.info["num_layers"] if self.info else 0)))
+
+    def toggle_play(self):
+        self.play_button.setChecked(not self.play_button.isChecked())
+
+    def _play(self, on):
+        self.play_button.setText("Pause  (Space)" if on else "Play  (Space)")
+        if on:
+            if self.slider.value() >= self.slider.maximum():
+                self.slider.setValue(0)
+            self._clock.start()
+            self.timer.start()
+        else:
+            self.timer.stop()
+
+    def _advance(self):
+        dt = self._clock.restart() / 1000.0
+        step = max(1, int(round(dt * self.speed.value() * STEPS_PER_LAYER)))
+        value = self.slider.value() + step
+        if value >= self.slider.maximum():
+            value = 0 if self.slider.value() >= self.slider.maximum() else self.slider.maximum()
+        self.slider.setValue(value)
+
+    def _jump_to(self, k):
+        self.play_button.setChecked(False)
+        self.set_layer(k)
+
+
+class _Strip(QtWidgets.QScrollArea):
+    """Small multiples: one tiny plot per state; clicking one jumps to it."""
+
+    def __init__(self, on_click):
+        super().__init__()
+        self.on_click = on_click
+        self.setWidgetResizable(True)
+        self.setFixedHeight(182)
+        self.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.inner = QtWidgets.QWidget()
+        self.row = QtWidgets.QHBoxLayout(self.inner)
+        self.row.setContentsMargins(4, 4, 4, 4)
+        self.setWidget(self.inner)
+        self.plots = []
+        self.current = None
+
+    def show_states(self, grid_states, cloud_states, connect, names):
+        while self.row.count():
+            w = self.row.takeAt(0).widget()
+            if w is not None:
+                w.deleteLater()
+        self.plots, self.current = [], None
+        every = max(1, cloud_states.shape[1] // STRIP_POINTS)
+        for k, name in enumerate(names):
+            plot = make_plot()
+            plot.setFixedSize(150, 150)
+            item = plot.getPlotItem()
+            item.hideAxis("left")
+            item.hideAxis("bottom")
+            item.setTitle(f"<span style='font-size:8pt'>{name}</span>")
+            grid = GridCurve("grid", 1.0, 110)
+            grid.set_lines(grid_states[k], connect)
+            cloud = PointCloudItem("samples", size=2.0, alpha=200)
+            cloud.set_points(cloud_states[k, ::every])
+            item.addItem(grid)
+            item.addItem(cloud)
+            x0, x1, y0, y1 = geometry.robust_region(cloud_states[k], pad=0.1)
+            item.getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
+            plot.scene().sigMouseClicked.connect(lambda ev, k=k: self.on_click(k))
+            self.row.addWidget(plot)
+            self.plots.append(plot)
+        self.row.addStretch(1)
+
+    def highlight(self, k):
+        if k == self.current:
+            return
+        self.current = k
+        for i, plot in enumerate(self.plots):
+            plot.setStyleSheet("border: 2px solid #4fc3f7;" if i == k else "")

@@ -1,0 +1,270 @@
+"""The main window: tabs for the four views, menus, status readout, model opening."""
+
+import collections
+import time
+from pathlib import Path
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from visualizer import paths
+from visualizer.projection import ProjectionPanel
+from visualizer.views import VIEWS
+from visualizer.worker import Worker
+
+__all__ = ["MainWindow", "RECENT_LIMIT"]
+
+RECENT_LIMIT = 8
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """The visualizer window; computations go to one `worker.Worker`.
+
+    Args:
+        settings: a `QSettings` for recent files (default: the user's).
+
+    Signals:
+        model_opened(dict): a model finished opening (its `compute.describe` info).
+        failed(str): an error was shown to the user.
+    """
+
+    model_opened = QtCore.Signal(object)
+    failed = QtCore.Signal(str)
+
+    def __init__(self, settings=None):
+        super().__init__()
+        self.settings = settings or QtCore.QSettings("kerasflows", "visualizer")
+        self.info = self.projection = self.error_box = None
+        self.generation = 0
+        self.tf_ready = False
+        self._frames = collections.deque(maxlen=240)
+        self.latency = None
+        self.worker = Worker(self)
+        self.worker.result.connect(self._on_result)
+        self.views = {name: cls(self) for name, cls in VIEWS.items()}
+        self._routes = {kind: v for v in self.views.values() for kind in v.kinds}
+        self.tabs = QtWidgets.QTabWidget()
+        for view in self.views.values():
+            self.tabs.addTab(view, view.title)
+        self.tabs.currentChanged.connect(self._tab_changed)
+        self.setCentralWidget(self.tabs)
+        self._build_projection_dock()
+        self._build_status()
+        self._build_menus()
+        self.setAcceptDrops(True)
+        self.setWindowTitle("kerasflows visualizer")
+        self.resize(1280, 840)
+        self._readout = QtCore.QTimer(self)
+        self._readout.setInterval(250)
+        self._readout.timeout.connect(self._update_readout)
+        self._readout.start()
+
+    # -- construction ----------------------------------------------------------
+    def _build_projection_dock(self):
+        self.panel = ProjectionPanel()
+        self.panel.changed.connect(self._projection_changed)
+        self.dock = QtWidgets.QDockWidget("Dimensions shown", self)
+        self.dock.setWidget(self.panel)
+        self.dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
+        self.dock.hide()
+
+    def _build_status(self):
+        bar = self.statusBar()
+        self.model_label = QtWidgets.QLabel("no model")
+        self.tf_label = QtWidgets.QLabel("TensorFlow: loading…")
+        self.fps_label = QtWidgets.QLabel("– fps")
+        self.latency_label = QtWidgets.QLabel("last compute –")
+        bar.addWidget(self.model_label, 1)
+        for label in (self.tf_label, self.fps_label, self.latency_label):
+            bar.addPermanentWidget(label)
+
+    def _action(self, menu, text, slot, shortcuts=()):
+        action = QtGui.QAction(text, self)
+        action.setShortcuts([QtGui.QKeySequence(s) for s in shortcuts])
+        action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self):
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self._action(file, "&Open…", self.open_dialog, ["Ctrl+O"])
+        self.recent_menu = file.addMenu("Open &Recent")
+        self._action(file, "&Export view as PNG…", self.export_dialog, ["Ctrl+E"])
+        file.addSeparator()
+        self._action(file, "&Quit", self.close, ["Ctrl+Q"])
+        view = bar.addMenu("&View")
+        for i, v in enumerate(self.views.values()):
+            self._action(view, v.title, lambda _=False, i=i: self.tabs.setCurrentIndex(i),
+                         [f"Ctrl+{i + 1}"])
+        layers = bar.addMenu("&Layers")
+        self._action(layers, "&Previous layer", lambda: self.views["layers"].step_layer(-1),
+                     ["[", "PgUp"])
+        self._action(layers, "&Next layer", lambda: self.views["layers"].step_layer(1),
+                     ["]", "PgDown"])
+        self._action(layers, "Play / &Pause", self.views["layers"].toggle_play, ["Space"])
+        samples = bar.addMenu("&Samples")
+        self._action(samples, "&Resample", self.views["samples"].resample, ["R"])
+        self._rebuild_recent()
+
+    # -- opening models ----------------------------------------------------------------
+    def start(self, path=None):
+        """Starts the compute thread (which imports TensorFlow) and opens `path`."""
+        self.worker.start()
+        if path is not None:
+            self.open_path(path)
+
+    def open_path(self, path):
+        """Opens a model (asynchronously); bad paths give the error dialog at once."""
+        try:
+            source = paths.resolve(path)
+        except paths.ModelPathError as e:
+            self.show_error(f"Cannot open {path}", str(e))
+            return False
+        self.model_label.setText(f"opening {source.path} …")
+        self.worker.submit("open", "load", source)
+        return True
+
+    def open_dialog(self):
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Open a flow", "", "Keras flows (*.keras);;SavedModel (saved_model.pb);;"
+            "Model folder (manifest.json);;All files (*)")
+        if path:
+            p = Path(path)
+            self.open_path(p.parent if p.name in ("saved_model.pb", "manifest.json") else p)
+
+    def _opened(self, result):
+        info = result.value
+        self.info, self.generation = info, result.generation
+        self.projection = self.panel.set_model(info["event_dim"], info["data_mean"])
+        self.dock.setVisible(info["event_dim"] > 2)
+        self._label_model()
+        self.setWindowTitle(f"kerasflows visualizer — {info['name']}")
+        self._remember(info["path"])
+        for view in self.views.values():
+            view.set_model(info, self.projection)
+        self.current_view().activate()
+        self.model_opened.emit(info)
+
+    def _label_model(self):
+        info = self.info
+        if info is None:
+            self.model_label.setText("no model open")
+            return
+        layers = info["num_layers"] if info["num_layers"] is not None else "?"
+        self.model_label.setText(f"{info['name']}  ·  {info['kind']}  ·  D = {info['event_dim']}"
+                                 f"  ·  {layers} layers  ·  {info['path']}")
+
+    # -- results --------------------------------------------------------------------------
+    def submit(self, kind, func, *args, **kwargs):
+        """Queues a computation for the current model; returns its request id."""
+        return self.worker.submit(kind, func, *args, generation=self.generation, **kwargs)
+
+    def _on_result(self, result):
+        if result.kind == "ready":
+            self.tf_ready = result.error is None
+            self.tf_label.setText("TensorFlow ready" if self.tf_ready else "TensorFlow failed")
+            if result.error:
+                self.show_error("TensorFlow could not be imported", result.error)
+        elif result.kind == "open":
+            if result.error:
+                self._label_model()
+                self.show_error("Could not open the model", result.error)
+            else:
+                self._opened(result)
+        elif result.generation == self.generation and result.kind in self._routes:
+            view = self._routes[result.kind]
+            if view is self.current_view():
+                self.latency = result.seconds
+            view.receive(result)
+
+    def frame_drawn(self, view):
+        if view is self.current_view():
+            self._frames.append(time.perf_counter())
+            if len(self._frames) == 1:
+                self._update_readout()
+
+    def fps(self):
+        """Frames per second the current view drew over the last second."""
+        now = time.perf_counter()
+        recent = [t for t in self._frames if now - t <= 1.0]
+        if len(recent) < 2:
+            return 0.0
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+    def _update_readout(self):
+        fps = self.fps()
+        self.fps_label.setText(f"{fps:.1f} fps" if fps else "– fps")
+        if self.latency is not None:
+            self.latency_label.setText(f"last compute {self.latency * 1000:.1f} ms")
+
+    # -- views and projection ---------------------------------------------------------------
+    def current_view(self):
+        return self.tabs.currentWidget()
+
+    def show_view(self, name):
+        self.tabs.setCurrentWidget(self.views[name])
+        return self.views[name]
+
+    def _tab_changed(self, index):
+        self._frames.clear()
+        for view in self.views.values():
+            if view is not self.current_view():
+                view.deactivate()
+        if self.info is not None:
+            self.current_view().activate()
+
+    def _projection_changed(self, projection):
+        self.projection = projection
+        for view in self.views.values():
+            view.set_projection(projection)
+
+    # -- errors, export, recent files, drag and drop --------------------------------------------
+    def show_error(self, title, text):
+        """Shows a non-blocking error dialog (kept as `error_box`) and emits `failed`."""
+        if self.error_box is not None:
+            self.error_box.close()
+        self.error_box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.Warning, title, text,
+                                               QtWidgets.QMessageBox.StandardButton.Ok, self)
+        self.error_box.open()
+        self.failed.emit(f"{title}: {text}")
+
+    def export_dialog(self):
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export view as PNG", f"{self.current_view().name}.png", "PNG image (*.png)")
+        if path:
+            self.save_view_png(path)
+
+    def save_view_png(self, path):
+        """Saves the current view (controls and plot) as a PNG; returns success."""
+        return self.current_view().export_widget().grab().save(str(path), "PNG")
+
+    def _recent(self):
+        value = self.settings.value("recent", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _remember(self, path):
+        recent = [path] + [p for p in self._recent() if p != path]
+        self.settings.setValue("recent", recent[:RECENT_LIMIT])
+        self._rebuild_recent()
+
+    def _rebuild_recent(self):
+        self.recent_menu.clear()
+        for p in self._recent():
+            self.recent_menu.addAction(p, lambda p=p: self.open_path(p))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):
+        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.open_path(urls[0].toLocalFile())
+            event.acceptProposedAction()
+
+    def closeEvent(self, event):
+        self.worker.stop(timeout=5.0)
+        super().closeEvent(event)

@@ -1,0 +1,158 @@
+"""The one long-lived compute thread, and its bridge to the GUI thread.
+
+A plain `threading.Thread` imports TensorFlow (through `compute`) and then
+serves requests from a small mailbox with one slot per kind of request
+(`"density"`, `"samples"`, ...): a new request replaces a waiting one of the
+same kind, so a view that asks faster than the flow answers only ever
+waits for its newest question, and one request is in flight at a time.
+Results reach the GUI thread through a queued Qt signal. (TensorFlow driven
+from a worker object moved onto a default `QThread`, or from short
+`QThreadPool` jobs, segfaulted here; a plain thread with a queue holds up.)
+"""
+
+import dataclasses
+import itertools
+import threading
+import time
+import traceback
+
+from PySide6 import QtCore
+
+__all__ = ["Request", "Result", "ComputeThread", "Worker"]
+
+
+@dataclasses.dataclass
+class Request:
+    kind: str
+    func: str
+    args: tuple
+    kwargs: dict
+    generation: int
+    request_id: int
+
+
+@dataclasses.dataclass
+class Result:
+    """What a request produced.
+
+    Attributes:
+        kind, request_id: as submitted.
+        value: the `compute` function's return value (None on error).
+        error: a one-line reason, or None.
+        seconds: wall time of the computation.
+        generation: which opened model it was computed with.
+    """
+
+    kind: str
+    request_id: int
+    value: object = None
+    error: str = None
+    seconds: float = 0.0
+    generation: int = 0
+
+
+def _reason(exc):
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+class ComputeThread(threading.Thread):
+    """Runs `visualizer.compute` functions one at a time, newest request per kind first.
+
+    Args:
+        deliver: called on this thread with each `Result`; the first one has
+            kind `"ready"` (TensorFlow imported) or carries the import error.
+    """
+
+    def __init__(self, deliver):
+        super().__init__(name="kerasflows-viz-compute", daemon=True)
+        self._deliver = deliver
+        self._cond = threading.Condition()
+        self._pending = {}
+        self._ids = itertools.count(1)
+        self._stopping = False
+        self.backend = None
+        self.generation = 0
+
+    def submit(self, kind, func, *args, generation=None, **kwargs):
+        """Queues `compute.<func>(backend, *args, **kwargs)`; returns the request id.
+
+        `func="load"` opens a model (`args=(source,)`); on success later
+        requests run on it and results carry the next generation number.
+        Requests made for an older generation are dropped.
+        """
+        with self._cond:
+            req = Request(kind, func, args, kwargs, generation, next(self._ids))
+            self._pending.pop(kind, None)
+            self._pending[kind] = req
+            self._cond.notify()
+            return req.request_id
+
+    def stop(self):
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    def _next(self):
+        with self._cond:
+            while not self._pending and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                return None
+            kind = next(iter(self._pending))
+            return self._pending.pop(kind)
+
+    def run(self):
+        start = time.perf_counter()
+        try:
+            from visualizer import compute
+        except Exception as exc:  # noqa: BLE001 (report any import failure to the GUI)
+            self._deliver(Result("ready", 0, error=_reason(exc)))
+            return
+        self._deliver(Result("ready", 0, seconds=time.perf_counter() - start))
+        while (req := self._next()) is not None:
+            self._deliver(self._handle(compute, req))
+
+    def _handle(self, compute, req):
+        start = time.perf_counter()
+        result = Result(req.kind, req.request_id, generation=self.generation)
+        try:
+            if req.func == "load":
+                backend, result.value = compute.load(*req.args, **req.kwargs)
+                self.backend, self.generation = backend, self.generation + 1
+                result.generation = self.generation
+            elif req.generation is not None and req.generation != self.generation:
+                result.error = "stale"
+            elif self.backend is None:
+                result.error = "no model is open"
+            else:
+                result.value = getattr(compute, req.func)(self.backend, *req.args, **req.kwargs)
+        except compute.TraceUnavailable as exc:
+            result.error = str(exc)
+        except Exception as exc:  # noqa: BLE001 (shown to the user, the thread lives on)
+            result.error = _reason(exc)
+            result.value = traceback.format_exc()
+        result.seconds = time.perf_counter() - start
+        return result
+
+
+class Worker(QtCore.QObject):
+    """Owns the compute thread; emits `result(Result)` on the GUI thread."""
+
+    result = QtCore.Signal(object)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.thread = ComputeThread(self.result.emit)
+
+    def start(self):
+        if not self.thread.is_alive():
+            self.thread.start()
+
+    def submit(self, kind, func, *args, generation=None, **kwargs):
+        return self.thread.submit(kind, func, *args, generation=generation, **kwargs)
+
+    def stop(self, timeout=10.0):
+        self.thread.stop()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
