@@ -154,3 +154,12 @@ def test_linear_fixed_parts_are_saved_and_not_trained(tmp_path):
     np.testing.assert_array_equal(loaded.permutation.numpy(), layer.permutation.numpy())
     np.testing.assert_array_equal(loaded.sign.numpy(), layer.sign.numpy())
     np.testing.assert_allclose(loaded.weight_matrix(), layer.weight_matrix(), atol=1e-7)
+
+
+def test_linear_bijector_inverse_keeps_extra_batch_dims():
+    layer = InvertibleLinear(seed=5, dtype="float64")
+    layer.ensure_built(3)
+    perturb_weights(layer, 0.3)
+    z = np.random.default_rng(0).standard_normal((2, 4, 3))
+    b = layer.bijector()
+    np.testing.assert_allclose(b.inverse(b.forward(z)), z, atol=1e-12)

@@ -4,7 +4,7 @@ Kingma & Dhariwal 2018, "Glow: Generative Flow with Invertible 1x1
 Convolutions", section 3.2: `W = P L (U + diag(sign * exp(log_s)))` with P a
 fixed permutation, L unit lower triangular and U strictly upper triangular,
 so `log|det W| = sum(log_s)` costs O(D) and the inverse is two triangular
-solves. The map is TFP's `tfb.ScaleMatvecLU`.
+solves. The map is TFP's `tfb.ScaleMatvecLU` (with a batched inverse).
 """
 
 import keras
@@ -58,6 +58,20 @@ def random_rotation(dim, seed):
     if np.linalg.det(q) < 0:
         q[:, 0] = -q[:, 0]
     return q
+
+
+class _RowwiseScaleMatvecLU(tfb.ScaleMatvecLU):
+    """`tfb.ScaleMatvecLU` whose inverse solves every row in one `lu_solve`.
+
+    TFP's inverse broadcasts the `[D, D]` factors to one system per example
+    (about 200x slower for D=64, batch 1024 under XLA); here the batch is a
+    `[D, batch]` right-hand side. Forward and log-det are TFP's.
+    """
+
+    def _inverse(self, y):
+        rows = tf.reshape(y, [-1, tf.shape(y)[-1]])
+        z = tfp.math.lu_solve(self.lower_upper, self.permutation, tf.transpose(rows))
+        return tf.reshape(tf.transpose(z), tf.shape(y))
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
@@ -114,7 +128,7 @@ class InvertibleLinear(FlowLayer):
         return tfp.math.lu_reconstruct(self.packed_lower_upper(), self.permutation)
 
     def bijector(self, context=None):
-        return tfb.ScaleMatvecLU(self.packed_lower_upper(), self.permutation)
+        return _RowwiseScaleMatvecLU(self.packed_lower_upper(), self.permutation)
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
