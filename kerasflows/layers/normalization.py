@@ -23,9 +23,10 @@ ACTNORM_EPSILON = 1e-6
 class ActNorm(ElementwiseAffine):
     """Activation normalisation (Glow): an `ElementwiseAffine` with data-dependent init.
 
-    `data_init(x)` sets `shift = mean(x)` and `log_scale = log(std(x))` per
-    dimension from a batch `x` on the layer's data side, so that the
-    inverse maps that batch to zero mean and unit variance. It runs once:
+    `data_init(x)` sets `shift = mean(x)` and
+    `log_scale = 0.5 * log(var(x) + 1e-6)` per dimension from a batch `x` on
+    the layer's data side, so that the inverse maps that batch to zero mean
+    and unit variance. It runs once:
     the non-trainable `initialized` weight (saved with the model) turns later
     calls into no-ops. `Flow.fit` calls it on the first batch.
 
