@@ -33,7 +33,7 @@ def _minimal_export(flow, path, with_trace=True):
     D = flow.event_dim
     spec = lambda name: tf.TensorSpec([None, D], tf.float32, name=name)
     module = tf.Module()
-    module.flow = flow
+    module.weights = list(flow.variables)   # tracks the variables, not the flow's caches
 
     @tf.function(input_signature=[spec("x")])
     def log_prob(x):
@@ -42,7 +42,8 @@ def _minimal_export(flow, path, with_trace=True):
     @tf.function(input_signature=[tf.TensorSpec([], tf.int32, name="n"),
                                   tf.TensorSpec([], tf.int32, name="seed")])
     def sample(n, seed):
-        eps = tf.random.stateless_normal(tf.stack([n, D]), seed=tf.stack([seed, 0]))
+        eps = tf.random.stateless_normal(tf.stack([n, D]), seed=tf.stack([seed, 0]),
+                                         alg="philox")
         loc, scale = flow._base_params()
         z = loc + scale * tf.ensure_shape(eps, [None, D])
         x, ld = flow.forward_and_log_det(z)

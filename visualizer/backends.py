@@ -192,7 +192,9 @@ class SavedModelBackend(Backend):
             out = self.signatures["sample"](n=tf.constant(int(n), tf.int32),
                                             seed=tf.constant(int(seed), tf.int32))
             return out["samples"].numpy()
-        eps = tf.random.stateless_normal([int(n), self.event_dim], seed=[int(seed), 0]).numpy()
+        # Philox, as kerasflows' Flow.sample draws its base noise (the same with or without XLA).
+        eps = tf.random.stateless_normal([int(n), self.event_dim], seed=[int(seed), 0],
+                                         alg="philox").numpy()
         loc, scale = self.base_params()
         return self.forward(loc + float(temperature) * scale * eps)[0]
 

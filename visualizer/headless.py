@@ -56,8 +56,8 @@ def open_model(window, path, timeout=300.0):
     errors = _watch_errors(window)
     opened = []
     window.model_opened.connect(opened.append)
-    window.start()
     if window.open_path(path):
+        window.start()
         wait_for(lambda: opened or errors, timeout)
     if errors:
         raise HeadlessError(errors[-1])

@@ -118,11 +118,9 @@ def _folder_model(folder, prefer_keras):
     keras_file = folder / "flow.keras"
     sm = _savedmodel_in(folder / "saved_model") or _savedmodel_in(folder)
     if keras_file.is_file() and (prefer_keras or sm is None):
-        return "keras", keras_file
+        return keras_file
     if sm is not None:
-        return "savedmodel", sm
-    if keras_file.is_file():
-        return "keras", keras_file
+        return sm
     raise ModelPathError(f"model folder {folder} has neither flow.keras nor a SavedModel "
                          "(saved_model/<version>/saved_model.pb).")
 
@@ -145,16 +143,18 @@ def resolve(path, prefer_keras=None):
         if p.suffix != ".keras":
             raise ModelPathError(f"{p} is not a model: expected a .keras file, a SavedModel "
                                  "directory or a saved_models/<name>/ folder.")
-        kind, load = "keras", p
+        load = p
     elif (p / "manifest.json").is_file():
-        kind, load = _folder_model(p, prefer_keras)
+        _read_folder(p)                       # a broken manifest is reported first
+        load = _folder_model(p, prefer_keras)
     elif _savedmodel_in(p) is not None:
-        kind, load = "savedmodel", _savedmodel_in(p)
+        load = _savedmodel_in(p)
     elif (p / "flow.keras").is_file():
-        kind, load = "keras", p / "flow.keras"
+        load = p / "flow.keras"
     else:
         raise ModelPathError(f"{p} is not a model directory: expected saved_model.pb, "
                              "<version>/saved_model.pb, flow.keras or manifest.json inside.")
+    kind = "keras" if load.suffix == ".keras" else "savedmodel"
     folder = _find_manifest(load)
     manifest, sample = _read_folder(folder) if folder is not None else (None, None)
     return ModelSource(path=p, kind=kind, load_path=load, manifest=manifest, data_sample=sample)

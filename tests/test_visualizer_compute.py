@@ -1,0 +1,246 @@
+"""Visualizer compute side: path resolution, both backends against the flow's own
+numbers, the compute thread's mailbox, and a SavedModel opened without kerasflows."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_visualizer_support import export, make_model_folder
+from visualizer import compute, geometry, paths
+from visualizer.backends import KerasBackend, SavedModelBackend, TraceUnavailable, bucket
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(37, 2)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("viz_models")
+    folder, flow = make_model_folder(root, "tiny", event_dim=2, num_layers=3)
+    return folder, flow
+
+
+@pytest.fixture(scope="module")
+def backends(model):
+    folder, _ = model
+    return {"keras": KerasBackend(folder / "flow.keras"),
+            "savedmodel": SavedModelBackend(folder / "saved_model" / "1")}
+
+
+# -- paths -------------------------------------------------------------------------------
+def test_resolve_accepts_every_layout(model):
+    folder, _ = model
+    src = paths.resolve(folder)
+    assert (src.kind, src.load_path) == ("keras", folder / "flow.keras")
+    assert src.manifest["name"] == "tiny" and src.data_sample.shape == (300, 2)
+    src = paths.resolve(folder, prefer_keras=False)
+    assert (src.kind, src.load_path) == ("savedmodel", folder / "saved_model" / "1")
+    for path, kind in [(folder / "flow.keras", "keras"), (folder / "saved_model", "savedmodel"),
+                       (folder / "saved_model" / "1", "savedmodel")]:
+        src = paths.resolve(path)
+        assert src.kind == kind
+        assert src.manifest["name"] == "tiny", "the model folder's manifest is picked up"
+        assert src.data_sample is not None
+
+
+def test_resolve_rejects_bad_paths(tmp_path):
+    with pytest.raises(paths.ModelPathError, match="no such file"):
+        paths.resolve(tmp_path / "missing.keras")
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(paths.ModelPathError, match="not a model"):
+        paths.resolve(tmp_path / "notes.txt")
+    with pytest.raises(paths.ModelPathError, match="not a model directory"):
+        paths.resolve(tmp_path)
+    bad = tmp_path / "broken"
+    bad.mkdir()
+    (bad / "manifest.json").write_text("{not json")
+    with pytest.raises(paths.ModelPathError, match="manifest.json"):
+        paths.resolve(bad)
+
+
+def test_default_model_is_found_relative_to_the_package():
+    assert paths.default_model_path() == Path(paths.__file__).resolve().parents[1] / \
+        "saved_models" / "moons"
+
+
+def expected_sample(flow, backend, n, seed, temperature):
+    """What the samples view must show: the flow's own `sample` for a .keras model;
+    for a SavedModel its `sample` signature (T = 1) or `forward` of the base
+    scaled by T (the same Philox noise as `Flow.sample`)."""
+    import tensorflow as tf
+    if backend.kind == "keras":
+        return flow.sample(n, seed=seed, temperature=temperature).numpy()
+    if temperature == 1.0:
+        out = backend.signatures["sample"](n=tf.constant(n), seed=tf.constant(seed))
+        return out["samples"].numpy()
+    eps = tf.random.stateless_normal([n, flow.event_dim], seed=[seed, 0], alg="philox")
+    loc, scale = flow._base_params()
+    return flow.forward(loc + temperature * scale * eps).numpy()
+
+
+# -- backends against the flow ------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["keras", "savedmodel"])
+def test_backend_numbers_equal_the_flows_own(model, backends, kind):
+    _, flow = model
+    b = backends[kind]
+    assert (b.event_dim, b.num_layers, b.has_trace) == (2, 3, True)
+    np.testing.assert_allclose(b.log_prob(X), flow.log_prob(X).numpy(), rtol=1e-5, atol=1e-5)
+    for T in (1.0, 0.6):
+        np.testing.assert_allclose(b.sample(123, seed=5, temperature=T),
+                                   expected_sample(flow, b, 123, 5, T), rtol=1e-4, atol=1e-4)
+    states, log_dets = b.trace(X)
+    want_s, want_ld = flow.trace(X, return_log_dets=True)
+    np.testing.assert_allclose(states, np.stack(want_s), atol=1e-5)
+    np.testing.assert_allclose(log_dets, np.stack(want_ld), atol=1e-5)
+    states, log_dets = b.trace_inverse(X)
+    want_s, want_ld = flow.trace_inverse(X, return_log_dets=True)
+    np.testing.assert_allclose(states, np.stack(want_s), atol=1e-5)
+    np.testing.assert_allclose(log_dets, np.stack(want_ld), atol=1e-5)
+    z, ld = b.inverse(X)
+    np.testing.assert_allclose(z, flow.inverse(X).numpy(), atol=1e-5)
+    loc, scale = b.base_params()
+    np.testing.assert_allclose(loc, flow.base_loc.numpy(), atol=1e-4)
+    np.testing.assert_allclose(scale, np.exp(flow.base_log_scale.numpy()), atol=1e-4)
+
+
+def test_backend_rejects_wrong_shapes(backends):
+    with pytest.raises(ValueError, match=r"expected x of shape \(N, 2\); received shape \(4, 3\)"):
+        backends["keras"].log_prob(np.zeros((4, 3)))
+
+
+def test_bucket_sizes_are_powers_of_two():
+    assert [bucket(n) for n in (1, 64, 65, 4096, 65536, 70000)] == \
+        [64, 64, 128, 4096, 65536, 131072]
+
+
+# -- compute functions ------------------------------------------------------------------------
+def test_density_pixels_are_log_prob_at_pixel_centres(model, backends):
+    _, flow = model
+    region, res = (-2.0, 1.0, -1.5, 2.5), 8
+    out = compute.density(backends["keras"], region, res, geometry.Projection(2))
+    img = out["image"]
+    assert img.shape == (res, res)
+    xs = geometry.pixel_centers(-2.0, 1.0, res)
+    ys = geometry.pixel_centers(-1.5, 2.5, res)
+    i, j = 6, 1                       # row i is the i-th y from the bottom, column j the j-th x
+    want = flow.log_prob(np.array([[xs[j], ys[i]]], np.float32)).numpy()[0]
+    assert img[i, j] == pytest.approx(want, abs=1e-5)
+
+
+def test_inspect_adds_up(model, backends):
+    _, flow = model
+    x = X[3]
+    for b in backends.values():
+        d = compute.inspect(b, x)
+        z = flow.inverse(x[None]).numpy()[0]
+        np.testing.assert_allclose(d["z"], z, atol=1e-5)
+        assert d["log_p0"] == pytest.approx(float(flow.base_log_prob(z[None])[0]), abs=1e-4)
+        assert d["log_prob"] == pytest.approx(float(flow.log_prob(x[None])[0]), abs=1e-5)
+        assert d["log_p0"] + d["log_dets"].sum() == pytest.approx(d["log_prob"], abs=1e-4)
+        assert d["path"].shape == (4, 2)
+
+
+def test_savedmodel_without_trace_signatures(model, tmp_path):
+    _, flow = model
+    export(flow, tmp_path / "1", with_trace=False)
+    b = SavedModelBackend(tmp_path / "1")
+    assert not b.has_trace and b.num_layers is None
+    with pytest.raises(TraceUnavailable, match="no trace"):
+        compute.layers(b, "forward", X)
+    d = compute.inspect(b, X[0])
+    assert d["log_dets"] is None and d["path"] is None
+    assert d["log_prob"] == pytest.approx(float(flow.log_prob(X[:1])[0]), abs=1e-5)
+    info = compute.describe(b, paths.resolve(tmp_path / "1"))
+    assert info["has_trace"] is False and info["reference_is_data"] is False
+
+
+# -- the compute thread --------------------------------------------------------------------------
+def test_newest_request_replaces_a_waiting_one(model, monkeypatch):
+    from visualizer.worker import ComputeThread
+    folder, _ = model
+    started, release = threading.Event(), threading.Event()
+    results, done = [], threading.Event()
+
+    def blocking_density(backend, *args):
+        started.set()
+        release.wait(30)
+        return "density"
+
+    monkeypatch.setattr(compute, "density", blocking_density)
+    monkeypatch.setattr(compute, "samples", lambda backend, n, seed, t: seed)
+
+    def deliver(r):
+        results.append(r)
+        if r.kind == "samples":
+            done.set()
+
+    thread = ComputeThread(deliver)
+    thread.submit("open", "load", paths.resolve(folder))
+    thread.start()
+    thread.submit("density", "density", generation=1)
+    assert started.wait(60), "the density request never started"
+    for seed in (1, 2, 3):                     # all wait while density is in flight
+        thread.submit("samples", "samples", 10, seed, 1.0, generation=1)
+    release.set()
+    assert done.wait(60)
+    thread.stop()
+    thread.join(10)
+    kinds = [(r.kind, r.value if r.kind != "open" else None) for r in results]
+    assert kinds == [("ready", None), ("open", None), ("density", "density"), ("samples", 3)]
+    assert all(r.error is None for r in results)
+
+
+# -- a process where kerasflows cannot be imported ------------------------------------------------
+BLOCKER = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "kerasflows" or name.startswith("kerasflows."):
+            raise ModuleNotFoundError("No module named 'kerasflows' (blocked by the test)")
+sys.meta_path.insert(0, Block())
+"""
+
+CHILD = """
+import json, sys
+import numpy as np
+from visualizer import compute, geometry, paths
+try:
+    import kerasflows
+    raise SystemExit("kerasflows should not be importable here")
+except ImportError:
+    pass
+src = paths.resolve(sys.argv[1])
+backend, info = compute.load(src)
+x = np.load(sys.argv[2])
+out = {"kind": src.kind, "layers": info["num_layers"],
+       "log_prob": compute.density(backend, (-1, 1, -1, 1), 4, geometry.Projection(2))["image"]
+       .ravel().tolist(),
+       "sample": compute.samples(backend, 5, 3)["points"].tolist(),
+       "trace": compute.layers(backend, "inverse", x)["states"].tolist(),
+       "modules": sorted(m for m in sys.modules if m.startswith(("kerasflows", "PySide6")))}
+print(json.dumps(out))
+"""
+
+
+def test_savedmodel_opens_where_kerasflows_is_not_importable(model, backends, tmp_path):
+    folder, flow = model
+    (tmp_path / "sitecustomize.py").write_text(BLOCKER)
+    np.save(tmp_path / "x.npy", X[:5])
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(folder), str(tmp_path / "x.npy")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["kind"] == "savedmodel" and out["layers"] == 3
+    assert out["modules"] == [], "neither kerasflows nor Qt may be imported by the compute side"
+    grid = geometry.grid_points((-1, 1, -1, 1), 4)
+    np.testing.assert_allclose(out["log_prob"], flow.log_prob(grid).numpy(), atol=1e-5)
+    np.testing.assert_allclose(out["sample"], expected_sample(flow, backends["savedmodel"], 5, 3, 1.0),
+                               atol=1e-4)
+    np.testing.assert_allclose(out["trace"], np.stack(flow.trace_inverse(X[:5])), atol=1e-5)
