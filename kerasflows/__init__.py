@@ -2,7 +2,8 @@
 
 from kerasflows import datasets, layers, testing
 from kerasflows.flow import Flow
+from kerasflows.loading import load
 
 __version__ = "0.1.0"
 
-__all__ = ["Flow", "datasets", "layers", "testing", "__version__"]
+__all__ = ["Flow", "load", "datasets", "layers", "testing", "__version__"]

@@ -1,0 +1,64 @@
+"""The `kerasflows` command: train, evaluate, sample, export and inspect flows from a shell.
+
+Each subcommand lives in `kerasflows/cli/<name>.py` and exposes
+`add_parser(subparsers)` and `run(args) -> int`. User errors (a missing
+file, a wrong shape, an unknown dataset or recipe, a bad flag) print one
+line `kerasflows: error: ...` to stderr and exit with status 2, without a
+traceback.
+
+Example:
+
+```bash
+kerasflows train moons --epochs 5 --out moons.keras
+kerasflows evaluate moons.keras moons
+kerasflows export moons.keras serving/moons
+```
+"""
+
+import argparse
+import sys
+
+from kerasflows.cli import evaluate, export, info, sample, train
+from kerasflows.cli.common import UserError
+
+__all__ = ["main", "SUBCOMMANDS", "build_parser"]
+
+#: The subcommand modules, in the order `--help` lists them.
+SUBCOMMANDS = [train, evaluate, sample, export, info]
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports bad flags on one line, like every other user error."""
+
+    def error(self, message):
+        _fail(f"{message} (see '{self.prog} --help')")
+
+
+def _fail(message, status=2):
+    print(f"kerasflows: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def build_parser():
+    """The argument parser of the `kerasflows` command, with every subcommand."""
+    parser = _Parser(prog="kerasflows", description="Normalizing flows for Keras 3: train, "
+                     "evaluate, sample, export and inspect flows.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in SUBCOMMANDS:
+        module.add_parser(subparsers).set_defaults(run=module.run)
+    return parser
+
+
+def main(argv=None):
+    """Runs the command with `argv` (default: `sys.argv[1:]`); returns the exit status."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    try:
+        return args.run(args)
+    except (UserError, ValueError, OSError) as e:
+        _fail(" ".join(str(e).split()) or type(e).__name__)
+    except FloatingPointError as e:
+        _fail(str(e), status=1)
+    except KeyboardInterrupt:
+        _fail("interrupted", status=130)

@@ -1,0 +1,122 @@
+"""Helpers shared by the subcommands: reading data, opening models, writing arrays."""
+
+import os
+
+import numpy as np
+
+__all__ = ["UserError", "read_data", "read_array", "write_array", "open_flow",
+           "check_columns", "positive_int", "fraction", "units"]
+
+
+class UserError(Exception):
+    """A mistake in the command line or its inputs; printed as one line, exit status 2."""
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise _arg_error(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def fraction(text):
+    """argparse type: a number in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise _arg_error(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def units(text):
+    """argparse type: hidden layer sizes as comma-separated positive integers, e.g. 64,64."""
+    try:
+        values = [int(u) for u in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise _arg_error(f"expected comma-separated positive integers such as 64,64, got {text!r}")
+    return values
+
+
+def _arg_error(message):
+    import argparse
+    return argparse.ArgumentTypeError(message)
+
+
+def read_array(path):
+    """Reads a `.npy` or `.csv` (comma-separated, optional header line) file as float32 `[N, D]`."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such file.")
+    try:
+        if path.endswith(".npy"):
+            array = np.load(path, allow_pickle=False)
+        elif path.endswith(".csv"):
+            array = _read_csv(path)
+        else:
+            raise UserError(f"{path}: expected a .npy or .csv file.")
+        array = np.asarray(array, np.float32)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{path}: cannot read the data ({e}).") from e
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise UserError(f"{path}: expected a 2-D array of shape [N, D] with N >= 1; "
+                        f"got shape {array.shape}.")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise UserError(f"{path}: {int(bad.sum())} NaN or inf values (first in row "
+                        f"{int(np.nonzero(bad)[0][0])}).")
+    return array
+
+
+def _read_csv(path):
+    try:
+        return np.loadtxt(path, delimiter=",", ndmin=2)
+    except ValueError:
+        return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
+
+
+def read_data(spec, n=None, seed=0):
+    """A dataset name (`kerasflows.datasets.NAMES`, drawing `n` points) or a data file.
+
+    Returns `(array, dataset_name_or_None)`.
+    """
+    from kerasflows import datasets
+    if spec in datasets.NAMES and not os.path.exists(spec):
+        return datasets.load(spec, n=n, seed=seed), spec
+    if not spec.endswith((".npy", ".csv")):
+        raise UserError(f"{spec!r} is neither a dataset name ({', '.join(datasets.NAMES)}) "
+                        "nor a .npy/.csv file.")
+    return read_array(spec), None
+
+
+def write_array(path, array):
+    """Writes `array` to a `.npy` or `.csv` file, by the extension of `path`."""
+    if path.endswith(".npy"):
+        np.save(path, array)
+    elif path.endswith(".csv"):
+        np.savetxt(path, array, delimiter=",", fmt="%.8g")
+    else:
+        raise UserError(f"{path}: the output must end in .npy or .csv.")
+
+
+def open_flow(path, unconditional=True):
+    """Loads a flow with `kerasflows.load`; the command line handles unconditional flows."""
+    from kerasflows.loading import load
+    flow = load(path)
+    if unconditional and flow.context_dim is not None:
+        raise UserError(f"{path}: a conditional flow (context_dim={flow.context_dim}); the "
+                        "command line handles unconditional flows only; use the Python API.")
+    return flow
+
+
+def check_columns(array, flow, what):
+    """Raises a UserError unless `array` has the flow's event dimension."""
+    if array.shape[1] != flow.event_dim:
+        raise UserError(f"{what} has {array.shape[1]} columns; the model expects "
+                        f"event_dim={flow.event_dim}.")

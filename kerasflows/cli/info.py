@@ -1,0 +1,97 @@
+"""`kerasflows info MODEL`: layers, parameter count, event dimension and training record.
+
+MODEL is a `.keras` file, a model folder (e.g. `saved_models/moons`, whose
+`manifest.json` is shown too) or an exported SavedModel directory (its
+signatures are listed).
+"""
+
+import json
+import os
+
+from kerasflows.cli.common import open_flow
+
+__all__ = ["add_parser", "run", "describe"]
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("info", help="describe a model: layers, parameters, training",
+                              description=__doc__.split(":", 1)[1].strip())
+    p.add_argument("model", help="a .keras file, a model folder or a SavedModel directory")
+    p.add_argument("--json", action="store_true", help="print the description as JSON")
+    return p
+
+
+def _is_saved_model(path):
+    return os.path.isdir(path) and not os.path.isfile(os.path.join(path, "flow.keras")) and (
+        os.path.isfile(os.path.join(path, "saved_model.pb"))
+        or any(d.isdigit() for d in os.listdir(path)))
+
+
+def _describe_saved_model(path):
+    from kerasflows.export import load_saved_model
+    loaded = load_saved_model(path)
+    signatures = {}
+    for name, fn in sorted(loaded.signatures.items()):
+        inputs = fn.structured_input_signature[1]
+        signatures[name] = {
+            "inputs": {k: list(v.shape) for k, v in sorted(inputs.items())},
+            "outputs": {k: list(v.shape) for k, v in sorted(fn.structured_outputs.items())}}
+    return {"model": path, "format": "SavedModel", "signatures": signatures}
+
+
+def describe(path):
+    """A JSON-able description of the model at `path`."""
+    from kerasflows.loading import model_file, training_record
+    if _is_saved_model(path):
+        return _describe_saved_model(path)
+    flow = open_flow(path, unconditional=False)
+    layers = [{"index": i, "name": l.name, "class": type(l).__name__,
+               "parameters": int(sum(int(w.numpy().size) for w in l.weights))}
+              for i, l in enumerate(flow.flow_layers)]
+    info = {"model": path, "format": ".keras", "class": type(flow).__name__,
+            "event_dim": flow.event_dim, "context_dim": flow.context_dim, "base": flow.base,
+            "parameters": int(flow.count_params()), "layers": layers,
+            "training": training_record(model_file(path))}
+    manifest = os.path.join(path, "manifest.json")
+    if os.path.isdir(path) and os.path.isfile(manifest):
+        try:
+            with open(manifest) as f:
+                info["manifest"] = json.load(f)
+        except ValueError as e:
+            raise ValueError(f"{manifest}: not valid JSON ({e}).") from e
+    return info
+
+
+def _print_flow(info):
+    print(f"{info['model']}: {info['class']}, event_dim={info['event_dim']}, "
+          f"context_dim={info['context_dim']}, base={info['base']}, "
+          f"{info['parameters']:,} parameters")
+    for layer in info["layers"]:
+        print(f"  {layer['index']:>3}  {layer['name']:<20} {layer['class']:<22} "
+              f"{layer['parameters']:>9,} params")
+    record = info["training"] or {}
+    if record:
+        nlls = ", ".join(f"{k} {record[k + '_nll']:.4f}" for k in ("train", "validation", "test")
+                         if record.get(k + "_nll") is not None)
+        print(f"trained on: {record['data']} ({record['n_train']} rows), recipe {record['recipe']}, "
+              f"{record['epochs']} epochs; NLL (nats) {nlls}")
+        print(f"command: {record['command']}")
+    else:
+        print("trained on: unknown (no training record in the file)")
+    manifest = info.get("manifest")
+    if manifest:
+        print(f"manifest: dataset {manifest.get('dataset')}, test NLL {manifest.get('test_nll')}, "
+              f"true entropy {manifest.get('true_entropy')}")
+
+
+def run(args):
+    info = describe(args.model)
+    if args.json:
+        print(json.dumps(info, indent=1))
+    elif info["format"] == "SavedModel":
+        print(f"{info['model']}: SavedModel with signatures")
+        for name, sig in info["signatures"].items():
+            print(f"  {name}: {sig['inputs']} -> {sig['outputs']}")
+    else:
+        _print_flow(info)
+    return 0

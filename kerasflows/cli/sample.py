@@ -1,0 +1,29 @@
+"""`kerasflows sample MODEL`: draw samples from a flow into a .npy or .csv file."""
+
+from kerasflows.cli.common import UserError, open_flow, positive_int, write_array
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser("sample", help="draw samples to a .npy or .csv file",
+                              description=__doc__.split(":", 1)[1].strip() + " The same "
+                              "--seed gives the same samples.")
+    p.add_argument("model", help="a .keras file or a model folder (e.g. saved_models/moons)")
+    p.add_argument("-n", "--num", type=positive_int, default=1000, help="number of samples")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="scale of the base distribution (< 1 concentrates the samples)")
+    p.add_argument("-o", "--out", required=True, metavar="FILE",
+                   help="output file, .npy or .csv (one sample per row)")
+    return p
+
+
+def run(args):
+    if not args.out.endswith((".npy", ".csv")):
+        raise UserError(f"--out must end in .npy or .csv. Received: {args.out}")
+    flow = open_flow(args.model)
+    samples = flow.sample(args.num, seed=args.seed, temperature=args.temperature).numpy()
+    write_array(args.out, samples)
+    print(f"Wrote {len(samples)} samples of dimension {samples.shape[1]} to {args.out}")
+    return 0

@@ -1,0 +1,160 @@
+"""`kerasflows train DATA`: fit a flow by maximum likelihood and save it.
+
+Writes the `.keras` model (with its training record inside), a JSON report
+(train/validation/test NLL, history, the exact command) and, after every
+epoch, a checkpoint; run the same command after a crash to resume from the
+last finished epoch. The checkpoint folder is removed once the model is
+saved.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import time
+
+import numpy as np
+
+from kerasflows.cli.common import UserError, fraction, positive_int, read_array, read_data, units
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers):
+    from kerasflows.distributed import STRATEGIES
+    from kerasflows.recipes import RECIPES
+    p = subparsers.add_parser(
+        "train", help="train a flow on a dataset or a data file",
+        description=__doc__.split("\n\n")[0] + " Every epoch is checkpointed; rerunning the "
+        "same command after a crash resumes from the last finished epoch.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data", help="a dataset name (moons, eight_gaussians, checkerboard, rings, "
+                   "pinwheel, two_spirals, digits) or a .npy/.csv file of shape [N, D]")
+    p.add_argument("--recipe", default="nsf", choices=list(RECIPES),
+                   help="the flow family (kerasflows.models)")
+    p.add_argument("--layers", type=positive_int, default=5, help="number of flow layers")
+    p.add_argument("--hidden", type=units, default=[64, 64],
+                   help="hidden units of each conditioner network, comma-separated")
+    p.add_argument("--bins", type=positive_int, default=None,
+                   help="spline bins (nsf, nsf_ar only; default 8)")
+    p.add_argument("--bound", type=float, default=None,
+                   help="splines act on [-bound, bound] (nsf, nsf_ar only; default 5.0)")
+    p.add_argument("--epochs", type=positive_int, default=20, help="number of epochs")
+    p.add_argument("--batch-size", type=positive_int, default=512, help="global batch size")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--lr-decay", choices=["none", "cosine"], default="none",
+                   help="learning-rate schedule: constant, or cosine decay to 0")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the data draw, the splits, initialization and batch order")
+    p.add_argument("--n", type=positive_int, default=None,
+                   help="points to draw when DATA is a dataset name (default 10000; digits: "
+                   "all 1797 images)")
+    p.add_argument("--validation-split", type=fraction, default=0.1,
+                   help="fraction of the training data held out for validation (0: none)")
+    p.add_argument("--validation-data", metavar="FILE", help="a .npy/.csv validation set "
+                   "(replaces --validation-split)")
+    p.add_argument("--test-split", type=fraction, default=0.1,
+                   help="fraction of DATA held out as the test set (0: none)")
+    p.add_argument("--test-data", metavar="FILE",
+                   help="a .npy/.csv test set (replaces --test-split)")
+    p.add_argument("--out", metavar="FILE.keras",
+                   help="the trained model (default: DATA's name + .keras)")
+    p.add_argument("--report", metavar="FILE.json",
+                   help="the JSON report (default: --out with .json)")
+    p.add_argument("--checkpoint-dir", metavar="DIR",
+                   help="per-epoch checkpoints (default: --out with .checkpoint)")
+    p.add_argument("--strategy", choices=list(STRATEGIES), default="default",
+                   help="tf.distribute strategy: one process, MirroredStrategy (this "
+                   "machine's devices) or MultiWorkerMirroredStrategy (reads TF_CONFIG)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _paths(args):
+    stem = os.path.splitext(os.path.basename(args.data))[0]
+    out = args.out or f"{stem}.keras"
+    if not out.endswith(".keras"):
+        raise UserError(f"--out must end in .keras. Received: {out}")
+    base = out[:-len(".keras")]
+    return out, args.report or base + ".json", args.checkpoint_dir or base + ".checkpoint"
+
+
+def _split(x, args):
+    """`(train, validation or None, test or None)` after a seeded shuffle."""
+    x = x[np.random.default_rng(args.seed).permutation(len(x))]
+    test = read_array(args.test_data) if args.test_data else None
+    n_test = 0 if args.test_data else int(round(len(x) * args.test_split))
+    test, rest = (test if args.test_data else x[:n_test]), x[n_test:]
+    if args.validation_data:
+        val, train = read_array(args.validation_data), rest
+    else:
+        n_val = int(round(len(rest) * args.validation_split))
+        val, train = rest[:n_val], rest[n_val:]
+    if len(train) == 0:
+        raise UserError(f"{args.data}: no training data left after the test and validation "
+                        f"splits ({len(x)} rows).")
+    for name, part in (("--validation-data", val), ("--test-data", test)):
+        if part is not None and part.shape[1] != x.shape[1]:
+            raise UserError(f"{name} has {part.shape[1]} columns; {args.data} has {x.shape[1]}.")
+    return train, (val if len(val) else None), (test if test is not None and len(test) else None)
+
+
+def _fingerprint(args):
+    skip = {"out", "report", "checkpoint_dir", "quiet", "strategy", "run", "argv", "command"}
+    return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
+
+
+def _builder(args, event_dim):
+    from kerasflows import recipes
+    recipes.build(args.recipe, event_dim, args.layers, args.hidden, args.bins, args.bound)
+    return lambda: recipes.build(args.recipe, event_dim, args.layers, args.hidden,
+                                 args.bins, args.bound)
+
+
+def _record(args, dataset, parts, flow, history, seconds):
+    import kerasflows
+    from kerasflows.distributed import evaluate_nll
+    nll = {name: (evaluate_nll(flow, part) if part is not None else (None, None))
+           for name, part in zip(("train", "validation", "test"), parts)}
+    return {"data": args.data, "dataset": dataset, "recipe": args.recipe,
+            "event_dim": flow.event_dim, "num_layers": args.layers, "hidden_units": args.hidden,
+            "bins": args.bins, "bound": args.bound, "epochs": args.epochs,
+            "batch_size": args.batch_size, "lr": args.lr, "lr_decay": args.lr_decay,
+            "seed": args.seed, "strategy": args.strategy,
+            "n_train": len(parts[0]), "n_validation": len(parts[1]) if parts[1] is not None else 0,
+            "n_test": len(parts[2]) if parts[2] is not None else 0,
+            **{f"{k}_nll": v[0] for k, v in nll.items()}, "test_nll_se": nll["test"][1],
+            "history": history, "train_seconds": round(seconds, 1),
+            "parameters": int(flow.count_params()),
+            "command": shlex.join(["kerasflows", *args.argv]),
+            "kerasflows_version": kerasflows.__version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def run(args):
+    from kerasflows.checkpoint import EpochCheckpoint
+    from kerasflows.distributed import get_strategy, is_chief, train_flow
+    from kerasflows.loading import write_training_record
+    out, report, checkpoint_dir = _paths(args)
+    strategy = get_strategy(args.strategy)  # first: collectives need a fresh TF context
+    x, dataset = read_data(args.data, n=args.n, seed=args.seed)
+    parts = _split(x, args)
+    build = _builder(args, x.shape[1])
+    start = time.perf_counter()
+    flow, history = train_flow(
+        build, parts[0], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+        lr_decay=args.lr_decay, seed=args.seed, validation_data=parts[1], strategy=strategy,
+        checkpoint_dir=checkpoint_dir, fingerprint=_fingerprint(args), verbose=int(not args.quiet))
+    record = _record(args, dataset, parts, flow, history, time.perf_counter() - start)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    flow.save(out)
+    write_training_record(out, record)
+    if is_chief(strategy):
+        with open(report, "w") as f:
+            json.dump(record, f, indent=1)
+        EpochCheckpoint(checkpoint_dir, {}).delete()
+        nll = ", ".join(f"{k} {record[f'{k}_nll']:.4f}" for k in ("train", "validation", "test")
+                        if record[f"{k}_nll"] is not None)
+        print(f"Saved {out} and {report}. NLL in nats per example: {nll}.", flush=True)
+    return 0

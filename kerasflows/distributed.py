@@ -1,0 +1,259 @@
+"""Maximum-likelihood training under any `tf.distribute` strategy, with crash-safe resume.
+
+Keras 3's `Model.fit` fails under `tf.distribute.MultiWorkerMirroredStrategy`
+(keras-team/keras#20585, tensorflow/tensorflow#72388), so this module runs
+its own loop, which works the same under the default strategy, under
+`MirroredStrategy` and across workers:
+
+- the flow and its Adam optimizer are built inside `strategy.scope()`, so
+  their variables are mirrored on every replica;
+- each epoch is one fixed permutation of the data (from `seed` and the epoch
+  number), cut into full global batches (the remainder is dropped; the next
+  epoch's permutation differs) and spread over the replicas with
+  `strategy.experimental_distribute_dataset`;
+- every replica takes the gradient of the sum of its examples' NLL divided
+  by the global batch size; the optimizer sums the gradients over replicas,
+  so a step equals one `fit` step on the whole batch (mean NLL in nats);
+- after every epoch the chief writes a checkpoint (weights, optimizer state,
+  epoch, history) atomically. Run the same command again after a crash and
+  training continues from the last finished epoch; in a multi-worker run
+  the chief's checkpoint is broadcast to every worker.
+
+Example:
+
+```python
+strategy = kerasflows.distributed.get_strategy("multiworker")  # reads TF_CONFIG
+flow, history = kerasflows.distributed.train_flow(
+    lambda: kerasflows.models.NSF(event_dim=2), x, epochs=20, strategy=strategy)
+```
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasflows.checkpoint import EpochCheckpoint
+from kerasflows.layers.base import check_positive_int
+
+__all__ = ["train_flow", "get_strategy", "is_chief", "evaluate_nll", "epoch_order", "STRATEGIES"]
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def get_strategy(name="default"):
+    """The `tf.distribute` strategy called `name` (one of `STRATEGIES`).
+
+    `"multiworker"` builds a `MultiWorkerMirroredStrategy` from the
+    `TF_CONFIG` environment variable, which every worker must set.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        import os
+        if not os.environ.get("TF_CONFIG"):
+            raise ValueError("strategy 'multiworker' needs the TF_CONFIG environment variable "
+                             "(the cluster and this worker's task); see the README.")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"Unknown strategy {name!r}; expected one of {STRATEGIES}.")
+
+
+def _is_multiworker(strategy):
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy):
+    """True in a single process, and on the chief (worker 0) of a multi-worker run."""
+    if not _is_multiworker(strategy):
+        return True
+    resolver = strategy.cluster_resolver
+    if resolver.task_type in (None, "chief"):
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def epoch_order(n, seed, epoch):
+    """The permutation of `n` examples used in `epoch` (depends only on seed and epoch)."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def evaluate_nll(flow, x, batch_size=8192):
+    """Mean NLL of `x` under `flow` in nats and its standard error: `(mean, se)`.
+
+    Runs one traced (not XLA-compiled) graph for every batch size, so no
+    compilation per distinct shape.
+    """
+    x = np.asarray(x, np.float32)
+    if len(x) == 0:
+        raise ValueError("evaluate_nll needs at least one example; received 0 rows.")
+    spec = tf.TensorSpec([None, flow.event_dim], flow.compute_dtype)
+    log_prob = tf.function(flow.log_prob, input_signature=[spec], autograph=False)
+    nll = np.concatenate([-log_prob(x[i:i + batch_size]).numpy()
+                          for i in range(0, len(x), batch_size)]).astype(np.float64)
+    se = float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1 else float("nan")
+    return float(nll.mean()), se
+
+
+def _make_optimizer(learning_rate, lr_decay, total_steps):
+    if lr_decay == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
+    elif lr_decay != "none":
+        raise ValueError(f"Unknown lr_decay {lr_decay!r}; expected 'none' or 'cosine'.")
+    return keras.optimizers.Adam(learning_rate)
+
+
+def _make_train_step(flow, optimizer, strategy, jit_compile):
+    replicas = strategy.num_replicas_in_sync
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def loss_and_grads(x, count):
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_sum(flow(x, training=True)) / count
+            for extra in flow.losses:
+                loss += tf.cast(extra, loss.dtype) / replicas
+        return loss, tape.gradient(loss, flow.trainable_variables)
+
+    def replica_step(x):
+        ctx = tf.distribute.get_replica_context()
+        count = ctx.all_reduce("SUM", tf.cast(tf.shape(x)[0], x.dtype))
+        loss, grads = loss_and_grads(x, count)
+        optimizer.apply_gradients(zip(grads, flow.trainable_variables))
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def train_step(batch):
+        return strategy.reduce("SUM", strategy.run(replica_step, args=(batch,)), axis=None)
+    return train_step
+
+
+def _epoch_dataset(x, seed, epoch, global_batch, strategy):
+    data = tf.data.Dataset.from_tensor_slices(x[epoch_order(len(x), seed, epoch)])
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    data = data.batch(global_batch, drop_remainder=True).with_options(options)
+    return strategy.experimental_distribute_dataset(data)
+
+
+def _sync_from_chief(strategy, variables, restored):
+    """Gives every worker the chief's `(epoch, values)`; returns the synced epoch or None."""
+    sizes = [int(np.prod(v.shape)) for v in variables]
+    flat = np.zeros(2 + sum(sizes))
+    if restored is not None and is_chief(strategy):
+        flat[0], flat[1] = 1.0, restored[0]
+        flat[2:] = np.concatenate([np.ravel(a) for a in restored[1]])
+    local = tf.constant(flat, tf.float64)
+
+    def replica_fn():
+        ctx = tf.distribute.get_replica_context()
+        mine = tf.where(tf.equal(ctx.replica_id_in_sync_group, 0), local, tf.zeros_like(local))
+        return ctx.all_reduce("SUM", mine)
+    total = strategy.experimental_local_results(tf.function(lambda: strategy.run(replica_fn))())
+    total = total[0].numpy()
+    if total[0] == 0:
+        return None
+    parts = np.split(total[2:], np.cumsum(sizes)[:-1])
+    return int(total[1]), [p.reshape(v.shape) for p, v in zip(parts, variables)]
+
+
+def _restore(checkpoint, strategy, variables):
+    restored = checkpoint.load() if checkpoint is not None and is_chief(strategy) else None
+    if _is_multiworker(strategy):
+        synced = _sync_from_chief(strategy, variables, restored and restored[:2])
+        if synced is None:
+            return 0, None
+        restored = (synced[0], synced[1], restored[2] if restored else None)
+    if restored is None:
+        return 0, None
+    epoch, values, history = restored
+    for v, value in zip(variables, values):
+        v.assign(value.astype(v.dtype))
+    return epoch, history
+
+
+def _run_epoch(step, dist_data, steps, epoch, epochs, verbose, finalize):
+    if verbose:
+        print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+    bar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["val_loss"])
+    losses = []
+    for i, batch in enumerate(dist_data):
+        losses.append(float(step(batch)))
+        if not math.isfinite(losses[-1]):
+            raise FloatingPointError(f"Training diverged: loss {losses[-1]} at epoch "
+                                     f"{epoch + 1}, step {i + 1}; lower the learning rate.")
+        bar.update(i + 1, [("loss", losses[-1])], finalize=finalize and i + 1 == steps)
+    return bar, losses
+
+
+def train_flow(build_flow, x, *, epochs, batch_size=512, learning_rate=1e-3, lr_decay="none",
+               seed=0, validation_data=None, strategy=None, checkpoint_dir=None,
+               fingerprint=None, verbose=1, jit_compile=True):
+    """Builds a flow in `strategy.scope()` and trains it by maximum likelihood.
+
+    Args:
+        build_flow: a function of no arguments returning a new `kerasflows.Flow`
+            (called once, inside the strategy's scope).
+        x: training data, float32 `[N, D]`.
+        epochs: total number of epochs (a resumed run stops at the same count).
+        batch_size: the global batch size, shared by all replicas (at most N).
+        learning_rate: Adam's (initial) learning rate.
+        lr_decay: `"none"` or `"cosine"` (cosine decay to 0 over all steps).
+        seed: seeds weight initialization and the per-epoch data order.
+        validation_data: optional `[M, D]` array; its NLL is logged every epoch.
+        strategy: a `tf.distribute.Strategy`; default: the current one.
+        checkpoint_dir: where the chief checkpoints after every epoch and
+            resumes from; None disables checkpoints.
+        fingerprint: JSON-able settings stored with the checkpoint; a
+            checkpoint written with other settings is refused.
+        verbose: 1 shows a Keras progress bar (chief only), 0 is silent.
+        jit_compile: compile each replica's loss and gradients with XLA.
+
+    Returns:
+        `(flow, history)`, history a dict with per-epoch `loss` (and `val_loss`).
+
+    Raises:
+        ValueError: empty or non-finite data, a bad argument, or a checkpoint
+            written by different settings.
+        FloatingPointError: the loss became NaN or inf.
+    """
+    x = np.asarray(x, np.float32)
+    epochs = check_positive_int("epochs", epochs)
+    batch_size = check_positive_int("batch_size", batch_size)
+    if len(x) == 0 or not np.isfinite(x).all():
+        raise ValueError(f"train_flow needs finite training data; received {len(x)} rows "
+                         f"with {int((~np.isfinite(x)).sum())} NaN/inf values.")
+    strategy = strategy or tf.distribute.get_strategy()
+    verbose = verbose if is_chief(strategy) else 0
+    batch_size = min(batch_size, len(x))
+    steps = len(x) // batch_size
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        flow = build_flow()
+        optimizer = _make_optimizer(learning_rate, lr_decay, max(epochs * steps, 1))
+        optimizer.build(flow.trainable_variables)
+        if any(layer.needs_data_init for layer in flow.flow_layers):
+            flow.initialize(x[epoch_order(len(x), seed, 0)[:batch_size]])
+    variables = list(flow.weights) + list(optimizer.variables)
+    checkpoint = None
+    if checkpoint_dir is not None and is_chief(strategy):
+        checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint or {})
+    start, history = _restore(checkpoint, strategy, variables)
+    history = history or {"loss": [], **({"val_loss": []} if validation_data is not None else {})}
+    if start and verbose:
+        print(f"Resuming from the checkpoint in {checkpoint_dir}: "
+              f"{start} of {epochs} epochs done.", flush=True)
+    step = _make_train_step(flow, optimizer, strategy, jit_compile)
+    for epoch in range(start, epochs):
+        data = _epoch_dataset(x, seed, epoch, batch_size, strategy)
+        bar, losses = _run_epoch(step, data, steps, epoch, epochs, verbose,
+                                 finalize=validation_data is None)
+        history["loss"].append(float(np.mean(losses)))
+        if validation_data is not None:
+            history["val_loss"].append(evaluate_nll(flow, validation_data)[0])
+            bar.update(steps, [("val_loss", history["val_loss"][-1])], finalize=True)
+        if checkpoint is not None:
+            checkpoint.save(epoch + 1, [v.numpy() for v in variables], history)
+    return flow, history

@@ -1,0 +1,166 @@
+"""SavedModel export for TF Serving, and loading an exported SavedModel back.
+
+`export_saved_model(flow, path)` writes `path/<version>/saved_model.pb` and
+`variables/`, the layout TF Serving watches. The SavedModel holds only
+TensorFlow graphs and variables, so it runs where kerasflows is not
+installed (TF Serving, `tf.saved_model.load` in any TensorFlow program).
+
+Signatures (`[N, D]` batches; a conditional flow also takes `context [N, C]`
+in each of them):
+
+| signature | inputs | outputs |
+|---|---|---|
+| `serving_default` | `x` | `log_prob [N]` |
+| `sample` | `n` (int32 scalar), `seed` (int32 scalar) | `samples [n, D]`, `log_prob [n]` |
+| `forward` | `z` | `x`, `log_det [N]` |
+| `inverse` | `x` | `z`, `log_det [N]` |
+| `trace` | `z` | `states [L+1, N, D]`, `log_dets [L, N]` |
+| `trace_inverse` | `x` | `states [L+1, N, D]`, `log_dets [L, N]` |
+
+`sample` draws the same points as `flow.sample(n, seed=seed)`; `trace` and
+`trace_inverse` follow `Flow.trace` and `Flow.trace_inverse(...,
+return_log_dets=True)`, so `log p0(z) = log_prob(x) - sum(log_dets)` of
+`trace_inverse`.
+
+Example:
+
+```python
+kerasflows.export.export_saved_model(flow, "serving/moons")   # serving/moons/1/
+served = tf.saved_model.load("serving/moons/1")
+served.signatures["serving_default"](x=tf.zeros([3, 2]))["log_prob"]
+```
+"""
+
+import os
+
+import tensorflow as tf
+
+from kerasflows.layers.base import check_positive_int
+
+__all__ = ["export_saved_model", "load_saved_model", "SIGNATURES"]
+
+SIGNATURES = ("serving_default", "sample", "forward", "inverse", "trace", "trace_inverse")
+
+
+class _FlowServable(tf.Module):
+    """Holds a flow's variables and one `tf.function` per signature.
+
+    The signatures share two traced functions, the whole forward pass and
+    the whole inverse pass (with per-layer states and log-dets), so each
+    direction's graph is stored once in the SavedModel.
+    """
+
+    def __init__(self, flow):
+        super().__init__(name="kerasflows_servable")
+        # Tracking the variables (not the Keras objects) keeps the SavedModel
+        # free of Python classes: only graphs and variables are written.
+        self.flow_variables = list(flow.variables)
+        D, C, dtype = flow.event_dim, flow.context_dim, flow.compute_dtype
+        self._batch = lambda name: tf.TensorSpec([None, D], dtype, name=name)
+        self._context = [] if C is None else [tf.TensorSpec([None, C], dtype, name="context")]
+        forward = self._function(lambda z, context=None: flow._run_forward(z, context, keep=True),
+                                 [self._batch("z")])
+        inverse = self._function(lambda x, context=None: flow._run_inverse(x, context, keep=True),
+                                 [self._batch("x")])
+        self.endpoints = {name: self._endpoint(name, flow, forward, inverse, D)
+                          for name in SIGNATURES}
+
+    def _function(self, fn, specs):
+        return tf.function(fn, input_signature=specs + self._context, autograph=False)
+
+    def _endpoint(self, name, flow, forward, inverse, D):
+        shaped = lambda t: tf.ensure_shape(t, [None, D])
+        if name == "sample":
+            def sample(n, seed, context=None):
+                z = flow._base_sample(n, seed, tf.constant(1.0, flow.compute_dtype))
+                x, log_det, _ = forward(z, context)
+                return {"samples": shaped(x), "log_prob": flow.base_log_prob(z) - log_det}
+            ints = [tf.TensorSpec([], tf.int32, name="n"), tf.TensorSpec([], tf.int32, name="seed")]
+            return self._function(sample, ints)
+        if name in ("forward", "trace"):
+            def run(z, context=None):
+                x, log_det, (states, log_dets) = forward(z, context)
+                if name == "trace":
+                    return {"states": tf.stack(states), "log_dets": tf.stack(log_dets)}
+                return {"x": shaped(x), "log_det": log_det}
+            return self._function(run, [self._batch("z")])
+
+        def run(x, context=None):
+            z, log_det, (states, log_dets) = inverse(x, context)
+            if name == "trace_inverse":
+                return {"states": tf.stack(states), "log_dets": tf.stack(log_dets)}
+            if name == "inverse":
+                return {"z": shaped(z), "log_det": log_det}
+            return {"log_prob": flow.base_log_prob(z) + log_det}
+        return self._function(run, [self._batch("x")])
+
+
+def export_saved_model(flow, path, version=1, overwrite=False):
+    """Writes `flow` as a TF Serving SavedModel in `path/<version>/`.
+
+    Args:
+        flow: a `kerasflows.Flow` with an inverse (every layer invertible).
+        path: the model's base directory (TF Serving's `--model_base_path`).
+        version: the version subdirectory, an integer >= 1.
+        overwrite: replace an existing `path/<version>/`.
+
+    Returns:
+        The directory written, `path/<version>`.
+
+    Raises:
+        ValueError: bad version, a flow with forward-only layers, or an
+            existing version directory without `overwrite=True`.
+    """
+    version = check_positive_int("version", version)
+    flow._check_invertible()
+    target = os.path.join(os.fspath(path), str(version))
+    if os.path.exists(target) and os.listdir(target) and not overwrite:
+        raise ValueError(f"{target} already exists; choose another version or pass "
+                         "overwrite=True (--overwrite on the command line).")
+    servable = _FlowServable(flow)
+    tf.saved_model.save(servable, target, signatures=servable.endpoints)
+    return target
+
+
+def _resolve_version_dir(path):
+    """`path` itself if it holds saved_model.pb, else its highest numbered subdirectory."""
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = [d for d in os.listdir(path) if d.isdigit()
+                and os.path.isdir(os.path.join(path, d))]
+    if not versions:
+        raise ValueError(f"{path} is not a SavedModel: it holds neither saved_model.pb nor "
+                         "numbered version directories.")
+    return os.path.join(path, max(versions, key=int))
+
+
+def load_saved_model(path):
+    """Loads an exported SavedModel (`DIR` or `DIR/<version>`) and checks its signatures.
+
+    Returns the object from `tf.saved_model.load`; call its `.signatures[name]`.
+
+    Raises:
+        ValueError: a missing, unreadable or incomplete SavedModel, naming the
+            file and the problem.
+    """
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        raise ValueError(f"{path}: no such SavedModel directory.")
+    target = _resolve_version_dir(path)
+    if not os.path.isfile(os.path.join(target, "saved_model.pb")):
+        raise ValueError(f"{target}: missing saved_model.pb; not a complete SavedModel.")
+    try:
+        loaded = tf.saved_model.load(target)
+    except Exception as e:  # TF raises many types for damaged files.
+        raise ValueError(f"{target}: cannot load the SavedModel (damaged or incomplete): "
+                         f"{_first_line(e)}") from e
+    missing = [s for s in SIGNATURES if s not in loaded.signatures]
+    if missing:
+        raise ValueError(f"{target}: not a kerasflows SavedModel; missing signatures "
+                         f"{missing} (has {sorted(loaded.signatures)}).")
+    return loaded
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:300]

@@ -1,0 +1,85 @@
+"""Recipe names for the command line: `build(recipe, event_dim, ...)` -> a `Flow`.
+
+`RECIPES` maps each name to a `kerasflows.models` constructor:
+`realnvp`, `nice`, `maf`, `iaf`, `nsf` (spline coupling), `nsf_ar`
+(autoregressive splines) and `glow`. `recommended(dataset)` gives the
+settings the shipped models in `saved_models/` were trained with.
+
+Example:
+
+```python
+flow = kerasflows.recipes.build("nsf", event_dim=2, num_layers=6, bins=16)
+settings = kerasflows.recipes.recommended("moons")
+```
+"""
+
+import copy
+
+from kerasflows import models
+
+__all__ = ["RECIPES", "SPLINE_RECIPES", "build", "recommended", "RECOMMENDED"]
+
+RECIPES = {
+    "realnvp": (models.RealNVP, {}),
+    "nice": (models.NICE, {}),
+    "maf": (models.MAF, {}),
+    "iaf": (models.IAF, {}),
+    "nsf": (models.NSF, {}),
+    "nsf_ar": (models.NSF, {"autoregressive": True}),
+    "glow": (models.Glow, {}),
+}
+SPLINE_RECIPES = ("nsf", "nsf_ar")
+
+
+def build(recipe, event_dim, num_layers=5, hidden_units=(64, 64), bins=None, bound=None,
+          **kwargs):
+    """Builds the flow named `recipe`.
+
+    Args:
+        recipe: a key of `RECIPES`.
+        event_dim, num_layers, hidden_units: passed to the model constructor.
+        bins, bound: spline settings, for `nsf` and `nsf_ar` only (None keeps
+            the constructor's defaults).
+        **kwargs: passed on (`context_dim`, `base`, `name`, `dtype`).
+
+    Raises:
+        ValueError: an unknown recipe (the message lists the known ones), or
+            spline settings for a recipe without splines.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}.")
+    constructor, fixed = RECIPES[recipe]
+    spline = {k: v for k, v in (("bins", bins), ("bound", bound)) if v is not None}
+    if spline and recipe not in SPLINE_RECIPES:
+        raise ValueError(f"bins/bound apply to spline recipes {SPLINE_RECIPES} only. "
+                         f"Received: recipe={recipe!r}, {spline}")
+    return constructor(event_dim, num_layers=num_layers, hidden_units=tuple(hidden_units),
+                       **fixed, **spline, **kwargs)
+
+
+_SPLINE_2D = {"recipe": "nsf", "num_layers": 8, "hidden_units": [128, 128], "bins": 16,
+              "bound": 5.0, "epochs": 40, "batch_size": 512, "lr": 2e-3, "lr_decay": "cosine"}
+
+#: Training settings of the shipped models (CLI flag names without dashes).
+RECOMMENDED = {
+    "moons": _SPLINE_2D,
+    "eight_gaussians": _SPLINE_2D,
+    "checkerboard": _SPLINE_2D,
+    "rings": _SPLINE_2D,
+    "pinwheel": _SPLINE_2D,
+    "two_spirals": _SPLINE_2D,
+    "digits": {"recipe": "nsf", "num_layers": 5, "hidden_units": [128, 128], "bins": 8,
+               "bound": 5.0, "epochs": 60, "batch_size": 256, "lr": 1e-3, "lr_decay": "cosine"},
+}
+
+
+def recommended(dataset):
+    """The recommended training settings for `dataset` (a fresh dict).
+
+    Raises:
+        ValueError: no recommendation for that name.
+    """
+    if dataset not in RECOMMENDED:
+        raise ValueError(f"No recommended recipe for {dataset!r}; available for: "
+                         f"{', '.join(RECOMMENDED)}.")
+    return copy.deepcopy(RECOMMENDED[dataset])

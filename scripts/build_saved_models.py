@@ -1,0 +1,140 @@
+"""Rebuilds `saved_models/`: trains, exports and describes every shipped flow.
+
+For each dataset this runs `kerasflows train` with the settings of
+`kerasflows.recipes.recommended(name)` in a fresh process, then writes
+`saved_models/<name>/`:
+
+- `flow.keras`: the trained flow (with its training record inside);
+- `saved_model/1/`: the TF Serving SavedModel (`kerasflows export`);
+- `manifest.json`: name, dataset, recipe, sizes, test NLL, the true entropy
+  of the test split where known, and the command that reproduces the model;
+- `data_sample.npy`: up to 2,000 rows of the dataset's test split.
+
+With the benchmark data (`--bench-dir`, default `/work/shared/bench/data`
+when it exists) the flows train on the benchmark's train split, validate on
+its validation split and report the NLL of its test split, so test NLL minus
+`H_test_mean` of `entropy.json` is the benchmark's gap. Without it they use
+`kerasflows.datasets` draws, and the true entropy is estimated from
+`kerasflows.datasets.true_log_prob` on the test points.
+
+Usage:
+
+    python scripts/build_saved_models.py                      # everything
+    python scripts/build_saved_models.py --names moons rings  # some
+"""
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_BENCH = "/work/shared/bench/data"
+NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals", "digits")
+
+
+def _train_args(name, settings, bench_dir, epochs):
+    if bench_dir:
+        data = [os.path.join(bench_dir, f"{name}_{split}.npy") for split in ("train", "val", "test")]
+        args = [data[0], "--validation-data", data[1], "--test-data", data[2]]
+    else:
+        args = [name, "--n", "1797" if name == "digits" else "60000"]
+    args += ["--recipe", settings["recipe"], "--layers", str(settings["num_layers"]),
+             "--hidden", ",".join(map(str, settings["hidden_units"])),
+             "--epochs", str(epochs or settings["epochs"]),
+             "--batch-size", str(settings["batch_size"]), "--lr", str(settings["lr"]),
+             "--lr-decay", settings["lr_decay"], "--seed", "0"]
+    if "bins" in settings:
+        args += ["--bins", str(settings["bins"]), "--bound", str(settings["bound"])]
+    return args
+
+
+def _test_split(name, bench_dir, record):
+    from kerasflows import datasets
+    if bench_dir:
+        return np.load(os.path.join(bench_dir, f"{name}_test.npy")).astype(np.float32)
+    x = datasets.load(name, n=record["n_train"] + record["n_validation"] + record["n_test"],
+                      seed=record["seed"])
+    x = x[np.random.default_rng(record["seed"]).permutation(len(x))]
+    return x[:record["n_test"]]
+
+
+def _true_entropy(name, bench_dir, test):
+    from kerasflows import datasets
+    if bench_dir and os.path.exists(os.path.join(bench_dir, "entropy.json")):
+        with open(os.path.join(bench_dir, "entropy.json")) as f:
+            entropy = json.load(f)
+        if name in entropy:
+            return entropy[name]["H_test_mean"]
+    try:
+        return float(-np.mean(datasets.true_log_prob(name, test)))
+    except ValueError:
+        return None
+
+
+def build_one(name, out_dir, bench_dir, epochs):
+    """Trains and writes `out_dir/name/`; returns its manifest."""
+    import kerasflows
+    from kerasflows import recipes
+    from kerasflows.export import export_saved_model
+    settings = recipes.recommended(name)
+    folder = os.path.join(out_dir, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "report.json")
+        cmd = [sys.executable, "-m", "kerasflows.cli", "train",
+               *_train_args(name, settings, bench_dir, epochs),
+               "--out", os.path.join(folder, "flow.keras"), "--report", report,
+               "--checkpoint-dir", os.path.join(tmp, "checkpoint")]
+        subprocess.run(cmd, check=True, cwd=ROOT)
+        with open(report) as f:
+            record = json.load(f)
+    flow = kerasflows.load(folder)
+    export_saved_model(flow, os.path.join(folder, "saved_model"), version=1)
+    test = _test_split(name, bench_dir, record)
+    np.save(os.path.join(folder, "data_sample.npy"), test[:2000].astype(np.float32))
+    entropy = _true_entropy(name, bench_dir, test)
+    manifest = {
+        "name": name, "dataset": name, "target": None, "recipe": settings["recipe"],
+        "event_dim": flow.event_dim, "num_layers": settings["num_layers"],
+        "hidden_units": settings["hidden_units"], "bins": settings.get("bins"),
+        "test_nll": record["test_nll"], "test_nll_se": record["test_nll_se"],
+        "true_entropy": entropy,
+        "gap": None if entropy is None else record["test_nll"] - entropy,
+        "test_data": "bench test split" if bench_dir else "kerasflows.datasets draw",
+        "epochs": record["epochs"], "train_seconds": record["train_seconds"],
+        "parameters": record["parameters"], "command": record["command"],
+        "kerasflows_version": kerasflows.__version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    with open(os.path.join(folder, "manifest.json"), "w") as f:
+        json.dump(manifest, f, indent=1)
+    return manifest
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--names", nargs="+", default=list(NAMES), choices=NAMES,
+                        help="which models to rebuild (default: all)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "saved_models"),
+                        help="output folder")
+    parser.add_argument("--bench-dir", default=DEFAULT_BENCH if os.path.isdir(DEFAULT_BENCH)
+                        else None, help="benchmark data folder (<name>_{train,val,test}.npy)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="override the recommended epochs (for a quick trial build)")
+    args = parser.parse_args(argv)
+    for name in args.names:
+        m = build_one(name, args.out, args.bench_dir, args.epochs)
+        gap = "" if m["gap"] is None else f", gap to the true entropy {m['gap']:+.4f}"
+        print(f"{name}: test NLL {m['test_nll']:.4f}{gap} ({m['train_seconds']} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The `kerasflows` command: a train -> evaluate -> sample -> export -> info round trip,
+one-line user errors, and `--help` covering every flag."""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import kerasflows
+from kerasflows.cli import SUBCOMMANDS, build_parser, main
+from kerasflows.distributed import evaluate_nll
+from kerasflows.loading import training_record
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MOONS = os.path.join(ROOT, "saved_models", "moons")
+
+
+def _run(capsys, *argv):
+    status = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    return out.out
+
+
+def test_train_evaluate_sample_export_info_round_trip(tmp_path, capsys):
+    model = tmp_path / "m.keras"
+    argv = ["train", "moons", "--n", "800", "--epochs", "2", "--recipe", "realnvp", "--layers",
+            "2", "--hidden", "8", "--batch-size", "128", "--out", model, "--quiet"]
+    out = _run(capsys, *argv)
+    assert f"Saved {model}" in out
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert report["command"] == "kerasflows " + " ".join(map(str, argv))
+    assert (report["n_train"], report["n_validation"], report["n_test"]) == (648, 72, 80)
+    assert len(report["history"]["loss"]) == len(report["history"]["val_loss"]) == 2
+    flow = kerasflows.load(model)
+    x = kerasflows.datasets.load("moons", n=800, seed=0)
+    x = x[np.random.default_rng(0).permutation(800)]
+    assert report["test_nll"] == pytest.approx(evaluate_nll(flow, x[:80])[0], rel=1e-6)
+    assert report["validation_nll"] == pytest.approx(report["history"]["val_loss"][-1], rel=1e-6)
+    assert training_record(model)["test_nll"] == report["test_nll"]
+    assert not (tmp_path / "m.checkpoint").exists()
+
+    np.save(tmp_path / "d.npy", x[:300])
+    result = json.loads(_run(capsys, "evaluate", model, tmp_path / "d.npy", "--json"))
+    assert result["n"] == 300
+    assert result["nll"] == pytest.approx(evaluate_nll(flow, x[:300])[0], rel=1e-6)
+    np.savetxt(tmp_path / "d.csv", x[:300], delimiter=",", header="a,b", comments="")
+    text = _run(capsys, "evaluate", model, tmp_path / "d.csv")
+    assert f"{result['nll']:.4f} nats per example" in text
+
+    _run(capsys, "sample", model, "-n", "50", "--seed", "3", "-o", tmp_path / "s.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), flow.sample(50, seed=3).numpy(),
+                               rtol=1e-6)
+    _run(capsys, "sample", model, "-n", "4", "--seed", "3", "-o", tmp_path / "s.csv")
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "s.csv", delimiter=","),
+                               np.load(tmp_path / "s.npy")[:4], rtol=1e-6)
+
+    _run(capsys, "export", model, tmp_path / "srv", "--version", "2")
+    assert (tmp_path / "srv" / "2" / "saved_model.pb").is_file()
+    info = _run(capsys, "info", model)
+    assert "event_dim=2" in info and "AffineCoupling" in info and "trained on: moons" in info
+    described = json.loads(_run(capsys, "info", tmp_path / "srv", "--json"))
+    assert described["signatures"]["sample"]["outputs"]["samples"] == [None, 2]
+
+
+def test_info_on_a_shipped_model_folder(capsys):
+    info = json.loads(_run(capsys, "info", MOONS, "--json"))
+    assert info["manifest"]["dataset"] == "moons"
+    assert info["training"]["command"] == info["manifest"]["command"]
+    assert info["parameters"] == sum(layer["parameters"] for layer in info["layers"])
+
+
+def _error_cases(tmp):
+    np.save(tmp / "three.npy", np.zeros((10, 3), np.float32))
+    np.save(tmp / "flat.npy", np.zeros(10, np.float32))
+    np.save(tmp / "nan.npy", np.array([[0.0, np.nan]], np.float32))
+    (tmp / "junk.keras").write_bytes(b"junk")
+    damaged = tmp / "srv" / "1"
+    shutil.copytree(os.path.join(MOONS, "saved_model", "1"), damaged)
+    (damaged / "saved_model.pb").write_bytes(b"\x00garbage")
+    return [
+        (["evaluate", "nowhere.keras", "moons"], "nowhere.keras: no such file"),
+        (["train", "mooons"], "'mooons' is neither a dataset name"),
+        (["train", "moons", "--recipe", "fancy"], "invalid choice: 'fancy'"),
+        (["train", tmp / "missing.npy"], "missing.npy: no such file"),
+        (["train", tmp / "flat.npy"], "expected a 2-D array"),
+        (["train", tmp / "nan.npy"], "NaN or inf"),
+        (["train", "moons", "--recipe", "realnvp", "--bins", "4"], "bins/bound apply to spline"),
+        (["train", "moons", "--hidden", "64,x"], "comma-separated positive integers"),
+        (["train", "moons", "--epochs", "0"], "expected an integer >= 1"),
+        (["train", "moons", "--validation-split", "1.5"], "fraction in [0, 1)"),
+        (["train", "moons", "--out", "m.h5"], "--out must end in .keras"),
+        (["train", "moons", "--strategy", "multiworker"], "TF_CONFIG"),
+        (["evaluate", MOONS, tmp / "three.npy"], "has 3 columns; the model expects event_dim=2"),
+        (["evaluate", tmp / "junk.keras", "moons"], "junk.keras: not a valid .keras file"),
+        (["info", tmp / "srv"], "cannot load the SavedModel"),
+        (["sample", MOONS, "-o", "s.txt"], "must end in .npy or .csv"),
+        (["export", MOONS, tmp / "srv"], "already exists"),
+        ([], "the following arguments are required: COMMAND"),
+    ]
+
+
+def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    for argv, message in _error_cases(tmp_path):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, (argv, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("kerasflows: error: "), (argv, err)
+        assert message in lines[0], (argv, lines[0])
+
+
+def test_console_script_reports_user_error_without_traceback(tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), "kerasflows")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([script, "evaluate", MOONS, "pinwheels"], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    ours = [line for line in proc.stderr.splitlines() if line.startswith("kerasflows:")]
+    assert ours == ["kerasflows: error: 'pinwheels' is neither a dataset name (moons, "
+                    "eight_gaussians, checkerboard, rings, pinwheel, two_spirals, digits) "
+                    "nor a .npy/.csv file."]
+
+
+def test_help_documents_every_flag(capsys):
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(subparsers.choices) == sorted(m.__name__.rsplit(".", 1)[1] for m in SUBCOMMANDS)
+    for name, sub in subparsers.choices.items():
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        text = capsys.readouterr().out
+        for action in sub._actions:
+            assert action.help, (name, action.dest)
+            for option in action.option_strings:
+                assert option in text, (name, option)

@@ -1,0 +1,95 @@
+"""The custom training loop: same result as `fit`, and two workers on 127.0.0.1 under
+`MultiWorkerMirroredStrategy` train one model that matches a single-process run."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import kerasflows
+from kerasflows import models
+from kerasflows.distributed import epoch_order, get_strategy, train_flow
+
+
+def _build():
+    return models.RealNVP(event_dim=2, num_layers=2, hidden_units=(8,))
+
+
+def test_loop_matches_fit_on_the_same_batches():
+    x = kerasflows.datasets.load("moons", n=512, seed=1)
+    flow, history = train_flow(_build, x, epochs=2, batch_size=128, learning_rate=1e-2, seed=3,
+                               validation_data=x[:100], verbose=0, jit_compile=False)
+    keras.utils.set_random_seed(3)
+    reference = _build()
+    reference.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    for epoch in range(2):
+        fit = reference.fit(x[epoch_order(len(x), 3, epoch)], batch_size=128, epochs=1,
+                            shuffle=False, verbose=0)
+    for a, b in zip(flow.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert len(history["loss"]) == len(history["val_loss"]) == 2
+    assert history["loss"][-1] == pytest.approx(fit.history["loss"][-1], rel=1e-4)
+
+
+def test_bad_arguments_are_rejected():
+    x = np.zeros((4, 2), np.float32)
+    with pytest.raises(ValueError, match="epochs"):
+        train_flow(_build, x, epochs=0)
+    with pytest.raises(ValueError, match="1 NaN/inf"):
+        train_flow(_build, np.array([[0.0, np.nan]], np.float32), epochs=1)
+    with pytest.raises(ValueError, match="lr_decay"):
+        train_flow(_build, x, epochs=1, lr_decay="step", verbose=0)
+    with pytest.raises(ValueError, match="Unknown strategy 'tpu'"):
+        get_strategy("tpu")
+
+
+def _free_ports(k):
+    sockets = [socket.socket() for _ in range(k)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _train(tmp_path, name, strategy, env_extra):
+    argv = [sys.executable, "-m", "kerasflows.cli", "train", str(tmp_path / "data.npy"),
+            "--recipe", "realnvp", "--layers", "2", "--hidden", "16", "--epochs", "3",
+            "--batch-size", "64", "--lr", "5e-3", "--seed", "4", "--test-split", "0",
+            "--strategy", strategy, "--out", str(tmp_path / f"{name}.keras"), "--quiet"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env_extra}
+    return subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_two_workers_train_one_model_matching_a_single_process(tmp_path):
+    np.save(tmp_path / "data.npy", kerasflows.datasets.load("pinwheel", n=1000, seed=2))
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = [_train(tmp_path, f"worker{i}", "multiworker",
+                    {"TF_CONFIG": json.dumps({"cluster": cluster,
+                                              "task": {"type": "worker", "index": i}})})
+             for i in range(2)]
+    procs.append(_train(tmp_path, "single", "default", {}))
+    for proc in procs:
+        _, err = proc.communicate(timeout=400)
+        assert proc.returncode == 0, err[-3000:]
+    w0, w1, single = (kerasflows.load(tmp_path / f"{n}.keras").get_weights()
+                      for n in ("worker0", "worker1", "single"))
+    for a, b, c in zip(w0, w1, single):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, c, rtol=1e-3, atol=1e-5)
+    chief = json.loads((tmp_path / "worker0.json").read_text())
+    alone = json.loads((tmp_path / "single.json").read_text())
+    assert not (tmp_path / "worker1.json").exists()
+    assert chief["strategy"] == "multiworker"
+    np.testing.assert_allclose(chief["history"]["loss"], alone["history"]["loss"], rtol=1e-4)
+    np.testing.assert_allclose(chief["history"]["val_loss"], alone["history"]["val_loss"],
+                               rtol=1e-4)
+    assert chief["history"]["loss"][-1] < chief["history"]["loss"][0]

@@ -1,0 +1,219 @@
+"""SavedModel export: every signature, in a process that cannot import kerasflows,
+gives the flow's own numbers; damaged files give clear errors."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+import kerasflows
+from kerasflows import models
+from kerasflows.export import SIGNATURES, export_saved_model, load_saved_model
+from kerasflows.testing import perturb_weights
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(ROOT, "saved_models")
+SHIPPED_NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals",
+                 "digits")
+
+# Runs each signature of each SavedModel on the inputs in a .npz and saves the
+# outputs; kerasflows is blocked, as it is absent in TF Serving.
+SERVE_SCRIPT = r"""
+import json, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "kerasflows":
+            raise ImportError("kerasflows is blocked in this process")
+sys.meta_path.insert(0, Block())
+import numpy as np, tensorflow as tf
+for job in json.load(open(sys.argv[1])):
+    loaded = tf.saved_model.load(job["dir"])
+    a = dict(np.load(job["inputs"]))
+    ctx = {"context": tf.constant(a["context"])} if "context" in a else {}
+    sctx = {"context": tf.constant(a["sample_context"])} if "sample_context" in a else {}
+    sig, out = loaded.signatures, {}
+    calls = {"serving_default": dict(x=a["x"], **ctx), "inverse": dict(x=a["x"], **ctx),
+             "trace_inverse": dict(x=a["x"], **ctx), "forward": dict(z=a["z"], **ctx),
+             "trace": dict(z=a["z"], **ctx),
+             "sample": dict(n=tf.constant(int(a["n"]), tf.int32),
+                            seed=tf.constant(int(a["seed"]), tf.int32), **sctx)}
+    for name, kwargs in calls.items():
+        for key, value in sig[name](**{k: tf.constant(v) for k, v in kwargs.items()}).items():
+            out[f"{name}/{key}"] = value.numpy()
+    np.savez(job["out"], **out)
+assert not any(m.split(".")[0] == "kerasflows" for m in sys.modules)
+print("served", flush=True)
+"""
+
+
+def _inputs(flow, rng, n=7, sample_n=5, seed=11):
+    a = {"x": rng.normal(size=(n, flow.event_dim)).astype("float32"),
+         "z": rng.normal(size=(n, flow.event_dim)).astype("float32"),
+         "n": np.int32(sample_n), "seed": np.int32(seed)}
+    if flow.context_dim:
+        a["context"] = rng.normal(size=(n, flow.context_dim)).astype("float32")
+        a["sample_context"] = rng.normal(size=(sample_n, flow.context_dim)).astype("float32")
+    return a
+
+
+def _expected(flow, a):
+    """The same quantities from the flow's public methods."""
+    c, sc = a.get("context"), a.get("sample_context")
+    z, ld_inv = flow.inverse_and_log_det(a["x"], context=c)
+    x, ld_fwd = flow.forward_and_log_det(a["z"], context=c)
+    states, log_dets = flow.trace(a["z"], context=c, return_log_dets=True)
+    istates, ilog_dets = flow.trace_inverse(a["x"], context=c, return_log_dets=True)
+    samples = flow.sample(int(a["n"]), context=sc, seed=int(a["seed"]))
+    _, sample_lp = flow.sample_and_log_prob(int(a["n"]), context=sc, seed=int(a["seed"]))
+    out = {"serving_default/log_prob": flow.log_prob(a["x"], context=c),
+           "inverse/z": z, "inverse/log_det": ld_inv, "forward/x": x, "forward/log_det": ld_fwd,
+           "trace/states": np.stack(states), "trace/log_dets": np.stack(log_dets),
+           "trace_inverse/states": np.stack(istates), "trace_inverse/log_dets": np.stack(ilog_dets),
+           "sample/samples": samples, "sample/log_prob": sample_lp}
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def _serve(jobs, tmp_path):
+    """Runs SERVE_SCRIPT on `jobs` [(saved_model_dir, inputs)] and returns the outputs."""
+    spec = []
+    for i, (directory, inputs) in enumerate(jobs):
+        np.savez(tmp_path / f"in{i}.npz", **inputs)
+        spec.append({"dir": str(directory), "inputs": str(tmp_path / f"in{i}.npz"),
+                     "out": str(tmp_path / f"out{i}.npz")})
+    (tmp_path / "jobs.json").write_text(json.dumps(spec))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ""}
+    proc = subprocess.run([sys.executable, "-c", SERVE_SCRIPT, str(tmp_path / "jobs.json")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "served" in proc.stdout, proc.stderr[-3000:]
+    return [dict(np.load(job["out"])) for job in spec]
+
+
+def _assert_same(got, want, what):
+    assert sorted(got) == sorted(want), what
+    for key in want:
+        assert got[key].shape == want[key].shape, (what, key, got[key].shape, want[key].shape)
+        scale = max(1.0, float(np.abs(want[key]).max()))
+        err = float(np.abs(got[key] - want[key]).max()) / scale
+        assert err <= 1e-5, f"{what} {key}: relative error {err:.3g}"
+
+
+def _small_flows():
+    plain = models.NSF(event_dim=3, num_layers=2, hidden_units=(8,), bins=4)
+    conditional = models.RealNVP(event_dim=2, num_layers=2, hidden_units=(8,), context_dim=2)
+    for i, flow in enumerate((plain, conditional)):
+        for layer in flow.flow_layers:
+            perturb_weights(layer, 0.2, seed=i)
+    return plain, conditional
+
+
+def test_signatures_served_without_kerasflows_match_flow(tmp_path):
+    rng = np.random.default_rng(0)
+    flows = _small_flows()
+    jobs, expected = [], []
+    for i, flow in enumerate(flows):
+        target = flow.export(tmp_path / f"model{i}")
+        assert target == os.path.join(str(tmp_path / f"model{i}"), "1")
+        assert os.path.isfile(os.path.join(target, "saved_model.pb"))
+        assert os.path.isdir(os.path.join(target, "variables"))
+        inputs = _inputs(flow, rng)
+        jobs.append((target, inputs))
+        expected.append(_expected(flow, inputs))
+    shipped = [os.path.join(SHIPPED, name) for name in SHIPPED_NAMES]
+    for folder in shipped:
+        flow = kerasflows.load(folder)
+        inputs = _inputs(flow, rng)
+        jobs.append((os.path.join(folder, "saved_model", "1"), inputs))
+        expected.append(_expected(flow, inputs))
+    results = _serve(jobs, tmp_path)
+    names = ["nsf", "conditional realnvp"] + list(SHIPPED_NAMES)
+    for name, got, want in zip(names, results, expected):
+        _assert_same(got, want, name)
+    # log p0(z) = log p(x) - sum of trace_inverse log-dets, with z the last state.
+    got = results[0]
+    flow = flows[0]
+    z = got["trace_inverse/states"][-1]
+    lhs = got["serving_default/log_prob"] - got["trace_inverse/log_dets"].sum(0)
+    np.testing.assert_allclose(lhs, flow.base_log_prob(z).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_saved_model_cli_lists_every_signature(tmp_path):
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    assert os.path.exists(cli), "saved_model_cli comes with tensorflow"
+    target = os.path.join(SHIPPED, "moons", "saved_model", "1")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([cli, "show", "--all", "--dir", target], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for name in SIGNATURES:
+        assert f"signature_def['{name}']" in proc.stdout
+    for tensor in ("inputs['x']", "inputs['n']", "inputs['seed']", "inputs['z']",
+                   "outputs['log_prob']", "outputs['samples']", "outputs['states']",
+                   "outputs['log_dets']", "outputs['log_det']"):
+        assert tensor in proc.stdout
+
+
+def test_export_refuses_to_overwrite_a_version(tmp_path):
+    flow = _small_flows()[0]
+    export_saved_model(flow, tmp_path / "m", version=3)
+    with pytest.raises(ValueError, match="already exists"):
+        export_saved_model(flow, tmp_path / "m", version=3)
+    export_saved_model(flow, tmp_path / "m", version=3, overwrite=True)
+    with pytest.raises(ValueError, match="version"):
+        export_saved_model(flow, tmp_path / "m", version=0)
+    assert sorted(load_saved_model(tmp_path / "m").signatures) == sorted(SIGNATURES)
+
+
+def test_damaged_saved_model_gives_clear_error(tmp_path):
+    target = os.path.join(SHIPPED, "moons", "saved_model", "1")
+    bad = tmp_path / "bad" / "1"
+    shutil.copytree(target, bad)
+    pb = bad / "saved_model.pb"
+    pb.write_bytes(pb.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"bad.1.*cannot load the SavedModel"):
+        load_saved_model(tmp_path / "bad")
+    pb.unlink()
+    with pytest.raises(ValueError, match="missing saved_model.pb"):
+        load_saved_model(bad)
+    shutil.copy(os.path.join(target, "saved_model.pb"), pb)
+    shutil.rmtree(bad / "variables")
+    with pytest.raises(ValueError, match="cannot load the SavedModel"):
+        load_saved_model(bad)
+    with pytest.raises(ValueError, match="no such SavedModel"):
+        load_saved_model(tmp_path / "nowhere")
+
+
+def test_load_gives_clear_errors_for_damaged_keras_files(tmp_path):
+    good = os.path.join(SHIPPED, "moons", "flow.keras")
+    assert isinstance(kerasflows.load(good), kerasflows.Flow)
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a zip file at all")
+    with pytest.raises(ValueError, match=r"junk.keras: not a valid .keras file \(not a zip"):
+        kerasflows.load(junk)
+    truncated = tmp_path / "truncated.keras"
+    data = open(good, "rb").read()
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated.keras"):
+        kerasflows.load(truncated)
+    flipped = tmp_path / "flipped.keras"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(flipped, "w") as dst:
+        for item in src.infolist():
+            body = src.read(item)
+            if item.filename == "config.json":
+                body = body[:-20]
+            dst.writestr(item, body)
+    with pytest.raises(ValueError, match="flipped.keras: cannot load the model"):
+        kerasflows.load(flipped)
+    other = tmp_path / "dense.keras"
+    keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]).save(other)
+    with pytest.raises(ValueError, match="holds a Sequential, not a kerasflows.Flow"):
+        kerasflows.load(other)
+    with pytest.raises(ValueError, match="no such file"):
+        kerasflows.load(tmp_path / "missing.keras")
+    with pytest.raises(ValueError, match="SavedModel directory"):
+        kerasflows.load(os.path.join(SHIPPED, "moons", "saved_model"))

@@ -1,0 +1,86 @@
+"""Crash-safe training: kill `kerasflows train` mid-run, rerun the same command, and it
+continues from the last finished epoch to the same result as an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import kerasflows
+from kerasflows.checkpoint import EpochCheckpoint
+
+EPOCHS = 12
+
+
+def _command(tmp_path, name):
+    return [sys.executable, "-m", "kerasflows.cli", "train", str(tmp_path / "data.npy"),
+            "--recipe", "realnvp", "--layers", "2", "--hidden", "16", "--epochs", str(EPOCHS),
+            "--batch-size", "32", "--lr", "3e-3", "--lr-decay", "cosine", "--seed", "5",
+            "--out", str(tmp_path / f"{name}.keras"), "--quiet"]
+
+
+def _start(tmp_path, name):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.Popen(_command(tmp_path, name), env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finished_epochs(path):
+    try:
+        with np.load(path) as data:
+            return json.loads(str(data["meta"]))["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_killed_run_resumes_from_last_finished_epoch(tmp_path):
+    np.save(tmp_path / "data.npy", kerasflows.datasets.load("moons", n=3000, seed=1))
+    reference = _start(tmp_path, "reference")
+    crashed = _start(tmp_path, "resumed")
+    checkpoint = tmp_path / "resumed.checkpoint" / "checkpoint.npz"
+    deadline = time.time() + 300
+    while _finished_epochs(checkpoint) < 2 and crashed.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert crashed.poll() is None, "the run ended before it could be killed"
+    crashed.send_signal(signal.SIGKILL)
+    crashed.wait()
+    done = _finished_epochs(checkpoint)
+    assert 2 <= done < EPOCHS and not (tmp_path / "resumed.keras").exists()
+
+    rerun = subprocess.run(_command(tmp_path, "resumed"), capture_output=True, text=True,
+                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, cwd=tmp_path,
+                           timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{done} of {EPOCHS} epochs done" in rerun.stdout
+    _, err = reference.communicate(timeout=300)
+    assert reference.returncode == 0, err[-3000:]
+
+    resumed = json.loads((tmp_path / "resumed.json").read_text())
+    uninterrupted = json.loads((tmp_path / "reference.json").read_text())
+    assert len(resumed["history"]["loss"]) == EPOCHS
+    np.testing.assert_allclose(resumed["history"]["loss"], uninterrupted["history"]["loss"],
+                               rtol=1e-5)
+    for a, b in zip(kerasflows.load(tmp_path / "resumed.keras").get_weights(),
+                    kerasflows.load(tmp_path / "reference.keras").get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not checkpoint.parent.exists()
+
+
+def test_checkpoint_refuses_other_settings_and_damaged_files(tmp_path):
+    values = [np.arange(3.0), np.int64(7)]
+    EpochCheckpoint(tmp_path / "c", {"lr": 0.1, "epochs": 3}).save(2, values, {"loss": [1, 2]})
+    epoch, loaded, history = EpochCheckpoint(tmp_path / "c", {"epochs": 3, "lr": 0.1}).load()
+    assert epoch == 2 and history == {"loss": [1, 2]}
+    np.testing.assert_array_equal(loaded[0], values[0])
+    assert int(loaded[1]) == 7
+    with pytest.raises(ValueError, match=r"other settings \(differing: lr\)"):
+        EpochCheckpoint(tmp_path / "c", {"lr": 0.2, "epochs": 3}).load()
+    (tmp_path / "c" / "checkpoint.npz").write_bytes(b"partial")
+    with pytest.raises(ValueError, match="damaged checkpoint"):
+        EpochCheckpoint(tmp_path / "c", {}).load()
+    assert EpochCheckpoint(tmp_path / "none", {}).load() is None
