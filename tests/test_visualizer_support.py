@@ -2,8 +2,8 @@
 
 `make_model_folder` writes a `saved_models/<name>/`-style folder: `flow.keras`,
 `saved_model/1/`, `manifest.json` and `data_sample.npy`. The SavedModel comes
-from `kerasflows.export` when that module exists, else from the minimal
-exporter below (same signature names as the shared convention).
+from `kerasflows.export`; the minimal exporter below writes one without the
+trace signatures, as another program might.
 """
 
 import json
@@ -78,21 +78,25 @@ def _minimal_export(flow, path, with_trace=True):
 
 
 def export(flow, path, with_trace=True):
-    """Writes `flow` as a SavedModel at `path` (the real exporter when present)."""
-    export_saved_model = None  # TODO(viz): switch to kerasflows.export once it is committed
-    if export_saved_model is None or not with_trace:
-        _minimal_export(flow, path, with_trace)
-    else:
+    """Writes `flow` as a SavedModel at `path` (`.../<version>`): with the real
+    `kerasflows.export`, or without the trace signatures (a SavedModel exported
+    by some other program) through the minimal exporter above."""
+    if with_trace:
+        from kerasflows.export import export_saved_model
         export_saved_model(flow, str(path.parent), version=int(path.name))
+    else:
+        _minimal_export(flow, path, with_trace=False)
 
 
-def make_model_folder(root, name="tiny", event_dim=2, num_layers=3, with_trace=True):
+def make_model_folder(root, name="tiny", event_dim=2, num_layers=3, with_trace=True,
+                      savedmodel=True):
     """Writes a model folder under `root`; returns `(folder, flow)`."""
     folder = root / name
     folder.mkdir(parents=True)
     flow = make_flow(event_dim, num_layers)
     flow.save(str(folder / "flow.keras"))
-    export(flow, folder / "saved_model" / "1", with_trace)
+    if savedmodel:
+        export(flow, folder / "saved_model" / "1", with_trace)
     data = flow.sample(300, seed=7).numpy().astype(np.float32)
     np.save(folder / "data_sample.npy", data)
     manifest = {"name": name, "dataset": None, "target": None, "recipe": "test",

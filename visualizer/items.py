@@ -40,8 +40,10 @@ class PointCloudItem(pg.GraphicsObject):
         n = len(xy)
         if n != len(self._buffer):
             self._polygon = pg.functions.create_qpolygonf(n)
-            self._buffer = pg.functions.ndarray_from_qpolygonf(self._polygon)
-        self._buffer[:n] = xy
+            self._buffer = (pg.functions.ndarray_from_qpolygonf(self._polygon) if n
+                            else np.zeros((0, 2)))
+        if n:
+            self._buffer[:] = xy                  # writes straight into the QPolygonF
         self._count = n
         self.points = xy.astype(np.float32)
         self.prepareGeometryChange()

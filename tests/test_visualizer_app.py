@@ -1,0 +1,237 @@
+"""Visualizer GUI (pytest-qt, offscreen): every view draws the flow's own numbers,
+the layer slider moves the drawing, errors keep the previous model, D > 2 works,
+screenshots are non-blank and differ between layers, shipped models open."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PySide6 import QtCore, QtGui  # noqa: E402
+
+from test_visualizer_support import export, make_model_folder  # noqa: E402
+from visualizer import geometry, headless, paths, theme  # noqa: E402
+from visualizer.window import MainWindow  # noqa: E402
+
+pytestmark = pytest.mark.gui
+TIMEOUT_MS = 120_000
+SHIPPED = sorted(p.parent for p in (paths.default_model_path().parent).glob("*/manifest.json"))
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("viz_app_models")
+    tiny, flow = make_model_folder(root, "tiny", event_dim=2, num_layers=3)
+    wide, wide_flow = make_model_folder(root, "wide", event_dim=4, num_layers=2,
+                                        savedmodel=False)
+    export(flow, root / "notrace" / "1", with_trace=False)
+    (root / "corrupt.keras").write_bytes(b"this is not a zip file")
+    return {"tiny": (tiny, flow), "wide": (wide, wide_flow), "notrace": root / "notrace",
+            "corrupt": root / "corrupt.keras"}
+
+
+@pytest.fixture(scope="module")
+def window(qapp, models, tmp_path_factory):
+    # `models` first: TensorFlow must finish importing on this thread before the
+    # compute thread imports it (two threads importing TensorFlow at once break it).
+    theme.apply(qapp)
+    settings = QtCore.QSettings(str(tmp_path_factory.mktemp("viz_settings") / "s.ini"),
+                                QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(settings=settings)
+    w.resize(1280, 840)
+    w.show()
+    w.start()
+    yield w
+    w.close()
+
+
+def open_model(qtbot, window, path):
+    with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS) as blocker:
+        assert window.open_path(path)
+    return blocker.args[0]
+
+
+def show_ready(qtbot, window, name):
+    view = window.show_view(name)
+    qtbot.waitUntil(view.is_ready, timeout=TIMEOUT_MS)
+    return view
+
+
+@pytest.fixture
+def tiny(qtbot, window, models):
+    folder, flow = models["tiny"]
+    if window.info is None or window.info["name"] != "tiny":
+        open_model(qtbot, window, folder)
+    return flow
+
+
+def test_density_view_draws_the_flows_log_prob(qtbot, window, tiny):
+    view = window.show_view("density")
+    view.resolution.setCurrentIndex(0)                       # 64 x 64
+    qtbot.waitUntil(lambda: view.is_ready() and view.image.shape == (64, 64),
+                    timeout=TIMEOUT_MS)
+    xy = geometry.grid_points(view.region, 64)
+    np.testing.assert_allclose(view.image.ravel(), tiny.log_prob(xy).numpy(), rtol=1e-5, atol=1e-4)
+    first = view.region
+    view.view_box.setRange(xRange=(-1, 0.5), yRange=(-0.5, 1.0), padding=0)    # pan + zoom
+    qtbot.waitUntil(lambda: view.is_ready() and view.region != first, timeout=TIMEOUT_MS)
+    assert view.region[0] == pytest.approx(view.visible_region()[0])
+    view.scale.setCurrentIndex(1)                            # p(x)
+    view.contours.setChecked(True)
+    assert view.contour_item.connect_array.size > 0, "contours are drawn"
+    shown = view.image_item.image
+    np.testing.assert_allclose(shown, np.exp(view.image), rtol=1e-5, atol=1e-7)
+    view.scale.setCurrentIndex(0)
+
+
+def test_samples_view_draws_the_flows_samples(qtbot, window, tiny):
+    view = window.show_view("samples")
+    view.count.setValue(500)
+    view.temperature.setValue(0.7)
+    qtbot.waitUntil(lambda: view.is_ready() and len(view.points) == 500, timeout=TIMEOUT_MS)
+    want = tiny.sample(500, seed=view.seed, temperature=0.7).numpy()
+    np.testing.assert_allclose(view.points, want, atol=1e-4)
+    np.testing.assert_allclose(view.cloud.points, want, atol=1e-4)
+    before = view.seed
+    frames = view.frames
+    view.continuous.setChecked(True)
+    qtbot.waitUntil(lambda: view.frames >= frames + 3, timeout=TIMEOUT_MS)
+    view.continuous.setChecked(False)
+    assert view.seed >= before + 3, "continuous mode resamples with new seeds"
+    assert window.fps() > 0
+
+
+def test_layers_view_draws_the_trace_and_the_slider_moves_it(qtbot, window, tiny):
+    view = show_ready(qtbot, window, "layers")
+    grid, connect, cloud = view._inputs()
+    states = np.stack(tiny.trace(np.concatenate([grid, cloud])))
+    np.testing.assert_allclose(view.cloud_states, states[:, len(grid):], atol=1e-4)
+    np.testing.assert_allclose(view.grid_states, states[:, :len(grid)], atol=1e-4)
+    assert len(view.strip.plots) == 4
+    drawn = []
+    for k in range(4):
+        view.set_layer(k)
+        drawn.append(view.cloud.points.copy())
+        np.testing.assert_allclose(drawn[-1], states[k, len(grid):], atol=1e-4)
+    assert all(np.abs(a - b).max() > 1e-3 for a, b in zip(drawn, drawn[1:]))
+    view.set_layer(1.5)                                      # halfway blend
+    np.testing.assert_allclose(view.cloud.points, 0.5 * (drawn[1] + drawn[2]), atol=1e-4)
+    view.direction.setCurrentIndex(1)                        # data -> base
+    qtbot.waitUntil(view.is_ready, timeout=TIMEOUT_MS)
+    inv = np.stack(tiny.trace_inverse(view._inputs()[2]))
+    np.testing.assert_allclose(view.cloud_states, inv, atol=1e-4)
+    frames = view.frames
+    view.toggle_play()
+    qtbot.waitUntil(lambda: view.frames >= frames + 5, timeout=10_000)
+    view.toggle_play()
+    view.direction.setCurrentIndex(0)
+    qtbot.waitUntil(view.is_ready, timeout=TIMEOUT_MS)
+
+
+def test_inspector_shows_the_points_numbers(qtbot, window, tiny):
+    view = show_ready(qtbot, window, "inspector")
+    x = np.array([0.3, -0.2], np.float32)
+    view.inspect(x)
+    qtbot.waitUntil(lambda: view.is_ready() and np.allclose(view.details["x"], x),
+                    timeout=TIMEOUT_MS)
+    d = view.details
+    z = tiny.inverse(x[None]).numpy()[0]
+    np.testing.assert_allclose(d["z"], z, atol=1e-5)
+    assert d["log_p0"] == pytest.approx(float(tiny.base_log_prob(z[None])[0]), abs=1e-4)
+    assert d["log_prob"] == pytest.approx(float(tiny.log_prob(x[None])[0]), abs=1e-5)
+    _, log_dets = tiny.trace_inverse(x[None], return_log_dets=True)
+    np.testing.assert_allclose(d["log_dets"], np.stack(log_dets)[:, 0], atol=1e-5)
+    texts = [view.table.item(i, 1).text() for i in range(view.table.rowCount())]
+    assert texts[-1] == f"{d['log_prob']:+.5f}"
+    assert view.table.rowCount() == 3 + 3 + 2
+
+
+def test_corrupt_file_shows_the_error_dialog_and_keeps_the_model(qtbot, window, tiny, models):
+    before = window.info
+    with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS) as blocker:
+        window.open_path(models["corrupt"])
+    assert "Could not open" in blocker.args[0]
+    assert window.error_box.isVisible() and window.error_box.text()
+    window.error_box.close()
+    assert window.info is before
+    with qtbot.waitSignal(window.failed, timeout=5000):
+        window.open_path(models["corrupt"].parent / "missing.keras")
+    assert "no such file" in window.error_box.text()
+    window.error_box.close()
+    view = window.show_view("samples")
+    frames = view.frames
+    view.resample()                                           # the app keeps working
+    qtbot.waitUntil(lambda: view.frames > frames and view.is_ready(), timeout=TIMEOUT_MS)
+
+
+def test_screenshots_are_non_blank_and_differ_between_layers(qtbot, window, tiny, tmp_path):
+    images = {}
+    for name in headless.VIEW_NAMES:
+        path = headless.render_view(window, name, tmp_path / f"{name}.png")
+        images[name] = QtGui.QImage(str(path))
+    for k in (0, 3):
+        path = headless.render_view(window, "layers", tmp_path / f"layer{k}.png", layer=k)
+        images[k] = QtGui.QImage(str(path))
+    arrays = {k: image_array(img) for k, img in images.items()}
+    for name, a in arrays.items():
+        assert a.shape[:2] == (window.height(), window.width())
+        assert a.std() > 10, f"{name} screenshot is blank"
+        assert len(np.unique(a.reshape(-1, 4), axis=0)) > 200, f"{name} has too few colours"
+    assert np.abs(arrays[0].astype(int) - arrays[3].astype(int)).mean() > 1.0
+    assert window.save_view_png(tmp_path / "export.png")
+    assert QtGui.QImage(str(tmp_path / "export.png")).width() > 100
+
+
+def image_array(image):
+    image = image.convertToFormat(QtGui.QImage.Format.Format_RGBA8888)
+    ptr = image.constBits()
+    return np.frombuffer(ptr, np.uint8).reshape(image.height(), image.width(), 4).copy()
+
+
+def test_savedmodel_without_trace_shows_a_message_in_the_layers_view(qtbot, window, models):
+    info = open_model(qtbot, window, models["notrace"])
+    assert info["kind"] == "savedmodel" and not info["has_trace"]
+    view = show_ready(qtbot, window, "layers")
+    assert view.message.isVisible() and "no trace" in view.message.text()
+    density = show_ready(qtbot, window, "density")
+    flow = models["tiny"][1]
+    xy = geometry.grid_points(density.region, density.image.shape[0])
+    np.testing.assert_allclose(density.image.ravel(), flow.log_prob(xy).numpy(), rtol=1e-5,
+                               atol=1e-4)
+    assert str(models["notrace"]) in window._recent()
+
+
+def test_flow_with_more_than_two_dims_shows_chosen_dims_at_held_values(qtbot, window, models):
+    folder, flow = models["wide"]
+    info = open_model(qtbot, window, folder)
+    assert info["event_dim"] == 4 and window.dock.isVisible()
+    window.panel.set_dims(3, 1)
+    window.panel.set_held(0, 0.25)
+    window.panel.set_held(2, -0.5)
+    p = window.projection
+    assert p.dims == (3, 1) and p.held[0] == pytest.approx(0.25) and p.held[2] == -0.5
+    label = window.panel.value_form.labelForField(window.panel.spins[2]).text()
+    assert label == "x3 held at"
+    view = window.show_view("density")
+    qtbot.waitUntil(lambda: view.is_ready() and view.plot.getPlotItem().getAxis("bottom")
+                    .labelText == "x4", timeout=TIMEOUT_MS)
+    res = view.image.shape[0]
+    pts = geometry.grid_points(view.region, res)
+    full = np.tile(np.array([0.25, 0, -0.5, 0], np.float32), (len(pts), 1))
+    full[:, 3], full[:, 1] = pts[:, 0], pts[:, 1]
+    np.testing.assert_allclose(view.image.ravel(), flow.log_prob(full).numpy(), rtol=1e-5, atol=1e-4)
+    samples = show_ready(qtbot, window, "samples")
+    np.testing.assert_allclose(samples.cloud.points, samples.points[:, [3, 1]], atol=1e-6)
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_model_opens_and_draws(qtbot, window, folder):
+    info = open_model(qtbot, window, folder)
+    assert info["name"]
+    for name in ("density", "layers"):
+        view = window.show_view(name)
+        qtbot.waitUntil(view.is_ready, timeout=TIMEOUT_MS)
+        assert view.frames > 0
