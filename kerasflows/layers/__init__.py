@@ -2,12 +2,14 @@
 
 from kerasflows.layers.autoregressive import InverseAutoregressive, MaskedAutoregressive
 from kerasflows.layers.base import FlowLayer
+from kerasflows.layers.continuous import ContinuousFlow
 from kerasflows.layers.coupling import AdditiveCoupling, AffineCoupling, CouplingLayer
 from kerasflows.layers.elementwise import ElementwiseAffine, Exp, Logit, Sigmoid
 from kerasflows.layers.linear import InvertibleLinear
 from kerasflows.layers.nets import MADE, MLP
 from kerasflows.layers.normalization import ActNorm, BatchNorm
 from kerasflows.layers.permute import Permute
+from kerasflows.layers.planar import Planar, Radial
 from kerasflows.layers.splines import SplineAutoregressive, SplineCoupling
 
 __all__ = [
@@ -15,4 +17,5 @@ __all__ = [
     "Permute", "InvertibleLinear", "ActNorm", "BatchNorm",
     "Sigmoid", "Logit", "Exp", "ElementwiseAffine",
     "MaskedAutoregressive", "InverseAutoregressive", "SplineCoupling", "SplineAutoregressive",
+    "Planar", "Radial", "ContinuousFlow",
 ]

@@ -1,0 +1,210 @@
+"""Variational fitting: train a flow `q` to match a density known up to a constant.
+
+The loss is the reverse KL up to the unknown constant, i.e. the negative
+ELBO: `mean over x ~ q of [log q(x) - log p~(x)]`, which equals
+`KL(q || p) - log Z` (Rezende & Mohamed 2015, eq. 15). Samples and their
+`log q` come from `Flow.sample_and_log_prob`, so only the forward direction
+is needed and forward-only layers (`Planar`, `Radial`) work. Training runs
+through `keras.Model.fit` (progress bar, callbacks, `History`, XLA); the
+logs hold `loss` (negative ELBO) and `ess`, the Kish effective sample size
+of the importance weights `w = p~(x) / q(x)` as a fraction of the batch:
+`ess = (sum w)^2 / (n sum w^2)`, 1 when `q` is proportional to `p~`.
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasflows import targets
+from kerasflows.flow import Flow
+from kerasflows.layers.base import check_positive_int
+
+__all__ = ["VariationalFlow", "fit_target", "diagnostics", "kish_ess", "check_target"]
+
+
+def kish_ess(log_w):
+    """Kish effective sample size of weights `exp(log_w)`, as a fraction of `n`."""
+    n = tf.cast(tf.shape(log_w)[0], log_w.dtype)
+    lse = tf.reduce_logsumexp(log_w)
+    return tf.exp(2.0 * lse - tf.reduce_logsumexp(2.0 * log_w)) / n
+
+
+def _resolve(log_density):
+    if isinstance(log_density, str):
+        return targets.get(log_density)
+    if not callable(log_density):
+        raise TypeError("`log_density` must be a callable x -> log density [N] or a target "
+                        f"name in {targets.NAMES}. Received: {log_density!r}")
+    return log_density
+
+
+def _static_shape_check(log_p, n):
+    shape = log_p.shape
+    if shape.rank is not None and (shape.rank != 1 or shape[0] not in (None, n)):
+        raise ValueError(f"log_density returned shape {tuple(shape.as_list())} for {n} samples; "
+                         f"expected ({n},): one log-density per sample.")
+
+
+def check_target(flow, log_density, n=256, seed=0):
+    """Evaluates `log_density` once on `n` flow samples; raises a clear error if
+    it returns the wrong shape or a non-finite value. Returns `(x, log_p)`."""
+    log_density = _resolve(log_density)
+    x, _ = flow.sample_and_log_prob(n, seed=seed)
+    try:
+        log_p = tf.convert_to_tensor(log_density(x))
+    except Exception as err:
+        raise ValueError(f"log_density failed on a batch of shape {tuple(x.shape)}: {err}") from err
+    _static_shape_check(log_p, n)
+    values = np.asarray(log_p)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"log_density returned {int(bad.sum())} non-finite values (NaN or inf) "
+                         f"for {n} samples of the flow, e.g. {values[i]} at x={x.numpy()[i].tolist()}; "
+                         "it must be finite wherever the flow puts mass.")
+    return x, log_p
+
+
+def _check_flow(flow):
+    if not isinstance(flow, Flow):
+        raise TypeError(f"Expected a kerasflows.Flow. Received: {type(flow).__name__}")
+    if flow.context_dim is not None:
+        raise ValueError("Variational fitting takes an unconditional flow; this one has "
+                         f"context_dim={flow.context_dim}.")
+
+
+@keras.saving.register_keras_serializable(package="kerasflows")
+class VariationalFlow(keras.Model):
+    """Wraps a `Flow` to fit it to an unnormalised density by reverse KL.
+
+    Each training step draws `batch_size` samples from the flow and takes a
+    gradient step on the negative ELBO. `compile()` then `fit()` as with any
+    Keras model; `fit` needs no data. The trained flow is `self.flow` (save
+    that one).
+
+    Example:
+
+    ```python
+    flow = kerasflows.Flow([kerasflows.layers.Planar() for _ in range(32)], event_dim=2)
+    vi = kerasflows.VariationalFlow(flow, "u1", batch_size=512)
+    vi.compile(optimizer=keras.optimizers.Adam(1e-2))
+    vi.fit(epochs=20, steps_per_epoch=100)
+    print(vi.diagnostics())  # {"elbo": ..., "ess": ..., "reverse_kl": ...}
+    ```
+
+    Args:
+        flow: an unconditional `kerasflows.Flow` (forward-only layers allowed).
+        log_density: a callable `x [N, D] -> log p~(x) [N]` written with TF
+            ops (unnormalised allowed), or a name from `kerasflows.targets.NAMES`.
+        batch_size: samples drawn per step.
+
+    Raises:
+        TypeError, ValueError: for a non-Flow, a conditional flow, a bad
+            `batch_size` or target, or a 2-D target with a flow of another size.
+    """
+
+    def __init__(self, flow, log_density, batch_size=256, **kwargs):
+        super().__init__(**kwargs)
+        _check_flow(flow)
+        self.flow = flow
+        self.log_density = _resolve(log_density)
+        if isinstance(self.log_density, targets.Target) and flow.event_dim != 2:
+            raise ValueError(f"Target '{self.log_density.name}' is 2-D but the flow has "
+                             f"event_dim={flow.event_dim}.")
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.ess_tracker = keras.metrics.Mean(name="ess")
+        self.built = True
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker, self.ess_tracker]
+
+    def log_weights(self, n):
+        """Draws `n` flow samples; returns `(x, log p~(x) - log q(x))`."""
+        x, log_q = self.flow.sample_and_log_prob(n)
+        log_p = tf.convert_to_tensor(self.log_density(x))
+        _static_shape_check(log_p, n)
+        return x, tf.cast(log_p, log_q.dtype) - log_q
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            _, log_w = self.log_weights(self.batch_size)
+            loss = -tf.reduce_mean(log_w)
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(grads, self.trainable_variables)
+        self.loss_tracker.update_state(loss)
+        self.ess_tracker.update_state(kish_ess(log_w))
+        return {m.name: m.result() for m in self.metrics}
+
+    def call(self, n):
+        """Returns `n` samples of the flow."""
+        return self.flow.sample(n)
+
+    def fit(self, epochs=1, steps_per_epoch=100, callbacks=None, verbose="auto", **kwargs):
+        """Trains for `epochs` x `steps_per_epoch` steps; returns a `History`.
+
+        Other keyword arguments (`initial_epoch`, ...) go to `keras.Model.fit`;
+        data arguments are not accepted. The target is checked on a first
+        batch before training (shape `[N]`, finite values).
+        """
+        for key in ("x", "y", "validation_data", "batch_size"):
+            if key in kwargs:
+                raise ValueError(f"VariationalFlow.fit draws its own samples and takes no "
+                                 f"`{key}`; set batch_size in the constructor.")
+        check_positive_int("steps_per_epoch", steps_per_epoch)
+        check_target(self.flow, self.log_density, n=self.batch_size)
+        steps = tf.data.Dataset.from_tensors(tf.zeros([1])).repeat()
+        return super().fit(steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                           callbacks=callbacks, verbose=verbose, shuffle=False, **kwargs)
+
+    def diagnostics(self, n=20_000, seed=0):
+        """`diagnostics(self.flow, self.log_density, n, seed)`."""
+        return diagnostics(self.flow, self.log_density, n=n, seed=seed)
+
+    def get_config(self):
+        raise NotImplementedError("VariationalFlow holds a target function and is not saved; "
+                                  "save its trained `flow` instead.")
+
+
+def diagnostics(flow, log_density, n=20_000, seed=0):
+    """Measures how well `flow` matches `log_density` on `n` fresh samples.
+
+    Returns a dict of floats: `elbo` (mean of `log p~ - log q`) and its
+    standard error `elbo_se`; `log_z_is`, the importance-sampling estimate
+    `log mean w`; `ess` (Kish, as a fraction); and, when the target's
+    `log_z` is known (`kerasflows.targets`), `log_z` and
+    `reverse_kl = log_z - elbo` = KL(q || p) in nats.
+    """
+    _check_flow(flow)
+    log_density = _resolve(log_density)
+    n = check_positive_int("n", n)
+    x, log_q = flow.sample_and_log_prob(n, seed=seed)
+    log_p = tf.convert_to_tensor(log_density(x))
+    _static_shape_check(log_p, n)
+    log_w = tf.cast(log_p, "float64") - tf.cast(log_q, "float64")
+    lw = log_w.numpy()
+    out = {"elbo": float(lw.mean()), "elbo_se": float(lw.std() / math.sqrt(n)),
+           "log_z_is": float(tf.reduce_logsumexp(log_w)) - math.log(n),
+           "ess": float(kish_ess(log_w))}
+    log_z = getattr(log_density, "log_z", None)
+    if log_z is not None:
+        out.update(log_z=float(log_z), reverse_kl=float(log_z) - out["elbo"])
+    return out
+
+
+def fit_target(flow, log_density, epochs=10, steps_per_epoch=100, batch_size=256,
+               learning_rate=1e-3, optimizer=None, callbacks=None, verbose="auto"):
+    """Fits `flow` to `log_density` by reverse KL; returns the Keras `History`.
+
+    A shortcut for `VariationalFlow(flow, log_density, batch_size)`, compiled
+    with `optimizer` (default `Adam(learning_rate)`) and fitted for
+    `epochs` x `steps_per_epoch` steps. `history.history` holds `loss`
+    (negative ELBO) and `ess` per epoch; see also `diagnostics`.
+    """
+    model = VariationalFlow(flow, log_density, batch_size=batch_size)
+    model.compile(optimizer=optimizer or keras.optimizers.Adam(learning_rate))
+    return model.fit(epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,
+                     verbose=verbose)
