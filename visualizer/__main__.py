@@ -21,9 +21,9 @@ def _size(text):
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x840; "
                                          f"received {text!r}") from None
-    if not (200 <= w <= 8000 and 200 <= h <= 8000):
-        raise argparse.ArgumentTypeError(f"width and height must be in [200, 8000]; "
-                                         f"received {text!r}")
+    if not (800 <= w <= 8000 and 500 <= h <= 8000):
+        raise argparse.ArgumentTypeError(f"the size must be at least 800x500 and at most "
+                                         f"8000x8000; received {text!r}")
     return w, h
 
 

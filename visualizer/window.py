@@ -71,6 +71,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _build_status(self):
         bar = self.statusBar()
         self.model_label = QtWidgets.QLabel("no model")
+        self.model_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                       QtWidgets.QSizePolicy.Policy.Preferred)
         self.tf_label = QtWidgets.QLabel("TensorFlow: loading…")
         self.fps_label = QtWidgets.QLabel("– fps")
         self.latency_label = QtWidgets.QLabel("last compute –")

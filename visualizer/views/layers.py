@@ -43,8 +43,10 @@ class LayersView(View):
         self.slider.setPageStep(STEPS_PER_LAYER)
         self.slider.setTickPosition(QtWidgets.QSlider.TickPosition.TicksBelow)
         self.slider.setTickInterval(STEPS_PER_LAYER)
-        self.slider.setMinimumWidth(240)
+        self.slider.setMinimumWidth(160)
         self.layer_label = QtWidgets.QLabel("")
+        self.layer_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                       QtWidgets.QSizePolicy.Policy.Preferred)
         for w in (labeled("Direction", self.direction), self.play_button,
                   labeled("Speed", self.speed), self.slider):
             self.controls.addWidget(w)

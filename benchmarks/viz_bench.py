@@ -1,0 +1,122 @@
+"""Frame-budget benchmarks of the visualizer (issue 3); prints medians.
+
+    python benchmarks/viz_bench.py [MODEL] [--repeats 20] [--json out.json]
+
+Measures, on MODEL (default: saved_models/moons/):
+  * density 256x256: `compute.density` (TensorFlow) and drawing the image, ms;
+  * samples view, continuous resampling of 10,000 points, frames/s;
+  * layer animation (play) in the layers view, frames/s;
+  * time from launching `python -m visualizer` to its first painted window, s.
+Targets: density <= 50 ms, samples >= 30 fps, layers >= 30 fps, first window <= 1 s.
+The GUI parts run offscreen unless a display is available.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6 import QtWidgets  # noqa: E402
+
+from visualizer import headless, paths, theme  # noqa: E402
+from visualizer.window import MainWindow  # noqa: E402
+
+
+def time_density(window, repeats):
+    """Median ms of computing (on the compute thread) and drawing a 256x256 density."""
+    view = window.show_view("density")
+    view.resolution.setCurrentIndex(2)
+    headless.wait_for(view.is_ready, 300)
+    compute_ms, draw_ms = [], []
+    for i in range(repeats):
+        frames = view.frames
+        (x0, x1), (y0, y1) = view.view_box.viewRange()
+        shift = 0.01 * (x1 - x0) * (1 if i % 2 else -1)       # a small pan: new grid each time
+        view.view_box.setRange(xRange=(x0 + shift, x1 + shift), yRange=(y0, y1), padding=0)
+        headless.wait_for(lambda: view.frames > frames and view.is_ready(), 300)
+        compute_ms.append(window.latency * 1000)
+        start = time.perf_counter()
+        view._draw()
+        QtWidgets.QApplication.processEvents()
+        draw_ms.append((time.perf_counter() - start) * 1000)
+    return statistics.median(compute_ms), statistics.median(draw_ms)
+
+
+def count_frames(window, view, seconds):
+    frames, start = view.frames, time.perf_counter()
+    headless.wait_for(lambda: time.perf_counter() - start > seconds, seconds + 5)
+    return (view.frames - frames) / (time.perf_counter() - start)
+
+
+def samples_fps(window, seconds=4.0, count=10_000):
+    view = window.show_view("samples")
+    view.count.setValue(count)
+    headless.wait_for(view.is_ready, 300)
+    view.continuous.setChecked(True)
+    count_frames(window, view, 1.0)                            # warm-up
+    fps = count_frames(window, view, seconds)
+    view.continuous.setChecked(False)
+    return fps
+
+
+def layers_fps(window, seconds=4.0):
+    view = window.show_view("layers")
+    headless.wait_for(view.is_ready, 300)
+    view.speed.setValue(0.5)
+    view.toggle_play()
+    fps = count_frames(window, view, seconds)
+    view.toggle_play()
+    return fps
+
+
+def first_window_seconds(model, repeats):
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-m", "visualizer", str(model), "--report-startup"],
+                             capture_output=True, text=True, timeout=120)
+        line = [l for l in out.stdout.splitlines() if l.startswith("first window")]
+        if not line:
+            raise RuntimeError(f"--report-startup printed nothing: {out.stderr[-2000:]}")
+        times.append(float(line[0].split()[3]))
+    return statistics.median(times)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("model", nargs="?", default=str(paths.default_model_path()))
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--json", help="also write the results to this JSON file")
+    args = p.parse_args(argv)
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    theme.apply(app)
+    window = MainWindow()
+    window.show()
+    info = headless.open_model(window, args.model)
+    density_compute, density_draw = time_density(window, args.repeats)
+    results = {
+        "model": info["path"], "backend": info["kind"], "platform": app.platformName(),
+        "density_256_compute_ms": round(density_compute, 2),
+        "density_256_draw_ms": round(density_draw, 2),
+        "density_256_total_ms": round(density_compute + density_draw, 2),
+        "samples_10k_fps": round(samples_fps(window), 1),
+        "layer_animation_fps": round(layers_fps(window), 1),
+    }
+    window.close()
+    results["first_window_s"] = round(first_window_seconds(args.model, max(3, args.repeats // 4)), 3)
+    for key, value in results.items():
+        print(f"{key:28s} {value}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""`python -m visualizer` from the command line: --screenshot, --demo without a
+display, and one-line errors."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from PySide6 import QtGui
+
+from test_visualizer_support import make_model_folder
+
+pytestmark = pytest.mark.gui
+
+
+def run_viz(args, cwd, timeout=400):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return subprocess.run([sys.executable, "-m", "visualizer", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_model_folder(tmp_path_factory.mktemp("viz_cli"), "tiny", num_layers=2)[0]
+
+
+def test_demo_without_display_writes_one_screenshot_per_view(folder, tmp_path):
+    proc = run_viz([str(folder), "--demo", "--size", "900x600"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = proc.stdout.split()
+    for view in ("samples", "density", "layers", "inspector"):
+        path = tmp_path / "screenshots" / f"{view}.png"
+        assert str(path.relative_to(tmp_path)) in printed
+        image = QtGui.QImage(str(path))
+        assert (image.width(), image.height()) == (900, 600)
+
+
+def test_screenshot_errors_are_one_line_with_exit_code_2(tmp_path):
+    proc = run_viz([str(tmp_path / "missing.keras"), "--screenshot", "x.png"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("kerasflows-viz: error: ")
+    assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_viz(["--screenshot", "x.png", "--view", "density", "--layer", "2"], cwd=tmp_path)
+    assert proc.returncode == 2 and "--layer applies to --view layers only" in proc.stderr
+    proc = run_viz(["--screenshot", "x.png", "--size", "10by10"], cwd=tmp_path)
+    assert proc.returncode == 2 and "WIDTHxHEIGHT" in proc.stderr
