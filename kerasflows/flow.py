@@ -17,9 +17,10 @@ from kerasflows.layers.base import FlowLayer, check_event_dim, check_positive_in
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
-__all__ = ["Flow", "BASES"]
+__all__ = ["Flow", "BASES", "EVAL_MODES"]
 
 BASES = ("normal", "learned_normal")
+EVAL_MODES = ("graph", "xla", "eager")
 
 
 def _context_for(layer, context):
@@ -97,6 +98,7 @@ class Flow(keras.Model):
                                                   name="base_log_scale")
         self.sample_seed = keras.random.SeedGenerator(name="sample_seed")
         self._compiled = {}
+        self._eval_mode = "graph"
         self.built = True
 
     # -- base distribution ----------------------------------------------
@@ -134,13 +136,33 @@ class Flow(keras.Model):
         check_event_dim("Flow", context, self.context_dim, what="context")
         return x, context
 
+    @property
+    def eval_mode(self):
+        """How eager calls of `log_prob`, `sample`, `forward`, ... run.
+
+        `"graph"` (default): a cached `tf.function`; `"xla"`: the same,
+        XLA-compiled (`jit_compile=True`; fastest for repeated calls of one
+        shape, but every new input shape compiles again); `"eager"`: op by
+        op, no tracing (handy for debugging and one-off calls). Inside a
+        `tf.function` or a train step the methods run as plain ops whatever
+        the mode. Not saved with the model.
+        """
+        return self._eval_mode
+
+    @eval_mode.setter
+    def eval_mode(self, mode):
+        if mode not in EVAL_MODES:
+            raise ValueError(f"`eval_mode` must be one of {EVAL_MODES}. Received: {mode!r}")
+        self._eval_mode = mode
+
     def _eager_compiled(self, name, fn, *args):
-        """Runs `fn` XLA-compiled when called eagerly, directly inside a graph."""
-        if not tf.executing_eagerly():
+        """Runs `fn` through a cached `tf.function` when called eagerly (see `eval_mode`)."""
+        if not tf.executing_eagerly() or self._eval_mode == "eager":
             return fn(*args)
-        key = (name, tuple(a is None for a in args))
+        key = (name, self._eval_mode, tuple(a is None for a in args))
         if key not in self._compiled:
-            self._compiled[key] = tf.function(fn, jit_compile=True, reduce_retracing=True)
+            self._compiled[key] = tf.function(fn, jit_compile=self._eval_mode == "xla",
+                                              reduce_retracing=True)
         return self._compiled[key](*args)
 
     # -- the two directions --------------------------------------------------
@@ -220,21 +242,15 @@ class Flow(keras.Model):
         return self._eager_compiled("log_prob", self._log_prob, x, context)
 
     def _base_sample(self, n, seed, temperature):
-        shape = tf.stack([n, self.event_dim])
+        shape = [n, self.event_dim] if isinstance(n, int) else tf.stack([n, self.event_dim])
         if seed is None:
             seed = self.sample_seed.next()
         else:
             seed = tf.stack([tf.cast(seed, "int32"), tf.constant(0, "int32")])
-        # Philox explicitly: the default ("auto_select") picks a different generator under
-        # XLA than in a plain graph, so exported SavedModels would draw other samples.
+        # Philox explicitly: the default ("auto_select") may pick another generator.
         eps = tf.random.stateless_normal(shape, seed=seed, dtype=self.compute_dtype, alg="philox")
         loc, scale = self._base_params()
         return loc + tf.cast(temperature, self.compute_dtype) * scale * eps
-
-    def _sample_and_log_prob(self, n, seed, temperature, context):
-        z = self._base_sample(n, seed, temperature)
-        x, ld, _ = self._run_forward(z, context)
-        return x, self.base_log_prob(z) - ld
 
     def _sample_args(self, n, context, seed, temperature):
         n = check_positive_int("n", n)
@@ -245,7 +261,7 @@ class Flow(keras.Model):
         if not temperature > 0:
             raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature}")
         seed = None if seed is None else tf.constant(int(seed), "int32")
-        return tf.constant(n, "int32"), seed, tf.constant(temperature, self.compute_dtype), context
+        return n, seed, temperature, context
 
     def sample_and_log_prob(self, n, context=None, seed=None, temperature=1.0):
         """Draws `n` samples and their `log_prob`, using only the forward direction.
@@ -253,15 +269,18 @@ class Flow(keras.Model):
         With `temperature != 1` the base is scaled by `temperature`; the
         returned log-density is still the flow's own `log p(x)`.
         """
-        args = self._sample_args(n, context, seed, temperature)
-        name = "sample_and_log_prob"
-        return self._eager_compiled(name, self._sample_and_log_prob, *args)
+        n, seed, temperature, context = self._sample_args(n, context, seed, temperature)
+        # The base noise is drawn outside any compiled function: XLA's stateless
+        # generator gives other numbers than the CPU kernel for a runtime seed, and
+        # the same seed must give the same samples in every eval_mode and in exports.
+        z = self._base_sample(n, seed, temperature)
+        x, log_det = self.forward_and_log_det(z, context)
+        return x, self.base_log_prob(z) - log_det
 
     def sample(self, n, context=None, seed=None, temperature=1.0):
         """Draws `n` samples `[n, D]`; the same integer `seed` gives the same samples."""
         n, seed, temperature, context = self._sample_args(n, context, seed, temperature)
-        fn = lambda n, seed, t, c=None: self._run_forward(self._base_sample(n, seed, t), c)[0]
-        return self._eager_compiled("sample", fn, n, seed, temperature, context)
+        return self.forward(self._base_sample(n, seed, temperature), context)
 
     def _check_invertible(self):
         for layer in self.flow_layers:

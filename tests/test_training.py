@@ -53,10 +53,16 @@ def test_jit_compiled_training_and_compiled_evaluation():
     flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True)
     hist = flow.fit(x, batch_size=256, epochs=3, verbose=0)
     assert hist.history["loss"][-1] < hist.history["loss"][0]
-    lp = tf.function(flow.log_prob, jit_compile=True)(tf.constant(x[:64]))
-    np.testing.assert_allclose(lp, flow.log_prob(x[:64]), rtol=1e-4, atol=1e-4)
-    smp = tf.function(lambda: flow.sample(32, seed=1), jit_compile=True)()
-    np.testing.assert_allclose(smp, flow.sample(32, seed=1), atol=1e-4)
+    graph_lp, graph_x = flow.log_prob(x[:64]), flow.sample(32, seed=1)
+    flow.eval_mode = "xla"
+    np.testing.assert_allclose(flow.log_prob(x[:64]), graph_lp, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(flow.sample(32, seed=1), graph_x, atol=1e-4)
+    assert all(f.function_spec.jit_compile for (_, mode, _), f in flow._compiled.items()
+               if mode == "xla")
+    lp = tf.function(flow.log_prob, jit_compile=True)(tf.constant(x[:64]))  # inside user XLA
+    np.testing.assert_allclose(lp, graph_lp, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="eval_mode"):
+        flow.eval_mode = "fast"
 
 
 def test_stock_callbacks_work(tmp_path):

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kerasflows.layers.base import FlowLayer, check_positive_int
+from kerasflows.layers.base import FlowLayer, batch_log_det, check_positive_int
 from kerasflows.layers.nets import MLP, check_hidden_units
 
 tfb = tfp.bijectors
@@ -26,8 +26,10 @@ class CouplingLayer(FlowLayer):
     """Base of coupling layers: an MLP maps the masked half (and the context)
     to `params_per_dim` numbers for each transformed dimension.
 
-    Subclasses set `params_per_dim` and implement `transform_kwargs(params_fn)`,
-    which returns the keyword arguments of `tfb.RealNVP`.
+    Subclasses set `params_per_dim` and implement `inner_bijector(params)`, the
+    elementwise TFP bijector applied to the transformed part. `bijector()` is
+    the matching `tfb.RealNVP`; the layer's own forward and inverse split the
+    input once and run the conditioner once per call, with the same numbers.
 
     Args:
         hidden_units: sizes of the conditioner's hidden layers.
@@ -65,12 +67,33 @@ class CouplingLayer(FlowLayer):
             return tf.reshape(self.net(h), [-1, self.transformed, self.params_per_dim])
         return fn
 
-    def transform_kwargs(self, params_fn):
+    def inner_bijector(self, params):
+        """The elementwise TFP bijector of the transformed part, from `params [batch, D-m, P]`."""
         raise NotImplementedError
 
     def bijector(self, context=None):
-        return tfb.RealNVP(num_masked=self.masked,
-                           **self.transform_kwargs(self.params_fn(context)))
+        params_fn = self.params_fn(context)
+
+        def inner(x0, output_units=None, **unused):
+            return self.inner_bijector(params_fn(x0))
+        return tfb.RealNVP(num_masked=self.masked, bijector_fn=inner)
+
+    def _coupling(self, x, context, inverse):
+        """Both directions, running the conditioner once (same numbers as `bijector()`)."""
+        x, context = self.check_inputs(x, context)
+        x0, x1 = x[:, :self.masked], x[:, self.masked:]
+        inner = self.inner_bijector(self.params_fn(context)(x0))
+        if inverse:
+            y1, log_det = inner.inverse(x1), inner.inverse_log_det_jacobian(x1, event_ndims=1)
+        else:
+            y1, log_det = inner.forward(x1), inner.forward_log_det_jacobian(x1, event_ndims=1)
+        return tf.concat([x0, y1], axis=-1), batch_log_det(log_det, x)
+
+    def forward_and_log_det(self, z, context=None, training=False):
+        return self._coupling(z, context, inverse=False)
+
+    def inverse_and_log_det(self, x, context=None, training=False):
+        return self._coupling(x, context, inverse=True)
 
     def get_config(self):
         config = super().get_config()
@@ -106,11 +129,9 @@ class AffineCoupling(CouplingLayer):
             raise ValueError(f"`max_log_scale` must be > 0. Received: max_log_scale={max_log_scale}")
         self.max_log_scale = float(max_log_scale)
 
-    def transform_kwargs(self, params_fn):
-        def shift_and_log_scale(x0, output_units=None, **unused):
-            p = params_fn(x0)
-            return p[..., 0], soft_clamp(p[..., 1], self.max_log_scale)
-        return {"shift_and_log_scale_fn": shift_and_log_scale}
+    def inner_bijector(self, params):
+        log_scale = soft_clamp(params[..., 1], self.max_log_scale)
+        return tfb.Shift(params[..., 0])(tfb.Scale(log_scale=log_scale))
 
     def get_config(self):
         return {**super().get_config(), "max_log_scale": self.max_log_scale}
@@ -125,7 +146,5 @@ class AdditiveCoupling(CouplingLayer):
 
     params_per_dim = 1
 
-    def transform_kwargs(self, params_fn):
-        def shift_only(x0, output_units=None, **unused):
-            return params_fn(x0)[..., 0], None
-        return {"shift_and_log_scale_fn": shift_only}
+    def inner_bijector(self, params):
+        return tfb.Shift(params[..., 0])

@@ -101,8 +101,7 @@ class SplineCoupling(CouplingLayer):
     monotonic spline of each remaining dimension on `[-bound, bound]`
     (identity outside). The new layer is the identity (zero-initialised
     conditioner output). `bijector()` returns a `tfb.RealNVP` whose
-    `bijector_fn` gives the spline; the layer's own forward and inverse run
-    the conditioner once per call and return the same numbers.
+    `bijector_fn` gives the spline (see `CouplingLayer`).
 
     Example:
 
@@ -126,26 +125,8 @@ class SplineCoupling(CouplingLayer):
         self.knots = SplineKnots(bins, bound, min_bin_width, min_bin_height, min_slope)
         self.params_per_dim = self.knots.params_per_dim
 
-    def transform_kwargs(self, params_fn):
-        def spline(x0, output_units=None, **unused):
-            return self.knots.bijector(params_fn(x0))
-        return {"bijector_fn": spline}
-
-    def _coupling(self, x, context, inverse):
-        x, context = self.check_inputs(x, context)
-        x0, x1 = x[:, :self.masked], x[:, self.masked:]
-        spline = self.knots.bijector(self.params_fn(context)(x0))
-        if inverse:
-            y1, log_det = spline.inverse(x1), spline.inverse_log_det_jacobian(x1, event_ndims=1)
-        else:
-            y1, log_det = spline.forward(x1), spline.forward_log_det_jacobian(x1, event_ndims=1)
-        return tf.concat([x0, y1], axis=-1), log_det
-
-    def forward_and_log_det(self, z, context=None, training=False):
-        return self._coupling(z, context, inverse=False)
-
-    def inverse_and_log_det(self, x, context=None, training=False):
-        return self._coupling(x, context, inverse=True)
+    def inner_bijector(self, params):
+        return self.knots.bijector(params)
 
     def get_config(self):
         return {**super().get_config(), **self.knots.get_config()}
