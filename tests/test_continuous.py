@@ -1,0 +1,65 @@
+"""ContinuousFlow (FFJORD): conformance, trace estimators, training, saving."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasflows
+from kerasflows.layers import ContinuousFlow
+from kerasflows.testing import check_flow_layer
+
+
+def test_check_flow_layer_conditional_exact_trace():
+    layer = ContinuousFlow(hidden_units=(8,), rtol=1e-8, atol=1e-8, context_dim=2,
+                           dtype="float64")
+    report = check_flow_layer(layer, 2, batch=8, perturb=0.3)
+    assert report["inverse_error"] < 1e-5
+    assert report["logdet_error"] < 1e-6
+
+
+def test_hutchinson_estimate_is_unbiased():
+    keras.utils.set_random_seed(0)
+    exact = ContinuousFlow(hidden_units=(16,), trace="exact")
+    exact.ensure_built(3)
+    kerasflows.testing.perturb_weights(exact, 0.3, seed=1)
+    noisy = ContinuousFlow.from_config({**exact.get_config(), "trace": "hutchinson"})
+    noisy.ensure_built(3)
+    noisy.set_weights(exact.get_weights())
+    z = tf.constant(np.random.default_rng(0).standard_normal((64, 3)), "float32")
+    x, ld = exact.forward_and_log_det(z)
+    x_h, _ = noisy.forward_and_log_det(z)
+    np.testing.assert_allclose(x_h.numpy(), x.numpy(), atol=1e-3)  # same map (solver tolerance)
+    # 40 copies of the batch in one solve: each row gets its own Gaussian probe.
+    estimates = noisy.forward_and_log_det(tf.tile(z, [40, 1]))[1].numpy().reshape(40, 64)
+    assert np.std(estimates, axis=0).max() > 1e-4  # really stochastic
+    se = estimates.std(axis=0) / np.sqrt(len(estimates))
+    assert np.all(np.abs(estimates.mean(axis=0) - ld.numpy()) < 5 * se + 1e-4)
+
+
+def test_trains_under_fit_and_saves(tmp_path):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1024, 2)) * [0.5, 0.3] + [1.0, -0.5]).astype("float32")
+    flow = kerasflows.Flow([ContinuousFlow(hidden_units=(32, 32))], event_dim=2)
+    nll_before = -float(np.mean(flow.log_prob(x).numpy()))
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = flow.fit(x, batch_size=256, epochs=3, verbose=0)
+    nll_after = -float(np.mean(flow.log_prob(x).numpy()))
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert nll_after < nll_before - 0.5
+    flow.save(tmp_path / "cnf.keras")
+    loaded = keras.models.load_model(tmp_path / "cnf.keras")
+    np.testing.assert_allclose(loaded.log_prob(x[:16]).numpy(), flow.log_prob(x[:16]).numpy(),
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"trace": "exactly"}, "trace='exactly'"),
+    ({"time": 0}, "time=0"),
+    ({"rtol": -1e-5}, "rtol=-1e-05"),
+    ({"atol": "small"}, "atol='small'"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ContinuousFlow(**kwargs)

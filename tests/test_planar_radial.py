@@ -1,0 +1,104 @@
+"""Planar and Radial: forward-only checks, invertibility constraints, errors."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasflows
+from kerasflows.layers import Planar, Radial
+from kerasflows.layers.planar import planar_u_hat
+from kerasflows.testing import check_flow_layer
+
+
+@pytest.mark.parametrize("cls", [Planar, Radial])
+@pytest.mark.parametrize("event_dim", [1, 3])
+def test_check_flow_layer_forward_only(cls, event_dim):
+    report = check_flow_layer(cls(dtype="float64"), event_dim, perturb=0.5, seed=event_dim)
+    assert report["inverse_error"] is None  # forward-only: no inverse checks
+    assert report["logdet_error"] < 1e-9
+
+
+@pytest.mark.parametrize("cls", [Planar, Radial])
+def test_starts_at_identity(cls):
+    layer = cls(dtype="float64")
+    z = tf.constant(np.random.default_rng(0).standard_normal((8, 2)))
+    x, log_det = layer.forward_and_log_det(z)
+    np.testing.assert_allclose(x.numpy(), z.numpy(), atol=1e-12)
+    np.testing.assert_allclose(log_det.numpy(), 0.0, atol=1e-12)
+
+
+def test_planar_constraint_for_extreme_raw_parameters():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        scale = 10.0 ** rng.uniform(-3, 3, size=2)
+        u = tf.constant(scale[0] * rng.standard_normal(3))
+        w = tf.constant(scale[1] * rng.standard_normal(3))
+        u_hat, wu_hat = planar_u_hat(u, w)
+        assert wu_hat.numpy() >= -1.0
+        # the closed-form w . u_hat agrees with the vector (relative to |w||u| rounding)
+        err = abs(float(tf.reduce_sum(w * u_hat)) - float(wu_hat))
+        assert err <= 1e-9 * (1 + float(tf.norm(w) * tf.norm(u)))
+    u_hat, wu_hat = planar_u_hat(tf.constant([1.0, 2.0]), tf.zeros(2))  # w = 0: u_hat = u
+    np.testing.assert_allclose(u_hat.numpy(), [1.0, 2.0])
+
+
+@pytest.mark.parametrize("cls", [Planar, Radial])
+def test_extreme_weights_keep_the_map_invertible(cls):
+    """With raw weights of any size, the Jacobian determinant stays positive."""
+    rng = np.random.default_rng(2)
+    layer = cls(dtype="float64")
+    layer.ensure_built(2)
+    z = tf.constant(rng.standard_normal((256, 2)) * 3)
+    for _ in range(15):
+        scale = 10.0 ** rng.uniform(-2, 2)
+        for w in layer.trainable_weights:
+            w.assign(scale * rng.standard_normal(w.shape))
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            x, log_det = layer.forward_and_log_det(z)
+        det = np.linalg.det(tape.batch_jacobian(x, z).numpy())
+        assert np.all(det > 0)
+        finite = np.isfinite(log_det.numpy())
+        np.testing.assert_allclose(log_det.numpy()[finite], np.log(det[finite]), rtol=1e-6,
+                                   atol=1e-8)
+
+
+def test_radial_beta_at_least_minus_alpha():
+    for raw_a in (-50.0, -1.0, 0.0, 30.0):
+        for raw_b in (-50.0, 0.0, 40.0):
+            alpha, s = tf.math.softplus(raw_a), tf.math.softplus(raw_b)
+            assert float(s - alpha) >= -float(alpha)
+
+
+@pytest.mark.parametrize("cls", [Planar, Radial])
+def test_inverse_and_log_prob_raise_clear_errors(cls):
+    flow = kerasflows.Flow([cls(name="only"), cls()], event_dim=2)
+    x, log_q = flow.sample_and_log_prob(64, seed=0)
+    assert x.shape == (64, 2) and np.all(np.isfinite(log_q.numpy()))
+    with pytest.raises(NotImplementedError, match=f"{cls.__name__} 'only'.*sample_and_log_prob"):
+        flow.flow_layers[0].inverse_and_log_det(x)
+    with pytest.raises(NotImplementedError, match="forward-only.*sample_and_log_prob"):
+        flow.log_prob(x)
+
+
+@pytest.mark.parametrize("cls", [Planar, Radial])
+def test_context_is_rejected(cls):
+    with pytest.raises(ValueError, match="context_dim=3"):
+        cls(context_dim=3)
+
+
+def test_flow_of_planar_and_radial_saves_and_loads(tmp_path):
+    keras.utils.set_random_seed(0)
+    layers = [Planar(), Radial(), Planar()]
+    flow = kerasflows.Flow(layers, event_dim=2)
+    for layer in layers:
+        kerasflows.testing.perturb_weights(layer, 0.5, seed=3)
+    x, log_q = flow.sample_and_log_prob(32, seed=5)
+    np.testing.assert_allclose(flow.sample(32, seed=5).numpy(), x.numpy(), atol=1e-6)
+    flow.save(tmp_path / "f.keras")
+    loaded = keras.models.load_model(tmp_path / "f.keras")
+    assert [type(l) for l in loaded.flow_layers] == [Planar, Radial, Planar]
+    x2, log_q2 = loaded.sample_and_log_prob(32, seed=5)
+    np.testing.assert_allclose(x2.numpy(), x.numpy(), atol=1e-6)
+    np.testing.assert_allclose(log_q2.numpy(), log_q.numpy(), atol=1e-5)
