@@ -109,3 +109,46 @@ def test_diagnostics_of_an_exact_flow():
     assert d["ess"] == pytest.approx(1.0, abs=1e-6)
     assert d["elbo"] == pytest.approx(0.0, abs=1e-5) and d["log_z_is"] == pytest.approx(0.0, abs=1e-5)
     assert "reverse_kl" not in d
+
+
+def test_fit_target_command(tmp_path, capsys):
+    from kerasflows.cli import main
+    out = tmp_path / "mix.keras"
+    status = main(["fit-target", "--target", "gaussian_mixture", "--recipe", "planar",
+                   "--layers", "4", "--epochs", "1", "--steps", "30", "--batch-size", "128",
+                   "--eval-samples", "2000", "--out", str(out), "--quiet"])
+    assert status == 0
+    assert "ESS" in capsys.readouterr().out
+    import json
+    report = json.loads((tmp_path / "mix.json").read_text())
+    assert report["target"] == "gaussian_mixture" and report["num_layers"] == 4
+    assert report["elbo"] < report["log_z"] and 0 < report["ess"] <= 1
+    flow = kerasflows.load(str(out))
+    assert [type(l) for l in flow.flow_layers] == [Planar] * 4
+    assert kerasflows.loading.training_record(str(out))["reverse_kl"] == report["reverse_kl"]
+
+
+def test_fit_target_command_model_dir(tmp_path):
+    import json
+    from kerasflows.cli import main
+    folder = tmp_path / "banana_realnvp"
+    status = main(["fit-target", "--target", "banana", "--recipe", "realnvp", "--layers", "2",
+                   "--hidden", "8", "--epochs", "1", "--steps", "10", "--batch-size", "64",
+                   "--eval-samples", "500", "--model-dir", str(folder), "--quiet"])
+    assert status == 0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["name"] == "banana_realnvp" and manifest["dataset"] is None
+    assert manifest["target"] == "banana" and manifest["forward_only"] is False
+    assert (folder / "saved_model" / "1" / "saved_model.pb").exists()
+    served = tf.saved_model.load(str(folder / "saved_model" / "1"))
+    x = np.zeros((3, 2), np.float32)
+    np.testing.assert_allclose(served.signatures["serving_default"](x=x)["log_prob"].numpy(),
+                               kerasflows.load(str(folder)).log_prob(x).numpy(), atol=1e-5)
+
+
+def test_fit_target_command_errors(capsys):
+    from kerasflows.cli import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit-target", "--target", "u1", "--recipe", "planar", "--bins", "4"])
+    assert exit_info.value.code == 2
+    assert "kerasflows: error: --bins/--bound apply to spline recipes only" in capsys.readouterr().err

@@ -18,13 +18,13 @@ kerasflows export moons.keras serving/moons
 import argparse
 import sys
 
-from kerasflows.cli import evaluate, export, info, sample, train
+from kerasflows.cli import evaluate, export, fit_target, info, sample, train
 from kerasflows.cli.common import UserError
 
 __all__ = ["main", "SUBCOMMANDS", "build_parser"]
 
 #: The subcommand modules, in the order `--help` lists them.
-SUBCOMMANDS = [train, evaluate, sample, export, info]
+SUBCOMMANDS = [train, evaluate, sample, export, info, fit_target]
 
 
 class _Parser(argparse.ArgumentParser):
