@@ -229,9 +229,9 @@ def test_flow_with_more_than_two_dims_shows_chosen_dims_at_held_values(qtbot, wi
 
 @pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
 def test_every_shipped_model_opens_and_draws(qtbot, window, folder):
+    density = window.show_view("density")
+    density.resolution.setCurrentIndex(0)                    # 64 x 64 keeps this quick
     info = open_model(qtbot, window, folder)
-    assert info["name"]
-    for name in ("density", "layers"):
-        view = window.show_view(name)
-        qtbot.waitUntil(view.is_ready, timeout=TIMEOUT_MS)
-        assert view.frames > 0
+    assert info["name"] and info["event_dim"] >= 2
+    qtbot.waitUntil(density.is_ready, timeout=TIMEOUT_MS)
+    assert np.isfinite(density.image).mean() > 0.99

@@ -23,7 +23,8 @@ def run_viz(args, cwd, timeout=400):
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    return make_model_folder(tmp_path_factory.mktemp("viz_cli"), "tiny", num_layers=2)[0]
+    return make_model_folder(tmp_path_factory.mktemp("viz_cli"), "tiny", num_layers=2,
+                             savedmodel=False)[0]
 
 
 def test_demo_without_display_writes_one_screenshot_per_view(folder, tmp_path):

@@ -25,8 +25,8 @@ class PointCloudItem(pg.GraphicsObject):
 
     def __init__(self, color="samples", size=3.0, alpha=200):
         super().__init__()
-        self._pen = theme.pen(color, size, alpha)
-        self._pen.setCapStyle(QtCore.Qt.PenCapStyle.RoundCap)
+        self._pen = None
+        self.set_style(color, size, alpha)
         self._polygon = QtGui.QPolygonF()
         self._buffer = np.zeros((0, 2))
         self._count = 0  # always len(self._buffer): the buffer is resized to fit
@@ -54,10 +54,9 @@ class PointCloudItem(pg.GraphicsObject):
             self._rect = QtCore.QRectF()
         self.update()
 
-    def set_style(self, color, size=None, alpha=None):
-        width = self._pen.widthF() if size is None else size
-        a = self._pen.color().alpha() if alpha is None else alpha
-        self._pen = theme.pen(color, width, a)
+    def set_style(self, color, size, alpha=200):
+        """Sets the points' colour (a `theme.COLORS` name), diameter in pixels and opacity."""
+        self._pen = theme.pen(color, size, alpha)
         self._pen.setCapStyle(QtCore.Qt.PenCapStyle.RoundCap)
         self.update()
 
@@ -75,8 +74,13 @@ class PointCloudItem(pg.GraphicsObject):
     def paint(self, painter, *args):
         if not self._count:
             return
+        # Draw in device pixels: a round dot stays round under any axis scaling.
+        device = painter.transform().map(self._polygon)
+        painter.save()
+        painter.resetTransform()
         painter.setPen(self._pen)
-        painter.drawPoints(self._polygon)
+        painter.drawPoints(device)
+        painter.restore()
 
 
 class GridCurve(pg.PlotCurveItem):

@@ -148,7 +148,8 @@ class View(QtWidgets.QWidget):
 
     def is_ready(self):
         """True when the view has drawn what the current settings ask for."""
-        return self.info is not None and not self.stale and not self._waiting and self.frames > 0
+        return (self.info is not None and not self.stale and not self._waiting
+                and (self.frames > 0 or self.message.isVisibleTo(self)))
 
     def show_message(self, text):
         self.message.setText(text)

@@ -36,6 +36,14 @@ def contour_lines(image, region, levels):
     return np.stack([np.concatenate(xs), np.concatenate(ys)], 1), np.concatenate(connect)
 
 
+def _same_region(a, b, tolerance=1e-4):
+    """True when regions `a` and `b` differ by less than `tolerance` of their size."""
+    if a is None or b is None:
+        return False
+    scale = max(a[1] - a[0], a[3] - a[2])
+    return max(abs(u - v) for u, v in zip(a, b)) <= tolerance * scale
+
+
 class DensityView(View):
     """Heatmap with colour bar; recomputed whenever the view is panned or zoomed.
 
@@ -75,9 +83,10 @@ class DensityView(View):
         self.bar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), interactive=False,
                                    width=18)
         self.bar.setImageItem(self.image_item, insert_in=self.plot.getPlotItem())
+        self.bar.axis.setWidth(56)      # fixed: tick labels must not resize the plot (and its range)
         self.layout().addWidget(self.plot, 1)
         self.image = None          # the log-density last drawn ([res, res], row-major, y up)
-        self.region = None
+        self.region = self.requested = None
         self.view_box = self.plot.getPlotItem().getViewBox()
         self.view_box.sigRangeChanged.connect(self._range_changed)
         for box in (self.resolution, self.source):
@@ -115,11 +124,12 @@ class DensityView(View):
         return (x0, x1, y0, y1)
 
     def _range_changed(self, *args):
-        if self.info is not None:
+        if self.info is not None and not _same_region(self.visible_region(), self.requested):
             self.invalidate()
 
     def refresh(self):
         res = self.resolution.currentData()
+        self.requested = self.visible_region()
         if self.source.currentData() == "target":
             self.submit("density", "target_density", self.info["target"],
                         self.visible_region(), res)

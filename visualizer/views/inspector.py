@@ -46,7 +46,7 @@ class InspectorView(View):
         self.backdrop = pg.ImageItem(axisOrder="row-major")
         self.backdrop.setOpacity(0.85)
         self.plot.addItem(self.backdrop)
-        self.data_item = PointCloudItem("data", size=2.0, alpha=90)
+        self.data_item = PointCloudItem("data", size=2.5, alpha=170)
         self.plot.addItem(self.data_item)
         self.path_item = pg.PlotDataItem(pen=theme.pen("path", 1.5), symbol="o", symbolSize=5,
                                          symbolBrush=theme.color("path"), symbolPen=None)

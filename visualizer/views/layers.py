@@ -222,7 +222,7 @@ class _Strip(QtWidgets.QScrollArea):
         every = max(1, cloud_states.shape[1] // STRIP_POINTS)
         for k, name in enumerate(names):
             plot = make_plot()
-            plot.setFixedSize(150, 150)
+            plot.setFixedSize(170, 150)
             item = plot.getPlotItem()
             item.hideAxis("left")
             item.hideAxis("bottom")
