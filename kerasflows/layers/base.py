@@ -35,7 +35,7 @@ def check_event_dim(owner, x, event_dim, what="inputs"):
 
     Only static shapes are checked, so this costs nothing at run time.
     """
-    shape = x.shape
+    shape = tf.TensorShape(x.shape)
     if shape.rank is not None and (shape.rank != 2 or (
             shape[-1] is not None and event_dim is not None and shape[-1] != event_dim)):
         raise ValueError(
