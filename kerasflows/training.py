@@ -82,7 +82,6 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data):
     return x, validation_data, first
 
 
-
 def _fused_adam_ok(optimizer, variables):
     """True if `optimizer` is a plain Keras Adam that TF's fused kernel reproduces exactly."""
     plain = (type(optimizer) is keras.optimizers.Adam and not optimizer.amsgrad
@@ -110,6 +109,8 @@ def _fused_adam_update(optimizer, grads, variables):
     lr = tf.cast(optimizer.learning_rate, dtype)
     b1_power, b2_power = tf.pow(consts["beta_1"], t), tf.pow(consts["beta_2"], t)
     for var, grad, m, v in zip(variables, grads, optimizer._momentums, optimizer._velocities):
+        if grad is None:          # a weight the loss does not reach stays as it is
+            continue
         tf.raw_ops.ResourceApplyAdam(
             var=var.value.handle, m=m.value.handle, v=v.value.handle, beta1_power=b1_power,
             beta2_power=b2_power, lr=lr, beta1=consts["beta_1"], beta2=consts["beta_2"],

@@ -1,0 +1,97 @@
+"""kerasflows runners for the shared peer benchmark (`../shared/bench/peers.py`).
+
+Registers `kerasflows:maf`, `kerasflows:nsf` (autoregressive spline),
+`kerasflows:nsf_coupling` and `kerasflows:realnvp`, built with
+`kerasflows.models` under the harness's protocol (`P`: 5 transforms, hidden
+[64, 64], 8 bins on [-5, 5], Adam 1e-3, seed 0, 2 threads, float32). The
+harness feeds every batch and pulls every step's loss; the step itself is
+`kerasflows.training.make_train_step` (one XLA-compiled call: loss, gradient
+and Adam update). Density and sampling go through the Flow's own API with
+`Flow.eval_mode = EVAL_MODE`.
+
+    cd ../shared/bench
+    python peers.py --plugin /work/main/benchmarks/kerasflows_plugin.py \\
+        --models kerasflows:maf,zuko:maf,tfp:maf --datasets moons
+"""
+
+import numpy as np
+
+from peers import Runner, register
+
+#: How eager `log_prob` / `sample` calls run (see `Flow.eval_mode`).
+EVAL_MODE = "xla"
+
+
+class _KerasFlows(Runner):
+    library = "kerasflows"
+    recipe = None            # name of the function in kerasflows.models
+    recipe_kwargs = {}
+
+    def versions(self):
+        import keras
+        import kerasflows
+        import tensorflow as tf
+        import tensorflow_probability as tfp
+        return dict(kerasflows=kerasflows.__version__, keras=keras.__version__,
+                    tensorflow=tf.__version__, tfp=tfp.__version__)
+
+    def build(self, dim, P):
+        import keras
+        import tensorflow as tf
+        from kerasflows import models
+        from kerasflows.training import make_train_step
+        tf.config.threading.set_intra_op_parallelism_threads(P["threads"])
+        tf.config.threading.set_inter_op_parallelism_threads(P["threads"])
+        keras.utils.set_random_seed(P["seed"])
+        kwargs = dict(self.recipe_kwargs)
+        if "bins" in kwargs:
+            kwargs.update(bins=P["bins"], bound=P["spline_bound"])
+        self.flow = getattr(models, self.recipe)(
+            dim, num_layers=P["transforms"], hidden_units=tuple(P["hidden"]),
+            dtype=P["dtype"], **kwargs)
+        self.flow.eval_mode = EVAL_MODE
+        self.vars = list(self.flow.trainable_variables)
+        self.step = make_train_step(self.flow, keras.optimizers.Adam(learning_rate=P["lr"]))
+
+    def train_step(self, xb):
+        return float(self.step(xb))
+
+    def log_prob(self, x):
+        return self.flow.log_prob(x).numpy()
+
+    def sample(self, n):
+        return self.flow.sample(n).numpy()
+
+    def get_state(self):
+        return [v.numpy().copy() for v in self.vars]
+
+    def set_state(self, state):
+        for v, a in zip(self.vars, state):
+            v.assign(a)
+
+    def n_params(self):
+        return sum(int(np.prod(v.shape)) for v in self.vars)
+
+
+@register("kerasflows:maf")
+class KerasFlowsMAF(_KerasFlows):
+    model = "MAF (models.MAF: MaskedAutoregressive, soft-clamped log-scale)"
+    recipe = "MAF"
+
+
+@register("kerasflows:nsf")
+class KerasFlowsNSF(_KerasFlows):
+    model = "NSF (models.NSF autoregressive=True: SplineAutoregressive)"
+    recipe, recipe_kwargs = "NSF", {"bins": None, "autoregressive": True}
+
+
+@register("kerasflows:nsf_coupling")
+class KerasFlowsNSFCoupling(_KerasFlows):
+    model = "NSF (models.NSF: SplineCoupling)"
+    recipe, recipe_kwargs = "NSF", {"bins": None, "autoregressive": False}
+
+
+@register("kerasflows:realnvp")
+class KerasFlowsRealNVP(_KerasFlows):
+    model = "RealNVP (models.RealNVP: AffineCoupling, soft-clamped log-scale)"
+    recipe = "RealNVP"
