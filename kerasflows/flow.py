@@ -195,6 +195,7 @@ class Flow(keras.Model):
 
     def inverse_and_log_det(self, x, context=None):
         """Data to base: returns `(z, log|det dz/dx|)`."""
+        self._check_invertible()
         x, context = self._prepare(x, context)
         fn = lambda x, c=None: self._run_inverse(x, c)[:2]
         return self._eager_compiled("inverse", fn, x, context)
@@ -225,6 +226,7 @@ class Flow(keras.Model):
         `log_dets[i]` is the inverse log|det J| of the i-th step taken (layer
         L-1-i), so `log p(x) = log p0(states[-1]) + sum(log_dets)`.
         """
+        self._check_invertible()
         x, context = self._prepare(x, context)
         fn = lambda x, c=None: self._run_inverse(x, c, keep=True)[2]
         states, log_dets = self._eager_compiled("trace_inverse", fn, x, context)
@@ -238,6 +240,7 @@ class Flow(keras.Model):
 
     def log_prob(self, x, context=None):
         """`log p(x)` in nats, shape `[batch]`."""
+        self._check_invertible()
         x, context = self._prepare(x, context)
         return self._eager_compiled("log_prob", self._log_prob, x, context)
 
