@@ -29,7 +29,12 @@ LAYERS = {
     "elementwise_affine": (lambda c, d: L.ElementwiseAffine(dtype=d), False, False),
     "sigmoid": (lambda c, d: L.Sigmoid(dtype=d), False, False),
     "exp": (lambda c, d: L.Exp(dtype=d), False, False),
+    # forward-only: check_flow_layer checks the forward log-det against autodiff
+    "planar": (lambda c, d: L.Planar(dtype=d), False, False),
+    "radial": (lambda c, d: L.Radial(dtype=d), False, False),
 }
+# ContinuousFlow (FFJORD) runs an ODE solver per call; its check_flow_layer
+# runs in tests/test_continuous.py with tight solver tolerances.
 
 #: Layers whose inputs must lie in (0, 1) for the inverse: tested separately.
 INTERVAL_LAYERS = {"logit": lambda d: L.Logit(dtype=d)}
