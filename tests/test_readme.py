@@ -1,0 +1,25 @@
+"""The README's first example runs as written (with one epoch instead of thirty)."""
+
+import pathlib
+import re
+
+import numpy as np
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _first_flow_example():
+    text = README.read_text()
+    section = text[text.index("## A first flow"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_first_flow_example_runs(tmp_path, monkeypatch):
+    code = _first_flow_example()
+    assert "epochs=30" in code
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(code.replace("epochs=30", "epochs=1"), "README.md", "exec"), scope)
+    assert scope["samples"].shape == (1000, 2)
+    np.testing.assert_array_equal(scope["same"].log_prob(scope["samples"]), scope["log_p"])
+    assert (tmp_path / "moons.keras").exists()
