@@ -29,6 +29,7 @@ flow, history = kerasflows.distributed.train_flow(
 """
 
 import math
+import weakref
 
 import keras
 import numpy as np
@@ -81,6 +82,9 @@ def epoch_order(n, seed, epoch):
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
+_EVAL_FUNCTIONS = weakref.WeakKeyDictionary()
+
+
 def evaluate_nll(flow, x, batch_size=8192):
     """Mean NLL of `x` under `flow` in nats and its standard error: `(mean, se)`.
 
@@ -90,8 +94,11 @@ def evaluate_nll(flow, x, batch_size=8192):
     x = np.asarray(x, np.float32)
     if len(x) == 0:
         raise ValueError("evaluate_nll needs at least one example; received 0 rows.")
-    spec = tf.TensorSpec([None, flow.event_dim], flow.compute_dtype)
-    log_prob = tf.function(flow.log_prob, input_signature=[spec], autograph=False)
+    if flow not in _EVAL_FUNCTIONS:
+        spec = tf.TensorSpec([None, flow.event_dim], flow.compute_dtype)
+        _EVAL_FUNCTIONS[flow] = tf.function(flow.log_prob, input_signature=[spec],
+                                            autograph=False)
+    log_prob = _EVAL_FUNCTIONS[flow]
     nll = np.concatenate([-log_prob(x[i:i + batch_size]).numpy()
                           for i in range(0, len(x), batch_size)]).astype(np.float64)
     se = float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1 else float("nan")

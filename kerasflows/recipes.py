@@ -57,8 +57,8 @@ def build(recipe, event_dim, num_layers=5, hidden_units=(64, 64), bins=None, bou
                        **fixed, **spline, **kwargs)
 
 
-_SPLINE_2D = {"recipe": "nsf", "num_layers": 8, "hidden_units": [128, 128], "bins": 16,
-              "bound": 5.0, "epochs": 40, "batch_size": 512, "lr": 2e-3, "lr_decay": "cosine"}
+_SPLINE_2D = {"recipe": "nsf", "num_layers": 6, "hidden_units": [128, 128], "bins": 16,
+              "bound": 5.0, "epochs": 100, "batch_size": 512, "lr": 2e-3, "lr_decay": "cosine"}
 
 #: Training settings of the shipped models (CLI flag names without dashes).
 RECOMMENDED = {
@@ -68,8 +68,8 @@ RECOMMENDED = {
     "rings": _SPLINE_2D,
     "pinwheel": _SPLINE_2D,
     "two_spirals": _SPLINE_2D,
-    "digits": {"recipe": "nsf", "num_layers": 5, "hidden_units": [128, 128], "bins": 8,
-               "bound": 5.0, "epochs": 60, "batch_size": 256, "lr": 1e-3, "lr_decay": "cosine"},
+    "digits": {"recipe": "nsf", "num_layers": 5, "hidden_units": [64, 64], "bins": 8,
+               "bound": 5.0, "epochs": 60, "batch_size": 128, "lr": 1e-3, "lr_decay": "cosine"},
 }
 
 

@@ -30,7 +30,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
@@ -87,15 +86,14 @@ def build_one(name, out_dir, bench_dir, epochs):
     folder = os.path.join(out_dir, name)
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
-    with tempfile.TemporaryDirectory() as tmp:
-        report = os.path.join(tmp, "report.json")
-        cmd = [sys.executable, "-m", "kerasflows.cli", "train",
-               *_train_args(name, settings, bench_dir, epochs),
-               "--out", os.path.join(folder, "flow.keras"), "--report", report,
-               "--checkpoint-dir", os.path.join(tmp, "checkpoint")]
-        subprocess.run(cmd, check=True, cwd=ROOT)
-        with open(report) as f:
-            record = json.load(f)
+    out = os.path.relpath(os.path.join(folder, "flow.keras"), ROOT)
+    cmd = [sys.executable, "-m", "kerasflows.cli", "train",
+           *_train_args(name, settings, bench_dir, epochs), "--out", out]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    report = os.path.join(folder, "flow.json")  # train's report; the manifest replaces it
+    with open(report) as f:
+        record = json.load(f)
+    os.remove(report)
     flow = kerasflows.load(folder)
     export_saved_model(flow, os.path.join(folder, "saved_model"), version=1)
     test = _test_split(name, bench_dir, record)

@@ -14,14 +14,14 @@ import pytest
 import kerasflows
 from kerasflows.checkpoint import EpochCheckpoint
 
-EPOCHS = 12
+EPOCHS = 10
 
 
 def _command(tmp_path, name):
     return [sys.executable, "-m", "kerasflows.cli", "train", str(tmp_path / "data.npy"),
             "--recipe", "realnvp", "--layers", "2", "--hidden", "16", "--epochs", str(EPOCHS),
             "--batch-size", "32", "--lr", "3e-3", "--lr-decay", "cosine", "--seed", "5",
-            "--out", str(tmp_path / f"{name}.keras"), "--quiet"]
+            "--out", str(tmp_path / f"{name}.keras")]
 
 
 def _start(tmp_path, name):
@@ -39,7 +39,7 @@ def _finished_epochs(path):
 
 
 def test_killed_run_resumes_from_last_finished_epoch(tmp_path):
-    np.save(tmp_path / "data.npy", kerasflows.datasets.load("moons", n=3000, seed=1))
+    np.save(tmp_path / "data.npy", kerasflows.datasets.load("moons", n=1500, seed=1))
     reference = _start(tmp_path, "reference")
     crashed = _start(tmp_path, "resumed")
     checkpoint = tmp_path / "resumed.checkpoint" / "checkpoint.npz"
