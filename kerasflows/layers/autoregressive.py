@@ -12,7 +12,7 @@ import keras
 import tensorflow_probability as tfp
 
 from kerasflows.layers.base import FlowLayer
-from kerasflows.layers.coupling import soft_clamp
+from kerasflows.layers.coupling import affine, soft_clamp
 from kerasflows.layers.nets import MADE, check_hidden_units
 
 tfb = tfp.bijectors
@@ -86,6 +86,21 @@ class AutoregressiveLayer(FlowLayer):
     def bijector(self, context=None):
         return tfb.MaskedAutoregressiveFlow(**self.transform_kwargs(self.params_fn(context)))
 
+    def elementwise(self, params, v, inverse):
+        """`(out, log_det [batch])` of the elementwise map given MADE `params`, either direction."""
+        raise NotImplementedError
+
+    def one_pass(self, v, context=None):
+        """The direction that needs one MADE pass on its input: the MAF inverse.
+
+        Same map as `bijector(context).inverse`, without TFP's bookkeeping.
+        """
+        v, context = self.check_inputs(v, context)
+        return self.elementwise(self.made(v, context=context), v, inverse=True)
+
+    def inverse_and_log_det(self, x, context=None, training=False):
+        return self.one_pass(x, context)
+
     def get_config(self):
         config = super().get_config()
         config.update(hidden_units=list(self.hidden_units), activation=self.activation)
@@ -131,6 +146,9 @@ class MaskedAutoregressive(AutoregressiveLayer):
             return p[..., 0], soft_clamp(p[..., 1], self.max_log_scale)
         return {"shift_and_log_scale_fn": shift_and_log_scale}
 
+    def elementwise(self, params, v, inverse):
+        return affine(params[..., 0], soft_clamp(params[..., 1], self.max_log_scale), v, inverse)
+
     def get_config(self):
         return {**super().get_config(), "max_log_scale": self.max_log_scale}
 
@@ -147,3 +165,9 @@ class InverseAutoregressive(MaskedAutoregressive):
 
     def bijector(self, context=None):
         return tfb.Invert(super().bijector(context))
+
+    def forward_and_log_det(self, z, context=None, training=False):
+        return self.one_pass(z, context)
+
+    def inverse_and_log_det(self, x, context=None, training=False):
+        return FlowLayer.inverse_and_log_det(self, x, context, training)

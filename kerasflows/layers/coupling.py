@@ -14,12 +14,24 @@ from kerasflows.layers.nets import MLP, check_hidden_units
 
 tfb = tfp.bijectors
 
-__all__ = ["CouplingLayer", "AffineCoupling", "AdditiveCoupling", "soft_clamp"]
+__all__ = ["CouplingLayer", "AffineCoupling", "AdditiveCoupling", "soft_clamp", "affine"]
 
 
 def soft_clamp(x, bound):
     """Smoothly limits `x` to `(-bound, bound)`: `bound * tanh(x / bound)`."""
     return bound * tf.tanh(x / bound)
+
+
+def affine(shift, log_scale, v, inverse):
+    """`v * exp(log_scale) + shift` (or its inverse) and the log-det `[batch]`.
+
+    The map of `tfb.Shift(shift)(tfb.Scale(log_scale=log_scale))`, written
+    out: the same numbers with a fraction of the ops.
+    """
+    log_det = tf.reduce_sum(log_scale, -1)
+    if inverse:
+        return (v - shift) * tf.exp(-log_scale), -log_det
+    return v * tf.exp(log_scale) + shift, log_det
 
 
 class CouplingLayer(FlowLayer):
@@ -71,6 +83,16 @@ class CouplingLayer(FlowLayer):
         """The elementwise TFP bijector of the transformed part, from `params [batch, D-m, P]`."""
         raise NotImplementedError
 
+    def elementwise(self, params, x1, inverse):
+        """`(y1, log_det [batch])` of `inner_bijector(params)` on `x1`, either direction.
+
+        Subclasses may override it with a direct computation of the same map.
+        """
+        inner = self.inner_bijector(params)
+        if inverse:
+            return inner.inverse(x1), inner.inverse_log_det_jacobian(x1, event_ndims=1)
+        return inner.forward(x1), inner.forward_log_det_jacobian(x1, event_ndims=1)
+
     def bijector(self, context=None):
         params_fn = self.params_fn(context)
 
@@ -82,11 +104,7 @@ class CouplingLayer(FlowLayer):
         """Both directions, running the conditioner once (same numbers as `bijector()`)."""
         x, context = self.check_inputs(x, context)
         x0, x1 = x[:, :self.masked], x[:, self.masked:]
-        inner = self.inner_bijector(self.params_fn(context)(x0))
-        if inverse:
-            y1, log_det = inner.inverse(x1), inner.inverse_log_det_jacobian(x1, event_ndims=1)
-        else:
-            y1, log_det = inner.forward(x1), inner.forward_log_det_jacobian(x1, event_ndims=1)
+        y1, log_det = self.elementwise(self.params_fn(context)(x0), x1, inverse)
         return tf.concat([x0, y1], axis=-1), batch_log_det(log_det, x)
 
     def forward_and_log_det(self, z, context=None, training=False):
@@ -132,6 +150,10 @@ class AffineCoupling(CouplingLayer):
     def inner_bijector(self, params):
         log_scale = soft_clamp(params[..., 1], self.max_log_scale)
         return tfb.Shift(params[..., 0])(tfb.Scale(log_scale=log_scale))
+
+    def elementwise(self, params, x1, inverse):
+        return affine(params[..., 0], soft_clamp(params[..., 1], self.max_log_scale), x1,
+                      inverse)
 
     def get_config(self):
         return {**super().get_config(), "max_log_scale": self.max_log_scale}
