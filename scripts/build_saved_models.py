@@ -21,6 +21,7 @@ Usage:
 
     python scripts/build_saved_models.py                      # everything
     python scripts/build_saved_models.py --names moons rings  # some
+    python scripts/build_saved_models.py --export-only        # only the SavedModels
 """
 
 import argparse
@@ -77,11 +78,20 @@ def _true_entropy(name, bench_dir, test):
         return None
 
 
+def export_one(folder):
+    """(Re)writes `folder/saved_model/1` from `folder/flow.keras`; returns the flow."""
+    import kerasflows
+    from kerasflows.export import export_saved_model
+    flow = kerasflows.load(folder)
+    shutil.rmtree(os.path.join(folder, "saved_model"), ignore_errors=True)
+    export_saved_model(flow, os.path.join(folder, "saved_model"), version=1)
+    return flow
+
+
 def build_one(name, out_dir, bench_dir, epochs):
     """Trains and writes `out_dir/name/`; returns its manifest."""
     import kerasflows
     from kerasflows import recipes
-    from kerasflows.export import export_saved_model
     settings = recipes.recommended(name)
     folder = os.path.join(out_dir, name)
     shutil.rmtree(folder, ignore_errors=True)
@@ -94,8 +104,7 @@ def build_one(name, out_dir, bench_dir, epochs):
     with open(report) as f:
         record = json.load(f)
     os.remove(report)
-    flow = kerasflows.load(folder)
-    export_saved_model(flow, os.path.join(folder, "saved_model"), version=1)
+    flow = export_one(folder)
     test = _test_split(name, bench_dir, record)
     np.save(os.path.join(folder, "data_sample.npy"), test[:2000].astype(np.float32))
     entropy = _true_entropy(name, bench_dir, test)
@@ -126,7 +135,14 @@ def main(argv=None):
                         else None, help="benchmark data folder (<name>_{train,val,test}.npy)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="override the recommended epochs (for a quick trial build)")
+    parser.add_argument("--export-only", action="store_true",
+                        help="keep the trained flow.keras files; only rewrite the SavedModels")
     args = parser.parse_args(argv)
+    if args.export_only:
+        for name in args.names:
+            export_one(os.path.join(args.out, name))
+            print(f"{name}: SavedModel rewritten", flush=True)
+        return 0
     for name in args.names:
         m = build_one(name, args.out, args.bench_dir, args.epochs)
         gap = "" if m["gap"] is None else f", gap to the true entropy {m['gap']:+.4f}"

@@ -134,7 +134,8 @@ def test_console_script_reports_user_error_without_traceback(tmp_path):
 def test_help_documents_every_flag(capsys):
     parser = build_parser()
     subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert sorted(subparsers.choices) == sorted(m.__name__.rsplit(".", 1)[1] for m in SUBCOMMANDS)
+    modules = sorted(m.__name__.rsplit(".", 1)[1] for m in SUBCOMMANDS)
+    assert sorted(c.replace("-", "_") for c in subparsers.choices) == modules
     for name, sub in subparsers.choices.items():
         with pytest.raises(SystemExit) as exit_info:
             main([name, "--help"])

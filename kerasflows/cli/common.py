@@ -1,15 +1,25 @@
 """Helpers shared by the subcommands: reading data, opening models, writing arrays."""
 
+import argparse
 import os
 
 import numpy as np
 
-__all__ = ["UserError", "read_data", "read_array", "write_array", "open_flow",
+__all__ = ["UserError", "HelpFormatter", "read_data", "read_array", "write_array", "open_flow",
            "check_columns", "positive_int", "fraction", "units"]
 
 
 class UserError(Exception):
     """A mistake in the command line or its inputs; printed as one line, exit status 2."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it is None/False (those say it in their help)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def positive_int(text):
@@ -46,7 +56,6 @@ def units(text):
 
 
 def _arg_error(message):
-    import argparse
     return argparse.ArgumentTypeError(message)
 
 

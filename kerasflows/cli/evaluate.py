@@ -2,14 +2,15 @@
 
 import json
 
-from kerasflows.cli.common import check_columns, open_flow, positive_int, read_data
+from kerasflows.cli.common import HelpFormatter, check_columns, open_flow, positive_int, read_data
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser("evaluate", help="NLL of a dataset or data file under a model",
-                              description=__doc__.split(":", 1)[1].strip())
+                              description=__doc__.split(":", 1)[1].strip(),
+                              formatter_class=HelpFormatter)
     p.add_argument("model", help="a .keras file or a model folder (e.g. saved_models/moons)")
     p.add_argument("data", help="a dataset name (draws --n points) or a .npy/.csv file [N, D]")
     p.add_argument("--n", type=positive_int, default=None,

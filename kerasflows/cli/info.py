@@ -8,14 +8,15 @@ signatures are listed).
 import json
 import os
 
-from kerasflows.cli.common import open_flow
+from kerasflows.cli.common import HelpFormatter, open_flow
 
 __all__ = ["add_parser", "run", "describe"]
 
 
 def add_parser(subparsers):
     p = subparsers.add_parser("info", help="describe a model: layers, parameters, training",
-                              description=__doc__.split(":", 1)[1].strip())
+                              description=__doc__.split(":", 1)[1].strip(),
+                              formatter_class=HelpFormatter)
     p.add_argument("model", help="a .keras file, a model folder or a SavedModel directory")
     p.add_argument("--json", action="store_true", help="print the description as JSON")
     return p

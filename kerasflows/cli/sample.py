@@ -1,6 +1,6 @@
 """`kerasflows sample MODEL`: draw samples from a flow into a .npy or .csv file."""
 
-from kerasflows.cli.common import UserError, open_flow, positive_int, write_array
+from kerasflows.cli.common import HelpFormatter, UserError, open_flow, positive_int, write_array
 
 __all__ = ["add_parser", "run"]
 
@@ -8,7 +8,8 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers):
     p = subparsers.add_parser("sample", help="draw samples to a .npy or .csv file",
                               description=__doc__.split(":", 1)[1].strip() + " The same "
-                              "--seed gives the same samples.")
+                              "--seed gives the same samples.",
+                              formatter_class=HelpFormatter)
     p.add_argument("model", help="a .keras file or a model folder (e.g. saved_models/moons)")
     p.add_argument("-n", "--num", type=positive_int, default=1000, help="number of samples")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")

@@ -7,7 +7,6 @@ last finished epoch. The checkpoint folder is removed once the model is
 saved.
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -16,7 +15,8 @@ import time
 
 import numpy as np
 
-from kerasflows.cli.common import UserError, fraction, positive_int, read_array, read_data, units
+from kerasflows.cli.common import (HelpFormatter, UserError, fraction, positive_int, read_array,
+                                   read_data, units)
 
 __all__ = ["add_parser", "run"]
 
@@ -28,7 +28,7 @@ def add_parser(subparsers):
         "train", help="train a flow on a dataset or a data file",
         description=__doc__.split("\n\n")[0] + " Every epoch is checkpointed; rerunning the "
         "same command after a crash resumes from the last finished epoch.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("data", help="a dataset name (moons, eight_gaussians, checkerboard, rings, "
                    "pinwheel, two_spirals, digits) or a .npy/.csv file of shape [N, D]")
     p.add_argument("--recipe", default="nsf", choices=list(RECIPES),
