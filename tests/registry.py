@@ -48,6 +48,7 @@ FLOWS = {
     "IAF": lambda D, c, d: M.IAF(D, context_dim=c, dtype=d, **SMALL),
     "NSF": lambda D, c, d: M.NSF(D, context_dim=c, dtype=d, bins=4, bound=3.0, **SMALL),
     "NSF_autoregressive": lambda D, c, d: M.NSF(D, context_dim=c, dtype=d, bins=4, bound=3.0,
-                                                autoregressive=True, **SMALL),
+                                                autoregressive=True, num_layers=2,
+                                                hidden_units=(16, 16)),
     "Glow": lambda D, c, d: M.Glow(D, context_dim=c, dtype=d, **SMALL),
 }
