@@ -9,6 +9,7 @@ sampling is the one-pass direction.
 """
 
 import keras
+import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.layers.base import FlowLayer
@@ -98,6 +99,25 @@ class AutoregressiveLayer(FlowLayer):
         v, context = self.check_inputs(v, context)
         return self.elementwise(self.made(v, context=context), v, inverse=True)
 
+    def sequential(self, v, context=None):
+        """The direction solved one dimension at a time: the MAF forward.
+
+        After `k` MADE passes the first `k` outputs are exact (output `d`
+        depends on outputs `< d` only), so `D - 1` passes in a `tf.while_loop`
+        and a last one that also gives the log-det solve it. Same map as
+        `bijector(context).forward`.
+        """
+        v, context = self.check_inputs(v, context)
+
+        def step(y):
+            return [self.elementwise(self.made(y, context=context), v, inverse=False)[0]]
+        y, = tf.while_loop(lambda y: True, step, [tf.zeros_like(v)],
+                           maximum_iterations=self.event_dim - 1)
+        return self.elementwise(self.made(y, context=context), v, inverse=False)
+
+    def forward_and_log_det(self, z, context=None, training=False):
+        return self.sequential(z, context)
+
     def inverse_and_log_det(self, x, context=None, training=False):
         return self.one_pass(x, context)
 
@@ -170,4 +190,4 @@ class InverseAutoregressive(MaskedAutoregressive):
         return self.one_pass(z, context)
 
     def inverse_and_log_det(self, x, context=None, training=False):
-        return FlowLayer.inverse_and_log_det(self, x, context, training)
+        return self.sequential(x, context)
