@@ -93,3 +93,14 @@ def test_two_workers_train_one_model_matching_a_single_process(tmp_path):
     np.testing.assert_allclose(chief["history"]["val_loss"], alone["history"]["val_loss"],
                                rtol=1e-4)
     assert chief["history"]["loss"][-1] < chief["history"]["loss"][0]
+
+
+def test_mirrored_strategy_gives_the_default_result():
+    x = kerasflows.datasets.load("rings", n=256, seed=0)
+    kwargs = dict(epochs=2, batch_size=64, learning_rate=1e-2, seed=1, verbose=0,
+                  jit_compile=False)
+    alone, _ = train_flow(_build, x, **kwargs)
+    mirrored, history = train_flow(_build, x, strategy=get_strategy("mirrored"), **kwargs)
+    for a, b in zip(alone.get_weights(), mirrored.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert len(history["loss"]) == 2 and "val_loss" not in history
