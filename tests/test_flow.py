@@ -86,6 +86,12 @@ def test_unknown_base_and_bad_layers_raise():
         kerasflows.Flow([keras.layers.Dense(2)], event_dim=2)
     with pytest.raises(ValueError, match="context_dim"):
         kerasflows.Flow([L.AffineCoupling(context_dim=3)], event_dim=2, context_dim=2)
+    with pytest.raises(ValueError, match="AffineCoupling needs event_dim >= 2; received event_dim=1"):
+        kerasflows.Flow([L.AffineCoupling()], event_dim=1)
+    with pytest.raises(ValueError, match="SplineCoupling needs event_dim >= 2"):
+        M.NSF(1)
+    with pytest.raises(ValueError, match="event_dim"):
+        kerasflows.Flow([L.Permute()], event_dim=0)
 
 
 def test_conditional_flow_fits_and_uses_its_context():
