@@ -10,7 +10,7 @@ For each dataset this runs `kerasflows train` with the settings of
   of the test split where known, and the command that reproduces the model;
 - `data_sample.npy`: up to 2,000 rows of the dataset's test split.
 
-With the benchmark data (`--bench-dir`, default `/work/shared/bench/data`
+With the benchmark data (`--bench-dir`, default `../shared/bench/data`
 when it exists) the flows train on the benchmark's train split, validate on
 its validation split and report the NLL of its test split, so test NLL minus
 `H_test_mean` of `entropy.json` is the benchmark's gap. Without it they use
@@ -35,7 +35,7 @@ import sys
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_BENCH = "/work/shared/bench/data"
+DEFAULT_BENCH = os.path.join(os.path.dirname(ROOT), "shared", "bench", "data")
 NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals", "digits")
 
 
