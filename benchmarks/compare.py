@@ -33,6 +33,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -248,7 +249,7 @@ def main(argv=None):
     models = ([FAMILIES[f][0] for f in families] if a.ours_only else job_models(families))
     cmd = [a.python, "peers.py", "--plugin", PLUGIN, "--python", a.python,
            "--models", ",".join(models), "--datasets", ",".join(datasets), "--out", out,
-           "--logs", os.path.splitext(out)[0] + "-logs"]
+           "--logs", os.path.join(tempfile.gettempdir(), "kerasflows-compare-logs")]
     for opt in ("steps", "steps_digits", "eval_every", "sample_n"):
         if getattr(a, opt) is not None:
             cmd += ["--" + opt.replace("_", "-"), str(getattr(a, opt))]
