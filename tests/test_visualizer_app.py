@@ -28,9 +28,10 @@ def models(tmp_path_factory):
     wide, wide_flow = make_model_folder(root, "wide", event_dim=4, num_layers=2,
                                         savedmodel=False)
     export(flow, root / "notrace" / "1", with_trace=False)
+    planar = make_model_folder(root, "planar", num_layers=4, planar=True, target="u1")
     (root / "corrupt.keras").write_bytes(b"this is not a zip file")
     return {"tiny": (tiny, flow), "wide": (wide, wide_flow), "notrace": root / "notrace",
-            "corrupt": root / "corrupt.keras"}
+            "planar": planar, "corrupt": root / "corrupt.keras"}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,9 @@ def window(qapp, models, tmp_path_factory):
     theme.apply(qapp)
     settings = QtCore.QSettings(str(tmp_path_factory.mktemp("viz_settings") / "s.ini"),
                                 QtCore.QSettings.Format.IniFormat)
-    w = MainWindow(settings=settings)
+    # Graph mode and no warm-up: XLA would compile every shape the tests use (the
+    # backend tests check the XLA numbers; test_warm_up_plan the warm-up requests).
+    w = MainWindow(settings=settings, warm_up=False, eval_mode="graph")
     w.resize(1280, 840)
     w.show()
     w.start()
@@ -227,11 +230,106 @@ def test_flow_with_more_than_two_dims_shows_chosen_dims_at_held_values(qtbot, wi
     np.testing.assert_allclose(samples.cloud.points, samples.points[:, [3, 1]], atol=1e-6)
 
 
-@pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
-def test_every_shipped_model_opens_and_draws(qtbot, window, folder):
-    density = window.show_view("density")
-    density.resolution.setCurrentIndex(0)                    # 64 x 64 keeps this quick
+def test_forward_only_flow_opens_and_every_view_draws(qtbot, window, models):
+    import kerasflows.targets
+    from visualizer.compute import SAMPLED_DENSITY_POINTS
+    folder, flow = models["planar"]
     info = open_model(qtbot, window, folder)
-    assert info["name"] and info["event_dim"] >= 2
-    qtbot.waitUntil(density.is_ready, timeout=TIMEOUT_MS)
-    assert np.isfinite(density.image).mean() > 0.99
+    assert not info["invertible"] and info["target"] == "u1"
+    samples = window.show_view("samples")
+    qtbot.waitUntil(samples.is_ready, timeout=TIMEOUT_MS)
+    want = flow.sample(samples.count.value(), seed=samples.seed,
+                       temperature=samples.temperature.value()).numpy()
+    np.testing.assert_allclose(samples.points, want, atol=1e-4)
+    density = window.show_view("density")
+    assert density.source.currentData() == "both" and density.right.plot.isVisible()
+    density.resolution.setCurrentIndex(0)                    # 64 x 64
+    qtbot.waitUntil(lambda: density.is_ready() and density.image.shape == (64, 64)
+                    and density.right.image.shape == (64, 64), timeout=TIMEOUT_MS)
+    x, log_p = flow.sample_and_log_prob(SAMPLED_DENSITY_POINTS, seed=0)
+    want, _ = geometry.pixel_log_mean(x.numpy(), log_p.numpy(), density.region, 64)
+    np.testing.assert_allclose(density.image, want, rtol=1e-4, atol=1e-4)
+    assert np.isfinite(density.image).sum() > 500
+    assert density.note.isVisible() and "no inverse" in density.note.text()
+    u1 = kerasflows.targets.get("u1")
+    grid = geometry.grid_points(density.right.region, 64)
+    np.testing.assert_allclose(density.right.image.ravel(), u1(grid).numpy() - u1.log_z,
+                               rtol=1e-5, atol=1e-4)
+    layers = window.show_view("layers")
+    qtbot.waitUntil(layers.is_ready, timeout=TIMEOUT_MS)
+    assert layers.direction.currentData() == "forward"
+    assert not layers.direction.model().item(1).isEnabled()
+    assert layers.note.isVisible() and "Planar" in layers.note.text()
+    grid, _, cloud = layers._inputs()
+    np.testing.assert_allclose(layers.cloud_states,
+                               np.stack(flow.trace(np.concatenate([grid, cloud])))[:, len(grid):],
+                               atol=1e-4)
+    inspector = show_ready(qtbot, window, "inspector")
+    assert inspector.message.isVisible() and "no inverse" in inspector.message.text()
+    tiny = open_model(qtbot, window, models["tiny"][0])          # an invertible flow again
+    assert tiny["invertible"] and layers.direction.model().item(1).isEnabled()
+    assert not layers.note.isVisible() and not inspector.message.isVisible()
+
+
+def test_warm_up_plan_covers_the_shapes_the_views_ask_for():
+    from visualizer.window import warm_up_plan
+    plan = warm_up_plan({"invertible": True, "has_trace": True})
+    assert ("log_prob", 64 * 64) in plan and ("log_prob", 256 * 256) in plan
+    assert ("forward", 10_000) in plan and ("trace", 2 * 17 * 80 + 2000) in plan
+    assert warm_up_plan({"invertible": False, "has_trace": True}) == \
+        [("forward", 10_000), ("trace", 2 * 17 * 80 + 2000)]
+    assert all(not m.startswith("trace")
+               for m, _ in warm_up_plan({"invertible": True, "has_trace": False}))
+
+
+def check_target_beside_flow(qtbot, view, folder, info):
+    """The target (normalised) beside the flow, then the target alone, on one colour scale."""
+    import keras
+    import kerasflows.targets
+    target = kerasflows.targets.get(info["target"])
+    assert view.source.currentData() == "both" and view.right.plot.isVisible()
+    grid = geometry.grid_points(view.right.region, view.right.image.shape[0])
+    want = target(grid).numpy() - target.log_z
+    np.testing.assert_allclose(view.right.image.ravel(), want, rtol=1e-5, atol=1e-4)
+    assert view.right.region == view.region
+    levels = view.bar.levels()
+    assert levels[1] == pytest.approx(max(np.nanmax(view.image), want.max()), abs=1e-4)
+    if info["invertible"]:
+        flow = keras.models.load_model(folder / "flow.keras")
+        np.testing.assert_allclose(view.image.ravel(), flow.log_prob(grid).numpy(),
+                                   rtol=1e-4, atol=1e-3)
+    view.source.setCurrentIndex(view.source.findData("target"))
+    qtbot.waitUntil(lambda: view.is_ready() and view.image is not None, timeout=TIMEOUT_MS)
+    assert not view.right.plot.isVisible()
+    grid = geometry.grid_points(view.region, view.image.shape[0])   # the plot grew: new region
+    np.testing.assert_allclose(view.image.ravel(), target(grid).numpy() - target.log_z,
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_every_shipped_model_opens_and_draws_every_view(qtbot, window, monkeypatch):
+    from visualizer.views import inspector as inspector_view
+    monkeypatch.setattr(inspector_view, "BACKDROP_RESOLUTION", 64)   # the heatmap's shape
+    names = {p.name for p in SHIPPED}
+    assert {"moons", "u1_planar", "u3_nsf"} <= names, f"shipped models: {sorted(names)}"
+    window.resize(900, 600)
+    density, samples = window.views["density"], window.views["samples"]
+    density.resolution.setCurrentIndex(0)                    # 64 x 64 keeps this quick
+    samples.count.setValue(200)
+    try:
+        for folder in SHIPPED:
+            window.show_view("density")
+            info = open_model(qtbot, window, folder)
+            assert info["name"] and info["event_dim"] >= 2, folder
+            qtbot.waitUntil(density.is_ready, timeout=TIMEOUT_MS)
+            finite = np.isfinite(density.image)
+            assert finite.mean() > (0.99 if info["invertible"] else 0.01), folder
+            if info["target"]:
+                check_target_beside_flow(qtbot, density, folder, info)
+            assert show_ready(qtbot, window, "samples").points.shape == (200, info["event_dim"])
+            layers = show_ready(qtbot, window, "layers")
+            assert layers.cloud_states.shape[0] == info["num_layers"] + 1, folder
+            inspector = show_ready(qtbot, window, "inspector")
+            assert (inspector.details is not None) == info["invertible"], folder
+    finally:
+        window.resize(1280, 840)
+        samples.count.setValue(10_000)

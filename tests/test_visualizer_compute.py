@@ -13,7 +13,8 @@ import pytest
 
 from test_visualizer_support import export, make_model_folder
 from visualizer import compute, geometry, paths
-from visualizer.backends import KerasBackend, SavedModelBackend, TraceUnavailable, bucket
+from visualizer.backends import (CHUNK, KerasBackend, SavedModelBackend, TraceUnavailable,
+                                 _padded, bucket)
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(37, 2)).astype(np.float32)
@@ -114,9 +115,18 @@ def test_backend_rejects_wrong_shapes(backends):
         backends["keras"].log_prob(np.zeros((4, 3)))
 
 
-def test_bucket_sizes_are_powers_of_two():
-    assert [bucket(n) for n in (1, 64, 65, 4096, 65536, 70000)] == \
-        [64, 64, 128, 4096, 65536, 131072]
+def test_bucket_sizes_are_quarter_octaves_and_big_inputs_go_in_chunks():
+    assert [bucket(n) for n in (1, 64, 65, 81, 4096, 4097, 10_000, 70_000)] == \
+        [64, 64, 80, 96, 4096, 5120, 10_240, 81_920]
+    seen = []
+
+    def fn(v):
+        seen.append(len(v))
+        return (v.sum(1),)
+
+    x = np.arange(2 * (CHUNK + 10), dtype=np.float32).reshape(-1, 2)
+    np.testing.assert_array_equal(_padded(fn, x)[0], x.sum(1))
+    assert seen == [CHUNK, 64]
 
 
 # -- compute functions ------------------------------------------------------------------------
@@ -196,6 +206,39 @@ def test_newest_request_replaces_a_waiting_one(model, monkeypatch):
     assert all(r.error is None for r in results)
 
 
+def test_warm_up_requests_wait_until_nothing_else_does(model, monkeypatch):
+    from visualizer.worker import ComputeThread
+    folder, _ = model
+    started, release, done = threading.Event(), threading.Event(), threading.Event()
+    order = []
+
+    def blocking_density(backend, *args):
+        started.set()
+        release.wait(30)
+
+    monkeypatch.setattr(compute, "density", blocking_density)
+    monkeypatch.setattr(compute, "samples", lambda backend, seed: seed)
+    monkeypatch.setattr(compute, "warm_up", lambda backend, method, rows: method)
+
+    def deliver(r):
+        order.append((r.kind, r.value if r.kind not in ("open", "density") else None))
+        if r.kind.startswith("warm_up"):
+            done.set()
+
+    thread = ComputeThread(deliver)
+    thread.submit("open", "load", paths.resolve(folder))
+    thread.start()
+    thread.submit("density", "density", generation=1)
+    assert started.wait(60), "the density request never started"
+    thread.submit("warm_up/log_prob", "warm_up", "log_prob", 4096, generation=1)
+    thread.submit("samples", "samples", 7, generation=1)
+    release.set()
+    assert done.wait(60)
+    thread.stop()
+    thread.join(10)
+    assert order[2:] == [("density", None), ("samples", 7), ("warm_up/log_prob", "log_prob")]
+
+
 # -- a process where kerasflows cannot be imported ------------------------------------------------
 BLOCKER = """
 import importlib.abc, sys
@@ -244,3 +287,61 @@ def test_savedmodel_opens_where_kerasflows_is_not_importable(model, backends, tm
     np.testing.assert_allclose(out["sample"], expected_sample(flow, backends["savedmodel"], 5, 3, 1.0),
                                atol=1e-4)
     np.testing.assert_allclose(out["trace"], np.stack(flow.trace_inverse(X[:5])), atol=1e-5)
+
+
+# -- forward-only flows and target densities --------------------------------------------------
+def test_pixel_log_mean_averages_p_per_pixel():
+    pts = np.array([[0.1, 0.1], [0.2, 0.3], [0.9, 0.1], [5.0, 5.0], [0.6, 0.7]])
+    log_v = np.log([1.0, 3.0, 4.0, 100.0, 0.5])
+    image, inside = geometry.pixel_log_mean(pts, log_v, (0, 1, 0, 1), 2)
+    assert inside == 4, "the point outside the region is not counted"
+    # row 0 is the bottom row (y in [0, 0.5)); column 1 is x in [0.5, 1).
+    np.testing.assert_allclose(np.exp(image), [[2.0, 4.0], [0.0, 0.5]])
+    assert image[1, 0] == -np.inf
+
+
+@pytest.fixture(scope="module")
+def planar(tmp_path_factory):
+    folder, flow = make_model_folder(tmp_path_factory.mktemp("viz_planar"), "planar",
+                                     num_layers=4, planar=True, target="u1")
+    return folder, flow, KerasBackend(folder / "flow.keras")
+
+
+def test_forward_only_flow_samples_and_density_from_its_samples(planar):
+    folder, flow, b = planar
+    assert not b.invertible and b.forward_only_layers == ("Planar",)
+    x, log_p = b.sample_and_log_prob(500, seed=3)
+    want_x, want_lp = flow.sample_and_log_prob(500, seed=3)
+    np.testing.assert_allclose(x, want_x.numpy(), atol=1e-5)
+    np.testing.assert_allclose(log_p, want_lp.numpy(), atol=1e-4)
+    np.testing.assert_allclose(b.sample(300, seed=4), flow.sample(300, seed=4).numpy(), atol=1e-4)
+    region = (-3.0, 3.0, -2.0, 4.0)
+    out = compute.sampled_density(b, region, 16, n=4000, seed=1)
+    x, log_p = flow.sample_and_log_prob(4000, seed=1)
+    want, inside = geometry.pixel_log_mean(x.numpy(), log_p.numpy(), region, 16)
+    np.testing.assert_allclose(out["image"], want, rtol=1e-5, atol=1e-5)
+    assert (out["samples"], out["samples_in_view"]) == (4000, inside) and inside > 1000
+    info = compute.describe(b, paths.resolve(folder))
+    assert info["invertible"] is False and info["forward_only_layers"] == ["Planar"]
+    assert info["target"] == "u1" and info["reference_is_data"] is False
+    with pytest.raises(NotImplementedError, match="forward-only"):
+        compute.inspect(b, np.zeros(2, np.float32))
+
+
+def test_target_density_is_the_normalised_target(planar, tmp_path):
+    import kerasflows.targets
+    _, _, b = planar
+    region = (-4.0, 4.0, -3.0, 3.0)
+    out = compute.target_density(b, "u3", region, 8)
+    u3 = kerasflows.targets.get("u3")
+    want = u3(geometry.grid_points(region, 8)).numpy() - u3.log_z
+    np.testing.assert_allclose(out["image"].ravel(), want, rtol=1e-5, atol=1e-5)
+    assert out["target"] == "u3"
+    src = paths.ModelSource(path=tmp_path, kind="keras", load_path=tmp_path,
+                            manifest={"target": "no_such"})
+    assert compute.describe(b, src)["target"] is None, "unknown targets are not offered"
+
+
+def test_warm_up_runs_the_backend_on_that_shape(backends):
+    out = compute.warm_up(backends["keras"], "log_prob", 100)
+    assert out == {"method": "log_prob", "rows": 100}

@@ -11,18 +11,20 @@ import json
 import numpy as np
 
 
-def make_flow(event_dim=2, num_layers=3, seed=0):
-    """A small perturbed coupling flow (nonlinear, so every layer visibly warps)."""
+def make_flow(event_dim=2, num_layers=3, seed=0, planar=False):
+    """A small perturbed coupling flow (nonlinear, so every layer visibly warps);
+    with `planar=True`, a forward-only flow of `Planar` layers."""
     import kerasflows
-    from kerasflows.layers import AffineCoupling
+    from kerasflows.layers import AffineCoupling, Planar
     from kerasflows.testing import perturb_weights
     layers = []
     for i in range(num_layers):
         masked = 1 + (i % (event_dim - 1)) if event_dim > 2 else 1
-        layers.append(AffineCoupling(hidden_units=(16,), num_masked=masked, name=f"c{i}"))
+        layers.append(Planar(name=f"p{i}") if planar else
+                      AffineCoupling(hidden_units=(16,), num_masked=masked, name=f"c{i}"))
     flow = kerasflows.Flow(layers, event_dim=event_dim, base="learned_normal")
     for i, layer in enumerate(layers):
-        perturb_weights(layer, 0.15, seed=seed + i)
+        perturb_weights(layer, 0.6 if planar else 0.15, seed=seed + i)
     flow.base_loc.assign(np.linspace(-0.3, 0.3, event_dim).astype(np.float32))
     flow.base_log_scale.assign(np.full(event_dim, 0.2, np.float32))
     return flow
@@ -89,17 +91,22 @@ def export(flow, path, with_trace=True):
 
 
 def make_model_folder(root, name="tiny", event_dim=2, num_layers=3, with_trace=True,
-                      savedmodel=True):
-    """Writes a model folder under `root`; returns `(folder, flow)`."""
+                      savedmodel=True, planar=False, target=None):
+    """Writes a model folder under `root`; returns `(folder, flow)`.
+
+    `planar=True` makes a forward-only flow (no SavedModel, no data sample,
+    like a flow fitted to a target); `target` is written to the manifest.
+    """
     folder = root / name
     folder.mkdir(parents=True)
-    flow = make_flow(event_dim, num_layers)
+    flow = make_flow(event_dim, num_layers, planar=planar)
     flow.save(str(folder / "flow.keras"))
-    if savedmodel:
+    if savedmodel and not planar:
         export(flow, folder / "saved_model" / "1", with_trace)
-    data = flow.sample(300, seed=7).numpy().astype(np.float32)
-    np.save(folder / "data_sample.npy", data)
-    manifest = {"name": name, "dataset": None, "target": None, "recipe": "test",
+    if not planar:
+        data = flow.sample(300, seed=7).numpy().astype(np.float32)
+        np.save(folder / "data_sample.npy", data)
+    manifest = {"name": name, "dataset": None, "target": target, "recipe": "test",
                 "event_dim": event_dim, "num_layers": num_layers, "hidden_units": [16],
                 "test_nll": None, "true_entropy": None, "command": "pytest",
                 "kerasflows_version": "test", "created": "now"}

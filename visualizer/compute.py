@@ -11,15 +11,21 @@ import numpy as np
 from visualizer import geometry
 from visualizer.backends import TraceUnavailable, open_backend
 
-__all__ = ["load", "describe", "density", "target_density", "samples", "layers", "inspect",
-           "targets_available", "TraceUnavailable"]
+__all__ = ["load", "describe", "density", "sampled_density", "target_density", "samples",
+           "layers", "inspect", "warm_up", "targets_available",
+           "TraceUnavailable", "SAMPLED_DENSITY_POINTS"]
 
 REFERENCE_POINTS = 2000
+#: Samples behind the density of a forward-only flow (drawn once per model).
+SAMPLED_DENSITY_POINTS = 1 << 18
 
 
-def load(source):
-    """Opens a `paths.ModelSource`; returns `(backend, info)` (see `describe`)."""
-    backend = open_backend(source.kind, source.load_path)
+def load(source, eval_mode="xla"):
+    """Opens a `paths.ModelSource`; returns `(backend, info)` (see `describe`).
+
+    A `.keras` flow runs in `eval_mode` (see `kerasflows.Flow.eval_mode`).
+    """
+    backend = open_backend(source.kind, source.load_path, eval_mode)
     return backend, describe(backend, source)
 
 
@@ -39,15 +45,16 @@ def describe(backend, source):
     reference, is_data = _reference_points(backend, source)
     finite = reference[np.all(np.isfinite(reference), axis=1)]
     loc, scale = backend.base_params()
-    target = source.target if targets_available() and backend.event_dim == 2 else None
     return {
         "name": source.name, "path": str(source.path), "kind": backend.kind,
         "event_dim": backend.event_dim, "num_layers": backend.num_layers,
         "layer_names": list(backend.layer_names), "has_trace": backend.has_trace,
         "invertible": backend.invertible, "base_loc": loc, "base_scale": scale,
+        "forward_only_layers": list(getattr(backend, "forward_only_layers", ())),
         "reference": reference, "reference_is_data": is_data,
         "data_mean": finite.mean(0) if len(finite) else np.zeros(backend.event_dim, np.float32),
-        "target": target, "manifest": source.manifest or {},
+        "target": _target_name(source.target, backend.event_dim),
+        "manifest": source.manifest or {},
     }
 
 
@@ -60,6 +67,14 @@ def targets_available():
     return True
 
 
+def _target_name(name, event_dim):
+    """The manifest's target if the visualizer can draw it (a known 2-D target), else None."""
+    if not name or event_dim != 2 or not targets_available():
+        return None
+    import kerasflows.targets
+    return name if name in kerasflows.targets.NAMES else None
+
+
 def density(backend, region, resolution, projection):
     """`log p(x)` on a `resolution`^2 pixel grid over `region` (row-major, y up)."""
     xy = geometry.grid_points(region, resolution)
@@ -68,14 +83,34 @@ def density(backend, region, resolution, projection):
             "resolution": resolution}
 
 
+def sampled_density(backend, region, resolution, n=SAMPLED_DENSITY_POINTS, seed=0):
+    """log p(x) of a flow without an inverse, from `n` of its own samples (2-D flows).
+
+    `sample_and_log_prob` gives the exact log p at each sample (forward
+    direction only); a pixel shows the log of the mean p(x) of the samples
+    that fell in it, `-inf` where none did. The samples are drawn once per
+    model (fixed `seed`), so panning only re-bins them.
+    """
+    if backend.event_dim != 2:
+        raise ValueError("a density from samples needs a 2-D flow; this one has "
+                         f"event_dim={backend.event_dim}.")
+    x, log_p = backend.memo(("sample_and_log_prob", n, seed),
+                            lambda: backend.sample_and_log_prob(n, seed))
+    image, inside = geometry.pixel_log_mean(x, log_p, region, resolution)
+    return {"image": image, "region": tuple(region), "resolution": resolution,
+            "samples": int(n), "samples_in_view": inside}
+
+
 def target_density(backend, name, region, resolution):
-    """The (unnormalised) target log-density `name` on the same pixel grid (2-D flows)."""
+    """The target `name`'s normalised log-density, `log_density(x) - log_z`, on the
+    pixel grid of `density` (2-D flows; see `kerasflows.targets`)."""
     import kerasflows.targets
     import tensorflow as tf
+    target = kerasflows.targets.get(name)
     xy = geometry.grid_points(region, resolution)
-    log_p = kerasflows.targets.get(name)(tf.constant(xy)).numpy()
+    log_p = target(tf.constant(xy)).numpy() - np.float32(target.log_z)
     return {"image": log_p.reshape(resolution, resolution), "region": tuple(region),
-            "resolution": resolution}
+            "resolution": resolution, "target": name}
 
 
 def samples(backend, n, seed, temperature=1.0):
@@ -119,6 +154,12 @@ def inspect(backend, x):
         z, total, path, steps = z[0], float(total[0]), None, None
     return {"x": x[0], "z": z, "log_p0": log_p - total, "log_det_total": total,
             "log_dets": steps, "path": path, "log_prob": log_p}
+
+
+def warm_up(backend, method, rows):
+    """Runs `backend.<method>` once on `rows` zeros, so XLA compiles that shape now."""
+    getattr(backend, method)(np.zeros((rows, backend.event_dim), np.float32))
+    return {"method": method, "rows": rows}
 
 
 def timed(fn, *args, **kwargs):

@@ -8,7 +8,7 @@ coordinates at fixed values.
 import numpy as np
 
 __all__ = ["Projection", "pixel_centers", "grid_points", "grid_lines", "embed", "lerp_states",
-           "color_levels", "robust_region", "pad_region"]
+           "color_levels", "robust_region", "pad_region", "pixel_log_mean"]
 
 
 class Projection:
@@ -70,6 +70,31 @@ def grid_points(region, resolution):
     ys = pixel_centers(y0, y1, resolution)
     gx, gy = np.meshgrid(xs, ys)
     return np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+
+
+def pixel_log_mean(points, log_values, region, resolution):
+    """`log` of the mean of `exp(log_values)` over the points in each pixel.
+
+    Pixels are those of `grid_points(region, resolution)` (row-major, row i
+    the i-th from the bottom); pixels holding no point are `-inf`. Returns
+    `(image [res, res], points_in_region)`.
+    """
+    x0, x1, y0, y1 = region
+    pts = np.asarray(points, np.float64)
+    vals = np.asarray(log_values, np.float64)
+    col = np.floor((pts[:, 0] - x0) / (x1 - x0) * resolution)
+    row = np.floor((pts[:, 1] - y0) / (y1 - y0) * resolution)
+    inside = ((col >= 0) & (col < resolution) & (row >= 0) & (row < resolution)
+              & np.isfinite(vals))
+    index = (row[inside] * resolution + col[inside]).astype(np.int64)
+    vals = vals[inside]
+    top = vals.max() if len(vals) else 0.0
+    size = resolution * resolution
+    total = np.bincount(index, weights=np.exp(vals - top), minlength=size)
+    count = np.bincount(index, minlength=size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        image = np.where(count > 0, np.log(total / np.maximum(count, 1)) + top, -np.inf)
+    return image.reshape(resolution, resolution), int(inside.sum())
 
 
 def grid_lines(region, lines=17, points_per_line=80):

@@ -50,4 +50,5 @@ def apply(app):
     app.setStyleSheet(
         "QStatusBar QLabel { padding: 0 8px; } "
         "QTabBar::tab { padding: 6px 16px; } "
-        f"QLabel#message {{ color: {COLORS['error']}; font-size: 15px; }}")
+        f"QLabel#message {{ color: {COLORS['error']}; font-size: 15px; padding: 2px 8px; }} "
+        f"QLabel#note {{ color: {COLORS['muted']}; padding: 2px 8px; }}")

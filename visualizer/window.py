@@ -6,14 +6,36 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from visualizer import paths
+from visualizer import geometry, paths
 from visualizer.projection import ProjectionPanel
 from visualizer.views import VIEWS
-from visualizer.worker import Worker
+from visualizer.views import density as density_view
+from visualizer.views import inspector as inspector_view
+from visualizer.views import layers as layers_view
+from visualizer.views import samples as samples_view
+from visualizer.worker import WARM_UP_PREFIX, Worker
 
-__all__ = ["MainWindow", "RECENT_LIMIT"]
+__all__ = ["MainWindow", "RECENT_LIMIT", "warm_up_plan"]
 
 RECENT_LIMIT = 8
+
+
+def warm_up_plan(info):
+    """The `(method, rows)` calls that compile the shapes the views ask for first.
+
+    Coarse and default heatmaps and the inspector's backdrop use `log_prob`,
+    the samples view `forward`, the layers view `trace` (and the inverse
+    direction and the inspector `trace_inverse`). Rows are padded by the
+    backend to the same power-of-two buckets as the views' own requests.
+    """
+    layer_rows = layers_view.CLOUD_POINTS + len(geometry.grid_lines((0, 1, 0, 1))[0])
+    plan = [("forward", samples_view.DEFAULT_COUNT), ("trace", layer_rows)]
+    if info["invertible"]:
+        plan = ([("log_prob", density_view.COARSE_RESOLUTION ** 2),
+                 ("log_prob", density_view.DEFAULT_RESOLUTION ** 2)] + plan
+                + [("log_prob", inspector_view.BACKDROP_RESOLUTION ** 2),
+                   ("trace_inverse", layer_rows), ("trace_inverse", 1)])
+    return plan if info["has_trace"] else [p for p in plan if not p[0].startswith("trace")]
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -21,6 +43,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     Args:
         settings: a `QSettings` for recent files (default: the user's).
+        warm_up: after a model opens, compile the shapes the views use
+            (`warm_up_plan`) while the compute thread is idle.
+        eval_mode: how a `.keras` flow runs (`kerasflows.Flow.eval_mode`):
+            `"xla"` is fastest once each shape is compiled.
 
     Signals:
         model_opened(dict): a model finished opening (its `compute.describe` info).
@@ -30,9 +56,10 @@ class MainWindow(QtWidgets.QMainWindow):
     model_opened = QtCore.Signal(object)
     failed = QtCore.Signal(str)
 
-    def __init__(self, settings=None):
+    def __init__(self, settings=None, warm_up=True, eval_mode="xla"):
         super().__init__()
         self.settings = settings or QtCore.QSettings("kerasflows", "visualizer")
+        self.warm_up, self.eval_mode = warm_up, eval_mode
         self.info = self.projection = self.error_box = None
         self.generation = 0
         self.tf_ready = False
@@ -125,7 +152,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_error(f"Cannot open {path}", str(e))
             return False
         self.model_label.setText(f"opening {source.path} …")
-        self.worker.submit("open", "load", source)
+        self.worker.submit("open", "load", source, eval_mode=self.eval_mode)
         return True
 
     def open_dialog(self):
@@ -147,7 +174,13 @@ class MainWindow(QtWidgets.QMainWindow):
         for view in self.views.values():
             view.set_model(info, self.projection)
         self.current_view().activate()
+        if self.warm_up:
+            self._submit_warm_up(info)
         self.model_opened.emit(info)
+
+    def _submit_warm_up(self, info):
+        for method, rows in warm_up_plan(info):
+            self.submit(f"{WARM_UP_PREFIX}/{method}/{rows}", "warm_up", method, rows)
 
     def _label_model(self):
         info = self.info

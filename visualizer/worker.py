@@ -5,6 +5,8 @@ serves requests from a small mailbox with one slot per kind of request
 (`"density"`, `"samples"`, ...): a new request replaces a waiting one of the
 same kind, so a view that asks faster than the flow answers only ever
 waits for its newest question, and one request is in flight at a time.
+Warm-up requests (kinds starting with `WARM_UP_PREFIX`) wait until no
+other request does.
 Results reach the GUI thread through a queued Qt signal. (TensorFlow driven
 from a worker object moved onto a default `QThread`, or from short
 `QThreadPool` jobs, segfaulted here; a plain thread with a queue holds up.)
@@ -18,7 +20,10 @@ import traceback
 
 from PySide6 import QtCore
 
-__all__ = ["Request", "Result", "ComputeThread", "Worker"]
+__all__ = ["Request", "Result", "ComputeThread", "Worker", "WARM_UP_PREFIX"]
+
+#: Requests whose kind starts with this run only when nothing else waits.
+WARM_UP_PREFIX = "warm_up"
 
 
 @dataclasses.dataclass
@@ -71,6 +76,7 @@ class ComputeThread(threading.Thread):
         self._pending = {}
         self._ids = itertools.count(1)
         self._stopping = False
+        self._in_flight = False
         self.backend = None
         self.generation = 0
 
@@ -99,8 +105,10 @@ class ComputeThread(threading.Thread):
                 self._cond.wait()
             if self._stopping:
                 return None
-            kind = next(iter(self._pending))
-            return self._pending.pop(kind)
+            self._in_flight = True
+            kinds = list(self._pending)
+            urgent = [k for k in kinds if not k.startswith(WARM_UP_PREFIX)]
+            return self._pending.pop((urgent or kinds)[0])
 
     def run(self):
         start = time.perf_counter()
@@ -111,7 +119,15 @@ class ComputeThread(threading.Thread):
             return
         self._deliver(Result("ready", 0, seconds=time.perf_counter() - start))
         while (req := self._next()) is not None:
-            self._deliver(self._handle(compute, req))
+            result = self._handle(compute, req)
+            with self._cond:
+                self._in_flight = False
+            self._deliver(result)
+
+    def idle(self):
+        """True when no request is waiting or running (e.g. the warm-up has finished)."""
+        with self._cond:
+            return not self._pending and not self._in_flight
 
     def _handle(self, compute, req):
         start = time.perf_counter()

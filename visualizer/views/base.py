@@ -76,10 +76,15 @@ class View(QtWidgets.QWidget):
         self.message.setObjectName("message")
         self.message.setWordWrap(True)
         self.message.hide()
+        self.note = QtWidgets.QLabel("")
+        self.note.setObjectName("note")
+        self.note.setWordWrap(True)
+        self.note.hide()
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(self.controls)
         layout.addWidget(self.message)
+        layout.addWidget(self.note)
 
     # -- model and activation ----------------------------------------------
     def set_model(self, info, projection):
@@ -87,6 +92,7 @@ class View(QtWidgets.QWidget):
         self._latest.clear()
         self._waiting.clear()
         self.show_message("")
+        self.show_note("")
         self.model_changed()
         self.invalidate()
 
@@ -152,8 +158,14 @@ class View(QtWidgets.QWidget):
                 and (self.frames > 0 or self.message.isVisibleTo(self)))
 
     def show_message(self, text):
+        """Shows `text` as the view's message (it cannot draw what was asked); "" hides it."""
         self.message.setText(text)
         self.message.setVisible(bool(text))
+
+    def show_note(self, text):
+        """Shows `text` as a quiet note about what is drawn; "" hides it."""
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
 
     # -- keyboard actions (overridden where they mean something) ------------------
     def step_layer(self, delta):

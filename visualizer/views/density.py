@@ -1,4 +1,11 @@
-"""Density view: a heatmap of log p(x) (or p(x)) over the region in view."""
+"""Density view: a heatmap of log p(x) (or p(x)) over the region in view.
+
+What is drawn comes from `compute`: the flow's exact `log_prob` on the pixel
+grid (a coarse pass first, then the exact one at the chosen resolution);
+for a flow without an inverse, the exact log p of its own samples averaged
+per pixel; and, when the model's manifest names a target density, that
+target (normalised), alone or beside the flow with the same colour scale.
+"""
 
 import numpy as np
 import pyqtgraph as pg
@@ -8,9 +15,12 @@ from visualizer import geometry, theme
 from visualizer.items import GridCurve, PointCloudItem
 from visualizer.views.base import View, axis_name, labeled, make_plot
 
-__all__ = ["DensityView", "RESOLUTIONS", "contour_lines"]
+__all__ = ["DensityView", "RESOLUTIONS", "DEFAULT_RESOLUTION", "COARSE_RESOLUTION",
+           "contour_lines"]
 
 RESOLUTIONS = (64, 128, 256, 512)
+DEFAULT_RESOLUTION = 256
+COARSE_RESOLUTION = 64      # drawn first while the exact heatmap is computed
 CONTOUR_LEVELS = 8
 
 
@@ -44,16 +54,63 @@ def _same_region(a, b, tolerance=1e-4):
     return max(abs(u - v) for u, v in zip(a, b)) <= tolerance * scale
 
 
-class DensityView(View):
-    """Heatmap with colour bar; recomputed whenever the view is panned or zoomed.
+def _title(value):
+    """What a heatmap computed by `compute` (its result dict `value`) shows."""
+    if "target" in value:
+        return f"target {value['target']}: log density − log Z (normalised)"
+    if "samples" in value:
+        return "flow: log p(x) at its own samples"
+    return "flow: log p(x)" if value else ""
 
-    Shows the flow's log p(x) (or p(x)); for a model whose manifest names a
-    target density, that target can be shown instead (when
-    `kerasflows.targets` is importable).
+
+class _Panel:
+    """One heatmap plot: image, contours, title; keeps the log-density it drew."""
+
+    def __init__(self):
+        self.plot = make_plot()
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.contour_item = GridCurve("contour", 1.0, 120)
+        self.plot.addItem(self.image_item)
+        self.plot.addItem(self.contour_item)
+        self.image = self.region = self.value = None
+
+    def clear(self):
+        self.image = self.region = self.value = None
+        self.image_item.clear()
+        self.contour_item.set_lines(np.zeros((0, 2)), np.zeros(0, bool))
+
+    def set_value(self, value):
+        self.value, self.image, self.region = value, value["image"], value["region"]
+
+    def shown(self, log_scale):
+        return self.image if log_scale else np.exp(self.image)
+
+    def draw(self, log_scale, levels, contours):
+        lo, hi = levels
+        shown = np.nan_to_num(self.shown(log_scale), nan=lo, neginf=lo, posinf=hi)
+        self.image_item.setImage(shown.astype(np.float32), autoLevels=False, levels=levels)
+        x0, x1, y0, y1 = self.region
+        self.image_item.setRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
+        if contours and np.isfinite(self.image).any():
+            lines = contour_lines(shown, self.region, np.linspace(lo, hi, CONTOUR_LEVELS + 2)[1:-1])
+        else:
+            lines = np.zeros((0, 2)), np.zeros(0, bool)
+        self.contour_item.set_lines(*lines)
+
+    def set_title(self, text):
+        self.plot.getPlotItem().setTitle(f"<span style='font-size:10pt'>{text}</span>")
+
+
+class DensityView(View):
+    """Heatmap(s) with one colour bar; recomputed whenever the view is panned or zoomed.
+
+    `Show` picks the flow's log p(x), the manifest's target density, or both
+    side by side (linked axes, one colour scale). `image`/`region` hold the
+    left heatmap's log-density and `right.image` the target's.
     """
 
     name, title = "density", "Density"
-    kinds = ("density",)
+    kinds = ("density", "density_coarse", "density_right")
 
     def __init__(self, host):
         super().__init__(host)
@@ -61,7 +118,7 @@ class DensityView(View):
         self.resolution = QtWidgets.QComboBox()
         for r in RESOLUTIONS:
             self.resolution.addItem(f"{r} × {r}", r)
-        self.resolution.setCurrentIndex(RESOLUTIONS.index(256))
+        self.resolution.setCurrentIndex(RESOLUTIONS.index(DEFAULT_RESOLUTION))
         self.scale = QtWidgets.QComboBox()
         self.scale.addItems(["log p(x)", "p(x)"])
         self.cmap = QtWidgets.QComboBox()
@@ -73,45 +130,80 @@ class DensityView(View):
                   self.contours, self.show_data):
             self.controls.addWidget(w)
         self.controls.addStretch(1)
-        self.plot = make_plot()
-        self.image_item = pg.ImageItem(axisOrder="row-major")
-        self.plot.addItem(self.image_item)
-        self.contour_item = GridCurve("contour", 1.0, 120)
+        self.left, self.right = _Panel(), _Panel()
+        self.plot = self.left.plot
+        self.image_item, self.contour_item = self.left.image_item, self.left.contour_item
+        self.right.plot.setXLink(self.plot)
+        self.right.plot.setYLink(self.plot)
+        self.right.plot.getPlotItem().getAxis("left").setStyle(showValues=False)
         self.data_item = PointCloudItem("data", size=2.0, alpha=130)
-        self.plot.addItem(self.contour_item)
         self.plot.addItem(self.data_item)
         self.bar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), interactive=False,
                                    width=18)
-        self.bar.setImageItem(self.image_item, insert_in=self.plot.getPlotItem())
-        self.bar.axis.setWidth(56)      # fixed: tick labels must not resize the plot (and its range)
-        self.layout().addWidget(self.plot, 1)
-        self.image = None          # the log-density last drawn ([res, res], row-major, y up)
-        self.region = self.requested = None
+        self.bar.setImageItem([self.left.image_item, self.right.image_item])
+        bar_box = pg.GraphicsLayoutWidget()
+        bar_box.addItem(self.bar)
+        bar_box.setFixedWidth(96)
+        row = QtWidgets.QHBoxLayout()
+        for w in (self.left.plot, self.right.plot):
+            row.addWidget(w, 1)
+        row.addWidget(bar_box)
+        self.layout().addLayout(row, 1)
+        self.right.plot.hide()
+        self.requested = None
+        self._left_id = 0           # request id of the left heatmap drawn last
         self.view_box = self.plot.getPlotItem().getViewBox()
         self.view_box.sigRangeChanged.connect(self._range_changed)
-        for box in (self.resolution, self.source):
-            box.currentIndexChanged.connect(lambda _: self.invalidate())
+        self.resolution.currentIndexChanged.connect(lambda _: self.invalidate())
+        self.source.currentIndexChanged.connect(lambda _: self._source_changed())
         self.scale.currentIndexChanged.connect(lambda _: self._draw())
         self.cmap.currentTextChanged.connect(
             lambda name: self.bar.setColorMap(pg.colormap.get(name)))
         self.contours.toggled.connect(lambda _: self._draw())
         self.show_data.toggled.connect(lambda _: self._draw_data())
 
+    @property
+    def image(self):
+        return self.left.image
+
+    @property
+    def region(self):
+        return self.left.region
+
+    # -- model and settings -------------------------------------------------------
     def model_changed(self):
-        self.image = None
+        self.left.clear()
+        self.right.clear()
+        self._left_id = 0
+        info = self.info
         self.source.blockSignals(True)
         self.source.clear()
-        self.source.addItem("flow", "flow")
-        if self.info["target"]:
-            self.source.addItem(f"target: {self.info['target']}", "target")
+        if info["invertible"]:
+            self.source.addItem("flow", "flow")
+        elif info["event_dim"] == 2:
+            self.source.addItem("flow (from its samples)", "flow_samples")
+        else:
+            self.source.addItem("flow (needs the inverse)", "flow_unavailable")
+        if info["target"]:
+            self.source.addItem(f"target: {info['target']}", "target")
+            self.source.addItem(f"flow | target {info['target']} side by side", "both")
+            self.source.setCurrentIndex(2)
         self.source.blockSignals(False)
-        self.show_data.setEnabled(self.info["reference_is_data"])
+        self.right.plot.setVisible(self.source.currentData() == "both")
+        self.show_data.setEnabled(info["reference_is_data"])
         self.show_data.setChecked(False)
         self.projection_changed()
 
+    def _source_changed(self):
+        self.left.clear()
+        self.right.clear()
+        self.right.plot.setVisible(self.source.currentData() == "both")
+        self.invalidate()
+
     def projection_changed(self):
         dims = self.projection.dims
-        self.plot.getPlotItem().setLabel("bottom", axis_name(dims[0]))
+        for panel in (self.left, self.right):
+            panel.plot.getPlotItem().setLabel("bottom", axis_name(dims[0]))
         self.plot.getPlotItem().setLabel("left", axis_name(dims[1]))
         x0, x1, y0, y1 = geometry.robust_region(self.projection.project(self.info["reference"]))
         self.view_box.blockSignals(True)
@@ -127,41 +219,71 @@ class DensityView(View):
         if self.info is not None and not _same_region(self.visible_region(), self.requested):
             self.invalidate()
 
+    # -- requests and results --------------------------------------------------------
     def refresh(self):
-        res = self.resolution.currentData()
-        self.requested = self.visible_region()
-        if self.source.currentData() == "target":
-            self.submit("density", "target_density", self.info["target"],
-                        self.visible_region(), res)
-        else:
-            self.submit("density", "density", self.visible_region(), res, self.projection)
+        res, region = self.resolution.currentData(), self.visible_region()
+        self.requested = region
+        source, target = self.source.currentData(), self.info["target"]
+        if source == "flow_unavailable":
+            self.show_message("This flow has no inverse, so log p(x) cannot be evaluated on a "
+                              "grid (and a density from samples is drawn for 2-D flows only). "
+                              "The Samples and Layers views work.")
+            self.drew()
+            return
+        if source in ("flow", "both") and self.info["invertible"]:
+            if res > COARSE_RESOLUTION:
+                self.submit("density_coarse", "density", region, COARSE_RESOLUTION,
+                            self.projection)
+            self.submit("density", "density", region, res, self.projection)
+        elif source in ("flow_samples", "both"):
+            self.submit("density", "sampled_density", region, res)
+        if source == "target":
+            self.submit("density", "target_density", target, region, res)
+        if source == "both":
+            self.submit("density_right", "target_density", target, region, res)
 
     def on_result(self, result):
-        self.image = result.value["image"]
-        self.region = result.value["region"]
+        if result.kind == "density_right":
+            self.right.set_value(result.value)
+        elif result.request_id > self._left_id:        # a late coarse pass never covers a fine one
+            self._left_id = result.request_id
+            self.left.set_value(result.value)
+        else:
+            return
         self._draw()
 
+    # -- drawing -------------------------------------------------------------------------
+    def _panels(self):
+        both = self.source.currentData() == "both"
+        return [p for p in ((self.left, self.right) if both else (self.left,))
+                if p.image is not None]
+
     def _draw(self):
-        if self.image is None:
+        panels = self._panels()
+        if not panels:
             return
         log_scale = self.scale.currentIndex() == 0
-        shown = self.image if log_scale else np.exp(self.image)
-        lo, hi = geometry.color_levels(shown, log_scale)
-        shown = np.nan_to_num(shown, nan=lo, neginf=lo, posinf=hi).astype(np.float32)
-        self.image_item.setImage(shown, autoLevels=False)
-        x0, x1, y0, y1 = self.region
-        self.image_item.setRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
-        label = "log p(x)" if log_scale else "p(x)"
-        if self.source.currentData() == "target":
-            label = f"target {label.replace('p(x)', 'density')}"
-        self.bar.setLevels((lo, hi))
-        self.bar.axis.setLabel(label)
-        if self.contours.isChecked():
-            levels = np.linspace(lo, hi, CONTOUR_LEVELS + 2)[1:-1]
-            self.contour_item.set_lines(*contour_lines(shown, self.region, levels))
-        else:
-            self.contour_item.set_lines(np.zeros((0, 2)), np.zeros(0, bool))
+        shown = np.concatenate([p.shown(log_scale).ravel() for p in panels])
+        levels = geometry.color_levels(shown, log_scale)
+        for p in panels:
+            p.draw(log_scale, levels, self.contours.isChecked())
+        self.bar.setLevels(levels)
+        self.bar.axis.setLabel("log p(x)" if log_scale else "p(x)")
+        self._label()
         self.drew()
+
+    def _label(self):
+        for panel in (self.left, self.right):
+            panel.set_title(_title(panel.value or {}))
+        value = self.left.value or {}
+        if "samples" in value:
+            self.show_note(
+                f"This flow has no inverse, so log p(x) cannot be evaluated on a grid. Shown: "
+                f"the exact log p(x) of its own samples (sample_and_log_prob), averaged per "
+                f"pixel; {value['samples_in_view']:,} of {value['samples']:,} samples fall in "
+                f"view, and pixels without a sample are left at the bottom of the scale.")
+        else:
+            self.show_note("")
 
     def _draw_data(self):
         on = self.show_data.isChecked() and self.info is not None

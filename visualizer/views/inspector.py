@@ -85,6 +85,18 @@ class InspectorView(View):
             self.point = self.projection.embed(self.projection.project(self.point[None]))[0]
 
     def refresh(self):
+        self.hint.setVisible(self.info["invertible"])
+        if not self.info["invertible"]:
+            layers = ", ".join(self.info["forward_only_layers"]) or "some layers"
+            self.show_message(f"The inspector needs z = inverse(x) and log p(x), but {layers} "
+                              "layers have no inverse: this flow can only sample (see the "
+                              "Samples, Density and Layers views).")
+            self.table.setRowCount(0)
+            self.backdrop.clear()
+            self.path_item.setData([], [])
+            self.marker.setData([])
+            self.drew()
+            return
         self.submit("inspector_backdrop", "density", self.region, BACKDROP_RESOLUTION,
                     self.projection)
         self.inspect(self.point)
@@ -96,7 +108,8 @@ class InspectorView(View):
         self.submit("inspect", "inspect", self.point)
 
     def _clicked(self, event):
-        if self.info is None or event.button() != QtCore.Qt.MouseButton.LeftButton:
+        if (self.info is None or not self.info["invertible"]
+                or event.button() != QtCore.Qt.MouseButton.LeftButton):
             return
         pos = self.plot.getPlotItem().getViewBox().mapSceneToView(event.scenePos())
         self.inspect(self.projection.embed(np.array([[pos.x(), pos.y()]]))[0])

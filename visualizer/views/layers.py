@@ -79,12 +79,25 @@ class LayersView(View):
 
     def model_changed(self):
         self.grid_states = self.cloud_states = None
+        self._allow_inverse(self.info["invertible"])
         L = self.info["num_layers"] or 0
         self.slider.blockSignals(True)
         self.slider.setRange(0, L * STEPS_PER_LAYER)
         self.slider.setValue(0)
         self.slider.blockSignals(False)
         self.play_button.setChecked(False)
+
+    def _allow_inverse(self, allowed):
+        """Enables the data → base direction, or disables it (forward-only flows) with a note."""
+        self.direction.blockSignals(True)
+        if not allowed:
+            self.direction.setCurrentIndex(0)
+        self.direction.model().item(1).setEnabled(allowed)
+        self.direction.blockSignals(False)
+        if not allowed:
+            layers = ", ".join(self.info["forward_only_layers"]) or "some layers"
+            self.show_note(f"data → base is unavailable: {layers} layers have no inverse, so "
+                           "only the forward pass (base → data) can be traced.")
 
     def deactivate(self):
         super().deactivate()

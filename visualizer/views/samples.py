@@ -10,13 +10,15 @@ from visualizer.views.base import View, axis_name, labeled, make_plot
 __all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES"]
 
 MIN_SAMPLES, MAX_SAMPLES = 100, 100_000
+DEFAULT_COUNT = 10_000
 
 
 class SamplesView(View):
     """Draws `count` samples at a temperature; overlays the training data if known.
 
-    Continuous mode asks for the next batch (next seed) as soon as one is
-    drawn, so the frame rate is what the flow and the screen can do.
+    Continuous mode asks for the next batch (next seed) as soon as one
+    arrives, before drawing it, so the flow computes the next frame while
+    this one is drawn.
     """
 
     name, title = "samples", "Samples"
@@ -28,7 +30,7 @@ class SamplesView(View):
         self.count = QtWidgets.QSpinBox()
         self.count.setRange(MIN_SAMPLES, MAX_SAMPLES)
         self.count.setSingleStep(1000)
-        self.count.setValue(10_000)
+        self.count.setValue(DEFAULT_COUNT)
         self.count.setGroupSeparatorShown(True)
         self.temperature = QtWidgets.QDoubleSpinBox()
         self.temperature.setRange(0.05, 3.0)
@@ -90,10 +92,10 @@ class SamplesView(View):
 
     def on_result(self, result):
         value = result.value
+        if self.continuous.isChecked() and self.active:
+            self.resample()                   # computed while this batch is drawn
         self.points = value["points"]
         self.cloud.set_points(self.projection.project(self.points))
         self.seed_label.setText(f"seed {value['seed']} · T = {value['temperature']:.2f} · "
                                 f"{len(self.points):,} samples")
         self.drew()
-        if self.continuous.isChecked() and self.active:
-            self.resample()
