@@ -68,13 +68,15 @@ def _fail(message):
     return 2
 
 
-def _make_app(window_size=None):
+def _make_app(window_size=None, one_shot=False):
+    """The application and its main window. `one_shot` (screenshots): each view is
+    computed once, so the flow runs op by op, without tracing, compiling or warm-up."""
     from PySide6 import QtWidgets
     from visualizer import theme
     from visualizer.window import MainWindow
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["kerasflows-viz"])
     theme.apply(app)
-    window = MainWindow()
+    window = MainWindow(warm_up=not one_shot, eval_mode="eager" if one_shot else "xla")
     if window_size:
         window.resize(*window_size)
     return app, window
@@ -84,7 +86,7 @@ def _headless(args, model, shots):
     """Renders `shots` [(view, layer, path)] of `model`; returns the exit code."""
     from visualizer import headless
     headless.use_offscreen_if_headless()
-    app, window = _make_app(args.size)
+    app, window = _make_app(args.size, one_shot=True)
     window.show()
     try:
         headless.open_model(window, model)

@@ -1,17 +1,36 @@
 """Fast pyqtgraph items for the views: point clouds moved in place and gridded curves.
 
-`PointCloudItem` keeps its points in a `QPolygonF` whose memory it writes
-through a NumPy view, and paints them with one `drawPoints` call: no
-per-point objects, so 100,000 points redraw at interactive rates.
+`PointCloudItem` paints every point as one small pre-rendered round sprite
+with a single `QPainter.drawPixmapFragments` call (the technique of
+pyqtgraph's `ScatterPlotItem`): no per-point objects and no per-point
+antialiased stroking, so 10,000 points draw in a few milliseconds.
 """
+
+import math
 
 import numpy as np
 import pyqtgraph as pg
+from pyqtgraph.Qt import internals
 from PySide6 import QtCore, QtGui
 
 from visualizer import theme
 
 __all__ = ["PointCloudItem", "GridCurve"]
+
+
+def _dot_sprite(color, size):
+    """A transparent pixmap holding one antialiased disc of diameter `size` pixels."""
+    side = int(math.ceil(size)) + 2
+    sprite = QtGui.QPixmap(side, side)
+    sprite.fill(QtCore.Qt.GlobalColor.transparent)
+    painter = QtGui.QPainter(sprite)
+    painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
+    painter.setPen(QtCore.Qt.PenStyle.NoPen)
+    painter.setBrush(color)
+    offset = (side - size) / 2
+    painter.drawEllipse(QtCore.QRectF(offset, offset, size, size))
+    painter.end()
+    return sprite
 
 
 class PointCloudItem(pg.GraphicsObject):
@@ -25,46 +44,47 @@ class PointCloudItem(pg.GraphicsObject):
 
     def __init__(self, color="samples", size=3.0, alpha=200):
         super().__init__()
-        self._pen = None
-        self.set_style(color, size, alpha)
-        self._polygon = QtGui.QPolygonF()
-        self._buffer = np.zeros((0, 2))
-        self._count = 0  # always len(self._buffer): the buffer is resized to fit
+        self._sprite = None
+        self._fragments = internals.PrimitiveArray(QtGui.QPainter.PixmapFragment, 10)
+        self._xy = np.zeros((0, 2))
         self._rect = QtCore.QRectF()
         self.points = np.zeros((0, 2), np.float32)
+        self.set_style(color, size, alpha)
 
     def set_points(self, xy):
         """Shows `xy [N, 2]` (non-finite rows are dropped)."""
         xy = np.asarray(xy, np.float64)
         xy = xy[np.all(np.isfinite(xy), axis=1)]
-        n = len(xy)
-        if n != len(self._buffer):
-            self._polygon = pg.functions.create_qpolygonf(n)
-            self._buffer = (pg.functions.ndarray_from_qpolygonf(self._polygon) if n
-                            else np.zeros((0, 2)))
-        if n:
-            self._buffer[:] = xy                  # writes straight into the QPolygonF
-        self._count = n
+        if len(xy) != len(self._xy):
+            self._fragments.resize(len(xy))
+            self._fill_fragments()
+        self._xy = xy
         self.points = xy.astype(np.float32)
         self.prepareGeometryChange()
-        if n:
+        if len(xy):
             lo, hi = xy.min(0), xy.max(0)
             self._rect = QtCore.QRectF(lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1])
         else:
             self._rect = QtCore.QRectF()
         self.update()
 
+    def _fill_fragments(self):
+        """Source rectangle, scale, rotation and opacity: the same for every point."""
+        if self._fragments.ndarray().size:
+            side = self._sprite.width()
+            self._fragments.ndarray()[:, 2:] = (0, 0, side, side, 1, 1, 0, 1)
+
     def set_style(self, color, size, alpha=200):
         """Sets the points' colour (a `theme.COLORS` name), diameter in pixels and opacity."""
-        self._pen = theme.pen(color, size, alpha)
-        self._pen.setCapStyle(QtCore.Qt.PenCapStyle.RoundCap)
+        self._sprite = _dot_sprite(theme.color(color, alpha), size)
+        self._fill_fragments()
         self.update()
 
     def boundingRect(self):
         return self._rect
 
     def dataBounds(self, ax, frac=1.0, orthoRange=None):
-        if not self._count:
+        if not len(self._xy):
             return None, None
         lo, hi = self._rect.left(), self._rect.right()
         if ax == 1:
@@ -72,14 +92,17 @@ class PointCloudItem(pg.GraphicsObject):
         return lo, hi
 
     def paint(self, painter, *args):
-        if not self._count:
+        if not len(self._xy):
             return
-        # Draw in device pixels: a round dot stays round under any axis scaling.
-        device = painter.transform().map(self._polygon)
+        # Place the sprites in device pixels: a dot stays round under any axis scaling.
+        t = painter.transform()
+        x, y = self._xy[:, 0], self._xy[:, 1]
+        frag = self._fragments.ndarray()
+        frag[:, 0] = t.m11() * x + t.m21() * y + t.dx()
+        frag[:, 1] = t.m12() * x + t.m22() * y + t.dy()
         painter.save()
         painter.resetTransform()
-        painter.setPen(self._pen)
-        painter.drawPoints(device)
+        painter.drawPixmapFragments(*self._fragments.drawargs(), self._sprite)
         painter.restore()
 
 

@@ -28,8 +28,12 @@ def make_plot(parent=None, aspect=True):
         item.setAspectLocked(True)
     item.getViewBox().disableAutoRange()
     for name in ("left", "bottom"):
-        item.getAxis(name).setTextPen(theme.color("muted"))
-        item.getAxis(name).setPen(theme.color("muted"))
+        axis = item.getAxis(name)
+        axis.setTextPen(theme.color("muted"))
+        axis.setPen(theme.color("muted"))
+        # The axis also draws the grid across the plot; caching it as a pixmap keeps an
+        # animation that only moves points from replaying the axis picture every frame.
+        axis.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
     return plot
 
 

@@ -259,3 +259,5 @@ class _Strip(QtWidgets.QScrollArea):
         self.current = k
         for i, plot in enumerate(self.plots):
             plot.setStyleSheet("border: 2px solid #4fc3f7;" if i == k else "")
+        if 0 <= k < len(self.plots):
+            self.ensureWidgetVisible(self.plots[k], 0, 0)
