@@ -63,11 +63,12 @@ def parse_list(text, allowed, what):
     return items
 
 
-def job_models(families):
-    """Runner keys in run order: for each family ours, then its peers (no repeats)."""
+def job_models(families, peer_libs=("zuko", "tfp")):
+    """Runner keys in run order: for each family ours, then its peers from `peer_libs`."""
     keys = []
     for fam in families:
         ours, peers = FAMILIES[fam]
+        peers = [k for k in peers if k.split(":")[0] in peer_libs]
         keys += [k for k in [ours, *peers] if k not in keys]
     return keys
 
@@ -126,7 +127,9 @@ def ratio_table(rows):
            "load / foreign cores |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r["status"] != "ok" or "d_nll" not in r:
-            out.append(f"| {r['dataset']} | {r['family']} | {r['status']} | | | | | | | "
+            what = (r["status"] if r["status"] != "ok" else
+                    f"{r['ours_nll']:.3f} (no peer of the family ran)")
+            out.append(f"| {r['dataset']} | {r['family']} | {what} | | | | | | | "
                        f"failed peers: {', '.join(r['peers_failed']) or '-'} |")
             continue
         gap = lambda n, g: f"{n:.3f}" + (f" ({g:.3f})" if g is not None else "")
@@ -164,6 +167,34 @@ def summary_table(rows):
     return "\n".join(out)
 
 
+def nll_table(rows):
+    """Markdown: test NLL only, ours against every peer of the family in `rows`."""
+    out = ["| dataset | family | ours NLL (gap) | best peer: NLL (gap) | dNLL |",
+           "|---|---|---|---|---|"]
+    for r in rows:
+        if "d_nll" not in r:
+            continue
+        gap = lambda n, g: f"{n:.3f}" + (f" ({g:.3f})" if g is not None else "")
+        out.append(f"| {r['dataset']} | {r['family']} | {gap(r['ours_nll'], r['ours_gap'])} | "
+                   f"{r['best_peer']}: {gap(r['best_peer_nll'], r['best_peer_gap'])} | "
+                   f"{r['d_nll']:+.3f}{_mark(r['d_nll'] <= 0)} |")
+    return "\n".join(out)
+
+
+def reference_section(data, reference):
+    """Our NLLs against a stored peers run (peer NLLs are deterministic: same data,
+    batches and seed give bit-identical numbers), for peers not run alongside ours."""
+    ref = json.load(open(reference))
+    ours = [r for r in data["results"] if r["key"].startswith("kerasflows:")]
+    ran = {(r["dataset"], r["key"]) for r in data["results"]}
+    peers = [r for r in ref["results"] if (r["dataset"], r["key"]) not in ran]
+    rows = ratio_rows([r for r in data["results"] if (r["dataset"], r["key"])] + peers)
+    return ["## Test NLL against the stored peers run", "",
+            f"Peers not run here are taken from `{os.path.basename(reference)}` "
+            f"({ref['meta']['date']}); NLL does not depend on timing, so only the "
+            "NLL column is given.", "", nll_table(rows), ""] if ours else []
+
+
 def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
@@ -172,7 +203,7 @@ def cpu_model():
         return platform.processor() or "unknown CPU"
 
 
-def render(data, bench, out):
+def render(data, bench, out, reference=None):
     """Adds the ratios to `data`, writes `out` (.json) and the .md beside it."""
     sys.path.insert(0, bench)
     import peers
@@ -192,7 +223,9 @@ def render(data, bench, out):
           "1-minute load average when our job started, 'foreign cores' the CPU other "
           "processes used during our training.", "",
           "## Per family (medians over datasets)", "", summary_table(rows), "",
-          "## Per dataset", "", ratio_table(rows), "", "## All jobs (harness tables)", "",
+          "## Per dataset", "", ratio_table(rows), "",
+          *(reference_section(data, reference) if reference else []),
+          "## All jobs (harness tables)", "",
           peers.markdown(data["results"], meta)]
     with open(out, "w") as f:
         json.dump(data, f, indent=1)
@@ -224,11 +257,14 @@ def build_parser():
                     help="comma list from: " + ",".join(DATASETS))
     for opt in ("--steps", "--steps-digits", "--eval-every", "--sample-n"):
         ap.add_argument(opt, type=int, help="passed to peers.py (overrides the protocol)")
-    ap.add_argument("--ours-only", action="store_true", help="run only our runners")
+    ap.add_argument("--peer-libs", default="zuko,tfp",
+                    help="peer libraries to run (comma list from: zuko,tfp; '' = ours only)")
     ap.add_argument("--bench", default=DEFAULT_BENCH, help="the shared bench folder (peers.py)")
     ap.add_argument("--python", default=sys.executable,
                     help="interpreter with kerasflows, torch and zuko (.venv-bench)")
     ap.add_argument("--out", help="results JSON (default benchmarks/results/<date>.json)")
+    ap.add_argument("--reference", metavar="PEERS_JSON",
+                    help="also table our test NLL against this stored peers results file")
     ap.add_argument("--render", nargs="+", metavar="JSON",
                     help="only (re)write the tables from results JSON files (merged in order)")
     return ap
@@ -242,11 +278,11 @@ def main(argv=None):
     out = os.path.abspath(a.out or os.path.join(HERE, "results", f"{date}.json"))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     if a.render:
-        render(merge(a.render), a.bench, out)
+        render(merge(a.render), a.bench, out, a.reference)
         return 0
     families = parse_list(a.families, FAMILIES, "family")
     datasets = parse_list(a.datasets, DATASETS, "dataset")
-    models = ([FAMILIES[f][0] for f in families] if a.ours_only else job_models(families))
+    models = job_models(families, [l for l in a.peer_libs.split(",") if l])
     cmd = [a.python, "peers.py", "--plugin", PLUGIN, "--python", a.python,
            "--models", ",".join(models), "--datasets", ",".join(datasets), "--out", out,
            "--logs", os.path.join(tempfile.gettempdir(), "kerasflows-compare-logs")]
@@ -258,7 +294,7 @@ def main(argv=None):
     if code != 0 or not os.path.exists(out):
         print(f"compare.py: error: peers.py exited with {code}", file=sys.stderr)
         return 2
-    render(json.load(open(out)), a.bench, out)
+    render(json.load(open(out)), a.bench, out, a.reference)
     return 0
 
 
