@@ -114,7 +114,7 @@ def check_flow_layer(layer, event_dim, context_dim=None, batch=16, seed=0, pertu
       * the layer rebuilt from `get_config()` computes the same transform.
 
     Tolerances default to 1e-5 (round trip) / 1e-6 (log-det) in float64 and
-    1e-3 / 1e-3 in float32.
+    5e-3 / 1e-3 in float32 (a float32 spline inverse solves a quadratic per bin).
 
     Args:
         layer: a `FlowLayer` (built or not).
@@ -138,7 +138,7 @@ def check_flow_layer(layer, event_dim, context_dim=None, batch=16, seed=0, pertu
                         f"received {type(layer).__name__}.")
     context_dim = layer.context_dim if context_dim is None else context_dim
     f64 = layer.compute_dtype == "float64"
-    inverse_atol = inverse_atol or (1e-5 if f64 else 1e-3)
+    inverse_atol = inverse_atol or (1e-5 if f64 else 5e-3)
     logdet_atol = logdet_atol or (1e-6 if f64 else 1e-3)
     batch = batch if inputs is None else len(inputs)
     layer.ensure_built(event_dim)
