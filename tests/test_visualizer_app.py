@@ -91,6 +91,23 @@ def test_density_view_draws_the_flows_log_prob(qtbot, window, tiny):
     view.scale.setCurrentIndex(0)
 
 
+def test_density_view_draws_a_coarse_preview_then_the_exact_heatmap(qtbot, window, tiny):
+    view = window.show_view("density")
+    view.resolution.setCurrentIndex(1)                       # 128 x 128
+    qtbot.waitUntil(view.is_ready, timeout=TIMEOUT_MS)
+    shapes = []
+    view.frame_drawn.connect(lambda: shapes.append(view.image.shape))
+    view.view_box.setRange(xRange=(-1.2, 0.4), yRange=(-0.6, 1.0), padding=0)
+    qtbot.waitUntil(lambda: view.is_ready() and view.image.shape == (128, 128),
+                    timeout=TIMEOUT_MS)
+    assert shapes[0] == (64, 64) and shapes[-1] == (128, 128)
+    xy = geometry.grid_points(view.region, 128)
+    np.testing.assert_allclose(view.image.ravel(), tiny.log_prob(xy).numpy(), rtol=1e-5,
+                               atol=1e-4)
+    view.frame_drawn.disconnect()
+    view.resolution.setCurrentIndex(0)
+
+
 def test_samples_view_draws_the_flows_samples(qtbot, window, tiny):
     view = window.show_view("samples")
     view.count.setValue(500)
