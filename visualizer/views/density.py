@@ -133,9 +133,14 @@ class DensityView(View):
         self.left, self.right = _Panel(), _Panel()
         self.plot = self.left.plot
         self.image_item, self.contour_item = self.left.image_item, self.left.contour_item
+        # The right plot follows the left one's range exactly (no aspect lock of its own);
+        # equal axis widths give both plots the same shape, so pixels stay square.
+        self.right.plot.getPlotItem().setAspectLocked(False)
         self.right.plot.setXLink(self.plot)
         self.right.plot.setYLink(self.plot)
         self.right.plot.getPlotItem().getAxis("left").setStyle(showValues=False)
+        for panel in (self.left, self.right):
+            panel.plot.getPlotItem().getAxis("left").setWidth(48)
         self.data_item = PointCloudItem("data", size=2.0, alpha=130)
         self.plot.addItem(self.data_item)
         self.bar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), interactive=False,
