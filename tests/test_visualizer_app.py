@@ -290,7 +290,7 @@ def test_forward_only_flow_opens_and_every_view_draws(qtbot, window, models):
 
 
 def test_warm_up_plan_covers_the_shapes_the_views_ask_for():
-    from visualizer.window import warm_up_plan
+    from visualizer.views import warm_up_plan
     plan = warm_up_plan({"invertible": True, "has_trace": True})
     assert ("log_prob", 64 * 64) in plan and ("log_prob", 256 * 256) in plan
     assert ("forward", 10_000) in plan and ("trace", 2 * 17 * 80 + 2000) in plan

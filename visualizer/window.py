@@ -6,36 +6,14 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from visualizer import geometry, paths
+from visualizer import paths
 from visualizer.projection import ProjectionPanel
-from visualizer.views import VIEWS
-from visualizer.views import density as density_view
-from visualizer.views import inspector as inspector_view
-from visualizer.views import layers as layers_view
-from visualizer.views import samples as samples_view
+from visualizer.views import VIEWS, warm_up_plan
 from visualizer.worker import WARM_UP_PREFIX, Worker
 
-__all__ = ["MainWindow", "RECENT_LIMIT", "warm_up_plan"]
+__all__ = ["MainWindow", "RECENT_LIMIT"]
 
 RECENT_LIMIT = 8
-
-
-def warm_up_plan(info):
-    """The `(method, rows)` calls that compile the shapes the views ask for first.
-
-    Coarse and default heatmaps and the inspector's backdrop use `log_prob`,
-    the samples view `forward`, the layers view `trace` (and the inverse
-    direction and the inspector `trace_inverse`). Rows are padded by the
-    backend to the same power-of-two buckets as the views' own requests.
-    """
-    layer_rows = layers_view.CLOUD_POINTS + len(geometry.grid_lines((0, 1, 0, 1))[0])
-    plan = [("forward", samples_view.DEFAULT_COUNT), ("trace", layer_rows)]
-    if info["invertible"]:
-        plan = ([("log_prob", density_view.COARSE_RESOLUTION ** 2),
-                 ("log_prob", density_view.DEFAULT_RESOLUTION ** 2)] + plan
-                + [("log_prob", inspector_view.BACKDROP_RESOLUTION ** 2),
-                   ("trace_inverse", layer_rows), ("trace_inverse", 1)])
-    return plan if info["has_trace"] else [p for p in plan if not p[0].startswith("trace")]
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -44,7 +22,7 @@ class MainWindow(QtWidgets.QMainWindow):
     Args:
         settings: a `QSettings` for recent files (default: the user's).
         warm_up: after a model opens, compile the shapes the views use
-            (`warm_up_plan`) while the compute thread is idle.
+            (`views.warm_up_plan`) while the compute thread is idle.
         eval_mode: how a `.keras` flow runs (`kerasflows.Flow.eval_mode`):
             `"xla"` is fastest once each shape is compiled.
 

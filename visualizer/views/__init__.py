@@ -1,5 +1,10 @@
 """The four views: samples, density, per-layer warping, point inspector."""
 
+from visualizer import geometry
+from visualizer.views import density as density_view
+from visualizer.views import inspector as inspector_view
+from visualizer.views import layers as layers_view
+from visualizer.views import samples as samples_view
 from visualizer.views.density import DensityView
 from visualizer.views.inspector import InspectorView
 from visualizer.views.layers import LayersView
@@ -8,4 +13,23 @@ from visualizer.views.samples import SamplesView
 VIEWS = {"samples": SamplesView, "density": DensityView, "layers": LayersView,
          "inspector": InspectorView}
 
-__all__ = ["VIEWS", "SamplesView", "DensityView", "LayersView", "InspectorView"]
+__all__ = ["VIEWS", "SamplesView", "DensityView", "LayersView", "InspectorView",
+           "warm_up_plan"]
+
+
+def warm_up_plan(info):
+    """The `(method, rows)` calls that compile the shapes the views ask for first.
+
+    Coarse and default heatmaps and the inspector's backdrop use `log_prob`,
+    the samples view `forward`, the layers view `trace` (and the inverse
+    direction and the inspector `trace_inverse`). The backend pads and
+    chunks these rows exactly as it does the views' own requests.
+    """
+    layer_rows = layers_view.CLOUD_POINTS + len(geometry.grid_lines((0, 1, 0, 1))[0])
+    plan = [("forward", samples_view.DEFAULT_COUNT), ("trace", layer_rows)]
+    if info["invertible"]:
+        plan = ([("log_prob", density_view.COARSE_RESOLUTION ** 2),
+                 ("log_prob", density_view.DEFAULT_RESOLUTION ** 2)] + plan
+                + [("log_prob", inspector_view.BACKDROP_RESOLUTION ** 2),
+                   ("trace_inverse", layer_rows), ("trace_inverse", 1)])
+    return plan if info["has_trace"] else [p for p in plan if not p[0].startswith("trace")]
