@@ -15,7 +15,7 @@ from PySide6 import QtCore, QtGui
 
 from visualizer import theme
 
-__all__ = ["PointCloudItem", "GridCurve"]
+__all__ = ["PointCloudItem", "GridCurve", "contour_lines"]
 
 
 def _dot_sprite(color, size):
@@ -117,3 +117,25 @@ class GridCurve(pg.PlotCurveItem):
         xy = np.asarray(xy, np.float64)
         self.connect_array = np.asarray(connect, bool)
         self.setData(xy[:, 0], xy[:, 1], connect=self.connect_array)
+
+
+def contour_lines(image, region, levels):
+    """Iso-lines of `image` (row-major, y up, over `region`) as `(xy, connect)`."""
+    x0, x1, y0, y1 = region
+    rows, cols = image.shape
+    clean = np.where(np.isfinite(image), image, np.nanmin(image[np.isfinite(image)]))
+    xs, ys, connect = [], [], []
+    for level in levels:
+        # pyqtgraph's isocurve takes data indexed [x, y]; paths come back in index units.
+        for path in pg.functions.isocurve(clean.T, level, connected=True, extendToEdge=True):
+            p = np.asarray(path, np.float64)
+            if len(p) < 2:
+                continue
+            xs.append(x0 + (p[:, 0] + 0.5) * (x1 - x0) / cols)
+            ys.append(y0 + (p[:, 1] + 0.5) * (y1 - y0) / rows)
+            c = np.ones(len(p), bool)
+            c[-1] = False
+            connect.append(c)
+    if not xs:
+        return np.zeros((0, 2)), np.zeros(0, bool)
+    return np.stack([np.concatenate(xs), np.concatenate(ys)], 1), np.concatenate(connect)

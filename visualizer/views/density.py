@@ -12,38 +12,16 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry, theme
-from visualizer.items import GridCurve, PointCloudItem
+from visualizer.items import GridCurve, PointCloudItem, contour_lines
 from visualizer.views.base import View, axis_name, labeled, make_plot
 
-__all__ = ["DensityView", "RESOLUTIONS", "DEFAULT_RESOLUTION", "COARSE_RESOLUTION",
-           "contour_lines"]
+__all__ = ["DensityView", "RESOLUTIONS", "DEFAULT_RESOLUTION", "COARSE_RESOLUTION"]
 
 RESOLUTIONS = (64, 128, 256, 512)
 DEFAULT_RESOLUTION = 256
 COARSE_RESOLUTION = 64      # drawn first while the exact heatmap is computed
+SETTLE_MS = 150             # while the view keeps moving, only previews are computed
 CONTOUR_LEVELS = 8
-
-
-def contour_lines(image, region, levels):
-    """Iso-lines of `image` (row-major, y up, over `region`) as `(xy, connect)`."""
-    x0, x1, y0, y1 = region
-    rows, cols = image.shape
-    clean = np.where(np.isfinite(image), image, np.nanmin(image[np.isfinite(image)]))
-    xs, ys, connect = [], [], []
-    for level in levels:
-        # pyqtgraph's isocurve takes data indexed [x, y]; paths come back in index units.
-        for path in pg.functions.isocurve(clean.T, level, connected=True, extendToEdge=True):
-            p = np.asarray(path, np.float64)
-            if len(p) < 2:
-                continue
-            xs.append(x0 + (p[:, 0] + 0.5) * (x1 - x0) / cols)
-            ys.append(y0 + (p[:, 1] + 0.5) * (y1 - y0) / rows)
-            c = np.ones(len(p), bool)
-            c[-1] = False
-            connect.append(c)
-    if not xs:
-        return np.zeros((0, 2)), np.zeros(0, bool)
-    return np.stack([np.concatenate(xs), np.concatenate(ys)], 1), np.concatenate(connect)
 
 
 def _same_region(a, b, tolerance=1e-4):
@@ -157,6 +135,12 @@ class DensityView(View):
         self.right.plot.hide()
         self.requested = None
         self._left_id = 0           # request id of the left heatmap drawn last
+        self._moved = QtCore.QElapsedTimer()
+        self._exact_args = None
+        self._exact_timer = QtCore.QTimer(self)
+        self._exact_timer.setSingleShot(True)
+        self._exact_timer.setInterval(SETTLE_MS)
+        self._exact_timer.timeout.connect(self._submit_exact)
         self.view_box = self.plot.getPlotItem().getViewBox()
         self.view_box.sigRangeChanged.connect(self._range_changed)
         self.resolution.currentIndexChanged.connect(lambda _: self.invalidate())
@@ -177,6 +161,7 @@ class DensityView(View):
 
     # -- model and settings -------------------------------------------------------
     def model_changed(self):
+        self._exact_timer.stop()
         self.left.clear()
         self.right.clear()
         self._left_id = 0
@@ -200,6 +185,7 @@ class DensityView(View):
         self.projection_changed()
 
     def _source_changed(self):
+        self._exact_timer.stop()
         self.left.clear()
         self.right.clear()
         self.right.plot.setVisible(self.source.currentData() == "both")
@@ -236,16 +222,31 @@ class DensityView(View):
             self.drew()
             return
         if source in ("flow", "both") and self.info["invertible"]:
-            if res > COARSE_RESOLUTION:
-                self.submit("density_coarse", "density", region, COARSE_RESOLUTION,
-                            self.projection)
-            self.submit("density", "density", region, res, self.projection)
+            self._request_flow(region, res)
         elif source in ("flow_samples", "both"):
             self.submit("density", "sampled_density", region, res)
         if source == "target":
             self.submit("density", "target_density", target, region, res)
         if source == "both":
             self.submit("density_right", "target_density", target, region, res)
+
+    def _request_flow(self, region, res):
+        """A coarse preview now; the exact heatmap now, or once the view stops moving."""
+        if res > COARSE_RESOLUTION:
+            self.submit("density_coarse", "density", region, COARSE_RESOLUTION, self.projection)
+        self._exact_args = (region, res, self.projection)
+        moving = self._moved.isValid() and self._moved.elapsed() < SETTLE_MS
+        self._moved.start()
+        if moving:                      # a drag: previews keep up, the exact one waits
+            self._waiting.add("density")
+            self._latest["density"] = None
+            self._exact_timer.start()
+        else:
+            self._exact_timer.stop()
+            self._submit_exact()
+
+    def _submit_exact(self):
+        self.submit("density", "density", *self._exact_args)
 
     def on_result(self, result):
         if result.kind == "density_right":
