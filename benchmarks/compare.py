@@ -191,8 +191,9 @@ def reference_section(data, reference):
     rows = ratio_rows([r for r in data["results"] if (r["dataset"], r["key"])] + peers)
     return ["## Test NLL against the stored peers run", "",
             f"Peers not run here are taken from `{os.path.basename(reference)}` "
-            f"({ref['meta']['date']}); NLL does not depend on timing, so only the "
-            "NLL column is given.", "", nll_table(rows), ""] if ours else []
+            f"({ref['meta']['date']}), measured in another environment: NLL does not "
+            "depend on timing, but a peer's NLL can differ slightly between "
+            "installations, so only the NLL column is given.", "", nll_table(rows), ""] if ours else []
 
 
 def cpu_model():
