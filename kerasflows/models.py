@@ -27,16 +27,10 @@ __all__ = ["RealNVP", "NICE", "MAF", "IAF", "NSF", "Glow"]
 _FLOW_KWARGS = ("base", "name", "dtype")
 
 
-def _split_kwargs(kwargs):
-    flow_kw = {k: kwargs.pop(k) for k in _FLOW_KWARGS if k in kwargs}
-    return flow_kw, kwargs
-
-
-def _stack(make_step, event_dim, num_layers, context_dim, permute, kwargs, tail=()):
+def _stack(make_step, event_dim, num_layers, context_dim, permute, flow_kw, tail=()):
     """Builds `num_layers` steps from `make_step(i)` with permutations between them."""
     event_dim = check_positive_int("event_dim", event_dim)
     num_layers = check_positive_int("num_layers", num_layers)
-    flow_kw, _ = _split_kwargs(kwargs)
     dtype = flow_kw.get("dtype")
     layers = []
     for i in range(num_layers):
@@ -48,7 +42,9 @@ def _stack(make_step, event_dim, num_layers, context_dim, permute, kwargs, tail=
 
 
 def _common(kwargs, hidden_units, context_dim):
-    flow_kw, layer_kw = _split_kwargs(dict(kwargs))
+    """Splits a recipe's keyword arguments into the Flow's and every layer's."""
+    flow_kw = {k: v for k, v in kwargs.items() if k in _FLOW_KWARGS}
+    layer_kw = {k: v for k, v in kwargs.items() if k not in _FLOW_KWARGS}
     layer_kw.update(hidden_units=hidden_units, context_dim=context_dim, dtype=flow_kw.get("dtype"))
     return flow_kw, layer_kw
 
