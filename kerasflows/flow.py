@@ -124,17 +124,20 @@ class Flow(keras.Model):
     def _prepare(self, x, context=None, what="inputs"):
         x = tf.convert_to_tensor(x, dtype=self.compute_dtype)
         check_event_dim("Flow", x, self.event_dim, what=what)
+        return x, self._prepare_context(context)
+
+    def _prepare_context(self, context):
         if self.context_dim is None:
             if context is not None:
                 raise ValueError("This flow is not conditional (context_dim=None) "
                                  "but received a context.")
-            return x, None
+            return None
         if context is None:
             raise ValueError(f"This flow is conditional (context_dim={self.context_dim}): "
                              f"pass context= of shape (batch, {self.context_dim}).")
         context = tf.convert_to_tensor(context, dtype=self.compute_dtype)
         check_event_dim("Flow", context, self.context_dim, what="context")
-        return x, context
+        return context
 
     @property
     def eval_mode(self):
@@ -257,8 +260,8 @@ class Flow(keras.Model):
 
     def _sample_args(self, n, context, seed, temperature):
         n = check_positive_int("n", n)
-        if self.context_dim is not None or context is not None:
-            _, context = self._prepare(tf.zeros([n, self.event_dim], self.compute_dtype), context)
+        context = self._prepare_context(context)
+        if context is not None:
             if context.shape[0] is not None and context.shape[0] != n:
                 raise ValueError(f"context has {context.shape[0]} rows; expected n={n}.")
         if not temperature > 0:
