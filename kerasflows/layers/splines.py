@@ -10,6 +10,7 @@ into its knots, so that a zero output gives exactly the identity.
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -81,13 +82,20 @@ class SplineKnots:
     def _sizes(self, raw, minimum):
         return 2 * self.bound * (minimum + (1 - self.bins * minimum) * tf.nn.softmax(raw, -1))
 
+    def _sizes_major(self, raw, minimum):
+        """`_sizes` with the bins on axis 0."""
+        e = tf.exp(raw - tf.reduce_max(raw, 0))
+        return 2 * self.bound * (minimum + (1 - self.bins * minimum) * (e / tf.reduce_sum(e, 0)))
+
+    def _slope(self, raw):
+        return self.min_slope + tf.nn.softplus(raw + self.slope_offset)
+
     def knots(self, params):
         """Splits `params [..., 3*bins-1]` into `(widths, heights, slopes)` for TFP."""
         b = self.bins
         widths = self._sizes(params[..., :b], self.min_bin_width)
         heights = self._sizes(params[..., b:2 * b], self.min_bin_height)
-        slopes = self.min_slope + tf.nn.softplus(params[..., 2 * b:] + self.slope_offset)
-        return widths, heights, slopes
+        return widths, heights, self._slope(params[..., 2 * b:])
 
     def bijector(self, params):
         """The elementwise `tfb.RationalQuadraticSpline` for raw `params`."""
@@ -104,20 +112,32 @@ class SplineKnots:
         relative position for the log-det, so the graph (and its gradient)
         is a few elementwise ops.
         """
-        widths, heights, slopes = self.knots(params)
-        knots_x, knots_y = _knot_positions(widths, self.bound), _knot_positions(heights, self.bound)
-        ones = tf.ones_like(slopes[..., :1])
-        slopes = tf.concat([ones, slopes, ones], -1)
-        edges = knots_y if inverse else knots_x
-        inside = (v > edges[..., 0]) & (v < edges[..., -1])
-        v_in = tf.where(inside, v, edges[..., 0])
-        above = tf.cast(v_in[..., None] >= edges[..., :-1], v.dtype)
-        onehot = above - tf.concat([above[..., 1:], tf.zeros_like(above[..., :1])], -1)
-        pick = lambda t: tf.reduce_sum(onehot * t, -1)
-        x_k, y_k, d_k = pick(knots_x[..., :-1]), pick(knots_y[..., :-1]), pick(slopes[..., :-1])
-        w_k = pick(knots_x[..., 1:]) - x_k
-        h_k = pick(knots_y[..., 1:]) - y_k
-        d_kp1 = pick(slopes[..., 1:])
+        return self.transform_major(tf.transpose(params, [2, 0, 1]), v, inverse)
+
+    def transform_major(self, p, v, inverse=False):
+        """`transform` with the parameters bins-first: `p [3*bins-1, batch, n]`."""
+        b, dtype = self.bins, p.dtype
+        # Bins first (`[3b-1, batch, n]`): every reduction over the bins is then an
+        # elementwise sum of `b` slices, which vectorises along the batch (about 3x
+        # faster on CPU than reducing a short innermost axis), and the cumulative
+        # sums are one small matmul.
+        widths = self._sizes_major(p[:b], self.min_bin_width)
+        heights = self._sizes_major(p[b:2 * b], self.min_bin_height)
+        strict_lower = tf.constant(np.tri(b, k=-1), dtype)
+        x_left = tf.tensordot(strict_lower, widths, 1) - self.bound
+        y_left = tf.tensordot(strict_lower, heights, 1) - self.bound
+        inside = (v > -self.bound) & (v < self.bound)
+        v_in = tf.where(inside, v, tf.zeros_like(v))
+        above = tf.cast(v_in >= (y_left if inverse else x_left), dtype)
+        onehot = above - tf.concat([above[1:], tf.zeros_like(above[:1])], 0)
+        pick = lambda t: tf.reduce_sum(onehot * t, 0)
+        x_k, y_k, w_k, h_k = pick(x_left), pick(y_left), pick(widths), pick(heights)
+        # The slopes go through softplus after the pick: two per point, not `b - 1`.
+        # A raw value of 0 is a unit slope, so the boundary slopes are raw zeros.
+        raw = p[2 * b:]
+        zero = tf.zeros_like(raw[:1])
+        d_k = self._slope(pick(tf.concat([zero, raw], 0)))
+        d_kp1 = self._slope(pick(tf.concat([raw, zero], 0)))
         s_k = h_k / w_k
         if inverse:
             rel_y = v_in - y_k
