@@ -32,11 +32,14 @@ if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
 from PySide6 import QtWidgets  # noqa: E402
 
 from visualizer import headless, paths, theme  # noqa: E402
+from visualizer.views.density import SETTLE_MS  # noqa: E402
 from visualizer.window import MainWindow  # noqa: E402
+
+SETTLE_S = (SETTLE_MS + 50) / 1000
 
 
 def time_density(window, repeats):
-    """Medians after a small pan: ms to the coarse image, ms to the exact 256x256 image,
+    """Medians after a single small pan: ms to the coarse image, ms to the exact 256x256 image,
     the exact image's compute ms (compute thread) and its draw ms (GUI thread)."""
     view = window.show_view("density")
     view.resolution.setCurrentIndex(2)
@@ -45,6 +48,9 @@ def time_density(window, repeats):
     stamps = []
     view.frame_drawn.connect(lambda: stamps.append(time.perf_counter()))
     for i in range(repeats):
+        # One pan, not a drag: a pan within SETTLE_MS of the last one counts as a drag,
+        # whose exact heatmap waits for the view to settle.
+        headless.wait_for(lambda t=time.perf_counter(): time.perf_counter() - t > SETTLE_S, 5)
         (x0, x1), (y0, y1) = view.view_box.viewRange()
         shift = 0.01 * (x1 - x0) * (1 if i % 2 else -1)       # a small pan: new grid each time
         stamps.clear()

@@ -2,10 +2,11 @@
 
 from kerasflows import datasets, layers, models, targets, testing, variational
 from kerasflows.flow import Flow
+from kerasflows.inference import tabulate
 from kerasflows.loading import load
 from kerasflows.variational import VariationalFlow, fit_target
 
 __version__ = "0.1.0"
 
-__all__ = ["Flow", "load", "VariationalFlow", "fit_target", "datasets", "layers", "models",
+__all__ = ["Flow", "load", "tabulate", "VariationalFlow", "fit_target", "datasets", "layers", "models",
            "targets", "testing", "variational", "__version__"]

@@ -14,6 +14,7 @@ from PySide6 import QtCore, QtGui  # noqa: E402
 
 from test_visualizer_support import export, make_model_folder  # noqa: E402
 from visualizer import geometry, headless, paths, theme  # noqa: E402
+from visualizer.views import density as density_view  # noqa: E402
 from visualizer.window import MainWindow  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -91,7 +92,9 @@ def test_density_view_draws_the_flows_log_prob(qtbot, window, tiny):
     view.scale.setCurrentIndex(0)
 
 
-def test_density_view_draws_a_coarse_preview_then_the_exact_heatmap(qtbot, window, tiny):
+def test_density_view_draws_a_coarse_preview_then_the_exact_heatmap(qtbot, window, tiny,
+                                                                   monkeypatch):
+    monkeypatch.setattr(density_view, "PREVIEW_UNDER_S", 0.0)   # every exact pass is "slow"
     view = window.show_view("density")
     view.resolution.setCurrentIndex(1)                       # 128 x 128
     qtbot.waitUntil(view.is_ready, timeout=TIMEOUT_MS)
@@ -104,6 +107,13 @@ def test_density_view_draws_a_coarse_preview_then_the_exact_heatmap(qtbot, windo
     xy = geometry.grid_points(view.region, 128)
     np.testing.assert_allclose(view.image.ravel(), tiny.log_prob(xy).numpy(), rtol=1e-5,
                                atol=1e-4)
+    # When the exact pass is quick, a single change skips the preview.
+    monkeypatch.setattr(density_view, "PREVIEW_UNDER_S", 60.0)
+    qtbot.wait(density_view.SETTLE_MS + 50)
+    shapes.clear()
+    view.view_box.setRange(xRange=(-1.0, 0.6), yRange=(-0.6, 1.0), padding=0)
+    qtbot.waitUntil(lambda: view.is_ready() and len(shapes) > 0, timeout=TIMEOUT_MS)
+    assert shapes == [(128, 128)]
     view.frame_drawn.disconnect()
     view.resolution.setCurrentIndex(0)
 

@@ -7,6 +7,7 @@ from kerasflows.layers.coupling import AdditiveCoupling, AffineCoupling, Couplin
 from kerasflows.layers.elementwise import ElementwiseAffine, Exp, Logit, Sigmoid
 from kerasflows.layers.linear import InvertibleLinear
 from kerasflows.layers.nets import MADE, MLP
+from kerasflows.layers.piecewise import PiecewiseLinear
 from kerasflows.layers.normalization import ActNorm, BatchNorm
 from kerasflows.layers.permute import Permute
 from kerasflows.layers.planar import Planar, Radial
@@ -17,5 +18,5 @@ __all__ = [
     "Permute", "InvertibleLinear", "ActNorm", "BatchNorm",
     "Sigmoid", "Logit", "Exp", "ElementwiseAffine",
     "MaskedAutoregressive", "InverseAutoregressive", "SplineCoupling", "SplineAutoregressive",
-    "Planar", "Radial", "ContinuousFlow",
+    "Planar", "Radial", "ContinuousFlow", "PiecewiseLinear",
 ]

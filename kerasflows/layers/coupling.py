@@ -60,6 +60,7 @@ class CouplingLayer(FlowLayer):
         self.hidden_units = check_hidden_units(hidden_units)
         self.activation = keras.activations.serialize(keras.activations.get(activation))
         self.num_masked = check_positive_int("num_masked", num_masked, allow_none=True)
+        self.table = None   # a `PiecewiseLinear` stand-in for `net`, set by `kerasflows.tabulate`
 
     def build_flow(self, event_dim):
         masked = self.num_masked if self.num_masked is not None else event_dim // 2
@@ -73,10 +74,16 @@ class CouplingLayer(FlowLayer):
         self.net.build((None, masked + (self.context_dim or 0)))
 
     def params_fn(self, context):
-        """Returns `f(x0) -> [batch, D - num_masked, params_per_dim]`."""
+        """Returns `f(x0) -> [batch, D - num_masked, params_per_dim]`.
+
+        The conditioner is `self.net`, or the lookup table `self.table` when
+        `kerasflows.tabulate` has set one (inference copies only).
+        """
+        net = self.table if self.table is not None else self.net
+
         def fn(x0, output_units=None, **unused):
             h = x0 if context is None else tf.concat([x0, tf.cast(context, x0.dtype)], -1)
-            return tf.reshape(self.net(h), [-1, self.transformed, self.params_per_dim])
+            return tf.reshape(net(h), [-1, self.transformed, self.params_per_dim])
         return fn
 
     def inner_bijector(self, params):

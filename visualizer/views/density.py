@@ -21,6 +21,7 @@ RESOLUTIONS = (64, 128, 256, 512)
 DEFAULT_RESOLUTION = 256
 COARSE_RESOLUTION = 64      # drawn first while the exact heatmap is computed
 SETTLE_MS = 150             # while the view keeps moving, only previews are computed
+PREVIEW_UNDER_S = 0.1       # a single change skips the preview when the exact pass is this fast
 CONTOUR_LEVELS = 8
 
 
@@ -137,6 +138,7 @@ class DensityView(View):
         self._left_id = 0           # request id of the left heatmap drawn last
         self._moved = QtCore.QElapsedTimer()
         self._exact_args = None
+        self._exact_seconds = None  # compute time of the last exact heatmap
         self._exact_timer = QtCore.QTimer(self)
         self._exact_timer.setSingleShot(True)
         self._exact_timer.setInterval(SETTLE_MS)
@@ -162,6 +164,7 @@ class DensityView(View):
     # -- model and settings -------------------------------------------------------
     def model_changed(self):
         self._exact_timer.stop()
+        self._exact_seconds = None
         self.left.clear()
         self.right.clear()
         self._left_id = 0
@@ -231,12 +234,14 @@ class DensityView(View):
             self.submit("density_right", "target_density", target, region, res)
 
     def _request_flow(self, region, res):
-        """A coarse preview now; the exact heatmap now, or once the view stops moving."""
-        if res > COARSE_RESOLUTION:
-            self.submit("density_coarse", "density", region, COARSE_RESOLUTION, self.projection)
+        """A coarse preview now (unless the exact pass is quick and the view is still);
+        the exact heatmap now, or once the view stops moving."""
         self._exact_args = (region, res, self.projection)
         moving = self._moved.isValid() and self._moved.elapsed() < SETTLE_MS
         self._moved.start()
+        quick = self._exact_seconds is not None and self._exact_seconds < PREVIEW_UNDER_S
+        if res > COARSE_RESOLUTION and (moving or not quick):
+            self.submit("density_coarse", "density", region, COARSE_RESOLUTION, self.projection)
         if moving:                      # a drag: previews keep up, the exact one waits
             self._waiting.add("density")
             self._latest["density"] = None
@@ -249,6 +254,8 @@ class DensityView(View):
         self.submit("density", "density", *self._exact_args)
 
     def on_result(self, result):
+        if result.kind == "density" and result.value.get("resolution", 0) > COARSE_RESOLUTION:
+            self._exact_seconds = result.seconds
         if result.kind == "density_right":
             self.right.set_value(result.value)
         elif result.request_id > self._left_id:        # a late coarse pass never covers a fine one

@@ -1,0 +1,55 @@
+"""Faster exact evaluation of a trained flow: `tabulate`.
+
+The conditioner of a coupling layer on 2-D data (or any coupling layer with
+`num_masked=1` and no context) sees one number, the pass-through coordinate.
+A ReLU network of one number is piecewise linear, so `tabulate` replaces it
+by its exact table of pieces (see
+`kerasflows.layers.piecewise.PiecewiseLinear`): a lookup and one
+multiply-add per output instead of the dense layers. On the shipped 2-D
+models (six 128x128 conditioners, 16-bin splines) `log_prob` of a 256x256
+grid drops from about 180 ms to 55 ms on 2 CPU cores, with the same numbers
+up to float rounding (the table is built in float64, so it is at least as
+close to the exact network as the float32 layers). The visualizer evaluates
+flows this way.
+
+The copy runs in `eval_mode="graph"`, each table lookup compiled by XLA on
+its own. Compiling the whole flow as one XLA cluster is slower here: XLA
+fuses the table's gathers into the spline's exponentials, which then no
+longer vectorise (measured 100-130 ms against 55 ms).
+"""
+
+from kerasflows.layers.coupling import CouplingLayer
+from kerasflows.layers.piecewise import PiecewiseLinear
+
+__all__ = ["tabulate"]
+
+
+def tabulate(flow):
+    """An inference copy of `flow` whose one-input ReLU coupling conditioners are tables.
+
+    The copy has the same configuration, weights and `eval_mode`, except
+    that `"xla"` becomes `"graph"` when a layer was tabulated (see the
+    module notes). Each `CouplingLayer` (affine, additive or spline) whose
+    conditioner has one input (`num_masked=1`, as in every 2-D flow, and no
+    context) and ReLU activations evaluates a `PiecewiseLinear` table;
+    every other layer runs as before. The tables
+    are a snapshot of the weights: the copy is for evaluation only (its
+    conditioner weights no longer affect its output, so do not train it).
+
+    Returns:
+        `(copy, names)`: the new `Flow` and the names of the layers that
+        were tabulated (empty when none qualifies).
+    """
+    copy = type(flow).from_config(flow.get_config())
+    copy.set_weights(flow.get_weights())
+    names = []
+    for layer in copy.flow_layers:
+        if not isinstance(layer, CouplingLayer) or layer.context_dim:
+            continue
+        try:
+            layer.table = PiecewiseLinear.from_mlp(layer.net)
+        except ValueError:
+            continue
+        names.append(layer.name)
+    copy.eval_mode = "graph" if names and flow.eval_mode == "xla" else flow.eval_mode
+    return copy, tuple(names)

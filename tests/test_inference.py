@@ -1,0 +1,129 @@
+"""`PiecewiseLinear` tables and `kerasflows.tabulate`: exact, faster evaluation of 2-D flows."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasflows
+from kerasflows.inference import tabulate
+from kerasflows.layers import AffineCoupling, MLP, Permute, SplineCoupling
+from kerasflows.layers.piecewise import PiecewiseLinear
+from kerasflows.testing import perturb_weights
+
+
+def mlp(hidden=(32, 32), out=7, activation="relu", inputs=1, seed=0, dtype="float32"):
+    net = MLP(out, hidden, activation, zero_init=False, dtype=dtype)
+    net.build((None, inputs))
+    perturb_weights(net, 0.5, seed=seed)
+    return net
+
+
+def reference(net, x):
+    """The network in float64 numpy, layer by layer."""
+    h = np.asarray(x, np.float64)
+    for d in net.hidden:
+        h = np.maximum(h @ d.kernel.numpy().astype(np.float64) + d.bias.numpy(), 0)
+    return h @ net.out.kernel.numpy().astype(np.float64) + net.out.bias.numpy()
+
+
+@pytest.mark.parametrize("hidden", [(16,), (32, 32), (8, 8, 8)])
+def test_table_equals_the_network_everywhere(hidden):
+    net = mlp(hidden)
+    table = PiecewiseLinear.from_mlp(net)
+    assert table.pieces > 1
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.uniform(-8, 8, 3000), rng.uniform(-1e4, 1e4, 200),
+                        table.breaks, table.breaks + 1e-4, table.breaks - 1e-4])
+    x = x.astype(np.float32)[:, None]
+    want = reference(net, x)
+    scale = 1 + np.abs(want)
+    net_err = np.max(np.abs(net(x).numpy() - want) / scale)      # float32 rounding
+    assert net_err < 1e-4
+    for got in (table(x).numpy(), table.lookup(tf.constant(x)).numpy()):
+        assert np.max(np.abs(got - want) / scale) <= net_err
+
+
+def test_table_of_a_network_with_no_kinks_in_range_is_one_piece():
+    net = mlp((4,), activation="linear")
+    table = PiecewiseLinear.from_mlp(net)
+    assert table.pieces == 1
+    x = np.linspace(-3, 3, 11, dtype=np.float32)[:, None]
+    np.testing.assert_allclose(table(x).numpy(), reference_linear(net, x), rtol=1e-5, atol=1e-5)
+
+
+def reference_linear(net, x):
+    h = np.asarray(x, np.float64)
+    for d in [*net.hidden, net.out]:
+        h = h @ d.kernel.numpy().astype(np.float64) + d.bias.numpy()
+    return h
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(inputs=2), "one input"),
+    (dict(activation="tanh"), "ReLU"),
+])
+def test_table_refuses_networks_that_are_not_piecewise_linear_in_one_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PiecewiseLinear.from_mlp(mlp(**kwargs))
+
+
+def two_d_flow(seed=0, dtype="float32"):
+    keras.utils.set_random_seed(seed)
+    layers = [SplineCoupling(bins=6, hidden_units=(24, 24), name="s0", dtype=dtype),
+              Permute(name="p0", dtype=dtype),
+              AffineCoupling(hidden_units=(24,), name="a1", dtype=dtype),
+              Permute(name="p1", dtype=dtype),
+              SplineCoupling(bins=6, hidden_units=(24, 24), name="s2", dtype=dtype)]
+    flow = kerasflows.Flow(layers, event_dim=2, dtype=dtype)
+    for i, layer in enumerate(layers):
+        perturb_weights(layer, 0.3, seed=seed + i)
+    return flow
+
+
+@pytest.mark.parametrize("mode", ["xla", "graph", "eager"])
+def test_tabulated_copy_gives_the_flows_numbers(mode):
+    flow = two_d_flow()
+    flow.eval_mode = mode
+    fast, names = tabulate(flow)
+    assert names == ("s0", "a1", "s2")
+    assert fast is not flow and fast.eval_mode == ("graph" if mode == "xla" else mode)
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 2, (2000, 2)), [[40.0, -60.0], [0.0, 0.0]]]).astype("float32")
+    # Both float32 versions are compared with the same flow in float64: the table is
+    # built in float64, so it is at least as close as the float32 network.
+    exact = two_d_flow(dtype="float64").log_prob(x.astype("float64")).numpy()
+    err_table = np.abs(fast.log_prob(x).numpy() - exact)
+    err_net = np.abs(flow.log_prob(x).numpy() - exact)
+    assert err_table.max() <= 1.5 * err_net.max() + 1e-4
+    assert np.median(err_table) <= 1.5 * np.median(err_net) + 1e-6
+    np.testing.assert_allclose(fast.log_prob(x).numpy(), flow.log_prob(x).numpy(),
+                               rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(fast.sample(500, seed=3).numpy(),
+                               flow.sample(500, seed=3).numpy(), atol=1e-4)
+    for a, b in zip(fast.trace_inverse(x[:50]), flow.trace_inverse(x[:50])):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)
+    # The original is untouched.
+    assert all(getattr(l, "table", None) is None for l in flow.flow_layers)
+
+
+def test_tabulate_leaves_flows_it_cannot_speed_up_alone():
+    flow = kerasflows.Flow([AffineCoupling(hidden_units=(8,), num_masked=2), Permute(),
+                            AffineCoupling(hidden_units=(8,), activation="tanh")], event_dim=3)
+    perturb_weights(flow, 0.3)
+    fast, names = tabulate(flow)
+    assert names == () and fast.eval_mode == flow.eval_mode
+    x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
+    np.testing.assert_allclose(fast.log_prob(x).numpy(), flow.log_prob(x).numpy(), atol=1e-6)
+
+
+def test_tabulated_tables_are_a_snapshot_of_the_weights():
+    flow = two_d_flow()
+    fast, _ = tabulate(flow)
+    x = np.random.default_rng(2).normal(size=(100, 2)).astype("float32")
+    before = fast.log_prob(x).numpy()
+    for w in fast.trainable_weights:
+        w.assign(w * 0.0)
+    layer = fast.flow_layers[0]
+    assert layer.table is not None
+    np.testing.assert_allclose(fast.log_prob(x).numpy(), before, atol=1e-6)
