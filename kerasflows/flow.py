@@ -165,7 +165,7 @@ class Flow(keras.Model):
         key = (name, self._eval_mode, tuple(a is None for a in args))
         if key not in self._compiled:
             self._compiled[key] = tf.function(fn, jit_compile=self._eval_mode == "xla",
-                                              reduce_retracing=True)
+                                              reduce_retracing=True, autograph=False)
         return self._compiled[key](*args)
 
     # -- the two directions --------------------------------------------------

@@ -104,15 +104,25 @@ class AutoregressiveLayer(FlowLayer):
 
         After `k` MADE passes the first `k` outputs are exact (output `d`
         depends on outputs `< d` only), so `D - 1` passes in a `tf.while_loop`
-        and a last one that also gives the log-det solve it. Same map as
+        and a last one that also gives the log-det solve it. Without a
+        context the first pass is one MADE row (dimension 0's parameters
+        depend on no input), broadcast over the batch. Same map as
         `bijector(context).forward`.
         """
         v, context = self.check_inputs(v, context)
 
         def step(y):
             return [self.elementwise(self.made(y, context=context), v, inverse=False)[0]]
-        y, = tf.while_loop(lambda y: True, step, [tf.zeros_like(v)],
-                           maximum_iterations=self.event_dim - 1)
+        y, passes = tf.zeros_like(v), self.event_dim - 1
+        if context is None and passes > 0:
+            # The first pass needs dimension 0's parameters, which depend on no input:
+            # one MADE row, broadcast, instead of a pass over the batch.
+            first = self.made(y[:1])
+            shape = tf.concat([tf.shape(v)[:1], tf.shape(first)[1:]], 0)
+            y = self.elementwise(tf.broadcast_to(first, shape), v, inverse=False)[0]
+            passes -= 1
+        if passes > 0:
+            y, = tf.while_loop(lambda y: True, step, [y], maximum_iterations=passes)
         return self.elementwise(self.made(y, context=context), v, inverse=False)
 
     def forward_and_log_det(self, z, context=None, training=False):
