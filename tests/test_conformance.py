@@ -86,6 +86,27 @@ def test_flow_round_trip_and_log_det(name, dim, ctx, dtype):
     np.testing.assert_allclose(lp, flow.base_log_prob(z2) + ild, rtol=1e-6 if f64 else 1e-4)
 
 
+#: Layers defined on all of R^D with finite outputs there (`exp` overflows by design).
+UNBOUNDED = sorted(n for n in LAYERS if n not in ("exp", "sigmoid", "planar", "radial"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", UNBOUNDED)
+def test_layer_outputs_and_gradients_finite_far_from_data(name, dtype):
+    layer = LAYERS[name][0](None, dtype)
+    layer.ensure_built(3)
+    perturb_weights(layer, 0.5, seed=2)
+    x = tf.constant([[1e3, -1e3, 1e3], [-1e3, 1e3, -1e3], [0.5, 1e3, -1e3]], dtype)
+    for direction in ("forward_and_log_det", "inverse_and_log_det"):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y, ld = getattr(layer, direction)(x)
+            loss = tf.reduce_sum(y) + tf.reduce_sum(ld)
+        grads = tape.gradient(loss, [x] + layer.trainable_weights)
+        for g in [y, ld] + [g for g in grads if g is not None]:
+            assert np.all(np.isfinite(tf.convert_to_tensor(g).numpy())), direction
+
+
 @pytest.mark.parametrize("name", sorted(FLOWS))
 def test_log_prob_finite_far_outside_data(name):
     flow, _, _ = _perturbed_flow(name, 2, None, "float32")
