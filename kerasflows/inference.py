@@ -7,7 +7,8 @@ by its exact table of pieces (see
 `kerasflows.layers.piecewise.PiecewiseLinear`): a lookup and one
 multiply-add per output instead of the dense layers. On the shipped 2-D
 models (six 128x128 conditioners, 16-bin splines) `log_prob` of a 256x256
-grid drops from about 180 ms to 55 ms on 2 CPU cores, with the same numbers
+grid takes about 100 ms instead of 220-240 ms in the visualizer on 2 CPU cores
+(`benchmarks/viz_bench.py`, with and without `--no-tables`), with the same numbers
 up to float rounding (the table is built in float64, so it is at least as
 close to the exact network as the float32 layers). The visualizer evaluates
 flows this way.
@@ -15,7 +16,7 @@ flows this way.
 The copy runs in `eval_mode="graph"`, each table lookup compiled by XLA on
 its own. Compiling the whole flow as one XLA cluster is slower here: XLA
 fuses the table's gathers into the spline's exponentials, which then no
-longer vectorise (measured 100-130 ms against 55 ms).
+longer vectorise (measured outside the app: 100-130 ms against 60 ms).
 """
 
 from kerasflows.layers.coupling import CouplingLayer
@@ -44,7 +45,7 @@ def tabulate(flow):
     copy.set_weights(flow.get_weights())
     names = []
     for layer in copy.flow_layers:
-        if not isinstance(layer, CouplingLayer) or layer.context_dim:
+        if not isinstance(layer, CouplingLayer):
             continue
         try:
             layer.table = PiecewiseLinear.from_mlp(layer.net)

@@ -113,6 +113,9 @@ def test_tabulate_leaves_flows_it_cannot_speed_up_alone():
     perturb_weights(flow, 0.3)
     fast, names = tabulate(flow)
     assert names == () and fast.eval_mode == flow.eval_mode
+    conditional = kerasflows.Flow([AffineCoupling(hidden_units=(8,), context_dim=1)],
+                                  event_dim=2, context_dim=1)
+    assert tabulate(conditional)[1] == ()       # its conditioner also sees the context
     x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
     np.testing.assert_allclose(fast.log_prob(x).numpy(), flow.log_prob(x).numpy(), atol=1e-6)
 

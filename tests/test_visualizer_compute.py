@@ -173,72 +173,63 @@ def test_savedmodel_without_trace_signatures(model, tmp_path):
 
 
 # -- the compute thread --------------------------------------------------------------------------
-def test_newest_request_replaces_a_waiting_one(model, monkeypatch):
+def run_behind_a_blocking_density(folder, monkeypatch, submit, last_kind):
+    """Opens `folder` on a `ComputeThread` whose density request blocks; calls
+    `submit(thread)` while it is in flight, releases it and returns every
+    delivered result, once one whose kind starts with `last_kind` arrived."""
     from visualizer.worker import ComputeThread
-    folder, _ = model
-    started, release = threading.Event(), threading.Event()
-    results, done = [], threading.Event()
+    started, release, done = threading.Event(), threading.Event(), threading.Event()
+    results = []
 
     def blocking_density(backend, *args):
         started.set()
         release.wait(30)
         return "density"
 
-    monkeypatch.setattr(compute, "density", blocking_density)
-    monkeypatch.setattr(compute, "samples", lambda backend, n, seed, t: seed)
-
     def deliver(r):
         results.append(r)
-        if r.kind == "samples":
+        if r.kind.startswith(last_kind):
             done.set()
 
+    monkeypatch.setattr(compute, "density", blocking_density)
     thread = ComputeThread(deliver)
     thread.submit("open", "load", paths.resolve(folder))
     thread.start()
     thread.submit("density", "density", generation=1)
     assert started.wait(60), "the density request never started"
-    for seed in (1, 2, 3):                     # all wait while density is in flight
-        thread.submit("samples", "samples", 10, seed, 1.0, generation=1)
+    submit(thread)
     release.set()
     assert done.wait(60)
     thread.stop()
     thread.join(10)
+    return results
+
+
+def test_newest_request_replaces_a_waiting_one(model, monkeypatch):
+    monkeypatch.setattr(compute, "samples", lambda backend, n, seed, t: seed)
+
+    def submit(thread):
+        for seed in (1, 2, 3):                     # all wait while density is in flight
+            thread.submit("samples", "samples", 10, seed, 1.0, generation=1)
+
+    results = run_behind_a_blocking_density(model[0], monkeypatch, submit, "samples")
     kinds = [(r.kind, r.value if r.kind != "open" else None) for r in results]
     assert kinds == [("ready", None), ("open", None), ("density", "density"), ("samples", 3)]
     assert all(r.error is None for r in results)
 
 
 def test_warm_up_requests_wait_until_nothing_else_does(model, monkeypatch):
-    from visualizer.worker import ComputeThread
-    folder, _ = model
-    started, release, done = threading.Event(), threading.Event(), threading.Event()
-    order = []
-
-    def blocking_density(backend, *args):
-        started.set()
-        release.wait(30)
-
-    monkeypatch.setattr(compute, "density", blocking_density)
     monkeypatch.setattr(compute, "samples", lambda backend, seed: seed)
     monkeypatch.setattr(compute, "warm_up", lambda backend, method, rows: method)
 
-    def deliver(r):
-        order.append((r.kind, r.value if r.kind not in ("open", "density") else None))
-        if r.kind.startswith("warm_up"):
-            done.set()
+    def submit(thread):
+        thread.submit("warm_up/log_prob", "warm_up", "log_prob", 4096, generation=1)
+        thread.submit("samples", "samples", 7, generation=1)
 
-    thread = ComputeThread(deliver)
-    thread.submit("open", "load", paths.resolve(folder))
-    thread.start()
-    thread.submit("density", "density", generation=1)
-    assert started.wait(60), "the density request never started"
-    thread.submit("warm_up/log_prob", "warm_up", "log_prob", 4096, generation=1)
-    thread.submit("samples", "samples", 7, generation=1)
-    release.set()
-    assert done.wait(60)
-    thread.stop()
-    thread.join(10)
-    assert order[2:] == [("density", None), ("samples", 7), ("warm_up/log_prob", "log_prob")]
+    results = run_behind_a_blocking_density(model[0], monkeypatch, submit, "warm_up")
+    order = [(r.kind, r.value if r.kind != "open" else None) for r in results]
+    assert order[2:] == [("density", "density"), ("samples", 7),
+                         ("warm_up/log_prob", "log_prob")]
 
 
 # -- a process where kerasflows cannot be imported ------------------------------------------------

@@ -79,13 +79,12 @@ class SplineKnots:
         """Raw parameters per transformed dimension: `3 * bins - 1`."""
         return 3 * self.bins - 1
 
-    def _sizes(self, raw, minimum):
-        return 2 * self.bound * (minimum + (1 - self.bins * minimum) * tf.nn.softmax(raw, -1))
-
-    def _sizes_major(self, raw, minimum):
-        """`_sizes` with the bins on axis 0."""
-        e = tf.exp(raw - tf.reduce_max(raw, 0))
-        return 2 * self.bound * (minimum + (1 - self.bins * minimum) * (e / tf.reduce_sum(e, 0)))
+    def _sizes(self, raw, minimum, axis=-1):
+        """Bin sizes from raw values, the bins along `axis` (a softmax written out:
+        `tf.nn.softmax` on an axis other than the last transposes twice)."""
+        e = tf.exp(raw - tf.reduce_max(raw, axis, keepdims=True))
+        return 2 * self.bound * (minimum + (1 - self.bins * minimum)
+                                 * (e / tf.reduce_sum(e, axis, keepdims=True)))
 
     def _slope(self, raw):
         return self.min_slope + tf.nn.softplus(raw + self.slope_offset)
@@ -112,17 +111,14 @@ class SplineKnots:
         relative position for the log-det, so the graph (and its gradient)
         is a few elementwise ops.
         """
-        return self.transform_major(tf.transpose(params, [2, 0, 1]), v, inverse)
-
-    def transform_major(self, p, v, inverse=False):
-        """`transform` with the parameters bins-first: `p [3*bins-1, batch, n]`."""
-        b, dtype = self.bins, p.dtype
+        b, dtype = self.bins, params.dtype
+        p = tf.transpose(params, [2, 0, 1])
         # Bins first (`[3b-1, batch, n]`): every reduction over the bins is then an
         # elementwise sum of `b` slices, which vectorises along the batch (about 3x
         # faster on CPU than reducing a short innermost axis), and the cumulative
         # sums are one small matmul.
-        widths = self._sizes_major(p[:b], self.min_bin_width)
-        heights = self._sizes_major(p[b:2 * b], self.min_bin_height)
+        widths = self._sizes(p[:b], self.min_bin_width, axis=0)
+        heights = self._sizes(p[b:2 * b], self.min_bin_height, axis=0)
         strict_lower = tf.constant(np.tri(b, k=-1), dtype)
         x_left = tf.tensordot(strict_lower, widths, 1) - self.bound
         y_left = tf.tensordot(strict_lower, heights, 1) - self.bound
