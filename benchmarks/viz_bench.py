@@ -1,6 +1,6 @@
 """Frame-budget benchmarks of the visualizer (issue 3); prints medians.
 
-    python benchmarks/viz_bench.py [MODEL] [--repeats 20] [--json out.json]
+    python benchmarks/viz_bench.py [MODEL] [--repeats 20] [--json out.json] [--no-tables]
 
 Measures, on MODEL (default: saved_models/moons/), after the app's warm-up
 (XLA compiles the shapes the views use):
@@ -128,7 +128,13 @@ def main(argv=None):
     p.add_argument("model", nargs="?", default=str(paths.default_model_path()))
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--no-tables", action="store_true",
+                   help="run the conditioners as dense layers (no kerasflows.tabulate), "
+                        "for comparison; the first-window launch is not affected")
     args = p.parse_args(argv)
+    if args.no_tables:
+        import kerasflows.inference
+        kerasflows.inference.tabulate = lambda flow: (flow, ())
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     theme.apply(app)
     window = MainWindow()
