@@ -134,3 +134,32 @@ class PiecewiseLinear:
         if self._compiled is None:
             self._compiled = tf.function(self.lookup, jit_compile=True)
         return self._compiled(x)
+
+    def columns(self, x, order=None):
+        """The outputs transposed, `[len(order), batch]`, for `x [batch, 1]`, compiled by XLA.
+
+        Row `i` is output `order[i]` (all outputs in their order by
+        default): a caller that wants its outputs grouped differently, such
+        as a spline that wants its bins first, gets them that way without a
+        transpose of the whole result.
+        """
+        order = tuple(range(self.out_units)) if order is None else tuple(int(i) for i in order)
+        cache = self.__dict__.setdefault("_columns", {})
+        if order not in cache:
+            np_dtype = self.dtype.as_numpy_dtype
+            slopes_t = np.ascontiguousarray(self.slopes[:, order].T, np_dtype)
+            intercepts_t = np.ascontiguousarray(self.intercepts[:, order].T, np_dtype)
+
+            rows = len(order)
+
+            def run(x):   # (numpy tables: each trace embeds its own constants)
+                slopes = tf.constant(slopes_t.ravel())
+                intercepts = tf.constant(intercepts_t.ravel())
+                x = tf.cast(x, self.dtype)
+                # One flat gather with `[rows, batch]` indices: each row reads its own
+                # short table row; a gather along axis 1 would transpose a copy.
+                index = (tf.range(rows)[:, None] * self.pieces) + self.piece(x[:, 0])
+                return tf.gather(slopes, index) * x[:, 0] + tf.gather(intercepts, index)
+            cache[order] = tf.function(run, jit_compile=True, autograph=False,
+                                       reduce_retracing=True)
+        return cache[order](x)
