@@ -4,9 +4,12 @@
 
 Measures, on MODEL (default: saved_models/moons/), after the app's warm-up
 (XLA compiles the shapes the views use):
-  * density 256x256 after a small pan: ms until the coarse 64x64 heatmap is
-    on screen, ms until the exact 256x256 one is, the compute thread's ms for
-    the exact one (TensorFlow) and ms to draw it;
+  * density 256x256 after a 1% zoom (every pixel evaluated) and after a 1%
+    pan (the pixels the two grids share are reused, the new ones evaluated):
+    ms until the first image is on screen (a coarse 64x64 preview when the
+    exact pass was slow), ms until the exact 256x256 one is, the compute
+    thread's ms for the exact one (TensorFlow), the pixels it reused and the
+    ms to draw it;
   * samples view, continuous resampling of 10,000 points: frames/s, the
     compute thread's ms per batch and the GUI thread's ms to draw a batch;
   * layer animation (play) in the layers view, frames/s;
@@ -38,34 +41,44 @@ from visualizer.window import MainWindow  # noqa: E402
 SETTLE_S = (SETTLE_MS + 50) / 1000
 
 
-def time_density(window, repeats):
-    """Medians after a single small pan: ms to the coarse image, ms to the exact 256x256 image,
-    the exact image's compute ms (compute thread) and its draw ms (GUI thread)."""
+def time_density(window, repeats, move):
+    """Medians after a single small `move` ("pan": the pixels both grids share are
+    reused; "zoom": a new pixel size, every pixel evaluated): ms to the first image on
+    screen, ms to the exact 256x256 image, its compute ms (compute thread), the pixels
+    it reused, and its draw ms (GUI thread)."""
     view = window.show_view("density")
     view.resolution.setCurrentIndex(2)
     headless.wait_for(view.is_ready, 300)
-    first_ms, exact_ms, compute_ms, draw_ms = [], [], [], []
+    first_ms, exact_ms, compute_ms, reused, draw_ms = [], [], [], [], []
     stamps = []
     view.frame_drawn.connect(lambda: stamps.append(time.perf_counter()))
     for i in range(repeats):
-        # One pan, not a drag: a pan within SETTLE_MS of the last one counts as a drag,
+        # One move, not a drag: a move within SETTLE_MS of the last one counts as a drag,
         # whose exact heatmap waits for the view to settle.
         headless.wait_for(lambda t=time.perf_counter(): time.perf_counter() - t > SETTLE_S, 5)
         (x0, x1), (y0, y1) = view.view_box.viewRange()
-        shift = 0.01 * (x1 - x0) * (1 if i % 2 else -1)       # a small pan: new grid each time
+        sign = 1 if i % 2 else -1
+        if move == "pan":       # 1% of the view: new pixels at one edge
+            shift = 0.01 * (x1 - x0) * sign
+            x_range, y_range = (x0 + shift, x1 + shift), (y0, y1)
+        else:                   # 1% zoom about the centre: every pixel is new
+            f = 1.01 if sign > 0 else 1 / 1.01
+            cx, cy, hx, hy = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2 * f, (y1 - y0) / 2 * f
+            x_range, y_range = (cx - hx, cx + hx), (cy - hy, cy + hy)
         stamps.clear()
         start = time.perf_counter()
-        view.view_box.setRange(xRange=(x0 + shift, x1 + shift), yRange=(y0, y1), padding=0)
+        view.view_box.setRange(xRange=x_range, yRange=y_range, padding=0)
         headless.wait_for(view.is_ready, 300)
         QtWidgets.QApplication.processEvents()                 # paint the last frame
         first_ms.append((stamps[0] - start) * 1000)
         exact_ms.append((time.perf_counter() - start) * 1000)
         compute_ms.append(window.latency * 1000)
+        reused.append(view.left.value.get("reused", 0))
         start = time.perf_counter()
         view._draw()
         QtWidgets.QApplication.processEvents()
         draw_ms.append((time.perf_counter() - start) * 1000)
-    return [statistics.median(v) for v in (first_ms, exact_ms, compute_ms, draw_ms)]
+    return [statistics.median(v) for v in (first_ms, exact_ms, compute_ms, reused, draw_ms)]
 
 
 def count_frames(window, view, seconds):
@@ -143,16 +156,20 @@ def main(argv=None):
     info = headless.open_model(window, args.model)
     headless.wait_for(window.worker.thread.idle, 600)
     warm_up = time.perf_counter() - start
-    first, exact, compute, draw = time_density(window, args.repeats)
     results = {
         "model": info["path"], "backend": info["kind"], "platform": app.platformName(),
         "load_average_1min": round(os.getloadavg()[0], 2),
         "open_and_warm_up_s": round(warm_up, 1),
-        "density_coarse_on_screen_ms": round(first, 1),
-        "density_256_exact_on_screen_ms": round(exact, 1),
-        "density_256_compute_ms": round(compute, 1),
-        "density_256_draw_ms": round(draw, 1),
     }
+    for move in ("zoom", "pan"):
+        first, exact, compute, reused, draw = time_density(window, args.repeats, move)
+        results.update({
+            f"density_{move}_first_on_screen_ms": round(first, 1),
+            f"density_{move}_256_exact_on_screen_ms": round(exact, 1),
+            f"density_{move}_256_compute_ms": round(compute, 1),
+            f"density_{move}_pixels_reused": int(reused),
+            f"density_{move}_256_draw_ms": round(draw, 1),
+        })
     fps, batch_ms = samples_fps(window)
     results.update({
         "samples_10k_fps": round(fps, 1),
@@ -164,7 +181,7 @@ def main(argv=None):
     results["first_window_s"] = round(first_window_seconds(args.model, max(3, args.repeats // 4)), 3)
     results["load_average_1min_end"] = round(os.getloadavg()[0], 2)
     for key, value in results.items():
-        print(f"{key:28s} {value}")
+        print(f"{key:36s} {value}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -138,11 +138,50 @@ def test_density_pixels_are_log_prob_at_pixel_centres(model, backends):
     out = compute.density(backends["keras"], region, res, geometry.Projection(2))
     img = out["image"]
     assert img.shape == (res, res)
-    xs = geometry.pixel_centers(-2.0, 1.0, res)
-    ys = geometry.pixel_centers(-1.5, 2.5, res)
+    # The grid sits on the lattice of its pixel size, within half a pixel of the request.
+    x0, x1, y0, y1 = out["region"]
+    assert abs(x0 - region[0]) <= 3.0 / res / 2 and abs(y0 - region[2]) <= 4.0 / res / 2
+    assert (x1 - x0, y1 - y0) == pytest.approx((3.0, 4.0))
+    xs, ys = geometry.pixel_centers(x0, x1, res), geometry.pixel_centers(y0, y1, res)
     i, j = 6, 1                       # row i is the i-th y from the bottom, column j the j-th x
     want = flow.log_prob(np.array([[xs[j], ys[i]]], np.float32)).numpy()[0]
     assert img[i, j] == pytest.approx(want, abs=1e-5)
+
+
+def test_snapped_regions_share_pixel_centres_where_they_overlap():
+    a, origin_a, step = geometry.snap_region((-1.03, 2.0, 0.51, 3.5), 10)
+    b, origin_b, step_b = geometry.snap_region((-0.41, 2.62, 0.2, 3.19), 10, step)
+    assert step_b == step and origin_b[0] - origin_a[0] == 2 and origin_b[1] - origin_a[1] == -1
+    pa, pb = (geometry.grid_points(r, 10).reshape(10, 10, 2) for r in (a, b))
+    np.testing.assert_array_equal(pb[1:, :8], pa[:9, 2:])
+    with pytest.raises(ValueError, match="positive width"):
+        geometry.snap_region((1.0, 1.0, 0.0, 2.0), 10)
+
+
+def test_panned_heatmap_reuses_shared_pixels_and_computes_the_rest(model):
+    folder, flow = model
+    backend = KerasBackend(folder / "flow.keras")
+    calls = []
+    log_prob = backend.log_prob
+    backend.log_prob = lambda x: calls.append(len(x)) or log_prob(x)
+    proj, res = geometry.Projection(2), 32
+    first = compute.density(backend, (-3.0, 3.0, -2.0, 4.0), res, proj)
+    assert first["reused"] == 0 and calls == [res * res]
+    pixel = 6.0 / res
+    panned = (-3.0 + 3.4 * pixel, 3.0 + 3.4 * pixel, -2.0 - 1.2 * pixel, 4.0 - 1.2 * pixel)
+    calls.clear()
+    out = compute.density(backend, panned, res, proj)
+    assert out["reused"] == (res - 3) * (res - 1)
+    assert calls == [compute.PAN_BLOCK]          # the new pixels, in one padded block
+    want = flow.log_prob(geometry.grid_points(out["region"], res)).numpy().reshape(res, res)
+    np.testing.assert_allclose(out["image"], want, atol=1e-5)
+    # A zoom, another projection or a long pan start afresh.
+    zoomed = (panned[0], panned[1] + pixel, panned[2], panned[3] + pixel)
+    assert compute.density(backend, zoomed, res, proj)["reused"] == 0
+    held = geometry.Projection(2, dims=(1, 0))
+    assert compute.density(backend, zoomed, res, held)["reused"] == 0
+    far = tuple(v + 20 * pixel for v in zoomed)
+    assert compute.density(backend, far, res, held)["reused"] == 0
 
 
 def test_inspect_adds_up(model, backends):
@@ -311,7 +350,8 @@ def test_forward_only_flow_samples_and_density_from_its_samples(planar):
     region = (-3.0, 3.0, -2.0, 4.0)
     out = compute.sampled_density(b, region, 16, n=4000, seed=1)
     x, log_p = flow.sample_and_log_prob(4000, seed=1)
-    want, inside = geometry.pixel_log_mean(x.numpy(), log_p.numpy(), region, 16)
+    assert np.allclose(out["region"], region, atol=6.0 / 16 / 2)       # on its pixel lattice
+    want, inside = geometry.pixel_log_mean(x.numpy(), log_p.numpy(), out["region"], 16)
     np.testing.assert_allclose(out["image"], want, rtol=1e-5, atol=1e-5)
     assert (out["samples"], out["samples_in_view"]) == (4000, inside) and inside > 1000
     info = compute.describe(b, paths.resolve(folder))
@@ -327,7 +367,7 @@ def test_target_density_is_the_normalised_target(planar, tmp_path):
     region = (-4.0, 4.0, -3.0, 3.0)
     out = compute.target_density(b, "u3", region, 8)
     u3 = kerasflows.targets.get("u3")
-    want = u3(geometry.grid_points(region, 8)).numpy() - u3.log_z
+    want = u3(geometry.grid_points(out["region"], 8)).numpy() - u3.log_z
     np.testing.assert_allclose(out["image"].ravel(), want, rtol=1e-5, atol=1e-5)
     assert out["target"] == "u3"
     src = paths.ModelSource(path=tmp_path, kind="keras", load_path=tmp_path,

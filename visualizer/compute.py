@@ -76,15 +76,79 @@ def _target_name(name, event_dim):
 
 
 def density(backend, region, resolution, projection):
-    """`log p(x)` on a `resolution`^2 pixel grid over `region` (row-major, y up)."""
-    xy = geometry.grid_points(region, resolution)
-    log_p = backend.log_prob(projection.embed(xy))
-    return {"image": log_p.reshape(resolution, resolution), "region": tuple(region),
-            "resolution": resolution}
+    """`log p(x)` on a `resolution`^2 pixel grid over `region` (row-major, y up).
+
+    The grid is `region` snapped to the lattice of its pixel size (see
+    `geometry.snap_region`; the returned `"region"` is the snapped one). The
+    last heatmap of each resolution is kept, so after a pan at the same zoom
+    (same pixel size, same projection) the pixels both grids share are copied
+    and only the new ones go through the flow (`"reused"` counts the copied
+    ones). A zoom, a new resolution or a pan by more than half the view
+    evaluates every pixel.
+    """
+    n = resolution
+    key = (projection.dims, projection.held.tobytes())
+    region, origin, step, last = _lattice(backend, region, n, key)
+    xy = geometry.grid_points(region, n)
+    image = np.empty((n, n), np.float32)
+    need = np.ones((n, n), bool)
+    if last is not None:
+        di, dj = origin[0] - last["origin"][0], origin[1] - last["origin"][1]
+        rows = slice(max(0, -dj), min(n, n - dj))
+        cols = slice(max(0, -di), min(n, n - di))
+        shared = max(0, rows.stop - rows.start) * max(0, cols.stop - cols.start)
+        if 2 * shared >= n * n:
+            image[rows, cols] = last["image"][rows.start + dj:rows.stop + dj,
+                                              cols.start + di:cols.stop + di]
+            need[rows, cols] = False
+    todo = np.flatnonzero(need)
+    if len(todo) == n * n:
+        image = backend.log_prob(projection.embed(xy)).reshape(n, n)
+    else:
+        image.ravel()[todo] = _in_blocks(backend.log_prob, projection.embed(xy[todo]))
+    backend.memo("density_lattices", dict)[n] = {"key": key, "step": step, "origin": origin,
+                                                 "image": image}
+    return {"image": image, "region": tuple(region), "resolution": n,
+            "reused": n * n - len(todo)}
+
+
+#: Pixel sizes within this relative difference count as the same zoom (a pan).
+SAME_ZOOM = 1e-6
+#: A panned heatmap evaluates its new pixels in blocks of this many rows
+#: (the coarse heatmap's shape, compiled at warm-up).
+PAN_BLOCK = 64 * 64
+
+
+def _lattice(backend, region, n, key=None):
+    """`region` snapped for an `n`^2 heatmap: `(region, origin, step, last)`.
+
+    At the zoom of the last flow heatmap of this resolution its pixel size is
+    kept exactly (so every heatmap of that zoom, the target's beside the
+    flow's too, lies on one lattice); `last` is that heatmap when `key` (the
+    projection) matches too, else None.
+    """
+    last = backend.memo("density_lattices", dict).get(n)
+    x0, x1, y0, y1 = region
+    same_zoom = last is not None and np.allclose(
+        last["step"], ((x1 - x0) / n, (y1 - y0) / n), rtol=SAME_ZOOM, atol=0)
+    region, origin, step = geometry.snap_region(region, n, last["step"] if same_zoom else None)
+    reusable = same_zoom and key is not None and last["key"] == key
+    return region, origin, step, last if reusable else None
+
+
+def _in_blocks(fn, x):
+    """`fn` on `x` in blocks of `PAN_BLOCK` rows, the last one padded: one compiled shape."""
+    out = []
+    for start in range(0, len(x), PAN_BLOCK):
+        part = x[start:start + PAN_BLOCK]
+        pad = np.zeros((PAN_BLOCK - len(part), x.shape[1]), x.dtype)
+        out.append(fn(np.concatenate([part, pad]))[:len(part)])
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def sampled_density(backend, region, resolution, n=SAMPLED_DENSITY_POINTS, seed=0):
-    """log p(x) of a flow without an inverse, from `n` of its own samples (2-D flows).
+    """log p(x) of a flow without an inverse, from `n` of its own samples (2-D flows),
+    on the pixel grid of `density`.
 
     `sample_and_log_prob` gives the exact log p at each sample (forward
     direction only); a pixel shows the log of the mean p(x) of the samples
@@ -96,6 +160,7 @@ def sampled_density(backend, region, resolution, n=SAMPLED_DENSITY_POINTS, seed=
                          f"event_dim={backend.event_dim}.")
     x, log_p = backend.memo(("sample_and_log_prob", n, seed),
                             lambda: backend.sample_and_log_prob(n, seed))
+    region = _lattice(backend, region, resolution)[0]
     image, inside = geometry.pixel_log_mean(x, log_p, region, resolution)
     return {"image": image, "region": tuple(region), "resolution": resolution,
             "samples": int(n), "samples_in_view": inside}
@@ -107,6 +172,7 @@ def target_density(backend, name, region, resolution):
     import kerasflows.targets
     import tensorflow as tf
     target = kerasflows.targets.get(name)
+    region = _lattice(backend, region, resolution)[0]
     xy = geometry.grid_points(region, resolution)
     log_p = target(tf.constant(xy)).numpy() - np.float32(target.log_z)
     return {"image": log_p.reshape(resolution, resolution), "region": tuple(region),

@@ -7,8 +7,8 @@ coordinates at fixed values.
 
 import numpy as np
 
-__all__ = ["Projection", "pixel_centers", "grid_points", "grid_lines", "embed", "lerp_states",
-           "color_levels", "robust_region", "pad_region", "pixel_log_mean"]
+__all__ = ["Projection", "pixel_centers", "grid_points", "snap_region", "grid_lines", "embed",
+           "lerp_states", "color_levels", "robust_region", "pad_region", "pixel_log_mean"]
 
 
 class Projection:
@@ -70,6 +70,25 @@ def grid_points(region, resolution):
     ys = pixel_centers(y0, y1, resolution)
     gx, gy = np.meshgrid(xs, ys)
     return np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+
+
+def snap_region(region, resolution, step=None):
+    """`region` moved onto the lattice of its pixel size, by less than half a pixel.
+
+    Returns `(snapped, origin, step)`: `snapped` covers `resolution` pixels
+    of size `step = (dx, dy)` (the region's own unless given) starting at
+    lattice cell `origin = (i, j)`, i.e. at `(i * dx, j * dy)`. Two regions
+    snapped with the same step have the same pixel centres where they
+    overlap, which is what lets a panned heatmap reuse its pixels.
+    """
+    x0, x1, y0, y1 = region
+    dx, dy = step or ((x1 - x0) / resolution, (y1 - y0) / resolution)
+    if not (0 < dx < np.inf and 0 < dy < np.inf):
+        raise ValueError(f"a heatmap region needs a finite, positive width and height; "
+                         f"received region={tuple(region)}.")
+    i, j = int(round(x0 / dx)), int(round(y0 / dy))
+    snapped = (i * dx, (i + resolution) * dx, j * dy, (j + resolution) * dy)
+    return snapped, (i, j), (dx, dy)
 
 
 def pixel_log_mean(points, log_values, region, resolution):

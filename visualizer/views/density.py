@@ -1,7 +1,9 @@
 """Density view: a heatmap of log p(x) (or p(x)) over the region in view.
 
 What is drawn comes from `compute`: the flow's exact `log_prob` on the pixel
-grid (a coarse pass first, then the exact one at the chosen resolution);
+grid (a coarse pass first when the exact one is slow, then the exact one at
+the chosen resolution; the grid sits on the lattice of its pixel size, so a
+pan reuses the pixels the old and new grids share);
 for a flow without an inverse, the exact log p of its own samples averaged
 per pixel; and, when the model's manifest names a target density, that
 target (normalised), alone or beside the flow with the same colour scale.
