@@ -5,18 +5,17 @@ The conditioner of a coupling layer on 2-D data (or any coupling layer with
 A ReLU network of one number is piecewise linear, so `tabulate` replaces it
 by its exact table of pieces (see
 `kerasflows.layers.piecewise.PiecewiseLinear`): a lookup and one
-multiply-add per output instead of the dense layers. On the shipped 2-D
-models (six 128x128 conditioners, 16-bin splines) `log_prob` of a 256x256
-grid takes about 100 ms instead of 220-240 ms in the visualizer on 2 CPU cores
-(`benchmarks/viz_bench.py`, with and without `--no-tables`), with the same numbers
+multiply-add per output instead of the dense layers, with the same numbers
 up to float rounding (the table is built in float64, so it is at least as
 close to the exact network as the float32 layers). The visualizer evaluates
-flows this way.
+flows this way; `benchmarks/viz_bench.py` (with and without `--no-tables`)
+measures what it saves there.
 
 The copy runs in `eval_mode="graph"`, each table lookup compiled by XLA on
-its own. Compiling the whole flow as one XLA cluster is slower here: XLA
-fuses the table's gathers into the spline's exponentials, which then no
-longer vectorise (measured outside the app: 100-130 ms against 60 ms).
+its own; a spline coupling asks its table for the parameters with the bins
+first and runs the spline kernel XLA-compiled on its own too. Compiling the
+whole flow as one XLA cluster is slower here: XLA fuses the table's gathers
+into the spline's exponentials, which then no longer vectorise.
 """
 
 from kerasflows.layers.coupling import CouplingLayer

@@ -124,7 +124,7 @@ class KerasBackend(Backend):
                              "the visualizer shows unconditional flows only.")
         flow.eval_mode = eval_mode
         # 2-D coupling flows evaluate their conditioners as exact lookup tables
-        # (`kerasflows.tabulate`): 3x faster heatmaps, same numbers up to rounding.
+        # (`kerasflows.tabulate`): 2.5-3x faster heatmaps, same numbers up to rounding.
         self.flow, self.tabulated = tabulate(flow)
         self.event_dim = flow.event_dim
         self.num_layers = len(flow.flow_layers)
