@@ -45,15 +45,15 @@ def bucket(n, smallest=64):
     return next(octave * q // 4 for q in (4, 5, 6, 7, 8) if octave * q // 4 >= n)
 
 
-def _padded(fn, x):
-    """Calls `fn` on `x` in chunks of at most `CHUNK` rows, each padded to `bucket`
+def _padded(fn, x, chunk=CHUNK, rows=bucket):
+    """Calls `fn` on `x` in chunks of at most `chunk` rows, each padded to `rows(n)`
     rows, and joins every output (a tuple of arrays, batch axis first) back to `len(x)`."""
     x = np.asarray(x, np.float32)
     outs = []
-    for start in range(0, max(len(x), 1), CHUNK):
-        part = x[start:start + CHUNK]
+    for start in range(0, max(len(x), 1), chunk):
+        part = x[start:start + chunk]
         n = len(part)
-        pad = np.zeros((bucket(n) - n, x.shape[1]), np.float32)
+        pad = np.zeros((rows(n) - n, x.shape[1]), np.float32)
         out = fn(np.concatenate([part, pad]) if len(pad) else part)
         outs.append(tuple(v[:n] for v in out))
     if len(outs) == 1:

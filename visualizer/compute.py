@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from visualizer import geometry
-from visualizer.backends import TraceUnavailable, open_backend
+from visualizer.backends import TraceUnavailable, _padded, open_backend
 
 __all__ = ["load", "describe", "density", "sampled_density", "target_density", "samples",
            "layers", "inspect", "warm_up", "targets_available",
@@ -104,8 +104,10 @@ def density(backend, region, resolution, projection):
     todo = np.flatnonzero(need)
     if len(todo) == n * n:
         image = backend.log_prob(projection.embed(xy)).reshape(n, n)
-    else:
-        image.ravel()[todo] = _in_blocks(backend.log_prob, projection.embed(xy[todo]))
+    elif len(todo):     # the new pixels, in blocks of one compiled shape
+        new = projection.embed(xy[todo])
+        image.ravel()[todo] = _padded(lambda v: (backend.log_prob(v),), new,
+                                      chunk=PAN_BLOCK, rows=lambda _: PAN_BLOCK)[0]
     backend.memo("density_lattices", dict)[n] = {"key": key, "step": step, "origin": origin,
                                                  "image": image}
     return {"image": image, "region": tuple(region), "resolution": n,
@@ -134,16 +136,6 @@ def _lattice(backend, region, n, key=None):
     region, origin, step = geometry.snap_region(region, n, last["step"] if same_zoom else None)
     reusable = same_zoom and key is not None and last["key"] == key
     return region, origin, step, last if reusable else None
-
-
-def _in_blocks(fn, x):
-    """`fn` on `x` in blocks of `PAN_BLOCK` rows, the last one padded: one compiled shape."""
-    out = []
-    for start in range(0, len(x), PAN_BLOCK):
-        part = x[start:start + PAN_BLOCK]
-        pad = np.zeros((PAN_BLOCK - len(part), x.shape[1]), x.dtype)
-        out.append(fn(np.concatenate([part, pad]))[:len(part)])
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 def sampled_density(backend, region, resolution, n=SAMPLED_DENSITY_POINTS, seed=0):

@@ -107,11 +107,15 @@ class CouplingLayer(FlowLayer):
             return self.inner_bijector(params_fn(x0))
         return tfb.RealNVP(num_masked=self.masked, bijector_fn=inner)
 
+    def transform_part(self, x0, x1, context, inverse):
+        """`(y1, log_det [batch])`: the transformed part `x1` given the pass-through `x0`."""
+        return self.elementwise(self.params_fn(context)(x0), x1, inverse)
+
     def _coupling(self, x, context, inverse):
         """Both directions, running the conditioner once (same numbers as `bijector()`)."""
         x, context = self.check_inputs(x, context)
         x0, x1 = x[:, :self.masked], x[:, self.masked:]
-        y1, log_det = self.elementwise(self.params_fn(context)(x0), x1, inverse)
+        y1, log_det = self.transform_part(x0, x1, context, inverse)
         return tf.concat([x0, y1], axis=-1), batch_log_det(log_det, x)
 
     def forward_and_log_det(self, z, context=None, training=False):

@@ -74,6 +74,7 @@ class PiecewiseLinear:
         self.slopes, self.intercepts = np.asarray(slopes), np.asarray(intercepts)
         self.pieces, self.out_units = self.slopes.shape
         self._compiled = None
+        self._columns = {}    # `columns`, per output order
         # Two tables, not one of both: XLA gathers two narrow rows faster than one wide one.
         self._slopes = tf.constant(self.slopes, self.dtype)
         self._intercepts = tf.constant(self.intercepts, self.dtype)
@@ -144,12 +145,10 @@ class PiecewiseLinear:
         transpose of the whole result.
         """
         order = tuple(range(self.out_units)) if order is None else tuple(int(i) for i in order)
-        cache = self.__dict__.setdefault("_columns", {})
-        if order not in cache:
+        if order not in self._columns:
             np_dtype = self.dtype.as_numpy_dtype
             slopes_t = np.ascontiguousarray(self.slopes[:, order].T, np_dtype)
             intercepts_t = np.ascontiguousarray(self.intercepts[:, order].T, np_dtype)
-
             rows = len(order)
 
             def run(x):   # (numpy tables: each trace embeds its own constants)
@@ -160,6 +159,6 @@ class PiecewiseLinear:
                 # short table row; a gather along axis 1 would transpose a copy.
                 index = (tf.range(rows)[:, None] * self.pieces) + self.piece(x[:, 0])
                 return tf.gather(slopes, index) * x[:, 0] + tf.gather(intercepts, index)
-            cache[order] = tf.function(run, jit_compile=True, autograph=False,
-                                       reduce_retracing=True)
-        return cache[order](x)
+            self._columns[order] = tf.function(run, jit_compile=True, autograph=False,
+                                               reduce_retracing=True)
+        return self._columns[order](x)

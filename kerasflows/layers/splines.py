@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.layers.autoregressive import AutoregressiveLayer
-from kerasflows.layers.base import batch_log_det, check_positive_int
+from kerasflows.layers.base import check_positive_int
 from kerasflows.layers.coupling import CouplingLayer
 
 tfb = tfp.bijectors
@@ -73,6 +73,7 @@ class SplineKnots:
                                             1.0 / self.bins)
         self.min_slope = _check_number("min_slope", min_slope, 0.0, 1.0)
         self.slope_offset = math.log(math.expm1(1.0 - self.min_slope))
+        self._compiled = {}   # `compiled_kernel`, per direction
 
     @property
     def params_per_dim(self):
@@ -118,12 +119,11 @@ class SplineKnots:
         XLA fuses the kernel into a few loops, about 1.5x faster than the
         same ops one by one. Inside an XLA-compiled function it is inlined.
         """
-        cache = self.__dict__.setdefault("_compiled", {})
-        if inverse not in cache:
-            cache[inverse] = tf.function(lambda p, v: self.kernel(p, v, inverse),
-                                         jit_compile=True, autograph=False,
-                                         reduce_retracing=True)
-        return cache[inverse]
+        if inverse not in self._compiled:
+            self._compiled[inverse] = tf.function(lambda p, v: self.kernel(p, v, inverse),
+                                                  jit_compile=True, autograph=False,
+                                                  reduce_retracing=True)
+        return self._compiled[inverse]
 
     def kernel(self, p, v, inverse=False):
         """The spline on bins-first parameters: `p [3*bins-1, *shape]`, `v [*shape]`.
@@ -220,21 +220,18 @@ class SplineCoupling(CouplingLayer):
     def elementwise(self, params, x1, inverse):
         return self.knots.transform(params, x1, inverse)
 
-    def _coupling(self, x, context, inverse):
+    def transform_part(self, x0, x1, context, inverse):
         if self.table is None:
-            return super()._coupling(x, context, inverse)
+            return super().transform_part(x0, x1, context, inverse)
         # Tabulated (inference copies, see `kerasflows.tabulate`): the table gives the
         # parameters bins first and the XLA-compiled kernel takes them as they are,
         # two compiled calls with nothing in between to transpose or fuse badly.
-        x, context = self.check_inputs(x, context)
-        x0, x1 = x[:, :self.masked], x[:, self.masked:]
         n, p = self.transformed, self.params_per_dim
         # the net's outputs are `[n, p]` per point; ask for them as `[p, n]`
         order = np.arange(n * p).reshape(n, p).T.ravel()
         params = tf.reshape(self.table.columns(x0, order), [p, n, -1])
         y1, log_det = self.knots.compiled_kernel(inverse)(params, tf.transpose(x1))
-        return (tf.concat([x0, tf.transpose(y1)], axis=-1),
-                batch_log_det(tf.reduce_sum(log_det, 0), x))
+        return tf.transpose(y1), tf.reduce_sum(log_det, 0)
 
     def get_config(self):
         return {**super().get_config(), **self.knots.get_config()}
