@@ -9,7 +9,8 @@ Measures, on MODEL (default: saved_models/moons/), after the app's warm-up
     ms until the first image is on screen (a coarse 64x64 preview when the
     exact pass was slow), ms until the exact 256x256 one is, the compute
     thread's ms for the exact one (TensorFlow), the pixels it reused and the
-    ms to draw it;
+    ms to draw it; and the compute ms of the same 256x256 heatmap submitted
+    straight to the compute thread, without the view;
   * samples view, continuous resampling of 10,000 points: frames/s, the
     compute thread's ms per batch and the GUI thread's ms to draw a batch;
   * layer animation (play) in the layers view, frames/s;
@@ -79,6 +80,24 @@ def time_density(window, repeats, move):
         QtWidgets.QApplication.processEvents()
         draw_ms.append((time.perf_counter() - start) * 1000)
     return [statistics.median(v) for v in (first_ms, exact_ms, compute_ms, reused, draw_ms)]
+
+
+def direct_density_ms(window, repeats):
+    """Median compute ms of a 256x256 `compute.density` submitted straight to the compute
+    thread (no view involved; a new zoom each time, so every pixel is evaluated)."""
+    from visualizer import geometry
+    worker, times = window.worker, []
+    projection = geometry.Projection(window.info["event_dim"])
+    (x0, x1), (y0, y1) = window.views["density"].view_box.viewRange()
+    for i in range(repeats):
+        f = 1 + 0.003 * (i + 1)
+        got = []
+        worker.result.connect(lambda r, got=got: r.kind == "direct" and got.append(r))
+        worker.submit("direct", "density", (x0 * f, x1 * f, y0 * f, y1 * f), 256, projection,
+                      generation=worker.thread.generation)
+        headless.wait_for(lambda: got, 60)
+        times.append(got[0].seconds * 1000)
+    return statistics.median(times)
 
 
 def count_frames(window, view, seconds):
@@ -170,6 +189,7 @@ def main(argv=None):
             f"density_{move}_pixels_reused": int(reused),
             f"density_{move}_256_draw_ms": round(draw, 1),
         })
+    results["density_direct_256_compute_ms"] = round(direct_density_ms(window, args.repeats), 1)
     fps, batch_ms = samples_fps(window)
     results.update({
         "samples_10k_fps": round(fps, 1),
