@@ -31,18 +31,43 @@ def _dense_kwargs(layer):
     return {"dtype": layer.dtype_policy}
 
 
+def hidden_kernel_init():
+    """Weights of a hidden layer: uniform in +-1/sqrt(fan_in), as PyTorch's `nn.Linear`.
+
+    A new initializer per weight: an unseeded Keras initializer fixes its
+    seed when it is made, so a shared one would give equal weights.
+    """
+    return keras.initializers.VarianceScaling(1 / 3, mode="fan_in", distribution="uniform")
+
+
+def hidden_bias_init(fan_in):
+    """Biases of a hidden layer: uniform in +-1/sqrt(fan_in), as PyTorch's `nn.Linear`
+    (a new initializer per weight, as `hidden_kernel_init`).
+
+    Random rather than zero biases matter most for the conditioners of 2-D
+    flows, which see one or two inputs: with zero biases every ReLU of the
+    first layer starts with its kink at the origin; random ones spread the
+    kinks over the data's range (the README's Benchmarks section has the
+    measurements).
+    """
+    bound = 1 / np.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
 @keras.saving.register_keras_serializable(package="kerasflows")
 class MLP(keras.layers.Layer):
     """A dense network `[batch, in] -> [batch, out_units]`.
 
     The last layer starts at zero (`zero_init=True`), so the flow layer it
-    drives starts close to its identity (or uniform spline) setting.
+    drives starts close to its identity (or uniform spline) setting; the
+    hidden layers' weights and biases start uniform in +-1/sqrt(fan_in)
+    (see `hidden_bias_init`).
 
     Args:
         out_units: number of outputs.
         hidden_units: sizes of the hidden layers.
         activation: a Keras activation name.
-        zero_init: start the output layer at zero.
+        zero_init: start the output layer at zero (else like the hidden ones).
     """
 
     def __init__(self, out_units, hidden_units=(64, 64), activation="relu", zero_init=True,
@@ -53,17 +78,21 @@ class MLP(keras.layers.Layer):
         self.activation = keras.activations.serialize(keras.activations.get(activation))
         self.zero_init = bool(zero_init)
         self.hidden = [keras.layers.Dense(u, activation=activation, name=f"hidden_{i}",
+                                          kernel_initializer=hidden_kernel_init(),
                                           **_dense_kwargs(self))
                        for i, u in enumerate(self.hidden_units)]
-        init = "zeros" if self.zero_init else "glorot_uniform"
+        init = "zeros" if self.zero_init else hidden_kernel_init()
         self.out = keras.layers.Dense(self.out_units, kernel_initializer=init, name="out",
                                       **_dense_kwargs(self))
 
     def build(self, input_shape):
         shape = tuple(input_shape)
         for layer in self.hidden:
+            layer.bias_initializer = hidden_bias_init(shape[-1])
             layer.build(shape)
             shape = shape[:-1] + (layer.units,)
+        if not self.zero_init:
+            self.out.bias_initializer = hidden_bias_init(shape[-1])
         self.out.build(shape)
         self.built = True
 
@@ -117,7 +146,8 @@ class MADE(keras.layers.Layer):
         hidden_units: sizes of the hidden layers.
         activation: a Keras activation name.
         context_dim: size of the context input, or None.
-        zero_init: start the output layer at zero.
+        zero_init: start the output layer at zero (the hidden layers start
+            as in `MLP`).
 
     Call arguments:
         x: `[batch, D]` inputs.
@@ -143,11 +173,13 @@ class MADE(keras.layers.Layer):
         self.kernels, self.biases, self._masks = [], [], masks
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             last = i == len(sizes) - 2
-            init = "zeros" if (last and self.zero_init) else "glorot_uniform"
-            self.kernels.append(self.add_weight(shape=(fan_in, fan_out), initializer=init,
-                                                name=f"kernel_{i}"))
-            self.biases.append(self.add_weight(shape=(fan_out,), initializer="zeros",
-                                               name=f"bias_{i}"))
+            zero = last and self.zero_init
+            self.kernels.append(self.add_weight(
+                shape=(fan_in, fan_out), initializer="zeros" if zero else hidden_kernel_init(),
+                name=f"kernel_{i}"))
+            self.biases.append(self.add_weight(
+                shape=(fan_out,), initializer="zeros" if zero else hidden_bias_init(fan_in),
+                name=f"bias_{i}"))
         self.built = True
 
     def call(self, x, context=None):
