@@ -89,14 +89,23 @@ def direct_density_ms(window, repeats):
     worker, times = window.worker, []
     projection = geometry.Projection(window.info["event_dim"])
     (x0, x1), (y0, y1) = window.views["density"].view_box.viewRange()
-    for i in range(repeats):
-        f = 1 + 0.003 * (i + 1)
-        got = []
-        worker.result.connect(lambda r, got=got: r.kind == "direct" and got.append(r))
-        worker.submit("direct", "density", (x0 * f, x1 * f, y0 * f, y1 * f), 256, projection,
-                      generation=worker.thread.generation)
-        headless.wait_for(lambda: got, 60)
-        times.append(got[0].seconds * 1000)
+    got = []
+
+    def collect(result):
+        if result.kind == "direct":
+            got.append(result)
+    # One slot for all repeats, gone before the later measurements run.
+    worker.result.connect(collect)
+    try:
+        for i in range(repeats):
+            f = 1 + 0.003 * (i + 1)
+            got.clear()
+            worker.submit("direct", "density", (x0 * f, x1 * f, y0 * f, y1 * f), 256,
+                          projection, generation=worker.thread.generation)
+            headless.wait_for(lambda: got, 60)
+            times.append(got[0].seconds * 1000)
+    finally:
+        worker.result.disconnect(collect)
     return statistics.median(times)
 
 
