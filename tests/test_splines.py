@@ -97,6 +97,49 @@ def test_autoregressive_matches_tfp_spline_from_same_knots(ctx):
     assert np.max(np.abs(ild)) > 1e-2
 
 
+def _kernel_inputs(bins, bound, seed, dtype="float64"):
+    """Bins-first raw parameters `[3*bins-1, 2, 60]` (some large, some all equal) and
+    points in, on the knots of, and outside `[-bound, bound]`."""
+    rng = np.random.default_rng(seed)
+    p = rng.normal(0, 2, (3 * bins - 1, 2, 60))
+    p[:, :, :5] *= 25                                   # near one-hot softmaxes
+    p[:, :, 5:8] = 0.0                                  # the identity
+    v = rng.uniform(-1.2 * bound, 1.2 * bound, (2, 60))
+    v[:, 8:12] = [-bound, bound, 0.0, -bound + 2 * bound / bins]   # knots and the ends
+    return tf.constant(p, dtype), tf.constant(v, dtype)
+
+
+@pytest.mark.parametrize("bins", [2, 3, 8, 16])
+@pytest.mark.parametrize("inverse", [False, True])
+def test_unrolled_kernel_equals_kernel(bins, inverse):
+    knots = SplineKnots(bins=bins, bound=2.5, min_bin_width=0.01, min_slope=0.05)
+    p, v = _kernel_inputs(bins, 2.5, seed=bins)
+    out, log_det = knots.kernel(p, v, inverse)
+    out_u, log_det_u = knots.unrolled_kernel(p, v, inverse)
+    np.testing.assert_allclose(out_u, out, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(log_det_u, log_det, rtol=0, atol=1e-10)
+    assert np.max(np.abs(log_det)) > 0.5                 # a spline far from the identity
+    # Compiled (XLA) in float32: the float32 `kernel`'s numbers, up to rounding.
+    p32, v32 = tf.cast(p, "float32"), tf.cast(v, "float32")
+    out_c, log_det_c = knots.compiled_kernel(inverse)(p32, v32)
+    out_32, log_det_32 = knots.kernel(p32, v32, inverse)
+    np.testing.assert_allclose(out_c, out_32, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(log_det_c, log_det_32, rtol=1e-4, atol=1e-4)
+
+
+def test_compiled_kernels_are_shared_by_equal_configurations():
+    a, b = SplineKnots(bins=6, bound=3.0), SplineKnots(bins=6, bound=3.0)
+    assert a.compiled_kernel(True) is b.compiled_kernel(True)
+    assert a.compiled_kernel(True) is not a.compiled_kernel(False)
+    assert a.compiled_kernel(True) is not SplineKnots(bins=6, bound=3.5).compiled_kernel(True)
+    assert a.compiled_kernel(True) is not SplineKnots(bins=7, bound=3.0).compiled_kernel(True)
+    # the shared function computes with the caller's configuration, not the first one's
+    p, v = _kernel_inputs(6, 3.0, seed=1, dtype="float32")
+    c = SplineKnots(bins=6, bound=3.0, min_slope=0.3)
+    np.testing.assert_allclose(c.compiled_kernel(False)(p, v)[1], c.kernel(p, v)[1], atol=2e-4)
+    assert np.max(np.abs(c.kernel(p, v)[1] - a.kernel(p, v)[1])) > 1e-2
+
+
 @pytest.mark.parametrize("dtype,atol", [("float32", 1e-5), ("float64", 1e-12)])
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_zero_conditioner_output_is_identity(name, dtype, atol):

@@ -17,6 +17,10 @@ __all__ = ["PiecewiseLinear"]
 
 #: Refuse tables with more pieces than this (deep, wide nets can have many).
 MAX_PIECES = 200_000
+#: Lookup cells per breakpoint (a power of two, at most 65,536 cells). Trained
+#: conditioners bunch their breakpoints; finer cells keep the few compared per
+#: point few (at 4 per breakpoint up to 20 of a 157-piece table fell in one cell).
+CELLS_PER_BREAK = 64
 
 
 def _affine_pieces(layers):
@@ -82,7 +86,8 @@ class PiecewiseLinear:
         if len(b) == 0:
             self._cells = None
             return
-        cells = int(min(1 << 16, max(16, 1 << int(np.ceil(np.log2(4 * len(b)))))))
+        wanted = 1 << int(np.ceil(np.log2(CELLS_PER_BREAK * len(b))))
+        cells = int(min(1 << 16, max(16, wanted)))
         lo = b[0]
         scale = np_dtype(cells / max(float(b[-1] - lo), 1e-30))
         cell_of = np.clip(np.floor((b - lo) * scale), 0, cells - 1).astype(np.int64)
