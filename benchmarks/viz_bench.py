@@ -10,7 +10,8 @@ Measures, on MODEL (default: saved_models/moons/), after the app's warm-up
     exact pass was slow), ms until the exact 256x256 one is, the compute
     thread's ms for the exact one (TensorFlow), the pixels it reused and the
     ms to draw it; and the compute ms of the same 256x256 heatmap submitted
-    straight to the compute thread, without the view;
+    straight to the compute thread, without the view (back to back, and after
+    the same idle pause as each zoom);
   * samples view, continuous resampling of 10,000 points: frames/s, the
     compute thread's ms per batch and the GUI thread's ms to draw a batch;
   * layer animation (play) in the layers view, frames/s;
@@ -82,9 +83,10 @@ def time_density(window, repeats, move):
     return [statistics.median(v) for v in (first_ms, exact_ms, compute_ms, reused, draw_ms)]
 
 
-def direct_density_ms(window, repeats):
+def direct_density_ms(window, repeats, pause=0.0):
     """Median compute ms of a 256x256 `compute.density` submitted straight to the compute
-    thread (no view involved; a new zoom each time, so every pixel is evaluated)."""
+    thread (no view involved; a new zoom each time, so every pixel is evaluated), each
+    after `pause` seconds of idle."""
     from visualizer import geometry
     worker, times = window.worker, []
     projection = geometry.Projection(window.info["event_dim"])
@@ -99,6 +101,9 @@ def direct_density_ms(window, repeats):
     try:
         for i in range(repeats):
             f = 1 + 0.003 * (i + 1)
+            if pause:
+                headless.wait_for(lambda t=time.perf_counter(): time.perf_counter() - t > pause,
+                                  pause + 5)
             got.clear()
             worker.submit("direct", "density", (x0 * f, x1 * f, y0 * f, y1 * f), 256,
                           projection, generation=worker.thread.generation)
@@ -199,6 +204,9 @@ def main(argv=None):
             f"density_{move}_256_draw_ms": round(draw, 1),
         })
     results["density_direct_256_compute_ms"] = round(direct_density_ms(window, args.repeats), 1)
+    # the same after as long an idle pause as the zoom measurement leaves before each move
+    results["density_direct_256_after_idle_compute_ms"] = round(
+        direct_density_ms(window, args.repeats, pause=SETTLE_S), 1)
     fps, batch_ms = samples_fps(window)
     results.update({
         "samples_10k_fps": round(fps, 1),
