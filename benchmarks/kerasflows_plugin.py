@@ -6,7 +6,9 @@ Registers `kerasflows:maf`, `kerasflows:nsf` (autoregressive spline),
 [64, 64], 8 bins on [-5, 5], Adam 1e-3, seed 0, 2 threads, float32). The
 harness feeds every batch and pulls every step's loss; the step itself is
 `kerasflows.training.make_train_step` (one XLA-compiled call: loss, gradient
-and Adam update). Density and sampling go through the Flow's own API with
+and Adam update), with `background_compile=True`: the first steps run as a
+TensorFlow graph while XLA compiles the step on a background thread.
+Density and sampling go through the Flow's own API with
 `Flow.eval_mode = EVAL_MODE`.
 
     cd ../shared/bench
@@ -14,12 +16,17 @@ and Adam update). Density and sampling go through the Flow's own API with
         --models kerasflows:maf,zuko:maf,tfp:maf --datasets moons
 """
 
+import os
+
 import numpy as np
 
 from peers import Runner, register
 
 #: How eager `log_prob` / `sample` calls run (see `Flow.eval_mode`).
 EVAL_MODE = "xla"
+#: Train as a graph while XLA compiles the step on a background thread
+#: (`make_train_step(..., background_compile=True)`); KF_BACKGROUND_COMPILE=0 turns it off.
+BACKGROUND_COMPILE = os.environ.get("KF_BACKGROUND_COMPILE", "1") != "0"
 
 
 class _KerasFlows(Runner):
@@ -51,7 +58,8 @@ class _KerasFlows(Runner):
             dtype=P["dtype"], **kwargs)
         self.flow.eval_mode = EVAL_MODE
         self.vars = list(self.flow.trainable_variables)
-        self.step = make_train_step(self.flow, keras.optimizers.Adam(learning_rate=P["lr"]))
+        self.step = make_train_step(self.flow, keras.optimizers.Adam(learning_rate=P["lr"]),
+                                    background_compile=BACKGROUND_COMPILE)
 
     def train_step(self, xb):
         return float(self.step(xb))

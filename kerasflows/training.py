@@ -2,13 +2,15 @@
 training) and `make_train_step`, a compiled maximum-likelihood step for
 hand-written training loops."""
 
+import threading
+
 import keras
 import numpy as np
 import tensorflow as tf
 
 from kerasflows.layers.base import check_event_dim
 
-__all__ = ["prepare_fit_data", "check_finite", "make_train_step"]
+__all__ = ["prepare_fit_data", "check_finite", "make_train_step", "BackgroundCompiledStep"]
 
 
 def check_finite(name, array):
@@ -94,31 +96,46 @@ def _fused_adam_ok(optimizer, variables):
             and len(getattr(optimizer, "_momentums", ())) == len(variables))
 
 
-def _fused_adam_update(optimizer, grads, variables):
+def _adam_state(optimizer, variables):
+    """The `tf.Variable`s a fused Adam step updates: `(weights, m, v, iterations)`."""
+    return ([w.value for w in variables], [m.value for m in optimizer._momentums],
+            [v.value for v in optimizer._velocities], optimizer.iterations.value)
+
+
+def _fused_adam_update(optimizer, grads, state):
     """Keras Adam's update done by TF's fused `ResourceApplyAdam` kernel, one op per variable.
 
     Same formula as `keras.optimizers.Adam.update_step` (Kingma & Ba 2015
     with the bias correction folded into the step size) and the same slot
     variables, so the optimizer's state stays valid; far fewer ops to trace
-    and compile than the generic per-variable update.
+    and compile than the generic per-variable update. `state` is
+    `_adam_state(...)`: the variables updated (the optimizer's own, or
+    stand-ins of the same shapes: see `BackgroundCompiledStep`).
     """
-    dtype = variables[0].dtype
-    t = tf.cast(optimizer.iterations + 1, dtype)
+    weights, momentums, velocities, iterations = state
+    dtype = weights[0].dtype
+    t = tf.cast(iterations + 1, dtype)
     consts = {name: tf.constant(getattr(optimizer, name), dtype)
               for name in ("beta_1", "beta_2", "epsilon")}
     lr = tf.cast(optimizer.learning_rate, dtype)
     b1_power, b2_power = tf.pow(consts["beta_1"], t), tf.pow(consts["beta_2"], t)
-    for var, grad, m, v in zip(variables, grads, optimizer._momentums, optimizer._velocities):
+    for var, grad, m, v in zip(weights, grads, momentums, velocities):
         if grad is None:          # a weight the loss does not reach stays as it is
             continue
         tf.raw_ops.ResourceApplyAdam(
-            var=var.value.handle, m=m.value.handle, v=v.value.handle, beta1_power=b1_power,
+            var=var.handle, m=m.handle, v=v.handle, beta1_power=b1_power,
             beta2_power=b2_power, lr=lr, beta1=consts["beta_1"], beta2=consts["beta_2"],
             epsilon=consts["epsilon"], grad=tf.cast(grad, dtype))
-    optimizer.iterations.assign_add(1)
+    iterations.assign_add(1)
 
 
-def make_train_step(flow, optimizer, jit_compile=True):
+def _training_state(flow):
+    """Non-trainable variables a training call may update (not the sampling seed)."""
+    return [v for v in flow.non_trainable_variables
+            if not v.path.endswith("seed_generator_state")]
+
+
+def make_train_step(flow, optimizer, jit_compile=True, background_compile=False):
     """Returns `step(x, context=None) -> loss`: one maximum-likelihood optimizer step.
 
     The step is a `tf.function` (XLA-compiled with `jit_compile=True`) that
@@ -134,6 +151,16 @@ def make_train_step(flow, optimizer, jit_compile=True):
     one size. Layers that need data-dependent initialisation (`ActNorm`)
     must be initialised first with `flow.initialize(x)`.
 
+    With `background_compile=True` (and `jit_compile=True`, a plain Adam) the
+    step is a `BackgroundCompiledStep`: training starts as soon as the step
+    is traced, running it as a TensorFlow graph while XLA compiles it on a
+    background thread, and switches to the compiled step when it is ready
+    (the same computation, so the losses agree to float rounding; which
+    steps ran as a graph depends on timing, so two runs are not bitwise
+    equal). Otherwise (another optimizer, no XLA, or a flow whose training
+    call updates state of its own, such as `BatchNorm`'s moving statistics)
+    the option is ignored.
+
     Example:
 
     ```python
@@ -147,6 +174,8 @@ def make_train_step(flow, optimizer, jit_compile=True):
         flow: a `kerasflows.Flow`.
         optimizer: a Keras 3 optimizer (built here for the flow's weights).
         jit_compile: compile the step with XLA.
+        background_compile: compile it on a background thread while the
+            first steps run uncompiled (see above).
 
     Returns:
         The compiled step function.
@@ -154,6 +183,8 @@ def make_train_step(flow, optimizer, jit_compile=True):
     variables = list(flow.trainable_variables)
     optimizer.build(variables)
     fused = _fused_adam_ok(optimizer, variables)
+    if background_compile and jit_compile and fused and not _training_state(flow):
+        return BackgroundCompiledStep(flow, optimizer)
 
     def step(x, context=None):
         inputs = x if context is None else (x, context)
@@ -161,10 +192,97 @@ def make_train_step(flow, optimizer, jit_compile=True):
             loss = flow.compute_loss(y_pred=flow(inputs, training=True))
         grads = tape.gradient(loss, variables)
         if fused:
-            _fused_adam_update(optimizer, grads, variables)
+            _fused_adam_update(optimizer, grads, _adam_state(optimizer, variables))
         else:
             optimizer.apply_gradients(zip(grads, variables))
         return loss
     # No autograph: the step has no Python control flow on tensors, and converting
     # it (and everything it calls) took about a third of the tracing time.
     return tf.function(step, jit_compile=bool(jit_compile), autograph=False)
+
+
+class BackgroundCompiledStep:
+    """A fused-Adam train step that runs as a graph until XLA has compiled it.
+
+    Made by `make_train_step(..., background_compile=True)`; call it as
+    `step(x, context=None) -> loss`. For each batch signature the step is
+    traced once (`get_concrete_function`) and runs as that TensorFlow graph
+    while a daemon thread compiles the same graph with XLA by running it
+    once on stand-in copies of the weights and Adam state (same shapes and
+    dtypes, so the compiled function and XLA's cache entry are the ones the
+    real variables use; the copies' update is thrown away). From the next
+    call after that, the compiled step runs. The first step thus costs the
+    tracing and one uncompiled run instead of tracing plus XLA compilation.
+
+    Attributes:
+        compiled: True when every batch signature called so far runs the
+            compiled step.
+        error: the exception that stopped a background compilation (the
+            step then keeps running as a graph), or None.
+    """
+
+    def __init__(self, flow, optimizer):
+        self.flow, self.optimizer = flow, optimizer
+        self.variables = list(flow.trainable_variables)
+        self.state = _adam_state(optimizer, self.variables)
+        self.error = None
+        self._tiers = {}           # signature -> {"graph", "xla", "ready"}
+        self._lock = threading.Lock()
+
+        def step(x, context, weights, momentums, velocities, iterations):
+            inputs = x if context is None else (x, context)
+            with tf.GradientTape() as tape:
+                loss = flow.compute_loss(y_pred=flow(inputs, training=True))
+            grads = tape.gradient(loss, self.variables)
+            _fused_adam_update(optimizer, grads, (weights, momentums, velocities, iterations))
+            return loss
+        self._step = tf.function(step, autograph=False)
+
+    @property
+    def compiled(self):
+        with self._lock:
+            return bool(self._tiers) and all(t["xla"] is not None for t in self._tiers.values())
+
+    def wait(self, timeout=None):
+        """Blocks until every background compilation started so far has finished;
+        returns True if all of them succeeded within `timeout` seconds."""
+        for tier in list(self._tiers.values()):
+            if not tier["done"].wait(timeout):
+                return False
+        return self.error is None
+
+    def _signature(self, x, context):
+        spec = lambda t: None if t is None else (tuple(t.shape), t.dtype)
+        return spec(x), spec(context)
+
+    def __call__(self, x, context=None):
+        x = tf.convert_to_tensor(x)
+        context = None if context is None else tf.convert_to_tensor(context)
+        key = self._signature(x, context)
+        tier = self._tiers.get(key)
+        if tier is None:
+            graph = self._step.get_concrete_function(x, context, *self.state)
+            tier = self._tiers[key] = {"graph": graph, "xla": None, "done": threading.Event()}
+            loss = graph(x, context, *self.state)
+            threading.Thread(target=self._compile, args=(tier, x, context),
+                             name="kerasflows-xla-compile", daemon=True).start()
+            return loss
+        fn = tier["xla"] or tier["graph"]
+        return fn(x, context, *self.state)
+
+    def _compile(self, tier, x, context):
+        try:
+            weights, momentums, velocities, iterations = self.state
+            copy = lambda v: tf.Variable(v.read_value(), trainable=v.trainable)
+            stand_in = ([copy(v) for v in weights], [copy(v) for v in momentums],
+                        [copy(v) for v in velocities], copy(iterations))
+            graph = tier["graph"]
+            xla = tf.function(lambda *args: graph(*args), jit_compile=True, autograph=False)
+            xla(x, context, *stand_in)                     # XLA compiles here
+            compiled = xla.get_concrete_function(x, context, *self.state)
+            with self._lock:
+                tier["xla"] = compiled
+        except Exception as exc:  # noqa: BLE001 (the graph tier keeps training)
+            self.error = exc
+        finally:
+            tier["done"].set()

@@ -7,7 +7,10 @@ import tensorflow as tf
 
 from kerasflows import datasets
 from kerasflows import models as M
-from kerasflows.training import make_train_step
+import kerasflows
+import kerasflows.training
+from kerasflows.layers import BatchNorm, MaskedAutoregressive
+from kerasflows.training import BackgroundCompiledStep, make_train_step
 
 
 def _flow(recipe="RealNVP", **kwargs):
@@ -64,4 +67,75 @@ def test_step_is_compiled_and_conditional_flows_take_context():
     for _ in range(20):
         last = float(step(x, c))
     assert last < first
+    assert step.function_spec.jit_compile is True
+
+
+def _batches(n, rows=128, dim=2, seed=0):
+    return list(np.random.default_rng(seed).normal(size=(n, rows, dim)).astype("float32"))
+
+
+@pytest.mark.parametrize("recipe,kwargs", [("MAF", {}), ("NSF", {"bins": 4})])
+def test_background_compiled_step_trains_like_the_compiled_step(recipe, kwargs):
+    batches = _batches(6)
+    ref, ref_opt = _flow(recipe, **kwargs), keras.optimizers.Adam(1e-2)
+    ref_step = make_train_step(ref, ref_opt)
+    ref_losses = [float(ref_step(xb)) for xb in batches]
+    flow, opt = _flow(recipe, **kwargs), keras.optimizers.Adam(1e-2)
+    step = make_train_step(flow, opt, background_compile=True)
+    assert isinstance(step, BackgroundCompiledStep)
+    losses = [float(step(batches[0]))]            # traced and run as a graph
+    assert step.wait(120) and step.compiled and step.error is None
+    losses += [float(step(xb)) for xb in batches[1:]]   # the XLA-compiled step
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-5)
+    for a, b in zip(flow.trainable_variables, ref.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-5)
+    for a, b in zip(opt._momentums + opt._velocities, ref_opt._momentums + ref_opt._velocities):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-6)
+    assert int(opt.iterations.numpy()) == 6        # the stand-ins' update was thrown away
+    # one trace per batch signature: the compiled function reuses the graph's trace
+    assert step._step.experimental_get_tracing_count() == 1
+
+
+def test_background_compiled_step_takes_context_and_new_batch_shapes():
+    keras.utils.set_random_seed(1)
+    flow = M.NSF(2, num_layers=2, hidden_units=(16,), bins=4, context_dim=3)
+    step = make_train_step(flow, keras.optimizers.Adam(1e-2), background_compile=True)
+    rng = np.random.default_rng(0)
+    x, c = (rng.normal(size=(128, d)).astype("float32") for d in (2, 3))
+    first = float(step(x, c))
+    assert step.wait(120) and step.compiled
+    float(step(x[:64], c[:64]))                    # a new signature: a graph again, then XLA
+    assert len(step._tiers) == 2
+    assert step.wait(120) and step.compiled
+    for _ in range(20):
+        last = float(step(x, c))
+    assert last < first
+
+
+def test_background_compile_failure_leaves_the_graph_step_training(monkeypatch):
+    flow = _flow()
+    step = make_train_step(flow, keras.optimizers.Adam(1e-2), background_compile=True)
+
+    def no_xla(*args, **kwargs):
+        raise RuntimeError("no XLA here")
+    monkeypatch.setattr(kerasflows.training.tf, "function", no_xla)
+    batches = _batches(8, seed=2)
+    first = float(step(batches[0]))
+    assert not step.wait(120) and isinstance(step.error, RuntimeError)
+    assert not step.compiled
+    monkeypatch.undo()
+    for xb in batches[1:]:
+        last = float(step(xb))
+    assert np.isfinite(last) and last < first
+
+
+def test_background_compile_needs_plain_adam_xla_and_no_layer_state():
+    for opt, jit in ((keras.optimizers.SGD(0.05), True), (keras.optimizers.Adam(1e-2), False)):
+        step = make_train_step(_flow(), opt, jit_compile=jit, background_compile=True)
+        assert not isinstance(step, BackgroundCompiledStep)
+        assert step.function_spec.jit_compile is jit
+    # BatchNorm's moving statistics would be updated by the stand-in compile run too
+    flow = kerasflows.Flow([BatchNorm(), MaskedAutoregressive(hidden_units=(8,))], event_dim=2)
+    step = make_train_step(flow, keras.optimizers.Adam(1e-2), background_compile=True)
+    assert not isinstance(step, BackgroundCompiledStep)
     assert step.function_spec.jit_compile is True
