@@ -226,7 +226,7 @@ class BackgroundCompiledStep:
         self.variables = list(flow.trainable_variables)
         self.state = _adam_state(optimizer, self.variables)
         self.error = None
-        self._tiers = {}           # signature -> {"graph", "xla", "ready"}
+        self._tiers = {}   # signature -> {"graph", "xla", "xla_function", "done"}
         self._lock = threading.Lock()
 
         def step(x, context, weights, momentums, velocities, iterations):
@@ -262,7 +262,8 @@ class BackgroundCompiledStep:
         tier = self._tiers.get(key)
         if tier is None:
             graph = self._step.get_concrete_function(x, context, *self.state)
-            tier = self._tiers[key] = {"graph": graph, "xla": None, "done": threading.Event()}
+            tier = self._tiers[key] = {"graph": graph, "xla": None, "xla_function": None,
+                                       "done": threading.Event()}
             loss = graph(x, context, *self.state)
             threading.Thread(target=self._compile, args=(tier, x, context),
                              name="kerasflows-xla-compile", daemon=True).start()
@@ -278,6 +279,7 @@ class BackgroundCompiledStep:
                         [copy(v) for v in velocities], copy(iterations))
             graph = tier["graph"]
             xla = tf.function(lambda *args: graph(*args), jit_compile=True, autograph=False)
+            tier["xla_function"] = xla
             xla(x, context, *stand_in)                     # XLA compiles here
             compiled = xla.get_concrete_function(x, context, *self.state)
             with self._lock:

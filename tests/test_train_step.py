@@ -92,8 +92,11 @@ def test_background_compiled_step_trains_like_the_compiled_step(recipe, kwargs):
     for a, b in zip(opt._momentums + opt._velocities, ref_opt._momentums + ref_opt._velocities):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-6)
     assert int(opt.iterations.numpy()) == 6        # the stand-ins' update was thrown away
-    # one trace per batch signature: the compiled function reuses the graph's trace
+    # one trace per batch signature: the compiled function reuses the graph's trace, and
+    # the real variables reuse the function the stand-ins compiled (the same specs)
     assert step._step.experimental_get_tracing_count() == 1
+    (tier,) = step._tiers.values()
+    assert tier["xla_function"].experimental_get_tracing_count() == 1
 
 
 def test_background_compiled_step_takes_context_and_new_batch_shapes():
