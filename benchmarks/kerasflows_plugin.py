@@ -27,6 +27,11 @@ EVAL_MODE = "xla"
 #: Train as a graph while XLA compiles the step on a background thread
 #: (`make_train_step(..., background_compile=True)`); KF_BACKGROUND_COMPILE=0 turns it off.
 BACKGROUND_COMPILE = os.environ.get("KF_BACKGROUND_COMPILE", "1") != "0"
+#: KF_TABULATE=1: evaluate (`log_prob`, `sample`) through `kerasflows.tabulate`'s copy,
+#: rebuilt after every weight change (coupling flows with one-input conditioners, as
+#: in 2-D, get exact lookup tables; other flows are evaluated as they are). Off by
+#: default: the main tables use the Flow's own `log_prob` / `sample`.
+TABULATE = os.environ.get("KF_TABULATE", "0") == "1"
 
 
 class _KerasFlows(Runner):
@@ -62,13 +67,24 @@ class _KerasFlows(Runner):
                                     background_compile=BACKGROUND_COMPILE)
 
     def train_step(self, xb):
+        self._fast = None
         return float(self.step(xb))
 
+    def _evaluated(self):
+        """The flow `log_prob` and `sample` run: the Flow itself, or (KF_TABULATE=1)
+        its tabulated copy for the current weights."""
+        if not TABULATE:
+            return self.flow
+        if getattr(self, "_fast", None) is None:
+            from kerasflows.inference import tabulate
+            self._fast = tabulate(self.flow)[0]
+        return self._fast
+
     def log_prob(self, x):
-        return self.flow.log_prob(x).numpy()
+        return self._evaluated().log_prob(x).numpy()
 
     def sample(self, n):
-        return self.flow.sample(n).numpy()
+        return self._evaluated().sample(n).numpy()
 
     def get_state(self):
         return [v.numpy().copy() for v in self.vars]
@@ -76,6 +92,7 @@ class _KerasFlows(Runner):
     def set_state(self, state):
         for v, a in zip(self.vars, state):
             v.assign(a)
+        self._fast = None
 
     def n_params(self):
         return sum(int(np.prod(v.shape)) for v in self.vars)
