@@ -2,6 +2,7 @@
 training) and `make_train_step`, a compiled maximum-likelihood step for
 hand-written training loops."""
 
+import atexit
 import threading
 
 import keras
@@ -267,6 +268,9 @@ class BackgroundCompiledStep:
             loss = graph(x, context, *self.state)
             threading.Thread(target=self._compile, args=(tier, x, context),
                              name="kerasflows-xla-compile", daemon=True).start()
+            # A script that ends while XLA compiles waits for it (at most a minute)
+            # rather than tearing the interpreter down under a running compilation.
+            atexit.register(tier["done"].wait, 60)
             return loss
         fn = tier["xla"] or tier["graph"]
         return fn(x, context, *self.state)
