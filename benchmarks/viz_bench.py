@@ -43,6 +43,12 @@ from visualizer.window import MainWindow  # noqa: E402
 SETTLE_S = (SETTLE_MS + 50) / 1000
 
 
+def idle(seconds):
+    """Runs the Qt event loop, doing nothing else, for `seconds`."""
+    start = time.perf_counter()
+    headless.wait_for(lambda: time.perf_counter() - start > seconds, seconds + 5)
+
+
 def time_density(window, repeats, move):
     """Medians after a single small `move` ("pan": the pixels both grids share are
     reused; "zoom": a new pixel size, every pixel evaluated): ms to the first image on
@@ -57,7 +63,7 @@ def time_density(window, repeats, move):
     for i in range(repeats):
         # One move, not a drag: a move within SETTLE_MS of the last one counts as a drag,
         # whose exact heatmap waits for the view to settle.
-        headless.wait_for(lambda t=time.perf_counter(): time.perf_counter() - t > SETTLE_S, 5)
+        idle(SETTLE_S)
         (x0, x1), (y0, y1) = view.view_box.viewRange()
         sign = 1 if i % 2 else -1
         if move == "pan":       # 1% of the view: new pixels at one edge
@@ -102,8 +108,7 @@ def direct_density_ms(window, repeats, pause=0.0):
         for i in range(repeats):
             f = 1 + 0.003 * (i + 1)
             if pause:
-                headless.wait_for(lambda t=time.perf_counter(): time.perf_counter() - t > pause,
-                                  pause + 5)
+                idle(pause)
             got.clear()
             worker.submit("direct", "density", (x0 * f, x1 * f, y0 * f, y1 * f), 256,
                           projection, generation=worker.thread.generation)

@@ -130,6 +130,15 @@ def _fused_adam_update(optimizer, grads, state):
     iterations.assign_add(1)
 
 
+def _loss_and_grads(flow, variables, x, context):
+    """The batch's mean NLL (plus layer losses, as `Flow.compute_loss`) and its
+    gradient with respect to `variables`."""
+    inputs = x if context is None else (x, context)
+    with tf.GradientTape() as tape:
+        loss = flow.compute_loss(y_pred=flow(inputs, training=True))
+    return loss, tape.gradient(loss, variables)
+
+
 def _training_state(flow):
     """Non-trainable variables a training call may update (not the sampling seed)."""
     return [v for v in flow.non_trainable_variables
@@ -188,10 +197,7 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False)
         return BackgroundCompiledStep(flow, optimizer)
 
     def step(x, context=None):
-        inputs = x if context is None else (x, context)
-        with tf.GradientTape() as tape:
-            loss = flow.compute_loss(y_pred=flow(inputs, training=True))
-        grads = tape.gradient(loss, variables)
+        loss, grads = _loss_and_grads(flow, variables, x, context)
         if fused:
             _fused_adam_update(optimizer, grads, _adam_state(optimizer, variables))
         else:
@@ -223,18 +229,14 @@ class BackgroundCompiledStep:
     """
 
     def __init__(self, flow, optimizer):
-        self.flow, self.optimizer = flow, optimizer
-        self.variables = list(flow.trainable_variables)
-        self.state = _adam_state(optimizer, self.variables)
+        variables = list(flow.trainable_variables)
+        self.state = _adam_state(optimizer, variables)
         self.error = None
         self._tiers = {}   # signature -> {"graph", "xla", "xla_function", "done"}
         self._lock = threading.Lock()
 
         def step(x, context, weights, momentums, velocities, iterations):
-            inputs = x if context is None else (x, context)
-            with tf.GradientTape() as tape:
-                loss = flow.compute_loss(y_pred=flow(inputs, training=True))
-            grads = tape.gradient(loss, self.variables)
+            loss, grads = _loss_and_grads(flow, variables, x, context)
             _fused_adam_update(optimizer, grads, (weights, momentums, velocities, iterations))
             return loss
         self._step = tf.function(step, autograph=False)

@@ -171,14 +171,14 @@ class SplineKnots:
         """`kernel` for evaluation: the same spline, written one bin at a time.
 
         Same arguments, results and formulas as `kernel` (equal up to float
-        rounding: the knots are running sums here). Every op is elementwise
-        on `[*shape]` slices, with the bins unrolled in Python (running
-        maxima and sums for the softmax and knots, a running select for the
-        bin), so XLA fuses the whole spline into one loop that keeps its
-        intermediates in registers instead of writing `[bins, *shape]`
-        arrays to memory: about 2x faster than `kernel` on 65,536 points.
-        Its graph grows with the bins and its gradient is slower to compile
-        and to run, so training uses `kernel`.
+        rounding: the knots are running sums here). Apart from one maximum
+        over the bins, every op is elementwise on `[*shape]` slices, with
+        the bins unrolled in Python (running sums for the softmax and knots,
+        a running select for the bin), so XLA's fused loops read and write
+        `[*shape]` arrays instead of `[bins, *shape]` ones: about 2x faster
+        than `kernel` on 65,536 points. Its graph grows with the bins and
+        its gradient is slower to compile and to run, so training uses
+        `kernel`.
         """
         b, bound = self.bins, self.bound
         rows = tf.unstack(p, axis=0)
