@@ -315,8 +315,10 @@ def test_warm_up_plan_covers_the_shapes_the_views_ask_for():
     from visualizer import compute
     assert ("log_prob", compute.PAN_BLOCK) in plan          # a panned heatmap's new pixels
     assert ("forward", 10_000) in plan and ("trace", 2 * 17 * 80 + 2000) in plan
+    from visualizer.worker import KEEP_WARM_ROWS
+    assert ("log_prob", KEEP_WARM_ROWS) in plan          # the compute thread's keep-warm shape
     assert warm_up_plan({"invertible": False, "has_trace": True}) == \
-        [("forward", 10_000), ("trace", 2 * 17 * 80 + 2000)]
+        [("forward", 10_000), ("trace", 2 * 17 * 80 + 2000), ("forward", KEEP_WARM_ROWS)]
     assert all(not m.startswith("trace")
                for m, _ in warm_up_plan({"invertible": True, "has_trace": False}))
 

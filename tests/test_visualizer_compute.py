@@ -271,6 +271,38 @@ def test_warm_up_requests_wait_until_nothing_else_does(model, monkeypatch):
                          ("warm_up/log_prob", "log_prob")]
 
 
+@pytest.mark.parametrize("keep_warm", [0.0, 0.4])
+def test_keep_warm_runs_small_evaluations_for_a_while_after_a_request(model, monkeypatch,
+                                                                       keep_warm):
+    import time
+    from visualizer.worker import KEEP_WARM_ROWS, ComputeThread
+    calls, results = [], []
+    monkeypatch.setattr(compute, "samples", lambda backend, seed: seed)
+    monkeypatch.setattr(compute, "warm_up", lambda backend, method, rows: calls.append(
+        (time.perf_counter(), method, rows)))
+    thread = ComputeThread(results.append, keep_warm=keep_warm)
+    thread.submit("open", "load", paths.resolve(model[0]))
+    thread.start()
+    thread.submit("samples", "samples", 5, generation=1)
+    deadline = time.perf_counter() + 60
+    while len(results) < 3 and time.perf_counter() < deadline:
+        time.sleep(0.01)
+    answered = time.perf_counter()
+    assert thread.idle()                      # a keep-warm evaluation is not a request
+    time.sleep(keep_warm + 0.3)
+    thread.stop()
+    thread.join(10)
+    assert [r.kind for r in results] == ["ready", "open", "samples"]     # none delivered
+    if not keep_warm:
+        assert calls == [] and thread.keep_warm_runs == 0
+        return
+    assert len(calls) >= 10 and thread.keep_warm_runs == len(calls)
+    assert {(m, r) for _, m, r in calls} == {("log_prob", KEEP_WARM_ROWS)}
+    assert calls[-1][0] < answered + keep_warm + 0.1     # and then they stop
+    gaps = np.diff([t for t, _, _ in calls])
+    assert np.median(gaps) < 0.05
+
+
 # -- a process where kerasflows cannot be imported ------------------------------------------------
 BLOCKER = """
 import importlib.abc, sys

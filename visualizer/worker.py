@@ -7,6 +7,16 @@ same kind, so a view that asks faster than the flow answers only ever
 waits for its newest question, and one request is in flight at a time.
 Warm-up requests (kinds starting with `WARM_UP_PREFIX`) wait until no
 other request does.
+
+For `keep_warm` seconds after each answered request the thread keeps
+TensorFlow's worker threads busy with a small evaluation every
+`KEEP_WARM_EVERY_S` while it waits (results not delivered). Left idle for a
+fraction of a second, TensorFlow's second thread is slow to take up work
+again here: a 256x256 heatmap of the shipped moons model took 40-51 ms after
+0.2 s of rest against 31-35 ms back to back, and 34-48 ms with the small
+evaluation every 5 ms (throwaway A/B scripts, same process; the
+after-idle figure of `benchmarks/viz_bench.py` measures it). The cost is
+about 1 ms of work per small evaluation, only while the user is interacting.
 Results reach the GUI thread through a queued Qt signal. (TensorFlow driven
 from a worker object moved onto a default `QThread`, or from short
 `QThreadPool` jobs, segfaulted here; a plain thread with a queue holds up.)
@@ -24,6 +34,14 @@ __all__ = ["Request", "Result", "ComputeThread", "Worker", "WARM_UP_PREFIX"]
 
 #: Requests whose kind starts with this run only when nothing else waits.
 WARM_UP_PREFIX = "warm_up"
+#: Seconds after an answered request during which the idle thread keeps TensorFlow warm.
+KEEP_WARM_S = 1.0
+#: Interval of the small keep-warm evaluations, seconds.
+KEEP_WARM_EVERY_S = 0.005
+#: Rows of a keep-warm evaluation (the views' warm-up compiles this shape).
+KEEP_WARM_ROWS = 64
+#: What `_next` returns when it is time for a keep-warm evaluation.
+_KEEP_WARM = object()
 
 
 @dataclasses.dataclass
@@ -67,11 +85,17 @@ class ComputeThread(threading.Thread):
     Args:
         deliver: called on this thread with each `Result`; the first one has
             kind `"ready"` (TensorFlow imported) or carries the import error.
+        keep_warm: seconds after each answered request during which the
+            waiting thread runs a small evaluation every `KEEP_WARM_EVERY_S`
+            (see the module notes); 0 turns that off.
     """
 
-    def __init__(self, deliver):
+    def __init__(self, deliver, keep_warm=KEEP_WARM_S):
         super().__init__(name="kerasflows-viz-compute", daemon=True)
         self._deliver = deliver
+        self.keep_warm = float(keep_warm)
+        self._warm_until = 0.0
+        self.keep_warm_runs = 0     # keep-warm evaluations so far
         self._cond = threading.Condition()
         self._pending = {}
         self._ids = itertools.count(1)
@@ -100,9 +124,15 @@ class ComputeThread(threading.Thread):
             self._cond.notify()
 
     def _next(self):
+        """The next request, `_KEEP_WARM` when a keep-warm evaluation is due, or None
+        once stopping."""
         with self._cond:
             while not self._pending and not self._stopping:
-                self._cond.wait()
+                if time.perf_counter() >= self._warm_until or self.backend is None:
+                    self._cond.wait()
+                elif not self._cond.wait(KEEP_WARM_EVERY_S) and not self._pending \
+                        and not self._stopping:
+                    return _KEEP_WARM
             if self._stopping:
                 return None
             self._in_flight = True
@@ -119,10 +149,26 @@ class ComputeThread(threading.Thread):
             return
         self._deliver(Result("ready", 0, seconds=time.perf_counter() - start))
         while (req := self._next()) is not None:
+            if req is _KEEP_WARM:
+                self._run_keep_warm(compute)
+                continue
             result = self._handle(compute, req)
             with self._cond:
                 self._in_flight = False
+                if result.error is None and req.func != "load" \
+                        and not req.kind.startswith(WARM_UP_PREFIX):
+                    self._warm_until = time.perf_counter() + self.keep_warm
             self._deliver(result)
+
+    def _run_keep_warm(self, compute):
+        """One small evaluation of the open model; a failure ends keep-warm until the
+        next request (it never reaches the GUI)."""
+        method = "log_prob" if self.backend.invertible else "forward"
+        try:
+            compute.warm_up(self.backend, method, KEEP_WARM_ROWS)
+            self.keep_warm_runs += 1
+        except Exception:  # noqa: BLE001 (keep-warm is an optimisation; the next request reports)
+            self._warm_until = 0.0
 
     def idle(self):
         """True when no request is waiting or running (e.g. the warm-up has finished)."""

@@ -9,6 +9,7 @@ from visualizer.views.density import DensityView
 from visualizer.views.inspector import InspectorView
 from visualizer.views.layers import LayersView
 from visualizer.views.samples import SamplesView
+from visualizer.worker import KEEP_WARM_ROWS
 
 VIEWS = {"samples": SamplesView, "density": DensityView, "layers": LayersView,
          "inspector": InspectorView}
@@ -22,14 +23,19 @@ def warm_up_plan(info):
 
     Coarse and default heatmaps and the inspector's backdrop use `log_prob`,
     the samples view `forward`, the layers view `trace` (and the inverse
-    direction and the inspector `trace_inverse`). The backend pads and
-    chunks these rows exactly as it does the views' own requests.
+    direction and the inspector `trace_inverse`), and the compute thread's
+    keep-warm evaluations `log_prob` (`forward` without an inverse) on
+    `worker.KEEP_WARM_ROWS` rows. The backend pads and chunks these rows
+    exactly as it does the views' own requests.
     """
     layer_rows = layers_view.CLOUD_POINTS + len(geometry.grid_lines((0, 1, 0, 1))[0])
     plan = [("forward", samples_view.DEFAULT_COUNT), ("trace", layer_rows)]
-    if info["invertible"]:
+    if not info["invertible"]:
+        plan.append(("forward", KEEP_WARM_ROWS))
+    else:
         plan = ([("log_prob", density_view.COARSE_RESOLUTION ** 2),
                  ("log_prob", density_view.DEFAULT_RESOLUTION ** 2)] + plan
                 + [("log_prob", inspector_view.BACKDROP_RESOLUTION ** 2),
-                   ("trace_inverse", layer_rows), ("trace_inverse", 1)])
+                   ("trace_inverse", layer_rows), ("trace_inverse", 1),
+                   ("log_prob", KEEP_WARM_ROWS)])
     return plan if info["has_trace"] else [p for p in plan if not p[0].startswith("trace")]
