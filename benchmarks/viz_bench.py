@@ -76,7 +76,8 @@ def time_density(window, repeats, move):
         stamps.clear()
         start = time.perf_counter()
         view.view_box.setRange(xRange=x_range, yRange=y_range, padding=0)
-        headless.wait_for(view.is_ready, 300)
+        # checked as each frame is drawn, not only every 10 ms
+        headless.wait_for(view.is_ready, 300, signals=(view.frame_drawn,))
         QtWidgets.QApplication.processEvents()                 # paint the last frame
         first_ms.append((stamps[0] - start) * 1000)
         exact_ms.append((time.perf_counter() - start) * 1000)

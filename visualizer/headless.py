@@ -26,22 +26,33 @@ def use_offscreen_if_headless():
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
 
-def wait_for(predicate, timeout):
-    """Runs the Qt event loop until `predicate()` is true; returns False on timeout."""
+def wait_for(predicate, timeout, signals=()):
+    """Runs the Qt event loop until `predicate()` is true; returns False on timeout.
+
+    The predicate is checked every 10 ms and, without that delay, whenever
+    one of `signals` (Qt signals) is emitted.
+    """
     if predicate():
         return True
     loop = QtCore.QEventLoop()
+    check = lambda *_: predicate() and loop.quit()  # noqa: E731
     poll = QtCore.QTimer()
     poll.setInterval(10)
-    poll.timeout.connect(lambda: predicate() and loop.quit())
+    poll.timeout.connect(check)
+    for signal in signals:
+        signal.connect(check)
     deadline = QtCore.QTimer()
     deadline.setSingleShot(True)
     deadline.timeout.connect(loop.quit)
     poll.start()
     deadline.start(int(timeout * 1000))
-    loop.exec()
-    poll.stop()
-    deadline.stop()
+    try:
+        loop.exec()
+    finally:
+        poll.stop()
+        deadline.stop()
+        for signal in signals:
+            signal.disconnect(check)
     return bool(predicate())
 
 
