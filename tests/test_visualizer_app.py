@@ -101,6 +101,43 @@ def test_density_view_draws_the_flows_log_prob(qtbot, window, tiny):
     view.scale.setCurrentIndex(0)
 
 
+def test_heatmap_and_grid_draw_as_pyqtgraph_would_in_faster_forms(qtbot, window, tiny):
+    import pyqtgraph as pg
+    from visualizer.items import GRID_Z, GridAxisItem
+    view = show_ready(qtbot, window, "density")
+    # The heatmap: pyqtgraph's colours, kept as 32-bit RGB instead of an indexed image.
+    item = view.image_item
+    item.render()
+    assert item.qimage.format() == QtGui.QImage.Format.Format_RGB32
+    plain = pg.ImageItem(axisOrder="row-major")
+    plain.setLookupTable(item.lut)
+    plain.setImage(item.image, autoLevels=False, levels=item.levels)
+    plain.render()
+    assert plain.qimage.format() == QtGui.QImage.Format.Format_Indexed8
+    assert plain.qimage.convertToFormat(QtGui.QImage.Format.Format_RGB32) == item.qimage
+    # The grid: pyqtgraph's lines, made opaque over the background, behind the plot.
+    axis = view.plot.getPlotItem().getAxis("bottom")
+    assert isinstance(axis, GridAxisItem) and axis.grid is not False
+    assert axis.zValue() == GRID_Z < view.view_box.zValue()
+    picture = QtGui.QPicture()
+    painter = QtGui.QPainter(picture)
+    try:
+        ours = axis.generateDrawSpecs(painter)[1]
+        theirs = pg.AxisItem.generateDrawSpecs(axis, painter)[1]
+    finally:
+        painter.end()
+    assert len(ours) == len(theirs) > 3
+    bg = QtGui.QColor(theme.COLORS["base"])
+    assert any(pen.color().alpha() < 255 for pen, _, _ in theirs)
+    for (pen, a1, a2), (their_pen, b1, b2) in zip(ours, theirs):
+        c, alpha = their_pen.color(), their_pen.color().alphaF()
+        assert (a1, a2) == (b1, b2) and pen.color().alpha() == 255
+        for got, fg, back in ((pen.color().redF(), c.redF(), bg.redF()),
+                              (pen.color().greenF(), c.greenF(), bg.greenF()),
+                              (pen.color().blueF(), c.blueF(), bg.blueF())):
+            assert got == pytest.approx(alpha * fg + (1 - alpha) * back, abs=1 / 255)
+
+
 def test_density_view_draws_a_coarse_preview_then_the_exact_heatmap(qtbot, window, tiny,
                                                                    monkeypatch):
     monkeypatch.setattr(density_view, "PREVIEW_UNDER_S", 0.0)   # every exact pass is "slow"

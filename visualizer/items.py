@@ -4,6 +4,8 @@
 with a single `QPainter.drawPixmapFragments` call (the technique of
 pyqtgraph's `ScatterPlotItem`): no per-point objects and no per-point
 antialiased stroking, so 10,000 points draw in a few milliseconds.
+`GridAxisItem` draws pyqtgraph's grid opaque, behind the plot's content;
+`HeatmapItem` keeps a colour-mapped image in a format Qt draws fast.
 """
 
 import math
@@ -15,7 +17,76 @@ from PySide6 import QtCore, QtGui
 
 from visualizer import theme
 
-__all__ = ["PointCloudItem", "GridCurve", "contour_lines"]
+__all__ = ["PointCloudItem", "GridCurve", "GridAxisItem", "HeatmapItem", "contour_lines"]
+
+
+class HeatmapItem(pg.ImageItem):
+    """`pg.ImageItem` (row-major) whose rendered image is 32-bit RGB.
+
+    pyqtgraph renders a colour-mapped image as an `Indexed8` `QImage`,
+    which Qt converts again at every paint: a 256x256 heatmap drawn over
+    1124x667 pixels took 2.9 ms per paint here, 0.3 ms as 32-bit RGB. The
+    conversion is done once per new image instead (a zoom paints the old
+    image once at the new scale, then the new one).
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(axisOrder="row-major", **kwargs)
+
+    def render(self):
+        super().render()
+        image = self.qimage
+        if image is not None and image.format() == QtGui.QImage.Format.Format_Indexed8:
+            self.qimage = image.convertToFormat(
+                QtGui.QImage.Format.Format_ARGB32_Premultiplied if image.hasAlphaChannel()
+                else QtGui.QImage.Format.Format_RGB32)
+
+#: Below the `ViewBox` (z = -100): the grid lies behind everything plotted.
+GRID_Z = -200
+
+
+class GridAxisItem(pg.AxisItem):
+    """`pg.AxisItem` whose grid lines (and ticks) are opaque: each line's
+    translucent colour is blended over `background` in advance, and the axis
+    keeps below the plot's `ViewBox` (z = `GRID_Z`, whatever the plot asks),
+    so the grid shows on the empty background and behind points, and a
+    heatmap covers it.
+
+    Translucent lines take Qt's slow per-pixel blending path here: the
+    vertical grid lines alone cost 5-15 ms per axis each time the range
+    changed (a zoom or pan recomputes and repaints the grid), on the GUI
+    thread and beside the compute thread's heatmap; opaque ones well under
+    1 ms.
+    """
+
+    def __init__(self, orientation, background, **kwargs):
+        super().__init__(orientation, **kwargs)
+        self.background_color = QtGui.QColor(background)
+        self._pens = {}     # opaque pens, per translucent pen
+        self.setZValue(GRID_Z)
+
+    def setZValue(self, z):
+        super().setZValue(GRID_Z)     # `PlotItem` puts its axes above the `ViewBox`
+
+    def generateDrawSpecs(self, p):
+        specs = super().generateDrawSpecs(p)
+        if specs is None:
+            return None
+        axis_spec, tick_specs, text_specs = specs
+        return axis_spec, [(self._opaque(pen), p1, p2) for pen, p1, p2 in tick_specs], text_specs
+
+    def _opaque(self, pen):
+        c = pen.color()
+        if c.alpha() == 255:
+            return pen
+        key = (c.rgba(), pen.widthF(), pen.style(), pen.isCosmetic())
+        if key not in self._pens:
+            bg, a = self.background_color, c.alphaF()
+            opaque = QtGui.QPen(pen)
+            opaque.setColor(QtGui.QColor.fromRgbF(*(a * u + (1 - a) * v for u, v in (
+                (c.redF(), bg.redF()), (c.greenF(), bg.greenF()), (c.blueF(), bg.blueF())))))
+            self._pens[key] = opaque
+        return self._pens[key]
 
 
 def _dot_sprite(color, size):

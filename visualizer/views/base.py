@@ -9,6 +9,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from visualizer import theme
+from visualizer.items import GridAxisItem
 
 __all__ = ["View", "make_plot", "axis_name", "labeled"]
 
@@ -18,8 +19,12 @@ def axis_name(dim, space="x"):
 
 
 def make_plot(parent=None, aspect=True):
-    """A styled `pg.PlotWidget` (grid, locked aspect, no auto-range, menu off)."""
-    plot = pg.PlotWidget(parent)
+    """A styled `pg.PlotWidget` (grid, locked aspect, no auto-range, menu off).
+
+    The grid is opaque and lies behind the plotted items (see `GridAxisItem`).
+    """
+    plot = pg.PlotWidget(parent, axisItems={
+        name: GridAxisItem(name, theme.COLORS["base"]) for name in ("left", "bottom")})
     item = plot.getPlotItem()
     item.showGrid(x=True, y=True, alpha=0.12)
     item.setMenuEnabled(False)

@@ -14,7 +14,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry, theme
-from visualizer.items import GridCurve, PointCloudItem, contour_lines
+from visualizer.items import GridCurve, HeatmapItem, PointCloudItem, contour_lines
 from visualizer.views.base import View, axis_name, labeled, make_plot
 
 __all__ = ["DensityView", "RESOLUTIONS", "DEFAULT_RESOLUTION", "COARSE_RESOLUTION"]
@@ -49,11 +49,12 @@ class _Panel:
 
     def __init__(self):
         self.plot = make_plot()
-        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.image_item = HeatmapItem()
         self.contour_item = GridCurve("contour", 1.0, 120)
         self.plot.addItem(self.image_item)
         self.plot.addItem(self.contour_item)
         self.image = self.region = self.value = None
+        self.title = None
 
     def clear(self):
         self.image = self.region = self.value = None
@@ -79,7 +80,9 @@ class _Panel:
         self.contour_item.set_lines(*lines)
 
     def set_title(self, text):
-        self.plot.getPlotItem().setTitle(f"<span style='font-size:10pt'>{text}</span>")
+        if text != self.title:      # a new title lays the plot out again
+            self.title = text
+            self.plot.getPlotItem().setTitle(f"<span style='font-size:10pt'>{text}</span>")
 
 
 class DensityView(View):
@@ -283,7 +286,9 @@ class DensityView(View):
         for p in panels:
             p.draw(log_scale, levels, self.contours.isChecked())
         self.bar.setLevels(levels)
-        self.bar.axis.setLabel("log p(x)" if log_scale else "p(x)")
+        label = "log p(x)" if log_scale else "p(x)"
+        if self.bar.axis.labelText != label:
+            self.bar.axis.setLabel(label)
         self._label()
         self.drew()
 

@@ -5,7 +5,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import geometry, theme
-from visualizer.items import PointCloudItem
+from visualizer.items import HeatmapItem, PointCloudItem
 from visualizer.views.base import View, axis_name, make_plot
 
 __all__ = ["InspectorView", "format_vector"]
@@ -43,7 +43,7 @@ class InspectorView(View):
         self.controls.addStretch(1)
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         self.plot = make_plot()
-        self.backdrop = pg.ImageItem(axisOrder="row-major")
+        self.backdrop = HeatmapItem()
         self.backdrop.setOpacity(0.85)
         self.plot.addItem(self.backdrop)
         self.data_item = PointCloudItem("data", size=2.5, alpha=170)
