@@ -8,7 +8,7 @@ import tensorflow as tf
 import kerasflows
 from kerasflows.inference import tabulate
 from kerasflows.layers import AffineCoupling, MLP, Permute, SplineCoupling
-from kerasflows.layers.piecewise import PiecewiseLinear
+from kerasflows.layers.piecewise import PiecewiseLinear, lookup
 from kerasflows.testing import perturb_weights
 
 
@@ -52,6 +52,25 @@ def test_table_columns_are_the_outputs_transposed_in_the_order_asked():
     np.testing.assert_array_equal(table.columns(x).numpy(), rows)
     order = [5, 0, 3, 1]
     np.testing.assert_array_equal(table.columns(x, order).numpy(), rows[order])
+
+
+def test_table_pieces_and_row_tables_read_the_same_outputs():
+    net = mlp((16, 16), out=6)
+    table = PiecewiseLinear.from_mlp(net)
+    x = np.random.default_rng(4).uniform(-6, 6, (500, 1)).astype(np.float32)
+    order = [4, 1, 2]
+    columns, pieces = table.columns_and_pieces(x, order)
+    np.testing.assert_array_equal(columns.numpy(), table.columns(x, order).numpy())
+    np.testing.assert_array_equal(pieces.numpy(), table.piece(tf.constant(x[:, 0])).numpy())
+    want = table(x).numpy()
+    for width in (None, table.pieces + 3, 1024):          # padded: the same outputs
+        tables = table.row_tables([5, 0], pieces=width)
+        assert tables[0].shape == (2, width or table.pieces)
+        rows = tf.constant([[0], [1]])                     # output 5, then output 0
+        got = lookup(tables, rows, pieces[None, :], x[None, :, 0]).numpy()
+        np.testing.assert_allclose(got, want[:, [5, 0]].T, rtol=1e-6, atol=1e-5)
+    with pytest.raises(ValueError, match=f"at least the table's {table.pieces} pieces"):
+        table.row_tables([0], pieces=table.pieces - 1)
 
 
 def test_table_of_a_network_with_no_kinks_in_range_is_one_piece():

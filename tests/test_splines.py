@@ -127,6 +127,58 @@ def test_unrolled_kernel_equals_kernel(bins, inverse):
     np.testing.assert_allclose(log_det_c, log_det_32, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("bins", [2, 3, 8, 16])
+@pytest.mark.parametrize("inverse", [False, True])
+def test_unrolled_kernel_with_slopes_read_on_demand(bins, inverse):
+    # `raw_slopes` gets the index of each element's slopes; here it reads them from `p`.
+    knots = SplineKnots(bins=bins, bound=2.5, min_bin_width=0.01, min_slope=0.05)
+    p, v = _kernel_inputs(bins, 2.5, seed=bins + 1)
+    asked = []
+
+    def raw_slopes(index):
+        asked.append(index)
+        slopes = tf.transpose(p[2 * bins:], [1, 2, 0])       # [2, 60, bins - 1]
+        return tf.gather(slopes, index, batch_dims=2)
+    out, log_det = knots.unrolled_kernel(p[:2 * bins], v, inverse, raw_slopes=raw_slopes)
+    want_out, want_log_det = knots.unrolled_kernel(p, v, inverse)
+    np.testing.assert_allclose(out, want_out, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(log_det, want_log_det, rtol=0, atol=1e-12)
+    assert len(asked) == 2 and all(a.dtype == tf.int32 for a in asked)
+    assert all(0 <= int(tf.reduce_min(a)) and int(tf.reduce_max(a)) <= bins - 2 for a in asked)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_compiled_table_kernel_equals_compiled_kernel_on_every_column(inverse):
+    # A conditioner table for two splines of 6 bins (num_masked=1 in 3-D).
+    from kerasflows.layers import MLP
+    from kerasflows.layers.piecewise import PiecewiseLinear
+    from kerasflows.testing import perturb_weights
+    bins, n = 6, 2
+    knots = SplineKnots(bins=bins, bound=3.0, min_slope=0.05)
+    p = knots.params_per_dim
+    net = MLP(n * p, (16, 16), "relu", zero_init=False)
+    net.build((None, 1))
+    perturb_weights(net, 1.0, seed=2)
+    table = PiecewiseLinear.from_mlp(net)
+    rng = np.random.default_rng(3)
+    x0 = rng.uniform(-4, 4, (500, 1)).astype("float32")
+    v = rng.uniform(-3.5, 3.5, (n, 500)).astype("float32")
+    outputs = np.arange(n * p).reshape(n, p)
+    everything = tf.reshape(table.columns(x0, outputs.T.ravel()), [p, n, -1])
+    want = knots.compiled_kernel(inverse)(everything, v)
+    sizes, piece = table.columns_and_pieces(x0, outputs[:, :2 * bins].T.ravel())
+    for width in (table.pieces, 512):                   # unpadded and padded tables
+        tables = table.row_tables(outputs[:, 2 * bins:].ravel(), pieces=width)
+        got = knots.compiled_table_kernel(inverse)(tf.reshape(sizes, [2 * bins, n, -1]), piece,
+                                                   x0[:, 0], v, *tables)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert np.max(np.abs(want[1])) > 0.3                 # splines far from the identity
+    assert knots.compiled_table_kernel(inverse) is \
+        SplineKnots(bins=bins, bound=3.0, min_slope=0.05).compiled_table_kernel(inverse)
+    assert knots.compiled_table_kernel(inverse) is not knots.compiled_kernel(inverse)
+
+
 def test_compiled_kernels_are_shared_by_equal_configurations():
     a, b = SplineKnots(bins=6, bound=3.0), SplineKnots(bins=6, bound=3.0)
     assert a.compiled_kernel(True) is b.compiled_kernel(True)

@@ -13,7 +13,7 @@ coupling layers, whose input is the one pass-through coordinate.
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["PiecewiseLinear"]
+__all__ = ["PiecewiseLinear", "lookup"]
 
 #: Refuse tables with more pieces than this (deep, wide nets can have many).
 MAX_PIECES = 200_000
@@ -78,7 +78,7 @@ class PiecewiseLinear:
         self.slopes, self.intercepts = np.asarray(slopes), np.asarray(intercepts)
         self.pieces, self.out_units = self.slopes.shape
         self._compiled = None
-        self._columns = {}    # `columns`, per output order
+        self._columns = {}    # `columns` / `columns_and_pieces`, per output order
         # Two tables, not one of both: XLA gathers two narrow rows faster than one wide one.
         self._slopes = tf.constant(self.slopes, self.dtype)
         self._intercepts = tf.constant(self.intercepts, self.dtype)
@@ -149,8 +149,17 @@ class PiecewiseLinear:
         as a spline that wants its bins first, gets them that way without a
         transpose of the whole result.
         """
+        return self._columns_fn(order, with_pieces=False)(x)
+
+    def columns_and_pieces(self, x, order=None):
+        """`(columns(x, order), pieces)`, compiled by XLA as one function: also the
+        piece index `[batch]` of each `x`, for later lookups with `lookup`."""
+        return self._columns_fn(order, with_pieces=True)(x)
+
+    def _columns_fn(self, order, with_pieces):
         order = tuple(range(self.out_units)) if order is None else tuple(int(i) for i in order)
-        if order not in self._columns:
+        key = (order, with_pieces)
+        if key not in self._columns:
             np_dtype = self.dtype.as_numpy_dtype
             slopes_t = np.ascontiguousarray(self.slopes[:, order].T, np_dtype)
             intercepts_t = np.ascontiguousarray(self.intercepts[:, order].T, np_dtype)
@@ -160,10 +169,50 @@ class PiecewiseLinear:
                 slopes = tf.constant(slopes_t.ravel())
                 intercepts = tf.constant(intercepts_t.ravel())
                 x = tf.cast(x, self.dtype)
+                piece = self.piece(x[:, 0])
                 # One flat gather with `[rows, batch]` indices: each row reads its own
                 # short table row; a gather along axis 1 would transpose a copy.
-                index = (tf.range(rows)[:, None] * self.pieces) + self.piece(x[:, 0])
-                return tf.gather(slopes, index) * x[:, 0] + tf.gather(intercepts, index)
-            self._columns[order] = tf.function(run, jit_compile=True, autograph=False,
-                                               reduce_retracing=True)
-        return self._columns[order](x)
+                index = (tf.range(rows)[:, None] * self.pieces) + piece
+                out = tf.gather(slopes, index) * x[:, 0] + tf.gather(intercepts, index)
+                return (out, piece) if with_pieces else out
+            self._columns[key] = tf.function(run, jit_compile=True, autograph=False,
+                                             reduce_retracing=True)
+        return self._columns[key]
+
+    def row_tables(self, order, pieces=None):
+        """Slopes and intercepts of the outputs `order`, `[len(order), pieces]` each.
+
+        Row `i` holds output `order[i]` of every piece, padded with zeros up
+        to `pieces` columns (at least `self.pieces`; default: no padding),
+        so the tables of networks with different piece counts can share one
+        shape. Read them with `lookup`. The tensors are made eagerly (also
+        when called while a `tf.function` traces), so later traces can use
+        them too.
+        """
+        pieces = self.pieces if pieces is None else int(pieces)
+        if pieces < self.pieces:
+            raise ValueError(f"`pieces` must be at least the table's {self.pieces} pieces. "
+                             f"Received: pieces={pieces}")
+        order = [int(i) for i in order]
+        out = []
+        for table in (self.slopes, self.intercepts):
+            padded = np.zeros((len(order), pieces), self.dtype.as_numpy_dtype)
+            padded[:, :self.pieces] = table[:, order].T
+            with tf.init_scope():
+                out.append(tf.constant(padded))
+        return tuple(out)
+
+
+def lookup(tables, rows, piece, x):
+    """Table outputs at given rows: `slopes[rows, piece] * x + intercepts[rows, piece]`.
+
+    `tables` is `(slopes, intercepts)` from `PiecewiseLinear.row_tables`;
+    `rows` (int) and `piece` (from `columns_and_pieces`) broadcast against
+    each other and against `x`, the network's input. Plain TensorFlow ops,
+    to be used inside an XLA-compiled function: each point reads the few
+    outputs it needs instead of a whole column of every output.
+    """
+    slopes, intercepts = tables
+    flat = rows * tf.shape(slopes)[1] + piece
+    return (tf.gather(tf.reshape(slopes, [-1]), flat) * x
+            + tf.gather(tf.reshape(intercepts, [-1]), flat))

@@ -17,6 +17,7 @@ import tensorflow_probability as tfp
 from kerasflows.layers.autoregressive import AutoregressiveLayer
 from kerasflows.layers.base import check_positive_int
 from kerasflows.layers.coupling import CouplingLayer
+from kerasflows.layers.piecewise import lookup
 
 tfb = tfp.bijectors
 
@@ -132,6 +133,35 @@ class SplineKnots:
                 jit_compile=True, autograph=False, reduce_retracing=True)
         return _COMPILED_KERNELS[key]
 
+    def compiled_table_kernel(self, inverse):
+        """`unrolled_kernel` reading the interior slopes from a conditioner's table,
+        compiled by XLA; shared like `compiled_kernel`.
+
+        Returns `fn(sizes, piece, x0, v, slopes, intercepts) -> (out, log_det)`
+        for a tabulated coupling layer (`kerasflows.tabulate`): `sizes
+        [2*bins, n, N]` are the raw width and height parameters (bins
+        first) of `v [n, N]`, `piece [N]` and `x0 [N]` the conditioner's
+        table piece and input at each point (`PiecewiseLinear.
+        columns_and_pieces`), and `slopes`, `intercepts` the table rows of
+        the raw interior slopes (`PiecewiseLinear.row_tables`, row
+        `j * (bins - 1) + m` for slope `m` of dimension `j`). Each point
+        reads only the two slopes of its bin, so the `bins - 1` slope
+        columns are never written out: the same numbers as `compiled_kernel`
+        on all `3 * bins - 1` columns, about 8% faster for a whole 2-D
+        spline flow on a 256x256 grid.
+        """
+        key = ("table", tuple(sorted(self.get_config().items())), bool(inverse))
+        if key not in _COMPILED_KERNELS:
+            def run(sizes, piece, x0, v, slopes, intercepts):
+                first_row = tf.range(tf.shape(v)[0])[:, None] * (self.bins - 1)
+
+                def raw_slopes(index):
+                    return lookup((slopes, intercepts), first_row + index, piece, x0)
+                return self.unrolled_kernel(sizes, v, inverse, raw_slopes=raw_slopes)
+            _COMPILED_KERNELS[key] = tf.function(run, jit_compile=True, autograph=False,
+                                                 reduce_retracing=True)
+        return _COMPILED_KERNELS[key]
+
     def kernel(self, p, v, inverse=False):
         """The spline on bins-first parameters: `p [3*bins-1, *shape]`, `v [*shape]`.
 
@@ -167,11 +197,15 @@ class SplineKnots:
         return self._rational_quadratic(v, v_in, inside, x_k, y_k, w_k, h_k, d_k, d_kp1,
                                         inverse)
 
-    def unrolled_kernel(self, p, v, inverse=False):
+    def unrolled_kernel(self, p, v, inverse=False, raw_slopes=None):
         """`kernel` for evaluation: the same spline, written one bin at a time.
 
         Same arguments, results and formulas as `kernel` (equal up to float
-        rounding: the knots are running sums here). Apart from one maximum
+        rounding: the knots are running sums here). With `raw_slopes`, `p`
+        holds only the `2 * bins` width and height rows and the raw interior
+        slopes come from `raw_slopes(index)`, called with the int32 indices
+        `[*shape]` (in `[0, bins - 2]`) of the slopes each element needs
+        (see `compiled_table_kernel`). Apart from one maximum
         over the bins, every op is elementwise on `[*shape]` slices, with
         the bins unrolled in Python (running sums for the softmax and knots,
         a running select for the bin), so XLA's fused loops read and write
@@ -194,20 +228,30 @@ class SplineKnots:
 
         widths = sizes(rows[:b], self.min_bin_width)
         heights = sizes(rows[b:2 * b], self.min_bin_height)
-        raw = rows[2 * b:]
         inside = (v > -bound) & (v < bound)
         v_in = tf.where(inside, v, tf.zeros_like(v))
         zero = tf.zeros_like(v)
         x_left = y_left = tf.fill(tf.shape(v), tf.constant(-bound, p.dtype))
+        x_k, y_k, w_k, h_k = x_left, y_left, widths[0], heights[0]
         # Bin 0 unless a later left knot is <= v: its raw boundary slope is 0 (slope 1).
-        x_k, y_k, w_k, h_k, raw_k, raw_kp1 = x_left, y_left, widths[0], heights[0], zero, raw[0]
-        for k in range(1, b):
-            x_left, y_left = x_left + widths[k - 1], y_left + heights[k - 1]
+        if raw_slopes is None:
+            raw = rows[2 * b:]
+            raw_k, raw_kp1 = zero, raw[0]
+        else:
+            k = tf.zeros(tf.shape(v), tf.int32)
+        for j in range(1, b):
+            x_left, y_left = x_left + widths[j - 1], y_left + heights[j - 1]
             hit = v_in >= (y_left if inverse else x_left)
             x_k, y_k = tf.where(hit, x_left, x_k), tf.where(hit, y_left, y_k)
-            w_k, h_k = tf.where(hit, widths[k], w_k), tf.where(hit, heights[k], h_k)
-            raw_k = tf.where(hit, raw[k - 1], raw_k)
-            raw_kp1 = tf.where(hit, raw[k] if k < b - 1 else zero, raw_kp1)
+            w_k, h_k = tf.where(hit, widths[j], w_k), tf.where(hit, heights[j], h_k)
+            if raw_slopes is None:
+                raw_k = tf.where(hit, raw[j - 1], raw_k)
+                raw_kp1 = tf.where(hit, raw[j] if j < b - 1 else zero, raw_kp1)
+            else:
+                k = tf.where(hit, j, k)
+        if raw_slopes is not None:   # bin k's slopes are interior slopes k - 1 and k
+            raw_k = tf.where(k > 0, raw_slopes(tf.maximum(k - 1, 0)), zero)
+            raw_kp1 = tf.where(k < b - 1, raw_slopes(tf.minimum(k, b - 2)), zero)
         return self._rational_quadratic(v, v_in, inside, x_k, y_k, w_k, h_k, self._slope(raw_k),
                                         self._slope(raw_kp1), inverse)
 
@@ -281,13 +325,21 @@ class SplineCoupling(CouplingLayer):
         if self.table is None:
             return super().transform_part(x0, x1, context, inverse)
         # Tabulated (inference copies, see `kerasflows.tabulate`): the table gives the
-        # parameters bins first and the XLA-compiled kernel takes them as they are,
-        # two compiled calls with nothing in between to transpose or fuse badly.
-        n, p = self.transformed, self.params_per_dim
-        # the net's outputs are `[n, p]` per point; ask for them as `[p, n]`
-        order = np.arange(n * p).reshape(n, p).T.ravel()
-        params = tf.reshape(self.table.columns(x0, order), [p, n, -1])
-        y1, log_det = self.knots.compiled_kernel(inverse)(params, tf.transpose(x1))
+        # width and height parameters bins first, with each point's piece; the
+        # XLA-compiled kernel takes them as they are and reads the two interior slopes
+        # each point needs from the table itself. Two compiled calls with nothing in
+        # between to transpose or fuse badly.
+        n, p, b = self.transformed, self.params_per_dim, self.knots.bins
+        outputs = np.arange(n * p).reshape(n, p)       # the net's outputs, `[n, p]` per point
+        sizes, piece = self.table.columns_and_pieces(x0, outputs[:, :2 * b].T.ravel())
+        if getattr(self, "_slope_tables", (None,))[0] is not self.table:
+            # Padded to a power of two pieces: the layers of a flow share compilations.
+            pieces = 1 << int(np.ceil(np.log2(self.table.pieces)))
+            self._slope_tables = (self.table, self.table.row_tables(outputs[:, 2 * b:].ravel(),
+                                                                    pieces))
+        y1, log_det = self.knots.compiled_table_kernel(inverse)(
+            tf.reshape(sizes, [2 * b, n, -1]), piece, tf.cast(x0[:, 0], sizes.dtype),
+            tf.transpose(x1), *self._slope_tables[1])
         return tf.transpose(y1), tf.reduce_sum(log_det, 0)
 
     def get_config(self):
