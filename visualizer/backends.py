@@ -16,8 +16,15 @@ first turned into its `kerasflows.tabulate` copy (conditioners as exact
 lookup tables, run in graph mode with the tables compiled by XLA).
 """
 
+import logging
+
 import numpy as np
 import tensorflow as tf
+
+# TensorFlow counts traces per Python function body, so the tables of a tabulated
+# flow (one small compiled function per layer, each traced once per shape) read to
+# it as "excessive retracing" and it logs a long warning; the app has no use for it.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 __all__ = ["Backend", "KerasBackend", "SavedModelBackend", "TraceUnavailable", "open_backend",
            "base_noise"]
