@@ -39,6 +39,8 @@ def make_plot(parent=None, aspect=True):
         # Two levels of ticks and grid lines, not pyqtgraph's three: a calmer grid, and
         # each zoom or pan lays out about a fifth of the lines (17 instead of 88 here).
         axis.setStyle(maxTickLevel=1)
+        # The axes carry no units: no SI prefix to recompute (and relabel) on each zoom.
+        axis.enableAutoSIPrefix(False)
     return plot
 
 
