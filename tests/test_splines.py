@@ -8,6 +8,7 @@ the bound: `test_conformance.py`, for every layer.)
 (XLA training of NSF flows is covered by test_training.py.)
 """
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -43,6 +44,7 @@ def conditioner(layer):
     ("coupling", 3, None, "float64"), ("autoregressive", 3, 2, "float32"),
     ("autoregressive", 3, None, "float64")])
 def test_check_flow_layer(name, dim, ctx, dtype):
+    keras.utils.set_random_seed(11)     # the same layer whatever ran before in this process
     layer = LAYERS[name](bins=6, bound=BOUND, hidden_units=(16,), context_dim=ctx, dtype=dtype)
     report = check_flow_layer(layer, dim, context_dim=ctx, perturb=0.3)
     assert report["logdet_error"] <= (1e-6 if dtype == "float64" else 1e-3)
@@ -156,6 +158,7 @@ def test_compiled_table_kernel_equals_compiled_kernel_on_every_column(inverse):
     bins, n = 6, 2
     knots = SplineKnots(bins=bins, bound=3.0, min_slope=0.05)
     p = knots.params_per_dim
+    keras.utils.set_random_seed(5)
     net = MLP(n * p, (16, 16), "relu", zero_init=False)
     net.build((None, 1))
     perturb_weights(net, 1.0, seed=2)
@@ -171,8 +174,8 @@ def test_compiled_table_kernel_equals_compiled_kernel_on_every_column(inverse):
         tables = table.row_tables(outputs[:, 2 * bins:].ravel(), pieces=width)
         got = knots.compiled_table_kernel(inverse)(tf.reshape(sizes, [2 * bins, n, -1]), piece,
                                                    x0[:, 0], v, *tables)
-        for a, b in zip(got, want):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+        for a, b in zip(got, want):      # float32, the table's products fused differently
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
     assert np.max(np.abs(want[1])) > 0.3                 # splines far from the identity
     assert knots.compiled_table_kernel(inverse) is \
         SplineKnots(bins=bins, bound=3.0, min_slope=0.05).compiled_table_kernel(inverse)
