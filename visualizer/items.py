@@ -41,6 +41,7 @@ class HeatmapItem(pg.ImageItem):
                 QtGui.QImage.Format.Format_ARGB32_Premultiplied if image.hasAlphaChannel()
                 else QtGui.QImage.Format.Format_RGB32)
 
+
 #: Below the `ViewBox` (z = -100): the grid lies behind everything plotted.
 GRID_Z = -200
 

@@ -37,7 +37,7 @@ def make_plot(parent=None, aspect=True):
         axis.setTextPen(theme.color("muted"))
         axis.setPen(theme.color("muted"))
         # Two levels of ticks and grid lines, not pyqtgraph's three: a calmer grid, and
-        # each zoom or pan lays out about a fifth of the lines (17 instead of 88 here).
+        # each zoom or pan lays out about a fifth of the lines (17 instead of 88 on the rings view).
         axis.setStyle(maxTickLevel=1)
         # The axes carry no units: no SI prefix to recompute (and relabel) on each zoom.
         axis.enableAutoSIPrefix(False)
