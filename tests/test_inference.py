@@ -66,6 +66,7 @@ def test_table_pieces_and_row_tables_read_the_same_outputs():
     for width in (None, table.pieces + 3, 1024):          # padded: the same outputs
         tables = table.row_tables([5, 0], pieces=width)
         assert tables[0].shape == (2, width or table.pieces)
+        assert table.row_tables((5, 0), pieces=width) is tables       # made once
         rows = tf.constant([[0], [1]])                     # output 5, then output 0
         got = lookup(tables, rows, pieces[None, :], x[None, :, 0]).numpy()
         np.testing.assert_allclose(got, want[:, [5, 0]].T, rtol=1e-6, atol=1e-5)

@@ -79,6 +79,7 @@ class PiecewiseLinear:
         self.pieces, self.out_units = self.slopes.shape
         self._compiled = None
         self._columns = {}    # `columns` / `columns_and_pieces`, per output order
+        self._row_tables = {}  # `row_tables`, per output order and width
         # Two tables, not one of both: XLA gathers two narrow rows faster than one wide one.
         self._slopes = tf.constant(self.slopes, self.dtype)
         self._intercepts = tf.constant(self.intercepts, self.dtype)
@@ -185,22 +186,24 @@ class PiecewiseLinear:
         Row `i` holds output `order[i]` of every piece, padded with zeros up
         to `pieces` columns (at least `self.pieces`; default: no padding),
         so the tables of networks with different piece counts can share one
-        shape. Read them with `lookup`. The tensors are made eagerly (also
-        when called while a `tf.function` traces), so later traces can use
-        them too.
+        shape. Read them with `lookup`. The tensors are made once per
+        `(order, pieces)` and eagerly (also when asked for while a
+        `tf.function` traces), so every later call and trace reuses them.
         """
         pieces = self.pieces if pieces is None else int(pieces)
         if pieces < self.pieces:
             raise ValueError(f"`pieces` must be at least the table's {self.pieces} pieces. "
                              f"Received: pieces={pieces}")
-        order = [int(i) for i in order]
-        out = []
-        for table in (self.slopes, self.intercepts):
-            padded = np.zeros((len(order), pieces), self.dtype.as_numpy_dtype)
-            padded[:, :self.pieces] = table[:, order].T
-            with tf.init_scope():
-                out.append(tf.constant(padded))
-        return tuple(out)
+        order = tuple(int(i) for i in order)
+        if (order, pieces) not in self._row_tables:
+            out = []
+            for table in (self.slopes, self.intercepts):
+                padded = np.zeros((len(order), pieces), self.dtype.as_numpy_dtype)
+                padded[:, :self.pieces] = table[:, list(order)].T
+                with tf.init_scope():
+                    out.append(tf.constant(padded))
+            self._row_tables[(order, pieces)] = tuple(out)
+        return self._row_tables[(order, pieces)]
 
 
 def lookup(tables, rows, piece, x):

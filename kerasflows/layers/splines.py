@@ -119,12 +119,12 @@ class SplineKnots:
         """`unrolled_kernel` compiled by XLA on its own, shared by every `SplineKnots`
         with the same configuration (cached per configuration and direction).
 
-        For callers outside an XLA cluster that already hold bins-first
-        parameters and want values, not gradients (the tabulated coupling
-        layers of `kerasflows.tabulate`, which the visualizer runs). The
-        kernel depends on nothing but the configuration, so the layers of a
-        flow share one function and XLA compiles each input shape once, not
-        once per layer.
+        For callers outside an XLA cluster that already hold all the
+        bins-first parameters and want values, not gradients (the tabulated
+        coupling layers of `kerasflows.tabulate` use `compiled_table_kernel`,
+        which reads the slopes from their table). The kernel depends on
+        nothing but the configuration, so the layers of a flow share one
+        function and XLA compiles each input shape once, not once per layer.
         """
         key = (tuple(sorted(self.get_config().items())), bool(inverse))
         if key not in _COMPILED_KERNELS:
@@ -332,14 +332,12 @@ class SplineCoupling(CouplingLayer):
         n, p, b = self.transformed, self.params_per_dim, self.knots.bins
         outputs = np.arange(n * p).reshape(n, p)       # the net's outputs, `[n, p]` per point
         sizes, piece = self.table.columns_and_pieces(x0, outputs[:, :2 * b].T.ravel())
-        if getattr(self, "_slope_tables", (None,))[0] is not self.table:
-            # Padded to a power of two pieces: the layers of a flow share compilations.
-            pieces = 1 << int(np.ceil(np.log2(self.table.pieces)))
-            self._slope_tables = (self.table, self.table.row_tables(outputs[:, 2 * b:].ravel(),
-                                                                    pieces))
+        # Padded to a power of two pieces: the layers of a flow share compilations.
+        slope_tables = self.table.row_tables(outputs[:, 2 * b:].ravel(),
+                                             1 << int(np.ceil(np.log2(self.table.pieces))))
         y1, log_det = self.knots.compiled_table_kernel(inverse)(
             tf.reshape(sizes, [2 * b, n, -1]), piece, tf.cast(x0[:, 0], sizes.dtype),
-            tf.transpose(x1), *self._slope_tables[1])
+            tf.transpose(x1), *slope_tables)
         return tf.transpose(y1), tf.reduce_sum(log_det, 0)
 
     def get_config(self):
