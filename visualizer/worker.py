@@ -30,7 +30,7 @@ import traceback
 
 from PySide6 import QtCore
 
-__all__ = ["Request", "Result", "ComputeThread", "Worker", "WARM_UP_PREFIX"]
+__all__ = ["Request", "Result", "ComputeThread", "Worker", "WARM_UP_PREFIX", "keep_warm_call"]
 
 #: Requests whose kind starts with this run only when nothing else waits.
 WARM_UP_PREFIX = "warm_up"
@@ -40,6 +40,13 @@ KEEP_WARM_S = 1.0
 KEEP_WARM_EVERY_S = 0.005
 #: Rows of a keep-warm evaluation (the views' warm-up compiles this shape).
 KEEP_WARM_ROWS = 64
+
+
+def keep_warm_call(invertible):
+    """The keep-warm evaluation, `(backend method, rows)`: `log_prob`, or `forward`
+    for a flow without an inverse."""
+    return ("log_prob" if invertible else "forward"), KEEP_WARM_ROWS
+
 #: What `_next` returns when it is time for a keep-warm evaluation.
 _KEEP_WARM = object()
 
@@ -163,9 +170,8 @@ class ComputeThread(threading.Thread):
     def _run_keep_warm(self, compute):
         """One small evaluation of the open model; a failure ends keep-warm until the
         next request (it never reaches the GUI)."""
-        method = "log_prob" if self.backend.invertible else "forward"
         try:
-            compute.warm_up(self.backend, method, KEEP_WARM_ROWS)
+            compute.warm_up(self.backend, *keep_warm_call(self.backend.invertible))
             self.keep_warm_runs += 1
         except Exception:  # noqa: BLE001 (keep-warm is an optimisation; the next request reports)
             self._warm_until = 0.0
