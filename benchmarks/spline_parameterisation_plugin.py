@@ -5,7 +5,9 @@ Registers `kfvar:nsf` and `kfvar:nsf_coupling`, our NSF runners with
 `exp` makes the interior knot slopes `exp(r / (1 + |r| / c))` with
 `c = -log(min_slope)` (as zuko does) instead of `min_slope + softplus(r + offset)`;
 `clamp_exp` also soft-clamps the bin logits, `r / (1 + 2|r| / c)`, before the
-softmax. Both keep a zero output the identity. Used to test whether the
+softmax. Both keep a zero output the identity. `init` (with either or alone)
+starts the conditioners' output layer random, as PyTorch's `nn.Linear` (and
+zuko) do, instead of at zero. Used to test whether the
 parameterisation explains the NLL gap to zuko on rings (README, Benchmarks):
 
     cd ../shared/bench
@@ -34,6 +36,15 @@ def _patch(variant):
             self, raw / (1 + 2 * tf.abs(raw) / c), minimum, axis)
     if "exp" in variant:
         SplineKnots._slope = lambda self, raw: tf.exp(raw / (1 + tf.abs(raw) / c))
+    if "init" in variant:
+        from kerasflows.layers import nets
+        for cls in (nets.MLP, nets.MADE):
+            init = cls.__init__
+
+            def random_output(self, *args, _init=init, **kwargs):
+                kwargs["zero_init"] = False
+                _init(self, *args, **kwargs)
+            cls.__init__ = random_output
 
 
 class _Variant:

@@ -56,8 +56,10 @@ class AutoregressiveLayer(FlowLayer):
     """Base of autoregressive layers driven by a `MADE` and `tfb.MaskedAutoregressiveFlow`.
 
     Subclasses set `params_per_dim` and implement `transform_kwargs(params_fn)`,
-    which returns the keyword arguments of `tfb.MaskedAutoregressiveFlow`;
-    `params_fn(y)` gives the MADE's `[batch, D, params_per_dim]` output.
+    which returns the keyword arguments of `tfb.MaskedAutoregressiveFlow`
+    (`params_fn(y)` gives the MADE's `[batch, D, params_per_dim]` output),
+    and `elementwise(params, v, inverse)`, the layer's own map given the
+    MADE's output parameters first (`[batch, params_per_dim, D]`).
 
     Args:
         hidden_units: sizes of the MADE's hidden layers.
@@ -88,8 +90,12 @@ class AutoregressiveLayer(FlowLayer):
         return tfb.MaskedAutoregressiveFlow(**self.transform_kwargs(self.params_fn(context)))
 
     def elementwise(self, params, v, inverse):
-        """`(out, log_det [batch])` of the elementwise map given MADE `params`, either direction."""
+        """`(out, log_det [batch])` of the elementwise map, either direction, given the
+        MADE's output `params [batch, params_per_dim, D]` (`made(..., params_first=True)`)."""
         raise NotImplementedError
+
+    def _params(self, y, context):
+        return self.made(y, context=context, params_first=True)
 
     def one_pass(self, v, context=None):
         """The direction that needs one MADE pass on its input: the MAF inverse.
@@ -97,7 +103,7 @@ class AutoregressiveLayer(FlowLayer):
         Same map as `bijector(context).inverse`, without TFP's bookkeeping.
         """
         v, context = self.check_inputs(v, context)
-        return self.elementwise(self.made(v, context=context), v, inverse=True)
+        return self.elementwise(self._params(v, context), v, inverse=True)
 
     def sequential(self, v, context=None):
         """The direction solved one dimension at a time: the MAF forward.
@@ -112,18 +118,18 @@ class AutoregressiveLayer(FlowLayer):
         v, context = self.check_inputs(v, context)
 
         def step(y):
-            return [self.elementwise(self.made(y, context=context), v, inverse=False)[0]]
+            return [self.elementwise(self._params(y, context), v, inverse=False)[0]]
         y, passes = tf.zeros_like(v), self.event_dim - 1
         if context is None and passes > 0:
             # The first pass needs dimension 0's parameters, which depend on no input:
             # one MADE row, broadcast, instead of a pass over the batch.
-            first = self.made(y[:1])
+            first = self._params(y[:1], None)
             shape = tf.concat([tf.shape(v)[:1], tf.shape(first)[1:]], 0)
             y = self.elementwise(tf.broadcast_to(first, shape), v, inverse=False)[0]
             passes -= 1
         if passes > 0:
             y, = tf.while_loop(lambda y: True, step, [y], maximum_iterations=passes)
-        return self.elementwise(self.made(y, context=context), v, inverse=False)
+        return self.elementwise(self._params(y, context), v, inverse=False)
 
     def forward_and_log_det(self, z, context=None, training=False):
         return self.sequential(z, context)
@@ -177,7 +183,7 @@ class MaskedAutoregressive(AutoregressiveLayer):
         return {"shift_and_log_scale_fn": shift_and_log_scale}
 
     def elementwise(self, params, v, inverse):
-        return affine(params[..., 0], soft_clamp(params[..., 1], self.max_log_scale), v, inverse)
+        return affine(params[:, 0], soft_clamp(params[:, 1], self.max_log_scale), v, inverse)
 
     def get_config(self):
         return {**super().get_config(), "max_log_scale": self.max_log_scale}

@@ -152,6 +152,10 @@ class MADE(keras.layers.Layer):
     Call arguments:
         x: `[batch, D]` inputs.
         context: `[batch, context_dim]`, when conditional.
+        params_first: return `[batch, P, D]` instead (the same numbers; the
+            output layer's columns are reordered, so each parameter is a
+            contiguous `[batch, D]` slice for the elementwise map that reads
+            it).
     """
 
     def __init__(self, params_per_dim, hidden_units=(64, 64), activation="relu",
@@ -182,14 +186,21 @@ class MADE(keras.layers.Layer):
                 name=f"bias_{i}"))
         self.built = True
 
-    def call(self, x, context=None):
+    def call(self, x, context=None, params_first=False):
         h = x if context is None else tf.concat([x, tf.cast(context, x.dtype)], axis=-1)
         n = len(self.kernels)
+        D, P = self.event_dim, self.params_per_dim
         for i, (k, b, m) in enumerate(zip(self.kernels, self.biases, self._masks)):
-            h = tf.matmul(h, k * tf.constant(m, dtype=k.dtype)) + b
+            k = k * tf.constant(m, dtype=k.dtype)
+            if i == n - 1 and params_first and P > 1:
+                # Output column d * P + p becomes column p * D + d (a transpose, whose
+                # gradient stays dense, unlike a gather's).
+                k = tf.reshape(tf.transpose(tf.reshape(k, [-1, D, P]), [0, 2, 1]), [-1, D * P])
+                b = tf.reshape(tf.transpose(tf.reshape(b, [D, P])), [D * P])
+            h = tf.matmul(h, k) + b
             if i < n - 1:
                 h = self.activation(h)
-        return tf.reshape(h, [-1, self.event_dim, self.params_per_dim])
+        return tf.reshape(h, [-1, P, D] if params_first else [-1, D, P])
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (int(input_shape[-1]), self.params_per_dim)

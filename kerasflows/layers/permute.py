@@ -9,6 +9,7 @@ import operator
 
 import keras
 import numpy as np
+import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.layers.base import FlowLayer, check_positive_int
@@ -82,9 +83,31 @@ class Permute(FlowLayer):
         else:
             permutation = np.asarray(self.order)
         self.permutation = np.asarray(permutation, dtype=np.int32)
+        self._reverses = bool(np.array_equal(self.permutation, np.arange(event_dim)[::-1]))
 
     def bijector(self, context=None):
         return tfb.Permute(self.permutation)
+
+    def _reorder(self, v, context, inverse):
+        """`bijector().forward` (or `.inverse`) of `v` and a zero log-det `[batch]`.
+
+        The reversal is XLA's reverse op: a gather along the last axis, fused
+        with the elementwise map that produced its input, became a strided
+        column-by-column loop (about 30 ms for 65,536 x 64 values here,
+        several times the whole gather on its own).
+        """
+        v, _ = self.check_inputs(v, context)
+        log_det = tf.zeros(tf.shape(v)[:-1], v.dtype)
+        if self._reverses:
+            return tf.reverse(v, [-1]), log_det
+        permutation = np.argsort(self.permutation) if inverse else self.permutation
+        return tf.gather(v, permutation, axis=-1), log_det
+
+    def forward_and_log_det(self, z, context=None, training=False):
+        return self._reorder(z, context, inverse=False)
+
+    def inverse_and_log_det(self, x, context=None, training=False):
+        return self._reorder(x, context, inverse=True)
 
     def get_config(self):
         order = self.order if isinstance(self.order, str) else list(self.order)

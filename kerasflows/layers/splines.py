@@ -106,13 +106,16 @@ class SplineKnots:
         widths, heights, slopes = self.knots(params)
         return tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-self.bound)
 
-    def transform(self, params, v, inverse=False):
+    def transform(self, params, v, inverse=False, params_first=False):
         """The spline of `bijector(params)` applied to `v [batch, n]` in one pass.
 
-        Returns `(out, log_det)`, `log_det [batch]` summed over the `n`
-        dimensions. See `kernel`, which this calls with the bins first.
+        `params` is `[batch, n, 3*bins-1]`, or `[batch, 3*bins-1, n]` with
+        `params_first=True`. Returns `(out, log_det)`, `log_det [batch]`
+        summed over the `n` dimensions. See `kernel`, which this calls with
+        the bins first.
         """
-        out, log_det = self.kernel(tf.transpose(params, [2, 1, 0]), tf.transpose(v), inverse)
+        bins_first = tf.transpose(params, [1, 2, 0] if params_first else [2, 1, 0])
+        out, log_det = self.kernel(bins_first, tf.transpose(v), inverse)
         return tf.transpose(out), tf.reduce_sum(log_det, 0)
 
     def compiled_kernel(self, inverse):
@@ -374,7 +377,7 @@ class SplineAutoregressive(AutoregressiveLayer):
         return {"bijector_fn": spline}
 
     def elementwise(self, params, v, inverse):
-        return self.knots.transform(params, v, inverse)
+        return self.knots.transform(params, v, inverse, params_first=True)
 
     def get_config(self):
         return {**super().get_config(), **self.knots.get_config()}
