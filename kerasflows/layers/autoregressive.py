@@ -105,24 +105,34 @@ class AutoregressiveLayer(FlowLayer):
         v, context = self.check_inputs(v, context)
         return self.elementwise(self._params(v, context), v, inverse=True)
 
+    #: From this many dimensions on, `sequential` uses `MADE.solve`; below it, re-running
+    #: the network after each dimension was faster (MAF, 10^5 samples on 2 CPU cores:
+    #: solve 0.6-0.7M samples/s at 2-4 dimensions, the passes 2.0M at 2, 0.73M at 4,
+    #: 0.30M at 8, where solve gives 0.59M; 64 dimensions: 15x faster).
+    SOLVE_MIN_DIM = 4
+
     def sequential(self, v, context=None):
         """The direction solved one dimension at a time: the MAF forward.
 
-        After `k` MADE passes the first `k` outputs are exact (output `d`
-        depends on outputs `< d` only), so `D - 1` passes in a `tf.while_loop`
-        and a last one that also gives the log-det solve it. Without a
-        context the first pass is one MADE row (dimension 0's parameters
-        depend on no input), broadcast over the batch. Same map as
-        `bijector(context).forward`.
+        Output `d` depends on outputs `< d` only, so dimension `d` is mapped
+        once dimensions `< d` are known. From `SOLVE_MIN_DIM` dimensions on,
+        `MADE.solve` does this computing each hidden unit once (about one
+        network pass in all); below it, `D - 1` passes of the whole network
+        in a `tf.while_loop`, each making one more output exact, and a last
+        one that also gives the log-det (without a context the first pass
+        is one MADE row: dimension 0's parameters depend on no input). Same
+        map as `bijector(context).forward`.
         """
         v, context = self.check_inputs(v, context)
+        if self.event_dim >= self.SOLVE_MIN_DIM:
+            def transform(params, v_d):
+                return self.elementwise(params, v_d, inverse=False)
+            return self.made.solve(transform, v, context=context)
 
         def step(y):
             return [self.elementwise(self._params(y, context), v, inverse=False)[0]]
         y, passes = tf.zeros_like(v), self.event_dim - 1
         if context is None and passes > 0:
-            # The first pass needs dimension 0's parameters, which depend on no input:
-            # one MADE row, broadcast, instead of a pass over the batch.
             first = self._params(y[:1], None)
             shape = tf.concat([tf.shape(v)[:1], tf.shape(first)[1:]], 0)
             y = self.elementwise(tf.broadcast_to(first, shape), v, inverse=False)[0]

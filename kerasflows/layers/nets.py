@@ -202,6 +202,92 @@ class MADE(keras.layers.Layer):
                 h = self.activation(h)
         return tf.reshape(h, [-1, P, D] if params_first else [-1, D, P])
 
+    def solve(self, transform, v, context=None):
+        """Solves an autoregressive map one dimension at a time, computing each hidden unit once.
+
+        `transform(params [batch, P, 1], v_d [batch, 1]) -> (y_d [batch, 1],
+        log_det [batch])` maps dimension `d` of `v` given the parameters this
+        network outputs for it; `y_d` becomes input `d` of the network. Returns
+        `(y [batch, D], log_det [batch])`: the `y` with `y_d = transform(
+        params_d(y_<d), v_d)` for every `d` (the MAF forward, the IAF inverse).
+
+        A hidden unit of degree `k` depends on inputs `1..k` only, so it is
+        final once `y_k` is known. Step `d` computes the parameters of
+        dimension `d` from the final units (degree < d), maps `v_d`, and then
+        evaluates the units of degree `d`: every unit is computed exactly
+        once, so the whole solve costs about one network pass (plus `D` small
+        steps) instead of the `D` passes of re-running the network after each
+        dimension. The values agree with `call` up to float summation order.
+        The hidden values are kept transposed (`[units, batch]`), so each
+        step reads and writes whole rows.
+        """
+        D, P = self.event_dim, self.params_per_dim
+        C = self.context_dim or 0
+        dtype = self.kernels[0].dtype
+        v = tf.convert_to_tensor(v, dtype)
+        batch = tf.shape(v)[0]
+        low = 0 if C else 1
+        span = max(D - low, 1)
+        masked = [k * tf.constant(m, dtype) for k, m in zip(self.kernels, self._masks)]
+        n_hidden = len(self.hidden_units)
+        # Per hidden layer: `[units + 1, fan_in (+1)]` weights, transposed, with a zero row
+        # and column for a dummy unit that pads each degree's unit list to one length.
+        rows, biases, groups, contexts = [], [], [], []
+        for i, units in enumerate(self.hidden_units):
+            w = tf.transpose(masked[i][:D] if i == 0 else masked[i])
+            if i > 0:
+                w = tf.pad(w, [[0, 0], [0, 1]])
+            rows.append(tf.pad(w, [[0, 1], [0, 0]]))
+            biases.append(tf.pad(self.biases[i], [[0, 1]])[:, None])
+            degree = low + np.arange(units) % span
+            size = max(1, max(int(np.sum(degree == k)) for k in range(D + 1)))
+            table = np.full((D + 1, size), units, np.int32)
+            for k in range(D + 1):
+                members = np.flatnonzero(degree == k)
+                table[k, :len(members)] = members
+            groups.append(tf.constant(table))
+        if C:
+            c = tf.cast(context, dtype)
+            contexts.append(tf.pad(tf.transpose(tf.matmul(c, masked[0][D:])), [[0, 1], [0, 0]]))
+        # Output rows in parameters-first order (row p * D + d), with the dummy column.
+        w_out = tf.reshape(tf.transpose(tf.reshape(masked[-1], [-1, D, P]), [2, 1, 0]),
+                           [P * D, -1])
+        w_out = tf.pad(w_out, [[0, 0], [0, 1]])
+        b_out = tf.reshape(tf.transpose(tf.reshape(self.biases[-1], [D, P])), [P * D, 1])
+        v_t = tf.transpose(v)
+
+        def finalize(k, y_t, hidden):
+            """Evaluates the hidden units of degree `k` (all their inputs are final)."""
+            hidden = list(hidden)
+            below = y_t
+            for i in range(n_hidden):
+                units = groups[i][k]
+                pre = tf.matmul(tf.gather(rows[i], units), below) + tf.gather(biases[i], units)
+                if i == 0 and C:
+                    pre = pre + tf.gather(contexts[0], units)
+                value = self.activation(pre)
+                hidden[i] = tf.tensor_scatter_nd_update(hidden[i], units[:, None], value)
+                below = hidden[i]
+            return hidden
+
+        y_t = tf.zeros([D, batch], dtype)
+        hidden = [tf.zeros([u + 1, batch], dtype) for u in self.hidden_units]
+        if C:
+            hidden = finalize(0, y_t, hidden)      # units that see only the context
+
+        def step(d, y_t, log_det, *hidden):
+            out_rows = d + D * tf.range(P)
+            params = tf.matmul(tf.gather(w_out, out_rows), hidden[-1]) + tf.gather(b_out, out_rows)
+            y_d, ld = transform(tf.transpose(params)[:, :, None], tf.gather(v_t, d)[:, None])
+            y_t = tf.tensor_scatter_nd_update(y_t, [[d]], tf.transpose(y_d))
+            hidden = finalize(d + 1, y_t, hidden)
+            return (d + 1, y_t, log_det + ld, *hidden)
+
+        _, y_t, log_det, *_ = tf.while_loop(
+            lambda d, *unused: d < D, step,
+            (tf.constant(0), y_t, tf.zeros([batch], dtype), *hidden), maximum_iterations=D)
+        return tf.transpose(y_t), log_det
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (int(input_shape[-1]), self.params_per_dim)
 
