@@ -3,9 +3,10 @@
 Each dimension is transformed by an elementwise bijector whose parameters a
 `MADE` computes from the preceding dimensions (and the context). The
 transform is TFP's `tfb.MaskedAutoregressiveFlow`, whose conditioner sees
-the data side `x`: the inverse (density) takes one network pass, the
-forward (sampling) takes one pass per dimension. IAF is its inverse, so
-sampling is the one-pass direction.
+the data side `x`: the inverse (density) takes one network pass; the
+forward (sampling) is solved one dimension at a time, which `MADE.solve`
+does for about the cost of one pass more. IAF is its inverse, so sampling
+is the one-pass direction.
 """
 
 import keras

@@ -2,7 +2,9 @@
 
 Placed between coupling or autoregressive layers so that every dimension is
 eventually transformed and conditions the others (Dinh et al. 2017;
-Papamakarios et al. 2017). The map is TFP's `tfb.Permute`.
+Papamakarios et al. 2017). `bijector()` is TFP's `tfb.Permute`; the layer's
+own forward and inverse compute the same map directly (a reversal as a
+reverse op, which XLA handles far better than the gather).
 """
 
 import operator
