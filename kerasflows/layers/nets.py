@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from kerasflows.layers.base import check_positive_int
 
-__all__ = ["MLP", "MADE", "made_masks", "check_hidden_units"]
+__all__ = ["MLP", "MADE", "made_masks", "hidden_degrees", "check_hidden_units"]
 
 
 def check_hidden_units(hidden_units):
@@ -111,6 +111,13 @@ class MLP(keras.layers.Layer):
         return config
 
 
+def hidden_degrees(event_dim, units, context_dim=0):
+    """Degrees of a MADE hidden layer's `units` (see `made_masks`): a unit of degree
+    `k` sees data inputs `1..k` only (and the context)."""
+    low = 0 if context_dim else 1
+    return low + np.arange(units) % max(event_dim - low, 1)
+
+
 def made_masks(event_dim, hidden_units, params_per_dim, context_dim=0):
     """Connectivity masks of a MADE, as float32 numpy arrays `[fan_in, fan_out]`.
 
@@ -123,11 +130,9 @@ def made_masks(event_dim, hidden_units, params_per_dim, context_dim=0):
     """
     D = event_dim
     in_deg = np.concatenate([np.arange(1, D + 1), np.zeros(context_dim, int)])
-    low = 0 if context_dim else 1
-    span = max(D - low, 1)
     masks, prev = [], in_deg
     for units in hidden_units:
-        deg = low + np.arange(units) % span
+        deg = hidden_degrees(D, units, context_dim)
         masks.append((deg[None, :] >= prev[:, None]).astype(np.float32))
         prev = deg
     out_deg = np.repeat(np.arange(1, D + 1), params_per_dim)
@@ -226,8 +231,6 @@ class MADE(keras.layers.Layer):
         dtype = self.kernels[0].dtype
         v = tf.convert_to_tensor(v, dtype)
         batch = tf.shape(v)[0]
-        low = 0 if C else 1
-        span = max(D - low, 1)
         masked = [k * tf.constant(m, dtype) for k, m in zip(self.kernels, self._masks)]
         n_hidden = len(self.hidden_units)
         # Per hidden layer: `[units + 1, fan_in (+1)]` weights, transposed, with a zero row
@@ -239,7 +242,7 @@ class MADE(keras.layers.Layer):
                 w = tf.pad(w, [[0, 0], [0, 1]])
             rows.append(tf.pad(w, [[0, 1], [0, 0]]))
             biases.append(tf.pad(self.biases[i], [[0, 1]])[:, None])
-            degree = low + np.arange(units) % span
+            degree = hidden_degrees(D, units, C)
             size = max(1, max(int(np.sum(degree == k)) for k in range(D + 1)))
             table = np.full((D + 1, size), units, np.int32)
             for k in range(D + 1):
