@@ -47,6 +47,23 @@ def test_permute_forward_gathers_by_order():
         np.testing.assert_array_equal(ld, np.zeros(3))
 
 
+@pytest.mark.parametrize("order", ["reverse", "random", [2, 0, 3, 1]])
+def test_permute_same_map_in_training_and_inference_and_as_tfp(order):
+    # Inference reverses with a reverse op, training steps gather; both are tfb.Permute's map.
+    layer = Permute(order, seed=4)
+    layer.ensure_built(4)
+    x = tf.constant(np.random.default_rng(0).standard_normal((6, 4)), tf.float32)
+    ref = layer.bijector()
+    for training in (False, True):
+        y, fld = layer.forward_and_log_det(x, training=training)
+        back, ild = layer.inverse_and_log_det(y, training=training)
+        np.testing.assert_array_equal(y, ref.forward(x))
+        np.testing.assert_array_equal(back, x)
+        np.testing.assert_array_equal(fld, np.zeros(6))
+        np.testing.assert_array_equal(ild, np.zeros(6))
+    assert not np.array_equal(y, x)
+
+
 def test_random_order_is_reproducible_from_seed():
     def perm(seed):
         layer = Permute("random", seed=seed)
