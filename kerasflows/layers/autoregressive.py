@@ -5,8 +5,8 @@ Each dimension is transformed by an elementwise bijector whose parameters a
 transform is TFP's `tfb.MaskedAutoregressiveFlow`, whose conditioner sees
 the data side `x`: the inverse (density) takes one network pass; the
 forward (sampling) is solved one dimension at a time, which `MADE.solve`
-does for about the cost of one pass more. IAF is its inverse, so sampling
-is the one-pass direction.
+does (from 4 dimensions on) for about the cost of one pass more. IAF is its
+inverse, so sampling is the one-pass direction.
 """
 
 import keras
