@@ -194,18 +194,23 @@ class MADE(keras.layers.Layer):
     def call(self, x, context=None, params_first=False):
         h = x if context is None else tf.concat([x, tf.cast(context, x.dtype)], axis=-1)
         n = len(self.kernels)
-        D, P = self.event_dim, self.params_per_dim
         for i, (k, b, m) in enumerate(zip(self.kernels, self.biases, self._masks)):
             k = k * tf.constant(m, dtype=k.dtype)
-            if i == n - 1 and params_first and P > 1:
-                # Output column d * P + p becomes column p * D + d (a transpose, whose
-                # gradient stays dense, unlike a gather's).
-                k = tf.reshape(tf.transpose(tf.reshape(k, [-1, D, P]), [0, 2, 1]), [-1, D * P])
-                b = tf.reshape(tf.transpose(tf.reshape(b, [D, P])), [D * P])
+            if i == n - 1 and params_first:
+                k, b = self._params_first_output(k, b)
             h = tf.matmul(h, k) + b
             if i < n - 1:
                 h = self.activation(h)
+        D, P = self.event_dim, self.params_per_dim
         return tf.reshape(h, [-1, P, D] if params_first else [-1, D, P])
+
+    def _params_first_output(self, kernel, bias):
+        """The output layer's masked `kernel [units, D*P]` and `bias [D*P]` with output
+        column `d * P + p` moved to `p * D + d` (by transposes, whose gradient stays
+        dense, unlike a gather's)."""
+        D, P = self.event_dim, self.params_per_dim
+        kernel = tf.reshape(tf.transpose(tf.reshape(kernel, [-1, D, P]), [0, 2, 1]), [-1, D * P])
+        return kernel, tf.reshape(tf.transpose(tf.reshape(bias, [D, P])), [D * P])
 
     def solve(self, transform, v, context=None):
         """Solves an autoregressive map one dimension at a time, computing each hidden unit once.
@@ -235,7 +240,7 @@ class MADE(keras.layers.Layer):
         n_hidden = len(self.hidden_units)
         # Per hidden layer: `[units + 1, fan_in (+1)]` weights, transposed, with a zero row
         # and column for a dummy unit that pads each degree's unit list to one length.
-        rows, biases, groups, contexts = [], [], [], []
+        rows, biases, groups = [], [], []
         for i, units in enumerate(self.hidden_units):
             w = tf.transpose(masked[i][:D] if i == 0 else masked[i])
             if i > 0:
@@ -249,14 +254,12 @@ class MADE(keras.layers.Layer):
                 members = np.flatnonzero(degree == k)
                 table[k, :len(members)] = members
             groups.append(tf.constant(table))
-        if C:
-            c = tf.cast(context, dtype)
-            contexts.append(tf.pad(tf.transpose(tf.matmul(c, masked[0][D:])), [[0, 1], [0, 0]]))
+        if C:   # the context's part of the first layer, `[units + 1, batch]`
+            from_context = tf.pad(tf.transpose(tf.matmul(tf.cast(context, dtype), masked[0][D:])),
+                                  [[0, 1], [0, 0]])
         # Output rows in parameters-first order (row p * D + d), with the dummy column.
-        w_out = tf.reshape(tf.transpose(tf.reshape(masked[-1], [-1, D, P]), [2, 1, 0]),
-                           [P * D, -1])
-        w_out = tf.pad(w_out, [[0, 0], [0, 1]])
-        b_out = tf.reshape(tf.transpose(tf.reshape(self.biases[-1], [D, P])), [P * D, 1])
+        w_out, b_out = self._params_first_output(masked[-1], self.biases[-1])
+        w_out, b_out = tf.pad(tf.transpose(w_out), [[0, 0], [0, 1]]), b_out[:, None]
         v_t = tf.transpose(v)
 
         def finalize(k, y_t, hidden):
@@ -267,7 +270,7 @@ class MADE(keras.layers.Layer):
                 units = groups[i][k]
                 pre = tf.matmul(tf.gather(rows[i], units), below) + tf.gather(biases[i], units)
                 if i == 0 and C:
-                    pre = pre + tf.gather(contexts[0], units)
+                    pre = pre + tf.gather(from_context, units)
                 value = self.activation(pre)
                 hidden[i] = tf.tensor_scatter_nd_update(hidden[i], units[:, None], value)
                 below = hidden[i]
