@@ -47,6 +47,85 @@ def test_fused_adam_step_matches_keras_adam(recipe):
     assert losses[-1] < losses[0]
 
 
+def test_unbuilt_adam_is_packed_and_its_moments_are_keras_adams():
+    x = datasets.load("moons", n=3 * 128, seed=0)
+    batches = np.split(x, 3)
+    ref, ref_opt = _flow("MAF"), keras.optimizers.Adam(1e-2)
+    _keras_adam_losses(ref, batches, ref_opt)
+    flow, opt = _flow("MAF"), keras.optimizers.Adam(1e-2)
+    step = make_train_step(flow, opt)
+    for xb in batches:
+        step(xb)
+    n = sum(int(np.prod(v.shape)) for v in flow.trainable_variables)
+    assert [tuple(m.shape) for m in opt._momentums + opt._velocities] == [(n,), (n,)]
+    flat = lambda slots: np.concatenate([s.numpy().ravel() for s in slots])
+    np.testing.assert_allclose(opt._momentums[0].numpy(), flat(ref_opt._momentums),
+                               rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(opt._velocities[0].numpy(), flat(ref_opt._velocities),
+                               rtol=1e-3, atol=1e-8)
+    # a second step for the same flow continues the same state
+    again = make_train_step(flow, opt)
+    again(batches[0])
+    assert int(opt.iterations.numpy()) == 4 and len(opt._momentums) == 1
+    # another flow cannot share it: the error names both sizes
+    other = M.MAF(2, num_layers=1, hidden_units=(8,))
+    m = sum(int(np.prod(v.shape)) for v in other.trainable_variables)
+    with pytest.raises(ValueError, match=f"packed layout of {n} weights; this flow has {m}"):
+        make_train_step(other, opt)
+
+
+def test_adam_built_for_the_weights_keeps_per_weight_slots():
+    x = datasets.load("moons", n=3 * 128, seed=0)
+    batches = np.split(x, 3)
+    ref = _flow("RealNVP")
+    ref_losses = _keras_adam_losses(ref, batches, keras.optimizers.Adam(1e-2))
+    flow, opt = _flow("RealNVP"), keras.optimizers.Adam(1e-2)
+    opt.build(flow.trainable_variables)
+    step = make_train_step(flow, opt)
+    np.testing.assert_allclose([float(step(xb)) for xb in batches], ref_losses,
+                               rtol=1e-4, atol=1e-5)
+    assert len(opt._momentums) == len(flow.trainable_variables)
+
+
+@keras.saving.register_keras_serializable(package="kerasflows_tests")
+class _ShiftWithUnusedWeight(kerasflows.layers.FlowLayer):
+    def build_flow(self, event_dim):
+        self.shift = self.add_weight(shape=(event_dim,), initializer="zeros")
+        self.unused = self.add_weight(shape=(3,), initializer="ones")
+
+    def bijector(self, context=None):
+        import tensorflow_probability as tfp
+        return tfp.bijectors.Shift(self.shift)
+
+
+@pytest.mark.parametrize("prebuilt", [False, True])
+def test_weights_the_loss_does_not_reach_stay_put(prebuilt):
+    keras.utils.set_random_seed(0)
+    flow = kerasflows.Flow([_ShiftWithUnusedWeight(), MaskedAutoregressive(hidden_units=(8,))],
+                           event_dim=2)
+    opt = keras.optimizers.Adam(1e-2)
+    if prebuilt:
+        opt.build(flow.trainable_variables)
+    step = make_train_step(flow, opt)
+    # moments left from earlier training (a zero gradient would make them decay
+    # and move the weight; Keras' Adam skips the weight, and so must the step)
+    for slot in opt._momentums + opt._velocities:
+        slot.assign(np.full(slot.shape, 0.5, "float32"))
+    for xb in _batches(3):
+        step(xb)
+    layer = flow.flow_layers[0]
+    np.testing.assert_array_equal(layer.unused.numpy(), np.ones(3))
+    assert np.all(layer.shift.numpy() != 0)
+    if prebuilt:
+        i = [v.path for v in flow.trainable_variables].index(layer.unused.path)
+        kept = opt._momentums[i].numpy()
+    else:
+        sizes = [int(np.prod(v.shape)) for v in flow.trainable_variables]
+        i = [v.path for v in flow.trainable_variables].index(layer.unused.path)
+        kept = opt._momentums[0].numpy()[sum(sizes[:i]):sum(sizes[:i + 1])]
+    np.testing.assert_array_equal(kept, np.full(3, 0.5))
+
+
 def test_other_optimizers_use_their_own_update():
     x = datasets.load("eight_gaussians", n=256, seed=0)
     ref = _flow()
