@@ -131,3 +131,58 @@ def test_custom_flow_layer_works_unchanged_in_a_flow(tmp_path):
     f.save(tmp_path / "f.keras")
     g = keras.models.load_model(tmp_path / "f.keras")
     np.testing.assert_array_equal(g.log_prob(x[:4]), f.log_prob(x[:4]))
+
+
+def test_block_rows_split_large_batches_evenly():
+    from kerasflows.flow import _block_rows
+    assert _block_rows(None, 8192) is None and _block_rows(16383, 8192) is None
+    assert _block_rows(16384, 8192) == 8192
+    assert _block_rows(100000, 8192) == 7693          # 13 blocks, 9 padding rows
+    for n in (16384, 20001, 65536, 100000, 1234567):
+        rows = _block_rows(n, 8192)
+        blocks = -(-n // rows)
+        assert rows <= 8192 and 0 <= blocks * rows - n < blocks
+
+
+@pytest.mark.parametrize("recipe", ["RealNVP", "MAF", "IAF", "Glow"])
+def test_xla_evaluation_in_blocks_gives_the_whole_batch_results(monkeypatch, recipe):
+    monkeypatch.setattr(kerasflows.flow, "EVAL_BLOCK_ROWS", 64)
+    keras.utils.set_random_seed(0)
+    flow = getattr(M, recipe)(3, num_layers=2, hidden_units=(16,), context_dim=2)
+    perturb_weights(flow, 0.3)
+    rng = np.random.default_rng(0)
+    x, c = (rng.normal(size=(1000, d)).astype("float32") for d in (3, 2))
+    calls = {
+        "log_prob": lambda: flow.log_prob(x, c),
+        "forward": lambda: flow.forward_and_log_det(x, c),
+        "inverse": lambda: flow.inverse_and_log_det(x, c),
+        "trace": lambda: flow.trace(x, c, return_log_dets=True),
+        "trace_inverse": lambda: flow.trace_inverse(x, c, return_log_dets=True),
+    }
+    flow.eval_mode = "eager"
+    expected = {name: call() for name, call in calls.items()}
+    flow.eval_mode = "xla"
+    for name, call in calls.items():
+        tf.nest.map_structure(
+            lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
+            call(), expected[name])
+    # 1000 rows -> 16 blocks of 63 (8 padding rows); a batch under two blocks runs whole
+    assert {key[2] for key in flow._compiled} == {63}
+    flow.log_prob(x[:100], c[:100])
+    assert {key[2] for key in flow._compiled} == {63, None}
+    np.testing.assert_allclose(flow.sample(1000, context=c, seed=5),
+                               flow.forward(flow._base_sample(1000, tf.constant(5), 1.0), c),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: M.NSF(2, num_layers=2, hidden_units=(8,), bins=4),
+    lambda: kerasflows.Flow([L.ContinuousFlow(hidden_units=(8,))], event_dim=2),
+    lambda: kerasflows.Flow([L.Permute(), L.ContinuousFlow(hidden_units=(8,))], event_dim=2),
+])
+def test_layers_that_do_not_allow_blocks_run_whole_batches(monkeypatch, make):
+    monkeypatch.setattr(kerasflows.flow, "EVAL_BLOCK_ROWS", 64)
+    flow = make()
+    flow.eval_mode = "xla"
+    flow.log_prob(np.zeros((300, 2), "float32"))
+    assert [key[2] for key in flow._compiled] == [None]

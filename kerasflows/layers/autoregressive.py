@@ -68,6 +68,8 @@ class AutoregressiveLayer(FlowLayer):
         context_dim: size of the context, or None.
     """
 
+    eval_in_blocks = True
+
     params_per_dim = 2
 
     def __init__(self, hidden_units=(64, 64), activation="relu", context_dim=None, **kwargs):

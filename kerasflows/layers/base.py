@@ -88,6 +88,10 @@ class FlowLayer(keras.layers.Layer):
     needs_data_init = False
     #: Smallest event dimension the layer supports.
     min_event_dim = 1
+    #: True if each output row depends only on its input row (and context row),
+    #: so a compiled evaluation may split a large batch into blocks
+    #: (`Flow.eval_mode`). Off by default: a subclass opts in.
+    eval_in_blocks = False
 
     def __init__(self, context_dim=None, **kwargs):
         super().__init__(**kwargs)

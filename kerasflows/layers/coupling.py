@@ -51,6 +51,8 @@ class CouplingLayer(FlowLayer):
         context_dim: size of the context, or None.
     """
 
+    eval_in_blocks = True
+
     min_event_dim = 2
     params_per_dim = 1
 

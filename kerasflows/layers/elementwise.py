@@ -38,6 +38,8 @@ class Sigmoid(FlowLayer):
             the layer ignores any context.
     """
 
+    eval_in_blocks = True
+
     def bijector(self, context=None):
         return tfb.Sigmoid()
 
@@ -53,6 +55,8 @@ class Logit(FlowLayer):
         **kwargs: passed to `FlowLayer`; the layer ignores any context.
     """
 
+    eval_in_blocks = True
+
     def bijector(self, context=None):
         return tfb.Invert(tfb.Sigmoid())
 
@@ -64,6 +68,8 @@ class Exp(FlowLayer):
     Args:
         **kwargs: passed to `FlowLayer`; the layer ignores any context.
     """
+
+    eval_in_blocks = True
 
     def bijector(self, context=None):
         return tfb.Exp()
@@ -85,6 +91,8 @@ class ElementwiseAffine(FlowLayer):
     Args:
         **kwargs: passed to `FlowLayer`; the layer ignores any context.
     """
+
+    eval_in_blocks = True
 
     def build_flow(self, event_dim):
         self.shift = self.add_weight(shape=(event_dim,), initializer="zeros", name="shift")

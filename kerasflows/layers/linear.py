@@ -98,6 +98,8 @@ class InvertibleLinear(FlowLayer):
         ValueError: for a negative or non-integer seed.
     """
 
+    eval_in_blocks = True
+
     def __init__(self, seed=0, **kwargs):
         super().__init__(**kwargs)
         self.seed = check_positive_int("seed", seed, minimum=0)

@@ -88,6 +88,8 @@ class BatchNorm(FlowLayer):
         ValueError: for momentum outside [0, 1) or epsilon <= 0.
     """
 
+    eval_in_blocks = True
+
     def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= momentum < 1.0:

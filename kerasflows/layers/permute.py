@@ -69,6 +69,8 @@ class Permute(FlowLayer):
             differs from the event dimension.
     """
 
+    eval_in_blocks = True
+
     def __init__(self, order="reverse", seed=0, **kwargs):
         super().__init__(**kwargs)
         self.order = _check_order(order)

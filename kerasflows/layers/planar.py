@@ -143,6 +143,8 @@ class Planar(FlowLayer):
         ValueError: if `context_dim` is given.
     """
 
+    eval_in_blocks = True
+
     forward_only = True
 
     def __init__(self, context_dim=None, **kwargs):
@@ -178,6 +180,8 @@ class Radial(FlowLayer):
     Raises:
         ValueError: if `context_dim` is given.
     """
+
+    eval_in_blocks = True
 
     forward_only = True
 
