@@ -12,6 +12,8 @@ flow = kerasflows.models.NSF(event_dim=2, num_layers=5, bins=8, bound=5.0)
 ```
 """
 
+import numpy as np
+
 from kerasflows.flow import Flow
 from kerasflows.layers.autoregressive import InverseAutoregressive, MaskedAutoregressive
 from kerasflows.layers.base import check_positive_int
@@ -22,9 +24,38 @@ from kerasflows.layers.normalization import ActNorm
 from kerasflows.layers.permute import Permute
 from kerasflows.layers.splines import SplineAutoregressive, SplineCoupling
 
-__all__ = ["RealNVP", "NICE", "MAF", "IAF", "NSF", "Glow"]
+__all__ = ["RealNVP", "NICE", "MAF", "IAF", "NSF", "Glow", "MASKS"]
 
 _FLOW_KWARGS = ("base", "name", "dtype")
+#: How coupling recipes split the dimensions: "checkerboard" (each coupling layer
+#: conditions one parity class of the dimensions on the other, alternating) or
+#: "halves" (the leading half, then the trailing half).
+MASKS = ("checkerboard", "halves")
+
+
+def _coupling_split(mask, event_dim, num_layers, dtype):
+    """`(num_masked(i), tail)` for coupling recipes with `mask`.
+
+    "checkerboard" puts a fixed `Permute` at the data end that gathers the
+    even dimensions ahead of the odd ones, so that with the reversing
+    permutations between layers each coupling layer passes one parity class
+    through and transforms the other (as zuko's RealNVP and the checkerboard
+    masks of Dinh et al. 2017), the classes alternating from layer to layer.
+    With an odd `event_dim` the classes differ in size, hence per-layer
+    `num_masked`. For `event_dim <= 2` both masks are the same flow (no extra
+    layer).
+    """
+    if mask not in MASKS:
+        raise ValueError(f"`mask` must be one of {MASKS}. Received: mask={mask!r}")
+    if mask == "halves" or event_dim <= 2:
+        return (lambda i: None), []
+    evens, odds = (event_dim + 1) // 2, event_dim // 2
+    gather = list(range(0, event_dim, 2)) + list(range(1, event_dim, 2))
+    # Permute's inverse (data to base) gathers `gather`: the last coupling layer
+    # meets the data as [evens, odds]; each reversal towards the base swaps
+    # which class leads
+    num_masked = lambda i: evens if (num_layers - 1 - i) % 2 == 0 else odds
+    return num_masked, [Permute(np.argsort(gather).tolist(), dtype=dtype, name="checkerboard")]
 
 
 def _stack(make_step, event_dim, num_layers, context_dim, permute, flow_kw, tail=()):
@@ -49,22 +80,36 @@ def _common(kwargs, hidden_units, context_dim):
     return flow_kw, layer_kw
 
 
-def RealNVP(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, **kwargs):
+def RealNVP(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None,
+            mask="checkerboard", **kwargs):
     """RealNVP (Dinh et al. 2017): affine coupling layers with reversing permutations.
+
+    Args:
+        mask: "checkerboard" (default: each layer transforms one parity class
+            of the dimensions given the other, alternating, as zuko's
+            RealNVP) or "halves" (the trailing half given the leading half,
+            as TFP's `RealNVP`). The same flow for `event_dim <= 2`.
 
     Extra layer keyword arguments (`activation`, `max_log_scale`) go to every
     `AffineCoupling`; `base`, `name`, `dtype` go to the `Flow`.
     """
     flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
-    make = lambda i: [AffineCoupling(name=f"coupling_{i}", **layer_kw)]
-    return _stack(make, event_dim, num_layers, context_dim, True, flow_kw)
+    num_masked, tail = _coupling_split(mask, event_dim, num_layers, flow_kw.get("dtype"))
+    make = lambda i: [AffineCoupling(name=f"coupling_{i}", num_masked=num_masked(i), **layer_kw)]
+    return _stack(make, event_dim, num_layers, context_dim, True, flow_kw, tail)
 
 
-def NICE(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, **kwargs):
-    """NICE (Dinh et al. 2015): additive couplings and a final learned diagonal scaling."""
+def NICE(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None,
+         mask="checkerboard", **kwargs):
+    """NICE (Dinh et al. 2015): additive couplings and a final learned diagonal scaling.
+
+    `mask` as in `RealNVP`.
+    """
     flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
-    make = lambda i: [AdditiveCoupling(name=f"coupling_{i}", **layer_kw)]
-    tail = [ElementwiseAffine(dtype=flow_kw.get("dtype"), name="scaling")]
+    num_masked, split = _coupling_split(mask, event_dim, num_layers, flow_kw.get("dtype"))
+    make = lambda i: [AdditiveCoupling(name=f"coupling_{i}", num_masked=num_masked(i),
+                                       **layer_kw)]
+    tail = split + [ElementwiseAffine(dtype=flow_kw.get("dtype"), name="scaling")]
     return _stack(make, event_dim, num_layers, context_dim, True, flow_kw, tail)
 
 
