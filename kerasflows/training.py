@@ -351,7 +351,7 @@ class BackgroundCompiledStep:
         if tier is None:
             graph = self._step.get_concrete_function(x, context, *self.state)
             tier = self._tiers[key] = {"graph": graph, "xla": None, "xla_function": None,
-                                       "done": threading.Event()}
+                                       "done": threading.Event(), "calls": {}}
             loss = graph(x, context, *self.state)
             threading.Thread(target=self._compile, args=(tier, x, context),
                              name="kerasflows-xla-compile", daemon=True).start()
@@ -359,8 +359,41 @@ class BackgroundCompiledStep:
             # rather than tearing the interpreter down under a running compilation.
             atexit.register(tier["done"].wait, 60)
             return loss
-        fn = tier["xla"] or tier["graph"]
-        return fn(x, context, *self.state)
+        name = "graph" if tier["xla"] is None else "xla"
+        call = tier["calls"].get(name)
+        if call is None:
+            call = tier["calls"][name] = self._flat_call(tier[name], x, context)
+        return call(x, context)
+
+    def _flat_call(self, fn, x, context):
+        """`fn(x, context, *self.state)` with the state's flat inputs bound once.
+
+        The state's flat inputs are its variables' resource handles, which
+        never change; the structured call flattens and checks all ~35
+        arguments on every step (about 0.2 ms: MAF on 2-D data, batch 512,
+        1.84 -> 1.63 ms a step, same-process A/B). The returned call has
+        `flat = True`; if this TensorFlow's `ConcreteFunction` does not
+        flatten the arguments as expected, it is the structured call.
+        """
+        def structured(x, context):
+            return fn(x, context, *self.state)
+        structured.flat = False
+        try:
+            handles = [v.handle for v in tf.nest.flatten(self.state)]
+            data = [t for t in (x, context) if t is not None]
+            flat = fn.function_type.unpack_inputs(fn.function_type.bind(x, context, *self.state))
+            if (len(flat) != len(data) + len(handles)
+                    or any(a is not b for a, b in zip(flat[len(data):], handles))):
+                return structured
+            captured = fn.captured_inputs
+        except Exception:  # noqa: BLE001 (another TensorFlow: keep the public call)
+            return structured
+
+        def call(x, context):
+            data = [x] if context is None else [x, context]
+            return fn._call_flat(data + handles, captured)
+        call.flat = True
+        return call
 
     def _compile(self, tier, x, context):
         try:

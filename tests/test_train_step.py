@@ -176,6 +176,8 @@ def test_background_compiled_step_trains_like_the_compiled_step(recipe, kwargs):
     assert step._step.experimental_get_tracing_count() == 1
     (tier,) = step._tiers.values()
     assert tier["xla_function"].experimental_get_tracing_count() == 1
+    # the compiled tier ran through the flat call (the state's handles bound once)
+    assert list(tier["calls"]) == ["xla"] and tier["calls"]["xla"].flat
 
 
 def test_background_compiled_step_takes_context_and_new_batch_shapes():
@@ -192,6 +194,8 @@ def test_background_compiled_step_takes_context_and_new_batch_shapes():
     for _ in range(20):
         last = float(step(x, c))
     assert last < first
+    tier = step._tiers[step._signature(tf.constant(x), tf.constant(c))]
+    assert tier["calls"]["xla"].flat            # with a context too
 
 
 def test_background_compile_failure_leaves_the_graph_step_training(monkeypatch):
