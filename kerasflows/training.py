@@ -120,17 +120,18 @@ def _adam_layout(optimizer, variables):
     None: any other optimizer (its own `apply_gradients`).
     """
     n = sum(int(np.prod(v.shape)) for v in variables)
+    packed = _packed_size(optimizer)
     if _plain_adam(optimizer, variables):
         if not optimizer.built:
             optimizer.build([keras.Variable(np.zeros(n), dtype=variables[0].dtype,
                                             name=PACKED_ADAM_NAME)])
             return "packed"
-        if _packed_size(optimizer) == n:
+        if packed == n:
             return "packed"
-    if _packed_size(optimizer) is not None:
+    if packed is not None:
         raise ValueError(
             f"This optimizer was built by make_train_step on a packed layout of "
-            f"{_packed_size(optimizer)} weights; this flow has {n} (or the optimizer is no "
+            f"{packed} weights; this flow has {n} (or the optimizer is no "
             "longer a plain Adam). Give each flow its own optimizer.")
     optimizer.build(variables)
     if _plain_adam(optimizer, variables) and len(optimizer._momentums) == len(variables):
@@ -174,24 +175,24 @@ def _adam_update(optimizer, grads, state, layout):
                     var=var.handle, m=m.handle, v=v.handle, beta1_power=b1_power,
                     beta2_power=b2_power, lr=lr, beta1=b1, beta2=b2, epsilon=eps,
                     grad=tf.cast(grad, dtype))
-        iterations.assign_add(1)
-        return
-    (m, v), sizes = (momentums[0], velocities[0]), [int(np.prod(w.shape)) for w in weights]
-    g = tf.concat([tf.reshape(tf.zeros(w.shape, dtype) if gr is None else tf.cast(gr, dtype),
-                              [-1]) for w, gr in zip(weights, grads)], 0)
-    m0, v0 = m.read_value(), v.read_value()
-    m1, v1 = m0 + (1 - b1) * (g - m0), v0 + (1 - b2) * (tf.square(g) - v0)
-    reached = [gr is not None for gr in grads]
-    if not all(reached):
-        keep = tf.constant(np.repeat(reached, sizes))
-        m1, v1 = tf.where(keep, m1, m0), tf.where(keep, v1, v0)
-    m.assign(m1)
-    v.assign(v1)
-    alpha = lr * tf.sqrt(1 - b2_power) / (1 - b1_power)
-    delta = tf.split(alpha * m1 / (tf.sqrt(v1) + eps), sizes)
-    for var, d, r in zip(weights, delta, reached):
-        if r:
-            var.assign_sub(tf.reshape(d, var.shape))
+    else:   # packed: `m` and `v` are one vector each over all weights
+        m, v = momentums[0], velocities[0]
+        sizes = [int(np.prod(w.shape)) for w in weights]
+        g = tf.concat([tf.reshape(tf.zeros(w.shape, dtype) if gr is None else tf.cast(gr, dtype),
+                                  [-1]) for w, gr in zip(weights, grads)], 0)
+        m0, v0 = m.read_value(), v.read_value()
+        m1, v1 = m0 + (1 - b1) * (g - m0), v0 + (1 - b2) * (tf.square(g) - v0)
+        reached = [gr is not None for gr in grads]
+        if not all(reached):
+            keep = tf.constant(np.repeat(reached, sizes))
+            m1, v1 = tf.where(keep, m1, m0), tf.where(keep, v1, v0)
+        m.assign(m1)
+        v.assign(v1)
+        alpha = lr * tf.sqrt(1 - b2_power) / (1 - b1_power)
+        delta = tf.split(alpha * m1 / (tf.sqrt(v1) + eps), sizes)
+        for var, d, r in zip(weights, delta, reached):
+            if r:
+                var.assign_sub(tf.reshape(d, var.shape))
     iterations.assign_add(1)
 
 
