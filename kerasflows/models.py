@@ -90,8 +90,9 @@ def RealNVP(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None,
             RealNVP) or "halves" (the trailing half given the leading half,
             as TFP's `RealNVP`). The same flow for `event_dim <= 2`.
 
-    Extra layer keyword arguments (`activation`, `max_log_scale`) go to every
-    `AffineCoupling`; `base`, `name`, `dtype` go to the `Flow`.
+    Extra layer keyword arguments (`activation`, `max_log_scale`,
+    `affine_direction`) go to every `AffineCoupling`; `base`, `name`, `dtype`
+    go to the `Flow`.
     """
     flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
     num_masked, tail = _coupling_split(mask, event_dim, num_layers, flow_kw.get("dtype"))
@@ -114,14 +115,22 @@ def NICE(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None,
 
 
 def MAF(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, **kwargs):
-    """Masked autoregressive flow (Papamakarios et al. 2017): fast density, sequential sampling."""
+    """Masked autoregressive flow (Papamakarios et al. 2017): fast density, sequential sampling.
+
+    Extra layer keyword arguments (`activation`, `max_log_scale`,
+    `affine_direction`) go to every `MaskedAutoregressive`; `base`, `name`,
+    `dtype` go to the `Flow`.
+    """
     flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
     make = lambda i: [MaskedAutoregressive(name=f"maf_{i}", **layer_kw)]
     return _stack(make, event_dim, num_layers, context_dim, True, flow_kw)
 
 
 def IAF(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, **kwargs):
-    """Inverse autoregressive flow (Kingma et al. 2016): fast sampling, sequential density."""
+    """Inverse autoregressive flow (Kingma et al. 2016): fast sampling, sequential density.
+
+    Extra layer keyword arguments as `MAF`, for every `InverseAutoregressive`.
+    """
     flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
     make = lambda i: [InverseAutoregressive(name=f"iaf_{i}", **layer_kw)]
     return _stack(make, event_dim, num_layers, context_dim, True, flow_kw)

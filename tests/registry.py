@@ -11,16 +11,26 @@ from kerasflows import models as M
 LAYERS = {
     "affine_coupling": (lambda c, d: L.AffineCoupling(hidden_units=(16,), context_dim=c, dtype=d),
                         True, True),
+    "affine_coupling_forward": (lambda c, d: L.AffineCoupling(
+        hidden_units=(16,), context_dim=c, dtype=d, affine_direction="forward"), True, True),
     "additive_coupling": (lambda c, d: L.AdditiveCoupling(hidden_units=(16,), context_dim=c,
                                                           dtype=d), True, True),
     "spline_coupling": (lambda c, d: L.SplineCoupling(bins=5, bound=3.0, hidden_units=(16,),
                                                       context_dim=c, dtype=d), True, True),
+    "spline_coupling_forward": (lambda c, d: L.SplineCoupling(
+        bins=5, bound=3.0, hidden_units=(16,), context_dim=c, dtype=d, spline_direction="forward"),
+        True, True),
     "masked_autoregressive": (lambda c, d: L.MaskedAutoregressive(
         hidden_units=(16, 16), context_dim=c, dtype=d), False, True),
+    "masked_autoregressive_forward": (lambda c, d: L.MaskedAutoregressive(
+        hidden_units=(16, 16), context_dim=c, dtype=d, affine_direction="forward"), False, True),
     "inverse_autoregressive": (lambda c, d: L.InverseAutoregressive(
         hidden_units=(16, 16), context_dim=c, dtype=d), False, True),
     "spline_autoregressive": (lambda c, d: L.SplineAutoregressive(
         bins=5, bound=3.0, hidden_units=(16, 16), context_dim=c, dtype=d), False, True),
+    "spline_autoregressive_forward": (lambda c, d: L.SplineAutoregressive(
+        bins=5, bound=3.0, hidden_units=(16, 16), context_dim=c, dtype=d,
+        spline_direction="forward"), False, True),
     "permute_reverse": (lambda c, d: L.Permute("reverse", dtype=d), False, False),
     "permute_random": (lambda c, d: L.Permute("random", seed=3, dtype=d), False, False),
     "invertible_linear": (lambda c, d: L.InvertibleLinear(seed=1, dtype=d), False, False),

@@ -70,13 +70,20 @@ def _tfp_maf(layer, context):
     def shift_and_log_scale(y):
         p = layer.made(y, context=context)
         return p[..., 0], soft_clamp(p[..., 1], layer.max_log_scale)
-    return tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=shift_and_log_scale)
+    if layer.affine_direction == "forward":
+        return tfb.MaskedAutoregressiveFlow(shift_and_log_scale_fn=shift_and_log_scale)
+
+    def bijector_fn(y):     # the inverse is `x * exp(s) + t`
+        shift, log_scale = shift_and_log_scale(y)
+        return tfb.Invert(tfb.Shift(shift)(tfb.Scale(log_scale=log_scale)))
+    return tfb.MaskedAutoregressiveFlow(bijector_fn=bijector_fn)
 
 
+@pytest.mark.parametrize("direction", ["inverse", "forward"])
 @pytest.mark.parametrize("ctx", [None, 2])
 @pytest.mark.parametrize("name", sorted(LAYERS))
-def test_matches_tfp_masked_autoregressive_flow(name, ctx):
-    layer = make(name, 4, ctx, max_log_scale=2.0)
+def test_matches_tfp_masked_autoregressive_flow(name, ctx, direction):
+    layer = make(name, 4, ctx, max_log_scale=2.0, affine_direction=direction)
     ref = _tfp_maf(layer, batch(4, ctx)[1])
     if name == "iaf":
         ref = tfb.Invert(ref)
@@ -113,11 +120,13 @@ def test_new_layer_is_identity(name):
     np.testing.assert_array_equal(ld, np.zeros(8))
 
 
-def test_log_scale_is_soft_clamped():
-    layer = make("maf", 2, perturb=0, max_log_scale=0.5)
+@pytest.mark.parametrize("direction", ["inverse", "forward"])
+def test_log_scale_is_soft_clamped(direction):
+    layer = make("maf", 2, perturb=0, max_log_scale=0.5, affine_direction=direction)
     layer.made.biases[-1].assign([0.0, 0.0, 0.0, 100.0])  # huge raw log-scale for dim 2
     _, ld = layer.forward_and_log_det(batch(2)[0])
-    np.testing.assert_allclose(ld, 0.5, atol=1e-12)
+    # the sampling direction multiplies by exp(-s) in the inverse form
+    np.testing.assert_allclose(ld, 0.5 if direction == "forward" else -0.5, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))

@@ -64,14 +64,21 @@ def test_knots_from_raw_parameters():
     np.testing.assert_allclose(s0, 1.0, atol=1e-15)
 
 
+def oriented(spline, direction):
+    """TFP's spline as the layer's forward (`spline_direction="forward"`), else inverted."""
+    return spline if direction == "forward" else tfb.Invert(spline)
+
+
+@pytest.mark.parametrize("direction", ["inverse", "forward"])
 @pytest.mark.parametrize("ctx", [None, 2])
-def test_coupling_matches_tfp_spline_from_same_knots(ctx):
-    layer = make("coupling", 5, ctx)
+def test_coupling_matches_tfp_spline_from_same_knots(ctx, direction):
+    layer = make("coupling", 5, ctx, spline_direction=direction)
     x, c = batch(5, ctx, scale=2.0)
     x0, x1 = x[:, :2], x[:, 2:]
     h = x0 if c is None else tf.concat([x0, c], -1)
     widths, heights, slopes = layer.knots.knots(tf.reshape(layer.net(h), [8, 3, 14]))
-    ref = tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-BOUND)
+    ref = oriented(tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-BOUND),
+                   direction)
     y, fld = layer.forward_and_log_det(x, context=c)
     np.testing.assert_array_equal(y[:, :2], x0)
     np.testing.assert_allclose(y[:, 2:], ref.forward(x1), atol=1e-12)
@@ -85,11 +92,12 @@ def test_coupling_matches_tfp_spline_from_same_knots(ctx):
     assert np.max(np.abs(fld)) > 1e-2
 
 
+@pytest.mark.parametrize("direction", ["inverse", "forward"])
 @pytest.mark.parametrize("ctx", [None, 2])
-def test_autoregressive_matches_tfp_spline_from_same_knots(ctx):
-    layer = make("autoregressive", 4, ctx)
+def test_autoregressive_matches_tfp_spline_from_same_knots(ctx, direction):
+    layer = make("autoregressive", 4, ctx, spline_direction=direction)
     x, c = batch(4, ctx, scale=2.0)
-    spline_at = lambda y: layer.knots.bijector(layer.made(y, context=c))
+    spline_at = lambda y: oriented(layer.knots.bijector(layer.made(y, context=c)), direction)
     z, ild = layer.inverse_and_log_det(x, context=c)  # one pass: knots from x itself
     np.testing.assert_allclose(z, spline_at(x).inverse(x), atol=1e-12)
     np.testing.assert_allclose(ild, spline_at(x).inverse_log_det_jacobian(x, 1), atol=1e-12)

@@ -174,7 +174,8 @@ def test_panned_heatmap_reuses_shared_pixels_and_computes_the_rest(model):
     assert out["reused"] == (res - 3) * (res - 1)
     assert calls == [compute.PAN_BLOCK]          # the new pixels, in one padded block
     want = flow.log_prob(geometry.grid_points(out["region"], res)).numpy().reshape(res, res)
-    np.testing.assert_allclose(out["image"], want, atol=1e-5)
+    # float32, computed in other batches: equal up to rounding (log p reaches -200 here)
+    np.testing.assert_allclose(out["image"], want, rtol=1e-5, atol=1e-5)
     # A zoom, another projection or a long pan start afresh.
     zoomed = (panned[0], panned[1] + pixel, panned[2], panned[3] + pixel)
     assert compute.density(backend, zoomed, res, proj)["reused"] == 0

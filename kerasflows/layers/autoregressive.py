@@ -14,7 +14,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.layers.base import FlowLayer
-from kerasflows.layers.coupling import affine, soft_clamp
+from kerasflows.layers.coupling import (check_direction, directed_affine,
+                                        directed_affine_bijector, soft_clamp)
 from kerasflows.layers.nets import MADE, check_hidden_units
 
 tfb = tfp.bijectors
@@ -160,10 +161,17 @@ class AutoregressiveLayer(FlowLayer):
 class MaskedAutoregressive(AutoregressiveLayer):
     """Masked autoregressive flow (MAF, Papamakarios et al. 2017).
 
-    Forward (base `z` to data `x`): `x_d = z_d * exp(s_d(x_<d)) + t_d(x_<d)`,
-    solved one dimension at a time; the inverse (density) is one MADE pass.
-    The log-scale `s` is soft-clamped to `(-max_log_scale, max_log_scale)`.
-    The MADE's last layer starts at zero, so a new layer is the identity.
+    Each dimension is mapped with a shift `t_d(x_<d)` and a log-scale
+    `s_d(x_<d)` that a MADE computes from the preceding data dimensions. By
+    default (`affine_direction="inverse"`) the density direction is
+    `z_d = x_d * exp(s_d) + t_d`, one MADE pass, and sampling
+    `x_d = (z_d - t_d) * exp(-s_d)`, solved one dimension at a time, as
+    zuko's and nflows' MAF; `"forward"` writes sampling that way instead,
+    `x_d = z_d * exp(s_d) + t_d`, as the MAF paper and TFP's
+    `MaskedAutoregressiveFlow` (`AffineCoupling` says why the default
+    trains better). The log-scale is soft-clamped to
+    `(-max_log_scale, max_log_scale)`. The MADE's last layer starts at
+    zero, so a new layer is the identity.
 
     Example:
 
@@ -177,37 +185,52 @@ class MaskedAutoregressive(AutoregressiveLayer):
         activation: a Keras activation name.
         context_dim: size of the context, or None.
         max_log_scale: bound of the soft clamp on the log-scale.
+        affine_direction: `"inverse"` or `"forward"`: which direction is
+            `v * exp(s) + t` (see above). Layers saved without this setting
+            (kerasflows 0.1.0) load as `"forward"`, the map they were trained with.
 
     Raises:
-        ValueError: for bad `hidden_units`, `context_dim` or `max_log_scale`.
+        ValueError: for bad `hidden_units`, `context_dim`, `max_log_scale` or
+            `affine_direction`.
     """
 
     params_per_dim = 2
 
     def __init__(self, hidden_units=(64, 64), activation="relu", context_dim=None,
-                 max_log_scale=3.0, **kwargs):
+                 max_log_scale=3.0, affine_direction="inverse", **kwargs):
         super().__init__(hidden_units, activation, context_dim, **kwargs)
         self.max_log_scale = check_max_log_scale(max_log_scale)
+        self.affine_direction = check_direction("affine_direction", affine_direction)
 
     def transform_kwargs(self, params_fn):
-        def shift_and_log_scale(y, **unused):
+        def bijector_fn(y, **unused):
             p = params_fn(y)
-            return p[..., 0], soft_clamp(p[..., 1], self.max_log_scale)
-        return {"shift_and_log_scale_fn": shift_and_log_scale}
+            return directed_affine_bijector(p[..., 0], soft_clamp(p[..., 1], self.max_log_scale),
+                                            self.affine_direction)
+        return {"bijector_fn": bijector_fn}
 
     def elementwise(self, params, v, inverse):
-        return affine(params[:, 0], soft_clamp(params[:, 1], self.max_log_scale), v, inverse)
+        return directed_affine(params[:, 0], soft_clamp(params[:, 1], self.max_log_scale), v,
+                               inverse, self.affine_direction)
 
     def get_config(self):
-        return {**super().get_config(), "max_log_scale": self.max_log_scale}
+        return {**super().get_config(), "max_log_scale": self.max_log_scale,
+                "affine_direction": self.affine_direction}
+
+    @classmethod
+    def from_config(cls, config):
+        # Saved before `affine_direction` existed: the forward form.
+        return super().from_config({"affine_direction": "forward", **config})
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
 class InverseAutoregressive(MaskedAutoregressive):
     """Inverse autoregressive flow (IAF, Kingma et al. 2016): the inverse of a MAF transform.
 
-    Forward (sampling): `x_d = (z_d - t_d(z_<d)) * exp(-s_d(z_<d))`, one MADE
-    pass on `z`; the inverse (density) is solved one dimension at a time.
+    Forward (sampling): one MADE pass on `z`, `x_d = z_d * exp(s_d(z_<d)) +
+    t_d(z_<d)` with the default `affine_direction="inverse"` (Kingma et
+    al.'s form; `"forward"`: `x_d = (z_d - t_d) * exp(-s_d)`); the inverse
+    (density) is solved one dimension at a time.
 
     Args: as `MaskedAutoregressive`.
     """

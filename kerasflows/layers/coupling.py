@@ -14,7 +14,13 @@ from kerasflows.layers.nets import MLP, check_hidden_units
 
 tfb = tfp.bijectors
 
-__all__ = ["CouplingLayer", "AffineCoupling", "AdditiveCoupling", "soft_clamp", "affine"]
+__all__ = ["CouplingLayer", "AffineCoupling", "AdditiveCoupling", "soft_clamp", "affine",
+           "DIRECTIONS", "check_direction", "directed_affine", "directed_affine_bijector"]
+
+#: Values of `affine_direction` (affine layers) and `spline_direction` (spline
+#: layers): the layer direction in which the conditioner's elementwise map is
+#: applied as written (`"inverse"`: data `x` to base `z`, the density direction).
+DIRECTIONS = ("inverse", "forward")
 
 
 def soft_clamp(x, bound):
@@ -32,6 +38,31 @@ def affine(shift, log_scale, v, inverse):
     if inverse:
         return (v - shift) * tf.exp(-log_scale), -log_det
     return v * tf.exp(log_scale) + shift, log_det
+
+
+def check_direction(name, value):
+    """Returns `value` if it is one of `DIRECTIONS`, else raises ValueError naming `name`."""
+    if value not in DIRECTIONS:
+        raise ValueError(f"`{name}` must be one of {DIRECTIONS}. Received: {name}={value!r}")
+    return value
+
+
+def directed_affine(shift, log_scale, v, inverse, affine_direction):
+    """A layer's affine map in the direction asked for (`inverse=True`: data `x` to base `z`).
+
+    With `affine_direction="inverse"` the layer's inverse is
+    `z = x * exp(log_scale) + shift` (and its forward `x = (z - shift) *
+    exp(-log_scale)`); with `"forward"` its forward is `x = z *
+    exp(log_scale) + shift`. Returns `(out, log_det [batch])` of that
+    direction, as `affine`.
+    """
+    return affine(shift, log_scale, v, inverse != (affine_direction == "inverse"))
+
+
+def directed_affine_bijector(shift, log_scale, affine_direction):
+    """The TFP bijector (forward: base to data) of `directed_affine`."""
+    bijector = tfb.Shift(shift)(tfb.Scale(log_scale=log_scale))
+    return tfb.Invert(bijector) if affine_direction == "inverse" else bijector
 
 
 class CouplingLayer(FlowLayer):
@@ -135,7 +166,20 @@ class CouplingLayer(FlowLayer):
 
 @keras.saving.register_keras_serializable(package="kerasflows")
 class AffineCoupling(CouplingLayer):
-    """Affine coupling (RealNVP, Dinh et al. 2017): `x1 = z1 * exp(s(z0)) + t(z0)`.
+    """Affine coupling (RealNVP, Dinh et al. 2017).
+
+    The transformed part is mapped elementwise with a shift `t(x0)` and a
+    log-scale `s(x0)` computed from the other part. By default
+    (`affine_direction="inverse"`) the density direction is
+    `z1 = x1 * exp(s) + t`, and sampling `x1 = (z1 - t) * exp(-s)`, as
+    zuko's and nflows' couplings; `"forward"` writes the sampling direction
+    that way instead, `x1 = z1 * exp(s) + t`, as TFP's `RealNVP`. Both
+    give the same family of maps, but not the same training: in the
+    forward form a shift acts on `z` multiplied by `exp(-s)`, which for
+    dimensions that the flow must stretch a lot (the narrow, dequantized
+    pixels of image data) makes every step on the shift a large step in
+    `z`. On the 64-D digits benchmark the inverse form reached a far lower
+    test NLL (the README's measurements).
 
     The log-scale is soft-clamped to `(-max_log_scale, max_log_scale)` so a
     single step can never blow up.
@@ -149,27 +193,37 @@ class AffineCoupling(CouplingLayer):
     Args:
         hidden_units, activation, num_masked, context_dim: see `CouplingLayer`.
         max_log_scale: bound of the soft clamp on the log-scale.
+        affine_direction: `"inverse"` or `"forward"`: which direction is
+            `v * exp(s) + t` (see above). Layers saved without this setting
+            (kerasflows 0.1.0) load as `"forward"`, the map they were trained with.
     """
 
     params_per_dim = 2
 
     def __init__(self, hidden_units=(64, 64), activation="relu", num_masked=None,
-                 context_dim=None, max_log_scale=3.0, **kwargs):
+                 context_dim=None, max_log_scale=3.0, affine_direction="inverse", **kwargs):
         super().__init__(hidden_units, activation, num_masked, context_dim, **kwargs)
         if not max_log_scale > 0:
             raise ValueError(f"`max_log_scale` must be > 0. Received: max_log_scale={max_log_scale}")
         self.max_log_scale = float(max_log_scale)
+        self.affine_direction = check_direction("affine_direction", affine_direction)
 
     def inner_bijector(self, params):
         log_scale = soft_clamp(params[..., 1], self.max_log_scale)
-        return tfb.Shift(params[..., 0])(tfb.Scale(log_scale=log_scale))
+        return directed_affine_bijector(params[..., 0], log_scale, self.affine_direction)
 
     def elementwise(self, params, x1, inverse):
-        return affine(params[..., 0], soft_clamp(params[..., 1], self.max_log_scale), x1,
-                      inverse)
+        return directed_affine(params[..., 0], soft_clamp(params[..., 1], self.max_log_scale),
+                               x1, inverse, self.affine_direction)
 
     def get_config(self):
-        return {**super().get_config(), "max_log_scale": self.max_log_scale}
+        return {**super().get_config(), "max_log_scale": self.max_log_scale,
+                "affine_direction": self.affine_direction}
+
+    @classmethod
+    def from_config(cls, config):
+        # Saved before `affine_direction` existed: the forward form.
+        return super().from_config({"affine_direction": "forward", **config})
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
