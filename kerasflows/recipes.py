@@ -4,6 +4,9 @@
 `realnvp`, `nice`, `maf`, `iaf`, `nsf` (spline coupling), `nsf_ar`
 (autoregressive splines) and `glow`. `recommended(dataset)` gives the
 settings the shipped models in `saved_models/` were trained with.
+`DIRECTION_SETTINGS` names the layer setting that `build(...,
+direction=...)` sets for each recipe (`affine_direction` or
+`spline_direction`).
 
 Example:
 
@@ -17,7 +20,8 @@ import copy
 
 from kerasflows import models
 
-__all__ = ["RECIPES", "SPLINE_RECIPES", "build", "recommended", "RECOMMENDED"]
+__all__ = ["RECIPES", "SPLINE_RECIPES", "DIRECTION_SETTINGS", "build", "recommended",
+           "RECOMMENDED"]
 
 RECIPES = {
     "realnvp": (models.RealNVP, {}),
@@ -29,10 +33,14 @@ RECIPES = {
     "glow": (models.Glow, {}),
 }
 SPLINE_RECIPES = ("nsf", "nsf_ar")
+#: The layer setting `build(..., direction=...)` sets, per recipe that has one.
+DIRECTION_SETTINGS = {"realnvp": "affine_direction", "maf": "affine_direction",
+                      "iaf": "affine_direction", "glow": "affine_direction",
+                      "nsf": "spline_direction", "nsf_ar": "spline_direction"}
 
 
 def build(recipe, event_dim, num_layers=5, hidden_units=(64, 64), bins=None, bound=None,
-          **kwargs):
+          direction=None, **kwargs):
     """Builds the flow named `recipe`.
 
     Args:
@@ -40,11 +48,15 @@ def build(recipe, event_dim, num_layers=5, hidden_units=(64, 64), bins=None, bou
         event_dim, num_layers, hidden_units: passed to the model constructor.
         bins, bound: spline settings, for `nsf` and `nsf_ar` only (None keeps
             the constructor's defaults).
+        direction: `"inverse"` or `"forward"`: the layers' `affine_direction`
+            or `spline_direction` (see `DIRECTION_SETTINGS`); None keeps the
+            layers' default, `"inverse"`.
         **kwargs: passed on (`context_dim`, `base`, `name`, `dtype`).
 
     Raises:
-        ValueError: an unknown recipe (the message lists the known ones), or
-            spline settings for a recipe without splines.
+        ValueError: an unknown recipe (the message lists the known ones),
+            spline settings for a recipe without splines, or a direction for
+            a recipe without one (`nice`).
     """
     if recipe not in RECIPES:
         raise ValueError(f"Unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}.")
@@ -53,12 +65,20 @@ def build(recipe, event_dim, num_layers=5, hidden_units=(64, 64), bins=None, bou
     if spline and recipe not in SPLINE_RECIPES:
         raise ValueError(f"bins/bound apply to spline recipes {SPLINE_RECIPES} only. "
                          f"Received: recipe={recipe!r}, {spline}")
+    if direction is not None:
+        if recipe not in DIRECTION_SETTINGS:
+            raise ValueError(f"direction applies to recipes {tuple(DIRECTION_SETTINGS)} only. "
+                             f"Received: recipe={recipe!r}, direction={direction!r}")
+        kwargs[DIRECTION_SETTINGS[recipe]] = direction
     return constructor(event_dim, num_layers=num_layers, hidden_units=tuple(hidden_units),
                        **fixed, **spline, **kwargs)
 
 
+# The shipped models were trained before `spline_direction` existed, with the spline
+# as the forward (sampling) direction; "direction" keeps that for rebuilds.
 _SPLINE_2D = {"recipe": "nsf", "num_layers": 6, "hidden_units": [128, 128], "bins": 16,
-              "bound": 5.0, "epochs": 100, "batch_size": 512, "lr": 2e-3, "lr_decay": "cosine"}
+              "bound": 5.0, "direction": "forward", "epochs": 100, "batch_size": 512,
+              "lr": 2e-3, "lr_decay": "cosine"}
 
 #: Training settings of the shipped models (CLI flag names without dashes).
 RECOMMENDED = {
@@ -69,7 +89,7 @@ RECOMMENDED = {
     "pinwheel": _SPLINE_2D,
     "two_spirals": _SPLINE_2D,
     "digits": {"recipe": "nsf", "num_layers": 5, "hidden_units": [64, 64], "bins": 8,
-               "bound": 5.0, "epochs": 15, "batch_size": 128, "lr": 1e-3, "lr_decay": "cosine"},
+               "bound": 5.0, "direction": "forward", "epochs": 15, "batch_size": 128, "lr": 1e-3, "lr_decay": "cosine"},
 }
 
 

@@ -52,6 +52,8 @@ def _train_args(name, settings, bench_dir, epochs):
              "--lr-decay", settings["lr_decay"], "--seed", "0"]
     if "bins" in settings:
         args += ["--bins", str(settings["bins"]), "--bound", str(settings["bound"])]
+    if settings.get("direction"):
+        args += ["--direction", settings["direction"]]
     return args
 
 

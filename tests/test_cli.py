@@ -30,7 +30,8 @@ def _run(capsys, *argv):
 def test_train_evaluate_sample_export_info_round_trip(tmp_path, capsys):
     model = tmp_path / "m.keras"
     argv = ["train", "moons", "--n", "800", "--epochs", "2", "--recipe", "realnvp", "--layers",
-            "2", "--hidden", "8", "--batch-size", "128", "--out", model, "--quiet"]
+            "2", "--hidden", "8", "--batch-size", "128", "--direction", "forward", "--out", model,
+            "--quiet"]
     out = _run(capsys, *argv)
     assert f"Saved {model}" in out
     report = json.loads((tmp_path / "m.json").read_text())
@@ -38,6 +39,9 @@ def test_train_evaluate_sample_export_info_round_trip(tmp_path, capsys):
     assert (report["n_train"], report["n_validation"], report["n_test"]) == (648, 72, 80)
     assert len(report["history"]["loss"]) == len(report["history"]["val_loss"]) == 2
     flow = kerasflows.load(model)
+    assert report["direction"] == "forward"
+    assert [l.affine_direction for l in flow.flow_layers
+            if hasattr(l, "affine_direction")] == ["forward", "forward"]
     x = kerasflows.datasets.load("moons", n=800, seed=0)
     x = x[np.random.default_rng(0).permutation(800)]
     assert report["test_nll"] == pytest.approx(evaluate_nll(flow, x[:80])[0], rel=1e-6)
@@ -91,6 +95,9 @@ def _error_cases(tmp):
         (["train", tmp / "flat.npy"], "expected a 2-D array"),
         (["train", tmp / "nan.npy"], "NaN or inf"),
         (["train", "moons", "--recipe", "realnvp", "--bins", "4"], "bins/bound apply to spline"),
+        (["train", "moons", "--recipe", "nice", "--direction", "forward"],
+         "direction applies to recipes ('realnvp', 'maf', 'iaf', 'glow', 'nsf', 'nsf_ar') only"),
+        (["train", "moons", "--direction", "sideways"], "invalid choice: 'sideways'"),
         (["train", "moons", "--hidden", "64,x"], "comma-separated positive integers"),
         (["train", "moons", "--epochs", "0"], "expected an integer >= 1"),
         (["train", "moons", "--validation-split", "1.5"], "fraction in [0, 1)"),

@@ -151,4 +151,8 @@ def test_fit_target_command_errors(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit-target", "--target", "u1", "--recipe", "planar", "--bins", "4"])
     assert exit_info.value.code == 2
-    assert "kerasflows: error: --bins/--bound apply to spline recipes only" in capsys.readouterr().err
+    assert ("kerasflows: error: --bins/--bound/--direction do not apply to planar layers"
+            in capsys.readouterr().err)
+    with pytest.raises(SystemExit):
+        main(["fit-target", "--target", "u1", "--recipe", "radial", "--direction", "forward"])
+    assert "do not apply to radial layers" in capsys.readouterr().err

@@ -42,6 +42,11 @@ def add_parser(subparsers):
                    help="spline bins (nsf, nsf_ar only; default 8)")
     p.add_argument("--bound", type=float, default=None,
                    help="splines act on [-bound, bound] (nsf, nsf_ar only; default 5.0)")
+    p.add_argument("--direction", choices=["inverse", "forward"], default=None,
+                   help="the direction in which each layer's affine map or spline is written "
+                   "(realnvp, maf, iaf, glow, nsf, nsf_ar): inverse = data to base, as zuko "
+                   "and nflows (the layers' default), forward = base to data, as TFP and "
+                   "kerasflows 0.1.0")
     p.add_argument("--epochs", type=positive_int, default=10, help="number of epochs")
     p.add_argument("--steps", type=positive_int, default=200, help="training steps per epoch")
     p.add_argument("--batch-size", type=positive_int, default=512, help="samples per step")
@@ -60,17 +65,18 @@ def add_parser(subparsers):
     return p
 
 
-def build_flow(recipe, num_layers, hidden_units=(64, 64), bins=None, bound=None):
+def build_flow(recipe, num_layers, hidden_units=(64, 64), bins=None, bound=None,
+               direction=None):
     """A 2-D flow for `recipe`: `planar`/`radial` layers or a `kerasflows.recipes` name."""
     import kerasflows
     from kerasflows import layers, recipes
     if recipe in FORWARD_ONLY_RECIPES:
-        if bins is not None or bound is not None:
-            raise UserError(f"--bins/--bound apply to spline recipes only. Received: "
-                            f"--recipe {recipe}")
+        if bins is not None or bound is not None or direction is not None:
+            raise UserError(f"--bins/--bound/--direction do not apply to {recipe} layers. "
+                            f"Received: --recipe {recipe}")
         cls = layers.Planar if recipe == "planar" else layers.Radial
         return kerasflows.Flow([cls() for _ in range(num_layers)], event_dim=2)
-    return recipes.build(recipe, 2, num_layers, hidden_units, bins, bound)
+    return recipes.build(recipe, 2, num_layers, hidden_units, bins, bound, direction)
 
 
 def _train(args, flow):
@@ -94,7 +100,8 @@ def _record(args, flow, history, diagnostics, seconds):
     return {"target": args.target, "recipe": args.recipe, "event_dim": flow.event_dim,
             "num_layers": args.layers,
             "hidden_units": None if args.recipe in FORWARD_ONLY_RECIPES else args.hidden,
-            "bins": args.bins, "bound": args.bound, "epochs": args.epochs, "steps": args.steps,
+            "bins": args.bins, "bound": args.bound, "direction": args.direction,
+            "epochs": args.epochs, "steps": args.steps,
             "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
             **diagnostics, "eval_samples": args.eval_samples, "history": history,
             "train_seconds": round(seconds, 1), "parameters": int(flow.count_params()),
@@ -147,7 +154,8 @@ def run(args):
         raise UserError(f"--lr must be > 0. Received: {args.lr}")
     out, report = _paths(args)
     keras.utils.set_random_seed(args.seed)
-    flow = build_flow(args.recipe, args.layers, args.hidden, args.bins, args.bound)
+    flow = build_flow(args.recipe, args.layers, args.hidden, args.bins, args.bound,
+                      args.direction)
     _, history, seconds = _train(args, flow)
     diag = diagnostics(flow, args.target, n=args.eval_samples, seed=args.seed)
     record = _record(args, flow, history, diag, seconds)

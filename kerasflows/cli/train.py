@@ -40,6 +40,11 @@ def add_parser(subparsers):
                    help="spline bins (nsf, nsf_ar only; default 8)")
     p.add_argument("--bound", type=float, default=None,
                    help="splines act on [-bound, bound] (nsf, nsf_ar only; default 5.0)")
+    p.add_argument("--direction", choices=["inverse", "forward"], default=None,
+                   help="the direction in which each layer's affine map or spline is written "
+                   "(realnvp, maf, iaf, glow, nsf, nsf_ar): inverse = data to base, as zuko "
+                   "and nflows (the layers' default), forward = base to data, as TFP and "
+                   "kerasflows 0.1.0")
     p.add_argument("--epochs", type=positive_int, default=20, help="number of epochs")
     p.add_argument("--batch-size", type=positive_int, default=512, help="global batch size")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
@@ -107,9 +112,10 @@ def _fingerprint(args):
 
 def _builder(args, event_dim):
     from kerasflows import recipes
-    recipes.build(args.recipe, event_dim, args.layers, args.hidden, args.bins, args.bound)
+    recipes.build(args.recipe, event_dim, args.layers, args.hidden, args.bins, args.bound,
+                  args.direction)
     return lambda: recipes.build(args.recipe, event_dim, args.layers, args.hidden,
-                                 args.bins, args.bound)
+                                 args.bins, args.bound, args.direction)
 
 
 def _record(args, dataset, parts, flow, history, seconds):
@@ -119,7 +125,8 @@ def _record(args, dataset, parts, flow, history, seconds):
            for name, part in zip(("train", "validation", "test"), parts)}
     return {"data": args.data, "dataset": dataset, "recipe": args.recipe,
             "event_dim": flow.event_dim, "num_layers": args.layers, "hidden_units": args.hidden,
-            "bins": args.bins, "bound": args.bound, "epochs": args.epochs,
+            "bins": args.bins, "bound": args.bound, "direction": args.direction,
+            "epochs": args.epochs,
             "batch_size": args.batch_size, "lr": args.lr, "lr_decay": args.lr_decay,
             "seed": args.seed, "strategy": args.strategy,
             "n_train": len(parts[0]), "n_validation": len(parts[1]) if parts[1] is not None else 0,
