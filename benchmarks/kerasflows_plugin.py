@@ -3,7 +3,8 @@
 Registers `kerasflows:maf`, `kerasflows:nsf` (autoregressive spline),
 `kerasflows:nsf_coupling` and `kerasflows:realnvp`, built with
 `kerasflows.models` under the harness's protocol (`P`: 5 transforms, hidden
-[64, 64], 8 bins on [-5, 5], Adam 1e-3, seed 0, 2 threads, float32). The
+[64, 64], 8 bins on [-5, 5], Adam 1e-3, seed 0, 2 threads, float32), with
+the layers' default `affine_direction` / `spline_direction` ("inverse"). The
 harness feeds every batch and pulls every step's loss; the step itself is
 `kerasflows.training.make_train_step` (one XLA-compiled call: loss, gradient
 and Adam update), with `background_compile=True`: the first steps run as a
@@ -100,23 +101,23 @@ class _KerasFlows(Runner):
 
 @register("kerasflows:maf")
 class KerasFlowsMAF(_KerasFlows):
-    model = "MAF (models.MAF: MaskedAutoregressive, soft-clamped log-scale)"
+    model = "MAF (models.MAF: MaskedAutoregressive, z = x*exp(s)+t, soft-clamped log-scale)"
     recipe = "MAF"
 
 
 @register("kerasflows:nsf")
 class KerasFlowsNSF(_KerasFlows):
-    model = "NSF (models.NSF autoregressive=True: SplineAutoregressive)"
+    model = "NSF (models.NSF autoregressive=True: SplineAutoregressive, z = spline(x))"
     recipe, recipe_kwargs = "NSF", {"bins": None, "autoregressive": True}
 
 
 @register("kerasflows:nsf_coupling")
 class KerasFlowsNSFCoupling(_KerasFlows):
-    model = "NSF (models.NSF: SplineCoupling)"
+    model = "NSF (models.NSF: SplineCoupling, z = spline(x))"
     recipe, recipe_kwargs = "NSF", {"bins": None, "autoregressive": False}
 
 
 @register("kerasflows:realnvp")
 class KerasFlowsRealNVP(_KerasFlows):
-    model = "RealNVP (models.RealNVP: AffineCoupling, soft-clamped log-scale)"
+    model = "RealNVP (models.RealNVP: AffineCoupling, z = x*exp(s)+t, soft-clamped log-scale)"
     recipe = "RealNVP"
