@@ -89,7 +89,8 @@ RECOMMENDED = {
     "pinwheel": _SPLINE_2D,
     "two_spirals": _SPLINE_2D,
     "digits": {"recipe": "nsf", "num_layers": 5, "hidden_units": [64, 64], "bins": 8,
-               "bound": 5.0, "direction": "forward", "epochs": 15, "batch_size": 128, "lr": 1e-3, "lr_decay": "cosine"},
+               "bound": 5.0, "direction": "forward", "epochs": 15, "batch_size": 128,
+               "lr": 1e-3, "lr_decay": "cosine"},
 }
 
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 __all__ = ["UserError", "HelpFormatter", "read_data", "read_array", "write_array", "open_flow",
-           "check_columns", "positive_int", "fraction", "units"]
+           "check_columns", "positive_int", "fraction", "units", "add_direction_argument"]
 
 
 class UserError(Exception):
@@ -20,6 +20,15 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is False:
             return action.help
         return super()._get_help_string(action)
+
+
+def add_direction_argument(parser):
+    """`--direction inverse|forward` (a recipe's `affine_direction` / `spline_direction`)."""
+    parser.add_argument(
+        "--direction", choices=["inverse", "forward"], default=None,
+        help="the direction in which each layer's affine map or spline is written "
+        "(realnvp, maf, iaf, glow, nsf, nsf_ar): inverse = data to base, as zuko and nflows "
+        "(the layers' default), forward = base to data, as TFP and kerasflows 0.1.0")
 
 
 def positive_int(text):

@@ -16,7 +16,7 @@ import os
 import shlex
 import time
 
-from kerasflows.cli.common import UserError, positive_int, units
+from kerasflows.cli.common import UserError, add_direction_argument, positive_int, units
 
 __all__ = ["add_parser", "run", "build_flow", "FORWARD_ONLY_RECIPES"]
 
@@ -42,11 +42,7 @@ def add_parser(subparsers):
                    help="spline bins (nsf, nsf_ar only; default 8)")
     p.add_argument("--bound", type=float, default=None,
                    help="splines act on [-bound, bound] (nsf, nsf_ar only; default 5.0)")
-    p.add_argument("--direction", choices=["inverse", "forward"], default=None,
-                   help="the direction in which each layer's affine map or spline is written "
-                   "(realnvp, maf, iaf, glow, nsf, nsf_ar): inverse = data to base, as zuko "
-                   "and nflows (the layers' default), forward = base to data, as TFP and "
-                   "kerasflows 0.1.0")
+    add_direction_argument(p)
     p.add_argument("--epochs", type=positive_int, default=10, help="number of epochs")
     p.add_argument("--steps", type=positive_int, default=200, help="training steps per epoch")
     p.add_argument("--batch-size", type=positive_int, default=512, help="samples per step")

@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from kerasflows.cli.common import (HelpFormatter, UserError, fraction, positive_int, read_array,
-                                   read_data, units)
+from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument, fraction,
+                                   positive_int, read_array, read_data, units)
 
 __all__ = ["add_parser", "run"]
 
@@ -40,11 +40,7 @@ def add_parser(subparsers):
                    help="spline bins (nsf, nsf_ar only; default 8)")
     p.add_argument("--bound", type=float, default=None,
                    help="splines act on [-bound, bound] (nsf, nsf_ar only; default 5.0)")
-    p.add_argument("--direction", choices=["inverse", "forward"], default=None,
-                   help="the direction in which each layer's affine map or spline is written "
-                   "(realnvp, maf, iaf, glow, nsf, nsf_ar): inverse = data to base, as zuko "
-                   "and nflows (the layers' default), forward = base to data, as TFP and "
-                   "kerasflows 0.1.0")
+    add_direction_argument(p)
     p.add_argument("--epochs", type=positive_int, default=20, help="number of epochs")
     p.add_argument("--batch-size", type=positive_int, default=512, help="global batch size")
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")

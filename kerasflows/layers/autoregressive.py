@@ -195,6 +195,8 @@ class MaskedAutoregressive(AutoregressiveLayer):
     """
 
     params_per_dim = 2
+    # Saved before `affine_direction` existed: the forward form.
+    legacy_config = {"affine_direction": "forward"}
 
     def __init__(self, hidden_units=(64, 64), activation="relu", context_dim=None,
                  max_log_scale=3.0, affine_direction="inverse", **kwargs):
@@ -216,11 +218,6 @@ class MaskedAutoregressive(AutoregressiveLayer):
     def get_config(self):
         return {**super().get_config(), "max_log_scale": self.max_log_scale,
                 "affine_direction": self.affine_direction}
-
-    @classmethod
-    def from_config(cls, config):
-        # Saved before `affine_direction` existed: the forward form.
-        return super().from_config({"affine_direction": "forward", **config})
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")

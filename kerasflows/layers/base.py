@@ -92,6 +92,9 @@ class FlowLayer(keras.layers.Layer):
     #: so a compiled evaluation may split a large batch into blocks
     #: (`Flow.eval_mode`). Off by default: a subclass opts in.
     eval_in_blocks = False
+    #: Settings added after a release, with the values that reproduce a layer
+    #: saved without them (`from_config` fills in the missing ones).
+    legacy_config = {}
 
     def __init__(self, context_dim=None, **kwargs):
         super().__init__(**kwargs)
@@ -184,3 +187,7 @@ class FlowLayer(keras.layers.Layer):
         config = super().get_config()
         config.update({"context_dim": self.context_dim})
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return super().from_config({**cls.legacy_config, **config})

@@ -15,7 +15,8 @@ from kerasflows.layers.nets import MLP, check_hidden_units
 tfb = tfp.bijectors
 
 __all__ = ["CouplingLayer", "AffineCoupling", "AdditiveCoupling", "soft_clamp", "affine",
-           "DIRECTIONS", "check_direction", "directed_affine", "directed_affine_bijector"]
+           "DIRECTIONS", "check_direction", "runs_inverse", "directed_affine",
+           "directed_affine_bijector"]
 
 #: Values of `affine_direction` (affine layers) and `spline_direction` (spline
 #: layers): the layer direction in which the conditioner's elementwise map is
@@ -47,6 +48,12 @@ def check_direction(name, value):
     return value
 
 
+def runs_inverse(inverse, direction):
+    """Whether a layer's `inverse` (True) or forward (False) direction runs the inverse
+    of the map as written, for a layer whose map is written in `direction`."""
+    return inverse != (direction == "inverse")
+
+
 def directed_affine(shift, log_scale, v, inverse, affine_direction):
     """A layer's affine map in the direction asked for (`inverse=True`: data `x` to base `z`).
 
@@ -56,7 +63,7 @@ def directed_affine(shift, log_scale, v, inverse, affine_direction):
     exp(log_scale) + shift`. Returns `(out, log_det [batch])` of that
     direction, as `affine`.
     """
-    return affine(shift, log_scale, v, inverse != (affine_direction == "inverse"))
+    return affine(shift, log_scale, v, runs_inverse(inverse, affine_direction))
 
 
 def directed_affine_bijector(shift, log_scale, affine_direction):
@@ -199,6 +206,8 @@ class AffineCoupling(CouplingLayer):
     """
 
     params_per_dim = 2
+    # Saved before `affine_direction` existed: the forward form.
+    legacy_config = {"affine_direction": "forward"}
 
     def __init__(self, hidden_units=(64, 64), activation="relu", num_masked=None,
                  context_dim=None, max_log_scale=3.0, affine_direction="inverse", **kwargs):
@@ -219,11 +228,6 @@ class AffineCoupling(CouplingLayer):
     def get_config(self):
         return {**super().get_config(), "max_log_scale": self.max_log_scale,
                 "affine_direction": self.affine_direction}
-
-    @classmethod
-    def from_config(cls, config):
-        # Saved before `affine_direction` existed: the forward form.
-        return super().from_config({"affine_direction": "forward", **config})
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")

@@ -16,7 +16,7 @@ import tensorflow_probability as tfp
 
 from kerasflows.layers.autoregressive import AutoregressiveLayer
 from kerasflows.layers.base import check_positive_int
-from kerasflows.layers.coupling import CouplingLayer, check_direction
+from kerasflows.layers.coupling import CouplingLayer, check_direction, runs_inverse
 from kerasflows.layers.piecewise import lookup
 
 tfb = tfp.bijectors
@@ -325,6 +325,8 @@ class SplineCoupling(CouplingLayer):
 
     # Measured slower in blocks (spline kernels: 2-D NSF, 10^5 rows).
     eval_in_blocks = False
+    # Saved before `spline_direction` existed: the spline was the forward.
+    legacy_config = {"spline_direction": "forward"}
 
     def __init__(self, bins=8, bound=5.0, hidden_units=(64, 64), activation="relu",
                  num_masked=None, context_dim=None, min_bin_width=1e-3, min_bin_height=1e-3,
@@ -334,15 +336,11 @@ class SplineCoupling(CouplingLayer):
         self.params_per_dim = self.knots.params_per_dim
         self.spline_direction = check_direction("spline_direction", spline_direction)
 
-    def _spline_inverse(self, inverse):
-        """Whether the layer's `inverse` direction runs the spline's inverse."""
-        return inverse != (self.spline_direction == "inverse")
-
     def inner_bijector(self, params):
         return self.knots.bijector(params, self.spline_direction)
 
     def elementwise(self, params, x1, inverse):
-        return self.knots.transform(params, x1, self._spline_inverse(inverse))
+        return self.knots.transform(params, x1, runs_inverse(inverse, self.spline_direction))
 
     def transform_part(self, x0, x1, context, inverse):
         if self.table is None:
@@ -358,7 +356,8 @@ class SplineCoupling(CouplingLayer):
         # Padded to a power of two pieces: the layers of a flow share compilations.
         slope_tables = self.table.row_tables(outputs[:, 2 * b:].ravel(),
                                              1 << int(np.ceil(np.log2(self.table.pieces))))
-        y1, log_det = self.knots.compiled_table_kernel(self._spline_inverse(inverse))(
+        spline_inverse = runs_inverse(inverse, self.spline_direction)
+        y1, log_det = self.knots.compiled_table_kernel(spline_inverse)(
             tf.reshape(sizes, [2 * b, n, -1]), piece, tf.cast(x0[:, 0], sizes.dtype),
             tf.transpose(x1), *slope_tables)
         return tf.transpose(y1), tf.reduce_sum(log_det, 0)
@@ -366,11 +365,6 @@ class SplineCoupling(CouplingLayer):
     def get_config(self):
         return {**super().get_config(), **self.knots.get_config(),
                 "spline_direction": self.spline_direction}
-
-    @classmethod
-    def from_config(cls, config):
-        # Saved before `spline_direction` existed: the spline was the forward.
-        return super().from_config({"spline_direction": "forward", **config})
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
@@ -396,6 +390,8 @@ class SplineAutoregressive(AutoregressiveLayer):
 
     # Measured slower in blocks (spline kernels: 2-D NSF, 10^5 rows).
     eval_in_blocks = False
+    # Saved before `spline_direction` existed: the spline was the forward.
+    legacy_config = {"spline_direction": "forward"}
 
     def __init__(self, bins=8, bound=5.0, hidden_units=(64, 64), activation="relu",
                  context_dim=None, min_bin_width=1e-3, min_bin_height=1e-3, min_slope=1e-3,
@@ -411,14 +407,9 @@ class SplineAutoregressive(AutoregressiveLayer):
         return {"bijector_fn": spline}
 
     def elementwise(self, params, v, inverse):
-        return self.knots.transform(params, v, inverse != (self.spline_direction == "inverse"),
+        return self.knots.transform(params, v, runs_inverse(inverse, self.spline_direction),
                                     params_first=True)
 
     def get_config(self):
         return {**super().get_config(), **self.knots.get_config(),
                 "spline_direction": self.spline_direction}
-
-    @classmethod
-    def from_config(cls, config):
-        # Saved before `spline_direction` existed: the spline was the forward.
-        return super().from_config({"spline_direction": "forward", **config})
