@@ -225,11 +225,16 @@ def test_recipes_build_sets_the_direction_of_its_layers(direction):
         recipes.build("nice", 4, direction=direction)
 
 
-def test_recommended_settings_keep_the_shipped_models_direction():
-    # the shipped models were trained with the spline as the forward map
+def test_recommended_settings_match_the_shipped_models_direction():
+    # the shipped models apply the spline from data to base, the recipe says so
+    # explicitly and the manifests record the command with it
     from kerasflows import recipes
-    assert {recipes.recommended(n)["direction"] for n in recipes.RECOMMENDED} == {"forward"}
+    assert {recipes.recommended(n)["direction"] for n in recipes.RECOMMENDED} == {"inverse"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    flow = kerasflows.load(os.path.join(root, "saved_models", "moons"))
-    assert {l.spline_direction for l in flow.flow_layers if hasattr(l, "spline_direction")} \
-        == {"forward"}
+    for name in recipes.RECOMMENDED:
+        folder = os.path.join(root, "saved_models", name)
+        flow = kerasflows.load(folder)
+        assert {l.spline_direction for l in flow.flow_layers
+                if hasattr(l, "spline_direction")} == {"inverse"}, name
+        with open(os.path.join(folder, "manifest.json")) as f:
+            assert "--direction inverse" in json.load(f)["command"], name
