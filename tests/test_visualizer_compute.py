@@ -85,6 +85,16 @@ def expected_sample(flow, backend, n, seed, temperature):
     return flow.forward(loc + temperature * scale * eps).numpy()
 
 
+def test_base_noise_is_the_philox_noise_of_flow_sample():
+    import tensorflow as tf
+    from visualizer.backends import base_noise
+    for n, d, seed in ((300, 3, 7), (10_000, 2, 0), (5, 64, -2)):
+        want = tf.random.stateless_normal([n, d], seed=[seed, 0], alg="philox").numpy()
+        got = base_noise(n, d, seed)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+
+
 # -- backends against the flow ------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["keras", "savedmodel"])
 def test_backend_numbers_equal_the_flows_own(model, backends, kind):
