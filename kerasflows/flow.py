@@ -33,8 +33,8 @@ def philox_normal(shape, seed, dtype="float32"):
     and counter from the seed inside its kernel, in the same way as the
     Python code of `tf.random.stateless_normal(alg="philox")` does with
     about a dozen small ops before its own kernel: called eagerly, those cost
-    about 1.1 ms a call whatever the shape (10^5 x 2 draws: 2.7 -> 1.3 ms,
-    10^4 x 64: 5.8 -> 4.0 ms; throwaway A/B, this 2-core CPU). A test checks
+    about 1.1 ms a call whatever the shape (10^5 x 2 draws: 2.7-4.0 -> 1.3 ms,
+    10^4 x 64: 5.5-5.8 -> 3.9 ms; throwaway A/Bs, this 2-core CPU). A test checks
     that the numbers are equal, eagerly, in graphs and under XLA (where both
     give XLA's own Philox numbers, as before).
 
