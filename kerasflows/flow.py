@@ -342,7 +342,7 @@ class Flow(keras.Model):
             seed = self.sample_seed.next()
         else:
             seed = tf.stack([tf.cast(seed, "int32"), tf.constant(0, "int32")])
-        # Philox explicitly: the default ("auto_select") may pick another generator.
+        # Philox, whatever TensorFlow's default generator ("auto_select") would pick.
         eps = philox_normal(shape, seed, self.compute_dtype)
         loc, scale = self._base_params()
         return loc + tf.cast(temperature, self.compute_dtype) * scale * eps

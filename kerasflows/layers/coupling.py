@@ -15,8 +15,8 @@ from kerasflows.layers.nets import MLP, check_hidden_units
 tfb = tfp.bijectors
 
 __all__ = ["CouplingLayer", "AffineCoupling", "AdditiveCoupling", "soft_clamp", "affine",
-           "DIRECTIONS", "check_direction", "runs_inverse", "directed_affine",
-           "directed_affine_bijector"]
+           "DIRECTIONS", "check_direction", "runs_inverse", "directed_bijector",
+           "directed_affine", "directed_affine_bijector"]
 
 #: Values of `affine_direction` (affine layers) and `spline_direction` (spline
 #: layers): the layer direction in which the conditioner's elementwise map is
@@ -54,6 +54,12 @@ def runs_inverse(inverse, direction):
     return inverse != (direction == "inverse")
 
 
+def directed_bijector(bijector, direction):
+    """The TFP bijector (forward: base to data) of a map written as `bijector`,
+    applied in `direction` (`"inverse"`: the map runs from data to base)."""
+    return tfb.Invert(bijector) if direction == "inverse" else bijector
+
+
 def directed_affine(shift, log_scale, v, inverse, affine_direction):
     """A layer's affine map in the direction asked for (`inverse=True`: data `x` to base `z`).
 
@@ -68,8 +74,7 @@ def directed_affine(shift, log_scale, v, inverse, affine_direction):
 
 def directed_affine_bijector(shift, log_scale, affine_direction):
     """The TFP bijector (forward: base to data) of `directed_affine`."""
-    bijector = tfb.Shift(shift)(tfb.Scale(log_scale=log_scale))
-    return tfb.Invert(bijector) if affine_direction == "inverse" else bijector
+    return directed_bijector(tfb.Shift(shift)(tfb.Scale(log_scale=log_scale)), affine_direction)
 
 
 class CouplingLayer(FlowLayer):

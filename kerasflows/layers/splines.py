@@ -16,7 +16,8 @@ import tensorflow_probability as tfp
 
 from kerasflows.layers.autoregressive import AutoregressiveLayer
 from kerasflows.layers.base import check_positive_int
-from kerasflows.layers.coupling import CouplingLayer, check_direction, runs_inverse
+from kerasflows.layers.coupling import (CouplingLayer, check_direction, directed_bijector,
+                                        runs_inverse)
 from kerasflows.layers.piecewise import lookup
 
 tfb = tfp.bijectors
@@ -105,8 +106,8 @@ class SplineKnots:
         """The elementwise `tfb.RationalQuadraticSpline` for raw `params` (inverted for
         `direction="inverse"`: the spline is then the bijector's inverse)."""
         widths, heights, slopes = self.knots(params)
-        spline = tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-self.bound)
-        return tfb.Invert(spline) if direction == "inverse" else spline
+        return directed_bijector(
+            tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-self.bound), direction)
 
     def transform(self, params, v, inverse=False, params_first=False):
         """The spline of `bijector(params)` applied to `v [batch, n]` in one pass.
