@@ -83,6 +83,83 @@ def test_stock_callbacks_work(tmp_path):
     assert os.listdir(tmp_path / "tb")
 
 
+def _twin_fits(make, data, flat, **fit_kwargs):
+    """Trains a fresh flow from `make()` (seed 0) with flat step calls on or off."""
+    keras.utils.set_random_seed(0)
+    flow = make()
+    flow.flat_step_calls = flat
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True)
+    hist = flow.fit(data, shuffle=False, verbose=0, **fit_kwargs)
+    return flow, hist.history
+
+
+def test_flat_step_calls_train_and_evaluate_as_keras_loop():
+    x = datasets.load("moons", n=1050)           # batches of 100: the last one has 50 rows
+    w = np.linspace(0.5, 1.5, len(x)).astype("float32")
+    make = lambda: M.MAF(2, num_layers=2, hidden_units=(16,))
+    kw = dict(batch_size=100, epochs=2, validation_data=x[:300], sample_weight=w)
+    fast, fast_hist = _twin_fits(make, x, True, **kw)
+    keras_flow, keras_hist = _twin_fits(make, x, False, **kw)
+    assert isinstance(fast.train_function, kerasflows.training.FlatStepCalls)
+    assert not isinstance(keras_flow.train_function, kerasflows.training.FlatStepCalls)
+    # One traced graph for every batch size (XLA compiles 100 and 50 rows apart).
+    assert fast.train_function.traces == 1 and fast.test_function.traces == 1
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(fast_hist[key], keras_hist[key], rtol=1e-5)
+    for a, b in zip(fast.trainable_variables, keras_flow.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fast.evaluate(x, verbose=0), keras_flow.evaluate(x, verbose=0),
+                               rtol=1e-5)
+    # train_on_batch / test_on_batch feed plain arrays through the same functions.
+    np.testing.assert_allclose(fast.test_on_batch(x[:64]), keras_flow.test_on_batch(x[:64]),
+                               rtol=1e-5)
+    np.testing.assert_allclose(fast.train_on_batch(x[:64]), keras_flow.train_on_batch(x[:64]),
+                               rtol=1e-5)
+    assert fast.train_function.traces == 2        # (x, None, None) is another kind of batch
+
+
+def test_flat_step_calls_conditional_and_where_keras_loop_is_kept():
+    rng = np.random.default_rng(0)
+    c = rng.normal(size=(600, 3)).astype("float32")
+    x = (c[:, :2] + 0.1 * rng.normal(size=(600, 2))).astype("float32")
+    make = lambda: M.MAF(2, num_layers=2, hidden_units=(16,), context_dim=3)
+    fast, fast_hist = _twin_fits(make, (x, c), True, batch_size=128, epochs=2)
+    _, keras_hist = _twin_fits(make, (x, c), False, batch_size=128, epochs=2)
+    assert isinstance(fast.train_function, kerasflows.training.FlatStepCalls)
+    np.testing.assert_allclose(fast_hist["loss"], keras_hist["loss"], rtol=1e-5)
+    # Keras' own loop where it does something else: several steps per call, eager runs.
+    flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
+    flow.compile(optimizer="adam", steps_per_execution=4)
+    flow.fit(x, batch_size=64, epochs=1, verbose=0)
+    assert not isinstance(flow.train_function, kerasflows.training.FlatStepCalls)
+    flow.compile(optimizer="adam", run_eagerly=True)
+    flow.fit(x, batch_size=64, epochs=1, verbose=0)
+    assert not isinstance(flow.train_function, kerasflows.training.FlatStepCalls)
+    flow.compile(optimizer="adam", jit_compile=False)    # a plain graph: flat calls too
+    hist = flow.fit(x, batch_size=64, epochs=2, verbose=0)
+    assert isinstance(flow.train_function, kerasflows.training.FlatStepCalls)
+    assert np.isfinite(hist.history["loss"]).all()
+
+
+def test_auto_jit_compile_is_xla_on_cpu_too(tmp_path):
+    flow = M.MAF(2, num_layers=2, hidden_units=(8,))
+    flow.compile(optimizer="adam")                    # Keras alone: no XLA without a GPU
+    assert flow.jit_compile is True
+    x = datasets.load("moons", n=256)
+    flow.fit(x, batch_size=128, epochs=1, verbose=0)
+    assert flow.train_function._fn._jit_compile
+    flow.save(tmp_path / "f.keras")
+    assert keras.models.load_model(tmp_path / "f.keras").jit_compile is True
+    flow.compile(optimizer="adam", jit_compile=False)
+    assert flow.jit_compile is False
+    flow.fit(x, batch_size=128, epochs=1, verbose=0)
+    assert not flow.train_function._fn._jit_compile
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():   # as Keras: no XLA here
+        mirrored = M.MAF(2, num_layers=2, hidden_units=(8,))
+        mirrored.compile(optimizer="adam")
+    assert mirrored.jit_compile is False
+
+
 def test_bad_data_fails_before_training():
     flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
     flow.compile(optimizer="adam")
