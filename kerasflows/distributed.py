@@ -253,6 +253,9 @@ def train_flow(build_flow, x, *, epochs, batch_size=512, learning_rate=1e-3, lr_
         print(f"Resuming from the checkpoint in {checkpoint_dir}: "
               f"{start} of {epochs} epochs done.", flush=True)
     step = _make_train_step(flow, optimizer, strategy, jit_compile)
+    if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
+        from kerasflows.training import FlatCalls
+        step = FlatCalls(step)      # one device: skip the per-call signature lookup
     for epoch in range(start, epochs):
         data = _epoch_dataset(x, seed, epoch, batch_size, strategy)
         bar, losses = _run_epoch(step, data, steps, epoch, epochs, verbose,

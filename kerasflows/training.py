@@ -12,7 +12,7 @@ import tensorflow as tf
 from kerasflows.layers.base import check_event_dim
 
 __all__ = ["prepare_fit_data", "check_finite", "make_train_step", "BackgroundCompiledStep",
-           "FlatStepCalls"]
+           "FlatCalls", "FlatStepCalls"]
 
 
 def check_finite(name, array):
@@ -432,33 +432,25 @@ def _structure(data):
     return "."
 
 
-class FlatStepCalls:
-    """Keras' train (or test) function for `fit` / `evaluate`, one batch at a time,
-    calling the compiled step through its flat inputs.
+class FlatCalls:
+    """Calls a `tf.function` of one (possibly nested) batch argument through its
+    flat inputs: `FlatCalls(fn)(data)` returns `fn(data)`.
 
-    `Flow.make_train_function` / `make_test_function` use it in place of
-    Keras' own (see `Flow.flat_step_calls`): `function(iterator)` takes the
-    next `steps_per_execution` batches from `iterator` and runs
-    `step_fn(batch)` (Keras' `train_step` / `test_step`) on each, as Keras
-    does, and returns the last logs. The difference is the call: Keras calls
-    a `tf.function` of the step, which looks up its traced graph on every
-    call by hashing the call's whole signature, the ~100 captured weights,
-    Adam slots and metric variables included (in a profile of `fit` for
-    MAF on 2-D data, batch 512, that lookup took about as long as the
-    compiled step itself). Here the graph is traced once per kind of
-    batch (structure, dtypes and sizes but the batch dimension, which is
-    left unknown as Keras' `reduce_retracing` does; XLA still compiles each
-    batch size once) and called with the batch's tensors and the captured
-    inputs bound once.
+    A `tf.function` call looks its traced graph up by hashing the call's
+    whole signature, captured variables included (a flow's weights, its
+    optimizer's slots: ~100 of them for a 5-layer flow, and the lookup took
+    about as long as a small flow's compiled step in a profile of `fit`).
+    Here the graph is traced once per kind of batch (structure, dtypes and
+    sizes but the batch dimension, which is left unknown, as Keras'
+    `reduce_retracing` does; XLA still compiles each batch size once) and
+    called with the batch's tensors and the captured inputs bound once.
 
     Attributes:
         traces: number of graphs traced so far.
     """
 
-    def __init__(self, model, step_fn, jit_compile):
-        self.model = model
-        self._fn = tf.function(step_fn, jit_compile=bool(jit_compile), reduce_retracing=True,
-                               autograph=False)
+    def __init__(self, fn):
+        self._fn = fn
         self._calls = {}
         self.traces = 0
 
@@ -482,12 +474,32 @@ class FlatStepCalls:
             self._calls[key] = call
         return call
 
+    def __call__(self, data):
+        data = tf.nest.map_structure(lambda t: None if t is None else tf.convert_to_tensor(t),
+                                     data)
+        return self._call_for(data)(data)
+
+
+class FlatStepCalls(FlatCalls):
+    """Keras' train (or test) function for `fit` / `evaluate`: `FlatCalls` of the step.
+
+    `Flow.make_train_function` / `make_test_function` use it in place of
+    Keras' own (see `Flow.flat_step_calls`): `function(iterator)` takes the
+    next `steps_per_execution` batches from `iterator` and runs
+    `step_fn(batch)` (Keras' `train_step` / `test_step`, compiled with XLA if
+    `jit_compile`) on each, as Keras does, and returns the last logs; each
+    call goes through the step's flat inputs (`FlatCalls`) instead of Keras'
+    `tf.function` call.
+    """
+
+    def __init__(self, model, step_fn, jit_compile):
+        super().__init__(tf.function(step_fn, jit_compile=bool(jit_compile), autograph=False))
+        self.model = model
+
     def __call__(self, iterator):
         logs = None
         for _, data in zip(range(self.model.steps_per_execution), iterator):
-            data = tf.nest.map_structure(
-                lambda t: None if t is None else tf.convert_to_tensor(t), data)
-            logs = self._call_for(data)(data)
+            logs = super().__call__(data)
         if logs is None:
             raise StopIteration
         return logs

@@ -13,6 +13,7 @@ import tensorflow as tf
 import kerasflows
 from kerasflows import datasets
 from kerasflows import models as M
+from kerasflows import training
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +101,8 @@ def test_flat_step_calls_train_and_evaluate_as_keras_loop():
     kw = dict(batch_size=100, epochs=2, validation_data=x[:300], sample_weight=w)
     fast, fast_hist = _twin_fits(make, x, True, **kw)
     keras_flow, keras_hist = _twin_fits(make, x, False, **kw)
-    assert isinstance(fast.train_function, kerasflows.training.FlatStepCalls)
-    assert not isinstance(keras_flow.train_function, kerasflows.training.FlatStepCalls)
+    assert isinstance(fast.train_function, training.FlatStepCalls)
+    assert not isinstance(keras_flow.train_function, training.FlatStepCalls)
     # One traced graph for every batch size (XLA compiles 100 and 50 rows apart).
     assert fast.train_function.traces == 1 and fast.test_function.traces == 1
     for key in ("loss", "val_loss"):
@@ -125,20 +126,36 @@ def test_flat_step_calls_conditional_and_where_keras_loop_is_kept():
     make = lambda: M.MAF(2, num_layers=2, hidden_units=(16,), context_dim=3)
     fast, fast_hist = _twin_fits(make, (x, c), True, batch_size=128, epochs=2)
     _, keras_hist = _twin_fits(make, (x, c), False, batch_size=128, epochs=2)
-    assert isinstance(fast.train_function, kerasflows.training.FlatStepCalls)
+    assert isinstance(fast.train_function, training.FlatStepCalls)
     np.testing.assert_allclose(fast_hist["loss"], keras_hist["loss"], rtol=1e-5)
     # Keras' own loop where it does something else: several steps per call, eager runs.
     flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
     flow.compile(optimizer="adam", steps_per_execution=4)
     flow.fit(x, batch_size=64, epochs=1, verbose=0)
-    assert not isinstance(flow.train_function, kerasflows.training.FlatStepCalls)
+    assert not isinstance(flow.train_function, training.FlatStepCalls)
     flow.compile(optimizer="adam", run_eagerly=True)
     flow.fit(x, batch_size=64, epochs=1, verbose=0)
-    assert not isinstance(flow.train_function, kerasflows.training.FlatStepCalls)
+    assert not isinstance(flow.train_function, training.FlatStepCalls)
     flow.compile(optimizer="adam", jit_compile=False)    # a plain graph: flat calls too
     hist = flow.fit(x, batch_size=64, epochs=2, verbose=0)
-    assert isinstance(flow.train_function, kerasflows.training.FlatStepCalls)
+    assert isinstance(flow.train_function, training.FlatStepCalls)
     assert np.isfinite(hist.history["loss"]).all()
+
+
+def test_flat_calls_give_the_functions_results_and_trace_once_per_kind_of_batch():
+    v = tf.Variable(2.0)
+    fn = tf.function(lambda d: {"s": tf.reduce_sum(d[0] * v, 0) + (0.0 if d[1] is None
+                                                                  else tf.reduce_sum(d[1]))})
+    calls = training.FlatCalls(fn)
+    rng = np.random.default_rng(0)
+    for rows in (8, 5, 8):
+        a, b = (rng.normal(size=s).astype("float32") for s in ((rows, 3), (rows,)))
+        np.testing.assert_allclose(calls((a, b))["s"], fn((tf.constant(a), tf.constant(b)))["s"],
+                                   rtol=1e-6)
+        v.assign_add(1.0)                          # captured variables are read on every call
+    assert calls.traces == 1
+    np.testing.assert_allclose(calls((a, None))["s"], (a * v.numpy()).sum(0), rtol=1e-6)
+    assert calls.traces == 2                       # another kind of batch: traced once more
 
 
 def test_auto_jit_compile_is_xla_on_cpu_too(tmp_path):
