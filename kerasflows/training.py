@@ -438,8 +438,8 @@ class FlatCalls:
 
     A `tf.function` call looks its traced graph up by hashing the call's
     whole signature, captured variables included (a flow's weights, its
-    optimizer's slots: ~100 of them for a 5-layer flow, and the lookup took
-    about as long as a small flow's compiled step in a profile of `fit`).
+    optimizer's slots: ~100 of them for a 5-layer flow; about 0.7 ms a call
+    under cProfile in `fit` for MAF on 2-D data, batch 512).
     Here the graph is traced once per kind of batch (structure, dtypes and
     sizes but the batch dimension, which is left unknown, as Keras'
     `reduce_retracing` does; XLA still compiles each batch size once) and
