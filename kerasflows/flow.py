@@ -103,15 +103,6 @@ def _context_for(layer, context):
     return None if layer.context_dim is None else context
 
 
-def _op_determinism():
-    """True if `tf.config.experimental.enable_op_determinism()` is on (Keras then keeps XLA off)."""
-    try:
-        from tensorflow.python.framework.config import is_op_determinism_enabled
-    except ImportError:   # another TensorFlow: assume off, as Keras' own check would fail too
-        return False
-    return bool(is_op_determinism_enabled())
-
-
 def _replica_count():
     if tf.distribute.has_strategy():
         return tf.distribute.get_strategy().num_replicas_in_sync
@@ -477,11 +468,15 @@ class Flow(keras.Model):
         `jit_compile=False` for a plain graph (no XLA compilation of the first
         step, 1-3 s for the spline flows).
         """
-        return bool(super()._resolve_auto_jit_compile()
-                    or (not self._distribute_strategy and not tf.distribute.has_strategy()
-                        and not _op_determinism()
-                        and all(getattr(l, "supports_jit", True)
-                                for l in self._flatten_layers())))
+        if super()._resolve_auto_jit_compile():
+            return True
+        if self._under_strategy():
+            return False
+        try:   # Keras' own check of the layers and op determinism
+            from keras.src.trainers.trainer import model_supports_jit
+        except ImportError:   # another Keras: its default
+            return False
+        return bool(model_supports_jit(self))
 
     #: Run `fit` / `evaluate` batches through `training.FlatStepCalls` (the same
     #: step, called through its flat inputs, without Keras' per-call signature
@@ -489,30 +484,34 @@ class Flow(keras.Model):
     #: `steps_per_execution=1` and not `run_eagerly`. False: always Keras' loop.
     flat_step_calls = True
 
+    def _under_strategy(self):
+        """True if the flow was made, or is used, in a distribution strategy's scope."""
+        return bool(self._distribute_strategy) or tf.distribute.has_strategy()
+
     def _flat_calls_apply(self):
         return (self.flat_step_calls and not self.run_eagerly and self.steps_per_execution == 1
-                and getattr(self, "_distribute_strategy", None) is None
-                and not tf.distribute.has_strategy())
+                and not self._under_strategy())
+
+    def _step_function(self, name, step_fn, keras_make, force):
+        """`self.<name>` (the train or test function), made if needed: Keras' own
+        (`keras_make`), or (see `flat_step_calls`) a `FlatStepCalls` of `step_fn`."""
+        if getattr(self, name) is not None and not force:
+            return getattr(self, name)
+        if not self._flat_calls_apply():
+            return keras_make(force=force)
+        from kerasflows.training import FlatStepCalls
+        setattr(self, name, FlatStepCalls(self, step_fn, self.jit_compile))
+        return getattr(self, name)
 
     def make_train_function(self, force=False):
         """Keras' train function, or (see `flat_step_calls`) a `FlatStepCalls` of `train_step`."""
-        if self.train_function is not None and not force:
-            return self.train_function
-        if not self._flat_calls_apply():
-            return super().make_train_function(force=force)
-        from kerasflows.training import FlatStepCalls
-        self.train_function = FlatStepCalls(self, self.train_step, self.jit_compile)
-        return self.train_function
+        return self._step_function("train_function", self.train_step,
+                                   super().make_train_function, force)
 
     def make_test_function(self, force=False):
         """Keras' test function, or (see `flat_step_calls`) a `FlatStepCalls` of `test_step`."""
-        if self.test_function is not None and not force:
-            return self.test_function
-        if not self._flat_calls_apply():
-            return super().make_test_function(force=force)
-        from kerasflows.training import FlatStepCalls
-        self.test_function = FlatStepCalls(self, self.test_step, self.jit_compile)
-        return self.test_function
+        return self._step_function("test_function", self.test_step,
+                                   super().make_test_function, force)
 
     def export(self, path, version=1, overwrite=False):
         """Writes a TF Serving SavedModel to `path/<version>/`; see `kerasflows.export`."""

@@ -438,9 +438,9 @@ class FlatCalls:
 
     A `tf.function` call looks its traced graph up by hashing the call's
     whole signature, captured variables included (a flow's weights, its
-    optimizer's slots: ~100 of them for a 5-layer flow; about 0.7 ms a call
-    under cProfile in `fit` for MAF on 2-D data, batch 512).
-    Here the graph is traced once per kind of batch (structure, dtypes and
+    optimizer's slots: ~100 of them for a 5-layer flow; in a cProfile of
+    `fit` for MAF on 2-D data, the largest Python cost of a step). Here the
+    graph is traced once per kind of batch (structure, dtypes and
     sizes but the batch dimension, which is left unknown, as Keras'
     `reduce_retracing` does; XLA still compiles each batch size once) and
     called with the batch's tensors and the captured inputs bound once.
@@ -454,30 +454,26 @@ class FlatCalls:
         self._calls = {}
         self.traces = 0
 
-    def _call_for(self, data):
-        key = (_structure(data), tuple(_leaf_signature(t) for t in tf.nest.flatten(data)))
+    def __call__(self, data):
+        leaves = [None if t is None else tf.convert_to_tensor(t) for t in tf.nest.flatten(data)]
+        key = (_structure(data), tuple(_leaf_signature(t) for t in leaves))
         call = self._calls.get(key)
         if call is None:
-            spec = tf.nest.map_structure(
-                lambda t: None if t is None else tf.TensorSpec(
-                    [None, *t.shape[1:]] if t.shape.rank else [], t.dtype), data)
-            fn = self._fn.get_concrete_function(spec)
-            self.traces += 1
-            captured = fn.captured_inputs
-            leaves = [t for t in tf.nest.flatten(data) if t is not None]
-            if len(fn.inputs) - len(captured) != len(leaves):
-                call = fn           # another TensorFlow: the structured call
-            else:
-                def call(data, fn=fn, captured=captured):
-                    flat = [t for t in tf.nest.flatten(data) if t is not None]
-                    return fn._call_flat(flat, captured)
-            self._calls[key] = call
-        return call
+            call = self._calls[key] = self._trace(data, leaves)
+        return call(data, leaves)
 
-    def __call__(self, data):
-        data = tf.nest.map_structure(lambda t: None if t is None else tf.convert_to_tensor(t),
-                                     data)
-        return self._call_for(data)(data)
+    def _trace(self, data, leaves):
+        """Traces `fn` for this kind of batch; returns `call(data, leaves)`."""
+        spec = tf.nest.pack_sequence_as(data, [
+            None if t is None else tf.TensorSpec([None, *t.shape[1:]] if t.shape.rank else [],
+                                                 t.dtype) for t in leaves])
+        fn = self._fn.get_concrete_function(spec)
+        self.traces += 1
+        captured = fn.captured_inputs
+        if len(fn.inputs) - len(captured) != sum(t is not None for t in leaves):
+            # another TensorFlow: the structured call
+            return lambda data, leaves: fn(tf.nest.pack_sequence_as(data, leaves))
+        return lambda data, leaves: fn._call_flat([t for t in leaves if t is not None], captured)
 
 
 class FlatStepCalls(FlatCalls):
