@@ -13,7 +13,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kerasflows.layers.base import FlowLayer, check_event_dim, check_positive_int
+from kerasflows.layers.base import (FlowLayer, check_event_dim, check_positive_int,
+                                    split_mixed_policy)
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -137,6 +138,16 @@ class Flow(keras.Model):
         context_dim: size of the context vector for a conditional flow.
         **kwargs: passed to `keras.Model` (`name`, `dtype`).
 
+    Mixed precision: under a mixed policy (`"mixed_float16"`,
+    `"mixed_bfloat16"`, passed as `dtype` or set with
+    `keras.config.set_dtype_policy`) a flow's own arithmetic (base
+    density, transforms, log-dets) stays in float32 and only the layers'
+    conditioner networks compute in the low-precision dtype (see
+    `kerasflows.layers.FlowLayer`); `log_prob` returns float32. With
+    float16 conditioners, `compile` wraps the optimizer in a
+    `keras.optimizers.LossScaleOptimizer`, as Keras does for a
+    `"mixed_float16"` model (`auto_scale_loss=False` turns it off).
+
     Call arguments:
         inputs: `x` of shape `[batch, D]`, or `(x, context)` when conditional.
 
@@ -149,6 +160,7 @@ class Flow(keras.Model):
     """
 
     def __init__(self, layers, event_dim, base="normal", context_dim=None, **kwargs):
+        kwargs, _ = split_mixed_policy(kwargs)
         super().__init__(**kwargs)
         self.event_dim = check_positive_int("event_dim", event_dim)
         self.context_dim = check_positive_int("context_dim", context_dim, allow_none=True)
@@ -440,6 +452,20 @@ class Flow(keras.Model):
             c = _context_for(layer, context)
             layer.data_init(h, context=c)
             h, _ = layer.inverse_and_log_det(h, context=c)
+
+    def float16_conditioners(self):
+        """True if a layer's conditioner computes in float16 (a `"mixed_float16"` policy):
+        its gradients then need loss scaling."""
+        return any(l.conditioner_dtype_policy.compute_dtype == "float16"
+                   for l in self.flow_layers)
+
+    def compile(self, optimizer="rmsprop", *args, auto_scale_loss=True, **kwargs):
+        """`keras.Model.compile`; with float16 conditioners (see the class docstring) and
+        `auto_scale_loss=True` the optimizer is wrapped in a `LossScaleOptimizer`."""
+        super().compile(optimizer, *args, auto_scale_loss=auto_scale_loss, **kwargs)
+        if (auto_scale_loss and self.optimizer is not None and self.float16_conditioners()
+                and not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)):
+            self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
 
     def fit(self, x=None, y=None, batch_size=None, validation_data=None, **kwargs):
         """Trains by maximum likelihood; see `keras.Model.fit`.

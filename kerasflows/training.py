@@ -197,13 +197,15 @@ def _adam_update(optimizer, grads, state, layout):
     iterations.assign_add(1)
 
 
-def _loss_and_grads(flow, variables, x, context):
+def _loss_and_grads(flow, variables, x, context, optimizer):
     """The batch's mean NLL (plus layer losses, as `Flow.compute_loss`) and its
-    gradient with respect to `variables`."""
+    gradient with respect to `variables` (of the loss as `optimizer.scale_loss`
+    scales it: a `LossScaleOptimizer` unscales the gradient when it applies it)."""
     inputs = x if context is None else (x, context)
     with tf.GradientTape() as tape:
         loss = flow.compute_loss(y_pred=flow(inputs, training=True))
-    return loss, tape.gradient(loss, variables)
+        scaled = optimizer.scale_loss(loss)
+    return loss, tape.gradient(scaled, variables)
 
 
 def _training_state(flow):
@@ -239,6 +241,10 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False)
     fused Adam kernel, one op per weight); any other optimizer runs its own
     `apply_gradients`.
 
+    A flow with float16 conditioners (a `"mixed_float16"` policy, see
+    `kerasflows.Flow`) trains through a `keras.optimizers.LossScaleOptimizer`
+    wrapping `optimizer` (unless it is one already), as `Flow.compile` does.
+
     Each new batch shape traces (and compiles) again, so feed batches of
     one size. Layers that need data-dependent initialisation (`ActNorm`)
     must be initialised first with `flow.initialize(x)`.
@@ -273,13 +279,16 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False)
     Returns:
         The compiled step function.
     """
+    if (flow.float16_conditioners()
+            and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     variables = list(flow.trainable_variables)
     layout = _adam_layout(optimizer, variables)
     if background_compile and jit_compile and layout and not _training_state(flow):
         return BackgroundCompiledStep(flow, optimizer)
 
     def step(x, context=None):
-        loss, grads = _loss_and_grads(flow, variables, x, context)
+        loss, grads = _loss_and_grads(flow, variables, x, context, optimizer)
         if layout:
             _adam_update(optimizer, grads, _adam_state(optimizer, variables), layout)
         else:
@@ -322,7 +331,7 @@ class BackgroundCompiledStep:
         self._lock = threading.Lock()
 
         def step(x, context, weights, momentums, velocities, iterations):
-            loss, grads = _loss_and_grads(flow, variables, x, context)
+            loss, grads = _loss_and_grads(flow, variables, x, context, optimizer)
             _adam_update(optimizer, grads, (weights, momentums, velocities, iterations),
                          layout)
             return loss

@@ -133,7 +133,8 @@ class VariationalFlow(keras.Model):
         with tf.GradientTape() as tape:
             _, log_w = self.log_weights(self.batch_size)
             loss = -tf.reduce_mean(log_w)
-        grads = tape.gradient(loss, self.trainable_variables)
+            scaled = self.optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply(grads, self.trainable_variables)
         self.loss_tracker.update_state(loss)
         self.ess_tracker.update_state(kish_ess(log_w))

@@ -80,12 +80,13 @@ class AutoregressiveLayer(FlowLayer):
 
     def build_flow(self, event_dim):
         self.made = MADE(self.params_per_dim, self.hidden_units, self.activation,
-                         context_dim=self.context_dim, dtype=self.dtype_policy, name="made")
+                         context_dim=self.context_dim, dtype=self.conditioner_dtype_policy,
+                         name="made")
         self.made.build((None, event_dim))
 
     def params_fn(self, context):
         """Returns a memoized `f(y) -> [batch, D, params_per_dim]` (the MADE on `y`)."""
-        return memoized(lambda y: self.made(y, context=context))
+        return memoized(lambda y: tf.cast(self.made(y, context=context), y.dtype))
 
     def transform_kwargs(self, params_fn):
         raise NotImplementedError
@@ -99,7 +100,7 @@ class AutoregressiveLayer(FlowLayer):
         raise NotImplementedError
 
     def _params(self, y, context):
-        return self.made(y, context=context, params_first=True)
+        return tf.cast(self.made(y, context=context, params_first=True), y.dtype)
 
     def one_pass(self, v, context=None):
         """The direction that needs one MADE pass on its input: the MAF inverse.
@@ -126,9 +127,17 @@ class AutoregressiveLayer(FlowLayer):
         one that also gives the log-det (without a context the first pass
         is one MADE row: dimension 0's parameters depend on no input). Same
         map as `bijector(context).forward`.
+
+        A MADE that computes in a lower precision than the layer (a mixed
+        policy) always takes the passes: `solve` sums in another order than
+        a network pass, so in float16 or bfloat16 its parameters differ from
+        the density direction's by their rounding, which the layer's scales
+        amplify (bfloat16, 8-D MAF with perturbed weights: `z` came back off
+        by 0.69); the last pass computes them exactly as the density
+        direction does, so `inverse(forward(z))` returns `z`.
         """
         v, context = self.check_inputs(v, context)
-        if self.event_dim >= self.SOLVE_MIN_DIM:
+        if self.event_dim >= self.SOLVE_MIN_DIM and self.made.compute_dtype == v.dtype:
             def transform(params, v_d):
                 return self.elementwise(params, v_d, inverse=False)
             return self.made.solve(transform, v, context=context)

@@ -12,7 +12,8 @@ import operator
 import keras
 import tensorflow as tf
 
-__all__ = ["FlowLayer", "check_positive_int", "check_event_dim", "batch_log_det"]
+__all__ = ["FlowLayer", "check_positive_int", "check_event_dim", "batch_log_det",
+           "split_mixed_policy"]
 
 
 def check_positive_int(name, value, allow_none=False, minimum=1):
@@ -43,6 +44,27 @@ def check_event_dim(owner, x, event_dim, what="inputs"):
             f"received shape {tuple(shape.as_list())}.")
 
 
+def split_mixed_policy(kwargs):
+    """Keeps a flow's own arithmetic out of a mixed-precision policy.
+
+    Returns `(kwargs, mixed)`: for a mixed policy (`"mixed_float16"`,
+    `"mixed_bfloat16"`: compute dtype != variable dtype), whether passed as
+    `dtype=` or set globally with `keras.config.set_dtype_policy`, `kwargs`
+    with `dtype` set to the variable dtype (float32) and `mixed` the mixed
+    policy, which the layer's conditioner network then uses; otherwise
+    `(kwargs, None)`. The transforms, log-dets and base log-densities of a
+    flow thus stay in float32 (computed in float16, log-densities of points
+    far from the data became -inf or NaN).
+    """
+    dtype = kwargs.get("dtype")
+    policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
+    variable, compute = policy.variable_dtype, policy.compute_dtype
+    if compute == variable or not (keras.backend.is_float_dtype(compute)
+                                   and keras.backend.is_float_dtype(variable)):
+        return kwargs, None
+    return {**kwargs, "dtype": variable}, policy
+
+
 def batch_log_det(log_det, x):
     """Broadcasts a log-det (scalar for constant-Jacobian maps) to shape `[batch]`."""
     return tf.broadcast_to(tf.cast(log_det, x.dtype), tf.shape(x)[:1])
@@ -69,9 +91,21 @@ class FlowLayer(keras.layers.Layer):
             return tfp.bijectors.Shift(self.shift)
     ```
 
+    Mixed precision: under a mixed policy (`dtype="mixed_float16"` or
+    `"mixed_bfloat16"`, or the same set globally with
+    `keras.config.set_dtype_policy`) the layer itself computes in the
+    policy's variable dtype (float32: its transform and log-det), and only
+    its conditioner network (`conditioner_dtype_policy`) computes in the
+    low-precision dtype; the conditioner's outputs are cast to float32
+    before they parameterise the transform.
+
     Args:
         context_dim: size of the context vector the layer is conditioned
             on, or None for an unconditional layer.
+        conditioner_dtype: dtype policy of the layer's conditioner network,
+            for layers that have one (e.g. `"mixed_bfloat16"`). Default:
+            the mixed policy the layer was made under (see above), else the
+            layer's own policy.
         **kwargs: passed to `keras.layers.Layer` (`name`, `dtype`, ...).
 
     Call arguments:
@@ -96,9 +130,14 @@ class FlowLayer(keras.layers.Layer):
     #: saved without them (`from_config` fills in the missing ones).
     legacy_config = {}
 
-    def __init__(self, context_dim=None, **kwargs):
+    def __init__(self, context_dim=None, conditioner_dtype=None, **kwargs):
+        kwargs, mixed = split_mixed_policy(kwargs)
         super().__init__(**kwargs)
         self.context_dim = check_positive_int("context_dim", context_dim, allow_none=True)
+        if conditioner_dtype is None:
+            conditioner_dtype = mixed
+        self.conditioner_dtype_policy = (self.dtype_policy if conditioner_dtype is None
+                                         else keras.dtype_policies.get(conditioner_dtype))
         self.event_dim = None
 
     # -- building ---------------------------------------------------------
@@ -186,6 +225,8 @@ class FlowLayer(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"context_dim": self.context_dim})
+        if self.conditioner_dtype_policy.name != self.dtype_policy.name:
+            config["conditioner_dtype"] = self.conditioner_dtype_policy.name
         return config
 
     @classmethod

@@ -105,7 +105,7 @@ class ContinuousFlow(FlowLayer):
 
     def build_flow(self, event_dim):
         self.net = MLP(event_dim, self.hidden_units, self.activation,
-                       dtype=self.dtype_policy, name="dynamics")
+                       dtype=self.conditioner_dtype_policy, name="dynamics")
         self.net.build((None, event_dim + 1 + (self.context_dim or 0)))
 
     def dynamics(self, context=None):
@@ -113,7 +113,7 @@ class ContinuousFlow(FlowLayer):
         def fn(t, x):
             t = tf.fill(tf.stack([tf.shape(x)[0], 1]), tf.cast(t, x.dtype))
             parts = [x, t] if context is None else [x, t, tf.cast(context, x.dtype)]
-            return self.net(tf.concat(parts, axis=-1))
+            return tf.cast(self.net(tf.concat(parts, axis=-1)), x.dtype)
         return fn
 
     def bijector(self, context=None):

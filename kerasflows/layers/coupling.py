@@ -115,7 +115,7 @@ class CouplingLayer(FlowLayer):
         self.masked = masked
         self.transformed = event_dim - masked
         self.net = MLP(self.transformed * self.params_per_dim, self.hidden_units,
-                       self.activation, dtype=self.dtype_policy, name="conditioner")
+                       self.activation, dtype=self.conditioner_dtype_policy, name="conditioner")
         self.net.build((None, masked + (self.context_dim or 0)))
 
     def params_fn(self, context):
@@ -128,7 +128,7 @@ class CouplingLayer(FlowLayer):
 
         def fn(x0, output_units=None, **unused):
             h = x0 if context is None else tf.concat([x0, tf.cast(context, x0.dtype)], -1)
-            return tf.reshape(net(h), [-1, self.transformed, self.params_per_dim])
+            return tf.reshape(tf.cast(net(h), x0.dtype), [-1, self.transformed, self.params_per_dim])
         return fn
 
     def inner_bijector(self, params):

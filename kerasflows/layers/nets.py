@@ -192,10 +192,13 @@ class MADE(keras.layers.Layer):
         self.built = True
 
     def call(self, x, context=None, params_first=False):
-        h = x if context is None else tf.concat([x, tf.cast(context, x.dtype)], axis=-1)
+        dtype = self.compute_dtype
+        h = tf.cast(x, dtype)
+        if context is not None:
+            h = tf.concat([h, tf.cast(context, dtype)], axis=-1)
         n = len(self.kernels)
         for i, (k, b, m) in enumerate(zip(self.kernels, self.biases, self._masks)):
-            k = k * tf.constant(m, dtype=k.dtype)
+            k, b = tf.cast(k, dtype) * tf.constant(m, dtype), tf.cast(b, dtype)
             if i == n - 1 and params_first:
                 k, b = self._params_first_output(k, b)
             h = tf.matmul(h, k) + b
@@ -233,10 +236,15 @@ class MADE(keras.layers.Layer):
         """
         D, P = self.event_dim, self.params_per_dim
         C = self.context_dim or 0
-        dtype = self.kernels[0].dtype
-        v = tf.convert_to_tensor(v, dtype)
+        # The network computes in its compute dtype (float16 / bfloat16 under a mixed
+        # policy); `v`, `y`, the parameters given to `transform` and the log-det keep
+        # the dtype of `v` (the flow's).
+        dtype = self.compute_dtype
+        v = tf.convert_to_tensor(v, self.variable_dtype)
+        out = v.dtype
         batch = tf.shape(v)[0]
-        masked = [k * tf.constant(m, dtype) for k, m in zip(self.kernels, self._masks)]
+        masked = [tf.cast(k, dtype) * tf.constant(m, dtype)
+                  for k, m in zip(self.kernels, self._masks)]
         n_hidden = len(self.hidden_units)
         # Per hidden layer: `[units + 1, fan_in (+1)]` weights, transposed, with a zero row
         # and column for a dummy unit that pads each degree's unit list to one length.
@@ -246,7 +254,7 @@ class MADE(keras.layers.Layer):
             if i > 0:
                 w = tf.pad(w, [[0, 0], [0, 1]])
             rows.append(tf.pad(w, [[0, 1], [0, 0]]))
-            biases.append(tf.pad(self.biases[i], [[0, 1]])[:, None])
+            biases.append(tf.pad(tf.cast(self.biases[i], dtype), [[0, 1]])[:, None])
             degree = hidden_degrees(D, units, C)
             size = max(1, max(int(np.sum(degree == k)) for k in range(D + 1)))
             table = np.full((D + 1, size), units, np.int32)
@@ -258,14 +266,14 @@ class MADE(keras.layers.Layer):
             from_context = tf.pad(tf.transpose(tf.matmul(tf.cast(context, dtype), masked[0][D:])),
                                   [[0, 1], [0, 0]])
         # Output rows in parameters-first order (row p * D + d), with the dummy column.
-        w_out, b_out = self._params_first_output(masked[-1], self.biases[-1])
+        w_out, b_out = self._params_first_output(masked[-1], tf.cast(self.biases[-1], dtype))
         w_out, b_out = tf.pad(tf.transpose(w_out), [[0, 0], [0, 1]]), b_out[:, None]
         v_t = tf.transpose(v)
 
         def finalize(k, y_t, hidden):
             """Evaluates the hidden units of degree `k` (all their inputs are final)."""
             hidden = list(hidden)
-            below = y_t
+            below = tf.cast(y_t, dtype)
             for i in range(n_hidden):
                 units = groups[i][k]
                 pre = tf.matmul(tf.gather(rows[i], units), below) + tf.gather(biases[i], units)
@@ -276,7 +284,7 @@ class MADE(keras.layers.Layer):
                 below = hidden[i]
             return hidden
 
-        y_t = tf.zeros([D, batch], dtype)
+        y_t = tf.zeros([D, batch], out)
         hidden = [tf.zeros([u + 1, batch], dtype) for u in self.hidden_units]
         if C:
             hidden = finalize(0, y_t, hidden)      # units that see only the context
@@ -284,14 +292,15 @@ class MADE(keras.layers.Layer):
         def step(d, y_t, log_det, *hidden):
             out_rows = d + D * tf.range(P)
             params = tf.matmul(tf.gather(w_out, out_rows), hidden[-1]) + tf.gather(b_out, out_rows)
-            y_d, ld = transform(tf.transpose(params)[:, :, None], tf.gather(v_t, d)[:, None])
+            y_d, ld = transform(tf.cast(tf.transpose(params), out)[:, :, None],
+                                tf.gather(v_t, d)[:, None])
             y_t = tf.tensor_scatter_nd_update(y_t, [[d]], tf.transpose(y_d))
             hidden = finalize(d + 1, y_t, hidden)
             return (d + 1, y_t, log_det + ld, *hidden)
 
         _, y_t, log_det, *_ = tf.while_loop(
             lambda d, *unused: d < D, step,
-            (tf.constant(0), y_t, tf.zeros([batch], dtype), *hidden), maximum_iterations=D)
+            (tf.constant(0), y_t, tf.zeros([batch], out), *hidden), maximum_iterations=D)
         return tf.transpose(y_t), log_det
 
     def compute_output_shape(self, input_shape):
