@@ -147,7 +147,14 @@ def _step(flow, x):
     assert np.isfinite(float(make_train_step(flow, _optimizer(flow))(x)))
 
 
-@pytest.mark.parametrize("train", [_fit, _step], ids=["fit", "make_train_step"])
+def _variational(flow, x):
+    vi = kerasflows.VariationalFlow(flow, "u1", batch_size=256)
+    vi.compile(optimizer=_optimizer(flow))
+    vi.fit(epochs=1, steps_per_epoch=1, verbose=0)
+
+
+@pytest.mark.parametrize("train", [_fit, _step, _variational],
+                         ids=["fit", "make_train_step", "VariationalFlow"])
 def test_float16_training_scales_the_loss_and_takes_the_float32_step(train):
     want = _sgd_step_change("float32", train)
     got = _sgd_step_change("mixed_float16", train)
