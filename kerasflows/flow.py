@@ -209,6 +209,10 @@ class Flow(keras.Model):
 
     # -- inputs ------------------------------------------------------------
     def _prepare(self, x, context=None, what="inputs"):
+        if isinstance(x, tf.data.Dataset):
+            raise ValueError(f"Flow {what} must be an array or tensor of shape (batch, "
+                             f"{self.event_dim}); received a tf.data.Dataset (flow.predict("
+                             "dataset) gives the log-densities of its batches).")
         x = tf.convert_to_tensor(x, dtype=self.compute_dtype)
         check_event_dim("Flow", x, self.event_dim, what=what)
         return x, self._prepare_context(context)
@@ -459,9 +463,20 @@ class Flow(keras.Model):
         return any(l.conditioner_dtype_policy.compute_dtype == "float16"
                    for l in self.flow_layers)
 
-    def compile(self, optimizer="rmsprop", *args, auto_scale_loss=True, **kwargs):
-        """`keras.Model.compile`; with float16 conditioners (see the class docstring) and
-        `auto_scale_loss=True` the optimizer is wrapped in a `LossScaleOptimizer`."""
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, *args, auto_scale_loss=True, **kwargs):
+        """`keras.Model.compile` for maximum likelihood: the loss is the mean negative
+        log-likelihood, so `loss`, `loss_weights` and metrics (which compare
+        predictions with targets, and a flow has none) raise a ValueError. With
+        float16 conditioners (see the class docstring) and `auto_scale_loss=True`
+        the optimizer is wrapped in a `LossScaleOptimizer`."""
+        for name, value in (("loss", loss), ("loss_weights", loss_weights),
+                            ("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if value is not None and not (isinstance(value, (list, tuple, dict)) and not value):
+                raise ValueError(
+                    f"Flow.compile: a flow trains by maximum likelihood (its loss is the "
+                    f"mean negative log-likelihood in nats) and has no targets, so it takes "
+                    f"no `{name}`. Received {name}={value!r}.")
         super().compile(optimizer, *args, auto_scale_loss=auto_scale_loss, **kwargs)
         if (auto_scale_loss and self.optimizer is not None and self.float16_conditioners()
                 and not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)):

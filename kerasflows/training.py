@@ -75,11 +75,12 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data):
         n = batch_size or 32
         first = (x[0][:n], x[1][:n]) if flow.context_dim is not None else (x[:n], None)
     if validation_data is not None and not isinstance(validation_data, tf.data.Dataset):
+        # Keras' (x_val,) form, x_val being (x, context) for a conditional flow
+        if isinstance(validation_data, tuple) and len(validation_data) == 1:
+            validation_data = validation_data[0]
         if flow.context_dim is not None:
             validation_data = (tuple(_check_arrays(flow, validation_data, "validation data")),)
         else:
-            if isinstance(validation_data, tuple) and len(validation_data) == 1:
-                validation_data = validation_data[0]
             validation_data = (_check_arrays(flow, validation_data, "validation data"),)
     elif isinstance(validation_data, tf.data.Dataset) and flow.context_dim is not None:
         validation_data = validation_data.map(lambda *e: (tuple(e),) if len(e) == 2 else e)

@@ -208,6 +208,31 @@ def test_wrong_shapes_and_missing_context_are_named():
         cond.log_prob(np.zeros((4, 2), "float32"), context=np.zeros((4, 2), "float32"))
     with pytest.raises(ValueError, match="not conditional"):
         flow.log_prob(np.zeros((4, 2), "float32"), context=np.zeros((4, 3), "float32"))
+    with pytest.raises(ValueError, match="tf.data.Dataset.*predict"):
+        flow.log_prob(tf.data.Dataset.from_tensor_slices(np.zeros((4, 2), "float32")))
+
+
+@pytest.mark.parametrize("kwargs", [{"loss": "mse"}, {"metrics": ["mae"]},
+                                    {"weighted_metrics": ["mae"]}, {"loss_weights": [1.0]}])
+def test_compile_refuses_losses_and_metrics_that_need_targets(kwargs):
+    flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
+    (name, value), = kwargs.items()
+    with pytest.raises(ValueError, match=f"no `{name}`.*{name}="):
+        flow.compile(optimizer="adam", **kwargs)
+    flow.compile(optimizer="adam", metrics=[], loss=None)   # what a saved config holds
+    assert flow.fit(np.zeros((8, 2), "float32"), epochs=1, verbose=0).history["loss"]
+
+
+def test_validation_data_in_keras_one_tuple_form():
+    x = datasets.load("moons", n=256, seed=0)
+    c = np.random.default_rng(0).normal(size=(256, 3)).astype("float32")
+    cond = M.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=3)
+    cond.compile(optimizer="adam")
+    for val in [(x[:64], c[:64]), ((x[:64], c[:64]),)]:
+        history = cond.fit((x, c), validation_data=val, epochs=1, verbose=0).history
+        assert np.isfinite(history["val_loss"][0])
+    want = cond.evaluate((x[:64], c[:64]), verbose=0)
+    assert history["val_loss"][0] == pytest.approx(want, rel=1e-5)
 
 
 MIRRORED_SCRIPT = r"""
