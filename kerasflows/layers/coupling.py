@@ -128,7 +128,8 @@ class CouplingLayer(FlowLayer):
 
         def fn(x0, output_units=None, **unused):
             h = x0 if context is None else tf.concat([x0, tf.cast(context, x0.dtype)], -1)
-            return tf.reshape(tf.cast(net(h), x0.dtype), [-1, self.transformed, self.params_per_dim])
+            params = tf.cast(net(h), x0.dtype)   # float32 from a mixed-precision net
+            return tf.reshape(params, [-1, self.transformed, self.params_per_dim])
         return fn
 
     def inner_bijector(self, params):
