@@ -463,6 +463,14 @@ class Flow(keras.Model):
         return any(l.conditioner_dtype_policy.compute_dtype == "float16"
                    for l in self.flow_layers)
 
+    def with_loss_scaling(self, optimizer):
+        """`optimizer` wrapped in a `keras.optimizers.LossScaleOptimizer` if the flow has
+        float16 conditioners and it is not one already; else `optimizer` itself."""
+        if (self.float16_conditioners()
+                and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
+            return keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
+
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, *args, auto_scale_loss=True, **kwargs):
         """`keras.Model.compile` for maximum likelihood: the loss is the mean negative
@@ -478,9 +486,8 @@ class Flow(keras.Model):
                     f"mean negative log-likelihood in nats) and has no targets, so it takes "
                     f"no `{name}`. Received {name}={value!r}.")
         super().compile(optimizer, *args, auto_scale_loss=auto_scale_loss, **kwargs)
-        if (auto_scale_loss and self.optimizer is not None and self.float16_conditioners()
-                and not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)):
-            self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+        if auto_scale_loss and self.optimizer is not None:
+            self.optimizer = self.with_loss_scaling(self.optimizer)
 
     def fit(self, x=None, y=None, batch_size=None, validation_data=None, **kwargs):
         """Trains by maximum likelihood; see `keras.Model.fit`.

@@ -280,9 +280,7 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False)
     Returns:
         The compiled step function.
     """
-    if (flow.float16_conditioners()
-            and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer = flow.with_loss_scaling(optimizer)
     variables = list(flow.trainable_variables)
     layout = _adam_layout(optimizer, variables)
     if background_compile and jit_compile and layout and not _training_state(flow):

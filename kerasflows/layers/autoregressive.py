@@ -86,7 +86,7 @@ class AutoregressiveLayer(FlowLayer):
 
     def params_fn(self, context):
         """Returns a memoized `f(y) -> [batch, D, params_per_dim]` (the MADE on `y`)."""
-        return memoized(lambda y: tf.cast(self.made(y, context=context), y.dtype))
+        return memoized(lambda y: self._params(y, context, params_first=False))
 
     def transform_kwargs(self, params_fn):
         raise NotImplementedError
@@ -99,8 +99,9 @@ class AutoregressiveLayer(FlowLayer):
         MADE's output `params [batch, params_per_dim, D]` (`made(..., params_first=True)`)."""
         raise NotImplementedError
 
-    def _params(self, y, context):
-        return tf.cast(self.made(y, context=context, params_first=True), y.dtype)
+    def _params(self, y, context, params_first=True):
+        """The MADE's output on `y`, in `y`'s dtype (a mixed-precision MADE's is lower)."""
+        return tf.cast(self.made(y, context=context, params_first=params_first), y.dtype)
 
     def one_pass(self, v, context=None):
         """The direction that needs one MADE pass on its input: the MAF inverse.
@@ -132,8 +133,8 @@ class AutoregressiveLayer(FlowLayer):
         policy) always takes the passes: `solve` sums in another order than
         a network pass, so in float16 or bfloat16 its parameters differ from
         the density direction's by their rounding, which the layer's scales
-        amplify (bfloat16, 8-D MAF with perturbed weights: `z` came back off
-        by 0.69); the last pass computes them exactly as the density
+        amplify (bfloat16, the 8-D MAF with perturbed weights of
+        `tests/test_mixed_precision.py`: `z` came back off by 0.67); the last pass computes them exactly as the density
         direction does, so `inverse(forward(z))` returns `z`.
         """
         v, context = self.check_inputs(v, context)

@@ -239,9 +239,8 @@ class MADE(keras.layers.Layer):
         # The network computes in its compute dtype (float16 / bfloat16 under a mixed
         # policy); `v`, `y`, the parameters given to `transform` and the log-det keep
         # the dtype of `v` (the flow's).
-        dtype = self.compute_dtype
-        v = tf.convert_to_tensor(v, self.variable_dtype)
-        out = v.dtype
+        dtype, out = self.compute_dtype, self.variable_dtype
+        v = tf.convert_to_tensor(v, out)
         batch = tf.shape(v)[0]
         masked = [tf.cast(k, dtype) * tf.constant(m, dtype)
                   for k, m in zip(self.kernels, self._masks)]
