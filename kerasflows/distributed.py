@@ -241,7 +241,7 @@ def train_flow(build_flow, x, *, epochs, batch_size=512, learning_rate=1e-3, lr_
         flow = build_flow()
         optimizer = _make_optimizer(learning_rate, lr_decay, max(epochs * steps, 1))
         optimizer.build(flow.trainable_variables)
-        if any(layer.needs_data_init for layer in flow.flow_layers):
+        if flow.needs_data_init:
             flow.initialize(x[epoch_order(len(x), seed, 0)[:batch_size]])
     variables = list(flow.weights) + list(optimizer.variables)
     checkpoint = None

@@ -448,6 +448,11 @@ class Flow(keras.Model):
             loss += tf.add_n([tf.cast(l, loss.dtype) for l in self.losses])
         return loss / _replica_count()
 
+    @property
+    def needs_data_init(self):
+        """True if a layer (e.g. `ActNorm`) initialises from the first batch of data."""
+        return any(l.needs_data_init for l in self.flow_layers)
+
     def initialize(self, x, context=None):
         """Runs data-dependent initialisation (e.g. `ActNorm`) on a batch `x`."""
         x, context = self._prepare(x, context)
@@ -489,18 +494,41 @@ class Flow(keras.Model):
         if auto_scale_loss and self.optimizer is not None:
             self.optimizer = self.with_loss_scaling(self.optimizer)
 
+    def compile_from_config(self, config):
+        """Compiles a flow loaded from a `.keras` file as it was saved, optimizer
+        included (its state is then restored, so `fit` resumes where it stopped).
+        Keras itself skips this step for models that override `compile`."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.optimizer is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def fit(self, x=None, y=None, batch_size=None, validation_data=None, **kwargs):
         """Trains by maximum likelihood; see `keras.Model.fit`.
 
-        `x` is the data `[N, D]` (a NumPy array, tensor or `tf.data.Dataset`),
-        or `(x, context)` for a conditional flow. Targets are not used: a
-        non-None `y` raises. NaN or inf in array data raise before training.
+        `x` is the data `[N, D]` as a NumPy array or tensor, or `(x, context)`
+        for a conditional flow; or a stream of such batches: a `tf.data.Dataset`,
+        `keras.utils.PyDataset` or Python generator (a batch may also be `(x,)`
+        or `(x, None, sample_weight)`, Keras' forms). `validation_data` takes the
+        same forms. Targets are not used: a non-None `y` raises. NaN or inf in
+        array data raise before training.
         """
         from kerasflows.training import prepare_fit_data
         x, validation_data, first = prepare_fit_data(self, x, y, batch_size, validation_data)
-        if first is not None and any(l.needs_data_init for l in self.flow_layers):
+        if first is not None and self.needs_data_init:
             self.initialize(*first)
         return super().fit(x, batch_size=batch_size, validation_data=validation_data, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """Mean negative log-likelihood of `x` (nats per example); see
+        `keras.Model.evaluate`. `x` takes the forms `fit` takes; no targets."""
+        from kerasflows.training import prepare_eval_data
+        return super().evaluate(prepare_eval_data(self, x, y, "evaluate"), None, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """`log_prob` of `x` batch by batch, as a NumPy array; see `keras.Model.predict`.
+        `x` takes the forms `fit` takes."""
+        from kerasflows.training import prepare_eval_data
+        return super().predict(prepare_eval_data(self, x, None, "predict"), *args, **kwargs)
 
     def _resolve_auto_jit_compile(self):
         """What `compile(jit_compile="auto")` (Keras' default) means: XLA on CPUs too.

@@ -3,6 +3,7 @@ training) and `make_train_step`, a compiled maximum-likelihood step for
 hand-written training loops."""
 
 import atexit
+import itertools
 import threading
 
 import keras
@@ -11,7 +12,7 @@ import tensorflow as tf
 
 from kerasflows.layers.base import check_event_dim
 
-__all__ = ["prepare_fit_data", "check_finite", "make_train_step", "BackgroundCompiledStep",
+__all__ = ["prepare_fit_data", "prepare_eval_data", "check_finite", "make_train_step", "BackgroundCompiledStep",
            "FlatCalls", "FlatStepCalls"]
 
 
@@ -51,11 +52,103 @@ def _check_arrays(flow, data, name):
     return data
 
 
+def _keras_batch(flow, batch):
+    """One batch of a stream, in Keras' `(inputs,)` / `(inputs, None, sample_weight)`
+    form: a bare `x` becomes `(x,)`, a conditional flow's `(x, context)` becomes
+    `((x, context),)`. Raises on a `(x, y)` batch of an unconditional flow."""
+    if isinstance(batch, list):
+        batch = tuple(batch)
+    if not isinstance(batch, tuple):
+        return (batch,)
+    if len(batch) == 2 and not isinstance(batch[0], (tuple, list)):
+        if flow.context_dim is not None:
+            return ((batch[0], batch[1]),)
+        raise ValueError(
+            "A batch of an unconditional flow's data is x, (x,) or (x, None, "
+            "sample_weight); received a pair (x, y), and a flow has no targets. "
+            "For a conditional flow (context_dim set) a pair is (x, context).")
+    return batch
+
+
+class _KerasBatches(keras.utils.PyDataset):
+    """A `keras.utils.PyDataset` whose batches go through `_keras_batch`."""
+
+    def __init__(self, flow, inner):
+        super().__init__(workers=inner.workers, use_multiprocessing=inner.use_multiprocessing,
+                         max_queue_size=inner.max_queue_size)
+        self._flow, self._inner = flow, inner
+
+    @property
+    def num_batches(self):
+        return self._inner.num_batches
+
+    def __getitem__(self, index):
+        return _keras_batch(self._flow, self._inner[index])
+
+    def on_epoch_begin(self):
+        self._inner.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self._inner.on_epoch_end()
+
+
+def _is_stream(data):
+    return (isinstance(data, (tf.data.Dataset, keras.utils.PyDataset))
+            or (hasattr(data, "__next__") and not _is_array(data)))
+
+
+def _stream_for_keras(flow, data, want_first=False):
+    """`(stream, first_batch)`: a `tf.data.Dataset`, `keras.utils.PyDataset` or
+    iterator (a Python generator) mapped through `_keras_batch`, and, if
+    `want_first`, its first batch as `(x, context or None)` (else None; an
+    iterator's first batch is read and put back)."""
+    first = None
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if isinstance(spec, tuple) and len(spec) == 2 and not isinstance(spec[0], tuple):
+            _keras_batch(flow, spec)        # an unconditional flow's (x, y) raises here
+            data = data.map(lambda x, context: ((x, context),))
+        if want_first:
+            first = next(iter(data.take(1)))
+            first = first if isinstance(first, tuple) else (first,)
+    elif isinstance(data, keras.utils.PyDataset):
+        data = _KerasBatches(flow, data)
+        first = data[0] if want_first else None
+    elif want_first:
+        try:
+            head = next(data)
+        except StopIteration:
+            raise ValueError("The data iterator (generator) yielded no batch.") from None
+        first = _keras_batch(flow, head)
+        data = (_keras_batch(flow, b) for b in itertools.chain([head], data))
+    else:
+        data = (_keras_batch(flow, b) for b in data)
+    if first is not None:
+        inputs = first[0]
+        first = tuple(inputs) if flow.context_dim is not None else (inputs, None)
+    return data, first
+
+
+def prepare_eval_data(flow, x, y, method):
+    """`x` for `keras.Model.evaluate` / `predict`: streams mapped as in `fit`."""
+    if y is not None:
+        raise ValueError(f"Flow.{method} takes no targets (a flow's loss is its negative "
+                         f"log-likelihood); received y of type {type(y).__name__}.")
+    if x is None:
+        raise ValueError(f"Flow.{method} needs data x.")
+    return _stream_for_keras(flow, x)[0] if _is_stream(x) else x
+
+
 def prepare_fit_data(flow, x, y, batch_size, validation_data):
     """Returns `(x, validation_data, first_batch)` ready for `keras.Model.fit`.
 
-    `first_batch` is `(x_batch, context_batch)` for data-dependent init, or
-    None when the data come as a `tf.data.Dataset` that was not inspected.
+    `x` may be arrays (`x`, or `(x, context)` for a conditional flow), checked
+    here for shape and NaN / inf, or a stream of batches: a `tf.data.Dataset`,
+    `keras.utils.PyDataset` or Python generator, whose batches are `x`, `(x,)`
+    or `(x, None, sample_weight)` (`x` being `(x, context)` for a conditional
+    flow, which also takes a bare pair `(x, context)`). `first_batch` is
+    `(x_batch, context_batch or None)` for data-dependent initialisation (None
+    for a stream when no layer needs it).
     """
     if y is not None:
         raise ValueError("Flow.fit trains by maximum likelihood and takes no targets: "
@@ -63,18 +156,17 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data):
                          f"Received y of type {type(y).__name__}.")
     if x is None:
         raise ValueError("Flow.fit needs training data x.")
-    first = None
-    if isinstance(x, tf.data.Dataset):
-        if flow.context_dim is not None:
-            x = x.map(lambda *e: (tuple(e),) if len(e) == 2 else e)
-        batch = next(iter(x.take(1)))
-        batch = batch[0] if isinstance(batch, tuple) and len(batch) == 1 else batch
-        first = tuple(batch) if flow.context_dim is not None else (batch, None)
+    if _is_stream(x):
+        x, first = _stream_for_keras(flow, x, want_first=flow.needs_data_init)
     else:
         x = _check_arrays(flow, x, "training data")
         n = batch_size or 32
         first = (x[0][:n], x[1][:n]) if flow.context_dim is not None else (x[:n], None)
-    if validation_data is not None and not isinstance(validation_data, tf.data.Dataset):
+    if validation_data is None:
+        pass
+    elif _is_stream(validation_data):
+        validation_data = _stream_for_keras(flow, validation_data)[0]
+    else:
         # Keras' (x_val,) form, x_val being (x, context) for a conditional flow
         if isinstance(validation_data, tuple) and len(validation_data) == 1:
             validation_data = validation_data[0]
@@ -82,8 +174,6 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data):
             validation_data = (tuple(_check_arrays(flow, validation_data, "validation data")),)
         else:
             validation_data = (_check_arrays(flow, validation_data, "validation data"),)
-    elif isinstance(validation_data, tf.data.Dataset) and flow.context_dim is not None:
-        validation_data = validation_data.map(lambda *e: (tuple(e),) if len(e) == 2 else e)
     return x, validation_data, first
 
 

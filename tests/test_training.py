@@ -235,6 +235,81 @@ def test_validation_data_in_keras_one_tuple_form():
     assert history["val_loss"][0] == pytest.approx(want, rel=1e-5)
 
 
+class _Batches(keras.utils.PyDataset):
+    def __init__(self, batches):
+        super().__init__()
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __getitem__(self, index):
+        return self.batches[index]
+
+
+def _stream(kind, arrays, batch=64):
+    """`arrays` (x, or (x, context)) as a stream of batches of one kind."""
+    if kind == "tf.data":
+        return tf.data.Dataset.from_tensor_slices(arrays).batch(batch)
+    n = len(arrays[0]) if isinstance(arrays, tuple) else len(arrays)
+    batches = [tuple(a[i:i + batch] for a in arrays) if isinstance(arrays, tuple)
+               else arrays[i:i + batch] for i in range(0, n, batch)]
+    return _Batches(batches) if kind == "pydataset" else (b for b in batches)
+
+
+@pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
+@pytest.mark.parametrize("conditional", [False, True], ids=["plain", "conditional"])
+def test_fit_evaluate_predict_take_streams_of_batches(kind, conditional):
+    x = datasets.load("moons", n=256, seed=0) + np.float32(3.0)
+    c = np.random.default_rng(0).normal(size=(256, 3)).astype("float32")
+    data = (x, c) if conditional else x
+    flow = M.Glow(2, num_layers=1, hidden_units=(8,), context_dim=3 if conditional else None)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = flow.fit(_stream(kind, data), validation_data=_stream(kind, data), epochs=1,
+                       verbose=0).history
+    # ActNorm initialised from the stream's first batch (data shifted by +3)
+    norms = [l for l in flow.flow_layers if isinstance(l, kerasflows.layers.ActNorm)]
+    assert norms and all(bool(l.initialized.numpy()) for l in norms)
+    assert np.all(np.abs(norms[-1].shift.numpy()) > 1.0)
+    log_p = flow.log_prob(x, context=c if conditional else None).numpy()
+    assert history["val_loss"][0] == pytest.approx(-log_p.mean(), rel=1e-5)
+    assert flow.evaluate(_stream(kind, data), verbose=0) == pytest.approx(-log_p.mean(), rel=1e-5)
+    np.testing.assert_allclose(flow.predict(_stream(kind, data), verbose=0), log_p, rtol=1e-5,
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
+def test_unconditional_flow_refuses_pairs_in_a_stream(kind):
+    x = np.zeros((128, 2), "float32")
+    flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
+    flow.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"received a pair \(x, y\)"):
+        flow.fit(_stream(kind, (x, x)), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="no targets"):
+        flow.evaluate(x, x, verbose=0)
+
+
+def test_keras_file_keeps_the_optimizer_and_training_resumes_identically(tmp_path, recwarn):
+    x = datasets.load("moons", n=512, seed=0)
+    flow = M.MAF(2, num_layers=2, hidden_units=(16,))
+    flow.compile(optimizer=keras.optimizers.Adam(3e-3))
+    flow.fit(x, batch_size=128, epochs=1, shuffle=False, verbose=0)
+    flow.save(tmp_path / "f.keras")
+    loaded = keras.models.load_model(tmp_path / "f.keras")
+    assert not [w for w in recwarn if "compile" in str(w.message)]
+    assert loaded.compiled and type(loaded.optimizer) is keras.optimizers.Adam
+    assert int(loaded.optimizer.iterations.numpy()) == 4
+    assert float(loaded.optimizer.learning_rate.numpy()) == pytest.approx(3e-3)
+    for a, b in zip(flow.optimizer.variables, loaded.optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    # the next epoch from the file is the next epoch of the original
+    want = flow.fit(x, batch_size=128, epochs=1, shuffle=False, verbose=0).history["loss"]
+    got = loaded.fit(x, batch_size=128, epochs=1, shuffle=False, verbose=0).history["loss"]
+    assert got == pytest.approx(want, rel=1e-6)
+    for a, b in zip(flow.weights, loaded.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
+
+
 MIRRORED_SCRIPT = r"""
 import json, sys
 import numpy as np, tensorflow as tf
