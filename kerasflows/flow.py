@@ -366,9 +366,11 @@ class Flow(keras.Model):
     def _sample_args(self, n, context, seed, temperature):
         n = check_positive_int("n", n)
         context = self._prepare_context(context)
-        if context is not None:
-            if context.shape[0] is not None and context.shape[0] != n:
-                raise ValueError(f"context has {context.shape[0]} rows; expected n={n}.")
+        if context is not None and context.shape[0] is not None and context.shape[0] != n:
+            if context.shape[0] != 1:
+                raise ValueError(f"context has {context.shape[0]} rows; expected n={n} "
+                                 "(one per sample) or 1 (shared by all samples).")
+            context = tf.repeat(context, n, axis=0)
         if not temperature > 0:
             raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature}")
         seed = None if seed is None else tf.constant(int(seed), "int32")
@@ -389,7 +391,10 @@ class Flow(keras.Model):
         return x, self.base_log_prob(z) - log_det
 
     def sample(self, n, context=None, seed=None, temperature=1.0):
-        """Draws `n` samples `[n, D]`; the same integer `seed` gives the same samples."""
+        """Draws `n` samples `[n, D]`; the same integer `seed` gives the same samples.
+
+        A conditional flow takes `context` `[n, C]` (one row per sample) or
+        `[1, C]` (one context for all `n` samples)."""
         n, seed, temperature, context = self._sample_args(n, context, seed, temperature)
         return self.forward(self._base_sample(n, seed, temperature), context)
 

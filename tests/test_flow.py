@@ -132,6 +132,14 @@ def test_conditional_flow_fits_and_uses_its_context():
     minus = f.sample(2000, context=np.full((2000, 1), -2.0, "float32"), seed=0).numpy()
     np.testing.assert_allclose(plus.mean(0), [2.0, 2.0], atol=0.3)
     np.testing.assert_allclose(minus.mean(0), [-2.0, -2.0], atol=0.3)
+    # one context row is shared by all samples: the same draws as the tiled context
+    shared = f.sample(2000, context=np.array([[2.0]], "float32"), seed=0).numpy()
+    np.testing.assert_array_equal(shared, plus)
+    x_s, log_p = f.sample_and_log_prob(5, context=np.array([[-2.0]], "float32"), seed=1)
+    np.testing.assert_allclose(log_p, f.log_prob(x_s, context=np.full((5, 1), -2.0, "float32")),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"context has 3 rows; expected n=5 .* or 1"):
+        f.sample(5, context=np.zeros((3, 1), "float32"))
     ds = tf.data.Dataset.from_tensor_slices((x, c)).batch(256)
     f.fit(ds, epochs=1, verbose=0)  # (x, context) datasets work too
 
