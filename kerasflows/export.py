@@ -6,7 +6,7 @@ TensorFlow graphs and variables, so it runs where kerasflows is not
 installed (TF Serving, `tf.saved_model.load` in any TensorFlow program).
 
 Signatures (`[N, D]` batches; a conditional flow also takes `context [N, C]`
-in each of them):
+in each of them, in `sample` `[n, C]` or `[1, C]`, one context for all n):
 
 | signature | inputs | outputs |
 |---|---|---|
@@ -72,6 +72,12 @@ class _FlowServable(tf.Module):
         shaped = lambda t: tf.ensure_shape(t, [None, D])
         if name == "sample":
             def sample(n, seed, context=None):
+                if context is not None:   # [n, C], or [1, C] shared by all n samples
+                    rows = tf.shape(context)[0]
+                    with tf.control_dependencies([tf.debugging.Assert(
+                            tf.logical_or(tf.equal(rows, n), tf.equal(rows, 1)),
+                            ["sample: context must have n rows or 1 row; n and rows:", n, rows])]):
+                        context = tf.broadcast_to(context, [n, flow.context_dim])
                 z = flow._base_sample(n, seed, tf.constant(1.0, flow.compute_dtype))
                 x, log_det, _ = forward(z, context)
                 return {"samples": shaped(x), "log_prob": flow.base_log_prob(z) - log_det}

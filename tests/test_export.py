@@ -154,6 +154,10 @@ def test_signatures_served_without_kerasflows_match_flow(tmp_path):
         inputs = _inputs(flow, rng)
         jobs.append((target, inputs))
         expected.append(_expected(flow, inputs))
+    # the conditional flow sampled with one context row shared by all n samples
+    shared = dict(jobs[1][1], sample_context=jobs[1][1]["sample_context"][:1])
+    jobs.append((jobs[1][0], shared))
+    expected.append(_expected(flows[1], shared))
     shipped = [os.path.join(SHIPPED, name) for name in SHIPPED_NAMES]
     for folder in shipped:
         flow = kerasflows.load(folder)
@@ -161,7 +165,8 @@ def test_signatures_served_without_kerasflows_match_flow(tmp_path):
         jobs.append((os.path.join(folder, "saved_model", "1"), inputs))
         expected.append(_expected(flow, inputs, compiled=False))
     results = _serve(jobs, tmp_path)
-    names = ["nsf", "conditional realnvp", "maf, bfloat16 conditioners"] + list(SHIPPED_NAMES)
+    names = ["nsf", "conditional realnvp", "maf, bfloat16 conditioners",
+             "conditional realnvp, one sample context"] + list(SHIPPED_NAMES)
     for name, got, want in zip(names, results, expected):
         # bfloat16 products round differently in the served graph's kernels
         _assert_same(got, want, name, tol=1e-2 if "bfloat16" in name else 1e-5)
