@@ -215,7 +215,8 @@ def train_flow(build_flow, x, *, epochs, batch_size=512, learning_rate=1e-3, lr_
             resumes from; None disables checkpoints.
         fingerprint: JSON-able settings stored with the checkpoint; a
             checkpoint written with other settings is refused.
-        verbose: 1 shows a Keras progress bar (chief only), 0 is silent.
+        verbose: 1 shows a Keras progress bar, 2 one line per epoch (chief only), 0 is
+            silent.
         jit_compile: compile each replica's loss and gradients with XLA.
 
     Returns:

@@ -4,6 +4,7 @@ one-line user errors, and `--help` covering every flag."""
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -110,6 +111,23 @@ def _error_cases(tmp):
         (["export", MOONS, tmp / "srv"], "already exists"),
         ([], "the following arguments are required: COMMAND"),
     ]
+
+
+def test_training_progress_is_plain_lines_when_stdout_is_not_a_terminal(tmp_path, capsys,
+                                                                         monkeypatch):
+    from kerasflows.cli.common import progress_verbosity
+    common = ["--layers", "1", "--hidden", "8", "--batch-size", "256", "--epochs", "2"]
+    out = _run(capsys, "train", "moons", "--n", "600", "--recipe", "realnvp",
+               "--out", tmp_path / "m.keras", *common)
+    assert "\x1b[" not in out and "\b" not in out          # no terminal escape codes
+    epochs = [line for line in out.splitlines() if re.match(r"\d+/\d+ - \d+s - ", line)]
+    assert len(epochs) == 2 and all("loss:" in l and "val_loss:" in l for l in epochs)
+    out = _run(capsys, "fit-target", "--target", "u1", "--recipe", "planar", "--steps", "2",
+               "--out", tmp_path / "u1.keras", *common)
+    assert "\x1b[" not in out and len([l for l in out.splitlines() if "loss:" in l]) == 2
+    assert progress_verbosity(quiet=True) == 0
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    assert progress_verbosity(quiet=False) == 1
 
 
 def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys, monkeypatch):

@@ -2,11 +2,13 @@
 
 import argparse
 import os
+import sys
 
 import numpy as np
 
 __all__ = ["UserError", "HelpFormatter", "read_data", "read_array", "write_array", "open_flow",
-           "check_columns", "positive_int", "fraction", "units", "add_direction_argument"]
+           "check_columns", "positive_int", "fraction", "units", "add_direction_argument",
+           "progress_verbosity"]
 
 
 class UserError(Exception):
@@ -20,6 +22,15 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is False:
             return action.help
         return super()._get_help_string(action)
+
+
+def progress_verbosity(quiet):
+    """Keras' `verbose` for training output: 0 with `--quiet`; 1 (a live progress bar)
+    on a terminal; 2 (one plain line per epoch, no terminal escape codes) when stdout
+    is a file or a pipe, as in logs and batch jobs."""
+    if quiet:
+        return 0
+    return 1 if (hasattr(sys.stdout, "isatty") and sys.stdout.isatty()) else 2
 
 
 def add_direction_argument(parser):

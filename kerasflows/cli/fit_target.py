@@ -16,7 +16,8 @@ import os
 import shlex
 import time
 
-from kerasflows.cli.common import UserError, add_direction_argument, positive_int, units
+from kerasflows.cli.common import (UserError, add_direction_argument, positive_int,
+                                   progress_verbosity, units)
 
 __all__ = ["add_parser", "run", "build_flow", "FORWARD_ONLY_RECIPES"]
 
@@ -57,7 +58,8 @@ def add_parser(subparsers):
                      "DIR/manifest.json and DIR/saved_model/1 (saved_models/ layout)")
     p.add_argument("--report", metavar="FILE.json",
                    help="the JSON report (default: --out with .json; none with --model-dir)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress output (a live bar on a terminal, one line per epoch "
+                   "otherwise)")
     return p
 
 
@@ -83,7 +85,7 @@ def _train(args, flow):
     start = time.perf_counter()
     history = vi.fit(epochs=args.epochs, steps_per_epoch=args.steps,
                      callbacks=[keras.callbacks.TerminateOnNaN()],
-                     verbose=0 if args.quiet else 1)
+                     verbose=progress_verbosity(args.quiet))
     losses = history.history["loss"]
     if not all(math.isfinite(v) for v in losses):
         raise FloatingPointError(f"training diverged (loss {losses[-1]}); try a smaller --lr.")

@@ -16,7 +16,8 @@ import time
 import numpy as np
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument, fraction,
-                                   positive_int, read_array, read_data, units)
+                                   positive_int, progress_verbosity, read_array, read_data,
+                                   units)
 
 __all__ = ["add_parser", "run"]
 
@@ -68,7 +69,8 @@ def add_parser(subparsers):
     p.add_argument("--strategy", choices=list(STRATEGIES), default="default",
                    help="tf.distribute strategy: one process, MirroredStrategy (this "
                    "machine's devices) or MultiWorkerMirroredStrategy (reads TF_CONFIG)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress output (a live bar on a terminal, one line per epoch "
+                   "otherwise)")
     return p
 
 
@@ -148,7 +150,8 @@ def run(args):
     flow, history = train_flow(
         build, parts[0], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         lr_decay=args.lr_decay, seed=args.seed, validation_data=parts[1], strategy=strategy,
-        checkpoint_dir=checkpoint_dir, fingerprint=_fingerprint(args), verbose=int(not args.quiet))
+        checkpoint_dir=checkpoint_dir, fingerprint=_fingerprint(args),
+        verbose=progress_verbosity(args.quiet))
     record = _record(args, dataset, parts, flow, history, time.perf_counter() - start)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     flow.save(out)
