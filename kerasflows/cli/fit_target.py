@@ -58,7 +58,8 @@ def add_parser(subparsers):
                      "DIR/manifest.json and DIR/saved_model/1 (saved_models/ layout)")
     p.add_argument("--report", metavar="FILE.json",
                    help="the JSON report (default: --out with .json; none with --model-dir)")
-    p.add_argument("--quiet", action="store_true", help="no progress output (a live bar on a terminal, one line per epoch "
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress output (a live bar on a terminal, one line per epoch "
                    "otherwise)")
     return p
 

@@ -69,7 +69,8 @@ def add_parser(subparsers):
     p.add_argument("--strategy", choices=list(STRATEGIES), default="default",
                    help="tf.distribute strategy: one process, MirroredStrategy (this "
                    "machine's devices) or MultiWorkerMirroredStrategy (reads TF_CONFIG)")
-    p.add_argument("--quiet", action="store_true", help="no progress output (a live bar on a terminal, one line per epoch "
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress output (a live bar on a terminal, one line per epoch "
                    "otherwise)")
     return p
 
