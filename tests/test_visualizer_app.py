@@ -188,6 +188,20 @@ def test_layers_view_draws_the_trace_and_the_slider_moves_it(qtbot, window, tiny
     np.testing.assert_allclose(view.cloud_states, states[:, len(grid):], atol=1e-4)
     np.testing.assert_allclose(view.grid_states, states[:, :len(grid)], atol=1e-4)
     assert len(view.strip.plots) == 4
+    # thumbnail titles fit their plot (long layer names end in an ellipsis); the
+    # tooltip holds the whole name
+    names = view.state_names()
+    assert [p.toolTip() for p in view.strip.plots] == names
+    font = QtGui.QFont()
+    font.setPointSize(8)
+    metrics = QtGui.QFontMetrics(font)
+    for plot, name in zip(view.strip.plots, names):
+        title = plot.getPlotItem().titleLabel.text
+        shown = title.split(">", 1)[1].rsplit("<", 1)[0]
+        assert metrics.horizontalAdvance(shown) <= 160
+        assert shown == name or (shown.endswith("…") and name.startswith(shown[:-1]))
+    assert any(shown != name for shown, name in zip(
+        [p.getPlotItem().titleLabel.text for p in view.strip.plots], names))
     drawn = []
     for k in range(4):
         view.set_layer(k)

@@ -8,7 +8,7 @@ forward pass, sampling) and data to base (the inverse pass, density).
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import geometry
 from visualizer.items import GridCurve, PointCloudItem
@@ -19,6 +19,8 @@ __all__ = ["LayersView", "STEPS_PER_LAYER"]
 STEPS_PER_LAYER = 100
 CLOUD_POINTS = 2000
 STRIP_POINTS = 600
+#: Pixels a thumbnail title may take (the thumbnails are 170 wide); longer names end in "…".
+STRIP_TITLE_WIDTH = 156
 FRAME_MS = 16
 
 
@@ -239,7 +241,8 @@ class _Strip(QtWidgets.QScrollArea):
             item = plot.getPlotItem()
             item.hideAxis("left")
             item.hideAxis("bottom")
-            item.setTitle(f"<span style='font-size:8pt'>{name}</span>")
+            item.setTitle(f"<span style='font-size:8pt'>{self.elide(name)}</span>")
+            plot.setToolTip(name)
             grid = GridCurve("grid", 1.0, 110)
             grid.set_lines(grid_states[k], connect)
             cloud = PointCloudItem("samples", size=2.0, alpha=200)
@@ -252,6 +255,13 @@ class _Strip(QtWidgets.QScrollArea):
             self.row.addWidget(plot)
             self.plots.append(plot)
         self.row.addStretch(1)
+
+    @staticmethod
+    def elide(name, width=STRIP_TITLE_WIDTH):
+        """`name` cut to `width` pixels of the thumbnails' 8 pt title font, ending in '…'."""
+        font = QtGui.QFont()
+        font.setPointSize(8)
+        return QtGui.QFontMetrics(font).elidedText(name, QtCore.Qt.TextElideMode.ElideRight, width)
 
     def highlight(self, k):
         if k == self.current:
