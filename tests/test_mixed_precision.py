@@ -200,6 +200,25 @@ def test_saved_flow_keeps_its_conditioner_policy(tmp_path):
             assert all(n.compute_dtype == "bfloat16" for n in _conditioners(layer))
 
 
+def test_saved_float16_flow_loads_with_its_loss_scale_optimizer(tmp_path):
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        flow = M.MAF(2, num_layers=2, hidden_units=(16,))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    flow.compile(optimizer=keras.optimizers.Adam(1e-3))
+    x = np.random.default_rng(0).normal(size=(512, 2)).astype("float32")
+    flow.fit(x, batch_size=128, epochs=1, shuffle=False, verbose=0)
+    flow.save(tmp_path / "f.keras")
+    loaded = keras.models.load_model(tmp_path / "f.keras")
+    assert isinstance(loaded.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert float(loaded.optimizer.dynamic_scale) == float(flow.optimizer.dynamic_scale)
+    assert int(loaded.optimizer.iterations.numpy()) == 4
+    want = flow.fit(x, batch_size=128, epochs=1, shuffle=False, verbose=0).history["loss"]
+    got = loaded.fit(x, batch_size=128, epochs=1, shuffle=False, verbose=0).history["loss"]
+    assert got == pytest.approx(want, rel=1e-6)
+
+
 def test_conditioner_dtype_can_be_chosen_per_layer():
     layer = L.AffineCoupling(hidden_units=(8,), conditioner_dtype="mixed_bfloat16")
     assert layer.compute_dtype == "float32"
