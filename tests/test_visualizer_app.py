@@ -30,9 +30,10 @@ def models(tmp_path_factory):
                                         savedmodel=False)
     export(flow, root / "notrace" / "1", with_trace=False)
     planar = make_model_folder(root, "planar", num_layers=4, planar=True, target="u1")
+    conditional = make_model_folder(root, "conditional", context_dim=2, savedmodel=False)
     (root / "corrupt.keras").write_bytes(b"this is not a zip file")
     return {"tiny": (tiny, flow), "wide": (wide, wide_flow), "notrace": root / "notrace",
-            "planar": planar, "corrupt": root / "corrupt.keras"}
+            "planar": planar, "conditional": conditional, "corrupt": root / "corrupt.keras"}
 
 
 @pytest.fixture(scope="module")
@@ -316,6 +317,47 @@ def test_flow_with_more_than_two_dims_shows_chosen_dims_at_held_values(qtbot, wi
     np.testing.assert_allclose(view.image.ravel(), flow.log_prob(full).numpy(), rtol=1e-5, atol=1e-4)
     samples = show_ready(qtbot, window, "samples")
     np.testing.assert_allclose(samples.cloud.points, samples.points[:, [3, 1]], atol=1e-6)
+
+
+def test_conditional_flow_is_shown_at_the_context_of_the_context_panel(qtbot, window, models):
+    folder, flow = models["conditional"]
+    with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS) as blocker:
+        assert window.open_path(folder, context=[0.5, -0.5])
+    info = blocker.args[0]
+    assert info["context_dim"] == 2 and window.context_dock.isVisible()
+    assert [s.value() for s in window.context_panel.spins] == [0.5, -0.5]
+    assert "context C = 2" in window.model_label.text()
+
+    def rows(c, n):
+        return np.tile(np.asarray(c, np.float32), (n, 1))
+
+    view = window.show_view("density")
+    for c in ([0.5, -0.5], [-1.0, -0.5]):
+        if c[0] != 0.5:
+            window.context_panel.set_value(0, c[0])          # the user edits c1
+        qtbot.waitUntil(lambda: view.is_ready() and view.left.value is not None
+                        and view.left.value["context"] == c, timeout=TIMEOUT_MS)
+        xy = geometry.grid_points(view.region, view.image.shape[0])
+        np.testing.assert_allclose(view.image.ravel(),
+                                   flow.log_prob(xy, context=rows(c, len(xy))).numpy(),
+                                   rtol=1e-5, atol=1e-4)
+        assert view.left.title == "flow: log p(x | c), c = (" + ", ".join(f"{v:g}" for v in c) + ")"
+    samples = show_ready(qtbot, window, "samples")
+    T = samples.temperature.value()
+
+    def drawn_at(c):
+        return flow.sample(len(samples.points), context=rows(c, 1), seed=samples.seed,
+                           temperature=T).numpy()
+
+    np.testing.assert_allclose(samples.points, drawn_at([-1.0, -0.5]), atol=1e-4)
+    window.context_panel.reset.click()                       # back to the opening context
+    assert window.context.tolist() == [0.5, -0.5]
+    qtbot.waitUntil(lambda: samples.is_ready(), timeout=TIMEOUT_MS)
+    np.testing.assert_allclose(samples.points, drawn_at([0.5, -0.5]), atol=1e-4)
+    inspector = show_ready(qtbot, window, "inspector")
+    assert inspector.table.rowCount() > 0
+    open_model(qtbot, window, models["tiny"][0])             # an unconditional flow: no panel
+    assert window.context is None and not window.context_dock.isVisible()
 
 
 def test_forward_only_flow_opens_and_every_view_draws(qtbot, window, models):

@@ -47,3 +47,13 @@ def test_screenshot_errors_are_one_line_with_exit_code_2(tmp_path):
     assert proc.returncode == 2 and "--layer applies to --view layers only" in proc.stderr
     proc = run_viz(["--screenshot", "x.png", "--size", "10by10"], cwd=tmp_path)
     assert proc.returncode == 2 and "WIDTHxHEIGHT" in proc.stderr
+    proc = run_viz(["--screenshot", "x.png", "--context", "1,abc"], cwd=tmp_path)
+    assert proc.returncode == 2 and "finite numbers separated by commas" in proc.stderr
+
+
+def test_context_for_an_unconditional_flow_is_a_one_line_error(folder, tmp_path):
+    proc = run_viz([str(folder), "--screenshot", "x.png", "--context", "1"], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("kerasflows-viz: error: ") and "not a conditional flow" in last
+    assert not (tmp_path / "x.png").exists()

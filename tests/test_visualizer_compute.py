@@ -122,6 +122,46 @@ def test_backend_numbers_equal_the_flows_own(model, backends, kind):
     np.testing.assert_allclose(scale, np.exp(flow.base_log_scale.numpy()), atol=1e-4)
 
 
+@pytest.fixture(scope="module")
+def conditional(tmp_path_factory):
+    folder, flow = make_model_folder(tmp_path_factory.mktemp("viz_conditional"), "cond",
+                                     context_dim=2)
+    return flow, {"keras": KerasBackend(folder / "flow.keras"),
+                  "savedmodel": SavedModelBackend(folder / "saved_model" / "1")}
+
+
+@pytest.mark.parametrize("kind", ["keras", "savedmodel"])
+def test_conditional_backend_evaluates_at_its_context(conditional, kind):
+    flow, backends = conditional
+    b = backends[kind]
+    assert b.context_dim == 2
+    np.testing.assert_array_equal(b.context, [0.0, 0.0])              # opens at zeros
+    rows = lambda c, n: np.tile(np.asarray(c, np.float32), (n, 1))
+    at_zero = b.log_prob(X)
+    np.testing.assert_allclose(at_zero, flow.log_prob(X, context=rows([0, 0], 37)).numpy(),
+                               rtol=1e-5, atol=1e-5)
+    b.memo("kept", lambda: 1)
+    c = [0.7, -1.2]
+    b.set_context(c)
+    assert "kept" not in b.__dict__.get("_memo", {}), "a new context drops the memo"
+    got = b.log_prob(X)
+    np.testing.assert_allclose(got, flow.log_prob(X, context=rows(c, 37)).numpy(),
+                               rtol=1e-5, atol=1e-5)
+    assert np.abs(got - at_zero).max() > 1e-2, "the context changes the density"
+    np.testing.assert_allclose(b.sample(123, seed=5),
+                               flow.sample(123, context=rows(c, 1), seed=5).numpy(),
+                               rtol=1e-4, atol=1e-4)
+    states, log_dets = b.trace_inverse(X)
+    want_s, want_ld = flow.trace_inverse(X, context=rows(c, 37), return_log_dets=True)
+    np.testing.assert_allclose(states, np.stack(want_s), atol=1e-5)
+    np.testing.assert_allclose(log_dets, np.stack(want_ld), atol=1e-5)
+    out = compute.inspect(b, X[3])
+    assert out["log_prob"] == pytest.approx(float(got[3]), abs=1e-4)
+    with pytest.raises(ValueError, match=r"context of 2 finite values; received \[1.0\]"):
+        b.set_context([1.0])
+    b.set_context([0.0, 0.0])
+
+
 def test_backend_rejects_wrong_shapes(backends):
     with pytest.raises(ValueError, match=r"expected x of shape \(N, 2\); received shape \(4, 3\)"):
         backends["keras"].log_prob(np.zeros((4, 3)))

@@ -11,9 +11,10 @@ import json
 import numpy as np
 
 
-def make_flow(event_dim=2, num_layers=3, seed=0, planar=False):
+def make_flow(event_dim=2, num_layers=3, seed=0, planar=False, context_dim=None):
     """A small perturbed coupling flow (nonlinear, so every layer visibly warps);
-    with `planar=True`, a forward-only flow of `Planar` layers."""
+    with `planar=True`, a forward-only flow of `Planar` layers; with `context_dim`,
+    a conditional coupling flow."""
     import kerasflows
     from kerasflows.layers import AffineCoupling, Planar
     from kerasflows.testing import perturb_weights
@@ -21,8 +22,10 @@ def make_flow(event_dim=2, num_layers=3, seed=0, planar=False):
     for i in range(num_layers):
         masked = 1 + (i % (event_dim - 1)) if event_dim > 2 else 1
         layers.append(Planar(name=f"p{i}") if planar else
-                      AffineCoupling(hidden_units=(16,), num_masked=masked, name=f"c{i}"))
-    flow = kerasflows.Flow(layers, event_dim=event_dim, base="learned_normal")
+                      AffineCoupling(hidden_units=(16,), num_masked=masked, name=f"c{i}",
+                                     context_dim=context_dim))
+    flow = kerasflows.Flow(layers, event_dim=event_dim, base="learned_normal",
+                           context_dim=context_dim)
     for i, layer in enumerate(layers):
         perturb_weights(layer, 0.6 if planar else 0.15, seed=seed + i)
     flow.base_loc.assign(np.linspace(-0.3, 0.3, event_dim).astype(np.float32))
@@ -91,19 +94,20 @@ def export(flow, path, with_trace=True):
 
 
 def make_model_folder(root, name="tiny", event_dim=2, num_layers=3, with_trace=True,
-                      savedmodel=True, planar=False, target=None):
+                      savedmodel=True, planar=False, target=None, context_dim=None):
     """Writes a model folder under `root`; returns `(folder, flow)`.
 
     `planar=True` makes a forward-only flow (no SavedModel, no data sample,
     like a flow fitted to a target); `target` is written to the manifest.
+    `context_dim` makes a conditional flow (no data sample).
     """
     folder = root / name
     folder.mkdir(parents=True)
-    flow = make_flow(event_dim, num_layers, planar=planar)
+    flow = make_flow(event_dim, num_layers, planar=planar, context_dim=context_dim)
     flow.save(str(folder / "flow.keras"))
     if savedmodel and not planar:
         export(flow, folder / "saved_model" / "1", with_trace)
-    if not planar:
+    if not planar and context_dim is None:
         data = flow.sample(300, seed=7).numpy().astype(np.float32)
         np.save(folder / "data_sample.npy", data)
     manifest = {"name": name, "dataset": None, "target": target, "recipe": "test",

@@ -5,6 +5,7 @@ imports it), so it appears at once.
 """
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -27,6 +28,17 @@ def _size(text):
     return w, h
 
 
+def _context(text):
+    try:
+        values = [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        values = []
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers separated by commas, such "
+                                         f"as 0.5,-1; received {text!r}")
+    return values
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="kerasflows-viz",
@@ -42,6 +54,9 @@ def build_parser():
                    help="the view to render with --screenshot (default: density)")
     p.add_argument("--layer", type=int, metavar="K",
                    help="with --view layers: show the state after K layers (0..L)")
+    p.add_argument("--context", type=_context, metavar="C1,C2,...",
+                   help="for a conditional flow: the context it opens at (default: zeros; "
+                        "the Context panel changes it)")
     p.add_argument("--size", type=_size, default=(1280, 840), metavar="WxH",
                    help="window size for --screenshot (default: 1280x840)")
     p.add_argument("--demo", action="store_true",
@@ -89,7 +104,7 @@ def _headless(args, model, shots):
     app, window = _make_app(args.size, one_shot=True)
     window.show()
     try:
-        headless.open_model(window, model)
+        headless.open_model(window, model, context=args.context)
         for view, layer, path in shots:
             print(headless.render_view(window, view, path, layer))
     except headless.HeadlessError as e:
@@ -131,7 +146,7 @@ def main(argv=None):
         return _report_startup(app, window)
     window.show()
     from PySide6 import QtCore
-    QtCore.QTimer.singleShot(0, lambda: window.start(model))
+    QtCore.QTimer.singleShot(0, lambda: window.start(model, context=args.context))
     return app.exec()
 
 

@@ -81,9 +81,12 @@ def base_noise(n, event_dim, seed):
 
 
 class Backend:
-    """The interface: `event_dim`, `num_layers`, `layer_names`, `has_trace`,
-    `invertible`, and `log_prob`, `sample`, `sample_and_log_prob`, `forward`,
-    `inverse`, `trace`, `trace_inverse`, `base_params`.
+    """The interface: `event_dim`, `context_dim`, `num_layers`, `layer_names`,
+    `has_trace`, `invertible`, and `log_prob`, `sample`, `sample_and_log_prob`,
+    `forward`, `inverse`, `trace`, `trace_inverse`, `base_params`.
+
+    A conditional flow (`context_dim` set) evaluates every call at one context
+    `[C]`, set with `set_context` (zeros when opened).
 
     `trace(z)` returns `(states [L+1, N, D], log_dets [L, N])` (per-layer
     forward log|det|); `trace_inverse(x)` returns the states from `x` back
@@ -94,10 +97,33 @@ class Backend:
 
     kind = None
     event_dim = None
+    context_dim = None
     num_layers = None
     layer_names = ()
     has_trace = True
     invertible = True
+    context = None
+
+    def set_context(self, context):
+        """Sets the context `[C]` every later call of a conditional flow uses (one
+        context for the whole batch); a new context drops what `memo` kept."""
+        if self.context_dim is None:
+            if context is not None and len(np.atleast_1d(context)):
+                raise ValueError("this flow is not conditional; it takes no context.")
+            return
+        c = np.asarray(context, np.float32).reshape(-1)
+        if c.shape != (self.context_dim,) or not np.all(np.isfinite(c)):
+            raise ValueError(f"expected a context of {self.context_dim} finite values; "
+                             f"received {np.asarray(context).tolist()}.")
+        if self.context is None or not np.array_equal(c, self.context):
+            self.context = c
+            self.__dict__.pop("_memo", None)
+
+    def _context_rows(self, n):
+        """The context tiled to `n` rows, or None for an unconditional flow."""
+        if self.context_dim is None:
+            return None
+        return np.broadcast_to(self.context, (n, self.context_dim)).astype(np.float32)
 
     def memo(self, key, make):
         """`make()`, computed once per backend and `key` (e.g. a fixed sample cloud)."""
@@ -132,14 +158,14 @@ class KerasBackend(Backend):
         flow = keras.models.load_model(path)
         if not isinstance(flow, kerasflows.Flow):
             raise ValueError(f"{path} holds a {type(flow).__name__}, not a kerasflows Flow.")
-        if flow.context_dim is not None:
-            raise ValueError(f"{path} is a conditional flow (context_dim={flow.context_dim}); "
-                             "the visualizer shows unconditional flows only.")
         flow.eval_mode = eval_mode
         # 2-D coupling flows evaluate their conditioners as exact lookup tables
         # (`kerasflows.tabulate`): 2.5-3x faster heatmaps, same numbers up to rounding.
         self.flow, self.tabulated = tabulate(flow)
         self.event_dim = flow.event_dim
+        self.context_dim = flow.context_dim
+        if self.context_dim is not None:
+            self.context = np.zeros(self.context_dim, np.float32)
         self.num_layers = len(flow.flow_layers)
         self.layer_names = tuple(f"{type(l).__name__} ({l.name})" for l in flow.flow_layers)
         self.forward_only_layers = tuple(sorted({type(l).__name__ for l in flow.flow_layers
@@ -153,24 +179,29 @@ class KerasBackend(Backend):
 
     def log_prob(self, x):
         x = self.check_points(x)
-        return _padded(lambda v: (self.flow.log_prob(v).numpy(),), x)[0]
+        return _padded(lambda v: (self.flow.log_prob(
+            v, context=self._context_rows(len(v))).numpy(),), x)[0]
 
     def sample_and_log_prob(self, n, seed):
         """The flow's own `sample_and_log_prob` (forward direction only)."""
-        x, log_p = self.flow.sample_and_log_prob(int(n), seed=int(seed))
+        x, log_p = self.flow.sample_and_log_prob(int(n), seed=int(seed),
+                                                 context=self._context_rows(1))
         return x.numpy(), log_p.numpy()
 
     def forward(self, z):
         z = self.check_points(z, "z")
-        return _padded(lambda v: tuple(t.numpy() for t in self.flow.forward_and_log_det(v)), z)
+        return _padded(lambda v: tuple(t.numpy() for t in self.flow.forward_and_log_det(
+            v, context=self._context_rows(len(v)))), z)
 
     def inverse(self, x):
         x = self.check_points(x)
-        return _padded(lambda v: tuple(t.numpy() for t in self.flow.inverse_and_log_det(v)), x)
+        return _padded(lambda v: tuple(t.numpy() for t in self.flow.inverse_and_log_det(
+            v, context=self._context_rows(len(v)))), x)
 
     def _trace(self, method, x):
         def run(v):
-            states, log_dets = method(v, return_log_dets=True)
+            states, log_dets = method(v, context=self._context_rows(len(v)),
+                                      return_log_dets=True)
             return (np.stack([s.numpy() for s in states], 1),
                     np.stack([d.numpy() for d in log_dets], 1))
         return _layers_first(*_padded(run, x))
@@ -199,12 +230,12 @@ class SavedModelBackend(Backend):
             raise ValueError(f"{path} has no serving_default signature; found "
                              f"{sorted(self.signatures)}.")
         inputs = self.signatures["serving_default"].structured_input_signature[1]
-        if "context" in inputs:
-            raise ValueError(f"{path} is a conditional flow (its signatures take a context); "
-                             "the visualizer shows unconditional flows only.")
         if "x" not in inputs:
             raise ValueError(f"{path}: serving_default takes {sorted(inputs)}; expected 'x'.")
         self.event_dim = int(inputs["x"].shape[-1])
+        if "context" in inputs:
+            self.context_dim = int(inputs["context"].shape[-1])
+            self.context = np.zeros(self.context_dim, np.float32)
         self.has_trace = all(s in self.signatures for s in TRACE_SIGNATURES)
         self.invertible = "inverse" in self.signatures or self.has_trace
         self.num_layers = None
@@ -218,6 +249,8 @@ class SavedModelBackend(Backend):
         if name not in self.signatures:
             raise TraceUnavailable(f"this SavedModel has no '{name}' signature "
                                    f"(it has {', '.join(sorted(self.signatures))}).")
+        if self.context_dim is not None:
+            kwargs["context"] = self._context_rows(len(next(iter(kwargs.values()))))
         args = {k: tf.constant(np.asarray(v, np.float32)) for k, v in kwargs.items()}
         return {k: v.numpy() for k, v in self.signatures[name](**args).items()}
 
@@ -267,6 +300,8 @@ class SavedModelBackend(Backend):
         if name not in self.signatures:
             raise TraceUnavailable(f"this SavedModel has no '{name}' signature.")
         args = {k: tf.constant(int(v), tf.int32) for k, v in kwargs.items()}
+        if self.context_dim is not None:    # one row per sample (what every export takes)
+            args["context"] = tf.constant(self._context_rows(int(kwargs["n"])))
         return {k: v.numpy() for k, v in self.signatures[name](**args).items()}
 
     def _trace(self, name, arg, x):

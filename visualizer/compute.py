@@ -20,12 +20,17 @@ REFERENCE_POINTS = 2000
 SAMPLED_DENSITY_POINTS = 1 << 18
 
 
-def load(source, eval_mode="xla"):
+def load(source, eval_mode="xla", context=None):
     """Opens a `paths.ModelSource`; returns `(backend, info)` (see `describe`).
 
-    A `.keras` flow runs in `eval_mode` (see `kerasflows.Flow.eval_mode`).
+    A `.keras` flow runs in `eval_mode` (see `kerasflows.Flow.eval_mode`). A
+    conditional flow starts at `context` (`[C]`; default zeros).
     """
     backend = open_backend(source.kind, source.load_path, eval_mode)
+    if context is not None:
+        if backend.context_dim is None:
+            raise ValueError(f"{source.path} is not a conditional flow, so it takes no context.")
+        backend.set_context(context)
     return backend, describe(backend, source)
 
 
@@ -48,6 +53,8 @@ def describe(backend, source):
     return {
         "name": source.name, "path": str(source.path), "kind": backend.kind,
         "event_dim": backend.event_dim, "num_layers": backend.num_layers,
+        "context_dim": backend.context_dim,
+        "context": None if backend.context is None else backend.context.copy(),
         "layer_names": list(backend.layer_names), "has_trace": backend.has_trace,
         "invertible": backend.invertible, "base_loc": loc, "base_scale": scale,
         "forward_only_layers": list(getattr(backend, "forward_only_layers", ())),
@@ -111,7 +118,12 @@ def density(backend, region, resolution, projection):
     backend.memo("density_lattices", dict)[n] = {"key": key, "step": step, "origin": origin,
                                                  "image": image}
     return {"image": image, "region": tuple(region), "resolution": n,
-            "reused": n * n - len(todo)}
+            "reused": n * n - len(todo), "context": _context(backend)}
+
+
+def _context(backend):
+    """The context a conditional flow was evaluated at (a list), or None."""
+    return None if backend.context is None else backend.context.tolist()
 
 
 #: Pixel sizes within this relative difference count as the same zoom (a pan).
@@ -155,7 +167,7 @@ def sampled_density(backend, region, resolution, n=SAMPLED_DENSITY_POINTS, seed=
     region = _lattice(backend, region, resolution)[0]
     image, inside = geometry.pixel_log_mean(x, log_p, region, resolution)
     return {"image": image, "region": tuple(region), "resolution": resolution,
-            "samples": int(n), "samples_in_view": inside}
+            "samples": int(n), "samples_in_view": inside, "context": _context(backend)}
 
 
 def target_density(backend, name, region, resolution):

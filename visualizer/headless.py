@@ -62,12 +62,13 @@ def _watch_errors(window):
     return errors
 
 
-def open_model(window, path, timeout=300.0):
-    """Starts the compute thread if needed, opens `path` and waits; returns its info."""
+def open_model(window, path, timeout=300.0, context=None):
+    """Starts the compute thread if needed, opens `path` (a conditional flow at
+    `context`) and waits; returns its info."""
     errors = _watch_errors(window)
     opened = []
     window.model_opened.connect(opened.append)
-    if window.open_path(path):
+    if window.open_path(path, context=context):
         window.start()
         wait_for(lambda: opened or errors, timeout)
     if errors:

@@ -4,9 +4,11 @@ import collections
 import time
 from pathlib import Path
 
+import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import paths
+from visualizer.context import ContextPanel
 from visualizer.projection import ProjectionPanel
 from visualizer.views import VIEWS, warm_up_plan
 from visualizer.worker import WARM_UP_PREFIX, Worker
@@ -38,7 +40,7 @@ class MainWindow(QtWidgets.QMainWindow):
         super().__init__()
         self.settings = settings or QtCore.QSettings("kerasflows", "visualizer")
         self.warm_up, self.eval_mode = warm_up, eval_mode
-        self.info = self.projection = self.error_box = None
+        self.info = self.projection = self.error_box = self.context = None
         self.generation = 0
         self.tf_ready = False
         self._frames = collections.deque(maxlen=240)
@@ -53,6 +55,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tabs.currentChanged.connect(self._tab_changed)
         self.setCentralWidget(self.tabs)
         self._build_projection_dock()
+        self._build_context_dock()
         self._build_status()
         self._build_menus()
         self.setAcceptDrops(True)
@@ -72,6 +75,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
         self.dock.hide()
+
+    def _build_context_dock(self):
+        self.context_panel = ContextPanel()
+        self.context_panel.changed.connect(self.set_context)
+        self.context_dock = QtWidgets.QDockWidget("Context", self)
+        self.context_dock.setWidget(self.context_panel)
+        self.context_dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, self.context_dock)
+        self.context_dock.hide()
 
     def _build_status(self):
         bar = self.statusBar()
@@ -116,21 +128,23 @@ class MainWindow(QtWidgets.QMainWindow):
         self._rebuild_recent()
 
     # -- opening models ----------------------------------------------------------------
-    def start(self, path=None):
-        """Starts the compute thread (which imports TensorFlow) and opens `path`."""
+    def start(self, path=None, context=None):
+        """Starts the compute thread (which imports TensorFlow) and opens `path` (a
+        conditional flow at `context`)."""
         self.worker.start()
         if path is not None:
-            self.open_path(path)
+            self.open_path(path, context=context)
 
-    def open_path(self, path):
-        """Opens a model (asynchronously); bad paths give the error dialog at once."""
+    def open_path(self, path, context=None):
+        """Opens a model (asynchronously); bad paths give the error dialog at once.
+        A conditional flow opens at `context` (`[C]`; default zeros)."""
         try:
             source = paths.resolve(path)
         except paths.ModelPathError as e:
             self.show_error(f"Cannot open {path}", str(e))
             return False
         self.model_label.setText(f"opening {source.path} …")
-        self.worker.submit("open", "load", source, eval_mode=self.eval_mode)
+        self.worker.submit("open", "load", source, eval_mode=self.eval_mode, context=context)
         return True
 
     def open_dialog(self):
@@ -146,6 +160,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.info, self.generation = info, result.generation
         self.projection = self.panel.set_model(info["event_dim"], info["data_mean"])
         self.dock.setVisible(info["event_dim"] > 2)
+        conditional = info["context_dim"] is not None
+        self.context = self.context_panel.set_model(info["context"]) if conditional else None
+        self.context_dock.setVisible(conditional)
         self._label_model()
         self.setWindowTitle(f"kerasflows visualizer — {info['name']}")
         self._remember(info["path"])
@@ -166,12 +183,16 @@ class MainWindow(QtWidgets.QMainWindow):
             self.model_label.setText("no model open")
             return
         layers = info["num_layers"] if info["num_layers"] is not None else "?"
+        context = "" if info["context_dim"] is None else f"  ·  context C = {info['context_dim']}"
         self.model_label.setText(f"{info['name']}  ·  {info['kind']}  ·  D = {info['event_dim']}"
-                                 f"  ·  {layers} layers  ·  {info['path']}")
+                                 f"{context}  ·  {layers} layers  ·  {info['path']}")
 
     # -- results --------------------------------------------------------------------------
     def submit(self, kind, func, *args, **kwargs):
-        """Queues a computation for the current model; returns its request id."""
+        """Queues a computation for the current model (at the current context, for a
+        conditional flow); returns its request id."""
+        if self.context is not None:
+            kwargs["context"] = self.context
         return self.worker.submit(kind, func, *args, generation=self.generation, **kwargs)
 
     def _on_result(self, result):
@@ -227,6 +248,12 @@ class MainWindow(QtWidgets.QMainWindow):
                 view.deactivate()
         if self.info is not None:
             self.current_view().activate()
+
+    def set_context(self, context):
+        """Shows a conditional flow at `context` `[C]`: every view recomputes."""
+        self.context = np.asarray(context, np.float32).reshape(-1)
+        for view in self.views.values():
+            view.set_context(self.context)
 
     def _projection_changed(self, projection):
         self.projection = projection

@@ -114,6 +114,8 @@ class ComputeThread(threading.Thread):
     def submit(self, kind, func, *args, generation=None, **kwargs):
         """Queues `compute.<func>(backend, *args, **kwargs)`; returns the request id.
 
+        A `context=` keyword is not passed on: the backend's context is set to it
+        first (a conditional flow; see `backends.Backend.set_context`).
         `func="load"` opens a model (`args=(source,)`); on success later
         requests run on it and results carry the next generation number.
         Requests made for an older generation are dropped.
@@ -194,7 +196,10 @@ class ComputeThread(threading.Thread):
             elif self.backend is None:
                 result.error = "no model is open"
             else:
-                result.value = getattr(compute, req.func)(self.backend, *req.args, **req.kwargs)
+                kwargs = dict(req.kwargs)
+                if "context" in kwargs:      # a conditional flow's context travels with
+                    self.backend.set_context(kwargs.pop("context"))   # each request
+                result.value = getattr(compute, req.func)(self.backend, *req.args, **kwargs)
         except compute.TraceUnavailable as exc:
             result.error = str(exc)
         except Exception as exc:  # noqa: BLE001 (shown to the user, the thread lives on)

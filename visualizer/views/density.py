@@ -39,9 +39,12 @@ def _title(value):
     """What a heatmap computed by `compute` (its result dict `value`) shows."""
     if "target" in value:
         return f"target {value['target']}: log density − log Z (normalised)"
+    given = ""
+    if value.get("context") is not None:
+        given = " | c), c = (" + ", ".join(f"{v:g}" for v in value["context"]) + ")"
     if "samples" in value:
-        return "flow: log p(x) at its own samples"
-    return "flow: log p(x)" if value else ""
+        return f"flow: log p(x{given or ')'} at its own samples"
+    return f"flow: log p(x{given or ')'}" if value else ""
 
 
 class _Panel:
