@@ -12,8 +12,8 @@ import tensorflow as tf
 
 from kerasflows.layers.base import check_event_dim
 
-__all__ = ["prepare_fit_data", "prepare_eval_data", "check_finite", "make_train_step", "BackgroundCompiledStep",
-           "FlatCalls", "FlatStepCalls"]
+__all__ = ["prepare_fit_data", "prepare_eval_data", "check_finite", "make_train_step",
+           "BackgroundCompiledStep", "FlatCalls", "FlatStepCalls"]
 
 
 def check_finite(name, array):
