@@ -85,22 +85,32 @@ def epoch_order(n, seed, epoch):
 _EVAL_FUNCTIONS = weakref.WeakKeyDictionary()
 
 
-def evaluate_nll(flow, x, batch_size=8192):
+def evaluate_nll(flow, x, batch_size=8192, context=None):
     """Mean NLL of `x` under `flow` in nats and its standard error: `(mean, se)`.
 
-    Runs one traced (not XLA-compiled) graph for every batch size, so no
-    compilation per distinct shape.
+    A conditional flow takes `context` `[N, C]`, one row per example. Runs one
+    traced (not XLA-compiled) graph for every batch size, so no compilation
+    per distinct shape.
     """
     x = np.asarray(x, np.float32)
     if len(x) == 0:
         raise ValueError("evaluate_nll needs at least one example; received 0 rows.")
+    flow._prepare_context(None if context is None else context[:1])   # C, or None, checked
     if flow not in _EVAL_FUNCTIONS:
-        spec = tf.TensorSpec([None, flow.event_dim], flow.compute_dtype)
-        _EVAL_FUNCTIONS[flow] = tf.function(flow.log_prob, input_signature=[spec],
+        specs = [tf.TensorSpec([None, flow.event_dim], flow.compute_dtype)]
+        if flow.context_dim is not None:
+            specs.append(tf.TensorSpec([None, flow.context_dim], flow.compute_dtype))
+        _EVAL_FUNCTIONS[flow] = tf.function(flow.log_prob, input_signature=specs,
                                             autograph=False)
     log_prob = _EVAL_FUNCTIONS[flow]
-    nll = np.concatenate([-log_prob(x[i:i + batch_size]).numpy()
-                          for i in range(0, len(x), batch_size)]).astype(np.float64)
+    if context is not None:
+        context = np.asarray(context, np.float32)
+        if len(context) != len(x):
+            raise ValueError(f"context has {len(context)} rows but x has {len(x)}.")
+    batches = [(x[i:i + batch_size],) if context is None else
+               (x[i:i + batch_size], context[i:i + batch_size])
+               for i in range(0, len(x), batch_size)]
+    nll = np.concatenate([-log_prob(*b).numpy() for b in batches]).astype(np.float64)
     se = float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1 else float("nan")
     return float(nll.mean()), se
 

@@ -130,6 +130,53 @@ def test_training_progress_is_plain_lines_when_stdout_is_not_a_terminal(tmp_path
     assert progress_verbosity(quiet=False) == 1
 
 
+def test_sample_and_evaluate_a_conditional_flow_at_given_contexts(tmp_path, capsys):
+    from kerasflows.testing import perturb_weights
+    flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=2)
+    for layer in flow.flow_layers:
+        perturb_weights(layer, 0.3)
+    model = tmp_path / "cond.keras"
+    flow.save(model)
+    c = np.array([[0.5, -1.0]], np.float32)
+    _run(capsys, "sample", model, "-n", "40", "--seed", "3", "--context", "0.5,-1",
+         "-o", tmp_path / "s.npy")
+    want = flow.sample(40, context=c, seed=3).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), want, rtol=1e-5, atol=1e-5)
+    rows = np.random.default_rng(1).normal(size=(40, 2)).astype(np.float32)
+    np.save(tmp_path / "c.npy", rows)
+    _run(capsys, "sample", model, "-n", "40", "--seed", "3", "--context", tmp_path / "c.npy",
+         "-o", tmp_path / "s2.csv")
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "s2.csv", delimiter=","),
+                               flow.sample(40, context=rows, seed=3).numpy(), rtol=1e-5,
+                               atol=1e-5)
+    x = np.load(tmp_path / "s.npy")
+    np.save(tmp_path / "x.npy", x)
+    result = json.loads(_run(capsys, "evaluate", model, tmp_path / "x.npy", "--context",
+                             tmp_path / "c.npy", "--json"))
+    assert result["nll"] == pytest.approx(-flow.log_prob(x, context=rows).numpy().mean(),
+                                          rel=1e-5)
+    shared = json.loads(_run(capsys, "evaluate", model, tmp_path / "x.npy", "--context",
+                             "0.5,-1", "--json"))
+    assert shared["nll"] == pytest.approx(
+        -flow.log_prob(x, context=np.repeat(c, 40, 0)).numpy().mean(), rel=1e-5)
+    errors = [
+        (["sample", model, "-o", tmp_path / "e.npy"], "conditional flow (context_dim=2): give "
+                                                      "--context"),
+        (["sample", model, "--context", "1", "-o", tmp_path / "e.npy"],
+         "--context has 1 values per row; the model expects context_dim=2"),
+        (["sample", model, "-n", "7", "--context", tmp_path / "c.npy", "-o", tmp_path / "e.npy"],
+         "--context has 40 rows; expected 1 or 7 (one per sample)"),
+        (["evaluate", model, tmp_path / "x.npy", "--context", "a,b"],
+         "expected 2 comma-separated numbers"),
+        (["evaluate", MOONS, "moons", "--context", "1,2"], "this flow is not conditional"),
+    ]
+    for argv, message in errors:
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err, (argv, err)
+
+
 def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TF_CONFIG", raising=False)

@@ -8,7 +8,7 @@ import numpy as np
 
 __all__ = ["UserError", "HelpFormatter", "read_data", "read_array", "write_array", "open_flow",
            "check_columns", "positive_int", "fraction", "units", "add_direction_argument",
-           "progress_verbosity"]
+           "progress_verbosity", "add_context_argument", "read_context"]
 
 
 class UserError(Exception):
@@ -135,13 +135,55 @@ def write_array(path, array):
 
 
 def open_flow(path, unconditional=True):
-    """Loads a flow with `kerasflows.load`; the command line handles unconditional flows."""
+    """Loads a flow with `kerasflows.load`; with `unconditional`, refuses a conditional one."""
     from kerasflows.loading import load
     flow = load(path)
     if unconditional and flow.context_dim is not None:
-        raise UserError(f"{path}: a conditional flow (context_dim={flow.context_dim}); the "
-                        "command line handles unconditional flows only; use the Python API.")
+        raise UserError(f"{path}: a conditional flow (context_dim={flow.context_dim}); this "
+                        "command handles unconditional flows only; use the Python API.")
     return flow
+
+
+def add_context_argument(parser, rows):
+    """`--context`: a conditional flow's context, numbers or a file."""
+    parser.add_argument(
+        "--context", metavar="C1,C2,... | FILE",
+        help=f"a conditional flow's context: comma-separated numbers (one context for "
+        f"every row) or a .npy/.csv file with {rows}")
+
+
+def read_context(spec, flow, rows, what):
+    """The `--context` `spec` for `flow` as float32 `[rows, C]`; None for an
+    unconditional flow without one. `what` names one row (e.g. "sample")."""
+    C = flow.context_dim
+    if C is None:
+        if spec is not None:
+            raise UserError("--context: this flow is not conditional (context_dim=None).")
+        return None
+    if spec is None:
+        raise UserError(f"a conditional flow (context_dim={C}): give --context, "
+                        f"{_numbers(C)} or a .npy/.csv file.")
+    if spec.endswith((".npy", ".csv")):
+        context = read_array(spec)
+    else:
+        try:
+            context = np.array([[float(v) for v in spec.split(",")]], np.float32)
+        except ValueError:
+            raise UserError(f"--context: expected {_numbers(C)} or a .npy/.csv file; "
+                            f"received {spec!r}.") from None
+        if not np.all(np.isfinite(context)):
+            raise UserError(f"--context: expected finite numbers; received {spec!r}.")
+    if context.shape[1] != C:
+        raise UserError(f"--context has {context.shape[1]} values per row; the model expects "
+                        f"context_dim={C}.")
+    if len(context) not in (1, rows):
+        raise UserError(f"--context has {len(context)} rows; expected 1 or {rows} (one per "
+                        f"{what}).")
+    return np.repeat(context, rows, axis=0) if len(context) == 1 else context
+
+
+def _numbers(count):
+    return "1 number" if count == 1 else f"{count} comma-separated numbers"
 
 
 def check_columns(array, flow, what):

@@ -2,7 +2,8 @@
 
 import json
 
-from kerasflows.cli.common import HelpFormatter, check_columns, open_flow, positive_int, read_data
+from kerasflows.cli.common import (HelpFormatter, add_context_argument, check_columns, open_flow,
+                                   positive_int, read_context, read_data)
 
 __all__ = ["add_parser", "run"]
 
@@ -16,16 +17,18 @@ def add_parser(subparsers):
     p.add_argument("--n", type=positive_int, default=None,
                    help="points to draw for a dataset name (default 10000; digits: 1797)")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw for a dataset name")
+    add_context_argument(p, "one row per data row")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
 
 def run(args):
     from kerasflows.distributed import evaluate_nll
-    flow = open_flow(args.model)
+    flow = open_flow(args.model, unconditional=False)
     x, _ = read_data(args.data, n=args.n, seed=args.seed)
     check_columns(x, flow, args.data)
-    mean, se = evaluate_nll(flow, x)
+    context = read_context(args.context, flow, len(x), f"row of {args.data}")
+    mean, se = evaluate_nll(flow, x, context=context)
     result = {"model": args.model, "data": args.data, "n": len(x), "nll": mean, "nll_se": se}
     if args.json:
         print(json.dumps(result))

@@ -1,6 +1,7 @@
 """`kerasflows sample MODEL`: draw samples from a flow into a .npy or .csv file."""
 
-from kerasflows.cli.common import HelpFormatter, UserError, open_flow, positive_int, write_array
+from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument, open_flow,
+                                   positive_int, read_context, write_array)
 
 __all__ = ["add_parser", "run"]
 
@@ -15,6 +16,7 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--temperature", type=float, default=1.0,
                    help="scale of the base distribution (< 1 concentrates the samples)")
+    add_context_argument(p, "one row per sample")
     p.add_argument("-o", "--out", required=True, metavar="FILE",
                    help="output file, .npy or .csv (one sample per row)")
     return p
@@ -23,8 +25,10 @@ def add_parser(subparsers):
 def run(args):
     if not args.out.endswith((".npy", ".csv")):
         raise UserError(f"--out must end in .npy or .csv. Received: {args.out}")
-    flow = open_flow(args.model)
-    samples = flow.sample(args.num, seed=args.seed, temperature=args.temperature).numpy()
+    flow = open_flow(args.model, unconditional=False)
+    context = read_context(args.context, flow, args.num, "sample")
+    samples = flow.sample(args.num, context=context, seed=args.seed,
+                          temperature=args.temperature).numpy()
     write_array(args.out, samples)
     print(f"Wrote {len(samples)} samples of dimension {samples.shape[1]} to {args.out}")
     return 0
