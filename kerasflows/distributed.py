@@ -134,10 +134,11 @@ def _make_train_step(flow, optimizer, strategy, jit_compile):
                 loss += tf.cast(extra, loss.dtype) / replicas
         return loss, tape.gradient(loss, flow.trainable_variables)
 
-    def replica_step(x):
+    def replica_step(batch):        # x, or (x, context) for a conditional flow
+        x = batch[0] if isinstance(batch, tuple) else batch
         ctx = tf.distribute.get_replica_context()
         count = ctx.all_reduce("SUM", tf.cast(tf.shape(x)[0], x.dtype))
-        loss, grads = loss_and_grads(x, count)
+        loss, grads = loss_and_grads(batch, count)
         optimizer.apply_gradients(zip(grads, flow.trainable_variables))
         return loss
 
@@ -147,8 +148,10 @@ def _make_train_step(flow, optimizer, strategy, jit_compile):
     return train_step
 
 
-def _epoch_dataset(x, seed, epoch, global_batch, strategy):
-    data = tf.data.Dataset.from_tensor_slices(x[epoch_order(len(x), seed, epoch)])
+def _epoch_dataset(x, context, seed, epoch, global_batch, strategy):
+    order = epoch_order(len(x), seed, epoch)
+    data = tf.data.Dataset.from_tensor_slices(
+        x[order] if context is None else (x[order], context[order]))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     data = data.batch(global_batch, drop_remainder=True).with_options(options)
@@ -207,19 +210,21 @@ def _run_epoch(step, dist_data, steps, epoch, epochs, verbose, finalize):
 
 def train_flow(build_flow, x, *, epochs, batch_size=512, learning_rate=1e-3, lr_decay="none",
                seed=0, validation_data=None, strategy=None, checkpoint_dir=None,
-               fingerprint=None, verbose=1, jit_compile=True):
+               fingerprint=None, verbose=1, jit_compile=True, context=None):
     """Builds a flow in `strategy.scope()` and trains it by maximum likelihood.
 
     Args:
         build_flow: a function of no arguments returning a new `kerasflows.Flow`
             (called once, inside the strategy's scope).
         x: training data, float32 `[N, D]`.
+        context: for a conditional flow, its context `[N, C]`, one row per example.
         epochs: total number of epochs (a resumed run stops at the same count).
         batch_size: the global batch size, shared by all replicas (at most N).
         learning_rate: Adam's (initial) learning rate.
         lr_decay: `"none"` or `"cosine"` (cosine decay to 0 over all steps).
         seed: seeds weight initialization and the per-epoch data order.
-        validation_data: optional `[M, D]` array; its NLL is logged every epoch.
+        validation_data: optional `[M, D]` array (`(x_val, context_val)` for a
+            conditional flow); its NLL is logged every epoch.
         strategy: a `tf.distribute.Strategy`; default: the current one.
         checkpoint_dir: where the chief checkpoints after every epoch and
             resumes from; None disables checkpoints.
@@ -243,6 +248,13 @@ def train_flow(build_flow, x, *, epochs, batch_size=512, learning_rate=1e-3, lr_
     if len(x) == 0 or not np.isfinite(x).all():
         raise ValueError(f"train_flow needs finite training data; received {len(x)} rows "
                          f"with {int((~np.isfinite(x)).sum())} NaN/inf values.")
+    if context is not None:
+        context = np.asarray(context, np.float32)
+        if context.ndim != 2 or len(context) != len(x) or not np.isfinite(context).all():
+            raise ValueError(f"train_flow: context must be finite, of shape [{len(x)}, C] "
+                             f"(one row per example); received shape {context.shape}.")
+    if validation_data is not None and not isinstance(validation_data, tuple):
+        validation_data = (validation_data,)
     strategy = strategy or tf.distribute.get_strategy()
     verbose = verbose if is_chief(strategy) else 0
     batch_size = min(batch_size, len(x))
@@ -250,10 +262,15 @@ def train_flow(build_flow, x, *, epochs, batch_size=512, learning_rate=1e-3, lr_
     keras.utils.set_random_seed(seed)
     with strategy.scope():
         flow = build_flow()
+        given = None if context is None else context.shape[1]
+        if flow.context_dim != given:
+            raise ValueError(f"train_flow: the flow has context_dim={flow.context_dim} but "
+                             f"the context given has {given} columns.")
         optimizer = _make_optimizer(learning_rate, lr_decay, max(epochs * steps, 1))
         optimizer.build(flow.trainable_variables)
         if flow.needs_data_init:
-            flow.initialize(x[epoch_order(len(x), seed, 0)[:batch_size]])
+            first = epoch_order(len(x), seed, 0)[:batch_size]
+            flow.initialize(x[first], None if context is None else context[first])
     variables = list(flow.weights) + list(optimizer.variables)
     checkpoint = None
     if checkpoint_dir is not None and is_chief(strategy):
@@ -268,12 +285,13 @@ def train_flow(build_flow, x, *, epochs, batch_size=512, learning_rate=1e-3, lr_
         from kerasflows.training import FlatCalls
         step = FlatCalls(step)      # one device: skip the per-call signature lookup
     for epoch in range(start, epochs):
-        data = _epoch_dataset(x, seed, epoch, batch_size, strategy)
+        data = _epoch_dataset(x, context, seed, epoch, batch_size, strategy)
         bar, losses = _run_epoch(step, data, steps, epoch, epochs, verbose,
                                  finalize=validation_data is None)
         history["loss"].append(float(np.mean(losses)))
         if validation_data is not None:
-            history["val_loss"].append(evaluate_nll(flow, validation_data)[0])
+            val_x, val_context = (*validation_data, None)[:2]
+            history["val_loss"].append(evaluate_nll(flow, val_x, context=val_context)[0])
             bar.update(steps, [("val_loss", history["val_loss"][-1])], finalize=True)
         if checkpoint is not None:
             checkpoint.save(epoch + 1, [v.numpy() for v in variables], history)

@@ -130,6 +130,38 @@ def test_training_progress_is_plain_lines_when_stdout_is_not_a_terminal(tmp_path
     assert progress_verbosity(quiet=False) == 1
 
 
+def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    c = rng.choice([-2.0, 2.0], size=(1000, 1)).astype(np.float32)
+    x = (c + 0.3 * rng.standard_normal((1000, 2))).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.savetxt(tmp_path / "c.csv", c, delimiter=",")
+    model = tmp_path / "cond.keras"
+    _run(capsys, "train", tmp_path / "x.npy", "--context", tmp_path / "c.csv", "--recipe",
+         "maf", "--layers", "2", "--hidden", "16", "--epochs", "6", "--batch-size", "100",
+         "--lr", "1e-2", "--out", model, "--quiet")
+    report = json.loads((tmp_path / "cond.json").read_text())
+    assert report["context_dim"] == 1 and (report["n_train"], report["n_test"]) == (810, 100)
+    flow = kerasflows.load(model)
+    assert flow.context_dim == 1
+    order = np.random.default_rng(0).permutation(1000)        # the seeded split
+    test_x, test_c = x[order][:100], c[order][:100]
+    assert report["test_nll"] == pytest.approx(
+        evaluate_nll(flow, test_x, context=test_c)[0], rel=1e-6)
+    assert report["test_nll"] < 2.5                            # it learned p(x | c)
+    _run(capsys, "sample", model, "-n", "500", "--context", "2", "-o", tmp_path / "s.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy").mean(0), [2.0, 2.0], atol=0.3)
+    for argv, message in [
+            (["train", tmp_path / "x.npy", "--context", tmp_path / "s.npy"],
+             "--context has 500 rows; " + str(tmp_path / "x.npy") + " has 1000"),
+            (["train", tmp_path / "x.npy", "--context", tmp_path / "c.csv", "--test-data",
+              tmp_path / "x.npy"], "with --context, the validation and test rows come from")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err, (argv, err)
+
+
 def test_sample_and_evaluate_a_conditional_flow_at_given_contexts(tmp_path, capsys):
     from kerasflows.testing import perturb_weights
     flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=2)

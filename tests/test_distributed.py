@@ -36,6 +36,35 @@ def test_loop_matches_fit_on_the_same_batches():
     assert history["loss"][-1] == pytest.approx(fit.history["loss"][-1], rel=1e-4)
 
 
+def test_conditional_loop_matches_fit_and_the_mirrored_strategy():
+    rng = np.random.default_rng(0)
+    c = rng.choice([-2.0, 2.0], size=(512, 1)).astype(np.float32)
+    x = (c + 0.3 * rng.standard_normal((512, 2))).astype(np.float32)
+    build = lambda: models.Glow(2, num_layers=2, hidden_units=(8,), context_dim=1)  # ActNorm
+    kwargs = dict(epochs=2, batch_size=128, learning_rate=1e-2, seed=3, verbose=0,
+                  jit_compile=False, context=c)
+    flow, history = train_flow(build, x, validation_data=(x[:100], c[:100]), **kwargs)
+    keras.utils.set_random_seed(3)
+    reference = build()
+    reference.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    for epoch in range(2):
+        order = epoch_order(len(x), 3, epoch)
+        fit = reference.fit((x[order], c[order]), batch_size=128, epochs=1, shuffle=False,
+                            verbose=0)
+    for a, b in zip(flow.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    assert history["loss"][-1] == pytest.approx(fit.history["loss"][-1], rel=1e-4)
+    assert history["val_loss"][-1] == pytest.approx(
+        -reference.log_prob(x[:100], context=c[:100]).numpy().mean(), rel=1e-4)
+    mirrored, _ = train_flow(build, x, strategy=get_strategy("mirrored"), **kwargs)
+    for a, b in zip(flow.get_weights(), mirrored.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"context must be finite, of shape \[512, C\]"):
+        train_flow(build, x, epochs=1, context=c[:5])
+    with pytest.raises(ValueError, match="context_dim=1 but the context given has None"):
+        train_flow(build, x, epochs=1)
+
+
 def test_bad_arguments_are_rejected():
     x = np.zeros((4, 2), np.float32)
     with pytest.raises(ValueError, match="epochs"):

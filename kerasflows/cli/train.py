@@ -52,6 +52,10 @@ def add_parser(subparsers):
     p.add_argument("--n", type=positive_int, default=None,
                    help="points to draw when DATA is a dataset name (default 10000; digits: "
                    "all 1797 images)")
+    p.add_argument("--context", metavar="FILE",
+                   help="a .npy/.csv file [N, C] of contexts, one row per row of DATA: trains "
+                   "a conditional flow p(x | context) (validation and test rows then come from "
+                   "the splits)")
     p.add_argument("--validation-split", type=fraction, default=0.1,
                    help="fraction of the training data held out for validation (0: none)")
     p.add_argument("--validation-data", metavar="FILE", help="a .npy/.csv validation set "
@@ -84,24 +88,47 @@ def _paths(args):
     return out, args.report or base + ".json", args.checkpoint_dir or base + ".checkpoint"
 
 
-def _split(x, args):
-    """`(train, validation or None, test or None)` after a seeded shuffle."""
-    x = x[np.random.default_rng(args.seed).permutation(len(x))]
+def _split(x, args, context=None):
+    """`(train, validation or None, test or None)` after a seeded shuffle; each part is
+    `(x,)`, or `(x, context)` when `context` (one row per row of `x`) is given."""
+    order = np.random.default_rng(args.seed).permutation(len(x))
+    x = x[order]
+    columns = [x] if context is None else [x, context[order]]
     test = read_array(args.test_data) if args.test_data else None
     n_test = 0 if args.test_data else int(round(len(x) * args.test_split))
-    test, rest = (test if args.test_data else x[:n_test]), x[n_test:]
     if args.validation_data:
-        val, train = read_array(args.validation_data), rest
+        n_val = 0
     else:
-        n_val = int(round(len(rest) * args.validation_split))
-        val, train = rest[:n_val], rest[n_val:]
-    if len(train) == 0:
+        n_val = int(round((len(x) - n_test) * args.validation_split))
+    if len(x) - n_test - n_val == 0:
         raise UserError(f"{args.data}: no training data left after the test and validation "
                         f"splits ({len(x)} rows).")
-    for name, part in (("--validation-data", val), ("--test-data", test)):
-        if part is not None and part.shape[1] != x.shape[1]:
-            raise UserError(f"{name} has {part.shape[1]} columns; {args.data} has {x.shape[1]}.")
-    return train, (val if len(val) else None), (test if test is not None and len(test) else None)
+    cut = lambda start, stop: tuple(a[start:stop] for a in columns)
+    train, val, test_part = cut(n_test + n_val, None), cut(n_test, n_test + n_val), cut(0, n_test)
+    if args.validation_data:
+        val = (read_array(args.validation_data),)
+    if args.test_data:
+        test_part = (test,)
+    for name, part in (("--validation-data", val), ("--test-data", test_part)):
+        if part[0].shape[1] != x.shape[1]:
+            raise UserError(f"{name} has {part[0].shape[1]} columns; {args.data} has "
+                            f"{x.shape[1]}.")
+    return train, (val if len(val[0]) else None), (test_part if len(test_part[0]) else None)
+
+
+def _read_context(args, x):
+    """The `--context` array `[N, C]` matching DATA's rows, or None."""
+    if args.context is None:
+        return None
+    if args.validation_data or args.test_data:
+        raise UserError("with --context, the validation and test rows come from "
+                        "--validation-split and --test-split (--validation-data and "
+                        "--test-data carry no contexts).")
+    context = read_array(args.context)
+    if len(context) != len(x):
+        raise UserError(f"--context has {len(context)} rows; {args.data} has {len(x)} "
+                        "(one context row per data row).")
+    return context
 
 
 def _fingerprint(args):
@@ -109,27 +136,31 @@ def _fingerprint(args):
     return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
 
 
-def _builder(args, event_dim):
+def _builder(args, event_dim, context_dim=None):
     from kerasflows import recipes
     recipes.build(args.recipe, event_dim, args.layers, args.hidden, args.bins, args.bound,
-                  args.direction)
+                  args.direction, context_dim=context_dim)
     return lambda: recipes.build(args.recipe, event_dim, args.layers, args.hidden,
-                                 args.bins, args.bound, args.direction)
+                                 args.bins, args.bound, args.direction,
+                                 context_dim=context_dim)
 
 
 def _record(args, dataset, parts, flow, history, seconds):
     import kerasflows
     from kerasflows.distributed import evaluate_nll
-    nll = {name: (evaluate_nll(flow, part) if part is not None else (None, None))
+    nll = {name: (evaluate_nll(flow, part[0], context=(*part, None)[1])
+                  if part is not None else (None, None))
            for name, part in zip(("train", "validation", "test"), parts)}
     return {"data": args.data, "dataset": dataset, "recipe": args.recipe,
-            "event_dim": flow.event_dim, "num_layers": args.layers, "hidden_units": args.hidden,
+            "event_dim": flow.event_dim, "context_dim": flow.context_dim,
+            "context": args.context, "num_layers": args.layers, "hidden_units": args.hidden,
             "bins": args.bins, "bound": args.bound, "direction": args.direction,
             "epochs": args.epochs,
             "batch_size": args.batch_size, "lr": args.lr, "lr_decay": args.lr_decay,
             "seed": args.seed, "strategy": args.strategy,
-            "n_train": len(parts[0]), "n_validation": len(parts[1]) if parts[1] is not None else 0,
-            "n_test": len(parts[2]) if parts[2] is not None else 0,
+            "n_train": len(parts[0][0]),
+            "n_validation": len(parts[1][0]) if parts[1] is not None else 0,
+            "n_test": len(parts[2][0]) if parts[2] is not None else 0,
             **{f"{k}_nll": v[0] for k, v in nll.items()}, "test_nll_se": nll["test"][1],
             "history": history, "train_seconds": round(seconds, 1),
             "parameters": int(flow.count_params()),
@@ -145,11 +176,12 @@ def run(args):
     out, report, checkpoint_dir = _paths(args)
     strategy = get_strategy(args.strategy)  # first: collectives need a fresh TF context
     x, dataset = read_data(args.data, n=args.n, seed=args.seed)
-    parts = _split(x, args)
-    build = _builder(args, x.shape[1])
+    context = _read_context(args, x)
+    parts = _split(x, args, context)
+    build = _builder(args, x.shape[1], None if context is None else context.shape[1])
     start = time.perf_counter()
     flow, history = train_flow(
-        build, parts[0], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+        build, parts[0][0], context=(*parts[0], None)[1], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         lr_decay=args.lr_decay, seed=args.seed, validation_data=parts[1], strategy=strategy,
         checkpoint_dir=checkpoint_dir, fingerprint=_fingerprint(args),
         verbose=progress_verbosity(args.quiet))
