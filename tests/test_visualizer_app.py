@@ -356,6 +356,16 @@ def test_conditional_flow_is_shown_at_the_context_of_the_context_panel(qtbot, wi
     np.testing.assert_allclose(samples.points, drawn_at([0.5, -0.5]), atol=1e-4)
     inspector = show_ready(qtbot, window, "inspector")
     assert inspector.table.rowCount() > 0
+    layers = show_ready(qtbot, window, "layers")
+    layers.direction.setCurrentIndex(1)                      # data -> base
+    window.context_panel.set_value(1, 1.5)                   # starts from samples of p(x | c)
+    qtbot.waitUntil(lambda: layers.is_ready() and layers.reference_context is not None
+                    and layers.reference_context.tolist() == [0.5, 1.5], timeout=TIMEOUT_MS)
+    start = flow.sample(len(layers.cloud_states[0]), context=rows([0.5, 1.5], 1), seed=0)
+    np.testing.assert_allclose(layers.cloud_states[0], start.numpy(), atol=1e-4)
+    want = flow.trace_inverse(start, context=rows([0.5, 1.5], len(start)))
+    np.testing.assert_allclose(layers.cloud_states[-1], want[-1].numpy(), atol=1e-4)
+    layers.direction.setCurrentIndex(0)
     open_model(qtbot, window, models["tiny"][0])             # an unconditional flow: no panel
     assert window.context is None and not window.context_dock.isVisible()
 

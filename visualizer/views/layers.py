@@ -28,7 +28,7 @@ class LayersView(View):
     """Per-layer warping of space, animated."""
 
     name, title = "layers", "Layers"
-    kinds = ("layers",)
+    kinds = ("layers", "layers_reference")
 
     def __init__(self, host):
         super().__init__(host)
@@ -81,6 +81,9 @@ class LayersView(View):
 
     def model_changed(self):
         self.grid_states = self.cloud_states = None
+        # data -> base starts from the data sample, or flow samples (drawn at the context
+        # a conditional flow opened at; redrawn here at the current one when it changes)
+        self.reference, self.reference_context = self.info["reference"], self.info["context"]
         self._allow_inverse(self.info["invertible"])
         L = self.info["num_layers"] or 0
         self.slider.blockSignals(True)
@@ -117,9 +120,9 @@ class LayersView(View):
             held = geometry.Projection(p.event_dim, p.dims, loc)
             cloud = loc + scale * rng.standard_normal((CLOUD_POINTS, p.event_dim))
         else:
-            region = geometry.robust_region(p.project(info["reference"]), pad=0.05)
+            region = geometry.robust_region(p.project(self.reference), pad=0.05)
             held = p
-            cloud = info["reference"][:CLOUD_POINTS]
+            cloud = self.reference[:CLOUD_POINTS]
         xy, connect = geometry.grid_lines(region)
         return held.embed(xy), connect, np.asarray(cloud, np.float32)
 
@@ -129,12 +132,23 @@ class LayersView(View):
                               "the per-layer states cannot be shown. The other views work.")
             self.drew()
             return
+        context = self.host.context
+        if (self.direction.currentData() == "inverse" and context is not None
+                and not self.info["reference_is_data"]
+                and not np.array_equal(context, self.reference_context)):
+            self._drawing_at = np.array(context)     # samples of p(x | c) to start from
+            self.submit("layers_reference", "samples", CLOUD_POINTS, 0)
+            return
         grid, self.connect, cloud = self._inputs()
         self._split = len(grid)
         self.submit("layers", "layers", self.direction.currentData(),
                     np.concatenate([grid, cloud]))
 
     def on_result(self, result):
+        if result.kind == "layers_reference":
+            self.reference, self.reference_context = result.value["points"], self._drawing_at
+            self.refresh()
+            return
         states = self.projection.project(result.value["states"])
         self.grid_states, self.cloud_states = states[:, :self._split], states[:, self._split:]
         x0, x1, y0, y1 = geometry.robust_region(self.cloud_states.reshape(-1, 2), pad=0.08)
