@@ -16,16 +16,27 @@ the definitions of the project's benchmark (all within about [-4.5, 4.5]^2):
 uniform noise and standardised with one scalar: `z = ((x + u)/17 - m)/s`.
 `true_log_prob(name, x)` gives the exact (or quadrature) log-density of the
 2-D sets except pinwheel.
+
+Conditional sets, `load_conditional(name, n, seed)` -> `(x [n, 2], context [n, C])`,
+with the exact `true_conditional_log_prob(name, x, context)`:
+
+- `ring_radius`: a ring whose radius is the context, `r ~ U(1, 4)`,
+  `x = r (cos a, sin a) + N(0, 0.1^2 I)` with `a` uniform: p(x | r) is a
+  ring of radius r.
 """
 
 import math
 
 import numpy as np
 
-__all__ = ["load", "true_log_prob", "NAMES", "TOY_NAMES", "DIGITS_MEAN", "DIGITS_STD"]
+__all__ = ["load", "true_log_prob", "load_conditional", "true_conditional_log_prob", "NAMES",
+           "TOY_NAMES", "CONDITIONAL_NAMES", "DIGITS_MEAN", "DIGITS_STD"]
 
 TOY_NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals")
 NAMES = TOY_NAMES + ("digits",)
+CONDITIONAL_NAMES = ("ring_radius",)
+#: The interval of ring_radius' radius (its context).
+RING_RADIUS_RANGE = (1.0, 4.0)
 DIGITS_MEAN, DIGITS_STD = 0.31625699600526336, 0.3543256796552162
 _LOG2PI = math.log(2 * math.pi)
 _SPIRAL_T, _SPIRAL_S = 3 * math.pi, 4.0 / (3.0 * math.pi)
@@ -186,3 +197,52 @@ def true_log_prob(name, x, chunk=2048):
     x = np.asarray(x, np.float64)
     return np.concatenate([_TRUE_LOG_PROB[name](x[i:i + chunk])
                            for i in range(0, len(x), chunk)]) if len(x) else np.zeros(0)
+
+
+def _ring_radius(rng, n):
+    r = rng.uniform(*RING_RADIUS_RANGE, size=(n, 1))
+    a = rng.random(n) * 2 * math.pi
+    return r * np.stack([np.cos(a), np.sin(a)], 1) + 0.1 * rng.standard_normal((n, 2)), r
+
+
+def _ring_radius_lp(x, context):
+    from scipy.special import i0e  # scipy comes with scikit-learn
+    r = context[:, 0]
+    rho = np.sqrt((x ** 2).sum(1))
+    s2 = 0.01
+    return (-_LOG2PI - math.log(s2) - (rho - r) ** 2 / (2 * s2)
+            + np.log(i0e(rho * r / s2)))
+
+
+_CONDITIONAL = {"ring_radius": (_ring_radius, _ring_radius_lp, 1)}
+
+
+def _check_conditional_name(name):
+    if name not in _CONDITIONAL:
+        raise ValueError(f"Unknown conditional dataset {name!r}; known: "
+                         f"{', '.join(CONDITIONAL_NAMES)}.")
+
+
+def load_conditional(name, n=10_000, seed=0):
+    """Draws `n` points of the conditional set `name`: `(x [n, 2], context [n, C])`,
+    float32; the same seed gives the same data.
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones) or bad n.
+    """
+    _check_conditional_name(name)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")
+    x, context = _CONDITIONAL[name][0](np.random.default_rng(seed), int(n))
+    return x.astype(np.float32), context.astype(np.float32)
+
+
+def true_conditional_log_prob(name, x, context):
+    """The exact log p(x | context) of the conditional set `name` (float64 `[N]`)."""
+    _check_conditional_name(name)
+    x, context = np.asarray(x, np.float64), np.asarray(context, np.float64)
+    C = _CONDITIONAL[name][2]
+    if x.ndim != 2 or x.shape[1] != 2 or context.shape != (len(x), C):
+        raise ValueError(f"expected x [N, 2] and context [N, {C}]; received shapes "
+                         f"{x.shape} and {context.shape}.")
+    return _CONDITIONAL[name][1](x, context)

@@ -91,6 +91,8 @@ RECOMMENDED = {
     "digits": {"recipe": "nsf", "num_layers": 5, "hidden_units": [64, 64], "bins": 8,
                "bound": 5.0, "direction": "inverse", "epochs": 15, "batch_size": 128,
                "lr": 1e-3, "lr_decay": "cosine"},
+    # conditional (kerasflows.datasets.load_conditional): p(x | radius)
+    "ring_radius": {**_SPLINE_2D, "epochs": 60},
 }
 
 

@@ -10,6 +10,14 @@ For each dataset this runs `kerasflows train` with the settings of
   of the test split where known, and the command that reproduces the model;
 - `data_sample.npy`: up to 2,000 rows of the dataset's test split.
 
+`ring_radius` is conditional (`kerasflows.datasets.load_conditional`: a ring
+whose radius is the context): 60,000 draws go to `kerasflows train --context`
+from temporary files, its test NLL is that of p(x | radius), the true entropy
+is the mean of `-true_conditional_log_prob` over the test split, and the
+manifest names the context (`context_names`, `context_range`) and the context
+the visualizer opens at (`context`). It ships no data sample (its points mix
+every radius).
+
 With the benchmark data (`--bench-dir`, default `../shared/bench/data`
 when it exists) the flows train on the benchmark's train split, validate on
 its validation split and report the NLL of its test split, so test NLL minus
@@ -31,16 +39,22 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_BENCH = os.path.join(os.path.dirname(ROOT), "shared", "bench", "data")
-NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals", "digits")
+NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals", "digits",
+         "ring_radius")
+#: Rows drawn for a conditional set (train, validation and test splits of `kerasflows train`).
+CONDITIONAL_ROWS = 60_000
 
 
-def _train_args(name, settings, bench_dir, epochs):
-    if bench_dir:
+def _train_args(name, settings, bench_dir, epochs, conditional_files=None):
+    if conditional_files:
+        args = [conditional_files[0], "--context", conditional_files[1]]
+    elif bench_dir:
         data = [os.path.join(bench_dir, f"{name}_{split}.npy") for split in ("train", "val", "test")]
         args = [data[0], "--validation-data", data[1], "--test-data", data[2]]
     else:
@@ -59,6 +73,10 @@ def _train_args(name, settings, bench_dir, epochs):
 
 def _test_split(name, bench_dir, record):
     from kerasflows import datasets
+    if name in datasets.CONDITIONAL_NAMES:
+        x, c = datasets.load_conditional(name, n=CONDITIONAL_ROWS, seed=0)
+        order = np.random.default_rng(record["seed"]).permutation(len(x))
+        return x[order][:record["n_test"]], c[order][:record["n_test"]]
     if bench_dir:
         return np.load(os.path.join(bench_dir, f"{name}_test.npy")).astype(np.float32)
     x = datasets.load(name, n=record["n_train"] + record["n_validation"] + record["n_test"],
@@ -69,6 +87,8 @@ def _test_split(name, bench_dir, record):
 
 def _true_entropy(name, bench_dir, test):
     from kerasflows import datasets
+    if name in datasets.CONDITIONAL_NAMES:
+        return float(-np.mean(datasets.true_conditional_log_prob(name, *test)))
     if bench_dir and os.path.exists(os.path.join(bench_dir, "entropy.json")):
         with open(os.path.join(bench_dir, "entropy.json")) as f:
             entropy = json.load(f)
@@ -94,21 +114,31 @@ def build_one(name, out_dir, bench_dir, epochs):
     """Trains and writes `out_dir/name/`; returns its manifest."""
     import kerasflows
     from kerasflows import recipes
+    from kerasflows import datasets
     settings = recipes.recommended(name)
     folder = os.path.join(out_dir, name)
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     out = os.path.relpath(os.path.join(folder, "flow.keras"), ROOT)
-    cmd = [sys.executable, "-m", "kerasflows.cli", "train",
-           *_train_args(name, settings, bench_dir, epochs), "--out", out]
-    subprocess.run(cmd, check=True, cwd=ROOT)
+    conditional = name in datasets.CONDITIONAL_NAMES
+    with tempfile.TemporaryDirectory() as tmp:
+        files = None
+        if conditional:
+            x, c = datasets.load_conditional(name, n=CONDITIONAL_ROWS, seed=0)
+            files = [os.path.join(tmp, f"{name}_{part}.npy") for part in ("x", "context")]
+            np.save(files[0], x)
+            np.save(files[1], c)
+        cmd = [sys.executable, "-m", "kerasflows.cli", "train",
+               *_train_args(name, settings, bench_dir, epochs, files), "--out", out]
+        subprocess.run(cmd, check=True, cwd=ROOT)
     report = os.path.join(folder, "flow.json")  # train's report; the manifest replaces it
     with open(report) as f:
         record = json.load(f)
     os.remove(report)
     flow = export_one(folder)
     test = _test_split(name, bench_dir, record)
-    np.save(os.path.join(folder, "data_sample.npy"), test[:2000].astype(np.float32))
+    if not conditional:
+        np.save(os.path.join(folder, "data_sample.npy"), test[:2000].astype(np.float32))
     entropy = _true_entropy(name, bench_dir, test)
     manifest = {
         "name": name, "dataset": name, "target": None, "recipe": settings["recipe"],
@@ -117,11 +147,18 @@ def build_one(name, out_dir, bench_dir, epochs):
         "test_nll": record["test_nll"], "test_nll_se": record["test_nll_se"],
         "true_entropy": entropy,
         "gap": None if entropy is None else record["test_nll"] - entropy,
-        "test_data": "bench test split" if bench_dir else "kerasflows.datasets draw",
+        "test_data": ("kerasflows.datasets.load_conditional draw" if conditional else
+                      "bench test split" if bench_dir else "kerasflows.datasets draw"),
         "epochs": record["epochs"], "train_seconds": record["train_seconds"],
         "parameters": record["parameters"], "command": record["command"],
         "kerasflows_version": kerasflows.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if conditional:
+        low, high = datasets.RING_RADIUS_RANGE
+        manifest.update(data=f"x, context = kerasflows.datasets.load_conditional({name!r}, "
+                             f"n={CONDITIONAL_ROWS}, seed=0), saved to the files of 'command'",
+                        context_dim=flow.context_dim, context_names=["radius"],
+                        context_range=[[low, high]], context=[(low + high) / 2])
     with open(os.path.join(folder, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     return manifest

@@ -52,3 +52,29 @@ def test_digits_are_standardised_with_one_scalar():
     x = datasets.load("digits")
     assert x.shape == (1797, 64)
     assert abs(x.mean()) < 0.05 and abs(x.std() - 1.0) < 0.05
+
+
+def test_conditional_ring_radius_draws_and_its_exact_density():
+    x, c = datasets.load_conditional("ring_radius", n=4000, seed=2)
+    assert x.dtype == c.dtype == np.float32 and x.shape == (4000, 2) and c.shape == (4000, 1)
+    again = datasets.load_conditional("ring_radius", n=4000, seed=2)
+    np.testing.assert_array_equal(x, again[0])
+    np.testing.assert_array_equal(c, again[1])
+    low, high = datasets.RING_RADIUS_RANGE
+    assert low <= c.min() and c.max() <= high
+    # the points lie on the ring of their own radius (noise std 0.1)
+    assert np.abs(np.linalg.norm(x, axis=1) - c[:, 0]).max() < 0.6
+    h = 0.05
+    g = -6 + h * (np.arange(round(12 / h)) + 0.5)
+    grid = np.stack([a.ravel() for a in np.meshgrid(g, g, indexing="ij")], 1)
+    for r in (1.0, 2.7, 4.0):
+        lp = datasets.true_conditional_log_prob("ring_radius", grid, np.full((len(grid), 1), r))
+        assert abs(np.exp(lp).sum() * h * h - 1.0) < 1e-3, r
+    # each point is likelier under its own radius than under another one
+    own = datasets.true_conditional_log_prob("ring_radius", x, c)
+    other = datasets.true_conditional_log_prob("ring_radius", x, np.clip(c + 1.0, low, high + 1))
+    assert np.mean(own > other) > 0.99
+    with pytest.raises(ValueError, match="Unknown conditional dataset 'rings'.*ring_radius"):
+        datasets.load_conditional("rings")
+    with pytest.raises(ValueError, match=r"context \[N, 1\]"):
+        datasets.true_conditional_log_prob("ring_radius", x, c[:10])

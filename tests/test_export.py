@@ -21,7 +21,7 @@ from kerasflows.testing import perturb_weights
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, "saved_models")
 SHIPPED_NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals",
-                 "digits")
+                 "digits", "ring_radius")
 
 # Runs each signature of each SavedModel on the inputs in a .npz and saves the
 # outputs; kerasflows is blocked, as it is absent in TF Serving.
@@ -79,12 +79,13 @@ def _expected(flow, a, compiled=True):
 
 def _internal_outputs(flow, a):
     x, z = tf.constant(a["x"]), tf.constant(a["z"])
-    zz, ld_inv, (istates, ilog_dets) = flow._run_inverse(x, None, keep=True)
-    xx, ld_fwd, (states, log_dets) = flow._run_forward(z, None, keep=True)
+    c, sc = (tf.constant(a[k]) if k in a else None for k in ("context", "sample_context"))
+    zz, ld_inv, (istates, ilog_dets) = flow._run_inverse(x, c, keep=True)
+    xx, ld_fwd, (states, log_dets) = flow._run_forward(z, c, keep=True)
     base = flow._base_sample(int(a["n"]), tf.constant(int(a["seed"])), 1.0)
-    samples, sample_ld, _ = flow._run_forward(base, None)
+    samples, sample_ld, _ = flow._run_forward(base, sc)
     sample_lp = flow.base_log_prob(base) - sample_ld
-    return {"serving_default/log_prob": flow._log_prob(x), "inverse/z": zz,
+    return {"serving_default/log_prob": flow._log_prob(x, c), "inverse/z": zz,
             "inverse/log_det": ld_inv, "forward/x": xx, "forward/log_det": ld_fwd,
             "trace/states": tf.stack(states), "trace/log_dets": tf.stack(log_dets),
             "trace_inverse/states": tf.stack(istates), "trace_inverse/log_dets": tf.stack(ilog_dets),

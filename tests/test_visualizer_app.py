@@ -454,7 +454,8 @@ def test_every_shipped_model_opens_and_draws_every_view(qtbot, window, monkeypat
     from visualizer.views import inspector as inspector_view
     monkeypatch.setattr(inspector_view, "BACKDROP_RESOLUTION", 64)   # the heatmap's shape
     names = {p.name for p in SHIPPED}
-    assert {"moons", "u1_planar", "u3_nsf"} <= names, f"shipped models: {sorted(names)}"
+    assert {"moons", "u1_planar", "u3_nsf", "ring_radius"} <= names, \
+        f"shipped models: {sorted(names)}"
     window.resize(900, 600)
     density, samples = window.views["density"], window.views["samples"]
     density.resolution.setCurrentIndex(0)                    # 64 x 64 keeps this quick
@@ -464,6 +465,11 @@ def test_every_shipped_model_opens_and_draws_every_view(qtbot, window, monkeypat
             window.show_view("density")
             info = open_model(qtbot, window, folder)
             assert info["name"] and info["event_dim"] >= 2, folder
+            if info["context_dim"] is not None:      # opens at its manifest's context
+                assert window.context.tolist() == info["manifest"]["context"], folder
+                labels = [window.context_panel.form.labelForField(spin).text()
+                          for spin in window.context_panel.spins]
+                assert labels == info["manifest"]["context_names"], folder
             qtbot.waitUntil(density.is_ready, timeout=TIMEOUT_MS)
             finite = np.isfinite(density.image)
             assert finite.mean() > (0.99 if info["invertible"] else 0.01), folder

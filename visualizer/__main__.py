@@ -55,7 +55,8 @@ def build_parser():
     p.add_argument("--layer", type=int, metavar="K",
                    help="with --view layers: show the state after K layers (0..L)")
     p.add_argument("--context", type=_context, metavar="C1,C2,...",
-                   help="for a conditional flow: the context it opens at (default: zeros; "
+                   help="for a conditional flow: the context it opens at (default: the model "
+                        "folder's manifest 'context', else zeros; "
                         "the Context panel changes it)")
     p.add_argument("--size", type=_size, default=(1280, 840), metavar="WxH",
                    help="window size for --screenshot (default: 1280x840)")

@@ -24,12 +24,16 @@ def load(source, eval_mode="xla", context=None):
     """Opens a `paths.ModelSource`; returns `(backend, info)` (see `describe`).
 
     A `.keras` flow runs in `eval_mode` (see `kerasflows.Flow.eval_mode`). A
-    conditional flow starts at `context` (`[C]`; default zeros).
+    conditional flow starts at `context` (`[C]`; default: the model folder's
+    manifest `context`, else zeros).
     """
     backend = open_backend(source.kind, source.load_path, eval_mode)
+    if context is not None and backend.context_dim is None:
+        raise ValueError(f"{source.path} is not a conditional flow, so it takes no context.")
+    manifest = source.manifest or {}
+    if context is None and backend.context_dim is not None and manifest.get("context"):
+        context = manifest["context"]           # the model folder's opening context
     if context is not None:
-        if backend.context_dim is None:
-            raise ValueError(f"{source.path} is not a conditional flow, so it takes no context.")
         backend.set_context(context)
     return backend, describe(backend, source)
 
@@ -55,6 +59,7 @@ def describe(backend, source):
         "event_dim": backend.event_dim, "num_layers": backend.num_layers,
         "context_dim": backend.context_dim,
         "context": None if backend.context is None else backend.context.copy(),
+        "context_names": _context_names(source.manifest, backend.context_dim),
         "layer_names": list(backend.layer_names), "has_trace": backend.has_trace,
         "invertible": backend.invertible, "base_loc": loc, "base_scale": scale,
         "forward_only_layers": list(getattr(backend, "forward_only_layers", ())),
@@ -63,6 +68,16 @@ def describe(backend, source):
         "target": _target_name(source.target, backend.event_dim),
         "manifest": source.manifest or {},
     }
+
+
+def _context_names(manifest, context_dim):
+    """Names of the context coordinates: the manifest's `context_names`, else c1, c2, ..."""
+    if context_dim is None:
+        return None
+    names = (manifest or {}).get("context_names")
+    if isinstance(names, list) and len(names) == context_dim:
+        return [str(n) for n in names]
+    return [f"c{k + 1}" for k in range(context_dim)]
 
 
 def targets_available():

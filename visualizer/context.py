@@ -37,9 +37,11 @@ class ContextPanel(QtWidgets.QWidget):
         layout.addWidget(self.reset)
         self.spins = []
 
-    def set_model(self, context):
-        """Rebuilds the controls for the context `[C]` a model opened with."""
+    def set_model(self, context, names=None):
+        """Rebuilds the controls for the context `[C]` a model opened with (`names`:
+        one label per coordinate; default c1, c2, ...)."""
         self.default = np.asarray(context, np.float32).reshape(-1)
+        names = names or [f"c{k + 1}" for k in range(len(self.default))]
         while self.form.rowCount():
             self.form.removeRow(0)
         self.spins = []
@@ -50,7 +52,7 @@ class ContextPanel(QtWidgets.QWidget):
             spin.setSingleStep(0.1)
             spin.setValue(float(value))
             spin.valueChanged.connect(self._emit)
-            self.form.addRow(f"c{k + 1}", spin)
+            self.form.addRow(names[k], spin)
             self.spins.append(spin)
         return self.context()
 
