@@ -342,6 +342,14 @@ def test_conditional_flow_is_shown_at_the_context_of_the_context_panel(qtbot, wi
                                    flow.log_prob(xy, context=rows(c, len(xy))).numpy(),
                                    rtol=1e-5, atol=1e-4)
         assert view.left.title == "flow: log p(x | c), c = (" + ", ".join(f"{v:g}" for v in c) + ")"
+    window.context_panel.sliders[1].setValue(0)             # drag c2 to its slider's left end
+    qtbot.waitUntil(lambda: view.is_ready() and view.left.value["context"] == [-1.0, -3.5],
+                    timeout=TIMEOUT_MS)                      # the opening -0.5, minus 3
+    xy = geometry.grid_points(view.region, view.image.shape[0])
+    np.testing.assert_allclose(view.image.ravel(),
+                               flow.log_prob(xy, context=rows([-1.0, -3.5], len(xy))).numpy(),
+                               rtol=1e-5, atol=1e-4)
+    window.context_panel.set_value(1, -0.5)
     samples = show_ready(qtbot, window, "samples")
     T = samples.temperature.value()
 
@@ -368,6 +376,26 @@ def test_conditional_flow_is_shown_at_the_context_of_the_context_panel(qtbot, wi
     layers.direction.setCurrentIndex(0)
     open_model(qtbot, window, models["tiny"][0])             # an unconditional flow: no panel
     assert window.context is None and not window.context_dock.isVisible()
+
+
+def test_context_panel_sliders_span_the_trained_range(qtbot):
+    from visualizer.context import SLIDER_STEPS, ContextPanel
+    panel = ContextPanel()
+    qtbot.addWidget(panel)
+    emitted = []
+    panel.changed.connect(lambda c: emitted.append(c.tolist()))
+    assert panel.set_model([2.5], ["radius"], [(1.0, 4.0)]).tolist() == [2.5]
+    assert panel.form.labelForField(panel.spins[0].parentWidget()).text() == "radius"
+    assert panel.sliders[0].value() == SLIDER_STEPS // 2
+    assert "from 1 to 4 (the range the flow was trained on)" in panel.sliders[0].toolTip()
+    panel.sliders[0].setValue(SLIDER_STEPS)
+    assert emitted[-1] == [4.0]
+    panel.set_value(0, 1.0)                                  # typing moves the slider
+    assert emitted[-1] == [1.0] and panel.sliders[0].value() == 0
+    panel.set_value(0, 9.0)                                  # beyond the range: allowed
+    assert emitted[-1] == [9.0] and panel.sliders[0].value() == SLIDER_STEPS
+    panel.reset.click()
+    assert emitted[-1] == [2.5] and panel.sliders[0].value() == SLIDER_STEPS // 2
 
 
 def test_forward_only_flow_opens_and_every_view_draws(qtbot, window, models):
@@ -467,7 +495,7 @@ def test_every_shipped_model_opens_and_draws_every_view(qtbot, window, monkeypat
             assert info["name"] and info["event_dim"] >= 2, folder
             if info["context_dim"] is not None:      # opens at its manifest's context
                 assert window.context.tolist() == info["manifest"]["context"], folder
-                labels = [window.context_panel.form.labelForField(spin).text()
+                labels = [window.context_panel.form.labelForField(spin.parentWidget()).text()
                           for spin in window.context_panel.spins]
                 assert labels == info["manifest"]["context_names"], folder
             qtbot.waitUntil(density.is_ready, timeout=TIMEOUT_MS)

@@ -60,6 +60,7 @@ def describe(backend, source):
         "context_dim": backend.context_dim,
         "context": None if backend.context is None else backend.context.copy(),
         "context_names": _context_names(source.manifest, backend.context_dim),
+        "context_ranges": _context_ranges(source.manifest, backend.context_dim),
         "layer_names": list(backend.layer_names), "has_trace": backend.has_trace,
         "invertible": backend.invertible, "base_loc": loc, "base_scale": scale,
         "forward_only_layers": list(getattr(backend, "forward_only_layers", ())),
@@ -78,6 +79,17 @@ def _context_names(manifest, context_dim):
     if isinstance(names, list) and len(names) == context_dim:
         return [str(n) for n in names]
     return [f"c{k + 1}" for k in range(context_dim)]
+
+
+def _context_ranges(manifest, context_dim):
+    """The manifest's `context_range` (`[low, high]` per coordinate, low < high), or None."""
+    ranges = (manifest or {}).get("context_range")
+    try:
+        ranges = [(float(lo), float(hi)) for lo, hi in ranges]
+    except (TypeError, ValueError):
+        return None
+    ok = context_dim is not None and len(ranges) == context_dim
+    return ranges if ok and all(lo < hi for lo, hi in ranges) else None
 
 
 def targets_available():

@@ -6,8 +6,20 @@ from PySide6 import QtCore, QtWidgets
 __all__ = ["ContextPanel"]
 
 
+#: Steps of a context slider over its range.
+SLIDER_STEPS = 1000
+#: A slider's range when the manifest gives none: the opening value +- this.
+DEFAULT_HALF_RANGE = 3.0
+
+
 class ContextPanel(QtWidgets.QWidget):
-    """One labelled spin box per context coordinate of a conditional flow.
+    """One labelled spin box and slider per context coordinate of a conditional flow.
+
+    A slider spans the coordinate's range from the model folder's manifest
+    (`context_range`, where the flow was trained) or the opening value +-
+    `DEFAULT_HALF_RANGE`; dragging it moves the context live (the views ask for
+    every new value, the compute thread answers the newest). The spin box
+    takes any value.
 
     Every view shows the flow at this one context: samples of `p(x | c)`,
     the density `log p(x | c)`, the layers' maps and the inspector's numbers.
@@ -37,24 +49,55 @@ class ContextPanel(QtWidgets.QWidget):
         layout.addWidget(self.reset)
         self.spins = []
 
-    def set_model(self, context, names=None):
+    def set_model(self, context, names=None, ranges=None):
         """Rebuilds the controls for the context `[C]` a model opened with (`names`:
-        one label per coordinate; default c1, c2, ...)."""
+        one label per coordinate, default c1, c2, ...; `ranges`: `[low, high]` per
+        coordinate for the sliders)."""
         self.default = np.asarray(context, np.float32).reshape(-1)
         names = names or [f"c{k + 1}" for k in range(len(self.default))]
         while self.form.rowCount():
             self.form.removeRow(0)
-        self.spins = []
+        self.spins, self.sliders, self.ranges = [], [], []
         for k, value in enumerate(self.default):
+            low, high = (ranges[k] if ranges else
+                         (value - DEFAULT_HALF_RANGE, value + DEFAULT_HALF_RANGE))
             spin = QtWidgets.QDoubleSpinBox()
             spin.setRange(-1e4, 1e4)
             spin.setDecimals(3)
             spin.setSingleStep(0.1)
             spin.setValue(float(value))
-            spin.valueChanged.connect(self._emit)
-            self.form.addRow(names[k], spin)
+            slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+            slider.setRange(0, SLIDER_STEPS)
+            slider.setToolTip(f"{names[k]} from {low:g} to {high:g}"
+                              + (" (the range the flow was trained on)" if ranges else ""))
             self.spins.append(spin)
+            self.sliders.append(slider)
+            self.ranges.append((float(low), float(high)))
+            self._place_slider(k)
+            spin.valueChanged.connect(lambda _, k=k: self._spin_moved(k))
+            slider.valueChanged.connect(lambda step, k=k: self._slider_moved(k, step))
+            row = QtWidgets.QWidget()
+            line = QtWidgets.QVBoxLayout(row)
+            line.setContentsMargins(0, 0, 0, 0)
+            line.addWidget(spin)
+            line.addWidget(slider)
+            self.form.addRow(names[k], row)
         return self.context()
+
+    def _place_slider(self, k):
+        low, high = self.ranges[k]
+        frac = (self.spins[k].value() - low) / (high - low) if high > low else 0.0
+        self.sliders[k].blockSignals(True)
+        self.sliders[k].setValue(int(round(min(max(frac, 0.0), 1.0) * SLIDER_STEPS)))
+        self.sliders[k].blockSignals(False)
+
+    def _spin_moved(self, k):
+        self._place_slider(k)
+        self._emit()
+
+    def _slider_moved(self, k, step):
+        low, high = self.ranges[k]
+        self.spins[k].setValue(low + (high - low) * step / SLIDER_STEPS)   # emits
 
     def context(self):
         """The context the controls show, `[C]`."""
@@ -67,8 +110,9 @@ class ContextPanel(QtWidgets.QWidget):
         self.changed.emit(self.context())
 
     def _reset(self):
-        for spin, value in zip(self.spins, self.default):
+        for k, (spin, value) in enumerate(zip(self.spins, self.default)):
             spin.blockSignals(True)
             spin.setValue(float(value))
             spin.blockSignals(False)
+            self._place_slider(k)
         self._emit()

@@ -161,7 +161,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.projection = self.panel.set_model(info["event_dim"], info["data_mean"])
         self.dock.setVisible(info["event_dim"] > 2)
         conditional = info["context_dim"] is not None
-        self.context = (self.context_panel.set_model(info["context"], info["context_names"])
+        self.context = (self.context_panel.set_model(info["context"], info["context_names"],
+                                                     info["context_ranges"])
                         if conditional else None)
         self.context_dock.setVisible(conditional)
         self._label_model()
