@@ -47,7 +47,7 @@ class ContextPanel(QtWidgets.QWidget):
         layout.addWidget(note)
         layout.addWidget(scroll, 1)
         layout.addWidget(self.reset)
-        self.spins = []
+        self.spins, self.sliders, self.ranges = [], [], []
 
     def set_model(self, context, names=None, ranges=None):
         """Rebuilds the controls for the context `[C]` a model opened with (`names`:

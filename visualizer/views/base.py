@@ -119,12 +119,9 @@ class View(QtWidgets.QWidget):
         """Hook: the displayed coordinates or held values changed."""
 
     def set_context(self, context):
-        """A conditional flow is now shown at `context`: what is drawn is out of date."""
-        self.context_changed()
+        """A conditional flow is now shown at `context` (sent with every request by
+        the window): what is drawn is out of date."""
         self.invalidate()
-
-    def context_changed(self):
-        """Hook: the conditional flow's context changed."""
 
     def invalidate(self):
         """Marks the view out of date; refreshes now if visible."""

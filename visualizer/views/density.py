@@ -39,12 +39,12 @@ def _title(value):
     """What a heatmap computed by `compute` (its result dict `value`) shows."""
     if "target" in value:
         return f"target {value['target']}: log density − log Z (normalised)"
-    given = ""
-    if value.get("context") is not None:
-        given = " | c), c = (" + ", ".join(f"{v:g}" for v in value["context"]) + ")"
-    if "samples" in value:
-        return f"flow: log p(x{given or ')'} at its own samples"
-    return f"flow: log p(x{given or ')'}" if value else ""
+    if not value:
+        return ""
+    shown = "log p(x)"
+    if value.get("context") is not None:        # a conditional flow, at context c
+        shown = "log p(x | c), c = (" + ", ".join(f"{v:g}" for v in value["context"]) + ")"
+    return f"flow: {shown} at its own samples" if "samples" in value else f"flow: {shown}"
 
 
 class _Panel:
