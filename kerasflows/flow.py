@@ -364,7 +364,7 @@ class Flow(keras.Model):
         return loc + tf.cast(temperature, self.compute_dtype) * scale * eps
 
     def _sample_args(self, n, context, seed, temperature):
-        n = check_positive_int("n", n)
+        n = check_positive_int("n", n, minimum=0)     # 0 gives an empty batch, as in TFP
         context = self._prepare_context(context)
         if context is not None and context.shape[0] is not None and context.shape[0] != n:
             if context.shape[0] != 1:

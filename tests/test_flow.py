@@ -132,6 +132,12 @@ def test_conditional_flow_fits_and_uses_its_context():
     minus = f.sample(2000, context=np.full((2000, 1), -2.0, "float32"), seed=0).numpy()
     np.testing.assert_allclose(plus.mean(0), [2.0, 2.0], atol=0.3)
     np.testing.assert_allclose(minus.mean(0), [-2.0, -2.0], atol=0.3)
+    # no samples is an empty batch (as TFP's sample(0)); a negative count is refused
+    assert f.sample(0, context=np.array([[2.0]], "float32")).shape == (0, 2)
+    empty_x, empty_lp = f.sample_and_log_prob(0, context=np.zeros((0, 1), "float32"))
+    assert empty_x.shape == (0, 2) and empty_lp.shape == (0,)
+    with pytest.raises(ValueError, match=r"`n` must be an integer >= 0. Received: n=-1"):
+        f.sample(-1, context=np.array([[2.0]], "float32"))
     # one context row is shared by all samples: the same draws as the tiled context
     shared = f.sample(2000, context=np.array([[2.0]], "float32"), seed=0).numpy()
     np.testing.assert_array_equal(shared, plus)
