@@ -15,6 +15,10 @@ Measures, on MODEL (default: saved_models/moons/), after the app's warm-up
   * samples view, continuous resampling of 10,000 points: frames/s, the
     compute thread's ms per batch and the GUI thread's ms to draw a batch;
   * layer animation (play) in the layers view, frames/s;
+  * a conditional flow (e.g. saved_models/ring_radius): the density view after
+    one change of the context (1% of its slider's range): ms to the first image
+    on screen and to the exact 256x256 one; and while its slider is dragged (one
+    step every 16 ms), the heatmaps drawn per second;
   * time from launching `python -m visualizer` to its first painted window, s.
 Targets: density <= 50 ms, samples >= 30 fps, layers >= 30 fps, first window <= 1 s.
 The GUI parts run offscreen unless a display is available (e.g. under Xvfb).
@@ -120,6 +124,48 @@ def direct_density_ms(window, repeats, pause=0.0):
     return statistics.median(times)
 
 
+def time_context(window, repeats):
+    """Conditional flows: medians of the ms to the first image and to the exact 256x256
+    heatmap after one change of the first context coordinate (1% of its slider's
+    range, alternating up and down)."""
+    view = window.show_view("density")
+    view.resolution.setCurrentIndex(2)
+    headless.wait_for(view.is_ready, 300)
+    panel = window.context_panel
+    low, high = panel.ranges[0]
+    first_ms, exact_ms, stamps = [], [], []
+    view.frame_drawn.connect(lambda: stamps.append(time.perf_counter()))
+    for i in range(repeats):
+        idle(SETTLE_S)
+        stamps.clear()
+        start = time.perf_counter()
+        panel.set_value(0, panel.spins[0].value() + 0.01 * (high - low) * (1 if i % 2 else -1))
+        headless.wait_for(view.is_ready, 300, signals=(view.frame_drawn,))
+        QtWidgets.QApplication.processEvents()
+        first_ms.append((stamps[0] - start) * 1000)
+        exact_ms.append((time.perf_counter() - start) * 1000)
+    return statistics.median(first_ms), statistics.median(exact_ms)
+
+
+def context_drag_fps(window, seconds=3.0):
+    """Heatmaps drawn per second while the first context slider moves one step every
+    16 ms (back and forth over a tenth of its range)."""
+    view = window.show_view("density")
+    headless.wait_for(view.is_ready, 300)
+    slider = window.context_panel.sliders[0]
+    origin, span = slider.value(), slider.maximum() // 10
+    frames, start, k = view.frames, time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        k += 1
+        slider.setValue(origin + (k % (2 * span) if k % (2 * span) < span
+                                  else 2 * span - k % (2 * span)))
+        idle(0.016)
+    fps = (view.frames - frames) / (time.perf_counter() - start)
+    slider.setValue(origin)
+    headless.wait_for(view.is_ready, 300)
+    return fps
+
+
 def count_frames(window, view, seconds):
     frames, start = view.frames, time.perf_counter()
     headless.wait_for(lambda: time.perf_counter() - start > seconds, seconds + 5)
@@ -213,6 +259,11 @@ def main(argv=None):
     # the same after as long an idle pause as the zoom measurement leaves before each move
     results["density_direct_256_after_idle_compute_ms"] = round(
         direct_density_ms(window, args.repeats, pause=SETTLE_S), 1)
+    if info["context_dim"] is not None:
+        first, exact = time_context(window, args.repeats)
+        results.update({"density_context_first_on_screen_ms": round(first, 1),
+                        "density_context_256_exact_on_screen_ms": round(exact, 1),
+                        "density_context_drag_fps": round(context_drag_fps(window), 1)})
     fps, batch_ms = samples_fps(window)
     results.update({
         "samples_10k_fps": round(fps, 1),
