@@ -23,3 +23,15 @@ def test_first_flow_example_runs(tmp_path, monkeypatch):
     assert scope["samples"].shape == (1000, 2)
     np.testing.assert_array_equal(scope["same"].log_prob(scope["samples"]), scope["log_p"])
     assert (tmp_path / "moons.keras").exists()
+
+
+def test_conditional_flow_example_runs():
+    text = README.read_text()
+    section = text[text.index("**Conditional flows** (`context_dim=C`)"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "epochs=20" in code
+    scope = {}
+    exec(compile("import keras, kerasflows\n" + code.replace("epochs=20", "epochs=1")
+                 .replace("n=20_000", "n=2_000"), "README.md", "exec"), scope)
+    assert scope["ring"].shape == (1000, 2) and scope["log_p"].shape == (1000,)
+    assert np.all(np.isfinite(scope["log_p"]))
