@@ -85,7 +85,7 @@ def epoch_order(n, seed, epoch):
 _EVAL_FUNCTIONS = weakref.WeakKeyDictionary()
 
 
-def evaluate_nll(flow, x, batch_size=8192, context=None):
+def evaluate_nll(flow, x, context=None, batch_size=8192):
     """Mean NLL of `x` under `flow` in nats and its standard error: `(mean, se)`.
 
     A conditional flow takes `context` `[N, C]`, one row per example. Runs one
@@ -95,6 +95,10 @@ def evaluate_nll(flow, x, batch_size=8192, context=None):
     x = np.asarray(x, np.float32)
     if len(x) == 0:
         raise ValueError("evaluate_nll needs at least one example; received 0 rows.")
+    if context is not None:
+        context = np.asarray(context, np.float32)
+        if len(context) != len(x):
+            raise ValueError(f"context has {len(context)} rows but x has {len(x)}.")
     flow._prepare_context(None if context is None else context[:1])   # C, or None, checked
     if flow not in _EVAL_FUNCTIONS:
         specs = [tf.TensorSpec([None, flow.event_dim], flow.compute_dtype)]
@@ -103,10 +107,6 @@ def evaluate_nll(flow, x, batch_size=8192, context=None):
         _EVAL_FUNCTIONS[flow] = tf.function(flow.log_prob, input_signature=specs,
                                             autograph=False)
     log_prob = _EVAL_FUNCTIONS[flow]
-    if context is not None:
-        context = np.asarray(context, np.float32)
-        if len(context) != len(x):
-            raise ValueError(f"context has {len(context)} rows but x has {len(x)}.")
     batches = [(x[i:i + batch_size],) if context is None else
                (x[i:i + batch_size], context[i:i + batch_size])
                for i in range(0, len(x), batch_size)]
@@ -208,9 +208,9 @@ def _run_epoch(step, dist_data, steps, epoch, epochs, verbose, finalize):
     return bar, losses
 
 
-def train_flow(build_flow, x, *, epochs, batch_size=512, learning_rate=1e-3, lr_decay="none",
-               seed=0, validation_data=None, strategy=None, checkpoint_dir=None,
-               fingerprint=None, verbose=1, jit_compile=True, context=None):
+def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_rate=1e-3,
+               lr_decay="none", seed=0, validation_data=None, strategy=None,
+               checkpoint_dir=None, fingerprint=None, verbose=1, jit_compile=True):
     """Builds a flow in `strategy.scope()` and trains it by maximum likelihood.
 
     Args:
@@ -290,8 +290,7 @@ def train_flow(build_flow, x, *, epochs, batch_size=512, learning_rate=1e-3, lr_
                                  finalize=validation_data is None)
         history["loss"].append(float(np.mean(losses)))
         if validation_data is not None:
-            val_x, val_context = (*validation_data, None)[:2]
-            history["val_loss"].append(evaluate_nll(flow, val_x, context=val_context)[0])
+            history["val_loss"].append(evaluate_nll(flow, *validation_data)[0])
             bar.update(steps, [("val_loss", history["val_loss"][-1])], finalize=True)
         if checkpoint is not None:
             checkpoint.save(epoch + 1, [v.numpy() for v in variables], history)

@@ -94,7 +94,6 @@ def _split(x, args, context=None):
     order = np.random.default_rng(args.seed).permutation(len(x))
     x = x[order]
     columns = [x] if context is None else [x, context[order]]
-    test = read_array(args.test_data) if args.test_data else None
     n_test = 0 if args.test_data else int(round(len(x) * args.test_split))
     if args.validation_data:
         n_val = 0
@@ -104,16 +103,16 @@ def _split(x, args, context=None):
         raise UserError(f"{args.data}: no training data left after the test and validation "
                         f"splits ({len(x)} rows).")
     cut = lambda start, stop: tuple(a[start:stop] for a in columns)
-    train, val, test_part = cut(n_test + n_val, None), cut(n_test, n_test + n_val), cut(0, n_test)
+    train, val, test = cut(n_test + n_val, None), cut(n_test, n_test + n_val), cut(0, n_test)
     if args.validation_data:
         val = (read_array(args.validation_data),)
     if args.test_data:
-        test_part = (test,)
-    for name, part in (("--validation-data", val), ("--test-data", test_part)):
+        test = (read_array(args.test_data),)
+    for name, part in (("--validation-data", val), ("--test-data", test)):
         if part[0].shape[1] != x.shape[1]:
             raise UserError(f"{name} has {part[0].shape[1]} columns; {args.data} has "
                             f"{x.shape[1]}.")
-    return train, (val if len(val[0]) else None), (test_part if len(test_part[0]) else None)
+    return train, (val if len(val[0]) else None), (test if len(test[0]) else None)
 
 
 def _read_context(args, x):
@@ -148,8 +147,7 @@ def _builder(args, event_dim, context_dim=None):
 def _record(args, dataset, parts, flow, history, seconds):
     import kerasflows
     from kerasflows.distributed import evaluate_nll
-    nll = {name: (evaluate_nll(flow, part[0], context=(*part, None)[1])
-                  if part is not None else (None, None))
+    nll = {name: (evaluate_nll(flow, *part) if part is not None else (None, None))
            for name, part in zip(("train", "validation", "test"), parts)}
     return {"data": args.data, "dataset": dataset, "recipe": args.recipe,
             "event_dim": flow.event_dim, "context_dim": flow.context_dim,
@@ -181,7 +179,7 @@ def run(args):
     build = _builder(args, x.shape[1], None if context is None else context.shape[1])
     start = time.perf_counter()
     flow, history = train_flow(
-        build, parts[0][0], context=(*parts[0], None)[1], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+        build, *parts[0], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         lr_decay=args.lr_decay, seed=args.seed, validation_data=parts[1], strategy=strategy,
         checkpoint_dir=checkpoint_dir, fingerprint=_fingerprint(args),
         verbose=progress_verbosity(args.quiet))
