@@ -54,8 +54,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.tabs.addTab(view, view.title)
         self.tabs.currentChanged.connect(self._tab_changed)
         self.setCentralWidget(self.tabs)
-        self._build_projection_dock()
-        self._build_context_dock()
+        self._build_docks()
         self._build_status()
         self._build_menus()
         self.setAcceptDrops(True)
@@ -67,23 +66,22 @@ class MainWindow(QtWidgets.QMainWindow):
         self._readout.start()
 
     # -- construction ----------------------------------------------------------
-    def _build_projection_dock(self):
+    def _build_docks(self):
         self.panel = ProjectionPanel()
         self.panel.changed.connect(self._projection_changed)
-        self.dock = QtWidgets.QDockWidget("Dimensions shown", self)
-        self.dock.setWidget(self.panel)
-        self.dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable)
-        self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, self.dock)
-        self.dock.hide()
-
-    def _build_context_dock(self):
+        self.dock = self._side_dock("Dimensions shown", self.panel)
         self.context_panel = ContextPanel()
         self.context_panel.changed.connect(self.set_context)
-        self.context_dock = QtWidgets.QDockWidget("Context", self)
-        self.context_dock.setWidget(self.context_panel)
-        self.context_dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable)
-        self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, self.context_dock)
-        self.context_dock.hide()
+        self.context_dock = self._side_dock("Context", self.context_panel)
+
+    def _side_dock(self, title, widget):
+        """A movable dock on the right holding `widget`, hidden until a model needs it."""
+        dock = QtWidgets.QDockWidget(title, self)
+        dock.setWidget(widget)
+        dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        dock.hide()
+        return dock
 
     def _build_status(self):
         bar = self.statusBar()
