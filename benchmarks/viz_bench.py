@@ -53,6 +53,18 @@ def idle(seconds):
     headless.wait_for(lambda: time.perf_counter() - start > seconds, seconds + 5)
 
 
+def on_screen_ms(view, stamps, change):
+    """Runs `change()` and waits until `view` has drawn what it asks for: `(ms to the
+    first frame drawn, ms to the last)`; `stamps` collects the view's frame times."""
+    stamps.clear()
+    start = time.perf_counter()
+    change()
+    # checked as each frame is drawn, not only every 10 ms
+    headless.wait_for(view.is_ready, 300, signals=(view.frame_drawn,))
+    QtWidgets.QApplication.processEvents()                 # paint the last frame
+    return (stamps[0] - start) * 1000, (time.perf_counter() - start) * 1000
+
+
 def time_density(window, repeats, move):
     """Medians after a single small `move` ("pan": the pixels both grids share are
     reused; "zoom": a new pixel size, every pixel evaluated): ms to the first image on
@@ -77,14 +89,10 @@ def time_density(window, repeats, move):
             f = 1.01 if sign > 0 else 1 / 1.01
             cx, cy, hx, hy = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2 * f, (y1 - y0) / 2 * f
             x_range, y_range = (cx - hx, cx + hx), (cy - hy, cy + hy)
-        stamps.clear()
-        start = time.perf_counter()
-        view.view_box.setRange(xRange=x_range, yRange=y_range, padding=0)
-        # checked as each frame is drawn, not only every 10 ms
-        headless.wait_for(view.is_ready, 300, signals=(view.frame_drawn,))
-        QtWidgets.QApplication.processEvents()                 # paint the last frame
-        first_ms.append((stamps[0] - start) * 1000)
-        exact_ms.append((time.perf_counter() - start) * 1000)
+        first, exact = on_screen_ms(view, stamps, lambda: view.view_box.setRange(
+            xRange=x_range, yRange=y_range, padding=0))
+        first_ms.append(first)
+        exact_ms.append(exact)
         compute_ms.append(window.latency * 1000)
         reused.append(view.left.value.get("reused", 0))
         start = time.perf_counter()
@@ -137,13 +145,11 @@ def time_context(window, repeats):
     view.frame_drawn.connect(lambda: stamps.append(time.perf_counter()))
     for i in range(repeats):
         idle(SETTLE_S)
-        stamps.clear()
-        start = time.perf_counter()
-        panel.set_value(0, panel.spins[0].value() + 0.01 * (high - low) * (1 if i % 2 else -1))
-        headless.wait_for(view.is_ready, 300, signals=(view.frame_drawn,))
-        QtWidgets.QApplication.processEvents()
-        first_ms.append((stamps[0] - start) * 1000)
-        exact_ms.append((time.perf_counter() - start) * 1000)
+        step = 0.01 * (high - low) * (1 if i % 2 else -1)
+        first, exact = on_screen_ms(view, stamps, lambda: panel.set_value(
+            0, panel.spins[0].value() + step))
+        first_ms.append(first)
+        exact_ms.append(exact)
     return statistics.median(first_ms), statistics.median(exact_ms)
 
 
