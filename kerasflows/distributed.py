@@ -210,7 +210,8 @@ def _run_epoch(step, dist_data, steps, epoch, epochs, verbose, finalize):
 
 def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_rate=1e-3,
                lr_decay="none", seed=0, validation_data=None, strategy=None,
-               checkpoint_dir=None, fingerprint=None, verbose=1, jit_compile=True):
+               checkpoint_dir=None, fingerprint=None, verbose=1, jit_compile=True,
+               on_epoch_end=None):
     """Builds a flow in `strategy.scope()` and trains it by maximum likelihood.
 
     Args:
@@ -233,6 +234,9 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         verbose: 1 shows a Keras progress bar, 2 one line per epoch (chief only), 0 is
             silent.
         jit_compile: compile each replica's loss and gradients with XLA.
+        on_epoch_end: called on the chief as `on_epoch_end(epochs_done, flow,
+            history)` after each epoch (and its checkpoint), e.g. to save the flow
+            so far.
 
     Returns:
         `(flow, history)`, history a dict with per-epoch `loss` (and `val_loss`).
@@ -294,4 +298,6 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
             bar.update(steps, [("val_loss", history["val_loss"][-1])], finalize=True)
         if checkpoint is not None:
             checkpoint.save(epoch + 1, [v.numpy() for v in variables], history)
+        if on_epoch_end is not None and is_chief(strategy):
+            on_epoch_end(epoch + 1, flow, history)
     return flow, history

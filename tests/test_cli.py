@@ -14,6 +14,7 @@ import pytest
 
 import kerasflows
 from kerasflows.cli import SUBCOMMANDS, build_parser, main
+from kerasflows.cli import train as train_command
 from kerasflows.distributed import evaluate_nll
 from kerasflows.loading import training_record
 
@@ -128,6 +129,33 @@ def test_training_progress_is_plain_lines_when_stdout_is_not_a_terminal(tmp_path
     assert progress_verbosity(quiet=True) == 0
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
     assert progress_verbosity(quiet=False) == 1
+
+
+def test_train_save_every_epoch_writes_the_model_after_each_epoch(tmp_path, capsys,
+                                                                  monkeypatch):
+    model = tmp_path / "m.keras"
+    seen = []
+    real = train_command.save_atomically
+
+    def recording(flow, out, record=None):
+        real(flow, out, record)
+        loaded = kerasflows.load(out)
+        for a, b in zip(loaded.get_weights(), flow.get_weights()):
+            np.testing.assert_array_equal(a, b)
+        seen.append((record is not None, sorted(os.listdir(tmp_path)), flow.get_weights()))
+    monkeypatch.setattr(train_command, "save_atomically", recording)
+    argv = ["train", "moons", "--n", "600", "--epochs", "3", "--recipe", "realnvp",
+            "--layers", "2", "--hidden", "8", "--batch-size", "128", "--out", str(model),
+            "--save-every-epoch", "--quiet"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert [final for final, _, _ in seen] == [False, False, False, True]
+    for _, listing, _ in seen:                   # no half-written file left beside it
+        assert not [n for n in listing if n.startswith(".")]
+    weights = [w for _, _, w in seen]
+    for before, after in zip(weights[:2], weights[1:3]):     # each epoch's own weights
+        assert any(np.abs(a - b).max() > 0 for a, b in zip(before, after))
+    assert training_record(model)["epochs"] == 3
+    assert not (tmp_path / "m.checkpoint").exists()
 
 
 def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):

@@ -68,6 +68,10 @@ def add_parser(subparsers):
                    help="the trained model (default: DATA's name + .keras)")
     p.add_argument("--report", metavar="FILE.json",
                    help="the JSON report (default: --out with .json)")
+    p.add_argument("--save-every-epoch", action="store_true",
+                   help="also write --out after every epoch, so `kerasflows-viz --follow "
+                   "OUT` shows the flow as it trains (each save is written beside OUT and "
+                   "renamed over it, so a reader never sees half a file)")
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="per-epoch checkpoints (default: --out with .checkpoint)")
     p.add_argument("--strategy", choices=list(STRATEGIES), default="default",
@@ -131,7 +135,8 @@ def _read_context(args, x):
 
 
 def _fingerprint(args):
-    skip = {"out", "report", "checkpoint_dir", "quiet", "strategy", "run", "argv", "command"}
+    skip = {"out", "report", "checkpoint_dir", "quiet", "strategy", "run", "argv", "command",
+            "save_every_epoch"}
     return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
 
 
@@ -167,10 +172,27 @@ def _record(args, dataset, parts, flow, history, seconds):
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
+def save_atomically(flow, out, record=None):
+    """Writes `flow` (and its training `record`) to a hidden file beside `out`, then
+    renames it over `out`: a reader (the visualizer following the file) never sees a
+    partial file, and a crash while saving keeps the previous one."""
+    from kerasflows.loading import write_training_record
+    folder, name = os.path.split(os.path.abspath(out))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{name[:-len('.keras')]}.saving.keras")
+    try:
+        flow.save(tmp)
+        if record is not None:
+            write_training_record(tmp, record)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def run(args):
     from kerasflows.checkpoint import EpochCheckpoint
     from kerasflows.distributed import get_strategy, is_chief, train_flow
-    from kerasflows.loading import write_training_record
     out, report, checkpoint_dir = _paths(args)
     strategy = get_strategy(args.strategy)  # first: collectives need a fresh TF context
     x, dataset = read_data(args.data, n=args.n, seed=args.seed)
@@ -182,11 +204,11 @@ def run(args):
         build, *parts[0], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
         lr_decay=args.lr_decay, seed=args.seed, validation_data=parts[1], strategy=strategy,
         checkpoint_dir=checkpoint_dir, fingerprint=_fingerprint(args),
-        verbose=progress_verbosity(args.quiet))
+        verbose=progress_verbosity(args.quiet),
+        on_epoch_end=(lambda _, flow, __: save_atomically(flow, out))
+        if args.save_every_epoch else None)
     record = _record(args, dataset, parts, flow, history, time.perf_counter() - start)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    flow.save(out)
-    write_training_record(out, record)
+    save_atomically(flow, out, record)
     if is_chief(strategy):
         with open(report, "w") as f:
             json.dump(record, f, indent=1)
