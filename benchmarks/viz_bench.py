@@ -19,6 +19,11 @@ Measures, on MODEL (default: saved_models/moons/), after the app's warm-up
     one change of the context (1% of its slider's range): ms to the first image
     on screen and to the exact 256x256 one; and while its slider is dragged (one
     step every 16 ms), the heatmaps drawn per second;
+  * following a `.keras` file (File > Follow File Changes): a copy of the model
+    in a temporary folder, replaced (written beside it and renamed over it) once
+    per repeat, `--follow-repeats` times: s from the replacement to the reloaded
+    model and to its exact 256x256 heatmap on screen (the settle time, loading the
+    file and the new weights' first compilations included);
   * time from launching `python -m visualizer` to its first painted window, s.
 Targets: density <= 50 ms, samples >= 30 fps, layers >= 30 fps, first window <= 1 s.
 The GUI parts run offscreen unless a display is available (e.g. under Xvfb).
@@ -30,8 +35,10 @@ import argparse
 import json
 import os
 import statistics
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -215,6 +222,41 @@ def layers_fps(window, seconds=4.0):
     return fps
 
 
+def time_follow(window, info, repeats):
+    """Following a copy of the open `.keras` model: medians of the s from replacing the
+    file to the reloaded model, and to its exact 256x256 heatmap on screen."""
+    folder = tempfile.mkdtemp(prefix="viz_bench_follow_")
+    try:
+        path = os.path.join(folder, "flow.keras")
+        shutil.copy(info["load_path"], path)
+        headless.open_model(window, path)
+        view = window.show_view("density")
+        view.resolution.setCurrentIndex(2)
+        headless.wait_for(window.worker.thread.idle, 600)
+        window.set_following(True)
+        reloaded, drawn = [], []
+        window.model_reloaded.connect(reloaded.append)
+        for i in range(repeats):
+            reloaded.clear()
+            shutil.copy(info["load_path"], path + ".new.keras")
+            start = time.perf_counter()
+            os.replace(path + ".new.keras", path)
+            headless.wait_for(lambda: bool(reloaded), 300)
+            loaded = time.perf_counter() - start
+            old = view.left.value
+            headless.wait_for(lambda: view.is_ready() and view.left.value is not old
+                              and view.image.shape == (256, 256), 300,
+                              signals=(view.frame_drawn,))
+            QtWidgets.QApplication.processEvents()
+            drawn.append((loaded, time.perf_counter() - start))
+            headless.wait_for(window.worker.thread.idle, 600)
+        window.set_following(False)
+        window.model_reloaded.disconnect(reloaded.append)
+        return (statistics.median(d[0] for d in drawn), statistics.median(d[1] for d in drawn))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def first_window_seconds(model, repeats):
     times = []
     for _ in range(repeats):
@@ -232,6 +274,8 @@ def main(argv=None):
     p.add_argument("model", nargs="?", default=str(paths.default_model_path()))
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--follow-repeats", type=int, default=3,
+                   help="replacements of a followed copy of a .keras model (0: skip)")
     p.add_argument("--no-tables", action="store_true",
                    help="run the conditioners as dense layers (no kerasflows.tabulate), "
                         "for comparison; the first-window launch is not affected")
@@ -277,6 +321,10 @@ def main(argv=None):
         "samples_10k_draw_ms": round(samples_draw_ms(window), 1),
         "layer_animation_fps": round(layers_fps(window), 1),
     })
+    if args.follow_repeats > 0 and info["kind"] == "keras":
+        loaded, exact = time_follow(window, info, args.follow_repeats)
+        results.update({"follow_replaced_to_reloaded_s": round(loaded, 2),
+                        "follow_replaced_to_exact_256_on_screen_s": round(exact, 2)})
     window.close()
     results["first_window_s"] = round(first_window_seconds(args.model, max(3, args.repeats // 4)), 3)
     results["load_average_1min_end"] = round(os.getloadavg()[0], 2)

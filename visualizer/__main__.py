@@ -58,6 +58,10 @@ def build_parser():
                    help="for a conditional flow: the context it opens at (default: the model "
                         "folder's manifest 'context', else zeros; "
                         "the Context panel changes it)")
+    p.add_argument("--follow", action="store_true",
+                   help="reload the model whenever its file changes on disk, e.g. a flow "
+                        "being trained with `kerasflows train --save-every-epoch` or a Keras "
+                        "ModelCheckpoint (File > Follow File Changes)")
     p.add_argument("--size", type=_size, default=(1280, 840), metavar="WxH",
                    help="window size for --screenshot (default: 1280x840)")
     p.add_argument("--demo", action="store_true",
@@ -137,6 +141,9 @@ def main(argv=None):
     model = args.model or str(paths.default_model_path())
     if args.layer is not None and args.view != "layers":
         return _fail("--layer applies to --view layers only.")
+    if args.follow and (args.screenshot or args.report_startup):
+        return _fail("--follow needs the window; it does not apply to --screenshot or "
+                     "--report-startup.")
     if args.screenshot:
         return _headless(args, model, [(args.view, args.layer, args.screenshot)])
     if args.demo and not headless.has_display():
@@ -147,7 +154,8 @@ def main(argv=None):
         return _report_startup(app, window)
     window.show()
     from PySide6 import QtCore
-    QtCore.QTimer.singleShot(0, lambda: window.start(model, context=args.context))
+    QtCore.QTimer.singleShot(0, lambda: window.start(model, context=args.context,
+                                                       follow=args.follow))
     return app.exec()
 
 

@@ -55,7 +55,8 @@ def describe(backend, source):
     finite = reference[np.all(np.isfinite(reference), axis=1)]
     loc, scale = backend.base_params()
     return {
-        "name": source.name, "path": str(source.path), "kind": backend.kind,
+        "name": source.name, "path": str(source.path), "load_path": str(source.load_path),
+        "kind": backend.kind,
         "event_dim": backend.event_dim, "num_layers": backend.num_layers,
         "context_dim": backend.context_dim,
         "context": None if backend.context is None else backend.context.copy(),

@@ -9,6 +9,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import paths
 from visualizer.context import ContextPanel
+from visualizer.follow import FileFollower
 from visualizer.projection import ProjectionPanel
 from visualizer.views import VIEWS, warm_up_plan
 from visualizer.worker import WARM_UP_PREFIX, Worker
@@ -28,12 +29,23 @@ class MainWindow(QtWidgets.QMainWindow):
         eval_mode: how a `.keras` flow runs (`kerasflows.Flow.eval_mode`):
             `"xla"` is fastest once each shape is compiled.
 
+    File ▸ Reload opens the current model's path again, and File ▸ Follow
+    file changes does so whenever its files change on disk (a flow being
+    trained with a per-epoch checkpoint): the views keep their region, layer,
+    point, context and dimensions, and the new weights replace the old ones
+    as they are computed. A reload that fails (a file caught mid-write) keeps
+    the previous model; when following, it says so in the status bar instead
+    of a dialog, and the next change is tried again.
+
     Signals:
         model_opened(dict): a model finished opening (its `compute.describe` info).
+        model_reloaded(dict): the open model was reloaded (new info; the views kept
+            their state). `model_opened` is emitted too.
         failed(str): an error was shown to the user.
     """
 
     model_opened = QtCore.Signal(object)
+    model_reloaded = QtCore.Signal(object)
     failed = QtCore.Signal(str)
 
     def __init__(self, settings=None, warm_up=True, eval_mode="xla"):
@@ -43,6 +55,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.info = self.projection = self.error_box = self.context = None
         self.generation = 0
         self.tf_ready = False
+        self.following = False
+        self.reloads = 0            # reloads of the open model so far
+        self.reload_error = None    # why the last reload failed, or None
+        self._open_id = self._reload_id = None     # the open / reload being answered
+        self._reload_ids = set()    # reloads submitted and not answered (or replaced)
+        self._reload_quiet = False
+        self._reload_again = None   # None, or the `quiet` of a reload asked for meanwhile
+        self.follower = FileFollower(self)
+        self.follower.changed.connect(lambda: self.reload(quiet=True))
         self._frames = collections.deque(maxlen=240)
         self.latency = None
         self.worker = Worker(self)
@@ -91,8 +112,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.tf_label = QtWidgets.QLabel("TensorFlow: loading…")
         self.fps_label = QtWidgets.QLabel("– fps")
         self.latency_label = QtWidgets.QLabel("last compute –")
+        self.follow_label = QtWidgets.QLabel("")
+        self.follow_label.hide()
         bar.addWidget(self.model_label, 1)
-        for label in (self.tf_label, self.fps_label, self.latency_label):
+        for label in (self.follow_label, self.tf_label, self.fps_label, self.latency_label):
             bar.addPermanentWidget(label)
 
     def _action(self, menu, text, slot, shortcuts=()):
@@ -108,6 +131,10 @@ class MainWindow(QtWidgets.QMainWindow):
         file = bar.addMenu("&File")
         self._action(file, "&Open…", self.open_dialog, ["Ctrl+O"])
         self.recent_menu = file.addMenu("Open &Recent")
+        self._action(file, "Re&load", self.reload, ["Ctrl+R", "F5"])
+        self.follow_action = self._action(file, "&Follow File Changes", self.set_following,
+                                          ["Ctrl+Shift+R"])
+        self.follow_action.setCheckable(True)
         self._action(file, "&Export view as PNG…", self.export_dialog, ["Ctrl+E"])
         file.addSeparator()
         self._action(file, "&Quit", self.close, ["Ctrl+Q"])
@@ -126,10 +153,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self._rebuild_recent()
 
     # -- opening models ----------------------------------------------------------------
-    def start(self, path=None, context=None):
+    def start(self, path=None, context=None, follow=False):
         """Starts the compute thread (which imports TensorFlow) and opens `path` (a
-        conditional flow at `context`)."""
+        conditional flow at `context`); `follow`: reload it whenever its files change."""
         self.worker.start()
+        if follow:
+            self.set_following(True)
         if path is not None:
             self.open_path(path, context=context)
 
@@ -142,8 +171,65 @@ class MainWindow(QtWidgets.QMainWindow):
             self.show_error(f"Cannot open {path}", str(e))
             return False
         self.model_label.setText(f"opening {source.path} …")
-        self.worker.submit("open", "load", source, eval_mode=self.eval_mode, context=context)
+        self.follower.stop()             # the new model is followed once it has opened
+        self._reload_id = self._reload_again = None
+        self._open_id = self.worker.submit("open", "load", source, eval_mode=self.eval_mode,
+                                           context=context)
         return True
+
+    def reload(self, _checked=False, quiet=False):
+        """Opens the current model's path again (asynchronously): new weights, same
+        views. `quiet` (following file changes): a failure is shown in the status bar,
+        not in a dialog. One reload runs at a time: asked for while one runs, the
+        next starts when it has been answered (after the views have asked for their
+        new drawings, which run first). Returns False when there is nothing to reload
+        (no model, or another one is opening)."""
+        if self.info is None or self._open_id is not None:
+            return False
+        if self._reload_id is not None:
+            self._reload_again = quiet if self._reload_again is None else \
+                (quiet and self._reload_again)
+            return True
+        try:
+            source = paths.resolve(self.info["path"])
+        except paths.ModelPathError as e:
+            self._reload_failed(str(e), quiet)
+            return False
+        self._reload_quiet = quiet
+        self._reload_id = self.worker.submit("open", "load", source, eval_mode=self.eval_mode)
+        self._reload_ids.add(self._reload_id)
+        return True
+
+    def set_following(self, on=True):
+        """Reloads the open model whenever its files change on disk (on), or stops."""
+        self.following = bool(on)
+        self.follow_action.setChecked(self.following)
+        if self.following and self.info is not None:
+            self.follower.follow(self._follow_paths(self.info))
+        elif not self.following:
+            self.follower.stop()
+        self._label_follow()
+
+    @staticmethod
+    def _follow_paths(info):
+        return list(dict.fromkeys([info["path"], info["load_path"]]))
+
+    def _reload_failed(self, reason, quiet):
+        self.reload_error = reason
+        self._label_follow()
+        if not quiet:
+            self.show_error("Could not reload the model", reason)
+
+    def _label_follow(self):
+        parts = ["following file changes"] if self.following else []
+        if self.reloads:
+            parts.append(f"reloaded {self.reloads}× (last {self._reloaded_at})")
+        if self.reload_error:
+            parts.append("last reload failed, previous model kept")
+        self.follow_label.setText("  ·  ".join(parts))
+        self.follow_label.setToolTip(f"Last reload failed: {self.reload_error}"
+                                     if self.reload_error else "")
+        self.follow_label.setVisible(bool(parts))
 
     def open_dialog(self):
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
@@ -153,24 +239,40 @@ class MainWindow(QtWidgets.QMainWindow):
             p = Path(path)
             self.open_path(p.parent if p.name in ("saved_model.pb", "manifest.json") else p)
 
-    def _opened(self, result):
-        info = result.value
+    def _opened(self, result, reload=False):
+        info, old = result.value, self.info
+        # A reload keeps what the user set unless the model's shape changed.
+        same = (reload and old is not None and info["path"] == old["path"]
+                and info["event_dim"] == old["event_dim"]
+                and info["context_dim"] == old["context_dim"])
         self.info, self.generation = info, result.generation
-        self.projection = self.panel.set_model(info["event_dim"], info["data_mean"])
-        self.dock.setVisible(info["event_dim"] > 2)
-        conditional = info["context_dim"] is not None
-        self.context = (self.context_panel.set_model(info["context"], info["context_names"],
-                                                     info["context_ranges"])
-                        if conditional else None)
-        self.context_dock.setVisible(conditional)
+        if not same:
+            self.projection = self.panel.set_model(info["event_dim"], info["data_mean"])
+            self.dock.setVisible(info["event_dim"] > 2)
+            conditional = info["context_dim"] is not None
+            self.context = (self.context_panel.set_model(info["context"], info["context_names"],
+                                                         info["context_ranges"])
+                            if conditional else None)
+            self.context_dock.setVisible(conditional)
         self._label_model()
         self.setWindowTitle(f"kerasflows visualizer — {info['name']}")
-        self._remember(info["path"])
+        if reload:
+            self.reloads += 1
+            self._reloaded_at = time.strftime("%H:%M:%S")
+            self.reload_error = None
+        else:
+            self.reloads, self.reload_error = 0, None
+            self._remember(info["path"])
+        if self.following and list(self.follower.paths) != self._follow_paths(info):
+            self.follower.follow(self._follow_paths(info))
+        self._label_follow()
         for view in self.views.values():
-            view.set_model(info, self.projection)
+            view.set_model(info, self.projection, reload=same)
         self.current_view().activate()
         if self.warm_up:
             self._submit_warm_up(info)
+        if reload:
+            self.model_reloaded.emit(info)
         self.model_opened.emit(info)
 
     def _submit_warm_up(self, info):
@@ -202,11 +304,24 @@ class MainWindow(QtWidgets.QMainWindow):
             if result.error:
                 self.show_error("TensorFlow could not be imported", result.error)
         elif result.kind == "open":
-            if result.error:
+            # Every model that opened is shown, in order (the compute thread now runs
+            # it), even when a later open is on its way.
+            reload = result.request_id in self._reload_ids
+            self._reload_ids = {i for i in self._reload_ids if i > result.request_id}
+            if result.request_id == self._open_id:
+                self._open_id = None
+            if result.error and reload:
+                self._reload_failed(result.error, self._reload_quiet)
+            elif result.error:
                 self._label_model()
                 self.show_error("Could not open the model", result.error)
             else:
-                self._opened(result)
+                self._opened(result, reload=reload)
+            if reload and result.request_id == self._reload_id:
+                self._reload_id = None
+                again, self._reload_again = self._reload_again, None
+                if again is not None:
+                    self.reload(quiet=again)
         elif result.generation == self.generation and result.kind in self._routes:
             view = self._routes[result.kind]
             if view is self.current_view():

@@ -98,17 +98,29 @@ class View(QtWidgets.QWidget):
         layout.addWidget(self.note)
 
     # -- model and activation ----------------------------------------------
-    def set_model(self, info, projection):
+    def set_model(self, info, projection, reload=False):
+        """Shows the model `info` (its `compute.describe` dict) through `projection`.
+        `reload`: the same model file opened again (new weights, same dimensions and
+        context): what the user set (region, layer, point, choices) is kept."""
         self.info, self.projection = info, projection
         self._latest.clear()
         self._waiting.clear()
         self.show_message("")
         self.show_note("")
-        self.model_changed()
+        if reload:
+            self.model_reloaded()
+        else:
+            self.model_changed()
         self.invalidate()
 
     def model_changed(self):
         """Hook: reset per-model state (ranges, sliders)."""
+
+    def model_reloaded(self):
+        """Hook: the same model with new weights; keep the user's state where it still
+        applies (what is drawn stays until the new results replace it). Default:
+        `model_changed`."""
+        self.model_changed()
 
     def set_projection(self, projection):
         self.projection = projection

@@ -170,30 +170,49 @@ class DensityView(View):
         return self.left.region
 
     # -- model and settings -------------------------------------------------------
+    def _sources(self):
+        """What `Show` offers for the current model: `[(label, key)]`."""
+        info = self.info
+        if info["invertible"]:
+            out = [("flow", "flow")]
+        elif info["event_dim"] == 2:
+            out = [("flow (from its samples)", "flow_samples")]
+        else:
+            out = [("flow (needs the inverse)", "flow_unavailable")]
+        if info["target"]:
+            out += [(f"target: {info['target']}", "target"),
+                    (f"flow | target {info['target']} side by side", "both")]
+        return out
+
     def model_changed(self):
         self._exact_timer.stop()
         self._exact_seconds = None
         self.left.clear()
         self.right.clear()
         self._left_id = 0
-        info = self.info
         self.source.blockSignals(True)
         self.source.clear()
-        if info["invertible"]:
-            self.source.addItem("flow", "flow")
-        elif info["event_dim"] == 2:
-            self.source.addItem("flow (from its samples)", "flow_samples")
-        else:
-            self.source.addItem("flow (needs the inverse)", "flow_unavailable")
-        if info["target"]:
-            self.source.addItem(f"target: {info['target']}", "target")
-            self.source.addItem(f"flow | target {info['target']} side by side", "both")
+        for label, key in self._sources():
+            self.source.addItem(label, key)
+        if self.info["target"]:
             self.source.setCurrentIndex(2)
         self.source.blockSignals(False)
         self.right.plot.setVisible(self.source.currentData() == "both")
-        self.show_data.setEnabled(info["reference_is_data"])
+        self.show_data.setEnabled(self.info["reference_is_data"])
         self.show_data.setChecked(False)
         self.projection_changed()
+
+    def model_reloaded(self):
+        offered = [self.source.itemData(i) for i in range(self.source.count())]
+        if offered != [key for _, key in self._sources()]:
+            self.model_changed()
+            return
+        self._exact_timer.stop()
+        self._exact_seconds = None      # the new weights' functions compile: preview first
+        self.show_data.setEnabled(self.info["reference_is_data"])
+        if not self.info["reference_is_data"]:
+            self.show_data.setChecked(False)
+        self._draw_data()
 
     def _source_changed(self):
         self._exact_timer.stop()

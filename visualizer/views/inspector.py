@@ -72,6 +72,9 @@ class InspectorView(View):
         self.point = np.asarray(self.info["reference"][0], np.float32)
         self.projection_changed()
 
+    def model_reloaded(self):
+        self.data_item.set_points(self.projection.project(self.info["reference"]))
+
     def projection_changed(self):
         d = self.projection.dims
         self.plot.getPlotItem().setLabel("bottom", axis_name(d[0]))

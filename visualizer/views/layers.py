@@ -92,6 +92,13 @@ class LayersView(View):
         self.slider.blockSignals(False)
         self.play_button.setChecked(False)
 
+    def model_reloaded(self):
+        if self.slider.maximum() != (self.info["num_layers"] or 0) * STEPS_PER_LAYER:
+            self.model_changed()
+            return
+        self.reference, self.reference_context = self.info["reference"], self.info["context"]
+        self._allow_inverse(self.info["invertible"])
+
     def _allow_inverse(self, allowed):
         """Enables the data → base direction, or disables it (forward-only flows) with a note."""
         self.direction.blockSignals(True)

@@ -64,6 +64,10 @@ class SamplesView(View):
         self.show_data.setChecked(self.info["reference_is_data"])
         self.projection_changed()
 
+    def model_reloaded(self):
+        self.show_data.setEnabled(self.info["reference_is_data"])
+        self._show_data(self.show_data.isChecked())
+
     def projection_changed(self):
         dims = self.projection.dims
         item = self.plot.getPlotItem()

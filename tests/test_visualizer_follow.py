@@ -1,0 +1,280 @@
+"""Reloading and following a model file (pytest-qt, offscreen): `FileFollower`
+reports one change per save, atomic or in place; File ▸ Reload and Follow keep
+the views' state and draw the new weights; a file caught mid-write keeps the
+previous model without a dialog; a Keras `ModelCheckpoint` is followed."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PySide6 import QtCore  # noqa: E402
+
+import kerasflows  # noqa: E402  (TensorFlow imported here before the compute thread does)
+from kerasflows.cli import train as cli_train  # noqa: E402
+from test_visualizer_support import make_flow  # noqa: E402
+from visualizer import geometry, theme  # noqa: E402
+from visualizer.__main__ import main as viz_main  # noqa: E402
+from visualizer.follow import FileFollower, signature  # noqa: E402
+from visualizer.window import MainWindow  # noqa: E402
+
+pytestmark = pytest.mark.gui
+TIMEOUT_MS = 120_000
+
+
+# -- FileFollower ---------------------------------------------------------------------------
+@pytest.fixture
+def follower(qapp):
+    f = FileFollower(settle_ms=100, poll_ms=150)
+    yield f
+    f.stop()
+
+
+def _count(follower):
+    seen = []
+    follower.changed.connect(lambda: seen.append(1))
+    return seen
+
+
+def test_follower_reports_each_save_once_after_it_settles(qtbot, follower, tmp_path):
+    path = tmp_path / "m.keras"
+    path.write_bytes(b"a" * 100)
+    follower.follow([path])
+    seen = _count(follower)
+    qtbot.wait(400)
+    assert seen == [], "nothing changed"
+    with open(path, "wb") as f:                  # an in-place rewrite in three writes
+        for chunk in (b"b" * 50, b"c" * 50, b"d" * 50):
+            f.write(chunk)
+            f.flush()
+            qtbot.wait(30)
+    qtbot.waitUntil(lambda: len(seen) == 1, timeout=5000)
+    qtbot.wait(400)
+    assert len(seen) == 1, "one save, one report"
+    tmp = tmp_path / ".m.saving.keras"            # an atomic save: written beside, renamed over
+    tmp.write_bytes(b"e" * 120)
+    os.replace(tmp, path)
+    qtbot.waitUntil(lambda: len(seen) == 2, timeout=5000)
+    os.replace(path, tmp_path / "gone")           # removed: nothing to report yet ...
+    qtbot.wait(500)
+    assert len(seen) == 2
+    (tmp_path / "gone").rename(path)               # ... until it returns (same bytes, new mtime?)
+    path.write_bytes(b"f" * 130)
+    qtbot.waitUntil(lambda: len(seen) == 3, timeout=5000)
+    follower.stop()
+    path.write_bytes(b"g" * 140)
+    qtbot.wait(500)
+    assert len(seen) == 3 and not follower.active
+
+
+def test_follower_polls_when_no_event_arrives(qtbot, follower, tmp_path):
+    path = tmp_path / "m.keras"
+    path.write_bytes(b"a")
+    follower.follow([path])
+    seen = _count(follower)
+    follower._watcher.removePaths(follower._watcher.files())   # as on a file system without events
+    follower._watcher.blockSignals(True)
+    path.write_bytes(b"bb")
+    qtbot.waitUntil(lambda: len(seen) == 1, timeout=5000)
+
+
+def test_signature_covers_a_savedmodels_files(tmp_path):
+    (tmp_path / "variables").mkdir()
+    (tmp_path / "saved_model.pb").write_bytes(b"x")
+    (tmp_path / "variables" / "variables.index").write_bytes(b"i")
+    before = signature([tmp_path])
+    (tmp_path / "variables" / "variables.index").write_bytes(b"ii")
+    assert signature([tmp_path]) != before
+
+
+# -- the window ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def flows():
+    return make_flow(seed=0), make_flow(seed=7), make_flow(seed=11)
+
+
+@pytest.fixture(scope="module")
+def window(qapp, flows, tmp_path_factory):
+    theme.apply(qapp)
+    settings = QtCore.QSettings(str(tmp_path_factory.mktemp("viz_follow") / "s.ini"),
+                                QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(settings=settings, warm_up=False, eval_mode="eager")
+    w.follower._settle.setInterval(100)
+    w.resize(1280, 840)
+    w.show()
+    w.start()
+    yield w
+    w.close()
+
+
+def _density_matches(view, flow):
+    if not view.is_ready() or view.image is None or view.image.shape != (64, 64):
+        return False
+    xy = geometry.grid_points(view.region, 64)
+    return np.allclose(view.image.ravel(), flow.log_prob(xy).numpy(), rtol=1e-5, atol=1e-4)
+
+
+def test_reload_and_follow_keep_the_views_and_draw_the_new_weights(qtbot, window, flows,
+                                                                  tmp_path):
+    first, second, third = flows
+    path = tmp_path / "training.keras"
+    first.save(path)
+    with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
+        assert window.open_path(path)
+    layers = window.show_view("layers")
+    qtbot.waitUntil(layers.is_ready, timeout=TIMEOUT_MS)
+    layers.set_layer(2)
+    view = window.show_view("density")
+    view.resolution.setCurrentIndex(0)                       # 64 x 64
+    view.view_box.setRange(xRange=(-1.2, 0.8), yRange=(-0.9, 1.1), padding=0)
+    qtbot.waitUntil(lambda: _density_matches(view, first), timeout=TIMEOUT_MS)
+    region = view.visible_region()
+
+    second.save(path)                                        # File > Reload
+    with qtbot.waitSignal(window.model_reloaded, timeout=TIMEOUT_MS):
+        assert window.reload()
+    qtbot.waitUntil(lambda: _density_matches(view, second), timeout=TIMEOUT_MS)
+    assert not _density_matches(view, first), "the weights differ"
+    assert np.allclose(view.visible_region(), region), "the region is kept"
+    assert layers.position == 2 and window.reloads == 1
+    assert "reloaded 1×" in window.follow_label.text()
+
+    window.set_following(True)                               # File > Follow File Changes
+    assert window.follow_action.isChecked() and window.follower.active
+    assert "following" in window.follow_label.text()
+    with qtbot.waitSignal(window.model_reloaded, timeout=TIMEOUT_MS):
+        cli_train.save_atomically(third, str(path))
+    qtbot.waitUntil(lambda: _density_matches(view, third), timeout=TIMEOUT_MS)
+    assert np.allclose(view.visible_region(), region) and layers.position == 2
+
+    # A file caught mid-write: the previous model stays, no dialog, the status bar says so.
+    info = window.info
+    path.write_bytes(b"PK\x03\x04 half a zip")
+    qtbot.waitUntil(lambda: window.reload_error is not None, timeout=TIMEOUT_MS)
+    assert window.info is info and window.error_box is None
+    assert "failed" in window.follow_label.text() and window.follow_label.toolTip()
+    frames = view.frames
+    view.view_box.setRange(xRange=(-1.1, 0.9), yRange=(-0.8, 1.2), padding=0)
+    qtbot.waitUntil(lambda: view.frames > frames and _density_matches(view, third),
+                    timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(window.model_reloaded, timeout=TIMEOUT_MS):
+        second.save(path)                                    # the next save recovers
+    qtbot.waitUntil(lambda: _density_matches(view, second), timeout=TIMEOUT_MS)
+    assert window.reload_error is None and window.reloads == 3
+
+    # Asked for by the user, a failed reload is a dialog.
+    path.write_bytes(b"junk")
+    window.set_following(False)
+    assert not window.follower.active
+    with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS) as blocker:
+        window.reload()
+    assert "Could not reload" in blocker.args[0]
+    window.error_box.close()
+    assert window.info["path"] == str(path)
+
+
+def test_reload_of_a_model_with_other_dimensions_resets_the_views(qtbot, window, tmp_path):
+    path = tmp_path / "m.keras"
+    make_flow(seed=1).save(path)
+    with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
+        window.open_path(path)
+    assert window.reloads == 0 and not window.dock.isVisible()
+    make_flow(event_dim=3, seed=2).save(path)
+    with qtbot.waitSignal(window.model_reloaded, timeout=TIMEOUT_MS):
+        window.reload()
+    assert window.info["event_dim"] == 3 and window.projection.event_dim == 3
+    assert window.dock.isVisible() and len(window.panel.spins) == 3
+    view = window.show_view("samples")
+    qtbot.waitUntil(lambda: view.is_ready() and view.points is not None
+                    and view.points.shape[1] == 3, timeout=TIMEOUT_MS)
+
+
+def test_a_new_model_is_followed_instead_of_the_old_one(qtbot, window, flows, tmp_path):
+    a, b = tmp_path / "a.keras", tmp_path / "b.keras"
+    flows[0].save(a)
+    flows[1].save(b)
+    window.set_following(True)
+    with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
+        window.open_path(a)
+    assert window.follower.paths == (str(a),)
+    with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
+        window.open_path(b)
+    assert window.follower.paths == (str(b),) and window.reloads == 0
+    window.set_following(False)
+
+
+# -- command lines ------------------------------------------------------------------------
+def test_viz_follow_flag_needs_the_window(capsys):
+    assert viz_main(["--follow", "--screenshot", "x.png"]) == 2
+    assert "--follow needs the window" in capsys.readouterr().err
+
+
+def test_reloads_asked_for_while_one_runs_coalesce_into_one(qtbot, window, flows, tmp_path):
+    a, b = tmp_path / "a.keras", tmp_path / "b.keras"
+    flows[0].save(a)
+    flows[1].save(b)
+    with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
+        window.open_path(a)
+    reloaded, opened = [], []
+    window.model_reloaded.connect(reloaded.append)
+    try:
+        assert window.reload(quiet=True) and window.reload(quiet=True) and window.reload(quiet=True)
+        qtbot.waitUntil(lambda: len(reloaded) == 2, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(window.worker.thread.idle, timeout=TIMEOUT_MS)
+        qtbot.wait(200)
+        assert len(reloaded) == 2 and window.reloads == 2
+        # A file opened while a reload runs wins; the reload's answer is not shown after it.
+        window.model_opened.connect(opened.append)
+        assert window.reload()
+        assert window.open_path(b)
+        assert not window.reload(), "nothing to reload while another model opens"
+        qtbot.waitUntil(lambda: window.info["path"] == str(b), timeout=TIMEOUT_MS)
+        qtbot.waitUntil(window.worker.thread.idle, timeout=TIMEOUT_MS)
+        qtbot.wait(200)
+        assert window.info["path"] == str(b) and window.reloads == 0
+        assert [i["path"] for i in opened][-1] == str(b)
+        view = window.show_view("density")
+        view.resolution.setCurrentIndex(0)
+        qtbot.waitUntil(lambda: _density_matches(view, flows[1]), timeout=TIMEOUT_MS)
+        # A bad file opened while a reload runs: the dialog, and the model still draws.
+        corrupt = tmp_path / "corrupt.keras"
+        corrupt.write_bytes(b"not a zip")
+        assert window.reload()
+        thread = window.worker.thread          # the reload running, not waiting
+        qtbot.waitUntil(lambda: thread._in_flight and not thread._pending, timeout=10_000)
+        with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS):
+            window.open_path(corrupt)
+        window.error_box.close()
+        assert window.info["path"] == str(b)
+        frames = view.frames
+        view.view_box.setRange(xRange=(-1.3, 0.7), yRange=(-1.0, 1.0), padding=0)
+        qtbot.waitUntil(lambda: view.frames > frames and _density_matches(view, flows[1]),
+                        timeout=TIMEOUT_MS)
+    finally:
+        window.model_reloaded.disconnect(reloaded.append)
+        if opened:
+            window.model_opened.disconnect(opened.append)
+
+
+def test_a_flow_fitted_with_a_keras_model_checkpoint_is_followed(qtbot, window, tmp_path):
+    import keras
+    flow = make_flow(seed=3)
+    path = tmp_path / "fit.keras"
+    flow.save(path)
+    window.set_following(True)
+    try:
+        with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
+            window.open_path(path)
+        view = window.show_view("density")
+        view.resolution.setCurrentIndex(0)
+        qtbot.waitUntil(lambda: _density_matches(view, flow), timeout=TIMEOUT_MS)
+        flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+        x = kerasflows.datasets.load("moons", n=512, seed=0)
+        with qtbot.waitSignal(window.model_reloaded, timeout=TIMEOUT_MS):
+            flow.fit(x, epochs=2, batch_size=128, verbose=0,
+                     callbacks=[keras.callbacks.ModelCheckpoint(str(path))])
+        qtbot.waitUntil(lambda: _density_matches(view, flow), timeout=TIMEOUT_MS)
+    finally:
+        window.set_following(False)
