@@ -285,7 +285,7 @@ def main(argv=None):
         kerasflows.inference.tabulate = lambda flow: (flow, ())
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
     theme.apply(app)
-    window = MainWindow()
+    window = MainWindow(remember=False)     # the defaults, not the user's last choices
     window.show()
     start = time.perf_counter()
     info = headless.open_model(window, args.model)

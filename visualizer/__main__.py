@@ -96,7 +96,8 @@ def _make_app(window_size=None, one_shot=False):
     from visualizer.window import MainWindow
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["kerasflows-viz"])
     theme.apply(app)
-    window = MainWindow(warm_up=not one_shot, eval_mode="eager" if one_shot else "xla")
+    window = MainWindow(warm_up=not one_shot, eval_mode="eager" if one_shot else "xla",
+                        remember=not one_shot)
     if window_size:
         window.resize(*window_size)
     return app, window

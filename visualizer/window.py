@@ -1,6 +1,8 @@
 """The main window: tabs for the four views, menus, status readout, model opening."""
 
 import collections
+import importlib.metadata
+import sys
 import time
 from pathlib import Path
 
@@ -14,9 +16,45 @@ from visualizer.projection import ProjectionPanel
 from visualizer.views import VIEWS, warm_up_plan
 from visualizer.worker import WARM_UP_PREFIX, Worker
 
-__all__ = ["MainWindow", "RECENT_LIMIT"]
+__all__ = ["MainWindow", "RECENT_LIMIT", "REMEMBERED"]
 
 RECENT_LIMIT = 8
+#: Controls whose values are remembered between sessions: settings key -> (view, widget).
+REMEMBERED = {
+    "density/resolution": ("density", "resolution"), "density/scale": ("density", "scale"),
+    "density/colours": ("density", "cmap"), "density/contours": ("density", "contours"),
+    "samples/count": ("samples", "count"), "samples/temperature": ("samples", "temperature"),
+    "layers/speed": ("layers", "speed"),
+}
+#: Packages whose versions Help > About lists.
+ABOUT_PACKAGES = ("kerasflows", "tensorflow", "keras", "tensorflow-probability", "PySide6",
+                  "pyqtgraph", "numpy")
+
+
+def _widget_value(widget):
+    if isinstance(widget, QtWidgets.QComboBox):
+        return widget.currentText()
+    if isinstance(widget, QtWidgets.QAbstractButton):
+        return widget.isChecked()
+    return widget.value()
+
+
+def _set_widget_value(widget, value):
+    """Sets a remembered value (as QSettings returns it, often a string); a value the
+    widget cannot take is ignored."""
+    try:
+        if isinstance(widget, QtWidgets.QComboBox):
+            index = widget.findText(str(value))
+            if index >= 0:
+                widget.setCurrentIndex(index)
+        elif isinstance(widget, QtWidgets.QAbstractButton):
+            widget.setChecked(str(value).lower() in ("true", "1"))
+        elif isinstance(widget, QtWidgets.QSpinBox):
+            widget.setValue(int(value))
+        else:
+            widget.setValue(float(value))
+    except (TypeError, ValueError):
+        pass
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -28,6 +66,10 @@ class MainWindow(QtWidgets.QMainWindow):
             (`views.warm_up_plan`) while the compute thread is idle.
         eval_mode: how a `.keras` flow runs (`kerasflows.Flow.eval_mode`):
             `"xla"` is fastest once each shape is compiled.
+        remember: restore the window's size, docks, last view and the
+            `REMEMBERED` controls from `settings`, and save them on close
+            (off for screenshots and benchmarks, which must not depend on
+            or change the user's choices).
 
     File ▸ Reload opens the current model's path again, and File ▸ Follow
     file changes does so whenever its files change on disk (a flow being
@@ -48,11 +90,12 @@ class MainWindow(QtWidgets.QMainWindow):
     model_reloaded = QtCore.Signal(object)
     failed = QtCore.Signal(str)
 
-    def __init__(self, settings=None, warm_up=True, eval_mode="xla"):
+    def __init__(self, settings=None, warm_up=True, eval_mode="xla", remember=True):
         super().__init__()
+        self.remember = remember
         self.settings = settings or QtCore.QSettings("kerasflows", "visualizer")
         self.warm_up, self.eval_mode = warm_up, eval_mode
-        self.info = self.projection = self.error_box = self.context = None
+        self.info = self.projection = self.error_box = self.info_box = self.context = None
         self.generation = 0
         self.tf_ready = False
         self.following = False
@@ -85,6 +128,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._readout.setInterval(250)
         self._readout.timeout.connect(self._update_readout)
         self._readout.start()
+        if remember:
+            self._restore_ui()
 
     # -- construction ----------------------------------------------------------
     def _build_docks(self):
@@ -98,6 +143,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _side_dock(self, title, widget):
         """A movable dock on the right holding `widget`, hidden until a model needs it."""
         dock = QtWidgets.QDockWidget(title, self)
+        dock.setObjectName(f"dock: {title}")        # named, so saveState can place it
         dock.setWidget(widget)
         dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.RightDockWidgetArea, dock)
@@ -150,6 +196,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._action(layers, "Play / &Pause", self.views["layers"].toggle_play, ["Space"])
         samples = bar.addMenu("&Samples")
         self._action(samples, "&Resample", self.views["samples"].resample, ["R"])
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Keyboard Shortcuts", self.show_shortcuts, ["F1"])
+        self._action(help_menu, "&About", self.show_about)
         self._rebuild_recent()
 
     # -- opening models ----------------------------------------------------------------
@@ -420,6 +469,89 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_path(urls[0].toLocalFile())
             event.acceptProposedAction()
 
+    # -- help ------------------------------------------------------------------------------------
+    def shortcuts(self):
+        """`[(menu, action, shortcuts)]` of every menu action that has a shortcut."""
+        out = []
+        for menu_action in self.menuBar().actions():
+            menu = menu_action.menu()
+            for action in (menu.actions() if menu else []):
+                keys = [k.toString(QtGui.QKeySequence.SequenceFormat.NativeText)
+                        for k in action.shortcuts()]
+                if keys:
+                    out.append((menu_action.text().replace("&", ""),
+                                action.text().replace("&", "").rstrip("…"), keys))
+        return out
+
+    def show_shortcuts(self):
+        rows = "".join(f"<tr><td>{m} ▸ {a}</td><td>&nbsp;&nbsp;<b>{' or '.join(k)}</b></td></tr>"
+                       for m, a, k in self.shortcuts())
+        self._show_info("Keyboard shortcuts", f"<table>{rows}</table><p>Layers view: drag "
+                        "the slider or click a thumbnail; Inspector: click a point. Mouse "
+                        "wheel zooms and dragging pans the plots.</p>")
+
+    def about_text(self):
+        versions = []
+        for name in ABOUT_PACKAGES:
+            module = sys.modules.get(name)         # PySide6 comes as pyside6-essentials
+            try:
+                version = getattr(module, "__version__", None) or importlib.metadata.version(name)
+                versions.append(f"{name} {version}")
+            except importlib.metadata.PackageNotFoundError:
+                versions.append(f"{name}: not installed")
+        versions.append(f"Qt {QtCore.qVersion()}")
+        model = self.info["path"] if self.info else "no model open"
+        return ("<p><b>kerasflows visualizer</b>: what a trained normalizing flow does: "
+                "samples, density, per-layer warping and a point inspector.</p>"
+                f"<p>{'<br>'.join(versions)}</p><p>Model: {model}</p>")
+
+    def show_about(self):
+        self._show_info("About the kerasflows visualizer", self.about_text())
+
+    def _show_info(self, title, html):
+        """A non-blocking information box (kept as `info_box`)."""
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.NoIcon, title, html,
+                                    QtWidgets.QMessageBox.StandardButton.Ok, self)
+        box.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        box.open()
+        self.info_box = box
+        return box
+
+    # -- remembered window and controls --------------------------------------------------------
+    def _remembered(self):
+        for key, (view, name) in REMEMBERED.items():
+            yield key, getattr(self.views[view], name)
+
+    def _restore_ui(self):
+        s = self.settings
+        geometry = s.value("ui/geometry")
+        if isinstance(geometry, QtCore.QByteArray):
+            self.restoreGeometry(geometry)
+        state = s.value("ui/state")
+        if isinstance(state, QtCore.QByteArray):
+            self.restoreState(state)
+            for dock in (self.dock, self.context_dock):   # shown when a model needs them
+                dock.hide()
+        for key, widget in self._remembered():
+            value = s.value(f"ui/{key}")
+            if value is not None:
+                _set_widget_value(widget, value)
+        view = s.value("ui/view")
+        if view in self.views:
+            self.tabs.setCurrentWidget(self.views[view])
+
+    def save_ui(self):
+        """Stores the window's size, docks, current view and the `REMEMBERED` controls."""
+        s = self.settings
+        s.setValue("ui/geometry", self.saveGeometry())
+        s.setValue("ui/state", self.saveState())
+        s.setValue("ui/view", self.current_view().name)
+        for key, widget in self._remembered():
+            s.setValue(f"ui/{key}", _widget_value(widget))
+        s.sync()
+
     def closeEvent(self, event):
+        if self.remember:
+            self.save_ui()
         self.worker.stop(timeout=5.0)
         super().closeEvent(event)

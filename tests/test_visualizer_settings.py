@@ -1,0 +1,110 @@
+"""The visualizer remembers its window and the user's display choices between
+sessions (and screenshots / benchmarks neither read nor change them); Help
+lists every shortcut and the versions (pytest-qt, offscreen; no model, no
+TensorFlow)."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import PySide6  # noqa: E402
+import pytest  # noqa: E402
+from PySide6 import QtCore  # noqa: E402
+
+import kerasflows  # noqa: E402
+from visualizer.views import density, samples  # noqa: E402
+from visualizer.window import REMEMBERED, MainWindow  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+
+
+def _window(qtbot, settings, **kwargs):
+    w = MainWindow(settings=settings, **kwargs)
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+def _choose(w):
+    w.resize(760, 560)                               # inside the offscreen screen (800x600)
+    w.show_view("layers")
+    d, s = w.views["density"], w.views["samples"]
+    d.resolution.setCurrentIndex(1)                  # 128 x 128
+    d.scale.setCurrentIndex(1)                       # p(x)
+    d.cmap.setCurrentText("magma")
+    d.contours.setChecked(True)
+    s.count.setValue(5000)
+    s.temperature.setValue(0.8)
+    w.views["layers"].speed.setValue(2.5)
+
+
+def _choices(w):
+    d, s = w.views["density"], w.views["samples"]
+    return (w.current_view().name, d.resolution.currentData(), d.scale.currentIndex(),
+            d.cmap.currentText(), d.contours.isChecked(), s.count.value(),
+            round(s.temperature.value(), 3), round(w.views["layers"].speed.value(), 3))
+
+
+CHOSEN = ("layers", 128, 1, "magma", True, 5000, 0.8, 2.5)
+DEFAULTS = ("samples", density.DEFAULT_RESOLUTION, 0, "viridis", False, samples.DEFAULT_COUNT,
+            1.0, 1.0)
+
+
+def test_window_size_view_and_display_choices_are_remembered(qtbot, settings):
+    first = _window(qtbot, settings)
+    assert _choices(first) == DEFAULTS
+    _choose(first)
+    first.close()
+    second = _window(qtbot, settings)
+    assert _choices(second) == CHOSEN
+    assert (second.width(), second.height()) == (760, 560)
+    assert not second.dock.isVisible() and not second.context_dock.isVisible()
+    assert {k.split("/")[0] for k in REMEMBERED} == {"density", "samples", "layers"}
+
+
+def test_screenshot_and_benchmark_windows_neither_read_nor_change_the_choices(qtbot, settings):
+    first = _window(qtbot, settings)
+    _choose(first)
+    first.close()
+    plain = _window(qtbot, settings, remember=False)
+    assert _choices(plain) == DEFAULTS
+    plain.views["samples"].count.setValue(300)
+    plain.close()
+    again = _window(qtbot, settings)
+    assert _choices(again) == CHOSEN
+
+
+def test_unusable_remembered_values_are_ignored(qtbot, settings):
+    settings.setValue("ui/samples/count", "lots")
+    settings.setValue("ui/density/colours", "no-such-map")
+    settings.setValue("ui/density/resolution", "7 × 7")
+    settings.setValue("ui/layers/speed", "")
+    settings.setValue("ui/view", "nowhere")
+    settings.setValue("ui/geometry", "not bytes")
+    w = _window(qtbot, settings)
+    assert _choices(w) == DEFAULTS
+
+
+def test_help_lists_every_shortcut_and_the_versions(qtbot, settings):
+    w = _window(qtbot, settings)
+    shortcuts = {(menu, action): keys for menu, action, keys in w.shortcuts()}
+    assert shortcuts[("File", "Open")] == ["Ctrl+O"]
+    assert shortcuts[("File", "Follow File Changes")] == ["Ctrl+Shift+R"]
+    assert shortcuts[("Layers", "Play / Pause")] == ["Space"]
+    assert shortcuts[("Help", "Keyboard Shortcuts")] == ["F1"]
+    assert len(shortcuts) >= 12
+    w.show_shortcuts()
+    assert w.info_box.isVisible()
+    text = w.info_box.text()
+    assert all(keys[0] in text for keys in shortcuts.values())
+    w.info_box.close()
+    w.show_about()
+    assert f"kerasflows {kerasflows.__version__}" in w.info_box.text()
+    assert f"PySide6 {PySide6.__version__}" in w.info_box.text()
+    assert "no model open" in w.info_box.text()
+    w.info_box.close()
