@@ -234,7 +234,8 @@ class Flow(keras.Model):
     def eval_mode(self):
         """How eager calls of `log_prob`, `sample`, `forward`, ... run.
 
-        `"graph"` (default): a cached `tf.function`; `"xla"`: the same,
+        `"graph"` (default): a cached `tf.function`, traced once for every
+        batch size (the batch dimension left free); `"xla"`: the same,
         XLA-compiled (`jit_compile=True`; fastest for repeated calls of one
         shape, but every new input shape compiles again; batches of 16,384
         rows or more go through in blocks of about `EVAL_BLOCK_ROWS` rows
@@ -268,9 +269,17 @@ class Flow(keras.Model):
             rows = _block_rows(args[0].shape[0])
         key = (name, self._eval_mode, rows, tuple(a is None for a in args))
         if key not in self._compiled:
-            self._compiled[key] = tf.function(
+            compiled = tf.function(
                 fn if rows is None else _in_blocks(fn, rows),
                 jit_compile=self._eval_mode == "xla", reduce_retracing=True, autograph=False)
+            if self._eval_mode == "graph":
+                # One trace for every batch size: a graph needs no static batch, and
+                # tracing a flow takes seconds (first shape, then again relaxed at
+                # the second: the visualizer's moons heatmap waited 2.4 s for that).
+                compiled.get_concrete_function(*[
+                    None if a is None else tf.TensorSpec([None, *a.shape[1:]], a.dtype)
+                    for a in args])
+            self._compiled[key] = compiled
         return self._compiled[key](*args)
 
     # -- the two directions --------------------------------------------------
