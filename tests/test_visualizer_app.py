@@ -241,6 +241,31 @@ def test_inspector_shows_the_points_numbers(qtbot, window, tiny):
     assert view.table.rowCount() == 3 + 3 + 2
 
 
+def test_each_view_exports_the_arrays_it_draws(qtbot, window, tiny, tmp_path):
+    for name in ("density", "samples", "layers", "inspector"):
+        view = show_ready(qtbot, window, name)
+        path = tmp_path / f"{name}.npz"
+        assert window.save_view_data(path)
+        with np.load(path, allow_pickle=False) as data:
+            assert str(data["view"]) == name and str(data["model"]) == window.info["path"]
+            assert list(data["dims"]) == [0, 1] and data["held"].shape == (2,)
+            if name == "density":
+                np.testing.assert_array_equal(data["log_prob"], view.image)
+                np.testing.assert_array_equal(data["region"], view.region)
+            elif name == "samples":
+                np.testing.assert_array_equal(data["samples"], view.points)
+                assert int(data["seed"]) == view.drawn["seed"]
+            elif name == "layers":
+                np.testing.assert_array_equal(data["grid_states"], view.grid_states)
+                np.testing.assert_array_equal(data["cloud_states"], view.cloud_states)
+                assert list(data["state_names"]) == view.state_names()
+                assert data["grid_connect"].dtype == bool
+            else:
+                assert float(data["log_prob"]) == pytest.approx(view.details["log_prob"])
+                np.testing.assert_array_equal(data["log_dets"], view.details["log_dets"])
+                assert list(data["layer_names"]) == window.info["layer_names"]
+
+
 def test_corrupt_file_shows_the_error_dialog_and_keeps_the_model(qtbot, window, tiny, models):
     before = window.info
     with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS) as blocker:

@@ -57,3 +57,25 @@ def test_context_for_an_unconditional_flow_is_a_one_line_error(folder, tmp_path)
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("kerasflows-viz: error: ") and "not a conditional flow" in last
     assert not (tmp_path / "x.png").exists()
+
+
+def test_screenshot_with_data_saves_the_arrays_drawn(folder, tmp_path):
+    proc = run_viz([str(folder), "--screenshot", "d.png", "--view", "density", "--data", "d.npz",
+                    "--size", "900x600"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import kerasflows
+    import numpy as np
+    from visualizer import geometry
+    with np.load(tmp_path / "d.npz", allow_pickle=False) as data:
+        assert str(data["view"]) == "density" and str(data["model"]) == str(folder)
+        n = len(data["x"])
+        assert data["log_prob"].shape == (n, n) and n == 256
+        flow = kerasflows.load(folder / "flow.keras")
+        xy = geometry.grid_points(tuple(data["region"]), n)
+        np.testing.assert_allclose(data["log_prob"].ravel(), flow.log_prob(xy).numpy(),
+                                   rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(xy[:n, 0], data["x"], atol=1e-6)      # row 0: y[0], every x
+        np.testing.assert_allclose(xy[::n, 1], data["y"], atol=1e-6)
+        assert list(data["dims"]) == [0, 1]
+    proc = run_viz([str(folder), "--data", "d.npz"], cwd=tmp_path)
+    assert proc.returncode == 2 and "--data goes with --screenshot" in proc.stderr

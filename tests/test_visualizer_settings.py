@@ -108,3 +108,13 @@ def test_help_lists_every_shortcut_and_the_versions(qtbot, settings):
     assert f"PySide6 {PySide6.__version__}" in w.info_box.text()
     assert "no model open" in w.info_box.text()
     w.info_box.close()
+
+
+def test_exporting_data_before_anything_is_drawn_says_so(qtbot, settings, tmp_path):
+    w = _window(qtbot, settings)
+    assert w.view_data() is None and not w.save_view_data(tmp_path / "x.npz")
+    with qtbot.waitSignal(w.failed, timeout=5000) as blocker:
+        w.export_data_dialog()
+    assert "Nothing to export" in blocker.args[0]
+    w.error_box.close()
+    assert not (tmp_path / "x.npz").exists()

@@ -50,6 +50,9 @@ def build_parser():
                         "saved_models/moons/")
     p.add_argument("--screenshot", metavar="PATH",
                    help="render one view to the PNG file PATH without a display, then exit")
+    p.add_argument("--data", metavar="PATH",
+                   help="with --screenshot: also save the arrays the view draws to PATH "
+                        "(.npz; File > Export view data)")
     p.add_argument("--view", choices=VIEW_NAMES, default="density",
                    help="the view to render with --screenshot (default: density)")
     p.add_argument("--layer", type=int, metavar="K",
@@ -103,8 +106,9 @@ def _make_app(window_size=None, one_shot=False):
     return app, window
 
 
-def _headless(args, model, shots):
-    """Renders `shots` [(view, layer, path)] of `model`; returns the exit code."""
+def _headless(args, model, shots, data=None):
+    """Renders `shots` [(view, layer, path)] of `model` (and saves the last view's
+    arrays to `data`); returns the exit code."""
     from visualizer import headless
     headless.use_offscreen_if_headless()
     app, window = _make_app(args.size, one_shot=True)
@@ -113,6 +117,9 @@ def _headless(args, model, shots):
         headless.open_model(window, model, context=args.context)
         for view, layer, path in shots:
             print(headless.render_view(window, view, path, layer))
+        if data:
+            window.save_view_data(data)
+            print(data)
     except headless.HeadlessError as e:
         return _fail(str(e))
     finally:
@@ -142,11 +149,13 @@ def main(argv=None):
     model = args.model or str(paths.default_model_path())
     if args.layer is not None and args.view != "layers":
         return _fail("--layer applies to --view layers only.")
+    if args.data and not args.screenshot:
+        return _fail("--data goes with --screenshot (in the window: File > Export view data).")
     if args.follow and (args.screenshot or args.report_startup):
         return _fail("--follow needs the window; it does not apply to --screenshot or "
                      "--report-startup.")
     if args.screenshot:
-        return _headless(args, model, [(args.view, args.layer, args.screenshot)])
+        return _headless(args, model, [(args.view, args.layer, args.screenshot)], args.data)
     if args.demo and not headless.has_display():
         shots = [(v, None, Path("screenshots") / f"{v}.png") for v in VIEW_NAMES]
         return _headless(args, model, shots)

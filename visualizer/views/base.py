@@ -208,3 +208,8 @@ class View(QtWidgets.QWidget):
     def export_widget(self):
         """The widget saved by File > Export view as PNG."""
         return self
+
+    def export_data(self):
+        """What the view draws, as named arrays (File > Export view data, saved with
+        `numpy.savez`), or None when it has drawn nothing yet."""
+        return None

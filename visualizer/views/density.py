@@ -327,6 +327,26 @@ class DensityView(View):
         else:
             self.show_note("")
 
+    def export_data(self):
+        """The heatmap(s) drawn: `x [n]` and `y [n]` pixel centres, `region`, and
+        `log_prob [n, n]` (row i at `y[i]`, column j at `x[j]`) for the flow, or
+        `log_prob_from_samples` (a flow without inverse), and `target_log_density`
+        (normalised) when a target is shown."""
+        panels = self._panels()
+        if not panels:
+            return None
+        value = panels[0].value
+        x0, x1, y0, y1 = value["region"]
+        n = value["resolution"]
+        out = {"x": geometry.pixel_centers(x0, x1, n), "y": geometry.pixel_centers(y0, y1, n),
+               "region": np.asarray(value["region"], np.float64)}
+        for panel in panels:
+            v = panel.value
+            key = ("target_log_density" if "target" in v else
+                   "log_prob_from_samples" if "samples" in v else "log_prob")
+            out[key] = panel.image
+        return out
+
     def _draw_data(self):
         on = self.show_data.isChecked() and self.info is not None
         pts = self.projection.project(self.info["reference"]) if on else np.zeros((0, 2))

@@ -135,6 +135,17 @@ class InspectorView(View):
                 self.path_item.setData([], [])
         self.drew()
 
+    def export_data(self):
+        """The inspected point's numbers: `x`, `z`, `log_p0`, `log_dets` (per inverse
+        step, data to base; absent without trace signatures), `log_det_total`,
+        `log_prob`, its `path` through the layers and the `layer_names`."""
+        if self.details is None:
+            return None
+        keys = ("x", "z", "log_p0", "log_dets", "log_det_total", "log_prob", "path")
+        out = {k: self.details[k] for k in keys if self.details.get(k) is not None}
+        out["layer_names"] = np.array(self.info["layer_names"])
+        return out
+
     def _rows(self, d):
         names = self.info["layer_names"]
         L = len(names)

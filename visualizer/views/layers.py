@@ -166,6 +166,16 @@ class LayersView(View):
                                self.state_names())
         self.draw_frame()
 
+    def export_data(self):
+        """The states drawn, in the two coordinates shown: `grid_states [L+1, G, 2]`
+        (grid polylines, cut where `grid_connect [G]` is False), `cloud_states
+        [L+1, C, 2]`, `state_names [L+1]`, the direction and the slider position."""
+        if self.grid_states is None:
+            return None
+        return {"grid_states": self.grid_states, "grid_connect": self.connect,
+                "cloud_states": self.cloud_states, "state_names": np.array(self.state_names()),
+                "direction": self.direction.currentData(), "position": self.position}
+
     def _label_axes(self):
         forward = self.direction.currentData() == "forward"
         d = self.projection.dims

@@ -86,6 +86,13 @@ class SamplesView(View):
         else:
             self.data_item.set_points(np.zeros((0, 2)))
 
+    def export_data(self):
+        """The samples drawn (`[n, D]`, every coordinate), their seed and temperature."""
+        if self.points is None:
+            return None
+        return {"samples": self.points, "seed": self.drawn["seed"],
+                "temperature": self.drawn["temperature"]}
+
     def resample(self):
         self.seed += 1
         self.invalidate()
@@ -98,7 +105,7 @@ class SamplesView(View):
         value = result.value
         if self.continuous.isChecked() and self.active:
             self.resample()                   # computed while this batch is drawn
-        self.points = value["points"]
+        self.points, self.drawn = value["points"], value
         self.cloud.set_points(self.projection.project(self.points))
         self.seed_label.setText(f"seed {value['seed']} · T = {value['temperature']:.2f} · "
                                 f"{len(self.points):,} samples")
