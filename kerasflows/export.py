@@ -32,6 +32,7 @@ served.signatures["serving_default"](x=tf.zeros([3, 2]))["log_prob"]
 """
 
 import os
+import shutil
 
 import tensorflow as tf
 
@@ -110,6 +111,10 @@ def export_saved_model(flow, path, version=1, overwrite=False):
         version: the version subdirectory, an integer >= 1.
         overwrite: replace an existing `path/<version>/`.
 
+    The SavedModel is written to a hidden directory in `path` and renamed to
+    `<version>` when complete, so TF Serving (or the visualizer following
+    `path`) never sees a partial version.
+
     Returns:
         The directory written, `path/<version>`.
 
@@ -124,7 +129,23 @@ def export_saved_model(flow, path, version=1, overwrite=False):
         raise ValueError(f"{target} already exists; choose another version or pass "
                          "overwrite=True (--overwrite on the command line).")
     servable = _FlowServable(flow)
-    tf.saved_model.save(servable, target, signatures=servable.endpoints)
+    # Written beside the version directory under a name TF Serving ignores (not a
+    # number), then renamed into place: a server polling `path` for new versions
+    # never loads a half-written one.
+    os.makedirs(os.fspath(path), exist_ok=True)
+    partial = os.path.join(os.fspath(path), f".{version}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        tf.saved_model.save(servable, partial, signatures=servable.endpoints)
+        if os.path.exists(target):                 # overwrite (or an empty directory)
+            old = os.path.join(os.fspath(path), f".{version}.old-{os.getpid()}")
+            os.rename(target, old)
+            os.rename(partial, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(partial, target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return target
 
 

@@ -207,6 +207,36 @@ def test_export_refuses_to_overwrite_a_version(tmp_path):
     assert sorted(load_saved_model(tmp_path / "m").signatures) == sorted(SIGNATURES)
 
 
+def test_a_version_appears_only_when_complete(tmp_path, monkeypatch):
+    first, _, second = _small_flows()
+    base = tmp_path / "m"
+    export_saved_model(first, base, version=1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, first.event_dim)).astype(np.float32)
+    x2 = rng.normal(size=(5, second.event_dim)).astype(np.float32)
+    expected = first.log_prob(x).numpy()
+    real_save = tf.saved_model.save
+
+    def crashing_save(obj, target, **kwargs):
+        real_save(obj, target, **kwargs)
+        assert not os.path.basename(target).isdigit(), "written under a name Serving skips"
+        raise OSError("disk full")
+    monkeypatch.setattr(tf.saved_model, "save", crashing_save)
+    for version, overwrite in ((2, False), (1, True)):
+        with pytest.raises(OSError, match="disk full"):
+            export_saved_model(second, base, version=version, overwrite=overwrite)
+    assert sorted(os.listdir(base)) == ["1"], "no partial version, the old one intact"
+    served = load_saved_model(base / "1").signatures["serving_default"]
+    np.testing.assert_allclose(served(x=tf.constant(x))["log_prob"].numpy(), expected,
+                               rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(tf.saved_model, "save", real_save)
+    export_saved_model(second, base, version=1, overwrite=True)
+    assert sorted(os.listdir(base)) == ["1"]
+    served = load_saved_model(base / "1").signatures["serving_default"]
+    np.testing.assert_allclose(served(x=tf.constant(x2))["log_prob"].numpy(),
+                               second.log_prob(x2).numpy(), rtol=1e-3, atol=1e-3)
+
+
 def test_damaged_saved_model_gives_clear_error(tmp_path):
     target = os.path.join(SHIPPED, "moons", "saved_model", "1")
     bad = tmp_path / "bad" / "1"

@@ -87,6 +87,10 @@ def test_signature_covers_a_savedmodels_files(tmp_path):
     before = signature([tmp_path])
     (tmp_path / "variables" / "variables.index").write_bytes(b"ii")
     assert signature([tmp_path]) != before
+    (tmp_path / "2" / "variables").mkdir(parents=True)   # a version written in place
+    before = signature([tmp_path])
+    (tmp_path / "2" / "variables" / "variables.data-00000-of-00001").write_bytes(b"d")
+    assert signature([tmp_path]) != before
 
 
 # -- the window ---------------------------------------------------------------------------
@@ -276,5 +280,26 @@ def test_a_flow_fitted_with_a_keras_model_checkpoint_is_followed(qtbot, window, 
             flow.fit(x, epochs=2, batch_size=128, verbose=0,
                      callbacks=[keras.callbacks.ModelCheckpoint(str(path))])
         qtbot.waitUntil(lambda: _density_matches(view, flow), timeout=TIMEOUT_MS)
+    finally:
+        window.set_following(False)
+
+
+def test_a_new_savedmodel_version_is_followed(qtbot, window, flows, tmp_path):
+    from test_visualizer_support import export
+    serving = tmp_path / "serving"
+    export(flows[0], serving / "1")
+    window.set_following(True)
+    try:
+        with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
+            window.open_path(serving)
+        assert window.info["kind"] == "savedmodel"
+        view = window.show_view("density")
+        view.resolution.setCurrentIndex(0)
+        qtbot.waitUntil(lambda: _density_matches(view, flows[0]), timeout=TIMEOUT_MS)
+        with qtbot.waitSignal(window.model_reloaded, timeout=TIMEOUT_MS):
+            export(flows[1], serving / "2")          # TF Serving's next version
+        assert window.info["load_path"] == str(serving / "2")
+        assert str(serving / "2") in window.follower.paths
+        qtbot.waitUntil(lambda: _density_matches(view, flows[1]), timeout=TIMEOUT_MS)
     finally:
         window.set_following(False)

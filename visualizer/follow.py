@@ -36,16 +36,28 @@ def _stat(path):
     return st.st_size, st.st_mtime_ns
 
 
+def _savedmodel_dirs(p):
+    """`p` and its numbered version subdirectories (a TF Serving base path)."""
+    try:
+        versions = sorted(c for c in p.iterdir() if c.is_dir() and c.name.isdigit())
+    except OSError:
+        versions = []
+    return [p, *versions]
+
+
 def signature(paths):
     """What changes when any of `paths` is rewritten: each file's size and modification
-    time (a directory's own entry plus its `saved_model.pb` and `variables/` files)."""
+    time; for a directory, its own entry and the `saved_model.pb` and `variables/` files
+    in it and in its numbered version subdirectories (a version being written in place
+    keeps changing until it is complete)."""
     out = []
     for p in paths:
         p = Path(p)
         out.append((str(p), _stat(p)))
         if p.is_dir():
-            for child in [p / "saved_model.pb", *sorted((p / "variables").glob("*"))]:
-                out.append((str(child), _stat(child)))
+            for d in _savedmodel_dirs(p):
+                for child in [d / "saved_model.pb", *sorted((d / "variables").glob("*"))]:
+                    out.append((str(child), _stat(child)))
     return tuple(out)
 
 
