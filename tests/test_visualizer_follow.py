@@ -303,3 +303,32 @@ def test_a_new_savedmodel_version_is_followed(qtbot, window, flows, tmp_path):
         qtbot.waitUntil(lambda: _density_matches(view, flows[1]), timeout=TIMEOUT_MS)
     finally:
         window.set_following(False)
+
+
+def test_following_a_model_that_does_not_exist_yet_opens_it_when_written(qtbot, window, flows,
+                                                                         tmp_path):
+    path = tmp_path / "later.keras"
+    dialogs = []
+    window.failed.connect(dialogs.append)
+    window.start(path, follow=True)
+    try:
+        assert "waiting for" in window.model_label.text()
+        path.write_bytes(b"PK\x03\x04 the first bytes")         # caught mid-write: no dialog
+        qtbot.waitUntil(lambda: "waiting for" in window.model_label.text()
+                        and "Error" in window.model_label.text(), timeout=TIMEOUT_MS)
+        with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
+            flows[2].save(path)
+        assert window.info["path"] == str(path) and window.follower.paths == (str(path),)
+        view = window.show_view("density")
+        view.resolution.setCurrentIndex(0)
+        qtbot.waitUntil(lambda: _density_matches(view, flows[2]), timeout=TIMEOUT_MS)
+        with qtbot.waitSignal(window.model_reloaded, timeout=TIMEOUT_MS):
+            flows[0].save(path)                                  # and follows it from then on
+        assert dialogs == []
+    finally:
+        window.set_following(False)
+        window.failed.disconnect(dialogs.append)
+    other = tmp_path / "never.keras"                             # stopping stops the wait
+    window.start(other, follow=True)
+    window.set_following(False)
+    assert window._awaited is None and "waiting" not in window.model_label.text()

@@ -64,7 +64,8 @@ def build_parser():
     p.add_argument("--follow", action="store_true",
                    help="reload the model whenever its file changes on disk, e.g. a flow "
                         "being trained with `kerasflows train --save-every-epoch` or a Keras "
-                        "ModelCheckpoint (File > Follow File Changes)")
+                        "ModelCheckpoint (File > Follow File Changes); a model that does not "
+                        "exist yet is opened when it appears")
     p.add_argument("--size", type=_size, default=(1280, 840), metavar="WxH",
                    help="window size for --screenshot (default: 1280x840)")
     p.add_argument("--demo", action="store_true",

@@ -105,8 +105,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._reload_ids = set()    # reloads submitted and not answered (or replaced)
         self._reload_quiet = False
         self._reload_again = None   # None, or the `quiet` of a reload asked for meanwhile
+        self._awaited = None        # (path, context, open request id) to open once it exists
         self.follower = FileFollower(self)
-        self.follower.changed.connect(lambda: self.reload(quiet=True))
+        self.follower.changed.connect(self._followed_change)
         self._frames = collections.deque(maxlen=240)
         self.latency = None
         self.worker = Worker(self)
@@ -209,8 +210,28 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker.start()
         if follow:
             self.set_following(True)
-        if path is not None:
+        if path is not None and follow and not Path(path).expanduser().exists():
+            self._await(path, context)
+        elif path is not None:
             self.open_path(path, context=context)
+
+    def _await(self, path, context=None, reason=None):
+        """Following a model that does not exist yet (a training run about to write
+        it): opens it once it appears, quietly trying again while it cannot be read."""
+        self._awaited = (str(path), context, None)
+        why = f" ({reason})" if reason else ""
+        self.model_label.setText(f"waiting for {path} to appear{why} …")
+        self.follower.follow([Path(path).expanduser()])
+
+    def _followed_change(self):
+        if self._awaited is None:
+            self.reload(quiet=True)
+        elif self._awaited[2] is None:
+            path, context, _ = self._awaited
+            if Path(path).expanduser().exists() and self.open_path(path, context=context):
+                self._awaited = (path, context, self._open_id)
+            else:                       # gone again: keep waiting
+                self._await(path, context)
 
     def open_path(self, path, context=None):
         """Opens a model (asynchronously); bad paths give the error dialog at once.
@@ -222,6 +243,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return False
         self.model_label.setText(f"opening {source.path} …")
         self.follower.stop()             # the new model is followed once it has opened
+        self._awaited = None
         self._reload_id = self._reload_again = None
         self._open_id = self.worker.submit("open", "load", source, eval_mode=self.eval_mode,
                                            context=context)
@@ -258,6 +280,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.follower.follow(self._follow_paths(self.info))
         elif not self.following:
             self.follower.stop()
+            if self._awaited is not None:   # no longer waiting for a model to appear
+                self._awaited = None
+                self._label_model()
         self._label_follow()
 
     @staticmethod
@@ -360,8 +385,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self._reload_ids = {i for i in self._reload_ids if i > result.request_id}
             if result.request_id == self._open_id:
                 self._open_id = None
+            awaited = self._awaited if (self._awaited is not None
+                                        and result.request_id == self._awaited[2]) else None
+            if awaited:
+                self._awaited = None
             if result.error and reload:
                 self._reload_failed(result.error, self._reload_quiet)
+            elif result.error and awaited:      # caught mid-write: wait for the next change
+                self._await(awaited[0], awaited[1], reason=result.error)
             elif result.error:
                 self._label_model()
                 self.show_error("Could not open the model", result.error)
