@@ -332,3 +332,31 @@ def test_following_a_model_that_does_not_exist_yet_opens_it_when_written(qtbot, 
     window.start(other, follow=True)
     window.set_following(False)
     assert window._awaited is None and "waiting" not in window.model_label.text()
+
+
+def test_reload_keeps_a_conditional_flows_context(qtbot, window, tmp_path):
+    path = tmp_path / "cond.keras"
+    flow = make_flow(context_dim=2, seed=5)
+    flow.save(path)
+    with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
+        window.open_path(path)
+    window.context_panel.set_value(0, 0.5)
+    window.context_panel.set_value(1, -0.25)
+    np.testing.assert_allclose(window.context, [0.5, -0.25])
+    fresh = make_flow(context_dim=2, seed=6)
+    fresh.save(path)
+    with qtbot.waitSignal(window.model_reloaded, timeout=TIMEOUT_MS):
+        window.reload()
+    np.testing.assert_allclose(window.context, [0.5, -0.25])
+    assert [s.value() for s in window.context_panel.spins] == [0.5, -0.25]
+    view = window.show_view("density")
+    view.resolution.setCurrentIndex(0)
+    c = np.tile(np.float32([[0.5, -0.25]]), (64 * 64, 1))
+
+    def drawn_at_context():
+        if not view.is_ready() or view.image is None or view.image.shape != (64, 64):
+            return False
+        xy = geometry.grid_points(view.region, 64)
+        return np.allclose(view.image.ravel(), fresh.log_prob(xy, context=c).numpy(),
+                           rtol=1e-5, atol=1e-4)
+    qtbot.waitUntil(drawn_at_context, timeout=TIMEOUT_MS)
