@@ -603,10 +603,22 @@ class Flow(keras.Model):
         return self._step_function("test_function", self.test_step,
                                    super().make_test_function, force)
 
-    def export(self, path, version=1, overwrite=False):
-        """Writes a TF Serving SavedModel to `path/<version>/`; see `kerasflows.export`."""
-        from kerasflows.export import export_saved_model
-        return export_saved_model(self, path, version=version, overwrite=overwrite)
+    def export(self, path, version=1, overwrite=False, format="tf_saved_model", verbose=None):
+        """Writes a TF Serving SavedModel to `path/<version>/`; see `kerasflows.export`.
+
+        `format` and `verbose` are accepted as `keras.Model.export` takes them;
+        the one format is `"tf_saved_model"` (with every signature of
+        `kerasflows.export`, not only Keras' `serve`). Returns the directory written.
+        """
+        from kerasflows.export import SIGNATURES, export_saved_model
+        if format != "tf_saved_model":
+            raise ValueError(f"Flow.export writes a TF Serving SavedModel "
+                             f"(format='tf_saved_model'); received format={format!r}.")
+        target = export_saved_model(self, path, version=version, overwrite=overwrite)
+        if verbose:
+            print(f"Saved a SavedModel with signatures {', '.join(SIGNATURES)} "
+                  f"to {target}")
+        return target
 
     def get_config(self):
         config = super().get_config()

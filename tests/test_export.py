@@ -207,6 +207,17 @@ def test_export_refuses_to_overwrite_a_version(tmp_path):
     assert sorted(load_saved_model(tmp_path / "m").signatures) == sorted(SIGNATURES)
 
 
+def test_flow_export_takes_keras_export_arguments(tmp_path, capsys):
+    flow = _small_flows()[0]
+    target = flow.export(tmp_path / "m", format="tf_saved_model", verbose=True)
+    assert target == str(tmp_path / "m" / "1")
+    assert f"to {target}" in capsys.readouterr().out
+    assert sorted(load_saved_model(target).signatures) == sorted(SIGNATURES)
+    with pytest.raises(ValueError, match="format='tf_saved_model'.*received format='onnx'"):
+        flow.export(tmp_path / "n", format="onnx")
+    assert not (tmp_path / "n").exists()
+
+
 def test_a_version_appears_only_when_complete(tmp_path, monkeypatch):
     first, _, second = _small_flows()
     base = tmp_path / "m"
