@@ -9,7 +9,6 @@ As in TFP, `forward` maps base `z` to data `x` (sampling) and `inverse` maps
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 

@@ -13,7 +13,8 @@ from PySide6 import QtCore  # noqa: E402
 
 import kerasflows  # noqa: E402
 from visualizer.views import density, samples  # noqa: E402
-from visualizer.window import REMEMBERED, MainWindow  # noqa: E402
+from visualizer.preferences import REMEMBERED  # noqa: E402
+from visualizer.window import MainWindow  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

@@ -8,7 +8,6 @@ import argparse
 import math
 import os
 import sys
-import time
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]

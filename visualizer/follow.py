@@ -20,7 +20,9 @@ from pathlib import Path
 
 from PySide6 import QtCore
 
-__all__ = ["FileFollower", "signature", "SETTLE_MS", "POLL_MS"]
+from visualizer import paths
+
+__all__ = ["FileFollower", "Following", "signature", "SETTLE_MS", "POLL_MS"]
 
 #: Quiet time, ms, after the last change before it is reported.
 SETTLE_MS = 400
@@ -154,3 +156,89 @@ class FileFollower(QtCore.QObject):
         if now != self.reported:
             self.reported = now
             self.changed.emit()
+
+
+class Following:
+    """`MainWindow` methods for File ▸ Reload and File ▸ Follow File Changes.
+
+    The window's state they use: `follower` (a `FileFollower`), `following`,
+    `reloads`, `reload_error`, and the ids of the open / reload requests in
+    flight (`_open_id`, `_reload_id`, `_reload_ids`, `_reload_again`) and of
+    a model awaited before it exists (`_awaited`); `MainWindow._on_result`
+    routes the answers.
+    """
+
+    def _await(self, path, context=None, reason=None):
+        """Following a model that does not exist yet (a training run about to write
+        it): opens it once it appears, quietly trying again while it cannot be read."""
+        self._awaited = (str(path), context, None)
+        why = f" ({reason})" if reason else ""
+        self.model_label.setText(f"waiting for {path} to appear{why} …")
+        self.follower.follow([Path(path).expanduser()])
+
+    def _followed_change(self):
+        if self._awaited is None:
+            self.reload(quiet=True)
+        elif self._awaited[2] is None:
+            path, context, _ = self._awaited
+            if Path(path).expanduser().exists() and self.open_path(path, context=context):
+                self._awaited = (path, context, self._open_id)
+            else:                       # gone again: keep waiting
+                self._await(path, context)
+
+    def reload(self, _checked=False, quiet=False):
+        """Opens the current model's path again (asynchronously): new weights, same
+        views. `quiet` (following file changes): a failure is shown in the status bar,
+        not in a dialog. One reload runs at a time: asked for while one runs, the
+        next starts when it has been answered (after the views have asked for their
+        new drawings, which run first). Returns False when there is nothing to reload
+        (no model, or another one is opening)."""
+        if self.info is None or self._open_id is not None:
+            return False
+        if self._reload_id is not None:
+            self._reload_again = quiet if self._reload_again is None else \
+                (quiet and self._reload_again)
+            return True
+        try:
+            source = paths.resolve(self.info["path"])
+        except paths.ModelPathError as e:
+            self._reload_failed(str(e), quiet)
+            return False
+        self._reload_quiet = quiet
+        self._reload_id = self.worker.submit("open", "load", source, eval_mode=self.eval_mode)
+        self._reload_ids.add(self._reload_id)
+        return True
+
+    def set_following(self, on=True):
+        """Reloads the open model whenever its files change on disk (on), or stops."""
+        self.following = bool(on)
+        self.follow_action.setChecked(self.following)
+        if self.following and self.info is not None:
+            self.follower.follow(self._follow_paths(self.info))
+        elif not self.following:
+            self.follower.stop()
+            if self._awaited is not None:   # no longer waiting for a model to appear
+                self._awaited = None
+                self._label_model()
+        self._label_follow()
+
+    @staticmethod
+    def _follow_paths(info):
+        return list(dict.fromkeys([info["path"], info["load_path"]]))
+
+    def _reload_failed(self, reason, quiet):
+        self.reload_error = reason
+        self._label_follow()
+        if not quiet:
+            self.show_error("Could not reload the model", reason)
+
+    def _label_follow(self):
+        parts = ["following file changes"] if self.following else []
+        if self.reloads:
+            parts.append(f"reloaded {self.reloads}× (last {self._reloaded_at})")
+        if self.reload_error:
+            parts.append("last reload failed, previous model kept")
+        self.follow_label.setText("  ·  ".join(parts))
+        self.follow_label.setToolTip(f"Last reload failed: {self.reload_error}"
+                                     if self.reload_error else "")
+        self.follow_label.setVisible(bool(parts))

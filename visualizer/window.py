@@ -1,8 +1,6 @@
 """The main window: tabs for the four views, menus, status readout, model opening."""
 
 import collections
-import importlib.metadata
-import sys
 import time
 from pathlib import Path
 
@@ -11,53 +9,21 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import paths
 from visualizer.context import ContextPanel
-from visualizer.follow import FileFollower
+from visualizer.exporting import ExportActions
+from visualizer.follow import FileFollower, Following
+from visualizer.help import HelpActions
+from visualizer.preferences import RememberedUI
 from visualizer.projection import ProjectionPanel
 from visualizer.views import VIEWS, warm_up_plan
 from visualizer.worker import WARM_UP_PREFIX, Worker
 
-__all__ = ["MainWindow", "RECENT_LIMIT", "REMEMBERED"]
+__all__ = ["MainWindow", "RECENT_LIMIT"]
 
 RECENT_LIMIT = 8
-#: Controls whose values are remembered between sessions: settings key -> (view, widget).
-REMEMBERED = {
-    "density/resolution": ("density", "resolution"), "density/scale": ("density", "scale"),
-    "density/colours": ("density", "cmap"), "density/contours": ("density", "contours"),
-    "samples/count": ("samples", "count"), "samples/temperature": ("samples", "temperature"),
-    "layers/speed": ("layers", "speed"),
-}
-#: Packages whose versions Help > About lists.
-ABOUT_PACKAGES = ("kerasflows", "tensorflow", "keras", "tensorflow-probability", "PySide6",
-                  "pyqtgraph", "numpy")
 
 
-def _widget_value(widget):
-    if isinstance(widget, QtWidgets.QComboBox):
-        return widget.currentText()
-    if isinstance(widget, QtWidgets.QAbstractButton):
-        return widget.isChecked()
-    return widget.value()
 
-
-def _set_widget_value(widget, value):
-    """Sets a remembered value (as QSettings returns it, often a string); a value the
-    widget cannot take is ignored."""
-    try:
-        if isinstance(widget, QtWidgets.QComboBox):
-            index = widget.findText(str(value))
-            if index >= 0:
-                widget.setCurrentIndex(index)
-        elif isinstance(widget, QtWidgets.QAbstractButton):
-            widget.setChecked(str(value).lower() in ("true", "1"))
-        elif isinstance(widget, QtWidgets.QSpinBox):
-            widget.setValue(int(value))
-        else:
-            widget.setValue(float(value))
-    except (TypeError, ValueError):
-        pass
-
-
-class MainWindow(QtWidgets.QMainWindow):
+class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.QMainWindow):
     """The visualizer window; computations go to one `worker.Worker`.
 
     Args:
@@ -215,24 +181,6 @@ class MainWindow(QtWidgets.QMainWindow):
         elif path is not None:
             self.open_path(path, context=context)
 
-    def _await(self, path, context=None, reason=None):
-        """Following a model that does not exist yet (a training run about to write
-        it): opens it once it appears, quietly trying again while it cannot be read."""
-        self._awaited = (str(path), context, None)
-        why = f" ({reason})" if reason else ""
-        self.model_label.setText(f"waiting for {path} to appear{why} …")
-        self.follower.follow([Path(path).expanduser()])
-
-    def _followed_change(self):
-        if self._awaited is None:
-            self.reload(quiet=True)
-        elif self._awaited[2] is None:
-            path, context, _ = self._awaited
-            if Path(path).expanduser().exists() and self.open_path(path, context=context):
-                self._awaited = (path, context, self._open_id)
-            else:                       # gone again: keep waiting
-                self._await(path, context)
-
     def open_path(self, path, context=None):
         """Opens a model (asynchronously); bad paths give the error dialog at once.
         A conditional flow opens at `context` (`[C]`; default zeros)."""
@@ -248,63 +196,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self._open_id = self.worker.submit("open", "load", source, eval_mode=self.eval_mode,
                                            context=context)
         return True
-
-    def reload(self, _checked=False, quiet=False):
-        """Opens the current model's path again (asynchronously): new weights, same
-        views. `quiet` (following file changes): a failure is shown in the status bar,
-        not in a dialog. One reload runs at a time: asked for while one runs, the
-        next starts when it has been answered (after the views have asked for their
-        new drawings, which run first). Returns False when there is nothing to reload
-        (no model, or another one is opening)."""
-        if self.info is None or self._open_id is not None:
-            return False
-        if self._reload_id is not None:
-            self._reload_again = quiet if self._reload_again is None else \
-                (quiet and self._reload_again)
-            return True
-        try:
-            source = paths.resolve(self.info["path"])
-        except paths.ModelPathError as e:
-            self._reload_failed(str(e), quiet)
-            return False
-        self._reload_quiet = quiet
-        self._reload_id = self.worker.submit("open", "load", source, eval_mode=self.eval_mode)
-        self._reload_ids.add(self._reload_id)
-        return True
-
-    def set_following(self, on=True):
-        """Reloads the open model whenever its files change on disk (on), or stops."""
-        self.following = bool(on)
-        self.follow_action.setChecked(self.following)
-        if self.following and self.info is not None:
-            self.follower.follow(self._follow_paths(self.info))
-        elif not self.following:
-            self.follower.stop()
-            if self._awaited is not None:   # no longer waiting for a model to appear
-                self._awaited = None
-                self._label_model()
-        self._label_follow()
-
-    @staticmethod
-    def _follow_paths(info):
-        return list(dict.fromkeys([info["path"], info["load_path"]]))
-
-    def _reload_failed(self, reason, quiet):
-        self.reload_error = reason
-        self._label_follow()
-        if not quiet:
-            self.show_error("Could not reload the model", reason)
-
-    def _label_follow(self):
-        parts = ["following file changes"] if self.following else []
-        if self.reloads:
-            parts.append(f"reloaded {self.reloads}× (last {self._reloaded_at})")
-        if self.reload_error:
-            parts.append("last reload failed, previous model kept")
-        self.follow_label.setText("  ·  ".join(parts))
-        self.follow_label.setToolTip(f"Last reload failed: {self.reload_error}"
-                                     if self.reload_error else "")
-        self.follow_label.setVisible(bool(parts))
 
     def open_dialog(self):
         path, _ = QtWidgets.QFileDialog.getOpenFileName(
@@ -456,7 +347,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for view in self.views.values():
             view.set_projection(projection)
 
-    # -- errors, export, recent files, drag and drop --------------------------------------------
+    # -- errors, recent files, drag and drop ----------------------------------------------------
     def show_error(self, title, text):
         """Shows a non-blocking error dialog (kept as `error_box`) and emits `failed`."""
         if self.error_box is not None:
@@ -465,50 +356,6 @@ class MainWindow(QtWidgets.QMainWindow):
                                                QtWidgets.QMessageBox.StandardButton.Ok, self)
         self.error_box.open()
         self.failed.emit(f"{title}: {text}")
-
-    def export_dialog(self):
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(
-            self, "Export view as PNG", f"{self.current_view().name}.png", "PNG image (*.png)")
-        if path:
-            self.save_view_png(path)
-
-    def save_view_png(self, path):
-        """Saves the current view (controls and plot) as a PNG; returns success."""
-        return self.current_view().export_widget().grab().save(str(path), "PNG")
-
-    def view_data(self):
-        """The current view's arrays (`View.export_data`) with what they were drawn
-        from: `view`, `model`, `dims` (the coordinates shown), `held` (the values of the
-        others) and, for a conditional flow, `context`. None when nothing is drawn."""
-        view = self.current_view()
-        data = view.export_data() if self.info is not None else None
-        if data is None:
-            return None
-        data = {"view": view.name, "model": self.info["path"], **data,
-                "dims": np.asarray(self.projection.dims), "held": self.projection.held}
-        if self.context is not None:
-            data["context"] = self.context
-        return data
-
-    def save_view_data(self, path):
-        """Saves `view_data()` as a `.npz` (loadable without pickle); returns success."""
-        data = self.view_data()
-        if data is None:
-            return False
-        np.savez(path, **{k: np.asarray(v) for k, v in data.items()})
-        return True
-
-    def export_data_dialog(self):
-        if self.view_data() is None:
-            self.show_error("Nothing to export", "This view has not drawn anything yet.")
-            return
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(
-            self, "Export view data", f"{self.current_view().name}.npz", "NumPy arrays (*.npz)")
-        if path:
-            try:
-                self.save_view_data(path)
-            except OSError as e:
-                self.show_error("Could not save the data", f"{path}: {e}")
 
     def _recent(self):
         value = self.settings.value("recent", [])
@@ -534,87 +381,6 @@ class MainWindow(QtWidgets.QMainWindow):
         if urls:
             self.open_path(urls[0].toLocalFile())
             event.acceptProposedAction()
-
-    # -- help ------------------------------------------------------------------------------------
-    def shortcuts(self):
-        """`[(menu, action, shortcuts)]` of every menu action that has a shortcut."""
-        out = []
-        for menu_action in self.menuBar().actions():
-            menu = menu_action.menu()
-            for action in (menu.actions() if menu else []):
-                keys = [k.toString(QtGui.QKeySequence.SequenceFormat.NativeText)
-                        for k in action.shortcuts()]
-                if keys:
-                    out.append((menu_action.text().replace("&", ""),
-                                action.text().replace("&", "").rstrip("…"), keys))
-        return out
-
-    def show_shortcuts(self):
-        rows = "".join(f"<tr><td>{m} ▸ {a}</td><td>&nbsp;&nbsp;<b>{' or '.join(k)}</b></td></tr>"
-                       for m, a, k in self.shortcuts())
-        self._show_info("Keyboard shortcuts", f"<table>{rows}</table><p>Layers view: drag "
-                        "the slider or click a thumbnail; Inspector: click a point. Mouse "
-                        "wheel zooms and dragging pans the plots.</p>")
-
-    def about_text(self):
-        versions = []
-        for name in ABOUT_PACKAGES:
-            module = sys.modules.get(name)         # PySide6 comes as pyside6-essentials
-            try:
-                version = getattr(module, "__version__", None) or importlib.metadata.version(name)
-                versions.append(f"{name} {version}")
-            except importlib.metadata.PackageNotFoundError:
-                versions.append(f"{name}: not installed")
-        versions.append(f"Qt {QtCore.qVersion()}")
-        model = self.info["path"] if self.info else "no model open"
-        return ("<p><b>kerasflows visualizer</b>: what a trained normalizing flow does: "
-                "samples, density, per-layer warping and a point inspector.</p>"
-                f"<p>{'<br>'.join(versions)}</p><p>Model: {model}</p>")
-
-    def show_about(self):
-        self._show_info("About the kerasflows visualizer", self.about_text())
-
-    def _show_info(self, title, html):
-        """A non-blocking information box (kept as `info_box`)."""
-        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Icon.NoIcon, title, html,
-                                    QtWidgets.QMessageBox.StandardButton.Ok, self)
-        box.setTextFormat(QtCore.Qt.TextFormat.RichText)
-        box.open()
-        self.info_box = box
-        return box
-
-    # -- remembered window and controls --------------------------------------------------------
-    def _remembered(self):
-        for key, (view, name) in REMEMBERED.items():
-            yield key, getattr(self.views[view], name)
-
-    def _restore_ui(self):
-        s = self.settings
-        geometry = s.value("ui/geometry")
-        if isinstance(geometry, QtCore.QByteArray):
-            self.restoreGeometry(geometry)
-        state = s.value("ui/state")
-        if isinstance(state, QtCore.QByteArray):
-            self.restoreState(state)
-            for dock in (self.dock, self.context_dock):   # shown when a model needs them
-                dock.hide()
-        for key, widget in self._remembered():
-            value = s.value(f"ui/{key}")
-            if value is not None:
-                _set_widget_value(widget, value)
-        view = s.value("ui/view")
-        if view in self.views:
-            self.tabs.setCurrentWidget(self.views[view])
-
-    def save_ui(self):
-        """Stores the window's size, docks, current view and the `REMEMBERED` controls."""
-        s = self.settings
-        s.setValue("ui/geometry", self.saveGeometry())
-        s.setValue("ui/state", self.saveState())
-        s.setValue("ui/view", self.current_view().name)
-        for key, widget in self._remembered():
-            s.setValue(f"ui/{key}", _widget_value(widget))
-        s.sync()
 
     def closeEvent(self, event):
         if self.remember:

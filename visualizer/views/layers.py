@@ -7,7 +7,6 @@ forward pass, sampling) and data to base (the inverse pass, density).
 """
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import geometry
