@@ -10,6 +10,10 @@ For each dataset this runs `kerasflows train` with the settings of
   of the test split where known, and the command that reproduces the model;
 - `data_sample.npy`: up to 2,000 rows of the dataset's test split.
 
+For `digits` the manifest also says that its points are 8x8 pictures
+(`image`: `shape`, and the `levels` drawn black and white), which the
+visualizer's Samples view shows as images.
+
 `ring_radius` is conditional (`kerasflows.datasets.load_conditional`: a ring
 whose radius is the context): 60,000 draws go to `kerasflows train --context`
 from temporary files, its test NLL is that of p(x | radius), the true entropy
@@ -153,6 +157,10 @@ def build_one(name, out_dir, bench_dir, epochs):
         "parameters": record["parameters"], "command": record["command"],
         "kerasflows_version": kerasflows.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if name == "digits":        # 8x8 pictures: black at pixel 0, white at 17 (16 + dequantisation)
+        manifest["image"] = {"shape": [8, 8], "levels": [
+            round(-datasets.DIGITS_MEAN / datasets.DIGITS_STD, 4),
+            round((1 - datasets.DIGITS_MEAN) / datasets.DIGITS_STD, 4)]}
     if conditional:
         low, high = datasets.RING_RADIUS_RANGE
         manifest.update(data=f"x, context = kerasflows.datasets.load_conditional({name!r}, "

@@ -30,9 +30,12 @@ def models(tmp_path_factory):
     export(flow, root / "notrace" / "1", with_trace=False)
     planar = make_model_folder(root, "planar", num_layers=4, planar=True, target="u1")
     conditional = make_model_folder(root, "conditional", context_dim=2, savedmodel=False)
+    pictures = make_model_folder(root, "pictures", event_dim=16, num_layers=2, savedmodel=False,
+                                 image={"shape": [4, 4], "levels": [-2.0, 2.0]})
     (root / "corrupt.keras").write_bytes(b"this is not a zip file")
     return {"tiny": (tiny, flow), "wide": (wide, wide_flow), "notrace": root / "notrace",
-            "planar": planar, "conditional": conditional, "corrupt": root / "corrupt.keras"}
+            "planar": planar, "conditional": conditional, "pictures": pictures,
+            "corrupt": root / "corrupt.keras"}
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +241,34 @@ def test_inspector_shows_the_points_numbers(qtbot, window, tiny):
     texts = [view.table.item(i, 1).text() for i in range(view.table.rowCount())]
     assert texts[-1] == f"{d['log_prob']:+.5f}"
     assert view.table.rowCount() == 3 + 3 + 2
+
+
+def test_image_shaped_flow_samples_are_drawn_as_pictures(qtbot, window, models):
+    from visualizer.views.samples import IMAGE_GRID
+    folder, flow = models["pictures"]
+    open_model(qtbot, window, folder)
+    view = window.show_view("samples")
+    assert view.as_images.isEnabled() and view.as_images.isChecked()   # the manifest says so
+    qtbot.waitUntil(lambda: view.is_ready() and view.points is not None, timeout=TIMEOUT_MS)
+    assert view.images_shown() and view.image_item.isVisible() and not view.cloud.isVisible()
+    np.testing.assert_allclose(view.points, flow.sample(len(view.points), seed=view.seed),
+                               rtol=1e-5, atol=1e-5)
+    expected = geometry.tile_images(view.points[:IMAGE_GRID], (4, 4))
+    np.testing.assert_array_equal(view.image_item.image, expected)
+    assert tuple(view.image_item.levels) == (-2.0, 2.0)
+    assert "4×4 pixels" in view.seed_label.text()
+    frames = view.frames
+    view.resample()                                          # a new grid of pictures
+    qtbot.waitUntil(lambda: view.frames > frames and view.is_ready(), timeout=TIMEOUT_MS)
+    assert not np.array_equal(view.image_item.image, expected)
+    view.as_images.setChecked(False)                         # back to the scatter
+    assert view.cloud.isVisible() and not view.image_item.isVisible()
+    np.testing.assert_allclose(view.cloud.points, window.projection.project(view.points))
+    view.as_images.setChecked(True)
+    assert view.image_item.isVisible()
+    # a 2-D flow has no pictures to show
+    open_model(qtbot, window, models["tiny"][0])
+    assert not view.as_images.isEnabled() and not view.images_shown()
 
 
 def test_each_view_exports_the_arrays_it_draws(qtbot, window, tiny, tmp_path):

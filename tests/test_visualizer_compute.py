@@ -461,3 +461,36 @@ def test_target_density_is_the_normalised_target(planar, tmp_path):
 def test_warm_up_runs_the_backend_on_that_shape(backends):
     out = compute.warm_up(backends["keras"], "log_prob", 100)
     assert out == {"method": "log_prob", "rows": 100}
+
+
+def test_tile_images_lays_pictures_out_as_they_are_read():
+    rows = np.arange(5 * 6, dtype=np.float32).reshape(5, 6)      # five 2x3 pictures
+    picture = geometry.tile_images(rows, (2, 3), columns=3, gap=1, fill=-1)
+    assert picture.shape == (2 * 2 + 1, 3 * 3 + 2)
+    top_down = picture[::-1]                  # the array's first row is drawn at the bottom
+    np.testing.assert_array_equal(top_down[0:2, 0:3], rows[0].reshape(2, 3))
+    np.testing.assert_array_equal(top_down[0:2, 4:7], rows[1].reshape(2, 3))
+    np.testing.assert_array_equal(top_down[3:5, 4:7], rows[4].reshape(2, 3))
+    assert (top_down[2] == -1).all() and (top_down[:, 3] == -1).all()
+    assert (top_down[3:5, 8:11] == -1).all()                      # no sixth picture
+    with pytest.raises(ValueError, match=r"shape \[n, 6\]"):
+        geometry.tile_images(rows[:, :4], (2, 3))
+    assert geometry.image_shape_for(64) == (8, 8) and geometry.image_shape_for(784) == (28, 28)
+    assert geometry.image_shape_for(2) is None and geometry.image_shape_for(48) is None
+
+
+def test_image_description_comes_from_the_manifest_or_a_square_guess():
+    reference = np.linspace(-3, 3, 64 * 50, dtype=np.float32).reshape(50, 64)
+    declared = compute._image({"image": {"shape": [4, 16], "levels": [-1, 2]}}, 64, reference)
+    assert declared == {"shape": (4, 16), "levels": (-1.0, 2.0), "declared": True}
+    guessed = compute._image({}, 64, reference)
+    assert guessed["shape"] == (8, 8) and not guessed["declared"]
+    lo, hi = np.quantile(reference, [0.005, 0.995])
+    assert guessed["levels"] == pytest.approx((lo, hi))
+    # a manifest entry that does not fit D (or has no levels) is not trusted
+    assert compute._image({"image": {"shape": [3, 3]}}, 64, reference)["declared"] is False
+    partial = compute._image({"image": {"shape": [8, 8]}}, 64, reference)
+    assert partial["declared"] and partial["levels"] == pytest.approx((lo, hi))
+    assert compute._image({}, 2, reference[:, :2]) is None
+    assert compute._image({"image": "8x8"}, 3, reference[:, :3]) is None
+

@@ -94,12 +94,13 @@ def export(flow, path, with_trace=True):
 
 
 def make_model_folder(root, name="tiny", event_dim=2, num_layers=3, with_trace=True,
-                      savedmodel=True, planar=False, target=None, context_dim=None):
+                      savedmodel=True, planar=False, target=None, context_dim=None, image=None):
     """Writes a model folder under `root`; returns `(folder, flow)`.
 
     `planar=True` makes a forward-only flow (no SavedModel, no data sample,
     like a flow fitted to a target); `target` is written to the manifest.
-    `context_dim` makes a conditional flow (no data sample).
+    `context_dim` makes a conditional flow (no data sample); `image` is written
+    to the manifest as its `image` entry.
     """
     folder = root / name
     folder.mkdir(parents=True)
@@ -114,5 +115,7 @@ def make_model_folder(root, name="tiny", event_dim=2, num_layers=3, with_trace=T
                 "event_dim": event_dim, "num_layers": num_layers, "hidden_units": [16],
                 "test_nll": None, "true_entropy": None, "command": "pytest",
                 "kerasflows_version": "test", "created": "now"}
+    if image is not None:
+        manifest["image"] = image
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder, flow

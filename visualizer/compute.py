@@ -68,6 +68,7 @@ def describe(backend, source):
         "reference": reference, "reference_is_data": is_data,
         "data_mean": finite.mean(0) if len(finite) else np.zeros(backend.event_dim, np.float32),
         "target": _target_name(source.target, backend.event_dim),
+        "image": _image(source.manifest, backend.event_dim, reference),
         "manifest": source.manifest or {},
     }
 
@@ -100,6 +101,38 @@ def targets_available():
     except ImportError:
         return False
     return True
+
+
+def _image(manifest, event_dim, reference):
+    """How the flow's points show as pictures (the Samples view's "As images"), or None.
+
+    From the manifest's `image`: `{"shape": [h, w], "levels": [black, white]}`
+    (`h * w` = D; levels in the flow's data units, optional), `declared`;
+    else a square shape guessed from D (4x4 or more), not declared. Levels
+    not given are the 0.5% and 99.5% quantiles of the reference points.
+    """
+    spec = (manifest or {}).get("image")
+    shape, levels = None, None
+    if isinstance(spec, dict):
+        try:
+            h, w = (int(v) for v in spec["shape"])
+            if h > 0 and w > 0 and h * w == event_dim:
+                shape = (h, w)
+            lo, hi = (float(v) for v in spec.get("levels") or ())
+            if np.isfinite([lo, hi]).all() and lo < hi:
+                levels = (lo, hi)
+        except (KeyError, TypeError, ValueError):
+            pass
+    declared = shape is not None
+    shape = shape or geometry.image_shape_for(event_dim)
+    if shape is None:
+        return None
+    if levels is None:
+        finite = np.asarray(reference, np.float64)
+        finite = finite[np.isfinite(finite)]
+        lo, hi = np.quantile(finite, [0.005, 0.995]) if finite.size else (-1.0, 1.0)
+        levels = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+    return {"shape": shape, "levels": levels, "declared": declared}
 
 
 def _target_name(name, event_dim):

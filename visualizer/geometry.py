@@ -8,7 +8,8 @@ coordinates at fixed values.
 import numpy as np
 
 __all__ = ["Projection", "pixel_centers", "grid_points", "snap_region", "grid_lines", "embed",
-           "lerp_states", "color_levels", "robust_region", "pad_region", "pixel_log_mean"]
+           "lerp_states", "color_levels", "robust_region", "pad_region", "pixel_log_mean",
+           "tile_images", "image_shape_for"]
 
 
 class Projection:
@@ -183,3 +184,34 @@ def pad_region(region, pad=0.15, square=True):
         w = h = max(w, h)
     w, h = w * (1 + 2 * pad), h * (1 + 2 * pad)
     return (cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2)
+
+
+def image_shape_for(event_dim):
+    """`(h, w)` of a square image with `event_dim` pixels (at least 4x4), or None."""
+    side = int(round(event_dim ** 0.5))
+    return (side, side) if side >= 4 and side * side == event_dim else None
+
+
+def tile_images(rows, shape, columns=None, gap=1, fill=np.nan):
+    """`rows [n, h*w]` as one picture of `n` images `shape = (h, w)` in a grid.
+
+    The images are laid out left to right, top to bottom, `columns` per row
+    (default: a square-ish grid), `gap` pixels apart (filled with `fill`).
+    Returns `[H, W]` with its first row at the *bottom* (pyqtgraph's y axis
+    points up), so the picture shows the way the images are read: image 0
+    top left, each image's row 0 on top.
+    """
+    rows = np.asarray(rows, np.float32)
+    h, w = shape
+    n = len(rows)
+    if rows.ndim != 2 or rows.shape[1] != h * w:
+        raise ValueError(f"rows must have shape [n, {h * w}] for images of shape {shape}; "
+                         f"received {rows.shape}.")
+    columns = columns or max(1, int(np.ceil(np.sqrt(n))))
+    lines = max(1, -(-n // columns))
+    out = np.full((lines * (h + gap) - gap, columns * (w + gap) - gap), fill, np.float32)
+    for k, image in enumerate(rows.reshape(n, h, w)):
+        r, c = divmod(k, columns)
+        out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = image
+    return out[::-1]
+

@@ -1,20 +1,30 @@
-"""Samples view: a scatter of flow samples, resampled on demand or continuously."""
+"""Samples view: a scatter of flow samples, resampled on demand or continuously;
+for image-shaped flows (digits), the samples as a grid of pictures."""
 
 import numpy as np
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry
-from visualizer.items import PointCloudItem
+from visualizer.items import HeatmapItem, PointCloudItem
 from visualizer.views.base import View, axis_name, labeled, make_plot
 
-__all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES"]
+__all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID"]
 
 MIN_SAMPLES, MAX_SAMPLES = 100, 100_000
 DEFAULT_COUNT = 10_000
+#: Samples drawn as pictures in "As images" mode (a 10 x 10 grid).
+IMAGE_GRID = 100
+#: Grey levels, black to white.
+GREY = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
 
 
 class SamplesView(View):
     """Draws `count` samples at a temperature; overlays the training data if known.
+
+    "As images" (for flows whose points are pictures: the model folder's
+    manifest `image`, or D a square of 16 or more) draws the first
+    `IMAGE_GRID` samples as a grid of grey images instead, black to white
+    over the manifest's `levels` (else the data's 0.5-99.5% range).
 
     Continuous mode asks for the next batch (next seed) as soon as one
     arrives, before drawing it, so the flow computes the next frame while
@@ -38,18 +48,23 @@ class SamplesView(View):
         self.temperature.setValue(1.0)
         self.continuous = QtWidgets.QCheckBox("Continuous")
         self.show_data = QtWidgets.QCheckBox("Training data")
+        self.as_images = QtWidgets.QCheckBox("As images")
+        self.as_images.setEnabled(False)
         self.resample_button = QtWidgets.QPushButton("Resample  (R)")
         self.seed_label = QtWidgets.QLabel("")
         for w in (labeled("Samples", self.count), labeled("Temperature", self.temperature),
-                  self.continuous, self.resample_button, self.show_data):
+                  self.continuous, self.resample_button, self.show_data, self.as_images):
             self.controls.addWidget(w)
         self.controls.addStretch(1)
         self.controls.addWidget(self.seed_label)
         self.plot = make_plot()
         self.data_item = PointCloudItem("data", size=2.5, alpha=110)
         self.cloud = PointCloudItem("samples", size=2.5, alpha=190)
+        self.image_item = HeatmapItem()
+        self.image_item.hide()
         self.plot.addItem(self.data_item)
         self.plot.addItem(self.cloud)
+        self.plot.addItem(self.image_item)
         self.layout().addWidget(self.plot, 1)
         self.points = None
         self.count.valueChanged.connect(lambda _: self.invalidate())
@@ -57,18 +72,58 @@ class SamplesView(View):
         self.continuous.toggled.connect(lambda on: on and self.resample())
         self.resample_button.clicked.connect(self.resample)
         self.show_data.toggled.connect(self._show_data)
+        self.as_images.toggled.connect(lambda _: self._apply_mode())
 
     def model_changed(self):
         self.points = None
-        self.show_data.setEnabled(self.info["reference_is_data"])
         self.show_data.setChecked(self.info["reference_is_data"])
-        self.projection_changed()
+        image = self.info["image"]
+        self.as_images.blockSignals(True)
+        self.as_images.setChecked(bool(image and image["declared"]))
+        self.as_images.blockSignals(False)
+        self._apply_mode()
 
     def model_reloaded(self):
-        self.show_data.setEnabled(self.info["reference_is_data"])
-        self._show_data(self.show_data.isChecked())
+        if self.info["image"] is None:
+            self.as_images.setChecked(False)
+        self._apply_mode(keep_range=True)
+
+    def images_shown(self):
+        """True when the samples are drawn as pictures."""
+        return bool(self.info and self.info["image"] and self.as_images.isChecked())
+
+    def _apply_mode(self, keep_range=False):
+        """Scatter or pictures: shows the items, axes and controls of the mode."""
+        on = self.images_shown()
+        self.as_images.setEnabled(self.info["image"] is not None)
+        self.show_data.setEnabled(self.info["reference_is_data"] and not on)
+        for item in (self.cloud, self.data_item):
+            item.setVisible(not on)
+        self.image_item.setVisible(on)
+        plot = self.plot.getPlotItem()
+        for axis in ("bottom", "left"):
+            plot.showAxis(axis, not on)
+        if on:
+            self._draw_images()
+        elif not keep_range:
+            self.projection_changed()
+        else:
+            self._show_data(self.show_data.isChecked())
+
+    def _draw_images(self):
+        if self.points is None:
+            return
+        spec = self.info["image"]
+        picture = geometry.tile_images(self.points[:IMAGE_GRID], spec["shape"])
+        self.image_item.setImage(picture, levels=spec["levels"], lut=GREY)
+        h, w = picture.shape
+        self.image_item.setRect(QtCore.QRectF(0, 0, w, h))
+        self.plot.getPlotItem().getViewBox().setRange(xRange=(0, w), yRange=(0, h),
+                                                      padding=0.02)
 
     def projection_changed(self):
+        if self.images_shown():
+            return
         dims = self.projection.dims
         item = self.plot.getPlotItem()
         item.setLabel("bottom", axis_name(dims[0]))
@@ -106,7 +161,13 @@ class SamplesView(View):
         if self.continuous.isChecked() and self.active:
             self.resample()                   # computed while this batch is drawn
         self.points, self.drawn = value["points"], value
-        self.cloud.set_points(self.projection.project(self.points))
+        shown = f"{len(self.points):,} samples"
+        if self.images_shown():
+            self._draw_images()
+            h, w = self.info["image"]["shape"]
+            shown = f"the first {min(len(self.points), IMAGE_GRID)} of {shown}, {h}×{w} pixels"
+        else:
+            self.cloud.set_points(self.projection.project(self.points))
         self.seed_label.setText(f"seed {value['seed']} · T = {value['temperature']:.2f} · "
-                                f"{len(self.points):,} samples")
+                                f"{shown}")
         self.drew()
