@@ -266,9 +266,37 @@ def test_image_shaped_flow_samples_are_drawn_as_pictures(qtbot, window, models):
     np.testing.assert_allclose(view.cloud.points, window.projection.project(view.points))
     view.as_images.setChecked(True)
     assert view.image_item.isVisible()
+    # the layers view: the first samples as pictures after each layer
+    from visualizer.views.layers import IMAGE_SAMPLES, STRIP_IMAGES
+    layers = show_ready(qtbot, window, "layers")
+    assert layers.images_shown() and layers.image_item.isVisible()
+    grid, connect, cloud = layers._inputs()
+    states = np.stack(flow.trace(cloud[:IMAGE_SAMPLES]))
+    np.testing.assert_allclose(layers.image_states, states, rtol=1e-5, atol=1e-5)
+    for k in (0, 2):
+        layers.set_layer(k)
+        np.testing.assert_allclose(layers.image_item.image,
+                                   geometry.tile_images(layers.image_states[k], (4, 4)))
+    layers.set_layer(1.5)
+    np.testing.assert_allclose(layers.image_item.image, geometry.tile_images(
+        0.5 * (layers.image_states[1] + layers.image_states[2]), (4, 4)), atol=1e-6)
+    thumbnails = [[i for i in p.getPlotItem().items if i.__class__.__name__ == "HeatmapItem"]
+                  for p in layers.strip.plots]
+    assert all(len(t) == 1 for t in thumbnails) and len(thumbnails) == 3
+    np.testing.assert_array_equal(thumbnails[2][0].image, geometry.tile_images(
+        layers.image_states[2][:STRIP_IMAGES], (4, 4)))
+    data = layers.export_data()
+    np.testing.assert_array_equal(data["image_states"], layers.image_states)
+    assert list(data["image_shape"]) == [4, 4]
+    layers.as_images.setChecked(False)                     # the grid and cloud again
+    assert layers.cloud.isVisible() and not layers.image_item.isVisible()
+    layers.set_layer(1)
+    np.testing.assert_allclose(layers.cloud.points, layers.cloud_states[1])
+    layers.as_images.setChecked(True)
     # a 2-D flow has no pictures to show
     open_model(qtbot, window, models["tiny"][0])
     assert not view.as_images.isEnabled() and not view.images_shown()
+    assert not layers.as_images.isEnabled() and not layers.images_shown()
 
 
 def test_each_view_exports_the_arrays_it_draws(qtbot, window, tiny, tmp_path):

@@ -3,15 +3,18 @@
 A slider runs across layer positions 0..L (fractional positions blend two
 consecutive states linearly), play/pause animates it, and a strip of small
 multiples shows every state at once. Both directions: base to data (the
-forward pass, sampling) and data to base (the inverse pass, density).
+forward pass, sampling) and data to base (the inverse pass, density). For
+an image-shaped flow, "As images" shows the first samples as pictures
+instead: noise becoming digits, layer by layer (or the reverse).
 """
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import geometry
-from visualizer.items import GridCurve, PointCloudItem
+from visualizer.items import GridCurve, HeatmapItem, PointCloudItem
 from visualizer.views.base import View, axis_name, labeled, make_plot
+from visualizer.views.samples import GREY
 
 __all__ = ["LayersView", "STEPS_PER_LAYER"]
 
@@ -21,6 +24,8 @@ STRIP_POINTS = 600
 #: Pixels a thumbnail title may take (the thumbnails are 170 wide); longer names end in "…".
 STRIP_TITLE_WIDTH = 156
 FRAME_MS = 16
+#: Samples drawn as pictures in the main plot ("As images"), and in each thumbnail.
+IMAGE_SAMPLES, STRIP_IMAGES = 16, 4
 
 
 class LayersView(View):
@@ -45,22 +50,28 @@ class LayersView(View):
         self.slider.setTickPosition(QtWidgets.QSlider.TickPosition.TicksBelow)
         self.slider.setTickInterval(STEPS_PER_LAYER)
         self.slider.setMinimumWidth(160)
+        self.as_images = QtWidgets.QCheckBox("As images")
+        self.as_images.setEnabled(False)
         self.layer_label = QtWidgets.QLabel("")
         self.layer_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
                                        QtWidgets.QSizePolicy.Policy.Preferred)
         for w in (labeled("Direction", self.direction), self.play_button,
-                  labeled("Speed", self.speed), self.slider):
+                  labeled("Speed", self.speed), self.slider, self.as_images):
             self.controls.addWidget(w)
         self.controls.addWidget(self.layer_label, 1)
         self.plot = make_plot()
         self.grid = GridCurve("grid", 1.0, 140)
         self.cloud = PointCloudItem("samples", size=3.0, alpha=200)
+        self.image_item = HeatmapItem()
+        self.image_item.hide()
         self.plot.addItem(self.grid)
         self.plot.addItem(self.cloud)
+        self.plot.addItem(self.image_item)
         self.layout().addWidget(self.plot, 1)
         self.strip = _Strip(self._jump_to)
         self.layout().addWidget(self.strip)
         self.grid_states = self.cloud_states = self.connect = None
+        self.image_states = None   # [L+1, IMAGE_SAMPLES, D]: the first samples, every coordinate
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(FRAME_MS)
         self.timer.timeout.connect(self._advance)
@@ -68,6 +79,7 @@ class LayersView(View):
         self.direction.currentIndexChanged.connect(lambda _: self.invalidate())
         self.slider.valueChanged.connect(lambda _: self.draw_frame())
         self.play_button.toggled.connect(self._play)
+        self.as_images.toggled.connect(lambda _: self._show_states())
 
     # -- state ------------------------------------------------------------
     @property
@@ -79,7 +91,12 @@ class LayersView(View):
         self.slider.setValue(int(round(k * STEPS_PER_LAYER)))
 
     def model_changed(self):
-        self.grid_states = self.cloud_states = None
+        self.grid_states = self.cloud_states = self.image_states = None
+        image = self.info["image"]
+        self.as_images.blockSignals(True)
+        self.as_images.setChecked(bool(image and image["declared"]))
+        self.as_images.setEnabled(image is not None)
+        self.as_images.blockSignals(False)
         # data -> base starts from the data sample, or flow samples (drawn at the context
         # a conditional flow opened at; redrawn here at the current one when it changes)
         self.reference, self.reference_context = self.info["reference"], self.info["context"]
@@ -97,6 +114,13 @@ class LayersView(View):
             return
         self.reference, self.reference_context = self.info["reference"], self.info["context"]
         self._allow_inverse(self.info["invertible"])
+        if self.info["image"] is None:
+            self.as_images.setChecked(False)
+        self.as_images.setEnabled(self.info["image"] is not None)
+
+    def images_shown(self):
+        """True when the states are drawn as pictures."""
+        return bool(self.info and self.info["image"] and self.as_images.isChecked())
 
     def _allow_inverse(self, allowed):
         """Enables the data → base direction, or disables it (forward-only flows) with a note."""
@@ -155,25 +179,56 @@ class LayersView(View):
             self.reference, self.reference_context = result.value["points"], self._drawing_at
             self.refresh()
             return
-        states = self.projection.project(result.value["states"])
+        full = result.value["states"]
+        states = self.projection.project(full)
         self.grid_states, self.cloud_states = states[:, :self._split], states[:, self._split:]
-        x0, x1, y0, y1 = geometry.robust_region(self.cloud_states.reshape(-1, 2), pad=0.08)
-        self.plot.getPlotItem().getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1),
-                                                       padding=0)
-        self._label_axes()
+        self.image_states = full[:, self._split:self._split + IMAGE_SAMPLES]
+        self._show_states()
+
+    def _picture(self, rows):
+        return geometry.tile_images(rows, self.info["image"]["shape"])
+
+    def _show_states(self):
+        """Sets the plot and the strip up for the states in hand, as points or pictures."""
+        if self.grid_states is None:
+            return
+        on = self.images_shown()
+        for item in (self.grid, self.cloud):
+            item.setVisible(not on)
+        self.image_item.setVisible(on)
+        plot = self.plot.getPlotItem()
+        for axis in ("bottom", "left"):
+            plot.showAxis(axis, not on)
+        if on:
+            h, w = self._picture(self.image_states[0]).shape
+            x0, x1, y0, y1 = 0, w, 0, h
+        else:
+            x0, x1, y0, y1 = geometry.robust_region(self.cloud_states.reshape(-1, 2), pad=0.08)
+            self._label_axes()
+        plot.getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0.02 if on else 0)
+        pictures = None
+        if on:
+            pictures = [geometry.tile_images(s[:STRIP_IMAGES], self.info["image"]["shape"])
+                        for s in self.image_states]
         self.strip.show_states(self.grid_states, self.cloud_states, self.connect,
-                               self.state_names())
+                               self.state_names(), pictures=pictures,
+                               levels=self.info["image"]["levels"] if on else None)
         self.draw_frame()
 
     def export_data(self):
         """The states drawn, in the two coordinates shown: `grid_states [L+1, G, 2]`
         (grid polylines, cut where `grid_connect [G]` is False), `cloud_states
-        [L+1, C, 2]`, `state_names [L+1]`, the direction and the slider position."""
+        [L+1, C, 2]`, `state_names [L+1]`, the direction and the slider position;
+        drawn as pictures, also `image_states [L+1, n, D]` and `image_shape`."""
         if self.grid_states is None:
             return None
-        return {"grid_states": self.grid_states, "grid_connect": self.connect,
-                "cloud_states": self.cloud_states, "state_names": np.array(self.state_names()),
-                "direction": self.direction.currentData(), "position": self.position}
+        out = {"grid_states": self.grid_states, "grid_connect": self.connect,
+               "cloud_states": self.cloud_states, "state_names": np.array(self.state_names()),
+               "direction": self.direction.currentData(), "position": self.position}
+        if self.images_shown():     # the pictures' samples, every coordinate
+            out.update(image_states=self.image_states,
+                       image_shape=np.array(self.info["image"]["shape"]))
+        return out
 
     def _label_axes(self):
         forward = self.direction.currentData() == "forward"
@@ -202,8 +257,14 @@ class LayersView(View):
         if self.grid_states is None:
             return
         t = self.position
-        self.grid.set_lines(geometry.lerp_states(self.grid_states, t), self.connect)
-        self.cloud.set_points(geometry.lerp_states(self.cloud_states, t))
+        if self.images_shown():
+            picture = self._picture(geometry.lerp_states(self.image_states, t))
+            self.image_item.setImage(picture, levels=self.info["image"]["levels"], lut=GREY)
+            h, w = picture.shape
+            self.image_item.setRect(QtCore.QRectF(0, 0, w, h))
+        else:
+            self.grid.set_lines(geometry.lerp_states(self.grid_states, t), self.connect)
+            self.cloud.set_points(geometry.lerp_states(self.cloud_states, t))
         k = int(round(t))
         names = self.state_names()
         self.layer_label.setText(f"layer position {t:.2f} / {len(names) - 1}   ·   "
@@ -258,7 +319,10 @@ class _Strip(QtWidgets.QScrollArea):
         self.plots = []
         self.current = None
 
-    def show_states(self, grid_states, cloud_states, connect, names):
+    def show_states(self, grid_states, cloud_states, connect, names, pictures=None,
+                    levels=None):
+        """One thumbnail per state: its grid and cloud, or `pictures[k]` (a tiled
+        image drawn grey over `levels`)."""
         while self.row.count():
             w = self.row.takeAt(0).widget()
             if w is not None:
@@ -273,13 +337,20 @@ class _Strip(QtWidgets.QScrollArea):
             item.hideAxis("bottom")
             item.setTitle(f"<span style='font-size:8pt'>{self.elide(name)}</span>")
             plot.setToolTip(name)
-            grid = GridCurve("grid", 1.0, 110)
-            grid.set_lines(grid_states[k], connect)
-            cloud = PointCloudItem("samples", size=2.0, alpha=200)
-            cloud.set_points(cloud_states[k, ::every])
-            item.addItem(grid)
-            item.addItem(cloud)
-            x0, x1, y0, y1 = geometry.robust_region(cloud_states[k], pad=0.1)
+            if pictures is not None:
+                image = HeatmapItem()
+                image.setImage(pictures[k], levels=levels, lut=GREY)
+                item.addItem(image)
+                h, w = pictures[k].shape
+                x0, x1, y0, y1 = 0, w, 0, h
+            else:
+                grid = GridCurve("grid", 1.0, 110)
+                grid.set_lines(grid_states[k], connect)
+                cloud = PointCloudItem("samples", size=2.0, alpha=200)
+                cloud.set_points(cloud_states[k, ::every])
+                item.addItem(grid)
+                item.addItem(cloud)
+                x0, x1, y0, y1 = geometry.robust_region(cloud_states[k], pad=0.1)
             item.getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
             plot.scene().sigMouseClicked.connect(lambda ev, k=k: self.on_click(k))
             self.row.addWidget(plot)
