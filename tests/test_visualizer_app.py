@@ -251,7 +251,9 @@ def test_image_shaped_flow_samples_are_drawn_as_pictures(qtbot, window, models):
     assert view.as_images.isEnabled() and view.as_images.isChecked()   # the manifest says so
     qtbot.waitUntil(lambda: view.is_ready() and view.points is not None, timeout=TIMEOUT_MS)
     assert view.images_shown() and view.image_item.isVisible() and not view.cloud.isVisible()
-    np.testing.assert_allclose(view.points, flow.sample(len(view.points), seed=view.seed),
+    drawn = view.drawn
+    np.testing.assert_allclose(view.points, flow.sample(len(view.points), seed=drawn["seed"],
+                                                        temperature=drawn["temperature"]),
                                rtol=1e-5, atol=1e-5)
     expected = geometry.tile_images(view.points[:IMAGE_GRID], (4, 4))
     np.testing.assert_array_equal(view.image_item.image, expected)
@@ -261,8 +263,10 @@ def test_image_shaped_flow_samples_are_drawn_as_pictures(qtbot, window, models):
     view.resample()                                          # a new grid of pictures
     qtbot.waitUntil(lambda: view.frames > frames and view.is_ready(), timeout=TIMEOUT_MS)
     assert not np.array_equal(view.image_item.image, expected)
+    assert not window.dock.isVisible(), "no dimensions to choose among pictures"
     view.as_images.setChecked(False)                         # back to the scatter
     assert view.cloud.isVisible() and not view.image_item.isVisible()
+    assert window.dock.isVisible()
     np.testing.assert_allclose(view.cloud.points, window.projection.project(view.points))
     view.as_images.setChecked(True)
     assert view.image_item.isVisible()

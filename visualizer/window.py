@@ -79,6 +79,8 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
         self.worker = Worker(self)
         self.worker.result.connect(self._on_result)
         self.views = {name: cls(self) for name, cls in VIEWS.items()}
+        for view in self.views.values():
+            view.mode_changed.connect(lambda: self._update_dock())
         self._routes = {kind: v for v in self.views.values() for kind in v.kinds}
         self.tabs = QtWidgets.QTabWidget()
         for view in self.views.values():
@@ -214,7 +216,6 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
         self.info, self.generation = info, result.generation
         if not same:
             self.projection = self.panel.set_model(info["event_dim"], info["data_mean"])
-            self.dock.setVisible(info["event_dim"] > 2)
             conditional = info["context_dim"] is not None
             self.context = (self.context_panel.set_model(info["context"], info["context_names"],
                                                          info["context_ranges"])
@@ -234,6 +235,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
         self._label_follow()
         for view in self.views.values():
             view.set_model(info, self.projection, reload=same)
+        self._update_dock()
         self.current_view().activate()
         if self.warm_up:
             self._submit_warm_up(info)
@@ -328,8 +330,15 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
         self.tabs.setCurrentWidget(self.views[name])
         return self.views[name]
 
+    def _update_dock(self):
+        """The *Dimensions shown* dock is there for a flow with D > 2, unless the
+        current view draws its points as pictures (where it means nothing)."""
+        self.dock.setVisible(self.info is not None and self.info["event_dim"] > 2
+                             and not self.current_view().images_shown())
+
     def _tab_changed(self, index):
         self._frames.clear()
+        self._update_dock()
         for view in self.views.values():
             if view is not self.current_view():
                 view.deactivate()

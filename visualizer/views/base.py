@@ -64,12 +64,14 @@ class View(QtWidgets.QWidget):
 
     Signals:
         frame_drawn: emitted after each new frame is drawn.
+        mode_changed: the view began or stopped drawing its points as pictures.
     """
 
     name = ""
     title = ""
     kinds = ()          # the request kinds this view submits (results are routed by kind)
     frame_drawn = QtCore.Signal()
+    mode_changed = QtCore.Signal()      # points became pictures or back (`images_shown`)
 
     def __init__(self, host):
         super().__init__()
@@ -208,6 +210,10 @@ class View(QtWidgets.QWidget):
     def export_widget(self):
         """The widget saved by File > Export view as PNG."""
         return self
+
+    def images_shown(self):
+        """True when the view draws its points as pictures (no 2-D projection used)."""
+        return False
 
     def export_data(self):
         """What the view draws, as named arrays (File > Export view data, saved with

@@ -80,6 +80,7 @@ class LayersView(View):
         self.slider.valueChanged.connect(lambda _: self.draw_frame())
         self.play_button.toggled.connect(self._play)
         self.as_images.toggled.connect(lambda _: self._show_states())
+        self.as_images.toggled.connect(lambda _: self.mode_changed.emit())
 
     # -- state ------------------------------------------------------------
     @property

@@ -73,6 +73,7 @@ class SamplesView(View):
         self.resample_button.clicked.connect(self.resample)
         self.show_data.toggled.connect(self._show_data)
         self.as_images.toggled.connect(lambda _: self._apply_mode())
+        self.as_images.toggled.connect(lambda _: self.mode_changed.emit())
 
     def model_changed(self):
         self.points = None
