@@ -248,7 +248,7 @@ def test_image_shaped_flow_samples_are_drawn_as_pictures(qtbot, window, models):
     folder, flow = models["pictures"]
     open_model(qtbot, window, folder)
     view = window.show_view("samples")
-    assert view.as_images.isEnabled() and view.as_images.isChecked()   # the manifest says so
+    assert view.as_images.isVisibleTo(view) and view.as_images.isChecked()  # the manifest says so
     qtbot.waitUntil(lambda: view.is_ready() and view.points is not None, timeout=TIMEOUT_MS)
     assert view.images_shown() and view.image_item.isVisible() and not view.cloud.isVisible()
     drawn = view.drawn
@@ -299,8 +299,8 @@ def test_image_shaped_flow_samples_are_drawn_as_pictures(qtbot, window, models):
     layers.as_images.setChecked(True)
     # a 2-D flow has no pictures to show
     open_model(qtbot, window, models["tiny"][0])
-    assert not view.as_images.isEnabled() and not view.images_shown()
-    assert not layers.as_images.isEnabled() and not layers.images_shown()
+    assert not view.as_images.isVisibleTo(view) and not view.images_shown()
+    assert not layers.as_images.isVisibleTo(layers) and not layers.images_shown()
 
 
 def test_each_view_exports_the_arrays_it_draws(qtbot, window, tiny, tmp_path):

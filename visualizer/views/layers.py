@@ -51,7 +51,7 @@ class LayersView(View):
         self.slider.setTickInterval(STEPS_PER_LAYER)
         self.slider.setMinimumWidth(160)
         self.as_images = QtWidgets.QCheckBox("As images")
-        self.as_images.setEnabled(False)
+        self.as_images.setVisible(False)        # shown for image-shaped flows
         self.layer_label = QtWidgets.QLabel("")
         self.layer_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
                                        QtWidgets.QSizePolicy.Policy.Preferred)
@@ -96,7 +96,7 @@ class LayersView(View):
         image = self.info["image"]
         self.as_images.blockSignals(True)
         self.as_images.setChecked(bool(image and image["declared"]))
-        self.as_images.setEnabled(image is not None)
+        self.as_images.setVisible(image is not None)
         self.as_images.blockSignals(False)
         # data -> base starts from the data sample, or flow samples (drawn at the context
         # a conditional flow opened at; redrawn here at the current one when it changes)
@@ -117,7 +117,7 @@ class LayersView(View):
         self._allow_inverse(self.info["invertible"])
         if self.info["image"] is None:
             self.as_images.setChecked(False)
-        self.as_images.setEnabled(self.info["image"] is not None)
+        self.as_images.setVisible(self.info["image"] is not None)
 
     def images_shown(self):
         """True when the states are drawn as pictures."""

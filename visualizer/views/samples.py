@@ -49,14 +49,17 @@ class SamplesView(View):
         self.continuous = QtWidgets.QCheckBox("Continuous")
         self.show_data = QtWidgets.QCheckBox("Training data")
         self.as_images = QtWidgets.QCheckBox("As images")
-        self.as_images.setEnabled(False)
+        self.as_images.setVisible(False)        # shown for image-shaped flows
         self.resample_button = QtWidgets.QPushButton("Resample  (R)")
         self.seed_label = QtWidgets.QLabel("")
+        # (elided by the window's width rather than widening it: the text is long in
+        # image mode)
+        self.seed_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                                      QtWidgets.QSizePolicy.Policy.Preferred)
         for w in (labeled("Samples", self.count), labeled("Temperature", self.temperature),
                   self.continuous, self.resample_button, self.show_data, self.as_images):
             self.controls.addWidget(w)
-        self.controls.addStretch(1)
-        self.controls.addWidget(self.seed_label)
+        self.controls.addWidget(self.seed_label, 1)
         self.plot = make_plot()
         self.data_item = PointCloudItem("data", size=2.5, alpha=110)
         self.cloud = PointCloudItem("samples", size=2.5, alpha=190)
@@ -96,7 +99,7 @@ class SamplesView(View):
     def _apply_mode(self, keep_range=False):
         """Scatter or pictures: shows the items, axes and controls of the mode."""
         on = self.images_shown()
-        self.as_images.setEnabled(self.info["image"] is not None)
+        self.as_images.setVisible(self.info["image"] is not None)
         self.show_data.setEnabled(self.info["reference_is_data"] and not on)
         for item in (self.cloud, self.data_item):
             item.setVisible(not on)
@@ -169,6 +172,7 @@ class SamplesView(View):
             shown = f"the first {min(len(self.points), IMAGE_GRID)} of {shown}, {h}×{w} pixels"
         else:
             self.cloud.set_points(self.projection.project(self.points))
-        self.seed_label.setText(f"seed {value['seed']} · T = {value['temperature']:.2f} · "
-                                f"{shown}")
+        text = f"seed {value['seed']} · T = {value['temperature']:.2f} · {shown}"
+        self.seed_label.setText(text)
+        self.seed_label.setToolTip(text)
         self.drew()
