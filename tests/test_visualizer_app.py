@@ -255,7 +255,13 @@ def test_image_shaped_flow_samples_are_drawn_as_pictures(qtbot, window, models):
     np.testing.assert_allclose(view.points, flow.sample(len(view.points), seed=drawn["seed"],
                                                         temperature=drawn["temperature"]),
                                rtol=1e-5, atol=1e-5)
+    from visualizer.views.samples import side_by_side
+    assert view.show_data.isChecked()                        # the data sample beside them
+    data = geometry.tile_images(window.info["reference"][:IMAGE_GRID], (4, 4), columns=10)
     expected = geometry.tile_images(view.points[:IMAGE_GRID], (4, 4))
+    np.testing.assert_array_equal(view.image_item.image, side_by_side(expected, data, gap=4))
+    assert "training data" in view.plot.getPlotItem().titleLabel.text
+    view.show_data.setChecked(False)
     np.testing.assert_array_equal(view.image_item.image, expected)
     assert tuple(view.image_item.levels) == (-2.0, 2.0)
     assert "4×4 pixels" in view.seed_label.text()

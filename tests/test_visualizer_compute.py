@@ -494,3 +494,15 @@ def test_image_description_comes_from_the_manifest_or_a_square_guess():
     assert compute._image({}, 2, reference[:, :2]) is None
     assert compute._image({"image": "8x8"}, 3, reference[:, :3]) is None
 
+
+def test_side_by_side_pictures_are_top_aligned():
+    from visualizer.views.samples import side_by_side
+    left = np.ones((5, 3), np.float32)
+    right = np.full((3, 2), 2.0, np.float32)
+    both = side_by_side(left, right, gap=1)
+    assert both.shape == (5, 6)
+    np.testing.assert_array_equal(both[:, :3], left)
+    assert np.isnan(both[:, 3]).all()
+    np.testing.assert_array_equal(both[2:, 4:], right)      # the top rows (drawn last)
+    assert np.isnan(both[:2, 4:]).all()
+

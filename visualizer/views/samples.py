@@ -18,6 +18,14 @@ IMAGE_GRID = 100
 GREY = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
 
 
+def side_by_side(left, right, gap):
+    """Two pictures (`tile_images` output, first row at the bottom) next to each other,
+    `gap` empty columns apart, top-aligned."""
+    h = max(len(left), len(right))
+    pad = lambda a: np.vstack([np.full((h - len(a), a.shape[1]), np.nan, np.float32), a])
+    return np.hstack([pad(left), np.full((h, gap), np.nan, np.float32), pad(right)])
+
+
 class SamplesView(View):
     """Draws `count` samples at a temperature; overlays the training data if known.
 
@@ -100,13 +108,15 @@ class SamplesView(View):
         """Scatter or pictures: shows the items, axes and controls of the mode."""
         on = self.images_shown()
         self.as_images.setVisible(self.info["image"] is not None)
-        self.show_data.setEnabled(self.info["reference_is_data"] and not on)
+        self.show_data.setEnabled(self.info["reference_is_data"])
         for item in (self.cloud, self.data_item):
             item.setVisible(not on)
         self.image_item.setVisible(on)
         plot = self.plot.getPlotItem()
         for axis in ("bottom", "left"):
             plot.showAxis(axis, not on)
+        if not on:
+            plot.setTitle(None)
         if on:
             self._draw_images()
         elif not keep_range:
@@ -115,10 +125,22 @@ class SamplesView(View):
             self._show_data(self.show_data.isChecked())
 
     def _draw_images(self):
+        """The samples' grid of pictures; with "Training data", the data sample's
+        beside it (right), for comparison."""
         if self.points is None:
             return
         spec = self.info["image"]
-        picture = geometry.tile_images(self.points[:IMAGE_GRID], spec["shape"])
+        shown = self.points[:IMAGE_GRID]
+        columns = int(np.ceil(np.sqrt(len(shown))))
+        picture = geometry.tile_images(shown, spec["shape"], columns)
+        if self.show_data.isChecked() and self.info["reference_is_data"]:
+            data = geometry.tile_images(self.info["reference"][:IMAGE_GRID], spec["shape"],
+                                        columns)
+            picture = side_by_side(picture, data, gap=spec["shape"][1])
+            title = "flow samples (left) · training data (right)"
+        else:
+            title = "flow samples"
+        self.plot.getPlotItem().setTitle(f"<span style='font-size:10pt'>{title}</span>")
         self.image_item.setImage(picture, levels=spec["levels"], lut=GREY)
         h, w = picture.shape
         self.image_item.setRect(QtCore.QRectF(0, 0, w, h))
@@ -140,6 +162,9 @@ class SamplesView(View):
             self.cloud.set_points(self.projection.project(self.points))
 
     def _show_data(self, on):
+        if self.images_shown():
+            self._draw_images()
+            return
         if on and self.info is not None and self.info["reference_is_data"]:
             self.data_item.set_points(self.projection.project(self.info["reference"]))
         else:
