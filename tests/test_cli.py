@@ -148,6 +148,7 @@ def test_train_save_every_epoch_writes_the_model_after_each_epoch(tmp_path, caps
             "--layers", "2", "--hidden", "8", "--batch-size", "128", "--out", str(model),
             "--save-every-epoch", "--quiet"]
     assert main(argv) == 0, capsys.readouterr().err
+    assert "--follow" not in capsys.readouterr().out          # --quiet: no hint
     assert [final for final, _, _ in seen] == [False, False, False, True]
     for _, listing, _ in seen:                   # no half-written file left beside it
         assert not [n for n in listing if n.startswith(".")]
@@ -156,6 +157,10 @@ def test_train_save_every_epoch_writes_the_model_after_each_epoch(tmp_path, caps
         assert any(np.abs(a - b).max() > 0 for a, b in zip(before, after))
     assert training_record(model)["epochs"] == 3
     assert not (tmp_path / "m.checkpoint").exists()
+    monkeypatch.setattr(train_command, "save_atomically", real)
+    argv[argv.index("3")] = "1"
+    out = _run(capsys, *argv[:-1])                            # not quiet: says how to watch it
+    assert f"watch it with: kerasflows-viz {model} --follow" in out
 
 
 def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):

@@ -199,6 +199,9 @@ def run(args):
     context = _read_context(args, x)
     parts = _split(x, args, context)
     build = _builder(args, x.shape[1], None if context is None else context.shape[1])
+    if args.save_every_epoch and not args.quiet and is_chief(strategy):
+        print(f"Writing {out} after every epoch; watch it with: kerasflows-viz {out} --follow",
+              flush=True)
     start = time.perf_counter()
     flow, history = train_flow(
         build, *parts[0], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
