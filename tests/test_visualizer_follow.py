@@ -360,3 +360,24 @@ def test_reload_keeps_a_conditional_flows_context(qtbot, window, tmp_path):
         return np.allclose(view.image.ravel(), fresh.log_prob(xy, context=c).numpy(),
                            rtol=1e-5, atol=1e-4)
     qtbot.waitUntil(drawn_at_context, timeout=TIMEOUT_MS)
+
+
+def test_followed_reloads_skip_the_warm_up(qtbot, window, flows, tmp_path, monkeypatch):
+    path = tmp_path / "w.keras"
+    flows[0].save(path)
+    with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
+        window.open_path(path)
+    warmed = []
+    monkeypatch.setattr(window, "warm_up", True)
+    monkeypatch.setattr(window, "_submit_warm_up", warmed.append)
+    with qtbot.waitSignal(window.model_reloaded, timeout=TIMEOUT_MS):
+        window.reload()                                  # asked for: warmed up as an open
+    assert len(warmed) == 1
+    window.set_following(True)
+    try:
+        with qtbot.waitSignal(window.model_reloaded, timeout=TIMEOUT_MS):
+            flows[1].save(path)
+        assert len(warmed) == 1, "a followed file's reloads do not warm up"
+    finally:
+        window.set_following(False)
+

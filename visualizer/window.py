@@ -237,7 +237,9 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
             view.set_model(info, self.projection, reload=same)
         self._update_dock()
         self.current_view().activate()
-        if self.warm_up:
+        # Not after the reloads of a followed file: the next save replaces the functions
+        # the warm-up would compile, and it would take the cores from the training run.
+        if self.warm_up and not (reload and self.following):
             self._submit_warm_up(info)
         if reload:
             self.model_reloaded.emit(info)
