@@ -1,9 +1,10 @@
 """The app's look: a dark Fusion palette, pyqtgraph defaults and named colours."""
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtGui, QtWidgets
 
-__all__ = ["apply", "COLORS", "COLORMAPS", "pen", "color"]
+__all__ = ["apply", "COLORS", "COLORMAPS", "GREY", "pen", "color"]
 
 COLORS = {
     "window": "#1f2227", "panel": "#272b31", "base": "#16181c", "text": "#e3e6ea",
@@ -12,6 +13,8 @@ COLORS = {
     "error": "#ff8a80",
 }
 COLORMAPS = ("viridis", "inferno", "magma", "plasma", "cividis")
+#: Grey levels, black to white (pictures of image-shaped flows).
+GREY = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
 
 
 def color(name, alpha=255):

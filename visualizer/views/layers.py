@@ -12,9 +12,9 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import geometry
+from visualizer.theme import GREY
 from visualizer.items import GridCurve, HeatmapItem, PointCloudItem
 from visualizer.views.base import View, axis_name, labeled, make_plot
-from visualizer.views.samples import GREY
 
 __all__ = ["LayersView", "STEPS_PER_LAYER"]
 

@@ -5,17 +5,16 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry
+from visualizer.theme import GREY
 from visualizer.items import HeatmapItem, PointCloudItem
 from visualizer.views.base import View, axis_name, labeled, make_plot
 
-__all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID"]
+__all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID", "side_by_side"]
 
 MIN_SAMPLES, MAX_SAMPLES = 100, 100_000
 DEFAULT_COUNT = 10_000
 #: Samples drawn as pictures in "As images" mode (a 10 x 10 grid).
 IMAGE_GRID = 100
-#: Grey levels, black to white.
-GREY = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
 
 
 def side_by_side(left, right, gap):
