@@ -263,6 +263,21 @@ def test_image_shaped_flow_samples_are_drawn_as_pictures(qtbot, window, models):
     assert "training data" in view.plot.getPlotItem().titleLabel.text
     view.show_data.setChecked(False)
     np.testing.assert_array_equal(view.image_item.image, expected)
+    # clicking a picture inspects that sample
+    H = expected.shape[0]
+    k = view.sample_at(1 * 5 + 2.5, H - (1 * 5 + 2.5))        # row 1, column 1: sample 11
+    assert k == 11
+    scene = view.plot.getPlotItem().getViewBox().mapViewToScene(
+        QtCore.QPointF(1 * 5 + 2.5, H - (1 * 5 + 2.5)))
+    qtbot.mouseClick(view.plot.viewport(), QtCore.Qt.MouseButton.LeftButton,
+                     pos=view.plot.mapFromScene(scene))
+    inspector = window.current_view()
+    assert inspector.name == "inspector"
+    qtbot.waitUntil(lambda: inspector.is_ready() and inspector.details is not None
+                    and np.allclose(inspector.details["x"], view.points[k]), timeout=TIMEOUT_MS)
+    assert inspector.details["log_prob"] == pytest.approx(
+        float(flow.log_prob(view.points[k:k + 1])[0]), abs=1e-4)
+    view = window.show_view("samples")
     assert tuple(view.image_item.levels) == (-2.0, 2.0)
     assert "4×4 pixels" in view.seed_label.text()
     frames = view.frames

@@ -506,3 +506,21 @@ def test_side_by_side_pictures_are_top_aligned():
     np.testing.assert_array_equal(both[2:, 4:], right)      # the top rows (drawn last)
     assert np.isnan(both[:2, 4:]).all()
 
+
+def test_tile_index_finds_the_picture_under_a_point():
+    n, shape, columns = 5, (2, 3), 3
+    picture = geometry.tile_images(np.arange(n * 6, dtype=np.float32).reshape(n, 6), shape,
+                                   columns, fill=-1)
+    H, W = picture.shape
+    for y in range(H):                         # every pixel centre, against the drawn values
+        for x in range(W):
+            k = geometry.tile_index(x + 0.5, y + 0.5, n, shape, columns)
+            value = picture[y, x]
+            if value == -1:
+                assert k is None, (x, y)
+            else:
+                assert k == int(value) // 6, (x, y)
+    assert geometry.tile_index(-0.5, 1, n, shape, columns) is None
+    assert geometry.tile_index(1, H + 0.5, n, shape, columns) is None
+    assert geometry.tile_index(W + 2, 1, n, shape, columns) is None
+

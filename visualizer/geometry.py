@@ -9,7 +9,7 @@ import numpy as np
 
 __all__ = ["Projection", "pixel_centers", "grid_points", "snap_region", "grid_lines", "embed",
            "lerp_states", "color_levels", "robust_region", "pad_region", "pixel_log_mean",
-           "tile_images", "image_shape_for"]
+           "tile_images", "tile_index", "image_shape_for"]
 
 
 class Projection:
@@ -214,4 +214,22 @@ def tile_images(rows, shape, columns=None, gap=1, fill=np.nan):
         r, c = divmod(k, columns)
         out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = image
     return out[::-1]
+
+
+def tile_index(x, y, n, shape, columns=None, gap=1):
+    """Which of the `n` pictures of `tile_images(rows, shape, columns, gap)` covers the
+    point `(x, y)` of the drawn picture (pixel units, y up): its index, or None in a
+    gap or outside."""
+    h, w = shape
+    columns = columns or max(1, int(np.ceil(np.sqrt(n))))
+    lines = max(1, -(-n // columns))
+    top = lines * (h + gap) - gap - y            # distance from the picture's top edge
+    if x < 0 or top < 0:
+        return None
+    r, dy = divmod(top, h + gap)
+    c, dx = divmod(x, w + gap)
+    k = int(r) * columns + int(c)
+    if dy >= h or dx >= w or c >= columns or k >= n:
+        return None
+    return k
 

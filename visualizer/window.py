@@ -347,6 +347,14 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
         if self.info is not None:
             self.current_view().activate()
 
+    def inspect_point(self, x):
+        """Shows the Inspector's numbers for the point `x [D]` (e.g. a sample picture
+        clicked in the Samples view)."""
+        view = self.views["inspector"]
+        view.point = np.asarray(x, np.float32)
+        self.show_view("inspector")
+        view.inspect(x)
+
     def set_context(self, context):
         """Shows a conditional flow at `context` `[C]`: every view recomputes."""
         self.context = np.asarray(context, np.float32).reshape(-1)

@@ -83,6 +83,7 @@ class SamplesView(View):
         self.resample_button.clicked.connect(self.resample)
         self.show_data.toggled.connect(self._show_data)
         self.as_images.toggled.connect(lambda _: self._apply_mode())
+        self.plot.scene().sigMouseClicked.connect(self._clicked)
         self.as_images.toggled.connect(lambda _: self.mode_changed.emit())
 
     def model_changed(self):
@@ -136,15 +137,31 @@ class SamplesView(View):
             data = geometry.tile_images(self.info["reference"][:IMAGE_GRID], spec["shape"],
                                         columns)
             picture = side_by_side(picture, data, gap=spec["shape"][1])
-            title = "flow samples (left) · training data (right)"
+            title = "flow samples (left; click one to inspect it) · training data (right)"
         else:
-            title = "flow samples"
+            title = "flow samples (click one to inspect it)"
         self.plot.getPlotItem().setTitle(f"<span style='font-size:10pt'>{title}</span>")
         self.image_item.setImage(picture, levels=spec["levels"], lut=GREY)
         h, w = picture.shape
         self.image_item.setRect(QtCore.QRectF(0, 0, w, h))
         self.plot.getPlotItem().getViewBox().setRange(xRange=(0, w), yRange=(0, h),
                                                       padding=0.02)
+
+    def sample_at(self, x, y):
+        """The index of the drawn sample picture at `(x, y)` (plot units), or None."""
+        if not self.images_shown() or self.points is None:
+            return None
+        n = len(self.points[:IMAGE_GRID])
+        return geometry.tile_index(x, y, n, self.info["image"]["shape"],
+                                   int(np.ceil(np.sqrt(n))))
+
+    def _clicked(self, event):
+        if event.button() != QtCore.Qt.MouseButton.LeftButton:
+            return
+        pos = self.plot.getPlotItem().getViewBox().mapSceneToView(event.scenePos())
+        k = self.sample_at(pos.x(), pos.y())
+        if k is not None:
+            self.host.inspect_point(self.points[k])
 
     def projection_changed(self):
         if self.images_shown():
