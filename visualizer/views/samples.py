@@ -63,6 +63,8 @@ class SamplesView(View):
         # image mode)
         self.seed_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
                                       QtWidgets.QSizePolicy.Policy.Preferred)
+        self.seed_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight
+                                     | QtCore.Qt.AlignmentFlag.AlignVCenter)
         for w in (labeled("Samples", self.count), labeled("Temperature", self.temperature),
                   self.continuous, self.resample_button, self.show_data, self.as_images):
             self.controls.addWidget(w)
