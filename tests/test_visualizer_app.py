@@ -277,6 +277,14 @@ def test_image_shaped_flow_samples_are_drawn_as_pictures(qtbot, window, models):
                     and np.allclose(inspector.details["x"], view.points[k]), timeout=TIMEOUT_MS)
     assert inspector.details["log_prob"] == pytest.approx(
         float(flow.log_prob(view.points[k:k + 1])[0]), abs=1e-4)
+    # it draws x and z as pictures (z from -3 black to 3 white on the picture's levels)
+    assert inspector.images_shown() and inspector.picture_item.isVisible()
+    assert not inspector.backdrop.isVisible() and not window.dock.isVisible()
+    z = flow.inverse(view.points[k:k + 1]).numpy()[0]
+    drawn = inspector.picture_item.image[::-1]                # top row first
+    np.testing.assert_allclose(drawn[:4, :4], view.points[k].reshape(4, 4), atol=1e-5)
+    np.testing.assert_allclose(drawn[:4, 6:10], (-2 + (np.clip(z, -3, 3) + 3) / 6 * 4)
+                               .reshape(4, 4), atol=1e-4)
     view = window.show_view("samples")
     assert tuple(view.image_item.levels) == (-2.0, 2.0)
     assert "4×4 pixels" in view.seed_label.text()

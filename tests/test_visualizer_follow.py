@@ -7,6 +7,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -215,7 +216,8 @@ def test_viz_follow_flag_needs_the_window(capsys):
     assert "--follow needs the window" in capsys.readouterr().err
 
 
-def test_reloads_asked_for_while_one_runs_coalesce_into_one(qtbot, window, flows, tmp_path):
+def test_reloads_asked_for_while_one_runs_coalesce_into_one(qtbot, window, flows, tmp_path,
+                                                            monkeypatch):
     a, b = tmp_path / "a.keras", tmp_path / "b.keras"
     flows[0].save(a)
     flows[1].save(b)
@@ -245,11 +247,19 @@ def test_reloads_asked_for_while_one_runs_coalesce_into_one(qtbot, window, flows
         # A bad file opened while a reload runs: the dialog, and the model still draws.
         corrupt = tmp_path / "corrupt.keras"
         corrupt.write_bytes(b"not a zip")
+        from visualizer import compute
+        real_load = compute.load
+
+        def slow_load(*args, **kwargs):          # long enough to be seen running
+            time.sleep(1.0)
+            return real_load(*args, **kwargs)
+        monkeypatch.setattr(compute, "load", slow_load)
         assert window.reload()
         thread = window.worker.thread          # the reload running, not waiting
         qtbot.waitUntil(lambda: thread._in_flight and not thread._pending, timeout=10_000)
         with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS):
             window.open_path(corrupt)
+        monkeypatch.setattr(compute, "load", real_load)
         window.error_box.close()
         assert window.info["path"] == str(b)
         frames = view.frames
@@ -296,9 +306,13 @@ def test_a_new_savedmodel_version_is_followed(qtbot, window, flows, tmp_path):
         view = window.show_view("density")
         view.resolution.setCurrentIndex(0)
         qtbot.waitUntil(lambda: _density_matches(view, flows[0]), timeout=TIMEOUT_MS)
-        with qtbot.waitSignal(window.model_reloaded, timeout=TIMEOUT_MS):
-            export(flows[1], serving / "2")          # TF Serving's next version
-        assert window.info["load_path"] == str(serving / "2")
+        reloaded = []
+        window.model_reloaded.connect(reloaded.append)
+        export(flows[1], serving / "2")              # TF Serving's next version
+        qtbot.waitUntil(lambda: window.info["load_path"] == str(serving / "2"),
+                        timeout=TIMEOUT_MS)
+        window.model_reloaded.disconnect(reloaded.append)
+        assert len(reloaded) == 1, "the exporter's hidden partial version is not a reload"
         assert str(serving / "2") in window.follower.paths
         qtbot.waitUntil(lambda: _density_matches(view, flows[1]), timeout=TIMEOUT_MS)
     finally:

@@ -49,17 +49,21 @@ def _savedmodel_dirs(p):
 
 def signature(paths):
     """What changes when any of `paths` is rewritten: each file's size and modification
-    time; for a directory, its own entry and the `saved_model.pb` and `variables/` files
-    in it and in its numbered version subdirectories (a version being written in place
-    keeps changing until it is complete)."""
+    time; for a directory, those of the `saved_model.pb` and `variables/` files in it
+    and in its numbered version subdirectories (a version being written in place keeps
+    changing until it is complete; a new version adds files)."""
     out = []
     for p in paths:
         p = Path(p)
-        out.append((str(p), _stat(p)))
-        if p.is_dir():
-            for d in _savedmodel_dirs(p):
-                for child in [d / "saved_model.pb", *sorted((d / "variables").glob("*"))]:
-                    out.append((str(child), _stat(child)))
+        if not p.is_dir():
+            out.append((str(p), _stat(p)))
+            continue
+        # Not the directory's own time: other entries (an exporter's hidden partial
+        # version) come and go in it without a new model to read.
+        out.append((str(p), "directory"))
+        for d in _savedmodel_dirs(p):
+            for child in [d / "saved_model.pb", *sorted((d / "variables").glob("*"))]:
+                out.append((str(child), _stat(child)))
     return tuple(out)
 
 

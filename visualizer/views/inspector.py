@@ -1,4 +1,9 @@
-"""Inspector view: click a point to see how the flow treats it, layer by layer."""
+"""Inspector view: click a point to see how the flow treats it, layer by layer.
+
+For a flow whose manifest declares its points pictures (`image`), the plot
+shows the inspected point and its base image z as pictures instead of a 2-D
+slice (points come from the Samples view: click a sample's picture there).
+"""
 
 import numpy as np
 import pyqtgraph as pg
@@ -7,10 +12,13 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from visualizer import geometry, theme
 from visualizer.items import HeatmapItem, PointCloudItem
 from visualizer.views.base import View, axis_name, make_plot
+from visualizer.views.samples import side_by_side
 
 __all__ = ["InspectorView", "format_vector"]
 
 BACKDROP_RESOLUTION = 128
+#: The base values drawn black and white in the z picture.
+Z_LEVELS = (-3.0, 3.0)
 
 
 def format_vector(v, limit=6):
@@ -54,6 +62,9 @@ class InspectorView(View):
                                          pen=pg.mkPen("w", width=1.5))
         self.plot.addItem(self.path_item)
         self.plot.addItem(self.marker)
+        self.picture_item = HeatmapItem()
+        self.picture_item.hide()
+        self.plot.addItem(self.picture_item)
         self.table = QtWidgets.QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["quantity", "value"])
         self.table.horizontalHeader().setStretchLastSection(True)
@@ -67,15 +78,49 @@ class InspectorView(View):
         self.details = None        # the last `compute.inspect` result drawn
         self.plot.scene().sigMouseClicked.connect(self._clicked)
 
+    def images_shown(self):
+        """True for a flow whose manifest declares its points pictures."""
+        return bool(self.info and self.info["image"] and self.info["image"]["declared"])
+
     def model_changed(self):
         self.details = None
         self.point = np.asarray(self.info["reference"][0], np.float32)
+        self._set_mode()
         self.projection_changed()
+
+    def _set_mode(self):
+        on = self.images_shown()
+        for item in (self.backdrop, self.data_item, self.path_item, self.marker):
+            item.setVisible(not on)
+        self.picture_item.setVisible(on)
+        plot = self.plot.getPlotItem()
+        for axis in ("bottom", "left"):
+            plot.showAxis(axis, not on)
+        plot.setTitle("<span style='font-size:10pt'>x (left) and z = inverse(x) (right, "
+                      f"black {Z_LEVELS[0]:g} to white {Z_LEVELS[1]:g})</span>" if on else None)
+        self.hint.setText("Click a sample's picture in the Samples view to inspect it." if on
+                          else "Click anywhere on the plot to inspect that point.")
+
+    def _draw_picture(self, d):
+        """x and z side by side, z mapped from `Z_LEVELS` onto the picture's levels."""
+        spec = self.info["image"]
+        lo, hi = spec["levels"]
+        z01 = (np.clip(d["z"], *Z_LEVELS) - Z_LEVELS[0]) / (Z_LEVELS[1] - Z_LEVELS[0])
+        x_picture = geometry.tile_images(np.asarray(d["x"])[None], spec["shape"])
+        z_picture = geometry.tile_images((lo + z01 * (hi - lo))[None], spec["shape"])
+        picture = side_by_side(x_picture, z_picture, gap=max(1, spec["shape"][1] // 2))
+        self.picture_item.setImage(picture, levels=(lo, hi), lut=theme.GREY)
+        h, w = picture.shape
+        self.picture_item.setRect(QtCore.QRectF(0, 0, w, h))
+        self.plot.getPlotItem().getViewBox().setRange(xRange=(0, w), yRange=(0, h),
+                                                      padding=0.05)
 
     def model_reloaded(self):
         self.data_item.set_points(self.projection.project(self.info["reference"]))
 
     def projection_changed(self):
+        if self.images_shown():         # pictures: no 2-D slice to set up
+            return
         d = self.projection.dims
         self.plot.getPlotItem().setLabel("bottom", axis_name(d[0]))
         self.plot.getPlotItem().setLabel("left", axis_name(d[1]))
@@ -84,7 +129,7 @@ class InspectorView(View):
         self.plot.getPlotItem().getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1),
                                                       padding=0)
         self.data_item.set_points(self.projection.project(self.info["reference"]))
-        if self.point is not None:
+        if self.point is not None and not self.images_shown():
             self.point = self.projection.embed(self.projection.project(self.point[None]))[0]
 
     def refresh(self):
@@ -100,8 +145,9 @@ class InspectorView(View):
             self.marker.setData([])
             self.drew()
             return
-        self.submit("inspector_backdrop", "density", self.region, BACKDROP_RESOLUTION,
-                    self.projection)
+        if not self.images_shown():
+            self.submit("inspector_backdrop", "density", self.region, BACKDROP_RESOLUTION,
+                        self.projection)
         self.inspect(self.point)
 
     def inspect(self, x):
@@ -111,7 +157,7 @@ class InspectorView(View):
         self.submit("inspect", "inspect", self.point)
 
     def _clicked(self, event):
-        if (self.info is None or not self.info["invertible"]
+        if (self.info is None or not self.info["invertible"] or self.images_shown()
                 or event.button() != QtCore.Qt.MouseButton.LeftButton):
             return
         pos = self.plot.getPlotItem().getViewBox().mapSceneToView(event.scenePos())
@@ -128,6 +174,8 @@ class InspectorView(View):
         else:
             self.details = result.value
             self._fill_table(self.details)
+            if self.images_shown():
+                self._draw_picture(self.details)
             path = self.details["path"]
             if path is not None:
                 self.path_item.setData(self.projection.project(path))

@@ -5,8 +5,8 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry
-from visualizer.theme import GREY
 from visualizer.items import HeatmapItem, PointCloudItem
+from visualizer.theme import GREY
 from visualizer.views.base import View, axis_name, labeled, make_plot
 
 __all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID", "side_by_side"]
