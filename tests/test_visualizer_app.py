@@ -11,10 +11,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PySide6 import QtCore, QtGui  # noqa: E402
 
-from test_visualizer_support import export, make_model_folder  # noqa: E402
+from test_visualizer_support import export, make_model_folder, started_window  # noqa: E402
 from visualizer import geometry, headless, paths, theme  # noqa: E402
 from visualizer.views import density as density_view  # noqa: E402
-from visualizer.window import MainWindow  # noqa: E402
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000
@@ -40,18 +39,8 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def window(qapp, models, tmp_path_factory):
-    # `models` first: TensorFlow must finish importing on this thread before the
-    # compute thread imports it (two threads importing TensorFlow at once break it).
-    theme.apply(qapp)
-    settings = QtCore.QSettings(str(tmp_path_factory.mktemp("viz_settings") / "s.ini"),
-                                QtCore.QSettings.Format.IniFormat)
-    # Eager and no warm-up: the tests make about one call per shape, and tracing or
-    # XLA-compiling each would cost more than it saves (the backend tests check the
-    # XLA numbers, test_warm_up_plan the warm-up requests).
-    w = MainWindow(settings=settings, warm_up=False, eval_mode="eager")
-    w.resize(1280, 840)
-    w.show()
-    w.start()
+    # `models` first: it imports TensorFlow on this thread (see `started_window`).
+    w = started_window(qapp, tmp_path_factory.mktemp("viz_settings"))
     yield w
     w.close()
 
@@ -255,11 +244,10 @@ def test_image_shaped_flow_samples_are_drawn_as_pictures(qtbot, window, models):
     np.testing.assert_allclose(view.points, flow.sample(len(view.points), seed=drawn["seed"],
                                                         temperature=drawn["temperature"]),
                                rtol=1e-5, atol=1e-5)
-    from visualizer.views.samples import side_by_side
     assert view.show_data.isChecked()                        # the data sample beside them
     data = geometry.tile_images(window.info["reference"][:IMAGE_GRID], (4, 4), columns=10)
     expected = geometry.tile_images(view.points[:IMAGE_GRID], (4, 4))
-    np.testing.assert_array_equal(view.image_item.image, side_by_side(expected, data, gap=4))
+    np.testing.assert_array_equal(view.image_item.image, geometry.side_by_side(expected, data, gap=4))
     assert "training data" in view.plot.getPlotItem().titleLabel.text
     view.show_data.setChecked(False)
     np.testing.assert_array_equal(view.image_item.image, expected)

@@ -496,10 +496,9 @@ def test_image_description_comes_from_the_manifest_or_a_square_guess():
 
 
 def test_side_by_side_pictures_are_top_aligned():
-    from visualizer.views.samples import side_by_side
     left = np.ones((5, 3), np.float32)
     right = np.full((3, 2), 2.0, np.float32)
-    both = side_by_side(left, right, gap=1)
+    both = geometry.side_by_side(left, right, gap=1)
     assert both.shape == (5, 6)
     np.testing.assert_array_equal(both[:, :3], left)
     assert np.isnan(both[:, 3]).all()

@@ -11,15 +11,13 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from PySide6 import QtCore  # noqa: E402
 
 import kerasflows  # noqa: E402  (TensorFlow imported here before the compute thread does)
 from kerasflows.cli import train as cli_train  # noqa: E402
-from test_visualizer_support import make_flow  # noqa: E402
-from visualizer import geometry, theme  # noqa: E402
+from test_visualizer_support import make_flow, started_window  # noqa: E402
+from visualizer import geometry  # noqa: E402
 from visualizer.__main__ import main as viz_main  # noqa: E402
 from visualizer.follow import FileFollower, signature  # noqa: E402
-from visualizer.window import MainWindow  # noqa: E402
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000
@@ -102,14 +100,8 @@ def flows():
 
 @pytest.fixture(scope="module")
 def window(qapp, flows, tmp_path_factory):
-    theme.apply(qapp)
-    settings = QtCore.QSettings(str(tmp_path_factory.mktemp("viz_follow") / "s.ini"),
-                                QtCore.QSettings.Format.IniFormat)
-    w = MainWindow(settings=settings, warm_up=False, eval_mode="eager")
+    w = started_window(qapp, tmp_path_factory.mktemp("viz_follow"))
     w.follower._settle.setInterval(100)
-    w.resize(1280, 840)
-    w.show()
-    w.start()
     yield w
     w.close()
 

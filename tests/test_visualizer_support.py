@@ -119,3 +119,23 @@ def make_model_folder(root, name="tiny", event_dim=2, num_layers=3, with_trace=T
         manifest["image"] = image
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder, flow
+
+
+def started_window(qapp, folder):
+    """A shown, started `MainWindow` for GUI tests, with its own settings file in
+    `folder`. Eager and no warm-up: the tests make about one call per shape, and
+    tracing or XLA-compiling each would cost more than it saves (the backend tests
+    check the XLA numbers, test_warm_up_plan the warm-up requests). TensorFlow must
+    have finished importing on the calling thread first (two threads importing it at
+    once break it)."""
+    from PySide6 import QtCore
+    from visualizer import theme
+    from visualizer.window import MainWindow
+    theme.apply(qapp)
+    settings = QtCore.QSettings(str(folder / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings, warm_up=False, eval_mode="eager")
+    window.resize(1280, 840)
+    window.show()
+    window.start()
+    return window
+

@@ -167,15 +167,16 @@ class Following:
 
     The window's state they use: `follower` (a `FileFollower`), `following`,
     `reloads`, `reload_error`, and the ids of the open / reload requests in
-    flight (`_open_id`, `_reload_id`, `_reload_ids`, `_reload_again`) and of
-    a model awaited before it exists (`_awaited`); `MainWindow._on_result`
-    routes the answers.
+    flight (`_open_id`, `_reload_id`, `_reload_ids`, `_reload_again`) and the
+    model awaited before it exists (`_awaited`, `(path, context)`; the open in
+    flight while set is the awaited one); `MainWindow._on_result` routes the
+    answers.
     """
 
     def _await(self, path, context=None, reason=None):
         """Following a model that does not exist yet (a training run about to write
         it): opens it once it appears, quietly trying again while it cannot be read."""
-        self._awaited = (str(path), context, None)
+        self._awaited = (str(path), context)
         why = f" ({reason})" if reason else ""
         self.model_label.setText(f"waiting for {path} to appear{why} …")
         self.follower.follow([Path(path).expanduser()])
@@ -183,10 +184,10 @@ class Following:
     def _followed_change(self):
         if self._awaited is None:
             self.reload(quiet=True)
-        elif self._awaited[2] is None:
-            path, context, _ = self._awaited
+        elif self._open_id is None:     # not opening it already
+            path, context = self._awaited
             if Path(path).expanduser().exists() and self.open_path(path, context=context):
-                self._awaited = (path, context, self._open_id)
+                self._awaited = (path, context)     # (open_path forgot it)
             else:                       # gone again: keep waiting
                 self._await(path, context)
 

@@ -9,7 +9,7 @@ import numpy as np
 
 __all__ = ["Projection", "pixel_centers", "grid_points", "snap_region", "grid_lines", "embed",
            "lerp_states", "color_levels", "robust_region", "pad_region", "pixel_log_mean",
-           "tile_images", "tile_index", "image_shape_for"]
+           "tile_images", "tile_index", "side_by_side", "image_shape_for"]
 
 
 class Projection:
@@ -232,4 +232,12 @@ def tile_index(x, y, n, shape, columns=None, gap=1):
     if dy >= h or dx >= w or c >= columns or k >= n:
         return None
     return k
+
+
+def side_by_side(left, right, gap):
+    """Two pictures (`tile_images` output, first row at the bottom) next to each other,
+    `gap` empty columns apart, top-aligned."""
+    h = max(len(left), len(right))
+    pad = lambda a: np.vstack([np.full((h - len(a), a.shape[1]), np.nan, np.float32), a])
+    return np.hstack([pad(left), np.full((h, gap), np.nan, np.float32), pad(right)])
 

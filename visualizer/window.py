@@ -22,7 +22,6 @@ __all__ = ["MainWindow", "RECENT_LIMIT"]
 RECENT_LIMIT = 8
 
 
-
 class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.QMainWindow):
     """The visualizer window; computations go to one `worker.Worker`.
 
@@ -71,7 +70,8 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
         self._reload_ids = set()    # reloads submitted and not answered (or replaced)
         self._reload_quiet = False
         self._reload_again = None   # None, or the `quiet` of a reload asked for meanwhile
-        self._awaited = None        # (path, context, open request id) to open once it exists
+        # (path, context) to open once it exists; while it opens, `_open_id` is its request
+        self._awaited = None
         self.follower = FileFollower(self)
         self.follower.changed.connect(self._followed_change)
         self._frames = collections.deque(maxlen=240)
@@ -278,12 +278,10 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
             # it), even when a later open is on its way.
             reload = result.request_id in self._reload_ids
             self._reload_ids = {i for i in self._reload_ids if i > result.request_id}
-            if result.request_id == self._open_id:
-                self._open_id = None
-            awaited = self._awaited if (self._awaited is not None
-                                        and result.request_id == self._awaited[2]) else None
-            if awaited:
-                self._awaited = None
+            opened = result.request_id == self._open_id
+            awaited = self._awaited if opened else None
+            if opened:
+                self._open_id = self._awaited = None
             if result.error and reload:
                 self._reload_failed(result.error, self._reload_quiet)
             elif result.error and awaited:      # caught mid-write: wait for the next change
@@ -352,8 +350,8 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
         clicked in the Samples view)."""
         view = self.views["inspector"]
         view.point = np.asarray(x, np.float32)
+        view.invalidate()           # its refresh inspects `point`: now, or when shown
         self.show_view("inspector")
-        view.inspect(x)
 
     def set_context(self, context):
         """Shows a conditional flow at `context` `[C]`: every view recomputes."""

@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtWidgets
 from visualizer import theme
 from visualizer.items import GridAxisItem
 
-__all__ = ["View", "make_plot", "axis_name", "labeled"]
+__all__ = ["View", "make_plot", "axis_name", "labeled", "show_pictures", "draw_picture"]
 
 
 def axis_name(dim, space="x"):
@@ -42,6 +42,25 @@ def make_plot(parent=None, aspect=True):
         # The axes carry no units: no SI prefix to recompute (and relabel) on each zoom.
         axis.enableAutoSIPrefix(False)
     return plot
+
+
+def show_pictures(plot, picture_item, point_items, on):
+    """Switches `plot` between its point items and `picture_item` (the axes hidden
+    while pictures are shown: they are in pixels, not coordinates)."""
+    for item in point_items:
+        item.setVisible(not on)
+    picture_item.setVisible(on)
+    for axis in ("bottom", "left"):
+        plot.getPlotItem().showAxis(axis, not on)
+
+
+def draw_picture(item, picture, levels):
+    """Draws `picture [h, w]` on `item` in grey, black to white over `levels`, with
+    its lower left corner at (0, 0) and one unit per pixel; returns `(w, h)`."""
+    item.setImage(picture, levels=levels, lut=theme.GREY)
+    h, w = picture.shape
+    item.setRect(QtCore.QRectF(0, 0, w, h))
+    return w, h
 
 
 def labeled(text, widget):

@@ -11,8 +11,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import geometry, theme
 from visualizer.items import HeatmapItem, PointCloudItem
-from visualizer.views.base import View, axis_name, make_plot
-from visualizer.views.samples import side_by_side
+from visualizer.views.base import View, axis_name, draw_picture, make_plot, show_pictures
 
 __all__ = ["InspectorView", "format_vector"]
 
@@ -90,14 +89,12 @@ class InspectorView(View):
 
     def _set_mode(self):
         on = self.images_shown()
-        for item in (self.backdrop, self.data_item, self.path_item, self.marker):
-            item.setVisible(not on)
-        self.picture_item.setVisible(on)
-        plot = self.plot.getPlotItem()
-        for axis in ("bottom", "left"):
-            plot.showAxis(axis, not on)
-        plot.setTitle("<span style='font-size:10pt'>x (left) and z = inverse(x) (right, "
-                      f"black {Z_LEVELS[0]:g} to white {Z_LEVELS[1]:g})</span>" if on else None)
+        show_pictures(self.plot, self.picture_item,
+                      (self.backdrop, self.data_item, self.path_item, self.marker), on)
+        title = (f"x (left) and z = inverse(x) (right, black {Z_LEVELS[0]:g} to white "
+                 f"{Z_LEVELS[1]:g})")
+        self.plot.getPlotItem().setTitle(
+            f"<span style='font-size:10pt'>{title}</span>" if on else None)
         self.hint.setText("Click a sample's picture in the Samples view to inspect it." if on
                           else "Click anywhere on the plot to inspect that point.")
 
@@ -108,10 +105,8 @@ class InspectorView(View):
         z01 = (np.clip(d["z"], *Z_LEVELS) - Z_LEVELS[0]) / (Z_LEVELS[1] - Z_LEVELS[0])
         x_picture = geometry.tile_images(np.asarray(d["x"])[None], spec["shape"])
         z_picture = geometry.tile_images((lo + z01 * (hi - lo))[None], spec["shape"])
-        picture = side_by_side(x_picture, z_picture, gap=max(1, spec["shape"][1] // 2))
-        self.picture_item.setImage(picture, levels=(lo, hi), lut=theme.GREY)
-        h, w = picture.shape
-        self.picture_item.setRect(QtCore.QRectF(0, 0, w, h))
+        picture = geometry.side_by_side(x_picture, z_picture, gap=max(1, spec["shape"][1] // 2))
+        w, h = draw_picture(self.picture_item, picture, (lo, hi))
         self.plot.getPlotItem().getViewBox().setRange(xRange=(0, w), yRange=(0, h),
                                                       padding=0.05)
 

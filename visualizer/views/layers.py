@@ -12,9 +12,9 @@ import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import geometry
-from visualizer.theme import GREY
 from visualizer.items import GridCurve, HeatmapItem, PointCloudItem
-from visualizer.views.base import View, axis_name, labeled, make_plot
+from visualizer.views.base import (View, axis_name, draw_picture, labeled, make_plot,
+                                   show_pictures)
 
 __all__ = ["LayersView", "STEPS_PER_LAYER"]
 
@@ -194,12 +194,8 @@ class LayersView(View):
         if self.grid_states is None:
             return
         on = self.images_shown()
-        for item in (self.grid, self.cloud):
-            item.setVisible(not on)
-        self.image_item.setVisible(on)
+        show_pictures(self.plot, self.image_item, (self.grid, self.cloud), on)
         plot = self.plot.getPlotItem()
-        for axis in ("bottom", "left"):
-            plot.showAxis(axis, not on)
         if on:
             h, w = self._picture(self.image_states[0]).shape
             x0, x1, y0, y1 = 0, w, 0, h
@@ -259,10 +255,8 @@ class LayersView(View):
             return
         t = self.position
         if self.images_shown():
-            picture = self._picture(geometry.lerp_states(self.image_states, t))
-            self.image_item.setImage(picture, levels=self.info["image"]["levels"], lut=GREY)
-            h, w = picture.shape
-            self.image_item.setRect(QtCore.QRectF(0, 0, w, h))
+            draw_picture(self.image_item, self._picture(geometry.lerp_states(self.image_states, t)),
+                         self.info["image"]["levels"])
         else:
             self.grid.set_lines(geometry.lerp_states(self.grid_states, t), self.connect)
             self.cloud.set_points(geometry.lerp_states(self.cloud_states, t))
@@ -340,9 +334,8 @@ class _Strip(QtWidgets.QScrollArea):
             plot.setToolTip(name)
             if pictures is not None:
                 image = HeatmapItem()
-                image.setImage(pictures[k], levels=levels, lut=GREY)
                 item.addItem(image)
-                h, w = pictures[k].shape
+                w, h = draw_picture(image, pictures[k], levels)
                 x0, x1, y0, y1 = 0, w, 0, h
             else:
                 grid = GridCurve("grid", 1.0, 110)

@@ -6,23 +6,15 @@ from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry
 from visualizer.items import HeatmapItem, PointCloudItem
-from visualizer.theme import GREY
-from visualizer.views.base import View, axis_name, labeled, make_plot
+from visualizer.views.base import (View, axis_name, draw_picture, labeled, make_plot,
+                                   show_pictures)
 
-__all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID", "side_by_side"]
+__all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID"]
 
 MIN_SAMPLES, MAX_SAMPLES = 100, 100_000
 DEFAULT_COUNT = 10_000
 #: Samples drawn as pictures in "As images" mode (a 10 x 10 grid).
 IMAGE_GRID = 100
-
-
-def side_by_side(left, right, gap):
-    """Two pictures (`tile_images` output, first row at the bottom) next to each other,
-    `gap` empty columns apart, top-aligned."""
-    h = max(len(left), len(right))
-    pad = lambda a: np.vstack([np.full((h - len(a), a.shape[1]), np.nan, np.float32), a])
-    return np.hstack([pad(left), np.full((h, gap), np.nan, np.float32), pad(right)])
 
 
 class SamplesView(View):
@@ -111,14 +103,9 @@ class SamplesView(View):
         on = self.images_shown()
         self.as_images.setVisible(self.info["image"] is not None)
         self.show_data.setEnabled(self.info["reference_is_data"])
-        for item in (self.cloud, self.data_item):
-            item.setVisible(not on)
-        self.image_item.setVisible(on)
-        plot = self.plot.getPlotItem()
-        for axis in ("bottom", "left"):
-            plot.showAxis(axis, not on)
+        show_pictures(self.plot, self.image_item, (self.cloud, self.data_item), on)
         if not on:
-            plot.setTitle(None)
+            self.plot.getPlotItem().setTitle(None)
         if on:
             self._draw_images()
         elif not keep_range:
@@ -138,14 +125,12 @@ class SamplesView(View):
         if self.show_data.isChecked() and self.info["reference_is_data"]:
             data = geometry.tile_images(self.info["reference"][:IMAGE_GRID], spec["shape"],
                                         columns)
-            picture = side_by_side(picture, data, gap=spec["shape"][1])
+            picture = geometry.side_by_side(picture, data, gap=spec["shape"][1])
             title = "flow samples (left; click one to inspect it) · training data (right)"
         else:
             title = "flow samples (click one to inspect it)"
         self.plot.getPlotItem().setTitle(f"<span style='font-size:10pt'>{title}</span>")
-        self.image_item.setImage(picture, levels=spec["levels"], lut=GREY)
-        h, w = picture.shape
-        self.image_item.setRect(QtCore.QRectF(0, 0, w, h))
+        w, h = draw_picture(self.image_item, picture, spec["levels"])
         self.plot.getPlotItem().getViewBox().setRange(xRange=(0, w), yRange=(0, h),
                                                       padding=0.02)
 
