@@ -17,7 +17,7 @@ from kerasflows.layers.base import (FlowLayer, check_event_dim, check_positive_i
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
-__all__ = ["Flow", "BASES", "EVAL_MODES", "philox_normal"]
+__all__ = ["Flow", "BASES", "EVAL_MODES", "philox_normal", "encoded_context_dim"]
 
 BASES = ("normal", "learned_normal")
 EVAL_MODES = ("graph", "xla", "eager")
@@ -103,6 +103,27 @@ def _context_for(layer, context):
     return None if layer.context_dim is None else context
 
 
+def encoded_context_dim(encoder, context_dim):
+    """Builds `encoder` on `[1, context_dim]` and returns the width of its output.
+
+    Raises a ValueError unless `encoder` is a Keras layer mapping `[batch,
+    context_dim]` to `[batch, E]`.
+    """
+    if not isinstance(encoder, keras.layers.Layer):
+        raise ValueError(f"`context_encoder` must be a Keras layer or model mapping the "
+                         f"context [batch, C] to features [batch, E]; received "
+                         f"{type(encoder).__name__}: {encoder!r}")
+    if context_dim is None:
+        raise ValueError("A flow with a `context_encoder` is conditional: give context_dim, "
+                         "the width of the context the encoder takes.")
+    out = encoder(tf.zeros([1, context_dim], keras.backend.floatx()))
+    if len(out.shape) != 2 or out.shape[0] != 1:
+        raise ValueError(f"`context_encoder` must map a context of shape (batch, {context_dim}) "
+                         f"to features of shape (batch, E); it maps (1, {context_dim}) to "
+                         f"{tuple(out.shape)}.")
+    return int(out.shape[1])
+
+
 def _replica_count():
     if tf.distribute.has_strategy():
         return tf.distribute.get_strategy().num_replicas_in_sync
@@ -135,6 +156,13 @@ class Flow(keras.Model):
         base: `"normal"` (standard normal) or `"learned_normal"` (a diagonal
             Gaussian whose mean and log-scale are trained).
         context_dim: size of the context vector for a conditional flow.
+        context_encoder: optional Keras layer or model (for example a
+            `keras.Sequential` of `Dense` layers) that maps the context
+            `[batch, context_dim]` to the features `[batch, E]` the layers
+            are conditioned on (their `context_dim` is then E), as nflows'
+            `embedding_net`. It is trained with the flow, saved with it and
+            run inside every method, so `log_prob`, `sample`, `fit((x, c))`,
+            exports and the visualizer all take the context as given.
         **kwargs: passed to `keras.Model` (`name`, `dtype`).
 
     Mixed precision: under a mixed policy (`"mixed_float16"`,
@@ -154,11 +182,14 @@ class Flow(keras.Model):
         `log_prob(x)`, shape `[batch]`.
 
     Raises:
-        ValueError: for an empty or invalid layer list, an unknown base, or
-            layers whose context size differs from the flow's.
+        ValueError: for an empty or invalid layer list, an unknown base,
+            layers whose context size differs from the flow's (or from the
+            width of `context_encoder`'s output), or a `context_encoder`
+            without `context_dim` or that is not a Keras layer.
     """
 
-    def __init__(self, layers, event_dim, base="normal", context_dim=None, **kwargs):
+    def __init__(self, layers, event_dim, base="normal", context_dim=None,
+                 context_encoder=None, **kwargs):
         kwargs, _ = split_mixed_policy(kwargs)
         super().__init__(**kwargs)
         self.event_dim = check_positive_int("event_dim", event_dim)
@@ -166,14 +197,22 @@ class Flow(keras.Model):
         if base not in BASES:
             raise ValueError(f"`base` must be one of {BASES}. Received: base={base!r}")
         self.base = base
+        self.context_encoder = context_encoder
+        layer_context_dim = self.context_dim
+        if context_encoder is not None:
+            layer_context_dim = encoded_context_dim(context_encoder, self.context_dim)
         layers = list(layers)
         for i, layer in enumerate(layers):
             if not isinstance(layer, FlowLayer):
                 raise ValueError(f"Flow layers must be kerasflows.layers.FlowLayer instances; "
                                  f"layer {i} is {type(layer).__name__}: {layer!r}")
-            if layer.context_dim is not None and layer.context_dim != self.context_dim:
+            if layer.context_dim is not None and layer.context_dim != layer_context_dim:
+                where = (f"the flow has context_dim={self.context_dim}"
+                         if context_encoder is None else
+                         f"the flow's context_encoder maps its context_dim={self.context_dim} "
+                         f"to {layer_context_dim} features")
                 raise ValueError(f"Layer {i} ({layer.name}) has context_dim={layer.context_dim} "
-                                 f"but the flow has context_dim={self.context_dim}.")
+                                 f"but {where}.")
         self.flow_layers = layers
         for layer in layers:
             layer.ensure_built(self.event_dim)
@@ -229,6 +268,12 @@ class Flow(keras.Model):
         check_event_dim("Flow", context, self.context_dim, what="context")
         return context
 
+    def _encode(self, context, training=False):
+        """The context the layers see: `context_encoder(context)` as the flow's dtype."""
+        if context is None or self.context_encoder is None:
+            return context
+        return tf.cast(self.context_encoder(context, training=training), self.compute_dtype)
+
     @property
     def eval_mode(self):
         """How eager calls of `log_prob`, `sample`, `forward`, ... run.
@@ -264,7 +309,8 @@ class Flow(keras.Model):
         if not tf.executing_eagerly() or self._eval_mode == "eager":
             return fn(*args)
         rows = None
-        if self._eval_mode == "xla" and all(l.eval_in_blocks for l in self.flow_layers):
+        if (self._eval_mode == "xla" and self.context_encoder is None
+                and all(l.eval_in_blocks for l in self.flow_layers)):
             rows = _block_rows(args[0].shape[0])
         key = (name, self._eval_mode, rows, tuple(a is None for a in args))
         if key not in self._compiled:
@@ -283,6 +329,7 @@ class Flow(keras.Model):
 
     # -- the two directions --------------------------------------------------
     def _run_inverse(self, x, context, training=False, keep=False):
+        context = self._encode(context, training=training)
         h, total, states, log_dets = x, tf.zeros(tf.shape(x)[:1], x.dtype), [x], []
         for layer in reversed(self.flow_layers):
             h, ld = layer.inverse_and_log_det(h, context=_context_for(layer, context),
@@ -294,6 +341,7 @@ class Flow(keras.Model):
         return h, total, (states, log_dets)
 
     def _run_forward(self, z, context, keep=False):
+        context = self._encode(context)
         h, total, states, log_dets = z, tf.zeros(tf.shape(z)[:1], z.dtype), [z], []
         for layer in self.flow_layers:
             h, ld = layer.forward_and_log_det(h, context=_context_for(layer, context))
@@ -417,6 +465,8 @@ class Flow(keras.Model):
         if self.context_dim is not None and context is None:
             raise ValueError(f"This flow is conditional (context_dim={self.context_dim}): "
                              "use get_bijector(context=...).")
+        if context is not None:
+            context = self._encode(self._prepare_context(context))
         bijectors = [layer.bijector(context=_context_for(layer, context))
                      for layer in self.flow_layers]
         return tfb.Chain(list(reversed(bijectors)))
@@ -469,6 +519,7 @@ class Flow(keras.Model):
     def initialize(self, x, context=None):
         """Runs data-dependent initialisation (e.g. `ActNorm`) on a batch `x`."""
         x, context = self._prepare(x, context)
+        context = self._encode(context)
         h = x
         for layer in reversed(self.flow_layers):
             c = _context_for(layer, context)
@@ -478,8 +529,11 @@ class Flow(keras.Model):
     def float16_conditioners(self):
         """True if a layer's conditioner computes in float16 (a `"mixed_float16"` policy):
         its gradients then need loss scaling."""
-        return any(l.conditioner_dtype_policy.compute_dtype == "float16"
-                   for l in self.flow_layers)
+        encoder = ([] if self.context_encoder is None else
+                   self.context_encoder._flatten_layers(include_self=True, recursive=True))
+        return (any(l.conditioner_dtype_policy.compute_dtype == "float16"
+                    for l in self.flow_layers)
+                or any(l.dtype_policy.compute_dtype == "float16" for l in encoder))
 
     def with_loss_scaling(self, optimizer):
         """`optimizer` wrapped in a `keras.optimizers.LossScaleOptimizer` if the flow has
@@ -624,6 +678,8 @@ class Flow(keras.Model):
         config.update(
             layers=[keras.saving.serialize_keras_object(l) for l in self.flow_layers],
             event_dim=self.event_dim, base=self.base, context_dim=self.context_dim)
+        if self.context_encoder is not None:
+            config["context_encoder"] = keras.saving.serialize_keras_object(self.context_encoder)
         return config
 
     @classmethod
@@ -631,4 +687,7 @@ class Flow(keras.Model):
         config = dict(config)
         layers = [keras.saving.deserialize_keras_object(l, custom_objects=custom_objects)
                   for l in config.pop("layers")]
+        if config.get("context_encoder") is not None:
+            config["context_encoder"] = keras.saving.deserialize_keras_object(
+                config["context_encoder"], custom_objects=custom_objects)
         return cls(layers=layers, **config)

@@ -3,7 +3,9 @@
 Each recipe takes `event_dim`, `num_layers`, `hidden_units`, `context_dim`
 and puts a reversing permutation between layers where the family needs one
 (coupling and autoregressive layers leave some dimensions, or their order,
-unchanged). Extra keyword arguments go to `Flow` (`base`, `name`, `dtype`).
+unchanged). Extra keyword arguments go to `Flow` (`base`, `name`, `dtype`,
+`context_encoder`: the layers are then conditioned on the encoder's
+features) or to every layer.
 
 Example:
 
@@ -14,7 +16,7 @@ flow = kerasflows.models.NSF(event_dim=2, num_layers=5, bins=8, bound=5.0)
 
 import numpy as np
 
-from kerasflows.flow import Flow
+from kerasflows.flow import Flow, encoded_context_dim
 from kerasflows.layers.autoregressive import InverseAutoregressive, MaskedAutoregressive
 from kerasflows.layers.base import check_positive_int
 from kerasflows.layers.coupling import AdditiveCoupling, AffineCoupling
@@ -26,7 +28,7 @@ from kerasflows.layers.splines import SplineAutoregressive, SplineCoupling
 
 __all__ = ["RealNVP", "NICE", "MAF", "IAF", "NSF", "Glow", "MASKS"]
 
-_FLOW_KWARGS = ("base", "name", "dtype")
+_FLOW_KWARGS = ("base", "name", "dtype", "context_encoder")
 #: How coupling recipes split the dimensions: "checkerboard" (each coupling layer
 #: conditions one parity class of the dimensions on the other, alternating) or
 #: "halves" (the leading half, then the trailing half).
@@ -76,6 +78,9 @@ def _common(kwargs, hidden_units, context_dim):
     """Splits a recipe's keyword arguments into the Flow's and every layer's."""
     flow_kw = {k: v for k, v in kwargs.items() if k in _FLOW_KWARGS}
     layer_kw = {k: v for k, v in kwargs.items() if k not in _FLOW_KWARGS}
+    if flow_kw.get("context_encoder") is not None:
+        # the layers are conditioned on the encoder's features, not the raw context
+        context_dim = encoded_context_dim(flow_kw["context_encoder"], context_dim)
     layer_kw.update(hidden_units=hidden_units, context_dim=context_dim, dtype=flow_kw.get("dtype"))
     return flow_kw, layer_kw
 
@@ -91,8 +96,8 @@ def RealNVP(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None,
             as TFP's `RealNVP`). The same flow for `event_dim <= 2`.
 
     Extra layer keyword arguments (`activation`, `max_log_scale`,
-    `affine_direction`) go to every `AffineCoupling`; `base`, `name`, `dtype`
-    go to the `Flow`.
+    `affine_direction`) go to every `AffineCoupling`; `base`, `name`, `dtype`,
+    `context_encoder` go to the `Flow`.
     """
     flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
     num_masked, tail = _coupling_split(mask, event_dim, num_layers, flow_kw.get("dtype"))
@@ -119,7 +124,7 @@ def MAF(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, **kwar
 
     Extra layer keyword arguments (`activation`, `max_log_scale`,
     `affine_direction`) go to every `MaskedAutoregressive`; `base`, `name`,
-    `dtype` go to the `Flow`.
+    `dtype`, `context_encoder` go to the `Flow`.
     """
     flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
     make = lambda i: [MaskedAutoregressive(name=f"maf_{i}", **layer_kw)]

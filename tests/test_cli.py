@@ -195,6 +195,37 @@ def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):
         assert exit_info.value.code == 2 and message in err, (argv, err)
 
 
+def test_train_a_conditional_flow_through_a_context_encoder(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal((1000, 5)).astype(np.float32)     # the sign of c1 + c2 matters
+    x = (2.0 * np.sign(c[:, :2].sum(1, keepdims=True))
+         + 0.3 * rng.standard_normal((1000, 2))).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "c.npy", c)
+    model = tmp_path / "enc.keras"
+    _run(capsys, "train", tmp_path / "x.npy", "--context", tmp_path / "c.npy",
+         "--context-encoder", "16,2", "--recipe", "realnvp", "--layers", "2", "--hidden", "16",
+         "--epochs", "15", "--batch-size", "50", "--lr", "3e-3", "--out", model, "--quiet")
+    report = json.loads((tmp_path / "enc.json").read_text())
+    assert report["context_dim"] == 5 and report["context_encoder"] == [16, 2]
+    flow = kerasflows.load(model)
+    encoder = flow.context_encoder
+    assert (encoder.hidden_units, encoder.out_units) == ((16,), 2)
+    assert {l.context_dim for l in flow.flow_layers} - {None} == {2}
+    assert report["test_nll"] < 1.04 + 0.5                     # mixture ignoring c: >= 1.73
+    info = json.loads(_run(capsys, "info", model, "--json"))
+    assert info["context_encoder"] == {"name": "context_encoder", "class": "MLP",
+                                       "parameters": 5 * 16 + 16 + 16 * 2 + 2, "features": 2}
+    assert "context_dim=5 -> 2 features" in _run(capsys, "info", model)
+    _run(capsys, "sample", model, "-n", "300", "--context", "1,1,0,0,0", "-o",
+         tmp_path / "s.npy")
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy").mean(0), [2.0, 2.0], atol=0.4)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", str(tmp_path / "x.npy"), "--context-encoder", "8"])
+    assert exit_info.value.code == 2
+    assert "--context-encoder needs --context" in capsys.readouterr().err
+
+
 def test_sample_and_evaluate_a_conditional_flow_at_given_contexts(tmp_path, capsys):
     from kerasflows.testing import perturb_weights
     flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=2)

@@ -35,3 +35,19 @@ def test_conditional_flow_example_runs():
                  .replace("n=20_000", "n=2_000"), "README.md", "exec"), scope)
     assert scope["ring"].shape == (1000, 2) and scope["log_p"].shape == (1000,)
     assert np.all(np.isfinite(scope["log_p"]))
+
+
+def test_context_encoder_example_runs():
+    text = README.read_text()
+    section = text[text.index("**`context_encoder`**"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "epochs=20" in code
+    rng = np.random.default_rng(0)
+    scope = {"C": 5, "c": rng.standard_normal((256, 5)).astype("float32"),
+             "x": rng.standard_normal((256, 2)).astype("float32")}
+    exec(compile("import keras, kerasflows\n" + code.replace("epochs=20", "epochs=1"),
+                 "README.md", "exec"), scope)
+    flow = scope["flow"]
+    assert flow.context_encoder is scope["encoder"]
+    assert {l.context_dim for l in flow.flow_layers} - {None} == {8}
+    assert np.isfinite(flow.log_prob(scope["x"], context=scope["c"]).numpy()).all()

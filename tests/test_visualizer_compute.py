@@ -122,10 +122,12 @@ def test_backend_numbers_equal_the_flows_own(model, backends, kind):
     np.testing.assert_allclose(scale, np.exp(flow.base_log_scale.numpy()), atol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def conditional(tmp_path_factory):
+@pytest.fixture(scope="module", params=[None, 3], ids=["plain", "encoder"])
+def conditional(tmp_path_factory, request):
+    """A conditional flow's backends; "encoder": its context of 2 goes through a
+    context encoder to the 3 features its layers see."""
     folder, flow = make_model_folder(tmp_path_factory.mktemp("viz_conditional"), "cond",
-                                     context_dim=2)
+                                     context_dim=2, encoder_features=request.param)
     return flow, {"keras": KerasBackend(folder / "flow.keras"),
                   "savedmodel": SavedModelBackend(folder / "saved_model" / "1")}
 

@@ -11,21 +11,27 @@ import json
 import numpy as np
 
 
-def make_flow(event_dim=2, num_layers=3, seed=0, planar=False, context_dim=None):
+def make_flow(event_dim=2, num_layers=3, seed=0, planar=False, context_dim=None,
+              encoder_features=None):
     """A small perturbed coupling flow (nonlinear, so every layer visibly warps);
     with `planar=True`, a forward-only flow of `Planar` layers; with `context_dim`,
-    a conditional coupling flow."""
+    a conditional coupling flow, whose context goes through a `Dense(encoder_features)`
+    context encoder if that is given."""
+    import keras
     import kerasflows
     from kerasflows.layers import AffineCoupling, Planar
     from kerasflows.testing import perturb_weights
+    encoder = None
+    if encoder_features:
+        encoder = keras.layers.Dense(encoder_features, activation="tanh", name="encoder")
     layers = []
     for i in range(num_layers):
         masked = 1 + (i % (event_dim - 1)) if event_dim > 2 else 1
         layers.append(Planar(name=f"p{i}") if planar else
                       AffineCoupling(hidden_units=(16,), num_masked=masked, name=f"c{i}",
-                                     context_dim=context_dim))
+                                     context_dim=encoder_features or context_dim))
     flow = kerasflows.Flow(layers, event_dim=event_dim, base="learned_normal",
-                           context_dim=context_dim)
+                           context_dim=context_dim, context_encoder=encoder)
     for i, layer in enumerate(layers):
         perturb_weights(layer, 0.6 if planar else 0.15, seed=seed + i)
     flow.base_loc.assign(np.linspace(-0.3, 0.3, event_dim).astype(np.float32))
@@ -94,17 +100,20 @@ def export(flow, path, with_trace=True):
 
 
 def make_model_folder(root, name="tiny", event_dim=2, num_layers=3, with_trace=True,
-                      savedmodel=True, planar=False, target=None, context_dim=None, image=None):
+                      savedmodel=True, planar=False, target=None, context_dim=None, image=None,
+                      encoder_features=None):
     """Writes a model folder under `root`; returns `(folder, flow)`.
 
     `planar=True` makes a forward-only flow (no SavedModel, no data sample,
     like a flow fitted to a target); `target` is written to the manifest.
-    `context_dim` makes a conditional flow (no data sample); `image` is written
-    to the manifest as its `image` entry.
+    `context_dim` makes a conditional flow (no data sample), with a context
+    encoder if `encoder_features`; `image` is written to the manifest as its
+    `image` entry.
     """
     folder = root / name
     folder.mkdir(parents=True)
-    flow = make_flow(event_dim, num_layers, planar=planar, context_dim=context_dim)
+    flow = make_flow(event_dim, num_layers, planar=planar, context_dim=context_dim,
+                     encoder_features=encoder_features)
     flow.save(str(folder / "flow.keras"))
     if savedmodel and not planar:
         export(flow, folder / "saved_model" / "1", with_trace)

@@ -42,6 +42,7 @@ def _describe_saved_model(path):
 
 def describe(path):
     """A JSON-able description of the model at `path`."""
+    from kerasflows.flow import encoded_context_dim
     from kerasflows.loading import model_file, training_record
     if _is_saved_model(path):
         return _describe_saved_model(path)
@@ -52,7 +53,13 @@ def describe(path):
     info = {"model": path, "format": ".keras", "class": type(flow).__name__,
             "event_dim": flow.event_dim, "context_dim": flow.context_dim, "base": flow.base,
             "parameters": int(flow.count_params()), "layers": layers,
-            "training": training_record(model_file(path))}
+            "context_encoder": None, "training": training_record(model_file(path))}
+    encoder = flow.context_encoder
+    if encoder is not None:
+        info["context_encoder"] = {
+            "name": encoder.name, "class": type(encoder).__name__,
+            "parameters": int(sum(int(w.numpy().size) for w in encoder.weights)),
+            "features": encoded_context_dim(encoder, flow.context_dim)}
     manifest = os.path.join(path, "manifest.json")
     if os.path.isdir(path) and os.path.isfile(manifest):
         try:
@@ -70,6 +77,11 @@ def _print_flow(info):
     for layer in info["layers"]:
         print(f"  {layer['index']:>3}  {layer['name']:<20} {layer['class']:<22} "
               f"{layer['parameters']:>9,} params")
+    encoder = info["context_encoder"]
+    if encoder:
+        print(f"  context encoder: {encoder['name']} ({encoder['class']}, "
+              f"{encoder['parameters']:,} params), context_dim={info['context_dim']} -> "
+              f"{encoder['features']} features the layers see")
     record = info["training"] or {}
     if record:
         nlls = ", ".join(f"{k} {record[k + '_nll']:.4f}" for k in ("train", "validation", "test")

@@ -56,6 +56,12 @@ def add_parser(subparsers):
                    help="a .npy/.csv file [N, C] of contexts, one row per row of DATA: trains "
                    "a conditional flow p(x | context) (validation and test rows then come from "
                    "the splits)")
+    p.add_argument("--context-encoder", type=units, metavar="UNITS", default=None,
+                   help="with --context: a dense ReLU network, trained with the flow, from "
+                   "the context to the features the layers are conditioned on; comma-"
+                   "separated sizes, the last one the number of features (e.g. 64,16: one "
+                   "hidden layer of 64, 16 features) (default: the layers see the context "
+                   "as given)")
     p.add_argument("--validation-split", type=fraction, default=0.1,
                    help="fraction of the training data held out for validation (0: none)")
     p.add_argument("--validation-data", metavar="FILE", help="a .npy/.csv validation set "
@@ -122,6 +128,8 @@ def _split(x, args, context=None):
 def _read_context(args, x):
     """The `--context` array `[N, C]` matching DATA's rows, or None."""
     if args.context is None:
+        if args.context_encoder:
+            raise UserError("--context-encoder needs --context (the contexts it encodes).")
         return None
     if args.validation_data or args.test_data:
         raise UserError("with --context, the validation and test rows come from "
@@ -142,11 +150,18 @@ def _fingerprint(args):
 
 def _builder(args, event_dim, context_dim=None):
     from kerasflows import recipes
-    recipes.build(args.recipe, event_dim, args.layers, args.hidden, args.bins, args.bound,
-                  args.direction, context_dim=context_dim)
-    return lambda: recipes.build(args.recipe, event_dim, args.layers, args.hidden,
-                                 args.bins, args.bound, args.direction,
-                                 context_dim=context_dim)
+    from kerasflows.layers import MLP
+
+    def build():
+        kwargs = {"context_dim": context_dim}
+        if args.context_encoder:
+            *hidden, features = args.context_encoder
+            kwargs["context_encoder"] = MLP(features, hidden_units=hidden, zero_init=False,
+                                            name="context_encoder")
+        return recipes.build(args.recipe, event_dim, args.layers, args.hidden, args.bins,
+                             args.bound, args.direction, **kwargs)
+    build()     # bad settings raise here, before any data is split or strategy set up
+    return build
 
 
 def _record(args, dataset, parts, flow, history, seconds):
@@ -156,7 +171,8 @@ def _record(args, dataset, parts, flow, history, seconds):
            for name, part in zip(("train", "validation", "test"), parts)}
     return {"data": args.data, "dataset": dataset, "recipe": args.recipe,
             "event_dim": flow.event_dim, "context_dim": flow.context_dim,
-            "context": args.context, "num_layers": args.layers, "hidden_units": args.hidden,
+            "context": args.context, "context_encoder": args.context_encoder,
+            "num_layers": args.layers, "hidden_units": args.hidden,
             "bins": args.bins, "bound": args.bound, "direction": args.direction,
             "epochs": args.epochs,
             "batch_size": args.batch_size, "lr": args.lr, "lr_decay": args.lr_decay,
