@@ -1,6 +1,7 @@
 """kerasflows: normalizing flows for Keras 3 on the TensorFlow backend."""
 
-from kerasflows import datasets, layers, models, targets, testing, variational
+from kerasflows import (callbacks, datasets, layers, models, pictures, targets, testing,
+                        variational)
 from kerasflows.flow import Flow
 from kerasflows.inference import tabulate
 from kerasflows.loading import load
@@ -8,5 +9,5 @@ from kerasflows.variational import VariationalFlow, fit_target
 
 __version__ = "0.1.0"
 
-__all__ = ["Flow", "load", "tabulate", "VariationalFlow", "fit_target", "datasets", "layers", "models",
-           "targets", "testing", "variational", "__version__"]
+__all__ = ["Flow", "load", "tabulate", "VariationalFlow", "fit_target", "callbacks", "datasets",
+           "layers", "models", "pictures", "targets", "testing", "variational", "__version__"]

@@ -14,6 +14,7 @@ import pytest
 
 import kerasflows
 from kerasflows.cli import SUBCOMMANDS, build_parser, main
+from kerasflows.cli.common import read_data
 from kerasflows.cli import train as train_command
 from kerasflows.distributed import evaluate_nll
 from kerasflows.loading import training_record
@@ -161,6 +162,34 @@ def test_train_save_every_epoch_writes_the_model_after_each_epoch(tmp_path, caps
     argv[argv.index("3")] = "1"
     out = _run(capsys, *argv[:-1])                            # not quiet: says how to watch it
     assert f"watch it with: kerasflows-viz {model} --follow" in out
+
+
+def test_train_writes_tensorboard_losses_and_pictures(tmp_path, capsys):
+    from test_callbacks import read_images, read_scalars, read_texts
+    logs = tmp_path / "runs"
+    argv = ["train", "moons", "--n", "1500", "--recipe", "realnvp", "--layers", "2",
+            "--hidden", "16", "--epochs", "3", "--out", str(tmp_path / "m.keras"),
+            "--tensorboard", str(logs), "--save-every-epoch", "--quiet"]
+    _run(capsys, *argv)
+    history = json.loads((tmp_path / "m.json").read_text())["history"]
+    for run, key in (("train", "loss"), ("validation", "val_loss")):
+        steps, values = zip(*read_scalars(logs / run))
+        assert steps == (0, 1, 2)
+        np.testing.assert_allclose(values, history[key], rtol=1e-6)
+    shown = read_images(logs / "flow")
+    assert [s for s, _, _ in shown["data"]] == [0]
+    assert [s for s, _, _ in shown["density"]] == [s for s, _, _ in shown["samples"]] == [0, 1, 2]
+    # the last pictures are the saved flow's, on a region around the training rows
+    from kerasflows import pictures
+    args = build_parser().parse_args(argv)
+    train_x = train_command._split(read_data("moons", n=1500, seed=0)[0], args)[0][0]
+    region = pictures.region_of(train_x)
+    flow = kerasflows.load(tmp_path / "m.keras")
+    np.testing.assert_array_equal(shown["density"][-1][1],
+                                  pictures.density_picture(flow, region, 128)[0])
+    np.testing.assert_array_equal(shown["samples"][-1][1],
+                                  pictures.samples_picture(flow.sample(20_000, seed=0), region))
+    assert read_texts(logs / "flow", "density_range")[-1][1].startswith("after epoch 3: ")
 
 
 def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):

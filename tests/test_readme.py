@@ -1,5 +1,6 @@
 """The README's first example runs as written (with one epoch instead of thirty)."""
 
+import os
 import pathlib
 import re
 
@@ -51,3 +52,19 @@ def test_context_encoder_example_runs():
     assert flow.context_encoder is scope["encoder"]
     assert {l.context_dim for l in flow.flow_layers} - {None} == {8}
     assert np.isfinite(flow.log_prob(scope["x"], context=scope["c"]).numpy()).all()
+
+
+def test_tensorboard_example_runs(tmp_path, monkeypatch):
+    text = README.read_text()
+    section = text[text.index("**Watching it train in TensorBoard.**"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "epochs=30" in code
+    monkeypatch.chdir(tmp_path)
+    import keras
+    import kerasflows
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
+    flow.compile(optimizer=keras.optimizers.Adam(1e-3))
+    scope = {"keras": keras, "kerasflows": kerasflows, "flow": flow,
+             "x": kerasflows.datasets.load("moons", n=1024, seed=0)}
+    exec(compile(code.replace("epochs=30", "epochs=2"), "README.md", "exec"), scope)
+    assert sorted(os.listdir(tmp_path / "runs" / "moons")) == ["flow", "train"]

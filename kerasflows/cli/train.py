@@ -78,6 +78,11 @@ def add_parser(subparsers):
                    help="also write --out after every epoch, so `kerasflows-viz --follow "
                    "OUT` shows the flow as it trains (each save is written beside OUT and "
                    "renamed over it, so a reader never sees half a file)")
+    p.add_argument("--tensorboard", metavar="DIR",
+                   help="after every epoch, write TensorBoard logs to DIR: the loss curves "
+                   "(runs train and validation, as keras.callbacks.TensorBoard writes them) and "
+                   "pictures of the flow (run flow: its density, samples and the training data; "
+                   "kerasflows.callbacks.FlowImages); see them with: tensorboard --logdir DIR")
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="per-epoch checkpoints (default: --out with .checkpoint)")
     p.add_argument("--strategy", choices=list(STRATEGIES), default="default",
@@ -144,7 +149,7 @@ def _read_context(args, x):
 
 def _fingerprint(args):
     skip = {"out", "report", "checkpoint_dir", "quiet", "strategy", "run", "argv", "command",
-            "save_every_epoch"}
+            "save_every_epoch", "tensorboard"}
     return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
 
 
@@ -206,6 +211,40 @@ def save_atomically(flow, out, record=None):
             os.remove(tmp)
 
 
+def _tensorboard_log(args, dataset, x, context=None):
+    """`on_epoch_end` for `train_flow` writing the epoch's losses and `FlowImages`
+    pictures to `--tensorboard` (a conditional flow drawn at the median context)."""
+    import tensorflow as tf
+    from kerasflows.callbacks import FlowImages
+    images = FlowImages(args.tensorboard, data=x[:20_000],
+                        context=None if context is None else np.median(context, axis=0),
+                        image_shape=(8, 8) if dataset == "digits" else None, seed=args.seed)
+    writers = {}
+
+    def on_epoch_end(epochs_done, flow, history):
+        if images.flow is None:
+            images.flow = flow
+            images.on_train_begin()
+        for key, run in (("loss", "train"), ("val_loss", "validation")):
+            if history.get(key):
+                if run not in writers:
+                    writers[run] = tf.summary.create_file_writer(
+                        os.path.join(args.tensorboard, run))
+                with writers[run].as_default():
+                    tf.summary.scalar("epoch_loss", history[key][-1], step=epochs_done - 1)
+                writers[run].flush()
+        images.draw(epochs_done - 1)
+    return on_epoch_end
+
+
+def _epoch_hooks(hooks):
+    """One `on_epoch_end` calling each of `hooks` (None when there are none)."""
+    hooks = [h for h in hooks if h is not None]
+    if not hooks:
+        return None
+    return lambda *a: [h(*a) for h in hooks]
+
+
 def run(args):
     from kerasflows.checkpoint import EpochCheckpoint
     from kerasflows.distributed import get_strategy, is_chief, train_flow
@@ -224,8 +263,9 @@ def run(args):
         lr_decay=args.lr_decay, seed=args.seed, validation_data=parts[1], strategy=strategy,
         checkpoint_dir=checkpoint_dir, fingerprint=_fingerprint(args),
         verbose=progress_verbosity(args.quiet),
-        on_epoch_end=(lambda _, flow, __: save_atomically(flow, out))
-        if args.save_every_epoch else None)
+        on_epoch_end=_epoch_hooks([
+            (lambda _, flow, __: save_atomically(flow, out)) if args.save_every_epoch else None,
+            _tensorboard_log(args, dataset, *parts[0]) if args.tensorboard else None]))
     record = _record(args, dataset, parts, flow, history, time.perf_counter() - start)
     save_atomically(flow, out, record)
     if is_chief(strategy):

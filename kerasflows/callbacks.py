@@ -1,0 +1,197 @@
+"""`FlowImages`: a Keras callback that draws the flow into TensorBoard while it trains.
+
+Keras' own `keras.callbacks.TensorBoard` logs the loss; this callback adds
+what the flow has learned, as pictures (`kerasflows.pictures`) under the run
+`flow` of the same `log_dir`, one per drawn epoch on TensorBoard's step
+slider (step = the epoch's index, as Keras' epoch scalars):
+
+- `density`: `log p(x)` on a fixed region (2-D flows);
+- `samples`: a histogram of samples drawn from the same base noise every
+  time (a fixed seed), so frames differ only by training (two chosen
+  dimensions of wider flows; for image-shaped flows, `image_shape`, 64
+  samples as pictures);
+- `data`: once, the given data drawn the same way, for comparison;
+- `density_range` (text): each density frame's colour range in nats.
+
+Example:
+
+```python
+log_dir = "runs/moons"
+flow.fit(x, epochs=30, callbacks=[keras.callbacks.TensorBoard(log_dir),
+                                  kerasflows.callbacks.FlowImages(log_dir, data=x)])
+# tensorboard --logdir runs
+```
+"""
+
+import os
+
+import keras
+import numpy as np
+
+from kerasflows import pictures
+
+__all__ = ["FlowImages"]
+
+
+def _positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+    return int(value)
+
+
+class FlowImages(keras.callbacks.Callback):
+    """Writes pictures of the flow to TensorBoard after every `every` epochs.
+
+    Args:
+        log_dir: the TensorBoard log directory (the pictures go to its run
+            `flow`; give `keras.callbacks.TensorBoard` the same directory).
+        data: optional `[n, D]` array (e.g. the training data or a sample of
+            it): it sets the region and the pictures' grey levels, and is
+            drawn once as `data`.
+        region: `(xmin, xmax, ymin, ymax)` of the two drawn dimensions;
+            default: around `data`, else around the first epoch's samples
+            (then kept, so that frames compare).
+        every: epochs between pictures (the last epoch is always drawn).
+        resolution: pixels per side of the density and histogram pictures.
+        samples: samples per picture.
+        seed: the samples' seed: the same base noise in every frame.
+        context: for a conditional flow, the one context `[C]` it is drawn at.
+        dims: the two dimensions drawn when D > 2.
+        image_shape: `(h, w)` with `h * w = D`: draw samples as pictures
+            (64 of them) instead of a histogram.
+        image_levels: `(black, white)` for those pictures; default: the
+            range of `data`, else of each frame's samples.
+        span: nats of log-density shown below the maximum.
+        flow: the `kerasflows.Flow` to draw, if the model being trained is
+            not the flow itself (a larger model holding one).
+
+    Raises:
+        ValueError: for bad arguments; at the start of training, when the
+            model is not a flow and no `flow` was given, or a conditional
+            flow has no `context`.
+    """
+
+    def __init__(self, log_dir, data=None, region=None, every=1, resolution=128,
+                 samples=20_000, seed=0, context=None, dims=(0, 1), image_shape=None,
+                 image_levels=None, span=10.0, flow=None):
+        super().__init__()
+        self.log_dir = os.fspath(log_dir)
+        self.data = None if data is None else np.asarray(data, np.float32)
+        if self.data is not None and self.data.ndim != 2:
+            raise ValueError(f"`data` must have shape [n, D]; received {self.data.shape}.")
+        self.region = None if region is None else pictures._check_region(region)
+        self.every = _positive("every", every)
+        self.resolution = pictures._check_resolution(resolution)
+        self.samples = _positive("samples", samples)
+        self.seed = int(seed)
+        self.context = None if context is None else np.asarray(context, np.float32).reshape(1, -1)
+        self.dims = tuple(int(d) for d in dims)
+        self.image_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
+        self.image_levels = image_levels
+        self.span = float(span)
+        self.flow = flow
+        self._writer = None
+        self._drawn = None
+
+    # -- Keras hooks ----------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        from kerasflows.flow import Flow
+        flow = self.flow if self.flow is not None else self.model
+        if not isinstance(flow, Flow):
+            raise ValueError(f"FlowImages draws a kerasflows.Flow; the model is "
+                             f"{type(flow).__name__}: pass the flow it holds as flow=...")
+        self._check(flow)
+        self._flow = flow
+        import tensorflow as tf
+        self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "flow"))
+        self._drawn = None
+        if self.data is not None:
+            self._write({"data": self._points_picture(self.data)}, step=0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0:
+            self.draw(epoch)
+
+    def on_train_end(self, logs=None):
+        last = getattr(self, "_last_epoch", None)
+        if last is not None and self._drawn != last:
+            self.draw(last)
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last_epoch = epoch
+
+    # -- drawing ------------------------------------------------------------------
+    def draw(self, epoch):
+        """Writes the pictures of the flow as it is now, at step `epoch`."""
+        flow = self._flow
+        x = np.asarray(flow.sample(self.samples, context=self.context, seed=self.seed))
+        if self.region is None and self.image_shape is None:
+            self.region = pictures.region_of(self.data if self.data is not None else x,
+                                              self.dims)
+        shown = {"samples": self._points_picture(x)}
+        notes = {}
+        if flow.event_dim == 2:
+            shown["density"], (low, high) = pictures.density_picture(
+                flow, self.region, self.resolution, context=self.context, span=self.span)
+            notes["density_range"] = (f"after epoch {epoch + 1}: log p(x) from {low:.2f} "
+                                      f"(dark) to {high:.2f} (bright) nats")
+        self._write(shown, step=epoch, notes=notes)
+        self._drawn = epoch
+
+    def _check(self, flow):
+        D = flow.event_dim
+        if self.data is not None and self.data.shape[1] != D:
+            raise ValueError(f"`data` has {self.data.shape[1]} columns; the flow has "
+                             f"event_dim={D}.")
+        if flow.context_dim is not None and (self.context is None
+                                             or self.context.shape[1] != flow.context_dim):
+            raise ValueError(f"The flow is conditional (context_dim={flow.context_dim}): give "
+                             f"FlowImages one context of {flow.context_dim} values; received "
+                             f"context={None if self.context is None else self.context[0]}.")
+        if self.image_shape is not None and int(np.prod(self.image_shape)) != D:
+            raise ValueError(f"image_shape={self.image_shape} holds "
+                             f"{int(np.prod(self.image_shape))} values; the flow has "
+                             f"event_dim={D}.")
+        if self.image_shape is None and (D < 2 or not all(0 <= d < D for d in self.dims)
+                                         or len(set(self.dims)) != 2):
+            raise ValueError(f"dims must be two different dimensions of the {D}-D flow; "
+                             f"received dims={self.dims}.")
+
+    def _points_picture(self, points):
+        if self.image_shape is not None:
+            levels = self.image_levels
+            if levels is None and self.data is not None:
+                levels = (float(self.data.min()), float(self.data.max()))
+            return pictures.image_grid(points[:64], self.image_shape, levels,
+                                       scale=max(1, 96 // max(self.image_shape)))
+        if self.region is None:
+            self.region = pictures.region_of(points, self.dims)
+        return pictures.samples_picture(points, self.region, self.resolution, self.dims)
+
+    def _describe(self, name):
+        """The tag's description (TensorBoard keeps the first one it sees)."""
+        what, detail = {
+            "data": (f"the data ({len(self.data) if self.data is not None else 0} points)", ""),
+            "samples": (f"{self.samples} samples",
+                        f" (seed {self.seed}: the same base noise in every frame)"),
+            "density": ("log p(x)", f": from {self.span:g} nats below the frame's maximum "
+                        f"(dark) to the maximum (bright); each frame's values are in the "
+                        f"text density_range")}[name]
+        if self.image_shape is not None:
+            n = min(len(self.data) if name == "data" else self.samples, 64)
+            return f"{what}{detail}, {n} shown as {self.image_shape} pictures"
+        return what + " on x{} in [{:.3g}, {:.3g}], x{} in [{:.3g}, {:.3g}]".format(
+            self.dims[0] + 1, *self.region[:2], self.dims[1] + 1, *self.region[2:]) + detail
+
+    def _write(self, shown, step, notes=()):
+        import tensorflow as tf
+        with self._writer.as_default():
+            for name, picture in shown.items():
+                tf.summary.image(name, picture[None], step=step,
+                                 description=self._describe(name))
+            for name, text in dict(notes).items():
+                tf.summary.text(name, text, step=step)
+        self._writer.flush()

@@ -1,0 +1,181 @@
+"""Pictures of a flow as RGB arrays, with no plotting library: for TensorBoard and PNGs.
+
+Each function returns a `uint8` array `[height, width, 3]` whose first row is
+the top of the picture (the largest y), as image files and
+`tf.summary.image` expect:
+
+- `density_picture(flow, region)`: `log p(x)` of a 2-D flow on a grid over
+  `region`, in the viridis colours from `max - span` (dark) to the grid's
+  maximum (bright);
+- `samples_picture(points, region)`: a 2-D histogram of points (samples or
+  data; two chosen dimensions of wider ones), `log(1 + count)` in the same
+  colours, so a sparse tail stays visible;
+- `image_grid(rows, shape)`: rows of image-shaped flows (`[n, h * w]`) as a
+  grid of grey pictures between two grey levels.
+
+`region_of(points)` picks a region that holds nearly all of `points`;
+`encode_png(picture)` gives a PNG file's bytes.
+
+Example:
+
+```python
+picture = kerasflows.pictures.density_picture(flow, region=(-4, 4, -4, 4))
+open("density.png", "wb").write(kerasflows.pictures.encode_png(picture))
+```
+"""
+
+import numpy as np
+
+__all__ = ["density_picture", "samples_picture", "image_grid", "tile", "region_of",
+           "colorize", "encode_png", "pixel_centres", "VIRIDIS"]
+
+#: viridis (van der Walt & Smith, matplotlib 2.0) at ten equally spaced stops.
+VIRIDIS = np.array([[0x44, 0x01, 0x54], [0x48, 0x28, 0x78], [0x3E, 0x4A, 0x89],
+                    [0x31, 0x68, 0x8E], [0x26, 0x82, 0x8E], [0x1F, 0x9E, 0x89],
+                    [0x35, 0xB7, 0x79], [0x6D, 0xCD, 0x59], [0xB4, 0xDE, 0x2C],
+                    [0xFD, 0xE7, 0x25]], np.float64)
+
+
+def colorize(values, low, high):
+    """`values` mapped linearly from `low` (first colour) to `high` (last) through
+    `VIRIDIS`; values outside are clipped, NaN takes the first colour. Returns
+    `uint8 [..., 3]`."""
+    values = np.asarray(values, np.float64)
+    t = (values - low) / max(float(high - low), 1e-12)
+    t = np.clip(np.where(np.isnan(t), 0.0, t), 0.0, 1.0) * (len(VIRIDIS) - 1)
+    i = np.minimum(np.floor(t).astype(int), len(VIRIDIS) - 2)
+    f = (t - i)[..., None]
+    return np.round(VIRIDIS[i] * (1 - f) + VIRIDIS[i + 1] * f).astype(np.uint8)
+
+
+def _check_region(region):
+    try:
+        x0, x1, y0, y1 = (float(v) for v in region)
+    except (TypeError, ValueError):
+        raise ValueError("region must be (xmin, xmax, ymin, ymax); "
+                         f"received region={region!r}") from None
+    if not (np.isfinite([x0, x1, y0, y1]).all() and x0 < x1 and y0 < y1):
+        raise ValueError("region must be finite with xmin < xmax and ymin < ymax; "
+                         f"received region={region!r}")
+    return x0, x1, y0, y1
+
+
+def _check_resolution(resolution):
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) \
+            or not 2 <= resolution <= 4096:
+        raise ValueError(f"resolution must be an integer in [2, 4096]; "
+                         f"received resolution={resolution!r}")
+    return int(resolution)
+
+
+def pixel_centres(region, resolution):
+    """The `[resolution ** 2, 2]` points at the pixel centres of a picture of
+    `region`, row by row from the top row (largest y) down."""
+    x0, x1, y0, y1 = _check_region(region)
+    r = _check_resolution(resolution)
+    xs = x0 + (np.arange(r) + 0.5) * (x1 - x0) / r
+    ys = y1 - (np.arange(r) + 0.5) * (y1 - y0) / r
+    gx, gy = np.meshgrid(xs, ys)
+    return np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+
+
+def density_picture(flow, region, resolution=128, context=None, span=10.0):
+    """`log p(x)` of a 2-D `flow` on `region = (xmin, xmax, ymin, ymax)`.
+
+    Colours run from `max - span` nats (dark; lower values, and points
+    outside the support, take the darkest colour) to the grid's maximum.
+    A conditional flow takes one `context` row, `[C]` or `[1, C]`.
+
+    Returns:
+        `(picture, (low, high))`: `uint8 [resolution, resolution, 3]` and
+        the log-densities of its darkest and brightest colours.
+    """
+    if flow.event_dim != 2:
+        raise ValueError(f"density_picture draws 2-D flows; this flow has event_dim="
+                         f"{flow.event_dim} (samples_picture shows two of its dimensions).")
+    points = pixel_centres(region, resolution)
+    if context is not None:
+        context = np.broadcast_to(np.asarray(context, np.float32).reshape(1, -1),
+                                  (len(points), flow.context_dim))
+    log_p = np.asarray(flow.log_prob(points, context=context), np.float64)
+    finite = log_p[np.isfinite(log_p)]
+    high = float(finite.max()) if finite.size else 0.0
+    low = high - float(span)
+    picture = colorize(np.where(np.isfinite(log_p), log_p, np.nan), low, high)
+    return picture.reshape(resolution, resolution, 3), (low, high)
+
+
+def samples_picture(points, region, resolution=128, dims=(0, 1)):
+    """A 2-D histogram of `points [n, D]` (dimensions `dims`) over `region`,
+    coloured by `log(1 + count)` from 0 (dark) to the fullest pixel (bright);
+    points outside `region` are not drawn. Returns `uint8 [resolution, resolution, 3]`."""
+    points = np.asarray(points, np.float64)
+    if points.ndim != 2 or points.shape[1] < 2:
+        raise ValueError(f"points must have shape [n, D] with D >= 2; received {points.shape}.")
+    i, j = dims
+    if not (0 <= i < points.shape[1] and 0 <= j < points.shape[1] and i != j):
+        raise ValueError(f"dims must be two different dimensions of the {points.shape[1]}-D "
+                         f"points; received dims={dims!r}")
+    x0, x1, y0, y1 = _check_region(region)
+    r = _check_resolution(resolution)
+    counts, _, _ = np.histogram2d(points[:, j], points[:, i], bins=r,
+                                  range=[[y0, y1], [x0, x1]])
+    level = np.log1p(counts[::-1])                 # first row: the largest y
+    return colorize(level, 0.0, max(float(level.max()), 1e-12))
+
+
+def tile(rows, shape, columns=None, gap=1, fill=np.nan):
+    """`rows [n, h*w]` as one `[H, W]` array of `n` images `shape = (h, w)` in a
+    grid, image 0 top left, left to right then top to bottom, `columns` per
+    row (default: a square-ish grid), `gap` pixels apart filled with `fill`."""
+    rows = np.asarray(rows, np.float32)
+    h, w = shape
+    if rows.ndim != 2 or rows.shape[1] != h * w:
+        raise ValueError(f"rows must have shape [n, {h * w}] for images of shape {shape}; "
+                         f"received {rows.shape}.")
+    n = len(rows)
+    columns = columns or max(1, int(np.ceil(np.sqrt(n))))
+    lines = max(1, -(-n // columns))
+    cells = np.full((lines * columns, h + gap, w + gap), fill, np.float32)
+    cells[:n, :h, :w] = rows.reshape(n, h, w)
+    grid = cells.reshape(lines, columns, h + gap, w + gap).transpose(0, 2, 1, 3)
+    return grid.reshape(lines * (h + gap), columns * (w + gap))[:-gap or None, :-gap or None]
+
+
+def image_grid(rows, shape, levels=None, columns=None, scale=1):
+    """Image-shaped rows `[n, h*w]` as grey pictures in a grid: `levels = (black,
+    white)` (default: the rows' own minimum and maximum), each pixel drawn
+    `scale` x `scale`, a mid-grey line (`max(1, scale // 4)` wide) between
+    pictures. Returns `uint8 [H, W, 3]`."""
+    rows = np.asarray(rows, np.float64)
+    black, white = levels if levels is not None else (np.nanmin(rows), np.nanmax(rows))
+    grey = np.clip((rows - black) / max(float(white - black), 1e-12), 0.0, 1.0)
+    scale = int(scale)
+    h, w = shape
+    if rows.ndim != 2 or rows.shape[1] != h * w:
+        raise ValueError(f"rows must have shape [n, {h * w}] for images of shape {shape}; "
+                         f"received {rows.shape}.")
+    big = np.repeat(np.repeat(grey.reshape(-1, h, w), scale, 1), scale, 2)
+    tiled = tile(big.reshape(len(rows), -1), (h * scale, w * scale), columns,
+                 gap=max(1, scale // 4), fill=0.5)
+    return np.repeat(np.round(255 * tiled).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def region_of(points, dims=(0, 1), coverage=0.995, margin=0.15):
+    """`(xmin, xmax, ymin, ymax)` around the central `coverage` of `points` in
+    each of `dims`, widened by `margin` of its size on every side."""
+    points = np.asarray(points, np.float64)[:, list(dims)]
+    points = points[np.isfinite(points).all(1)]
+    if not len(points):
+        raise ValueError("region_of needs finite points; received none.")
+    q = (1.0 - coverage) / 2
+    lo, hi = np.quantile(points, q, axis=0), np.quantile(points, 1 - q, axis=0)
+    pad = margin * np.maximum(hi - lo, 1e-3)
+    return (float(lo[0] - pad[0]), float(hi[0] + pad[0]),
+            float(lo[1] - pad[1]), float(hi[1] + pad[1]))
+
+
+def encode_png(picture):
+    """The bytes of a PNG file of `picture` (`uint8 [H, W, 3]`)."""
+    import tensorflow as tf
+    return tf.io.encode_png(tf.constant(np.asarray(picture, np.uint8))).numpy()

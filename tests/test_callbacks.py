@@ -1,0 +1,126 @@
+"""`kerasflows.callbacks.FlowImages`: pictures of the flow in TensorBoard while it trains."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import kerasflows
+from kerasflows import pictures as P
+from kerasflows.callbacks import FlowImages
+
+
+def read_images(run_dir):
+    """`{tag: [(step, picture, description), ...]}` of a TensorBoard run."""
+    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    out = {}
+    for tag in events.Tags()["tensors"]:
+        if events.SummaryMetadata(tag).plugin_data.plugin_name != "images":
+            continue
+        out[tag] = [(e.step, tf.io.decode_png(e.tensor_proto.string_val[2]).numpy(),
+                     events.SummaryMetadata(tag).summary_description)
+                    for e in events.Tensors(tag)]
+    return out
+
+
+def read_texts(run_dir, tag):
+    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    return [(e.step, tf.make_ndarray(e.tensor_proto).item().decode())
+            for e in events.Tensors(tag)]
+
+
+def read_scalars(run_dir, tag="epoch_loss"):
+    events = EventAccumulator(str(run_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    return [(e.step, float(tf.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+
+
+def test_pictures_of_a_2d_flow_every_other_epoch_and_after_the_last(tmp_path):
+    x = kerasflows.datasets.load("moons", n=2048, seed=0)
+    flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(16,))
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+    images = FlowImages(tmp_path, data=x, every=2, resolution=48, samples=3000, seed=3)
+    flow.fit(x, batch_size=256, epochs=5, verbose=0,
+             callbacks=[keras.callbacks.TensorBoard(str(tmp_path)), images])
+    shown = read_images(tmp_path / "flow")
+    assert sorted(shown) == ["data", "density", "samples"]
+    assert [s for s, _, _ in shown["data"]] == [0]
+    assert [s for s, _, _ in shown["samples"]] == [1, 3, 4]     # epochs 2, 4 and the last
+    assert [s for s, _, _ in shown["density"]] == [1, 3, 4]
+    region = P.region_of(x)
+    assert images.region == pytest.approx(region)
+    np.testing.assert_array_equal(shown["data"][0][1], P.samples_picture(x, region, 48))
+    # the last frames are the trained flow's own pictures
+    density, (low, high) = P.density_picture(flow, region, 48)
+    np.testing.assert_array_equal(shown["density"][-1][1], density)
+    np.testing.assert_array_equal(shown["samples"][-1][1],
+                                  P.samples_picture(flow.sample(3000, seed=3), region, 48))
+    assert np.abs(shown["density"][0][1].astype(int) - density.astype(int)).max() > 0
+    assert "x1 in [{:.3g}, {:.3g}]".format(*region[:2]) in shown["density"][-1][2]
+    ranges = read_texts(tmp_path / "flow", "density_range")
+    assert [s for s, _ in ranges] == [1, 3, 4]
+    assert ranges[-1][1] == f"after epoch 5: log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats"
+    # Keras' own TensorBoard callback wrote the loss beside them
+    assert os.listdir(tmp_path / "train")
+
+
+def test_an_image_shaped_flow_is_drawn_as_pictures(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 1.0, size=(512, 16)).astype(np.float32)
+    flow = kerasflows.models.MAF(16, num_layers=1, hidden_units=(16,))
+    images = FlowImages(tmp_path, data=x, image_shape=(4, 4), samples=100)
+    images.set_model(flow)
+    images.on_train_begin()
+    images.draw(0)
+    images.on_train_end()
+    shown = read_images(tmp_path / "flow")
+    assert sorted(shown) == ["data", "samples"]                  # no density for 16-D
+    assert "64 shown as (4, 4) pictures" in shown["samples"][0][2]
+    scale = 96 // 4
+    want = P.image_grid(flow.sample(100, seed=0).numpy()[:64], (4, 4), (x.min(), x.max()),
+                        scale=scale)
+    np.testing.assert_array_equal(shown["samples"][0][1], want)
+    assert shown["data"][0][1].shape == want.shape == (8 * 96 + 7 * 6, 8 * 96 + 7 * 6, 3)
+
+
+def test_a_conditional_flow_is_drawn_at_the_given_context(tmp_path):
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=1)
+    kerasflows.testing.perturb_weights(flow, 0.5, seed=0)
+    images = FlowImages(tmp_path, region=(-3, 3, -3, 3), context=[2.0], resolution=16)
+    images.set_model(flow)
+    images.on_train_begin()
+    images.draw(7)
+    images.on_train_end()
+    shown = read_images(tmp_path / "flow")
+    assert [s for s, _, _ in shown["density"]] == [7]
+    want, _ = P.density_picture(flow, (-3, 3, -3, 3), 16, context=[2.0])
+    np.testing.assert_array_equal(shown["density"][0][1], want)
+
+
+def test_bad_settings_raise_naming_what_was_expected(tmp_path):
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=1)
+    for make, message in [
+            (lambda: FlowImages(tmp_path, every=0), "`every` must be a positive integer"),
+            (lambda: FlowImages(tmp_path, region=(0, 0, 0, 1)), "region must be finite"),
+            (lambda: FlowImages(tmp_path, data=np.zeros(5)), r"data` must have shape \[n, D\]")]:
+        with pytest.raises(ValueError, match=message):
+            make()
+    for images, message in [
+            (FlowImages(tmp_path), r"conditional \(context_dim=1\): give FlowImages one context"),
+            (FlowImages(tmp_path, context=[0.0], data=np.zeros((4, 3))),
+             "`data` has 3 columns; the flow has event_dim=2"),
+            (FlowImages(tmp_path, context=[0.0], image_shape=(2, 2)),
+             r"image_shape=\(2, 2\) holds 4 values; the flow has event_dim=2")]:
+        images.set_model(flow)
+        with pytest.raises(ValueError, match=message):
+            images.on_train_begin()
+    wrapper = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    images = FlowImages(tmp_path)
+    images.set_model(wrapper)
+    with pytest.raises(ValueError, match="the model is Sequential: pass the flow it holds"):
+        images.on_train_begin()

@@ -1,0 +1,117 @@
+"""`kerasflows.pictures`: a flow's density, samples and image rows as RGB arrays."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kerasflows
+from kerasflows import pictures as P
+from kerasflows.testing import perturb_weights
+
+REGION = (-3.0, 3.0, -2.0, 2.0)
+
+
+@pytest.fixture(scope="module")
+def flow():
+    flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(16,))
+    perturb_weights(flow, 0.3, seed=0)
+    return flow
+
+
+def test_colorize_runs_through_viridis_from_low_to_high():
+    got = P.colorize([-1.0, 0.0, 0.5, 1.0, 2.0, np.nan], 0.0, 1.0)
+    assert got.dtype == np.uint8 and got.shape == (6, 3)
+    np.testing.assert_array_equal(got[[0, 1, 5]], np.repeat(P.VIRIDIS[:1], 3, 0))
+    np.testing.assert_array_equal(got[[3, 4]], np.repeat(P.VIRIDIS[-1:], 2, 0))
+    # 0.5 lies halfway between the 5th and 6th of the ten stops
+    np.testing.assert_array_equal(got[2], np.round((P.VIRIDIS[4] + P.VIRIDIS[5]) / 2))
+
+
+def test_pixel_centres_start_at_the_top_left():
+    points = P.pixel_centres(REGION, 4)
+    assert points.shape == (16, 2)
+    np.testing.assert_allclose(points[0], [-2.25, 1.5])       # top left
+    np.testing.assert_allclose(points[3], [2.25, 1.5])        # top right
+    np.testing.assert_allclose(points[-1], [2.25, -1.5])      # bottom right
+
+
+def test_density_picture_colours_the_flows_log_density(flow):
+    picture, (low, high) = P.density_picture(flow, REGION, resolution=32, span=8.0)
+    log_p = flow.log_prob(P.pixel_centres(REGION, 32)).numpy()
+    assert picture.shape == (32, 32, 3) and picture.dtype == np.uint8
+    assert high == pytest.approx(log_p.max()) and low == pytest.approx(log_p.max() - 8.0)
+    np.testing.assert_array_equal(picture, P.colorize(log_p, low, high).reshape(32, 32, 3))
+    top = np.unravel_index(np.argmax(log_p), (32, 32))
+    np.testing.assert_array_equal(picture[top], P.VIRIDIS[-1])
+    with pytest.raises(ValueError, match="draws 2-D flows; this flow has event_dim=3"):
+        P.density_picture(kerasflows.models.MAF(3, num_layers=1), REGION)
+
+
+def test_density_picture_of_a_conditional_flow_is_drawn_at_its_context():
+    flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=1)
+    perturb_weights(flow, 0.5, seed=1)
+    a, (low, high) = P.density_picture(flow, REGION, 16, context=[1.0])
+    b, _ = P.density_picture(flow, REGION, 16, context=[[-1.0]])
+    log_p = flow.log_prob(P.pixel_centres(REGION, 16), context=np.ones((256, 1))).numpy()
+    np.testing.assert_array_equal(a, P.colorize(log_p, low, high).reshape(16, 16, 3))
+    assert np.abs(a.astype(int) - b.astype(int)).max() > 0
+
+
+def test_samples_picture_puts_each_point_in_its_pixel():
+    points = np.array([[-2.9, 1.9], [2.9, -1.9], [2.9, -1.9], [9.0, 0.0]])  # last: outside
+    picture = P.samples_picture(points, REGION, resolution=6)
+    assert picture.shape == (6, 6, 3)
+    np.testing.assert_array_equal(picture[5, 5], P.VIRIDIS[-1])          # two points
+    assert 0 < picture[0, 0].astype(int).sum() != P.VIRIDIS[0].sum()      # one point
+    lit = (picture != P.VIRIDIS[0].astype(np.uint8)).any(-1)
+    assert lit.sum() == 2
+    wide = np.zeros((3, 4))
+    wide[:, 2], wide[:, 3] = 1.0, -1.0
+    np.testing.assert_array_equal(P.samples_picture(wide, REGION, 4, dims=(2, 3)),
+                                  P.samples_picture(wide[:, 2:], REGION, 4))
+    with pytest.raises(ValueError, match=r"dims must be two different dimensions of the "
+                                         r"4-D points; received dims=\(1, 1\)"):
+        P.samples_picture(wide, REGION, 4, dims=(1, 1))
+
+
+def test_tile_lays_images_out_from_the_top_left():
+    rows = np.arange(3 * 4, dtype=np.float32).reshape(3, 4) + 1     # three 2x2 images
+    got = P.tile(rows, (2, 2), columns=2, gap=1, fill=0.0)
+    want = np.array([[1, 2, 0, 5, 6],
+                     [3, 4, 0, 7, 8],
+                     [0, 0, 0, 0, 0],
+                     [9, 10, 0, 0, 0],
+                     [11, 12, 0, 0, 0]], np.float32)
+    np.testing.assert_array_equal(got, want)
+    assert P.tile(rows, (2, 2), gap=0).shape == (4, 4)
+    with pytest.raises(ValueError, match=r"rows must have shape \[n, 4\]"):
+        P.tile(rows[:, :3], (2, 2))
+
+
+def test_image_grid_draws_grey_levels_scaled_with_thin_gaps():
+    rows = np.array([[0.0, 1.0, 2.0, 3.0], [3.0, 3.0, 0.0, 0.0]])
+    got = P.image_grid(rows, (2, 2), levels=(0.0, 2.0), columns=2, scale=4)
+    assert got.shape == (8, 8 + 1 + 8, 3) and (got[..., 0] == got[..., 2]).all()
+    np.testing.assert_array_equal(got[:4, :4, 0], 0)                 # black: at the black level
+    np.testing.assert_array_equal(got[:4, 4:8, 0], 128)             # half way
+    np.testing.assert_array_equal(got[4:, :8, 0], 255)              # above white: white
+    np.testing.assert_array_equal(got[:, 8, 0], 128)                # the gap
+
+
+def test_region_of_holds_the_points_with_a_margin():
+    points = np.random.default_rng(0).normal(size=(10_000, 3)) * [1.0, 5.0, 1.0]
+    x0, x1, y0, y1 = P.region_of(points, dims=(0, 1))
+    inside = ((points[:, 0] > x0) & (points[:, 0] < x1) & (points[:, 1] > y0)
+              & (points[:, 1] < y1)).mean()
+    assert inside > 0.995 and 4 < (y1 - y0) / (x1 - x0) < 6
+
+
+def test_png_round_trip_and_bad_arguments():
+    picture = P.colorize(np.linspace(0, 1, 12).reshape(3, 4), 0, 1)
+    np.testing.assert_array_equal(tf.io.decode_png(P.encode_png(picture)).numpy(), picture)
+    for region in [(1, 0, 0, 1), (0, 1, 0, np.inf), "abc"]:
+        with pytest.raises(ValueError, match="region must be"):
+            P.pixel_centres(region, 4)
+    for resolution in [1, 4.0, True, 10_000]:
+        with pytest.raises(ValueError, match="resolution must be an integer in"):
+            P.pixel_centres(REGION, resolution)
