@@ -17,12 +17,15 @@ uniform noise and standardised with one scalar: `z = ((x + u)/17 - m)/s`.
 `true_log_prob(name, x)` gives the exact (or quadrature) log-density of the
 2-D sets except pinwheel.
 
-Conditional sets, `load_conditional(name, n, seed)` -> `(x [n, 2], context [n, C])`,
-with the exact `true_conditional_log_prob(name, x, context)`:
+Conditional sets, `load_conditional(name, n, seed)` -> `(x [n, D], context [n, C])`:
 
 - `ring_radius`: a ring whose radius is the context, `r ~ U(1, 4)`,
   `x = r (cos a, sin a) + N(0, 0.1^2 I)` with `a` uniform: p(x | r) is a
-  ring of radius r.
+  ring of radius r; its exact `true_conditional_log_prob(name, x, context)`
+  is known.
+- `digits_label`: the digits of `digits` (the same dequantisation and
+  scaling) with their labels 0-9 as the context `[n, 1]` (a class-
+  conditional set; all 1,797 images by default).
 """
 
 import math
@@ -34,7 +37,7 @@ __all__ = ["load", "true_log_prob", "load_conditional", "true_conditional_log_pr
 
 TOY_NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals")
 NAMES = TOY_NAMES + ("digits",)
-CONDITIONAL_NAMES = ("ring_radius",)
+CONDITIONAL_NAMES = ("ring_radius", "digits_label")
 #: The interval of ring_radius' radius (its context).
 RING_RADIUS_RANGE = (1.0, 4.0)
 DIGITS_MEAN, DIGITS_STD = 0.31625699600526336, 0.3543256796552162
@@ -97,13 +100,20 @@ def _two_spirals(rng, n):
     return _spiral_curve(sign[:, None], t) + 0.15 * rng.standard_normal((n, 2))
 
 
-def _digits(rng, n):
+def _digit_images(rng, n):
+    """`n` of the 1,797 digits (dequantised, standardised) in a random order, and their labels."""
     from sklearn.datasets import load_digits
-    pixels = load_digits().data
-    if n > len(pixels):
-        raise ValueError(f"digits has {len(pixels)} images; received n={n}.")
-    pixels = pixels[rng.permutation(len(pixels))[:n]]
-    return ((pixels + rng.random(pixels.shape)) / 17.0 - DIGITS_MEAN) / DIGITS_STD
+    digits = load_digits()
+    if n > len(digits.data):
+        raise ValueError(f"digits has {len(digits.data)} images; received n={n}.")
+    order = rng.permutation(len(digits.data))[:n]
+    pixels = digits.data[order]
+    x = ((pixels + rng.random(pixels.shape)) / 17.0 - DIGITS_MEAN) / DIGITS_STD
+    return x, digits.target[order].reshape(-1, 1)
+
+
+def _digits(rng, n):
+    return _digit_images(rng, n)[0]
 
 
 _SAMPLERS = {"moons": _moons, "eight_gaussians": _eight_gaussians,
@@ -214,7 +224,9 @@ def _ring_radius_lp(x, context):
             + np.log(i0e(rho * r / s2)))
 
 
-_CONDITIONAL = {"ring_radius": (_ring_radius, _ring_radius_lp, 1)}
+#: name: (sampler, exact log p(x | context) or None, D, C, default n)
+_CONDITIONAL = {"ring_radius": (_ring_radius, _ring_radius_lp, 2, 1, 10_000),
+                "digits_label": (_digit_images, None, 64, 1, 1797)}
 
 
 def _check_conditional_name(name):
@@ -223,14 +235,17 @@ def _check_conditional_name(name):
                          f"{', '.join(CONDITIONAL_NAMES)}.")
 
 
-def load_conditional(name, n=10_000, seed=0):
-    """Draws `n` points of the conditional set `name`: `(x [n, 2], context [n, C])`,
-    float32; the same seed gives the same data.
+def load_conditional(name, n=None, seed=0):
+    """Draws `n` points of the conditional set `name`: `(x [n, D], context [n, C])`,
+    float32; the same seed gives the same data. Default `n`: 10,000 (all 1,797
+    images for `digits_label`).
 
     Raises:
         ValueError: unknown name (the message lists the known ones) or bad n.
     """
     _check_conditional_name(name)
+    if n is None:
+        n = _CONDITIONAL[name][4]
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")
     x, context = _CONDITIONAL[name][0](np.random.default_rng(seed), int(n))
@@ -238,11 +253,19 @@ def load_conditional(name, n=10_000, seed=0):
 
 
 def true_conditional_log_prob(name, x, context):
-    """The exact log p(x | context) of the conditional set `name` (float64 `[N]`)."""
+    """The exact log p(x | context) of the conditional set `name` (float64 `[N]`).
+
+    Raises:
+        ValueError: an unknown name, a set without a known density
+            (`digits_label`), or shapes other than `x [N, D]`, `context [N, C]`.
+    """
     _check_conditional_name(name)
+    _, log_prob, D, C, _ = _CONDITIONAL[name]
+    if log_prob is None:
+        raise ValueError(f"{name!r} has no known true density; true_conditional_log_prob "
+                         f"knows {', '.join(k for k, v in _CONDITIONAL.items() if v[1])}.")
     x, context = np.asarray(x, np.float64), np.asarray(context, np.float64)
-    C = _CONDITIONAL[name][2]
-    if x.ndim != 2 or x.shape[1] != 2 or context.shape != (len(x), C):
-        raise ValueError(f"expected x [N, 2] and context [N, {C}]; received shapes "
+    if x.ndim != 2 or x.shape[1] != D or context.shape != (len(x), C):
+        raise ValueError(f"expected x [N, {D}] and context [N, {C}]; received shapes "
                          f"{x.shape} and {context.shape}.")
-    return _CONDITIONAL[name][1](x, context)
+    return log_prob(x, context)

@@ -93,6 +93,10 @@ RECOMMENDED = {
                "lr": 1e-3, "lr_decay": "cosine"},
     # conditional (kerasflows.datasets.load_conditional): p(x | radius)
     "ring_radius": {**_SPLINE_2D, "epochs": 60},
+    # p(image | label): the label through a learned embedding (`train --context-classes`)
+    "digits_label": {"recipe": "nsf", "num_layers": 5, "hidden_units": [64, 64], "bins": 8,
+                     "bound": 5.0, "direction": "inverse", "epochs": 30, "batch_size": 128,
+                     "lr": 1e-3, "lr_decay": "cosine", "context_classes": 10},
 }
 
 

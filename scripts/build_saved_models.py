@@ -10,17 +10,20 @@ For each dataset this runs `kerasflows train` with the settings of
   of the test split where known, and the command that reproduces the model;
 - `data_sample.npy`: up to 2,000 rows of the dataset's test split.
 
-For `digits` the manifest also says that its points are 8x8 pictures
+For `digits` and `digits_label` the manifest also says that its points are 8x8 pictures
 (`image`: `shape`, and the `levels` drawn black and white), which the
 visualizer's Samples view shows as images.
 
-`ring_radius` is conditional (`kerasflows.datasets.load_conditional`: a ring
-whose radius is the context): 60,000 draws go to `kerasflows train --context`
-from temporary files, its test NLL is that of p(x | radius), the true entropy
-is the mean of `-true_conditional_log_prob` over the test split, and the
-manifest names the context (`context_names`, `context_range`) and the context
-the visualizer opens at (`context`). It ships no data sample (its points mix
-every radius).
+`ring_radius` and `digits_label` are conditional
+(`kerasflows.datasets.load_conditional`: a ring whose radius is the context;
+the digits with their labels): 60,000 rings or all 1,797 digits go to
+`kerasflows train --context` (digits: `--context-classes 10`, a learned
+embedding of the label) from temporary files, their test NLL is that of
+p(x | context), the ring's true entropy is the mean of
+`-true_conditional_log_prob` over the test split, and the manifest names
+the context (`context_names`, `context_range`, for the label `context_step`
+1) and the context the visualizer opens at (`context`). They ship no data
+sample (their points mix every context).
 
 With the benchmark data (`--bench-dir`, default `../shared/bench/data`
 when it exists) the flows train on the benchmark's train split, validate on
@@ -50,9 +53,17 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_BENCH = os.path.join(os.path.dirname(ROOT), "shared", "bench", "data")
 NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals", "digits",
-         "ring_radius")
-#: Rows drawn for a conditional set (train, validation and test splits of `kerasflows train`).
-CONDITIONAL_ROWS = 60_000
+         "ring_radius", "digits_label")
+#: Rows drawn for a conditional set (train, validation and test splits of `kerasflows train`);
+#: None: the set's default (all 1,797 images for digits_label).
+CONDITIONAL_ROWS = {"ring_radius": 60_000, "digits_label": None}
+#: What the visualizer shows of each conditional set's context.
+CONTEXTS = {
+    "ring_radius": {"context_names": ["radius"], "context_range": [[1.0, 4.0]],
+                    "context": [2.5]},
+    "digits_label": {"context_names": ["digit"], "context_range": [[0, 9]],
+                     "context_step": [1], "context": [3]},
+}
 
 
 def _train_args(name, settings, bench_dir, epochs, conditional_files=None):
@@ -72,13 +83,15 @@ def _train_args(name, settings, bench_dir, epochs, conditional_files=None):
         args += ["--bins", str(settings["bins"]), "--bound", str(settings["bound"])]
     if settings.get("direction"):
         args += ["--direction", settings["direction"]]
+    if settings.get("context_classes"):
+        args += ["--context-classes", str(settings["context_classes"])]
     return args
 
 
 def _test_split(name, bench_dir, record):
     from kerasflows import datasets
     if name in datasets.CONDITIONAL_NAMES:
-        x, c = datasets.load_conditional(name, n=CONDITIONAL_ROWS, seed=0)
+        x, c = datasets.load_conditional(name, n=CONDITIONAL_ROWS[name], seed=0)
         order = np.random.default_rng(record["seed"]).permutation(len(x))
         return x[order][:record["n_test"]], c[order][:record["n_test"]]
     if bench_dir:
@@ -92,7 +105,10 @@ def _test_split(name, bench_dir, record):
 def _true_entropy(name, bench_dir, test):
     from kerasflows import datasets
     if name in datasets.CONDITIONAL_NAMES:
-        return float(-np.mean(datasets.true_conditional_log_prob(name, *test)))
+        try:
+            return float(-np.mean(datasets.true_conditional_log_prob(name, *test)))
+        except ValueError:      # no known density (digits_label)
+            return None
     if bench_dir and os.path.exists(os.path.join(bench_dir, "entropy.json")):
         with open(os.path.join(bench_dir, "entropy.json")) as f:
             entropy = json.load(f)
@@ -128,7 +144,7 @@ def build_one(name, out_dir, bench_dir, epochs):
     with tempfile.TemporaryDirectory() as tmp:
         files = None
         if conditional:
-            x, c = datasets.load_conditional(name, n=CONDITIONAL_ROWS, seed=0)
+            x, c = datasets.load_conditional(name, n=CONDITIONAL_ROWS[name], seed=0)
             files = [os.path.join(tmp, f"{name}_{part}.npy") for part in ("x", "context")]
             np.save(files[0], x)
             np.save(files[1], c)
@@ -157,16 +173,15 @@ def build_one(name, out_dir, bench_dir, epochs):
         "parameters": record["parameters"], "command": record["command"],
         "kerasflows_version": kerasflows.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    if name == "digits":        # 8x8 pictures: black at pixel 0, white at 17 (16 + dequantisation)
-        manifest["image"] = {"shape": [8, 8], "levels": [
+    if name in ("digits", "digits_label"):  # 8x8 pictures: black at pixel 0, white at 17
+        manifest["image"] = {"shape": [8, 8], "levels": [         # (16 + dequantisation)
             round(-datasets.DIGITS_MEAN / datasets.DIGITS_STD, 4),
             round((1 - datasets.DIGITS_MEAN) / datasets.DIGITS_STD, 4)]}
     if conditional:
-        low, high = datasets.RING_RADIUS_RANGE
+        rows = "" if CONDITIONAL_ROWS[name] is None else f"n={CONDITIONAL_ROWS[name]}, "
         manifest.update(data=f"x, context = kerasflows.datasets.load_conditional({name!r}, "
-                             f"n={CONDITIONAL_ROWS}, seed=0), saved to the files of 'command'",
-                        context_dim=flow.context_dim, context_names=["radius"],
-                        context_range=[[low, high]], context=[(low + high) / 2])
+                             f"{rows}seed=0), saved to the files of 'command'",
+                        context_dim=flow.context_dim, **CONTEXTS[name])
     with open(os.path.join(folder, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     return manifest

@@ -255,6 +255,41 @@ def test_train_a_conditional_flow_through_a_context_encoder(tmp_path, capsys):
     assert "--context-encoder needs --context" in capsys.readouterr().err
 
 
+def test_train_a_class_conditional_flow_from_labels(tmp_path, capsys):
+    x, c = kerasflows.datasets.load_conditional("digits_label", n=400, seed=0)
+    np.save(tmp_path / "x.npy", x[:, :16])                    # the top two rows of pixels
+    np.savetxt(tmp_path / "labels.csv", c, fmt="%d")
+    model = tmp_path / "labels.keras"
+    _run(capsys, "train", tmp_path / "x.npy", "--context", tmp_path / "labels.csv",
+         "--context-classes", "10", "--context-encoder", "16,4", "--recipe", "maf",
+         "--layers", "1", "--hidden", "16", "--epochs", "2", "--out", model, "--quiet")
+    report = json.loads((tmp_path / "labels.json").read_text())
+    assert report["context_classes"] == 10 and report["context_encoder"] == [16, 4]
+    flow = kerasflows.load(model)
+    embedding, network = flow.context_encoder.layers
+    assert isinstance(embedding, kerasflows.layers.ClassEmbedding) and embedding.num_classes == 10
+    assert network.out_units == 4
+    _run(capsys, "sample", model, "-n", "5", "--context", "7", "-o", tmp_path / "s.npy")
+    assert np.load(tmp_path / "s.npy").shape == (5, 16)
+    bad = c.copy()
+    bad[3] = 2.5
+    np.save(tmp_path / "half.npy", bad)
+    np.save(tmp_path / "eleven.npy", np.where(np.arange(400)[:, None] == 8, 11.0, c))
+    np.save(tmp_path / "two.npy", np.concatenate([c, c], 1))
+    for labels, message in [
+            ("half.npy", "every label must be an integer in 0..9; row 3 of --context is 2.5"),
+            ("eleven.npy", "row 8 of --context is 11"),
+            ("two.npy", r"one label per row \(shape \[N, 1\]\); received shape \(400, 2\)")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", str(tmp_path / "x.npy"), "--context", str(tmp_path / labels),
+                  "--context-classes", "10"])
+        assert exit_info.value.code == 2
+        assert re.search(message, capsys.readouterr().err), labels
+    with pytest.raises(SystemExit):
+        main(["train", str(tmp_path / "x.npy"), "--context-classes", "10"])
+    assert "--context-classes needs --context" in capsys.readouterr().err
+
+
 def test_sample_and_evaluate_a_conditional_flow_at_given_contexts(tmp_path, capsys):
     from kerasflows.testing import perturb_weights
     flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=2)

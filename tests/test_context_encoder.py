@@ -1,6 +1,8 @@
 """Conditional flows whose context goes through a `context_encoder` trained with them,
 and flows used as a layer of a larger Keras model."""
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -152,3 +154,56 @@ def test_a_flow_is_a_layer_of_a_functional_model():
     x, c = _data(50)
     np.testing.assert_allclose(model.predict([x, c], verbose=0),
                                flow.log_prob(x, context=dense(c)).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_class_embedding_gives_each_label_its_row():
+    emb = L.ClassEmbedding(4, features=3, name="labels")
+    table = emb.table.numpy()
+    assert table.shape == (4, 3) and 0.3 < table.std() < 3.0      # N(0, 1) rows, not +-0.05
+    got = emb(np.array([[0.0], [2.9999], [3.0], [1.2]], np.float32)).numpy()
+    np.testing.assert_array_equal(got, table[[0, 3, 3, 1]])       # float labels are rounded
+    np.testing.assert_array_equal(emb(np.array([2, 0], np.int32)).numpy(), table[[2, 0]])
+    outside = emb(np.array([[-1.0], [4.0], [1.0]], np.float32)).numpy()
+    assert np.isnan(outside[:2]).all() and np.array_equal(outside[2], table[1])
+    compiled = tf.function(emb.call, jit_compile=True)(tf.constant([[5.0], [2.0]]))
+    assert np.isnan(compiled[0]).all() and np.array_equal(compiled[1], table[2])
+    again = L.ClassEmbedding.from_config(emb.get_config())
+    assert (again.num_classes, again.features, again.stddev) == (4, 3, 1.0)
+    with pytest.raises(ValueError, match="one label per row, shape \\(batch, 1\\); received "
+                                         "shape \\(5, 2\\)"):
+        L.ClassEmbedding(4)(np.zeros((5, 2), np.float32))
+    for kwargs, message in [({"num_classes": 0}, "num_classes"), ({"num_classes": 3,
+                            "stddev": 0.0}, "stddev` must be > 0")]:
+        with pytest.raises(ValueError, match=message):
+            L.ClassEmbedding(**kwargs)
+
+
+def test_a_class_conditional_flow_saves_with_its_embedding(tmp_path):
+    flow = kerasflows.models.RealNVP(4, num_layers=2, hidden_units=(8,), context_dim=1,
+                                     context_encoder=L.ClassEmbedding(3, 5))
+    assert {l.context_dim for l in flow.flow_layers} - {None} == {5}
+    perturb_weights(flow, seed=0)
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32)
+    by_label = [flow.log_prob(x, context=np.full((6, 1), k, np.float32)).numpy()
+                for k in range(3)]
+    assert np.abs(by_label[0] - by_label[1]).max() > 1e-3
+    flow.save(tmp_path / "f.keras")
+    loaded = keras.models.load_model(tmp_path / "f.keras")
+    assert isinstance(loaded.context_encoder, L.ClassEmbedding)
+    np.testing.assert_allclose(loaded.log_prob(x, context=np.full((6, 1), 2.0)).numpy(),
+                               by_label[2], rtol=1e-6)
+
+
+def test_the_shipped_class_conditional_digits_draw_the_digit_asked_for():
+    """saved_models/digits_label: 100 samples per label, classified by a logistic
+    regression fitted to real digits; most must be the label they were drawn for."""
+    from sklearn.linear_model import LogisticRegression
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "saved_models", "digits_label")
+    flow = kerasflows.load(folder)
+    assert isinstance(flow.context_encoder, L.ClassEmbedding)
+    x, c = kerasflows.datasets.load_conditional("digits_label", seed=5)
+    classifier = LogisticRegression(max_iter=2000).fit(x, c[:, 0])
+    right = [np.mean(classifier.predict(flow.sample(100, context=[[d]], seed=d).numpy()) == d)
+             for d in range(10)]
+    assert min(right) > 0.6 and np.mean(right) > 0.9, np.round(right, 2)

@@ -78,3 +78,24 @@ def test_conditional_ring_radius_draws_and_its_exact_density():
         datasets.load_conditional("rings")
     with pytest.raises(ValueError, match=r"context \[N, 1\]"):
         datasets.true_conditional_log_prob("ring_radius", x, c[:10])
+
+
+def test_conditional_digits_label_pairs_each_image_with_its_label():
+    from sklearn.datasets import load_digits
+    x, c = datasets.load_conditional("digits_label", seed=3)
+    assert x.shape == (1797, 64) and c.shape == (1797, 1) and x.dtype == c.dtype == np.float32
+    np.testing.assert_array_equal(np.sort(np.unique(c)), np.arange(10))
+    # undone, the scaling leaves pixel + U(0, 1): each of 200 images lies within half a
+    # grey level of the centres of an sklearn digit of its own label
+    v = (x[:200].astype(np.float64) * datasets.DIGITS_STD + datasets.DIGITS_MEAN) * 17.0
+    digits = load_digits()
+    distance = np.abs(v[:, None, :] - (digits.data[None] + 0.5)).max(-1)     # [200, 1797]
+    nearest = distance.argmin(1)
+    assert distance[np.arange(200), nearest].max() <= 0.5 + 1e-4
+    np.testing.assert_array_equal(digits.target[nearest], c[:200, 0])
+    np.testing.assert_array_equal(x[:50], datasets.load("digits", n=50, seed=3))
+    assert datasets.load_conditional("digits_label", n=20, seed=3)[0].shape == (20, 64)
+    with pytest.raises(ValueError, match="digits has 1797 images; received n=2000"):
+        datasets.load_conditional("digits_label", n=2000)
+    with pytest.raises(ValueError, match="'digits_label' has no known true density"):
+        datasets.true_conditional_log_prob("digits_label", x, c)

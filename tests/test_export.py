@@ -21,7 +21,7 @@ from kerasflows.testing import perturb_weights
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, "saved_models")
 SHIPPED_NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals",
-                 "digits", "ring_radius")
+                 "digits", "ring_radius", "digits_label")
 
 # Runs each signature of each SavedModel on the inputs in a .npz and saves the
 # outputs; kerasflows is blocked, as it is absent in TF Serving.
@@ -61,8 +61,11 @@ def _inputs(flow, rng, n=7, sample_n=5, seed=11):
          "z": rng.normal(size=(n, flow.event_dim)).astype("float32"),
          "n": np.int32(sample_n), "seed": np.int32(seed)}
     if flow.context_dim:
-        a["context"] = rng.normal(size=(n, flow.context_dim)).astype("float32")
-        a["sample_context"] = rng.normal(size=(sample_n, flow.context_dim)).astype("float32")
+        draw = rng.normal
+        if isinstance(flow.context_encoder, kerasflows.layers.ClassEmbedding):   # labels
+            draw = lambda size: rng.integers(flow.context_encoder.num_classes, size=size)
+        a["context"] = draw(size=(n, flow.context_dim)).astype("float32")
+        a["sample_context"] = draw(size=(sample_n, flow.context_dim)).astype("float32")
     return a
 
 

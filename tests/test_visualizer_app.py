@@ -502,6 +502,37 @@ def test_context_panel_sliders_span_the_trained_range(qtbot):
     assert emitted[-1] == [2.5] and panel.sliders[0].value() == SLIDER_STEPS // 2
 
 
+def test_context_panel_moves_a_class_label_in_its_steps(qtbot):
+    from visualizer.context import ContextPanel
+    panel = ContextPanel()
+    qtbot.addWidget(panel)
+    emitted = []
+    panel.changed.connect(lambda c: emitted.append(c.tolist()))
+    panel.set_model([3.0, 0.5], ["digit", "c2"], [(0, 9), (0.0, 1.0)], [1.0, None])
+    digit, slider = panel.spins[0], panel.sliders[0]
+    assert (slider.maximum(), slider.value(), digit.decimals()) == (9, 3, 0)
+    assert "from 0 to 9 in steps of 1" in slider.toolTip()
+    assert panel.sliders[1].maximum() == 1000                 # the other one: any value
+    slider.setValue(7)
+    assert emitted[-1] == [7.0, 0.5]
+    panel.set_value(0, 4.4)                                   # typed: the nearest label
+    assert emitted[-1] == [4.0, 0.5] and slider.value() == 4
+    panel.set_value(0, 12.0)                                  # beyond the labels: the last
+    assert emitted[-1] == [9.0, 0.5] and slider.value() == 9
+    half = ContextPanel()
+    qtbot.addWidget(half)
+    half.set_model([1.0], None, [(0.0, 2.0)], [0.5])
+    half.set_value(0, 1.3)
+    assert half.context().tolist() == [1.5] and half.sliders[0].value() == 3
+
+
+def test_context_steps_come_from_the_manifest():
+    from visualizer.compute import _context_steps
+    assert _context_steps({"context_step": [1, None]}, 2) == [1.0, None]
+    for steps, context_dim in [([1], 2), ([0], 1), (["a"], 1), (1, 1), (None, 1)]:
+        assert _context_steps({"context_step": steps}, context_dim) is None, steps
+
+
 def test_forward_only_flow_opens_and_every_view_draws(qtbot, window, models):
     import kerasflows.targets
     from visualizer.compute import SAMPLED_DENSITY_POINTS

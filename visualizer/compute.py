@@ -62,6 +62,7 @@ def describe(backend, source):
         "context": None if backend.context is None else backend.context.copy(),
         "context_names": _context_names(source.manifest, backend.context_dim),
         "context_ranges": _context_ranges(source.manifest, backend.context_dim),
+        "context_steps": _context_steps(source.manifest, backend.context_dim),
         "layer_names": list(backend.layer_names), "has_trace": backend.has_trace,
         "invertible": backend.invertible, "base_loc": loc, "base_scale": scale,
         "forward_only_layers": list(getattr(backend, "forward_only_layers", ())),
@@ -92,6 +93,19 @@ def _context_ranges(manifest, context_dim):
         return None
     ok = context_dim is not None and len(ranges) == context_dim
     return ranges if ok and all(lo < hi for lo, hi in ranges) else None
+
+
+def _context_steps(manifest, context_dim):
+    """The manifest's `context_step` (per coordinate: a step > 0 its values move by, such
+    as 1 for a class label, or null for any value), or None."""
+    steps = (manifest or {}).get("context_step")
+    if not isinstance(steps, list) or context_dim is None or len(steps) != context_dim:
+        return None
+    try:
+        steps = [None if s is None else float(s) for s in steps]
+    except (TypeError, ValueError):
+        return None
+    return steps if all(s is None or (np.isfinite(s) and s > 0) for s in steps) else None
 
 
 def targets_available():

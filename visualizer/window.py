@@ -218,7 +218,8 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
             self.projection = self.panel.set_model(info["event_dim"], info["data_mean"])
             conditional = info["context_dim"] is not None
             self.context = (self.context_panel.set_model(info["context"], info["context_names"],
-                                                         info["context_ranges"])
+                                                         info["context_ranges"],
+                                                         info["context_steps"])
                             if conditional else None)
             self.context_dock.setVisible(conditional)
         self._label_model()

@@ -62,6 +62,11 @@ def add_parser(subparsers):
                    "separated sizes, the last one the number of features (e.g. 64,16: one "
                    "hidden layer of 64, 16 features) (default: the layers see the context "
                    "as given)")
+    p.add_argument("--context-classes", type=positive_int, metavar="K", default=None,
+                   help="with --context: the context is one class label per row, an integer "
+                   "in 0..K-1 (a digit's label, say); the layers see a learned embedding of "
+                   "it (kerasflows.layers.ClassEmbedding(K), 32 features, trained with the "
+                   "flow; then --context-encoder's network, if given)")
     p.add_argument("--validation-split", type=fraction, default=0.1,
                    help="fraction of the training data held out for validation (0: none)")
     p.add_argument("--validation-data", metavar="FILE", help="a .npy/.csv validation set "
@@ -133,8 +138,10 @@ def _split(x, args, context=None):
 def _read_context(args, x):
     """The `--context` array `[N, C]` matching DATA's rows, or None."""
     if args.context is None:
-        if args.context_encoder:
-            raise UserError("--context-encoder needs --context (the contexts it encodes).")
+        for flag, value in (("--context-encoder", args.context_encoder),
+                            ("--context-classes", args.context_classes)):
+            if value:
+                raise UserError(f"{flag} needs --context (the contexts it encodes).")
         return None
     if args.validation_data or args.test_data:
         raise UserError("with --context, the validation and test rows come from "
@@ -144,6 +151,16 @@ def _read_context(args, x):
     if len(context) != len(x):
         raise UserError(f"--context has {len(context)} rows; {args.data} has {len(x)} "
                         "(one context row per data row).")
+    if args.context_classes:
+        K = args.context_classes
+        bad = ~np.isin(context, np.arange(K)) if context.ndim == 2 else None
+        if context.ndim != 2 or context.shape[1] != 1:
+            raise UserError(f"with --context-classes, --context holds one label per row "
+                            f"(shape [N, 1]); received shape {context.shape}.")
+        if bad.any():
+            row = int(np.argmax(bad[:, 0]))
+            raise UserError(f"with --context-classes {K}, every label must be an integer in "
+                            f"0..{K - 1}; row {row} of --context is {context[row, 0]:g}.")
     return context
 
 
@@ -153,16 +170,30 @@ def _fingerprint(args):
     return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
 
 
+def _context_encoder(args):
+    """The `--context-classes` embedding and/or `--context-encoder` network, or None."""
+    import keras
+    from kerasflows.layers import MLP, ClassEmbedding
+    parts = []
+    if args.context_classes:
+        parts.append(ClassEmbedding(args.context_classes, name="label_embedding"))
+    if args.context_encoder:
+        *hidden, features = args.context_encoder
+        parts.append(MLP(features, hidden_units=hidden, zero_init=False,
+                         name="context_encoder" if not parts else "context_network"))
+    if len(parts) == 1:
+        return parts[0]
+    return keras.Sequential(parts, name="context_encoder") if parts else None
+
+
 def _builder(args, event_dim, context_dim=None):
     from kerasflows import recipes
-    from kerasflows.layers import MLP
 
     def build():
         kwargs = {"context_dim": context_dim}
-        if args.context_encoder:
-            *hidden, features = args.context_encoder
-            kwargs["context_encoder"] = MLP(features, hidden_units=hidden, zero_init=False,
-                                            name="context_encoder")
+        encoder = _context_encoder(args)
+        if encoder is not None:
+            kwargs["context_encoder"] = encoder
         return recipes.build(args.recipe, event_dim, args.layers, args.hidden, args.bins,
                              args.bound, args.direction, **kwargs)
     build()     # bad settings raise here, before any data is split or strategy set up
@@ -177,6 +208,7 @@ def _record(args, dataset, parts, flow, history, seconds):
     return {"data": args.data, "dataset": dataset, "recipe": args.recipe,
             "event_dim": flow.event_dim, "context_dim": flow.context_dim,
             "context": args.context, "context_encoder": args.context_encoder,
+            "context_classes": args.context_classes,
             "num_layers": args.layers, "hidden_units": args.hidden,
             "bins": args.bins, "bound": args.bound, "direction": args.direction,
             "epochs": args.epochs,

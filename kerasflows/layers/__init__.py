@@ -4,6 +4,7 @@ from kerasflows.layers.autoregressive import InverseAutoregressive, MaskedAutore
 from kerasflows.layers.base import FlowLayer
 from kerasflows.layers.continuous import ContinuousFlow
 from kerasflows.layers.coupling import AdditiveCoupling, AffineCoupling, CouplingLayer
+from kerasflows.layers.embedding import ClassEmbedding
 from kerasflows.layers.elementwise import ElementwiseAffine, Exp, Logit, Sigmoid
 from kerasflows.layers.linear import InvertibleLinear
 from kerasflows.layers.nets import MADE, MLP
@@ -15,6 +16,7 @@ from kerasflows.layers.splines import SplineAutoregressive, SplineCoupling
 
 __all__ = [
     "FlowLayer", "CouplingLayer", "AffineCoupling", "AdditiveCoupling", "MLP", "MADE",
+    "ClassEmbedding",
     "Permute", "InvertibleLinear", "ActNorm", "BatchNorm",
     "Sigmoid", "Logit", "Exp", "ElementwiseAffine",
     "MaskedAutoregressive", "InverseAutoregressive", "SplineCoupling", "SplineAutoregressive",
