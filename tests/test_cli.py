@@ -192,6 +192,61 @@ def test_train_writes_tensorboard_losses_and_pictures(tmp_path, capsys):
     assert read_texts(logs / "flow", "density_range")[-1][1].startswith("after epoch 3: ")
 
 
+def _png(path):
+    import tensorflow as tf
+    return tf.io.decode_png(open(path, "rb").read()).numpy()
+
+
+def test_plot_draws_density_and_samples_to_a_png(tmp_path, capsys):
+    from kerasflows import pictures
+    from kerasflows.cli.plot import GAP
+    out = _run(capsys, "plot", MOONS, "-o", tmp_path / "m.png", "--resolution", "48",
+               "-n", "3000", "--seed", "2")
+    flow = kerasflows.load(MOONS)
+    region = pictures.region_of(np.load(os.path.join(MOONS, "data_sample.npy")))
+    got = _png(tmp_path / "m.png")
+    assert got.shape == (48, 2 * 48 + GAP, 3)
+    density, (low, high) = pictures.density_picture(flow, region, 48)
+    np.testing.assert_array_equal(got[:, :48], density)
+    np.testing.assert_array_equal(got[:, 48 + GAP:], pictures.samples_picture(
+        flow.sample(3000, seed=2).numpy(), region, 48))
+    assert f"log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats" in out
+    # samples only, of two chosen coordinates of a 3-D flow, on a given region
+    wide = kerasflows.models.RealNVP(3, num_layers=1, hidden_units=(8,))
+    wide.save(tmp_path / "w.keras")
+    _run(capsys, "plot", tmp_path / "w.keras", "-o", tmp_path / "w.png", "--dims", "3,1",
+         "--region=-2,2,-3,3", "--resolution", "32", "-n", "500")
+    np.testing.assert_array_equal(_png(tmp_path / "w.png"), pictures.samples_picture(
+        wide.sample(500, seed=0).numpy(), (-2, 2, -3, 3), 32, dims=(2, 0)))
+
+
+def test_plot_draws_image_shaped_samples_as_pictures(tmp_path, capsys):
+    from kerasflows import pictures
+    folder = os.path.join(ROOT, "saved_models", "digits")
+    out = _run(capsys, "plot", folder, "-o", tmp_path / "d.png", "-n", "64")
+    flow = kerasflows.load(folder)
+    with open(os.path.join(folder, "manifest.json")) as f:
+        levels = json.load(f)["image"]["levels"]
+    want = pictures.image_grid(flow.sample(64, seed=0).numpy(), (8, 8), levels, scale=4)
+    np.testing.assert_array_equal(_png(tmp_path / "d.png"), want)
+    assert "64 samples as 8x8 pictures" in out
+    for argv, message in [
+            (["--what", "density"], "draws 2-D flows that have an inverse; this flow has "
+                                    "event_dim=64"),
+            (["--image", "4x4"], "--image 4x4 holds 16 values; the flow has event_dim=64"),
+            (["--dims", "1,1"], "--dims must name two different coordinates in 1..64")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["plot", folder, "-o", str(tmp_path / "e.png"), *argv])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err, argv
+    for argv, message in [(["plot", MOONS, "-o", "x.jpg"], "--out must end in .png"),
+                          (["plot", MOONS, "-o", "x.png", "--region", "1,2"],
+                           "expected 4 comma-separated numbers, got '1,2'")]:
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert message in capsys.readouterr().err, argv
+
+
 def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):
     rng = np.random.default_rng(0)
     c = rng.choice([-2.0, 2.0], size=(1000, 1)).astype(np.float32)

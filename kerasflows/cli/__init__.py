@@ -1,4 +1,4 @@
-"""The `kerasflows` command: train, evaluate, sample, export and inspect flows from a shell.
+"""The `kerasflows` command: train, evaluate, sample, plot, export and inspect flows from a shell.
 
 Each subcommand lives in `kerasflows/cli/<name>.py` and exposes
 `add_parser(subparsers)` and `run(args) -> int`. User errors (a missing
@@ -18,13 +18,13 @@ kerasflows export moons.keras serving/moons
 import argparse
 import sys
 
-from kerasflows.cli import evaluate, export, fit_target, info, sample, train
+from kerasflows.cli import evaluate, export, fit_target, info, plot, sample, train
 from kerasflows.cli.common import UserError
 
 __all__ = ["main", "SUBCOMMANDS", "build_parser"]
 
 #: The subcommand modules, in the order `--help` lists them.
-SUBCOMMANDS = [train, evaluate, sample, export, info, fit_target]
+SUBCOMMANDS = [train, evaluate, sample, plot, export, info, fit_target]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,7 +42,7 @@ def _fail(message, status=2):
 def build_parser():
     """The argument parser of the `kerasflows` command, with every subcommand."""
     parser = _Parser(prog="kerasflows", description="Normalizing flows for Keras 3: train, "
-                     "evaluate, sample, export and inspect flows.")
+                     "evaluate, sample, plot, export and inspect flows.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in SUBCOMMANDS:
         module.add_parser(subparsers).set_defaults(run=module.run)
