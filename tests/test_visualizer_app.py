@@ -502,6 +502,54 @@ def test_context_panel_sliders_span_the_trained_range(qtbot):
     assert emitted[-1] == [2.5] and panel.sliders[0].value() == SLIDER_STEPS // 2
 
 
+def test_class_conditional_pictures_one_row_per_digit(qtbot, window):
+    """saved_models/digits_label: "One row per digit" draws 10 samples at each label,
+    from the same base noise; clicking one sets the context to its row's digit."""
+    import kerasflows
+    from visualizer.views.samples import SWEEP_PER
+    folder = paths.default_model_path().parent / "digits_label"
+    open_model(qtbot, window, folder)
+    view = show_ready(qtbot, window, "samples")
+    assert view.images_shown() and view.by_context.isVisibleTo(view)
+    assert view.by_context.text() == "One row per digit" and not view.by_context.isChecked()
+    assert window.context.tolist() == [3.0]
+    view.by_context.setChecked(True)
+    qtbot.waitUntil(lambda: view.is_ready() and bool(view.drawn.get("sweep")),
+                    timeout=TIMEOUT_MS)
+    flow = kerasflows.load(folder)
+    assert view.points.shape == (10 * SWEEP_PER, 64)
+    for digit in (0, 7):
+        rows = view.points[digit * SWEEP_PER:(digit + 1) * SWEEP_PER]
+        np.testing.assert_allclose(rows, flow.sample(
+            SWEEP_PER, context=[[digit]], seed=view.drawn["seed"],
+            temperature=view.drawn["temperature"]).numpy(), rtol=1e-4, atol=1e-4)
+    expected = geometry.tile_images(view.points, (8, 8), SWEEP_PER)
+    np.testing.assert_array_equal(view.image_item.image, expected)
+    assert "one row per digit: 0 (top) to 9" in view.plot.getPlotItem().titleLabel.text
+    assert "10 samples at each digit, 8×8 pixels" in view.seed_label.text()
+    data = view.export_data()
+    assert data["sweep_coordinate"] == 0 and data["sweep_values"].tolist() == list(range(10))
+    # the 3rd picture of row 7 (from the top): sample 72, drawn for a seven
+    H = expected.shape[0]
+    x, y = 2 * 9 + 4, H - (7 * 9 + 4)
+    assert view.sample_at(x, y) == 7 * SWEEP_PER + 2
+    scene = view.plot.getPlotItem().getViewBox().mapViewToScene(QtCore.QPointF(x, y))
+    qtbot.mouseClick(view.plot.viewport(), QtCore.Qt.MouseButton.LeftButton,
+                     pos=view.plot.mapFromScene(scene))
+    assert window.context.tolist() == [7.0]
+    inspector = window.current_view()
+    point = view.points[72]
+    qtbot.waitUntil(lambda: inspector.is_ready() and inspector.details is not None
+                    and np.allclose(inspector.details["x"], point), timeout=TIMEOUT_MS)
+    assert inspector.details["log_prob"] == pytest.approx(
+        float(flow.log_prob(point[None], context=[[7.0]])[0]), abs=1e-3)
+    view = window.show_view("samples")
+    view.by_context.setChecked(False)
+    qtbot.waitUntil(lambda: view.is_ready() and not view.drawn.get("sweep"),
+                    timeout=TIMEOUT_MS)
+    assert view.points.shape[0] == view.count.value()
+
+
 def test_context_panel_moves_a_class_label_in_its_steps(qtbot):
     from visualizer.context import ContextPanel
     panel = ContextPanel()

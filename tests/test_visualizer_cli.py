@@ -79,3 +79,19 @@ def test_screenshot_with_data_saves_the_arrays_drawn(folder, tmp_path):
         assert list(data["dims"]) == [0, 1]
     proc = run_viz([str(folder), "--data", "d.npz"], cwd=tmp_path)
     assert proc.returncode == 2 and "--data goes with --screenshot" in proc.stderr
+
+
+def test_screenshot_rows_by_context_draws_one_row_per_digit(folder, tmp_path):
+    import numpy as np
+    from visualizer import paths
+    digits = paths.default_model_path().parent / "digits_label"
+    proc = run_viz([str(digits), "--screenshot", "r.png", "--view", "samples",
+                    "--rows-by-context", "--data", "r.npz", "--size", "1100x700"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with np.load(tmp_path / "r.npz", allow_pickle=False) as data:
+        assert data["samples"].shape == (100, 64)
+        assert data["sweep_values"].tolist() == list(range(10)) and int(data["sweep_per"]) == 10
+    assert QtGui.QImage(str(tmp_path / "r.png")).width() == 1100
+    proc = run_viz([str(folder), "--screenshot", "x.png", "--view", "samples",
+                    "--rows-by-context"], cwd=tmp_path)
+    assert proc.returncode == 2 and "--rows-by-context applies to --view samples" in proc.stderr

@@ -56,6 +56,10 @@ def build_parser():
                    help="the view to render with --screenshot (default: density)")
     p.add_argument("--layer", type=int, metavar="K",
                    help="with --view layers: show the state after K layers (0..L)")
+    p.add_argument("--rows-by-context", action="store_true",
+                   help="with --view samples, for a flow drawn as pictures whose context "
+                   "moves in steps (a class label): one row of pictures per value (Samples: "
+                   "One row per ...)")
     p.add_argument("--context", type=_context, metavar="C1,C2,...",
                    help="for a conditional flow: the context it opens at (default: the model "
                         "folder's manifest 'context', else zeros; "
@@ -116,7 +120,8 @@ def _headless(args, model, shots, data=None):
     try:
         headless.open_model(window, model, context=args.context)
         for view, layer, path in shots:
-            print(headless.render_view(window, view, path, layer))
+            print(headless.render_view(window, view, path, layer, by_context=(
+                args.rows_by_context and (view == "samples" or len(shots) == 1))))
         if data:
             window.save_view_data(data)
             print(data)

@@ -119,6 +119,16 @@ class Backend:
             self.context = c
             self.__dict__.pop("_memo", None)
 
+    def sample_at(self, context, n, seed, temperature=1.0):
+        """`sample(n, seed, temperature)` at another `context` `[C]`; the backend's own
+        context (and what `memo` kept for it) is left as it was."""
+        kept = self.context
+        self.context = np.asarray(context, np.float32).reshape(-1)
+        try:
+            return self.sample(n, seed, temperature)
+        finally:
+            self.context = kept
+
     def _context_rows(self, n):
         """The context tiled to `n` rows, or None for an unconditional flow."""
         if self.context_dim is None:

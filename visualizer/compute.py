@@ -12,6 +12,7 @@ from visualizer import geometry
 from visualizer.backends import TraceUnavailable, _padded, open_backend
 
 __all__ = ["load", "describe", "density", "sampled_density", "target_density", "samples",
+           "sample_sweep",
            "layers", "inspect", "warm_up", "targets_available",
            "TraceUnavailable", "SAMPLED_DENSITY_POINTS"]
 
@@ -262,6 +263,20 @@ def samples(backend, n, seed, temperature=1.0):
     """`n` samples `[n, D]` from the flow (the base scaled by `temperature`)."""
     return {"points": backend.sample(n, seed, temperature), "seed": seed,
             "temperature": temperature}
+
+
+def sample_sweep(backend, coordinate, values, per, seed, temperature=1.0):
+    """`per` samples at each of `values` of context coordinate `coordinate` (the other
+    coordinates as the backend's context), the same base noise (`seed`) for each:
+    `points [len(values) * per, D]`, value by value."""
+    points = []
+    for v in values:
+        context = backend.context.copy()
+        context[coordinate] = v
+        points.append(backend.sample_at(context, per, seed, temperature))
+    return {"points": np.concatenate(points), "seed": seed, "temperature": temperature,
+            "sweep": {"coordinate": int(coordinate), "values": [float(v) for v in values],
+                      "per": int(per)}}
 
 
 def layers(backend, direction, points):

@@ -78,9 +78,10 @@ def open_model(window, path, timeout=300.0, context=None):
     return opened[-1]
 
 
-def render_view(window, view_name, path, layer=None, timeout=300.0):
-    """Shows `view_name` (at layer position `layer` for the layers view), waits
-    until it has drawn, and saves the whole window as a PNG at `path`."""
+def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=False):
+    """Shows `view_name` (at layer position `layer` for the layers view; with
+    `by_context`, the samples' pictures one row per context value), waits until it
+    has drawn, and saves the whole window as a PNG at `path`."""
     if view_name not in VIEW_NAMES:
         raise HeadlessError(f"unknown view {view_name!r}; expected one of {', '.join(VIEW_NAMES)}")
     errors = _watch_errors(window)
@@ -92,6 +93,12 @@ def render_view(window, view_name, path, layer=None, timeout=300.0):
         if not 0 <= layer <= L:
             raise HeadlessError(f"--layer must be in [0, {L}] for this model; received {layer}.")
         view.set_layer(layer)
+    if by_context:
+        if view_name != "samples" or not view.by_context.isVisibleTo(view):
+            raise HeadlessError("--rows-by-context applies to --view samples of a flow drawn "
+                                "as pictures whose context moves in steps (manifest "
+                                "context_step).")
+        view.by_context.setChecked(True)
     if not wait_for(lambda: view.is_ready() or errors, timeout):
         raise HeadlessError(f"the {view_name} view did not finish drawing in {timeout:.0f} s")
     if errors:

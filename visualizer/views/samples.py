@@ -9,12 +9,15 @@ from visualizer.items import HeatmapItem, PointCloudItem
 from visualizer.views.base import (View, axis_name, draw_picture, labeled, make_plot,
                                    show_pictures)
 
-__all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID"]
+__all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID", "SWEEP_PER",
+           "SWEEP_MAX_VALUES"]
 
 MIN_SAMPLES, MAX_SAMPLES = 100, 100_000
 DEFAULT_COUNT = 10_000
 #: Samples drawn as pictures in "As images" mode (a 10 x 10 grid).
 IMAGE_GRID = 100
+#: "One row per ...": samples per context value, and the most values swept.
+SWEEP_PER, SWEEP_MAX_VALUES = 10, 20
 
 
 class SamplesView(View):
@@ -24,6 +27,12 @@ class SamplesView(View):
     manifest `image`, or D a square of 16 or more) draws the first
     `IMAGE_GRID` samples as a grid of grey images instead, black to white
     over the manifest's `levels` (else the data's 0.5-99.5% range).
+
+    For a conditional flow whose context has a coordinate that moves in steps
+    (the manifest's `context_step`, e.g. a digit's label), "One row per ..."
+    draws `SWEEP_PER` pictures at each of its values (at most
+    `SWEEP_MAX_VALUES`), one row per value from the same base noise; clicking
+    a picture sets the context to its row's value and inspects it.
 
     Continuous mode asks for the next batch (next seed) as soon as one
     arrives, before drawing it, so the flow computes the next frame while
@@ -49,6 +58,8 @@ class SamplesView(View):
         self.show_data = QtWidgets.QCheckBox("Training data")
         self.as_images = QtWidgets.QCheckBox("As images")
         self.as_images.setVisible(False)        # shown for image-shaped flows
+        self.by_context = QtWidgets.QCheckBox("One row per value")
+        self.by_context.setVisible(False)       # shown for pictures with a stepped context
         self.resample_button = QtWidgets.QPushButton("Resample  (R)")
         self.seed_label = QtWidgets.QLabel("")
         # (elided by the window's width rather than widening it: the text is long in
@@ -58,7 +69,8 @@ class SamplesView(View):
         self.seed_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight
                                      | QtCore.Qt.AlignmentFlag.AlignVCenter)
         for w in (labeled("Samples", self.count), labeled("Temperature", self.temperature),
-                  self.continuous, self.resample_button, self.show_data, self.as_images):
+                  self.continuous, self.resample_button, self.show_data, self.as_images,
+                  self.by_context):
             self.controls.addWidget(w)
         self.controls.addWidget(self.seed_label, 1)
         self.plot = make_plot()
@@ -70,7 +82,7 @@ class SamplesView(View):
         self.plot.addItem(self.cloud)
         self.plot.addItem(self.image_item)
         self.layout().addWidget(self.plot, 1)
-        self.points = None
+        self.points, self.drawn = None, {}
         self.count.valueChanged.connect(lambda _: self.invalidate())
         self.temperature.valueChanged.connect(lambda _: self.invalidate())
         self.continuous.toggled.connect(lambda on: on and self.resample())
@@ -79,6 +91,11 @@ class SamplesView(View):
         self.as_images.toggled.connect(lambda _: self._apply_mode())
         self.plot.scene().sigMouseClicked.connect(self._clicked)
         self.as_images.toggled.connect(lambda _: self.mode_changed.emit())
+        self.by_context.toggled.connect(lambda _: self.invalidate())
+        self.by_context.toggled.connect(lambda _: self.count.setEnabled(self.sweep() is None))
+        # pictures by context value or not: the sweep's samples are not the scatter's
+        self.as_images.toggled.connect(lambda _: self.by_context.isChecked()
+                                       and self.invalidate())
 
     def model_changed(self):
         self.points = None
@@ -87,6 +104,12 @@ class SamplesView(View):
         self.as_images.blockSignals(True)
         self.as_images.setChecked(bool(image and image["declared"]))
         self.as_images.blockSignals(False)
+        sweep = self._stepped_coordinate()
+        self.by_context.blockSignals(True)
+        self.by_context.setChecked(False)         # a new model opens at its own context
+        self.by_context.blockSignals(False)
+        if sweep is not None:
+            self.by_context.setText(f"One row per {sweep[2]}")
         self._apply_mode()
 
     def model_reloaded(self):
@@ -98,11 +121,32 @@ class SamplesView(View):
         """True when the samples are drawn as pictures."""
         return bool(self.info and self.info["image"] and self.as_images.isChecked())
 
+    def _stepped_coordinate(self):
+        """`(k, values, name)` for the first context coordinate that moves in steps over
+        a range of at most `SWEEP_MAX_VALUES` values, or None."""
+        steps, ranges = self.info["context_steps"], self.info["context_ranges"]
+        for k, step in enumerate(steps or []):
+            if step is None or not ranges:
+                continue
+            low, high = ranges[k]
+            values = low + step * np.arange(int(round((high - low) / step)) + 1)
+            if len(values) <= SWEEP_MAX_VALUES:
+                return k, values.tolist(), self.info["context_names"][k]
+        return None
+
+    def sweep(self):
+        """`(k, values, name)` when the samples are drawn one row per context value."""
+        if not (self.images_shown() and self.by_context.isChecked()):
+            return None
+        return self._stepped_coordinate()
+
     def _apply_mode(self, keep_range=False):
         """Scatter or pictures: shows the items, axes and controls of the mode."""
         on = self.images_shown()
         self.as_images.setVisible(self.info["image"] is not None)
-        self.show_data.setEnabled(self.info["reference_is_data"])
+        self.by_context.setVisible(on and self._stepped_coordinate() is not None)
+        self.count.setEnabled(self.sweep() is None)       # a sweep draws SWEEP_PER per value
+        self.show_data.setVisible(self.info["reference_is_data"])     # (room for by_context)
         show_pictures(self.plot, self.image_item, (self.cloud, self.data_item), on)
         if not on:
             self.plot.getPlotItem().setTitle(None)
@@ -119,10 +163,15 @@ class SamplesView(View):
         if self.points is None:
             return
         spec = self.info["image"]
-        shown = self.points[:IMAGE_GRID]
-        columns = int(np.ceil(np.sqrt(len(shown))))
+        shown, columns = self._shown()
         picture = geometry.tile_images(shown, spec["shape"], columns)
-        if self.show_data.isChecked() and self.info["reference_is_data"]:
+        swept = self.drawn.get("sweep")
+        if swept:
+            name = self.info["context_names"][swept["coordinate"]]
+            values = swept["values"]
+            title = (f"one row per {name}: {values[0]:g} (top) to {values[-1]:g}; click one "
+                     f"to inspect it")
+        elif self.show_data.isChecked() and self.info["reference_is_data"]:
             data = geometry.tile_images(self.info["reference"][:IMAGE_GRID], spec["shape"],
                                         columns)
             picture = geometry.side_by_side(picture, data, gap=spec["shape"][1])
@@ -134,21 +183,33 @@ class SamplesView(View):
         self.plot.getPlotItem().getViewBox().setRange(xRange=(0, w), yRange=(0, h),
                                                       padding=0.02)
 
+    def _shown(self):
+        """The samples drawn as pictures and the grid's number of columns."""
+        swept = self.drawn.get("sweep")
+        if swept:
+            return self.points, swept["per"]
+        shown = self.points[:IMAGE_GRID]
+        return shown, int(np.ceil(np.sqrt(len(shown))))
+
     def sample_at(self, x, y):
         """The index of the drawn sample picture at `(x, y)` (plot units), or None."""
         if not self.images_shown() or self.points is None:
             return None
-        n = len(self.points[:IMAGE_GRID])
-        return geometry.tile_index(x, y, n, self.info["image"]["shape"],
-                                   int(np.ceil(np.sqrt(n))))
+        shown, columns = self._shown()
+        return geometry.tile_index(x, y, len(shown), self.info["image"]["shape"], columns)
 
     def _clicked(self, event):
         if event.button() != QtCore.Qt.MouseButton.LeftButton:
             return
         pos = self.plot.getPlotItem().getViewBox().mapSceneToView(event.scenePos())
         k = self.sample_at(pos.x(), pos.y())
-        if k is not None:
-            self.host.inspect_point(self.points[k])
+        if k is None:
+            return
+        swept = self.drawn.get("sweep")
+        if swept:       # the picture was drawn at its row's context: inspect it there
+            self.host.context_panel.set_value(swept["coordinate"],
+                                              swept["values"][k // swept["per"]])
+        self.host.inspect_point(self.points[k])
 
     def projection_changed(self):
         if self.images_shown():
@@ -177,14 +238,24 @@ class SamplesView(View):
         """The samples drawn (`[n, D]`, every coordinate), their seed and temperature."""
         if self.points is None:
             return None
-        return {"samples": self.points, "seed": self.drawn["seed"],
+        data = {"samples": self.points, "seed": self.drawn["seed"],
                 "temperature": self.drawn["temperature"]}
+        swept = self.drawn.get("sweep")
+        if swept:       # row by row: `per` samples at each value of one context coordinate
+            data.update(sweep_coordinate=swept["coordinate"],
+                        sweep_values=np.asarray(swept["values"]), sweep_per=swept["per"])
+        return data
 
     def resample(self):
         self.seed += 1
         self.invalidate()
 
     def refresh(self):
+        sweep = self.sweep()
+        if sweep is not None:
+            self.submit("samples", "sample_sweep", sweep[0], sweep[1], SWEEP_PER, self.seed,
+                        self.temperature.value())
+            return
         self.submit("samples", "samples", self.count.value(), self.seed,
                     self.temperature.value())
 
@@ -194,10 +265,16 @@ class SamplesView(View):
             self.resample()                   # computed while this batch is drawn
         self.points, self.drawn = value["points"], value
         shown = f"{len(self.points):,} samples"
+        if value.get("sweep"):
+            swept = value["sweep"]
+            name = self.info["context_names"][swept["coordinate"]]
+            shown = f"{swept['per']} samples at each {name}"
         if self.images_shown():
             self._draw_images()
             h, w = self.info["image"]["shape"]
-            shown = f"the first {min(len(self.points), IMAGE_GRID)} of {shown}, {h}×{w} pixels"
+            if not value.get("sweep"):
+                shown = f"the first {min(len(self.points), IMAGE_GRID)} of {shown}"
+            shown += f", {h}×{w} pixels"
         else:
             self.cloud.set_points(self.projection.project(self.points))
         text = f"seed {value['seed']} · T = {value['temperature']:.2f} · {shown}"
