@@ -5,7 +5,7 @@ what the flow has learned, as pictures (`kerasflows.pictures`) under the run
 `flow` of the same `log_dir`, one per drawn epoch on TensorBoard's step
 slider (step = the epoch's index, as Keras' epoch scalars):
 
-- `density`: `log p(x)` on a fixed region (2-D flows);
+- `density`: `log p(x)` on a fixed region (2-D flows with an inverse);
 - `samples`: a histogram of samples drawn from the same base noise every
   time (a fixed seed), so frames differ only by training (two chosen
   dimensions of wider flows; for image-shaped flows, `image_shape`, 64
@@ -91,7 +91,7 @@ class FlowImages(keras.callbacks.Callback):
         self.span = float(span)
         self.flow = flow
         self._writer = None
-        self._drawn = None
+        self._drawn = self._last_epoch = None
 
     # -- Keras hooks ----------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -104,7 +104,7 @@ class FlowImages(keras.callbacks.Callback):
         self._flow = flow
         import tensorflow as tf
         self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "flow"))
-        self._drawn = None
+        self._drawn = self._last_epoch = None
         if self.data is not None:
             self._write({"data": self._points_picture(self.data)}, step=0)
 
@@ -113,7 +113,7 @@ class FlowImages(keras.callbacks.Callback):
             self.draw(epoch)
 
     def on_train_end(self, logs=None):
-        last = getattr(self, "_last_epoch", None)
+        last = self._last_epoch
         if last is not None and self._drawn != last:
             self.draw(last)
         if self._writer is not None:
@@ -128,12 +128,9 @@ class FlowImages(keras.callbacks.Callback):
         """Writes the pictures of the flow as it is now, at step `epoch`."""
         flow = self._flow
         x = np.asarray(flow.sample(self.samples, context=self.context, seed=self.seed))
-        if self.region is None and self.image_shape is None:
-            self.region = pictures.region_of(self.data if self.data is not None else x,
-                                              self.dims)
-        shown = {"samples": self._points_picture(x)}
+        shown = {"samples": self._points_picture(x)}     # (sets a region not given)
         notes = {}
-        if flow.event_dim == 2:
+        if flow.event_dim == 2 and not any(l.forward_only for l in flow.flow_layers):
             shown["density"], (low, high) = pictures.density_picture(
                 flow, self.region, self.resolution, context=self.context, span=self.span)
             notes["density_range"] = (f"after epoch {epoch + 1}: log p(x) from {low:.2f} "

@@ -124,3 +124,16 @@ def test_bad_settings_raise_naming_what_was_expected(tmp_path):
     images.set_model(wrapper)
     with pytest.raises(ValueError, match="the model is Sequential: pass the flow it holds"):
         images.on_train_begin()
+
+
+def test_a_forward_only_flow_gets_samples_but_no_density(tmp_path):
+    flow = kerasflows.Flow([kerasflows.layers.Planar(), kerasflows.layers.Planar()], 2)
+    images = FlowImages(tmp_path, region=(-4, 4, -4, 4), resolution=16, samples=500)
+    images.set_model(flow)
+    images.on_train_begin()
+    images.on_epoch_begin(0)
+    images.on_train_end()                                     # draws the epoch not drawn yet
+    shown = read_images(tmp_path / "flow")
+    assert sorted(shown) == ["samples"] and [s for s, _, _ in shown["samples"]] == [0]
+    np.testing.assert_array_equal(shown["samples"][0][1], P.samples_picture(
+        flow.sample(500, seed=0).numpy(), (-4, 4, -4, 4), 16))

@@ -153,12 +153,12 @@ def _read_context(args, x):
                         "(one context row per data row).")
     if args.context_classes:
         K = args.context_classes
-        bad = ~np.isin(context, np.arange(K)) if context.ndim == 2 else None
         if context.ndim != 2 or context.shape[1] != 1:
             raise UserError(f"with --context-classes, --context holds one label per row "
                             f"(shape [N, 1]); received shape {context.shape}.")
+        bad = ~np.isin(context[:, 0], np.arange(K))
         if bad.any():
-            row = int(np.argmax(bad[:, 0]))
+            row = int(np.argmax(bad))
             raise UserError(f"with --context-classes {K}, every label must be an integer in "
                             f"0..{K - 1}; row {row} of --context is {context[row, 0]:g}.")
     return context
