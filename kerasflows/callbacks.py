@@ -9,7 +9,7 @@ slider (step = the epoch's index, as Keras' epoch scalars):
 - `samples`: a histogram of samples drawn from the same base noise every
   time (a fixed seed), so frames differ only by training (two chosen
   dimensions of wider flows; for image-shaped flows, `image_shape`, 64
-  samples as pictures);
+  samples as pictures, or with `contexts` one row of pictures per context);
 - `data`: once, the given data drawn the same way, for comparison;
 - `density_range` (text): each density frame's colour range in nats.
 
@@ -30,7 +30,10 @@ import numpy as np
 
 from kerasflows import pictures
 
-__all__ = ["FlowImages"]
+__all__ = ["FlowImages", "ROW"]
+
+#: Samples per context when `FlowImages` draws one row per context.
+ROW = 10
 
 
 def _positive(name, value):
@@ -56,6 +59,9 @@ class FlowImages(keras.callbacks.Callback):
         samples: samples per picture.
         seed: the samples' seed: the same base noise in every frame.
         context: for a conditional flow, the one context `[C]` it is drawn at.
+        contexts: for an image-shaped conditional flow, `[K, C]` contexts (a
+            class-conditional flow's labels, say): `ROW` samples at each, one
+            row of pictures per context, from the same base noise.
         dims: the two dimensions drawn when D > 2.
         image_shape: `(h, w)` with `h * w = D`: draw samples as pictures
             (64 of them) instead of a histogram.
@@ -73,7 +79,7 @@ class FlowImages(keras.callbacks.Callback):
 
     def __init__(self, log_dir, data=None, region=None, every=1, resolution=128,
                  samples=20_000, seed=0, context=None, dims=(0, 1), image_shape=None,
-                 image_levels=None, span=10.0, flow=None):
+                 image_levels=None, span=10.0, flow=None, contexts=None):
         super().__init__()
         self.log_dir = os.fspath(log_dir)
         self.data = None if data is None else np.asarray(data, np.float32)
@@ -85,6 +91,10 @@ class FlowImages(keras.callbacks.Callback):
         self.samples = _positive("samples", samples)
         self.seed = int(seed)
         self.context = None if context is None else np.asarray(context, np.float32).reshape(1, -1)
+        self.contexts = None if contexts is None else np.asarray(contexts, np.float32)
+        if self.contexts is not None and self.contexts.ndim != 2:
+            raise ValueError(f"`contexts` must have shape [K, C]; received "
+                             f"{self.contexts.shape}.")
         self.dims = tuple(int(d) for d in dims)
         self.image_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
         self.image_levels = image_levels
@@ -127,8 +137,13 @@ class FlowImages(keras.callbacks.Callback):
     def draw(self, epoch):
         """Writes the pictures of the flow as it is now, at step `epoch`."""
         flow = self._flow
-        x = np.asarray(flow.sample(self.samples, context=self.context, seed=self.seed))
-        shown = {"samples": self._points_picture(x)}     # (sets a region not given)
+        if self.contexts is not None:           # one row of pictures per context
+            x = np.concatenate([flow.sample(ROW, context=c[None], seed=self.seed).numpy()
+                                for c in self.contexts])
+            shown = {"samples": self._points_picture(x, columns=ROW)}
+        else:
+            x = np.asarray(flow.sample(self.samples, context=self.context, seed=self.seed))
+            shown = {"samples": self._points_picture(x)}     # (sets a region not given)
         notes = {}
         if flow.event_dim == 2 and not any(l.forward_only for l in flow.flow_layers):
             shown["density"], (low, high) = pictures.density_picture(
@@ -152,17 +167,24 @@ class FlowImages(keras.callbacks.Callback):
             raise ValueError(f"image_shape={self.image_shape} holds "
                              f"{int(np.prod(self.image_shape))} values; the flow has "
                              f"event_dim={D}.")
+        if self.contexts is not None and (self.image_shape is None or flow.context_dim is None
+                                          or self.contexts.shape[1] != flow.context_dim):
+            raise ValueError(f"`contexts` draws an image-shaped conditional flow (give "
+                             f"image_shape) one row per context of {flow.context_dim} values; "
+                             f"received contexts of shape {self.contexts.shape}, image_shape="
+                             f"{self.image_shape}.")
         if self.image_shape is None and (D < 2 or not all(0 <= d < D for d in self.dims)
                                          or len(set(self.dims)) != 2):
             raise ValueError(f"dims must be two different dimensions of the {D}-D flow; "
                              f"received dims={self.dims}.")
 
-    def _points_picture(self, points):
+    def _points_picture(self, points, columns=None):
         if self.image_shape is not None:
             levels = self.image_levels
             if levels is None and self.data is not None:
                 levels = (float(self.data.min()), float(self.data.max()))
-            return pictures.image_grid(points[:64], self.image_shape, levels,
+            return pictures.image_grid(points if columns else points[:64], self.image_shape,
+                                       levels, columns=columns,
                                        scale=max(1, 96 // max(self.image_shape)))
         if self.region is None:
             self.region = pictures.region_of(points, self.dims)
@@ -177,6 +199,10 @@ class FlowImages(keras.callbacks.Callback):
             "density": ("log p(x)", f": from {self.span:g} nats below the frame's maximum "
                         f"(dark) to the maximum (bright); each frame's values are in the "
                         f"text density_range")}[name]
+        if self.image_shape is not None and name == "samples" and self.contexts is not None:
+            return (f"{ROW} samples at each of {len(self.contexts)} contexts, one row each "
+                    f"(seed {self.seed}: the same base noise in every row and frame), as "
+                    f"{self.image_shape} pictures")
         if self.image_shape is not None:
             n = min(len(self.data) if name == "data" else self.samples, 64)
             return f"{what}{detail}, {n} shown as {self.image_shape} pictures"

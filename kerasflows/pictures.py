@@ -145,7 +145,7 @@ def tile(rows, shape, columns=None, gap=1, fill=np.nan):
 def image_grid(rows, shape, levels=None, columns=None, scale=1):
     """Image-shaped rows `[n, h*w]` as grey pictures in a grid: `levels = (black,
     white)` (default: the rows' own minimum and maximum), each pixel drawn
-    `scale` x `scale`, a mid-grey line (`max(1, scale // 4)` wide) between
+    `scale` x `scale`, a mid-grey line (`max(1, scale // 2)` wide) between
     pictures. Returns `uint8 [H, W, 3]`."""
     rows = np.asarray(rows, np.float64)
     black, white = levels if levels is not None else (np.nanmin(rows), np.nanmax(rows))
@@ -157,7 +157,7 @@ def image_grid(rows, shape, levels=None, columns=None, scale=1):
                          f"received {rows.shape}.")
     big = np.repeat(np.repeat(grey.reshape(-1, h, w), scale, 1), scale, 2)
     tiled = tile(big.reshape(len(rows), -1), (h * scale, w * scale), columns,
-                 gap=max(1, scale // 4), fill=0.5)
+                 gap=max(1, scale // 2), fill=0.5)
     return np.repeat(np.round(255 * tiled).astype(np.uint8)[..., None], 3, axis=2)
 
 

@@ -85,7 +85,7 @@ def test_an_image_shaped_flow_is_drawn_as_pictures(tmp_path):
     want = P.image_grid(flow.sample(100, seed=0).numpy()[:64], (4, 4), (x.min(), x.max()),
                         scale=scale)
     np.testing.assert_array_equal(shown["samples"][0][1], want)
-    assert shown["data"][0][1].shape == want.shape == (8 * 96 + 7 * 6, 8 * 96 + 7 * 6, 3)
+    assert shown["data"][0][1].shape == want.shape == (8 * 96 + 7 * 12, 8 * 96 + 7 * 12, 3)
 
 
 def test_a_conditional_flow_is_drawn_at_the_given_context(tmp_path):
@@ -137,3 +137,27 @@ def test_a_forward_only_flow_gets_samples_but_no_density(tmp_path):
     assert sorted(shown) == ["samples"] and [s for s, _, _ in shown["samples"]] == [0]
     np.testing.assert_array_equal(shown["samples"][0][1], P.samples_picture(
         flow.sample(500, seed=0).numpy(), (-4, 4, -4, 4), 16))
+
+
+def test_a_class_conditional_image_flow_is_drawn_one_row_per_label(tmp_path):
+    from kerasflows.callbacks import ROW
+    flow = kerasflows.models.MAF(16, num_layers=1, hidden_units=(8,), context_dim=1,
+                                 context_encoder=kerasflows.layers.ClassEmbedding(3, 4))
+    kerasflows.testing.perturb_weights(flow, 0.3, seed=0)
+    labels = np.arange(3, dtype=np.float32)[:, None]
+    images = FlowImages(tmp_path, context=[0.0], contexts=labels, image_shape=(4, 4),
+                        image_levels=(-2, 2), seed=4)
+    images.set_model(flow)
+    images.on_train_begin()
+    images.draw(2)
+    images.on_train_end()
+    shown = read_images(tmp_path / "flow")
+    rows = np.concatenate([flow.sample(ROW, context=[[k]], seed=4).numpy() for k in range(3)])
+    want = P.image_grid(rows, (4, 4), (-2, 2), columns=ROW, scale=24)
+    np.testing.assert_array_equal(shown["samples"][0][1], want)
+    assert want.shape[0] == 3 * 96 + 2 * 12                     # three rows of pictures
+    assert "10 samples at each of 3 contexts, one row each" in shown["samples"][0][2]
+    wrong = FlowImages(tmp_path, context=[0.0], contexts=labels)   # no image_shape
+    wrong.set_model(flow)
+    with pytest.raises(ValueError, match="`contexts` draws an image-shaped conditional flow"):
+        wrong.on_train_begin()

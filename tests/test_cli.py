@@ -247,6 +247,24 @@ def test_plot_draws_image_shaped_samples_as_pictures(tmp_path, capsys):
         assert message in capsys.readouterr().err, argv
 
 
+def test_train_a_conditional_set_by_name_with_pictures_per_label(tmp_path, capsys):
+    from test_callbacks import read_images
+    logs = tmp_path / "runs"
+    _run(capsys, "train", "digits_label", "--n", "300", "--context-classes", "10", "--recipe",
+         "maf", "--layers", "1", "--hidden", "8", "--epochs", "1", "--out",
+         tmp_path / "dl.keras", "--tensorboard", logs, "--quiet")
+    report = json.loads((tmp_path / "dl.json").read_text())
+    assert report["dataset"] == "digits_label" and report["context_dim"] == 1
+    assert report["n_train"] + report["n_validation"] + report["n_test"] == 300
+    assert isinstance(kerasflows.load(tmp_path / "dl.keras").context_encoder,
+                      kerasflows.layers.ClassEmbedding)
+    picture = read_images(logs / "flow")["samples"][0][1]
+    assert picture.shape[0] == 10 * 96 + 9 * 6                 # one row per digit
+    with pytest.raises(SystemExit):
+        main(["train", "ring_radius", "--context", str(tmp_path / "c.npy")])
+    assert "ring_radius brings its own context" in capsys.readouterr().err
+
+
 def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):
     rng = np.random.default_rng(0)
     c = rng.choice([-2.0, 2.0], size=(1000, 1)).astype(np.float32)
@@ -272,7 +290,7 @@ def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):
             (["train", tmp_path / "x.npy", "--context", tmp_path / "s.npy"],
              "--context has 500 rows; " + str(tmp_path / "x.npy") + " has 1000"),
             (["train", tmp_path / "x.npy", "--context", tmp_path / "c.csv", "--test-data",
-              tmp_path / "x.npy"], "with --context, the validation and test rows come from")]:
+              tmp_path / "x.npy"], "with a context, the validation and test rows come from")]:
         with pytest.raises(SystemExit) as exit_info:
             main([str(a) for a in argv])
         err = capsys.readouterr().err

@@ -91,7 +91,7 @@ def test_tile_lays_images_out_from_the_top_left():
 def test_image_grid_draws_grey_levels_scaled_with_thin_gaps():
     rows = np.array([[0.0, 1.0, 2.0, 3.0], [3.0, 3.0, 0.0, 0.0]])
     got = P.image_grid(rows, (2, 2), levels=(0.0, 2.0), columns=2, scale=4)
-    assert got.shape == (8, 8 + 1 + 8, 3) and (got[..., 0] == got[..., 2]).all()
+    assert got.shape == (8, 8 + 2 + 8, 3) and (got[..., 0] == got[..., 2]).all()
     np.testing.assert_array_equal(got[:4, :4, 0], 0)                 # black: at the black level
     np.testing.assert_array_equal(got[:4, 4:8, 0], 128)             # half way
     np.testing.assert_array_equal(got[4:, :8, 0], 255)              # above white: white

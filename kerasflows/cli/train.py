@@ -31,7 +31,9 @@ def add_parser(subparsers):
         "same command after a crash resumes from the last finished epoch.",
         formatter_class=HelpFormatter)
     p.add_argument("data", help="a dataset name (moons, eight_gaussians, checkerboard, rings, "
-                   "pinwheel, two_spirals, digits) or a .npy/.csv file of shape [N, D]")
+                   "pinwheel, two_spirals, digits), a conditional set whose context comes with "
+                   "it (ring_radius, digits_label: give --context-classes 10 for its labels) "
+                   "or a .npy/.csv file of shape [N, D]")
     p.add_argument("--recipe", default="nsf", choices=list(RECIPES),
                    help="the flow family (kerasflows.models)")
     p.add_argument("--layers", type=positive_int, default=5, help="number of flow layers")
@@ -135,19 +137,34 @@ def _split(x, args, context=None):
     return train, (val if len(val[0]) else None), (test if len(test[0]) else None)
 
 
-def _read_context(args, x):
-    """The `--context` array `[N, C]` matching DATA's rows, or None."""
-    if args.context is None:
+def _read_inputs(args):
+    """`(x, dataset name or None, context or None)` from DATA and `--context`."""
+    from kerasflows import datasets
+    name = args.data
+    if name in datasets.CONDITIONAL_NAMES and not os.path.exists(name):
+        if args.context is not None:
+            raise UserError(f"{name} brings its own context; --context is for data files.")
+        x, context = datasets.load_conditional(name, n=args.n, seed=args.seed)
+        return x, name, _read_context(args, x, context)
+    x, dataset = read_data(name, n=args.n, seed=args.seed)
+    return x, dataset, _read_context(args, x)
+
+
+def _read_context(args, x, context=None):
+    """The `--context` array (or a conditional set's `context`) `[N, C]` matching
+    DATA's rows, checked; or None."""
+    if args.context is None and context is None:
         for flag, value in (("--context-encoder", args.context_encoder),
                             ("--context-classes", args.context_classes)):
             if value:
                 raise UserError(f"{flag} needs --context (the contexts it encodes).")
         return None
     if args.validation_data or args.test_data:
-        raise UserError("with --context, the validation and test rows come from "
+        raise UserError("with a context, the validation and test rows come from "
                         "--validation-split and --test-split (--validation-data and "
                         "--test-data carry no contexts).")
-    context = read_array(args.context)
+    if context is None:
+        context = read_array(args.context)
     if len(context) != len(x):
         raise UserError(f"--context has {len(context)} rows; {args.data} has {len(x)} "
                         "(one context row per data row).")
@@ -245,12 +262,17 @@ def save_atomically(flow, out, record=None):
 
 def _tensorboard_log(args, dataset, x, context=None):
     """`on_epoch_end` for `train_flow` writing the epoch's losses and `FlowImages`
-    pictures to `--tensorboard` (a conditional flow drawn at the median context)."""
+    pictures to `--tensorboard` (a conditional flow drawn at the median context;
+    class-conditional digits one row per label)."""
     import tensorflow as tf
     from kerasflows.callbacks import FlowImages
+    image = (8, 8) if dataset in ("digits", "digits_label") else None
+    labels = None
+    if image and args.context_classes:          # pictures: one row per label
+        labels = np.arange(args.context_classes, dtype=np.float32)[:, None]
     images = FlowImages(args.tensorboard, data=x[:20_000],
                         context=None if context is None else np.median(context, axis=0),
-                        image_shape=(8, 8) if dataset == "digits" else None, seed=args.seed)
+                        contexts=labels, image_shape=image, seed=args.seed)
     writers = {}
 
     def on_epoch_end(epochs_done, flow, history):
@@ -282,8 +304,7 @@ def run(args):
     from kerasflows.distributed import get_strategy, is_chief, train_flow
     out, report, checkpoint_dir = _paths(args)
     strategy = get_strategy(args.strategy)  # first: collectives need a fresh TF context
-    x, dataset = read_data(args.data, n=args.n, seed=args.seed)
-    context = _read_context(args, x)
+    x, dataset, context = _read_inputs(args)
     parts = _split(x, args, context)
     build = _builder(args, x.shape[1], None if context is None else context.shape[1])
     if args.save_every_epoch and not args.quiet and is_chief(strategy):
