@@ -263,6 +263,16 @@ def test_train_a_conditional_set_by_name_with_pictures_per_label(tmp_path, capsy
     with pytest.raises(SystemExit):
         main(["train", "ring_radius", "--context", str(tmp_path / "c.npy")])
     assert "ring_radius brings its own context" in capsys.readouterr().err
+    # evaluate takes the set by name too: the same NLL as with its arrays
+    x, c = kerasflows.datasets.load_conditional("digits_label", n=200, seed=3)
+    result = json.loads(_run(capsys, "evaluate", tmp_path / "dl.keras", "digits_label",
+                             "--n", "200", "--seed", "3", "--json"))
+    flow = kerasflows.load(tmp_path / "dl.keras")
+    assert result["nll"] == pytest.approx(-flow.log_prob(x, context=c).numpy().mean(), rel=1e-5)
+    with pytest.raises(SystemExit):
+        main(["evaluate", MOONS, "ring_radius"])
+    assert (f"ring_radius is a conditional set (contexts of 1 values); {MOONS} is not "
+            "conditional") in capsys.readouterr().err
 
 
 def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):
