@@ -275,6 +275,28 @@ def test_train_a_conditional_set_by_name_with_pictures_per_label(tmp_path, capsy
             "conditional") in capsys.readouterr().err
 
 
+def test_plot_a_class_conditional_flow_one_row_per_digit(tmp_path, capsys):
+    from kerasflows import pictures
+    from kerasflows.cli.plot import ROW
+    folder = os.path.join(ROOT, "saved_models", "digits_label")
+    flow = kerasflows.load(folder)
+    with open(os.path.join(folder, "manifest.json")) as f:
+        levels = json.load(f)["image"]["levels"]
+    out = _run(capsys, "plot", folder, "-o", tmp_path / "rows.png", "--rows-by-context",
+               "--seed", "3")
+    rows = np.concatenate([flow.sample(ROW, context=[[d]], seed=3).numpy() for d in range(10)])
+    np.testing.assert_array_equal(_png(tmp_path / "rows.png"), pictures.image_grid(
+        rows, (8, 8), levels, columns=ROW, scale=4))
+    assert "10 samples at each of 10 context values, one row each" in out
+    # without --context: the manifest's opening context (digit 3)
+    _run(capsys, "plot", folder, "-o", tmp_path / "three.png", "-n", "64")
+    np.testing.assert_array_equal(_png(tmp_path / "three.png"), pictures.image_grid(
+        flow.sample(64, context=[[3.0]], seed=0).numpy(), (8, 8), levels, scale=4))
+    with pytest.raises(SystemExit):
+        main(["plot", MOONS, "-o", str(tmp_path / "e.png"), "--rows-by-context"])
+    assert "--rows-by-context draws image-shaped conditional flows" in capsys.readouterr().err
+
+
 def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):
     rng = np.random.default_rng(0)
     c = rng.choice([-2.0, 2.0], size=(1000, 1)).astype(np.float32)

@@ -3,7 +3,10 @@
 The flow's log-density on a region (2-D flows that have an inverse) beside a
 histogram of its samples, or its samples as pictures for image-shaped flows
 (the model folder's manifest `image`, or `--image HxW`), drawn by
-`kerasflows.pictures` into one PNG file.
+`kerasflows.pictures` into one PNG file. A conditional flow is drawn at
+`--context` (default: the manifest's `context`); with `--rows-by-context`,
+an image-shaped one is drawn one row of pictures per value of its stepped
+context (a class label).
 """
 
 import argparse
@@ -19,6 +22,8 @@ __all__ = ["add_parser", "run"]
 
 #: Dark gap between the pictures of one PNG (the visualizer's background).
 GAP, GAP_COLOUR = 8, (22, 24, 28)
+#: Samples per row with --rows-by-context.
+ROW = 10
 
 
 def _numbers(kind, count):
@@ -56,8 +61,49 @@ def add_parser(subparsers):
                    help="nats of log-density shown below the maximum")
     p.add_argument("--image", type=_numbers(int, 2), metavar="HxW",
                    help="draw samples as HxW grey pictures (default: the manifest's `image`)")
-    add_context_argument(p, "one row (a conditional flow is drawn at one context)")
+    add_context_argument(p, "one row (a conditional flow is drawn at one context; default: "
+                         "the model folder's manifest `context`)")
+    p.add_argument("--rows-by-context", action="store_true",
+                   help=f"for an image-shaped conditional flow whose context moves in steps "
+                   f"(the manifest's context_range and context_step, or a ClassEmbedding's "
+                   f"labels): {ROW} samples at each value, one row of pictures per value")
     return p
+
+
+def _manifest(args):
+    path = _folder_file(args.model, "manifest.json")
+    if not path:
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _stepped_values(args, flow):
+    """`(k, values)`: the context coordinate that moves in steps and its values."""
+    from kerasflows.layers import ClassEmbedding
+    manifest = _manifest(args)
+    steps, ranges = manifest.get("context_step"), manifest.get("context_range")
+    for k, step in enumerate(steps or []):
+        if step and ranges and len(ranges) == flow.context_dim:
+            low, high = ranges[k]
+            return k, low + step * np.arange(int(round((high - low) / step)) + 1)
+    if isinstance(flow.context_encoder, ClassEmbedding):
+        return 0, np.arange(flow.context_encoder.num_classes, dtype=np.float64)
+    raise UserError("--rows-by-context needs a context that moves in steps: the model "
+                    "folder's manifest context_step, or a ClassEmbedding context encoder.")
+
+
+def _rows_by_context(args, flow, context):
+    """`ROW` samples at each value of the stepped context coordinate, row by row."""
+    k, values = _stepped_values(args, flow)
+    base = (np.zeros(flow.context_dim, np.float32) if context is None
+            else np.asarray(context, np.float32)[0])
+    rows = []
+    for v in values:
+        c = base.copy()
+        c[k] = v
+        rows.append(flow.sample(ROW, context=c[None], seed=args.seed).numpy())
+    return np.concatenate(rows), len(values)
 
 
 def _folder_file(model, name):
@@ -67,11 +113,7 @@ def _folder_file(model, name):
 
 def _image_spec(args, flow):
     """`(shape, levels)` for samples drawn as pictures, or None."""
-    manifest = _folder_file(args.model, "manifest.json")
-    spec = {}
-    if manifest:
-        with open(manifest) as f:
-            spec = json.load(f).get("image") or {}
+    spec = _manifest(args).get("image") or {}
     shape = args.image or spec.get("shape")
     if shape is None:
         return None
@@ -92,12 +134,53 @@ def _side_by_side(pictures):
     return np.concatenate(parts[:-1], axis=1)
 
 
+def _scale(args, image):
+    """Screen pixels per image pixel: an 8x8 grid of pictures about `--resolution` wide."""
+    return max(1, args.resolution // (8 * max(image[0])))
+
+
+def _draw_rows(args, flow, context, image):
+    from kerasflows import pictures
+    if image is None or flow.context_dim is None:
+        raise UserError("--rows-by-context draws image-shaped conditional flows (a "
+                        "manifest image, or --image HxW).")
+    samples, count = _rows_by_context(args, flow, context)
+    return ([pictures.image_grid(samples, image[0], image[1], columns=ROW,
+                                 scale=_scale(args, image))],
+            [f"{ROW} samples at each of {count} context values, one row each"])
+
+
+def _draw_points(args, flow, context, dims, can_density):
+    """The density (2-D flows with an inverse) and a histogram of samples."""
+    from kerasflows import pictures
+    samples = flow.sample(args.num, context=context, seed=args.seed).numpy()
+    data = _folder_file(args.model, "data_sample.npy")
+    region = args.region or pictures.region_of(np.load(data) if data else samples, dims)
+    region = tuple(float(v) for v in region)
+    shown, said = [], []
+    if args.what != "samples" and can_density:
+        picture, (low, high) = pictures.density_picture(
+            flow, region, args.resolution, context=context, span=args.span)
+        shown.append(picture)
+        said.append(f"log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats")
+    if args.what != "density":
+        shown.append(pictures.samples_picture(samples, region, args.resolution, dims))
+        said.append(f"a histogram of {len(samples)} samples")
+    said[-1] += (" on x{} in [{:.3g}, {:.3g}], x{} in [{:.3g}, {:.3g}]".format(
+        dims[0] + 1, *region[:2], dims[1] + 1, *region[2:]))
+    return shown, said
+
+
 def run(args):
     from kerasflows import pictures
     if not args.out.endswith(".png"):
         raise UserError(f"--out must end in .png. Received: {args.out}")
     flow = open_flow(args.model, unconditional=False)
-    context = read_context(args.context, flow, 1, "picture")
+    opening = _manifest(args).get("context")
+    if args.context is None and flow.context_dim is not None and opening is not None:
+        context = np.asarray(opening, np.float32).reshape(1, -1)
+    else:
+        context = read_context(args.context, flow, 1, "picture")
     dims = tuple(d - 1 for d in args.dims)
     if len(set(dims)) != 2 or not all(0 <= d < flow.event_dim for d in dims):
         raise UserError(f"--dims must name two different coordinates in 1..{flow.event_dim}; "
@@ -107,27 +190,16 @@ def run(args):
         raise UserError(f"--what density draws 2-D flows that have an inverse; this flow has "
                         f"event_dim={flow.event_dim}"
                         + ("" if flow.event_dim != 2 else " and a forward-only layer") + ".")
-    samples = flow.sample(args.num, context=context, seed=args.seed).numpy()
     image = _image_spec(args, flow)
-    shown, said = [], []
-    if image is not None:
-        shown.append(pictures.image_grid(samples[:64], image[0], image[1],
-                                         scale=max(1, args.resolution // (8 * max(image[0])))))
-        said.append(f"{min(64, len(samples))} samples as {image[0][0]}x{image[0][1]} pictures")
+    if args.rows_by_context:
+        shown, said = _draw_rows(args, flow, context, image)
+    elif image is not None:
+        samples = flow.sample(args.num, context=context, seed=args.seed).numpy()
+        shown = [pictures.image_grid(samples[:64], image[0], image[1],
+                                     scale=_scale(args, image))]
+        said = [f"{min(64, len(samples))} samples as {image[0][0]}x{image[0][1]} pictures"]
     else:
-        data = _folder_file(args.model, "data_sample.npy")
-        region = args.region or pictures.region_of(np.load(data) if data else samples, dims)
-        region = tuple(float(v) for v in region)
-        if args.what != "samples" and can_density:
-            picture, (low, high) = pictures.density_picture(
-                flow, region, args.resolution, context=context, span=args.span)
-            shown.append(picture)
-            said.append(f"log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats")
-        if args.what != "density":
-            shown.append(pictures.samples_picture(samples, region, args.resolution, dims))
-            said.append(f"a histogram of {len(samples)} samples")
-        said[-1] += (" on x{} in [{:.3g}, {:.3g}], x{} in [{:.3g}, {:.3g}]".format(
-            dims[0] + 1, *region[:2], dims[1] + 1, *region[2:]))
+        shown, said = _draw_points(args, flow, context, dims, can_density)
     picture = _side_by_side(shown)
     with open(args.out, "wb") as f:
         f.write(pictures.encode_png(picture))
