@@ -574,6 +574,35 @@ def test_context_panel_moves_a_class_label_in_its_steps(qtbot):
     assert half.context().tolist() == [1.5] and half.sliders[0].value() == 3
 
 
+def test_context_panel_plays_a_coordinate_back_and_forth(qtbot):
+    from visualizer.context import PLAY_TICKS, ContextPanel
+    panel = ContextPanel()
+    qtbot.addWidget(panel)
+    emitted = []
+    panel.changed.connect(lambda c: emitted.append(c.tolist()))
+    panel.set_model([3.7, 8.0], ["radius", "digit"], [(1.0, 4.0), (0, 9)], [None, 1.0])
+    panel.plays[0].click()
+    assert panel.playing == 0 and panel.timer.isActive() and panel.plays[0].text() == "⏸"
+    qtbot.waitUntil(lambda: len(emitted) >= 3, timeout=5000)   # the timer moves it
+    panel.stop()
+    assert not panel.timer.isActive() and not panel.plays[0].isChecked()
+    radius = [c[0] for c in emitted]
+    assert np.allclose(np.diff(radius[:3]), 3.0 / PLAY_TICKS, atol=1e-3)
+    emitted.clear()
+    for _ in range(12):
+        panel.tick()                                         # not playing: nothing moves
+    assert emitted == []
+    panel.plays[1].click()                                   # the digit, one step a tick
+    for _ in range(4):
+        panel.tick()
+    assert [c[1] for c in emitted] == [9.0, 8.0, 7.0, 6.0]   # turned back at 9
+    assert all(c[0] == emitted[0][0] for c in emitted)       # the radius stays
+    panel.plays[0].click()                                   # playing another stops it
+    assert panel.playing == 0 and not panel.plays[1].isChecked()
+    panel.set_model([1.0], None, [(0.0, 2.0)])               # a new model stops playing
+    assert panel.playing is None and not panel.timer.isActive()
+
+
 def test_context_steps_come_from_the_manifest():
     from visualizer.compute import _context_steps
     assert _context_steps({"context_step": [1, None]}, 2) == [1.0, None]

@@ -10,6 +10,9 @@ __all__ = ["ContextPanel"]
 SLIDER_STEPS = 1000
 #: A slider's range when the manifest gives none: the opening value +- this.
 DEFAULT_HALF_RANGE = 3.0
+#: Playing a coordinate: ticks from one end of a continuous range to the other, and the
+#: milliseconds between ticks (continuous; one step of a stepped coordinate).
+PLAY_TICKS, PLAY_MS, PLAY_STEP_MS = 100, 60, 700
 
 
 class ContextPanel(QtWidgets.QWidget):
@@ -21,7 +24,10 @@ class ContextPanel(QtWidgets.QWidget):
     every new value, the compute thread answers the newest). The spin box
     takes any value, except for a coordinate with a step (the manifest's
     `context_step`, e.g. 1 for a class label): its spin box and slider move
-    in that step, within the range.
+    in that step, within the range. Each coordinate's play button (▶) sweeps
+    it back and forth across its range, and every view follows (the compute
+    thread answers the newest context): a ring growing with its radius, the
+    digits from 0 to 9.
 
     Every view shows the flow at this one context: samples of `p(x | c)`,
     the density `log p(x | c)`, the layers' maps and the inspector's numbers.
@@ -49,53 +55,105 @@ class ContextPanel(QtWidgets.QWidget):
         layout.addWidget(note)
         layout.addWidget(scroll, 1)
         layout.addWidget(self.reset)
-        self.spins, self.sliders, self.ranges, self.steps = [], [], [], []
+        self.spins, self.sliders, self.ranges, self.steps, self.plays = [], [], [], [], []
+        self.timer = QtCore.QTimer(self)
+        self.timer.timeout.connect(self.tick)
+        self.playing, self._direction = None, 1
 
     def set_model(self, context, names=None, ranges=None, steps=None):
         """Rebuilds the controls for the context `[C]` a model opened with (`names`:
         one label per coordinate, default c1, c2, ...; `ranges`: `[low, high]` per
         coordinate for the sliders; `steps`: per coordinate, the step its values
         move by, or None for any value)."""
+        self.stop()
         self.default = np.asarray(context, np.float32).reshape(-1)
         names = names or [f"c{k + 1}" for k in range(len(self.default))]
         while self.form.rowCount():
             self.form.removeRow(0)
-        self.spins, self.sliders, self.ranges, self.steps = [], [], [], []
+        self.spins, self.sliders, self.ranges, self.steps, self.plays = [], [], [], [], []
         for k, value in enumerate(self.default):
             low, high = (ranges[k] if ranges else
                          (value - DEFAULT_HALF_RANGE, value + DEFAULT_HALF_RANGE))
-            step = steps[k] if steps else None
-            spin = QtWidgets.QDoubleSpinBox()
-            slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
-            if step is None:
-                spin.setRange(-1e4, 1e4)
-                spin.setDecimals(3)
-                spin.setSingleStep(0.1)
-                slider.setRange(0, SLIDER_STEPS)
-            else:
-                spin.setRange(low, high)
-                spin.setDecimals(0 if float(step).is_integer() else 3)
-                spin.setSingleStep(step)
-                slider.setRange(0, int(round((high - low) / step)))
-                slider.setPageStep(1)
-            spin.setValue(float(value))
-            slider.setToolTip(f"{names[k]} from {low:g} to {high:g}"
-                              + (f" in steps of {step:g}" if step else "")
-                              + (" (the range the flow was trained on)" if ranges else ""))
-            self.spins.append(spin)
-            self.sliders.append(slider)
-            self.ranges.append((float(low), float(high)))
-            self.steps.append(step)
-            self._place_slider(k)
-            spin.valueChanged.connect(lambda _, k=k: self._spin_moved(k))
-            slider.valueChanged.connect(lambda step, k=k: self._slider_moved(k, step))
-            row = QtWidgets.QWidget()
-            line = QtWidgets.QVBoxLayout(row)
-            line.setContentsMargins(0, 0, 0, 0)
-            line.addWidget(spin)
-            line.addWidget(slider)
-            self.form.addRow(names[k], row)
+            self._add_row(k, value, names[k], (float(low), float(high)),
+                          steps[k] if steps else None, trained=bool(ranges))
         return self.context()
+
+    def _add_row(self, k, value, name, span, step, trained):
+        """The spin box, slider and play button of coordinate `k`."""
+        low, high = span
+        spin = QtWidgets.QDoubleSpinBox()
+        slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        if step is None:
+            spin.setRange(-1e4, 1e4)
+            spin.setDecimals(3)
+            spin.setSingleStep(0.1)
+            slider.setRange(0, SLIDER_STEPS)
+        else:
+            spin.setRange(low, high)
+            spin.setDecimals(0 if float(step).is_integer() else 3)
+            spin.setSingleStep(step)
+            slider.setRange(0, int(round((high - low) / step)))
+            slider.setPageStep(1)
+        spin.setValue(float(value))
+        slider.setToolTip(f"{name} from {low:g} to {high:g}"
+                          + (f" in steps of {step:g}" if step else "")
+                          + (" (the range the flow was trained on)" if trained else ""))
+        play = QtWidgets.QToolButton()
+        play.setText("▶")
+        play.setCheckable(True)
+        play.setToolTip(f"Play {name}: sweep it back and forth from {low:g} to {high:g}; "
+                        "every view follows")
+        self.spins.append(spin)
+        self.sliders.append(slider)
+        self.ranges.append(span)
+        self.steps.append(step)
+        self.plays.append(play)
+        self._place_slider(k)
+        spin.valueChanged.connect(lambda _, k=k: self._spin_moved(k))
+        slider.valueChanged.connect(lambda position, k=k: self._slider_moved(k, position))
+        play.toggled.connect(lambda on, k=k: self.play(k) if on else self.stop())
+        row = QtWidgets.QWidget()
+        lines = QtWidgets.QVBoxLayout(row)
+        lines.setContentsMargins(0, 0, 0, 0)
+        lines.addWidget(spin)
+        below = QtWidgets.QHBoxLayout()
+        below.addWidget(slider, 1)
+        below.addWidget(play)
+        lines.addLayout(below)
+        self.form.addRow(name, row)
+
+    def play(self, k):
+        """Sweeps coordinate `k` back and forth across its range (`tick` by `tick`)."""
+        self.stop()
+        self.playing = k
+        self.plays[k].blockSignals(True)
+        self.plays[k].setChecked(True)
+        self.plays[k].blockSignals(False)
+        self.plays[k].setText("⏸")
+        self.timer.start(PLAY_MS if self.steps[k] is None else PLAY_STEP_MS)
+
+    def stop(self):
+        """Stops playing."""
+        self.timer.stop()
+        if self.playing is not None and self.playing < len(self.plays):
+            button = self.plays[self.playing]
+            button.blockSignals(True)
+            button.setChecked(False)
+            button.blockSignals(False)
+            button.setText("▶")
+        self.playing = None
+
+    def tick(self):
+        """Moves the playing coordinate one tick on, turning back at either end."""
+        if self.playing is None:
+            return
+        slider = self.sliders[self.playing]
+        stride = 1 if self.steps[self.playing] else max(1, slider.maximum() // PLAY_TICKS)
+        position = slider.value() + self._direction * stride
+        if not 0 <= position <= slider.maximum():        # an end: turn back
+            self._direction = -self._direction
+            position = slider.value() + self._direction * stride
+        slider.setValue(min(max(position, 0), slider.maximum()))     # emits the context
 
     def _place_slider(self, k):
         low, high = self.ranges[k]
