@@ -207,3 +207,22 @@ def test_the_shipped_class_conditional_digits_draw_the_digit_asked_for():
     right = [np.mean(classifier.predict(flow.sample(100, context=[[d]], seed=d).numpy()) == d)
              for d in range(10)]
     assert min(right) > 0.6 and np.mean(right) > 0.9, np.round(right, 2)
+
+
+def test_a_batch_normalizing_encoder_updates_its_statistics_only_in_fit():
+    rng = np.random.default_rng(0)
+    c = (3 + 2 * rng.normal(size=(1024, 4))).astype(np.float32)
+    x = rng.normal(size=(1024, 2)).astype(np.float32)
+    encoder = keras.Sequential([keras.layers.Dense(8), keras.layers.BatchNormalization(),
+                                keras.layers.Dense(3)])
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=4,
+                                     context_encoder=encoder)
+    norm = encoder.layers[1]
+    before = norm.moving_mean.numpy().copy()
+    flow.log_prob(x, context=c)                                # inference: no update
+    np.testing.assert_array_equal(norm.moving_mean.numpy(), before)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-3))
+    flow.fit((x, c), batch_size=128, epochs=2, verbose=0)
+    assert np.abs(norm.moving_mean.numpy() - before).max() > 0.1
+    once, again = (flow.log_prob(x[:5], context=c[:5]).numpy() for _ in range(2))
+    np.testing.assert_array_equal(once, again)
