@@ -104,7 +104,7 @@ def _context_for(layer, context):
 
 
 def encoded_context_dim(encoder, context_dim):
-    """Builds `encoder` on `[1, context_dim]` and returns the width of its output.
+    """Builds `encoder` for contexts `[batch, context_dim]`; returns the width of its output.
 
     Raises a ValueError unless `encoder` is a Keras layer mapping `[batch,
     context_dim]` to `[batch, E]`.
@@ -116,10 +116,15 @@ def encoded_context_dim(encoder, context_dim):
     if context_dim is None:
         raise ValueError("A flow with a `context_encoder` is conditional: give context_dim, "
                          "the width of the context the encoder takes.")
-    out = encoder(tf.zeros([1, context_dim], keras.backend.floatx()))
-    if len(out.shape) != 2 or out.shape[0] != 1:
+    try:        # symbolically, so the encoder is built for any batch (as Model.summary shows)
+        out = encoder(keras.KerasTensor((None, context_dim)))
+        given = f"(None, {context_dim})"
+    except Exception:       # a layer Keras cannot call symbolically: on one row of zeros
+        out = encoder(tf.zeros([1, context_dim], keras.backend.floatx()))
+        given = f"(1, {context_dim})"
+    if len(out.shape) != 2 or out.shape[1] is None:
         raise ValueError(f"`context_encoder` must map a context of shape (batch, {context_dim}) "
-                         f"to features of shape (batch, E); it maps (1, {context_dim}) to "
+                         f"to features of shape (batch, E); it maps {given} to "
                          f"{tuple(out.shape)}.")
     return int(out.shape[1])
 

@@ -129,7 +129,7 @@ def test_bad_encoders_raise_naming_what_was_expected():
         kerasflows.models.MAF(2, context_dim=C, context_encoder=lambda c: c)
     with pytest.raises(ValueError, match="give context_dim"):
         kerasflows.models.MAF(2, context_encoder=_encoder())
-    with pytest.raises(ValueError, match=r"maps \(1, 6\) to \(1, 3, 2\)"):
+    with pytest.raises(ValueError, match=r"maps \(None, 6\) to \(None, 3, 2\)"):
         kerasflows.models.MAF(2, context_dim=C,
                               context_encoder=keras.layers.Reshape((3, 2)))
     layers = [L.AffineCoupling(context_dim=C, hidden_units=(8,))]
@@ -226,3 +226,25 @@ def test_a_batch_normalizing_encoder_updates_its_statistics_only_in_fit():
     assert np.abs(norm.moving_mean.numpy() - before).max() > 0.1
     once, again = (flow.log_prob(x[:5], context=c[:5]).numpy() for _ in range(2))
     np.testing.assert_array_equal(once, again)
+
+
+class EagerOnlyShape(keras.layers.Layer):
+    """Doubles the context; Keras cannot call it on symbolic tensors."""
+
+    def call(self, c):
+        return 2.0 * c
+
+    def compute_output_spec(self, *args, **kwargs):
+        raise NotImplementedError("no symbolic call")
+
+
+def test_an_encoder_keras_cannot_call_symbolically_is_built_on_a_row_of_zeros():
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=3,
+                                     context_encoder=EagerOnlyShape())
+    assert {l.context_dim for l in flow.flow_layers} - {None} == {3}
+    perturb_weights(flow, seed=0)
+    x, c = np.zeros((4, 2), np.float32), np.ones((4, 3), np.float32)
+    doubled = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=3)
+    doubled.set_weights(flow.get_weights())
+    np.testing.assert_allclose(flow.log_prob(x, context=c).numpy(),
+                               doubled.log_prob(x, context=2 * c).numpy(), rtol=1e-6)
