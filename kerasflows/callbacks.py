@@ -30,7 +30,7 @@ import numpy as np
 
 from kerasflows import pictures
 
-__all__ = ["FlowImages", "ROW"]
+__all__ = ["FlowImages", "ROW", "read_frames"]
 
 #: Samples per context when `FlowImages` draws one row per context.
 ROW = 10
@@ -218,3 +218,23 @@ class FlowImages(keras.callbacks.Callback):
             for name, text in dict(notes).items():
                 tf.summary.text(name, text, step=step)
         self._writer.flush()
+
+
+def read_frames(log_dir, tag="density"):
+    """The pictures `FlowImages` wrote under `tag` (`density`, `samples`, `data`) in
+    `log_dir`: `[(step, uint8 [H, W, 3]), ...]` by step, for your own figures.
+
+    Raises:
+        ValueError: no `FlowImages` pictures of that tag in `log_dir`.
+    """
+    import tensorflow as tf
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    run = os.path.join(os.fspath(log_dir), "flow")
+    events = EventAccumulator(run, size_guidance={"tensors": 0})
+    events.Reload()
+    if tag not in events.Tags()["tensors"]:
+        raise ValueError(f"{run}: no FlowImages pictures named {tag!r}; found "
+                         f"{sorted(events.Tags()['tensors']) or 'none'}.")
+    frames = [(e.step, tf.io.decode_png(e.tensor_proto.string_val[2]).numpy())
+              for e in events.Tensors(tag)]
+    return sorted(frames, key=lambda f: f[0])

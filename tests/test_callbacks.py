@@ -67,6 +67,13 @@ def test_pictures_of_a_2d_flow_every_other_epoch_and_after_the_last(tmp_path):
     assert ranges[-1][1] == f"after epoch 5: log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats"
     # Keras' own TensorBoard callback wrote the loss beside them
     assert os.listdir(tmp_path / "train")
+    # read back for your own figures
+    frames = kerasflows.callbacks.read_frames(tmp_path)
+    assert [s for s, _ in frames] == [1, 3, 4]
+    np.testing.assert_array_equal(frames[-1][1], density)
+    with pytest.raises(ValueError, match="no FlowImages pictures named 'images'; found "
+                                         r"\['data', 'density', 'density_range', 'samples'\]"):
+        kerasflows.callbacks.read_frames(tmp_path, "images")
 
 
 def test_an_image_shaped_flow_is_drawn_as_pictures(tmp_path):
