@@ -9,7 +9,8 @@ slider (step = the epoch's index, as Keras' epoch scalars):
 - `samples`: a histogram of samples drawn from the same base noise every
   time (a fixed seed), so frames differ only by training (two chosen
   dimensions of wider flows; for image-shaped flows, `image_shape`, 64
-  samples as pictures, or with `contexts` one row of pictures per context);
+  samples as pictures; with `contexts`, the flow at each of several
+  contexts: one row of pictures, or one picture, per context);
 - `data`: once, the given data drawn the same way, for comparison;
 - `density_range` (text): each density frame's colour range in nats.
 
@@ -59,9 +60,11 @@ class FlowImages(keras.callbacks.Callback):
         samples: samples per picture.
         seed: the samples' seed: the same base noise in every frame.
         context: for a conditional flow, the one context `[C]` it is drawn at.
-        contexts: for an image-shaped conditional flow, `[K, C]` contexts (a
-            class-conditional flow's labels, say): `ROW` samples at each, one
-            row of pictures per context, from the same base noise.
+        contexts: for a conditional flow, `[K, C]` contexts to draw it at
+            instead, from the same base noise: an image-shaped flow as `ROW`
+            samples per context, one row of pictures each (a class-
+            conditional flow's labels, say); other flows as one density and
+            one histogram per context, left to right (a ring at three radii).
         dims: the two dimensions drawn when D > 2.
         image_shape: `(h, w)` with `h * w = D`: draw samples as pictures
             (64 of them) instead of a histogram.
@@ -137,19 +140,23 @@ class FlowImages(keras.callbacks.Callback):
     def draw(self, epoch):
         """Writes the pictures of the flow as it is now, at step `epoch`."""
         flow = self._flow
-        if self.contexts is not None:           # one row of pictures per context
+        contexts = [self.context] if self.contexts is None else self.contexts[:, None]
+        if self.contexts is not None and self.image_shape is not None:   # a row a context
             x = np.concatenate([flow.sample(ROW, context=c[None], seed=self.seed).numpy()
                                 for c in self.contexts])
             shown = {"samples": self._points_picture(x, columns=ROW)}
-        else:
-            x = np.asarray(flow.sample(self.samples, context=self.context, seed=self.seed))
-            shown = {"samples": self._points_picture(x)}     # (sets a region not given)
+        else:                                   # a picture a context (or the one context)
+            shown = {"samples": pictures.side_by_side([self._points_picture(np.asarray(
+                flow.sample(self.samples, context=c, seed=self.seed))) for c in contexts])}
         notes = {}
         if flow.event_dim == 2 and not any(l.forward_only for l in flow.flow_layers):
-            shown["density"], (low, high) = pictures.density_picture(
-                flow, self.region, self.resolution, context=self.context, span=self.span)
-            notes["density_range"] = (f"after epoch {epoch + 1}: log p(x) from {low:.2f} "
-                                      f"(dark) to {high:.2f} (bright) nats")
+            drawn = [pictures.density_picture(flow, self.region, self.resolution, context=c,
+                                              span=self.span) for c in contexts]
+            shown["density"] = pictures.side_by_side([picture for picture, _ in drawn])
+            notes["density_range"] = f"after epoch {epoch + 1}: " + "; ".join(
+                ("" if self.contexts is None else f"c = {np.round(c[0], 3).tolist()}: ")
+                + f"log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats"
+                for c, (_, (low, high)) in zip(contexts, drawn))
         self._write(shown, step=epoch, notes=notes)
         self._drawn = epoch
 
@@ -158,21 +165,21 @@ class FlowImages(keras.callbacks.Callback):
         if self.data is not None and self.data.shape[1] != D:
             raise ValueError(f"`data` has {self.data.shape[1]} columns; the flow has "
                              f"event_dim={D}.")
-        if flow.context_dim is not None and (self.context is None
-                                             or self.context.shape[1] != flow.context_dim):
+        if flow.context_dim is not None and self.contexts is None and (
+                self.context is None or self.context.shape[1] != flow.context_dim):
             raise ValueError(f"The flow is conditional (context_dim={flow.context_dim}): give "
-                             f"FlowImages one context of {flow.context_dim} values; received "
+                             f"FlowImages one context of {flow.context_dim} values (or "
+                             f"contexts=); received "
                              f"context={None if self.context is None else self.context[0]}.")
         if self.image_shape is not None and int(np.prod(self.image_shape)) != D:
             raise ValueError(f"image_shape={self.image_shape} holds "
                              f"{int(np.prod(self.image_shape))} values; the flow has "
                              f"event_dim={D}.")
-        if self.contexts is not None and (self.image_shape is None or flow.context_dim is None
+        if self.contexts is not None and (flow.context_dim is None
                                           or self.contexts.shape[1] != flow.context_dim):
-            raise ValueError(f"`contexts` draws an image-shaped conditional flow (give "
-                             f"image_shape) one row per context of {flow.context_dim} values; "
-                             f"received contexts of shape {self.contexts.shape}, image_shape="
-                             f"{self.image_shape}.")
+            raise ValueError(f"`contexts` draws a conditional flow at contexts of "
+                             f"{flow.context_dim} values each; received contexts of shape "
+                             f"{self.contexts.shape}.")
         if self.image_shape is None and (D < 2 or not all(0 <= d < D for d in self.dims)
                                          or len(set(self.dims)) != 2):
             raise ValueError(f"dims must be two different dimensions of the {D}-D flow; "
@@ -199,6 +206,11 @@ class FlowImages(keras.callbacks.Callback):
             "density": ("log p(x)", f": from {self.span:g} nats below the frame's maximum "
                         f"(dark) to the maximum (bright); each frame's values are in the "
                         f"text density_range")}[name]
+        if self.contexts is not None and self.image_shape is None and name != "data":
+            where = " on x{} in [{:.3g}, {:.3g}], x{} in [{:.3g}, {:.3g}]".format(
+                self.dims[0] + 1, *self.region[:2], self.dims[1] + 1, *self.region[2:])
+            at = ", ".join(str(np.round(c, 3).tolist()) for c in self.contexts)
+            return f"{what}{where}{detail}, left to right at the contexts {at}"
         if self.image_shape is not None and name == "samples" and self.contexts is not None:
             return (f"{ROW} samples at each of {len(self.contexts)} contexts, one row each "
                     f"(seed {self.seed}: the same base noise in every row and frame), as "

@@ -14,7 +14,8 @@ the top of the picture (the largest y), as image files and
   grid of grey pictures between two grey levels.
 
 `region_of(points)` picks a region that holds nearly all of `points`;
-`encode_png(picture)` gives a PNG file's bytes.
+`side_by_side(pictures)` puts pictures in a row; `encode_png(picture)` gives
+a PNG file's bytes.
 
 Example:
 
@@ -26,14 +27,16 @@ open("density.png", "wb").write(kerasflows.pictures.encode_png(picture))
 
 import numpy as np
 
-__all__ = ["density_picture", "samples_picture", "image_grid", "tile", "region_of",
-           "colorize", "encode_png", "pixel_centres", "VIRIDIS"]
+__all__ = ["density_picture", "samples_picture", "image_grid", "tile", "side_by_side",
+           "region_of", "colorize", "encode_png", "pixel_centres", "VIRIDIS", "GAP_COLOUR"]
 
 #: viridis (van der Walt & Smith, matplotlib 2.0) at ten equally spaced stops.
 VIRIDIS = np.array([[0x44, 0x01, 0x54], [0x48, 0x28, 0x78], [0x3E, 0x4A, 0x89],
                     [0x31, 0x68, 0x8E], [0x26, 0x82, 0x8E], [0x1F, 0x9E, 0x89],
                     [0x35, 0xB7, 0x79], [0x6D, 0xCD, 0x59], [0xB4, 0xDE, 0x2C],
                     [0xFD, 0xE7, 0x25]], np.float64)
+#: Between pictures put side by side: the visualizer's background.
+GAP_COLOUR = (22, 24, 28)
 
 
 def colorize(values, low, high):
@@ -159,6 +162,20 @@ def image_grid(rows, shape, levels=None, columns=None, scale=1):
     tiled = tile(big.reshape(len(rows), -1), (h * scale, w * scale), columns,
                  gap=max(1, scale // 2), fill=0.5)
     return np.repeat(np.round(255 * tiled).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def side_by_side(pictures, gap=8, colour=GAP_COLOUR):
+    """RGB pictures `[H_i, W_i, 3]` left to right, `gap` pixels apart, on `colour`
+    (shorter pictures at the top). Returns `uint8 [max H_i, sum W_i + gaps, 3]`."""
+    height = max(p.shape[0] for p in pictures)
+    width = sum(p.shape[1] for p in pictures) + gap * (len(pictures) - 1)
+    out = np.empty((height, width, 3), np.uint8)
+    out[:] = colour
+    left = 0
+    for p in pictures:
+        out[:p.shape[0], left:left + p.shape[1]] = p
+        left += p.shape[1] + gap
+    return out
 
 
 def region_of(points, dims=(0, 1), coverage=0.995, margin=0.15):

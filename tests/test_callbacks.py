@@ -164,7 +164,32 @@ def test_a_class_conditional_image_flow_is_drawn_one_row_per_label(tmp_path):
     np.testing.assert_array_equal(shown["samples"][0][1], want)
     assert want.shape[0] == 3 * 96 + 2 * 12                     # three rows of pictures
     assert "10 samples at each of 3 contexts, one row each" in shown["samples"][0][2]
-    wrong = FlowImages(tmp_path, context=[0.0], contexts=labels)   # no image_shape
+    wrong = FlowImages(tmp_path, contexts=np.zeros((3, 2)), image_shape=(4, 4))
     wrong.set_model(flow)
-    with pytest.raises(ValueError, match="`contexts` draws an image-shaped conditional flow"):
+    with pytest.raises(ValueError, match=r"at contexts of 1 values each; received contexts "
+                                         r"of shape \(3, 2\)"):
         wrong.on_train_begin()
+
+
+def test_a_2d_conditional_flow_is_drawn_at_each_context_left_to_right(tmp_path):
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=1)
+    kerasflows.testing.perturb_weights(flow, 0.5, seed=0)
+    region, contexts = (-3, 3, -3, 3), np.array([[-1.0], [1.5]], np.float32)
+    images = FlowImages(tmp_path, region=region, contexts=contexts, resolution=16,
+                        samples=300, seed=2)                   # no context= needed
+    images.set_model(flow)
+    images.on_train_begin()
+    images.draw(0)
+    images.on_train_end()
+    shown = read_images(tmp_path / "flow")
+    drawn = [P.density_picture(flow, region, 16, context=c, span=10.0) for c in contexts]
+    np.testing.assert_array_equal(shown["density"][0][1],
+                                  P.side_by_side([picture for picture, _ in drawn]))
+    np.testing.assert_array_equal(shown["samples"][0][1], P.side_by_side([
+        P.samples_picture(flow.sample(300, context=c[None], seed=2).numpy(), region, 16)
+        for c in contexts]))
+    assert shown["density"][0][1].shape == (16, 2 * 16 + 8, 3)
+    assert "left to right at the contexts [-1.0], [1.5]" in shown["density"][0][2]
+    low, high = drawn[1][1]
+    assert read_texts(tmp_path / "flow", "density_range")[0][1].endswith(
+        f"c = [1.5]: log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats")

@@ -260,6 +260,13 @@ def test_train_a_conditional_set_by_name_with_pictures_per_label(tmp_path, capsy
                       kerasflows.layers.ClassEmbedding)
     picture = read_images(logs / "flow")["samples"][0][1]
     assert picture.shape[0] == 10 * 96 + 9 * 6                 # one row per digit
+    # a ring at three quantiles of its radius, left to right
+    rings = tmp_path / "rings"
+    _run(capsys, "train", "ring_radius", "--n", "500", "--recipe", "realnvp", "--layers", "1",
+         "--hidden", "8", "--epochs", "1", "--out", tmp_path / "rr.keras", "--tensorboard",
+         rings, "--quiet")
+    density = read_images(rings / "flow")["density"][0]
+    assert density[1].shape == (128, 3 * 128 + 2 * 8, 3) and "left to right" in density[2]
     with pytest.raises(SystemExit):
         main(["train", "ring_radius", "--context", str(tmp_path / "c.npy")])
     assert "ring_radius brings its own context" in capsys.readouterr().err

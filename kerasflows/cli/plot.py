@@ -20,8 +20,8 @@ from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argumen
 
 __all__ = ["add_parser", "run"]
 
-#: Dark gap between the pictures of one PNG (the visualizer's background).
-GAP, GAP_COLOUR = 8, (22, 24, 28)
+#: Pixels between the pictures of one PNG.
+GAP = 8
 #: Samples per row with --rows-by-context.
 ROW = 10
 
@@ -123,17 +123,6 @@ def _image_spec(args, flow):
     return tuple(shape), spec.get("levels")
 
 
-def _side_by_side(pictures):
-    height = max(p.shape[0] for p in pictures)
-    parts = []
-    for p in pictures:
-        pad = np.empty((height, p.shape[1], 3), np.uint8)
-        pad[:] = GAP_COLOUR
-        pad[:p.shape[0]] = p
-        parts += [pad, np.tile(np.array(GAP_COLOUR, np.uint8), (height, GAP, 1))]
-    return np.concatenate(parts[:-1], axis=1)
-
-
 def _scale(args, image):
     """Screen pixels per image pixel: an 8x8 grid of pictures about `--resolution` wide."""
     return max(1, args.resolution // (8 * max(image[0])))
@@ -200,7 +189,7 @@ def run(args):
         said = [f"{min(64, len(samples))} samples as {image[0][0]}x{image[0][1]} pictures"]
     else:
         shown, said = _draw_points(args, flow, context, dims, can_density)
-    picture = _side_by_side(shown)
+    picture = pictures.side_by_side(shown, gap=GAP)
     with open(args.out, "wb") as f:
         f.write(pictures.encode_png(picture))
     print(f"Wrote {args.out} ({picture.shape[1]}x{picture.shape[0]}): {'; '.join(said)}.")

@@ -89,6 +89,7 @@ def add_parser(subparsers):
                    help="after every epoch, write TensorBoard logs to DIR: the loss curves "
                    "(runs train and validation, as keras.callbacks.TensorBoard writes them) and "
                    "pictures of the flow (run flow: its density, samples and the training data; "
+                   "a conditional flow at each label, or at three quantiles of its context; "
                    "kerasflows.callbacks.FlowImages); see them with: tensorboard --logdir DIR")
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="per-epoch checkpoints (default: --out with .checkpoint)")
@@ -262,17 +263,20 @@ def save_atomically(flow, out, record=None):
 
 def _tensorboard_log(args, dataset, x, context=None):
     """`on_epoch_end` for `train_flow` writing the epoch's losses and `FlowImages`
-    pictures to `--tensorboard` (a conditional flow drawn at the median context;
-    class-conditional digits one row per label)."""
+    pictures to `--tensorboard`: a conditional flow at each label (up to 10; the
+    class-conditional digits one row each), else at the 10%, 50% and 90% quantiles
+    of a one-number context, else at the median context."""
     import tensorflow as tf
     from kerasflows.callbacks import FlowImages
     image = (8, 8) if dataset in ("digits", "digits_label") else None
-    labels = None
-    if image and args.context_classes:          # pictures: one row per label
-        labels = np.arange(args.context_classes, dtype=np.float32)[:, None]
+    contexts = None
+    if args.context_classes and (image or args.context_classes <= 10):
+        contexts = np.arange(args.context_classes, dtype=np.float32)[:, None]    # each label
+    elif context is not None and context.shape[1] == 1:
+        contexts = np.quantile(context, [0.1, 0.5, 0.9], axis=0).astype(np.float32)
     images = FlowImages(args.tensorboard, data=x[:20_000],
                         context=None if context is None else np.median(context, axis=0),
-                        contexts=labels, image_shape=image, seed=args.seed)
+                        contexts=contexts, image_shape=image, seed=args.seed)
     writers = {}
 
     def on_epoch_end(epochs_done, flow, history):
