@@ -52,7 +52,7 @@ def add_parser(subparsers):
                    help="the region drawn (default: around the model folder's data sample, "
                    "else around the samples)")
     p.add_argument("--dims", type=_numbers(int, 2), default=[1, 2], metavar="I,J",
-                   help="the two coordinates drawn, counted from 1 (x1, x2) (default: 1,2)")
+                   help="the two coordinates drawn, counted from 1 (x1, x2)")
     p.add_argument("--resolution", type=positive_int, default=256,
                    help="pixels per side of each picture")
     p.add_argument("-n", "--num", type=positive_int, default=20_000, help="samples drawn")
