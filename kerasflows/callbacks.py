@@ -194,7 +194,11 @@ class FlowImages(keras.callbacks.Callback):
                                        levels, columns=columns,
                                        scale=max(1, 96 // max(self.image_shape)))
         if self.region is None:
-            self.region = pictures.region_of(points, self.dims)
+            finite = np.isfinite(points[:, list(self.dims)]).all(1)
+            # no finite samples (a flow diverged before the region was set): the base's
+            # usual range, so training goes on and later frames compare with this one
+            self.region = (pictures.region_of(points, self.dims) if finite.any()
+                           else (-4.0, 4.0, -4.0, 4.0))
         return pictures.samples_picture(points, self.region, self.resolution, self.dims)
 
     def _describe(self, name):

@@ -193,3 +193,18 @@ def test_a_2d_conditional_flow_is_drawn_at_each_context_left_to_right(tmp_path):
     low, high = drawn[1][1]
     assert read_texts(tmp_path / "flow", "density_range")[0][1].endswith(
         f"c = [1.5]: log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats")
+
+
+def test_samples_that_are_not_finite_do_not_stop_training(tmp_path):
+    """A flow whose samples are all NaN (diverged) is drawn on the base's usual range."""
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
+    flow.flow_layers[0].net.out.bias.assign(np.full(2, np.nan, np.float32))
+    images = FlowImages(tmp_path, resolution=8, samples=50)
+    images.set_model(flow)
+    images.on_train_begin()
+    images.draw(0)
+    images.on_train_end()
+    assert images.region == (-4.0, 4.0, -4.0, 4.0)
+    shown = read_images(tmp_path / "flow")
+    assert (shown["samples"][0][1] == P.VIRIDIS[0].astype(np.uint8)).all()   # nothing drawn
+    assert (shown["density"][0][1] == P.VIRIDIS[0].astype(np.uint8)).all()
