@@ -211,10 +211,9 @@ class FlowImages(keras.callbacks.Callback):
                         f"(dark) to the maximum (bright); each frame's values are in the "
                         f"text density_range")}[name]
         if self.contexts is not None and self.image_shape is None and name != "data":
-            where = " on x{} in [{:.3g}, {:.3g}], x{} in [{:.3g}, {:.3g}]".format(
-                self.dims[0] + 1, *self.region[:2], self.dims[1] + 1, *self.region[2:])
             at = ", ".join(str(np.round(c, 3).tolist()) for c in self.contexts)
-            return f"{what}{where}{detail}, left to right at the contexts {at}"
+            return (f"{what} {pictures.region_text(self.region, self.dims)}{detail}, left to "
+                    f"right at the contexts {at}")
         if self.image_shape is not None and name == "samples" and self.contexts is not None:
             return (f"{ROW} samples at each of {len(self.contexts)} contexts, one row each "
                     f"(seed {self.seed}: the same base noise in every row and frame), as "
@@ -222,8 +221,7 @@ class FlowImages(keras.callbacks.Callback):
         if self.image_shape is not None:
             n = min(len(self.data) if name == "data" else self.samples, 64)
             return f"{what}{detail}, {n} shown as {self.image_shape} pictures"
-        return what + " on x{} in [{:.3g}, {:.3g}], x{} in [{:.3g}, {:.3g}]".format(
-            self.dims[0] + 1, *self.region[:2], self.dims[1] + 1, *self.region[2:]) + detail
+        return f"{what} {pictures.region_text(self.region, self.dims)}{detail}"
 
     def _write(self, shown, step, notes=()):
         import tensorflow as tf

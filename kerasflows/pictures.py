@@ -28,7 +28,7 @@ open("density.png", "wb").write(kerasflows.pictures.encode_png(picture))
 import numpy as np
 
 __all__ = ["density_picture", "samples_picture", "image_grid", "tile", "side_by_side",
-           "region_of", "colorize", "encode_png", "pixel_centres", "VIRIDIS", "GAP_COLOUR"]
+           "region_of", "region_text", "colorize", "encode_png", "pixel_centres", "VIRIDIS", "GAP_COLOUR"]
 
 #: viridis (van der Walt & Smith, matplotlib 2.0) at ten equally spaced stops.
 VIRIDIS = np.array([[0x44, 0x01, 0x54], [0x48, 0x28, 0x78], [0x3E, 0x4A, 0x89],
@@ -162,6 +162,13 @@ def image_grid(rows, shape, levels=None, columns=None, scale=1):
     tiled = tile(big.reshape(len(rows), -1), (h * scale, w * scale), columns,
                  gap=max(1, scale // 2), fill=0.5)
     return np.repeat(np.round(255 * tiled).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def region_text(region, dims=(0, 1)):
+    """`region` of the coordinates `dims` in words: "on x1 in [a, b], x2 in [c, d]"."""
+    x0, x1, y0, y1 = region
+    return (f"on x{dims[0] + 1} in [{x0:.3g}, {x1:.3g}], "
+            f"x{dims[1] + 1} in [{y0:.3g}, {y1:.3g}]")
 
 
 def side_by_side(pictures, gap=8, colour=GAP_COLOUR):

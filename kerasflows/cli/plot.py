@@ -155,8 +155,7 @@ def _draw_points(args, flow, context, dims, can_density):
     if args.what != "density":
         shown.append(pictures.samples_picture(samples, region, args.resolution, dims))
         said.append(f"a histogram of {len(samples)} samples")
-    said[-1] += (" on x{} in [{:.3g}, {:.3g}], x{} in [{:.3g}, {:.3g}]".format(
-        dims[0] + 1, *region[:2], dims[1] + 1, *region[2:]))
+    said[-1] += " " + pictures.region_text(region, dims)
     return shown, said
 
 
