@@ -6,7 +6,8 @@ import sys
 
 import numpy as np
 
-__all__ = ["UserError", "HelpFormatter", "read_data", "read_array", "write_array", "open_flow",
+__all__ = ["UserError", "HelpFormatter", "read_data", "read_conditional_set", "read_array",
+           "write_array", "open_flow",
            "check_columns", "positive_int", "fraction", "units", "add_direction_argument",
            "progress_verbosity", "add_context_argument", "read_context"]
 
@@ -122,6 +123,18 @@ def read_data(spec, n=None, seed=0):
         raise UserError(f"{spec!r} is neither a dataset name ({', '.join(datasets.NAMES)}) "
                         "nor a .npy/.csv file.")
     return read_array(spec), None
+
+
+def read_conditional_set(spec, n=None, seed=0, context=None):
+    """`(x, context)` drawn from the conditional set DATA names (`ring_radius`,
+    `digits_label`), or None when `spec` names none; `context` is the `--context`
+    given, which such a set refuses (it brings its own)."""
+    from kerasflows import datasets
+    if spec not in datasets.CONDITIONAL_NAMES or os.path.exists(spec):
+        return None
+    if context is not None:
+        raise UserError(f"{spec} brings its own context; --context is for data files.")
+    return datasets.load_conditional(spec, n=n, seed=seed)
 
 
 def write_array(path, array):

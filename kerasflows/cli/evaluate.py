@@ -1,10 +1,10 @@
 """`kerasflows evaluate MODEL DATA`: the mean negative log-likelihood of data under a flow."""
 
 import json
-import os
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument, check_columns,
-                                   open_flow, positive_int, read_context, read_data)
+                                   open_flow, positive_int, read_conditional_set, read_context,
+                                   read_data)
 
 __all__ = ["add_parser", "run"]
 
@@ -27,11 +27,9 @@ def add_parser(subparsers):
 def run(args):
     from kerasflows.distributed import evaluate_nll
     flow = open_flow(args.model, unconditional=False)
-    from kerasflows import datasets
-    if args.data in datasets.CONDITIONAL_NAMES and not os.path.exists(args.data):
-        if args.context is not None:
-            raise UserError(f"{args.data} brings its own context; --context is for data files.")
-        x, context = datasets.load_conditional(args.data, n=args.n, seed=args.seed)
+    drawn = read_conditional_set(args.data, n=args.n, seed=args.seed, context=args.context)
+    if drawn is not None:
+        x, context = drawn
         check_columns(x, flow, args.data)
         if flow.context_dim != context.shape[1]:
             wants = ("is not conditional" if flow.context_dim is None else

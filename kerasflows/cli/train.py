@@ -16,8 +16,8 @@ import time
 import numpy as np
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument, fraction,
-                                   positive_int, progress_verbosity, read_array, read_data,
-                                   units)
+                                   positive_int, progress_verbosity, read_array,
+                                   read_conditional_set, read_data, units)
 
 __all__ = ["add_parser", "run"]
 
@@ -52,20 +52,22 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int, default=0,
                    help="seeds the data draw, the splits, initialization and batch order")
     p.add_argument("--n", type=positive_int, default=None,
-                   help="points to draw when DATA is a dataset name (default 10000; digits: "
-                   "all 1797 images)")
+                   help="points to draw when DATA is a dataset name (default 10000; digits, "
+                   "digits_label: all 1797 images)")
     p.add_argument("--context", metavar="FILE",
                    help="a .npy/.csv file [N, C] of contexts, one row per row of DATA: trains "
                    "a conditional flow p(x | context) (validation and test rows then come from "
                    "the splits)")
     p.add_argument("--context-encoder", type=units, metavar="UNITS", default=None,
-                   help="with --context: a dense ReLU network, trained with the flow, from "
+                   help="for a conditional flow (--context, or a conditional set as DATA): a "
+                   "dense ReLU network, trained with the flow, from "
                    "the context to the features the layers are conditioned on; comma-"
                    "separated sizes, the last one the number of features (e.g. 64,16: one "
                    "hidden layer of 64, 16 features) (default: the layers see the context "
                    "as given)")
     p.add_argument("--context-classes", type=positive_int, metavar="K", default=None,
-                   help="with --context: the context is one class label per row, an integer "
+                   help="for a conditional flow: the context is one class label per row, an "
+                   "integer "
                    "in 0..K-1 (a digit's label, say); the layers see a learned embedding of "
                    "it (kerasflows.layers.ClassEmbedding(K), 32 features, trained with the "
                    "flow; then --context-encoder's network, if given)")
@@ -140,14 +142,10 @@ def _split(x, args, context=None):
 
 def _read_inputs(args):
     """`(x, dataset name or None, context or None)` from DATA and `--context`."""
-    from kerasflows import datasets
-    name = args.data
-    if name in datasets.CONDITIONAL_NAMES and not os.path.exists(name):
-        if args.context is not None:
-            raise UserError(f"{name} brings its own context; --context is for data files.")
-        x, context = datasets.load_conditional(name, n=args.n, seed=args.seed)
-        return x, name, _read_context(args, x, context)
-    x, dataset = read_data(name, n=args.n, seed=args.seed)
+    drawn = read_conditional_set(args.data, n=args.n, seed=args.seed, context=args.context)
+    if drawn is not None:
+        return drawn[0], args.data, _read_context(args, *drawn)
+    x, dataset = read_data(args.data, n=args.n, seed=args.seed)
     return x, dataset, _read_context(args, x)
 
 
