@@ -149,7 +149,7 @@ class FlowImages(keras.callbacks.Callback):
             shown = {"samples": pictures.side_by_side([self._points_picture(np.asarray(
                 flow.sample(self.samples, context=c, seed=self.seed))) for c in contexts])}
         notes = {}
-        if flow.event_dim == 2 and not any(l.forward_only for l in flow.flow_layers):
+        if pictures.draws_density(flow):
             drawn = [pictures.density_picture(flow, self.region, self.resolution, context=c,
                                               span=self.span) for c in contexts]
             shown["density"] = pictures.side_by_side([picture for picture, _ in drawn])

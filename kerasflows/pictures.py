@@ -27,7 +27,7 @@ open("density.png", "wb").write(kerasflows.pictures.encode_png(picture))
 
 import numpy as np
 
-__all__ = ["density_picture", "samples_picture", "image_grid", "tile", "side_by_side",
+__all__ = ["density_picture", "draws_density", "samples_picture", "image_grid", "tile", "side_by_side",
            "region_of", "region_text", "colorize", "encode_png", "pixel_centres", "VIRIDIS", "GAP_COLOUR"]
 
 #: viridis (van der Walt & Smith, matplotlib 2.0) at ten equally spaced stops.
@@ -80,6 +80,11 @@ def pixel_centres(region, resolution):
     ys = y1 - (np.arange(r) + 0.5) * (y1 - y0) / r
     gx, gy = np.meshgrid(xs, ys)
     return np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)
+
+
+def draws_density(flow):
+    """True if `density_picture` can draw `flow`: 2-D, and every layer has an inverse."""
+    return flow.event_dim == 2 and not any(l.forward_only for l in flow.flow_layers)
 
 
 def density_picture(flow, region, resolution=128, context=None, span=10.0):

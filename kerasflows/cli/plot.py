@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from kerasflows import pictures
 from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument, open_flow,
                                    positive_int, read_context)
 
@@ -129,7 +130,6 @@ def _scale(args, image):
 
 
 def _draw_rows(args, flow, context, image):
-    from kerasflows import pictures
     if image is None or flow.context_dim is None:
         raise UserError("--rows-by-context draws image-shaped conditional flows (a "
                         "manifest image, or --image HxW).")
@@ -141,7 +141,6 @@ def _draw_rows(args, flow, context, image):
 
 def _draw_points(args, flow, context, dims, can_density):
     """The density (2-D flows with an inverse) and a histogram of samples."""
-    from kerasflows import pictures
     samples = flow.sample(args.num, context=context, seed=args.seed).numpy()
     data = _folder_file(args.model, "data_sample.npy")
     region = args.region or pictures.region_of(np.load(data) if data else samples, dims)
@@ -160,7 +159,6 @@ def _draw_points(args, flow, context, dims, can_density):
 
 
 def run(args):
-    from kerasflows import pictures
     if not args.out.endswith(".png"):
         raise UserError(f"--out must end in .png. Received: {args.out}")
     flow = open_flow(args.model, unconditional=False)
@@ -173,7 +171,7 @@ def run(args):
     if len(set(dims)) != 2 or not all(0 <= d < flow.event_dim for d in dims):
         raise UserError(f"--dims must name two different coordinates in 1..{flow.event_dim}; "
                         f"received {args.dims[0]},{args.dims[1]}.")
-    can_density = flow.event_dim == 2 and not any(l.forward_only for l in flow.flow_layers)
+    can_density = pictures.draws_density(flow)
     if args.what == "density" and not can_density:
         raise UserError(f"--what density draws 2-D flows that have an inverse; this flow has "
                         f"event_dim={flow.event_dim}"
