@@ -79,10 +79,9 @@ def _manifest(args):
         return json.load(f)
 
 
-def _stepped_values(args, flow):
+def _stepped_values(flow, manifest):
     """`(k, values)`: the context coordinate that moves in steps and its values."""
     from kerasflows.layers import ClassEmbedding
-    manifest = _manifest(args)
     steps, ranges = manifest.get("context_step"), manifest.get("context_range")
     for k, step in enumerate(steps or []):
         if step and ranges and len(ranges) == flow.context_dim:
@@ -94,9 +93,9 @@ def _stepped_values(args, flow):
                     "folder's manifest context_step, or a ClassEmbedding context encoder.")
 
 
-def _rows_by_context(args, flow, context):
+def _rows_by_context(args, flow, context, manifest):
     """`ROW` samples at each value of the stepped context coordinate, row by row."""
-    k, values = _stepped_values(args, flow)
+    k, values = _stepped_values(flow, manifest)
     base = (np.zeros(flow.context_dim, np.float32) if context is None
             else np.asarray(context, np.float32)[0])
     rows = []
@@ -112,9 +111,9 @@ def _folder_file(model, name):
     return path if os.path.isdir(model) and os.path.isfile(path) else None
 
 
-def _image_spec(args, flow):
+def _image_spec(args, flow, manifest):
     """`(shape, levels)` for samples drawn as pictures, or None."""
-    spec = _manifest(args).get("image") or {}
+    spec = manifest.get("image") or {}
     shape = args.image or spec.get("shape")
     if shape is None:
         return None
@@ -129,11 +128,11 @@ def _scale(args, image):
     return max(1, args.resolution // (8 * max(image[0])))
 
 
-def _draw_rows(args, flow, context, image):
+def _draw_rows(args, flow, context, image, manifest):
     if image is None or flow.context_dim is None:
         raise UserError("--rows-by-context draws image-shaped conditional flows (a "
                         "manifest image, or --image HxW).")
-    samples, count = _rows_by_context(args, flow, context)
+    samples, count = _rows_by_context(args, flow, context, manifest)
     return ([pictures.image_grid(samples, image[0], image[1], columns=ROW,
                                  scale=_scale(args, image))],
             [f"{ROW} samples at each of {count} context values, one row each"])
@@ -162,7 +161,8 @@ def run(args):
     if not args.out.endswith(".png"):
         raise UserError(f"--out must end in .png. Received: {args.out}")
     flow = open_flow(args.model, unconditional=False)
-    opening = _manifest(args).get("context")
+    manifest = _manifest(args)
+    opening = manifest.get("context")
     if args.context is None and flow.context_dim is not None and opening is not None:
         context = np.asarray(opening, np.float32).reshape(1, -1)
     else:
@@ -176,9 +176,9 @@ def run(args):
         raise UserError(f"--what density draws 2-D flows that have an inverse; this flow has "
                         f"event_dim={flow.event_dim}"
                         + ("" if flow.event_dim != 2 else " and a forward-only layer") + ".")
-    image = _image_spec(args, flow)
+    image = _image_spec(args, flow, manifest)
     if args.rows_by_context:
-        shown, said = _draw_rows(args, flow, context, image)
+        shown, said = _draw_rows(args, flow, context, image, manifest)
     elif image is not None:
         samples = flow.sample(args.num, context=context, seed=args.seed).numpy()
         shown = [pictures.image_grid(samples[:64], image[0], image[1],
