@@ -111,17 +111,16 @@ def _make_app(window_size=None, one_shot=False):
 
 
 def _headless(args, model, shots, data=None):
-    """Renders `shots` [(view, layer, path)] of `model` (and saves the last view's
-    arrays to `data`); returns the exit code."""
+    """Renders `shots` [(view, layer, path, by_context)] of `model` (and saves the last
+    view's arrays to `data`); returns the exit code."""
     from visualizer import headless
     headless.use_offscreen_if_headless()
     app, window = _make_app(args.size, one_shot=True)
     window.show()
     try:
         headless.open_model(window, model, context=args.context)
-        for view, layer, path in shots:
-            print(headless.render_view(window, view, path, layer, by_context=(
-                args.rows_by_context and (view == "samples" or len(shots) == 1))))
+        for view, layer, path, by_context in shots:
+            print(headless.render_view(window, view, path, layer, by_context=by_context))
         if data:
             window.save_view_data(data)
             print(data)
@@ -160,9 +159,11 @@ def main(argv=None):
         return _fail("--follow needs the window; it does not apply to --screenshot or "
                      "--report-startup.")
     if args.screenshot:
-        return _headless(args, model, [(args.view, args.layer, args.screenshot)], args.data)
+        return _headless(args, model, [(args.view, args.layer, args.screenshot,
+                                        args.rows_by_context)], args.data)
     if args.demo and not headless.has_display():
-        shots = [(v, None, Path("screenshots") / f"{v}.png") for v in VIEW_NAMES]
+        shots = [(v, None, Path("screenshots") / f"{v}.png",
+                  args.rows_by_context and v == "samples") for v in VIEW_NAMES]
         return _headless(args, model, shots)
     app, window = _make_app()
     if args.report_startup:
