@@ -126,22 +126,23 @@ class ContextPanel(QtWidgets.QWidget):
         """Sweeps coordinate `k` back and forth across its range (`tick` by `tick`)."""
         self.stop()
         self.playing = k
-        self.plays[k].blockSignals(True)
-        self.plays[k].setChecked(True)
-        self.plays[k].blockSignals(False)
-        self.plays[k].setText("⏸")
+        self._show_playing(k, True)
         self.timer.start(PLAY_MS if self.steps[k] is None else PLAY_STEP_MS)
 
     def stop(self):
         """Stops playing."""
         self.timer.stop()
         if self.playing is not None and self.playing < len(self.plays):
-            button = self.plays[self.playing]
-            button.blockSignals(True)
-            button.setChecked(False)
-            button.blockSignals(False)
-            button.setText("▶")
+            self._show_playing(self.playing, False)
         self.playing = None
+
+    def _show_playing(self, k, on):
+        """Coordinate `k`'s play button as playing (⏸, pressed) or not (▶), silently."""
+        button = self.plays[k]
+        button.blockSignals(True)
+        button.setChecked(on)
+        button.blockSignals(False)
+        button.setText("⏸" if on else "▶")
 
     def tick(self):
         """Moves the playing coordinate one tick on, turning back at either end."""
