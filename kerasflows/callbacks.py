@@ -30,17 +30,12 @@ import keras
 import numpy as np
 
 from kerasflows import pictures
+from kerasflows.layers.base import check_positive_int
 
 __all__ = ["FlowImages", "ROW", "read_frames"]
 
 #: Samples per context when `FlowImages` draws one row per context.
 ROW = 10
-
-
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
-    return int(value)
 
 
 class FlowImages(keras.callbacks.Callback):
@@ -89,9 +84,9 @@ class FlowImages(keras.callbacks.Callback):
         if self.data is not None and self.data.ndim != 2:
             raise ValueError(f"`data` must have shape [n, D]; received {self.data.shape}.")
         self.region = None if region is None else pictures._check_region(region)
-        self.every = _positive("every", every)
+        self.every = check_positive_int("every", every)
         self.resolution = pictures._check_resolution(resolution)
-        self.samples = _positive("samples", samples)
+        self.samples = check_positive_int("samples", samples)
         self.seed = int(seed)
         self.context = None if context is None else np.asarray(context, np.float32).reshape(1, -1)
         self.contexts = None if contexts is None else np.asarray(contexts, np.float32)

@@ -27,8 +27,9 @@ open("density.png", "wb").write(kerasflows.pictures.encode_png(picture))
 
 import numpy as np
 
-__all__ = ["density_picture", "draws_density", "samples_picture", "image_grid", "tile", "side_by_side",
-           "region_of", "region_text", "colorize", "encode_png", "pixel_centres", "VIRIDIS", "GAP_COLOUR"]
+__all__ = ["density_picture", "draws_density", "samples_picture", "image_grid", "tile",
+           "side_by_side", "region_of", "region_text", "colorize", "encode_png",
+           "pixel_centres", "VIRIDIS", "GAP_COLOUR"]
 
 #: viridis (van der Walt & Smith, matplotlib 2.0) at ten equally spaced stops.
 VIRIDIS = np.array([[0x44, 0x01, 0x54], [0x48, 0x28, 0x78], [0x3E, 0x4A, 0x89],

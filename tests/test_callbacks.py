@@ -112,7 +112,7 @@ def test_a_conditional_flow_is_drawn_at_the_given_context(tmp_path):
 def test_bad_settings_raise_naming_what_was_expected(tmp_path):
     flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=1)
     for make, message in [
-            (lambda: FlowImages(tmp_path, every=0), "`every` must be a positive integer"),
+            (lambda: FlowImages(tmp_path, every=0), r"`every` must be an integer >= 1. Received: every=0"),
             (lambda: FlowImages(tmp_path, region=(0, 0, 0, 1)), "region must be finite"),
             (lambda: FlowImages(tmp_path, data=np.zeros(5)), r"data` must have shape \[n, D\]")]:
         with pytest.raises(ValueError, match=message):
