@@ -24,6 +24,9 @@ def _layer_cases():
 
 @pytest.mark.parametrize("name,dim,ctx,dtype", list(_layer_cases()))
 def test_layer_is_valid_flow_transformation(name, dim, ctx, dtype):
+    # seeded, as the mixed-dtype checks: an unseeded float32 forward spline coupling in a
+    # CI run had forward and inverse log-dets 0.003 apart (0 of 40 seeds do; see the note)
+    keras.utils.set_random_seed(0)
     layer = LAYERS[name][0](ctx, dtype)
     report = check_flow_layer(layer, dim, context_dim=ctx, perturb=0.2)
     assert report["logdet_error"] is not None
