@@ -137,6 +137,37 @@ def test_unrolled_kernel_equals_kernel(bins, inverse):
     np.testing.assert_allclose(log_det_c, log_det_32, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("unrolled", [False, True])
+def test_float32_inverse_is_accurate_next_to_a_steep_knot(unrolled):
+    # Equal bins with interior slopes ~0.001, ~51, ~0.001: bin 1 rises from a flat left
+    # knot to a steep right one, where the textbook root 2c / (-b - sqrt(b^2 - 4ac))
+    # cancels (b < 0). The float32 inverse must match the float64 inverse of the same
+    # float32 outputs to float32 rounding, allowing for the slope dy/dx: next to a flat
+    # knot any float32 inverse is off by ~ulp(y) / slope. (With the textbook root
+    # alone the error was 5.7 times this bound.)
+    bins, bound = 4, 3.0
+    knots = SplineKnots(bins=bins, bound=bound)
+    n = 4001
+    raw = np.zeros((3 * bins - 1, n))
+    raw[2 * bins:] = np.array([-20.0, 50.0, -20.0])[:, None]
+    x = np.linspace(-bound + 1e-3, bound - 1e-3, n)
+    y, log_slope = knots.kernel(tf.constant(raw), tf.constant(x), inverse=False)
+    y32 = tf.cast(y, "float32")
+    run = knots.unrolled_kernel if unrolled else knots.kernel
+    want, want_ld = run(tf.constant(raw), tf.cast(y32, "float64"), inverse=True)
+    raw32 = tf.constant(raw, "float32")
+    with tf.GradientTape() as tape:
+        tape.watch([raw32, y32])
+        got, got_ld = run(raw32, y32, inverse=True)
+        loss = tf.reduce_sum(got) + tf.reduce_sum(got_ld)
+    bound_x = 5e-7 * (1 + np.exp(-log_slope.numpy()))
+    assert np.all(np.abs(got.numpy() - want.numpy()) < bound_x)
+    # The log-slope changes fast next to a flat knot: compare it where the slope is > 0.05.
+    away = log_slope.numpy() > -3
+    assert np.max(np.abs(got_ld.numpy() - want_ld.numpy())[away]) < 1e-3
+    assert all(np.all(np.isfinite(g.numpy())) for g in tape.gradient(loss, [raw32, y32]))
+
+
 @pytest.mark.parametrize("bins", [2, 3, 8, 16])
 @pytest.mark.parametrize("inverse", [False, True])
 def test_unrolled_kernel_with_slopes_read_on_demand(bins, inverse):

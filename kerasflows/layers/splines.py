@@ -269,8 +269,16 @@ class SplineKnots:
             rel_y = v_in - y_k
             term = rel_y * (d_kp1 + d_k - 2 * s_k)
             qa, qb, qc = h_k * (s_k - d_k) + term, h_k * d_k - term, -s_k * rel_y
-            rel = tf.where(tf.equal(rel_y, 0), tf.zeros_like(rel_y),
-                           (2 * qc) / (-qb - tf.sqrt(qb * qb - 4 * qa * qc)))
+            # The root in [0, 1] of qa r^2 + qb r + qc (qc <= 0 <= qa + qb + qc), in the
+            # form without cancellation: 2 qc / (-qb - sqrt(D)) for qb >= 0, and
+            # (-qb + sqrt(D)) / (2 qa) for qb < 0 (then qa >= -qb > 0). The first form
+            # alone loses most digits when qb < 0 and 4 qa qc << qb^2 (a steep right
+            # knot). One division of the selected numerator and denominator.
+            root_d = tf.sqrt(qb * qb - 4 * qa * qc)
+            negative_b = qb < 0
+            rel = (tf.where(negative_b, root_d - qb, 2 * qc)
+                   / tf.where(negative_b, 2 * qa, -qb - root_d))
+            rel = tf.where(tf.equal(rel_y, 0), tf.zeros_like(rel_y), rel)
             out = rel * w_k + x_k
         else:
             rel = (v_in - x_k) / w_k
