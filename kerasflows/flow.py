@@ -168,6 +168,7 @@ class Flow(keras.Model):
             `embedding_net`. It is trained with the flow, saved with it and
             run inside every method, so `log_prob`, `sample`, `fit((x, c))`,
             exports and the visualizer all take the context as given.
+            `flow.context_features` is E (`context_dim` without an encoder).
         **kwargs: passed to `keras.Model` (`name`, `dtype`).
 
     Mixed precision: under a mixed policy (`"mixed_float16"`,
@@ -219,6 +220,8 @@ class Flow(keras.Model):
                 raise ValueError(f"Layer {i} ({layer.name}) has context_dim={layer.context_dim} "
                                  f"but {where}.")
         self.flow_layers = layers
+        #: The width of the context the layers see: the encoder's output, or context_dim.
+        self.context_features = layer_context_dim
         for layer in layers:
             layer.ensure_built(self.event_dim)
         if base == "learned_normal":

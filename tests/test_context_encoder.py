@@ -42,7 +42,7 @@ def _flow(recipe=kerasflows.models.RealNVP, features=3, **kwargs):
 def test_recipes_condition_their_layers_on_the_encoders_features():
     for recipe in (kerasflows.models.RealNVP, kerasflows.models.MAF, kerasflows.models.NSF):
         flow = _flow(recipe, features=3)
-        assert flow.context_dim == C
+        assert flow.context_dim == C and flow.context_features == 3
         conditional = [l.context_dim for l in flow.flow_layers if l.context_dim is not None]
         assert conditional and set(conditional) == {3}
         ids = {id(w) for w in flow.trainable_weights}

@@ -104,6 +104,13 @@ def test_learned_normal_base_is_trained_and_saved(tmp_path):
     np.testing.assert_array_equal(g.log_prob(x[:5]), f.log_prob(x[:5]))
 
 
+def test_context_features_is_the_context_width_the_layers_see_without_an_encoder():
+    assert kerasflows.Flow([L.AffineCoupling(context_dim=3)], event_dim=2,
+                           context_dim=3).context_features == 3
+    assert kerasflows.Flow([L.Permute()], event_dim=2).context_features is None
+
+
+
 def test_unknown_base_and_bad_layers_raise():
     with pytest.raises(ValueError, match="base"):
         kerasflows.Flow([L.Permute()], event_dim=2, base="laplace")

@@ -42,7 +42,6 @@ def _describe_saved_model(path):
 
 def describe(path):
     """A JSON-able description of the model at `path`."""
-    from kerasflows.flow import encoded_context_dim
     from kerasflows.loading import model_file, training_record
     if _is_saved_model(path):
         return _describe_saved_model(path)
@@ -59,7 +58,7 @@ def describe(path):
         info["context_encoder"] = {
             "name": encoder.name, "class": type(encoder).__name__,
             "parameters": int(sum(int(w.numpy().size) for w in encoder.weights)),
-            "features": encoded_context_dim(encoder, flow.context_dim)}
+            "features": flow.context_features}
     manifest = os.path.join(path, "manifest.json")
     if os.path.isdir(path) and os.path.isfile(manifest):
         try:
