@@ -16,9 +16,10 @@ visualizer's Samples view shows as images.
 
 `ring_radius` and `digits_label` are conditional
 (`kerasflows.datasets.load_conditional`: a ring whose radius is the context;
-the digits with their labels): 60,000 rings or all 1,797 digits go to
-`kerasflows train --context` (digits: `--context-classes 10`, a learned
-embedding of the label) from temporary files, their test NLL is that of
+the digits with their labels) train by name, `kerasflows train ring_radius
+--n 60000` and `kerasflows train digits_label --context-classes 10` (all
+1,797 digits, a learned embedding of the label), so the manifest's command
+reruns as it stands; their test NLL is that of
 p(x | context), the ring's true entropy is the mean of
 `-true_conditional_log_prob` over the test split, and the manifest names
 the context (`context_names`, `context_range`, for the label `context_step`
@@ -46,7 +47,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
@@ -66,9 +66,11 @@ CONTEXTS = {
 }
 
 
-def _train_args(name, settings, bench_dir, epochs, conditional_files=None):
-    if conditional_files:
-        args = [conditional_files[0], "--context", conditional_files[1]]
+def _train_args(name, settings, bench_dir, epochs):
+    from kerasflows import datasets
+    if name in datasets.CONDITIONAL_NAMES:    # drawn by `train` itself (seed 0, as below)
+        rows = CONDITIONAL_ROWS[name]
+        args = [name] + ([] if rows is None else ["--n", str(rows)])
     elif bench_dir:
         data = [os.path.join(bench_dir, f"{name}_{split}.npy") for split in ("train", "val", "test")]
         args = [data[0], "--validation-data", data[1], "--test-data", data[2]]
@@ -141,16 +143,9 @@ def build_one(name, out_dir, bench_dir, epochs):
     os.makedirs(folder)
     out = os.path.relpath(os.path.join(folder, "flow.keras"), ROOT)
     conditional = name in datasets.CONDITIONAL_NAMES
-    with tempfile.TemporaryDirectory() as tmp:
-        files = None
-        if conditional:
-            x, c = datasets.load_conditional(name, n=CONDITIONAL_ROWS[name], seed=0)
-            files = [os.path.join(tmp, f"{name}_{part}.npy") for part in ("x", "context")]
-            np.save(files[0], x)
-            np.save(files[1], c)
-        cmd = [sys.executable, "-m", "kerasflows.cli", "train",
-               *_train_args(name, settings, bench_dir, epochs, files), "--out", out]
-        subprocess.run(cmd, check=True, cwd=ROOT)
+    cmd = [sys.executable, "-m", "kerasflows.cli", "train",
+           *_train_args(name, settings, bench_dir, epochs), "--out", out]
+    subprocess.run(cmd, check=True, cwd=ROOT)
     report = os.path.join(folder, "flow.json")  # train's report; the manifest replaces it
     with open(report) as f:
         record = json.load(f)
@@ -180,7 +175,7 @@ def build_one(name, out_dir, bench_dir, epochs):
     if conditional:
         rows = "" if CONDITIONAL_ROWS[name] is None else f"n={CONDITIONAL_ROWS[name]}, "
         manifest.update(data=f"x, context = kerasflows.datasets.load_conditional({name!r}, "
-                             f"{rows}seed=0), saved to the files of 'command'",
+                             f"{rows}seed=0), as 'command' draws it",
                         context_dim=flow.context_dim, **CONTEXTS[name])
     with open(os.path.join(folder, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)

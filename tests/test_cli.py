@@ -489,3 +489,29 @@ def test_help_documents_every_flag(capsys):
             assert action.help, (name, action.dest)
             for option in action.option_strings:
                 assert option in text, (name, option)
+
+
+def test_shipped_manifests_name_what_their_command_trains_on():
+    # The command in each manifest reruns as it stands: its data is a dataset name or
+    # the benchmark's fixed files, never a temporary file (the conditional sets once were).
+    import shlex
+    from kerasflows import datasets
+    parser = build_parser()
+    names = sorted(os.listdir(os.path.join(ROOT, "saved_models")))
+    checked = 0
+    for name in names:
+        path = os.path.join(ROOT, "saved_models", name, "manifest.json")
+        if not os.path.isfile(path):
+            continue
+        with open(path) as f:
+            argv = shlex.split(json.load(f)["command"])
+        assert argv[0] == "kerasflows", name
+        args = parser.parse_args(argv[1:])          # a command line `kerasflows` accepts
+        if argv[1] != "train":
+            continue
+        files = [a for a in (args.data, args.validation_data, args.test_data, args.context)
+                 if a is not None and a not in datasets.NAMES + datasets.CONDITIONAL_NAMES]
+        assert all("shared/bench/data/" in a for a in files), (name, files)
+        assert args.out == f"saved_models/{name}/flow.keras"
+        checked += 1
+    assert checked >= 9
