@@ -12,7 +12,10 @@ flows this way; `benchmarks/viz_bench.py` (with and without `--no-tables`)
 measures what it saves there.
 
 The copy runs in `eval_mode="graph"`, each table lookup compiled by XLA on
-its own; a spline coupling asks its table for the parameters with the bins
+its own (one compiled function for all the tables of the same shape, the
+tables its arguments: `PiecewiseLinear.share_shapes` pads a flow's tables to
+one shape, so a new input shape compiles once for the flow, and a reloaded
+flow of the same shapes compiles nothing); a spline coupling asks its table for the parameters with the bins
 first and runs the spline kernel XLA-compiled on its own too. Compiling the
 whole flow as one XLA cluster is slower here: XLA fuses the table's gathers
 into the spline's exponentials, which then no longer vectorise.
@@ -51,5 +54,9 @@ def tabulate(flow):
         except ValueError:
             continue
         names.append(layer.name)
+    # One shape for every table of the flow: the compiled lookups are shared, so XLA
+    # compiles each input shape once for the whole flow instead of once per layer.
+    PiecewiseLinear.share_shapes(layer.table for layer in copy.flow_layers
+                                 if getattr(layer, "table", None) is not None)
     copy.eval_mode = "graph" if names and flow.eval_mode == "xla" else flow.eval_mode
     return copy, tuple(names)

@@ -74,6 +74,31 @@ def test_table_pieces_and_row_tables_read_the_same_outputs():
         table.row_tables([0], pieces=table.pieces - 1)
 
 
+def test_tables_of_shared_shapes_give_the_same_outputs_and_share_compilations():
+    # Tables padded to one shape (more pieces, cells and cell width than their own)
+    # compute what they did on their own, through compiled lookups traced once for all.
+    from kerasflows.layers import piecewise
+    nets = [mlp((16, 16), out=5, seed=s) for s in range(3)] + [mlp((4,), out=5, activation="linear")]
+    tables = [PiecewiseLinear.from_mlp(n) for n in nets]
+    x = np.concatenate([np.random.default_rng(7).uniform(-9, 9, 700), tables[0].breaks,
+                        [-1e6, 1e6, 0.0]]).astype(np.float32)[:, None]
+    before = [(t(x).numpy(), t.columns_and_pieces(x, [4, 0])) for t in tables]
+    shapes = {(t.cells, t.cell_width, t.padded_pieces) for t in tables}
+    assert len(shapes) > 1
+    PiecewiseLinear.share_shapes(tables)
+    assert len({(t.cells, t.cell_width, t.padded_pieces) for t in tables}) == 1
+    assert max(t.cells for t in tables) == max(s[0] for s in shapes)
+    piecewise._SHARED.clear()
+    for t, (rows, (columns, pieces)) in zip(tables, before):
+        np.testing.assert_array_equal(t(x).numpy(), rows)
+        got_columns, got_pieces = t.columns_and_pieces(x, [4, 0])
+        np.testing.assert_array_equal(got_columns.numpy(), columns.numpy())
+        np.testing.assert_array_equal(got_pieces.numpy(), pieces.numpy())
+        assert 0 <= got_pieces.numpy().min() and got_pieces.numpy().max() < t.pieces
+    for name in ("rows", "columns_and_pieces"):
+        assert piecewise._SHARED[name].experimental_get_tracing_count() == 1, name
+
+
 def test_table_of_a_network_with_no_kinks_in_range_is_one_piece():
     net = mlp((4,), activation="linear")
     table = PiecewiseLinear.from_mlp(net)
@@ -135,6 +160,9 @@ def test_tabulated_copy_gives_the_flows_numbers(mode):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-4)
     # The original is untouched.
     assert all(getattr(l, "table", None) is None for l in flow.flow_layers)
+    # One shape for all the flow's tables, so their compiled lookups are shared.
+    assert len({(l.table.cells, l.table.cell_width, l.table.padded_pieces)
+                for l in fast.flow_layers if l.name in names}) == 1
 
 
 def test_tabulated_spline_transforming_several_dimensions():

@@ -53,6 +53,59 @@ def _affine_pieces(layers):
     return hi[:-1], slope, icpt
 
 
+def _power_of_two(n):
+    return 1 << int(np.ceil(np.log2(max(int(n), 1))))
+
+
+def _default_cells(breaks):
+    """Lookup cells for `breaks` breakpoints: `CELLS_PER_BREAK` each, a power of two
+    in [16, 65,536] (1 without breakpoints)."""
+    if breaks == 0:
+        return 1
+    return int(min(1 << 16, max(16, _power_of_two(CELLS_PER_BREAK * breaks))))
+
+
+def _pieces_of(x, lo, scale, last_cell, below, inside, last_piece):
+    """The piece index `[batch]` of each `x [batch]` (see `PiecewiseLinear`)."""
+    cell = tf.cast(tf.clip_by_value(tf.floor((x - lo) * scale), 0, last_cell), tf.int32)
+    above = tf.cast(x[:, None] >= tf.gather(inside, cell), tf.int32)
+    return tf.minimum(tf.gather(below, cell) + tf.reduce_sum(above, -1), last_piece)
+
+
+def _rows_run(x, slopes, intercepts, *cells):
+    """`[batch, out]` from the tables `[pieces, out]`."""
+    x = tf.cast(x, slopes.dtype)
+    piece = _pieces_of(x[:, 0], *cells)
+    return tf.gather(slopes, piece) * x + tf.gather(intercepts, piece)
+
+
+def _columns_run(x, slopes, intercepts, *cells, with_pieces):
+    """`[rows, batch]` (and the pieces) from the transposed tables `[rows, pieces]`."""
+    x = tf.cast(x, slopes.dtype)[:, 0]
+    piece = _pieces_of(x, *cells)
+    # One flat gather with `[rows, batch]` indices: each row reads its own short table
+    # row; a gather along axis 1 would transpose a copy.
+    index = tf.range(tf.shape(slopes)[0])[:, None] * tf.shape(slopes)[1] + piece
+    out = (tf.gather(tf.reshape(slopes, [-1]), index) * x
+           + tf.gather(tf.reshape(intercepts, [-1]), index))
+    return (out, piece) if with_pieces else out
+
+
+#: The XLA-compiled lookups, shared by every table: the tables are arguments, so
+#: tables of the same (padded) shapes share one compilation per input shape.
+_SHARED = {}
+
+
+def _shared(name):
+    if name not in _SHARED:
+        fn = {"rows": _rows_run,
+              "columns": lambda *a: _columns_run(*a, with_pieces=False),
+              "columns_and_pieces": lambda *a: _columns_run(*a, with_pieces=True)}[name]
+        _SHARED[name] = tf.function(fn, jit_compile=True, autograph=False,
+                                    reduce_retracing=True)
+    return _SHARED[name]
+
+
 class PiecewiseLinear:
     """A one-input ReLU network as a lookup table: `table(x [batch, 1]) -> [batch, out]`.
 
@@ -66,39 +119,100 @@ class PiecewiseLinear:
     As the function is continuous, a point rounded into a neighbouring piece
     at a breakpoint still gets the same value.
 
+    The compiled lookups (`__call__`, `columns`, `columns_and_pieces`) are
+    shared by all tables and take the table as arguments, padded to a power
+    of two pieces and cell width: tables of the same padded shapes (all the
+    tables of a flow after `share_shapes`) compile once per input shape,
+    not once each.
+
     Attributes:
         breaks: sorted breakpoints, numpy `[pieces - 1]`.
         slopes, intercepts: numpy `[pieces, out]`.
+        padded_pieces: the pieces the compiled lookups' tables are padded to.
     """
 
-    def __init__(self, breaks, slopes, intercepts, dtype="float32"):
+    def __init__(self, breaks, slopes, intercepts, dtype="float32", cells=None):
         self.dtype = tf.as_dtype(dtype)
-        np_dtype = self.dtype.as_numpy_dtype
         self.breaks = np.asarray(breaks, np.float64)
         self.slopes, self.intercepts = np.asarray(slopes), np.asarray(intercepts)
         self.pieces, self.out_units = self.slopes.shape
-        self._compiled = None
-        self._columns = {}    # `columns` / `columns_and_pieces`, per output order
-        self._row_tables = {}  # `row_tables`, per output order and width
         # Two tables, not one of both: XLA gathers two narrow rows faster than one wide one.
         self._slopes = tf.constant(self.slopes, self.dtype)
         self._intercepts = tf.constant(self.intercepts, self.dtype)
+        self._row_tables = {}  # `row_tables`, per output order and width
+        self.padded_pieces = _power_of_two(self.pieces)
+        self._set_cells(_default_cells(len(self.breaks)) if cells is None else int(cells))
+
+    def _set_cells(self, cells, width=None):
+        """Cuts the breakpoints' range into `cells` cells, each `width` (default: as many
+        as the fullest cell holds, to a power of two) breakpoints wide."""
+        np_dtype = self.dtype.as_numpy_dtype
         b = self.breaks.astype(np_dtype)
-        if len(b) == 0:
-            self._cells = None
-            return
-        wanted = 1 << int(np.ceil(np.log2(CELLS_PER_BREAK * len(b))))
-        cells = int(min(1 << 16, max(16, wanted)))
-        lo = b[0]
-        scale = np_dtype(cells / max(float(b[-1] - lo), 1e-30))
-        cell_of = np.clip(np.floor((b - lo) * scale), 0, cells - 1).astype(np.int64)
-        below = np.searchsorted(cell_of, np.arange(cells), side="left")
-        count = np.bincount(cell_of, minlength=cells)
-        inside = np.full((cells, int(count.max())), np.finfo(np_dtype).max, np_dtype)
+        big = np.finfo(np_dtype).max
+        if len(b) == 0:       # one piece: every x in cell 0, no breakpoint above it
+            lo, scale = np_dtype(0), np_dtype(0)
+            below, count = np.zeros(cells, np.int64), np.zeros(cells, np.int64)
+        else:
+            lo = b[0]
+            scale = np_dtype(cells / max(float(b[-1] - lo), 1e-30))
+            cell_of = np.clip(np.floor((b - lo) * scale), 0, cells - 1).astype(np.int64)
+            below = np.searchsorted(cell_of, np.arange(cells), side="left")
+            count = np.bincount(cell_of, minlength=cells)
+        width = _power_of_two(count.max()) if width is None else int(width)
+        if width < count.max():
+            raise ValueError(f"`width` must be at least {count.max()}. Received: width={width}")
+        inside = np.full((cells, width), big, np_dtype)
         for c in np.nonzero(count)[0]:
             inside[c, :count[c]] = b[below[c]:below[c] + count[c]]
-        self._cells = (cells, tf.constant(lo, self.dtype), tf.constant(scale, self.dtype),
-                       tf.constant(below, tf.int32), tf.constant(inside, self.dtype))
+        self.cells, self.cell_width = cells, width
+        self._cell_args = (lo, scale, np_dtype(cells - 1), below.astype(np.int32), inside,
+                           np.int32(self.pieces - 1))
+        self._args = {}       # the compiled lookups' arguments, per layout and order
+
+    @staticmethod
+    def share_shapes(tables):
+        """Gives `tables` the same cell count, cell width and padded pieces (the
+        largest of each), so that their compiled lookups share compilations."""
+        tables = list(tables)
+        if not tables:
+            return
+        cells = max(t.cells for t in tables)
+        for t in tables:
+            if t.cells != cells:
+                t._set_cells(cells)
+        width = max(t.cell_width for t in tables)
+        pieces = max(t.padded_pieces for t in tables)
+        for t in tables:
+            t.padded_pieces = pieces
+            t._set_cells(t.cells, width)
+
+    def _cells_tensors(self):
+        """`_pieces_of`'s table arguments, as tensors."""
+        lo, scale, last_cell, below, inside, last_piece = self._cell_args
+        return (tf.constant(lo, self.dtype), tf.constant(scale, self.dtype),
+                tf.constant(last_cell, self.dtype), tf.constant(below),
+                tf.constant(inside, self.dtype), tf.constant(last_piece))
+
+    def _arguments(self, layout, order=None):
+        """The compiled lookups' table arguments, made once (eagerly, also when asked
+        for while a `tf.function` traces): `"rows"` `[padded, out]` tables, or
+        `"columns"` `[len(order), padded]` ones."""
+        key = (layout, order)
+        if key not in self._args:
+            np_dtype = self.dtype.as_numpy_dtype
+            tables = []
+            for table in (self.slopes, self.intercepts):
+                if layout == "columns":
+                    table = table[:, list(order)].T
+                    padded = np.zeros((len(order), self.padded_pieces), np_dtype)
+                    padded[:, :self.pieces] = table
+                else:
+                    padded = np.zeros((self.padded_pieces, self.out_units), np_dtype)
+                    padded[:self.pieces] = table
+                tables.append(padded)
+            with tf.init_scope():
+                self._args[key] = (*(tf.constant(t) for t in tables), *self._cells_tensors())
+        return self._args[key]
 
     @classmethod
     def from_mlp(cls, mlp):
@@ -122,25 +236,19 @@ class PiecewiseLinear:
         return cls(*_affine_pieces(layers), dtype=dense[0].kernel.dtype)
 
     def piece(self, x):
-        """Index `[batch]` of the piece holding each `x [batch]`."""
-        if self._cells is None:
-            return tf.zeros(tf.shape(x), tf.int32)
-        cells, lo, scale, below, inside = self._cells
-        cell = tf.cast(tf.clip_by_value(tf.floor((x - lo) * scale), 0, cells - 1), tf.int32)
-        above = tf.cast(x[:, None] >= tf.gather(inside, cell), tf.int32)
-        return tf.gather(below, cell) + tf.reduce_sum(above, -1)
+        """Index `[batch]` of the piece holding each `x [batch]`, as plain TensorFlow ops."""
+        return _pieces_of(tf.cast(x, self.dtype), *self._cells_tensors())
 
     def lookup(self, x):
         """`[batch, out]` for `x [batch, 1]`, as plain TensorFlow ops."""
-        x = tf.cast(x, self.dtype)
-        piece = self.piece(x[:, 0])
-        return tf.gather(self._slopes, piece) * x + tf.gather(self._intercepts, piece)
+        return _rows_run(x, self._slopes, self._intercepts, *self._cells_tensors())
 
     def __call__(self, x):
         """`lookup(x)` compiled by XLA on its own (see `kerasflows.tabulate` for why)."""
-        if self._compiled is None:
-            self._compiled = tf.function(self.lookup, jit_compile=True)
-        return self._compiled(x)
+        return _shared("rows")(x, *self._arguments("rows"))
+
+    def _order(self, order):
+        return tuple(range(self.out_units)) if order is None else tuple(int(i) for i in order)
 
     def columns(self, x, order=None):
         """The outputs transposed, `[len(order), batch]`, for `x [batch, 1]`, compiled by XLA.
@@ -150,35 +258,13 @@ class PiecewiseLinear:
         as a spline that wants its bins first, gets them that way without a
         transpose of the whole result.
         """
-        return self._columns_fn(order, with_pieces=False)(x)
+        return _shared("columns")(x, *self._arguments("columns", self._order(order)))
 
     def columns_and_pieces(self, x, order=None):
         """`(columns(x, order), pieces)`, compiled by XLA as one function: also the
         piece index `[batch]` of each `x`, for later lookups with `lookup`."""
-        return self._columns_fn(order, with_pieces=True)(x)
-
-    def _columns_fn(self, order, with_pieces):
-        order = tuple(range(self.out_units)) if order is None else tuple(int(i) for i in order)
-        key = (order, with_pieces)
-        if key not in self._columns:
-            np_dtype = self.dtype.as_numpy_dtype
-            slopes_t = np.ascontiguousarray(self.slopes[:, order].T, np_dtype)
-            intercepts_t = np.ascontiguousarray(self.intercepts[:, order].T, np_dtype)
-            rows = len(order)
-
-            def run(x):   # (numpy tables: each trace embeds its own constants)
-                slopes = tf.constant(slopes_t.ravel())
-                intercepts = tf.constant(intercepts_t.ravel())
-                x = tf.cast(x, self.dtype)
-                piece = self.piece(x[:, 0])
-                # One flat gather with `[rows, batch]` indices: each row reads its own
-                # short table row; a gather along axis 1 would transpose a copy.
-                index = (tf.range(rows)[:, None] * self.pieces) + piece
-                out = tf.gather(slopes, index) * x[:, 0] + tf.gather(intercepts, index)
-                return (out, piece) if with_pieces else out
-            self._columns[key] = tf.function(run, jit_compile=True, autograph=False,
-                                             reduce_retracing=True)
-        return self._columns[key]
+        return _shared("columns_and_pieces")(
+            x, *self._arguments("columns", self._order(order)))
 
     def row_tables(self, order, pieces=None):
         """Slopes and intercepts of the outputs `order`, `[len(order), pieces]` each.

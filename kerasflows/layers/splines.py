@@ -362,9 +362,10 @@ class SplineCoupling(CouplingLayer):
         n, p, b = self.transformed, self.params_per_dim, self.knots.bins
         outputs = np.arange(n * p).reshape(n, p)       # the net's outputs, `[n, p]` per point
         sizes, piece = self.table.columns_and_pieces(x0, outputs[:, :2 * b].T.ravel())
-        # Padded to a power of two pieces: the layers of a flow share compilations.
+        # Padded as the table's own lookups (`PiecewiseLinear.share_shapes`): the layers
+        # of a flow share compilations.
         slope_tables = self.table.row_tables(outputs[:, 2 * b:].ravel(),
-                                             1 << int(np.ceil(np.log2(self.table.pieces))))
+                                             self.table.padded_pieces)
         spline_inverse = runs_inverse(inverse, self.spline_direction)
         y1, log_det = self.knots.compiled_table_kernel(spline_inverse)(
             tf.reshape(sizes, [2 * b, n, -1]), piece, tf.cast(x0[:, 0], sizes.dtype),
