@@ -14,8 +14,9 @@ measures what it saves there.
 The copy runs in `eval_mode="graph"`, each table lookup compiled by XLA on
 its own (one compiled function for all the tables of the same shape, the
 tables its arguments: `PiecewiseLinear.share_shapes` pads a flow's tables to
-one shape, so a new input shape compiles once for the flow, and a reloaded
-flow of the same shapes compiles nothing); a spline coupling asks its table for the parameters with the bins
+the same pieces and cells, so a new input shape compiles once per table
+shape, not per layer, and a reloaded flow of the same shapes compiles
+nothing); a spline coupling asks its table for the parameters with the bins
 first and runs the spline kernel XLA-compiled on its own too. Compiling the
 whole flow as one XLA cluster is slower here: XLA fuses the table's gathers
 into the spline's exponentials, which then no longer vectorise.
@@ -54,8 +55,8 @@ def tabulate(flow):
         except ValueError:
             continue
         names.append(layer.name)
-    # One shape for every table of the flow: the compiled lookups are shared, so XLA
-    # compiles each input shape once for the whole flow instead of once per layer.
+    # The same pieces and cells for every table of the flow: the compiled lookups are
+    # shared, so XLA compiles each input shape once per table shape, not per layer.
     PiecewiseLinear.share_shapes(layer.table for layer in copy.flow_layers
                                  if getattr(layer, "table", None) is not None)
     copy.eval_mode = "graph" if names and flow.eval_mode == "xla" else flow.eval_mode

@@ -121,9 +121,9 @@ class PiecewiseLinear:
 
     The compiled lookups (`__call__`, `columns`, `columns_and_pieces`) are
     shared by all tables and take the table as arguments, padded to a power
-    of two pieces and cell width: tables of the same padded shapes (all the
-    tables of a flow after `share_shapes`) compile once per input shape,
-    not once each.
+    of two pieces and cell width: tables of the same padded shapes (after
+    `share_shapes`, the tables of a flow whose cell widths round alike)
+    compile once per input shape, not once each.
 
     Attributes:
         breaks: sorted breakpoints, numpy `[pieces - 1]`.
@@ -171,20 +171,22 @@ class PiecewiseLinear:
 
     @staticmethod
     def share_shapes(tables):
-        """Gives `tables` the same cell count, cell width and padded pieces (the
-        largest of each), so that their compiled lookups share compilations."""
+        """Gives `tables` the same cell count and padded pieces (the largest of
+        each), so that their compiled lookups share compilations; tables whose
+        fullest cells round to the same power of two then have one shape. (The
+        cell widths stay their own: each point compares `x` with a whole cell,
+        and the widest cell of a flow is often twice the others: about 5%
+        slower sampling in a 2-D NSF when all were padded to it.)"""
         tables = list(tables)
         if not tables:
             return
         cells = max(t.cells for t in tables)
-        for t in tables:
-            if t.cells != cells:
-                t._set_cells(cells)
-        width = max(t.cell_width for t in tables)
         pieces = max(t.padded_pieces for t in tables)
         for t in tables:
             t.padded_pieces = pieces
-            t._set_cells(t.cells, width)
+            if t.cells != cells:
+                t._set_cells(cells)
+            t._args = {}
 
     def _cells_tensors(self):
         """`_pieces_of`'s table arguments, as tensors."""
