@@ -110,6 +110,7 @@ def test_help_lists_every_shortcut_and_the_versions(qtbot, settings):
     assert f"kerasflows {kerasflows.__version__}" in w.info_box.text()
     assert f"PySide6 {PySide6.__version__}" in w.info_box.text()
     assert "no model open" in w.info_box.text()
+    assert "Compiled code kept in: nowhere (cache off)" in w.info_box.text()
     w.info_box.close()
 
 

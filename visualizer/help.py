@@ -6,6 +6,8 @@ import sys
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from visualizer import compile_cache
+
 __all__ = ["HelpActions", "ABOUT_PACKAGES"]
 
 #: Packages whose versions Help > About lists.
@@ -47,9 +49,11 @@ class HelpActions:
                 versions.append(f"{name}: not installed")
         versions.append(f"Qt {QtCore.qVersion()}")
         model = self.info["path"] if self.info else "no model open"
+        cache = compile_cache.in_use()
         return ("<p><b>kerasflows visualizer</b>: what a trained normalizing flow does: "
                 "samples, density, per-layer warping and a point inspector.</p>"
-                f"<p>{'<br>'.join(versions)}</p><p>Model: {model}</p>")
+                f"<p>{'<br>'.join(versions)}</p><p>Model: {model}</p>"
+                f"<p>Compiled code kept in: {cache if cache else 'nowhere (cache off)'}</p>")
 
     def show_about(self):
         self._show_info("About the kerasflows visualizer", self.about_text())

@@ -1,0 +1,72 @@
+"""`visualizer.compile_cache`: XLA's persistent cache for the visualizer's process."""
+
+import os
+import time
+
+import pytest
+
+from visualizer import compile_cache
+from test_visualizer_cli import run_viz
+from test_visualizer_support import make_model_folder
+
+
+def test_enable_points_tensorflow_at_the_cache_folder(tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path), "TF_XLA_FLAGS": "--tf_xla_auto_jit=0"}
+    got = compile_cache.enable(env, tensorflow_imported=False)
+    assert got == compile_cache.default_directory(env) and got.is_dir()
+    assert got.parent == tmp_path / "kerasflows" and got.name.startswith("xla-tf2.")
+    assert env["TF_XLA_FLAGS"] == f"--tf_xla_auto_jit=0 {compile_cache.FLAG}={got}"
+    assert compile_cache.in_use() == got
+    # again (flags already name a folder): left as they are
+    assert compile_cache.enable(env, tensorflow_imported=False) == got
+    assert env["TF_XLA_FLAGS"].count(compile_cache.FLAG) == 1
+
+
+@pytest.mark.parametrize("setting, imported, reason", [
+    ("off", False, "turned off"), ("0", False, "turned off"),
+    ("", True, "TensorFlow already imported: too late"),
+    ("{tmp}/with space", False, "TF_XLA_FLAGS splits at spaces"),
+    ("{tmp}/file/sub", False, "a file in the way: cannot be made"),
+])
+def test_enable_leaves_the_flags_alone_when_it_cannot_cache(tmp_path, setting, imported, reason):
+    (tmp_path / "file").write_text("not a folder")
+    env = {compile_cache.ENV: setting.format(tmp=tmp_path), "XDG_CACHE_HOME": str(tmp_path)}
+    assert compile_cache.enable(env, tensorflow_imported=imported) is None, reason
+    assert "TF_XLA_FLAGS" not in env
+
+
+def test_enable_takes_a_folder_from_the_environment(tmp_path):
+    env = {compile_cache.ENV: str(tmp_path / "mine")}
+    assert compile_cache.enable(env, tensorflow_imported=False) == tmp_path / "mine"
+    assert env["TF_XLA_FLAGS"] == f"{compile_cache.FLAG}={tmp_path / 'mine'}"
+
+
+def test_prune_deletes_the_oldest_files_past_the_limit(tmp_path):
+    now = time.time()
+    for i in range(10):                       # file0 the oldest
+        path = tmp_path / f"file{i}"
+        path.write_bytes(b"x" * 100)
+        os.utime(path, (now - 100 + i, now - 100 + i))
+    assert compile_cache.prune(tmp_path, max_bytes=1000, keep_bytes=500) == 0   # at the limit
+    (tmp_path / "file10").write_bytes(b"x" * 100)
+    assert compile_cache.prune(tmp_path, max_bytes=1000, keep_bytes=500) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file10", "file6", "file7", "file8",
+                                                          "file9"]
+
+
+@pytest.mark.gui
+def test_a_second_launch_reads_the_compiled_code_the_first_wrote(tmp_path):
+    folder = make_model_folder(tmp_path, "tiny", num_layers=2, savedmodel=False)[0]
+    cache = tmp_path / "cache"
+    os.environ[compile_cache.ENV] = str(cache)
+    try:
+        first = run_viz([str(folder), "--screenshot", str(tmp_path / "a.png")], cwd=tmp_path)
+        assert first.returncode == 0, first.stderr[-3000:]
+        written = {p.name: p.stat().st_mtime for p in cache.iterdir()}
+        assert written and all(n.startswith("xla_compile_cache") for n in written)
+        second = run_viz([str(folder), "--screenshot", str(tmp_path / "b.png")], cwd=tmp_path)
+        assert second.returncode == 0, second.stderr[-3000:]
+    finally:
+        os.environ[compile_cache.ENV] = "off"
+    # the same functions and shapes: everything read back, nothing compiled and written anew
+    assert {p.name: p.stat().st_mtime for p in cache.iterdir()} == written
