@@ -110,6 +110,10 @@ def _error_cases(tmp):
         (["evaluate", tmp / "junk.keras", "moons"], "junk.keras: not a valid .keras file"),
         (["info", tmp / "srv"], "cannot load the SavedModel"),
         (["sample", MOONS, "-o", "s.txt"], "must end in .npy or .csv"),
+        (["sample", MOONS, "-o", tmp / "three.npy" / "s.npy"],
+         f"cannot write {tmp / 'three.npy' / 's.npy'}: its folder {tmp / 'three.npy'} "
+         "cannot be made"),
+        (["plot", MOONS, "-o", tmp / "three.npy" / "p.png"], "its folder"),
         (["export", MOONS, tmp / "srv"], "already exists"),
         ([], "the following arguments are required: COMMAND"),
     ]
@@ -195,6 +199,13 @@ def test_train_writes_tensorboard_losses_and_pictures(tmp_path, capsys):
 def _png(path):
     import tensorflow as tf
     return tf.io.decode_png(open(path, "rb").read()).numpy()
+
+
+def test_sample_and_plot_make_the_output_folder(tmp_path, capsys):
+    out = _run(capsys, "sample", MOONS, "-n", "5", "-o", tmp_path / "new" / "deep" / "s.npy")
+    assert np.load(tmp_path / "new" / "deep" / "s.npy").shape == (5, 2) and "Wrote 5" in out
+    _run(capsys, "plot", MOONS, "--what", "samples", "-n", "50", "-o", tmp_path / "pics" / "p.png")
+    assert (tmp_path / "pics" / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plot_draws_density_and_samples_to_a_png(tmp_path, capsys):
@@ -471,8 +482,8 @@ def test_console_script_reports_user_error_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     ours = [line for line in proc.stderr.splitlines() if line.startswith("kerasflows:")]
     assert ours == ["kerasflows: error: 'pinwheels' is neither a dataset name (moons, "
-                    "eight_gaussians, checkerboard, rings, pinwheel, two_spirals, digits) "
-                    "nor a .npy/.csv file."]
+                    "eight_gaussians, checkerboard, rings, pinwheel, two_spirals, digits; "
+                    "with a context: ring_radius, digits_label) nor a .npy/.csv file."]
 
 
 def test_help_documents_every_flag(capsys):

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 __all__ = ["UserError", "HelpFormatter", "read_data", "read_conditional_set", "read_array",
-           "write_array", "open_flow",
+           "write_array", "output_folder", "open_flow",
            "check_columns", "positive_int", "fraction", "units", "add_direction_argument",
            "progress_verbosity", "add_context_argument", "read_context"]
 
@@ -120,8 +120,9 @@ def read_data(spec, n=None, seed=0):
     if spec in datasets.NAMES and not os.path.exists(spec):
         return datasets.load(spec, n=n, seed=seed), spec
     if not spec.endswith((".npy", ".csv")):
-        raise UserError(f"{spec!r} is neither a dataset name ({', '.join(datasets.NAMES)}) "
-                        "nor a .npy/.csv file.")
+        raise UserError(f"{spec!r} is neither a dataset name ({', '.join(datasets.NAMES)}; "
+                        f"with a context: {', '.join(datasets.CONDITIONAL_NAMES)}) nor a "
+                        ".npy/.csv file.")
     return read_array(spec), None
 
 
@@ -135,6 +136,20 @@ def read_conditional_set(spec, n=None, seed=0, context=None):
     if context is not None:
         raise UserError(f"{spec} brings its own context; --context is for data files.")
     return datasets.load_conditional(spec, n=n, seed=seed)
+
+
+def output_folder(path):
+    """Makes the folder of the output file `path` (as `train --out` does), before any
+    work is done; a UserError naming the path when it cannot."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: its folder {folder} cannot be made "
+                        f"({e.strerror or e}).") from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"cannot write {path}: its folder {folder} is not writable.")
+    return folder
 
 
 def write_array(path, array):

@@ -17,7 +17,7 @@ import numpy as np
 
 from kerasflows import pictures
 from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument, open_flow,
-                                   positive_int, read_context)
+                                   output_folder, positive_int, read_context)
 
 __all__ = ["add_parser", "run"]
 
@@ -45,7 +45,8 @@ def add_parser(subparsers):
                               description=__doc__.split(":", 1)[1].strip(),
                               formatter_class=HelpFormatter)
     p.add_argument("model", help="a .keras file or a model folder (e.g. saved_models/moons)")
-    p.add_argument("-o", "--out", required=True, metavar="FILE.png", help="the PNG file")
+    p.add_argument("-o", "--out", required=True, metavar="FILE.png",
+                   help="the PNG file (its folder is made if missing)")
     p.add_argument("--what", choices=["both", "density", "samples"], default="both",
                    help="density and samples side by side, or one of them (density: 2-D "
                    "flows with an inverse; both falls back to samples for other flows)")
@@ -160,6 +161,7 @@ def _draw_points(args, flow, context, dims, can_density):
 def run(args):
     if not args.out.endswith(".png"):
         raise UserError(f"--out must end in .png. Received: {args.out}")
+    output_folder(args.out)
     flow = open_flow(args.model, unconditional=False)
     manifest = _manifest(args)
     opening = manifest.get("context")

@@ -1,7 +1,7 @@
 """`kerasflows sample MODEL`: draw samples from a flow into a .npy or .csv file."""
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument, open_flow,
-                                   positive_int, read_context, write_array)
+                                   output_folder, positive_int, read_context, write_array)
 
 __all__ = ["add_parser", "run"]
 
@@ -18,13 +18,15 @@ def add_parser(subparsers):
                    help="scale of the base distribution (< 1 concentrates the samples)")
     add_context_argument(p, "one row per sample")
     p.add_argument("-o", "--out", required=True, metavar="FILE",
-                   help="output file, .npy or .csv (one sample per row)")
+                   help="output file, .npy or .csv (one sample per row; its folder is made "
+                   "if missing)")
     return p
 
 
 def run(args):
     if not args.out.endswith((".npy", ".csv")):
         raise UserError(f"--out must end in .npy or .csv. Received: {args.out}")
+    output_folder(args.out)
     flow = open_flow(args.model, unconditional=False)
     context = read_context(args.context, flow, args.num, "sample")
     samples = flow.sample(args.num, context=context, seed=args.seed,
