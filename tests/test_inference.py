@@ -13,6 +13,9 @@ from kerasflows.testing import perturb_weights
 
 
 def mlp(hidden=(32, 32), out=7, activation="relu", inputs=1, seed=0, dtype="float32"):
+    # Seeded: with unseeded initial weights the float32 network itself was now and then
+    # 6e-4 (relative) off its float64 reference at |x| ~ 1e4, over the sanity bound below.
+    keras.utils.set_random_seed(seed)
     net = MLP(out, hidden, activation, zero_init=False, dtype=dtype)
     net.build((None, inputs))
     perturb_weights(net, 0.5, seed=seed)

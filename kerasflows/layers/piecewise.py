@@ -131,7 +131,7 @@ class PiecewiseLinear:
         padded_pieces: the pieces the compiled lookups' tables are padded to.
     """
 
-    def __init__(self, breaks, slopes, intercepts, dtype="float32", cells=None):
+    def __init__(self, breaks, slopes, intercepts, dtype="float32"):
         self.dtype = tf.as_dtype(dtype)
         self.breaks = np.asarray(breaks, np.float64)
         self.slopes, self.intercepts = np.asarray(slopes), np.asarray(intercepts)
@@ -141,11 +141,11 @@ class PiecewiseLinear:
         self._intercepts = tf.constant(self.intercepts, self.dtype)
         self._row_tables = {}  # `row_tables`, per output order and width
         self.padded_pieces = _power_of_two(self.pieces)
-        self._set_cells(_default_cells(len(self.breaks)) if cells is None else int(cells))
+        self._set_cells(_default_cells(len(self.breaks)))
 
-    def _set_cells(self, cells, width=None):
-        """Cuts the breakpoints' range into `cells` cells, each `width` (default: as many
-        as the fullest cell holds, to a power of two) breakpoints wide."""
+    def _set_cells(self, cells):
+        """Cuts the breakpoints' range into `cells` cells, each as wide as the fullest
+        cell's count of breakpoints, rounded up to a power of two."""
         np_dtype = self.dtype.as_numpy_dtype
         b = self.breaks.astype(np_dtype)
         big = np.finfo(np_dtype).max
@@ -158,9 +158,7 @@ class PiecewiseLinear:
             cell_of = np.clip(np.floor((b - lo) * scale), 0, cells - 1).astype(np.int64)
             below = np.searchsorted(cell_of, np.arange(cells), side="left")
             count = np.bincount(cell_of, minlength=cells)
-        width = _power_of_two(count.max()) if width is None else int(width)
-        if width < count.max():
-            raise ValueError(f"`width` must be at least {count.max()}. Received: width={width}")
+        width = _power_of_two(count.max())
         inside = np.full((cells, width), big, np_dtype)
         for c in np.nonzero(count)[0]:
             inside[c, :count[c]] = b[below[c]:below[c] + count[c]]
