@@ -66,7 +66,12 @@ def test_a_second_launch_reads_the_compiled_code_the_first_wrote(tmp_path):
         assert written and all(n.startswith("xla_compile_cache") for n in written)
         second = run_viz([str(folder), "--screenshot", str(tmp_path / "b.png")], cwd=tmp_path)
         assert second.returncode == 0, second.stderr[-3000:]
+        # the same functions and shapes: everything read back, nothing compiled anew
+        assert {p.name: p.stat().st_mtime for p in cache.iterdir()} == written
+        for path in cache.iterdir():          # damaged entries (a launch killed mid-write)
+            path.write_bytes(path.read_bytes()[:100])
+        third = run_viz([str(folder), "--screenshot", str(tmp_path / "c.png")], cwd=tmp_path)
+        assert third.returncode == 0, third.stderr[-3000:]    # compiled again instead
+        assert (tmp_path / "c.png").stat().st_size > 10_000
     finally:
         os.environ[compile_cache.ENV] = "off"
-    # the same functions and shapes: everything read back, nothing compiled and written anew
-    assert {p.name: p.stat().st_mtime for p in cache.iterdir()} == written
