@@ -10,6 +10,12 @@ from test_visualizer_cli import run_viz
 from test_visualizer_support import make_model_folder
 
 
+@pytest.fixture(autouse=True)
+def _restore_in_use(monkeypatch):
+    # `enable` records the folder for this process (Help > About): restored after each test
+    monkeypatch.setattr(compile_cache, "_in_use", None)
+
+
 def test_enable_points_tensorflow_at_the_cache_folder(tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path), "TF_XLA_FLAGS": "--tf_xla_auto_jit=0"}
     got = compile_cache.enable(env, tensorflow_imported=False)
