@@ -80,6 +80,10 @@ _SPLINE_2D = {"recipe": "nsf", "num_layers": 6, "hidden_units": [128, 128], "bin
               "bound": 5.0, "direction": "inverse", "epochs": 100, "batch_size": 512,
               "lr": 2e-3, "lr_decay": "cosine"}
 
+_DIGITS = {"recipe": "nsf", "num_layers": 5, "hidden_units": [64, 64], "bins": 8,
+           "bound": 5.0, "direction": "inverse", "epochs": 15, "batch_size": 128,
+           "lr": 1e-3, "lr_decay": "cosine"}
+
 #: Training settings of the shipped models (CLI flag names without dashes).
 RECOMMENDED = {
     "moons": _SPLINE_2D,
@@ -88,15 +92,11 @@ RECOMMENDED = {
     "rings": _SPLINE_2D,
     "pinwheel": _SPLINE_2D,
     "two_spirals": _SPLINE_2D,
-    "digits": {"recipe": "nsf", "num_layers": 5, "hidden_units": [64, 64], "bins": 8,
-               "bound": 5.0, "direction": "inverse", "epochs": 15, "batch_size": 128,
-               "lr": 1e-3, "lr_decay": "cosine"},
+    "digits": _DIGITS,
     # conditional (kerasflows.datasets.load_conditional): p(x | radius)
     "ring_radius": {**_SPLINE_2D, "epochs": 60},
     # p(image | label): the label through a learned embedding (`train --context-classes`)
-    "digits_label": {"recipe": "nsf", "num_layers": 5, "hidden_units": [64, 64], "bins": 8,
-                     "bound": 5.0, "direction": "inverse", "epochs": 30, "batch_size": 128,
-                     "lr": 1e-3, "lr_decay": "cosine", "context_classes": 10},
+    "digits_label": {**_DIGITS, "epochs": 30, "context_classes": 10},
 }
 
 

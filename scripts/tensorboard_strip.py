@@ -17,8 +17,6 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = (1, 3, 10, 30)
 
@@ -39,8 +37,7 @@ def main(argv=None):
         density = dict(callbacks.read_frames(logs, "density"))
         samples = dict(callbacks.read_frames(logs, "samples"))
     frames = [density[e - 1] for e in EPOCHS] + [samples[EPOCHS[-1] - 1]]
-    gap = np.full((frames[0].shape[0], 6, 3), 255, np.uint8)
-    strip = np.concatenate([part for f in frames for part in (f, gap)][:-1], axis=1)
+    strip = pictures.side_by_side(frames, gap=6, colour=(255, 255, 255))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "wb") as f:
         f.write(pictures.encode_png(strip))
