@@ -141,8 +141,10 @@ class FlowImages(keras.callbacks.Callback):
                                 for c in self.contexts])
             shown = {"samples": self._points_picture(x, columns=ROW)}
         else:                                   # a picture a context (or the one context)
+            n = self.samples if self.image_shape is None else min(self.samples,
+                                                                  pictures.IMAGES_SHOWN)
             shown = {"samples": pictures.side_by_side([self._points_picture(np.asarray(
-                flow.sample(self.samples, context=c, seed=self.seed))) for c in contexts])}
+                flow.sample(n, context=c, seed=self.seed))) for c in contexts])}
         notes = {}
         if pictures.draws_density(flow):
             drawn = [pictures.density_picture(flow, self.region, self.resolution, context=c,
@@ -185,8 +187,8 @@ class FlowImages(keras.callbacks.Callback):
             levels = self.image_levels
             if levels is None and self.data is not None:
                 levels = (float(self.data.min()), float(self.data.max()))
-            return pictures.image_grid(points if columns else points[:64], self.image_shape,
-                                       levels, columns=columns,
+            shown = points if columns else points[:pictures.IMAGES_SHOWN]
+            return pictures.image_grid(shown, self.image_shape, levels, columns=columns,
                                        scale=max(1, 96 // max(self.image_shape)))
         if self.region is None:
             finite = np.isfinite(points[:, list(self.dims)]).all(1)
@@ -214,7 +216,7 @@ class FlowImages(keras.callbacks.Callback):
                     f"(seed {self.seed}: the same base noise in every row and frame), as "
                     f"{self.image_shape} pictures")
         if self.image_shape is not None:
-            n = min(len(self.data) if name == "data" else self.samples, 64)
+            n = min(len(self.data) if name == "data" else self.samples, pictures.IMAGES_SHOWN)
             return f"{what}{detail}, {n} shown as {self.image_shape} pictures"
         return f"{what} {pictures.region_text(self.region, self.dims)}{detail}"
 

@@ -29,7 +29,7 @@ import numpy as np
 
 __all__ = ["density_picture", "draws_density", "samples_picture", "image_grid", "tile",
            "side_by_side", "region_of", "region_text", "colorize", "encode_png",
-           "pixel_centres", "VIRIDIS", "GAP_COLOUR"]
+           "pixel_centres", "VIRIDIS", "GAP_COLOUR", "IMAGES_SHOWN"]
 
 #: viridis (van der Walt & Smith, matplotlib 2.0) at ten equally spaced stops.
 VIRIDIS = np.array([[0x44, 0x01, 0x54], [0x48, 0x28, 0x78], [0x3E, 0x4A, 0x89],
@@ -38,6 +38,9 @@ VIRIDIS = np.array([[0x44, 0x01, 0x54], [0x48, 0x28, 0x78], [0x3E, 0x4A, 0x89],
                     [0xFD, 0xE7, 0x25]], np.float64)
 #: Between pictures put side by side: the visualizer's background.
 GAP_COLOUR = (22, 24, 28)
+#: Samples of an image-shaped flow drawn as one grid of pictures (8 x 8), by
+#: `kerasflows.callbacks.FlowImages` and `kerasflows plot`.
+IMAGES_SHOWN = 64
 
 
 def colorize(values, low, high):

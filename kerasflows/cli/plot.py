@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from kerasflows import pictures
+from kerasflows.callbacks import ROW     # samples per context value, as FlowImages draws them
 from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument, open_flow,
                                    output_folder, positive_int, read_context)
 
@@ -23,8 +24,6 @@ __all__ = ["add_parser", "run"]
 
 #: Pixels between the pictures of one PNG.
 GAP = 8
-#: Samples per row with --rows-by-context.
-ROW = 10
 
 
 def _numbers(kind, count):
@@ -182,10 +181,10 @@ def run(args):
     if args.rows_by_context:
         shown, said = _draw_rows(args, flow, context, image, manifest)
     elif image is not None:
-        samples = flow.sample(args.num, context=context, seed=args.seed).numpy()
-        shown = [pictures.image_grid(samples[:64], image[0], image[1],
-                                     scale=_scale(args, image))]
-        said = [f"{min(64, len(samples))} samples as {image[0][0]}x{image[0][1]} pictures"]
+        samples = flow.sample(min(args.num, pictures.IMAGES_SHOWN), context=context,
+                              seed=args.seed).numpy()
+        shown = [pictures.image_grid(samples, image[0], image[1], scale=_scale(args, image))]
+        said = [f"{len(samples)} samples as {image[0][0]}x{image[0][1]} pictures"]
     else:
         shown, said = _draw_points(args, flow, context, dims, can_density)
     picture = pictures.side_by_side(shown, gap=GAP)
