@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.layers import SplineAutoregressive, SplineCoupling
-from kerasflows.layers.splines import SplineKnots
+from kerasflows.layers.splines import BATCH_INNER_MIN_DIMS, SplineKnots
 from kerasflows.testing import check_flow_layer, perturb_weights
 from test_autoregressive import batch, count_conditioner_calls
 
@@ -39,10 +39,14 @@ def conditioner(layer):
 
 # Completes the conformance suite's float64 cases (see test_autoregressive.py).
 # (The eager Jacobian of the sequential autoregressive forward is slow: no d5 there.)
+# Coupling at 16 dimensions (8 transformed) and autoregressive at 8: the layout with
+# the points' dimensions innermost (`splines.BATCH_INNER_MIN_DIMS`).
 @pytest.mark.parametrize("name,dim,ctx,dtype", [
     ("coupling", 3, 2, "float32"), ("coupling", 5, None, "float32"),
     ("coupling", 3, None, "float64"), ("autoregressive", 3, 2, "float32"),
-    ("autoregressive", 3, None, "float64")])
+    ("autoregressive", 3, None, "float64"), ("coupling", 16, None, "float64"),
+    ("coupling", 16, 2, "float32"), ("autoregressive", 8, None, "float64"),
+    ("autoregressive", 8, 2, "float32")])
 def test_check_flow_layer(name, dim, ctx, dtype):
     keras.utils.set_random_seed(11)     # the same layer whatever ran before in this process
     layer = LAYERS[name](bins=6, bound=BOUND, hidden_units=(16,), context_dim=ctx, dtype=dtype)
@@ -62,6 +66,43 @@ def test_knots_from_raw_parameters():
     np.testing.assert_allclose(w0, 1.0, atol=1e-15)
     np.testing.assert_allclose(h0, 1.0, atol=1e-15)
     np.testing.assert_allclose(s0, 1.0, atol=1e-15)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+@pytest.mark.parametrize("params_first", [False, True])
+@pytest.mark.parametrize("n", [3, BATCH_INNER_MIN_DIMS, 12])
+def test_transform_matches_tfp_in_both_layouts(n, params_first, inverse):
+    """`transform`'s values and gradients (the training path) equal TFP's spline on
+    the same knots, below and from `BATCH_INNER_MIN_DIMS` transformed dimensions
+    (the two layouts of the kernel), inside and outside the bound."""
+    knots = SplineKnots(bins=5, bound=BOUND)
+    rng = np.random.default_rng(n)
+    raw = tf.constant(rng.normal(0, 1.5, (7, n, 14)))          # [batch, n, params]
+    v = tf.constant(rng.normal(0, 2.0, (7, n)))
+    weights = tf.constant(rng.normal(size=(7, n)))
+    assert np.mean(np.abs(v) > BOUND) > 0.05                   # some points in the tails
+
+    def ours(raw, v):
+        params = tf.transpose(raw, [0, 2, 1]) if params_first else raw
+        return knots.transform(params, v, inverse=inverse, params_first=params_first)
+
+    def reference(raw, v):
+        spline = tfb.RationalQuadraticSpline(*knots.knots(raw), range_min=-BOUND)
+        if inverse:
+            return spline.inverse(v), -spline.forward_log_det_jacobian(spline.inverse(v), 0)
+        return spline.forward(v), spline.forward_log_det_jacobian(v, 0)
+
+    results = []
+    for fn in (ours, tf.function(ours, jit_compile=True), reference):
+        with tf.GradientTape() as tape:
+            tape.watch([raw, v])
+            out, log_det = fn(raw, v)
+            log_det = tf.reduce_sum(log_det, -1) if log_det.shape.rank == 2 else log_det
+            loss = tf.reduce_sum(weights * out) + tf.reduce_sum(log_det)
+        results.append([out, log_det, *tape.gradient(loss, [raw, v])])
+    for got in results[:2]:
+        for a, b in zip(got, results[2]):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-9, atol=1e-9)
 
 
 def oriented(spline, direction):

@@ -48,6 +48,12 @@ def _knot_positions(sizes, bound):
 _COMPILED_KERNELS = {}
 
 
+#: From this many transformed dimensions on, `SplineKnots.transform` lays the
+#: parameters out `[bins, batch, n]` (the points' dimensions innermost) instead of
+#: `[bins, n, batch]`. See `transform`.
+BATCH_INNER_MIN_DIMS = 8
+
+
 class SplineKnots:
     """Maps raw conditioner outputs to the knots of a rational-quadratic spline.
 
@@ -116,7 +122,26 @@ class SplineKnots:
         `params_first=True`. Returns `(out, log_det)`, `log_det [batch]`
         summed over the `n` dimensions. See `kernel`, which this calls with
         the bins first.
+
+        The kernel's elementwise loops vectorise along the innermost axis, so
+        for a few dimensions (`n < BATCH_INNER_MIN_DIMS`) the parameters are
+        laid out `[bins, n, batch]` and `v` transposed to `[n, batch]`; from
+        8 dimensions on, `[bins, batch, n]` with `v` as it is. The second
+        keeps the transposes between the conditioner's `[batch, ...]` output
+        and the kernel, forward and in the gradient, to moving whole rows
+        (params-first) or a short innermost axis: with the first layout XLA
+        fused the whole spline gradient into the transposing copy back to the
+        conditioner's layout, a copy that took 9 ms a layer in the 72 ms
+        training step of the 64-D NSF-AR (5 layers, 512 rows). With the
+        second the step takes 36 ms, and the 64-D NSF coupling step 28 ms
+        instead of 31-39; below 8 dimensions the second is the slower layout
+        (2-D NSF-AR density: 145 against 80 ms for 65,536 points).
         """
+        n = v.shape[-1]
+        if n is not None and n >= BATCH_INNER_MIN_DIMS:
+            bins_first = tf.transpose(params, [1, 0, 2] if params_first else [2, 0, 1])
+            out, log_det = self.kernel(bins_first, v, inverse)
+            return out, tf.reduce_sum(log_det, -1)
         bins_first = tf.transpose(params, [1, 2, 0] if params_first else [2, 1, 0])
         out, log_det = self.kernel(bins_first, tf.transpose(v), inverse)
         return tf.transpose(out), tf.reduce_sum(log_det, 0)
