@@ -132,10 +132,12 @@ class SplineKnots:
         (params-first) or a short innermost axis: with the first layout XLA
         fused the whole spline gradient into the transposing copy back to the
         conditioner's layout, a copy that took 9 ms a layer in the 72 ms
-        training step of the 64-D NSF-AR (5 layers, 512 rows). With the
-        second the step takes 36 ms, and the 64-D NSF coupling step 28 ms
-        instead of 31-39; below 8 dimensions the second is the slower layout
-        (2-D NSF-AR density: 145 against 80 ms for 65,536 points).
+        training step of the 64-D NSF-AR (5 layers, 512 rows). Side by side
+        (`benchmarks/spline_layout_ab.py`, medians): 64-D NSF-AR training
+        step 74 -> 37 ms, `log_prob` of 8,192 rows 424 -> 289 ms, 8-D 11.6
+        -> 7.9 ms a step; 64-D NSF coupling 30.3 -> 28.0 ms a step; below 8
+        dimensions the second is the slower one (2-D NSF-AR `log_prob` 9.2
+        against 18.9 ms).
         """
         n = v.shape[-1]
         if n is not None and n >= BATCH_INNER_MIN_DIMS:
