@@ -134,10 +134,11 @@ class SplineKnots:
         conditioner's layout, a copy that took 9 ms a layer in the 72 ms
         training step of the 64-D NSF-AR (5 layers, 512 rows). Side by side
         (`benchmarks/spline_layout_ab.py`, medians): 64-D NSF-AR training
-        step 74 -> 37 ms, `log_prob` of 8,192 rows 424 -> 289 ms, 8-D 11.6
-        -> 7.9 ms a step; 64-D NSF coupling 30.3 -> 28.0 ms a step; below 8
-        dimensions the second is the slower one (2-D NSF-AR `log_prob` 9.2
-        against 18.9 ms).
+        step 71 -> 36 ms, `log_prob` of 8,192 rows 448 -> 239 ms, 8-D 12.0
+        -> 7.8 ms a step; 64-D NSF coupling `log_prob` 171 -> 133 ms,
+        `sample(10_000)` 195 -> 168 ms, its training step within the noise
+        (31.1 against 32.5 ms); below 8 dimensions the second is the slower
+        one (2-D NSF-AR `log_prob` 9.4 against 18.5 ms).
         """
         n = v.shape[-1]
         if n is not None and n >= BATCH_INNER_MIN_DIMS:
