@@ -526,3 +526,37 @@ def test_shipped_manifests_name_what_their_command_trains_on():
         assert args.out == f"saved_models/{name}/flow.keras"
         checked += 1
     assert checked >= 9
+
+
+def test_unwritable_outputs_fail_before_any_training(tmp_path, capsys, monkeypatch):
+    """`train` and `fit-target` check every output's folder first: a training run
+    would otherwise be lost when its result (or first checkpoint) cannot be written."""
+    import kerasflows.distributed
+    from kerasflows.cli import fit_target
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+    monkeypatch.setattr(kerasflows.distributed, "train_flow", no_training)
+    monkeypatch.setattr(fit_target, "_train", no_training)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    cases = [
+        (["train", "moons", "--out", blocker / "m.keras"], blocker / "m.keras"),
+        (["train", "moons", "--out", tmp_path / "m.keras", "--report", blocker / "r.json"],
+         blocker / "r.json"),
+        (["train", "moons", "--out", tmp_path / "m.keras",
+          "--checkpoint-dir", blocker / "ckpt"], blocker / "ckpt"),
+        (["fit-target", "--target", "u1", "--recipe", "planar", "--out", blocker / "u.keras"],
+         blocker / "u.keras"),
+        (["fit-target", "--target", "u1", "--recipe", "planar", "--out", tmp_path / "u.keras",
+          "--report", blocker / "u.json"], blocker / "u.json"),
+        (["fit-target", "--target", "u1", "--recipe", "planar",
+          "--model-dir", blocker / "u1"], blocker / "u1" / "flow.keras"),
+    ]
+    for argv, path in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, (argv, err)
+        assert f"kerasflows: error: cannot write {path}: its folder" in err, (argv, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]   # nothing written

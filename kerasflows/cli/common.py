@@ -139,8 +139,9 @@ def read_conditional_set(spec, n=None, seed=0, context=None):
 
 
 def output_folder(path):
-    """Makes the folder of the output file `path` (as `train --out` does), before any
-    work is done; a UserError naming the path when it cannot."""
+    """Makes the folder of the output file `path`; a UserError naming the path when
+    it cannot. Every command calls it for its outputs before any work is done
+    (training is lost when its result cannot be written)."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)

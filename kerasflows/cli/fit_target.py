@@ -16,7 +16,7 @@ import os
 import shlex
 import time
 
-from kerasflows.cli.common import (UserError, add_direction_argument, positive_int,
+from kerasflows.cli.common import (UserError, add_direction_argument, output_folder, positive_int,
                                    progress_verbosity, units)
 
 __all__ = ["add_parser", "run", "build_flow", "FORWARD_ONLY_RECIPES"]
@@ -152,6 +152,10 @@ def run(args):
     if not args.lr > 0:
         raise UserError(f"--lr must be > 0. Received: {args.lr}")
     out, report = _paths(args)
+    # Before training, which is lost when the result cannot be written.
+    for path in (os.path.join(args.model_dir, "flow.keras") if args.model_dir else out, report):
+        if path:
+            output_folder(path)
     keras.utils.set_random_seed(args.seed)
     flow = build_flow(args.recipe, args.layers, args.hidden, args.bins, args.bound,
                       args.direction)

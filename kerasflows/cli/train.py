@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument, fraction,
-                                   positive_int, progress_verbosity, read_array,
+                                   output_folder, positive_int, progress_verbosity, read_array,
                                    read_conditional_set, read_data, units)
 
 __all__ = ["add_parser", "run"]
@@ -309,6 +309,11 @@ def run(args):
     x, dataset, context = _read_inputs(args)
     parts = _split(x, args, context)
     build = _builder(args, x.shape[1], None if context is None else context.shape[1])
+    if is_chief(strategy):
+        # Before any training: an unwritable --out would otherwise fail at the
+        # first checkpoint, and the report's folder only after the last epoch.
+        for path in (out, report, checkpoint_dir):
+            output_folder(path)
     if args.save_every_epoch and not args.quiet and is_chief(strategy):
         print(f"Writing {out} after every epoch; watch it with: kerasflows-viz {out} --follow",
               flush=True)
