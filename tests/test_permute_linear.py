@@ -64,6 +64,78 @@ def test_permute_same_map_in_training_and_inference_and_as_tfp(order):
     assert not np.array_equal(y, x)
 
 
+def _checkerboard(dim):
+    """The order of the coupling recipes' data-end `Permute` (models._coupling_split)."""
+    return np.argsort(list(range(0, dim, 2)) + list(range(1, dim, 2))).tolist()
+
+
+def _orders(dim, rng):
+    evens_first = list(range(0, dim, 2)) + list(range(1, dim, 2))
+    orders = [evens_first, _checkerboard(dim), list(np.roll(np.arange(dim), 2)),
+              list(range(dim))]
+    for k in (3, 4, 5):
+        q = np.concatenate([np.arange(r, dim, k) for r in range(k)])
+        orders += [q.tolist(), np.argsort(q).tolist()]
+    return orders + [rng.permutation(dim).tolist() for _ in range(10)]
+
+
+def test_sliced_orders_equal_the_gather():
+    # _pieces recognises strided runs and interleaves; _sliced must then be v[..., p]
+    # exactly, for every batch shape, eagerly, in a graph and under XLA.
+    from kerasflows.layers.permute import _pieces, _sliced
+    rng = np.random.default_rng(0)
+    kinds = set()
+    for dim in range(1, 13):
+        for order in _orders(dim, rng):
+            how = _pieces(np.array(order))
+            kinds.add(how and how[0])
+            if how is None:
+                continue
+            v = tf.constant(rng.standard_normal((3, 2, dim)), tf.float32)
+            want = v.numpy()[..., order]
+            np.testing.assert_array_equal(_sliced(v, how), want)
+            np.testing.assert_array_equal(_sliced(v[0], how), want[0])
+            for jit in (False, True):
+                fn = tf.function(lambda t: _sliced(t, how), jit_compile=jit,
+                                 input_signature=[tf.TensorSpec([None, dim], tf.float32)])
+                np.testing.assert_array_equal(fn(v[0]), want[0])
+    assert kinds == {"concat", "interleave", None}
+    assert _pieces(np.array(_checkerboard(64)))[0] == "interleave"
+    assert _pieces(np.argsort(_checkerboard(64)))[0] == "concat"
+    assert _pieces(np.random.default_rng(1).permutation(64)) is None
+
+
+@pytest.mark.parametrize("dim", [4, 9, 64])
+def test_checkerboard_permute_slices_instead_of_gathering(dim):
+    # The recipes' checkerboard order runs as slices both ways, in training too, and is
+    # still tfb.Permute's map; a random order of the same size still gathers.
+    layer = Permute(_checkerboard(dim))
+    layer.ensure_built(dim)
+    x = tf.constant(np.random.default_rng(0).standard_normal((5, dim)), tf.float32)
+    ref = layer.bijector()
+    spec = [tf.TensorSpec([None, dim], tf.float32)]
+    for training in (False, True):
+        np.testing.assert_array_equal(layer.forward_and_log_det(x, training=training)[0],
+                                      ref.forward(x))
+        np.testing.assert_array_equal(layer.inverse_and_log_det(x, training=training)[0],
+                                      ref.inverse(x))
+        for method in (layer.forward_and_log_det, layer.inverse_and_log_det):
+            graph = tf.function(lambda t: method(t, training=training)).get_concrete_function(
+                *spec).graph
+            assert "GatherV2" not in {op.type for op in graph.get_operations()}, (dim, method)
+    shuffled = Permute("random", seed=2)
+    shuffled.ensure_built(dim)
+    graph = tf.function(lambda t: shuffled.forward_and_log_det(t)).get_concrete_function(
+        *spec).graph
+    assert ("GatherV2" in {op.type for op in graph.get_operations()}) == (dim > 4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dim", [5, 10])
+def test_checkerboard_permute_passes_check(dim, dtype):
+    check_flow_layer(Permute(_checkerboard(dim), dtype=dtype), dim)
+
+
 def test_random_order_is_reproducible_from_seed():
     def perm(seed):
         layer = Permute("random", seed=seed)
