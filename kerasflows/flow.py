@@ -374,11 +374,17 @@ class Flow(keras.Model):
 
     def forward(self, z, context=None):
         """Maps base samples `z` to data space."""
-        return self.forward_and_log_det(z, context)[0]
+        # compiled on its own: XLA drops the log-det work nobody reads
+        z, context = self._prepare(z, context)
+        fn = lambda z, c=None: self._run_forward(z, c)[0]
+        return self._eager_compiled("forward_only", fn, z, context)
 
     def inverse(self, x, context=None):
         """Maps data `x` to the base space (the flow's features of `x`)."""
-        return self.inverse_and_log_det(x, context)[0]
+        self._check_invertible()
+        x, context = self._prepare(x, context)
+        fn = lambda x, c=None: self._run_inverse(x, c)[0]
+        return self._eager_compiled("inverse_only", fn, x, context)
 
     def trace(self, z, context=None, return_log_dets=False):
         """Forward trace: `[z, after layer 0, ..., after layer L-1]` (L+1 tensors).
@@ -424,6 +430,10 @@ class Flow(keras.Model):
             seed = tf.stack([tf.cast(seed, "int32"), tf.constant(0, "int32")])
         # Philox, whatever TensorFlow's default generator ("auto_select") would pick.
         eps = philox_normal(shape, seed, self.compute_dtype)
+        if self.base == "normal" and isinstance(temperature, (int, float)) and temperature == 1:
+            # 0 + 1 * 1 * eps is eps: two passes over the batch saved (10^4 x 64 draws:
+            # 1.2 ms of a 15 ms RealNVP sample call)
+            return eps
         loc, scale = self._base_params()
         return loc + tf.cast(temperature, self.compute_dtype) * scale * eps
 

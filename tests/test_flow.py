@@ -51,6 +51,38 @@ def test_sample_draws_the_philox_noise_of_its_seed(flow):
     np.testing.assert_allclose(flow.sample(64, seed=11), flow.forward(z), rtol=1e-6, atol=1e-6)
 
 
+def test_sample_scales_and_shifts_the_noise_only_when_it_must():
+    # A standard normal base at temperature 1 takes the noise as drawn; any other
+    # temperature, or a learned base, maps it by loc + temperature * scale * eps.
+    from kerasflows.flow import philox_normal
+    eps = philox_normal([40, 3], [5, 0])
+    for base in ("normal", "learned_normal"):
+        f = M.RealNVP(3, num_layers=2, hidden_units=(8,), base=base)
+        perturb_weights(f, 0.3, seed=2)
+        loc, scale = (np.zeros(3), np.ones(3)) if base == "normal" else (
+            f.base_loc.numpy(), np.exp(f.base_log_scale.numpy()))
+        if base == "learned_normal":
+            assert not np.allclose(scale, 1.0) and not np.allclose(loc, 0.0)
+        for temperature in (1.0, 2.0, 1):
+            want = f.forward(tf.constant(loc + temperature * scale * eps.numpy(), tf.float32))
+            np.testing.assert_allclose(f.sample(40, seed=5, temperature=temperature), want,
+                                       rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_forward_and_inverse_alone_equal_their_log_det_variants(flow, mode):
+    flow.eval_mode = mode
+    try:
+        z = np.random.default_rng(1).standard_normal((9, 2)).astype("float32")
+        x, _ = flow.forward_and_log_det(z)
+        np.testing.assert_allclose(flow.forward(z), x, rtol=1e-6, atol=1e-6)
+        back, _ = flow.inverse_and_log_det(x)
+        np.testing.assert_allclose(flow.inverse(x), back, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(back, z, rtol=1e-4, atol=1e-4)
+    finally:
+        flow.eval_mode = "graph"
+
+
 def test_temperature_scales_the_base(flow):
     z_cold = flow.inverse(flow.sample(2000, seed=1, temperature=0.5)).numpy()
     z_hot = flow.inverse(flow.sample(2000, seed=1, temperature=1.0)).numpy()
