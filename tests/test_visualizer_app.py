@@ -724,3 +724,18 @@ def test_every_shipped_model_opens_and_draws_every_view(qtbot, window, monkeypat
     finally:
         window.resize(1280, 840)
         samples.count.setValue(10_000)
+
+
+def test_context_slider_of_a_step_not_dividing_its_range_stays_on_the_steps(qtbot):
+    from visualizer.context import ContextPanel
+    panel = ContextPanel()
+    qtbot.addWidget(panel)
+    emitted = []
+    panel.changed.connect(lambda c: emitted.append(c.tolist()))
+    panel.set_model([0.0], None, [(0.0, 1.0)], [0.3])
+    slider = panel.sliders[0]
+    assert slider.maximum() == 3
+    for position in (1, 2, 3):
+        slider.setValue(position)
+    assert np.allclose([c[0] for c in emitted], [0.3, 0.6, 0.9]) and len(emitted) == 3
+    assert slider.value() == 3

@@ -164,18 +164,26 @@ class ContextPanel(QtWidgets.QWidget):
                                            * self.sliders[k].maximum())))
         self.sliders[k].blockSignals(False)
 
+    def _value_at(self, k, position):
+        """Coordinate `k`'s value at slider `position`: its `position`-th step from the
+        low end for a stepped coordinate, else that fraction of its range."""
+        (low, high), step = self.ranges[k], self.steps[k]
+        if step is not None:
+            return low + position * step
+        return low + (high - low) * position / self.sliders[k].maximum()
+
     def _spin_moved(self, k):
         step, low = self.steps[k], self.ranges[k][0]
         value = self.spins[k].value()
-        if step is not None and abs((value - low) / step - round((value - low) / step)) > 1e-6:
-            self.spins[k].setValue(low + round((value - low) / step) * step)   # emits again
+        position = None if step is None else round((value - low) / step)
+        if position is not None and abs((value - low) / step - position) > 1e-6:
+            self.spins[k].setValue(self._value_at(k, position))   # emits again
             return
         self._place_slider(k)
         self._emit()
 
     def _slider_moved(self, k, position):
-        low, high = self.ranges[k]
-        self.spins[k].setValue(low + (high - low) * position / self.sliders[k].maximum())
+        self.spins[k].setValue(self._value_at(k, position))
 
     def context(self):
         """The context the controls show, `[C]`."""
