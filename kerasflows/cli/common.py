@@ -140,8 +140,8 @@ def read_conditional_set(spec, n=None, seed=0, context=None):
 
 def output_folder(path):
     """Makes the folder of the output file `path`; a UserError naming the path when
-    it cannot. Every command calls it for its outputs before any work is done
-    (training is lost when its result cannot be written)."""
+    it cannot. `train`, `fit-target`, `sample` and `plot` call it for their outputs
+    before any work is done (training is lost when its result cannot be written)."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
