@@ -13,23 +13,21 @@ same in both. Then, the two alternating, times:
 - the training step (`make_train_step`, XLA, batches of 512): `--rounds`
   rounds of 15 steps each, the median step of each round;
 - `log_prob` of 65,536 rows (the harness's density call; in blocks of
-  8,192) and `sample(10_000)`, `eval_mode="xla"`.
+  8,192) and `sample(10_000)`, `eval_mode="xla"` (`side_by_side.time_rounds`).
 
 Both flows start from the same weights and get the same batches; the
 script prints the largest differences between their losses, and between
 their log-densities and samples after the last round. The reordering moves
 values and does not round, but XLA may fuse, and so round, the operations
 around it differently, and training compounds such differences (RealNVP:
-none; NICE: up to 0.01 nats in log-density after the 120 steps of 8 rounds). Data: the benchmark's
-digits for 64 dimensions (1,300 rows, tiled), standard normal rows
-otherwise. Prints the medians over rounds.
+none; NICE: up to 0.01 nats in log-density after the 120 steps of 8
+rounds). Data: the benchmark's digits for 64 dimensions (1,300 rows,
+tiled), standard normal rows otherwise (`side_by_side`). Prints the
+medians over rounds.
 """
 
 import argparse
-import json
 import os
-import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -40,19 +38,11 @@ import tensorflow as tf  # noqa: E402
 
 from kerasflows import models, training  # noqa: E402
 from kerasflows.layers import Permute  # noqa: E402
+from side_by_side import print_medians, rows, time_rounds, write_json  # noqa: E402
 
-DIGITS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bench",
-                      "data", "digits_train.npy")
 RECIPES = {"realnvp": models.RealNVP, "nice": models.NICE}
 VARIANTS = ("gather", "sliced")
 ROWS = 65_536
-
-
-def data(dim):
-    if dim == 64 and os.path.exists(DIGITS):
-        x = np.load(DIGITS).astype("float32")
-        return np.tile(x, (-(-ROWS // len(x)), 1))[:ROWS]
-    return np.random.default_rng(0).normal(size=(ROWS, dim)).astype("float32")
 
 
 def build(family, dim, variant, x):
@@ -77,27 +67,9 @@ def build(family, dim, variant, x):
 
 
 def measure(family, dim, rounds):
-    x = data(dim)
+    x = rows(dim, ROWS)
     built = {variant: build(family, dim, variant, x) for variant in VARIANTS}
-    rng = np.random.default_rng(0)
-    times = {v: {"train_ms": [], "log_prob_65536_ms": [], "sample_10000_ms": []}
-             for v in VARIANTS}
-    values = {v: {"loss": [], "log_prob": None, "sample": None} for v in VARIANTS}
-    for _ in range(rounds):
-        batches = [x[rng.integers(0, len(x), 512)] for _ in range(15)]
-        for variant, (flow, step) in built.items():
-            steps = []
-            for batch in batches:
-                t = time.perf_counter()
-                values[variant]["loss"].append(float(step(batch)))
-                steps.append(time.perf_counter() - t)
-            times[variant]["train_ms"].append(statistics.median(steps) * 1e3)
-            t = time.perf_counter()
-            values[variant]["log_prob"] = flow.log_prob(x).numpy()
-            times[variant]["log_prob_65536_ms"].append((time.perf_counter() - t) * 1e3)
-            t = time.perf_counter()
-            values[variant]["sample"] = flow.sample(10_000, seed=1).numpy()
-            times[variant]["sample_10000_ms"].append((time.perf_counter() - t) * 1e3)
+    times, values = time_rounds(built, x, rounds)
     differences = {k: float(np.max(np.abs(np.subtract(values["gather"][k], values["sliced"][k]))))
                    for k in ("loss", "log_prob", "sample")}
     return times, differences
@@ -123,15 +95,11 @@ def main():
         for dim in (int(d) for d in a.dims.split(",")):
             times, differences = measure(family, dim, a.rounds)
             results[f"{family}/{dim}"] = {**times, "max_abs_difference": differences}
-            for variant, t in times.items():
-                print(f"{family:8s} D={dim:3d} {variant:7s}: "
-                      + " | ".join(f"{statistics.median(v):8.2f}" for v in t.values()), flush=True)
+            print_medians(f"{family:8s} D={dim:3d}", times)
             print(f"{family:8s} D={dim:3d} largest difference, gather - sliced: "
                   + ", ".join(f"{k} {v:.2g}" for k, v in differences.items()), flush=True)
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"argv": ["benchmarks/permute_ab.py"] + sys.argv[1:],
-                       "started": started, "results": results}, f, indent=1)
+        write_json(a.json, "benchmarks/permute_ab.py", started, results)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ transformed at once (`BATCH_INNER_MIN_DIMS = 2`; the one-dimension steps of
 NSF-AR sampling keep `[bins, 1, batch]`). Then, the two alternating, times:
 
 - the training step (`make_train_step`, XLA, batches of 512): `--rounds`
-  rounds of 15 steps each, the median step of each round;
-- `log_prob` of 8,192 rows and `sample(10_000)` with `eval_mode="xla"`.
+  rounds of 15 steps each (the same batches for both layouts), the median
+  step of each round;
+- `log_prob` of 8,192 rows and `sample(10_000)` with `eval_mode="xla"`
+  (`side_by_side.time_rounds`).
 
 Data: the benchmark's digits for 64 dimensions (1,300 rows, tiled to 8,192), standard
 normal rows otherwise. Prints the medians over rounds. Which layout a flow
@@ -21,31 +23,19 @@ gets by default depends only on its number of transformed dimensions (see
 """
 
 import argparse
-import json
 import os
-import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kerasflows import models, training  # noqa: E402
 from kerasflows.layers import splines  # noqa: E402
+from side_by_side import print_medians, rows, time_rounds, write_json  # noqa: E402
 
-DIGITS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "bench",
-                      "data", "digits_train.npy")
 LAYOUTS = {"[bins, n, batch]": 10 ** 9, "[bins, batch, n]": 2}
-
-
-def data(dim):
-    if dim == 64 and os.path.exists(DIGITS):
-        x = np.load(DIGITS).astype("float32")
-        return np.tile(x, (-(-8192 // len(x)), 1))[:8192]
-    return np.random.default_rng(0).normal(size=(8192, dim)).astype("float32")
 
 
 def build(family, dim, layout, x):
@@ -63,28 +53,10 @@ def build(family, dim, layout, x):
 
 
 def measure(family, dim, rounds):
-    x = data(dim)
+    x = rows(dim, 8192)
     built = {layout: build(family, dim, layout, x) for layout in LAYOUTS}
     splines.BATCH_INNER_MIN_DIMS = 8
-    rng = np.random.default_rng(0)
-    times = {layout: {"train_ms": [], "log_prob_8192_ms": [], "sample_10000_ms": []}
-             for layout in LAYOUTS}
-    for _ in range(rounds):
-        for layout, (flow, step) in built.items():
-            steps = []
-            for _ in range(15):
-                batch = x[rng.integers(0, len(x), 512)]
-                t = time.perf_counter()
-                float(step(batch))
-                steps.append(time.perf_counter() - t)
-            times[layout]["train_ms"].append(statistics.median(steps) * 1e3)
-            t = time.perf_counter()
-            flow.log_prob(x).numpy()
-            times[layout]["log_prob_8192_ms"].append((time.perf_counter() - t) * 1e3)
-            t = time.perf_counter()
-            flow.sample(10_000).numpy()
-            times[layout]["sample_10000_ms"].append((time.perf_counter() - t) * 1e3)
-    return times
+    return time_rounds(built, x, rounds)[0]
 
 
 def main():
@@ -106,14 +78,9 @@ def main():
         for dim in (int(d) for d in a.dims.split(",")):
             times = measure(family, dim, a.rounds)
             results[f"{family}/{dim}"] = times
-            for layout, t in times.items():
-                print(f"{family:13s} D={dim:3d} {layout}: "
-                      + " | ".join(f"{statistics.median(v):8.2f}" for v in t.values()), flush=True)
+            print_medians(f"{family:13s} D={dim:3d}", times)
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump({"argv": ["benchmarks/spline_layout_ab.py"] + sys.argv[1:],
-                       "started": started, "results": results}, f,
-                      indent=1)
+        write_json(a.json, "benchmarks/spline_layout_ab.py", started, results)
 
 
 if __name__ == "__main__":
