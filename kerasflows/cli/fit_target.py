@@ -122,8 +122,7 @@ def _manifest(name, record):
 def _write_model_dir(folder, flow, record):
     from kerasflows.export import export_saved_model
     from kerasflows.loading import write_training_record
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "flow.keras")
+    path = os.path.join(folder, "flow.keras")     # `folder` made by run's output_folder
     flow.save(path)
     write_training_record(path, record)
     if record["recipe"] not in FORWARD_ONLY_RECIPES:
@@ -165,8 +164,7 @@ def run(args):
     if args.model_dir:
         out = _write_model_dir(args.model_dir, flow, record)
     else:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        flow.save(out)
+        flow.save(out)             # its folder made by output_folder above
         write_training_record(out, record)
     if report:
         with open(report, "w") as f:
