@@ -8,7 +8,10 @@ the layers' default `affine_direction` / `spline_direction` ("inverse"). The
 harness feeds every batch and pulls every step's loss; the step itself is
 `kerasflows.training.make_train_step` (one XLA-compiled call: loss, gradient
 and Adam update), with `background_compile=True`: the first steps run as a
-TensorFlow graph while XLA compiles the step on a background thread.
+TensorFlow graph while XLA compiles the step on a background thread; and
+with `shards=P["threads"]` (2): each batch is split in two parts whose
+gradients are computed at the same time, one per core, as XLA:CPU runs a
+step's small matrix products on one core (`benchmarks/shards_ab.py`).
 Density and sampling go through the Flow's own API with
 `Flow.eval_mode = EVAL_MODE`.
 
@@ -28,6 +31,9 @@ EVAL_MODE = "xla"
 #: Train as a graph while XLA compiles the step on a background thread
 #: (`make_train_step(..., background_compile=True)`); KF_BACKGROUND_COMPILE=0 turns it off.
 BACKGROUND_COMPILE = os.environ.get("KF_BACKGROUND_COMPILE", "1") != "0"
+#: Parts of each batch computed side by side (`make_train_step(..., shards=...)`):
+#: the protocol's thread count unless KF_SHARDS says otherwise (1: the whole batch in one call).
+SHARDS = int(os.environ["KF_SHARDS"]) if os.environ.get("KF_SHARDS") else None
 #: KF_TABULATE=1: evaluate (`log_prob`, `sample`) through `kerasflows.tabulate`'s copy,
 #: rebuilt after every weight change (coupling flows with one-input conditioners, as
 #: in 2-D, get exact lookup tables; other flows are evaluated as they are). Off by
@@ -65,7 +71,8 @@ class _KerasFlows(Runner):
         self.flow.eval_mode = EVAL_MODE
         self.vars = list(self.flow.trainable_variables)
         self.step = make_train_step(self.flow, keras.optimizers.Adam(learning_rate=P["lr"]),
-                                    background_compile=BACKGROUND_COMPILE)
+                                    background_compile=BACKGROUND_COMPILE,
+                                    shards=P["threads"] if SHARDS is None else SHARDS)
 
     def train_step(self, xb):
         self._fast = None

@@ -151,14 +151,18 @@ def _step(flow, x):
     assert np.isfinite(float(make_train_step(flow, _optimizer(flow))(x)))
 
 
+def _sharded_step(flow, x):
+    assert np.isfinite(float(make_train_step(flow, _optimizer(flow), shards=2)(x)))
+
+
 def _variational(flow, x):
     vi = kerasflows.VariationalFlow(flow, "u1", batch_size=256)
     vi.compile(optimizer=_optimizer(flow))
     vi.fit(epochs=1, steps_per_epoch=1, verbose=0)
 
 
-@pytest.mark.parametrize("train", [_fit, _step, _variational],
-                         ids=["fit", "make_train_step", "VariationalFlow"])
+@pytest.mark.parametrize("train", [_fit, _step, _sharded_step, _variational],
+                         ids=["fit", "make_train_step", "shards=2", "VariationalFlow"])
 def test_float16_training_scales_the_loss_and_takes_the_float32_step(train):
     want = _sgd_step_change("float32", train)
     got = _sgd_step_change("mixed_float16", train)

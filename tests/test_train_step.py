@@ -225,3 +225,136 @@ def test_background_compile_needs_plain_adam_xla_and_no_layer_state():
     step = make_train_step(flow, keras.optimizers.Adam(1e-2), background_compile=True)
     assert not isinstance(step, BackgroundCompiledStep)
     assert step.function_spec.jit_compile is True
+
+
+# -- shards: the batch split into parts computed side by side ---------------------------------
+def test_shard_rows_splits_as_evenly_as_possible():
+    assert kerasflows.training.shard_rows(512, 2) == (256, 256)
+    assert kerasflows.training.shard_rows(7, 2) == (4, 3)
+    assert kerasflows.training.shard_rows(10, 4) == (3, 3, 2, 2)
+    assert kerasflows.training.shard_rows(3, 4) == (1, 1, 1)        # never an empty part
+    assert kerasflows.training.shard_rows(5, 1) == (5,)
+
+
+@pytest.mark.parametrize("recipe,kwargs,rows,background", [
+    ("RealNVP", {}, 128, False), ("MAF", {}, 128, True), ("NSF", {"bins": 4}, 128, True),
+    ("MAF", {}, 129, False)],                   # parts of 65 and 64 rows, weighted by rows
+    ids=["realnvp", "maf-background", "nsf-background", "maf-uneven"])
+def test_sharded_step_trains_like_the_whole_step(recipe, kwargs, rows, background):
+    batches = _batches(6, rows=rows, seed=4)
+    ref, ref_opt = _flow(recipe, **kwargs), keras.optimizers.Adam(1e-2)
+    ref_step = make_train_step(ref, ref_opt)
+    ref_losses = [float(ref_step(xb)) for xb in batches]
+    flow, opt = _flow(recipe, **kwargs), keras.optimizers.Adam(1e-2)
+    step = make_train_step(flow, opt, shards=2, background_compile=background)
+    losses = [float(step(batches[0]))]
+    if background:
+        assert isinstance(step, BackgroundCompiledStep)
+        assert step.wait(120) and step.compiled and step.error is None
+        (tier,) = step._tiers.values()
+        assert tier["xla_function"] is step._sharded      # the compiled tier is the sharded step
+    losses += [float(step(xb)) for xb in batches[1:]]
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-5)
+    for a, b in zip(flow.trainable_variables, ref.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-5)
+    for a, b in zip(opt._momentums + opt._velocities, ref_opt._momentums + ref_opt._velocities):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-6)
+    assert int(opt.iterations.numpy()) == 6
+
+
+def _calls(graph):
+    """The function-call ops of `graph`, with the functions they call."""
+    return [(op, op.get_attr("f").name) for op in graph.get_operations()
+            if op.type in ("StatefulPartitionedCall", "PartitionedCall")]
+
+
+def _ancestors(op):
+    seen, todo = set(), [op]
+    while todo:
+        o = todo.pop()
+        for parent in [t.op for t in o.inputs] + list(o.control_inputs):
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+    return seen
+
+
+def test_sharded_step_runs_its_parts_side_by_side():
+    flow = _flow("MAF")
+    step = make_train_step(flow, keras.optimizers.Adam(1e-2), shards=2)
+    graph = step.get_concrete_function(tf.TensorSpec([128, 2], tf.float32)).graph
+    calls = _calls(graph)
+    names = [name for _, name in calls]
+    (part,) = [n for n in set(names) if names.count(n) == 2]
+    parts = [op for op, name in calls if name == part]
+    (update,) = [op for op, name in calls if name != part]
+    # neither part waits for the other (the executor may run them at once); the update
+    # waits for both
+    assert parts[1] not in _ancestors(parts[0]) and parts[0] not in _ancestors(parts[1])
+    assert set(parts) <= _ancestors(update)
+    # the parts and the update are compiled; the step around them is not
+    for op in parts + [update]:
+        assert op.get_attr("_XlaMustCompile")
+    assert not step.function_spec.jit_compile
+    # with the packed Adam, each part hands over one gradient vector, not one per weight
+    n = sum(int(np.prod(v.shape)) for v in flow.trainable_variables)
+    assert [tuple(t.shape) for t in parts[0].outputs] == [(), (n,)]
+
+
+def test_sharded_step_with_context_unreached_weights_and_other_optimizers():
+    keras.utils.set_random_seed(1)
+    rng = np.random.default_rng(0)
+    x, c = (rng.normal(size=(128, d)).astype("float32") for d in (2, 3))
+    losses = {}
+    for shards in (1, 2):
+        keras.utils.set_random_seed(1)
+        flow = M.NSF(2, num_layers=2, hidden_units=(16,), bins=4, context_dim=3)
+        step = make_train_step(flow, keras.optimizers.Adam(1e-2), shards=shards)
+        losses[shards] = [float(step(x, c)) for _ in range(5)]
+    np.testing.assert_allclose(losses[2], losses[1], rtol=1e-4, atol=1e-5)
+    assert losses[2][-1] < losses[2][0]
+
+    # a weight the loss does not reach stays put, and so do its packed moments
+    keras.utils.set_random_seed(0)
+    flow = kerasflows.Flow([_ShiftWithUnusedWeight(), MaskedAutoregressive(hidden_units=(8,))],
+                           event_dim=2)
+    opt = keras.optimizers.Adam(1e-2)
+    step = make_train_step(flow, opt, shards=2)
+    opt._momentums[0].assign(np.full(opt._momentums[0].shape, 0.5, "float32"))
+    for xb in _batches(3):
+        step(xb)
+    layer = flow.flow_layers[0]
+    np.testing.assert_array_equal(layer.unused.numpy(), np.ones(3))
+    assert np.all(layer.shift.numpy() != 0)
+    sizes = [int(np.prod(v.shape)) for v in flow.trainable_variables]
+    i = [v.path for v in flow.trainable_variables].index(layer.unused.path)
+    np.testing.assert_array_equal(opt._momentums[0].numpy()[sum(sizes[:i]):sum(sizes[:i + 1])],
+                                  np.full(3, 0.5))
+
+    # an optimizer's own update gets the parts' gradients combined
+    x = datasets.load("eight_gaussians", n=256, seed=0)
+    ref = _flow()
+    ref_losses = _keras_adam_losses(ref, [x, x], keras.optimizers.SGD(0.05, momentum=0.9))
+    flow = _flow()
+    step = make_train_step(flow, keras.optimizers.SGD(0.05, momentum=0.9), shards=2)
+    np.testing.assert_allclose([float(step(x)), float(step(x))], ref_losses, rtol=1e-5)
+    for a, b in zip(flow.trainable_variables, ref.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_shards_reject_bad_values_layer_state_and_strategies():
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match=f"`shards` must be an integer >= 1.*{bad!r}"):
+            make_train_step(_flow(), keras.optimizers.Adam(1e-2), shards=bad)
+    flow = kerasflows.Flow([BatchNorm(), MaskedAutoregressive(hidden_units=(8,))], event_dim=2)
+    flow.log_prob(np.zeros((2, 2), "float32"))
+    with pytest.raises(ValueError, match="shards=2: this flow updates state while it trains"):
+        make_train_step(flow, keras.optimizers.Adam(1e-2), shards=2)
+    with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+        flow = _flow()
+        with pytest.raises(ValueError, match="shards=2 inside a tf.distribute strategy"):
+            make_train_step(flow, keras.optimizers.Adam(1e-2), shards=2)
+    # a batch of unknown size cannot be split
+    step = make_train_step(_flow(), keras.optimizers.Adam(1e-2), shards=2)
+    with pytest.raises(ValueError, match="needs batches of a static size"):
+        step.get_concrete_function(tf.TensorSpec([None, 2], tf.float32))
