@@ -253,7 +253,10 @@ def test_sharded_step_trains_like_the_whole_step(recipe, kwargs, rows, backgroun
         assert step.wait(120) and step.compiled and step.error is None
         (tier,) = step._tiers.values()
         assert tier["xla_function"] is step._sharded      # the compiled tier is the sharded step
+        assert step._sharded.experimental_get_tracing_count() == 1   # stand-ins' trace reused
     losses += [float(step(xb)) for xb in batches[1:]]
+    if background:
+        assert list(tier["calls"]) == ["xla"] and tier["calls"]["xla"].flat
     np.testing.assert_allclose(losses, ref_losses, rtol=1e-4, atol=1e-5)
     for a, b in zip(flow.trainable_variables, ref.trainable_variables):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-5)
