@@ -1,4 +1,5 @@
-"""What the side-by-side A/B scripts share (`spline_layout_ab.py`, `permute_ab.py`).
+"""What the side-by-side A/B scripts share (`spline_layout_ab.py`, `permute_ab.py`,
+`shards_ab.py`).
 
 Each builds the same flow twice or more, one variant of the code each, and
 times them in one process, the variants alternating round by round, so the
