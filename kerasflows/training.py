@@ -286,7 +286,7 @@ def _adam_update(optimizer, grads, state, layout):
     iterations.assign_add(1)
 
 
-class FlatGradient:
+class _FlatGradient:
     """The gradient of the packed layout as one vector (zeros where the loss does not
     reach a weight), with `reached`, which weights it reaches; `_adam_update` takes it
     in place of the list of per-weight gradients."""
@@ -297,8 +297,8 @@ class FlatGradient:
 
 def _flat_gradient(weights, grads):
     """`(vector, reached)`: `grads` (one per weight, None where not reached, or a
-    `FlatGradient`) as one vector in the packed layout's order."""
-    if isinstance(grads, FlatGradient):
+    `_FlatGradient`) as one vector in the packed layout's order."""
+    if isinstance(grads, _FlatGradient):
         return grads.vector, grads.reached
     dtype = weights[0].dtype
     g = tf.concat([tf.reshape(tf.zeros(w.shape, dtype) if gr is None else tf.cast(gr, dtype),
@@ -343,7 +343,7 @@ def _sharded_body(flow, variables, optimizer, layout, jit_compile):
         if layout != "packed":
             return loss, grads
         # One vector out instead of one tensor per weight: each output costs the
-        # launch and the executor (MAF 2-D: half the sharding's gain).
+        # launch and the executor something.
         vector, reached["packed"] = _flat_gradient(variables, grads)
         return loss, vector
 
@@ -353,7 +353,7 @@ def _sharded_body(flow, variables, optimizer, layout, jit_compile):
         frac = [tf.constant(r / n, losses[0].dtype) for r in rows]
         loss = tf.add_n([f * l for f, l in zip(frac, losses)])
         if reached is not None:
-            combined = FlatGradient(tf.add_n([tf.cast(f, g.dtype) * g
+            combined = _FlatGradient(tf.add_n([tf.cast(f, g.dtype) * g
                                               for f, g in zip(frac, grads)]), reached)
         else:
             combined = []
