@@ -595,19 +595,28 @@ class Flow(keras.Model):
         `keras.utils.PyDataset` or Python generator (a batch may also be `(x,)`
         or `(x, None, sample_weight)`, Keras' forms). `validation_data` takes the
         same forms. Targets are not used: a non-None `y` raises. NaN or inf in
-        array data raise before training.
+        array data raise before training. `sample_weight` (array data: one
+        finite weight >= 0 per example) weights each example's negative
+        log-likelihood in the loss.
         """
-        from kerasflows.training import prepare_fit_data
+        from kerasflows.training import prepare_fit_data, weights_for_keras
         x, validation_data, first = prepare_fit_data(self, x, y, batch_size, validation_data)
+        y, kwargs["sample_weight"] = weights_for_keras(self, x, kwargs.get("sample_weight"),
+                                                       "fit")
         if first is not None and self.needs_data_init:
             self.initialize(*first)
-        return super().fit(x, batch_size=batch_size, validation_data=validation_data, **kwargs)
+        return super().fit(x, y, batch_size=batch_size, validation_data=validation_data,
+                           **kwargs)
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Mean negative log-likelihood of `x` (nats per example); see
-        `keras.Model.evaluate`. `x` takes the forms `fit` takes; no targets."""
-        from kerasflows.training import prepare_eval_data
-        return super().evaluate(prepare_eval_data(self, x, y, "evaluate"), None, *args, **kwargs)
+        `keras.Model.evaluate`. `x` takes the forms `fit` takes; no targets;
+        `sample_weight` as in `fit` (then the weighted mean)."""
+        from kerasflows.training import prepare_eval_data, weights_for_keras
+        x = prepare_eval_data(self, x, y, "evaluate")
+        y, kwargs["sample_weight"] = weights_for_keras(self, x, kwargs.get("sample_weight"),
+                                                       "evaluate")
+        return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         """`log_prob` of `x` batch by batch, as a NumPy array; see `keras.Model.predict`.

@@ -129,6 +129,28 @@ def _stream_for_keras(flow, data, want_first=False):
     return data, first
 
 
+def weights_for_keras(flow, x, sample_weight, method):
+    """`(y, sample_weight)` to hand Keras with array data `x` (as `_check_arrays`
+    returns it) and per-example `sample_weight`. Keras drops `sample_weight` when
+    there is no `y`, and a flow has none, so weighted data get a placeholder `y`
+    of zeros (a flow's loss does not read it). Streams carry their own weights,
+    as `(x, None, sample_weight)` batches."""
+    if sample_weight is None:
+        return None, None
+    if _is_stream(x):
+        raise ValueError(f"Flow.{method}: `sample_weight` goes with array data; the "
+                         "batches of a stream carry their own, as (x, None, sample_weight).")
+    n = len(x[0]) if flow.context_dim is not None else len(x)
+    w = np.asarray(sample_weight)
+    if w.shape != (n,) or not np.issubdtype(w.dtype, np.number):
+        raise ValueError(f"Flow.{method}: `sample_weight` must be numbers of shape ({n},), "
+                         f"one per example; received {w.dtype} of shape {w.shape}.")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"Flow.{method}: `sample_weight` must be finite and >= 0; "
+                         f"received {int(np.sum(~np.isfinite(w) | (w < 0)))} other values.")
+    return np.zeros(n, "float32"), w.astype("float32")
+
+
 def prepare_eval_data(flow, x, y, method):
     """`x` for `keras.Model.evaluate` / `predict`: streams mapped as in `fit`."""
     if y is not None:
@@ -425,9 +447,11 @@ def _check_shards(flow, shards):
 
 
 def _training_state(flow):
-    """Non-trainable variables a training call may update (not the sampling seed)."""
+    """Non-trainable variables a training call may update: all but the sampling
+    seed and the flow layers' `static_weights()` (a context encoder's count)."""
+    static = {id(v) for layer in flow.flow_layers for v in layer.static_weights()}
     return [v for v in flow.non_trainable_variables
-            if not v.path.endswith("seed_generator_state")]
+            if id(v) not in static and not v.path.endswith("seed_generator_state")]
 
 
 def make_train_step(flow, optimizer, jit_compile=True, background_compile=False, shards=1):

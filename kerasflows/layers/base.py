@@ -216,6 +216,15 @@ class FlowLayer(keras.layers.Layer):
     def data_init(self, x, context=None):
         """Sets data-dependent parameters from a data batch `x` (identity by default)."""
 
+    def static_weights(self):
+        """The layer's non-trainable weights that a training call never writes (say,
+        a fixed permutation, or a flag only `data_init` sets). A train step may
+        read them from several threads at once (`make_train_step(..., shards=2)`,
+        `background_compile=True`); any other non-trainable weight counts as
+        state the training call updates (as `BatchNorm`'s moving statistics).
+        Default: none."""
+        return []
+
     def call(self, z, context=None):
         return self.forward_and_log_det(z, context=context)[0]
 

@@ -120,6 +120,9 @@ class InvertibleLinear(FlowLayer):
         self.log_s.assign(np.log(np.abs(diag)))
         self.sign.assign(np.sign(diag))
 
+    def static_weights(self):
+        return [self.permutation, self.sign]       # fixed at build
+
     def packed_lower_upper(self):
         """`L + U + diag(sign * exp(log_s)) - I` packed as `tf.linalg.lu` returns it."""
         off_diagonal = tf.linalg.set_diag(self.lower_upper, tf.zeros_like(self.log_s))

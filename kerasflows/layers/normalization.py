@@ -49,6 +49,9 @@ class ActNorm(ElementwiseAffine):
         self.initialized = self.add_weight(shape=(), dtype="bool", initializer="zeros",
                                            trainable=False, name="initialized")
 
+    def static_weights(self):
+        return [self.initialized]      # set by `data_init`, before training
+
     def data_init(self, x, context=None):
         """Standardises the data-side batch `x` `[batch, D]`, unless already initialised."""
         x, _ = self.check_inputs(x, context)
