@@ -594,10 +594,11 @@ class Flow(keras.Model):
         for a conditional flow; or a stream of such batches: a `tf.data.Dataset`,
         `keras.utils.PyDataset` or Python generator (a batch may also be `(x,)`
         or `(x, None, sample_weight)`, Keras' forms). `validation_data` takes the
-        same forms. Targets are not used: a non-None `y` raises. NaN or inf in
-        array data raise before training. `sample_weight` (array data: one
-        finite weight >= 0 per example) weights each example's negative
-        log-likelihood in the loss.
+        same forms, and `(x_val, None, sample_weight)` for weighted arrays.
+        Targets are not used: a non-None `y` raises. NaN or inf in array data
+        raise before training. `sample_weight` (array data: one finite weight
+        >= 0 per example) weights each example's negative log-likelihood in
+        the loss.
         """
         from kerasflows.training import prepare_fit_data, weights_for_keras
         x, validation_data, first = prepare_fit_data(self, x, y, batch_size, validation_data)
@@ -612,6 +613,9 @@ class Flow(keras.Model):
         """Mean negative log-likelihood of `x` (nats per example); see
         `keras.Model.evaluate`. `x` takes the forms `fit` takes; no targets;
         `sample_weight` as in `fit` (then the weighted mean)."""
+        if kwargs.get("_use_cached_eval_dataset"):
+            # `fit`'s validation: the data `fit` prepared, with its placeholder y if weighted
+            return super().evaluate(x, y, *args, **kwargs)
         from kerasflows.training import prepare_eval_data, weights_for_keras
         x = prepare_eval_data(self, x, y, "evaluate")
         y, kwargs["sample_weight"] = weights_for_keras(self, x, kwargs.get("sample_weight"),

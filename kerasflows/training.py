@@ -170,7 +170,8 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data):
     or `(x, None, sample_weight)` (`x` being `(x, context)` for a conditional
     flow, which also takes a bare pair `(x, context)`). `first_batch` is
     `(x_batch, context_batch or None)` for data-dependent initialisation (None
-    for a stream when no layer needs it).
+    for a stream when no layer needs it). Array `validation_data` may carry
+    weights as `(x_val, None, sample_weight)`.
     """
     if y is not None:
         raise ValueError("Flow.fit trains by maximum likelihood and takes no targets: "
@@ -189,13 +190,21 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data):
     elif _is_stream(validation_data):
         validation_data = _stream_for_keras(flow, validation_data)[0]
     else:
-        # Keras' (x_val,) form, x_val being (x, context) for a conditional flow
+        # Keras' (x_val,) and (x_val, None, sample_weight) forms, x_val being
+        # (x, context) for a conditional flow
+        weights = None
+        if (isinstance(validation_data, tuple) and len(validation_data) == 3
+                and validation_data[1] is None):
+            validation_data, _, weights = validation_data
         if isinstance(validation_data, tuple) and len(validation_data) == 1:
             validation_data = validation_data[0]
+        x_val = _check_arrays(flow, validation_data, "validation data")
         if flow.context_dim is not None:
-            validation_data = (tuple(_check_arrays(flow, validation_data, "validation data")),)
-        else:
-            validation_data = (_check_arrays(flow, validation_data, "validation data"),)
+            x_val = tuple(x_val)
+        validation_data = (x_val,)
+        if weights is not None:
+            validation_data = (x_val, *weights_for_keras(flow, x_val, weights,
+                                                         "fit's validation_data"))
     return x, validation_data, first
 
 

@@ -378,6 +378,12 @@ def test_fit_and_evaluate_weigh_array_data_by_sample_weight():
                       (np.full(256, np.nan), "finite and >= 0")):
         with pytest.raises(ValueError, match=f"Flow.fit: `sample_weight` must be .*{what}"):
             flow.fit(x, sample_weight=bad, verbose=0)
+    # weighted validation data, Keras' (x_val, None, w_val)
+    hist = flow.fit(x, epochs=1, verbose=0, batch_size=256, validation_data=(x, None, w))
+    np.testing.assert_allclose(hist.history["val_loss"],
+                               np.sum(w * -flow.log_prob(x).numpy()) / np.sum(w), rtol=1e-5)
+    with pytest.raises(ValueError, match="Flow.fit's validation_data: `sample_weight` must"):
+        flow.fit(x, epochs=1, verbose=0, validation_data=(x, None, w[:5]))
     stream = tf.data.Dataset.from_tensor_slices(x).batch(64)
     with pytest.raises(ValueError, match="batches of a stream carry their own"):
         flow.fit(stream, sample_weight=w, verbose=0)
