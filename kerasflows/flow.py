@@ -522,7 +522,8 @@ class Flow(keras.Model):
         nll = -y_pred
         if sample_weight is not None:
             w = tf.cast(sample_weight, nll.dtype)
-            loss = tf.reduce_sum(nll * w) / tf.reduce_sum(w)
+            # a batch whose weights are all 0 adds nothing (not 0 / 0)
+            loss = tf.math.divide_no_nan(tf.reduce_sum(nll * w), tf.reduce_sum(w))
         else:
             loss = tf.reduce_mean(nll)
         if self.losses:

@@ -378,6 +378,13 @@ def test_fit_and_evaluate_weigh_array_data_by_sample_weight():
                       (np.full(256, np.nan), "finite and >= 0")):
         with pytest.raises(ValueError, match=f"Flow.fit: `sample_weight` must be .*{what}"):
             flow.fit(x, sample_weight=bad, verbose=0)
+    # a batch whose weights are all 0 leaves the flow as it is (loss 0, not 0 / 0)
+    keras.utils.set_random_seed(0)
+    initial = [v.numpy() for v in build().trainable_variables]
+    loss, weights, _ = _fit(build, x[:128], epochs=1, sample_weight=np.zeros(128))
+    assert loss == [0.0]
+    for a, b in zip(weights, initial):
+        np.testing.assert_array_equal(a, b)
     # weighted validation data, Keras' (x_val, None, w_val)
     hist = flow.fit(x, epochs=1, verbose=0, batch_size=256, validation_data=(x, None, w))
     np.testing.assert_allclose(hist.history["val_loss"],
