@@ -444,10 +444,11 @@ def _sharded_body(flow, variables, optimizer, layout, jit_compile):
 
 def _check_shards(flow, shards):
     shards = check_positive_int("shards", shards)
-    if shards > 1 and _training_state(flow):
+    state = _training_state(flow) if shards > 1 else []
+    if state:
         raise ValueError(
             f"shards={shards}: this flow updates state while it trains "
-            f"({', '.join(v.path for v in _training_state(flow))}), which the parts "
+            f"({', '.join(v.path for v in state)}), which the parts "
             "of a sharded step would race to write; use shards=1.")
     if shards > 1 and tf.distribute.has_strategy():
         raise ValueError(f"shards={shards} inside a tf.distribute strategy: the strategy "

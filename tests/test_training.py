@@ -348,31 +348,22 @@ def test_mirrored_strategy_step_equals_single_device_step():
     assert abs(l0 - l1) < 1e-5 * abs(l0), res
     assert res["max_weight_diff"] < 1e-6, res
 
-def _fit(build, x, epochs=2, batch_size=128, **fit_kwargs):
-    """(history losses, weights, flow) after `fit` from seed 0, unshuffled."""
-    keras.utils.set_random_seed(0)
-    flow = build()
-    flow.compile(optimizer=keras.optimizers.Adam(1e-2))
-    history = flow.fit(x, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0,
-                       **fit_kwargs)
-    return history.history["loss"], [v.numpy() for v in flow.trainable_variables], flow
-
-
 def test_fit_and_evaluate_weigh_array_data_by_sample_weight():
     """Keras drops `sample_weight` without targets; a flow's fit and evaluate use it."""
     x = datasets.load("moons", n=256, seed=0)
     w = np.where(x[:, 0] > 0.5, 4.0, 0.5).astype("float32")
     build = lambda: M.MAF(2, num_layers=1, hidden_units=(8,))
-    unweighted, _, _ = _fit(build, x, epochs=1)
-    weighted, _, flow = _fit(build, x, epochs=1, sample_weight=w)
-    assert abs(weighted[0] - unweighted[0]) > 1e-3
+    fit = lambda data, **kw: _twin_fits(build, data, True, batch_size=128, epochs=1, **kw)
+    unweighted = fit(x)[1]["loss"]
+    flow, weighted = fit(x, sample_weight=w)
+    assert abs(weighted["loss"][0] - unweighted[0]) > 1e-3
     nll = -flow.log_prob(x).numpy()
     np.testing.assert_allclose(flow.evaluate(x, sample_weight=w, batch_size=256, verbose=0),
                                np.sum(w * nll) / np.sum(w), rtol=1e-5)
     np.testing.assert_allclose(flow.evaluate(x, batch_size=256, verbose=0), nll.mean(), rtol=1e-5)
     # weighting every example alike changes nothing
-    same, _, _ = _fit(build, x, epochs=1, sample_weight=np.full(256, 3.0))
-    np.testing.assert_allclose(same, _fit(build, x, epochs=1)[0], rtol=1e-5)
+    same = fit(x, sample_weight=np.full(256, 3.0))[1]["loss"]
+    np.testing.assert_allclose(same, unweighted, rtol=1e-5)
     for bad, what in ((w[:10], r"shape \(256,\).*shape \(10,\)"),
                       (np.where(w > 1, -1.0, 1.0), "finite and >= 0"),
                       (np.full(256, np.nan), "finite and >= 0")):
@@ -381,10 +372,10 @@ def test_fit_and_evaluate_weigh_array_data_by_sample_weight():
     # a batch whose weights are all 0 leaves the flow as it is (loss 0, not 0 / 0)
     keras.utils.set_random_seed(0)
     initial = [v.numpy() for v in build().trainable_variables]
-    loss, weights, _ = _fit(build, x[:128], epochs=1, sample_weight=np.zeros(128))
-    assert loss == [0.0]
-    for a, b in zip(weights, initial):
-        np.testing.assert_array_equal(a, b)
+    zero, hist = fit(x[:128], sample_weight=np.zeros(128))
+    assert hist["loss"] == [0.0]
+    for a, b in zip(zero.trainable_variables, initial):
+        np.testing.assert_array_equal(a.numpy(), b)
     # weighted validation data, Keras' (x_val, None, w_val)
     hist = flow.fit(x, epochs=1, verbose=0, batch_size=256, validation_data=(x, None, w))
     np.testing.assert_allclose(hist.history["val_loss"],
@@ -395,9 +386,6 @@ def test_fit_and_evaluate_weigh_array_data_by_sample_weight():
     with pytest.raises(ValueError, match="batches of a stream carry their own"):
         flow.fit(stream, sample_weight=w, verbose=0)
     # a stream's (x, None, w) batches are weighted too
-    keras.utils.set_random_seed(0)
-    streamed = build()
-    streamed.compile(optimizer=keras.optimizers.Adam(1e-2))
     batches = tf.data.Dataset.from_tensor_slices((x, w)).batch(128).map(lambda a, b: (a, None, b))
-    loss = streamed.fit(batches, epochs=1, verbose=0).history["loss"]
-    np.testing.assert_allclose(loss, _fit(build, x, epochs=1, sample_weight=w)[0], rtol=1e-4)
+    loss = _twin_fits(build, batches, True, epochs=1)[1]["loss"]
+    np.testing.assert_allclose(loss, weighted["loss"], rtol=1e-4)
