@@ -1,6 +1,7 @@
 """Visualizer compute side: path resolution, both backends against the flow's own
 numbers, the compute thread's mailbox, and a SavedModel opened without kerasflows."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -262,6 +263,26 @@ def test_savedmodel_without_trace_signatures(model, tmp_path):
     assert d["log_prob"] == pytest.approx(float(flow.log_prob(X[:1])[0]), abs=1e-5)
     info = compute.describe(b, paths.resolve(tmp_path / "1"))
     assert info["has_trace"] is False and info["reference_is_data"] is False
+
+
+def test_reference_points_are_the_finite_rows_of_the_data_sample(model, backends):
+    """A data sample with a non-finite row shows its finite rows (the Inspector
+    starts at the first one); one with no finite row, or no row at all (which
+    left the window half-opened), gives way to the flow's own samples."""
+    folder, _ = model
+    src = paths.resolve(folder)
+    data = src.data_sample.copy()
+    data[0] = [np.nan, 1.0]
+    data[5] = [np.inf, 0.0]
+    info = compute.describe(backends["keras"], dataclasses.replace(src, data_sample=data))
+    assert info["reference_is_data"] and len(info["reference"]) == len(data) - 2
+    np.testing.assert_array_equal(info["reference"][0], data[1])
+    assert np.isfinite(info["data_mean"]).all()
+    for bad in (np.zeros((0, 2), np.float32), np.full((4, 2), np.nan, np.float32)):
+        info = compute.describe(backends["keras"], dataclasses.replace(src, data_sample=bad))
+        assert not info["reference_is_data"]
+        assert len(info["reference"]) == compute.REFERENCE_POINTS
+        assert np.isfinite(info["reference"]).all()
 
 
 # -- the compute thread --------------------------------------------------------------------------

@@ -39,12 +39,25 @@ def load(source, eval_mode="xla", context=None):
     return backend, describe(backend, source)
 
 
+def _finite_rows(points):
+    return points[np.all(np.isfinite(points), axis=1)]
+
+
 def _reference_points(backend, source):
-    """Points that show where the data live: the manifest's sample, else flow samples."""
-    if source.data_sample is not None and source.data_sample.ndim == 2 \
-            and source.data_sample.shape[1] == backend.event_dim:
-        return source.data_sample, True
-    return backend.sample(REFERENCE_POINTS, seed=0), False
+    """Points that show where the data live: the finite rows of the model
+    folder's data sample, else (no sample, a sample of another width, or
+    no finite row in it) the flow's own finite samples."""
+    sample = source.data_sample
+    if sample is not None and sample.ndim == 2 and sample.shape[1] == backend.event_dim:
+        sample = _finite_rows(sample)
+        if len(sample):
+            return sample, True
+    drawn = _finite_rows(np.asarray(backend.sample(REFERENCE_POINTS, seed=0)))
+    if not len(drawn):
+        raise ValueError(f"every one of the flow's {REFERENCE_POINTS} samples is NaN or "
+                         "infinite (are its weights finite?), and the model folder has no "
+                         "data sample with finite rows to show instead.")
+    return drawn, False
 
 
 def describe(backend, source):
@@ -53,7 +66,6 @@ def describe(backend, source):
         raise ValueError(f"the visualizer shows flows with event_dim >= 2; this one has "
                          f"event_dim={backend.event_dim}.")
     reference, is_data = _reference_points(backend, source)
-    finite = reference[np.all(np.isfinite(reference), axis=1)]
     loc, scale = backend.base_params()
     return {
         "name": source.name, "path": str(source.path), "load_path": str(source.load_path),
@@ -68,7 +80,7 @@ def describe(backend, source):
         "invertible": backend.invertible, "base_loc": loc, "base_scale": scale,
         "forward_only_layers": list(getattr(backend, "forward_only_layers", ())),
         "reference": reference, "reference_is_data": is_data,
-        "data_mean": finite.mean(0) if len(finite) else np.zeros(backend.event_dim, np.float32),
+        "data_mean": reference.mean(0),
         "target": _target_name(source.target, backend.event_dim),
         "image": _image(source.manifest, backend.event_dim, reference),
         "manifest": source.manifest or {},
