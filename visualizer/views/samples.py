@@ -250,6 +250,14 @@ class SamplesView(View):
         self.seed += 1
         self.invalidate()
 
+    def activate(self):
+        super().activate()
+        # Continuous mode draws the next batch when one arrives while the view is
+        # shown; one that arrived while another tab was shown left the chain broken.
+        if self.continuous.isChecked() and self.info is not None \
+                and "samples" not in self._waiting:
+            self.resample()
+
     def refresh(self):
         sweep = self.sweep()
         if sweep is not None:
