@@ -491,6 +491,21 @@ def test_conditional_flow_is_shown_at_the_context_of_the_context_panel(qtbot, wi
     assert window.context is None and not window.context_dock.isVisible()
 
 
+def test_opening_an_unconditional_flow_stops_a_playing_context(qtbot, window, models):
+    open_model(qtbot, window, models["conditional"][0])
+    panel = window.context_panel
+    panel.plays[0].click()                                   # ▶ on c1
+    qtbot.waitUntil(lambda: window.context[0] != 0.0, timeout=5000)
+    open_model(qtbot, window, models["tiny"][0])             # an unconditional flow
+    assert panel.playing is None and not panel.timer.isActive()
+    assert not panel.plays[0].isChecked()
+    panel.changed.emit(np.array([1.0, 2.0], np.float32))     # a context sent all the same
+    assert window.context is None
+    for name in ("density", "samples"):
+        view = show_ready(qtbot, window, name)
+        assert not view.message.isVisibleTo(view), view.message.text()
+
+
 def test_context_panel_sliders_span_the_trained_range(qtbot):
     from visualizer.context import SLIDER_STEPS, ContextPanel
     panel = ContextPanel()
