@@ -354,6 +354,31 @@ def test_each_view_exports_the_arrays_it_draws(qtbot, window, tiny, tmp_path):
                 assert list(data["layer_names"]) == window.info["layer_names"]
 
 
+def test_export_dialogs_say_when_the_file_cannot_be_written(qtbot, window, tiny, tmp_path,
+                                                           monkeypatch):
+    from PySide6 import QtWidgets
+    show_ready(qtbot, window, "density")
+    target = []
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(target[-1]), "")))
+    failures = []
+    window.failed.connect(failures.append)
+    try:
+        target.append(tmp_path / "view.png")
+        window.export_dialog()
+        assert failures == [] and QtGui.QImage(str(target[-1])).width() > 100
+        for export, name in ((window.export_dialog, "view.png"),
+                             (window.export_data_dialog, "view.npz")):
+            target.append(tmp_path / "missing" / name)       # a folder that does not exist
+            export()
+            assert failures[-1].startswith("Could not save the ")
+            assert str(target[-1]) in failures[-1] and window.error_box.isVisible()
+            window.error_box.close()
+        assert len(failures) == 2
+    finally:
+        window.failed.disconnect(failures.append)
+
+
 def test_corrupt_file_shows_the_error_dialog_and_keeps_the_model(qtbot, window, tiny, models):
     before = window.info
     with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS) as blocker:
