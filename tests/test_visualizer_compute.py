@@ -66,6 +66,21 @@ def test_resolve_rejects_bad_paths(tmp_path):
         paths.resolve(bad)
 
 
+def test_truncated_or_corrupt_keras_file_is_reported_as_such(model, tmp_path):
+    data = (model[0] / "flow.keras").read_bytes()
+    flipped = bytearray(data)
+    flipped[200:400] = bytes(b ^ 0xFF for b in flipped[200:400])   # inside the first member
+    for name, content in (("truncated", data[:len(data) // 2]), ("empty", b""),
+                          ("flipped", bytes(flipped))):
+        path = tmp_path / f"{name}.keras"
+        path.write_bytes(content)
+        with pytest.raises(ValueError) as caught:
+            compute.load(paths.resolve(path), eval_mode="eager")
+        text = str(caught.value)
+        assert text.startswith(f"{path} exists but is not a readable .keras archive"), text
+        assert "truncated or corrupt" in text and "\n" not in text
+
+
 def test_default_model_is_found_relative_to_the_package():
     assert paths.default_model_path() == Path(paths.__file__).resolve().parents[1] / \
         "saved_models" / "moons"
