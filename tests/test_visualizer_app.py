@@ -516,6 +516,17 @@ def test_conditional_flow_is_shown_at_the_context_of_the_context_panel(qtbot, wi
     assert window.context is None and not window.context_dock.isVisible()
 
 
+def test_views_use_the_context_the_flow_opened_at(qtbot, window, models):
+    folder, _ = models["conditional"]
+    for context in ([20000.0, -0.5], [0.12345, -12345.678]):    # far out; 5 decimals
+        with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS) as blocker:
+            assert window.open_path(folder, context=context)
+        want = np.asarray(context, np.float32)
+        np.testing.assert_array_equal(blocker.args[0]["context"], want)
+        np.testing.assert_array_equal(window.context, want)
+        np.testing.assert_array_equal(window.context_panel.context(), want)
+
+
 def test_opening_an_unconditional_flow_stops_a_playing_context(qtbot, window, models):
     open_model(qtbot, window, models["conditional"][0])
     panel = window.context_panel
