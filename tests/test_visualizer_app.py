@@ -7,6 +7,9 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PySide6 import QtCore, QtGui  # noqa: E402
@@ -395,6 +398,54 @@ def test_corrupt_file_shows_the_error_dialog_and_keeps_the_model(qtbot, window, 
     frames = view.frames
     view.resample()                                           # the app keeps working
     qtbot.waitUntil(lambda: view.frames > frames and view.is_ready(), timeout=TIMEOUT_MS)
+
+
+CLOSE_DURING_A_COMPUTATION = """
+import sys, time
+import tensorflow as tf
+from PySide6 import QtCore, QtWidgets
+from visualizer import compute, headless
+from visualizer.window import MainWindow
+app = QtWidgets.QApplication(["close"])
+settings = QtCore.QSettings(sys.argv[2], QtCore.QSettings.Format.IniFormat)
+w = MainWindow(settings=settings, warm_up=False, eval_mode="eager", remember=False)
+w.show()
+headless.open_model(w, sys.argv[1])
+started, delivered = [], []
+
+def slow(backend):
+    started.append(True)
+    end = time.perf_counter() + 1.5
+    while time.perf_counter() < end:
+        tf.linalg.matmul(tf.ones((200, 200)), tf.ones((200, 200)))
+    print("computation finished", flush=True)
+
+compute.slow = slow
+headless.wait_for(w.worker.thread.idle, 60)       # the view's own requests answered
+app.processEvents()
+w.worker.result.connect(lambda r: delivered.append(r.kind))
+w.submit("probe", "slow")
+headless.wait_for(lambda: started, 60)
+t = time.perf_counter()
+w.close()
+print(f"closed in {time.perf_counter() - t:.3f} s, visible {w.isVisible()}", flush=True)
+app.processEvents()
+print(f"delivered after close: {delivered}", flush=True)
+"""
+
+
+def test_closing_during_a_computation_is_prompt_and_the_exit_waits_for_it(models, tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", CLOSE_DURING_A_COMPUTATION,
+                           str(models["tiny"][0]), str(tmp_path / "s.ini")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("closed in "), lines        # before the computation ended
+    assert float(lines[0].split()[2]) < 0.5 and lines[0].endswith("visible False"), lines
+    assert lines[1:] == ["delivered after close: []",     # then the exit waited for it
+                         "computation finished"], lines
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
 
 
 def test_screenshots_are_non_blank_and_differ_between_layers(qtbot, window, tiny, tmp_path):

@@ -408,5 +408,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
     def closeEvent(self, event):
         if self.remember:
             self.save_ui()
-        self.worker.stop(timeout=5.0)
+        # Not waited for: the window goes at once. The compute thread ends after its
+        # request in flight, and the process waits for that at exit (worker module notes).
+        self.worker.stop()
         super().closeEvent(event)
