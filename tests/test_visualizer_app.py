@@ -7,6 +7,9 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PySide6 import QtCore, QtGui  # noqa: E402
@@ -354,6 +357,31 @@ def test_each_view_exports_the_arrays_it_draws(qtbot, window, tiny, tmp_path):
                 assert list(data["layer_names"]) == window.info["layer_names"]
 
 
+def test_export_dialogs_say_when_the_file_cannot_be_written(qtbot, window, tiny, tmp_path,
+                                                           monkeypatch):
+    from PySide6 import QtWidgets
+    show_ready(qtbot, window, "density")
+    target = []
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(target[-1]), "")))
+    failures = []
+    window.failed.connect(failures.append)
+    try:
+        target.append(tmp_path / "view.png")
+        window.export_dialog()
+        assert failures == [] and QtGui.QImage(str(target[-1])).width() > 100
+        for export, name in ((window.export_dialog, "view.png"),
+                             (window.export_data_dialog, "view.npz")):
+            target.append(tmp_path / "missing" / name)       # a folder that does not exist
+            export()
+            assert failures[-1].startswith("Could not save the ")
+            assert str(target[-1]) in failures[-1] and window.error_box.isVisible()
+            window.error_box.close()
+        assert len(failures) == 2
+    finally:
+        window.failed.disconnect(failures.append)
+
+
 def test_corrupt_file_shows_the_error_dialog_and_keeps_the_model(qtbot, window, tiny, models):
     before = window.info
     with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS) as blocker:
@@ -370,6 +398,54 @@ def test_corrupt_file_shows_the_error_dialog_and_keeps_the_model(qtbot, window, 
     frames = view.frames
     view.resample()                                           # the app keeps working
     qtbot.waitUntil(lambda: view.frames > frames and view.is_ready(), timeout=TIMEOUT_MS)
+
+
+CLOSE_DURING_A_COMPUTATION = """
+import sys, time
+import tensorflow as tf
+from PySide6 import QtCore, QtWidgets
+from visualizer import compute, headless
+from visualizer.window import MainWindow
+app = QtWidgets.QApplication(["close"])
+settings = QtCore.QSettings(sys.argv[2], QtCore.QSettings.Format.IniFormat)
+w = MainWindow(settings=settings, warm_up=False, eval_mode="eager", remember=False)
+w.show()
+headless.open_model(w, sys.argv[1])
+started, delivered = [], []
+
+def slow(backend):
+    started.append(True)
+    end = time.perf_counter() + 1.5
+    while time.perf_counter() < end:
+        tf.linalg.matmul(tf.ones((200, 200)), tf.ones((200, 200)))
+    print("computation finished", flush=True)
+
+compute.slow = slow
+headless.wait_for(w.worker.thread.idle, 60)       # the view's own requests answered
+app.processEvents()
+w.worker.result.connect(lambda r: delivered.append(r.kind))
+w.submit("probe", "slow")
+headless.wait_for(lambda: started, 60)
+t = time.perf_counter()
+w.close()
+print(f"closed in {time.perf_counter() - t:.3f} s, visible {w.isVisible()}", flush=True)
+app.processEvents()
+print(f"delivered after close: {delivered}", flush=True)
+"""
+
+
+def test_closing_during_a_computation_is_prompt_and_the_exit_waits_for_it(models, tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", CLOSE_DURING_A_COMPUTATION,
+                           str(models["tiny"][0]), str(tmp_path / "s.ini")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("closed in "), lines        # before the computation ended
+    assert float(lines[0].split()[2]) < 0.5 and lines[0].endswith("visible False"), lines
+    assert lines[1:] == ["delivered after close: []",     # then the exit waited for it
+                         "computation finished"], lines
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
 
 
 def test_screenshots_are_non_blank_and_differ_between_layers(qtbot, window, tiny, tmp_path):
@@ -489,6 +565,32 @@ def test_conditional_flow_is_shown_at_the_context_of_the_context_panel(qtbot, wi
     layers.direction.setCurrentIndex(0)
     open_model(qtbot, window, models["tiny"][0])             # an unconditional flow: no panel
     assert window.context is None and not window.context_dock.isVisible()
+
+
+def test_views_use_the_context_the_flow_opened_at(qtbot, window, models):
+    folder, _ = models["conditional"]
+    for context in ([20000.0, -0.5], [0.12345, -12345.678]):    # far out; 5 decimals
+        with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS) as blocker:
+            assert window.open_path(folder, context=context)
+        want = np.asarray(context, np.float32)
+        np.testing.assert_array_equal(blocker.args[0]["context"], want)
+        np.testing.assert_array_equal(window.context, want)
+        np.testing.assert_array_equal(window.context_panel.context(), want)
+
+
+def test_opening_an_unconditional_flow_stops_a_playing_context(qtbot, window, models):
+    open_model(qtbot, window, models["conditional"][0])
+    panel = window.context_panel
+    panel.plays[0].click()                                   # ▶ on c1
+    qtbot.waitUntil(lambda: window.context[0] != 0.0, timeout=5000)
+    open_model(qtbot, window, models["tiny"][0])             # an unconditional flow
+    assert panel.playing is None and not panel.timer.isActive()
+    assert not panel.plays[0].isChecked()
+    panel.changed.emit(np.array([1.0, 2.0], np.float32))     # a context sent all the same
+    assert window.context is None
+    for name in ("density", "samples"):
+        view = show_ready(qtbot, window, name)
+        assert not view.message.isVisibleTo(view), view.message.text()
 
 
 def test_context_panel_sliders_span_the_trained_range(qtbot):

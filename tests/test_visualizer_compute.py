@@ -66,6 +66,21 @@ def test_resolve_rejects_bad_paths(tmp_path):
         paths.resolve(bad)
 
 
+def test_truncated_or_corrupt_keras_file_is_reported_as_such(model, tmp_path):
+    data = (model[0] / "flow.keras").read_bytes()
+    flipped = bytearray(data)
+    flipped[200:400] = bytes(b ^ 0xFF for b in flipped[200:400])   # inside the first member
+    for name, content in (("truncated", data[:len(data) // 2]), ("empty", b""),
+                          ("flipped", bytes(flipped))):
+        path = tmp_path / f"{name}.keras"
+        path.write_bytes(content)
+        with pytest.raises(ValueError) as caught:
+            compute.load(paths.resolve(path), eval_mode="eager")
+        text = str(caught.value)
+        assert text.startswith(f"{path} exists but is not a readable .keras archive"), text
+        assert "truncated or corrupt" in text and "\n" not in text
+
+
 def test_default_model_is_found_relative_to_the_package():
     assert paths.default_model_path() == Path(paths.__file__).resolve().parents[1] / \
         "saved_models" / "moons"
@@ -131,6 +146,28 @@ def conditional(tmp_path_factory, request):
                                      context_dim=2, encoder_features=request.param)
     return flow, {"keras": KerasBackend(folder / "flow.keras"),
                   "savedmodel": SavedModelBackend(folder / "saved_model" / "1")}
+
+
+def test_a_context_off_a_stepped_coordinates_values_is_refused(tmp_path):
+    folder, _ = make_model_folder(tmp_path, "cond", context_dim=2, savedmodel=False)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(context_names=["digit", "c2"], context_range=[[0, 9], [-1, 1]],
+                    context_step=[1, None])
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    src = paths.resolve(folder)
+    for digit in (12.0, 3.5, -1.0):
+        with pytest.raises(ValueError, match=rf"digit = {digit:g} is not one of its values, "
+                                             r"0 to 9 in steps of 1 \(the manifest"):
+            compute.load(src, eval_mode="eager", context=[digit, 0.0])
+    _, info = compute.load(src, eval_mode="eager", context=[7.0, 5.0])   # c2: any value
+    assert info["context"].tolist() == [7.0, 5.0]
+    ranges, steps = [(0.0, 1.0)], [0.3]                      # a step not dividing the range
+    for value in (0.0, 0.3, 0.6, 0.9):
+        compute.check_context([value], ["c"], ranges, steps)
+    for value in (1.0, 1.2, 0.45):
+        with pytest.raises(ValueError, match="0 to 0.9 in steps of 0.3"):
+            compute.check_context([value], ["c"], ranges, steps)
+    compute.check_context([3.5], ["c"], None, [1.0])         # no range: the panel centres it
 
 
 @pytest.mark.parametrize("kind", ["keras", "savedmodel"])

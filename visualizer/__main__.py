@@ -66,7 +66,9 @@ def build_parser():
     p.add_argument("--context", type=_context, metavar="C1,C2,...",
                    help="for a conditional flow: the context it opens at (default: the model "
                         "folder's manifest 'context', else zeros; "
-                        "the Context panel changes it)")
+                        "the Context panel changes it); a coordinate that moves in steps "
+                        "(the manifest's context_step, e.g. a digit) takes only its values, "
+                        "within its context_range")
     p.add_argument("--follow", action="store_true",
                    help="reload the model whenever its file changes on disk, e.g. a flow "
                         "being trained with `kerasflows train --save-every-epoch` or a Keras "

@@ -17,6 +17,7 @@ lookup tables, run in graph mode with the tables compiled by XLA).
 """
 
 import logging
+import zipfile
 
 import numpy as np
 import tensorflow as tf
@@ -156,6 +157,11 @@ class Backend:
         return x
 
 
+def _not_an_archive(path, why):
+    return (f"{path} exists but is not a readable .keras archive (a zip file): it is "
+            f"truncated or corrupt ({why}).")
+
+
 class KerasBackend(Backend):
     """A kerasflows `Flow` loaded from a `.keras` file (needs kerasflows)."""
 
@@ -165,7 +171,14 @@ class KerasBackend(Backend):
         import keras
         import kerasflows
         from kerasflows.inference import tabulate
-        flow = keras.models.load_model(path)
+        with open(path, "rb") as f:           # a missing or unreadable file says so itself
+            is_zip = zipfile.is_zipfile(f)
+        if not is_zip:                         # Keras would say "File not found"
+            raise ValueError(_not_an_archive(path, "no zip directory at its end"))
+        try:
+            flow = keras.models.load_model(path)
+        except zipfile.BadZipFile as e:
+            raise ValueError(_not_an_archive(path, e)) from None
         if not isinstance(flow, kerasflows.Flow):
             raise ValueError(f"{path} holds a {type(flow).__name__}, not a kerasflows Flow.")
         flow.eval_mode = eval_mode

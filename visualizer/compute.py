@@ -11,8 +11,8 @@ import numpy as np
 from visualizer import geometry
 from visualizer.backends import TraceUnavailable, _padded, open_backend
 
-__all__ = ["load", "describe", "density", "sampled_density", "target_density", "samples",
-           "sample_sweep",
+__all__ = ["load", "check_context", "describe", "density", "sampled_density", "target_density",
+           "samples", "sample_sweep",
            "layers", "inspect", "warm_up", "targets_available",
            "TraceUnavailable", "SAMPLED_DENSITY_POINTS"]
 
@@ -26,17 +26,41 @@ def load(source, eval_mode="xla", context=None):
 
     A `.keras` flow runs in `eval_mode` (see `kerasflows.Flow.eval_mode`). A
     conditional flow starts at `context` (`[C]`; default: the model folder's
-    manifest `context`, else zeros).
+    manifest `context`, else zeros). A `context` given that the Context panel
+    cannot show (see `check_context`) raises `ValueError`.
     """
     backend = open_backend(source.kind, source.load_path, eval_mode)
     if context is not None and backend.context_dim is None:
         raise ValueError(f"{source.path} is not a conditional flow, so it takes no context.")
     manifest = source.manifest or {}
-    if context is None and backend.context_dim is not None and manifest.get("context"):
-        context = manifest["context"]           # the model folder's opening context
     if context is not None:
-        backend.set_context(context)
+        backend.set_context(context)            # checks its length and finiteness
+        check_context(context, _context_names(manifest, backend.context_dim),
+                      _context_ranges(manifest, backend.context_dim),
+                      _context_steps(manifest, backend.context_dim))
+    elif backend.context_dim is not None and manifest.get("context"):
+        backend.set_context(manifest["context"])    # the model folder's opening context
     return backend, describe(backend, source)
+
+
+def check_context(context, names, ranges, steps):
+    """Raises `ValueError` naming the first value of `context` `[C]` that the Context
+    panel cannot show: a coordinate that moves in steps (manifest `context_step`)
+    takes only `low + k * step` within its `context_range` (other coordinates take
+    any value)."""
+    for k, value in enumerate(np.asarray(context, np.float64).reshape(-1)):
+        if not ranges or not steps or steps[k] is None:
+            continue
+        (low, high), step = ranges[k], steps[k]
+        last = int(round((high - low) / step))          # the panel's slider positions
+        while last > 0 and low + last * step > high + 1e-6 * step:
+            last -= 1
+        position = (value - low) / step
+        if abs(position - round(position)) > 1e-6 or not 0 <= round(position) <= last:
+            raise ValueError(f"the context's {names[k]} = {value:g} is not one of its values, "
+                             f"{low:g} to {low + last * step:g} in steps of {step:g} (the "
+                             f"manifest's context_range and context_step); received context "
+                             f"{[float(f'{v:g}') for v in np.ravel(context)]}.")
 
 
 def _finite_rows(points):

@@ -10,9 +10,21 @@ __all__ = ["ContextPanel"]
 SLIDER_STEPS = 1000
 #: A slider's range when the manifest gives none: the opening value +- this.
 DEFAULT_HALF_RANGE = 3.0
+#: A spin box of a coordinate without a step takes values within +- this (or out to
+#: the opening value, if that is further), shown with 3 decimals (or up to 6, as many
+#: as the opening value needs).
+SPIN_LIMIT, SPIN_DECIMALS, SPIN_MAX_DECIMALS = 1e4, 3, 6
 #: Playing a coordinate: ticks from one end of a continuous range to the other, and the
 #: milliseconds between ticks (continuous; one step of a stepped coordinate).
 PLAY_TICKS, PLAY_MS, PLAY_STEP_MS = 100, 60, 700
+
+
+def _decimals(value):
+    """The decimals a spin box needs to show `value` as the float32 it is (3 to 6)."""
+    for d in range(SPIN_DECIMALS, SPIN_MAX_DECIMALS):
+        if np.float32(round(float(value), d)) == np.float32(value):
+            return d
+    return SPIN_MAX_DECIMALS
 
 
 class ContextPanel(QtWidgets.QWidget):
@@ -22,12 +34,13 @@ class ContextPanel(QtWidgets.QWidget):
     (`context_range`, where the flow was trained) or the opening value +-
     `DEFAULT_HALF_RANGE`; dragging it moves the context live (the views ask for
     every new value, the compute thread answers the newest). The spin box
-    takes any value, except for a coordinate with a step (the manifest's
-    `context_step`, e.g. 1 for a class label): its spin box and slider move
-    in that step, within the range. Each coordinate's play button (▶) sweeps
-    it back and forth across its range, and every view follows (the compute
-    thread answers the newest context): a ring growing with its radius, the
-    digits from 0 to 9.
+    takes any value (within +-`SPIN_LIMIT`, or out to the opening value), except
+    for a coordinate with a step (the manifest's `context_step`, e.g. 1 for a
+    class label): its spin box and slider move in that step, within the range
+    (`compute.load` refuses to open a flow at a context off those steps).
+    Each coordinate's play button (▶) sweeps it back and forth across its
+    range, and every view follows (the compute thread answers the newest
+    context): a ring growing with its radius, the digits from 0 to 9.
 
     Every view shows the flow at this one context: samples of `p(x | c)`,
     the density `log p(x | c)`, the layers' maps and the inspector's numbers.
@@ -84,8 +97,8 @@ class ContextPanel(QtWidgets.QWidget):
         spin = QtWidgets.QDoubleSpinBox()
         slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         if step is None:
-            spin.setRange(-1e4, 1e4)
-            spin.setDecimals(3)
+            spin.setDecimals(_decimals(value))
+            spin.setRange(min(-SPIN_LIMIT, value), max(SPIN_LIMIT, value))
             spin.setSingleStep(0.1)
             slider.setRange(0, SLIDER_STEPS)
         else:

@@ -13,8 +13,10 @@ class ExportActions:
     def export_dialog(self):
         path, _ = QtWidgets.QFileDialog.getSaveFileName(
             self, "Export view as PNG", f"{self.current_view().name}.png", "PNG image (*.png)")
-        if path:
-            self.save_view_png(path)
+        if path and not self.save_view_png(path):
+            self.show_error("Could not save the image",
+                            f"{path}: the PNG file could not be written there (does the "
+                            "folder exist, and may you write to it?)")
 
     def save_view_png(self, path):
         """Saves the current view (controls and plot) as a PNG; returns success."""

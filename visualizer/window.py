@@ -221,6 +221,8 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
                                                          info["context_ranges"],
                                                          info["context_steps"])
                             if conditional else None)
+            if not conditional:         # a coordinate still playing would send contexts
+                self.context_panel.stop()
             self.context_dock.setVisible(conditional)
         self._label_model()
         self.setWindowTitle(f"kerasflows visualizer — {info['name']}")
@@ -355,7 +357,10 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
         self.show_view("inspector")
 
     def set_context(self, context):
-        """Shows a conditional flow at `context` `[C]`: every view recomputes."""
+        """Shows a conditional flow at `context` `[C]`: every view recomputes. Ignored
+        while no conditional flow is open (an unconditional flow takes no context)."""
+        if self.info is None or self.info["context_dim"] is None:
+            return
         self.context = np.asarray(context, np.float32).reshape(-1)
         for view in self.views.values():
             view.set_context(self.context)
@@ -403,5 +408,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
     def closeEvent(self, event):
         if self.remember:
             self.save_ui()
-        self.worker.stop(timeout=5.0)
+        # Not waited for: the window goes at once. The compute thread ends after its
+        # request in flight, and the process waits for that at exit (worker module notes).
+        self.worker.stop()
         super().closeEvent(event)

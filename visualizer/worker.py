@@ -20,17 +20,25 @@ about 1 ms of work per small evaluation, only while the user is interacting.
 Results reach the GUI thread through a queued Qt signal. (TensorFlow driven
 from a worker object moved onto a default `QThread`, or from short
 `QThreadPool` jobs, segfaulted here; a plain thread with a queue holds up.)
+
+Stopping (the window closing) does not wait: the thread finishes the request
+in flight, delivers nothing more and ends. The process waits for that at exit
+(`finish_at_exit`, an `atexit` handler, up to `EXIT_WAIT_S`): TensorFlow torn
+down under a running computation could crash the exiting interpreter.
 """
 
+import atexit
 import dataclasses
 import itertools
 import threading
 import time
 import traceback
+import weakref
 
 from PySide6 import QtCore
 
-__all__ = ["Request", "Result", "ComputeThread", "Worker", "WARM_UP_PREFIX", "keep_warm_call"]
+__all__ = ["Request", "Result", "ComputeThread", "Worker", "WARM_UP_PREFIX", "keep_warm_call",
+           "finish_at_exit", "EXIT_WAIT_S"]
 
 #: Requests whose kind starts with this run only when nothing else waits.
 WARM_UP_PREFIX = "warm_up"
@@ -40,6 +48,25 @@ KEEP_WARM_S = 1.0
 KEEP_WARM_EVERY_S = 0.005
 #: Rows of a keep-warm evaluation (the views' warm-up compiles this shape).
 KEEP_WARM_ROWS = 64
+#: Seconds the exiting process waits for each compute thread's request in flight.
+EXIT_WAIT_S = 60.0
+
+#: Every compute thread started (to stop and wait for at exit).
+_started = weakref.WeakSet()
+
+
+def finish_at_exit(timeout=EXIT_WAIT_S):
+    """Stops every compute thread and waits up to `timeout` seconds for each to end
+    (run at exit, before the interpreter and TensorFlow are torn down)."""
+    threads = list(_started)
+    for thread in threads:
+        thread.stop()
+    for thread in threads:
+        if thread.is_alive():
+            thread.join(timeout)
+
+
+atexit.register(finish_at_exit)
 
 
 def keep_warm_call(invertible):
@@ -127,10 +154,23 @@ class ComputeThread(threading.Thread):
             self._cond.notify()
             return req.request_id
 
+    def start(self):
+        _started.add(self)
+        super().start()
+
     def stop(self):
+        """Ends the thread after the request in flight, whose result is not delivered;
+        returns at once."""
         with self._cond:
             self._stopping = True
             self._cond.notify()
+
+    def _send(self, result):
+        """Delivers `result`, unless stopping: whoever asked may be gone (a closed
+        window's `Worker`). Under the lock, so no result follows `stop()`."""
+        with self._cond:
+            if not self._stopping:
+                self._deliver(result)
 
     def _next(self):
         """The next request, `_KEEP_WARM` when a keep-warm evaluation is due, or None
@@ -154,9 +194,9 @@ class ComputeThread(threading.Thread):
         try:
             from visualizer import compute
         except Exception as exc:  # noqa: BLE001 (report any import failure to the GUI)
-            self._deliver(Result("ready", 0, error=_reason(exc)))
+            self._send(Result("ready", 0, error=_reason(exc)))
             return
-        self._deliver(Result("ready", 0, seconds=time.perf_counter() - start))
+        self._send(Result("ready", 0, seconds=time.perf_counter() - start))
         while (req := self._next()) is not None:
             if req is _KEEP_WARM:
                 self._run_keep_warm(compute)
@@ -167,7 +207,7 @@ class ComputeThread(threading.Thread):
                 if result.error is None and req.func != "load" \
                         and not req.kind.startswith(WARM_UP_PREFIX):
                     self._warm_until = time.perf_counter() + self.keep_warm
-            self._deliver(result)
+            self._send(result)
 
     def _run_keep_warm(self, compute):
         """One small evaluation of the open model; a failure ends keep-warm until the
@@ -225,7 +265,10 @@ class Worker(QtCore.QObject):
     def submit(self, kind, func, *args, generation=None, **kwargs):
         return self.thread.submit(kind, func, *args, generation=generation, **kwargs)
 
-    def stop(self, timeout=10.0):
+    def stop(self, timeout=0.0):
+        """Stops the compute thread after its request in flight (see
+        `ComputeThread.stop`); waits up to `timeout` seconds for it to end (0: not at
+        all; the process waits for it at exit, `finish_at_exit`)."""
         self.thread.stop()
-        if self.thread.is_alive():
+        if timeout > 0 and self.thread.is_alive():
             self.thread.join(timeout)
