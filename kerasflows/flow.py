@@ -6,9 +6,12 @@ As in TFP, `forward` maps base `z` to data `x` (sampling) and `inverse` maps
 `x` to `z` (density, features).
 """
 
+import contextlib
 import math
+import operator
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -96,6 +99,59 @@ def _in_blocks(fn, rows):
         return tf.nest.map_structure(
             lambda t: tf.reshape(t, tf.concat([[count * rows], tf.shape(t)[2:]], 0))[:n], out)
     return blocked
+
+
+class _LossMean(keras.metrics.Mean):
+    """A flow's loss tracker (Keras' "loss" metric): Keras weighs each batch's loss
+    by its rows; for a batch with sample weights this weighs its weighted mean
+    by the weights' sum (`Flow.compute_loss` leaves it in `batch_weight`), so
+    `fit`'s loss and `evaluate` are the weighted mean over all the examples,
+    whatever the batch size."""
+
+    def __init__(self, name="loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.batch_weight = None
+
+    def update_state(self, values, sample_weight=None):
+        weight, self.batch_weight = self.batch_weight, None
+        return super().update_state(values, sample_weight=sample_weight if weight is None
+                                    else tf.cast(weight, self.dtype))
+
+
+def _int32_seed(seed):
+    """`seed` as a Python int, if it is an integer TensorFlow's int32 seeds hold."""
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        raise ValueError(f"`seed` must be an integer; received {seed!r} "
+                         f"({type(seed).__name__}).") from None
+    if isinstance(seed, bool) or not -2**31 <= value < 2**31:
+        raise ValueError(f"`seed` must be an integer in [-2**31, 2**31 - 1]; received "
+                         f"{seed!r}.")
+    return value
+
+
+def _as_float(value, dtype, what):
+    """`value` (an array, list or tensor of floats or integers) as a `dtype` tensor.
+
+    Integer data and labels are common (pixel values, class labels) and are
+    converted, in eager calls and inside traced steps alike; anything else
+    (booleans, strings, objects) raises a ValueError naming its dtype."""
+    if tf.is_tensor(value) or isinstance(value, tf.Variable):
+        tensor = value
+    else:
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiu":
+            raise ValueError(f"Flow {what} must be numbers (floats or integers); received "
+                             f"an array of dtype {array.dtype}.")
+        return tf.convert_to_tensor(array, dtype=dtype)
+    tensor = tf.convert_to_tensor(tensor)
+    if tensor.dtype == dtype:
+        return tensor
+    if not (tensor.dtype.is_floating or tensor.dtype.is_integer):
+        raise ValueError(f"Flow {what} must be numbers (floats or integers); received a "
+                         f"tensor of dtype {tensor.dtype.name}.")
+    return tf.cast(tensor, dtype)
 
 
 def _context_for(layer, context):
@@ -219,6 +275,12 @@ class Flow(keras.Model):
                          f"to {layer_context_dim} features")
                 raise ValueError(f"Layer {i} ({layer.name}) has context_dim={layer.context_dim} "
                                  f"but {where}.")
+        if self.context_dim is not None and all(l.context_dim is None for l in layers):
+            raise ValueError(
+                f"The flow has context_dim={self.context_dim} but none of its "
+                f"{len(layers)} layers takes a context (each has context_dim=None), so the "
+                "context would be ignored: give the conditional layers context_dim="
+                f"{layer_context_dim}, or leave the flow's context_dim unset.")
         self.flow_layers = layers
         #: The width of the context the layers see: the encoder's output, or context_dim.
         self.context_features = layer_context_dim
@@ -259,9 +321,20 @@ class Flow(keras.Model):
             raise ValueError(f"Flow {what} must be an array or tensor of shape (batch, "
                              f"{self.event_dim}); received a tf.data.Dataset (flow.predict("
                              "dataset) gives the log-densities of its batches).")
-        x = tf.convert_to_tensor(x, dtype=self.compute_dtype)
+        x = _as_float(x, self.compute_dtype, what)
         check_event_dim("Flow", x, self.event_dim, what=what)
-        return x, self._prepare_context(context)
+        context = self._prepare_context(context)
+        if context is not None:
+            rows, context_rows = x.shape[0], context.shape[0]
+            if rows is not None and context_rows is not None and rows != context_rows:
+                if context_rows != 1:
+                    raise ValueError(
+                        f"Flow {what} have {rows} rows (shape {tuple(x.shape)}) but the "
+                        f"context has {context_rows} (shape {tuple(context.shape)}); give "
+                        f"one context row per row, or one row [1, {self.context_dim}] "
+                        "shared by all.")
+                context = tf.repeat(context, rows, axis=0)
+        return x, context
 
     def _prepare_context(self, context):
         if self.context_dim is None:
@@ -272,7 +345,7 @@ class Flow(keras.Model):
         if context is None:
             raise ValueError(f"This flow is conditional (context_dim={self.context_dim}): "
                              f"pass context= of shape (batch, {self.context_dim}).")
-        context = tf.convert_to_tensor(context, dtype=self.compute_dtype)
+        context = _as_float(context, self.compute_dtype, "context")
         check_event_dim("Flow", context, self.context_dim, what="context")
         return context
 
@@ -336,6 +409,23 @@ class Flow(keras.Model):
         return self._compiled[key](*args)
 
     # -- the two directions --------------------------------------------------
+    def _unencodable(self, h, total, states, log_dets, encoded):
+        """NaN for the rows whose context, as the layers see it, is not finite (a
+        NaN or inf context; `ClassEmbedding`'s NaN features for an unknown label).
+        Left to the conditioners, the NaN came out as NaN eagerly and under XLA
+        but as finite numbers from TensorFlow graphs, whose fused
+        matmul-bias-ReLU kernels turn NaN into 0."""
+        if encoded is None:
+            return h, total, (states, log_dets)
+        bad = tf.reduce_any(tf.logical_not(tf.math.is_finite(encoded)), axis=-1)
+
+        def nan_where_bad(t):
+            return tf.where(bad if t.shape.rank == 1 else bad[:, None],
+                            tf.constant(float("nan"), t.dtype), t)
+        states = states[:1] + [nan_where_bad(t) for t in states[1:]]
+        return (nan_where_bad(h), nan_where_bad(total),
+                (states, [nan_where_bad(t) for t in log_dets]))
+
     def _run_inverse(self, x, context, training=False, keep=False):
         context = self._encode(context, training=training)
         h, total, states, log_dets = x, tf.zeros(tf.shape(x)[:1], x.dtype), [x], []
@@ -346,7 +436,7 @@ class Flow(keras.Model):
             if keep:
                 states.append(h)
                 log_dets.append(ld)
-        return h, total, (states, log_dets)
+        return self._unencodable(h, total, states, log_dets, context)
 
     def _run_forward(self, z, context, keep=False):
         context = self._encode(context)
@@ -357,7 +447,7 @@ class Flow(keras.Model):
             if keep:
                 states.append(h)
                 log_dets.append(ld)
-        return h, total, (states, log_dets)
+        return self._unencodable(h, total, states, log_dets, context)
 
     def forward_and_log_det(self, z, context=None):
         """Base to data: returns `(x, log|det dx/dz|)`."""
@@ -445,9 +535,10 @@ class Flow(keras.Model):
                 raise ValueError(f"context has {context.shape[0]} rows; expected n={n} "
                                  "(one per sample) or 1 (shared by all samples).")
             context = tf.repeat(context, n, axis=0)
-        if not temperature > 0:
-            raise ValueError(f"`temperature` must be > 0. Received: temperature={temperature}")
-        seed = None if seed is None else tf.constant(int(seed), "int32")
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError("`temperature` must be finite and > 0. Received: "
+                             f"temperature={temperature}")
+        seed = None if seed is None else tf.constant(_int32_seed(seed), "int32")
         return n, seed, temperature, context
 
     def sample_and_log_prob(self, n, context=None, seed=None, temperature=1.0):
@@ -491,6 +582,9 @@ class Flow(keras.Model):
 
     def get_distribution(self, context=None):
         """The flow as a TFP `TransformedDistribution` over `[D]` events."""
+        if self.context_dim is not None and context is None:
+            raise ValueError(f"This flow is conditional (context_dim={self.context_dim}): "
+                             "use get_distribution(context=...).")
         return tfd.TransformedDistribution(self.base_distribution(),
                                            self.get_bijector(context))
 
@@ -518,12 +612,17 @@ class Flow(keras.Model):
         return self._log_prob(x, context, training=training)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Mean negative log-likelihood, in nats per example (plus any layer losses)."""
+        """Mean negative log-likelihood, in nats per example (plus any layer losses);
+        with `sample_weight`, the batch's weighted mean."""
         nll = -y_pred
+        tracker = getattr(self, "_loss_tracker", None)
         if sample_weight is not None:
             w = tf.cast(sample_weight, nll.dtype)
+            total = tf.reduce_sum(w)
             # a batch whose weights are all 0 adds nothing (not 0 / 0)
-            loss = tf.math.divide_no_nan(tf.reduce_sum(nll * w), tf.reduce_sum(w))
+            loss = tf.math.divide_no_nan(tf.reduce_sum(nll * w), total)
+            if isinstance(tracker, _LossMean):
+                tracker.batch_weight = total
         else:
             loss = tf.reduce_mean(nll)
         if self.losses:
@@ -538,6 +637,9 @@ class Flow(keras.Model):
     def initialize(self, x, context=None):
         """Runs data-dependent initialisation (e.g. `ActNorm`) on a batch `x`."""
         x, context = self._prepare(x, context)
+        if x.shape[0] == 0:
+            raise ValueError(f"Flow.initialize needs at least one row; received shape "
+                             f"{tuple(x.shape)}.")
         context = self._encode(context)
         h = x
         for layer in reversed(self.flow_layers):
@@ -577,6 +679,9 @@ class Flow(keras.Model):
                     f"mean negative log-likelihood in nats) and has no targets, so it takes "
                     f"no `{name}`. Received {name}={value!r}.")
         super().compile(optimizer, *args, auto_scale_loss=auto_scale_loss, **kwargs)
+        # as Keras sets its own: not tracked as one of the model's metrics (that
+        # would report the loss twice)
+        object.__setattr__(self, "_loss_tracker", _LossMean(name="loss"))
         if auto_scale_loss and self.optimizer is not None:
             self.optimizer = self.with_loss_scaling(self.optimizer)
 
@@ -602,13 +707,33 @@ class Flow(keras.Model):
         the loss.
         """
         from kerasflows.training import prepare_fit_data, weights_for_keras
+        if kwargs.get("class_weight") is not None:
+            raise ValueError("Flow.fit: a flow has no classes or targets, so it takes no "
+                             "`class_weight`; weigh examples with sample_weight= (one "
+                             f"weight per example). Received class_weight="
+                             f"{kwargs['class_weight']!r}.")
         x, validation_data, first = prepare_fit_data(self, x, y, batch_size, validation_data)
         y, kwargs["sample_weight"] = weights_for_keras(self, x, kwargs.get("sample_weight"),
                                                        "fit")
         if first is not None and self.needs_data_init:
             self.initialize(*first)
-        return super().fit(x, y, batch_size=batch_size, validation_data=validation_data,
-                           **kwargs)
+        with self._fresh_functions_after_errors():
+            return super().fit(x, y, batch_size=batch_size, validation_data=validation_data,
+                               **kwargs)
+
+    @contextlib.contextmanager
+    def _fresh_functions_after_errors(self):
+        """Drops Keras' train / test / predict functions when a call raises.
+
+        A `tf.function` whose first trace failed (bad data in a stream, say)
+        before it created its variables refuses to create them in any later
+        trace ("Creating variables on a non-first call"), so every later
+        `fit` of the flow failed; the next call now builds new ones."""
+        try:
+            yield
+        except Exception:
+            self.train_function = self.test_function = self.predict_function = None
+            raise
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Mean negative log-likelihood of `x` (nats per example); see
@@ -621,13 +746,16 @@ class Flow(keras.Model):
         x = prepare_eval_data(self, x, y, "evaluate")
         y, kwargs["sample_weight"] = weights_for_keras(self, x, kwargs.get("sample_weight"),
                                                        "evaluate")
-        return super().evaluate(x, y, *args, **kwargs)
+        with self._fresh_functions_after_errors():
+            return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         """`log_prob` of `x` batch by batch, as a NumPy array; see `keras.Model.predict`.
         `x` takes the forms `fit` takes."""
         from kerasflows.training import prepare_eval_data
-        return super().predict(prepare_eval_data(self, x, None, "predict"), *args, **kwargs)
+        with self._fresh_functions_after_errors():
+            return super().predict(prepare_eval_data(self, x, None, "predict"), *args,
+                                   **kwargs)
 
     def _resolve_auto_jit_compile(self):
         """What `compile(jit_compile="auto")` (Keras' default) means: XLA on CPUs too.

@@ -33,6 +33,12 @@ def _is_array(v):
     return isinstance(v, (np.ndarray, tf.Tensor, list)) or hasattr(v, "__array__")
 
 
+def _check_rows(name, x):
+    if len(x) == 0:
+        raise ValueError(f"{name} has no rows (shape {tuple(np.shape(x))}); give at least "
+                         "one example.")
+
+
 def _check_arrays(flow, data, name):
     """Validates `data` (x or (x, context)) and returns it packed for Keras."""
     if flow.context_dim is not None:
@@ -42,12 +48,14 @@ def _check_arrays(flow, data, name):
         x, c = data
         check_finite(name, x)
         check_finite(f"{name} context", c)
+        _check_rows(name, x)
         if len(x) != len(c):
             raise ValueError(f"{name}: x has {len(x)} rows but context has {len(c)}.")
         check_event_dim("Flow", np.asarray(x), flow.event_dim)
         check_event_dim("Flow", np.asarray(c), flow.context_dim, what="context")
         return (x, c)
     check_finite(name, data)
+    _check_rows(name, data)
     check_event_dim("Flow", np.asarray(data), flow.event_dim)
     return data
 

@@ -194,6 +194,30 @@ def test_a_class_conditional_flow_saves_with_its_embedding(tmp_path):
                                by_label[2], rtol=1e-6)
 
 
+def test_an_unknown_label_gives_nan_in_every_mode_and_in_an_export(tmp_path):
+    """The embedding's NaN features used to reach the flow's output as NaN only
+    eagerly and under XLA: a graph's fused matmul-bias-ReLU kernel turned them
+    into zeros, and the log-density of an unknown label came out finite."""
+    flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=1,
+                                     context_encoder=L.ClassEmbedding(3, 4))
+    perturb_weights(flow, seed=1)
+    x = np.array([[0.5, -0.2], [0.1, 0.3]], np.float32)
+    labels = np.array([[7.0], [1.0]], np.float32)
+    for mode in ("graph", "xla", "eager"):
+        flow.eval_mode = mode
+        lp = flow.log_prob(x, context=labels).numpy()
+        assert np.isnan(lp[0]) and np.isfinite(lp[1]), mode
+        drawn = flow.sample(2, context=labels, seed=0).numpy()
+        assert np.isnan(drawn[0]).all() and np.isfinite(drawn[1]).all(), mode
+        states = flow.trace(drawn, context=labels)
+        assert all(np.isnan(s[0]).all() for s in states[1:]), mode
+    flow.eval_mode = "graph"
+    assert np.isnan(flow.predict((x, labels), verbose=0)[0])
+    served = tf.saved_model.load(flow.export(tmp_path / "served"))
+    got = served.signatures["serving_default"](x=tf.constant(x), context=tf.constant(labels))
+    assert np.isnan(got["log_prob"][0]) and np.isfinite(got["log_prob"][1])
+
+
 def test_the_shipped_class_conditional_digits_draw_the_digit_asked_for():
     """saved_models/digits_label: 100 samples per label, classified by a logistic
     regression fitted to real digits; most must be the label they were drawn for."""
@@ -207,6 +231,21 @@ def test_the_shipped_class_conditional_digits_draw_the_digit_asked_for():
     right = [np.mean(classifier.predict(flow.sample(100, context=[[d]], seed=d).numpy()) == d)
              for d in range(10)]
     assert min(right) > 0.6 and np.mean(right) > 0.9, np.round(right, 2)
+
+
+@pytest.mark.parametrize("name, context", [("digits_label", [[12.0], [3.0]]),
+                                           ("ring_radius", [[np.nan], [1.0]])])
+def test_the_shipped_conditional_saved_models_give_nan_for_a_context_they_cannot_read(
+        name, context):
+    """Exported with the flow's code of today: an unknown label or a NaN context gives
+    NaN (the digits' SavedModel, exported before, raised for label 12)."""
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "saved_models", name)
+    served = tf.saved_model.load(os.path.join(folder, "saved_model", "1"))
+    dim = kerasflows.load(folder).event_dim
+    got = served.signatures["serving_default"](
+        x=tf.zeros([2, dim]), context=tf.constant(context, tf.float32))["log_prob"].numpy()
+    assert np.isnan(got[0]) and np.isfinite(got[1])
 
 
 def test_a_batch_normalizing_encoder_updates_its_statistics_only_in_fit():

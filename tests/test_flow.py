@@ -87,8 +87,29 @@ def test_temperature_scales_the_base(flow):
     z_cold = flow.inverse(flow.sample(2000, seed=1, temperature=0.5)).numpy()
     z_hot = flow.inverse(flow.sample(2000, seed=1, temperature=1.0)).numpy()
     np.testing.assert_allclose(z_cold, 0.5 * z_hot, rtol=1e-3, atol=1e-3)
-    with pytest.raises(ValueError, match="temperature"):
-        flow.sample(3, temperature=0.0)
+    for bad in (0.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="temperature` must be finite and > 0"):
+            flow.sample(3, temperature=bad)
+
+
+def test_seeds_are_int32_integers_and_others_raise(flow):
+    np.testing.assert_array_equal(flow.sample(3, seed=np.int64(5)), flow.sample(3, seed=5))
+    np.testing.assert_array_equal(flow.sample(3, seed=-2**31), flow.sample(3, seed=-2**31))
+    # 2**32 + 5 used to wrap to 5, and 1.7 to be cut to 1
+    for bad in (2**32 + 5, 2**31, 1.7, "5"):
+        with pytest.raises(ValueError, match="`seed` must be an integer"):
+            flow.sample(3, seed=bad)
+
+
+def test_integer_inputs_are_converted_and_other_dtypes_raise(flow):
+    x = np.array([[1, -2], [0, 3]])
+    want = flow.log_prob(x.astype("float32")).numpy()
+    for given in (x, x.astype("int32"), tf.constant(x), tf.constant(x, tf.float64)):
+        np.testing.assert_allclose(flow.log_prob(given), want, rtol=1e-6)
+    for bad, dtype in ((np.ones((2, 2), bool), "bool"), (tf.ones((2, 2), tf.bool), "bool"),
+                       (np.array([["a", "b"]]), "<U1")):
+        with pytest.raises(ValueError, match=f"must be numbers .*dtype {dtype}"):
+            flow.log_prob(bad)
 
 
 def test_sample_and_log_prob_matches_log_prob(flow):
@@ -156,6 +177,10 @@ def test_unknown_base_and_bad_layers_raise():
         M.NSF(1)
     with pytest.raises(ValueError, match="event_dim"):
         kerasflows.Flow([L.Permute()], event_dim=0)
+    # a context nobody reads: p(x) trained while one believes it is p(x | c)
+    with pytest.raises(ValueError, match="context_dim=1 but none of its 2 layers takes a "
+                                         "context"):
+        kerasflows.Flow([L.AffineCoupling(), L.Permute()], event_dim=2, context_dim=1)
 
 
 def test_conditional_flow_fits_and_uses_its_context():
@@ -185,6 +210,29 @@ def test_conditional_flow_fits_and_uses_its_context():
                                rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"context has 3 rows; expected n=5 .* or 1"):
         f.sample(5, context=np.zeros((3, 1), "float32"))
+    # the densities and both directions take one context row per row, or one for all
+    for mode in ("graph", "eager", "xla"):
+        f.eval_mode = mode
+        np.testing.assert_allclose(f.log_prob(x_s, context=np.array([[-2.0]], "float32")),
+                                   log_p, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(f.inverse(x_s, context=np.array([[-2.0]], "float32")),
+                                   f.inverse(x_s, context=np.full((5, 1), -2.0, "float32")),
+                                   rtol=1e-6, atol=1e-6)
+        for call in (f.log_prob, f.inverse, f.forward):
+            with pytest.raises(ValueError, match=r"have 5 rows \(shape \(5, 2\)\) but the "
+                                                 r"context has 3 \(shape \(3, 1\)\)"):
+                call(x_s, context=np.zeros((3, 1), "float32"))
+    f.eval_mode = "graph"
+    # a NaN or inf context gives NaN in every mode (graphs' fused matmul-ReLU kernels
+    # turned the NaN into finite numbers)
+    bad = np.array([[2.0], [np.nan], [np.inf]], "float32")
+    for mode in ("graph", "eager", "xla"):
+        f.eval_mode = mode
+        lp = f.log_prob(x_s[:3], context=bad).numpy()
+        assert np.isfinite(lp[0]) and np.isnan(lp[1:]).all(), mode
+        drawn = f.sample(3, context=bad, seed=0).numpy()
+        assert np.isfinite(drawn[0]).all() and np.isnan(drawn[1:]).all(), mode
+    f.eval_mode = "graph"
     ds = tf.data.Dataset.from_tensor_slices((x, c)).batch(256)
     f.fit(ds, epochs=1, verbose=0)  # (x, context) datasets work too
 

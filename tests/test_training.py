@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import kerasflows
 from kerasflows import datasets
+from kerasflows import layers as L
 from kerasflows import models as M
 from kerasflows import training
 
@@ -193,6 +194,44 @@ def test_bad_data_fails_before_training():
         flow.fit(x, x, epochs=1, verbose=0)
 
 
+def test_integer_data_and_labels_train_and_a_failed_fit_leaves_the_flow_usable():
+    x = np.random.default_rng(0).integers(-3, 4, size=(256, 2))
+    flow = M.MAF(2, num_layers=1, hidden_units=(8,))
+    flow.compile(optimizer="adam")
+    stream = tf.data.Dataset.from_tensor_slices(x).batch(64)      # int64 batches
+    assert np.isfinite(flow.fit(stream, epochs=1, verbose=0).history["loss"]).all()
+    labels = np.arange(256) % 3                                     # int class labels
+    cond = M.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=1,
+                     context_encoder=L.ClassEmbedding(3, 4))
+    cond.compile(optimizer="adam")
+    assert np.isfinite(cond.fit((x, labels[:, None]), epochs=1, verbose=0,
+                                batch_size=64).history["loss"]).all()
+    # a fit whose first trace fails (a stream of the wrong width) used to leave a
+    # train function that could never create its variables: every later fit failed
+    fresh = M.MAF(2, num_layers=1, hidden_units=(8,))
+    fresh.compile(optimizer="adam")
+    wide = tf.data.Dataset.from_tensor_slices(np.zeros((64, 3), "float32")).batch(32)
+    with pytest.raises(ValueError, match=r"inputs of shape \(batch, 2\)"):
+        fresh.fit(wide, epochs=1, verbose=0)
+    assert np.isfinite(fresh.fit(x, epochs=1, verbose=0).history["loss"]).all()
+
+
+def test_empty_data_and_class_weight_raise():
+    glow = M.Glow(2, num_layers=2, hidden_units=(8,))
+    glow.compile(optimizer="adam")
+    x = np.zeros((0, 2), "float32")
+    # ActNorm used to initialise from the 0 rows: NaN weights for good
+    with pytest.raises(ValueError, match=r"training data has no rows \(shape \(0, 2\)\)"):
+        glow.fit(x, verbose=0)
+    with pytest.raises(ValueError, match="validation data has no rows"):
+        glow.fit(np.ones((8, 2), "float32"), validation_data=x, verbose=0)
+    with pytest.raises(ValueError, match="needs at least one row"):
+        glow.initialize(x)
+    assert all(np.isfinite(v.numpy()).all() for v in glow.weights)
+    with pytest.raises(ValueError, match="no `class_weight`.*sample_weight"):
+        glow.fit(np.ones((8, 2), "float32"), class_weight={0: 1.0}, verbose=0)
+
+
 def test_wrong_shapes_and_missing_context_are_named():
     flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
     with pytest.raises(ValueError, match=r"\(batch, 2\).*\(4, 3\)"):
@@ -358,8 +397,10 @@ def test_fit_and_evaluate_weigh_array_data_by_sample_weight():
     flow, weighted = fit(x, sample_weight=w)
     assert abs(weighted["loss"][0] - unweighted[0]) > 1e-3
     nll = -flow.log_prob(x).numpy()
-    np.testing.assert_allclose(flow.evaluate(x, sample_weight=w, batch_size=256, verbose=0),
-                               np.sum(w * nll) / np.sum(w), rtol=1e-5)
+    for batch_size in (256, 32, 100):      # the weighted mean over all rows, not per batch
+        np.testing.assert_allclose(
+            flow.evaluate(x, sample_weight=w, batch_size=batch_size, verbose=0),
+            np.sum(w * nll) / np.sum(w), rtol=1e-5)
     np.testing.assert_allclose(flow.evaluate(x, batch_size=256, verbose=0), nll.mean(), rtol=1e-5)
     # weighting every example alike changes nothing
     same = fit(x, sample_weight=np.full(256, 3.0))[1]["loss"]
@@ -377,7 +418,8 @@ def test_fit_and_evaluate_weigh_array_data_by_sample_weight():
     for a, b in zip(zero.trainable_variables, initial):
         np.testing.assert_array_equal(a.numpy(), b)
     # weighted validation data, Keras' (x_val, None, w_val)
-    hist = flow.fit(x, epochs=1, verbose=0, batch_size=256, validation_data=(x, None, w))
+    hist = flow.fit(x, epochs=1, verbose=0, batch_size=256, validation_data=(x, None, w),
+                    validation_batch_size=32)
     np.testing.assert_allclose(hist.history["val_loss"],
                                np.sum(w * -flow.log_prob(x).numpy()) / np.sum(w), rtol=1e-5)
     with pytest.raises(ValueError, match="Flow.fit's validation_data: `sample_weight` must"):

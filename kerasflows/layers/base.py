@@ -12,8 +12,14 @@ import operator
 import keras
 import tensorflow as tf
 
-__all__ = ["FlowLayer", "check_positive_int", "check_event_dim", "batch_log_det",
-           "split_mixed_policy"]
+__all__ = ["FlowLayer", "NoInverseError", "check_positive_int", "check_event_dim",
+           "batch_log_det", "split_mixed_policy"]
+
+
+class NoInverseError(NotImplementedError, ValueError):
+    """The inverse direction of a forward-only layer (`Planar`, `Radial`) was asked
+    for: `inverse`, `log_prob` of data, an export. A `NotImplementedError`, and a
+    `ValueError` too, as what is wrong is the request, not the input's values."""
 
 
 def check_positive_int(name, value, allow_none=False, minimum=1):
@@ -208,7 +214,7 @@ class FlowLayer(keras.layers.Layer):
         return b.inverse(x), batch_log_det(b.inverse_log_det_jacobian(x, event_ndims=1), x)
 
     def no_inverse_error(self):
-        return NotImplementedError(
+        return NoInverseError(
             f"{type(self).__name__} '{self.name}' is forward-only: it has no inverse, so "
             "inverse and log_prob of arbitrary data are unavailable. Use "
             "Flow.sample_and_log_prob, which needs only the forward direction.")
