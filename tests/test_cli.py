@@ -21,6 +21,7 @@ from kerasflows.loading import training_record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOONS = os.path.join(ROOT, "saved_models", "moons")
+U1_PLANAR = os.path.join(ROOT, "saved_models", "u1_planar")
 
 
 def _run(capsys, *argv):
@@ -82,6 +83,21 @@ def test_info_on_a_shipped_model_folder(capsys):
     assert info["parameters"] == sum(layer["parameters"] for layer in info["layers"])
 
 
+def test_info_on_a_flow_fitted_to_a_target(capsys):
+    out = _run(capsys, "info", U1_PLANAR)
+    assert "fitted to: target u1, recipe planar" in out and "elbo" in out
+    info = json.loads(_run(capsys, "info", U1_PLANAR, "--json"))
+    assert info["training"]["target"] == "u1"
+
+
+def test_help_shows_the_defaults_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit-target", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: None)" not in out and "(default: False)" not in out
+    assert "(default: 0.005)" in out
+
+
 def _error_cases(tmp):
     np.save(tmp / "three.npy", np.zeros((10, 3), np.float32))
     np.save(tmp / "flat.npy", np.zeros(10, np.float32))
@@ -115,6 +131,15 @@ def _error_cases(tmp):
          "cannot be made"),
         (["plot", MOONS, "-o", tmp / "three.npy" / "p.png"], "its folder"),
         (["export", MOONS, tmp / "srv"], "already exists"),
+        (["export", U1_PLANAR, tmp / "planar"], "is forward-only"),
+        (["evaluate", U1_PLANAR, "moons"], "is forward-only"),
+        (["train", "moons", "--lr", "-0.5"], "expected a finite number > 0, got '-0.5'"),
+        (["train", "moons", "--lr", "nan"], "expected a finite number > 0, got 'nan'"),
+        (["fit-target", "--target", "u1", "--lr", "0"], "expected a finite number > 0"),
+        (["train", "moons", "--tensorboard", tmp / "three.npy" / "tb"],
+         f"cannot write to --tensorboard {tmp / 'three.npy' / 'tb'}: the folder cannot be made"),
+        (["sample", MOONS, "-o", tmp / "s.npy", "--temperature", "inf"],
+         "`temperature` must be finite and > 0"),
         ([], "the following arguments are required: COMMAND"),
     ]
 
@@ -226,7 +251,7 @@ def test_plot_draws_density_and_samples_to_a_png(tmp_path, capsys):
     wide = kerasflows.models.RealNVP(3, num_layers=1, hidden_units=(8,))
     wide.save(tmp_path / "w.keras")
     _run(capsys, "plot", tmp_path / "w.keras", "-o", tmp_path / "w.png", "--dims", "3,1",
-         "--region=-2,2,-3,3", "--resolution", "32", "-n", "500")
+         "--region", "-2,2,-3,3", "--resolution", "32", "-n", "500")   # no "=" needed
     np.testing.assert_array_equal(_png(tmp_path / "w.png"), pictures.samples_picture(
         wide.sample(500, seed=0).numpy(), (-2, 2, -3, 3), 32, dims=(2, 0)))
 

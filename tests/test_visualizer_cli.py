@@ -51,6 +51,13 @@ def test_screenshot_errors_are_one_line_with_exit_code_2(tmp_path):
     assert proc.returncode == 2 and "finite numbers separated by commas" in proc.stderr
 
 
+def test_a_context_starting_with_a_minus_sign_is_a_value():
+    """Python 3.11's argparse took `-1,0.5` for an option flag ("expected one argument")."""
+    from visualizer.__main__ import build_parser
+    assert build_parser().parse_args(["m", "--context", "-1,0.5"]).context == [-1.0, 0.5]
+    assert build_parser().parse_args(["m", "--context", "-.5"]).context == [-0.5]
+
+
 def test_context_for_an_unconditional_flow_is_a_one_line_error(folder, tmp_path):
     proc = run_viz([str(folder), "--screenshot", "x.png", "--context", "1"], cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]

@@ -7,6 +7,7 @@ imports it), so it appears at once.
 import argparse
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -82,6 +83,9 @@ def build_parser():
     p.add_argument("--report-startup", action="store_true",
                    help="print the seconds from process start to the first painted window, "
                         "then exit (for benchmarks)")
+    # `--context -1,0.5`: a value, not an option flag (Python 3.11's argparse took any
+    # comma list starting with a minus sign for a flag; no option starts with a digit)
+    p._negative_number_matcher = re.compile(r"^-\.?\d")
     return p
 
 

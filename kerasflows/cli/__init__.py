@@ -19,7 +19,7 @@ import argparse
 import sys
 
 from kerasflows.cli import evaluate, export, fit_target, info, plot, sample, train
-from kerasflows.cli.common import UserError
+from kerasflows.cli.common import NEGATIVE_VALUE, UserError
 
 __all__ = ["main", "SUBCOMMANDS", "build_parser"]
 
@@ -45,7 +45,9 @@ def build_parser():
                      "evaluate, sample, plot, export and inspect flows.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in SUBCOMMANDS:
-        module.add_parser(subparsers).set_defaults(run=module.run)
+        sub = module.add_parser(subparsers)
+        sub.set_defaults(run=module.run)
+        sub._negative_number_matcher = NEGATIVE_VALUE     # --region -2,3,-1.5,2
     return parser
 
 

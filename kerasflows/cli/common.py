@@ -1,14 +1,17 @@
 """Helpers shared by the subcommands: reading data, opening models, writing arrays."""
 
 import argparse
+import math
 import os
+import re
 import sys
 
 import numpy as np
 
 __all__ = ["UserError", "HelpFormatter", "read_data", "read_conditional_set", "read_array",
            "write_array", "output_folder", "open_flow",
-           "check_columns", "positive_int", "fraction", "units", "add_direction_argument",
+           "check_columns", "positive_int", "positive_float", "fraction", "units",
+           "add_direction_argument", "writable_folder", "NEGATIVE_VALUE",
            "progress_verbosity", "add_context_argument", "read_context"]
 
 
@@ -51,6 +54,25 @@ def positive_int(text):
         value = 0
     if value < 1:
         raise _arg_error(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+#: What argparse reads as a negative number rather than an option flag: also
+#: comma-separated lists that start with one (`--region -2,3,-1.5,2`), which
+#: Python 3.11's argparse took for a flag ("expected one argument"); 3.13's
+#: reads them so. For `parser._negative_number_matcher` (no option of ours, or
+#: of the visualizer's, starts with a digit).
+NEGATIVE_VALUE = re.compile(r"^-\.?\d")
+
+
+def positive_float(text):
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise _arg_error(f"expected a finite number > 0, got {text!r}")
     return value
 
 
@@ -150,6 +172,19 @@ def output_folder(path):
                         f"({e.strerror or e}).") from None
     if not os.access(folder, os.W_OK):
         raise UserError(f"cannot write {path}: its folder {folder} is not writable.")
+    return folder
+
+
+def writable_folder(folder, option):
+    """Makes the output folder `folder` (given as `option`, e.g. "--tensorboard");
+    a UserError naming it when it cannot be made or written."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot write to {option} {folder}: the folder cannot be made "
+                        f"({e.strerror or e}).") from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"cannot write to {option} {folder}: the folder is not writable.")
     return folder
 
 

@@ -16,7 +16,8 @@ import os
 import shlex
 import time
 
-from kerasflows.cli.common import (UserError, add_direction_argument, output_folder, positive_int,
+from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument,
+                                   output_folder, positive_float, positive_int,
                                    progress_verbosity, units)
 
 __all__ = ["add_parser", "run", "build_flow", "FORWARD_ONLY_RECIPES"]
@@ -31,7 +32,7 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "fit-target", help="fit a flow to a 2-D target density (variational, reverse KL)",
         description=__doc__.split("\n\n")[0].split(": ", 1)[1],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--target", required=True, choices=list(targets.NAMES),
                    help="the target density (kerasflows.targets)")
     p.add_argument("--recipe", default="planar", choices=[*FORWARD_ONLY_RECIPES, *RECIPES],
@@ -47,7 +48,7 @@ def add_parser(subparsers):
     p.add_argument("--epochs", type=positive_int, default=10, help="number of epochs")
     p.add_argument("--steps", type=positive_int, default=200, help="training steps per epoch")
     p.add_argument("--batch-size", type=positive_int, default=512, help="samples per step")
-    p.add_argument("--lr", type=float, default=5e-3, help="Adam learning rate")
+    p.add_argument("--lr", type=positive_float, default=5e-3, help="Adam learning rate")
     p.add_argument("--seed", type=int, default=0, help="seeds initialization and sampling")
     p.add_argument("--eval-samples", type=positive_int, default=20_000,
                    help="samples for the final ELBO / ESS / KL estimates")
@@ -148,8 +149,6 @@ def run(args):
     import keras
     from kerasflows.loading import write_training_record
     from kerasflows.variational import diagnostics
-    if not args.lr > 0:
-        raise UserError(f"--lr must be > 0. Received: {args.lr}")
     out, report = _paths(args)
     # Before training, which is lost when the result cannot be written.
     for path in (os.path.join(args.model_dir, "flow.keras") if args.model_dir else out, report):

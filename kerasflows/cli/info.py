@@ -82,12 +82,18 @@ def _print_flow(info):
               f"{encoder['parameters']:,} params), context_dim={info['context_dim']} -> "
               f"{encoder['features']} features the layers see")
     record = info["training"] or {}
-    if record:
+    if record.get("target") is not None:          # `fit-target`: fitted to a density
+        fit = ", ".join(f"{k} {record[k]:.4f}" for k in ("elbo", "log_z", "reverse_kl", "ess")
+                        if isinstance(record.get(k), (int, float)))
+        print(f"fitted to: target {record['target']}, recipe {record.get('recipe')}, "
+              f"{record.get('epochs')} epochs of {record.get('steps')} steps; {fit}")
+        print(f"command: {record.get('command')}")
+    elif record:
         nlls = ", ".join(f"{k} {record[k + '_nll']:.4f}" for k in ("train", "validation", "test")
                          if record.get(k + "_nll") is not None)
-        print(f"trained on: {record['data']} ({record['n_train']} rows), recipe {record['recipe']}, "
-              f"{record['epochs']} epochs; NLL (nats) {nlls}")
-        print(f"command: {record['command']}")
+        print(f"trained on: {record.get('data')} ({record.get('n_train')} rows), recipe "
+              f"{record.get('recipe')}, {record.get('epochs')} epochs; NLL (nats) {nlls}")
+        print(f"command: {record.get('command')}")
     else:
         print("trained on: unknown (no training record in the file)")
     manifest = info.get("manifest")

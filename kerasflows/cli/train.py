@@ -16,8 +16,9 @@ import time
 import numpy as np
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument, fraction,
-                                   output_folder, positive_int, progress_verbosity, read_array,
-                                   read_conditional_set, read_data, units)
+                                   output_folder, positive_float, positive_int,
+                                   progress_verbosity, read_array, read_conditional_set,
+                                   read_data, units, writable_folder)
 
 __all__ = ["add_parser", "run"]
 
@@ -46,7 +47,7 @@ def add_parser(subparsers):
     add_direction_argument(p)
     p.add_argument("--epochs", type=positive_int, default=20, help="number of epochs")
     p.add_argument("--batch-size", type=positive_int, default=512, help="global batch size")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     p.add_argument("--lr-decay", choices=["none", "cosine"], default="none",
                    help="learning-rate schedule: constant, or cosine decay to 0")
     p.add_argument("--seed", type=int, default=0,
@@ -314,6 +315,8 @@ def run(args):
         # first checkpoint, and the report's folder only after the last epoch.
         for path in (out, report, checkpoint_dir):
             output_folder(path)
+        if args.tensorboard:
+            writable_folder(args.tensorboard, "--tensorboard")
     if args.save_every_epoch and not args.quiet and is_chief(strategy):
         print(f"Writing {out} after every epoch; watch it with: kerasflows-viz {out} --follow",
               flush=True)
