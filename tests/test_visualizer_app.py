@@ -370,10 +370,10 @@ def test_export_dialogs_say_when_the_file_cannot_be_written(qtbot, window, tiny,
         target.append(tmp_path / "view.png")
         window.export_dialog()
         assert failures == [] and QtGui.QImage(str(target[-1])).width() > 100
-        for export, name in ((window.export_dialog, "view.png"),
-                             (window.export_data_dialog, "view.npz")):
+        for export_view, name in ((window.export_dialog, "view.png"),
+                                  (window.export_data_dialog, "view.npz")):
             target.append(tmp_path / "missing" / name)       # a folder that does not exist
-            export()
+            export_view()
             assert failures[-1].startswith("Could not save the ")
             assert str(target[-1]) in failures[-1] and window.error_box.isVisible()
             window.error_box.close()

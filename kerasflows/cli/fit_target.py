@@ -8,7 +8,6 @@ target's log Z is known, the reverse KL in nats. Writes the `.keras` model
 `saved_model/1/` when the flow is invertible).
 """
 
-import argparse
 import datetime
 import json
 import math
