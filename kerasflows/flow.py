@@ -615,19 +615,27 @@ class Flow(keras.Model):
         """Mean negative log-likelihood, in nats per example (plus any layer losses);
         with `sample_weight`, the batch's weighted mean."""
         nll = -y_pred
+        replicas = _replica_count()
         tracker = getattr(self, "_loss_tracker", None)
         if sample_weight is not None:
             w = tf.cast(sample_weight, nll.dtype)
             total = tf.reduce_sum(w)
-            # a batch whose weights are all 0 adds nothing (not 0 / 0)
+            if replicas > 1:
+                # the weights of the whole batch, over every replica: the replicas'
+                # gradients add up to the gradient of the global weighted mean
+                total = tf.distribute.get_replica_context().all_reduce("SUM", total)
+            # this replica's share of the weighted mean; a batch whose weights are
+            # all 0 adds nothing (not 0 / 0)
             loss = tf.math.divide_no_nan(tf.reduce_sum(nll * w), total)
             if isinstance(tracker, _LossMean):
-                tracker.batch_weight = total
+                # Keras reports `loss * replicas` per replica: weighed by total /
+                # replicas, the replicas add up to the batch's weighted mean
+                tracker.batch_weight = total / replicas
         else:
-            loss = tf.reduce_mean(nll)
+            loss = tf.reduce_mean(nll) / replicas
         if self.losses:
-            loss += tf.add_n([tf.cast(l, loss.dtype) for l in self.losses])
-        return loss / _replica_count()
+            loss += tf.add_n([tf.cast(l, loss.dtype) for l in self.losses]) / replicas
+        return loss
 
     @property
     def needs_data_init(self):

@@ -414,6 +414,8 @@ def _sharded_body(flow, variables, optimizer, layout, jit_compile):
             raise ValueError("make_train_step(..., shards > 1) needs batches of a static "
                              f"size (received a batch of shape {x.shape}).")
         rows = shard_rows(n, shards)
+        if context is not None and context.shape[0] == 1 and n > 1:
+            context = tf.repeat(context, n, axis=0)        # one context for every row
         xs = tf.split(x, rows) if len(rows) > 1 else [x]
         cs = ([None] * len(rows) if context is None else
               tf.split(context, rows) if len(rows) > 1 else [context])
@@ -458,9 +460,14 @@ def _check_shards(flow, shards):
             f"shards={shards}: this flow updates state while it trains "
             f"({', '.join(v.path for v in state)}), which the parts "
             "of a sharded step would race to write; use shards=1.")
-    if shards > 1 and tf.distribute.has_strategy():
-        raise ValueError(f"shards={shards} inside a tf.distribute strategy: the strategy "
-                         "already splits the batch over its replicas; use shards=1.")
+    if tf.distribute.has_strategy() or any(
+            isinstance(getattr(v, "value", v), tf.distribute.DistributedValues)
+            for v in flow.trainable_variables):
+        raise ValueError(
+            "make_train_step builds a one-device step, not one for a tf.distribute "
+            "strategy (this flow's weights are distributed, or a strategy's scope is "
+            "open): train under a strategy with Flow.fit (the flow made inside "
+            "strategy.scope()) or kerasflows.distributed.train_flow.")
     return shards
 
 
@@ -517,7 +524,11 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
     dominates, little or nothing: RealNVP 1.80 -> 1.68 ms, MAF 1.45 ->
     1.51 ms); on a GPU, keep 1. Layer losses are per-batch terms and count
     once. Not for flows that update state while they
-    train (`BatchNorm`), nor inside a `tf.distribute` strategy.
+    train (`BatchNorm`).
+
+    The step runs on one device: under a `tf.distribute` strategy, or for a
+    flow whose weights one made (distributed variables), it raises a
+    ValueError; use `Flow.fit` or `kerasflows.distributed.train_flow` there.
 
     Each new batch shape traces (and compiles) again, so feed batches of
     one size. Layers that need data-dependent initialisation (`ActNorm`)
@@ -655,9 +666,11 @@ class BackgroundCompiledStep:
         tier = self._tiers.get(key)
         if tier is None:
             graph = self._step.get_concrete_function(x, context, *self.state)
+            loss = graph(x, context, *self.state)
+            # Only now: a first call that raised (an interrupt, bad data) leaves no
+            # tier whose compilation never starts; the next call tries again.
             tier = self._tiers[key] = {"graph": graph, "xla": None, "xla_function": None,
                                        "done": threading.Event(), "calls": {}}
-            loss = graph(x, context, *self.state)
             threading.Thread(target=self._compile, args=(tier, x, context),
                              name="kerasflows-xla-compile", daemon=True).start()
             # A script that ends while XLA compiles waits for it (at most a minute)

@@ -216,6 +216,29 @@ def test_background_compile_failure_leaves_the_graph_step_training(monkeypatch):
     assert np.isfinite(last) and last < first
 
 
+def test_an_interrupted_first_call_still_compiles_in_the_background(monkeypatch):
+    """A first call of a batch shape that raised (Ctrl-C) left a tier whose
+    compilation never started: the step ran as a graph for good."""
+    flow = _flow()
+    step = make_train_step(flow, keras.optimizers.Adam(1e-2), background_compile=True)
+    batches = _batches(4, seed=3)
+    concrete = step._step.get_concrete_function(tf.constant(batches[0]), None, *step.state)
+    calls = []
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(concrete), "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        step(batches[0])
+    monkeypatch.undo()
+    assert calls and not step._tiers
+    for xb in batches:
+        assert np.isfinite(float(step(xb)))
+    assert step.wait(120) and step.compiled
+
+
 def test_background_compile_needs_plain_adam_xla_and_no_layer_state():
     for opt, jit in ((keras.optimizers.SGD(0.05), True), (keras.optimizers.Adam(1e-2), False)):
         step = make_train_step(_flow(), opt, jit_compile=jit, background_compile=True)
@@ -317,6 +340,19 @@ def test_sharded_step_with_context_unreached_weights_and_other_optimizers():
         losses[shards] = [float(step(x, c)) for _ in range(5)]
     np.testing.assert_allclose(losses[2], losses[1], rtol=1e-4, atol=1e-5)
     assert losses[2][-1] < losses[2][0]
+    # one context row shared by the whole batch, as the flow takes it (splitting it
+    # into the parts' rows failed), in the background-compiled step too
+    shared = {}
+    for shards, background in ((1, False), (2, False), (2, True)):
+        keras.utils.set_random_seed(1)
+        flow = M.NSF(2, num_layers=2, hidden_units=(16,), bins=4, context_dim=3)
+        step = make_train_step(flow, keras.optimizers.Adam(1e-2), shards=shards,
+                               background_compile=background)
+        shared[shards, background] = [float(step(x, c[:1])) for _ in range(3)]
+        if background:
+            assert step.wait(120) and step.compiled, step.error
+    for key in ((2, False), (2, True)):
+        np.testing.assert_allclose(shared[key], shared[1, False], rtol=1e-4, atol=1e-5)
 
     # a weight the loss does not reach stays put, and so do its packed moments
     keras.utils.set_random_seed(0)
@@ -354,10 +390,18 @@ def test_shards_reject_bad_values_layer_state_and_strategies():
     flow.log_prob(np.zeros((2, 2), "float32"))
     with pytest.raises(ValueError, match="shards=2: this flow updates state while it trains"):
         make_train_step(flow, keras.optimizers.Adam(1e-2), shards=2)
+    # under a strategy, with any shards, the step used to fail inside TensorFlow
+    # ("'NoneType' object has no attribute 'merge_call'")
     with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
         flow = _flow()
-        with pytest.raises(ValueError, match="shards=2 inside a tf.distribute strategy"):
-            make_train_step(flow, keras.optimizers.Adam(1e-2), shards=2)
+        for shards in (1, 2):
+            with pytest.raises(ValueError, match="one-device step, not one for a "
+                                                 "tf.distribute strategy"):
+                make_train_step(flow, keras.optimizers.Adam(1e-2), shards=shards)
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        flow = _flow()
+    with pytest.raises(ValueError, match="this flow's weights are distributed"):
+        make_train_step(flow, keras.optimizers.Adam(1e-2))      # made in the scope
     # a batch of unknown size cannot be split
     step = make_train_step(_flow(), keras.optimizers.Adam(1e-2), shards=2)
     with pytest.raises(ValueError, match="needs batches of a static size"):
