@@ -24,6 +24,7 @@ flow.fit(x, epochs=30, callbacks=[keras.callbacks.TensorBoard(log_dir),
 ```
 """
 
+import math
 import os
 
 import keras
@@ -95,8 +96,14 @@ class FlowImages(keras.callbacks.Callback):
                              f"{self.contexts.shape}.")
         self.dims = tuple(int(d) for d in dims)
         self.image_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
+        if self.image_shape is not None and (len(self.image_shape) != 2
+                                             or min(self.image_shape) < 1):
+            raise ValueError(f"`image_shape` must be (height, width) of positive integers; "
+                             f"received {image_shape!r}.")
         self.image_levels = image_levels
         self.span = float(span)
+        if not (math.isfinite(self.span) and self.span > 0):
+            raise ValueError(f"`span` must be a finite number of nats > 0; received {span!r}.")
         self.flow = flow
         self._writer = None
         self._drawn = self._last_epoch = None
@@ -162,6 +169,9 @@ class FlowImages(keras.callbacks.Callback):
         if self.data is not None and self.data.shape[1] != D:
             raise ValueError(f"`data` has {self.data.shape[1]} columns; the flow has "
                              f"event_dim={D}.")
+        if flow.context_dim is None and self.context is not None:
+            raise ValueError(f"The flow is not conditional, so it takes no context; "
+                             f"received context={self.context[0]}.")
         if flow.context_dim is not None and self.contexts is None and (
                 self.context is None or self.context.shape[1] != flow.context_dim):
             raise ValueError(f"The flow is conditional (context_dim={flow.context_dim}): give "
@@ -241,6 +251,9 @@ def read_frames(log_dir, tag="density"):
     import tensorflow as tf
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     run = os.path.join(os.fspath(log_dir), "flow")
+    if not os.path.isdir(run):
+        raise ValueError(f"{run}: no such folder; FlowImages writes its pictures to "
+                         "LOG_DIR/flow.")
     events = EventAccumulator(run, size_guidance={"tensors": 0})
     events.Reload()
     if tag not in events.Tags()["tensors"]:

@@ -714,7 +714,13 @@ class Flow(keras.Model):
         >= 0 per example) weights each example's negative log-likelihood in
         the loss.
         """
-        from kerasflows.training import prepare_fit_data, weights_for_keras
+        from kerasflows.training import _packed_size, prepare_fit_data, weights_for_keras
+        if self.optimizer is not None and _packed_size(self.optimizer) is not None:
+            raise ValueError(
+                "Flow.fit: this flow's optimizer was built by make_train_step on its packed "
+                "layout (one moment vector over all weights), which Keras' apply_gradients "
+                "cannot update; compile the flow with a new optimizer for fit, or go on "
+                "with the make_train_step loop.")
         if kwargs.get("class_weight") is not None:
             raise ValueError("Flow.fit: a flow has no classes or targets, so it takes no "
                              "`class_weight`; weigh examples with sample_weight= (one "

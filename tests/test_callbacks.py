@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import kerasflows
 from kerasflows import pictures as P
-from kerasflows.callbacks import FlowImages
+from kerasflows.callbacks import FlowImages, read_frames
 
 
 def read_images(run_dir):
@@ -114,9 +114,20 @@ def test_bad_settings_raise_naming_what_was_expected(tmp_path):
     for make, message in [
             (lambda: FlowImages(tmp_path, every=0), r"`every` must be an integer >= 1. Received: every=0"),
             (lambda: FlowImages(tmp_path, region=(0, 0, 0, 1)), "region must be finite"),
-            (lambda: FlowImages(tmp_path, data=np.zeros(5)), r"data` must have shape \[n, D\]")]:
+            (lambda: FlowImages(tmp_path, data=np.zeros(5)), r"data` must have shape \[n, D\]"),
+            (lambda: FlowImages(tmp_path, image_shape=(2,)),
+             r"`image_shape` must be \(height, width\).*\(2,\)"),
+            (lambda: FlowImages(tmp_path, span=0), r"`span` must be a finite number .*0")]:
         with pytest.raises(ValueError, match=message):
             make()
+    # a context for an unconditional flow: refused before training, not after an epoch
+    plain = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
+    images = FlowImages(tmp_path, context=[1.0])
+    images.set_model(plain)
+    with pytest.raises(ValueError, match="not conditional, so it takes no context"):
+        images.on_train_begin()
+    with pytest.raises(ValueError, match="no such folder"):
+        read_frames(tmp_path / "nowhere")
     for images, message in [
             (FlowImages(tmp_path), r"conditional \(context_dim=1\): give FlowImages one context"),
             (FlowImages(tmp_path, context=[0.0], data=np.zeros((4, 3))),
