@@ -118,6 +118,42 @@ class _LossMean(keras.metrics.Mean):
                                     else tf.cast(weight, self.dtype))
 
 
+class _RowsBijector(tfb.Bijector):
+    """`inner` (a chain of the layers' bijectors, which take `[N, D]` rows) on
+    inputs of any batch shape `[..., D]`, flattened to rows and back: a TFP
+    distribution's `sample()` is `[D]`, its `sample([2, 3])` `[2, 3, D]`."""
+
+    def __init__(self, inner, event_dim, name="flow"):
+        parameters = dict(locals())
+        self.inner, self.event_dim = inner, event_dim
+        super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
+                         parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return dict()
+
+    def _map(self, fn, v):
+        return tf.reshape(fn(tf.reshape(v, [-1, self.event_dim])), tf.shape(v))
+
+    def _log_det(self, fn, v):
+        rows = tf.reshape(v, [-1, self.event_dim])
+        log_det = tf.broadcast_to(fn(rows, event_ndims=1), tf.shape(rows)[:1])
+        return tf.reshape(log_det, tf.shape(v)[:-1])
+
+    def _forward(self, z):
+        return self._map(self.inner.forward, z)
+
+    def _inverse(self, x):
+        return self._map(self.inner.inverse, x)
+
+    def _forward_log_det_jacobian(self, z):
+        return self._log_det(self.inner.forward_log_det_jacobian, z)
+
+    def _inverse_log_det_jacobian(self, x):
+        return self._log_det(self.inner.inverse_log_det_jacobian, x)
+
+
 def _int32_seed(seed):
     """`seed` as a Python int, if it is an integer TensorFlow's int32 seeds hold."""
     try:
@@ -570,7 +606,10 @@ class Flow(keras.Model):
 
     # -- TFP views -------------------------------------------------------------
     def get_bijector(self, context=None):
-        """The whole stack as one TFP bijector (forward: base to data)."""
+        """The whole stack as one TFP bijector (forward: base to data), on inputs of
+        any batch shape `[..., D]` (its `inner` is the `tfb.Chain` of the layers'
+        bijectors, which take `[N, D]` rows). A conditional flow's `context` is
+        one row per input row, or `[1, C]`."""
         if self.context_dim is not None and context is None:
             raise ValueError(f"This flow is conditional (context_dim={self.context_dim}): "
                              "use get_bijector(context=...).")
@@ -578,7 +617,7 @@ class Flow(keras.Model):
             context = self._encode(self._prepare_context(context))
         bijectors = [layer.bijector(context=_context_for(layer, context))
                      for layer in self.flow_layers]
-        return tfb.Chain(list(reversed(bijectors)))
+        return _RowsBijector(tfb.Chain(list(reversed(bijectors))), self.event_dim)
 
     def get_distribution(self, context=None):
         """The flow as a TFP `TransformedDistribution` over `[D]` events."""

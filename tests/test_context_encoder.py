@@ -167,13 +167,22 @@ def test_class_embedding_gives_each_label_its_row():
     assert np.isnan(outside[:2]).all() and np.array_equal(outside[2], table[1])
     compiled = tf.function(emb.call, jit_compile=True)(tf.constant([[5.0], [2.0]]))
     assert np.isnan(compiled[0]).all() and np.array_equal(compiled[1], table[2])
+    # a NaN label (XLA cast it to label 0) and an int64 label past int32 (it wrapped
+    # to 1) are unknown labels too
+    for call in (emb.call, tf.function(emb.call, jit_compile=True)):
+        got = call(tf.constant([[np.nan], [np.inf], [1.0]])).numpy()
+        assert np.isnan(got[:2]).all() and np.array_equal(got[2], table[1])
+        got = call(tf.constant([[2**32 + 1], [3]], tf.int64)).numpy()
+        assert np.isnan(got[0]).all() and np.array_equal(got[1], table[3])
     again = L.ClassEmbedding.from_config(emb.get_config())
     assert (again.num_classes, again.features, again.stddev) == (4, 3, 1.0)
     with pytest.raises(ValueError, match="one label per row, shape \\(batch, 1\\); received "
                                          "shape \\(5, 2\\)"):
         L.ClassEmbedding(4)(np.zeros((5, 2), np.float32))
     for kwargs, message in [({"num_classes": 0}, "num_classes"), ({"num_classes": 3,
-                            "stddev": 0.0}, "stddev` must be > 0")]:
+                            "stddev": 0.0}, "stddev` must be a finite number > 0"),
+                            ({"num_classes": 3, "stddev": None}, "stddev=None"),
+                            ({"num_classes": 3, "stddev": float("inf")}, "stddev=inf")]:
         with pytest.raises(ValueError, match=message):
             L.ClassEmbedding(**kwargs)
 

@@ -37,6 +37,26 @@ def test_hutchinson_estimate_is_unbiased():
     assert np.all(np.abs(estimates.mean(axis=0) - ld.numpy()) < 5 * se + 1e-4)
 
 
+def test_same_seed_same_samples_and_empty_batches_with_either_trace():
+    """Hutchinson's probe was drawn afresh on every call, so one seed gave other
+    samples (it moves the adaptive solver's steps); an empty batch never returned."""
+    from kerasflows.testing import perturb_weights
+    for trace in ("exact", "hutchinson"):
+        layer = ContinuousFlow(hidden_units=(16,), trace=trace)
+        layer.ensure_built(2)
+        perturb_weights(layer, 0.5)
+        flow = kerasflows.Flow([layer], event_dim=2)
+        np.testing.assert_array_equal(flow.sample(50, seed=1), flow.sample(50, seed=1))
+        x = flow.sample(20, seed=2).numpy()
+        np.testing.assert_array_equal(flow.log_prob(x), flow.log_prob(x))
+        assert flow.sample(0).shape == (0, 2)
+        assert flow.log_prob(np.zeros((0, 2), "float32")).shape == (0,)
+    # in training the probe is fresh each call (a fixed one would bias every step)
+    _, ld1 = layer.inverse_and_log_det(x, training=True)
+    _, ld2 = layer.inverse_and_log_det(x, training=True)
+    assert np.abs(ld1.numpy() - ld2.numpy()).max() > 0
+
+
 def test_trains_under_fit_and_saves(tmp_path):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -59,6 +79,7 @@ def test_trains_under_fit_and_saves(tmp_path):
     ({"time": 0}, "time=0"),
     ({"rtol": -1e-5}, "rtol=-1e-05"),
     ({"atol": "small"}, "atol='small'"),
+    ({"time": float("inf")}, "`time` must be a finite number > 0. Received: time=inf"),
 ])
 def test_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

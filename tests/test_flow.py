@@ -143,6 +143,39 @@ def test_tfp_views_agree_with_the_flow(flow):
                                flow.inverse_and_log_det(x)[1], atol=1e-4)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: M.RealNVP(2, num_layers=2, hidden_units=(8,)),
+    lambda: M.MAF(3, num_layers=2, hidden_units=(8,)),
+    lambda: M.NSF(2, num_layers=2, hidden_units=(8,), bins=4),
+    lambda: M.Glow(2, num_layers=2, hidden_units=(8,))], ids=["realnvp", "maf", "nsf", "glow"])
+def test_the_tfp_distribution_takes_tfps_shapes(make):
+    """The conditioners take [N, D] rows; TFP's own calls give [D] and [a, b, D]."""
+    flow = make()
+    perturb_weights(flow, 0.3)
+    D, d = flow.event_dim, flow.distribution
+    assert d.sample(seed=1).shape == (D,)
+    assert d.sample([2, 3], seed=1).shape == (2, 3, D)
+    x = np.random.default_rng(0).normal(size=(2, 3, D)).astype("float32")
+    np.testing.assert_allclose(d.log_prob(x), flow.log_prob(x.reshape(6, D)).numpy().reshape(
+        2, 3), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(d.log_prob(x[0, 0]), flow.log_prob(x[0, :1])[0], rtol=1e-5,
+                               atol=1e-5)
+    assert flow.bijector.inner.bijectors      # the layers' own chain
+
+
+def test_empty_batches_of_autoregressive_flows_solved_dimension_by_dimension():
+    """From 4 dimensions MADE.solve runs the sampling direction; its row updates
+    could not scatter into an empty batch."""
+    for make in (lambda: M.MAF(4, num_layers=1, hidden_units=(8,)),
+                 lambda: M.NSF(4, num_layers=1, hidden_units=(8,), autoregressive=True)):
+        flow = make()
+        for mode in ("graph", "eager", "xla"):
+            flow.eval_mode = mode
+            assert flow.sample(0).shape == (0, 4), mode
+    iaf = M.IAF(4, num_layers=1, hidden_units=(8,))
+    assert iaf.log_prob(np.zeros((0, 4), "float32")).shape == (0,)
+
+
 def test_learned_normal_base_is_trained_and_saved(tmp_path):
     f = kerasflows.Flow([L.ElementwiseAffine()], event_dim=2, base="learned_normal")
     assert len(f.trainable_weights) == 4
@@ -177,6 +210,9 @@ def test_unknown_base_and_bad_layers_raise():
         M.NSF(1)
     with pytest.raises(ValueError, match="event_dim"):
         kerasflows.Flow([L.Permute()], event_dim=0)
+    for bad in (float("inf"), "a", None, 0):       # inf gave NaN at the first call
+        with pytest.raises(ValueError, match="`max_log_scale` must be a finite number > 0"):
+            L.AffineCoupling(max_log_scale=bad)
     # a context nobody reads: p(x) trained while one believes it is p(x | c)
     with pytest.raises(ValueError, match="context_dim=1 but none of its 2 layers takes a "
                                          "context"):

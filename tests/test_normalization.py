@@ -157,7 +157,10 @@ def test_batchnorm_fit_moves_statistics_to_data(jit, tmp_path):
 
 @pytest.mark.parametrize("kwargs,match", [({"momentum": 1.0}, "momentum=1.0"),
                                           ({"momentum": -0.1}, "momentum=-0.1"),
-                                          ({"epsilon": 0.0}, "epsilon=0.0")])
+                                          ({"epsilon": 0.0}, "epsilon=0.0"),
+                                          ({"epsilon": float("inf")}, "epsilon=inf"),
+                                          ({"momentum": None}, "momentum=None"),
+                                          ({"momentum": "0.5x"}, "momentum='0.5x'")])
 def test_batchnorm_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         BatchNorm(**kwargs)

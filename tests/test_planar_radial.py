@@ -43,6 +43,16 @@ def test_planar_constraint_for_extreme_raw_parameters():
     np.testing.assert_allclose(u_hat.numpy(), [1.0, 2.0])
 
 
+def test_planar_log_det_keeps_its_digits_as_w_dot_u_hat_nears_minus_one():
+    """log(1 + tanh' (w . u_hat)) at tanh' = 1 is log(softplus(w . u)): 1 + (-1 +
+    softplus) rounded to 0 in float32 (log-det -16.6 for -17.0, -inf at -20)."""
+    from kerasflows.layers.planar import PlanarBijector
+    for wu in (-10.0, -17.0, -20.0, -60.0):
+        b = PlanarBijector(tf.constant([wu, 0.0]), tf.constant([1.0, 0.0]), tf.constant(0.0))
+        got = float(b.forward_log_det_jacobian(tf.zeros([1, 2]), event_ndims=1)[0])
+        assert got == pytest.approx(float(np.log(np.log1p(np.exp(wu)))), abs=1e-4), wu
+
+
 @pytest.mark.parametrize("cls", [Planar, Radial])
 def test_extreme_weights_keep_the_map_invertible(cls):
     """With raw weights of any size, the Jacobian determinant stays positive."""

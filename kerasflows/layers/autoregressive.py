@@ -14,26 +14,14 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.layers.base import FlowLayer
-from kerasflows.layers.coupling import (check_direction, directed_affine,
-                                        directed_affine_bijector, soft_clamp)
+from kerasflows.layers.coupling import (check_direction, check_max_log_scale,
+                                        directed_affine, directed_affine_bijector, soft_clamp)
 from kerasflows.layers.nets import MADE, check_hidden_units
 
 tfb = tfp.bijectors
 
 __all__ = ["AutoregressiveLayer", "MaskedAutoregressive", "InverseAutoregressive",
            "check_max_log_scale"]
-
-
-def check_max_log_scale(max_log_scale):
-    """Returns `max_log_scale` as a float, or raises ValueError if it is not > 0."""
-    try:
-        value = float(max_log_scale)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise ValueError("`max_log_scale` must be a finite number > 0. "
-                         f"Received: max_log_scale={max_log_scale!r}")
-    return value
 
 
 def memoized(fn):

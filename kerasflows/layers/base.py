@@ -7,12 +7,14 @@ TFP, the bijector's `forward` maps base samples `z` to data `x`; `inverse`
 maps data back to the base space.
 """
 
+import math
 import operator
 
 import keras
 import tensorflow as tf
 
-__all__ = ["FlowLayer", "NoInverseError", "check_positive_int", "check_event_dim",
+__all__ = ["FlowLayer", "NoInverseError", "check_positive_int", "check_float",
+           "check_event_dim",
            "batch_log_det", "split_mixed_policy"]
 
 
@@ -20,6 +22,19 @@ class NoInverseError(NotImplementedError, ValueError):
     """The inverse direction of a forward-only layer (`Planar`, `Radial`) was asked
     for: `inverse`, `log_prob` of data, an export. A `NotImplementedError`, and a
     `ValueError` too, as what is wrong is the request, not the input's values."""
+
+
+def check_float(name, value, accept, expected):
+    """`value` as a float, if it is a finite number for which `accept(value)` is
+    true; else a ValueError saying it must be `expected` ("in [0, 1)", ...)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (math.isfinite(number) and accept(number)):
+        raise ValueError(f"`{name}` must be a finite number {expected}. Received: "
+                         f"{name}={value!r}")
+    return number
 
 
 def check_positive_int(name, value, allow_none=False, minimum=1):

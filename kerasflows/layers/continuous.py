@@ -10,18 +10,27 @@ solves both with its Dormand-Prince solver, whose gradients use the adjoint
 method.
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kerasflows.layers.base import FlowLayer
+from kerasflows.layers.base import FlowLayer, batch_log_det, check_float
 from kerasflows.layers.nets import MLP, check_hidden_units
 
 tfb = tfp.bijectors
 
-__all__ = ["ContinuousFlow", "exact_trace", "TRACES"]
+__all__ = ["ContinuousFlow", "exact_trace", "TRACES", "HUTCHINSON_SEED"]
 
 TRACES = ("exact", "hutchinson")
+#: The seed of Hutchinson's probe outside training (see `ContinuousFlow.bijector`).
+HUTCHINSON_SEED = 0
+
+
+def _stateless_normal(shape, dtype, seed):
+    """Hutchinson's probe drawn from `seed` alone (the same numbers every call)."""
+    return tf.random.stateless_normal(shape, seed=[seed, 0], dtype=dtype)
 
 
 def exact_trace(ode_fn, state_shape, dtype):
@@ -48,13 +57,7 @@ def exact_trace(ode_fn, state_shape, dtype):
 
 
 def _positive_float(name, value):
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value!r}") from None
-    if not value > 0:
-        raise ValueError(f"`{name}` must be a positive number. Received: {name}={value}")
-    return value
+    return check_float(name, value, lambda v: v > 0, "> 0")
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
@@ -116,12 +119,49 @@ class ContinuousFlow(FlowLayer):
             return tf.cast(self.net(tf.concat(parts, axis=-1)), x.dtype)
         return fn
 
-    def bijector(self, context=None):
+    def bijector(self, context=None, training=False):
+        """TFP's `tfb.FFJORD` of these dynamics. Hutchinson's probe is drawn afresh
+        for each training call and from a fixed seed (`HUTCHINSON_SEED`) for any
+        other, so the same inputs give the same samples and log-densities (a
+        fresh probe moved the adaptive solver's steps, and samples of one seed
+        differed by up to 4e-5)."""
         solver = tfp.math.ode.DormandPrince(rtol=self.rtol, atol=self.atol)
-        trace_fn = exact_trace if self.trace == "exact" else tfb.ffjord.trace_jacobian_hutchinson
+        if self.trace == "exact":
+            trace_fn = exact_trace
+        elif training:
+            trace_fn = tfb.ffjord.trace_jacobian_hutchinson
+        else:
+            trace_fn = functools.partial(tfb.ffjord.trace_jacobian_hutchinson,
+                                         sample_fn=_stateless_normal, seed=HUTCHINSON_SEED)
         return tfb.FFJORD(state_time_derivative_fn=self.dynamics(context),
                           ode_solve_fn=solver.solve, trace_augmentation_fn=trace_fn,
                           initial_time=0.0, final_time=self.time, dtype=self.compute_dtype)
+
+    def forward_and_log_det(self, z, context=None, training=False):
+        return self._solved(z, context, training, forward=True)
+
+    def inverse_and_log_det(self, x, context=None, training=False):
+        return self._solved(x, context, training, forward=False)
+
+    def _solved(self, v, context, training, forward):
+        """Solves in the direction asked, with the probe `bijector` describes. A
+        batch that may be empty gets one padding row, dropped after: TFP's solver
+        never returns from an empty state."""
+        v, context = self.check_inputs(v, context)
+        if v.shape[0] is None or v.shape[0] == 0:
+            n = tf.shape(v)[0]
+            pad = [[0, tf.maximum(1 - n, 0)], [0, 0]]
+            y, log_det = self._solve(tf.pad(v, pad),
+                                     None if context is None else tf.pad(context, pad),
+                                     training, forward)
+            return y[:n], log_det[:n]
+        return self._solve(v, context, training, forward)
+
+    def _solve(self, v, context, training, forward):
+        b = self.bijector(context=context, training=training)
+        if forward:
+            return b.forward(v), batch_log_det(b.forward_log_det_jacobian(v, event_ndims=1), v)
+        return b.inverse(v), batch_log_det(b.inverse_log_det_jacobian(v, event_ndims=1), v)
 
     def get_config(self):
         config = super().get_config()

@@ -16,12 +16,24 @@ tfb = tfp.bijectors
 
 __all__ = ["CouplingLayer", "AffineCoupling", "AdditiveCoupling", "soft_clamp", "affine",
            "DIRECTIONS", "check_direction", "runs_inverse", "directed_bijector",
-           "directed_affine", "directed_affine_bijector"]
+           "directed_affine", "directed_affine_bijector", "check_max_log_scale"]
 
 #: Values of `affine_direction` (affine layers) and `spline_direction` (spline
 #: layers): the layer direction in which the conditioner's elementwise map is
 #: applied as written (`"inverse"`: data `x` to base `z`, the density direction).
 DIRECTIONS = ("inverse", "forward")
+
+
+def check_max_log_scale(max_log_scale):
+    """Returns `max_log_scale` as a float, or raises ValueError if it is not > 0."""
+    try:
+        value = float(max_log_scale)
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ValueError("`max_log_scale` must be a finite number > 0. "
+                         f"Received: max_log_scale={max_log_scale!r}")
+    return value
 
 
 def soft_clamp(x, bound):
@@ -218,9 +230,7 @@ class AffineCoupling(CouplingLayer):
     def __init__(self, hidden_units=(64, 64), activation="relu", num_masked=None,
                  context_dim=None, max_log_scale=3.0, affine_direction="inverse", **kwargs):
         super().__init__(hidden_units, activation, num_masked, context_dim, **kwargs)
-        if not max_log_scale > 0:
-            raise ValueError(f"`max_log_scale` must be > 0. Received: max_log_scale={max_log_scale}")
-        self.max_log_scale = float(max_log_scale)
+        self.max_log_scale = check_max_log_scale(max_log_scale)
         self.affine_direction = check_direction("affine_direction", affine_direction)
 
     def inner_bijector(self, params):

@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from kerasflows.layers.base import check_positive_int
+from kerasflows.layers.base import check_float, check_positive_int
 
 __all__ = ["ClassEmbedding"]
 
@@ -49,9 +49,7 @@ class ClassEmbedding(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.features = check_positive_int("features", features)
-        if not stddev > 0:
-            raise ValueError(f"`stddev` must be > 0. Received: stddev={stddev!r}")
-        self.stddev = float(stddev)
+        self.stddev = check_float("stddev", stddev, lambda v: v > 0, "> 0")
         self.table = self.add_weight(
             shape=(self.num_classes, self.features), name="table",
             initializer=keras.initializers.RandomNormal(stddev=self.stddev))
@@ -67,10 +65,11 @@ class ClassEmbedding(keras.layers.Layer):
         labels = tf.reshape(labels, [-1])
         if labels.dtype.is_floating:
             labels = tf.round(labels)
-        index = tf.cast(labels, "int32")
-        valid = (index >= 0) & (index < self.num_classes)
-        rows = tf.gather(tf.cast(self.table, self.compute_dtype),
-                         tf.clip_by_value(index, 0, self.num_classes - 1))
+        # checked in the labels' own dtype: a cast first made NaN label 0 under
+        # XLA and wrapped int64 labels into 0..K-1
+        valid = (labels >= 0) & (labels < self.num_classes)
+        index = tf.cast(tf.where(valid, labels, tf.zeros_like(labels)), "int32")
+        rows = tf.gather(tf.cast(self.table, self.compute_dtype), index)
         return tf.where(valid[:, None], rows, tf.constant(float("nan"), rows.dtype))
 
     def compute_output_shape(self, input_shape):

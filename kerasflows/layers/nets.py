@@ -215,7 +215,7 @@ class MADE(keras.layers.Layer):
         kernel = tf.reshape(tf.transpose(tf.reshape(kernel, [-1, D, P]), [0, 2, 1]), [-1, D * P])
         return kernel, tf.reshape(tf.transpose(tf.reshape(bias, [D, P])), [D * P])
 
-    def solve(self, transform, v, context=None):
+    def solve(self, transform, v, context=None, _padded=False):
         """Solves an autoregressive map one dimension at a time, computing each hidden unit once.
 
         `transform(params [batch, P, 1], v_d [batch, 1]) -> (y_d [batch, 1],
@@ -234,6 +234,15 @@ class MADE(keras.layers.Layer):
         The hidden values are kept transposed (`[units, batch]`), so each
         step reads and writes whole rows.
         """
+        if not _padded and (v.shape[0] is None or v.shape[0] == 0):
+            # The row updates below cannot scatter into an empty batch: solve for one
+            # padding row more when the batch may be empty, and drop it.
+            n = tf.shape(v)[0]
+            pad = [[0, tf.maximum(1 - n, 0)], [0, 0]]
+            y, log_det = self.solve(transform, tf.pad(v, pad),
+                                    None if context is None else tf.pad(context, pad),
+                                    _padded=True)
+            return y[:n], log_det[:n]
         D, P = self.event_dim, self.params_per_dim
         C = self.context_dim or 0
         # The network computes in its compute dtype (float16 / bfloat16 under a mixed

@@ -10,7 +10,7 @@ section 3.7 and appendix E).
 import keras
 import tensorflow as tf
 
-from kerasflows.layers.base import FlowLayer, batch_log_det
+from kerasflows.layers.base import FlowLayer, batch_log_det, check_float
 from kerasflows.layers.elementwise import ElementwiseAffine, affine_bijector
 
 __all__ = ["ActNorm", "BatchNorm"]
@@ -95,12 +95,8 @@ class BatchNorm(FlowLayer):
 
     def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={momentum}")
-        if not epsilon > 0.0:
-            raise ValueError(f"`epsilon` must be > 0. Received: epsilon={epsilon}")
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
+        self.momentum = check_float("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
+        self.epsilon = check_float("epsilon", epsilon, lambda v: v > 0, "> 0")
 
     def build_flow(self, event_dim):
         weight = lambda name, init, trainable=True: self.add_weight(

@@ -43,13 +43,19 @@ class PlanarBijector(tfb.Bijector):
     """Forward-only planar map `x = z + u_hat tanh(w.z + b)`.
 
     `log|det dx/dz| = log|1 + tanh'(w.z + b) (w . u_hat)|`, and `w . u_hat > -1`
-    makes the bracket positive. Takes the raw `u`, `w` (`[D]`) and `b` (scalar).
+    makes the bracket positive; it is computed as `log(tanh^2 + tanh' softplus(w.u))`
+    (no cancellation as `w . u_hat` nears -1). Takes the raw `u`, `w` (`[D]`) and `b` (scalar).
     """
 
     def __init__(self, u, w, b, name="planar"):
         parameters = dict(locals())
         with tf.name_scope(name) as name:
             self._u_hat, self._wu_hat = planar_u_hat(u, w)
+            # 1 + w . u_hat, from its closed form: softplus(w . u) (1 + w . u = 1 for
+            # w = 0); 1 + (-1 + softplus) rounds to 0 in float32 from w . u = -17 on
+            wu = tf.reduce_sum(w * u)
+            self._one_plus_wu_hat = tf.where(tf.reduce_sum(w * w) > 0,
+                                             tf.math.softplus(wu), 1.0 + wu)
             self._w, self._b = w, b
             super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
                              parameters=parameters, name=name)
@@ -65,8 +71,10 @@ class PlanarBijector(tfb.Bijector):
         return z + self._u_hat * tf.tanh(self._pre(z))[..., None]
 
     def _forward_log_det_jacobian(self, z):
-        dh = 1.0 - tf.square(tf.tanh(self._pre(z)))
-        return tf.math.log(tf.abs(1.0 + dh * self._wu_hat))
+        # 1 + tanh' (w . u_hat) = tanh^2 + tanh' (1 + w . u_hat): a sum of terms >= 0,
+        # without the cancellation of 1 + tanh' (w . u_hat) when w . u_hat -> -1
+        t = tf.square(tf.tanh(self._pre(z)))
+        return tf.math.log(t + (1.0 - t) * self._one_plus_wu_hat)
 
 
 class RadialBijector(tfb.Bijector):
