@@ -173,15 +173,13 @@ def _as_float(value, dtype, what):
     Integer data and labels are common (pixel values, class labels) and are
     converted, in eager calls and inside traced steps alike; anything else
     (booleans, strings, objects) raises a ValueError naming its dtype."""
-    if tf.is_tensor(value) or isinstance(value, tf.Variable):
-        tensor = value
-    else:
+    if not (tf.is_tensor(value) or isinstance(value, tf.Variable)):
         array = np.asarray(value)
         if array.dtype.kind not in "fiu":
             raise ValueError(f"Flow {what} must be numbers (floats or integers); received "
                              f"an array of dtype {array.dtype}.")
         return tf.convert_to_tensor(array, dtype=dtype)
-    tensor = tf.convert_to_tensor(tensor)
+    tensor = tf.convert_to_tensor(value)
     if tensor.dtype == dtype:
         return tensor
     if not (tensor.dtype.is_floating or tensor.dtype.is_integer):

@@ -165,26 +165,24 @@ def output_folder(path):
     it cannot. `train`, `fit-target`, `sample` and `plot` call it for their outputs
     before any work is done (training is lost when its result cannot be written)."""
     folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot write {path}: its folder {folder} cannot be made "
-                        f"({e.strerror or e}).") from None
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"cannot write {path}: its folder {folder} is not writable.")
-    return folder
+    return _made_folder(folder, f"cannot write {path}: its folder {folder}")
 
 
 def writable_folder(folder, option):
     """Makes the output folder `folder` (given as `option`, e.g. "--tensorboard");
     a UserError naming it when it cannot be made or written."""
+    return _made_folder(folder, f"cannot write to {option} {folder}: the folder")
+
+
+def _made_folder(folder, failure):
+    """Makes `folder`; a UserError `failure` + " cannot be made (why)." or
+    " is not writable." when it cannot be made or written."""
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
-        raise UserError(f"cannot write to {option} {folder}: the folder cannot be made "
-                        f"({e.strerror or e}).") from None
+        raise UserError(f"{failure} cannot be made ({e.strerror or e}).") from None
     if not os.access(folder, os.W_OK):
-        raise UserError(f"cannot write to {option} {folder}: the folder is not writable.")
+        raise UserError(f"{failure} is not writable.")
     return folder
 
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 __all__ = ["FlowLayer", "NoInverseError", "check_positive_int", "check_float",
            "check_event_dim",
-           "batch_log_det", "split_mixed_policy"]
+           "batch_log_det", "solve_nonempty", "split_mixed_policy"]
 
 
 class NoInverseError(NotImplementedError, ValueError):
@@ -84,6 +84,19 @@ def split_mixed_policy(kwargs):
                                    and keras.backend.is_float_dtype(variable)):
         return kwargs, None
     return {**kwargs, "dtype": variable}, policy
+
+
+def solve_nonempty(solve, v, context=None):
+    """`solve(v, context) -> (y, log_det)` for a batch `v` that may be empty: with
+    one padding row when its size is unknown or 0, dropped after (`MADE.solve`'s
+    row updates cannot scatter into an empty batch; TFP's ODE solver never
+    returns from an empty state). A batch of known size > 0 is solved as it is."""
+    if v.shape[0] is not None and v.shape[0] > 0:
+        return solve(v, context)
+    n = tf.shape(v)[0]
+    pad = [[0, tf.maximum(1 - n, 0)], [0, 0]]
+    y, log_det = solve(tf.pad(v, pad), None if context is None else tf.pad(context, pad))
+    return y[:n], log_det[:n]
 
 
 def batch_log_det(log_det, x):

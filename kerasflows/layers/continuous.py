@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kerasflows.layers.base import FlowLayer, batch_log_det, check_float
+from kerasflows.layers.base import FlowLayer, batch_log_det, check_float, solve_nonempty
 from kerasflows.layers.nets import MLP, check_hidden_units
 
 tfb = tfp.bijectors
@@ -144,24 +144,15 @@ class ContinuousFlow(FlowLayer):
         return self._solved(x, context, training, forward=False)
 
     def _solved(self, v, context, training, forward):
-        """Solves in the direction asked, with the probe `bijector` describes. A
-        batch that may be empty gets one padding row, dropped after: TFP's solver
-        never returns from an empty state."""
-        v, context = self.check_inputs(v, context)
-        if v.shape[0] is None or v.shape[0] == 0:
-            n = tf.shape(v)[0]
-            pad = [[0, tf.maximum(1 - n, 0)], [0, 0]]
-            y, log_det = self._solve(tf.pad(v, pad),
-                                     None if context is None else tf.pad(context, pad),
-                                     training, forward)
-            return y[:n], log_det[:n]
-        return self._solve(v, context, training, forward)
-
-    def _solve(self, v, context, training, forward):
-        b = self.bijector(context=context, training=training)
-        if forward:
-            return b.forward(v), batch_log_det(b.forward_log_det_jacobian(v, event_ndims=1), v)
-        return b.inverse(v), batch_log_det(b.inverse_log_det_jacobian(v, event_ndims=1), v)
+        """Solves in the direction asked, with the probe `bijector` describes (an
+        empty batch through `solve_nonempty`: TFP's solver never returns from it)."""
+        def solve(v, context):
+            b = self.bijector(context=context, training=training)
+            if forward:
+                return b.forward(v), batch_log_det(b.forward_log_det_jacobian(v, event_ndims=1),
+                                                   v)
+            return b.inverse(v), batch_log_det(b.inverse_log_det_jacobian(v, event_ndims=1), v)
+        return solve_nonempty(solve, *self.check_inputs(v, context))
 
     def get_config(self):
         config = super().get_config()

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kerasflows.layers.base import FlowLayer, batch_log_det, check_positive_int
+from kerasflows.layers.base import FlowLayer, batch_log_det, check_float, check_positive_int
 from kerasflows.layers.nets import MLP, check_hidden_units
 
 tfb = tfp.bijectors
@@ -25,15 +25,9 @@ DIRECTIONS = ("inverse", "forward")
 
 
 def check_max_log_scale(max_log_scale):
-    """Returns `max_log_scale` as a float, or raises ValueError if it is not > 0."""
-    try:
-        value = float(max_log_scale)
-    except (TypeError, ValueError):
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise ValueError("`max_log_scale` must be a finite number > 0. "
-                         f"Received: max_log_scale={max_log_scale!r}")
-    return value
+    """Returns `max_log_scale` as a float, or raises ValueError if it is not a finite
+    number > 0."""
+    return check_float("max_log_scale", max_log_scale, lambda v: v > 0, "> 0")
 
 
 def soft_clamp(x, bound):

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasflows.layers.base import check_positive_int
+from kerasflows.layers.base import check_positive_int, solve_nonempty
 
 __all__ = ["MLP", "MADE", "made_masks", "hidden_degrees", "check_hidden_units"]
 
@@ -215,7 +215,7 @@ class MADE(keras.layers.Layer):
         kernel = tf.reshape(tf.transpose(tf.reshape(kernel, [-1, D, P]), [0, 2, 1]), [-1, D * P])
         return kernel, tf.reshape(tf.transpose(tf.reshape(bias, [D, P])), [D * P])
 
-    def solve(self, transform, v, context=None, _padded=False):
+    def solve(self, transform, v, context=None):
         """Solves an autoregressive map one dimension at a time, computing each hidden unit once.
 
         `transform(params [batch, P, 1], v_d [batch, 1]) -> (y_d [batch, 1],
@@ -234,22 +234,17 @@ class MADE(keras.layers.Layer):
         The hidden values are kept transposed (`[units, batch]`), so each
         step reads and writes whole rows.
         """
-        if not _padded and (v.shape[0] is None or v.shape[0] == 0):
-            # The row updates below cannot scatter into an empty batch: solve for one
-            # padding row more when the batch may be empty, and drop it.
-            n = tf.shape(v)[0]
-            pad = [[0, tf.maximum(1 - n, 0)], [0, 0]]
-            y, log_det = self.solve(transform, tf.pad(v, pad),
-                                    None if context is None else tf.pad(context, pad),
-                                    _padded=True)
-            return y[:n], log_det[:n]
+        v = tf.convert_to_tensor(v, self.variable_dtype)
+        return solve_nonempty(lambda v, context: self._solve(transform, v, context), v, context)
+
+    def _solve(self, transform, v, context):
+        """`solve` for a batch of at least one row."""
         D, P = self.event_dim, self.params_per_dim
         C = self.context_dim or 0
         # The network computes in its compute dtype (float16 / bfloat16 under a mixed
         # policy); `v`, `y`, the parameters given to `transform` and the log-det keep
         # the dtype of `v` (the flow's).
         dtype, out = self.compute_dtype, self.variable_dtype
-        v = tf.convert_to_tensor(v, out)
         batch = tf.shape(v)[0]
         masked = [tf.cast(k, dtype) * tf.constant(m, dtype)
                   for k, m in zip(self.kernels, self._masks)]
