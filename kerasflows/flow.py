@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.layers.base import (FlowLayer, check_event_dim, check_positive_int,
-                                    split_mixed_policy)
+                                    context_rows, split_mixed_policy)
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -358,16 +358,10 @@ class Flow(keras.Model):
         x = _as_float(x, self.compute_dtype, what)
         check_event_dim("Flow", x, self.event_dim, what=what)
         context = self._prepare_context(context)
-        if context is not None:
-            rows, context_rows = x.shape[0], context.shape[0]
-            if rows is not None and context_rows is not None and rows != context_rows:
-                if context_rows != 1:
-                    raise ValueError(
-                        f"Flow {what} have {rows} rows (shape {tuple(x.shape)}) but the "
-                        f"context has {context_rows} (shape {tuple(context.shape)}); give "
-                        f"one context row per row, or one row [1, {self.context_dim}] "
-                        "shared by all.")
-                context = tf.repeat(context, rows, axis=0)
+        context = context_rows(context, x.shape[0], lambda have: (
+            f"Flow {what} have {x.shape[0]} rows (shape {tuple(x.shape)}) but the "
+            f"context has {have} (shape {tuple(context.shape)}); give one context row "
+            f"per row, or one row [1, {self.context_dim}] shared by all."))
         return x, context
 
     def _prepare_context(self, context):
@@ -563,12 +557,9 @@ class Flow(keras.Model):
 
     def _sample_args(self, n, context, seed, temperature):
         n = check_positive_int("n", n, minimum=0)     # 0 gives an empty batch, as in TFP
-        context = self._prepare_context(context)
-        if context is not None and context.shape[0] is not None and context.shape[0] != n:
-            if context.shape[0] != 1:
-                raise ValueError(f"context has {context.shape[0]} rows; expected n={n} "
-                                 "(one per sample) or 1 (shared by all samples).")
-            context = tf.repeat(context, n, axis=0)
+        context = context_rows(self._prepare_context(context), n, lambda have: (
+            f"context has {have} rows; expected n={n} (one per sample) or 1 (shared by "
+            "all samples)."))
         if not (temperature > 0 and math.isfinite(temperature)):
             raise ValueError("`temperature` must be finite and > 0. Received: "
                              f"temperature={temperature}")

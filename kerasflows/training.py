@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasflows.layers.base import check_event_dim, check_positive_int
+from kerasflows.layers.base import check_event_dim, check_positive_int, context_rows
 
 __all__ = ["prepare_fit_data", "prepare_eval_data", "check_finite", "make_train_step",
            "shard_rows", "BackgroundCompiledStep", "FlatCalls", "FlatStepCalls"]
@@ -414,8 +414,9 @@ def _sharded_body(flow, variables, optimizer, layout, jit_compile):
             raise ValueError("make_train_step(..., shards > 1) needs batches of a static "
                              f"size (received a batch of shape {x.shape}).")
         rows = shard_rows(n, shards)
-        if context is not None and context.shape[0] == 1 and n > 1:
-            context = tf.repeat(context, n, axis=0)        # one context for every row
+        context = context_rows(context, n, lambda have: (
+            f"The train step's context has {have} rows for a batch of {n} (shape "
+            f"{tuple(x.shape)}); give one context row per row, or one row shared by all."))
         xs = tf.split(x, rows) if len(rows) > 1 else [x]
         cs = ([None] * len(rows) if context is None else
               tf.split(context, rows) if len(rows) > 1 else [context])

@@ -358,6 +358,13 @@ def test_sharded_step_with_context_unreached_weights_and_other_optimizers():
             assert step.wait(120) and step.compiled, step.error
     for key in ((2, False), (2, True)):
         np.testing.assert_allclose(shared[key], shared[1, False], rtol=1e-4, atol=1e-5)
+    # a context of neither 1 nor the batch's rows is refused by name (the split of the
+    # sharded step failed inside TensorFlow)
+    for shards in (1, 2):
+        step = make_train_step(flow, keras.optimizers.Adam(1e-2), shards=shards)
+        with pytest.raises(ValueError, match=r"context has 3 rows .*128|128 rows .*context "
+                                             r"has 3"):
+            step(x, c[:3])
 
     # a weight the loss does not reach stays put, and so do its packed moments
     keras.utils.set_random_seed(0)

@@ -99,6 +99,21 @@ def solve_nonempty(solve, v, context=None):
     return y[:n], log_det[:n]
 
 
+def context_rows(context, rows, mismatch):
+    """`context` for a batch of `rows` rows: as it is, or its one row repeated
+    (a `[1, C]` context shared by every row). A context whose known row count
+    is neither raises `ValueError(mismatch(its_rows))`. Rows unknown at
+    tracing time are left to the ops that use them."""
+    if context is None or rows is None:
+        return context
+    have = context.shape[0]
+    if have is None or have == rows:
+        return context
+    if have != 1:
+        raise ValueError(mismatch(have))
+    return tf.repeat(context, rows, axis=0)
+
+
 def batch_log_det(log_det, x):
     """Broadcasts a log-det (scalar for constant-Jacobian maps) to shape `[batch]`."""
     return tf.broadcast_to(tf.cast(log_det, x.dtype), tf.shape(x)[:1])
