@@ -7,8 +7,10 @@ Registers `kerasflows:maf`, `kerasflows:nsf` (autoregressive spline),
 the layers' default `affine_direction` / `spline_direction` ("inverse"). The
 harness feeds every batch and pulls every step's loss; the step itself is
 `kerasflows.training.make_train_step` (one XLA-compiled call: loss, gradient
-and Adam update), with `background_compile=True`: the first steps run as a
-TensorFlow graph while XLA compiles the step on a background thread; and
+and Adam update), with `background_compile=GRAPH_STEPS` (100): the first 100
+steps run as a TensorFlow graph while XLA compiles the step on a background
+thread, and the compiled step runs from step 101 (waiting for XLA if need
+be), so the same seed gives the same run; and
 with `shards=P["threads"]` (2): each batch is split in two parts whose
 gradients are computed at the same time, one per core, as XLA:CPU runs a
 step's small matrix products on one core (`benchmarks/shards_ab.py`).
@@ -29,8 +31,13 @@ from peers import Runner, register
 #: How eager `log_prob` / `sample` calls run (see `Flow.eval_mode`).
 EVAL_MODE = "xla"
 #: Train as a graph while XLA compiles the step on a background thread
-#: (`make_train_step(..., background_compile=True)`); KF_BACKGROUND_COMPILE=0 turns it off.
+#: (`make_train_step(..., background_compile=...)`); KF_BACKGROUND_COMPILE=0 turns it off.
 BACKGROUND_COMPILE = os.environ.get("KF_BACKGROUND_COMPILE", "1") != "0"
+#: Steps run as a graph before the compiled step takes over (the step after them waits
+#: for the compilation if it is still running), so that a run is reproducible bit for
+#: bit; KF_GRAPH_STEPS=0 switches as soon as XLA is done (then which steps ran as a
+#: graph depends on timing, and the trajectory with it).
+GRAPH_STEPS = int(os.environ.get("KF_GRAPH_STEPS", "100"))
 #: Parts of each batch computed side by side (`make_train_step(..., shards=...)`):
 #: the protocol's thread count unless KF_SHARDS says otherwise (1: the whole batch in one call).
 SHARDS = int(os.environ["KF_SHARDS"]) if os.environ.get("KF_SHARDS") else None
@@ -71,7 +78,8 @@ class _KerasFlows(Runner):
         self.flow.eval_mode = EVAL_MODE
         self.vars = list(self.flow.trainable_variables)
         self.step = make_train_step(self.flow, keras.optimizers.Adam(learning_rate=P["lr"]),
-                                    background_compile=BACKGROUND_COMPILE,
+                                    background_compile=BACKGROUND_COMPILE and (
+                                        GRAPH_STEPS or True),
                                     shards=P["threads"] if SHARDS is None else SHARDS)
 
     def train_step(self, xb):

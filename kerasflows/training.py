@@ -541,7 +541,10 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
     background thread, and switches to the compiled step when it is ready
     (the same computation, so the losses agree to float rounding; which
     steps ran as a graph depends on timing, so two runs are not bitwise
-    equal). Otherwise (another optimizer, no XLA, or a flow whose training
+    equal). With `background_compile=N` (an int) exactly the first `N` steps
+    of each batch shape run as a graph and step `N + 1` waits for the
+    compilation if it has not finished: the same seed then gives the same
+    run, bit for bit. Otherwise (another optimizer, no XLA, or a flow whose training
     call updates state of its own, such as `BatchNorm`'s moving statistics)
     the option is ignored.
 
@@ -560,7 +563,9 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
             packed for an unbuilt Adam: see above).
         jit_compile: compile the step with XLA.
         background_compile: compile it on a background thread while the
-            first steps run uncompiled (see above).
+            first steps run uncompiled (see above): True (switch as soon as
+            it is compiled), or the number of uncompiled steps (switch after
+            exactly that many, for reproducible runs).
         shards: split each batch into this many parts computed at the same
             time (see above); 1: one call for the whole step.
 
@@ -568,11 +573,14 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
         The compiled step function.
     """
     shards = _check_shards(flow, shards)
+    graph_steps = None
+    if background_compile is not True and background_compile is not False:
+        graph_steps = check_positive_int("background_compile", background_compile)
     optimizer = flow.with_loss_scaling(optimizer)
     variables = list(flow.trainable_variables)
     layout = _adam_layout(optimizer, variables)
     if background_compile and jit_compile and layout and not _training_state(flow):
-        return BackgroundCompiledStep(flow, optimizer, shards=shards)
+        return BackgroundCompiledStep(flow, optimizer, shards=shards, graph_steps=graph_steps)
     if shards > 1:
         body = _sharded_body(flow, variables, optimizer, layout, jit_compile)
         state = _adam_state(optimizer, variables) if layout else None
@@ -604,6 +612,12 @@ class BackgroundCompiledStep:
     call after that, the compiled step runs. The first step thus costs the
     tracing and one uncompiled run instead of tracing plus XLA compilation.
 
+    Which steps run as a graph depends on how long the compilation takes,
+    and the two differ in float rounding, so two runs drift apart. With
+    `graph_steps=N` exactly the first `N` calls of each batch signature run
+    as a graph, and call `N + 1` waits for the compilation if it is still
+    running: runs with the same seed are then the same, bit for bit.
+
     With `shards > 1` the compiled step is `make_train_step`'s sharded one,
     its parts and update compiled one after the other on the background
     thread; the graph runs the whole batch at once.
@@ -613,10 +627,13 @@ class BackgroundCompiledStep:
             compiled step.
         error: the exception that stopped a background compilation (the
             step then keeps running as a graph), or None.
+        graph_steps: the fixed number of graph calls per batch signature, or
+            None (switch as soon as the compiled step is ready).
     """
 
-    def __init__(self, flow, optimizer, shards=1):
+    def __init__(self, flow, optimizer, shards=1, graph_steps=None):
         shards = _check_shards(flow, shards)
+        self.graph_steps = check_positive_int("graph_steps", graph_steps, allow_none=True)
         variables = list(flow.trainable_variables)
         layout = _adam_layout(optimizer, variables)
         if layout is None:
@@ -624,7 +641,8 @@ class BackgroundCompiledStep:
                              f"(received {type(optimizer).__name__}); use make_train_step.")
         self.state = _adam_state(optimizer, variables)
         self.error = None
-        self._tiers = {}   # signature -> {"graph", "xla", "xla_function", "done", "calls"}
+        # signature -> {"graph", "xla", "xla_function", "done", "calls", "graph_calls"}
+        self._tiers = {}
         self._lock = threading.Lock()
 
         def step(x, context, weights, momentums, velocities, iterations):
@@ -671,14 +689,20 @@ class BackgroundCompiledStep:
             # Only now: a first call that raised (an interrupt, bad data) leaves no
             # tier whose compilation never starts; the next call tries again.
             tier = self._tiers[key] = {"graph": graph, "xla": None, "xla_function": None,
-                                       "done": threading.Event(), "calls": {}}
+                                       "done": threading.Event(), "calls": {},
+                                       "graph_calls": 1}
             threading.Thread(target=self._compile, args=(tier, x, context),
                              name="kerasflows-xla-compile", daemon=True).start()
             # A script that ends while XLA compiles waits for it (at most a minute)
             # rather than tearing the interpreter down under a running compilation.
             atexit.register(tier["done"].wait, 60)
             return loss
+        if (tier["xla"] is None and self.graph_steps is not None
+                and tier["graph_calls"] >= self.graph_steps):
+            tier["done"].wait()            # a failed compilation keeps the graph
         name = "graph" if tier["xla"] is None else "xla"
+        if name == "graph":
+            tier["graph_calls"] += 1
         call = tier["calls"].get(name)
         if call is None:
             call = tier["calls"][name] = self._flat_call(tier[name], x, context)

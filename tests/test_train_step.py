@@ -204,6 +204,37 @@ def test_background_compiled_step_takes_context_and_new_batch_shapes():
     assert tier["calls"]["xla"].flat            # with a context too
 
 
+@pytest.mark.parametrize("shards", [1, 2])
+def test_background_compile_with_a_fixed_switch_is_reproducible(shards):
+    """`background_compile=N`: exactly N graph steps, then the compiled step (waiting
+    for it), so two runs of one seed agree bit for bit. With the switch left to
+    timing, the first run (cold XLA) and the second (its compilation cached) ran
+    different steps as graphs and drifted apart in float rounding."""
+    batches = _batches(12, seed=4)
+    runs = []
+    for _ in range(2):
+        flow = _flow("MAF")
+        step = make_train_step(flow, keras.optimizers.Adam(1e-2), background_compile=5,
+                               shards=shards)
+        assert isinstance(step, BackgroundCompiledStep) and step.graph_steps == 5
+        losses = []
+        for i, xb in enumerate(batches):
+            losses.append(float(step(xb)))
+            (tier,) = step._tiers.values()
+            assert tier["graph_calls"] == min(i + 1, 5)
+            if i >= 5:                   # call 6 waited for the compiled step and ran it
+                assert tier["xla"] is not None and "xla" in tier["calls"]
+        assert step.compiled and list(tier["calls"]) == ["graph", "xla"]
+        runs.append((losses, [v.numpy() for v in flow.trainable_variables]))
+    assert runs[0][0] == runs[1][0]
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(a, b)
+    assert runs[0][0][-1] < runs[0][0][0]
+    for bad in (0, -3, 2.5, "5"):
+        with pytest.raises(ValueError, match=r"`background_compile` must be an integer >= 1"):
+            make_train_step(_flow(), keras.optimizers.Adam(1e-2), background_compile=bad)
+
+
 def test_background_compile_failure_leaves_the_graph_step_training(monkeypatch):
     flow = _flow()
     step = make_train_step(flow, keras.optimizers.Adam(1e-2), background_compile=True)
