@@ -148,10 +148,9 @@ class ContinuousFlow(FlowLayer):
         empty batch through `solve_nonempty`: TFP's solver never returns from it)."""
         def solve(v, context):
             b = self.bijector(context=context, training=training)
-            if forward:
-                return b.forward(v), batch_log_det(b.forward_log_det_jacobian(v, event_ndims=1),
-                                                   v)
-            return b.inverse(v), batch_log_det(b.inverse_log_det_jacobian(v, event_ndims=1), v)
+            transform, log_det = ((b.forward, b.forward_log_det_jacobian) if forward else
+                                  (b.inverse, b.inverse_log_det_jacobian))
+            return transform(v), batch_log_det(log_det(v, event_ndims=1), v)
         return solve_nonempty(solve, *self.check_inputs(v, context))
 
     def get_config(self):
