@@ -544,7 +544,10 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
     equal). With `background_compile=N` (an int) exactly the first `N` steps
     of each batch shape run as a graph and step `N + 1` waits for the
     compilation if it has not finished: the same seed then gives the same
-    run, bit for bit. Otherwise (another optimizer, no XLA, or a flow whose training
+    run, bit for bit, for every 2-D flow of the benchmark and its 64-D affine
+    flows; its 64-D spline flows still differed in the last bits from run to
+    run when the compilation finished during the graph steps (a cause not
+    found; with `background_compile=False` they were the same). Otherwise (another optimizer, no XLA, or a flow whose training
     call updates state of its own, such as `BatchNorm`'s moving statistics)
     the option is ignored.
 
@@ -616,7 +619,8 @@ class BackgroundCompiledStep:
     and the two differ in float rounding, so two runs drift apart. With
     `graph_steps=N` exactly the first `N` calls of each batch signature run
     as a graph, and call `N + 1` waits for the compilation if it is still
-    running: runs with the same seed are then the same, bit for bit.
+    running: runs with the same seed are then the same, bit for bit (but
+    see `make_train_step`: not yet for every flow).
 
     With `shards > 1` the compiled step is `make_train_step`'s sharded one,
     its parts and update compiled one after the other on the background

@@ -47,8 +47,8 @@ def hidden_bias_init(fan_in):
     Random rather than zero biases matter most for the conditioners of 2-D
     flows, which see one or two inputs: with zero biases every ReLU of the
     first layer starts with its kink at the origin; random ones spread the
-    kinks over the data's range (the README's Benchmarks section has the
-    measurements).
+    kinks over the data's range (measurements: `benchmarks/results/HISTORY.md`,
+    linked from the README's Benchmarks section).
     """
     bound = 1 / np.sqrt(fan_in)
     return keras.initializers.RandomUniform(-bound, bound)
