@@ -546,10 +546,11 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
     compilation if it has not finished: the same seed then gives the same
     run, bit for bit, for every 2-D flow of the benchmark and its 64-D affine
     flows; its 64-D spline flows still differed in the last bits from run to
-    run when the compilation finished during the graph steps (a cause not
-    found; with `background_compile=False` they were the same). Otherwise (another optimizer, no XLA, or a flow whose training
-    call updates state of its own, such as `BatchNorm`'s moving statistics)
-    the option is ignored.
+    run once the background compilation had run during the graph steps (a
+    cause not found; with `background_compile=False` they were the same).
+    Otherwise (another optimizer, no XLA, or a flow whose training call
+    updates state of its own, such as `BatchNorm`'s moving statistics) the
+    option is ignored.
 
     Example:
 
