@@ -35,8 +35,7 @@ EVAL_MODE = "xla"
 BACKGROUND_COMPILE = os.environ.get("KF_BACKGROUND_COMPILE", "1") != "0"
 #: Steps run as a graph before the compiled step takes over (the step after them waits
 #: for the compilation if it is still running), so that a run is reproducible bit for
-#: bit (the 2-D jobs and the affine digits jobs; not the spline digits jobs: README,
-#: Benchmarks); KF_GRAPH_STEPS=0 switches as soon as XLA is done (then which steps ran as a
+#: bit; KF_GRAPH_STEPS=0 switches as soon as XLA is done (then which steps ran as a
 #: graph depends on timing, and the trajectory with it).
 GRAPH_STEPS = int(os.environ.get("KF_GRAPH_STEPS", "100"))
 #: Parts of each batch computed side by side (`make_train_step(..., shards=...)`):

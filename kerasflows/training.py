@@ -542,13 +542,10 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
     (the same computation, so the losses agree to float rounding; which
     steps ran as a graph depends on timing, so two runs are not bitwise
     equal). With `background_compile=N` (an int) exactly the first `N` steps
-    of each batch shape run as a graph and step `N + 1` waits for the
-    compilation if it has not finished: the same seed then gives the same
-    run, bit for bit, for every 2-D flow of the benchmark and its 64-D affine
-    flows; its 64-D spline flows still differed in the last bits from run to
-    run once the background compilation had run during the graph steps (a
-    cause not found; with `background_compile=False` they were the same).
-    Otherwise (another optimizer, no XLA, or a flow whose training call
+    of each batch shape run as a graph, even when XLA is done sooner, and
+    from step `N + 1` the compiled step runs (step `N + 1` waits for the
+    compilation if it has not finished): the same seed then gives the same
+    run, bit for bit. Otherwise (another optimizer, no XLA, or a flow whose training call
     updates state of its own, such as `BatchNorm`'s moving statistics) the
     option is ignored.
 
@@ -620,8 +617,8 @@ class BackgroundCompiledStep:
     and the two differ in float rounding, so two runs drift apart. With
     `graph_steps=N` exactly the first `N` calls of each batch signature run
     as a graph, and call `N + 1` waits for the compilation if it is still
-    running: runs with the same seed are then the same, bit for bit (but
-    see `make_train_step`: not yet for every flow).
+    running (a compilation done sooner is not used before call `N + 1`):
+    runs with the same seed are then the same, bit for bit.
 
     With `shards > 1` the compiled step is `make_train_step`'s sharded one,
     its parts and update compiled one after the other on the background
@@ -702,10 +699,13 @@ class BackgroundCompiledStep:
             # rather than tearing the interpreter down under a running compilation.
             atexit.register(tier["done"].wait, 60)
             return loss
-        if (tier["xla"] is None and self.graph_steps is not None
-                and tier["graph_calls"] >= self.graph_steps):
+        if self.graph_steps is None:
+            name = "graph" if tier["xla"] is None else "xla"
+        elif tier["graph_calls"] < self.graph_steps:
+            name = "graph"                 # even if XLA is done: exactly N graph calls
+        else:
             tier["done"].wait()            # a failed compilation keeps the graph
-        name = "graph" if tier["xla"] is None else "xla"
+            name = "graph" if tier["xla"] is None else "xla"
         if name == "graph":
             tier["graph_calls"] += 1
         call = tier["calls"].get(name)
