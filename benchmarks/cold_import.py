@@ -2,9 +2,10 @@
 processes: warm (straight after another import), and after some time with
 nothing running or with PyTorch training (as between the harness's jobs).
 
-This machine pages out memory that has not been touched for a while (see
-README, Benchmarks); a TensorFlow job that starts after it reads
-TensorFlow's libraries back from disk, in its import and in its first step.
+This machine pages out memory that has not been touched for a minute
+(README, Benchmarks); the import times are how we see whether a TensorFlow
+job that starts after a pause reads TensorFlow's libraries back from disk
+(which it would then pay for in its first step too).
 
     .venv-bench/bin/python benchmarks/cold_import.py --cycles 2 --wait 120
 """
