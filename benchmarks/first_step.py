@@ -1,44 +1,88 @@
 """Where the first train step of a flow goes: tracing, then XLA compilation and the first run.
 
-    python benchmarks/first_step.py [--family nsf_coupling|nsf|maf|realnvp] [--repeats 3]
-                                    [--background]
+    python benchmarks/first_step.py [--family nsf_coupling|nsf|maf|realnvp] [--dim 2] [--repeats 3]
+                                    [--mode xla|background|graph|eager]
+                                    [--no-grappler] [--passes]
 
-Builds the benchmark protocol's model (2-D, 5 transforms, hidden [64, 64],
-8 bins on [-5, 5]) in a fresh process per repeat, traces
-`kerasflows.training.make_train_step` on a batch of 512 (`get_concrete_function`),
-then runs it once (XLA compiles on that call). Prints the medians and the
-traced graph's op count. With `--background`, builds the step with
-`background_compile=True` instead and times the end of the first step (run
-as a graph) and the moment the XLA-compiled step takes over, training all
-the while. XLA options can be tried through the `XLA_FLAGS` environment
-variable, e.g. `XLA_FLAGS=--xla_backend_optimization_level=1`.
+Builds the benchmark protocol's model (2-D unless `--dim`, 5 transforms,
+hidden [64, 64], 8 bins on [-5, 5]) in a fresh process per repeat and times its first train
+steps on a batch of 512 (`kerasflows.training.make_train_step`, Adam 1e-3).
+Prints medians over the repeats. Modes:
+
+- `xla` (default): traces the XLA step (`get_concrete_function`), then runs
+  it once (XLA compiles on that call); also the traced graph's op count.
+- `background`: the step built with `background_compile=True` (what the
+  benchmark plugin runs): the end of the first step (run as a graph) and the
+  moment the XLA-compiled step takes over, training all the while.
+- `graph`: the step with `jit_compile=False` (the graph tier of the
+  background step): building the flow, tracing, the first run (TensorFlow's
+  graph optimiser, Grappler, runs on it) and the median of the next 99 steps.
+- `eager`: the same update with no `tf.function` at all (a `GradientTape`
+  and the optimizer's `apply_gradients`, op by op): the first step and the
+  median of the next 10, i.e. what an eager tier before the graph would give.
+
+The library runs its graphs (the graph tier of `background`, `graph`)
+without Grappler's CPU-inert passes (`kerasflows.graph_calls`);
+`--full-grappler` runs them with all of TensorFlow's passes instead
+(`kerasflows.graph_calls.ENABLED = False`), for an A/B; `graph` prints the
+loss after 100 steps as a hexadecimal float, to compare the numbers bit for
+bit. `--no-grappler` switches Grappler off in the child
+(`tf.config.optimizer.set_experimental_options({"disable_meta_optimizer":
+True})`, process-wide). `--passes` (with `graph` or `background`) reads
+Grappler's own timing log (`TF_CPP_VMODULE=meta_optimizer=1`) and prints
+each pass's total time over the function's optimisation (medians), and how
+many nodes it removed. XLA options can be tried through the `XLA_FLAGS`
+environment variable, e.g. `XLA_FLAGS=--xla_backend_optimization_level=1`.
 """
 
 import argparse
+import collections
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
 
 CHILD = r"""
-import json, os, sys, time
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import contextlib, json, os, sys, time
+mode, no_grappler, full_grappler = sys.argv[2], sys.argv[3] == "1", sys.argv[4] == "1"
 import keras, numpy as np, tensorflow as tf
-from kerasflows import models
+from kerasflows import graph_calls, models
+graph_calls.ENABLED = not full_grappler
 from kerasflows.training import make_train_step
-family = sys.argv[1]
-build = {"nsf_coupling": lambda: models.NSF(2, num_layers=5, hidden_units=(64, 64), bins=8,
+if no_grappler:
+    tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+family, dim = sys.argv[1], int(sys.argv[5])
+build = {"nsf_coupling": lambda: models.NSF(dim, num_layers=5, hidden_units=(64, 64), bins=8,
                                             bound=5.0, autoregressive=False),
-         "nsf": lambda: models.NSF(2, num_layers=5, hidden_units=(64, 64), bins=8, bound=5.0,
+         "nsf": lambda: models.NSF(dim, num_layers=5, hidden_units=(64, 64), bins=8, bound=5.0,
                                    autoregressive=True),
-         "maf": lambda: models.MAF(2, num_layers=5, hidden_units=(64, 64)),
-         "realnvp": lambda: models.RealNVP(2, num_layers=5, hidden_units=(64, 64))}[family]
+         "maf": lambda: models.MAF(dim, num_layers=5, hidden_units=(64, 64)),
+         "realnvp": lambda: models.RealNVP(dim, num_layers=5, hidden_units=(64, 64))}[family]
 keras.utils.set_random_seed(0)
+x = tf.constant(np.random.default_rng(0).normal(size=(512, dim)).astype("float32"))
+t_build = time.perf_counter()
 flow = build()
-x = tf.constant(np.random.default_rng(0).normal(size=(512, 2)).astype("float32"))
-if sys.argv[2] == "background":
-    step = make_train_step(flow, keras.optimizers.Adam(1e-3), background_compile=True)
+optimizer = keras.optimizers.Adam(1e-3)
+built = time.perf_counter() - t_build
+
+
+loss = None
+
+
+def timed(fn, n):
+    global loss
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        loss = float(fn(x))
+        out.append(time.perf_counter() - t)
+    return out
+
+
+if mode == "background":
+    step = make_train_step(flow, optimizer, background_compile=True)
     t0 = time.perf_counter()
     float(step(x))
     t1 = time.perf_counter()
@@ -47,18 +91,50 @@ if sys.argv[2] == "background":
         float(step(x))
         steps += 1
     t2 = time.perf_counter()
-    print(json.dumps({"first_step_s": t1 - t0, "compiled_after_s": t2 - t0,
-                      "graph_steps": steps}))
-    sys.exit(0)
-step = make_train_step(flow, keras.optimizers.Adam(1e-3))
-t0 = time.perf_counter()
-graph = step.get_concrete_function(x).graph
-t1 = time.perf_counter()
-float(step(x))
-t2 = time.perf_counter()
-print(json.dumps({"trace_s": t1 - t0, "compile_and_run_s": t2 - t1,
-                  "ops": len(graph.get_operations())}))
+    rec = {"first_step_s": t1 - t0, "compiled_after_s": t2 - t0, "graph_steps": steps}
+elif mode == "eager":
+    weights = flow.trainable_variables
+
+    def eager_step(x):
+        with tf.GradientTape() as tape:
+            loss = flow.compute_loss(y_pred=flow(x, training=True))
+        optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
+        return loss
+    first, *rest = timed(eager_step, 11)
+    rec = {"build_s": built, "first_step_s": first, "next_step_ms": 1e3 * np.median(rest)}
+else:
+    step = make_train_step(flow, optimizer, jit_compile=mode == "xla")
+    t0 = time.perf_counter()
+    graph = step.get_concrete_function(x).graph
+    t1 = time.perf_counter()
+    light = graph_calls.light_calls() if mode == "graph" else contextlib.nullcontext()
+    with light:             # a graph runs as the graph tier of BackgroundCompiledStep
+        first, *rest = timed(step, 100 if mode == "graph" else 1)
+    rec = {"build_s": built, "trace_s": t1 - t0, "ops": len(graph.get_operations())}
+    if mode == "graph":
+        rec.update(first_run_s=first, next_step_ms=1e3 * np.median(rest), loss_100=loss.hex())
+    else:
+        rec["compile_and_run_s"] = first
+print(json.dumps(rec))
 """
+
+KEYS = {"xla": ("build_s", "trace_s", "compile_and_run_s", "ops"),
+        "background": ("first_step_s", "compiled_after_s", "graph_steps"),
+        "graph": ("build_s", "trace_s", "first_run_s", "next_step_ms", "ops", "loss_100"),
+        "eager": ("build_s", "first_step_s", "next_step_ms")}
+
+# meta_optimizer.cc's line per pass: "<pass>: Graph size after: N nodes (D), E edges (F), time = Tms."
+PASS_LINE = re.compile(r"meta_optimizer\.cc:\d+\] (?P<name>[^:{]+)[^:]*: Graph size after: "
+                       r"\d+ nodes \((?P<nodes>-?\d+)\).*time = (?P<ms>[\d.]+)ms")
+
+
+def grappler_passes(stderr):
+    """{pass: (total ms, nodes removed)} from one child's meta_optimizer log."""
+    passes = collections.defaultdict(lambda: [0.0, 0])
+    for m in PASS_LINE.finditer(stderr):
+        passes[m["name"].strip()][0] += float(m["ms"])
+        passes[m["name"].strip()][1] -= int(m["nodes"])
+    return dict(passes)
 
 
 def main(argv=None):
@@ -66,25 +142,64 @@ def main(argv=None):
     p.add_argument("--family", default="nsf_coupling",
                    choices=["nsf_coupling", "nsf", "maf", "realnvp"])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--background", action="store_true",
-                   help="make_train_step(..., background_compile=True): time to the end of the "
-                        "first (graph) step, and until the XLA-compiled step takes over")
+    p.add_argument("--dim", type=int, default=2,
+                   help="data dimensions (the protocol: 2, and 64 for digits); the batch is "
+                        "standard normal")
+    p.add_argument("--mode", default="xla", choices=sorted(KEYS),
+                   help="xla: trace, then compile and run; background: "
+                        "make_train_step(..., background_compile=True), time to the end of the "
+                        "first (graph) step and until the XLA-compiled step takes over; graph: "
+                        "jit_compile=False, trace, first run and the next steps; eager: no "
+                        "tf.function, the first step and the next ones")
+    p.add_argument("--background", action="store_true", help="the same as --mode background")
+    p.add_argument("--full-grappler", action="store_true",
+                   help="run the library's graphs with all of Grappler's passes "
+                        "(kerasflows.graph_calls.ENABLED = False)")
+    p.add_argument("--no-grappler", action="store_true",
+                   help="switch TensorFlow's graph optimiser (Grappler) off in the child")
+    p.add_argument("--passes", action="store_true",
+                   help="print the time of each Grappler pass (graph and background modes)")
     args = p.parse_args(argv)
-    runs = []
+    mode = "background" if args.background else args.mode
+    if args.passes and mode not in ("graph", "background"):
+        p.error(f"--passes needs --mode graph or background (got --mode {mode}): only "
+                "graphs that run without XLA go through Grappler's passes")
+    env = dict(os.environ)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "0" if args.passes else env.get("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.passes:
+        env["TF_CPP_VMODULE"] = "meta_optimizer=1"
+    runs, passes = [], []
     for _ in range(args.repeats):
-        mode = "background" if args.background else "foreground"
-        out = subprocess.run([sys.executable, "-c", CHILD, args.family, mode], capture_output=True,
-                             text=True, timeout=600)
+        out = subprocess.run([sys.executable, "-c", CHILD, args.family, mode,
+                              "1" if args.no_grappler else "0",
+                              "1" if args.full_grappler else "0", str(args.dim)],
+                             capture_output=True, text=True, timeout=600, env=env)
         lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
         if out.returncode or not lines:
             raise RuntimeError(f"the child failed: {out.stderr[-2000:]}")
         runs.append(json.loads(lines[-1]))
-    print(f"family {args.family}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, "
-          f"{args.repeats} fresh processes (medians):")
-    keys = (("first_step_s", "compiled_after_s", "graph_steps") if args.background
-            else ("trace_s", "compile_and_run_s", "ops"))
-    for key in keys:
-        print(f"  {key:18s} {statistics.median(r[key] for r in runs):.2f}")
+        passes.append(grappler_passes(out.stderr))
+    grappler = ("off" if args.no_grappler else "all passes" if args.full_grappler
+                else "light (kerasflows.graph_calls)")
+    print(f"family {args.family}, {args.dim}-D, mode {mode}, Grappler {grappler}, "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, {args.repeats} fresh processes "
+          "(medians):")
+    for key in KEYS[mode]:
+        if key == "loss_100":
+            print(f"  {key:18s} {', '.join(sorted({r[key] for r in runs}))}")
+            continue
+        value = statistics.median(r[key] for r in runs)
+        print(f"  {key:18s} {value:.0f}" if key in ("ops", "graph_steps") else
+              f"  {key:18s} {value:.2f}")
+    if args.passes:
+        names = sorted({n for ps in passes for n in ps},
+                       key=lambda n: -statistics.median(ps.get(n, (0, 0))[0] for ps in passes))
+        total = statistics.median(sum(v[0] for v in ps.values()) for ps in passes)
+        print(f"  Grappler passes, ms (all {total:.0f}), nodes removed:")
+        for n in names:
+            ms = statistics.median(ps.get(n, (0, 0))[0] for ps in passes)
+            removed = statistics.median(ps.get(n, (0, 0))[1] for ps in passes)
+            print(f"    {n:32s} {ms:7.1f}  {removed:6.0f}")
     return 0
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kerasflows.graph_calls import light_calls
 from kerasflows.layers.base import (FlowLayer, check_event_dim, check_positive_int,
                                     context_rows, split_mixed_policy)
 
@@ -388,7 +389,9 @@ class Flow(keras.Model):
         """How eager calls of `log_prob`, `sample`, `forward`, ... run.
 
         `"graph"` (default): a cached `tf.function`, traced once for every
-        batch size (the batch dimension left free); `"xla"`: the same,
+        batch size (the batch dimension left free) and run without the
+        graph optimiser's passes that leave a CPU graph as they found it
+        (`kerasflows.graph_calls`: a shorter first call); `"xla"`: the same,
         XLA-compiled (`jit_compile=True`; fastest for repeated calls of one
         shape, but every new input shape compiles again; batches of 16,384
         rows or more go through in blocks of about `EVAL_BLOCK_ROWS` rows
@@ -434,7 +437,10 @@ class Flow(keras.Model):
                     None if a is None else tf.TensorSpec([None, *a.shape[1:]], a.dtype)
                     for a in args])
             self._compiled[key] = compiled
-        return self._compiled[key](*args)
+        if self._eval_mode == "xla":
+            return self._compiled[key](*args)
+        with light_calls():      # a graph: Grappler's CPU-inert passes skipped
+            return self._compiled[key](*args)
 
     # -- the two directions --------------------------------------------------
     def _unencodable(self, h, total, states, log_dets, encoded):

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasflows.graph_calls import light_calls
 from kerasflows.layers.base import check_event_dim, check_positive_int, context_rows
 
 __all__ = ["prepare_fit_data", "prepare_eval_data", "check_finite", "make_train_step",
@@ -612,6 +613,9 @@ class BackgroundCompiledStep:
     real variables use; the copies' update is thrown away). From the next
     call after that, the compiled step runs. The first step thus costs the
     tracing and one uncompiled run instead of tracing plus XLA compilation.
+    The graph runs without the Grappler passes that leave a CPU graph as
+    they found it (`kerasflows.graph_calls`), which takes about 0.2-0.4 s
+    off the first run of a spline step.
 
     Which steps run as a graph depends on how long the compilation takes,
     and the two differ in float rounding, so two runs drift apart. With
@@ -687,7 +691,8 @@ class BackgroundCompiledStep:
         tier = self._tiers.get(key)
         if tier is None:
             graph = self._step.get_concrete_function(x, context, *self.state)
-            loss = graph(x, context, *self.state)
+            with light_calls():
+                loss = graph(x, context, *self.state)
             # Only now: a first call that raised (an interrupt, bad data) leaves no
             # tier whose compilation never starts; the next call tries again.
             tier = self._tiers[key] = {"graph": graph, "xla": None, "xla_function": None,
@@ -711,7 +716,10 @@ class BackgroundCompiledStep:
         call = tier["calls"].get(name)
         if call is None:
             call = tier["calls"][name] = self._flat_call(tier[name], x, context)
-        return call(x, context)
+        if name == "xla":
+            return call(x, context)
+        with light_calls():        # the options the graph was first instantiated with
+            return call(x, context)
 
     def _flat_call(self, fn, x, context):
         """`fn(x, context, *self.state)` with the state's flat inputs bound once.

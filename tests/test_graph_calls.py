@@ -1,0 +1,172 @@
+"""kerasflows.graph_calls: graphs run without Grappler's CPU-inert passes, same numbers."""
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+from tensorflow.python.eager import context as context_lib
+
+from kerasflows import flow as flow_module
+from kerasflows import graph_calls
+from kerasflows import models as M
+from kerasflows import training
+
+R = rewriter_config_pb2.RewriterConfig
+
+
+def rewrite_options():
+    """The calling thread's function-call rewrite options, as TensorFlow passes them."""
+    config = config_pb2.ConfigProto()
+    config.ParseFromString(context_lib.context().function_call_options.config_proto_serialized)
+    return config.graph_options.rewrite_options
+
+
+def light(rewrite):
+    return (rewrite.meta_optimizer_iterations == R.ONE and rewrite.disable_tfg_optimizer
+            and rewrite.layout_optimizer == R.OFF
+            and rewrite.memory_optimization == R.NO_MEM_OPT)
+
+
+def test_light_calls_sets_this_threads_options_and_restores_them():
+    before = context_lib.context().function_call_options
+    assert not light(rewrite_options())
+    seen = {}
+    with graph_calls.light_calls():
+        assert light(rewrite_options())
+        # the passes that change a graph stay as TensorFlow has them
+        assert rewrite_options().remapping != R.OFF
+        assert not rewrite_options().disable_meta_optimizer
+        with graph_calls.light_calls():            # nested: still light
+            assert light(rewrite_options())
+        assert light(rewrite_options())
+        other = threading.Thread(target=lambda: seen.update(light=light(rewrite_options())))
+        other.start()
+        other.join()
+    assert seen == {"light": False}                # another thread keeps its own
+    assert context_lib.context().function_call_options is before
+    with pytest.raises(RuntimeError, match="boom"):
+        with graph_calls.light_calls():
+            raise RuntimeError("boom")
+    assert context_lib.context().function_call_options is before
+
+
+def test_light_calls_keep_the_users_own_settings():
+    old = tf.config.optimizer.get_experimental_options()
+    tf.config.optimizer.set_experimental_options({"constant_folding": False})
+    try:
+        with graph_calls.light_calls():
+            assert light(rewrite_options())
+            assert rewrite_options().constant_folding == R.OFF
+    finally:
+        tf.config.optimizer.set_experimental_options(
+            {"constant_folding": old.get("constant_folding", True)})
+    with graph_calls.light_calls():
+        assert rewrite_options().constant_folding != R.OFF
+
+
+def test_disabled_light_calls_change_nothing(monkeypatch):
+    monkeypatch.setattr(graph_calls, "ENABLED", False)
+    before = context_lib.context().function_call_options
+    with graph_calls.light_calls():
+        assert context_lib.context().function_call_options is before
+
+
+CHILD = r"""
+import contextlib, sys
+import numpy as np, tensorflow as tf
+from kerasflows import graph_calls
+@tf.function(autograph=False)
+def f(x):
+    y = tf.nn.relu(tf.matmul(x, tf.ones([3, 3])) + 1.0)
+    return tf.reduce_sum(y * y + tf.exp(-y), axis=1)
+x = tf.constant(np.arange(12, dtype="float32").reshape(4, 3) / 7)
+with graph_calls.light_calls() if sys.argv[1] == "light" else contextlib.nullcontext():
+    print(f(x).numpy().tobytes().hex())
+"""
+
+
+def run_child(mode):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_VMODULE="meta_optimizer=1")
+    proc = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout.strip().splitlines()[-1], proc.stderr
+
+
+def test_tensorflow_runs_the_light_graph_without_the_inert_passes():
+    """Grappler's own log: the passes named off do not run on a light call's graph,
+    the others do, once; the numbers are the same to the bit."""
+    full_out, full_log = run_child("full")
+    light_out, light_log = run_child("light")
+    assert light_out == full_out
+    for name in ("tfg_optimizer", "layout:", "memory_optimizer"):
+        assert name in full_log
+        assert name not in light_log, name
+    passes = lambda log, name: sum(f"] {name}: Graph size" in line for line in log.splitlines())
+    assert passes(full_log, "common_subgraph_elimination") == 2
+    assert passes(light_log, "common_subgraph_elimination") == 1
+    assert passes(light_log, "remapper") == 1 and passes(light_log, "constant_folding") == 1
+
+
+def nsf_losses(steps, light_graph):
+    keras.utils.set_random_seed(0)
+    flow = M.NSF(2, num_layers=2, hidden_units=(16, 16), bins=4, autoregressive=False)
+    step = training.make_train_step(flow, keras.optimizers.Adam(1e-2), jit_compile=False)
+    x = tf.constant(np.random.default_rng(0).normal(size=(128, 2)).astype("float32"))
+    with graph_calls.light_calls() if light_graph else contextlib.nullcontext():
+        return [float(step(x)) for _ in range(steps)]
+
+
+def test_a_light_train_step_trains_to_the_same_losses_bit_for_bit():
+    full = nsf_losses(8, light_graph=False)
+    light_losses = nsf_losses(8, light_graph=True)
+    assert light_losses == full
+    assert full[-1] < full[0]
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = 0
+
+    @contextlib.contextmanager
+    def __call__(self):
+        self.calls += 1
+        with graph_calls.light_calls():
+            yield
+
+
+def test_background_step_runs_its_graph_tier_light_and_its_xla_tier_as_is(monkeypatch):
+    recorder = Recorder()
+    monkeypatch.setattr(training, "light_calls", recorder)
+    keras.utils.set_random_seed(0)
+    flow = M.MAF(2, num_layers=2, hidden_units=(8,))
+    step = training.make_train_step(flow, keras.optimizers.Adam(1e-3), background_compile=3)
+    x = tf.constant(np.random.default_rng(0).normal(size=(64, 2)).astype("float32"))
+    for _ in range(5):
+        float(step(x))
+    assert step.compiled and step.error is None
+    assert recorder.calls == 3         # the three graph calls, not the two compiled ones
+
+
+def test_graph_mode_evaluation_runs_light_and_xla_mode_as_is(monkeypatch):
+    recorder = Recorder()
+    monkeypatch.setattr(flow_module, "light_calls", recorder)
+    keras.utils.set_random_seed(0)
+    flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
+    x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")
+    graph = flow.log_prob(x).numpy()
+    flow.sample(4)
+    assert recorder.calls == 2
+    flow.eval_mode = "xla"
+    np.testing.assert_allclose(flow.log_prob(x).numpy(), graph, rtol=1e-5, atol=1e-5)
+    assert recorder.calls == 2
+    flow.eval_mode = "eager"
+    np.testing.assert_allclose(flow.log_prob(x).numpy(), graph, rtol=1e-5, atol=1e-5)
+    assert recorder.calls == 2
