@@ -68,17 +68,13 @@ optimizer = keras.optimizers.Adam(1e-3)
 built = time.perf_counter() - t_build
 
 
-loss = None
-
-
-def timed(fn, n):
-    global loss
+def timed(fn, n):         # seconds of each of n calls fn(x), and the last call's loss
     out = []
     for _ in range(n):
         t = time.perf_counter()
         loss = float(fn(x))
         out.append(time.perf_counter() - t)
-    return out
+    return out, loss
 
 
 if mode == "background":
@@ -100,7 +96,7 @@ elif mode == "eager":
             loss = flow.compute_loss(y_pred=flow(x, training=True))
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         return loss
-    first, *rest = timed(eager_step, 11)
+    (first, *rest), _ = timed(eager_step, 11)
     rec = {"build_s": built, "first_step_s": first, "next_step_ms": 1e3 * np.median(rest)}
 else:
     step = make_train_step(flow, optimizer, jit_compile=mode == "xla")
@@ -109,7 +105,7 @@ else:
     t1 = time.perf_counter()
     light = graph_calls.light_calls() if mode == "graph" else contextlib.nullcontext()
     with light:             # a graph runs as the graph tier of BackgroundCompiledStep
-        first, *rest = timed(step, 100 if mode == "graph" else 1)
+        (first, *rest), loss = timed(step, 100 if mode == "graph" else 1)
     rec = {"build_s": built, "trace_s": t1 - t0, "ops": len(graph.get_operations())}
     if mode == "graph":
         rec.update(first_run_s=first, next_step_ms=1e3 * np.median(rest), loss_100=loss.hex())

@@ -25,28 +25,38 @@ The options are TensorFlow's per-thread function-call options (a
 graph is first instantiated), so only the calls made inside the block, on
 this thread, see them; calls elsewhere, other threads and XLA-compiled
 functions keep TensorFlow's own settings, and settings made with
-`tf.config.optimizer.set_experimental_options` carry over. On a machine with a GPU, or a TensorFlow without these internals,
-or with `kerasflows.graph_calls.ENABLED = False` (for graphs first called
-after it is set), `light_calls()` changes nothing.
+`tf.config.optimizer.set_experimental_options` carry over. On a machine
+with a GPU, or a TensorFlow without these internals, or with
+`kerasflows.graph_calls.ENABLED = False`, `light_calls()` changes nothing.
 """
 
 import contextlib
+import functools
 import threading
 
 import tensorflow as tf
+
+try:            # TensorFlow's internals: a TensorFlow without them keeps its own options
+    from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+    from tensorflow.python.eager import context as context_lib
+except ImportError:
+    context_lib = None
 
 __all__ = ["ENABLED", "light_calls", "light_options"]
 
 ENABLED = True      # False: every graph call with TensorFlow's own Grappler settings
 
 _local = threading.local()
-_gpu = []           # [bool], once: does this process see a GPU?
+
+
+@functools.cache
+def _sees_gpu():
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def light_options(config):
     """`config` (a `ConfigProto`) with the CPU-inert Grappler passes switched
     off in place (see the module docstring); returns `config`."""
-    from tensorflow.core.protobuf import rewriter_config_pb2
     passes = rewriter_config_pb2.RewriterConfig
     rewrite = config.graph_options.rewrite_options
     rewrite.meta_optimizer_iterations = passes.ONE
@@ -63,8 +73,6 @@ def _light_call_options(eager_context):
     cached = getattr(_local, "options", None)
     if cached is not None and current in cached:       # made before, or already light
         return cached[1]
-    from tensorflow.core.protobuf import config_pb2
-    from tensorflow.python.eager import context as context_lib
     config = config_pb2.ConfigProto()
     config.ParseFromString(current.config_proto_serialized)
     light = context_lib.FunctionCallOptions(executor_type=current.executor_type,
@@ -77,14 +85,13 @@ def _light_call_options(eager_context):
 def light_calls():
     """Graph calls made in this block, on this thread, skip the Grappler passes
     that do not change a CPU graph (see the module docstring)."""
-    if not _gpu:
-        _gpu.append(bool(tf.config.list_physical_devices("GPU")))
-    try:
-        from tensorflow.python.eager import context as context_lib
-        eager_context = context_lib.context()
-        light = None if _gpu[0] or not ENABLED else _light_call_options(eager_context)
-    except (ImportError, AttributeError):     # another TensorFlow: its own options
-        light = None
+    light = eager_context = None
+    if ENABLED and context_lib is not None and not _sees_gpu():
+        try:
+            eager_context = context_lib.context()
+            light = _light_call_options(eager_context)
+        except AttributeError:              # another TensorFlow: its own options
+            light = None
     if light is None:
         yield
         return

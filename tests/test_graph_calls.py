@@ -58,15 +58,20 @@ def test_light_calls_sets_this_threads_options_and_restores_them():
 
 
 def test_light_calls_keep_the_users_own_settings():
-    old = tf.config.optimizer.get_experimental_options()
+    eager_context = context_lib.context()
+    saved = dict(eager_context._optimizer_experimental_options)
     tf.config.optimizer.set_experimental_options({"constant_folding": False})
     try:
         with graph_calls.light_calls():
             assert light(rewrite_options())
             assert rewrite_options().constant_folding == R.OFF
     finally:
-        tf.config.optimizer.set_experimental_options(
-            {"constant_folding": old.get("constant_folding", True)})
+        # exactly the options before (set_experimental_options can set a pass ON,
+        # not back to TensorFlow's default), for the tests after this one
+        eager_context._optimizer_experimental_options.clear()
+        eager_context._optimizer_experimental_options.update(saved)
+        eager_context._thread_local_data.function_call_options = None
+    assert rewrite_options().constant_folding == R.DEFAULT
     with graph_calls.light_calls():
         assert rewrite_options().constant_folding != R.OFF
 
