@@ -2,7 +2,8 @@
 
     python benchmarks/first_step.py [--family nsf_coupling|nsf|maf|realnvp] [--dim 2] [--repeats 3]
                                     [--mode xla|background|graph|eager]
-                                    [--no-grappler] [--passes]
+                                    [--full-grappler | --ab] [--no-grappler] [--passes]
+                                    [--wait SECONDS]
 
 Builds the benchmark protocol's model (2-D unless `--dim`, 5 transforms,
 hidden [64, 64], 8 bins on [-5, 5]) in a fresh process per repeat and times its first train
@@ -33,6 +34,14 @@ Grappler's own timing log (`TF_CPP_VMODULE=meta_optimizer=1`) and prints
 each pass's total time over the function's optimisation (medians), and how
 many nodes it removed. XLA options can be tried through the `XLA_FLAGS`
 environment variable, e.g. `XLA_FLAGS=--xla_backend_optimization_level=1`.
+
+`--ab` runs each repeat twice, light and with all passes, alternating which
+goes first, and prints both. `--wait S` sleeps `S` seconds with nothing
+running before each fresh process, as between the harness's jobs: this
+machine pages out memory untouched for a minute (README, Benchmarks), so
+the child may have to read TensorFlow back from disk, as a benchmark job
+that starts after a pause may (its import time, `import_s`, shows whether
+it did); every run's figures are printed then, not only the medians.
 """
 
 import argparse
@@ -43,12 +52,15 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 
 CHILD = r"""
 import contextlib, json, os, sys, time
 mode, no_grappler, full_grappler = sys.argv[2], sys.argv[3] == "1", sys.argv[4] == "1"
+t_import = time.perf_counter()
 import keras, numpy as np, tensorflow as tf
 from kerasflows import graph_calls, models
+imported = time.perf_counter() - t_import
 graph_calls.ENABLED = not full_grappler
 from kerasflows.training import make_train_step
 if no_grappler:
@@ -111,6 +123,7 @@ else:
         rec.update(first_run_s=first, next_step_ms=1e3 * np.median(rest), loss_100=loss.hex())
     else:
         rec["compile_and_run_s"] = first
+rec["import_s"] = imported
 print(json.dumps(rec))
 """
 
@@ -151,12 +164,23 @@ def main(argv=None):
     p.add_argument("--full-grappler", action="store_true",
                    help="run the library's graphs with all of Grappler's passes "
                         "(kerasflows.graph_calls.ENABLED = False)")
+    p.add_argument("--ab", action="store_true",
+                   help="each repeat light and with all passes (alternating which goes "
+                        "first); prints both")
+    p.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                   help="sleep this long with nothing running before each fresh process "
+                        "(the machine pages TensorFlow out after about a minute), and print "
+                        "every run")
     p.add_argument("--no-grappler", action="store_true",
                    help="switch TensorFlow's graph optimiser (Grappler) off in the child")
     p.add_argument("--passes", action="store_true",
                    help="print the time of each Grappler pass (graph and background modes)")
     args = p.parse_args(argv)
     mode = "background" if args.background else args.mode
+    if args.ab and args.full_grappler:
+        p.error("--ab runs both the light passes and all of them; leave out --full-grappler")
+    if args.wait < 0:
+        p.error(f"--wait must be >= 0 seconds; received {args.wait}")
     if args.passes and mode not in ("graph", "background"):
         p.error(f"--passes needs --mode graph or background (got --mode {mode}): only "
                 "graphs that run without XLA go through Grappler's passes")
@@ -164,29 +188,47 @@ def main(argv=None):
     env["TF_CPP_MIN_LOG_LEVEL"] = "0" if args.passes else env.get("TF_CPP_MIN_LOG_LEVEL", "3")
     if args.passes:
         env["TF_CPP_VMODULE"] = "meta_optimizer=1"
-    runs, passes = [], []
-    for _ in range(args.repeats):
-        out = subprocess.run([sys.executable, "-c", CHILD, args.family, mode,
-                              "1" if args.no_grappler else "0",
-                              "1" if args.full_grappler else "0", str(args.dim)],
-                             capture_output=True, text=True, timeout=600, env=env)
-        lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
-        if out.returncode or not lines:
-            raise RuntimeError(f"the child failed: {out.stderr[-2000:]}")
-        runs.append(json.loads(lines[-1]))
-        passes.append(grappler_passes(out.stderr))
-    grappler = ("off" if args.no_grappler else "all passes" if args.full_grappler
+    variants = [False, True] if args.ab else [args.full_grappler]
+    runs = {v: [] for v in variants}
+    passes = {v: [] for v in variants}
+    for i in range(args.repeats):
+        for full in (variants if i % 2 == 0 else variants[::-1]):
+            if args.wait:
+                time.sleep(args.wait)
+            out = subprocess.run([sys.executable, "-c", CHILD, args.family, mode,
+                                  "1" if args.no_grappler else "0",
+                                  "1" if full else "0", str(args.dim)],
+                                 capture_output=True, text=True, timeout=600, env=env)
+            lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+            if out.returncode or not lines:
+                raise RuntimeError(f"the child failed: {out.stderr[-2000:]}")
+            runs[full].append(json.loads(lines[-1]))
+            passes[full].append(grappler_passes(out.stderr))
+    for full in variants:
+        report(args, mode, full, runs[full], passes[full])
+    return 0
+
+
+def report(args, mode, full_grappler, runs, passes):
+    """Prints the medians of `runs` (and each run, after `--wait`)."""
+    grappler = ("off" if args.no_grappler else "all passes" if full_grappler
                 else "light (kerasflows.graph_calls)")
+    wait = f", {args.wait:g} s idle before each" if args.wait else ""
     print(f"family {args.family}, {args.dim}-D, mode {mode}, Grappler {grappler}, "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, {args.repeats} fresh processes "
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, {len(runs)} fresh processes{wait} "
           "(medians):")
-    for key in KEYS[mode]:
+    for key in KEYS[mode] + ("import_s",):
         if key == "loss_100":
             print(f"  {key:18s} {', '.join(sorted({r[key] for r in runs}))}")
             continue
         value = statistics.median(r[key] for r in runs)
         print(f"  {key:18s} {value:.0f}" if key in ("ops", "graph_steps") else
               f"  {key:18s} {value:.2f}")
+    if args.wait:
+        for key in ("import_s",) + KEYS[mode]:
+            if key != "loss_100":
+                fmt = ".0f" if key in ("ops", "graph_steps") else ".2f"
+                print(f"  each {key:17s} " + ", ".join(f"{r[key]:{fmt}}" for r in runs))
     if args.passes:
         names = sorted({n for ps in passes for n in ps},
                        key=lambda n: -statistics.median(ps.get(n, (0, 0))[0] for ps in passes))
@@ -196,7 +238,6 @@ def main(argv=None):
             ms = statistics.median(ps.get(n, (0, 0))[0] for ps in passes)
             removed = statistics.median(ps.get(n, (0, 0))[1] for ps in passes)
             print(f"    {n:32s} {ms:7.1f}  {removed:6.0f}")
-    return 0
 
 
 if __name__ == "__main__":
