@@ -209,6 +209,11 @@ def main(argv=None):
     return 0
 
 
+def _figure(key, value):
+    """A count (`ops`, `graph_steps`) as a whole number, seconds and ms to 2 places."""
+    return f"{value:.0f}" if key in ("ops", "graph_steps") else f"{value:.2f}"
+
+
 def report(args, mode, full_grappler, runs, passes):
     """Prints the medians of `runs` (and each run, after `--wait`)."""
     grappler = ("off" if args.no_grappler else "all passes" if full_grappler
@@ -221,14 +226,11 @@ def report(args, mode, full_grappler, runs, passes):
         if key == "loss_100":
             print(f"  {key:18s} {', '.join(sorted({r[key] for r in runs}))}")
             continue
-        value = statistics.median(r[key] for r in runs)
-        print(f"  {key:18s} {value:.0f}" if key in ("ops", "graph_steps") else
-              f"  {key:18s} {value:.2f}")
+        print(f"  {key:18s} {_figure(key, statistics.median(r[key] for r in runs))}")
     if args.wait:
         for key in ("import_s",) + KEYS[mode]:
             if key != "loss_100":
-                fmt = ".0f" if key in ("ops", "graph_steps") else ".2f"
-                print(f"  each {key:17s} " + ", ".join(f"{r[key]:{fmt}}" for r in runs))
+                print(f"  each {key:17s} " + ", ".join(_figure(key, r[key]) for r in runs))
     if args.passes:
         names = sorted({n for ps in passes for n in ps},
                        key=lambda n: -statistics.median(ps.get(n, (0, 0))[0] for ps in passes))
