@@ -1,4 +1,5 @@
-"""The conditioner networks' starting weights (`kerasflows.layers.nets`).
+"""The conditioner networks (`kerasflows.layers.nets`): starting weights, and
+the narrow output layer's written-out gradient.
 
 Hidden layers start as PyTorch's `nn.Linear` (weights and biases uniform in
 +-1/sqrt(fan_in)); the output layer at zero unless `zero_init=False`. The
@@ -8,9 +9,11 @@ conformance suite checks the networks' maths through every flow layer.
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from kerasflows import models
-from kerasflows.layers.nets import MADE, MLP
+from kerasflows.layers import nets
+from kerasflows.layers.nets import MADE, MLP, narrow_matmul
 
 
 def weights_of(net):
@@ -74,3 +77,57 @@ def test_every_layer_draws_its_own_weights_and_a_seed_repeats_them():
     assert not np.allclose(first[0], first[1]) and not np.allclose(first[1], first[2])
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
+
+
+def _matmul_derivatives(matmul, h, kernel, mode):
+    """`matmul(h, kernel)` with the gradient of a loss in h and kernel, and the
+    second derivatives (gradient of a function of the first gradient), run
+    eagerly, as a graph or XLA-compiled."""
+    def run(h, kernel):
+        with tf.GradientTape(persistent=True) as outer:
+            outer.watch([h, kernel])
+            with tf.GradientTape() as inner:
+                inner.watch([h, kernel])
+                y = matmul(h, kernel)
+                loss = tf.reduce_sum(tf.sin(y) * tf.range(1.0, y.shape[-1] + 1.0))
+            dh, dkernel = inner.gradient(loss, [h, kernel])
+            second = tf.reduce_sum(dh ** 2) + tf.reduce_sum(tf.cos(dkernel))
+        return [y, dh, dkernel, *outer.gradient(second, [h, kernel])]
+    if mode != "eager":
+        run = tf.function(run, jit_compile=mode == "xla")
+    return [t.numpy() for t in run(h, kernel)]
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+@pytest.mark.parametrize("columns", [1, 2, 3])
+def test_narrow_matmul_values_gradients_and_second_derivatives_are_matmuls(columns, mode):
+    rng = np.random.default_rng(columns)
+    h = tf.constant(rng.normal(size=(37, 16)), "float32")
+    kernel = tf.constant(rng.normal(size=(16, columns)), "float32")
+    ours = _matmul_derivatives(narrow_matmul, h, kernel, mode)
+    plain = _matmul_derivatives(tf.matmul, h, kernel, mode)
+    for name, a, b in zip(["value", "dh", "dkernel", "d2h", "d2kernel"], ours, plain):
+        assert a.shape == b.shape, name
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("out_units", [1, 2, 3])
+def test_mlp_narrow_output_matches_its_dense_layer(out_units, monkeypatch):
+    """An MLP of at most NARROW_OUTPUT_UNITS outputs gives the values and weight
+    gradients its own Dense output layer gives (a wider one is that Dense)."""
+    keras.utils.set_random_seed(3)
+    net = MLP(out_units, hidden_units=(32, 32), zero_init=False)
+    net.build((None, 2))
+    x = tf.constant(np.random.default_rng(0).normal(size=(50, 2)), "float32")
+
+    def values_and_gradients():
+        with tf.GradientTape() as tape:
+            y = net(x)
+            loss = tf.reduce_sum(tf.exp(0.1 * y))
+        return [y.numpy()] + [g.numpy() for g in tape.gradient(loss, net.trainable_variables)]
+    ours = values_and_gradients()
+    monkeypatch.setattr(nets, "NARROW_OUTPUT_UNITS", 0)
+    dense = values_and_gradients()
+    assert len(ours) == len(dense) == 1 + 2 * 3
+    for a, b in zip(ours, dense):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
