@@ -1,14 +1,18 @@
-"""Side by side, in one process: coupling conditioners' output layers with and
-without the written-out narrow gradient (`kerasflows.layers.nets.narrow_matmul`).
+"""Side by side, in one process: the conditioners' products as they were, and
+with the narrow output layers' written-out gradient (`nets.narrow_matmul`)
+and MADE's disconnected inputs and outputs left out (`nets.PRUNE_MADE`).
 
-    python benchmarks/narrow_ab.py [--dims 2,4] [--units N] [--shards 2]
-                                   [--rounds 15] [--json out.json]
+    python benchmarks/narrow_ab.py [--family realnvp] [--dims 2,4] [--units N]
+                                   [--shards 2] [--rounds 15] [--json out.json]
 
-For each dimension, builds the benchmark protocol's RealNVP twice (5
-layers, hidden [64, 64], seed 0, 2 threads), once with
-`nets.NARROW_OUTPUT_UNITS = 0` (every output layer a plain `Dense`, as
-before) and once with `--units` (default: the library's setting; a RealNVP
-on D dimensions has D // 2 * 2 outputs), each step made as the peer
+For each dimension, builds the benchmark protocol's flow of `--family`
+(`realnvp`, `maf` or `nsf`, the autoregressive spline with 8 bins on [-5, 5];
+5 layers, hidden [64, 64], seed 0, 2 threads) twice: "dense" with
+`nets.NARROW_OUTPUT_UNITS = 0` and `nets.PRUNE_MADE = False` (every output
+layer a plain product of the whole masked kernel, as before), "narrow" with
+`--units` (default: the library's setting; a RealNVP on D dimensions has
+D // 2 * 2 outputs, a pruned MADE (D - 1) * params) and pruning on. Each
+step is made as the peer
 benchmark's plugin makes it (`make_train_step(..., background_compile=True,
 shards=...)`) and traced while its setting is in force. Then it times the
 steps round by round, the variants alternating and taking turns at going
@@ -38,15 +42,19 @@ from kerasflows.layers import nets  # noqa: E402
 from side_by_side import rows, write_json  # noqa: E402
 
 VARIANTS = {"dense": 0, "narrow": nets.NARROW_OUTPUT_UNITS}   # --units sets "narrow"
+FAMILIES = {"realnvp": (models.RealNVP, {}), "maf": (models.MAF, {}),
+            "nsf": (models.NSF, {"bins": 8, "bound": 5.0, "autoregressive": True})}
 
 
-def build(dim, units, shards, x):
-    """The flow and its step, built and traced with NARROW_OUTPUT_UNITS = units."""
-    kept = nets.NARROW_OUTPUT_UNITS
-    nets.NARROW_OUTPUT_UNITS = units
+def build(family, dim, units, shards, x):
+    """The flow and its step, built and traced with NARROW_OUTPUT_UNITS = units
+    (and MADE's pruning on when units > 0)."""
+    kept = nets.NARROW_OUTPUT_UNITS, nets.PRUNE_MADE
+    nets.NARROW_OUTPUT_UNITS, nets.PRUNE_MADE = units, units > 0
     try:
         keras.utils.set_random_seed(0)
-        flow = models.RealNVP(dim, num_layers=5, hidden_units=(64, 64))
+        recipe, kwargs = FAMILIES[family]
+        flow = recipe(dim, num_layers=5, hidden_units=(64, 64), **kwargs)
         flow.eval_mode = "xla"
         step = training.make_train_step(flow, keras.optimizers.Adam(1e-3),
                                         background_compile=True, shards=shards)
@@ -57,7 +65,7 @@ def build(dim, units, shards, x):
         flow.sample(1000, seed=0)
         flow.sample(100_000, seed=0)
     finally:
-        nets.NARROW_OUTPUT_UNITS = kept
+        nets.NARROW_OUTPUT_UNITS, nets.PRUNE_MADE = kept
     return flow, step
 
 
@@ -70,9 +78,9 @@ def timed(call, repeats=5):
     return statistics.median(took) * 1e3
 
 
-def measure(dim, shards, rounds, steps=50, batch=512):
+def measure(family, dim, shards, rounds, steps=50, batch=512):
     x = rows(dim, 65_536)
-    built = {v: build(dim, u, shards, x) for v, u in VARIANTS.items()}
+    built = {v: build(family, dim, u, shards, x) for v, u in VARIANTS.items()}
     rng = np.random.default_rng(0)
     names = list(VARIANTS)
     times = {v: [] for v in names}
@@ -96,22 +104,25 @@ def measure(dim, shards, rounds, steps=50, batch=512):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--family", default="realnvp", choices=list(FAMILIES))
     ap.add_argument("--dims", default="2,4", help="comma-separated event sizes")
     ap.add_argument("--units", type=int, default=nets.NARROW_OUTPUT_UNITS,
-                    help="NARROW_OUTPUT_UNITS of the narrow variant")
+                    help="NARROW_OUTPUT_UNITS of the narrow variant (> 0)")
     ap.add_argument("--shards", type=int, default=2, help="as make_train_step's shards")
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--json", help="write every timing here")
     args = ap.parse_args()
+    if args.units < 1:
+        ap.error(f"--units must be at least 1; received {args.units}")
     VARIANTS["narrow"] = args.units
     tf.config.threading.set_intra_op_parallelism_threads(2)
     tf.config.threading.set_inter_op_parallelism_threads(2)
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     results = []
-    print("dim variant: median train step ms (over rounds) | log_prob 65,536 ms | "
+    print(f"{args.family}: dim variant: median train step ms (over rounds) | log_prob 65,536 ms | "
           "sample 10^5 ms", flush=True)
     for dim in (int(d) for d in args.dims.split(",")):
-        times, evaluation, difference = measure(dim, args.shards, args.rounds)
+        times, evaluation, difference = measure(args.family, dim, args.shards, args.rounds)
         for v in VARIANTS:
             print(f"{dim} {v}: {statistics.median(times[v]):6.3f} ms | "
                   f"{evaluation[v]['log_prob_65536_ms']:6.1f} | "
@@ -119,7 +130,7 @@ def main():
         faster = sum(n < d for n, d in zip(times["narrow"], times["dense"]))
         print(f"{dim}: narrow faster in {faster} of {args.rounds} rounds; largest loss "
               f"difference {difference:.2e}", flush=True)
-        results.append(dict(dim=dim, shards=args.shards, narrow_units=args.units, train_ms=times,
+        results.append(dict(family=args.family, dim=dim, shards=args.shards, narrow_units=args.units, train_ms=times,
                             evaluation_ms=evaluation, loss_difference=difference))
     if args.json:
         write_json(args.json, "benchmarks/narrow_ab.py", started, results)

@@ -131,3 +131,38 @@ def test_mlp_narrow_output_matches_its_dense_layer(out_units, monkeypatch):
     assert len(ours) == len(dense) == 1 + 2 * 3
     for a, b in zip(ours, dense):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("params_first", [False, True])
+@pytest.mark.parametrize("context_dim", [None, 3])
+@pytest.mark.parametrize("event_dim, params", [(1, 2), (2, 2), (2, 23), (3, 1), (5, 2)])
+def test_made_leaves_out_disconnected_units_with_the_same_numbers(event_dim, params,
+                                                                  context_dim, params_first,
+                                                                  monkeypatch):
+    """MADE's products without its last data input and (unconditional) its first
+    dimension's outputs give the values and gradients of the whole masked products."""
+    keras.utils.set_random_seed(0)
+    net = MADE(params, hidden_units=(16, 16), context_dim=context_dim, zero_init=False)
+    net.build((None, event_dim))
+    rng = np.random.default_rng(event_dim)
+    x = tf.constant(rng.normal(size=(7, event_dim)), "float32")
+    context = None if context_dim is None else tf.constant(rng.normal(size=(7, 3)), "float32")
+
+    def values_and_gradients():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = net(x, context=context, params_first=params_first)
+            loss = tf.reduce_sum(tf.sin(y))
+        return [y.numpy()] + [g.numpy() for g in tape.gradient(loss, [x, *net.trainable_variables])]
+    assert nets.PRUNE_MADE
+    pruned = values_and_gradients()
+    monkeypatch.setattr(nets, "PRUNE_MADE", False)
+    whole = values_and_gradients()
+    shape = (7, params, event_dim) if params_first else (7, event_dim, params)
+    assert pruned[0].shape == whole[0].shape == shape
+    for a, b in zip(pruned, whole):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    if context_dim is None and event_dim > 1:
+        # the first dimension's parameters are the output bias alone
+        first = whole[0][:, :, 0] if params_first else whole[0][:, 0, :]
+        np.testing.assert_allclose(first, np.broadcast_to(first[:1], first.shape))
