@@ -37,9 +37,9 @@ def _dense_kwargs(layer):
 NARROW_OUTPUT_UNITS = 2
 #: MADE leaves out of its products the last data input, which its masks connect
 #: to no unit, and (without a context) the first dimension's outputs, which
-#: they connect to none: the same numbers from smaller products (2-D MAF train
-#: step 1.82 -> 1.68 ms, autoregressive spline 3.23 -> 2.87 ms, with
-#: `narrow_matmul`; `benchmarks/narrow_ab.py`). A switch for A/B runs.
+#: they connect to none: the same numbers from smaller products (2-D
+#: autoregressive spline train step 3.58 -> 2.74 ms, with `narrow_matmul`;
+#: 2-D MAF within noise; `benchmarks/narrow_ab.py`). A switch for A/B runs.
 PRUNE_MADE = True
 
 
