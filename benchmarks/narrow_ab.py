@@ -12,9 +12,9 @@ For each dimension, builds the benchmark protocol's flow of `--family`
 layer a plain product of the whole masked kernel, as before), "narrow" with
 `--units` (default: the library's setting; a RealNVP on D dimensions has
 D // 2 * 2 outputs, a pruned MADE (D - 1) * params) and pruning on. Each
-step is made as the peer
-benchmark's plugin makes it (`make_train_step(..., background_compile=True,
-shards=...)`) and traced while its setting is in force. Then it times the
+step is made as the peer benchmark's plugin makes it
+(`make_train_step(..., background_compile=True, shards=...)`) and traced
+while its setting is in force. Then it times the
 steps round by round, the variants alternating and taking turns at going
 first: each round draws 50 batches of 512 rows (seeded; the same batches
 for both) and keeps each variant's median step. Both start from the same
