@@ -14,14 +14,14 @@ layer a plain product of the whole masked kernel, as before), "narrow" with
 D // 2 * 2 outputs, a pruned MADE (D - 1) * params) and pruning on. Each
 step is made as the peer benchmark's plugin makes it
 (`make_train_step(..., background_compile=True, shards=...)`) and traced
-while its setting is in force. Then it times the
-steps round by round, the variants alternating and taking turns at going
-first: each round draws 50 batches of 512 rows (seeded; the same batches
-for both) and keeps each variant's median step. Both start from the same
-weights and see the same batches; the script prints the largest loss
-difference (float rounding of the other summation order, compounded by
-training). It also times `log_prob` of 65,536 rows and `sample(100_000)`
-(`eval_mode="xla"`, median of 5 calls after one warm-up call), whose
+while its setting is in force. Then it times the steps round by round, the
+variants alternating and taking turns at going first: each round draws 50
+batches of 512 rows (seeded; the same batches for both) and keeps each
+variant's median step. Both start from the same weights and see the same
+batches; the script prints the largest loss difference (float rounding of
+the other summation order, compounded by training). It also times
+`log_prob` of 65,536 rows and `sample(100_000)` (`eval_mode="xla"`, median
+of 5 calls after one warm-up call), whose
 products are the same in both. Data: standard normal rows
 (`side_by_side.rows`). Prints the medians over rounds.
 """
@@ -39,7 +39,7 @@ import tensorflow as tf  # noqa: E402
 
 from kerasflows import models, training  # noqa: E402
 from kerasflows.layers import nets  # noqa: E402
-from side_by_side import rows, write_json  # noqa: E402
+from side_by_side import median_step_ms, rows, write_json  # noqa: E402
 
 VARIANTS = {"dense": 0, "narrow": nets.NARROW_OUTPUT_UNITS}   # --units sets "narrow"
 FAMILIES = {"realnvp": (models.RealNVP, {}), "maf": (models.MAF, {}),
@@ -88,13 +88,7 @@ def measure(family, dim, shards, rounds, steps=50, batch=512):
     for r in range(rounds):
         batches = [x[rng.integers(0, len(x), batch)] for _ in range(steps)]
         for v in (names if r % 2 == 0 else names[::-1]):
-            step = built[v][1]
-            took = []
-            for b in batches:
-                t = time.perf_counter()
-                losses[v].append(float(step(b)))
-                took.append(time.perf_counter() - t)
-            times[v].append(statistics.median(took) * 1e3)
+            times[v].append(median_step_ms(built[v][1], batches, losses[v]))
     evaluation = {v: {"log_prob_65536_ms": timed(lambda: built[v][0].log_prob(x).numpy()),
                       "sample_100000_ms": timed(lambda: built[v][0].sample(100_000).numpy())}
                   for v in names}
@@ -130,8 +124,9 @@ def main():
         faster = sum(n < d for n, d in zip(times["narrow"], times["dense"]))
         print(f"{dim}: narrow faster in {faster} of {args.rounds} rounds; largest loss "
               f"difference {difference:.2e}", flush=True)
-        results.append(dict(family=args.family, dim=dim, shards=args.shards, narrow_units=args.units, train_ms=times,
-                            evaluation_ms=evaluation, loss_difference=difference))
+        results.append(dict(family=args.family, dim=dim, shards=args.shards,
+                            narrow_units=args.units, train_ms=times, evaluation_ms=evaluation,
+                            loss_difference=difference))
     if args.json:
         write_json(args.json, "benchmarks/narrow_ab.py", started, results)
 

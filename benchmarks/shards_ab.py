@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kerasflows import models, training  # noqa: E402
-from side_by_side import rows, write_json  # noqa: E402
+from side_by_side import median_step_ms, rows, write_json  # noqa: E402
 
 RECIPES = {"maf": (models.MAF, {}), "realnvp": (models.RealNVP, {}),
            "nsf_coupling": (models.NSF, {"bins": 8, "bound": 5.0}),
@@ -65,12 +65,7 @@ def measure(family, dim, variants, rounds, steps=50, batch=512):
     for _ in range(rounds):
         batches = [x[rng.integers(0, len(x), batch)] for _ in range(steps)]
         for s, (_, step, _) in built.items():
-            took = []
-            for b in batches:
-                t = time.perf_counter()
-                losses[s].append(float(step(b)))
-                took.append(time.perf_counter() - t)
-            times[s].append(statistics.median(took) * 1e3)
+            times[s].append(median_step_ms(step, batches, losses[s]))
     first = {s: built[s][2] for s in variants}
     base = variants[0]
     differences = {s: float(np.max(np.abs(np.subtract(losses[base], losses[s]))))

@@ -1,5 +1,5 @@
 """What the side-by-side A/B scripts share (`spline_layout_ab.py`, `permute_ab.py`,
-`shards_ab.py`).
+`shards_ab.py`, `narrow_ab.py`).
 
 Each builds the same flow twice or more, one variant of the code each, and
 times them in one process, the variants alternating round by round, so the
@@ -27,6 +27,17 @@ def rows(dim, n):
     return np.random.default_rng(0).normal(size=(n, dim)).astype("float32")
 
 
+def median_step_ms(step, batches, losses):
+    """Runs `step` on each of `batches`, appending each loss (pulled to the host,
+    so every step is complete) to `losses`; returns the median step in ms."""
+    took = []
+    for b in batches:
+        t = time.perf_counter()
+        losses.append(float(step(b)))
+        took.append(time.perf_counter() - t)
+    return statistics.median(took) * 1e3
+
+
 def time_rounds(built, x, rounds, steps=15, batch=512, samples=10_000):
     """Times every `(flow, step)` of `built` (a dict by variant name), `rounds` times.
 
@@ -45,12 +56,7 @@ def time_rounds(built, x, rounds, steps=15, batch=512, samples=10_000):
     for _ in range(rounds):
         batches = [x[rng.integers(0, len(x), batch)] for _ in range(steps)]
         for variant, (flow, step) in built.items():
-            took = []
-            for b in batches:
-                t = time.perf_counter()
-                values[variant]["loss"].append(float(step(b)))
-                took.append(time.perf_counter() - t)
-            times[variant][keys[0]].append(statistics.median(took) * 1e3)
+            times[variant][keys[0]].append(median_step_ms(step, batches, values[variant]["loss"]))
             t = time.perf_counter()
             values[variant]["log_prob"] = flow.log_prob(x).numpy()
             times[variant][keys[1]].append((time.perf_counter() - t) * 1e3)
