@@ -70,6 +70,14 @@ def narrow_matmul(h, kernel):
     return tf.matmul(h, kernel), grad
 
 
+def output_matmul(h, kernel):
+    """`h @ kernel` for an output layer: through `narrow_matmul` when the kernel
+    has at most `NARROW_OUTPUT_UNITS` columns and `h` is `[batch, units]`."""
+    if kernel.shape[-1] <= NARROW_OUTPUT_UNITS and len(h.shape) == 2:
+        return narrow_matmul(h, kernel)
+    return tf.matmul(h, kernel)
+
+
 def hidden_kernel_init():
     """Weights of a hidden layer: uniform in +-1/sqrt(fan_in), as PyTorch's `nn.Linear`.
 
@@ -141,8 +149,7 @@ class MLP(keras.layers.Layer):
         if self.out_units > NARROW_OUTPUT_UNITS or len(x.shape) != 2:
             return self.out(x)
         # The same product and bias as self.out(x), with a cheaper gradient.
-        return (narrow_matmul(x, tf.cast(self.out.kernel, x.dtype))
-                + tf.cast(self.out.bias, x.dtype))
+        return output_matmul(x, tf.cast(self.out.kernel, x.dtype)) + tf.cast(self.out.bias, x.dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (self.out_units,)
@@ -248,7 +255,7 @@ class MADE(keras.layers.Layer):
         for i, (k, b, m) in enumerate(zip(self.kernels, self.biases, self._masks)):
             k, b = tf.cast(k, dtype) * tf.constant(m, dtype), tf.cast(b, dtype)
             if i == 0 and prune:
-                k = tf.concat([k[:D - 1], k[D:]], axis=0)
+                k = k[:D - 1] if self.context_dim is None else tf.concat([k[:D - 1], k[D:]], 0)
             if i == n - 1:
                 break
             h = self.activation(tf.matmul(h, k) + b)
@@ -264,7 +271,7 @@ class MADE(keras.layers.Layer):
         else:
             first, live = b[:1], b[1:]
         k, live = tf.reshape(k, [-1, (D - 1) * P]), tf.reshape(live, [(D - 1) * P])
-        h = (narrow_matmul(h, k) if (D - 1) * P <= NARROW_OUTPUT_UNITS else tf.matmul(h, k)) + live
+        h = output_matmul(h, k) + live
         shape = [-1, P, D - 1] if params_first else [-1, D - 1, P]
         first = tf.broadcast_to(first[None], tf.stack([tf.shape(h)[0], *first.shape]))
         return tf.concat([first, tf.reshape(h, shape)], axis=2 if params_first else 1)
