@@ -143,6 +143,29 @@ def test_flat_step_calls_conditional_and_where_keras_loop_is_kept():
     assert np.isfinite(hist.history["loss"]).all()
 
 
+@pytest.mark.parametrize("flat", [True, False])
+def test_first_fit_traces_the_step_once_with_the_optimizer_built_before(flat):
+    x = datasets.load("moons", n=256)
+    flow = M.MAF(2, num_layers=2, hidden_units=(8,))
+    flow.flat_step_calls = flat
+    flow.compile(optimizer="adam", jit_compile=False)
+    traces, made_inside = [], []
+    keras_step = flow.train_step
+    flow.train_step = lambda data: (traces.append(1), keras_step(data))[1]
+
+    def creator(next_creator, **kwargs):
+        made_inside.append((kwargs.get("name"), tf.inside_function()))
+        return next_creator(**kwargs)
+
+    with tf.variable_creator_scope(creator):
+        hist = flow.fit(x, batch_size=128, epochs=2, verbose=0)
+    assert flow.optimizer.built and np.isfinite(hist.history["loss"]).all()
+    # A trace that makes variables is traced again without: the optimizer's
+    # moments come first, outside the step, so the step is traced once.
+    assert [name for name, inside in made_inside if inside] == []
+    assert len(traces) == 1
+
+
 def test_flat_calls_give_the_functions_results_and_trace_once_per_kind_of_batch():
     v = tf.Variable(2.0)
     fn = tf.function(lambda d: {"s": tf.reduce_sum(d[0] * v, 0) + (0.0 if d[1] is None
