@@ -802,7 +802,9 @@ class FlatCalls:
     graph is traced once per kind of batch (structure, dtypes and
     sizes but the batch dimension, which is left unknown, as Keras'
     `reduce_retracing` does; XLA still compiles each batch size once) and
-    called with the batch's tensors and the captured inputs bound once.
+    called with the batch's tensors and the captured inputs bound once. Unless
+    `fn` is XLA-compiled, the calls are made in `graph_calls.light_calls()`
+    (a shorter first call: TensorFlow's graph optimiser runs on it).
 
     Attributes:
         traces: number of graphs traced so far.
@@ -810,6 +812,7 @@ class FlatCalls:
 
     def __init__(self, fn):
         self._fn = fn
+        self._light = not getattr(fn, "_jit_compile", False)
         self._calls = {}
         self.traces = 0
 
@@ -819,6 +822,9 @@ class FlatCalls:
         call = self._calls.get(key)
         if call is None:
             call = self._calls[key] = self._trace(data, leaves)
+        if self._light:     # every call: a graph is instantiated once per set of options
+            with light_calls():
+                return call(data, leaves)
         return call(data, leaves)
 
     def _trace(self, data, leaves):

@@ -181,3 +181,20 @@ def test_graph_mode_evaluation_runs_light_and_xla_mode_as_is(monkeypatch):
     flow.eval_mode = "eager"
     np.testing.assert_allclose(flow.log_prob(x).numpy(), graph, rtol=1e-5, atol=1e-5)
     assert recorder.calls == 2
+
+
+def test_fit_and_evaluate_run_a_plain_graph_light_and_an_xla_step_as_is(monkeypatch):
+    recorder = Recorder()
+    monkeypatch.setattr(training, "light_calls", recorder)
+    x = np.random.default_rng(0).normal(size=(96, 2)).astype("float32")
+    flow = M.MAF(2, num_layers=2, hidden_units=(8,))
+    flow.compile(optimizer="adam", jit_compile=False)
+    hist = flow.fit(x, batch_size=32, epochs=2, verbose=0)      # 6 steps
+    assert isinstance(flow.train_function, training.FlatStepCalls)
+    assert recorder.calls == 6 and np.isfinite(hist.history["loss"]).all()
+    flow.evaluate(x, batch_size=48, verbose=0)                  # 2 more
+    assert recorder.calls == 8
+    flow.compile(optimizer="adam", jit_compile=True)
+    flow.fit(x, batch_size=32, epochs=1, verbose=0)
+    flow.evaluate(x, batch_size=48, verbose=0)
+    assert recorder.calls == 8
