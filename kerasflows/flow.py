@@ -860,8 +860,9 @@ class Flow(keras.Model):
         The optimizer is built here (its moments made for the flow's trainable
         weights) if the flow is built and it is not yet. Without a distribution
         strategy Keras leaves that to the step's first trace, and a
-        `tf.function` whose trace makes variables is traced twice: for a
-        5-layer NSF the first `fit` step took 4 s longer.
+        `tf.function` whose trace makes variables is traced twice: the first
+        `fit` call of a conditional 5-layer NSF on 2-D data took about 5 s
+        longer (11.5 s against 6.4).
         """
         if (self.optimizer is not None and not self.optimizer.built
                 and not self._under_strategy()

@@ -31,13 +31,13 @@ def test_fit_reaches_the_true_entropy_on_moons(recipe, moons):
     train, test, entropy = moons
     keras.utils.set_random_seed(0)
     flow = getattr(M, recipe)(2, num_layers=5, hidden_units=(64, 64))
-    steps = {"NSF": 600, "MAF": 1000}[recipe]
+    steps, bound = {"NSF": (300, 0.06), "MAF": (500, 0.12)}[recipe]
     schedule = keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=steps, alpha=0.05)
     flow.compile(optimizer=keras.optimizers.Adam(schedule), jit_compile=True)
     flow.fit(train, batch_size=512, epochs=steps * 512 // len(train) + 1, verbose=0)
     nll = -float(np.mean(flow.log_prob(test)))
     print(f"{recipe}: test NLL {nll:.4f}, true entropy {entropy:.4f}, gap {nll - entropy:.4f}")
-    assert nll - entropy < 0.15
+    assert nll - entropy < bound      # seed 0 here: NSF 0.030, MAF 0.063
 
 
 def test_reported_loss_is_mean_nll_in_nats():
