@@ -70,10 +70,16 @@ def narrow_matmul(h, kernel):
     return tf.matmul(h, kernel), grad
 
 
+def takes_narrow_matmul(h, columns):
+    """Whether an output layer of `columns` outputs on `h` goes through
+    `narrow_matmul`: at most `NARROW_OUTPUT_UNITS` of them, `h` `[batch, units]`."""
+    return columns <= NARROW_OUTPUT_UNITS and len(h.shape) == 2
+
+
 def output_matmul(h, kernel):
-    """`h @ kernel` for an output layer: through `narrow_matmul` when the kernel
-    has at most `NARROW_OUTPUT_UNITS` columns and `h` is `[batch, units]`."""
-    if kernel.shape[-1] <= NARROW_OUTPUT_UNITS and len(h.shape) == 2:
+    """`h @ kernel` for an output layer: through `narrow_matmul` where
+    `takes_narrow_matmul`, else a plain product."""
+    if takes_narrow_matmul(h, kernel.shape[-1]):
         return narrow_matmul(h, kernel)
     return tf.matmul(h, kernel)
 
@@ -146,10 +152,10 @@ class MLP(keras.layers.Layer):
     def call(self, x):
         for layer in self.hidden:
             x = layer(x)
-        if self.out_units > NARROW_OUTPUT_UNITS or len(x.shape) != 2:
+        if not takes_narrow_matmul(x, self.out_units):
             return self.out(x)
         # The same product and bias as self.out(x), with a cheaper gradient.
-        return output_matmul(x, tf.cast(self.out.kernel, x.dtype)) + tf.cast(self.out.bias, x.dtype)
+        return narrow_matmul(x, tf.cast(self.out.kernel, x.dtype)) + tf.cast(self.out.bias, x.dtype)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)[:-1] + (self.out_units,)
