@@ -1,9 +1,9 @@
 """Where the first train step of a flow goes: tracing, then XLA compilation and the first run.
 
     python benchmarks/first_step.py [--family nsf_coupling|nsf|maf|realnvp] [--dim 2] [--repeats 3]
-                                    [--mode xla|background|graph|eager]
+                                    [--mode xla|background|graph|eager|fit]
                                     [--full-grappler | --ab] [--no-grappler] [--passes]
-                                    [--wait SECONDS]
+                                    [--wait SECONDS] [--context N] [--keras-build]
 
 Builds the benchmark protocol's model (2-D unless `--dim`, 5 transforms,
 hidden [64, 64], 8 bins on [-5, 5]) in a fresh process per repeat and times its first train
@@ -21,6 +21,14 @@ Prints medians over the repeats. Modes:
 - `eager`: the same update with no `tf.function` at all (a `GradientTape`
   and the optimizer's `apply_gradients`, op by op): the first step and the
   median of the next 10, i.e. what an eager tier before the graph would give.
+- `fit`: `Flow.fit` as a user calls it (`compile(Adam(1e-3))`, XLA by
+  `jit_compile="auto"`; one epoch of 4 batches of 512): the first `fit`
+  call (tracing and compilation included), the second, and how often the
+  train step was traced. `Flow.make_train_function` builds the optimizer
+  before the step's first trace; `--keras-build` skips that and leaves it
+  to Keras (inside the trace, which makes TensorFlow trace the step twice)
+  for an A/B: run once with and once without it. `--context N` makes the
+  flow conditional on N context features (standard normal).
 
 The library runs its graphs (the graph tier of `background`, `graph`)
 without Grappler's CPU-inert passes (`kerasflows.graph_calls`);
@@ -66,12 +74,13 @@ from kerasflows.training import make_train_step
 if no_grappler:
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 family, dim = sys.argv[1], int(sys.argv[5])
-build = {"nsf_coupling": lambda: models.NSF(dim, num_layers=5, hidden_units=(64, 64), bins=8,
-                                            bound=5.0, autoregressive=False),
-         "nsf": lambda: models.NSF(dim, num_layers=5, hidden_units=(64, 64), bins=8, bound=5.0,
-                                   autoregressive=True),
-         "maf": lambda: models.MAF(dim, num_layers=5, hidden_units=(64, 64)),
-         "realnvp": lambda: models.RealNVP(dim, num_layers=5, hidden_units=(64, 64))}[family]
+context_dim, keras_build = int(sys.argv[6]) or None, sys.argv[7] == "1"
+common = dict(num_layers=5, hidden_units=(64, 64), context_dim=context_dim)
+build = {"nsf_coupling": lambda: models.NSF(dim, bins=8, bound=5.0, autoregressive=False,
+                                            **common),
+         "nsf": lambda: models.NSF(dim, bins=8, bound=5.0, autoregressive=True, **common),
+         "maf": lambda: models.MAF(dim, **common),
+         "realnvp": lambda: models.RealNVP(dim, **common)}[family]
 keras.utils.set_random_seed(0)
 x = tf.constant(np.random.default_rng(0).normal(size=(512, dim)).astype("float32"))
 t_build = time.perf_counter()
@@ -89,7 +98,26 @@ def timed(fn, n):         # seconds of each of n calls fn(x), and the last call'
     return out, loss
 
 
-if mode == "background":
+if mode == "fit":
+    import kerasflows
+    rows = np.random.default_rng(1).normal(size=(4 * 512, dim)).astype("float32")
+    data = rows if context_dim is None else (
+        rows, np.random.default_rng(2).normal(size=(len(rows), context_dim)).astype("float32"))
+    flow.compile(optimizer=optimizer)
+    if keras_build:           # the library's early build skipped: Keras builds in the trace
+        def keras_make(force=False):
+            return flow._step_function("train_function", flow.train_step,
+                                       super(kerasflows.Flow, flow).make_train_function, force)
+        flow.make_train_function = keras_make
+    fits = []
+    for _ in range(2):
+        t = time.perf_counter()
+        flow.fit(data, batch_size=512, epochs=1, verbose=0)
+        fits.append(time.perf_counter() - t)
+    fn = getattr(flow.train_function, "_fn", None)
+    rec = {"build_s": built, "first_fit_s": fits[0], "second_fit_s": fits[1],
+           "traces": fn.experimental_get_tracing_count() if fn is not None else float("nan")}
+elif mode == "background":
     step = make_train_step(flow, optimizer, background_compile=True)
     t0 = time.perf_counter()
     float(step(x))
@@ -130,7 +158,8 @@ print(json.dumps(rec))
 KEYS = {"xla": ("build_s", "trace_s", "compile_and_run_s", "ops"),
         "background": ("first_step_s", "compiled_after_s", "graph_steps"),
         "graph": ("build_s", "trace_s", "first_run_s", "next_step_ms", "ops", "loss_100"),
-        "eager": ("build_s", "first_step_s", "next_step_ms")}
+        "eager": ("build_s", "first_step_s", "next_step_ms"),
+        "fit": ("build_s", "first_fit_s", "second_fit_s", "traces")}
 
 # meta_optimizer.cc's line per pass: "<pass>: Graph size after: N nodes (D), E edges (F), time = Tms."
 PASS_LINE = re.compile(r"meta_optimizer\.cc:\d+\] (?P<name>[^:{]+)[^:]*: Graph size after: "
@@ -159,7 +188,8 @@ def main(argv=None):
                         "make_train_step(..., background_compile=True), time to the end of the "
                         "first (graph) step and until the XLA-compiled step takes over; graph: "
                         "jit_compile=False, trace, first run and the next steps; eager: no "
-                        "tf.function, the first step and the next ones")
+                        "tf.function, the first step and the next ones; fit: Flow.fit's "
+                        "first and second call")
     p.add_argument("--background", action="store_true", help="the same as --mode background")
     p.add_argument("--full-grappler", action="store_true",
                    help="run the library's graphs with all of Grappler's passes "
@@ -171,6 +201,11 @@ def main(argv=None):
                    help="sleep this long with nothing running before each fresh process "
                         "(the machine pages TensorFlow out after about a minute), and print "
                         "every run")
+    p.add_argument("--context", type=int, default=0, metavar="N",
+                   help="a conditional flow on N context features (0: unconditional)")
+    p.add_argument("--keras-build", action="store_true",
+                   help="fit mode: leave the optimizer's build to Keras (inside the step's "
+                        "first trace) instead of Flow.make_train_function")
     p.add_argument("--no-grappler", action="store_true",
                    help="switch TensorFlow's graph optimiser (Grappler) off in the child")
     p.add_argument("--passes", action="store_true",
@@ -181,6 +216,10 @@ def main(argv=None):
         p.error("--ab runs both the light passes and all of them; leave out --full-grappler")
     if args.wait < 0:
         p.error(f"--wait must be >= 0 seconds; received {args.wait}")
+    if args.context < 0:
+        p.error(f"--context must be >= 0 features; received {args.context}")
+    if args.keras_build and mode != "fit":
+        p.error(f"--keras-build needs --mode fit (got --mode {mode})")
     if args.passes and mode not in ("graph", "background"):
         p.error(f"--passes needs --mode graph or background (got --mode {mode}): only "
                 "graphs that run without XLA go through Grappler's passes")
@@ -197,7 +236,8 @@ def main(argv=None):
                 time.sleep(args.wait)
             out = subprocess.run([sys.executable, "-c", CHILD, args.family, mode,
                                   "1" if args.no_grappler else "0",
-                                  "1" if full else "0", str(args.dim)],
+                                  "1" if full else "0", str(args.dim), str(args.context),
+                                  "1" if args.keras_build else "0"],
                                  capture_output=True, text=True, timeout=600, env=env)
             lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
             if out.returncode or not lines:
@@ -211,7 +251,7 @@ def main(argv=None):
 
 def _figure(key, value):
     """A count (`ops`, `graph_steps`) as a whole number, seconds and ms to 2 places."""
-    return f"{value:.0f}" if key in ("ops", "graph_steps") else f"{value:.2f}"
+    return f"{value:.0f}" if key in ("ops", "graph_steps", "traces") else f"{value:.2f}"
 
 
 def report(args, mode, full_grappler, runs, passes):
@@ -219,7 +259,9 @@ def report(args, mode, full_grappler, runs, passes):
     grappler = ("off" if args.no_grappler else "all passes" if full_grappler
                 else "light (kerasflows.graph_calls)")
     wait = f", {args.wait:g} s idle before each" if args.wait else ""
-    print(f"family {args.family}, {args.dim}-D, mode {mode}, Grappler {grappler}, "
+    context = f", context {args.context}" if args.context else ""
+    build = ", optimizer built by Keras in the trace" if args.keras_build else ""
+    print(f"family {args.family}, {args.dim}-D{context}, mode {mode}{build}, Grappler {grappler}, "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, {len(runs)} fresh processes{wait} "
           "(medians):")
     for key in KEYS[mode] + ("import_s",):
