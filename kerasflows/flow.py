@@ -861,8 +861,9 @@ class Flow(keras.Model):
         weights) if the flow is built and it is not yet. Without a distribution
         strategy Keras leaves that to the step's first trace, and a
         `tf.function` whose trace makes variables is traced twice: the first
-        `fit` call of a conditional 5-layer NSF on 2-D data took about 5 s
-        longer (11.5 s against 6.4).
+        `fit` call of a conditional 5-layer NSF coupling flow on 2-D data took
+        7.95 s that way against 5.16 s (`benchmarks/first_step.py --mode fit`,
+        README).
         """
         if (self.optimizer is not None and not self.optimizer.built
                 and not self._under_strategy()
