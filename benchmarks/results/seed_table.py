@@ -30,3 +30,14 @@ def paired_cells(ours, peer):
     return (f"{seeds[0]}-{seeds[-1]} ({len(seeds)}) | {fmt(ours)} | {fmt(peer)} | "
             f"{st.median(d):+.3f} | {wins}/{len(seeds)} | {sign_test_p(wins, len(seeds)):.2f} | "
             f"{st.mean(d):+.3f} +- {se:.3f}")
+
+
+def print_family_table(cells, ours, peer):
+    """Prints the markdown table of `cells` `[(family, our key, peer key, dataset)]`,
+    one row per cell the two `{(key, dataset): {seed: gap}}` dicts share seeds of."""
+    print(f"| family | dataset | {HEADER} |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for fam, key, peer_key, ds in cells:
+        row = paired_cells(ours.get((key, ds), {}), peer.get((peer_key, ds), {}))
+        if row:
+            print(f"| {fam} | {ds} | {row} |")

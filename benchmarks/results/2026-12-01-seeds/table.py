@@ -15,7 +15,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.dirname(HERE)
 sys.path.insert(0, RESULTS)
-from seed_table import HEADER, paired_cells  # noqa: E402
+from seed_table import print_family_table  # noqa: E402
 
 FILES = ([os.path.join(RESULTS, "2026-12-01-session23-full.json")]
          + sorted(glob.glob(os.path.join(RESULTS, "2026-11-30-seed-spread", "realnvp-*.json")))
@@ -35,9 +35,4 @@ for f in FILES:
             gaps.setdefault((r["key"], r["dataset"]), {})[r["seed"]] = r["gap_nats"]
 
 
-print(f"| family | dataset | {HEADER} |")
-print("|---|---|---|---|---|---|---|---|---|")
-for fam, key, peer_key, ds in CELLS:
-    cells = paired_cells(gaps.get((key, ds), {}), gaps.get((peer_key, ds), {}))
-    if cells:
-        print(f"| {fam} | {ds} | {cells} |")
+print_family_table(CELLS, gaps, gaps)
