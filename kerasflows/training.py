@@ -295,11 +295,8 @@ def _adam_update(optimizer, grads, state, layout):
     """
     weights, momentums, velocities, iterations = state
     dtype = weights[0].dtype
-    t = tf.cast(iterations + 1, dtype)
-    b1, b2, eps = (tf.constant(getattr(optimizer, name), dtype)
-                   for name in ("beta_1", "beta_2", "epsilon"))
-    lr = tf.cast(optimizer.learning_rate, dtype)
-    b1_power, b2_power = tf.pow(b1, t), tf.pow(b2, t)
+    constants = _adam_constants(optimizer, iterations, dtype)
+    b1, b2, eps, lr, b1_power, b2_power = constants
     if layout == "per_variable":
         for var, grad, m, v in zip(weights, grads, momentums, velocities):
             if grad is not None:
@@ -309,37 +306,44 @@ def _adam_update(optimizer, grads, state, layout):
                     grad=tf.cast(grad, dtype))
     else:   # packed: `m` and `v` are one vector each over all weights
         g, reached = _flat_gradient(weights, grads)
-        m, v = momentums[0], velocities[0]
         sizes = [int(np.prod(w.shape)) for w in weights]
-        m0, v0 = m.read_value(), v.read_value()
-        m1, v1 = m0 + (1 - b1) * (g - m0), v0 + (1 - b2) * (tf.square(g) - v0)
-        if not all(reached):
-            keep = tf.constant(np.repeat(reached, sizes))
-            m1, v1 = tf.where(keep, m1, m0), tf.where(keep, v1, v0)
-        m.assign(m1)
-        v.assign(v1)
-        alpha = lr * tf.sqrt(1 - b2_power) / (1 - b1_power)
-        delta = tf.split(alpha * m1 / (tf.sqrt(v1) + eps), sizes)
-        for var, d, r in zip(weights, delta, reached):
+        delta = _packed_adam_step(g, reached, momentums[0], velocities[0], constants, sizes)
+        for var, d, r in zip(weights, tf.split(delta, sizes), reached):
             if r:
                 var.assign_sub(tf.reshape(d, var.shape))
     iterations.assign_add(1)
 
 
-class _FlatGradient:
-    """The gradient of the packed layout as one vector (zeros where the loss does not
-    reach a weight), with `reached`, which weights it reaches; `_adam_update` takes it
-    in place of the list of per-weight gradients."""
+def _adam_constants(optimizer, iterations, dtype):
+    """`(beta_1, beta_2, epsilon, learning_rate, beta_1^t, beta_2^t)` for the step
+    after `iterations`, as `dtype` tensors."""
+    t = tf.cast(iterations + 1, dtype)
+    b1, b2, eps = (tf.constant(getattr(optimizer, name), dtype)
+                   for name in ("beta_1", "beta_2", "epsilon"))
+    lr = tf.cast(optimizer.learning_rate, dtype)
+    return b1, b2, eps, lr, tf.pow(b1, t), tf.pow(b2, t)
 
-    def __init__(self, vector, reached):
-        self.vector, self.reached = vector, tuple(reached)
+
+def _packed_adam_step(g, reached, m, v, constants, sizes):
+    """Updates the packed moment vectors `m` and `v` with the flat gradient `g`
+    (a weight not `reached` keeps its moments) and returns the flat step
+    `lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)` that Adam subtracts
+    from the weights (meaningless for the weights not reached, which stay)."""
+    b1, b2, eps, lr, b1_power, b2_power = constants
+    m0, v0 = m.read_value(), v.read_value()
+    m1, v1 = m0 + (1 - b1) * (g - m0), v0 + (1 - b2) * (tf.square(g) - v0)
+    if not all(reached):
+        keep = tf.constant(np.repeat(reached, sizes))
+        m1, v1 = tf.where(keep, m1, m0), tf.where(keep, v1, v0)
+    m.assign(m1)
+    v.assign(v1)
+    return lr * tf.sqrt(1 - b2_power) / (1 - b1_power) * m1 / (tf.sqrt(v1) + eps)
 
 
 def _flat_gradient(weights, grads):
-    """`(vector, reached)`: `grads` (one per weight, None where not reached, or a
-    `_FlatGradient`) as one vector in the packed layout's order."""
-    if isinstance(grads, _FlatGradient):
-        return grads.vector, grads.reached
+    """`(vector, reached)`: `grads` (one per weight, None where not reached) as one
+    vector in the packed layout's order (zeros where not reached), and which
+    weights they reach."""
     dtype = weights[0].dtype
     g = tf.concat([tf.reshape(tf.zeros(w.shape, dtype) if gr is None else tf.cast(gr, dtype),
                               [-1]) for w, gr in zip(weights, grads)], 0)
@@ -366,6 +370,27 @@ def shard_rows(n, shards):
     return tuple(base + (i < extra) for i in range(shards))
 
 
+def _loss_and_grads_at(flow, variables, values, x, context, optimizer):
+    """`_loss_and_grads` with the flow's `variables` taking `values` (tensors of
+    their shapes) in a `keras.StatelessScope`: the gradient is with respect to
+    `values`, and the compiled function that computes it takes no variables.
+    A variable the call writes (a dropout layer's seed, say) is written after
+    the scope, as the call would have written it outside one."""
+    inputs = x if context is None else (x, context)
+    with tf.GradientTape() as tape:
+        tape.watch(values)
+        with keras.StatelessScope(state_mapping=list(zip(variables, values)),
+                                  collect_losses=True) as scope:
+            loss = flow.compute_loss(y_pred=flow(inputs, training=True))
+            written = [(v, scope.get_current_value(v)) for v in flow.variables
+                       if not any(v is w for w in variables)]
+        scaled = optimizer.scale_loss(loss)
+    for variable, value in written:
+        if value is not None:
+            variable.assign(value)
+    return loss, tape.gradient(scaled, values)
+
+
 def _sharded_body(flow, variables, optimizer, layout, jit_compile):
     """`body(x, context, state, shards) -> loss`: one optimizer step whose batch is
     split into `shard_rows(batch, shards)` parts, each part's loss and gradient
@@ -374,39 +399,69 @@ def _sharded_body(flow, variables, optimizer, layout, jit_compile):
     inter-op thread), then combined, weighted by rows, and applied by one more
     compiled call. `state` is `_adam_state(...)` (or stand-ins of the same
     shapes) for an Adam `layout`, None for an optimizer's own `apply_gradients`.
+
+    With the packed Adam layout the compiled calls take no weight variables:
+    the step's graph reads the weights once and hands their values to both
+    parts (the flow runs on them in a `keras.StatelessScope`,
+    `_loss_and_grads_at`); the update call returns the new weights as one
+    vector and the graph writes them back. A variable argument costs a call
+    more than a tensor (the launch locks and reads it), and the ~30 weights of
+    a 5-layer flow went into each of the three calls (2-D, batch 512, steps of
+    the variants interleaved in one process: MAF 1.09 -> 1.06 ms, RealNVP
+    1.03 -> 0.95 ms; NSF and 64-D RealNVP level; the same losses to the bit).
     """
     reached = {}      # set when `part` is traced: which weights the loss reaches
+    packed = layout == "packed"
+    sizes = [int(np.prod(v.shape)) for v in variables]
+
+    def values(state):
+        """The weights' values that the parts take (packed layout), or None."""
+        return [tf.convert_to_tensor(w) for w in state[0]] if packed else None
 
     @tf.function(jit_compile=bool(jit_compile), autograph=False)
-    def part(x, context):
-        loss, grads = _loss_and_grads(flow, variables, x, context, optimizer)
-        if layout != "packed":
-            return loss, grads
+    def part(x, context, weights=None):
+        if not packed:
+            return _loss_and_grads(flow, variables, x, context, optimizer)
+        loss, grads = _loss_and_grads_at(flow, variables, weights, x, context, optimizer)
         # One vector out instead of one tensor per weight: each output costs the
         # launch and the executor something.
         vector, reached["packed"] = _flat_gradient(variables, grads)
         return loss, vector
 
     @tf.function(jit_compile=bool(jit_compile), autograph=False)
-    def update(rows, losses, grads, state, reached):
+    def update(rows, losses, grads, state, reached, weights=None):
         n = sum(rows)
         frac = [tf.constant(r / n, losses[0].dtype) for r in rows]
         loss = tf.add_n([f * l for f, l in zip(frac, losses)])
-        if reached is not None:
-            combined = _FlatGradient(tf.add_n([tf.cast(f, g.dtype) * g
-                                              for f, g in zip(frac, grads)]), reached)
-        else:
-            combined = []
-            for per_part in zip(*grads):
-                if per_part[0] is None:
-                    combined.append(None)
-                    continue
-                dense = [tf.convert_to_tensor(g) for g in per_part]      # IndexedSlices too
-                combined.append(tf.add_n([tf.cast(f, g.dtype) * g for f, g in zip(frac, dense)]))
+        if packed:      # `state` without the weights, which come in as `weights`
+            g = tf.add_n([tf.cast(f, g.dtype) * g for f, g in zip(frac, grads)])
+            momentums, velocities, iterations = state
+            delta = _packed_adam_step(g, reached, momentums[0], velocities[0],
+                                      _adam_constants(optimizer, iterations, g.dtype),
+                                      sizes)
+            iterations.assign_add(1)
+            return loss, tf.concat([tf.reshape(w, [-1]) for w in weights], 0) - delta
+        combined = []
+        for per_part in zip(*grads):
+            if per_part[0] is None:
+                combined.append(None)
+                continue
+            dense = [tf.convert_to_tensor(g) for g in per_part]      # IndexedSlices too
+            combined.append(tf.add_n([tf.cast(f, g.dtype) * g for f, g in zip(frac, dense)]))
         if layout:
             _adam_update(optimizer, combined, state, layout)
         else:
             optimizer.apply_gradients(zip(combined, variables))
+        return loss
+
+    def apply(rows, losses, grads, state, weights):
+        """The update call; with the packed layout, also writes the new weights."""
+        if not packed:
+            return update(rows, losses, grads, state, None)
+        loss, new = update(rows, losses, grads, state[1:], reached["packed"], weights)
+        for var, value, r in zip(state[0], tf.split(new, sizes), reached["packed"]):
+            if r:
+                var.assign(tf.reshape(value, var.shape))
         return loss
 
     def split(x, context, shards):
@@ -425,9 +480,9 @@ def _sharded_body(flow, variables, optimizer, layout, jit_compile):
 
     def body(x, context, state, shards):
         rows, xs, cs = split(x, context, shards)
-        outs = [part(a, c) for a, c in zip(xs, cs)]
-        return update(rows, [o[0] for o in outs], [o[1] for o in outs], state,
-                      reached.get("packed"))
+        weights = values(state)
+        outs = [part(a, c, weights) for a, c in zip(xs, cs)]
+        return apply(rows, [o[0] for o in outs], [o[1] for o in outs], state, weights)
 
     def compile_parts(x, context, state, shards):
         """Compiles what `body` calls, one function at a time (for
@@ -443,12 +498,13 @@ def _sharded_body(flow, variables, optimizer, layout, jit_compile):
         for a, c in zip(xs, cs):            # one compilation per part size
             if a.shape[0] not in compiled:
                 compiled.add(a.shape[0])
-                tf.function(lambda a, c: part(a, c), autograph=False)(a, c)
+                tf.function(lambda a, c, state: part(a, c, values(state)),
+                            autograph=False)(a, c, state)
 
         def one_update(a, c, state):
-            loss, grads = part(a, c)
-            return update(rows, [loss] * len(rows), [grads] * len(rows), state,
-                          reached.get("packed"))
+            weights = values(state)
+            loss, grads = part(a, c, weights)
+            return apply(rows, [loss] * len(rows), [grads] * len(rows), state, weights)
         tf.function(one_update, autograph=False)(xs[0], cs[0], state)
     body.compile_parts = compile_parts
     return body
@@ -520,13 +576,14 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
     float rounding. XLA:CPU runs the small matrix products of a training
     step on one core, so on a CPU `shards=2` puts a second core to work
     (2 cores, batches of 512, 5 layers, hidden [64, 64], side by side in
-    `benchmarks/shards_ab.py`: 64-D RealNVP 3.24 -> 2.35 ms a step, MAF
-    4.20 -> 3.22 ms; 2-D NSF coupling 2.10 -> 1.64 ms, autoregressive 4.15
-    -> 3.26 ms; the 2-D affine steps, which the launches' own cost
-    dominates, little or nothing: RealNVP 1.80 -> 1.68 ms, MAF 1.45 ->
-    1.51 ms); on a GPU, keep 1. Layer losses are per-batch terms and count
-    once. Not for flows that update state while they
-    train (`BatchNorm`).
+    `benchmarks/shards_ab.py`: 64-D RealNVP 2.09 -> 1.72 ms a step, MAF
+    3.79 -> 2.95 ms; 2-D NSF coupling 1.76 -> 1.42 ms, RealNVP 0.86 ->
+    0.77 ms, MAF 1.34 -> 1.22 ms; the 2-D autoregressive NSF none); on a
+    GPU, keep 1. With a plain Adam the compiled calls take the weights'
+    values, not the variables (the step reads them once and writes the
+    update's new weights back), which keeps the three calls' own cost low.
+    Layer losses are per-batch terms and count once. Not for flows that
+    update state while they train (`BatchNorm`).
 
     The step runs on one device: under a `tf.distribute` strategy, or for a
     flow whose weights one made (distributed variables), it raises a

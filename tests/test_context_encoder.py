@@ -296,3 +296,35 @@ def test_an_encoder_keras_cannot_call_symbolically_is_built_on_a_row_of_zeros():
     doubled.set_weights(flow.get_weights())
     np.testing.assert_allclose(flow.log_prob(x, context=c).numpy(),
                                doubled.log_prob(x, context=2 * c).numpy(), rtol=1e-6)
+
+
+def test_sharded_steps_count_encoder_losses_and_advance_its_dropout_seed():
+    """The parts of a sharded step run the flow on the weights' values in a
+    `keras.StatelessScope`: the encoder's regularization losses (of its weights, and
+    of its activity, added by `add_loss` in the call) still count, once, and its
+    dropout's seed still moves on from step to step."""
+    x, c = (tf.constant(a) for a in _data(256, seed=5))
+    losses = {}
+    for reg, shards in ((0.0, 1), (0.5, 1), (0.5, 2)):
+        keras.utils.set_random_seed(2)
+        encoder = keras.Sequential([
+            keras.layers.Dense(16, activation="relu",
+                               kernel_regularizer=keras.regularizers.L2(reg),
+                               activity_regularizer=keras.regularizers.L2(reg / 100)),
+            keras.layers.Dense(3)], name="encoder")
+        flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(16,), context_dim=C,
+                                         context_encoder=encoder)
+        step = make_train_step(flow, keras.optimizers.Adam(1e-2), shards=shards)
+        losses[reg, shards] = [float(step(x, c)) for _ in range(3)]
+    np.testing.assert_allclose(losses[0.5, 2], losses[0.5, 1], rtol=1e-4, atol=1e-5)
+    assert losses[0.5, 1][0] > losses[0.0, 1][0] + 0.1        # the L2 term is in the loss
+
+    flow = _flow(dropout=0.5)
+    step = make_train_step(flow, keras.optimizers.Adam(1e-2), shards=2)
+    (seed,) = [v for v in flow.context_encoder.non_trainable_variables
+               if v.path.endswith("seed_generator_state")]
+    states = []
+    for _ in range(3):
+        step(x, c)
+        states.append(seed.numpy().copy())
+    assert not np.array_equal(states[0], states[1]) and not np.array_equal(states[1], states[2])

@@ -348,8 +348,8 @@ def _ancestors(op):
 
 
 def test_sharded_step_runs_its_parts_side_by_side():
-    flow = _flow("MAF")
-    step = make_train_step(flow, keras.optimizers.Adam(1e-2), shards=2)
+    flow, opt = _flow("MAF"), keras.optimizers.Adam(1e-2)
+    step = make_train_step(flow, opt, shards=2)
     graph = step.get_concrete_function(tf.TensorSpec([128, 2], tf.float32)).graph
     calls = _calls(graph)
     names = [name for _, name in calls]
@@ -367,6 +367,16 @@ def test_sharded_step_runs_its_parts_side_by_side():
     # with the packed Adam, each part hands over one gradient vector, not one per weight
     n = sum(int(np.prod(v.shape)) for v in flow.trainable_variables)
     assert [tuple(t.shape) for t in parts[0].outputs] == [(), (n,)]
+    # and no compiled call takes a weight variable: the parts take the weights' values
+    # (read once by the step); the update takes the optimizer's variables (count,
+    # learning rate, the two moment vectors) and hands back the new weights as one
+    # vector, which the step writes
+    for op in parts:
+        assert not any(t.dtype == tf.resource for t in op.inputs)
+    assert len([t for t in update.inputs if t.dtype == tf.resource]) == len(opt.variables) == 4
+    assert [tuple(t.shape) for t in update.outputs] == [(), (n,)]
+    writes = [op for op in graph.get_operations() if op.type == "AssignVariableOp"]
+    assert len(writes) == len(flow.trainable_variables)
 
 
 def test_sharded_step_with_context_unreached_weights_and_other_optimizers():
