@@ -1,6 +1,7 @@
 """kerasflows: normalizing flows for Keras 3 on the TensorFlow backend."""
 
-from kerasflows import (callbacks, datasets, layers, models, pictures, targets, testing,
+from kerasflows import (callbacks, datasets, distributed, export, graph_calls, inference,
+                        layers, models, pictures, recipes, targets, testing, training,
                         variational)
 from kerasflows.flow import Flow
 from kerasflows.inference import tabulate
@@ -10,4 +11,5 @@ from kerasflows.variational import VariationalFlow, fit_target
 __version__ = "0.1.0"
 
 __all__ = ["Flow", "load", "tabulate", "VariationalFlow", "fit_target", "callbacks", "datasets",
-           "layers", "models", "pictures", "targets", "testing", "variational", "__version__"]
+           "distributed", "export", "graph_calls", "inference", "layers", "models", "pictures",
+           "recipes", "targets", "testing", "training", "variational", "__version__"]

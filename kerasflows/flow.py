@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.graph_calls import light_calls
-from kerasflows.layers.base import (FlowLayer, check_event_dim, check_positive_int,
+from kerasflows.layers.base import (FlowLayer, RowsBijector, check_event_dim, check_positive_int,
                                     context_rows, split_mixed_policy)
 
 tfb, tfd = tfp.bijectors, tfp.distributions
@@ -117,42 +117,6 @@ class _LossMean(keras.metrics.Mean):
         weight, self.batch_weight = self.batch_weight, None
         return super().update_state(values, sample_weight=sample_weight if weight is None
                                     else tf.cast(weight, self.dtype))
-
-
-class _RowsBijector(tfb.Bijector):
-    """`inner` (a chain of the layers' bijectors, which take `[N, D]` rows) on
-    inputs of any batch shape `[..., D]`, flattened to rows and back: a TFP
-    distribution's `sample()` is `[D]`, its `sample([2, 3])` `[2, 3, D]`."""
-
-    def __init__(self, inner, event_dim, name="flow"):
-        parameters = dict(locals())
-        self.inner, self.event_dim = inner, event_dim
-        super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
-                         parameters=parameters, name=name)
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return dict()
-
-    def _map(self, fn, v):
-        return tf.reshape(fn(tf.reshape(v, [-1, self.event_dim])), tf.shape(v))
-
-    def _log_det(self, fn, v):
-        rows = tf.reshape(v, [-1, self.event_dim])
-        log_det = tf.broadcast_to(fn(rows, event_ndims=1), tf.shape(rows)[:1])
-        return tf.reshape(log_det, tf.shape(v)[:-1])
-
-    def _forward(self, z):
-        return self._map(self.inner.forward, z)
-
-    def _inverse(self, x):
-        return self._map(self.inner.inverse, x)
-
-    def _forward_log_det_jacobian(self, z):
-        return self._log_det(self.inner.forward_log_det_jacobian, z)
-
-    def _inverse_log_det_jacobian(self, x):
-        return self._log_det(self.inner.inverse_log_det_jacobian, x)
 
 
 def _int32_seed(seed):
@@ -279,7 +243,8 @@ class Flow(keras.Model):
         `log_prob(x)`, shape `[batch]`.
 
     Raises:
-        ValueError: for an empty or invalid layer list, an unknown base,
+        ValueError: for an invalid layer list (an empty one leaves the base
+            distribution alone), an unknown base,
             layers whose context size differs from the flow's (or from the
             width of `context_encoder`'s output), or a `context_encoder`
             without `context_dim` or that is not a Keras layer.
@@ -612,7 +577,9 @@ class Flow(keras.Model):
             context = self._encode(self._prepare_context(context))
         bijectors = [layer.bijector(context=_context_for(layer, context))
                      for layer in self.flow_layers]
-        return _RowsBijector(tfb.Chain(list(reversed(bijectors))), self.event_dim)
+        forward_only = [layer for layer in self.flow_layers if layer.forward_only]
+        return RowsBijector(tfb.Chain(list(reversed(bijectors))), self.event_dim,
+                             forward_only[0].no_inverse_error() if forward_only else None)
 
     def get_distribution(self, context=None):
         """The flow as a TFP `TransformedDistribution` over `[D]` events."""
@@ -720,6 +687,13 @@ class Flow(keras.Model):
                     f"Flow.compile: a flow trains by maximum likelihood (its loss is the "
                     f"mean negative log-likelihood in nats) and has no targets, so it takes "
                     f"no `{name}`. Received {name}={value!r}.")
+        from kerasflows.training import _packed_size
+        if isinstance(optimizer, keras.optimizers.Optimizer) and _packed_size(optimizer):
+            raise ValueError(
+                "Flow.compile: this optimizer was built by make_train_step on its packed "
+                "layout (one moment vector over all the weights), which Keras' fit, "
+                "evaluate and saving do not know; give compile a new optimizer (its "
+                "state then starts afresh), or keep training with make_train_step.")
         super().compile(optimizer, *args, auto_scale_loss=auto_scale_loss, **kwargs)
         # as Keras sets its own: not tracked as one of the model's metrics (that
         # would report the loss twice)
@@ -744,7 +718,10 @@ class Flow(keras.Model):
         or `(x, None, sample_weight)`, Keras' forms). `validation_data` takes the
         same forms, and `(x_val, None, sample_weight)` for weighted arrays.
         Targets are not used: a non-None `y` raises. NaN or inf in array data
-        raise before training. `sample_weight` (array data: one finite weight
+        raise before training, as do labels a `ClassEmbedding` context encoder
+        does not know. Layers that initialise from data (`ActNorm`) do so on
+        `batch_size` rows before the first step: for arrays, rows drawn at
+        random when `shuffle` (the default), as the first shuffled batch. `sample_weight` (array data: one finite weight
         >= 0 per example) weights each example's negative log-likelihood in
         the loss.
         """
@@ -760,7 +737,8 @@ class Flow(keras.Model):
                              "`class_weight`; weigh examples with sample_weight= (one "
                              f"weight per example). Received class_weight="
                              f"{kwargs['class_weight']!r}.")
-        x, validation_data, first = prepare_fit_data(self, x, y, batch_size, validation_data)
+        x, validation_data, first = prepare_fit_data(self, x, y, batch_size, validation_data,
+                                                     shuffle=kwargs.get("shuffle", True))
         y, kwargs["sample_weight"] = weights_for_keras(self, x, kwargs.get("sample_weight"),
                                                        "fit")
         if first is not None and self.needs_data_init:
@@ -785,8 +763,9 @@ class Flow(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Mean negative log-likelihood of `x` (nats per example); see
-        `keras.Model.evaluate`. `x` takes the forms `fit` takes; no targets;
-        `sample_weight` as in `fit` (then the weighted mean)."""
+        `keras.Model.evaluate`. `x` takes the forms `fit` takes, and array data
+        are checked as there (rows, shape, NaN or inf, known labels); no
+        targets; `sample_weight` as in `fit` (then the weighted mean)."""
         if kwargs.get("_use_cached_eval_dataset"):
             # `fit`'s validation: the data `fit` prepared, with its placeholder y if weighted
             return super().evaluate(x, y, *args, **kwargs)
@@ -799,7 +778,8 @@ class Flow(keras.Model):
 
     def predict(self, x, *args, **kwargs):
         """`log_prob` of `x` batch by batch, as a NumPy array; see `keras.Model.predict`.
-        `x` takes the forms `fit` takes."""
+        `x` takes the forms `fit` takes (arrays need rows of the flow's width;
+        a row with NaN gets NaN, as from `log_prob`)."""
         from kerasflows.training import prepare_eval_data
         with self._fresh_functions_after_errors():
             return super().predict(prepare_eval_data(self, x, None, "predict"), *args,

@@ -40,22 +40,41 @@ def _check_rows(name, x):
                          "one example.")
 
 
-def _check_arrays(flow, data, name):
-    """Validates `data` (x or (x, context)) and returns it packed for Keras."""
+def _as_array(data):
+    """A (nested) Python list of numbers as a NumPy array; anything else as it is."""
+    return np.asarray(data) if isinstance(data, list) else data
+
+
+def _check_arrays(flow, data, name, finite=True):
+    """Validates `data` (x or (x, context)) and returns it packed for Keras; with
+    `finite=False`, NaN and inf are let through."""
+    check = check_finite if finite else lambda name, a: None
     if flow.context_dim is not None:
         if not (isinstance(data, (tuple, list)) and len(data) == 2):
             raise ValueError(f"This flow is conditional (context_dim={flow.context_dim}): "
                              f"give {name} as (x, context).")
-        x, c = data
-        check_finite(name, x)
-        check_finite(f"{name} context", c)
+        x, c = (_as_array(d) for d in data)
+        check(name, x)
+        check(f"{name} context", c)
         _check_rows(name, x)
         if len(x) != len(c):
             raise ValueError(f"{name}: x has {len(x)} rows but context has {len(c)}.")
         check_event_dim("Flow", np.asarray(x), flow.event_dim)
         check_event_dim("Flow", np.asarray(c), flow.context_dim, what="context")
+        check_context = getattr(flow.context_encoder, "check_context", None)
+        if finite and check_context is not None:   # e.g. ClassEmbedding: labels in range
+            check_context(np.asarray(c), f"{name} context")
         return (x, c)
-    check_finite(name, data)
+    if isinstance(data, tuple):
+        if len(data) == 2:
+            raise ValueError(
+                f"This flow is unconditional: give {name} as x, an array [N, "
+                f"{flow.event_dim}]; received a pair, but a flow has no targets (a pair "
+                "(x, context) is for a conditional flow, made with context_dim).")
+        raise ValueError(f"{name} must be an array [N, {flow.event_dim}]; received a tuple "
+                         f"of {len(data)} items.")
+    data = _as_array(data)
+    check(name, data)
     _check_rows(name, data)
     check_event_dim("Flow", np.asarray(data), flow.event_dim)
     return data
@@ -154,9 +173,12 @@ def weights_for_keras(flow, x, sample_weight, method):
     if w.shape != (n,) or not np.issubdtype(w.dtype, np.number):
         raise ValueError(f"Flow.{method}: `sample_weight` must be numbers of shape ({n},), "
                          f"one per example; received {w.dtype} of shape {w.shape}.")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"Flow.{method}: `sample_weight` must be finite and >= 0; "
-                         f"received {int(np.sum(~np.isfinite(w) | (w < 0)))} other values.")
+                         f"received {float(w[i])!r} for example {i} ({int(bad.sum())} such "
+                         f"weight{'s' if bad.sum() > 1 else ''} in all).")
     return np.zeros(n, "float32"), w.astype("float32")
 
 
@@ -167,10 +189,43 @@ def prepare_eval_data(flow, x, y, method):
                          f"log-likelihood); received y of type {type(y).__name__}.")
     if x is None:
         raise ValueError(f"Flow.{method} needs data x.")
-    return _stream_for_keras(flow, x)[0] if _is_stream(x) else x
+    if _is_stream(x):
+        return _stream_for_keras(flow, x)[0]
+    if method == "predict":     # the log-density of each row: a NaN row gives NaN
+        data = _check_arrays(flow, x, "predict's data", finite=False)
+    else:
+        data = _check_arrays(flow, x, f"{method}'s data")
+    return tuple(data) if flow.context_dim is not None else data
 
 
-def prepare_fit_data(flow, x, y, batch_size, validation_data):
+def _first_rows(data, n, shuffle):
+    """`n` rows of array data for data-dependent initialisation: the first `n`, or
+    with `shuffle` `n` drawn at random (NumPy's global generator, which
+    `keras.utils.set_random_seed` seeds), as the first batch of a shuffled
+    epoch would be."""
+    total = len(data)
+    if not shuffle or total <= n:
+        return np.asarray(data[:n])
+    return np.asarray(data)[np.sort(np.random.permutation(total)[:n])]
+
+
+def _validation_arrays(validation_data):
+    """Keras' array forms of `validation_data` -> `(x_val, weights or None)`:
+    `x_val`, `(x_val,)`, `(x_val, None)`, `(x_val, None, sample_weight)`, and
+    lists of arrays for tuples (`x_val` being `(x, context)` for a conditional
+    flow)."""
+    v = validation_data
+    if isinstance(v, list) and v and all(e is None or isinstance(e, (np.ndarray, tf.Tensor, tuple))
+                                         for e in v):
+        v = tuple(v)
+    if isinstance(v, tuple) and len(v) == 3 and v[1] is None:
+        return v[0], v[2]
+    if isinstance(v, tuple) and (len(v) == 1 or (len(v) == 2 and v[1] is None)):
+        return v[0], None
+    return v, None
+
+
+def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True):
     """Returns `(x, validation_data, first_batch)` ready for `keras.Model.fit`.
 
     `x` may be arrays (`x`, or `(x, context)` for a conditional flow), checked
@@ -179,7 +234,9 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data):
     or `(x, None, sample_weight)` (`x` being `(x, context)` for a conditional
     flow, which also takes a bare pair `(x, context)`). `first_batch` is
     `(x_batch, context_batch or None)` for data-dependent initialisation (None
-    for a stream when no layer needs it). Array `validation_data` may carry
+    for a stream when no layer needs it): for arrays, `batch_size` rows,
+    drawn at random when `shuffle` (as `fit` shuffles). Array
+    `validation_data` may also be `(x_val,)`, `(x_val, None)` or carry
     weights as `(x_val, None, sample_weight)`.
     """
     if y is not None:
@@ -193,20 +250,17 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data):
     else:
         x = _check_arrays(flow, x, "training data")
         n = batch_size or 32
-        first = (x[0][:n], x[1][:n]) if flow.context_dim is not None else (x[:n], None)
+        if flow.context_dim is None:
+            first = (_first_rows(x, n, shuffle), None)
+        else:
+            rows = _first_rows(np.arange(len(x[0])), n, shuffle)
+            first = tuple(np.asarray(a)[rows] for a in x)
     if validation_data is None:
         pass
     elif _is_stream(validation_data):
         validation_data = _stream_for_keras(flow, validation_data)[0]
     else:
-        # Keras' (x_val,) and (x_val, None, sample_weight) forms, x_val being
-        # (x, context) for a conditional flow
-        weights = None
-        if (isinstance(validation_data, tuple) and len(validation_data) == 3
-                and validation_data[1] is None):
-            validation_data, _, weights = validation_data
-        if isinstance(validation_data, tuple) and len(validation_data) == 1:
-            validation_data = validation_data[0]
+        validation_data, weights = _validation_arrays(validation_data)
         x_val = _check_arrays(flow, validation_data, "validation data")
         if flow.context_dim is not None:
             x_val = tuple(x_val)
@@ -510,6 +564,20 @@ def _sharded_body(flow, variables, optimizer, layout, jit_compile):
     return body
 
 
+def _check_initialized(flow):
+    """Raises ValueError if a layer that initialises from data (`ActNorm`) has not:
+    a train step would train it from its placeholder values, and a later
+    `fit` would then initialise it over the trained ones."""
+    pending = [l.name for l in flow.flow_layers
+               if l.needs_data_init and not (hasattr(l, "initialized")
+                                             and bool(np.asarray(l.initialized)))]
+    if pending:
+        raise ValueError(
+            f"make_train_step: layer{'s' if len(pending) > 1 else ''} {', '.join(pending)} "
+            "initialise from data and have not yet: call flow.initialize(x) on a batch of "
+            "training data (as fit does with its first batch) before making the step.")
+
+
 def _check_shards(flow, shards):
     shards = check_positive_int("shards", shards)
     state = _training_state(flow) if shards > 1 else []
@@ -591,7 +659,8 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
 
     Each new batch shape traces (and compiles) again, so feed batches of
     one size. Layers that need data-dependent initialisation (`ActNorm`)
-    must be initialised first with `flow.initialize(x)`.
+    must be initialised first with `flow.initialize(x)` (a ValueError says
+    so otherwise).
 
     With `background_compile=True` (and `jit_compile=True`, a plain Adam) the
     step is a `BackgroundCompiledStep`: training starts as soon as the step
@@ -631,6 +700,7 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
     Returns:
         The compiled step function.
     """
+    _check_initialized(flow)
     shards = _check_shards(flow, shards)
     graph_steps = None
     if background_compile is not True and background_compile is not False:

@@ -64,13 +64,44 @@ def test_actnorm_fit_initialises_from_first_batch(jit):
     x = _data()
     flow = kerasflows.Flow([ActNorm()], event_dim=2)
     flow.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
-    history = flow.fit(x, batch_size=256, epochs=1, verbose=0)
+    history = flow.fit(x, batch_size=256, epochs=1, verbose=0, shuffle=False)
     assert np.isfinite(history.history["loss"]).all()
     layer = flow.flow_layers[0]
     assert bool(layer.initialized.numpy())
     first = x[:256]
     np.testing.assert_allclose(layer.shift.numpy(), first.mean(0), atol=0.02)
     np.testing.assert_allclose(layer.log_scale.numpy(), np.log(first.std(0)), atol=0.02)
+
+
+def test_actnorm_fit_initialises_from_random_rows_when_shuffling():
+    # sorted data: the first batch in file order is far from the data's statistics
+    x = _data(n=4096)
+    x = x[np.argsort(x[:, 0])]
+    flow = kerasflows.Flow([ActNorm()], event_dim=2)
+    flow.compile(optimizer=keras.optimizers.Adam(0.0))
+    keras.utils.set_random_seed(3)
+    flow.fit(x, batch_size=256, epochs=1, verbose=0)        # shuffle=True, Keras' default
+    layer = flow.flow_layers[0]
+    np.testing.assert_allclose(layer.shift.numpy(), x.mean(0), atol=0.5)
+    np.testing.assert_allclose(layer.log_scale.numpy(), np.log(x.std(0)), atol=0.15)
+    assert abs(layer.shift.numpy()[0] - x[:256, 0].mean()) > 3.0
+    # the same seed draws the same rows
+    again = kerasflows.Flow([ActNorm()], event_dim=2)
+    again.compile(optimizer=keras.optimizers.Adam(0.0))
+    keras.utils.set_random_seed(3)
+    again.fit(x, batch_size=256, epochs=1, verbose=0)
+    np.testing.assert_array_equal(again.flow_layers[0].shift.numpy(), layer.shift.numpy())
+
+
+def test_train_step_refuses_an_actnorm_not_yet_initialised():
+    from kerasflows.training import make_train_step
+    x = _data()
+    flow = kerasflows.models.Glow(2, num_layers=2, hidden_units=(8,))
+    with pytest.raises(ValueError, match=r"initialise from data.*flow.initialize\(x\)"):
+        make_train_step(flow, keras.optimizers.Adam(1e-3))
+    flow.initialize(x[:256])
+    step = make_train_step(flow, keras.optimizers.Adam(1e-3))
+    assert np.isfinite(float(step(x[:256])))
 
 
 def test_loaded_actnorm_is_not_reinitialised(tmp_path):

@@ -112,3 +112,13 @@ def test_flow_of_planar_and_radial_saves_and_loads(tmp_path):
     x2, log_q2 = loaded.sample_and_log_prob(32, seed=5)
     np.testing.assert_allclose(x2.numpy(), x.numpy(), atol=1e-6)
     np.testing.assert_allclose(log_q2.numpy(), log_q.numpy(), atol=1e-5)
+
+
+def test_distribution_log_prob_of_a_forward_only_flow_names_the_layer():
+    flow = kerasflows.Flow([Planar(), Radial()], event_dim=2)
+    d = flow.distribution
+    assert d.sample([2, 3]).shape == (2, 3, 2)
+    with pytest.raises(kerasflows.layers.NoInverseError, match="Planar '.*' is forward-only"):
+        d.log_prob(np.zeros((3, 2), "float32"))
+    with pytest.raises(kerasflows.layers.NoInverseError, match="forward-only"):
+        flow.bijector.inverse(np.zeros((3, 2), "float32"))

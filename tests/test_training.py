@@ -439,6 +439,10 @@ def test_fit_and_evaluate_weigh_array_data_by_sample_weight():
                       (np.full(256, np.nan), "finite and >= 0")):
         with pytest.raises(ValueError, match=f"Flow.fit: `sample_weight` must be .*{what}"):
             flow.fit(x, sample_weight=bad, verbose=0)
+    bad = np.ones(256)
+    bad[[7, 90]] = -2.5
+    with pytest.raises(ValueError, match=r"received -2.5 for example 7 \(2 such weights"):
+        flow.fit(x, sample_weight=bad, verbose=0)
     # a batch whose weights are all 0 leaves the flow as it is (loss 0, not 0 / 0)
     keras.utils.set_random_seed(0)
     initial = [v.numpy() for v in build().trainable_variables]
@@ -460,3 +464,80 @@ def test_fit_and_evaluate_weigh_array_data_by_sample_weight():
     batches = tf.data.Dataset.from_tensor_slices((x, w)).batch(128).map(lambda a, b: (a, None, b))
     loss = _twin_fits(build, batches, True, epochs=1)[1]["loss"]
     np.testing.assert_allclose(loss, weighted["loss"], rtol=1e-4)
+
+
+def test_keras_forms_of_data_and_their_mistakes_are_taken_or_named():
+    """What an audit as a Keras user turned up: each form is taken, or the error
+    names what was given and what is expected."""
+    x = datasets.load("moons", n=256, seed=0)
+    flow = M.MAF(2, num_layers=1, hidden_units=(8,))
+    flow.compile(optimizer="adam")
+    want = flow.evaluate(x[:64], verbose=0)
+    for val in [(x[:64], None), [x[:64]], (x[:64],)]:       # Keras' unsupervised forms
+        hist = flow.fit(x, validation_data=val, epochs=1, verbose=0).history
+        assert np.isfinite(hist["val_loss"][0]), val
+    assert flow.evaluate(x[:64].tolist(), verbose=0) == pytest.approx(
+        flow.evaluate(x[:64], verbose=0), rel=1e-6)
+    assert np.isfinite(flow.fit(x.tolist(), epochs=1, verbose=0).history["loss"]).all()
+    assert np.isfinite(want)
+    with pytest.raises(ValueError, match=r"unconditional.*received a pair.*context_dim"):
+        flow.fit((x, x), epochs=1, verbose=0)
+    empty = np.zeros((0, 2), "float32")
+    with pytest.raises(ValueError, match=r"evaluate's data has no rows \(shape \(0, 2\)\)"):
+        flow.evaluate(empty, verbose=0)
+    with pytest.raises(ValueError, match=r"predict's data has no rows"):
+        flow.predict(empty, verbose=0)
+    with pytest.raises(ValueError, match=r"\(batch, 2\); received shape \(4, 3\)"):
+        flow.predict(np.zeros((4, 3), "float32"), verbose=0)
+    bad = x[:64].copy()
+    bad[5, 0] = np.nan
+    with pytest.raises(ValueError, match=r"evaluate's data contains 1 NaN or inf.*\[5\]"):
+        flow.evaluate(bad, verbose=0)
+    lp = flow.predict(bad, verbose=0)                 # a row's log-density, as log_prob
+    assert np.isnan(lp[5]) and np.isfinite(np.delete(lp, 5)).all()
+
+
+def test_class_labels_out_of_range_raise_before_training():
+    x = datasets.load("moons", n=64, seed=0)
+    flow = M.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=1,
+                     context_encoder=L.ClassEmbedding(3, 4))
+    flow.compile(optimizer="adam")
+    before = [v.numpy() for v in flow.weights]
+    labels = np.zeros((64, 1))
+    labels[9] = 11
+    with pytest.raises(ValueError, match=r"training data context: labels for ClassEmbedding"
+                       r"\(num_classes=3\) are 0..2; received 11.0 in row 9"):
+        flow.fit((x, labels), epochs=1, verbose=0)
+    labels[9] = 2.6                                    # rounds to 3: out of range too
+    with pytest.raises(ValueError, match="received 2.6 in row 9"):
+        flow.fit((x, np.zeros((64, 1))), validation_data=(x, labels), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="evaluate's data context: labels"):
+        flow.evaluate((x, labels), verbose=0)
+    for a, b in zip(flow.weights, before):
+        np.testing.assert_array_equal(a.numpy(), b)
+    labels[9] = 2.4                                    # label 2
+    assert np.isfinite(flow.fit((x, labels), epochs=1, verbose=0).history["loss"]).all()
+
+
+def test_compile_refuses_an_optimizer_packed_by_make_train_step():
+    x = datasets.load("moons", n=256, seed=0)
+    flow = M.MAF(2, num_layers=1, hidden_units=(8,))
+    optimizer = keras.optimizers.Adam(1e-3)
+    step = training.make_train_step(flow, optimizer)
+    float(step(x))
+    with pytest.raises(ValueError, match="Flow.compile: this optimizer was built by "
+                       "make_train_step on its packed layout"):
+        flow.compile(optimizer=optimizer)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-3))
+    assert np.isfinite(flow.fit(x, epochs=1, verbose=0).history["loss"]).all()
+
+
+def test_import_kerasflows_reaches_every_module_the_readme_names():
+    code = ("import kerasflows as kf; print(kf.training.make_train_step.__name__, "
+            "kf.distributed.train_flow.__name__, kf.export.load_saved_model.__name__, "
+            "kf.graph_calls.__name__, kf.inference.tabulate.__name__, kf.recipes.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["make_train_step", "train_flow", "load_saved_model",
+                                  "kerasflows.graph_calls", "tabulate", "kerasflows.recipes"]

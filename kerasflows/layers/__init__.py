@@ -1,7 +1,7 @@
 """Flow layers: Keras 3 layers that own their weights and expose TFP bijectors."""
 
 from kerasflows.layers.autoregressive import InverseAutoregressive, MaskedAutoregressive
-from kerasflows.layers.base import FlowLayer
+from kerasflows.layers.base import FlowLayer, NoInverseError
 from kerasflows.layers.continuous import ContinuousFlow
 from kerasflows.layers.coupling import AdditiveCoupling, AffineCoupling, CouplingLayer
 from kerasflows.layers.embedding import ClassEmbedding
@@ -15,7 +15,7 @@ from kerasflows.layers.planar import Planar, Radial
 from kerasflows.layers.splines import SplineAutoregressive, SplineCoupling
 
 __all__ = [
-    "FlowLayer", "CouplingLayer", "AffineCoupling", "AdditiveCoupling", "MLP", "MADE",
+    "FlowLayer", "NoInverseError", "CouplingLayer", "AffineCoupling", "AdditiveCoupling", "MLP", "MADE",
     "ClassEmbedding",
     "Permute", "InvertibleLinear", "ActNorm", "BatchNorm",
     "Sigmoid", "Logit", "Exp", "ElementwiseAffine",

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kerasflows.layers.base import FlowLayer
+from kerasflows.layers.base import FlowLayer, any_batch
 from kerasflows.layers.coupling import (check_direction, check_max_log_scale,
                                         directed_affine, directed_affine_bijector, soft_clamp)
 from kerasflows.layers.nets import MADE, check_hidden_units
@@ -80,7 +80,9 @@ class AutoregressiveLayer(FlowLayer):
         raise NotImplementedError
 
     def bijector(self, context=None):
-        return tfb.MaskedAutoregressiveFlow(**self.transform_kwargs(self.params_fn(context)))
+        self.check_bijector_context(context)
+        return tfb.MaskedAutoregressiveFlow(
+            **self.transform_kwargs(any_batch(self.params_fn(context))))
 
     def elementwise(self, params, v, inverse):
         """`(out, log_det [batch])` of the elementwise map, either direction, given the

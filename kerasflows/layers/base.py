@@ -12,6 +12,7 @@ import operator
 
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 __all__ = ["FlowLayer", "NoInverseError", "check_positive_int", "check_float",
            "check_event_dim",
@@ -114,9 +115,65 @@ def context_rows(context, rows, mismatch):
     return tf.repeat(context, rows, axis=0)
 
 
+def any_batch(fn):
+    """`fn(v, ...)`, a conditioner of rows `[N, d]`, for inputs `v` of any batch
+    shape `[..., d]` (a TFP distribution's `sample()` gives `[d]`, its
+    `sample([2, 3])` `[2, 3, d]`): flattened to rows, and the result's first
+    axis back to `v`'s batch shape. Rows go through as they are."""
+    def rows(v, *args, **kwargs):
+        v = tf.convert_to_tensor(v)
+        if v.shape.rank == 2:
+            return fn(v, *args, **kwargs)
+        out = fn(tf.reshape(v, [-1, v.shape[-1]]), *args, **kwargs)
+        return tf.reshape(out, tf.concat([tf.shape(v)[:-1], tf.shape(out)[1:]], 0))
+    return rows
+
+
 def batch_log_det(log_det, x):
     """Broadcasts a log-det (scalar for constant-Jacobian maps) to shape `[batch]`."""
     return tf.broadcast_to(tf.cast(log_det, x.dtype), tf.shape(x)[:1])
+
+
+class RowsBijector(tfp.bijectors.Bijector):
+    """`inner` (a bijector of `[N, D]` rows: a layer's, or the chain of a flow's
+    layers) on inputs of any batch shape `[..., D]`, flattened to rows and
+    back: a TFP distribution's `sample()` is `[D]`, its `sample([2, 3])` `[2,
+    3, D]`. With `no_inverse` (an exception), the inverse direction raises it."""
+
+    def __init__(self, inner, event_dim, no_inverse=None, name="flow"):
+        parameters = dict(locals())
+        # `no_inverse`: the error a forward-only layer gives for the inverse direction
+        self.inner, self.event_dim, self.no_inverse = inner, event_dim, no_inverse
+        super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
+                         parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return dict()
+
+    def _map(self, fn, v):
+        return tf.reshape(fn(tf.reshape(v, [-1, self.event_dim])), tf.shape(v))
+
+    def _log_det(self, fn, v):
+        rows = tf.reshape(v, [-1, self.event_dim])
+        log_det = tf.broadcast_to(fn(rows, event_ndims=1), tf.shape(rows)[:1])
+        return tf.reshape(log_det, tf.shape(v)[:-1])
+
+    def _forward(self, z):
+        return self._map(self.inner.forward, z)
+
+    def _inverse(self, x):
+        if self.no_inverse is not None:
+            raise self.no_inverse
+        return self._map(self.inner.inverse, x)
+
+    def _forward_log_det_jacobian(self, z):
+        return self._log_det(self.inner.forward_log_det_jacobian, z)
+
+    def _inverse_log_det_jacobian(self, x):
+        if self.no_inverse is not None:
+            raise self.no_inverse
+        return self._log_det(self.inner.inverse_log_det_jacobian, x)
 
 
 class FlowLayer(keras.layers.Layer):
@@ -217,8 +274,20 @@ class FlowLayer(keras.layers.Layer):
 
     # -- the transform ----------------------------------------------------
     def bijector(self, context=None):
-        """Returns a fresh TFP bijector (forward: base to data) from the weights."""
+        """Returns a fresh TFP bijector (forward: base to data) from the weights.
+
+        The layers' own take inputs of any batch shape `[..., D]`, as TFP's
+        distributions give them; a bijector written for rows `[N, D]` gets
+        that from `RowsBijector(bijector, event_dim)`, or its conditioner from
+        `any_batch(fn)`."""
         raise NotImplementedError(f"{type(self).__name__} must implement bijector(context=None).")
+
+    def check_bijector_context(self, context):
+        """Raises ValueError if this conditional layer's `bijector()` got no context."""
+        if self.context_dim is not None and context is None:
+            raise ValueError(f"{type(self).__name__} '{self.name}' is conditional "
+                             f"(context_dim={self.context_dim}): its bijector needs "
+                             f"`context=` of shape (batch, {self.context_dim}).")
 
     def check_inputs(self, x, context=None):
         """Validates shapes of `x` and `context`; returns them as tensors."""

@@ -16,7 +16,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kerasflows.layers.base import FlowLayer, batch_log_det, check_float, solve_nonempty
+from kerasflows.layers.base import (FlowLayer, RowsBijector, batch_log_det, check_float,
+                                    solve_nonempty)
 from kerasflows.layers.nets import MLP, check_hidden_units
 
 tfb = tfp.bijectors
@@ -133,9 +134,12 @@ class ContinuousFlow(FlowLayer):
         else:
             trace_fn = functools.partial(tfb.ffjord.trace_jacobian_hutchinson,
                                          sample_fn=_stateless_normal, seed=HUTCHINSON_SEED)
-        return tfb.FFJORD(state_time_derivative_fn=self.dynamics(context),
-                          ode_solve_fn=solver.solve, trace_augmentation_fn=trace_fn,
-                          initial_time=0.0, final_time=self.time, dtype=self.compute_dtype)
+        self.check_bijector_context(context)
+        ffjord = tfb.FFJORD(state_time_derivative_fn=self.dynamics(context),
+                            ode_solve_fn=solver.solve, trace_augmentation_fn=trace_fn,
+                            initial_time=0.0, final_time=self.time, dtype=self.compute_dtype)
+        # its dynamics and trace take rows [N, D]; TFP's callers, any batch shape
+        return RowsBijector(ffjord, self.event_dim, name="ffjord")
 
     def forward_and_log_det(self, z, context=None, training=False):
         return self._solved(z, context, training, forward=True)

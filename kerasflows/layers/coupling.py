@@ -9,7 +9,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kerasflows.layers.base import FlowLayer, batch_log_det, check_float, check_positive_int
+from kerasflows.layers.base import (FlowLayer, any_batch, batch_log_det, check_float,
+                                    check_positive_int)
 from kerasflows.layers.nets import MLP, check_hidden_units
 
 tfb = tfp.bijectors
@@ -153,7 +154,8 @@ class CouplingLayer(FlowLayer):
         return inner.forward(x1), inner.forward_log_det_jacobian(x1, event_ndims=1)
 
     def bijector(self, context=None):
-        params_fn = self.params_fn(context)
+        self.check_bijector_context(context)
+        params_fn = any_batch(self.params_fn(context))
 
         def inner(x0, output_units=None, **unused):
             return self.inner_bijector(params_fn(x0))

@@ -1,6 +1,7 @@
 """`ClassEmbedding`: a class label as learned features, a conditional flow's context encoder."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kerasflows.layers.base import check_float, check_positive_int
@@ -16,10 +17,13 @@ class ClassEmbedding(keras.layers.Layer):
     context_encoder=ClassEmbedding(10))` learns p(x | label), each label
     taking a row of a `[num_classes, features]` table trained with the flow.
     The label may come as a float (as contexts do: a spin box, a CSV file);
-    it is rounded to the nearest integer. A label outside 0..num_classes-1
+    it is rounded to the nearest integer (halves to the even one, as
+    `tf.round`: 2.5 is label 2). A label outside 0..num_classes-1
     gets NaN features, so the flow's log-densities and samples for it are
     NaN: the same on the CPU, under XLA and in an exported SavedModel (a
-    gather alone would raise on the CPU and clamp under XLA).
+    gather alone would raise on the CPU and clamp under XLA). `Flow.fit` and
+    `Flow.evaluate` check array data's labels first (`check_context`) and
+    raise for such a label, rather than train on NaN.
 
     The rows start as standard normal draws (`stddev=1`), on the scale of
     standardised data, not Keras `Embedding`'s default `uniform(-0.05,
@@ -71,6 +75,19 @@ class ClassEmbedding(keras.layers.Layer):
         index = tf.cast(tf.where(valid, labels, tf.zeros_like(labels)), "int32")
         rows = tf.gather(tf.cast(self.table, self.compute_dtype), index)
         return tf.where(valid[:, None], rows, tf.constant(float("nan"), rows.dtype))
+
+    def check_context(self, labels, name="context"):
+        """Raises ValueError if an array of `labels` holds one this layer maps to NaN
+        (outside 0..num_classes-1 once rounded, or not finite), naming it."""
+        a = np.asarray(labels, dtype="float64").reshape(-1)
+        r = np.round(a)
+        bad = ~((r >= 0) & (r < self.num_classes))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{name}: labels for ClassEmbedding(num_classes={self.num_classes}) are "
+                f"0..{self.num_classes - 1}; received {float(a[i])!r} in row {i} "
+                f"({int(bad.sum())} row{'s' if bad.sum() > 1 else ''} out of range).")
 
     def compute_output_shape(self, input_shape):
         return (tuple(input_shape)[0], self.features)

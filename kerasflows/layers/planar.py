@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kerasflows.layers.base import FlowLayer
+from kerasflows.layers.base import FlowLayer, RowsBijector
 
 tfb = tfp.bijectors
 
@@ -170,7 +170,9 @@ class Planar(FlowLayer):
         self.u.assign(_LOG_E_MINUS_1 * w)
 
     def bijector(self, context=None):
-        return PlanarBijector(self.u, self.w, self.b)
+        # rows [N, D] inside; any batch shape outside, and a named error for the inverse
+        return RowsBijector(PlanarBijector(self.u, self.w, self.b), self.event_dim,
+                            self.no_inverse_error(), name="planar")
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
@@ -203,4 +205,5 @@ class Radial(FlowLayer):
         self.raw_beta = self.add_weight(shape=(), initializer="zeros", name="raw_beta")
 
     def bijector(self, context=None):
-        return RadialBijector(self.z0, self.raw_alpha, self.raw_beta)
+        return RowsBijector(RadialBijector(self.z0, self.raw_alpha, self.raw_beta),
+                            self.event_dim, self.no_inverse_error(), name="radial")
