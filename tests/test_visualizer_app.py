@@ -34,9 +34,12 @@ def models(tmp_path_factory):
     conditional = make_model_folder(root, "conditional", context_dim=2, savedmodel=False)
     pictures = make_model_folder(root, "pictures", event_dim=16, num_layers=2, savedmodel=False,
                                  image={"shape": [4, 4], "levels": [-2.0, 2.0]})
+    permuted = make_model_folder(root, "permuted", event_dim=4, num_layers=2, savedmodel=False,
+                                 permute=True)
     (root / "corrupt.keras").write_bytes(b"this is not a zip file")
     return {"tiny": (tiny, flow), "wide": (wide, wide_flow), "notrace": root / "notrace",
             "planar": planar, "conditional": conditional, "pictures": pictures,
+            "permuted": permuted,
             "corrupt": root / "corrupt.keras"}
 
 
@@ -88,11 +91,13 @@ def test_density_view_draws_the_flows_log_prob(qtbot, window, tiny):
     assert view.left.value["reused"] >= 50 * 60
     xy = geometry.grid_points(view.region, 64)
     np.testing.assert_allclose(view.image.ravel(), tiny.log_prob(xy).numpy(), rtol=1e-5, atol=1e-4)
+    assert view.left.title == "flow: log p(x)" and view.bar.axis.labelText == "log p(x)"
     view.scale.setCurrentIndex(1)                            # p(x)
     view.contours.setChecked(True)
     assert view.contour_item.connect_array.size > 0, "contours are drawn"
     shown = view.image_item.image
     np.testing.assert_allclose(shown, np.exp(view.image), rtol=1e-5, atol=1e-7)
+    assert view.left.title == "flow: p(x)" and view.bar.axis.labelText == "p(x)"
     view.scale.setCurrentIndex(0)
 
 
@@ -210,19 +215,71 @@ def test_layers_view_draws_the_trace_and_the_slider_moves_it(qtbot, window, tiny
         view.set_layer(k)
         drawn.append(view.cloud.points.copy())
         np.testing.assert_allclose(drawn[-1], states[k, len(grid):], atol=1e-4)
+        check_range_holds_the_grid(view, view.grid_states[k])
     assert all(np.abs(a - b).max() > 1e-3 for a, b in zip(drawn, drawn[1:]))
     view.set_layer(1.5)                                      # halfway blend
     np.testing.assert_allclose(view.cloud.points, 0.5 * (drawn[1] + drawn[2]), atol=1e-4)
+    check_range_holds_the_grid(view, 0.5 * (view.grid_states[1] + view.grid_states[2]),
+                               margin=None)         # (the two states' ranges, blended)
     view.direction.setCurrentIndex(1)                        # data -> base
     qtbot.waitUntil(view.is_ready, timeout=TIMEOUT_MS)
     inv = np.stack(tiny.trace_inverse(view._inputs()[2]))
     np.testing.assert_allclose(view.cloud_states, inv, atol=1e-4)
+    view.set_layer(3)
+    check_range_holds_the_grid(view, view.grid_states[3])
     frames = view.frames
     view.toggle_play()
     qtbot.waitUntil(lambda: view.frames >= frames + 5, timeout=10_000)
     view.toggle_play()
     view.direction.setCurrentIndex(0)
     qtbot.waitUntil(view.is_ready, timeout=TIMEOUT_MS)
+
+
+def check_range_holds_the_grid(view, grid, margin=0.1):
+    """The layers plot shows all of `grid` [N, 2], with a small margin (the shorter side
+    of the view at most `1 + 2 * margin` times the grid's longer extent)."""
+    (x0, x1), (y0, y1) = view.plot.getPlotItem().getViewBox().viewRange()
+    lo, hi = grid.min(0), grid.max(0)
+    assert x0 <= lo[0] and hi[0] <= x1 and y0 <= lo[1] and hi[1] <= y1, \
+        ((x0, x1, y0, y1), lo, hi)
+    if margin is not None:
+        assert min(x1 - x0, y1 - y0) <= (1 + 2 * margin) * (hi - lo).max(), \
+            ((x0, x1, y0, y1), lo, hi)
+
+
+def test_space_plays_the_layers_only_where_they_are_shown(qtbot, window, tiny):
+    """Space is Layers ▸ Play / Pause while the Layers view is shown, and a focused
+    control that acts on Space (a check box, a drop-down) keeps it."""
+    layers = window.views["layers"]
+    samples = show_ready(qtbot, window, "samples")
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    box = samples.show_data
+    box.setFocus()
+    before = box.isChecked()
+    qtbot.keyClick(box, QtCore.Qt.Key.Key_Space)
+    assert box.isChecked() != before and not layers.play_button.isChecked()
+    box.setChecked(before)
+    show_ready(qtbot, window, "layers")
+    layers.plot.setFocus()
+    qtbot.keyClick(layers.plot, QtCore.Qt.Key.Key_Space)
+    assert layers.play_button.isChecked()
+    qtbot.keyClick(layers.plot, QtCore.Qt.Key.Key_Space)
+    assert not layers.play_button.isChecked()
+    layers.direction.setFocus()                 # Space opens a focused drop-down
+    qtbot.keyClick(layers.direction, QtCore.Qt.Key.Key_Space)
+    qtbot.waitUntil(layers.direction.view().isVisible, timeout=5000)
+    layers.direction.hidePopup()
+    assert not layers.play_button.isChecked()
+    layers.set_layer(0)                         # (where playing left it)
+    qtbot.keyClick(layers.plot, QtCore.Qt.Key.Key_BracketRight)     # ] : next layer
+    assert layers.position == 1
+    window.show_view("density")                 # elsewhere the Layers keys do nothing
+    window.views["density"].plot.setFocus()
+    qtbot.keyClick(window.views["density"].plot, QtCore.Qt.Key.Key_BracketRight)
+    qtbot.keyClick(window.views["density"].plot, QtCore.Qt.Key.Key_Space)
+    assert layers.position == 1 and not layers.play_button.isChecked()
+    layers.set_layer(0)
 
 
 def test_inspector_shows_the_points_numbers(qtbot, window, tiny):
@@ -506,6 +563,16 @@ def test_flow_with_more_than_two_dims_shows_chosen_dims_at_held_values(qtbot, wi
     np.testing.assert_allclose(view.image.ravel(), flow.log_prob(full).numpy(), rtol=1e-5, atol=1e-4)
     samples = show_ready(qtbot, window, "samples")
     np.testing.assert_allclose(samples.cloud.points, samples.points[:, [3, 1]], atol=1e-6)
+    # the horizontal axis picks what the vertical one shows: the two swap
+    window.panel.x_dim.setCurrentIndex(1)
+    assert window.projection.dims == (1, 3)
+    assert (window.panel.x_dim.currentText(), window.panel.y_dim.currentText()) == ("x2", "x4")
+    np.testing.assert_allclose(samples.cloud.points, samples.points[:, [1, 3]], atol=1e-6)
+    assert samples.plot.getPlotItem().getAxis("left").labelText == "x4"
+    window.panel.y_dim.setCurrentIndex(1)                    # and the other way round
+    assert window.projection.dims == (3, 1) and window.panel.x_dim.currentText() == "x4"
+    with pytest.raises(ValueError, match="different coordinates"):
+        window.panel.set_dims(2, 2)
 
 
 def test_conditional_flow_is_shown_at_the_context_of_the_context_panel(qtbot, window, models):
@@ -531,6 +598,7 @@ def test_conditional_flow_is_shown_at_the_context_of_the_context_panel(qtbot, wi
                                    flow.log_prob(xy, context=rows(c, len(xy))).numpy(),
                                    rtol=1e-5, atol=1e-4)
         assert view.left.title == "flow: log p(x | c), c = (" + ", ".join(f"{v:g}" for v in c) + ")"
+        assert view.bar.axis.labelText == "log p(x | c)"
     window.context_panel.sliders[1].setValue(0)             # drag c2 to its slider's left end
     qtbot.waitUntil(lambda: view.is_ready() and view.left.value["context"] == [-1.0, -3.5],
                     timeout=TIMEOUT_MS)                      # the opening -0.5, minus 3
@@ -607,10 +675,19 @@ def test_context_panel_sliders_span_the_trained_range(qtbot):
     assert emitted[-1] == [4.0]
     panel.set_value(0, 1.0)                                  # typing moves the slider
     assert emitted[-1] == [1.0] and panel.sliders[0].value() == 0
+    assert not panel.warning.isVisibleTo(panel) and panel.outside_text() == ""
     panel.set_value(0, 9.0)                                  # beyond the range: allowed
     assert emitted[-1] == [9.0] and panel.sliders[0].value() == SLIDER_STEPS
+    assert panel.warning.isVisibleTo(panel)                  # with a warning
+    assert panel.warning.text() == ("Outside the range the flow was trained on: radius = 9 "
+                                    "(trained on 1 to 4). What is drawn there is extrapolation.")
     panel.reset.click()
     assert emitted[-1] == [2.5] and panel.sliders[0].value() == SLIDER_STEPS // 2
+    assert not panel.warning.isVisibleTo(panel)
+    assert panel.set_model([50.0], ["radius"], [(1.0, 4.0)]).tolist() == [50.0]
+    assert panel.warning.isVisibleTo(panel) and "radius = 50" in panel.outside_text()
+    panel.set_model([50.0], ["radius"])                      # no trained range: no warning
+    assert not panel.warning.isVisibleTo(panel)
 
 
 def test_class_conditional_pictures_one_row_per_digit(qtbot, window):
@@ -659,6 +736,19 @@ def test_class_conditional_pictures_one_row_per_digit(qtbot, window):
     qtbot.waitUntil(lambda: view.is_ready() and not view.drawn.get("sweep"),
                     timeout=TIMEOUT_MS)
     assert view.points.shape[0] == view.count.value()
+    # Dimensions shown (64 coordinates) and Context share the side: each gets the room
+    # its controls need (the held values scroll)
+    density = window.views["density"]
+    density.resolution.setCurrentIndex(0)
+    show_ready(qtbot, window, "density")
+    assert window.dock.isVisible() and window.context_dock.isVisible()
+    assert window.panel.height() >= window.panel.sizeHint().height()
+    assert window.context_panel.height() >= window.context_panel.sizeHint().height()
+    context = window.context_panel
+    assert context.scroll.height() >= context.values.sizeHint().height()
+    window.show_view("samples")
+    density.resolution.setCurrentIndex(density_view.RESOLUTIONS.index(
+        density_view.DEFAULT_RESOLUTION))
 
 
 def test_context_panel_moves_a_class_label_in_its_steps(qtbot):
@@ -787,6 +877,9 @@ def check_target_beside_flow(qtbot, view, folder, info):
     want = target(grid).numpy() - target.log_z
     np.testing.assert_allclose(view.right.image.ravel(), want, rtol=1e-5, atol=1e-4)
     assert view.right.region == view.region
+    assert view.right.title == f"target {info['target']}: log p~(x) − log Z (normalised)"
+    assert view.bar.axis.labelText == (f"{view.left.title.split(': ')[1].split(' at ')[0]} "
+                                       "(left) · log p~(x) − log Z (right)")
     levels = view.bar.levels()
     assert levels[1] == pytest.approx(max(np.nanmax(view.image), want.max()), abs=1e-4)
     if info["invertible"]:
@@ -796,6 +889,7 @@ def check_target_beside_flow(qtbot, view, folder, info):
     view.source.setCurrentIndex(view.source.findData("target"))
     qtbot.waitUntil(lambda: view.is_ready() and view.image is not None, timeout=TIMEOUT_MS)
     assert not view.right.plot.isVisible()
+    assert view.bar.axis.labelText == "log p~(x) − log Z"
     grid = geometry.grid_points(view.region, view.image.shape[0])   # the plot grew: new region
     np.testing.assert_allclose(view.image.ravel(), target(grid).numpy() - target.log_z,
                                rtol=1e-5, atol=1e-4)
@@ -834,6 +928,41 @@ def test_every_shipped_model_opens_and_draws_every_view(qtbot, window, monkeypat
     finally:
         window.resize(1280, 840)
         samples.count.setValue(10_000)
+
+
+def test_layers_of_a_flow_that_permutes_follow_the_coordinates_shown(qtbot, window, models):
+    """D > 2 with a Permute (reversing 4 coordinates) between two couplings: the view
+    follows x1, x2 back to z4, z3 of the base, and the grid stays a grid."""
+    folder, flow = models["permuted"]
+    open_model(qtbot, window, folder)
+    view = show_ready(qtbot, window, "layers")
+    assert view.state_names()[2] == "2 · after Permute"
+    assert view.positions.tolist() == [[3, 2], [3, 2], [0, 1], [0, 1]]
+    grid, connect, cloud = view._inputs()
+    assert np.ptp(grid[:, 3]) > 1 and np.ptp(grid[:, 2]) > 1 and np.ptp(grid[:, 0]) == 0
+    states = np.stack(flow.trace(np.concatenate([grid, cloud])))
+    for k, shown in enumerate(view.positions):
+        np.testing.assert_allclose(view.grid_states[k], states[k, :len(grid)][:, shown],
+                                   atol=1e-4)
+        np.testing.assert_allclose(view.cloud_states[k], states[k, len(grid):][:, shown],
+                                   atol=1e-4)
+        distinct = len(np.unique(np.round(view.grid_states[k], 4), axis=0))
+        assert distinct > 0.8 * len(grid), f"the grid collapsed after layer {k}"
+    assert view.note.isVisible() and "z4, z3 become x1, x2" in view.note.text()
+    view.set_layer(0)
+    bottom = view.plot.getPlotItem().getAxis("bottom").labelText
+    assert bottom == "z4 → x1   (here: position 4)"
+    view.direction.setCurrentIndex(1)                        # data -> base
+    qtbot.waitUntil(view.is_ready, timeout=TIMEOUT_MS)
+    assert view.positions.tolist() == [[0, 1], [0, 1], [3, 2], [3, 2]]
+    grid, connect, cloud = view._inputs()
+    states = np.stack(flow.trace_inverse(np.concatenate([grid, cloud])))
+    np.testing.assert_allclose(view.cloud_states[-1], states[-1, len(grid):][:, [3, 2]],
+                               atol=1e-4)
+    assert "x1, x2 become z4, z3" in view.note.text()
+    data = view.export_data()
+    np.testing.assert_array_equal(data["shown_positions"], view.positions)
+    view.direction.setCurrentIndex(0)
 
 
 def test_context_slider_of_a_step_not_dividing_its_range_stays_on_the_steps(qtbot):

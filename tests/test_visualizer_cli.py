@@ -13,10 +13,11 @@ from test_visualizer_support import make_model_folder
 pytestmark = pytest.mark.gui
 
 
-def run_viz(args, cwd, timeout=400):
+def run_viz(args, cwd, timeout=400, **env_vars):
     env = {k: v for k, v in os.environ.items()
            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env.update(env_vars)
     return subprocess.run([sys.executable, "-m", "visualizer", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -51,6 +52,37 @@ def test_screenshot_errors_are_one_line_with_exit_code_2(tmp_path):
     assert proc.returncode == 2 and "finite numbers separated by commas" in proc.stderr
 
 
+def one_line_error(proc):
+    """The last line of stderr, after checking it is the only error, exit code 2."""
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("kerasflows-viz: error: "), last
+    return last
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path):
+    """A folder that does not exist or takes no files, a suffix that is not the format
+    written: refused up front, before the model opens (so nothing is written)."""
+    last = one_line_error(run_viz(["--screenshot", "/proc/nope/a.png"], cwd=tmp_path))
+    assert "there is no folder /proc/nope" in last
+    last = one_line_error(run_viz(["--screenshot", "/proc/a.png"], cwd=tmp_path))
+    assert "/proc takes no new files" in last
+    last = one_line_error(run_viz(["--screenshot", "a.png", "--data",
+                                   str(tmp_path / "nodir" / "d.npz")], cwd=tmp_path))
+    assert "--data: cannot write" in last and "there is no folder" in last
+    last = one_line_error(run_viz(["--screenshot", "a.gif"], cwd=tmp_path))
+    assert "--screenshot writes .png, .jpg or .jpeg files; received 'a.gif'." in last
+    last = one_line_error(run_viz(["--screenshot", "a.png", "--data", "d.dat"], cwd=tmp_path))
+    assert "--data writes .npz files" in last
+    assert list(tmp_path.iterdir()) == [], "nothing was written"
+
+
+def test_no_display_is_a_one_line_error_that_names_the_ways_without_one(tmp_path):
+    last = one_line_error(run_viz([], cwd=tmp_path))
+    assert "no display" in last and "--demo" in last and "--screenshot" in last
+
+
 def test_a_context_starting_with_a_minus_sign_is_a_value():
     """Python 3.11's argparse took `-1,0.5` for an option flag ("expected one argument")."""
     from visualizer.__main__ import build_parser
@@ -63,13 +95,23 @@ def test_context_for_an_unconditional_flow_is_a_one_line_error(folder, tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("kerasflows-viz: error: ") and "not a conditional flow" in last
+    assert last == (f"kerasflows-viz: error: Could not open the model: {folder} is not a "
+                    "conditional flow, so it takes no context."), "no 'ValueError:'"
     assert not (tmp_path / "x.png").exists()
 
 
 def test_screenshot_with_data_saves_the_arrays_drawn(folder, tmp_path):
+    """... and leaves the user's settings (recent files, choices) as they were."""
+    config = tmp_path / "config"
+    (config / "kerasflows").mkdir(parents=True)
+    ini = config / "kerasflows" / "visualizer.conf"
+    ini.write_text("[General]\nrecent=/some/model.keras\n")
+    before = ini.read_bytes()
     proc = run_viz([str(folder), "--screenshot", "d.png", "--view", "density", "--data", "d.npz",
-                    "--size", "900x600"], cwd=tmp_path)
+                    "--size", "900x600"], cwd=tmp_path, XDG_CONFIG_HOME=str(config))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert ini.read_bytes() == before and sorted(p.name for p in config.rglob("*")) == \
+        ["kerasflows", "visualizer.conf"]
     import kerasflows
     import numpy as np
     from visualizer import geometry
@@ -92,13 +134,14 @@ def test_screenshot_rows_by_context_draws_one_row_per_digit(folder, tmp_path):
     import numpy as np
     from visualizer import paths
     digits = paths.default_model_path().parent / "digits_label"
-    proc = run_viz([str(digits), "--screenshot", "r.png", "--view", "samples",
+    proc = run_viz([str(digits), "--screenshot", "r.jpg", "--view", "samples",
                     "--rows-by-context", "--data", "r.npz", "--size", "1100x700"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert QtGui.QImageReader(str(tmp_path / "r.jpg")).format() == b"jpeg"   # as it is named
     with np.load(tmp_path / "r.npz", allow_pickle=False) as data:
         assert data["samples"].shape == (100, 64)
         assert data["sweep_values"].tolist() == list(range(10)) and int(data["sweep_per"]) == 10
-    assert QtGui.QImage(str(tmp_path / "r.png")).width() == 1100
+    assert QtGui.QImage(str(tmp_path / "r.jpg")).width() == 1100
     proc = run_viz([str(folder), "--screenshot", "x.png", "--view", "samples",
                     "--rows-by-context"], cwd=tmp_path)
     assert proc.returncode == 2 and "--rows-by-context applies to --view samples" in proc.stderr

@@ -202,6 +202,60 @@ def test_conditional_backend_evaluates_at_its_context(conditional, kind):
     b.set_context([0.0, 0.0])
 
 
+def test_a_context_of_the_wrong_length_is_refused_in_words():
+    from visualizer.backends import Backend
+    backend = Backend()
+    backend.context_dim = 1
+    with pytest.raises(ValueError, match=r"a context of 1 finite value; received \[1.0, 2.0\]"):
+        backend.set_context([1.0, 2.0])
+
+
+def test_errors_meant_for_the_user_are_shown_without_their_class_name():
+    from visualizer.worker import _reason
+    assert _reason(ValueError("expected a context of 1 finite value")) == \
+        "expected a context of 1 finite value"
+    assert _reason(FileNotFoundError(2, "No such file or directory", "a.keras")) == \
+        "[Errno 2] No such file or directory: 'a.keras'"
+    assert _reason(KeyError("layers")) == "KeyError: 'layers'"      # unexpected: named
+    assert _reason(RuntimeError("first\nsecond")) == "RuntimeError: first"
+    assert _reason(ValueError()) == "ValueError"
+
+
+def test_permutation_steps_are_found_and_the_shown_coordinates_followed():
+    from visualizer.permutations import column_sources, followed_positions
+    x = RNG.normal(size=(20, 4))
+    assert column_sources(x, x[:, [3, 2, 1, 0]]).tolist() == [3, 2, 1, 0]
+    assert column_sources(x, x).tolist() == [0, 1, 2, 3]
+    changed = x.copy()
+    changed[:, 1] *= 2.0                                     # a coupling changed one
+    assert column_sources(x, changed) is None
+    twins = x.copy()
+    twins[:, 2] = twins[:, 0]                                # two equal columns, swapped
+    assert sorted(column_sources(twins, twins[:, [2, 1, 0, 3]]).tolist()) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="one shape"):
+        column_sources(x, x[:, :3])
+    sources = [None, np.array([3, 2, 1, 0]), None]           # coupling, reverse, coupling
+    assert followed_positions(sources, (0, 1), from_end=True).tolist() == \
+        [[3, 2], [3, 2], [0, 1], [0, 1]]
+    assert followed_positions(sources, (0, 1), from_end=False).tolist() == \
+        [[0, 1], [0, 1], [3, 2], [3, 2]]
+    cycle = np.array([2, 0, 3, 1])                           # after[:, j] = before[:, cycle[j]]
+    states = [x, x[:, cycle]]
+    forward = followed_positions([column_sources(*states)], (1, 3), from_end=True)
+    np.testing.assert_array_equal(states[0][:, forward[0]], states[1][:, forward[1]])
+    back = followed_positions([column_sources(*states)], (2, 0), from_end=False)
+    np.testing.assert_array_equal(states[0][:, back[0]], states[1][:, back[1]])
+
+
+def test_covering_region_holds_the_whole_grid_and_the_bulk_of_the_points():
+    grid = np.array([[-5.0, 0.0], [5.0, 1.0]])
+    points = np.concatenate([RNG.normal(size=(500, 2)), [[40.0, 40.0], [np.nan, 0.0]]])
+    x0, x1, y0, y1 = geometry.covering_region(grid, points)
+    assert x0 < -5 and x1 > 5 and x1 - x0 < 10 * 1.1         # a small margin
+    assert np.isclose(x1 - x0, y1 - y0) and y1 < 10             # square; the outlier is out
+    assert geometry.covering_region(np.zeros((0, 2)), np.zeros((0, 2))) == (-3.0, 3.0, -3.0, 3.0)
+
+
 def test_backend_rejects_wrong_shapes(backends):
     with pytest.raises(ValueError, match=r"expected x of shape \(N, 2\); received shape \(4, 3\)"):
         backends["keras"].log_prob(np.zeros((4, 3)))

@@ -331,7 +331,8 @@ def test_following_a_model_that_does_not_exist_yet_opens_it_when_written(qtbot, 
         assert "waiting for" in window.model_label.text()
         path.write_bytes(b"PK\x03\x04 the first bytes")         # caught mid-write: no dialog
         qtbot.waitUntil(lambda: "waiting for" in window.model_label.text()
-                        and "Error" in window.model_label.text(), timeout=TIMEOUT_MS)
+                        and "not a readable .keras archive" in window.model_label.text(),
+                        timeout=TIMEOUT_MS)
         with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
             flows[2].save(path)
         assert window.info["path"] == str(path) and window.follower.paths == (str(path),)

@@ -99,6 +99,8 @@ def test_help_lists_every_shortcut_and_the_versions(qtbot, settings):
     assert shortcuts[("File", "Open")] == ["Ctrl+O"]
     assert shortcuts[("File", "Follow File Changes")] == ["Ctrl+Shift+R"]
     assert shortcuts[("Layers", "Play / Pause")] == ["Space"]
+    assert shortcuts[("Layers", "Previous layer")] == ["[", "Page Up"]
+    assert shortcuts[("Layers", "Next layer")] == ["]", "Page Down"]
     assert shortcuts[("Help", "Keyboard Shortcuts")] == ["F1"]
     assert len(shortcuts) >= 12
     w.show_shortcuts()
@@ -122,3 +124,40 @@ def test_exporting_data_before_anything_is_drawn_says_so(qtbot, settings, tmp_pa
     assert "Nothing to export" in blocker.args[0]
     w.error_box.close()
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_view_keys_do_nothing_while_no_model_is_open(qtbot, settings):
+    w = _window(qtbot, settings)
+    layers = w.show_view("layers")
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow, timeout=5000)
+    layers.plot.setFocus()
+    for key in (QtCore.Qt.Key.Key_Space, QtCore.Qt.Key.Key_BracketRight, QtCore.Qt.Key.Key_R):
+        qtbot.keyClick(layers.plot, key)
+    assert not layers.play_button.isChecked() and not layers.timer.isActive()
+    assert w.views["samples"].seed == 0
+
+
+def test_status_text_too_long_for_its_place_ends_in_an_ellipsis(qtbot):
+    from PySide6 import QtWidgets
+    from visualizer.views.base import ElidedLabel
+    box = QtWidgets.QWidget()
+    qtbot.addWidget(box)
+    row = QtWidgets.QHBoxLayout(box)
+    row.addWidget(QtWidgets.QLabel("a control"))
+    label = ElidedLabel("")
+    label.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight)
+    row.addWidget(label, 1)
+    text = "seed 12 · T = 1.00 · the first 100 of 10,000 samples, 8×8 pixels"
+    label.setText(text)
+    box.resize(700, 40)
+    box.show()
+    qtbot.waitExposed(box)
+    assert label.shown_text() == text and label.toolTip() == ""
+    box.resize(260, 40)                         # too narrow: cut at the right, not the left
+    qtbot.waitUntil(lambda: label.width() < 200, timeout=5000)
+    shown = label.shown_text()
+    assert shown.endswith("…") and text.startswith(shown[:-1]) and len(shown) > 5
+    assert label.fontMetrics().horizontalAdvance(shown) <= label.contentsRect().width()
+    assert label.text() == text and label.toolTip() == text
+    assert label.sizeHint().width() > label.width()       # it gave up width, not widened

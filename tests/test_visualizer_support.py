@@ -12,14 +12,15 @@ import numpy as np
 
 
 def make_flow(event_dim=2, num_layers=3, seed=0, planar=False, context_dim=None,
-              encoder_features=None):
+              encoder_features=None, permute=False):
     """A small perturbed coupling flow (nonlinear, so every layer visibly warps);
     with `planar=True`, a forward-only flow of `Planar` layers; with `context_dim`,
     a conditional coupling flow, whose context goes through a `Dense(encoder_features)`
-    context encoder if that is given."""
+    context encoder if that is given; with `permute=True`, a `Permute()` (reversing
+    the coordinates) after each coupling but the last."""
     import keras
     import kerasflows
-    from kerasflows.layers import AffineCoupling, Planar
+    from kerasflows.layers import AffineCoupling, Permute, Planar
     from kerasflows.testing import perturb_weights
     encoder = None
     if encoder_features:
@@ -30,6 +31,8 @@ def make_flow(event_dim=2, num_layers=3, seed=0, planar=False, context_dim=None,
         layers.append(Planar(name=f"p{i}") if planar else
                       AffineCoupling(hidden_units=(16,), num_masked=masked, name=f"c{i}",
                                      context_dim=encoder_features or context_dim))
+        if permute and i < num_layers - 1:
+            layers.append(Permute(name=f"r{i}"))
     flow = kerasflows.Flow(layers, event_dim=event_dim, base="learned_normal",
                            context_dim=context_dim, context_encoder=encoder)
     for i, layer in enumerate(layers):
@@ -101,19 +104,19 @@ def export(flow, path, with_trace=True):
 
 def make_model_folder(root, name="tiny", event_dim=2, num_layers=3, with_trace=True,
                       savedmodel=True, planar=False, target=None, context_dim=None, image=None,
-                      encoder_features=None):
+                      encoder_features=None, permute=False):
     """Writes a model folder under `root`; returns `(folder, flow)`.
 
     `planar=True` makes a forward-only flow (no SavedModel, no data sample,
     like a flow fitted to a target); `target` is written to the manifest.
     `context_dim` makes a conditional flow (no data sample), with a context
     encoder if `encoder_features`; `image` is written to the manifest as its
-    `image` entry.
+    `image` entry; `permute` puts a `Permute()` between the couplings.
     """
     folder = root / name
     folder.mkdir(parents=True)
     flow = make_flow(event_dim, num_layers, planar=planar, context_dim=context_dim,
-                     encoder_features=encoder_features)
+                     encoder_features=encoder_features, permute=permute)
     flow.save(str(folder / "flow.keras"))
     if savedmodel and not planar:
         export(flow, folder / "saved_model" / "1", with_trace)

@@ -9,6 +9,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 
 __all__ = ["main", "build_parser"]
@@ -52,10 +53,11 @@ def build_parser():
                         "a saved_models/<name>/ folder; default: the repository's "
                         "saved_models/moons/")
     p.add_argument("--screenshot", metavar="PATH",
-                   help="render one view to the PNG file PATH without a display, then exit")
+                   help="render one view to the image file PATH (.png, or .jpg / .jpeg for "
+                        "JPEG; in an existing folder) without a display, then exit")
     p.add_argument("--data", metavar="PATH",
                    help="with --screenshot: also save the arrays the view draws to PATH "
-                        "(.npz; File > Export view data)")
+                        "(.npz, in an existing folder; File > Export view data)")
     p.add_argument("--view", choices=VIEW_NAMES, default="density",
                    help="the view to render with --screenshot (default: density)")
     p.add_argument("--layer", type=int, metavar="K",
@@ -69,7 +71,8 @@ def build_parser():
                         "folder's manifest 'context', else zeros; "
                         "the Context panel changes it); a coordinate that moves in steps "
                         "(the manifest's context_step, e.g. a digit) takes only its values, "
-                        "within its context_range")
+                        "within its context_range; any other value outside its "
+                        "context_range is taken, with a warning)")
     p.add_argument("--follow", action="store_true",
                    help="reload the model whenever its file changes on disk, e.g. a flow "
                         "being trained with `kerasflows train --save-every-epoch` or a Keras "
@@ -104,6 +107,50 @@ def _fail(message):
     return 2
 
 
+def _output_problem(option, path, suffixes):
+    """Why the file `path` given to `option` cannot be written (a suffix not among
+    `suffixes`, no such folder, a folder that takes no files), or None."""
+    p = Path(path).expanduser()
+    if p.suffix.lower() not in suffixes:
+        named = " or ".join(filter(None, [", ".join(suffixes[:-1]), suffixes[-1]]))
+        return f"{option} writes {named} files; received {str(path)!r}."
+    if p.is_dir():
+        return f"{option}: {path} is a folder; expected a file name."
+    if not p.parent.is_dir():
+        return f"{option}: cannot write {path}: there is no folder {p.parent}."
+    try:
+        with tempfile.TemporaryFile(dir=p.parent):
+            pass
+    except OSError as e:
+        return f"{option}: cannot write {path}: {p.parent} takes no new files ({e.strerror or e})."
+    return None
+
+
+def _argument_problem(args, headless):
+    """What is wrong with the options together, or None: checked before any work."""
+    if args.layer is not None and args.view != "layers":
+        return "--layer applies to --view layers only."
+    if args.data and not args.screenshot:
+        return "--data goes with --screenshot (in the window: File > Export view data)."
+    if args.follow and (args.screenshot or args.report_startup
+                        or (args.demo and not headless.has_display())):
+        return ("--follow needs the window; it does not apply to --screenshot, "
+                "--report-startup or --demo without a display.")
+    if args.screenshot:
+        return (_output_problem("--screenshot", args.screenshot, tuple(headless.IMAGE_FORMATS))
+                or (args.data and _output_problem("--data", args.data, (".npz",))) or None)
+    if args.demo and not headless.has_display():
+        try:
+            Path("screenshots").mkdir(exist_ok=True)
+        except OSError as e:
+            return f"--demo without a display writes into ./screenshots/, which cannot be made: {e}"
+        return _output_problem("--demo", Path("screenshots") / "samples.png", (".png",))
+    if not headless.has_display() and not os.environ.get("QT_QPA_PLATFORM"):
+        return ("there is no display to show the window on (DISPLAY and WAYLAND_DISPLAY are "
+                "unset); --demo or --screenshot PATH render the views to PNG files instead.")
+    return None
+
+
 def _make_app(window_size=None, one_shot=False):
     """The application and its main window. `one_shot` (screenshots): each view is
     computed once, so the flow runs op by op, without tracing, compiling or warm-up."""
@@ -128,13 +175,19 @@ def _headless(args, model, shots, data=None):
     window.show()
     try:
         headless.open_model(window, model, context=args.context)
+        outside = window.context_panel.outside_text()
+        if outside:
+            print(f"kerasflows-viz: note: {outside}", file=sys.stderr)
         for view, layer, path, by_context in shots:
             print(headless.render_view(window, view, path, layer, by_context=by_context))
         if data:
-            window.save_view_data(data)
+            if not window.save_view_data(data):
+                return _fail(f"the {args.view} view drew no arrays to save in {data}.")
             print(data)
     except headless.HeadlessError as e:
         return _fail(str(e))
+    except OSError as e:         # (the folder was checked; the disk may still fail)
+        return _fail(f"cannot write {e.filename or 'the output'}: {e.strerror or e}")
     finally:
         window.close()
     return 0
@@ -159,15 +212,11 @@ def _report_startup(app, window):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from visualizer import compile_cache, headless, paths
+    problem = _argument_problem(args, headless)
+    if problem:
+        return _fail(problem)
     compile_cache.enable()          # before the compute thread imports TensorFlow
     model = args.model or str(paths.default_model_path())
-    if args.layer is not None and args.view != "layers":
-        return _fail("--layer applies to --view layers only.")
-    if args.data and not args.screenshot:
-        return _fail("--data goes with --screenshot (in the window: File > Export view data).")
-    if args.follow and (args.screenshot or args.report_startup):
-        return _fail("--follow needs the window; it does not apply to --screenshot or "
-                     "--report-startup.")
     if args.screenshot:
         return _headless(args, model, [(args.view, args.layer, args.screenshot,
                                         args.rows_by_context)], args.data)

@@ -114,7 +114,8 @@ class Backend:
             return
         c = np.asarray(context, np.float32).reshape(-1)
         if c.shape != (self.context_dim,) or not np.all(np.isfinite(c)):
-            raise ValueError(f"expected a context of {self.context_dim} finite values; "
+            values = "value" if self.context_dim == 1 else "values"
+            raise ValueError(f"expected a context of {self.context_dim} finite {values}; "
                              f"received {np.asarray(context).tolist()}.")
         if self.context is None or not np.array_equal(c, self.context):
             self.context = c

@@ -14,6 +14,8 @@ DEFAULT_HALF_RANGE = 3.0
 #: the opening value, if that is further), shown with 3 decimals (or up to 6, as many
 #: as the opening value needs).
 SPIN_LIMIT, SPIN_DECIMALS, SPIN_MAX_DECIMALS = 1e4, 3, 6
+#: Context coordinates the panel asks room for (more scroll).
+MAX_ROWS_SHOWN = 4
 #: Playing a coordinate: ticks from one end of a continuous range to the other, and the
 #: milliseconds between ticks (continuous; one step of a stepped coordinate).
 PLAY_TICKS, PLAY_MS, PLAY_STEP_MS = 100, 60, 700
@@ -44,6 +46,8 @@ class ContextPanel(QtWidgets.QWidget):
 
     Every view shows the flow at this one context: samples of `p(x | c)`,
     the density `log p(x | c)`, the layers' maps and the inspector's numbers.
+    A value outside the range the flow was trained on (its slider pinned at
+    an end) is allowed, with a warning under the controls (`outside_text`).
 
     Signals:
         changed(np.ndarray): the context `[C]` after the user changed a value.
@@ -56,19 +60,25 @@ class ContextPanel(QtWidgets.QWidget):
         self.default = np.zeros(0, np.float32)
         self.values = QtWidgets.QWidget()
         self.form = QtWidgets.QFormLayout(self.values)
-        scroll = QtWidgets.QScrollArea()
+        self.scroll = scroll = QtWidgets.QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.values)
         note = QtWidgets.QLabel("This flow is conditional: every view shows it at this "
                                 "context c (p(x | c)).")
         note.setWordWrap(True)
+        self.warning = QtWidgets.QLabel("")
+        self.warning.setObjectName("warning")
+        self.warning.setWordWrap(True)
+        self.warning.hide()
         self.reset = QtWidgets.QPushButton("Reset to the opening context")
         self.reset.clicked.connect(self._reset)
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(note)
-        layout.addWidget(scroll, 1)
+        layout.addWidget(self.warning)
+        layout.addWidget(scroll)
         layout.addWidget(self.reset)
         self.spins, self.sliders, self.ranges, self.steps, self.plays = [], [], [], [], []
+        self.names, self.trained = [], False
         self.timer = QtCore.QTimer(self)
         self.timer.timeout.connect(self.tick)
         self.playing, self._direction = None, 1
@@ -84,11 +94,22 @@ class ContextPanel(QtWidgets.QWidget):
         while self.form.rowCount():
             self.form.removeRow(0)
         self.spins, self.sliders, self.ranges, self.steps, self.plays = [], [], [], [], []
+        self.names, self.trained = list(names), bool(ranges)
         for k, value in enumerate(self.default):
             low, high = (ranges[k] if ranges else
                          (value - DEFAULT_HALF_RANGE, value + DEFAULT_HALF_RANGE))
             self._add_row(k, value, names[k], (float(low), float(high)),
                           steps[k] if steps else None, trained=bool(ranges))
+        self._warn()
+        # Room for the rows (up to MAX_ROWS_SHOWN of them), so the panel asks for the
+        # height they need when it shares the side with Dimensions shown.
+        shown = self.form.rowCount() and min(self.form.rowCount(), MAX_ROWS_SHOWN)
+        rows = sum(self.form.itemAt(k, QtWidgets.QFormLayout.ItemRole.FieldRole)
+                   .widget().sizeHint().height() for k in range(shown))
+        margins = self.form.contentsMargins()
+        self.scroll.setMinimumHeight(rows + max(shown - 1, 0) * self.form.verticalSpacing()
+                                     + margins.top() + margins.bottom()
+                                     + 2 * self.scroll.frameWidth())
         return self.context()
 
     def _add_row(self, k, value, name, span, step, trained):
@@ -205,7 +226,27 @@ class ContextPanel(QtWidgets.QWidget):
     def set_value(self, k, value):
         self.spins[k].setValue(value)
 
+    def outside_text(self):
+        """A warning naming each coordinate whose value lies outside the range the flow
+        was trained on (the manifest's `context_range`), or "" (all inside, or no
+        trained range known)."""
+        if not self.trained:
+            return ""
+        outside = [f"{name} = {spin.value():g}" + f" (trained on {low:g} to {high:g})"
+                   for name, spin, (low, high) in zip(self.names, self.spins, self.ranges)
+                   if not low <= spin.value() <= high]
+        if not outside:
+            return ""
+        return (f"Outside the range the flow was trained on: {'; '.join(outside)}. What is "
+                "drawn there is extrapolation.")
+
+    def _warn(self):
+        text = self.outside_text()
+        self.warning.setText(text)
+        self.warning.setVisible(bool(text))
+
     def _emit(self, *args):
+        self._warn()
         self.changed.emit(self.context())
 
     def _reset(self):

@@ -4,6 +4,8 @@
 import numpy as np
 from PySide6 import QtWidgets
 
+from visualizer import headless
+
 __all__ = ["ExportActions"]
 
 
@@ -19,8 +21,10 @@ class ExportActions:
                             "folder exist, and may you write to it?)")
 
     def save_view_png(self, path):
-        """Saves the current view (controls and plot) as a PNG; returns success."""
-        return self.current_view().export_widget().grab().save(str(path), "PNG")
+        """Saves the current view (controls and plot) as a PNG (a JPEG for a `.jpg` or
+        `.jpeg` name); returns success."""
+        return self.current_view().export_widget().grab().save(str(path),
+                                                                 headless.image_format(path))
 
     def view_data(self):
         """The current view's arrays (`View.export_data`) with what they were drawn

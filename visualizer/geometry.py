@@ -8,7 +8,8 @@ coordinates at fixed values.
 import numpy as np
 
 __all__ = ["Projection", "pixel_centers", "grid_points", "snap_region", "grid_lines", "embed",
-           "lerp_states", "color_levels", "robust_region", "pad_region", "pixel_log_mean",
+           "lerp_states", "color_levels", "robust_region", "covering_region", "pad_region",
+           "pixel_log_mean",
            "tile_images", "tile_index", "side_by_side", "image_shape_for"]
 
 
@@ -173,6 +174,23 @@ def robust_region(points, quantile=0.01, pad=0.15, square=True):
     lo = np.quantile(pts, quantile, axis=0)
     hi = np.quantile(pts, 1 - quantile, axis=0)
     return pad_region((lo[0], hi[0], lo[1], hi[1]), pad, square)
+
+
+def covering_region(lines, points, quantile=0.01, pad=0.04):
+    """A square region holding every finite point of `lines [N, 2]` (a grid: all of
+    it) and the bulk of `points [M, 2]` (their `quantile` to `1 - quantile` range),
+    grown by `pad` of its size on each side."""
+    lows, highs = [], []
+    for pts, q in ((lines, 0.0), (points, quantile)):
+        pts = np.asarray(pts, np.float64).reshape(-1, 2)
+        pts = pts[np.all(np.isfinite(pts), axis=1)]
+        if len(pts):
+            lows.append(np.quantile(pts, q, axis=0))
+            highs.append(np.quantile(pts, 1 - q, axis=0))
+    if not lows:
+        return (-3.0, 3.0, -3.0, 3.0)
+    lo, hi = np.min(lows, axis=0), np.max(highs, axis=0)
+    return pad_region((lo[0], hi[0], lo[1], hi[1]), pad)
 
 
 def pad_region(region, pad=0.15, square=True):

@@ -1,14 +1,17 @@
-"""Rendering views to PNG files without a display (`--screenshot`, `--demo`)."""
+"""Rendering views to image files without a display (`--screenshot`, `--demo`)."""
 
 import os
+import sys
 from pathlib import Path
 
 from PySide6 import QtCore
 
 __all__ = ["has_display", "use_offscreen_if_headless", "wait_for", "HeadlessError",
-           "open_model", "render_view", "VIEW_NAMES"]
+           "open_model", "render_view", "image_format", "VIEW_NAMES", "IMAGE_FORMATS"]
 
 VIEW_NAMES = ("samples", "density", "layers", "inspector")
+#: The image formats a screenshot is written in, by the file's suffix (Qt's names).
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 
 
 class HeadlessError(RuntimeError):
@@ -16,8 +19,17 @@ class HeadlessError(RuntimeError):
 
 
 def has_display():
-    """True when an X11 or Wayland display is available."""
+    """True when windows can be shown: an X11 or Wayland display is set (macOS and
+    Windows always have their own)."""
+    if sys.platform == "darwin" or sys.platform.startswith(("win", "cygwin")):
+        return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def image_format(path):
+    """The format an image at `path` is written in: by its suffix (`IMAGE_FORMATS`),
+    PNG for any other."""
+    return IMAGE_FORMATS.get(Path(path).suffix.lower(), "PNG")
 
 
 def use_offscreen_if_headless():
@@ -81,7 +93,8 @@ def open_model(window, path, timeout=300.0, context=None):
 def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=False):
     """Shows `view_name` (at layer position `layer` for the layers view; with
     `by_context`, the samples' pictures one row per context value), waits until it
-    has drawn, and saves the whole window as a PNG at `path`."""
+    has drawn, and saves the whole window as an image at `path` (a JPEG for a
+    `.jpg` / `.jpeg` name, else a PNG; missing folders are made)."""
     if view_name not in VIEW_NAMES:
         raise HeadlessError(f"unknown view {view_name!r}; expected one of {', '.join(VIEW_NAMES)}")
     errors = _watch_errors(window)
@@ -106,6 +119,6 @@ def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=F
     QtCore.QCoreApplication.processEvents()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not window.grab().save(str(path), "PNG"):
+    if not window.grab().save(str(path), image_format(path)):
         raise HeadlessError(f"could not write {path}")
     return path

@@ -2,14 +2,17 @@
 and Help ▸ About (the versions in use); a `MainWindow` mixin."""
 
 import importlib.metadata
+import re
 import sys
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import compile_cache
 
-__all__ = ["HelpActions", "ABOUT_PACKAGES"]
+__all__ = ["HelpActions", "ABOUT_PACKAGES", "KEY_NAMES"]
 
+#: Key names shown in place of Qt's own, which abbreviate the two Page keys unevenly.
+KEY_NAMES = {"PgUp": "Page Up", "PgDown": "Page Down"}
 #: Packages whose versions Help > About lists.
 ABOUT_PACKAGES = ("kerasflows", "tensorflow", "keras", "tensorflow-probability", "PySide6",
                   "pyqtgraph", "numpy")
@@ -21,10 +24,12 @@ class HelpActions:
     def shortcuts(self):
         """`[(menu, action, shortcuts)]` of every menu action that has a shortcut."""
         out = []
+        names = re.compile(r"\b(" + "|".join(KEY_NAMES) + r")\b")
         for menu_action in self.menuBar().actions():
             menu = menu_action.menu()
             for action in (menu.actions() if menu else []):
-                keys = [k.toString(QtGui.QKeySequence.SequenceFormat.NativeText)
+                keys = [names.sub(lambda m: KEY_NAMES[m.group(1)],
+                                  k.toString(QtGui.QKeySequence.SequenceFormat.NativeText))
                         for k in action.shortcuts()]
                 if keys:
                     out.append((menu_action.text().replace("&", ""),
@@ -34,9 +39,11 @@ class HelpActions:
     def show_shortcuts(self):
         rows = "".join(f"<tr><td>{m} ▸ {a}</td><td>&nbsp;&nbsp;<b>{' or '.join(k)}</b></td></tr>"
                        for m, a, k in self.shortcuts())
-        self._show_info("Keyboard shortcuts", f"<table>{rows}</table><p>Layers view: drag "
-                        "the slider or click a thumbnail; Inspector: click a point. Mouse "
-                        "wheel zooms and dragging pans the plots.</p>")
+        self._show_info("Keyboard shortcuts", f"<table>{rows}</table><p>The Layers keys act "
+                        "while the Layers view is shown, R while the Samples view is; a "
+                        "focused check box or button keeps Space for itself. Layers view: "
+                        "drag the slider or click a thumbnail; Inspector: click a point. "
+                        "Mouse wheel zooms and dragging pans the plots.</p>")
 
     def about_text(self):
         versions = []

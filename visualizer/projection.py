@@ -8,9 +8,15 @@ from visualizer.geometry import Projection
 
 __all__ = ["ProjectionPanel"]
 
+#: Held values the panel always has room for.
+MIN_ROWS_SHOWN = 3
+
 
 class ProjectionPanel(QtWidgets.QWidget):
     """Two coordinate pickers and one labelled spin box per held coordinate.
+
+    Picking for one axis the coordinate the other axis shows swaps the two axes
+    (the pickers always name two different coordinates, the ones drawn).
 
     Signals:
         changed(Projection): the user picked other coordinates or values.
@@ -23,6 +29,7 @@ class ProjectionPanel(QtWidgets.QWidget):
         self.event_dim = 0
         self.default = None
         self._building = False
+        self._dims = (0, 1)         # the coordinates shown (what the pickers read)
         self.x_dim, self.y_dim = QtWidgets.QComboBox(), QtWidgets.QComboBox()
         form = QtWidgets.QFormLayout()
         form.addRow("horizontal axis", self.x_dim)
@@ -37,14 +44,18 @@ class ProjectionPanel(QtWidgets.QWidget):
         scroll = QtWidgets.QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.values)
+        # The values fit the dock's width; they scroll up and down only, and at least
+        # MIN_ROWS_SHOWN rows show however the side is shared with the Context dock.
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setMinimumHeight(MIN_ROWS_SHOWN * QtWidgets.QDoubleSpinBox().sizeHint().height())
         layout = QtWidgets.QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(note)
         layout.addWidget(scroll, 1)
         layout.addWidget(self.reset)
         self.spins = []
-        self.x_dim.currentIndexChanged.connect(self._emit)
-        self.y_dim.currentIndexChanged.connect(self._emit)
+        self.x_dim.currentIndexChanged.connect(lambda d: self._picked(0, d))
+        self.y_dim.currentIndexChanged.connect(lambda d: self._picked(1, d))
         self.reset.clicked.connect(self._reset)
 
     def set_model(self, event_dim, default_values):
@@ -57,6 +68,7 @@ class ProjectionPanel(QtWidgets.QWidget):
             box.addItems([f"x{d + 1}" for d in range(event_dim)])
         self.x_dim.setCurrentIndex(0)
         self.y_dim.setCurrentIndex(1)
+        self._dims = (0, 1)
         while self.value_form.rowCount():
             self.value_form.removeRow(0)
         self.spins = []
@@ -75,18 +87,40 @@ class ProjectionPanel(QtWidgets.QWidget):
 
     def projection(self):
         held = np.array([s.value() for s in self.spins], np.float32)
-        dims = (self.x_dim.currentIndex(), self.y_dim.currentIndex())
-        return Projection(self.event_dim, dims, held)
+        return Projection(self.event_dim, self._dims, held)
 
     def set_dims(self, x, y):
-        self.x_dim.setCurrentIndex(x)
-        self.y_dim.setCurrentIndex(y)
+        """Shows coordinates `x` and `y` (different) on the two axes."""
+        if x == y:
+            raise ValueError(f"the two axes need different coordinates; received {x} and {y}.")
+        self._show_dims((x, y))
+        self._emit()
+
+    def _show_dims(self, dims):
+        """Sets both pickers to `dims`, silently."""
+        self._dims = tuple(dims)
+        for box, d in zip((self.x_dim, self.y_dim), dims):
+            box.blockSignals(True)
+            box.setCurrentIndex(d)
+            box.blockSignals(False)
+
+    def _picked(self, axis, d):
+        """The user picked coordinate `d` for `axis` (0: horizontal): the one the other
+        axis showed moves to it (a swap), so two different coordinates stay shown."""
+        if self._building or d < 0:
+            return
+        dims = list(self._dims)
+        if dims[1 - axis] == d:
+            dims[1 - axis] = dims[axis]
+        dims[axis] = d
+        self._show_dims(dims)
+        self._emit()
 
     def set_held(self, d, value):
         self.spins[d].setValue(value)
 
     def _enable(self):
-        shown = (self.x_dim.currentIndex(), self.y_dim.currentIndex())
+        shown = self._dims
         for d, spin in enumerate(self.spins):
             spin.setEnabled(d not in shown)
             label = self.value_form.labelForField(spin)
@@ -94,11 +128,9 @@ class ProjectionPanel(QtWidgets.QWidget):
                 label.setText(f"x{d + 1} shown" if d in shown else f"x{d + 1} held at")
 
     def _emit(self, *args):
-        if self._building or self.event_dim < 2 or self.x_dim.currentIndex() < 0 or self.y_dim.currentIndex() < 0:
+        if self._building or self.event_dim < 2:
             return
         self._enable()
-        if self.x_dim.currentIndex() == self.y_dim.currentIndex():
-            return
         self.changed.emit(self.projection())
 
     def _reset(self):

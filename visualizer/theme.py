@@ -54,4 +54,5 @@ def apply(app):
         "QStatusBar QLabel { padding: 0 8px; } "
         "QTabBar::tab { padding: 6px 16px; } "
         f"QLabel#message {{ color: {COLORS['error']}; font-size: 15px; padding: 2px 8px; }} "
-        f"QLabel#note {{ color: {COLORS['muted']}; padding: 2px 8px; }}")
+        f"QLabel#note {{ color: {COLORS['muted']}; padding: 2px 8px; }} "
+        f"QLabel#warning {{ color: {COLORS['error']}; }}")

@@ -12,9 +12,11 @@ from visualizer.context import ContextPanel
 from visualizer.exporting import ExportActions
 from visualizer.follow import FileFollower, Following
 from visualizer.help import HelpActions
+from visualizer.keys import ViewKeys
 from visualizer.preferences import RememberedUI
 from visualizer.projection import ProjectionPanel
 from visualizer.views import VIEWS, warm_up_plan
+from visualizer.views.base import ElidedLabel
 from visualizer.worker import WARM_UP_PREFIX, Worker
 
 __all__ = ["MainWindow", "RECENT_LIMIT"]
@@ -22,7 +24,8 @@ __all__ = ["MainWindow", "RECENT_LIMIT"]
 RECENT_LIMIT = 8
 
 
-class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.QMainWindow):
+class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys,
+                 QtWidgets.QMainWindow):
     """The visualizer window; computations go to one `worker.Worker`.
 
     Args:
@@ -32,9 +35,9 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
         eval_mode: how a `.keras` flow runs (`kerasflows.Flow.eval_mode`):
             `"xla"` is fastest once each shape is compiled.
         remember: restore the window's size, docks, last view and the
-            `REMEMBERED` controls from `settings`, and save them on close
-            (off for screenshots and benchmarks, which must not depend on
-            or change the user's choices).
+            `REMEMBERED` controls from `settings`, save them on close, and add
+            each model opened to the recent files (off for screenshots and
+            benchmarks, which must not depend on or change the user's choices).
 
     File ▸ Reload opens the current model's path again, and File ▸ Follow
     file changes does so whenever its files change on disk (a flow being
@@ -89,6 +92,8 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
         self.setCentralWidget(self.tabs)
         self._build_docks()
         self._build_status()
+        self._view_actions = {}     # view name -> its menu actions (`keys.ViewKeys`)
+        self._share_docks = False   # the docks' heights to be set at the next `_update_dock`
         self._build_menus()
         self.setAcceptDrops(True)
         self.setWindowTitle("kerasflows visualizer")
@@ -121,9 +126,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
 
     def _build_status(self):
         bar = self.statusBar()
-        self.model_label = QtWidgets.QLabel("no model")
-        self.model_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
-                                       QtWidgets.QSizePolicy.Policy.Preferred)
+        self.model_label = ElidedLabel("no model")
         self.tf_label = QtWidgets.QLabel("TensorFlow: loading…")
         self.fps_label = QtWidgets.QLabel("– fps")
         self.latency_label = QtWidgets.QLabel("last compute –")
@@ -158,14 +161,15 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
         for i, v in enumerate(self.views.values()):
             self._action(view, v.title, lambda _=False, i=i: self.tabs.setCurrentIndex(i),
                          [f"Ctrl+{i + 1}"])
-        layers = bar.addMenu("&Layers")
-        self._action(layers, "&Previous layer", lambda: self.views["layers"].step_layer(-1),
-                     ["[", "PgUp"])
-        self._action(layers, "&Next layer", lambda: self.views["layers"].step_layer(1),
-                     ["]", "PgDown"])
-        self._action(layers, "Play / &Pause", self.views["layers"].toggle_play, ["Space"])
+        layers = bar.addMenu("&Layers")         # (these act in their own view only: keys.py)
+        self._view_action("layers", layers, "&Previous layer",
+                          lambda: self.views["layers"].step_layer(-1), ["[", "PgUp"])
+        self._view_action("layers", layers, "&Next layer",
+                          lambda: self.views["layers"].step_layer(1), ["]", "PgDown"])
+        self._view_action("layers", layers, "Play / &Pause", self.views["layers"].toggle_play,
+                          ["Space"])
         samples = bar.addMenu("&Samples")
-        self._action(samples, "&Resample", self.views["samples"].resample, ["R"])
+        self._view_action("samples", samples, "&Resample", self.views["samples"].resample, ["R"])
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&Keyboard Shortcuts", self.show_shortcuts, ["F1"])
         self._action(help_menu, "&About", self.show_about)
@@ -224,6 +228,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
             if not conditional:         # a coordinate still playing would send contexts
                 self.context_panel.stop()
             self.context_dock.setVisible(conditional)
+            self._share_docks = conditional     # new controls: share the height anew
         self._label_model()
         self.setWindowTitle(f"kerasflows visualizer — {info['name']}")
         if reload:
@@ -232,13 +237,15 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
             self.reload_error = None
         else:
             self.reloads, self.reload_error = 0, None
-            self._remember(info["path"])
+            if self.remember:       # (screenshots and benchmarks leave the settings alone)
+                self._remember(info["path"])
         if self.following and list(self.follower.paths) != self._follow_paths(info):
             self.follower.follow(self._follow_paths(info))
         self._label_follow()
         for view in self.views.values():
             view.set_model(info, self.projection, reload=same)
         self._update_dock()
+        self._update_view_actions()
         self.current_view().activate()
         # Not after the reloads of a followed file: the next save replaces the functions
         # the warm-up would compile, and it would take the cores from the training run.
@@ -335,13 +342,26 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, QtWidgets.
 
     def _update_dock(self):
         """The *Dimensions shown* dock is there for a flow with D > 2, unless the
-        current view draws its points as pictures (where it means nothing)."""
-        self.dock.setVisible(self.info is not None and self.info["event_dim"] > 2
-                             and not self.current_view().images_shown())
+        current view draws its points as pictures (where it means nothing). Shown
+        with the *Context* dock, it takes the height the context's controls leave."""
+        shown = (self.info is not None and self.info["event_dim"] > 2
+                 and not self.current_view().images_shown())
+        appears = shown and not self.dock.isVisible()
+        self.dock.setVisible(shown)
+        if (appears or self._share_docks) and self.context_dock.isVisible():
+            self._share_docks = False
+            context = self.context_dock.sizeHint().height()
+            gap = self.style().pixelMetric(
+                QtWidgets.QStyle.PixelMetric.PM_DockWidgetSeparatorExtent, None, self)
+            rest = self.centralWidget().height() - context - gap     # (docks span its height)
+            self.resizeDocks([self.dock, self.context_dock],
+                             [max(rest, self.dock.minimumSizeHint().height()), context],
+                             QtCore.Qt.Orientation.Vertical)
 
     def _tab_changed(self, index):
         self._frames.clear()
         self._update_dock()
+        self._update_view_actions()
         for view in self.views.values():
             if view is not self.current_view():
                 view.deactivate()

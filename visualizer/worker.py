@@ -38,7 +38,7 @@ import weakref
 from PySide6 import QtCore
 
 __all__ = ["Request", "Result", "ComputeThread", "Worker", "WARM_UP_PREFIX", "keep_warm_call",
-           "finish_at_exit", "EXIT_WAIT_S"]
+           "finish_at_exit", "EXIT_WAIT_S", "USER_ERRORS"]
 
 #: Requests whose kind starts with this run only when nothing else waits.
 WARM_UP_PREFIX = "warm_up"
@@ -108,9 +108,18 @@ class Result:
     generation: int = 0
 
 
+#: Errors whose message is written for the user (a bad file, a context the flow does not
+#: take): shown alone. Any other exception is unexpected and keeps its class name.
+USER_ERRORS = (ValueError, OSError)
+
+
 def _reason(exc):
+    """The first line of `exc`'s message, after its class name unless it is a `USER_ERRORS`."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+    first = text[0] if text else ""
+    if isinstance(exc, USER_ERRORS) and first:
+        return first
+    return f"{type(exc).__name__}: {first}".rstrip(": ")
 
 
 class ComputeThread(threading.Thread):

@@ -6,12 +6,13 @@ window (`host`) for computations with `submit`, and the window hands each
 """
 
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import theme
 from visualizer.items import GridAxisItem
 
-__all__ = ["View", "make_plot", "axis_name", "labeled", "show_pictures", "draw_picture"]
+__all__ = ["View", "ElidedLabel", "make_plot", "axis_name", "labeled", "show_pictures",
+           "draw_picture"]
 
 
 def axis_name(dim, space="x"):
@@ -61,6 +62,39 @@ def draw_picture(item, picture, levels):
     h, w = picture.shape
     item.setRect(QtCore.QRectF(0, 0, w, h))
     return w, h
+
+
+class ElidedLabel(QtWidgets.QLabel):
+    """A one-line label that gives up width instead of widening the window: when its
+    text does not fit, it is cut at the right end with "…" (`shown_text`), and the
+    tooltip holds the whole text. `text()` is the whole text."""
+
+    def __init__(self, text=""):
+        super().__init__(text)
+        self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
+                           QtWidgets.QSizePolicy.Policy.Preferred)
+
+    def shown_text(self):
+        """The text as drawn: whole, or cut to the label's width and ending in "…"."""
+        return self.fontMetrics().elidedText(self.text(), QtCore.Qt.TextElideMode.ElideRight,
+                                             max(self.contentsRect().width(), 0))
+
+    def setText(self, text):
+        super().setText(text)
+        self._update_tip()
+
+    def resizeEvent(self, event):
+        super().resizeEvent(event)
+        self._update_tip()
+
+    def _update_tip(self):
+        self.setToolTip(self.text() if self.shown_text() != self.text() else "")
+
+    def paintEvent(self, event):
+        painter = QtGui.QPainter(self)
+        self.style().drawItemText(painter, self.contentsRect(), int(self.alignment()),
+                                  self.palette(), self.isEnabled(), self.shown_text(),
+                                  self.foregroundRole())
 
 
 def labeled(text, widget):

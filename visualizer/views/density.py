@@ -35,16 +35,34 @@ def _same_region(a, b, tolerance=1e-4):
     return max(abs(u - v) for u, v in zip(a, b)) <= tolerance * scale
 
 
-def _title(value):
-    """What a heatmap computed by `compute` (its result dict `value`) shows."""
+def _quantity(value, log_scale):
+    """What a heatmap computed by `compute` (its result dict `value`) holds, on the
+    scale shown: `log p(x)` or `p(x)`, `| c` for a conditional flow, and for a target
+    its normalised density `log p~(x) − log Z` or `p~(x) / Z`."""
     if "target" in value:
-        return f"target {value['target']}: log density − log Z (normalised)"
+        return "log p~(x) − log Z" if log_scale else "p~(x) / Z"
+    given = " | c" if value.get("context") is not None else ""
+    return f"log p(x{given})" if log_scale else f"p(x{given})"
+
+
+def _title(value, log_scale=True):
+    """The title of a heatmap computed by `compute` (its result dict `value`)."""
     if not value:
         return ""
-    shown = "log p(x)"
+    shown = _quantity(value, log_scale)
+    if "target" in value:
+        return f"target {value['target']}: {shown} (normalised)"
     if value.get("context") is not None:        # a conditional flow, at context c
-        shown = "log p(x | c), c = (" + ", ".join(f"{v:g}" for v in value["context"]) + ")"
+        shown += ", c = (" + ", ".join(f"{v:g}" for v in value["context"]) + ")"
     return f"flow: {shown} at its own samples" if "samples" in value else f"flow: {shown}"
+
+
+def _bar_label(values, log_scale):
+    """The colour bar's label: the quantity of each heatmap it covers (left, right)."""
+    quantities = [_quantity(v, log_scale) for v in values]
+    if len(set(quantities)) == 1:
+        return quantities[0]
+    return " · ".join(f"{q} ({side})" for q, side in zip(quantities, ("left", "right")))
 
 
 class _Panel:
@@ -308,15 +326,16 @@ class DensityView(View):
         for p in panels:
             p.draw(log_scale, levels, self.contours.isChecked())
         self.bar.setLevels(levels)
-        label = "log p(x)" if log_scale else "p(x)"
+        label = _bar_label([p.value for p in panels], log_scale)
         if self.bar.axis.labelText != label:
             self.bar.axis.setLabel(label)
-        self._label()
+        self._label(log_scale)
         self.drew()
 
-    def _label(self):
+    def _label(self, log_scale):
+        """Titles (the quantity on the scale shown) and the note on what is drawn."""
         for panel in (self.left, self.right):
-            panel.set_title(_title(panel.value or {}))
+            panel.set_title(_title(panel.value or {}, log_scale))
         value = self.left.value or {}
         if "samples" in value:
             self.show_note(

@@ -3,18 +3,26 @@
 A slider runs across layer positions 0..L (fractional positions blend two
 consecutive states linearly), play/pause animates it, and a strip of small
 multiples shows every state at once. Both directions: base to data (the
-forward pass, sampling) and data to base (the inverse pass, density). For
-an image-shaped flow, "As images" shows the first samples as pictures
-instead: noise becoming digits, layer by layer (or the reverse).
+forward pass, sampling) and data to base (the inverse pass, density). The
+plot's range follows the state shown: all of its grid and the bulk of its
+points. For an image-shaped flow, "As images" shows the first samples as
+pictures instead: noise becoming digits, layer by layer (or the reverse).
+
+A flow with D > 2 is drawn in two coordinates, the others held fixed. A
+layer that only reorders coordinates (`Permute`) would move the two shown
+into positions of held ones; the view follows them instead
+(`permutations`): base to data, the grid is laid in the base coordinates
+that end up in the data coordinates chosen; data to base, in the data
+coordinates chosen, and the later states show where those went.
 """
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from visualizer import geometry
+from visualizer import geometry, permutations
 from visualizer.items import GridCurve, HeatmapItem, PointCloudItem
-from visualizer.views.base import (View, axis_name, draw_picture, labeled, make_plot,
-                                   show_pictures)
+from visualizer.views.base import (ElidedLabel, View, axis_name, draw_picture, labeled,
+                                   make_plot, show_pictures)
 
 __all__ = ["LayersView", "STEPS_PER_LAYER"]
 
@@ -52,9 +60,7 @@ class LayersView(View):
         self.slider.setMinimumWidth(160)
         self.as_images = QtWidgets.QCheckBox("As images")
         self.as_images.setVisible(False)        # shown for image-shaped flows
-        self.layer_label = QtWidgets.QLabel("")
-        self.layer_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
-                                       QtWidgets.QSizePolicy.Policy.Preferred)
+        self.layer_label = ElidedLabel("")
         for w in (labeled("Direction", self.direction), self.play_button,
                   labeled("Speed", self.speed), self.slider, self.as_images):
             self.controls.addWidget(w)
@@ -72,6 +78,13 @@ class LayersView(View):
         self.layout().addWidget(self.strip)
         self.grid_states = self.cloud_states = self.connect = None
         self.image_states = None   # [L+1, IMAGE_SAMPLES, D]: the first samples, every coordinate
+        self.regions = None        # [L+1, 4]: the plot's range for each state
+        self.positions = None      # [L+1, 2]: the columns of each state drawn
+        self._sources = {}         # direction -> each step's `permutations.column_sources`
+        self._notes = {}           # what the note under the controls says, by topic
+        self._laid_at = None       # the start state's columns the grid was laid in
+        self._range = None         # the plot's range last set (x0, x1, y0, y1)
+        self._axis_labels = None   # the axis labels last set [bottom, left]
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(FRAME_MS)
         self.timer.timeout.connect(self._advance)
@@ -93,6 +106,8 @@ class LayersView(View):
 
     def model_changed(self):
         self.grid_states = self.cloud_states = self.image_states = None
+        self.regions = self.positions = None
+        self._sources, self._notes = {}, {}
         image = self.info["image"]
         self.as_images.blockSignals(True)
         self.as_images.setChecked(bool(image and image["declared"]))
@@ -113,6 +128,7 @@ class LayersView(View):
         if self.slider.maximum() != (self.info["num_layers"] or 0) * STEPS_PER_LAYER:
             self.model_changed()
             return
+        self._sources, self._notes = {}, {}    # (set_model cleared the note)
         self.reference, self.reference_context = self.info["reference"], self.info["context"]
         self._allow_inverse(self.info["invertible"])
         if self.info["image"] is None:
@@ -130,14 +146,35 @@ class LayersView(View):
             self.direction.setCurrentIndex(0)
         self.direction.model().item(1).setEnabled(allowed)
         self.direction.blockSignals(False)
+        text = ""
         if not allowed:
             layers = ", ".join(self.info["forward_only_layers"]) or "some layers"
-            self.show_note(f"data → base is unavailable: {layers} layers have no inverse, so "
-                           "only the forward pass (base → data) can be traced.")
+            text = (f"data → base is unavailable: {layers} layers have no inverse, so only the "
+                    "forward pass (base → data) can be traced.")
+        self._note("inverse", text)
+
+    def _note(self, topic, text):
+        """Sets what the note says about `topic` ("" for nothing) and shows them all."""
+        self._notes[topic] = text
+        self.show_note("\n".join(t for t in self._notes.values() if t))
 
     def deactivate(self):
         super().deactivate()
         self.play_button.setChecked(False)
+
+    def _following(self):
+        """True when the view follows the coordinates shown through reorderings (D > 2)."""
+        return self.info["event_dim"] > 2
+
+    def _positions(self, direction):
+        """`[L+1, 2]`: the columns of each state drawn (`permutations`), as far as known
+        (before a first trace in this direction: the coordinates chosen, throughout)."""
+        sources = self._sources.get(direction) if self._following() else None
+        if sources is None:
+            states = (self.info["num_layers"] or 0) + 1
+            return np.tile(np.asarray(self.projection.dims), (states, 1))
+        return permutations.followed_positions(sources, self.projection.dims,
+                                               from_end=direction == "forward")
 
     def _inputs(self):
         """Grid lines and cloud in the space the chosen direction starts from."""
@@ -145,10 +182,10 @@ class LayersView(View):
         rng = np.random.default_rng(0)
         if self.direction.currentData() == "forward":
             loc, scale = info["base_loc"], info["base_scale"]
-            d = list(p.dims)
+            d = [int(v) for v in self._positions("forward")[0]]  # ending in the dims chosen
             region = (loc[d[0]] - 3 * scale[d[0]], loc[d[0]] + 3 * scale[d[0]],
                       loc[d[1]] - 3 * scale[d[1]], loc[d[1]] + 3 * scale[d[1]])
-            held = geometry.Projection(p.event_dim, p.dims, loc)
+            held = geometry.Projection(p.event_dim, d, loc)
             cloud = loc + scale * rng.standard_normal((CLOUD_POINTS, p.event_dim))
         else:
             region = geometry.robust_region(p.project(self.reference), pad=0.05)
@@ -172,6 +209,7 @@ class LayersView(View):
             return
         grid, self.connect, cloud = self._inputs()
         self._split = len(grid)
+        self._laid_at = self._positions(self.direction.currentData())[0].tolist()
         self.submit("layers", "layers", self.direction.currentData(),
                     np.concatenate([grid, cloud]))
 
@@ -181,10 +219,36 @@ class LayersView(View):
             self.refresh()
             return
         full = result.value["states"]
-        states = self.projection.project(full)
+        direction = self.direction.currentData()
+        latest = result.request_id == self._latest.get("layers")
+        if self._following() and direction not in self._sources and latest:
+            self._sources[direction] = [permutations.column_sources(a, b)
+                                        for a, b in zip(full[:-1], full[1:])]
+            if self._positions(direction)[0].tolist() != self._laid_at:
+                self.refresh()          # the grid again, in the coordinates that end up shown
+                return
+        self.positions = self._positions(direction)
+        states = np.stack([state[:, list(shown)] for state, shown in zip(full, self.positions)])
         self.grid_states, self.cloud_states = states[:, :self._split], states[:, self._split:]
         self.image_states = full[:, self._split:self._split + IMAGE_SAMPLES]
+        self.regions = np.array([geometry.covering_region(g, c)
+                                 for g, c in zip(self.grid_states, self.cloud_states)])
         self._show_states()
+
+    def _note_positions(self):
+        """Says, when the coordinates shown move between positions, which ones are drawn
+        (not while pictures are shown: they show every coordinate)."""
+        text = ""
+        if self._moved() and not self.images_shown():
+            forward = self.direction.currentData() == "forward"
+            start, end = ("z", "x") if forward else ("x", "z")
+            first, last = self.positions[0], self.positions[-1]
+            text = ("Layers that reorder coordinates (Permute) move the two coordinates shown; "
+                    f"the plot follows them: {axis_name(first[0], start)}, "
+                    f"{axis_name(first[1], start)} become {axis_name(last[0], end)}, "
+                    f"{axis_name(last[1], end)} (the axis labels name the positions drawn at "
+                    "each layer).")
+        self._note("positions", text)
 
     def _picture(self, rows):
         return geometry.tile_images(rows, self.info["image"]["shape"])
@@ -195,47 +259,57 @@ class LayersView(View):
             return
         on = self.images_shown()
         show_pictures(self.plot, self.image_item, (self.grid, self.cloud), on)
+        self._note_positions()
         plot = self.plot.getPlotItem()
-        if on:
-            h, w = self._picture(self.image_states[0]).shape
-            x0, x1, y0, y1 = 0, w, 0, h
-        else:
-            x0, x1, y0, y1 = geometry.robust_region(self.cloud_states.reshape(-1, 2), pad=0.08)
-            self._label_axes()
-        plot.getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0.02 if on else 0)
+        self._range = self._axis_labels = None
         pictures = None
         if on:
+            h, w = self._picture(self.image_states[0]).shape
+            plot.getViewBox().setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
             pictures = [geometry.tile_images(s[:STRIP_IMAGES], self.info["image"]["shape"])
                         for s in self.image_states]
         self.strip.show_states(self.grid_states, self.cloud_states, self.connect,
-                               self.state_names(), pictures=pictures,
+                               self.state_names(), self.regions, pictures=pictures,
                                levels=self.info["image"]["levels"] if on else None)
         self.draw_frame()
 
     def export_data(self):
         """The states drawn, in the two coordinates shown: `grid_states [L+1, G, 2]`
         (grid polylines, cut where `grid_connect [G]` is False), `cloud_states
-        [L+1, C, 2]`, `state_names [L+1]`, the direction and the slider position;
-        drawn as pictures, also `image_states [L+1, n, D]` and `image_shape`."""
+        [L+1, C, 2]`, `state_names [L+1]`, `shown_positions [L+1, 2]` (the columns of
+        each state drawn: the coordinates shown, followed through reorderings), the
+        direction and the slider position; drawn as pictures, also `image_states
+        [L+1, n, D]` and `image_shape`."""
         if self.grid_states is None:
             return None
         out = {"grid_states": self.grid_states, "grid_connect": self.connect,
                "cloud_states": self.cloud_states, "state_names": np.array(self.state_names()),
+               "shown_positions": self.positions,
                "direction": self.direction.currentData(), "position": self.position}
         if self.images_shown():     # the pictures' samples, every coordinate
             out.update(image_states=self.image_states,
                        image_shape=np.array(self.info["image"]["shape"]))
         return out
 
-    def _label_axes(self):
-        forward = self.direction.currentData() == "forward"
-        d = self.projection.dims
-        self.plot.getPlotItem().setLabel("bottom", f"{axis_name(d[0], 'z')} → {axis_name(d[0])}"
-                                         if forward else f"{axis_name(d[0])} → "
-                                         f"{axis_name(d[0], 'z')}")
-        self.plot.getPlotItem().setLabel("left", f"{axis_name(d[1], 'z')} → {axis_name(d[1])}"
-                                         if forward else f"{axis_name(d[1])} → "
-                                         f"{axis_name(d[1], 'z')}")
+    def _moved(self):
+        """True when the coordinates shown sit at other positions in some states."""
+        return self.positions is not None and not np.all(self.positions == self.positions[0])
+
+    def _label_axes(self, k=0):
+        """Each axis: the coordinate it starts as → the one it ends as (and, when they
+        move, the position drawn in state `k`)."""
+        start, end = ("z", "x") if self.direction.currentData() == "forward" else ("x", "z")
+        first, last = self.positions[0], self.positions[-1]
+        labels = []
+        for a in (0, 1):
+            label = f"{axis_name(first[a], start)} → {axis_name(last[a], end)}"
+            if self._moved():
+                label += f"   (here: position {self.positions[k][a] + 1})"
+            labels.append(label)
+        if labels != self._axis_labels:
+            self._axis_labels = labels
+            self.plot.getPlotItem().setLabel("bottom", labels[0])
+            self.plot.getPlotItem().setLabel("left", labels[1])
 
     def state_names(self):
         """A short name for each of the L+1 states in the current direction."""
@@ -260,12 +334,25 @@ class LayersView(View):
         else:
             self.grid.set_lines(geometry.lerp_states(self.grid_states, t), self.connect)
             self.cloud.set_points(geometry.lerp_states(self.cloud_states, t))
+            self._fit_range(t)
         k = int(round(t))
+        if not self.images_shown():
+            self._label_axes(k)
         names = self.state_names()
         self.layer_label.setText(f"layer position {t:.2f} / {len(names) - 1}   ·   "
                                  f"{names[k]}")
         self.strip.highlight(k)
         self.drew()
+
+    def _fit_range(self, t):
+        """Sets the plot's range to the state at position `t` (its region, `regions`,
+        blended between two consecutive states like the drawing)."""
+        region = tuple(geometry.lerp_states(self.regions, t))
+        if region != self._range:
+            self._range = region
+            x0, x1, y0, y1 = region
+            self.plot.getPlotItem().getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1),
+                                                          padding=0)
 
     def step_layer(self, delta):
         self.play_button.setChecked(False)
@@ -314,10 +401,10 @@ class _Strip(QtWidgets.QScrollArea):
         self.plots = []
         self.current = None
 
-    def show_states(self, grid_states, cloud_states, connect, names, pictures=None,
+    def show_states(self, grid_states, cloud_states, connect, names, regions, pictures=None,
                     levels=None):
-        """One thumbnail per state: its grid and cloud, or `pictures[k]` (a tiled
-        image drawn grey over `levels`)."""
+        """One thumbnail per state: its grid and cloud over `regions[k]`, or
+        `pictures[k]` (a tiled image drawn grey over `levels`)."""
         while self.row.count():
             w = self.row.takeAt(0).widget()
             if w is not None:
@@ -344,7 +431,7 @@ class _Strip(QtWidgets.QScrollArea):
                 cloud.set_points(cloud_states[k, ::every])
                 item.addItem(grid)
                 item.addItem(cloud)
-                x0, x1, y0, y1 = geometry.robust_region(cloud_states[k], pad=0.1)
+                x0, x1, y0, y1 = regions[k]
             item.getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
             plot.scene().sigMouseClicked.connect(lambda ev, k=k: self.on_click(k))
             self.row.addWidget(plot)

@@ -6,8 +6,8 @@ from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry
 from visualizer.items import HeatmapItem, PointCloudItem
-from visualizer.views.base import (View, axis_name, draw_picture, labeled, make_plot,
-                                   show_pictures)
+from visualizer.views.base import (ElidedLabel, View, axis_name, draw_picture, labeled,
+                                   make_plot, show_pictures)
 
 __all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID", "SWEEP_PER",
            "SWEEP_MAX_VALUES"]
@@ -61,11 +61,9 @@ class SamplesView(View):
         self.by_context = QtWidgets.QCheckBox("One row per value")
         self.by_context.setVisible(False)       # shown for pictures with a stepped context
         self.resample_button = QtWidgets.QPushButton("Resample  (R)")
-        self.seed_label = QtWidgets.QLabel("")
-        # (elided by the window's width rather than widening it: the text is long in
+        # (elided to the window's width rather than widening it: the text is long in
         # image mode)
-        self.seed_label.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored,
-                                      QtWidgets.QSizePolicy.Policy.Preferred)
+        self.seed_label = ElidedLabel("")
         self.seed_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight
                                      | QtCore.Qt.AlignmentFlag.AlignVCenter)
         for w in (labeled("Samples", self.count), labeled("Temperature", self.temperature),
@@ -287,5 +285,4 @@ class SamplesView(View):
             self.cloud.set_points(self.projection.project(self.points))
         text = f"seed {value['seed']} · T = {value['temperature']:.2f} · {shown}"
         self.seed_label.setText(text)
-        self.seed_label.setToolTip(text)
         self.drew()

@@ -1,0 +1,59 @@
+"""Keys that belong to one view (a `MainWindow` mixin).
+
+Layers ▸ Previous / Next layer and Play / Pause (`[`, `]`, `PgUp`, `PgDn`,
+`Space`) act on the Layers view and Samples ▸ Resample (`R`) on the Samples
+view: their actions are enabled only while that view is shown with a model
+open, so elsewhere the keys do nothing to a hidden view and reach the
+focused control as usual. Even then, a focused control that acts on the key
+itself keeps it: a check box, button or list toggles on Space, a spin box
+or slider steps on Page Up / Page Down.
+"""
+
+from PySide6 import QtCore, QtWidgets
+
+__all__ = ["ViewKeys", "KEY_USERS", "uses_key"]
+
+Key = QtCore.Qt.Key
+_LISTS_AND_TEXT = (QtWidgets.QAbstractItemView, QtWidgets.QTextEdit, QtWidgets.QPlainTextEdit)
+#: The keys a focused control of these types acts on itself (a shortcut must not take them).
+KEY_USERS = {
+    Key.Key_Space: (QtWidgets.QAbstractButton, QtWidgets.QComboBox, QtWidgets.QAbstractSpinBox,
+                    QtWidgets.QLineEdit, *_LISTS_AND_TEXT),
+    Key.Key_PageUp: (QtWidgets.QAbstractSpinBox, QtWidgets.QAbstractSlider, *_LISTS_AND_TEXT),
+    Key.Key_PageDown: (QtWidgets.QAbstractSpinBox, QtWidgets.QAbstractSlider, *_LISTS_AND_TEXT),
+}
+
+
+def uses_key(widget, key, modifiers=QtCore.Qt.KeyboardModifier.NoModifier):
+    """True when `widget` (the focused one) acts on the unmodified `key` itself."""
+    if widget is None or modifiers & ~QtCore.Qt.KeyboardModifier.KeypadModifier:
+        return False
+    return isinstance(widget, KEY_USERS.get(int(key), ()))
+
+
+class ViewKeys:
+    """`MainWindow` methods: `_view_action(view, ...)` makes a menu action that belongs to
+    one view; `_update_view_actions()` (on a tab change or a model opened) enables those
+    of the view shown."""
+
+    def _view_action(self, view, menu, text, slot, shortcuts):
+        action = self._action(menu, text, slot, shortcuts)
+        action.setEnabled(False)                # until a model is open and `view` shown
+        self._view_actions.setdefault(view, []).append(action)
+        return action
+
+    def _update_view_actions(self):
+        shown = self.current_view().name if self.info is not None else None
+        for view, actions in self._view_actions.items():
+            for action in actions:
+                action.setEnabled(view == shown)
+
+    def event(self, event):
+        # Before a shortcut fires, Qt offers its key to the focused widget and then its
+        # parents up to this window: accepting the offer here gives the key to the widget.
+        if (event.type() == QtCore.QEvent.Type.ShortcutOverride
+                and uses_key(QtWidgets.QApplication.focusWidget(), event.key(),
+                             event.modifiers())):
+            event.accept()
+            return True
+        return super().event(event)
