@@ -5,8 +5,9 @@
 TensorFlow graphs and variables, so it runs where kerasflows is not
 installed (TF Serving, `tf.saved_model.load` in any TensorFlow program).
 
-Signatures (`[N, D]` batches; a conditional flow also takes `context [N, C]`
-in each of them, in `sample` `[n, C]` or `[1, C]`, one context for all n):
+Signatures (`[N, D]` batches; a conditional flow also takes `context` in each
+of them: `[N, C]`, one row per row of `x` or `z` (in `sample`, `[n, C]`), or
+`[1, C]`, one context shared by every row, as the flow's own methods take it):
 
 | signature | inputs | outputs |
 |---|---|---|
@@ -36,9 +37,9 @@ import shutil
 
 import tensorflow as tf
 
-from kerasflows.layers.base import check_positive_int
+from kerasflows.layers.base import NoInverseError, check_positive_int
 
-__all__ = ["export_saved_model", "load_saved_model", "SIGNATURES"]
+__all__ = ["export_saved_model", "load_saved_model", "forward_only_summary", "SIGNATURES"]
 
 SIGNATURES = ("serving_default", "sample", "forward", "inverse", "trace", "trace_inverse")
 
@@ -59,10 +60,12 @@ class _FlowServable(tf.Module):
         D, C, dtype = flow.event_dim, flow.context_dim, flow.compute_dtype
         self._batch = lambda name: tf.TensorSpec([None, D], dtype, name=name)
         self._context = [] if C is None else [tf.TensorSpec([None, C], dtype, name="context")]
-        forward = self._function(lambda z, context=None: flow._run_forward(z, context, keep=True),
-                                 [self._batch("z")])
-        inverse = self._function(lambda x, context=None: flow._run_inverse(x, context, keep=True),
-                                 [self._batch("x")])
+        forward = self._function(
+            lambda z, context=None: flow._run_forward(z, _rows_of(context, z), keep=True),
+            [self._batch("z")])
+        inverse = self._function(
+            lambda x, context=None: flow._run_inverse(x, _rows_of(context, x), keep=True),
+            [self._batch("x")])
         self.endpoints = {name: self._endpoint(name, flow, forward, inverse, D)
                           for name in SIGNATURES}
 
@@ -73,14 +76,8 @@ class _FlowServable(tf.Module):
         shaped = lambda t: tf.ensure_shape(t, [None, D])
         if name == "sample":
             def sample(n, seed, context=None):
-                if context is not None:   # [n, C], or [1, C] shared by all n samples
-                    rows = tf.shape(context)[0]
-                    with tf.control_dependencies([tf.debugging.Assert(
-                            tf.logical_or(tf.equal(rows, n), tf.equal(rows, 1)),
-                            ["sample: context must have n rows or 1 row; n and rows:", n, rows])]):
-                        context = tf.broadcast_to(context, [n, flow.context_dim])
                 z = flow._base_sample(n, seed, tf.constant(1.0, flow.compute_dtype))
-                x, log_det, _ = forward(z, context)
+                x, log_det, _ = forward(z, context)      # context [n, C] or [1, C]
                 return {"samples": shaped(x), "log_prob": flow.base_log_prob(z) - log_det}
             ints = [tf.TensorSpec([], tf.int32, name="n"), tf.TensorSpec([], tf.int32, name="seed")]
             return self._function(sample, ints)
@@ -102,6 +99,47 @@ class _FlowServable(tf.Module):
         return self._function(run, [self._batch("x")])
 
 
+def _rows_of(context, batch):
+    """`context` for the rows of `batch`: `[N, C]` as it is, or `[1, C]` repeated (one
+    context shared by every row), as `Flow` takes it (`layers.base.context_rows`,
+    here with the row count known only when the signature runs)."""
+    if context is None:
+        return None
+    rows, have = tf.shape(batch)[0], tf.shape(context)[0]
+    check = tf.debugging.Assert(
+        tf.logical_or(tf.equal(have, rows), tf.equal(have, 1)),
+        ["context must have one row per input row (n in sample) or 1 row shared by all; "
+         "input rows and context rows:", rows, have])
+    with tf.control_dependencies([check]):
+        return tf.broadcast_to(context, tf.stack([rows, tf.shape(context)[1]]))
+
+
+def forward_only_summary(flow):
+    """None for a flow whose every layer has an inverse; else a phrase naming its
+    forward-only layers ("32 of its 32 layers (Planar: 'planar', ...) are
+    forward-only, with no inverse")."""
+    layers = [layer for layer in flow.flow_layers if layer.forward_only]
+    if not layers:
+        return None
+    kinds = ", ".join(sorted({type(layer).__name__ for layer in layers}))
+    names = ", ".join(repr(layer.name) for layer in layers[:3])
+    more = f" and {len(layers) - 3} more" if len(layers) > 3 else ""
+    return (f"{len(layers)} of its {len(flow.flow_layers)} layers ({kinds}: {names}{more}) "
+            "are forward-only, with no inverse")
+
+
+def _check_exportable(flow):
+    """Raises NoInverseError for a flow with forward-only layers: every signature
+    but `sample` runs the inverse."""
+    forward_only = forward_only_summary(flow)
+    if forward_only:
+        raise NoInverseError(
+            f"Cannot export this flow as a SavedModel: {forward_only}, which "
+            "serving_default, inverse and trace_inverse need. Export a flow of invertible "
+            "layers (any kerasflows.models recipe); this one can still draw samples with "
+            "their log-densities (Flow.sample_and_log_prob; the `kerasflows sample` command).")
+
+
 def export_saved_model(flow, path, version=1, overwrite=False):
     """Writes `flow` as a TF Serving SavedModel in `path/<version>/`.
 
@@ -119,15 +157,19 @@ def export_saved_model(flow, path, version=1, overwrite=False):
         The directory written, `path/<version>`.
 
     Raises:
-        ValueError: bad version, a flow with forward-only layers, or an
-            existing version directory without `overwrite=True`.
+        ValueError: bad version, `path` an existing file, or an existing
+            version directory without `overwrite=True`.
+        NoInverseError: a flow with forward-only layers (a `ValueError` too).
     """
     version = check_positive_int("version", version)
-    flow._check_invertible()
+    _check_exportable(flow)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{os.fspath(path)} is a file; the export's base directory must be a "
+                         "folder (or a path where one can be made).")
     target = os.path.join(os.fspath(path), str(version))
     if os.path.exists(target) and os.listdir(target) and not overwrite:
         raise ValueError(f"{target} already exists; choose another version or pass "
-                         "overwrite=True (--overwrite on the command line).")
+                         "overwrite=True.")
     servable = _FlowServable(flow)
     # Written beside the version directory under a name TF Serving ignores (not a
     # number), then renamed into place: a server polling `path` for new versions

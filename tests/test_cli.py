@@ -8,13 +8,14 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
 import kerasflows
 from kerasflows.cli import SUBCOMMANDS, build_parser, main
-from kerasflows.cli.common import read_data
+from kerasflows.cli.data import read_data
 from kerasflows.cli import train as train_command
 from kerasflows.distributed import evaluate_nll
 from kerasflows.loading import training_record
@@ -113,9 +114,12 @@ def _error_cases(tmp):
         (["train", tmp / "missing.npy"], "missing.npy: no such file"),
         (["train", tmp / "flat.npy"], "expected a 2-D array"),
         (["train", tmp / "nan.npy"], "NaN or inf"),
-        (["train", "moons", "--recipe", "realnvp", "--bins", "4"], "bins/bound apply to spline"),
+        (["train", "moons", "--recipe", "realnvp", "--bins", "4"],
+         "--bins and --bound apply to the spline recipes (nsf, nsf_ar) only; received "
+         "--recipe realnvp --bins 4."),
         (["train", "moons", "--recipe", "nice", "--direction", "forward"],
-         "direction applies to recipes ('realnvp', 'maf', 'iaf', 'glow', 'nsf', 'nsf_ar') only"),
+         "--direction applies to the recipes (realnvp, maf, iaf, glow, nsf, nsf_ar) only; "
+         "received --recipe nice --direction forward."),
         (["train", "moons", "--direction", "sideways"], "invalid choice: 'sideways'"),
         (["train", "moons", "--hidden", "64,x"], "comma-separated positive integers"),
         (["train", "moons", "--epochs", "0"], "expected an integer >= 1"),
@@ -130,16 +134,19 @@ def _error_cases(tmp):
          f"cannot write {tmp / 'three.npy' / 's.npy'}: its folder {tmp / 'three.npy'} "
          "cannot be made"),
         (["plot", MOONS, "-o", tmp / "three.npy" / "p.png"], "its folder"),
-        (["export", MOONS, tmp / "srv"], "already exists"),
-        (["export", U1_PLANAR, tmp / "planar"], "is forward-only"),
-        (["evaluate", U1_PLANAR, "moons"], "is forward-only"),
+        (["export", MOONS, tmp / "srv"],
+         f"{tmp / 'srv' / '1'} already exists; choose another --version, or give --overwrite"),
+        (["export", U1_PLANAR, tmp / "planar"], "Cannot export this flow as a SavedModel: 32 of "
+         "its 32 layers (Planar: 'planar', 'planar_1', 'planar_2' and 29 more) are "
+         "forward-only"),
+        (["evaluate", U1_PLANAR, "moons"], "gives no log-density of data: 32 of its 32 layers"),
         (["train", "moons", "--lr", "-0.5"], "expected a finite number > 0, got '-0.5'"),
         (["train", "moons", "--lr", "nan"], "expected a finite number > 0, got 'nan'"),
         (["fit-target", "--target", "u1", "--lr", "0"], "expected a finite number > 0"),
         (["train", "moons", "--tensorboard", tmp / "three.npy" / "tb"],
          f"cannot write to --tensorboard {tmp / 'three.npy' / 'tb'}: the folder cannot be made"),
         (["sample", MOONS, "-o", tmp / "s.npy", "--temperature", "inf"],
-         "`temperature` must be finite and > 0"),
+         "argument --temperature: expected a finite number > 0, got 'inf'"),
         ([], "the following arguments are required: COMMAND"),
     ]
 
@@ -314,7 +321,7 @@ def test_train_a_conditional_set_by_name_with_pictures_per_label(tmp_path, capsy
     assert result["nll"] == pytest.approx(-flow.log_prob(x, context=c).numpy().mean(), rel=1e-5)
     with pytest.raises(SystemExit):
         main(["evaluate", MOONS, "ring_radius"])
-    assert (f"ring_radius is a conditional set (contexts of 1 values); {MOONS} is not "
+    assert (f"ring_radius is a conditional set (contexts of 1 value); {MOONS} is not "
             "conditional") in capsys.readouterr().err
 
 
@@ -419,6 +426,9 @@ def test_train_a_class_conditional_flow_from_labels(tmp_path, capsys):
     assert network.out_units == 4
     _run(capsys, "sample", model, "-n", "5", "--context", "7", "-o", tmp_path / "s.npy")
     assert np.load(tmp_path / "s.npy").shape == (5, 16)
+    _assert_user_errors([(["sample", model, "--context", "10", "-o", tmp_path / "s10.npy"],
+                          "--context: labels for ClassEmbedding(num_classes=10) are 0..9; "
+                          "received 10.0 in row 0")], capsys)   # the embedding inside a Sequential
     bad = c.copy()
     bad[3] = 2.5
     np.save(tmp_path / "half.npy", bad)
@@ -471,7 +481,7 @@ def test_sample_and_evaluate_a_conditional_flow_at_given_contexts(tmp_path, caps
         (["sample", model, "-o", tmp_path / "e.npy"], "conditional flow (context_dim=2): give "
                                                       "--context"),
         (["sample", model, "--context", "1", "-o", tmp_path / "e.npy"],
-         "--context has 1 values per row; the model expects context_dim=2"),
+         "--context has 1 value per row; the model expects context_dim=2"),
         (["sample", model, "-n", "7", "--context", tmp_path / "c.npy", "-o", tmp_path / "e.npy"],
          "--context has 40 rows; expected 1 or 7 (one per sample)"),
         (["evaluate", model, tmp_path / "x.npy", "--context", "a,b"],
@@ -485,10 +495,9 @@ def test_sample_and_evaluate_a_conditional_flow_at_given_contexts(tmp_path, caps
         assert exit_info.value.code == 2 and message in err, (argv, err)
 
 
-def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    for argv, message in _error_cases(tmp_path):
+def _assert_user_errors(cases, capsys):
+    """Each `(argv, message)` exits 2 with one line `kerasflows: error: ...message...`."""
+    for argv, message in cases:
         with pytest.raises(SystemExit) as exit_info:
             main([str(a) for a in argv])
         err = capsys.readouterr().err
@@ -496,6 +505,254 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("kerasflows: error: "), (argv, err)
         assert message in lines[0], (argv, lines[0])
+        assert "pickle" not in lines[0] and "overwrite=True" not in lines[0], lines[0]
+
+
+def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    _assert_user_errors(_error_cases(tmp_path), capsys)
+
+
+def test_resuming_refuses_a_checkpoint_made_on_other_data(tmp_path, capsys, monkeypatch):
+    """The checkpoint's fingerprint holds the row count and a hash of DATA and of the
+    context: other data at the same path is refused; the same data resumes."""
+    from kerasflows.checkpoint import EpochCheckpoint
+    monkeypatch.setattr(EpochCheckpoint, "delete", lambda self: None)   # kept, as after a crash
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 2)).astype(np.float32)
+    c = rng.normal(size=(120, 1)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "c.npy", c)
+    argv = ["train", tmp_path / "x.npy", "--context", tmp_path / "c.npy", "--recipe", "realnvp",
+            "--layers", "1", "--hidden", "4", "--epochs", "1", "--out", tmp_path / "m.keras"]
+    _run(capsys, *argv, "--quiet")
+    assert (tmp_path / "m.checkpoint" / "checkpoint.npz").is_file()
+    for new_x, new_c, differing in [
+            (x[::-1], c, "data_sha256"),                   # the same rows in another order
+            (x, c + 1.0, "context_sha256"),
+            (x[:100], c[:100], "context_rows, context_sha256, data_rows, data_sha256")]:
+        np.save(tmp_path / "x.npy", new_x)
+        np.save(tmp_path / "c.npy", new_c)
+        _assert_user_errors([(argv, f"m.checkpoint/checkpoint.npz was written by a run with "
+                                    f"other settings (differing: {differing})")], capsys)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "c.npy", c)
+    assert "Resuming from the checkpoint in" in _run(capsys, *argv)
+
+
+def test_a_damaged_checkpoint_is_named_without_numpy_advice(tmp_path, capsys, monkeypatch):
+    import kerasflows.distributed
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+    monkeypatch.setattr(kerasflows.distributed, "train_flow", no_training)
+    folder = tmp_path / "m.checkpoint"
+    folder.mkdir()
+    (folder / "checkpoint.npz").write_bytes(np.random.default_rng(0).bytes(500))
+    _assert_user_errors([(["train", "moons", "--n", "100", "--layers", "1", "--out",
+                           tmp_path / "m.keras"],
+                          f"{folder / 'checkpoint.npz'}: not a checkpoint of `kerasflows train` "
+                          f"(damaged, or another file: not a .npz archive of a training state); "
+                          f"delete {folder} to start over.")], capsys)
+
+
+def test_interrupted_training_says_what_the_checkpoint_keeps(tmp_path, capsys, monkeypatch):
+    import kerasflows.distributed
+    from kerasflows.checkpoint import EpochCheckpoint
+
+    def interrupted(*args, checkpoint_dir, fingerprint, epochs, **kwargs):
+        if epochs == 2:                     # Ctrl-C in the second epoch
+            EpochCheckpoint(checkpoint_dir, fingerprint).save(1, [], {"loss": [1.0]})
+        raise KeyboardInterrupt
+    monkeypatch.setattr(kerasflows.distributed, "train_flow", interrupted)
+    checkpoint = tmp_path / "m.checkpoint"
+    for epochs, message in [
+            ("1", "interrupted before the first epoch finished (no checkpoint yet); rerun the "
+                  "command to start again."),
+            ("2", f"interrupted; the checkpoint in {checkpoint} keeps the last finished epoch: "
+                  "rerun the same command to resume from it.")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "moons", "--n", "100", "--layers", "1", "--epochs", epochs,
+                  "--out", str(tmp_path / "m.keras")])
+        assert exit_info.value.code == 130
+        assert capsys.readouterr().err == f"kerasflows: error: {message}\n"
+
+
+def test_csv_line_one_is_a_header_only_when_none_of_its_fields_is_a_number(tmp_path, capsys):
+    from kerasflows.cli.data import read_array
+    files = {"header.csv": "x,y\n0.5,0.2\n1.0,-0.3\n",
+             "plain.csv": "0.5,0.2\n1.0,-0.3\n",
+             "commented.csv": "\ufeff# made by hand\n\nx,y\n0.5,0.2\n\n1.0,-0.3\n",
+             "bom.csv": "\ufeff0.5,0.2\n1.0,-0.3\n"}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        np.testing.assert_array_equal(read_array(str(tmp_path / name)),
+                                      np.float32([[0.5, 0.2], [1.0, -0.3]]), err_msg=name)
+    bad = {"typo_first.csv": ("1.5,2x\n0.5,0.2\n1.0,-0.3\n",
+                              "line 1, column 2: '2x' is not a number (line 1 is read as data, "
+                              "not as a header line, as it has a number in it)."),
+           "typo_later.csv": ("# made by hand\nx,y\n0.5,0.2\n1.0,oops\n",
+                              "line 4, column 2: 'oops' is not a number."),
+           "ragged.csv": ("x,y\n1,2\n3,4,5\n", "line 3 has 3 fields; line 2 has 2."),
+           "semicolons.csv": ("1;2\n3;4\n", "line 2, column 1: '3;4' is not a number "
+                                              "(fields are separated by commas)."),
+           "nan.csv": ("x,y\n\n1,2\nnan,4\n", "1 NaN or inf value (first in line 4)."),
+           "header_only.csv": ("x,y\n", "no data rows after its header line 1."),
+           "empty.csv": ("\n", "no data (the file holds no rows).")}
+    cases = []
+    for name, (text, message) in bad.items():
+        (tmp_path / name).write_text(text)
+        cases.append((["evaluate", MOONS, tmp_path / name], f"{tmp_path / name}: {message}"))
+    _assert_user_errors(cases, capsys)
+
+
+def test_bad_npy_files_say_what_is_wrong(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    (tmp_path / "random.npy").write_bytes(rng.bytes(500))
+    np.savez(tmp_path / "two.npz", x=np.zeros((3, 2)), y=np.ones(3))
+    os.rename(tmp_path / "two.npz", tmp_path / "renamed.npy")
+    np.save(tmp_path / "complex.npy", np.ones((4, 2)) * (1 + 2j))
+    np.save(tmp_path / "big.npy", np.array([[0.0, 1.0], [2.0, 3.0], [5.0, -1e300]]))
+    np.save(tmp_path / "objects.npy", np.array([[1, "a"]], dtype=object), allow_pickle=True)
+    np.save(tmp_path / "text.npy", np.array([["1", "2"]]))
+    (tmp_path / "folder.npy").mkdir()
+    cases = [(["evaluate", MOONS, tmp_path / name], f"{tmp_path / name}{message}") for name,
+             message in [
+                 ("random.npy", ": not a valid .npy array file (it does not start with the "
+                                ".npy header; damaged, or another format)."),
+                 ("renamed.npy", ": a .npz archive of arrays, not a .npy array; save the one "
+                                 "array with numpy.save."),
+                 ("complex.npy", ": holds complex numbers (dtype complex128); expected real "
+                                 "numbers."),
+                 ("big.npy", ": 1 value overflow float32 (largest 3.403e+38); the first, "
+                             "-1e+300, is in row 2."),
+                 ("objects.npy", ": holds Python objects (dtype object); expected real "
+                                 "numbers."),
+                 ("text.npy", ": holds strings (dtype <U1); expected real numbers."),
+                 ("folder.npy", " is a directory, not a .npy or .csv file.")]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # no ComplexWarning, no overflow warning
+        _assert_user_errors(cases, capsys)
+
+
+def test_options_name_themselves_and_the_range_they_take(tmp_path, capsys):
+    np.save(tmp_path / "d.npy", np.zeros((5, 2), np.float32))
+    expected = "expected an integer in 0..2147483647 (2**31-1), got"
+    _assert_user_errors([
+        (["train", "moons", "--seed", "99999999999999"], f"argument --seed: {expected} "
+                                                         "'99999999999999'"),
+        (["train", "moons", "--seed", "-5"], f"argument --seed: {expected} '-5'"),
+        (["sample", MOONS, "--seed", "3000000000", "-o", tmp_path / "s.npy"],
+         f"argument --seed: {expected} '3000000000'"),
+        (["evaluate", MOONS, "moons", "--seed", "-1"], f"argument --seed: {expected} '-1'"),
+        (["fit-target", "--target", "u1", "--seed", "2147483648"],
+         f"argument --seed: {expected} '2147483648'"),
+        (["plot", MOONS, "-o", tmp_path / "p.png", "--span", "0"],
+         "argument --span: expected a finite number > 0, got '0'"),
+        (["plot", MOONS, "-o", tmp_path / "p.png", "--span", "-5"],
+         "argument --span: expected a finite number > 0, got '-5'"),
+        (["plot", MOONS, "-o", tmp_path / "p.png", "--region", "3,1,-1,1"],
+         "--region: expected finite XMIN,XMAX,YMIN,YMAX with XMIN < XMAX and YMIN < YMAX; "
+         "received 3,1,-1,1."),
+        (["train", "moons", "--bound", "-1"],
+         "argument --bound: expected a finite number > 0, got '-1'"),
+        (["train", "moons", "--bins", "1"], "argument --bins: expected an integer >= 2, got '1'"),
+        (["evaluate", MOONS, tmp_path / "d.npy", "--n", "5"],
+         f"--n draws points of a dataset name; {tmp_path / 'd.npy'} is a file"),
+        (["evaluate", MOONS, tmp_path / "d.npy", "--seed", "3"],
+         f"--seed seeds the draw of a dataset name; {tmp_path / 'd.npy'} is a file"),
+        (["train", tmp_path / "d.npy", "--n", "5"], "--n draws points of a dataset name"),
+        (["evaluate", os.path.join(MOONS, "saved_model"), "moons"],
+         "saved_model is an exported SavedModel (for TF Serving): `kerasflows info` lists its "
+         "signatures; evaluate, sample, plot and export take the .keras model"),
+        (["export", MOONS, tmp_path / "d.npy"],
+         f"{tmp_path / 'd.npy'} is a file; DIR is the folder the SavedModel's versions go in"),
+    ], capsys)
+    assert (tmp_path / "d.npy").is_file() and not (tmp_path / "p.png").exists()
+
+
+def test_a_dataset_name_is_the_dataset_even_beside_a_folder_of_that_name(tmp_path, capsys,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "moons").mkdir()
+    (tmp_path / "pinwheels").mkdir()
+    result = json.loads(_run(capsys, "evaluate", MOONS, "moons", "--n", "100", "--json"))
+    assert result["n"] == 100
+    _assert_user_errors([(["evaluate", MOONS, "pinwheels"],
+                          "'pinwheels' is a directory; DATA is a dataset name (moons, ")],
+                        capsys)
+
+
+def test_plot_names_a_damaged_model_folder_file(tmp_path, capsys):
+    folders = {}
+    for name in ("manifest", "sample"):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        shutil.copy(os.path.join(MOONS, "flow.keras"), folders[name])
+    (folders["manifest"] / "manifest.json").write_text("{oops")
+    good = open(os.path.join(MOONS, "data_sample.npy"), "rb").read()
+    (folders["sample"] / "data_sample.npy").write_bytes(good[:200])
+    _assert_user_errors([
+        (["plot", folders["manifest"], "-o", tmp_path / "p.png", "-n", "100"],
+         f"{folders['manifest'] / 'manifest.json'}: not valid JSON (Expecting property name"),
+        (["plot", folders["sample"], "-o", tmp_path / "p.png", "-n", "100"],
+         f"{folders['sample'] / 'data_sample.npy'}: cannot read the data (")], capsys)
+
+
+def test_a_class_label_model_takes_only_labels_it_knows(tmp_path, capsys):
+    from kerasflows import pictures
+    from kerasflows.cli.plot import ROW
+    from kerasflows.layers import ClassEmbedding
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(4,), context_dim=1,
+                                     context_encoder=ClassEmbedding(3))
+    model = tmp_path / "labels.keras"
+    flow.save(model)
+    np.save(tmp_path / "x.npy", np.zeros((6, 2), np.float32))
+    np.savetxt(tmp_path / "c.csv", [0, 1, 2, 2, 7, 1], fmt="%d")
+    known = "--context: labels for ClassEmbedding(num_classes=3) are 0..2; received"
+    _assert_user_errors([
+        (["sample", model, "--context", "12", "-o", tmp_path / "s.npy"], f"{known} 12.0 in row 0"),
+        (["sample", model, "--context", "1.6", "-o", tmp_path / "s.npy"],
+         "--context: labels for ClassEmbedding(num_classes=3) are the integers 0..2; received 1.6 "
+         "in row 0 (labels are not rounded)."),
+        (["evaluate", model, tmp_path / "x.npy", "--context", tmp_path / "c.csv"],
+         f"{known} 7.0 in row 4"),
+        (["plot", model, "-o", tmp_path / "p.png", "--image", "1x2", "--context", "-1"],
+         f"{known} -1.0 in row 0")], capsys)
+    assert not (tmp_path / "s.npy").exists()
+    # --rows-by-context steps the label itself: a bare .keras file needs no --context
+    out = _run(capsys, "plot", model, "-o", tmp_path / "rows.png", "--rows-by-context",
+               "--image", "1x2")
+    assert f"{ROW} samples at each of 3 context values, one row each" in out
+    rows = np.concatenate([flow.sample(ROW, context=[[k]], seed=0).numpy() for k in range(3)])
+    np.testing.assert_array_equal(_png(tmp_path / "rows.png"), pictures.image_grid(
+        rows, (1, 2), None, columns=ROW, scale=256 // 16))
+
+
+def test_info_shows_the_manifest_command_that_reproduces_the_model(capsys):
+    folder = os.path.join(ROOT, "saved_models", "ring_radius")
+    with open(os.path.join(folder, "manifest.json")) as f:
+        command = json.load(f)["command"]
+    out = _run(capsys, "info", folder)
+    assert f"\ncommand (manifest.json; reproduces the model): {command}\n" in out
+    assert re.search(r"\nas run \(the training record in the model file\): kerasflows train "
+                     r"\S+ring_radius_x\.npy ", out)
+    out = _run(capsys, "info", MOONS)                     # the same command: said once
+    with open(os.path.join(MOONS, "manifest.json")) as f:
+        assert f"\ncommand: {json.load(f)['command']}\n" in out
+    assert "as run" not in out
+
+
+def test_help_shows_defaults_as_the_options_take_them(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "(default: 64,64)" in out and "[64, 64]" not in out
+    assert "(default: default)" not in out and "default (one process;" in out
+    description = out.split("\n\n")[1]
+    assert description.startswith("fit a flow by maximum likelihood"), description
+    assert "an integer in 0..2**31-1 (default: 0)" in " ".join(out.split())
 
 
 def test_console_script_reports_user_error_without_traceback(tmp_path):

@@ -158,8 +158,10 @@ def test_signatures_served_without_kerasflows_match_flow(tmp_path):
         inputs = _inputs(flow, rng)
         jobs.append((target, inputs))
         expected.append(_expected(flow, inputs))
-    # the conditional flow sampled with one context row shared by all n samples
-    shared = dict(jobs[1][1], sample_context=jobs[1][1]["sample_context"][:1])
+    # the conditional flow with one context row [1, C] shared by every row, in every
+    # signature (as the flow's own methods take it)
+    shared = dict(jobs[1][1], context=jobs[1][1]["context"][:1],
+                  sample_context=jobs[1][1]["sample_context"][:1])
     jobs.append((jobs[1][0], shared))
     expected.append(_expected(flows[1], shared))
     shipped = [os.path.join(SHIPPED, name) for name in SHIPPED_NAMES]
@@ -170,7 +172,7 @@ def test_signatures_served_without_kerasflows_match_flow(tmp_path):
         expected.append(_expected(flow, inputs, compiled=False))
     results = _serve(jobs, tmp_path)
     names = ["nsf", "conditional realnvp", "maf, bfloat16 conditioners",
-             "conditional realnvp, one sample context"] + list(SHIPPED_NAMES)
+             "conditional realnvp, one context row for all"] + list(SHIPPED_NAMES)
     for name, got, want in zip(names, results, expected):
         # bfloat16 products round differently in the served graph's kernels
         _assert_same(got, want, name, tol=1e-2 if "bfloat16" in name else 1e-5)
@@ -207,6 +209,9 @@ def test_export_refuses_to_overwrite_a_version(tmp_path):
     export_saved_model(flow, tmp_path / "m", version=3, overwrite=True)
     with pytest.raises(ValueError, match="version"):
         export_saved_model(flow, tmp_path / "m", version=0)
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ValueError, match="file is a file; the export's base directory must"):
+        export_saved_model(flow, tmp_path / "file")
     assert sorted(load_saved_model(tmp_path / "m").signatures) == sorted(SIGNATURES)
 
 

@@ -4,7 +4,8 @@ Each subcommand lives in `kerasflows/cli/<name>.py` and exposes
 `add_parser(subparsers)` and `run(args) -> int`. User errors (a missing
 file, a wrong shape, an unknown dataset or recipe, a bad flag) print one
 line `kerasflows: error: ...` to stderr and exit with status 2, without a
-traceback.
+traceback; Ctrl-C exits with status 130 (`train` says what its checkpoint
+keeps).
 
 Example:
 
@@ -62,5 +63,5 @@ def main(argv=None):
         _fail(" ".join(str(e).split()) or type(e).__name__)
     except FloatingPointError as e:
         _fail(str(e), status=1)
-    except KeyboardInterrupt:
-        _fail("interrupted", status=130)
+    except KeyboardInterrupt as e:      # `train` says what its checkpoint keeps
+        _fail(str(e) or "interrupted", status=130)

@@ -1,6 +1,7 @@
-"""Helpers shared by the subcommands: reading data, opening models, writing arrays."""
+"""Helpers shared by the subcommands: option types, output folders, opening models."""
 
 import argparse
+import json
 import math
 import os
 import re
@@ -8,11 +9,15 @@ import sys
 
 import numpy as np
 
-__all__ = ["UserError", "HelpFormatter", "read_data", "read_conditional_set", "read_array",
-           "write_array", "output_folder", "open_flow",
-           "check_columns", "positive_int", "positive_float", "fraction", "units",
+__all__ = ["UserError", "HelpFormatter", "write_array", "output_folder", "open_flow",
+           "positive_int", "positive_float", "fraction", "units", "seed", "spline_bins",
+           "add_seed_argument", "add_spline_arguments", "check_recipe_options",
            "add_direction_argument", "writable_folder", "NEGATIVE_VALUE",
-           "progress_verbosity", "add_context_argument", "read_context"]
+           "progress_verbosity", "add_context_argument", "is_saved_model",
+           "read_json_file", "SEED_MAX"]
+
+#: The largest `--seed`: seeds go to NumPy, to Keras and to the int32 seed of sampling.
+SEED_MAX = 2**31 - 1
 
 
 class UserError(Exception):
@@ -20,11 +25,16 @@ class UserError(Exception):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default unless it is None/False (those say it in their help)."""
+    """Shows an option's default unless it is None/False (those say it in their help)
+    or the option's `show_default` is False; a list default in the form the option
+    takes it (`64,64`)."""
 
     def _get_help_string(self, action):
-        if action.default is None or action.default is False:
+        if (action.default is None or action.default is False
+                or not getattr(action, "show_default", True)):
             return action.help
+        if isinstance(action.default, list):
+            return f"{action.help} (default: {','.join(map(str, action.default))})"
         return super()._get_help_string(action)
 
 
@@ -98,66 +108,60 @@ def units(text):
     return values
 
 
+def seed(text):
+    """argparse type: a seed, an integer in 0..2**31-1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= SEED_MAX:
+        raise _arg_error(f"expected an integer in 0..{SEED_MAX} (2**31-1), got {text!r}")
+    return value
+
+
+def add_seed_argument(parser, help, default=0):
+    """`--seed`, an integer in 0..2**31-1 (`help` says what it seeds)."""
+    parser.add_argument("--seed", type=seed, default=default,
+                        help=f"{help}; an integer in 0..2**31-1")
+
+
+def spline_bins(text):
+    """argparse type: a number of spline bins, an integer >= 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 2:
+        raise _arg_error(f"expected an integer >= 2, got {text!r}")
+    return value
+
+
+def add_spline_arguments(parser):
+    """`--bins` and `--bound` of the spline recipes."""
+    parser.add_argument("--bins", type=spline_bins, default=None,
+                        help="spline bins, an integer >= 2 (nsf, nsf_ar only; default 8)")
+    parser.add_argument("--bound", type=positive_float, default=None,
+                        help="splines act on [-bound, bound], bound > 0 (nsf, nsf_ar only; "
+                        "default 5.0)")
+
+
+def check_recipe_options(recipe, bins, bound, direction):
+    """Refuses `--bins`/`--bound` for a recipe without splines and `--direction`
+    for one without a direction setting (kerasflows.recipes)."""
+    from kerasflows.recipes import DIRECTION_SETTINGS, SPLINE_RECIPES
+    given = [f"--{name} {value:g}" for name, value in (("bins", bins), ("bound", bound))
+             if value is not None]
+    if given and recipe not in SPLINE_RECIPES:
+        raise UserError(f"--bins and --bound apply to the spline recipes "
+                        f"({', '.join(SPLINE_RECIPES)}) only; received --recipe {recipe} "
+                        f"{' '.join(given)}.")
+    if direction is not None and recipe not in DIRECTION_SETTINGS:
+        raise UserError(f"--direction applies to the recipes ({', '.join(DIRECTION_SETTINGS)}) "
+                        f"only; received --recipe {recipe} --direction {direction}.")
+
+
 def _arg_error(message):
     return argparse.ArgumentTypeError(message)
-
-
-def read_array(path):
-    """Reads a `.npy` or `.csv` (comma-separated, optional header line) file as float32 `[N, D]`."""
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no such file.")
-    try:
-        if path.endswith(".npy"):
-            array = np.load(path, allow_pickle=False)
-        elif path.endswith(".csv"):
-            array = _read_csv(path)
-        else:
-            raise UserError(f"{path}: expected a .npy or .csv file.")
-        array = np.asarray(array, np.float32)
-    except (ValueError, OSError, EOFError) as e:
-        raise UserError(f"{path}: cannot read the data ({e}).") from e
-    if array.ndim != 2 or array.shape[0] == 0:
-        raise UserError(f"{path}: expected a 2-D array of shape [N, D] with N >= 1; "
-                        f"got shape {array.shape}.")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        raise UserError(f"{path}: {int(bad.sum())} NaN or inf values (first in row "
-                        f"{int(np.nonzero(bad)[0][0])}).")
-    return array
-
-
-def _read_csv(path):
-    try:
-        return np.loadtxt(path, delimiter=",", ndmin=2)
-    except ValueError:
-        return np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
-
-
-def read_data(spec, n=None, seed=0):
-    """A dataset name (`kerasflows.datasets.NAMES`, drawing `n` points) or a data file.
-
-    Returns `(array, dataset_name_or_None)`.
-    """
-    from kerasflows import datasets
-    if spec in datasets.NAMES and not os.path.exists(spec):
-        return datasets.load(spec, n=n, seed=seed), spec
-    if not spec.endswith((".npy", ".csv")):
-        raise UserError(f"{spec!r} is neither a dataset name ({', '.join(datasets.NAMES)}; "
-                        f"with a context: {', '.join(datasets.CONDITIONAL_NAMES)}) nor a "
-                        ".npy/.csv file.")
-    return read_array(spec), None
-
-
-def read_conditional_set(spec, n=None, seed=0, context=None):
-    """`(x, context)` drawn from the conditional set DATA names (`ring_radius`,
-    `digits_label`), or None when `spec` names none; `context` is the `--context`
-    given, which such a set refuses (it brings its own)."""
-    from kerasflows import datasets
-    if spec not in datasets.CONDITIONAL_NAMES or os.path.exists(spec):
-        return None
-    if context is not None:
-        raise UserError(f"{spec} brings its own context; --context is for data files.")
-    return datasets.load_conditional(spec, n=n, seed=seed)
 
 
 def output_folder(path):
@@ -196,14 +200,36 @@ def write_array(path, array):
         raise UserError(f"{path}: the output must end in .npy or .csv.")
 
 
-def open_flow(path, unconditional=True):
-    """Loads a flow with `kerasflows.load`; with `unconditional`, refuses a conditional one."""
+def is_saved_model(path):
+    """True for a folder that holds an exported SavedModel (`saved_model.pb`, or
+    numbered version folders) rather than a `.keras` model."""
+    return os.path.isdir(path) and not os.path.isfile(os.path.join(path, "flow.keras")) and (
+        os.path.isfile(os.path.join(path, "saved_model.pb"))
+        or any(d.isdigit() for d in os.listdir(path)))
+
+
+def open_flow(path):
+    """Loads the flow of a `.keras` file or a model folder with `kerasflows.load`."""
     from kerasflows.loading import load
-    flow = load(path)
-    if unconditional and flow.context_dim is not None:
-        raise UserError(f"{path}: a conditional flow (context_dim={flow.context_dim}); this "
-                        "command handles unconditional flows only; use the Python API.")
-    return flow
+    if is_saved_model(path):
+        raise UserError(f"{path} is an exported SavedModel (for TF Serving): `kerasflows info` "
+                        "lists its signatures; evaluate, sample, plot and export take the "
+                        ".keras model (a .keras file, or a model folder such as "
+                        "saved_models/moons).")
+    return load(path)
+
+
+def read_json_file(path):
+    """The JSON object in `path`; a UserError naming the file when it is not one."""
+    try:
+        with open(path) as f:
+            value = json.load(f)
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e}).") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: expected a JSON object {{...}}; found a "
+                        f"{type(value).__name__}.")
+    return value
 
 
 def add_context_argument(parser, rows):
@@ -211,45 +237,5 @@ def add_context_argument(parser, rows):
     parser.add_argument(
         "--context", metavar="C1,C2,... | FILE",
         help=f"a conditional flow's context: comma-separated numbers (one context for "
-        f"every row) or a .npy/.csv file with {rows}")
-
-
-def read_context(spec, flow, rows, what):
-    """The `--context` `spec` for `flow` as float32 `[rows, C]`; None for an
-    unconditional flow without one. `what` names one row (e.g. "sample")."""
-    C = flow.context_dim
-    if C is None:
-        if spec is not None:
-            raise UserError("--context: this flow is not conditional (context_dim=None).")
-        return None
-    if spec is None:
-        raise UserError(f"a conditional flow (context_dim={C}): give --context, "
-                        f"{_numbers(C)} or a .npy/.csv file.")
-    if spec.endswith((".npy", ".csv")):
-        context = read_array(spec)
-    else:
-        try:
-            context = np.array([[float(v) for v in spec.split(",")]], np.float32)
-        except ValueError:
-            raise UserError(f"--context: expected {_numbers(C)} or a .npy/.csv file; "
-                            f"received {spec!r}.") from None
-        if not np.all(np.isfinite(context)):
-            raise UserError(f"--context: expected finite numbers; received {spec!r}.")
-    if context.shape[1] != C:
-        raise UserError(f"--context has {context.shape[1]} values per row; the model expects "
-                        f"context_dim={C}.")
-    if len(context) not in (1, rows):
-        raise UserError(f"--context has {len(context)} rows; expected 1 or {rows} (one per "
-                        f"{what}).")
-    return np.repeat(context, rows, axis=0) if len(context) == 1 else context
-
-
-def _numbers(count):
-    return "1 number" if count == 1 else f"{count} comma-separated numbers"
-
-
-def check_columns(array, flow, what):
-    """Raises a UserError unless `array` has the flow's event dimension."""
-    if array.shape[1] != flow.event_dim:
-        raise UserError(f"{what} has {array.shape[1]} columns; the model expects "
-                        f"event_dim={flow.event_dim}.")
+        f"every row) or a .npy/.csv file with {rows}; for a model whose context is a class "
+        f"label (a ClassEmbedding), integer labels it knows (not rounded)")

@@ -2,9 +2,10 @@
 
 import json
 
-from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument, check_columns,
-                                   open_flow, positive_int, read_conditional_set, read_context,
-                                   read_data)
+from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument,
+                                   add_seed_argument, open_flow, positive_int)
+from kerasflows.cli.data import (check_columns, check_labels, is_dataset_name, plural,
+                                 read_conditional_set, read_context, read_data)
 
 __all__ = ["add_parser", "run"]
 
@@ -17,17 +18,18 @@ def add_parser(subparsers):
     p.add_argument("data", help="a dataset name (draws --n points; the conditional sets "
                    "ring_radius and digits_label with their contexts) or a .npy/.csv file [N, D]")
     p.add_argument("--n", type=positive_int, default=None,
-                   help="points to draw for a dataset name (default 10000; digits: 1797)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draw for a dataset name")
+                   help="points to draw for a dataset name (default 10000; digits: 1797); "
+                   "not for a data file")
+    add_seed_argument(p, "seed of the draw for a dataset name (default 0; not for a data "
+                      "file)", default=None)
     add_context_argument(p, "one row per data row")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
 
-def run(args):
-    from kerasflows.distributed import evaluate_nll
-    flow = open_flow(args.model, unconditional=False)
-    drawn = read_conditional_set(args.data, n=args.n, seed=args.seed, context=args.context)
+def _inputs(args, flow):
+    """`(x, context or None)`: DATA's rows and their contexts, checked against `flow`."""
+    drawn = read_conditional_set(args.data, n=args.n, seed=args.seed or 0, context=args.context)
     if drawn is not None:
         x, context = drawn
         check_columns(x, flow, args.data)
@@ -35,11 +37,26 @@ def run(args):
             wants = ("is not conditional" if flow.context_dim is None else
                      f"expects context_dim={flow.context_dim}")
             raise UserError(f"{args.data} is a conditional set (contexts of "
-                            f"{context.shape[1]} values); {args.model} {wants}.")
-    else:
-        x, _ = read_data(args.data, n=args.n, seed=args.seed)
-        check_columns(x, flow, args.data)
-        context = read_context(args.context, flow, len(x), f"row of {args.data}")
+                            f"{plural(context.shape[1], 'value')}); {args.model} {wants}.")
+        check_labels(flow, context, f"{args.data}'s context")
+        return x, context
+    if args.seed is not None and not is_dataset_name(args.data):
+        raise UserError(f"--seed seeds the draw of a dataset name; {args.data} is a file (all "
+                        "its rows are used).")
+    x, _ = read_data(args.data, n=args.n, seed=args.seed)
+    check_columns(x, flow, args.data)
+    return x, read_context(args.context, flow, len(x), f"row of {args.data}")
+
+
+def run(args):
+    from kerasflows.distributed import evaluate_nll
+    from kerasflows.export import forward_only_summary
+    flow = open_flow(args.model)
+    forward_only = forward_only_summary(flow)
+    if forward_only:
+        raise UserError(f"{args.model} gives no log-density of data: {forward_only}. "
+                        "`kerasflows sample` still draws from it.")
+    x, context = _inputs(args, flow)
     mean, se = evaluate_nll(flow, x, context=context)
     result = {"model": args.model, "data": args.data, "n": len(x), "nll": mean, "nll_se": se}
     if args.json:

@@ -16,6 +16,7 @@ import shlex
 import time
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument,
+                                   add_seed_argument, add_spline_arguments, check_recipe_options,
                                    output_folder, positive_float, positive_int,
                                    progress_verbosity, units)
 
@@ -39,16 +40,13 @@ def add_parser(subparsers):
     p.add_argument("--layers", type=positive_int, default=32, help="number of flow layers")
     p.add_argument("--hidden", type=units, default=[64, 64],
                    help="hidden units of each conditioner (not for planar/radial)")
-    p.add_argument("--bins", type=positive_int, default=None,
-                   help="spline bins (nsf, nsf_ar only; default 8)")
-    p.add_argument("--bound", type=float, default=None,
-                   help="splines act on [-bound, bound] (nsf, nsf_ar only; default 5.0)")
+    add_spline_arguments(p)
     add_direction_argument(p)
     p.add_argument("--epochs", type=positive_int, default=10, help="number of epochs")
     p.add_argument("--steps", type=positive_int, default=200, help="training steps per epoch")
     p.add_argument("--batch-size", type=positive_int, default=512, help="samples per step")
     p.add_argument("--lr", type=positive_float, default=5e-3, help="Adam learning rate")
-    p.add_argument("--seed", type=int, default=0, help="seeds initialization and sampling")
+    add_seed_argument(p, "seeds initialization and sampling")
     p.add_argument("--eval-samples", type=positive_int, default=20_000,
                    help="samples for the final ELBO / ESS / KL estimates")
     out = p.add_mutually_exclusive_group()
@@ -75,6 +73,7 @@ def build_flow(recipe, num_layers, hidden_units=(64, 64), bins=None, bound=None,
                             f"Received: --recipe {recipe}")
         cls = layers.Planar if recipe == "planar" else layers.Radial
         return kerasflows.Flow([cls() for _ in range(num_layers)], event_dim=2)
+    check_recipe_options(recipe, bins, bound, direction)
     return recipes.build(recipe, 2, num_layers, hidden_units, bins, bound, direction)
 
 

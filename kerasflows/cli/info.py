@@ -8,7 +8,7 @@ signatures are listed).
 import json
 import os
 
-from kerasflows.cli.common import HelpFormatter, open_flow
+from kerasflows.cli.common import HelpFormatter, is_saved_model, open_flow, read_json_file
 
 __all__ = ["add_parser", "run", "describe"]
 
@@ -20,12 +20,6 @@ def add_parser(subparsers):
     p.add_argument("model", help="a .keras file, a model folder or a SavedModel directory")
     p.add_argument("--json", action="store_true", help="print the description as JSON")
     return p
-
-
-def _is_saved_model(path):
-    return os.path.isdir(path) and not os.path.isfile(os.path.join(path, "flow.keras")) and (
-        os.path.isfile(os.path.join(path, "saved_model.pb"))
-        or any(d.isdigit() for d in os.listdir(path)))
 
 
 def _describe_saved_model(path):
@@ -43,9 +37,9 @@ def _describe_saved_model(path):
 def describe(path):
     """A JSON-able description of the model at `path`."""
     from kerasflows.loading import model_file, training_record
-    if _is_saved_model(path):
+    if is_saved_model(path):
         return _describe_saved_model(path)
-    flow = open_flow(path, unconditional=False)
+    flow = open_flow(path)
     layers = [{"index": i, "name": l.name, "class": type(l).__name__,
                "parameters": int(sum(int(w.numpy().size) for w in l.weights))}
               for i, l in enumerate(flow.flow_layers)]
@@ -61,12 +55,21 @@ def describe(path):
             "features": flow.context_features}
     manifest = os.path.join(path, "manifest.json")
     if os.path.isdir(path) and os.path.isfile(manifest):
-        try:
-            with open(manifest) as f:
-                info["manifest"] = json.load(f)
-        except ValueError as e:
-            raise ValueError(f"{manifest}: not valid JSON ({e}).") from e
+        info["manifest"] = read_json_file(manifest)
     return info
+
+
+def _print_commands(record, manifest):
+    """The command that reproduces the model: the manifest's when there is one (the
+    training record's may name temporary files), then the recorded one if it differs."""
+    recorded = record.get("command")
+    rerun = (manifest or {}).get("command") or recorded
+    if rerun == recorded:
+        print(f"command: {rerun}")
+        return
+    print(f"command (manifest.json; reproduces the model): {rerun}")
+    if recorded is not None:
+        print(f"as run (the training record in the model file): {recorded}")
 
 
 def _print_flow(info):
@@ -87,13 +90,13 @@ def _print_flow(info):
                         if isinstance(record.get(k), (int, float)))
         print(f"fitted to: target {record['target']}, recipe {record.get('recipe')}, "
               f"{record.get('epochs')} epochs of {record.get('steps')} steps; {fit}")
-        print(f"command: {record.get('command')}")
+        _print_commands(record, info.get("manifest"))
     elif record:
         nlls = ", ".join(f"{k} {record[k + '_nll']:.4f}" for k in ("train", "validation", "test")
                          if record.get(k + "_nll") is not None)
         print(f"trained on: {record.get('data')} ({record.get('n_train')} rows), recipe "
               f"{record.get('recipe')}, {record.get('epochs')} epochs; NLL (nats) {nlls}")
-        print(f"command: {record.get('command')}")
+        _print_commands(record, info.get("manifest"))
     else:
         print("trained on: unknown (no training record in the file)")
     manifest = info.get("manifest")

@@ -6,19 +6,21 @@ histogram of its samples, or its samples as pictures for image-shaped flows
 `kerasflows.pictures` into one PNG file. A conditional flow is drawn at
 `--context` (default: the manifest's `context`); with `--rows-by-context`,
 an image-shaped one is drawn one row of pictures per value of its stepped
-context (a class label).
+context (a class label), and needs no `--context` when its context is that
+one number.
 """
 
 import argparse
-import json
 import os
 
 import numpy as np
 
 from kerasflows import pictures
 from kerasflows.callbacks import ROW     # samples per context value, as FlowImages draws them
-from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument, open_flow,
-                                   output_folder, positive_int, read_context)
+from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument,
+                                   add_seed_argument, open_flow, output_folder, positive_float,
+                                   positive_int, read_json_file)
+from kerasflows.cli.data import check_columns, label_embedding, read_array, read_context
 
 __all__ = ["add_parser", "run"]
 
@@ -57,9 +59,9 @@ def add_parser(subparsers):
     p.add_argument("--resolution", type=positive_int, default=256,
                    help="pixels per side of each picture")
     p.add_argument("-n", "--num", type=positive_int, default=20_000, help="samples drawn")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--span", type=float, default=10.0,
-                   help="nats of log-density shown below the maximum")
+    add_seed_argument(p, "sampling seed")
+    p.add_argument("--span", type=positive_float, default=10.0,
+                   help="nats of log-density shown below the maximum, > 0")
     p.add_argument("--image", type=_numbers(int, 2), metavar="HxW",
                    help="draw samples as HxW grey pictures (default: the manifest's `image`)")
     add_context_argument(p, "one row (a conditional flow is drawn at one context; default: "
@@ -67,28 +69,27 @@ def add_parser(subparsers):
     p.add_argument("--rows-by-context", action="store_true",
                    help=f"for an image-shaped conditional flow whose context moves in steps "
                    f"(the manifest's context_range and context_step, or a ClassEmbedding's "
-                   f"labels): {ROW} samples at each value, one row of pictures per value")
+                   f"labels): {ROW} samples at each value, one row of pictures per value "
+                   f"(--context, or the manifest's, then gives the other coordinates of a "
+                   f"wider context; a one-number context needs none)")
     return p
 
 
 def _manifest(args):
     path = _folder_file(args.model, "manifest.json")
-    if not path:
-        return {}
-    with open(path) as f:
-        return json.load(f)
+    return read_json_file(path) if path else {}
 
 
 def _stepped_values(flow, manifest):
     """`(k, values)`: the context coordinate that moves in steps and its values."""
-    from kerasflows.layers import ClassEmbedding
     steps, ranges = manifest.get("context_step"), manifest.get("context_range")
     for k, step in enumerate(steps or []):
         if step and ranges and len(ranges) == flow.context_dim:
             low, high = ranges[k]
             return k, low + step * np.arange(int(round((high - low) / step)) + 1)
-    if isinstance(flow.context_encoder, ClassEmbedding):
-        return 0, np.arange(flow.context_encoder.num_classes, dtype=np.float64)
+    embedding = label_embedding(flow)
+    if embedding is not None:
+        return 0, np.arange(embedding.num_classes, dtype=np.float64)
     raise UserError("--rows-by-context needs a context that moves in steps: the model "
                     "folder's manifest context_step, or a ClassEmbedding context encoder.")
 
@@ -96,6 +97,9 @@ def _stepped_values(flow, manifest):
 def _rows_by_context(args, flow, context, manifest):
     """`ROW` samples at each value of the stepped context coordinate, row by row."""
     k, values = _stepped_values(flow, manifest)
+    if context is None and flow.context_dim > 1:
+        raise UserError(f"--rows-by-context steps one coordinate of this flow's context "
+                        f"(context_dim={flow.context_dim}); give --context for the others.")
     base = (np.zeros(flow.context_dim, np.float32) if context is None
             else np.asarray(context, np.float32)[0])
     rows = []
@@ -104,6 +108,39 @@ def _rows_by_context(args, flow, context, manifest):
         c[k] = v
         rows.append(flow.sample(ROW, context=c[None], seed=args.seed).numpy())
     return np.concatenate(rows), len(values)
+
+
+def _context(args, flow, manifest):
+    """The context `[1, C]` the flow is drawn at: `--context`, else the manifest's;
+    None for an unconditional flow, and for `--rows-by-context`, which steps the
+    context, when neither is given."""
+    opening = manifest.get("context")
+    if args.context is None and flow.context_dim is not None:
+        if opening is not None:
+            return np.asarray(opening, np.float32).reshape(1, -1)
+        if args.rows_by_context:
+            return None
+    return read_context(args.context, flow, 1, "picture")
+
+
+def _check_region(region):
+    """Refuses a `--region` that is not finite with xmin < xmax and ymin < ymax."""
+    if region is None:
+        return
+    xmin, xmax, ymin, ymax = region
+    if not (np.all(np.isfinite(region)) and xmin < xmax and ymin < ymax):
+        raise UserError(f"--region: expected finite XMIN,XMAX,YMIN,YMAX with XMIN < XMAX and "
+                        f"YMIN < YMAX; received {','.join(f'{v:g}' for v in region)}.")
+
+
+def _data_sample(args, flow):
+    """The model folder's `data_sample.npy` `[N, D]`, checked; None if it has none."""
+    path = _folder_file(args.model, "data_sample.npy")
+    if path is None:
+        return None
+    data = read_array(path)
+    check_columns(data, flow, path)
+    return data
 
 
 def _folder_file(model, name):
@@ -141,8 +178,11 @@ def _draw_rows(args, flow, context, image, manifest):
 def _draw_points(args, flow, context, dims, can_density):
     """The density (2-D flows with an inverse) and a histogram of samples."""
     samples = flow.sample(args.num, context=context, seed=args.seed).numpy()
-    data = _folder_file(args.model, "data_sample.npy")
-    region = args.region or pictures.region_of(np.load(data) if data else samples, dims)
+    if args.region is None:
+        data = _data_sample(args, flow)
+        region = pictures.region_of(samples if data is None else data, dims)
+    else:
+        region = args.region
     region = tuple(float(v) for v in region)
     shown, said = [], []
     if args.what != "samples" and can_density:
@@ -161,13 +201,10 @@ def run(args):
     if not args.out.endswith(".png"):
         raise UserError(f"--out must end in .png. Received: {args.out}")
     output_folder(args.out)
-    flow = open_flow(args.model, unconditional=False)
+    flow = open_flow(args.model)
     manifest = _manifest(args)
-    opening = manifest.get("context")
-    if args.context is None and flow.context_dim is not None and opening is not None:
-        context = np.asarray(opening, np.float32).reshape(1, -1)
-    else:
-        context = read_context(args.context, flow, 1, "picture")
+    context = _context(args, flow, manifest)
+    _check_region(args.region)
     dims = tuple(d - 1 for d in args.dims)
     if len(set(dims)) != 2 or not all(0 <= d < flow.event_dim for d in dims):
         raise UserError(f"--dims must name two different coordinates in 1..{flow.event_dim}; "

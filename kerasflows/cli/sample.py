@@ -1,7 +1,9 @@
 """`kerasflows sample MODEL`: draw samples from a flow into a .npy or .csv file."""
 
-from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument, open_flow,
-                                   output_folder, positive_int, read_context, write_array)
+from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument,
+                                   add_seed_argument, open_flow, output_folder, positive_float,
+                                   positive_int, write_array)
+from kerasflows.cli.data import read_context
 
 __all__ = ["add_parser", "run"]
 
@@ -13,8 +15,8 @@ def add_parser(subparsers):
                               formatter_class=HelpFormatter)
     p.add_argument("model", help="a .keras file or a model folder (e.g. saved_models/moons)")
     p.add_argument("-n", "--num", type=positive_int, default=1000, help="number of samples")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--temperature", type=float, default=1.0,
+    add_seed_argument(p, "sampling seed")
+    p.add_argument("--temperature", type=positive_float, default=1.0,
                    help="scale of the base distribution (< 1 concentrates the samples)")
     add_context_argument(p, "one row per sample")
     p.add_argument("-o", "--out", required=True, metavar="FILE",
@@ -27,7 +29,7 @@ def run(args):
     if not args.out.endswith((".npy", ".csv")):
         raise UserError(f"--out must end in .npy or .csv. Received: {args.out}")
     output_folder(args.out)
-    flow = open_flow(args.model, unconditional=False)
+    flow = open_flow(args.model)
     context = read_context(args.context, flow, args.num, "sample")
     samples = flow.sample(args.num, context=context, seed=args.seed,
                           temperature=args.temperature).numpy()

@@ -15,10 +15,12 @@ import time
 
 import numpy as np
 
-from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument, fraction,
-                                   output_folder, positive_float, positive_int,
-                                   progress_verbosity, read_array, read_conditional_set,
-                                   read_data, units, writable_folder)
+from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument,
+                                   add_seed_argument, add_spline_arguments, check_recipe_options,
+                                   fraction, output_folder, positive_float, positive_int,
+                                   progress_verbosity, units, writable_folder)
+from kerasflows.cli.data import read_array, read_conditional_set, read_data
+from kerasflows.cli.resume import check_checkpoint, fingerprint, interrupted
 
 __all__ = ["add_parser", "run"]
 
@@ -28,33 +30,31 @@ def add_parser(subparsers):
     from kerasflows.recipes import RECIPES
     p = subparsers.add_parser(
         "train", help="train a flow on a dataset or a data file",
-        description=__doc__.split("\n\n")[0] + " Every epoch is checkpointed; rerunning the "
-        "same command after a crash resumes from the last finished epoch.",
+        description=__doc__.split("\n\n")[0].split(": ", 1)[1] + " Every epoch is "
+        "checkpointed; rerunning the same command after a crash (or Ctrl-C) resumes from the "
+        "last finished epoch.",
         formatter_class=HelpFormatter)
     p.add_argument("data", help="a dataset name (moons, eight_gaussians, checkerboard, rings, "
                    "pinwheel, two_spirals, digits), a conditional set whose context comes with "
                    "it (ring_radius, digits_label: give --context-classes 10 for its labels) "
-                   "or a .npy/.csv file of shape [N, D]")
+                   "or a .npy/.csv file of shape [N, D] (a dataset name is the dataset even "
+                   "where a file or folder of that name exists)")
     p.add_argument("--recipe", default="nsf", choices=list(RECIPES),
                    help="the flow family (kerasflows.models)")
     p.add_argument("--layers", type=positive_int, default=5, help="number of flow layers")
     p.add_argument("--hidden", type=units, default=[64, 64],
                    help="hidden units of each conditioner network, comma-separated")
-    p.add_argument("--bins", type=positive_int, default=None,
-                   help="spline bins (nsf, nsf_ar only; default 8)")
-    p.add_argument("--bound", type=float, default=None,
-                   help="splines act on [-bound, bound] (nsf, nsf_ar only; default 5.0)")
+    add_spline_arguments(p)
     add_direction_argument(p)
     p.add_argument("--epochs", type=positive_int, default=20, help="number of epochs")
     p.add_argument("--batch-size", type=positive_int, default=512, help="global batch size")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     p.add_argument("--lr-decay", choices=["none", "cosine"], default="none",
                    help="learning-rate schedule: constant, or cosine decay to 0")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seeds the data draw, the splits, initialization and batch order")
+    add_seed_argument(p, "seeds the data draw, the splits, initialization and batch order")
     p.add_argument("--n", type=positive_int, default=None,
                    help="points to draw when DATA is a dataset name (default 10000; digits, "
-                   "digits_label: all 1797 images)")
+                   "digits_label: all 1797 images); not for a data file")
     p.add_argument("--context", metavar="FILE",
                    help="a .npy/.csv file [N, C] of contexts, one row per row of DATA: trains "
                    "a conditional flow p(x | context) (validation and test rows then come from "
@@ -96,9 +96,12 @@ def add_parser(subparsers):
                    "kerasflows.callbacks.FlowImages); see them with: tensorboard --logdir DIR")
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="per-epoch checkpoints (default: --out with .checkpoint)")
-    p.add_argument("--strategy", choices=list(STRATEGIES), default="default",
-                   help="tf.distribute strategy: one process, MirroredStrategy (this "
-                   "machine's devices) or MultiWorkerMirroredStrategy (reads TF_CONFIG)")
+    strategy = p.add_argument(
+        "--strategy", choices=list(STRATEGIES), default="default",
+        help="tf.distribute strategy: default (one process; used when --strategy is not "
+        "given), mirrored (MirroredStrategy over this machine's devices) or multiworker "
+        "(MultiWorkerMirroredStrategy, configured by TF_CONFIG)")
+    strategy.show_default = False       # the help says it; "(default: default)" would not
     p.add_argument("--quiet", action="store_true",
                    help="no progress output (a live bar on a terminal, one line per epoch "
                    "otherwise)")
@@ -181,12 +184,6 @@ def _read_context(args, x, context=None):
     return context
 
 
-def _fingerprint(args):
-    skip = {"out", "report", "checkpoint_dir", "quiet", "strategy", "run", "argv", "command",
-            "save_every_epoch", "tensorboard"}
-    return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
-
-
 def _context_encoder(args):
     """The `--context-classes` embedding and/or `--context-encoder` network, or None."""
     import keras
@@ -205,6 +202,7 @@ def _context_encoder(args):
 
 def _builder(args, event_dim, context_dim=None):
     from kerasflows import recipes
+    check_recipe_options(args.recipe, args.bins, args.bound, args.direction)
 
     def build():
         kwargs = {"context_dim": context_dim}
@@ -317,18 +315,24 @@ def run(args):
             output_folder(path)
         if args.tensorboard:
             writable_folder(args.tensorboard, "--tensorboard")
+        check_checkpoint(checkpoint_dir)
     if args.save_every_epoch and not args.quiet and is_chief(strategy):
         print(f"Writing {out} after every epoch; watch it with: kerasflows-viz {out} --follow",
               flush=True)
     start = time.perf_counter()
-    flow, history = train_flow(
-        build, *parts[0], epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
-        lr_decay=args.lr_decay, seed=args.seed, validation_data=parts[1], strategy=strategy,
-        checkpoint_dir=checkpoint_dir, fingerprint=_fingerprint(args),
-        verbose=progress_verbosity(args.quiet),
-        on_epoch_end=_epoch_hooks([
-            (lambda _, flow, __: save_atomically(flow, out)) if args.save_every_epoch else None,
-            _tensorboard_log(args, dataset, *parts[0]) if args.tensorboard else None]))
+    try:
+        flow, history = train_flow(
+            build, *parts[0], epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.lr, lr_decay=args.lr_decay, seed=args.seed,
+            validation_data=parts[1], strategy=strategy, checkpoint_dir=checkpoint_dir,
+            fingerprint=fingerprint(args, x, context, parts),
+            verbose=progress_verbosity(args.quiet),
+            on_epoch_end=_epoch_hooks([
+                (lambda _, flow, __: save_atomically(flow, out)) if args.save_every_epoch
+                else None,
+                _tensorboard_log(args, dataset, *parts[0]) if args.tensorboard else None]))
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(interrupted(checkpoint_dir)) from None
     record = _record(args, dataset, parts, flow, history, time.perf_counter() - start)
     save_atomically(flow, out, record)
     if is_chief(strategy):

@@ -1,0 +1,289 @@
+"""Reading the commands' data: dataset names, `.npy`/`.csv` files and `--context`.
+
+Every problem with a file is a `UserError` that names the file and, for a
+CSV file, the 1-based line and column of the bad field.
+"""
+
+import itertools
+import os
+import warnings
+
+import numpy as np
+
+from kerasflows.cli.common import UserError
+
+__all__ = ["read_array", "read_data", "read_conditional_set", "read_context", "check_columns",
+           "check_labels", "label_embedding", "is_dataset_name", "plural"]
+
+#: The first bytes of every `.npy` file, and of a zip archive (a `.npz` file).
+NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+
+#: dtype kinds read as numbers: booleans, integers, unsigned integers, floats.
+NUMERIC_KINDS = "biuf"
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def plural(count, noun):
+    """`"1 value"`, `"2 values"`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def read_array(path):
+    """Reads a `.npy` or `.csv` (comma-separated, optional header line) file as float32 `[N, D]`."""
+    if os.path.isdir(path):
+        raise UserError(f"{path} is a directory, not a .npy or .csv file.")
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such file.")
+    if path.endswith(".npy"):
+        array, where = _read_npy(path), (lambda row: f"row {row}")
+    elif path.endswith(".csv"):
+        array, header = _read_csv(path)
+        where = lambda row: f"line {_csv_line(path, header, row)}"
+    else:
+        raise UserError(f"{path}: expected a .npy or .csv file.")
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise UserError(f"{path}: expected a 2-D array of shape [N, D] with N >= 1; "
+                        f"got shape {array.shape}.")
+    return _as_float32(path, array, where)
+
+
+def _read_npy(path):
+    """The array in a `.npy` file; numbers only (never unpickles)."""
+    with open(path, "rb") as f:
+        start = f.read(len(NPY_MAGIC))
+        if start.startswith(ZIP_MAGIC):
+            raise UserError(f"{path}: a .npz archive of arrays, not a .npy array; save the one "
+                            "array with numpy.save.")
+        if start != NPY_MAGIC:
+            raise UserError(f"{path}: not a valid .npy array file (it does not start with the "
+                            ".npy header; damaged, or another format).")
+        f.seek(0)
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                           (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+            dtype = read_header(f)[2] if read_header else None
+        except ValueError as e:
+            raise UserError(f"{path}: not a valid .npy array file (damaged header: {e}).") from None
+    if dtype is not None and dtype.kind not in NUMERIC_KINDS:
+        raise UserError(f"{path}: holds {_kind_name(dtype)} (dtype {dtype}); expected real "
+                        "numbers.")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{path}: cannot read the data ({e}).") from None
+
+
+def _kind_name(dtype):
+    if dtype.hasobject:
+        return "Python objects"
+    return {"c": "complex numbers", "U": "strings", "S": "bytes", "M": "dates",
+            "m": "time spans"}.get(dtype.kind, "records")
+
+
+def _as_float32(path, array, where):
+    """`array` as float32, refusing complex numbers, values beyond float32's range, NaN
+    and inf; `where(row)` says where a row is in the file ("row 7", "line 9")."""
+    if array.dtype.kind not in NUMERIC_KINDS:      # a .npy file whose header was not read
+        raise UserError(f"{path}: holds {_kind_name(array.dtype)} (dtype {array.dtype}); "
+                        "expected real numbers.")
+    if array.dtype.kind == "f" and array.dtype.itemsize > 4:
+        with np.errstate(invalid="ignore"):
+            big = np.isfinite(array) & (np.abs(array) > FLOAT32_MAX)
+        if big.any():
+            row, column = (int(i) for i in np.argwhere(big)[0])
+            raise UserError(f"{path}: {plural(int(big.sum()), 'value')} overflow float32 (largest "
+                            f"{FLOAT32_MAX:.4g}); the first, {array[row, column]:g}, is in "
+                            f"{where(row)}.")
+    array = array.astype(np.float32)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise UserError(f"{path}: {plural(int(bad.sum()), 'NaN or inf value')} (first in "
+                        f"{where(int(np.nonzero(bad)[0][0]))}).")
+    return array
+
+
+def _csv_rows(path):
+    """`(line number, fields)` of each line `np.loadtxt` reads: blank lines and `#`
+    comments skipped, a UTF-8 byte-order mark dropped."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            for number, line in enumerate(f, 1):
+                text = line.split("#", 1)[0].strip()
+                if text:
+                    yield number, text.split(",")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}).") from None
+
+
+def _is_number(field):
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return "_" not in field               # Python reads 1_000; NumPy does not
+
+
+def _read_csv(path):
+    """`(numbers, header)`: the numbers in a CSV file, and the line number of its
+    header line (0 if none). Its first line is a header (skipped) when none of its
+    fields is a number; otherwise it is data, and a bad field in it is reported."""
+    first = next(_csv_rows(path), None)
+    if first is None:
+        raise UserError(f"{path}: no data (the file holds no rows).")
+    header = first[0] if not any(_is_number(v) for v in first[1]) else 0
+    try:
+        with open(path, encoding="utf-8-sig") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")       # "input contained no data": said below
+            array = np.loadtxt(f, delimiter=",", ndmin=2, skiprows=header)
+    except ValueError as e:
+        raise UserError(_csv_problem(path, header, first[0])
+                        or f"{path}: cannot read the data ({e}).") from None
+    if array.size == 0:
+        raise UserError(f"{path}: no data rows after its header line {header}.")
+    return array, header
+
+
+def _csv_line(path, header, row):
+    """The 1-based line number of data row `row` (from 0) in the CSV file."""
+    lines = (number for number, _ in _csv_rows(path) if number > header)
+    return next(itertools.islice(lines, row, None))
+
+
+def _csv_problem(path, header, first):
+    """The first bad field or changed column count in the CSV file, by 1-based line
+    and column; None if none is found."""
+    width = None
+    for number, fields in _csv_rows(path):
+        if number <= header:
+            continue
+        for column, field in enumerate(fields, 1):
+            if not _is_number(field):
+                why = ""
+                if number == first:
+                    why = (f" (line {number} is read as data, not as a header line, as it has "
+                           "a number in it)")
+                elif any(mark in field for mark in ";\t"):
+                    why = " (fields are separated by commas)"
+                return (f"{path}: line {number}, column {column}: {field.strip()!r} is not a "
+                        f"number{why}.")
+        if width is None:
+            width = (number, len(fields))
+        elif len(fields) != width[1]:
+            return (f"{path}: line {number} has {plural(len(fields), 'field')}; line "
+                    f"{width[0]} has {width[1]}.")
+    return None
+
+
+def is_dataset_name(spec):
+    """True for the name of a dataset or a conditional set (kerasflows.datasets)."""
+    from kerasflows import datasets
+    return spec in datasets.NAMES or spec in datasets.CONDITIONAL_NAMES
+
+
+def read_data(spec, n=None, seed=None):
+    """A dataset name (`kerasflows.datasets.NAMES`, drawing `n` points with `seed`,
+    default 0) or a data file; `n` is for dataset names only. A dataset name is
+    always the dataset, even where a file or folder of that name exists (DATA files
+    end in .npy or .csv).
+
+    Returns `(array, dataset_name_or_None)`.
+    """
+    from kerasflows import datasets
+    if spec in datasets.NAMES:
+        return datasets.load(spec, n=n, seed=0 if seed is None else seed), spec
+    if not spec.endswith((".npy", ".csv")):
+        names = (f"a dataset name ({', '.join(datasets.NAMES)}; with a context: "
+                 f"{', '.join(datasets.CONDITIONAL_NAMES)})")
+        if os.path.isdir(spec):
+            raise UserError(f"{spec!r} is a directory; DATA is {names} or a .npy/.csv file.")
+        raise UserError(f"{spec!r} is neither {names} nor a .npy/.csv file.")
+    if n is not None:
+        raise UserError(f"--n draws points of a dataset name; {spec} is a file (all its rows "
+                        "are used).")
+    return read_array(spec), None
+
+
+def read_conditional_set(spec, n=None, seed=0, context=None):
+    """`(x, context)` drawn from the conditional set DATA names (`ring_radius`,
+    `digits_label`), or None when `spec` names none; `context` is the `--context`
+    given, which such a set refuses (it brings its own)."""
+    from kerasflows import datasets
+    if spec not in datasets.CONDITIONAL_NAMES:
+        return None
+    if context is not None:
+        raise UserError(f"{spec} brings its own context; --context is for data files.")
+    return datasets.load_conditional(spec, n=n, seed=seed)
+
+
+def label_embedding(flow):
+    """The flow's `ClassEmbedding` (anything with `check_context`) that reads its
+    context: the context encoder, or the first layer of a `keras.Sequential` one
+    (`--context-classes` with `--context-encoder`); None if there is none."""
+    import keras
+    encoder = flow.context_encoder
+    if isinstance(encoder, keras.Sequential) and encoder.layers:
+        encoder = encoder.layers[0]
+    return encoder if hasattr(encoder, "check_context") else None
+
+
+def check_labels(flow, context, option):
+    """Refuses class labels the flow's `ClassEmbedding` does not know (it would give
+    NaN) and labels that are not integers (it would round them), naming `option`."""
+    embedding = label_embedding(flow)
+    if embedding is None:
+        return
+    try:
+        embedding.check_context(context, option)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    fractional = np.asarray(context)[:, 0] != np.round(np.asarray(context)[:, 0])
+    if fractional.any():
+        row = int(np.argmax(fractional))
+        raise UserError(f"{option}: labels for ClassEmbedding(num_classes="
+                        f"{embedding.num_classes}) are the integers 0.."
+                        f"{embedding.num_classes - 1}; received {context[row, 0]:g} in row "
+                        f"{row} (labels are not rounded).")
+
+
+def read_context(spec, flow, rows, what):
+    """The `--context` `spec` for `flow` as float32 `[rows, C]`; None for an
+    unconditional flow without one. `what` names one row (e.g. "sample")."""
+    C = flow.context_dim
+    if C is None:
+        if spec is not None:
+            raise UserError("--context: this flow is not conditional (context_dim=None).")
+        return None
+    if spec is None:
+        raise UserError(f"a conditional flow (context_dim={C}): give --context, "
+                        f"{_numbers(C)} or a .npy/.csv file.")
+    if spec.endswith((".npy", ".csv")):
+        context = read_array(spec)
+    else:
+        try:
+            context = np.array([[float(v) for v in spec.split(",")]], np.float32)
+        except ValueError:
+            raise UserError(f"--context: expected {_numbers(C)} or a .npy/.csv file; "
+                            f"received {spec!r}.") from None
+        if not np.all(np.isfinite(context)):
+            raise UserError(f"--context: expected finite numbers; received {spec!r}.")
+    if context.shape[1] != C:
+        raise UserError(f"--context has {plural(context.shape[1], 'value')} per row; the model "
+                        f"expects context_dim={C}.")
+    if len(context) not in (1, rows):
+        raise UserError(f"--context has {plural(len(context), 'row')}; expected 1 or {rows} "
+                        f"(one per {what}).")
+    check_labels(flow, context, "--context")
+    return np.repeat(context, rows, axis=0) if len(context) == 1 else context
+
+
+def _numbers(count):
+    return "1 number" if count == 1 else f"{count} comma-separated numbers"
+
+
+def check_columns(array, flow, what):
+    """Raises a UserError unless `array` has the flow's event dimension."""
+    if array.shape[1] != flow.event_dim:
+        raise UserError(f"{what} has {array.shape[1]} columns; the model expects "
+                        f"event_dim={flow.event_dim}.")
