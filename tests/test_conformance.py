@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from kerasflows.testing import check_flow_layer, perturb_weights
+from batch_shapes import check_bijector_batch_shapes
 from registry import FLOWS, INTERVAL_LAYERS, LAYERS
 
 
@@ -117,38 +118,15 @@ def test_layer_bijector_takes_any_batch_shape_as_tfp_distributions_do(name):
     """`layer.bijector()` in a `TransformedDistribution`: `sample()` is `[D]`,
     `sample([2, 4])` `[2, 4, D]`, each the rows' numbers; a conditional layer's
     bijector without its context says so."""
-    import tensorflow_probability as tfp
-    from kerasflows.layers import NoInverseError
     factory, _, conditional = LAYERS[name]
     layer = factory(None, "float64")
     layer.ensure_built(3)
     perturb_weights(layer, 0.2, seed=1)
-    b = layer.bijector()
-    d = tfp.distributions.TransformedDistribution(
-        tfp.distributions.MultivariateNormalDiag(tf.zeros(3, "float64")), b)
-    assert d.sample(seed=1).shape == (3,)
-    z = tf.random.stateless_normal([8, 3], [1, 2], dtype="float64")
-    x_rows = b.forward(z)
-    x = b.forward(tf.reshape(z, [2, 4, 3]))
-    assert x.shape == (2, 4, 3)
-    np.testing.assert_allclose(tf.reshape(x, [8, 3]), x_rows, rtol=1e-12, atol=1e-12)
-    rows = lambda ld, n: np.broadcast_to(ld, n).reshape(-1)     # a constant log-det: scalar
-    np.testing.assert_allclose(
-        rows(b.forward_log_det_jacobian(tf.reshape(z, [2, 4, 3]), event_ndims=1), (2, 4)),
-        rows(b.forward_log_det_jacobian(z, event_ndims=1), (8,)), rtol=1e-10)
-    if layer.forward_only:
-        with pytest.raises(NoInverseError, match="forward-only"):
-            d.log_prob(tf.constant(x.numpy()))     # not TFP's cache of the forward call
-    else:
-        lp = d.log_prob(x)
-        assert lp.shape == (2, 4) and d.log_prob(x[0, 0]).shape == ()
-        np.testing.assert_allclose(tf.reshape(lp, [8]), d.log_prob(x_rows), rtol=1e-9)
+    cond = None
     if conditional:
         cond = factory(2, "float64")
         cond.ensure_built(3)
-        with pytest.raises(ValueError, match=r"is conditional \(context_dim=2\): its "
-                           r"bijector needs `context=` of shape \(batch, 2\)"):
-            cond.bijector()
+    check_bijector_batch_shapes(layer, cond)
 
 
 @pytest.mark.parametrize("name", sorted(FLOWS))
