@@ -54,6 +54,12 @@ class EpochCheckpoint:
         """
         if not os.path.exists(self.path):
             return None
+        with open(self.path, "rb") as f:
+            head = f.read(4)
+        if head != b"PK\x03\x04":      # what `np.savez` writes starts as a zip archive
+            raise ValueError(f"{self.path}: damaged checkpoint (not the .npz archive "
+                             f"EpochCheckpoint writes: it starts with {head!r}); delete it "
+                             "to start over.")
         try:
             with np.load(self.path, allow_pickle=False) as data:
                 meta = json.loads(str(data["meta"]))

@@ -123,6 +123,8 @@ def _error_cases(tmp):
         (["train", "moons", "--direction", "sideways"], "invalid choice: 'sideways'"),
         (["train", "moons", "--hidden", "64,x"], "comma-separated positive integers"),
         (["train", "moons", "--epochs", "0"], "expected an integer >= 1"),
+        (["train", "digits", "--n", "2000"], "--n 2000: digits has 1797 images"),
+        (["train", "digits_label", "--n", "2000"], "--n 2000: digits has 1797 images"),
         (["train", "moons", "--validation-split", "1.5"], "fraction in [0, 1)"),
         (["train", "moons", "--out", "m.h5"], "--out must end in .keras"),
         (["train", "moons", "--strategy", "multiworker"], "TF_CONFIG"),
@@ -738,6 +740,9 @@ def test_info_shows_the_manifest_command_that_reproduces_the_model(capsys):
     assert f"\ncommand (manifest.json; reproduces the model): {command}\n" in out
     assert re.search(r"\nas run \(the training record in the model file\): kerasflows train "
                      r"\S+ring_radius_x\.npy ", out)
+    assert re.search(r"\ntrained on: \S+ring_radius_x\.npy \(no longer there; it held x, "
+                     r"context = kerasflows\.datasets\.load_conditional\('ring_radius', "
+                     r"n=60000, seed=0\), as 'command' draws it\) \(48600 rows\)", out)
     out = _run(capsys, "info", MOONS)                     # the same command: said once
     with open(os.path.join(MOONS, "manifest.json")) as f:
         assert f"\ncommand: {json.load(f)['command']}\n" in out

@@ -80,7 +80,12 @@ def test_checkpoint_refuses_other_settings_and_damaged_files(tmp_path):
     assert int(loaded[1]) == 7
     with pytest.raises(ValueError, match=r"other settings \(differing: lr\)"):
         EpochCheckpoint(tmp_path / "c", {"lr": 0.2, "epochs": 3}).load()
-    (tmp_path / "c" / "checkpoint.npz").write_bytes(b"partial")
+    path = tmp_path / "c" / "checkpoint.npz"
+    whole = path.read_bytes()
+    path.write_bytes(b"partial")
+    with pytest.raises(ValueError, match=r"damaged checkpoint \(not the .npz archive .*b'part'"):
+        EpochCheckpoint(tmp_path / "c", {}).load()
+    path.write_bytes(whole[:len(whole) // 2])                  # a zip cut short
     with pytest.raises(ValueError, match="damaged checkpoint"):
         EpochCheckpoint(tmp_path / "c", {}).load()
     assert EpochCheckpoint(tmp_path / "none", {}).load() is None

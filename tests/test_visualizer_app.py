@@ -963,6 +963,16 @@ def test_layers_of_a_flow_that_permutes_follow_the_coordinates_shown(qtbot, wind
     data = view.export_data()
     np.testing.assert_array_equal(data["shown_positions"], view.positions)
     view.direction.setCurrentIndex(0)
+    # the inspector's path follows the same coordinates from x to z
+    inspector = show_ready(qtbot, window, "inspector")
+    qtbot.waitUntil(lambda: inspector.details is not None, timeout=TIMEOUT_MS)
+    assert inspector.path_positions().tolist() == [[0, 1], [0, 1], [3, 2], [3, 2]]
+    path = np.stack(flow.trace_inverse(inspector.point[None]))[:, 0]
+    xs, ys = inspector.path_item.getData()
+    np.testing.assert_allclose(np.stack([xs, ys], 1), path[[0, 1, 2, 3], :][
+        np.arange(4)[:, None], [[0, 1], [0, 1], [3, 2], [3, 2]]], atol=1e-4)
+    np.testing.assert_array_equal(inspector.export_data()["path_positions"],
+                                  inspector.path_positions())
 
 
 def test_context_slider_of_a_step_not_dividing_its_range_stays_on_the_steps(qtbot):

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from visualizer import geometry
+from visualizer import geometry, permutations
 from visualizer.backends import TraceUnavailable, _padded, open_backend
 
 __all__ = ["load", "check_context", "describe", "density", "sampled_density", "target_density",
@@ -331,25 +331,39 @@ def layers(backend, direction, points):
     return {"states": states, "log_dets": log_dets, "direction": direction}
 
 
+#: Points traced beside an inspected one (D > 2) to tell a step that only reorders
+#: the coordinates from one that happens to leave one point's values in place.
+INSPECT_NEIGHBOURS = 7
+
+
 def inspect(backend, x):
     """Everything about one data point `x [D]`: its base image and each layer's log|det|.
 
     Returns x, z = inverse(x), log p0(z), the per-step inverse log|det J|
     (data to base, or None when the model has no trace signatures), the
     path `[L+1, D]` from x to z, and log p(x); `log p0(z) = log p(x) - sum`
-    of the inverse log-dets.
+    of the inverse log-dets. For D > 2 with a trace, also `sources`: per
+    inverse step, `permutations.column_sources` (None: it changed values), so
+    the path can be drawn in the coordinates the shown ones move to.
     """
     x = np.asarray(x, np.float32).reshape(1, -1)
     log_p = float(backend.log_prob(x)[0])
+    sources = None
     if backend.has_trace:
-        states, log_dets = backend.trace_inverse(x)
+        rows = x
+        if x.shape[1] > 2:
+            near = np.random.default_rng(0).standard_normal((INSPECT_NEIGHBOURS, x.shape[1]))
+            rows = np.concatenate([x, x + near.astype(np.float32)])
+        states, log_dets = backend.trace_inverse(rows)
         path, steps = states[:, 0], log_dets[:, 0]
         z, total = path[-1], float(steps.sum())
+        if x.shape[1] > 2:
+            sources = [permutations.column_sources(a, b) for a, b in zip(states[:-1], states[1:])]
     else:
         z, total = backend.inverse(x)
         z, total, path, steps = z[0], float(total[0]), None, None
     return {"x": x[0], "z": z, "log_p0": log_p - total, "log_det_total": total,
-            "log_dets": steps, "path": path, "log_prob": log_p}
+            "log_dets": steps, "path": path, "sources": sources, "log_prob": log_p}
 
 
 def warm_up(backend, method, rows):

@@ -4,6 +4,7 @@ Every problem with a file is a `UserError` that names the file and, for a
 CSV file, the 1-based line and column of the bad field.
 """
 
+import contextlib
 import itertools
 import os
 import warnings
@@ -192,7 +193,8 @@ def read_data(spec, n=None, seed=None):
     """
     from kerasflows import datasets
     if spec in datasets.NAMES:
-        return datasets.load(spec, n=n, seed=0 if seed is None else seed), spec
+        with _option_n(n):
+            return datasets.load(spec, n=n, seed=0 if seed is None else seed), spec
     if not spec.endswith((".npy", ".csv")):
         names = (f"a dataset name ({', '.join(datasets.NAMES)}; with a context: "
                  f"{', '.join(datasets.CONDITIONAL_NAMES)})")
@@ -214,7 +216,19 @@ def read_conditional_set(spec, n=None, seed=0, context=None):
         return None
     if context is not None:
         raise UserError(f"{spec} brings its own context; --context is for data files.")
-    return datasets.load_conditional(spec, n=n, seed=seed)
+    with _option_n(n):
+        return datasets.load_conditional(spec, n=n, seed=seed)
+
+
+@contextlib.contextmanager
+def _option_n(n):
+    """Reports a dataset's refusal of `n` (more rows than `digits` has) as one of --n."""
+    try:
+        yield
+    except ValueError as e:
+        if n is None:
+            raise
+        raise UserError(f"--n {n}: {e}") from e
 
 
 def label_embedding(flow):

@@ -94,7 +94,10 @@ def _print_flow(info):
     elif record:
         nlls = ", ".join(f"{k} {record[k + '_nll']:.4f}" for k in ("train", "validation", "test")
                          if record.get(k + "_nll") is not None)
-        print(f"trained on: {record.get('data')} ({record.get('n_train')} rows), recipe "
+        data, manifest = record.get("data"), info.get("manifest") or {}
+        if isinstance(data, str) and not os.path.exists(data) and manifest.get("data"):
+            data = f"{data} (no longer there; it held {manifest['data']})"
+        print(f"trained on: {data} ({record.get('n_train')} rows), recipe "
               f"{record.get('recipe')}, {record.get('epochs')} epochs; NLL (nats) {nlls}")
         _print_commands(record, info.get("manifest"))
     else:

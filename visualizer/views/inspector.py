@@ -9,7 +9,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from visualizer import geometry, theme
+from visualizer import geometry, permutations, theme
 from visualizer.items import HeatmapItem, PointCloudItem
 from visualizer.views.base import View, axis_name, draw_picture, make_plot, show_pictures
 
@@ -171,21 +171,38 @@ class InspectorView(View):
             self._fill_table(self.details)
             if self.images_shown():
                 self._draw_picture(self.details)
-            path = self.details["path"]
-            if path is not None:
-                self.path_item.setData(self.projection.project(path))
-            else:
-                self.path_item.setData([], [])
+            self._draw_path()
         self.drew()
+
+    def path_positions(self):
+        """`[L+1, 2]`: the columns of each state of the path drawn. Past a step that
+        only reorders the coordinates (a `Permute`, D > 2) the path follows the two
+        shown to where they moved (`permutations`), not the positions they left."""
+        d = self.details
+        if d.get("sources") is None:
+            return np.tile(np.asarray(self.projection.dims), (len(d["path"]), 1))
+        return permutations.followed_positions(d["sources"], self.projection.dims,
+                                               from_end=False)
+
+    def _draw_path(self):
+        path = None if self.details is None else self.details["path"]
+        if path is None:
+            self.path_item.setData([], [])
+            return
+        xy = np.asarray(path)[np.arange(len(path))[:, None], self.path_positions()]
+        self.path_item.setData(xy)
 
     def export_data(self):
         """The inspected point's numbers: `x`, `z`, `log_p0`, `log_dets` (per inverse
         step, data to base; absent without trace signatures), `log_det_total`,
-        `log_prob`, its `path` through the layers and the `layer_names`."""
+        `log_prob`, its `path [L+1, D]` through the layers with `path_positions
+        [L+1, 2]` (the columns of each state drawn) and the `layer_names`."""
         if self.details is None:
             return None
         keys = ("x", "z", "log_p0", "log_dets", "log_det_total", "log_prob", "path")
         out = {k: self.details[k] for k in keys if self.details.get(k) is not None}
+        if self.details["path"] is not None:
+            out["path_positions"] = self.path_positions()
         out["layer_names"] = np.array(self.info["layer_names"])
         return out
 
