@@ -46,15 +46,14 @@ def test_same_seed_same_samples_and_empty_batches_with_either_trace():
         layer.ensure_built(2)
         perturb_weights(layer, 0.5)
         flow = kerasflows.Flow([layer], event_dim=2)
-        np.testing.assert_array_equal(flow.sample(50, seed=1), flow.sample(50, seed=1))
+        np.testing.assert_array_equal(flow.sample(20, seed=1), flow.sample(20, seed=1))
         x = flow.sample(20, seed=2).numpy()
         np.testing.assert_array_equal(flow.log_prob(x), flow.log_prob(x))
         assert flow.sample(0).shape == (0, 2)
         assert flow.log_prob(np.zeros((0, 2), "float32")).shape == (0,)
     # in training the probe is fresh each call (a fixed one would bias every step)
-    _, ld1 = layer.inverse_and_log_det(x, training=True)
-    _, ld2 = layer.inverse_and_log_det(x, training=True)
-    assert np.abs(ld1.numpy() - ld2.numpy()).max() > 0
+    log_det = tf.function(lambda v: layer.inverse_and_log_det(v, training=True)[1])
+    assert np.abs(log_det(x).numpy() - log_det(x).numpy()).max() > 0
 
 
 def test_trains_under_fit_and_saves(tmp_path):
