@@ -13,6 +13,7 @@ from kerasflows.testing import perturb_weights
 
 @pytest.fixture(scope="module")
 def flow():
+    keras.utils.set_random_seed(0)      # the same flow whichever tests ran before
     f = M.RealNVP(2, num_layers=3, hidden_units=(16,))
     perturb_weights(f, 0.3)
     return f
@@ -138,9 +139,10 @@ def test_tfp_views_agree_with_the_flow(flow):
     x = flow.sample(20, seed=2)
     np.testing.assert_allclose(flow.distribution.log_prob(x), flow.log_prob(x), atol=1e-4)
     z = flow.inverse(x)
-    np.testing.assert_allclose(flow.bijector.forward(z), x, atol=1e-4)
+    # float32: a sample far in the tail (|x| ~ 300 was seen) differs in its 7th digit
+    np.testing.assert_allclose(flow.bijector.forward(z), x, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(flow.bijector.inverse_log_det_jacobian(x, event_ndims=1),
-                               flow.inverse_and_log_det(x)[1], atol=1e-4)
+                               flow.inverse_and_log_det(x)[1], rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("make", [
