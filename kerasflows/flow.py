@@ -16,6 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.graph_calls import light_calls
+from kerasflows.training import FlatStepFunctions
 from kerasflows.layers.base import (FlowLayer, RowsBijector, check_event_dim, check_positive_int,
                                     context_rows, split_mixed_policy)
 
@@ -191,7 +192,7 @@ def _replica_count():
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
-class Flow(keras.Model):
+class Flow(FlatStepFunctions, keras.Model):
     """A normalizing flow: `layers` stacked over a base distribution.
 
     Layer 0 is applied first in the forward (sampling) direction, so data
@@ -514,7 +515,9 @@ class Flow(keras.Model):
     def _base_sample(self, n, seed, temperature):
         shape = [n, self.event_dim] if isinstance(n, int) else tf.stack([n, self.event_dim])
         if seed is None:
-            seed = self.sample_seed.next()
+            # int32, as XLA takes it (the generator's int64 state [< 1e9, calls]
+            # gives the same numbers in either dtype)
+            seed = tf.cast(self.sample_seed.next(), "int32")
         else:
             seed = tf.stack([tf.cast(seed, "int32"), tf.constant(0, "int32")])
         # Philox, whatever TensorFlow's default generator ("auto_select") would pick.
@@ -808,54 +811,6 @@ class Flow(keras.Model):
         except ImportError:   # another Keras: its default
             return False
         return bool(model_supports_jit(self))
-
-    #: Run `fit` / `evaluate` batches through `training.FlatStepCalls` (the same
-    #: step, called through its flat inputs, without Keras' per-call signature
-    #: lookup) when nothing needs Keras' own loop: no distribution strategy,
-    #: `steps_per_execution=1` and not `run_eagerly`. False: always Keras' loop.
-    flat_step_calls = True
-
-    def _under_strategy(self):
-        """True if the flow was made, or is used, in a distribution strategy's scope."""
-        return bool(self._distribute_strategy) or tf.distribute.has_strategy()
-
-    def _flat_calls_apply(self):
-        return (self.flat_step_calls and not self.run_eagerly and self.steps_per_execution == 1
-                and not self._under_strategy())
-
-    def _step_function(self, name, step_fn, keras_make, force):
-        """`self.<name>` (the train or test function), made if needed: Keras' own
-        (`keras_make`), or (see `flat_step_calls`) a `FlatStepCalls` of `step_fn`."""
-        if getattr(self, name) is not None and not force:
-            return getattr(self, name)
-        if not self._flat_calls_apply():
-            return keras_make(force=force)
-        from kerasflows.training import FlatStepCalls
-        setattr(self, name, FlatStepCalls(self, step_fn, self.jit_compile))
-        return getattr(self, name)
-
-    def make_train_function(self, force=False):
-        """Keras' train function, or (see `flat_step_calls`) a `FlatStepCalls` of `train_step`.
-
-        The optimizer is built here (its moments made for the flow's trainable
-        weights) if the flow is built and it is not yet. Without a distribution
-        strategy Keras leaves that to the step's first trace, and a
-        `tf.function` whose trace makes variables is traced twice: the first
-        `fit` call of a conditional 5-layer NSF coupling flow on 2-D data took
-        7.95 s that way against 5.16 s (`benchmarks/first_step.py --mode fit`,
-        README).
-        """
-        if (self.optimizer is not None and not self.optimizer.built
-                and not self._under_strategy()
-                and all(layer.built for layer in self._flatten_layers())):
-            self.optimizer.build(self.trainable_variables)
-        return self._step_function("train_function", self.train_step,
-                                   super().make_train_function, force)
-
-    def make_test_function(self, force=False):
-        """Keras' test function, or (see `flat_step_calls`) a `FlatStepCalls` of `test_step`."""
-        return self._step_function("test_function", self.test_step,
-                                   super().make_test_function, force)
 
     def export(self, path, version=1, overwrite=False, format="tf_saved_model", verbose=None):
         """Writes a TF Serving SavedModel to `path/<version>/`; see `kerasflows.export`.

@@ -85,12 +85,12 @@ def test_stock_callbacks_work(tmp_path):
     assert os.listdir(tmp_path / "tb")
 
 
-def _twin_fits(make, data, flat, **fit_kwargs):
+def _twin_fits(make, data, flat, jit_compile=True, **fit_kwargs):
     """Trains a fresh flow from `make()` (seed 0) with flat step calls on or off."""
     keras.utils.set_random_seed(0)
     flow = make()
     flow.flat_step_calls = flat
-    flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=jit_compile)
     hist = flow.fit(data, shuffle=False, verbose=0, **fit_kwargs)
     return flow, hist.history
 
@@ -326,7 +326,7 @@ def test_fit_evaluate_predict_take_streams_of_batches(kind, conditional):
     c = np.random.default_rng(0).normal(size=(256, 3)).astype("float32")
     data = (x, c) if conditional else x
     flow = M.Glow(2, num_layers=1, hidden_units=(8,), context_dim=3 if conditional else None)
-    flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
     history = flow.fit(_stream(kind, data), validation_data=_stream(kind, data), epochs=1,
                        verbose=0).history
     # ActNorm initialised from the stream's first batch (data shifted by +3)
@@ -417,11 +417,14 @@ def test_mirrored_strategy_step_equals_single_device_step():
         assert res["max_weight_diff"] < 1e-6, (name, res)
 
 def test_fit_and_evaluate_weigh_array_data_by_sample_weight():
-    """Keras drops `sample_weight` without targets; a flow's fit and evaluate use it."""
+    """Keras drops `sample_weight` without targets; a flow's fit and evaluate use it.
+    (A plain graph step, to spare XLA compiles: the weights under XLA are in
+    test_flat_step_calls_train_and_evaluate_as_keras_loop.)"""
     x = datasets.load("moons", n=256, seed=0)
     w = np.where(x[:, 0] > 0.5, 4.0, 0.5).astype("float32")
     build = lambda: M.MAF(2, num_layers=1, hidden_units=(8,))
-    fit = lambda data, **kw: _twin_fits(build, data, True, batch_size=128, epochs=1, **kw)
+    fit = lambda data, **kw: _twin_fits(build, data, True, jit_compile=False, batch_size=128,
+                                        epochs=1, **kw)
     unweighted = fit(x)[1]["loss"]
     flow, weighted = fit(x, sample_weight=w)
     assert abs(weighted["loss"][0] - unweighted[0]) > 1e-3
@@ -462,7 +465,7 @@ def test_fit_and_evaluate_weigh_array_data_by_sample_weight():
         flow.fit(stream, sample_weight=w, verbose=0)
     # a stream's (x, None, w) batches are weighted too
     batches = tf.data.Dataset.from_tensor_slices((x, w)).batch(128).map(lambda a, b: (a, None, b))
-    loss = _twin_fits(build, batches, True, epochs=1)[1]["loss"]
+    loss = _twin_fits(build, batches, True, jit_compile=False, epochs=1)[1]["loss"]
     np.testing.assert_allclose(loss, weighted["loss"], rtol=1e-4)
 
 

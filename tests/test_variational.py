@@ -68,6 +68,24 @@ def _flow():
     return kerasflows.Flow([Planar(), Planar()], event_dim=2)
 
 
+@pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])
+def test_first_fit_traces_the_step_once_and_xla_compiles(jit_compile):
+    """The optimizer is built before the step's first trace (a trace that makes
+    Adam's slots made TensorFlow trace the step twice), and the step runs as one
+    flat call; under XLA the base noise took an int64 seed, which XLA refused."""
+    keras.utils.set_random_seed(0)
+    vi = VariationalFlow(_flow(), "u1", batch_size=64)
+    vi.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=jit_compile)
+    history = vi.fit(epochs=2, steps_per_epoch=20, verbose=0)
+    assert vi.optimizer.built and vi.train_function.traces == 1
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    # Keras' own loop where the flat calls do not apply
+    vi.compile(optimizer=keras.optimizers.Adam(1e-2), steps_per_execution=2,
+               jit_compile=jit_compile)
+    vi.fit(epochs=1, steps_per_epoch=4, verbose=0)
+    assert not isinstance(vi.train_function, kerasflows.training.FlatStepCalls)
+
+
 @pytest.mark.parametrize("target, match", [
     (lambda x: tf.math.log(x[:, 0]), r"non-finite values \(NaN or inf\)"),
     (lambda x: x[:, 0] * np.nan, r"non-finite"),
