@@ -392,7 +392,7 @@ def test_sharded_step_with_context_unreached_weights_and_other_optimizers():
     losses = {}
     for shards in (1, 2):
         keras.utils.set_random_seed(1)
-        flow = M.NSF(2, num_layers=2, hidden_units=(16,), bins=4, context_dim=3)
+        flow = M.MAF(2, num_layers=2, hidden_units=(16,), context_dim=3)
         step = make_train_step(flow, keras.optimizers.Adam(1e-2), shards=shards)
         losses[shards] = [float(step(x, c)) for _ in range(5)]
     np.testing.assert_allclose(losses[2], losses[1], rtol=1e-4, atol=1e-5)
@@ -402,7 +402,7 @@ def test_sharded_step_with_context_unreached_weights_and_other_optimizers():
     shared = {}
     for shards, background in ((1, False), (2, False), (2, True)):
         keras.utils.set_random_seed(1)
-        flow = M.NSF(2, num_layers=2, hidden_units=(16,), bins=4, context_dim=3)
+        flow = M.MAF(2, num_layers=2, hidden_units=(16,), context_dim=3)
         step = make_train_step(flow, keras.optimizers.Adam(1e-2), shards=shards,
                                background_compile=background)
         shared[shards, background] = [float(step(x, c[:1])) for _ in range(3)]
