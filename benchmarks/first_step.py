@@ -106,8 +106,8 @@ if mode == "fit":
     flow.compile(optimizer=optimizer)
     if keras_build:           # the library's early build skipped: Keras builds in the trace
         def keras_make(force=False):
-            return flow._step_function("train_function", flow.train_step,
-                                       super(kerasflows.Flow, flow).make_train_function, force)
+            keras_own = super(kerasflows.training.FlatStepFunctions, flow).make_train_function
+            return flow._step_function("train_function", flow.train_step, keras_own, force)
         flow.make_train_function = keras_make
     fits = []
     for _ in range(2):
