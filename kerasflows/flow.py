@@ -16,9 +16,9 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.graph_calls import light_calls
-from kerasflows.training import FlatStepFunctions
 from kerasflows.layers.base import (FlowLayer, RowsBijector, check_event_dim, check_positive_int,
                                     context_rows, split_mixed_policy)
+from kerasflows.training import FlatStepFunctions
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
