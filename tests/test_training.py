@@ -326,6 +326,7 @@ def test_fit_evaluate_predict_take_streams_of_batches(kind, conditional):
     c = np.random.default_rng(0).normal(size=(256, 3)).astype("float32")
     data = (x, c) if conditional else x
     flow = M.Glow(2, num_layers=1, hidden_units=(8,), context_dim=3 if conditional else None)
+    # a plain graph step: what is tested is outside it (XLA: test_jit_compiled_training_...)
     flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
     history = flow.fit(_stream(kind, data), validation_data=_stream(kind, data), epochs=1,
                        verbose=0).history
