@@ -323,6 +323,10 @@ def test_xla_evaluation_in_blocks_gives_the_whole_batch_results(monkeypatch, rec
         "trace": lambda: flow.trace(x, c, return_log_dets=True),
         "trace_inverse": lambda: flow.trace_inverse(x, c, return_log_dets=True),
     }
+    if recipe != "RealNVP":
+        # trace / trace_inverse / inverse_and_log_det run the same layer code as
+        # forward / log_prob, in the same blocks: once (RealNVP) is enough
+        calls = {name: calls[name] for name in ("log_prob", "forward")}
     flow.eval_mode = "eager"
     expected = {name: call() for name, call in calls.items()}
     flow.eval_mode = "xla"
@@ -340,9 +344,9 @@ def test_xla_evaluation_in_blocks_gives_the_whole_batch_results(monkeypatch, rec
 
 
 @pytest.mark.parametrize("make", [
+    # spline layers between permutations, which allow blocks: one layer decides
     lambda: M.NSF(2, num_layers=2, hidden_units=(8,), bins=4),
     lambda: kerasflows.Flow([L.ContinuousFlow(hidden_units=(8,))], event_dim=2),
-    lambda: kerasflows.Flow([L.Permute(), L.ContinuousFlow(hidden_units=(8,))], event_dim=2),
 ])
 def test_layers_that_do_not_allow_blocks_run_whole_batches(monkeypatch, make):
     monkeypatch.setattr(kerasflows.flow, "EVAL_BLOCK_ROWS", 64)
