@@ -17,7 +17,7 @@ from visualizer.preferences import RememberedUI
 from visualizer.projection import ProjectionPanel
 from visualizer.views import VIEWS, warm_up_plan
 from visualizer.views.base import ElidedLabel
-from visualizer.worker import WARM_UP_PREFIX, Worker
+from visualizer.worker import KEEP_WARM_S, WARM_UP_PREFIX, Worker
 
 __all__ = ["MainWindow", "RECENT_LIMIT"]
 
@@ -31,7 +31,11 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys,
     Args:
         settings: a `QSettings` for recent files (default: the user's).
         warm_up: after a model opens, compile the shapes the views use
-            (`views.warm_up_plan`) while the compute thread is idle.
+            (`views.warm_up_plan`) while the compute thread is idle, and keep
+            TensorFlow's threads warm after each request (`worker` notes). Off
+            (screenshots), neither: the keep-warm shape would not be compiled
+            beforehand, so its first evaluation would compile it between two
+            requests (3 s for the moons model; `--demo` took 33 s instead of 25).
         eval_mode: how a `.keras` flow runs (`kerasflows.Flow.eval_mode`):
             `"xla"` is fastest once each shape is compiled.
         remember: restore the window's size, docks, last view and the
@@ -79,7 +83,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys,
         self.follower.changed.connect(self._followed_change)
         self._frames = collections.deque(maxlen=240)
         self.latency = None
-        self.worker = Worker(self)
+        self.worker = Worker(self, keep_warm=KEEP_WARM_S if warm_up else 0.0)
         self.worker.result.connect(self._on_result)
         self.views = {name: cls(self) for name, cls in VIEWS.items()}
         for view in self.views.values():

@@ -259,13 +259,14 @@ class ComputeThread(threading.Thread):
 
 
 class Worker(QtCore.QObject):
-    """Owns the compute thread; emits `result(Result)` on the GUI thread."""
+    """Owns the compute thread (`keep_warm`: see `ComputeThread`); emits
+    `result(Result)` on the GUI thread."""
 
     result = QtCore.Signal(object)
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, keep_warm=KEEP_WARM_S):
         super().__init__(parent)
-        self.thread = ComputeThread(self.result.emit)
+        self.thread = ComputeThread(self.result.emit, keep_warm=keep_warm)
 
     def start(self):
         if not self.thread.is_alive():
