@@ -493,8 +493,9 @@ print(f"delivered after close: {delivered}", flush=True)
 
 def test_closing_during_a_computation_is_prompt_and_the_exit_waits_for_it(models, tmp_path):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # The SavedModel: it opens without importing kerasflows (1.5 s less in the child).
     proc = subprocess.run([sys.executable, "-c", CLOSE_DURING_A_COMPUTATION,
-                           str(models["tiny"][0]), str(tmp_path / "s.ini")],
+                           str(models["tiny"][0] / "saved_model"), str(tmp_path / "s.ini")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
@@ -694,8 +695,12 @@ def test_class_conditional_pictures_one_row_per_digit(qtbot, window):
     """saved_models/digits_label: "One row per digit" draws 10 samples at each label,
     from the same base noise; clicking one sets the context to its row's digit."""
     import kerasflows
-    from visualizer.views.samples import SWEEP_PER
+    from visualizer.views.samples import MIN_SAMPLES, SWEEP_PER
     folder = paths.default_model_path().parent / "digits_label"
+    # As many samples as there are pictures (100): 10,000 of 64 dimensions took 0.7 s,
+    # twice.
+    count = window.views["samples"].count.value()
+    window.views["samples"].count.setValue(MIN_SAMPLES)
     open_model(qtbot, window, folder)
     view = show_ready(qtbot, window, "samples")
     assert view.images_shown() and view.by_context.isVisibleTo(view)
@@ -705,6 +710,7 @@ def test_class_conditional_pictures_one_row_per_digit(qtbot, window):
     qtbot.waitUntil(lambda: view.is_ready() and bool(view.drawn.get("sweep")),
                     timeout=TIMEOUT_MS)
     flow = kerasflows.load(folder)
+    flow.eval_mode = "eager"        # three calls: tracing them took longer (1.3 s)
     assert view.points.shape == (10 * SWEEP_PER, 64)
     for digit in (0, 7):
         rows = view.points[digit * SWEEP_PER:(digit + 1) * SWEEP_PER]
@@ -746,7 +752,8 @@ def test_class_conditional_pictures_one_row_per_digit(qtbot, window):
     assert window.context_panel.height() >= window.context_panel.sizeHint().height()
     context = window.context_panel
     assert context.scroll.height() >= context.values.sizeHint().height()
-    window.show_view("samples")
+    window.show_view("inspector")           # the views set back below are hidden: no redraw
+    view.count.setValue(count)
     density.resolution.setCurrentIndex(density_view.RESOLUTIONS.index(
         density_view.DEFAULT_RESOLUTION))
 
@@ -884,6 +891,7 @@ def check_target_beside_flow(qtbot, view, folder, info):
     assert levels[1] == pytest.approx(max(np.nanmax(view.image), want.max()), abs=1e-4)
     if info["invertible"]:
         flow = keras.models.load_model(folder / "flow.keras")
+        flow.eval_mode = "eager"        # one call: tracing it took longer (1 s)
         np.testing.assert_allclose(view.image.ravel(), flow.log_prob(grid).numpy(),
                                    rtol=1e-4, atol=1e-3)
     view.source.setCurrentIndex(view.source.findData("target"))
@@ -904,7 +912,12 @@ def test_every_shipped_model_opens_and_draws_every_view(qtbot, window, monkeypat
     window.resize(900, 600)
     density, samples = window.views["density"], window.views["samples"]
     density.resolution.setCurrentIndex(0)                    # 64 x 64 keeps this quick
-    samples.count.setValue(200)
+    # As many samples as the layers view traces points: both pad to 5120 rows, so what
+    # XLA compiles of a model (its tables, spline kernels) compiles that shape once for
+    # both (200 samples were a shape of their own: 3 s more on the first spline flow).
+    from visualizer.views.layers import CLOUD_POINTS
+    count = len(geometry.grid_lines((0.0, 1.0, 0.0, 1.0))[0]) + CLOUD_POINTS
+    samples.count.setValue(count)
     try:
         for folder in SHIPPED:
             window.show_view("density")
@@ -920,7 +933,7 @@ def test_every_shipped_model_opens_and_draws_every_view(qtbot, window, monkeypat
             assert finite.mean() > (0.99 if info["invertible"] else 0.01), folder
             if info["target"]:
                 check_target_beside_flow(qtbot, density, folder, info)
-            assert show_ready(qtbot, window, "samples").points.shape == (200, info["event_dim"])
+            assert show_ready(qtbot, window, "samples").points.shape == (count, info["event_dim"])
             layers = show_ready(qtbot, window, "layers")
             assert layers.cloud_states.shape[0] == info["num_layers"] + 1, folder
             inspector = show_ready(qtbot, window, "inspector")

@@ -90,10 +90,27 @@ def test_a_context_starting_with_a_minus_sign_is_a_value():
     assert build_parser().parse_args(["m", "--context", "-.5"]).context == [-0.5]
 
 
-def test_context_for_an_unconditional_flow_is_a_one_line_error(folder, tmp_path):
-    proc = run_viz([str(folder), "--screenshot", "x.png", "--context", "1"], cwd=tmp_path)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    last = proc.stderr.strip().splitlines()[-1]
+def main_here(args, capsys, monkeypatch):
+    """`main(args)` run in this process, with no display as `run_viz` has; returns
+    `(exit code, stderr)`. For the errors found once the model has opened: they are
+    main's messages and exit codes, and another process would only import
+    TensorFlow again (8 s; the tests above check that the program itself exits 2
+    with a one-line error)."""
+    from visualizer.__main__ import main
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    capsys.readouterr()
+    code = main(args)
+    return code, capsys.readouterr().err
+
+
+def test_context_for_an_unconditional_flow_is_a_one_line_error(folder, tmp_path, capsys,
+                                                                monkeypatch):
+    code, err = main_here([str(folder), "--screenshot", str(tmp_path / "x.png"),
+                           "--context", "1"], capsys, monkeypatch)
+    assert code == 2, err[-2000:]
+    last = err.strip().splitlines()[-1]
     assert last.startswith("kerasflows-viz: error: ") and "not a conditional flow" in last
     assert last == (f"kerasflows-viz: error: Could not open the model: {folder} is not a "
                     "conditional flow, so it takes no context."), "no 'ValueError:'"
@@ -130,7 +147,8 @@ def test_screenshot_with_data_saves_the_arrays_drawn(folder, tmp_path):
     assert proc.returncode == 2 and "--data goes with --screenshot" in proc.stderr
 
 
-def test_screenshot_rows_by_context_draws_one_row_per_digit(folder, tmp_path):
+def test_screenshot_rows_by_context_draws_one_row_per_digit(folder, tmp_path, capsys,
+                                                            monkeypatch):
     import numpy as np
     from visualizer import paths
     digits = paths.default_model_path().parent / "digits_label"
@@ -142,6 +160,6 @@ def test_screenshot_rows_by_context_draws_one_row_per_digit(folder, tmp_path):
         assert data["samples"].shape == (100, 64)
         assert data["sweep_values"].tolist() == list(range(10)) and int(data["sweep_per"]) == 10
     assert QtGui.QImage(str(tmp_path / "r.jpg")).width() == 1100
-    proc = run_viz([str(folder), "--screenshot", "x.png", "--view", "samples",
-                    "--rows-by-context"], cwd=tmp_path)
-    assert proc.returncode == 2 and "--rows-by-context applies to --view samples" in proc.stderr
+    code, err = main_here([str(folder), "--screenshot", str(tmp_path / "x.png"), "--view",
+                           "samples", "--rows-by-context"], capsys, monkeypatch)
+    assert code == 2 and "--rows-by-context applies to --view samples" in err

@@ -7,7 +7,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import time  # noqa: E402
+import threading  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -102,6 +102,7 @@ def flows():
 def window(qapp, flows, tmp_path_factory):
     w = started_window(qapp, tmp_path_factory.mktemp("viz_follow"))
     w.follower._settle.setInterval(100)
+    w.follower._poll.setInterval(150)   # a file that does not exist yet: seen by the poll only
     yield w
     w.close()
 
@@ -250,15 +251,18 @@ def test_reloads_asked_for_while_one_runs_coalesce_into_one(qtbot, window, flows
         from visualizer import compute
         real_load = compute.load
 
-        def slow_load(*args, **kwargs):          # long enough to be seen running
-            time.sleep(1.0)
+        release = threading.Event()
+
+        def held_load(*args, **kwargs):          # runs until the file has been opened
+            release.wait(60)
             return real_load(*args, **kwargs)
-        monkeypatch.setattr(compute, "load", slow_load)
+        monkeypatch.setattr(compute, "load", held_load)
         assert window.reload()
         thread = window.worker.thread          # the reload running, not waiting
         qtbot.waitUntil(lambda: thread._in_flight and not thread._pending, timeout=10_000)
         with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS):
             window.open_path(corrupt)
+            release.set()
         monkeypatch.setattr(compute, "load", real_load)
         window.error_box.close()
         assert window.info["path"] == str(b)
@@ -285,7 +289,8 @@ def test_a_flow_fitted_with_a_keras_model_checkpoint_is_followed(qtbot, window, 
         view.resolution.setCurrentIndex(0)
         qtbot.waitUntil(lambda: _density_matches(view, flow), timeout=TIMEOUT_MS)
         untrained = view.image.ravel().copy()
-        flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+        # A plain graph step: XLA-compiling it would take longer than the two epochs.
+        flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
         x = kerasflows.datasets.load("moons", n=512, seed=0)
         with qtbot.waitSignal(window.model_reloaded, timeout=TIMEOUT_MS):
             flow.fit(x, epochs=2, batch_size=128, verbose=0,
