@@ -66,6 +66,17 @@ def _block_rows(n, target=None):
     return -(-n // blocks)
 
 
+def _named(fn, key):
+    """`fn` under a name that says what it computes (`Flow._eager_compiled`'s `key`):
+    the name TensorFlow gives the traced function, so XLA's compile cache, keyed
+    on it, tells the flow's functions apart by what they are."""
+    name, mode, rows, _ = key
+    def call(*args):
+        return fn(*args)
+    call.__name__ = f"flow_{name}_{mode}" + (f"_blocks{rows}" if rows else "")
+    return call
+
+
 def _in_blocks(fn, rows):
     """`fn` evaluated on `rows`-row blocks of its arguments, one after the
     other (an XLA while loop), with the results concatenated.
@@ -393,15 +404,15 @@ class Flow(FlatStepFunctions, keras.Model):
         key = (name, self._eval_mode, rows, tuple(a is None for a in args))
         if key not in self._compiled:
             compiled = tf.function(
-                fn if rows is None else _in_blocks(fn, rows),
+                _named(fn if rows is None else _in_blocks(fn, rows), key),
                 jit_compile=self._eval_mode == "xla", reduce_retracing=True, autograph=False)
-            if self._eval_mode == "graph":
-                # One trace for every batch size: a graph needs no static batch, and
-                # tracing a flow takes seconds (first shape, then again relaxed at
-                # the second: the visualizer's moons heatmap waited 2.4 s for that).
-                compiled.get_concrete_function(*[
-                    None if a is None else tf.TensorSpec([None, *a.shape[1:]], a.dtype)
-                    for a in args])
+            # One trace for every batch size: a graph needs no static batch, and
+            # tracing a flow takes seconds (first shape, then again relaxed at the
+            # second: the visualizer's moons heatmap waited 2.4 s for that). XLA
+            # still compiles each batch size it meets, from this one graph.
+            compiled.get_concrete_function(*[
+                None if a is None else tf.TensorSpec([None, *a.shape[1:]], a.dtype)
+                for a in args])
             self._compiled[key] = compiled
         if self._eval_mode == "xla":
             return self._compiled[key](*args)

@@ -91,19 +91,40 @@ def _columns_run(x, slopes, intercepts, *cells, with_pieces):
     return (out, piece) if with_pieces else out
 
 
+def _rows_lookup(x, slopes, intercepts, *cells):
+    return _rows_run(x, slopes, intercepts, *cells)
+
+
+def _columns_lookup(x, slopes, intercepts, *cells):
+    return _columns_run(x, slopes, intercepts, *cells, with_pieces=False)
+
+
+def _columns_and_pieces_lookup(x, slopes, intercepts, *cells):
+    return _columns_run(x, slopes, intercepts, *cells, with_pieces=True)
+
+
+_LOOKUPS = {"rows": _rows_lookup, "columns": _columns_lookup,
+            "columns_and_pieces": _columns_and_pieces_lookup}
+
 #: The XLA-compiled lookups, shared by every table: the tables are arguments, so
 #: tables of the same (padded) shapes share one compilation per input shape.
 _SHARED = {}
 
 
-def _shared(name):
+def _shared(name, args):
+    """The compiled lookup `name` called on `args`. It is traced once, at its first
+    call, with every dimension left free: one graph for every table and batch, which
+    XLA compiles for each shape it meets (a trace at the first shape and another,
+    relaxed, at the second cost two; and the order in which shapes come no longer
+    decides which graph a shape is compiled from)."""
+    args = tuple(tf.convert_to_tensor(a) for a in args)
     if name not in _SHARED:
-        fn = {"rows": _rows_run,
-              "columns": lambda *a: _columns_run(*a, with_pieces=False),
-              "columns_and_pieces": lambda *a: _columns_run(*a, with_pieces=True)}[name]
-        _SHARED[name] = tf.function(fn, jit_compile=True, autograph=False,
-                                    reduce_retracing=True)
-    return _SHARED[name]
+        fn = tf.function(_LOOKUPS[name], jit_compile=True, autograph=False,
+                         reduce_retracing=True)
+        fn.get_concrete_function(*[tf.TensorSpec([None] * len(a.shape), a.dtype)
+                                   for a in args])
+        _SHARED[name] = fn
+    return _SHARED[name](*args)
 
 
 class PiecewiseLinear:
@@ -245,7 +266,7 @@ class PiecewiseLinear:
 
     def __call__(self, x):
         """`lookup(x)` compiled by XLA on its own (see `kerasflows.tabulate` for why)."""
-        return _shared("rows")(x, *self._arguments("rows"))
+        return _shared("rows", (x, *self._arguments("rows")))
 
     def _order(self, order):
         return tuple(range(self.out_units)) if order is None else tuple(int(i) for i in order)
@@ -258,13 +279,13 @@ class PiecewiseLinear:
         as a spline that wants its bins first, gets them that way without a
         transpose of the whole result.
         """
-        return _shared("columns")(x, *self._arguments("columns", self._order(order)))
+        return _shared("columns", (x, *self._arguments("columns", self._order(order))))
 
     def columns_and_pieces(self, x, order=None):
         """`(columns(x, order), pieces)`, compiled by XLA as one function: also the
         piece index `[batch]` of each `x`, for later lookups with `lookup`."""
-        return _shared("columns_and_pieces")(
-            x, *self._arguments("columns", self._order(order)))
+        return _shared("columns_and_pieces",
+                       (x, *self._arguments("columns", self._order(order))))
 
     def row_tables(self, order, pieces=None):
         """Slopes and intercepts of the outputs `order`, `[len(order), pieces]` each.
