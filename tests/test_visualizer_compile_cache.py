@@ -1,6 +1,8 @@
 """`visualizer.compile_cache`: XLA's persistent cache for the visualizer's process."""
 
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -58,6 +60,35 @@ def test_prune_deletes_the_oldest_files_past_the_limit(tmp_path):
     assert compile_cache.prune(tmp_path, max_bytes=1000, keep_bytes=500) == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file10", "file6", "file7", "file8",
                                                           "file9"]
+
+
+STABLE_NAMES_CHILD = r"""
+import sys
+from visualizer import compile_cache
+assert compile_cache.enable() is not None
+from visualizer import backends            # names traces stably
+import tensorflow as tf
+extra = [tf.constant(float(i)) for i in range(int(sys.argv[1]))]
+double = tf.function(lambda x: 2.0 * x + 1.0, jit_compile=True)
+print(float(tf.reduce_sum(double(tf.ones([3])))))
+"""
+
+
+def test_more_eager_tensors_before_a_trace_still_find_its_compiled_code(tmp_path):
+    # every eager tensor advances the counter TensorFlow names traces after: 300 more
+    # before the trace gave the function another name, and XLA's cache missed (this
+    # test failed without `name_functions_stably`)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_XLA_FLAGS", None)
+    env[compile_cache.ENV] = str(tmp_path)
+    for extra in (0, 300):
+        out = subprocess.run([sys.executable, "-c", STABLE_NAMES_CHILD, str(extra)], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0 and out.stdout.split()[-1] == "9.0", out.stderr[-2000:]
+        if extra == 0:
+            written = sorted(p.name for p in tmp_path.iterdir())
+            assert len(written) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == written
 
 
 @pytest.mark.gui

@@ -22,6 +22,12 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
+from visualizer import compile_cache
+
+# Before anything is traced: XLA's compile cache can then find this launch's functions
+# under the names the last launch gave them (`compile_cache` notes).
+compile_cache.name_functions_stably()
+
 # TensorFlow counts traces per Python function body, so the tables of a tabulated
 # flow (one small compiled function per layer, each traced once per shape) read to
 # it as "excessive retracing" and it logs a long warning; the app has no use for it.

@@ -12,16 +12,25 @@ keeps that folder under `MAX_BYTES` by deleting its oldest files.
 
 `KERASFLOWS_VIZ_COMPILE_CACHE=off` turns it off; `=PATH` uses another
 folder; a `TF_XLA_FLAGS` that already names a cache folder is left as it is.
-This module does not import TensorFlow.
+
+XLA files an entry under the traced function's name, and TensorFlow names
+a traced function after a process-wide counter that every eager tensor
+also advances: how many tensors came before a trace, which the order of
+the user's requests decides, changed the name and the next launch missed
+the entry (2 of 3 screenshot launches did). `name_functions_stably`, run
+where TensorFlow is imported, numbers each name on its own instead.
+Importing this module does not import TensorFlow.
 """
 
+import collections
 import importlib.metadata
 import os
 import sys
+import threading
 from pathlib import Path
 
 __all__ = ["ENV", "FLAG", "MAX_BYTES", "KEEP_BYTES", "default_directory", "enable", "prune",
-           "in_use"]
+           "in_use", "name_functions_stably"]
 
 ENV = "KERASFLOWS_VIZ_COMPILE_CACHE"
 FLAG = "--tf_xla_persistent_cache_directory"
@@ -116,3 +125,40 @@ def prune(directory, max_bytes=MAX_BYTES, keep_bytes=KEEP_BYTES):
         total -= size
         deleted += 1
     return deleted
+
+
+def name_functions_stably():
+    """Names the functions TensorFlow traces from here on `__inference_<name>_<k>`,
+    `k` counting the traces of `<name>` (k = 0 for its first), instead of after
+    the process-wide counter (module notes); returns whether it did. Only while
+    the cache is in use (`in_use`), once per process, and only where
+    TensorFlow still names traces through `concrete_function._inference_name`
+    (a private function, checked for); elsewhere nothing changes, and entries
+    are only read back less often. A name taken already (a function traced
+    before this ran) is skipped. A name can never load the wrong code: XLA
+    also keys an entry on the compiled program and compares it when reading.
+    """
+    if _in_use is None:
+        return False
+    try:
+        from tensorflow.python.eager import context
+        from tensorflow.python.eager.polymorphic_function import concrete_function
+    except ImportError:
+        return False
+    original = getattr(concrete_function, "_inference_name", None)
+    if original is None or getattr(original, "stable", False):
+        return False
+    counts = collections.Counter()
+    lock = threading.Lock()
+
+    def _inference_name(n):
+        with lock:
+            while True:
+                name = f"__inference_{n}_{counts[n]}"
+                counts[n] += 1
+                if not context.context().has_function(name):
+                    return name
+
+    _inference_name.stable = True
+    concrete_function._inference_name = _inference_name
+    return True
