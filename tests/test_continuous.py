@@ -63,6 +63,8 @@ def test_trains_under_fit_and_saves(tmp_path):
     flow = kerasflows.Flow([ContinuousFlow(hidden_units=(32, 32))], event_dim=2)
     nll_before = -float(np.mean(flow.log_prob(x).numpy()))
     flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+    # "auto" trains FFJORD as a graph on a CPU (`ContinuousFlow.auto_xla_on_cpu`)
+    assert flow.jit_compile is False
     history = flow.fit(x, batch_size=256, epochs=3, verbose=0)
     nll_after = -float(np.mean(flow.log_prob(x).numpy()))
     assert history.history["loss"][-1] < history.history["loss"][0]
@@ -71,6 +73,18 @@ def test_trains_under_fit_and_saves(tmp_path):
     loaded = keras.models.load_model(tmp_path / "cnf.keras")
     np.testing.assert_allclose(loaded.log_prob(x[:16]).numpy(), flow.log_prob(x[:16]).numpy(),
                                atol=1e-5)
+
+
+def test_auto_jit_compile_trains_a_flow_with_ffjord_as_a_graph_on_cpu():
+    from kerasflows.layers import ActNorm
+    flow = kerasflows.Flow([ActNorm(), ContinuousFlow(hidden_units=(8,))], event_dim=2)
+    flow.compile(optimizer="adam")
+    assert flow.jit_compile is False
+    flow.compile(optimizer="adam", jit_compile=True)             # asked for: XLA
+    assert flow.jit_compile is True
+    plain = kerasflows.Flow([ActNorm()], event_dim=2)
+    plain.compile(optimizer="adam")
+    assert plain.jit_compile is True
 
 
 @pytest.mark.parametrize("kwargs, match", [
