@@ -151,13 +151,18 @@ class RowsBijector(tfp.bijectors.Bijector):
     def _parameter_properties(cls, dtype):
         return dict()
 
+    # Rows go to `inner` as the tensor they came as: TFP caches a bijector's
+    # results by its input tensor, and FFJORD's log-det reads the one solve
+    # that gave `forward` (a reshaped copy is another tensor: a second solve).
     def _map(self, fn, v):
+        if v.shape.rank == 2:
+            return fn(v)
         return tf.reshape(fn(tf.reshape(v, [-1, self.event_dim])), tf.shape(v))
 
     def _log_det(self, fn, v):
-        rows = tf.reshape(v, [-1, self.event_dim])
+        rows = v if v.shape.rank == 2 else tf.reshape(v, [-1, self.event_dim])
         log_det = tf.broadcast_to(fn(rows, event_ndims=1), tf.shape(rows)[:1])
-        return tf.reshape(log_det, tf.shape(v)[:-1])
+        return log_det if v.shape.rank == 2 else tf.reshape(log_det, tf.shape(v)[:-1])
 
     def _forward(self, z):
         return self._map(self.inner.forward, z)
