@@ -8,7 +8,9 @@ the next time the same function meets the same shape, so a second launch on
 a model, or on another model of the same shapes, skips most of the
 compilation. `kerasflows-viz` turns this on before TensorFlow is imported,
 in `~/.cache/kerasflows/xla-tf<version>/` (`$XDG_CACHE_HOME` if set), and
-keeps that folder under `MAX_BYTES` by deleting its oldest files.
+keeps that folder under `MAX_BYTES` by deleting its oldest files (and
+any file that is not a whole entry: TensorFlow fails a call whose entry is
+cut short, at every launch).
 
 `KERASFLOWS_VIZ_COMPILE_CACHE=off` turns it off; `=PATH` uses another
 folder; a `TF_XLA_FLAGS` that already names a cache folder is left as it is.
@@ -30,7 +32,7 @@ import threading
 from pathlib import Path
 
 __all__ = ["ENV", "FLAG", "MAX_BYTES", "KEEP_BYTES", "default_directory", "enable", "prune",
-           "in_use", "name_functions_stably"]
+           "is_whole_entry", "in_use", "name_functions_stably"]
 
 ENV = "KERASFLOWS_VIZ_COMPILE_CACHE"
 FLAG = "--tf_xla_persistent_cache_directory"
@@ -100,21 +102,70 @@ def enable(environ=os.environ, tensorflow_imported=None):
     return directory
 
 
+def _varint(f):
+    """A protobuf varint read from `f`, or None at the end of the file."""
+    value = shift = 0
+    while True:
+        byte = f.read(1)
+        if not byte:
+            return None
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def is_whole_entry(path):
+    """Whether the file at `path` is a whole serialized protobuf message, as XLA's
+    cache entries (`XlaSerializedCacheEntry`) are: each top-level field's length
+    read, and the last ending at the end of the file. A truncated entry (a disk
+    full, a copy cut short) fails this; TensorFlow would fail the call that
+    reads it ("Read less bytes than requested"), on every launch."""
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return False
+        with open(path, "rb") as f:
+            while f.tell() < size:
+                tag = _varint(f)
+                kind = None if tag is None else tag & 7
+                if tag is None or tag >> 3 == 0 or kind not in (0, 1, 2, 5):
+                    return False
+                if kind == 0 and _varint(f) is None:
+                    return False
+                if kind in (1, 5):
+                    f.seek(8 if kind == 1 else 4, os.SEEK_CUR)
+                if kind == 2:
+                    length = _varint(f)
+                    if length is None:
+                        return False
+                    f.seek(length, os.SEEK_CUR)
+            return f.tell() == size
+    except (OSError, ValueError):
+        return False
+
+
 def prune(directory, max_bytes=MAX_BYTES, keep_bytes=KEEP_BYTES):
-    """Deletes the oldest files of `directory` once it holds more than `max_bytes`,
+    """Deletes the files of `directory` that are not whole entries
+    (`is_whole_entry`), then the oldest once it holds more than `max_bytes`,
     until it holds at most `keep_bytes`; returns the number of files deleted."""
-    files = []
+    files, deleted = [], 0
     for entry in os.scandir(directory):
         try:
             if entry.is_file(follow_symlinks=False):
+                if not is_whole_entry(entry.path):
+                    os.remove(entry.path)
+                    deleted += 1
+                    continue
                 info = entry.stat(follow_symlinks=False)
                 files.append((info.st_mtime, info.st_size, entry.path))
         except OSError:
             continue
     total = sum(size for _, size, _ in files)
     if total <= max_bytes:
-        return 0
-    deleted = 0
+        return deleted
     for _, size, path in sorted(files):
         if total <= keep_bytes:
             break
