@@ -286,7 +286,7 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
               f"{start} of {epochs} epochs done.", flush=True)
     step = _make_train_step(flow, optimizer, strategy, jit_compile)
     if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
-        from kerasflows.training import FlatCalls
+        from kerasflows.flat_calls import FlatCalls
         step = FlatCalls(step)      # one device: skip the per-call signature lookup
     for epoch in range(start, epochs):
         data = _epoch_dataset(x, context, seed, epoch, batch_size, strategy)

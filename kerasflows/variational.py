@@ -20,7 +20,7 @@ import tensorflow as tf
 from kerasflows import targets
 from kerasflows.flow import Flow
 from kerasflows.layers.base import check_positive_int
-from kerasflows.training import FlatStepFunctions
+from kerasflows.flat_calls import FlatStepFunctions
 
 __all__ = ["VariationalFlow", "fit_target", "diagnostics", "kish_ess", "check_target"]
 

@@ -1,0 +1,266 @@
+"""Checks of the data given to `Flow.fit`, `evaluate` and `predict` (done once,
+before Keras' loop), and the forms Keras is handed."""
+
+import itertools
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasflows.layers.base import check_event_dim
+
+__all__ = ["check_finite", "prepare_fit_data", "prepare_eval_data", "weights_for_keras"]
+
+
+def check_finite(name, array):
+    """Raises ValueError if a NumPy/tensor `array` holds NaN or inf."""
+    a = np.asarray(array)
+    if not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"{name} must be numeric; received dtype {a.dtype}.")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        raise ValueError(f"{name} contains {int(bad.sum())} NaN or inf values "
+                         f"(first in rows {rows[:5].tolist()}); remove or impute them "
+                         "before training.")
+
+
+def _is_array(v):
+    return isinstance(v, (np.ndarray, tf.Tensor, list)) or hasattr(v, "__array__")
+
+
+def _check_rows(name, x):
+    if len(x) == 0:
+        raise ValueError(f"{name} has no rows (shape {tuple(np.shape(x))}); give at least "
+                         "one example.")
+
+
+def _as_array(data):
+    """A (nested) Python list of numbers as a NumPy array; anything else as it is."""
+    return np.asarray(data) if isinstance(data, list) else data
+
+
+def _check_arrays(flow, data, name, finite=True):
+    """Validates `data` (x or (x, context)) and returns it packed for Keras; with
+    `finite=False`, NaN and inf are let through."""
+    check = check_finite if finite else lambda name, a: None
+    if flow.context_dim is not None:
+        if not (isinstance(data, (tuple, list)) and len(data) == 2):
+            raise ValueError(f"This flow is conditional (context_dim={flow.context_dim}): "
+                             f"give {name} as (x, context).")
+        x, c = (_as_array(d) for d in data)
+        check(name, x)
+        check(f"{name} context", c)
+        _check_rows(name, x)
+        if len(x) != len(c):
+            raise ValueError(f"{name}: x has {len(x)} rows but context has {len(c)}.")
+        check_event_dim("Flow", np.asarray(x), flow.event_dim)
+        check_event_dim("Flow", np.asarray(c), flow.context_dim, what="context")
+        check_context = getattr(flow.context_encoder, "check_context", None)
+        if finite and check_context is not None:   # e.g. ClassEmbedding: labels in range
+            check_context(np.asarray(c), f"{name} context")
+        return (x, c)
+    if isinstance(data, tuple):
+        if len(data) == 2:
+            raise ValueError(
+                f"This flow is unconditional: give {name} as x, an array [N, "
+                f"{flow.event_dim}]; received a pair, but a flow has no targets (a pair "
+                "(x, context) is for a conditional flow, made with context_dim).")
+        raise ValueError(f"{name} must be an array [N, {flow.event_dim}]; received a tuple "
+                         f"of {len(data)} items.")
+    data = _as_array(data)
+    check(name, data)
+    _check_rows(name, data)
+    check_event_dim("Flow", np.asarray(data), flow.event_dim)
+    return data
+
+
+def _keras_batch(flow, batch):
+    """One batch of a stream, in Keras' `(inputs,)` / `(inputs, None, sample_weight)`
+    form: a bare `x` becomes `(x,)`, a conditional flow's `(x, context)` becomes
+    `((x, context),)`. Raises on a `(x, y)` batch of an unconditional flow."""
+    if isinstance(batch, list):
+        batch = tuple(batch)
+    if not isinstance(batch, tuple):
+        return (batch,)
+    if len(batch) == 2 and not isinstance(batch[0], (tuple, list)):
+        if flow.context_dim is not None:
+            return ((batch[0], batch[1]),)
+        raise ValueError(
+            "A batch of an unconditional flow's data is x, (x,) or (x, None, "
+            "sample_weight); received a pair (x, y), and a flow has no targets. "
+            "For a conditional flow (context_dim set) a pair is (x, context).")
+    return batch
+
+
+class _KerasBatches(keras.utils.PyDataset):
+    """A `keras.utils.PyDataset` whose batches go through `_keras_batch`."""
+
+    def __init__(self, flow, inner):
+        super().__init__(workers=inner.workers, use_multiprocessing=inner.use_multiprocessing,
+                         max_queue_size=inner.max_queue_size)
+        self._flow, self._inner = flow, inner
+
+    @property
+    def num_batches(self):
+        return self._inner.num_batches
+
+    def __getitem__(self, index):
+        return _keras_batch(self._flow, self._inner[index])
+
+    def on_epoch_begin(self):
+        self._inner.on_epoch_begin()
+
+    def on_epoch_end(self):
+        self._inner.on_epoch_end()
+
+
+def _is_stream(data):
+    return (isinstance(data, (tf.data.Dataset, keras.utils.PyDataset))
+            or (hasattr(data, "__next__") and not _is_array(data)))
+
+
+def _stream_for_keras(flow, data, want_first=False):
+    """`(stream, first_batch)`: a `tf.data.Dataset`, `keras.utils.PyDataset` or
+    iterator (a Python generator) mapped through `_keras_batch`, and, if
+    `want_first`, its first batch as `(x, context or None)` (else None; an
+    iterator's first batch is read and put back)."""
+    first = None
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if isinstance(spec, tuple) and len(spec) == 2 and not isinstance(spec[0], tuple):
+            _keras_batch(flow, spec)        # an unconditional flow's (x, y) raises here
+            data = data.map(lambda x, context: ((x, context),))
+        if want_first:
+            first = next(iter(data.take(1)))
+            first = first if isinstance(first, tuple) else (first,)
+    elif isinstance(data, keras.utils.PyDataset):
+        data = _KerasBatches(flow, data)
+        first = data[0] if want_first else None
+    elif want_first:
+        try:
+            head = next(data)
+        except StopIteration:
+            raise ValueError("The data iterator (generator) yielded no batch.") from None
+        first = _keras_batch(flow, head)
+        data = (_keras_batch(flow, b) for b in itertools.chain([head], data))
+    else:
+        data = (_keras_batch(flow, b) for b in data)
+    if first is not None:
+        inputs = first[0]
+        first = tuple(inputs) if flow.context_dim is not None else (inputs, None)
+    return data, first
+
+
+def weights_for_keras(flow, x, sample_weight, method):
+    """`(y, sample_weight)` to hand Keras with array data `x` (as `_check_arrays`
+    returns it) and per-example `sample_weight`. Keras drops `sample_weight` when
+    there is no `y`, and a flow has none, so weighted data get a placeholder `y`
+    of zeros (a flow's loss does not read it). Streams carry their own weights,
+    as `(x, None, sample_weight)` batches."""
+    if sample_weight is None:
+        return None, None
+    if _is_stream(x):
+        raise ValueError(f"Flow.{method}: `sample_weight` goes with array data; the "
+                         "batches of a stream carry their own, as (x, None, sample_weight).")
+    n = len(x[0]) if flow.context_dim is not None else len(x)
+    w = np.asarray(sample_weight)
+    if w.shape != (n,) or not np.issubdtype(w.dtype, np.number):
+        raise ValueError(f"Flow.{method}: `sample_weight` must be numbers of shape ({n},), "
+                         f"one per example; received {w.dtype} of shape {w.shape}.")
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"Flow.{method}: `sample_weight` must be finite and >= 0; "
+                         f"received {float(w[i])!r} for example {i} ({int(bad.sum())} such "
+                         f"weight{'s' if bad.sum() > 1 else ''} in all).")
+    return np.zeros(n, "float32"), w.astype("float32")
+
+
+def prepare_eval_data(flow, x, y, method):
+    """`x` for `keras.Model.evaluate` / `predict`: streams mapped as in `fit`."""
+    if y is not None:
+        raise ValueError(f"Flow.{method} takes no targets (a flow's loss is its negative "
+                         f"log-likelihood); received y of type {type(y).__name__}.")
+    if x is None:
+        raise ValueError(f"Flow.{method} needs data x.")
+    if _is_stream(x):
+        return _stream_for_keras(flow, x)[0]
+    if method == "predict":     # the log-density of each row: a NaN row gives NaN
+        data = _check_arrays(flow, x, "predict's data", finite=False)
+    else:
+        data = _check_arrays(flow, x, f"{method}'s data")
+    return tuple(data) if flow.context_dim is not None else data
+
+
+def _first_rows(data, n, shuffle):
+    """`n` rows of array data for data-dependent initialisation: the first `n`, or
+    with `shuffle` `n` drawn at random (NumPy's global generator, which
+    `keras.utils.set_random_seed` seeds), as the first batch of a shuffled
+    epoch would be."""
+    total = len(data)
+    if not shuffle or total <= n:
+        return np.asarray(data[:n])
+    return np.asarray(data)[np.sort(np.random.permutation(total)[:n])]
+
+
+def _validation_arrays(validation_data):
+    """Keras' array forms of `validation_data` -> `(x_val, weights or None)`:
+    `x_val`, `(x_val,)`, `(x_val, None)`, `(x_val, None, sample_weight)`, and
+    lists of arrays for tuples (`x_val` being `(x, context)` for a conditional
+    flow)."""
+    v = validation_data
+    if isinstance(v, list) and v and all(e is None or isinstance(e, (np.ndarray, tf.Tensor, tuple))
+                                         for e in v):
+        v = tuple(v)
+    if isinstance(v, tuple) and len(v) == 3 and v[1] is None:
+        return v[0], v[2]
+    if isinstance(v, tuple) and (len(v) == 1 or (len(v) == 2 and v[1] is None)):
+        return v[0], None
+    return v, None
+
+
+def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True):
+    """Returns `(x, validation_data, first_batch)` ready for `keras.Model.fit`.
+
+    `x` may be arrays (`x`, or `(x, context)` for a conditional flow), checked
+    here for shape and NaN / inf, or a stream of batches: a `tf.data.Dataset`,
+    `keras.utils.PyDataset` or Python generator, whose batches are `x`, `(x,)`
+    or `(x, None, sample_weight)` (`x` being `(x, context)` for a conditional
+    flow, which also takes a bare pair `(x, context)`). `first_batch` is
+    `(x_batch, context_batch or None)` for data-dependent initialisation (None
+    for a stream when no layer needs it): for arrays, `batch_size` rows,
+    drawn at random when `shuffle` (as `fit` shuffles). Array
+    `validation_data` may also be `(x_val,)`, `(x_val, None)` or carry
+    weights as `(x_val, None, sample_weight)`.
+    """
+    if y is not None:
+        raise ValueError("Flow.fit trains by maximum likelihood and takes no targets: "
+                         "call fit(x) (or fit((x, context)) for a conditional flow). "
+                         f"Received y of type {type(y).__name__}.")
+    if x is None:
+        raise ValueError("Flow.fit needs training data x.")
+    if _is_stream(x):
+        x, first = _stream_for_keras(flow, x, want_first=flow.needs_data_init)
+    else:
+        x = _check_arrays(flow, x, "training data")
+        n = batch_size or 32
+        if flow.context_dim is None:
+            first = (_first_rows(x, n, shuffle), None)
+        else:
+            rows = _first_rows(np.arange(len(x[0])), n, shuffle)
+            first = tuple(np.asarray(a)[rows] for a in x)
+    if validation_data is None:
+        pass
+    elif _is_stream(validation_data):
+        validation_data = _stream_for_keras(flow, validation_data)[0]
+    else:
+        validation_data, weights = _validation_arrays(validation_data)
+        x_val = _check_arrays(flow, validation_data, "validation data")
+        if flow.context_dim is not None:
+            x_val = tuple(x_val)
+        validation_data = (x_val,)
+        if weights is not None:
+            validation_data = (x_val, *weights_for_keras(flow, x_val, weights,
+                                                         "fit's validation_data"))
+    return x, validation_data, first

@@ -1,0 +1,153 @@
+"""Calls of a `tf.function` through its flat inputs, and the `keras.Model` mixin
+that runs `fit` / `evaluate` steps that way."""
+
+import tensorflow as tf
+
+from kerasflows.graph_calls import light_calls
+
+__all__ = ["FlatCalls", "FlatStepCalls", "FlatStepFunctions"]
+
+
+def _leaf_signature(t):
+    """A hashable description of one data leaf, batch size left out."""
+    if t is None:
+        return None
+    return (tuple(t.shape[1:]), t.dtype)
+
+
+def _structure(data):
+    """The nesting of `data` (tuples, lists, dicts), hashable; leaves as "."."""
+    if isinstance(data, (tuple, list)):
+        return (type(data).__name__,) + tuple(_structure(d) for d in data)
+    if isinstance(data, dict):
+        return ("dict",) + tuple((k, _structure(data[k])) for k in sorted(data))
+    return "."
+
+
+class FlatCalls:
+    """Calls a `tf.function` of one (possibly nested) batch argument through its
+    flat inputs: `FlatCalls(fn)(data)` returns `fn(data)`.
+
+    A `tf.function` call looks its traced graph up by hashing the call's
+    whole signature, captured variables included (a flow's weights, its
+    optimizer's slots: ~100 of them for a 5-layer flow; in a cProfile of
+    `fit` for MAF on 2-D data, the largest Python cost of a step). Here the
+    graph is traced once per kind of batch (structure, dtypes and
+    sizes but the batch dimension, which is left unknown, as Keras'
+    `reduce_retracing` does; XLA still compiles each batch size once) and
+    called with the batch's tensors and the captured inputs bound once. Unless
+    `fn` is XLA-compiled, the calls are made in `graph_calls.light_calls()`
+    (a shorter first call: TensorFlow's graph optimiser runs on it).
+
+    Attributes:
+        traces: number of graphs traced so far.
+    """
+
+    def __init__(self, fn):
+        self._fn = fn
+        self._light = not getattr(fn, "_jit_compile", False)
+        self._calls = {}
+        self.traces = 0
+
+    def __call__(self, data):
+        leaves = [None if t is None else tf.convert_to_tensor(t) for t in tf.nest.flatten(data)]
+        key = (_structure(data), tuple(_leaf_signature(t) for t in leaves))
+        call = self._calls.get(key)
+        if call is None:
+            call = self._calls[key] = self._trace(data, leaves)
+        if self._light:     # every call: a graph is instantiated once per set of options
+            with light_calls():
+                return call(data, leaves)
+        return call(data, leaves)
+
+    def _trace(self, data, leaves):
+        """Traces `fn` for this kind of batch; returns `call(data, leaves)`."""
+        spec = tf.nest.pack_sequence_as(data, [
+            None if t is None else tf.TensorSpec([None, *t.shape[1:]] if t.shape.rank else [],
+                                                 t.dtype) for t in leaves])
+        fn = self._fn.get_concrete_function(spec)
+        self.traces += 1
+        captured = fn.captured_inputs
+        if len(fn.inputs) - len(captured) != sum(t is not None for t in leaves):
+            # another TensorFlow: the structured call
+            return lambda data, leaves: fn(tf.nest.pack_sequence_as(data, leaves))
+        return lambda data, leaves: fn._call_flat([t for t in leaves if t is not None], captured)
+
+
+class FlatStepCalls(FlatCalls):
+    """Keras' train (or test) function for `fit` / `evaluate`: `FlatCalls` of the step.
+
+    `Flow.make_train_function` / `make_test_function` use it in place of
+    Keras' own (see `Flow.flat_step_calls`): `function(iterator)` takes the
+    next `steps_per_execution` batches from `iterator` and runs
+    `step_fn(batch)` (Keras' `train_step` / `test_step`, compiled with XLA if
+    `jit_compile`) on each, as Keras does, and returns the last logs; each
+    call goes through the step's flat inputs (`FlatCalls`) instead of Keras'
+    `tf.function` call.
+    """
+
+    def __init__(self, model, step_fn, jit_compile):
+        super().__init__(tf.function(step_fn, jit_compile=bool(jit_compile), autograph=False))
+        self.model = model
+
+    def __call__(self, iterator):
+        logs = None
+        for _, data in zip(range(self.model.steps_per_execution), iterator):
+            logs = super().__call__(data)
+        if logs is None:
+            raise StopIteration
+        return logs
+
+
+class FlatStepFunctions:
+    """A `keras.Model` mixin: `fit` / `evaluate` call the step through
+    `FlatStepCalls` (see `flat_step_calls`), and the optimizer is built before
+    the train step's first trace. `Flow` and `VariationalFlow` use it.
+
+    Without a distribution strategy Keras leaves building the optimizer to the
+    step's first trace, and a `tf.function` whose trace makes variables is
+    traced twice: the first `fit` call of a conditional 5-layer NSF coupling
+    flow on 2-D data took 7.95 s that way against 5.16 s
+    (`benchmarks/first_step.py --mode fit`, README).
+    """
+
+    #: Run `fit` / `evaluate` batches through `FlatStepCalls` (the same step,
+    #: called through its flat inputs, without Keras' per-call signature
+    #: lookup, and as a plain graph with `graph_calls.light_calls`) when nothing
+    #: needs Keras' own loop: no distribution strategy, `steps_per_execution=1`
+    #: and not `run_eagerly`. False: always Keras' loop.
+    flat_step_calls = True
+
+    def _under_strategy(self):
+        """True if the model was made, or is used, in a distribution strategy's scope."""
+        return bool(self._distribute_strategy) or tf.distribute.has_strategy()
+
+    def _flat_calls_apply(self):
+        return (self.flat_step_calls and not self.run_eagerly and self.steps_per_execution == 1
+                and not self._under_strategy())
+
+    def _step_function(self, name, step_fn, keras_make, force):
+        """`self.<name>` (the train or test function), made if needed: Keras' own
+        (`keras_make`), or (see `flat_step_calls`) a `FlatStepCalls` of `step_fn`."""
+        if getattr(self, name) is not None and not force:
+            return getattr(self, name)
+        if not self._flat_calls_apply():
+            return keras_make(force=force)
+        setattr(self, name, FlatStepCalls(self, step_fn, self.jit_compile))
+        return getattr(self, name)
+
+    def make_train_function(self, force=False):
+        """Keras' train function, or (see `flat_step_calls`) a `FlatStepCalls` of
+        `train_step`; the optimizer is built first (its slots made for the
+        model's trainable weights) if every layer is built and it is not yet."""
+        if (self.optimizer is not None and not self.optimizer.built
+                and not self._under_strategy()
+                and all(layer.built for layer in self._flatten_layers())):
+            self.optimizer.build(self.trainable_variables)
+        return self._step_function("train_function", self.train_step,
+                                   super().make_train_function, force)
+
+    def make_test_function(self, force=False):
+        """Keras' test function, or (see `flat_step_calls`) a `FlatStepCalls` of `test_step`."""
+        return self._step_function("test_function", self.test_step,
+                                   super().make_test_function, force)

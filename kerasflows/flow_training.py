@@ -1,0 +1,222 @@
+"""`FlowTraining`: the Keras training half of `kerasflows.Flow` (a mixin): the
+maximum-likelihood loss, and `compile`, `fit`, `evaluate` and `predict`
+that check their data and arguments before Keras' own."""
+
+import contextlib
+
+import keras
+import tensorflow as tf
+
+from kerasflows.fit_data import prepare_eval_data, prepare_fit_data, weights_for_keras
+from kerasflows.flat_calls import FlatStepFunctions
+from kerasflows.packed_adam import packed_size
+
+__all__ = ["FlowTraining"]
+
+
+class _LossMean(keras.metrics.Mean):
+    """A flow's loss tracker (Keras' "loss" metric): Keras weighs each batch's loss
+    by its rows; for a batch with sample weights this weighs its weighted mean
+    by the weights' sum (`Flow.compute_loss` leaves it in `batch_weight`), so
+    `fit`'s loss and `evaluate` are the weighted mean over all the examples,
+    whatever the batch size."""
+
+    def __init__(self, name="loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.batch_weight = None
+
+    def update_state(self, values, sample_weight=None):
+        weight, self.batch_weight = self.batch_weight, None
+        return super().update_state(values, sample_weight=sample_weight if weight is None
+                                    else tf.cast(weight, self.dtype))
+
+
+def _replica_count():
+    if tf.distribute.has_strategy():
+        return tf.distribute.get_strategy().num_replicas_in_sync
+    return 1
+
+
+class FlowTraining(FlatStepFunctions):
+    """The training methods of `kerasflows.Flow` (see there): its loss (the mean
+    negative log-likelihood), `compile`, `fit`, `evaluate`, `predict`, loss
+    scaling for float16 conditioners, and what `jit_compile="auto"` means."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Mean negative log-likelihood, in nats per example (plus any layer losses);
+        with `sample_weight`, the batch's weighted mean."""
+        nll = -y_pred
+        replicas = _replica_count()
+        tracker = getattr(self, "_loss_tracker", None)
+        if sample_weight is not None:
+            w = tf.cast(sample_weight, nll.dtype)
+            total = tf.reduce_sum(w)
+            if replicas > 1:
+                # the weights of the whole batch, over every replica: the replicas'
+                # gradients add up to the gradient of the global weighted mean
+                total = tf.distribute.get_replica_context().all_reduce("SUM", total)
+            # this replica's share of the weighted mean; a batch whose weights are
+            # all 0 adds nothing (not 0 / 0)
+            loss = tf.math.divide_no_nan(tf.reduce_sum(nll * w), total)
+            if isinstance(tracker, _LossMean):
+                # Keras reports `loss * replicas` per replica: weighed by total /
+                # replicas, the replicas add up to the batch's weighted mean
+                tracker.batch_weight = total / replicas
+        else:
+            loss = tf.reduce_mean(nll) / replicas
+        if self.losses:
+            loss += tf.add_n([tf.cast(l, loss.dtype) for l in self.losses]) / replicas
+        return loss
+
+    def float16_conditioners(self):
+        """True if a layer's conditioner computes in float16 (a `"mixed_float16"` policy):
+        its gradients then need loss scaling."""
+        encoder = ([] if self.context_encoder is None else
+                   self.context_encoder._flatten_layers(include_self=True, recursive=True))
+        return (any(l.conditioner_dtype_policy.compute_dtype == "float16"
+                    for l in self.flow_layers)
+                or any(l.dtype_policy.compute_dtype == "float16" for l in encoder))
+
+    def with_loss_scaling(self, optimizer):
+        """`optimizer` wrapped in a `keras.optimizers.LossScaleOptimizer` if the flow has
+        float16 conditioners and it is not one already; else `optimizer` itself."""
+        if (self.float16_conditioners()
+                and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
+            return keras.optimizers.LossScaleOptimizer(optimizer)
+        return optimizer
+
+    def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
+                weighted_metrics=None, *args, auto_scale_loss=True, **kwargs):
+        """`keras.Model.compile` for maximum likelihood: the loss is the mean negative
+        log-likelihood, so `loss`, `loss_weights` and metrics (which compare
+        predictions with targets, and a flow has none) raise a ValueError. With
+        float16 conditioners (see the class docstring) and `auto_scale_loss=True`
+        the optimizer is wrapped in a `LossScaleOptimizer`."""
+        for name, value in (("loss", loss), ("loss_weights", loss_weights),
+                            ("metrics", metrics), ("weighted_metrics", weighted_metrics)):
+            if value is not None and not (isinstance(value, (list, tuple, dict)) and not value):
+                raise ValueError(
+                    f"Flow.compile: a flow trains by maximum likelihood (its loss is the "
+                    f"mean negative log-likelihood in nats) and has no targets, so it takes "
+                    f"no `{name}`. Received {name}={value!r}.")
+        if isinstance(optimizer, keras.optimizers.Optimizer) and packed_size(optimizer):
+            raise ValueError(
+                "Flow.compile: this optimizer was built by make_train_step on its packed "
+                "layout (one moment vector over all the weights), which Keras' fit, "
+                "evaluate and saving do not know; give compile a new optimizer (its "
+                "state then starts afresh), or keep training with make_train_step.")
+        super().compile(optimizer, *args, auto_scale_loss=auto_scale_loss, **kwargs)
+        # as Keras sets its own: not tracked as one of the model's metrics (that
+        # would report the loss twice)
+        object.__setattr__(self, "_loss_tracker", _LossMean(name="loss"))
+        if auto_scale_loss and self.optimizer is not None:
+            self.optimizer = self.with_loss_scaling(self.optimizer)
+
+    def compile_from_config(self, config):
+        """Compiles a flow loaded from a `.keras` file as it was saved, optimizer
+        included (its state is then restored, so `fit` resumes where it stopped).
+        Keras itself skips this step for models that override `compile`."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.optimizer is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def fit(self, x=None, y=None, batch_size=None, validation_data=None, **kwargs):
+        """Trains by maximum likelihood; see `keras.Model.fit`.
+
+        `x` is the data `[N, D]` as a NumPy array or tensor, or `(x, context)`
+        for a conditional flow; or a stream of such batches: a `tf.data.Dataset`,
+        `keras.utils.PyDataset` or Python generator (a batch may also be `(x,)`
+        or `(x, None, sample_weight)`, Keras' forms). `validation_data` takes the
+        same forms, and `(x_val, None, sample_weight)` for weighted arrays.
+        Targets are not used: a non-None `y` raises. NaN or inf in array data
+        raise before training, as do labels a `ClassEmbedding` context encoder
+        does not know. Layers that initialise from data (`ActNorm`) do so on
+        `batch_size` rows before the first step: for arrays, rows drawn at
+        random when `shuffle` (the default), as the first shuffled batch. `sample_weight` (array data: one finite weight
+        >= 0 per example) weights each example's negative log-likelihood in
+        the loss.
+        """
+        if self.optimizer is not None and packed_size(self.optimizer) is not None:
+            raise ValueError(
+                "Flow.fit: this flow's optimizer was built by make_train_step on its packed "
+                "layout (one moment vector over all weights), which Keras' apply_gradients "
+                "cannot update; compile the flow with a new optimizer for fit, or go on "
+                "with the make_train_step loop.")
+        if kwargs.get("class_weight") is not None:
+            raise ValueError("Flow.fit: a flow has no classes or targets, so it takes no "
+                             "`class_weight`; weigh examples with sample_weight= (one "
+                             f"weight per example). Received class_weight="
+                             f"{kwargs['class_weight']!r}.")
+        x, validation_data, first = prepare_fit_data(self, x, y, batch_size, validation_data,
+                                                     shuffle=kwargs.get("shuffle", True))
+        y, kwargs["sample_weight"] = weights_for_keras(self, x, kwargs.get("sample_weight"),
+                                                       "fit")
+        if first is not None and self.needs_data_init:
+            self.initialize(*first)
+        with self._fresh_functions_after_errors():
+            return super().fit(x, y, batch_size=batch_size, validation_data=validation_data,
+                               **kwargs)
+
+    @contextlib.contextmanager
+    def _fresh_functions_after_errors(self):
+        """Drops Keras' train / test / predict functions when a call raises.
+
+        A `tf.function` whose first trace failed (bad data in a stream, say)
+        before it created its variables refuses to create them in any later
+        trace ("Creating variables on a non-first call"), so every later
+        `fit` of the flow failed; the next call now builds new ones."""
+        try:
+            yield
+        except Exception:
+            self.train_function = self.test_function = self.predict_function = None
+            raise
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """Mean negative log-likelihood of `x` (nats per example); see
+        `keras.Model.evaluate`. `x` takes the forms `fit` takes, and array data
+        are checked as there (rows, shape, NaN or inf, known labels); no
+        targets; `sample_weight` as in `fit` (then the weighted mean)."""
+        if kwargs.get("_use_cached_eval_dataset"):
+            # `fit`'s validation: the data `fit` prepared, with its placeholder y if weighted
+            return super().evaluate(x, y, *args, **kwargs)
+        x = prepare_eval_data(self, x, y, "evaluate")
+        y, kwargs["sample_weight"] = weights_for_keras(self, x, kwargs.get("sample_weight"),
+                                                       "evaluate")
+        with self._fresh_functions_after_errors():
+            return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """`log_prob` of `x` batch by batch, as a NumPy array; see `keras.Model.predict`.
+        `x` takes the forms `fit` takes (arrays need rows of the flow's width;
+        a row with NaN gets NaN, as from `log_prob`)."""
+        with self._fresh_functions_after_errors():
+            return super().predict(prepare_eval_data(self, x, None, "predict"), *args,
+                                   **kwargs)
+
+    def _resolve_auto_jit_compile(self):
+        """What `compile(jit_compile="auto")` (Keras' default) means: XLA on CPUs too.
+
+        Keras resolves "auto" to no XLA on machines without an accelerator;
+        for the spline flows the XLA-compiled step is much the faster one
+        there as well, and for the affine flows about as fast (2-D, batch
+        512, minimum / median ms per `fit` step: NSF coupling 4.2 / 4.9
+        against 6.4 / 8.8 as a TensorFlow graph, MAF 3.5 / 4.1 against 3.5 /
+        3.7; `benchmarks/fit_throughput.py`, README "Speed of `fit`"). As in
+        Keras, "auto" stays without XLA under a distribution strategy, with op
+        determinism enabled, or when a layer does not support it; and on a
+        CPU, for a flow with a layer whose step is faster as a graph
+        (`FlowLayer.auto_xla_on_cpu`, e.g. `ContinuousFlow`). Pass
+        `jit_compile=False` for a plain graph (no XLA compilation of the first
+        step, 1-3 s for the spline flows).
+        """
+        if super()._resolve_auto_jit_compile():
+            return True
+        if self._under_strategy():
+            return False
+        if not all(getattr(layer, "auto_xla_on_cpu", True) for layer in self.flow_layers):
+            return False
+        try:   # Keras' own check of the layers and op determinism
+            from keras.src.trainers.trainer import model_supports_jit
+        except ImportError:   # another Keras: its default
+            return False
+        return bool(model_supports_jit(self))
