@@ -107,6 +107,18 @@ def test_forward_and_its_log_det_come_from_one_solve():
     b = layer.bijector()
     b.forward(z)
     assert len(calls) == one > 0, "forward_and_log_det solves once, as forward alone does"
+    # a batch shape [2, 4]: reshaped to rows once, so the log-det reads the same solve
+    z3 = tf.reshape(z, [2, 4, 2])
+    for direction in ("forward", "inverse"):
+        calls.clear()
+        getattr(layer.bijector(), direction)(z3)
+        alone = len(calls)
+        calls.clear()
+        b = layer.bijector()
+        v = getattr(b, direction)(z3)
+        log_det = getattr(b, f"{direction}_log_det_jacobian")(z3, event_ndims=1)
+        assert len(calls) == alone > 0, direction
+        assert v.shape == (2, 4, 2) and log_det.shape == (2, 4)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -144,6 +144,7 @@ class RowsBijector(tfp.bijectors.Bijector):
         parameters = dict(locals())
         # `no_inverse`: the error a forward-only layer gives for the inverse direction
         self.inner, self.event_dim, self.no_inverse = inner, event_dim, no_inverse
+        self._last_rows = None      # (input, its rows): see `_rows`
         super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
                          parameters=parameters, name=name)
 
@@ -151,16 +152,25 @@ class RowsBijector(tfp.bijectors.Bijector):
     def _parameter_properties(cls, dtype):
         return dict()
 
-    # Rows go to `inner` as the tensor they came as: TFP caches a bijector's
-    # results by its input tensor, and FFJORD's log-det reads the one solve
-    # that gave `forward` (a reshaped copy is another tensor: a second solve).
-    def _map(self, fn, v):
+    def _rows(self, v):
+        """`v` as rows `[N, D]`, the same tensor for a transform and its log-det.
+
+        TFP caches a bijector's results by its input tensor, and FFJORD's
+        log-det reads the one solve that gave its transform; rows of rank 2
+        go to `inner` as they came, and other ranks are reshaped once per
+        input (a second reshape would be another tensor: a second solve)."""
         if v.shape.rank == 2:
-            return fn(v)
-        return tf.reshape(fn(tf.reshape(v, [-1, self.event_dim])), tf.shape(v))
+            return v
+        if self._last_rows is None or self._last_rows[0] is not v:
+            self._last_rows = (v, tf.reshape(v, [-1, self.event_dim]))
+        return self._last_rows[1]
+
+    def _map(self, fn, v):
+        out = fn(self._rows(v))
+        return out if v.shape.rank == 2 else tf.reshape(out, tf.shape(v))
 
     def _log_det(self, fn, v):
-        rows = v if v.shape.rank == 2 else tf.reshape(v, [-1, self.event_dim])
+        rows = self._rows(v)
         log_det = tf.broadcast_to(fn(rows, event_ndims=1), tf.shape(rows)[:1])
         return log_det if v.shape.rank == 2 else tf.reshape(log_det, tf.shape(v)[:-1])
 
