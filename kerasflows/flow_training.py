@@ -203,17 +203,13 @@ class FlowTraining(FlatStepFunctions):
         against 6.4 / 8.8 as a TensorFlow graph, MAF 3.5 / 4.1 against 3.5 /
         3.7; `benchmarks/fit_throughput.py`, README "Speed of `fit`"). As in
         Keras, "auto" stays without XLA under a distribution strategy, with op
-        determinism enabled, or when a layer does not support it; and on a
-        CPU, for a flow with a layer whose step is faster as a graph
-        (`FlowLayer.auto_xla_on_cpu`, e.g. `ContinuousFlow`). Pass
+        determinism enabled, or when a layer does not support it. Pass
         `jit_compile=False` for a plain graph (no XLA compilation of the first
         step, 1-3 s for the spline flows).
         """
         if super()._resolve_auto_jit_compile():
             return True
         if self._under_strategy():
-            return False
-        if not all(getattr(layer, "auto_xla_on_cpu", True) for layer in self.flow_layers):
             return False
         try:   # Keras' own check of the layers and op determinism
             from keras.src.trainers.trainer import model_supports_jit

@@ -247,12 +247,6 @@ class FlowLayer(keras.layers.Layer):
     #: so a compiled evaluation may split a large batch into blocks
     #: (`Flow.eval_mode`). Off by default: a subclass opts in.
     eval_in_blocks = False
-    #: False for layers whose training step is slower to compile and to run with
-    #: XLA than as a plain graph on a CPU: `compile(jit_compile="auto")` then
-    #: trains a flow holding one without XLA on a machine without an
-    #: accelerator (`Flow._resolve_auto_jit_compile`). Such a step still
-    #: compiles with `jit_compile=True`.
-    auto_xla_on_cpu = True
     #: Settings added after a release, with the values that reproduce a layer
     #: saved without them (`from_config` fills in the missing ones).
     legacy_config = {}
