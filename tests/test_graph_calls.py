@@ -13,10 +13,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 from tensorflow.python.eager import context as context_lib
 
+from kerasflows import background_step, flat_calls, graph_calls, training
 from kerasflows import flow as flow_module
-from kerasflows import graph_calls
 from kerasflows import models as M
-from kerasflows import training
 
 R = rewriter_config_pb2.RewriterConfig
 
@@ -155,7 +154,7 @@ class Recorder:
 
 def test_background_step_runs_its_graph_tier_light_and_its_xla_tier_as_is(monkeypatch):
     recorder = Recorder()
-    monkeypatch.setattr(training, "light_calls", recorder)
+    monkeypatch.setattr(background_step, "light_calls", recorder)
     keras.utils.set_random_seed(0)
     flow = M.MAF(2, num_layers=2, hidden_units=(8,))
     step = training.make_train_step(flow, keras.optimizers.Adam(1e-3), background_compile=3)
@@ -185,7 +184,7 @@ def test_graph_mode_evaluation_runs_light_and_xla_mode_as_is(monkeypatch):
 
 def test_fit_and_evaluate_run_a_plain_graph_light_and_an_xla_step_as_is(monkeypatch):
     recorder = Recorder()
-    monkeypatch.setattr(training, "light_calls", recorder)
+    monkeypatch.setattr(flat_calls, "light_calls", recorder)
     x = np.random.default_rng(0).normal(size=(96, 2)).astype("float32")
     flow = M.MAF(2, num_layers=2, hidden_units=(8,))
     flow.compile(optimizer="adam", jit_compile=False)
