@@ -19,7 +19,7 @@ NSF-AR sampling keep `[bins, 1, batch]`). Then, the two alternating, times:
 Data: the benchmark's digits for 64 dimensions (1,300 rows, tiled to 8,192), standard
 normal rows otherwise. Prints the medians over rounds. Which layout a flow
 gets by default depends only on its number of transformed dimensions (see
-`kerasflows.layers.splines.BATCH_INNER_MIN_DIMS`).
+`kerasflows.layers.spline_knots.BATCH_INNER_MIN_DIMS`).
 """
 
 import argparse
@@ -32,7 +32,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kerasflows import models, training  # noqa: E402
-from kerasflows.layers import splines  # noqa: E402
+from kerasflows.layers import spline_knots  # noqa: E402
 from side_by_side import print_medians, rows, time_rounds, write_json  # noqa: E402
 
 LAYOUTS = {"[bins, n, batch]": 10 ** 9, "[bins, batch, n]": 2}
@@ -40,7 +40,7 @@ LAYOUTS = {"[bins, n, batch]": 10 ** 9, "[bins, batch, n]": 2}
 
 def build(family, dim, layout, x):
     """The flow and its step, traced (and compiled) with `layout` on the rows `x`."""
-    splines.BATCH_INNER_MIN_DIMS = LAYOUTS[layout]
+    spline_knots.BATCH_INNER_MIN_DIMS = LAYOUTS[layout]
     keras.utils.set_random_seed(0)
     flow = models.NSF(dim, num_layers=5, hidden_units=(64, 64), bins=8, bound=5.0,
                       autoregressive=family == "nsf")
@@ -55,7 +55,7 @@ def build(family, dim, layout, x):
 def measure(family, dim, rounds):
     x = rows(dim, 8192)
     built = {layout: build(family, dim, layout, x) for layout in LAYOUTS}
-    splines.BATCH_INNER_MIN_DIMS = 8
+    spline_knots.BATCH_INNER_MIN_DIMS = 8
     return time_rounds(built, x, rounds)[0]
 
 

@@ -28,7 +28,7 @@ from peers import register  # noqa: E402
 
 def _patch(variant):
     import tensorflow as tf
-    from kerasflows.layers.splines import SplineKnots
+    from kerasflows.layers.spline_knots import SplineKnots
     c = -math.log(1e-3)
     if "clamp" in variant:
         sizes = SplineKnots._sizes

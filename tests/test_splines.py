@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.layers import SplineAutoregressive, SplineCoupling
-from kerasflows.layers.splines import BATCH_INNER_MIN_DIMS, SplineKnots
+from kerasflows.layers.spline_knots import BATCH_INNER_MIN_DIMS, SplineKnots
 from kerasflows.testing import check_flow_layer, perturb_weights
 from test_autoregressive import batch, count_conditioner_calls
 
@@ -40,7 +40,7 @@ def conditioner(layer):
 # Completes the conformance suite's float64 cases (see test_autoregressive.py).
 # (The eager Jacobian of the sequential autoregressive forward is slow: no d5 there.)
 # Coupling at 16 dimensions (8 transformed) and autoregressive at 8: the layout with
-# the points' dimensions innermost (`splines.BATCH_INNER_MIN_DIMS`).
+# the points' dimensions innermost (`spline_knots.BATCH_INNER_MIN_DIMS`).
 @pytest.mark.parametrize("name,dim,ctx,dtype", [
     ("coupling", 3, 2, "float32"), ("coupling", 5, None, "float32"),
     ("coupling", 3, None, "float64"), ("autoregressive", 3, 2, "float32"),
