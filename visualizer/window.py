@@ -5,7 +5,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from visualizer import paths
 from visualizer.context import ContextPanel
@@ -13,19 +13,18 @@ from visualizer.exporting import ExportActions
 from visualizer.follow import FileFollower, Following
 from visualizer.help import HelpActions
 from visualizer.keys import ViewKeys
+from visualizer.menus import RECENT_LIMIT, Menus
 from visualizer.preferences import RememberedUI
 from visualizer.projection import ProjectionPanel
+from visualizer.status import StatusReadout
 from visualizer.views import VIEWS, warm_up_plan
-from visualizer.views.base import ElidedLabel
 from visualizer.worker import KEEP_WARM_S, WARM_UP_PREFIX, Worker
 
 __all__ = ["MainWindow", "RECENT_LIMIT"]
 
-RECENT_LIMIT = 8
 
-
-class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys,
-                 QtWidgets.QMainWindow):
+class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, Menus,
+                 StatusReadout, QtWidgets.QMainWindow):
     """The visualizer window; computations go to one `worker.Worker`.
 
     Args:
@@ -128,57 +127,6 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys,
         dock.hide()
         return dock
 
-    def _build_status(self):
-        bar = self.statusBar()
-        self.model_label = ElidedLabel("no model")
-        self.tf_label = QtWidgets.QLabel("TensorFlow: loading…")
-        self.fps_label = QtWidgets.QLabel("– fps")
-        self.latency_label = QtWidgets.QLabel("last compute –")
-        self.follow_label = QtWidgets.QLabel("")
-        self.follow_label.hide()
-        bar.addWidget(self.model_label, 1)
-        for label in (self.follow_label, self.tf_label, self.fps_label, self.latency_label):
-            bar.addPermanentWidget(label)
-
-    def _action(self, menu, text, slot, shortcuts=()):
-        action = QtGui.QAction(text, self)
-        action.setShortcuts([QtGui.QKeySequence(s) for s in shortcuts])
-        action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
-        action.triggered.connect(slot)
-        menu.addAction(action)
-        return action
-
-    def _build_menus(self):
-        bar = self.menuBar()
-        file = bar.addMenu("&File")
-        self._action(file, "&Open…", self.open_dialog, ["Ctrl+O"])
-        self.recent_menu = file.addMenu("Open &Recent")
-        self._action(file, "Re&load", self.reload, ["Ctrl+R", "F5"])
-        self.follow_action = self._action(file, "&Follow File Changes", self.set_following,
-                                          ["Ctrl+Shift+R"])
-        self.follow_action.setCheckable(True)
-        self._action(file, "&Export view as PNG…", self.export_dialog, ["Ctrl+E"])
-        self._action(file, "Export view &data…", self.export_data_dialog, ["Ctrl+Shift+E"])
-        file.addSeparator()
-        self._action(file, "&Quit", self.close, ["Ctrl+Q"])
-        view = bar.addMenu("&View")
-        for i, v in enumerate(self.views.values()):
-            self._action(view, v.title, lambda _=False, i=i: self.tabs.setCurrentIndex(i),
-                         [f"Ctrl+{i + 1}"])
-        layers = bar.addMenu("&Layers")         # (these act in their own view only: keys.py)
-        self._view_action("layers", layers, "&Previous layer",
-                          lambda: self.views["layers"].step_layer(-1), ["[", "PgUp"])
-        self._view_action("layers", layers, "&Next layer",
-                          lambda: self.views["layers"].step_layer(1), ["]", "PgDown"])
-        self._view_action("layers", layers, "Play / &Pause", self.views["layers"].toggle_play,
-                          ["Space"])
-        samples = bar.addMenu("&Samples")
-        self._view_action("samples", samples, "&Resample", self.views["samples"].resample, ["R"])
-        help_menu = bar.addMenu("&Help")
-        self._action(help_menu, "&Keyboard Shortcuts", self.show_shortcuts, ["F1"])
-        self._action(help_menu, "&About", self.show_about)
-        self._rebuild_recent()
-
     # -- opening models ----------------------------------------------------------------
     def start(self, path=None, context=None, follow=False):
         """Starts the compute thread (which imports TensorFlow) and opens `path` (a
@@ -263,16 +211,6 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys,
         for method, rows in warm_up_plan(info):
             self.submit(f"{WARM_UP_PREFIX}/{method}/{rows}", "warm_up", method, rows)
 
-    def _label_model(self):
-        info = self.info
-        if info is None:
-            self.model_label.setText("no model open")
-            return
-        layers = info["num_layers"] if info["num_layers"] is not None else "?"
-        context = "" if info["context_dim"] is None else f"  ·  context C = {info['context_dim']}"
-        self.model_label.setText(f"{info['name']}  ·  {info['kind']}  ·  D = {info['event_dim']}"
-                                 f"{context}  ·  {layers} layers  ·  {info['path']}")
-
     # -- results --------------------------------------------------------------------------
     def submit(self, kind, func, *args, **kwargs):
         """Queues a computation for the current model (at the current context, for a
@@ -315,26 +253,6 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys,
             if view is self.current_view():
                 self.latency = result.seconds
             view.receive(result)
-
-    def frame_drawn(self, view):
-        if view is self.current_view():
-            self._frames.append(time.perf_counter())
-            if len(self._frames) == 1:
-                self._update_readout()
-
-    def fps(self):
-        """Frames per second the current view drew over the last second."""
-        now = time.perf_counter()
-        recent = [t for t in self._frames if now - t <= 1.0]
-        if len(recent) < 2:
-            return 0.0
-        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
-
-    def _update_readout(self):
-        fps = self.fps()
-        self.fps_label.setText(f"{fps:.1f} fps" if fps else "– fps")
-        if self.latency is not None:
-            self.latency_label.setText(f"last compute {self.latency * 1000:.1f} ms")
 
     # -- views and projection ---------------------------------------------------------------
     def current_view(self):
@@ -394,7 +312,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys,
         for view in self.views.values():
             view.set_projection(projection)
 
-    # -- errors, recent files, drag and drop ----------------------------------------------------
+    # -- errors and closing ----------------------------------------------------
     def show_error(self, title, text):
         """Shows a non-blocking error dialog (kept as `error_box`) and emits `failed`."""
         if self.error_box is not None:
@@ -403,31 +321,6 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys,
                                                QtWidgets.QMessageBox.StandardButton.Ok, self)
         self.error_box.open()
         self.failed.emit(f"{title}: {text}")
-
-    def _recent(self):
-        value = self.settings.value("recent", [])
-        return [value] if isinstance(value, str) else list(value or [])
-
-    def _remember(self, path):
-        recent = [path] + [p for p in self._recent() if p != path]
-        self.settings.setValue("recent", recent[:RECENT_LIMIT])
-        self._rebuild_recent()
-
-    def _rebuild_recent(self):
-        self.recent_menu.clear()
-        for p in self._recent():
-            self.recent_menu.addAction(p, lambda p=p: self.open_path(p))
-        self.recent_menu.setEnabled(bool(self._recent()))
-
-    def dragEnterEvent(self, event):
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event):
-        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
-        if urls:
-            self.open_path(urls[0].toLocalFile())
-            event.acceptProposedAction()
 
     def closeEvent(self, event):
         if self.remember:

@@ -1,0 +1,78 @@
+"""The main window's menus, its recent files and opening a model dropped on it
+(a `MainWindow` mixin)."""
+
+from PySide6 import QtCore, QtGui
+
+__all__ = ["Menus", "RECENT_LIMIT"]
+
+RECENT_LIMIT = 8
+
+
+class Menus:
+    """`MainWindow` methods: the menu bar (`_build_menus`), its actions
+    (`_action`), File ▸ Open Recent (the last `RECENT_LIMIT` models opened, in
+    the window's `settings`) and drag and drop of a model file or folder."""
+
+    def _action(self, menu, text, slot, shortcuts=()):
+        action = QtGui.QAction(text, self)
+        action.setShortcuts([QtGui.QKeySequence(s) for s in shortcuts])
+        action.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_menus(self):
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self._action(file, "&Open…", self.open_dialog, ["Ctrl+O"])
+        self.recent_menu = file.addMenu("Open &Recent")
+        self._action(file, "Re&load", self.reload, ["Ctrl+R", "F5"])
+        self.follow_action = self._action(file, "&Follow File Changes", self.set_following,
+                                          ["Ctrl+Shift+R"])
+        self.follow_action.setCheckable(True)
+        self._action(file, "&Export view as PNG…", self.export_dialog, ["Ctrl+E"])
+        self._action(file, "Export view &data…", self.export_data_dialog, ["Ctrl+Shift+E"])
+        file.addSeparator()
+        self._action(file, "&Quit", self.close, ["Ctrl+Q"])
+        view = bar.addMenu("&View")
+        for i, v in enumerate(self.views.values()):
+            self._action(view, v.title, lambda _=False, i=i: self.tabs.setCurrentIndex(i),
+                         [f"Ctrl+{i + 1}"])
+        layers = bar.addMenu("&Layers")         # (these act in their own view only: keys.py)
+        self._view_action("layers", layers, "&Previous layer",
+                          lambda: self.views["layers"].step_layer(-1), ["[", "PgUp"])
+        self._view_action("layers", layers, "&Next layer",
+                          lambda: self.views["layers"].step_layer(1), ["]", "PgDown"])
+        self._view_action("layers", layers, "Play / &Pause", self.views["layers"].toggle_play,
+                          ["Space"])
+        samples = bar.addMenu("&Samples")
+        self._view_action("samples", samples, "&Resample", self.views["samples"].resample, ["R"])
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Keyboard Shortcuts", self.show_shortcuts, ["F1"])
+        self._action(help_menu, "&About", self.show_about)
+        self._rebuild_recent()
+
+    def _recent(self):
+        value = self.settings.value("recent", [])
+        return [value] if isinstance(value, str) else list(value or [])
+
+    def _remember(self, path):
+        recent = [path] + [p for p in self._recent() if p != path]
+        self.settings.setValue("recent", recent[:RECENT_LIMIT])
+        self._rebuild_recent()
+
+    def _rebuild_recent(self):
+        self.recent_menu.clear()
+        for p in self._recent():
+            self.recent_menu.addAction(p, lambda p=p: self.open_path(p))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):
+        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
+        if urls:
+            self.open_path(urls[0].toLocalFile())
+            event.acceptProposedAction()
