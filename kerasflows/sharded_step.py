@@ -1,6 +1,8 @@
 """The loss and gradient of a batch, and the body of `make_train_step(...,
 shards > 1)`: the batch's parts computed by calls of one compiled function
-at the same time, then one compiled update."""
+at the same time, then one compiled update; `check_shards` says whether a
+flow may be trained that way (not one that updates state while it trains,
+`training_state`, nor under a distribution strategy)."""
 
 import keras
 import numpy as np
