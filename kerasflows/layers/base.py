@@ -144,7 +144,7 @@ class RowsBijector(tfp.bijectors.Bijector):
         parameters = dict(locals())
         # `no_inverse`: the error a forward-only layer gives for the inverse direction
         self.inner, self.event_dim, self.no_inverse = inner, event_dim, no_inverse
-        self._last_rows = None      # (input, its rows): see `_rows`
+        self._rows_of = []      # (tensor, its rows) for the last input and output: `_rows`
         super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
                          parameters=parameters, name=name)
 
@@ -155,19 +155,30 @@ class RowsBijector(tfp.bijectors.Bijector):
     def _rows(self, v):
         """`v` as rows `[N, D]`, the same tensor for a transform and its log-det.
 
-        TFP caches a bijector's results by its input tensor, and FFJORD's
-        log-det reads the one solve that gave its transform; rows of rank 2
-        go to `inner` as they came, and other ranks are reshaped once per
-        input (a second reshape would be another tensor: a second solve)."""
+        TFP caches a bijector's results by its input and output tensors, and
+        FFJORD's log-det reads the one solve that gave its transform; rows
+        of rank 2 go to `inner` as they came, and other ranks are reshaped
+        once: the last transform's input and output map to the rows `inner`
+        took and gave (a second reshape would be another tensor: a second
+        solve, as when a `TransformedDistribution` takes the log-det at the
+        inverse's output)."""
         if v.shape.rank == 2:
             return v
-        if self._last_rows is None or self._last_rows[0] is not v:
-            self._last_rows = (v, tf.reshape(v, [-1, self.event_dim]))
-        return self._last_rows[1]
+        for tensor, rows in self._rows_of:
+            if tensor is v:
+                return rows
+        rows = tf.reshape(v, [-1, self.event_dim])
+        self._rows_of = [(v, rows)]
+        return rows
 
     def _map(self, fn, v):
-        out = fn(self._rows(v))
-        return out if v.shape.rank == 2 else tf.reshape(out, tf.shape(v))
+        rows = self._rows(v)
+        out = fn(rows)
+        if v.shape.rank == 2:
+            return out
+        result = tf.reshape(out, tf.shape(v))
+        self._rows_of = [(v, rows), (result, out)]
+        return result
 
     def _log_det(self, fn, v):
         rows = self._rows(v)
