@@ -152,18 +152,33 @@ def _stream_for_keras(flow, data, want_first=False):
     return data, first
 
 
-def weights_for_keras(flow, x, sample_weight, method):
+def _short_last_batch(n, batch_size, split):
+    """True if `n` rows in batches of `batch_size` (Keras' default 32) may end with a
+    short batch: a remainder, or a `validation_split` whose share is not known here."""
+    return bool(split) or n % (batch_size or 32) != 0
+
+
+def weights_for_keras(flow, x, sample_weight, method, batch_size=None, split=None):
     """`(y, sample_weight)` to hand Keras with array data `x` (as `_check_arrays`
     returns it) and per-example `sample_weight`. Keras drops `sample_weight` when
     there is no `y`, and a flow has none, so weighted data get a placeholder `y`
     of zeros (a flow's loss does not read it). Streams carry their own weights,
-    as `(x, None, sample_weight)` batches."""
+    as `(x, None, sample_weight)` batches.
+
+    Unweighted arrays whose last batch of `batch_size` rows (or after a
+    `validation_split`) may be short get weights of 1 when the flow pads short
+    batches (`Flow.pads_short_batches`): the step's flat calls pad a weighted
+    batch, so the last one runs on the full batches' XLA executable instead of
+    compiling its own."""
+    n = None if _is_stream(x) else len(x[0]) if flow.context_dim is not None else len(x)
     if sample_weight is None:
+        if (n is not None and _short_last_batch(n, batch_size, split)
+                and flow.pads_short_batches()):
+            return np.zeros(n, "float32"), np.ones(n, "float32")
         return None, None
-    if _is_stream(x):
+    if n is None:
         raise ValueError(f"Flow.{method}: `sample_weight` goes with array data; the "
                          "batches of a stream carry their own, as (x, None, sample_weight).")
-    n = len(x[0]) if flow.context_dim is not None else len(x)
     w = np.asarray(sample_weight)
     if w.shape != (n,) or not np.issubdtype(w.dtype, np.number):
         raise ValueError(f"Flow.{method}: `sample_weight` must be numbers of shape ({n},), "
@@ -220,7 +235,8 @@ def _validation_arrays(validation_data):
     return v, None
 
 
-def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True):
+def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True,
+                     validation_batch_size=None):
     """Returns `(x, validation_data, first_batch)` ready for `keras.Model.fit`.
 
     `x` may be arrays (`x`, or `(x, context)` for a conditional flow), checked
@@ -260,7 +276,8 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True):
         if flow.context_dim is not None:
             x_val = tuple(x_val)
         validation_data = (x_val,)
-        if weights is not None:
-            validation_data = (x_val, *weights_for_keras(flow, x_val, weights,
-                                                         "fit's validation_data"))
+        y_val, w_val = weights_for_keras(flow, x_val, weights, "fit's validation_data",
+                                         validation_batch_size or batch_size)
+        if w_val is not None:
+            validation_data = (x_val, y_val, w_val)
     return x, validation_data, first

@@ -1,6 +1,10 @@
 """Calls of a `tf.function` through its flat inputs, and the `keras.Model` mixin
 that runs `fit` / `evaluate` steps that way."""
 
+import weakref
+
+import keras
+import numpy as np
 import tensorflow as tf
 
 from kerasflows.graph_calls import light_calls
@@ -74,6 +78,15 @@ class FlatCalls:
         return lambda data, leaves: fn._call_flat([t for t in leaves if t is not None], captured)
 
 
+def _weak(obj):
+    """A weak reference to `obj`, or for an object that takes none a callable
+    returning it."""
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
+
+
 class FlatStepCalls(FlatCalls):
     """Keras' train (or test) function for `fit` / `evaluate`: `FlatCalls` of the step.
 
@@ -84,19 +97,61 @@ class FlatStepCalls(FlatCalls):
     `jit_compile`) on each, as Keras does, and returns the last logs; each
     call goes through the step's flat inputs (`FlatCalls`) instead of Keras'
     `tf.function` call.
+
+    An XLA-compiled step compiles once per batch size, so the short last batch
+    of an epoch (`N % batch_size` rows) would compile the step a second time
+    (3.1 s for a 2-D NSF flow). When the model allows it
+    (`model.pads_short_batches()`), a weighted batch shorter than the
+    longest one seen from the same iterator is padded to that length instead:
+    its rows repeated, the repeats weighted 0, so the step's weighted loss, its
+    gradient and the loss Keras reports are those of the real rows, from the
+    executable the full batches use. (`Flow.fit` and `evaluate` give array
+    data whose last batch is short weights of 1 for that.)
+
+    Attributes:
+        padded: number of batches padded so far.
     """
 
     def __init__(self, model, step_fn, jit_compile):
         super().__init__(tf.function(step_fn, jit_compile=bool(jit_compile), autograph=False))
         self.model = model
+        self._jit = bool(jit_compile)
+        self._pads = None
+        self._iterator = None
+        self._rows = 0
+        self.padded = 0
 
     def __call__(self, iterator):
+        if self._pads is None:
+            pads = getattr(self.model, "pads_short_batches", None)
+            self._pads = self._jit and callable(pads) and bool(pads())
+        if self._pads and (self._iterator is None or self._iterator() is not iterator):
+            # a new epoch's or call's batches (a weak reference: the iterator may hold
+            # a shuffle buffer, and must go with Keras' loop)
+            self._iterator, self._rows = _weak(iterator), 0
         logs = None
         for _, data in zip(range(self.model.steps_per_execution), iterator):
+            if self._pads:
+                data = self._padded(data)
             logs = super().__call__(data)
         if logs is None:
             raise StopIteration
         return logs
+
+    def _padded(self, data):
+        """`data` padded to the iterator's longest batch if it is shorter and weighted."""
+        x, y, weight = keras.utils.unpack_x_y_sample_weight(data)
+        if weight is None:
+            return data
+        rows = int(weight.shape[0])
+        if rows >= self._rows:
+            self._rows = rows
+            return data
+        index = np.arange(self._rows) % rows
+        repeat = lambda t: None if t is None else tf.gather(t, index)
+        weight = repeat(weight) * tf.constant(index == np.arange(self._rows), weight.dtype)
+        self.padded += 1
+        return tf.nest.map_structure(repeat, x), repeat(y), weight
 
 
 class FlatStepFunctions:

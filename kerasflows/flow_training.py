@@ -10,6 +10,7 @@ import tensorflow as tf
 from kerasflows.fit_data import prepare_eval_data, prepare_fit_data, weights_for_keras
 from kerasflows.flat_calls import FlatStepFunctions
 from kerasflows.packed_adam import packed_size
+from kerasflows.sharded_step import training_state
 
 __all__ = ["FlowTraining"]
 
@@ -134,7 +135,8 @@ class FlowTraining(FlatStepFunctions):
         `batch_size` rows before the first step: for arrays, rows drawn at
         random when `shuffle` (the default), as the first shuffled batch. `sample_weight` (array data: one finite weight
         >= 0 per example) weights each example's negative log-likelihood in
-        the loss.
+        the loss. A short last batch is padded to the full batches' size rather
+        than compiled for (see `pads_short_batches`).
         """
         if self.optimizer is not None and packed_size(self.optimizer) is not None:
             raise ValueError(
@@ -147,10 +149,12 @@ class FlowTraining(FlatStepFunctions):
                              "`class_weight`; weigh examples with sample_weight= (one "
                              f"weight per example). Received class_weight="
                              f"{kwargs['class_weight']!r}.")
-        x, validation_data, first = prepare_fit_data(self, x, y, batch_size, validation_data,
-                                                     shuffle=kwargs.get("shuffle", True))
-        y, kwargs["sample_weight"] = weights_for_keras(self, x, kwargs.get("sample_weight"),
-                                                       "fit")
+        x, validation_data, first = prepare_fit_data(
+            self, x, y, batch_size, validation_data, shuffle=kwargs.get("shuffle", True),
+            validation_batch_size=kwargs.get("validation_batch_size"))
+        y, kwargs["sample_weight"] = weights_for_keras(
+            self, x, kwargs.get("sample_weight"), "fit", batch_size=batch_size,
+            split=kwargs.get("validation_split"))
         if first is not None and self.needs_data_init:
             self.initialize(*first)
         with self._fresh_functions_after_errors():
@@ -180,8 +184,9 @@ class FlowTraining(FlatStepFunctions):
             # `fit`'s validation: the data `fit` prepared, with its placeholder y if weighted
             return super().evaluate(x, y, *args, **kwargs)
         x = prepare_eval_data(self, x, y, "evaluate")
+        batch_size = kwargs.get("batch_size", args[0] if args else None)
         y, kwargs["sample_weight"] = weights_for_keras(self, x, kwargs.get("sample_weight"),
-                                                       "evaluate")
+                                                       "evaluate", batch_size=batch_size)
         with self._fresh_functions_after_errors():
             return super().evaluate(x, y, *args, **kwargs)
 
@@ -192,6 +197,16 @@ class FlowTraining(FlatStepFunctions):
         with self._fresh_functions_after_errors():
             return super().predict(prepare_eval_data(self, x, None, "predict"), *args,
                                    **kwargs)
+
+    def pads_short_batches(self):
+        """True if `fit` and `evaluate` pad a short batch to the full batches' size
+        (rows repeated, weighted 0; `kerasflows.training.FlatStepCalls`) rather
+        than compile the XLA step once more for it: when the step is XLA-compiled
+        and called through its flat inputs (`flat_step_calls`), and no layer
+        updates state while training (`BatchNorm`'s statistics would see the
+        repeated rows)."""
+        return bool(self._flat_calls_apply() and self.jit_compile
+                    and not training_state(self))
 
     def _resolve_auto_jit_compile(self):
         """What `compile(jit_compile="auto")` (Keras' default) means: XLA on CPUs too.

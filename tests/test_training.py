@@ -25,8 +25,8 @@ from kerasflows import training
 
 @pytest.fixture(scope="module")
 def moons():
-    # 60 batches of 512: a partial last batch would be one more XLA compilation
-    # (it doubled the NSF test's time)
+    # 60 batches of 512 (a short last batch would be padded, with weights of 1 for
+    # every row: test_short_last_batch_runs_padded_on_the_full_batches_executable)
     train = datasets.load("moons", n=30_720, seed=0)
     test = datasets.load("moons", n=5_000, seed=1)
     entropy = -datasets.true_log_prob("moons", test).mean()
@@ -127,6 +127,51 @@ def test_flat_step_calls_train_and_evaluate_as_keras_loop():
     np.testing.assert_allclose(fast.train_on_batch(x[:64]), keras_flow.train_on_batch(x[:64]),
                                rtol=1e-5)
     assert fast.train_function.traces == 2        # (x, None, None) is another kind of batch
+
+
+def test_short_last_batch_runs_padded_on_the_full_batches_executable(monkeypatch):
+    """Under XLA a short last batch is padded (rows repeated, weighted 0), not
+    compiled for; the losses, validation losses and weights are those of the
+    unpadded batches."""
+    x = datasets.load("moons", n=1000, seed=0)     # batches of 256: the last has 232 rows
+    make = lambda: M.RealNVP(2, num_layers=2, hidden_units=(16,))
+    rows = []
+    plain_call = training.FlatCalls.__call__
+    monkeypatch.setattr(training.FlatCalls, "__call__", lambda self, data: (
+        rows.append(int(tf.nest.flatten(data)[0].shape[0])), plain_call(self, data))[1])
+    kw = dict(batch_size=256, epochs=2, validation_data=x[:300])   # 256 + 44 rows
+    padded, padded_hist = _twin_fits(make, x, True, **kw)
+    assert set(rows) == {256} and padded.pads_short_batches()
+    assert padded.train_function.padded == 2 and padded.test_function.padded == 2
+    rows.clear()
+    keras.utils.set_random_seed(0)
+    plain = make()
+    plain.pads_short_batches = lambda: False
+    plain.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True)
+    plain_hist = plain.fit(x, shuffle=False, verbose=0, **kw).history
+    assert set(rows) == {256, 232, 44}
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(padded_hist[key], plain_hist[key], rtol=1e-5)
+    for a, b in zip(padded.trainable_variables, plain.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+    # evaluate pads too: the mean over the real rows
+    rows.clear()
+    nll = -padded.log_prob(x).numpy()
+    np.testing.assert_allclose(padded.evaluate(x, batch_size=300, verbose=0), nll.mean(),
+                               rtol=1e-5)
+    assert rows == [300] * 4 and padded.test_function.padded == 3
+    # as after a validation_split (800 rows to train on: 3 x 256 + 32)
+    rows.clear()
+    padded.fit(x, batch_size=256, epochs=1, validation_split=0.2, verbose=0)
+    assert rows == [256] * 4 + [200]
+    # never for a layer that updates state in training (BatchNorm would see the
+    # repeats) or for a plain graph step, which takes any batch size
+    with_state = kerasflows.Flow([L.BatchNorm(), L.AffineCoupling(hidden_units=(8,))],
+                                 event_dim=2)
+    with_state.compile(optimizer="adam")
+    assert not with_state.pads_short_batches()
+    padded.compile(optimizer="adam", jit_compile=False)
+    assert not padded.pads_short_batches()
 
 
 def test_flat_step_calls_conditional_and_where_keras_loop_is_kept():
