@@ -7,179 +7,26 @@ As in TFP, `forward` maps base `z` to data `x` (sampling) and `inverse` maps
 """
 
 import math
-import operator
 
 import keras
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kerasflows.eval_calls import EVAL_MODES, EvalModes
+from kerasflows.flow_inputs import FlowInputs, context_for, encoded_context_dim
+from kerasflows.flow_sampling import FlowSampling, philox_normal
 from kerasflows.flow_training import FlowTraining
-from kerasflows.graph_calls import light_calls
-from kerasflows.layers.base import (FlowLayer, RowsBijector, check_event_dim, check_positive_int,
-                                    context_rows, split_mixed_policy)
+from kerasflows.layers.base import FlowLayer, RowsBijector, check_positive_int, split_mixed_policy
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
 __all__ = ["Flow", "BASES", "EVAL_MODES", "philox_normal", "encoded_context_dim"]
 
 BASES = ("normal", "learned_normal")
-EVAL_MODES = ("graph", "xla", "eager")
-#: Target rows per block when `eval_mode="xla"` evaluates a large batch block by block.
-EVAL_BLOCK_ROWS = 8192
-
-
-def philox_normal(shape, seed, dtype="float32"):
-    """`tf.random.stateless_normal(shape, seed, dtype=dtype, alg="philox")`: the same numbers.
-
-    The base noise of `Flow.sample`. It runs TensorFlow's one-op stateless
-    normal (`tf.raw_ops.StatelessRandomNormal`), which derives Philox's key
-    and counter from the seed inside its kernel, in the same way as the
-    Python code of `tf.random.stateless_normal(alg="philox")` does with
-    about a dozen small ops before its own kernel: called eagerly, those cost
-    about 1.1 ms a call whatever the shape (10^5 x 2 draws: 2.7-4.0 -> 1.3 ms,
-    10^4 x 64: 5.5-5.8 -> 3.9 ms; throwaway A/Bs, this 2-core CPU). A test checks
-    that the numbers are equal, eagerly, in graphs and under XLA (where both
-    give XLA's own Philox numbers, as before).
-
-    Args:
-        shape: the output shape (a list or an integer tensor).
-        seed: two integers (a list or an integer tensor), as in `tf.random.stateless_normal`.
-        dtype: a float dtype.
-    """
-    seed = tf.convert_to_tensor(seed)
-    if seed.dtype not in (tf.int32, tf.int64):
-        seed = tf.cast(seed, tf.int32)
-    return tf.raw_ops.StatelessRandomNormal(shape=tf.cast(shape, tf.int32), seed=seed,
-                                            dtype=tf.as_dtype(dtype))
-
-
-def _block_rows(n, target=None):
-    """Rows per block for a batch of `n` rows: None below two blocks, else
-    the most even split into blocks of at most `target` (default
-    `EVAL_BLOCK_ROWS`) rows."""
-    target = target or EVAL_BLOCK_ROWS
-    if n is None or n < 2 * target:
-        return None
-    blocks = -(-n // target)
-    return -(-n // blocks)
-
-
-def _named(fn, key):
-    """`fn` under a name that says what it computes (`Flow._eager_compiled`'s `key`):
-    the name TensorFlow gives the traced function, so XLA's compile cache, keyed
-    on it, tells the flow's functions apart by what they are."""
-    name, mode, rows, _ = key
-    def call(*args):
-        return fn(*args)
-    call.__name__ = f"flow_{name}_{mode}" + (f"_blocks{rows}" if rows else "")
-    return call
-
-
-def _in_blocks(fn, rows):
-    """`fn` evaluated on `rows`-row blocks of its arguments, one after the
-    other (an XLA while loop), with the results concatenated.
-
-    Every argument (None skipped) and every result has the batch as its
-    first axis, and each row's result depends only on that row, so the
-    result equals `fn(*args)`; the last block is padded with zero rows, whose
-    results are dropped.
-    """
-    def blocked(*args):
-        n = tf.shape(args[0])[0]
-        count = (n + rows - 1) // rows
-        pad = count * rows - n
-
-        def split(a):
-            a = tf.pad(a, tf.concat([[[0, pad]], tf.zeros([a.shape.rank - 1, 2], tf.int32)], 0))
-            return tf.reshape(a, tf.concat([[count, rows], tf.shape(a)[1:]], 0))
-
-        present = [i for i, a in enumerate(args) if a is not None]
-
-        def body(block):
-            call = [None] * len(args)
-            for i, b in zip(present, block):
-                call[i] = b
-            return fn(*call)
-
-        specs = tuple(tf.TensorSpec([rows] + args[i].shape[1:], args[i].dtype) for i in present)
-        structure = tf.function(lambda *b: body(b), autograph=False).get_concrete_function(
-            *specs).structured_outputs
-        signature = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), structure)
-        out = tf.map_fn(body, tuple(split(args[i]) for i in present),
-                        fn_output_signature=signature, parallel_iterations=1)
-        return tf.nest.map_structure(
-            lambda t: tf.reshape(t, tf.concat([[count * rows], tf.shape(t)[2:]], 0))[:n], out)
-    return blocked
-
-
-def _int32_seed(seed):
-    """`seed` as a Python int, if it is an integer TensorFlow's int32 seeds hold."""
-    try:
-        value = operator.index(seed)
-    except TypeError:
-        raise ValueError(f"`seed` must be an integer; received {seed!r} "
-                         f"({type(seed).__name__}).") from None
-    if isinstance(seed, bool) or not -2**31 <= value < 2**31:
-        raise ValueError(f"`seed` must be an integer in [-2**31, 2**31 - 1]; received "
-                         f"{seed!r}.")
-    return value
-
-
-def _as_float(value, dtype, what):
-    """`value` (an array, list or tensor of floats or integers) as a `dtype` tensor.
-
-    Integer data and labels are common (pixel values, class labels) and are
-    converted, in eager calls and inside traced steps alike; anything else
-    (booleans, strings, objects) raises a ValueError naming its dtype."""
-    if not (tf.is_tensor(value) or isinstance(value, tf.Variable)):
-        array = np.asarray(value)
-        if array.dtype.kind not in "fiu":
-            raise ValueError(f"Flow {what} must be numbers (floats or integers); received "
-                             f"an array of dtype {array.dtype}.")
-        return tf.convert_to_tensor(array, dtype=dtype)
-    tensor = tf.convert_to_tensor(value)
-    if tensor.dtype == dtype:
-        return tensor
-    if not (tensor.dtype.is_floating or tensor.dtype.is_integer):
-        raise ValueError(f"Flow {what} must be numbers (floats or integers); received a "
-                         f"tensor of dtype {tensor.dtype.name}.")
-    return tf.cast(tensor, dtype)
-
-
-def _context_for(layer, context):
-    """The context a layer takes: unconditional layers (context_dim=None) get None."""
-    return None if layer.context_dim is None else context
-
-
-def encoded_context_dim(encoder, context_dim):
-    """Builds `encoder` for contexts `[batch, context_dim]`; returns the width of its output.
-
-    Raises a ValueError unless `encoder` is a Keras layer mapping `[batch,
-    context_dim]` to `[batch, E]`.
-    """
-    if not isinstance(encoder, keras.layers.Layer):
-        raise ValueError(f"`context_encoder` must be a Keras layer or model mapping the "
-                         f"context [batch, C] to features [batch, E]; received "
-                         f"{type(encoder).__name__}: {encoder!r}")
-    if context_dim is None:
-        raise ValueError("A flow with a `context_encoder` is conditional: give context_dim, "
-                         "the width of the context the encoder takes.")
-    try:        # symbolically, so the encoder is built for any batch (as Model.summary shows)
-        out = encoder(keras.KerasTensor((None, context_dim)))
-        given = f"(None, {context_dim})"
-    except Exception:       # a layer Keras cannot call symbolically: on one row of zeros
-        out = encoder(tf.zeros([1, context_dim], keras.backend.floatx()))
-        given = f"(1, {context_dim})"
-    if len(out.shape) != 2 or out.shape[1] is None:
-        raise ValueError(f"`context_encoder` must map a context of shape (batch, {context_dim}) "
-                         f"to features of shape (batch, E); it maps {given} to "
-                         f"{tuple(out.shape)}.")
-    return int(out.shape[1])
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
-class Flow(FlowTraining, keras.Model):
+class Flow(FlowInputs, EvalModes, FlowSampling, FlowTraining, keras.Model):
     """A normalizing flow: `layers` stacked over a base distribution.
 
     Layer 0 is applied first in the forward (sampling) direction, so data
@@ -303,98 +150,6 @@ class Flow(FlowTraining, keras.Model):
         return (-0.5 * tf.reduce_sum(u * u, -1) - tf.reduce_sum(tf.math.log(scale))
                 - 0.5 * self.event_dim * math.log(2 * math.pi))
 
-    # -- inputs ------------------------------------------------------------
-    def _prepare(self, x, context=None, what="inputs"):
-        if isinstance(x, tf.data.Dataset):
-            raise ValueError(f"Flow {what} must be an array or tensor of shape (batch, "
-                             f"{self.event_dim}); received a tf.data.Dataset (flow.predict("
-                             "dataset) gives the log-densities of its batches).")
-        x = _as_float(x, self.compute_dtype, what)
-        check_event_dim("Flow", x, self.event_dim, what=what)
-        context = self._prepare_context(context)
-        context = context_rows(context, x.shape[0], lambda have: (
-            f"Flow {what} have {x.shape[0]} rows (shape {tuple(x.shape)}) but the "
-            f"context has {have} (shape {tuple(context.shape)}); give one context row "
-            f"per row, or one row [1, {self.context_dim}] shared by all."))
-        return x, context
-
-    def _prepare_context(self, context):
-        if self.context_dim is None:
-            if context is not None:
-                raise ValueError("This flow is not conditional (context_dim=None) "
-                                 "but received a context.")
-            return None
-        if context is None:
-            raise ValueError(f"This flow is conditional (context_dim={self.context_dim}): "
-                             f"pass context= of shape (batch, {self.context_dim}).")
-        context = _as_float(context, self.compute_dtype, "context")
-        check_event_dim("Flow", context, self.context_dim, what="context")
-        return context
-
-    def _encode(self, context, training=False):
-        """The context the layers see: `context_encoder(context)` as the flow's dtype."""
-        if context is None or self.context_encoder is None:
-            return context
-        return tf.cast(self.context_encoder(context, training=training), self.compute_dtype)
-
-    @property
-    def eval_mode(self):
-        """How eager calls of `log_prob`, `sample`, `forward`, ... run.
-
-        `"graph"` (default): a cached `tf.function`, traced once for every
-        batch size (the batch dimension left free) and run without the
-        graph optimiser's passes that leave a CPU graph as they found it
-        (`kerasflows.graph_calls`: a shorter first call); `"xla"`: the same,
-        XLA-compiled (`jit_compile=True`; fastest for repeated calls of one
-        shape, but every new input shape compiles again; batches of 16,384
-        rows or more go through in blocks of about `EVAL_BLOCK_ROWS` rows
-        when every layer allows it, which keeps each block's activations in
-        cache and gives the same numbers); `"eager"`: op by
-        op, no tracing (handy for debugging and one-off calls). Inside a
-        `tf.function` or a train step the methods run as plain ops whatever
-        the mode. Not saved with the model.
-        """
-        return self._eval_mode
-
-    @eval_mode.setter
-    def eval_mode(self, mode):
-        if mode not in EVAL_MODES:
-            raise ValueError(f"`eval_mode` must be one of {EVAL_MODES}. Received: {mode!r}")
-        self._eval_mode = mode
-
-    def _eager_compiled(self, name, fn, *args):
-        """Runs `fn` through a cached `tf.function` when called eagerly (see `eval_mode`).
-
-        `fn` maps rows to rows (each result row depends only on its input
-        rows). In "xla" mode a batch of at least `2 * EVAL_BLOCK_ROWS` rows
-        through layers that all allow it (`FlowLayer.eval_in_blocks`) runs
-        block by block (`_in_blocks`): the same results, with each block's
-        activations kept in cache (RealNVP on 2-D, 10^5 rows: 42 -> 29 ms).
-        """
-        if not tf.executing_eagerly() or self._eval_mode == "eager":
-            return fn(*args)
-        rows = None
-        if (self._eval_mode == "xla" and self.context_encoder is None
-                and all(l.eval_in_blocks for l in self.flow_layers)):
-            rows = _block_rows(args[0].shape[0])
-        key = (name, self._eval_mode, rows, tuple(a is None for a in args))
-        if key not in self._compiled:
-            compiled = tf.function(
-                _named(fn if rows is None else _in_blocks(fn, rows), key),
-                jit_compile=self._eval_mode == "xla", reduce_retracing=True, autograph=False)
-            # One trace for every batch size: a graph needs no static batch, and
-            # tracing a flow takes seconds (first shape, then again relaxed at the
-            # second: the visualizer's moons heatmap waited 2.4 s for that). XLA
-            # still compiles each batch size it meets, from this one graph.
-            compiled.get_concrete_function(*[
-                None if a is None else tf.TensorSpec([None, *a.shape[1:]], a.dtype)
-                for a in args])
-            self._compiled[key] = compiled
-        if self._eval_mode == "xla":
-            return self._compiled[key](*args)
-        with light_calls():      # a graph: Grappler's CPU-inert passes skipped
-            return self._compiled[key](*args)
-
     # -- the two directions --------------------------------------------------
     def _unencodable(self, h, total, states, log_dets, encoded):
         """NaN for the rows whose context, as the layers see it, is not finite (a
@@ -417,7 +172,7 @@ class Flow(FlowTraining, keras.Model):
         context = self._encode(context, training=training)
         h, total, states, log_dets = x, tf.zeros(tf.shape(x)[:1], x.dtype), [x], []
         for layer in reversed(self.flow_layers):
-            h, ld = layer.inverse_and_log_det(h, context=_context_for(layer, context),
+            h, ld = layer.inverse_and_log_det(h, context=context_for(layer, context),
                                               training=training)
             total += ld
             if keep:
@@ -429,7 +184,7 @@ class Flow(FlowTraining, keras.Model):
         context = self._encode(context)
         h, total, states, log_dets = z, tf.zeros(tf.shape(z)[:1], z.dtype), [z], []
         for layer in self.flow_layers:
-            h, ld = layer.forward_and_log_det(h, context=_context_for(layer, context))
+            h, ld = layer.forward_and_log_det(h, context=context_for(layer, context))
             total += ld
             if keep:
                 states.append(h)
@@ -487,7 +242,7 @@ class Flow(FlowTraining, keras.Model):
         states, log_dets = self._eager_compiled("trace_inverse", fn, x, context)
         return (list(states), list(log_dets)) if return_log_dets else list(states)
 
-    # -- densities and samples ----------------------------------------------
+    # -- densities (samples: FlowSampling) -----------------------------------
     def _log_prob(self, x, context=None, training=False):
         self._check_invertible()
         z, ld, _ = self._run_inverse(x, context, training=training)
@@ -498,56 +253,6 @@ class Flow(FlowTraining, keras.Model):
         self._check_invertible()
         x, context = self._prepare(x, context)
         return self._eager_compiled("log_prob", self._log_prob, x, context)
-
-    def _base_sample(self, n, seed, temperature):
-        shape = [n, self.event_dim] if isinstance(n, int) else tf.stack([n, self.event_dim])
-        if seed is None:
-            # int32, as XLA takes it (the generator's int64 state [< 1e9, calls]
-            # gives the same numbers in either dtype)
-            seed = tf.cast(self.sample_seed.next(), "int32")
-        else:
-            seed = tf.stack([tf.cast(seed, "int32"), tf.constant(0, "int32")])
-        # Philox, whatever TensorFlow's default generator ("auto_select") would pick.
-        eps = philox_normal(shape, seed, self.compute_dtype)
-        if self.base == "normal" and isinstance(temperature, (int, float)) and temperature == 1:
-            # 0 + 1 * 1 * eps is eps: two passes over the batch saved (10^4 x 64 draws:
-            # 1.2 ms of a 15 ms RealNVP sample call)
-            return eps
-        loc, scale = self._base_params()
-        return loc + tf.cast(temperature, self.compute_dtype) * scale * eps
-
-    def _sample_args(self, n, context, seed, temperature):
-        n = check_positive_int("n", n, minimum=0)     # 0 gives an empty batch, as in TFP
-        context = context_rows(self._prepare_context(context), n, lambda have: (
-            f"context has {have} rows; expected n={n} (one per sample) or 1 (shared by "
-            "all samples)."))
-        if not (temperature > 0 and math.isfinite(temperature)):
-            raise ValueError("`temperature` must be finite and > 0. Received: "
-                             f"temperature={temperature}")
-        seed = None if seed is None else tf.constant(_int32_seed(seed), "int32")
-        return n, seed, temperature, context
-
-    def sample_and_log_prob(self, n, context=None, seed=None, temperature=1.0):
-        """Draws `n` samples and their `log_prob`, using only the forward direction.
-
-        With `temperature != 1` the base is scaled by `temperature`; the
-        returned log-density is still the flow's own `log p(x)`.
-        """
-        n, seed, temperature, context = self._sample_args(n, context, seed, temperature)
-        # The base noise is drawn outside any compiled function: XLA's stateless
-        # generator gives other numbers than the CPU kernel for a runtime seed, and
-        # the same seed must give the same samples in every eval_mode and in exports.
-        z = self._base_sample(n, seed, temperature)
-        x, log_det = self.forward_and_log_det(z, context)
-        return x, self.base_log_prob(z) - log_det
-
-    def sample(self, n, context=None, seed=None, temperature=1.0):
-        """Draws `n` samples `[n, D]`; the same integer `seed` gives the same samples.
-
-        A conditional flow takes `context` `[n, C]` (one row per sample) or
-        `[1, C]` (one context for all `n` samples)."""
-        n, seed, temperature, context = self._sample_args(n, context, seed, temperature)
-        return self.forward(self._base_sample(n, seed, temperature), context)
 
     def _check_invertible(self):
         for layer in self.flow_layers:
@@ -565,7 +270,7 @@ class Flow(FlowTraining, keras.Model):
                              "use get_bijector(context=...).")
         if context is not None:
             context = self._encode(self._prepare_context(context))
-        bijectors = [layer.bijector(context=_context_for(layer, context))
+        bijectors = [layer.bijector(context=context_for(layer, context))
                      for layer in self.flow_layers]
         forward_only = [layer for layer in self.flow_layers if layer.forward_only]
         return RowsBijector(tfb.Chain(list(reversed(bijectors))), self.event_dim,
@@ -590,14 +295,6 @@ class Flow(FlowTraining, keras.Model):
         return self.get_distribution()
 
     # -- Keras ------------------------------------------------------------------
-    def _split_inputs(self, inputs, context=None):
-        if isinstance(inputs, (tuple, list)) and context is None:
-            if len(inputs) != 2:
-                raise ValueError("A conditional flow takes inputs as (x, context); "
-                                 f"received a sequence of {len(inputs)} items.")
-            return inputs[0], inputs[1]
-        return inputs, context
-
     def call(self, inputs, context=None, training=False):
         x, context = self._prepare(*self._split_inputs(inputs, context))
         return self._log_prob(x, context, training=training)
@@ -616,7 +313,7 @@ class Flow(FlowTraining, keras.Model):
         context = self._encode(context)
         h = x
         for layer in reversed(self.flow_layers):
-            c = _context_for(layer, context)
+            c = context_for(layer, context)
             layer.data_init(h, context=c)
             h, _ = layer.inverse_and_log_det(h, context=c)
 

@@ -298,7 +298,7 @@ def test_custom_flow_layer_works_unchanged_in_a_flow(tmp_path):
 
 
 def test_block_rows_split_large_batches_evenly():
-    from kerasflows.flow import _block_rows
+    from kerasflows.eval_calls import block_rows as _block_rows
     assert _block_rows(None, 8192) is None and _block_rows(16383, 8192) is None
     assert _block_rows(16384, 8192) == 8192
     assert _block_rows(100000, 8192) == 7693          # 13 blocks, 9 padding rows
@@ -310,7 +310,7 @@ def test_block_rows_split_large_batches_evenly():
 
 @pytest.mark.parametrize("recipe", ["RealNVP", "MAF", "IAF", "Glow"])
 def test_xla_evaluation_in_blocks_gives_the_whole_batch_results(monkeypatch, recipe):
-    monkeypatch.setattr(kerasflows.flow, "EVAL_BLOCK_ROWS", 64)
+    monkeypatch.setattr(kerasflows.eval_calls, "EVAL_BLOCK_ROWS", 64)
     keras.utils.set_random_seed(0)
     flow = getattr(M, recipe)(3, num_layers=2, hidden_units=(16,), context_dim=2)
     perturb_weights(flow, 0.3)
@@ -349,7 +349,7 @@ def test_xla_evaluation_in_blocks_gives_the_whole_batch_results(monkeypatch, rec
     lambda: kerasflows.Flow([L.ContinuousFlow(hidden_units=(8,))], event_dim=2),
 ])
 def test_layers_that_do_not_allow_blocks_run_whole_batches(monkeypatch, make):
-    monkeypatch.setattr(kerasflows.flow, "EVAL_BLOCK_ROWS", 64)
+    monkeypatch.setattr(kerasflows.eval_calls, "EVAL_BLOCK_ROWS", 64)
     flow = make()
     flow.eval_mode = "xla"
     flow.log_prob(np.zeros((300, 2), "float32"))

@@ -14,7 +14,7 @@ from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
 from tensorflow.python.eager import context as context_lib
 
 from kerasflows import background_step, flat_calls, graph_calls, training
-from kerasflows import flow as flow_module
+from kerasflows import eval_calls
 from kerasflows import models as M
 
 R = rewriter_config_pb2.RewriterConfig
@@ -167,7 +167,7 @@ def test_background_step_runs_its_graph_tier_light_and_its_xla_tier_as_is(monkey
 
 def test_graph_mode_evaluation_runs_light_and_xla_mode_as_is(monkeypatch):
     recorder = Recorder()
-    monkeypatch.setattr(flow_module, "light_calls", recorder)
+    monkeypatch.setattr(eval_calls, "light_calls", recorder)
     keras.utils.set_random_seed(0)
     flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
     x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")

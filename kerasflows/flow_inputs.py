@@ -1,0 +1,109 @@
+"""A flow's inputs: data and contexts checked and converted (`FlowInputs`, a
+mixin of `kerasflows.Flow`), and the width a context encoder gives."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasflows.layers.base import check_event_dim, context_rows
+
+__all__ = ["FlowInputs", "as_float", "context_for", "encoded_context_dim"]
+
+
+def as_float(value, dtype, what):
+    """`value` (an array, list or tensor of floats or integers) as a `dtype` tensor.
+
+    Integer data and labels are common (pixel values, class labels) and are
+    converted, in eager calls and inside traced steps alike; anything else
+    (booleans, strings, objects) raises a ValueError naming its dtype."""
+    if not (tf.is_tensor(value) or isinstance(value, tf.Variable)):
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiu":
+            raise ValueError(f"Flow {what} must be numbers (floats or integers); received "
+                             f"an array of dtype {array.dtype}.")
+        return tf.convert_to_tensor(array, dtype=dtype)
+    tensor = tf.convert_to_tensor(value)
+    if tensor.dtype == dtype:
+        return tensor
+    if not (tensor.dtype.is_floating or tensor.dtype.is_integer):
+        raise ValueError(f"Flow {what} must be numbers (floats or integers); received a "
+                         f"tensor of dtype {tensor.dtype.name}.")
+    return tf.cast(tensor, dtype)
+
+
+def context_for(layer, context):
+    """The context a layer takes: unconditional layers (context_dim=None) get None."""
+    return None if layer.context_dim is None else context
+
+
+def encoded_context_dim(encoder, context_dim):
+    """Builds `encoder` for contexts `[batch, context_dim]`; returns the width of its output.
+
+    Raises a ValueError unless `encoder` is a Keras layer mapping `[batch,
+    context_dim]` to `[batch, E]`.
+    """
+    if not isinstance(encoder, keras.layers.Layer):
+        raise ValueError(f"`context_encoder` must be a Keras layer or model mapping the "
+                         f"context [batch, C] to features [batch, E]; received "
+                         f"{type(encoder).__name__}: {encoder!r}")
+    if context_dim is None:
+        raise ValueError("A flow with a `context_encoder` is conditional: give context_dim, "
+                         "the width of the context the encoder takes.")
+    try:        # symbolically, so the encoder is built for any batch (as Model.summary shows)
+        out = encoder(keras.KerasTensor((None, context_dim)))
+        given = f"(None, {context_dim})"
+    except Exception:       # a layer Keras cannot call symbolically: on one row of zeros
+        out = encoder(tf.zeros([1, context_dim], keras.backend.floatx()))
+        given = f"(1, {context_dim})"
+    if len(out.shape) != 2 or out.shape[1] is None:
+        raise ValueError(f"`context_encoder` must map a context of shape (batch, {context_dim}) "
+                         f"to features of shape (batch, E); it maps {given} to "
+                         f"{tuple(out.shape)}.")
+    return int(out.shape[1])
+
+
+class FlowInputs:
+    """A mixin of `kerasflows.Flow`: its inputs checked (`event_dim` columns,
+    numbers, one context row per row or one shared) and converted to the
+    flow's dtype, and the context encoded for the layers."""
+
+    def _prepare(self, x, context=None, what="inputs"):
+        if isinstance(x, tf.data.Dataset):
+            raise ValueError(f"Flow {what} must be an array or tensor of shape (batch, "
+                             f"{self.event_dim}); received a tf.data.Dataset (flow.predict("
+                             "dataset) gives the log-densities of its batches).")
+        x = as_float(x, self.compute_dtype, what)
+        check_event_dim("Flow", x, self.event_dim, what=what)
+        context = self._prepare_context(context)
+        context = context_rows(context, x.shape[0], lambda have: (
+            f"Flow {what} have {x.shape[0]} rows (shape {tuple(x.shape)}) but the "
+            f"context has {have} (shape {tuple(context.shape)}); give one context row "
+            f"per row, or one row [1, {self.context_dim}] shared by all."))
+        return x, context
+
+    def _prepare_context(self, context):
+        if self.context_dim is None:
+            if context is not None:
+                raise ValueError("This flow is not conditional (context_dim=None) "
+                                 "but received a context.")
+            return None
+        if context is None:
+            raise ValueError(f"This flow is conditional (context_dim={self.context_dim}): "
+                             f"pass context= of shape (batch, {self.context_dim}).")
+        context = as_float(context, self.compute_dtype, "context")
+        check_event_dim("Flow", context, self.context_dim, what="context")
+        return context
+
+    def _encode(self, context, training=False):
+        """The context the layers see: `context_encoder(context)` as the flow's dtype."""
+        if context is None or self.context_encoder is None:
+            return context
+        return tf.cast(self.context_encoder(context, training=training), self.compute_dtype)
+
+    def _split_inputs(self, inputs, context=None):
+        if isinstance(inputs, (tuple, list)) and context is None:
+            if len(inputs) != 2:
+                raise ValueError("A conditional flow takes inputs as (x, context); "
+                                 f"received a sequence of {len(inputs)} items.")
+            return inputs[0], inputs[1]
+        return inputs, context

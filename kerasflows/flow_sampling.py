@@ -1,0 +1,105 @@
+"""Sampling from a flow: the base noise (`philox_normal`) and `FlowSampling`, a
+mixin of `kerasflows.Flow` (`sample`, `sample_and_log_prob`)."""
+
+import math
+import operator
+
+import tensorflow as tf
+
+from kerasflows.layers.base import check_positive_int, context_rows
+
+__all__ = ["FlowSampling", "philox_normal"]
+
+
+def philox_normal(shape, seed, dtype="float32"):
+    """`tf.random.stateless_normal(shape, seed, dtype=dtype, alg="philox")`: the same numbers.
+
+    The base noise of `Flow.sample`. It runs TensorFlow's one-op stateless
+    normal (`tf.raw_ops.StatelessRandomNormal`), which derives Philox's key
+    and counter from the seed inside its kernel, in the same way as the
+    Python code of `tf.random.stateless_normal(alg="philox")` does with
+    about a dozen small ops before its own kernel: called eagerly, those cost
+    about 1.1 ms a call whatever the shape (10^5 x 2 draws: 2.7-4.0 -> 1.3 ms,
+    10^4 x 64: 5.5-5.8 -> 3.9 ms; throwaway A/Bs, this 2-core CPU). A test checks
+    that the numbers are equal, eagerly, in graphs and under XLA (where both
+    give XLA's own Philox numbers, as before).
+
+    Args:
+        shape: the output shape (a list or an integer tensor).
+        seed: two integers (a list or an integer tensor), as in `tf.random.stateless_normal`.
+        dtype: a float dtype.
+    """
+    seed = tf.convert_to_tensor(seed)
+    if seed.dtype not in (tf.int32, tf.int64):
+        seed = tf.cast(seed, tf.int32)
+    return tf.raw_ops.StatelessRandomNormal(shape=tf.cast(shape, tf.int32), seed=seed,
+                                            dtype=tf.as_dtype(dtype))
+
+
+def _int32_seed(seed):
+    """`seed` as a Python int, if it is an integer TensorFlow's int32 seeds hold."""
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        raise ValueError(f"`seed` must be an integer; received {seed!r} "
+                         f"({type(seed).__name__}).") from None
+    if isinstance(seed, bool) or not -2**31 <= value < 2**31:
+        raise ValueError(f"`seed` must be an integer in [-2**31, 2**31 - 1]; received "
+                         f"{seed!r}.")
+    return value
+
+
+class FlowSampling:
+    """A mixin of `kerasflows.Flow`: samples drawn through the forward direction
+    from the flow's base (`event_dim`, `base`, `sample_seed`, `_base_params`,
+    `base_log_prob`, `forward`, `forward_and_log_det`)."""
+
+    def _base_sample(self, n, seed, temperature):
+        shape = [n, self.event_dim] if isinstance(n, int) else tf.stack([n, self.event_dim])
+        if seed is None:
+            # int32, as XLA takes it (the generator's int64 state [< 1e9, calls]
+            # gives the same numbers in either dtype)
+            seed = tf.cast(self.sample_seed.next(), "int32")
+        else:
+            seed = tf.stack([tf.cast(seed, "int32"), tf.constant(0, "int32")])
+        # Philox, whatever TensorFlow's default generator ("auto_select") would pick.
+        eps = philox_normal(shape, seed, self.compute_dtype)
+        if self.base == "normal" and isinstance(temperature, (int, float)) and temperature == 1:
+            # 0 + 1 * 1 * eps is eps: two passes over the batch saved (10^4 x 64 draws:
+            # 1.2 ms of a 15 ms RealNVP sample call)
+            return eps
+        loc, scale = self._base_params()
+        return loc + tf.cast(temperature, self.compute_dtype) * scale * eps
+
+    def _sample_args(self, n, context, seed, temperature):
+        n = check_positive_int("n", n, minimum=0)     # 0 gives an empty batch, as in TFP
+        context = context_rows(self._prepare_context(context), n, lambda have: (
+            f"context has {have} rows; expected n={n} (one per sample) or 1 (shared by "
+            "all samples)."))
+        if not (temperature > 0 and math.isfinite(temperature)):
+            raise ValueError("`temperature` must be finite and > 0. Received: "
+                             f"temperature={temperature}")
+        seed = None if seed is None else tf.constant(_int32_seed(seed), "int32")
+        return n, seed, temperature, context
+
+    def sample_and_log_prob(self, n, context=None, seed=None, temperature=1.0):
+        """Draws `n` samples and their `log_prob`, using only the forward direction.
+
+        With `temperature != 1` the base is scaled by `temperature`; the
+        returned log-density is still the flow's own `log p(x)`.
+        """
+        n, seed, temperature, context = self._sample_args(n, context, seed, temperature)
+        # The base noise is drawn outside any compiled function: XLA's stateless
+        # generator gives other numbers than the CPU kernel for a runtime seed, and
+        # the same seed must give the same samples in every eval_mode and in exports.
+        z = self._base_sample(n, seed, temperature)
+        x, log_det = self.forward_and_log_det(z, context)
+        return x, self.base_log_prob(z) - log_det
+
+    def sample(self, n, context=None, seed=None, temperature=1.0):
+        """Draws `n` samples `[n, D]`; the same integer `seed` gives the same samples.
+
+        A conditional flow takes `context` `[n, C]` (one row per sample) or
+        `[1, C]` (one context for all `n` samples)."""
+        n, seed, temperature, context = self._sample_args(n, context, seed, temperature)
+        return self.forward(self._base_sample(n, seed, temperature), context)
