@@ -93,20 +93,56 @@ def _keras_batch(flow, batch):
     return batch
 
 
-class _KerasBatches(keras.utils.PyDataset):
-    """A `keras.utils.PyDataset` whose batches go through `_keras_batch`."""
+def _checked_batch(batch, what, index):
+    """A Keras-form batch of NumPy arrays or tensors (`_keras_batch`'s output),
+    unchanged; raises ValueError naming `what` and the batch's `index` if its
+    float inputs hold NaN or inf, or its weights are not finite and >= 0."""
+    for leaf in tf.nest.flatten(batch[0]):
+        if leaf is not None and np.asarray(leaf).dtype.kind == "f":
+            check_finite(f"{what}, batch {index},", leaf)
+    if len(batch) > 2 and batch[2] is not None:
+        w = np.asarray(batch[2])
+        if not (np.isfinite(w) & (w >= 0)).all():
+            raise ValueError(f"{what}, batch {index}: sample weights must be finite and "
+                             f">= 0; received {w[~(np.isfinite(w) & (w >= 0))][:5].tolist()}.")
+    return batch
 
-    def __init__(self, flow, inner):
+
+def _checked_tensors(batch, what):
+    """`_checked_batch` for a `tf.data` batch: the float inputs pass through
+    `tf.debugging.assert_all_finite` and the weights an assertion, so reading a
+    bad batch raises `InvalidArgumentError` naming `what`."""
+    message = (f"{what} hold NaN or inf in a batch of the tf.data stream (remove or impute "
+               "them before training)")
+    inputs = tf.nest.map_structure(
+        lambda t: tf.debugging.assert_all_finite(t, message) if t.dtype.is_floating else t,
+        batch[0])
+    rest = list(batch[1:])
+    if len(rest) > 1 and rest[1] is not None:
+        w = rest[1]
+        valid = tf.reduce_all(tf.math.is_finite(w) & (w >= 0))
+        with tf.control_dependencies([tf.debugging.Assert(valid, [
+                f"{what}: the sample weights of a batch must be finite and >= 0"])]):
+            rest[1] = tf.identity(w)
+    return (inputs, *rest)
+
+
+class _KerasBatches(keras.utils.PyDataset):
+    """A `keras.utils.PyDataset` whose batches go through `_keras_batch` (and
+    `_checked_batch` if `what` names the data)."""
+
+    def __init__(self, flow, inner, what=None):
         super().__init__(workers=inner.workers, use_multiprocessing=inner.use_multiprocessing,
                          max_queue_size=inner.max_queue_size)
-        self._flow, self._inner = flow, inner
+        self._flow, self._inner, self._what = flow, inner, what
 
     @property
     def num_batches(self):
         return self._inner.num_batches
 
     def __getitem__(self, index):
-        return _keras_batch(self._flow, self._inner[index])
+        batch = _keras_batch(self._flow, self._inner[index])
+        return batch if self._what is None else _checked_batch(batch, self._what, index)
 
     def on_epoch_begin(self):
         self._inner.on_epoch_begin()
@@ -120,32 +156,45 @@ def _is_stream(data):
             or (hasattr(data, "__next__") and not _is_array(data)))
 
 
-def _stream_for_keras(flow, data, want_first=False):
+def _stream_for_keras(flow, data, want_first=False, what=None):
     """`(stream, first_batch)`: a `tf.data.Dataset`, `keras.utils.PyDataset` or
     iterator (a Python generator) mapped through `_keras_batch`, and, if
     `want_first`, its first batch as `(x, context or None)` (else None; an
-    iterator's first batch is read and put back)."""
+    iterator's first batch is read and put back). If `what` names the data
+    ("Flow.fit's training data") and `flow.check_stream_data`, each batch is
+    checked as it is read: NaN or inf in its inputs, or weights not finite
+    and >= 0, raise."""
+    if not getattr(flow, "check_stream_data", True):
+        what = None
     first = None
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
         if isinstance(spec, tuple) and len(spec) == 2 and not isinstance(spec[0], tuple):
             _keras_batch(flow, spec)        # an unconditional flow's (x, y) raises here
             data = data.map(lambda x, context: ((x, context),))
+        if what is not None:
+            # a parallel map: its buffer lets the check run beside the step
+            data = data.map(lambda *batch: _checked_tensors(batch, what),
+                            num_parallel_calls=tf.data.AUTOTUNE)
         if want_first:
             first = next(iter(data.take(1)))
             first = first if isinstance(first, tuple) else (first,)
     elif isinstance(data, keras.utils.PyDataset):
-        data = _KerasBatches(flow, data)
+        data = _KerasBatches(flow, data, what)
         first = data[0] if want_first else None
-    elif want_first:
-        try:
-            head = next(data)
-        except StopIteration:
-            raise ValueError("The data iterator (generator) yielded no batch.") from None
-        first = _keras_batch(flow, head)
-        data = (_keras_batch(flow, b) for b in itertools.chain([head], data))
     else:
-        data = (_keras_batch(flow, b) for b in data)
+        check = ((lambda b, i: b) if what is None else
+                 (lambda b, i: _checked_batch(b, what, i)))
+        if want_first:
+            try:
+                head = next(data)
+            except StopIteration:
+                raise ValueError("The data iterator (generator) yielded no batch.") from None
+            first = check(_keras_batch(flow, head), 0)
+            rest = (check(_keras_batch(flow, b), i) for i, b in enumerate(data, 1))
+            data = (b for b in itertools.chain([first], rest))   # Keras takes generators
+        else:
+            data = (check(_keras_batch(flow, b), i) for i, b in enumerate(data))
     if first is not None:
         inputs = first[0]
         first = tuple(inputs) if flow.context_dim is not None else (inputs, None)
@@ -199,8 +248,9 @@ def prepare_eval_data(flow, x, y, method):
                          f"log-likelihood); received y of type {type(y).__name__}.")
     if x is None:
         raise ValueError(f"Flow.{method} needs data x.")
-    if _is_stream(x):
-        return _stream_for_keras(flow, x)[0]
+    if _is_stream(x):   # predict: a NaN row gets NaN, as from log_prob
+        return _stream_for_keras(flow, x, what=None if method == "predict" else
+                                 f"Flow.{method}'s data")[0]
     if method == "predict":     # the log-density of each row: a NaN row gives NaN
         data = _check_arrays(flow, x, "predict's data", finite=False)
     else:
@@ -257,7 +307,8 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True,
     if x is None:
         raise ValueError("Flow.fit needs training data x.")
     if _is_stream(x):
-        x, first = _stream_for_keras(flow, x, want_first=flow.needs_data_init)
+        x, first = _stream_for_keras(flow, x, want_first=flow.needs_data_init,
+                                     what="Flow.fit's training data")
     else:
         x = _check_arrays(flow, x, "training data")
         n = batch_size or 32
@@ -269,7 +320,8 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True,
     if validation_data is None:
         pass
     elif _is_stream(validation_data):
-        validation_data = _stream_for_keras(flow, validation_data)[0]
+        validation_data = _stream_for_keras(flow, validation_data,
+                                            what="Flow.fit's validation data")[0]
     else:
         validation_data, weights = _validation_arrays(validation_data)
         x_val = _check_arrays(flow, validation_data, "validation data")

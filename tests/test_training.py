@@ -397,6 +397,39 @@ def test_fit_evaluate_predict_take_streams_of_batches(kind, conditional):
 
 
 @pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
+def test_nan_in_a_stream_raises_naming_the_data_and_predict_gives_nan(kind):
+    x = datasets.load("moons", n=256, seed=0)
+    bad = x.copy()
+    bad[200, 1] = np.nan                  # batch 3 of 64 rows, its row 8
+    flow = M.MAF(2, num_layers=1, hidden_units=(8,))
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    # Keras re-raises a generator's error as InvalidArgumentError, with its message
+    errors = (ValueError, tf.errors.InvalidArgumentError)
+    batch = "" if kind == "tf.data" else r", batch 3, contains 1"
+    with pytest.raises(errors, match=f"Flow.fit's training data{batch}.*NaN or inf"):
+        flow.fit(_stream(kind, bad), epochs=1, verbose=0)
+    with pytest.raises(errors, match=f"Flow.fit's validation data{batch}.*NaN or inf"):
+        flow.fit(_stream(kind, x), validation_data=_stream(kind, bad), epochs=1, verbose=0)
+    with pytest.raises(errors, match=f"Flow.evaluate's data{batch}.*NaN or inf"):
+        flow.evaluate(_stream(kind, bad), verbose=0)
+    log_p = flow.predict(_stream(kind, bad), verbose=0)
+    assert np.isnan(log_p[200]) and np.isfinite(np.delete(log_p, 200)).all()
+    # and a stream's weights: finite and >= 0
+    w = np.ones(256, "float32")
+    w[70] = -1.0
+    weighted = [(x[i:i + 64], None, w[i:i + 64]) for i in range(0, 256, 64)]
+    if kind == "tf.data":
+        stream = tf.data.Dataset.from_tensor_slices((x, w)).batch(64).map(
+            lambda a, b: (a, None, b))
+    else:
+        stream = _Batches(weighted) if kind == "pydataset" else iter(weighted)
+    with pytest.raises(errors, match="sample weights .*must be finite and >= 0"):
+        flow.fit(stream, epochs=1, verbose=0)
+    # the flow is still usable after the errors
+    assert np.isfinite(flow.fit(_stream(kind, x), epochs=1, verbose=0).history["loss"]).all()
+
+
+@pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
 def test_unconditional_flow_refuses_pairs_in_a_stream(kind):
     x = np.zeros((128, 2), "float32")
     flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
