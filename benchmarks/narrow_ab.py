@@ -1,6 +1,6 @@
 """Side by side, in one process: the conditioners' products as they were, and
 with the narrow output layers' written-out gradient (`nets.narrow_matmul`)
-and MADE's disconnected inputs and outputs left out (`nets.PRUNE_MADE`).
+and MADE's disconnected inputs and outputs left out (`made.PRUNE_MADE`).
 
     python benchmarks/narrow_ab.py [--family realnvp] [--dims 2,4] [--units N]
                                    [--shards 2] [--rounds 15] [--json out.json]
@@ -8,7 +8,7 @@ and MADE's disconnected inputs and outputs left out (`nets.PRUNE_MADE`).
 For each dimension, builds the benchmark protocol's flow of `--family`
 (`realnvp`, `maf` or `nsf`, the autoregressive spline with 8 bins on [-5, 5];
 5 layers, hidden [64, 64], seed 0, 2 threads) twice: "dense" with
-`nets.NARROW_OUTPUT_UNITS = 0` and `nets.PRUNE_MADE = False` (every output
+`nets.NARROW_OUTPUT_UNITS = 0` and `made.PRUNE_MADE = False` (every output
 layer a plain product of the whole masked kernel, as before), "narrow" with
 `--units` (default: the library's setting; a RealNVP on D dimensions has
 D // 2 * 2 outputs, a pruned MADE (D - 1) * params) and pruning on. Each
@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from kerasflows import models, training  # noqa: E402
-from kerasflows.layers import nets  # noqa: E402
+from kerasflows.layers import made, nets  # noqa: E402
 from side_by_side import median_step_ms, rows, write_json  # noqa: E402
 
 VARIANTS = {"dense": 0, "narrow": nets.NARROW_OUTPUT_UNITS}   # --units sets "narrow"
@@ -49,8 +49,8 @@ FAMILIES = {"realnvp": (models.RealNVP, {}), "maf": (models.MAF, {}),
 def build(family, dim, units, shards, x):
     """The flow and its step, built and traced with NARROW_OUTPUT_UNITS = units
     (and MADE's pruning on when units > 0)."""
-    kept = nets.NARROW_OUTPUT_UNITS, nets.PRUNE_MADE
-    nets.NARROW_OUTPUT_UNITS, nets.PRUNE_MADE = units, units > 0
+    kept = nets.NARROW_OUTPUT_UNITS, made.PRUNE_MADE
+    nets.NARROW_OUTPUT_UNITS, made.PRUNE_MADE = units, units > 0
     try:
         keras.utils.set_random_seed(0)
         recipe, kwargs = FAMILIES[family]
@@ -65,7 +65,7 @@ def build(family, dim, units, shards, x):
         flow.sample(1000, seed=0)
         flow.sample(100_000, seed=0)
     finally:
-        nets.NARROW_OUTPUT_UNITS, nets.PRUNE_MADE = kept
+        nets.NARROW_OUTPUT_UNITS, made.PRUNE_MADE = kept
     return flow, step
 
 

@@ -37,8 +37,8 @@ def _patch(variant):
     if "exp" in variant:
         SplineKnots._slope = lambda self, raw: tf.exp(raw / (1 + tf.abs(raw) / c))
     if "init" in variant:
-        from kerasflows.layers import nets
-        for cls in (nets.MLP, nets.MADE):
+        from kerasflows.layers import made, nets
+        for cls in (nets.MLP, made.MADE):
             init = cls.__init__
 
             def random_output(self, *args, _init=init, **kwargs):

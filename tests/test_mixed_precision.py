@@ -9,7 +9,8 @@ import tensorflow as tf
 import kerasflows
 from kerasflows import layers as L
 from kerasflows import models as M
-from kerasflows.layers.nets import MADE, MLP
+from kerasflows.layers.made import MADE
+from kerasflows.layers.nets import MLP
 from kerasflows.testing import check_flow_layer, perturb_weights
 from kerasflows.training import make_train_step
 from registry import FLOWS, LAYERS

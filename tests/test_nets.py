@@ -12,8 +12,9 @@ import pytest
 import tensorflow as tf
 
 from kerasflows import models
-from kerasflows.layers import nets
-from kerasflows.layers.nets import MADE, MLP, narrow_matmul
+from kerasflows.layers import made, nets
+from kerasflows.layers.made import MADE
+from kerasflows.layers.nets import MLP, narrow_matmul
 
 
 def weights_of(net):
@@ -154,9 +155,9 @@ def test_made_leaves_out_disconnected_units_with_the_same_numbers(event_dim, par
             y = net(x, context=context, params_first=params_first)
             loss = tf.reduce_sum(tf.sin(y))
         return [y.numpy()] + [g.numpy() for g in tape.gradient(loss, [x, *net.trainable_variables])]
-    assert nets.PRUNE_MADE
+    assert made.PRUNE_MADE
     pruned = values_and_gradients()
-    monkeypatch.setattr(nets, "PRUNE_MADE", False)
+    monkeypatch.setattr(made, "PRUNE_MADE", False)
     whole = values_and_gradients()
     shape = (7, params, event_dim) if params_first else (7, event_dim, params)
     assert pruned[0].shape == whole[0].shape == shape

@@ -7,7 +7,8 @@ from kerasflows.layers.coupling import AdditiveCoupling, AffineCoupling, Couplin
 from kerasflows.layers.embedding import ClassEmbedding
 from kerasflows.layers.elementwise import ElementwiseAffine, Exp, Logit, Sigmoid
 from kerasflows.layers.linear import InvertibleLinear
-from kerasflows.layers.nets import MADE, MLP
+from kerasflows.layers.made import MADE
+from kerasflows.layers.nets import MLP
 from kerasflows.layers.piecewise import PiecewiseLinear
 from kerasflows.layers.normalization import ActNorm, BatchNorm
 from kerasflows.layers.permute import Permute

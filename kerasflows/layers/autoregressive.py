@@ -16,7 +16,8 @@ import tensorflow_probability as tfp
 from kerasflows.layers.base import FlowLayer, any_batch
 from kerasflows.layers.coupling import (check_direction, check_max_log_scale,
                                         directed_affine, directed_affine_bijector, soft_clamp)
-from kerasflows.layers.nets import MADE, check_hidden_units
+from kerasflows.layers.made import MADE
+from kerasflows.layers.nets import check_hidden_units
 
 tfb = tfp.bijectors
 

@@ -4,202 +4,27 @@ A flow layer is a `keras.layers.Layer` that owns its weights and, through
 `bijector(context=None)`, returns a fresh TensorFlow Probability bijector
 built from those weights on every call (the lazy-bijector pattern). As in
 TFP, the bijector's `forward` maps base samples `z` to data `x`; `inverse`
-maps data back to the base space.
+maps data back to the base space. The layers' argument checks
+(`kerasflows.layers.checks`) and batch-shape helpers
+(`kerasflows.layers.rows`) are importable from here too.
 """
-
-import math
-import operator
 
 import keras
 import tensorflow as tf
-import tensorflow_probability as tfp
+
+from kerasflows.layers.checks import (check_event_dim, check_float, check_positive_int,
+                                      context_rows, split_mixed_policy)
+from kerasflows.layers.rows import RowsBijector, any_batch, batch_log_det, solve_nonempty
 
 __all__ = ["FlowLayer", "NoInverseError", "check_positive_int", "check_float",
-           "check_event_dim",
-           "batch_log_det", "solve_nonempty", "split_mixed_policy"]
+           "check_event_dim", "context_rows", "split_mixed_policy", "batch_log_det",
+           "solve_nonempty", "any_batch", "RowsBijector"]
 
 
 class NoInverseError(NotImplementedError, ValueError):
     """The inverse direction of a forward-only layer (`Planar`, `Radial`) was asked
     for: `inverse`, `log_prob` of data, an export. A `NotImplementedError`, and a
     `ValueError` too, as what is wrong is the request, not the input's values."""
-
-
-def check_float(name, value, accept, expected):
-    """`value` as a float, if it is a finite number for which `accept(value)` is
-    true; else a ValueError saying it must be `expected` ("in [0, 1)", ...)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not (math.isfinite(number) and accept(number)):
-        raise ValueError(f"`{name}` must be a finite number {expected}. Received: "
-                         f"{name}={value!r}")
-    return number
-
-
-def check_positive_int(name, value, allow_none=False, minimum=1):
-    """Returns `value` as an int, or raises a ValueError naming it."""
-    if value is None and allow_none:
-        return None
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}") from None
-    if value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value}")
-    return value
-
-
-def check_event_dim(owner, x, event_dim, what="inputs"):
-    """Raises a ValueError if `x` is not a batch of `event_dim`-vectors.
-
-    Only static shapes are checked, so this costs nothing at run time.
-    """
-    shape = tf.TensorShape(x.shape)
-    if shape.rank is not None and (shape.rank != 2 or (
-            shape[-1] is not None and event_dim is not None and shape[-1] != event_dim)):
-        raise ValueError(
-            f"{owner} expected {what} of shape (batch, {event_dim}); "
-            f"received shape {tuple(shape.as_list())}.")
-
-
-def split_mixed_policy(kwargs):
-    """Keeps a flow's own arithmetic out of a mixed-precision policy.
-
-    Returns `(kwargs, mixed)`: for a mixed policy (`"mixed_float16"`,
-    `"mixed_bfloat16"`: compute dtype != variable dtype), whether passed as
-    `dtype=` or set globally with `keras.config.set_dtype_policy`, `kwargs`
-    with `dtype` set to the variable dtype (float32) and `mixed` the mixed
-    policy, which the layer's conditioner network then uses; otherwise
-    `(kwargs, None)`. The transforms, log-dets and base log-densities of a
-    flow thus stay in float32 (computed in float16, log-densities of points
-    far from the data became -inf or NaN).
-    """
-    dtype = kwargs.get("dtype")
-    policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
-    variable, compute = policy.variable_dtype, policy.compute_dtype
-    if compute == variable or not (keras.backend.is_float_dtype(compute)
-                                   and keras.backend.is_float_dtype(variable)):
-        return kwargs, None
-    return {**kwargs, "dtype": variable}, policy
-
-
-def solve_nonempty(solve, v, context=None):
-    """`solve(v, context) -> (y, log_det)` for a batch `v` that may be empty: with
-    one padding row when its size is unknown or 0, dropped after (`MADE.solve`'s
-    row updates cannot scatter into an empty batch; TFP's ODE solver never
-    returns from an empty state). A batch of known size > 0 is solved as it is."""
-    if v.shape[0] is not None and v.shape[0] > 0:
-        return solve(v, context)
-    n = tf.shape(v)[0]
-    pad = [[0, tf.maximum(1 - n, 0)], [0, 0]]
-    y, log_det = solve(tf.pad(v, pad), None if context is None else tf.pad(context, pad))
-    return y[:n], log_det[:n]
-
-
-def context_rows(context, rows, mismatch):
-    """`context` for a batch of `rows` rows: as it is, or its one row repeated
-    (a `[1, C]` context shared by every row). A context whose known row count
-    is neither raises `ValueError(mismatch(its_rows))`. Rows unknown at
-    tracing time are left to the ops that use them."""
-    if context is None or rows is None:
-        return context
-    have = context.shape[0]
-    if have is None or have == rows:
-        return context
-    if have != 1:
-        raise ValueError(mismatch(have))
-    return tf.repeat(context, rows, axis=0)
-
-
-def any_batch(fn):
-    """`fn(v, ...)`, a conditioner of rows `[N, d]`, for inputs `v` of any batch
-    shape `[..., d]` (a TFP distribution's `sample()` gives `[d]`, its
-    `sample([2, 3])` `[2, 3, d]`): flattened to rows, and the result's first
-    axis back to `v`'s batch shape. Rows go through as they are."""
-    def rows(v, *args, **kwargs):
-        v = tf.convert_to_tensor(v)
-        if v.shape.rank == 2:
-            return fn(v, *args, **kwargs)
-        out = fn(tf.reshape(v, [-1, v.shape[-1]]), *args, **kwargs)
-        return tf.reshape(out, tf.concat([tf.shape(v)[:-1], tf.shape(out)[1:]], 0))
-    return rows
-
-
-def batch_log_det(log_det, x):
-    """Broadcasts a log-det (scalar for constant-Jacobian maps) to shape `[batch]`."""
-    return tf.broadcast_to(tf.cast(log_det, x.dtype), tf.shape(x)[:1])
-
-
-class RowsBijector(tfp.bijectors.Bijector):
-    """`inner` (a bijector of `[N, D]` rows: a layer's, or the chain of a flow's
-    layers) on inputs of any batch shape `[..., D]`, flattened to rows and
-    back: a TFP distribution's `sample()` is `[D]`, its `sample([2, 3])` `[2,
-    3, D]`. With `no_inverse` (an exception), the inverse direction raises it."""
-
-    def __init__(self, inner, event_dim, no_inverse=None, name="flow"):
-        parameters = dict(locals())
-        # `no_inverse`: the error a forward-only layer gives for the inverse direction
-        self.inner, self.event_dim, self.no_inverse = inner, event_dim, no_inverse
-        self._rows_of = []      # (tensor, its rows) for the last input and output: `_rows`
-        super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
-                         parameters=parameters, name=name)
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return dict()
-
-    def _rows(self, v):
-        """`v` as rows `[N, D]`, the same tensor for a transform and its log-det.
-
-        TFP caches a bijector's results by its input and output tensors, and
-        FFJORD's log-det reads the one solve that gave its transform; rows
-        of rank 2 go to `inner` as they came, and other ranks are reshaped
-        once: the last transform's input and output map to the rows `inner`
-        took and gave (a second reshape would be another tensor: a second
-        solve, as when a `TransformedDistribution` takes the log-det at the
-        inverse's output)."""
-        if v.shape.rank == 2:
-            return v
-        for tensor, rows in self._rows_of:
-            if tensor is v:
-                return rows
-        rows = tf.reshape(v, [-1, self.event_dim])
-        self._rows_of = [(v, rows)]
-        return rows
-
-    def _map(self, fn, v):
-        rows = self._rows(v)
-        out = fn(rows)
-        if v.shape.rank == 2:
-            return out
-        result = tf.reshape(out, tf.shape(v))
-        self._rows_of = [(v, rows), (result, out)]
-        return result
-
-    def _log_det(self, fn, v):
-        rows = self._rows(v)
-        log_det = tf.broadcast_to(fn(rows, event_ndims=1), tf.shape(rows)[:1])
-        return log_det if v.shape.rank == 2 else tf.reshape(log_det, tf.shape(v)[:-1])
-
-    def _forward(self, z):
-        return self._map(self.inner.forward, z)
-
-    def _inverse(self, x):
-        if self.no_inverse is not None:
-            raise self.no_inverse
-        return self._map(self.inner.inverse, x)
-
-    def _forward_log_det_jacobian(self, z):
-        return self._log_det(self.inner.forward_log_det_jacobian, z)
-
-    def _inverse_log_det_jacobian(self, x):
-        if self.no_inverse is not None:
-            raise self.no_inverse
-        return self._log_det(self.inner.inverse_log_det_jacobian, x)
 
 
 class FlowLayer(keras.layers.Layer):

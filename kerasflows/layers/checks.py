@@ -1,0 +1,88 @@
+"""Checks of the arguments and inputs of flow layers and flows: numbers in
+range, the event width, a context's rows, and mixed-precision policies."""
+
+import math
+import operator
+
+import keras
+import tensorflow as tf
+
+__all__ = ["check_float", "check_positive_int", "check_event_dim", "split_mixed_policy",
+           "context_rows"]
+
+
+def check_float(name, value, accept, expected):
+    """`value` as a float, if it is a finite number for which `accept(value)` is
+    true; else a ValueError saying it must be `expected` ("in [0, 1)", ...)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (math.isfinite(number) and accept(number)):
+        raise ValueError(f"`{name}` must be a finite number {expected}. Received: "
+                         f"{name}={value!r}")
+    return number
+
+
+def check_positive_int(name, value, allow_none=False, minimum=1):
+    """Returns `value` as an int, or raises a ValueError naming it."""
+    if value is None and allow_none:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}") from None
+    if value < minimum:
+        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value}")
+    return value
+
+
+def check_event_dim(owner, x, event_dim, what="inputs"):
+    """Raises a ValueError if `x` is not a batch of `event_dim`-vectors.
+
+    Only static shapes are checked, so this costs nothing at run time.
+    """
+    shape = tf.TensorShape(x.shape)
+    if shape.rank is not None and (shape.rank != 2 or (
+            shape[-1] is not None and event_dim is not None and shape[-1] != event_dim)):
+        raise ValueError(
+            f"{owner} expected {what} of shape (batch, {event_dim}); "
+            f"received shape {tuple(shape.as_list())}.")
+
+
+def split_mixed_policy(kwargs):
+    """Keeps a flow's own arithmetic out of a mixed-precision policy.
+
+    Returns `(kwargs, mixed)`: for a mixed policy (`"mixed_float16"`,
+    `"mixed_bfloat16"`: compute dtype != variable dtype), whether passed as
+    `dtype=` or set globally with `keras.config.set_dtype_policy`, `kwargs`
+    with `dtype` set to the variable dtype (float32) and `mixed` the mixed
+    policy, which the layer's conditioner network then uses; otherwise
+    `(kwargs, None)`. The transforms, log-dets and base log-densities of a
+    flow thus stay in float32 (computed in float16, log-densities of points
+    far from the data became -inf or NaN).
+    """
+    dtype = kwargs.get("dtype")
+    policy = keras.dtype_policies.get(dtype) if dtype is not None else keras.config.dtype_policy()
+    variable, compute = policy.variable_dtype, policy.compute_dtype
+    if compute == variable or not (keras.backend.is_float_dtype(compute)
+                                   and keras.backend.is_float_dtype(variable)):
+        return kwargs, None
+    return {**kwargs, "dtype": variable}, policy
+
+
+def context_rows(context, rows, mismatch):
+    """`context` for a batch of `rows` rows: as it is, or its one row repeated
+    (a `[1, C]` context shared by every row). A context whose known row count
+    is neither raises `ValueError(mismatch(its_rows))`. Rows unknown at
+    tracing time are left to the ops that use them."""
+    if context is None or rows is None:
+        return context
+    have = context.shape[0]
+    if have is None or have == rows:
+        return context
+    if have != 1:
+        raise ValueError(mismatch(have))
+    return tf.repeat(context, rows, axis=0)

@@ -1,0 +1,108 @@
+"""Batches of any shape and of no rows: conditioners and bijectors of `[N, D]`
+rows on inputs `[..., D]` (`any_batch`, `RowsBijector`), log-dets broadcast
+to the batch, solves that take an empty batch."""
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+__all__ = ["solve_nonempty", "any_batch", "batch_log_det", "RowsBijector"]
+
+
+def solve_nonempty(solve, v, context=None):
+    """`solve(v, context) -> (y, log_det)` for a batch `v` that may be empty: with
+    one padding row when its size is unknown or 0, dropped after (`MADE.solve`'s
+    row updates cannot scatter into an empty batch; TFP's ODE solver never
+    returns from an empty state). A batch of known size > 0 is solved as it is."""
+    if v.shape[0] is not None and v.shape[0] > 0:
+        return solve(v, context)
+    n = tf.shape(v)[0]
+    pad = [[0, tf.maximum(1 - n, 0)], [0, 0]]
+    y, log_det = solve(tf.pad(v, pad), None if context is None else tf.pad(context, pad))
+    return y[:n], log_det[:n]
+
+
+def any_batch(fn):
+    """`fn(v, ...)`, a conditioner of rows `[N, d]`, for inputs `v` of any batch
+    shape `[..., d]` (a TFP distribution's `sample()` gives `[d]`, its
+    `sample([2, 3])` `[2, 3, d]`): flattened to rows, and the result's first
+    axis back to `v`'s batch shape. Rows go through as they are."""
+    def rows(v, *args, **kwargs):
+        v = tf.convert_to_tensor(v)
+        if v.shape.rank == 2:
+            return fn(v, *args, **kwargs)
+        out = fn(tf.reshape(v, [-1, v.shape[-1]]), *args, **kwargs)
+        return tf.reshape(out, tf.concat([tf.shape(v)[:-1], tf.shape(out)[1:]], 0))
+    return rows
+
+
+def batch_log_det(log_det, x):
+    """Broadcasts a log-det (scalar for constant-Jacobian maps) to shape `[batch]`."""
+    return tf.broadcast_to(tf.cast(log_det, x.dtype), tf.shape(x)[:1])
+
+
+class RowsBijector(tfp.bijectors.Bijector):
+    """`inner` (a bijector of `[N, D]` rows: a layer's, or the chain of a flow's
+    layers) on inputs of any batch shape `[..., D]`, flattened to rows and
+    back: a TFP distribution's `sample()` is `[D]`, its `sample([2, 3])` `[2,
+    3, D]`. With `no_inverse` (an exception), the inverse direction raises it."""
+
+    def __init__(self, inner, event_dim, no_inverse=None, name="flow"):
+        parameters = dict(locals())
+        # `no_inverse`: the error a forward-only layer gives for the inverse direction
+        self.inner, self.event_dim, self.no_inverse = inner, event_dim, no_inverse
+        self._rows_of = []      # (tensor, its rows) for the last input and output: `_rows`
+        super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
+                         parameters=parameters, name=name)
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return dict()
+
+    def _rows(self, v):
+        """`v` as rows `[N, D]`, the same tensor for a transform and its log-det.
+
+        TFP caches a bijector's results by its input and output tensors, and
+        FFJORD's log-det reads the one solve that gave its transform; rows
+        of rank 2 go to `inner` as they came, and other ranks are reshaped
+        once: the last transform's input and output map to the rows `inner`
+        took and gave (a second reshape would be another tensor: a second
+        solve, as when a `TransformedDistribution` takes the log-det at the
+        inverse's output)."""
+        if v.shape.rank == 2:
+            return v
+        for tensor, rows in self._rows_of:
+            if tensor is v:
+                return rows
+        rows = tf.reshape(v, [-1, self.event_dim])
+        self._rows_of = [(v, rows)]
+        return rows
+
+    def _map(self, fn, v):
+        rows = self._rows(v)
+        out = fn(rows)
+        if v.shape.rank == 2:
+            return out
+        result = tf.reshape(out, tf.shape(v))
+        self._rows_of = [(v, rows), (result, out)]
+        return result
+
+    def _log_det(self, fn, v):
+        rows = self._rows(v)
+        log_det = tf.broadcast_to(fn(rows, event_ndims=1), tf.shape(rows)[:1])
+        return log_det if v.shape.rank == 2 else tf.reshape(log_det, tf.shape(v)[:-1])
+
+    def _forward(self, z):
+        return self._map(self.inner.forward, z)
+
+    def _inverse(self, x):
+        if self.no_inverse is not None:
+            raise self.no_inverse
+        return self._map(self.inner.inverse, x)
+
+    def _forward_log_det_jacobian(self, z):
+        return self._log_det(self.inner.forward_log_det_jacobian, z)
+
+    def _inverse_log_det_jacobian(self, x):
+        if self.no_inverse is not None:
+            raise self.no_inverse
+        return self._log_det(self.inner.inverse_log_det_jacobian, x)
