@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from kerasflows.graph_calls import light_calls
 
-__all__ = ["FlatCalls", "FlatStepCalls", "FlatStepFunctions"]
+__all__ = ["FlatCalls", "FlatStepCalls", "FlatPredictCalls", "FlatStepFunctions"]
 
 
 def _leaf_signature(t):
@@ -154,6 +154,42 @@ class FlatStepCalls(FlatCalls):
         return tf.nest.map_structure(repeat, x), repeat(y), weight
 
 
+class FlatPredictCalls(FlatCalls):
+    """Keras' predict function for `predict`: `FlatCalls` of `predict_step`.
+
+    `function(data)` takes Keras' list of one batch and returns
+    `predict_step(batch)`. Under XLA a batch shorter than the longest one of
+    the same `predict` call (`rows`, reset by `Flow.predict`) is padded to that
+    length, its rows repeated, and the result cut back to its rows: the short
+    last batch runs on the full batches' executable instead of compiling its
+    own (predict runs the flow in inference mode, so no layer's state sees the
+    repeats).
+
+    Attributes:
+        rows: the longest batch of the current `predict` call so far.
+        padded: number of batches padded so far.
+    """
+
+    def __init__(self, step_fn, jit_compile):
+        super().__init__(tf.function(step_fn, jit_compile=bool(jit_compile), autograph=False))
+        self._jit = bool(jit_compile)
+        self.rows = 0
+        self.padded = 0
+
+    def __call__(self, data):
+        batch = data[0]
+        leaves = [t for t in tf.nest.flatten(batch) if t is not None]
+        rows = int(leaves[0].shape[0])
+        if not self._jit or rows >= self.rows:
+            self.rows = max(self.rows, rows)
+            return super().__call__(batch)
+        index = np.arange(self.rows) % rows
+        self.padded += 1
+        out = super().__call__(tf.nest.map_structure(
+            lambda t: None if t is None else tf.gather(t, index), batch))
+        return tf.nest.map_structure(lambda t: t[:rows], out)
+
+
 class FlatStepFunctions:
     """A `keras.Model` mixin: `fit` / `evaluate` call the step through
     `FlatStepCalls` (see `flat_step_calls`), and the optimizer is built before
@@ -201,6 +237,16 @@ class FlatStepFunctions:
             self.optimizer.build(self.trainable_variables)
         return self._step_function("train_function", self.train_step,
                                    super().make_train_function, force)
+
+    def make_predict_function(self, force=False):
+        """Keras' predict function, or (see `flat_step_calls`) a `FlatPredictCalls`
+        of `predict_step`."""
+        if self.predict_function is not None and not force:
+            return self.predict_function
+        if not self._flat_calls_apply():
+            return super().make_predict_function(force=force)
+        self.predict_function = FlatPredictCalls(self.predict_step, self.jit_compile)
+        return self.predict_function
 
     def make_test_function(self, force=False):
         """Keras' test function, or (see `flat_step_calls`) a `FlatStepCalls` of `test_step`."""

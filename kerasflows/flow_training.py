@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from kerasflows.fit_data import prepare_eval_data, prepare_fit_data, weights_for_keras
-from kerasflows.flat_calls import FlatStepFunctions
+from kerasflows.flat_calls import FlatPredictCalls, FlatStepFunctions
 from kerasflows.packed_adam import packed_size
 from kerasflows.sharded_step import training_state
 
@@ -203,7 +203,10 @@ class FlowTraining(FlatStepFunctions):
     def predict(self, x, *args, **kwargs):
         """`log_prob` of `x` batch by batch, as a NumPy array; see `keras.Model.predict`.
         `x` takes the forms `fit` takes (arrays need rows of the flow's width;
-        a row with NaN gets NaN, as from `log_prob`)."""
+        a row with NaN gets NaN, as from `log_prob`). Under XLA a short last
+        batch is padded rather than compiled for (`FlatPredictCalls`)."""
+        if isinstance(self.predict_function, FlatPredictCalls):
+            self.predict_function.rows = 0       # this call's batches set the length
         with self._fresh_functions_after_errors():
             return super().predict(prepare_eval_data(self, x, None, "predict"), *args,
                                    **kwargs)

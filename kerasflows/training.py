@@ -9,7 +9,7 @@ import tensorflow as tf
 from kerasflows.background_step import BackgroundCompiledStep
 from kerasflows.fit_data import (check_finite, prepare_eval_data, prepare_fit_data,
                                   weights_for_keras)
-from kerasflows.flat_calls import FlatCalls, FlatStepCalls, FlatStepFunctions
+from kerasflows.flat_calls import FlatCalls, FlatPredictCalls, FlatStepCalls, FlatStepFunctions
 from kerasflows.layers.base import check_positive_int
 from kerasflows.packed_adam import adam_layout, adam_state, adam_update
 from kerasflows.sharded_step import (check_shards, loss_and_grads, shard_rows, sharded_body,
@@ -17,7 +17,7 @@ from kerasflows.sharded_step import (check_shards, loss_and_grads, shard_rows, s
 
 __all__ = ["prepare_fit_data", "prepare_eval_data", "check_finite", "weights_for_keras",
            "make_train_step", "shard_rows", "BackgroundCompiledStep", "FlatCalls",
-           "FlatStepCalls", "FlatStepFunctions"]
+           "FlatStepCalls", "FlatPredictCalls", "FlatStepFunctions"]
 
 
 def _check_initialized(flow):

@@ -132,7 +132,7 @@ def test_flat_step_calls_train_and_evaluate_as_keras_loop():
 def test_short_last_batch_runs_padded_on_the_full_batches_executable(monkeypatch):
     """Under XLA a short last batch is padded (rows repeated, weighted 0), not
     compiled for; the losses, validation losses and weights are those of the
-    unpadded batches."""
+    unpadded batches, and predict's results those of the batch's own rows."""
     x = datasets.load("moons", n=1000, seed=0)     # batches of 256: the last has 232 rows
     make = lambda: M.RealNVP(2, num_layers=2, hidden_units=(16,))
     rows = []
@@ -160,6 +160,14 @@ def test_short_last_batch_runs_padded_on_the_full_batches_executable(monkeypatch
     np.testing.assert_allclose(padded.evaluate(x, batch_size=300, verbose=0), nll.mean(),
                                rtol=1e-5)
     assert rows == [300] * 4 and padded.test_function.padded == 3
+    # and predict: each row's log-density, the short batch's cut back to its rows
+    rows.clear()
+    np.testing.assert_allclose(padded.predict(x, batch_size=300, verbose=0), -nll, rtol=1e-5,
+                               atol=1e-5)
+    assert rows == [300] * 4 and padded.predict_function.padded == 1
+    rows.clear()     # a later call with smaller batches is not padded to the earlier size
+    assert padded.predict(x[:100], batch_size=64, verbose=0).shape == (100,)
+    assert rows == [64, 64] and padded.predict_function.padded == 2
     # as after a validation_split (800 rows to train on: 3 x 256 + 32)
     rows.clear()
     padded.fit(x, batch_size=256, epochs=1, validation_split=0.2, verbose=0)
