@@ -148,6 +148,9 @@ class FlowTraining(FlatStepFunctions):
         the loss. A short last batch is padded to the full batches' size rather
         than compiled for (see `pads_short_batches`).
         """
+        if not self.compiled:       # as Keras says it (the checks below read compile's state)
+            raise ValueError("You must call `compile()` before using the model: a flow "
+                             "trains with flow.compile(optimizer=...), then flow.fit(x).")
         if self.optimizer is not None and packed_size(self.optimizer) is not None:
             raise ValueError(
                 "Flow.fit: this flow's optimizer was built by make_train_step on its packed "

@@ -301,6 +301,15 @@ def test_integer_data_and_labels_train_and_a_failed_fit_leaves_the_flow_usable()
     assert np.isfinite(fresh.fit(x, epochs=1, verbose=0).history["loss"]).all()
 
 
+def test_fit_and_evaluate_before_compile_say_so():
+    flow = M.MAF(2, num_layers=1, hidden_units=(4,))
+    x = datasets.load("moons", n=100)
+    for call in (flow.fit, flow.evaluate):
+        with pytest.raises(ValueError, match=r"You must call `compile\(\)`"):
+            call(x, verbose=0)
+    assert flow.predict(x, verbose=0).shape == (100,)      # as in Keras: no compile needed
+
+
 def test_empty_data_and_class_weight_raise():
     glow = M.Glow(2, num_layers=2, hidden_units=(8,))
     glow.compile(optimizer="adam", jit_compile=False)
