@@ -93,6 +93,11 @@ def _keras_batch(flow, batch):
     return batch
 
 
+def _bad_weights(w):
+    """The entries of a NumPy weight array that are not finite and >= 0."""
+    return ~np.isfinite(w) | (w < 0)
+
+
 def _checked_batch(batch, what, index):
     """A Keras-form batch of NumPy arrays or tensors (`_keras_batch`'s output),
     unchanged; raises ValueError naming `what` and the batch's `index` if its
@@ -102,9 +107,10 @@ def _checked_batch(batch, what, index):
             check_finite(f"{what}, batch {index},", leaf)
     if len(batch) > 2 and batch[2] is not None:
         w = np.asarray(batch[2])
-        if not (np.isfinite(w) & (w >= 0)).all():
+        bad = _bad_weights(w)
+        if bad.any():
             raise ValueError(f"{what}, batch {index}: sample weights must be finite and "
-                             f">= 0; received {w[~(np.isfinite(w) & (w >= 0))][:5].tolist()}.")
+                             f">= 0; received {w[bad][:5].tolist()}.")
     return batch
 
 
@@ -232,7 +238,7 @@ def weights_for_keras(flow, x, sample_weight, method, batch_size=None, split=Non
     if w.shape != (n,) or not np.issubdtype(w.dtype, np.number):
         raise ValueError(f"Flow.{method}: `sample_weight` must be numbers of shape ({n},), "
                          f"one per example; received {w.dtype} of shape {w.shape}.")
-    bad = ~np.isfinite(w) | (w < 0)
+    bad = _bad_weights(w)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"Flow.{method}: `sample_weight` must be finite and >= 0; "

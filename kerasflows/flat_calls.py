@@ -87,6 +87,14 @@ def _weak(obj):
         return lambda: obj
 
 
+def _repeat_rows(data, rows, length):
+    """`(data, index)`: every tensor of `data` (None kept) lengthened from `rows`
+    to `length` rows by repeating its rows cyclically; `index` the rows taken."""
+    index = np.arange(length) % rows
+    return tf.nest.map_structure(lambda t: None if t is None else tf.gather(t, index),
+                                 data), index
+
+
 class FlatStepCalls(FlatCalls):
     """Keras' train (or test) function for `fit` / `evaluate`: `FlatCalls` of the step.
 
@@ -147,11 +155,9 @@ class FlatStepCalls(FlatCalls):
         if rows >= self._rows:
             self._rows = rows
             return data
-        index = np.arange(self._rows) % rows
-        repeat = lambda t: None if t is None else tf.gather(t, index)
-        weight = repeat(weight) * tf.constant(index == np.arange(self._rows), weight.dtype)
+        (x, y, weight), index = _repeat_rows((x, y, weight), rows, self._rows)
         self.padded += 1
-        return tf.nest.map_structure(repeat, x), repeat(y), weight
+        return x, y, weight * tf.constant(index == np.arange(self._rows), weight.dtype)
 
 
 class FlatPredictCalls(FlatCalls):
@@ -183,10 +189,8 @@ class FlatPredictCalls(FlatCalls):
         if not self._jit or rows >= self.rows:
             self.rows = max(self.rows, rows)
             return super().__call__(batch)
-        index = np.arange(self.rows) % rows
         self.padded += 1
-        out = super().__call__(tf.nest.map_structure(
-            lambda t: None if t is None else tf.gather(t, index), batch))
+        out = super().__call__(_repeat_rows(batch, rows, self.rows)[0])
         return tf.nest.map_structure(lambda t: t[:rows], out)
 
 
