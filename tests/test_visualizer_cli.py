@@ -17,7 +17,11 @@ def run_viz(args, cwd, timeout=400, **env_vars):
     env = {k: v for k, v in os.environ.items()
            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    env.update(env_vars)
+    for name, value in env_vars.items():      # None: not set
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     return subprocess.run([sys.executable, "-m", "visualizer", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 

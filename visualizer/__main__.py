@@ -47,7 +47,9 @@ def build_parser():
                     "per-layer warping and a point inspector.",
         epilog="Compiled code is kept in ~/.cache/kerasflows/ (XLA's persistent cache, "
                "at most 256 MB), so a model opens faster the next time; "
-               "KERASFLOWS_VIZ_COMPILE_CACHE=off turns that off, =DIR puts it in DIR.")
+               "KERASFLOWS_VIZ_COMPILE_CACHE=off turns that off, =DIR puts it in DIR. "
+               "With it on, TensorFlow's C++ log keeps to fatal messages "
+               "(TF_CPP_MIN_LOG_LEVEL=3) unless TF_CPP_MIN_LOG_LEVEL is set.")
     p.add_argument("model", nargs="?",
                    help="a .keras file, a SavedModel directory (or its TF Serving parent), or "
                         "a saved_models/<name>/ folder; default: the repository's "

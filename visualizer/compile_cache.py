@@ -15,6 +15,19 @@ cut short, at every launch).
 `KERASFLOWS_VIZ_COMPILE_CACHE=off` turns it off; `=PATH` uses another
 folder; a `TF_XLA_FLAGS` that already names a cache folder is left as it is.
 
+Reading an entry back, TensorFlow 2.21 logs two false alarms at error
+level, each line about 3 KB: that the entry does not parse as text (it is
+binary, and is then read as such), and that the code was compiled for
+"+prefer-no-gather" and "+prefer-no-scatter", tuning hints the loader
+takes for CPU features the host lacks ("could lead to ... SIGILL"; the
+entry was written on this very machine). A second launch on the moons
+demo printed 73 such lines (level 2 keeps them). So `enable` also sets
+`TF_CPP_MIN_LOG_LEVEL=3` (`QUIET_LOG_LEVEL`) unless it is set already:
+TensorFlow's C++ log then keeps to fatal messages. What goes wrong in a
+computation still reaches the app, as the Python exception TensorFlow
+raises with its message; the few lines TensorFlow prints as it loads,
+before its log is set up, still print.
+
 XLA files an entry under the traced function's name, and TensorFlow names
 a traced function after a process-wide counter that every eager tensor
 also advances: how many tensors came before a trace, which the order of
@@ -31,8 +44,8 @@ import sys
 import threading
 from pathlib import Path
 
-__all__ = ["ENV", "FLAG", "MAX_BYTES", "KEEP_BYTES", "default_directory", "enable", "prune",
-           "is_whole_entry", "in_use", "name_functions_stably"]
+__all__ = ["ENV", "FLAG", "QUIET_LOG_LEVEL", "MAX_BYTES", "KEEP_BYTES", "default_directory",
+           "enable", "prune", "is_whole_entry", "in_use", "name_functions_stably"]
 
 ENV = "KERASFLOWS_VIZ_COMPILE_CACHE"
 FLAG = "--tf_xla_persistent_cache_directory"
@@ -40,6 +53,8 @@ FLAG = "--tf_xla_persistent_cache_directory"
 #: function is about 0.5 MB; opening moons and compiling its views writes about 5 MB).
 MAX_BYTES = 256 * 2**20
 KEEP_BYTES = 192 * 2**20
+#: `TF_CPP_MIN_LOG_LEVEL` while the cache is on, unless set (module notes).
+QUIET_LOG_LEVEL = "3"
 _OFF = ("0", "off", "no", "false")
 #: The folder `enable` pointed XLA at in this process (None: no cache).
 _in_use = None
@@ -76,7 +91,9 @@ def enable(environ=os.environ, tensorflow_imported=None):
     folder in use, or None when the cache is off: turned off by `ENV`,
     TensorFlow already imported, or a folder that cannot be made or whose
     path has a space (`TF_XLA_FLAGS` is split at spaces). It never raises:
-    a missing cache only makes compiling slower.
+    a missing cache only makes compiling slower. Turning the cache on also
+    sets `TF_CPP_MIN_LOG_LEVEL` to `QUIET_LOG_LEVEL` where it is not set
+    (module notes).
     """
     global _in_use
     setting = environ.get(ENV, "").strip()
@@ -98,6 +115,7 @@ def enable(environ=os.environ, tensorflow_imported=None):
     except OSError:
         return None
     environ["TF_XLA_FLAGS"] = f"{flags} {FLAG}={directory}".strip()
+    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_LOG_LEVEL)
     _in_use = directory
     return directory
 
