@@ -812,7 +812,7 @@ def test_context_panel_plays_a_coordinate_back_and_forth(qtbot):
 
 
 def test_context_steps_come_from_the_manifest():
-    from visualizer.compute import _context_steps
+    from visualizer.opening import _context_steps
     assert _context_steps({"context_step": [1, None]}, 2) == [1.0, None]
     for steps, context_dim in [([1], 2), ([0], 1), (["a"], 1), (1, 1), (None, 1)]:
         assert _context_steps({"context_step": steps}, context_dim) is None, steps

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from test_visualizer_support import export, make_model_folder
-from visualizer import compute, geometry, paths
+from visualizer import compute, geometry, opening, paths
 from visualizer.backends import (CHUNK, KerasBackend, SavedModelBackend, TraceUnavailable,
                                  _padded, bucket)
 
@@ -600,18 +600,18 @@ def test_tile_images_lays_pictures_out_as_they_are_read():
 
 def test_image_description_comes_from_the_manifest_or_a_square_guess():
     reference = np.linspace(-3, 3, 64 * 50, dtype=np.float32).reshape(50, 64)
-    declared = compute._image({"image": {"shape": [4, 16], "levels": [-1, 2]}}, 64, reference)
+    declared = opening._image({"image": {"shape": [4, 16], "levels": [-1, 2]}}, 64, reference)
     assert declared == {"shape": (4, 16), "levels": (-1.0, 2.0), "declared": True}
-    guessed = compute._image({}, 64, reference)
+    guessed = opening._image({}, 64, reference)
     assert guessed["shape"] == (8, 8) and not guessed["declared"]
     lo, hi = np.quantile(reference, [0.005, 0.995])
     assert guessed["levels"] == pytest.approx((lo, hi))
     # a manifest entry that does not fit D (or has no levels) is not trusted
-    assert compute._image({"image": {"shape": [3, 3]}}, 64, reference)["declared"] is False
-    partial = compute._image({"image": {"shape": [8, 8]}}, 64, reference)
+    assert opening._image({"image": {"shape": [3, 3]}}, 64, reference)["declared"] is False
+    partial = opening._image({"image": {"shape": [8, 8]}}, 64, reference)
     assert partial["declared"] and partial["levels"] == pytest.approx((lo, hi))
-    assert compute._image({}, 2, reference[:, :2]) is None
-    assert compute._image({"image": "8x8"}, 3, reference[:, :3]) is None
+    assert opening._image({}, 2, reference[:, :2]) is None
+    assert opening._image({"image": "8x8"}, 3, reference[:, :3]) is None
 
 
 def test_side_by_side_pictures_are_top_aligned():

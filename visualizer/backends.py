@@ -1,7 +1,7 @@
 """Two ways to run a flow, behind one interface: a `.keras` file or a SavedModel.
 
-This module and `compute` are the only visualizer code that touches
-TensorFlow, and neither imports Qt. Every method takes and returns NumPy
+This module, `opening` and `compute` are the only visualizer code that
+touches TensorFlow, and none imports Qt. Every method takes and returns NumPy
 arrays. `SavedModelBackend` uses nothing but the SavedModel's signatures
 (`serving_default`, `sample`, `forward`, `inverse`, `trace`,
 `trace_inverse`), so it works in a process where kerasflows is not

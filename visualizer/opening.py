@@ -1,0 +1,190 @@
+"""Opening a model for the views: `load`, and `describe`'s plain-data summary.
+
+What the model folder's manifest adds (context names, ranges and steps, how
+points show as pictures, the target density) is read here, with the
+reference points that show where the data live. Runs only on the compute
+thread; `compute` re-exports `load`, `check_context`, `describe` and
+`targets_available`.
+"""
+
+import numpy as np
+
+from visualizer import geometry
+from visualizer.backends import open_backend
+
+__all__ = ["REFERENCE_POINTS", "load", "check_context", "describe", "targets_available"]
+
+#: Points shown where the data live when the model folder has no data sample.
+REFERENCE_POINTS = 2000
+
+def load(source, eval_mode="xla", context=None):
+    """Opens a `paths.ModelSource`; returns `(backend, info)` (see `describe`).
+
+    A `.keras` flow runs in `eval_mode` (see `kerasflows.Flow.eval_mode`). A
+    conditional flow starts at `context` (`[C]`; default: the model folder's
+    manifest `context`, else zeros). A `context` given that the Context panel
+    cannot show (see `check_context`) raises `ValueError`.
+    """
+    backend = open_backend(source.kind, source.load_path, eval_mode)
+    if context is not None and backend.context_dim is None:
+        raise ValueError(f"{source.path} is not a conditional flow, so it takes no context.")
+    manifest = source.manifest or {}
+    if context is not None:
+        backend.set_context(context)            # checks its length and finiteness
+        check_context(context, _context_names(manifest, backend.context_dim),
+                      _context_ranges(manifest, backend.context_dim),
+                      _context_steps(manifest, backend.context_dim))
+    elif backend.context_dim is not None and manifest.get("context"):
+        backend.set_context(manifest["context"])    # the model folder's opening context
+    return backend, describe(backend, source)
+
+
+def check_context(context, names, ranges, steps):
+    """Raises `ValueError` naming the first value of `context` `[C]` that the Context
+    panel cannot show: a coordinate that moves in steps (manifest `context_step`)
+    takes only `low + k * step` within its `context_range` (other coordinates take
+    any value)."""
+    for k, value in enumerate(np.asarray(context, np.float64).reshape(-1)):
+        if not ranges or not steps or steps[k] is None:
+            continue
+        (low, high), step = ranges[k], steps[k]
+        last = int(round((high - low) / step))          # the panel's slider positions
+        while last > 0 and low + last * step > high + 1e-6 * step:
+            last -= 1
+        position = (value - low) / step
+        if abs(position - round(position)) > 1e-6 or not 0 <= round(position) <= last:
+            raise ValueError(f"the context's {names[k]} = {value:g} is not one of its values, "
+                             f"{low:g} to {low + last * step:g} in steps of {step:g} (the "
+                             f"manifest's context_range and context_step); received context "
+                             f"{[float(f'{v:g}') for v in np.ravel(context)]}.")
+
+
+def _finite_rows(points):
+    return points[np.all(np.isfinite(points), axis=1)]
+
+
+def _reference_points(backend, source):
+    """Points that show where the data live: the finite rows of the model
+    folder's data sample, else (no sample, a sample of another width, or
+    no finite row in it) the flow's own finite samples."""
+    sample = source.data_sample
+    if sample is not None and sample.ndim == 2 and sample.shape[1] == backend.event_dim:
+        sample = _finite_rows(sample)
+        if len(sample):
+            return sample, True
+    drawn = _finite_rows(np.asarray(backend.sample(REFERENCE_POINTS, seed=0)))
+    if not len(drawn):
+        raise ValueError(f"every one of the flow's {REFERENCE_POINTS} samples is NaN or "
+                         "infinite (are its weights finite?), and the model folder has no "
+                         "data sample with finite rows to show instead.")
+    return drawn, False
+
+
+def describe(backend, source):
+    """A plain-data summary of an opened model for the GUI."""
+    if backend.event_dim < 2:
+        raise ValueError(f"the visualizer shows flows with event_dim >= 2; this one has "
+                         f"event_dim={backend.event_dim}.")
+    reference, is_data = _reference_points(backend, source)
+    loc, scale = backend.base_params()
+    return {
+        "name": source.name, "path": str(source.path), "load_path": str(source.load_path),
+        "kind": backend.kind,
+        "event_dim": backend.event_dim, "num_layers": backend.num_layers,
+        "context_dim": backend.context_dim,
+        "context": None if backend.context is None else backend.context.copy(),
+        "context_names": _context_names(source.manifest, backend.context_dim),
+        "context_ranges": _context_ranges(source.manifest, backend.context_dim),
+        "context_steps": _context_steps(source.manifest, backend.context_dim),
+        "layer_names": list(backend.layer_names), "has_trace": backend.has_trace,
+        "invertible": backend.invertible, "base_loc": loc, "base_scale": scale,
+        "forward_only_layers": list(getattr(backend, "forward_only_layers", ())),
+        "reference": reference, "reference_is_data": is_data,
+        "data_mean": reference.mean(0),
+        "target": _target_name(source.target, backend.event_dim),
+        "image": _image(source.manifest, backend.event_dim, reference),
+        "manifest": source.manifest or {},
+    }
+
+
+def _context_names(manifest, context_dim):
+    """Names of the context coordinates: the manifest's `context_names`, else c1, c2, ..."""
+    if context_dim is None:
+        return None
+    names = (manifest or {}).get("context_names")
+    if isinstance(names, list) and len(names) == context_dim:
+        return [str(n) for n in names]
+    return [f"c{k + 1}" for k in range(context_dim)]
+
+
+def _context_ranges(manifest, context_dim):
+    """The manifest's `context_range` (`[low, high]` per coordinate, low < high), or None."""
+    ranges = (manifest or {}).get("context_range")
+    try:
+        ranges = [(float(lo), float(hi)) for lo, hi in ranges]
+    except (TypeError, ValueError):
+        return None
+    ok = context_dim is not None and len(ranges) == context_dim
+    return ranges if ok and all(lo < hi for lo, hi in ranges) else None
+
+
+def _context_steps(manifest, context_dim):
+    """The manifest's `context_step` (per coordinate: a step > 0 its values move by, such
+    as 1 for a class label, or null for any value), or None."""
+    steps = (manifest or {}).get("context_step")
+    if not isinstance(steps, list) or context_dim is None or len(steps) != context_dim:
+        return None
+    try:
+        steps = [None if s is None else float(s) for s in steps]
+    except (TypeError, ValueError):
+        return None
+    return steps if all(s is None or (np.isfinite(s) and s > 0) for s in steps) else None
+
+
+def targets_available():
+    """True when `kerasflows.targets` (target densities) can be imported."""
+    try:
+        import kerasflows.targets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _image(manifest, event_dim, reference):
+    """How the flow's points show as pictures (the Samples view's "As images"), or None.
+
+    From the manifest's `image`: `{"shape": [h, w], "levels": [black, white]}`
+    (`h * w` = D; levels in the flow's data units, optional), `declared`;
+    else a square shape guessed from D (4x4 or more), not declared. Levels
+    not given are the 0.5% and 99.5% quantiles of the reference points.
+    """
+    spec = (manifest or {}).get("image")
+    shape, levels = None, None
+    if isinstance(spec, dict):
+        try:
+            h, w = (int(v) for v in spec["shape"])
+            if h > 0 and w > 0 and h * w == event_dim:
+                shape = (h, w)
+            lo, hi = (float(v) for v in spec.get("levels") or ())
+            if np.isfinite([lo, hi]).all() and lo < hi:
+                levels = (lo, hi)
+        except (KeyError, TypeError, ValueError):
+            pass
+    declared = shape is not None
+    shape = shape or geometry.image_shape_for(event_dim)
+    if shape is None:
+        return None
+    if levels is None:
+        finite = np.asarray(reference, np.float64)
+        finite = finite[np.isfinite(finite)]
+        lo, hi = np.quantile(finite, [0.005, 0.995]) if finite.size else (-1.0, 1.0)
+        levels = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
+    return {"shape": shape, "levels": levels, "declared": declared}
+
+
+def _target_name(name, event_dim):
+    """The manifest's target if the visualizer can draw it (a known 2-D target), else None."""
+    if not name or event_dim != 2 or not targets_available():
+        return None
+    import kerasflows.targets
+    return name if name in kerasflows.targets.NAMES else None
