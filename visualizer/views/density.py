@@ -14,8 +14,9 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry, theme
-from visualizer.items import GridCurve, HeatmapItem, PointCloudItem, contour_lines
-from visualizer.views.base import View, axis_name, labeled, make_plot
+from visualizer.items import PointCloudItem
+from visualizer.views.base import View, axis_name, labeled
+from visualizer.views.density_panel import HeatmapPanel, bar_label, heatmap_title
 
 __all__ = ["DensityView", "RESOLUTIONS", "DEFAULT_RESOLUTION", "COARSE_RESOLUTION"]
 
@@ -24,7 +25,6 @@ DEFAULT_RESOLUTION = 256
 COARSE_RESOLUTION = 64      # drawn first while the exact heatmap is computed
 SETTLE_MS = 150             # while the view keeps moving, only previews are computed
 PREVIEW_UNDER_S = 0.1       # a single change skips the preview when the exact pass is this fast
-CONTOUR_LEVELS = 8
 
 
 def _same_region(a, b, tolerance=1e-4):
@@ -33,77 +33,6 @@ def _same_region(a, b, tolerance=1e-4):
         return False
     scale = max(a[1] - a[0], a[3] - a[2])
     return max(abs(u - v) for u, v in zip(a, b)) <= tolerance * scale
-
-
-def _quantity(value, log_scale):
-    """What a heatmap computed by `compute` (its result dict `value`) holds, on the
-    scale shown: `log p(x)` or `p(x)`, `| c` for a conditional flow, and for a target
-    its normalised density `log p~(x) − log Z` or `p~(x) / Z`."""
-    if "target" in value:
-        return "log p~(x) − log Z" if log_scale else "p~(x) / Z"
-    given = " | c" if value.get("context") is not None else ""
-    return f"log p(x{given})" if log_scale else f"p(x{given})"
-
-
-def _title(value, log_scale=True):
-    """The title of a heatmap computed by `compute` (its result dict `value`)."""
-    if not value:
-        return ""
-    shown = _quantity(value, log_scale)
-    if "target" in value:
-        return f"target {value['target']}: {shown} (normalised)"
-    if value.get("context") is not None:        # a conditional flow, at context c
-        shown += ", c = (" + ", ".join(f"{v:g}" for v in value["context"]) + ")"
-    return f"flow: {shown} at its own samples" if "samples" in value else f"flow: {shown}"
-
-
-def _bar_label(values, log_scale):
-    """The colour bar's label: the quantity of each heatmap it covers (left, right)."""
-    quantities = [_quantity(v, log_scale) for v in values]
-    if len(set(quantities)) == 1:
-        return quantities[0]
-    return " · ".join(f"{q} ({side})" for q, side in zip(quantities, ("left", "right")))
-
-
-class _Panel:
-    """One heatmap plot: image, contours, title; keeps the log-density it drew."""
-
-    def __init__(self):
-        self.plot = make_plot()
-        self.image_item = HeatmapItem()
-        self.contour_item = GridCurve("contour", 1.0, 120)
-        self.plot.addItem(self.image_item)
-        self.plot.addItem(self.contour_item)
-        self.image = self.region = self.value = None
-        self.title = None
-
-    def clear(self):
-        self.image = self.region = self.value = None
-        self.image_item.clear()
-        self.contour_item.set_lines(np.zeros((0, 2)), np.zeros(0, bool))
-
-    def set_value(self, value):
-        self.value, self.image, self.region = value, value["image"], value["region"]
-
-    def shown(self, log_scale):
-        return self.image if log_scale else np.exp(self.image)
-
-    def draw(self, log_scale, levels, contours):
-        lo, hi = levels
-        shown = np.nan_to_num(self.shown(log_scale), nan=lo, neginf=lo, posinf=hi)
-        self.image_item.setImage(shown.astype(np.float32), autoLevels=False, levels=levels)
-        x0, x1, y0, y1 = self.region
-        self.image_item.setRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
-        if contours and np.isfinite(self.image).any():
-            lines = contour_lines(shown, self.region, np.linspace(lo, hi, CONTOUR_LEVELS + 2)[1:-1])
-        else:
-            lines = np.zeros((0, 2)), np.zeros(0, bool)
-        self.contour_item.set_lines(*lines)
-
-    def set_title(self, text):
-        if text != self.title:      # a new title lays the plot out again
-            self.title = text
-            self.plot.getPlotItem().setTitle(f"<span style='font-size:10pt'>{text}</span>")
 
 
 class DensityView(View):
@@ -135,7 +64,7 @@ class DensityView(View):
                   self.contours, self.show_data):
             self.controls.addWidget(w)
         self.controls.addStretch(1)
-        self.left, self.right = _Panel(), _Panel()
+        self.left, self.right = HeatmapPanel(), HeatmapPanel()
         self.plot = self.left.plot
         self.image_item, self.contour_item = self.left.image_item, self.left.contour_item
         # The right plot follows the left one's range exactly (no aspect lock of its own);
@@ -326,7 +255,7 @@ class DensityView(View):
         for p in panels:
             p.draw(log_scale, levels, self.contours.isChecked())
         self.bar.setLevels(levels)
-        label = _bar_label([p.value for p in panels], log_scale)
+        label = bar_label([p.value for p in panels], log_scale)
         if self.bar.axis.labelText != label:
             self.bar.axis.setLabel(label)
         self._label(log_scale)
@@ -335,7 +264,7 @@ class DensityView(View):
     def _label(self, log_scale):
         """Titles (the quantity on the scale shown) and the note on what is drawn."""
         for panel in (self.left, self.right):
-            panel.set_title(_title(panel.value or {}, log_scale))
+            panel.set_title(heatmap_title(panel.value or {}, log_scale))
         value = self.left.value or {}
         if "samples" in value:
             self.show_note(
