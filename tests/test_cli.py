@@ -581,6 +581,47 @@ def test_interrupted_training_says_what_the_checkpoint_keeps(tmp_path, capsys, m
         assert capsys.readouterr().err == f"kerasflows: error: {message}\n"
 
 
+def test_csv_column_names_travel_with_the_model(tmp_path, capsys):
+    # a CSV header's names go into the training record; `sample` writes them as the
+    # header of a .csv, `info` lists them, and `evaluate` refuses a file whose header
+    # names the columns otherwise (a swapped pair would be read as the wrong coordinates)
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.normal(size=600), rng.gamma(2.0, size=600)], axis=1)
+    np.savetxt(tmp_path / "d.csv", x, delimiter=",", header="height, weight", comments="")
+    model = tmp_path / "m.keras"
+    _run(capsys, "train", tmp_path / "d.csv", "--epochs", "1", "--recipe", "realnvp",
+         "--layers", "2", "--hidden", "8", "--out", model, "--quiet")
+    assert training_record(model)["columns"] == ["height", "weight"]
+    assert "columns: height, weight" in _run(capsys, "info", model)
+    _run(capsys, "sample", model, "-n", "3", "-o", tmp_path / "s.csv")
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    assert lines[0] == "height,weight" and len(lines) == 4
+    _run(capsys, "sample", model, "-n", "3", "-o", tmp_path / "s.npy")
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1),
+                               np.load(tmp_path / "s.npy"), rtol=1e-6)
+    assert "nats per example" in _run(capsys, "evaluate", model, tmp_path / "s.csv")
+    np.savetxt(tmp_path / "plain.csv", x[:50], delimiter=",")        # no header: taken as is
+    assert "nats per example" in _run(capsys, "evaluate", model, tmp_path / "plain.csv")
+    np.savetxt(tmp_path / "swapped.csv", x[:50, ::-1], delimiter=",", header="weight,height",
+               comments="")
+    for argv in (["evaluate", model, tmp_path / "swapped.csv"],
+                 ["train", tmp_path / "d.csv", "--test-data", tmp_path / "swapped.csv",
+                  "--out", tmp_path / "n.keras"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main([str(a) for a in argv])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "swapped.csv's columns are weight, height;" in err, err
+        assert "columns height, weight (the same names in another order)" in err, err
+    # a model trained on a dataset name or a .npy file has no names: plain CSV out
+    np.save(tmp_path / "d.npy", x)
+    _run(capsys, "train", tmp_path / "d.npy", "--epochs", "1", "--recipe", "realnvp",
+         "--layers", "2", "--hidden", "8", "--out", tmp_path / "p.keras", "--quiet")
+    assert training_record(tmp_path / "p.keras")["columns"] is None
+    _run(capsys, "sample", tmp_path / "p.keras", "-n", "2", "-o", tmp_path / "p.csv")
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 2
+
+
 def test_csv_line_one_is_a_header_only_when_none_of_its_fields_is_a_number(tmp_path, capsys):
     from kerasflows.cli.data import read_array
     files = {"header.csv": "x,y\n0.5,0.2\n1.0,-0.3\n",

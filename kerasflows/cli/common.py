@@ -190,12 +190,14 @@ def _made_folder(folder, failure):
     return folder
 
 
-def write_array(path, array):
-    """Writes `array` to a `.npy` or `.csv` file, by the extension of `path`."""
+def write_array(path, array, column_names=None):
+    """Writes `array` to a `.npy` or `.csv` file, by the extension of `path`; a CSV
+    file starts with a header line of `column_names` when given."""
     if path.endswith(".npy"):
         np.save(path, array)
     elif path.endswith(".csv"):
-        np.savetxt(path, array, delimiter=",", fmt="%.8g")
+        header = ",".join(column_names) if column_names else ""
+        np.savetxt(path, array, delimiter=",", fmt="%.8g", header=header, comments="")
     else:
         raise UserError(f"{path}: the output must end in .npy or .csv.")
 

@@ -14,7 +14,8 @@ import numpy as np
 from kerasflows.cli.common import UserError
 
 __all__ = ["read_array", "read_data", "read_conditional_set", "read_context", "check_columns",
-           "check_labels", "label_embedding", "is_dataset_name", "plural"]
+           "check_labels", "label_embedding", "is_dataset_name", "plural", "read_column_names",
+           "model_column_names", "check_column_names"]
 
 #: The first bytes of every `.npy` file, and of a zip archive (a `.npz` file).
 NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
@@ -144,6 +145,44 @@ def _read_csv(path):
     if array.size == 0:
         raise UserError(f"{path}: no data rows after its header line {header}.")
     return array, header
+
+
+def read_column_names(spec):
+    """The column names on the header line of the CSV file `spec` (quotes and spaces
+    around each stripped), or None: no header line, a `.npy` file or a dataset name."""
+    if not (isinstance(spec, str) and spec.endswith(".csv") and os.path.isfile(spec)):
+        return None
+    first = next(_csv_rows(spec), None)
+    if first is None or any(_is_number(v) for v in first[1]):
+        return None
+    return [field.strip().strip('"').strip() for field in first[1]]
+
+
+def model_column_names(model):
+    """The data column names a model was trained on (the training record's `columns`,
+    from the CSV header of `kerasflows train`'s DATA), or None."""
+    from kerasflows.loading import training_record
+    try:
+        record = training_record(model) or {}
+    except ValueError:
+        return None
+    names = record.get("columns")
+    ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
+    return names if ok else None
+
+
+def check_column_names(spec, names, whose):
+    """A `UserError` when the CSV file `spec` has a header line whose names differ
+    from `names`, the columns `whose` names ("m.keras was trained on", "d.csv
+    has"): a file's columns in another order would be read silently as the
+    wrong coordinates."""
+    found = read_column_names(spec)
+    if names is None or found is None or found == names:
+        return
+    order = " (the same names in another order)" if sorted(found) == sorted(names) else ""
+    raise UserError(f"{spec}'s columns are {', '.join(found)}; {whose} columns "
+                    f"{', '.join(names)}{order}. Give the columns in that order and under "
+                    "those names, or drop the header line to use the file as it is.")
 
 
 def _csv_line(path, header, row):

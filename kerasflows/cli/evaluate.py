@@ -4,7 +4,8 @@ import json
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument,
                                    add_seed_argument, open_flow, positive_int)
-from kerasflows.cli.data import (check_columns, check_labels, is_dataset_name, plural,
+from kerasflows.cli.data import (check_column_names, check_columns, check_labels,
+                                 is_dataset_name, model_column_names, plural,
                                  read_conditional_set, read_context, read_data)
 
 __all__ = ["add_parser", "run"]
@@ -45,6 +46,8 @@ def _inputs(args, flow):
                         "its rows are used).")
     x, _ = read_data(args.data, n=args.n, seed=args.seed)
     check_columns(x, flow, args.data)
+    check_column_names(args.data, model_column_names(args.model),
+                       f"{args.model} was trained on")
     return x, read_context(args.context, flow, len(x), f"row of {args.data}")
 
 

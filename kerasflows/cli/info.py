@@ -99,6 +99,8 @@ def _print_flow(info):
             data = f"{data} (no longer there; it held {manifest['data']})"
         print(f"trained on: {data} ({record.get('n_train')} rows), recipe "
               f"{record.get('recipe')}, {record.get('epochs')} epochs; NLL (nats) {nlls}")
+        if record.get("columns"):
+            print(f"columns: {', '.join(map(str, record['columns']))}")
         _print_commands(record, info.get("manifest"))
     else:
         print("trained on: unknown (no training record in the file)")

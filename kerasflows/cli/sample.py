@@ -3,7 +3,7 @@
 from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument,
                                    add_seed_argument, open_flow, output_folder, positive_float,
                                    positive_int, write_array)
-from kerasflows.cli.data import read_context
+from kerasflows.cli.data import model_column_names, read_context
 
 __all__ = ["add_parser", "run"]
 
@@ -21,7 +21,8 @@ def add_parser(subparsers):
     add_context_argument(p, "one row per sample")
     p.add_argument("-o", "--out", required=True, metavar="FILE",
                    help="output file, .npy or .csv (one sample per row; its folder is made "
-                   "if missing)")
+                   "if missing; a .csv file's header line names the columns the model was "
+                   "trained on, when its training data had names)")
     return p
 
 
@@ -33,6 +34,6 @@ def run(args):
     context = read_context(args.context, flow, args.num, "sample")
     samples = flow.sample(args.num, context=context, seed=args.seed,
                           temperature=args.temperature).numpy()
-    write_array(args.out, samples)
+    write_array(args.out, samples, model_column_names(args.model))
     print(f"Wrote {len(samples)} samples of dimension {samples.shape[1]} to {args.out}")
     return 0

@@ -19,7 +19,8 @@ from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argum
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
                                    fraction, output_folder, positive_float, positive_int,
                                    progress_verbosity, units, writable_folder)
-from kerasflows.cli.data import read_array, read_conditional_set, read_data
+from kerasflows.cli.data import (check_column_names, read_array, read_column_names,
+                                 read_conditional_set, read_data)
 from kerasflows.cli.resume import check_checkpoint, fingerprint, interrupted
 
 __all__ = ["add_parser", "run"]
@@ -141,6 +142,8 @@ def _split(x, args, context=None):
         if part[0].shape[1] != x.shape[1]:
             raise UserError(f"{name} has {part[0].shape[1]} columns; {args.data} has "
                             f"{x.shape[1]}.")
+        check_column_names(getattr(args, name[2:].replace("-", "_")),
+                           read_column_names(args.data), f"{args.data} has")
     return train, (val if len(val[0]) else None), (test if len(test[0]) else None)
 
 
@@ -220,7 +223,9 @@ def _record(args, dataset, parts, flow, history, seconds):
     from kerasflows.distributed import evaluate_nll
     nll = {name: (evaluate_nll(flow, *part) if part is not None else (None, None))
            for name, part in zip(("train", "validation", "test"), parts)}
+    names = read_column_names(args.data) if dataset is None else None
     return {"data": args.data, "dataset": dataset, "recipe": args.recipe,
+            "columns": names if names and len(names) == flow.event_dim else None,
             "event_dim": flow.event_dim, "context_dim": flow.context_dim,
             "context": args.context, "context_encoder": args.context_encoder,
             "context_classes": args.context_classes,
