@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
@@ -14,6 +15,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PySide6 import QtCore, QtGui  # noqa: E402
 
+from kerasflows.loading import write_training_record  # noqa: E402
 from test_visualizer_support import export, make_model_folder, started_window  # noqa: E402
 from visualizer import geometry, headless, paths, theme  # noqa: E402
 from visualizer.views import density as density_view  # noqa: E402
@@ -574,6 +576,37 @@ def test_flow_with_more_than_two_dims_shows_chosen_dims_at_held_values(qtbot, wi
     assert window.projection.dims == (3, 1) and window.panel.x_dim.currentText() == "x4"
     with pytest.raises(ValueError, match="different coordinates"):
         window.panel.set_dims(2, 2)
+
+
+def test_data_columns_go_by_the_names_the_model_was_trained_with(qtbot, window, models,
+                                                                  tmp_path):
+    # a .keras file whose training record names its columns (the header of the CSV
+    # file `kerasflows train` read): the pickers, the held values' labels and the axes
+    # use the names; base coordinates keep z1, z2, ...
+    named = tmp_path / "named.keras"
+    shutil.copy(models["wide"][0] / "flow.keras", named)
+    names = ["height", "weight", "age", "income"]
+    write_training_record(named, {"columns": names})
+    info = open_model(qtbot, window, named)
+    assert info["data_names"] == names
+    panel = window.panel
+    assert [panel.x_dim.itemText(i) for i in range(4)] == names
+    panel.set_dims(3, 1)
+    assert panel.value_form.labelForField(panel.spins[2]).text() == "age held at"
+    assert panel.value_form.labelForField(panel.spins[3]).text() == "income shown"
+    view = window.show_view("density")
+    qtbot.waitUntil(lambda: view.is_ready() and view.plot.getPlotItem().getAxis("bottom")
+                    .labelText == "income", timeout=TIMEOUT_MS)
+    assert view.plot.getPlotItem().getAxis("left").labelText == "weight"
+    layers = show_ready(qtbot, window, "layers")
+    bottom = layers.plot.getPlotItem().getAxis("bottom").labelText
+    assert bottom.startswith("z4 → income"), bottom
+    # names that do not fit (another count) are not used
+    bad = tmp_path / "bad.keras"
+    shutil.copy(models["wide"][0] / "flow.keras", bad)
+    write_training_record(bad, {"columns": ["a", "b"]})
+    assert open_model(qtbot, window, bad)["data_names"] is None
+    assert window.panel.x_dim.itemText(0) == "x1"
 
 
 def test_conditional_flow_is_shown_at_the_context_of_the_context_panel(qtbot, window, models):

@@ -94,6 +94,7 @@ def describe(backend, source):
         "context_dim": backend.context_dim,
         "context": None if backend.context is None else backend.context.copy(),
         "context_names": _context_names(source.manifest, backend.context_dim),
+        "data_names": _data_names(source, backend.event_dim),
         "context_ranges": _context_ranges(source.manifest, backend.context_dim),
         "context_steps": _context_steps(source.manifest, backend.context_dim),
         "layer_names": list(backend.layer_names), "has_trace": backend.has_trace,
@@ -105,6 +106,22 @@ def describe(backend, source):
         "image": _image(source.manifest, backend.event_dim, reference),
         "manifest": source.manifest or {},
     }
+
+
+def _data_names(source, event_dim):
+    """Names of the data coordinates, or None (x1, x2, ...): the manifest's `columns`,
+    else, for a `.keras` model, its training record's (the header of the CSV file
+    `kerasflows train` read). Names that are not `event_dim` strings are ignored."""
+    names = (source.manifest or {}).get("columns")
+    if names is None and source.kind == "keras":
+        try:
+            from kerasflows.loading import training_record
+            names = (training_record(source.load_path) or {}).get("columns")
+        except (ImportError, ValueError, OSError):
+            names = None
+    ok = (isinstance(names, list) and len(names) == event_dim
+          and all(isinstance(n, str) and n.strip() for n in names))
+    return [n.strip() for n in names] if ok else None
 
 
 def _context_names(manifest, context_dim):

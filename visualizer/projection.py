@@ -27,6 +27,7 @@ class ProjectionPanel(QtWidgets.QWidget):
     def __init__(self):
         super().__init__()
         self.event_dim = 0
+        self.names = []
         self.default = None
         self._building = False
         self._dims = (0, 1)         # the coordinates shown (what the pickers read)
@@ -58,14 +59,16 @@ class ProjectionPanel(QtWidgets.QWidget):
         self.y_dim.currentIndexChanged.connect(lambda d: self._picked(1, d))
         self.reset.clicked.connect(self._reset)
 
-    def set_model(self, event_dim, default_values):
-        """Rebuilds the controls for a `event_dim`-dimensional flow."""
+    def set_model(self, event_dim, default_values, names=None):
+        """Rebuilds the controls for a `event_dim`-dimensional flow whose coordinates
+        go by `names` (the data's column names) when given, else x1, x2, ..."""
         self.event_dim = event_dim
+        self.names = list(names) if names else [f"x{d + 1}" for d in range(event_dim)]
         self.default = np.asarray(default_values, np.float32)
         self._building = True
         for box in (self.x_dim, self.y_dim):
             box.clear()
-            box.addItems([f"x{d + 1}" for d in range(event_dim)])
+            box.addItems(self.names)
         self.x_dim.setCurrentIndex(0)
         self.y_dim.setCurrentIndex(1)
         self._dims = (0, 1)
@@ -79,7 +82,7 @@ class ProjectionPanel(QtWidgets.QWidget):
             spin.setSingleStep(0.1)
             spin.setValue(float(self.default[d]))
             spin.valueChanged.connect(self._emit)
-            self.value_form.addRow(f"x{d + 1} held at", spin)
+            self.value_form.addRow(f"{self.names[d]} held at", spin)
             self.spins.append(spin)
         self._building = False
         self._enable()
@@ -125,7 +128,7 @@ class ProjectionPanel(QtWidgets.QWidget):
             spin.setEnabled(d not in shown)
             label = self.value_form.labelForField(spin)
             if label is not None:
-                label.setText(f"x{d + 1} shown" if d in shown else f"x{d + 1} held at")
+                label.setText(f"{self.names[d]} " + ("shown" if d in shown else "held at"))
 
     def _emit(self, *args):
         if self._building or self.event_dim < 2:

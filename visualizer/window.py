@@ -171,7 +171,8 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
                 and info["context_dim"] == old["context_dim"])
         self.info, self.generation = info, result.generation
         if not same:
-            self.projection = self.panel.set_model(info["event_dim"], info["data_mean"])
+            self.projection = self.panel.set_model(info["event_dim"], info["data_mean"],
+                                                  info.get("data_names"))
             conditional = info["context_dim"] is not None
             self.context = (self.context_panel.set_model(info["context"], info["context_names"],
                                                          info["context_ranges"],

@@ -15,7 +15,11 @@ __all__ = ["View", "ElidedLabel", "make_plot", "axis_name", "labeled", "show_pic
            "draw_picture"]
 
 
-def axis_name(dim, space="x"):
+def axis_name(dim, space="x", names=None):
+    """`x3` or `z3` for coordinate `dim` (from 0); a data coordinate (`space` "x")
+    goes by its column name when `names` (a model's `data_names`) has them."""
+    if space == "x" and names:
+        return names[dim]
     return f"{space}{dim + 1}"
 
 
@@ -167,6 +171,10 @@ class View(QtWidgets.QWidget):
         else:
             self.model_changed()
         self.invalidate()
+
+    def axis_name(self, dim, space="x"):
+        """`axis_name` with the model's data column names (`data_names`), if any."""
+        return axis_name(dim, space, (self.info or {}).get("data_names"))
 
     def model_changed(self):
         """Hook: reset per-model state (ranges, sliders)."""

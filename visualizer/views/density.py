@@ -15,7 +15,7 @@ from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry, theme
 from visualizer.items import PointCloudItem
-from visualizer.views.base import View, axis_name, labeled
+from visualizer.views.base import View, labeled
 from visualizer.views.density_panel import HeatmapPanel, bar_label, heatmap_title
 
 __all__ = ["DensityView", "RESOLUTIONS", "DEFAULT_RESOLUTION", "COARSE_RESOLUTION"]
@@ -171,8 +171,8 @@ class DensityView(View):
     def projection_changed(self):
         dims = self.projection.dims
         for panel in (self.left, self.right):
-            panel.plot.getPlotItem().setLabel("bottom", axis_name(dims[0]))
-        self.plot.getPlotItem().setLabel("left", axis_name(dims[1]))
+            panel.plot.getPlotItem().setLabel("bottom", self.axis_name(dims[0]))
+        self.plot.getPlotItem().setLabel("left", self.axis_name(dims[1]))
         x0, x1, y0, y1 = geometry.robust_region(self.projection.project(self.info["reference"]))
         self.view_box.blockSignals(True)
         self.view_box.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)

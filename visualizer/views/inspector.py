@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import geometry, permutations, theme
 from visualizer.items import HeatmapItem, PointCloudItem
-from visualizer.views.base import View, axis_name, draw_picture, make_plot, show_pictures
+from visualizer.views.base import View, draw_picture, make_plot, show_pictures
 
 __all__ = ["InspectorView", "format_vector"]
 
@@ -117,8 +117,8 @@ class InspectorView(View):
         if self.images_shown():         # pictures: no 2-D slice to set up
             return
         d = self.projection.dims
-        self.plot.getPlotItem().setLabel("bottom", axis_name(d[0]))
-        self.plot.getPlotItem().setLabel("left", axis_name(d[1]))
+        self.plot.getPlotItem().setLabel("bottom", self.axis_name(d[0]))
+        self.plot.getPlotItem().setLabel("left", self.axis_name(d[1]))
         self.region = geometry.robust_region(self.projection.project(self.info["reference"]))
         x0, x1, y0, y1 = self.region
         self.plot.getPlotItem().getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1),

@@ -21,7 +21,7 @@ from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry, permutations
 from visualizer.items import GridCurve, HeatmapItem, PointCloudItem
-from visualizer.views.base import (ElidedLabel, View, axis_name, draw_picture, labeled,
+from visualizer.views.base import (ElidedLabel, View, draw_picture, labeled,
                                    make_plot, show_pictures)
 from visualizer.views.strip import LayerStrip
 
@@ -242,9 +242,9 @@ class LayersView(View):
             start, end = ("z", "x") if forward else ("x", "z")
             first, last = self.positions[0], self.positions[-1]
             text = ("Layers that reorder coordinates (Permute) move the two coordinates shown; "
-                    f"the plot follows them: {axis_name(first[0], start)}, "
-                    f"{axis_name(first[1], start)} become {axis_name(last[0], end)}, "
-                    f"{axis_name(last[1], end)} (the axis labels name the positions drawn at "
+                    f"the plot follows them: {self.axis_name(first[0], start)}, "
+                    f"{self.axis_name(first[1], start)} become {self.axis_name(last[0], end)}, "
+                    f"{self.axis_name(last[1], end)} (the axis labels name the positions drawn at "
                     "each layer).")
         self._note("positions", text)
 
@@ -300,7 +300,7 @@ class LayersView(View):
         first, last = self.positions[0], self.positions[-1]
         labels = []
         for a in (0, 1):
-            label = f"{axis_name(first[a], start)} → {axis_name(last[a], end)}"
+            label = f"{self.axis_name(first[a], start)} → {self.axis_name(last[a], end)}"
             if self._moved():
                 label += f"   (here: position {self.positions[k][a] + 1})"
             labels.append(label)

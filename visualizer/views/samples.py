@@ -6,7 +6,7 @@ from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry
 from visualizer.items import HeatmapItem, PointCloudItem
-from visualizer.views.base import (ElidedLabel, View, axis_name, draw_picture, labeled,
+from visualizer.views.base import (ElidedLabel, View, draw_picture, labeled,
                                    make_plot, show_pictures)
 
 __all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID", "SWEEP_PER",
@@ -214,8 +214,8 @@ class SamplesView(View):
             return
         dims = self.projection.dims
         item = self.plot.getPlotItem()
-        item.setLabel("bottom", axis_name(dims[0]))
-        item.setLabel("left", axis_name(dims[1]))
+        item.setLabel("bottom", self.axis_name(dims[0]))
+        item.setLabel("left", self.axis_name(dims[1]))
         reference = self.projection.project(self.info["reference"])
         x0, x1, y0, y1 = geometry.robust_region(reference)
         item.getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
