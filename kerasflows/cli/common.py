@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["UserError", "HelpFormatter", "write_array", "output_folder", "open_flow",
+__all__ = ["UserError", "HelpFormatter", "plural", "write_array", "output_folder", "open_flow",
            "positive_int", "positive_float", "fraction", "units", "seed", "spline_bins",
            "add_seed_argument", "add_spline_arguments", "check_recipe_options",
            "add_direction_argument", "writable_folder", "NEGATIVE_VALUE",
@@ -188,6 +188,11 @@ def _made_folder(folder, failure):
     if not os.access(folder, os.W_OK):
         raise UserError(f"{failure} is not writable.")
     return folder
+
+
+def plural(count, noun):
+    """`"1 value"`, `"2 values"`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def write_array(path, array, column_names=None):

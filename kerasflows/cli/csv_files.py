@@ -1,0 +1,127 @@
+"""CSV files for the commands: numbers with an optional header line, and the column
+names that header gives, which travel with a model trained on the file.
+
+A file's first line is a header (skipped) when none of its fields is a
+number; every problem is a `UserError` naming the file and the 1-based line
+and column of the bad field.
+"""
+
+import itertools
+import os
+import warnings
+
+import numpy as np
+
+from kerasflows.cli.common import UserError, plural
+
+__all__ = ["read_column_names", "model_column_names", "check_column_names"]
+
+
+def _csv_rows(path):
+    """`(line number, fields)` of each line `np.loadtxt` reads: blank lines and `#`
+    comments skipped, a UTF-8 byte-order mark dropped."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            for number, line in enumerate(f, 1):
+                text = line.split("#", 1)[0].strip()
+                if text:
+                    yield number, text.split(",")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}).") from None
+
+
+def _is_number(field):
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return "_" not in field               # Python reads 1_000; NumPy does not
+
+
+def _read_csv(path):
+    """`(numbers, header)`: the numbers in a CSV file, and the line number of its
+    header line (0 if none). Its first line is a header (skipped) when none of its
+    fields is a number; otherwise it is data, and a bad field in it is reported."""
+    first = next(_csv_rows(path), None)
+    if first is None:
+        raise UserError(f"{path}: no data (the file holds no rows).")
+    header = first[0] if not any(_is_number(v) for v in first[1]) else 0
+    try:
+        with open(path, encoding="utf-8-sig") as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")       # "input contained no data": said below
+            array = np.loadtxt(f, delimiter=",", ndmin=2, skiprows=header)
+    except ValueError as e:
+        raise UserError(_csv_problem(path, header, first[0])
+                        or f"{path}: cannot read the data ({e}).") from None
+    if array.size == 0:
+        raise UserError(f"{path}: no data rows after its header line {header}.")
+    return array, header
+
+
+def read_column_names(spec):
+    """The column names on the header line of the CSV file `spec` (quotes and spaces
+    around each stripped), or None: no header line, a `.npy` file or a dataset name."""
+    if not (isinstance(spec, str) and spec.endswith(".csv") and os.path.isfile(spec)):
+        return None
+    first = next(_csv_rows(spec), None)
+    if first is None or any(_is_number(v) for v in first[1]):
+        return None
+    return [field.strip().strip('"').strip() for field in first[1]]
+
+
+def model_column_names(model):
+    """The data column names a model was trained on (the training record's `columns`,
+    from the CSV header of `kerasflows train`'s DATA), or None."""
+    from kerasflows.loading import training_record
+    try:
+        record = training_record(model) or {}
+    except ValueError:
+        return None
+    names = record.get("columns")
+    ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
+    return names if ok else None
+
+
+def check_column_names(spec, names, whose):
+    """A `UserError` when the CSV file `spec` has a header line whose names differ
+    from `names`, the columns `whose` names ("m.keras was trained on", "d.csv
+    has"): a file's columns in another order would be read silently as the
+    wrong coordinates."""
+    found = read_column_names(spec)
+    if names is None or found is None or found == names:
+        return
+    order = " (the same names in another order)" if sorted(found) == sorted(names) else ""
+    raise UserError(f"{spec}'s columns are {', '.join(found)}; {whose} columns "
+                    f"{', '.join(names)}{order}. Give the columns in that order and under "
+                    "those names, or drop the header line to use the file as it is.")
+
+
+def _csv_line(path, header, row):
+    """The 1-based line number of data row `row` (from 0) in the CSV file."""
+    lines = (number for number, _ in _csv_rows(path) if number > header)
+    return next(itertools.islice(lines, row, None))
+
+
+def _csv_problem(path, header, first):
+    """The first bad field or changed column count in the CSV file, by 1-based line
+    and column; None if none is found."""
+    width = None
+    for number, fields in _csv_rows(path):
+        if number <= header:
+            continue
+        for column, field in enumerate(fields, 1):
+            if not _is_number(field):
+                why = ""
+                if number == first:
+                    why = (f" (line {number} is read as data, not as a header line, as it has "
+                           "a number in it)")
+                elif any(mark in field for mark in ";\t"):
+                    why = " (fields are separated by commas)"
+                return (f"{path}: line {number}, column {column}: {field.strip()!r} is not a "
+                        f"number{why}.")
+        if width is None:
+            width = (number, len(fields))
+        elif len(fields) != width[1]:
+            return (f"{path}: line {number} has {plural(len(fields), 'field')}; line "
+                    f"{width[0]} has {width[1]}.")
+    return None
