@@ -17,6 +17,7 @@ import kerasflows
 from kerasflows.cli import SUBCOMMANDS, build_parser, main
 from kerasflows.cli.data import read_data
 from kerasflows.cli import train as train_command
+from kerasflows.cli import train_data
 from kerasflows.distributed import evaluate_nll
 from kerasflows.loading import training_record
 
@@ -220,7 +221,7 @@ def test_train_writes_tensorboard_losses_and_pictures(tmp_path, capsys):
     # the last pictures are the saved flow's, on a region around the training rows
     from kerasflows import pictures
     args = build_parser().parse_args(argv)
-    train_x = train_command._split(read_data("moons", n=1500, seed=0)[0], args)[0][0]
+    train_x = train_data.split_parts(read_data("moons", n=1500, seed=0)[0], args)[0][0]
     region = pictures.region_of(train_x)
     flow = kerasflows.load(tmp_path / "m.keras")
     np.testing.assert_array_equal(shown["density"][-1][1],

@@ -19,9 +19,9 @@ from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argum
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
                                    fraction, output_folder, positive_float, positive_int,
                                    progress_verbosity, units, writable_folder)
-from kerasflows.cli.data import (check_column_names, read_array, read_column_names,
-                                 read_conditional_set, read_data)
+from kerasflows.cli.data import read_column_names
 from kerasflows.cli.resume import check_checkpoint, fingerprint, interrupted
+from kerasflows.cli.train_data import read_inputs, split_parts
 
 __all__ = ["add_parser", "run"]
 
@@ -116,75 +116,6 @@ def _paths(args):
         raise UserError(f"--out must end in .keras. Received: {out}")
     base = out[:-len(".keras")]
     return out, args.report or base + ".json", args.checkpoint_dir or base + ".checkpoint"
-
-
-def _split(x, args, context=None):
-    """`(train, validation or None, test or None)` after a seeded shuffle; each part is
-    `(x,)`, or `(x, context)` when `context` (one row per row of `x`) is given."""
-    order = np.random.default_rng(args.seed).permutation(len(x))
-    x = x[order]
-    columns = [x] if context is None else [x, context[order]]
-    n_test = 0 if args.test_data else int(round(len(x) * args.test_split))
-    if args.validation_data:
-        n_val = 0
-    else:
-        n_val = int(round((len(x) - n_test) * args.validation_split))
-    if len(x) - n_test - n_val == 0:
-        raise UserError(f"{args.data}: no training data left after the test and validation "
-                        f"splits ({len(x)} rows).")
-    cut = lambda start, stop: tuple(a[start:stop] for a in columns)
-    train, val, test = cut(n_test + n_val, None), cut(n_test, n_test + n_val), cut(0, n_test)
-    if args.validation_data:
-        val = (read_array(args.validation_data),)
-    if args.test_data:
-        test = (read_array(args.test_data),)
-    for name, part in (("--validation-data", val), ("--test-data", test)):
-        if part[0].shape[1] != x.shape[1]:
-            raise UserError(f"{name} has {part[0].shape[1]} columns; {args.data} has "
-                            f"{x.shape[1]}.")
-        check_column_names(getattr(args, name[2:].replace("-", "_")),
-                           read_column_names(args.data), f"{args.data} has")
-    return train, (val if len(val[0]) else None), (test if len(test[0]) else None)
-
-
-def _read_inputs(args):
-    """`(x, dataset name or None, context or None)` from DATA and `--context`."""
-    drawn = read_conditional_set(args.data, n=args.n, seed=args.seed, context=args.context)
-    if drawn is not None:
-        return drawn[0], args.data, _read_context(args, *drawn)
-    x, dataset = read_data(args.data, n=args.n, seed=args.seed)
-    return x, dataset, _read_context(args, x)
-
-
-def _read_context(args, x, context=None):
-    """The `--context` array (or a conditional set's `context`) `[N, C]` matching
-    DATA's rows, checked; or None."""
-    if args.context is None and context is None:
-        for flag, value in (("--context-encoder", args.context_encoder),
-                            ("--context-classes", args.context_classes)):
-            if value:
-                raise UserError(f"{flag} needs --context (the contexts it encodes).")
-        return None
-    if args.validation_data or args.test_data:
-        raise UserError("with a context, the validation and test rows come from "
-                        "--validation-split and --test-split (--validation-data and "
-                        "--test-data carry no contexts).")
-    if context is None:
-        context = read_array(args.context)
-    if len(context) != len(x):
-        raise UserError(f"--context has {len(context)} rows; {args.data} has {len(x)} "
-                        "(one context row per data row).")
-    if args.context_classes:
-        K = args.context_classes
-        if context.ndim != 2 or context.shape[1] != 1:
-            raise UserError(f"with --context-classes, --context holds one label per row "
-                            f"(shape [N, 1]); received shape {context.shape}.")
-        bad = ~np.isin(context[:, 0], np.arange(K))
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise UserError(f"with --context-classes {K}, every label must be an integer in "
-                            f"0..{K - 1}; row {row} of --context is {context[row, 0]:g}.")
-    return context
 
 
 def _context_encoder(args):
@@ -310,8 +241,8 @@ def run(args):
     from kerasflows.distributed import get_strategy, is_chief, train_flow
     out, report, checkpoint_dir = _paths(args)
     strategy = get_strategy(args.strategy)  # first: collectives need a fresh TF context
-    x, dataset, context = _read_inputs(args)
-    parts = _split(x, args, context)
+    x, dataset, context = read_inputs(args)
+    parts = split_parts(x, args, context)
     build = _builder(args, x.shape[1], None if context is None else context.shape[1])
     if is_chief(strategy):
         # Before any training: an unwritable --out would otherwise fail at the
