@@ -18,6 +18,14 @@ of them: `[N, C]`, one row per row of `x` or `z` (in `sample`, `[n, C]`), or
 | `trace` | `z` | `states [L+1, N, D]`, `log_dets [L, N]` |
 | `trace_inverse` | `x` | `states [L+1, N, D]`, `log_dets [L, N]` |
 
+Beside the graphs, `<version>/assets.extra/kerasflows.json` (`METADATA_FILE`;
+TF Serving loads nothing from `assets.extra/` but warm-up requests) says
+what the model takes, for a client that has only the SavedModel:
+`event_dim`, `context_dim`, `signatures`, the flow's `layers`, and the data's
+column names `columns` (`null` if not named; `kerasflows export` passes the
+names of the CSV file the model was trained on). `saved_model_metadata(path)`
+reads it.
+
 `sample` draws the same points as `flow.sample(n, seed=seed)`; `trace` and
 `trace_inverse` follow `Flow.trace` and `Flow.trace_inverse(...,
 return_log_dets=True)`, so `log p0(z) = log_prob(x) - sum(log_dets)` of
@@ -32,6 +40,7 @@ served.signatures["serving_default"](x=tf.zeros([3, 2]))["log_prob"]
 ```
 """
 
+import json
 import os
 import shutil
 
@@ -39,9 +48,12 @@ import tensorflow as tf
 
 from kerasflows.layers.base import NoInverseError, check_positive_int
 
-__all__ = ["export_saved_model", "load_saved_model", "forward_only_summary", "SIGNATURES"]
+__all__ = ["export_saved_model", "load_saved_model", "saved_model_metadata",
+           "forward_only_summary", "SIGNATURES", "METADATA_FILE"]
 
 SIGNATURES = ("serving_default", "sample", "forward", "inverse", "trace", "trace_inverse")
+#: What the model takes, as JSON, inside each version directory (module notes).
+METADATA_FILE = os.path.join("assets.extra", "kerasflows.json")
 
 
 class _FlowServable(tf.Module):
@@ -140,7 +152,7 @@ def _check_exportable(flow):
             "their log-densities (Flow.sample_and_log_prob; the `kerasflows sample` command).")
 
 
-def export_saved_model(flow, path, version=1, overwrite=False):
+def export_saved_model(flow, path, version=1, overwrite=False, columns=None):
     """Writes `flow` as a TF Serving SavedModel in `path/<version>/`.
 
     Args:
@@ -148,6 +160,8 @@ def export_saved_model(flow, path, version=1, overwrite=False):
         path: the model's base directory (TF Serving's `--model_base_path`).
         version: the version subdirectory, an integer >= 1.
         overwrite: replace an existing `path/<version>/`.
+        columns: the names of the data's `event_dim` columns, in order, for
+            `METADATA_FILE` (None: not named).
 
     The SavedModel is written to a hidden directory in `path` and renamed to
     `<version>` when complete, so TF Serving (or the visualizer following
@@ -157,12 +171,14 @@ def export_saved_model(flow, path, version=1, overwrite=False):
         The directory written, `path/<version>`.
 
     Raises:
-        ValueError: bad version, `path` an existing file, or an existing
-            version directory without `overwrite=True`.
+        ValueError: bad version, `path` an existing file, an existing
+            version directory without `overwrite=True`, or `columns` that are
+            not `event_dim` strings.
         NoInverseError: a flow with forward-only layers (a `ValueError` too).
     """
     version = check_positive_int("version", version)
     _check_exportable(flow)
+    metadata = _metadata(flow, columns)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{os.fspath(path)} is a file; the export's base directory must be a "
                          "folder (or a path where one can be made).")
@@ -179,6 +195,9 @@ def export_saved_model(flow, path, version=1, overwrite=False):
     shutil.rmtree(partial, ignore_errors=True)
     try:
         tf.saved_model.save(servable, partial, signatures=servable.endpoints)
+        os.makedirs(os.path.dirname(os.path.join(partial, METADATA_FILE)), exist_ok=True)
+        with open(os.path.join(partial, METADATA_FILE), "w") as f:
+            json.dump(metadata, f, indent=1)
         if os.path.exists(target):                 # overwrite (or an empty directory)
             old = os.path.join(os.fspath(path), f".{version}.old-{os.getpid()}")
             os.rename(target, old)
@@ -189,6 +208,31 @@ def export_saved_model(flow, path, version=1, overwrite=False):
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def _metadata(flow, columns):
+    """`METADATA_FILE`'s content for `flow`; checks `columns`."""
+    if columns is not None:
+        columns = list(columns)
+        if len(columns) != flow.event_dim or not all(
+                isinstance(c, str) and c.strip() for c in columns):
+            raise ValueError(f"columns names the flow's {flow.event_dim} data columns (non-empty "
+                             f"strings, in order); received {columns!r}.")
+    return {"event_dim": flow.event_dim, "context_dim": flow.context_dim,
+            "signatures": list(SIGNATURES), "columns": columns,
+            "layers": [f"{type(layer).__name__} ({layer.name})" for layer in flow.flow_layers]}
+
+
+def saved_model_metadata(path):
+    """The `METADATA_FILE` of the SavedModel at `path` (`DIR` or `DIR/<version>`) as a
+    dict, or None when it has none (exported before it was written) or it does not
+    read as a JSON object."""
+    try:
+        with open(os.path.join(_resolve_version_dir(os.fspath(path)), METADATA_FILE)) as f:
+            value = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _resolve_version_dir(path):

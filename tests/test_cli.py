@@ -614,6 +614,14 @@ def test_csv_column_names_travel_with_the_model(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "swapped.csv's columns are weight, height;" in err, err
         assert "columns height, weight (the same names in another order)" in err, err
+    # an export names them in the SavedModel's assets.extra/kerasflows.json, where
+    # `info` and the visualizer (without kerasflows) read them
+    _run(capsys, "export", model, tmp_path / "srv")
+    meta = json.loads((tmp_path / "srv" / "1" / "assets.extra" / "kerasflows.json").read_text())
+    assert meta["columns"] == ["height", "weight"] and meta["event_dim"] == 2
+    assert "columns: height, weight" in _run(capsys, "info", tmp_path / "srv")
+    from visualizer import opening, paths
+    assert opening._data_names(paths.resolve(tmp_path / "srv"), 2) == ["height", "weight"]
     # a model trained on a dataset name or a .npy file has no names: plain CSV out
     np.save(tmp_path / "d.npy", x)
     _run(capsys, "train", tmp_path / "d.npy", "--epochs", "1", "--recipe", "realnvp",

@@ -15,7 +15,8 @@ import tensorflow as tf
 
 import kerasflows
 from kerasflows import models
-from kerasflows.export import SIGNATURES, export_saved_model, load_saved_model
+from kerasflows.export import (METADATA_FILE, SIGNATURES, export_saved_model, load_saved_model,
+                               saved_model_metadata)
 from kerasflows.testing import perturb_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -167,6 +168,9 @@ def test_signatures_served_without_kerasflows_match_flow(tmp_path):
     shipped = [os.path.join(SHIPPED, name) for name in SHIPPED_NAMES]
     for folder in shipped:
         flow = kerasflows.load(folder)
+        meta = saved_model_metadata(os.path.join(folder, "saved_model"))
+        assert (meta["event_dim"], meta["context_dim"]) == (flow.event_dim, flow.context_dim)
+        assert len(meta["layers"]) == len(flow.flow_layers), folder
         inputs = _inputs(flow, rng)
         jobs.append((os.path.join(folder, "saved_model", "1"), inputs))
         expected.append(_expected(flow, inputs, compiled=False))
@@ -199,6 +203,24 @@ def test_saved_model_cli_lists_every_signature(tmp_path):
                    "outputs['log_prob']", "outputs['samples']", "outputs['states']",
                    "outputs['log_dets']", "outputs['log_det']"):
         assert tensor in proc.stdout
+
+
+def test_metadata_file_says_what_the_model_takes(tmp_path):
+    flow = kerasflows.models.RealNVP(3, num_layers=2, hidden_units=(8,))
+    target = export_saved_model(flow, tmp_path / "named", columns=["a", "b", "c"])
+    meta = saved_model_metadata(tmp_path / "named")          # the base directory or
+    assert meta == saved_model_metadata(target)              # the version directory
+    assert meta["columns"] == ["a", "b", "c"] and meta["event_dim"] == 3
+    assert meta["context_dim"] is None and meta["signatures"] == list(SIGNATURES)
+    assert meta["layers"][0] == f"AffineCoupling ({flow.flow_layers[0].name})"
+    load_saved_model(target)                                  # the extra file is harmless
+    assert saved_model_metadata(flow.export(tmp_path / "plain"))["columns"] is None
+    for bad in (["a", "b"], ["a", "", "c"], ["a", 2, "c"]):
+        with pytest.raises(ValueError, match=r"columns names the flow's 3 data columns"):
+            export_saved_model(flow, tmp_path / "bad", columns=bad)
+    assert not (tmp_path / "bad" / "1").exists()
+    os.remove(os.path.join(target, METADATA_FILE))           # exported before the file
+    assert saved_model_metadata(target) is None
 
 
 def test_export_refuses_to_overwrite_a_version(tmp_path):

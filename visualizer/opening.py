@@ -7,6 +7,9 @@ thread; `compute` re-exports `load`, `check_context`, `describe` and
 `targets_available`.
 """
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from visualizer import geometry
@@ -110,15 +113,20 @@ def describe(backend, source):
 
 def _data_names(source, event_dim):
     """Names of the data coordinates, or None (x1, x2, ...): the manifest's `columns`,
-    else, for a `.keras` model, its training record's (the header of the CSV file
-    `kerasflows train` read). Names that are not `event_dim` strings are ignored."""
+    else a `.keras` model's training record's (the header of the CSV file
+    `kerasflows train` read), or a SavedModel's `assets.extra/kerasflows.json`'s
+    (read as JSON: no kerasflows needed). Names that are not `event_dim` strings
+    are ignored."""
     names = (source.manifest or {}).get("columns")
-    if names is None and source.kind == "keras":
-        try:
+    try:
+        if names is None and source.kind == "keras":
             from kerasflows.loading import training_record
             names = (training_record(source.load_path) or {}).get("columns")
-        except (ImportError, ValueError, OSError):
-            names = None
+        elif names is None:
+            path = Path(source.load_path) / "assets.extra" / "kerasflows.json"
+            names = json.loads(path.read_text()).get("columns") if path.is_file() else None
+    except (ImportError, ValueError, OSError, AttributeError):
+        names = None
     ok = (isinstance(names, list) and len(names) == event_dim
           and all(isinstance(n, str) and n.strip() for n in names))
     return [n.strip() for n in names] if ok else None

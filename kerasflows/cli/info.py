@@ -23,7 +23,7 @@ def add_parser(subparsers):
 
 
 def _describe_saved_model(path):
-    from kerasflows.export import load_saved_model
+    from kerasflows.export import load_saved_model, saved_model_metadata
     loaded = load_saved_model(path)
     signatures = {}
     for name, fn in sorted(loaded.signatures.items()):
@@ -31,7 +31,8 @@ def _describe_saved_model(path):
         signatures[name] = {
             "inputs": {k: list(v.shape) for k, v in sorted(inputs.items())},
             "outputs": {k: list(v.shape) for k, v in sorted(fn.structured_outputs.items())}}
-    return {"model": path, "format": "SavedModel", "signatures": signatures}
+    return {"model": path, "format": "SavedModel", "signatures": signatures,
+            "metadata": saved_model_metadata(path)}
 
 
 def describe(path):
@@ -118,6 +119,9 @@ def run(args):
         print(f"{info['model']}: SavedModel with signatures")
         for name, sig in info["signatures"].items():
             print(f"  {name}: {sig['inputs']} -> {sig['outputs']}")
+        columns = (info["metadata"] or {}).get("columns")
+        if columns:
+            print(f"columns: {', '.join(map(str, columns))}")
     else:
         _print_flow(info)
     return 0
