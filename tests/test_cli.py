@@ -416,13 +416,20 @@ def test_train_a_conditional_flow_through_a_context_encoder(tmp_path, capsys):
 def test_train_a_class_conditional_flow_from_labels(tmp_path, capsys):
     x, c = kerasflows.datasets.load_conditional("digits_label", n=400, seed=0)
     np.save(tmp_path / "x.npy", x[:, :16])                    # the top two rows of pixels
-    np.savetxt(tmp_path / "labels.csv", c, fmt="%d")
+    np.savetxt(tmp_path / "labels.csv", c, fmt="%d", header="digit", comments="")
     model = tmp_path / "labels.keras"
     _run(capsys, "train", tmp_path / "x.npy", "--context", tmp_path / "labels.csv",
          "--context-classes", "10", "--context-encoder", "16,4", "--recipe", "maf",
          "--layers", "1", "--hidden", "16", "--epochs", "2", "--out", model, "--quiet")
     report = json.loads((tmp_path / "labels.json").read_text())
     assert report["context_classes"] == 10 and report["context_encoder"] == [16, 4]
+    # the --context file's header names the context (the visualizer's Context panel)
+    assert report["context_columns"] == ["digit"] and report["columns"] is None
+    from visualizer import opening, paths
+    source = paths.resolve(model)
+    assert opening._context_names(None, 1, opening._recorded(source, "context_columns")) == [
+        "digit"]
+    assert opening._context_names({"context_names": ["label"]}, 1, ["digit"]) == ["label"]
     flow = kerasflows.load(model)
     embedding, network = flow.context_encoder.layers
     assert isinstance(embedding, kerasflows.layers.ClassEmbedding) and embedding.num_classes == 10

@@ -34,7 +34,8 @@ def load(source, eval_mode="xla", context=None):
     manifest = source.manifest or {}
     if context is not None:
         backend.set_context(context)            # checks its length and finiteness
-        check_context(context, _context_names(manifest, backend.context_dim),
+        check_context(context, _context_names(manifest, backend.context_dim,
+                                              _recorded(source, "context_columns")),
                       _context_ranges(manifest, backend.context_dim),
                       _context_steps(manifest, backend.context_dim))
     elif backend.context_dim is not None and manifest.get("context"):
@@ -96,7 +97,8 @@ def describe(backend, source):
         "event_dim": backend.event_dim, "num_layers": backend.num_layers,
         "context_dim": backend.context_dim,
         "context": None if backend.context is None else backend.context.copy(),
-        "context_names": _context_names(source.manifest, backend.context_dim),
+        "context_names": _context_names(source.manifest, backend.context_dim,
+                                        _recorded(source, "context_columns")),
         "data_names": _data_names(source, backend.event_dim),
         "context_ranges": _context_ranges(source.manifest, backend.context_dim),
         "context_steps": _context_steps(source.manifest, backend.context_dim),
@@ -117,29 +119,40 @@ def _data_names(source, event_dim):
     `kerasflows train` read), or a SavedModel's `assets.extra/kerasflows.json`'s
     (read as JSON: no kerasflows needed). Names that are not `event_dim` strings
     are ignored."""
-    names = (source.manifest or {}).get("columns")
+    return _names((source.manifest or {}).get("columns"), event_dim) or _names(
+        _recorded(source, "columns"), event_dim)
+
+
+def _recorded(source, key):
+    """`key` of the model's own record: a `.keras` file's training record, or a
+    SavedModel's `assets.extra/kerasflows.json`; None where there is none."""
     try:
-        if names is None and source.kind == "keras":
+        if source.kind == "keras":
             from kerasflows.loading import training_record
-            names = (training_record(source.load_path) or {}).get("columns")
-        elif names is None:
-            path = Path(source.load_path) / "assets.extra" / "kerasflows.json"
-            names = json.loads(path.read_text()).get("columns") if path.is_file() else None
+            return (training_record(source.load_path) or {}).get(key)
+        path = Path(source.load_path) / "assets.extra" / "kerasflows.json"
+        return json.loads(path.read_text()).get(key) if path.is_file() else None
     except (ImportError, ValueError, OSError, AttributeError):
-        names = None
-    ok = (isinstance(names, list) and len(names) == event_dim
+        return None
+
+
+def _names(names, count):
+    """`names` stripped if they are `count` non-empty strings, else None."""
+    ok = (count is not None and isinstance(names, list) and len(names) == count
           and all(isinstance(n, str) and n.strip() for n in names))
     return [n.strip() for n in names] if ok else None
 
 
-def _context_names(manifest, context_dim):
-    """Names of the context coordinates: the manifest's `context_names`, else c1, c2, ..."""
+def _context_names(manifest, context_dim, recorded=None):
+    """Names of the context coordinates: the manifest's `context_names`, else
+    `recorded` (the header of the `--context` CSV file `kerasflows train` read,
+    `context_columns` in the model's record), else c1, c2, ..."""
     if context_dim is None:
         return None
     names = (manifest or {}).get("context_names")
     if isinstance(names, list) and len(names) == context_dim:
         return [str(n) for n in names]
-    return [f"c{k + 1}" for k in range(context_dim)]
+    return _names(recorded, context_dim) or [f"c{k + 1}" for k in range(context_dim)]
 
 
 def _context_ranges(manifest, context_dim):

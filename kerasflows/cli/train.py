@@ -155,8 +155,11 @@ def _record(args, dataset, parts, flow, history, seconds):
     nll = {name: (evaluate_nll(flow, *part) if part is not None else (None, None))
            for name, part in zip(("train", "validation", "test"), parts)}
     names = read_column_names(args.data) if dataset is None else None
+    context_names = read_column_names(args.context)
     return {"data": args.data, "dataset": dataset, "recipe": args.recipe,
             "columns": names if names and len(names) == flow.event_dim else None,
+            "context_columns": (context_names if context_names
+                                and len(context_names) == flow.context_dim else None),
             "event_dim": flow.event_dim, "context_dim": flow.context_dim,
             "context": args.context, "context_encoder": args.context_encoder,
             "context_classes": args.context_classes,
