@@ -134,6 +134,13 @@ def test_log_prob_finite_far_outside_data(name):
                     [-300.0, 20.0], [1e-3, 1e3]], np.float32)
     lp = flow.log_prob(far).numpy()
     assert np.all(np.isfinite(lp)), lp
+    # as far as float32's range lets log p be finite: -0.5 z^2 passes -3.4e38 from
+    # about |z| = 2.6e19, and below that log p is -inf (never NaN)
+    farther = np.array([[1e6, -1e6], [1e10, 3.0], [-1e15, 1e15]], np.float32)
+    lp = flow.log_prob(farther).numpy()
+    assert np.all(np.isfinite(lp)) and np.all(lp < -1e4), lp
+    beyond = flow.log_prob(np.array([[1e25, 0.0], [1e30, -1e30]], np.float32)).numpy()
+    assert np.all(beyond == -np.inf), beyond
     with tf.GradientTape() as tape:
         loss = -tf.reduce_mean(flow(far))
     grads = tape.gradient(loss, flow.trainable_weights)
