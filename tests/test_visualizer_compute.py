@@ -4,6 +4,7 @@ numbers, the compute thread's mailbox, and a SavedModel opened without kerasflow
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -340,6 +341,19 @@ def test_inspect_adds_up(model, backends):
         assert d["log_prob"] == pytest.approx(float(flow.log_prob(x[None])[0]), abs=1e-5)
         assert d["log_p0"] + d["log_dets"].sum() == pytest.approx(d["log_prob"], abs=1e-4)
         assert d["path"].shape == (4, 2)
+
+
+def test_savedmodel_layers_go_by_the_names_its_export_wrote(model, backends, tmp_path):
+    # kerasflows.export writes the layers' names in assets.extra/kerasflows.json: the
+    # SavedModel's steps are named as the .keras flow's layers are
+    names = backends["keras"].layer_names
+    assert names[0].startswith("AffineCoupling (") and len(names) == 3
+    assert backends["savedmodel"].layer_names == names
+    folder, _ = model
+    copy = tmp_path / "1"
+    shutil.copytree(folder / "saved_model" / "1", copy)
+    (copy / "assets.extra" / "kerasflows.json").unlink()      # exported by another program
+    assert SavedModelBackend(copy).layer_names == ("step 0", "step 1", "step 2")
 
 
 def test_savedmodel_without_trace_signatures(model, tmp_path):

@@ -1,0 +1,138 @@
+"""A flow exported as a SavedModel, driven through its signatures only.
+
+Uses nothing but the signatures (`serving_default`, `sample`, `forward`,
+`inverse`, `trace`, `trace_inverse`) and, when it is there, the layer names
+in `assets.extra/kerasflows.json` (`kerasflows.export`), so it works where
+kerasflows is not installed and with a flow exported by any program that
+follows the kerasflows signature names.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from visualizer.backend_base import (TRACE_SIGNATURES, Backend, TraceUnavailable, _layers_first,
+                                     _padded)
+
+__all__ = ["SavedModelBackend"]
+
+
+class SavedModelBackend(Backend):
+    """A flow exported as a SavedModel, driven through its signatures only."""
+
+    kind = "savedmodel"
+
+    def __init__(self, path):
+        self.module = tf.saved_model.load(str(path))
+        self.signatures = dict(self.module.signatures)
+        if "serving_default" not in self.signatures:
+            raise ValueError(f"{path} has no serving_default signature; found "
+                             f"{sorted(self.signatures)}.")
+        inputs = self.signatures["serving_default"].structured_input_signature[1]
+        if "x" not in inputs:
+            raise ValueError(f"{path}: serving_default takes {sorted(inputs)}; expected 'x'.")
+        self.event_dim = int(inputs["x"].shape[-1])
+        if "context" in inputs:
+            self.context_dim = int(inputs["context"].shape[-1])
+            self.context = np.zeros(self.context_dim, np.float32)
+        self.has_trace = all(s in self.signatures for s in TRACE_SIGNATURES)
+        self.invertible = "inverse" in self.signatures or self.has_trace
+        self.num_layers = None
+        if self.has_trace:
+            self.num_layers = int(self._call("trace", z=np.zeros((1, self.event_dim)))
+                                  ["log_dets"].shape[0])
+        self.layer_names = _layer_names(path, self.num_layers or 0)
+        self._base = None
+
+    def _call(self, name, **kwargs):
+        if name not in self.signatures:
+            raise TraceUnavailable(f"this SavedModel has no '{name}' signature "
+                                   f"(it has {', '.join(sorted(self.signatures))}).")
+        if self.context_dim is not None:
+            kwargs["context"] = self._context_rows(len(next(iter(kwargs.values()))))
+        args = {k: tf.constant(np.asarray(v, np.float32)) for k, v in kwargs.items()}
+        return {k: v.numpy() for k, v in self.signatures[name](**args).items()}
+
+    def log_prob(self, x):
+        x = self.check_points(x)
+        return _padded(lambda v: (self._call("serving_default", x=v)["log_prob"],), x)[0]
+
+    def forward(self, z):
+        z = self.check_points(z, "z")
+        return _padded(lambda v: _pair(self._call("forward", z=v), "x"), z)
+
+    def inverse(self, x):
+        x = self.check_points(x)
+        if "inverse" not in self.signatures:
+            states, log_dets = self.trace_inverse(x)
+            return states[:, -1], log_dets.sum(0)
+        return _padded(lambda v: _pair(self._call("inverse", x=v), "z"), x)
+
+    def base_params(self):
+        """Mean and scale of the (diagonal Gaussian) base, read off the signatures.
+
+        `log p0(z) = log p(forward(z)) + log|det dx/dz|` is a quadratic in each
+        coordinate; its values at 0 and at +-e_d give `loc_d` and `scale_d`.
+        """
+        if self._base is None:
+            D = self.event_dim
+            z = np.concatenate([np.zeros((1, D)), np.eye(D), -np.eye(D)]).astype(np.float32)
+            x, log_det = self.forward(z)
+            f = self.log_prob(x).astype(np.float64) + log_det
+            a = (f[1:D + 1] + f[D + 1:] - 2 * f[0]) / 2      # -1 / (2 scale^2)
+            b = (f[1:D + 1] - f[D + 1:]) / 2                  # loc / scale^2
+            var = -1.0 / (2 * a)
+            self._base = ((b * var).astype(np.float32), np.sqrt(var).astype(np.float32))
+        return self._base
+
+    def sample(self, n, seed, temperature=1.0):
+        if temperature == 1.0 and "sample" in self.signatures:
+            return self.sample_and_log_prob(n, seed)[0]
+        return super().sample(n, seed, temperature)
+
+    def sample_and_log_prob(self, n, seed):
+        """The `sample` signature's samples and their log p."""
+        out = self._call_ints("sample", n=n, seed=seed)
+        return out["samples"], out["log_prob"]
+
+    def _call_ints(self, name, **kwargs):
+        if name not in self.signatures:
+            raise TraceUnavailable(f"this SavedModel has no '{name}' signature.")
+        args = {k: tf.constant(int(v), tf.int32) for k, v in kwargs.items()}
+        if self.context_dim is not None:    # one row per sample (what every export takes)
+            args["context"] = tf.constant(self._context_rows(int(kwargs["n"])))
+        return {k: v.numpy() for k, v in self.signatures[name](**args).items()}
+
+    def _trace(self, name, arg, x):
+        if not self.has_trace:
+            raise TraceUnavailable("this SavedModel has no trace/trace_inverse signatures, so "
+                                   "per-layer states are unavailable.")
+        def run(v):
+            out = self._call(name, **{arg: v})
+            return np.swapaxes(out["states"], 0, 1), np.swapaxes(out["log_dets"], 0, 1)
+        return _layers_first(*_padded(run, x))
+
+    def trace(self, z):
+        return self._trace("trace", "z", self.check_points(z, "z"))
+
+    def trace_inverse(self, x):
+        return self._trace("trace_inverse", "x", self.check_points(x))
+
+
+def _pair(out, name):
+    return out[name], out["log_det"]
+
+
+def _layer_names(path, count):
+    """The layers' names from the export's `assets.extra/kerasflows.json` (`layers`,
+    e.g. "SplineCoupling (spline_0)") when it lists `count` of them, else
+    "step 0", "step 1", ... (a SavedModel from elsewhere, or from before the file)."""
+    try:
+        names = json.loads((Path(path) / "assets.extra" / "kerasflows.json").read_text())["layers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        names = None
+    if isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return tuple(f"step {i}" for i in range(count))
