@@ -215,6 +215,8 @@ def test_metadata_file_says_what_the_model_takes(tmp_path):
     assert meta["layers"][0] == f"AffineCoupling ({flow.flow_layers[0].name})"
     load_saved_model(target)                                  # the extra file is harmless
     assert saved_model_metadata(flow.export(tmp_path / "plain"))["columns"] is None
+    assert saved_model_metadata(flow.export(tmp_path / "kw", columns=("u", "v", "w")))[
+        "columns"] == ["u", "v", "w"]
     for bad in (["a", "b"], ["a", "", "c"], ["a", 2, "c"]):
         with pytest.raises(ValueError, match=r"columns names the flow's 3 data columns"):
             export_saved_model(flow, tmp_path / "bad", columns=bad)
