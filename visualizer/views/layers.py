@@ -21,6 +21,7 @@ from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry, permutations
 from visualizer.items import GridCurve, HeatmapItem, PointCloudItem
+from visualizer.views import layer_labels
 from visualizer.views.base import (ElidedLabel, View, draw_picture, labeled,
                                    make_plot, show_pictures)
 from visualizer.views.strip import LayerStrip
@@ -238,15 +239,11 @@ class LayersView(View):
         (not while pictures are shown: they show every coordinate)."""
         text = ""
         if self._moved() and not self.images_shown():
-            forward = self.direction.currentData() == "forward"
-            start, end = ("z", "x") if forward else ("x", "z")
-            first, last = self.positions[0], self.positions[-1]
-            text = ("Layers that reorder coordinates (Permute) move the two coordinates shown; "
-                    f"the plot follows them: {self.axis_name(first[0], start)}, "
-                    f"{self.axis_name(first[1], start)} become {self.axis_name(last[0], end)}, "
-                    f"{self.axis_name(last[1], end)} (the axis labels name the positions drawn at "
-                    "each layer).")
+            text = layer_labels.positions_note(self.positions, self._forward(), self.axis_name)
         self._note("positions", text)
+
+    def _forward(self):
+        return self.direction.currentData() == "forward"
 
     def _picture(self, rows):
         return geometry.tile_images(rows, self.info["image"]["shape"])
@@ -291,19 +288,12 @@ class LayersView(View):
 
     def _moved(self):
         """True when the coordinates shown sit at other positions in some states."""
-        return self.positions is not None and not np.all(self.positions == self.positions[0])
+        return self.positions is not None and layer_labels.moved(self.positions)
 
     def _label_axes(self, k=0):
         """Each axis: the coordinate it starts as → the one it ends as (and, when they
         move, the position drawn in state `k`)."""
-        start, end = ("z", "x") if self.direction.currentData() == "forward" else ("x", "z")
-        first, last = self.positions[0], self.positions[-1]
-        labels = []
-        for a in (0, 1):
-            label = f"{self.axis_name(first[a], start)} → {self.axis_name(last[a], end)}"
-            if self._moved():
-                label += f"   (here: position {self.positions[k][a] + 1})"
-            labels.append(label)
+        labels = layer_labels.axis_labels(self.positions, k, self._forward(), self.axis_name)
         if labels != self._axis_labels:
             self._axis_labels = labels
             self.plot.getPlotItem().setLabel("bottom", labels[0])
@@ -311,15 +301,8 @@ class LayersView(View):
 
     def state_names(self):
         """A short name for each of the L+1 states in the current direction."""
-        names, L = self.info["layer_names"], self.info["num_layers"]
-        forward = self.direction.currentData() == "forward"
-        first, last = ("base z", "data x") if forward else ("data x", "base z")
-        out = [f"0 · {first}"]
-        for k in range(1, L + 1):
-            layer = names[k - 1] if forward else names[L - k]
-            out.append(f"{k} · {'after' if forward else 'undo'} {layer.split(' (')[0]}")
-        out[-1] += f" = {last}"
-        return out
+        return layer_labels.state_names(self.info["layer_names"], self.info["num_layers"],
+                                        self._forward())
 
     # -- drawing ------------------------------------------------------------------
     def draw_frame(self):
