@@ -626,7 +626,9 @@ def test_csv_column_names_travel_with_the_model(tmp_path, capsys):
     _run(capsys, "export", model, tmp_path / "srv")
     meta = json.loads((tmp_path / "srv" / "1" / "assets.extra" / "kerasflows.json").read_text())
     assert meta["columns"] == ["height", "weight"] and meta["event_dim"] == 2
-    assert "columns: height, weight" in _run(capsys, "info", tmp_path / "srv")
+    described = _run(capsys, "info", tmp_path / "srv")
+    assert "columns: height, weight" in described
+    assert "layers (3): AffineCoupling (" in described, described
     from visualizer import opening, paths
     assert opening._data_names(paths.resolve(tmp_path / "srv"), 2) == ["height", "weight"]
     # a model trained on a dataset name or a .npy file has no names: plain CSV out

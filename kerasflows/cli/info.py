@@ -119,9 +119,11 @@ def run(args):
         print(f"{info['model']}: SavedModel with signatures")
         for name, sig in info["signatures"].items():
             print(f"  {name}: {sig['inputs']} -> {sig['outputs']}")
-        columns = (info["metadata"] or {}).get("columns")
-        if columns:
-            print(f"columns: {', '.join(map(str, columns))}")
+        meta = info["metadata"] or {}
+        if meta.get("layers"):
+            print(f"layers ({len(meta['layers'])}): {', '.join(map(str, meta['layers']))}")
+        if meta.get("columns"):
+            print(f"columns: {', '.join(map(str, meta['columns']))}")
     else:
         _print_flow(info)
     return 0
