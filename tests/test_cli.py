@@ -640,6 +640,34 @@ def test_csv_column_names_travel_with_the_model(tmp_path, capsys):
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 2
 
 
+def test_constant_columns_are_refused_and_whole_numbers_warned_of(tmp_path, capsys):
+    # maximum likelihood has no optimum on a constant column, nor on whole numbers
+    # once the flow resolves them: the first is refused, the second said
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3))
+    x[:, 2] = 3.0
+    np.savetxt(tmp_path / "const.csv", x, delimiter=",", header="a,b,c", comments="")
+    _assert_user_errors([(["train", tmp_path / "const.csv", "--out", tmp_path / "c.keras"],
+                          f"{tmp_path / 'const.csv'}: column 3 (c) holds one value, 3, in every "
+                          "row; a density over it has no maximum (the NLL falls without bound "
+                          "as the flow narrows onto that value). Drop the column.")], capsys)
+    x[:, 2] = rng.integers(0, 5, size=400)
+    x[:, 0] = np.round(x[:, 0] * 10)
+    np.save(tmp_path / "counts.npy", x)
+    assert main([str(a) for a in ("train", tmp_path / "counts.npy", "--epochs", "1", "--recipe",
+                                  "realnvp", "--layers", "1", "--hidden", "8", "--out",
+                                  tmp_path / "n.keras", "--quiet")]) == 0
+    err = capsys.readouterr().err
+    assert (f"kerasflows: warning: {tmp_path / 'counts.npy'}: 2 columns of whole numbers only "
+            "(column 1, column 3)") in err, err
+    assert (tmp_path / "n.keras").is_file()
+    np.save(tmp_path / "real.npy", rng.normal(size=(400, 3)))
+    assert main([str(a) for a in ("train", tmp_path / "real.npy", "--epochs", "1", "--recipe",
+                                  "realnvp", "--layers", "1", "--hidden", "8", "--out",
+                                  tmp_path / "r.keras", "--quiet")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_csv_line_one_is_a_header_only_when_none_of_its_fields_is_a_number(tmp_path, capsys):
     from kerasflows.cli.data import read_array
     files = {"header.csv": "x,y\n0.5,0.2\n1.0,-0.3\n",

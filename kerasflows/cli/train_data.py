@@ -1,18 +1,20 @@
 """`kerasflows train`'s data: DATA and `--context` read and checked, then split.
 
-`read_inputs(args)` gives the rows (a dataset name's draw or a file's rows)
-and their contexts; `split_parts` shuffles them with `--seed` and cuts the
+`read_inputs(args)` gives the rows (a dataset name's draw or a file's rows,
+refused with a constant column, `check_continuous`) and their contexts; `split_parts` shuffles them with `--seed` and cuts the
 test and validation rows off (or reads `--validation-data` and
 `--test-data`, checked against DATA's columns and their names).
 """
 
+import sys
+
 import numpy as np
 
-from kerasflows.cli.common import UserError
+from kerasflows.cli.common import UserError, plural
 from kerasflows.cli.data import (check_column_names, read_array, read_column_names,
                                  read_conditional_set, read_data)
 
-__all__ = ["read_inputs", "split_parts"]
+__all__ = ["read_inputs", "split_parts", "check_continuous"]
 
 
 def split_parts(x, args, context=None):
@@ -50,7 +52,34 @@ def read_inputs(args):
     if drawn is not None:
         return drawn[0], args.data, _context_rows(args, *drawn)
     x, dataset = read_data(args.data, n=args.n, seed=args.seed)
+    if dataset is None:
+        check_continuous(x, args.data)
     return x, dataset, _context_rows(args, x)
+
+
+def check_continuous(x, spec):
+    """Refuses a file with a column that holds one value in every row, and warns (on
+    stderr) about columns of whole numbers only: maximum likelihood has no optimum
+    on either, as the flow can narrow onto each value and the NLL fall without
+    bound (a constant column at once; whole numbers once the flow resolves them)."""
+    if len(x) < 2:
+        return
+    names = read_column_names(spec)
+    label = lambda k: f"column {k + 1}" + (f" ({names[k]})" if names else "")
+    constant = np.all(x == x[0], axis=0)
+    if constant.any():
+        k = int(np.argmax(constant))
+        raise UserError(f"{spec}: {label(k)} holds one value, {x[0, k]:g}, in every row; a "
+                        "density over it has no maximum (the NLL falls without bound as the "
+                        "flow narrows onto that value). Drop the column.")
+    whole = np.flatnonzero(np.all(x == np.round(x), axis=0))
+    if len(whole):
+        listed = ", ".join(label(int(k)) for k in whole[:5]) + (", ..." if len(whole) > 5 else "")
+        print(f"kerasflows: warning: {spec}: {plural(len(whole), 'column')} of whole numbers "
+              f"only ({listed}): a continuous density can narrow onto each value, and its NLL "
+              "fall without bound as training goes on. Add uniform noise in [0, 1) to them "
+              "(dequantization), unless they are readings that merely look whole.",
+              file=sys.stderr, flush=True)
 
 
 def _context_rows(args, x, context=None):
