@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -521,6 +522,28 @@ def test_mirrored_strategy_step_equals_single_device_step():
         l0, l1 = res["loss"]
         assert abs(l0 - l1) < 1e-5 * abs(l0), (name, res)
         assert res["max_weight_diff"] < 1e-6, (name, res)
+
+def test_fit_warns_of_columns_with_no_likelihood_optimum():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 3)).astype("float32")
+    flow = M.RealNVP(3, num_layers=1, hidden_units=(8,))
+    flow.compile(optimizer="adam", jit_compile=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                   # nothing to say about real data
+        flow.fit(x, epochs=1, verbose=0)
+    constant, whole = x.copy(), x.copy()
+    constant[:, 1] = 2.0
+    whole[:, 0], whole[:, 2] = rng.integers(0, 9, 300), np.round(x[:, 2] * 10)
+    with pytest.warns(UserWarning, match=r"column\(s\) 1 of the training data hold one value"):
+        flow.fit(constant, epochs=1, verbose=0)
+    with pytest.warns(UserWarning, match=r"column\(s\) 0, 2 of the training data hold whole "
+                                         r"numbers only.*dequantization"):
+        flow.fit(whole, epochs=1, verbose=0)
+    conditional = M.MAF(3, num_layers=1, hidden_units=(8,), context_dim=1)
+    conditional.compile(optimizer="adam", jit_compile=False)
+    with pytest.warns(UserWarning, match=r"column\(s\) 1 of the training data hold one value"):
+        conditional.fit((constant, x[:, :1]), epochs=1, verbose=0)
+
 
 def test_fit_and_evaluate_weigh_array_data_by_sample_weight():
     """Keras drops `sample_weight` without targets; a flow's fit and evaluate use it.

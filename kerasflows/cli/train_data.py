@@ -59,20 +59,17 @@ def read_inputs(args):
 
 def check_continuous(x, spec):
     """Refuses a file with a column that holds one value in every row, and warns (on
-    stderr) about columns of whole numbers only: maximum likelihood has no optimum
-    on either, as the flow can narrow onto each value and the NLL fall without
-    bound (a constant column at once; whole numbers once the flow resolves them)."""
-    if len(x) < 2:
-        return
+    stderr) about columns of whole numbers only (`kerasflows.fit_data.degenerate_columns`:
+    maximum likelihood has no optimum on either)."""
+    from kerasflows.fit_data import degenerate_columns
+    constant, whole = degenerate_columns(x)
     names = read_column_names(spec)
     label = lambda k: f"column {k + 1}" + (f" ({names[k]})" if names else "")
-    constant = np.all(x == x[0], axis=0)
-    if constant.any():
-        k = int(np.argmax(constant))
+    if len(constant):
+        k = int(constant[0])
         raise UserError(f"{spec}: {label(k)} holds one value, {x[0, k]:g}, in every row; a "
                         "density over it has no maximum (the NLL falls without bound as the "
                         "flow narrows onto that value). Drop the column.")
-    whole = np.flatnonzero(np.all(x == np.round(x), axis=0))
     if len(whole):
         listed = ", ".join(label(int(k)) for k in whole[:5]) + (", ..." if len(whole) > 5 else "")
         print(f"kerasflows: warning: {spec}: {plural(len(whole), 'column')} of whole numbers "
