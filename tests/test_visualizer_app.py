@@ -601,6 +601,11 @@ def test_data_columns_go_by_the_names_the_model_was_trained_with(qtbot, window, 
     layers = show_ready(qtbot, window, "layers")
     bottom = layers.plot.getPlotItem().getAxis("bottom").labelText
     assert bottom.startswith("z4 → income"), bottom
+    inspector = show_ready(qtbot, window, "inspector")
+    inspector.inspect(np.array([0.1, 0.2, -0.3, 0.4], np.float32))
+    qtbot.waitUntil(lambda: inspector.is_ready() and inspector.details is not None
+                    and inspector.table.rowCount() > 0, timeout=TIMEOUT_MS)
+    assert inspector.table.item(0, 0).text() == "x = (height, weight, age, income)"
     # names that do not fit (another count) are not used
     bad = tmp_path / "bad.keras"
     shutil.copy(models["wide"][0] / "flow.keras", bad)

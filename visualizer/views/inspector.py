@@ -28,6 +28,15 @@ def format_vector(v, limit=6):
     return "(" + ", ".join(parts) + ")"
 
 
+def _x_label(names, limit=6):
+    """The table's label for x: "x", or "x = (height, weight)" for named columns
+    (the first `limit`, as `format_vector` shows them)."""
+    if not names:
+        return "x"
+    more = ", …" if len(names) > limit else ""
+    return f"x = ({', '.join(names[:limit])}{more})"
+
+
 def _mono_font():
     return QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
 
@@ -209,7 +218,8 @@ class InspectorView(View):
     def _rows(self, d):
         names = self.info["layer_names"]
         L = len(names)
-        rows = [("x", format_vector(d["x"])), ("z = inverse(x)", format_vector(d["z"])),
+        rows = [(_x_label(self.info.get("data_names")), format_vector(d["x"])),
+                ("z = inverse(x)", format_vector(d["z"])),
                 ("log p0(z)", f"{d['log_p0']:+.5f}")]
         if d["log_dets"] is None:
             rows.append(("per-layer log|det J|", "unavailable (no trace signatures)"))
