@@ -427,7 +427,7 @@ def test_train_a_class_conditional_flow_from_labels(tmp_path, capsys):
     assert report["context_columns"] == ["digit"] and report["columns"] is None
     from visualizer import opening, paths
     source = paths.resolve(model)
-    assert opening._context_names(None, 1, opening._recorded(source, "context_columns")) == [
+    assert opening._context_names(None, 1, opening._record(source).get("context_columns")) == [
         "digit"]
     assert opening._context_names({"context_names": ["label"]}, 1, ["digit"]) == ["label"]
     flow = kerasflows.load(model)
@@ -630,7 +630,9 @@ def test_csv_column_names_travel_with_the_model(tmp_path, capsys):
     assert "columns: height, weight" in described
     assert "layers (3): AffineCoupling (" in described, described
     from visualizer import opening, paths
-    assert opening._data_names(paths.resolve(tmp_path / "srv"), 2) == ["height", "weight"]
+    source = paths.resolve(tmp_path / "srv")
+    assert opening._data_names(source.manifest, opening._record(source), 2) == ["height",
+                                                                                 "weight"]
     # a model trained on a dataset name or a .npy file has no names: plain CSV out
     np.save(tmp_path / "d.npy", x)
     _run(capsys, "train", tmp_path / "d.npy", "--epochs", "1", "--recipe", "realnvp",

@@ -7,13 +7,11 @@ thread; `compute` re-exports `load`, `check_context`, `describe` and
 `targets_available`.
 """
 
-import json
-from pathlib import Path
-
 import numpy as np
 
 from visualizer import geometry
 from visualizer.backends import open_backend
+from visualizer.savedmodel_backend import export_metadata
 
 __all__ = ["REFERENCE_POINTS", "load", "check_context", "describe", "targets_available"]
 
@@ -35,7 +33,7 @@ def load(source, eval_mode="xla", context=None):
     if context is not None:
         backend.set_context(context)            # checks its length and finiteness
         check_context(context, _context_names(manifest, backend.context_dim,
-                                              _recorded(source, "context_columns")),
+                                              _record(source).get("context_columns")),
                       _context_ranges(manifest, backend.context_dim),
                       _context_steps(manifest, backend.context_dim))
     elif backend.context_dim is not None and manifest.get("context"):
@@ -91,6 +89,7 @@ def describe(backend, source):
                          f"event_dim={backend.event_dim}.")
     reference, is_data = _reference_points(backend, source)
     loc, scale = backend.base_params()
+    record = _record(source)
     return {
         "name": source.name, "path": str(source.path), "load_path": str(source.load_path),
         "kind": backend.kind,
@@ -98,8 +97,8 @@ def describe(backend, source):
         "context_dim": backend.context_dim,
         "context": None if backend.context is None else backend.context.copy(),
         "context_names": _context_names(source.manifest, backend.context_dim,
-                                        _recorded(source, "context_columns")),
-        "data_names": _data_names(source, backend.event_dim),
+                                        record.get("context_columns")),
+        "data_names": _data_names(source.manifest, record, backend.event_dim),
         "context_ranges": _context_ranges(source.manifest, backend.context_dim),
         "context_steps": _context_steps(source.manifest, backend.context_dim),
         "layer_names": list(backend.layer_names), "has_trace": backend.has_trace,
@@ -113,27 +112,25 @@ def describe(backend, source):
     }
 
 
-def _data_names(source, event_dim):
+def _data_names(manifest, record, event_dim):
     """Names of the data coordinates, or None (x1, x2, ...): the manifest's `columns`,
-    else a `.keras` model's training record's (the header of the CSV file
-    `kerasflows train` read), or a SavedModel's `assets.extra/kerasflows.json`'s
-    (read as JSON: no kerasflows needed). Names that are not `event_dim` strings
-    are ignored."""
-    return _names((source.manifest or {}).get("columns"), event_dim) or _names(
-        _recorded(source, "columns"), event_dim)
+    else the model's `record`'s (`_record`: the header of the CSV file `kerasflows
+    train` read). Names that are not `event_dim` strings are ignored."""
+    return _names((manifest or {}).get("columns"), event_dim) or _names(
+        record.get("columns"), event_dim)
 
 
-def _recorded(source, key):
-    """`key` of the model's own record: a `.keras` file's training record, or a
-    SavedModel's `assets.extra/kerasflows.json`; None where there is none."""
+def _record(source):
+    """The model's own record: a `.keras` file's training record, or a SavedModel's
+    `export_metadata` (read as JSON: no kerasflows needed); {} where there is none."""
+    if source.kind != "keras":
+        return export_metadata(source.load_path)
     try:
-        if source.kind == "keras":
-            from kerasflows.loading import training_record
-            return (training_record(source.load_path) or {}).get(key)
-        path = Path(source.load_path) / "assets.extra" / "kerasflows.json"
-        return json.loads(path.read_text()).get(key) if path.is_file() else None
-    except (ImportError, ValueError, OSError, AttributeError):
-        return None
+        from kerasflows.loading import training_record
+        record = training_record(source.load_path)
+    except (ImportError, ValueError, OSError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def _names(names, count):

@@ -16,7 +16,7 @@ import tensorflow as tf
 from visualizer.backend_base import (TRACE_SIGNATURES, Backend, TraceUnavailable, _layers_first,
                                      _padded)
 
-__all__ = ["SavedModelBackend"]
+__all__ = ["SavedModelBackend", "export_metadata"]
 
 
 class SavedModelBackend(Backend):
@@ -125,14 +125,22 @@ def _pair(out, name):
     return out[name], out["log_det"]
 
 
-def _layer_names(path, count):
-    """The layers' names from the export's `assets.extra/kerasflows.json` (`layers`,
-    e.g. "SplineCoupling (spline_0)") when it lists `count` of them, else
-    "step 0", "step 1", ... (a SavedModel from elsewhere, or from before the file)."""
+def export_metadata(path):
+    """The export's `assets.extra/kerasflows.json` in the SavedModel directory `path`
+    (what `kerasflows.export` writes: layers, columns, ...), or {} where there is
+    none (a SavedModel from elsewhere, or from before the file) or it is no JSON
+    object."""
     try:
-        names = json.loads((Path(path) / "assets.extra" / "kerasflows.json").read_text())["layers"]
-    except (OSError, ValueError, KeyError, TypeError):
-        names = None
+        value = json.loads((Path(path) / "assets.extra" / "kerasflows.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _layer_names(path, count):
+    """The layers' names from `export_metadata` (`layers`, e.g. "SplineCoupling
+    (spline_0)") when it lists `count` of them, else "step 0", "step 1", ..."""
+    names = export_metadata(path).get("layers")
     if isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names):
         return tuple(names)
     return tuple(f"step {i}" for i in range(count))
