@@ -653,6 +653,12 @@ def test_constant_columns_are_refused_and_whole_numbers_warned_of(tmp_path, caps
                           f"{tmp_path / 'const.csv'}: column 3 (c) holds one value, 3, in every "
                           "row; a density over it has no maximum (the NLL falls without bound "
                           "as the flow narrows onto that value). Drop the column.")], capsys)
+    # a header naming fewer columns than the rows hold names none of them (this raised
+    # an IndexError before)
+    np.savetxt(tmp_path / "short.csv", x, delimiter=",", header="a,b", comments="")
+    _assert_user_errors([(["train", tmp_path / "short.csv", "--out", tmp_path / "c.keras"],
+                          f"{tmp_path / 'short.csv'}: column 3 holds one value, 3, in every "
+                          "row;")], capsys)
     x[:, 2] = rng.integers(0, 5, size=400)
     x[:, 0] = np.round(x[:, 0] * 10)
     np.save(tmp_path / "counts.npy", x)

@@ -1,9 +1,10 @@
 """`kerasflows train`'s data: DATA and `--context` read and checked, then split.
 
 `read_inputs(args)` gives the rows (a dataset name's draw or a file's rows,
-refused with a constant column, `check_continuous`) and their contexts; `split_parts` shuffles them with `--seed` and cuts the
-test and validation rows off (or reads `--validation-data` and
-`--test-data`, checked against DATA's columns and their names).
+refused with a constant column, `check_continuous`) and their contexts;
+`split_parts` shuffles them with `--seed` and cuts the test and validation
+rows off (or reads `--validation-data` and `--test-data`, checked against
+DATA's columns and their names).
 """
 
 import sys
@@ -37,12 +38,13 @@ def split_parts(x, args, context=None):
         val = (read_array(args.validation_data),)
     if args.test_data:
         test = (read_array(args.test_data),)
+    names = read_column_names(args.data)
     for name, part in (("--validation-data", val), ("--test-data", test)):
         if part[0].shape[1] != x.shape[1]:
             raise UserError(f"{name} has {part[0].shape[1]} columns; {args.data} has "
                             f"{x.shape[1]}.")
-        check_column_names(getattr(args, name[2:].replace("-", "_")),
-                           read_column_names(args.data), f"{args.data} has")
+        check_column_names(getattr(args, name[2:].replace("-", "_")), names,
+                           f"{args.data} has")
     return train, (val if len(val[0]) else None), (test if len(test[0]) else None)
 
 
@@ -64,6 +66,8 @@ def check_continuous(x, spec):
     from kerasflows.fit_data import degenerate_columns
     constant, whole = degenerate_columns(x)
     names = read_column_names(spec)
+    if names is not None and len(names) != x.shape[1]:
+        names = None            # a header of another width names no column for sure
     label = lambda k: f"column {k + 1}" + (f" ({names[k]})" if names else "")
     if len(constant):
         k = int(constant[0])
