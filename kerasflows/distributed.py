@@ -35,10 +35,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasflows import dequantization
 from kerasflows.checkpoint import EpochCheckpoint
 from kerasflows.layers.base import check_positive_int
 
-__all__ = ["train_flow", "get_strategy", "is_chief", "evaluate_nll", "epoch_order", "STRATEGIES"]
+__all__ = ["train_flow", "get_strategy", "is_chief", "evaluate_nll", "epoch_order", "epoch_rows",
+           "STRATEGIES"]
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -148,10 +150,21 @@ def _make_train_step(flow, optimizer, strategy, jit_compile):
     return train_step
 
 
-def _epoch_dataset(x, context, seed, epoch, global_batch, strategy):
+def epoch_rows(x, seed, epoch, dequantize=None):
+    """The training rows of `epoch` in their order: `x[epoch_order(...)]`, with the
+    epoch's uniform noise added to the `dequantize` columns (if any; the noise
+    depends only on seed and epoch, so a resumed run sees the same)."""
+    rows = x[epoch_order(len(x), seed, epoch)]
+    if dequantize:
+        rows = dequantization.dequantize(rows, dequantize, seed=[seed, epoch, 1])
+    return rows
+
+
+def _epoch_dataset(x, context, seed, epoch, global_batch, strategy, dequantize=None):
     order = epoch_order(len(x), seed, epoch)
+    rows = epoch_rows(x, seed, epoch, dequantize)
     data = tf.data.Dataset.from_tensor_slices(
-        x[order] if context is None else (x[order], context[order]))
+        rows if context is None else (rows, context[order]))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     data = data.batch(global_batch, drop_remainder=True).with_options(options)
@@ -211,7 +224,7 @@ def _run_epoch(step, dist_data, steps, epoch, epochs, verbose, finalize):
 def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_rate=1e-3,
                lr_decay="none", seed=0, validation_data=None, strategy=None,
                checkpoint_dir=None, fingerprint=None, verbose=1, jit_compile=True,
-               on_epoch_end=None):
+               on_epoch_end=None, dequantize=None):
     """Builds a flow in `strategy.scope()` and trains it by maximum likelihood.
 
     Args:
@@ -237,6 +250,10 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         on_epoch_end: called on the chief as `on_epoch_end(epochs_done, flow,
             history)` after each epoch (and its checkpoint), e.g. to save the flow
             so far.
+        dequantize: column indices of `x` whose whole numbers get uniform noise
+            in [0, 1), new each epoch (`kerasflows.dequantization`; seeded by
+            `seed` and the epoch). `validation_data` is taken as given: add its
+            noise once beforehand (`dequantize(x_val, columns, seed)`).
 
     Returns:
         `(flow, history)`, history a dict with per-epoch `loss` (and `val_loss`).
@@ -257,6 +274,8 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         if context.ndim != 2 or len(context) != len(x) or not np.isfinite(context).all():
             raise ValueError(f"train_flow: context must be finite, of shape [{len(x)}, C] "
                              f"(one row per example); received shape {context.shape}.")
+    if dequantize is not None:
+        dequantize = dequantization.columns_to_dequantize(x, dequantize, "train_flow")
     if validation_data is not None and not isinstance(validation_data, tuple):
         validation_data = (validation_data,)
     strategy = strategy or tf.distribute.get_strategy()
@@ -274,7 +293,8 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         optimizer.build(flow.trainable_variables)
         if flow.needs_data_init:
             first = epoch_order(len(x), seed, 0)[:batch_size]
-            flow.initialize(x[first], None if context is None else context[first])
+            flow.initialize(epoch_rows(x, seed, 0, dequantize)[:batch_size],
+                            None if context is None else context[first])
     variables = list(flow.weights) + list(optimizer.variables)
     checkpoint = None
     if checkpoint_dir is not None and is_chief(strategy):
@@ -289,7 +309,7 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         from kerasflows.flat_calls import FlatCalls
         step = FlatCalls(step)      # one device: skip the per-call signature lookup
     for epoch in range(start, epochs):
-        data = _epoch_dataset(x, context, seed, epoch, batch_size, strategy)
+        data = _epoch_dataset(x, context, seed, epoch, batch_size, strategy, dequantize)
         bar, losses = _run_epoch(step, data, steps, epoch, epochs, verbose,
                                  finalize=validation_data is None)
         history["loss"].append(float(np.mean(losses)))

@@ -11,7 +11,7 @@ import tensorflow as tf
 from kerasflows.layers.base import check_event_dim
 
 __all__ = ["check_finite", "prepare_fit_data", "prepare_eval_data", "weights_for_keras",
-           "degenerate_columns"]
+           "degenerate_columns", "is_stream"]
 
 
 def check_finite(name, array):
@@ -56,8 +56,9 @@ def _warn_degenerate(x):
         warnings.warn(f"Flow.fit: column(s) {listed(whole)} of the training data hold whole "
                       "numbers only; a continuous density can narrow onto each value, and "
                       "the loss fall without bound as training goes on. Add uniform noise in "
-                      "[0, 1) to them (dequantization), unless they are readings that merely "
-                      "look whole.", UserWarning, stacklevel=4)
+                      "[0, 1) to them, new each epoch (dequantization: fit "
+                      "kerasflows.dequantization.dequantized_dataset(x, batch_size)), unless "
+                      "they are readings that merely look whole.", UserWarning, stacklevel=4)
 
 
 def _is_array(v):
@@ -192,7 +193,9 @@ class _KerasBatches(keras.utils.PyDataset):
         self._inner.on_epoch_end()
 
 
-def _is_stream(data):
+def is_stream(data):
+    """Whether `data` is a stream of batches (a `tf.data.Dataset`, `keras.utils.PyDataset`
+    or an iterator) rather than arrays."""
     return (isinstance(data, (tf.data.Dataset, keras.utils.PyDataset))
             or (hasattr(data, "__next__") and not _is_array(data)))
 
@@ -260,7 +263,7 @@ def weights_for_keras(flow, x, sample_weight, method, batch_size=None, split=Non
     batches (`Flow.pads_short_batches`): the step's flat calls pad a weighted
     batch, so the last one runs on the full batches' XLA executable instead of
     compiling its own."""
-    n = None if _is_stream(x) else len(x[0]) if flow.context_dim is not None else len(x)
+    n = None if is_stream(x) else len(x[0]) if flow.context_dim is not None else len(x)
     if sample_weight is None:
         if (n is not None and _short_last_batch(n, batch_size, split)
                 and flow.pads_short_batches()):
@@ -289,7 +292,7 @@ def prepare_eval_data(flow, x, y, method):
                          f"log-likelihood); received y of type {type(y).__name__}.")
     if x is None:
         raise ValueError(f"Flow.{method} needs data x.")
-    if _is_stream(x):   # predict: a NaN row gets NaN, as from log_prob
+    if is_stream(x):   # predict: a NaN row gets NaN, as from log_prob
         return _stream_for_keras(flow, x, what=None if method == "predict" else
                                  f"Flow.{method}'s data")[0]
     if method == "predict":     # the log-density of each row: a NaN row gives NaN
@@ -347,7 +350,7 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True,
                          f"Received y of type {type(y).__name__}.")
     if x is None:
         raise ValueError("Flow.fit needs training data x.")
-    if _is_stream(x):
+    if is_stream(x):
         x, first = _stream_for_keras(flow, x, want_first=flow.needs_data_init,
                                      what="Flow.fit's training data")
     else:
@@ -361,7 +364,7 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True,
             first = tuple(np.asarray(a)[rows] for a in x)
     if validation_data is None:
         pass
-    elif _is_stream(validation_data):
+    elif is_stream(validation_data):
         validation_data = _stream_for_keras(flow, validation_data,
                                             what="Flow.fit's validation data")[0]
     else:

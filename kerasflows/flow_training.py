@@ -7,7 +7,7 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from kerasflows.fit_data import prepare_eval_data, prepare_fit_data, weights_for_keras
+from kerasflows.fit_data import is_stream, prepare_eval_data, prepare_fit_data, weights_for_keras
 from kerasflows.flat_calls import FlatPredictCalls, FlatStepFunctions
 from kerasflows.packed_adam import packed_size
 from kerasflows.sharded_step import training_state
@@ -146,7 +146,9 @@ class FlowTraining(FlatStepFunctions):
         random when `shuffle` (the default), as the first shuffled batch. `sample_weight` (array data: one finite weight
         >= 0 per example) weights each example's negative log-likelihood in
         the loss. A short last batch is padded to the full batches' size rather
-        than compiled for (see `pads_short_batches`).
+        than compiled for (see `pads_short_batches`). A stream is taken in its own
+        order: `shuffle` defaults to False for it (Keras' default, True, only
+        warned that it is ignored).
         """
         if not self.compiled:       # as Keras says it (the checks below read compile's state)
             raise ValueError("You must call `compile()` before using the model: a flow "
@@ -157,6 +159,8 @@ class FlowTraining(FlatStepFunctions):
                 "layout (one moment vector over all weights), which Keras' apply_gradients "
                 "cannot update; compile the flow with a new optimizer for fit, or go on "
                 "with the make_train_step loop.")
+        if is_stream(x):
+            kwargs.setdefault("shuffle", False)     # Keras ignores it for a stream, and warns
         if kwargs.get("class_weight") is not None:
             raise ValueError("Flow.fit: a flow has no classes or targets, so it takes no "
                              "`class_weight`; weigh examples with sample_weight= (one "

@@ -72,3 +72,22 @@ def test_tensorboard_example_runs(tmp_path, monkeypatch):
              "x": kerasflows.datasets.load("moons", n=1024, seed=0)}
     exec(compile(code.replace("epochs=30", "epochs=2"), "README.md", "exec"), scope)
     assert sorted(os.listdir(tmp_path / "runs" / "moons")) == ["flow", "train"]
+
+
+def test_dequantization_example_runs():
+    text = README.read_text()
+    section = text[text.index("new each epoch: **dequantization**"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "epochs=20" in code
+    rng = np.random.default_rng(0)
+    counts = np.stack([rng.poisson(3, 1024), rng.normal(size=1024), rng.integers(0, 5, 1024)],
+                      axis=1).astype(np.float32)
+    import kerasflows
+    flow = kerasflows.models.RealNVP(3, num_layers=2, hidden_units=(16,))
+    flow.compile(optimizer="adam")
+    scope = {"flow": flow, "counts": counts, "counts_test": counts[:200]}
+    exec(compile(code.replace("epochs=20", "epochs=1"), "README.md", "exec"), scope)
+    assert np.isfinite(scope["nll"])
+    draws = scope["draws"]
+    assert draws.shape == (1000, 3)
+    assert (draws[:, [0, 2]] == np.round(draws[:, [0, 2]])).all()

@@ -14,7 +14,8 @@ import numpy as np
 
 from kerasflows.cli.common import UserError, plural
 
-__all__ = ["read_column_names", "model_column_names", "check_column_names"]
+__all__ = ["read_column_names", "model_column_names", "model_dequantized_columns",
+           "check_column_names", "column_list"]
 
 
 def _csv_rows(path):
@@ -69,17 +70,37 @@ def read_column_names(spec):
     return [field.strip().strip('"').strip() for field in first[1]]
 
 
+def _record(model):
+    """The training record of `model` (a .keras file or model folder), or {}."""
+    from kerasflows.loading import training_record
+    try:
+        return training_record(model) or {}
+    except ValueError:
+        return {}
+
+
 def model_column_names(model):
     """The data column names a model was trained on (the training record's `columns`,
     from the CSV header of `kerasflows train`'s DATA), or None."""
-    from kerasflows.loading import training_record
-    try:
-        record = training_record(model) or {}
-    except ValueError:
-        return None
-    names = record.get("columns")
+    names = _record(model).get("columns")
     ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
     return names if ok else None
+
+
+def model_dequantized_columns(model, event_dim):
+    """The columns (0-based) that `kerasflows train --dequantize` added uniform noise
+    to for `model` (its training record's `dequantized_columns`), or None."""
+    columns = _record(model).get("dequantized_columns")
+    ok = (isinstance(columns, list) and columns and
+          all(isinstance(k, int) and 0 <= k < event_dim for k in columns))
+    return columns if ok else None
+
+
+def column_list(columns, names=None):
+    """"column 2" or "columns 1 (age), 3 (visits)": 0-based `columns` as the 1-based
+    numbers the messages use, with their `names` (all the data's) when given."""
+    label = lambda k: f"{k + 1}" + (f" ({names[k]})" if names and k < len(names) else "")
+    return ("column " if len(columns) == 1 else "columns ") + ", ".join(map(label, columns))
 
 
 def check_column_names(spec, names, whose):

@@ -9,6 +9,7 @@ import json
 import os
 
 from kerasflows.cli.common import HelpFormatter, is_saved_model, open_flow, read_json_file
+from kerasflows.cli.csv_files import column_list
 
 __all__ = ["add_parser", "run", "describe"]
 
@@ -102,6 +103,9 @@ def _print_flow(info):
               f"{record.get('recipe')}, {record.get('epochs')} epochs; NLL (nats) {nlls}")
         if record.get("columns"):
             print(f"columns: {', '.join(map(str, record['columns']))}")
+        if record.get("dequantized_columns"):
+            print(f"dequantized (--dequantize): "
+                  f"{column_list(record['dequantized_columns'], record.get('columns'))}")
         _print_commands(record, info.get("manifest"))
     else:
         print("trained on: unknown (no training record in the file)")

@@ -3,7 +3,8 @@
 from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument,
                                    add_seed_argument, open_flow, output_folder, positive_float,
                                    positive_int, write_array)
-from kerasflows.cli.data import model_column_names, read_context
+from kerasflows.cli.data import (column_list, model_column_names, model_dequantized_columns,
+                                 read_context)
 
 __all__ = ["add_parser", "run"]
 
@@ -19,6 +20,10 @@ def add_parser(subparsers):
     p.add_argument("--temperature", type=positive_float, default=1.0,
                    help="scale of the base distribution (< 1 concentrates the samples)")
     add_context_argument(p, "one row per sample")
+    p.add_argument("--continuous", action="store_true",
+                   help="for a model trained with --dequantize: keep the flow's continuous "
+                   "values (default: those columns rounded down to whole numbers, as the "
+                   "data had)")
     p.add_argument("-o", "--out", required=True, metavar="FILE",
                    help="output file, .npy or .csv (one sample per row; its folder is made "
                    "if missing; a .csv file's header line names the columns the model was "
@@ -34,6 +39,13 @@ def run(args):
     context = read_context(args.context, flow, args.num, "sample")
     samples = flow.sample(args.num, context=context, seed=args.seed,
                           temperature=args.temperature).numpy()
-    write_array(args.out, samples, model_column_names(args.model))
-    print(f"Wrote {len(samples)} samples of dimension {samples.shape[1]} to {args.out}")
+    noisy = model_dequantized_columns(args.model, flow.event_dim)
+    if noisy and not args.continuous:
+        from kerasflows.dequantization import floor_columns
+        samples = floor_columns(samples, noisy)
+    names = model_column_names(args.model)
+    write_array(args.out, samples, names)
+    rounded = (f" ({column_list(noisy, names)} rounded down: the model was trained with "
+               "--dequantize)" if noisy and not args.continuous else "")
+    print(f"Wrote {len(samples)} samples of dimension {samples.shape[1]} to {args.out}{rounded}")
     return 0

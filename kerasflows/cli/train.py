@@ -19,9 +19,9 @@ from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argum
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
                                    fraction, output_folder, positive_float, positive_int,
                                    progress_verbosity, units, writable_folder)
-from kerasflows.cli.data import read_column_names
+from kerasflows.cli.data import column_list, read_column_names
 from kerasflows.cli.resume import check_checkpoint, fingerprint, interrupted
-from kerasflows.cli.train_data import read_inputs, split_parts
+from kerasflows.cli.train_data import dequantized_columns, noisy_parts, read_inputs, split_parts
 
 __all__ = ["add_parser", "run"]
 
@@ -74,6 +74,12 @@ def add_parser(subparsers):
                    "in 0..K-1 (a digit's label, say); the layers see a learned embedding of "
                    "it (kerasflows.layers.ClassEmbedding(K), 32 features, trained with the "
                    "flow; then --context-encoder's network, if given)")
+    p.add_argument("--dequantize", action="store_true",
+                   help="add uniform noise in [0, 1) to DATA's columns of whole numbers only, "
+                   "new each epoch (dequantization; validation and test rows get one seeded "
+                   "draw): the flow then gives a discrete distribution, P(k) the integral of "
+                   "its density over [k, k+1). evaluate adds the noise for the model, and "
+                   "sample rounds those columns down")
     p.add_argument("--validation-split", type=fraction, default=0.1,
                    help="fraction of the training data held out for validation (0: none)")
     p.add_argument("--validation-data", metavar="FILE", help="a .npy/.csv validation set "
@@ -247,6 +253,8 @@ def run(args):
     strategy = get_strategy(args.strategy)  # first: collectives need a fresh TF context
     x, dataset, context = read_inputs(args)
     parts = split_parts(x, args, context)
+    noisy = dequantized_columns(args, x)
+    measured = noisy_parts(parts, noisy, args.seed)       # the rows the NLL is measured on
     build = _builder(args, x.shape[1], None if context is None else context.shape[1])
     if is_chief(strategy):
         # Before any training: an unwritable --out would otherwise fail at the
@@ -256,6 +264,9 @@ def run(args):
         if args.tensorboard:
             writable_folder(args.tensorboard, "--tensorboard")
         check_checkpoint(checkpoint_dir)
+    if noisy and not args.quiet and is_chief(strategy):
+        print(f"Dequantizing {column_list(noisy, read_column_names(args.data))}: uniform "
+              "noise in [0, 1), new each epoch.", flush=True)
     if args.save_every_epoch and not args.quiet and is_chief(strategy):
         print(f"Writing {out} after every epoch; watch it with: kerasflows-viz {out} --follow",
               flush=True)
@@ -264,16 +275,18 @@ def run(args):
         flow, history = train_flow(
             build, *parts[0], epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.lr, lr_decay=args.lr_decay, seed=args.seed,
-            validation_data=parts[1], strategy=strategy, checkpoint_dir=checkpoint_dir,
+            validation_data=measured[1], strategy=strategy, checkpoint_dir=checkpoint_dir,
+            dequantize=noisy,
             fingerprint=fingerprint(args, x, context, parts),
             verbose=progress_verbosity(args.quiet),
             on_epoch_end=_epoch_hooks([
                 (lambda _, flow, __: save_atomically(flow, out)) if args.save_every_epoch
                 else None,
-                _tensorboard_log(args, dataset, *parts[0]) if args.tensorboard else None]))
+                _tensorboard_log(args, dataset, *measured[0]) if args.tensorboard else None]))
     except KeyboardInterrupt:
         raise KeyboardInterrupt(interrupted(checkpoint_dir)) from None
-    record = _record(args, dataset, parts, flow, history, time.perf_counter() - start)
+    record = _record(args, dataset, measured, flow, history, time.perf_counter() - start)
+    record["dequantized_columns"] = noisy
     save_atomically(flow, out, record)
     if is_chief(strategy):
         with open(report, "w") as f:

@@ -4,7 +4,9 @@
 refused with a constant column, `check_continuous`) and their contexts;
 `split_parts` shuffles them with `--seed` and cuts the test and validation
 rows off (or reads `--validation-data` and `--test-data`, checked against
-DATA's columns and their names).
+DATA's columns and their names). With `--dequantize`, `dequantized_columns`
+names the whole-number columns and `noisy_parts` gives the rows with one
+seeded draw of their noise, on which the NLL is measured.
 """
 
 import sys
@@ -15,7 +17,8 @@ from kerasflows.cli.common import UserError, plural
 from kerasflows.cli.data import (check_column_names, read_array, read_column_names,
                                  read_conditional_set, read_data)
 
-__all__ = ["read_inputs", "split_parts", "check_continuous"]
+__all__ = ["read_inputs", "split_parts", "check_continuous", "dequantized_columns",
+           "noisy_parts"]
 
 
 def split_parts(x, args, context=None):
@@ -52,17 +55,43 @@ def read_inputs(args):
     """`(x, dataset name or None, context or None)` from DATA and `--context`."""
     drawn = read_conditional_set(args.data, n=args.n, seed=args.seed, context=args.context)
     if drawn is not None:
-        return drawn[0], args.data, _context_rows(args, *drawn)
-    x, dataset = read_data(args.data, n=args.n, seed=args.seed)
+        x, dataset, context = drawn[0], args.data, drawn[1]
+    else:
+        (x, dataset), context = read_data(args.data, n=args.n, seed=args.seed), None
     if dataset is None:
-        check_continuous(x, args.data)
-    return x, dataset, _context_rows(args, x)
+        check_continuous(x, args.data, dequantizing=args.dequantize)
+    elif args.dequantize:
+        raise UserError(f"--dequantize adds noise to a data file's columns of whole numbers; "
+                        f"the dataset {dataset} is continuous already.")
+    return x, dataset, _context_rows(args, x, context)
 
 
-def check_continuous(x, spec):
+def dequantized_columns(args, x):
+    """The columns `--dequantize` adds noise to (DATA's whole-number columns, 0-based),
+    or None without it."""
+    if not args.dequantize:
+        return None
+    from kerasflows.dequantization import whole_number_columns
+    return whole_number_columns(x)
+
+
+def noisy_parts(parts, columns, seed):
+    """`parts` (train, validation, test; each `(x,)` or `(x, context)` or None) with
+    one seeded draw of the uniform noise added to `columns`: the fixed rows their
+    NLL is measured on (training itself draws new noise each epoch)."""
+    if not columns:
+        return parts
+    from kerasflows.dequantization import dequantize
+    return tuple(None if part is None else
+                 (dequantize(part[0], columns, seed=[seed, 0, 2 + k]), *part[1:])
+                 for k, part in enumerate(parts))
+
+
+def check_continuous(x, spec, dequantizing=False):
     """Refuses a file with a column that holds one value in every row, and warns (on
     stderr) about columns of whole numbers only (`kerasflows.fit_data.degenerate_columns`:
-    maximum likelihood has no optimum on either)."""
+    maximum likelihood has no optimum on either), unless `dequantizing` them, which
+    needs at least one."""
     from kerasflows.fit_data import degenerate_columns
     constant, whole = degenerate_columns(x)
     names = read_column_names(spec)
@@ -74,12 +103,16 @@ def check_continuous(x, spec):
         raise UserError(f"{spec}: {label(k)} holds one value, {x[0, k]:g}, in every row; a "
                         "density over it has no maximum (the NLL falls without bound as the "
                         "flow narrows onto that value). Drop the column.")
-    if len(whole):
+    if dequantizing and not len(whole):
+        raise UserError(f"--dequantize: no column of {spec} holds whole numbers only (and more "
+                        "than one value), so there is nothing to dequantize.")
+    if len(whole) and not dequantizing:
         listed = ", ".join(label(int(k)) for k in whole[:5]) + (", ..." if len(whole) > 5 else "")
         print(f"kerasflows: warning: {spec}: {plural(len(whole), 'column')} of whole numbers "
               f"only ({listed}): a continuous density can narrow onto each value, and its NLL "
-              "fall without bound as training goes on. Add uniform noise in [0, 1) to them "
-              "(dequantization), unless they are readings that merely look whole.",
+              "fall without bound as training goes on. Give --dequantize to add uniform noise in "
+              "[0, 1) to them, new each epoch (dequantization), unless they are readings "
+              "that merely look whole.",
               file=sys.stderr, flush=True)
 
 

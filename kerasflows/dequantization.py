@@ -1,0 +1,139 @@
+"""Uniform dequantization: training a continuous flow on whole-number data.
+
+A continuous density fitted by maximum likelihood to data that take whole
+values only (counts, pixel levels, ratings) can narrow onto each value, and
+its NLL fall without bound. The standard remedy adds uniform noise
+u ~ U[0, 1) to those columns, fresh each epoch: the flow's density p then
+models the noisy values, and P(k) = integral of p over [k, k + 1) is a
+discrete distribution with log P(k) >= E_u[log p(k + u)] (Jensen; Theis,
+van den Oord and Bethge 2016, "A note on the evaluation of generative
+models", section 3.1), so the noisy data's NLL is an upper bound on the
+discrete data's. Samples of the discrete model are the flow's samples
+rounded down in those columns.
+
+- `dequantize(x, columns=None, seed=None)`: one draw of the noise, NumPy.
+- `dequantized_dataset(x, batch_size, ...)`: a `tf.data.Dataset` for
+  `Flow.fit` that draws new noise (and a new order) every epoch.
+- `whole_number_columns(x)`: the columns that hold whole numbers only, the
+  default `columns`.
+
+`kerasflows train --dequantize` does the same for the command line, and
+`evaluate` and `sample` then add the noise and round down for that model.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+__all__ = ["dequantize", "dequantized_dataset", "whole_number_columns", "floor_columns",
+           "columns_to_dequantize"]
+
+
+def whole_number_columns(x):
+    """The indices of the columns of `x` `[N, D]` that hold whole numbers only and
+    more than one value (`kerasflows.fit_data.degenerate_columns`' `whole`)."""
+    from kerasflows.fit_data import degenerate_columns
+    return [int(k) for k in degenerate_columns(x)[1]]
+
+
+def _check_x(x, where):
+    x = np.asarray(x)
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"{where}: x must be a numeric array of shape [N, D]; received "
+                         f"shape {x.shape}, dtype {x.dtype}.")
+    return x
+
+
+def columns_to_dequantize(x, columns, where):
+    """`columns` checked against `x`'s width, or the whole-number columns of `x`."""
+    if columns is None:
+        found = whole_number_columns(x)
+        if not found:
+            raise ValueError(f"{where}: no column of x holds whole numbers only, so there is "
+                             "nothing to dequantize by default; pass columns=[...] to add "
+                             "the noise to chosen columns.")
+        return found
+    columns = list(columns)
+    width = x.shape[1]
+    bad = [c for c in columns if isinstance(c, bool) or not isinstance(c, (int, np.integer))
+           or not 0 <= c < width]
+    if bad or len(set(columns)) != len(columns):
+        raise ValueError(f"{where}: columns must be distinct column indices in 0..{width - 1}; "
+                         f"received {columns}.")
+    return [int(c) for c in columns]
+
+
+def dequantize(x, columns=None, seed=None):
+    """`x` (float32, a copy) with uniform noise in [0, 1) added to `columns`.
+
+    Args:
+        x: data `[N, D]`.
+        columns: the column indices to add noise to; default: the columns that
+            hold whole numbers only (`whole_number_columns`; an error if none).
+        seed: anything `numpy.random.default_rng` takes (an int, a list of
+            ints); the same seed gives the same noise.
+    """
+    x = _check_x(x, "dequantize")
+    columns = columns_to_dequantize(x, columns, "dequantize")
+    out = np.array(x, np.float32)
+    noise = np.random.default_rng(seed).random((len(out), len(columns)), dtype=np.float32)
+    out[:, columns] += noise
+    return out
+
+
+def floor_columns(x, columns):
+    """`x` (a NumPy copy) with `columns` rounded down: a dequantized flow's samples as
+    the whole numbers of the data it was trained on."""
+    out = np.array(x, copy=True)
+    columns = list(columns)
+    out[:, columns] = np.floor(out[:, columns])
+    return out
+
+
+def dequantized_dataset(x, batch_size=512, *, context=None, columns=None, seed=None,
+                        shuffle=True):
+    """A `tf.data.Dataset` of batches of `x` with uniform noise in [0, 1) added to
+    `columns`, new noise each time it is iterated (each epoch of `Flow.fit`).
+
+        data = kerasflows.dequantization.dequantized_dataset(counts, batch_size=512, seed=0)
+        flow.fit(data, epochs=20)
+
+    Args:
+        x: data `[N, D]`.
+        batch_size: rows per batch (the last batch may be shorter).
+        context: for a conditional flow, `[N, C]` contexts, one row per row of
+            `x`; batches are then `(x, context)` (no noise on the context).
+        columns: the column indices to add noise to; default: the columns that
+            hold whole numbers only (an error if none).
+        seed: an int seeds the order and the noise (the same seed gives the
+            same epochs, epoch after epoch); None draws them afresh.
+        shuffle: a new order of the rows every epoch.
+    """
+    x = _check_x(x, "dequantized_dataset")
+    columns = columns_to_dequantize(x, columns, "dequantized_dataset")
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
+            or batch_size < 1:
+        raise ValueError(f"dequantized_dataset: batch_size must be a positive integer; "
+                         f"received {batch_size!r}.")
+    x = np.asarray(x, np.float32)
+    if context is not None:
+        context = np.asarray(context, np.float32)
+        if context.ndim != 2 or len(context) != len(x):
+            raise ValueError(f"dequantized_dataset: context must have shape [{len(x)}, C] "
+                             f"(one row per row of x); received shape {context.shape}.")
+    mask = np.zeros(x.shape[1], np.float32)
+    mask[columns] = 1.0
+    mask = tf.constant(mask)
+    data = tf.data.Dataset.from_tensor_slices(x if context is None else (x, context))
+    if shuffle:
+        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    data = data.batch(int(batch_size))
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+    def add_noise(batch, key):
+        rows = batch if context is None else batch[0]
+        noise = tf.random.stateless_uniform(tf.shape(rows), seed=key, dtype=rows.dtype)
+        rows = rows + noise * mask
+        return rows if context is None else (rows, batch[1])
+
+    return tf.data.Dataset.zip(data, keys).map(
+        add_noise, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,182 @@
+"""Uniform dequantization: the noise functions, `train_flow`'s per-epoch noise,
+`Flow.fit` on a dequantized stream, and `kerasflows train --dequantize` with
+`evaluate` and `sample` following the model."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import kerasflows
+from kerasflows.cli import main
+from kerasflows.dequantization import (dequantize, dequantized_dataset, floor_columns,
+                                       whole_number_columns)
+from kerasflows.distributed import epoch_rows, train_flow
+from kerasflows.loading import training_record
+
+
+def _counts(n=600, seed=0):
+    """Column 0: Poisson counts; column 1: continuous; column 2: whole numbers 0..4."""
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.poisson(3.0, n), rng.normal(size=n),
+                     rng.integers(0, 5, n)], axis=1).astype(np.float32)
+
+
+def test_dequantize_adds_seeded_uniform_noise_to_the_whole_number_columns():
+    x = _counts()
+    assert whole_number_columns(x) == [0, 2]
+    noisy = dequantize(x, seed=1)
+    assert noisy.dtype == np.float32 and noisy is not x
+    u = noisy - x
+    np.testing.assert_array_equal(u[:, 1], 0.0)                  # the continuous column kept
+    assert (u[:, [0, 2]] >= 0).all() and (u[:, [0, 2]] < 1).all()
+    assert u[:, 0].std() == pytest.approx(np.sqrt(1 / 12), rel=0.1)   # U[0, 1)'s spread
+    np.testing.assert_array_equal(noisy, dequantize(x, seed=1))  # same seed, same noise
+    assert not np.array_equal(noisy, dequantize(x, seed=2))
+    np.testing.assert_array_equal(floor_columns(noisy, [0, 2]), np.where(
+        np.arange(3) == 1, noisy, x))                           # rounding down undoes it
+    only = dequantize(x, columns=[2], seed=1)
+    np.testing.assert_array_equal(only[:, :2], x[:, :2])
+
+
+@pytest.mark.parametrize("columns, message", [
+    ([3], "columns must be distinct column indices in 0..2; received [3]"),
+    ([0, 0], "received [0, 0]"),
+    ([1.0], "received [1.0]"),
+])
+def test_bad_columns_are_refused_by_name(columns, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        dequantize(_counts(), columns=columns)
+
+
+def test_continuous_data_has_nothing_to_dequantize_by_default():
+    x = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match="no column of x holds whole numbers only"):
+        dequantize(x)
+    with pytest.raises(ValueError, match=r"x must be a numeric array of shape \[N, D\]"):
+        dequantized_dataset(x[:, 0])
+
+
+def test_dequantized_dataset_draws_new_noise_each_epoch_and_repeats_with_its_seed():
+    x = _counts()
+    data = dequantized_dataset(x, batch_size=128, seed=3)
+    first, second = (np.concatenate(list(data.as_numpy_iterator())) for _ in range(2))
+    again = np.concatenate(list(dequantized_dataset(x, batch_size=128, seed=3)
+                                .as_numpy_iterator()))
+    np.testing.assert_array_equal(first, again)                  # reproducible from the seed
+    assert not np.array_equal(first, second)                     # new order and noise
+    for epoch in (first, second):                                # the same rows, noised
+        assert np.array_equal(np.sort(np.floor(epoch[:, 0])), np.sort(x[:, 0]))
+        np.testing.assert_array_equal(np.sort(epoch[:, 1]), np.sort(x[:, 1]))
+        assert (epoch[:, 0] != np.floor(epoch[:, 0])).mean() > 0.99
+    context = np.arange(len(x), dtype=np.float32)[:, None]
+    rows, ctx = next(iter(dequantized_dataset(x, 64, context=context, shuffle=False)))
+    np.testing.assert_array_equal(ctx.numpy(), context[:64])      # contexts get no noise
+    np.testing.assert_array_equal(floor_columns(rows.numpy(), [0, 2]), x[:64])
+
+
+def test_fit_on_a_dequantized_stream_trains_without_keras_shuffle_warning():
+    x = _counts()
+    flow = kerasflows.models.RealNVP(3, num_layers=2, hidden_units=(16,))
+    flow.compile(optimizer="adam")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")           # fit's default shuffle warned for a stream
+        history = flow.fit(dequantized_dataset(x, 128, seed=0), epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_fit_warning_on_whole_numbers_points_to_the_dequantized_dataset():
+    flow = kerasflows.models.RealNVP(3, num_layers=1, hidden_units=(8,))
+    flow.compile(optimizer="adam")
+    with pytest.warns(UserWarning, match=r"column\(s\) 0, 2 .*\.dequantized_dataset\(x, "):
+        flow.fit(_counts(), epochs=1, verbose=0)
+
+
+def test_train_flow_noise_is_new_each_epoch_and_fixed_by_seed_and_epoch():
+    x = _counts()
+    a, b = epoch_rows(x, 0, 0, [0, 2]), epoch_rows(x, 0, 1, [0, 2])
+    np.testing.assert_array_equal(a, epoch_rows(x, 0, 0, [0, 2]))   # a resumed epoch: same
+    assert not np.array_equal(np.sort(a[:, 0]), np.sort(b[:, 0]))
+    np.testing.assert_array_equal(np.sort(np.floor(a[:, 0])), np.sort(x[:, 0]))
+    flow, history = train_flow(
+        lambda: kerasflows.models.RealNVP(3, num_layers=1, hidden_units=(8,)), x, epochs=2,
+        batch_size=200, verbose=0, dequantize=[0, 2])
+    assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
+    with pytest.raises(ValueError, match=r"train_flow: columns must be .* received \[5\]"):
+        train_flow(lambda: kerasflows.models.RealNVP(3, num_layers=1), x, epochs=1,
+                   verbose=0, dequantize=[5])
+
+
+def _run(capsys, *argv):
+    status = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    return out
+
+
+def test_cli_train_dequantize_then_evaluate_and_sample_follow_the_model(tmp_path, capsys):
+    data = tmp_path / "visits.csv"
+    np.savetxt(data, _counts(), delimiter=",", header="visits,spend,stars", comments="",
+               fmt="%.6g")
+    model = tmp_path / "v.keras"
+    out = _run(capsys, "train", data, "--dequantize", "--recipe", "realnvp", "--layers", "2",
+               "--hidden", "16", "--epochs", "2", "--batch-size", "128", "--out", model)
+    assert "Dequantizing columns 1 (visits), 3 (stars): uniform noise in [0, 1)" in out.out
+    assert "warning" not in out.err                     # no whole-number warning then
+    record = training_record(model)
+    assert record["dequantized_columns"] == [0, 2]
+    assert np.isfinite([record["train_nll"], record["validation_nll"], record["test_nll"]]).all()
+    # the per-epoch validation NLL and the record's are measured on the same noisy rows
+    assert record["validation_nll"] == pytest.approx(record["history"]["val_loss"][-1],
+                                                     rel=1e-5)
+    assert "dequantized (--dequantize): columns 1 (visits), 3 (stars)" in _run(
+        capsys, "info", model).out
+
+    text = _run(capsys, "evaluate", model, data).out
+    assert "trained with --dequantize: columns 1 (visits), 3 (stars) got uniform noise" in text
+    runs = [json.loads(_run(capsys, "evaluate", model, data, "--json", "--seed", s).out)
+            for s in (0, 0, 1)]
+    assert runs[0]["dequantized_columns"] == [0, 2]
+    assert runs[0]["nll"] == runs[1]["nll"] != runs[2]["nll"]     # --seed seeds the noise
+    flow = kerasflows.load(model)
+    exact = -flow.log_prob(dequantize(_counts(), [0, 2], seed=0)).numpy().mean()
+    assert runs[0]["nll"] == pytest.approx(exact, rel=1e-5)
+
+    out = _run(capsys, "sample", model, "-n", "200", "-o", tmp_path / "s.csv")
+    assert "columns 1 (visits), 3 (stars) rounded down" in out.out
+    samples = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
+    assert (samples[:, [0, 2]] == np.round(samples[:, [0, 2]])).all()
+    assert (samples[:, 1] != np.round(samples[:, 1])).any()
+    _run(capsys, "sample", model, "-n", "200", "-o", tmp_path / "c.npy", "--continuous")
+    raw = np.load(tmp_path / "c.npy")
+    np.testing.assert_array_equal(np.floor(raw[:, [0, 2]]), samples[:, [0, 2]])
+    assert (raw[:, 0] != np.round(raw[:, 0])).all()
+
+
+def _assert_user_error(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err, err
+
+
+def test_cli_dequantize_needs_whole_number_columns(tmp_path, capsys):
+    np.save(tmp_path / "real.npy", np.random.default_rng(0).normal(size=(300, 2)))
+    for data, message in [
+            (tmp_path / "real.npy", f"--dequantize: no column of {tmp_path / 'real.npy'} holds "
+                                    "whole numbers only"),
+            ("moons", "--dequantize adds noise to a data file's columns of whole numbers; the "
+                      "dataset moons is continuous already.")]:
+        _assert_user_error(["train", data, "--dequantize", "--out", tmp_path / "x.keras"],
+                           message, capsys)
+    # without --dequantize a whole-number file is trained on, with a warning naming it
+    np.save(tmp_path / "counts.npy", _counts())
+    assert main(["train", str(tmp_path / "counts.npy"), "--epochs", "1", "--layers", "1",
+                 "--hidden", "8", "--recipe", "realnvp", "--out", str(tmp_path / "n.keras"),
+                 "--quiet"]) == 0
+    assert "Give --dequantize to add uniform noise" in capsys.readouterr().err
+    assert training_record(tmp_path / "n.keras")["dequantized_columns"] is None
+    # a model trained without it: evaluate still refuses --seed for a file
+    _assert_user_error(["evaluate", tmp_path / "n.keras", tmp_path / "counts.npy", "--seed", 1],
+                       "--seed seeds the draw of a dataset name", capsys)
