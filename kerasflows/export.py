@@ -21,10 +21,13 @@ of them: `[N, C]`, one row per row of `x` or `z` (in `sample`, `[n, C]`), or
 Beside the graphs, `<version>/assets.extra/kerasflows.json` (`METADATA_FILE`;
 TF Serving loads nothing from `assets.extra/` but warm-up requests) says
 what the model takes, for a client that has only the SavedModel:
-`event_dim`, `context_dim`, `signatures`, the flow's `layers`, and the data's
+`event_dim`, `context_dim`, `signatures`, the flow's `layers`, the data's
 column names `columns` (`null` if not named; `kerasflows export` passes the
-names of the CSV file the model was trained on). `saved_model_metadata(path)`
-reads it.
+names of the CSV file the model was trained on) and `dequantized_columns`
+(0-based; `null` if none: the columns `kerasflows train --dequantize` added
+uniform noise to, so that a client knows `log_prob` is the density of the
+noisy values, and floors those columns of `sample`'s draws to get whole
+numbers). `saved_model_metadata(path)` reads it.
 
 `sample` draws the same points as `flow.sample(n, seed=seed)`; `trace` and
 `trace_inverse` follow `Flow.trace` and `Flow.trace_inverse(...,
@@ -44,8 +47,10 @@ import json
 import os
 import shutil
 
+import numpy as np
 import tensorflow as tf
 
+from kerasflows.dequantization import columns_to_dequantize
 from kerasflows.layers.base import NoInverseError, check_positive_int
 
 __all__ = ["export_saved_model", "load_saved_model", "saved_model_metadata",
@@ -152,7 +157,8 @@ def _check_exportable(flow):
             "their log-densities (Flow.sample_and_log_prob; the `kerasflows sample` command).")
 
 
-def export_saved_model(flow, path, version=1, overwrite=False, columns=None):
+def export_saved_model(flow, path, version=1, overwrite=False, columns=None,
+                       dequantized_columns=None):
     """Writes `flow` as a TF Serving SavedModel in `path/<version>/`.
 
     Args:
@@ -162,6 +168,9 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None):
         overwrite: replace an existing `path/<version>/`.
         columns: the names of the data's `event_dim` columns, in order, for
             `METADATA_FILE` (None: not named).
+        dequantized_columns: the column indices the flow was trained on with
+            uniform noise added (`kerasflows.dequantization`), for
+            `METADATA_FILE` (None: none).
 
     The SavedModel is written to a hidden directory in `path` and renamed to
     `<version>` when complete, so TF Serving (or the visualizer following
@@ -172,13 +181,14 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None):
 
     Raises:
         ValueError: bad version, `path` an existing file, an existing
-            version directory without `overwrite=True`, or `columns` that are
-            not `event_dim` strings.
+            version directory without `overwrite=True`, `columns` that are
+            not `event_dim` strings, or `dequantized_columns` that are not
+            distinct indices in 0..event_dim-1.
         NoInverseError: a flow with forward-only layers (a `ValueError` too).
     """
     version = check_positive_int("version", version)
     _check_exportable(flow)
-    metadata = _metadata(flow, columns)
+    metadata = _metadata(flow, columns, dequantized_columns)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{os.fspath(path)} is a file; the export's base directory must be a "
                          "folder (or a path where one can be made).")
@@ -210,16 +220,20 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None):
     return target
 
 
-def _metadata(flow, columns):
-    """`METADATA_FILE`'s content for `flow`; checks `columns`."""
+def _metadata(flow, columns, dequantized_columns=None):
+    """`METADATA_FILE`'s content for `flow`; checks `columns` and `dequantized_columns`."""
     if columns is not None:
         columns = list(columns)
         if len(columns) != flow.event_dim or not all(
                 isinstance(c, str) and c.strip() for c in columns):
             raise ValueError(f"columns names the flow's {flow.event_dim} data columns (non-empty "
                              f"strings, in order); received {columns!r}.")
+    if dequantized_columns is not None:
+        dequantized_columns = [int(k) for k in columns_to_dequantize(
+            np.zeros((0, flow.event_dim)), dequantized_columns, "dequantized_columns")]
     return {"event_dim": flow.event_dim, "context_dim": flow.context_dim,
             "signatures": list(SIGNATURES), "columns": columns,
+            "dequantized_columns": dequantized_columns or None,
             "layers": [f"{type(layer).__name__} ({layer.name})" for layer in flow.flow_layers]}
 
 

@@ -318,21 +318,22 @@ class Flow(FlowInputs, EvalModes, FlowSampling, FlowTraining, keras.Model):
             h, _ = layer.inverse_and_log_det(h, context=c)
 
     def export(self, path, version=1, overwrite=False, format="tf_saved_model", verbose=None,
-               columns=None):
+               columns=None, dequantized_columns=None):
         """Writes a TF Serving SavedModel to `path/<version>/`; see `kerasflows.export`.
 
         `format` and `verbose` are accepted as `keras.Model.export` takes them;
         the one format is `"tf_saved_model"` (with every signature of
         `kerasflows.export`, not only Keras' `serve`). `columns` names the data's
-        columns in the export's `assets.extra/kerasflows.json`. Returns the
-        directory written.
+        columns and `dequantized_columns` the ones trained with uniform noise in
+        the export's `assets.extra/kerasflows.json`. Returns the directory
+        written.
         """
         from kerasflows.export import SIGNATURES, export_saved_model
         if format != "tf_saved_model":
             raise ValueError(f"Flow.export writes a TF Serving SavedModel "
                              f"(format='tf_saved_model'); received format={format!r}.")
         target = export_saved_model(self, path, version=version, overwrite=overwrite,
-                                    columns=columns)
+                                    columns=columns, dequantized_columns=dequantized_columns)
         if verbose:
             print(f"Saved a SavedModel with signatures {', '.join(SIGNATURES)} "
                   f"to {target}")

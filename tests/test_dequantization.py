@@ -148,6 +148,12 @@ def test_cli_train_dequantize_then_evaluate_and_sample_follow_the_model(tmp_path
     samples = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
     assert (samples[:, [0, 2]] == np.round(samples[:, [0, 2]])).all()
     assert (samples[:, 1] != np.round(samples[:, 1])).any()
+    # an export says which columns were noised, for a client with the SavedModel alone
+    _run(capsys, "export", model, tmp_path / "srv")
+    meta = kerasflows.export.saved_model_metadata(tmp_path / "srv")
+    assert meta["dequantized_columns"] == [0, 2] and meta["columns"][0] == "visits"
+    assert "dequantized: columns 1 (visits), 3 (stars)" in _run(capsys, "info",
+                                                                  tmp_path / "srv").out
     _run(capsys, "sample", model, "-n", "200", "-o", tmp_path / "c.npy", "--continuous")
     raw = np.load(tmp_path / "c.npy")
     np.testing.assert_array_equal(np.floor(raw[:, [0, 2]]), samples[:, [0, 2]])
@@ -180,3 +186,13 @@ def test_cli_dequantize_needs_whole_number_columns(tmp_path, capsys):
     # a model trained without it: evaluate still refuses --seed for a file
     _assert_user_error(["evaluate", tmp_path / "n.keras", tmp_path / "counts.npy", "--seed", 1],
                        "--seed seeds the draw of a dataset name", capsys)
+
+
+def test_export_checks_the_dequantized_columns(tmp_path):
+    flow = kerasflows.models.RealNVP(3, num_layers=1, hidden_units=(8,))
+    with pytest.raises(ValueError, match=r"dequantized_columns: columns must be distinct column "
+                                         r"indices in 0\.\.2; received \[3\]"):
+        flow.export(tmp_path / "bad", dequantized_columns=[3])
+    assert not (tmp_path / "bad").exists()
+    flow.export(tmp_path / "plain")
+    assert kerasflows.export.saved_model_metadata(tmp_path / "plain")["dequantized_columns"] is None

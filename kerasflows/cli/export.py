@@ -4,7 +4,7 @@ import os
 
 from kerasflows.cli.common import (HelpFormatter, UserError, open_flow, positive_int,
                                    writable_folder)
-from kerasflows.cli.data import model_column_names
+from kerasflows.cli.data import model_column_names, model_dequantized_columns
 
 __all__ = ["add_parser", "run"]
 
@@ -15,9 +15,9 @@ def add_parser(subparsers):
                               "serving_default, sample, forward, inverse, trace, trace_inverse "
                               "(a conditional flow's context: one row per input row, or one "
                               "row shared by all); assets.extra/kerasflows.json names the "
-                              "data's columns when the model's training data did. The flow "
-                              "needs an inverse: a flow with "
-                              "forward-only layers (planar, radial) cannot be exported.",
+                              "data's columns when the model's training data did, and those "
+                              "trained with --dequantize. The flow needs an inverse: a flow "
+                              "with forward-only layers (planar, radial) cannot be exported.",
                               formatter_class=HelpFormatter)
     p.add_argument("model", help="a .keras file or a model folder (e.g. saved_models/moons)")
     p.add_argument("dir", help="the model's base directory (TF Serving --model_base_path)")
@@ -37,7 +37,9 @@ def run(args):
         raise UserError(f"{target} already exists; choose another --version, or give "
                         "--overwrite to replace it.")
     writable_folder(args.dir, "DIR")
-    target = export_saved_model(flow, args.dir, version=args.version, overwrite=args.overwrite,
-                                columns=model_column_names(args.model))
+    target = export_saved_model(
+        flow, args.dir, version=args.version, overwrite=args.overwrite,
+        columns=model_column_names(args.model),
+        dequantized_columns=model_dequantized_columns(args.model, flow.event_dim))
     print(f"Exported {args.model} to {target}")
     return 0

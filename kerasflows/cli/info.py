@@ -103,7 +103,7 @@ def _print_flow(info):
               f"{record.get('recipe')}, {record.get('epochs')} epochs; NLL (nats) {nlls}")
         if record.get("columns"):
             print(f"columns: {', '.join(map(str, record['columns']))}")
-        if record.get("dequantized_columns"):
+        if _indices(record.get("dequantized_columns")):
             print(f"dequantized (--dequantize): "
                   f"{column_list(record['dequantized_columns'], record.get('columns'))}")
         _print_commands(record, info.get("manifest"))
@@ -113,6 +113,12 @@ def _print_flow(info):
     if manifest:
         print(f"manifest: dataset {manifest.get('dataset')}, test NLL {manifest.get('test_nll')}, "
               f"true entropy {manifest.get('true_entropy')}")
+
+
+def _indices(value):
+    """Whether a record's or metadata's `value` is a non-empty list of column indices."""
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(k, int) and k >= 0 for k in value))
 
 
 def run(args):
@@ -128,6 +134,8 @@ def run(args):
             print(f"layers ({len(meta['layers'])}): {', '.join(map(str, meta['layers']))}")
         if meta.get("columns"):
             print(f"columns: {', '.join(map(str, meta['columns']))}")
+        if _indices(meta.get("dequantized_columns")):
+            print(f"dequantized: {column_list(meta['dequantized_columns'], meta.get('columns'))}")
     else:
         _print_flow(info)
     return 0
