@@ -5,12 +5,17 @@ and puts a reversing permutation between layers where the family needs one
 (coupling and autoregressive layers leave some dimensions, or their order,
 unchanged). Extra keyword arguments go to `Flow` (`base`, `name`, `dtype`,
 `context_encoder`: the layers are then conditioned on the encoder's
-features) or to every layer.
+features) or to every layer. `standardize=True` puts an `ActNorm` named
+`standardize` at the data end, which `fit` sets from the first batch to the
+data's mean and standard deviation per dimension (trained on from there):
+for data not on a unit scale, which the conditioners' initialisation and a
+spline's `[-bound, bound]` assume.
 
 Example:
 
 ```python
 flow = kerasflows.models.NSF(event_dim=2, num_layers=5, bins=8, bound=5.0)
+flow = kerasflows.models.MAF(event_dim=8, standardize=True)   # data in any units
 ```
 """
 
@@ -28,7 +33,7 @@ from kerasflows.layers.splines import SplineAutoregressive, SplineCoupling
 
 __all__ = ["RealNVP", "NICE", "MAF", "IAF", "NSF", "Glow", "MASKS"]
 
-_FLOW_KWARGS = ("base", "name", "dtype", "context_encoder")
+_FLOW_KWARGS = ("base", "name", "dtype", "context_encoder", "standardize")
 #: How coupling recipes split the dimensions: "checkerboard" (each coupling layer
 #: conditions one parity class of the dimensions on the other, alternating) or
 #: "halves" (the leading half, then the trailing half).
@@ -61,9 +66,15 @@ def _coupling_split(mask, event_dim, num_layers, dtype):
 
 
 def _stack(make_step, event_dim, num_layers, context_dim, permute, flow_kw, tail=()):
-    """Builds `num_layers` steps from `make_step(i)` with permutations between them."""
+    """Builds `num_layers` steps from `make_step(i)` with permutations between them,
+    then `tail` and, with `flow_kw["standardize"]`, the standardising `ActNorm`."""
     event_dim = check_positive_int("event_dim", event_dim)
     num_layers = check_positive_int("num_layers", num_layers)
+    flow_kw = dict(flow_kw)
+    standardize = flow_kw.pop("standardize", False)
+    if not isinstance(standardize, bool):
+        raise ValueError(f"`standardize` must be True or False. Received: "
+                         f"standardize={standardize!r}")
     dtype = flow_kw.get("dtype")
     layers = []
     for i in range(num_layers):
@@ -71,6 +82,8 @@ def _stack(make_step, event_dim, num_layers, context_dim, permute, flow_kw, tail
             layers.append(Permute("reverse", dtype=dtype, name=f"permute_{i}"))
         layers.extend(make_step(i))
     layers.extend(tail)
+    if standardize:
+        layers.append(ActNorm(dtype=dtype, name="standardize"))
     return Flow(layers, event_dim, context_dim=context_dim, **flow_kw)
 
 

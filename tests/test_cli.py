@@ -628,7 +628,8 @@ def test_csv_column_names_travel_with_the_model(tmp_path, capsys):
     assert meta["columns"] == ["height", "weight"] and meta["event_dim"] == 2
     described = _run(capsys, "info", tmp_path / "srv")
     assert "columns: height, weight" in described
-    assert "layers (3): AffineCoupling (" in described, described
+    assert "layers (4): AffineCoupling (" in described, described
+    assert "ActNorm (standardize)" in described, described      # a file's flow: standardized
     from visualizer import opening, paths
     source = paths.resolve(tmp_path / "srv")
     assert opening._data_names(source.manifest, opening._record(source), 2) == ["height",

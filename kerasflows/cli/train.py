@@ -7,6 +7,7 @@ last finished epoch. The checkpoint folder is removed once the model is
 saved.
 """
 
+import argparse
 import datetime
 import json
 import os
@@ -74,6 +75,12 @@ def add_parser(subparsers):
                    "in 0..K-1 (a digit's label, say); the layers see a learned embedding of "
                    "it (kerasflows.layers.ClassEmbedding(K), 32 features, trained with the "
                    "flow; then --context-encoder's network, if given)")
+    p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None,
+                   help="put an ActNorm layer named standardize at the data end, set from the "
+                   "first batch to the data's mean and standard deviation per column (then "
+                   "trained with the rest): the flow works on unit-scale values and its "
+                   "log-densities are in DATA's units (default: on for a data file, off for a "
+                   "dataset name, whose points are on a unit scale already)")
     p.add_argument("--dequantize", action="store_true",
                    help="add uniform noise in [0, 1) to DATA's columns of whole numbers only, "
                    "new each epoch (dequantization; validation and test rows get one seeded "
@@ -141,7 +148,7 @@ def _context_encoder(args):
     return keras.Sequential(parts, name="context_encoder") if parts else None
 
 
-def _builder(args, event_dim, context_dim=None):
+def _builder(args, event_dim, context_dim=None, standardize=False):
     from kerasflows import recipes
     check_recipe_options(args.recipe, args.bins, args.bound, args.direction)
 
@@ -151,7 +158,7 @@ def _builder(args, event_dim, context_dim=None):
         if encoder is not None:
             kwargs["context_encoder"] = encoder
         return recipes.build(args.recipe, event_dim, args.layers, args.hidden, args.bins,
-                             args.bound, args.direction, **kwargs)
+                             args.bound, args.direction, standardize=standardize, **kwargs)
     build()     # bad settings raise here, before any data is split or strategy set up
     return build
 
@@ -255,7 +262,9 @@ def run(args):
     parts = split_parts(x, args, context)
     noisy = dequantized_columns(args, x)
     measured = noisy_parts(parts, noisy, args.seed)       # the rows the NLL is measured on
-    build = _builder(args, x.shape[1], None if context is None else context.shape[1])
+    standardize = args.standardize if args.standardize is not None else dataset is None
+    build = _builder(args, x.shape[1], None if context is None else context.shape[1],
+                     standardize)
     if is_chief(strategy):
         # Before any training: an unwritable --out would otherwise fail at the
         # first checkpoint, and the report's folder only after the last epoch.
@@ -286,7 +295,7 @@ def run(args):
     except KeyboardInterrupt:
         raise KeyboardInterrupt(interrupted(checkpoint_dir)) from None
     record = _record(args, dataset, measured, flow, history, time.perf_counter() - start)
-    record["dequantized_columns"] = noisy
+    record.update(standardize=standardize, dequantized_columns=noisy)
     save_atomically(flow, out, record)
     if is_chief(strategy):
         with open(report, "w") as f:
