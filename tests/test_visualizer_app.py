@@ -1039,3 +1039,35 @@ def test_context_slider_of_a_step_not_dividing_its_range_stays_on_the_steps(qtbo
         slider.setValue(position)
     assert np.allclose([c[0] for c in emitted], [0.3, 0.6, 0.9]) and len(emitted) == 3
     assert slider.value() == 3
+
+
+def test_columns_on_different_scales_get_an_axis_scale_each(qtbot, window, models, tmp_path):
+    # age in years against income in dollars: a locked aspect drew the flow as a line
+    import kerasflows
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), standardize=True)
+    flow.log_prob(np.zeros((1, 2), np.float32))
+    scaler = flow.flow_layers[-1]
+    scaler.shift.assign([45.0, 40_000.0])
+    scaler.log_scale.assign(np.log([12.0, 15_000.0]).astype(np.float32))
+    scaler.initialized.assign(True)
+    path = tmp_path / "people.keras"
+    flow.save(str(path))
+    open_model(qtbot, window, path)
+    locked = lambda view: view.plot.getPlotItem().getViewBox().state["aspectLocked"]
+    for name in ("samples", "density"):
+        view = show_ready(qtbot, window, name)
+        (x0, x1), (y0, y1) = view.plot.getPlotItem().getViewBox().viewRange()
+        assert not locked(view), name
+        assert 40 < x1 - x0 < 200 and 4e4 < y1 - y0 < 2e5, (name, x0, x1, y0, y1)
+    density = window.show_view("density")
+    width = density.plot.getPlotItem().getAxis("left").width()
+    assert width > 48 and density.right.plot.getPlotItem().getAxis("left").width() == width
+    layers = show_ready(qtbot, window, "layers")
+    layers.set_layer(0)
+    qtbot.waitUntil(lambda: locked(layers), timeout=TIMEOUT_MS)    # the base: one scale
+    layers.set_layer(len(layers.state_names()) - 1)
+    qtbot.waitUntil(lambda: not locked(layers), timeout=TIMEOUT_MS)  # the data: one each
+    open_model(qtbot, window, models["tiny"][0])                     # unit-scale data again
+    view = show_ready(qtbot, window, "density")
+    assert locked(view)
+    assert view.plot.getPlotItem().getAxis("left").width() == 48

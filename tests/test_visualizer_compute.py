@@ -656,3 +656,27 @@ def test_tile_index_finds_the_picture_under_a_point():
     assert geometry.tile_index(1, H + 0.5, n, shape, columns) is None
     assert geometry.tile_index(W + 2, 1, n, shape, columns) is None
 
+
+
+def test_coordinates_on_different_scales_get_a_region_of_their_own_shape():
+    rng = np.random.default_rng(0)
+    unit = rng.normal(size=(2000, 2))
+    assert geometry.equal_scales(unit) and geometry.equal_scales(unit * [1.0, 3.5])
+    x0, x1, y0, y1 = geometry.robust_region(unit * [1.0, 3.5])
+    assert geometry.is_square((x0, x1, y0, y1)) and x1 - x0 == pytest.approx(y1 - y0)
+    # age in years against income in dollars: each axis spans its own bulk
+    people = np.stack([rng.normal(45, 12, 2000), np.exp(rng.normal(10.5, 0.6, 2000))], 1)
+    assert not geometry.equal_scales(people)
+    region = geometry.robust_region(people)
+    x0, x1, y0, y1 = region
+    assert not geometry.is_square(region)
+    lo, hi = np.quantile(people, [0.01, 0.99], axis=0)
+    assert x0 < lo[0] < hi[0] < x1 and x1 - x0 < 2 * (hi[0] - lo[0])
+    assert y0 < lo[1] < hi[1] < y1 and y1 - y0 < 2 * (hi[1] - lo[1])
+    assert geometry.is_square(geometry.robust_region(people, square=True))   # when asked
+    grid = np.stack(np.meshgrid(np.linspace(-3, 3, 5), np.linspace(-3, 3, 5)), -1).reshape(-1, 2)
+    assert geometry.is_square(geometry.covering_region(grid, unit))
+    assert not geometry.is_square(geometry.covering_region(grid * [10, 1e4], people))
+    # a coordinate with a single value (no spread), or too few points: one scale
+    assert geometry.equal_scales(np.zeros((10, 2))) and geometry.equal_scales(people[:1])
+    assert geometry.equal_scales(np.stack([people[:, 1], np.full(2000, 3.0)], 1))

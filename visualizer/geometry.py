@@ -9,6 +9,7 @@ import numpy as np
 
 __all__ = ["Projection", "pixel_centers", "grid_points", "snap_region", "grid_lines", "embed",
            "lerp_states", "color_levels", "robust_region", "covering_region", "pad_region",
+           "equal_scales", "is_square", "SCALE_RATIO",
            "pixel_log_mean",
            "tile_images", "tile_index", "side_by_side", "image_shape_for"]
 
@@ -165,21 +166,54 @@ def color_levels(image, log_scale=True, span=12.0):
     return (lo, hi) if hi > lo else (hi - 1.0, hi)
 
 
-def robust_region(points, quantile=0.01, pad=0.15, square=True):
-    """A region around the bulk of `points [N, 2]` (quantiles, padded, optionally square)."""
-    pts = np.asarray(points, np.float64)
-    pts = pts[np.all(np.isfinite(pts), axis=1)]
+#: Two shown coordinates whose spreads (1% to 99% quantiles) differ by more than
+#: this factor are drawn each on its own scale: a non-square region, the aspect
+#: unlocked (age in years against income in dollars); within it, on one scale.
+SCALE_RATIO = 4.0
+
+
+def _finite_rows(points):
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    return pts[np.all(np.isfinite(pts), axis=1)]
+
+
+def equal_scales(points, quantile=0.01):
+    """Whether the two coordinates of `points [N, 2]` spread over similar ranges
+    (within `SCALE_RATIO`), so that one scale suits both; True with too few points
+    to tell, or when one of them does not spread at all."""
+    pts = _finite_rows(points)
+    if len(pts) < 2:
+        return True
+    spread = np.quantile(pts, 1 - quantile, axis=0) - np.quantile(pts, quantile, axis=0)
+    small, large = sorted(spread)
+    # a coordinate with no spread (one value) sets no scale of its own
+    return small <= 0 or large / small <= SCALE_RATIO
+
+
+def is_square(region, rtol=1e-6):
+    """Whether `region` is as wide as it is high (one scale for both axes)."""
+    x0, x1, y0, y1 = map(float, region)
+    return abs((x1 - x0) - (y1 - y0)) <= rtol * max(abs(x1 - x0), abs(y1 - y0))
+
+
+def robust_region(points, quantile=0.01, pad=0.15, square=None):
+    """A region around the bulk of `points [N, 2]` (quantiles, padded); square when
+    `square`, by default when the two coordinates are on similar scales
+    (`equal_scales`)."""
+    pts = _finite_rows(points)
     if len(pts) == 0:
         return (-3.0, 3.0, -3.0, 3.0)
     lo = np.quantile(pts, quantile, axis=0)
     hi = np.quantile(pts, 1 - quantile, axis=0)
+    square = equal_scales(pts, quantile) if square is None else square
     return pad_region((lo[0], hi[0], lo[1], hi[1]), pad, square)
 
 
 def covering_region(lines, points, quantile=0.01, pad=0.04):
-    """A square region holding every finite point of `lines [N, 2]` (a grid: all of
-    it) and the bulk of `points [M, 2]` (their `quantile` to `1 - quantile` range),
-    grown by `pad` of its size on each side."""
+    """A region holding every finite point of `lines [N, 2]` (a grid: all of it)
+    and the bulk of `points [M, 2]` (their `quantile` to `1 - quantile` range),
+    grown by `pad` of its size on each side; square when the points' two
+    coordinates are on similar scales (`equal_scales`)."""
     lows, highs = [], []
     for pts, q in ((lines, 0.0), (points, quantile)):
         pts = np.asarray(pts, np.float64).reshape(-1, 2)
@@ -190,7 +224,7 @@ def covering_region(lines, points, quantile=0.01, pad=0.04):
     if not lows:
         return (-3.0, 3.0, -3.0, 3.0)
     lo, hi = np.min(lows, axis=0), np.max(highs, axis=0)
-    return pad_region((lo[0], hi[0], lo[1], hi[1]), pad)
+    return pad_region((lo[0], hi[0], lo[1], hi[1]), pad, equal_scales(points, quantile))
 
 
 def pad_region(region, pad=0.15, square=True):

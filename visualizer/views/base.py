@@ -8,11 +8,11 @@ window (`host`) for computations with `submit`, and the window hands each
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from visualizer import theme
+from visualizer import geometry, theme
 from visualizer.items import GridAxisItem
 
 __all__ = ["View", "ElidedLabel", "make_plot", "axis_name", "labeled", "show_pictures",
-           "draw_picture"]
+           "draw_picture", "show_region", "tick_label_width"]
 
 
 def axis_name(dim, space="x", names=None):
@@ -47,6 +47,28 @@ def make_plot(parent=None, aspect=True):
         # The axes carry no units: no SI prefix to recompute (and relabel) on each zoom.
         axis.enableAutoSIPrefix(False)
     return plot
+
+
+def show_region(plot_item, region):
+    """Shows `region` `(x0, x1, y0, y1)` in `plot_item`, with one scale for both axes
+    (aspect locked) when the region is square and a scale per axis otherwise
+    (`geometry.robust_region` leaves it unsquared for coordinates whose spreads
+    differ by more than `geometry.SCALE_RATIO`: age against income)."""
+    x0, x1, y0, y1 = region
+    plot_item.setAspectLocked(geometry.is_square(region))
+    plot_item.getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
+
+
+def tick_label_width(axis, lo, hi, minimum=48):
+    """The width (pixels) the vertical `axis` needs for its tick labels over
+    `[lo, hi]`, at least `minimum`: 48 holds unit-scale labels, and data in
+    other units (incomes: 150000) need more."""
+    length = max(axis.height(), 100)
+    labels = [text for spacing, values in axis.tickValues(lo, hi, length)
+              for text in axis.tickStrings(values, axis.scale, spacing)]
+    font = axis.style.get("tickFont") or axis.font()
+    widest = max((QtGui.QFontMetrics(font).horizontalAdvance(t) for t in labels), default=0)
+    return max(minimum, widest + 16)
 
 
 def show_pictures(plot, picture_item, point_items, on):

@@ -15,7 +15,7 @@ from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry, theme
 from visualizer.items import PointCloudItem
-from visualizer.views.base import View, labeled
+from visualizer.views.base import View, labeled, show_region, tick_label_width
 from visualizer.views.density_panel import HeatmapPanel, bar_label, heatmap_title
 
 __all__ = ["DensityView", "RESOLUTIONS", "DEFAULT_RESOLUTION", "COARSE_RESOLUTION"]
@@ -173,17 +173,28 @@ class DensityView(View):
         for panel in (self.left, self.right):
             panel.plot.getPlotItem().setLabel("bottom", self.axis_name(dims[0]))
         self.plot.getPlotItem().setLabel("left", self.axis_name(dims[1]))
-        x0, x1, y0, y1 = geometry.robust_region(self.projection.project(self.info["reference"]))
+        region = geometry.robust_region(self.projection.project(self.info["reference"]))
         self.view_box.blockSignals(True)
-        self.view_box.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
+        show_region(self.plot.getPlotItem(), region)
         self.view_box.blockSignals(False)
+        self._fit_axes()
         self._draw_data()
 
     def visible_region(self):
         (x0, x1), (y0, y1) = self.view_box.viewRange()
         return (x0, x1, y0, y1)
 
+    def _fit_axes(self):
+        """Both panels' value axes as wide as their labels need (the same width, so
+        the two heatmaps stay one size)."""
+        (y0, y1) = self.view_box.viewRange()[1]
+        width = tick_label_width(self.plot.getPlotItem().getAxis("left"), y0, y1)
+        for panel in (self.left, self.right):
+            if panel.plot.getPlotItem().getAxis("left").width() != width:
+                panel.plot.getPlotItem().getAxis("left").setWidth(width)
+
     def _range_changed(self, *args):
+        self._fit_axes()
         if self.info is not None and not _same_region(self.visible_region(), self.requested):
             self.invalidate()
 

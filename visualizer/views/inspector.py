@@ -11,7 +11,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from visualizer import geometry, permutations, theme
 from visualizer.items import HeatmapItem, PointCloudItem
-from visualizer.views.base import View, draw_picture, make_plot, show_pictures
+from visualizer.views.base import View, draw_picture, make_plot, show_pictures, show_region
 
 __all__ = ["InspectorView", "format_vector"]
 
@@ -129,9 +129,7 @@ class InspectorView(View):
         self.plot.getPlotItem().setLabel("bottom", self.axis_name(d[0]))
         self.plot.getPlotItem().setLabel("left", self.axis_name(d[1]))
         self.region = geometry.robust_region(self.projection.project(self.info["reference"]))
-        x0, x1, y0, y1 = self.region
-        self.plot.getPlotItem().getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1),
-                                                      padding=0)
+        show_region(self.plot.getPlotItem(), self.region)
         self.data_item.set_points(self.projection.project(self.info["reference"]))
         if self.point is not None and not self.images_shown():
             self.point = self.projection.embed(self.projection.project(self.point[None]))[0]

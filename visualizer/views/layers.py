@@ -23,7 +23,7 @@ from visualizer import geometry, permutations
 from visualizer.items import GridCurve, HeatmapItem, PointCloudItem
 from visualizer.views import layer_labels
 from visualizer.views.base import (ElidedLabel, View, draw_picture, labeled,
-                                   make_plot, show_pictures)
+                                   make_plot, show_pictures, show_region)
 from visualizer.views.strip import LayerStrip
 
 __all__ = ["LayersView", "STEPS_PER_LAYER"]
@@ -331,9 +331,7 @@ class LayersView(View):
         region = tuple(geometry.lerp_states(self.regions, t))
         if region != self._range:
             self._range = region
-            x0, x1, y0, y1 = region
-            self.plot.getPlotItem().getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1),
-                                                          padding=0)
+            show_region(self.plot.getPlotItem(), region)
 
     def step_layer(self, delta):
         self.play_button.setChecked(False)

@@ -7,7 +7,7 @@ from PySide6 import QtCore, QtWidgets
 from visualizer import geometry
 from visualizer.items import HeatmapItem, PointCloudItem
 from visualizer.views.base import (ElidedLabel, View, draw_picture, labeled,
-                                   make_plot, show_pictures)
+                                   make_plot, show_pictures, show_region)
 
 __all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID", "SWEEP_PER",
            "SWEEP_MAX_VALUES"]
@@ -217,8 +217,7 @@ class SamplesView(View):
         item.setLabel("bottom", self.axis_name(dims[0]))
         item.setLabel("left", self.axis_name(dims[1]))
         reference = self.projection.project(self.info["reference"])
-        x0, x1, y0, y1 = geometry.robust_region(reference)
-        item.getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
+        show_region(item, geometry.robust_region(reference))
         self._show_data(self.show_data.isChecked())
         if self.points is not None:
             self.cloud.set_points(self.projection.project(self.points))

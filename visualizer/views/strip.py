@@ -3,6 +3,7 @@ and cloud, or its pictures); clicking one jumps to it."""
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from visualizer import geometry
 from visualizer.items import GridCurve, HeatmapItem, PointCloudItem
 from visualizer.views.base import draw_picture, make_plot
 
@@ -61,6 +62,7 @@ class LayerStrip(QtWidgets.QScrollArea):
                 item.addItem(grid)
                 item.addItem(cloud)
                 x0, x1, y0, y1 = regions[k]
+                item.setAspectLocked(geometry.is_square(regions[k]))
             item.getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
             plot.scene().sigMouseClicked.connect(lambda ev, k=k: self.on_click(k))
             self.row.addWidget(plot)
