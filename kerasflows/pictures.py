@@ -173,11 +173,13 @@ def image_grid(rows, shape, levels=None, columns=None, scale=1):
     return np.repeat(np.round(255 * tiled).astype(np.uint8)[..., None], 3, axis=2)
 
 
-def region_text(region, dims=(0, 1)):
-    """`region` of the coordinates `dims` in words: "on x1 in [a, b], x2 in [c, d]"."""
+def region_text(region, dims=(0, 1), names=None):
+    """`region` of the coordinates `dims` in words: "on x1 in [a, b], x2 in [c, d]"
+    (the data's column `names`, where given, for x1, x2, ...)."""
     x0, x1, y0, y1 = region
-    return (f"on x{dims[0] + 1} in [{x0:.3g}, {x1:.3g}], "
-            f"x{dims[1] + 1} in [{y0:.3g}, {y1:.3g}]")
+    name = lambda d: names[d] if names else f"x{d + 1}"
+    return (f"on {name(dims[0])} in [{x0:.3g}, {x1:.3g}], "
+            f"{name(dims[1])} in [{y0:.3g}, {y1:.3g}]")
 
 
 def side_by_side(pictures, gap=8, colour=GAP_COLOUR):

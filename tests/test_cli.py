@@ -601,6 +601,8 @@ def test_csv_column_names_travel_with_the_model(tmp_path, capsys):
          "--layers", "2", "--hidden", "8", "--out", model, "--quiet")
     assert training_record(model)["columns"] == ["height", "weight"]
     assert "columns: height, weight" in _run(capsys, "info", model)
+    plotted = _run(capsys, "plot", model, "-o", tmp_path / "hw.png", "--resolution", "64")
+    assert "samples on height in [" in plotted and ", weight in [" in plotted, plotted
     _run(capsys, "sample", model, "-n", "3", "-o", tmp_path / "s.csv")
     lines = (tmp_path / "s.csv").read_text().splitlines()
     assert lines[0] == "height,weight" and len(lines) == 4

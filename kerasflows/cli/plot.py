@@ -20,7 +20,8 @@ from kerasflows.callbacks import ROW     # samples per context value, as FlowIma
 from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument,
                                    add_seed_argument, open_flow, output_folder, positive_float,
                                    positive_int, read_json_file)
-from kerasflows.cli.data import check_columns, label_embedding, read_array, read_context
+from kerasflows.cli.data import (check_columns, label_embedding, model_column_names, read_array,
+                                 read_context)
 
 __all__ = ["add_parser", "run"]
 
@@ -193,7 +194,7 @@ def _draw_points(args, flow, context, dims, can_density):
     if args.what != "density":
         shown.append(pictures.samples_picture(samples, region, args.resolution, dims))
         said.append(f"a histogram of {len(samples)} samples")
-    said[-1] += " " + pictures.region_text(region, dims)
+    said[-1] += " " + pictures.region_text(region, dims, model_column_names(args.model))
     return shown, said
 
 
