@@ -30,8 +30,8 @@ __all__ = ["dequantize", "dequantized_dataset", "whole_number_columns", "floor_c
 
 def whole_number_columns(x):
     """The indices of the columns of `x` `[N, D]` that hold whole numbers only and
-    more than one value (`kerasflows.fit_data.degenerate_columns`' `whole`)."""
-    from kerasflows.fit_data import degenerate_columns
+    more than one value (`kerasflows.data_warnings.degenerate_columns`' `whole`)."""
+    from kerasflows.data_warnings import degenerate_columns
     return [int(k) for k in degenerate_columns(x)[1]]
 
 

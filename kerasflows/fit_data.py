@@ -2,12 +2,12 @@
 before Keras' loop), and the forms Keras is handed."""
 
 import itertools
-import warnings
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasflows.data_warnings import degenerate_columns, warn_about_columns
 from kerasflows.layers.base import check_event_dim
 
 __all__ = ["check_finite", "prepare_fit_data", "prepare_eval_data", "weights_for_keras",
@@ -25,40 +25,6 @@ def check_finite(name, array):
         raise ValueError(f"{name} contains {int(bad.sum())} NaN or inf values "
                          f"(first in rows {rows[:5].tolist()}); remove or impute them "
                          "before training.")
-
-
-def degenerate_columns(x):
-    """`(constant, whole)`: the indices of the columns of `x` `[N, D]` (N >= 2; else
-    none) that hold one value in every row, and of the others that hold whole
-    numbers only. Maximum likelihood has no optimum on either: the flow can
-    narrow onto each value and the NLL fall without bound (at once on a
-    constant column; on whole numbers once the flow resolves them, unless
-    uniform noise in [0, 1) is added first: dequantization)."""
-    x = np.asarray(x)
-    if x.ndim != 2 or len(x) < 2 or not np.issubdtype(x.dtype, np.number):
-        return np.zeros(0, int), np.zeros(0, int)
-    constant = np.all(x == x[0], axis=0)
-    whole = np.all(x == np.round(x), axis=0) & ~constant
-    return np.flatnonzero(constant), np.flatnonzero(whole)
-
-
-def _warn_degenerate(x):
-    """`fit`'s warning for `degenerate_columns` of the training data."""
-    constant, whole = degenerate_columns(x)
-    listed = lambda cols: ", ".join(str(int(k)) for k in cols[:5]) + (
-        ", ..." if len(cols) > 5 else "")
-    if len(constant):
-        warnings.warn(f"Flow.fit: column(s) {listed(constant)} of the training data hold one "
-                      "value in every row; a density over them has no maximum, and the loss "
-                      "will fall without bound (then NaN) as the flow narrows onto it. Drop "
-                      "them.", UserWarning, stacklevel=4)
-    if len(whole):
-        warnings.warn(f"Flow.fit: column(s) {listed(whole)} of the training data hold whole "
-                      "numbers only; a continuous density can narrow onto each value, and "
-                      "the loss fall without bound as training goes on. Add uniform noise in "
-                      "[0, 1) to them, new each epoch (dequantization: fit "
-                      "kerasflows.dequantization.dequantized_dataset(x, batch_size)), unless "
-                      "they are readings that merely look whole.", UserWarning, stacklevel=4)
 
 
 def _is_array(v):
@@ -355,7 +321,7 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True,
                                      what="Flow.fit's training data")
     else:
         x = _check_arrays(flow, x, "training data")
-        _warn_degenerate(x if flow.context_dim is None else x[0])
+        warn_about_columns(flow, x if flow.context_dim is None else x[0])
         n = batch_size or 32
         if flow.context_dim is None:
             first = (_first_rows(x, n, shuffle), None)

@@ -89,10 +89,10 @@ def noisy_parts(parts, columns, seed):
 
 def check_continuous(x, spec, dequantizing=False):
     """Refuses a file with a column that holds one value in every row, and warns (on
-    stderr) about columns of whole numbers only (`kerasflows.fit_data.degenerate_columns`:
-    maximum likelihood has no optimum on either), unless `dequantizing` them, which
-    needs at least one."""
-    from kerasflows.fit_data import degenerate_columns
+    stderr) about columns of whole numbers only (maximum likelihood has no optimum
+    on either: `kerasflows.data_warnings.degenerate_columns`), unless `dequantizing`
+    them, which needs at least one."""
+    from kerasflows.data_warnings import degenerate_columns
     constant, whole = degenerate_columns(x)
     names = read_column_names(spec)
     if names is not None and len(names) != x.shape[1]:

@@ -1,0 +1,84 @@
+"""What `Flow.fit` warns of in array training data before it starts: columns
+on which maximum likelihood has no optimum (`degenerate_columns`: one value
+in every row, or whole numbers only) and, for a flow that does not
+standardise its data, columns far from the unit scale its layers assume
+(`off_scale_columns`). `kerasflows train` refuses or warns of the first
+itself and standardises data files (`--standardize`)."""
+
+import warnings
+
+import numpy as np
+
+__all__ = ["degenerate_columns", "off_scale_columns", "standardizes", "warn_about_columns",
+           "UNIT_SCALE"]
+
+#: A column whose standard deviation lies outside (1 / UNIT_SCALE, UNIT_SCALE),
+#: or whose mean is further than UNIT_SCALE from 0, is far from the unit scale
+#: that the conditioners' initialisation and a spline's `[-bound, bound]`
+#: (default 5) assume.
+UNIT_SCALE = 20.0
+
+
+def degenerate_columns(x):
+    """`(constant, whole)`: the indices of the columns of `x` `[N, D]` (N >= 2; else
+    none) that hold one value in every row, and of the others that hold whole
+    numbers only. Maximum likelihood has no optimum on either: the flow can
+    narrow onto each value and the NLL fall without bound (at once on a
+    constant column; on whole numbers once the flow resolves them, unless
+    uniform noise in [0, 1) is added first: dequantization)."""
+    x = np.asarray(x)
+    if x.ndim != 2 or len(x) < 2 or not np.issubdtype(x.dtype, np.number):
+        return np.zeros(0, int), np.zeros(0, int)
+    constant = np.all(x == x[0], axis=0)
+    whole = np.all(x == np.round(x), axis=0) & ~constant
+    return np.flatnonzero(constant), np.flatnonzero(whole)
+
+
+def off_scale_columns(x):
+    """The indices of the non-constant columns of `x` `[N, D]` whose standard
+    deviation is outside (1 / UNIT_SCALE, UNIT_SCALE) or whose mean is further
+    than UNIT_SCALE from 0 (none for N < 2)."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        return np.zeros(0, int)
+    mean, std = x.mean(0), x.std(0)
+    far = (std > UNIT_SCALE) | (std < 1 / UNIT_SCALE) | (np.abs(mean) > UNIT_SCALE)
+    return np.flatnonzero(far & (std > 0))
+
+
+def standardizes(flow):
+    """Whether `flow`'s data end is a layer that sets itself to the data's scale
+    (`ActNorm`, as `standardize=True` puts there, or `BatchNorm`)."""
+    from kerasflows.layers.normalization import ActNorm, BatchNorm
+    return bool(flow.flow_layers) and isinstance(flow.flow_layers[-1], (ActNorm, BatchNorm))
+
+
+def _listed(columns):
+    return ", ".join(str(int(k)) for k in columns[:5]) + (", ..." if len(columns) > 5 else "")
+
+
+def warn_about_columns(flow, x):
+    """`fit`'s warnings about the training data `x` `[N, D]` (array data)."""
+    constant, whole = degenerate_columns(x)
+    if len(constant):
+        warnings.warn(f"Flow.fit: column(s) {_listed(constant)} of the training data hold one "
+                      "value in every row; a density over them has no maximum, and the loss "
+                      "will fall without bound (then NaN) as the flow narrows onto it. Drop "
+                      "them.", UserWarning, stacklevel=4)
+    if len(whole):
+        warnings.warn(f"Flow.fit: column(s) {_listed(whole)} of the training data hold whole "
+                      "numbers only; a continuous density can narrow onto each value, and "
+                      "the loss fall without bound as training goes on. Add uniform noise in "
+                      "[0, 1) to them, new each epoch (dequantization: fit "
+                      "kerasflows.dequantization.dequantized_dataset(x, batch_size)), unless "
+                      "they are readings that merely look whole.", UserWarning, stacklevel=4)
+    far = off_scale_columns(x) if not standardizes(flow) else ()
+    if len(far):
+        x = np.asarray(x, np.float64)
+        stats = "; ".join(f"column {int(k)}: mean {x[:, k].mean():.3g}, std {x[:, k].std():.3g}"
+                          for k in far[:3]) + ("; ..." if len(far) > 3 else "")
+        warnings.warn(f"Flow.fit: column(s) {_listed(far)} of the training data are far from "
+                      f"a unit scale ({stats}), which the layers' initialisation and spline "
+                      "ranges assume; training will be slow or stall. Build the flow with "
+                      "standardize=True (kerasflows.models) or end it in an ActNorm, or "
+                      "standardise the data.", UserWarning, stacklevel=4)

@@ -1,0 +1,50 @@
+"""`Flow.fit`'s warnings about array training data: constant and whole-number
+columns, and columns far from a unit scale unless the flow standardises them."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import kerasflows
+from kerasflows.data_warnings import off_scale_columns, standardizes
+from kerasflows.layers import ActNorm, AffineCoupling, BatchNorm
+
+MOONS = kerasflows.datasets.load("moons", n=512, seed=0)
+
+
+def test_off_scale_columns_are_those_far_from_unit_size():
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.normal(0, 1, 500), rng.normal(0, 50, 500), rng.normal(100, 1, 500),
+                  rng.normal(0, 0.01, 500), np.full(500, 7.0), rng.normal(3, 5, 500)], 1)
+    assert off_scale_columns(x).tolist() == [1, 2, 3]      # not the constant one
+    assert off_scale_columns(MOONS).tolist() == [] and off_scale_columns(x[:1]).tolist() == []
+
+
+def _fit(flow, x):
+    flow.compile(optimizer="adam")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        flow.fit(x, epochs=1, batch_size=256, verbose=0)
+    return [str(w.message) for w in caught if "unit scale" in str(w.message)]
+
+
+def test_fit_warns_of_data_far_from_unit_scale_unless_the_flow_standardizes_it():
+    far = MOONS * 30.0 + 100.0
+    said = _fit(kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,)), far)
+    assert len(said) == 1 and said[0].startswith(
+        "Flow.fit: column(s) 0, 1 of the training data are far from a unit scale (column 0: "
+        "mean 1"), said
+    assert "standardize=True" in said[0]
+    assert _fit(kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,)), MOONS) == []
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), standardize=True)
+    assert standardizes(flow) and _fit(flow, far) == []
+    batch_norm = kerasflows.Flow([AffineCoupling(hidden_units=(8,)), BatchNorm()], 2)
+    assert standardizes(batch_norm) and _fit(batch_norm, far) == []
+    first = kerasflows.Flow([ActNorm(), AffineCoupling(hidden_units=(8,))], 2)
+    assert not standardizes(first)           # an ActNorm at the base end does not
+    assert len(_fit(first, far)) == 1
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
+    flow.compile(optimizer="adam")
+    with pytest.warns(UserWarning, match=r"column\(s\) 1 of .* \(column 1: mean .*, std 0\.002"):
+        flow.fit(MOONS * [1.0, 0.002], epochs=1, verbose=0)     # a tiny spread: too small
