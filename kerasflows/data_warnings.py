@@ -1,9 +1,10 @@
 """What `Flow.fit` warns of in array training data before it starts: columns
 on which maximum likelihood has no optimum (`degenerate_columns`: one value
 in every row, or whole numbers only) and, for a flow that does not
-standardise its data, columns far from the unit scale its layers assume
-(`off_scale_columns`). `kerasflows train` refuses or warns of the first
-itself and standardises data files (`--standardize`)."""
+standardise its data (or, without a context encoder, its context), columns
+far from the unit scale its layers assume (`off_scale_columns`).
+`kerasflows train` refuses or warns of the first itself and standardises
+data files and their contexts (`--standardize`)."""
 
 import warnings
 
@@ -57,8 +58,15 @@ def _listed(columns):
     return ", ".join(str(int(k)) for k in columns[:5]) + (", ..." if len(columns) > 5 else "")
 
 
-def warn_about_columns(flow, x):
-    """`fit`'s warnings about the training data `x` `[N, D]` (array data)."""
+def _stats(x, columns):
+    x = np.asarray(x, np.float64)
+    return "; ".join(f"column {int(k)}: mean {x[:, k].mean():.3g}, std {x[:, k].std():.3g}"
+                     for k in columns[:3]) + ("; ..." if len(columns) > 3 else "")
+
+
+def warn_about_columns(flow, x, context=None):
+    """`fit`'s warnings about the training data `x` `[N, D]` and, for a conditional
+    flow without a context encoder, its `context` `[N, C]` (array data)."""
     constant, whole = degenerate_columns(x)
     if len(constant):
         warnings.warn(f"Flow.fit: column(s) {_listed(constant)} of the training data hold one "
@@ -74,11 +82,16 @@ def warn_about_columns(flow, x):
                       "they are readings that merely look whole.", UserWarning, stacklevel=4)
     far = off_scale_columns(x) if not standardizes(flow) else ()
     if len(far):
-        x = np.asarray(x, np.float64)
-        stats = "; ".join(f"column {int(k)}: mean {x[:, k].mean():.3g}, std {x[:, k].std():.3g}"
-                          for k in far[:3]) + ("; ..." if len(far) > 3 else "")
         warnings.warn(f"Flow.fit: column(s) {_listed(far)} of the training data are far from "
-                      f"a unit scale ({stats}), which the layers' initialisation and spline "
-                      "ranges assume; training will be slow or stall. Build the flow with "
-                      "standardize=True (kerasflows.models) or end it in an ActNorm, or "
+                      f"a unit scale ({_stats(x, far)}), which the layers' initialisation and "
+                      "spline ranges assume; training will be slow or stall. Build the flow "
+                      "with standardize=True (kerasflows.models) or end it in an ActNorm, or "
                       "standardise the data.", UserWarning, stacklevel=4)
+    far = (off_scale_columns(context)
+           if context is not None and getattr(flow, "context_encoder", None) is None else ())
+    if len(far):
+        warnings.warn(f"Flow.fit: context column(s) {_listed(far)} are far from a unit scale "
+                      f"({_stats(context, far)}), and the layers' conditioners take the "
+                      "context as it is; training will be slow or stall. Give the flow "
+                      "context_encoder=keras.layers.Normalization() adapted to the contexts "
+                      "(norm.adapt(context)), or standardise them.", UserWarning, stacklevel=4)

@@ -321,7 +321,7 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True,
                                      what="Flow.fit's training data")
     else:
         x = _check_arrays(flow, x, "training data")
-        warn_about_columns(flow, x if flow.context_dim is None else x[0])
+        warn_about_columns(flow, *((x,) if flow.context_dim is None else x[:2]))
         n = batch_size or 32
         if flow.context_dim is None:
             first = (_first_rows(x, n, shuffle), None)

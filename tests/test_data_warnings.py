@@ -48,3 +48,21 @@ def test_fit_warns_of_data_far_from_unit_scale_unless_the_flow_standardizes_it()
     flow.compile(optimizer="adam")
     with pytest.warns(UserWarning, match=r"column\(s\) 1 of .* \(column 1: mean .*, std 0\.002"):
         flow.fit(MOONS * [1.0, 0.002], epochs=1, verbose=0)     # a tiny spread: too small
+
+
+def test_fit_warns_of_a_context_far_from_unit_scale_without_a_context_encoder():
+    import keras
+    x, c = kerasflows.datasets.load_conditional("ring_radius", n=512, seed=0)
+    far = c * 1000.0 + 5000.0
+    said = _fit(kerasflows.models.NSF(2, num_layers=1, hidden_units=(8,), context_dim=1),
+                (x, far))
+    assert len(said) == 1 and said[0].startswith(
+        "Flow.fit: context column(s) 0 are far from a unit scale (column 0: mean 7"), said
+    assert "context_encoder=keras.layers.Normalization()" in said[0]
+    norm = keras.layers.Normalization()
+    norm.adapt(far)
+    encoded = kerasflows.models.NSF(2, num_layers=1, hidden_units=(8,), context_dim=1,
+                                    context_encoder=norm)
+    assert _fit(encoded, (x, far)) == []
+    assert _fit(kerasflows.models.NSF(2, num_layers=1, hidden_units=(8,), context_dim=1),
+                (x, c)) == []

@@ -78,9 +78,11 @@ def add_parser(subparsers):
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None,
                    help="put an ActNorm layer named standardize at the data end, set from the "
                    "first batch to the data's mean and standard deviation per column (then "
-                   "trained with the rest): the flow works on unit-scale values and its "
-                   "log-densities are in DATA's units (default: on for a data file, off for a "
-                   "dataset name, whose points are on a unit scale already)")
+                   "trained with the rest), and a --context file's values (not class labels) "
+                   "through a keras.layers.Normalization to the training contexts' mean and "
+                   "variance: the flow works on unit-scale values and its log-densities are "
+                   "in DATA's units (default: on for a data file, off for a dataset name, "
+                   "whose points are on a unit scale already)")
     p.add_argument("--dequantize", action="store_true",
                    help="add uniform noise in [0, 1) to DATA's columns of whole numbers only, "
                    "new each epoch (dequantization; validation and test rows get one seeded "
@@ -132,11 +134,16 @@ def _paths(args):
     return out, args.report or base + ".json", args.checkpoint_dir or base + ".checkpoint"
 
 
-def _context_encoder(args):
-    """The `--context-classes` embedding and/or `--context-encoder` network, or None."""
+def _context_encoder(args, scale=None):
+    """The `--context-classes` embedding and/or `--context-encoder` network, after a
+    `keras.layers.Normalization` to the training contexts' `scale` `(mean,
+    variance)` when given; or None."""
     import keras
     from kerasflows.layers import MLP, ClassEmbedding
     parts = []
+    if scale is not None:
+        parts.append(keras.layers.Normalization(mean=scale[0], variance=scale[1],
+                                                name="context_standardize"))
     if args.context_classes:
         parts.append(ClassEmbedding(args.context_classes, name="label_embedding"))
     if args.context_encoder:
@@ -148,13 +155,20 @@ def _context_encoder(args):
     return keras.Sequential(parts, name="context_encoder") if parts else None
 
 
-def _builder(args, event_dim, context_dim=None, standardize=False):
+def _builder(args, event_dim, context=None, standardize=False):
+    """`build()`, making the flow `args` describe; with `standardize`, its data end is
+    an ActNorm and a continuous `context` (the training contexts; not class labels)
+    goes through a Normalization to their mean and variance first."""
     from kerasflows import recipes
     check_recipe_options(args.recipe, args.bins, args.bound, args.direction)
+    context_dim = None if context is None else context.shape[1]
+    scale = None
+    if standardize and context is not None and not args.context_classes:
+        scale = (context.mean(0).tolist(), context.var(0).tolist())
 
     def build():
         kwargs = {"context_dim": context_dim}
-        encoder = _context_encoder(args)
+        encoder = _context_encoder(args, scale)
         if encoder is not None:
             kwargs["context_encoder"] = encoder
         return recipes.build(args.recipe, event_dim, args.layers, args.hidden, args.bins,
@@ -263,8 +277,7 @@ def run(args):
     noisy = dequantized_columns(args, x)
     measured = noisy_parts(parts, noisy, args.seed)       # the rows the NLL is measured on
     standardize = args.standardize if args.standardize is not None else dataset is None
-    build = _builder(args, x.shape[1], None if context is None else context.shape[1],
-                     standardize)
+    build = _builder(args, x.shape[1], parts[0][1] if len(parts[0]) > 1 else None, standardize)
     if is_chief(strategy):
         # Before any training: an unwritable --out would otherwise fail at the
         # first checkpoint, and the report's folder only after the last epoch.
