@@ -987,7 +987,7 @@ def test_layers_of_a_flow_that_permutes_follow_the_coordinates_shown(qtbot, wind
     folder, flow = models["permuted"]
     open_model(qtbot, window, folder)
     view = show_ready(qtbot, window, "layers")
-    assert view.state_names()[2] == "2 · after Permute"
+    assert view.state_names()[2] == "2 · after Permute (r0)"     # the name it was given
     assert view.positions.tolist() == [[3, 2], [3, 2], [0, 1], [0, 1]]
     grid, connect, cloud = view._inputs()
     assert np.ptp(grid[:, 3]) > 1 and np.ptp(grid[:, 2]) > 1 and np.ptp(grid[:, 0]) == 0

@@ -680,3 +680,17 @@ def test_coordinates_on_different_scales_get_a_region_of_their_own_shape():
     # a coordinate with a single value (no spread), or too few points: one scale
     assert geometry.equal_scales(np.zeros((10, 2))) and geometry.equal_scales(people[:1])
     assert geometry.equal_scales(np.stack([people[:, 1], np.full(2000, 3.0)], 1))
+
+
+def test_state_names_keep_the_layer_names_that_say_something():
+    from visualizer.views.layer_labels import short_layer_name, state_names
+    assert short_layer_name("ActNorm (standardize)") == "ActNorm (standardize)"
+    assert short_layer_name("Permute (checkerboard)") == "Permute (checkerboard)"
+    for numbered in ("SplineCoupling (spline_0)", "InvertibleLinear (linear_12)",
+                     "AffineCoupling (affine_coupling)", "Permute"):
+        assert short_layer_name(numbered) == numbered.split(" (")[0]
+    names = ["SplineCoupling (spline_0)", "ActNorm (standardize)"]
+    assert state_names(names, 2, True) == [
+        "0 · base z", "1 · after SplineCoupling", "2 · after ActNorm (standardize) = data x"]
+    assert state_names(names, 2, False) == [
+        "0 · data x", "1 · undo ActNorm (standardize)", "2 · undo SplineCoupling = base z"]

@@ -6,9 +6,11 @@ state drawn) and the direction; `name(dim, space)` names a coordinate (the
 view's `axis_name`: x1 or the data's column name, z1).
 """
 
+import re
+
 import numpy as np
 
-__all__ = ["moved", "axis_labels", "positions_note", "state_names"]
+__all__ = ["moved", "axis_labels", "positions_note", "state_names", "short_layer_name"]
 
 
 def _spaces(forward):
@@ -45,6 +47,18 @@ def positions_note(positions, forward, name):
             "drawn at each layer).")
 
 
+def short_layer_name(label):
+    """A layer label "Class (name)" as the states say it: the class, with the name
+    only where it tells more ("ActNorm (standardize)", "Permute (checkerboard)");
+    numbered names ("spline_0") and the class's own ("affine_coupling") drop."""
+    cls, _, name = label.partition(" (")
+    name = name[:-1] if name.endswith(")") else name
+    own = re.sub(r"(?<!^)(?=[A-Z])", "_", cls).lower()
+    if not name or re.search(r"_\d+$", name) or name == own:
+        return cls
+    return f"{cls} ({name})"
+
+
 def state_names(layer_names, num_layers, forward):
     """A short name for each of the L+1 states: "0 · base z", "1 · after SplineCoupling",
     ..., the last one "= data x" (data to base: "undo ..." down to "= base z")."""
@@ -52,6 +66,6 @@ def state_names(layer_names, num_layers, forward):
     out = [f"0 · {first}"]
     for k in range(1, num_layers + 1):
         layer = layer_names[k - 1] if forward else layer_names[num_layers - k]
-        out.append(f"{k} · {'after' if forward else 'undo'} {layer.split(' (')[0]}")
+        out.append(f"{k} · {'after' if forward else 'undo'} {short_layer_name(layer)}")
     out[-1] += f" = {last}"
     return out
