@@ -80,18 +80,17 @@ def warn_about_columns(flow, x, context=None):
                       "[0, 1) to them, new each epoch (dequantization: fit "
                       "kerasflows.dequantization.dequantized_dataset(x, batch_size)), unless "
                       "they are readings that merely look whole.", UserWarning, stacklevel=4)
-    far = off_scale_columns(x) if not standardizes(flow) else ()
-    if len(far):
-        warnings.warn(f"Flow.fit: column(s) {_listed(far)} of the training data are far from "
-                      f"a unit scale ({_stats(x, far)}), which the layers' initialisation and "
-                      "spline ranges assume; training will be slow or stall. Build the flow "
-                      "with standardize=True (kerasflows.models) or end it in an ActNorm, or "
-                      "standardise the data.", UserWarning, stacklevel=4)
-    far = (off_scale_columns(context)
-           if context is not None and getattr(flow, "context_encoder", None) is None else ())
-    if len(far):
-        warnings.warn(f"Flow.fit: context column(s) {_listed(far)} are far from a unit scale "
-                      f"({_stats(context, far)}), and the layers' conditioners take the "
-                      "context as it is; training will be slow or stall. Give the flow "
-                      "context_encoder=keras.layers.Normalization() adapted to the contexts "
-                      "(norm.adapt(context)), or standardise them.", UserWarning, stacklevel=4)
+    checks = [("column(s) {} of the training data are", x, not standardizes(flow),
+               "which the layers' initialisation and spline ranges assume; training will be "
+               "slow or stall. Build the flow with standardize=True (kerasflows.models) or "
+               "end it in an ActNorm, or standardise the data."),
+              ("context column(s) {} are", context,
+               context is not None and getattr(flow, "context_encoder", None) is None,
+               "and the layers' conditioners take the context as it is; training will be "
+               "slow or stall. Give the flow context_encoder=keras.layers.Normalization() "
+               "adapted to the contexts (norm.adapt(context)), or standardise them.")]
+    for which, data, check, advice in checks:
+        far = off_scale_columns(data) if check else ()
+        if len(far):
+            warnings.warn(f"Flow.fit: {which.format(_listed(far))} far from a unit scale "
+                          f"({_stats(data, far)}), {advice}", UserWarning, stacklevel=4)

@@ -392,7 +392,8 @@ def test_train_a_conditional_flow_through_a_context_encoder(tmp_path, capsys):
     model = tmp_path / "enc.keras"
     _run(capsys, "train", tmp_path / "x.npy", "--context", tmp_path / "c.npy",
          "--context-encoder", "16,2", "--recipe", "realnvp", "--layers", "2", "--hidden", "16",
-         "--epochs", "15", "--batch-size", "50", "--lr", "3e-3", "--out", model, "--quiet")
+         "--epochs", "15", "--batch-size", "50", "--lr", "3e-3", "--out", model, "--quiet",
+         "--no-standardize")   # the network alone (with the Normalization: test_cli_standardize)
     report = json.loads((tmp_path / "enc.json").read_text())
     assert report["context_dim"] == 5 and report["context_encoder"] == [16, 2]
     flow = kerasflows.load(model)

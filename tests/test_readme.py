@@ -9,10 +9,14 @@ import numpy as np
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
-def _first_flow_example():
+def _example_after(marker):
+    """The first Python block of the README after `marker`."""
     text = README.read_text()
-    section = text[text.index("## A first flow"):]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    return re.search(r"```python\n(.*?)```", text[text.index(marker):], re.S).group(1)
+
+
+def _first_flow_example():
+    return _example_after("## A first flow")
 
 
 def test_first_flow_example_runs(tmp_path, monkeypatch):
@@ -31,9 +35,7 @@ def test_first_flow_example_runs(tmp_path, monkeypatch):
 
 
 def test_conditional_flow_example_runs():
-    text = README.read_text()
-    section = text[text.index("**Conditional flows** (`context_dim=C`)"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = _example_after("**Conditional flows** (`context_dim=C`)")
     assert "epochs=20" in code
     scope = {}
     exec(compile("import keras, kerasflows\n" + code.replace("epochs=20", "epochs=1")
@@ -43,9 +45,7 @@ def test_conditional_flow_example_runs():
 
 
 def test_context_encoder_example_runs():
-    text = README.read_text()
-    section = text[text.index("**`context_encoder`**"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = _example_after("**`context_encoder`**")
     assert "epochs=20" in code
     rng = np.random.default_rng(0)
     scope = {"C": 5, "c": rng.standard_normal((256, 5)).astype("float32"),
@@ -59,9 +59,7 @@ def test_context_encoder_example_runs():
 
 
 def test_tensorboard_example_runs(tmp_path, monkeypatch):
-    text = README.read_text()
-    section = text[text.index("**Watching it train in TensorBoard.**"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = _example_after("**Watching it train in TensorBoard.**")
     assert "epochs=30" in code
     monkeypatch.chdir(tmp_path)
     import keras
@@ -75,9 +73,7 @@ def test_tensorboard_example_runs(tmp_path, monkeypatch):
 
 
 def test_dequantization_example_runs():
-    text = README.read_text()
-    section = text[text.index("new each epoch: **dequantization**"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = _example_after("new each epoch: **dequantization**")
     assert "epochs=20" in code
     rng = np.random.default_rng(0)
     counts = np.stack([rng.poisson(3, 1024), rng.normal(size=1024), rng.integers(0, 5, 1024)],
