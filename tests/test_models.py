@@ -61,20 +61,12 @@ def test_standardize_puts_an_actnorm_at_the_data_end(recipe):
         getattr(M, recipe)(3, num_layers=1, standardize="yes")
 
 
-def test_standardize_fits_data_far_from_a_unit_scale():
-    # moons moved to x * 30 + 100: without standardising, the splines (on [-5, 5]) and
-    # the conditioners see values in the hundreds, and the NLL stays in the thousands
-    x = kerasflows.datasets.load("moons", n=4096, seed=0) * 30.0 + 100.0
-    results = {}
-    for standardize in (False, True):
-        keras.utils.set_random_seed(0)
-        flow = M.NSF(2, num_layers=3, hidden_units=(32, 32), standardize=standardize)
-        flow.compile(optimizer=keras.optimizers.Adam(3e-3))
-        flow.fit(x, batch_size=512, epochs=6, verbose=0)
-        results[standardize] = -float(np.mean(flow.log_prob(x[:1000])))
-        if standardize:     # set from the first batch to the mean and std, then trained
-            layer = flow.flow_layers[-1]
-            assert (np.abs(layer.shift.numpy() - x.mean(0)) < 0.2 * x.std(0)).all()
-            np.testing.assert_allclose(np.exp(layer.log_scale.numpy()), x.std(0), rtol=0.3)
-    # in moons' own units (minus 2 log 30), a good fit is about 2.2 nats
-    assert results[True] - 2 * np.log(30.0) < 3.0 < results[False] - 2 * np.log(30.0), results
+def test_standardize_is_set_by_fit_to_the_datas_mean_and_std():
+    # what it does for the NLL of data far from a unit scale: tests/test_cli_standardize.py
+    x = kerasflows.datasets.load("moons", n=1024, seed=0) * 30.0 + 100.0
+    flow = M.NSF(2, num_layers=1, hidden_units=(8,), standardize=True)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-3))
+    flow.fit(x, batch_size=1024, epochs=1, verbose=0)    # one step after the initialisation
+    layer = flow.flow_layers[-1]
+    np.testing.assert_allclose(layer.shift.numpy(), x.mean(0), rtol=1e-3)
+    np.testing.assert_allclose(np.exp(layer.log_scale.numpy()), x.std(0), rtol=1e-2)
