@@ -24,8 +24,10 @@ rounded down in those columns.
 import numpy as np
 import tensorflow as tf
 
+from kerasflows.layers.checks import check_positive_int
+
 __all__ = ["dequantize", "dequantized_dataset", "whole_number_columns", "floor_columns",
-           "columns_to_dequantize"]
+           "columns_to_dequantize", "check_columns"]
 
 
 def whole_number_columns(x):
@@ -52,8 +54,13 @@ def columns_to_dequantize(x, columns, where):
                              "nothing to dequantize by default; pass columns=[...] to add "
                              "the noise to chosen columns.")
         return found
+    return check_columns(columns, x.shape[1], where)
+
+
+def check_columns(columns, width, where):
+    """`columns` as a list of ints: distinct column indices in 0..width-1, or a
+    ValueError naming `where` and them."""
     columns = list(columns)
-    width = x.shape[1]
     bad = [c for c in columns if isinstance(c, bool) or not isinstance(c, (int, np.integer))
            or not 0 <= c < width]
     if bad or len(set(columns)) != len(columns):
@@ -110,10 +117,7 @@ def dequantized_dataset(x, batch_size=512, *, context=None, columns=None, seed=N
     """
     x = _check_x(x, "dequantized_dataset")
     columns = columns_to_dequantize(x, columns, "dequantized_dataset")
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
-            or batch_size < 1:
-        raise ValueError(f"dequantized_dataset: batch_size must be a positive integer; "
-                         f"received {batch_size!r}.")
+    batch_size = check_positive_int("batch_size", batch_size)
     x = np.asarray(x, np.float32)
     if context is not None:
         context = np.asarray(context, np.float32)
@@ -126,7 +130,7 @@ def dequantized_dataset(x, batch_size=512, *, context=None, columns=None, seed=N
     data = tf.data.Dataset.from_tensor_slices(x if context is None else (x, context))
     if shuffle:
         data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    data = data.batch(int(batch_size))
+    data = data.batch(batch_size)
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
     def add_noise(batch, key):

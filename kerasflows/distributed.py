@@ -150,21 +150,21 @@ def _make_train_step(flow, optimizer, strategy, jit_compile):
     return train_step
 
 
-def epoch_rows(x, seed, epoch, dequantize=None):
-    """The training rows of `epoch` in their order: `x[epoch_order(...)]`, with the
-    epoch's uniform noise added to the `dequantize` columns (if any; the noise
-    depends only on seed and epoch, so a resumed run sees the same)."""
-    rows = x[epoch_order(len(x), seed, epoch)]
+def epoch_rows(x, context, seed, epoch, dequantize=None):
+    """`(rows, context rows or None)`: the training rows of `epoch` in their order,
+    `epoch_order`, with the epoch's uniform noise added to the `dequantize`
+    columns (if any; the noise depends only on seed and epoch, so a resumed run
+    sees the same)."""
+    order = epoch_order(len(x), seed, epoch)
+    rows = x[order]
     if dequantize:
         rows = dequantization.dequantize(rows, dequantize, seed=[seed, epoch, 1])
-    return rows
+    return rows, (None if context is None else context[order])
 
 
 def _epoch_dataset(x, context, seed, epoch, global_batch, strategy, dequantize=None):
-    order = epoch_order(len(x), seed, epoch)
-    rows = epoch_rows(x, seed, epoch, dequantize)
-    data = tf.data.Dataset.from_tensor_slices(
-        rows if context is None else (rows, context[order]))
+    rows, context = epoch_rows(x, context, seed, epoch, dequantize)
+    data = tf.data.Dataset.from_tensor_slices(rows if context is None else (rows, context))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     data = data.batch(global_batch, drop_remainder=True).with_options(options)
@@ -292,9 +292,8 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         optimizer = _make_optimizer(learning_rate, lr_decay, max(epochs * steps, 1))
         optimizer.build(flow.trainable_variables)
         if flow.needs_data_init:
-            first = epoch_order(len(x), seed, 0)[:batch_size]
-            flow.initialize(epoch_rows(x, seed, 0, dequantize)[:batch_size],
-                            None if context is None else context[first])
+            rows, contexts = epoch_rows(x, context, seed, 0, dequantize)
+            flow.initialize(rows[:batch_size], None if context is None else contexts[:batch_size])
     variables = list(flow.weights) + list(optimizer.variables)
     checkpoint = None
     if checkpoint_dir is not None and is_chief(strategy):

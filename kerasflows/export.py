@@ -47,10 +47,9 @@ import json
 import os
 import shutil
 
-import numpy as np
 import tensorflow as tf
 
-from kerasflows.dequantization import columns_to_dequantize
+from kerasflows.dequantization import check_columns
 from kerasflows.layers.base import NoInverseError, check_positive_int
 
 __all__ = ["export_saved_model", "load_saved_model", "saved_model_metadata",
@@ -229,8 +228,8 @@ def _metadata(flow, columns, dequantized_columns=None):
             raise ValueError(f"columns names the flow's {flow.event_dim} data columns (non-empty "
                              f"strings, in order); received {columns!r}.")
     if dequantized_columns is not None:
-        dequantized_columns = [int(k) for k in columns_to_dequantize(
-            np.zeros((0, flow.event_dim)), dequantized_columns, "dequantized_columns")]
+        dequantized_columns = check_columns(dequantized_columns, flow.event_dim,
+                                            "dequantized_columns")
     return {"event_dim": flow.event_dim, "context_dim": flow.context_dim,
             "signatures": list(SIGNATURES), "columns": columns,
             "dequantized_columns": dequantized_columns or None,
