@@ -30,8 +30,10 @@ def add_parser(subparsers):
     return p
 
 
-def _inputs(args, flow, noisy=None):
-    """`(x, context or None)`: DATA's rows and their contexts, checked against `flow`."""
+def _inputs(args, flow, names=None, noisy=None):
+    """`(x, context or None)`: DATA's rows and their contexts, checked against `flow`
+    (a file's header against the model's column `names`; `noisy`, the model's
+    dequantized columns, lets `--seed` seed their noise for a file)."""
     drawn = read_conditional_set(args.data, n=args.n, seed=args.seed or 0, context=args.context)
     if drawn is not None:
         x, context = drawn
@@ -49,7 +51,7 @@ def _inputs(args, flow, noisy=None):
                         "--dequantize (whose noise it would seed).")
     x, _ = read_data(args.data, n=args.n, seed=args.seed)
     check_columns(x, flow, args.data)
-    check_column_names(args.data, model_column_names(args.model),
+    check_column_names(args.data, names,
                        f"{args.model} was trained on")
     return x, read_context(args.context, flow, len(x), f"row of {args.data}")
 
@@ -63,7 +65,8 @@ def run(args):
         raise UserError(f"{args.model} gives no log-density of data: {forward_only}. "
                         "`kerasflows sample` still draws from it.")
     noisy = model_dequantized_columns(args.model, flow.event_dim)
-    x, context = _inputs(args, flow, noisy)
+    names = model_column_names(args.model)
+    x, context = _inputs(args, flow, names, noisy)
     if noisy:
         from kerasflows.dequantization import dequantize
         x = dequantize(x, noisy, seed=args.seed or 0)
@@ -77,7 +80,7 @@ def run(args):
           f"(s.e. {se:.4f}, n={len(x)})")
     if noisy:
         print(f"(the model was trained with --dequantize: "
-              f"{column_list(noisy, model_column_names(args.model))} got uniform noise in "
+              f"{column_list(noisy, names)} got uniform noise in "
               f"[0, 1), seed {args.seed or 0}; the NLL of the whole numbers themselves is at "
               "most this, up to the noise's sampling error)")
     return 0
