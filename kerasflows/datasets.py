@@ -12,10 +12,16 @@ the definitions of the project's benchmark (all within about [-4.5, 4.5]^2):
 - `two_spirals`: s*t*(-cos t, sin t) and its negative, t = 3*pi*sqrt(U),
   s = 4/(3*pi), + N(0, 0.15^2 I).
 
+`moons4d` is a small table of four columns: `moons` (x1, x2) and two
+columns that depend on them, `x3 = x1 x2 / 2 + N(0, 0.2^2)` and `x4 =
+exp(0.6 x2) + N(0, 0.15^2)` (a product and a skewed, growing column), whose
+exact log-density is moons' plus the two Gaussians' (so its entropy is
+moons' plus `log(2 pi e 0.2 0.15)` = -0.669 nats, about 1.43 nats).
+
 `digits` is scikit-learn's bundled 8x8 digits (64-D), dequantised with
 uniform noise and standardised with one scalar: `z = ((x + u)/17 - m)/s`.
 `true_log_prob(name, x)` gives the exact (or quadrature) log-density of the
-2-D sets except pinwheel.
+2-D sets except pinwheel, and of moons4d.
 
 Conditional sets, `load_conditional(name, n, seed)` -> `(x [n, D], context [n, C])`:
 
@@ -36,13 +42,15 @@ __all__ = ["load", "true_log_prob", "load_conditional", "true_conditional_log_pr
            "TOY_NAMES", "CONDITIONAL_NAMES", "DIGITS_MEAN", "DIGITS_STD"]
 
 TOY_NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals")
-NAMES = TOY_NAMES + ("digits",)
+NAMES = TOY_NAMES + ("moons4d", "digits")
 CONDITIONAL_NAMES = ("ring_radius", "digits_label")
 #: The interval of ring_radius' radius (its context).
 RING_RADIUS_RANGE = (1.0, 4.0)
 DIGITS_MEAN, DIGITS_STD = 0.31625699600526336, 0.3543256796552162
 _LOG2PI = math.log(2 * math.pi)
 _SPIRAL_T, _SPIRAL_S = 3 * math.pi, 4.0 / (3.0 * math.pi)
+#: The noise standard deviations of moons4d's x3 and x4.
+_MOONS4D_NOISE = (0.2, 0.15)
 
 
 def _moon_curve(which, t):
@@ -100,6 +108,17 @@ def _two_spirals(rng, n):
     return _spiral_curve(sign[:, None], t) + 0.15 * rng.standard_normal((n, 2))
 
 
+def _moons4d(rng, n):
+    x = _moons(rng, n)
+    noise = rng.standard_normal((n, 2)) * [_MOONS4D_NOISE]
+    return np.c_[x, _moons4d_means(x) + noise]
+
+
+def _moons4d_means(x):
+    """The means of moons4d's x3 and x4 given x1, x2 (`[N, 2]`)."""
+    return np.stack([0.5 * x[:, 0] * x[:, 1], np.exp(0.6 * x[:, 1])], 1)
+
+
 def _digit_images(rng, n):
     """`n` of the 1,797 digits (dequantised, standardised) in a random order, and their labels."""
     from sklearn.datasets import load_digits
@@ -118,7 +137,7 @@ def _digits(rng, n):
 
 _SAMPLERS = {"moons": _moons, "eight_gaussians": _eight_gaussians,
              "checkerboard": _checkerboard, "rings": _rings, "pinwheel": _pinwheel,
-             "two_spirals": _two_spirals, "digits": _digits}
+             "two_spirals": _two_spirals, "moons4d": _moons4d, "digits": _digits}
 
 
 def _check_name(name):
@@ -193,12 +212,23 @@ _TRUE_LOG_PROB = {
 }
 
 
+def _moons4d_lp(x):
+    sigma = np.asarray(_MOONS4D_NOISE)
+    z = (x[:, 2:] - _moons4d_means(x[:, :2])) / sigma
+    return (_TRUE_LOG_PROB["moons"](x[:, :2])
+            - 0.5 * (z ** 2).sum(1) - _LOG2PI - np.log(sigma).sum())
+
+
+_TRUE_LOG_PROB["moons4d"] = _moons4d_lp
+
+
 def true_log_prob(name, x, chunk=2048):
-    """The data-generating log-density of a 2-D set at `x` `[N, 2]` (float64 `[N]`).
+    """The data-generating log-density of a set at `x` `[N, D]` (float64 `[N]`).
 
     Exact for eight_gaussians, checkerboard and rings; by midpoint quadrature
-    over the curve parameter for moons and two_spirals. Not available for
-    pinwheel or digits (ValueError).
+    over the curve parameter for moons and two_spirals, and for moons4d
+    (moons' density times the two columns' Gaussians given x1, x2). Not
+    available for pinwheel or digits (ValueError).
     """
     _check_name(name)
     if name not in _TRUE_LOG_PROB:

