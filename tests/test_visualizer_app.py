@@ -1071,3 +1071,88 @@ def test_columns_on_different_scales_get_an_axis_scale_each(qtbot, window, model
     view = show_ready(qtbot, window, "density")
     assert locked(view)
     assert view.plot.getPlotItem().getAxis("left").width() == 48
+
+
+def test_pairs_view_draws_every_pair_and_each_marginal(qtbot, window, models, tmp_path):
+    from visualizer import marginals
+    folder, _ = models["wide"]
+    if window.info is None or window.info["path"] != str(folder):
+        open_model(qtbot, window, folder)
+    view = show_ready(qtbot, window, "pairs")
+    assert not window.dock.isVisible(), "the held values mean nothing to marginals"
+    assert view.coords == [0, 1, 2, 3] and len(view.cells) == 16
+    data = window.info["reference"]
+    n = len(data)
+    assert view.points.shape == (10_000, 4) and view.drawn["temperature"] == 1.0
+    for (i, j), (data_item, flow_item) in view.items.items():
+        if i > j:       # samples below the diagonal, as many as the data points
+            np.testing.assert_allclose(flow_item.points, view.points[:n, [j, i]], atol=1e-6)
+        elif i < j:     # the data above, in the same rows' and columns' axes
+            np.testing.assert_allclose(data_item.points, data[:, [j, i]], atol=1e-6)
+        else:
+            edges, (flow, seen) = marginals.marginal_densities(
+                [view.points[:, i], data[:, i]], *view.ranges[i])
+            np.testing.assert_allclose(flow_item.getData()[1], flow)
+            np.testing.assert_allclose(data_item.getData()[1], seen)
+            assert np.sum(flow * np.diff(edges)) > 0.9            # a density, mostly in range
+    assert "10,000 flow samples" in view.seed_label.text()
+    assert f"{n:,} training points" in view.seed_label.text()
+    # a cell's zoom moves its column and its row
+    view.cells[3, 1].setXRange(-0.5, 0.25, padding=0)
+    assert view.cells[1, 1].viewRange()[0] == pytest.approx([-0.5, 0.25])
+    view.cells[3, 1].setYRange(0.0, 0.5, padding=0)
+    assert view.cells[3, 2].viewRange()[1] == pytest.approx([0.0, 0.5])
+    assert view.cells[3, 0].viewRange()[1] == pytest.approx([0.0, 0.5])
+    assert view.cells[3, 0].getAxis("left").labelText == "x4"
+    assert view.cells[3, 2].getAxis("bottom").labelText == "x3"
+    # fewer coordinates: a smaller grid from the same samples, no new computation
+    before = view.points
+    view.picker.item(1).setCheckState(QtCore.Qt.CheckState.Unchecked)
+    assert view.coords == [0, 2, 3] and len(view.cells) == 9 and view.points is before
+    np.testing.assert_allclose(view.items[2, 1][1].points, before[:n, [2, 3]], atol=1e-6)
+    assert view.picker_button.text() == "x1, x3, x4"
+    with pytest.raises(ValueError, match="1 to 6 different coordinates"):
+        view.set_coordinates([])
+    with pytest.raises(ValueError, match=r"in \[0, 3\]"):
+        view.set_coordinates([0, 4])
+    # without the data: no data cells, all the samples in the scatters
+    view.show_data.setChecked(False)
+    assert len(view.items[0, 1][0].points) == 0 and len(view.items[1, 0][1].points) == 10_000
+    assert "training points" not in view.seed_label.text()
+    view.show_data.setChecked(True)
+    seed, samples_seed = view.seed, window.views["samples"].seed
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    view.canvas.setFocus()
+    qtbot.keyClick(view.canvas, QtCore.Qt.Key.Key_R)             # Samples > Resample Pairs
+    assert window.views["samples"].seed == samples_seed, "R resamples the view shown only"
+    qtbot.waitUntil(lambda: view.is_ready() and view.drawn["seed"] == seed + 1,
+                    timeout=TIMEOUT_MS)
+    assert view.drawn["seed"] == seed + 1 and not np.allclose(view.points, before)
+    assert window.save_view_data(tmp_path / "pairs.npz")
+    with np.load(tmp_path / "pairs.npz", allow_pickle=False) as saved:
+        assert str(saved["view"]) == "pairs" and "held" not in saved
+        assert list(saved["dims"]) == [0, 2, 3] and saved["edges"].shape == (3, 41)
+        np.testing.assert_array_equal(saved["samples"], view.points)
+        assert saved["flow_density"].shape == saved["data_density"].shape == (3, 40)
+    window.show_view("samples")
+    assert window.dock.isVisible()
+    view.set_coordinates(range(4))
+
+
+def test_pairs_of_a_picture_flow_start_at_its_most_varied_pixels(qtbot, window, models):
+    from visualizer import marginals
+    info = open_model(qtbot, window, models["pictures"][0])
+    view = show_ready(qtbot, window, "pairs")
+    spread = info["reference"].std(0)
+    assert len(view.coords) == marginals.MAX_SHOWN
+    assert set(view.coords) == set(np.argsort(-spread, kind="stable")[:6])
+    unticked = next(d for d in range(16) if d not in view.coords)
+    item = view.picker.item(unticked)
+    assert not item.flags() & QtCore.Qt.ItemFlag.ItemIsEnabled, "six is the most"
+    view.set_coordinates([unticked])
+    assert len(view.cells) == 1
+    assert not view.picker.item(unticked).flags() & QtCore.Qt.ItemFlag.ItemIsEnabled, \
+        "the last one cannot be unticked"
+    assert all(view.picker.item(d).flags() & QtCore.Qt.ItemFlag.ItemIsEnabled
+               for d in range(16) if d != unticked), "and any other can be ticked"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
-VIEW_NAMES = ("samples", "density", "layers", "inspector")
+VIEW_NAMES = ("samples", "density", "layers", "inspector", "pairs")
 
 
 def _size(text):
@@ -44,7 +44,8 @@ def build_parser():
     p = argparse.ArgumentParser(
         prog="kerasflows-viz",
         description="Show what a trained normalizing flow does: samples, density, "
-                    "per-layer warping and a point inspector.",
+                    "per-layer warping, a point inspector and pairs of coordinates with "
+                    "their marginals.",
         epilog="Compiled code is kept in ~/.cache/kerasflows/ (XLA's persistent cache, "
                "at most 256 MB), so a model opens faster the next time; "
                "KERASFLOWS_VIZ_COMPILE_CACHE=off turns that off, =DIR puts it in DIR. "

@@ -29,13 +29,15 @@ class ExportActions:
     def view_data(self):
         """The current view's arrays (`View.export_data`) with what they were drawn
         from: `view`, `model`, `dims` (the coordinates shown), `held` (the values of the
-        others) and, for a conditional flow, `context`. None when nothing is drawn."""
+        others; not for the Pairs view, whose `dims` are its own coordinates and which
+        holds none) and, for a conditional flow, `context`. None when nothing is drawn."""
         view = self.current_view()
         data = view.export_data() if self.info is not None else None
         if data is None:
             return None
-        data = {"view": view.name, "model": self.info["path"], **data,
-                "dims": np.asarray(self.projection.dims), "held": self.projection.held}
+        data = {"view": view.name, "model": self.info["path"], **data}
+        if view.shows_projection() or view.images_shown():
+            data.update(dims=np.asarray(self.projection.dims), held=self.projection.held)
         if self.context is not None:
             data["context"] = self.context
         return data

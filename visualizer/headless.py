@@ -9,7 +9,7 @@ from PySide6 import QtCore
 __all__ = ["has_display", "use_offscreen_if_headless", "wait_for", "HeadlessError",
            "open_model", "render_view", "image_format", "VIEW_NAMES", "IMAGE_FORMATS"]
 
-VIEW_NAMES = ("samples", "density", "layers", "inspector")
+VIEW_NAMES = ("samples", "density", "layers", "inspector", "pairs")
 #: The image formats a screenshot is written in, by the file's suffix (Qt's names).
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 

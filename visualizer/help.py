@@ -58,7 +58,8 @@ class HelpActions:
         model = self.info["path"] if self.info else "no model open"
         cache = compile_cache.in_use()
         return ("<p><b>kerasflows visualizer</b>: what a trained normalizing flow does: "
-                "samples, density, per-layer warping and a point inspector.</p>"
+                "samples, density, per-layer warping, a point inspector and every pair of "
+                "coordinates with their marginals.</p>"
                 f"<p>{'<br>'.join(versions)}</p><p>Model: {model}</p>"
                 f"<p>Compiled code kept in: {cache if cache else 'nowhere (cache off)'}</p>")
 

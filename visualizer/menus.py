@@ -47,6 +47,7 @@ class Menus:
                           ["Space"])
         samples = bar.addMenu("&Samples")
         self._view_action("samples", samples, "&Resample", self.views["samples"].resample, ["R"])
+        self._view_action("pairs", samples, "Resample &Pairs", self.views["pairs"].resample, ["R"])
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&Keyboard Shortcuts", self.show_shortcuts, ["F1"])
         self._action(help_menu, "&About", self.show_about)

@@ -1,4 +1,4 @@
-"""The main window: tabs for the four views, menus, status readout, model opening."""
+"""The main window: tabs for the views, menus, status readout, model opening."""
 
 import collections
 import time
@@ -264,11 +264,12 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
         return self.views[name]
 
     def _update_dock(self):
-        """The *Dimensions shown* dock is there for a flow with D > 2, unless the
-        current view draws its points as pictures (where it means nothing). Shown
+        """The *Dimensions shown* dock is there for a flow with D > 2 while the
+        current view draws the two coordinates it chooses (`View.shows_projection`:
+        not pictures, not the Pairs view's marginals). Shown
         with the *Context* dock, it takes the height the context's controls leave."""
         shown = (self.info is not None and self.info["event_dim"] > 2
-                 and not self.current_view().images_shown())
+                 and self.current_view().shows_projection())
         appears = shown and not self.dock.isVisible()
         self.dock.setVisible(shown)
         if (appears or self._share_docks) and self.context_dock.isVisible():

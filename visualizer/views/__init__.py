@@ -1,4 +1,5 @@
-"""The four views: samples, density, per-layer warping, point inspector."""
+"""The five views: samples, density, per-layer warping, point inspector, pairs of
+coordinates (marginals)."""
 
 from visualizer import geometry
 from visualizer.views import density as density_view
@@ -8,13 +9,14 @@ from visualizer.views import samples as samples_view
 from visualizer.views.density import DensityView
 from visualizer.views.inspector import InspectorView
 from visualizer.views.layers import LayersView
+from visualizer.views.pairs import PairsView
 from visualizer.views.samples import SamplesView
 from visualizer.worker import keep_warm_call
 
 VIEWS = {"samples": SamplesView, "density": DensityView, "layers": LayersView,
-         "inspector": InspectorView}
+         "inspector": InspectorView, "pairs": PairsView}
 
-__all__ = ["VIEWS", "SamplesView", "DensityView", "LayersView", "InspectorView",
+__all__ = ["VIEWS", "SamplesView", "DensityView", "LayersView", "InspectorView", "PairsView",
            "warm_up_plan"]
 
 

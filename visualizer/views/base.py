@@ -135,7 +135,7 @@ def labeled(text, widget):
 
 
 class View(QtWidgets.QWidget):
-    """Base of the four views.
+    """Base of the views.
 
     Subclasses set `name`/`title`, build their widgets in `__init__`, and
     implement `refresh()` (submit what the current model and settings need)
@@ -288,7 +288,7 @@ class View(QtWidgets.QWidget):
         """Play/pause; only the layers view acts on it."""
 
     def resample(self):
-        """New samples; only the samples view acts on it."""
+        """New samples; only the Samples and Pairs views act on it."""
 
     def export_widget(self):
         """The widget saved by File > Export view as PNG."""
@@ -297,6 +297,11 @@ class View(QtWidgets.QWidget):
     def images_shown(self):
         """True when the view draws its points as pictures (no 2-D projection used)."""
         return False
+
+    def shows_projection(self):
+        """True when the view draws the two coordinates chosen in the *Dimensions
+        shown* panel (with the others held there): not while it draws pictures."""
+        return not self.images_shown()
 
     def export_data(self):
         """What the view draws, as named arrays (File > Export view data, saved with

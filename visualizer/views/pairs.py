@@ -1,0 +1,296 @@
+"""Pairs view: the flow's samples against the training data in every pair of
+chosen coordinates, each coordinate's marginal histograms on the diagonal (a
+corner plot).
+
+The other views show two coordinates at a time with the rest held at fixed
+values (a slice); this one shows marginals, so a flow of a wider table is
+checked against its data column by column and pair by pair.
+"""
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from visualizer import marginals, theme
+from visualizer.items import PointCloudItem
+from visualizer.views.base import ElidedLabel, View, labeled, tick_label_width
+from visualizer.views.samples import DEFAULT_COUNT, MAX_SAMPLES, MIN_SAMPLES
+
+__all__ = ["PairsView", "DATA_POINTS"]
+
+#: The most training-data points drawn in each scatter.
+DATA_POINTS = 10_000
+_Checked = QtCore.Qt.CheckState.Checked
+
+
+class PairsView(View):
+    """Scatters of `count` samples (below the diagonal) and of the training data
+    (above it) for every pair of the chosen coordinates, each cell showing its
+    row's coordinate against its column's (so the data cell (i, j) mirrors the
+    samples cell (j, i)), and on the diagonal each coordinate's marginal
+    density: a histogram of the samples (filled) and of the data (line) on the
+    same bins (`marginals`).
+
+    *Coordinates* picks up to `marginals.MAX_SHOWN` of them (by default
+    `marginals.default_coordinates`); the cells of a column share their x
+    range and those of a row their y range, so a zoom or pan in one cell
+    moves its row and column. The samples are drawn at temperature 1 (the
+    flow's own distribution, which is what the data are compared with) and,
+    for a conditional flow, at the Context panel's context, while the
+    training data come from every context (a note says so).
+    """
+
+    name, title = "pairs", "Pairs"
+    kinds = ("pairs",)
+
+    def __init__(self, host):
+        super().__init__(host)
+        self.seed = 0
+        self.count = QtWidgets.QSpinBox()
+        self.count.setRange(MIN_SAMPLES, MAX_SAMPLES)
+        self.count.setSingleStep(1000)
+        self.count.setValue(DEFAULT_COUNT)
+        self.count.setGroupSeparatorShown(True)
+        self.picker = QtWidgets.QListWidget()
+        self.picker_button = QtWidgets.QPushButton()
+        menu = QtWidgets.QMenu(self.picker_button)
+        holder = QtWidgets.QWidgetAction(menu)      # a list that stays open while ticked
+        holder.setDefaultWidget(self.picker)
+        menu.addAction(holder)
+        self.picker_button.setMenu(menu)
+        self.show_data = QtWidgets.QCheckBox("Training data")
+        self.resample_button = QtWidgets.QPushButton("Resample  (R)")
+        self.seed_label = ElidedLabel("")
+        self.seed_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight
+                                     | QtCore.Qt.AlignmentFlag.AlignVCenter)
+        for w in (labeled("Samples", self.count), labeled("Coordinates", self.picker_button),
+                  self.resample_button, self.show_data):
+            self.controls.addWidget(w)
+        self.controls.addWidget(self.seed_label, 1)
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.setBackground(theme.COLORS["base"])
+        self.layout().addWidget(self.canvas, 1)
+        self.coords, self.cells, self.items = [], {}, {}
+        self.ranges = None
+        self.points, self.drawn = None, {}
+        self.marginal = {}          # coordinate -> (edges, flow density, data density)
+        self.count.valueChanged.connect(lambda _: self.invalidate())
+        self.resample_button.clicked.connect(self.resample)
+        self.show_data.toggled.connect(lambda _: self._draw())
+        self.picker.itemChanged.connect(self._picked)
+
+    # -- model and choices ----------------------------------------------------------
+    def model_changed(self):
+        info = self.info
+        self.points = None
+        self.ranges = marginals.coordinate_ranges(info["reference"])
+        self.show_data.setVisible(info["reference_is_data"])
+        self.show_data.blockSignals(True)           # (the grid is the last model's)
+        self.show_data.setChecked(info["reference_is_data"])
+        self.show_data.blockSignals(False)
+        chosen = marginals.default_coordinates(info["event_dim"], info["reference"],
+                                               image=info["image"] is not None)
+        self.picker.blockSignals(True)
+        self.picker.clear()
+        for d in range(info["event_dim"]):
+            item = QtWidgets.QListWidgetItem(self.axis_name(d))
+            item.setFlags(item.flags() | QtCore.Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(_Checked if d in chosen else QtCore.Qt.CheckState.Unchecked)
+            self.picker.addItem(item)
+        rows = min(info["event_dim"], 12)
+        self.picker.setFixedHeight(self.picker.sizeHintForRow(0) * rows
+                                   + 2 * self.picker.frameWidth())
+        self.picker.blockSignals(False)
+        self.set_coordinates(chosen)
+
+    def model_reloaded(self):
+        self._draw()                # same coordinates and ranges; new samples to come
+
+    def set_coordinates(self, dims):
+        """Shows the coordinates `dims` (indices from 0, at most `marginals.MAX_SHOWN`,
+        drawn in index order) and ticks them in *Coordinates*."""
+        dims = sorted({int(d) for d in dims})
+        D = self.info["event_dim"]
+        if not dims or len(dims) > marginals.MAX_SHOWN or not all(0 <= d < D for d in dims):
+            raise ValueError(f"expected 1 to {marginals.MAX_SHOWN} different coordinates in "
+                             f"[0, {D - 1}]; received {dims}.")
+        self.picker.blockSignals(True)
+        for d in range(self.picker.count()):
+            item = self.picker.item(d)
+            item.setCheckState(_Checked if d in dims else QtCore.Qt.CheckState.Unchecked)
+            # full: nothing more to tick; one left: it cannot be unticked
+            enabled = (d in dims and len(dims) > 1) or (
+                d not in dims and len(dims) < marginals.MAX_SHOWN)
+            flags = item.flags()
+            item.setFlags(flags | QtCore.Qt.ItemFlag.ItemIsEnabled if enabled
+                          else flags & ~QtCore.Qt.ItemFlag.ItemIsEnabled)
+        self.picker.blockSignals(False)
+        self.picker_button.setText(self._coordinates_text(dims))
+        self.coords = dims
+        self._build_grid()
+        self._draw()
+
+    def _coordinates_text(self, dims):
+        names = [self.axis_name(d) for d in dims]
+        text = ", ".join(names)
+        if len(text) > 40:
+            text = f"{len(dims)} of {self.info['event_dim']}"
+        return text
+
+    def _picked(self, _item):
+        dims = [d for d in range(self.picker.count())
+                if self.picker.item(d).checkState() == _Checked]
+        if dims and len(dims) <= marginals.MAX_SHOWN:
+            self.set_coordinates(dims)
+        else:                           # (a disabled item cannot be ticked; kept for safety)
+            self.set_coordinates(self.coords)
+
+    # -- the grid of plots ------------------------------------------------------------
+    def _build_grid(self):
+        """One plot per cell of the chosen coordinates' grid: the flow's samples below
+        the diagonal, the data above it (in the same rows' and columns' axes: each
+        data cell mirrors a samples cell), marginal histograms on it; axes on the
+        left and bottom edges only."""
+        self.canvas.clear()
+        self.cells, self.items = {}, {}
+        k = len(self.coords)
+        width = max(tick_label_width(pg.AxisItem("left"), *self.ranges[d])
+                    for d in self.coords) + 20      # (and the axis' name)
+        for i in range(k):
+            for j in range(k):
+                plot = self.canvas.addPlot(row=i, col=j)
+                self._style(plot, i, j, k, width)
+                if i == j:
+                    data = pg.PlotDataItem(stepMode="center", pen=theme.pen("data", 1.5))
+                    flow = pg.PlotDataItem(stepMode="center", fillLevel=0,
+                                           pen=theme.pen("samples", 1.2),
+                                           brush=theme.color("samples", 90))
+                    plot.setMouseEnabled(y=False)
+                    plot.addItem(flow)
+                    plot.addItem(data)
+                else:
+                    cloud = PointCloudItem("samples" if i > j else "data", size=2.0,
+                                           alpha=150 if i > j else 170)
+                    plot.addItem(cloud)
+                    flow, data = (cloud, None) if i > j else (None, cloud)
+                self.cells[i, j], self.items[i, j] = plot, (data, flow)
+        rows = {i: self.cells[i, 1 if i == 0 else 0] for i in range(k)} if k > 1 else {}
+        for (i, j), plot in self.cells.items():
+            if i != k - 1:
+                plot.setXLink(self.cells[k - 1, j])
+            if i != j and plot is not rows[i]:
+                plot.setYLink(rows[i])
+        for j, d in enumerate(self.coords):
+            self.cells[k - 1, j].setXRange(*self.ranges[d], padding=0)
+            if j in rows:
+                rows[j].setYRange(*self.ranges[d], padding=0)
+        self.canvas.ci.setSpacing(4)
+
+    def _style(self, plot, i, j, k, width):
+        plot.setMenuEnabled(False)
+        plot.hideButtons()
+        plot.getViewBox().disableAutoRange()
+        for name in ("left", "bottom"):
+            axis = plot.getAxis(name)
+            axis.setTextPen(theme.color("muted"))
+            axis.setPen(theme.color("muted"))
+            axis.enableAutoSIPrefix(False)
+        if i == k - 1:
+            plot.setLabel("bottom", self.axis_name(self.coords[j]))
+        else:
+            plot.hideAxis("bottom")
+        if j == 0:          # every left axis as wide, so the columns line up
+            axis = plot.getAxis("left")
+            axis.setWidth(width)
+            if i == 0:      # a density: no ticks (row 0's scale is column 0's)
+                axis.setStyle(showValues=False)
+                axis.setTicks([[], []])
+            else:
+                plot.setLabel("left", self.axis_name(self.coords[i]))
+        else:
+            plot.hideAxis("left")
+
+    def _data(self):
+        if not (self.show_data.isChecked() and self.info["reference_is_data"]):
+            return None
+        return self.info["reference"][:DATA_POINTS]
+
+    def _draw(self):
+        """Draws the samples and the data in their cells, and the diagonal's
+        histograms on the ranges of their columns."""
+        if self.info is None or not self.cells:
+            return
+        data = self._data()
+        none = np.zeros((0, 2))
+        drawn = self._scattered()
+        for (i, j), (data_item, flow_item) in self.items.items():
+            di, dj = self.coords[i], self.coords[j]
+            if i == j:
+                columns = [[] if self.points is None else self.points[:, di],
+                           [] if data is None else data[:, di]]
+                edges, (flow, seen) = marginals.marginal_densities(columns, *self.ranges[di])
+                flow_item.setData(edges, flow)
+                if data is None:
+                    data_item.setData([], [])
+                else:
+                    data_item.setData(edges, seen)
+                self.marginal[di] = (edges, flow, seen)
+                top = max(flow.max(), seen.max())
+                self.cells[i, j].setYRange(0, top * 1.08 if top > 0 else 1.0, padding=0)
+            elif i > j:
+                flow_item.set_points(none if self.points is None else drawn[:, [dj, di]])
+            else:
+                data_item.set_points(none if data is None else data[:, [dj, di]])
+        conditional = self.info["context_dim"] and data is not None
+        self.show_note("The flow's samples are drawn at the Context panel's context; the "
+                       "training data come from every context." if conditional else "")
+        if self.points is not None:
+            self._label()
+
+    def _label(self):
+        """Says what is drawn: how many samples (and of them in the scatters) and data."""
+        data, drawn = self._data(), self._scattered()
+        shown = f"{len(self.points):,} flow samples (orange, below the diagonal"
+        if len(drawn) < len(self.points):
+            shown += f"; {len(drawn):,} drawn"
+        shown += ")"
+        if data is not None:
+            shown += f" · {len(data):,} training points (grey, above)"
+        self.seed_label.setText(f"seed {self.drawn['seed']} · {shown}")
+
+    def _scattered(self):
+        """The samples the scatters draw: as many as the data points shown (the first
+        ones), so that the two clouds' densities compare; all without data."""
+        data = self._data()
+        if self.points is None or data is None:
+            return self.points
+        return self.points[:len(data)]
+
+    # -- requests and results -----------------------------------------------------------
+    def resample(self):
+        self.seed += 1
+        self.invalidate()
+
+    def refresh(self):
+        self.submit("pairs", "samples", self.count.value(), self.seed, 1.0)
+
+    def on_result(self, result):
+        value = result.value
+        self.points, self.drawn = value["points"], value
+        self._draw()
+        self.drew()
+
+    def shows_projection(self):
+        return False
+
+    def export_data(self):
+        """The samples drawn (`[n, D]`, every coordinate), the coordinates shown
+        (`dims`), and the diagonal's histograms: `edges [k, BINS + 1]`,
+        `flow_density` and `data_density` `[k, BINS]` (zeros without data)."""
+        if self.points is None:
+            return None
+        edges, flow, seen = (np.stack([self.marginal[d][n] for d in self.coords])
+                             for n in range(3))
+        return {"samples": self.points, "seed": self.drawn["seed"],
+                "dims": np.asarray(self.coords), "edges": edges, "flow_density": flow,
+                "data_density": seen}
