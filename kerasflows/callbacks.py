@@ -11,6 +11,10 @@ slider (step = the epoch's index, as Keras' epoch scalars):
   dimensions of wider flows; for image-shaped flows, `image_shape`, 64
   samples as pictures; with `contexts`, the flow at each of several
   contexts: one row of pictures, or one picture, per context);
+- `pairs`: for flows with D > 2 drawn as points, every pair of up to six
+  coordinates, the samples below the diagonal and the data above it, with
+  each coordinate's marginals on the diagonal (`pictures.pairs_picture`, on
+  ranges fixed at the first frame): the columns of a table, one by one;
 - `data`: once, the given data drawn the same way, for comparison;
 - `density_range` (text): each density frame's colour range in nats.
 
@@ -69,6 +73,9 @@ class FlowImages(keras.callbacks.Callback):
         span: nats of log-density shown below the maximum.
         flow: the `kerasflows.Flow` to draw, if the model being trained is
             not the flow itself (a larger model holding one).
+        pairs: the coordinates of the `pairs` picture (at most
+            `pictures.MAX_PAIRS`); default: the first six of a flow with
+            D > 2 that is not drawn as pictures; `()`: no `pairs` picture.
 
     Raises:
         ValueError: for bad arguments; at the start of training, when the
@@ -78,7 +85,7 @@ class FlowImages(keras.callbacks.Callback):
 
     def __init__(self, log_dir, data=None, region=None, every=1, resolution=128,
                  samples=20_000, seed=0, context=None, dims=(0, 1), image_shape=None,
-                 image_levels=None, span=10.0, flow=None, contexts=None):
+                 image_levels=None, span=10.0, flow=None, contexts=None, pairs=None):
         super().__init__()
         self.log_dir = os.fspath(log_dir)
         self.data = None if data is None else np.asarray(data, np.float32)
@@ -105,6 +112,8 @@ class FlowImages(keras.callbacks.Callback):
         if not (math.isfinite(self.span) and self.span > 0):
             raise ValueError(f"`span` must be a finite number of nats > 0; received {span!r}.")
         self.flow = flow
+        self.pairs = None if pairs is None else tuple(int(d) for d in pairs)
+        self._pairs = self._pairs_ranges = None
         self._writer = None
         self._drawn = self._last_epoch = None
 
@@ -119,7 +128,7 @@ class FlowImages(keras.callbacks.Callback):
         self._flow = flow
         import tensorflow as tf
         self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "flow"))
-        self._drawn = self._last_epoch = None
+        self._drawn = self._last_epoch = self._pairs_ranges = None
         if self.data is not None:
             self._write({"data": self._points_picture(self.data)}, step=0)
 
@@ -150,8 +159,11 @@ class FlowImages(keras.callbacks.Callback):
         else:                                   # a picture a context (or the one context)
             n = self.samples if self.image_shape is None else min(self.samples,
                                                                   pictures.IMAGES_SHOWN)
-            shown = {"samples": pictures.side_by_side([self._points_picture(np.asarray(
-                flow.sample(n, context=c, seed=self.seed))) for c in contexts])}
+            drawn = [np.asarray(flow.sample(n, context=c, seed=self.seed)) for c in contexts]
+            shown = {"samples": pictures.side_by_side([self._points_picture(x)
+                                                       for x in drawn])}
+            if self._pairs:
+                shown["pairs"] = self._pairs_picture(drawn[0])
         notes = {}
         if pictures.draws_density(flow):
             drawn = [pictures.density_picture(flow, self.region, self.resolution, context=c,
@@ -191,6 +203,27 @@ class FlowImages(keras.callbacks.Callback):
                                          or len(set(self.dims)) != 2):
             raise ValueError(f"dims must be two different dimensions of the {D}-D flow; "
                              f"received dims={self.dims}.")
+        pairs = self.pairs
+        if pairs is None:
+            pairs = tuple(range(min(D, pictures.MAX_PAIRS))) if (
+                D > 2 and self.image_shape is None) else ()
+        if pairs and (len(pairs) > pictures.MAX_PAIRS or len(set(pairs)) != len(pairs)
+                      or not all(0 <= d < D for d in pairs)):
+            raise ValueError(f"pairs must be 1 to {pictures.MAX_PAIRS} different dimensions "
+                             f"of the {D}-D flow; received pairs={self.pairs}.")
+        self._pairs = pairs
+
+    def _pairs_picture(self, samples):
+        """`pairs_picture` of `samples` and the data, on the first frame's ranges."""
+        if self._pairs_ranges is None:
+            try:
+                self._pairs_ranges = pictures.pairs_ranges(
+                    samples if self.data is None else self.data, self._pairs)
+            except ValueError:      # no finite samples yet: the base's usual range
+                self._pairs_ranges = [(-4.0, 4.0)] * len(self._pairs)
+        picture, _ = pictures.pairs_picture(samples, self.data, self._pairs, self.resolution,
+                                            self._pairs_ranges)
+        return picture
 
     def _points_picture(self, points, columns=None):
         if self.image_shape is not None:
@@ -216,7 +249,17 @@ class FlowImages(keras.callbacks.Callback):
                         f" (seed {self.seed}: the same base noise in every frame)"),
             "density": ("log p(x)", f": from {self.span:g} nats below the frame's maximum "
                         f"(dark) to the maximum (bright); each frame's values are in the "
-                        f"text density_range")}[name]
+                        f"text density_range"),
+            "pairs": (f"{self.samples} samples", "")}[name]
+        if name == "pairs":
+            coords = ", ".join(f"x{d + 1}" for d in self._pairs)
+            data = "" if self.data is None else ", the data above it"
+            at = "" if self.contexts is None else f" at the context {self.contexts[0].tolist()}"
+            return (f"every pair of {coords}: {what}{at} below the diagonal{data} (2-D "
+                    f"histograms), each coordinate's marginals on the diagonal (samples "
+                    f"filled" + ("" if self.data is None else ", data a line") + "), on "
+                    + ", ".join(f"x{d + 1} in [{lo:.3g}, {hi:.3g}]"
+                                for d, (lo, hi) in zip(self._pairs, self._pairs_ranges)))
         if self.contexts is not None and self.image_shape is None and name != "data":
             at = ", ".join(str(np.round(c, 3).tolist()) for c in self.contexts)
             return (f"{what} {pictures.region_text(self.region, self.dims)}{detail}, left to "
@@ -242,7 +285,7 @@ class FlowImages(keras.callbacks.Callback):
 
 
 def read_frames(log_dir, tag="density"):
-    """The pictures `FlowImages` wrote under `tag` (`density`, `samples`, `data`) in
+    """The pictures `FlowImages` wrote under `tag` (`density`, `samples`, `pairs`, `data`) in
     `log_dir`: `[(step, uint8 [H, W, 3]), ...]` by step, for your own figures.
 
     Raises:

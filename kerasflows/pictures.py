@@ -11,7 +11,10 @@ the top of the picture (the largest y), as image files and
   data; two chosen dimensions of wider ones), `log(1 + count)` in the same
   colours, so a sparse tail stays visible;
 - `image_grid(rows, shape)`: rows of image-shaped flows (`[n, h * w]`) as a
-  grid of grey pictures between two grey levels.
+  grid of grey pictures between two grey levels;
+- `pairs_picture(samples, data)`: every pair of chosen coordinates, samples
+  below the diagonal and data above it as 2-D histograms, and each
+  coordinate's marginal histograms on the diagonal (a corner plot).
 
 `region_of(points)` picks a region that holds nearly all of `points`;
 `side_by_side(pictures)` puts pictures in a row; `encode_png(picture)` gives
@@ -28,6 +31,7 @@ open("density.png", "wb").write(kerasflows.pictures.encode_png(picture))
 import numpy as np
 
 __all__ = ["density_picture", "draws_density", "samples_picture", "image_grid", "tile",
+           "pairs_picture", "pairs_ranges", "MAX_PAIRS", "SAMPLES_COLOUR", "DATA_COLOUR",
            "side_by_side", "region_of", "region_text", "colorize", "encode_png",
            "pixel_centres", "VIRIDIS", "GAP_COLOUR", "IMAGES_SHOWN"]
 
@@ -38,6 +42,10 @@ VIRIDIS = np.array([[0x44, 0x01, 0x54], [0x48, 0x28, 0x78], [0x3E, 0x4A, 0x89],
                     [0xFD, 0xE7, 0x25]], np.float64)
 #: Between pictures put side by side: the visualizer's background.
 GAP_COLOUR = (22, 24, 28)
+#: The most coordinates `pairs_picture` draws (a 6 x 6 grid).
+MAX_PAIRS = 6
+#: The marginals' colours in `pairs_picture` (the visualizer's samples and data).
+SAMPLES_COLOUR, DATA_COLOUR = (0xFF, 0xB7, 0x4D), (0x90, 0xA4, 0xAE)
 #: Samples of an image-shaped flow drawn as one grid of pictures (8 x 8), by
 #: `kerasflows.callbacks.FlowImages` and `kerasflows plot`.
 IMAGES_SHOWN = 64
@@ -208,6 +216,90 @@ def region_of(points, dims=(0, 1), coverage=0.995, margin=0.15):
     pad = margin * np.maximum(hi - lo, 1e-3)
     return (float(lo[0] - pad[0]), float(hi[0] + pad[0]),
             float(lo[1] - pad[1]), float(hi[1] + pad[1]))
+
+
+def pairs_ranges(points, dims, coverage=0.995, margin=0.15):
+    """`[(lo, hi), ...]`: the range of each coordinate of `dims` around the central
+    `coverage` of `points`, widened by `margin` (as `region_of`)."""
+    return [region_of(points, (d, d), coverage, margin)[:2] for d in dims]
+
+
+def _marginal_picture(columns, lo, hi, size, bins):
+    """Histograms of `columns` (samples, then data or None) on `bins` equal bins of
+    `[lo, hi]`, each a density of all its finite values: the samples' as filled
+    bars, the data's as a line along the bars' tops; `uint8 [size, size, 3]`."""
+    edges = np.linspace(lo, hi, bins + 1)
+    heights = []
+    for column in columns:
+        if column is None:
+            heights.append(None)
+            continue
+        values = np.asarray(column, np.float64)
+        values = values[np.isfinite(values)]
+        counts = np.histogram(values, edges)[0] if len(values) else np.zeros(bins)
+        heights.append(counts / max(len(values), 1))
+    top = max(float(h.max()) for h in heights if h is not None) or 1.0
+    picture = np.empty((size, size, 3), np.uint8)
+    picture[:] = GAP_COLOUR
+    column_bin = np.minimum((np.arange(size) * bins) // size, bins - 1)
+    rows = np.arange(size)[:, None]
+    for h, colour, filled in zip(heights, (SAMPLES_COLOUR, DATA_COLOUR), (True, False)):
+        if h is None:
+            continue
+        level = size - 1 - np.round(h[column_bin] / top * (size - 1) * 0.92).astype(int)
+        if filled:
+            picture[rows >= level[None, :]] = colour
+        else:       # the step's tops and its rises between bins, 2 pixels wide
+            lower = np.minimum(level, np.r_[level[1:], level[-1]])
+            upper = np.maximum(level, np.r_[level[1:], level[-1]])
+            on = (rows >= lower[None, :] - 1) & (rows <= upper[None, :])
+            picture[on] = colour
+    return picture
+
+
+def pairs_picture(samples, data=None, dims=None, cell=128, ranges=None):
+    """Every pair of the coordinates `dims` (default: the first `MAX_PAIRS`) in a
+    grid of `cell`-pixel pictures: below the diagonal, row i against column j, a
+    2-D histogram of `samples` (as `samples_picture`); above it, of `data` (each
+    data cell mirrors a samples cell; blank without data); on the diagonal each
+    coordinate's marginal, the samples' histogram filled (`SAMPLES_COLOUR`) and
+    the data's as a line (`DATA_COLOUR`) on the same bins. `ranges` (`[(lo,
+    hi)]` per coordinate) default to `pairs_ranges` of the data, else of the
+    samples. Returns `(uint8 [H, W, 3], ranges)`."""
+    samples = np.asarray(samples, np.float64)
+    if samples.ndim != 2:
+        raise ValueError(f"samples must have shape [n, D]; received {samples.shape}.")
+    D = samples.shape[1]
+    dims = list(range(min(D, MAX_PAIRS))) if dims is None else [int(d) for d in dims]
+    if not dims or len(dims) > MAX_PAIRS or len(set(dims)) != len(dims) or not all(
+            0 <= d < D for d in dims):
+        raise ValueError(f"dims must be 1 to {MAX_PAIRS} different coordinates of the {D}-D "
+                         f"points (from 0); received dims={dims!r}")
+    if data is not None:
+        data = np.asarray(data, np.float64)
+        if data.ndim != 2 or data.shape[1] != D:
+            raise ValueError(f"data must have shape [n, {D}] like the samples; received "
+                             f"{data.shape}.")
+    if ranges is None:
+        ranges = pairs_ranges(samples if data is None else data, dims)
+    cell = _check_resolution(cell)
+    k, gap = len(dims), 4
+    out = np.empty((k * cell + (k - 1) * gap, k * cell + (k - 1) * gap, 3), np.uint8)
+    out[:] = GAP_COLOUR
+    for i, di in enumerate(dims):
+        for j, dj in enumerate(dims):
+            points = samples if i > j else data
+            if i == j:
+                columns = [samples[:, di], None if data is None else data[:, di]]
+                picture = _marginal_picture(columns, *ranges[i], cell, max(8, cell // 4))
+            elif points is None:
+                continue
+            else:
+                region = (*ranges[j], *ranges[i])
+                picture = samples_picture(points[:, [dj, di]], region, cell)
+            top, left = i * (cell + gap), j * (cell + gap)
+            out[top:top + cell, left:left + cell] = picture
+    return out, [tuple(map(float, r)) for r in ranges]
 
 
 def encode_png(picture):

@@ -76,6 +76,34 @@ def test_pictures_of_a_2d_flow_every_other_epoch_and_after_the_last(tmp_path):
         kerasflows.callbacks.read_frames(tmp_path, "images")
 
 
+def test_a_wider_flow_gets_every_pair_of_its_coordinates(tmp_path):
+    x = kerasflows.datasets.load("moons4d", n=1024, seed=0)
+    flow = kerasflows.models.RealNVP(4, num_layers=2, hidden_units=(16,))
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+    images = FlowImages(tmp_path, data=x, resolution=24, samples=800, seed=1)
+    flow.fit(x, batch_size=256, epochs=2, verbose=0, callbacks=[images])
+    shown = read_images(tmp_path / "flow")
+    assert sorted(shown) == ["data", "pairs", "samples"]        # (no density in 4-D)
+    assert [s for s, _, _ in shown["pairs"]] == [0, 1]
+    dims = (0, 1, 2, 3)
+    ranges = P.pairs_ranges(x, dims)                              # fixed by the data
+    want, _ = P.pairs_picture(flow.sample(800, seed=1).numpy(), x, dims, 24, ranges)
+    np.testing.assert_array_equal(shown["pairs"][-1][1], want)
+    assert np.abs(shown["pairs"][0][1].astype(int) - want.astype(int)).max() > 0
+    description = shown["pairs"][0][2]
+    assert description.startswith("every pair of x1, x2, x3, x4: 800 samples below the "
+                                  "diagonal, the data above it")
+    assert f"x4 in [{ranges[3][0]:.3g}, {ranges[3][1]:.3g}]" in description
+    frames = read_frames(tmp_path, "pairs")
+    np.testing.assert_array_equal(frames[-1][1], want)
+    # chosen coordinates, or none
+    few = FlowImages(tmp_path / "few", resolution=16, samples=200, pairs=(3, 1))
+    none = FlowImages(tmp_path / "none", resolution=16, samples=200, pairs=())
+    flow.fit(x, batch_size=512, epochs=1, verbose=0, callbacks=[few, none])
+    assert read_frames(tmp_path / "few", "pairs")[0][1].shape == (2 * 16 + 4, 2 * 16 + 4, 3)
+    assert "pairs" not in read_images(tmp_path / "none" / "flow")
+
+
 def test_an_image_shaped_flow_is_drawn_as_pictures(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.uniform(0.0, 1.0, size=(512, 16)).astype(np.float32)
@@ -133,7 +161,10 @@ def test_bad_settings_raise_naming_what_was_expected(tmp_path):
             (FlowImages(tmp_path, context=[0.0], data=np.zeros((4, 3))),
              "`data` has 3 columns; the flow has event_dim=2"),
             (FlowImages(tmp_path, context=[0.0], image_shape=(2, 2)),
-             r"image_shape=\(2, 2\) holds 4 values; the flow has event_dim=2")]:
+             r"image_shape=\(2, 2\) holds 4 values; the flow has event_dim=2"),
+            (FlowImages(tmp_path, context=[0.0], pairs=(0, 2)),
+             r"pairs must be 1 to 6 different dimensions of the 2-D flow; received "
+             r"pairs=\(0, 2\)")]:
         images.set_model(flow)
         with pytest.raises(ValueError, match=message):
             images.on_train_begin()

@@ -266,6 +266,36 @@ def test_plot_draws_density_and_samples_to_a_png(tmp_path, capsys):
         wide.sample(500, seed=0).numpy(), (-2, 2, -3, 3), 32, dims=(2, 0)))
 
 
+def test_plot_pairs_draws_every_pair_of_coordinates_with_their_marginals(tmp_path, capsys):
+    from kerasflows import pictures
+    folder = tmp_path / "table"
+    folder.mkdir()
+    flow = kerasflows.models.RealNVP(3, num_layers=1, hidden_units=(8,))
+    flow.save(folder / "flow.keras")
+    data = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+    np.save(folder / "data_sample.npy", data)
+    out = _run(capsys, "plot", folder, "-o", tmp_path / "p.png", "--what", "pairs",
+               "--dims", "3,1", "--resolution", "24", "-n", "500", "--seed", "1")
+    want, ranges = pictures.pairs_picture(flow.sample(500, seed=1).numpy(), data, (2, 0),
+                                          cell=24)
+    np.testing.assert_array_equal(_png(tmp_path / "p.png"), want)
+    assert ("every pair of x3, x1: 500 samples below the diagonal, 300 points of the data "
+            "sample above it") in out and f"x3 in [{ranges[0][0]:.3g}, " in out
+    _run(capsys, "plot", folder / "flow.keras", "-o", tmp_path / "all.png", "--what", "pairs",
+         "--resolution", "16", "-n", "200")        # a .keras file: no data; all three
+    assert _png(tmp_path / "all.png").shape == (3 * 16 + 2 * 4, 3 * 16 + 2 * 4, 3)
+    for argv, message in [
+            (["--dims", "1,2,3,4"], "--dims must name 1 to 6 different coordinates in 1..3; "
+                                    "received 1,2,3,4."),
+            (["--dims", "2,2"], "1 to 6 different coordinates in 1..3"),
+            (["--dims", "a"], "expected coordinates counted from 1 separated by commas"),
+            (["--region", "0,1,0,1"], "--what pairs takes each coordinate's range from the data")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["plot", str(folder), "-o", str(tmp_path / "e.png"), "--what", "pairs", *argv])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err, argv
+
+
 def test_plot_draws_image_shaped_samples_as_pictures(tmp_path, capsys):
     from kerasflows import pictures
     folder = os.path.join(ROOT, "saved_models", "digits")

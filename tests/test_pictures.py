@@ -115,3 +115,40 @@ def test_png_round_trip_and_bad_arguments():
     for resolution in [1, 4.0, True, 10_000]:
         with pytest.raises(ValueError, match="resolution must be an integer in"):
             P.pixel_centres(REGION, resolution)
+
+
+def test_pairs_picture_draws_samples_below_data_above_and_marginals_between():
+    rng = np.random.default_rng(0)
+    samples = rng.normal(size=(4000, 3)) * [1.0, 2.0, 0.5]
+    data = rng.normal(size=(1000, 3)) * [1.0, 2.0, 0.5] + [0.0, 0.0, 1.0]
+    picture, ranges = P.pairs_picture(samples, data, dims=[0, 2], cell=40)
+    assert picture.shape == (84, 84, 3)                     # 2 cells of 40, a 4-pixel gap
+    np.testing.assert_allclose(ranges, P.pairs_ranges(data, [0, 2]))
+    (x0, x1), (z0, z1) = ranges
+    np.testing.assert_array_equal(picture[44:, :40], P.samples_picture(      # row x3, column x1
+        samples[:, [0, 2]], (x0, x1, z0, z1), 40))
+    np.testing.assert_array_equal(picture[:40, 44:], P.samples_picture(      # row x1, column x3
+        data[:, [2, 0]], (z0, z1, x0, x1), 40))
+    np.testing.assert_array_equal(picture[40:44], np.broadcast_to(P.GAP_COLOUR, (4, 84, 3)))
+    # the diagonal: the samples' marginal filled, the data's drawn as a line over it
+    marginal = picture[:40, :40]
+    filled = (marginal == P.SAMPLES_COLOUR).all(-1)
+    line = (marginal == P.DATA_COLOUR).all(-1)
+    assert filled[-1, 10:30].all() and not filled[0].any() and line.any()
+    heights = filled.sum(0)
+    assert heights[18:22].mean() > 3 * heights[:4].mean()   # a bell around the centre
+    # x3's data sit higher than its samples: its line peaks right of the fill's peak
+    x3 = picture[44:, 44:]
+    fill_peak = np.argmax((x3 == P.SAMPLES_COLOUR).all(-1).sum(0))
+    line_rows = [np.flatnonzero((x3[:, c] == P.DATA_COLOUR).all(-1)) for c in range(40)]
+    line_peak = np.argmin([r.min() if len(r) else 99 for r in line_rows])
+    assert line_peak > fill_peak
+    alone, _ = P.pairs_picture(samples, cell=40)            # no data: the upper cells blank
+    assert alone.shape == (128, 128, 3)
+    assert (alone[:40, 44:] == P.GAP_COLOUR).all() and not (alone[44:84, :40] ==
+                                                              P.GAP_COLOUR).all()
+    for kwargs, message in [({"dims": [0, 0]}, r"1 to 6 different coordinates of the 3-D"),
+                            ({"dims": [3]}, r"received dims=\[3\]"),
+                            ({"data": data[:, :2]}, r"data must have shape \[n, 3\]")]:
+        with pytest.raises(ValueError, match=message):
+            P.pairs_picture(samples, **{"cell": 8, **kwargs})

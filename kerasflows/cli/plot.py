@@ -2,7 +2,10 @@
 
 The flow's log-density on a region (2-D flows that have an inverse) beside a
 histogram of its samples, or its samples as pictures for image-shaped flows
-(the model folder's manifest `image`, or `--image HxW`), drawn by
+(the model folder's manifest `image`, or `--image HxW`), or (`--what pairs`)
+every pair of up to six coordinates, the samples below the diagonal and the
+model folder's data sample above it, with each coordinate's marginals on the
+diagonal (a corner plot: a wider flow's columns one by one), drawn by
 `kerasflows.pictures` into one PNG file. A conditional flow is drawn at
 `--context` (default: the manifest's `context`); with `--rows-by-context`,
 an image-shaped one is drawn one row of pictures per value of its stepped
@@ -42,6 +45,15 @@ def _numbers(kind, count):
     return parse
 
 
+def _coordinates(text):
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected coordinates counted from 1 separated by "
+                                         f"commas, such as 1,2; got {text!r}") from None
+    return values
+
+
 def add_parser(subparsers):
     p = subparsers.add_parser("plot", help="draw a flow's density and samples to a PNG",
                               description=__doc__.split(":", 1)[1].strip(),
@@ -49,16 +61,20 @@ def add_parser(subparsers):
     p.add_argument("model", help="a .keras file or a model folder (e.g. saved_models/moons)")
     p.add_argument("-o", "--out", required=True, metavar="FILE.png",
                    help="the PNG file (its folder is made if missing)")
-    p.add_argument("--what", choices=["both", "density", "samples"], default="both",
+    p.add_argument("--what", choices=["both", "density", "samples", "pairs"], default="both",
                    help="density and samples side by side, or one of them (density: 2-D "
-                   "flows with an inverse; both falls back to samples for other flows)")
+                   "flows with an inverse; both falls back to samples for other flows); "
+                   "pairs: every pair of --dims, samples below the diagonal, the model "
+                   "folder's data sample above it, marginal histograms on it")
     p.add_argument("--region", type=_numbers(float, 4), metavar="XMIN,XMAX,YMIN,YMAX",
                    help="the region drawn (default: around the model folder's data sample, "
                    "else around the samples)")
-    p.add_argument("--dims", type=_numbers(int, 2), default=[1, 2], metavar="I,J",
-                   help="the two coordinates drawn, counted from 1 (x1, x2)")
+    p.add_argument("--dims", type=_coordinates, metavar="I,J",
+                   help=f"the two coordinates drawn, counted from 1 (default: 1,2); with "
+                   f"--what pairs, 1 to {pictures.MAX_PAIRS} of them (default: the first "
+                   f"{pictures.MAX_PAIRS})")
     p.add_argument("--resolution", type=positive_int, default=256,
-                   help="pixels per side of each picture")
+                   help="pixels per side of each picture (of each cell with --what pairs)")
     p.add_argument("-n", "--num", type=positive_int, default=20_000, help="samples drawn")
     add_seed_argument(p, "sampling seed")
     p.add_argument("--span", type=positive_float, default=10.0,
@@ -198,6 +214,41 @@ def _draw_points(args, flow, context, dims, can_density):
     return shown, said
 
 
+def _dims(args, flow):
+    """The coordinates drawn (from 0): two, or for pairs 1 to `MAX_PAIRS`."""
+    D = flow.event_dim
+    if args.what == "pairs":
+        if args.region is not None or args.rows_by_context:
+            raise UserError("--what pairs takes each coordinate's range from the data; "
+                            "--region and --rows-by-context apply to the other pictures.")
+        given = args.dims or list(range(1, min(D, pictures.MAX_PAIRS) + 1))
+        count = f"1 to {pictures.MAX_PAIRS} different coordinates"
+    else:
+        given = args.dims or [1, 2]
+        count = "two different coordinates"
+    dims = [d - 1 for d in given]
+    if (len(set(dims)) != len(dims) or not all(0 <= d < D for d in dims)
+            or not (len(dims) == 2 or args.what == "pairs" and len(dims) <= pictures.MAX_PAIRS)):
+        raise UserError(f"--dims must name {count} in 1..{D}; received "
+                        f"{','.join(map(str, given))}.")
+    return tuple(dims)
+
+
+def _draw_pairs(args, flow, context, dims):
+    """Every pair of `dims`: samples below the diagonal, the data sample above it."""
+    samples = flow.sample(args.num, context=context, seed=args.seed).numpy()
+    data = _data_sample(args, flow)
+    picture, ranges = pictures.pairs_picture(samples, data, dims, cell=args.resolution)
+    names = model_column_names(args.model) or [f"x{d + 1}" for d in range(flow.event_dim)]
+    what = f"every pair of {', '.join(names[d] for d in dims)}: {len(samples)} samples below " \
+           "the diagonal"
+    what += ("" if data is None else f", {len(data)} points of the data sample above it") + \
+        " (2-D histograms), each coordinate's marginals on the diagonal (samples filled " \
+        "orange" + ("" if data is None else ", data a grey line") + ") on " + \
+        ", ".join(f"{names[d]} in [{lo:.3g}, {hi:.3g}]" for d, (lo, hi) in zip(dims, ranges))
+    return [picture], [what]
+
+
 def run(args):
     if not args.out.endswith(".png"):
         raise UserError(f"--out must end in .png. Received: {args.out}")
@@ -206,17 +257,16 @@ def run(args):
     manifest = _manifest(args)
     context = _context(args, flow, manifest)
     _check_region(args.region)
-    dims = tuple(d - 1 for d in args.dims)
-    if len(set(dims)) != 2 or not all(0 <= d < flow.event_dim for d in dims):
-        raise UserError(f"--dims must name two different coordinates in 1..{flow.event_dim}; "
-                        f"received {args.dims[0]},{args.dims[1]}.")
+    dims = _dims(args, flow)
     can_density = pictures.draws_density(flow)
     if args.what == "density" and not can_density:
         raise UserError(f"--what density draws 2-D flows that have an inverse; this flow has "
                         f"event_dim={flow.event_dim}"
                         + ("" if flow.event_dim != 2 else " and a forward-only layer") + ".")
     image = _image_spec(args, flow, manifest)
-    if args.rows_by_context:
+    if args.what == "pairs":
+        shown, said = _draw_pairs(args, flow, context, dims)
+    elif args.rows_by_context:
         shown, said = _draw_rows(args, flow, context, image, manifest)
     elif image is not None:
         samples = flow.sample(min(args.num, pictures.IMAGES_SHOWN), context=context,
