@@ -92,6 +92,9 @@ RECOMMENDED = {
     "rings": _SPLINE_2D,
     "pinwheel": _SPLINE_2D,
     "two_spirals": _SPLINE_2D,
+    # four columns (moons and two that depend on it): the same spline flow, the
+    # couplings splitting them in halves; 200,000 draws (`build_saved_models.ROWS`)
+    "moons4d": {**_SPLINE_2D, "epochs": 30},
     "digits": _DIGITS,
     # conditional (kerasflows.datasets.load_conditional): p(x | radius)
     "ring_radius": {**_SPLINE_2D, "epochs": 60},
