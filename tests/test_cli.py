@@ -53,6 +53,7 @@ def test_train_evaluate_sample_export_info_round_trip(tmp_path, capsys):
     assert report["test_nll"] == pytest.approx(evaluate_nll(flow, x[:80])[0], rel=1e-6)
     assert report["validation_nll"] == pytest.approx(report["history"]["val_loss"][-1], rel=1e-6)
     assert training_record(model)["test_nll"] == report["test_nll"]
+    assert report["data_path"] is None                          # a dataset name: no file
     assert not (tmp_path / "m.checkpoint").exists()
 
     np.save(tmp_path / "d.npy", x[:300])
@@ -630,7 +631,9 @@ def test_csv_column_names_travel_with_the_model(tmp_path, capsys):
     model = tmp_path / "m.keras"
     _run(capsys, "train", tmp_path / "d.csv", "--epochs", "1", "--recipe", "realnvp",
          "--layers", "2", "--hidden", "8", "--out", model, "--quiet")
-    assert training_record(model)["columns"] == ["height", "weight"]
+    record = training_record(model)
+    assert record["columns"] == ["height", "weight"]
+    assert record["data_path"] == str(tmp_path / "d.csv")      # (the visualizer reads it again)
     assert "columns: height, weight" in _run(capsys, "info", model)
     plotted = _run(capsys, "plot", model, "-o", tmp_path / "hw.png", "--resolution", "64")
     assert "samples on height in [" in plotted and ", weight in [" in plotted, plotted

@@ -12,6 +12,7 @@ import numpy as np
 from visualizer import geometry
 from visualizer.backends import open_backend
 from visualizer.savedmodel_backend import export_metadata
+from visualizer.training_data import recorded_data
 
 __all__ = ["REFERENCE_POINTS", "load", "check_context", "describe", "targets_available"]
 
@@ -65,21 +66,27 @@ def _finite_rows(points):
     return points[np.all(np.isfinite(points), axis=1)]
 
 
-def _reference_points(backend, source):
-    """Points that show where the data live: the finite rows of the model
-    folder's data sample, else (no sample, a sample of another width, or
-    no finite row in it) the flow's own finite samples."""
+def _reference_points(backend, source, record):
+    """`(points, is_data, where)`: points that show where the data live: the
+    finite rows of the model folder's data sample, else (no sample, a sample
+    of another width, or no finite row in it) of the training data a `.keras`
+    file's `record` names (`training_data.recorded_data`), else the flow's own
+    finite samples."""
     sample = source.data_sample
     if sample is not None and sample.ndim == 2 and sample.shape[1] == backend.event_dim:
         sample = _finite_rows(sample)
         if len(sample):
-            return sample, True
+            return sample, True, "the model folder's data_sample.npy"
+    if source.kind == "keras":
+        points, where = recorded_data(record, source.load_path, backend.event_dim)
+        if points is not None:
+            return points, True, where
     drawn = _finite_rows(np.asarray(backend.sample(REFERENCE_POINTS, seed=0)))
     if not len(drawn):
         raise ValueError(f"every one of the flow's {REFERENCE_POINTS} samples is NaN or "
                          "infinite (are its weights finite?), and the model folder has no "
                          "data sample with finite rows to show instead.")
-    return drawn, False
+    return drawn, False, f"the flow's own samples ({REFERENCE_POINTS}, seed 0)"
 
 
 def describe(backend, source):
@@ -87,9 +94,9 @@ def describe(backend, source):
     if backend.event_dim < 2:
         raise ValueError(f"the visualizer shows flows with event_dim >= 2; this one has "
                          f"event_dim={backend.event_dim}.")
-    reference, is_data = _reference_points(backend, source)
-    loc, scale = backend.base_params()
     record = _record(source)
+    reference, is_data, where = _reference_points(backend, source, record)
+    loc, scale = backend.base_params()
     return {
         "name": source.name, "path": str(source.path), "load_path": str(source.load_path),
         "kind": backend.kind,
@@ -104,7 +111,7 @@ def describe(backend, source):
         "layer_names": list(backend.layer_names), "has_trace": backend.has_trace,
         "invertible": backend.invertible, "base_loc": loc, "base_scale": scale,
         "forward_only_layers": list(getattr(backend, "forward_only_layers", ())),
-        "reference": reference, "reference_is_data": is_data,
+        "reference": reference, "reference_is_data": is_data, "reference_source": where,
         "data_mean": reference.mean(0),
         "target": _target_name(source.target, backend.event_dim),
         "image": _image(source.manifest, backend.event_dim, reference),

@@ -184,7 +184,10 @@ def _record(args, dataset, parts, flow, history, seconds):
            for name, part in zip(("train", "validation", "test"), parts)}
     names = read_column_names(args.data) if dataset is None else None
     context_names = read_column_names(args.context)
-    return {"data": args.data, "dataset": dataset, "recipe": args.recipe,
+    return {"data": args.data, "dataset": dataset,
+            # where the file was (the visualizer reads it again to show the data)
+            "data_path": None if dataset is not None else os.path.abspath(args.data),
+            "recipe": args.recipe,
             "columns": names if names and len(names) == flow.event_dim else None,
             "context_columns": (context_names if context_names
                                 and len(context_names) == flow.context_dim else None),

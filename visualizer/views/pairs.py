@@ -87,6 +87,7 @@ class PairsView(View):
         self.show_data.setVisible(info["reference_is_data"])
         self.show_data.blockSignals(True)           # (the grid is the last model's)
         self.show_data.setChecked(info["reference_is_data"])
+        self.show_data.setToolTip(f"The training data: {info['reference_source']}")
         self.show_data.blockSignals(False)
         chosen = marginals.default_coordinates(info["event_dim"], info["reference"],
                                                image=info["image"] is not None)

@@ -98,6 +98,7 @@ class SamplesView(View):
     def model_changed(self):
         self.points = None
         self.show_data.setChecked(self.info["reference_is_data"])
+        self.show_data.setToolTip(f"The training data: {self.info['reference_source']}")
         image = self.info["image"]
         self.as_images.blockSignals(True)
         self.as_images.setChecked(bool(image and image["declared"]))
