@@ -4,7 +4,6 @@
 import shutil
 
 import numpy as np
-import pytest
 
 from kerasflows import datasets
 from kerasflows.loading import write_training_record
