@@ -92,7 +92,7 @@ def test_conditional_ring_radius_draws_and_its_exact_density():
     grid = np.stack([a.ravel() for a in np.meshgrid(g, g, indexing="ij")], 1)
     for r in (1.0, 2.7, 4.0):
         lp = datasets.true_conditional_log_prob("ring_radius", grid, np.full((len(grid), 1), r))
-        assert abs(np.exp(lp).sum() * h * h * 0.75 - 1.0) < 1e-3, r
+        assert abs(np.exp(lp).sum() * h * h - 1.0) < 1e-3, r
     # each point is likelier under its own radius than under another one
     own = datasets.true_conditional_log_prob("ring_radius", x, c)
     other = datasets.true_conditional_log_prob("ring_radius", x, np.clip(c + 1.0, low, high + 1))
