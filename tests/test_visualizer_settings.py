@@ -42,18 +42,20 @@ def _choose(w):
     s.count.setValue(5000)
     s.temperature.setValue(0.8)
     w.views["layers"].speed.setValue(2.5)
+    w.views["pairs"].count.setValue(3000)
 
 
 def _choices(w):
     d, s = w.views["density"], w.views["samples"]
     return (w.current_view().name, d.resolution.currentData(), d.scale.currentIndex(),
             d.cmap.currentText(), d.contours.isChecked(), s.count.value(),
-            round(s.temperature.value(), 3), round(w.views["layers"].speed.value(), 3))
+            round(s.temperature.value(), 3), round(w.views["layers"].speed.value(), 3),
+            w.views["pairs"].count.value())
 
 
-CHOSEN = ("layers", 128, 1, "magma", True, 5000, 0.8, 2.5)
+CHOSEN = ("layers", 128, 1, "magma", True, 5000, 0.8, 2.5, 3000)
 DEFAULTS = ("samples", density.DEFAULT_RESOLUTION, 0, "viridis", False, samples.DEFAULT_COUNT,
-            1.0, 1.0)
+            1.0, 1.0, samples.DEFAULT_COUNT)
 
 
 def test_window_size_view_and_display_choices_are_remembered(qtbot, settings):
@@ -67,7 +69,7 @@ def test_window_size_view_and_display_choices_are_remembered(qtbot, settings):
     assert _choices(second) == CHOSEN
     assert (second.width(), second.height()) == size
     assert not second.dock.isVisible() and not second.context_dock.isVisible()
-    assert {k.split("/")[0] for k in REMEMBERED} == {"density", "samples", "layers"}
+    assert {k.split("/")[0] for k in REMEMBERED} == {"density", "samples", "layers", "pairs"}
 
 
 def test_screenshot_and_benchmark_windows_neither_read_nor_change_the_choices(qtbot, settings):
@@ -102,6 +104,8 @@ def test_help_lists_every_shortcut_and_the_versions(qtbot, settings):
     assert shortcuts[("Layers", "Previous layer")] == ["[", "Page Up"]
     assert shortcuts[("Layers", "Next layer")] == ["]", "Page Down"]
     assert shortcuts[("Help", "Keyboard Shortcuts")] == ["F1"]
+    assert shortcuts[("Samples", "Resample Pairs")] == ["R"]
+    assert shortcuts[("View", "Pairs")] == ["Ctrl+5"]
     assert len(shortcuts) >= 12
     w.show_shortcuts()
     assert w.info_box.isVisible()

@@ -14,7 +14,7 @@ REMEMBERED = {
     "density/resolution": ("density", "resolution"), "density/scale": ("density", "scale"),
     "density/colours": ("density", "cmap"), "density/contours": ("density", "contours"),
     "samples/count": ("samples", "count"), "samples/temperature": ("samples", "temperature"),
-    "layers/speed": ("layers", "speed"),
+    "layers/speed": ("layers", "speed"), "pairs/count": ("pairs", "count"),
 }
 
 
