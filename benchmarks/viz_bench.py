@@ -15,6 +15,9 @@ Measures, on MODEL (default: saved_models/moons/), after the app's warm-up
   * samples view, continuous resampling of 10,000 points: frames/s, the
     compute thread's ms per batch and the GUI thread's ms to draw a batch;
   * layer animation (play) in the layers view, frames/s;
+  * the Pairs view of 10,000 samples (every pair of up to six coordinates):
+    the GUI thread's ms to redraw it and ms from a resample to the new
+    samples on screen;
   * a conditional flow (e.g. saved_models/ring_radius): the density view after
     one change of the context (1% of its slider's range): ms to the first image
     on screen and to the exact 256x256 one; and while its slider is dragged (one
@@ -212,6 +215,28 @@ def samples_draw_ms(window, repeats=20):
     return statistics.median(times)
 
 
+def pairs_ms(window, repeats=20):
+    """Median ms of the Pairs view (every pair of up to six coordinates): to redraw
+    what it holds (the GUI thread's part: the scatters, the histograms, a repaint) and
+    from a resample to the new samples drawn."""
+    view = window.show_view("pairs")
+    headless.wait_for(view.is_ready, 300)
+    draws, resamples = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        view.draw()
+        view.canvas.viewport().repaint()
+        draws.append((time.perf_counter() - start) * 1000)
+    for _ in range(repeats):
+        seed = view.seed + 1
+        start = time.perf_counter()
+        view.resample()
+        headless.wait_for(lambda: view.is_ready() and view.drawn["seed"] == seed, 300)
+        view.canvas.viewport().repaint()
+        resamples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(draws), statistics.median(resamples), len(view.cells)
+
+
 def layers_fps(window, seconds=4.0):
     view = window.show_view("layers")
     headless.wait_for(view.is_ready, 300)
@@ -321,6 +346,9 @@ def main(argv=None):
         "samples_10k_draw_ms": round(samples_draw_ms(window), 1),
         "layer_animation_fps": round(layers_fps(window), 1),
     })
+    draw, resample, cells = pairs_ms(window, args.repeats)
+    results.update({"pairs_cells": cells, "pairs_10k_draw_ms": round(draw, 1),
+                    "pairs_10k_resample_on_screen_ms": round(resample, 1)})
     if args.follow_repeats > 0 and info["kind"] == "keras":
         loaded, exact = time_follow(window, info, args.follow_repeats)
         results.update({"follow_replaced_to_reloaded_s": round(loaded, 2),

@@ -76,7 +76,7 @@ class PairsView(View):
         self.marginal = {}          # coordinate -> (edges, flow density, data density)
         self.count.valueChanged.connect(lambda _: self.invalidate())
         self.resample_button.clicked.connect(self.resample)
-        self.show_data.toggled.connect(lambda _: self._draw())
+        self.show_data.toggled.connect(lambda _: self.draw())
         self.picker.itemChanged.connect(self._picked)
 
     # -- model and choices ----------------------------------------------------------
@@ -105,7 +105,7 @@ class PairsView(View):
         self.set_coordinates(chosen)
 
     def model_reloaded(self):
-        self._draw()                # same coordinates and ranges; new samples to come
+        self.draw()                # same coordinates and ranges; new samples to come
 
     def set_coordinates(self, dims):
         """Shows the coordinates `dims` (indices from 0, at most `marginals.MAX_SHOWN`,
@@ -129,7 +129,7 @@ class PairsView(View):
         self.picker_button.setText(self._coordinates_text(dims))
         self.coords = dims
         self._build_grid()
-        self._draw()
+        self.draw()
 
     def _coordinates_text(self, dims):
         names = [self.axis_name(d) for d in dims]
@@ -216,7 +216,7 @@ class PairsView(View):
             return None
         return self.info["reference"][:DATA_POINTS]
 
-    def _draw(self):
+    def draw(self):
         """Draws the samples and the data in their cells, and the diagonal's
         histograms on the ranges of their columns."""
         if self.info is None or not self.cells:
@@ -278,7 +278,7 @@ class PairsView(View):
     def on_result(self, result):
         value = result.value
         self.points, self.drawn = value["points"], value
-        self._draw()
+        self.draw()
         self.drew()
 
     def shows_projection(self):
