@@ -52,8 +52,8 @@ def test_moons4d_is_moons_with_two_columns_that_depend_on_them():
     h = 0.04
     cells = h * (np.arange(-30, 30) + 0.5)
     for x12 in ([0.5, 0.3], [-1.0, -0.2]):
-        aa, bb = np.meshgrid(0.5 * x12[0] * x12[1] + 1.0 * cells, np.exp(0.6 * x12[1]) + 0.75 * cells,
-                             indexing="ij")
+        aa, bb = np.meshgrid(0.5 * x12[0] * x12[1] + 1.0 * cells,
+                             np.exp(0.6 * x12[1]) + 0.75 * cells, indexing="ij")
         pts = np.c_[np.tile(x12, (aa.size, 1)), aa.ravel(), bb.ravel()]
         lp = datasets.true_log_prob("moons4d", pts) - datasets.true_log_prob("moons", pts[:, :2])
         assert abs(np.exp(lp).sum() * h * h * 0.75 - 1.0) < 1e-3
