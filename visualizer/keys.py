@@ -3,10 +3,11 @@
 Layers ▸ Previous / Next layer and Play / Pause (`[`, `]`, `PgUp`, `PgDn`,
 `Space`) act on the Layers view, Samples ▸ Resample (`R`) on the Samples
 view and Samples ▸ Resample Pairs (`R`) on the Pairs view: their actions are
-enabled only while that view is shown with a model open, so elsewhere the keys do nothing to a hidden view and reach the
-focused control as usual. Even then, a focused control that acts on the key
-itself keeps it: a check box, button or list toggles on Space, a spin box
-or slider steps on Page Up / Page Down.
+enabled only while that view is shown with a model open, so elsewhere the
+keys do nothing to a hidden view and reach the focused control as usual. Even
+then, a focused control that acts on the key itself keeps it: a check box,
+button or list toggles on Space, a spin box or slider steps on Page Up /
+Page Down.
 """
 
 from PySide6 import QtCore, QtWidgets

@@ -38,10 +38,10 @@ def add_parser(subparsers):
         formatter_class=HelpFormatter)
     p.add_argument("data", help="a dataset name (moons, eight_gaussians, checkerboard, rings, "
                    "pinwheel, two_spirals; moons4d, four columns; digits), a conditional set "
-                   "whose context comes with it (ring_radius, digits_label: give --context-classes 10 for its labels) "
-                   "or a .npy/.csv file of shape [N, D] (a dataset name is the dataset even "
-                   "where a file or folder of that name exists; a .csv header's column names "
-                   "are kept with the model)")
+                   "whose context comes with it (ring_radius, digits_label: give "
+                   "--context-classes 10 for its labels) or a .npy/.csv file of shape [N, D] "
+                   "(a dataset name is the dataset even where a file or folder of that name "
+                   "exists; a .csv header's column names are kept with the model)")
     p.add_argument("--recipe", default="nsf", choices=list(RECIPES),
                    help="the flow family (kerasflows.models)")
     p.add_argument("--layers", type=positive_int, default=5, help="number of flow layers")
