@@ -1156,3 +1156,22 @@ def test_pairs_of_a_picture_flow_start_at_its_most_varied_pixels(qtbot, window, 
         "the last one cannot be unticked"
     assert all(view.picker.item(d).flags() & QtCore.Qt.ItemFlag.ItemIsEnabled
                for d in range(16) if d != unticked), "and any other can be ticked"
+
+
+def test_pairs_of_a_conditional_flow_say_the_data_mix_every_context(qtbot, window, tmp_path):
+    from test_visualizer_support import make_flow
+    flow = make_flow(3, 2, context_dim=1)
+    data = np.random.default_rng(2).normal(size=(400, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", data)
+    flow.save(tmp_path / "c.keras")
+    write_training_record(tmp_path / "c.keras", {"dataset": None, "data": "x.npy",
+                                                "data_path": str(tmp_path / "x.npy")})
+    info = open_model(qtbot, window, tmp_path / "c.keras")
+    assert info["reference_is_data"] and info["reference_source"].startswith("x.npy")
+    view = show_ready(qtbot, window, "pairs")
+    assert view.note.isVisibleTo(view) and "every context" in view.note.text()
+    np.testing.assert_allclose(view.items[0, 2][0].points, data[:, [2, 0]], atol=1e-6)
+    assert view.show_data.toolTip() == f"The training data: {info['reference_source']}"
+    view.show_data.setChecked(False)
+    assert not view.note.isVisibleTo(view)
+    view.show_data.setChecked(True)
