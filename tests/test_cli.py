@@ -770,6 +770,28 @@ def test_bad_npy_files_say_what_is_wrong(tmp_path, capsys):
         _assert_user_errors(cases, capsys)
 
 
+def test_evaluate_marginals_compares_each_column_with_the_flows_samples(tmp_path, capsys):
+    from kerasflows import marginals
+    flow = kerasflows.load(MOONS)
+    x = kerasflows.datasets.load("moons", n=3000, seed=5)
+    found = json.loads(_run(capsys, "evaluate", MOONS, "moons", "--n", "3000", "--seed", "5",
+                            "--marginals", "--json"))["marginals"]
+    table = marginals.compare_marginals(flow.sample(3000, seed=5).numpy(), x)
+    assert [c["column"] for c in found["columns"]] == ["x1", "x2"] and found["seed"] == 5
+    for d, c in enumerate(found["columns"]):
+        for key in table:
+            assert c[key] == pytest.approx(table[key][d], rel=1e-6), key
+    assert found["ks_5pct"] == pytest.approx(marginals.ks_threshold(3000, 3000))
+    # a file of another distribution: its columns are flagged; --seed seeds the samples
+    np.save(tmp_path / "far.npy", x * [1.0, 0.5] + [0.0, 1.0])
+    out = _run(capsys, "evaluate", MOONS, tmp_path / "far.npy", "--marginals", "--seed", "1")
+    lines = out.splitlines()
+    assert lines[1] == "Marginals: 3000 samples of the flow (seed 1) against the 3000 rows:"
+    assert lines[3].startswith("x1 ") and not lines[3].endswith("*")
+    assert lines[4].startswith("x2 ") and lines[4].endswith("  *")
+    assert "* above 0.0351" in lines[5]
+
+
 def test_options_name_themselves_and_the_range_they_take(tmp_path, capsys):
     np.save(tmp_path / "d.npy", np.zeros((5, 2), np.float32))
     expected = "expected an integer in 0..2147483647 (2**31-1), got"

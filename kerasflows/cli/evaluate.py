@@ -1,4 +1,10 @@
-"""`kerasflows evaluate MODEL DATA`: the mean negative log-likelihood of data under a flow."""
+"""`kerasflows evaluate MODEL DATA`: the mean negative log-likelihood of data under a flow.
+
+With `--marginals`, also each column of DATA against as many samples of the
+flow (drawn at DATA's contexts for a conditional flow): means, standard
+deviations and the Kolmogorov-Smirnov gap (`kerasflows.marginals`), with
+the gap that chance alone would exceed 5% of the time.
+"""
 
 import json
 
@@ -22,10 +28,15 @@ def add_parser(subparsers):
     p.add_argument("--n", type=positive_int, default=None,
                    help="points to draw for a dataset name (default 10000; digits: 1797); "
                    "not for a data file")
-    add_seed_argument(p, "seed of the draw for a dataset name (default 0), and of the "
+    add_seed_argument(p, "seed of the draw for a dataset name (default 0), of the "
                       "uniform noise a model trained with --dequantize adds to DATA (default "
-                      "0); for a data file, only the latter", default=None)
+                      "0) and of --marginals' samples (default 0); for a data file, only "
+                      "the latter two", default=None)
     add_context_argument(p, "one row per data row")
+    p.add_argument("--marginals", action="store_true",
+                   help="also compare each column of DATA with as many samples of the flow "
+                   "(seeded by --seed, default 0): means, standard deviations and the "
+                   "Kolmogorov-Smirnov gap, beside the gap chance exceeds 5%% of the time")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p
 
@@ -45,10 +56,12 @@ def _inputs(args, flow, names=None, noisy=None):
                             f"{plural(context.shape[1], 'value')}); {args.model} {wants}.")
         check_labels(flow, context, f"{args.data}'s context")
         return x, context
-    if args.seed is not None and not is_dataset_name(args.data) and not noisy:
+    if (args.seed is not None and not is_dataset_name(args.data) and not noisy
+            and not args.marginals):
         raise UserError(f"--seed seeds the draw of a dataset name; {args.data} is a file (all "
                         f"its rows are used), and {args.model} was not trained with "
-                        "--dequantize (whose noise it would seed).")
+                        "--dequantize (whose noise it would seed), nor are --marginals asked "
+                        "for (whose samples it would seed).")
     x, _ = read_data(args.data, n=args.n, seed=args.seed)
     check_columns(x, flow, args.data)
     check_column_names(args.data, names,
@@ -73,6 +86,9 @@ def run(args):
     mean, se = evaluate_nll(flow, x, context=context)
     result = {"model": args.model, "data": args.data, "n": len(x), "nll": mean, "nll_se": se,
               "dequantized_columns": noisy}
+    if args.marginals:
+        result["marginals"] = _marginals(flow, x, context, args.seed or 0,
+                                         names or [f"x{d + 1}" for d in range(flow.event_dim)])
     if args.json:
         print(json.dumps(result))
         return 0
@@ -83,4 +99,31 @@ def run(args):
               f"{column_list(noisy, names)} got uniform noise in "
               f"[0, 1), seed {args.seed or 0}; the NLL of the whole numbers themselves is at "
               "most this, up to the noise's sampling error)")
+    if args.marginals:
+        _print_marginals(result["marginals"], len(x))
     return 0
+
+
+def _marginals(flow, x, context, seed, names):
+    """Each column of `x` against `len(x)` samples of `flow` (at `context`'s rows)."""
+    from kerasflows import marginals
+    samples = flow.sample(len(x), context=context, seed=seed).numpy()
+    table = marginals.compare_marginals(samples, x)
+    columns = [{"column": name, **{key: float(values[d]) for key, values in table.items()}}
+               for d, name in enumerate(names)]
+    return {"seed": seed, "ks_5pct": marginals.ks_threshold(len(x), len(x)),
+            "columns": columns}
+
+
+def _print_marginals(found, n):
+    width = max(6, *(len(c["column"]) for c in found["columns"]))
+    print(f"Marginals: {n} samples of the flow (seed {found['seed']}) against the {n} rows:")
+    print(f"{'column':{width}s}  {'data mean':>10s}  {'flow mean':>10s}  {'data std':>10s}  "
+          f"{'flow std':>10s}  {'KS':>6s}")
+    for c in found["columns"]:
+        flag = "  *" if c["ks"] > found["ks_5pct"] else ""
+        print(f"{c['column']:{width}s}  {c['data_mean']:10.4g}  {c['flow_mean']:10.4g}  "
+              f"{c['data_std']:10.4g}  {c['flow_std']:10.4g}  {c['ks']:6.4f}{flag}")
+    print(f"(KS: the largest gap between the two columns' empirical distribution functions; "
+          f"* above {found['ks_5pct']:.4f}, which two samples of one distribution exceed 5% "
+          f"of the time)")

@@ -1,0 +1,44 @@
+"""kerasflows.marginals: a flow's samples against data, column by column."""
+
+import numpy as np
+import pytest
+
+from kerasflows import marginals as M
+
+
+def test_ks_statistic_is_the_largest_gap_between_the_distribution_functions():
+    assert M.ks_statistic([0.0, 1.0], [0.0, 1.0]) == 0.0
+    assert M.ks_statistic([0.0, 1.0], [2.0, 3.0]) == 1.0
+    # F_a - F_b at t = 1: 3/4 - 1/3
+    assert M.ks_statistic([0, 1, 1, 5], [1, 3, 4]) == pytest.approx(0.75 - 1 / 3)
+    assert M.ks_statistic([0.0, np.nan, 1.0], [0.0, np.inf, 1.0]) == 0.0     # finite values
+    with pytest.raises(ValueError, match="finite values on both sides; received 0 and 2"):
+        M.ks_statistic([np.nan], [1.0, 2.0])
+
+
+def test_ks_threshold_is_exceeded_by_chance_at_its_rate():
+    assert M.ks_threshold(1000, 1000) == pytest.approx(1.358 * np.sqrt(2 / 1000), rel=1e-3)
+    rng = np.random.default_rng(0)
+    gaps = [M.ks_statistic(rng.normal(size=400), rng.normal(size=300)) for _ in range(400)]
+    rate = np.mean(np.array(gaps) > M.ks_threshold(400, 300))
+    assert 0.02 < rate < 0.09, rate
+    shifted = M.ks_statistic(rng.normal(size=400), rng.normal(0.5, 1.0, size=300))
+    assert shifted > M.ks_threshold(400, 300)
+    with pytest.raises(ValueError, match="alpha=1.5"):
+        M.ks_threshold(10, 10, alpha=1.5)
+
+
+def test_compare_marginals_puts_each_column_beside_the_datas():
+    rng = np.random.default_rng(1)
+    data = np.c_[rng.normal(2.0, 3.0, 5000), rng.exponential(1.0, 5000)]
+    samples = np.c_[rng.normal(2.0, 3.0, 4000), rng.normal(1.0, 1.0, 4000)]
+    table = M.compare_marginals(samples, data)
+    assert set(table) == {"data_mean", "flow_mean", "data_std", "flow_std", "ks"}
+    np.testing.assert_allclose(table["data_mean"], data.mean(0))
+    np.testing.assert_allclose(table["flow_std"], samples.std(0))
+    threshold = M.ks_threshold(4000, 5000)
+    assert table["ks"][0] < threshold < table["ks"][1]      # the second is the wrong shape
+    with pytest.raises(ValueError, match="samples have 2 columns and data 3"):
+        M.compare_marginals(samples, np.zeros((5, 3)))
+    with pytest.raises(ValueError, match=r"`data` must have shape \[N, D\] with N >= 1"):
+        M.compare_marginals(samples, np.zeros((0, 2)))
