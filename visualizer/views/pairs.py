@@ -14,7 +14,7 @@ from PySide6 import QtCore, QtWidgets
 from visualizer import marginals, theme
 from visualizer.items import PointCloudItem
 from visualizer.views.base import ElidedLabel, View, labeled, tick_label_width
-from visualizer.views.samples import DEFAULT_COUNT, MAX_SAMPLES, MIN_SAMPLES
+from visualizer.views.samples import sample_count_box
 
 __all__ = ["PairsView", "DATA_POINTS"]
 
@@ -46,11 +46,7 @@ class PairsView(View):
     def __init__(self, host):
         super().__init__(host)
         self.seed = 0
-        self.count = QtWidgets.QSpinBox()
-        self.count.setRange(MIN_SAMPLES, MAX_SAMPLES)
-        self.count.setSingleStep(1000)
-        self.count.setValue(DEFAULT_COUNT)
-        self.count.setGroupSeparatorShown(True)
+        self.count = sample_count_box()
         self.picker = QtWidgets.QListWidget()
         self.picker_button = QtWidgets.QPushButton()
         menu = QtWidgets.QMenu(self.picker_button)

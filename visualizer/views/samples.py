@@ -10,7 +10,7 @@ from visualizer.views.base import (ElidedLabel, View, draw_picture, labeled,
                                    make_plot, show_pictures, show_region)
 
 __all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID", "SWEEP_PER",
-           "SWEEP_MAX_VALUES"]
+           "SWEEP_MAX_VALUES", "sample_count_box"]
 
 MIN_SAMPLES, MAX_SAMPLES = 100, 100_000
 DEFAULT_COUNT = 10_000
@@ -18,6 +18,17 @@ DEFAULT_COUNT = 10_000
 IMAGE_GRID = 100
 #: "One row per ...": samples per context value, and the most values swept.
 SWEEP_PER, SWEEP_MAX_VALUES = 10, 20
+
+
+def sample_count_box():
+    """The *Samples* spin box: `MIN_SAMPLES` to `MAX_SAMPLES` in steps of 1,000,
+    starting at `DEFAULT_COUNT` (the Samples and Pairs views)."""
+    count = QtWidgets.QSpinBox()
+    count.setRange(MIN_SAMPLES, MAX_SAMPLES)
+    count.setSingleStep(1000)
+    count.setValue(DEFAULT_COUNT)
+    count.setGroupSeparatorShown(True)
+    return count
 
 
 class SamplesView(View):
@@ -45,11 +56,7 @@ class SamplesView(View):
     def __init__(self, host):
         super().__init__(host)
         self.seed = 0
-        self.count = QtWidgets.QSpinBox()
-        self.count.setRange(MIN_SAMPLES, MAX_SAMPLES)
-        self.count.setSingleStep(1000)
-        self.count.setValue(DEFAULT_COUNT)
-        self.count.setGroupSeparatorShown(True)
+        self.count = sample_count_box()
         self.temperature = QtWidgets.QDoubleSpinBox()
         self.temperature.setRange(0.05, 3.0)
         self.temperature.setSingleStep(0.05)
