@@ -1175,3 +1175,29 @@ def test_pairs_of_a_conditional_flow_say_the_data_mix_every_context(qtbot, windo
     view.show_data.setChecked(False)
     assert not view.note.isVisibleTo(view)
     view.show_data.setChecked(True)
+
+
+def test_a_double_click_on_a_pair_shows_it_in_the_samples_view(qtbot, window, models):
+    from PySide6 import QtCore as QC
+    folder, _ = models["wide"]
+    if window.info is None or window.info["path"] != str(folder):
+        open_model(qtbot, window, folder)
+    view = show_ready(qtbot, window, "pairs")
+    view.set_coordinates(range(4))
+    cell = view.cells[3, 1].getViewBox()
+    centre = cell.sceneBoundingRect().center()
+    assert view.cell_at(centre) == (3, 1)
+    assert view.cell_at(QC.QPointF(-50, -50)) is None
+    pixel = view.canvas.mapFromScene(centre)
+    port, left = view.canvas.viewport(), QC.Qt.MouseButton.LeftButton
+    qtbot.mouseClick(port, left, pos=pixel)
+    qtbot.mouseDClick(port, left, pos=pixel)          # (pyqtgraph reports it on release)
+    qtbot.mouseRelease(port, left, pos=pixel)
+    qtbot.waitUntil(lambda: window.current_view().name == "samples", timeout=5000)
+    assert window.projection.dims == (1, 3)             # x2 across, x4 up
+    samples = window.views["samples"]
+    qtbot.waitUntil(samples.is_ready, timeout=TIMEOUT_MS)
+    np.testing.assert_allclose(samples.cloud.points, samples.points[:, [1, 3]], atol=1e-6)
+    with pytest.raises(ValueError, match=r"cell \(2, 2\) is a marginal"):
+        view.show_pair(2, 2)
+    window.panel.set_dims(0, 1)

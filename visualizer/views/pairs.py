@@ -34,7 +34,8 @@ class PairsView(View):
     *Coordinates* picks up to `marginals.MAX_SHOWN` of them (by default
     `marginals.default_coordinates`); the cells of a column share their x
     range and those of a row their y range, so a zoom or pan in one cell
-    moves its row and column. The samples are drawn at temperature 1 (the
+    moves its row and column; a double click on a scatter shows its pair in the
+    Samples view (`show_pair`). The samples are drawn at temperature 1 (the
     flow's own distribution, which is what the data are compared with) and,
     for a conditional flow, at the Context panel's context, while the
     training data come from every context (a note says so).
@@ -74,6 +75,7 @@ class PairsView(View):
         self.resample_button.clicked.connect(self.resample)
         self.show_data.toggled.connect(lambda _: self.draw())
         self.picker.itemChanged.connect(self._picked)
+        self.canvas.scene().sigMouseClicked.connect(self._clicked)
 
     # -- model and choices ----------------------------------------------------------
     def model_changed(self):
@@ -206,6 +208,29 @@ class PairsView(View):
                 plot.setLabel("left", self.axis_name(self.coords[i]))
         else:
             plot.hideAxis("left")
+
+    def cell_at(self, scene_pos):
+        """`(i, j)` of the cell whose plot area holds `scene_pos`, or None."""
+        for key, plot in self.cells.items():
+            if plot.getViewBox().sceneBoundingRect().contains(scene_pos):
+                return key
+        return None
+
+    def show_pair(self, i, j):
+        """Shows the pair of cell `(i, j)` (off the diagonal) in the Samples view: its
+        column's coordinate across, its row's up (the other views follow)."""
+        if i == j:
+            raise ValueError(f"cell ({i}, {i}) is a marginal; a pair is a cell off the "
+                             f"diagonal.")
+        self.host.panel.set_dims(self.coords[j], self.coords[i])
+        self.host.show_view("samples")
+
+    def _clicked(self, event):
+        if event.button() != QtCore.Qt.MouseButton.LeftButton or not event.double():
+            return
+        cell = self.cell_at(event.scenePos())
+        if cell is not None and cell[0] != cell[1]:
+            self.show_pair(*cell)
 
     def _data(self):
         if not (self.show_data.isChecked() and self.info["reference_is_data"]):
