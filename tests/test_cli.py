@@ -629,10 +629,16 @@ def test_csv_column_names_travel_with_the_model(tmp_path, capsys):
     x = np.stack([rng.normal(size=600), rng.gamma(2.0, size=600)], axis=1)
     np.savetxt(tmp_path / "d.csv", x, delimiter=",", header="height, weight", comments="")
     model = tmp_path / "m.keras"
-    _run(capsys, "train", tmp_path / "d.csv", "--epochs", "1", "--recipe", "realnvp",
-         "--layers", "2", "--hidden", "8", "--out", model, "--quiet")
+    out = _run(capsys, "train", tmp_path / "d.csv", "--epochs", "1", "--recipe", "realnvp",
+               "--layers", "2", "--hidden", "8", "--out", model, "--quiet")
     record = training_record(model)
     assert record["columns"] == ["height", "weight"]
+    # the test split column by column (`evaluate --marginals`'s table), by name
+    found = record["test_marginals"]
+    height, weight = found["columns"]
+    assert (height["column"], weight["column"]) == ("height", "weight")
+    assert abs(height["data_mean"]) < 0.4 and abs(weight["data_mean"] - 2.0) < 0.6
+    assert "Test split, column by column: " in out
     assert record["data_path"] == str(tmp_path / "d.csv")      # (the visualizer reads it again)
     assert "columns: height, weight" in _run(capsys, "info", model)
     plotted = _run(capsys, "plot", model, "-o", tmp_path / "hw.png", "--resolution", "64")
@@ -781,7 +787,9 @@ def test_evaluate_marginals_compares_each_column_with_the_flows_samples(tmp_path
     for d, c in enumerate(found["columns"]):
         for key in table:
             assert c[key] == pytest.approx(table[key][d], rel=1e-6), key
-    assert found["ks_5pct"] == pytest.approx(marginals.ks_threshold(3000, 3000))
+    # chance puts either column above the threshold 5% of the time: 2.5% each
+    assert found["alpha_per_column"] == 0.025
+    assert found["ks_threshold"] == pytest.approx(marginals.ks_threshold(3000, 3000, 0.025))
     # a file of another distribution: its columns are flagged; --seed seeds the samples
     np.save(tmp_path / "far.npy", x * [1.0, 0.5] + [0.0, 1.0])
     out = _run(capsys, "evaluate", MOONS, tmp_path / "far.npy", "--marginals", "--seed", "1")
@@ -789,7 +797,8 @@ def test_evaluate_marginals_compares_each_column_with_the_flows_samples(tmp_path
     assert lines[1] == "Marginals: 3000 samples of the flow (seed 1) against the 3000 rows:"
     assert lines[3].startswith("x1 ") and not lines[3].endswith("*")
     assert lines[4].startswith("x2 ") and lines[4].endswith("  *")
-    assert "* above 0.0351" in lines[5]
+    assert f"* above {found['ks_threshold']:.4f}, where chance alone puts any of the 2 " \
+           "columns 5% of the time" in lines[5]
 
 
 def test_options_name_themselves_and_the_range_they_take(tmp_path, capsys):
@@ -1001,3 +1010,15 @@ def test_unwritable_outputs_fail_before_any_training(tmp_path, capsys, monkeypat
         assert exit_info.value.code == 2, (argv, err)
         assert f"kerasflows: error: cannot write {path}: its folder" in err, (argv, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]   # nothing written
+
+
+def test_train_says_which_test_columns_are_beyond_chance():
+    from kerasflows.cli.evaluate import marginals_line
+    columns = [{"column": f"c{k}", "ks": 0.1 + k / 100} for k in range(8)]
+    found = {"ks_threshold": 0.115, "columns": columns}
+    assert marginals_line(found) == (
+        "Test split, column by column: c2 (0.1200), c3 (0.1300), c4 (0.1400), c5 (0.1500), "
+        "c6 (0.1600) and 1 more beyond chance (Kolmogorov-Smirnov gap > 0.1150); "
+        "`kerasflows evaluate MODEL DATA --marginals` shows every column.")
+    found["ks_threshold"] = 0.5
+    assert "every column's distribution is within chance" in marginals_line(found)

@@ -21,6 +21,7 @@ from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argum
                                    fraction, output_folder, positive_float, positive_int,
                                    progress_verbosity, units, writable_folder)
 from kerasflows.cli.data import column_list, read_column_names
+from kerasflows.cli.evaluate import column_marginals, marginals_line
 from kerasflows.cli.resume import check_checkpoint, fingerprint, interrupted
 from kerasflows.cli.train_data import dequantized_columns, noisy_parts, read_inputs, split_parts
 
@@ -312,6 +313,9 @@ def run(args):
         raise KeyboardInterrupt(interrupted(checkpoint_dir)) from None
     record = _record(args, dataset, measured, flow, history, time.perf_counter() - start)
     record.update(standardize=standardize, dequantized_columns=noisy)
+    if measured[2] is not None:         # the test split, column by column
+        record["test_marginals"] = column_marginals(flow, *measured[2], seed=args.seed,
+                                                    names=record["columns"])
     save_atomically(flow, out, record)
     if is_chief(strategy):
         with open(report, "w") as f:
@@ -320,4 +324,6 @@ def run(args):
         nll = ", ".join(f"{k} {record[f'{k}_nll']:.4f}" for k in ("train", "validation", "test")
                         if record[f"{k}_nll"] is not None)
         print(f"Saved {out} and {report}. NLL in nats per example: {nll}.", flush=True)
+        if "test_marginals" in record:
+            print(marginals_line(record["test_marginals"]), flush=True)
     return 0
