@@ -155,18 +155,33 @@ def IAF(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, **kwar
 
 
 def NSF(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, bins=8, bound=5.0,
-        autoregressive=False, **kwargs):
+        autoregressive=False, mask="halves", **kwargs):
     """Neural spline flow (Durkan et al. 2019): rational-quadratic spline layers.
 
     Args:
         bins: spline bins per dimension.
         bound: the splines act on [-bound, bound], identity outside.
         autoregressive: use `SplineAutoregressive` instead of `SplineCoupling`.
+        mask: for the coupling layers, "halves" (default: each layer
+            transforms the trailing half given the leading half, between
+            reversals) or "checkerboard" (one parity class given the other,
+            alternating, as `RealNVP`'s default and the alternating masks of
+            Durkan et al.'s tabular experiments). The same flow for
+            `event_dim <= 2`; the autoregressive layers take none.
     """
     flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
-    cls = SplineAutoregressive if autoregressive else SplineCoupling
-    make = lambda i: [cls(bins=bins, bound=bound, name=f"spline_{i}", **layer_kw)]
-    return _stack(make, event_dim, num_layers, context_dim, True, flow_kw)
+    if autoregressive:
+        if mask != "halves":
+            raise ValueError(f"`mask` applies to the coupling layers; autoregressive layers "
+                             f"condition each dimension on all before it. Received: "
+                             f"mask={mask!r}, autoregressive=True")
+        make = lambda i: [SplineAutoregressive(bins=bins, bound=bound, name=f"spline_{i}",
+                                               **layer_kw)]
+        return _stack(make, event_dim, num_layers, context_dim, True, flow_kw)
+    num_masked, tail = _coupling_split(mask, event_dim, num_layers, flow_kw.get("dtype"))
+    make = lambda i: [SplineCoupling(bins=bins, bound=bound, name=f"spline_{i}",
+                                     num_masked=num_masked(i), **layer_kw)]
+    return _stack(make, event_dim, num_layers, context_dim, True, flow_kw, tail)
 
 
 def Glow(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, **kwargs):

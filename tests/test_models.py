@@ -70,3 +70,22 @@ def test_standardize_is_set_by_fit_to_the_datas_mean_and_std():
     layer = flow.flow_layers[-1]
     np.testing.assert_allclose(layer.shift.numpy(), x.mean(0), rtol=1e-3)
     np.testing.assert_allclose(np.exp(layer.log_scale.numpy()), x.std(0), rtol=1e-2)
+
+
+@pytest.mark.parametrize("dim", [3, 4, 5])
+def test_nsf_couplings_split_in_halves_or_alternate_the_parity_classes(dim):
+    # by default, the leading D // 2 then (after a reversal) the trailing D // 2
+    leading, trailing = list(range(dim // 2)), list(range(dim - dim // 2, dim))
+    halves = M.NSF(dim, num_layers=3, hidden_units=(8,))
+    assert _pass_through_sets(halves) == [leading, trailing, leading]
+    flow = M.NSF(dim, num_layers=4, hidden_units=(8,), mask="checkerboard", dtype="float64")
+    evens, odds = list(range(0, dim, 2)), list(range(1, dim, 2))
+    assert _pass_through_sets(flow) == [evens, odds, evens, odds]
+    kerasflows.testing.perturb_weights(flow, 0.3, seed=1)
+    z = np.random.default_rng(0).normal(size=(64, dim))
+    x = flow.forward(z)
+    np.testing.assert_allclose(flow.inverse(x).numpy(), z, atol=1e-9)
+    assert np.isfinite(flow.log_prob(x).numpy()).all()
+    with pytest.raises(ValueError, match="`mask` applies to the coupling layers.*"
+                                         "mask='checkerboard', autoregressive=True"):
+        M.NSF(dim, autoregressive=True, mask="checkerboard")
