@@ -20,8 +20,8 @@ import copy
 
 from kerasflows import models
 
-__all__ = ["RECIPES", "SPLINE_RECIPES", "DIRECTION_SETTINGS", "build", "recommended",
-           "RECOMMENDED"]
+__all__ = ["RECIPES", "SPLINE_RECIPES", "MASK_RECIPES", "DIRECTION_SETTINGS", "build",
+           "recommended", "RECOMMENDED"]
 
 RECIPES = {
     "realnvp": (models.RealNVP, {}),
@@ -33,6 +33,8 @@ RECIPES = {
     "glow": (models.Glow, {}),
 }
 SPLINE_RECIPES = ("nsf", "nsf_ar")
+#: The recipes whose coupling layers take `mask` ("halves" or "checkerboard").
+MASK_RECIPES = ("realnvp", "nice", "nsf")
 #: The layer setting `build(..., direction=...)` sets, per recipe that has one.
 DIRECTION_SETTINGS = {"realnvp": "affine_direction", "maf": "affine_direction",
                       "iaf": "affine_direction", "glow": "affine_direction",

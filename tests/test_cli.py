@@ -1012,6 +1012,19 @@ def test_unwritable_outputs_fail_before_any_training(tmp_path, capsys, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]   # nothing written
 
 
+def test_train_mask_sets_how_a_coupling_recipe_splits_the_columns(tmp_path, capsys):
+    model = tmp_path / "m.keras"
+    _run(capsys, "train", "moons4d", "--n", "400", "--epochs", "1", "--layers", "2",
+         "--hidden", "8", "--mask", "checkerboard", "--out", model, "--quiet")
+    flow = kerasflows.load(model)
+    assert training_record(model)["mask"] == "checkerboard"
+    assert flow.flow_layers[-1].name == "checkerboard"              # evens, then odds
+    assert [l.num_masked for l in flow.flow_layers if hasattr(l, "num_masked")] == [2, 2]
+    _assert_user_errors([(["train", "moons4d", "--recipe", "maf", "--mask", "halves"],
+                          "--mask applies to the coupling recipes (realnvp, nice, nsf) only; "
+                          "received --recipe maf --mask halves.")], capsys)
+
+
 def test_train_says_which_test_columns_are_beyond_chance():
     from kerasflows.cli.evaluate import marginals_line
     columns = [{"column": f"c{k}", "ks": 0.1 + k / 100} for k in range(8)]

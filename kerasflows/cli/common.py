@@ -145,10 +145,14 @@ def add_spline_arguments(parser):
                         "default 5.0)")
 
 
-def check_recipe_options(recipe, bins, bound, direction):
-    """Refuses `--bins`/`--bound` for a recipe without splines and `--direction`
-    for one without a direction setting (kerasflows.recipes)."""
-    from kerasflows.recipes import DIRECTION_SETTINGS, SPLINE_RECIPES
+def check_recipe_options(recipe, bins, bound, direction, mask=None):
+    """Refuses `--bins`/`--bound` for a recipe without splines, `--direction`
+    for one without a direction setting and `--mask` for one without coupling
+    masks (kerasflows.recipes)."""
+    from kerasflows.recipes import DIRECTION_SETTINGS, MASK_RECIPES, SPLINE_RECIPES
+    if mask is not None and recipe not in MASK_RECIPES:
+        raise UserError(f"--mask applies to the coupling recipes ({', '.join(MASK_RECIPES)}) "
+                        f"only; received --recipe {recipe} --mask {mask}.")
     given = [f"--{name} {value:g}" for name, value in (("bins", bins), ("bound", bound))
              if value is not None]
     if given and recipe not in SPLINE_RECIPES:

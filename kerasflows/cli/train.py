@@ -50,6 +50,11 @@ def add_parser(subparsers):
                    help="hidden units of each conditioner network, comma-separated")
     add_spline_arguments(p)
     add_direction_argument(p)
+    p.add_argument("--mask", choices=["halves", "checkerboard"], default=None,
+                   help="how a coupling recipe (realnvp, nice, nsf) splits D > 2 dimensions: "
+                   "checkerboard, each layer one parity class given the other, alternating "
+                   "(realnvp's and nice's default), or halves, the trailing half given the "
+                   "leading one (nsf's default)")
     p.add_argument("--epochs", type=positive_int, default=20, help="number of epochs")
     p.add_argument("--batch-size", type=positive_int, default=512, help="global batch size")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
@@ -161,7 +166,7 @@ def _builder(args, event_dim, context=None, standardize=False):
     an ActNorm and a continuous `context` (the training contexts; not class labels)
     goes through a Normalization to their mean and variance first."""
     from kerasflows import recipes
-    check_recipe_options(args.recipe, args.bins, args.bound, args.direction)
+    check_recipe_options(args.recipe, args.bins, args.bound, args.direction, args.mask)
     context_dim = None if context is None else context.shape[1]
     scale = None
     if standardize and context is not None and not args.context_classes:
@@ -169,6 +174,8 @@ def _builder(args, event_dim, context=None, standardize=False):
 
     def build():
         kwargs = {"context_dim": context_dim}
+        if args.mask is not None:
+            kwargs["mask"] = args.mask
         encoder = _context_encoder(args, scale)
         if encoder is not None:
             kwargs["context_encoder"] = encoder
@@ -197,6 +204,7 @@ def _record(args, dataset, parts, flow, history, seconds):
             "context_classes": args.context_classes,
             "num_layers": args.layers, "hidden_units": args.hidden,
             "bins": args.bins, "bound": args.bound, "direction": args.direction,
+            "mask": args.mask,
             "epochs": args.epochs,
             "batch_size": args.batch_size, "lr": args.lr, "lr_decay": args.lr_decay,
             "seed": args.seed, "strategy": args.strategy,
