@@ -128,11 +128,12 @@ def beyond_chance(found):
 
 def _print_marginals(found, n):
     width = max(6, *(len(c["column"]) for c in found["columns"]))
+    beyond = beyond_chance(found)
     print(f"Marginals: {n} samples of the flow (seed {found['seed']}) against the {n} rows:")
     print(f"{'column':{width}s}  {'data mean':>10s}  {'flow mean':>10s}  {'data std':>10s}  "
           f"{'flow std':>10s}  {'KS':>6s}")
     for c in found["columns"]:
-        flag = "  *" if c["ks"] > found["ks_threshold"] else ""
+        flag = "  *" if c in beyond else ""
         print(f"{c['column']:{width}s}  {c['data_mean']:10.4g}  {c['flow_mean']:10.4g}  "
               f"{c['data_std']:10.4g}  {c['flow_std']:10.4g}  {c['ks']:6.4f}{flag}")
     print(f"(KS: the largest gap between the two columns' empirical distribution functions; "
