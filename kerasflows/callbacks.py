@@ -207,8 +207,7 @@ class FlowImages(keras.callbacks.Callback):
         if pairs is None:
             pairs = tuple(range(min(D, pictures.MAX_PAIRS))) if (
                 D > 2 and self.image_shape is None) else ()
-        if pairs and (len(pairs) > pictures.MAX_PAIRS or len(set(pairs)) != len(pairs)
-                      or not all(0 <= d < D for d in pairs)):
+        if pairs and not pictures.valid_pairs(pairs, D):
             raise ValueError(f"pairs must be 1 to {pictures.MAX_PAIRS} different dimensions "
                              f"of the {D}-D flow; received pairs={self.pairs}.")
         self._pairs = pairs

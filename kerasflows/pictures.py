@@ -31,7 +31,7 @@ open("density.png", "wb").write(kerasflows.pictures.encode_png(picture))
 import numpy as np
 
 __all__ = ["density_picture", "draws_density", "samples_picture", "image_grid", "tile",
-           "pairs_picture", "pairs_ranges", "MAX_PAIRS", "SAMPLES_COLOUR", "DATA_COLOUR",
+           "pairs_picture", "pairs_ranges", "valid_pairs", "MAX_PAIRS", "SAMPLES_COLOUR", "DATA_COLOUR",
            "side_by_side", "region_of", "region_text", "colorize", "encode_png",
            "pixel_centres", "VIRIDIS", "GAP_COLOUR", "IMAGES_SHOWN"]
 
@@ -218,6 +218,12 @@ def region_of(points, dims=(0, 1), coverage=0.995, margin=0.15):
             float(lo[1] - pad[1]), float(hi[1] + pad[1]))
 
 
+def valid_pairs(dims, event_dim):
+    """Whether `dims` are 1 to `MAX_PAIRS` different coordinates in 0..event_dim-1."""
+    return (0 < len(dims) <= MAX_PAIRS and len(set(dims)) == len(dims)
+            and all(0 <= d < event_dim for d in dims))
+
+
 def pairs_ranges(points, dims, coverage=0.995, margin=0.15):
     """`[(lo, hi), ...]`: the range of each coordinate of `dims` around the central
     `coverage` of `points`, widened by `margin` (as `region_of`)."""
@@ -271,8 +277,7 @@ def pairs_picture(samples, data=None, dims=None, cell=128, ranges=None):
         raise ValueError(f"samples must have shape [n, D]; received {samples.shape}.")
     D = samples.shape[1]
     dims = list(range(min(D, MAX_PAIRS))) if dims is None else [int(d) for d in dims]
-    if not dims or len(dims) > MAX_PAIRS or len(set(dims)) != len(dims) or not all(
-            0 <= d < D for d in dims):
+    if not valid_pairs(dims, D):
         raise ValueError(f"dims must be 1 to {MAX_PAIRS} different coordinates of the {D}-D "
                          f"points (from 0); received dims={dims!r}")
     if data is not None:

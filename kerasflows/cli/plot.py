@@ -227,8 +227,7 @@ def _dims(args, flow):
         given = args.dims or [1, 2]
         count = "two different coordinates"
     dims = [d - 1 for d in given]
-    if (len(set(dims)) != len(dims) or not all(0 <= d < D for d in dims)
-            or not (len(dims) == 2 or args.what == "pairs" and len(dims) <= pictures.MAX_PAIRS)):
+    if not (pictures.valid_pairs(dims, D) and (args.what == "pairs" or len(dims) == 2)):
         raise UserError(f"--dims must name {count} in 1..{D}; received "
                         f"{','.join(map(str, given))}.")
     return tuple(dims)
