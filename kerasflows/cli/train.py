@@ -30,6 +30,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers):
     from kerasflows.distributed import STRATEGIES
+    from kerasflows.models import MASKS
     from kerasflows.recipes import RECIPES
     p = subparsers.add_parser(
         "train", help="train a flow on a dataset or a data file",
@@ -50,7 +51,7 @@ def add_parser(subparsers):
                    help="hidden units of each conditioner network, comma-separated")
     add_spline_arguments(p)
     add_direction_argument(p)
-    p.add_argument("--mask", choices=["halves", "checkerboard"], default=None,
+    p.add_argument("--mask", choices=list(MASKS), default=None,
                    help="how a coupling recipe (realnvp, nice, nsf) splits D > 2 dimensions: "
                    "checkerboard, each layer one parity class given the other, alternating "
                    "(realnvp's and nice's default), or halves, the trailing half given the "
