@@ -232,8 +232,10 @@ def pairs_ranges(points, dims, coverage=0.995, margin=0.15):
 
 def _marginal_picture(columns, lo, hi, size, bins):
     """Histograms of `columns` (samples, then data or None) on `bins` equal bins of
-    `[lo, hi]`, each a density of all its finite values: the samples' as filled
-    bars, the data's as a line along the bars' tops; `uint8 [size, size, 3]`."""
+    `[lo, hi]`, each bin the fraction of the column's finite values in it (values
+    outside the range count in the whole), both on the taller one's scale: the
+    samples' as filled bars, the data's as a line along the bars' tops; `uint8
+    [size, size, 3]`."""
     edges = np.linspace(lo, hi, bins + 1)
     heights = []
     for column in columns:

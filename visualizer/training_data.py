@@ -40,8 +40,10 @@ def recorded_data(record, model_path, event_dim):
     if points is None:
         return None, None
     points = np.asarray(points, np.float32)
+    if points.ndim != 2 or points.shape[1] != event_dim:
+        return None, None
     points = points[np.all(np.isfinite(points), axis=1)]
-    if points.ndim != 2 or points.shape[1] != event_dim or not len(points):
+    if not len(points):
         return None, None
     if len(points) > SHOWN:
         rows = np.random.default_rng(0).choice(len(points), SHOWN, replace=False)
