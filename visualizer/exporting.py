@@ -36,7 +36,7 @@ class ExportActions:
         if data is None:
             return None
         data = {"view": view.name, "model": self.info["path"], **data}
-        if view.shows_projection() or view.images_shown():
+        if view.uses_projection:
             data.update(dims=np.asarray(self.projection.dims), held=self.projection.held)
         if self.context is not None:
             data["context"] = self.context

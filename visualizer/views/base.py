@@ -11,7 +11,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from visualizer import geometry, theme
 from visualizer.items import GridAxisItem
 
-__all__ = ["View", "ElidedLabel", "make_plot", "axis_name", "labeled", "show_pictures",
+__all__ = ["View", "ElidedLabel", "make_plot", "style_plot_item", "axis_name", "labeled",
+           "show_pictures",
            "draw_picture", "show_region", "tick_label_width"]
 
 
@@ -32,21 +33,28 @@ def make_plot(parent=None, aspect=True):
         name: GridAxisItem(name, theme.COLORS["base"]) for name in ("left", "bottom")})
     item = plot.getPlotItem()
     item.showGrid(x=True, y=True, alpha=0.12)
-    item.setMenuEnabled(False)
-    item.hideButtons()
+    style_plot_item(item)
     if aspect:
         item.setAspectLocked(True)
+    for name in ("left", "bottom"):
+        # Two levels of ticks and grid lines, not pyqtgraph's three: a calmer grid, and
+        # each zoom or pan lays out about a fifth of the lines (17 instead of 88 on the rings view).
+        item.getAxis(name).setStyle(maxTickLevel=1)
+    return plot
+
+
+def style_plot_item(item):
+    """The views' plot styling of a `pg.PlotItem`: no context menu or auto-range
+    button, no auto-range, muted axes without SI prefixes (the axes carry no
+    units: no prefix to recompute, and relabel, on each zoom)."""
+    item.setMenuEnabled(False)
+    item.hideButtons()
     item.getViewBox().disableAutoRange()
     for name in ("left", "bottom"):
         axis = item.getAxis(name)
         axis.setTextPen(theme.color("muted"))
         axis.setPen(theme.color("muted"))
-        # Two levels of ticks and grid lines, not pyqtgraph's three: a calmer grid, and
-        # each zoom or pan lays out about a fifth of the lines (17 instead of 88 on the rings view).
-        axis.setStyle(maxTickLevel=1)
-        # The axes carry no units: no SI prefix to recompute (and relabel) on each zoom.
         axis.enableAutoSIPrefix(False)
-    return plot
 
 
 def show_region(plot_item, region):
@@ -149,6 +157,9 @@ class View(QtWidgets.QWidget):
     name = ""
     title = ""
     kinds = ()          # the request kinds this view submits (results are routed by kind)
+    # drawn through the window's projection (two coordinates, the others held); the
+    # Pairs view, which draws marginals, is not
+    uses_projection = True
     frame_drawn = QtCore.Signal()
     mode_changed = QtCore.Signal()      # points became pictures or back (`images_shown`)
 
@@ -300,8 +311,9 @@ class View(QtWidgets.QWidget):
 
     def shows_projection(self):
         """True when the view draws the two coordinates chosen in the *Dimensions
-        shown* panel (with the others held there): not while it draws pictures."""
-        return not self.images_shown()
+        shown* panel (with the others held there): a view that `uses_projection`,
+        while it does not draw pictures."""
+        return self.uses_projection and not self.images_shown()
 
     def export_data(self):
         """What the view draws, as named arrays (File > Export view data, saved with

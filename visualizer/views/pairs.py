@@ -13,7 +13,8 @@ from PySide6 import QtCore, QtWidgets
 
 from visualizer import marginals, theme
 from visualizer.items import PointCloudItem
-from visualizer.views.base import ElidedLabel, View, labeled, tick_label_width
+from visualizer.views.base import (ElidedLabel, View, labeled, style_plot_item,
+                                   tick_label_width)
 from visualizer.views.samples import sample_count_box
 
 __all__ = ["PairsView", "DATA_POINTS"]
@@ -43,6 +44,7 @@ class PairsView(View):
 
     name, title = "pairs", "Pairs"
     kinds = ("pairs",)
+    uses_projection = False
 
     def __init__(self, host):
         super().__init__(host)
@@ -186,14 +188,7 @@ class PairsView(View):
         self.canvas.ci.setSpacing(4)
 
     def _style(self, plot, i, j, k, width):
-        plot.setMenuEnabled(False)
-        plot.hideButtons()
-        plot.getViewBox().disableAutoRange()
-        for name in ("left", "bottom"):
-            axis = plot.getAxis(name)
-            axis.setTextPen(theme.color("muted"))
-            axis.setPen(theme.color("muted"))
-            axis.enableAutoSIPrefix(False)
+        style_plot_item(plot)
         if i == k - 1:
             plot.setLabel("bottom", self.axis_name(self.coords[j]))
         else:
@@ -244,7 +239,7 @@ class PairsView(View):
             return
         data = self._data()
         none = np.zeros((0, 2))
-        drawn = self._scattered()
+        drawn = self._scattered(data)
         for (i, j), (data_item, flow_item) in self.items.items():
             di, dj = self.coords[i], self.coords[j]
             if i == j:
@@ -267,11 +262,11 @@ class PairsView(View):
         self.show_note("The flow's samples are drawn at the Context panel's context; the "
                        "training data come from every context." if conditional else "")
         if self.points is not None:
-            self._label()
+            self._label(data, drawn)
 
-    def _label(self):
-        """Says what is drawn: how many samples (and of them in the scatters) and data."""
-        data, drawn = self._data(), self._scattered()
+    def _label(self, data, drawn):
+        """Says what is drawn: how many samples (`drawn` of them in the scatters) and
+        `data` points."""
         shown = f"{len(self.points):,} flow samples (orange, below the diagonal"
         if len(drawn) < len(self.points):
             shown += f"; {len(drawn):,} drawn"
@@ -280,10 +275,9 @@ class PairsView(View):
             shown += f" · {len(data):,} training points (grey, above)"
         self.seed_label.setText(f"seed {self.drawn['seed']} · {shown}")
 
-    def _scattered(self):
-        """The samples the scatters draw: as many as the data points shown (the first
+    def _scattered(self, data):
+        """The samples the scatters draw: as many as the `data` points shown (the first
         ones), so that the two clouds' densities compare; all without data."""
-        data = self._data()
         if self.points is None or data is None:
             return self.points
         return self.points[:len(data)]
@@ -301,9 +295,6 @@ class PairsView(View):
         self.points, self.drawn = value["points"], value
         self.draw()
         self.drew()
-
-    def shows_projection(self):
-        return False
 
     def export_data(self):
         """The samples drawn (`[n, D]`, every coordinate), the coordinates shown
