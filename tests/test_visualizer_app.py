@@ -1201,3 +1201,106 @@ def test_a_double_click_on_a_pair_shows_it_in_the_samples_view(qtbot, window, mo
     with pytest.raises(ValueError, match=r"cell \(2, 2\) is a marginal"):
         view.show_pair(2, 2)
     window.panel.set_dims(0, 1)
+
+
+def gif_frames(path):
+    """The frames of a GIF file as `[h, w, 3]` arrays, and their durations (ms)."""
+    from PIL import Image
+    frames, durations = [], []
+    with Image.open(path) as image:
+        assert image.info.get("loop") == 0, "the animation loops"
+        for i in range(image.n_frames):
+            image.seek(i)
+            frames.append(np.asarray(image.convert("RGB")))
+            durations.append(image.info["duration"])
+    return frames, durations
+
+
+def test_layers_animation_plays_every_state_first_to_last_into_a_gif(qtbot, window, tiny,
+                                                                     tmp_path):
+    from visualizer import animation
+    from visualizer.views.layer_canvas import LayerCanvas
+    view = show_ready(qtbot, window, "layers")
+    view.set_layer(2)
+    start, frames_drawn = view.slider.value(), view.frames
+    view.speed.setValue(4.0)
+    L = len(view.state_names()) - 1
+    positions = animation.frame_positions(L, 4.0)
+    assert positions[0] == 0 and positions[-1] == L and len(positions) == round(L * 25 / 4) + 1
+    np.testing.assert_allclose(np.diff(positions), L / (len(positions) - 1))
+    path = tmp_path / "layers.gif"
+    assert window.save_layers_animation(path, size=(320, 240)) == len(positions)
+    view.speed.setValue(1.0)
+    # the view is left as it was: its position, untitled, nothing drawn on it
+    assert view.slider.value() == start and view.frames == frames_drawn
+    assert view.plot.getPlotItem().titleLabel.text == ""
+    assert [p.name for p in tmp_path.iterdir()] == ["layers.gif"], "no part file left"
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"")
+    assert path.stat().st_mode & 0o777 == probe.stat().st_mode & 0o777, "made as any file"
+    frames, durations = gif_frames(path)
+    assert frames[0].shape == (240, 320, 3)
+    # (Pillow merges equal neighbours, adding their times: the total is what counts)
+    assert sum(durations) == 40 * len(positions) + 2000
+    assert durations[0] == durations[-1] == 1040
+    # the file holds the frames as drawn, in order (up to the shared palette's rounding
+    # of colours), and drawing them again gives the same frames
+    again = animation.record_layers(view, positions, (320, 240))
+    if len(frames) == len(positions):
+        for i, (frame, want) in enumerate(zip(frames, again)):
+            assert np.abs(frame.astype(int) - want).mean() < 1.0, i
+    assert np.abs(frames[0].astype(int) - frames[-1]).mean() > 1.0, "the states differ"
+    for frame in frames:
+        assert frame.std() > 5, "not blank"
+    # the canvas draws the view's states, blended between the two either side
+    canvas = LayerCanvas()
+    canvas.show(view)
+    canvas.draw(view, 1.5)
+    np.testing.assert_allclose(canvas.cloud.points,
+                               0.5 * (view.cloud_states[1] + view.cloud_states[2]), atol=1e-5)
+    assert canvas.plot.getPlotItem().getAxis("bottom").labelText == view.axis_labels(2)[0]
+
+
+def test_layers_animation_cancelled_or_failing_writes_nothing(qtbot, window, tiny, tmp_path,
+                                                             monkeypatch):
+    from visualizer import animation
+    view = show_ready(qtbot, window, "layers")
+    calls = []
+    assert animation.record_layers(view, [0.0, 1.0, 2.0], (200, 150),
+                                   progress=lambda done, total: calls.append(done)) is None
+    assert calls == [1], "stopped at the first False"
+    with pytest.raises(animation.AnimationError,
+                       match=r"written as a \.gif file; received '.*a\.webp'"):
+        animation.save_layers_animation(view, tmp_path / "a.webp", (200, 150))
+    with pytest.raises(animation.AnimationError, match="more than 1500"):
+        animation.frame_positions(100, 0.1)
+    # a failing write: the error is shown, the earlier file is kept, no part file is left
+    path = tmp_path / "a.gif"
+    path.write_bytes(b"earlier")
+    written = []
+
+    def full_disk(source, target):
+        written.append(os.path.getsize(source))      # the part file, written in full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(animation.os, "replace", full_disk)
+    window.error_box = None
+    assert window.save_layers_animation(path, size=(200, 150)) is None
+    assert "No space left" in window.error_box.text() and written[0] > 1000
+    assert path.read_bytes() == b"earlier" and [p.name for p in tmp_path.iterdir()] == ["a.gif"]
+
+
+def test_layers_animation_menu_action_and_what_it_says_without_states(qtbot, window, models):
+    assert ("File", "Export layers animation", ["Ctrl+Shift+A"]) in window.shortcuts()
+    action = next(a for a in window.menuBar().actions()[0].menu().actions()
+                  if a.text().startswith("Export layers"))
+    open_model(qtbot, window, models["notrace"])
+    show_ready(qtbot, window, "density")
+    assert not action.isEnabled(), "a Layers action: off while another view is shown"
+    show_ready(qtbot, window, "layers")
+    assert action.isEnabled()
+    window.error_box = None
+    window.export_animation_dialog()
+    assert window.error_box.windowTitle() == "Nothing to animate"
+    assert "no trace" in window.error_box.text()
+    window.error_box.close()

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PySide6 import QtGui
 
@@ -167,3 +168,63 @@ def test_screenshot_rows_by_context_draws_one_row_per_digit(folder, tmp_path, ca
     code, err = main_here([str(folder), "--screenshot", str(tmp_path / "x.png"), "--view",
                            "samples", "--rows-by-context"], capsys, monkeypatch)
     assert code == 2 and "--rows-by-context applies to --view samples" in err
+
+
+def test_animation_options_are_checked_before_any_work(tmp_path):
+    from visualizer import headless
+    from visualizer.__main__ import _argument_problem, build_parser
+
+    def problem(*args):
+        return _argument_problem(build_parser().parse_args(list(args)), headless)
+
+    assert problem("--animation", "a.gif", "--screenshot", "a.png") == \
+        "--animation and --screenshot: one at a time."
+    assert "--view does not apply to --animation" in problem("--animation", "a.gif",
+                                                             "--view", "density")
+    assert problem("--animation", "a.gif", "--view", "layers") is None
+    assert "--layer does not apply" in problem("--animation", "a.gif", "--layer", "2")
+    assert "--data does not apply" in problem("--animation", "a.gif", "--data", "d.npz")
+    assert problem("--speed", "2") == "--speed and --frame-size go with --animation."
+    assert "--direction goes with --animation or with --screenshot --view layers" in \
+        problem("--screenshot", "a.png", "--direction", "inverse")
+    assert problem("--screenshot", "a.png", "--view", "layers", "--direction", "inverse") is None
+    assert "--follow needs the window" in problem("--animation", "a.gif", "--follow")
+    assert problem("--animation", str(tmp_path / "a.webp")) == \
+        f"--animation writes .gif files; received {str(tmp_path / 'a.webp')!r}."
+    assert "there is no folder" in problem("--animation", str(tmp_path / "no" / "a.gif"))
+    for bad, says in ((["--speed", "0"], "layers per second in [0.1, 10]"),
+                      (["--speed", "fast"], "layers per second in [0.1, 10]"),
+                      (["--frame-size", "100x100"], "at least 160x120"),
+                      (["--frame-size", "big"], "WIDTHxHEIGHT such as 720x600")):
+        last = one_line_error(run_viz(["--animation", "a.gif", *bad], cwd=tmp_path))
+        assert says in last, last
+    assert list(tmp_path.iterdir()) == [], "nothing was written"
+
+
+def test_animation_plays_the_layers_into_a_gif_without_a_display(folder, tmp_path):
+    from PIL import Image
+    from visualizer import animation
+    proc = run_viz([str(folder), "--animation", "warp.gif", "--direction", "inverse",
+                    "--speed", "5", "--frame-size", "320x240"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    states = 2 + 1                                    # the tiny flow's 2 layers
+    n = len(animation.frame_positions(states - 1, 5.0))
+    assert proc.stdout.strip() == f"warp.gif ({n} frames)"
+    with Image.open(tmp_path / "warp.gif") as image:
+        assert image.size == (320, 240) and image.n_frames >= 2
+        first = np.asarray(image.convert("RGB"), dtype=int)
+        image.seek(image.n_frames - 1)
+        last = np.asarray(image.convert("RGB"), dtype=int)
+    assert np.abs(first - last).mean() > 1.0, "the data end and the base end differ"
+
+
+def test_animation_of_a_flow_without_an_inverse_backwards_is_a_one_line_error(
+        tmp_path, capsys, monkeypatch):
+    planar, _ = make_model_folder(tmp_path, "planar", num_layers=2, planar=True)
+    code, err = main_here([str(planar), "--animation", str(tmp_path / "a.gif"),
+                           "--direction", "inverse"], capsys, monkeypatch)
+    assert code == 2, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("kerasflows-viz: error: --direction inverse needs a flow with an "
+                           "inverse; data → base is unavailable: Planar"), last
+    assert not (tmp_path / "a.gif").exists()

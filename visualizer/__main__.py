@@ -15,6 +15,8 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 VIEW_NAMES = ("samples", "density", "layers", "inspector", "pairs")
+#: The frames' size of `--animation` without `--frame-size`.
+DEFAULT_FRAME_SIZE = (720, 600)
 
 
 def _size(text):
@@ -27,6 +29,29 @@ def _size(text):
         raise argparse.ArgumentTypeError(f"the size must be at least 800x500 and at most "
                                          f"8000x8000; received {text!r}")
     return w, h
+
+
+def _frame_size(text):
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 720x600; "
+                                         f"received {text!r}") from None
+    if not (160 <= w <= 4000 and 120 <= h <= 4000):
+        raise argparse.ArgumentTypeError(f"the frame size must be at least 160x120 and at "
+                                         f"most 4000x4000; received {text!r}")
+    return w, h
+
+
+def _speed(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.1 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"expected layers per second in [0.1, 10] (the "
+                                         f"Layers view's Speed); received {text!r}")
+    return value
 
 
 def _context(text):
@@ -61,10 +86,22 @@ def build_parser():
     p.add_argument("--data", metavar="PATH",
                    help="with --screenshot: also save the arrays the view draws to PATH "
                         "(.npz, in an existing folder; File > Export view data)")
-    p.add_argument("--view", choices=VIEW_NAMES, default="density",
+    p.add_argument("--view", choices=VIEW_NAMES,
                    help="the view to render with --screenshot (default: density)")
     p.add_argument("--layer", type=int, metavar="K",
                    help="with --view layers: show the state after K layers (0..L)")
+    p.add_argument("--direction", choices=("forward", "inverse"),
+                   help="with --view layers or --animation: base to data (forward, the "
+                        "default) or data to base (inverse)")
+    p.add_argument("--animation", metavar="PATH",
+                   help="play the Layers view, first state to last, into the animated GIF "
+                        "PATH (.gif, in an existing folder) without a display, then exit "
+                        "(File > Export layers animation)")
+    p.add_argument("--speed", type=_speed, metavar="LAYERS_PER_S",
+                   help="with --animation: layers per second (default: 1; 25 frames a "
+                        "second, the first and last state held 1 s)")
+    p.add_argument("--frame-size", type=_frame_size, metavar="WxH",
+                   help="with --animation: the frames' size in pixels (default: 720x600)")
     p.add_argument("--rows-by-context", action="store_true",
                    help="with --view samples, for a flow drawn as pictures whose context "
                    "moves in steps (a class label): one row of pictures per value (Samples: "
@@ -131,14 +168,29 @@ def _output_problem(option, path, suffixes):
 
 def _argument_problem(args, headless):
     """What is wrong with the options together, or None: checked before any work."""
+    if args.animation:
+        if args.screenshot:
+            return "--animation and --screenshot: one at a time."
+        for given, option in ((args.view not in (None, "layers"), "--view"),
+                              (args.layer is not None, "--layer"), (args.data, "--data"),
+                              (args.rows_by_context, "--rows-by-context")):
+            if given:
+                return f"{option} does not apply to --animation (it plays the Layers view)."
+    else:
+        if args.speed is not None or args.frame_size is not None:
+            return "--speed and --frame-size go with --animation."
+        if args.direction and not (args.screenshot and args.view == "layers"):
+            return "--direction goes with --animation or with --screenshot --view layers."
     if args.layer is not None and args.view != "layers":
         return "--layer applies to --view layers only."
     if args.data and not args.screenshot:
         return "--data goes with --screenshot (in the window: File > Export view data)."
-    if args.follow and (args.screenshot or args.report_startup
+    if args.follow and (args.screenshot or args.animation or args.report_startup
                         or (args.demo and not headless.has_display())):
-        return ("--follow needs the window; it does not apply to --screenshot, "
+        return ("--follow needs the window; it does not apply to --screenshot, --animation, "
                 "--report-startup or --demo without a display.")
+    if args.animation:
+        return _output_problem("--animation", args.animation, (".gif",))
     if args.screenshot:
         return (_output_problem("--screenshot", args.screenshot, tuple(headless.IMAGE_FORMATS))
                 or (args.data and _output_problem("--data", args.data, (".npz",))) or None)
@@ -171,13 +223,14 @@ def _make_app(window_size=None, one_shot=False):
 
 def _headless(args, model, shots, data=None):
     """Renders `shots` [(view, layer, path, by_context)] of `model` (and saves the last
-    view's arrays to `data`); returns the exit code."""
+    view's arrays to `data`), or with `--animation` the Layers animation; returns the
+    exit code."""
     from visualizer import headless
     headless.use_offscreen_if_headless()
     app, window = _make_app(args.size, one_shot=True)
     # The view to render first is shown before the model opens, which computes the view
     # shown: the first tab's, Samples, was thrown away (10,000 samples of moons: 2-3 s).
-    window.show_view(shots[0][0])
+    window.show_view(shots[0][0] if shots else "layers")
     window.show()
     try:
         headless.open_model(window, model, context=args.context)
@@ -185,10 +238,16 @@ def _headless(args, model, shots, data=None):
         if outside:
             print(f"kerasflows-viz: note: {outside}", file=sys.stderr)
         for view, layer, path, by_context in shots:
-            print(headless.render_view(window, view, path, layer, by_context=by_context))
+            print(headless.render_view(window, view, path, layer, by_context=by_context,
+                                       direction=args.direction))
+        if args.animation:
+            frames = headless.render_animation(window, args.animation,
+                                               args.frame_size or DEFAULT_FRAME_SIZE,
+                                               args.speed or 1.0, args.direction)
+            print(f"{args.animation} ({frames} frames)")
         if data:
             if not window.save_view_data(data):
-                return _fail(f"the {args.view} view drew no arrays to save in {data}.")
+                return _fail(f"the {args.view or 'density'} view drew no arrays to save in {data}.")
             print(data)
     except headless.HeadlessError as e:
         return _fail(str(e))
@@ -224,8 +283,10 @@ def main(argv=None):
     compile_cache.enable()          # before the compute thread imports TensorFlow
     model = args.model or str(paths.default_model_path())
     if args.screenshot:
-        return _headless(args, model, [(args.view, args.layer, args.screenshot,
+        return _headless(args, model, [(args.view or "density", args.layer, args.screenshot,
                                         args.rows_by_context)], args.data)
+    if args.animation:
+        return _headless(args, model, [])
     if args.demo and not headless.has_display():
         shots = [(v, None, Path("screenshots") / f"{v}.png",
                   args.rows_by_context and v == "samples") for v in VIEW_NAMES]

@@ -1,12 +1,19 @@
-"""File ▸ Export view as PNG and File ▸ Export view data (the arrays a view draws, as
-`.npz`); a `MainWindow` mixin."""
+"""File ▸ Export view as PNG, File ▸ Export view data (the arrays a view draws, as
+`.npz`) and File ▸ Export layers animation (the Layers view played into a GIF,
+`visualizer.animation`); a `MainWindow` mixin."""
+
+from pathlib import Path
 
 import numpy as np
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
-from visualizer import headless
+from visualizer import animation, headless
 
-__all__ = ["ExportActions"]
+__all__ = ["ExportActions", "MAX_ANIMATION_SIDE"]
+
+#: The longest side of an exported animation's frames, in pixels: the Layers plot's
+#: shape, scaled down to fit (a full-window plot would make frames of 1280 pixels).
+MAX_ANIMATION_SIDE = 960
 
 
 class ExportActions:
@@ -61,3 +68,52 @@ class ExportActions:
                 self.save_view_data(path)
             except OSError as e:
                 self.show_error("Could not save the data", f"{path}: {e}")
+
+    def animation_size(self):
+        """The frame size (width, height) of an exported animation: the Layers plot's,
+        its longer side at most `MAX_ANIMATION_SIDE`."""
+        plot = self.views["layers"].plot
+        w, h = max(plot.width(), 16), max(plot.height(), 16)
+        scale = min(1.0, MAX_ANIMATION_SIDE / max(w, h))
+        return int(round(w * scale)), int(round(h * scale))
+
+    def export_animation_dialog(self):
+        view = self.views["layers"]
+        if view.grid_states is None:
+            why = view.message.text() if view.message.isVisibleTo(view) else \
+                "The Layers view has not drawn its states yet."
+            self.show_error("Nothing to animate", why)
+            return
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(
+            self, "Export layers animation", "layers.gif", "GIF animation (*.gif)")
+        if not path:
+            return
+        if Path(path).suffix.lower() != animation.ANIMATION_SUFFIX:
+            path += animation.ANIMATION_SUFFIX
+        self.save_layers_animation(path)
+
+    def save_layers_animation(self, path, size=None):
+        """Plays the Layers view's states, first to last at its speed (layers/s),
+        into the animated GIF `path`, `size` (width, height) pixels (default
+        `animation_size()`), with a progress dialog that can cancel it; returns
+        the number of frames written, None when cancelled or on an error (shown)."""
+        view = self.views["layers"]
+        dialog = QtWidgets.QProgressDialog("Recording the layers…", "Cancel", 0, 1, self)
+        dialog.setWindowTitle("Export layers animation")
+        dialog.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
+        dialog.setMinimumDuration(400)
+
+        def progress(done, total):
+            dialog.setMaximum(total)
+            dialog.setValue(done)           # (a modal dialog's setValue processes events)
+            return not dialog.wasCanceled()
+
+        try:
+            return animation.save_layers_animation(view, path, size or self.animation_size(),
+                                                   view.speed.value(), progress)
+        except (animation.AnimationError, OSError) as e:
+            self.show_error("Could not save the animation", f"{path}: {e}")
+            return None
+        finally:
+            dialog.reset()
+            dialog.deleteLater()

@@ -7,11 +7,14 @@ from pathlib import Path
 from PySide6 import QtCore
 
 __all__ = ["has_display", "use_offscreen_if_headless", "wait_for", "HeadlessError",
-           "open_model", "render_view", "image_format", "VIEW_NAMES", "IMAGE_FORMATS"]
+           "open_model", "render_view", "render_animation", "image_format", "VIEW_NAMES",
+           "IMAGE_FORMATS", "DIRECTIONS"]
 
 VIEW_NAMES = ("samples", "density", "layers", "inspector", "pairs")
 #: The image formats a screenshot is written in, by the file's suffix (Qt's names).
 IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+#: The Layers view's directions: base to data, data to base.
+DIRECTIONS = ("forward", "inverse")
 
 
 class HeadlessError(RuntimeError):
@@ -90,15 +93,42 @@ def open_model(window, path, timeout=300.0, context=None):
     return opened[-1]
 
 
-def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=False):
-    """Shows `view_name` (at layer position `layer` for the layers view; with
-    `by_context`, the samples' pictures one row per context value), waits until it
-    has drawn, and saves the whole window as an image at `path` (a JPEG for a
-    `.jpg` / `.jpeg` name, else a PNG; missing folders are made)."""
+def set_direction(view, direction):
+    """Sets the Layers `view`'s direction ("forward": base to data, "inverse": data
+    to base); raises `HeadlessError` for a flow that has no inverse."""
+    if direction not in DIRECTIONS:
+        raise HeadlessError(f"unknown direction {direction!r}; expected one of "
+                            f"{', '.join(DIRECTIONS)}")
+    index = view.direction.findData(direction)
+    if not view.direction.model().item(index).isEnabled():
+        raise HeadlessError("--direction inverse needs a flow with an inverse; "
+                            + view.note.text())
+    view.direction.setCurrentIndex(index)
+
+
+def _wait_drawn(window, view, errors, timeout):
+    if not wait_for(lambda: view.is_ready() or errors, timeout):
+        raise HeadlessError(f"the {view.name} view did not finish drawing in {timeout:.0f} s")
+    if errors:
+        raise HeadlessError(errors[-1])
+    QtCore.QCoreApplication.processEvents()
+
+
+def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=False,
+                direction=None):
+    """Shows `view_name` (at layer position `layer` for the layers view, in
+    `direction`; with `by_context`, the samples' pictures one row per context
+    value), waits until it has drawn, and saves the whole window as an image at
+    `path` (a JPEG for a `.jpg` / `.jpeg` name, else a PNG; missing folders are
+    made)."""
     if view_name not in VIEW_NAMES:
         raise HeadlessError(f"unknown view {view_name!r}; expected one of {', '.join(VIEW_NAMES)}")
     errors = _watch_errors(window)
     view = window.show_view(view_name)
+    if direction is not None:
+        if view_name != "layers":
+            raise HeadlessError("--direction applies to --view layers only.")
+        set_direction(view, direction)
     if layer is not None:
         if view_name != "layers":
             raise HeadlessError("--layer applies to --view layers only.")
@@ -112,13 +142,28 @@ def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=F
                                 "as pictures whose context moves in steps (manifest "
                                 "context_step).")
         view.by_context.setChecked(True)
-    if not wait_for(lambda: view.is_ready() or errors, timeout):
-        raise HeadlessError(f"the {view_name} view did not finish drawing in {timeout:.0f} s")
-    if errors:
-        raise HeadlessError(errors[-1])
-    QtCore.QCoreApplication.processEvents()
+    _wait_drawn(window, view, errors, timeout)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not window.grab().save(str(path), image_format(path)):
         raise HeadlessError(f"could not write {path}")
     return path
+
+
+def render_animation(window, path, size, layers_per_second=1.0, direction=None,
+                     timeout=300.0):
+    """Shows the Layers view (in `direction`), waits until it has drawn its states,
+    and plays them into the animated GIF `path` (`size` (width, height) pixels;
+    `visualizer.animation`); returns the number of frames written."""
+    from visualizer import animation
+    errors = _watch_errors(window)
+    view = window.show_view("layers")
+    if direction is not None:
+        set_direction(view, direction)
+    _wait_drawn(window, view, errors, timeout)
+    if view.grid_states is None:             # (a SavedModel without the trace signatures)
+        raise HeadlessError(f"the Layers view has no states to animate: {view.message.text()}")
+    try:
+        return animation.save_layers_animation(view, path, size, layers_per_second)
+    except animation.AnimationError as e:
+        raise HeadlessError(str(e)) from None

@@ -32,6 +32,8 @@ class Menus:
         self.follow_action.setCheckable(True)
         self._action(file, "&Export view as PNG…", self.export_dialog, ["Ctrl+E"])
         self._action(file, "Export view &data…", self.export_data_dialog, ["Ctrl+Shift+E"])
+        self._view_action("layers", file, "Export layers &animation…",
+                          self.export_animation_dialog, ["Ctrl+Shift+A"])
         file.addSeparator()
         self._action(file, "&Quit", self.close, ["Ctrl+Q"])
         view = bar.addMenu("&View")

@@ -20,10 +20,9 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from visualizer import geometry, permutations
-from visualizer.items import GridCurve, HeatmapItem, PointCloudItem
 from visualizer.views import layer_labels
-from visualizer.views.base import (ElidedLabel, View, draw_picture, labeled,
-                                   make_plot, show_pictures, show_region)
+from visualizer.views.base import ElidedLabel, View, labeled
+from visualizer.views.layer_canvas import LayerCanvas
 from visualizer.views.strip import LayerStrip
 
 __all__ = ["LayersView", "STEPS_PER_LAYER"]
@@ -64,14 +63,9 @@ class LayersView(View):
                   labeled("Speed", self.speed), self.slider, self.as_images):
             self.controls.addWidget(w)
         self.controls.addWidget(self.layer_label, 1)
-        self.plot = make_plot()
-        self.grid = GridCurve("grid", 1.0, 140)
-        self.cloud = PointCloudItem("samples", size=3.0, alpha=200)
-        self.image_item = HeatmapItem()
-        self.image_item.hide()
-        self.plot.addItem(self.grid)
-        self.plot.addItem(self.cloud)
-        self.plot.addItem(self.image_item)
+        self.canvas = LayerCanvas()
+        self.plot, self.grid, self.cloud, self.image_item = (
+            self.canvas.plot, self.canvas.grid, self.canvas.cloud, self.canvas.image_item)
         self.layout().addWidget(self.plot, 1)
         self.strip = LayerStrip(self._jump_to)
         self.layout().addWidget(self.strip)
@@ -82,8 +76,6 @@ class LayersView(View):
         self._sources = {}         # direction -> each step's `permutations.column_sources`
         self._notes = {}           # what the note under the controls says, by topic
         self._laid_at = None       # the start state's columns the grid was laid in
-        self._range = None         # the plot's range last set (x0, x1, y0, y1)
-        self._axis_labels = None   # the axis labels last set [bottom, left]
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(FRAME_MS)
         self.timer.timeout.connect(self._advance)
@@ -245,22 +237,23 @@ class LayersView(View):
     def _forward(self):
         return self.direction.currentData() == "forward"
 
-    def _picture(self, rows):
+    def picture(self, rows):
+        """Samples `[n, D]` of an image-shaped flow tiled into one picture."""
         return geometry.tile_images(rows, self.info["image"]["shape"])
+
+    def image_levels(self):
+        """The values drawn black and white in the pictures."""
+        return self.info["image"]["levels"]
 
     def _show_states(self):
         """Sets the plot and the strip up for the states in hand, as points or pictures."""
         if self.grid_states is None:
             return
         on = self.images_shown()
-        show_pictures(self.plot, self.image_item, (self.grid, self.cloud), on)
+        self.canvas.show(self)
         self._note_positions()
-        plot = self.plot.getPlotItem()
-        self._range = self._axis_labels = None
         pictures = None
         if on:
-            h, w = self._picture(self.image_states[0]).shape
-            plot.getViewBox().setRange(xRange=(0, w), yRange=(0, h), padding=0.02)
             pictures = [geometry.tile_images(s[:STRIP_IMAGES], self.info["image"]["shape"])
                         for s in self.image_states]
         self.strip.show_states(self.grid_states, self.cloud_states, self.connect,
@@ -290,14 +283,10 @@ class LayersView(View):
         """True when the coordinates shown sit at other positions in some states."""
         return self.positions is not None and layer_labels.moved(self.positions)
 
-    def _label_axes(self, k=0):
-        """Each axis: the coordinate it starts as → the one it ends as (and, when they
-        move, the position drawn in state `k`)."""
-        labels = layer_labels.axis_labels(self.positions, k, self._forward(), self.axis_name)
-        if labels != self._axis_labels:
-            self._axis_labels = labels
-            self.plot.getPlotItem().setLabel("bottom", labels[0])
-            self.plot.getPlotItem().setLabel("left", labels[1])
+    def axis_labels(self, k=0):
+        """`[bottom, left]`: each axis the coordinate it starts as → the one it ends as
+        (and, when they move, the position drawn in state `k`)."""
+        return layer_labels.axis_labels(self.positions, k, self._forward(), self.axis_name)
 
     def state_names(self):
         """A short name for each of the L+1 states in the current direction."""
@@ -309,29 +298,13 @@ class LayersView(View):
         if self.grid_states is None:
             return
         t = self.position
-        if self.images_shown():
-            draw_picture(self.image_item, self._picture(geometry.lerp_states(self.image_states, t)),
-                         self.info["image"]["levels"])
-        else:
-            self.grid.set_lines(geometry.lerp_states(self.grid_states, t), self.connect)
-            self.cloud.set_points(geometry.lerp_states(self.cloud_states, t))
-            self._fit_range(t)
+        self.canvas.draw(self, t)
         k = int(round(t))
-        if not self.images_shown():
-            self._label_axes(k)
         names = self.state_names()
         self.layer_label.setText(f"layer position {t:.2f} / {len(names) - 1}   ·   "
                                  f"{names[k]}")
         self.strip.highlight(k)
         self.drew()
-
-    def _fit_range(self, t):
-        """Sets the plot's range to the state at position `t` (its region, `regions`,
-        blended between two consecutive states like the drawing)."""
-        region = tuple(geometry.lerp_states(self.regions, t))
-        if region != self._range:
-            self._range = region
-            show_region(self.plot.getPlotItem(), region)
 
     def step_layer(self, delta):
         self.play_button.setChecked(False)

@@ -1,0 +1,183 @@
+"""Layers ▸ Export Animation and `--animation`: the Layers view played into an
+animated GIF, to show the warping outside the app.
+
+The Layers view already holds every state (the grid and the cloud after each
+layer, or the pictures); the animation draws them on a plot of its own, of
+the size asked for, at evenly spaced layer positions from the first state to
+the last, as Play does at the speed chosen, grabs the plot each time (titled
+with the state's name) and writes the frames with Pillow. The first and last
+frames are held a moment longer. The frames share one palette, taken from
+the first, middle and last frames, so colours do not flicker. The file is
+written beside its final name and renamed over it, so a failure leaves no
+half-written file.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PySide6 import QtCore, QtGui
+
+from visualizer import geometry
+from visualizer.views.layer_canvas import LayerCanvas
+
+__all__ = ["ANIMATION_SUFFIX", "FPS", "HOLD_SECONDS", "MAX_FRAMES", "AnimationError",
+           "frame_positions", "frame_durations", "LayerStates", "record_layers",
+           "write_animation", "save_layers_animation", "check_animation_path"]
+
+#: The suffix of an animation's file.
+ANIMATION_SUFFIX = ".gif"
+#: Frames per second of the animation (GIF counts frame times in hundredths of a second).
+FPS = 25
+#: Seconds the first and the last state are held, on top of their frame time.
+HOLD_SECONDS = 1.0
+#: The most frames an animation may have (a minute at `FPS`).
+MAX_FRAMES = 60 * FPS
+
+
+class AnimationError(RuntimeError):
+    """The animation cannot be made; the message says why."""
+
+
+def check_animation_path(path):
+    """Raises `AnimationError` unless `path` names a `.gif` file."""
+    if Path(path).suffix.lower() != ANIMATION_SUFFIX:
+        raise AnimationError(f"an animation is written as a {ANIMATION_SUFFIX} file; "
+                             f"received {str(path)!r}")
+
+
+def frame_positions(num_layers, layers_per_second=1.0, fps=FPS):
+    """The layer positions of the frames, `[n]`: evenly spaced from 0 to
+    `num_layers`, both included, `fps` frames a second at `layers_per_second`."""
+    if num_layers < 1:
+        raise AnimationError(f"a flow with {num_layers} layers has no layers to animate")
+    if not 0 < layers_per_second <= 100:
+        raise AnimationError(f"the speed must be in (0, 100] layers per second; received "
+                             f"{layers_per_second}")
+    steps = max(1, int(round(num_layers / layers_per_second * fps)))
+    if steps + 1 > MAX_FRAMES:
+        raise AnimationError(
+            f"{num_layers} layers at {layers_per_second:g} layers/s would take {steps + 1} "
+            f"frames, more than {MAX_FRAMES} ({MAX_FRAMES // fps} s); choose a faster speed "
+            f"(at least {num_layers * fps / (MAX_FRAMES - 1):.2g} layers/s)")
+    return np.linspace(0.0, float(num_layers), steps + 1)
+
+
+def frame_durations(n, fps=FPS, hold=HOLD_SECONDS):
+    """Milliseconds each of `n` frames is shown: `1000 / fps`, the first and the last
+    `hold` seconds longer."""
+    durations = [int(round(1000 / fps))] * n
+    durations[0] += int(round(hold * 1000))
+    durations[-1] += int(round(hold * 1000))
+    return durations
+
+
+def image_rgb(image):
+    """A `QImage` as an `[h, w, 3]` uint8 array."""
+    image = image.convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    rows = np.frombuffer(image.constBits(), np.uint8).reshape(image.height(),
+                                                              image.bytesPerLine())
+    return rows[:, :image.width() * 3].reshape(image.height(), image.width(), 3).copy()
+
+
+def _lay_out():
+    """Lays out the widgets whose layout changed (Qt does it from the event loop)."""
+    QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.LayoutRequest)
+
+
+class LayerStates:
+    """What a `LayersView` shows, taken at one moment (the view replaces its arrays
+    when a new trace or model arrives, so a recording keeps drawing these): the
+    states `LayerCanvas` draws, their names and each state's axis labels."""
+
+    def __init__(self, view):
+        if view.grid_states is None:
+            raise AnimationError("the Layers view has not drawn its states yet")
+        self.grid_states, self.cloud_states = view.grid_states, view.cloud_states
+        self.connect, self.regions, self.image_states = (view.connect, view.regions,
+                                                         view.image_states)
+        self.names = view.state_names()
+        self._images = view.images_shown()
+        self._labels = [view.axis_labels(k) for k in range(len(self.names))]
+        if self._images:
+            self._shape, self._levels = view.info["image"]["shape"], view.image_levels()
+
+    def images_shown(self):
+        return self._images
+
+    def picture(self, rows):
+        return geometry.tile_images(rows, self._shape)
+
+    def image_levels(self):
+        return self._levels
+
+    def axis_labels(self, k=0):
+        return self._labels[k]
+
+
+def record_layers(view, positions, size, progress=None):
+    """Draws the Layers `view`'s states at each layer position on a plot of its
+    own, `size` (width, height) pixels, titled with the state's name, and grabs
+    it; returns the frames, `[h, w, 3]` arrays, or None when `progress(done,
+    total)` returned False (cancelled). The view itself is left as it was."""
+    states = LayerStates(view)
+    canvas = LayerCanvas()
+    plot = canvas.plot
+    plot.setAttribute(QtCore.Qt.WidgetAttribute.WA_DontShowOnScreen)
+    plot.resize(*size)
+    plot.show()                      # laid out at its size, never on the screen
+    canvas.show(states)
+    frames = []
+    try:
+        for i, t in enumerate(positions):
+            # the plot laid out for its title before the range is set (the range fits
+            # the plot's shape), and again where the tick labels changed width
+            plot.getPlotItem().setTitle(states.names[int(round(t))])
+            _lay_out()
+            canvas.draw(states, t)
+            _lay_out()
+            frames.append(image_rgb(plot.grab().toImage()))
+            if progress is not None and not progress(i + 1, len(positions)):
+                return None
+    finally:
+        plot.close()
+        plot.deleteLater()
+    return frames
+
+
+def write_animation(frames, path, durations):
+    """Writes `frames` (`[h, w, 3]` uint8 arrays) to `path` as an animated GIF,
+    each shown `durations[i]` ms, looping; atomically."""
+    from PIL import Image
+    check_animation_path(path)
+    if not frames:
+        raise AnimationError("there are no frames to write")
+    mosaic = np.concatenate([frames[0], frames[len(frames) // 2], frames[-1]])
+    palette = Image.fromarray(mosaic).quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE)
+              for f in frames]
+    path = Path(path)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.part")   # (made as any new file is)
+    try:
+        images[0].save(temp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=list(durations), loop=0)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_layers_animation(view, path, size, layers_per_second=1.0, progress=None, fps=FPS):
+    """Plays the Layers `view` from its first state to its last at
+    `layers_per_second` into the animated GIF `path` of `size` (width, height)
+    pixels; returns the number of frames written, or None when cancelled (see
+    `record_layers`; nothing is written then)."""
+    check_animation_path(path)
+    num_layers = len(view.state_names()) - 1
+    positions = frame_positions(num_layers, layers_per_second, fps)
+    frames = record_layers(view, positions, size, progress)
+    if frames is None:
+        return None
+    write_animation(frames, path, frame_durations(len(frames), fps))
+    return len(frames)
