@@ -1304,3 +1304,23 @@ def test_layers_animation_menu_action_and_what_it_says_without_states(qtbot, win
     assert window.error_box.windowTitle() == "Nothing to animate"
     assert "no trace" in window.error_box.text()
     window.error_box.close()
+
+
+def test_layers_animation_dialog_writes_a_gif_of_the_plots_shape(qtbot, window, tiny, tmp_path,
+                                                                 monkeypatch):
+    from PIL import Image
+    from PySide6 import QtWidgets
+    from visualizer.exporting import MAX_ANIMATION_SIDE
+    view = show_ready(qtbot, window, "layers")
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(tmp_path / "warp"), "GIF animation (*.gif)"))
+    view.speed.setValue(10.0)
+    try:
+        window.export_animation_dialog()
+    finally:
+        view.speed.setValue(1.0)
+    w, h = window.animation_size()
+    assert max(w, h) <= MAX_ANIMATION_SIDE
+    assert abs(w / h - view.plot.width() / view.plot.height()) < 0.02, "the plot's shape"
+    with Image.open(tmp_path / "warp.gif") as image:         # (".gif" added to the name)
+        assert image.size == (w, h) and image.n_frames > 2

@@ -102,9 +102,14 @@ class ExportActions:
         dialog.setWindowTitle("Export layers animation")
         dialog.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
         dialog.setMinimumDuration(400)
+        dialog.setAutoReset(False)          # kept up while the file is written
+        dialog.setAutoClose(False)
 
         def progress(done, total):
             dialog.setMaximum(total)
+            if done == total:               # the frames recorded; the file takes a while
+                dialog.setLabelText(f"Writing {Path(path).name}…")
+                dialog.setCancelButton(None)
             dialog.setValue(done)           # (a modal dialog's setValue processes events)
             return not dialog.wasCanceled()
 
