@@ -18,10 +18,17 @@ exp(0.6 x2) + N(0, 0.15^2)` (a product and a skewed, growing column), whose
 exact log-density is moons' plus the two Gaussians' (so its entropy is
 moons' plus `log(2 pi e 0.2 0.15)` = -0.669 nats, about 1.43 nats).
 
+`heavy_tails` is a 2-D set with heavy tails, unlike the others: `x1` is
+Student-t with 2 degrees of freedom (infinite variance) and `x2 = x1 / 2 +
+0.5 t`, `t` Student-t with 4 degrees of freedom; its exact log-density is
+the two Student-t densities' (entropy 2.949 nats). About 1% of its points lie
+beyond |x1| = 10, and 0.25% beyond 20: a flow of Lipschitz layers over a
+Gaussian base cannot give them their density (`Flow(base="student_t")` can).
+
 `digits` is scikit-learn's bundled 8x8 digits (64-D), dequantised with
 uniform noise and standardised with one scalar: `z = ((x + u)/17 - m)/s`.
 `true_log_prob(name, x)` gives the exact (or quadrature) log-density of the
-2-D sets except pinwheel, and of moons4d.
+2-D sets except pinwheel, and of moons4d and heavy_tails.
 
 Conditional sets, `load_conditional(name, n, seed)` -> `(x [n, D], context [n, C])`:
 
@@ -39,16 +46,21 @@ import math
 import numpy as np
 
 __all__ = ["load", "true_log_prob", "load_conditional", "true_conditional_log_prob", "NAMES",
+           "OFF_SCALE_NAMES",
            "TOY_NAMES", "CONDITIONAL_NAMES", "DIGITS_MEAN", "DIGITS_STD"]
 
 TOY_NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals")
-NAMES = TOY_NAMES + ("moons4d", "digits")
+NAMES = TOY_NAMES + ("moons4d", "heavy_tails", "digits")
+#: The sets not on a unit scale, which `kerasflows train` standardizes as it does a data file.
+OFF_SCALE_NAMES = ("heavy_tails",)
 CONDITIONAL_NAMES = ("ring_radius", "digits_label")
 #: The interval of ring_radius' radius (its context).
 RING_RADIUS_RANGE = (1.0, 4.0)
 DIGITS_MEAN, DIGITS_STD = 0.31625699600526336, 0.3543256796552162
 _LOG2PI = math.log(2 * math.pi)
 _SPIRAL_T, _SPIRAL_S = 3 * math.pi, 4.0 / (3.0 * math.pi)
+#: heavy_tails: the degrees of freedom of x1 and of x2's noise, and that noise's scale.
+_HEAVY_DF, _HEAVY_SCALE = (2.0, 4.0), 0.5
 #: The noise standard deviations of moons4d's x3 and x4.
 _MOONS4D_NOISE = (0.2, 0.15)
 
@@ -119,6 +131,11 @@ def _moons4d_means(x):
     return np.stack([0.5 * x[:, 0] * x[:, 1], np.exp(0.6 * x[:, 1])], 1)
 
 
+def _heavy_tails(rng, n):
+    x1 = rng.standard_t(_HEAVY_DF[0], n)
+    return np.c_[x1, 0.5 * x1 + _HEAVY_SCALE * rng.standard_t(_HEAVY_DF[1], n)]
+
+
 def _digit_images(rng, n):
     """`n` of the 1,797 digits (dequantised, standardised) in a random order, and their labels."""
     from sklearn.datasets import load_digits
@@ -137,7 +154,8 @@ def _digits(rng, n):
 
 _SAMPLERS = {"moons": _moons, "eight_gaussians": _eight_gaussians,
              "checkerboard": _checkerboard, "rings": _rings, "pinwheel": _pinwheel,
-             "two_spirals": _two_spirals, "moons4d": _moons4d, "digits": _digits}
+             "two_spirals": _two_spirals, "moons4d": _moons4d, "heavy_tails": _heavy_tails,
+             "digits": _digits}
 
 
 def _check_name(name):
@@ -222,10 +240,21 @@ def _moons4d_lp(x):
 _TRUE_LOG_PROB["moons4d"] = _moons4d_lp
 
 
+def _student_t_lp(t, df):
+    return (math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+            - (df + 1) / 2 * np.log1p(t * t / df))
+
+
+_TRUE_LOG_PROB["heavy_tails"] = lambda x: (
+    _student_t_lp(x[:, 0], _HEAVY_DF[0])
+    + _student_t_lp((x[:, 1] - 0.5 * x[:, 0]) / _HEAVY_SCALE, _HEAVY_DF[1])
+    - math.log(_HEAVY_SCALE))
+
+
 def true_log_prob(name, x, chunk=2048):
     """The data-generating log-density of a set at `x` `[N, D]` (float64 `[N]`).
 
-    Exact for eight_gaussians, checkerboard and rings; by midpoint quadrature
+    Exact for eight_gaussians, checkerboard, rings and heavy_tails; by midpoint quadrature
     over the curve parameter for moons and two_spirals, and for moons4d
     (moons' density times the two columns' Gaussians given x1, x2). Not
     available for pinwheel or digits (ValueError).

@@ -21,7 +21,9 @@ of them: `[N, C]`, one row per row of `x` or `z` (in `sample`, `[n, C]`), or
 Beside the graphs, `<version>/assets.extra/kerasflows.json` (`METADATA_FILE`;
 TF Serving loads nothing from `assets.extra/` but warm-up requests) says
 what the model takes, for a client that has only the SavedModel:
-`event_dim`, `context_dim`, `signatures`, the flow's `layers`, the data's
+`event_dim`, `context_dim`, the `base` (`"normal"`, `"learned_normal"` or
+`"student_t"`, whose degrees of freedom are `base_df`, else `null`),
+`signatures`, the flow's `layers`, the data's
 column names `columns` (`null` if not named; `kerasflows export` passes the
 names of the CSV file the model was trained on) and `dequantized_columns`
 (0-based; `null` if none: the columns `kerasflows train --dequantize` added
@@ -230,7 +232,9 @@ def _metadata(flow, columns, dequantized_columns=None):
     if dequantized_columns is not None:
         dequantized_columns = check_columns(dequantized_columns, flow.event_dim,
                                             "dequantized_columns")
+    df = flow.base_df
     return {"event_dim": flow.event_dim, "context_dim": flow.context_dim,
+            "base": flow.base, "base_df": None if df is None else [float(v) for v in df],
             "signatures": list(SIGNATURES), "columns": columns,
             "dequantized_columns": dequantized_columns or None,
             "layers": [f"{type(layer).__name__} ({layer.name})" for layer in flow.flow_layers]}

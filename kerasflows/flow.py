@@ -20,9 +20,21 @@ from kerasflows.layers.base import FlowLayer, RowsBijector, check_positive_int, 
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
-__all__ = ["Flow", "BASES", "EVAL_MODES", "philox_normal", "encoded_context_dim"]
+__all__ = ["Flow", "BASES", "STUDENT_T_INITIAL_DF", "EVAL_MODES", "philox_normal",
+           "encoded_context_dim"]
 
-BASES = ("normal", "learned_normal")
+BASES = ("normal", "learned_normal", "student_t")
+#: The degrees of freedom a `"student_t"` base starts at, in every dimension.
+STUDENT_T_INITIAL_DF = 10.0
+
+
+def _log1p_square(a):
+    """`log(1 + a^2)` for `a >= 0`, finite for every finite `a` (`a^2` overflows
+    float32 from about 1.8e19): `2 log a + log(1 + 1 / a^2)` above 1. Each branch
+    sees only its own side of 1, so neither sends NaN into the other's gradient."""
+    big, small = tf.maximum(a, 1.0), tf.minimum(a, 1.0)
+    return tf.where(a > 1.0, 2.0 * tf.math.log(big) + tf.math.log1p(1.0 / (big * big)),
+                    tf.math.log1p(small * small))
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
@@ -48,8 +60,14 @@ class Flow(FlowInputs, EvalModes, FlowSampling, FlowTraining, keras.Model):
     Args:
         layers: a list of `kerasflows.layers.FlowLayer`.
         event_dim: the dimension D of the data.
-        base: `"normal"` (standard normal) or `"learned_normal"` (a diagonal
-            Gaussian whose mean and log-scale are trained).
+        base: `"normal"` (standard normal), `"learned_normal"` (a diagonal
+            Gaussian whose mean and log-scale are trained) or `"student_t"`
+            (independent standard Student-t coordinates, each with its own
+            degrees of freedom, trained from `STUDENT_T_INITIAL_DF` = 10; `base_df`):
+            heavy tails for heavy-tailed data, which a flow of Lipschitz
+            layers over a Gaussian cannot reach (Jaini et al. 2020, "Tails of
+            Lipschitz triangular flows"; per-coordinate degrees of freedom as in
+            Laszkiewicz et al. 2022, "Marginal tail-adaptive normalizing flows").
         context_dim: size of the context vector for a conditional flow.
         context_encoder: optional Keras layer or model (for example a
             `keras.Sequential` of `Dense` layers) that maps the context
@@ -126,6 +144,10 @@ class Flow(FlowInputs, EvalModes, FlowSampling, FlowTraining, keras.Model):
                                             name="base_loc")
             self.base_log_scale = self.add_weight(shape=(self.event_dim,), initializer="zeros",
                                                   name="base_log_scale")
+        if base == "student_t":
+            self.base_log_df = self.add_weight(
+                shape=(self.event_dim,), name="base_log_df",
+                initializer=keras.initializers.Constant(math.log(STUDENT_T_INITIAL_DF)))
         self.sample_seed = keras.random.SeedGenerator(name="sample_seed")
         self._compiled = {}
         self._eval_mode = "graph"
@@ -138,13 +160,31 @@ class Flow(FlowInputs, EvalModes, FlowSampling, FlowTraining, keras.Model):
             return (tf.cast(self.base_loc, dtype), tf.exp(tf.cast(self.base_log_scale, dtype)))
         return tf.zeros([self.event_dim], dtype), tf.ones([self.event_dim], dtype)
 
+    def _base_df(self):
+        return tf.exp(tf.cast(self.base_log_df, self.compute_dtype))
+
+    @property
+    def base_df(self):
+        """The degrees of freedom of a `"student_t"` base, `[D]` (a NumPy array), or
+        None for a Gaussian base."""
+        return None if self.base != "student_t" else self._base_df().numpy()
+
     def base_distribution(self):
         """The base distribution p0 as a TFP distribution over `[D]` events."""
         loc, scale = self._base_params()
+        if self.base == "student_t":
+            return tfd.Independent(tfd.StudentT(df=self._base_df(), loc=loc, scale=scale),
+                                   reinterpreted_batch_ndims=1)
         return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
 
     def base_log_prob(self, z):
         """`log p0(z)`, shape `[batch]`."""
+        if self.base == "student_t":
+            df = self._base_df()
+            half = 0.5 * (df + 1.0)
+            return tf.reduce_sum(tf.math.lgamma(half) - tf.math.lgamma(0.5 * df)
+                                 - 0.5 * tf.math.log(df * math.pi)
+                                 - half * _log1p_square(tf.abs(z) / tf.sqrt(df)), -1)
         loc, scale = self._base_params()
         u = (z - loc) / scale
         return (-0.5 * tf.reduce_sum(u * u, -1) - tf.reduce_sum(tf.math.log(scale))

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from kerasflows.layers.base import check_positive_int, context_rows
 
-__all__ = ["FlowSampling", "philox_normal"]
+__all__ = ["FlowSampling", "philox_normal", "student_t_noise"]
 
 
 def philox_normal(shape, seed, dtype="float32"):
@@ -34,6 +34,17 @@ def philox_normal(shape, seed, dtype="float32"):
         seed = tf.cast(seed, tf.int32)
     return tf.raw_ops.StatelessRandomNormal(shape=tf.cast(shape, tf.int32), seed=seed,
                                             dtype=tf.as_dtype(dtype))
+
+
+def student_t_noise(eps, df, seed):
+    """Student-t draws from standard-normal ones: `eps * sqrt(df / chi2)`, with the
+    chi-squared variates of `df` degrees of freedom (twice `Gamma(df / 2)`) drawn
+    by `tf.random.stateless_gamma` from `seed` folded with 1
+    (`tf.random.experimental.stateless_fold_in`), so not from the numbers `eps`
+    came from. `eps` is `[n, D]`, `df` `[D]`, `seed` two int32s."""
+    gamma_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+    g = tf.random.stateless_gamma(tf.shape(eps), gamma_seed, alpha=0.5 * df, dtype=eps.dtype)
+    return eps * tf.sqrt(0.5 * df / g)
 
 
 def _int32_seed(seed):
@@ -64,7 +75,10 @@ class FlowSampling:
             seed = tf.stack([tf.cast(seed, "int32"), tf.constant(0, "int32")])
         # Philox, whatever TensorFlow's default generator ("auto_select") would pick.
         eps = philox_normal(shape, seed, self.compute_dtype)
-        if self.base == "normal" and isinstance(temperature, (int, float)) and temperature == 1:
+        if self.base == "student_t":
+            eps = student_t_noise(eps, self._base_df(), seed)
+        if self.base != "learned_normal" and isinstance(temperature, (int, float)) \
+                and temperature == 1:
             # 0 + 1 * 1 * eps is eps: two passes over the batch saved (10^4 x 64 draws:
             # 1.2 ms of a 15 ms RealNVP sample call)
             return eps

@@ -932,8 +932,9 @@ def test_console_script_reports_user_error_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     ours = [line for line in proc.stderr.splitlines() if line.startswith("kerasflows:")]
     assert ours == ["kerasflows: error: 'pinwheels' is neither a dataset name (moons, "
-                    "eight_gaussians, checkerboard, rings, pinwheel, two_spirals, moons4d, digits; "
-                    "with a context: ring_radius, digits_label) nor a .npy/.csv file."]
+                    "eight_gaussians, checkerboard, rings, pinwheel, two_spirals, moons4d, "
+                    "heavy_tails, digits; with a context: ring_radius, digits_label) nor a "
+                    ".npy/.csv file."]
 
 
 def test_help_documents_every_flag(capsys):
@@ -1035,3 +1036,32 @@ def test_train_says_which_test_columns_are_beyond_chance():
         "`kerasflows evaluate MODEL DATA --marginals` shows every column.")
     found["ks_threshold"] = 0.5
     assert "every column's distribution is within chance" in marginals_line(found)
+
+
+def test_train_base_student_t_learns_heavy_tails_and_info_shows_them(tmp_path, capsys):
+    x = np.random.default_rng(0).standard_t(2.0, (3000, 2)).astype("float32")
+    np.save(tmp_path / "heavy.npy", x)
+    model = tmp_path / "m.keras"
+    _run(capsys, "train", tmp_path / "heavy.npy", "--base", "student_t", "--recipe", "maf",
+         "--layers", "1", "--hidden", "8", "--epochs", "3", "--lr", "0.02",
+         "--no-standardize", "--out", model, "--quiet")
+    flow = kerasflows.load(model)
+    assert flow.base == "student_t" and training_record(model)["base"] == "student_t"
+    assert np.all(flow.base_df < 10.0), flow.base_df           # from 10, toward 2
+    out = _run(capsys, "info", model)
+    df = ", ".join(f"{v:.3g}" for v in flow.base_df)
+    assert f"base=student_t (df {df})" in out, out
+    with pytest.raises(SystemExit):
+        main(["train", "moons", "--base", "laplace"])
+    assert "argument --base: invalid choice: 'laplace'" in capsys.readouterr().err
+
+
+def test_train_standardizes_heavy_tails_as_it_does_a_data_file(tmp_path, capsys):
+    model = tmp_path / "h.keras"
+    _run(capsys, "train", "heavy_tails", "--n", "600", "--epochs", "1", "--layers", "1",
+         "--hidden", "8", "--out", model, "--quiet")
+    assert training_record(model)["standardize"] is True
+    assert kerasflows.load(model).flow_layers[-1].name == "standardize"
+    _run(capsys, "train", "moons", "--n", "600", "--epochs", "1", "--layers", "1",
+         "--hidden", "8", "--out", tmp_path / "m.keras", "--quiet")
+    assert training_record(tmp_path / "m.keras")["standardize"] is False

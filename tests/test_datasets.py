@@ -13,7 +13,8 @@ def test_load_is_reproducible_float32_and_bounded(name):
     assert x.dtype == np.float32 and x.shape == (n, {"digits": 64, "moons4d": 4}.get(name, 2))
     np.testing.assert_array_equal(x, datasets.load(name, n=n, seed=3))
     assert not np.array_equal(x, datasets.load(name, n=n, seed=4))
-    assert np.all(np.isfinite(x)) and np.abs(x).max() < 6.0
+    assert np.all(np.isfinite(x))
+    assert np.abs(x).max() < 6.0 or name == "heavy_tails"      # (its tails are the point)
 
 
 def test_unknown_name_and_bad_n_are_named():
@@ -122,3 +123,17 @@ def test_conditional_digits_label_pairs_each_image_with_its_label():
         datasets.load_conditional("digits_label", n=2000)
     with pytest.raises(ValueError, match="'digits_label' has no known true density"):
         datasets.true_conditional_log_prob("digits_label", x, c)
+
+
+def test_heavy_tails_is_student_t_and_its_density_is_theirs():
+    import scipy.stats as st
+    x = datasets.load("heavy_tails", n=20_000, seed=1).astype(np.float64)
+    assert st.kstest(x[:, 0], st.t(2).cdf).pvalue > 1e-3
+    assert st.kstest((x[:, 1] - 0.5 * x[:, 0]) / 0.5, st.t(4).cdf).pvalue > 1e-3
+    assert 0.005 < np.mean(np.abs(x[:, 0]) > 10) < 0.015      # about 1% beyond 10
+    lp = datasets.true_log_prob("heavy_tails", x)
+    np.testing.assert_allclose(lp, st.t(2).logpdf(x[:, 0])
+                               + st.t(4, loc=0.5 * x[:, 0], scale=0.5).logpdf(x[:, 1]),
+                               rtol=1e-9, atol=1e-9)
+    entropy = st.t(2).entropy() + st.t(4, scale=0.5).entropy()
+    assert -lp.mean() == pytest.approx(entropy, abs=0.05)

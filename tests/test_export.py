@@ -137,7 +137,9 @@ def _assert_same(got, want, what, tol=1e-5):
 
 
 def _small_flows():
-    plain = models.NSF(event_dim=3, num_layers=2, hidden_units=(8,), bins=4)
+    # a Student-t base (its sample signature draws the chi-squared variates too)
+    plain = models.NSF(event_dim=3, num_layers=2, hidden_units=(8,), bins=4, base="student_t")
+    plain.base_log_df.assign(np.log([1.5, 4.0, 30.0]).astype("float32"))
     conditional = models.RealNVP(event_dim=2, num_layers=2, hidden_units=(8,), context_dim=2)
     # float32 signatures, bfloat16 conditioners inside
     mixed = models.MAF(event_dim=4, num_layers=2, hidden_units=(8,), dtype="mixed_bfloat16")
@@ -175,7 +177,7 @@ def test_signatures_served_without_kerasflows_match_flow(tmp_path):
         jobs.append((os.path.join(folder, "saved_model", "1"), inputs))
         expected.append(_expected(flow, inputs, compiled=False))
     results = _serve(jobs, tmp_path)
-    names = ["nsf", "conditional realnvp", "maf, bfloat16 conditioners",
+    names = ["nsf, student-t base", "conditional realnvp", "maf, bfloat16 conditioners",
              "conditional realnvp, one context row for all"] + list(SHIPPED_NAMES)
     for name, got, want in zip(names, results, expected):
         # bfloat16 products round differently in the served graph's kernels
@@ -212,6 +214,12 @@ def test_metadata_file_says_what_the_model_takes(tmp_path):
     assert meta == saved_model_metadata(target)              # the version directory
     assert meta["columns"] == ["a", "b", "c"] and meta["event_dim"] == 3
     assert meta["context_dim"] is None and meta["signatures"] == list(SIGNATURES)
+    assert meta["base"] == "normal" and meta["base_df"] is None
+    t_flow = kerasflows.models.NSF(3, num_layers=1, hidden_units=(8,), base="student_t")
+    t_flow.base_log_df.assign(np.log([1.5, 4.0, 30.0]).astype("float32"))
+    t_meta = saved_model_metadata(t_flow.export(tmp_path / "student_t"))
+    assert t_meta["base"] == "student_t"
+    np.testing.assert_array_equal(np.float32(t_meta["base_df"]), t_flow.base_df)
     assert meta["layers"][0] == f"AffineCoupling ({flow.flow_layers[0].name})"
     load_saved_model(target)                                  # the extra file is harmless
     assert saved_model_metadata(flow.export(tmp_path / "plain"))["columns"] is None

@@ -1324,3 +1324,18 @@ def test_layers_animation_dialog_writes_a_gif_of_the_plots_shape(qtbot, window, 
     assert abs(w / h - view.plot.width() / view.plot.height()) < 0.02, "the plot's shape"
     with Image.open(tmp_path / "warp.gif") as image:         # (".gif" added to the name)
         assert image.size == (w, h) and image.n_frames > 2
+
+
+def test_layers_base_cloud_of_a_student_t_base_has_its_tails(qtbot, window, tmp_path):
+    import kerasflows
+    flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), base="student_t")
+    flow.base_log_df.assign(np.log([1.5, 50.0]).astype(np.float32))
+    flow.save(tmp_path / "t.keras")
+    info = open_model(qtbot, window, tmp_path / "t.keras")
+    np.testing.assert_allclose(info["base_df"], [1.5, 50.0], rtol=1e-5)
+    view = show_ready(qtbot, window, "layers")
+    assert view.direction.currentData() == "forward"
+    cloud = view._inputs()[2]
+    assert np.abs(cloud[:, 0]).max() > 30, "df 1.5: heavy tails"
+    assert np.abs(cloud[:, 1]).max() < 6, "df 50: nearly Gaussian"
+    np.testing.assert_allclose(view.cloud_states[-1], flow.forward(cloud).numpy(), atol=1e-4)

@@ -696,3 +696,41 @@ def test_state_names_keep_the_layer_names_that_say_something():
         "0 · base z", "1 · after SplineCoupling", "2 · after ActNorm (standardize) = data x"]
     assert state_names(names, 2, False) == [
         "0 · data x", "1 · undo ActNorm (standardize)", "2 · undo SplineCoupling = base z"]
+
+
+def test_a_student_t_base_is_drawn_from_in_both_backends(tmp_path):
+    """The base noise of a Student-t base (the SavedModel's degrees of freedom read
+    from its kerasflows.json) is the flow's own: samples at any temperature, the
+    base's loc and scale, and the opened model's `base_df`."""
+    import kerasflows
+    from kerasflows.testing import perturb_weights
+    from visualizer.backends import base_noise
+    flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), base="student_t")
+    perturb_weights(flow, 0.2, seed=0)
+    flow.base_log_df.assign(np.log([1.5, 6.0]).astype(np.float32))
+    flow.save(tmp_path / "t.keras")
+    export(flow, tmp_path / "t_saved" / "1", True)
+    backends = {"keras": KerasBackend(tmp_path / "t.keras"),
+                "savedmodel": SavedModelBackend(tmp_path / "t_saved" / "1")}
+    for kind, b in backends.items():
+        np.testing.assert_allclose(b.base_df, flow.base_df, rtol=1e-6, err_msg=kind)
+        loc, scale = b.base_params()
+        assert loc.tolist() == [0, 0] and scale.tolist() == [1, 1], kind
+        for T in (1.0, 0.6):
+            np.testing.assert_allclose(b.sample(500, seed=4, temperature=T),
+                                       flow.sample(500, seed=4, temperature=T).numpy(),
+                                       rtol=1e-4, atol=1e-4, err_msg=f"{kind} T={T}")
+        info = opening.describe(b, paths.resolve(tmp_path / ("t.keras" if kind == "keras"
+                                                             else "t_saved")))
+        np.testing.assert_allclose(info["base_df"], flow.base_df, rtol=1e-6)
+    noise = base_noise(20_000, 2, 1, df=flow.base_df)
+    assert np.abs(noise[:, 0]).max() > 100, "df 1.5: heavy tails"
+    import tensorflow as tf
+    np.testing.assert_array_equal(noise, flow._base_sample(20_000, tf.constant(1), 1.0).numpy())
+    # a kerasflows.json that names a Student-t base without its degrees of freedom
+    meta = tmp_path / "t_saved" / "1" / "assets.extra" / "kerasflows.json"
+    record = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**record, "base_df": [1.0]}))
+    with pytest.raises(ValueError, match=r"names a Student-t base but gives base_df=\[1.0\]; "
+                                         r"expected 2 positive numbers"):
+        SavedModelBackend(tmp_path / "t_saved" / "1")

@@ -48,22 +48,31 @@ def _padded(fn, x, chunk=CHUNK, rows=bucket):
     return tuple(np.concatenate(parts) for parts in zip(*outs))
 
 
-def base_noise(n, event_dim, seed):
-    """Standard-normal noise `[n, D]` drawn as `Flow.sample` draws it (Philox, seed `[seed, 0]`).
+def base_noise(n, event_dim, seed, df=None):
+    """Standard-normal noise `[n, D]` drawn as `Flow.sample` draws it (Philox, seed
+    `[seed, 0]`); with `df` (`[D]`, a Student-t base's degrees of freedom) the
+    Student-t draws `Flow.sample` makes of it.
 
     The numbers of `tf.random.stateless_normal(alg="philox")`, through the
-    one-op kernel that `kerasflows.flow.philox_normal` uses (written out here:
-    a SavedModel opens without kerasflows), about 1 ms faster a call.
+    one-op kernel that `kerasflows.flow.philox_normal` uses, about 1 ms faster
+    a call; the Student-t draws as `kerasflows.flow_sampling.student_t_noise`
+    makes them (both written out here: a SavedModel opens without kerasflows).
     """
-    return tf.raw_ops.StatelessRandomNormal(shape=[int(n), int(event_dim)],
-                                            seed=tf.constant([int(seed), 0], tf.int32),
-                                            dtype=tf.float32).numpy()
+    seed = tf.constant([int(seed), 0], tf.int32)
+    eps = tf.raw_ops.StatelessRandomNormal(shape=[int(n), int(event_dim)], seed=seed,
+                                           dtype=tf.float32)
+    if df is not None:
+        df = tf.constant(np.asarray(df, np.float32))
+        g = tf.random.stateless_gamma(tf.shape(eps), tf.random.experimental.stateless_fold_in(
+            seed, 1), alpha=0.5 * df, dtype=tf.float32)
+        eps = eps * tf.sqrt(0.5 * df / g)
+    return eps.numpy()
 
 
 class Backend:
     """The interface: `event_dim`, `context_dim`, `num_layers`, `layer_names`,
     `has_trace`, `invertible`, and `log_prob`, `sample`, `sample_and_log_prob`,
-    `forward`, `inverse`, `trace`, `trace_inverse`, `base_params`.
+    `forward`, `inverse`, `trace`, `trace_inverse`, `base_params` (and `base_df`).
 
     A conditional flow (`context_dim` set) evaluates every call at one context
     `[C]`, set with `set_context` (zeros when opened).
@@ -83,6 +92,8 @@ class Backend:
     has_trace = True
     invertible = True
     context = None
+    #: A Student-t base's degrees of freedom `[D]`, or None for a Gaussian base.
+    base_df = None
 
     def set_context(self, context):
         """Sets the context `[C]` every later call of a conditional flow uses (one
@@ -126,7 +137,7 @@ class Backend:
     def sample(self, n, seed, temperature=1.0):
         """`n` samples: the base noise of `base_noise`, scaled by `temperature`, sent forward."""
         loc, scale = self.base_params()
-        eps = base_noise(n, self.event_dim, seed)
+        eps = base_noise(n, self.event_dim, seed, self.base_df)
         return self.forward(loc + float(temperature) * scale * eps)[0]
 
     def check_points(self, x, what="x"):

@@ -81,6 +81,7 @@ class KerasBackend(Backend):
         self.forward_only_layers = tuple(sorted({type(l).__name__ for l in flow.flow_layers
                                                   if l.forward_only}))
         self.invertible = not self.forward_only_layers
+        self.base_df = flow.base_df
 
     def base_params(self):
         """Mean and scale of the base distribution, `[D]` each."""

@@ -110,6 +110,7 @@ def describe(backend, source):
         "context_steps": _context_steps(source.manifest, backend.context_dim),
         "layer_names": list(backend.layer_names), "has_trace": backend.has_trace,
         "invertible": backend.invertible, "base_loc": loc, "base_scale": scale,
+        "base_df": None if backend.base_df is None else np.asarray(backend.base_df),
         "forward_only_layers": list(getattr(backend, "forward_only_layers", ())),
         "reference": reference, "reference_is_data": is_data, "reference_source": where,
         "data_mean": reference.mean(0),

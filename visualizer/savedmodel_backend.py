@@ -45,6 +45,7 @@ class SavedModelBackend(Backend):
                                   ["log_dets"].shape[0])
         self.layer_names = _layer_names(path, self.num_layers or 0)
         self._base = None
+        self.base_df = _base_df(path, self.event_dim)
 
     def _call(self, name, **kwargs):
         if name not in self.signatures:
@@ -71,11 +72,16 @@ class SavedModelBackend(Backend):
         return _padded(lambda v: _pair(self._call("inverse", x=v), "z"), x)
 
     def base_params(self):
-        """Mean and scale of the (diagonal Gaussian) base, read off the signatures.
+        """Mean and scale of the base: for a Gaussian one, read off the signatures;
+        a Student-t base (`base_df`, from `export_metadata`) is standard.
 
         `log p0(z) = log p(forward(z)) + log|det dx/dz|` is a quadratic in each
-        coordinate; its values at 0 and at +-e_d give `loc_d` and `scale_d`.
+        coordinate of a Gaussian base; its values at 0 and at +-e_d give `loc_d`
+        and `scale_d`.
         """
+        if self._base is None and self.base_df is not None:
+            D = self.event_dim
+            self._base = (np.zeros(D, np.float32), np.ones(D, np.float32))
         if self._base is None:
             D = self.event_dim
             z = np.concatenate([np.zeros((1, D)), np.eye(D), -np.eye(D)]).astype(np.float32)
@@ -135,6 +141,20 @@ def export_metadata(path):
     except (OSError, ValueError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _base_df(path, event_dim):
+    """A Student-t base's degrees of freedom `[D]` from `export_metadata` (`base`,
+    `base_df`), or None (a Gaussian base, or no such record)."""
+    meta = export_metadata(path)
+    if meta.get("base") != "student_t":
+        return None
+    df = np.asarray(meta.get("base_df"), np.float32)
+    if df.shape != (event_dim,) or not np.all(df > 0):
+        raise ValueError(f"{path}: its kerasflows.json names a Student-t base but gives "
+                         f"base_df={meta.get('base_df')!r}; expected {event_dim} positive "
+                         "numbers.")
+    return df
 
 
 def _layer_names(path, count):

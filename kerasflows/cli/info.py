@@ -47,6 +47,7 @@ def describe(path):
               for i, l in enumerate(flow.flow_layers)]
     info = {"model": path, "format": ".keras", "class": type(flow).__name__,
             "event_dim": flow.event_dim, "context_dim": flow.context_dim, "base": flow.base,
+            "base_df": None if flow.base_df is None else [float(v) for v in flow.base_df],
             "parameters": int(flow.count_params()), "layers": layers,
             "context_encoder": None, "training": training_record(model_file(path))}
     encoder = flow.context_encoder
@@ -74,9 +75,15 @@ def _print_commands(record, manifest):
         print(f"as run (the training record in the model file): {recorded}")
 
 
+def _df_text(info):
+    """A Student-t base's degrees of freedom, as `info` prints them (" (df 3.2, 2.0)")."""
+    df = info.get("base_df")
+    return "" if not df else f" (df {', '.join(f'{v:.3g}' for v in df)})"
+
+
 def _print_flow(info):
     print(f"{info['model']}: {info['class']}, event_dim={info['event_dim']}, "
-          f"context_dim={info['context_dim']}, base={info['base']}, "
+          f"context_dim={info['context_dim']}, base={info['base']}{_df_text(info)}, "
           f"{info['parameters']:,} parameters")
     for layer in info["layers"]:
         print(f"  {layer['index']:>3}  {layer['name']:<20} {layer['class']:<22} "

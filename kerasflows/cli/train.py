@@ -30,6 +30,7 @@ __all__ = ["add_parser", "run"]
 
 def add_parser(subparsers):
     from kerasflows.distributed import STRATEGIES
+    from kerasflows.flow import BASES
     from kerasflows.models import MASKS
     from kerasflows.recipes import RECIPES
     p = subparsers.add_parser(
@@ -39,7 +40,7 @@ def add_parser(subparsers):
         "last finished epoch.",
         formatter_class=HelpFormatter)
     p.add_argument("data", help="a dataset name (moons, eight_gaussians, checkerboard, rings, "
-                   "pinwheel, two_spirals; moons4d, four columns; digits), a conditional set "
+                   "pinwheel, two_spirals; moons4d, four columns; heavy_tails; digits), a conditional set "
                    "whose context comes with it (ring_radius, digits_label: give "
                    "--context-classes 10 for its labels) or a .npy/.csv file of shape [N, D] "
                    "(a dataset name is the dataset even where a file or folder of that name "
@@ -56,6 +57,11 @@ def add_parser(subparsers):
                    "checkerboard, each layer one parity class given the other, alternating "
                    "(realnvp's and nice's default), or halves, the trailing half given the "
                    "leading one (nsf's default)")
+    p.add_argument("--base", choices=list(BASES), default="normal",
+                   help="the base distribution: normal (standard normal), learned_normal "
+                   "(a diagonal Gaussian with trained mean and scale) or student_t (a "
+                   "Student-t per coordinate with trained degrees of freedom: for data "
+                   "with heavy tails, such as returns, claims or incomes)")
     p.add_argument("--epochs", type=positive_int, default=20, help="number of epochs")
     p.add_argument("--batch-size", type=positive_int, default=512, help="global batch size")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
@@ -88,8 +94,8 @@ def add_parser(subparsers):
                    "trained with the rest), and a --context file's values (not class labels) "
                    "through a keras.layers.Normalization to the training contexts' mean and "
                    "variance: the flow works on unit-scale values and its log-densities are "
-                   "in DATA's units (default: on for a data file, off for a dataset name, "
-                   "whose points are on a unit scale already)")
+                   "in DATA's units (default: on for a data file and heavy_tails, off for the "
+                   "other dataset names, whose points are on a unit scale already)")
     p.add_argument("--dequantize", action="store_true",
                    help="add uniform noise in [0, 1) to DATA's columns of whole numbers only, "
                    "new each epoch (dequantization; validation and test rows get one seeded "
@@ -174,7 +180,7 @@ def _builder(args, event_dim, context=None, standardize=False):
         scale = (context.mean(0).tolist(), context.var(0).tolist())
 
     def build():
-        kwargs = {"context_dim": context_dim}
+        kwargs = {"context_dim": context_dim, "base": args.base}
         if args.mask is not None:
             kwargs["mask"] = args.mask
         encoder = _context_encoder(args, scale)
@@ -205,7 +211,7 @@ def _record(args, dataset, parts, flow, history, seconds):
             "context_classes": args.context_classes,
             "num_layers": args.layers, "hidden_units": args.hidden,
             "bins": args.bins, "bound": args.bound, "direction": args.direction,
-            "mask": args.mask,
+            "mask": args.mask, "base": args.base,
             "epochs": args.epochs,
             "batch_size": args.batch_size, "lr": args.lr, "lr_decay": args.lr_decay,
             "seed": args.seed, "strategy": args.strategy,
@@ -281,6 +287,7 @@ def _epoch_hooks(hooks):
 
 
 def run(args):
+    from kerasflows import datasets
     from kerasflows.checkpoint import EpochCheckpoint
     from kerasflows.distributed import get_strategy, is_chief, train_flow
     out, report, checkpoint_dir = _paths(args)
@@ -289,7 +296,8 @@ def run(args):
     parts = split_parts(x, args, context)
     noisy = dequantized_columns(args, x)
     measured = noisy_parts(parts, noisy, args.seed)       # the rows the NLL is measured on
-    standardize = args.standardize if args.standardize is not None else dataset is None
+    standardize = args.standardize if args.standardize is not None else (
+        dataset is None or dataset in datasets.OFF_SCALE_NAMES)
     build = _builder(args, x.shape[1], parts[0][1] if len(parts[0]) > 1 else None, standardize)
     if is_chief(strategy):
         # Before any training: an unwritable --out would otherwise fail at the

@@ -177,7 +177,10 @@ class LayersView(View):
             region = (loc[d[0]] - 3 * scale[d[0]], loc[d[0]] + 3 * scale[d[0]],
                       loc[d[1]] - 3 * scale[d[1]], loc[d[1]] + 3 * scale[d[1]])
             held = geometry.Projection(p.event_dim, d, loc)
-            cloud = loc + scale * rng.standard_normal((CLOUD_POINTS, p.event_dim))
+            shape = (CLOUD_POINTS, p.event_dim)
+            df = info["base_df"]
+            cloud = loc + scale * (rng.standard_normal(shape) if df is None
+                                   else rng.standard_t(df, shape))
         else:
             region = geometry.robust_region(p.project(self.reference), pad=0.05)
             held = p
