@@ -97,6 +97,9 @@ RECOMMENDED = {
     # four columns (moons and two that depend on it): the same spline flow, the
     # couplings splitting them in halves; 200,000 draws (`build_saved_models.ROWS`)
     "moons4d": {**_SPLINE_2D, "epochs": 30},
+    # heavy tails: the 2-D spline flow over a Student-t base (standardized, as
+    # `kerasflows train` does heavy_tails; benchmarks/heavy_tails.py)
+    "heavy_tails": {**_SPLINE_2D, "base": "student_t"},
     "digits": _DIGITS,
     # conditional (kerasflows.datasets.load_conditional): p(x | radius)
     "ring_radius": {**_SPLINE_2D, "epochs": 60},

@@ -22,7 +22,7 @@ from kerasflows.testing import perturb_weights
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, "saved_models")
 SHIPPED_NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals",
-                 "moons4d", "digits", "ring_radius", "digits_label")
+                 "moons4d", "heavy_tails", "digits", "ring_radius", "digits_label")
 
 # Runs each signature of each SavedModel on the inputs in a .npz and saves the
 # outputs; kerasflows is blocked, as it is absent in TF Serving.
