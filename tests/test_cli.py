@@ -84,6 +84,13 @@ def test_info_on_a_shipped_model_folder(capsys):
     assert info["manifest"]["dataset"] == "moons"
     assert info["training"]["command"] == info["manifest"]["command"]
     assert info["parameters"] == sum(layer["parameters"] for layer in info["layers"])
+    assert info["base"] == "normal" and info["base_df"] is None
+    heavy = os.path.join(ROOT, "saved_models", "heavy_tails")
+    info = json.loads(_run(capsys, "info", heavy, "--json"))
+    assert info["base"] == "student_t" and len(info["base_df"]) == 2
+    df = ", ".join(f"{v:.3g}" for v in info["base_df"])
+    printed = _run(capsys, "info", os.path.join(heavy, "saved_model"))
+    assert f"base: student_t (df {df})" in printed, printed
 
 
 def test_info_on_a_flow_fitted_to_a_target(capsys):

@@ -139,6 +139,8 @@ def run(args):
         meta = info["metadata"] or {}
         if meta.get("layers"):
             print(f"layers ({len(meta['layers'])}): {', '.join(map(str, meta['layers']))}")
+        if meta.get("base"):
+            print(f"base: {meta['base']}{_df_text(meta)}")
         if meta.get("columns"):
             print(f"columns: {', '.join(map(str, meta['columns']))}")
         if _indices(meta.get("dequantized_columns")):
