@@ -19,6 +19,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui
 
 from visualizer import geometry
+from visualizer.views.base import tick_label_width
 from visualizer.views.layer_canvas import LayerCanvas
 
 __all__ = ["ANIMATION_SUFFIX", "FPS", "HOLD_SECONDS", "MAX_FRAMES", "AnimationError",
@@ -115,47 +116,76 @@ class LayerStates:
         return self._labels[k]
 
 
+class _Recorder:
+    """A plot of its own, `size` (width, height) pixels, that draws a `LayerStates`
+    (taken from `view`) at any layer position and grabs it (`frame(t)`), titled with
+    the state's name. Its left axis keeps one width, wide enough for the tick labels
+    of every state, so the plot does not shift sideways from frame to frame and a
+    frame does not depend on the frames drawn before it."""
+
+    def __init__(self, view, size):
+        self.states = LayerStates(view)
+        self.canvas = LayerCanvas()
+        self.plot = self.canvas.plot
+        self.plot.setAttribute(QtCore.Qt.WidgetAttribute.WA_DontShowOnScreen)
+        self.plot.resize(*size)
+        self.plot.show()                 # laid out at its size, never on the screen
+        self.canvas.show(self.states)
+        if not self.states.images_shown():
+            axis = self.plot.getPlotItem().getAxis("left")
+            # (an aspect-locked plot may show more than a state's region in y)
+            axis.setWidth(max(tick_label_width(axis, y0 - (y1 - y0), y1 + (y1 - y0))
+                              for _, _, y0, y1 in self.states.regions))
+
+    def frame(self, t):
+        """The plot drawn at layer position `t`, an `[h, w, 3]` array."""
+        self.plot.getPlotItem().setTitle(self.states.names[int(round(t))])
+        _lay_out()                       # (the range set next fits the plot's shape)
+        self.canvas.draw(self.states, t)
+        _lay_out()
+        return image_rgb(self.plot.grab().toImage())
+
+    def close(self):
+        self.plot.close()
+        self.plot.deleteLater()
+
+
+def _recorded(view, positions, size, progress, keep):
+    """`keep(frame)` of each frame, in order, or None when `progress` cancelled."""
+    recorder = _Recorder(view, size)
+    try:
+        out = []
+        for i, t in enumerate(positions):
+            out.append(keep(recorder.frame(t)))
+            if progress is not None and not progress(i + 1, len(positions)):
+                return None
+        return out
+    finally:
+        recorder.close()
+
+
 def record_layers(view, positions, size, progress=None):
     """Draws the Layers `view`'s states at each layer position on a plot of its
     own, `size` (width, height) pixels, titled with the state's name, and grabs
     it; returns the frames, `[h, w, 3]` arrays, or None when `progress(done,
     total)` returned False (cancelled). The view itself is left as it was."""
-    states = LayerStates(view)
-    canvas = LayerCanvas()
-    plot = canvas.plot
-    plot.setAttribute(QtCore.Qt.WidgetAttribute.WA_DontShowOnScreen)
-    plot.resize(*size)
-    plot.show()                      # laid out at its size, never on the screen
-    canvas.show(states)
-    frames = []
-    try:
-        for i, t in enumerate(positions):
-            # the plot laid out for its title before the range is set (the range fits
-            # the plot's shape), and again where the tick labels changed width
-            plot.getPlotItem().setTitle(states.names[int(round(t))])
-            _lay_out()
-            canvas.draw(states, t)
-            _lay_out()
-            frames.append(image_rgb(plot.grab().toImage()))
-            if progress is not None and not progress(i + 1, len(positions)):
-                return None
-    finally:
-        plot.close()
-        plot.deleteLater()
-    return frames
+    return _recorded(view, positions, size, progress, lambda frame: frame)
 
 
-def write_animation(frames, path, durations):
-    """Writes `frames` (`[h, w, 3]` uint8 arrays) to `path` as an animated GIF,
-    each shown `durations[i]` ms, looping; atomically."""
+def _palette(frames):
+    """A 256-colour palette image for `frames` (`[h, w, 3]` arrays), without dithering."""
     from PIL import Image
-    check_animation_path(path)
-    if not frames:
-        raise AnimationError("there are no frames to write")
-    mosaic = np.concatenate([frames[0], frames[len(frames) // 2], frames[-1]])
-    palette = Image.fromarray(mosaic).quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE)
-              for f in frames]
+    return Image.fromarray(np.concatenate(frames)).quantize(colors=256,
+                                                           method=Image.Quantize.MEDIANCUT)
+
+
+def _indexed(frame, palette):
+    from PIL import Image
+    return Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE)
+
+
+def _write_gif(images, path, durations):
+    """Writes palette `images` to `path` as a looping GIF, atomically."""
     path = Path(path)
     temp = path.with_name(f".{path.name}.{os.getpid()}.part")   # (made as any new file is)
     try:
@@ -168,16 +198,35 @@ def write_animation(frames, path, durations):
     return path
 
 
+def write_animation(frames, path, durations):
+    """Writes `frames` (`[h, w, 3]` uint8 arrays) to `path` as an animated GIF,
+    each shown `durations[i]` ms, looping; atomically. The frames share one
+    palette, taken from the first, middle and last."""
+    check_animation_path(path)
+    if not frames:
+        raise AnimationError("there are no frames to write")
+    palette = _palette([frames[0], frames[len(frames) // 2], frames[-1]])
+    return _write_gif([_indexed(f, palette) for f in frames], path, durations)
+
+
 def save_layers_animation(view, path, size, layers_per_second=1.0, progress=None, fps=FPS):
     """Plays the Layers `view` from its first state to its last at
     `layers_per_second` into the animated GIF `path` of `size` (width, height)
     pixels; returns the number of frames written, or None when cancelled (see
-    `record_layers`; nothing is written then)."""
+    `record_layers`; nothing is written then). Each frame is reduced to the
+    palette (of the first, middle and last frames, drawn first) as it is
+    grabbed, so a long animation holds a byte a pixel, not three."""
     check_animation_path(path)
-    num_layers = len(view.state_names()) - 1
+    num_layers = len(LayerStates(view).names) - 1
     positions = frame_positions(num_layers, layers_per_second, fps)
-    frames = record_layers(view, positions, size, progress)
-    if frames is None:
+    recorder = _Recorder(view, size)
+    try:
+        palette = _palette([recorder.frame(t) for t in
+                            (positions[0], positions[len(positions) // 2], positions[-1])])
+    finally:
+        recorder.close()
+    images = _recorded(view, positions, size, progress, lambda f: _indexed(f, palette))
+    if images is None:
         return None
-    write_animation(frames, path, frame_durations(len(frames), fps))
-    return len(frames)
+    _write_gif(images, path, frame_durations(len(images), fps))
+    return len(images)
