@@ -1339,3 +1339,7 @@ def test_layers_base_cloud_of_a_student_t_base_has_its_tails(qtbot, window, tmp_
     assert np.abs(cloud[:, 0]).max() > 30, "df 1.5: heavy tails"
     assert np.abs(cloud[:, 1]).max() < 6, "df 50: nearly Gaussian"
     np.testing.assert_allclose(view.cloud_states[-1], flow.forward(cloud).numpy(), atol=1e-4)
+    inspector = window.show_view("inspector")
+    row = dict(x=np.zeros(2), z=np.zeros(2), log_p0=-1.0, log_dets=None, log_det_total=0.0,
+               log_prob=-1.0)
+    assert inspector._rows(row)[2][0] == "log p0(z), Student-t base (df 1.5, 50)"

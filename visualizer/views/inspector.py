@@ -41,6 +41,17 @@ def _mono_font():
     return QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont)
 
 
+def _base_label(df):
+    """The inspector's name of the base density: "log p0(z)", and for a Student-t
+    base its degrees of freedom (their range from five coordinates on)."""
+    if df is None:
+        return "log p0(z)"
+    df = np.asarray(df, float)
+    text = (", ".join(f"{v:.3g}" for v in df) if len(df) <= 4
+            else f"{df.min():.3g} to {df.max():.3g}")
+    return f"log p0(z), Student-t base (df {text})"
+
+
 class InspectorView(View):
     """A log-density backdrop to click on, and a table of the clicked point's numbers.
 
@@ -218,7 +229,7 @@ class InspectorView(View):
         L = len(names)
         rows = [(_x_label(self.info.get("data_names")), format_vector(d["x"])),
                 ("z = inverse(x)", format_vector(d["z"])),
-                ("log p0(z)", f"{d['log_p0']:+.5f}")]
+                (_base_label(self.info.get("base_df")), f"{d['log_p0']:+.5f}")]
         if d["log_dets"] is None:
             rows.append(("per-layer log|det J|", "unavailable (no trace signatures)"))
         else:
