@@ -6,13 +6,13 @@ As in TFP, `forward` maps base `z` to data `x` (sampling) and `inverse` maps
 `x` to `z` (density, features).
 """
 
-import math
 
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.eval_calls import EVAL_MODES, EvalModes
+from kerasflows.flow_base import BASES, STUDENT_T_INITIAL_DF, FlowBase
 from kerasflows.flow_inputs import FlowInputs, context_for, encoded_context_dim
 from kerasflows.flow_sampling import FlowSampling, philox_normal
 from kerasflows.flow_training import FlowTraining
@@ -23,22 +23,8 @@ tfb, tfd = tfp.bijectors, tfp.distributions
 __all__ = ["Flow", "BASES", "STUDENT_T_INITIAL_DF", "EVAL_MODES", "philox_normal",
            "encoded_context_dim"]
 
-BASES = ("normal", "learned_normal", "student_t")
-#: The degrees of freedom a `"student_t"` base starts at, in every dimension.
-STUDENT_T_INITIAL_DF = 10.0
-
-
-def _log1p_square(a):
-    """`log(1 + a^2)` for `a >= 0`, finite for every finite `a` (`a^2` overflows
-    float32 from about 1.8e19): `2 log a + log(1 + 1 / a^2)` above 1. Each branch
-    sees only its own side of 1, so neither sends NaN into the other's gradient."""
-    big, small = tf.maximum(a, 1.0), tf.minimum(a, 1.0)
-    return tf.where(a > 1.0, 2.0 * tf.math.log(big) + tf.math.log1p(1.0 / (big * big)),
-                    tf.math.log1p(small * small))
-
-
 @keras.saving.register_keras_serializable(package="kerasflows")
-class Flow(FlowInputs, EvalModes, FlowSampling, FlowTraining, keras.Model):
+class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Model):
     """A normalizing flow: `layers` stacked over a base distribution.
 
     Layer 0 is applied first in the forward (sampling) direction, so data
@@ -139,56 +125,11 @@ class Flow(FlowInputs, EvalModes, FlowSampling, FlowTraining, keras.Model):
         self.context_features = layer_context_dim
         for layer in layers:
             layer.ensure_built(self.event_dim)
-        if base == "learned_normal":
-            self.base_loc = self.add_weight(shape=(self.event_dim,), initializer="zeros",
-                                            name="base_loc")
-            self.base_log_scale = self.add_weight(shape=(self.event_dim,), initializer="zeros",
-                                                  name="base_log_scale")
-        if base == "student_t":
-            self.base_log_df = self.add_weight(
-                shape=(self.event_dim,), name="base_log_df",
-                initializer=keras.initializers.Constant(math.log(STUDENT_T_INITIAL_DF)))
+        self._add_base_weights()
         self.sample_seed = keras.random.SeedGenerator(name="sample_seed")
         self._compiled = {}
         self._eval_mode = "graph"
         self.built = True
-
-    # -- base distribution ----------------------------------------------
-    def _base_params(self):
-        dtype = self.compute_dtype
-        if self.base == "learned_normal":
-            return (tf.cast(self.base_loc, dtype), tf.exp(tf.cast(self.base_log_scale, dtype)))
-        return tf.zeros([self.event_dim], dtype), tf.ones([self.event_dim], dtype)
-
-    def _base_df(self):
-        return tf.exp(tf.cast(self.base_log_df, self.compute_dtype))
-
-    @property
-    def base_df(self):
-        """The degrees of freedom of a `"student_t"` base, `[D]` (a NumPy array), or
-        None for a Gaussian base."""
-        return None if self.base != "student_t" else self._base_df().numpy()
-
-    def base_distribution(self):
-        """The base distribution p0 as a TFP distribution over `[D]` events."""
-        loc, scale = self._base_params()
-        if self.base == "student_t":
-            return tfd.Independent(tfd.StudentT(df=self._base_df(), loc=loc, scale=scale),
-                                   reinterpreted_batch_ndims=1)
-        return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
-
-    def base_log_prob(self, z):
-        """`log p0(z)`, shape `[batch]`."""
-        if self.base == "student_t":
-            df = self._base_df()
-            half = 0.5 * (df + 1.0)
-            return tf.reduce_sum(tf.math.lgamma(half) - tf.math.lgamma(0.5 * df)
-                                 - 0.5 * tf.math.log(df * math.pi)
-                                 - half * _log1p_square(tf.abs(z) / tf.sqrt(df)), -1)
-        loc, scale = self._base_params()
-        u = (z - loc) / scale
-        return (-0.5 * tf.reduce_sum(u * u, -1) - tf.reduce_sum(tf.math.log(scale))
-                - 0.5 * self.event_dim * math.log(2 * math.pi))
 
     # -- the two directions --------------------------------------------------
     def _unencodable(self, h, total, states, log_dets, encoded):

@@ -62,7 +62,7 @@ def _int32_seed(seed):
 
 class FlowSampling:
     """A mixin of `kerasflows.Flow`: samples drawn through the forward direction
-    from the flow's base (`event_dim`, `base`, `sample_seed`, `_base_params`,
+    from the flow's base (`event_dim`, `base`, `sample_seed`, `_base_params`, `_base_df`,
     `base_log_prob`, `forward`, `forward_and_log_det`)."""
 
     def _base_sample(self, n, seed, temperature):

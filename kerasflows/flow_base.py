@@ -1,0 +1,84 @@
+"""A flow's base distribution p0: `FlowBase`, a mixin of `kerasflows.Flow`.
+
+`"normal"` is the standard normal; `"learned_normal"` a diagonal Gaussian
+whose mean and log-scale are trained (`base_loc`, `base_log_scale`);
+`"student_t"` independent standard Student-t coordinates, each with its own
+degrees of freedom, trained as their log (`base_log_df`, from
+`STUDENT_T_INITIAL_DF`). Its samples are drawn in `kerasflows.flow_sampling`.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+tfd = tfp.distributions
+
+__all__ = ["FlowBase", "BASES", "STUDENT_T_INITIAL_DF"]
+
+BASES = ("normal", "learned_normal", "student_t")
+#: The degrees of freedom a `"student_t"` base starts at, in every dimension.
+STUDENT_T_INITIAL_DF = 10.0
+
+
+def _log1p_square(a):
+    """`log(1 + a^2)` for `a >= 0`, finite for every finite `a` (`a^2` overflows
+    float32 from about 1.8e19): `2 log a + log(1 + 1 / a^2)` above 1. Each branch
+    sees only its own side of 1, so neither sends NaN into the other's gradient."""
+    big, small = tf.maximum(a, 1.0), tf.minimum(a, 1.0)
+    return tf.where(a > 1.0, 2.0 * tf.math.log(big) + tf.math.log1p(1.0 / (big * big)),
+                    tf.math.log1p(small * small))
+
+
+class FlowBase:
+    """A mixin of `kerasflows.Flow` (`base`, `event_dim`, `compute_dtype`,
+    `add_weight`): the base's weights (`_add_base_weights`), its parameters and
+    its density."""
+
+    def _add_base_weights(self):
+        if self.base == "learned_normal":
+            self.base_loc = self.add_weight(shape=(self.event_dim,), initializer="zeros",
+                                            name="base_loc")
+            self.base_log_scale = self.add_weight(shape=(self.event_dim,), initializer="zeros",
+                                                  name="base_log_scale")
+        if self.base == "student_t":
+            self.base_log_df = self.add_weight(
+                shape=(self.event_dim,), name="base_log_df",
+                initializer=keras.initializers.Constant(math.log(STUDENT_T_INITIAL_DF)))
+
+    def _base_params(self):
+        dtype = self.compute_dtype
+        if self.base == "learned_normal":
+            return (tf.cast(self.base_loc, dtype), tf.exp(tf.cast(self.base_log_scale, dtype)))
+        return tf.zeros([self.event_dim], dtype), tf.ones([self.event_dim], dtype)
+
+    def _base_df(self):
+        return tf.exp(tf.cast(self.base_log_df, self.compute_dtype))
+
+    @property
+    def base_df(self):
+        """The degrees of freedom of a `"student_t"` base, `[D]` (a NumPy array), or
+        None for a Gaussian base."""
+        return None if self.base != "student_t" else self._base_df().numpy()
+
+    def base_distribution(self):
+        """The base distribution p0 as a TFP distribution over `[D]` events."""
+        loc, scale = self._base_params()
+        if self.base == "student_t":
+            return tfd.Independent(tfd.StudentT(df=self._base_df(), loc=loc, scale=scale),
+                                   reinterpreted_batch_ndims=1)
+        return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
+
+    def base_log_prob(self, z):
+        """`log p0(z)`, shape `[batch]`."""
+        if self.base == "student_t":
+            df = self._base_df()
+            half = 0.5 * (df + 1.0)
+            return tf.reduce_sum(tf.math.lgamma(half) - tf.math.lgamma(0.5 * df)
+                                 - 0.5 * tf.math.log(df * math.pi)
+                                 - half * _log1p_square(tf.abs(z) / tf.sqrt(df)), -1)
+        loc, scale = self._base_params()
+        u = (z - loc) / scale
+        return (-0.5 * tf.reduce_sum(u * u, -1) - tf.reduce_sum(tf.math.log(scale))
+                - 0.5 * self.event_dim * math.log(2 * math.pi))
