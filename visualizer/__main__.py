@@ -19,28 +19,24 @@ VIEW_NAMES = ("samples", "density", "layers", "inspector", "pairs")
 DEFAULT_FRAME_SIZE = (720, 600)
 
 
-def _size(text):
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x840; "
-                                         f"received {text!r}") from None
-    if not (800 <= w <= 8000 and 500 <= h <= 8000):
-        raise argparse.ArgumentTypeError(f"the size must be at least 800x500 and at most "
-                                         f"8000x8000; received {text!r}")
-    return w, h
+def _sizes(what, example, smallest, largest):
+    """An argparse type: WIDTHxHEIGHT, each within `smallest` and `largest` (w, h)."""
+    def parse(text):
+        try:
+            w, h = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as {example}; "
+                                             f"received {text!r}") from None
+        if not (smallest[0] <= w <= largest[0] and smallest[1] <= h <= largest[1]):
+            raise argparse.ArgumentTypeError(
+                f"{what} must be at least {smallest[0]}x{smallest[1]} and at most "
+                f"{largest[0]}x{largest[1]}; received {text!r}")
+        return w, h
+    return parse
 
 
-def _frame_size(text):
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 720x600; "
-                                         f"received {text!r}") from None
-    if not (160 <= w <= 4000 and 120 <= h <= 4000):
-        raise argparse.ArgumentTypeError(f"the frame size must be at least 160x120 and at "
-                                         f"most 4000x4000; received {text!r}")
-    return w, h
+_size = _sizes("the size", "1280x840", (800, 500), (8000, 8000))
+_frame_size = _sizes("the frame size", "720x600", (160, 120), (4000, 4000))
 
 
 def _speed(text):
