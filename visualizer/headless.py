@@ -7,8 +7,8 @@ from pathlib import Path
 from PySide6 import QtCore
 
 __all__ = ["has_display", "use_offscreen_if_headless", "wait_for", "HeadlessError",
-           "open_model", "render_view", "render_animation", "image_format", "VIEW_NAMES",
-           "IMAGE_FORMATS", "DIRECTIONS"]
+           "open_model", "render_view", "render_animation", "set_direction", "image_format",
+           "VIEW_NAMES", "IMAGE_FORMATS", "DIRECTIONS"]
 
 VIEW_NAMES = ("samples", "density", "layers", "inspector", "pairs")
 #: The image formats a screenshot is written in, by the file's suffix (Qt's names).
@@ -106,7 +106,7 @@ def set_direction(view, direction):
     view.direction.setCurrentIndex(index)
 
 
-def _wait_drawn(window, view, errors, timeout):
+def _wait_drawn(view, errors, timeout):
     if not wait_for(lambda: view.is_ready() or errors, timeout):
         raise HeadlessError(f"the {view.name} view did not finish drawing in {timeout:.0f} s")
     if errors:
@@ -142,7 +142,7 @@ def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=F
                                 "as pictures whose context moves in steps (manifest "
                                 "context_step).")
         view.by_context.setChecked(True)
-    _wait_drawn(window, view, errors, timeout)
+    _wait_drawn(view, errors, timeout)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not window.grab().save(str(path), image_format(path)):
@@ -160,7 +160,7 @@ def render_animation(window, path, size, layers_per_second=1.0, direction=None,
     view = window.show_view("layers")
     if direction is not None:
         set_direction(view, direction)
-    _wait_drawn(window, view, errors, timeout)
+    _wait_drawn(view, errors, timeout)
     if view.grid_states is None:             # (a SavedModel without the trace signatures)
         raise HeadlessError(f"the Layers view has no states to animate: {view.message.text()}")
     try:

@@ -40,8 +40,8 @@ def add_parser(subparsers):
         "last finished epoch.",
         formatter_class=HelpFormatter)
     p.add_argument("data", help="a dataset name (moons, eight_gaussians, checkerboard, rings, "
-                   "pinwheel, two_spirals; moons4d, four columns; heavy_tails; digits), a conditional set "
-                   "whose context comes with it (ring_radius, digits_label: give "
+                   "pinwheel, two_spirals; moons4d, four columns; heavy_tails; digits), a "
+                   "conditional set whose context comes with it (ring_radius, digits_label: give "
                    "--context-classes 10 for its labels) or a .npy/.csv file of shape [N, D] "
                    "(a dataset name is the dataset even where a file or folder of that name "
                    "exists; a .csv header's column names are kept with the model)")
