@@ -1343,3 +1343,46 @@ def test_layers_base_cloud_of_a_student_t_base_has_its_tails(qtbot, window, tmp_
     row = dict(x=np.zeros(2), z=np.zeros(2), log_p0=-1.0, log_dets=None, log_det_total=0.0,
                log_prob=-1.0)
     assert inspector._rows(row)[2][0] == "log p0(z), Student-t base (df 1.5, 50)"
+
+
+def test_context_animation_records_the_view_at_each_value_of_the_sweep(qtbot, window, models,
+                                                                       tmp_path):
+    from visualizer import animation
+    folder, flow = models["conditional"]
+    with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
+        assert window.open_path(folder, context=[0.5, -0.5])
+    view = show_ready(qtbot, window, "samples")
+    panel = window.context_panel
+    low, high = panel.ranges[1]
+    values = animation.context_values(low, high)
+    assert len(values) == animation.CONTEXT_FRAMES and values[0] == low and values[-1] == high
+    seen = []
+
+    def progress(done, total):        # what the view drew for each frame
+        seen.append((window.context.copy(), view.points.copy()))
+        return True
+
+    path = tmp_path / "sweep.gif"
+    assert animation.save_context_animation(window, path, 1, progress) == len(values)
+    assert [s.value() for s in panel.spins] == [0.5, -0.5], "the context put back"
+    for (context, points), value in zip(seen[::16], values[::16]):
+        np.testing.assert_allclose(context, [0.5, value], atol=0.006)   # (the box rounds)
+        want = flow.sample(len(points), seed=view.seed, context=context[None],
+                           temperature=view.temperature.value()).numpy()
+        np.testing.assert_allclose(points, want, rtol=1e-4, atol=1e-4)
+    frames, durations = gif_frames(path)
+    assert len(frames) == len(values) and durations[0] == durations[-1] == 1040
+    assert max(frames[0].shape[:2]) <= animation.MAX_CONTEXT_SIDE
+    again = animation.record_context(window, 1, [values[0], values[-1]])
+    for frame, want in zip((frames[0], frames[-1]), again):
+        assert np.abs(frame.astype(int) - want).mean() < 1.5
+    assert np.abs(frames[0].astype(int) - frames[-1]).mean() > 1.0
+    assert ("File", "Export context animation", ["Ctrl+Shift+C"]) in window.shortcuts()
+    with pytest.raises(animation.AnimationError, match="has 2 coordinates; received "
+                                                       "coordinate 3"):
+        animation.save_context_animation(window, tmp_path / "x.gif", 2)
+    open_model(qtbot, window, models["tiny"][0])             # not conditional
+    window.error_box = None
+    window.export_context_animation_dialog()
+    assert window.error_box.windowTitle() == "No context to sweep"
+    window.error_box.close()

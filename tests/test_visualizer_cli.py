@@ -178,7 +178,7 @@ def test_animation_options_are_checked_before_any_work(tmp_path):
         return _argument_problem(build_parser().parse_args(list(args)), headless)
 
     assert problem("--animation", "a.gif", "--screenshot", "a.png") == \
-        "--animation and --screenshot: one at a time."
+        "--screenshot, --animation and --context-animation: one at a time."
     assert "--view does not apply to --animation" in problem("--animation", "a.gif",
                                                              "--view", "density")
     assert problem("--animation", "a.gif", "--view", "layers") is None
@@ -228,3 +228,35 @@ def test_animation_of_a_flow_without_an_inverse_backwards_is_a_one_line_error(
     assert last.startswith("kerasflows-viz: error: --direction inverse needs a flow with an "
                            "inverse; data → base is unavailable: Planar"), last
     assert not (tmp_path / "a.gif").exists()
+
+
+def test_context_animation_sweeps_a_conditional_flow_without_a_display(tmp_path, capsys,
+                                                                        monkeypatch):
+    from PIL import Image
+    from visualizer import headless
+    from visualizer.__main__ import _argument_problem, build_parser
+    conditional, _ = make_model_folder(tmp_path, "cond", num_layers=2, context_dim=1,
+                                       savedmodel=False)
+    code, err = main_here([str(conditional), "--context-animation", str(tmp_path / "c.gif"),
+                           "--view", "density", "--size", "900x600"], capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    with Image.open(tmp_path / "c.gif") as image:
+        assert image.n_frames == 50 and max(image.size) <= 800
+    code, err = main_here([str(conditional), "--context-animation", str(tmp_path / "d.gif"),
+                           "--coordinate", "2"], capsys, monkeypatch)
+    assert code == 2 and "the context has 1 coordinate; received coordinate 2" in err, err
+    unconditional, _ = make_model_folder(tmp_path, "plain", num_layers=1, savedmodel=False)
+    code, err = main_here([str(unconditional), "--context-animation", str(tmp_path / "e.gif")],
+                          capsys, monkeypatch)
+    assert code == 2 and "not conditional: it has no context to sweep" in err, err
+    assert not (tmp_path / "d.gif").exists() and not (tmp_path / "e.gif").exists()
+
+    def problem(*args):
+        return _argument_problem(build_parser().parse_args(list(args)), headless)
+
+    assert problem("--coordinate", "1") == "--coordinate goes with --context-animation."
+    assert problem("--context-animation", "a.gif", "--direction", "inverse") == \
+        "--direction does not apply to --context-animation."
+    assert problem("--context-animation", "a.gif", "--animation", "b.gif") == \
+        "--screenshot, --animation and --context-animation: one at a time."
+    assert "--context-animation writes .gif files" in problem("--context-animation", "a.png")

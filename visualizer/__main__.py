@@ -98,6 +98,15 @@ def build_parser():
                         "second, the first and last state held 1 s)")
     p.add_argument("--frame-size", type=_frame_size, metavar="WxH",
                    help="with --animation: the frames' size in pixels (default: 720x600)")
+    p.add_argument("--context-animation", metavar="PATH",
+                   help="for a conditional flow: record --view (default: samples) into the "
+                        "animated GIF PATH (.gif, in an existing folder) while a context "
+                        "coordinate sweeps its range (every step of a stepped one, such as "
+                        "a digit's label, else 50 values), without a display, then exit "
+                        "(File > Export context animation)")
+    p.add_argument("--coordinate", type=int, metavar="K",
+                   help="with --context-animation: the context coordinate swept, 1..C "
+                        "(default: 1)")
     p.add_argument("--rows-by-context", action="store_true",
                    help="with --view samples, for a flow drawn as pictures whose context "
                    "moves in steps (a class label): one row of pictures per value (Samples: "
@@ -164,9 +173,17 @@ def _output_problem(option, path, suffixes):
 
 def _argument_problem(args, headless):
     """What is wrong with the options together, or None: checked before any work."""
+    if sum(map(bool, (args.screenshot, args.animation, args.context_animation))) > 1:
+        return "--screenshot, --animation and --context-animation: one at a time."
+    if args.coordinate is not None and not args.context_animation:
+        return "--coordinate goes with --context-animation."
+    if args.context_animation:
+        for given, option in ((args.layer is not None, "--layer"), (args.data, "--data"),
+                              (args.rows_by_context, "--rows-by-context"),
+                              (args.direction, "--direction")):
+            if given:
+                return f"{option} does not apply to --context-animation."
     if args.animation:
-        if args.screenshot:
-            return "--animation and --screenshot: one at a time."
         for given, option in ((args.view not in (None, "layers"), "--view"),
                               (args.layer is not None, "--layer"), (args.data, "--data"),
                               (args.rows_by_context, "--rows-by-context")):
@@ -181,12 +198,14 @@ def _argument_problem(args, headless):
         return "--layer applies to --view layers only."
     if args.data and not args.screenshot:
         return "--data goes with --screenshot (in the window: File > Export view data)."
-    if args.follow and (args.screenshot or args.animation or args.report_startup
-                        or (args.demo and not headless.has_display())):
+    if args.follow and (args.screenshot or args.animation or args.context_animation
+                        or args.report_startup or (args.demo and not headless.has_display())):
         return ("--follow needs the window; it does not apply to --screenshot, --animation, "
-                "--report-startup or --demo without a display.")
+                "--context-animation, --report-startup or --demo without a display.")
     if args.animation:
         return _output_problem("--animation", args.animation, (".gif",))
+    if args.context_animation:
+        return _output_problem("--context-animation", args.context_animation, (".gif",))
     if args.screenshot:
         return (_output_problem("--screenshot", args.screenshot, tuple(headless.IMAGE_FORMATS))
                 or (args.data and _output_problem("--data", args.data, (".npz",))) or None)
@@ -226,7 +245,8 @@ def _headless(args, model, shots, data=None):
     app, window = _make_app(args.size, one_shot=True)
     # The view to render first is shown before the model opens, which computes the view
     # shown: the first tab's, Samples, was thrown away (10,000 samples of moons: 2-3 s).
-    window.show_view(shots[0][0] if shots else "layers")
+    window.show_view(shots[0][0] if shots else
+                     (args.view or "samples") if args.context_animation else "layers")
     window.show()
     try:
         headless.open_model(window, model, context=args.context)
@@ -241,6 +261,11 @@ def _headless(args, model, shots, data=None):
                                                args.frame_size or DEFAULT_FRAME_SIZE,
                                                args.speed or 1.0, args.direction)
             print(f"{args.animation} ({frames} frames)")
+        if args.context_animation:
+            frames = headless.render_context_animation(
+                window, args.context_animation, args.view or "samples",
+                (args.coordinate or 1) - 1)
+            print(f"{args.context_animation} ({frames} frames)")
         if data:
             if not window.save_view_data(data):
                 return _fail(f"the {args.view or 'density'} view drew no arrays to save in {data}.")
@@ -281,7 +306,7 @@ def main(argv=None):
     if args.screenshot:
         return _headless(args, model, [(args.view or "density", args.layer, args.screenshot,
                                         args.rows_by_context)], args.data)
-    if args.animation:
+    if args.animation or args.context_animation:
         return _headless(args, model, [])
     if args.demo and not headless.has_display():
         shots = [(v, None, Path("screenshots") / f"{v}.png",

@@ -1,5 +1,7 @@
-"""Layers ▸ Export Animation and `--animation`: the Layers view played into an
-animated GIF, to show the warping outside the app.
+"""File ▸ Export layers animation and `--animation`: the Layers view played into
+an animated GIF, to show the warping outside the app; File ▸ Export context
+animation and `--context-animation`: the view shown while a conditional flow's
+context sweeps its range (a ring growing with its radius, the digits 0 to 9).
 
 The Layers view already holds every state (the grid and the cloud after each
 layer, or the pictures); the animation draws them on a plot of its own, of
@@ -24,7 +26,9 @@ from visualizer.views.layer_canvas import LayerCanvas
 
 __all__ = ["ANIMATION_SUFFIX", "FPS", "HOLD_SECONDS", "MAX_FRAMES", "AnimationError",
            "frame_positions", "frame_durations", "LayerStates", "record_layers",
-           "write_animation", "save_layers_animation", "check_animation_path"]
+           "write_animation", "save_layers_animation", "check_animation_path",
+           "CONTEXT_FRAMES", "MAX_CONTEXT_SIDE", "context_values", "record_context",
+           "save_context_animation"]
 
 #: The suffix of an animation's file.
 ANIMATION_SUFFIX = ".gif"
@@ -230,3 +234,105 @@ def save_layers_animation(view, path, size, layers_per_second=1.0, progress=None
         return None
     _write_gif(images, path, frame_durations(len(images), fps))
     return len(images)
+
+
+# -- a context swept -------------------------------------------------------------------
+#: Frames of a context coordinate swept over its range (a coordinate with a step, such
+#: as a class label: one frame a step).
+CONTEXT_FRAMES = 50
+#: The longest side of a context animation's frames (the view is scaled down to fit).
+MAX_CONTEXT_SIDE = 800
+
+
+def context_values(low, high, step=None, frames=CONTEXT_FRAMES):
+    """The values of a context coordinate swept from `low` to `high`: every `step`,
+    or `frames` evenly spaced values."""
+    if not high > low:
+        raise AnimationError(f"the context's range [{low:g}, {high:g}] is empty: nothing "
+                             "to sweep")
+    if step:
+        return low + step * np.arange(int(round((high - low) / step)) + 1)
+    return np.linspace(low, high, frames)
+
+
+def _captioned(image, text):
+    """`image` (a `QImage`) with `text` written on it, top right, over a dark band."""
+    image = image.convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    painter = QtGui.QPainter(image)
+    font = painter.font()
+    font.setPointSize(12)
+    font.setBold(True)
+    painter.setFont(font)
+    box = painter.fontMetrics().boundingRect(text).adjusted(-8, -4, 8, 4)
+    box.moveTopRight(QtCore.QPoint(image.width() - 6, 6))
+    painter.fillRect(box, QtGui.QColor(0, 0, 0, 170))
+    painter.setPen(QtGui.QColor(240, 240, 240))
+    painter.drawText(box, QtCore.Qt.AlignmentFlag.AlignCenter, text)
+    painter.end()
+    return image
+
+
+def _check_coordinate(window, k):
+    """Raises `AnimationError` unless a conditional flow is open with a coordinate `k`."""
+    if window.info is None or window.info["context_dim"] is None:
+        raise AnimationError("the model open is not conditional: it has no context to sweep")
+    count = len(window.context_panel.spins)
+    if not 0 <= k < count:
+        raise AnimationError(f"the context has {count} coordinate{'s' * (count != 1)}; "
+                             f"received coordinate {k + 1}")
+
+
+def record_context(window, k, values, progress=None, timeout=120.0):
+    """Sets context coordinate `k` of the conditional flow open in `window` to each of
+    `values` in turn, waits until the view shown has drawn it, and grabs the view
+    (scaled to at most `MAX_CONTEXT_SIDE` a side), captioned with the value; returns
+    the frames, `[h, w, 3]` arrays, or None when `progress(done, total)` returned
+    False. The coordinate is put back where it was, whatever happens."""
+    from visualizer.headless import wait_for
+    panel, view = window.context_panel, window.current_view()
+    _check_coordinate(window, k)
+    errors = []
+    window.failed.connect(errors.append)
+    start = float(panel.spins[k].value())
+    size = None
+    frames = []
+    try:
+        for i, value in enumerate(values):
+            panel.set_value(k, float(value))
+            if not wait_for(lambda: view.is_ready() or errors, timeout):
+                raise AnimationError(f"the {view.title} view did not finish drawing "
+                                     f"{panel.names[k]} = {value:g} in {timeout:.0f} s")
+            if errors:
+                raise AnimationError(errors[-1])
+            image = view.export_widget().grab().toImage()
+            if size is None:
+                scale = min(1.0, MAX_CONTEXT_SIDE / max(image.width(), image.height()))
+                size = QtCore.QSize(int(image.width() * scale), int(image.height() * scale))
+            image = image.scaled(size, QtCore.Qt.AspectRatioMode.IgnoreAspectRatio,
+                                 QtCore.Qt.TransformationMode.SmoothTransformation)
+            shown = panel.spins[k].value()       # (as its box rounds it)
+            frames.append(image_rgb(_captioned(image, f"{panel.names[k]} = {shown:g}")))
+            if progress is not None and not progress(i + 1, len(values)):
+                return None
+    finally:
+        window.failed.disconnect(errors.append)
+        panel.set_value(k, start)
+    return frames
+
+
+def save_context_animation(window, path, k=0, progress=None, fps=FPS):
+    """Sweeps context coordinate `k` of the conditional flow open in `window` across
+    its range (the Context panel's: every step of a stepped one, else
+    `CONTEXT_FRAMES` values), recording the view shown, into the animated GIF
+    `path`; returns the number of frames written, or None when cancelled."""
+    check_animation_path(path)
+    panel = window.context_panel
+    _check_coordinate(window, k)
+    (low, high), step = panel.ranges[k], panel.steps[k]
+    frames = record_context(window, k, context_values(low, high, step), progress)
+    if frames is None:
+        return None
+    # a stepped coordinate's frames each held a beat (a class label is read, not watched)
+    durations = ([500] * len(frames) if step else frame_durations(len(frames), fps))
+    write_animation(frames, path, durations)
+    return len(frames)

@@ -1,6 +1,7 @@
 """File ▸ Export view as PNG, File ▸ Export view data (the arrays a view draws, as
-`.npz`) and File ▸ Export layers animation (the Layers view played into a GIF,
-`visualizer.animation`); a `MainWindow` mixin."""
+`.npz`), File ▸ Export layers animation (the Layers view played into a GIF) and
+File ▸ Export context animation (the view shown while a conditional flow's
+context sweeps its range; `visualizer.animation`); a `MainWindow` mixin."""
 
 from pathlib import Path
 
@@ -84,22 +85,16 @@ class ExportActions:
                 "The Layers view has not drawn its states yet."
             self.show_error("Nothing to animate", why)
             return
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(
-            self, "Export layers animation", "layers.gif", "GIF animation (*.gif)")
-        if not path:
-            return
-        if Path(path).suffix.lower() != animation.ANIMATION_SUFFIX:
-            path += animation.ANIMATION_SUFFIX
-        self.save_layers_animation(path)
+        path = self._ask_gif_path("Export layers animation", "layers.gif")
+        if path:
+            self.save_layers_animation(path)
 
-    def save_layers_animation(self, path, size=None):
-        """Plays the Layers view's states, first to last at its speed (layers/s),
-        into the animated GIF `path`, `size` (width, height) pixels (default
-        `animation_size()`), with a progress dialog that can cancel it; returns
-        the number of frames written, None when cancelled or on an error (shown)."""
-        view = self.views["layers"]
-        dialog = QtWidgets.QProgressDialog("Recording the layers…", "Cancel", 0, 1, self)
-        dialog.setWindowTitle("Export layers animation")
+    def _progress(self, title, label, path):
+        """A window-modal progress dialog with Cancel, and the `progress(done, total)`
+        callback that moves it (it says the file is being written once the frames are
+        in, and stays up until `reset()`)."""
+        dialog = QtWidgets.QProgressDialog(label, "Cancel", 0, 1, self)
+        dialog.setWindowTitle(title)
         dialog.setWindowModality(QtCore.Qt.WindowModality.WindowModal)
         dialog.setMinimumDuration(400)
         dialog.setAutoReset(False)          # kept up while the file is written
@@ -112,13 +107,62 @@ class ExportActions:
                 dialog.setCancelButton(None)
             dialog.setValue(done)           # (a modal dialog's setValue processes events)
             return not dialog.wasCanceled()
+        return dialog, progress
 
+    def _save_animation(self, make, title, label, path):
+        dialog, progress = self._progress(title, label, path)
         try:
-            return animation.save_layers_animation(view, path, size or self.animation_size(),
-                                                   view.speed.value(), progress)
+            return make(progress)
         except (animation.AnimationError, OSError) as e:
             self.show_error("Could not save the animation", f"{path}: {e}")
             return None
         finally:
             dialog.reset()
             dialog.deleteLater()
+
+    def _ask_gif_path(self, title, name):
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, title, name,
+                                                        "GIF animation (*.gif)")
+        if path and Path(path).suffix.lower() != animation.ANIMATION_SUFFIX:
+            path += animation.ANIMATION_SUFFIX
+        return path
+
+    def save_layers_animation(self, path, size=None):
+        """Plays the Layers view's states, first to last at its speed (layers/s),
+        into the animated GIF `path`, `size` (width, height) pixels (default
+        `animation_size()`), with a progress dialog that can cancel it; returns
+        the number of frames written, None when cancelled or on an error (shown)."""
+        view = self.views["layers"]
+        return self._save_animation(
+            lambda progress: animation.save_layers_animation(
+                view, path, size or self.animation_size(), view.speed.value(), progress),
+            "Export layers animation", "Recording the layers…", path)
+
+    def export_context_animation_dialog(self):
+        if self.info is None or self.info["context_dim"] is None:
+            self.show_error("No context to sweep", "Export context animation records a "
+                            "conditional flow's view while its context sweeps its range; "
+                            "the model open is not conditional.")
+            return
+        names = self.context_panel.names
+        k = 0
+        if len(names) > 1:
+            name, ok = QtWidgets.QInputDialog.getItem(
+                self, "Export context animation", "Sweep the context coordinate:", names,
+                0, False)
+            if not ok:
+                return
+            k = names.index(name)
+        path = self._ask_gif_path("Export context animation",
+                                  f"{self.current_view().name}-{names[k]}.gif")
+        if path:
+            self.save_context_animation(path, k)
+
+    def save_context_animation(self, path, k=0):
+        """Records the view shown into the animated GIF `path` while context coordinate
+        `k` sweeps its range (`animation.save_context_animation`), with a progress
+        dialog that can cancel it; returns the number of frames written, None when
+        cancelled or on an error (shown)."""
+        return self._save_animation(
+            lambda progress: animation.save_context_animation(self, path, k, progress),
+            "Export context animation", "Recording the context sweep…", path)

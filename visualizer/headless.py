@@ -7,7 +7,8 @@ from pathlib import Path
 from PySide6 import QtCore
 
 __all__ = ["has_display", "use_offscreen_if_headless", "wait_for", "HeadlessError",
-           "open_model", "render_view", "render_animation", "set_direction", "image_format",
+           "open_model", "render_view", "render_animation", "render_context_animation",
+           "set_direction", "image_format",
            "VIEW_NAMES", "IMAGE_FORMATS", "DIRECTIONS"]
 
 VIEW_NAMES = ("samples", "density", "layers", "inspector", "pairs")
@@ -165,5 +166,22 @@ def render_animation(window, path, size, layers_per_second=1.0, direction=None,
         raise HeadlessError(f"the Layers view has no states to animate: {view.message.text()}")
     try:
         return animation.save_layers_animation(view, path, size, layers_per_second)
+    except animation.AnimationError as e:
+        raise HeadlessError(str(e)) from None
+
+
+def render_context_animation(window, path, view_name, coordinate=0, timeout=300.0):
+    """Shows `view_name`, waits until it has drawn, and records it into the animated
+    GIF `path` while context coordinate `coordinate` (0-based) of the conditional
+    flow sweeps its range (`visualizer.animation.save_context_animation`); returns
+    the number of frames written."""
+    from visualizer import animation
+    if view_name not in VIEW_NAMES:
+        raise HeadlessError(f"unknown view {view_name!r}; expected one of {', '.join(VIEW_NAMES)}")
+    errors = _watch_errors(window)
+    view = window.show_view(view_name)
+    _wait_drawn(view, errors, timeout)
+    try:
+        return animation.save_context_animation(window, path, coordinate)
     except animation.AnimationError as e:
         raise HeadlessError(str(e)) from None

@@ -34,6 +34,8 @@ class Menus:
         self._action(file, "Export view &data…", self.export_data_dialog, ["Ctrl+Shift+E"])
         self._view_action("layers", file, "Export layers &animation…",
                           self.export_animation_dialog, ["Ctrl+Shift+A"])
+        self._action(file, "Export &context animation…", self.export_context_animation_dialog,
+                     ["Ctrl+Shift+C"])
         file.addSeparator()
         self._action(file, "&Quit", self.close, ["Ctrl+Q"])
         view = bar.addMenu("&View")
