@@ -83,7 +83,8 @@ def build_parser():
                    help="with --screenshot: also save the arrays the view draws to PATH "
                         "(.npz, in an existing folder; File > Export view data)")
     p.add_argument("--view", choices=VIEW_NAMES,
-                   help="the view to render with --screenshot (default: density)")
+                   help="the view to render with --screenshot (default: density), or to "
+                        "record with --context-animation (default: samples)")
     p.add_argument("--layer", type=int, metavar="K",
                    help="with --view layers: show the state after K layers (0..L)")
     p.add_argument("--direction", choices=("forward", "inverse"),
