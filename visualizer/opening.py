@@ -30,16 +30,16 @@ def load(source, eval_mode="xla", context=None):
     backend = open_backend(source.kind, source.load_path, eval_mode)
     if context is not None and backend.context_dim is None:
         raise ValueError(f"{source.path} is not a conditional flow, so it takes no context.")
-    manifest = source.manifest or {}
+    manifest, record = source.manifest or {}, _record(source)
     if context is not None:
         backend.set_context(context)            # checks its length and finiteness
         check_context(context, _context_names(manifest, backend.context_dim,
-                                              _record(source).get("context_columns")),
+                                              record.get("context_columns")),
                       _context_ranges(manifest, backend.context_dim),
                       _context_steps(manifest, backend.context_dim))
     elif backend.context_dim is not None and manifest.get("context"):
         backend.set_context(manifest["context"])    # the model folder's opening context
-    return backend, describe(backend, source)
+    return backend, describe(backend, source, record)
 
 
 def check_context(context, names, ranges, steps):
@@ -89,12 +89,14 @@ def _reference_points(backend, source, record):
     return drawn, False, f"the flow's own samples ({REFERENCE_POINTS}, seed 0)"
 
 
-def describe(backend, source):
-    """A plain-data summary of an opened model for the GUI."""
+def describe(backend, source, record=None):
+    """A plain-data summary of an opened model for the GUI (`record`: its `_record`,
+    read here when not given)."""
     if backend.event_dim < 2:
         raise ValueError(f"the visualizer shows flows with event_dim >= 2; this one has "
                          f"event_dim={backend.event_dim}.")
-    record = _record(source)
+    if record is None:
+        record = _record(source)
     reference, is_data, where = _reference_points(backend, source, record)
     loc, scale = backend.base_params()
     return {
