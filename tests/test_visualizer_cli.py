@@ -42,6 +42,12 @@ def test_demo_without_display_writes_one_screenshot_per_view(folder, tmp_path):
         assert str(path.relative_to(tmp_path)) in printed
         image = QtGui.QImage(str(path))
         assert (image.width(), image.height()) == (900, 600)
+    from PIL import Image
+    from visualizer import animation
+    frames = len(animation.frame_positions(2, 3.0))             # 2 layers at 3 layers/s
+    assert f"screenshots/layers.gif ({frames} frames)" in proc.stdout
+    with Image.open(tmp_path / "screenshots" / "layers.gif") as gif:
+        assert gif.size == (720, 600) and gif.n_frames > 2
 
 
 def test_screenshot_errors_are_one_line_with_exit_code_2(tmp_path):
@@ -260,3 +266,16 @@ def test_context_animation_sweeps_a_conditional_flow_without_a_display(tmp_path,
     assert problem("--context-animation", "a.gif", "--animation", "b.gif") == \
         "--screenshot, --animation and --context-animation: one at a time."
     assert "--context-animation writes .gif files" in problem("--context-animation", "a.png")
+
+
+def test_demo_of_a_savedmodel_without_trace_notes_that_it_has_no_animation(tmp_path, capsys,
+                                                                          monkeypatch):
+    folder, _ = make_model_folder(tmp_path, "notrace", num_layers=1, with_trace=False)
+    monkeypatch.chdir(tmp_path)
+    code, err = main_here([str(folder / "saved_model" / "1"), "--demo", "--size", "900x600"],
+                          capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    assert "kerasflows-viz: note: no screenshots/layers.gif: the Layers view has no states " \
+           "to animate" in err, err
+    assert (tmp_path / "screenshots" / "samples.png").exists()
+    assert not (tmp_path / "screenshots" / "layers.gif").exists()

@@ -17,6 +17,8 @@ __all__ = ["main", "build_parser"]
 VIEW_NAMES = ("samples", "density", "layers", "inspector", "pairs")
 #: The frames' size of `--animation` without `--frame-size`.
 DEFAULT_FRAME_SIZE = (720, 600)
+#: Layers per second of the Layers animation `--demo` writes without a display.
+DEMO_SPEED = 3.0
 
 
 def _sizes(what, example, smallest, largest):
@@ -128,7 +130,8 @@ def build_parser():
                    help="window size for --screenshot (default: 1280x840)")
     p.add_argument("--demo", action="store_true",
                    help="open the model in a window; with no display, write one screenshot "
-                        "per view into ./screenshots/ and print their paths")
+                        "per view and the Layers view's animation (layers.gif) into "
+                        "./screenshots/ and print their paths")
     p.add_argument("--report-startup", action="store_true",
                    help="print the seconds from process start to the first painted window, "
                         "then exit (for benchmarks)")
@@ -237,10 +240,11 @@ def _make_app(window_size=None, one_shot=False):
     return app, window
 
 
-def _headless(args, model, shots, data=None):
+def _headless(args, model, shots, data=None, optional_animation=False):
     """Renders `shots` [(view, layer, path, by_context)] of `model` (and saves the last
-    view's arrays to `data`), or with `--animation` the Layers animation; returns the
-    exit code."""
+    view's arrays to `data`), and with `--animation` the Layers animation (with
+    `optional_animation`, a note on stderr where it cannot be made); returns the exit
+    code."""
     from visualizer import headless
     headless.use_offscreen_if_headless()
     app, window = _make_app(args.size, one_shot=True)
@@ -258,10 +262,15 @@ def _headless(args, model, shots, data=None):
             print(headless.render_view(window, view, path, layer, by_context=by_context,
                                        direction=args.direction))
         if args.animation:
-            frames = headless.render_animation(window, args.animation,
-                                               args.frame_size or DEFAULT_FRAME_SIZE,
-                                               args.speed or 1.0, args.direction)
-            print(f"{args.animation} ({frames} frames)")
+            try:
+                frames = headless.render_animation(window, args.animation,
+                                                   args.frame_size or DEFAULT_FRAME_SIZE,
+                                                   args.speed or 1.0, args.direction)
+                print(f"{args.animation} ({frames} frames)")
+            except headless.HeadlessError as e:
+                if not optional_animation:
+                    raise
+                print(f"kerasflows-viz: note: no {args.animation}: {e}", file=sys.stderr)
         if args.context_animation:
             frames = headless.render_context_animation(
                 window, args.context_animation, args.view or "samples",
@@ -312,7 +321,10 @@ def main(argv=None):
     if args.demo and not headless.has_display():
         shots = [(v, None, Path("screenshots") / f"{v}.png",
                   args.rows_by_context and v == "samples") for v in VIEW_NAMES]
-        return _headless(args, model, shots)
+        # and the layer-by-layer warping as a GIF (a flow without the trace signatures
+        # has none: a note, not an error)
+        args.animation, args.speed = str(Path("screenshots") / "layers.gif"), DEMO_SPEED
+        return _headless(args, model, shots, optional_animation=True)
     app, window = _make_app()
     if args.report_startup:
         return _report_startup(app, window)
