@@ -124,8 +124,10 @@ class _Recorder:
     """A plot of its own, `size` (width, height) pixels, that draws a `LayerStates`
     (taken from `view`) at any layer position and grabs it (`frame(t)`), titled with
     the state's name. Its left axis keeps one width, wide enough for the tick labels
-    of every state, so the plot does not shift sideways from frame to frame and a
-    frame does not depend on the frames drawn before it."""
+    of every state, so the plot does not shift sideways from frame to frame (a
+    frame can still differ by the ranges drawn before it: pyqtgraph places an
+    aspect-locked range from the one it had; 15 of 255 levels a pixel, on average, for
+    the first state drawn first or after the last, in a probe of the test flow)."""
 
     def __init__(self, view, size):
         self.states = LayerStates(view)
@@ -154,18 +156,15 @@ class _Recorder:
         self.plot.deleteLater()
 
 
-def _recorded(view, positions, size, progress, keep):
-    """`keep(frame)` of each frame, in order, or None when `progress` cancelled."""
-    recorder = _Recorder(view, size)
-    try:
-        out = []
-        for i, t in enumerate(positions):
-            out.append(keep(recorder.frame(t)))
-            if progress is not None and not progress(i + 1, len(positions)):
-                return None
-        return out
-    finally:
-        recorder.close()
+def _recorded(recorder, positions, progress, keep):
+    """`keep(frame)` of `recorder`'s frame at each position, in order, or None when
+    `progress` cancelled."""
+    out = []
+    for i, t in enumerate(positions):
+        out.append(keep(recorder.frame(t)))
+        if progress is not None and not progress(i + 1, len(positions)):
+            return None
+    return out
 
 
 def record_layers(view, positions, size, progress=None):
@@ -173,7 +172,11 @@ def record_layers(view, positions, size, progress=None):
     own, `size` (width, height) pixels, titled with the state's name, and grabs
     it; returns the frames, `[h, w, 3]` arrays, or None when `progress(done,
     total)` returned False (cancelled). The view itself is left as it was."""
-    return _recorded(view, positions, size, progress, lambda frame: frame)
+    recorder = _Recorder(view, size)
+    try:
+        return _recorded(recorder, positions, progress, lambda frame: frame)
+    finally:
+        recorder.close()
 
 
 def _palette(frames):
@@ -221,15 +224,21 @@ def save_layers_animation(view, path, size, layers_per_second=1.0, progress=None
     palette (of the first, middle and last frames, drawn first) as it is
     grabbed, so a long animation holds a byte a pixel, not three."""
     check_animation_path(path)
-    num_layers = len(LayerStates(view).names) - 1
-    positions = frame_positions(num_layers, layers_per_second, fps)
+    # The palette's frames on a recorder of their own: an aspect-locked pyqtgraph plot
+    # can place a range by the ranges set before it, so the recording proper starts
+    # fresh, and its frames are `record_layers`' own.
     recorder = _Recorder(view, size)
     try:
+        positions = frame_positions(len(recorder.states.names) - 1, layers_per_second, fps)
         palette = _palette([recorder.frame(t) for t in
                             (positions[0], positions[len(positions) // 2], positions[-1])])
     finally:
         recorder.close()
-    images = _recorded(view, positions, size, progress, lambda f: _indexed(f, palette))
+    recorder = _Recorder(view, size)
+    try:
+        images = _recorded(recorder, positions, progress, lambda f: _indexed(f, palette))
+    finally:
+        recorder.close()
     if images is None:
         return None
     _write_gif(images, path, frame_durations(len(images), fps))

@@ -257,11 +257,10 @@ class LayersView(View):
         self._note_positions()
         pictures = None
         if on:
-            pictures = [geometry.tile_images(s[:STRIP_IMAGES], self.info["image"]["shape"])
-                        for s in self.image_states]
+            pictures = [self.picture(s[:STRIP_IMAGES]) for s in self.image_states]
         self.strip.show_states(self.grid_states, self.cloud_states, self.connect,
                                self.state_names(), self.regions, pictures=pictures,
-                               levels=self.info["image"]["levels"] if on else None)
+                               levels=self.image_levels() if on else None)
         self.draw_frame()
 
     def export_data(self):
