@@ -8,7 +8,8 @@ from kerasflows.graph_calls import light_calls
 __all__ = ["EVAL_MODES", "EVAL_BLOCK_ROWS", "EvalModes", "block_rows", "in_blocks"]
 
 EVAL_MODES = ("graph", "xla", "eager")
-#: Target rows per block when `eval_mode="xla"` evaluates a large batch block by block.
+#: Most rows per block when `eval_mode="xla"` evaluates a large batch block by
+#: block (a layer may ask for fewer: `FlowLayer.eval_block_rows`).
 EVAL_BLOCK_ROWS = 8192
 
 
@@ -86,10 +87,12 @@ class EvalModes:
         graph optimiser's passes that leave a CPU graph as they found it
         (`kerasflows.graph_calls`: a shorter first call); `"xla"`: the same,
         XLA-compiled (`jit_compile=True`; fastest for repeated calls of one
-        shape, but every new input shape compiles again; batches of 16,384
-        rows or more go through in blocks of about `EVAL_BLOCK_ROWS` rows
-        when every layer allows it, which keeps each block's activations in
-        cache and gives the same numbers); `"eager"`: op by
+        shape, but every new input shape compiles again; a large batch goes
+        through in blocks when every layer allows it, of about the fewest
+        rows any layer asks for (`FlowLayer.eval_block_rows`: at most
+        `EVAL_BLOCK_ROWS`, fewer for spline layers on wide data), from two
+        blocks' rows on, which keeps each block's activations in cache,
+        bounds the memory and gives the same numbers); `"eager"`: op by
         op, no tracing (handy for debugging and one-off calls). Inside a
         `tf.function` or a train step the methods run as plain ops whatever
         the mode. Not saved with the model.
@@ -106,17 +109,21 @@ class EvalModes:
         """Runs `fn` through a cached `tf.function` when called eagerly (see `eval_mode`).
 
         `fn` maps rows to rows (each result row depends only on its input
-        rows). In "xla" mode a batch of at least `2 * EVAL_BLOCK_ROWS` rows
-        through layers that all allow it (`FlowLayer.eval_in_blocks`) runs
-        block by block (`in_blocks`): the same results, with each block's
-        activations kept in cache (RealNVP on 2-D, 10^5 rows: 42 -> 29 ms).
+        rows). In "xla" mode a batch through layers that all allow it
+        (`FlowLayer.eval_block_rows` not None) runs block by block
+        (`in_blocks`) if it has at least twice the fewest rows a layer asks
+        for: the same results, with each block's activations kept in cache
+        (RealNVP on 2-D, 10^5 rows: 42 -> 29 ms; a 64-D NSF-AR's density of
+        65,536 rows in blocks of 1,024: 2.31 -> 1.93 s, 1,289 -> 160 MB,
+        `benchmarks/eval_blocks.py`).
         """
         if not tf.executing_eagerly() or self._eval_mode == "eager":
             return fn(*args)
         rows = None
-        if (self._eval_mode == "xla" and self.context_encoder is None
-                and all(l.eval_in_blocks for l in self.flow_layers)):
-            rows = block_rows(args[0].shape[0])
+        if self._eval_mode == "xla" and self.context_encoder is None:
+            wanted = [l.eval_block_rows(EVAL_BLOCK_ROWS) for l in self.flow_layers]
+            if None not in wanted:
+                rows = block_rows(args[0].shape[0], min(wanted, default=EVAL_BLOCK_ROWS))
         key = (name, self._eval_mode, rows, tuple(a is None for a in args))
         if key not in self._compiled:
             compiled = tf.function(

@@ -343,8 +343,54 @@ def test_xla_evaluation_in_blocks_gives_the_whole_batch_results(monkeypatch, rec
                                rtol=1e-6)
 
 
+@pytest.mark.parametrize("recipe_kw, dim, rows", [
+    ({"autoregressive": True}, 8, 63),      # 64 rows a block for 8-D: 16 blocks of 63
+    ({"autoregressive": True}, 16, 32),     # fewer for wider rows: 32 blocks of 32 (24 padding)
+    ({}, 8, 63),                            # coupling layers from COUPLING_BLOCKS_FROM_DIM on
+])
+def test_spline_flows_evaluate_in_blocks_of_fewer_rows_for_wider_rows(monkeypatch, recipe_kw,
+                                                                      dim, rows):
+    from kerasflows.layers import splines
+    monkeypatch.setattr(splines, "MIN_BLOCK_ROWS", 4)
+    keras.utils.set_random_seed(0)
+    flow = M.NSF(dim, num_layers=2, hidden_units=(16,), bins=4, **recipe_kw)
+    perturb_weights(flow, 0.3)
+    x = np.random.default_rng(0).normal(size=(1000, dim)).astype("float32")
+    flow.eval_mode = "eager"
+    eager = flow.log_prob(x), flow.forward_and_log_det(x)
+    flow.eval_mode = "xla"
+    whole = flow.log_prob(x), flow.forward_and_log_det(x)      # under two blocks of 8192 rows
+    assert {key[2] for key in flow._compiled} == {None}
+    monkeypatch.setattr(kerasflows.eval_calls, "EVAL_BLOCK_ROWS", 100)
+    monkeypatch.setattr(splines, "SPLINE_BLOCK_VALUES", 512)     # 64 rows of 8-D, 32 of 16-D
+    blocks = flow.log_prob(x), flow.forward_and_log_det(x)
+    assert {key[2] for key in flow._compiled} == {None, rows}
+    # the whole batch's numbers (up to XLA's fusion of the two shapes); eager
+    # differs from either by XLA's rounding, amplified by sequential sampling
+    tf.nest.map_structure(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-6, atol=2e-5),
+                          blocks, whole)
+    tf.nest.map_structure(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-4),
+                          blocks, eager)
+    np.testing.assert_allclose(flow.sample(1000, seed=5),
+                               flow.forward(flow._base_sample(1000, tf.constant(5), 1.0)),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_the_layer_that_asks_for_the_fewest_rows_sets_the_blocks(monkeypatch):
+    from kerasflows.layers import splines
+    monkeypatch.setattr(kerasflows.eval_calls, "EVAL_BLOCK_ROWS", 100)
+    monkeypatch.setattr(splines, "SPLINE_BLOCK_VALUES", 256)
+    monkeypatch.setattr(splines, "MIN_BLOCK_ROWS", 4)
+    flow = kerasflows.Flow([L.ActNorm(), L.SplineAutoregressive(bins=4, hidden_units=(8,)),
+                            L.Permute()], event_dim=8)
+    assert [l.eval_block_rows(100) for l in flow.flow_layers] == [100, 32, 100]
+    flow.eval_mode = "xla"
+    flow.log_prob(np.zeros((320, 8), "float32"))
+    assert [key[2] for key in flow._compiled] == [32]
+
+
 @pytest.mark.parametrize("make", [
-    # spline layers between permutations, which allow blocks: one layer decides
+    # 2-D spline coupling layers between permutations, which allow blocks: one layer decides
     lambda: M.NSF(2, num_layers=2, hidden_units=(8,), bins=4),
     lambda: kerasflows.Flow([L.ContinuousFlow(hidden_units=(8,))], event_dim=2),
 ])

@@ -115,6 +115,14 @@ class FlowLayer(keras.layers.Layer):
     def build_flow(self, event_dim):
         """Creates the layer's weights for `event_dim`-dimensional events."""
 
+    def eval_block_rows(self, target):
+        """Rows per block this layer asks for when a compiled evaluation
+        (`Flow.eval_mode = "xla"`) splits a large batch into blocks: `target`
+        (`kerasflows.eval_calls.EVAL_BLOCK_ROWS`) if the layer allows blocks
+        (`eval_in_blocks`), else None, and the batch runs whole. A layer whose
+        rows take much memory asks for fewer (the spline layers)."""
+        return target if self.eval_in_blocks else None
+
     def ensure_built(self, event_dim):
         """Builds the layer for `event_dim` if needed, else checks it matches."""
         if not self.built:

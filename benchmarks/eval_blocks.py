@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Spline flows evaluated whole and in blocks (`eval_mode="xla"`), side by side.
+
+    .venv/bin/python benchmarks/eval_blocks.py [--rounds 2] [--calls 7]
+        [--configs nsf:2:density,nsf_ar:64:density,...] [--json out.json]
+
+A large batch through a flow whose layers allow it runs as an XLA loop over
+blocks of rows (`kerasflows.eval_calls.in_blocks`); spline layers ask for
+`kerasflows.layers.splines.spline_block_rows(D, 8192)` rows (8,192 for 2-D,
+1,024 for 64-D), and spline coupling layers of fewer than
+`COUPLING_BLOCKS_FROM_DIM` dimensions for none. This script measures both
+ways for each configuration (a 5-layer NSF, hidden [64, 64], 8 bins,
+untrained: the cost does not depend on the weights): `whole` forces the
+whole batch, `blocks` forces blocks of `spline_block_rows` rows. Each run is
+a fresh process; the two alternate, `--rounds` times. Per run: the first
+call (tracing and XLA compilation included), the median of `--calls` calls
+after it, and the peak anonymous memory during them above the memory before
+the first call (`benchmarks/memory.py`'s probe). Printed: medians over
+rounds and the ratios blocks / whole.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: recipe:event_dim:call[:rows]; density is log_prob of N(0, I) rows, sample draws rows.
+DEFAULT_CONFIGS = ("nsf:2:density:65536", "nsf:2:sample:100000", "nsf_ar:2:density:65536",
+                   "nsf_ar:2:sample:100000", "nsf:4:density:65536", "nsf:8:density:65536",
+                   "nsf:16:density:65536", "nsf:64:density:65536", "nsf_ar:64:density:65536",
+                   "nsf:64:sample:65536")
+MB = 2 ** 20
+
+
+def child(config, way, calls):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.path.insert(0, HERE)
+    import numpy as np
+    import tensorflow as tf
+    import kerasflows
+    from kerasflows.layers import splines
+    from memory import ResidentMemory
+    tf.config.threading.set_intra_op_parallelism_threads(2)
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    recipe, dim, call, n = config.split(":")
+    dim, n = int(dim), int(n)
+    for cls in (splines.SplineCoupling, splines.SplineAutoregressive):
+        cls.eval_block_rows = ((lambda self, target: None) if way == "whole" else
+                               (lambda self, target: splines.spline_block_rows(self.event_dim,
+                                                                               target)))
+    flow = kerasflows.models.NSF(dim, num_layers=5, hidden_units=(64, 64),
+                                 autoregressive=recipe == "nsf_ar")
+    flow.eval_mode = "xla"
+    x = np.random.default_rng(0).normal(size=(n, dim)).astype("float32")
+    flow.log_prob(x[:10])
+    run = ((lambda: flow.log_prob(x).numpy()) if call == "density" else
+           (lambda: flow.sample(n, seed=1).numpy()))
+    memory = ResidentMemory()
+    memory.phase("before")
+    t = time.perf_counter()
+    run()
+    first = time.perf_counter() - t
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    memory.phase("calls")
+    memory.close()
+    blocked = sorted({key[2] for key in flow._compiled if key[2]})
+    return {"config": config, "way": way, "first_s": first,
+            "median_ms": 1e3 * statistics.median(times),
+            "memory_mb": (memory.phases["calls"]["peak"]["anon"]
+                          - memory.phases["before"]["end"]["anon"]) / MB,
+            "block_rows": blocked}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
+                    help="comma list of recipe:dim:call:rows (recipe nsf or nsf_ar, call "
+                         "density or sample)")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--calls", type=int, default=7)
+    ap.add_argument("--json")
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.child:
+        print(json.dumps(child(*a.child, a.calls)))
+        return 0
+    rows = []
+    for config in a.configs.split(","):
+        runs = {"whole": [], "blocks": []}
+        for _ in range(a.rounds):
+            for way in runs:
+                out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
+                                      config, way, "--calls", str(a.calls)],
+                                     capture_output=True, text=True)
+                if out.returncode:
+                    raise SystemExit(f"{config} {way}: {out.stderr.strip()[-500:]}")
+                runs[way].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        med = {way: {k: statistics.median(r[k] for r in rs)
+                     for k in ("first_s", "median_ms", "memory_mb")} for way, rs in runs.items()}
+        row = {"config": config, "block_rows": runs["blocks"][0]["block_rows"], **med,
+               "time_ratio": med["blocks"]["median_ms"] / med["whole"]["median_ms"],
+               "memory_ratio": med["blocks"]["memory_mb"] / max(med["whole"]["memory_mb"], 1)}
+        rows.append(row)
+        print(f"{config:24s} rows {row['block_rows']}: whole {med['whole']['median_ms']:8.1f} ms "
+              f"{med['whole']['memory_mb']:6.0f} MB first {med['whole']['first_s']:.2f} s | "
+              f"blocks {med['blocks']['median_ms']:8.1f} ms {med['blocks']['memory_mb']:6.0f} MB "
+              f"first {med['blocks']['first_s']:.2f} s | time x{row['time_ratio']:.2f} "
+              f"memory x{row['memory_ratio']:.2f}", flush=True)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"command": " ".join(sys.argv), "rounds": a.rounds, "calls": a.calls,
+                       "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
