@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Spline flows evaluated whole and in blocks (`eval_mode="xla"`), side by side.
+"""Spline flows evaluated whole and in blocks (`eval_mode="xla"` or "graph"), side by side.
 
-    .venv/bin/python benchmarks/eval_blocks.py [--rounds 2] [--calls 7]
-        [--configs nsf:2:density,nsf_ar:64:density,...] [--json out.json]
+    .venv/bin/python benchmarks/eval_blocks.py [--mode xla|graph] [--rounds 2] [--calls 7]
+        [--configs nsf:2:density:65536,nsf_ar:64:density:65536,...] [--json out.json]
 
 A large batch through a flow whose layers allow it runs as an XLA loop over
 blocks of rows (`kerasflows.eval_calls.in_blocks`); spline layers ask for
@@ -17,6 +17,11 @@ call (tracing and XLA compilation included), the median of `--calls` calls
 after it, and the peak anonymous memory during them above the memory before
 the first call (`benchmarks/memory.py`'s probe). Printed: medians over
 rounds and the ratios blocks / whole.
+
+With `--mode graph` the flow runs as a plain graph (`eval_mode="graph"`),
+where blocks are used only when a layer asks for fewer than 8,192 rows
+(spline layers on 16-D data and wider), so give configurations of 16
+dimensions or more.
 """
 
 import argparse
@@ -36,7 +41,7 @@ DEFAULT_CONFIGS = ("nsf:2:density:65536", "nsf:2:sample:100000", "nsf_ar:2:densi
 MB = 2 ** 20
 
 
-def child(config, way, calls):
+def child(config, way, calls, mode):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, HERE)
     import numpy as np
@@ -54,7 +59,7 @@ def child(config, way, calls):
                                                                                target)))
     flow = kerasflows.models.NSF(dim, num_layers=5, hidden_units=(64, 64),
                                  autoregressive=recipe == "nsf_ar")
-    flow.eval_mode = "xla"
+    flow.eval_mode = mode
     x = np.random.default_rng(0).normal(size=(n, dim)).astype("float32")
     flow.log_prob(x[:10])
     run = ((lambda: flow.log_prob(x).numpy()) if call == "density" else
@@ -72,7 +77,7 @@ def child(config, way, calls):
     memory.phase("calls")
     memory.close()
     blocked = sorted({key[2] for key in flow._compiled if key[2]})
-    return {"config": config, "way": way, "first_s": first,
+    return {"config": config, "way": way, "mode": mode, "first_s": first,
             "median_ms": 1e3 * statistics.median(times),
             "memory_mb": (memory.phases["calls"]["peak"]["anon"]
                           - memory.phases["before"]["end"]["anon"]) / MB,
@@ -84,13 +89,14 @@ def main(argv=None):
     ap.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
                     help="comma list of recipe:dim:call:rows (recipe nsf or nsf_ar, call "
                          "density or sample)")
+    ap.add_argument("--mode", choices=("xla", "graph"), default="xla")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--calls", type=int, default=7)
     ap.add_argument("--json")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
-        print(json.dumps(child(*a.child, a.calls)))
+        print(json.dumps(child(*a.child, a.calls, a.mode)))
         return 0
     rows = []
     for config in a.configs.split(","):
@@ -98,7 +104,8 @@ def main(argv=None):
         for _ in range(a.rounds):
             for way in runs:
                 out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child",
-                                      config, way, "--calls", str(a.calls)],
+                                      config, way, "--calls", str(a.calls),
+                                      "--mode", a.mode],
                                      capture_output=True, text=True)
                 if out.returncode:
                     raise SystemExit(f"{config} {way}: {out.stderr.strip()[-500:]}")
@@ -116,7 +123,8 @@ def main(argv=None):
               f"memory x{row['memory_ratio']:.2f}", flush=True)
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"command": " ".join(sys.argv), "rounds": a.rounds, "calls": a.calls,
+            json.dump({"command": " ".join(sys.argv), "mode": a.mode, "rounds": a.rounds,
+                       "calls": a.calls,
                        "rows": rows}, f, indent=1)
     return 0
 

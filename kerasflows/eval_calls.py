@@ -85,7 +85,9 @@ class EvalModes:
         `"graph"` (default): a cached `tf.function`, traced once for every
         batch size (the batch dimension left free) and run without the
         graph optimiser's passes that leave a CPU graph as they found it
-        (`kerasflows.graph_calls`: a shorter first call); `"xla"`: the same,
+        (`kerasflows.graph_calls`: a shorter first call; spline flows on
+        16-D data and wider evaluate large batches in blocks, as below);
+        `"xla"`: the same,
         XLA-compiled (`jit_compile=True`; fastest for repeated calls of one
         shape, but every new input shape compiles again; a large batch goes
         through in blocks when every layer allows it, of about the fewest
@@ -115,15 +117,24 @@ class EvalModes:
         for: the same results, with each block's activations kept in cache
         (RealNVP on 2-D, 10^5 rows: 42 -> 29 ms; a 64-D NSF-AR's density of
         65,536 rows in blocks of 1,024: 2.31 -> 1.93 s, 1,289 -> 160 MB,
-        `benchmarks/eval_blocks.py`).
+        `benchmarks/eval_blocks.py`). In "graph" mode only if a layer asked
+        for fewer rows than `EVAL_BLOCK_ROWS` (spline layers on 16-D data
+        and wider), where blocks took 0.08-0.26x the memory of the whole
+        batch and 0.64-1.24x the time (NSF-AR faster, coupling up to 24%
+        slower; `eval_blocks.py --mode graph`); the graph of an affine or
+        2-D flow was slower in blocks (a 64-D MAF's density 1.13x, 2-D
+        RealNVP's 1.6x) for little memory.
         """
         if not tf.executing_eagerly() or self._eval_mode == "eager":
             return fn(*args)
         rows = None
-        if self._eval_mode == "xla" and self.context_encoder is None:
+        if self.context_encoder is None:
             wanted = [l.eval_block_rows(EVAL_BLOCK_ROWS) for l in self.flow_layers]
-            if None not in wanted:
-                rows = block_rows(args[0].shape[0], min(wanted, default=EVAL_BLOCK_ROWS))
+            fewest = None if None in wanted else min(wanted, default=EVAL_BLOCK_ROWS)
+            # A graph frees each op's buffers as it goes: blocks gain there only where
+            # a layer asked for fewer rows (wide spline rows); elsewhere they cost time.
+            if fewest is not None and (self._eval_mode == "xla" or fewest < EVAL_BLOCK_ROWS):
+                rows = block_rows(args[0].shape[0], fewest)
         key = (name, self._eval_mode, rows, tuple(a is None for a in args))
         if key not in self._compiled:
             compiled = tf.function(

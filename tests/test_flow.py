@@ -376,6 +376,25 @@ def test_spline_flows_evaluate_in_blocks_of_fewer_rows_for_wider_rows(monkeypatc
                                rtol=1e-5, atol=1e-5)
 
 
+def test_graphs_run_in_blocks_only_where_a_layer_asked_for_fewer_rows(monkeypatch):
+    from kerasflows.layers import splines
+    monkeypatch.setattr(kerasflows.eval_calls, "EVAL_BLOCK_ROWS", 100)
+    monkeypatch.setattr(splines, "SPLINE_BLOCK_VALUES", 512)     # 32 rows of 16-D
+    monkeypatch.setattr(splines, "MIN_BLOCK_ROWS", 4)
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(1000, 16)).astype("float32")
+    spline = M.NSF(16, num_layers=2, hidden_units=(16,), bins=4, autoregressive=True)
+    affine = M.RealNVP(16, num_layers=2, hidden_units=(16,))
+    for flow in (spline, affine):
+        perturb_weights(flow, 0.3)
+        flow.eval_mode = "eager"
+        expected = flow.log_prob(x)
+        flow.eval_mode = "graph"          # the default
+        np.testing.assert_allclose(flow.log_prob(x), expected, rtol=1e-5, atol=1e-5)
+    assert [key[2] for key in spline._compiled] == [32]      # 32 blocks of 32 rows (24 padding)
+    assert [key[2] for key in affine._compiled] == [None]    # asked for the most: whole
+
+
 def test_the_layer_that_asks_for_the_fewest_rows_sets_the_blocks(monkeypatch):
     from kerasflows.layers import splines
     monkeypatch.setattr(kerasflows.eval_calls, "EVAL_BLOCK_ROWS", 100)
