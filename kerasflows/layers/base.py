@@ -116,11 +116,12 @@ class FlowLayer(keras.layers.Layer):
         """Creates the layer's weights for `event_dim`-dimensional events."""
 
     def eval_block_rows(self, target):
-        """Rows per block this layer asks for when a compiled evaluation
-        (`Flow.eval_mode = "xla"`) splits a large batch into blocks: `target`
+        """Rows per block this layer asks for when an eager call of the flow
+        (`Flow.eval_mode`) splits a large batch into blocks: `target`
         (`kerasflows.eval_calls.EVAL_BLOCK_ROWS`) if the layer allows blocks
         (`eval_in_blocks`), else None, and the batch runs whole. A layer whose
-        rows take much memory asks for fewer (the spline layers)."""
+        rows take much memory asks for fewer (the spline layers on wide
+        data); the "graph" mode uses blocks only if some layer does."""
         return target if self.eval_in_blocks else None
 
     def ensure_built(self, event_dim):

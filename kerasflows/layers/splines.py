@@ -20,8 +20,9 @@ tfb = tfp.bijectors
 
 __all__ = ["SplineCoupling", "SplineAutoregressive"]
 
-#: Values (rows x event dimensions) per block when `eval_mode="xla"` evaluates
-#: a large batch through spline layers block by block: 8,192 rows of 2-D data,
+#: Values (rows x event dimensions) per block when a flow's eager call
+#: (`eval_mode` "xla", or "graph" from 16-D on) evaluates a large batch
+#: through spline layers block by block: 8,192 rows of 2-D data,
 #: 1,024 of 64-D (a row's spline intermediates are `bins` wide in every
 #: dimension, and smaller blocks of wide rows stay in cache), never fewer than
 #: `MIN_BLOCK_ROWS` rows. Measured (`benchmarks/eval_blocks.py`, density of
