@@ -365,9 +365,10 @@ def test_spline_flows_evaluate_in_blocks_of_fewer_rows_for_wider_rows(monkeypatc
     monkeypatch.setattr(splines, "SPLINE_BLOCK_VALUES", 512)     # 64 rows of 8-D, 32 of 16-D
     blocks = flow.log_prob(x), flow.forward_and_log_det(x)
     assert {key[2] for key in flow._compiled} == {None, rows}
-    # the whole batch's numbers (up to XLA's fusion of the two shapes); eager
-    # differs from either by XLA's rounding, amplified by sequential sampling
-    tf.nest.map_structure(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-6, atol=2e-5),
+    # the whole batch's numbers (up to XLA's fusion of the two shapes: 3e-6
+    # relative at most seen); eager differs from either by XLA's rounding,
+    # amplified by sequential sampling
+    tf.nest.map_structure(lambda a, b: np.testing.assert_allclose(a, b, rtol=5e-6, atol=2e-5),
                           blocks, whole)
     tf.nest.map_structure(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=5e-4),
                           blocks, eager)
@@ -393,6 +394,16 @@ def test_graphs_run_in_blocks_only_where_a_layer_asked_for_fewer_rows(monkeypatc
         np.testing.assert_allclose(flow.log_prob(x), expected, rtol=1e-5, atol=1e-5)
     assert [key[2] for key in spline._compiled] == [32]      # 32 blocks of 32 rows (24 padding)
     assert [key[2] for key in affine._compiled] == [None]    # asked for the most: whole
+    # Any other batch size from two blocks on runs in the same 32-row blocks
+    # (the last one padded), through the same graph: no trace per batch size.
+    spline.eval_mode = "eager"
+    expected = [spline.log_prob(x[:n]) for n in (999, 700, 65, 63)]
+    spline.eval_mode = "graph"
+    for n, want in zip((999, 700, 65, 63), expected):
+        np.testing.assert_allclose(spline.log_prob(x[:n]), want, rtol=1e-5, atol=1e-5)
+    assert sorted(key[2] or 0 for key in spline._compiled) == [0, 32]   # 63 rows: whole
+    blocked = next(f for key, f in spline._compiled.items() if key[2])
+    assert len(blocked._list_all_concrete_functions()) == 1
 
 
 def test_the_layer_that_asks_for_the_fewest_rows_sets_the_blocks(monkeypatch):
