@@ -132,7 +132,10 @@ class EvalModes:
         for fewer rows than `EVAL_BLOCK_ROWS` (spline layers on 16-D data
         and wider), where blocks took 0.08-0.26x the memory of the whole
         batch and 0.64-1.24x the time (NSF-AR faster, coupling up to 24%
-        slower; `eval_blocks.py --mode graph`); the graph of an affine or
+        slower; `eval_blocks.py --mode graph`; on a second, slower machine
+        0.56-0.79x the time, `results/2026-12-05-eval-blocks-graph-second-
+        machine.txt`), in one block size for every batch (one trace, the last
+        block padded); the graph of an affine or
         2-D flow was slower in blocks (in a one-process probe a 64-D MAF's
         density of 65,536 rows 1.13x, a 2-D RealNVP's 1.6x).
         """
