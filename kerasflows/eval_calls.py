@@ -44,9 +44,10 @@ def in_blocks(fn, rows, trace_once=False):
     result equals `fn(*args)`; the last block is padded with zero rows, whose
     results are dropped. `fn` is traced twice (once for its results'
     signature, once into the loop), or with `trace_once` once, the loop
-    calling that trace: for XLA, which inlines the call (a 16-D NSF-AR's
-    first density call of 65,536 rows 8.99 -> 7.04 s, later calls the same
-    or faster). A plain graph runs such a call as a function of its own every
+    calling that trace: for XLA, which inlines the call (in two throwaway
+    A/B probes, fresh processes, a 16-D NSF-AR's first density call of
+    65,536 rows 8.99 -> 7.04 s and 10.0 -> 7.9 s, later calls the same or
+    faster). A plain graph runs such a call as a function of its own every
     block; in two probes a 64-D NSF's density took 1.12-1.14x the time that
     way, but identical code varied by as much between probes on that machine,
     so the graph mode keeps the body traced into the loop, as before.
