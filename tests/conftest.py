@@ -1,10 +1,24 @@
-"""Shared by every test: no test writes to the user's cache folder.
+"""Shared by every test, and by the programs the tests start.
 
-The visualizer keeps XLA's compiled code in ~/.cache/kerasflows/
-(`visualizer.compile_cache`); the tests, and the programs they start, run
-with that cache off unless a test points it at a temporary folder.
+No test writes to the user's cache folder: the visualizer keeps XLA's
+compiled code in ~/.cache/kerasflows/ (`visualizer.compile_cache`); the
+tests run with that cache off unless a test points it at a temporary folder.
+
+XLA compiles without LLVM's expensive optimisations here
+(`--xla_backend_optimization_level=0`, `--xla_llvm_disable_expensive_passes`):
+the suite compiles hundreds of train steps and evaluations it runs only a few
+times, and on a 2-core 2 GHz machine compiling was about a third of the
+suite's time (tests/test_train_step.py: 133 s -> 94 s). The HLO, and so what
+is computed, is the same; only the machine code is less tuned. Set
+KERASFLOWS_TEST_FULL_XLA=1 to run the suite with XLA's default optimisations,
+as users get them; an XLA_FLAGS already naming an optimisation level is kept.
 """
 
 import os
 
 os.environ["KERASFLOWS_VIZ_COMPILE_CACHE"] = "off"
+
+_FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if (os.environ.get("KERASFLOWS_TEST_FULL_XLA", "") in ("", "0")
+        and "optimization_level" not in os.environ.get("XLA_FLAGS", "")):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_XLA}".strip()
