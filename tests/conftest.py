@@ -7,8 +7,8 @@ tests run with that cache off unless a test points it at a temporary folder.
 XLA compiles without LLVM's expensive optimisations here
 (`--xla_backend_optimization_level=0`, `--xla_llvm_disable_expensive_passes`):
 the suite compiles hundreds of train steps and evaluations it runs only a few
-times, and on a 2-core 2 GHz machine compiling was about a third of the
-suite's time (tests/test_train_step.py: 133 s -> 94 s). The HLO, and so what
+times, and on a 2-core 2 GHz machine these flags took the whole suite from
+32:16 to 23:12 (pytest -n 2, one run each; the machine's speed varies). The HLO, and so what
 is computed, is the same; only the machine code is less tuned. Set
 KERASFLOWS_TEST_FULL_XLA=1 to run the suite with XLA's default optimisations,
 as users get them; an XLA_FLAGS already naming an optimisation level is kept.
