@@ -259,7 +259,7 @@ def test_reloads_asked_for_while_one_runs_coalesce_into_one(qtbot, window, flows
         monkeypatch.setattr(compute, "load", held_load)
         assert window.reload()
         thread = window.worker.thread          # the reload running, not waiting
-        qtbot.waitUntil(lambda: thread._in_flight and not thread._pending, timeout=10_000)
+        qtbot.waitUntil(lambda: thread._in_flight and not thread._pending, timeout=TIMEOUT_MS)
         with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS):
             window.open_path(corrupt)
             release.set()
