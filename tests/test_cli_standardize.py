@@ -8,6 +8,11 @@ from kerasflows.cli import main
 from kerasflows.loading import training_record
 
 
+# For the runs that only check which layers the flow got: a flow traced in a second,
+# where the 3-layer NSF of `_train` takes about ten.
+LIGHT = ("--recipe", "realnvp", "--layers", "1", "--hidden", "4")
+
+
 def _train(tmp_path, capsys, data, name, *extra):
     out = tmp_path / f"{name}.keras"
     argv = ["train", data, "--recipe", "nsf", "--layers", "3", "--hidden", "32,32", "--epochs",
@@ -29,11 +34,12 @@ def test_a_data_file_is_standardized_by_default_and_a_dataset_name_is_not(tmp_pa
     shift = 2 * np.log(30.0)
     assert record["test_nll"] - shift < 3.0 < plain["test_nll"] - shift, (record, plain)
 
-    flow, record = _train(tmp_path, capsys, "moons", "moons", "--n", "512", "--epochs", "1")
+    flow, record = _train(tmp_path, capsys, "moons", "moons", "--n", "512", "--epochs", "1",
+                          *LIGHT)
     assert record["standardize"] is False
     assert all(l.name != "standardize" for l in flow.flow_layers)
     flow, record = _train(tmp_path, capsys, "moons", "moons_std", "--n", "512", "--epochs",
-                          "1", "--standardize")
+                          "1", "--standardize", *LIGHT)
     assert record["standardize"] is True and flow.flow_layers[-1].name == "standardize"
 
 
@@ -57,11 +63,12 @@ def test_a_context_file_goes_through_a_normalization_to_the_training_contexts(tm
     # the conditioners see contexts near 5000 without it, and learn little
     assert record["test_nll"] + 5 < plain["test_nll"], (record["test_nll"], plain["test_nll"])
     flow, _ = _train(tmp_path, capsys, tmp_path / "x.npy", "ctx_net", "--context",
-                     tmp_path / "c.npy", "--context-encoder", "8,4", "--epochs", "1")
+                     tmp_path / "c.npy", "--context-encoder", "8,4", "--epochs", "1", *LIGHT)
     assert [l.name for l in flow.context_encoder.layers] == ["context_standardize",
                                                              "context_network"]
     labels = np.random.default_rng(0).integers(0, 3, (2048, 1))
     np.save(tmp_path / "labels.npy", labels)
     flow, _ = _train(tmp_path, capsys, tmp_path / "x.npy", "ctx_labels", "--context",
-                     tmp_path / "labels.npy", "--context-classes", "3", "--epochs", "1")
+                     tmp_path / "labels.npy", "--context-classes", "3", "--epochs", "1",
+                     *LIGHT)
     assert flow.context_encoder.name == "label_embedding"     # labels are not standardized
