@@ -136,6 +136,31 @@ def _assert_same(got, want, what, tol=1e-5):
         assert err <= tol, f"{what} {key}: relative error {err:.3g}"
 
 
+# Trained by the same command as moons on other 2-D sets: moons' SavedModel is served
+# (its graphs run in TF Serving's place); theirs are checked to hold their own weights.
+SAME_RECIPE_AS_MOONS = ("eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals")
+
+
+def _recipe(name):
+    with open(os.path.join(SHIPPED, name, "manifest.json")) as f:
+        manifest = json.load(f)
+    return [manifest[k] for k in ("recipe", "event_dim", "num_layers", "hidden_units", "bins")]
+
+
+def _assert_saved_model_holds_weights_of(flow, folder):
+    """The SavedModel's weights are the .keras flow's, in order, bit for bit."""
+    reader = tf.train.load_checkpoint(os.path.join(folder, "saved_model", "1", "variables",
+                                                   "variables"))
+    saved = {k for k in reader.get_variable_to_shape_map() if k.startswith("flow_variables/")}
+    assert len(saved) == len(flow.variables), (folder, len(saved), len(flow.variables))
+    for i, variable in enumerate(flow.variables):
+        value = reader.get_tensor(f"flow_variables/{i}/.ATTRIBUTES/VARIABLE_VALUE")
+        if "seed_generator" in variable.path:      # a sampling state, not a weight
+            assert value.shape == tuple(variable.shape), (folder, variable.path)
+            continue
+        np.testing.assert_array_equal(value, variable.numpy(), err_msg=f"{folder}: {variable.path}")
+
+
 def _small_flows():
     # a Student-t base (its sample signature draws the chi-squared variates too)
     plain = models.NSF(event_dim=3, num_layers=2, hidden_units=(8,), bins=4, base="student_t")
@@ -167,18 +192,25 @@ def test_signatures_served_without_kerasflows_match_flow(tmp_path):
                   sample_context=jobs[1][1]["sample_context"][:1])
     jobs.append((jobs[1][0], shared))
     expected.append(_expected(flows[1], shared))
-    shipped = [os.path.join(SHIPPED, name) for name in SHIPPED_NAMES]
-    for folder in shipped:
+    served = []
+    for name in SHIPPED_NAMES:
+        folder = os.path.join(SHIPPED, name)
         flow = kerasflows.load(folder)
         meta = saved_model_metadata(os.path.join(folder, "saved_model"))
         assert (meta["event_dim"], meta["context_dim"]) == (flow.event_dim, flow.context_dim)
         assert len(meta["layers"]) == len(flow.flow_layers), folder
+        if name in SAME_RECIPE_AS_MOONS:
+            assert _recipe(name) == _recipe("moons"), name
+            _assert_saved_model_holds_weights_of(flow, folder)
+            continue
         inputs = _inputs(flow, rng)
         jobs.append((os.path.join(folder, "saved_model", "1"), inputs))
         expected.append(_expected(flow, inputs, compiled=False))
+        served.append(name)
     results = _serve(jobs, tmp_path)
     names = ["nsf, student-t base", "conditional realnvp", "maf, bfloat16 conditioners",
-             "conditional realnvp, one context row for all"] + list(SHIPPED_NAMES)
+             "conditional realnvp, one context row for all"] + served
+    assert len(results) == len(names)
     for name, got, want in zip(names, results, expected):
         # bfloat16 products round differently in the served graph's kernels
         _assert_same(got, want, name, tol=1e-2 if "bfloat16" in name else 1e-5)
