@@ -13,6 +13,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kerasflows.autograph_free import AutoGraphFree
+
 tfd = tfp.distributions
 
 __all__ = ["FlowBase", "BASES", "STUDENT_T_INITIAL_DF"]
@@ -31,7 +33,7 @@ def _log1p_square(a):
                     tf.math.log1p(small * small))
 
 
-class FlowBase:
+class FlowBase(AutoGraphFree):
     """A mixin of `kerasflows.Flow` (`base`, `event_dim`, `compute_dtype`,
     `add_weight`): the base's weights (`_add_base_weights`), its parameters and
     its density."""

@@ -6,6 +6,7 @@ import operator
 
 import tensorflow as tf
 
+from kerasflows.autograph_free import AutoGraphFree
 from kerasflows.layers.base import check_positive_int, context_rows
 
 __all__ = ["FlowSampling", "philox_normal", "student_t_noise"]
@@ -60,7 +61,7 @@ def _int32_seed(seed):
     return value
 
 
-class FlowSampling:
+class FlowSampling(AutoGraphFree):
     """A mixin of `kerasflows.Flow`: samples drawn through the forward direction
     from the flow's base (`event_dim`, `base`, `sample_seed`, `_base_params`, `_base_df`,
     `base_log_prob`, `forward`, `forward_and_log_det`)."""

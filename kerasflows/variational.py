@@ -20,6 +20,7 @@ import tensorflow as tf
 from kerasflows import targets
 from kerasflows.flow import Flow
 from kerasflows.layers.base import check_positive_int
+from kerasflows.autograph_free import AutoGraphFree
 from kerasflows.flat_calls import FlatStepFunctions
 
 __all__ = ["VariationalFlow", "fit_target", "diagnostics", "kish_ess", "check_target"]
@@ -77,7 +78,7 @@ def _check_flow(flow):
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
-class VariationalFlow(FlatStepFunctions, keras.Model):
+class VariationalFlow(FlatStepFunctions, keras.Model, AutoGraphFree):
     """Wraps a `Flow` to fit it to an unnormalised density by reverse KL.
 
     Each training step draws `batch_size` samples from the flow and takes a

@@ -12,6 +12,7 @@ maps data back to the base space. The layers' argument checks
 import keras
 import tensorflow as tf
 
+from kerasflows.autograph_free import AutoGraphFree
 from kerasflows.layers.checks import (check_event_dim, check_float, check_positive_int,
                                       context_rows, split_mixed_policy)
 from kerasflows.layers.rows import RowsBijector, any_batch, batch_log_det, solve_nonempty
@@ -27,7 +28,7 @@ class NoInverseError(NotImplementedError, ValueError):
     `ValueError` too, as what is wrong is the request, not the input's values."""
 
 
-class FlowLayer(keras.layers.Layer):
+class FlowLayer(keras.layers.Layer, AutoGraphFree):
     """Base class of flow layers: an invertible map with a tractable log-det.
 
     Subclasses create their weights in `build_flow(event_dim)` and return a
