@@ -15,8 +15,10 @@ LIGHT = ("--recipe", "realnvp", "--layers", "1", "--hidden", "4")
 
 def _train(tmp_path, capsys, data, name, *extra):
     out = tmp_path / f"{name}.keras"
-    argv = ["train", data, "--recipe", "nsf", "--layers", "3", "--hidden", "32,32", "--epochs",
-            "4", "--lr", "3e-3", "--out", out, "--quiet", *extra]
+    # RealNVP, not the default NSF: what is checked is the data's scale, and it
+    # traces and compiles in half the time
+    argv = ["train", data, "--recipe", "realnvp", "--layers", "4", "--hidden", "32,32",
+            "--epochs", "4", "--lr", "3e-3", "--out", out, "--quiet", *extra]
     assert main([str(a) for a in argv]) == 0, capsys.readouterr().err
     flow = kerasflows.load(out)
     return flow, training_record(out)
@@ -30,9 +32,9 @@ def test_a_data_file_is_standardized_by_default_and_a_dataset_name_is_not(tmp_pa
     _, plain = _train(tmp_path, capsys, tmp_path / "far.npy", "off", "--no-standardize",
                       "--epochs", "1")      # 15 epochs still 11,756: standardize_study.py
     assert plain["standardize"] is False
-    # in moons' own units (minus 2 log 30): about 2.3 nats standardized, thousands without
+    # in moons' own units (minus 2 log 30): about 3.1 nats standardized, hundreds without
     shift = 2 * np.log(30.0)
-    assert record["test_nll"] - shift < 3.0 < plain["test_nll"] - shift, (record, plain)
+    assert record["test_nll"] - shift < 4.0 < 100 < plain["test_nll"] - shift, (record, plain)
 
     flow, record = _train(tmp_path, capsys, "moons", "moons", "--n", "512", "--epochs", "1",
                           *LIGHT)
