@@ -18,6 +18,7 @@ from kerasflows import models
 from kerasflows.export import (METADATA_FILE, SIGNATURES, export_saved_model, load_saved_model,
                                saved_model_metadata)
 from kerasflows.testing import perturb_weights
+from shipped_models import SAME_RECIPE_AS_MOONS, recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = os.path.join(ROOT, "saved_models")
@@ -136,17 +137,6 @@ def _assert_same(got, want, what, tol=1e-5):
         assert err <= tol, f"{what} {key}: relative error {err:.3g}"
 
 
-# Trained by the same command as moons on other 2-D sets: moons' SavedModel is served
-# (its graphs run in TF Serving's place); theirs are checked to hold their own weights.
-SAME_RECIPE_AS_MOONS = ("eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals")
-
-
-def _recipe(name):
-    with open(os.path.join(SHIPPED, name, "manifest.json")) as f:
-        manifest = json.load(f)
-    return [manifest[k] for k in ("recipe", "event_dim", "num_layers", "hidden_units", "bins")]
-
-
 def _assert_saved_model_holds_weights_of(flow, folder):
     """The SavedModel's weights are the .keras flow's, in order, bit for bit."""
     reader = tf.train.load_checkpoint(os.path.join(folder, "saved_model", "1", "variables",
@@ -200,7 +190,9 @@ def test_signatures_served_without_kerasflows_match_flow(tmp_path):
         assert (meta["event_dim"], meta["context_dim"]) == (flow.event_dim, flow.context_dim)
         assert len(meta["layers"]) == len(flow.flow_layers), folder
         if name in SAME_RECIPE_AS_MOONS:
-            assert _recipe(name) == _recipe("moons"), name
+            # moons' SavedModel is served (its graphs run in TF Serving's place);
+            # theirs are checked to hold their own weights
+            assert recipe(name) == recipe("moons"), name
             _assert_saved_model_holds_weights_of(flow, folder)
             continue
         inputs = _inputs(flow, rng)

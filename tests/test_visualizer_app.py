@@ -7,7 +7,6 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
-import json  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -17,6 +16,7 @@ import pytest  # noqa: E402
 from PySide6 import QtCore, QtGui  # noqa: E402
 
 from kerasflows.loading import write_training_record  # noqa: E402
+from shipped_models import SAME_RECIPE_AS_MOONS, recipe  # noqa: E402
 from test_visualizer_support import export, make_model_folder, started_window  # noqa: E402
 from visualizer import geometry, headless, paths, theme  # noqa: E402
 from visualizer.views import density as density_view  # noqa: E402
@@ -942,22 +942,12 @@ def check_target_beside_flow(qtbot, view, folder, info):
                                rtol=1e-5, atol=1e-4)
 
 
-#: The shipped 2-D NSFs trained with the same recipe as moons (README, "Shipped models").
-SAME_RECIPE_AS_MOONS = ("eight_gaussians", "checkerboard", "rings", "pinwheel", "two_spirals")
-
-
-def _recipe(folder):
-    manifest = json.loads((folder / "manifest.json").read_text())
-    return [manifest[k] for k in ("recipe", "event_dim", "num_layers", "hidden_units", "bins")]
-
-
 def test_every_shipped_model_opens_and_draws_every_view(qtbot, window, monkeypatch):
     from visualizer.views import inspector as inspector_view
     monkeypatch.setattr(inspector_view, "BACKDROP_RESOLUTION", 64)   # the heatmap's shape
     names = {p.name for p in SHIPPED}
     assert {"moons", "u1_planar", "u3_nsf", "ring_radius", *SAME_RECIPE_AS_MOONS} <= names, \
         f"shipped models: {sorted(names)}"
-    moons = next(p for p in SHIPPED if p.name == "moons")
     window.resize(900, 600)
     density, samples = window.views["density"], window.views["samples"]
     density.resolution.setCurrentIndex(0)                    # 64 x 64 keeps this quick
@@ -986,7 +976,7 @@ def test_every_shipped_model_opens_and_draws_every_view(qtbot, window, monkeypat
             if folder.name in SAME_RECIPE_AS_MOONS:
                 # trained with moons' recipe: its layers and inspector views
                 # run what moons' do, on other weights
-                assert _recipe(folder) == _recipe(moons), folder
+                assert recipe(folder.name) == recipe("moons"), folder
                 continue
             layers = show_ready(qtbot, window, "layers")
             assert layers.cloud_states.shape[0] == info["num_layers"] + 1, folder
