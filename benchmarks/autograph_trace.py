@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 
+
 def child(family, dim, marks, what):
     """One trace in this process; prints its seconds."""
     import time
@@ -49,7 +50,6 @@ def child(family, dim, marks, what):
     start = time.perf_counter()
     fn.get_concrete_function(tf.TensorSpec([None, dim]))
     print(json.dumps(time.perf_counter() - start))
-
 
 
 def run(family, dim, marks, what):

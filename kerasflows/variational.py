@@ -18,9 +18,9 @@ import numpy as np
 import tensorflow as tf
 
 from kerasflows import targets
+from kerasflows.autograph_free import AutoGraphFree
 from kerasflows.flow import Flow
 from kerasflows.layers.base import check_positive_int
-from kerasflows.autograph_free import AutoGraphFree
 from kerasflows.flat_calls import FlatStepFunctions
 
 __all__ = ["VariationalFlow", "fit_target", "diagnostics", "kish_ess", "check_target"]
