@@ -10,7 +10,9 @@ import tensorflow as tf
 import kerasflows
 from kerasflows import models
 from kerasflows.layers import Planar
-from kerasflows.variational import VariationalFlow, diagnostics, fit_target, kish_ess
+from kerasflows import targets
+from kerasflows.variational import (VariationalFlow, check_target, diagnostics, fit_target,
+                                    kish_ess)
 
 
 class _Record(keras.callbacks.Callback):
@@ -100,6 +102,19 @@ def test_bad_target_errors_on_first_step(target, match):
     with pytest.raises(ValueError, match=match):
         vi.fit(epochs=1, steps_per_epoch=5, callbacks=[record], verbose=0)
     assert record.batches == 0
+
+
+def test_the_target_check_draws_the_flows_samples_without_tracing_them():
+    """`fit` checks the target on a first batch op by op: tracing the sampler for
+    that one call (a graph the flow then kept) cost more than the call."""
+    flow = _flow()
+    kerasflows.testing.perturb_weights(flow, 0.5)
+    x, log_p = check_target(flow, "u1", n=64, seed=3)
+    assert not flow._compiled                       # no function traced for it
+    np.testing.assert_allclose(x, flow.sample(64, seed=3), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(log_p, targets.get("u1")(x), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"non-finite values"):
+        check_target(flow, lambda x: tf.math.log(x[:, 0]), n=64)
 
 
 def test_bad_arguments():
