@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kerasflows.layers.base import FlowLayer, RowsBijector
+from kerasflows.layers.base import FlowLayer, RowsBijector, batch_log_det
 
 tfb = tfp.bijectors
 
@@ -120,6 +120,37 @@ class RadialBijector(tfb.Bijector):
                 + tf.math.log(r * r + 2.0 * a * r + a * s) - 2.0 * log_ar)
 
 
+class _ForwardOnlyRows(FlowLayer):
+    """A forward-only layer whose map is `rows_bijector()`, a bijector of rows `[N, D]`.
+
+    `bijector()` wraps it for any batch shape (`RowsBijector`) and names the
+    missing inverse; `forward_and_log_det` calls its maths on the rows
+    directly, without TFP's call machinery around it twice: a 2-D planar
+    layer traces 85 ops instead of 133, and a 32-layer planar flow's first
+    variational training step took 10.2-10.7 s instead of 12.5-12.7 s (two
+    fresh processes each). The layer and its bijector give the same numbers
+    (tests/test_conformance.py).
+    """
+
+    eval_in_blocks = True
+
+    forward_only = True
+
+    def rows_bijector(self):
+        """The map as a bijector of rows `[N, D]` (the subclass's own)."""
+        raise NotImplementedError
+
+    def bijector(self, context=None):
+        # rows [N, D] inside; any batch shape outside, and a named error for the inverse
+        return RowsBijector(self.rows_bijector(), self.event_dim, self.no_inverse_error(),
+                            name=self.rows_bijector_name)
+
+    def forward_and_log_det(self, z, context=None, training=False):
+        z, _ = self.check_inputs(z, context)
+        b = self.rows_bijector()
+        return b._forward(z), batch_log_det(b._forward_log_det_jacobian(z), z)
+
+
 def _check_unconditional(layer, context_dim):
     if context_dim is not None:
         raise ValueError(f"{type(layer).__name__} is unconditional and takes no context. "
@@ -127,7 +158,7 @@ def _check_unconditional(layer, context_dim):
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
-class Planar(FlowLayer):
+class Planar(_ForwardOnlyRows):
     """Planar flow (Rezende & Mohamed 2015): `x = z + u_hat tanh(w . z + b)`.
 
     `u` is reparametrised to `u_hat` so that `w . u_hat >= -1` for any weight
@@ -151,9 +182,7 @@ class Planar(FlowLayer):
         ValueError: if `context_dim` is given.
     """
 
-    eval_in_blocks = True
-
-    forward_only = True
+    rows_bijector_name = "planar"
 
     def __init__(self, context_dim=None, **kwargs):
         _check_unconditional(self, context_dim)
@@ -169,14 +198,12 @@ class Planar(FlowLayer):
         self.w.assign(w)
         self.u.assign(_LOG_E_MINUS_1 * w)
 
-    def bijector(self, context=None):
-        # rows [N, D] inside; any batch shape outside, and a named error for the inverse
-        return RowsBijector(PlanarBijector(self.u, self.w, self.b), self.event_dim,
-                            self.no_inverse_error(), name="planar")
+    def rows_bijector(self):
+        return PlanarBijector(self.u, self.w, self.b)
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
-class Radial(FlowLayer):
+class Radial(_ForwardOnlyRows):
     """Radial flow (Rezende & Mohamed 2015): `x = z + beta (z - z0) / (alpha + |z - z0|)`.
 
     `alpha = softplus(raw_alpha)` and `beta = -alpha + softplus(raw_beta)`, so
@@ -191,9 +218,7 @@ class Radial(FlowLayer):
         ValueError: if `context_dim` is given.
     """
 
-    eval_in_blocks = True
-
-    forward_only = True
+    rows_bijector_name = "radial"
 
     def __init__(self, context_dim=None, **kwargs):
         _check_unconditional(self, context_dim)
@@ -204,6 +229,5 @@ class Radial(FlowLayer):
         self.raw_alpha = self.add_weight(shape=(), initializer="zeros", name="raw_alpha")
         self.raw_beta = self.add_weight(shape=(), initializer="zeros", name="raw_beta")
 
-    def bijector(self, context=None):
-        return RowsBijector(RadialBijector(self.z0, self.raw_alpha, self.raw_beta),
-                            self.event_dim, self.no_inverse_error(), name="radial")
+    def rows_bijector(self):
+        return RadialBijector(self.z0, self.raw_alpha, self.raw_beta)
