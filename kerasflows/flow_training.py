@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from kerasflows.fit_data import is_stream, prepare_eval_data, prepare_fit_data, weights_for_keras
 from kerasflows.flat_calls import FlatPredictCalls, FlatStepFunctions
-from kerasflows.packed_adam import packed_size
+from kerasflows.packed_adam import fused_adam_apply, fused_adam_slots, packed_size
 from kerasflows.sharded_step import training_state
 
 __all__ = ["FlowTraining"]
@@ -51,6 +51,33 @@ class FlowTraining(FlatStepFunctions):
     #: 0.23 ms (5%) for a 64-D RealNVP (`benchmarks/stream_check.py`). False: no
     #: check (a NaN then shows as a NaN loss).
     check_stream_data = True
+
+    #: Update a plain `keras.optimizers.Adam` (see `packed_adam.plain_adam`: no
+    #: clipping, weight decay, EMA, AMSGrad, loss scaling or gradient accumulation,
+    #: no distribution strategy) in `fit` with TF's fused Adam kernel, one op per
+    #: weight, on the optimizer's own variables: the same formula and state as
+    #: Keras' `apply_gradients`, which builds about 39 ops a weight where this
+    #: builds 3. Tracing and compiling the update alone took 2.28 -> 0.57 s for a
+    #: 5-layer NSF's 30 weights and 5.28 -> 0.78 s for 96 (XLA's default
+    #: optimisation, one process each). False: Keras' own update.
+    fused_adam = True
+
+    def train_step(self, data):
+        """Keras' training step (loss, gradient, update, metrics), with a plain Adam
+        updated through TF's fused kernel (`fused_adam`)."""
+        variables = self.trainable_weights
+        slots = fused_adam_slots(self.optimizer, variables) if self.fused_adam else None
+        if slots is None:
+            return super().train_step(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                      training=True)
+        rows = tf.shape(next(t for t in tf.nest.flatten(x) if t is not None))[0]
+        self._loss_tracker.update_state(loss, sample_weight=rows)
+        fused_adam_apply(self.optimizer, tape.gradient(loss, variables), variables, slots)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Mean negative log-likelihood, in nats per example (plus any layer losses);

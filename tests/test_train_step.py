@@ -48,6 +48,39 @@ def test_fused_adam_step_matches_keras_adam(recipe):
     assert losses[-1] < losses[0]
 
 
+def test_fit_updates_a_plain_adam_with_the_fused_kernel_as_keras_would(monkeypatch):
+    """`Flow.fit` updates a plain Adam through TF's fused kernel (`Flow.fused_adam`):
+    the losses, weights and optimizer state of Keras' own update; any other
+    optimizer, and `fused_adam = False`, keep Keras' update."""
+    fused_ops = []
+    kernel = tf.raw_ops.ResourceApplyAdam
+    monkeypatch.setattr(tf.raw_ops, "ResourceApplyAdam",
+                        lambda **kw: fused_ops.append(kw) or kernel(**kw))
+    x = datasets.load("moons", n=4 * 128, seed=0)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, len(x)).astype("float32")
+    runs = {}
+    for fused in (True, False):
+        flow = _flow("MAF")
+        flow.fused_adam = fused
+        flow.compile(optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(1e-2, 8)))
+        history = flow.fit(x, sample_weight=weights, batch_size=128, epochs=2,
+                           shuffle=False, verbose=0)
+        runs[fused] = (history.history["loss"], flow.get_weights(),
+                       [v.numpy() for v in flow.optimizer.variables])
+        assert bool(fused_ops) == fused and int(flow.optimizer.iterations.numpy()) == 8
+        fused_ops.clear()
+    (loss, w, state), (loss_k, w_k, state_k) = runs[True], runs[False]
+    np.testing.assert_allclose(loss, loss_k, rtol=1e-5)
+    assert loss[-1] < loss[0]
+    for a, b in zip(w + state, w_k + state_k):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    clipped = _flow("MAF")
+    clipped.compile(optimizer=keras.optimizers.Adam(1e-2, clipnorm=1.0))
+    clipped.fit(x, batch_size=128, epochs=1, verbose=0)
+    assert not fused_ops
+
+
 def test_unbuilt_adam_is_packed_and_its_moments_are_keras_adams():
     x = datasets.load("moons", n=3 * 128, seed=0)
     batches = np.split(x, 3)

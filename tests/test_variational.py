@@ -104,6 +104,26 @@ def test_bad_target_errors_on_first_step(target, match):
     assert record.batches == 0
 
 
+def test_a_plain_adam_is_updated_by_the_fused_kernel_as_keras_would(monkeypatch):
+    fused_ops = []
+    kernel = tf.raw_ops.ResourceApplyAdam
+    monkeypatch.setattr(tf.raw_ops, "ResourceApplyAdam",
+                        lambda **kw: fused_ops.append(kw) or kernel(**kw))
+    runs = {}
+    for fused in (True, False):
+        keras.utils.set_random_seed(0)
+        vi = VariationalFlow(_flow(), "u1", batch_size=64)
+        vi.fused_adam = fused
+        vi.compile(optimizer=keras.optimizers.Adam(1e-2))
+        history = vi.fit(epochs=2, steps_per_epoch=5, verbose=0)
+        assert bool(fused_ops) == fused and int(vi.optimizer.iterations.numpy()) == 10
+        fused_ops.clear()
+        runs[fused] = history.history["loss"], vi.flow.get_weights()
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-5)
+    for a, b in zip(runs[True][1], runs[False][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_the_target_check_draws_the_flows_samples_without_tracing_them():
     """`fit` checks the target on a first batch op by op: tracing the sampler for
     that one call (a graph the flow then kept) cost more than the call."""
