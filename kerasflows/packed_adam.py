@@ -86,29 +86,25 @@ def fused_adam_slots(optimizer, variables):
 
 def fused_adam_apply(optimizer, grads, variables, slots):
     """Keras Adam's update of `variables` by `grads`, through TF's fused kernel
-    (one `ResourceApplyAdam` per weight) on the optimizer's own moments `slots`
-    (`fused_adam_slots`), and its iteration count advanced: what
-    `optimizer.apply_gradients` does, with 3 ops a weight to trace and
-    compile instead of about 39 (a 5-layer NSF's 30 weights). A gradient of None (a weight the loss does not reach) goes
-    to `apply_gradients` instead, which skips that weight and warns."""
+    (`adam_update`'s "per_variable" layout) on the optimizer's own moments
+    `slots` (`fused_adam_slots`), its iteration count advanced: what
+    `optimizer.apply_gradients` does, with 3 ops a weight to trace and compile
+    instead of about 39 (a 5-layer NSF's 30 weights). A gradient of None (a
+    weight the loss does not reach) goes to `apply_gradients` instead, which
+    skips that weight and warns."""
     if any(g is None for g in grads):
         optimizer.apply_gradients(zip(grads, variables))
         return
-    dtype = variables[0].dtype
-    b1, b2, eps, lr, b1_power, b2_power = adam_constants(optimizer, optimizer.iterations, dtype)
-    for w, g, m, v in zip(variables, grads, *slots):
-        tf.raw_ops.ResourceApplyAdam(
-            var=w.value.handle, m=m.value.handle, v=v.value.handle, beta1_power=b1_power,
-            beta2_power=b2_power, lr=lr, beta1=b1, beta2=b2, epsilon=eps,
-            grad=tf.cast(g, dtype))
-    optimizer.iterations.assign_add(1)
+    adam_update(optimizer, grads, adam_state(optimizer, variables, slots), "per_variable")
 
 
-def adam_state(optimizer, variables):
+def adam_state(optimizer, variables, slots=None):
     """The `tf.Variable`s an Adam step updates: `(weights, m, v, iterations)`
-    (`m` and `v` one vector each in the packed layout)."""
-    return ([w.value for w in variables], [m.value for m in optimizer._momentums],
-            [v.value for v in optimizer._velocities], optimizer.iterations.value)
+    (`m` and `v` one vector each in the packed layout); `slots`, the moments
+    `(m, v)` to take (default: the optimizer's, in the order it was built)."""
+    momentums, velocities = slots or (optimizer._momentums, optimizer._velocities)
+    return ([w.value for w in variables], [m.value for m in momentums],
+            [v.value for v in velocities], optimizer.iterations.value)
 
 
 def adam_update(optimizer, grads, state, layout):

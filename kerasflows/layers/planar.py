@@ -128,8 +128,8 @@ class _ForwardOnlyRows(FlowLayer):
     directly, without TFP's call machinery around it twice: a 2-D planar
     layer traces 85 ops instead of 133, and a 32-layer planar flow's first
     variational training step took 10.2-10.7 s instead of 12.5-12.7 s (two
-    fresh processes each, before `fit` updated Adam with the fused kernel). The layer and its bijector give the same numbers
-    (tests/test_conformance.py).
+    fresh processes each, before `fit` updated Adam with the fused kernel).
+    The layer and its bijector give the same numbers (tests/test_conformance.py).
     """
 
     eval_in_blocks = True
