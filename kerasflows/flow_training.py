@@ -57,9 +57,10 @@ class FlowTraining(FlatStepFunctions):
     #: no distribution strategy) in `fit` with TF's fused Adam kernel, one op per
     #: weight, on the optimizer's own variables: the same formula and state as
     #: Keras' `apply_gradients`, which builds about 39 ops a weight where this
-    #: builds 3. Tracing and compiling the update alone took 2.28 -> 0.57 s for a
-    #: 5-layer NSF's 30 weights and 5.28 -> 0.78 s for 96 (XLA's default
-    #: optimisation, one process each). False: Keras' own update.
+    #: builds 3. Tracing, compiling and running the update alone took 0.53 s
+    #: instead of 2.17 s for a 5-layer NSF's 30 weights and 0.64 s instead of
+    #: 4.45 s for 96 (XLA's default optimisation, medians of 3 fresh processes,
+    #: `benchmarks/fused_adam.py`). False: Keras' own update.
     fused_adam = True
 
     def train_step(self, data):

@@ -132,7 +132,8 @@ class VariationalFlow(FlatStepFunctions, keras.Model, AutoGraphFree):
         return [self.loss_tracker, self.ess_tracker]
 
     #: Update a plain Adam with TF's fused kernel, as `Flow.fused_adam` (a 32-layer
-    #: planar flow's 96 weights: the update traced and compiled in 0.78 s, not 5.28).
+    #: planar flow's 96 weights: the update traced and compiled in 0.64 s, not 4.45;
+    #: the first `fit` call 5.94 s, not 8.82, `benchmarks/fused_adam.py`).
     fused_adam = True
 
     def log_weights(self, n):
