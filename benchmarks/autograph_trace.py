@@ -15,8 +15,9 @@ and `step` (a hand-written train step: `tf.GradientTape` around
 import argparse
 import json
 import statistics
-import subprocess
 import sys
+
+from fresh import child_result
 
 
 def child(family, dim, marks, what):
@@ -52,13 +53,6 @@ def child(family, dim, marks, what):
     print(json.dumps(time.perf_counter() - start))
 
 
-def run(family, dim, marks, what):
-    out = subprocess.run([sys.executable, __file__, "--child", family, str(dim), marks, what],
-                         capture_output=True, text=True, check=True,
-                         env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
@@ -76,7 +70,7 @@ def main(argv=None):
             times = {m: [] for m in ("on", "off")}
             for _ in range(args.repeats):        # interleaved: the machine's drift hits both
                 for marks in ("on", "off"):
-                    times[marks].append(run(family, args.dim, marks, what))
+                    times[marks].append(child_result(__file__, family, args.dim, marks, what))
             row = {"family": family, "dim": args.dim, "function": what,
                    "marked_s": times["on"], "unmarked_s": times["off"],
                    "median_marked_s": statistics.median(times["on"]),

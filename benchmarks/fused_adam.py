@@ -18,8 +18,9 @@ Three measurements, each with XLA's default optimisation:
 import argparse
 import json
 import statistics
-import subprocess
 import sys
+
+from fresh import child_result
 
 CASES = (("update", "nsf"), ("update", "planar"), ("fit", "nsf"), ("vi", "planar"))
 
@@ -71,13 +72,6 @@ def child(what, model, fused):
     print(json.dumps(time.perf_counter() - start))
 
 
-def run(what, model, fused):
-    out = subprocess.run([sys.executable, __file__, "--child", what, model, str(int(fused))],
-                         capture_output=True, text=True, check=True,
-                         env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"})
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
@@ -91,7 +85,7 @@ def main(argv=None):
         times = {"keras": [], "fused": []}
         for _ in range(args.repeats):
             for name in ("keras", "fused"):
-                times[name].append(run(what, model, name == "fused"))
+                times[name].append(child_result(__file__, what, model, int(name == "fused")))
         row = {"measure": what, "model": model, "keras_s": times["keras"],
                "fused_s": times["fused"], "median_keras_s": statistics.median(times["keras"]),
                "median_fused_s": statistics.median(times["fused"])}
