@@ -20,6 +20,7 @@ from shipped_models import SAME_RECIPE_AS_MOONS, recipe  # noqa: E402
 from test_visualizer_support import export, make_model_folder, started_window  # noqa: E402
 from visualizer import geometry, headless, paths, theme  # noqa: E402
 from visualizer.views import density as density_view  # noqa: E402
+from visualizer.views.samples import DEFAULT_COUNT  # noqa: E402
 
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000
@@ -190,6 +191,8 @@ def test_samples_view_draws_the_flows_samples(qtbot, window, tiny):
     window.show_view("samples")
     qtbot.waitUntil(lambda: view.frames >= frames + 3, timeout=TIMEOUT_MS)
     view.continuous.setChecked(False)
+    view.count.setValue(DEFAULT_COUNT)     # the window is the module's: set back what it had
+    view.temperature.setValue(1.0)
 
 
 def test_layers_view_draws_the_trace_and_the_slider_moves_it(qtbot, window, tiny):
@@ -1358,6 +1361,12 @@ def test_context_animation_records_the_view_at_each_value_of_the_sweep(qtbot, wi
     with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
         assert window.open_path(folder, context=[0.5, -0.5])
     view = show_ready(qtbot, window, "samples")
+    # what the frames below compare: the default cloud (500 points at temperature 0.7,
+    # left by another test, moved 0.66 of a grey level a pixel between the ends)
+    view.count.setValue(DEFAULT_COUNT)
+    view.temperature.setValue(1.0)
+    qtbot.waitUntil(lambda: view.is_ready() and len(view.points) == DEFAULT_COUNT,
+                    timeout=TIMEOUT_MS)
     panel = window.context_panel
     low, high = panel.ranges[1]
     values = animation.context_values(low, high)
