@@ -16,9 +16,22 @@ as users get them; an XLA_FLAGS already naming an optimisation level is kept.
 
 import os
 
+import pytest
+
 os.environ["KERASFLOWS_VIZ_COMPILE_CACHE"] = "off"
 
 _FAST_XLA = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 if (os.environ.get("KERASFLOWS_TEST_FULL_XLA", "") in ("", "0")
         and "optimization_level" not in os.environ.get("XLA_FLAGS", "")):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_XLA}".strip()
+
+
+@pytest.fixture
+def fused_adam_ops(monkeypatch):
+    """The arguments of each `tf.raw_ops.ResourceApplyAdam` built while the test
+    runs (the fused kernel a plain Adam is updated with, `packed_adam`)."""
+    import tensorflow as tf
+    calls, kernel = [], tf.raw_ops.ResourceApplyAdam
+    monkeypatch.setattr(tf.raw_ops, "ResourceApplyAdam",
+                        lambda **kw: calls.append(kw) or kernel(**kw))
+    return calls
