@@ -17,7 +17,7 @@ import json
 import statistics
 import sys
 
-from fresh import child_result
+from fresh import interleaved_results
 
 
 def child(family, dim, marks, what):
@@ -67,10 +67,8 @@ def main(argv=None):
     rows = []
     for family in args.families.split(","):
         for what in ("log_prob", "step"):
-            times = {m: [] for m in ("on", "off")}
-            for _ in range(args.repeats):        # interleaved: the machine's drift hits both
-                for marks in ("on", "off"):
-                    times[marks].append(child_result(__file__, family, args.dim, marks, what))
+            times = interleaved_results(__file__, args.repeats,
+                                        {m: (family, args.dim, m, what) for m in ("on", "off")})
             row = {"family": family, "dim": args.dim, "function": what,
                    "marked_s": times["on"], "unmarked_s": times["off"],
                    "median_marked_s": statistics.median(times["on"]),

@@ -20,7 +20,7 @@ import json
 import statistics
 import sys
 
-from fresh import child_result
+from fresh import interleaved_results
 
 CASES = (("update", "nsf"), ("update", "planar"), ("fit", "nsf"), ("vi", "planar"))
 
@@ -82,10 +82,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     rows = []
     for what, model in CASES:
-        times = {"keras": [], "fused": []}
-        for _ in range(args.repeats):
-            for name in ("keras", "fused"):
-                times[name].append(child_result(__file__, what, model, int(name == "fused")))
+        times = interleaved_results(__file__, args.repeats,
+                                    {"keras": (what, model, 0), "fused": (what, model, 1)})
         row = {"measure": what, "model": model, "keras_s": times["keras"],
                "fused_s": times["fused"], "median_keras_s": statistics.median(times["keras"]),
                "median_fused_s": statistics.median(times["fused"])}
