@@ -1,6 +1,6 @@
 """Class-conditional digits: how the label's embedding is made changes what the flow learns.
 
-    python benchmarks/class_embedding.py [--seeds 0] [--epochs 30] [--out FILE.json]
+    .venv-bench/bin/python benchmarks/class_embedding.py [--seeds 0] [--epochs 30] [--out FILE.json]
 
 An NSF (5 spline couplings, hidden [64, 64], 8 bins on [-5, 5]) learns
 p(image | label) on `kerasflows.datasets.load_conditional("digits_label")`
@@ -9,7 +9,8 @@ splits), Adam 1e-3 with cosine decay, batch 128, the label reaching the
 layers through each context encoder below. Per variant: the test NLL (nats
 per image) and the share of samples (200 per label, temperature 1) that a
 logistic regression fitted to real digits (another dequantisation of all
-1,797) classifies as the label they were drawn for (chance: 10%).
+1,797) classifies as the label they were drawn for (chance: 10%): scikit-learn's,
+which `benchmarks/setup.sh` installs into .venv-bench (kerasflows does not need it).
 
 - `keras_embedding_8`, `keras_embedding_32`: `keras.layers.Embedding` (rows
   start uniform in +-0.05) and `Flatten`;

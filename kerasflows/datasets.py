@@ -25,8 +25,12 @@ the two Student-t densities' (entropy 2.949 nats). About 1% of its points lie
 beyond |x1| = 10, and 0.25% beyond 20: a flow of Lipschitz layers over a
 Gaussian base cannot give them their density (`Flow(base="student_t")` can).
 
-`digits` is scikit-learn's bundled 8x8 digits (64-D), dequantised with
-uniform noise and standardised with one scalar: `z = ((x + u)/17 - m)/s`.
+`digits` is the 1,797 8x8 images (64-D, grey levels 0..16) of the test set of
+UCI's Optical Recognition of Handwritten Digits (E. Alpaydin and C. Kaynak,
+1998, https://doi.org/10.24432/C50P49, CC BY 4.0; the copy scikit-learn
+bundles, same order), shipped as `kerasflows/data/digits.npz`, dequantised
+with uniform noise and standardised with one scalar: `z = ((x + u)/17 - m)/s`
+(`digit_pixels()` gives the grey levels and labels as they are in the file).
 `true_log_prob(name, x)` gives the exact (or quadrature) log-density of the
 2-D sets except pinwheel, and of moons4d and heavy_tails.
 
@@ -41,7 +45,9 @@ Conditional sets, `load_conditional(name, n, seed)` -> `(x [n, D], context [n, C
   conditional set; all 1,797 images by default).
 """
 
+import functools
 import math
+import os
 
 import numpy as np
 
@@ -136,16 +142,24 @@ def _heavy_tails(rng, n):
     return np.c_[x1, 0.5 * x1 + _HEAVY_SCALE * rng.standard_t(_HEAVY_DF[1], n)]
 
 
+@functools.lru_cache(maxsize=1)
+def digit_pixels():
+    """The 1,797 digits' grey levels (float64 `[1797, 64]`, 0..16) and labels (int64 `[1797]`),
+    read-only, in the file's order."""
+    with np.load(os.path.join(os.path.dirname(__file__), "data", "digits.npz")) as data:
+        pixels, labels = data["pixels"].astype(np.float64), data["labels"].astype(np.int64)
+    pixels.flags.writeable = labels.flags.writeable = False
+    return pixels, labels
+
+
 def _digit_images(rng, n):
     """`n` of the 1,797 digits (dequantised, standardised) in a random order, and their labels."""
-    from sklearn.datasets import load_digits
-    digits = load_digits()
-    if n > len(digits.data):
-        raise ValueError(f"digits has {len(digits.data)} images; received n={n}.")
-    order = rng.permutation(len(digits.data))[:n]
-    pixels = digits.data[order]
-    x = ((pixels + rng.random(pixels.shape)) / 17.0 - DIGITS_MEAN) / DIGITS_STD
-    return x, digits.target[order].reshape(-1, 1)
+    pixels, labels = digit_pixels()
+    if n > len(pixels):
+        raise ValueError(f"digits has {len(pixels)} images; received n={n}.")
+    order = rng.permutation(len(pixels))[:n]
+    x = ((pixels[order] + rng.random((len(order), pixels.shape[1]))) / 17.0 - DIGITS_MEAN) / DIGITS_STD
+    return x, labels[order].reshape(-1, 1)
 
 
 def _digits(rng, n):
@@ -207,13 +221,18 @@ def _checkerboard_lp(x):
     return np.where(inside & black, -math.log(32.0), -np.inf)
 
 
+def _log_i0e(x):
+    """log of the exponentially scaled modified Bessel function I0(x) exp(-|x|) (float64)."""
+    import tensorflow as tf
+    return np.log(tf.math.special.bessel_i0e(tf.constant(x, tf.float64)).numpy())
+
+
 def _rings_lp(x):
-    from scipy.special import i0e  # scipy comes with scikit-learn
     radii = np.arange(1.0, 5.0)[None]
     rho = np.sqrt((x ** 2).sum(1))[:, None]
     s2 = 0.01
     lp = (np.log(radii / radii.sum()) - _LOG2PI - math.log(s2) - (rho - radii) ** 2 / (2 * s2)
-          + np.log(i0e(rho * radii / s2)))
+          + _log_i0e(rho * radii / s2))
     return _logsumexp(lp, 1)
 
 
@@ -275,12 +294,11 @@ def _ring_radius(rng, n):
 
 
 def _ring_radius_lp(x, context):
-    from scipy.special import i0e  # scipy comes with scikit-learn
     r = context[:, 0]
     rho = np.sqrt((x ** 2).sum(1))
     s2 = 0.01
     return (-_LOG2PI - math.log(s2) - (rho - r) ** 2 / (2 * s2)
-            + np.log(i0e(rho * r / s2)))
+            + _log_i0e(rho * r / s2))
 
 
 #: name: (sampler, exact log p(x | context) or None, D, C, default n)

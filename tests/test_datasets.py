@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+import tensorflow_probability as tfp
+from distribution_checks import ks_pvalue, student_t, t_cdf
 
 from kerasflows import datasets
 
@@ -104,19 +106,32 @@ def test_conditional_ring_radius_draws_and_its_exact_density():
         datasets.true_conditional_log_prob("ring_radius", x, c[:10])
 
 
+def test_the_shipped_digits_are_the_uci_test_set():
+    """kerasflows/data/digits.npz: the 1,797 images of UCI optdigits' test set, grey
+    levels 0..16, with the set's published count of each digit."""
+    pixels, labels = datasets.digit_pixels()
+    assert pixels.shape == (1797, 64) and labels.shape == (1797,)
+    np.testing.assert_array_equal(pixels, np.round(pixels))
+    assert pixels.min() == 0 and pixels.max() == 16
+    np.testing.assert_array_equal(np.bincount(labels),
+                                  [178, 182, 177, 183, 181, 182, 181, 179, 174, 180])
+    assert pixels[:, [0, 8, 16, 24, 32, 40, 48, 56]].mean() < 0.5 < pixels.mean()  # dark border
+    with pytest.raises(ValueError, match="read-only"):
+        pixels[0, 0] = 1.0
+
+
 def test_conditional_digits_label_pairs_each_image_with_its_label():
-    from sklearn.datasets import load_digits
     x, c = datasets.load_conditional("digits_label", seed=3)
     assert x.shape == (1797, 64) and c.shape == (1797, 1) and x.dtype == c.dtype == np.float32
     np.testing.assert_array_equal(np.sort(np.unique(c)), np.arange(10))
     # undone, the scaling leaves pixel + U(0, 1): each of 200 images lies within half a
-    # grey level of the centres of an sklearn digit of its own label
+    # grey level of the centres of a shipped digit of its own label
     v = (x[:200].astype(np.float64) * datasets.DIGITS_STD + datasets.DIGITS_MEAN) * 17.0
-    digits = load_digits()
-    distance = np.abs(v[:, None, :] - (digits.data[None] + 0.5)).max(-1)     # [200, 1797]
+    pixels, labels = datasets.digit_pixels()
+    distance = np.abs(v[:, None, :] - (pixels[None] + 0.5)).max(-1)     # [200, 1797]
     nearest = distance.argmin(1)
     assert distance[np.arange(200), nearest].max() <= 0.5 + 1e-4
-    np.testing.assert_array_equal(digits.target[nearest], c[:200, 0])
+    np.testing.assert_array_equal(labels[nearest], c[:200, 0])
     np.testing.assert_array_equal(x[:50], datasets.load("digits", n=50, seed=3))
     assert datasets.load_conditional("digits_label", n=20, seed=3)[0].shape == (20, 64)
     with pytest.raises(ValueError, match="digits has 1797 images; received n=2000"):
@@ -125,15 +140,21 @@ def test_conditional_digits_label_pairs_each_image_with_its_label():
         datasets.true_conditional_log_prob("digits_label", x, c)
 
 
+def test_ks_pvalue_tells_a_sample_of_a_cdf_from_a_shifted_one():
+    z = np.random.default_rng(0).standard_normal(20_000)
+    normal_cdf = lambda v: tfp.distributions.Normal(np.float64(0), 1.0).cdf(v).numpy()  # noqa: E731
+    assert ks_pvalue(z, normal_cdf) > 0.05
+    assert ks_pvalue(z + 0.05, normal_cdf) < 1e-6
+
+
 def test_heavy_tails_is_student_t_and_its_density_is_theirs():
-    import scipy.stats as st
     x = datasets.load("heavy_tails", n=20_000, seed=1).astype(np.float64)
-    assert st.kstest(x[:, 0], st.t(2).cdf).pvalue > 1e-3
-    assert st.kstest((x[:, 1] - 0.5 * x[:, 0]) / 0.5, st.t(4).cdf).pvalue > 1e-3
+    assert ks_pvalue(x[:, 0], t_cdf(2)) > 1e-3
+    assert ks_pvalue((x[:, 1] - 0.5 * x[:, 0]) / 0.5, t_cdf(4)) > 1e-3
     assert 0.005 < np.mean(np.abs(x[:, 0]) > 10) < 0.015      # about 1% beyond 10
     lp = datasets.true_log_prob("heavy_tails", x)
-    np.testing.assert_allclose(lp, st.t(2).logpdf(x[:, 0])
-                               + st.t(4, loc=0.5 * x[:, 0], scale=0.5).logpdf(x[:, 1]),
+    np.testing.assert_allclose(lp, student_t(2).log_prob(x[:, 0])
+                               + student_t(4, loc=0.5 * x[:, 0], scale=0.5).log_prob(x[:, 1]),
                                rtol=1e-9, atol=1e-9)
-    entropy = st.t(2).entropy() + st.t(4, scale=0.5).entropy()
+    entropy = float(student_t(2).entropy() + student_t(4, scale=0.5).entropy())
     assert -lp.mean() == pytest.approx(entropy, abs=0.05)
