@@ -101,19 +101,21 @@ def test_a_context_starting_with_a_minus_sign_is_a_value():
     assert build_parser().parse_args(["m", "--context", "-.5"]).context == [-0.5]
 
 
-def main_here(args, capsys, monkeypatch):
+def main_here(args, capsys, monkeypatch, stdout=False):
     """`main(args)` run in this process, with no display as `run_viz` has; returns
-    `(exit code, stderr)`. For the errors found once the model has opened: they are
-    main's messages and exit codes, and another process would only import
-    TensorFlow again (8 s; the tests above check that the program itself exits 2
-    with a one-line error)."""
+    `(exit code, stderr)`, and then stdout if `stdout`. For the errors found once the
+    model has opened, and the outputs other than the demo's and --data's: they are
+    main's messages, exit codes and files, and another process would only import
+    TensorFlow again (8 s; the tests that run the program check that it exits 2 with
+    a one-line error and writes its files without a display)."""
     from visualizer.__main__ import main
     for name in ("DISPLAY", "WAYLAND_DISPLAY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
     capsys.readouterr()
     code = main(args)
-    return code, capsys.readouterr().err
+    printed = capsys.readouterr()
+    return (code, printed.err, printed.out) if stdout else (code, printed.err)
 
 
 def test_context_for_an_unconditional_flow_is_a_one_line_error(folder, tmp_path, capsys,
@@ -163,9 +165,10 @@ def test_screenshot_rows_by_context_draws_one_row_per_digit(folder, tmp_path, ca
     import numpy as np
     from visualizer import paths
     digits = paths.default_model_path().parent / "digits_label"
-    proc = run_viz([str(digits), "--screenshot", "r.jpg", "--view", "samples",
-                    "--rows-by-context", "--data", "r.npz", "--size", "1100x700"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, err = main_here([str(digits), "--screenshot", str(tmp_path / "r.jpg"), "--view",
+                           "samples", "--rows-by-context", "--data", str(tmp_path / "r.npz"),
+                           "--size", "1100x700"], capsys, monkeypatch)
+    assert code == 0, err[-3000:]
     assert QtGui.QImageReader(str(tmp_path / "r.jpg")).format() == b"jpeg"   # as it is named
     with np.load(tmp_path / "r.npz", allow_pickle=False) as data:
         assert data["samples"].shape == (100, 64)
@@ -207,15 +210,18 @@ def test_animation_options_are_checked_before_any_work(tmp_path):
     assert list(tmp_path.iterdir()) == [], "nothing was written"
 
 
-def test_animation_plays_the_layers_into_a_gif_without_a_display(folder, tmp_path):
+def test_animation_plays_the_layers_into_a_gif_without_a_display(folder, tmp_path, capsys,
+                                                                  monkeypatch):
     from PIL import Image
     from visualizer import animation
-    proc = run_viz([str(folder), "--animation", "warp.gif", "--direction", "inverse",
-                    "--speed", "5", "--frame-size", "320x240"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    monkeypatch.chdir(tmp_path)
+    code, err, out = main_here([str(folder), "--animation", "warp.gif", "--direction",
+                                "inverse", "--speed", "5", "--frame-size", "320x240"],
+                               capsys, monkeypatch, stdout=True)
+    assert code == 0, err[-3000:]
     states = 2 + 1                                    # the tiny flow's 2 layers
     n = len(animation.frame_positions(states - 1, 5.0))
-    assert proc.stdout.strip() == f"warp.gif ({n} frames)"
+    assert out.strip() == f"warp.gif ({n} frames)"
     with Image.open(tmp_path / "warp.gif") as image:
         assert image.size == (320, 240) and image.n_frames >= 2
         first = np.asarray(image.convert("RGB"), dtype=int)
