@@ -64,7 +64,7 @@ def test_trains_under_fit_and_saves(tmp_path):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((1024, 2)) * [0.5, 0.3] + [1.0, -0.5]).astype("float32")
-    flow = kerasflows.Flow([ContinuousFlow(hidden_units=(32, 32))], event_dim=2)
+    flow = kerasflows.Flow([ContinuousFlow(hidden_units=(16,))], event_dim=2)
     nll_before = -float(np.mean(flow.log_prob(x).numpy()))
     flow.compile(optimizer=keras.optimizers.Adam(1e-2))
     assert flow.jit_compile is True                   # the exact trace: XLA
