@@ -86,35 +86,42 @@ CHILD = r"""
 import contextlib, sys
 import numpy as np, tensorflow as tf
 from kerasflows import graph_calls
-@tf.function(autograph=False)
-def f(x):
-    y = tf.nn.relu(tf.matmul(x, tf.ones([3, 3])) + 1.0)
-    return tf.reduce_sum(y * y + tf.exp(-y), axis=1)
 x = tf.constant(np.arange(12, dtype="float32").reshape(4, 3) / 7)
-concrete = f.get_concrete_function(x)
-with graph_calls.light_calls() if sys.argv[1] == "light" else contextlib.nullcontext():
-    print(f(x).numpy().tobytes().hex())
-    # later calls, structured and through the flat inputs (as BackgroundCompiledStep
-    # calls its graph), reuse the graph instantiated by the first
-    f(x)
-    concrete._call_flat([x], concrete.captured_inputs)
+for mode in sys.argv[1:]:          # a function of its own for each mode
+    @tf.function(autograph=False)
+    def f(x):
+        y = tf.nn.relu(tf.matmul(x, tf.ones([3, 3])) + 1.0)
+        return tf.reduce_sum(y * y + tf.exp(-y), axis=1)
+    concrete = f.get_concrete_function(x)
+    print(f"=== {mode}", file=sys.stderr, flush=True)
+    with graph_calls.light_calls() if mode == "light" else contextlib.nullcontext():
+        print(mode, f(x).numpy().tobytes().hex(), flush=True)
+        # later calls, structured and through the flat inputs (as BackgroundCompiledStep
+        # calls its graph), reuse the graph instantiated by the first
+        f(x)
+        concrete._call_flat([x], concrete.captured_inputs)
+print("=== end", file=sys.stderr, flush=True)
 """
 
 
-def run_child(mode):
+def run_child(*modes):
+    """Runs CHILD on `modes` in one process; {mode: (its output, Grappler's log of its calls)}."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_VMODULE="meta_optimizer=1")
-    proc = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", CHILD, *modes], capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout.strip().splitlines()[-1], proc.stderr
+    outputs = dict(line.split() for line in proc.stdout.splitlines() if line.split()[0] in modes)
+    logs = proc.stderr.split("=== ")
+    return {mode: (outputs[mode], next(log for log in logs if log.startswith(mode + "\n")))
+            for mode in modes}
 
 
 def test_tensorflow_runs_the_light_graph_without_the_inert_passes():
     """Grappler's own log: the passes named off do not run on a light call's graph,
     the others do, once (three calls, one optimisation); the numbers are the same
     to the bit."""
-    full_out, full_log = run_child("full")
-    light_out, light_log = run_child("light")
+    runs = run_child("full", "light")
+    (full_out, full_log), (light_out, light_log) = runs["full"], runs["light"]
     assert light_out == full_out
     for name in ("tfg_optimizer", "layout:", "memory_optimizer"):
         assert name in full_log
