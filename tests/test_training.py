@@ -479,11 +479,15 @@ def test_keras_file_keeps_the_optimizer_and_training_resumes_identically(tmp_pat
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-7)
 
 
-MIRRORED_SCRIPT = r"""
+FRESH_PROCESS_SCRIPT = r"""
 import json, sys
 import numpy as np, tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import kerasflows as kf      # the first kerasflows import: the package's __init__ alone
+readme_names = [kf.training.make_train_step.__name__, kf.distributed.train_flow.__name__,
+                kf.export.load_saved_model.__name__, kf.graph_calls.__name__,
+                kf.inference.tabulate.__name__, kf.recipes.__name__]
 import keras
 from kerasflows import models, datasets
 x = datasets.load("moons", n=64, seed=0)
@@ -509,19 +513,27 @@ for name, kwargs in (("plain", {}), ("weighted", {"sample_weight": w})):
     l0, w0 = one_step(tf.distribute.get_strategy(), **kwargs)
     result[name] = {"loss": [l0, l1], "max_weight_diff": max(
         float(np.max(np.abs(np.array(a) - np.array(b)))) for a, b in zip(w0, w1))}
-json.dump(result, sys.stdout)
+json.dump({"readme_names": readme_names, "mirrored": result}, sys.stdout)
 """
 
 
-def test_mirrored_strategy_step_equals_single_device_step():
+def test_in_a_fresh_process_import_reaches_the_readme_modules_and_mirrored_steps_equal_one_device():
+    """Two checks that need a process of their own, in one (a TensorFlow import is
+    8 s): `import kerasflows` alone reaches every module the README names; a
+    MirroredStrategy step over two logical CPUs (configured before TensorFlow
+    starts) equals the single-device step, with and without sample weights."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], capture_output=True, text=True,
-                         env=env, timeout=300)
+    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS_SCRIPT], capture_output=True,
+                         text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    for name, res in json.loads(out.stdout.strip().splitlines()[-1]).items():
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["readme_names"] == ["make_train_step", "train_flow", "load_saved_model",
+                                   "kerasflows.graph_calls", "tabulate", "kerasflows.recipes"]
+    for name, res in got["mirrored"].items():
         l0, l1 = res["loss"]
         assert abs(l0 - l1) < 1e-5 * abs(l0), (name, res)
         assert res["max_weight_diff"] < 1e-6, (name, res)
+
 
 def test_fit_warns_of_columns_with_no_likelihood_optimum():
     rng = np.random.default_rng(0)
@@ -663,13 +675,3 @@ def test_compile_refuses_an_optimizer_packed_by_make_train_step():
     flow.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
     assert np.isfinite(flow.fit(x, epochs=1, verbose=0).history["loss"]).all()
 
-
-def test_import_kerasflows_reaches_every_module_the_readme_names():
-    code = ("import kerasflows as kf; print(kf.training.make_train_step.__name__, "
-            "kf.distributed.train_flow.__name__, kf.export.load_saved_model.__name__, "
-            "kf.graph_calls.__name__, kf.inference.tabulate.__name__, kf.recipes.__name__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["make_train_step", "train_flow", "load_saved_model",
-                                  "kerasflows.graph_calls", "tabulate", "kerasflows.recipes"]
