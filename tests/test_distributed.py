@@ -13,6 +13,7 @@ import pytest
 
 import kerasflows
 from kerasflows import models
+from kerasflows.cli import main
 from kerasflows.distributed import epoch_order, get_strategy, train_flow
 
 
@@ -87,8 +88,8 @@ def _free_ports(k):
     return ports
 
 
-def _train(tmp_path, name, strategy, env_extra):
-    argv = [sys.executable, "-m", "kerasflows.cli", "train", str(tmp_path / "data.npy"),
+def _train_arguments(tmp_path, name, strategy):
+    return ["train", str(tmp_path / "data.npy"),
             "--recipe", "realnvp", "--layers", "2", "--hidden", "16", "--epochs", "3",
             "--batch-size", "64", "--lr", "5e-3", "--seed", "4", "--test-split", "0",
             "--strategy", strategy, "--out", str(tmp_path / f"{name}.keras"), "--quiet",
@@ -97,6 +98,10 @@ def _train(tmp_path, name, strategy, env_extra):
             # carried the all-reduce's other summation order to 2e-5-8e-5 in the weights
             # nearest zero, which differed from run to run
             "--no-standardize"]
+
+
+def _train(tmp_path, name, strategy, env_extra):
+    argv = [sys.executable, "-m", "kerasflows.cli", *_train_arguments(tmp_path, name, strategy)]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env_extra}
     return subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -110,7 +115,8 @@ def test_two_workers_train_one_model_matching_a_single_process(tmp_path):
                     {"TF_CONFIG": json.dumps({"cluster": cluster,
                                               "task": {"type": "worker", "index": i}})})
              for i in range(2)]
-    procs.append(_train(tmp_path, "single", "default", {}))
+    # the single-process run in this process, while the workers train
+    assert main(_train_arguments(tmp_path, "single", "default")) == 0
     for proc in procs:
         _, err = proc.communicate(timeout=400)
         assert proc.returncode == 0, err[-3000:]
