@@ -1149,6 +1149,21 @@ def test_pairs_view_draws_every_pair_and_each_marginal(qtbot, window, models, tm
     view.set_coordinates(range(4))
 
 
+def test_pairs_grid_is_built_when_the_view_is_shown_for_the_model_open(qtbot, window, models):
+    """Opening a model while another view is shown leaves the Pairs grid to be built
+    when it is shown (it took 0.7 s a model); then it is the new model's."""
+    view = show_ready(qtbot, window, "pairs")
+    show_ready(qtbot, window, "samples")
+    opened = "wide" if window.info["name"] != "wide" else "tiny"
+    open_model(qtbot, window, models[opened][0])
+    assert view.grid_stale
+    view.draw()                                    # a stale grid is left alone
+    show_ready(qtbot, window, "pairs")
+    k = window.info["event_dim"]
+    assert not view.grid_stale and view.coords == list(range(k)) and len(view.cells) == k * k
+    assert view.cells[k - 1, 0].getAxis("bottom").labelText == "x1"
+
+
 def test_pairs_of_a_picture_flow_start_at_its_most_varied_pixels(qtbot, window, models):
     from visualizer import marginals
     info = open_model(qtbot, window, models["pictures"][0])
