@@ -227,10 +227,19 @@ def test_layers_view_draws_the_trace_and_the_slider_moves_it(qtbot, window, tiny
     np.testing.assert_allclose(view.cloud.points, 0.5 * (drawn[1] + drawn[2]), atol=1e-4)
     check_range_holds_the_grid(view, 0.5 * (view.grid_states[1] + view.grid_states[2]),
                                margin=None)         # (the two states' ranges, blended)
+    thumbnails = list(view.strip.plots)
     view.direction.setCurrentIndex(1)                        # data -> base
     qtbot.waitUntil(view.is_ready, timeout=TIMEOUT_MS)
     inv = np.stack(tiny.trace_inverse(view._inputs()[2]))
     np.testing.assert_allclose(view.cloud_states, inv, atol=1e-4)
+    # as many states: the same thumbnails, given the inverse's states and names
+    from visualizer.views.strip import STRIP_POINTS
+    assert view.strip.plots == thumbnails
+    every = max(1, inv.shape[1] // STRIP_POINTS)
+    for plot, items, state, name in zip(view.strip.plots, view.strip._items, inv,
+                                        view.state_names()):
+        np.testing.assert_allclose(items[1].points, state[::every], atol=1e-4)
+        assert plot.toolTip() == name
     view.set_layer(3)
     check_range_holds_the_grid(view, view.grid_states[3])
     frames = view.frames

@@ -28,45 +28,60 @@ class LayerStrip(QtWidgets.QScrollArea):
         self.row = QtWidgets.QHBoxLayout(self.inner)
         self.row.setContentsMargins(4, 4, 4, 4)
         self.setWidget(self.inner)
-        self.plots = []
+        self.plots, self._items = [], []
+        self._kind = None           # (pictures or points, how many): what the plots show
         self.current = None
 
     def show_states(self, grid_states, cloud_states, connect, names, regions, pictures=None,
                     levels=None):
         """One thumbnail per state: its grid and cloud over `regions[k]`, or
-        `pictures[k]` (a tiled image drawn grey over `levels`)."""
+        `pictures[k]` (a tiled image drawn grey over `levels`). As many states of the
+        same kind as shown: the thumbnails are kept and given the new data (making
+        them took 40 ms a plot, each time the Layers view drew)."""
+        kind = ("pictures" if pictures is not None else "points", len(names))
+        if kind != self._kind:
+            self._make_plots(len(names), pictures is not None)
+            self._kind = kind
+        every = max(1, cloud_states.shape[1] // STRIP_POINTS)
+        for k, (name, plot, items) in enumerate(zip(names, self.plots, self._items)):
+            item = plot.getPlotItem()
+            if name != plot.toolTip():
+                item.setTitle(f"<span style='font-size:8pt'>{self.elide(name)}</span>")
+                plot.setToolTip(name)
+            if pictures is not None:
+                w, h = draw_picture(items[0], pictures[k], levels)
+                x0, x1, y0, y1 = 0, w, 0, h
+            else:
+                grid, cloud = items
+                grid.set_lines(grid_states[k], connect)
+                cloud.set_points(cloud_states[k, ::every])
+                x0, x1, y0, y1 = regions[k]
+                item.setAspectLocked(geometry.is_square(regions[k]))
+            item.getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
+
+    def _make_plots(self, count, pictures):
         while self.row.count():
             w = self.row.takeAt(0).widget()
             if w is not None:
                 w.deleteLater()
-        self.plots, self.current = [], None
-        every = max(1, cloud_states.shape[1] // STRIP_POINTS)
-        for k, name in enumerate(names):
+        self.plots, self._items, self.current = [], [], None
+        for k in range(count):
             plot = make_plot()
             plot.setFixedSize(170, 150)
             item = plot.getPlotItem()
             item.hideAxis("left")
             item.hideAxis("bottom")
-            item.setTitle(f"<span style='font-size:8pt'>{self.elide(name)}</span>")
-            plot.setToolTip(name)
-            if pictures is not None:
-                image = HeatmapItem()
-                item.addItem(image)
-                w, h = draw_picture(image, pictures[k], levels)
-                x0, x1, y0, y1 = 0, w, 0, h
+            if pictures:
+                items = (HeatmapItem(),)
             else:
-                grid = GridCurve("grid", 1.0, 110)
-                grid.set_lines(grid_states[k], connect)
-                cloud = PointCloudItem("samples", size=2.0, alpha=200)
-                cloud.set_points(cloud_states[k, ::every])
-                item.addItem(grid)
-                item.addItem(cloud)
-                x0, x1, y0, y1 = regions[k]
-                item.setAspectLocked(geometry.is_square(regions[k]))
-            item.getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
+                items = (GridCurve("grid", 1.0, 110),
+                         PointCloudItem("samples", size=2.0, alpha=200))
+            for it in items:
+                item.addItem(it)
             plot.scene().sigMouseClicked.connect(lambda ev, k=k: self.on_click(k))
             self.row.addWidget(plot)
             self.plots.append(plot)
+            self._items.append(items)
         self.row.addStretch(1)
 
     @staticmethod
