@@ -158,7 +158,8 @@ def _digit_images(rng, n):
     if n > len(pixels):
         raise ValueError(f"digits has {len(pixels)} images; received n={n}.")
     order = rng.permutation(len(pixels))[:n]
-    x = ((pixels[order] + rng.random((len(order), pixels.shape[1]))) / 17.0 - DIGITS_MEAN) / DIGITS_STD
+    chosen = pixels[order]
+    x = ((chosen + rng.random(chosen.shape)) / 17.0 - DIGITS_MEAN) / DIGITS_STD
     return x, labels[order].reshape(-1, 1)
 
 
