@@ -179,3 +179,29 @@ def test_bijector_takes_any_batch_shape():
     # against 8 rows); a log-prob of a `[2, 4]` batch and of its 8 rows both read
     # their log-det from the inverse's one solve of the same rows
     check_bijector_batch_shapes(layer, cond, rtol=1e-9, log_det_rtol=1e-6, log_prob_rtol=1e-9)
+
+
+def test_hutchinson_log_density_is_the_same_in_every_eval_mode():
+    """The fixed probe came from `tf.random.stateless_normal`, whose numbers under
+    XLA are not its CPU kernel's: XLA-mode and `predict` log-densities were up to
+    3 nats away from the graph's for the same points."""
+    from kerasflows.layers.continuous import fixed_probe
+    probe = [fixed_probe(tf.constant([6, 4]), "float32", 0)]
+    probe.append(tf.function(fixed_probe)(tf.constant([6, 4]), "float32", 0))
+    probe.append(tf.function(fixed_probe, jit_compile=True)(tf.constant([6, 4]), "float32", 0))
+    for p in probe[1:]:
+        np.testing.assert_array_equal(p.numpy(), probe[0].numpy())
+    assert set(np.unique(probe[0])) == {-1.0, 1.0}
+    assert not np.array_equal(fixed_probe([6, 4], "float32", 1), probe[0])   # seeded
+    layer = ContinuousFlow(hidden_units=(16,), trace="hutchinson")
+    layer.ensure_built(3)
+    kerasflows.testing.perturb_weights(layer, 0.5, seed=2)
+    flow = kerasflows.Flow([layer], event_dim=3)
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype("float32")
+    values = {}
+    for mode in ("eager", "graph", "xla"):
+        flow.eval_mode = mode
+        values[mode] = flow.log_prob(x).numpy()
+    np.testing.assert_allclose(values["xla"], values["graph"], atol=1e-4)
+    np.testing.assert_allclose(values["eager"], values["graph"], atol=1e-4)
+    np.testing.assert_allclose(flow.predict(x, verbose=0), values["graph"], atol=1e-4)
