@@ -165,6 +165,35 @@ def test_the_tfp_distribution_takes_tfps_shapes(make):
     assert flow.bijector.inner.bijectors      # the layers' own chain
 
 
+@pytest.mark.parametrize("make", [
+    lambda: M.RealNVP(3, num_layers=2, hidden_units=(8,), context_dim=2),
+    lambda: M.MAF(5, num_layers=2, hidden_units=(8,), context_dim=2),   # MADE.solve samples
+    lambda: M.NSF(3, num_layers=2, hidden_units=(8,), bins=4, context_dim=2),
+    lambda: kerasflows.Flow([L.ContinuousFlow(hidden_units=(8,), context_dim=2)], 3,
+                            context_dim=2)], ids=["realnvp", "maf", "nsf", "ffjord"])
+def test_the_tfp_views_of_a_conditional_flow_take_one_shared_context_row(make):
+    """A `[1, C]` context reached the conditioners unrepeated, where TFP's calls
+    gave other row counts: ConcatOp errors from `get_distribution(c).log_prob`."""
+    flow = make()
+    perturb_weights(flow, 0.3, seed=1)
+    D, c = flow.event_dim, np.array([[0.5, -1.0]], "float32")
+    x = np.random.default_rng(0).normal(size=(2, 3, D)).astype("float32")
+    want = flow.log_prob(x.reshape(6, D), context=c).numpy()
+    d = flow.get_distribution(c)
+    np.testing.assert_allclose(d.log_prob(x).numpy().ravel(), want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(flow.get_bijector(c).inverse(x.reshape(6, D)),
+                               flow.inverse(x.reshape(6, D), context=c), rtol=1e-4, atol=1e-4)
+    assert d.sample([2, 3], seed=1).shape == (2, 3, D)
+    assert d.sample(seed=1).shape == (D,)
+    # a layer called alone checks the context's rows
+    layer = next(l for l in flow.flow_layers if l.context_dim)
+    with pytest.raises(ValueError, match="inputs have 6 rows but the context has 2"):
+        layer.forward_and_log_det(x.reshape(6, D), context=np.zeros((2, 2), "float32"))
+    for got, want in zip(layer.forward_and_log_det(x.reshape(6, D), context=c),
+                         layer.forward_and_log_det(x.reshape(6, D), context=np.repeat(c, 6, 0))):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def test_empty_batches_of_autoregressive_flows_solved_dimension_by_dimension():
     """From 4 dimensions MADE.solve runs the sampling direction; its row updates
     could not scatter into an empty batch."""

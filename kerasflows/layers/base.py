@@ -170,6 +170,10 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
                              f"of shape (batch, {self.context_dim}).")
         context = tf.convert_to_tensor(context, dtype=self.compute_dtype)
         check_event_dim(type(self).__name__, context, self.context_dim, what="context")
+        context = context_rows(context, x.shape[0], lambda have: (
+            f"{type(self).__name__} '{self.name}' inputs have {x.shape[0]} rows but the "
+            f"context has {have}; give one context row per row, or one row "
+            f"[1, {self.context_dim}] shared by all."))
         return x, context
 
     def forward_and_log_det(self, z, context=None, training=False):

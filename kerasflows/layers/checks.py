@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 __all__ = ["check_float", "check_positive_int", "check_event_dim", "split_mixed_policy",
-           "context_rows"]
+           "context_rows", "shared_context"]
 
 
 def check_float(name, value, accept, expected):
@@ -86,3 +86,13 @@ def context_rows(context, rows, mismatch):
     if have != 1:
         raise ValueError(mismatch(have))
     return tf.repeat(context, rows, axis=0)
+
+
+def shared_context(context, x):
+    """`context` for the rows of `x` inside a conditioner: a `[1, C]` context
+    (one shared by every row, as `Flow.get_bijector` takes it) broadcast to
+    `x`'s rows, any other as it is. A context of statically known rows other
+    than one (every context a `Flow` call passes on) goes through untouched."""
+    if context is None or context.shape[0] != 1 or x.shape[0] == 1:
+        return context
+    return tf.broadcast_to(context, tf.stack([tf.shape(x)[0], tf.shape(context)[1]]))

@@ -18,6 +18,7 @@ import tensorflow_probability as tfp
 
 from kerasflows.layers.base import (FlowLayer, RowsBijector, batch_log_det, check_float,
                                     solve_nonempty)
+from kerasflows.layers.checks import shared_context
 from kerasflows.layers.nets import MLP, check_hidden_units
 
 tfb = tfp.bijectors
@@ -169,7 +170,8 @@ class ContinuousFlow(FlowLayer):
         """Returns `f(t, x) -> dx/dt`, `[batch, D]`, for the given context."""
         def fn(t, x):
             t = tf.fill(tf.stack([tf.shape(x)[0], 1]), tf.cast(t, x.dtype))
-            parts = [x, t] if context is None else [x, t, tf.cast(context, x.dtype)]
+            parts = [x, t] if context is None else [
+                x, t, tf.cast(shared_context(context, x), x.dtype)]
             return tf.cast(self.net(tf.concat(parts, axis=-1)), x.dtype)
         return fn
 

@@ -11,6 +11,7 @@ import tensorflow_probability as tfp
 
 from kerasflows.layers.base import (FlowLayer, any_batch, batch_log_det, check_float,
                                     check_positive_int)
+from kerasflows.layers.checks import shared_context
 from kerasflows.layers.nets import MLP, check_hidden_units
 
 tfb = tfp.bijectors
@@ -134,7 +135,8 @@ class CouplingLayer(FlowLayer):
         net = self.table if self.table is not None else self.net
 
         def fn(x0, output_units=None, **unused):
-            h = x0 if context is None else tf.concat([x0, tf.cast(context, x0.dtype)], -1)
+            h = x0 if context is None else tf.concat(
+                [x0, tf.cast(shared_context(context, x0), x0.dtype)], -1)
             params = tf.cast(net(h), x0.dtype)   # float32 from a mixed-precision net
             return tf.reshape(params, [-1, self.transformed, self.params_per_dim])
         return fn

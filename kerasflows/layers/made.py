@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasflows.layers.base import check_positive_int, solve_nonempty
+from kerasflows.layers.checks import shared_context
 from kerasflows.layers.nets import (check_hidden_units, hidden_bias_init, hidden_kernel_init,
                                     output_matmul)
 
@@ -110,7 +111,7 @@ class MADE(keras.layers.Layer):
         prune = PRUNE_MADE and D > 1
         h = tf.cast(x[:, :D - 1] if prune else x, dtype)
         if context is not None:
-            h = tf.concat([h, tf.cast(context, dtype)], axis=-1)
+            h = tf.concat([h, tf.cast(shared_context(context, x), dtype)], axis=-1)
         n = len(self.kernels)
         for i, (k, b, m) in enumerate(zip(self.kernels, self.biases, self._masks)):
             k, b = tf.cast(k, dtype) * tf.constant(m, dtype), tf.cast(b, dtype)
@@ -164,6 +165,7 @@ class MADE(keras.layers.Layer):
         step reads and writes whole rows.
         """
         v = tf.convert_to_tensor(v, self.variable_dtype)
+        context = None if context is None else shared_context(tf.convert_to_tensor(context), v)
         return solve_nonempty(lambda v, context: self._solve(transform, v, context), v, context)
 
     def _solve(self, transform, v, context):
