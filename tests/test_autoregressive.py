@@ -66,6 +66,17 @@ def test_check_flow_layer(name, dim, ctx, dtype):
     assert report["inverse_error"] <= (1e-5 if dtype == "float64" else 1e-3)
 
 
+@pytest.mark.parametrize("ctx", [None, 2])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_a_linear_made_works_in_both_directions_at_every_width(name, ctx):
+    """`hidden_units=()` (a linear conditioner) is accepted, as in the coupling
+    layers; from `SOLVE_MIN_DIM` dimensions on the sequential direction went
+    to `MADE.solve`, which needs a hidden layer, and raised an IndexError."""
+    layer = LAYERS[name](hidden_units=(), context_dim=ctx, dtype="float64")
+    report = check_flow_layer(layer, 5, context_dim=ctx, perturb=0.3)
+    assert report["inverse_error"] <= 1e-8
+
+
 def _tfp_maf(layer, context):
     def shift_and_log_scale(y):
         p = layer.made(y, context=context)

@@ -114,7 +114,8 @@ class AutoregressiveLayer(FlowLayer):
         Output `d` depends on outputs `< d` only, so dimension `d` is mapped
         once dimensions `< d` are known. From `SOLVE_MIN_DIM` dimensions on,
         `MADE.solve` does this computing each hidden unit once (about one
-        network pass in all); below it, `D - 1` passes of the whole network
+        network pass in all); below it, and for a MADE with no hidden layer
+        (`hidden_units=()`, a linear conditioner: one pass is one matmul), `D - 1` passes of the whole network
         in a `tf.while_loop`, each making one more output exact, and a last
         one that also gives the log-det (without a context the first pass
         is one MADE row: dimension 0's parameters depend on no input). Same
@@ -129,7 +130,8 @@ class AutoregressiveLayer(FlowLayer):
         direction does, so `inverse(forward(z))` returns `z`.
         """
         v, context = self.check_inputs(v, context)
-        if self.event_dim >= self.SOLVE_MIN_DIM and self.made.compute_dtype == v.dtype:
+        if (self.event_dim >= self.SOLVE_MIN_DIM and self.made.hidden_units
+                and self.made.compute_dtype == v.dtype):
             def transform(params, v_d):
                 return self.elementwise(params, v_d, inverse=False)
             return self.made.solve(transform, v, context=context)
