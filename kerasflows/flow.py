@@ -102,11 +102,23 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         layer_context_dim = self.context_dim
         if context_encoder is not None:
             layer_context_dim = encoded_context_dim(context_encoder, self.context_dim)
+        if isinstance(layers, (FlowLayer, str)) or not hasattr(layers, "__iter__"):
+            raise ValueError("Flow layers must be a list of kerasflows.layers.FlowLayer "
+                             f"instances; received {type(layers).__name__}: {layers!r}"
+                             + (" (wrap one layer in a list: [layer])"
+                                if isinstance(layers, FlowLayer) else ""))
         layers = list(layers)
         for i, layer in enumerate(layers):
             if not isinstance(layer, FlowLayer):
                 raise ValueError(f"Flow layers must be kerasflows.layers.FlowLayer instances; "
                                  f"layer {i} is {type(layer).__name__}: {layer!r}")
+            if layer.compute_dtype != self.compute_dtype:
+                raise ValueError(
+                    f"Layer {i} ({layer.name}) computes in {layer.compute_dtype} but the flow "
+                    f"in {self.compute_dtype}: give the flow and its layers one dtype "
+                    f"(Flow(..., dtype={layer.compute_dtype!r}) or the layers' dtype="
+                    f"{self.compute_dtype!r}), or set it for all with "
+                    "keras.config.set_dtype_policy.")
             if layer.context_dim is not None and layer.context_dim != layer_context_dim:
                 where = (f"the flow has context_dim={self.context_dim}"
                          if context_encoder is None else

@@ -87,8 +87,14 @@ def _stack(make_step, event_dim, num_layers, context_dim, permute, flow_kw, tail
     return Flow(layers, event_dim, context_dim=context_dim, **flow_kw)
 
 
-def _common(kwargs, hidden_units, context_dim):
-    """Splits a recipe's keyword arguments into the Flow's and every layer's."""
+def _common(kwargs, hidden_units, context_dim, recipe=None):
+    """Splits a recipe's keyword arguments into the Flow's and every layer's; a
+    coupling `recipe`'s layers take `num_masked` from its `mask`, not from them."""
+    if recipe is not None and "num_masked" in kwargs:
+        raise ValueError(f"{recipe} sets each coupling layer's `num_masked` from `mask` "
+                         f"(\"checkerboard\" or \"halves\"); received num_masked="
+                         f"{kwargs['num_masked']!r}. For other splits, build a "
+                         "kerasflows.Flow from coupling layers.")
     flow_kw = {k: v for k, v in kwargs.items() if k in _FLOW_KWARGS}
     layer_kw = {k: v for k, v in kwargs.items() if k not in _FLOW_KWARGS}
     if flow_kw.get("context_encoder") is not None:
@@ -112,7 +118,7 @@ def RealNVP(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None,
     `affine_direction`) go to every `AffineCoupling`; `base`, `name`, `dtype`,
     `context_encoder` go to the `Flow`.
     """
-    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
+    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "RealNVP")
     num_masked, tail = _coupling_split(mask, event_dim, num_layers, flow_kw.get("dtype"))
     make = lambda i: [AffineCoupling(name=f"coupling_{i}", num_masked=num_masked(i), **layer_kw)]
     return _stack(make, event_dim, num_layers, context_dim, True, flow_kw, tail)
@@ -124,7 +130,7 @@ def NICE(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None,
 
     `mask` as in `RealNVP`.
     """
-    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
+    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "NICE")
     num_masked, split = _coupling_split(mask, event_dim, num_layers, flow_kw.get("dtype"))
     make = lambda i: [AdditiveCoupling(name=f"coupling_{i}", num_masked=num_masked(i),
                                        **layer_kw)]
@@ -169,7 +175,8 @@ def NSF(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, bins=8
             Durkan et al.'s tabular experiments). The same flow for
             `event_dim <= 2`; the autoregressive layers take none.
     """
-    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
+    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim,
+                               None if autoregressive else "NSF")
     if autoregressive:
         if mask != "halves":
             raise ValueError(f"`mask` applies to the coupling layers; autoregressive layers "

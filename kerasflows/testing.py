@@ -147,8 +147,10 @@ def check_flow_layer(layer, event_dim, context_dim=None, batch=16, seed=0, pertu
                         f"received {type(layer).__name__}.")
     context_dim = layer.context_dim if context_dim is None else context_dim
     f64 = layer.compute_dtype == "float64"
-    inverse_atol = inverse_atol or (1e-5 if f64 else 5e-3)
-    logdet_atol = logdet_atol or (1e-6 if f64 else 1e-3)
+    if inverse_atol is None:
+        inverse_atol = 1e-5 if f64 else 5e-3
+    if logdet_atol is None:
+        logdet_atol = 1e-6 if f64 else 1e-3
     batch = batch if inputs is None else len(inputs)
     layer.ensure_built(event_dim)
     if perturb:

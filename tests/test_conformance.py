@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasflows.testing import _batch_jacobian, check_flow_layer, perturb_weights
+from kerasflows import layers as L
+from kerasflows.testing import (FlowLayerCheckError, _batch_jacobian, check_flow_layer,
+                                perturb_weights)
 from batch_shapes import check_bijector_batch_shapes
 from registry import FLOWS, INTERVAL_LAYERS, LAYERS
 
@@ -33,6 +35,15 @@ def test_layer_is_valid_flow_transformation(name, dim, ctx, dtype):
     layer = LAYERS[name][0](ctx, dtype)
     report = check_flow_layer(layer, dim, context_dim=ctx, perturb=0.2)
     assert report["logdet_error"] is not None
+
+
+def test_check_flow_layer_holds_a_layer_to_the_tolerances_it_is_given():
+    """A zero tolerance was read as "the default" (`inverse_atol or default`)."""
+    keras.utils.set_random_seed(0)
+    report = check_flow_layer(L.AffineCoupling(hidden_units=(8,)), 3, perturb=0.5)
+    assert report["inverse_error"] > 0     # float32 round trips are not exact
+    with pytest.raises(FlowLayerCheckError, match=r"\(> 0\)"):
+        check_flow_layer(L.AffineCoupling(hidden_units=(8,)), 3, perturb=0.5, inverse_atol=0.0)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

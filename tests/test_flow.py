@@ -233,6 +233,13 @@ def test_unknown_base_and_bad_layers_raise():
         kerasflows.Flow([L.Permute()], event_dim=2, base="laplace")
     with pytest.raises(ValueError, match="FlowLayer"):
         kerasflows.Flow([keras.layers.Dense(2)], event_dim=2)
+    with pytest.raises(ValueError, match=r"list of .*received AffineCoupling.*\[layer\]"):
+        kerasflows.Flow(L.AffineCoupling(), event_dim=2)     # a TypeError from list()
+    # a layer in another dtype failed at the first call, naming neither
+    with pytest.raises(ValueError, match="Layer 1 .* computes in float64 but the flow in float32"):
+        kerasflows.Flow([L.Permute(), L.Permute(dtype="float64")], event_dim=2)
+    with pytest.raises(ValueError, match="Layer 0 .* computes in float32 but the flow in float64"):
+        kerasflows.Flow([L.Permute()], event_dim=2, dtype="float64")
     with pytest.raises(ValueError, match="context_dim"):
         kerasflows.Flow([L.AffineCoupling(context_dim=3)], event_dim=2, context_dim=2)
     with pytest.raises(ValueError, match="AffineCoupling needs event_dim >= 2; received event_dim=1"):

@@ -34,7 +34,7 @@ def test_checkerboard_couplings_alternate_the_parity_classes(recipe, dim, num_la
                                         for k in range(num_layers)]
 
 
-@pytest.mark.parametrize("recipe", ["RealNVP", "NICE"])
+@pytest.mark.parametrize("recipe", ["RealNVP", "NICE", "NSF"])
 def test_halves_and_two_dimensions(recipe):
     make = getattr(M, recipe)
     halves = make(6, num_layers=3, hidden_units=(8,), mask="halves")
@@ -47,6 +47,16 @@ def test_halves_and_two_dimensions(recipe):
     assert _pass_through_sets(two[0]) == [[0], [1], [0]]
     with pytest.raises(ValueError, match="mask.*'stripes'"):
         make(4, mask="stripes")
+    # the recipe's own split: a Python TypeError for two values of one keyword
+    with pytest.raises(ValueError, match=f"{recipe} sets each coupling layer's `num_masked`"):
+        make(4, mask="halves", num_masked=1)
+
+
+@pytest.mark.parametrize("recipe", ["RealNVP", "MAF", "NSF"])
+def test_hidden_units_given_as_a_string_raise_naming_it(recipe):
+    """"64" was read a character at a time: the message named hidden_units='6'."""
+    with pytest.raises(ValueError, match=r"such as \(64, 64\). Received: hidden_units='64'"):
+        getattr(M, recipe)(2, hidden_units="64")
 
 
 @pytest.mark.parametrize("recipe", ["RealNVP", "NICE", "MAF", "IAF", "NSF", "Glow"])

@@ -19,6 +19,9 @@ def check_hidden_units(hidden_units):
     """Returns `hidden_units` as a tuple of positive ints, or raises ValueError."""
     if isinstance(hidden_units, (int, np.integer)):
         hidden_units = (hidden_units,)
+    if isinstance(hidden_units, (str, bytes)):   # "64" would be read as 6 and 4
+        raise ValueError("`hidden_units` must be a sequence of positive integers, such as "
+                         f"(64, 64). Received: hidden_units={hidden_units!r}")
     try:
         units = tuple(check_positive_int("hidden_units", u) for u in hidden_units)
     except TypeError:
