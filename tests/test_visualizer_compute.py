@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,12 @@ def test_truncated_or_corrupt_keras_file_is_reported_as_such(model, tmp_path):
         text = str(caught.value)
         assert text.startswith(f"{path} exists but is not a readable .keras archive"), text
         assert "truncated or corrupt" in text and "\n" not in text
+    other = tmp_path / "other.keras"          # a zip of something else: a bare KeyError
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    with pytest.raises(ValueError, match=r"other.keras is a zip file but not a Keras model "
+                                         r"archive: it holds no config.json \(1 other"):
+        compute.load(paths.resolve(other), eval_mode="eager")
 
 
 def test_default_model_is_found_relative_to_the_package():

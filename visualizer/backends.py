@@ -63,6 +63,14 @@ class KerasBackend(Backend):
         if not is_zip:                         # Keras would say "File not found"
             raise ValueError(_not_an_archive(path, "no zip directory at its end"))
         try:
+            with zipfile.ZipFile(path) as archive:
+                members = set(archive.namelist())
+        except zipfile.BadZipFile as e:
+            raise ValueError(_not_an_archive(path, e)) from None
+        if "config.json" not in members:       # Keras: KeyError "no item named ..."
+            raise ValueError(f"{path} is a zip file but not a Keras model archive: it holds "
+                             f"no config.json ({len(members)} other members).")
+        try:
             flow = keras.models.load_model(path)
         except zipfile.BadZipFile as e:
             raise ValueError(_not_an_archive(path, e)) from None
