@@ -179,6 +179,16 @@ def test_training_progress_is_plain_lines_when_stdout_is_not_a_terminal(tmp_path
     assert progress_verbosity(quiet=False) == 1
 
 
+def test_a_model_saves_under_the_longest_name_the_file_system_takes(tmp_path):
+    """The hidden file written first was named after the model, 8 bytes longer:
+    a valid name of 248-255 bytes failed after the whole training run."""
+    out = tmp_path / ("m" * 249 + ".keras")            # 255 bytes
+    flow = kerasflows.Flow([kerasflows.layers.Permute()], event_dim=2)
+    train_command.save_atomically(flow, str(out), {"epochs": 0})
+    assert os.listdir(tmp_path) == [out.name]
+    assert training_record(out) == {"epochs": 0}
+
+
 def test_train_save_every_epoch_writes_the_model_after_each_epoch(tmp_path, capsys,
                                                                   monkeypatch):
     model = tmp_path / "m.keras"

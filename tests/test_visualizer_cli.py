@@ -230,6 +230,19 @@ def test_animation_plays_the_layers_into_a_gif_without_a_display(folder, tmp_pat
     assert np.abs(first - last).mean() > 1.0, "the data end and the base end differ"
 
 
+def test_an_animation_writes_under_the_longest_name_the_file_system_takes(tmp_path):
+    """Its hidden partial file was named after the GIF, 11+ bytes longer: a valid
+    long name passed the checks, and the write failed after every frame was made."""
+    from PIL import Image
+    from visualizer import animation
+    path = tmp_path / ("é" * 123 + "warp.gif")          # 131 characters, 254 bytes
+    frames = [np.full((24, 32, 3), v, np.uint8) for v in (0, 128, 255)]
+    animation.write_animation(frames, path, [100, 100, 100])
+    assert os.listdir(tmp_path) == [path.name]
+    with Image.open(path) as image:
+        assert image.n_frames == 3
+
+
 def test_animation_of_a_flow_without_an_inverse_backwards_is_a_one_line_error(
         tmp_path, capsys, monkeypatch):
     planar, _ = make_model_folder(tmp_path, "planar", num_layers=2, planar=True)

@@ -194,7 +194,11 @@ def _indexed(frame, palette):
 def _write_gif(images, path, durations):
     """Writes palette `images` to `path` as a looping GIF, atomically."""
     path = Path(path)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.part")   # (made as any new file is)
+    # made as any new file is; its name cut to fit the 255 bytes a file name may
+    # have (a valid long name passed every check, and all frames were lost)
+    tail = f".{os.getpid()}.part"
+    stem = path.name.encode()[:254 - len(tail)].decode(errors="ignore")
+    temp = path.with_name(f".{stem}{tail}")
     try:
         images[0].save(temp, format="GIF", save_all=True, append_images=images[1:],
                        duration=list(durations), loop=0)

@@ -233,7 +233,9 @@ def save_atomically(flow, out, record=None):
     from kerasflows.loading import write_training_record
     folder, name = os.path.split(os.path.abspath(out))
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{name[:-len('.keras')]}.saving.keras")
+    tail = ".saving.keras"     # a name of at most 255 bytes, as the file system allows
+    stem = name[:-len(".keras")].encode()[:254 - len(tail)].decode(errors="ignore")
+    tmp = os.path.join(folder, f".{stem}{tail}")
     try:
         flow.save(tmp)
         if record is not None:
