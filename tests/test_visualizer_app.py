@@ -13,7 +13,7 @@ import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from PySide6 import QtCore, QtGui  # noqa: E402
+from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
 
 from kerasflows.loading import write_training_record  # noqa: E402
 from shipped_models import SAME_RECIPE_AS_MOONS, recipe  # noqa: E402
@@ -193,6 +193,44 @@ def test_samples_view_draws_the_flows_samples(qtbot, window, tiny):
     view.continuous.setChecked(False)
     view.count.setValue(DEFAULT_COUNT)     # the window is the module's: set back what it had
     view.temperature.setValue(1.0)
+
+
+def test_the_layer_strip_shares_the_height_with_the_plot_and_hides_when_short(qtbot,
+                                                                                window, tiny):
+    """The strip kept 182 pixels at every height: at the window's smallest the
+    Layers plot was 40 pixels tall."""
+    from visualizer.views.strip import STRIP_HEIGHT, STRIP_MIN_HEIGHT
+    view = show_ready(qtbot, window, "layers")
+    size = window.size()
+    try:
+        seen = []
+        for height in (840, 560, 380):
+            window.resize(size.width(), height)
+            for _ in range(3):                  # the layout, then the strip's own
+                QtWidgets.QApplication.processEvents()
+            seen.append((view.plot.height(), view.strip.isVisible(), view.strip.height()))
+            if view.strip.isVisible():
+                assert STRIP_MIN_HEIGHT <= view.strip.height() <= STRIP_HEIGHT
+                assert view.plot.height() >= 140
+                w, h = view.strip.thumbnail
+                assert abs(w / h - 170 / 150) < 0.02
+                assert all(p.size().toTuple() == (w, h) for p in view.strip.plots)
+                # the plots' scenes follow (a title wider than the plot widened it)
+                assert all(p.getPlotItem().geometry().width() <= w for p in view.strip.plots)
+        (_, shown_tall, strip_tall), (_, shown_mid, strip_mid), (_, shown_low, strip_low) = seen
+        assert shown_tall and strip_tall == STRIP_HEIGHT
+        assert shown_mid and STRIP_MIN_HEIGHT < strip_mid < STRIP_HEIGHT
+        assert shown_low and strip_low == STRIP_MIN_HEIGHT
+        # shorter than this window goes (a flow with a note above its plot): hidden
+        view.strip.fit(STRIP_MIN_HEIGHT + 139)
+        assert not view.strip.isVisibleTo(view)
+        view.strip.fit(STRIP_MIN_HEIGHT + 140)
+        assert view.strip.isVisibleTo(view)
+    finally:
+        window.resize(size)
+    for _ in range(3):
+        QtWidgets.QApplication.processEvents()
+    assert view.strip.isVisible() and view.strip.height() == STRIP_HEIGHT
 
 
 def test_layers_view_draws_the_trace_and_the_slider_moves_it(qtbot, window, tiny):

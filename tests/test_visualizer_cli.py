@@ -2,6 +2,7 @@
 display, and one-line errors."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -158,6 +159,29 @@ def test_screenshot_with_data_saves_the_arrays_drawn(folder, tmp_path):
         assert list(data["dims"]) == [0, 1]
     proc = run_viz([str(folder), "--data", "d.npz"], cwd=tmp_path)
     assert proc.returncode == 2 and "--data goes with --screenshot" in proc.stderr
+
+
+def test_a_size_too_small_for_the_models_side_panel_is_refused_naming_the_least(
+        tmp_path, capsys, monkeypatch):
+    """The side panel of a flow over more than 2 coordinates widened the window:
+    `--size 800x500` gave a 942-pixel-wide image without a word."""
+    from PIL import Image
+    four, _ = make_model_folder(tmp_path, "four", event_dim=4, num_layers=2, savedmodel=False)
+    code, err = main_here([str(four), "--screenshot", str(tmp_path / "s.png"), "--size",
+                           "800x500"], capsys, monkeypatch)
+    assert code == 2, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    found = re.search(r"--size 800x500 is smaller than this model's window can be "
+                      r"\((\d+)x500 with its side panel\); give at least --size (\d+)x500\.$",
+                      last)
+    assert found and found[1] == found[2] and int(found[1]) > 800, last
+    assert not (tmp_path / "s.png").exists()
+    size = f"{found[1]}x500"
+    code, err = main_here([str(four), "--screenshot", str(tmp_path / "s.png"), "--size", size],
+                          capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    with Image.open(tmp_path / "s.png") as image:
+        assert image.size == (int(found[1]), 500)
 
 
 def test_screenshot_rows_by_context_draws_one_row_per_digit(folder, tmp_path, capsys,

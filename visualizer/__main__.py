@@ -127,7 +127,9 @@ def build_parser():
                         "ModelCheckpoint (File > Follow File Changes); a model that does not "
                         "exist yet is opened when it appears")
     p.add_argument("--size", type=_size, default=(1280, 840), metavar="WxH",
-                   help="window size for --screenshot (default: 1280x840)")
+                   help="window size for --screenshot (default: 1280x840; at least 800x500, and "
+                        "wider where the model's side panel shows: a smaller size is "
+                        "refused, naming the least)")
     p.add_argument("--demo", action="store_true",
                    help="open the model in a window; with no display, write one screenshot "
                         "per view and the Layers view's animation (layers.gif) into "
@@ -255,6 +257,12 @@ def _headless(args, model, shots, data=None, optional_animation=False):
     window.show()
     try:
         headless.open_model(window, model, context=args.context)
+        if shots and window.size().toTuple() != tuple(args.size):
+            # a side panel (Context, Dimensions shown) widens the smallest window
+            w, h = window.size().toTuple()
+            return _fail(f"--size {args.size[0]}x{args.size[1]} is smaller than this "
+                         f"model's window can be ({w}x{h} with its side panel); give at "
+                         f"least --size {w}x{max(h, args.size[1])}.")
         outside = window.context_panel.outside_text()
         if outside:
             print(f"kerasflows-viz: note: {outside}", file=sys.stderr)

@@ -69,6 +69,7 @@ class LayersView(View):
         self.layout().addWidget(self.plot, 1)
         self.strip = LayerStrip(self._jump_to)
         self.layout().addWidget(self.strip)
+        self.plot.installEventFilter(self)     # the strip's height follows the plot's
         self.grid_states = self.cloud_states = self.connect = None
         self.image_states = None   # [L+1, IMAGE_SAMPLES, D]: the first samples, every coordinate
         self.regions = None        # [L+1, 4]: the plot's range for each state
@@ -85,6 +86,16 @@ class LayersView(View):
         self.play_button.toggled.connect(self._play)
         self.as_images.toggled.connect(lambda _: self._show_states())
         self.as_images.toggled.connect(lambda _: self.mode_changed.emit())
+
+    def eventFilter(self, watched, event):
+        """On the plot's resize, sizes the strip for the height the two share
+        (`LayerStrip.fit`): its own, and the plot's with it, settle at once."""
+        if watched is self.plot and event.type() == QtCore.QEvent.Type.Resize:
+            shared = self.plot.height()
+            if self.strip.isVisibleTo(self):
+                shared += self.strip.height() + self.layout().spacing()
+            self.strip.fit(shared)
+        return super().eventFilter(watched, event)
 
     # -- state ------------------------------------------------------------
     @property

@@ -7,12 +7,20 @@ from visualizer import geometry
 from visualizer.items import GridCurve, HeatmapItem, PointCloudItem
 from visualizer.views.base import draw_picture, make_plot
 
-__all__ = ["LayerStrip", "STRIP_POINTS", "STRIP_TITLE_WIDTH"]
+__all__ = ["LayerStrip", "STRIP_POINTS", "STRIP_TITLE_WIDTH", "STRIP_HEIGHT",
+           "STRIP_MIN_HEIGHT"]
 
 #: Points of the sample cloud drawn in each thumbnail (at most).
 STRIP_POINTS = 600
 #: Pixels a thumbnail title may take (the thumbnails are 170 wide); longer names end in "…".
 STRIP_TITLE_WIDTH = 156
+#: The strip's height at full size and at its smallest, in pixels: the thumbnails
+#: (170 x 150 at full size, the same shape smaller) and 32 for margins and scroll bar.
+STRIP_HEIGHT, STRIP_MIN_HEIGHT = 182, 110
+#: The strip takes this share of the height it shares with the Layers plot
+#: (between its smallest and full height), and hides when the plot would be left
+#: with less than `STRIP_HIDE_BELOW` pixels.
+STRIP_SHARE, STRIP_HIDE_BELOW = 0.3, 140
 
 
 class LayerStrip(QtWidgets.QScrollArea):
@@ -22,7 +30,8 @@ class LayerStrip(QtWidgets.QScrollArea):
         super().__init__()
         self.on_click = on_click
         self.setWidgetResizable(True)
-        self.setFixedHeight(182)
+        self.setFixedHeight(STRIP_HEIGHT)
+        self.thumbnail = (170, 150)
         self.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.inner = QtWidgets.QWidget()
         self.row = QtWidgets.QHBoxLayout(self.inner)
@@ -46,8 +55,7 @@ class LayerStrip(QtWidgets.QScrollArea):
         for k, (name, plot, items) in enumerate(zip(names, self.plots, self._items)):
             item = plot.getPlotItem()
             if name != plot.toolTip():
-                item.setTitle(f"<span style='font-size:8pt'>{self.elide(name)}</span>")
-                plot.setToolTip(name)
+                self._title(plot, name)
             if pictures is not None:
                 w, h = draw_picture(items[0], pictures[k], levels)
                 x0, x1, y0, y1 = 0, w, 0, h
@@ -67,7 +75,7 @@ class LayerStrip(QtWidgets.QScrollArea):
         self.plots, self._items, self.current = [], [], None
         for k in range(count):
             plot = make_plot()
-            plot.setFixedSize(170, 150)
+            plot.setFixedSize(*self.thumbnail)
             item = plot.getPlotItem()
             item.hideAxis("left")
             item.hideAxis("bottom")
@@ -83,6 +91,32 @@ class LayerStrip(QtWidgets.QScrollArea):
             self.plots.append(plot)
             self._items.append(items)
         self.row.addStretch(1)
+
+    def _title(self, plot, name):
+        width = STRIP_TITLE_WIDTH - (170 - self.thumbnail[0])
+        plot.getPlotItem().setTitle(
+            f"<span style='font-size:8pt'>{self.elide(name, width)}</span>")
+        plot.setToolTip(name)
+
+    def fit(self, shared):
+        """Sizes the strip for `shared` pixels of height that it and the Layers plot
+        share: `STRIP_SHARE` of them, from `STRIP_MIN_HEIGHT` to `STRIP_HEIGHT`
+        (thumbnails of the same shape, smaller), or none (hidden) when the plot
+        would keep less than `STRIP_HIDE_BELOW` (at the window's smallest the
+        plot was 40 pixels tall beside a full-size strip)."""
+        height = min(STRIP_HEIGHT, max(STRIP_MIN_HEIGHT, round(STRIP_SHARE * shared)))
+        visible = shared - height >= STRIP_HIDE_BELOW
+        if visible != self.isVisibleTo(self.parentWidget()):
+            self.setVisible(visible)
+        if not visible or height == self.height():
+            return
+        self.setFixedHeight(height)
+        inner = height - (STRIP_HEIGHT - 150)
+        self.thumbnail = (round(inner * 170 / 150), inner)
+        for plot in self.plots:
+            if plot.toolTip():     # first: a title wider than the plot widens its layout
+                self._title(plot, plot.toolTip())
+            plot.setFixedSize(*self.thumbnail)
 
     @staticmethod
     def elide(name, width=STRIP_TITLE_WIDTH):
