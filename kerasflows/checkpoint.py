@@ -9,7 +9,6 @@ either the previous or the new checkpoint, never a partial one.
 
 import json
 import os
-import shutil
 
 import numpy as np
 
@@ -76,5 +75,15 @@ class EpochCheckpoint:
         return meta["epoch"], values, meta["history"]
 
     def delete(self):
-        """Removes the checkpoint folder (after a run has finished and been saved)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """Removes the checkpoint (after a run has finished and been saved), and its
+        folder when nothing else is left in it: a folder given for the checkpoint
+        may hold the user's own files, which a removal of the whole tree took."""
+        for path in (self.path, self.path + ".tmp"):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(self.directory)
+        except OSError:          # not empty, or gone
+            pass

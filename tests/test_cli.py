@@ -1030,6 +1030,73 @@ def test_unwritable_outputs_fail_before_any_training(tmp_path, capsys, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]   # nothing written
 
 
+def test_outputs_that_are_folders_or_would_overwrite_an_input_fail_before_training(
+        tmp_path, capsys, monkeypatch):
+    """A --report equal to --out or to DATA was written over the model or the data
+    after a run that said it succeeded; an --out or --report that is a folder, or a
+    --checkpoint-dir that is a file, failed after the training (errno 21 / 17)."""
+    import kerasflows.distributed
+    from kerasflows.cli import fit_target
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+    monkeypatch.setattr(kerasflows.distributed, "train_flow", no_training)
+    monkeypatch.setattr(fit_target, "_train", no_training)
+    monkeypatch.chdir(tmp_path)
+    np.save("x.npy", np.random.default_rng(0).normal(size=(50, 2)).astype("float32"))
+    np.save("c.npy", np.zeros((50, 1), "float32"))
+    np.save("v.npy", np.zeros((10, 2), "float32"))
+    os.mkdir("dir.keras")
+    os.mkdir("dir.json")
+    with open("a-file", "w") as f:
+        f.write("mine")
+    planar = ["fit-target", "--target", "u1", "--recipe", "planar"]
+    cases = [
+        (["train", "x.npy", "--out", "m.keras", "--report", "m.keras"],
+         "--out and --report both name m.keras; give each its own file."),
+        (["train", "x.npy", "--out", "m.keras", "--report", "x.npy"],
+         "--report x.npy would overwrite DATA x.npy, which this command reads"),
+        (["train", "x.npy", "--context", "c.npy", "--out", "m.keras", "--report", "./c.npy"],
+         "--report ./c.npy would overwrite --context c.npy, which this command reads"),
+        (["train", "x.npy", "--out", "m.keras", "--report", "v.npy", "--validation-data",
+          "v.npy"], "--report v.npy would overwrite --validation-data v.npy"),
+        (["train", "x.npy", "--out", "dir.keras"], "--out dir.keras is a folder; expected a "
+                                                    "file name."),
+        (["train", "x.npy", "--out", "m.keras", "--report", "dir.json"],
+         "--report dir.json is a folder"),
+        (["train", "x.npy", "--out", "m.keras", "--checkpoint-dir", "a-file"],
+         "--checkpoint-dir a-file is a file; expected a folder"),
+        (["train", "x.npy", "--out", ""], "--out needs a path; received ''."),
+        (planar + ["--out", "u.keras", "--report", "u.keras"],
+         "--out and --report both name u.keras"),
+        (planar + ["--out", "dir.keras"], "--out dir.keras is a folder"),
+    ]
+    for argv, says in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, (argv, err)
+        assert f"kerasflows: error: {says}" in err, (argv, err)
+    assert sorted(os.listdir()) == ["a-file", "c.npy", "dir.json", "dir.keras", "v.npy", "x.npy"]
+    assert open("a-file").read() == "mine"
+
+
+def test_a_checkpoint_folder_of_ones_own_keeps_its_other_files(tmp_path, capsys):
+    """The checkpoint folder was removed whole once the model was saved: a
+    --checkpoint-dir naming a folder of one's own took the data in it."""
+    work = tmp_path / "work"
+    work.mkdir()
+    np.save(work / "x.npy", np.random.default_rng(0).normal(size=(200, 2)).astype("float32"))
+    (work / "notes.txt").write_text("mine")
+    _run(capsys, "train", work / "x.npy", "--epochs", "1", "--layers", "1", "--hidden", "4",
+         "--out", tmp_path / "m.keras", "--checkpoint-dir", work, "--quiet")
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt", "x.npy"]
+    assert not (tmp_path / "m.checkpoint").exists()
+    _run(capsys, "train", work / "x.npy", "--epochs", "1", "--layers", "1", "--hidden", "4",
+         "--out", tmp_path / "m.keras", "--quiet")       # its own folder goes, as before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras", "work"]
+
+
 def test_train_mask_sets_how_a_coupling_recipe_splits_the_columns(tmp_path, capsys):
     model = tmp_path / "m.keras"
     _run(capsys, "train", "moons4d", "--n", "400", "--epochs", "1", "--layers", "2",

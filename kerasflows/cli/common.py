@@ -14,7 +14,7 @@ __all__ = ["UserError", "HelpFormatter", "plural", "write_array", "output_folder
            "add_seed_argument", "add_spline_arguments", "check_recipe_options",
            "add_direction_argument", "writable_folder", "NEGATIVE_VALUE",
            "progress_verbosity", "add_context_argument", "is_saved_model",
-           "read_json_file", "SEED_MAX"]
+           "read_json_file", "SEED_MAX", "check_outputs"]
 
 #: The largest `--seed`: seeds go to NumPy, to Keras and to the int32 seed of sampling.
 SEED_MAX = 2**31 - 1
@@ -174,6 +174,30 @@ def output_folder(path):
     before any work is done (training is lost when its result cannot be written)."""
     folder = os.path.dirname(os.path.abspath(path))
     return _made_folder(folder, f"cannot write {path}: its folder {folder}")
+
+
+def check_outputs(outputs, inputs=()):
+    """Refuses output files `[(option, path)]` that are folders, that name one file
+    twice, or that would overwrite one of the `inputs` `[(option, path)]` a command
+    reads (a report written over the model or the training data lost it, after a
+    run that said it succeeded); None paths are skipped. `train` and `fit-target`
+    call it before any work, beside `output_folder`."""
+    written = {}
+    for option, path in outputs:
+        if path is None:
+            continue
+        if os.path.isdir(path):
+            raise UserError(f"{option} {path} is a folder; expected a file name.")
+        key = os.path.realpath(path)
+        if key in written:
+            raise UserError(f"{written[key][0]} and {option} both name {path}; give each "
+                            "its own file.")
+        written[key] = option, path
+    for option, path in inputs:
+        if path is not None and os.path.isfile(path) and os.path.realpath(path) in written:
+            output, given = written[os.path.realpath(path)]
+            raise UserError(f"{output} {given} would overwrite {option} {path}, which this "
+                            "command reads; give another file name.")
 
 
 def writable_folder(folder, option):

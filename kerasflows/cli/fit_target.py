@@ -17,7 +17,7 @@ import time
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument,
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
-                                   output_folder, positive_float, positive_int,
+                                   check_outputs, output_folder, positive_float, positive_int,
                                    progress_verbosity, units)
 
 __all__ = ["add_parser", "run", "build_flow", "FORWARD_ONLY_RECIPES"]
@@ -133,6 +133,10 @@ def _write_model_dir(folder, flow, record):
 
 
 def _paths(args):
+    for option, value in (("--out", args.out), ("--report", args.report),
+                          ("--model-dir", args.model_dir)):
+        if value is not None and not value.strip():
+            raise UserError(f"{option} needs a path; received {value!r}.")
     if args.model_dir:
         if os.path.exists(os.path.join(args.model_dir, "flow.keras")):
             raise UserError(f"{args.model_dir} already holds a flow.keras; remove it first.")
@@ -149,7 +153,10 @@ def run(args):
     from kerasflows.variational import diagnostics
     out, report = _paths(args)
     # Before training, which is lost when the result cannot be written.
-    for path in (os.path.join(args.model_dir, "flow.keras") if args.model_dir else out, report):
+    model_path = os.path.join(args.model_dir, "flow.keras") if args.model_dir else out
+    check_outputs([("--model-dir" if args.model_dir else "--out", model_path),
+                   ("--report", report)])
+    for path in (model_path, report):
         if path:
             output_folder(path)
     keras.utils.set_random_seed(args.seed)

@@ -18,9 +18,9 @@ import numpy as np
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument,
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
-                                   fraction, output_folder, positive_float, positive_int,
-                                   progress_verbosity, units, writable_folder)
-from kerasflows.cli.data import column_list, read_column_names
+                                   check_outputs, fraction, output_folder, positive_float,
+                                   positive_int, progress_verbosity, units, writable_folder)
+from kerasflows.cli.data import column_list, is_dataset_name, read_column_names
 from kerasflows.cli.evaluate import column_marginals, marginals_line
 from kerasflows.cli.resume import check_checkpoint, fingerprint, interrupted
 from kerasflows.cli.train_data import dequantized_columns, noisy_parts, read_inputs, split_parts
@@ -140,6 +140,10 @@ def add_parser(subparsers):
 
 def _paths(args):
     stem = os.path.splitext(os.path.basename(args.data))[0]
+    for option, value in (("--out", args.out), ("--report", args.report),
+                          ("--checkpoint-dir", args.checkpoint_dir)):
+        if value is not None and not value.strip():
+            raise UserError(f"{option} needs a path; received {value!r}.")
     out = args.out or f"{stem}.keras"
     if not out.endswith(".keras"):
         raise UserError(f"--out must end in .keras. Received: {out}")
@@ -304,6 +308,13 @@ def run(args):
     if is_chief(strategy):
         # Before any training: an unwritable --out would otherwise fail at the
         # first checkpoint, and the report's folder only after the last epoch.
+        check_outputs([("--out", out), ("--report", report)],
+                      [("DATA", None if is_dataset_name(args.data) else args.data),
+                       ("--context", args.context), ("--validation-data", args.validation_data),
+                       ("--test-data", args.test_data)])
+        if os.path.exists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):
+            raise UserError(f"--checkpoint-dir {checkpoint_dir} is a file; expected a folder "
+                            "(made when the first epoch ends).")
         for path in (out, report, checkpoint_dir):
             output_folder(path)
         if args.tensorboard:
