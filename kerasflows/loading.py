@@ -100,9 +100,13 @@ def training_record(path):
         if _RECORD not in archive.namelist():
             return None
         try:
-            return json.loads(archive.read(_RECORD))
+            record = json.loads(archive.read(_RECORD))
         except ValueError as e:
             raise ValueError(f"{path}: damaged training record {_RECORD} ({e}).") from e
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: damaged training record {_RECORD} (a JSON "
+                         f"{type(record).__name__}, not an object).")
+    return record
 
 
 def write_training_record(path, record):

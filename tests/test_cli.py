@@ -567,6 +567,32 @@ def _assert_user_errors(cases, capsys):
         assert "pickle" not in lines[0] and "overwrite=True" not in lines[0], lines[0]
 
 
+def test_a_training_record_of_the_wrong_shape_is_named_as_damaged(tmp_path, capsys):
+    """A record that was JSON but not an object gave a traceback in info, sample
+    and evaluate (`'list' object has no attribute 'get'`), and a number field holding
+    a string an f-string's error."""
+    import zipfile
+
+    def with_record(name, text):
+        path = tmp_path / name
+        with zipfile.ZipFile(os.path.join(MOONS, "flow.keras")) as src, \
+                zipfile.ZipFile(path, "w") as dst:
+            for item in src.infolist():
+                if item.filename != "kerasflows/training.json":
+                    dst.writestr(item, src.read(item.filename))
+            dst.writestr("kerasflows/training.json", text)
+        return path
+    listed = with_record("list.keras", "[1, 2]")
+    _assert_user_errors([(["info", listed], "list.keras: damaged training record "
+                          "kerasflows/training.json (a JSON list, not an object).")], capsys)
+    _run(capsys, "sample", listed, "-n", "3", "-o", tmp_path / "s.npy")     # no record needed
+    _run(capsys, "evaluate", listed, "moons", "--n", "50")
+    odd = with_record("odd.keras", json.dumps({"data": "moons", "train_nll": "abc",
+                                               "test_nll": 1.25}))
+    out = _run(capsys, "info", odd)
+    assert "trained on: moons" in out and "NLL (nats) test 1.2500" in out
+
+
 def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TF_CONFIG", raising=False)

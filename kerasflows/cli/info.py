@@ -102,7 +102,7 @@ def _print_flow(info):
         _print_commands(record, info.get("manifest"))
     elif record:
         nlls = ", ".join(f"{k} {record[k + '_nll']:.4f}" for k in ("train", "validation", "test")
-                         if record.get(k + "_nll") is not None)
+                         if isinstance(record.get(k + "_nll"), (int, float)))
         data, manifest = record.get("data"), info.get("manifest") or {}
         if isinstance(data, str) and not os.path.exists(data) and manifest.get("data"):
             data = f"{data} (no longer there; it held {manifest['data']})"
