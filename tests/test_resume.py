@@ -90,3 +90,24 @@ def test_checkpoint_refuses_other_settings_and_damaged_files(tmp_path):
     with pytest.raises(ValueError, match="damaged checkpoint"):
         EpochCheckpoint(tmp_path / "c", {}).load()
     assert EpochCheckpoint(tmp_path / "none", {}).load() is None
+
+
+def test_ctrl_c_while_tensorflow_imports_ends_the_command_in_one_line_with_130(tmp_path):
+    """The `kerasflows` script imported the package (and TensorFlow, 2-8 s) before
+    `main`: a Ctrl-C then printed the import's traceback and the process died by
+    the signal. The script's module (`kerasflows_launch`) imports it itself."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kerasflows_launch", "train", "moons", "--epochs", "500",
+         "--out", str(tmp_path / "m.keras")], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(0.8)           # in the imports (TensorFlow alone takes longer)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (proc.returncode, err[-3000:])
+    assert "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("kerasflows: error: interrupted"), err
+    assert not (tmp_path / "m.keras").exists()
+    assert time.perf_counter() - started < 60

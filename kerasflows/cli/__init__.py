@@ -55,9 +55,9 @@ def build_parser():
 def main(argv=None):
     """Runs the command with `argv` (default: `sys.argv[1:]`); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv
     try:
+        args = build_parser().parse_args(argv)
+        args.argv = argv
         return args.run(args)
     except (UserError, ValueError, OSError) as e:
         _fail(" ".join(str(e).split()) or type(e).__name__)
