@@ -328,6 +328,9 @@ def test_plot_draws_image_shaped_samples_as_pictures(tmp_path, capsys):
             (["--what", "density"], "draws 2-D flows that have an inverse; this flow has "
                                     "event_dim=64"),
             (["--image", "4x4"], "--image 4x4 holds 16 values; the flow has event_dim=64"),
+            (["--image", "-8x-8"], "expected HxW, two whole numbers >= 1 such as 8x8; got "
+                                   "'-8x-8'"),     # a NumPy reshape error, with 64 values
+            (["--image", "8x8x1"], "expected HxW"),
             (["--dims", "1,1"], "--dims must name two different coordinates in 1..64")]:
         with pytest.raises(SystemExit) as exit_info:
             main(["plot", folder, "-o", str(tmp_path / "e.png"), *argv])

@@ -45,6 +45,18 @@ def _numbers(kind, count):
     return parse
 
 
+def _image_shape(text):
+    """`--image HxW`: two whole numbers >= 1 (-1x-2 passed as 2 values)."""
+    try:
+        values = [int(v) for v in text.replace(",", "x").split("x")]
+    except ValueError:
+        values = []
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected HxW, two whole numbers >= 1 such as 8x8; "
+                                         f"got {text!r}")
+    return values
+
+
 def _coordinates(text):
     try:
         values = [int(v) for v in text.split(",")]
@@ -79,7 +91,7 @@ def add_parser(subparsers):
     add_seed_argument(p, "sampling seed")
     p.add_argument("--span", type=positive_float, default=10.0,
                    help="nats of log-density shown below the maximum, > 0")
-    p.add_argument("--image", type=_numbers(int, 2), metavar="HxW",
+    p.add_argument("--image", type=_image_shape, metavar="HxW",
                    help="draw samples as HxW grey pictures (default: the manifest's `image`)")
     add_context_argument(p, "one row (a conditional flow is drawn at one context; default: "
                          "the model folder's manifest `context`)")
