@@ -56,12 +56,32 @@ def get_strategy(name="default"):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        import os
-        if not os.environ.get("TF_CONFIG"):
-            raise ValueError("strategy 'multiworker' needs the TF_CONFIG environment variable "
-                             "(the cluster and this worker's task); see the README.")
+        _check_tf_config()
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy {name!r}; expected one of {STRATEGIES}.")
+
+
+def _check_tf_config():
+    """Refuses a missing or malformed `TF_CONFIG` with a message naming it (TensorFlow
+    reported bad JSON without saying where it came from)."""
+    import json
+    import os
+    text = os.environ.get("TF_CONFIG")
+    example = ('such as {"cluster": {"worker": ["10.0.0.1:12345", "10.0.0.2:12345"]}, '
+               '"task": {"type": "worker", "index": 0}}')
+    if not text:
+        raise ValueError("strategy 'multiworker' needs the TF_CONFIG environment variable "
+                         "(the cluster and this worker's task); see the README.")
+    try:
+        config = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({e}); expected an object "
+                         f"{example}.") from None
+    task = config.get("task") if isinstance(config, dict) else None
+    if not (isinstance(config, dict) and isinstance(config.get("cluster"), dict)
+            and isinstance(task, dict) and "type" in task and "index" in task):
+        raise ValueError(f"TF_CONFIG must name the cluster and this worker's task, "
+                         f"{example}; received {text[:200]!r}.")
 
 
 def _is_multiworker(strategy):

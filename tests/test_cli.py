@@ -600,6 +600,11 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("TF_CONFIG", raising=False)
     _assert_user_errors(_error_cases(tmp_path), capsys)
+    for config, says in (("{bad json", "TF_CONFIG is not valid JSON (Expecting property name"),
+                         ('{"cluster": {}}', "TF_CONFIG must name the cluster and this "
+                                             "worker's task, such as {\"cluster\"")):
+        monkeypatch.setenv("TF_CONFIG", config)     # TensorFlow's message named neither
+        _assert_user_errors([(["train", "moons", "--strategy", "multiworker"], says)], capsys)
 
 
 def test_resuming_refuses_a_checkpoint_made_on_other_data(tmp_path, capsys, monkeypatch):
