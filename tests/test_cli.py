@@ -112,6 +112,9 @@ def _error_cases(tmp):
     np.save(tmp / "three.npy", np.zeros((10, 3), np.float32))
     np.save(tmp / "flat.npy", np.zeros(10, np.float32))
     np.save(tmp / "nan.npy", np.array([[0.0, np.nan]], np.float32))
+    np.save(tmp / "one.npy", np.array([[0.5, 1.5]], np.float32))
+    np.save(tmp / "none.npy", np.zeros((5, 0), np.float32))
+    (tmp / "semi.csv").write_text("1.5;2\n")
     (tmp / "junk.keras").write_bytes(b"junk")
     damaged = tmp / "srv" / "1"
     shutil.copytree(os.path.join(MOONS, "saved_model", "1"), damaged)
@@ -123,6 +126,13 @@ def _error_cases(tmp):
         (["train", tmp / "missing.npy"], "missing.npy: no such file"),
         (["train", tmp / "flat.npy"], "expected a 2-D array"),
         (["train", tmp / "nan.npy"], "NaN or inf"),
+        (["train", tmp / "one.npy"], "one.npy: one row; a density fitted to one point has no "
+                                     "maximum"),                  # it trained, to NLL -11.5
+        (["train", tmp / "none.npy"], "none.npy: expected a 2-D array of shape [N, D] with "
+                                      "N >= 1 and D >= 1; got shape (5, 0)"),  # "event_dim"
+        (["evaluate", MOONS, tmp / "semi.csv"], "no data rows after its header line 1 (line 1 "
+                                                 "was read as a header, as none of its fields "
+                                                 "is a number; fields are separated by commas)"),
         (["train", "moons", "--recipe", "realnvp", "--bins", "4"],
          "--bins and --bound apply to the spline recipes (nsf, nsf_ar) only; received "
          "--recipe realnvp --bins 4."),

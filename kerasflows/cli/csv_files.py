@@ -55,7 +55,11 @@ def _read_csv(path):
         raise UserError(_csv_problem(path, header, first[0])
                         or f"{path}: cannot read the data ({e}).") from None
     if array.size == 0:
-        raise UserError(f"{path}: no data rows after its header line {header}.")
+        why = ""
+        if header and any(mark in field for field in first[1] for mark in ";\t"):
+            why = (f" (line {header} was read as a header, as none of its fields is a "
+                   "number; fields are separated by commas)")
+        raise UserError(f"{path}: no data rows after its header line {header}{why}.")
     return array, header
 
 

@@ -41,9 +41,9 @@ def read_array(path):
         where = lambda row: f"line {_csv_line(path, header, row)}"
     else:
         raise UserError(f"{path}: expected a .npy or .csv file.")
-    if array.ndim != 2 or array.shape[0] == 0:
-        raise UserError(f"{path}: expected a 2-D array of shape [N, D] with N >= 1; "
-                        f"got shape {array.shape}.")
+    if array.ndim != 2 or 0 in array.shape:
+        raise UserError(f"{path}: expected a 2-D array of shape [N, D] with N >= 1 and "
+                        f"D >= 1; got shape {array.shape}.")
     return _as_float32(path, array, where)
 
 

@@ -93,6 +93,9 @@ def check_continuous(x, spec, dequantizing=False):
     on either: `kerasflows.data_warnings.degenerate_columns`), unless `dequantizing`
     them, which needs at least one."""
     from kerasflows.data_warnings import degenerate_columns
+    if len(x) < 2:
+        raise UserError(f"{spec}: one row; a density fitted to one point has no maximum (the "
+                        "NLL falls without bound as the flow narrows onto it). Give more rows.")
     constant, whole = degenerate_columns(x)
     names = read_column_names(spec)
     if names is not None and len(names) != x.shape[1]:
