@@ -55,7 +55,7 @@ from kerasflows.dequantization import check_columns
 from kerasflows.layers.base import NoInverseError, check_positive_int
 
 __all__ = ["export_saved_model", "load_saved_model", "saved_model_metadata",
-           "forward_only_summary", "SIGNATURES", "METADATA_FILE"]
+           "forward_only_summary", "check_exportable", "SIGNATURES", "METADATA_FILE"]
 
 SIGNATURES = ("serving_default", "sample", "forward", "inverse", "trace", "trace_inverse")
 #: What the model takes, as JSON, inside each version directory (module notes).
@@ -146,7 +146,7 @@ def forward_only_summary(flow):
             "are forward-only, with no inverse")
 
 
-def _check_exportable(flow):
+def check_exportable(flow):
     """Raises NoInverseError for a flow with forward-only layers: every signature
     but `sample` runs the inverse."""
     forward_only = forward_only_summary(flow)
@@ -188,7 +188,7 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None,
         NoInverseError: a flow with forward-only layers (a `ValueError` too).
     """
     version = check_positive_int("version", version)
-    _check_exportable(flow)
+    check_exportable(flow)
     metadata = _metadata(flow, columns, dequantized_columns)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{os.fspath(path)} is a file; the export's base directory must be a "

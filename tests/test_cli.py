@@ -615,6 +615,7 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
                                              "worker's task, such as {\"cluster\"")):
         monkeypatch.setenv("TF_CONFIG", config)     # TensorFlow's message named neither
         _assert_user_errors([(["train", "moons", "--strategy", "multiworker"], says)], capsys)
+    assert not (tmp_path / "planar").exists()     # a refused export makes no empty DIR
 
 
 def test_resuming_refuses_a_checkpoint_made_on_other_data(tmp_path, capsys, monkeypatch):

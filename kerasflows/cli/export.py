@@ -27,8 +27,9 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from kerasflows.export import export_saved_model
+    from kerasflows.export import check_exportable, export_saved_model
     flow = open_flow(args.model)
+    check_exportable(flow)           # before DIR is made: a refused flow left it empty
     if os.path.exists(args.dir) and not os.path.isdir(args.dir):
         raise UserError(f"{args.dir} is a file; DIR is the folder the SavedModel's versions "
                         "go in (TF Serving's --model_base_path).")
