@@ -73,8 +73,12 @@ class _FlowServable(tf.Module):
     def __init__(self, flow):
         super().__init__(name="kerasflows_servable")
         # Tracking the variables (not the Keras objects) keeps the SavedModel
-        # free of Python classes: only graphs and variables are written.
-        self.flow_variables = list(flow.variables)
+        # free of Python classes: only graphs and variables are written. The
+        # tf.Variables themselves (`.value`), which the graphs read: tracked as
+        # Keras variables they were restored by `tf.saved_model.load` but not by
+        # the session loader of TF Serving and `saved_model_cli run` ("Could not
+        # find variable ...").
+        self.flow_variables = [v.value for v in flow.variables]
         D, C, dtype = flow.event_dim, flow.context_dim, flow.compute_dtype
         self._batch = lambda name: tf.TensorSpec([None, D], dtype, name=name)
         self._context = [] if C is None else [tf.TensorSpec([None, C], dtype, name="context")]

@@ -26,7 +26,11 @@ SHIPPED_NAMES = ("moons", "eight_gaussians", "checkerboard", "rings", "pinwheel"
                  "moons4d", "heavy_tails", "digits", "ring_radius", "digits_label")
 
 # Runs each signature of each SavedModel on the inputs in a .npz and saves the
-# outputs; kerasflows is blocked, as it is absent in TF Serving.
+# outputs; kerasflows is blocked, as it is absent in TF Serving. The signatures
+# run as TF Serving runs them: a TF1 session loads the SavedModel (restoring the
+# variables by the saver's op) and feeds and fetches the SignatureDefs' tensors by
+# name (`tf.saved_model.load` restored variables this loader could not find); the
+# first job also through `tf.saved_model.load`, as Python callers run them.
 SERVE_SCRIPT = r"""
 import json, sys
 class Block:
@@ -35,23 +39,35 @@ class Block:
             raise ImportError("kerasflows is blocked in this process")
 sys.meta_path.insert(0, Block())
 import numpy as np, tensorflow as tf
+tf1 = tf.compat.v1
 # Grappler's rewrites take most of a first call's time on these graphs; the
 # numbers are checked at 1e-5, so the unoptimized graph is as good a witness.
 tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-for job in json.load(open(sys.argv[1])):
-    loaded = tf.saved_model.load(job["dir"])
+for i, job in enumerate(json.load(open(sys.argv[1]))):
     a = dict(np.load(job["inputs"]))
-    ctx = {"context": tf.constant(a["context"])} if "context" in a else {}
-    sctx = {"context": tf.constant(a["sample_context"])} if "sample_context" in a else {}
-    sig, out = loaded.signatures, {}
+    ctx = {"context": a["context"]} if "context" in a else {}
+    sctx = {"context": a["sample_context"]} if "sample_context" in a else {}
     calls = {"serving_default": dict(x=a["x"], **ctx), "inverse": dict(x=a["x"], **ctx),
              "trace_inverse": dict(x=a["x"], **ctx), "forward": dict(z=a["z"], **ctx),
              "trace": dict(z=a["z"], **ctx),
-             "sample": dict(n=tf.constant(int(a["n"]), tf.int32),
-                            seed=tf.constant(int(a["seed"]), tf.int32), **sctx)}
-    for name, kwargs in calls.items():
-        for key, value in sig[name](**{k: tf.constant(v) for k, v in kwargs.items()}).items():
-            out[f"{name}/{key}"] = value.numpy()
+             "sample": dict(n=np.int32(a["n"]), seed=np.int32(a["seed"]), **sctx)}
+    out = {}
+    graph = tf.Graph()
+    with graph.as_default(), tf1.Session(graph=graph) as session:
+        meta_graph = tf1.saved_model.loader.load(session, ["serve"], job["dir"])
+        for name, kwargs in calls.items():
+            signature = meta_graph.signature_def[name]
+            keys = sorted(signature.outputs)
+            values = session.run([signature.outputs[k].name for k in keys],
+                                 {signature.inputs[k].name: v for k, v in kwargs.items()})
+            out.update({f"{name}/{k}": v for k, v in zip(keys, values)})
+    if i == 0:
+        signatures = tf.saved_model.load(job["dir"]).signatures
+        for name, kwargs in calls.items():
+            for key, value in signatures[name](**{k: tf.constant(v) for k, v in
+                                                  kwargs.items()}).items():
+                np.testing.assert_allclose(value.numpy(), out[f"{name}/{key}"], rtol=1e-6,
+                                           atol=1e-6, err_msg=f"{name}/{key}")
     np.savez(job["out"], **out)
 assert not any(m.split(".")[0] == "kerasflows" for m in sys.modules)
 print("served", flush=True)
