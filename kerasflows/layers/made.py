@@ -134,7 +134,11 @@ class MADE(keras.layers.Layer):
         k, live = tf.reshape(k, [-1, (D - 1) * P]), tf.reshape(live, [(D - 1) * P])
         h = output_matmul(h, k) + live
         shape = [-1, P, D - 1] if params_first else [-1, D - 1, P]
-        first = tf.broadcast_to(first[None], tf.stack([tf.shape(h)[0], *first.shape]))
+        # the first dimension's parameters on every row, as an added bias is: the
+        # gradient of a tf.broadcast_to to the batch's (dynamic) size did not compile
+        # with XLA inside a while loop (3-D IAF's density: BroadcastGradientArgs)
+        first = tf.zeros_like(h[:, :P]) + tf.reshape(first, [1, P])
+        first = tf.reshape(first, [-1, P, 1] if params_first else [-1, 1, P])
         return tf.concat([first, tf.reshape(h, shape)], axis=2 if params_first else 1)
 
     def _params_first_output(self, kernel, bias):
