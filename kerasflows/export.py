@@ -83,10 +83,12 @@ class _FlowServable(tf.Module):
         self._batch = lambda name: tf.TensorSpec([None, D], dtype, name=name)
         self._context = [] if C is None else [tf.TensorSpec([None, C], dtype, name="context")]
         forward = self._function(
-            lambda z, context=None: flow._run_forward(z, _rows_of(context, z), keep=True),
+            lambda z, context=None: flow._run_forward(
+                _checked(z, D, "z"), _rows_of(_checked(context, C, "context"), z), keep=True),
             [self._batch("z")])
         inverse = self._function(
-            lambda x, context=None: flow._run_inverse(x, _rows_of(context, x), keep=True),
+            lambda x, context=None: flow._run_inverse(
+                _checked(x, D, "x"), _rows_of(_checked(context, C, "context"), x), keep=True),
             [self._batch("x")])
         self.endpoints = {name: self._endpoint(name, flow, forward, inverse, D)
                           for name in SIGNATURES}
@@ -119,6 +121,22 @@ class _FlowServable(tf.Module):
                 return {"z": shaped(z), "log_det": log_det}
             return {"log_prob": flow.base_log_prob(z) + log_det}
         return self._function(run, [self._batch("x")])
+
+
+def _checked(t, width, name):
+    """`t` after a check that it is `[N, width]`: the signatures declare that shape,
+    but neither TF Serving nor a loaded signature enforces it, and a batch of
+    another width gave numbers (a 2-D flow's log_prob of `[[0.5]]`) or a shape
+    error of some op inside."""
+    if t is None:
+        return None
+    shape = tf.shape(t)
+    ok = tf.logical_and(tf.equal(tf.size(shape), 2),
+                        tf.reduce_all(tf.equal(shape[1:2], width)))
+    check = tf.debugging.Assert(ok, [f"{name} must have shape [N, {width}]; received shape",
+                                     shape])
+    with tf.control_dependencies([check]):
+        return tf.identity(t)
 
 
 def _rows_of(context, batch):
@@ -198,6 +216,9 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None,
         raise ValueError(f"{os.fspath(path)} is a file; the export's base directory must be a "
                          "folder (or a path where one can be made).")
     target = os.path.join(os.fspath(path), str(version))
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise ValueError(f"{target} is a file where version {version}'s folder would go; "
+                         "move it, or choose another version.")
     if os.path.exists(target) and os.listdir(target) and not overwrite:
         raise ValueError(f"{target} already exists; choose another version or pass "
                          "overwrite=True.")
@@ -228,7 +249,7 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None,
 def _metadata(flow, columns, dequantized_columns=None):
     """`METADATA_FILE`'s content for `flow`; checks `columns` and `dequantized_columns`."""
     if columns is not None:
-        columns = list(columns)
+        columns = [columns] if isinstance(columns, str) else list(columns)   # not "a","b",...
         if len(columns) != flow.event_dim or not all(
                 isinstance(c, str) and c.strip() for c in columns):
             raise ValueError(f"columns names the flow's {flow.event_dim} data columns (non-empty "

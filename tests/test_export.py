@@ -231,6 +231,45 @@ def test_signatures_served_without_kerasflows_match_flow(tmp_path):
     np.testing.assert_allclose(lhs, flow.base_log_prob(z).numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_signatures_refuse_inputs_of_another_shape_naming_it(tmp_path):
+    """Neither TF Serving nor a loaded signature enforces the declared [N, D]: a
+    3-D RealNVP gave log-densities of 4- and 2-wide rows, and a rank-1 x."""
+    flow = models.RealNVP(3, num_layers=2, hidden_units=(8,), context_dim=2)
+    perturb_weights(flow, 0.2)
+    signatures = tf.saved_model.load(flow.export(tmp_path / "m")).signatures
+    c = tf.zeros([2, 2])
+    for name, key in (("serving_default", "x"), ("inverse", "x"), ("trace_inverse", "x"),
+                      ("forward", "z"), ("trace", "z")):
+        for bad in (tf.ones([2, 4]), tf.ones([2, 2])):
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match=rf"{key} must have shape \[N, 3\]; received shape"):
+                signatures[name](**{key: bad, "context": c})
+        # rank 1: the check, or a slice of its shape that the graph optimiser lets run
+        # first ("Index out of range"): an error either way, never numbers
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            signatures[name](**{key: tf.ones([3]), "context": c})
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"context must have shape \[N, 2\]; received shape"):
+            signatures[name](**{key: tf.ones([2, 3]), "context": tf.zeros([2, 3])})
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"context must have shape"):
+        signatures["sample"](n=tf.constant(2), seed=tf.constant(0), context=tf.zeros([1, 5]))
+    x = np.random.default_rng(0).normal(size=(2, 3)).astype("float32")
+    np.testing.assert_allclose(signatures["serving_default"](x=x, context=c)["log_prob"],
+                               flow.log_prob(x, context=c.numpy()), rtol=1e-5, atol=1e-5)
+
+
+def test_export_names_a_file_in_the_versions_place_and_columns_given_as_one_string(tmp_path):
+    flow = models.RealNVP(3, num_layers=1, hidden_units=(4,))
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "2").write_text("not a folder")      # was NotADirectoryError
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match=r"2 is a file where version 2's folder would go"):
+            export_saved_model(flow, tmp_path / "m", version=2, overwrite=overwrite)
+    with pytest.raises(ValueError, match=r"received \['abc'\]"):   # was ['a', 'b', 'c']
+        export_saved_model(flow, tmp_path / "m", columns="abc")
+    assert sorted(os.listdir(tmp_path / "m")) == ["2"]
+
+
 def test_saved_model_cli_lists_every_signature(tmp_path):
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     assert os.path.exists(cli), "saved_model_cli comes with tensorflow"
