@@ -2,6 +2,7 @@
 before Keras' loop), and the forms Keras is handed."""
 
 import itertools
+import math
 
 import keras
 import numpy as np
@@ -296,7 +297,7 @@ def _validation_arrays(validation_data):
 
 
 def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True,
-                     validation_batch_size=None):
+                     validation_batch_size=None, validation_split=None):
     """Returns `(x, validation_data, first_batch)` ready for `keras.Model.fit`.
 
     `x` may be arrays (`x`, or `(x, context)` for a conditional flow), checked
@@ -306,7 +307,8 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True,
     flow, which also takes a bare pair `(x, context)`). `first_batch` is
     `(x_batch, context_batch or None)` for data-dependent initialisation (None
     for a stream when no layer needs it): for arrays, `batch_size` rows,
-    drawn at random when `shuffle` (as `fit` shuffles). Array
+    drawn at random when `shuffle` (as `fit` shuffles), from the rows Keras
+    trains on (those before `validation_split`'s held-out tail). Array
     `validation_data` may also be `(x_val,)`, `(x_val, None)` or carry
     weights as `(x_val, None, sample_weight)`.
     """
@@ -323,11 +325,12 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True,
         x = _check_arrays(flow, x, "training data")
         warn_about_columns(flow, *((x,) if flow.context_dim is None else x[:2]))
         n = batch_size or 32
-        if flow.context_dim is None:
-            first = (_first_rows(x, n, shuffle), None)
-        else:
-            rows = _first_rows(np.arange(len(x[0])), n, shuffle)
-            first = tuple(np.asarray(a)[rows] for a in x)
+        total = len(x) if flow.context_dim is None else len(x[0])
+        # Keras holds out the last `validation_split` of the rows, before shuffling
+        train = math.floor(total * (1.0 - validation_split)) if validation_split else total
+        rows = _first_rows(np.arange(max(train, 1)), n, shuffle)
+        first = ((np.asarray(x)[rows], None) if flow.context_dim is None else
+                 tuple(np.asarray(a)[rows] for a in x))
     if validation_data is None:
         pass
     elif is_stream(validation_data):

@@ -196,7 +196,8 @@ class FlowTraining(FlatStepFunctions):
                              f"{kwargs['class_weight']!r}.")
         x, validation_data, first = prepare_fit_data(
             self, x, y, batch_size, validation_data, shuffle=kwargs.get("shuffle", True),
-            validation_batch_size=kwargs.get("validation_batch_size"))
+            validation_batch_size=kwargs.get("validation_batch_size"),
+            validation_split=kwargs.get("validation_split"))
         y, kwargs["sample_weight"] = weights_for_keras(
             self, x, kwargs.get("sample_weight"), "fit", batch_size=batch_size,
             split=kwargs.get("validation_split"))
