@@ -93,6 +93,14 @@ def _keras_batch(flow, batch):
             "A batch of an unconditional flow's data is x, (x,) or (x, None, "
             "sample_weight); received a pair (x, y), and a flow has no targets. "
             "For a conditional flow (context_dim set) a pair is (x, context).")
+    if len(batch) == 3 and batch[1] is None and batch[2] is not None:
+        # (x, None, sample_weight): zeros for the None (a flow's loss reads no y), as
+        # for weighted arrays; Keras' adapters of generators and PyDatasets cannot
+        # carry a None (a tf.data Optional that the step could not take as a tensor)
+        w = batch[2]
+        zeros = (tf.zeros(tf.shape(w)[:1], "float32") if tf.is_tensor(w)
+                 else np.zeros(len(w), "float32"))
+        return (batch[0], zeros, w)
     return batch
 
 

@@ -414,6 +414,25 @@ def test_fit_evaluate_predict_take_streams_of_batches(kind, conditional):
                                atol=1e-5)
 
 
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("kind", ["pydataset", "generator"])
+def test_weighted_batches_of_a_stream_train_and_evaluate_to_the_weighted_mean(kind, jit):
+    """(x, None, sample_weight), the form the fit error for sample_weight= with a stream
+    names: a generator's None reached the step as a tf.data Optional, and a
+    PyDataset's failed in Keras' adapter."""
+    x = datasets.load("moons", n=256, seed=0)
+    w = np.random.default_rng(1).uniform(0.0, 2.0, 256).astype("float32")
+    batches = [(x[i:i + 64], None, w[i:i + 64]) for i in range(0, 256, 64)]
+    stream = lambda: _Batches(batches) if kind == "pydataset" else (b for b in batches)
+    flow = M.RealNVP(2, num_layers=1, hidden_units=(8,))
+    flow.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=jit)
+    log_p = flow.log_prob(x).numpy()
+    want = -(log_p * w).sum() / w.sum()
+    assert flow.fit(stream(), epochs=1, verbose=0).history["loss"][0] == pytest.approx(
+        want, rel=1e-5)
+    assert flow.evaluate(stream(), verbose=0) == pytest.approx(want, rel=1e-5)
+
+
 @pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
 def test_nan_in_a_stream_raises_naming_the_data_and_predict_gives_nan(kind):
     x = datasets.load("moons", n=256, seed=0)
