@@ -536,6 +536,27 @@ json.dump({"readme_names": readme_names, "mirrored": result}, sys.stdout)
 """
 
 
+def test_a_frozen_layer_stays_frozen_through_a_keras_file_and_training_resumes(tmp_path):
+    """Keras does not pass a config's trainable=False to the sublayers a layer makes
+    when built: the loaded flow trained its frozen layer, and dropped the optimizer
+    state, whose variables no longer matched."""
+    x = datasets.load("moons", n=512, seed=0)
+    flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
+    flow.flow_layers[0].trainable = False
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+    flow.fit(x, batch_size=128, epochs=1, verbose=0)
+    flow.save(tmp_path / "f.keras")
+    loaded = keras.models.load_model(tmp_path / "f.keras")
+    assert len(loaded.trainable_weights) == len(flow.trainable_weights)
+    assert int(loaded.optimizer.iterations) == int(flow.optimizer.iterations) == 4
+    frozen = [w.numpy() for w in loaded.flow_layers[0].weights]
+    want = flow.fit(x, batch_size=128, epochs=1, shuffle=False, verbose=0).history["loss"]
+    got = loaded.fit(x, batch_size=128, epochs=1, shuffle=False, verbose=0).history["loss"]
+    assert got == pytest.approx(want, rel=1e-6)
+    for before, after in zip(frozen, loaded.flow_layers[0].weights):
+        np.testing.assert_array_equal(after.numpy(), before)
+
+
 def test_in_a_fresh_process_import_reaches_the_readme_modules_and_mirrored_steps_equal_one_device():
     """Two checks that need a process of their own, in one (a TensorFlow import is
     8 s): `import kerasflows` alone reaches every module the README names; a

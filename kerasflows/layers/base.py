@@ -112,6 +112,13 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
         self.event_dim = event_dim
         self.build_flow(event_dim)
         self.built = True
+        if not self.trainable:
+            # a frozen layer's sublayers and weights, made here after `trainable=False`
+            # came from the config of a saved flow, freeze too (Keras does not pass it
+            # down; a loaded flow trained its frozen layer and dropped the optimizer
+            # state). The setter itself: an assignment of the value the attribute
+            # already holds does not reach it.
+            keras.layers.Layer.trainable.fset(self, False)
 
     def build_flow(self, event_dim):
         """Creates the layer's weights for `event_dim`-dimensional events."""
