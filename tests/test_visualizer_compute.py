@@ -61,6 +61,8 @@ def test_resolve_rejects_bad_paths(tmp_path):
         paths.resolve(tmp_path / "notes.txt")
     with pytest.raises(paths.ModelPathError, match="not a model directory"):
         paths.resolve(tmp_path)
+    with pytest.raises(paths.ModelPathError, match="not a model: not a file or a directory"):
+        paths.resolve("/dev/null")                  # was called "not a model directory"
     bad = tmp_path / "broken"
     bad.mkdir()
     (bad / "manifest.json").write_text("{not json")

@@ -151,6 +151,10 @@ def resolve(path, prefer_keras=None):
         load = _savedmodel_in(p)
     elif (p / "flow.keras").is_file():
         load = p / "flow.keras"
+    elif not p.is_dir():                      # a device, a socket, a pipe: /dev/null
+        raise ModelPathError(f"{p} is not a model: not a file or a directory; expected a "
+                             ".keras file, a SavedModel directory or a saved_models/<name>/ "
+                             "folder.")
     else:
         raise ModelPathError(f"{p} is not a model directory: expected saved_model.pb, "
                              "<version>/saved_model.pb, flow.keras or manifest.json inside.")
