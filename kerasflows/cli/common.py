@@ -14,7 +14,7 @@ __all__ = ["UserError", "HelpFormatter", "plural", "write_array", "output_folder
            "add_seed_argument", "add_spline_arguments", "check_recipe_options",
            "add_direction_argument", "writable_folder", "NEGATIVE_VALUE",
            "progress_verbosity", "add_context_argument", "is_saved_model",
-           "read_json_file", "SEED_MAX", "check_outputs"]
+           "read_json_file", "SEED_MAX", "check_outputs", "check_paths_given"]
 
 #: The largest `--seed`: seeds go to NumPy, to Keras and to the int32 seed of sampling.
 SEED_MAX = 2**31 - 1
@@ -174,6 +174,14 @@ def output_folder(path):
     before any work is done (training is lost when its result cannot be written)."""
     folder = os.path.dirname(os.path.abspath(path))
     return _made_folder(folder, f"cannot write {path}: its folder {folder}")
+
+
+def check_paths_given(pairs):
+    """Refuses an option `[(option, value)]` given as an empty path (`--out ""`),
+    which the defaults of an unset option would otherwise stand in for."""
+    for option, value in pairs:
+        if value is not None and not value.strip():
+            raise UserError(f"{option} needs a path; received {value!r}.")
 
 
 def check_outputs(outputs, inputs=()):

@@ -17,8 +17,8 @@ import time
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument,
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
-                                   check_outputs, output_folder, positive_float, positive_int,
-                                   progress_verbosity, units)
+                                   check_outputs, check_paths_given, output_folder,
+                                   positive_float, positive_int, progress_verbosity, units)
 
 __all__ = ["add_parser", "run", "build_flow", "FORWARD_ONLY_RECIPES"]
 
@@ -133,10 +133,8 @@ def _write_model_dir(folder, flow, record):
 
 
 def _paths(args):
-    for option, value in (("--out", args.out), ("--report", args.report),
-                          ("--model-dir", args.model_dir)):
-        if value is not None and not value.strip():
-            raise UserError(f"{option} needs a path; received {value!r}.")
+    check_paths_given([("--out", args.out), ("--report", args.report),
+                       ("--model-dir", args.model_dir)])
     if args.model_dir:
         if os.path.exists(os.path.join(args.model_dir, "flow.keras")):
             raise UserError(f"{args.model_dir} already holds a flow.keras; remove it first.")

@@ -18,8 +18,9 @@ import numpy as np
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument,
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
-                                   check_outputs, fraction, output_folder, positive_float,
-                                   positive_int, progress_verbosity, units, writable_folder)
+                                   check_outputs, check_paths_given, fraction, output_folder,
+                                   positive_float, positive_int, progress_verbosity, units,
+                                   writable_folder)
 from kerasflows.cli.data import column_list, is_dataset_name, read_column_names
 from kerasflows.cli.evaluate import column_marginals, marginals_line
 from kerasflows.cli.resume import check_checkpoint, fingerprint, interrupted
@@ -140,10 +141,8 @@ def add_parser(subparsers):
 
 def _paths(args):
     stem = os.path.splitext(os.path.basename(args.data))[0]
-    for option, value in (("--out", args.out), ("--report", args.report),
-                          ("--checkpoint-dir", args.checkpoint_dir)):
-        if value is not None and not value.strip():
-            raise UserError(f"{option} needs a path; received {value!r}.")
+    check_paths_given([("--out", args.out), ("--report", args.report),
+                       ("--checkpoint-dir", args.checkpoint_dir)])
     out = args.out or f"{stem}.keras"
     if not out.endswith(".keras"):
         raise UserError(f"--out must end in .keras. Received: {out}")
