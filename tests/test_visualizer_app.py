@@ -199,7 +199,7 @@ def test_the_layer_strip_shares_the_height_with_the_plot_and_hides_when_short(qt
                                                                                 window, tiny):
     """The strip kept 182 pixels at every height: at the window's smallest the
     Layers plot was 40 pixels tall."""
-    from visualizer.views.strip import STRIP_HEIGHT, STRIP_MIN_HEIGHT
+    from visualizer.views.strip import STRIP_HEIGHT, STRIP_MIN_HEIGHT, THUMBNAIL
     view = show_ready(qtbot, window, "layers")
     size = window.size()
     try:
@@ -213,7 +213,7 @@ def test_the_layer_strip_shares_the_height_with_the_plot_and_hides_when_short(qt
                 assert STRIP_MIN_HEIGHT <= view.strip.height() <= STRIP_HEIGHT
                 assert view.plot.height() >= 140
                 w, h = view.strip.thumbnail
-                assert abs(w / h - 170 / 150) < 0.02
+                assert abs(w / h - THUMBNAIL[0] / THUMBNAIL[1]) < 0.02
                 assert all(p.size().toTuple() == (w, h) for p in view.strip.plots)
                 # the plots' scenes follow (a title wider than the plot widened it)
                 assert all(p.getPlotItem().geometry().width() <= w for p in view.strip.plots)

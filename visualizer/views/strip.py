@@ -8,15 +8,17 @@ from visualizer.items import GridCurve, HeatmapItem, PointCloudItem
 from visualizer.views.base import draw_picture, make_plot
 
 __all__ = ["LayerStrip", "STRIP_POINTS", "STRIP_TITLE_WIDTH", "STRIP_HEIGHT",
-           "STRIP_MIN_HEIGHT"]
+           "STRIP_MIN_HEIGHT", "THUMBNAIL"]
 
 #: Points of the sample cloud drawn in each thumbnail (at most).
 STRIP_POINTS = 600
-#: Pixels a thumbnail title may take (the thumbnails are 170 wide); longer names end in "…".
+#: A thumbnail's width and height at full size, in pixels (smaller, the same shape).
+THUMBNAIL = (170, 150)
+#: Pixels a full-size thumbnail's title may take; longer names end in "…".
 STRIP_TITLE_WIDTH = 156
-#: The strip's height at full size and at its smallest, in pixels: the thumbnails
-#: (170 x 150 at full size, the same shape smaller) and 32 for margins and scroll bar.
-STRIP_HEIGHT, STRIP_MIN_HEIGHT = 182, 110
+#: The strip's height at full size and at its smallest, in pixels: a thumbnail's
+#: height and 32 for margins and scroll bar.
+STRIP_HEIGHT, STRIP_MIN_HEIGHT = THUMBNAIL[1] + 32, 110
 #: The strip takes this share of the height it shares with the Layers plot
 #: (between its smallest and full height), and hides when the plot would be left
 #: with less than `STRIP_HIDE_BELOW` pixels.
@@ -31,7 +33,6 @@ class LayerStrip(QtWidgets.QScrollArea):
         self.on_click = on_click
         self.setWidgetResizable(True)
         self.setFixedHeight(STRIP_HEIGHT)
-        self.thumbnail = (170, 150)
         self.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.inner = QtWidgets.QWidget()
         self.row = QtWidgets.QHBoxLayout(self.inner)
@@ -92,8 +93,14 @@ class LayerStrip(QtWidgets.QScrollArea):
             self._items.append(items)
         self.row.addStretch(1)
 
+    @property
+    def thumbnail(self):
+        """The thumbnails' `(width, height)` for the strip's height (`fit`)."""
+        inner = self.height() - (STRIP_HEIGHT - THUMBNAIL[1])
+        return round(inner * THUMBNAIL[0] / THUMBNAIL[1]), inner
+
     def _title(self, plot, name):
-        width = STRIP_TITLE_WIDTH - (170 - self.thumbnail[0])
+        width = STRIP_TITLE_WIDTH - (THUMBNAIL[0] - self.thumbnail[0])
         plot.getPlotItem().setTitle(
             f"<span style='font-size:8pt'>{self.elide(name, width)}</span>")
         plot.setToolTip(name)
@@ -111,8 +118,6 @@ class LayerStrip(QtWidgets.QScrollArea):
         if not visible or height == self.height():
             return
         self.setFixedHeight(height)
-        inner = height - (STRIP_HEIGHT - 150)
-        self.thumbnail = (round(inner * 170 / 150), inner)
         for plot in self.plots:
             if plot.toolTip():     # first: a title wider than the plot widens its layout
                 self._title(plot, plot.toolTip())
