@@ -58,14 +58,10 @@ class KerasBackend(Backend):
         import keras
         import kerasflows
         from kerasflows.inference import tabulate
-        with open(path, "rb") as f:           # a missing or unreadable file says so itself
-            is_zip = zipfile.is_zipfile(f)
-        if not is_zip:                         # Keras would say "File not found"
-            raise ValueError(_not_an_archive(path, "no zip directory at its end"))
-        try:
+        try:                                   # a missing or unreadable file says so itself
             with zipfile.ZipFile(path) as archive:
                 members = set(archive.namelist())
-        except zipfile.BadZipFile as e:
+        except zipfile.BadZipFile as e:        # Keras would say "File not found"
             raise ValueError(_not_an_archive(path, e)) from None
         if "config.json" not in members:       # Keras: KeyError "no item named ..."
             raise ValueError(f"{path} is a zip file but not a Keras model archive: it holds "
