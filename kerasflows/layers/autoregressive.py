@@ -115,8 +115,9 @@ class AutoregressiveLayer(FlowLayer):
         once dimensions `< d` are known. From `SOLVE_MIN_DIM` dimensions on,
         `MADE.solve` does this computing each hidden unit once (about one
         network pass in all); below it, and for a MADE with no hidden layer
-        (`hidden_units=()`, a linear conditioner: one pass is one matmul), `D - 1` passes of the whole network
-        in a `tf.while_loop`, each making one more output exact, and a last
+        (`hidden_units=()`, a linear conditioner: one pass is one matmul),
+        `D - 1` passes of the whole network in a `tf.while_loop`, each making
+        one more output exact, and a last
         one that also gives the log-det (without a context the first pass
         is one MADE row: dimension 0's parameters depend on no input). Same
         map as `bijector(context).forward`.

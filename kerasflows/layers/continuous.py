@@ -119,8 +119,9 @@ class ContinuousFlow(FlowLayer):
     log-det integrates the trace of `df/dx`, exactly (`trace="exact"`, one
     gradient per dimension, best for small D) or with Hutchinson's
     estimator (`trace="hutchinson"`, one probe per solve: unbiased but noisy,
-    for larger D; Gaussian in training, fixed Rademacher signs otherwise). Use `activation="tanh"` or another smooth
-    activation: the adaptive solver needs smooth dynamics.
+    for larger D; Gaussian in training, fixed Rademacher signs otherwise).
+    Use `activation="tanh"` or another smooth activation: the adaptive solver
+    needs smooth dynamics.
 
     Example:
 
