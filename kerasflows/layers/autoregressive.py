@@ -117,10 +117,9 @@ class AutoregressiveLayer(FlowLayer):
         network pass in all); below it, and for a MADE with no hidden layer
         (`hidden_units=()`, a linear conditioner: one pass is one matmul),
         `D - 1` passes of the whole network in a `tf.while_loop`, each making
-        one more output exact, and a last
-        one that also gives the log-det (without a context the first pass
-        is one MADE row: dimension 0's parameters depend on no input). Same
-        map as `bijector(context).forward`.
+        one more output exact, and a last one that also gives the log-det
+        (without a context the first pass is one MADE row: dimension 0's
+        parameters depend on no input). Same map as `bijector(context).forward`.
 
         A MADE that computes in a lower precision than the layer (a mixed
         policy) always takes the passes: `solve` sums in another order than
