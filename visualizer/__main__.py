@@ -19,6 +19,8 @@ VIEW_NAMES = ("samples", "density", "layers", "inspector", "pairs")
 DEFAULT_FRAME_SIZE = (720, 600)
 #: Layers per second of the Layers animation `--demo` writes without a display.
 DEMO_SPEED = 3.0
+#: Qt's notice, on the offscreen platform (no display), for each window it sizes.
+QT_NOISE = r"This plugin does not support propagateSizeHints\(\)$"
 
 
 def _sizes(what, example, smallest, largest):
@@ -314,6 +316,20 @@ def _report_startup(app, window):
 
 
 def main(argv=None):
+    """Runs the visualizer with `argv` (default: `sys.argv[1:]`); returns the exit status.
+
+    TensorFlow's INFO lines and Qt's offscreen-platform notice are left out of
+    stderr (`QT_NOISE`, `kerasflows_launch.NOISE`; unless `TF_CPP_MIN_LOG_LEVEL` is set).
+    """
+    try:
+        from kerasflows_launch import NOISE, quiet_tensorflow_log
+    except ImportError:             # a checkout on the path without the launcher: as written
+        return _main(argv)
+    with quiet_tensorflow_log(re.compile(f"{NOISE.pattern}|{QT_NOISE}")):
+        return _main(argv)
+
+
+def _main(argv):
     args = build_parser().parse_args(argv)
     from visualizer import compile_cache, headless, paths
     problem = _argument_problem(args, headless)
