@@ -63,11 +63,15 @@ def quiet_tensorflow_log(drop=NOISE, environ=os.environ):
     fault handler, when enabled, writes to the real stderr, so a crash's
     traceback is not left in the pipe.
     """
-    if "TF_CPP_MIN_LOG_LEVEL" in environ:
+    try:
+        real = None if "TF_CPP_MIN_LOG_LEVEL" in environ else os.dup(2)
+    except OSError:                 # no stderr (`2>&-`): nothing to filter
+        real = None
+    if real is None:
         yield
         return
-    sys.stderr.flush()
-    real = os.dup(2)
+    if sys.stderr is not None:
+        sys.stderr.flush()
     pipe_read, pipe_write = os.pipe()
     os.dup2(pipe_write, 2)
     os.close(pipe_write)
@@ -79,7 +83,8 @@ def quiet_tensorflow_log(drop=NOISE, environ=os.environ):
     try:
         yield
     finally:
-        sys.stderr.flush()
+        if sys.stderr is not None:
+            sys.stderr.flush()
         os.dup2(real, 2)          # the pipe's last writer closes: the copier reads to the end
         if faulthandler.is_enabled():
             faulthandler.enable(file=sys.stderr)

@@ -127,3 +127,13 @@ def test_the_kerasflows_command_prints_its_own_lines_only(log_level):
         assert dropped == [], proc.stderr
     else:
         assert any("] " in line for line in dropped), proc.stderr
+
+
+def test_without_a_stderr_the_block_runs_as_written():
+    """`kerasflows ... 2>&-`: no file descriptor 2 to filter."""
+    code = ("from kerasflows_launch import quiet_tensorflow_log\n"
+            "with quiet_tensorflow_log():\n    print('ran')")
+    environ = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run(["sh", "-c", f'"{sys.executable}" -c "$0" 2>&-', code], cwd=ROOT,
+                          env=environ, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "ran\n")
