@@ -45,6 +45,7 @@ served.signatures["serving_default"](x=tf.zeros([3, 2]))["log_prob"]
 ```
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -226,9 +227,10 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None,
     # Written beside the version directory under a name TF Serving ignores (not a
     # number), then renamed into place: a server polling `path` for new versions
     # never loads a half-written one.
-    os.makedirs(os.fspath(path), exist_ok=True)
+    made = _make_folders(os.fspath(path))
     partial = os.path.join(os.fspath(path), f".{version}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
+    done = False
     try:
         tf.saved_model.save(servable, partial, signatures=servable.endpoints)
         os.makedirs(os.path.dirname(os.path.join(partial, METADATA_FILE)), exist_ok=True)
@@ -241,9 +243,23 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None,
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(partial, target)
+        done = True
     finally:
         shutil.rmtree(partial, ignore_errors=True)
+        for folder in [] if done else made:     # a failed export leaves no new folder
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
     return target
+
+
+def _make_folders(path):
+    """Makes `path` and its missing parents; returns those it made, deepest first."""
+    missing = []
+    while path and not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path.rstrip(os.sep))
+    os.makedirs(missing[0] if missing else path or ".", exist_ok=True)
+    return missing
 
 
 def _metadata(flow, columns, dequantized_columns=None):

@@ -356,6 +356,10 @@ def test_a_version_appears_only_when_complete(tmp_path, monkeypatch):
         with pytest.raises(OSError, match="disk full"):
             export_saved_model(second, base, version=version, overwrite=overwrite)
     assert sorted(os.listdir(base)) == ["1"], "no partial version, the old one intact"
+    new_base = tmp_path / "new" / "deeper"          # folders the failed export made go too
+    with pytest.raises(OSError, match="disk full"):
+        export_saved_model(second, new_base / "m")
+    assert sorted(os.listdir(tmp_path)) == ["m"]
     served = load_saved_model(base / "1").signatures["serving_default"]
     np.testing.assert_allclose(served(x=tf.constant(x))["log_prob"].numpy(), expected,
                                rtol=1e-5, atol=1e-5)
