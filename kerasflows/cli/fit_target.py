@@ -53,7 +53,9 @@ def add_parser(subparsers):
     out.add_argument("--out", metavar="FILE.keras",
                      help="the trained model (default: TARGET_RECIPE.keras)")
     out.add_argument("--model-dir", metavar="DIR", help="write DIR/flow.keras, "
-                     "DIR/manifest.json and DIR/saved_model/1 (saved_models/ layout)")
+                     "DIR/manifest.json and, for a recipe with an inverse (not "
+                     f"{' or '.join(FORWARD_ONLY_RECIPES)}), DIR/saved_model/1 "
+                     "(saved_models/ layout)")
     p.add_argument("--report", metavar="FILE.json",
                    help="the JSON report (default: --out with .json; none with --model-dir)")
     p.add_argument("--quiet", action="store_true",
