@@ -11,8 +11,9 @@ log level is read, and XLA's lines in the first epoch), and on a machine
 without a GPU an error line for the failed CUDA probe: 9-13 lines around a
 command's 2-6 of its own. `quiet_tensorflow_log` passes stderr through a
 filter that drops those lines (`NOISE`) and keeps every other one, in order,
-as it is written; with `TF_CPP_MIN_LOG_LEVEL` set, TensorFlow's log is left
-as TensorFlow writes it at that level. The visualizer's command uses the
+as it is written (TensorFlow writes its first INFO lines before it reads
+`TF_CPP_MIN_LOG_LEVEL`, so even level 3 leaves 6 of them); with
+`TF_CPP_MIN_LOG_LEVEL=0`, TensorFlow's log is left as TensorFlow writes it. The visualizer's command uses the
 same filter. The module imports neither TensorFlow nor the package.
 """
 
@@ -58,13 +59,13 @@ def quiet_tensorflow_log(drop=NOISE, environ=os.environ):
     Everything written to fd 2 (Python's `sys.stderr` and the C++ libraries
     alike) goes through a pipe that a thread copies, line by line, to the
     real stderr, leaving out the lines `drop` (a compiled regex, `NOISE`)
-    matches from their start. Nothing is changed when `TF_CPP_MIN_LOG_LEVEL`
-    is set in `environ`: whoever set it chose what TensorFlow shows. Python's
+    matches from their start. Nothing is changed when `environ` has
+    `TF_CPP_MIN_LOG_LEVEL=0`, TensorFlow's setting to show its INFO lines. Python's
     fault handler, when enabled, writes to the real stderr, so a crash's
     traceback is not left in the pipe.
     """
     try:
-        real = None if "TF_CPP_MIN_LOG_LEVEL" in environ else os.dup(2)
+        real = None if environ.get("TF_CPP_MIN_LOG_LEVEL") == "0" else os.dup(2)
     except OSError:                 # no stderr (`2>&-`): nothing to filter
         real = None
     if real is None:

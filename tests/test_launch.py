@@ -74,11 +74,13 @@ def test_the_filter_keeps_every_other_line_in_order_from_python_cpp_and_children
     assert proc.stderr.splitlines() == ["before", *KEPT_LINES, "child", "x" * 200_000, "after"]
 
 
-def test_with_tf_cpp_min_log_level_set_nothing_is_filtered():
-    proc = _run(TF_CPP_MIN_LOG_LEVEL="1")
+def test_tf_cpp_min_log_level_0_turns_the_filter_off_and_others_keep_it():
+    proc = _run(TF_CPP_MIN_LOG_LEVEL="0")
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stderr.splitlines()
     assert [line for line in TENSORFLOW_LINES[:6] if line not in lines] == []
+    proc = _run(TF_CPP_MIN_LOG_LEVEL="3")      # TensorFlow's first lines come before it
+    assert proc.stderr.splitlines() == ["before", *KEPT_LINES, "child", "x" * 200_000, "after"]
 
 
 def test_an_exit_inside_the_block_still_writes_what_came_before():

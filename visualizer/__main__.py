@@ -319,7 +319,7 @@ def main(argv=None):
     """Runs the visualizer with `argv` (default: `sys.argv[1:]`); returns the exit status.
 
     TensorFlow's INFO lines and Qt's offscreen-platform notice are left out of
-    stderr (`QT_NOISE`, `kerasflows_launch.NOISE`; unless `TF_CPP_MIN_LOG_LEVEL` is set).
+    stderr (`QT_NOISE`, `kerasflows_launch.NOISE`; all of it with `TF_CPP_MIN_LOG_LEVEL=0`).
     """
     try:
         from kerasflows_launch import NOISE, quiet_tensorflow_log
