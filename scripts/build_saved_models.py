@@ -96,6 +96,8 @@ def _train_args(name, settings, bench_dir, epochs):
         args += ["--bins", str(settings["bins"]), "--bound", str(settings["bound"])]
     if settings.get("direction"):
         args += ["--direction", settings["direction"]]
+    if "standardize" in settings:
+        args += ["--standardize" if settings["standardize"] else "--no-standardize"]
     if settings.get("base"):
         args += ["--base", settings["base"]]
     if settings.get("context_classes"):

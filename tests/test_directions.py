@@ -238,3 +238,29 @@ def test_recommended_settings_match_the_shipped_models_direction():
                 if hasattr(l, "spline_direction")} == {"inverse"}, name
         with open(os.path.join(folder, "manifest.json")) as f:
             assert "--direction inverse" in json.load(f)["command"], name
+
+
+def test_the_shipped_models_commands_and_recipes_say_whether_they_standardize():
+    """`kerasflows train FILE` standardizes by default (since after the models were built):
+    a command that trains from a file names the choice, as the recipe and the rebuild do."""
+    import importlib.util
+    from kerasflows import datasets, recipes
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        "build_saved_models", os.path.join(root, "scripts", "build_saved_models.py"))
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    for name in recipes.RECOMMENDED:
+        settings = recipes.recommended(name)
+        wanted = settings["standardize"]
+        flag = "--standardize" if wanted else "--no-standardize"
+        folder = os.path.join(root, "saved_models", name)
+        flow = kerasflows.load(folder)
+        assert any(l.name == "standardize" for l in flow.flow_layers) == wanted, name
+        with open(os.path.join(folder, "manifest.json")) as f:
+            command = json.load(f)["command"].split()
+        data = command[2]
+        by_default = (data in datasets.NAMES + datasets.CONDITIONAL_NAMES
+                      and (data in datasets.OFF_SCALE_NAMES) == wanted)
+        assert flag in command or by_default, (name, command)
+        assert flag in build._train_args(name, settings, "/nonexistent", None), name
