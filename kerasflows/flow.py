@@ -173,11 +173,12 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
                 log_dets.append(ld)
         return self._unencodable(h, total, states, log_dets, context)
 
-    def _run_forward(self, z, context, keep=False):
-        context = self._encode(context)
+    def _run_forward(self, z, context, keep=False, training=False):
+        context = self._encode(context, training=training)
         h, total, states, log_dets = z, tf.zeros(tf.shape(z)[:1], z.dtype), [z], []
         for layer in self.flow_layers:
-            h, ld = layer.forward_and_log_det(h, context=context_for(layer, context))
+            h, ld = layer.forward_and_log_det(h, context=context_for(layer, context),
+                                              training=training)
             total += ld
             if keep:
                 states.append(h)

@@ -97,18 +97,25 @@ class FlowSampling(AutoGraphFree):
         seed = None if seed is None else tf.constant(_int32_seed(seed), "int32")
         return n, seed, temperature, context
 
-    def sample_and_log_prob(self, n, context=None, seed=None, temperature=1.0):
+    def sample_and_log_prob(self, n, context=None, seed=None, temperature=1.0, training=False):
         """Draws `n` samples and their `log_prob`, using only the forward direction.
 
         With `temperature != 1` the base is scaled by `temperature`; the
-        returned log-density is still the flow's own `log p(x)`.
+        returned log-density is still the flow's own `log p(x)`. With
+        `training=True` the layers (and a context encoder) run as in a training
+        step, op by op or in the caller's graph: a `ContinuousFlow`'s Hutchinson
+        probe is then fresh at each call (`VariationalFlow` trains so).
         """
         n, seed, temperature, context = self._sample_args(n, context, seed, temperature)
         # The base noise is drawn outside any compiled function: XLA's stateless
         # generator gives other numbers than the CPU kernel for a runtime seed, and
         # the same seed must give the same samples in every eval_mode and in exports.
         z = self._base_sample(n, seed, temperature)
-        x, log_det = self.forward_and_log_det(z, context)
+        if training:
+            z, context = self._prepare(z, context)
+            x, log_det = self._run_forward(z, context, training=True)[:2]
+        else:
+            x, log_det = self.forward_and_log_det(z, context)
         return x, self.base_log_prob(z) - log_det
 
     def sample(self, n, context=None, seed=None, temperature=1.0):

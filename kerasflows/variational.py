@@ -136,16 +136,19 @@ class VariationalFlow(FlatStepFunctions, keras.Model, AutoGraphFree):
     #: the first `fit` call 5.94 s, not 8.82, `benchmarks/fused_adam.py`).
     fused_adam = True
 
-    def log_weights(self, n):
-        """Draws `n` flow samples; returns `(x, log p~(x) - log q(x))`."""
-        x, log_q = self.flow.sample_and_log_prob(n)
+    def log_weights(self, n, training=False):
+        """Draws `n` flow samples; returns `(x, log p~(x) - log q(x))`.
+
+        `training=True` (the train step) runs the flow's layers in training mode
+        (`Flow.sample_and_log_prob`)."""
+        x, log_q = self.flow.sample_and_log_prob(n, training=training)
         log_p = tf.convert_to_tensor(self.log_density(x))
         _static_shape_check(log_p, n)
         return x, tf.cast(log_p, log_q.dtype) - log_q
 
     def train_step(self, data):
         with tf.GradientTape() as tape:
-            _, log_w = self.log_weights(self.batch_size)
+            _, log_w = self.log_weights(self.batch_size, training=True)
             loss = -tf.reduce_mean(log_w)
             scaled = self.optimizer.scale_loss(loss)
         variables = self.trainable_variables

@@ -205,3 +205,31 @@ def test_fit_target_command_errors(capsys):
     with pytest.raises(SystemExit):
         main(["fit-target", "--target", "u1", "--recipe", "radial", "--direction", "forward"])
     assert "do not apply to radial layers" in capsys.readouterr().err
+
+
+def test_training_draws_a_fresh_hutchinson_probe_as_fit_does(monkeypatch):
+    """The train step runs the layers in training mode: FFJORD's Hutchinson probe is
+    fresh at every step (README), fixed outside training."""
+    from kerasflows.layers import ContinuousFlow
+    flow = kerasflows.Flow([ContinuousFlow(hidden_units=(8,), trace="hutchinson")], event_dim=2)
+    kerasflows.testing.perturb_weights(flow, 0.5)
+    _, fixed_a = flow.sample_and_log_prob(64, seed=1)
+    _, fixed_b = flow.sample_and_log_prob(64, seed=1)
+    np.testing.assert_array_equal(fixed_a, fixed_b)
+    x_a, fresh_a = flow.sample_and_log_prob(64, seed=1, training=True)
+    x_b, fresh_b = flow.sample_and_log_prob(64, seed=1, training=True)
+    np.testing.assert_allclose(x_a, x_b, rtol=1e-5, atol=1e-5)     # the same samples,
+    assert np.abs(fresh_a.numpy() - fresh_b.numpy()).max() > 1e-3  # other trace estimates
+    seen = []
+    bijector = ContinuousFlow.bijector
+
+    def spy(self, context=None, training=False):
+        seen.append(training)
+        return bijector(self, context=context, training=training)
+    monkeypatch.setattr(ContinuousFlow, "bijector", spy)
+    vi = VariationalFlow(flow, "u1", batch_size=32)
+    vi.compile(optimizer="adam")
+    seen.clear()
+    vi.fit(epochs=1, steps_per_epoch=2, verbose=0)
+    assert True in seen and set(seen) <= {True, False}
+    assert seen[-1] is True          # the step's trace, after the target check's call
