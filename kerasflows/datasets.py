@@ -284,6 +284,10 @@ def true_log_prob(name, x, chunk=2048):
         raise ValueError(f"No closed-form density for {name!r}; available for: "
                          f"{', '.join(_TRUE_LOG_PROB)}.")
     x = np.asarray(x, np.float64)
+    width = 4 if name == "moons4d" else 2
+    if x.ndim != 2 or x.shape[1] != width:
+        raise ValueError(f"true_log_prob({name!r}, x): x must have shape [N, {width}]; "
+                         f"received shape {x.shape}.")
     return np.concatenate([_TRUE_LOG_PROB[name](x[i:i + chunk])
                            for i in range(0, len(x), chunk)]) if len(x) else np.zeros(0)
 

@@ -27,7 +27,7 @@ import tensorflow as tf
 from kerasflows.layers.checks import check_positive_int
 
 __all__ = ["dequantize", "dequantized_dataset", "whole_number_columns", "floor_columns",
-           "columns_to_dequantize", "check_columns"]
+           "columns_to_dequantize", "check_columns", "LARGEST_WHOLE"]
 
 
 def whole_number_columns(x):
@@ -45,22 +45,44 @@ def _check_x(x, where):
     return x
 
 
+#: float32 holds every whole number up to 2**24 exactly, and none much beyond:
+#: the largest magnitude a noised column may hold.
+LARGEST_WHOLE = 2 ** 24
+
+
 def columns_to_dequantize(x, columns, where):
-    """`columns` checked against `x`'s width, or the whole-number columns of `x`."""
+    """`columns` checked against `x`'s width, or the whole-number columns of `x`;
+    their values must be within float32's whole numbers (`LARGEST_WHOLE`)."""
     if columns is None:
-        found = whole_number_columns(x)
-        if not found:
+        if len(x) < 2:
+            raise ValueError(f"{where}: x has {len(x)} row(s), too few to tell whole-number "
+                             "columns from constant ones; pass columns=[...] (the columns "
+                             "the flow was trained with noise on).")
+        columns = whole_number_columns(x)
+        if not columns:
             raise ValueError(f"{where}: no column of x holds whole numbers only, so there is "
                              "nothing to dequantize by default; pass columns=[...] to add "
                              "the noise to chosen columns.")
-        return found
-    return check_columns(columns, x.shape[1], where)
+    columns = check_columns(columns, x.shape[1], where)
+    if columns and len(x):
+        largest = np.abs(x[:, columns]).max(axis=0)
+        if (largest >= LARGEST_WHOLE).any():
+            k = int(np.argmax(largest >= LARGEST_WHOLE))
+            raise ValueError(
+                f"{where}: column {columns[k]} holds {float(largest[k]):.6g}; noise in [0, 1) "
+                f"needs whole numbers below 2**24 = {LARGEST_WHOLE:,} in magnitude, beyond "
+                "which float32 cannot tell k from k + 1; shift or rescale the column first.")
+    return columns
 
 
 def check_columns(columns, width, where):
     """`columns` as a list of ints: distinct column indices in 0..width-1, or a
     ValueError naming `where` and them."""
-    columns = list(columns)
+    try:
+        columns = list(columns)
+    except TypeError:
+        raise ValueError(f"{where}: columns must be a list of column indices in "
+                         f"0..{width - 1}; received {columns!r}.") from None
     bad = [c for c in columns if isinstance(c, bool) or not isinstance(c, (int, np.integer))
            or not 0 <= c < width]
     if bad or len(set(columns)) != len(columns):
@@ -69,8 +91,19 @@ def check_columns(columns, width, where):
     return [int(c) for c in columns]
 
 
+def _below_next_whole(noisy, whole):
+    """`noisy` (float32) kept below `whole + 1`: float32's rounding of k + u for u close
+    to 1 gives k + 1, a value of the next cell."""
+    return np.minimum(noisy, np.nextafter(whole + np.float32(1), np.float32(-np.inf)))
+
+
 def dequantize(x, columns=None, seed=None):
     """`x` (float32, a copy) with uniform noise in [0, 1) added to `columns`.
+
+    Each noisy value stays in its cell [k, k + 1), so `floor_columns` gives
+    back k; the noise is as fine as float32 is there (steps of 2**-10 at
+    10**4, 2**-5 at 3 * 10**5), and a column beyond 2**24 in magnitude
+    (`LARGEST_WHOLE`), where float32 cannot tell k from k + 1, is refused.
 
     Args:
         x: data `[N, D]`.
@@ -83,7 +116,9 @@ def dequantize(x, columns=None, seed=None):
     columns = columns_to_dequantize(x, columns, "dequantize")
     out = np.array(x, np.float32)
     noise = np.random.default_rng(seed).random((len(out), len(columns)), dtype=np.float32)
-    out[:, columns] += noise
+    whole = out[:, columns]
+    out[:, columns] = _below_next_whole(
+        (whole.astype(np.float64) + noise).astype(np.float32), np.floor(whole))
     return out
 
 
@@ -91,7 +126,9 @@ def floor_columns(x, columns):
     """`x` (a NumPy copy) with `columns` rounded down: a dequantized flow's samples as
     the whole numbers of the data it was trained on."""
     out = np.array(x, copy=True)
-    columns = list(columns)
+    if out.ndim != 2:
+        raise ValueError(f"floor_columns: x must have shape [N, D]; received shape {out.shape}.")
+    columns = check_columns(columns, out.shape[1], "floor_columns")
     out[:, columns] = np.floor(out[:, columns])
     return out
 
@@ -99,7 +136,8 @@ def floor_columns(x, columns):
 def dequantized_dataset(x, batch_size=512, *, context=None, columns=None, seed=None,
                         shuffle=True):
     """A `tf.data.Dataset` of batches of `x` with uniform noise in [0, 1) added to
-    `columns`, new noise each time it is iterated (each epoch of `Flow.fit`).
+    `columns`, new noise each time it is iterated (each epoch of `Flow.fit`);
+    each noisy value in its cell [k, k + 1), as `dequantize`'s.
 
         data = kerasflows.dequantization.dequantized_dataset(counts, batch_size=512, seed=0)
         flow.fit(data, epochs=20)
@@ -136,8 +174,9 @@ def dequantized_dataset(x, batch_size=512, *, context=None, columns=None, seed=N
     def add_noise(batch, key):
         rows = batch if context is None else batch[0]
         noise = tf.random.stateless_uniform(tf.shape(rows), seed=key, dtype=rows.dtype)
-        rows = rows + noise * mask
-        return rows if context is None else (rows, batch[1])
+        below_next = tf.math.nextafter(tf.floor(rows) + 1.0, tf.constant(-np.inf, rows.dtype))
+        noisy = tf.where(mask > 0, tf.minimum(rows + noise, below_next), rows)  # see dequantize
+        return noisy if context is None else (noisy, batch[1])
 
     return tf.data.Dataset.zip(data, keys).map(
         add_noise, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,5 +1,7 @@
 """kerasflows.datasets: the toy densities, digits, and their true log-densities."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow_probability as tfp
@@ -158,3 +160,14 @@ def test_heavy_tails_is_student_t_and_its_density_is_theirs():
                                rtol=1e-9, atol=1e-9)
     entropy = float(student_t(2).entropy() + student_t(4, scale=0.5).entropy())
     assert -lp.mean() == pytest.approx(entropy, abs=0.05)
+
+
+@pytest.mark.parametrize("name, width", [("rings", 2), ("moons", 2), ("checkerboard", 2),
+                                         ("moons4d", 4), ("heavy_tails", 2)])
+def test_true_log_prob_refuses_points_of_another_width(name, width):
+    from kerasflows import datasets
+    for x in (np.zeros((3, width + 1)), np.zeros((3, width - 1)), np.zeros(width)):
+        with pytest.raises(ValueError, match=rf"x must have shape \[N, {width}\]; received "
+                                             rf"shape {re.escape(str(x.shape))}"):
+            datasets.true_log_prob(name, x)
+    assert datasets.true_log_prob(name, np.zeros((3, width))).shape == (3,)

@@ -196,3 +196,35 @@ def test_export_checks_the_dequantized_columns(tmp_path):
     assert not (tmp_path / "bad").exists()
     flow.export(tmp_path / "plain")
     assert kerasflows.export.saved_model_metadata(tmp_path / "plain")["dequantized_columns"] is None
+
+
+def test_large_whole_numbers_stay_in_their_cell_and_beyond_float32s_are_refused():
+    """float32 rounds k + u up to k + 1 for u near 1 (1 row in 64 at 3 * 10**5, where its
+    step is 2**-5): every noisy value must stay in [k, k + 1), so rounding down gives k."""
+    counts = (300_000 + np.random.default_rng(0).integers(0, 1000, (20_000, 1))).astype(
+        np.int64)
+    noisy = dequantize(counts, seed=0)
+    assert (noisy >= counts).all() and (noisy < counts + 1).all()
+    np.testing.assert_array_equal(floor_columns(noisy, [0]), counts)
+    assert len(np.unique(noisy - counts)) > 16                  # the noise is still there
+    stream = np.concatenate([b.numpy() for b in dequantized_dataset(counts, 4096, seed=0,
+                                                                    shuffle=False)])
+    assert (stream >= counts).all() and (stream < counts + 1).all()
+    too_large = np.array([[1.0, 3.0], [2.0, 2.0 ** 24 + 2]])
+    for call in (lambda: dequantize(too_large), lambda: dequantized_dataset(too_large)):
+        with pytest.raises(ValueError, match=r"column 1 holds 1\.67772e\+07; .* 2\*\*24"):
+            call()
+    np.testing.assert_array_equal(dequantize(too_large, columns=[0], seed=0)[:, 1],
+                                  too_large[:, 1].astype(np.float32))
+
+
+def test_one_row_needs_its_columns_named_and_bad_columns_are_named():
+    with pytest.raises(ValueError, match=r"x has 1 row\(s\), too few .* pass columns="):
+        dequantize([[1, 2]])
+    assert dequantize([[1, 2]], columns=[1], seed=0)[0, 0] == 1
+    with pytest.raises(ValueError, match=r"columns must be a list of column indices in 0\.\.1; "
+                                         r"received 0"):
+        dequantize(_counts()[:, :2], columns=0)
+    for columns in ([5], [-1], 0):
+        with pytest.raises(ValueError, match=r"floor_columns: columns must"):
+            floor_columns(np.zeros((3, 2)), columns)
