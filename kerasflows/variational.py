@@ -24,11 +24,15 @@ from kerasflows.layers.base import check_positive_int
 from kerasflows.flat_calls import FlatStepFunctions
 from kerasflows.packed_adam import fused_adam_apply, fused_adam_slots
 
-__all__ = ["VariationalFlow", "fit_target", "diagnostics", "kish_ess", "check_target"]
+__all__ = ["VariationalFlow", "fit_target", "diagnostics", "kish_ess", "check_target",
+           "check_traceable"]
 
 
 def kish_ess(log_w):
     """Kish effective sample size of weights `exp(log_w)`, as a fraction of `n`."""
+    log_w = tf.convert_to_tensor(log_w)
+    if not log_w.dtype.is_floating:
+        log_w = tf.cast(log_w, "float32")
     n = tf.cast(tf.shape(log_w)[0], log_w.dtype)
     lse = tf.reduce_logsumexp(log_w)
     return tf.exp(2.0 * lse - tf.reduce_logsumexp(2.0 * log_w)) / n
@@ -74,6 +78,21 @@ def check_target(flow, log_density, n=256, seed=0):
                          f"for {n} samples of the flow, e.g. {values[i]} at x={x.numpy()[i].tolist()}; "
                          "it must be finite wherever the flow puts mass.")
     return x, log_p
+
+
+def check_traceable(log_density, x):
+    """Traces `log_density` on a symbolic batch like `x`, as the train step calls it;
+    raises a ValueError that says so when it only works on concrete values (NumPy,
+    through which no gradient would flow, even run eagerly)."""
+    spec = tf.TensorSpec([None, x.shape[-1]], x.dtype)
+    try:
+        tf.function(log_density, autograph=False).get_concrete_function(spec)
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ValueError("log_density works on values but not inside the train step, where "
+                         "it gets a symbolic tensor: write it with TensorFlow ops (tf.*, not "
+                         "NumPy; the loss's gradient flows through it to the samples). "
+                         f"Tracing it gave: {first}") from err
 
 
 def _check_flow(flow):
@@ -163,8 +182,19 @@ class VariationalFlow(FlatStepFunctions, keras.Model, AutoGraphFree):
         return {m.name: m.result() for m in self.metrics}
 
     def call(self, n):
-        """Returns `n` samples of the flow."""
+        """`n` samples of the flow (Keras' `__call__` passes tensors only: draw them
+        with `vi.flow.sample(n)`; training runs `train_step`)."""
         return self.flow.sample(n)
+
+    def evaluate(self, *args, **kwargs):
+        """Not available: there is no data; `diagnostics()` measures the fit."""
+        raise NotImplementedError("VariationalFlow has no data to evaluate on; "
+                                  "vi.diagnostics() measures the fit (ELBO, ESS, reverse KL).")
+
+    def predict(self, *args, **kwargs):
+        """Not available: there is no data; `vi.flow.sample(n)` draws samples."""
+        raise NotImplementedError("VariationalFlow has no data to predict from; "
+                                  "vi.flow.sample(n) draws samples of the fitted flow.")
 
     def fit(self, epochs=1, steps_per_epoch=100, callbacks=None, verbose="auto", **kwargs):
         """Trains for `epochs` x `steps_per_epoch` steps; returns a `History`.
@@ -177,8 +207,13 @@ class VariationalFlow(FlatStepFunctions, keras.Model, AutoGraphFree):
             if key in kwargs:
                 raise ValueError(f"VariationalFlow.fit draws its own samples and takes no "
                                  f"`{key}`; set batch_size in the constructor.")
+        if isinstance(epochs, (list, tuple, np.ndarray, tf.Tensor, tf.data.Dataset)):
+            raise ValueError("VariationalFlow.fit draws its own samples and takes no data; "
+                             f"its first argument is `epochs`. Received: {type(epochs).__name__}")
+        check_positive_int("epochs", epochs)
         check_positive_int("steps_per_epoch", steps_per_epoch)
-        check_target(self.flow, self.log_density, n=self.batch_size)
+        x, _ = check_target(self.flow, self.log_density, n=self.batch_size)
+        check_traceable(self.log_density, x)
         steps = tf.data.Dataset.from_tensors(tf.zeros([1])).repeat()
         return super().fit(steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
                            callbacks=callbacks, verbose=verbose, shuffle=False, **kwargs)
@@ -227,6 +262,11 @@ def fit_target(flow, log_density, epochs=10, steps_per_epoch=100, batch_size=256
     `epochs` x `steps_per_epoch` steps. `history.history` holds `loss`
     (negative ELBO) and `ess` per epoch; see also `diagnostics`.
     """
+    if optimizer is None and not (isinstance(learning_rate, (int, float, np.floating))
+                                  and not isinstance(learning_rate, bool)
+                                  and math.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError("`learning_rate` must be a finite number > 0. "
+                         f"Received: learning_rate={learning_rate!r}")
     model = VariationalFlow(flow, log_density, batch_size=batch_size)
     model.compile(optimizer=optimizer or keras.optimizers.Adam(learning_rate))
     return model.fit(epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,

@@ -94,6 +94,8 @@ def test_first_fit_traces_the_step_once_and_xla_compiles(jit_compile):
     (lambda x: -tf.reduce_sum(x * x, -1, keepdims=True), r"shape \(64, 1\).*expected \(64,\)"),
     (lambda x: -x * x, r"shape \(64, 2\)"),
     (lambda x: -tf.reduce_sum(x * x), r"shape \(\)"),
+    (lambda x: -0.5 * (np.asarray(x) ** 2).sum(1),            # works on values only
+     r"log_density works on values but not inside the train step.*TensorFlow ops"),
 ])
 def test_bad_target_errors_on_first_step(target, match):
     record = _Record()
@@ -148,6 +150,18 @@ def test_bad_arguments():
     vi.compile(optimizer="adam")
     with pytest.raises(ValueError, match="takes no `x`"):
         vi.fit(x=np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="takes no data; its first argument is `epochs`"):
+        vi.fit(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="epochs=0"):
+        vi.fit(0)
+    with pytest.raises(NotImplementedError, match=r"no data to evaluate on; vi.diagnostics"):
+        vi.evaluate(steps=2)
+    with pytest.raises(NotImplementedError, match=r"vi.flow.sample\(n\)"):
+        vi.predict(np.zeros((4, 2)))
+    for rate in (-1.0, 0, float("nan"), "fast"):
+        with pytest.raises(ValueError, match="learning_rate"):
+            fit_target(_flow(), "u1", learning_rate=rate)
+    assert float(kish_ess(tf.constant([0, 0, 0]))) == pytest.approx(1.0)
 
 
 def test_diagnostics_of_an_exact_flow():
@@ -218,7 +232,7 @@ def test_training_draws_a_fresh_hutchinson_probe_as_fit_does(monkeypatch):
     np.testing.assert_array_equal(fixed_a, fixed_b)
     x_a, fresh_a = flow.sample_and_log_prob(64, seed=1, training=True)
     x_b, fresh_b = flow.sample_and_log_prob(64, seed=1, training=True)
-    np.testing.assert_allclose(x_a, x_b, rtol=1e-5, atol=1e-5)     # the same samples,
+    np.testing.assert_allclose(x_a, x_b, atol=1e-3)     # the same samples (to the solver),
     assert np.abs(fresh_a.numpy() - fresh_b.numpy()).max() > 1e-3  # other trace estimates
     seen = []
     bijector = ContinuousFlow.bijector
