@@ -111,6 +111,11 @@ def _positive_float(name, value):
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
+def _bad_rows(t):
+    """Whether each row of `t` `[N, K]` holds a NaN or inf."""
+    return tf.reduce_any(tf.logical_not(tf.math.is_finite(t)), axis=-1)
+
+
 class ContinuousFlow(FlowLayer):
     """Continuous-time flow (FFJORD): `x = z + integral_0^T f(x(t), t) dt`.
 
@@ -206,13 +211,26 @@ class ContinuousFlow(FlowLayer):
 
     def _solved(self, v, context, training, forward):
         """Solves in the direction asked, with the probe `bijector` describes (an
-        empty batch through `solve_nonempty`: TFP's solver never returns from it)."""
+        empty batch through `solve_nonempty`: TFP's solver never returns from it).
+
+        All rows are solved together by one adaptive solver, whose error estimate
+        a single NaN or inf row (in `v` or its context) makes NaN: every step was
+        then rejected and the call never returned. Such rows are solved from zeros
+        and come out NaN, as in the other layers."""
         def solve(v, context):
             b = self.bijector(context=context, training=training)
             transform, log_det = ((b.forward, b.forward_log_det_jacobian) if forward else
                                   (b.inverse, b.inverse_log_det_jacobian))
             return transform(v), batch_log_det(log_det(v, event_ndims=1), v)
-        return solve_nonempty(solve, *self.check_inputs(v, context))
+        v, context = self.check_inputs(v, context)
+        bad = _bad_rows(v)
+        if context is not None:
+            bad_context = _bad_rows(context)            # [N], or [1] for a shared context
+            context = tf.where(bad_context[:, None], tf.zeros_like(context), context)
+            bad = tf.logical_or(bad, bad_context)
+        y, log_det = solve_nonempty(solve, tf.where(bad[:, None], tf.zeros_like(v), v), context)
+        nan = tf.constant(float("nan"), y.dtype)
+        return tf.where(bad[:, None], nan, y), tf.where(bad, tf.cast(nan, log_det.dtype), log_det)
 
     def get_config(self):
         config = super().get_config()
