@@ -242,3 +242,25 @@ def test_conditioner_dtype_can_be_chosen_per_layer():
     assert plain.net.compute_dtype == "float32"
     with pytest.raises(ValueError, match="float17"):
         L.AffineCoupling(conditioner_dtype="float17")
+
+
+@pytest.mark.parametrize("policy", POLICIES, indirect=True)
+def test_class_labels_read_their_own_row_under_a_mixed_policy(policy):
+    """Keras casts float inputs to the compute dtype: float16 holds whole numbers to
+    2048 only, bfloat16 to 256, so labels above read a neighbour's row (or NaN)."""
+    from kerasflows.layers import ClassEmbedding, MaskedAutoregressive
+    embedding = ClassEmbedding(5000, features=4)
+    labels = np.array([[257.0], [2049.0], [4003.0], [4999.0]], "float32")
+    table = embedding.table.numpy()
+    np.testing.assert_allclose(embedding(labels).numpy().astype("float32"),
+                               table[[257, 2049, 4003, 4999]].astype(LOW[policy]).astype(
+                                   "float32"))
+    flow = kerasflows.Flow([MaskedAutoregressive(hidden_units=(8,), context_dim=4)],
+                           event_dim=2, context_dim=1,
+                           context_encoder=ClassEmbedding(5000, features=4))
+    perturb_weights(flow.flow_layers[0], 0.3, seed=0)
+    x = np.full((3, 2), 0.3, "float32")
+    by_float = flow.log_prob(x, context=np.array([[2048.0], [2049.0], [2050.0]], "float32"))
+    by_int = flow.log_prob(x, context=np.array([[2048], [2049], [2050]], "int32"))
+    np.testing.assert_array_equal(by_float, by_int)
+    assert len(set(by_float.numpy().tolist())) == 3

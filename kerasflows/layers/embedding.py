@@ -58,6 +58,13 @@ class ClassEmbedding(keras.layers.Layer):
             shape=(self.num_classes, self.features), name="table",
             initializer=keras.initializers.RandomNormal(stddev=self.stddev))
 
+    @property
+    def input_dtype(self):
+        """float32, whatever the policy: Keras casts float inputs to this, and a mixed
+        policy's float16 holds whole numbers exactly to 2048 only (bfloat16: 256), so
+        label 2049 read row 2048; float32 holds them to 2**24."""
+        return "float32"
+
     def build(self, input_shape):
         shape = tuple(input_shape)
         if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] not in (1, None)):
