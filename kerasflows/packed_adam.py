@@ -47,22 +47,41 @@ def adam_layout(optimizer, variables):
     """
     n = sum(int(np.prod(v.shape)) for v in variables)
     packed = packed_size(optimizer)
+    owner = tuple(id(v) for v in variables)
     if plain_adam(optimizer, variables):
         if not optimizer.built:
             optimizer.build([keras.Variable(np.zeros(n), dtype=variables[0].dtype,
                                             name=PACKED_ADAM_NAME)])
+            optimizer._kerasflows_packed_for = owner
             return "packed"
-        if packed == n:
+        if packed == n and getattr(optimizer, "_kerasflows_packed_for", None) == owner:
             return "packed"
     if packed is not None:
         raise ValueError(
-            f"This optimizer was built by make_train_step on a packed layout of "
-            f"{packed} weights; this flow has {n} (or the optimizer is no "
-            "longer a plain Adam). Give each flow its own optimizer.")
+            f"This optimizer was built by make_train_step on a packed layout of another "
+            f"flow's {packed} weights (this flow has {n}), or is no longer a plain Adam; "
+            "its moments and step count are that flow's. Give each flow its own optimizer.")
+    if optimizer.built:
+        _check_built_for(optimizer, variables)
     optimizer.build(variables)
     if plain_adam(optimizer, variables) and len(optimizer._momentums) == len(variables):
         return "per_variable"
     return None
+
+
+def _check_built_for(optimizer, variables):
+    """Raises a ValueError if the built `optimizer` tracks other weights than
+    `variables` (Keras' own step would fail on them later; a fused update would
+    silently take another flow's moments)."""
+    known = getattr(optimizer, "_trainable_variables_indices", None)
+    if known is None:
+        return
+    foreign = [v for v in variables if optimizer._var_key(v) not in known]
+    if foreign:
+        raise ValueError(
+            f"This optimizer was built for other weights (another flow's: it does not know "
+            f"{foreign[0].path!r}); its moments and step count are theirs. Give each flow its "
+            "own optimizer.")
 
 
 def fused_adam_slots(optimizer, variables):

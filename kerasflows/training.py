@@ -55,11 +55,11 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
     which on small steps adds up (MAF on 2-D data, batch 512: 2.0 -> 1.7 ms
     a step). Such an optimizer belongs to the flow's steps: a later
     `make_train_step` for the same flow reuses it, but Keras'
-    `apply_gradients` (or `fit`) cannot; a flow with another number of
-    weights raises. An Adam
+    `apply_gradients` (or `fit`) cannot; another flow raises, whatever its
+    size. An Adam
     already built for the flow's weights keeps its per-weight slots (TF's
-    fused Adam kernel, one op per weight); any other optimizer runs its own
-    `apply_gradients`.
+    fused Adam kernel, one op per weight); one built for other weights
+    raises; any other optimizer runs its own `apply_gradients`.
 
     A flow with float16 conditioners (a `"mixed_float16"` policy, see
     `kerasflows.Flow`) trains through a `keras.optimizers.LossScaleOptimizer`

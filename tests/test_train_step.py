@@ -97,11 +97,26 @@ def test_unbuilt_adam_is_packed_and_its_moments_are_keras_adams():
     again = make_train_step(flow, opt)
     again(batches[0])
     assert int(opt.iterations.numpy()) == 4 and len(opt._momentums) == 1
-    # another flow cannot share it: the error names both sizes
+    # another flow cannot share it: the error names both sizes; nor can a flow of the
+    # same size (its first step took the other flow's moments and step count)
     other = M.MAF(2, num_layers=1, hidden_units=(8,))
     m = sum(int(np.prod(v.shape)) for v in other.trainable_variables)
-    with pytest.raises(ValueError, match=f"packed layout of {n} weights; this flow has {m}"):
+    with pytest.raises(ValueError, match=rf"packed layout of another flow's {n} weights "
+                                         rf"\(this flow has {m}\)"):
         make_train_step(other, opt)
+    twin = _flow("MAF")
+    assert [v.shape for v in twin.trainable_variables] == [
+        v.shape for v in flow.trainable_variables]
+    with pytest.raises(ValueError, match=rf"another flow's {n} weights \(this flow has {n}\)"):
+        make_train_step(twin, opt)
+    # and an Adam built per weight for one flow is not another's (Keras' own update
+    # refuses unknown weights; the fused one took the first flow's moments)
+    fitted = _flow("MAF")
+    fitted.compile(keras.optimizers.Adam(1e-2))
+    fitted.fit(x, batch_size=128, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"built for other weights \(another flow's: it does "
+                                         r"not know '.*kernel.*'\)"):
+        make_train_step(twin, fitted.optimizer)
     # nor can Keras' compile (saving dropped its state) and fit (it failed with
     # Keras' "Unknown variable"), whichever comes first
     with pytest.raises(ValueError, match="Flow.compile: this optimizer was built by "
