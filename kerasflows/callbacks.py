@@ -35,6 +35,7 @@ import keras
 import numpy as np
 
 from kerasflows import pictures
+from kerasflows.flow_sampling import _int32_seed
 from kerasflows.layers.base import check_positive_int
 
 __all__ = ["FlowImages", "ROW", "read_frames"]
@@ -95,7 +96,7 @@ class FlowImages(keras.callbacks.Callback):
         self.every = check_positive_int("every", every)
         self.resolution = pictures._check_resolution(resolution)
         self.samples = check_positive_int("samples", samples)
-        self.seed = int(seed)
+        self.seed = _int32_seed(seed)       # as `Flow.sample` takes it (after an epoch)
         self.context = None if context is None else np.asarray(context, np.float32).reshape(1, -1)
         self.contexts = None if contexts is None else np.asarray(contexts, np.float32)
         if self.contexts is not None and self.contexts.ndim != 2:
@@ -116,6 +117,7 @@ class FlowImages(keras.callbacks.Callback):
         self._pairs = self._pairs_ranges = None
         self._writer = None
         self._drawn = self._last_epoch = None
+        self._data_written = False
 
     # -- Keras hooks ----------------------------------------------------------
     def on_train_begin(self, logs=None):
@@ -129,8 +131,9 @@ class FlowImages(keras.callbacks.Callback):
         import tensorflow as tf
         self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "flow"))
         self._drawn = self._last_epoch = self._pairs_ranges = None
-        if self.data is not None:
+        if self.data is not None and not self._data_written:    # once, for every fit
             self._write({"data": self._points_picture(self.data)}, step=0)
+            self._data_written = True
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every == 0:
@@ -160,6 +163,8 @@ class FlowImages(keras.callbacks.Callback):
             n = self.samples if self.image_shape is None else min(self.samples,
                                                                   pictures.IMAGES_SHOWN)
             drawn = [np.asarray(flow.sample(n, context=c, seed=self.seed)) for c in contexts]
+            if self.image_shape is None:
+                self._set_region(np.concatenate(drawn))   # around every context's samples
             shown = {"samples": pictures.side_by_side([self._points_picture(x)
                                                        for x in drawn])}
             if self._pairs:
@@ -199,7 +204,10 @@ class FlowImages(keras.callbacks.Callback):
             raise ValueError(f"`contexts` draws a conditional flow at contexts of "
                              f"{flow.context_dim} values each; received contexts of shape "
                              f"{self.contexts.shape}.")
-        if self.image_shape is None and (D < 2 or not all(0 <= d < D for d in self.dims)
+        if self.image_shape is None and D < 2:
+            raise ValueError(f"FlowImages draws flows of 2 or more dimensions (or images, "
+                             f"image_shape=); this flow has event_dim={D}.")
+        if self.image_shape is None and (not all(0 <= d < D for d in self.dims)
                                          or len(set(self.dims)) != 2):
             raise ValueError(f"dims must be two different dimensions of the {D}-D flow; "
                              f"received dims={self.dims}.")
@@ -227,18 +235,23 @@ class FlowImages(keras.callbacks.Callback):
     def _points_picture(self, points, columns=None):
         if self.image_shape is not None:
             levels = self.image_levels
-            if levels is None and self.data is not None:
-                levels = (float(self.data.min()), float(self.data.max()))
+            finite = None if self.data is None else self.data[np.isfinite(self.data)]
+            if levels is None and finite is not None and finite.size:  # NaN rows aside
+                levels = (float(finite.min()), float(finite.max()))
             shown = points if columns else points[:pictures.IMAGES_SHOWN]
             return pictures.image_grid(shown, self.image_shape, levels, columns=columns,
                                        scale=max(1, 96 // max(self.image_shape)))
+        self._set_region(points)
+        return pictures.samples_picture(points, self.region, self.resolution, self.dims)
+
+    def _set_region(self, points):
+        """The region, if none is set yet: around `points` (then kept, so frames compare)."""
         if self.region is None:
             finite = np.isfinite(points[:, list(self.dims)]).all(1)
             # no finite samples (a flow diverged before the region was set): the base's
             # usual range, so training goes on and later frames compare with this one
             self.region = (pictures.region_of(points, self.dims) if finite.any()
                            else (-4.0, 4.0, -4.0, 4.0))
-        return pictures.samples_picture(points, self.region, self.resolution, self.dims)
 
     def _describe(self, name):
         """The tag's description (TensorBoard keeps the first one it sees)."""

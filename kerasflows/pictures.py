@@ -166,7 +166,7 @@ def image_grid(rows, shape, levels=None, columns=None, scale=1):
     """Image-shaped rows `[n, h*w]` as grey pictures in a grid: `levels = (black,
     white)` (default: the rows' own minimum and maximum), each pixel drawn
     `scale` x `scale`, a mid-grey line (`max(1, scale // 2)` wide) between
-    pictures. Returns `uint8 [H, W, 3]`."""
+    pictures; a NaN pixel is drawn red. Returns `uint8 [H, W, 3]`."""
     rows = np.asarray(rows, np.float64)
     black, white = levels if levels is not None else (np.nanmin(rows), np.nanmax(rows))
     grey = np.clip((rows - black) / max(float(white - black), 1e-12), 0.0, 1.0)
@@ -178,7 +178,11 @@ def image_grid(rows, shape, levels=None, columns=None, scale=1):
     big = np.repeat(np.repeat(grey.reshape(-1, h, w), scale, 1), scale, 2)
     tiled = tile(big.reshape(len(rows), -1), (h * scale, w * scale), columns,
                  gap=max(1, scale // 2), fill=0.5)
-    return np.repeat(np.round(255 * tiled).astype(np.uint8)[..., None], 3, axis=2)
+    nan = np.isnan(tiled)
+    picture = np.repeat(np.round(255 * np.where(nan, 0.0, tiled)).astype(np.uint8)[..., None],
+                        3, axis=2)
+    picture[nan] = (255, 0, 0)
+    return picture
 
 
 def region_text(region, dims=(0, 1), names=None):

@@ -250,3 +250,60 @@ def test_samples_that_are_not_finite_do_not_stop_training(tmp_path):
     shown = read_images(tmp_path / "flow")
     assert (shown["samples"][0][1] == P.VIRIDIS[0].astype(np.uint8)).all()   # nothing drawn
     assert (shown["density"][0][1] == P.VIRIDIS[0].astype(np.uint8)).all()
+
+
+def test_a_nan_row_of_image_data_leaves_the_grey_levels_and_is_drawn_red(tmp_path):
+    """The levels came from data.min() and max(): one NaN made both NaN, and every
+    picture came out black (training went on)."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 1.0, size=(64, 4)).astype(np.float32)
+    flow = kerasflows.models.MAF(4, num_layers=1, hidden_units=(8,))
+    pictures = {}
+    for name, data in (("clean", x), ("nan", np.concatenate([x, np.full((1, 4), np.nan)]))):
+        images = FlowImages(tmp_path / name, data=data, image_shape=(2, 2), samples=16)
+        images.set_model(flow)
+        images.on_train_begin()
+        images.draw(0)
+        images.on_train_end()
+        pictures[name] = read_images(tmp_path / name / "flow")
+    np.testing.assert_array_equal(pictures["nan"]["samples"][0][1],
+                                  pictures["clean"]["samples"][0][1])
+    assert len(np.unique(pictures["nan"]["samples"][0][1])) > 8
+    grid = P.image_grid(np.array([[0.0, np.nan, 1.0, 0.5]]), (2, 2))
+    assert grid[0, 1].tolist() == [255, 0, 0] and grid[0, 0].tolist() == [0, 0, 0]
+
+
+def test_contexts_without_data_get_a_region_around_every_contexts_samples(tmp_path):
+    """The region came from the first context's samples alone: a second context far
+    from it drew an empty panel."""
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=1)
+    kerasflows.testing.perturb_weights(flow, 0.5, seed=0)
+    near, far = np.array([[0.0]], np.float32), np.array([[1.0]], np.float32)
+    images = FlowImages(tmp_path, contexts=[[0.0], [1.0]], samples=500, resolution=16)
+    images.set_model(flow)
+    images.on_train_begin()
+    images.draw(0)
+    images.on_train_end()
+    both = np.concatenate([flow.sample(500, context=c, seed=0).numpy() for c in (near, far)])
+    assert images.region == P.region_of(both, (0, 1))
+
+
+def test_a_bad_seed_and_a_1d_flow_are_refused_before_training(tmp_path):
+    for seed in (2 ** 31, "a", 1.5):
+        with pytest.raises(ValueError, match="`seed` must be an integer"):
+            FlowImages(tmp_path, seed=seed)
+    images = FlowImages(tmp_path)
+    images.set_model(kerasflows.Flow([kerasflows.layers.ElementwiseAffine(),
+                                      kerasflows.layers.ElementwiseAffine()], event_dim=1))
+    with pytest.raises(ValueError, match=r"draws flows of 2 or more dimensions .*event_dim=1"):
+        images.on_train_begin()
+
+
+def test_the_data_picture_is_written_once_over_several_fits(tmp_path):
+    x = kerasflows.datasets.load("moons", n=256, seed=0)
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
+    flow.compile(optimizer="adam")
+    images = FlowImages(tmp_path, data=x, resolution=16, samples=100)
+    for _ in range(2):
+        flow.fit(x, batch_size=128, epochs=1, verbose=0, callbacks=[images])
+    assert [step for step, _ in read_frames(tmp_path, "data")] == [0]
