@@ -683,6 +683,26 @@ def test_interrupted_training_says_what_the_checkpoint_keeps(tmp_path, capsys, m
         assert capsys.readouterr().err == f"kerasflows: error: {message}\n"
 
 
+def test_ctrl_c_after_the_last_epoch_says_the_checkpoint_keeps_it(tmp_path, capsys,
+                                                                  monkeypatch):
+    """During the final evaluation and save the checkpoint is still there: the message
+    said only "interrupted"."""
+    from kerasflows.cli import train as train_command
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train_command, "_record", interrupted)
+    checkpoint = tmp_path / "m.checkpoint"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "moons", "--n", "200", "--layers", "1", "--hidden", "8", "--epochs", "1",
+              "--quiet", "--out", str(tmp_path / "m.keras")])
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == (
+        f"kerasflows: error: interrupted; the checkpoint in {checkpoint} keeps the last "
+        "finished epoch: rerun the same command to resume from it.\n")
+    assert (checkpoint / "checkpoint.npz").exists() and not (tmp_path / "m.keras").exists()
+
+
 def test_csv_column_names_travel_with_the_model(tmp_path, capsys):
     # a CSV header's names go into the training record; `sample` writes them as the
     # header of a .csv, `info` lists them, and `evaluate` refuses a file whose header

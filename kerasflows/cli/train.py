@@ -326,7 +326,7 @@ def run(args):
         print(f"Writing {out} after every epoch; watch it with: kerasflows-viz {out} --follow",
               flush=True)
     start = time.perf_counter()
-    try:
+    try:        # until the checkpoint is deleted, Ctrl-C says what it keeps
         flow, history = train_flow(
             build, *parts[0], epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.lr, lr_decay=args.lr_decay, seed=args.seed,
@@ -338,18 +338,19 @@ def run(args):
                 (lambda _, flow, __: save_atomically(flow, out)) if args.save_every_epoch
                 else None,
                 _tensorboard_log(args, dataset, *measured[0]) if args.tensorboard else None]))
+        record = _record(args, dataset, measured, flow, history, time.perf_counter() - start)
+        record.update(standardize=standardize, dequantized_columns=noisy)
+        if measured[2] is not None:         # the test split, column by column
+            record["test_marginals"] = column_marginals(flow, *measured[2], seed=args.seed,
+                                                        names=record["columns"])
+        save_atomically(flow, out, record)
+        if is_chief(strategy):
+            with open(report, "w") as f:
+                json.dump(record, f, indent=1)
+            EpochCheckpoint(checkpoint_dir, {}).delete()
     except KeyboardInterrupt:
         raise KeyboardInterrupt(interrupted(checkpoint_dir)) from None
-    record = _record(args, dataset, measured, flow, history, time.perf_counter() - start)
-    record.update(standardize=standardize, dequantized_columns=noisy)
-    if measured[2] is not None:         # the test split, column by column
-        record["test_marginals"] = column_marginals(flow, *measured[2], seed=args.seed,
-                                                    names=record["columns"])
-    save_atomically(flow, out, record)
     if is_chief(strategy):
-        with open(report, "w") as f:
-            json.dump(record, f, indent=1)
-        EpochCheckpoint(checkpoint_dir, {}).delete()
         nll = ", ".join(f"{k} {record[f'{k}_nll']:.4f}" for k in ("train", "validation", "test")
                         if record[f"{k}_nll"] is not None)
         print(f"Saved {out} and {report}. NLL in nats per example: {nll}.", flush=True)
