@@ -222,9 +222,27 @@ def _restore(checkpoint, strategy, variables):
     if restored is None:
         return 0, None
     epoch, values, history = restored
+    if checkpoint is not None:
+        _check_state(checkpoint, variables, values)
     for v, value in zip(variables, values):
         v.assign(value.astype(v.dtype))
     return epoch, history
+
+
+def _check_state(checkpoint, variables, values):
+    """Raises a ValueError, before any variable is written, if the checkpoint's arrays
+    are not this model's and its optimizer's (Keras' own error named an Adam slot)."""
+    wanted = [tuple(v.shape) for v in variables]
+    found = [tuple(np.shape(value)) for value in values]
+    if wanted != found:
+        k = next((i for i, (a, b) in enumerate(zip(wanted, found)) if a != b),
+                 min(len(wanted), len(found)))
+        what = (f"array {k} is {found[k]} where {getattr(variables[k], 'path', k)} is "
+                f"{wanted[k]}" if k < min(len(wanted), len(found)) else
+                f"{len(found)} arrays for this model's {len(wanted)}")
+        raise ValueError(f"The checkpoint in {checkpoint.directory} is the training state of "
+                         f"another model ({what}); delete it to start over, or give another "
+                         "checkpoint_dir.")
 
 
 def _run_epoch(step, dist_data, steps, epoch, epochs, verbose, finalize):

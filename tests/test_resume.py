@@ -111,3 +111,22 @@ def test_ctrl_c_while_tensorflow_imports_ends_the_command_in_one_line_with_130(t
     assert err.strip().splitlines()[-1].startswith("kerasflows: error: interrupted"), err
     assert not (tmp_path / "m.keras").exists()
     assert time.perf_counter() - started < 60
+
+
+def test_train_flow_refuses_another_models_checkpoint_before_writing_a_weight(tmp_path):
+    """Without a fingerprint (library use) a checkpoint of another model was assigned
+    array by array until Keras failed on an Adam slot, the weights half overwritten."""
+    from kerasflows.distributed import train_flow
+    x = kerasflows.datasets.load("moons", n=512, seed=0)
+    folder = tmp_path / "checkpoint"
+    train_flow(lambda: kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(16,)), x,
+               epochs=1, batch_size=256, checkpoint_dir=folder, verbose=0)
+    wider = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(32,))
+    before = [w.copy() for w in wider.get_weights()]
+    with pytest.raises(ValueError, match=rf"The checkpoint in {folder} is the training state "
+                                         r"of another model \(array 0 is \(1, 16\) where "
+                                         r".*kernel is \(1, 32\)\); delete it"):
+        train_flow(lambda: wider, x, epochs=2, batch_size=256, checkpoint_dir=folder,
+                   verbose=0)
+    for a, b in zip(wider.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
