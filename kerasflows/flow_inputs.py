@@ -95,10 +95,18 @@ class FlowInputs:
         return context
 
     def _encode(self, context, training=False):
-        """The context the layers see: `context_encoder(context)` as the flow's dtype."""
+        """The context the layers see: `context_encoder(context)` as the flow's dtype,
+        NaN in the rows of a context that is not finite (`_unencodable` then makes
+        those rows NaN): in a TensorFlow graph a Dense-ReLU encoder's fused kernel
+        turned a NaN input into finite features, and the row into plausible numbers."""
         if context is None or self.context_encoder is None:
             return context
-        return tf.cast(self.context_encoder(context, training=training), self.compute_dtype)
+        encoded = tf.cast(self.context_encoder(context, training=training), self.compute_dtype)
+        context = tf.convert_to_tensor(context)
+        if not context.dtype.is_floating:
+            return encoded
+        bad = tf.reduce_any(tf.logical_not(tf.math.is_finite(context)), axis=-1)
+        return tf.where(bad[:, None], tf.constant(float("nan"), encoded.dtype), encoded)
 
     def _split_inputs(self, inputs, context=None):
         if isinstance(inputs, (tuple, list)) and context is None:

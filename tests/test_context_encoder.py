@@ -227,6 +227,28 @@ def test_an_unknown_label_gives_nan_in_every_mode_and_in_an_export(tmp_path):
     assert np.isnan(got["log_prob"][0]) and np.isfinite(got["log_prob"][1])
 
 
+def test_a_nan_context_through_a_dense_relu_encoder_gives_nan_in_every_mode(tmp_path):
+    """The encoder's own fused matmul-bias-ReLU kernel turned a NaN context into finite
+    features in a graph (the default eval_mode, and the export): the row got a
+    plausible log-density and samples."""
+    encoder = keras.Sequential([keras.layers.Dense(8, activation="relu"),
+                                keras.layers.Dense(4)])
+    flow = kerasflows.models.NSF(2, num_layers=2, hidden_units=(8,), context_dim=3,
+                                 context_encoder=encoder)
+    perturb_weights(flow, seed=1)
+    x = np.array([[0.5, -0.2], [0.1, 0.3]], np.float32)
+    context = np.array([[0.0, 1.0, 0.0], [np.nan, 1.0, 0.0]], np.float32)
+    for mode in ("graph", "xla", "eager"):
+        flow.eval_mode = mode
+        lp = flow.log_prob(x, context=context).numpy()
+        assert np.isfinite(lp[0]) and np.isnan(lp[1]), (mode, lp)
+        drawn = flow.sample(2, context=context, seed=0).numpy()
+        assert np.isfinite(drawn[0]).all() and np.isnan(drawn[1]).all(), mode
+    served = tf.saved_model.load(flow.export(tmp_path / "served"))
+    got = served.signatures["serving_default"](x=tf.constant(x), context=tf.constant(context))
+    assert np.isfinite(got["log_prob"][0]) and np.isnan(got["log_prob"][1])
+
+
 def test_the_shipped_class_conditional_digits_draw_the_digit_asked_for():
     """saved_models/digits_label: 100 samples per label, classified by a logistic
     regression fitted to real digits; most must be the label they were drawn for."""
