@@ -211,6 +211,32 @@ def test_a_new_model_is_followed_instead_of_the_old_one(qtbot, window, flows, tm
     window.set_following(False)
 
 
+def test_a_save_while_the_model_opens_is_followed(qtbot, window, flows, tmp_path,
+                                                  monkeypatch):
+    """The follower started from the files as they were once the open was done, so a
+    save that landed while the model was being read was never shown."""
+    from visualizer import compute
+    path = tmp_path / "live.keras"
+    flows[0].save(path)
+    load = compute.load
+
+    def load_then_save(*args, **kwargs):         # the training run saves meanwhile
+        opened = load(*args, **kwargs)
+        flows[1].save(tmp_path / "next.keras")
+        os.replace(tmp_path / "next.keras", path)
+        return opened
+    monkeypatch.setattr(compute, "load", load_then_save)
+    window.set_following(True)
+    with qtbot.waitSignal(window.model_opened, timeout=TIMEOUT_MS):
+        window.open_path(path)
+    monkeypatch.setattr(compute, "load", load)
+    view = window.show_view("density")
+    view.resolution.setCurrentIndex(0)                       # 64 x 64
+    qtbot.waitUntil(lambda: window.reloads == 1 and _density_matches(view, flows[1]),
+                    timeout=TIMEOUT_MS)
+    window.set_following(False)
+
+
 # -- command lines ------------------------------------------------------------------------
 def test_viz_follow_flag_needs_the_window(capsys):
     assert viz_main(["--follow", "--screenshot", "x.png"]) == 2

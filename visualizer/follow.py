@@ -35,7 +35,7 @@ def _stat(path):
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns
+    return st.st_size, st.st_mtime_ns, st.st_ino     # (a rename keeps the size and time)
 
 
 def _savedmodel_dirs(p):

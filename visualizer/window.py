@@ -11,6 +11,7 @@ from visualizer import paths
 from visualizer.context import ContextPanel
 from visualizer.exporting import ExportActions
 from visualizer.follow import FileFollower, Following
+from visualizer.follow import signature as follow_signature
 from visualizer.help import HelpActions
 from visualizer.keys import ViewKeys
 from visualizer.menus import RECENT_LIMIT, Menus
@@ -78,6 +79,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
         self._reload_again = None   # None, or the `quiet` of a reload asked for meanwhile
         # (path, context) to open once it exists; while it opens, `_open_id` is its request
         self._awaited = None
+        self._opened_from = ((), None)  # the files an open read, and their signature then
         self.follower = FileFollower(self)
         self.follower.changed.connect(self._followed_change)
         self._frames = collections.deque(maxlen=240)
@@ -148,7 +150,10 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
             self.show_error(f"Cannot open {path}", str(e))
             return False
         self.model_label.setText(f"opening {source.path} …")
-        self.follower.stop()             # the new model is followed once it has opened
+        self.follower.stop()             # the new model is followed once it has opened,
+        # from the files as they were before it was read: a save while it opens is a change
+        followed = list(dict.fromkeys([str(source.path), str(source.load_path)]))
+        self._opened_from = (followed, follow_signature(followed))
         self._awaited = None
         self._reload_id = self._reload_again = None
         self._open_id = self.worker.submit("open", "load", source, eval_mode=self.eval_mode,
@@ -194,6 +199,8 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
                 self._remember(info["path"])
         if self.following and list(self.follower.paths) != self._follow_paths(info):
             self.follower.follow(self._follow_paths(info))
+            if not reload and self._opened_from[0] == self._follow_paths(info):
+                self.follower.reported = self._opened_from[1]   # the poll sees a later save
         self._label_follow()
         for view in self.views.values():
             view.set_model(info, self.projection, reload=same)
