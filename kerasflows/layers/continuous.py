@@ -110,12 +110,12 @@ def _positive_float(name, value):
     return check_float(name, value, lambda v: v > 0, "> 0")
 
 
-@keras.saving.register_keras_serializable(package="kerasflows")
 def _bad_rows(t):
     """Whether each row of `t` `[N, K]` holds a NaN or inf."""
     return tf.reduce_any(tf.logical_not(tf.math.is_finite(t)), axis=-1)
 
 
+@keras.saving.register_keras_serializable(package="kerasflows")
 class ContinuousFlow(FlowLayer):
     """Continuous-time flow (FFJORD): `x = z + integral_0^T f(x(t), t) dt`.
 
