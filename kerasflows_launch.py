@@ -88,7 +88,7 @@ def quiet_tensorflow_log(drop=NOISE, environ=os.environ):
             sys.stderr.flush()
         os.dup2(real, 2)          # the pipe's last writer closes: the copier reads to the end
         if faulthandler.is_enabled():
-            faulthandler.enable(file=sys.stderr)
+            faulthandler.enable(file=2)    # fd 2: the real stderr again
         copier.join(timeout=5)
         os.close(real)
 
