@@ -93,6 +93,16 @@ def test_unusable_remembered_values_are_ignored(qtbot, settings):
     settings.setValue("ui/geometry", "not bytes")
     w = _window(qtbot, settings)
     assert _choices(w) == DEFAULTS
+    w.close()
+    # numbers outside a control's range: Qt clamped them (temperature nan -> 3, the
+    # largest) and the window saved that back
+    for key, value in (("ui/samples/temperature", "nan"), ("ui/layers/speed", "inf"),
+                       ("ui/samples/count", "-4")):
+        settings.setValue(key, value)
+    settings.setValue("recent", ["", None, 3])
+    w = _window(qtbot, settings)
+    assert _choices(w) == DEFAULTS
+    assert w._recent() == [] and not w.recent_menu.isEnabled()
 
 
 def test_help_lists_every_shortcut_and_the_versions(qtbot, settings):

@@ -59,7 +59,11 @@ class Menus:
 
     def _recent(self):
         value = self.settings.value("recent", [])
-        return [value] if isinstance(value, str) else list(value or [])
+        value = [value] if isinstance(value, str) else value
+        try:        # a damaged file's entries that are not paths (`@Invalid()`) are left out
+            return [p for p in value if isinstance(p, str) and p]
+        except TypeError:
+            return []
 
     def _remember(self, path):
         recent = [path] + [p for p in self._recent() if p != path]

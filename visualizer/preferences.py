@@ -2,7 +2,8 @@
 last view, and the display choices of `REMEMBERED` (a `MainWindow` mixin).
 
 Values come back from `QSettings` as strings in an INI file; one the widget
-cannot take (an unknown colour map, a number that does not parse) is ignored.
+cannot take (an unknown colour map, a number that does not parse or is outside the
+control's range) is ignored.
 """
 
 from PySide6 import QtCore, QtWidgets
@@ -36,11 +37,15 @@ def _set_widget_value(widget, value):
                 widget.setCurrentIndex(index)
         elif isinstance(widget, QtWidgets.QAbstractButton):
             widget.setChecked(str(value).lower() in ("true", "1"))
-        elif isinstance(widget, QtWidgets.QSpinBox):
-            widget.setValue(int(value))
+        elif isinstance(widget, (QtWidgets.QSpinBox, QtWidgets.QDoubleSpinBox)):
+            number = (int if isinstance(widget, QtWidgets.QSpinBox) else float)(value)
+            # one outside the widget's range (nan, inf, -4) is a damaged file, not a wish
+            # for the nearest end: Qt would clamp it, and the window save it back
+            if widget.minimum() <= number <= widget.maximum():
+                widget.setValue(number)
         else:
             widget.setValue(float(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
 
 
