@@ -295,6 +295,21 @@ def test_context_animation_sweeps_a_conditional_flow_without_a_display(tmp_path,
     assert code == 0, err[-2000:]
     with Image.open(tmp_path / "c.gif") as image:
         assert image.n_frames == 50 and max(image.size) <= 800
+    # the Layers view at the last state, the data (the base is the same at every context)
+    frames = {}
+    for layer in ([], ["--layer", "0"]):
+        code, err = main_here([str(conditional), "--context-animation",
+                               str(tmp_path / "l.gif"), "--view", "layers", *layer],
+                              capsys, monkeypatch)
+        assert code == 0, err[-2000:]
+        with Image.open(tmp_path / "l.gif") as image:
+            frames[len(layer)] = [np.asarray(image.convert("L"))[60:-60, 60:-200].copy()
+                                  for _ in range(image.n_frames) if not image.seek(_)]
+    moved = {k: np.abs(f[0].astype(int) - f[-1]).mean() for k, f in frames.items()}
+    assert moved[0] > 3 * moved[2]      # the data move with the context; the base does not
+    code, err = main_here([str(conditional), "--context-animation", str(tmp_path / "l.gif"),
+                           "--view", "layers", "--layer", "9"], capsys, monkeypatch)
+    assert code == 2 and "--layer must be in [0, 2] for this model; received 9" in err, err
     code, err = main_here([str(conditional), "--context-animation", str(tmp_path / "d.gif"),
                            "--coordinate", "2"], capsys, monkeypatch)
     assert code == 2 and "the context has 1 coordinate; received coordinate 2" in err, err

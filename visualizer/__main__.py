@@ -90,7 +90,8 @@ def build_parser():
                    help="the view to render with --screenshot (default: density), or to "
                         "record with --context-animation (default: samples)")
     p.add_argument("--layer", type=int, metavar="K",
-                   help="with --view layers: show the state after K layers (0..L)")
+                   help="with --view layers: show the state after K layers (0..L; "
+                        "--context-animation: default L, the data, which the context moves)")
     p.add_argument("--direction", choices=("forward", "inverse"),
                    help="with --view layers or --animation: base to data (forward, the "
                         "default) or data to base (inverse)")
@@ -186,7 +187,7 @@ def _argument_problem(args, headless):
     if args.coordinate is not None and not args.context_animation:
         return "--coordinate goes with --context-animation."
     if args.context_animation:
-        for given, option in ((args.layer is not None, "--layer"), (args.data, "--data"),
+        for given, option in ((args.data, "--data"),
                               (args.rows_by_context, "--rows-by-context"),
                               (args.direction, "--direction")):
             if given:
@@ -284,7 +285,7 @@ def _headless(args, model, shots, data=None, optional_animation=False):
         if args.context_animation:
             frames = headless.render_context_animation(
                 window, args.context_animation, args.view or "samples",
-                (args.coordinate or 1) - 1)
+                (args.coordinate or 1) - 1, layer=args.layer)
             print(f"{args.context_animation} ({frames} frames)")
         if data:
             if not window.save_view_data(data):

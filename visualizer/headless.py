@@ -170,16 +170,24 @@ def render_animation(window, path, size, layers_per_second=1.0, direction=None,
         raise HeadlessError(str(e)) from None
 
 
-def render_context_animation(window, path, view_name, coordinate=0, timeout=300.0):
+def render_context_animation(window, path, view_name, coordinate=0, timeout=300.0,
+                             layer=None):
     """Shows `view_name`, waits until it has drawn, and records it into the animated
     GIF `path` while context coordinate `coordinate` (0-based) of the conditional
     flow sweeps its range (`visualizer.animation.save_context_animation`); returns
-    the number of frames written."""
+    the number of frames written. The Layers view is shown at layer position `layer`
+    (default: the last, the data; the base, position 0, is the same at every context)."""
     from visualizer import animation
     if view_name not in VIEW_NAMES:
         raise HeadlessError(f"unknown view {view_name!r}; expected one of {', '.join(VIEW_NAMES)}")
     errors = _watch_errors(window)
     view = window.show_view(view_name)
+    if view_name == "layers":
+        L = window.info["num_layers"] or 0
+        layer = L if layer is None else layer
+        if not 0 <= layer <= L:
+            raise HeadlessError(f"--layer must be in [0, {L}] for this model; received {layer}.")
+        view.set_layer(layer)
     _wait_drawn(view, errors, timeout)
     try:
         return animation.save_context_animation(window, path, coordinate)
