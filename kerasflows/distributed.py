@@ -148,13 +148,19 @@ def _make_optimizer(learning_rate, lr_decay, total_steps):
 def _make_train_step(flow, optimizer, strategy, jit_compile):
     replicas = strategy.num_replicas_in_sync
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
     def loss_and_grads(x, count):
         with tf.GradientTape() as tape:
             loss = -tf.reduce_sum(flow(x, training=True)) / count
             for extra in flow.losses:
                 loss += tf.cast(extra, loss.dtype) / replicas
         return loss, tape.gradient(loss, flow.trainable_variables)
+
+    # Compiled on its own, unless a layer's statistics are over every replica's rows
+    # (`BatchNorm`): their all-reduce cannot run inside a nested tf.function.
+    if not (replicas > 1 and any(getattr(l, "batch_statistics", False)
+                                 for l in flow.flow_layers)):
+        loss_and_grads = tf.function(loss_and_grads, jit_compile=jit_compile,
+                                     reduce_retracing=True)
 
     def replica_step(batch):        # x, or (x, context) for a conditional flow
         x = batch[0] if isinstance(batch, tuple) else batch

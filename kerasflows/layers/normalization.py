@@ -63,6 +63,20 @@ class ActNorm(ElementwiseAffine):
         self.initialized.assign(True)
 
 
+def batch_moments(x):
+    """The mean and variance of `x` `[N, D]` over its rows, and under a `tf.distribute`
+    strategy over every replica's rows, as of the whole batch on one device (each
+    replica's own half-batch statistics trained another flow than one device did)."""
+    replicas = tf.distribute.get_replica_context()
+    if replicas is None or replicas.num_replicas_in_sync == 1:
+        return tf.nn.moments(x, axes=[0])
+    rows, total = replicas.all_reduce(
+        "sum", [tf.cast(tf.shape(x)[0], x.dtype), tf.reduce_sum(x, axis=0)])
+    mean = total / rows
+    squares = replicas.all_reduce("sum", tf.reduce_sum(tf.square(x - mean), axis=0))
+    return mean, squares / rows
+
+
 @keras.saving.register_keras_serializable(package="kerasflows")
 class BatchNorm(FlowLayer):
     """Batch normalisation as a flow layer (RealNVP).
@@ -70,8 +84,9 @@ class BatchNorm(FlowLayer):
     Density direction (data `x` to base `z`):
     `z = (x - mean) / sqrt(var + epsilon) * exp(log_gamma) + beta`.
     In training (`inverse_and_log_det(x, training=True)`, which `Flow.fit`
-    uses) `mean`/`var` are the batch statistics and the moving statistics
-    are updated: `moving = momentum * moving + (1 - momentum) * batch`.
+    uses) `mean`/`var` are the batch statistics (under a `tf.distribute`
+    strategy, of every replica's rows: the same as on one device) and the
+    moving statistics are updated: `moving = momentum * moving + (1 - momentum) * batch`.
     Otherwise, in both directions, the moving statistics are used. The
     log-det `sum(log_gamma - 0.5 * log(var + epsilon))` is exact for the map
     with those statistics held fixed, as in the paper.
@@ -92,6 +107,9 @@ class BatchNorm(FlowLayer):
     """
 
     eval_in_blocks = True
+    #: Its training call takes statistics over the whole batch, every replica's rows
+    #: under a `tf.distribute` strategy (`batch_moments`).
+    batch_statistics = True
 
     def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
@@ -125,7 +143,7 @@ class BatchNorm(FlowLayer):
         if not training:
             return super().inverse_and_log_det(x, context=context)
         x, _ = self.check_inputs(x, context)
-        mean, variance = tf.nn.moments(x, axes=[0])
+        mean, variance = batch_moments(x)
         self._update_moving(tf.stop_gradient(mean), tf.stop_gradient(variance))
         b = self._bijector_for(mean, variance)
         return b.inverse(x), batch_log_det(b.inverse_log_det_jacobian(x, event_ndims=1), x)
