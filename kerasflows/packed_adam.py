@@ -56,11 +56,16 @@ def adam_layout(optimizer, variables):
             return "packed"
         if packed == n and getattr(optimizer, "_kerasflows_packed_for", None) == owner:
             return "packed"
+    if packed is not None and getattr(optimizer, "_kerasflows_packed_for", None) == owner:
+        raise ValueError(
+            "This optimizer was built by make_train_step on this flow's packed layout and is "
+            "no longer a plain Adam (clipping, weight decay, EMA, AMSGrad or another loss "
+            "scale), which that layout cannot update: give the flow a new optimizer.")
     if packed is not None:
         raise ValueError(
             f"This optimizer was built by make_train_step on a packed layout of another "
-            f"flow's {packed} weights (this flow has {n}), or is no longer a plain Adam; "
-            "its moments and step count are that flow's. Give each flow its own optimizer.")
+            f"flow's {packed} weights (this flow has {n}); its moments and step count are "
+            "that flow's. Give each flow its own optimizer.")
     if optimizer.built:
         _check_built_for(optimizer, variables)
     optimizer.build(variables)

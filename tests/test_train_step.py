@@ -109,6 +109,10 @@ def test_unbuilt_adam_is_packed_and_its_moments_are_keras_adams():
         v.shape for v in flow.trainable_variables]
     with pytest.raises(ValueError, match=rf"another flow's {n} weights \(this flow has {n}\)"):
         make_train_step(twin, opt)
+    opt.clipnorm = 1.0                                  # its own flow's, changed since
+    with pytest.raises(ValueError, match=r"this flow's packed layout and is no longer a plain"):
+        make_train_step(flow, opt)
+    opt.clipnorm = None
     # and an Adam built per weight for one flow is not another's (Keras' own update
     # refuses unknown weights; the fused one took the first flow's moments)
     fitted = _flow("MAF")
