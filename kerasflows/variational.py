@@ -84,7 +84,7 @@ def check_traceable(log_density, x):
     """Traces `log_density` on a symbolic batch like `x`, as the train step calls it;
     raises a ValueError that says so when it only works on concrete values (NumPy,
     through which no gradient would flow, even run eagerly)."""
-    spec = tf.TensorSpec([None, x.shape[-1]], x.dtype)
+    spec = tf.TensorSpec(x.shape, x.dtype)
     try:
         tf.function(log_density, autograph=False).get_concrete_function(spec)
     except Exception as err:
