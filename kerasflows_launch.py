@@ -13,8 +13,9 @@ command's 2-6 of its own. `quiet_tensorflow_log` passes stderr through a
 filter that drops those lines (`NOISE`) and keeps every other one, in order,
 as it is written (TensorFlow writes its first INFO lines before it reads
 `TF_CPP_MIN_LOG_LEVEL`, so even level 3 leaves 6 of them); with
-`TF_CPP_MIN_LOG_LEVEL=0`, TensorFlow's log is left as TensorFlow writes it. The visualizer's command uses the
-same filter. The module imports neither TensorFlow nor the package.
+`TF_CPP_MIN_LOG_LEVEL=0`, TensorFlow's log is left as TensorFlow writes it.
+The visualizer's command uses the same filter. The module imports neither
+TensorFlow nor the package.
 """
 
 import contextlib

@@ -17,6 +17,7 @@ from kerasflows.flow_inputs import FlowInputs, context_for, encoded_context_dim
 from kerasflows.flow_sampling import FlowSampling, philox_normal
 from kerasflows.flow_training import FlowTraining
 from kerasflows.layers.base import FlowLayer, RowsBijector, check_positive_int, split_mixed_policy
+from kerasflows.layers.checks import nan_rows, nonfinite_rows
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -152,14 +153,10 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         matmul-bias-ReLU kernels turn NaN into 0."""
         if encoded is None:
             return h, total, (states, log_dets)
-        bad = tf.reduce_any(tf.logical_not(tf.math.is_finite(encoded)), axis=-1)
-
-        def nan_where_bad(t):
-            return tf.where(bad if t.shape.rank == 1 else bad[:, None],
-                            tf.constant(float("nan"), t.dtype), t)
-        states = states[:1] + [nan_where_bad(t) for t in states[1:]]
-        return (nan_where_bad(h), nan_where_bad(total),
-                (states, [nan_where_bad(t) for t in log_dets]))
+        bad = nonfinite_rows(encoded)
+        states = states[:1] + [nan_rows(bad, t) for t in states[1:]]
+        return (nan_rows(bad, h), nan_rows(bad, total),
+                (states, [nan_rows(bad, t) for t in log_dets]))
 
     def _run_inverse(self, x, context, training=False, keep=False):
         context = self._encode(context, training=training)

@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasflows.layers.base import check_event_dim, context_rows
+from kerasflows.layers.checks import nan_rows, nonfinite_rows
 
 __all__ = ["FlowInputs", "as_float", "context_for", "encoded_context_dim"]
 
@@ -105,8 +106,7 @@ class FlowInputs:
         context = tf.convert_to_tensor(context)
         if not context.dtype.is_floating:
             return encoded
-        bad = tf.reduce_any(tf.logical_not(tf.math.is_finite(context)), axis=-1)
-        return tf.where(bad[:, None], tf.constant(float("nan"), encoded.dtype), encoded)
+        return nan_rows(nonfinite_rows(context), encoded)
 
     def _split_inputs(self, inputs, context=None):
         if isinstance(inputs, (tuple, list)) and context is None:

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 __all__ = ["check_float", "check_positive_int", "check_event_dim", "split_mixed_policy",
-           "context_rows", "shared_context"]
+           "context_rows", "shared_context", "nonfinite_rows", "nan_rows"]
 
 
 def check_float(name, value, accept, expected):
@@ -96,3 +96,15 @@ def shared_context(context, x):
     if context is None or context.shape[0] != 1 or x.shape[0] == 1:
         return context
     return tf.broadcast_to(context, tf.stack([tf.shape(x)[0], tf.shape(context)[1]]))
+
+
+def nonfinite_rows(t):
+    """Whether each row of `t` `[N, K]` holds a NaN or inf: `[N]` bools."""
+    return tf.reduce_any(tf.logical_not(tf.math.is_finite(t)), axis=-1)
+
+
+def nan_rows(bad, t):
+    """`t` (`[N]` or `[N, K]`) with NaN in the rows where `bad` (`[N]`, or `[1]` for
+    all) is true."""
+    return tf.where(bad if t.shape.rank == 1 else bad[:, None],
+                    tf.constant(float("nan"), t.dtype), t)

@@ -18,7 +18,7 @@ import tensorflow_probability as tfp
 
 from kerasflows.layers.base import (FlowLayer, RowsBijector, batch_log_det, check_float,
                                     solve_nonempty)
-from kerasflows.layers.checks import shared_context
+from kerasflows.layers.checks import nan_rows, nonfinite_rows, shared_context
 from kerasflows.layers.nets import MLP, check_hidden_units
 
 tfb = tfp.bijectors
@@ -108,11 +108,6 @@ def hutchinson_trace(ode_fn, state_shape, dtype, sample_fn=tf.random.normal, see
 
 def _positive_float(name, value):
     return check_float(name, value, lambda v: v > 0, "> 0")
-
-
-def _bad_rows(t):
-    """Whether each row of `t` `[N, K]` holds a NaN or inf."""
-    return tf.reduce_any(tf.logical_not(tf.math.is_finite(t)), axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
@@ -223,14 +218,13 @@ class ContinuousFlow(FlowLayer):
                                   (b.inverse, b.inverse_log_det_jacobian))
             return transform(v), batch_log_det(log_det(v, event_ndims=1), v)
         v, context = self.check_inputs(v, context)
-        bad = _bad_rows(v)
+        bad = nonfinite_rows(v)
         if context is not None:
-            bad_context = _bad_rows(context)            # [N], or [1] for a shared context
+            bad_context = nonfinite_rows(context)       # [N], or [1] for a shared context
             context = tf.where(bad_context[:, None], tf.zeros_like(context), context)
             bad = tf.logical_or(bad, bad_context)
         y, log_det = solve_nonempty(solve, tf.where(bad[:, None], tf.zeros_like(v), v), context)
-        nan = tf.constant(float("nan"), y.dtype)
-        return tf.where(bad[:, None], nan, y), tf.where(bad, tf.cast(nan, log_det.dtype), log_det)
+        return nan_rows(bad, y), nan_rows(bad, log_det)
 
     def get_config(self):
         config = super().get_config()
