@@ -254,11 +254,11 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None,
 
 def _make_folders(path):
     """Makes `path` and its missing parents; returns those it made, deepest first."""
-    missing = []
-    while path and not os.path.exists(path):
-        missing.append(path)
-        path = os.path.dirname(path.rstrip(os.sep))
-    os.makedirs(missing[0] if missing else path or ".", exist_ok=True)
+    missing, folder = [], path
+    while folder and not os.path.exists(folder):
+        missing.append(folder)
+        folder = os.path.dirname(folder.rstrip(os.sep))
+    os.makedirs(path, exist_ok=True)
     return missing
 
 

@@ -22,7 +22,7 @@ from PySide6 import QtCore
 
 from visualizer import paths
 
-__all__ = ["FileFollower", "Following", "signature", "SETTLE_MS", "POLL_MS"]
+__all__ = ["FileFollower", "Following", "signature", "followed_paths", "SETTLE_MS", "POLL_MS"]
 
 #: Quiet time, ms, after the last change before it is reported.
 SETTLE_MS = 400
@@ -45,6 +45,12 @@ def _savedmodel_dirs(p):
     except OSError:
         versions = []
     return [p, *versions]
+
+
+def followed_paths(path, load_path):
+    """The paths followed for a model opened from `path` that loads `load_path` (a
+    model folder's `flow.keras`): both, once each, as strings."""
+    return list(dict.fromkeys([str(path), str(load_path)]))
 
 
 def signature(paths):
@@ -229,7 +235,7 @@ class Following:
 
     @staticmethod
     def _follow_paths(info):
-        return list(dict.fromkeys([info["path"], info["load_path"]]))
+        return followed_paths(info["path"], info["load_path"])
 
     def _reload_failed(self, reason, quiet):
         self.reload_error = reason

@@ -10,8 +10,7 @@ from PySide6 import QtCore, QtWidgets
 from visualizer import paths
 from visualizer.context import ContextPanel
 from visualizer.exporting import ExportActions
-from visualizer.follow import FileFollower, Following
-from visualizer.follow import signature as follow_signature
+from visualizer.follow import FileFollower, Following, followed_paths, signature
 from visualizer.help import HelpActions
 from visualizer.keys import ViewKeys
 from visualizer.menus import RECENT_LIMIT, Menus
@@ -152,8 +151,8 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
         self.model_label.setText(f"opening {source.path} …")
         self.follower.stop()             # the new model is followed once it has opened,
         # from the files as they were before it was read: a save while it opens is a change
-        followed = list(dict.fromkeys([str(source.path), str(source.load_path)]))
-        self._opened_from = (followed, follow_signature(followed))
+        followed = followed_paths(source.path, source.load_path)
+        self._opened_from = (followed, signature(followed))
         self._awaited = None
         self._reload_id = self._reload_again = None
         self._open_id = self.worker.submit("open", "load", source, eval_mode=self.eval_mode,
