@@ -115,6 +115,15 @@ def _wait_drawn(view, errors, timeout):
     QtCore.QCoreApplication.processEvents()
 
 
+def _set_layer(window, view, layer):
+    """Shows the Layers `view` at layer position `layer`, checked against the model's
+    layers (0..L)."""
+    L = window.info["num_layers"] or 0
+    if not 0 <= layer <= L:
+        raise HeadlessError(f"--layer must be in [0, {L}] for this model; received {layer}.")
+    view.set_layer(layer)
+
+
 def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=False,
                 direction=None):
     """Shows `view_name` (at layer position `layer` for the layers view, in
@@ -133,10 +142,7 @@ def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=F
     if layer is not None:
         if view_name != "layers":
             raise HeadlessError("--layer applies to --view layers only.")
-        L = window.info["num_layers"] or 0
-        if not 0 <= layer <= L:
-            raise HeadlessError(f"--layer must be in [0, {L}] for this model; received {layer}.")
-        view.set_layer(layer)
+        _set_layer(window, view, layer)
     if by_context:
         if view_name != "samples" or not view.by_context.isVisibleTo(view):
             raise HeadlessError("--rows-by-context applies to --view samples of a flow drawn "
@@ -183,11 +189,8 @@ def render_context_animation(window, path, view_name, coordinate=0, timeout=300.
     errors = _watch_errors(window)
     view = window.show_view(view_name)
     if view_name == "layers":
-        L = window.info["num_layers"] or 0
-        layer = L if layer is None else layer
-        if not 0 <= layer <= L:
-            raise HeadlessError(f"--layer must be in [0, {L}] for this model; received {layer}.")
-        view.set_layer(layer)
+        last = window.info["num_layers"] or 0       # the data, which the context moves
+        _set_layer(window, view, last if layer is None else layer)
     _wait_drawn(view, errors, timeout)
     try:
         return animation.save_context_animation(window, path, coordinate)
