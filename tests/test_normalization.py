@@ -228,3 +228,32 @@ def test_normalisation_layers_inside_a_conditional_flow():
     assert np.isfinite(history.history["loss"]).all()
     assert bool(flow.flow_layers[2].initialized.numpy())
     assert np.isfinite(flow.log_prob(x[:4], c[:4]).numpy()).all()
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_batchnorm_training_on_no_rows_leaves_moving_statistics(graph):
+    # 0 rows have no moments (0 / 0 = NaN): they made every later call NaN
+    flow = kerasflows.Flow([BatchNorm()], event_dim=2)
+    x = _data(64, 2)
+    flow(x, training=True)
+    mean, var = flow.flow_layers[0].moving_mean.numpy(), flow.flow_layers[0].moving_variance.numpy()
+    before = flow.log_prob(x).numpy()
+    call = lambda t: flow(t, training=True)
+    if graph:
+        call = tf.function(call, input_signature=[tf.TensorSpec([None, 2], "float32")])
+    out = call(tf.zeros([0, 2]))
+    assert out.shape[0] == 0
+    np.testing.assert_array_equal(flow.flow_layers[0].moving_mean.numpy(), mean)
+    np.testing.assert_array_equal(flow.flow_layers[0].moving_variance.numpy(), var)
+    np.testing.assert_array_equal(flow.log_prob(x).numpy(), before)
+
+
+def test_actnorm_data_init_on_no_rows_waits_for_a_batch():
+    layer = ActNorm(dtype="float64")
+    layer.data_init(np.zeros((0, 3)))
+    assert not bool(layer.initialized.numpy())
+    assert np.all(np.isfinite(layer.shift.numpy()))
+    x = _data(512, 3, mean=-2.0, std=0.5)
+    layer.data_init(x)
+    assert bool(layer.initialized.numpy())
+    np.testing.assert_allclose(layer.shift.numpy(), x.mean(0), atol=1e-6)

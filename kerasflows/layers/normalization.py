@@ -57,24 +57,27 @@ class ActNorm(ElementwiseAffine):
         x, _ = self.check_inputs(x, context)
         mean, variance = tf.nn.moments(tf.cast(x, self.shift.dtype), axes=[0])
         done = tf.convert_to_tensor(self.initialized)
-        self.shift.assign(tf.where(done, self.shift, mean))
+        # a batch of no rows has no moments (0 / 0): it leaves the layer as it was
+        keep = tf.logical_or(done, tf.equal(tf.shape(x)[0], 0))
+        self.shift.assign(tf.where(keep, self.shift, mean))
         log_std = 0.5 * tf.math.log(variance + ACTNORM_EPSILON)
-        self.log_scale.assign(tf.where(done, self.log_scale, log_std))
-        self.initialized.assign(True)
+        self.log_scale.assign(tf.where(keep, self.log_scale, log_std))
+        self.initialized.assign(tf.logical_or(done, tf.logical_not(keep)))
 
 
 def batch_moments(x):
     """The mean and variance of `x` `[N, D]` over its rows, and under a `tf.distribute`
     strategy over every replica's rows, as of the whole batch on one device (each
-    replica's own half-batch statistics trained another flow than one device did)."""
+    replica's own half-batch statistics trained another flow than one device did),
+    and that number of rows (NaN moments when it is 0)."""
     replicas = tf.distribute.get_replica_context()
     if replicas is None or replicas.num_replicas_in_sync == 1:
-        return tf.nn.moments(x, axes=[0])
+        return (*tf.nn.moments(x, axes=[0]), tf.shape(x)[0])
     rows, total = replicas.all_reduce(
         "sum", [tf.cast(tf.shape(x)[0], x.dtype), tf.reduce_sum(x, axis=0)])
     mean = total / rows
     squares = replicas.all_reduce("sum", tf.reduce_sum(tf.square(x - mean), axis=0))
-    return mean, squares / rows
+    return mean, squares / rows, rows
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
@@ -133,18 +136,20 @@ class BatchNorm(FlowLayer):
         """The inference-mode bijector, built from the moving statistics."""
         return self._bijector_for(self.moving_mean, self.moving_variance)
 
-    def _update_moving(self, mean, variance):
-        m = self.momentum
-        self.moving_mean.assign(m * self.moving_mean + (1.0 - m) * mean)
-        self.moving_variance.assign(m * self.moving_variance + (1.0 - m) * variance)
+    def _update_moving(self, mean, variance, rows):
+        """Moves the moving statistics towards a batch's; a batch of no rows (NaN
+        moments) leaves them as they were."""
+        m, empty = self.momentum, tf.equal(rows, 0)
+        for moving, batch in ((self.moving_mean, mean), (self.moving_variance, variance)):
+            moving.assign(tf.where(empty, moving, m * moving + (1.0 - m) * batch))
 
     def inverse_and_log_det(self, x, context=None, training=False):
         """Maps data `x` to base `z`; with `training=True` uses and records batch statistics."""
         if not training:
             return super().inverse_and_log_det(x, context=context)
         x, _ = self.check_inputs(x, context)
-        mean, variance = batch_moments(x)
-        self._update_moving(tf.stop_gradient(mean), tf.stop_gradient(variance))
+        mean, variance, rows = batch_moments(x)
+        self._update_moving(tf.stop_gradient(mean), tf.stop_gradient(variance), rows)
         b = self._bijector_for(mean, variance)
         return b.inverse(x), batch_log_det(b.inverse_log_det_jacobian(x, event_ndims=1), x)
 
