@@ -248,3 +248,24 @@ def test_a_nan_row_comes_out_nan_and_the_others_are_solved():
             assert values == [False, True, False]
         else:
             assert np.isfinite(values[0]) and np.isnan(values[1])
+
+
+def test_a_shared_context_in_a_graph_of_unknown_rows():
+    # a [1, C] context in a tf.function whose batch size is unknown: the padding of
+    # an empty batch lost the context's one row, and the dynamics failed to concatenate
+    keras.utils.set_random_seed(0)
+    flow = kerasflows.Flow([ContinuousFlow(hidden_units=(4,), context_dim=2, trace="exact")],
+                           event_dim=2, context_dim=2)
+    x = np.random.default_rng(0).normal(size=(3, 2)).astype("float32")
+    c = np.array([[0.5, -1.0]], "float32")
+    eager = flow.log_prob(x, np.repeat(c, 3, axis=0)).numpy()
+    graph = tf.function(lambda x, c: flow.log_prob(x, c), input_signature=[
+        tf.TensorSpec([None, 2]), tf.TensorSpec([1, 2])])
+    np.testing.assert_allclose(graph(x, c).numpy(), eager, rtol=1e-5)
+    assert graph(tf.zeros([0, 2]), c).shape == (0,)
+    layer = flow.flow_layers[0]
+    step = tf.function(lambda z, c: layer.forward_and_log_det(z, context=c), input_signature=[
+        tf.TensorSpec([None, 2]), tf.TensorSpec([1, 2])])
+    y, _ = step(x, c)
+    np.testing.assert_allclose(y.numpy(), layer.forward_and_log_det(
+        x, context=np.repeat(c, 3, axis=0))[0].numpy(), rtol=1e-5, atol=1e-6)

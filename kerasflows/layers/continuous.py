@@ -220,7 +220,11 @@ class ContinuousFlow(FlowLayer):
         v, context = self.check_inputs(v, context)
         bad = nonfinite_rows(v)
         if context is not None:
-            bad_context = nonfinite_rows(context)       # [N], or [1] for a shared context
+            # a shared [1, C] context as one row per row of v: solve_nonempty pads the
+            # rows of an unknown batch, and the padded context's rows are no longer known
+            # to be 1, so the dynamics could not broadcast it
+            context = shared_context(context, v)
+            bad_context = nonfinite_rows(context)
             context = tf.where(bad_context[:, None], tf.zeros_like(context), context)
             bad = tf.logical_or(bad, bad_context)
         y, log_det = solve_nonempty(solve, tf.where(bad[:, None], tf.zeros_like(v), v), context)
