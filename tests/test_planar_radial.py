@@ -122,3 +122,34 @@ def test_distribution_log_prob_of_a_forward_only_flow_names_the_layer():
         d.log_prob(np.zeros((3, 2), "float32"))
     with pytest.raises(kerasflows.layers.NoInverseError, match="forward-only"):
         flow.bijector.inverse(np.zeros((3, 2), "float32"))
+
+
+def _radial_log_det_float64(z, z0, alpha, s):
+    """The radial log-det from its definition, in float64 (`r` of moderate size)."""
+    r = np.linalg.norm(z - z0, axis=-1)
+    beta, h = s - alpha, 1.0 / (alpha + r)
+    return ((z.shape[-1] - 1) * np.log1p(beta * h)
+            + np.log1p(beta * h - beta * h * h * r))
+
+
+@pytest.mark.parametrize("raw", [(0.5, -0.3), (2.0, -12.0), (-3.0, 4.0)])
+def test_radial_log_det_in_float32_near_and_far(raw):
+    # r^2 overflowed float32 from r = 1.8e19 on, and the log-det came out inf - inf = NaN
+    layer = Radial()
+    layer.ensure_built(3)
+    layer.raw_alpha.assign(raw[0])
+    layer.raw_beta.assign(raw[1])
+    z0 = layer.z0.numpy().astype(np.float64)
+    alpha, s = np.log1p(np.exp(raw[0])), np.log1p(np.exp(raw[1]))
+    near = z0 + np.array([[0.0, 0.0, 0.0], [1e-3, 0.0, 0.0], [0.3, -0.2, 0.1], [4.0, 1.0, -2.0]])
+    _, ld = layer.forward_and_log_det(tf.constant(near, "float32"))
+    np.testing.assert_allclose(ld.numpy(), _radial_log_det_float64(near, z0, alpha, s),
+                               rtol=1e-5, atol=1e-5)
+    far = tf.constant([[1e20, 0.0, 0.0], [-3e30, 2e30, 1e30], [1e38, -1e38, 1e38]], "float32")
+    with tf.GradientTape() as tape:
+        tape.watch(far)
+        x, ld = layer.forward_and_log_det(far)
+        total = tf.reduce_sum(ld)
+    grad = tape.gradient(total, far)
+    assert np.all(np.isfinite(x.numpy())) and np.all(np.isfinite(grad.numpy()))
+    np.testing.assert_allclose(ld.numpy(), 0.0, atol=1e-6)   # the map tends to a shift

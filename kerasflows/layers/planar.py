@@ -84,8 +84,12 @@ class RadialBijector(tfb.Bijector):
     >= -alpha` the map is invertible. The log-det
     `(D-1) log(1 + beta h) + log(1 + beta h + beta h' r)`, `h = 1/(alpha + r)`,
     is computed as `(D-1) [log(s + r) - log(alpha + r)]
-    + log(r^2 + 2 alpha r + alpha s) - 2 log(alpha + r)` with `s = softplus(raw_beta)`,
-    a sum of logs of non-negative terms (no cancellation).
+    + log(u (1 + v) + v s / (alpha + r))` with `s = softplus(raw_beta)`,
+    `u = r / (alpha + r)` and `v = alpha / (alpha + r)` (the last term is
+    `log(r^2 + 2 alpha r + alpha s) - 2 log(alpha + r)`): logs of sums of
+    non-negative terms (no cancellation) that stay finite wherever `z` is, with
+    `r` from the rows scaled by their largest entry (`r^2` overflowed float32
+    from `r` = 1.8e19 on, and the log-det was inf - inf).
     """
 
     def __init__(self, z0, raw_alpha, raw_beta, name="radial"):
@@ -102,9 +106,13 @@ class RadialBijector(tfb.Bijector):
         return dict()
 
     def _radius(self, z):
+        """`z - z0` and its length, computed as `m |d / m|` with `m` the largest
+        `|d_i|`, so that no square overflows."""
         d = z - self._z0
         tiny = np.finfo(d.dtype.as_numpy_dtype).tiny
-        return d, tf.sqrt(tf.maximum(tf.reduce_sum(d * d, -1), tiny))
+        m = tf.maximum(tf.reduce_max(tf.abs(d), -1), tiny)
+        scaled = tf.reduce_sum(tf.square(d / m[..., None]), -1)
+        return d, m * tf.sqrt(tf.maximum(scaled, tiny))
 
     def _forward(self, z):
         d, r = self._radius(z)
@@ -115,9 +123,9 @@ class RadialBijector(tfb.Bijector):
         d, r = self._radius(z)
         a, s = self._alpha, self._s
         dim = tf.cast(tf.shape(z)[-1], z.dtype)
-        log_ar = tf.math.log(a + r)
-        return ((dim - 1.0) * (tf.math.log(s + r) - log_ar)
-                + tf.math.log(r * r + 2.0 * a * r + a * s) - 2.0 * log_ar)
+        u, v = r / (a + r), a / (a + r)
+        return ((dim - 1.0) * (tf.math.log(s + r) - tf.math.log(a + r))
+                + tf.math.log(u * (1.0 + v) + v * s / (a + r)))
 
 
 class _ForwardOnlyRows(FlowLayer):
