@@ -329,3 +329,11 @@ def test_bad_num_masked_raises_when_built():
         SplineCoupling(num_masked=0)
     with pytest.raises(ValueError, match="num_masked"):
         SplineCoupling(num_masked=3).ensure_built(3)
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_many_bins_say_the_default_least_bin_size_is_too_large(name):
+    # bins=1000 failed on min_bin_width=0.001, an argument the user never gave, unexplained
+    with pytest.raises(ValueError, match=r"below 1 / bins for bins=1000 .*min_bin_width=0\.0001"):
+        LAYERS[name](bins=1000)
+    LAYERS[name](bins=1000, min_bin_width=1e-4, min_bin_height=1e-4)

@@ -19,8 +19,9 @@ tfb = tfp.bijectors
 __all__ = ["SplineKnots", "BATCH_INNER_MIN_DIMS"]
 
 
-def _check_number(name, value, low, high, low_open=False):
-    """Returns `value` as a float in `[low, high)` (`(low, high)` if `low_open`)."""
+def _check_number(name, value, low, high, low_open=False, why=""):
+    """Returns `value` as a float in `[low, high)` (`(low, high)` if `low_open`); `why`
+    explains the bounds in the error."""
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -28,7 +29,8 @@ def _check_number(name, value, low, high, low_open=False):
     ok = (low < v if low_open else low <= v) and v < high
     if not ok:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g})"
-        raise ValueError(f"`{name}` must be a number in {interval}. Received: {name}={value!r}")
+        raise ValueError(f"`{name}` must be a number in {interval}{why}. Received: "
+                         f"{name}={value!r}")
     return v
 
 
@@ -74,9 +76,14 @@ class SplineKnots:
                  min_slope=1e-3):
         self.bins = check_positive_int("bins", bins, minimum=2)
         self.bound = _check_number("bound", bound, 0.0, math.inf, low_open=True)
-        self.min_bin_width = _check_number("min_bin_width", min_bin_width, 0.0, 1.0 / self.bins)
-        self.min_bin_height = _check_number("min_bin_height", min_bin_height, 0.0,
-                                            1.0 / self.bins)
+        # `bins` bins of the least size must fit in the interval: the default 1e-3 allows
+        # up to 999 bins, and more bins need a smaller least size
+        least = {}
+        for name, value in (("min_bin_width", min_bin_width), ("min_bin_height", min_bin_height)):
+            why = (f", below 1 / bins for bins={self.bins} (lower it for that many bins, "
+                   f"e.g. {name}={0.1 / self.bins:g})")
+            least[name] = _check_number(name, value, 0.0, 1.0 / self.bins, why=why)
+        self.min_bin_width, self.min_bin_height = least["min_bin_width"], least["min_bin_height"]
         self.min_slope = _check_number("min_slope", min_slope, 0.0, 1.0)
         self.slope_offset = math.log(math.expm1(1.0 - self.min_slope))
 
