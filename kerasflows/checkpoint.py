@@ -7,12 +7,22 @@ disk and renamed over `checkpoint.npz`, so a crash at any moment leaves
 either the previous or the new checkpoint, never a partial one.
 """
 
+import hashlib
 import json
 import os
 
 import numpy as np
 
-__all__ = ["EpochCheckpoint"]
+__all__ = ["EpochCheckpoint", "content_digest"]
+
+
+def content_digest(array):
+    """`(rows, sha256 of the shape, dtype and bytes)` of an array: what a fingerprint
+    keeps of the data, so that other data of the same shape is told apart."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(f"{array.shape} {array.dtype.str}".encode())
+    digest.update(memoryview(array).cast("B"))
+    return len(array), digest.hexdigest()
 
 
 class EpochCheckpoint:

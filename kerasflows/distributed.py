@@ -36,7 +36,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasflows import dequantization
-from kerasflows.checkpoint import EpochCheckpoint
+from kerasflows.checkpoint import EpochCheckpoint, content_digest
 from kerasflows.layers.base import check_positive_int
 
 __all__ = ["train_flow", "get_strategy", "is_chief", "evaluate_nll", "epoch_order", "epoch_rows",
@@ -218,6 +218,24 @@ def _sync_from_chief(strategy, variables, restored):
     return int(total[1]), [p.reshape(v.shape) for p, v in zip(parts, variables)]
 
 
+def _run_settings(x, context, epochs, batch_size, learning_rate, lr_decay, seed, dequantize):
+    """What `train_flow`'s checkpoint must have been written with to be resumed, beside
+    the caller's `fingerprint`: the data (rows and SHA-256) and context, and the
+    settings that shape the run (`epochs` only where the cosine schedule spans them;
+    more epochs otherwise go on from the checkpoint)."""
+    settings = {"train_flow_batch_size": batch_size,
+                "train_flow_learning_rate": float(learning_rate),
+                "train_flow_lr_decay": lr_decay, "train_flow_seed": seed,
+                "train_flow_dequantize": None if dequantize is None else [int(c) for c in dequantize]}
+    if lr_decay == "cosine":
+        settings["train_flow_epochs"] = epochs
+    for name, array in (("data", x), ("context", context)):
+        if array is not None:
+            settings[f"train_flow_{name}_rows"], settings[f"train_flow_{name}_sha256"] = (
+                content_digest(array))
+    return settings
+
+
 def _restore(checkpoint, strategy, variables):
     restored = checkpoint.load() if checkpoint is not None and is_chief(strategy) else None
     if _is_multiworker(strategy):
@@ -286,8 +304,12 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         strategy: a `tf.distribute.Strategy`; default: the current one.
         checkpoint_dir: where the chief checkpoints after every epoch and
             resumes from; None disables checkpoints.
-        fingerprint: JSON-able settings stored with the checkpoint; a
-            checkpoint written with other settings is refused.
+        fingerprint: JSON-able settings stored with the checkpoint, beside
+            train_flow's own (the rows and SHA-256 of `x` and `context`,
+            `batch_size`, `learning_rate`, `lr_decay`, `seed`, `dequantize`, and
+            `epochs` with the cosine schedule); a checkpoint written with other
+            settings or data is refused, and so is one with more epochs done
+            than `epochs`.
         verbose: 1 shows a Keras progress bar, 2 one line per epoch (chief only), 0 is
             silent.
         jit_compile: compile each replica's loss and gradients with XLA.
@@ -341,8 +363,14 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
     variables = list(flow.weights) + list(optimizer.variables)
     checkpoint = None
     if checkpoint_dir is not None and is_chief(strategy):
-        checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint or {})
+        checkpoint = EpochCheckpoint(checkpoint_dir, {
+            **(fingerprint or {}), **_run_settings(x, context, epochs, batch_size,
+                                                   learning_rate, lr_decay, seed, dequantize)})
     start, history = _restore(checkpoint, strategy, variables)
+    if start > epochs:
+        raise ValueError(f"The checkpoint in {checkpoint_dir} has {start} epochs done, more "
+                         f"than epochs={epochs}: give epochs >= {start} to go on from it, or "
+                         "delete it to start over.")
     history = history or {"loss": [], **({"val_loss": []} if validation_data is not None else {})}
     if start and verbose:
         print(f"Resuming from the checkpoint in {checkpoint_dir}: "

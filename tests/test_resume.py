@@ -130,3 +130,26 @@ def test_train_flow_refuses_another_models_checkpoint_before_writing_a_weight(tm
                    verbose=0)
     for a, b in zip(wider.get_weights(), before):
         np.testing.assert_array_equal(a, b)
+
+
+def test_train_flow_resumes_only_its_own_run(tmp_path):
+    """Without a fingerprint (library use) any checkpoint of the same model was resumed:
+    a call with other data and epochs=1 returned the earlier flow untrained, with the
+    earlier 3-epoch history."""
+    from kerasflows.distributed import train_flow
+    build = lambda: kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
+    moons = kerasflows.datasets.load("moons", n=256, seed=0)
+    folder = tmp_path / "checkpoint"
+    run = dict(batch_size=128, checkpoint_dir=folder, verbose=0)
+    _, first = train_flow(build, moons, epochs=2, **run)
+    # the same run asked for more epochs goes on from the checkpoint
+    _, longer = train_flow(build, moons, epochs=3, **run)
+    assert longer["loss"][:2] == first["loss"] and len(longer["loss"]) == 3
+    with pytest.raises(ValueError, match=r"has 3 epochs done, more than epochs=1"):
+        train_flow(build, moons, epochs=1, **run)
+    rings = kerasflows.datasets.load("rings", n=256, seed=0)
+    for data, kwargs, differing in ((rings, {}, "train_flow_data_sha256"),
+                                    (moons, {"learning_rate": 3e-3}, "train_flow_learning_rate"),
+                                    (moons, {"seed": 1}, "train_flow_seed")):
+        with pytest.raises(ValueError, match=rf"other settings \(differing: .*{differing}"):
+            train_flow(build, data, epochs=4, **run, **kwargs)

@@ -7,23 +7,13 @@ and SHA-256 of the data, so a run with other settings or other data at the
 same path is refused rather than resumed.
 """
 
-import hashlib
 import os
 import zipfile
 
-import numpy as np
-
+from kerasflows.checkpoint import content_digest
 from kerasflows.cli.common import UserError
 
 __all__ = ["fingerprint", "check_checkpoint", "interrupted"]
-
-
-def _content(array):
-    """`(rows, sha256 of the shape, dtype and bytes)` of an array."""
-    array = np.ascontiguousarray(array)
-    digest = hashlib.sha256(f"{array.shape} {array.dtype.str}".encode())
-    digest.update(memoryview(array).cast("B"))
-    return len(array), digest.hexdigest()
 
 
 def fingerprint(args, x, context, parts):
@@ -39,7 +29,7 @@ def fingerprint(args, x, context, parts):
               "test_data": parts[2][0] if args.test_data else None}
     for name, array in arrays.items():
         if array is not None:
-            settings[f"{name}_rows"], settings[f"{name}_sha256"] = _content(array)
+            settings[f"{name}_rows"], settings[f"{name}_sha256"] = content_digest(array)
     return settings
 
 
