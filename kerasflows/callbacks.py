@@ -172,7 +172,8 @@ class FlowImages(keras.callbacks.Callback):
         notes = {}
         if pictures.draws_density(flow):
             drawn = [pictures.density_picture(flow, self.region, self.resolution, context=c,
-                                              span=self.span) for c in contexts]
+                                              span=self.span, dims=self.dims)
+                     for c in contexts]
             shown["density"] = pictures.side_by_side([picture for picture, _ in drawn])
             notes["density_range"] = f"after epoch {epoch + 1}: " + "; ".join(
                 ("" if self.contexts is None else f"c = {np.round(c[0], 3).tolist()}: ")

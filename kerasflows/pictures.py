@@ -99,12 +99,14 @@ def draws_density(flow):
     return flow.event_dim == 2 and not any(l.forward_only for l in flow.flow_layers)
 
 
-def density_picture(flow, region, resolution=128, context=None, span=10.0):
+def density_picture(flow, region, resolution=128, context=None, span=10.0, dims=(0, 1)):
     """`log p(x)` of a 2-D `flow` on `region = (xmin, xmax, ymin, ymax)`.
 
     Colours run from `max - span` nats (dark; lower values, and points
     outside the support, take the darkest colour) to the grid's maximum.
     A conditional flow takes one `context` row, `[C]` or `[1, C]`.
+    `dims` are the coordinates across and up, as in `samples_picture`:
+    `(1, 0)` puts the second coordinate across.
 
     Returns:
         `(picture, (low, high))`: `uint8 [resolution, resolution, 3]` and
@@ -113,7 +115,9 @@ def density_picture(flow, region, resolution=128, context=None, span=10.0):
     if flow.event_dim != 2:
         raise ValueError(f"density_picture draws 2-D flows; this flow has event_dim="
                          f"{flow.event_dim} (samples_picture shows two of its dimensions).")
-    points = pixel_centres(region, resolution)
+    if tuple(dims) not in ((0, 1), (1, 0)):
+        raise ValueError(f"dims must be (0, 1) or (1, 0) for a 2-D flow; received dims={dims!r}")
+    points = pixel_centres(region, resolution)[:, list(np.argsort(dims))]
     if context is not None:
         context = np.broadcast_to(np.asarray(context, np.float32).reshape(1, -1),
                                   (len(points), flow.context_dim))

@@ -307,3 +307,17 @@ def test_the_data_picture_is_written_once_over_several_fits(tmp_path):
     for _ in range(2):
         flow.fit(x, batch_size=128, epochs=1, verbose=0, callbacks=[images])
     assert [step for step, _ in read_frames(tmp_path, "data")] == [0]
+
+
+def test_dims_turn_the_density_of_a_2d_flow_like_its_samples(tmp_path):
+    # FlowImages(dims=(1, 0)) drew the density untransposed, on the turned region
+    x = kerasflows.datasets.load("moons", n=512, seed=0) * [1.0, 3.0] + [4.0, 0.0]
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
+    flow.compile(optimizer="adam")
+    images = FlowImages(tmp_path, data=x, resolution=24, samples=500, dims=(1, 0))
+    flow.fit(x, batch_size=256, epochs=1, verbose=0, callbacks=[images])
+    density = read_images(tmp_path / "flow")["density"][-1][1]
+    expected, _ = P.density_picture(flow, images.region, 24, dims=(1, 0))
+    np.testing.assert_array_equal(density, expected)
+    assert images.region == pytest.approx(P.region_of(x, (1, 0)))
+    assert not np.array_equal(density, P.density_picture(flow, images.region, 24)[0])

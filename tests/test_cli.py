@@ -297,6 +297,22 @@ def test_plot_draws_density_and_samples_to_a_png(tmp_path, capsys):
         wide.sample(500, seed=0).numpy(), (-2, 2, -3, 3), 32, dims=(2, 0)))
 
 
+def test_plot_dims_turn_the_density_like_the_samples(tmp_path, capsys):
+    from kerasflows.cli.plot import GAP
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(4,), base="learned_normal")
+    flow.base_loc.assign(np.array([3.0, 0.0], "float32"))       # the mass near x1=3, x2=0
+    flow.base_log_scale.assign(np.log(np.full(2, 0.3, "float32")))
+    flow.save(tmp_path / "m.keras")
+    peak = lambda picture: np.unravel_index(np.argmax(picture.sum(2)), picture.shape[:2])
+    for dims, want in (("1,2", (15.5, 25.6)), ("2,1", (6.4, 15.5))):   # (row, column) of the peak
+        _run(capsys, "plot", tmp_path / "m.keras", "-o", tmp_path / "p.png", "--dims", dims,
+             "--region", "-5,5,-5,5", "--resolution", "32", "-n", "5000")
+        got = _png(tmp_path / "p.png")
+        density, samples = got[:, :32], got[:, 32 + GAP:]
+        assert np.abs(np.subtract(peak(density), want)).max() <= 1.5, dims
+        assert np.abs(np.subtract(peak(samples), want)).max() <= 2.5, dims
+
+
 def test_plot_pairs_draws_every_pair_of_coordinates_with_their_marginals(tmp_path, capsys):
     from kerasflows import pictures
     folder = tmp_path / "table"

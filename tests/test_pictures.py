@@ -47,6 +47,14 @@ def test_density_picture_colours_the_flows_log_density(flow):
         P.density_picture(kerasflows.models.MAF(3, num_layers=1), REGION)
 
 
+def test_density_picture_dims_put_the_second_coordinate_across(flow):
+    picture, (low, high) = P.density_picture(flow, REGION, resolution=16, dims=(1, 0))
+    log_p = flow.log_prob(P.pixel_centres(REGION, 16)[:, ::-1].copy()).numpy()
+    np.testing.assert_array_equal(picture, P.colorize(log_p, low, high).reshape(16, 16, 3))
+    with pytest.raises(ValueError, match=r"dims must be \(0, 1\) or \(1, 0\).*dims=\(0, 0\)"):
+        P.density_picture(flow, REGION, dims=(0, 0))
+
+
 def test_density_picture_of_a_conditional_flow_is_drawn_at_its_context():
     flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=1)
     perturb_weights(flow, 0.5, seed=1)
