@@ -19,7 +19,7 @@ from kerasflows.cli.data import read_data
 from kerasflows.cli import train as train_command
 from kerasflows.cli import train_data
 from kerasflows.distributed import evaluate_nll
-from kerasflows.loading import training_record
+from kerasflows.loading import training_record, write_training_record
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOONS = os.path.join(ROOT, "saved_models", "moons")
@@ -784,6 +784,56 @@ def test_csv_column_names_travel_with_the_model(tmp_path, capsys):
     assert training_record(tmp_path / "p.keras")["columns"] is None
     _run(capsys, "sample", tmp_path / "p.keras", "-n", "2", "-o", tmp_path / "p.csv")
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 2
+
+
+def test_a_blank_header_name_takes_the_name_a_headerless_column_has(tmp_path, capsys):
+    # "a,,c": column 2 is x2, as in a file without a header line, from train to export
+    x = np.random.default_rng(0).normal(size=(300, 3))
+    np.savetxt(tmp_path / "d.csv", x, delimiter=",", header="a,,c", comments="")
+    model = tmp_path / "m.keras"
+    _run(capsys, "train", tmp_path / "d.csv", "--epochs", "1", "--recipe", "realnvp",
+         "--layers", "1", "--hidden", "8", "--out", model, "--quiet")
+    assert training_record(model)["columns"] == ["a", "x2", "c"]
+    _run(capsys, "export", model, tmp_path / "srv")
+    meta = json.loads((tmp_path / "srv" / "1" / "assets.extra" / "kerasflows.json").read_text())
+    assert meta["columns"] == ["a", "x2", "c"]
+    # a record written with the blank name (before) exports under the same names
+    flow = kerasflows.load(model)
+    flow.save(tmp_path / "old.keras")
+    write_training_record(tmp_path / "old.keras", {"columns": ["a", "", "c"]})
+    _run(capsys, "export", tmp_path / "old.keras", tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "1" / "assets.extra" / "kerasflows.json").read_text())
+    assert meta["columns"] == ["a", "x2", "c"]
+    # ... unless x2 is another column's name
+    np.savetxt(tmp_path / "clash.csv", x, delimiter=",", header="x2,,c", comments="")
+    _assert_user_errors([(["train", tmp_path / "clash.csv", "--out", tmp_path / "c.keras"],
+                          f"{tmp_path / 'clash.csv'}: line 1: column 2 has no name and cannot "
+                          "take the default x2, column 1's name. Name column 2.")], capsys)
+    assert not (tmp_path / "c.keras").exists()
+
+
+def test_a_failed_export_leaves_dir_as_it_was(tmp_path, capsys, monkeypatch):
+    flow = kerasflows.models.RealNVP(3, num_layers=1, hidden_units=(8,))
+    flow.save(tmp_path / "m.keras")
+    write_training_record(tmp_path / "m.keras", {"columns": ["a", "b"]})    # damaged
+    _assert_user_errors([(["export", tmp_path / "m.keras", tmp_path / "srv" / "m"],
+                          "m.keras: its training record names 2 data columns (a, b); the flow "
+                          "has event_dim=3. To export it, call kerasflows.export."
+                          "export_saved_model(flow, DIR) in Python")], capsys)
+    assert not (tmp_path / "srv").exists()
+    flow.save(tmp_path / "n.keras")
+    import tensorflow as tf
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(tf.saved_model, "save", full_disk)
+    _assert_user_errors([(["export", tmp_path / "n.keras", tmp_path / "srv" / "m"],
+                          "No space left on device")], capsys)
+    assert not (tmp_path / "srv").exists()
+    (tmp_path / "file").write_text("")
+    _assert_user_errors([(["export", tmp_path / "n.keras", tmp_path / "file" / "m"],
+                          f"cannot write to DIR {tmp_path / 'file' / 'm'}: "
+                          f"{tmp_path / 'file'} is a file.")], capsys)
 
 
 def test_constant_columns_are_refused_and_whole_numbers_warned_of(tmp_path, capsys):

@@ -65,13 +65,31 @@ def _read_csv(path):
 
 def read_column_names(spec):
     """The column names on the header line of the CSV file `spec` (quotes and spaces
-    around each stripped), or None: no header line, a `.npy` file or a dataset name."""
+    around each stripped; a blank one named as in a file without a header line, x1,
+    x2, ...), or None: no header line, a `.npy` file or a dataset name."""
     if not (isinstance(spec, str) and spec.endswith(".csv") and os.path.isfile(spec)):
         return None
     first = next(_csv_rows(spec), None)
     if first is None or any(_is_number(v) for v in first[1]):
         return None
-    return [field.strip().strip('"').strip() for field in first[1]]
+    names = [field.strip().strip('"').strip() for field in first[1]]
+    return _fill_blank_names(names, f"{spec}: line {first[0]}")
+
+
+def _fill_blank_names(names, where):
+    """`names` with each blank one replaced by the name the commands give that column
+    of a file without a header line (x1, x2, ... by position); a UserError at
+    `where` when that name is already another column's."""
+    filled = list(names)
+    for k, name in enumerate(names):
+        if not name.strip():
+            default = f"x{k + 1}"
+            if default in names:
+                raise UserError(f"{where}: column {k + 1} has no name and cannot take the "
+                                f"default {default}, column {names.index(default) + 1}'s "
+                                f"name. Name column {k + 1}.")
+            filled[k] = default
+    return filled
 
 
 def _record(model):
@@ -85,10 +103,11 @@ def _record(model):
 
 def model_column_names(model):
     """The data column names a model was trained on (the training record's `columns`,
-    from the CSV header of `kerasflows train`'s DATA), or None."""
+    from the CSV header of `kerasflows train`'s DATA, blank ones named as
+    `read_column_names` names them), or None."""
     names = _record(model).get("columns")
     ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
-    return names if ok else None
+    return _fill_blank_names(names, f"{model}: the training record's columns") if ok else None
 
 
 def model_dequantized_columns(model, event_dim):

@@ -2,8 +2,7 @@
 
 import os
 
-from kerasflows.cli.common import (HelpFormatter, UserError, open_flow, positive_int,
-                                   writable_folder)
+from kerasflows.cli.common import HelpFormatter, UserError, open_flow, positive_int
 from kerasflows.cli.data import model_column_names, model_dequantized_columns
 
 __all__ = ["add_parser", "run"]
@@ -37,10 +36,35 @@ def run(args):
     if os.path.isdir(target) and os.listdir(target) and not args.overwrite:
         raise UserError(f"{target} already exists; choose another --version, or give "
                         "--overwrite to replace it.")
-    writable_folder(args.dir, "DIR")
+    columns = _column_names(args.model, flow)
+    _check_writable(args.dir)
     target = export_saved_model(
-        flow, args.dir, version=args.version, overwrite=args.overwrite,
-        columns=model_column_names(args.model),
+        flow, args.dir, version=args.version, overwrite=args.overwrite, columns=columns,
         dequantized_columns=model_dequantized_columns(args.model, flow.event_dim))
     print(f"Exported {args.model} to {target}")
     return 0
+
+
+def _column_names(model, flow):
+    """The data column names in `model`'s training record; a UserError when they do
+    not name the flow's `event_dim` columns."""
+    names = model_column_names(model)
+    if names is not None and len(names) != flow.event_dim:
+        raise UserError(f"{model}: its training record names {len(names)} data columns "
+                        f"({', '.join(names)}); the flow has event_dim={flow.event_dim}. To "
+                        "export it, call kerasflows.export.export_saved_model(flow, DIR) in "
+                        "Python, with columns= naming its columns or none.")
+    return names
+
+
+def _check_writable(folder):
+    """A UserError when DIR `folder` cannot be written: its nearest existing folder
+    (itself, or the one it would be made in) is a file or not writable. Makes
+    nothing: `export_saved_model` makes DIR, and removes it again if it fails."""
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"cannot write to DIR {folder}: {existing} is a file.")
+    if not os.access(existing, os.W_OK):
+        raise UserError(f"cannot write to DIR {folder}: the folder {existing} is not writable.")
