@@ -110,18 +110,26 @@ class _FlowServable(tf.Module):
             def run(z, context=None):
                 x, log_det, (states, log_dets) = forward(z, context)
                 if name == "trace":
-                    return {"states": tf.stack(states), "log_dets": tf.stack(log_dets)}
+                    return _trace(states, log_dets)
                 return {"x": shaped(x), "log_det": log_det}
             return self._function(run, [self._batch("z")])
 
         def run(x, context=None):
             z, log_det, (states, log_dets) = inverse(x, context)
             if name == "trace_inverse":
-                return {"states": tf.stack(states), "log_dets": tf.stack(log_dets)}
+                return _trace(states, log_dets)
             if name == "inverse":
                 return {"z": shaped(z), "log_det": log_det}
             return {"log_prob": flow.base_log_prob(z) + log_det}
         return self._function(run, [self._batch("x")])
+
+
+def _trace(states, log_dets):
+    """A trace signature's outputs: `states` `[L + 1, N, D]` and `log_dets` `[L, N]`,
+    `[0, N]` in the states' dtype for a flow with no layers."""
+    stacked = (tf.stack(log_dets) if log_dets
+               else tf.zeros([0, tf.shape(states[0])[0]], states[0].dtype))
+    return {"states": tf.stack(states), "log_dets": stacked}
 
 
 def _checked(t, width, name):

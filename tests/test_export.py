@@ -258,6 +258,18 @@ def test_signatures_refuse_inputs_of_another_shape_naming_it(tmp_path):
                                flow.log_prob(x, context=c.numpy()), rtol=1e-5, atol=1e-5)
 
 
+def test_traces_of_a_flow_with_no_layers_have_no_log_dets_per_row(tmp_path):
+    for dtype in ("float32", "float64"):
+        flow = kerasflows.Flow([], event_dim=2, dtype=dtype)
+        signatures = tf.saved_model.load(flow.export(tmp_path / dtype)).signatures
+        z = tf.zeros([3, 2], signatures["trace"].structured_input_signature[1]["z"].dtype)
+        for name, key in (("trace", "z"), ("trace_inverse", "x")):
+            out = signatures[name](**{key: z})
+            assert out["states"].shape == (1, 3, 2), (dtype, name)
+            assert out["log_dets"].shape == (0, 3), (dtype, name)
+            assert out["log_dets"].dtype == dtype, (dtype, name)
+
+
 def test_export_names_a_file_in_the_versions_place_and_columns_given_as_one_string(tmp_path):
     flow = models.RealNVP(3, num_layers=1, hidden_units=(4,))
     (tmp_path / "m").mkdir()
