@@ -54,6 +54,7 @@ def _coupling_split(mask, event_dim, num_layers, dtype):
     """
     if mask not in MASKS:
         raise ValueError(f"`mask` must be one of {MASKS}. Received: mask={mask!r}")
+    event_dim = check_positive_int("event_dim", event_dim)
     if mask == "halves" or event_dim <= 2:
         return (lambda i: None), []
     evens, odds = (event_dim + 1) // 2, event_dim // 2

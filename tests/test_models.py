@@ -52,6 +52,16 @@ def test_halves_and_two_dimensions(recipe):
         make(4, mask="halves", num_masked=1)
 
 
+@pytest.mark.parametrize("recipe", ["RealNVP", "NICE", "NSF"])
+@pytest.mark.parametrize("mask", M.MASKS)
+def test_a_bad_event_dim_raises_naming_it_whatever_the_mask(recipe, mask):
+    """The checkerboard split used event_dim first: a bare TypeError of `<=`."""
+    for bad in (4.0, None, "4", 0):
+        with pytest.raises(ValueError, match=rf"`event_dim` must be an integer >= 1. "
+                                             rf"Received: event_dim={bad!r}"):
+            getattr(M, recipe)(bad, num_layers=1, hidden_units=(4,), mask=mask)
+
+
 @pytest.mark.parametrize("recipe", ["RealNVP", "MAF", "NSF"])
 def test_hidden_units_given_as_a_string_raise_naming_it(recipe):
     """"64" was read a character at a time: the message named hidden_units='6'."""
