@@ -11,7 +11,7 @@ Example:
 
 ```bash
 kerasflows train moons --epochs 5 --out moons.keras
-kerasflows evaluate moons.keras moons
+kerasflows evaluate moons.keras moons      # 10,000 fresh points, none of train's
 kerasflows export moons.keras serving/moons
 ```
 """

@@ -14,7 +14,7 @@ __all__ = ["UserError", "HelpFormatter", "plural", "write_array", "output_folder
            "add_seed_argument", "add_spline_arguments", "check_recipe_options",
            "add_direction_argument", "writable_folder", "NEGATIVE_VALUE",
            "progress_verbosity", "add_context_argument", "is_saved_model",
-           "read_json_file", "SEED_MAX", "check_outputs", "check_paths_given"]
+           "read_json_file", "SEED_MAX", "check_outputs", "check_paths_given", "json_safe"]
 
 #: The largest `--seed`: seeds go to NumPy, to Keras and to the int32 seed of sampling.
 SEED_MAX = 2**31 - 1
@@ -184,11 +184,13 @@ def check_paths_given(pairs):
             raise UserError(f"{option} needs a path; received {value!r}.")
 
 
-def check_outputs(outputs, inputs=()):
+def check_outputs(outputs, inputs=(), folders=()):
     """Refuses output files `[(option, path)]` that are folders, that name one file
     twice, or that would overwrite one of the `inputs` `[(option, path)]` a command
     reads (a report written over the model or the training data lost it, after a
-    run that said it succeeded); None paths are skipped. `train` and `fit-target`
+    run that said it succeeded), and output `folders` `[(option, path)]` (a
+    checkpoint folder) that another output names too (the model saved over the
+    checkpoint folder was lost); None paths are skipped. `train` and `fit-target`
     call it before any work, beside `output_folder`."""
     written = {}
     for option, path in outputs:
@@ -201,11 +203,31 @@ def check_outputs(outputs, inputs=()):
             raise UserError(f"{written[key][0]} and {option} both name {path}; give each "
                             "its own file.")
         written[key] = option, path
+    for option, path in folders:
+        key = None if path is None else os.path.realpath(path)
+        if key in written:
+            raise UserError(f"{written[key][0]} and {option} both name {path}; give each "
+                            "its own path.")
+        if key is not None:
+            written[key] = option, path
     for option, path in inputs:
         if path is not None and os.path.isfile(path) and os.path.realpath(path) in written:
             output, given = written[os.path.realpath(path)]
             raise UserError(f"{output} {given} would overwrite {option} {path}, which this "
                             "command reads; give another file name.")
+
+
+def json_safe(value):
+    """`value` (dicts, lists, numbers) with every NaN or infinite float as None:
+    JSON has no NaN, and `json.dumps` writes a bare `NaN` that strict readers
+    (JavaScript, jq, `json.loads` with `parse_constant`) refuse."""
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def writable_folder(folder, option):

@@ -5,18 +5,28 @@ flow (drawn at DATA's contexts for a conditional flow): means, standard
 deviations and the Kolmogorov-Smirnov gap (`kerasflows.marginals`), with
 the gap that chance alone puts any of the D columns above 5% of the time
 (each column at 5%/D, Bonferroni).
+
+A dataset name's points are drawn with NumPy seed 2**31 + `--seed`, a seed
+`train` never draws with (its `--seed` is at most 2**31-1): evaluate scores
+fresh points, not the rows a model was trained on.
 """
 
 import json
+import math
 
-from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument,
-                                   add_seed_argument, open_flow, positive_int)
+from kerasflows.cli.common import (SEED_MAX, HelpFormatter, UserError, add_context_argument,
+                                   add_seed_argument, json_safe, open_flow, positive_int)
 from kerasflows.cli.data import (check_column_names, check_columns, check_labels, column_list,
                                  is_dataset_name, model_column_names,
                                  model_dequantized_columns, plural, read_conditional_set,
                                  read_context, read_data)
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "run", "DRAW_SEEDS", "draw_seed"]
+
+#: The first NumPy seed of evaluate's draws of a dataset name, past every seed of
+#: `train` (0..2**31-1): `--seed S` draws with DRAW_SEEDS + S, so evaluate never
+#: draws the rows `train` drew (and split into its training set).
+DRAW_SEEDS = SEED_MAX + 1
 
 
 def add_parser(subparsers):
@@ -24,12 +34,16 @@ def add_parser(subparsers):
                               description=__doc__.split(":", 1)[1].strip(),
                               formatter_class=HelpFormatter)
     p.add_argument("model", help="a .keras file or a model folder (e.g. saved_models/moons)")
-    p.add_argument("data", help="a dataset name (draws --n points; the conditional sets "
+    p.add_argument("data", help="a dataset name (draws --n fresh points, see --seed; the "
+                   "conditional sets "
                    "ring_radius and digits_label with their contexts) or a .npy/.csv file [N, D]")
     p.add_argument("--n", type=positive_int, default=None,
                    help="points to draw for a dataset name (default 10000; digits: 1797); "
                    "not for a data file")
-    add_seed_argument(p, "seed of the draw for a dataset name (default 0), of the "
+    add_seed_argument(p, "seed of the draw for a dataset name (default 0; it draws with "
+                      "NumPy seed 2**31 + SEED, which train never draws with: fresh points, "
+                      "not train's; digits and digits_label have only 1797 images, train's "
+                      "too, with fresh noise), of the "
                       "uniform noise a model trained with --dequantize adds to DATA (default "
                       "0) and of --marginals' samples (default 0); for a data file, only "
                       "the latter two", default=None)
@@ -47,7 +61,8 @@ def _inputs(args, flow, names=None, noisy=None):
     """`(x, context or None)`: DATA's rows and their contexts, checked against `flow`
     (a file's header against the model's column `names`; `noisy`, the model's
     dequantized columns, lets `--seed` seed their noise for a file)."""
-    drawn = read_conditional_set(args.data, n=args.n, seed=args.seed or 0, context=args.context)
+    drawn = read_conditional_set(args.data, n=args.n, seed=draw_seed(args.seed),
+                                 context=args.context)
     if drawn is not None:
         x, context = drawn
         check_columns(x, flow, args.data)
@@ -64,11 +79,17 @@ def _inputs(args, flow, names=None, noisy=None):
                         f"its rows are used), and {args.model} was not trained with "
                         "--dequantize (whose noise it would seed), nor are --marginals asked "
                         "for (whose samples it would seed).")
-    x, _ = read_data(args.data, n=args.n, seed=args.seed)
+    x, _ = read_data(args.data, n=args.n, seed=draw_seed(args.seed))
     check_columns(x, flow, args.data)
     check_column_names(args.data, names,
                        f"{args.model} was trained on")
     return x, read_context(args.context, flow, len(x), f"row of {args.data}")
+
+
+def draw_seed(seed):
+    """The NumPy seed of evaluate's draw of a dataset name for `--seed` `seed`
+    (None: 0): `DRAW_SEEDS + seed`, never a seed `train` draws with."""
+    return DRAW_SEEDS + (seed or 0)
 
 
 def run(args):
@@ -87,14 +108,17 @@ def run(args):
         x = dequantize(x, noisy, seed=args.seed or 0)
     mean, se = evaluate_nll(flow, x, context=context)
     result = {"model": args.model, "data": args.data, "n": len(x), "nll": mean, "nll_se": se,
+              "data_seed": draw_seed(args.seed) if is_dataset_name(args.data) else None,
               "dequantized_columns": noisy}
     if args.marginals:
         result["marginals"] = column_marginals(flow, x, context, args.seed or 0, names)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(json_safe(result), allow_nan=False))     # NaN s.e.: null
         return 0
+    spread = (f"s.e. {se:.4f}" if math.isfinite(se) else
+              "no s.e. from one row" if len(x) == 1 else "s.e. not finite")
     print(f"NLL of {args.data} under {args.model}: {mean:.4f} nats per example "
-          f"(s.e. {se:.4f}, n={len(x)})")
+          f"({spread}, n={len(x)})")
     if noisy:
         print(f"(the model was trained with --dequantize: "
               f"{column_list(noisy, names)} got uniform noise in "

@@ -17,7 +17,7 @@ import time
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument,
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
-                                   check_outputs, check_paths_given, output_folder,
+                                   check_outputs, check_paths_given, json_safe, output_folder,
                                    positive_float, positive_int, progress_verbosity, units)
 
 __all__ = ["add_parser", "run", "build_flow", "FORWARD_ONLY_RECIPES"]
@@ -154,8 +154,13 @@ def run(args):
     out, report = _paths(args)
     # Before training, which is lost when the result cannot be written.
     model_path = os.path.join(args.model_dir, "flow.keras") if args.model_dir else out
+    folders = []
+    if args.model_dir:      # the folder and what _write_model_dir writes beside flow.keras
+        folders = [("--model-dir", args.model_dir),
+                   ("--model-dir", os.path.join(args.model_dir, "manifest.json")),
+                   ("--model-dir", os.path.join(args.model_dir, "saved_model"))]
     check_outputs([("--model-dir" if args.model_dir else "--out", model_path),
-                   ("--report", report)])
+                   ("--report", report)], folders=folders)
     for path in (model_path, report):
         if path:
             output_folder(path)
@@ -164,7 +169,7 @@ def run(args):
                       args.direction)
     _, history, seconds = _train(args, flow)
     diag = diagnostics(flow, args.target, n=args.eval_samples, seed=args.seed)
-    record = _record(args, flow, history, diag, seconds)
+    record = json_safe(_record(args, flow, history, diag, seconds))     # NaN as null
     if args.model_dir:
         out = _write_model_dir(args.model_dir, flow, record)
     else:

@@ -18,7 +18,8 @@ import numpy as np
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument,
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
-                                   check_outputs, check_paths_given, fraction, output_folder,
+                                   check_outputs, check_paths_given, fraction, json_safe,
+                                   output_folder,
                                    positive_float, positive_int, progress_verbosity, units,
                                    writable_folder)
 from kerasflows.cli.data import column_list, is_dataset_name, read_column_names
@@ -310,7 +311,8 @@ def run(args):
         check_outputs([("--out", out), ("--report", report)],
                       [("DATA", None if is_dataset_name(args.data) else args.data),
                        ("--context", args.context), ("--validation-data", args.validation_data),
-                       ("--test-data", args.test_data)])
+                       ("--test-data", args.test_data)],
+                      [("--checkpoint-dir", checkpoint_dir), ("--tensorboard", args.tensorboard)])
         if os.path.exists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):
             raise UserError(f"--checkpoint-dir {checkpoint_dir} is a file; expected a folder "
                             "(made when the first epoch ends).")
@@ -343,10 +345,11 @@ def run(args):
         if measured[2] is not None:         # the test split, column by column
             record["test_marginals"] = column_marginals(flow, *measured[2], seed=args.seed,
                                                         names=record["columns"])
-        save_atomically(flow, out, record)
+        saved = json_safe(record)     # NaN (a split's s.e. of one row) as null
+        save_atomically(flow, out, saved)
         if is_chief(strategy):
             with open(report, "w") as f:
-                json.dump(record, f, indent=1)
+                json.dump(saved, f, indent=1, allow_nan=False)
             EpochCheckpoint(checkpoint_dir, {}).delete()
     except KeyboardInterrupt:
         raise KeyboardInterrupt(interrupted(checkpoint_dir)) from None

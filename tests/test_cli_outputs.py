@@ -1,0 +1,139 @@
+"""The `kerasflows` command's outputs: `evaluate` scores points that `train` never
+drew, outputs that name one path are refused before training, and the JSON it
+writes is strict JSON (null, never a bare NaN)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import kerasflows
+import kerasflows.distributed
+from kerasflows.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MOONS = os.path.join(ROOT, "saved_models", "moons")
+TINY = ["--epochs", "1", "--layers", "1", "--hidden", "4", "--recipe", "realnvp",
+        "--batch-size", "64", "--quiet"]
+
+
+def _run(capsys, *argv):
+    status = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    return out.out
+
+
+def _strict_json(text):
+    """`json.loads` that refuses NaN and Infinity, as JavaScript and jq do."""
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def _scored_rows(monkeypatch):
+    """The rows (and contexts) each `evaluate` run goes on to score."""
+    scored = []
+    real = kerasflows.distributed.evaluate_nll
+
+    def spy(flow, x, context=None, **kwargs):
+        scored.append((np.asarray(x), None if context is None else np.asarray(context)))
+        return real(flow, x, context=context, **kwargs)
+    monkeypatch.setattr(kerasflows.distributed, "evaluate_nll", spy)
+    return scored
+
+
+def _shared_rows(a, b):
+    return len({r.tobytes() for r in a} & {r.tobytes() for r in b})
+
+
+def test_evaluate_on_a_dataset_name_scores_points_train_never_drew(tmp_path, capsys,
+                                                                    monkeypatch):
+    """evaluate drew a name's points with seed 0 and n=10000, train's defaults: its
+    NLL was mostly over the rows the model was trained on."""
+    scored = _scored_rows(monkeypatch)
+    for extra, train_seed in (([], 0), (["--seed", "7"], 7)):
+        result = _strict_json(_run(capsys, "evaluate", MOONS, "moons", "--n", "500", "--json",
+                                   *extra))
+        x, _ = scored.pop()
+        trained_on = kerasflows.datasets.load("moons", n=500, seed=train_seed)
+        assert len(x) == 500 and _shared_rows(x, trained_on) == 0, extra
+        assert result["data_seed"] == 2**31 + train_seed
+    np.testing.assert_array_equal(x, kerasflows.datasets.load("moons", n=500, seed=2**31 + 7))
+    # a conditional set by name too
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(4,), context_dim=1)
+    flow.save(tmp_path / "ring.keras")
+    _run(capsys, "evaluate", tmp_path / "ring.keras", "ring_radius", "--n", "300")
+    x, c = scored.pop()
+    trained_x, trained_c = kerasflows.datasets.load_conditional("ring_radius", n=300, seed=0)
+    assert _shared_rows(x, trained_x) == 0 and _shared_rows(c, trained_c) == 0
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "NumPy seed 2**31 + SEED, which train never draws with: fresh points" in " ".join(
+        capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["train", "moons", "--out", "m.keras", "--checkpoint-dir", "m.keras"],
+     "--out and --checkpoint-dir both name m.keras; give each its own path."),
+    (["train", "moons", "--out", "m.keras", "--checkpoint-dir", "m.json"],
+     "--report and --checkpoint-dir both name m.json"),
+    (["train", "moons", "--out", "m.keras", "--report", "r.json", "--tensorboard", "./r.json"],
+     "--report and --tensorboard both name ./r.json"),
+    (["train", "moons", "--out", "m.keras", "--tensorboard", "m.keras"],
+     "--out and --tensorboard both name m.keras"),
+    (["train", "moons", "--out", "m.keras", "--checkpoint-dir", "ck", "--tensorboard", "ck"],
+     "--checkpoint-dir and --tensorboard both name ck"),
+    (["train", "moons", "--out", "m.keras", "--report", "m.checkpoint"],   # the default folder
+     "--report and --checkpoint-dir both name m.checkpoint"),
+    (["fit-target", "--target", "u1", "--recipe", "planar", "--model-dir", "u1",
+      "--report", "u1"], "--report and --model-dir both name u1; give each its own path."),
+    (["fit-target", "--target", "u1", "--recipe", "planar", "--model-dir", "u1",
+      "--report", "u1/manifest.json"], "--report and --model-dir both name u1/manifest.json"),
+])
+def test_output_folders_named_by_another_output_fail_before_training(
+        argv, says, tmp_path, capsys, monkeypatch):
+    """A --checkpoint-dir or --tensorboard naming --out or --report (or fit-target's
+    --report naming what --model-dir holds) failed only after training, losing it."""
+    from kerasflows.cli import fit_target
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+    monkeypatch.setattr(kerasflows.distributed, "train_flow", no_training)
+    monkeypatch.setattr(fit_target, "_train", no_training)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"kerasflows: error: {says}" in err, err
+    assert os.listdir() == []           # nothing written
+
+
+def test_checkpoint_dir_named_like_the_report_loses_nothing_when_refused(tmp_path, capsys,
+                                                                         monkeypatch):
+    """The reviewer's run: training finished, then the report could not be written."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["train", "moons", "--n", "256", *TINY, "--out", "m.keras",
+              "--checkpoint-dir", "m.json"])
+    assert "both name m.json" in capsys.readouterr().err and os.listdir() == []
+
+
+def test_json_outputs_write_null_for_a_standard_error_of_one_row(tmp_path, capsys):
+    """One row has no standard error: evaluate --json and the train report wrote a
+    bare NaN, which strict JSON readers refuse."""
+    np.save(tmp_path / "one.npy", np.array([[0.5, -0.25]], np.float32))
+    result = _strict_json(_run(capsys, "evaluate", MOONS, tmp_path / "one.npy", "--json"))
+    assert result["n"] == 1 and result["nll_se"] is None and np.isfinite(result["nll"])
+    text = _run(capsys, "evaluate", MOONS, tmp_path / "one.npy")
+    assert f"{result['nll']:.4f} nats per example (no s.e. from one row, n=1)" in text
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(40, 2)).astype("float32"))
+    np.save(tmp_path / "t.npy", np.array([[0.1, 0.2]], np.float32))
+    out = _run(capsys, "train", tmp_path / "x.npy", "--test-data", tmp_path / "t.npy", *TINY,
+               "--out", tmp_path / "m.keras")
+    report = _strict_json((tmp_path / "m.json").read_text())
+    assert report["n_test"] == 1 and report["test_nll_se"] is None
+    assert np.isfinite(report["test_nll"]) and f"test {report['test_nll']:.4f}" in out
+    record = kerasflows.loading.training_record(tmp_path / "m.keras")
+    assert record["test_nll_se"] is None
