@@ -137,3 +137,26 @@ def test_json_outputs_write_null_for_a_standard_error_of_one_row(tmp_path, capsy
     assert np.isfinite(report["test_nll"]) and f"test {report['test_nll']:.4f}" in out
     record = kerasflows.loading.training_record(tmp_path / "m.keras")
     assert record["test_nll_se"] is None
+
+
+@pytest.mark.parametrize("at_epoch, said", [
+    (1, "keeps the last finished epoch; a rerun with another --lr starts over once that "
+        "folder is deleted"),
+    (0, "No epoch finished, so no checkpoint was kept")])
+def test_a_diverged_run_says_what_its_checkpoint_keeps(tmp_path, capsys, monkeypatch, at_epoch,
+                                                        said):
+    # "lower the learning rate" alone: the rerun with another --lr was then refused
+    real = kerasflows.distributed._run_epoch
+
+    def diverging(step, data, steps, epoch, *args, **kwargs):
+        if epoch == at_epoch:
+            raise FloatingPointError(f"Training diverged: loss nan at epoch {epoch + 1}, "
+                                     "step 1; lower the learning rate.")
+        return real(step, data, steps, epoch, *args, **kwargs)
+    monkeypatch.setattr(kerasflows.distributed, "_run_epoch", diverging)
+    out = tmp_path / "m.keras"
+    with pytest.raises(SystemExit) as failed:
+        main(["train", "moons", "--n", "400", *TINY, "--epochs", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert failed.value.code == 1 and said in err and "lower the learning rate" in err
+    assert os.path.exists(tmp_path / "m.checkpoint" / "checkpoint.npz") == (at_epoch == 1)

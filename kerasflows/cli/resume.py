@@ -13,7 +13,7 @@ import zipfile
 from kerasflows.checkpoint import content_digest
 from kerasflows.cli.common import UserError
 
-__all__ = ["fingerprint", "check_checkpoint", "interrupted"]
+__all__ = ["fingerprint", "check_checkpoint", "interrupted", "diverged"]
 
 
 def fingerprint(args, x, context, parts):
@@ -59,3 +59,13 @@ def interrupted(checkpoint_dir):
                 "epoch: rerun the same command to resume from it.")
     return ("interrupted before the first epoch finished (no checkpoint yet); rerun the "
             "command to start again.")
+
+
+def diverged(checkpoint_dir):
+    """What a diverged run leaves, and how to rerun it with another `--lr` (which the
+    checkpoint of the run, made with the old one, refuses)."""
+    from kerasflows.checkpoint import EpochCheckpoint
+    if os.path.exists(os.path.join(checkpoint_dir, EpochCheckpoint.FILENAME)):
+        return (f"The checkpoint in {checkpoint_dir} keeps the last finished epoch; a rerun "
+                "with another --lr starts over once that folder is deleted.")
+    return "No epoch finished, so no checkpoint was kept."

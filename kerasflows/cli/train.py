@@ -24,7 +24,7 @@ from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argum
                                    writable_folder)
 from kerasflows.cli.data import column_list, is_dataset_name, read_column_names
 from kerasflows.cli.evaluate import column_marginals, marginals_line
-from kerasflows.cli.resume import check_checkpoint, fingerprint, interrupted
+from kerasflows.cli.resume import check_checkpoint, diverged, fingerprint, interrupted
 from kerasflows.cli.train_data import dequantized_columns, noisy_parts, read_inputs, split_parts
 
 __all__ = ["add_parser", "run"]
@@ -353,6 +353,8 @@ def run(args):
             EpochCheckpoint(checkpoint_dir, {}).delete()
     except KeyboardInterrupt:
         raise KeyboardInterrupt(interrupted(checkpoint_dir)) from None
+    except FloatingPointError as e:
+        raise FloatingPointError(f"{e} {diverged(checkpoint_dir)}") from None
     if is_chief(strategy):
         nll = ", ".join(f"{k} {record[f'{k}_nll']:.4f}" for k in ("train", "validation", "test")
                         if record[f"{k}_nll"] is not None)
