@@ -341,3 +341,25 @@ def test_demo_of_a_savedmodel_without_trace_notes_that_it_has_no_animation(tmp_p
            "to animate" in err, err
     assert (tmp_path / "screenshots" / "samples.png").exists()
     assert not (tmp_path / "screenshots" / "layers.gif").exists()
+
+
+def test_window_options_without_their_output_and_bad_options_are_refused_on_one_line(tmp_path):
+    # --view, --layer and --rows-by-context were taken, and did nothing, in the window,
+    # with --report-startup or --demo; a bad option printed argparse's usage block first
+    from visualizer import headless
+    from visualizer.__main__ import _argument_problem, build_parser
+
+    def problem(*args):
+        return _argument_problem(build_parser().parse_args(list(args)), headless)
+
+    assert "--view goes with --screenshot or --context-animation" in problem("--view", "layers")
+    assert "--view goes with" in problem("--report-startup", "--view", "density")
+    assert "--rows-by-context goes with --screenshot" in problem("--rows-by-context")
+    assert "--rows-by-context goes with" in problem("--report-startup", "--rows-by-context")
+    assert problem("--screenshot", "a.png", "--view", "samples", "--rows-by-context") is None
+    assert problem("--context-animation", "a.gif", "--view", "density") is None
+    proc = run_viz(["--bogus"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "kerasflows-viz: error: unrecognized arguments: --bogus (see 'kerasflows-viz --help')"]
+    assert list(tmp_path.iterdir()) == []

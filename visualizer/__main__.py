@@ -65,8 +65,17 @@ def _context(text):
     return values
 
 
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad option on one line (exit code 2), like every other command-line
+    error, instead of argparse's usage block before it."""
+
+    def error(self, message):
+        _fail(f"{message} (see '{self.prog} --help')")
+        sys.exit(2)
+
+
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="kerasflows-viz",
         description="Show what a trained normalizing flow does: samples, density, "
                     "per-layer warping, a point inspector and pairs of coordinates with "
@@ -205,6 +214,13 @@ def _argument_problem(args, headless):
             return "--direction goes with --animation or with --screenshot --view layers."
     if args.layer is not None and args.view != "layers":
         return "--layer applies to --view layers only."
+    if args.view and not (args.screenshot or args.animation or args.context_animation):
+        return ("--view goes with --screenshot or --context-animation (in the window, "
+                "click the view's tab).")
+    if args.rows_by_context and not (args.screenshot or (args.demo
+                                                         and not headless.has_display())):
+        return ("--rows-by-context goes with --screenshot --view samples (in the window: "
+                "Samples, One row per ...).")
     if args.data and not args.screenshot:
         return "--data goes with --screenshot (in the window: File > Export view data)."
     if args.follow and (args.screenshot or args.animation or args.context_animation
