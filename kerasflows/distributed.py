@@ -219,8 +219,8 @@ def _sync_from_chief(strategy, variables, restored):
 
 
 def _run_settings(x, context, epochs, batch_size, learning_rate, lr_decay, seed, dequantize):
-    """What `train_flow`'s checkpoint must have been written with to be resumed, beside
-    the caller's `fingerprint`: the data (rows and SHA-256) and context, and the
+    """What `train_flow`'s checkpoint must have been written with to be resumed when the
+    caller gives no `fingerprint`: the data (rows and SHA-256) and context, and the
     settings that shape the run (`epochs` only where the cosine schedule spans them;
     more epochs otherwise go on from the checkpoint)."""
     settings = {"train_flow_batch_size": batch_size,
@@ -304,12 +304,13 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         strategy: a `tf.distribute.Strategy`; default: the current one.
         checkpoint_dir: where the chief checkpoints after every epoch and
             resumes from; None disables checkpoints.
-        fingerprint: JSON-able settings stored with the checkpoint, beside
-            train_flow's own (the rows and SHA-256 of `x` and `context`,
-            `batch_size`, `learning_rate`, `lr_decay`, `seed`, `dequantize`, and
-            `epochs` with the cosine schedule); a checkpoint written with other
-            settings or data is refused, and so is one with more epochs done
-            than `epochs`.
+        fingerprint: JSON-able settings stored with the checkpoint; a
+            checkpoint written with other settings is refused, and so is one
+            with more epochs done than `epochs`. Default: train_flow's own (the
+            rows and SHA-256 of `x` and `context`, `batch_size`,
+            `learning_rate`, `lr_decay`, `seed`, `dequantize`, and `epochs` with
+            the cosine schedule); a caller's fingerprint takes their place
+            (`kerasflows train` gives its options and data's).
         verbose: 1 shows a Keras progress bar, 2 one line per epoch (chief only), 0 is
             silent.
         jit_compile: compile each replica's loss and gradients with XLA.
@@ -363,9 +364,10 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
     variables = list(flow.weights) + list(optimizer.variables)
     checkpoint = None
     if checkpoint_dir is not None and is_chief(strategy):
-        checkpoint = EpochCheckpoint(checkpoint_dir, {
-            **(fingerprint or {}), **_run_settings(x, context, epochs, batch_size,
-                                                   learning_rate, lr_decay, seed, dequantize)})
+        checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint if fingerprint is not None
+                                     else _run_settings(x, context, epochs, batch_size,
+                                                        learning_rate, lr_decay, seed,
+                                                        dequantize))
     start, history = _restore(checkpoint, strategy, variables)
     if start > epochs:
         raise ValueError(f"The checkpoint in {checkpoint_dir} has {start} epochs done, more "
