@@ -300,36 +300,45 @@ def record_context(window, k, values, progress=None, timeout=120.0):
     `values` in turn, waits until the view shown has drawn it, and grabs the view
     (scaled to at most `MAX_CONTEXT_SIDE` a side), captioned with the value; returns
     the frames, `[h, w, 3]` arrays, or None when `progress(done, total)` returned
-    False. The coordinate is put back where it was, whatever happens."""
-    from visualizer.headless import wait_for
+    False. The coordinate is put back where it was, and the view's continuous
+    drawing resumed (`View.held_still`), whatever happens."""
     panel, view = window.context_panel, window.current_view()
     _check_coordinate(window, k)
     errors = []
     window.failed.connect(errors.append)
     start = float(panel.spins[k].value())
-    size = None
-    frames = []
     try:
-        for i, value in enumerate(values):
-            panel.set_value(k, float(value))
-            if not wait_for(lambda: view.is_ready() or errors, timeout):
-                raise AnimationError(f"the {view.title} view did not finish drawing "
-                                     f"{panel.names[k]} = {value:g} in {timeout:.0f} s")
-            if errors:
-                raise AnimationError(errors[-1])
-            image = view.export_widget().grab().toImage()
-            if size is None:
-                scale = min(1.0, MAX_CONTEXT_SIDE / max(image.width(), image.height()))
-                size = QtCore.QSize(int(image.width() * scale), int(image.height() * scale))
-            image = image.scaled(size, QtCore.Qt.AspectRatioMode.IgnoreAspectRatio,
-                                 QtCore.Qt.TransformationMode.SmoothTransformation)
-            shown = panel.spins[k].value()       # (as its box rounds it)
-            frames.append(image_rgb(_captioned(image, f"{panel.names[k]} = {shown:g}")))
-            if progress is not None and not progress(i + 1, len(values)):
-                return None
+        with view.held_still():
+            return _record_values(window, k, values, progress, timeout, errors)
     finally:
         window.failed.disconnect(errors.append)
         panel.set_value(k, start)
+
+
+def _record_values(window, k, values, progress, timeout, errors):
+    """`record_context`'s frames, recorded while the view holds still; `errors`: the
+    error dialogs shown meanwhile."""
+    from visualizer.headless import wait_for
+    panel, view = window.context_panel, window.current_view()
+    size = None
+    frames = []
+    for i, value in enumerate(values):
+        panel.set_value(k, float(value))
+        if not wait_for(lambda: view.is_ready() or errors, timeout):
+            raise AnimationError(f"the {view.title} view did not finish drawing "
+                                 f"{panel.names[k]} = {value:g} in {timeout:.0f} s")
+        if errors:
+            raise AnimationError(errors[-1])
+        image = view.export_widget().grab().toImage()
+        if size is None:
+            scale = min(1.0, MAX_CONTEXT_SIDE / max(image.width(), image.height()))
+            size = QtCore.QSize(int(image.width() * scale), int(image.height() * scale))
+        image = image.scaled(size, QtCore.Qt.AspectRatioMode.IgnoreAspectRatio,
+                             QtCore.Qt.TransformationMode.SmoothTransformation)
+        shown = panel.spins[k].value()       # (as its box rounds it)
+        frames.append(image_rgb(_captioned(image, f"{panel.names[k]} = {shown:g}")))
+        if progress is not None and not progress(i + 1, len(values)):
+            return None
     return frames
 
 

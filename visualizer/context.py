@@ -3,6 +3,8 @@
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
+from visualizer.spin_boxes import fit_spin_box
+
 __all__ = ["ContextPanel"]
 
 
@@ -10,23 +12,11 @@ __all__ = ["ContextPanel"]
 SLIDER_STEPS = 1000
 #: A slider's range when the manifest gives none: the opening value +- this.
 DEFAULT_HALF_RANGE = 3.0
-#: A spin box of a coordinate without a step takes values within +- this (or out to
-#: the opening value, if that is further), shown with 3 decimals (or up to 6, as many
-#: as the opening value needs).
-SPIN_LIMIT, SPIN_DECIMALS, SPIN_MAX_DECIMALS = 1e4, 3, 6
 #: Context coordinates the panel asks room for (more scroll).
 MAX_ROWS_SHOWN = 4
 #: Playing a coordinate: ticks from one end of a continuous range to the other, and the
 #: milliseconds between ticks (continuous; one step of a stepped coordinate).
 PLAY_TICKS, PLAY_MS, PLAY_STEP_MS = 100, 60, 700
-
-
-def _decimals(value):
-    """The decimals a spin box needs to show `value` as the float32 it is (3 to 6)."""
-    for d in range(SPIN_DECIMALS, SPIN_MAX_DECIMALS):
-        if np.float32(round(float(value), d)) == np.float32(value):
-            return d
-    return SPIN_MAX_DECIMALS
 
 
 class ContextPanel(QtWidgets.QWidget):
@@ -36,7 +26,8 @@ class ContextPanel(QtWidgets.QWidget):
     (`context_range`, where the flow was trained) or the opening value +-
     `DEFAULT_HALF_RANGE`; dragging it moves the context live (the views ask for
     every new value, the compute thread answers the newest). The spin box
-    takes any value (within +-`SPIN_LIMIT`, or out to the opening value), except
+    takes any value (within +-`SPIN_LIMIT`, or out to the opening value, with
+    the decimals it needs: `spin_boxes.fit_spin_box`), except
     for a coordinate with a step (the manifest's `context_step`, e.g. 1 for a
     class label): its spin box and slider move in that step, within the range
     (`compute.load` refuses to open a flow at a context off those steps).
@@ -118,8 +109,7 @@ class ContextPanel(QtWidgets.QWidget):
         spin = QtWidgets.QDoubleSpinBox()
         slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         if step is None:
-            spin.setDecimals(_decimals(value))
-            spin.setRange(min(-SPIN_LIMIT, value), max(SPIN_LIMIT, value))
+            fit_spin_box(spin, value)
             spin.setSingleStep(0.1)
             slider.setRange(0, SLIDER_STEPS)
         else:

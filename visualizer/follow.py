@@ -179,23 +179,28 @@ class Following:
     answers.
     """
 
-    def _await(self, path, context=None, reason=None):
+    def _await(self, path, context=None, reason=None, read_from=None):
         """Following a model that does not exist yet (a training run about to write
-        it): opens it once it appears, quietly trying again while it cannot be read."""
+        it), or that could not be read (caught mid-write): opens it at its next save,
+        quietly trying again while it cannot be read. `read_from`: the `(paths,
+        signature)` the failed open read, so a save that landed meanwhile is read."""
         self._awaited = (str(path), context)
         why = f" ({reason})" if reason else ""
-        self.model_label.setText(f"waiting for {path} to appear{why} …")
-        self.follower.follow([Path(path).expanduser()])
+        what = (f"the next save of {path}" if Path(path).expanduser().exists()
+                else f"{path} to appear")
+        self.model_label.setText(f"waiting for {what}{why} …")
+        files, before = read_from or ([Path(path).expanduser()], None)
+        self.follower.follow(files)
+        if before is not None:
+            self.follower.reported = before
 
     def _followed_change(self):
         if self._awaited is None:
             self.reload(quiet=True)
         elif self._open_id is None:     # not opening it already
-            path, context = self._awaited
-            if Path(path).expanduser().exists() and self.open_path(path, context=context):
-                self._awaited = (path, context)     # (open_path forgot it)
-            else:                       # gone again: keep waiting
-                self._await(path, context)
+            path, context = self._awaited   # (open_path awaits it again while following)
+            if not (Path(path).expanduser().exists() and self.open_path(path, context=context)):
+                self._await(path, context)  # gone again: keep waiting
 
     def reload(self, _checked=False, quiet=False):
         """Opens the current model's path again (asynchronously): new weights, same

@@ -198,13 +198,14 @@ def contour_lines(image, region, levels):
     clean = np.where(np.isfinite(image), image, np.nanmin(image[np.isfinite(image)]))
     xs, ys, connect = [], [], []
     for level in levels:
-        # pyqtgraph's isocurve takes data indexed [x, y]; paths come back in index units.
+        # pyqtgraph's isocurve takes data indexed [x, y]; paths come back in pixel units
+        # from the image's corner (sample i at i + 0.5, its pixel's centre).
         for path in pg.functions.isocurve(clean.T, level, connected=True, extendToEdge=True):
             p = np.asarray(path, np.float64)
             if len(p) < 2:
                 continue
-            xs.append(x0 + (p[:, 0] + 0.5) * (x1 - x0) / cols)
-            ys.append(y0 + (p[:, 1] + 0.5) * (y1 - y0) / rows)
+            xs.append(x0 + p[:, 0] * (x1 - x0) / cols)
+            ys.append(y0 + p[:, 1] * (y1 - y0) / rows)
             c = np.ones(len(p), bool)
             c[-1] = False
             connect.append(c)

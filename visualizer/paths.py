@@ -8,6 +8,7 @@ loads anything.
 import dataclasses
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -132,11 +133,14 @@ def resolve(path, prefer_keras=None):
     inside), a TF Serving parent (`DIR/<version>/saved_model.pb`, highest
     version wins), or a model folder with `manifest.json` (its `flow.keras`
     when kerasflows is importable, else its `saved_model/<version>/`).
-    A manifest in the model folder around the path is picked up too.
+    A manifest in the model folder around the path is picked up too. The
+    source's `path` is absolute.
     """
     p = Path(path).expanduser()
     if not p.exists():
         raise ModelPathError(f"no such file or directory: {p}")
+    # absolute (a recent file or a reload opens from any working folder); links kept
+    p = Path(os.path.abspath(p))
     if prefer_keras is None:
         prefer_keras = kerasflows_importable()
     if p.is_file():

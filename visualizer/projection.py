@@ -5,6 +5,7 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from visualizer.geometry import Projection
+from visualizer.spin_boxes import fit_spin_box
 
 __all__ = ["ProjectionPanel"]
 
@@ -77,8 +78,7 @@ class ProjectionPanel(QtWidgets.QWidget):
         self.spins = []
         for d in range(event_dim):
             spin = QtWidgets.QDoubleSpinBox()
-            spin.setRange(-1e4, 1e4)
-            spin.setDecimals(3)
+            fit_spin_box(spin, self.default[d])
             spin.setSingleStep(0.1)
             spin.setValue(float(self.default[d]))
             spin.valueChanged.connect(self._emit)
@@ -120,6 +120,7 @@ class ProjectionPanel(QtWidgets.QWidget):
         self._emit()
 
     def set_held(self, d, value):
+        fit_spin_box(self.spins[d], value)
         self.spins[d].setValue(value)
 
     def _enable(self):

@@ -48,7 +48,9 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
     point, context and dimensions, and the new weights replace the old ones
     as they are computed. A reload that fails (a file caught mid-write) keeps
     the previous model; when following, it says so in the status bar instead
-    of a dialog, and the next change is tried again.
+    of a dialog, and the next change is tried again. So is a model opened while
+    following that cannot be read (caught mid-write): the window follows its
+    path, keeps the model shown before, and opens it at its next save.
 
     Signals:
         model_opened(dict): a model finished opening (its `compute.describe` info).
@@ -153,7 +155,8 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
         # from the files as they were before it was read: a save while it opens is a change
         followed = followed_paths(source.path, source.load_path)
         self._opened_from = (followed, signature(followed))
-        self._awaited = None
+        # Following, a file that cannot be read yet (mid-write) is opened at its next save.
+        self._awaited = (str(source.path), context) if self.following else None
         self._reload_id = self._reload_again = None
         self._open_id = self.worker.submit("open", "load", source, eval_mode=self.eval_mode,
                                            context=context)
@@ -244,7 +247,8 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
             if result.error and reload:
                 self._reload_failed(result.error, self._reload_quiet)
             elif result.error and awaited:      # caught mid-write: wait for the next change
-                self._await(awaited[0], awaited[1], reason=result.error)
+                self._await(awaited[0], awaited[1], reason=result.error,
+                            read_from=self._opened_from)
             elif result.error:
                 self._label_model()
                 self.show_error("Could not open the model", result.error)

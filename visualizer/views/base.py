@@ -5,6 +5,8 @@ window (`host`) for computations with `submit`, and the window hands each
 `worker.Result` back to `receive`.
 """
 
+import contextlib
+
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -300,6 +302,13 @@ class View(QtWidgets.QWidget):
 
     def resample(self):
         """New samples; only the Samples and Pairs views act on it."""
+
+    @contextlib.contextmanager
+    def held_still(self):
+        """While the view is recorded (`animation.record_context`): it draws only what
+        its settings ask for, so each frame becomes ready (the Samples view pauses its
+        continuous mode)."""
+        yield
 
     def export_widget(self):
         """The widget saved by File > Export view as PNG."""

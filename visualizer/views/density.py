@@ -177,8 +177,16 @@ class DensityView(View):
         self.view_box.blockSignals(True)
         show_region(self.plot.getPlotItem(), region)
         self.view_box.blockSignals(False)
+        self._follow_left_range()
         self._fit_axes()
         self._draw_data()
+
+    def _follow_left_range(self):
+        """Gives the right plot the left one's range: the link that does so runs on
+        the left view box's signals, which `projection_changed` blocks."""
+        right = self.right.plot.getPlotItem().getViewBox()
+        for axis in (pg.ViewBox.XAxis, pg.ViewBox.YAxis):
+            right.linkedViewChanged(self.view_box, axis)
 
     def visible_region(self):
         (x0, x1), (y0, y1) = self.view_box.viewRange()

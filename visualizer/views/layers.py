@@ -223,8 +223,10 @@ class LayersView(View):
             self.reference, self.reference_context = result.value["points"], self._drawing_at
             self.refresh()
             return
+        direction = result.value["direction"]
+        if direction != self.direction.currentData():
+            return                      # traced before the direction was changed
         full = result.value["states"]
-        direction = self.direction.currentData()
         latest = result.request_id == self._latest.get("layers")
         if self._following() and direction not in self._sources and latest:
             self._sources[direction] = [permutations.column_sources(a, b)

@@ -1,6 +1,8 @@
 """Samples view: a scatter of flow samples, resampled on demand or continuously;
 for image-shaped flows (digits), the samples as a grid of pictures."""
 
+import contextlib
+
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
@@ -254,6 +256,17 @@ class SamplesView(View):
     def resample(self):
         self.seed += 1
         self.invalidate()
+
+    @contextlib.contextmanager
+    def held_still(self):
+        """Continuous mode paused (each batch would ask for the next, and the view
+        would never be ready), and resumed after."""
+        continuous = self.continuous.isChecked()
+        self.continuous.setChecked(False)
+        try:
+            yield
+        finally:
+            self.continuous.setChecked(continuous)
 
     def activate(self):
         super().activate()

@@ -1,0 +1,233 @@
+"""The visualizer window fed with made-up models and results (pytest-qt, offscreen;
+the compute thread is never started, so no TensorFlow): the right heatmap
+follows the left one's range, following resumes after a failed open, held
+values and contour lines are where they should be, a context animation
+finishes in continuous mode, recent files are absolute and a layer trace of
+the other direction is not drawn."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PySide6 import QtCore  # noqa: E402
+
+from visualizer import animation, geometry, paths, theme  # noqa: E402
+from visualizer.items import contour_lines  # noqa: E402
+from visualizer.projection import ProjectionPanel  # noqa: E402
+from visualizer.window import MainWindow  # noqa: E402
+from visualizer.worker import Result  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def window(qtbot, qapp, tmp_path):
+    """A shown `MainWindow` whose compute thread never starts: what it submits stays
+    queued, and the tests answer it (`submitted`: every request, in order)."""
+    theme.apply(qapp)
+    settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    w = MainWindow(settings=settings, warm_up=False, eval_mode="eager")
+    qtbot.addWidget(w)
+    w.resize(1280, 840)
+    w.show()
+    w.submitted = []
+    submit = w.worker.submit
+
+    def recorded(kind, func, *args, **kwargs):
+        request_id = submit(kind, func, *args, **kwargs)
+        w.submitted.append((kind, func, args, request_id))
+        return request_id
+    w.worker.submit = recorded
+    return w
+
+
+def fake_info(name, reference, path, target=None, context=None):
+    """What `compute.describe` would say of a flow whose data sample is `reference`."""
+    reference = np.asarray(reference, np.float32)
+    dim = reference.shape[1]
+    conditional = context is not None
+    return {"name": name, "path": str(path), "load_path": str(path), "kind": "keras",
+            "event_dim": dim, "num_layers": 3,
+            "context_dim": len(context) if conditional else None,
+            "context": np.asarray(context, np.float32) if conditional else None,
+            "context_names": [f"c{k + 1}" for k in range(len(context))] if conditional
+            else None,
+            "data_names": None, "context_ranges": [(0.0, 1.0)] if conditional else None,
+            "context_steps": None, "layer_names": ["A (a)", "B (b)", "C (c)"],
+            "has_trace": True, "invertible": True, "base_loc": np.zeros(dim, np.float32),
+            "base_scale": np.ones(dim, np.float32), "base_df": None,
+            "forward_only_layers": [], "reference": reference, "reference_is_data": True,
+            "reference_source": "fake", "data_mean": reference.mean(0), "target": target,
+            "image": None, "manifest": {}}
+
+
+def open_fake(window, info):
+    """The window's answer to an open that produced `info`."""
+    generation = window.generation + 1
+    window._opened(Result("open", 10_000 + generation, value=info, generation=generation))
+
+
+def view_range(plot_widget):
+    return np.array(plot_widget.getPlotItem().getViewBox().viewRange())
+
+
+# -- Density: the target beside the flow ----------------------------------------------------
+def test_the_target_heatmap_follows_the_flows_range_to_a_new_model_and_dims(qtbot, window,
+                                                                            tmp_path):
+    rng = np.random.default_rng(0)
+    open_fake(window, fake_info("a", rng.standard_normal((500, 2)), tmp_path / "a.keras",
+                                target="u1"))
+    view = window.show_view("density")
+    assert view.source.currentData() == "both"
+    far = rng.standard_normal((500, 2)) + [6.0, -4.0]
+    open_fake(window, fake_info("b", far, tmp_path / "b.keras", target="u3"))
+    qtbot.wait(50)
+    assert view_range(view.plot)[0].mean() > 4.0          # around the new model's data
+    np.testing.assert_allclose(view_range(view.right.plot), view_range(view.plot))
+    window.panel.set_dims(1, 0)                             # the coordinates swapped
+    qtbot.wait(50)
+    assert view_range(view.plot)[0].mean() < -2.0
+    np.testing.assert_allclose(view_range(view.right.plot), view_range(view.plot))
+
+
+# -- following after an open that failed ----------------------------------------------------
+def fail_open(window):
+    window._on_result(Result("open", window._open_id, error="not a readable .keras archive"))
+
+
+def test_a_failed_open_while_following_follows_that_file_for_its_next_save(qtbot, window,
+                                                                          tmp_path):
+    shown, broken = tmp_path / "a.keras", tmp_path / "b.keras"
+    shown.write_bytes(b"a")
+    broken.write_bytes(b"PK\x03\x04 the first bytes")
+    open_fake(window, fake_info("a", np.zeros((10, 2)), shown))
+    window.set_following(True)
+    dialogs = []
+    window.failed.connect(dialogs.append)
+    assert window.open_path(broken)
+    fail_open(window)
+    assert window.info["name"] == "a" and dialogs == []      # the shown model is kept
+    assert window.follow_action.isChecked() and window.follower.paths == (str(broken),)
+    assert "waiting for the next save of" in window.model_label.text()
+    assert "not a readable .keras archive" in window.model_label.text()
+    opens = len(window.submitted)
+    broken.write_bytes(b"PK\x03\x04 the whole file, saved again")
+    qtbot.waitUntil(lambda: len(window.submitted) > opens, timeout=10_000)
+    kind, func, (source,), request_id = window.submitted[-1]
+    assert (kind, func, str(source.path)) == ("open", "load", str(broken))
+    assert window._open_id == request_id and window._awaited[0] == str(broken)
+
+
+def test_follow_at_launch_reads_a_save_that_landed_while_the_open_failed(qtbot, window,
+                                                                        tmp_path):
+    path = tmp_path / "live.keras"
+    path.write_bytes(b"PK\x03\x04 the first bytes")
+    window.set_following(True)                              # (as `start(path, follow=True)`)
+    assert window.open_path(path)
+    path.write_bytes(b"PK\x03\x04 the whole file, saved while the first bytes were read")
+    opens = len(window.submitted)
+    fail_open(window)
+    assert window.follower.active and "waiting for" in window.model_label.text()
+    qtbot.waitUntil(lambda: len(window.submitted) > opens, timeout=10_000)
+    assert window.submitted[-1][:2] == ("open", "load")
+
+
+# -- held values and contour lines ----------------------------------------------------------
+def test_held_values_keep_a_large_and_a_small_data_mean(qtbot):
+    panel = ProjectionPanel()
+    qtbot.addWidget(panel)
+    mean = np.array([1.7, 45.0, 55_000.0, 0.00042], np.float32)
+    held = panel.set_model(4, mean, ["height", "age", "income", "rate"]).held
+    np.testing.assert_array_equal(held, mean)
+    panel.set_held(2, -250_000.0)
+    assert panel.projection().held[2] == -250_000.0
+    panel._reset()
+    np.testing.assert_array_equal(panel.projection().held, mean)
+
+
+def test_a_contour_level_of_a_linear_ramp_lies_where_the_ramp_takes_it():
+    region, n = (0.0, 1.0, 2.0, 4.0), 8
+    ramp = np.tile(geometry.pixel_centers(0.0, 1.0, n), (n, 1))  # value = x of the pixel
+    for image, axis, at in ((ramp, 0, 0.5), (ramp.T.copy(), 1, 3.0)):  # (y from 2 to 4)
+        xy, connect = contour_lines(image, region, [0.5])
+        np.testing.assert_allclose(xy[:, axis], at, atol=1e-9)
+        other = xy[:, 1 - axis]
+        assert other.min() >= region[2 - 2 * axis] - 1e-9
+        assert other.max() <= region[3 - 2 * axis] + 1e-9
+
+
+# -- a context animation in continuous mode -------------------------------------------------
+def answer_samples(window):
+    """Answers each samples request (soon, as the compute thread would) with normal
+    points at its seed."""
+    submit = window.worker.submit
+
+    def answered(kind, func, *args, generation=None, **kwargs):
+        request_id = submit(kind, func, *args, generation=generation, **kwargs)
+        if kind == "samples":
+            count, seed = args[0], args[1]
+            points = np.random.default_rng(seed).standard_normal((count, 2)).astype("f4")
+            result = Result("samples", request_id, generation=generation,
+                            value={"points": points, "seed": seed, "temperature": 1.0})
+            QtCore.QTimer.singleShot(5, window, lambda: window._on_result(result))
+        return request_id
+    window.worker.submit = answered
+
+
+def test_context_animation_of_continuous_samples_finishes_and_resumes_them(qtbot, window,
+                                                                           tmp_path):
+    answer_samples(window)
+    info = fake_info("c", np.zeros((50, 2)), tmp_path / "c.keras", context=[0.0])
+    open_fake(window, info)
+    view = window.show_view("samples")
+    view.count.setValue(200)
+    view.continuous.setChecked(True)
+    qtbot.wait(100)
+    frames = animation.record_context(window, 0, [0.5, 1.0], timeout=30.0)
+    assert len(frames) == 2
+    assert view.continuous.isChecked()
+    seed = view.seed
+    qtbot.waitUntil(lambda: view.seed > seed + 2, timeout=30_000)   # drawing on
+
+
+# -- recent files ---------------------------------------------------------------------------
+def test_recent_files_are_absolute_paths(window, tmp_path, monkeypatch):
+    (tmp_path / "m.keras").write_bytes(b"x")
+    monkeypatch.chdir(tmp_path)
+    source = paths.resolve("m.keras")
+    assert source.path == tmp_path / "m.keras"
+    open_fake(window, fake_info("m", np.zeros((10, 2)), source.path))
+    monkeypatch.chdir("/")
+    assert window._recent()[0] == str(tmp_path / "m.keras")
+    assert paths.resolve(window._recent()[0]).load_path == tmp_path / "m.keras"
+
+
+# -- Layers: a trace of the other direction -------------------------------------------------
+def answer_layers(window, request, direction):
+    """The window's answer to the layers request `request` (as `window.submitted` has
+    it) traced in `direction`: every state the points themselves."""
+    _, _, (_, points), request_id = request
+    states = np.stack([points] * 4).astype(np.float32)
+    window._on_result(Result("layers", request_id, generation=window.generation,
+                             value={"states": states, "log_dets": None,
+                                    "direction": direction}))
+
+
+def test_a_layer_trace_of_the_other_direction_is_neither_drawn_nor_kept(window, tmp_path):
+    rng = np.random.default_rng(0)
+    open_fake(window, fake_info("d", rng.standard_normal((300, 3)), tmp_path / "d.keras"))
+    view = window.show_view("layers")
+    forward = window.submitted[-1]
+    assert forward[:3] == ("layers", "layers", ("forward", forward[2][1]))
+    view.direction.setCurrentIndex(1)                        # data -> base asked for
+    answer_layers(window, forward, "forward")                # the forward trace comes late
+    assert view.grid_states is None
+    inverse = window.submitted[-1]
+    assert inverse[2][0] == "inverse"
+    view.direction.blockSignals(True)            # back to base -> data, silently (as
+    view.direction.setCurrentIndex(0)            # `_allow_inverse` does)
+    view.direction.blockSignals(False)
+    answer_layers(window, inverse, "inverse")                # the latest trace
+    assert "forward" not in view._sources and view.grid_states is None

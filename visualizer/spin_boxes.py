@@ -1,0 +1,28 @@
+"""Spin boxes for values in the data's own units (the context panel's and the
+projection panel's): wide and precise enough for the value they open at."""
+
+import numpy as np
+
+__all__ = ["SPIN_LIMIT", "fit_spin_box"]
+
+#: A value spin box takes values within +- this (or out to the value it is fitted to,
+#: if that is further), shown with 3 decimals (or up to 6, as many as that value needs).
+SPIN_LIMIT, SPIN_DECIMALS, SPIN_MAX_DECIMALS = 1e4, 3, 6
+
+
+def decimals(value):
+    """The decimals a spin box needs to show `value` as the float32 it is (3 to 6)."""
+    for d in range(SPIN_DECIMALS, SPIN_MAX_DECIMALS):
+        if np.float32(round(float(value), d)) == np.float32(value):
+            return d
+    return SPIN_MAX_DECIMALS
+
+
+def fit_spin_box(spin, value):
+    """Widens `spin` (a `QDoubleSpinBox`; its range, at least +-`SPIN_LIMIT`, and its
+    decimals) so it holds `value` (an income of 55000, a rate of 0.00042) unchanged.
+    Does not set the value."""
+    value = float(value)
+    spin.setDecimals(max(spin.decimals(), decimals(value)))
+    spin.setRange(min(spin.minimum(), -SPIN_LIMIT, value),
+                  max(spin.maximum(), SPIN_LIMIT, value))
