@@ -214,3 +214,17 @@ def test_tabulated_tables_are_a_snapshot_of_the_weights():
     layer = fast.flow_layers[0]
     assert layer.table is not None
     np.testing.assert_allclose(fast.log_prob(x).numpy(), before, atol=1e-6)
+
+
+def test_table_of_a_relu_layer_blind_to_its_input_keeps_its_on_units():
+    # with a zero first kernel no unit changes sign: the one piece (-inf, inf) was
+    # judged at inf - 1 = NaN, read as off, and a unit of positive bias was dropped
+    net = mlp((4, 3))
+    first = net.hidden[0]
+    first.kernel.assign(np.zeros(first.kernel.shape, np.float32))
+    first.bias.assign([1.0, -1.0, 0.5, 2.0])
+    table = PiecewiseLinear.from_mlp(net)
+    assert table.pieces == 1
+    x = np.linspace(-5, 5, 11, dtype=np.float32)[:, None]
+    np.testing.assert_allclose(table(x).numpy(), reference(net, x), rtol=1e-5, atol=1e-5)
+    assert np.abs(reference(net, x)).max() > 0.1

@@ -43,7 +43,9 @@ def _affine_pieces(layers):
             t = np.unique(t[(t > lo[i]) & (t < hi[i])])
             edges = np.concatenate([[lo[i]], t, [hi[i]]])
             a, b = edges[:-1], edges[1:]
-            mid = np.where(np.isinf(a), b - 1.0, np.where(np.isinf(b), a + 1.0, 0.5 * (a + b)))
+            # a point inside each piece (the whole line's: 0; inf - 1 gave NaN, read as off)
+            mid = np.where(np.isinf(a) & np.isinf(b), 0.0, np.where(
+                np.isinf(a), b - 1.0, np.where(np.isinf(b), a + 1.0, 0.5 * (a + b))))
             on = (mid[:, None] * slope[i] + icpt[i]) > 0
             pieces.append((a, b, on * slope[i], on * icpt[i]))
         lo, hi, slope, icpt = (np.concatenate(p) for p in zip(*pieces))
