@@ -160,3 +160,20 @@ def test_a_diverged_run_says_what_its_checkpoint_keeps(tmp_path, capsys, monkeyp
     err = capsys.readouterr().err
     assert failed.value.code == 1 and said in err and "lower the learning rate" in err
     assert os.path.exists(tmp_path / "m.checkpoint" / "checkpoint.npz") == (at_epoch == 1)
+
+
+def test_marginals_threshold_counts_only_the_finite_samples():
+    # the gaps leave out samples that are not finite; the threshold counted them
+    import tensorflow as tf
+    from kerasflows import marginals
+    from kerasflows.cli.evaluate import column_marginals
+
+    class Flow:         # what column_marginals asks of a flow: samples, 300 of 1000 NaN
+        def sample(self, n, context=None, seed=0):
+            x = np.random.default_rng(seed).normal(size=(n, 2))
+            x[:300, 1] = np.nan
+            return tf.constant(x)
+    x = np.random.default_rng(9).normal(size=(1000, 2))
+    found = column_marginals(Flow(), x)
+    assert found["ks_threshold"] == pytest.approx(marginals.ks_threshold(700, 1000, 0.025))
+    assert found["ks_threshold"] > marginals.ks_threshold(1000, 1000, 0.025)

@@ -14,6 +14,8 @@ fresh points, not the rows a model was trained on.
 import json
 import math
 
+import numpy as np
+
 from kerasflows.cli.common import (SEED_MAX, HelpFormatter, UserError, add_context_argument,
                                    add_seed_argument, json_safe, open_flow, positive_int)
 from kerasflows.cli.data import (check_column_names, check_columns, check_labels, column_list,
@@ -133,7 +135,8 @@ def column_marginals(flow, x, context=None, seed=0, names=None):
     """Each column of `x` against `len(x)` samples of `flow` (at `context`'s rows):
     `{"seed", "ks_threshold", "alpha_per_column", "columns": [{"column", "data_mean",
     "flow_mean", "data_std", "flow_std", "ks"}, ...]}`; `ks_threshold` is the gap that
-    chance puts any of the D columns above 5% of the time (each at 5%/D)."""
+    chance puts any of the D columns above 5% of the time (each at 5%/D), for the
+    fewest finite samples of a column (the gaps leave out samples that are not)."""
     from kerasflows import marginals
     names = names or [f"x{d + 1}" for d in range(x.shape[1])]
     samples = flow.sample(len(x), context=context, seed=seed).numpy()
@@ -141,7 +144,8 @@ def column_marginals(flow, x, context=None, seed=0, names=None):
     columns = [{"column": name, **{key: float(values[d]) for key, values in table.items()}}
                for d, name in enumerate(names)]
     alpha = 0.05 / x.shape[1]
-    return {"seed": seed, "ks_threshold": marginals.ks_threshold(len(x), len(x), alpha),
+    finite = int(np.isfinite(samples).sum(axis=0).min())
+    return {"seed": seed, "ks_threshold": marginals.ks_threshold(finite, len(x), alpha),
             "alpha_per_column": alpha, "columns": columns}
 
 
