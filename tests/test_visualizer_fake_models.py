@@ -231,3 +231,22 @@ def test_a_layer_trace_of_the_other_direction_is_neither_drawn_nor_kept(window, 
     view.direction.blockSignals(False)
     answer_layers(window, inverse, "inverse")                # the latest trace
     assert "forward" not in view._sources and view.grid_states is None
+
+
+def test_reload_while_waiting_for_a_failed_file_goes_back_to_the_shown_model(qtbot, window,
+                                                                              tmp_path):
+    # F5 reloaded the shown model but kept waiting for the failed file, and a change to
+    # the shown model's files then opened the failed one
+    shown, broken = tmp_path / "a.keras", tmp_path / "b.keras"
+    shown.write_bytes(b"a")
+    broken.write_bytes(b"PK\x03\x04 the first bytes")
+    open_fake(window, fake_info("a", np.zeros((10, 2)), shown))
+    window.set_following(True)
+    assert window.open_path(broken)
+    fail_open(window)
+    assert window._awaited is not None
+    assert window.reload()
+    assert window._awaited is None and window.follower.paths == (str(shown),)
+    assert "waiting for" not in window.model_label.text()
+    kind, func, (source,), _ = window.submitted[-1]
+    assert (kind, func, str(source.path)) == ("open", "load", str(shown))

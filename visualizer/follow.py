@@ -211,6 +211,8 @@ class Following:
         (no model, or another one is opening)."""
         if self.info is None or self._open_id is not None:
             return False
+        if not quiet and self._awaited is not None:
+            self._stop_waiting()
         if self._reload_id is not None:
             self._reload_again = quiet if self._reload_again is None else \
                 (quiet and self._reload_again)
@@ -224,6 +226,15 @@ class Following:
         self._reload_id = self.worker.submit("open", "load", source, eval_mode=self.eval_mode)
         self._reload_ids.add(self._reload_id)
         return True
+
+    def _stop_waiting(self):
+        """The user reloads the model shown while a file that could not be read was
+        awaited: that file is no longer opened at its next save, and following goes
+        back to the shown model's files."""
+        self._awaited = None
+        self._label_model()
+        if self.following:
+            self.follower.follow(self._follow_paths(self.info))
 
     def set_following(self, on=True):
         """Reloads the open model whenever its files change on disk (on), or stops."""
