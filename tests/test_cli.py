@@ -360,7 +360,13 @@ def test_plot_draws_image_shaped_samples_as_pictures(tmp_path, capsys):
             (["--image", "-8x-8"], "expected HxW, two whole numbers >= 1 such as 8x8; got "
                                    "'-8x-8'"),     # a NumPy reshape error, with 64 values
             (["--image", "8x8x1"], "expected HxW"),
-            (["--dims", "1,1"], "--dims must name two different coordinates in 1..64")]:
+            (["--dims", "1,1"], "--dims must name two different coordinates in 1..64"),
+            # the region picture's options would be ignored by the pictures of samples
+            (["--dims", "3,4"], "--dims applies to the region pictures of two coordinates; "
+                                "this flow is drawn as 8x8 pictures"),
+            (["--region", "0,1,0,1", "--span", "5"], "--region, --span apply to the region"),
+            (["--what", "pairs", "--span", "5"], "--region, --span and --rows-by-context "
+                                                 "apply to the other pictures")]:
         with pytest.raises(SystemExit) as exit_info:
             main(["plot", folder, "-o", str(tmp_path / "e.png"), *argv])
         assert exit_info.value.code == 2

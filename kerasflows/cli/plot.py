@@ -30,6 +30,8 @@ __all__ = ["add_parser", "run"]
 
 #: Pixels between the pictures of one PNG.
 GAP = 8
+#: Nats of log-density shown below the maximum, by default.
+SPAN = 10.0
 
 
 def _numbers(kind, count):
@@ -89,8 +91,8 @@ def add_parser(subparsers):
                    help="pixels per side of each picture (of each cell with --what pairs)")
     p.add_argument("-n", "--num", type=positive_int, default=20_000, help="samples drawn")
     add_seed_argument(p, "sampling seed")
-    p.add_argument("--span", type=positive_float, default=10.0,
-                   help="nats of log-density shown below the maximum, > 0")
+    p.add_argument("--span", type=positive_float,
+                   help=f"nats of log-density shown below the maximum, > 0 (default: {SPAN:g})")
     p.add_argument("--image", type=_image_shape, metavar="HxW",
                    help="draw samples as HxW grey pictures (default: the manifest's `image`)")
     add_context_argument(p, "one row (a conditional flow is drawn at one context; default: "
@@ -216,7 +218,8 @@ def _draw_points(args, flow, context, dims, can_density):
     shown, said = [], []
     if args.what != "samples" and can_density:
         picture, (low, high) = pictures.density_picture(
-            flow, region, args.resolution, context=context, span=args.span, dims=dims)
+            flow, region, args.resolution, context=context, span=SPAN if args.span is None else args.span,
+            dims=dims)
         shown.append(picture)
         said.append(f"log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats")
     if args.what != "density":
@@ -230,9 +233,10 @@ def _dims(args, flow):
     """The coordinates drawn (from 0): two, or for pairs 1 to `MAX_PAIRS`."""
     D = flow.event_dim
     if args.what == "pairs":
-        if args.region is not None or args.rows_by_context:
-            raise UserError("--what pairs takes each coordinate's range from the data; "
-                            "--region and --rows-by-context apply to the other pictures.")
+        if args.region is not None or args.rows_by_context or args.span is not None:
+            raise UserError("--what pairs takes each coordinate's range from the data and "
+                            "draws no density; --region, --span and --rows-by-context apply "
+                            "to the other pictures.")
         given = args.dims or list(range(1, min(D, pictures.MAX_PAIRS) + 1))
         count = f"1 to {pictures.MAX_PAIRS} different coordinates"
     else:
@@ -243,6 +247,17 @@ def _dims(args, flow):
         raise UserError(f"--dims must name {count} in 1..{D}; received "
                         f"{','.join(map(str, given))}.")
     return tuple(dims)
+
+
+def _check_no_region(args, image):
+    """Image flows are drawn as pictures: the options of the region picture don't apply."""
+    given = [name for name, value in (("--region", args.region), ("--dims", args.dims),
+                                      ("--span", args.span)) if value is not None]
+    if given:
+        raise UserError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to "
+                        f"the region pictures of two coordinates; this flow is drawn as "
+                        f"{image[0][0]}x{image[0][1]} pictures (--what pairs draws its "
+                        f"coordinates two by two).")
 
 
 def _draw_pairs(args, flow, context, dims):
@@ -275,6 +290,8 @@ def run(args):
                         f"event_dim={flow.event_dim}"
                         + ("" if flow.event_dim != 2 else " and a forward-only layer") + ".")
     image = _image_spec(args, flow, manifest)
+    if image is not None and args.what != "pairs":
+        _check_no_region(args, image)
     if args.what == "pairs":
         shown, said = _draw_pairs(args, flow, context, dims)
     elif args.rows_by_context:
