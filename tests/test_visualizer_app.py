@@ -869,6 +869,16 @@ def test_context_panel_moves_a_class_label_in_its_steps(qtbot):
     half.set_model([1.0], None, [(0.0, 2.0)], [0.5])
     half.set_value(0, 1.3)
     assert half.context().tolist() == [1.5] and half.sliders[0].value() == 3
+    # steps of 1 from 0.5: 0.5, 1.5, ..., 4.5 (they were rounded to whole numbers, so
+    # the views drew radius 2 where 1.5 was asked, and 5, outside the range, at the end)
+    offset = ContextPanel()
+    qtbot.addWidget(offset)
+    offset.set_model([1.5], ["radius"], [(0.5, 4.5)], [1.0])
+    assert offset.context().tolist() == [1.5] and offset.spins[0].decimals() == 1
+    offset.sliders[0].setValue(2)
+    assert offset.context().tolist() == [2.5]
+    offset.sliders[0].setValue(offset.sliders[0].maximum())
+    assert offset.context().tolist() == [4.5] and offset.spins[0].text() == "4.5"
 
 
 def test_context_panel_plays_a_coordinate_back_and_forth(qtbot):

@@ -3,7 +3,7 @@
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from visualizer.spin_boxes import fit_spin_box
+from visualizer.spin_boxes import fit_spin_box, step_decimals
 
 __all__ = ["ContextPanel"]
 
@@ -113,8 +113,8 @@ class ContextPanel(QtWidgets.QWidget):
             spin.setSingleStep(0.1)
             slider.setRange(0, SLIDER_STEPS)
         else:
+            spin.setDecimals(step_decimals(low, step))      # before the range it rounds
             spin.setRange(low, high)
-            spin.setDecimals(0 if float(step).is_integer() else 3)
             spin.setSingleStep(step)
             slider.setRange(0, int(round((high - low) / step)))
             slider.setPageStep(1)

@@ -3,7 +3,7 @@ projection panel's): wide and precise enough for the value they open at."""
 
 import numpy as np
 
-__all__ = ["SPIN_LIMIT", "fit_spin_box"]
+__all__ = ["SPIN_LIMIT", "fit_spin_box", "step_decimals"]
 
 #: A value spin box takes values within +- this (or out to the value it is fitted to,
 #: if that is further), shown with 3 decimals (or up to 6, as many as that value needs).
@@ -14,6 +14,16 @@ def decimals(value):
     """The decimals a spin box needs to show `value` as the float32 it is (3 to 6)."""
     for d in range(SPIN_DECIMALS, SPIN_MAX_DECIMALS):
         if np.float32(round(float(value), d)) == np.float32(value):
+            return d
+    return SPIN_MAX_DECIMALS
+
+
+def step_decimals(low, step):
+    """The fewest decimals (0 to 6) that show every value `low + k * step` of a stepped
+    coordinate as the float32 it is: those of its start and of its step (a label from
+    0 in steps of 1 needs none; 0.5, 1.5, ... needs one)."""
+    for d in range(SPIN_MAX_DECIMALS):
+        if all(np.float32(round(float(v), d)) == np.float32(v) for v in (low, step)):
             return d
     return SPIN_MAX_DECIMALS
 
