@@ -221,9 +221,19 @@ def region_of(points, dims=(0, 1), coverage=0.995, margin=0.15):
         raise ValueError("region_of needs finite points; received none.")
     q = (1.0 - coverage) / 2
     lo, hi = np.quantile(points, q, axis=0), np.quantile(points, 1 - q, axis=0)
-    pad = margin * np.maximum(hi - lo, 1e-3)
+    pad = margin * _shown_width(hi - lo, (lo + hi) / 2)
     return (float(lo[0] - pad[0]), float(hi[0] + pad[0]),
             float(lo[1] - pad[1]), float(hi[1] + pad[1]))
+
+
+def _shown_width(width, centre):
+    """`width` (of a coordinate's values around `centre`), or where float32 cannot
+    draw it (a single value; a spread under 1e-4 of `centre`), 1e-3 (or 1e-3 of
+    `|centre|`, when that is more). Data in small units (returns of 3e-5) keep
+    their own width."""
+    width, centre = np.asarray(width, np.float64), np.abs(np.asarray(centre, np.float64))
+    return np.where(width > np.maximum(1e-4 * centre, 1e-12), width,
+                    np.maximum(1e-3, 1e-3 * centre))
 
 
 def valid_pairs(dims, event_dim):

@@ -112,6 +112,8 @@ def test_region_of_holds_the_points_with_a_margin():
     inside = ((points[:, 0] > x0) & (points[:, 0] < x1) & (points[:, 1] > y0)
               & (points[:, 1] < y1)).mean()
     assert inside > 0.995 and 4 < (y1 - y0) / (x1 - x0) < 6
+    x0, x1, y0, y1 = P.region_of(points * 1e-5, dims=(0, 1))    # small units: their own
+    assert 4 < (y1 - y0) / (x1 - x0) < 6 and x1 - x0 < 1e-4
 
 
 def test_png_round_trip_and_bad_arguments():

@@ -691,6 +691,14 @@ def test_coordinates_on_different_scales_get_a_region_of_their_own_shape():
     # a coordinate with a single value (no spread), or too few points: one scale
     assert geometry.equal_scales(np.zeros((10, 2))) and geometry.equal_scales(people[:1])
     assert geometry.equal_scales(np.stack([people[:, 1], np.full(2000, 3.0)], 1))
+    # data in small units (minute returns) keep their own width, not a floor of 1e-3
+    returns = rng.normal(size=(10_000, 2)) * [3e-5, 5e-5]
+    x0, x1, y0, y1 = geometry.robust_region(returns, square=False)
+    lo, hi = np.quantile(returns, [0.01, 0.99], axis=0)
+    assert x0 < lo[0] and x1 - x0 < 2 * (hi[0] - lo[0]) and y1 - y0 < 2 * (hi[1] - lo[1])
+    # a single value gets a width float32 can draw: 1e-3, or 1e-3 of a large value
+    x0, x1, y0, y1 = geometry.pad_region((55000.0, 55000.0, 0.0, 0.0), pad=0, square=False)
+    assert (x1 - x0, y1 - y0) == (pytest.approx(55.0), pytest.approx(1e-3))
 
 
 def test_state_names_keep_the_layer_names_that_say_something():

@@ -16,6 +16,8 @@ def test_coordinate_ranges_hold_the_bulk_of_each_column_padded():
     np.testing.assert_allclose(ranges[1], [102 - 29.4, 298 + 29.4], atol=2)
     flat = marginals.coordinate_ranges(np.array([[5.0, np.nan], [5.0, np.nan]]))
     assert flat[0, 0] < 5.0 < flat[0, 1] and list(flat[1]) == [-3.0, 3.0]
+    small = marginals.coordinate_ranges(rng.normal(5e-7, 3e-5, (10_000, 1)))
+    assert 1.2 < np.ptp(small) / (2 * 2.326 * 3e-5) < 1.4       # not a floor of 1e-3
     with pytest.raises(ValueError, match=r"shape \[N, D\]; received shape \(3,\)"):
         marginals.coordinate_ranges(np.zeros(3))
 

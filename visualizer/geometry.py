@@ -10,7 +10,7 @@ import numpy as np
 __all__ = ["Projection", "pixel_centers", "grid_points", "snap_region", "grid_lines", "embed",
            "lerp_states", "color_levels", "robust_region", "covering_region", "pad_region",
            "equal_scales", "is_square", "SCALE_RATIO",
-           "pixel_log_mean",
+           "pixel_log_mean", "shown_width",
            "tile_images", "tile_index", "side_by_side", "image_shape_for"]
 
 
@@ -231,11 +231,21 @@ def pad_region(region, pad=0.15, square=True):
     """Grows `region` by `pad` of its size on each side (and makes it square)."""
     x0, x1, y0, y1 = map(float, region)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    w, h = max(x1 - x0, 1e-3), max(y1 - y0, 1e-3)
+    w, h = float(shown_width(x1 - x0, cx)), float(shown_width(y1 - y0, cy))
     if square:
         w = h = max(w, h)
     w, h = w * (1 + 2 * pad), h * (1 + 2 * pad)
     return (cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2)
+
+
+def shown_width(width, centre):
+    """`width` (of a coordinate's values around `centre`), or where float32 cannot
+    draw it (a single value; a spread under 1e-4 of `centre`), 1e-3 (or 1e-3 of
+    `|centre|`, when that is more). Data in small units (returns of 3e-5) keep
+    their own width."""
+    width, centre = np.asarray(width, np.float64), np.abs(np.asarray(centre, np.float64))
+    return np.where(width > np.maximum(1e-4 * centre, 1e-12), width,
+                    np.maximum(1e-3, 1e-3 * centre))
 
 
 def image_shape_for(event_dim):

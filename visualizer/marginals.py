@@ -11,6 +11,8 @@ edges, densities = marginal_densities([samples[:, 0], data[:, 0]], *ranges[0])
 
 import numpy as np
 
+from visualizer.geometry import shown_width
+
 __all__ = ["coordinate_ranges", "marginal_densities", "default_coordinates", "MAX_SHOWN",
            "BINS"]
 
@@ -24,7 +26,7 @@ def coordinate_ranges(points, quantile=0.01, pad=0.15):
     """Each coordinate's range around the bulk of `points [N, D]`: from the
     `quantile` to the `1 - quantile` quantile of its finite values, grown by
     `pad` of the width on each side, `[D, 2]`. A coordinate without finite
-    values gets (-3, 3); one with a single value, a width of 1e-3 around it."""
+    values gets (-3, 3); one with a single value, a width of 1e-3 around it (`geometry.shown_width`)."""
     points = np.asarray(points, np.float64)
     if points.ndim != 2:
         raise ValueError(f"points must have shape [N, D]; received shape {points.shape}.")
@@ -33,7 +35,8 @@ def coordinate_ranges(points, quantile=0.01, pad=0.15):
         values = points[:, d][np.isfinite(points[:, d])]
         if len(values):
             lo, hi = np.quantile(values, [quantile, 1 - quantile])
-            centre, width = (lo + hi) / 2, max(hi - lo, 1e-3) * (1 + 2 * pad)
+            centre = (lo + hi) / 2
+            width = float(shown_width(hi - lo, centre)) * (1 + 2 * pad)
             ranges[d] = centre - width / 2, centre + width / 2
     return ranges
 
