@@ -145,6 +145,18 @@ def test_held_values_keep_a_large_and_a_small_data_mean(qtbot):
     assert panel.projection().held[2] == -250_000.0
     panel._reset()
     np.testing.assert_array_equal(panel.projection().held, mean)
+    # means in small units (5e-7 shows as 0.000001 at 6 decimals): held exactly, as
+    # shown until the user moves the box
+    emitted = []
+    panel.changed.connect(lambda p: emitted.append(p.held.copy()))
+    tiny = np.array([5e-7, 5e-7, 5e-7, 2.4e-7], np.float32)
+    np.testing.assert_array_equal(panel.set_model(4, tiny).held, tiny)
+    panel.set_held(3, 2.5e-7)                       # shows 0 as before, yet moves the slice
+    assert emitted and emitted[-1][3] == np.float32(2.5e-7)
+    panel.spins[2].setValue(0.25)                   # typed: the box's value
+    assert panel.projection().held[2] == 0.25
+    panel._reset()
+    np.testing.assert_array_equal(panel.projection().held, tiny)
 
 
 def test_a_contour_level_of_a_linear_ramp_lies_where_the_ramp_takes_it():

@@ -5,7 +5,7 @@ import numpy as np
 from PySide6 import QtCore, QtWidgets
 
 from visualizer.geometry import Projection
-from visualizer.spin_boxes import fit_spin_box
+from visualizer.spin_boxes import exact_value, set_exact
 
 __all__ = ["ProjectionPanel"]
 
@@ -78,9 +78,8 @@ class ProjectionPanel(QtWidgets.QWidget):
         self.spins = []
         for d in range(event_dim):
             spin = QtWidgets.QDoubleSpinBox()
-            fit_spin_box(spin, self.default[d])
             spin.setSingleStep(0.1)
-            spin.setValue(float(self.default[d]))
+            set_exact(spin, self.default[d])
             spin.valueChanged.connect(self._emit)
             self.value_form.addRow(f"{self.names[d]} held at", spin)
             self.spins.append(spin)
@@ -89,7 +88,7 @@ class ProjectionPanel(QtWidgets.QWidget):
         return self.projection()
 
     def projection(self):
-        held = np.array([s.value() for s in self.spins], np.float32)
+        held = np.array([exact_value(s) for s in self.spins], np.float32)
         return Projection(self.event_dim, self._dims, held)
 
     def set_dims(self, x, y):
@@ -120,8 +119,8 @@ class ProjectionPanel(QtWidgets.QWidget):
         self._emit()
 
     def set_held(self, d, value):
-        fit_spin_box(self.spins[d], value)
-        self.spins[d].setValue(value)
+        if set_exact(self.spins[d], value):
+            self._emit()
 
     def _enable(self):
         shown = self._dims
@@ -139,7 +138,5 @@ class ProjectionPanel(QtWidgets.QWidget):
 
     def _reset(self):
         for spin, v in zip(self.spins, self.default):
-            spin.blockSignals(True)
-            spin.setValue(float(v))
-            spin.blockSignals(False)
+            set_exact(spin, v)
         self._emit()

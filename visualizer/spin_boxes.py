@@ -3,7 +3,7 @@ projection panel's): wide and precise enough for the value they open at."""
 
 import numpy as np
 
-__all__ = ["SPIN_LIMIT", "fit_spin_box", "step_decimals"]
+__all__ = ["SPIN_LIMIT", "fit_spin_box", "step_decimals", "set_exact", "exact_value"]
 
 #: A value spin box takes values within +- this (or out to the value it is fitted to,
 #: if that is further), shown with 3 decimals (or up to 6, as many as that value needs).
@@ -36,3 +36,23 @@ def fit_spin_box(spin, value):
     spin.setDecimals(max(spin.decimals(), decimals(value)))
     spin.setRange(min(spin.minimum(), -SPIN_LIMIT, value),
                   max(spin.maximum(), SPIN_LIMIT, value))
+
+
+def set_exact(spin, value):
+    """Sets `spin` (fitted to it) to `value` without a signal, remembering the
+    float32 `value` itself for `exact_value` while the box shows it (a held value
+    of 5e-7 shows as 0.000001 at 6 decimals, and is held at 5e-7). Returns whether
+    that value changed."""
+    before = exact_value(spin)
+    fit_spin_box(spin, value)
+    blocked = spin.blockSignals(True)
+    spin.setValue(float(value))
+    spin.blockSignals(blocked)
+    spin.exact = (float(np.float32(value)), spin.value())
+    return exact_value(spin) != before
+
+
+def exact_value(spin):
+    """The value `set_exact` gave `spin`, unless it has moved since: then its own."""
+    exact, shown = getattr(spin, "exact", (None, None))
+    return exact if exact is not None and spin.value() == shown else spin.value()
