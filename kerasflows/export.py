@@ -139,8 +139,11 @@ def _checked(t, width, name):
     error of some op inside."""
     if t is None:
         return None
-    shape = tf.shape(t)
-    ok = tf.logical_and(tf.equal(tf.size(shape), 2),
+    # The rank cannot be asked: the graph takes it from the declared [None, width]
+    # (a row sent as [width], without its batch axis, passed and gave `width`
+    # log-probs). The element count is a runtime value: N * width only for [N, width].
+    shape = tf.shape(t, out_type=tf.int64)
+    ok = tf.logical_and(tf.equal(tf.size(t, out_type=tf.int64), shape[0] * width),
                         tf.reduce_all(tf.equal(shape[1:2], width)))
     check = tf.debugging.Assert(ok, [f"{name} must have shape [N, {width}]; received shape",
                                      shape])
