@@ -331,11 +331,14 @@ def prepare_fit_data(flow, x, y, batch_size, validation_data, shuffle=True,
                                      what="Flow.fit's training data")
     else:
         x = _check_arrays(flow, x, "training data")
-        warn_about_columns(flow, *((x,) if flow.context_dim is None else x[:2]))
         n = batch_size or 32
         total = len(x) if flow.context_dim is None else len(x[0])
         # Keras holds out the last `validation_split` of the rows, before shuffling
         train = math.floor(total * (1.0 - validation_split)) if validation_split else total
+        # the warnings look at the rows it trains on (a column constant in them but
+        # not in the held-out tail has no optimum all the same)
+        warn_about_columns(flow, *((np.asarray(x)[:train],) if flow.context_dim is None
+                                   else (np.asarray(a)[:train] for a in x[:2])))
         rows = _first_rows(np.arange(max(train, 1)), n, shuffle)
         first = ((np.asarray(x)[rows], None) if flow.context_dim is None else
                  tuple(np.asarray(a)[rows] for a in x))
