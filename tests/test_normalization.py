@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import kerasflows
-from kerasflows.layers import ActNorm, BatchNorm
+from kerasflows.layers import ActNorm, AffineCoupling, BatchNorm
 from kerasflows.testing import check_flow_layer
 
 DTYPES = ["float32", "float64"]
@@ -205,6 +205,31 @@ def test_batchnorm_fit_moves_statistics_to_data(jit, tmp_path):
         loaded = keras.models.load_model(path)
         np.testing.assert_allclose(loaded.flow_layers[0].moving_mean.numpy(), mm)
         np.testing.assert_allclose(loaded.log_prob(x[:5]), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("freeze", ["layer", "flow"])
+def test_a_frozen_batchnorm_trains_on_its_moving_statistics_and_keeps_them(freeze):
+    # as keras.layers.BatchNormalization: frozen, it runs in inference mode (it took
+    # batch statistics and moved its moving ones, so fine-tuning the rest of the flow
+    # optimised another density than the one it is used as)
+    x = _data()
+    flow = kerasflows.Flow([AffineCoupling(), BatchNorm(), AffineCoupling()], event_dim=2)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    flow.fit(x, batch_size=64, epochs=1, verbose=0)
+    layer = flow.flow_layers[1]
+    before = [v.numpy().copy() for v in layer.weights]
+    (layer if freeze == "layer" else flow).trainable = False
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    loss = flow.train_on_batch(x[:64])
+    for old, new in zip(before, layer.weights):
+        np.testing.assert_array_equal(new.numpy(), old, err_msg=new.path)
+    # its training loss is the inference NLL of the batch (before the step moved the rest)
+    flow.trainable = True
+    flow.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=False)
+    layer.trainable = False
+    np.testing.assert_allclose(flow.train_on_batch(x[:64]), -np.mean(flow.log_prob(x[:64])),
+                               rtol=1e-5)
+    assert np.isfinite(loss)
 
 
 @pytest.mark.parametrize("kwargs,match", [({"momentum": 1.0}, "momentum=1.0"),

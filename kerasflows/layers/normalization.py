@@ -144,8 +144,10 @@ class BatchNorm(FlowLayer):
             moving.assign(tf.where(empty, moving, m * moving + (1.0 - m) * batch))
 
     def inverse_and_log_det(self, x, context=None, training=False):
-        """Maps data `x` to base `z`; with `training=True` uses and records batch statistics."""
-        if not training:
+        """Maps data `x` to base `z`; with `training=True` uses and records batch
+        statistics, unless the layer is frozen (`trainable=False`, as
+        `keras.layers.BatchNormalization` then runs in inference mode)."""
+        if not training or not self.trainable:
             return super().inverse_and_log_det(x, context=context)
         x, _ = self.check_inputs(x, context)
         mean, variance, rows = batch_moments(x)
