@@ -81,7 +81,8 @@ def _check_arrays(flow, data, name, finite=True):
 def _keras_batch(flow, batch):
     """One batch of a stream, in Keras' `(inputs,)` / `(inputs, None, sample_weight)`
     form: a bare `x` becomes `(x,)`, a conditional flow's `(x, context)` becomes
-    `((x, context),)`. Raises on a `(x, y)` batch of an unconditional flow."""
+    `((x, context),)`. Raises on a `(x, y)` batch of an unconditional flow, and on
+    `((x, context), y)`: a flow has no targets."""
     if isinstance(batch, list):
         batch = tuple(batch)
     if not isinstance(batch, tuple):
@@ -93,6 +94,12 @@ def _keras_batch(flow, batch):
             "A batch of an unconditional flow's data is x, (x,) or (x, None, "
             "sample_weight); received a pair (x, y), and a flow has no targets. "
             "For a conditional flow (context_dim set) a pair is (x, context).")
+    if len(batch) == 2 and batch[1] is not None:
+        # ((x, context), w) reads as Keras' (inputs, targets), and the loss reads no
+        # targets: the weights were dropped without a word
+        raise ValueError(
+            "A batch ((x, context), y) is Keras' (inputs, targets), and a flow has no "
+            "targets; weigh the rows with ((x, context), None, sample_weight).")
     if len(batch) == 3 and batch[1] is None and batch[2] is not None:
         # (x, None, sample_weight): zeros for the None (a flow's loss reads no y), as
         # for weighted arrays; Keras' adapters of generators and PyDatasets cannot
@@ -188,8 +195,8 @@ def _stream_for_keras(flow, data, want_first=False, what=None):
     first = None
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
-        if isinstance(spec, tuple) and len(spec) == 2 and not isinstance(spec[0], tuple):
-            _keras_batch(flow, spec)        # an unconditional flow's (x, y) raises here
+        if isinstance(spec, tuple) and len(spec) == 2:
+            _keras_batch(flow, spec)        # (x, y) unconditional, ((x, c), y): raise
             data = data.map(lambda x, context: ((x, context),))
         if what is not None:
             # a parallel map: its buffer lets the check run beside the step

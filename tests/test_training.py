@@ -477,6 +477,24 @@ def test_unconditional_flow_refuses_pairs_in_a_stream(kind):
         flow.evaluate(x, x, verbose=0)
 
 
+@pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
+def test_conditional_flow_refuses_weights_as_targets_in_a_stream(kind):
+    # ((x, context), w) is Keras' (inputs, targets): the weights were dropped silently
+    x, c, w = np.zeros((128, 2), "float32"), np.zeros((128, 3), "float32"), np.ones(128)
+    flow = M.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=3)
+    flow.compile(optimizer="adam", jit_compile=False)
+    if kind == "tf.data":
+        stream = lambda: tf.data.Dataset.from_tensor_slices(((x, c), w)).batch(64)
+    else:
+        batches = [((x[i:i + 64], c[i:i + 64]), w[i:i + 64]) for i in (0, 64)]
+        stream = lambda: _Batches(batches) if kind == "pydataset" else iter(batches)
+    for call in (lambda: flow.fit(stream(), epochs=1, verbose=0),
+                 lambda: flow.evaluate(stream(), verbose=0)):
+        with pytest.raises((ValueError, tf.errors.InvalidArgumentError),
+                           match=r"\(\(x, context\), None, sample_weight\)"):
+            call()
+
+
 def test_keras_file_keeps_the_optimizer_and_training_resumes_identically(tmp_path, recwarn):
     x = datasets.load("moons", n=512, seed=0)
     flow = M.MAF(2, num_layers=2, hidden_units=(16,))
