@@ -2,6 +2,7 @@
 `tf.function`s, plain graphs or XLA-compiled, large XLA batches in blocks."""
 
 import tensorflow as tf
+from tensorflow.python.eager import record
 
 from kerasflows.graph_calls import light_calls
 
@@ -109,7 +110,9 @@ class EvalModes:
         bounds the memory and gives the same numbers); `"eager"`: op by
         op, no tracing (handy for debugging and one-off calls). Inside a
         `tf.function` or a train step the methods run as plain ops whatever
-        the mode. Not saved with the model.
+        the mode; under a `tf.GradientTape`, "xla" runs as "graph" (a tape
+        cannot take gradients through an XLA call holding a loop). Not saved
+        with the model.
         """
         return self._eval_mode
 
@@ -142,25 +145,31 @@ class EvalModes:
         """
         if not tf.executing_eagerly() or self._eval_mode == "eager":
             return fn(*args)
+        mode = self._eval_mode
+        if mode == "xla" and record.could_possibly_record():
+            # A tape cannot take gradients back through an XLA call holding a loop
+            # (MADE's solve, the blocks: "TensorList crossing the XLA/TF boundary"):
+            # under a GradientTape the call runs as a graph.
+            mode = "graph"
         rows = None
         if self.context_encoder is None:
             wanted = [l.eval_block_rows(EVAL_BLOCK_ROWS) for l in self.flow_layers]
             fewest = None if None in wanted else min(wanted, default=EVAL_BLOCK_ROWS)
             # A graph frees each op's buffers as it goes: blocks gain there only where
             # a layer asked for fewer rows (wide spline rows); elsewhere they cost time.
-            if fewest is not None and (self._eval_mode == "xla" or fewest < EVAL_BLOCK_ROWS):
+            if fewest is not None and (mode == "xla" or fewest < EVAL_BLOCK_ROWS):
                 rows = block_rows(args[0].shape[0], fewest)
-                if rows is not None and self._eval_mode == "graph":
+                if rows is not None and mode == "graph":
                     # XLA compiles every batch size anyway, so there the split is
                     # even; a graph's loop takes any batch, so one block size (the
                     # last block padded) keeps it to one trace for all of them.
                     rows = fewest
-        key = (name, self._eval_mode, rows, tuple(a is None for a in args))
+        key = (name, mode, rows, tuple(a is None for a in args))
         if key not in self._compiled:
             compiled = tf.function(
                 named(fn if rows is None else
-                      in_blocks(fn, rows, trace_once=self._eval_mode == "xla"), key),
-                jit_compile=self._eval_mode == "xla", reduce_retracing=True, autograph=False)
+                      in_blocks(fn, rows, trace_once=mode == "xla"), key),
+                jit_compile=mode == "xla", reduce_retracing=True, autograph=False)
             # One trace for every batch size: a graph needs no static batch, and
             # tracing a flow takes seconds (first shape, then again relaxed at the
             # second: the visualizer's moons heatmap waited 2.4 s for that). XLA
@@ -169,7 +178,7 @@ class EvalModes:
                 None if a is None else tf.TensorSpec([None, *a.shape[1:]], a.dtype)
                 for a in args])
             self._compiled[key] = compiled
-        if self._eval_mode == "xla":
+        if mode == "xla":
             return self._compiled[key](*args)
         with light_calls():      # a graph: Grappler's CPU-inert passes skipped
             return self._compiled[key](*args)
