@@ -25,7 +25,7 @@ def check_finite(name, array):
         rows = np.unique(np.nonzero(bad)[0])
         raise ValueError(f"{name} contains {int(bad.sum())} NaN or inf values "
                          f"(first in rows {rows[:5].tolist()}); remove or impute them "
-                         "before training.")
+                         "first.")
 
 
 def _is_array(v):
@@ -137,7 +137,7 @@ def _checked_tensors(batch, what):
     `tf.debugging.assert_all_finite` and the weights an assertion, so reading a
     bad batch raises `InvalidArgumentError` naming `what`."""
     message = (f"{what} hold NaN or inf in a batch of the tf.data stream (remove or impute "
-               "them before training)")
+               "them first)")
     inputs = tf.nest.map_structure(
         lambda t: tf.debugging.assert_all_finite(t, message) if t.dtype.is_floating else t,
         batch[0])

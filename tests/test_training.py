@@ -274,6 +274,10 @@ def test_bad_data_fails_before_training():
     x[17, 1] = np.inf
     with pytest.raises(ValueError, match="NaN or inf"):
         flow.fit(x[:100], validation_data=x, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"evaluate's data contains 1 NaN or inf values "
+                                         r"\(first in rows \[17\]\); remove or impute them "
+                                         r"first\.$"):      # (not "before training")
+        flow.evaluate(x, verbose=0)
     with pytest.raises(ValueError, match=r"expected inputs of shape \(batch, 2\); received shape \(5, 3\)"):
         flow.fit(np.zeros((5, 3), "float32"), epochs=1, verbose=0)
     with pytest.raises(ValueError, match="no targets"):
