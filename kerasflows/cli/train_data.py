@@ -132,6 +132,7 @@ def _context_rows(args, x, context=None):
         raise UserError("with a context, the validation and test rows come from "
                         "--validation-split and --test-split (--validation-data and "
                         "--test-data carry no contexts).")
+    source = "--context" if context is None else f"{args.data}'s own context"
     if context is None:
         context = read_array(args.context)
     if len(context) != len(x):
@@ -140,11 +141,11 @@ def _context_rows(args, x, context=None):
     if args.context_classes:
         K = args.context_classes
         if context.ndim != 2 or context.shape[1] != 1:
-            raise UserError(f"with --context-classes, --context holds one label per row "
+            raise UserError(f"with --context-classes, {source} holds one label per row "
                             f"(shape [N, 1]); received shape {context.shape}.")
         bad = ~np.isin(context[:, 0], np.arange(K))
         if bad.any():
             row = int(np.argmax(bad))
             raise UserError(f"with --context-classes {K}, every label must be an integer in "
-                            f"0..{K - 1}; row {row} of --context is {context[row, 0]:g}.")
+                            f"0..{K - 1}; row {row} of {source} is {context[row, 0]:g}.")
     return context
