@@ -543,6 +543,9 @@ def test_train_a_class_conditional_flow_from_labels(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", str(tmp_path / "x.npy"), "--context-classes", "10"])
     assert "--context-classes needs --context" in capsys.readouterr().err
+    with pytest.raises(SystemExit):                      # a set's own context, not --context
+        main(["train", "ring_radius", "--n", "200", "--context-classes", "3"])
+    assert re.search(r"row 0 of ring_radius's own context is \d", capsys.readouterr().err)
 
 
 def test_sample_and_evaluate_a_conditional_flow_at_given_contexts(tmp_path, capsys):
