@@ -214,11 +214,18 @@ def test_fit_target_command_errors(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit-target", "--target", "u1", "--recipe", "planar", "--bins", "4"])
     assert exit_info.value.code == 2
-    assert ("kerasflows: error: --bins/--bound/--direction do not apply to planar layers"
-            in capsys.readouterr().err)
+    assert ("kerasflows: error: --bins does not apply to planar layers, which have no "
+            "conditioner" in capsys.readouterr().err)
     with pytest.raises(SystemExit):
         main(["fit-target", "--target", "u1", "--recipe", "radial", "--direction", "forward"])
-    assert "do not apply to radial layers" in capsys.readouterr().err
+    assert "--direction does not apply to radial layers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):         # --hidden was taken, and ignored
+        main(["fit-target", "--target", "u1", "--recipe", "planar", "--hidden", "8,8"])
+    assert "--hidden does not apply to planar layers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit-target", "--target", "u1", "--recipe", "planar", "--bins", "4", "--bound",
+              "3"])
+    assert "--bins/--bound do not apply to planar layers" in capsys.readouterr().err
 
 
 def test_training_draws_a_fresh_hutchinson_probe_as_fit_does(monkeypatch):

@@ -38,8 +38,9 @@ def add_parser(subparsers):
     p.add_argument("--recipe", default="planar", choices=[*FORWARD_ONLY_RECIPES, *RECIPES],
                    help="planar or radial layers, or a kerasflows.models recipe")
     p.add_argument("--layers", type=positive_int, default=32, help="number of flow layers")
-    p.add_argument("--hidden", type=units, default=[64, 64],
-                   help="hidden units of each conditioner (not for planar/radial)")
+    p.add_argument("--hidden", type=units,
+                   help="hidden units of each conditioner (default: 64,64; not for "
+                   "planar/radial)")
     add_spline_arguments(p)
     add_direction_argument(p)
     p.add_argument("--epochs", type=positive_int, default=10, help="number of epochs")
@@ -64,19 +65,25 @@ def add_parser(subparsers):
     return p
 
 
-def build_flow(recipe, num_layers, hidden_units=(64, 64), bins=None, bound=None,
+def build_flow(recipe, num_layers, hidden_units=None, bins=None, bound=None,
                direction=None):
-    """A 2-D flow for `recipe`: `planar`/`radial` layers or a `kerasflows.recipes` name."""
+    """A 2-D flow for `recipe`: `planar`/`radial` layers or a `kerasflows.recipes` name
+    (conditioners of `hidden_units`, default (64, 64))."""
     import kerasflows
     from kerasflows import layers, recipes
     if recipe in FORWARD_ONLY_RECIPES:
-        if bins is not None or bound is not None or direction is not None:
-            raise UserError(f"--bins/--bound/--direction do not apply to {recipe} layers. "
-                            f"Received: --recipe {recipe}")
+        given = [flag for flag, value in (("--hidden", hidden_units), ("--bins", bins),
+                                          ("--bound", bound), ("--direction", direction))
+                 if value is not None]
+        if given:
+            verb = "do not apply" if len(given) > 1 else "does not apply"
+            raise UserError(f"{'/'.join(given)} {verb} to {recipe} layers, which have no "
+                            f"conditioner. Received: --recipe {recipe}")
         cls = layers.Planar if recipe == "planar" else layers.Radial
         return kerasflows.Flow([cls() for _ in range(num_layers)], event_dim=2)
     check_recipe_options(recipe, bins, bound, direction)
-    return recipes.build(recipe, 2, num_layers, hidden_units, bins, bound, direction)
+    return recipes.build(recipe, 2, num_layers, hidden_units or [64, 64], bins, bound,
+                         direction)
 
 
 def _train(args, flow):
@@ -99,7 +106,8 @@ def _record(args, flow, history, diagnostics, seconds):
     import kerasflows
     return {"target": args.target, "recipe": args.recipe, "event_dim": flow.event_dim,
             "num_layers": args.layers,
-            "hidden_units": None if args.recipe in FORWARD_ONLY_RECIPES else args.hidden,
+            "hidden_units": (None if args.recipe in FORWARD_ONLY_RECIPES
+                             else args.hidden or [64, 64]),
             "bins": args.bins, "bound": args.bound, "direction": args.direction,
             "epochs": args.epochs, "steps": args.steps,
             "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
