@@ -372,6 +372,9 @@ def test_plot_draws_image_shaped_samples_as_pictures(tmp_path, capsys):
         assert exit_info.value.code == 2
         assert message in capsys.readouterr().err, argv
     for argv, message in [(["plot", MOONS, "-o", "x.jpg"], "--out must end in .png"),
+                          (["plot", MOONS, "-o", "x.png", "--what", "samples", "--span", "3"],
+                           "--span sets the density picture's range; --what samples draws "
+                           "none"),
                           (["plot", MOONS, "-o", "x.png", "--region", "1,2"],
                            "expected 4 comma-separated numbers, got '1,2'")]:
         with pytest.raises(SystemExit):

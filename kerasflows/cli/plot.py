@@ -292,6 +292,12 @@ def run(args):
     image = _image_spec(args, flow, manifest)
     if image is not None and args.what != "pairs":
         _check_no_region(args, image)
+    elif args.span is not None and args.what in ("samples", "both") and not (
+            args.what == "both" and can_density):
+        raise UserError("--span sets the density picture's range; "
+                        + ("--what samples draws none." if args.what == "samples" else
+                           f"this flow has none (a density is drawn for 2-D flows that have "
+                           f"an inverse; it has event_dim={flow.event_dim})."))
     if args.what == "pairs":
         shown, said = _draw_pairs(args, flow, context, dims)
     elif args.rows_by_context:
