@@ -178,9 +178,9 @@ def _error_cases(tmp):
 def test_training_progress_is_plain_lines_when_stdout_is_not_a_terminal(tmp_path, capsys,
                                                                          monkeypatch):
     from kerasflows.cli.common import progress_verbosity
-    common = ["--layers", "1", "--hidden", "8", "--batch-size", "256", "--epochs", "2"]
+    common = ["--layers", "1", "--batch-size", "256", "--epochs", "2"]
     out = _run(capsys, "train", "moons", "--n", "600", "--recipe", "realnvp",
-               "--out", tmp_path / "m.keras", *common)
+               "--out", tmp_path / "m.keras", "--hidden", "8", *common)
     assert "\x1b[" not in out and "\b" not in out          # no terminal escape codes
     epochs = [line for line in out.splitlines() if re.match(r"\d+/\d+ - \d+s - ", line)]
     assert len(epochs) == 2 and all("loss:" in l and "val_loss:" in l for l in epochs)
@@ -689,7 +689,7 @@ def test_a_damaged_checkpoint_is_named_without_numpy_advice(tmp_path, capsys, mo
                            tmp_path / "m.keras"],
                           f"{folder / 'checkpoint.npz'}: not a checkpoint of `kerasflows train` "
                           f"(damaged, or another file: not a .npz archive of a training state); "
-                          f"delete {folder} to start over.")], capsys)
+                          f"delete {folder / 'checkpoint.npz'} to start over.")], capsys)
 
 
 def test_interrupted_training_says_what_the_checkpoint_keeps(tmp_path, capsys, monkeypatch):

@@ -2,6 +2,7 @@
 drew, outputs that name one path are refused before training, and the JSON it
 writes is strict JSON (null, never a bare NaN)."""
 
+import errno
 import json
 import os
 
@@ -140,8 +141,8 @@ def test_json_outputs_write_null_for_a_standard_error_of_one_row(tmp_path, capsy
 
 
 @pytest.mark.parametrize("at_epoch, said", [
-    (1, "keeps the last finished epoch; a rerun with another --lr starts over once that "
-        "folder is deleted"),
+    (1, "keeps the last finished epoch; a rerun with another --lr starts over once "
+        "{checkpoint} is deleted"),       # the file, not the folder (which may hold others)
     (0, "No epoch finished, so no checkpoint was kept")])
 def test_a_diverged_run_says_what_its_checkpoint_keeps(tmp_path, capsys, monkeypatch, at_epoch,
                                                         said):
@@ -158,6 +159,7 @@ def test_a_diverged_run_says_what_its_checkpoint_keeps(tmp_path, capsys, monkeyp
     with pytest.raises(SystemExit) as failed:
         main(["train", "moons", "--n", "400", *TINY, "--epochs", "2", "--out", str(out)])
     err = capsys.readouterr().err
+    said = said.format(checkpoint=tmp_path / "m.checkpoint" / "checkpoint.npz")
     assert failed.value.code == 1 and said in err and "lower the learning rate" in err
     assert os.path.exists(tmp_path / "m.checkpoint" / "checkpoint.npz") == (at_epoch == 1)
 
@@ -177,3 +179,62 @@ def test_marginals_threshold_counts_only_the_finite_samples():
     found = column_marginals(Flow(), x)
     assert found["ks_threshold"] == pytest.approx(marginals.ks_threshold(700, 1000, 0.025))
     assert found["ks_threshold"] > marginals.ks_threshold(1000, 1000, 0.025)
+
+
+def _full_disk(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("fails, option, kept", [
+    ("checkpoint 2", "--checkpoint-dir", 1),
+    ("checkpoint 1", "--checkpoint-dir", 0),
+    ("model", "--out", 2),
+    ("model", "--out --save-every-epoch", 1),
+    ("report", "--report", 2)])
+def test_a_full_disk_names_the_output_and_what_the_checkpoint_keeps(tmp_path, capsys,
+                                                                     monkeypatch, fails,
+                                                                     option, kept):
+    """A full disk gave a bare `[Errno 28] No space left on device`, naming neither the
+    output nor the checkpoint a rerun goes on from."""
+    import kerasflows.checkpoint
+    from kerasflows.checkpoint import EpochCheckpoint
+    saves = []
+    if fails.startswith("checkpoint"):
+        real_savez = np.savez
+
+        def savez(*args, **kwargs):
+            saves.append(1)
+            if len(saves) == int(fails.split()[1]):
+                _full_disk()
+            return real_savez(*args, **kwargs)
+        monkeypatch.setattr(kerasflows.checkpoint.np, "savez", savez)
+    elif fails == "model":
+        monkeypatch.setattr(kerasflows.Flow, "save", _full_disk)
+    else:
+        real_dump = json.dump
+        monkeypatch.setattr(json, "dump", lambda value, f, **kw: (
+            _full_disk() if f.name == str(tmp_path / "m.json") else real_dump(value, f, **kw)))
+    checkpoint = tmp_path / "m.checkpoint"
+    paths = {"--checkpoint-dir": checkpoint, "--out": tmp_path / "m.keras",
+             "--report": tmp_path / "m.json"}
+    argv = ["train", "moons", "--n", "300", *TINY, "--epochs", "2",
+            "--out", str(tmp_path / "m.keras"), *option.split()[1:]]
+    with pytest.raises(SystemExit) as failed:
+        main(argv)
+    advice = (f"the checkpoint in {checkpoint} keeps {kept} finished "
+              f"epoch{'s' if kept > 1 else ''}: free space and rerun the same command to "
+              "resume from it." if kept else
+              "no checkpoint was kept: free space and rerun the command to start again.")
+    assert capsys.readouterr().err == (
+        f"kerasflows: error: cannot write {option.split()[0]} {paths[option.split()[0]]}: No "
+        f"space left on device; {advice}\n")
+    assert failed.value.code == 2
+    assert EpochCheckpoint(checkpoint, {}).epochs_done() == kept
+    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name or "saving" in p.name] == []
+    if fails == "model" and kept == 2:      # space freed: the rerun saves the trained flow
+        monkeypatch.undo()
+        def trained(*args, **kwargs):
+            raise AssertionError("the rerun trained again")
+        monkeypatch.setattr(kerasflows.distributed, "_run_epoch", trained)
+        _run(capsys, *argv)
+        assert (tmp_path / "m.keras").exists() and not checkpoint.exists()

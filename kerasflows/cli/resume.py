@@ -4,16 +4,21 @@
 and resumes when rerun with the same command. The checkpoint stores a
 fingerprint of the run, the options that change the result and the row count
 and SHA-256 of the data, so a run with other settings or other data at the
-same path is refused rather than resumed.
+same path is refused rather than resumed. A run holds its checkpoint folder
+(`holding`), and an output it cannot write (a full disk) is named with what the
+checkpoint keeps (`writing`).
 """
 
+import contextlib
+import errno
 import os
 import zipfile
 
 from kerasflows.checkpoint import content_digest
-from kerasflows.cli.common import UserError
+from kerasflows.cli.common import UserError, plural
 
-__all__ = ["fingerprint", "check_checkpoint", "interrupted", "diverged"]
+__all__ = ["fingerprint", "check_checkpoint", "interrupted", "diverged", "holding",
+           "writing", "write_failed"]
 
 
 def fingerprint(args, x, context, parts):
@@ -47,8 +52,53 @@ def check_checkpoint(folder):
         written_by_train = False
     if not written_by_train:
         raise UserError(f"{path}: not a checkpoint of `kerasflows train` (damaged, or another "
-                        f"file: not a .npz archive of a training state); delete {folder} to "
+                        f"file: not a .npz archive of a training state); delete {path} to "
                         "start over.")
+
+
+@contextlib.contextmanager
+def holding(checkpoint_dir):
+    """Holds `--checkpoint-dir`'s lock (`EpochCheckpoint.lock`) for the whole run: a
+    second `train` on the same folder, which would overwrite this run's checkpoints
+    (and delete them as it finished), is refused naming the folder."""
+    from kerasflows.checkpoint import CheckpointInUseError, EpochCheckpoint
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(EpochCheckpoint(checkpoint_dir, {}).lock())
+        except CheckpointInUseError as e:
+            raise UserError(f"--checkpoint-dir {checkpoint_dir} is in use by another run "
+                            f"(process {e.holder}), whose checkpoints this run would "
+                            "overwrite; wait for it to finish, or give this run its own "
+                            "--checkpoint-dir (by default --out with .checkpoint).") from None
+        except OSError as e:
+            raise write_failed("--checkpoint-dir", checkpoint_dir, e, checkpoint_dir) from None
+        yield
+
+
+@contextlib.contextmanager
+def writing(option, path, checkpoint_dir):
+    """Turns an OSError of writing `option`'s output `path` (a full disk) into a
+    UserError naming both and what the checkpoint keeps (`write_failed`)."""
+    try:
+        yield
+    except OSError as e:
+        raise write_failed(option, path, e, checkpoint_dir) from None
+
+
+def write_failed(option, path, error, checkpoint_dir):
+    """The UserError for an output of `train` that could not be written: the option,
+    the path and why (`error`, an OSError), and, as after Ctrl-C, what the checkpoint
+    keeps and how to go on."""
+    from kerasflows.checkpoint import EpochCheckpoint
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    remedy = "free space" if full else "fix that"
+    kept = EpochCheckpoint(checkpoint_dir, {}).epochs_done()
+    if kept:
+        advice = (f"the checkpoint in {checkpoint_dir} keeps {plural(kept, 'finished epoch')}: "
+                  f"{remedy} and rerun the same command to resume from it.")
+    else:
+        advice = f"no checkpoint was kept: {remedy} and rerun the command to start again."
+    return UserError(f"cannot write {option} {path}: {error.strerror or error}; {advice}")
 
 
 def interrupted(checkpoint_dir):
@@ -66,6 +116,7 @@ def diverged(checkpoint_dir):
     checkpoint of the run, made with the old one, refuses)."""
     from kerasflows.checkpoint import EpochCheckpoint
     if os.path.exists(os.path.join(checkpoint_dir, EpochCheckpoint.FILENAME)):
+        path = os.path.join(checkpoint_dir, EpochCheckpoint.FILENAME)
         return (f"The checkpoint in {checkpoint_dir} keeps the last finished epoch; a rerun "
-                "with another --lr starts over once that folder is deleted.")
+                f"with another --lr starts over once {path} is deleted.")
     return "No epoch finished, so no checkpoint was kept."

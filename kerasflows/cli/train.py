@@ -8,6 +8,7 @@ saved.
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -24,7 +25,8 @@ from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argum
                                    writable_folder)
 from kerasflows.cli.data import column_list, is_dataset_name, read_column_names
 from kerasflows.cli.evaluate import column_marginals, marginals_line
-from kerasflows.cli.resume import check_checkpoint, diverged, fingerprint, interrupted
+from kerasflows.cli.resume import (check_checkpoint, diverged, fingerprint, holding, interrupted,
+                                   write_failed, writing)
 from kerasflows.cli.train_data import dequantized_columns, noisy_parts, read_inputs, split_parts
 
 __all__ = ["add_parser", "run"]
@@ -292,6 +294,18 @@ def _epoch_hooks(hooks):
     return lambda *a: [h(*a) for h in hooks]
 
 
+def _writing_hook(hook, option, path, checkpoint_dir):
+    """`hook`, an `on_epoch_end` writing `option`'s `path`, with its OSError (a full
+    disk) a UserError naming them and what the checkpoint keeps; None for None."""
+    if hook is None:
+        return None
+
+    def written(*args):
+        with writing(option, path, checkpoint_dir):
+            return hook(*args)
+    return written
+
+
 def run(args):
     from kerasflows import datasets
     from kerasflows.checkpoint import EpochCheckpoint
@@ -305,6 +319,7 @@ def run(args):
     standardize = args.standardize if args.standardize is not None else (
         dataset is None or dataset in datasets.OFF_SCALE_NAMES)
     build = _builder(args, x.shape[1], parts[0][1] if len(parts[0]) > 1 else None, standardize)
+    held = contextlib.ExitStack()
     if is_chief(strategy):
         # Before any training: an unwritable --out would otherwise fail at the
         # first checkpoint, and the report's folder only after the last epoch.
@@ -315,46 +330,56 @@ def run(args):
                       [("--checkpoint-dir", checkpoint_dir), ("--tensorboard", args.tensorboard)])
         if os.path.exists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):
             raise UserError(f"--checkpoint-dir {checkpoint_dir} is a file; expected a folder "
-                            "(made when the first epoch ends).")
+                            "(made as the run starts).")
         for path in (out, report, checkpoint_dir):
             output_folder(path)
         if args.tensorboard:
             writable_folder(args.tensorboard, "--tensorboard")
-        check_checkpoint(checkpoint_dir)
-    if noisy and not args.quiet and is_chief(strategy):
-        print(f"Dequantizing {column_list(noisy, read_column_names(args.data))}: uniform "
-              "noise in [0, 1), new each epoch.", flush=True)
-    if args.save_every_epoch and not args.quiet and is_chief(strategy):
-        print(f"Writing {out} after every epoch; watch it with: kerasflows-viz {out} --follow",
-              flush=True)
-    start = time.perf_counter()
-    try:        # until the checkpoint is deleted, Ctrl-C says what it keeps
-        flow, history = train_flow(
-            build, *parts[0], epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.lr, lr_decay=args.lr_decay, seed=args.seed,
-            validation_data=measured[1], strategy=strategy, checkpoint_dir=checkpoint_dir,
-            dequantize=noisy,
-            fingerprint=fingerprint(args, x, context, parts),
-            verbose=progress_verbosity(args.quiet),
-            on_epoch_end=_epoch_hooks([
-                (lambda _, flow, __: save_atomically(flow, out)) if args.save_every_epoch
-                else None,
-                _tensorboard_log(args, dataset, *measured[0]) if args.tensorboard else None]))
-        record = _record(args, dataset, measured, flow, history, time.perf_counter() - start)
-        record.update(standardize=standardize, dequantized_columns=noisy)
-        if measured[2] is not None:         # the test split, column by column
-            record["test_marginals"] = column_marginals(flow, *measured[2], seed=args.seed,
-                                                        names=record["columns"])
-        saved = json_safe(record)     # NaN (a split's s.e. of one row) as null
-        save_atomically(flow, out, saved)
+        held.enter_context(holding(checkpoint_dir))     # this run's until it ends
+    with held:
         if is_chief(strategy):
-            with open(report, "w") as f:
-                json.dump(saved, f, indent=1, allow_nan=False)
-            EpochCheckpoint(checkpoint_dir, {}).delete()
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(interrupted(checkpoint_dir)) from None
-    except FloatingPointError as e:
-        raise FloatingPointError(f"{e} {diverged(checkpoint_dir)}") from None
+            check_checkpoint(checkpoint_dir)
+        if noisy and not args.quiet and is_chief(strategy):
+            print(f"Dequantizing {column_list(noisy, read_column_names(args.data))}: uniform "
+                  "noise in [0, 1), new each epoch.", flush=True)
+        if args.save_every_epoch and not args.quiet and is_chief(strategy):
+            print(f"Writing {out} after every epoch; watch it with: kerasflows-viz {out} "
+                  "--follow", flush=True)
+        start = time.perf_counter()
+        try:        # until the checkpoint is deleted, Ctrl-C says what it keeps
+            try:
+                flow, history = train_flow(
+                    build, *parts[0], epochs=args.epochs, batch_size=args.batch_size,
+                    learning_rate=args.lr, lr_decay=args.lr_decay, seed=args.seed,
+                    validation_data=measured[1], strategy=strategy,
+                    checkpoint_dir=checkpoint_dir, dequantize=noisy,
+                    fingerprint=fingerprint(args, x, context, parts),
+                    verbose=progress_verbosity(args.quiet),
+                    on_epoch_end=_epoch_hooks([
+                        _writing_hook(lambda _, flow, __: save_atomically(flow, out), "--out",
+                                      out, checkpoint_dir) if args.save_every_epoch else None,
+                        _writing_hook(_tensorboard_log(args, dataset, *measured[0]),
+                                      "--tensorboard", args.tensorboard, checkpoint_dir)
+                        if args.tensorboard else None]))
+            except OSError as e:        # the hooks name their own outputs
+                raise write_failed("--checkpoint-dir", checkpoint_dir, e, checkpoint_dir) from None
+            record = _record(args, dataset, measured, flow, history, time.perf_counter() - start)
+            record.update(standardize=standardize, dequantized_columns=noisy)
+            if measured[2] is not None:         # the test split, column by column
+                record["test_marginals"] = column_marginals(flow, *measured[2], seed=args.seed,
+                                                            names=record["columns"])
+            saved = json_safe(record)     # NaN (a split's s.e. of one row) as null
+            with writing("--out", out, checkpoint_dir):
+                save_atomically(flow, out, saved)
+            if is_chief(strategy):
+                with writing("--report", report, checkpoint_dir):
+                    with open(report, "w") as f:
+                        json.dump(saved, f, indent=1, allow_nan=False)
+                EpochCheckpoint(checkpoint_dir, {}).delete()
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt(interrupted(checkpoint_dir)) from None
+        except FloatingPointError as e:
+            raise FloatingPointError(f"{e} {diverged(checkpoint_dir)}") from None
     if is_chief(strategy):
         nll = ", ".join(f"{k} {record[f'{k}_nll']:.4f}" for k in ("train", "validation", "test")
                         if record[f"{k}_nll"] is not None)
