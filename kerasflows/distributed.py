@@ -28,7 +28,10 @@ flow, history = kerasflows.distributed.train_flow(
 ```
 """
 
+import contextlib
+import json
 import math
+import os
 import weakref
 
 import keras
@@ -218,12 +221,62 @@ def _sync_from_chief(strategy, variables, restored):
     return int(total[1]), [p.reshape(v.shape) for p, v in zip(parts, variables)]
 
 
-def _run_settings(x, context, epochs, batch_size, learning_rate, lr_decay, seed, dequantize):
+def _model_identity(flow):
+    """What a checkpoint keeps of the model it trained: the flow's class and its config
+    (the layers' classes and settings; Keras' numbered layer names, which depend on
+    how many layers the process made before, as `<layer i>`), JSON-able. A layer
+    without a config gives the classes of all the layers instead."""
+    names, classes = {}, []
+    for layer in flow._flatten_layers(include_self=True, recursive=True):
+        names.setdefault(layer.name, f"<layer {len(names)}>")
+        classes.append(_class_name(layer))
+
+    def canonical(value):
+        if isinstance(value, dict):
+            return {k: canonical(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [canonical(v) for v in value]
+        if isinstance(value, str):
+            return names.get(value, value)
+        return value
+    try:
+        config = flow.get_config()
+    except NotImplementedError:         # a custom layer Keras cannot describe
+        config = {"layer_classes": classes}
+    # arrays and tensors as their values; other objects by class (a repr may hold an address)
+    config = json.loads(json.dumps(config, default=lambda o: (
+        np.asarray(o).tolist() if hasattr(o, "__array__") else f"<{_class_name(o)}>")))
+    return {"class": _class_name(flow), "config": canonical(config)}
+
+
+def _class_name(value):
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def _first_difference(found, wanted, where=""):
+    """`(path, found, wanted)` of the first place where two JSON values differ, or None."""
+    if isinstance(found, dict) and isinstance(wanted, dict):
+        for k in sorted(set(found) | set(wanted)):
+            if found.get(k, "(none)") != wanted.get(k, "(none)"):
+                return _first_difference(found.get(k, "(none)"), wanted.get(k, "(none)"),
+                                         f"{where}.{k}" if where else k)
+        return None
+    if isinstance(found, list) and isinstance(wanted, list) and len(found) == len(wanted):
+        for i, (a, b) in enumerate(zip(found, wanted)):
+            if a != b:
+                return _first_difference(a, b, f"{where}[{i}]")
+        return None
+    return None if found == wanted else (where, found, wanted)
+
+
+def _run_settings(flow, x, context, epochs, batch_size, learning_rate, lr_decay, seed,
+                  dequantize):
     """What `train_flow`'s checkpoint must have been written with to be resumed when the
-    caller gives no `fingerprint`: the data (rows and SHA-256) and context, and the
-    settings that shape the run (`epochs` only where the cosine schedule spans them;
-    more epochs otherwise go on from the checkpoint)."""
-    settings = {"train_flow_batch_size": batch_size,
+    caller gives no `fingerprint`: the model (`_model_identity`), the data (rows and
+    SHA-256) and context, and the settings that shape the run (`epochs` only where
+    the cosine schedule spans them; more epochs otherwise go on from the checkpoint)."""
+    settings = {"train_flow_model": _model_identity(flow),
+                "train_flow_batch_size": batch_size,
                 "train_flow_learning_rate": float(learning_rate),
                 "train_flow_lr_decay": lr_decay, "train_flow_seed": seed,
                 "train_flow_dequantize": None if dequantize is None else [int(c) for c in dequantize]}
@@ -237,7 +290,10 @@ def _run_settings(x, context, epochs, batch_size, learning_rate, lr_decay, seed,
 
 
 def _restore(checkpoint, strategy, variables):
-    restored = checkpoint.load() if checkpoint is not None and is_chief(strategy) else None
+    restored = None
+    if checkpoint is not None and is_chief(strategy):
+        restored = checkpoint.load(
+            check=lambda found, values: _check_state(checkpoint, variables, values, found))
     if _is_multiworker(strategy):
         synced = _sync_from_chief(strategy, variables, restored and restored[:2])
         if synced is None:
@@ -246,27 +302,38 @@ def _restore(checkpoint, strategy, variables):
     if restored is None:
         return 0, None
     epoch, values, history = restored
-    if checkpoint is not None:
-        _check_state(checkpoint, variables, values)
     for v, value in zip(variables, values):
         v.assign(value.astype(v.dtype))
     return epoch, history
 
 
-def _check_state(checkpoint, variables, values):
+def _check_state(checkpoint, variables, values, found_fingerprint=None):
     """Raises a ValueError, before any variable is written, if the checkpoint's arrays
-    are not this model's and its optimizer's (Keras' own error named an Adam slot)."""
+    are not this model's and its optimizer's (Keras' own error named an Adam slot), or
+    its fingerprint's model (`_model_identity`, train_flow's own fingerprint) is
+    another, naming the first difference."""
     wanted = [tuple(v.shape) for v in variables]
     found = [tuple(np.shape(value)) for value in values]
+    what = None
     if wanted != found:
         k = next((i for i, (a, b) in enumerate(zip(wanted, found)) if a != b),
                  min(len(wanted), len(found)))
         what = (f"array {k} is {found[k]} where {getattr(variables[k], 'path', k)} is "
                 f"{wanted[k]}" if k < min(len(wanted), len(found)) else
                 f"{len(found)} arrays for this model's {len(wanted)}")
+    elif found_fingerprint is not None:
+        model = checkpoint.fingerprint.get("train_flow_model")
+        saved = found_fingerprint.get("train_flow_model")
+        difference = (_first_difference(saved, model) if model is not None and saved is not None
+                      else None)
+        if difference is not None:
+            where, a, b = difference
+            what = (f"its {where or 'model'} is {json.dumps(a)[:200]} where this model's is "
+                    f"{json.dumps(b)[:200]}")
+    if what is not None:
         raise ValueError(f"The checkpoint in {checkpoint.directory} is the training state of "
-                         f"another model ({what}); delete it to start over, or give another "
-                         "checkpoint_dir.")
+                         f"another model ({what}); delete it ({checkpoint.path}) to start over, "
+                         "or give another checkpoint_dir.")
 
 
 def _run_epoch(step, dist_data, steps, epoch, epochs, verbose, finalize):
@@ -283,6 +350,69 @@ def _run_epoch(step, dist_data, steps, epoch, epochs, verbose, finalize):
     return bar, losses
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _checked_rows(name, value, shape, width=None, rows=None):
+    """`value` as a float32 array `shape` (`"[N, D]"`, for the messages), checked up
+    front: real numbers, 2-D, `rows` rows and `width` columns when given, at least one
+    row, finite, and within float32's range (a float64 1e300 became inf). A ValueError
+    names `name`, the check it failed and the value."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"train_flow: {name} must hold real numbers {shape}; received dtype "
+                         f"{array.dtype}.")
+    if array.ndim != 2:
+        raise ValueError(f"train_flow: {name} must be 2-D, {shape} (one row per example); "
+                         f"received shape {array.shape}.")
+    if rows is not None and len(array) != rows:
+        raise ValueError(f"train_flow: {name} must be of shape {shape}, one row per example; "
+                         f"received {len(array)} rows (shape {array.shape}).")
+    if width is not None and array.shape[1] != width:
+        raise ValueError(f"train_flow: {name} must be of shape {shape}; received "
+                         f"{array.shape[1]} columns (shape {array.shape}).")
+    if len(array) == 0:
+        raise ValueError(f"train_flow: {name} has no rows (shape {array.shape}); expected at "
+                         "least one example.")
+    if array.dtype.kind == "f":
+        bad = ~np.isfinite(array)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            raise ValueError(f"train_flow: {name} has {int(bad.sum())} NaN/inf values (the "
+                             f"first at row {r}, column {c}: {array[r, c]}); expected finite "
+                             "numbers.")
+        if array.dtype.itemsize > 4:
+            big = np.abs(array) > _FLOAT32_MAX
+            if big.any():
+                r, c = np.argwhere(big)[0]
+                raise ValueError(f"train_flow: {name} has {int(big.sum())} values beyond "
+                                 f"float32's range (the first at row {r}, column {c}: "
+                                 f"{array[r, c]:g}; float32 holds magnitudes up to "
+                                 f"{_FLOAT32_MAX:.4g}): they overflow float32, which the flow "
+                                 "computes in, to inf; rescale them.")
+    return array.astype(np.float32)
+
+
+def _checked_validation(validation_data, x, context):
+    """`validation_data` as a tuple `(x_val,)` or `(x_val, context_val)` of float32
+    arrays, checked as `x` and `context` are (`_checked_rows`)."""
+    if not isinstance(validation_data, tuple):
+        validation_data = (validation_data,)
+    given = "(x_val, context_val)" if context is not None else "x_val"
+    if len(validation_data) != (1 if context is None else 2):
+        raise ValueError(
+            f"train_flow: validation_data must be {given}"
+            f"{' for a conditional flow (a context given)' if context is not None else ''}; "
+            f"received a tuple of {len(validation_data)}.")
+    x_val = _checked_rows("validation_data", validation_data[0], f"[M, {x.shape[1]}]",
+                          width=x.shape[1])
+    if context is None:
+        return (x_val,)
+    return x_val, _checked_rows("validation_data's context", validation_data[1],
+                                f"[{len(x_val)}, {context.shape[1]}]", width=context.shape[1],
+                                rows=len(x_val))
+
+
 def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_rate=1e-3,
                lr_decay="none", seed=0, validation_data=None, strategy=None,
                checkpoint_dir=None, fingerprint=None, verbose=1, jit_compile=True,
@@ -292,7 +422,8 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
     Args:
         build_flow: a function of no arguments returning a new `kerasflows.Flow`
             (called once, inside the strategy's scope).
-        x: training data, float32 `[N, D]`.
+        x: training data `[N, D]`: finite real numbers within float32's range
+            (trained in float32).
         context: for a conditional flow, its context `[N, C]`, one row per example.
         epochs: total number of epochs (a resumed run stops at the same count).
         batch_size: the global batch size, shared by all replicas (at most N).
@@ -300,17 +431,22 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         lr_decay: `"none"` or `"cosine"` (cosine decay to 0 over all steps).
         seed: seeds weight initialization and the per-epoch data order.
         validation_data: optional `[M, D]` array (`(x_val, context_val)` for a
-            conditional flow); its NLL is logged every epoch.
+            conditional flow), checked as `x` is; its NLL is logged every epoch.
         strategy: a `tf.distribute.Strategy`; default: the current one.
         checkpoint_dir: where the chief checkpoints after every epoch and
-            resumes from; None disables checkpoints.
+            resumes from; None disables checkpoints. The chief holds the
+            folder's lock (`EpochCheckpoint.lock`) while it trains: a run on a
+            folder another process is training in raises
+            `kerasflows.checkpoint.CheckpointInUseError`.
         fingerprint: JSON-able settings stored with the checkpoint; a
             checkpoint written with other settings is refused, and so is one
             with more epochs done than `epochs`. Default: train_flow's own (the
-            rows and SHA-256 of `x` and `context`, `batch_size`,
-            `learning_rate`, `lr_decay`, `seed`, `dequantize`, and `epochs` with
-            the cosine schedule); a caller's fingerprint takes their place
-            (`kerasflows train` gives its options and data's).
+            model built, its class and config, the rows and SHA-256 of `x` and
+            `context`, `batch_size`, `learning_rate`, `lr_decay`, `seed`,
+            `dequantize`, and `epochs` with the cosine schedule); a caller's
+            fingerprint takes their place (`kerasflows train` gives its options
+            and data's). A checkpoint of another model is refused naming what
+            differs.
         verbose: 1 shows a Keras progress bar, 2 one line per epoch (chief only), 0 is
             silent.
         jit_compile: compile each replica's loss and gradients with XLA.
@@ -323,28 +459,27 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
             noise once beforehand (`dequantize(x_val, columns, seed)`).
 
     Returns:
-        `(flow, history)`, history a dict with per-epoch `loss` (and `val_loss`).
+        `(flow, history)`, history a dict with per-epoch `loss` (and `val_loss`),
+        one value per epoch from the first, resumed ones included. A resumed run
+        that adds `validation_data` has NaN `val_loss` for the epochs trained
+        without it (as has one that leaves it out after a run with it), so that
+        `val_loss` lines up with `loss`, as in Keras' `History`.
 
     Raises:
         ValueError: empty or non-finite data, a bad argument, or a checkpoint
-            written by different settings.
+            written by different settings or another model.
+        CheckpointInUseError: another process is training in `checkpoint_dir`.
         FloatingPointError: the loss became NaN or inf.
     """
-    x = np.asarray(x, np.float32)
+    x = _checked_rows("x", x, "[N, D]")
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)
-    if len(x) == 0 or not np.isfinite(x).all():
-        raise ValueError(f"train_flow needs finite training data; received {len(x)} rows "
-                         f"with {int((~np.isfinite(x)).sum())} NaN/inf values.")
     if context is not None:
-        context = np.asarray(context, np.float32)
-        if context.ndim != 2 or len(context) != len(x) or not np.isfinite(context).all():
-            raise ValueError(f"train_flow: context must be finite, of shape [{len(x)}, C] "
-                             f"(one row per example); received shape {context.shape}.")
+        context = _checked_rows("context", context, f"[{len(x)}, C]", rows=len(x))
     if dequantize is not None:
         dequantize = dequantization.columns_to_dequantize(x, dequantize, "train_flow")
-    if validation_data is not None and not isinstance(validation_data, tuple):
-        validation_data = (validation_data,)
+    if validation_data is not None:
+        validation_data = _checked_validation(validation_data, x, context)
     strategy = strategy or tf.distribute.get_strategy()
     verbose = verbose if is_chief(strategy) else 0
     batch_size = min(batch_size, len(x))
@@ -352,6 +487,9 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
     keras.utils.set_random_seed(seed)
     with strategy.scope():
         flow = build_flow()
+        if flow.event_dim != x.shape[1]:
+            raise ValueError(f"train_flow: the flow has event_dim={flow.event_dim} but x has "
+                             f"{x.shape[1]} columns.")
         given = None if context is None else context.shape[1]
         if flow.context_dim != given:
             raise ValueError(f"train_flow: the flow has context_dim={flow.context_dim} but "
@@ -365,32 +503,40 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
     checkpoint = None
     if checkpoint_dir is not None and is_chief(strategy):
         checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint if fingerprint is not None
-                                     else _run_settings(x, context, epochs, batch_size,
+                                     else _run_settings(flow, x, context, epochs, batch_size,
                                                         learning_rate, lr_decay, seed,
                                                         dequantize))
-    start, history = _restore(checkpoint, strategy, variables)
-    if start > epochs:
-        raise ValueError(f"The checkpoint in {checkpoint_dir} has {start} epochs done, more "
-                         f"than epochs={epochs}: give epochs >= {start} to go on from it, or "
-                         "delete it to start over.")
-    history = history or {"loss": [], **({"val_loss": []} if validation_data is not None else {})}
-    if start and verbose:
-        print(f"Resuming from the checkpoint in {checkpoint_dir}: "
-              f"{start} of {epochs} epochs done.", flush=True)
-    step = _make_train_step(flow, optimizer, strategy, jit_compile)
-    if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
-        from kerasflows.flat_calls import FlatCalls
-        step = FlatCalls(step)      # one device: skip the per-call signature lookup
-    for epoch in range(start, epochs):
-        data = _epoch_dataset(x, context, seed, epoch, batch_size, strategy, dequantize)
-        bar, losses = _run_epoch(step, data, steps, epoch, epochs, verbose,
-                                 finalize=validation_data is None)
-        history["loss"].append(float(np.mean(losses)))
-        if validation_data is not None:
-            history["val_loss"].append(evaluate_nll(flow, *validation_data)[0])
-            bar.update(steps, [("val_loss", history["val_loss"][-1])], finalize=True)
-        if checkpoint is not None:
-            checkpoint.save(epoch + 1, [v.numpy() for v in variables], history)
-        if on_epoch_end is not None and is_chief(strategy):
-            on_epoch_end(epoch + 1, flow, history)
+    with checkpoint.lock() if checkpoint is not None else contextlib.nullcontext():
+        start, history = _restore(checkpoint, strategy, variables)
+        if start > epochs:
+            path = os.path.join(checkpoint_dir, EpochCheckpoint.FILENAME)
+            raise ValueError(f"The checkpoint in {checkpoint_dir} has {start} epochs done, "
+                             f"more than epochs={epochs}: give epochs >= {start} to go on from "
+                             f"it, or delete {path} to start over.")
+        history = history or {"loss": []}
+        if validation_data is not None or "val_loss" in history:
+            # NaN for the epochs without validation data: one val_loss an epoch, as Keras'
+            val_loss = history.setdefault("val_loss", [])
+            val_loss += [math.nan] * (len(history["loss"]) - len(val_loss))
+        if start and verbose:
+            print(f"Resuming from the checkpoint in {checkpoint_dir}: "
+                  f"{start} of {epochs} epochs done.", flush=True)
+        step = _make_train_step(flow, optimizer, strategy, jit_compile)
+        if strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy():
+            from kerasflows.flat_calls import FlatCalls
+            step = FlatCalls(step)      # one device: skip the per-call signature lookup
+        for epoch in range(start, epochs):
+            data = _epoch_dataset(x, context, seed, epoch, batch_size, strategy, dequantize)
+            bar, losses = _run_epoch(step, data, steps, epoch, epochs, verbose,
+                                     finalize=validation_data is None)
+            history["loss"].append(float(np.mean(losses)))
+            if validation_data is not None:
+                history["val_loss"].append(evaluate_nll(flow, *validation_data)[0])
+                bar.update(steps, [("val_loss", history["val_loss"][-1])], finalize=True)
+            elif "val_loss" in history:
+                history["val_loss"].append(math.nan)
+            if checkpoint is not None:
+                checkpoint.save(epoch + 1, [v.numpy() for v in variables], history)
+            if on_epoch_end is not None and is_chief(strategy):
+                on_epoch_end(epoch + 1, flow, history)
     return flow, history

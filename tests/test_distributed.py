@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import kerasflows
+import kerasflows.distributed
 from kerasflows import models
 from kerasflows.cli import main
 from kerasflows.distributed import epoch_order, get_strategy, train_flow
@@ -60,7 +61,8 @@ def test_conditional_loop_matches_fit_and_the_mirrored_strategy():
     mirrored, _ = train_flow(build, x, strategy=get_strategy("mirrored"), **kwargs)
     for a, b in zip(flow.get_weights(), mirrored.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match=r"context must be finite, of shape \[512, C\]"):
+    with pytest.raises(ValueError, match=r"context must be of shape \[512, C\], one row per "
+                                         r"example; received 5 rows \(shape \(5, 1\)\)"):
         train_flow(build, x, epochs=1, context=c[:5])
     with pytest.raises(ValueError, match="context_dim=1 but the context given has None"):
         train_flow(build, x, epochs=1)
@@ -76,6 +78,86 @@ def test_bad_arguments_are_rejected():
         train_flow(_build, x, epochs=1, lr_decay="step", verbose=0)
     with pytest.raises(ValueError, match="Unknown strategy 'tpu'"):
         get_strategy("tpu")
+
+
+_COND = lambda: models.RealNVP(event_dim=2, num_layers=2, hidden_units=(8,), context_dim=1)
+
+
+@pytest.mark.parametrize("build, args, kwargs, says", [
+    # a NaN in a context of the right shape was reported as a wrong shape
+    (_COND, lambda x, c: (x, np.where(np.arange(256)[:, None] == 5, np.nan, c)), {},
+     r"context has 1 NaN/inf values \(the first at row 5, column 0: nan\); expected finite"),
+    # validation data of the wrong width raised a TypeError after the first epoch
+    (_build, lambda x, c: (x,), {"validation_data": np.zeros((20, 3))},
+     r"validation_data must be of shape \[M, 2\]; received 3 columns \(shape \(20, 3\)\)"),
+    # NaN in validation data trained on with val_loss nan
+    (_build, lambda x, c: (x,), {"validation_data": np.r_[np.zeros((5, 2)), [[np.nan, 0]]]},
+     r"validation_data has 1 NaN/inf values \(the first at row 5, column 0: nan\)"),
+    (_COND, lambda x, c: (x, c), {"validation_data": (np.zeros((5, 2)), np.zeros((4, 1)))},
+     r"validation_data's context must be of shape \[5, 1\], one row per example; received "
+     r"4 rows"),
+    (_COND, lambda x, c: (x, c), {"validation_data": np.zeros((5, 2))},
+     r"validation_data must be \(x_val, context_val\) for a conditional flow"),
+    # 1-D x raised from inside the step
+    (_build, lambda x, c: (x[:, 0],), {},
+     r"x must be 2-D, \[N, D\] \(one row per example\); received shape \(256,\)"),
+    # float64 values beyond float32's range were called NaN/inf
+    (_build, lambda x, c: (np.r_[x.astype(np.float64), [[1e300, 0]]],), {},
+     r"x has 1 values beyond float32's range \(the first at row 256, column 0: 1e\+300; "
+     r"float32 holds magnitudes up to 3.403e\+38\): they overflow float32"),
+    (_build, lambda x, c: (x[:, :1],), {}, r"the flow has event_dim=2 but x has 1 columns"),
+], ids=["context NaN", "validation width", "validation NaN", "validation context rows",
+        "validation without context", "x 1-D", "x beyond float32", "x width"])
+def test_bad_inputs_are_refused_up_front_naming_the_check(monkeypatch, build, args, kwargs,
+                                                          says):
+    def no_training(*a, **k):
+        raise AssertionError("an epoch started")
+    monkeypatch.setattr(kerasflows.distributed, "_run_epoch", no_training)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 2)).astype(np.float32)
+    c = rng.normal(size=(256, 1)).astype(np.float32)
+    with pytest.raises(ValueError, match=f"^train_flow: {says}"):
+        train_flow(build, *args(x, c), epochs=2, batch_size=64, verbose=0, **kwargs)
+
+
+def test_a_resumed_run_adding_validation_data_has_nan_val_loss_before_it(tmp_path):
+    """The checkpoint's history had no val_loss list: the resumed run raised
+    KeyError('val_loss') after training its first epoch, which was lost."""
+    x = kerasflows.datasets.load("moons", n=256, seed=0)
+    run = dict(batch_size=64, checkpoint_dir=tmp_path / "ck", verbose=0)
+    _, first = train_flow(_build, x, epochs=2, **run)
+    assert "val_loss" not in first
+    flow, history = train_flow(_build, x, epochs=4, validation_data=x[:50], **run)
+    assert history["loss"][:2] == first["loss"] and len(history["loss"]) == 4
+    assert np.isnan(history["val_loss"][:2]).all()
+    assert history["val_loss"][3] == pytest.approx(
+        -flow.log_prob(x[:50]).numpy().mean(), rel=1e-5)
+    # and one going on without it: NaN for its epochs, so val_loss lines up with loss
+    _, longer = train_flow(_build, x, epochs=5, **run)
+    assert longer["val_loss"][2:4] == history["val_loss"][2:]
+    assert len(longer["val_loss"]) == 5 and np.isnan(longer["val_loss"][4])
+
+
+def test_train_flow_refuses_another_models_checkpoint_of_the_same_shapes(tmp_path):
+    """A MAF's checkpoint was resumed by an IAF (its weights have the same shapes): the
+    default fingerprint held the data and settings, but nothing of the model."""
+    x = kerasflows.datasets.load("moons", n=256, seed=0)
+    run = dict(batch_size=64, checkpoint_dir=tmp_path / "ck", verbose=0)
+    train_flow(lambda: models.MAF(event_dim=2, num_layers=2, hidden_units=(8,)), x, epochs=1,
+               **run)
+    iaf = models.IAF(event_dim=2, num_layers=2, hidden_units=(8,))
+    before = [w.copy() for w in iaf.get_weights()]
+    with pytest.raises(ValueError, match=(
+            rf"The checkpoint in {tmp_path / 'ck'} is the training state of another model "
+            r'\(its config.layers\[0\].class_name is "MaskedAutoregressive" where this '
+            r'model\'s is "InverseAutoregressive"\); delete it \(.*checkpoint.npz\)')):
+        train_flow(lambda: iaf, x, epochs=2, **run)
+    for a, b in zip(iaf.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    # the same model, built again (Keras numbers its layer names afresh), resumes
+    _, history = train_flow(lambda: models.MAF(event_dim=2, num_layers=2, hidden_units=(8,)),
+                            x, epochs=2, **run)
+    assert len(history["loss"]) == 2
 
 
 def _free_ports(k):
