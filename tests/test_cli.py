@@ -471,6 +471,23 @@ def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):
         assert exit_info.value.code == 2 and message in err, (argv, err)
 
 
+def test_a_context_column_of_one_value_is_warned_of_and_kept_at_its_scale(tmp_path, capsys):
+    # its variance 0 went to keras.layers.Normalization, whose floor of 1e-7 on the
+    # deviation made 7.001 a feature of 1e4, and 8 one of 1e7: samples collapsed
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(300, 2)).astype(np.float32))
+    np.save(tmp_path / "c.npy", np.c_[np.full(300, 7.0), rng.normal(size=300)].astype("f4"))
+    model = tmp_path / "m.keras"
+    main(["train", str(tmp_path / "x.npy"), "--context", str(tmp_path / "c.npy"), "--epochs",
+          "1", "--layers", "1", "--hidden", "8", "--quiet", "--out", str(model)])
+    err = capsys.readouterr().err
+    assert ("warning: --context: 1 column 1 (7) holds one value in every row; the flow "
+            "learns nothing of how the data depend on it") in err
+    encoder = kerasflows.load(model).context_encoder
+    features = np.asarray(encoder(np.array([[7.0, 0.0], [8.0, 0.0]], np.float32)))
+    assert features[0, 0] == pytest.approx(0.0) and features[1, 0] == pytest.approx(1.0)
+
+
 def test_train_a_conditional_flow_through_a_context_encoder(tmp_path, capsys):
     rng = np.random.default_rng(0)
     c = rng.standard_normal((1000, 5)).astype(np.float32)     # the sign of c1 + c2 matters

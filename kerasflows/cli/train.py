@@ -183,7 +183,10 @@ def _builder(args, event_dim, context=None, standardize=False):
     context_dim = None if context is None else context.shape[1]
     scale = None
     if standardize and context is not None and not args.context_classes:
-        scale = (context.mean(0).tolist(), context.var(0).tolist())
+        # a column with one value has no scale: variance 1 (Keras' floor of 1e-7 on the
+        # deviation blew any other value up a million-fold)
+        variance = context.var(0)
+        scale = (context.mean(0).tolist(), np.where(variance > 0, variance, 1.0).tolist())
 
     def build():
         kwargs = {"context_dim": context_dim, "base": args.base}

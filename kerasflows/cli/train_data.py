@@ -148,4 +148,13 @@ def _context_rows(args, x, context=None):
             row = int(np.argmax(bad))
             raise UserError(f"with --context-classes {K}, every label must be an integer in "
                             f"0..{K - 1}; row {row} of {source} is {context[row, 0]:g}.")
+    elif len(context) > 1:
+        constant = np.flatnonzero(np.all(context == context[0], axis=0))
+        if len(constant):
+            listed = ", ".join(f"{int(k) + 1} ({context[0, k]:g})" for k in constant[:5])
+            print(f"kerasflows: warning: {source}: {plural(len(constant), 'column')} "
+                  f"{listed} hold{'s' if len(constant) == 1 else ''} one value in every row; "
+                  "the flow learns nothing of how the data depend on "
+                  f"{'it' if len(constant) == 1 else 'them'}, and at any other value it "
+                  "extrapolates.", file=sys.stderr, flush=True)
     return context
