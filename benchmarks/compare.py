@@ -263,7 +263,8 @@ def build_parser():
     ap.add_argument("--bench", default=DEFAULT_BENCH, help="the shared bench folder (peers.py)")
     ap.add_argument("--python", default=sys.executable,
                     help="interpreter with kerasflows, torch and zuko (.venv-bench)")
-    ap.add_argument("--out", help="results JSON (default benchmarks/results/<date>.json)")
+    ap.add_argument("--out", help="results JSON (default benchmarks/results/<date>.json; "
+                    "with --render, the first JSON's name with -rendered)")
     ap.add_argument("--reference", metavar="PEERS_JSON",
                     help="also table our test NLL against this stored peers results file")
     ap.add_argument("--render", nargs="+", metavar="JSON",
@@ -276,6 +277,9 @@ def main(argv=None):
     if not os.path.exists(os.path.join(a.bench, "peers.py")):
         raise SystemExit(f"compare.py: error: no peers.py in --bench {a.bench!r}")
     date = dt.datetime.now().strftime("%Y-%m-%d")
+    if a.render and not a.out:
+        # not the default of a run: today's results would be written over
+        a.out = os.path.splitext(a.render[0])[0] + "-rendered.json"
     out = os.path.abspath(a.out or os.path.join(HERE, "results", f"{date}.json"))
     os.makedirs(os.path.dirname(out), exist_ok=True)
     if a.render:
@@ -283,7 +287,8 @@ def main(argv=None):
         return 0
     families = parse_list(a.families, FAMILIES, "family")
     datasets = parse_list(a.datasets, DATASETS, "dataset")
-    models = job_models(families, [l for l in a.peer_libs.split(",") if l])
+    peer_libs = parse_list(a.peer_libs, ("zuko", "tfp"), "peer library") if a.peer_libs else []
+    models = job_models(families, peer_libs)
     cmd = [a.python, "peers.py", "--plugin", PLUGIN, "--python", a.python,
            "--models", ",".join(models), "--datasets", ",".join(datasets), "--out", out,
            "--logs", os.path.join(tempfile.gettempdir(), "kerasflows-compare-logs")]

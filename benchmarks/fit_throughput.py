@@ -15,8 +15,9 @@ times, each variant in a fresh process, alternating process by process:
 - `fit_graph`: flat step calls, `jit_compile=False` (a TensorFlow graph);
 - `fit_keras_default`: what Keras alone does on a CPU-only machine: its own
   train function, no XLA (`flat_step_calls = False`, `jit_compile=False`);
-- `make_train_step`: `background_compile=True`, as the peer benchmark, in a
-  plain loop over the same batches.
+- `make_train_step`: `background_compile=True` on one shard, in a plain loop
+  over the same batches (the peer benchmark's plugin runs it with
+  `background_compile=100` and `shards=2`).
 
 Per process: the minimum and the median over epochs 2.. of the wall time
 per step; the table gives the medians of those over the repeats. 2 threads,
@@ -88,10 +89,17 @@ def main():
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help="comma-separated subset of " + ",".join(VARIANTS))
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=10,
+                    help="epochs per process, >= 2 (the first, with the compile, is left out)")
     ap.add_argument("--out", help="JSON file for the results (a .md table is written beside it)")
     a = ap.parse_args()
     variants = tuple(a.variants.split(","))
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        ap.error(f"--variants: unknown {unknown}; expected a comma list from {list(VARIANTS)}")
+    if a.epochs < 2:
+        ap.error(f"--epochs must be >= 2 (epoch 1, with the compile, is left out); "
+                 f"received {a.epochs}")
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     runs = {}
     for family in a.families.split(","):
