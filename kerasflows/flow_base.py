@@ -24,12 +24,19 @@ BASES = ("normal", "learned_normal", "student_t")
 STUDENT_T_INITIAL_DF = 10.0
 
 
-def _log1p_square(a):
-    """`log(1 + a^2)` for `a >= 0`, finite for every finite `a` (`a^2` overflows
-    float32 from about 1.8e19): `2 log a + log(1 + 1 / a^2)` above 1. Each branch
-    sees only its own side of 1, so neither sends NaN into the other's gradient."""
-    big, small = tf.maximum(a, 1.0), tf.minimum(a, 1.0)
-    return tf.where(a > 1.0, 2.0 * tf.math.log(big) + tf.math.log1p(1.0 / (big * big)),
+def _log1p_square_ratio(abs_z, log_df):
+    """`log(1 + z^2 / df)` from `|z|` and `log df`, finite for every finite `z`
+    and `df`: with `a = |z| / sqrt(df)`, `log1p(a^2)` up to 1 and `2 log a +
+    log(1 + 1 / a^2)` above (`a^2` overflows float32 from about 1.8e19), `log a`
+    taken as `log|z| - log(df) / 2` (`a` itself overflowed for df < 1 at |z| near
+    float32's largest value, and log p0 was -inf, its gradients NaN). Each
+    branch sees only its own side of 1, so neither sends NaN into the other's
+    gradient."""
+    root_df = tf.exp(0.5 * log_df)
+    small = tf.minimum(abs_z, root_df) / root_df
+    log_big = tf.math.log(tf.maximum(abs_z, root_df)) - 0.5 * log_df
+    return tf.where(abs_z > root_df,
+                    2.0 * log_big + tf.math.log1p(tf.exp(-2.0 * log_big)),
                     tf.math.log1p(small * small))
 
 
@@ -75,11 +82,12 @@ class FlowBase(AutoGraphFree):
     def base_log_prob(self, z):
         """`log p0(z)`, shape `[batch]`."""
         if self.base == "student_t":
-            df = self._base_df()
+            log_df = tf.cast(self.base_log_df, self.compute_dtype)
+            df = tf.exp(log_df)
             half = 0.5 * (df + 1.0)
             return tf.reduce_sum(tf.math.lgamma(half) - tf.math.lgamma(0.5 * df)
-                                 - 0.5 * tf.math.log(df * math.pi)
-                                 - half * _log1p_square(tf.abs(z) / tf.sqrt(df)), -1)
+                                 - 0.5 * (log_df + math.log(math.pi))
+                                 - half * _log1p_square_ratio(tf.abs(z), log_df), -1)
         loc, scale = self._base_params()
         u = (z - loc) / scale
         return (-0.5 * tf.reduce_sum(u * u, -1) - tf.reduce_sum(tf.math.log(scale))

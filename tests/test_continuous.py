@@ -269,3 +269,53 @@ def test_a_shared_context_in_a_graph_of_unknown_rows():
     y, _ = step(x, c)
     np.testing.assert_allclose(y.numpy(), layer.forward_and_log_det(
         x, context=np.repeat(c, 3, axis=0))[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+FAR_ROWS_SCRIPT = """
+import keras, numpy as np, kerasflows
+from kerasflows.layers import ContinuousFlow
+from kerasflows.testing import perturb_weights
+keras.utils.set_random_seed(0)
+x = np.array([[0.1, 0.2], [1e25, 0.0], [-1e30, 1.0], [2e19, -1e19]], "float32")
+for activation in ("softplus", "relu"):
+    plain = kerasflows.Flow([ContinuousFlow(hidden_units=(8,), activation=activation)], 2)
+    conditional = kerasflows.Flow([ContinuousFlow(hidden_units=(8,), activation=activation,
+                                                  context_dim=1)], event_dim=2, context_dim=1)
+    for flow in (plain, conditional):
+        perturb_weights(flow, 0.5, seed=1)
+    c = np.array([[0.5], [1e25], [0.5], [0.5]], "float32")
+    for mode in ("eager", "graph"):
+        plain.eval_mode = conditional.eval_mode = mode
+        z, log_det = plain.inverse_and_log_det(x)
+        print(mode, [plain.log_prob(x).numpy().tolist(), z.numpy().tolist(),
+                     log_det.numpy().tolist(), plain.forward(x).numpy().tolist(),
+                     conditional.log_prob(x[[0, 0, 3, 3]], context=c).numpy().tolist()])
+"""
+
+
+def test_a_row_far_out_comes_out_infinite_and_the_others_are_solved():
+    """A finite row far out (1e25) with an unbounded activation (softplus, relu) made the
+    solver's error estimate inf / inf = NaN, as a NaN row did, and the call never
+    returned. Rows beyond `far_bound` (2.6e19 in float32) come out +-inf with log-det 0,
+    log_prob -inf there as for a Gaussian base; a context there gives NaN. Run in a child
+    process, so that a hang fails the test instead of the run."""
+    import subprocess
+    import sys
+    from kerasflows.layers.continuous import far_bound
+    assert 2.6e19 < far_bound("float32") < 2.7e19
+    proc = subprocess.run([sys.executable, "-c", FAR_ROWS_SCRIPT], capture_output=True,
+                          text=True, timeout=240, env={**__import__("os").environ,
+                                                       "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line.split(" ", 1) for line in proc.stdout.strip().splitlines()]
+    assert [mode for mode, _ in lines] == ["eager", "graph"] * 2
+    inf = float("inf")
+    for _, values in lines:
+        log_p, z, log_det, x, conditional = eval(values, {"nan": float("nan"), "inf": inf})
+        assert np.isfinite(log_p[0]) and log_p[1:3] == [-inf, -inf], log_p
+        assert z[1:3] == [[inf, inf], [-inf, inf]] and log_det[1:3] == [0.0, 0.0]
+        assert np.isfinite(z[0] + z[3]).all() and np.isfinite(log_det[0] + log_det[3])
+        assert x[1:3] == [[inf, inf], [-inf, inf]] and np.isfinite(x[0] + x[3]).all()
+        # (2e19, -1e19), inside the bound, is solved: its state may pass 2.6e19 (-inf)
+        assert np.isfinite(conditional[0]) and not np.isnan(conditional[2:]).any()
+        assert np.isnan(conditional[1]), conditional

@@ -314,7 +314,8 @@ def test_one_pass_direction_runs_the_conditioner_once(name):
 @pytest.mark.parametrize("kwargs", [
     {"bins": 1}, {"bins": 2.5}, {"bins": None}, {"bound": 0.0}, {"bound": -1.0},
     {"bound": float("nan")}, {"min_bin_width": -1e-3}, {"min_bin_width": 0.2},
-    {"min_bin_height": -0.1}, {"min_bin_height": 0.5}, {"min_slope": -1e-3},
+    {"min_bin_height": -0.1}, {"min_bin_height": 0.5}, {"min_bin_width": 0.0},
+    {"min_bin_height": 0.0}, {"min_slope": -1e-3},
     {"min_slope": 1.0}, {"hidden_units": (16, 0)}, {"hidden_units": "x"},
 ])
 @pytest.mark.parametrize("name", sorted(LAYERS))
@@ -322,6 +323,16 @@ def test_bad_arguments_raise(name, kwargs):
     key, value = next(iter(kwargs.items()))
     with pytest.raises(ValueError, match=key):
         LAYERS[name](**kwargs)
+
+
+@pytest.mark.parametrize("key", ["min_bin_width", "min_bin_height"])
+def test_a_least_bin_size_of_zero_is_refused(key):
+    """A bin of size 0 (its softmax weight underflowed) gave NaN or -inf log-densities
+    at points as near as 100, so the least size must be above 0."""
+    match = rf"`{key}` must be a number in \(0, 0\.2\), below 1 / bins.*Received: {key}=0\.0"
+    with pytest.raises(ValueError, match=match):
+        SplineKnots(bins=5, **{key: 0.0})
+    assert getattr(SplineKnots(bins=5, **{key: 1e-9}), key) == 1e-9
 
 
 def test_bad_num_masked_raises_when_built():
@@ -337,3 +348,100 @@ def test_many_bins_say_the_default_least_bin_size_is_too_large(name):
     with pytest.raises(ValueError, match=r"below 1 / bins for bins=1000 .*min_bin_width=0\.0001"):
         LAYERS[name](bins=1000)
     LAYERS[name](bins=1000, min_bin_width=1e-4, min_bin_height=1e-4)
+
+
+@pytest.mark.parametrize("unrolled", [False, True])
+def test_float32_inverse_next_to_a_knot_slope_near_float32s_end(unrolled):
+    """A conditioner's output for a pass-through coordinate far out (1e19 and beyond)
+    gives knot slopes as large: qb^2 - 4 qa qc of the inverse's quadratic overflowed
+    float32, and points inside the bound went to inf (log_prob NaN). Scaled by a power
+    of 2, the float32 inverse matches float64's. Two equal bins, the knot between them
+    at 0 and steep: the points of (-5, 5) go to within 1e-17 of it."""
+    knots = SplineKnots(bins=2, bound=5.0)
+    slopes = [2e19, 1e25, 1e30, 1e37]
+    raw = np.zeros((5, len(slopes), 6))
+    raw[4] = np.array(slopes)[:, None]
+    y = np.broadcast_to(np.array([0.01, 0.5, 2.0, 4.9, -1.0, -4.9]), raw.shape[1:])
+    run = knots.unrolled_kernel if unrolled else knots.kernel
+    want, want_ld = run(tf.constant(raw), tf.constant(y), inverse=True)
+    got, got_ld = run(tf.constant(raw, "float32"), tf.constant(y, "float32"), inverse=True)
+    assert np.all(np.isfinite(got)) and np.all(np.isfinite(got_ld)), (got, got_ld)
+    assert np.all(np.abs(want) < 1e-16) and np.all(want[:3, :4] > 0)   # y > 0: x > 0
+    # (at 1e37 some x are below float32's least normal number, 1.2e-38)
+    np.testing.assert_allclose(got[:3], want[:3], rtol=1e-5)
+    np.testing.assert_allclose(got_ld[:3], want_ld[:3], rtol=1e-5)
+
+
+def test_spline_flows_are_finite_where_a_knot_slope_is_near_float32s_end():
+    """A flow whose density direction solves the quadratic (`spline_direction="forward"`)
+    over a Student-t base had NaN log-densities at (1e19, 0.5); the default one, sampling
+    from z = (1e25, 0.5), inf and NaN."""
+    from kerasflows import models as M
+    keras.utils.set_random_seed(1)
+    flow = M.NSF(2, num_layers=2, hidden_units=(8, 8), base="student_t",
+                 spline_direction="forward")
+    perturb_weights(flow, 0.3, seed=2)
+    far = np.array([[1e19, 0.5], [1e25, 0.5], [1e30, 0.5], [1e19, -0.5]], "float32")
+    lp = flow.log_prob(far).numpy()
+    assert np.all(np.isfinite(lp)), lp
+    keras.utils.set_random_seed(1)
+    flow = M.NSF(2, num_layers=2, hidden_units=(8, 8))
+    perturb_weights(flow, 0.3, seed=2)
+    x, log_det = flow.forward_and_log_det(far)
+    assert np.all(np.isfinite(x)) and np.all(np.isfinite(log_det)), (x, log_det)
+
+
+@pytest.mark.parametrize("unrolled", [False, True])
+def test_inverse_gradients_on_a_knot_are_the_same_as_next_to_it(unrolled):
+    """The inverse set its relative position to 0 where a point was exactly on a knot,
+    which cut every gradient there: dx/dy was 0 instead of the slope."""
+    knots = SplineKnots(bins=4, bound=3.0)
+    raw = tf.constant(np.random.default_rng(0).normal(size=(11, 1)))
+    heights = knots._sizes(raw[4:8], knots.min_bin_height, axis=0).numpy()[:, 0]
+    y_knots = np.cumsum(heights)[:3] - 3.0
+    # each interior knot and its 4 floats on either side: some land exactly on the knot
+    y = np.array([[y0 + k * np.spacing(y0) for k in range(-4, 5)] for y0 in y_knots]).ravel()
+    y = tf.constant(y)
+    run = knots.unrolled_kernel if unrolled else knots.kernel
+    raws = tf.tile(raw, [1, y.shape[0]])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([y, raws])
+        x, log_det = run(raws, y, inverse=True)
+    dx_dy = tape.gradient(x, y).numpy()
+    # dx/dy is the inverse's Jacobian: exp(log_det) on either side of the knot
+    np.testing.assert_allclose(dx_dy, np.exp(log_det.numpy()), rtol=1e-6)
+    dx_draw = tape.jacobian(x, raws, experimental_use_pfor=False).numpy()
+    per_point = np.stack([dx_draw[i, :, i] for i in range(y.shape[0])])
+    for block in per_point.reshape(3, 9, -1):
+        np.testing.assert_allclose(block, np.broadcast_to(block[0], block.shape), atol=1e-6)
+
+
+@pytest.mark.parametrize("unrolled", [False, True])
+def test_inverse_on_a_knot_of_slope_zero_is_the_knot(unrolled):
+    """With min_slope=0 an interior slope underflows to 0 (softplus of -200 in float32);
+    a point exactly on that knot makes the root's denominator -qb - sqrt(D) 0 (and 0/0
+    NaN) unless it is kept off 0. Bins of 0.5 * 2 bound exactly: the knot is at 0."""
+    knots = SplineKnots(bins=2, bound=5.0, min_bin_width=2.0 ** -10, min_bin_height=2.0 ** -10,
+                        min_slope=0.0)
+    raw = tf.constant(np.array([[0.0], [0.0], [0.0], [0.0], [-200.0]]) * np.ones((1, 4)),
+                      "float32")
+    y = tf.constant([0.0, 1e-3, -1e-3, 2.0], "float32")
+    run = knots.unrolled_kernel if unrolled else knots.kernel
+    x, _ = run(raw, y, inverse=True)
+    assert np.all(np.isfinite(x.numpy())), x
+    assert x.numpy()[0] == 0.0
+    back, _ = run(raw, x, inverse=False)
+    np.testing.assert_allclose(back, y, atol=1e-6)
+
+
+def test_a_new_forward_direction_nsf_has_gradients_at_zero():
+    """A new NSF's knots are equally spaced, one at exactly 0 for an even number of
+    bins: data with exact zeros got dz/dx = 0 through the spline's inverse
+    (`spline_direction="forward"` runs it in the density direction)."""
+    from kerasflows import models as M
+    keras.utils.set_random_seed(0)
+    flow = M.NSF(2, num_layers=1, hidden_units=(8,), spline_direction="forward")
+    x = tf.Variable([[0.5, 0.0], [0.5, 1e-6]])
+    with tf.GradientTape() as tape:
+        z1 = flow.inverse(x)[:, 1]
+    np.testing.assert_allclose(tape.gradient(z1, x).numpy()[:, 1], [1.0, 1.0], rtol=1e-5)

@@ -13,6 +13,7 @@ method.
 import functools
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -108,6 +109,24 @@ def hutchinson_trace(ode_fn, state_shape, dtype, sample_fn=tf.random.normal, see
 
 def _positive_float(name, value):
     return check_float(name, value, lambda v: v > 0, "> 0")
+
+
+def far_bound(dtype):
+    """`sqrt(2 * largest)` of a float dtype (2.6e19 for float32): beyond it a standard
+    normal's `-v^2 / 2` is -inf. From about `sqrt(largest) / rtol` (1.8e24 in float32
+    at the default rtol) the squares in the solver's error estimate overflow, both the
+    error's and its tolerance's (`atol + rtol |v|`): the estimate is inf / inf = NaN,
+    every step is rejected, and the solve never returns (1e25 with a softplus or relu
+    dynamics). A row inside the bound gets there only with `rtol` above 0.7 or a
+    state that grows 1 / (1.4 rtol) times (7e4 at the default) during the solve."""
+    return float(np.sqrt(2.0) * np.sqrt(np.finfo(tf.as_dtype(dtype).as_numpy_dtype).max))
+
+
+def far_rows(t):
+    """Whether each row of `t` `[N, K]` holds a finite value beyond `far_bound`:
+    `[N]` bools."""
+    big = tf.logical_and(tf.abs(t) > far_bound(t.dtype), tf.math.is_finite(t))
+    return tf.reduce_any(big, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
@@ -211,7 +230,10 @@ class ContinuousFlow(FlowLayer):
         All rows are solved together by one adaptive solver, whose error estimate
         a single NaN or inf row (in `v` or its context) makes NaN: every step was
         then rejected and the call never returned. Such rows are solved from zeros
-        and come out NaN, as in the other layers."""
+        and come out NaN, as in the other layers. So are finite rows beyond
+        `far_bound` (see `far_rows`; in the context they come out NaN, in `v` as
+        +-inf with log-det 0, so that `log_prob` there is -inf, as for any flow over
+        a Gaussian base)."""
         def solve(v, context):
             b = self.bijector(context=context, training=training)
             transform, log_det = ((b.forward, b.forward_log_det_jacobian) if forward else
@@ -219,15 +241,20 @@ class ContinuousFlow(FlowLayer):
             return transform(v), batch_log_det(log_det(v, event_ndims=1), v)
         v, context = self.check_inputs(v, context)
         bad = nonfinite_rows(v)
+        far = far_rows(v)
         if context is not None:
             # a shared [1, C] context as one row per row of v: solve_nonempty pads the
             # rows of an unknown batch, and the padded context's rows are no longer known
             # to be 1, so the dynamics could not broadcast it
             context = shared_context(context, v)
-            bad_context = nonfinite_rows(context)
+            bad_context = tf.logical_or(nonfinite_rows(context), far_rows(context))
             context = tf.where(bad_context[:, None], tf.zeros_like(context), context)
             bad = tf.logical_or(bad, bad_context)
-        y, log_det = solve_nonempty(solve, tf.where(bad[:, None], tf.zeros_like(v), v), context)
+        skip = tf.logical_or(bad, far)
+        y, log_det = solve_nonempty(solve, tf.where(skip[:, None], tf.zeros_like(v), v), context)
+        inf = tf.constant(np.inf, v.dtype)
+        y = tf.where(far[:, None], tf.where(v < 0, -inf, inf), y)
+        log_det = tf.where(far, tf.zeros_like(log_det), log_det)
         return nan_rows(bad, y), nan_rows(bad, log_det)
 
     def get_config(self):

@@ -40,6 +40,24 @@ def _knot_positions(sizes, bound):
     return tf.concat([start, tf.cumsum(sizes, -1) - bound], -1)
 
 
+def _q_max(dtype):
+    """The largest coefficient the inverse's quadratic takes unscaled, `2^(e - 2)`
+    for a dtype whose largest value is below `2^(2 e)` (2^62 in float32): then
+    `qb^2 + 4 |qa qc|` stays below the largest value."""
+    return 2.0 ** (np.finfo(dtype.as_numpy_dtype).maxexp // 2 - 2)
+
+
+def _q_scale(dtype):
+    """The power of 2 that takes any coefficient up to the dtype's largest value
+    below `_q_max(dtype)` (2^-66 in float32)."""
+    return 2.0 ** -(np.finfo(dtype.as_numpy_dtype).maxexp // 2 + 2)
+
+
+def _tiny(dtype):
+    """The least normal number of a float dtype (1.2e-38 for float32)."""
+    return float(np.finfo(dtype.as_numpy_dtype).tiny)
+
+
 #: `SplineKnots.compiled_kernel`'s functions, per configuration and direction.
 _COMPILED_KERNELS = {}
 
@@ -65,7 +83,9 @@ class SplineKnots:
         bins: number of bins (>= 2).
         bound: the spline acts on `[-bound, bound]` (> 0).
         min_bin_width, min_bin_height: lower bounds on the bin sizes, as a
-            fraction of `2 * bound` (>= 0 and < 1 / bins).
+            fraction of `2 * bound` (> 0 and < 1 / bins: at 0 a bin's softmax
+            weight underflows to 0 for moderately large conditioner outputs, and
+            the empty bin gave NaN or -inf log-densities at points as near as 100).
         min_slope: lower bound on the interior slopes (in `[0, 1)`).
 
     Raises:
@@ -82,7 +102,8 @@ class SplineKnots:
         for name, value in (("min_bin_width", min_bin_width), ("min_bin_height", min_bin_height)):
             why = (f", below 1 / bins for bins={self.bins} (lower it for that many bins, "
                    f"e.g. {name}={0.1 / self.bins:g})")
-            least[name] = _check_number(name, value, 0.0, 1.0 / self.bins, why=why)
+            least[name] = _check_number(name, value, 0.0, 1.0 / self.bins, low_open=True,
+                                        why=why)
         self.min_bin_width, self.min_bin_height = least["min_bin_width"], least["min_bin_height"]
         self.min_slope = _check_number("min_slope", min_slope, 0.0, 1.0)
         self.slope_offset = math.log(math.expm1(1.0 - self.min_slope))
@@ -298,6 +319,14 @@ class SplineKnots:
             rel_y = v_in - y_k
             term = rel_y * (d_kp1 + d_k - 2 * s_k)
             qa, qb, qc = h_k * (s_k - d_k) + term, h_k * d_k - term, -s_k * rel_y
+            # A knot slope of ~1e19 in float32 (a conditioner's output for a pass-through
+            # coordinate far out) overflowed qb^2 - 4 qa qc, and a point inside the bound
+            # went to inf. The three are at most 6 bound (d_k + d_kp1 + s_k) in size, and
+            # are scaled by one power of 2 where that may pass `_q_max`: the root stays
+            # as it was, and ordinary points are not scaled at all.
+            big = d_k + d_kp1 + s_k > _q_max(qa.dtype) / (6 * self.bound)
+            scale = tf.where(big, tf.constant(_q_scale(qa.dtype), qa.dtype), tf.ones_like(qa))
+            qa, qb, qc = qa * scale, qb * scale, qc * scale
             # The root in [0, 1] of qa r^2 + qb r + qc (qc <= 0 <= qa + qb + qc), in the
             # form without cancellation: 2 qc / (-qb - sqrt(D)) for qb >= 0, and
             # (-qb + sqrt(D)) / (2 qa) for qb < 0 (then qa >= -qb > 0). The first form
@@ -305,9 +334,15 @@ class SplineKnots:
             # knot). One division of the selected numerator and denominator.
             root_d = tf.sqrt(qb * qb - 4 * qa * qc)
             negative_b = qb < 0
+            # -qb - sqrt(D) is 0 only on a knot of slope 0 (qb = qc = 0: min_slope=0 and
+            # an underflowed softplus), where the root is 0: less the dtype's least normal
+            # number it is never 0, and it is unchanged wherever it is above ~2^24 times
+            # that. (Setting rel to 0 where rel_y == 0 instead cut the gradient at every
+            # knot: dx/dy was 0 on one, such as 0 for a new layer with an even number of
+            # bins. A double select, 0 there and a safe denominator inside, made the
+            # inverse kernel with its gradient ~15% slower on 65,536 points.)
             rel = (tf.where(negative_b, root_d - qb, 2 * qc)
-                   / tf.where(negative_b, 2 * qa, -qb - root_d))
-            rel = tf.where(tf.equal(rel_y, 0), tf.zeros_like(rel_y), rel)
+                   / tf.where(negative_b, 2 * qa, -qb - root_d - _tiny(qa.dtype)))
             out = rel * w_k + x_k
         else:
             rel = (v_in - x_k) / w_k
