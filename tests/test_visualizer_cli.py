@@ -363,3 +363,31 @@ def test_window_options_without_their_output_and_bad_options_are_refused_on_one_
     assert proc.stderr.strip().splitlines() == [
         "kerasflows-viz: error: unrecognized arguments: --bogus (see 'kerasflows-viz --help')"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_coordinate_counts_from_one_and_below_is_refused_before_any_work(tmp_path):
+    # `--coordinate 0` was taken as coordinate 1
+    from visualizer import headless
+    from visualizer.__main__ import _argument_problem, build_parser
+
+    def problem(*args):
+        return _argument_problem(build_parser().parse_args(
+            ["--context-animation", str(tmp_path / "a.gif"), *args]), headless)
+
+    for k in ("0", "-1"):
+        assert problem("--coordinate", k) == ("--coordinate counts the context's coordinates "
+                                              f"from 1 (1..C); received {k}.")
+    assert problem("--coordinate", "1") is None and problem() is None
+
+
+def test_screenshot_with_data_of_a_view_without_arrays_writes_neither_file(tmp_path, capsys,
+                                                                         monkeypatch):
+    # the picture was written before the arrays were found missing
+    folder, _ = make_model_folder(tmp_path, "planar", num_layers=2, planar=True)
+    code, err = main_here([str(folder), "--screenshot", str(tmp_path / "i.png"), "--view",
+                           "inspector", "--data", str(tmp_path / "i.npz"), "--size", "900x600"],
+                          capsys, monkeypatch)
+    assert code == 2, err[-2000:]
+    assert err.strip().splitlines()[-1] == (f"kerasflows-viz: error: the inspector view drew "
+                                            f"no arrays to save in {tmp_path / 'i.npz'}.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["planar"]

@@ -2,8 +2,11 @@
 the compute thread is never started, so no TensorFlow): the right heatmap
 follows the left one's range, following resumes after a failed open, held
 values and contour lines are where they should be, a context animation
-finishes in continuous mode, recent files are absolute and a layer trace of
-the other direction is not drawn."""
+finishes in continuous mode, stops a playing coordinate and can be cancelled
+while it waits, recent files are absolute, a layer trace of the other
+direction is not drawn, exports name the context and direction their arrays
+were computed in, Previous / Next layer step to the state on their side, and
+the File actions that need a model are off without one."""
 
 import os
 
@@ -11,7 +14,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from PySide6 import QtCore  # noqa: E402
+from PySide6 import QtCore, QtWidgets  # noqa: E402
 
 from visualizer import animation, geometry, paths, theme  # noqa: E402
 from visualizer.items import contour_lines  # noqa: E402
@@ -262,3 +265,138 @@ def test_reload_while_waiting_for_a_failed_file_goes_back_to_the_shown_model(qtb
     assert "waiting for" not in window.model_label.text()
     kind, func, (source,), _ = window.submitted[-1]
     assert (kind, func, str(source.path)) == ("open", "load", str(shown))
+
+
+# -- a context animation while a coordinate plays, and cancelled while it waits --------------
+def test_context_animation_stops_a_playing_coordinate_and_plays_it_on_after(qtbot, window,
+                                                                            tmp_path):
+    # the ▶ timer kept moving the context: frames drawn at other values, and a view that
+    # waited for each value in vain (120 s, then an error)
+    answer_samples(window)
+    open_fake(window, fake_info("c", np.zeros((50, 2)), tmp_path / "c.keras", context=[0.0]))
+    view = window.show_view("samples")
+    panel = window.context_panel
+    panel.plays[0].click()
+    assert panel.playing == 0 and panel.timer.isActive()
+    seen = []
+
+    def progress(done, total):
+        seen.append((panel.timer.isActive(), float(window.context[0]),
+                     float(view.drawn_context[0])))
+        return True
+
+    values = [0.25, 0.5, 0.75]
+    start = panel.spins[0].value()
+    assert len(animation.record_context(window, 0, values, progress, timeout=30.0)) == 3
+    assert seen == [(False, v, v) for v in values]
+    assert panel.spins[0].value() == start, "put back"
+    assert panel.playing == 0 and panel.timer.isActive() and panel.plays[0].isChecked()
+
+
+def test_context_animation_cancelled_while_a_frame_is_waited_for_stops_there(
+        qtbot, window, tmp_path, monkeypatch):
+    # the compute thread never answers here: Cancel was seen only after a frame came
+    open_fake(window, fake_info("c", np.zeros((50, 2)), tmp_path / "c.keras", context=[0.0]))
+    window.show_view("samples")
+    asked = []
+
+    def cancelled():
+        asked.append(True)
+        return len(asked) > 3             # pressed while the first frame is waited for
+    assert animation.record_context(window, 0, [0.5, 1.0], timeout=20.0,
+                                    cancelled=cancelled) is None
+    assert window.context_panel.spins[0].value() == 0.0, "put back"
+    # File > Export context animation: its progress dialog's Cancel
+    monkeypatch.setattr(QtWidgets.QProgressDialog, "wasCanceled", lambda self: True)
+    window.error_box = None
+    assert window.save_context_animation(tmp_path / "c.gif") is None
+    assert window.error_box is None and not (tmp_path / "c.gif").exists()
+
+
+# -- Export view data: the context the arrays were computed at --------------------------------
+def test_view_data_saves_the_context_its_arrays_were_computed_at(qtbot, window, tmp_path):
+    # the Context panel's, taken while the view still showed the last context's arrays
+    answer_samples(window)
+    open_fake(window, fake_info("c", np.zeros((50, 2)), tmp_path / "c.keras", context=[0.25]))
+    view = window.show_view("samples")
+    qtbot.waitUntil(view.is_ready, timeout=10_000)
+    window.context_panel.set_value(0, 0.75)
+    assert not view.is_ready() and window.context.tolist() == [0.75]
+    assert window.view_data()["context"].tolist() == [0.25]
+    qtbot.waitUntil(view.is_ready, timeout=10_000)
+    assert window.view_data()["context"].tolist() == [0.75]
+
+
+# -- Layers: the states keep the direction they were traced in -------------------------------
+def test_layer_states_are_named_and_exported_in_the_direction_they_were_traced(window,
+                                                                             tmp_path):
+    open_fake(window, fake_info("d", np.random.default_rng(0).standard_normal((300, 2)),
+                                tmp_path / "d.keras", context=[0.25]))
+    view = window.show_view("layers")
+    answer_layers(window, window.submitted[-1], "forward")
+    forward = view.state_names()
+    assert forward[0] == "0 · base z" and view.export_data()["direction"] == "forward"
+    view.direction.setCurrentIndex(1)          # data -> base asked for, not traced yet
+    window.context_panel.set_value(0, 0.75)
+    assert view.grid_states is not None and not view.is_ready()
+    data = window.view_data()
+    assert data["direction"] == "forward" and list(data["state_names"]) == forward
+    assert data["context"].tolist() == [0.25]
+    assert animation.LayerStates(view).names == forward
+    answer_layers(window, window.submitted[-1], "inverse")
+    data = window.view_data()
+    assert data["direction"] == "inverse" and data["state_names"][0] == "0 · data x"
+    assert data["context"].tolist() == [0.75]
+
+
+# -- Layers ▸ Previous / Next layer ----------------------------------------------------------
+def test_previous_and_next_layer_go_to_the_state_on_that_side_whatever_is_focused(
+        qtbot, window, tmp_path):
+    open_fake(window, fake_info("d", np.zeros((50, 2)), tmp_path / "d.keras"))
+    view = window.show_view("layers")
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    Key = QtCore.Qt.Key
+    # from between two states (where Play paused), the first step goes to the one on
+    # that side: round(2.4) - 1 skipped 2, round(2.6) + 1 skipped 3
+    for start, key, want in ((2.4, Key.Key_BracketLeft, 2), (2.6, Key.Key_BracketRight, 3),
+                             (2.5, Key.Key_BracketLeft, 2), (2.5, Key.Key_BracketRight, 3),
+                             (2.0, Key.Key_BracketLeft, 1), (2.0, Key.Key_BracketRight, 3),
+                             (2.6, Key.Key_PageUp, 2), (0.4, Key.Key_PageDown, 1),
+                             (0.4, Key.Key_BracketLeft, 0), (3.0, Key.Key_BracketRight, 3)):
+        view.set_layer(start)
+        view.plot.setFocus()
+        qtbot.keyClick(view.plot, key)
+        assert view.position == want, (start, key)
+    # the slider focused (after a drag): Page Up is Previous layer still, not a page on
+    for start, key, want in ((2.0, Key.Key_PageUp, 1), (2.0, Key.Key_PageDown, 3),
+                             (1.4, Key.Key_PageUp, 1)):
+        view.set_layer(start)
+        view.slider.setFocus()
+        assert QtWidgets.QApplication.focusWidget() is view.slider
+        qtbot.keyClick(view.slider, key)
+        assert view.position == want, (start, key)
+
+
+# -- menu actions that need a model ----------------------------------------------------------
+def test_file_actions_that_need_a_model_are_off_until_one_can_use_them(window, tmp_path):
+    actions = {a.text().replace("&", "").rstrip("…"): a
+               for a in window.menuBar().actions()[0].menu().actions()}
+    needing = ("Reload", "Export view as PNG", "Export context animation")
+    assert [actions[name].isEnabled() for name in needing] == [False, False, False]
+    open_fake(window, fake_info("a", np.zeros((10, 2)), tmp_path / "a.keras"))
+    assert [actions[name].isEnabled() for name in needing] == [True, True, False]
+    open_fake(window, fake_info("c", np.zeros((10, 2)), tmp_path / "c.keras", context=[0.0]))
+    assert [actions[name].isEnabled() for name in needing] == [True, True, True]
+    open_fake(window, fake_info("b", np.zeros((10, 2)), tmp_path / "b.keras"))
+    assert not actions["Export context animation"].isEnabled()
+
+
+def test_the_shortcuts_help_names_every_view_r_resamples(window):
+    window.show_shortcuts()
+    text = window.info_box.text()
+    owners = [window.views[name].title for name, actions in window._view_actions.items()
+              if any(a.shortcut().toString() == "R" for a in actions)]
+    assert owners == ["Samples", "Pairs"]
+    assert f"R while the {' or '.join(owners)} view is" in text
+    window.info_box.close()

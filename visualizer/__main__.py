@@ -5,6 +5,7 @@ imports it), so it appears at once.
 """
 
 import argparse
+import functools
 import math
 import os
 import re
@@ -195,6 +196,9 @@ def _argument_problem(args, headless):
         return "--screenshot, --animation and --context-animation: one at a time."
     if args.coordinate is not None and not args.context_animation:
         return "--coordinate goes with --context-animation."
+    if args.coordinate is not None and args.coordinate < 1:
+        return (f"--coordinate counts the context's coordinates from 1 (1..C); received "
+                f"{args.coordinate}.")
     if args.context_animation:
         for given, option in ((args.data, "--data"),
                               (args.rows_by_context, "--rows-by-context"),
@@ -261,6 +265,15 @@ def _make_app(window_size=None, one_shot=False):
     return app, window
 
 
+def _check_view_data(window, data, view):
+    """Raises `HeadlessError` when the `view` shown (default: density) drew no arrays to
+    save in `data`."""
+    from visualizer import headless
+    if window.view_data() is None:
+        raise headless.HeadlessError(f"the {view or 'density'} view drew no arrays to save "
+                                     f"in {data}.")
+
+
 def _headless(args, model, shots, data=None, optional_animation=False):
     """Renders `shots` [(view, layer, path, by_context)] of `model` (and saves the last
     view's arrays to `data`), and with `--animation` the Layers animation (with
@@ -285,9 +298,14 @@ def _headless(args, model, shots, data=None, optional_animation=False):
         outside = window.context_panel.outside_text()
         if outside:
             print(f"kerasflows-viz: note: {outside}", file=sys.stderr)
-        for view, layer, path, by_context in shots:
+        for i, (view, layer, path, by_context) in enumerate(shots):
+            check = None
+            if data and i == len(shots) - 1:
+                # the arrays for `data` are checked before the picture is written: a
+                # failed command writes nothing
+                check = functools.partial(_check_view_data, window, data, args.view)
             print(headless.render_view(window, view, path, layer, by_context=by_context,
-                                       direction=args.direction))
+                                       direction=args.direction, before_saving=check))
         if args.animation:
             try:
                 frames = headless.render_animation(window, args.animation,
@@ -304,8 +322,8 @@ def _headless(args, model, shots, data=None, optional_animation=False):
                 (args.coordinate or 1) - 1, layer=args.layer)
             print(f"{args.context_animation} ({frames} frames)")
         if data:
-            if not window.save_view_data(data):
-                return _fail(f"the {args.view or 'density'} view drew no arrays to save in {data}.")
+            _check_view_data(window, data, args.view)
+            window.save_view_data(data)
             print(data)
     except headless.HeadlessError as e:
         return _fail(str(e))

@@ -295,40 +295,50 @@ def _check_coordinate(window, k):
                              f"received coordinate {k + 1}")
 
 
-def record_context(window, k, values, progress=None, timeout=120.0):
+def record_context(window, k, values, progress=None, timeout=120.0, cancelled=None):
     """Sets context coordinate `k` of the conditional flow open in `window` to each of
     `values` in turn, waits until the view shown has drawn it, and grabs the view
     (scaled to at most `MAX_CONTEXT_SIDE` a side), captioned with the value; returns
     the frames, `[h, w, 3]` arrays, or None when `progress(done, total)` returned
-    False. The coordinate is put back where it was, and the view's continuous
-    drawing resumed (`View.held_still`), whatever happens."""
+    False, or `cancelled()` returned True while a frame was waited for. A
+    coordinate playing in the Context panel (its ▶) stops for the recording (it
+    would move the context away from the values swept). The coordinate is put back
+    where it was, the playing one played on and the view's continuous drawing
+    resumed (`View.held_still`), whatever happens."""
     panel, view = window.context_panel, window.current_view()
     _check_coordinate(window, k)
     errors = []
     window.failed.connect(errors.append)
+    playing = panel.playing
+    panel.stop()
     start = float(panel.spins[k].value())
     try:
         with view.held_still():
-            return _record_values(window, k, values, progress, timeout, errors)
+            return _record_values(window, k, values, progress, timeout, errors, cancelled)
     finally:
         window.failed.disconnect(errors.append)
         panel.set_value(k, start)
+        if playing is not None:
+            panel.play(playing)
 
 
-def _record_values(window, k, values, progress, timeout, errors):
+def _record_values(window, k, values, progress, timeout, errors, cancelled):
     """`record_context`'s frames, recorded while the view holds still; `errors`: the
     error dialogs shown meanwhile."""
     from visualizer.headless import wait_for
     panel, view = window.context_panel, window.current_view()
+    stop = cancelled or (lambda: False)
     size = None
     frames = []
     for i, value in enumerate(values):
         panel.set_value(k, float(value))
-        if not wait_for(lambda: view.is_ready() or errors, timeout):
+        if not wait_for(lambda: view.is_ready() or errors or stop(), timeout):
             raise AnimationError(f"the {view.title} view did not finish drawing "
                                  f"{panel.names[k]} = {value:g} in {timeout:.0f} s")
         if errors:
             raise AnimationError(errors[-1])
+        if stop():
+            return None
         image = view.export_widget().grab().toImage()
         if size is None:
             scale = min(1.0, MAX_CONTEXT_SIDE / max(image.width(), image.height()))
@@ -342,16 +352,18 @@ def _record_values(window, k, values, progress, timeout, errors):
     return frames
 
 
-def save_context_animation(window, path, k=0, progress=None, fps=FPS):
+def save_context_animation(window, path, k=0, progress=None, fps=FPS, cancelled=None):
     """Sweeps context coordinate `k` of the conditional flow open in `window` across
     its range (the Context panel's: every step of a stepped one, else
     `CONTEXT_FRAMES` values), recording the view shown, into the animated GIF
-    `path`; returns the number of frames written, or None when cancelled."""
+    `path`; returns the number of frames written, or None when cancelled (see
+    `record_context`)."""
     check_animation_path(path)
     panel = window.context_panel
     _check_coordinate(window, k)
     (low, high), step = panel.ranges[k], panel.steps[k]
-    frames = record_context(window, k, context_values(low, high, step), progress)
+    frames = record_context(window, k, context_values(low, high, step), progress,
+                            cancelled=cancelled)
     if frames is None:
         return None
     # a stepped coordinate's frames each held a beat (a class label is read, not watched)

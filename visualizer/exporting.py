@@ -38,7 +38,9 @@ class ExportActions:
         """The current view's arrays (`View.export_data`) with what they were drawn
         from: `view`, `model`, `dims` (the coordinates shown), `held` (the values of the
         others; not for the Pairs view, whose `dims` are its own coordinates and which
-        holds none) and, for a conditional flow, `context`. None when nothing is drawn."""
+        holds none) and, for a conditional flow, `context`: the one they were computed
+        at (`View.drawn_context`; the Context panel's may have moved on while the view
+        redraws). None when nothing is drawn."""
         view = self.current_view()
         data = view.export_data() if self.info is not None else None
         if data is None:
@@ -47,7 +49,7 @@ class ExportActions:
         if view.uses_projection:
             data.update(dims=np.asarray(self.projection.dims), held=self.projection.held)
         if self.context is not None:
-            data["context"] = self.context
+            data["context"] = view.drawn_context
         return data
 
     def save_view_data(self, path):
@@ -110,9 +112,11 @@ class ExportActions:
         return dialog, progress
 
     def _save_animation(self, make, title, label, path):
+        """`make(progress, cancelled)` with a progress dialog (`cancelled()`: its Cancel
+        was pressed); its errors shown."""
         dialog, progress = self._progress(title, label, path)
         try:
-            return make(progress)
+            return make(progress, dialog.wasCanceled)
         except (animation.AnimationError, OSError) as e:
             self.show_error("Could not save the animation", f"{path}: {e}")
             return None
@@ -134,7 +138,7 @@ class ExportActions:
         the number of frames written, None when cancelled or on an error (shown)."""
         view = self.views["layers"]
         return self._save_animation(
-            lambda progress: animation.save_layers_animation(
+            lambda progress, _: animation.save_layers_animation(
                 view, path, size or self.animation_size(), view.speed.value(), progress),
             "Export layers animation", "Recording the layers…", path)
 
@@ -161,8 +165,9 @@ class ExportActions:
     def save_context_animation(self, path, k=0):
         """Records the view shown into the animated GIF `path` while context coordinate
         `k` sweeps its range (`animation.save_context_animation`), with a progress
-        dialog that can cancel it; returns the number of frames written, None when
-        cancelled or on an error (shown)."""
+        dialog that can cancel it (also while a frame is drawn); returns the number of
+        frames written, None when cancelled or on an error (shown)."""
         return self._save_animation(
-            lambda progress: animation.save_context_animation(self, path, k, progress),
+            lambda progress, cancelled: animation.save_context_animation(
+                self, path, k, progress, cancelled=cancelled),
             "Export context animation", "Recording the context sweep…", path)

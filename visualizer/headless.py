@@ -125,12 +125,13 @@ def _set_layer(window, view, layer):
 
 
 def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=False,
-                direction=None):
+                direction=None, before_saving=None):
     """Shows `view_name` (at layer position `layer` for the layers view, in
     `direction`; with `by_context`, the samples' pictures one row per context
     value), waits until it has drawn, and saves the whole window as an image at
     `path` (a JPEG for a `.jpg` / `.jpeg` name, else a PNG; missing folders are
-    made)."""
+    made). `before_saving()` is called once the view has drawn, before anything is
+    written: a `HeadlessError` it raises leaves no picture."""
     if view_name not in VIEW_NAMES:
         raise HeadlessError(f"unknown view {view_name!r}; expected one of {', '.join(VIEW_NAMES)}")
     errors = _watch_errors(window)
@@ -150,6 +151,8 @@ def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=F
                                 "context_step).")
         view.by_context.setChecked(True)
     _wait_drawn(view, errors, timeout)
+    if before_saving is not None:
+        before_saving()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not window.grab().save(str(path), image_format(path)):

@@ -40,7 +40,7 @@ class HelpActions:
         rows = "".join(f"<tr><td>{m} ▸ {a}</td><td>&nbsp;&nbsp;<b>{' or '.join(k)}</b></td></tr>"
                        for m, a, k in self.shortcuts())
         self._show_info("Keyboard shortcuts", f"<table>{rows}</table><p>The Layers keys act "
-                        "while the Layers view is shown, R while the Samples view is; a "
+                        "while the Layers view is shown, R while the Samples or Pairs view is; a "
                         "focused check box or button keeps Space for itself. Layers view: "
                         "drag the slider or click a thumbnail; Inspector: click a point. "
                         "Mouse wheel zooms and dragging pans the plots.</p>")

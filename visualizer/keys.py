@@ -7,7 +7,8 @@ enabled only while that view is shown with a model open, so elsewhere the
 keys do nothing to a hidden view and reach the focused control as usual. Even
 then, a focused control that acts on the key itself keeps it: a check box,
 button or list toggles on Space, a spin box or slider steps on Page Up /
-Page Down.
+Page Down; but not the Layers view's own slider (dragged, it takes the
+focus), where Page Up is Previous layer still (QSlider moves right on Page Up).
 """
 
 from PySide6 import QtCore, QtWidgets
@@ -49,12 +50,19 @@ class ViewKeys:
             for action in actions:
                 action.setEnabled(view == shown)
 
+    def _keeps_key(self, widget, event):
+        """True when the focused `widget` keeps `event`'s key (`uses_key`); the Layers
+        slider leaves Page Up / Page Down to Previous / Next layer."""
+        if (widget is self.views["layers"].slider
+                and event.key() in (Key.Key_PageUp, Key.Key_PageDown)):
+            return False
+        return uses_key(widget, event.key(), event.modifiers())
+
     def event(self, event):
         # Before a shortcut fires, Qt offers its key to the focused widget and then its
         # parents up to this window: accepting the offer here gives the key to the widget.
         if (event.type() == QtCore.QEvent.Type.ShortcutOverride
-                and uses_key(QtWidgets.QApplication.focusWidget(), event.key(),
-                             event.modifiers())):
+                and self._keeps_key(QtWidgets.QApplication.focusWidget(), event)):
             event.accept()
             return True
         return super().event(event)

@@ -26,16 +26,19 @@ class Menus:
         file = bar.addMenu("&File")
         self._action(file, "&Open…", self.open_dialog, ["Ctrl+O"])
         self.recent_menu = file.addMenu("Open &Recent")
-        self._action(file, "Re&load", self.reload, ["Ctrl+R", "F5"])
+        # (off until they can act: `_update_model_actions`)
+        self.reload_action = self._action(file, "Re&load", self.reload, ["Ctrl+R", "F5"])
         self.follow_action = self._action(file, "&Follow File Changes", self.set_following,
                                           ["Ctrl+Shift+R"])
         self.follow_action.setCheckable(True)
-        self._action(file, "&Export view as PNG…", self.export_dialog, ["Ctrl+E"])
+        self.export_png_action = self._action(file, "&Export view as PNG…", self.export_dialog,
+                                              ["Ctrl+E"])
         self._action(file, "Export view &data…", self.export_data_dialog, ["Ctrl+Shift+E"])
         self._view_action("layers", file, "Export layers &animation…",
                           self.export_animation_dialog, ["Ctrl+Shift+A"])
-        self._action(file, "Export &context animation…", self.export_context_animation_dialog,
-                     ["Ctrl+Shift+C"])
+        self.context_animation_action = self._action(
+            file, "Export &context animation…", self.export_context_animation_dialog,
+            ["Ctrl+Shift+C"])
         file.addSeparator()
         self._action(file, "&Quit", self.close, ["Ctrl+Q"])
         view = bar.addMenu("&View")
@@ -56,6 +59,15 @@ class Menus:
         self._action(help_menu, "&Keyboard Shortcuts", self.show_shortcuts, ["F1"])
         self._action(help_menu, "&About", self.show_about)
         self._rebuild_recent()
+        self._update_model_actions()
+
+    def _update_model_actions(self):
+        """Enables the File actions that need a model open (Reload, Export view as PNG)
+        and a conditional one (Export context animation) while there is one."""
+        for action in (self.reload_action, self.export_png_action):
+            action.setEnabled(self.info is not None)
+        self.context_animation_action.setEnabled(self.info is not None
+                                                 and self.info["context_dim"] is not None)
 
     def _recent(self):
         value = self.settings.value("recent", [])

@@ -208,6 +208,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
             view.set_model(info, self.projection, reload=same)
         self._update_dock()
         self._update_view_actions()
+        self._update_model_actions()
         self.current_view().activate()
         # Not after the reloads of a followed file: the next save replaces the functions
         # the warm-up would compile, and it would take the cores from the training run.

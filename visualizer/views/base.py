@@ -175,6 +175,10 @@ class View(QtWidgets.QWidget):
         self.frames = 0
         self._latest = {}
         self._waiting = set()
+        self._sent = {}            # request id -> (kind, context) of those not answered
+        # the context the result being handled was computed at, and the one of the
+        # arrays drawn (`export_data`'s; the views set it), for a conditional flow
+        self.result_context = self.drawn_context = None
         self.controls = QtWidgets.QHBoxLayout()
         self.controls.setContentsMargins(8, 6, 8, 0)
         self.message = QtWidgets.QLabel("")
@@ -199,6 +203,9 @@ class View(QtWidgets.QWidget):
         self.info, self.projection = info, projection
         self._latest.clear()
         self._waiting.clear()
+        self._sent.clear()
+        if not reload:
+            self.drawn_context = None
         self.show_message("")
         self.show_note("")
         if reload:
@@ -255,8 +262,21 @@ class View(QtWidgets.QWidget):
     def submit(self, kind, func, *args, **kwargs):
         self._waiting.add(kind)
         self._latest[kind] = self.host.submit(kind, func, *args, **kwargs)
+        self._sent[self._latest[kind]] = (kind, self.host.context)    # (sent with it)
+
+    def _answered(self, result):
+        """The context `result`'s request was computed at; forgets it, and the requests
+        of its kind asked before it (replaced while they waited: never answered)."""
+        context = None
+        for request_id, (kind, sent) in list(self._sent.items()):
+            if kind == result.kind and request_id <= result.request_id:
+                del self._sent[request_id]
+                if request_id == result.request_id:
+                    context = sent
+        return context
 
     def receive(self, result):
+        self.result_context = self._answered(result)
         if result.error == "stale":
             return
         if self._latest.get(result.kind) == result.request_id:

@@ -74,6 +74,7 @@ class LayersView(View):
         self.image_states = None   # [L+1, IMAGE_SAMPLES, D]: the first samples, every coordinate
         self.regions = None        # [L+1, 4]: the plot's range for each state
         self.positions = None      # [L+1, 2]: the columns of each state drawn
+        self.states_direction = None   # the direction the states were traced in
         self._sources = {}         # direction -> each step's `permutations.column_sources`
         self._notes = {}           # what the note under the controls says, by topic
         self._laid_at = None       # the start state's columns the grid was laid in
@@ -108,7 +109,7 @@ class LayersView(View):
 
     def model_changed(self):
         self.grid_states = self.cloud_states = self.image_states = None
-        self.regions = self.positions = None
+        self.regions = self.positions = self.states_direction = None
         self._sources, self._notes = {}, {}
         image = self.info["image"]
         self.as_images.blockSignals(True)
@@ -237,6 +238,7 @@ class LayersView(View):
         self.positions = self._positions(direction)
         states = np.stack([state[:, list(shown)] for state, shown in zip(full, self.positions)])
         self.grid_states, self.cloud_states = states[:, :self._split], states[:, self._split:]
+        self.states_direction, self.drawn_context = direction, self.result_context
         self.image_states = full[:, self._split:self._split + IMAGE_SAMPLES]
         self.regions = np.array([geometry.covering_region(g, c)
                                  for g, c in zip(self.grid_states, self.cloud_states)])
@@ -251,7 +253,9 @@ class LayersView(View):
         self._note("positions", text)
 
     def _forward(self):
-        return self.direction.currentData() == "forward"
+        """True when the states in hand go base to data (they stay until the trace of a
+        direction newly chosen arrives; before any, the direction chosen)."""
+        return (self.states_direction or self.direction.currentData()) == "forward"
 
     def picture(self, rows):
         """Samples `[n, D]` of an image-shaped flow tiled into one picture."""
@@ -288,7 +292,7 @@ class LayersView(View):
         out = {"grid_states": self.grid_states, "grid_connect": self.connect,
                "cloud_states": self.cloud_states, "state_names": np.array(self.state_names()),
                "shown_positions": self.positions,
-               "direction": self.direction.currentData(), "position": self.position}
+               "direction": self.states_direction, "position": self.position}
         if self.images_shown():     # the pictures' samples, every coordinate
             out.update(image_states=self.image_states,
                        image_shape=np.array(self.info["image"]["shape"]))
@@ -304,7 +308,7 @@ class LayersView(View):
         return layer_labels.axis_labels(self.positions, k, self._forward(), self.axis_name)
 
     def state_names(self):
-        """A short name for each of the L+1 states in the current direction."""
+        """A short name for each of the L+1 states, in the direction they were traced."""
         return layer_labels.state_names(self.info["layer_names"], self.info["num_layers"],
                                         self._forward())
 
@@ -322,8 +326,12 @@ class LayersView(View):
         self.drew()
 
     def step_layer(self, delta):
+        """To the `delta`-th state on (back, for a negative `delta`); from between two
+        states (where Play paused), the first step goes to the one on that side."""
         self.play_button.setChecked(False)
-        self.set_layer(int(np.clip(round(self.position) + delta, 0,
+        below = self.slider.value() // STEPS_PER_LAYER          # the states either side
+        above = -(-self.slider.value() // STEPS_PER_LAYER)
+        self.set_layer(int(np.clip((below if delta > 0 else above) + delta, 0,
                                    self.info["num_layers"] if self.info else 0)))
 
     def toggle_play(self):

@@ -307,6 +307,7 @@ class PairsView(View):
     def on_result(self, result):
         value = result.value
         self.points, self.drawn = value["points"], value
+        self.drawn_context = self.result_context
         self.draw()
         self.drew()
 
