@@ -67,6 +67,12 @@ def _stats(x, columns):
 def warn_about_columns(flow, x, context=None):
     """`fit`'s warnings about the training data `x` `[N, D]` and, for a conditional
     flow without a context encoder, its `context` `[N, C]` (array data)."""
+    if np.ndim(x) == 2 and len(x) == 1:
+        warnings.warn("Flow.fit: the training data are one row; a density fitted to a single "
+                      "point has no maximum, and the loss will fall without bound (then NaN) "
+                      "as the flow narrows onto it. Give it more rows.", UserWarning,
+                      stacklevel=4)
+        return
     constant, whole = degenerate_columns(x)
     if len(constant):
         warnings.warn(f"Flow.fit: column(s) {_listed(constant)} of the training data hold one "

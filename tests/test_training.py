@@ -633,6 +633,9 @@ def test_fit_warns_of_columns_with_no_likelihood_optimum():
     conditional.compile(optimizer="adam", jit_compile=False)
     with pytest.warns(UserWarning, match=r"column\(s\) 1 of the training data hold one value"):
         conditional.fit((constant, x[:, :1]), epochs=1, verbose=0)
+    with pytest.warns(UserWarning, match=r"the training data are one row; a density fitted "
+                                         r"to a single point has no maximum"):
+        flow.fit(x[:1], epochs=1, verbose=0)
     # constant in the rows it trains on, not in the held-out tail: the same warning
     split = x.copy()
     split[:270, 1] = 0.0
