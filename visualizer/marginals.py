@@ -26,7 +26,8 @@ def coordinate_ranges(points, quantile=0.01, pad=0.15):
     """Each coordinate's range around the bulk of `points [N, D]`: from the
     `quantile` to the `1 - quantile` quantile of its finite values, grown by
     `pad` of the width on each side, `[D, 2]`. A coordinate without finite
-    values gets (-3, 3); one with a single value, a width of 1e-3 around it (`geometry.shown_width`)."""
+    values gets (-3, 3); one with a single value, a width of 1e-3 around it
+    (`geometry.shown_width`)."""
     points = np.asarray(points, np.float64)
     if points.ndim != 2:
         raise ValueError(f"points must have shape [N, D]; received shape {points.shape}.")

@@ -10,9 +10,10 @@ __all__ = ["SPIN_LIMIT", "fit_spin_box", "step_decimals", "set_exact", "exact_va
 SPIN_LIMIT, SPIN_DECIMALS, SPIN_MAX_DECIMALS = 1e4, 3, 6
 
 
-def decimals(value):
-    """The decimals a spin box needs to show `value` as the float32 it is (3 to 6)."""
-    for d in range(SPIN_DECIMALS, SPIN_MAX_DECIMALS):
+def decimals(value, least=SPIN_DECIMALS):
+    """The decimals a spin box needs to show `value` as the float32 it is (`least`
+    to 6)."""
+    for d in range(least, SPIN_MAX_DECIMALS):
         if np.float32(round(float(value), d)) == np.float32(value):
             return d
     return SPIN_MAX_DECIMALS
@@ -22,10 +23,7 @@ def step_decimals(low, step):
     """The fewest decimals (0 to 6) that show every value `low + k * step` of a stepped
     coordinate as the float32 it is: those of its start and of its step (a label from
     0 in steps of 1 needs none; 0.5, 1.5, ... needs one)."""
-    for d in range(SPIN_MAX_DECIMALS):
-        if all(np.float32(round(float(v), d)) == np.float32(v) for v in (low, step)):
-            return d
-    return SPIN_MAX_DECIMALS
+    return max(decimals(low, least=0), decimals(step, least=0))
 
 
 def fit_spin_box(spin, value):

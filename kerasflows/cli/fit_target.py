@@ -24,6 +24,8 @@ __all__ = ["add_parser", "run", "build_flow", "FORWARD_ONLY_RECIPES"]
 
 #: Recipes built from forward-only layers (no SavedModel export, no log_prob of data).
 FORWARD_ONLY_RECIPES = ("planar", "radial")
+#: The conditioners' hidden units when `--hidden` is not given.
+DEFAULT_HIDDEN = [64, 64]
 
 
 def add_parser(subparsers):
@@ -39,8 +41,8 @@ def add_parser(subparsers):
                    help="planar or radial layers, or a kerasflows.models recipe")
     p.add_argument("--layers", type=positive_int, default=32, help="number of flow layers")
     p.add_argument("--hidden", type=units,
-                   help="hidden units of each conditioner (default: 64,64; not for "
-                   "planar/radial)")
+                   help="hidden units of each conditioner (default: "
+                   f"{','.join(map(str, DEFAULT_HIDDEN))}; not for planar/radial)")
     add_spline_arguments(p)
     add_direction_argument(p)
     p.add_argument("--epochs", type=positive_int, default=10, help="number of epochs")
@@ -68,7 +70,7 @@ def add_parser(subparsers):
 def build_flow(recipe, num_layers, hidden_units=None, bins=None, bound=None,
                direction=None):
     """A 2-D flow for `recipe`: `planar`/`radial` layers or a `kerasflows.recipes` name
-    (conditioners of `hidden_units`, default (64, 64))."""
+    (conditioners of `hidden_units`, default `DEFAULT_HIDDEN`)."""
     import kerasflows
     from kerasflows import layers, recipes
     if recipe in FORWARD_ONLY_RECIPES:
@@ -82,7 +84,7 @@ def build_flow(recipe, num_layers, hidden_units=None, bins=None, bound=None,
         cls = layers.Planar if recipe == "planar" else layers.Radial
         return kerasflows.Flow([cls() for _ in range(num_layers)], event_dim=2)
     check_recipe_options(recipe, bins, bound, direction)
-    return recipes.build(recipe, 2, num_layers, hidden_units or [64, 64], bins, bound,
+    return recipes.build(recipe, 2, num_layers, hidden_units or DEFAULT_HIDDEN, bins, bound,
                          direction)
 
 
@@ -107,7 +109,7 @@ def _record(args, flow, history, diagnostics, seconds):
     return {"target": args.target, "recipe": args.recipe, "event_dim": flow.event_dim,
             "num_layers": args.layers,
             "hidden_units": (None if args.recipe in FORWARD_ONLY_RECIPES
-                             else args.hidden or [64, 64]),
+                             else args.hidden or DEFAULT_HIDDEN),
             "bins": args.bins, "bound": args.bound, "direction": args.direction,
             "epochs": args.epochs, "steps": args.steps,
             "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,

@@ -218,8 +218,8 @@ def _draw_points(args, flow, context, dims, can_density):
     shown, said = [], []
     if args.what != "samples" and can_density:
         picture, (low, high) = pictures.density_picture(
-            flow, region, args.resolution, context=context, span=SPAN if args.span is None else args.span,
-            dims=dims)
+            flow, region, args.resolution, context=context,
+            span=SPAN if args.span is None else args.span, dims=dims)
         shown.append(picture)
         said.append(f"log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats")
     if args.what != "density":

@@ -115,8 +115,8 @@ def diverged(checkpoint_dir):
     """What a diverged run leaves, and how to rerun it with another `--lr` (which the
     checkpoint of the run, made with the old one, refuses)."""
     from kerasflows.checkpoint import EpochCheckpoint
-    if os.path.exists(os.path.join(checkpoint_dir, EpochCheckpoint.FILENAME)):
-        path = os.path.join(checkpoint_dir, EpochCheckpoint.FILENAME)
+    path = os.path.join(checkpoint_dir, EpochCheckpoint.FILENAME)
+    if os.path.exists(path):
         return (f"The checkpoint in {checkpoint_dir} keeps the last finished epoch; a rerun "
                 f"with another --lr starts over once {path} is deleted.")
     return "No epoch finished, so no checkpoint was kept."

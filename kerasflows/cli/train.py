@@ -26,7 +26,7 @@ from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argum
 from kerasflows.cli.data import column_list, is_dataset_name, read_column_names
 from kerasflows.cli.evaluate import column_marginals, marginals_line
 from kerasflows.cli.resume import (check_checkpoint, diverged, fingerprint, holding, interrupted,
-                                   write_failed, writing)
+                                   writing)
 from kerasflows.cli.train_data import dequantized_columns, noisy_parts, read_inputs, split_parts
 
 __all__ = ["add_parser", "run"]
@@ -350,7 +350,8 @@ def run(args):
                   "--follow", flush=True)
         start = time.perf_counter()
         try:        # until the checkpoint is deleted, Ctrl-C says what it keeps
-            try:
+            # the hooks name their own outputs; train_flow writes only the checkpoint
+            with writing("--checkpoint-dir", checkpoint_dir, checkpoint_dir):
                 flow, history = train_flow(
                     build, *parts[0], epochs=args.epochs, batch_size=args.batch_size,
                     learning_rate=args.lr, lr_decay=args.lr_decay, seed=args.seed,
@@ -364,8 +365,6 @@ def run(args):
                         _writing_hook(_tensorboard_log(args, dataset, *measured[0]),
                                       "--tensorboard", args.tensorboard, checkpoint_dir)
                         if args.tensorboard else None]))
-            except OSError as e:        # the hooks name their own outputs
-                raise write_failed("--checkpoint-dir", checkpoint_dir, e, checkpoint_dir) from None
             record = _record(args, dataset, measured, flow, history, time.perf_counter() - start)
             record.update(standardize=standardize, dequantized_columns=noisy)
             if measured[2] is not None:         # the test split, column by column

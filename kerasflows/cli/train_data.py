@@ -148,8 +148,9 @@ def _context_rows(args, x, context=None):
             row = int(np.argmax(bad))
             raise UserError(f"with --context-classes {K}, every label must be an integer in "
                             f"0..{K - 1}; row {row} of {source} is {context[row, 0]:g}.")
-    elif len(context) > 1:
-        constant = np.flatnonzero(np.all(context == context[0], axis=0))
+    else:
+        from kerasflows.data_warnings import degenerate_columns
+        constant = degenerate_columns(context)[0]           # (none for one row)
         if len(constant):
             listed = ", ".join(f"{int(k) + 1} ({context[0, k]:g})" for k in constant[:5])
             print(f"kerasflows: warning: {source}: {plural(len(constant), 'column')} "
