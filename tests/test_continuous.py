@@ -319,3 +319,87 @@ def test_a_row_far_out_comes_out_infinite_and_the_others_are_solved():
         # (2e19, -1e19), inside the bound, is solved: its state may pass 2.6e19 (-inf)
         assert np.isfinite(conditional[0]) and not np.isnan(conditional[2:]).any()
         assert np.isnan(conditional[1]), conditional
+
+
+TFP_GUARD_SCRIPT = """
+import keras, numpy as np, kerasflows
+from kerasflows.layers import ContinuousFlow
+from kerasflows.testing import perturb_weights
+keras.utils.set_random_seed(0)
+flow = kerasflows.Flow([ContinuousFlow(hidden_units=(8,), activation="softplus")], 2)
+conditional = kerasflows.Flow([ContinuousFlow(hidden_units=(8,), activation="softplus",
+                                              context_dim=1)], event_dim=2, context_dim=1)
+for f in (flow, conditional):
+    perturb_weights(f, 0.5, seed=1)
+x = np.array([[0.1, 0.2], [np.nan, 0.0], [1e25, 0.0], [-1e30, 1.0]], "float32")
+layer = flow.flow_layers[0]
+b = layer.bijector()
+print([b.inverse(x).numpy().tolist(), b.inverse_log_det_jacobian(x, event_ndims=1).numpy().tolist(),
+       b.forward(x).numpy().tolist(), flow.distribution.log_prob(x).numpy().tolist(),
+       flow.distribution.log_prob(x[None]).numpy().tolist(), flow.log_prob(x).numpy().tolist(),
+       b.forward(np.zeros((0, 2), "float32")).shape.as_list(),
+       b.inverse_log_det_jacobian(np.zeros((0, 2), "float32"), event_ndims=1).shape.as_list()])
+c = np.array([[0.5], [1e25], [np.inf], [0.5]], "float32")
+d = conditional.get_distribution(context=c)
+print([d.log_prob(x[[0, 0, 0, 0]]).numpy().tolist(),
+       conditional.log_prob(x[[0, 0, 0, 0]], context=c).numpy().tolist()])
+"""
+
+
+def test_the_bijector_and_distribution_take_bad_rows_as_the_layer_does():
+    """`layer.bijector()` and `flow.distribution` used TFP's FFJORD without the layer's
+    guard: a NaN row, a row beyond `far_bound` or an empty batch never returned
+    through them. They now give the numbers `log_prob` gives. In a child process, so
+    that a hang fails the test instead of the run."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", TFP_GUARD_SCRIPT], capture_output=True,
+                          text=True, timeout=240, env={**__import__("os").environ,
+                                                       "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = proc.stdout.strip().splitlines()
+    names = {"nan": float("nan"), "inf": float("inf")}
+    z, log_det, forward, tfp_log_p, batched, log_p, empty, empty_log_det = eval(first, names)
+    inf = float("inf")
+    assert np.isfinite(z[0]).all() and np.isnan(z[1]).all()
+    assert z[2:] == [[inf, inf], [-inf, inf]] and log_det[2:] == [0.0, 0.0]
+    assert np.isfinite(log_det[0]) and np.isnan(log_det[1])
+    assert np.isnan(forward[1]).all() and forward[2:] == [[inf, inf], [-inf, inf]]
+    np.testing.assert_allclose(tfp_log_p, log_p, rtol=1e-5)
+    np.testing.assert_allclose(batched, [log_p], rtol=1e-5)
+    assert np.isfinite(log_p[0]) and np.isnan(log_p[1]) and log_p[2:] == [-inf, -inf]
+    assert empty == [0, 2] and empty_log_det == [0]
+    tfp_conditional, conditional = eval(second, names)
+    np.testing.assert_allclose(tfp_conditional, conditional, rtol=1e-5)
+    assert np.isfinite(conditional[0] + conditional[3]) and np.isnan(conditional[1:3]).all()
+
+
+def test_the_bijector_solves_once_for_a_transform_and_its_log_det():
+    layer = ContinuousFlow(hidden_units=(8,))
+    layer.ensure_built(2)
+    solves = []
+    solve_rows = layer.solve_rows
+    layer.solve_rows = lambda *a, **k: solves.append(k["forward"]) or solve_rows(*a, **k)
+    z = tf.constant(np.random.default_rng(0).standard_normal((5, 2)), "float32")
+    b = layer.bijector()
+    x = b.forward(z)
+    b.forward_log_det_jacobian(z, event_ndims=1)
+    np.testing.assert_allclose(b.inverse_log_det_jacobian(x, event_ndims=1),
+                               -b.forward_log_det_jacobian(z, event_ndims=1))
+    assert b.inverse(x) is z and solves == [True]
+    b.inverse_log_det_jacobian(z, event_ndims=1)
+    assert solves == [True, False]
+
+
+def test_a_bijector_built_after_a_weight_change_is_not_answered_from_the_cache():
+    # TFP shares its cache between equal bijectors: two of one layer had equal parameters,
+    # so the one built after the weights changed gave the first one's outputs
+    layer = ContinuousFlow(hidden_units=(8,))
+    layer.ensure_built(2)
+    z = tf.constant(np.random.default_rng(0).standard_normal((4, 2)), "float32")
+    before = layer.bijector().forward(z)
+    for k, w in enumerate(layer.weights):
+        w.assign(tf.random.normal(w.shape, stddev=0.5, seed=k))
+    after = layer.bijector().forward(z)
+    np.testing.assert_allclose(after, layer.forward_and_log_det(z)[0], rtol=1e-6)
+    assert np.abs(after - before).max() > 1e-2

@@ -196,12 +196,25 @@ class ContinuousFlow(FlowLayer):
         return fn
 
     def bijector(self, context=None, training=False):
-        """TFP's `tfb.FFJORD` of these dynamics. Hutchinson's probe is drawn afresh
-        (Gaussian) for each training call, and for any other is `fixed_probe`'s
-        signs from `HUTCHINSON_SEED`, so the same inputs give the same samples
-        and log-densities in every eval_mode (a fresh probe moved the adaptive
-        solver's steps, and samples of one seed differed by up to 4e-5).
-        Both probes give unbiased estimates of the trace."""
+        """TFP's `tfb.FFJORD` of these dynamics, guarded as `forward_and_log_det` is
+        (rows with a NaN, an inf or a value beyond `far_bound`, in the input or its
+        context row, are not solved: see `solve_rows`), on inputs of any batch
+        shape. Hutchinson's probe is drawn afresh (Gaussian) for each training
+        call, and for any other is `fixed_probe`'s signs from `HUTCHINSON_SEED`,
+        so the same inputs give the same samples and log-densities in every
+        eval_mode (a fresh probe moved the adaptive solver's steps, and samples
+        of one seed differed by up to 4e-5). Both probes give unbiased
+        estimates of the trace."""
+        self.check_bijector_context(context)
+        if context is not None:
+            context = tf.convert_to_tensor(context, dtype=self.compute_dtype)
+        # its dynamics and trace take rows [N, D]; TFP's callers, any batch shape
+        return RowsBijector(_GuardedODE(self, context, training), self.event_dim, name="ffjord")
+
+    def ffjord(self, context=None, training=False):
+        """TFP's `tfb.FFJORD` of these dynamics for rows `[N, D]`, unguarded: its
+        solver never returns for a row with a NaN, an inf or a value beyond
+        `far_bound`, nor for an empty batch. `bijector()` is the guarded one."""
         solver = tfp.math.ode.DormandPrince(rtol=self.rtol, atol=self.atol)
         if self.trace == "exact":
             trace_fn = exact_trace
@@ -211,11 +224,9 @@ class ContinuousFlow(FlowLayer):
             trace_fn = functools.partial(hutchinson_trace, sample_fn=fixed_probe,
                                          seed=HUTCHINSON_SEED)
         self.check_bijector_context(context)
-        ffjord = tfb.FFJORD(state_time_derivative_fn=self.dynamics(context),
-                            ode_solve_fn=solver.solve, trace_augmentation_fn=trace_fn,
-                            initial_time=0.0, final_time=self.time, dtype=self.compute_dtype)
-        # its dynamics and trace take rows [N, D]; TFP's callers, any batch shape
-        return RowsBijector(ffjord, self.event_dim, name="ffjord")
+        return tfb.FFJORD(state_time_derivative_fn=self.dynamics(context),
+                          ode_solve_fn=solver.solve, trace_augmentation_fn=trace_fn,
+                          initial_time=0.0, final_time=self.time, dtype=self.compute_dtype)
 
     def forward_and_log_det(self, z, context=None, training=False):
         return self._solved(z, context, training, forward=True)
@@ -224,8 +235,16 @@ class ContinuousFlow(FlowLayer):
         return self._solved(x, context, training, forward=False)
 
     def _solved(self, v, context, training, forward):
-        """Solves in the direction asked, with the probe `bijector` describes (an
-        empty batch through `solve_nonempty`: TFP's solver never returns from it).
+        v, context = self.check_inputs(v, context)
+        b = self.bijector(context=context, training=training)
+        transform, log_det = ((b.forward, b.forward_log_det_jacobian) if forward else
+                              (b.inverse, b.inverse_log_det_jacobian))
+        return transform(v), batch_log_det(log_det(v, event_ndims=1), v)
+
+    def solve_rows(self, v, context=None, training=False, forward=True):
+        """`(y, log_det)` of rows `v` `[N, D]` in the direction asked, with the probe
+        `bijector` describes (an empty batch through `solve_nonempty`: TFP's
+        solver never returns from it).
 
         All rows are solved together by one adaptive solver, whose error estimate
         a single NaN or inf row (in `v` or its context) makes NaN: every step was
@@ -235,11 +254,10 @@ class ContinuousFlow(FlowLayer):
         +-inf with log-det 0, so that `log_prob` there is -inf, as for any flow over
         a Gaussian base)."""
         def solve(v, context):
-            b = self.bijector(context=context, training=training)
+            b = self.ffjord(context=context, training=training)
             transform, log_det = ((b.forward, b.forward_log_det_jacobian) if forward else
                                   (b.inverse, b.inverse_log_det_jacobian))
             return transform(v), batch_log_det(log_det(v, event_ndims=1), v)
-        v, context = self.check_inputs(v, context)
         bad = nonfinite_rows(v)
         far = far_rows(v)
         if context is not None:
@@ -262,3 +280,46 @@ class ContinuousFlow(FlowLayer):
         config.update(hidden_units=list(self.hidden_units), activation=self.activation,
                       trace=self.trace, time=self.time, rtol=self.rtol, atol=self.atol)
         return config
+
+
+class _GuardedODE(tfb.Bijector):
+    """A `ContinuousFlow`'s map of rows `[N, D]` through its `solve_rows`. One solve
+    gives a transform and its log-det: the last solves are kept by their input
+    tensor, and each also answers the opposite direction at its output (as
+    `tfb.FFJORD`'s own cache does)."""
+
+    def __init__(self, layer, context, training):
+        # TFP's cache is shared by equal bijectors (equal parameters): `solves`, this
+        # instance's own, keeps one built before a train step from answering for one
+        # built after it
+        parameters = dict(layer=layer, context=context, training=training, solves=object())
+        self.layer, self.context, self.training = layer, context, training
+        self._solves = []       # (input, forward?, output, log-det), the last few
+        super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
+                         dtype=layer.compute_dtype, parameters=parameters, name="ffjord")
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return dict()
+
+    def _solve(self, v, forward):
+        for tensor, direction, out, log_det in self._solves:
+            if tensor is v and direction == forward:
+                return out, log_det
+        out, log_det = self.layer.solve_rows(v, self.context, training=self.training,
+                                             forward=forward)
+        self._solves = [(v, forward, out, log_det), (out, not forward, v, -log_det)
+                        ] + self._solves[:2]
+        return out, log_det
+
+    def _forward(self, z):
+        return self._solve(z, True)[0]
+
+    def _inverse(self, x):
+        return self._solve(x, False)[0]
+
+    def _forward_log_det_jacobian(self, z):
+        return self._solve(z, True)[1]
+
+    def _inverse_log_det_jacobian(self, x):
+        return self._solve(x, False)[1]
