@@ -1313,3 +1313,81 @@ def test_train_standardizes_heavy_tails_as_it_does_a_data_file(tmp_path, capsys)
     _run(capsys, "train", "moons", "--n", "600", "--epochs", "1", "--layers", "1",
          "--hidden", "8", "--out", tmp_path / "m.keras", "--quiet")
     assert training_record(tmp_path / "m.keras")["standardize"] is False
+
+
+def _csv_error(path):
+    """The UserError message `read_array` gives for the CSV file `path`."""
+    from kerasflows.cli.common import UserError
+    from kerasflows.cli.data import read_array
+    with pytest.raises(UserError) as error:
+        read_array(str(path))
+    return str(error.value)
+
+
+def test_csv_non_ascii_digits_and_white_space_lines_are_named_by_line_and_column(tmp_path):
+    # Python's float() reads '１' and '١', and str.strip() empties a line of a form feed;
+    # NumPy reads neither, and its message counted rows from 0 after the header
+    files = {"fullwidth.csv": ("alpha,beta\n\uff11,2\n3,4\n",
+                               "line 2, column 1: '\uff11' is not a number."),
+             "arabic.csv": ("alpha,beta\n\u0661,10\n2,3\n",
+                            "line 2, column 1: '\u0661' is not a number."),
+             "formfeed.csv": ("alpha,beta\n1,2\n3,4\n\f\n",
+                              "line 4 holds only white space (before any # comment), which "
+                              "NumPy reads as a row of one blank field; leave such a line "
+                              "empty."),
+             "spaces.csv": ("alpha,beta\n1,2\n  \n3,4\n",
+                            "line 3 holds only white space")}
+    for name, (text, message) in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        assert _csv_error(tmp_path / name).startswith(f"{tmp_path / name}: {message}")
+    # white space around a number is NumPy's to strip, no-break space included
+    (tmp_path / "nbsp.csv").write_text("alpha,beta\n1.5\u00a0,10\n \t2, 3 \n",
+                                       encoding="utf-8")
+    from kerasflows.cli.data import read_array
+    np.testing.assert_array_equal(read_array(str(tmp_path / "nbsp.csv")),
+                                  np.float32([[1.5, 10], [2, 3]]))
+
+
+def test_csv_that_is_not_utf8_is_named_by_its_line_and_byte(tmp_path):
+    # the offset was one in Python's decoding buffer (2135 for a byte at 34903)
+    body = "alpha,beta\n" + "".join(f"{i}.25,{i % 7}.5\n" for i in range(3000))
+    data = body.encode() + "größe,1\n".encode("latin-1")
+    (tmp_path / "latin1.csv").write_bytes(data)
+    offset = data.index("ö".encode("latin-1"))
+    assert _csv_error(tmp_path / "latin1.csv") == (
+        f"{tmp_path / 'latin1.csv'}: not UTF-8 text (line 3002: byte 0xf6 at offset {offset} "
+        "of the file, invalid start byte). Save it as UTF-8.")
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbfx,y\r\n1,2\r\n\xff,3\n")
+    assert _csv_error(tmp_path / "bom.csv") == (
+        f"{tmp_path / 'bom.csv'}: not UTF-8 text (line 3: byte 0xff at offset 13 of the file, "
+        "invalid start byte). Save it as UTF-8.")
+
+
+def test_csv_header_names_may_hold_a_hash_or_a_quoted_comma(tmp_path, capsys):
+    from kerasflows.cli.data import read_array, read_column_names
+    files = {"hash.csv": ("id,# visits,age\n1.5,3,40\n2.5,4,41\n", ["id", "# visits", "age"]),
+             "quoted.csv": ('"income, USD",age\n1000,40\n2000,41\n', ["income, USD", "age"]),
+             "commented.csv": ("\ufeff# made by hand\n \"a\" , b\n1,2\n3,4\n", ["a", "b"])}
+    for name, (text, names) in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        assert read_column_names(str(tmp_path / name)) == names, name
+        assert read_array(str(tmp_path / name)).shape == (2, len(names))
+    # `sample` writes such names back quoted, so they read as they were written
+    from kerasflows.cli.common import write_array
+    names = ["# visits", "income, USD", 'say "hi"', "age"]
+    write_array(str(tmp_path / "s.csv"), np.ones((2, 4)), names)
+    assert read_column_names(str(tmp_path / "s.csv")) == names
+    (tmp_path / "swapped.csv").write_text('age,"income, USD"\n1,2\n', encoding="utf-8")
+    with pytest.raises(kerasflows.cli.common.UserError, match=r"swapped\.csv's columns are "
+                       r'age, "income, USD"; m was trained on columns "income, USD", age \(the'):
+        kerasflows.cli.data.check_column_names(str(tmp_path / "swapped.csv"),
+                                               ["income, USD", "age"], "m was trained on")
+    # a header naming another number of columns than the rows hold: train says so
+    rng = np.random.default_rng(0)
+    np.savetxt(tmp_path / "short.csv", rng.normal(size=(50, 3)), delimiter=",",
+               header="a,b", comments="")
+    args = build_parser().parse_args(["train", str(tmp_path / "short.csv")])
+    train_data.read_inputs(args)
+    err = capsys.readouterr().err
+    assert err == (f"kerasflows: warning: {tmp_path / 'short.csv'}: its header line names 2 "
+                   "columns (a, b); its rows have 3: the model keeps no column names.\n")

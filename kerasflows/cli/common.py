@@ -14,7 +14,8 @@ __all__ = ["UserError", "HelpFormatter", "plural", "write_array", "output_folder
            "add_seed_argument", "add_spline_arguments", "check_recipe_options",
            "add_direction_argument", "writable_folder", "NEGATIVE_VALUE",
            "progress_verbosity", "add_context_argument", "is_saved_model",
-           "read_json_file", "SEED_MAX", "check_outputs", "check_paths_given", "json_safe"]
+           "read_json_file", "SEED_MAX", "check_outputs", "check_paths_given", "json_safe",
+           "csv_field"]
 
 #: The largest `--seed`: seeds go to NumPy, to Keras and to the int32 seed of sampling.
 SEED_MAX = 2**31 - 1
@@ -253,13 +254,21 @@ def plural(count, noun):
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+def csv_field(name):
+    """`name` as a field of a CSV header line: in double quotes (a quote doubled) when
+    it holds a comma, a quote or a '#', which would split it or start a comment."""
+    if not any(mark in name for mark in ',"#'):
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
 def write_array(path, array, column_names=None):
     """Writes `array` to a `.npy` or `.csv` file, by the extension of `path`; a CSV
-    file starts with a header line of `column_names` when given."""
+    file starts with a header line of `column_names` when given (`csv_field`)."""
     if path.endswith(".npy"):
         np.save(path, array)
     elif path.endswith(".csv"):
-        header = ",".join(column_names) if column_names else ""
+        header = ",".join(map(csv_field, column_names)) if column_names else ""
         np.savetxt(path, array, delimiter=",", fmt="%.8g", header=header, comments="")
     else:
         raise UserError(f"{path}: the output must end in .npy or .csv.")

@@ -6,44 +6,88 @@ number; every problem is a `UserError` naming the file and the 1-based line
 and column of the bad field.
 """
 
+import csv
 import itertools
 import os
+import re
 import warnings
 
 import numpy as np
 
-from kerasflows.cli.common import UserError, plural
+from kerasflows.cli.common import UserError, csv_field, plural
 
 __all__ = ["read_column_names", "model_column_names", "model_dequantized_columns",
-           "check_column_names", "column_list"]
+           "check_column_names", "column_list", "name_list"]
 
 
-def _csv_rows(path):
-    """`(line number, fields)` of each line `np.loadtxt` reads: blank lines and `#`
-    comments skipped, a UTF-8 byte-order mark dropped."""
+def _lines(path):
+    """`(line number, text)` of each line of the file as `np.loadtxt` reads it (a UTF-8
+    byte-order mark and the line's end dropped); a UserError naming the line and the
+    byte of text that is not UTF-8."""
     try:
         with open(path, encoding="utf-8-sig") as f:
             for number, line in enumerate(f, 1):
-                text = line.split("#", 1)[0].strip()
-                if text:
-                    yield number, text.split(",")
+                yield number, line[:-1] if line.endswith("\n") else line
+    except UnicodeDecodeError:
+        raise UserError(_not_utf8(path)) from None
+
+
+def _not_utf8(path):
+    """The message for a file that is not UTF-8 text: the line (counted as Python and
+    NumPy count them, at \\n, \\r\\n or \\r) and file offset of its first bad byte."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        data.decode("utf-8")
+        return f"{path}: not UTF-8 text."
     except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}).") from None
+        start, reason = e.start, e.reason
+    line = len(re.findall(rb"\r\n|\r|\n", data[:start])) + 1
+    return (f"{path}: not UTF-8 text (line {line}: byte 0x{data[start]:02x} at offset {start} "
+            f"of the file, {reason}). Save it as UTF-8.")
+
+
+def _csv_rows(path):
+    """`(line number, fields)` of each line `np.loadtxt` reads as a row: a line empty
+    but for a `#` comment is skipped; one of white space only is not (NumPy reads it
+    as a row of one blank field)."""
+    for number, line in _lines(path):
+        text = line.split("#", 1)[0]
+        if text:
+            yield number, text.split(",")
+
+
+def _blank(fields):
+    """True for the fields of a line of white space only."""
+    return len(fields) == 1 and not fields[0].strip()
 
 
 def _is_number(field):
+    """True when `np.loadtxt` reads `field` as a number: Python's `float` with the white
+    space around it stripped (as NumPy strips it), in ASCII only (`float` also reads
+    '\\uff11' and '\\u0661') and without '_' (`float` reads 1_000)."""
+    text = field.strip()
+    if not text.isascii() or "_" in text:
+        return False
     try:
-        float(field)
+        float(text)
     except ValueError:
         return False
-    return "_" not in field               # Python reads 1_000; NumPy does not
+    return True
+
+
+def _first_row(path):
+    """`(line number, fields)` of the first row of the CSV file with more than white
+    space (before it, `np.loadtxt`'s `skiprows` skips any line), or None."""
+    return next(((number, fields) for number, fields in _csv_rows(path)
+                 if not _blank(fields)), None)
 
 
 def _read_csv(path):
     """`(numbers, header)`: the numbers in a CSV file, and the line number of its
     header line (0 if none). Its first line is a header (skipped) when none of its
     fields is a number; otherwise it is data, and a bad field in it is reported."""
-    first = next(_csv_rows(path), None)
+    first = _first_row(path)
     if first is None:
         raise UserError(f"{path}: no data (the file holds no rows).")
     header = first[0] if not any(_is_number(v) for v in first[1]) else 0
@@ -64,15 +108,18 @@ def _read_csv(path):
 
 
 def read_column_names(spec):
-    """The column names on the header line of the CSV file `spec` (quotes and spaces
-    around each stripped; a blank one named as in a file without a header line, x1,
-    x2, ...), or None: no header line, a `.npy` file or a dataset name."""
+    """The column names on the header line of the CSV file `spec`, or None: no header
+    line, a `.npy` file or a dataset name. The line is read as the `csv` module reads
+    it (a quoted name may hold a comma, and a name may hold '#'); quotes and spaces
+    around each name are stripped, and a blank one is named as in a file without a
+    header line, x1, x2, ..."""
     if not (isinstance(spec, str) and spec.endswith(".csv") and os.path.isfile(spec)):
         return None
-    first = next(_csv_rows(spec), None)
+    first = _first_row(spec)
     if first is None or any(_is_number(v) for v in first[1]):
         return None
-    names = [field.strip().strip('"').strip() for field in first[1]]
+    line = next(text for number, text in _lines(spec) if number == first[0])
+    names = [field.strip() for field in next(csv.reader([line], skipinitialspace=True))]
     return _fill_blank_names(names, f"{spec}: line {first[0]}")
 
 
@@ -126,6 +173,11 @@ def column_list(columns, names=None):
     return ("column " if len(columns) == 1 else "columns ") + ", ".join(map(label, columns))
 
 
+def name_list(names):
+    """`names` as a header line would give them, ", "-separated: "a", "income, USD"."""
+    return ", ".join(map(csv_field, names))
+
+
 def check_column_names(spec, names, whose):
     """A `UserError` when the CSV file `spec` has a header line whose names differ
     from `names`, the columns `whose` names ("m.keras was trained on", "d.csv
@@ -135,8 +187,8 @@ def check_column_names(spec, names, whose):
     if names is None or found is None or found == names:
         return
     order = " (the same names in another order)" if sorted(found) == sorted(names) else ""
-    raise UserError(f"{spec}'s columns are {', '.join(found)}; {whose} columns "
-                    f"{', '.join(names)}{order}. Give the columns in that order and under "
+    raise UserError(f"{spec}'s columns are {name_list(found)}; {whose} columns "
+                    f"{name_list(names)}{order}. Give the columns in that order and under "
                     "those names, or drop the header line to use the file as it is.")
 
 
@@ -153,6 +205,9 @@ def _csv_problem(path, header, first):
     for number, fields in _csv_rows(path):
         if number <= header:
             continue
+        if _blank(fields):
+            return (f"{path}: line {number} holds only white space (before any # comment), "
+                    "which NumPy reads as a row of one blank field; leave such a line empty.")
         for column, field in enumerate(fields, 1):
             if not _is_number(field):
                 why = ""

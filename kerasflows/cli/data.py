@@ -12,12 +12,12 @@ import numpy as np
 from kerasflows.cli.common import UserError, plural
 from kerasflows.cli.csv_files import (_csv_line, _read_csv, check_column_names, column_list,
                                       model_column_names, model_dequantized_columns,
-                                      read_column_names)
+                                      name_list, read_column_names)
 
 __all__ = ["read_array", "read_data", "read_conditional_set", "read_context", "check_columns",
            "check_labels", "label_embedding", "is_dataset_name", "plural", "read_column_names",
            "model_column_names", "model_dequantized_columns", "check_column_names",
-           "column_list"]
+           "column_list", "name_list"]
 
 #: The first bytes of every `.npy` file, and of a zip archive (a `.npz` file).
 NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"

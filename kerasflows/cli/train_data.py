@@ -14,7 +14,7 @@ import sys
 import numpy as np
 
 from kerasflows.cli.common import UserError, plural
-from kerasflows.cli.data import (check_column_names, read_array, read_column_names,
+from kerasflows.cli.data import (check_column_names, name_list, read_array, read_column_names,
                                  read_conditional_set, read_data)
 
 __all__ = ["read_inputs", "split_parts", "check_continuous", "dequantized_columns",
@@ -60,10 +60,24 @@ def read_inputs(args):
         (x, dataset), context = read_data(args.data, n=args.n, seed=args.seed), None
     if dataset is None:
         check_continuous(x, args.data, dequantizing=args.dequantize)
+        _check_header_width(args.data, x.shape[1], "column names")
     elif args.dequantize:
         raise UserError(f"--dequantize adds noise to a data file's columns of whole numbers; "
                         f"the dataset {dataset} is continuous already.")
-    return x, dataset, _context_rows(args, x, context)
+    context = _context_rows(args, x, context)
+    if args.context is not None:
+        _check_header_width(args.context, context.shape[1], "context column names")
+    return x, dataset, context
+
+
+def _check_header_width(spec, width, kept):
+    """Warns (on stderr) when the CSV file `spec`'s header line names another number of
+    columns than its rows hold: the model then keeps none of its names (`kept`)."""
+    names = read_column_names(spec)
+    if names is not None and len(names) != width:
+        print(f"kerasflows: warning: {spec}: its header line names "
+              f"{plural(len(names), 'column')} ({name_list(names)}); its rows have {width}: "
+              f"the model keeps no {kept}.", file=sys.stderr, flush=True)
 
 
 def dequantized_columns(args, x):
