@@ -255,7 +255,12 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         """The whole stack as one TFP bijector (forward: base to data), on inputs of
         any batch shape `[..., D]` (its `inner` is the `tfb.Chain` of the layers'
         bijectors, which take `[N, D]` rows). A conditional flow's `context` is
-        one row per input row, or `[1, C]`."""
+        one row per input row (inputs of other rows are refused), or `[1, C]`.
+
+        Built from the weights as they are now: some of its parts read the
+        variables when called, others hold their values, so get a new one after
+        a weight change (training) rather than keep one from before. Each is its
+        own in TFP's cache."""
         if self.context_dim is not None and context is None:
             raise ValueError(f"This flow is conditional (context_dim={self.context_dim}): "
                              "use get_bijector(context=...).")
@@ -264,8 +269,10 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         bijectors = [layer.bijector(context=context_for(layer, context))
                      for layer in self.flow_layers]
         forward_only = [layer for layer in self.flow_layers if layer.forward_only]
+        rows = None if context is None or context.shape[0] == 1 else context.shape[0]
         return RowsBijector(tfb.Chain(list(reversed(bijectors))), self.event_dim,
-                             forward_only[0].no_inverse_error() if forward_only else None)
+                            forward_only[0].no_inverse_error() if forward_only else None,
+                            context_rows=rows)
 
     def get_distribution(self, context=None):
         """The flow as a TFP `TransformedDistribution` over `[D]` events."""

@@ -289,10 +289,7 @@ class _GuardedODE(tfb.Bijector):
     `tfb.FFJORD`'s own cache does)."""
 
     def __init__(self, layer, context, training):
-        # TFP's cache is shared by equal bijectors (equal parameters): `solves`, this
-        # instance's own, keeps one built before a train step from answering for one
-        # built after it
-        parameters = dict(layer=layer, context=context, training=training, solves=object())
+        parameters = dict(locals())
         self.layer, self.context, self.training = layer, context, training
         self._solves = []       # (input, forward?, output, log-det), the last few
         super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,

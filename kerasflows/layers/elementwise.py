@@ -6,6 +6,7 @@ log-det is a sum over dimensions; the math is TFP's (`tfb.Sigmoid`, `tfb.Exp`,
 """
 
 import keras
+import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.layers.base import FlowLayer
@@ -16,8 +17,13 @@ __all__ = ["Sigmoid", "Logit", "Exp", "ElementwiseAffine", "affine_bijector"]
 
 
 def affine_bijector(shift, log_scale):
-    """The TFP bijector `x = z * exp(log_scale) + shift` (log-det `sum(log_scale)`)."""
-    return tfb.Chain([tfb.Shift(shift), tfb.Scale(log_scale=log_scale)])
+    """The TFP bijector `x = z * exp(log_scale) + shift` (log-det `sum(log_scale)`).
+
+    Of the values, not of variables: TFP shares its cache between equal bijectors, and
+    two holding the same variables are equal whatever the variables hold, so one built
+    after a weight change answered an input from the cache of one built before it."""
+    return tfb.Chain([tfb.Shift(tf.convert_to_tensor(shift)),
+                      tfb.Scale(log_scale=tf.convert_to_tensor(log_scale))])
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")

@@ -44,12 +44,21 @@ class RowsBijector(tfp.bijectors.Bijector):
     """`inner` (a bijector of `[N, D]` rows: a layer's, or the chain of a flow's
     layers) on inputs of any batch shape `[..., D]`, flattened to rows and
     back: a TFP distribution's `sample()` is `[D]`, its `sample([2, 3])` `[2,
-    3, D]`. With `no_inverse` (an exception), the inverse direction raises it."""
+    3, D]`. With `no_inverse` (an exception), the inverse direction raises it.
+    With `context_rows` (the rows of a conditional flow's context, other than
+    1), inputs of another number of rows are refused by name.
 
-    def __init__(self, inner, event_dim, no_inverse=None, name="flow"):
+    Each instance is its own in TFP's cache (which equal bijectors share), and
+    hands `inner` a fresh tensor for each input: a bijector built after the
+    weights changed never answers from a result of the old weights, and a
+    layer's stock TFP bijectors, equal from one build to the next, are never
+    asked for an input they cached."""
+
+    def __init__(self, inner, event_dim, no_inverse=None, name="flow", context_rows=None):
         parameters = dict(locals())
         # `no_inverse`: the error a forward-only layer gives for the inverse direction
         self.inner, self.event_dim, self.no_inverse = inner, event_dim, no_inverse
+        self.context_rows = context_rows
         self._rows_of = []      # (tensor, its rows) for the last input and output: `_rows`
         super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
                          parameters=parameters, name=name)
@@ -58,31 +67,36 @@ class RowsBijector(tfp.bijectors.Bijector):
     def _parameter_properties(cls, dtype):
         return dict()
 
+    def _get_parameterization(self):
+        # unequal to any other instance, so TFP's cache is this instance's own
+        return id(self)
+
     def _rows(self, v):
         """`v` as rows `[N, D]`, the same tensor for a transform and its log-det.
 
         TFP caches a bijector's results by its input and output tensors, and
-        FFJORD's log-det reads the one solve that gave its transform; rows
-        of rank 2 go to `inner` as they came, and other ranks are reshaped
-        once: the last transform's input and output map to the rows `inner`
-        took and gave (a second reshape would be another tensor: a second
-        solve, as when a `TransformedDistribution` takes the log-det at the
-        inverse's output)."""
-        if v.shape.rank == 2:
-            return v
+        FFJORD's log-det reads the one solve that gave its transform; an input
+        becomes rows once (a fresh tensor for rank 2, a reshape for others),
+        and the last transform's input and output map to the rows `inner` took
+        and gave (another tensor would be a second solve, as when a
+        `TransformedDistribution` takes the log-det at the inverse's output)."""
         for tensor, rows in self._rows_of:
             if tensor is v:
                 return rows
-        rows = tf.reshape(v, [-1, self.event_dim])
+        rows = tf.identity(v) if v.shape.rank == 2 else tf.reshape(v, [-1, self.event_dim])
+        if self.context_rows is not None and rows.shape[0] not in (None, self.context_rows):
+            raise ValueError(
+                f"This distribution's context has {self.context_rows} rows, one per input "
+                f"row; received {rows.shape[0]} input rows (shape {v.shape}). Sample with "
+                f"`sample({self.context_rows})` and pass [{self.context_rows}, "
+                f"{self.event_dim}] inputs, or give a [1, C] context shared by all rows.")
         self._rows_of = [(v, rows)]
         return rows
 
     def _map(self, fn, v):
         rows = self._rows(v)
         out = fn(rows)
-        if v.shape.rank == 2:
-            return out
-        result = tf.reshape(out, tf.shape(v))
+        result = out if v.shape.rank == 2 else tf.reshape(out, tf.shape(v))
         self._rows_of = [(v, rows), (result, out)]
         return result
 
