@@ -1391,3 +1391,49 @@ def test_csv_header_names_may_hold_a_hash_or_a_quoted_comma(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == (f"kerasflows: warning: {tmp_path / 'short.csv'}: its header line names 2 "
                    "columns (a, b); its rows have 3: the model keeps no column names.\n")
+
+
+def test_a_context_file_whose_header_names_the_context_otherwise_is_refused(tmp_path, capsys):
+    # DATA's header was checked against the model's columns; a --context file's was not,
+    # and its columns in another order were read silently as the wrong coordinates
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=2)
+    model = tmp_path / "c.keras"
+    flow.save(model)
+    write_training_record(model, {"columns": ["x", "y"], "context_columns": ["age", "income"]})
+    np.savetxt(tmp_path / "x.csv", np.zeros((3, 2)), delimiter=",", header="x,y", comments="")
+    for name, header in (("right.csv", "age,income"), ("swapped.csv", "income,age"),
+                         ("plain.csv", None)):
+        np.savetxt(tmp_path / name, np.ones((3, 2)), delimiter=",", header=header or "",
+                   comments="")
+    _run(capsys, "evaluate", model, tmp_path / "x.csv", "--context", tmp_path / "right.csv")
+    _run(capsys, "evaluate", model, tmp_path / "x.csv", "--context", tmp_path / "plain.csv")
+    refused = (f"{tmp_path / 'swapped.csv'}'s columns are income, age; {model} was trained on "
+               "context columns age, income (the same names in another order).")
+    _assert_user_errors([
+        (["evaluate", model, tmp_path / "x.csv", "--context", tmp_path / "swapped.csv"],
+         refused),
+        (["sample", model, "-n", "3", "--context", tmp_path / "swapped.csv", "-o",
+          tmp_path / "s.npy"], refused),
+        (["plot", model, "-o", tmp_path / "p.png", "--context", tmp_path / "swapped.csv"],
+         refused)], capsys)
+
+
+def test_plot_says_what_it_draws_of_one_column_and_how_many_context_rows_it_takes(tmp_path,
+                                                                                 capsys):
+    one = kerasflows.models.MAF(1, num_layers=1, hidden_units=(8,))
+    one.save(tmp_path / "one.keras")
+    said = ("this flow has one column (event_dim=1), and --what {} draws two of a flow's "
+            "coordinates; --what pairs draws the column's samples as a histogram.")
+    conditional = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=2)
+    conditional.save(tmp_path / "c.keras")
+    np.save(tmp_path / "three.npy", np.ones((3, 2), np.float32))
+    _assert_user_errors([
+        (["plot", tmp_path / "one.keras", "-o", tmp_path / "p.png"], said.format("both")),
+        (["plot", tmp_path / "one.keras", "-o", tmp_path / "p.png", "--what", "samples",
+          "--dims", "1,2"], said.format("samples")),
+        (["plot", tmp_path / "c.keras", "-o", tmp_path / "p.png", "--context",
+          tmp_path / "three.npy"], "--context has 3 rows; expected 1 row (one per picture).")],
+        capsys)
+    out = _run(capsys, "plot", tmp_path / "one.keras", "-o", tmp_path / "p.png", "--what",
+               "pairs", "--resolution", "32", "-n", "200")
+    assert "every pair of x1" in out and _png(tmp_path / "p.png").shape[:2] == (32, 32)

@@ -148,13 +148,14 @@ def _record(model):
         return {}
 
 
-def model_column_names(model):
+def model_column_names(model, key="columns"):
     """The data column names a model was trained on (the training record's `columns`,
     from the CSV header of `kerasflows train`'s DATA, blank ones named as
-    `read_column_names` names them), or None."""
-    names = _record(model).get("columns")
+    `read_column_names` names them; with `key="context_columns"`, those of its
+    `--context` file), or None."""
+    names = _record(model).get(key)
     ok = isinstance(names, list) and all(isinstance(n, str) for n in names)
-    return _fill_blank_names(names, f"{model}: the training record's columns") if ok else None
+    return _fill_blank_names(names, f"{model}: the training record's {key}") if ok else None
 
 
 def model_dequantized_columns(model, event_dim):

@@ -187,9 +187,11 @@ def check_labels(flow, context, option):
                         f"{row} (labels are not rounded).")
 
 
-def read_context(spec, flow, rows, what):
+def read_context(spec, flow, rows, what, model=None):
     """The `--context` `spec` for `flow` as float32 `[rows, C]`; None for an
-    unconditional flow without one. `what` names one row (e.g. "sample")."""
+    unconditional flow without one. `what` names one row (e.g. "sample"); a CSV
+    file's header must name the context columns `model` (its path) was trained
+    on, in their order (`check_column_names`)."""
     C = flow.context_dim
     if C is None:
         if spec is not None:
@@ -200,6 +202,9 @@ def read_context(spec, flow, rows, what):
                         f"{_numbers(C)} or a .npy/.csv file.")
     if spec.endswith((".npy", ".csv")):
         context = read_array(spec)
+        if model is not None:
+            check_column_names(spec, model_column_names(model, "context_columns"),
+                               f"{model} was trained on context")
     else:
         try:
             context = np.array([[float(v) for v in spec.split(",")]], np.float32)
@@ -212,7 +217,8 @@ def read_context(spec, flow, rows, what):
         raise UserError(f"--context has {plural(context.shape[1], 'value')} per row; the model "
                         f"expects context_dim={C}.")
     if len(context) not in (1, rows):
-        raise UserError(f"--context has {plural(len(context), 'row')}; expected 1 or {rows} "
+        expected = "1 row" if rows == 1 else f"1 or {rows}"
+        raise UserError(f"--context has {plural(len(context), 'row')}; expected {expected} "
                         f"(one per {what}).")
     check_labels(flow, context, "--context")
     return np.repeat(context, rows, axis=0) if len(context) == 1 else context

@@ -85,7 +85,7 @@ def _inputs(args, flow, names=None, noisy=None):
     check_columns(x, flow, args.data)
     check_column_names(args.data, names,
                        f"{args.model} was trained on")
-    return x, read_context(args.context, flow, len(x), f"row of {args.data}")
+    return x, read_context(args.context, flow, len(x), f"row of {args.data}", args.model)
 
 
 def draw_seed(seed):

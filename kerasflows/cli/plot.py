@@ -151,7 +151,7 @@ def _context(args, flow, manifest):
             return np.asarray(opening, np.float32).reshape(1, -1)
         if args.rows_by_context:
             return None
-    return read_context(args.context, flow, 1, "picture")
+    return read_context(args.context, flow, 1, "picture", args.model)
 
 
 def _check_region(region):
@@ -232,6 +232,10 @@ def _draw_points(args, flow, context, dims, can_density):
 def _dims(args, flow):
     """The coordinates drawn (from 0): two, or for pairs 1 to `MAX_PAIRS`."""
     D = flow.event_dim
+    if D == 1 and args.what != "pairs":
+        raise UserError(f"this flow has one column (event_dim=1), and --what {args.what} draws "
+                        "two of a flow's coordinates; --what pairs draws the column's samples "
+                        "as a histogram.")
     if args.what == "pairs":
         if args.region is not None or args.rows_by_context or args.span is not None:
             raise UserError("--what pairs takes each coordinate's range from the data and "

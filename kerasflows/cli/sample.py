@@ -36,7 +36,7 @@ def run(args):
         raise UserError(f"--out must end in .npy or .csv. Received: {args.out}")
     output_folder(args.out)
     flow = open_flow(args.model)
-    context = read_context(args.context, flow, args.num, "sample")
+    context = read_context(args.context, flow, args.num, "sample", args.model)
     samples = flow.sample(args.num, context=context, seed=args.seed,
                           temperature=args.temperature).numpy()
     noisy = model_dequantized_columns(args.model, flow.event_dim)
