@@ -52,7 +52,8 @@ LARGEST_WHOLE = 2 ** 24
 
 def columns_to_dequantize(x, columns, where):
     """`columns` checked against `x`'s width, or the whole-number columns of `x`;
-    their values must be within float32's whole numbers (`LARGEST_WHOLE`)."""
+    their finite values must be whole numbers (noise on a value between two would
+    move it: see `dequantize`) within float32's (`LARGEST_WHOLE`)."""
     if columns is None:
         if len(x) < 2:
             raise ValueError(f"{where}: x has {len(x)} row(s), too few to tell whole-number "
@@ -72,7 +73,22 @@ def columns_to_dequantize(x, columns, where):
                 f"{where}: column {columns[k]} holds {float(largest[k]):.6g}; noise in [0, 1) "
                 f"needs whole numbers below 2**24 = {LARGEST_WHOLE:,} in magnitude, beyond "
                 "which float32 cannot tell k from k + 1; shift or rescale the column first.")
+        _check_whole(x, columns, where)
     return columns
+
+
+def _check_whole(x, columns, where):
+    """A ValueError naming the first finite value of `x` in `columns` that is not a
+    whole number."""
+    values = x[:, columns]
+    between = np.isfinite(values) & (values != np.floor(values))
+    if between.any():
+        row, k = (int(i) for i in np.argwhere(between)[0])
+        raise ValueError(
+            f"{where}: column {columns[k]} of x holds {values[row, k]!s} in row {row}, not a whole "
+            "number; the noise in [0, 1) takes each whole number k into its cell [k, k + 1), "
+            "and would move a value between two. Round it first, or leave the column out of "
+            "columns.")
 
 
 def check_columns(columns, width, where):
@@ -102,15 +118,21 @@ def dequantize(x, columns=None, seed=None):
 
     Each noisy value stays in its cell [k, k + 1), so `floor_columns` gives
     back k; the noise is as fine as float32 is there (steps of 2**-10 at
-    10**4, 2**-5 at 3 * 10**5), and a column beyond 2**24 in magnitude
-    (`LARGEST_WHOLE`), where float32 cannot tell k from k + 1, is refused.
+    10**4, 2**-5 at 3 * 10**5). The columns must hold whole numbers: a value
+    between two (2.5) is refused, as is a column beyond 2**24 in magnitude
+    (`LARGEST_WHOLE`), where float32 cannot tell k from k + 1.
 
     Args:
         x: data `[N, D]`.
-        columns: the column indices to add noise to; default: the columns that
-            hold whole numbers only (`whole_number_columns`; an error if none).
+        columns: the column indices to add noise to (columns of whole numbers);
+            default: the columns that hold whole numbers only
+            (`whole_number_columns`; an error if none).
         seed: anything `numpy.random.default_rng` takes (an int, a list of
             ints); the same seed gives the same noise.
+
+    Raises:
+        ValueError: bad `columns`, or a value in them that is not a whole
+            number or is beyond `LARGEST_WHOLE`.
     """
     x = _check_x(x, "dequantize")
     columns = columns_to_dequantize(x, columns, "dequantize")
@@ -147,8 +169,9 @@ def dequantized_dataset(x, batch_size=512, *, context=None, columns=None, seed=N
         batch_size: rows per batch (the last batch may be shorter).
         context: for a conditional flow, `[N, C]` contexts, one row per row of
             `x`; batches are then `(x, context)` (no noise on the context).
-        columns: the column indices to add noise to; default: the columns that
-            hold whole numbers only (an error if none).
+        columns: the column indices to add noise to (columns of whole numbers, as
+            `dequantize`'s); default: the columns that hold whole numbers only (an
+            error if none).
         seed: an int seeds the order and the noise (the same seed gives the
             same epochs, epoch after epoch); None draws them afresh.
         shuffle: a new order of the rows every epoch.

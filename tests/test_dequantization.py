@@ -228,3 +228,60 @@ def test_one_row_needs_its_columns_named_and_bad_columns_are_named():
     for columns in ([5], [-1], 0):
         with pytest.raises(ValueError, match=r"floor_columns: columns must"):
             floor_columns(np.zeros((3, 2)), columns)
+
+
+def test_values_between_whole_numbers_are_refused_not_moved():
+    # noise kept below k + 1 moved 2.5 + 0.7 to 2.99999..., not 3.2: a value that is not
+    # a whole number has no cell [k, k + 1) to stay in
+    x = _counts()
+    x[7, 2] = 2.5
+    for call in (lambda: dequantize(x, columns=[0, 2]),
+                 lambda: dequantized_dataset(x, columns=[2])):
+        with pytest.raises(ValueError, match=r"column 2 of x holds 2\.5 in row 7, not a whole "
+                                             r"number; .* Round it first"):
+            call()
+    np.testing.assert_array_equal(dequantize(x, columns=[0], seed=0)[:, 2], x[:, 2])
+
+
+def _dequantized_model(path):
+    """A flow saved with the record of `train --dequantize` on columns 1 and 3."""
+    flow = kerasflows.models.RealNVP(3, num_layers=1, hidden_units=(8,))
+    flow.save(path)
+    from kerasflows.loading import write_training_record
+    write_training_record(path, {"columns": ["visits", "spend", "stars"],
+                                 "dequantized_columns": [0, 2]})
+    return path
+
+
+def test_cli_refuses_values_between_whole_numbers_in_the_noised_columns(tmp_path, capsys):
+    model = _dequantized_model(tmp_path / "v.keras")
+    x = _counts(20)
+    x[5, 1] = 0.25                                  # not noised: kept as it is
+    x[6, 2], x[9, 0] = 2.5, 1.75
+    np.savetxt(tmp_path / "frac.csv", x, delimiter=",", header="visits,spend,stars",
+               comments="# made by hand\n", fmt="%.6g")
+    np.save(tmp_path / "frac.npy", x)
+    why = (f"{model} was trained with --dequantize, which adds noise in [0, 1) to the whole "
+           "numbers of columns 1 (visits), 3 (stars).")
+    _assert_user_error(["evaluate", model, tmp_path / "frac.csv"],
+                       f"{tmp_path / 'frac.csv'}: column 3 (stars) holds 2.5 in line 9, not a "
+                       f"whole number; {why}", capsys)
+    _assert_user_error(["evaluate", model, tmp_path / "frac.npy"],
+                       f"{tmp_path / 'frac.npy'}: column 3 (stars) holds 2.5 in row 6, not a "
+                       f"whole number; {why}", capsys)
+    whole = x.copy()
+    whole[6, 2], whole[9, 0] = 2, 1
+    np.save(tmp_path / "whole.npy", whole)
+    assert np.isfinite(json.loads(_run(capsys, "evaluate", model, tmp_path / "whole.npy",
+                                       "--json").out)["nll"])
+    # train's --validation-data and --test-data get the noise on the same columns
+    np.savetxt(tmp_path / "counts.csv", _counts(), delimiter=",", header="visits,spend,stars",
+               comments="", fmt="%.6g")
+    for option in ("--validation-data", "--test-data"):
+        _assert_user_error(["train", tmp_path / "counts.csv", "--dequantize", option,
+                            tmp_path / "frac.csv", "--out", tmp_path / "t.keras"],
+                           f"{tmp_path / 'frac.csv'}: column 3 (stars) holds 2.5 in line 9, not "
+                           f"a whole number; --dequantize adds noise in [0, 1) to the whole "
+                           f"numbers of {tmp_path / 'counts.csv'}'s columns 1 (visits), 3 "
+                           "(stars).", capsys)
+    assert not (tmp_path / "t.keras").exists()

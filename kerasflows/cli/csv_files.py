@@ -83,6 +83,12 @@ def _first_row(path):
                  if not _blank(fields)), None)
 
 
+def _header_line(path):
+    """The line number of the CSV file's header line, 0 if it has none."""
+    first = _first_row(path)
+    return first[0] if first and not any(_is_number(v) for v in first[1]) else 0
+
+
 def _read_csv(path):
     """`(numbers, header)`: the numbers in a CSV file, and the line number of its
     header line (0 if none). Its first line is a header (skipped) when none of its

@@ -10,14 +10,15 @@ import os
 import numpy as np
 
 from kerasflows.cli.common import UserError, plural
-from kerasflows.cli.csv_files import (_csv_line, _read_csv, check_column_names, column_list,
+from kerasflows.cli.csv_files import (_csv_line, _header_line, _read_csv, check_column_names,
+                                      column_list,
                                       model_column_names, model_dequantized_columns,
                                       name_list, read_column_names)
 
 __all__ = ["read_array", "read_data", "read_conditional_set", "read_context", "check_columns",
            "check_labels", "label_embedding", "is_dataset_name", "plural", "read_column_names",
            "model_column_names", "model_dequantized_columns", "check_column_names",
-           "column_list", "name_list"]
+           "column_list", "name_list", "row_place", "check_whole_numbers"]
 
 #: The first bytes of every `.npy` file, and of a zip archive (a `.npz` file).
 NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
@@ -101,6 +102,26 @@ def _as_float32(path, array, where):
         raise UserError(f"{path}: {plural(int(bad.sum()), 'NaN or inf value')} (first in "
                         f"{where(int(np.nonzero(bad)[0][0]))}).")
     return array
+
+
+def row_place(spec, row):
+    """Where row `row` (from 0) of the data `spec` is, as `read_array`'s messages say
+    it: "line 9" of a CSV file (1-based, as an editor counts), else "row 7"."""
+    if isinstance(spec, str) and spec.endswith(".csv") and os.path.isfile(spec):
+        return f"line {_csv_line(spec, _header_line(spec), row)}"
+    return f"row {row}"
+
+
+def check_whole_numbers(spec, x, columns, names, why):
+    """A UserError naming the first value of `x` (the rows of `spec`; column `names`
+    or None) in `columns` that is not a whole number, by its line or row and
+    column; `why` says why they must be."""
+    values = x[:, columns]
+    between = values != np.floor(values)
+    if between.any():
+        row, k = (int(i) for i in np.argwhere(between)[0])
+        raise UserError(f"{spec}: {column_list([columns[k]], names)} holds {values[row, k]!s} in "
+                        f"{row_place(spec, row)}, not a whole number; {why}.")
 
 
 def is_dataset_name(spec):

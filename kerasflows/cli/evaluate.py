@@ -18,7 +18,8 @@ import numpy as np
 
 from kerasflows.cli.common import (SEED_MAX, HelpFormatter, UserError, add_context_argument,
                                    add_seed_argument, json_safe, open_flow, positive_int)
-from kerasflows.cli.data import (check_column_names, check_columns, check_labels, column_list,
+from kerasflows.cli.data import (check_column_names, check_columns, check_labels,
+                                 check_whole_numbers, column_list,
                                  is_dataset_name, model_column_names,
                                  model_dequantized_columns, plural, read_conditional_set,
                                  read_context, read_data)
@@ -107,6 +108,9 @@ def run(args):
     x, context = _inputs(args, flow, names, noisy)
     if noisy:
         from kerasflows.dequantization import dequantize
+        check_whole_numbers(args.data, x, noisy, names,
+                            f"{args.model} was trained with --dequantize, which adds noise in "
+                            f"[0, 1) to the whole numbers of {column_list(noisy, names)}")
         x = dequantize(x, noisy, seed=args.seed or 0)
     mean, se = evaluate_nll(flow, x, context=context)
     result = {"model": args.model, "data": args.data, "n": len(x), "nll": mean, "nll_se": se,

@@ -317,7 +317,7 @@ def run(args):
     strategy = get_strategy(args.strategy)  # first: collectives need a fresh TF context
     x, dataset, context = read_inputs(args)
     parts = split_parts(x, args, context)
-    noisy = dequantized_columns(args, x)
+    noisy = dequantized_columns(args, x, parts)
     measured = noisy_parts(parts, noisy, args.seed)       # the rows the NLL is measured on
     standardize = args.standardize if args.standardize is not None else (
         dataset is None or dataset in datasets.OFF_SCALE_NAMES)

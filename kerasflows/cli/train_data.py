@@ -5,8 +5,9 @@ refused with a constant column, `check_continuous`) and their contexts;
 `split_parts` shuffles them with `--seed` and cuts the test and validation
 rows off (or reads `--validation-data` and `--test-data`, checked against
 DATA's columns and their names). With `--dequantize`, `dequantized_columns`
-names the whole-number columns and `noisy_parts` gives the rows with one
-seeded draw of their noise, on which the NLL is measured.
+names the whole-number columns (which those files must hold whole numbers in)
+and `noisy_parts` gives the rows with one seeded draw of their noise, on
+which the NLL is measured.
 """
 
 import sys
@@ -14,8 +15,9 @@ import sys
 import numpy as np
 
 from kerasflows.cli.common import UserError, plural
-from kerasflows.cli.data import (check_column_names, name_list, read_array, read_column_names,
-                                 read_conditional_set, read_data)
+from kerasflows.cli.data import (check_column_names, check_whole_numbers, column_list,
+                                 name_list, read_array, read_column_names, read_conditional_set,
+                                 read_data)
 
 __all__ = ["read_inputs", "split_parts", "check_continuous", "dequantized_columns",
            "noisy_parts"]
@@ -80,13 +82,21 @@ def _check_header_width(spec, width, kept):
               f"the model keeps no {kept}.", file=sys.stderr, flush=True)
 
 
-def dequantized_columns(args, x):
+def dequantized_columns(args, x, parts):
     """The columns `--dequantize` adds noise to (DATA's whole-number columns, 0-based),
-    or None without it."""
+    or None without it; the `--validation-data` and `--test-data` rows of `parts`
+    (train, validation, test) must hold whole numbers there."""
     if not args.dequantize:
         return None
     from kerasflows.dequantization import whole_number_columns
-    return whole_number_columns(x)
+    columns = whole_number_columns(x)
+    names = read_column_names(args.data)
+    for spec, part in ((args.validation_data, parts[1]), (args.test_data, parts[2])):
+        if spec and part is not None:
+            check_whole_numbers(spec, part[0], columns, names,
+                                f"--dequantize adds noise in [0, 1) to the whole numbers of "
+                                f"{args.data}'s {column_list(columns, names)}")
+    return columns
 
 
 def noisy_parts(parts, columns, seed):
