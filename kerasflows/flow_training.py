@@ -100,8 +100,17 @@ class FlowTraining(FlatStepFunctions):
                 # Keras reports `loss * replicas` per replica: weighed by total /
                 # replicas, the replicas add up to the batch's weighted mean
                 tracker.batch_weight = total / replicas
+        elif replicas > 1:
+            # the rows of the whole batch, over every replica: a batch split unevenly
+            # (its last, or any of an odd size) gave each replica's own mean an equal
+            # share, and a replica without rows a NaN loss
+            rows = tf.distribute.get_replica_context().all_reduce(
+                "SUM", tf.cast(tf.shape(nll)[0], nll.dtype))
+            loss = tf.math.divide_no_nan(tf.reduce_sum(nll), rows)
+            if isinstance(tracker, _LossMean):
+                tracker.batch_weight = rows / replicas
         else:
-            loss = tf.reduce_mean(nll) / replicas
+            loss = tf.reduce_mean(nll)
         if self.losses:
             loss += tf.add_n([tf.cast(l, loss.dtype) for l in self.losses]) / replicas
         return loss
@@ -146,7 +155,9 @@ class FlowTraining(FlatStepFunctions):
         super().compile(optimizer, *args, auto_scale_loss=auto_scale_loss, **kwargs)
         # as Keras sets its own: not tracked as one of the model's metrics (that
         # would report the loss twice)
-        object.__setattr__(self, "_loss_tracker", _LossMean(name="loss"))
+        # in float64 for a float64 flow (floatx's float32 rounded its loss and evaluate)
+        object.__setattr__(self, "_loss_tracker", _LossMean(
+            name="loss", dtype="float64" if self.compute_dtype == "float64" else None))
         if auto_scale_loss and self.optimizer is not None:
             self.optimizer = self.with_loss_scaling(self.optimizer)
 

@@ -537,7 +537,7 @@ batch_norm_flow = lambda: kf.Flow([kl.AffineCoupling(hidden_units=(16,)), kl.Bat
                                    kl.Permute([1, 0]), kl.AffineCoupling(hidden_units=(16,))],
                                   event_dim=2)
 
-def one_step(strategy, batch_norm=False, **fit_kwargs):
+def one_step(strategy, batch_norm=False, rows=64, batch_size=64, **fit_kwargs):
     keras.utils.set_random_seed(0)
     with strategy.scope():
         flow = models.RealNVP(2, num_layers=2, hidden_units=(16,))
@@ -546,8 +546,12 @@ def one_step(strategy, batch_norm=False, **fit_kwargs):
         for i, w in enumerate(flow.trainable_weights):  # move off the zero init
             w.assign(0.1 * np.cos(np.arange(np.prod(w.shape)) + i).reshape(w.shape))
         flow.compile(optimizer=keras.optimizers.SGD(0.1))
-    hist = flow.fit(x, batch_size=64, epochs=1, shuffle=False, verbose=0, **fit_kwargs)
-    return hist.history["loss"][0], [w.numpy().tolist() for w in flow.trainable_weights]
+    hist = flow.fit(x[:rows], batch_size=batch_size, epochs=1, shuffle=False, verbose=0,
+                    **fit_kwargs)
+    with strategy.scope():
+        evaluated = flow.evaluate(x[:rows], batch_size=batch_size, verbose=0)
+    return ([hist.history["loss"][0], evaluated],
+            [w.numpy().tolist() for w in flow.trainable_weights])
 
 mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 assert mirrored.num_replicas_in_sync == 2
@@ -555,8 +559,12 @@ result = {}
 # weights 0 on the first replica's half and uneven on the other's: each replica's
 # own weighted mean, averaged, gave half the step and another direction
 w = np.concatenate([np.zeros(32), np.linspace(0.5, 3.0, 32)]).astype("float32")
+# batches split unevenly (the last one of 23 rows in 4s: 2 + 1; of 21: 1 + 0): each
+# replica's own mean, averaged, gave another step, and a replica with no rows NaN
 for name, kwargs in (("plain", {}), ("weighted", {"sample_weight": w}),
-                     ("batch_norm", {"batch_norm": True})):
+                     ("batch_norm", {"batch_norm": True}),
+                     ("uneven", {"rows": 23, "batch_size": 4}),
+                     ("a_replica_empty", {"rows": 21, "batch_size": 4})):
     l1, w1 = one_step(mirrored, **kwargs)
     l0, w0 = one_step(tf.distribute.get_strategy(), **kwargs)
     result[name] = {"loss": [l0, l1], "max_weight_diff": max(
@@ -566,7 +574,7 @@ from kerasflows.distributed import train_flow
 runs = [train_flow(batch_norm_flow, x, epochs=1, batch_size=64, seed=0, verbose=0,
                    strategy=s, jit_compile=False) for s in (None, mirrored)]
 result["train_flow_batch_norm"] = {
-    "loss": [h["loss"][0] for _, h in runs], "max_weight_diff": max(
+    "loss": [[h["loss"][0]] for _, h in runs], "max_weight_diff": max(
         float(np.max(np.abs(a - b))) for a, b in zip(*(f.get_weights() for f, _ in runs)))}
 json.dump({"readme_names": readme_names, "mirrored": result}, sys.stdout)
 """
@@ -606,8 +614,8 @@ def test_in_a_fresh_process_import_reaches_the_readme_modules_and_mirrored_steps
     assert got["readme_names"] == ["make_train_step", "train_flow", "load_saved_model",
                                    "kerasflows.graph_calls", "tabulate", "kerasflows.recipes"]
     for name, res in got["mirrored"].items():
-        l0, l1 = res["loss"]
-        assert abs(l0 - l1) < 1e-5 * abs(l0), (name, res)
+        for l0, l1 in zip(*res["loss"]):        # fit's loss, and evaluate's
+            assert abs(l0 - l1) < 1e-5 * abs(l0), (name, res)
         # (Adam's first step is +-lr for any gradient, float noise included: train_flow's)
         assert res["max_weight_diff"] < (1e-4 if name.startswith("train_flow") else 1e-6), (
             name, res)
@@ -761,3 +769,17 @@ def test_compile_refuses_an_optimizer_packed_by_make_train_step():
     flow.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
     assert np.isfinite(flow.fit(x, epochs=1, verbose=0).history["loss"]).all()
 
+
+
+def test_a_float64_flows_loss_and_evaluate_are_float64():
+    # the loss tracker took floatx: a float64 flow's fit loss and evaluate were rounded
+    # to float32 (1.8e-4 off at a loss of 932)
+    x = np.random.default_rng(0).normal(300.0, 1.0, size=(64, 2))
+    flow = M.RealNVP(2, num_layers=1, hidden_units=(4,), dtype="float64")
+    flow.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=False)
+    want = -np.mean(flow.log_prob(x).numpy())
+    # (a stream: Keras' array adapter casts float64 arrays to floatx)
+    data = tf.data.Dataset.from_tensor_slices(x).batch(64)
+    assert abs(flow.evaluate(data, verbose=0) - want) < 1e-12 * abs(want)
+    loss = flow.fit(data, epochs=1, verbose=0).history["loss"][0]
+    assert abs(loss - want) < 1e-12 * abs(want)
