@@ -73,3 +73,13 @@ def test_a_keras_file_without_a_folder_shows_its_recorded_training_data(tmp_path
     _, info = compute.load(paths.resolve(tmp_path / "f.keras"), eval_mode="eager")
     assert not info["reference_is_data"]
     assert info["reference_source"] == "the flow's own samples (2000, seed 0)"
+
+
+def test_a_data_file_no_longer_whole_in_a_dequantized_column_shows_no_data(tmp_path):
+    # dequantize refuses values between whole numbers: opening must not fail for it
+    counts = np.random.default_rng(1).integers(0, 5, size=(50, 2)).astype(np.float32)
+    counts[3, 0] = 2.5                                  # edited since training
+    np.save(tmp_path / "c.npy", counts)
+    record = {"dataset": None, "data": "c.npy", "data_path": str(tmp_path / "c.npy"),
+              "dequantized_columns": [0]}
+    assert training_data.recorded_data(record, "m.keras", 2) == (None, None)
