@@ -3,7 +3,6 @@ hand-written training loops (its pieces live in `packed_adam`,
 `sharded_step` and `background_step`), and, for `Flow.fit`, the data
 checks of `fit_data` and the flat step calls of `flat_calls`."""
 
-import numpy as np
 import tensorflow as tf
 
 from kerasflows.background_step import BackgroundCompiledStep
@@ -21,17 +20,19 @@ __all__ = ["prepare_fit_data", "prepare_eval_data", "check_finite", "weights_for
 
 
 def _check_initialized(flow):
-    """Raises ValueError if a layer that initialises from data (`ActNorm`) has not:
-    a train step would train it from its placeholder values, and a later
-    `fit` would then initialise it over the trained ones."""
-    pending = [l.name for l in flow.flow_layers
-               if l.needs_data_init and not (hasattr(l, "initialized")
-                                             and bool(np.asarray(l.initialized)))]
+    """Raises ValueError if a layer that initialises from data (`ActNorm`) has not
+    (`FlowLayer.is_data_initialized`): a train step would train it from its
+    placeholder values, and a later `fit` would then initialise it over the
+    trained ones."""
+    pending = [f"'{l.name}'" for l in flow.flow_layers
+               if l.needs_data_init and not l.is_data_initialized()]
     if pending:
+        several = len(pending) > 1
         raise ValueError(
-            f"make_train_step: layer{'s' if len(pending) > 1 else ''} {', '.join(pending)} "
-            "initialise from data and have not yet: call flow.initialize(x) on a batch of "
-            "training data (as fit does with its first batch) before making the step.")
+            f"make_train_step: layer{'s' if several else ''} {', '.join(pending)} must "
+            f"initialise from data before training and {'have' if several else 'has'} not "
+            "been initialised yet: call flow.initialize(x) on a batch of training data (as "
+            "fit does with its first batch) before making the step.")
 
 
 def make_train_step(flow, optimizer, jit_compile=True, background_compile=False, shards=1):
@@ -89,7 +90,8 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
     Each new batch shape traces (and compiles) again, so feed batches of
     one size. Layers that need data-dependent initialisation (`ActNorm`)
     must be initialised first with `flow.initialize(x)` (a ValueError says
-    so otherwise).
+    so otherwise, for each layer that answers `FlowLayer.is_data_initialized`
+    False).
 
     With `background_compile=True` (and `jit_compile=True`, a plain Adam) the
     step is a `BackgroundCompiledStep`: training starts as soon as the step

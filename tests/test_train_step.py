@@ -545,3 +545,49 @@ def test_glow_flows_shard_and_compile_in_the_background():
     # float rounding included
     for a, b in zip(flows[0].weights, flows[1].weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=3e-4)
+
+
+@keras.saving.register_keras_serializable(package="test_train_step")
+class _MeanShift(kerasflows.layers.FlowLayer):
+    """A user's data-initialised layer: a shift set to the data mean, which tracks
+    whether it is set under a name of its own (not ActNorm's `initialized`)."""
+    needs_data_init = True
+
+    def build_flow(self, event_dim):
+        self.shift = self.add_weight(shape=(event_dim,), initializer="zeros", name="shift")
+        self.done = self.add_weight(shape=(), dtype="bool", initializer="zeros",
+                                    trainable=False, name="done")
+
+    def data_init(self, x, context=None):
+        if not bool(self.done.numpy()):
+            self.shift.assign(tf.reduce_mean(tf.cast(x, self.shift.dtype), 0))
+            self.done.assign(True)
+
+    def bijector(self, context=None):
+        import tensorflow_probability as tfp
+        return tfp.bijectors.Shift(tf.convert_to_tensor(self.shift))
+
+
+class _TrackedMeanShift(_MeanShift):
+    def is_data_initialized(self):
+        return bool(self.done.numpy())
+
+
+def test_a_custom_data_initialised_layer_trains_in_a_step_once_initialised():
+    """A user layer with `needs_data_init` and no `initialized` weight was refused
+    even after `flow.initialize(x)`; one that answers `is_data_initialized` is
+    refused before, with a message in plain words, and trains after."""
+    x = datasets.load("eight_gaussians", n=256, seed=0) + 5
+    flow = kerasflows.Flow([AffineCoupling(hidden_units=(8,)), _MeanShift()], 2)
+    flow.initialize(x)
+    step = make_train_step(flow, keras.optimizers.Adam(1e-3))
+    assert np.isfinite(float(step(x)))
+    flow = kerasflows.Flow([AffineCoupling(hidden_units=(8,)),
+                            _TrackedMeanShift(name="mean_shift")], 2)
+    with pytest.raises(ValueError, match=r"layer 'mean_shift' must initialise from data "
+                       r"before training and has not been initialised yet: call "
+                       r"flow.initialize\(x\)"):
+        make_train_step(flow, keras.optimizers.Adam(1e-3))
+    flow.initialize(x)
+    step = make_train_step(flow, keras.optimizers.Adam(1e-3))
+    assert np.isfinite(float(step(x)))

@@ -76,7 +76,9 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
 
     #: True for layers (e.g. planar, radial) that have no usable inverse.
     forward_only = False
-    #: True for layers whose parameters are set from data before training.
+    #: True for layers whose parameters are set from data before training
+    #: (`data_init`, which `Flow.initialize` and `fit` call); such a layer may
+    #: answer `is_data_initialized` so that `make_train_step` refuses it before.
     needs_data_init = False
     #: Smallest event dimension the layer supports.
     min_event_dim = 1
@@ -205,6 +207,13 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
 
     def data_init(self, x, context=None):
         """Sets data-dependent parameters from a data batch `x` (identity by default)."""
+
+    def is_data_initialized(self):
+        """Whether `data_init` has set the layer's data-dependent parameters, for
+        `make_train_step` to refuse a flow whose layers have not. Default True:
+        a layer that does not track it is taken as ready (`ActNorm` answers from
+        its `initialized` weight)."""
+        return True
 
     def static_weights(self):
         """The layer's non-trainable weights that a training call never writes (say,

@@ -52,6 +52,9 @@ class ActNorm(ElementwiseAffine):
     def static_weights(self):
         return [self.initialized]      # set by `data_init`, before training
 
+    def is_data_initialized(self):
+        return bool(self.initialized.numpy())
+
     def data_init(self, x, context=None):
         """Standardises the data-side batch `x` `[batch, D]`, unless already initialised."""
         x, _ = self.check_inputs(x, context)
