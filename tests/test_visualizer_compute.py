@@ -381,6 +381,55 @@ def test_savedmodel_without_trace_signatures(model, tmp_path):
     assert info["has_trace"] is False and info["reference_is_data"] is False
 
 
+@pytest.mark.parametrize("context_dim", [None, 2], ids=["plain", "conditional"])
+def test_savedmodel_of_a_float64_flow_gives_the_flows_own_numbers(tmp_path, context_dim):
+    """A float64 flow's export takes float64 (x, z, context): the backend sends each
+    input as its signature declares (it sent float32, which the signature refused) and
+    returns float64, as the .keras backend does for that flow."""
+    import kerasflows
+    from kerasflows.testing import perturb_weights
+    flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), dtype="float64",
+                                     context_dim=context_dim)
+    perturb_weights(flow, 0.2, seed=0)
+    export(flow, tmp_path / "1", True)
+    b = SavedModelBackend(tmp_path / "1")
+    context = None
+    if context_dim:
+        b.set_context([0.5, -1.0])
+        context = np.tile([0.5, -1.0], (len(X), 1))
+    log_p = b.log_prob(X)
+    assert log_p.dtype == np.float64
+    np.testing.assert_allclose(log_p, flow.log_prob(X, context=context).numpy(), rtol=1e-12)
+    states, log_dets = b.trace(X)
+    want_s, want_ld = flow.trace(X, context=context, return_log_dets=True)
+    assert states.dtype == log_dets.dtype == np.float64
+    np.testing.assert_allclose(states, np.stack(want_s), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(log_dets, np.stack(want_ld), rtol=1e-12, atol=1e-12)
+    z, _ = b.inverse(X)
+    np.testing.assert_allclose(z, flow.inverse(X, context=context).numpy(), atol=1e-12)
+    rows = None if context is None else context[:1]
+    np.testing.assert_allclose(b.sample(50, seed=3), flow.sample(50, seed=3, context=rows),
+                               rtol=1e-12, atol=1e-12)
+    loc, scale = b.base_params()                   # float32, as the .keras backend's
+    assert loc.dtype == scale.dtype == np.float32
+    np.testing.assert_allclose(loc, [0, 0], atol=1e-5)
+    np.testing.assert_allclose(scale, [1, 1], atol=1e-5)
+
+
+def test_savedmodel_of_a_mixed_float16_flow_still_opens(tmp_path):
+    """A mixed_float16 flow's export takes and gives float32."""
+    import kerasflows
+    from kerasflows.testing import perturb_weights
+    flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), dtype="mixed_float16")
+    perturb_weights(flow, 0.2, seed=0)
+    export(flow, tmp_path / "1", True)
+    b = SavedModelBackend(tmp_path / "1")
+    log_p = b.log_prob(X)
+    assert log_p.dtype == np.float32
+    np.testing.assert_allclose(log_p, flow.log_prob(X).numpy(), rtol=1e-5, atol=1e-5)
+    assert b.sample(20, seed=1).dtype == np.float32
+
+
 def test_reference_points_are_the_finite_rows_of_the_data_sample(model, backends):
     """A data sample with a non-finite row shows its finite rows (the Inspector
     starts at the first one); one with no finite row, or no row at all (which

@@ -4,7 +4,9 @@ Uses nothing but the signatures (`serving_default`, `sample`, `forward`,
 `inverse`, `trace`, `trace_inverse`) and, when it is there, the layer names
 in `assets.extra/kerasflows.json` (`kerasflows.export`), so it works where
 kerasflows is not installed and with a flow exported by any program that
-follows the kerasflows signature names.
+follows the kerasflows signature names. Each input goes in the dtype its
+signature declares (float64 for a float64 flow's export, float32 for a
+float32 or mixed-precision one); the outputs come back in the signature's.
 """
 
 import json
@@ -30,6 +32,10 @@ class SavedModelBackend(Backend):
         if "serving_default" not in self.signatures:
             raise ValueError(f"{path} has no serving_default signature; found "
                              f"{sorted(self.signatures)}.")
+        #: Each signature's inputs and the dtype it declares for each, e.g. {"x": tf.float64}.
+        self.input_dtypes = {name: {arg: spec.dtype for arg, spec in
+                                    signature.structured_input_signature[1].items()}
+                             for name, signature in self.signatures.items()}
         inputs = self.signatures["serving_default"].structured_input_signature[1]
         if "x" not in inputs:
             raise ValueError(f"{path}: serving_default takes {sorted(inputs)}; expected 'x'.")
@@ -48,12 +54,26 @@ class SavedModelBackend(Backend):
         self.base_df = _base_df(path, self.event_dim)
 
     def _call(self, name, **kwargs):
+        """Signature `name` on the batches `kwargs` (and the context, tiled to their rows)."""
         if name not in self.signatures:
             raise TraceUnavailable(f"this SavedModel has no '{name}' signature "
                                    f"(it has {', '.join(sorted(self.signatures))}).")
+        return self._run(name, kwargs, rows=len(next(iter(kwargs.values()))))
+
+    def _run(self, name, values, rows):
+        """Signature `name` on `values` (with a conditional flow's context as `rows`
+        rows), each sent in the dtype the signature declares for it; its outputs as
+        NumPy arrays, in the dtypes it gives them."""
+        values = dict(values)
         if self.context_dim is not None:
-            kwargs["context"] = self._context_rows(len(next(iter(kwargs.values()))))
-        args = {k: tf.constant(np.asarray(v, np.float32)) for k, v in kwargs.items()}
+            values["context"] = self._context_rows(rows)
+        declared = self.input_dtypes[name]
+        unknown = sorted(set(values) - set(declared))
+        if unknown:
+            raise ValueError(f"this SavedModel's '{name}' signature takes {sorted(declared)}; "
+                             f"expected it to take {unknown} as well.")
+        args = {k: tf.constant(np.asarray(v, declared[k].as_numpy_dtype))
+                for k, v in values.items()}
         return {k: v.numpy() for k, v in self.signatures[name](**args).items()}
 
     def log_prob(self, x):
@@ -104,12 +124,11 @@ class SavedModelBackend(Backend):
         return out["samples"], out["log_prob"]
 
     def _call_ints(self, name, **kwargs):
+        """Signature `name` on the whole numbers `kwargs` (`n`, `seed`); the context
+        goes as one row per sample (what every export takes)."""
         if name not in self.signatures:
             raise TraceUnavailable(f"this SavedModel has no '{name}' signature.")
-        args = {k: tf.constant(int(v), tf.int32) for k, v in kwargs.items()}
-        if self.context_dim is not None:    # one row per sample (what every export takes)
-            args["context"] = tf.constant(self._context_rows(int(kwargs["n"])))
-        return {k: v.numpy() for k, v in self.signatures[name](**args).items()}
+        return self._run(name, {k: int(v) for k, v in kwargs.items()}, rows=int(kwargs["n"]))
 
     def _trace(self, name, arg, x):
         if not self.has_trace:
