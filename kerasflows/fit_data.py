@@ -11,8 +11,8 @@ import tensorflow as tf
 from kerasflows.data_warnings import degenerate_columns, warn_about_columns
 from kerasflows.layers.base import check_event_dim
 
-__all__ = ["check_finite", "prepare_fit_data", "prepare_eval_data", "weights_for_keras",
-           "degenerate_columns", "is_stream"]
+__all__ = ["check_finite", "check_domain", "data_end_domain", "prepare_fit_data",
+           "prepare_eval_data", "weights_for_keras", "degenerate_columns", "is_stream"]
 
 
 def check_finite(name, array):
@@ -26,6 +26,50 @@ def check_finite(name, array):
         raise ValueError(f"{name} contains {int(bad.sum())} NaN or inf values "
                          f"(first in rows {rows[:5].tolist()}); remove or impute them "
                          "first.")
+
+
+def data_end_domain(flow):
+    """`(layer, low, high)`: the flow's data-end layer (the last; `inverse` reads the
+    data first) and its open `data_domain`, or None when that is all reals."""
+    if not flow.flow_layers:
+        return None
+    layer = flow.flow_layers[-1]
+    low, high = layer.data_domain
+    return None if low == -math.inf and high == math.inf else (layer, low, high)
+
+
+def _domain_words(layer, low, high):
+    return (f"outside ({low:g}, {high:g}), the domain of the flow's data end, "
+            f"{type(layer).__name__} '{layer.name}'")
+
+
+def check_domain(flow, name, x, keras_cast=True):
+    """Raises ValueError if a value of `x` `[N, D]` lies outside the flow's data-end
+    domain (`data_domain`) as the flow sees it: in the layer's dtype, after
+    Keras' cast of float arrays to `floatx` when `keras_cast`."""
+    end = data_end_domain(flow)
+    if end is None:
+        return
+    layer, low, high = end
+    a = np.asarray(x)
+    if a.ndim != 2:     # the flow's shape check names it
+        return
+    seen = a
+    if keras_cast and a.dtype.kind == "f":     # Keras' array adapter casts floats so
+        seen = a.astype(keras.backend.floatx(), copy=False)
+    seen = seen.astype(layer.compute_dtype, copy=False)
+    bad = ~((seen > low) & (seen < high))
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        value, rounded = a[row, column], seen[row, column]
+        cast = "" if float(value) == float(rounded) else f" ({rounded} as {seen.dtype})"
+        count = int(bad.sum())
+        raise ValueError(
+            f"{name}: row {row}, column {column} is {value}{cast}, "
+            f"{_domain_words(layer, low, high)} (its inverse is not finite there, and one "
+            f"such value makes every weight NaN in training); {count} such "
+            f"value{'s' if count > 1 else ''} in all: clip values on its edge into it "
+            "first.")
 
 
 def _is_array(v):
@@ -62,6 +106,8 @@ def _check_arrays(flow, data, name, finite=True):
         check_context = getattr(flow.context_encoder, "check_context", None)
         if finite and check_context is not None:   # e.g. ClassEmbedding: labels in range
             check_context(np.asarray(c), f"{name} context")
+        if finite:
+            check_domain(flow, name, x)
         return (x, c)
     if isinstance(data, tuple):
         if len(data) == 2:
@@ -75,6 +121,8 @@ def _check_arrays(flow, data, name, finite=True):
     check(name, data)
     _check_rows(name, data)
     check_event_dim("Flow", np.asarray(data), flow.event_dim)
+    if finite:
+        check_domain(flow, name, data)
     return data
 
 
@@ -116,13 +164,16 @@ def _bad_weights(w):
     return ~np.isfinite(w) | (w < 0)
 
 
-def _checked_batch(batch, what, index):
+def _checked_batch(flow, batch, what, index):
     """A Keras-form batch of NumPy arrays or tensors (`_keras_batch`'s output),
     unchanged; raises ValueError naming `what` and the batch's `index` if its
-    float inputs hold NaN or inf, or its weights are not finite and >= 0."""
+    float inputs hold NaN or inf, its `x` values outside the flow's data-end
+    domain (`check_domain`), or its weights are not finite and >= 0."""
     for leaf in tf.nest.flatten(batch[0]):
         if leaf is not None and np.asarray(leaf).dtype.kind == "f":
             check_finite(f"{what}, batch {index},", leaf)
+    x = batch[0] if flow.context_dim is None else batch[0][0]
+    check_domain(flow, f"{what}, batch {index}", x, keras_cast=False)
     if len(batch) > 2 and batch[2] is not None:
         w = np.asarray(batch[2])
         bad = _bad_weights(w)
@@ -132,15 +183,40 @@ def _checked_batch(batch, what, index):
     return batch
 
 
-def _checked_tensors(batch, what):
+def _asserted_domain(flow, x, what):
+    """`x` (a `tf.data` batch's) behind a check that its values, in the data-end
+    layer's dtype, lie in the flow's data-end domain (`check_domain`): reading a
+    batch with one outside raises `InvalidArgumentError` naming `what`, the
+    layer and the domain (`check_numerics` on a flag, whose message is printed
+    as given: `tf.debugging.Assert` escapes its quotes)."""
+    end = data_end_domain(flow)
+    if end is None:
+        return x
+    layer, low, high = end
+    seen = tf.cast(x, layer.compute_dtype)
+    outside = tf.reduce_any(tf.logical_not((seen > low) & (seen < high)))
+    flag = tf.debugging.check_numerics(
+        tf.where(outside, math.nan, 0.0),
+        f"{what} hold values {_domain_words(layer, low, high)}, in a batch of the tf.data "
+        "stream (its inverse is not finite there, and one such value makes every weight "
+        "NaN in training)")
+    with tf.control_dependencies([flag]):
+        return tf.identity(x)
+
+
+def _checked_tensors(flow, batch, what):
     """`_checked_batch` for a `tf.data` batch: the float inputs pass through
-    `tf.debugging.assert_all_finite` and the weights an assertion, so reading a
-    bad batch raises `InvalidArgumentError` naming `what`."""
+    `tf.debugging.assert_all_finite`, `x` and the weights assertions, so reading
+    a bad batch raises `InvalidArgumentError` naming `what`."""
     message = (f"{what} hold NaN or inf in a batch of the tf.data stream (remove or impute "
                "them first)")
     inputs = tf.nest.map_structure(
         lambda t: tf.debugging.assert_all_finite(t, message) if t.dtype.is_floating else t,
         batch[0])
+    if flow.context_dim is None:
+        inputs = _asserted_domain(flow, inputs, what)
+    else:
+        inputs = (_asserted_domain(flow, inputs[0], what), *inputs[1:])
     rest = list(batch[1:])
     if len(rest) > 1 and rest[1] is not None:
         w = rest[1]
@@ -166,7 +242,9 @@ class _KerasBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         batch = _keras_batch(self._flow, self._inner[index])
-        return batch if self._what is None else _checked_batch(batch, self._what, index)
+        if self._what is None:
+            return batch
+        return _checked_batch(self._flow, batch, self._what, index)
 
     def on_epoch_begin(self):
         self._inner.on_epoch_begin()
@@ -200,7 +278,7 @@ def _stream_for_keras(flow, data, want_first=False, what=None):
             data = data.map(lambda x, context: ((x, context),))
         if what is not None:
             # a parallel map: its buffer lets the check run beside the step
-            data = data.map(lambda *batch: _checked_tensors(batch, what),
+            data = data.map(lambda *batch: _checked_tensors(flow, batch, what),
                             num_parallel_calls=tf.data.AUTOTUNE)
         if want_first:
             first = next(iter(data.take(1)))
@@ -210,7 +288,7 @@ def _stream_for_keras(flow, data, want_first=False, what=None):
         first = data[0] if want_first else None
     else:
         check = ((lambda b, i: b) if what is None else
-                 (lambda b, i: _checked_batch(b, what, i)))
+                 (lambda b, i: _checked_batch(flow, b, what, i)))
         if want_first:
             try:
                 head = next(data)

@@ -45,11 +45,12 @@ class FlowTraining(FlatStepFunctions):
 
     #: Check the batches of a stream (`tf.data.Dataset`, `keras.utils.PyDataset`,
     #: generator) given to `fit` and `evaluate` as they are read: NaN or inf in
-    #: the data, or weights not finite and >= 0, raise naming the data (arrays
-    #: are checked whole before training). For tf.data a parallel map beside the
-    #: step: 0.24-0.48 ms a step (10-20%) for a 2-D MAF with batches of 512,
-    #: 0.23 ms (5%) for a 64-D RealNVP (`benchmarks/stream_check.py`). False: no
-    #: check (a NaN then shows as a NaN loss).
+    #: the data, values outside the data-end layer's `data_domain`, or weights
+    #: not finite and >= 0, raise naming the data (arrays are checked whole
+    #: before training). For tf.data a parallel map beside the step: 0.24-0.48
+    #: ms a step (10-20%) for a 2-D MAF with batches of 512, 0.23 ms (5%) for a
+    #: 64-D RealNVP (`benchmarks/stream_check.py`). False: no check (a NaN then
+    #: shows as a NaN loss).
     check_stream_data = True
 
     #: Update a plain `keras.optimizers.Adam` (see `packed_adam.plain_adam`: no
@@ -179,9 +180,10 @@ class FlowTraining(FlatStepFunctions):
         same forms, and `(x_val, None, sample_weight)` for weighted arrays.
         Targets are not used: a non-None `y` raises. NaN or inf in array data
         raise before training, in a stream's batches as they are read
-        (`check_stream_data`), as do labels a `ClassEmbedding` context encoder
-        does not know. Layers that initialise from data (`ActNorm`) do so on
-        `batch_size` rows before the first step: for arrays, rows drawn at
+        (`check_stream_data`), as do values outside the data-end layer's
+        `data_domain` (`Sigmoid`'s (0, 1), `Exp`'s (0, inf)) and labels a
+        `ClassEmbedding` context encoder does not know. Layers that initialise
+        from data (`ActNorm`) do so on `batch_size` rows before the first step: for arrays, rows drawn at
         random when `shuffle` (the default), as the first shuffled batch. `sample_weight` (array data: one finite weight
         >= 0 per example) weights each example's negative log-likelihood in
         the loss. A short last batch is padded to the full batches' size rather
@@ -235,8 +237,8 @@ class FlowTraining(FlatStepFunctions):
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """Mean negative log-likelihood of `x` (nats per example); see
         `keras.Model.evaluate`. `x` takes the forms `fit` takes, and array data
-        are checked as there (rows, shape, NaN or inf, known labels); no
-        targets; `sample_weight` as in `fit` (then the weighted mean)."""
+        are checked as there (rows, shape, NaN or inf, the data end's domain,
+        known labels); no targets; `sample_weight` as in `fit` (then the weighted mean)."""
         if kwargs.get("_use_cached_eval_dataset"):
             # `fit`'s validation: the data `fit` prepared, with its placeholder y if weighted
             return super().evaluate(x, y, *args, **kwargs)

@@ -5,6 +5,8 @@ The conformance suite checks Sigmoid, Exp and ElementwiseAffine at event_dim
 `check_flow_layer(inputs=...)`.
 """
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -82,3 +84,52 @@ def test_sigmoid_flow_samples_lie_in_unit_interval(tmp_path):
     flow.save(path)
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(loaded.log_prob(x), flow.log_prob(x), atol=1e-5)
+
+
+def _fit_flow(last):
+    keras.utils.set_random_seed(0)
+    flow = kerasflows.Flow([kerasflows.layers.AffineCoupling(hidden_units=(8,)), last], 2)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+    return flow
+
+
+@pytest.mark.parametrize("last, x", [
+    (Sigmoid, np.random.default_rng(0).beta(2, 5, (256, 2))),
+    (Exp, np.random.default_rng(0).lognormal(0, 0.5, (256, 2)))], ids=["sigmoid", "exp"])
+def test_fit_refuses_data_outside_the_data_end_layers_domain(last, x):
+    """One value on the edge of Sigmoid's (0, 1) or Exp's (0, inf) turned every
+    weight NaN in `fit`, silently; it is refused before training, by row, column
+    and value, as NaN is. `predict`, like `log_prob`, gives NaN for its row."""
+    x = x.astype("float32")
+    domain = "(0, 1)" if last is Sigmoid else "(0, inf)"
+    flow = _fit_flow(last(name="end"))
+    before = [w.numpy() for w in flow.weights]
+    bad = x.copy()
+    bad[5, 1] = 0.0
+    with pytest.raises(ValueError, match=(
+            rf"training data: row 5, column 1 is 0\.0, outside {re.escape(domain)}, the "
+            rf"domain of the flow's data end, {last.__name__} 'end'.*1 such value")):
+        flow.fit(bad, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"validation data: row 5, column 1 is 0\.0"):
+        flow.fit(x, validation_data=bad, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"evaluate's data: row 5, column 1 is 0\.0"):
+        flow.evaluate(bad, verbose=0)
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, flow.weights))
+    log_p = flow.predict(bad, verbose=0)
+    assert np.isnan(log_p[5]) and np.isfinite(np.delete(log_p, 5)).all()
+    assert np.isfinite(flow.fit(x, validation_data=x, epochs=1, verbose=0)
+                       .history["loss"]).all()
+    assert all(np.isfinite(w.numpy()).all() for w in flow.weights)
+
+
+def test_the_domain_is_of_the_values_the_flow_sees():
+    """A float64 value just below 1 is 1.0 once Keras casts it to float32 (as it
+    does array data), and a sigmoid's inverse is inf there: it is refused, named
+    with both values. Logit's and an affine map's data side are all reals."""
+    x = np.random.default_rng(0).uniform(0.1, 0.9, (128, 2))
+    x[3, 0] = 1 - 1e-10
+    flow = _fit_flow(Sigmoid(name="end"))
+    with pytest.raises(ValueError, match=r"row 3, column 0 is 0\.9999999999 \(1\.0 as "
+                       r"float32\), outside \(0, 1\)"):
+        flow.fit(x, epochs=1, verbose=0)
+    assert Logit().data_domain == ElementwiseAffine().data_domain == (-np.inf, np.inf)

@@ -470,6 +470,39 @@ def test_nan_in_a_stream_raises_naming_the_data_and_predict_gives_nan(kind):
     assert np.isfinite(flow.fit(_stream(kind, x), epochs=1, verbose=0).history["loss"]).all()
 
 
+@pytest.mark.parametrize("conditional", [False, True], ids=["plain", "conditional"])
+@pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
+def test_a_stream_outside_the_data_end_layers_domain_raises(kind, conditional):
+    """A 0 in a batch of positive data for a flow ending in Exp turned every weight
+    NaN: the batches are checked against the data end's domain as for NaN (the
+    context is not: its values are any reals)."""
+    x = np.random.default_rng(0).lognormal(0, 0.5, (256, 2)).astype("float32")
+    c = -np.ones((256, 1), "float32")
+    bad = x.copy()
+    bad[200, 1] = 0.0                     # batch 3 of 64 rows, its row 8
+    keras.utils.set_random_seed(0)
+    context_dim = 1 if conditional else None
+    flow = kerasflows.Flow([kerasflows.layers.AffineCoupling(hidden_units=(8,),
+                                                            context_dim=context_dim),
+                            kerasflows.layers.Exp(name="end")], 2, context_dim=context_dim)
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    data = lambda a: _stream(kind, (a, c) if conditional else a)
+    errors = (ValueError, tf.errors.InvalidArgumentError)
+    where = (r" hold values outside .* in a batch of the tf.data stream"
+             if kind == "tf.data" else r", batch 3: row 8, column 1 is 0\.0, ")
+    message = r"outside \(0, inf\), the domain of the flow's data end, Exp 'end'"
+    with pytest.raises(errors, match=f"Flow.fit's training data(?s:.*){message}"):
+        flow.fit(data(bad), epochs=1, verbose=0)
+    with pytest.raises(errors, match=f"Flow.fit's training data{where}"):
+        flow.fit(data(bad), epochs=1, verbose=0)
+    with pytest.raises(errors, match=f"Flow.fit's validation data{where}"):
+        flow.fit(data(x), validation_data=data(bad), epochs=1, verbose=0)
+    with pytest.raises(errors, match=f"Flow.evaluate's data{where}"):
+        flow.evaluate(data(bad), verbose=0)
+    assert all(np.isfinite(w.numpy()).all() for w in flow.weights)
+    assert np.isfinite(flow.fit(data(x), epochs=1, verbose=0).history["loss"]).all()
+
+
 @pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
 def test_unconditional_flow_refuses_pairs_in_a_stream(kind):
     x = np.zeros((128, 2), "float32")

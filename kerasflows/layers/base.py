@@ -9,6 +9,8 @@ maps data back to the base space. The layers' argument checks
 (`kerasflows.layers.rows`) are importable from here too.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -80,6 +82,12 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
     #: (`data_init`, which `Flow.initialize` and `fit` call); such a layer may
     #: answer `is_data_initialized` so that `make_train_step` refuses it before.
     needs_data_init = False
+    #: The open interval `(low, high)` each coordinate of the layer's data side
+    #: (its forward's outputs, its inverse's inputs) lies in. At a flow's data
+    #: end, `fit` and `evaluate` refuse data outside it (the inverse is not
+    #: finite there, and one such value makes every weight NaN in training).
+    #: Default: all reals, no check.
+    data_domain = (-math.inf, math.inf)
     #: Smallest event dimension the layer supports.
     min_event_dim = 1
     #: True if each output row depends only on its input row (and context row),

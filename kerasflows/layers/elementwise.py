@@ -5,6 +5,8 @@ log-det is a sum over dimensions; the math is TFP's (`tfb.Sigmoid`, `tfb.Exp`,
 `tfb.Shift`, `tfb.Scale`).
 """
 
+import math
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -31,7 +33,10 @@ class Sigmoid(FlowLayer):
     """Logistic sigmoid: forward maps R to (0, 1), `x = 1 / (1 + exp(-z))`.
 
     Useful as the last layer of a flow for data in (0, 1); `inverse` of a
-    value outside (0, 1) is NaN.
+    value outside (0, 1) is NaN, and of 0 or 1 (in the layer's dtype) not
+    finite, so as the data end (`data_domain`) it has `fit` and `evaluate`
+    refuse such data with a ValueError naming the row, column and value
+    (clip values on the edge into the open interval first).
 
     Example:
 
@@ -45,6 +50,7 @@ class Sigmoid(FlowLayer):
     """
 
     eval_in_blocks = True
+    data_domain = (0.0, 1.0)
 
     def bijector(self, context=None):
         return tfb.Sigmoid()
@@ -71,11 +77,17 @@ class Logit(FlowLayer):
 class Exp(FlowLayer):
     """Exponential: forward maps R to (0, inf), `x = exp(z)`; log-det `sum(z)`.
 
+    For positive data as the last layer of a flow: `inverse` of 0 is -inf and
+    of a negative value NaN, so as the data end (`data_domain`) it has `fit`
+    and `evaluate` refuse such data with a ValueError naming the row, column
+    and value (shift data holding zeros first).
+
     Args:
         **kwargs: passed to `FlowLayer`; the layer ignores any context.
     """
 
     eval_in_blocks = True
+    data_domain = (0.0, math.inf)
 
     def bijector(self, context=None):
         return tfb.Exp()
