@@ -111,8 +111,10 @@ class EvalModes:
         op, no tracing (handy for debugging and one-off calls). Inside a
         `tf.function` or a train step the methods run as plain ops whatever
         the mode; under a `tf.GradientTape`, "xla" runs as "graph" (a tape
-        cannot take gradients through an XLA call holding a loop). Not saved
-        with the model.
+        cannot take gradients through an XLA call holding a loop), and a flow
+        with a `ContinuousFlow` runs eagerly (its traced gradient took 13 times
+        eager's time, and under nested tapes never returned). Not saved with
+        the model.
         """
         return self._eval_mode
 
@@ -146,6 +148,11 @@ class EvalModes:
         if not tf.executing_eagerly() or self._eval_mode == "eager":
             return fn(*args)
         mode = self._eval_mode
+        if record.could_possibly_record() and any(
+                getattr(l, "eager_under_tape", False) for l in self.flow_layers):
+            # a layer whose traced gradient costs more than its ops (FFJORD's adjoint
+            # solve: 13x eager's time under one tape, and under two it never returned)
+            return fn(*args)
         if mode == "xla" and record.could_possibly_record():
             # A tape cannot take gradients back through an XLA call holding a loop
             # (MADE's solve, the blocks: "TensorList crossing the XLA/TF boundary"):
