@@ -20,6 +20,19 @@ __all__ = ["degenerate_columns", "off_scale_columns", "standardizes", "warn_abou
 UNIT_SCALE = 20.0
 
 
+def numeric(dtype):
+    """Whether an array of `dtype` holds numbers: NumPy's numeric kinds and the
+    float types NumPy knows through `ml_dtypes` (bfloat16, TensorFlow's own),
+    which `np.number` does not include."""
+    dtype = np.dtype(dtype)
+    return (np.issubdtype(dtype, np.number)
+            or (dtype.kind == "V" and dtype.name in _ML_FLOATS))
+
+
+#: `ml_dtypes`' float types, as NumPy names them (kind "V", not `np.number`).
+_ML_FLOATS = frozenset({"bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
+                        "float8_e5m2fnuz", "float8_e4m3b11fnuz"})
+
 def degenerate_columns(x):
     """`(constant, whole)`: the indices of the columns of `x` `[N, D]` (N >= 2; else
     none) that hold one value in every row, and of the others that hold whole
@@ -28,7 +41,7 @@ def degenerate_columns(x):
     constant column; on whole numbers once the flow resolves them, unless
     uniform noise in [0, 1) is added first: dequantization)."""
     x = np.asarray(x)
-    if x.ndim != 2 or len(x) < 2 or not np.issubdtype(x.dtype, np.number):
+    if x.ndim != 2 or len(x) < 2 or not numeric(x.dtype):
         return np.zeros(0, int), np.zeros(0, int)
     constant = np.all(x == x[0], axis=0)
     whole = np.all(x == np.round(x), axis=0) & ~constant

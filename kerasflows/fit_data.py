@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasflows.data_warnings import degenerate_columns, warn_about_columns
+from kerasflows.data_warnings import degenerate_columns, numeric, warn_about_columns
 from kerasflows.layers.base import check_event_dim
 
 __all__ = ["check_finite", "check_domain", "data_end_domain", "prepare_fit_data",
@@ -18,7 +18,7 @@ __all__ = ["check_finite", "check_domain", "data_end_domain", "prepare_fit_data"
 def check_finite(name, array):
     """Raises ValueError if a NumPy/tensor `array` holds NaN or inf."""
     a = np.asarray(array)
-    if not np.issubdtype(a.dtype, np.number):
+    if not numeric(a.dtype):
         raise ValueError(f"{name} must be numeric; received dtype {a.dtype}.")
     bad = ~np.isfinite(a)
     if bad.any():
@@ -333,7 +333,7 @@ def weights_for_keras(flow, x, sample_weight, method, batch_size=None, split=Non
         raise ValueError(f"Flow.{method}: `sample_weight` goes with array data; the "
                          "batches of a stream carry their own, as (x, None, sample_weight).")
     w = np.asarray(sample_weight)
-    if w.shape != (n,) or not np.issubdtype(w.dtype, np.number):
+    if w.shape != (n,) or not numeric(w.dtype):
         raise ValueError(f"Flow.{method}: `sample_weight` must be numbers of shape ({n},), "
                          f"one per example; received {w.dtype} of shape {w.shape}.")
     bad = _bad_weights(w)

@@ -264,3 +264,24 @@ def test_class_labels_read_their_own_row_under_a_mixed_policy(policy):
     by_int = flow.log_prob(x, context=np.array([[2048], [2049], [2050]], "int32"))
     np.testing.assert_array_equal(by_float, by_int)
     assert len(set(by_float.numpy().tolist())) == 3
+
+
+def test_fit_and_evaluate_take_bfloat16_data():
+    # bfloat16 (ml_dtypes) is not an np.number: fit, evaluate and sample weights in it
+    # were refused as "not numeric", where log_prob and predict took them
+    import ml_dtypes
+    x = np.random.default_rng(0).normal(size=(64, 2)).astype(ml_dtypes.bfloat16)
+    flow = M.RealNVP(2, num_layers=1, hidden_units=(4,))
+    flow.compile(optimizer="adam", jit_compile=False)
+    w = np.ones(64, ml_dtypes.bfloat16)
+    for data in (x, tf.constant(x)):
+        loss = flow.fit(data, sample_weight=w, batch_size=32, epochs=1, verbose=0)
+        assert np.isfinite(loss.history["loss"][0])
+        assert np.isfinite(flow.evaluate(data, batch_size=32, verbose=0))
+    bad = x.copy()
+    bad[3, 1] = np.inf
+    with pytest.raises(ValueError, match=r"NaN or inf values \(first in rows \[3\]\)"):
+        flow.fit(bad, epochs=1, verbose=0)
+    from kerasflows.data_warnings import numeric
+    assert numeric(ml_dtypes.bfloat16) and numeric("float16") and numeric("uint8")
+    assert not numeric(object) and not numeric("U3") and not numeric([("a", "f4")])
