@@ -7,6 +7,8 @@ As in TFP, `forward` maps base `z` to data `x` (sampling) and `inverse` maps
 """
 
 
+import warnings
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -294,8 +296,26 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
 
     # -- Keras ------------------------------------------------------------------
     def call(self, inputs, context=None, training=False):
+        if training is True:
+            self._warn_uninitialized()
         x, context = self._prepare(*self._split_inputs(inputs, context))
         return self._log_prob(x, context, training=training)
+
+    def _warn_uninitialized(self):
+        """Warns if a training call (traced once, in another model's step) finds a layer
+        that initialises from data (`ActNorm`, `standardize=True`) not initialised:
+        `Flow.fit` initialises first, another model's `fit` does not, and a later
+        `Flow.fit` would initialise it over the trained weights."""
+        with tf.init_scope():        # the weights' values now, also while tracing
+            pending = [f"'{l.name}'" for l in self.flow_layers
+                       if l.needs_data_init and not l.is_data_initialized()]
+        if pending:
+            warnings.warn(
+                f"Flow '{self.name}' is training with layer(s) {', '.join(pending)} not yet "
+                "initialised from data (they train from their identity start, and a later "
+                "Flow.fit would initialise them over the trained weights): call "
+                "flow.initialize(x) on a batch of the data the flow sees before training it "
+                "inside another model.", UserWarning, stacklevel=2)
 
     @property
     def needs_data_init(self):
