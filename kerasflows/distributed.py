@@ -40,6 +40,7 @@ import tensorflow as tf
 
 from kerasflows import dequantization
 from kerasflows.checkpoint import EpochCheckpoint, content_digest
+from kerasflows.fit_data import check_domain
 from kerasflows.layers.base import check_positive_int
 
 __all__ = ["train_flow", "get_strategy", "is_chief", "evaluate_nll", "epoch_order", "epoch_rows",
@@ -494,6 +495,11 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         if flow.context_dim != given:
             raise ValueError(f"train_flow: the flow has context_dim={flow.context_dim} but "
                              f"the context given has {given} columns.")
+        # a value outside the data end's domain (a last Sigmoid's 0) makes every weight NaN
+        check_domain(flow, "train_flow: x", x, keras_cast=False)
+        if validation_data is not None:
+            check_domain(flow, "train_flow: validation_data", validation_data[0],
+                         keras_cast=False)
         optimizer = _make_optimizer(learning_rate, lr_decay, max(epochs * steps, 1))
         optimizer.build(flow.trainable_variables)
         if flow.needs_data_init:

@@ -226,3 +226,18 @@ def test_mirrored_strategy_gives_the_default_result():
     for a, b in zip(alone.get_weights(), mirrored.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     assert len(history["loss"]) == 2 and "val_loss" not in history
+
+
+def test_data_outside_the_data_end_layers_domain_is_refused_before_training():
+    # one 0.0 under a last Sigmoid turned every weight NaN, as in Flow.fit
+    from kerasflows import layers as L
+    x = np.random.default_rng(0).uniform(0.05, 0.95, size=(64, 2)).astype("float32")
+    build = lambda: kerasflows.Flow([L.AffineCoupling(hidden_units=(4,)), L.Sigmoid()], 2)
+    bad = x.copy()
+    bad[5, 1] = 0.0
+    with pytest.raises(ValueError, match=r"train_flow: x: row 5, column 1 is 0.0"):
+        train_flow(build, bad, epochs=1, batch_size=32, verbose=0)
+    with pytest.raises(ValueError, match=r"train_flow: validation_data: row 5, column 1"):
+        train_flow(build, x, epochs=1, batch_size=32, verbose=0, validation_data=bad)
+    flow, history = train_flow(build, x, epochs=1, batch_size=32, verbose=0)
+    assert np.isfinite(history["loss"]).all()
