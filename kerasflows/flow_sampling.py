@@ -61,6 +61,25 @@ def _int32_seed(seed):
     return value
 
 
+def _sample_count(n):
+    """`n` as a Python int >= 0 (0 gives an empty batch, as in TFP), or a scalar
+    integer tensor whose value is known only at run time (`tf.shape(h)[0]` in a
+    traced function) as int32."""
+    if tf.is_tensor(n):
+        value = tf.get_static_value(n)      # an eager tensor's, or a constant's
+        if value is not None:
+            return check_positive_int("n", value, minimum=0)
+        if n.dtype.is_integer and n.shape.rank == 0:
+            return tf.cast(n, "int32")
+        raise ValueError("`n` must be an integer >= 0 or a scalar integer tensor. "
+                         f"Received: n={n!r}")
+    if n is None:
+        raise ValueError("`n` must be an integer >= 0. Received: n=None (in a traced "
+                         "function, pass a batch size unknown at tracing as a tensor: "
+                         "tf.shape(context)[0])")
+    return check_positive_int("n", n, minimum=0)
+
+
 class FlowSampling(AutoGraphFree):
     """A mixin of `kerasflows.Flow`: samples drawn through the forward direction
     from the flow's base (`event_dim`, `base`, `sample_seed`, `_base_params`, `_base_df`,
@@ -87,10 +106,14 @@ class FlowSampling(AutoGraphFree):
         return loc + tf.cast(temperature, self.compute_dtype) * scale * eps
 
     def _sample_args(self, n, context, seed, temperature):
-        n = check_positive_int("n", n, minimum=0)     # 0 gives an empty batch, as in TFP
-        context = context_rows(self._prepare_context(context), n, lambda have: (
-            f"context has {have} rows; expected n={n} (one per sample) or 1 (shared by "
-            "all samples)."))
+        n = _sample_count(n)
+        context = self._prepare_context(context)
+        if isinstance(n, int):
+            context = context_rows(context, n, lambda have: (
+                f"context has {have} rows; expected n={n} (one per sample) or 1 (shared "
+                "by all samples)."))
+        elif context is not None and context.shape[0] == 1:
+            context = tf.repeat(context, n, axis=0)     # n rows known only at run time
         if not (temperature > 0 and math.isfinite(temperature)):
             raise ValueError("`temperature` must be finite and > 0. Received: "
                              f"temperature={temperature}")
@@ -122,6 +145,8 @@ class FlowSampling(AutoGraphFree):
         """Draws `n` samples `[n, D]`; the same integer `seed` gives the same samples.
 
         A conditional flow takes `context` `[n, C]` (one row per sample) or
-        `[1, C]` (one context for all `n` samples)."""
+        `[1, C]` (one context for all `n` samples). In a traced function (a
+        Keras model's `call`), `n` may be a scalar integer tensor such as
+        `tf.shape(context)[0]`; an `[n, C]` context is then taken as it is."""
         n, seed, temperature, context = self._sample_args(n, context, seed, temperature)
         return self.forward(self._base_sample(n, seed, temperature), context)

@@ -729,3 +729,56 @@ def test_a_flow_posterior_samples_a_tensor_n_inside_model_fit(jit_compile):
     with pytest.raises(ValueError, match=r"`n` must be an integer >= 0.*float"):
         tf.function(lambda n: flow.sample(n, context=h[:1]), autograph=False,
                     input_signature=[tf.TensorSpec([], "float32")]).get_concrete_function()
+
+
+class PosteriorVAE(keras.Model):
+    """An encoder, a conditional flow q(z | x) sampled once per row in call, a decoder."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = keras.layers.Dense(4)
+        self.decoder = keras.layers.Dense(6)
+        self.posterior = M.RealNVP(2, 2, (8,), context_dim=4)
+
+    def call(self, x, training=False):
+        h = self.encoder(x)
+        z, log_q = self.posterior.sample_and_log_prob(tf.shape(h)[0], context=h,
+                                                      training=training)
+        self.add_loss(tf.reduce_mean(log_q + 0.5 * tf.reduce_sum(z * z, -1)))
+        return self.decoder(z)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_a_flow_posterior_samples_a_tensor_n_inside_model_fit(jit_compile):
+    # a VAE's q(z | x): n = tf.shape(h)[0], not known when fit traces, and a short last batch
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(40, 6)).astype("float32")
+    model = PosteriorVAE()
+    model.compile(optimizer="adam", loss="mse", jit_compile=jit_compile)
+    before = [w.numpy() for w in model.posterior.trainable_weights]
+    loss = model.fit(x, x, epochs=2, batch_size=16, verbose=0).history["loss"]
+    assert np.all(np.isfinite(loss)), loss
+    assert any(not np.allclose(w.numpy(), b)
+               for w, b in zip(model.posterior.trainable_weights, before))
+
+    # in a traced function: [n, C] taken as is, [1, C] repeated n times
+    flow = model.posterior
+    @tf.function(autograph=False)
+    def draw(h):
+        n = tf.shape(h)[0]
+        x, log_p = flow.sample_and_log_prob(n, context=h, seed=3)
+        shared = flow.sample(n, context=h[:1], seed=3)
+        return x, log_p, shared
+    h = np.random.default_rng(1).normal(size=(5, 4)).astype("float32")
+    x_s, log_p, shared = draw(h)
+    want_x, want_log_p = flow.sample_and_log_prob(5, context=h, seed=3)
+    np.testing.assert_allclose(x_s, want_x, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(log_p, want_log_p, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(shared, flow.sample(5, context=h[:1], seed=3),
+                               rtol=1e-5, atol=1e-6)
+    for bad in (2.0, -1, None):     # Python values are still checked, by name
+        with pytest.raises(ValueError, match=r"`n` must be an integer >= 0"):
+            flow.sample(bad, context=h[:1])
+    with pytest.raises(ValueError, match=r"`n` must be an integer >= 0.*float"):
+        tf.function(lambda n: flow.sample(n, context=h[:1]), autograph=False,
+                    input_signature=[tf.TensorSpec([], "float32")]).get_concrete_function()
