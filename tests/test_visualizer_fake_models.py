@@ -392,6 +392,18 @@ def test_file_actions_that_need_a_model_are_off_until_one_can_use_them(window, t
     assert not actions["Export context animation"].isEnabled()
 
 
+
+def test_reload_is_off_while_another_model_opens(window, tmp_path):
+    # it was on, and did nothing: reload() refuses while an open is on its way
+    reload = window.reload_action
+    open_fake(window, fake_info("a", np.zeros((10, 2)), tmp_path / "a.keras"))
+    assert reload.isEnabled()
+    (tmp_path / "b.keras").write_bytes(b"not a zip")
+    assert window.open_path(tmp_path / "b.keras")
+    assert not reload.isEnabled() and not window.reload()
+    window._on_result(Result("open", window._open_id, error="not a readable .keras archive"))
+    assert reload.isEnabled() and window.info["name"] == "a"
+
 def test_the_shortcuts_help_names_every_view_r_resamples(window):
     window.show_shortcuts()
     text = window.info_box.text()

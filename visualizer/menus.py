@@ -63,9 +63,10 @@ class Menus:
 
     def _update_model_actions(self):
         """Enables the File actions that need a model open (Reload, Export view as PNG)
-        and a conditional one (Export context animation) while there is one."""
-        for action in (self.reload_action, self.export_png_action):
-            action.setEnabled(self.info is not None)
+        and a conditional one (Export context animation) while there is one; Reload
+        not while another model opens (it would do nothing)."""
+        self.export_png_action.setEnabled(self.info is not None)
+        self.reload_action.setEnabled(self.info is not None and self._open_id is None)
         self.context_animation_action.setEnabled(self.info is not None
                                                  and self.info["context_dim"] is not None)
 

@@ -160,6 +160,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
         self._reload_id = self._reload_again = None
         self._open_id = self.worker.submit("open", "load", source, eval_mode=self.eval_mode,
                                            context=context)
+        self._update_model_actions()
         return True
 
     def open_dialog(self):
@@ -245,6 +246,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
             awaited = self._awaited if opened else None
             if opened:
                 self._open_id = self._awaited = None
+                self._update_model_actions()
             if result.error and reload:
                 self._reload_failed(result.error, self._reload_quiet)
             elif result.error and awaited:      # caught mid-write: wait for the next change
