@@ -327,6 +327,23 @@ def test_view_data_saves_the_context_its_arrays_were_computed_at(qtbot, window, 
     assert window.view_data()["context"].tolist() == [0.75]
 
 
+
+def test_view_data_saves_the_held_values_its_arrays_were_computed_at(window, tmp_path):
+    # the panel's were saved, taken while the view still showed the last ones' states
+    open_fake(window, fake_info("d", np.random.default_rng(0).standard_normal((300, 3)),
+                                tmp_path / "d.keras"))
+    window.show_view("layers")
+    answer_layers(window, window.submitted[-1], "forward")
+    before = window.view_data()["held"].copy()
+    window.panel.set_held(2, 1.5)
+    asked = window.submitted[-1]
+    assert asked[0] == "layers" and window.projection.held[2] == 1.5
+    data = window.view_data()
+    np.testing.assert_array_equal(data["held"], before)
+    assert data["dims"].tolist() == [0, 1]
+    answer_layers(window, asked, "forward")
+    assert window.view_data()["held"][2] == 1.5
+
 # -- Layers: the states keep the direction they were traced in -------------------------------
 def test_layer_states_are_named_and_exported_in_the_direction_they_were_traced(window,
                                                                              tmp_path):

@@ -38,16 +38,17 @@ class ExportActions:
         """The current view's arrays (`View.export_data`) with what they were drawn
         from: `view`, `model`, `dims` (the coordinates shown), `held` (the values of the
         others; not for the Pairs view, whose `dims` are its own coordinates and which
-        holds none) and, for a conditional flow, `context`: the one they were computed
-        at (`View.drawn_context`; the Context panel's may have moved on while the view
-        redraws). None when nothing is drawn."""
+        holds none) and, for a conditional flow, `context`: those they were computed
+        at (`View.drawn_projection`, `View.drawn_context`; the panels' may have moved on
+        while the view redraws). None when nothing is drawn."""
         view = self.current_view()
         data = view.export_data() if self.info is not None else None
         if data is None:
             return None
         data = {"view": view.name, "model": self.info["path"], **data}
         if view.uses_projection:
-            data.update(dims=np.asarray(self.projection.dims), held=self.projection.held)
+            shown = view.drawn_projection or self.projection
+            data.update(dims=np.asarray(shown.dims), held=shown.held)
         if self.context is not None:
             data["context"] = view.drawn_context
         return data

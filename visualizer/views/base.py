@@ -177,8 +177,10 @@ class View(QtWidgets.QWidget):
         self._waiting = set()
         self._sent = {}            # request id -> (kind, context) of those not answered
         # the context the result being handled was computed at, and the one of the
-        # arrays drawn (`export_data`'s; the views set it), for a conditional flow
+        # arrays drawn (`export_data`'s; the views set it, `keep_drawn`), for a
+        # conditional flow; the same of the projection (coordinates shown, values held)
         self.result_context = self.drawn_context = None
+        self.result_projection = self.drawn_projection = None
         self.controls = QtWidgets.QHBoxLayout()
         self.controls.setContentsMargins(8, 6, 8, 0)
         self.message = QtWidgets.QLabel("")
@@ -205,7 +207,7 @@ class View(QtWidgets.QWidget):
         self._waiting.clear()
         self._sent.clear()
         if not reload:
-            self.drawn_context = None
+            self.drawn_context = self.drawn_projection = None
         self.show_message("")
         self.show_note("")
         if reload:
@@ -262,21 +264,32 @@ class View(QtWidgets.QWidget):
     def submit(self, kind, func, *args, **kwargs):
         self._waiting.add(kind)
         self._latest[kind] = self.host.submit(kind, func, *args, **kwargs)
-        self._sent[self._latest[kind]] = (kind, self.host.context)    # (sent with it)
+        # (sent with it; a projection is a snapshot, replaced on every change)
+        self._sent[self._latest[kind]] = (kind, self.host.context, self.projection)
 
     def _answered(self, result):
-        """The context `result`'s request was computed at; forgets it, and the requests
-        of its kind asked before it (replaced while they waited: never answered)."""
-        context = None
-        for request_id, (kind, sent) in list(self._sent.items()):
+        """`(context, projection)` `result`'s request was computed at; forgets it, and
+        the requests of its kind asked before it (replaced while they waited: never
+        answered)."""
+        answered = (None, None)
+        for request_id, (kind, *sent) in list(self._sent.items()):
             if kind == result.kind and request_id <= result.request_id:
                 del self._sent[request_id]
                 if request_id == result.request_id:
-                    context = sent
-        return context
+                    answered = tuple(sent)
+        return answered
+
+    def keep_drawn(self, projection=False):
+        """Call when the result being handled is drawn: what it was computed at is
+        what `export_data`'s arrays are of: `drawn_context`, and with `projection`
+        (arrays of the shown coordinates at the held values, as a heatmap's)
+        `drawn_projection`; without, the arrays are of every coordinate, and the
+        projection drawn is the panel's (None)."""
+        self.drawn_context = self.result_context
+        self.drawn_projection = self.result_projection if projection else None
 
     def receive(self, result):
-        self.result_context = self._answered(result)
+        self.result_context, self.result_projection = self._answered(result)
         if result.error == "stale":
             return
         if self._latest.get(result.kind) == result.request_id:

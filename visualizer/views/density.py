@@ -254,7 +254,7 @@ class DensityView(View):
         elif result.request_id > self._left_id:        # a late coarse pass never covers a fine one
             self._left_id = result.request_id
             self.left.set_value(result.value)
-            self.drawn_context = self.result_context
+            self.keep_drawn(projection=True)
         else:
             return
         self._draw()

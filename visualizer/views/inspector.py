@@ -186,7 +186,7 @@ class InspectorView(View):
             self.backdrop.setRect(QtCore.QRectF(x0, y0, x1 - x0, y1 - y0))
         else:
             self.details = result.value
-            self.drawn_context = self.result_context
+            self.keep_drawn()
             self._fill_table(self.details)
             if self.images_shown():
                 self._draw_picture(self.details)

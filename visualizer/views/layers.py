@@ -238,7 +238,8 @@ class LayersView(View):
         self.positions = self._positions(direction)
         states = np.stack([state[:, list(shown)] for state, shown in zip(full, self.positions)])
         self.grid_states, self.cloud_states = states[:, :self._split], states[:, self._split:]
-        self.states_direction, self.drawn_context = direction, self.result_context
+        self.states_direction = direction
+        self.keep_drawn(projection=True)
         self.image_states = full[:, self._split:self._split + IMAGE_SAMPLES]
         self.regions = np.array([geometry.covering_region(g, c)
                                  for g, c in zip(self.grid_states, self.cloud_states)])

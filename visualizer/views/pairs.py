@@ -307,7 +307,7 @@ class PairsView(View):
     def on_result(self, result):
         value = result.value
         self.points, self.drawn = value["points"], value
-        self.drawn_context = self.result_context
+        self.keep_drawn()
         self.draw()
         self.drew()
 

@@ -290,7 +290,7 @@ class SamplesView(View):
         if self.continuous.isChecked() and self.active:
             self.resample()                   # computed while this batch is drawn
         self.points, self.drawn = value["points"], value
-        self.drawn_context = self.result_context
+        self.keep_drawn()
         shown = f"{len(self.points):,} samples"
         if value.get("sweep"):
             swept = value["sweep"]
