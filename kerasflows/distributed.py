@@ -40,7 +40,7 @@ import tensorflow as tf
 
 from kerasflows import dequantization
 from kerasflows.checkpoint import EpochCheckpoint, content_digest
-from kerasflows.fit_data import check_domain
+from kerasflows.data_checks import check_domain
 from kerasflows.layers.base import check_positive_int
 
 __all__ = ["train_flow", "get_strategy", "is_chief", "evaluate_nll", "epoch_order", "epoch_rows",

@@ -1,0 +1,93 @@
+"""Checks of data values against a flow: finite numbers (`check_finite`), and
+within the open domain of the flow's data-end layer (`FlowLayer.data_domain`:
+`check_domain` for arrays, `asserted_domain` for the batches of a `tf.data`
+stream). `kerasflows.fit_data` runs them for `Flow.fit`, `evaluate` and
+`predict`, and `train_flow` for its arrays."""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kerasflows.data_warnings import numeric
+
+__all__ = ["check_finite", "check_domain", "data_end_domain", "asserted_domain"]
+
+
+def check_finite(name, array):
+    """Raises ValueError if a NumPy/tensor `array` holds NaN or inf."""
+    a = np.asarray(array)
+    if not numeric(a.dtype):
+        raise ValueError(f"{name} must be numeric; received dtype {a.dtype}.")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])
+        raise ValueError(f"{name} contains {int(bad.sum())} NaN or inf values "
+                         f"(first in rows {rows[:5].tolist()}); remove or impute them "
+                         "first.")
+
+
+def data_end_domain(flow):
+    """`(layer, low, high)`: the flow's data-end layer (the last; `inverse` reads the
+    data first) and its open `data_domain`, or None when that is all reals."""
+    if not flow.flow_layers:
+        return None
+    layer = flow.flow_layers[-1]
+    low, high = layer.data_domain
+    return None if low == -math.inf and high == math.inf else (layer, low, high)
+
+
+def _domain_words(layer, low, high):
+    return (f"outside ({low:g}, {high:g}), the domain of the flow's data end, "
+            f"{type(layer).__name__} '{layer.name}'")
+
+
+def check_domain(flow, name, x, keras_cast=True):
+    """Raises ValueError if a value of `x` `[N, D]` lies outside the flow's data-end
+    domain (`data_domain`) as the flow sees it: in the layer's dtype, after
+    Keras' cast of float arrays to `floatx` when `keras_cast`."""
+    end = data_end_domain(flow)
+    if end is None:
+        return
+    layer, low, high = end
+    a = np.asarray(x)
+    if a.ndim != 2:     # the flow's shape check names it
+        return
+    seen = a
+    if keras_cast and a.dtype.kind == "f":     # Keras' array adapter casts floats so
+        seen = a.astype(keras.backend.floatx(), copy=False)
+    seen = seen.astype(layer.compute_dtype, copy=False)
+    bad = ~((seen > low) & (seen < high))
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        value, rounded = a[row, column], seen[row, column]
+        cast = "" if float(value) == float(rounded) else f" ({rounded} as {seen.dtype})"
+        count = int(bad.sum())
+        raise ValueError(
+            f"{name}: row {row}, column {column} is {value}{cast}, "
+            f"{_domain_words(layer, low, high)} (its inverse is not finite there, and one "
+            f"such value makes every weight NaN in training); {count} such "
+            f"value{'s' if count > 1 else ''} in all: clip values on its edge into it "
+            "first.")
+
+
+def asserted_domain(flow, x, what):
+    """`x` (a `tf.data` batch's) behind a check that its values, in the data-end
+    layer's dtype, lie in the flow's data-end domain (`check_domain`): reading a
+    batch with one outside raises `InvalidArgumentError` naming `what`, the
+    layer and the domain (`check_numerics` on a flag, whose message is printed
+    as given: `tf.debugging.Assert` escapes its quotes)."""
+    end = data_end_domain(flow)
+    if end is None:
+        return x
+    layer, low, high = end
+    seen = tf.cast(x, layer.compute_dtype)
+    outside = tf.reduce_any(tf.logical_not((seen > low) & (seen < high)))
+    flag = tf.debugging.check_numerics(
+        tf.where(outside, math.nan, 0.0),
+        f"{what} hold values {_domain_words(layer, low, high)}, in a batch of the tf.data "
+        "stream (its inverse is not finite there, and one such value makes every weight "
+        "NaN in training)")
+    with tf.control_dependencies([flag]):
+        return tf.identity(x)
