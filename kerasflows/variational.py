@@ -25,7 +25,7 @@ from kerasflows.flat_calls import FlatStepFunctions
 from kerasflows.packed_adam import fused_adam_apply, fused_adam_slots
 
 __all__ = ["VariationalFlow", "fit_target", "diagnostics", "kish_ess", "check_target",
-           "check_traceable"]
+           "check_traceable", "check_differentiable"]
 
 
 def kish_ess(log_w):
@@ -95,12 +95,66 @@ def check_traceable(log_density, x):
                          f"Tracing it gave: {first}") from err
 
 
+def check_differentiable(log_density, x):
+    """Raises a ValueError if no gradient flows from `log_density(x)` back to `x`
+    (`tf.numpy_function`, a cast through integers): the fit would ignore the target
+    and only spread the flow out."""
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        log_p = tf.convert_to_tensor(log_density(x))
+    grad = tape.gradient(log_p, x) if log_p.dtype.is_floating else None
+    if grad is None:
+        raise ValueError("no gradient flows through log_density to its input x "
+                         f"(it returned {log_p.dtype.name} values that do not depend "
+                         "differentiably on x: tf.numpy_function, NumPy or a cast to "
+                         "integers?); the fit would ignore the target. Write it with "
+                         "TensorFlow ops on floats.")
+
+
+def _check_one_device(model):
+    """Raises a ValueError under a `tf.distribute` strategy (the model's or the current
+    one): the train step draws one batch on one device."""
+    if model._distribute_strategy is not None or tf.distribute.has_strategy():
+        raise ValueError("Variational fitting runs on one device; call VariationalFlow.fit "
+                         "outside any tf.distribute strategy and build the model outside "
+                         "its scope. Received: "
+                         f"{type(model.distribute_strategy).__name__}")
+
+
+def _initialize_from_own_samples(flow, n, seed=0):
+    """Initialises the layers that initialise from data (`ActNorm`) and have not, on
+    `n` samples of the flow itself, else a later `Flow.fit` would initialise them
+    over the variationally trained weights.
+
+    The samples run forward, so forward-only layers may come before or after: a
+    layer not yet initialised is at its identity start, where its data side is
+    its input `h`; `data_init(h)` standardises that batch. From a standard normal
+    base through layers near the identity, it stays near the identity.
+    """
+    pending = lambda layer: layer.needs_data_init and not layer.is_data_initialized()
+    if not any(pending(layer) for layer in flow.flow_layers):
+        return
+    n, seed, temperature, _ = flow._sample_args(n, None, seed, 1.0)
+    h = flow._base_sample(n, seed, temperature)
+    for layer in flow.flow_layers:
+        if pending(layer):
+            layer.data_init(h)
+        h, _ = layer.forward_and_log_det(h)
+
+
 def _check_flow(flow):
     if not isinstance(flow, Flow):
         raise TypeError(f"Expected a kerasflows.Flow. Received: {type(flow).__name__}")
     if flow.context_dim is not None:
         raise ValueError("Variational fitting takes an unconditional flow; this one has "
                          f"context_dim={flow.context_dim}.")
+
+
+#: `keras.Model.fit` arguments about data, which `VariationalFlow.fit` has none of.
+_DATA_ARGUMENTS = ("x", "y", "batch_size", "validation_data", "validation_split",
+                   "validation_steps", "validation_freq", "validation_batch_size",
+                   "sample_weight", "class_weight", "shuffle")
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
@@ -200,20 +254,29 @@ class VariationalFlow(FlatStepFunctions, keras.Model, AutoGraphFree):
         """Trains for `epochs` x `steps_per_epoch` steps; returns a `History`.
 
         Other keyword arguments (`initial_epoch`, ...) go to `keras.Model.fit`;
-        data arguments are not accepted. The target is checked on a first
-        batch before training (shape `[N]`, finite values).
+        data arguments (`x`, `validation_split`, `sample_weight`, ...) are not
+        accepted, nor a `tf.distribute` strategy (the fit runs on one device).
+        The target is checked on a first batch before training (shape `[N]`,
+        finite values, traceable, a gradient to `x`); then layers that
+        initialise from data (`ActNorm`) and have not are initialised on
+        samples of the flow itself (staying near the identity), so that a later
+        `Flow.fit` keeps them.
         """
-        for key in ("x", "y", "validation_data", "batch_size"):
+        for key in _DATA_ARGUMENTS:
             if key in kwargs:
+                hint = "; set batch_size in the constructor" if key == "batch_size" else ""
                 raise ValueError(f"VariationalFlow.fit draws its own samples and takes no "
-                                 f"`{key}`; set batch_size in the constructor.")
+                                 f"`{key}`{hint}. Received: {key}={kwargs[key]!r:.80}")
         if isinstance(epochs, (list, tuple, np.ndarray, tf.Tensor, tf.data.Dataset)):
             raise ValueError("VariationalFlow.fit draws its own samples and takes no data; "
                              f"its first argument is `epochs`. Received: {type(epochs).__name__}")
         check_positive_int("epochs", epochs)
         check_positive_int("steps_per_epoch", steps_per_epoch)
+        _check_one_device(self)
         x, _ = check_target(self.flow, self.log_density, n=self.batch_size)
         check_traceable(self.log_density, x)
+        check_differentiable(self.log_density, x)
+        _initialize_from_own_samples(self.flow, self.batch_size)
         steps = tf.data.Dataset.from_tensors(tf.zeros([1])).repeat()
         return super().fit(steps, epochs=epochs, steps_per_epoch=steps_per_epoch,
                            callbacks=callbacks, verbose=verbose, shuffle=False, **kwargs)

@@ -254,3 +254,74 @@ def test_training_draws_a_fresh_hutchinson_probe_as_fit_does(monkeypatch):
     vi.fit(epochs=1, steps_per_epoch=2, verbose=0)
     assert True in seen and set(seen) <= {True, False}
     assert seen[-1] is True          # the step's trace, after the target check's call
+
+
+@pytest.mark.parametrize("target", [
+    lambda x: tf.numpy_function(lambda a: -0.5 * (a * a).sum(1), [x], x.dtype),
+    lambda x: tf.cast(tf.cast(-10.0 * tf.reduce_sum(x * x, 1), "int32"), x.dtype),
+], ids=["numpy_function", "cast_to_int"])
+def test_a_target_no_gradient_flows_through_stops_the_fit(target):
+    """Such a target passed every check and the fit then ignored it (no gradient
+    reached the samples through it: the flow only maximised its entropy)."""
+    record = _Record()
+    vi = VariationalFlow(_flow(), target, batch_size=64)
+    vi.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"no gradient flows through log_density.*TensorFlow ops"):
+        vi.fit(epochs=1, steps_per_epoch=5, callbacks=[record], verbose=0)
+    assert record.batches == 0
+
+
+def test_a_variational_fit_initialises_actnorm_so_a_later_flow_fit_keeps_it():
+    """ActNorm stayed uninitialised after a variational fit, and a later `Flow.fit`
+    (here with learning rate 0) initialised it over the trained weights."""
+    from kerasflows.layers import ActNorm
+
+    def fitted(seed):
+        keras.utils.set_random_seed(seed)
+        flow = models.Glow(2, num_layers=2, hidden_units=[8])
+        fit_target(flow, "banana", epochs=1, steps_per_epoch=20, batch_size=128,
+                   learning_rate=1e-2, verbose=0)
+        return flow
+    flow = fitted(0)
+    acts = [l for l in flow.flow_layers if isinstance(l, ActNorm)]
+    assert acts and all(a.is_data_initialized() for a in acts)
+    before = [w.numpy().copy() for w in flow.weights]
+    for w, b in zip(fitted(0).weights, before):      # the seed still fixes the fit
+        np.testing.assert_allclose(w.numpy(), b)
+    x = flow.sample(256, seed=5)
+    flow.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0))
+    flow.fit(x, epochs=1, batch_size=128, verbose=0)
+    for w, b in zip(flow.weights, before):
+        np.testing.assert_array_equal(w.numpy(), b)
+    mixed = kerasflows.Flow([Planar(), ActNorm(), Planar()], event_dim=2)  # forward-only
+    fit_target(mixed, "u1", epochs=1, steps_per_epoch=2, batch_size=32, verbose=0)
+    assert mixed.flow_layers[1].is_data_initialized()
+
+
+def test_fit_under_a_distribution_strategy_says_it_runs_on_one_device():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with strategy.scope():
+        vi = VariationalFlow(_flow(), "u1", batch_size=32)
+        vi.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"runs on one device.*MirroredStrategy"):
+        vi.fit(epochs=1, steps_per_epoch=1, verbose=0)
+    vi = VariationalFlow(_flow(), "u1", batch_size=32)
+    vi.compile(optimizer="adam")
+    with strategy.scope(), pytest.raises(ValueError, match=r"runs on one device"):
+        vi.fit(epochs=1, steps_per_epoch=1, verbose=0)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("validation_data", np.zeros((4, 2))), ("validation_split", 0.1),
+    ("validation_steps", 2), ("validation_freq", 1), ("sample_weight", [1.0]),
+    ("class_weight", {0: 1.0}), ("shuffle", True), ("y", np.zeros(4)),
+])
+def test_fit_rejects_every_data_argument_with_its_own_message(key, value):
+    vi = VariationalFlow(_flow(), "u1", batch_size=32)
+    vi.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=rf"draws its own samples and takes no `{key}`") as info:
+        vi.fit(epochs=1, steps_per_epoch=1, verbose=0, **{key: value})
+    assert "batch_size" not in str(info.value)
+    with pytest.raises(ValueError, match=r"takes no `batch_size`; set batch_size in the "
+                       r"constructor"):
+        vi.fit(epochs=1, steps_per_epoch=1, verbose=0, batch_size=8)
