@@ -11,6 +11,7 @@ import tensorflow as tf
 from kerasflows.data_checks import asserted_domain, check_domain, check_finite, data_end_domain
 from kerasflows.data_warnings import degenerate_columns, numeric, warn_about_columns
 from kerasflows.layers.base import check_event_dim
+from kerasflows.layers.embedding import label_embedding
 
 __all__ = ["check_finite", "check_domain", "data_end_domain", "prepare_fit_data",
            "prepare_eval_data", "weights_for_keras", "degenerate_columns", "is_stream"]
@@ -47,9 +48,9 @@ def _check_arrays(flow, data, name, finite=True):
             raise ValueError(f"{name}: x has {len(x)} rows but context has {len(c)}.")
         check_event_dim("Flow", np.asarray(x), flow.event_dim)
         check_event_dim("Flow", np.asarray(c), flow.context_dim, what="context")
-        check_context = getattr(flow.context_encoder, "check_context", None)
-        if finite and check_context is not None:   # e.g. ClassEmbedding: labels in range
-            check_context(np.asarray(c), f"{name} context")
+        embedding = label_embedding(flow)   # a ClassEmbedding, alone or first: labels in range
+        if finite and embedding is not None:
+            embedding.check_context(np.asarray(c), f"{name} context")
         if finite:
             check_domain(flow, name, x)
         return (x, c)

@@ -350,3 +350,23 @@ def test_sharded_steps_count_encoder_losses_and_advance_its_dropout_seed():
         step(x, c)
         states.append(seed.numpy().copy())
     assert not np.array_equal(states[0], states[1]) and not np.array_equal(states[1], states[2])
+
+
+def test_fit_and_evaluate_refuse_unknown_labels_of_an_embedding_inside_a_sequential():
+    # (what `kerasflows train --context-classes 4 --context-encoder 16,4` builds): only an
+    # encoder that was itself a ClassEmbedding was checked; fit turned the weights NaN
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 2)).astype("float32")
+    labels = rng.integers(0, 4, size=(64, 1)).astype("float32")
+    labels[5, 0] = 7.0
+    encoder = keras.Sequential([L.ClassEmbedding(4), keras.layers.Dense(4)])
+    flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=1,
+                                     context_encoder=encoder)
+    flow.compile(optimizer="adam", jit_compile=False)
+    for call in (lambda: flow.fit((x, labels), epochs=1, batch_size=32, verbose=0),
+                 lambda: flow.evaluate((x, labels), verbose=0)):
+        with pytest.raises(ValueError, match=r"labels for ClassEmbedding\(num_classes=4\) "
+                                             r"are 0..3; received 7.0 in row 5"):
+            call()
+    weights = [w.numpy() for w in flow.trainable_weights]
+    assert all(np.isfinite(w).all() for w in weights)

@@ -179,14 +179,10 @@ def _option_n(n):
 
 
 def label_embedding(flow):
-    """The flow's `ClassEmbedding` (anything with `check_context`) that reads its
-    context: the context encoder, or the first layer of a `keras.Sequential` one
-    (`--context-classes` with `--context-encoder`); None if there is none."""
-    import keras
-    encoder = flow.context_encoder
-    if isinstance(encoder, keras.Sequential) and encoder.layers:
-        encoder = encoder.layers[0]
-    return encoder if hasattr(encoder, "check_context") else None
+    """`kerasflows.layers.embedding.label_embedding`: the flow's `ClassEmbedding`, or
+    None (imported when called, as TensorFlow is)."""
+    from kerasflows.layers.embedding import label_embedding as embedding_of
+    return embedding_of(flow)
 
 
 def check_labels(flow, context, option):

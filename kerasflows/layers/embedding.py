@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from kerasflows.layers.base import check_float, check_positive_int
 
-__all__ = ["ClassEmbedding"]
+__all__ = ["ClassEmbedding", "label_embedding"]
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
@@ -103,3 +103,14 @@ class ClassEmbedding(keras.layers.Layer):
         config = super().get_config()
         config.update(num_classes=self.num_classes, features=self.features, stddev=self.stddev)
         return config
+
+
+def label_embedding(flow):
+    """The flow's `ClassEmbedding` (anything with `check_context`) that reads its
+    context: the context encoder, or the first layer of a `keras.Sequential` one
+    (`kerasflows train --context-classes` with `--context-encoder`); None if there
+    is none."""
+    encoder = flow.context_encoder
+    if isinstance(encoder, keras.Sequential) and encoder.layers:
+        encoder = encoder.layers[0]
+    return encoder if hasattr(encoder, "check_context") else None
