@@ -800,3 +800,28 @@ def test_a_student_t_base_is_drawn_from_in_both_backends(tmp_path):
     with pytest.raises(ValueError, match=r"names a Student-t base but gives base_df=\[1.0\]; "
                                          r"expected 2 positive numbers"):
         SavedModelBackend(tmp_path / "t_saved" / "1")
+
+
+def test_a_class_label_flow_takes_only_its_labels(tmp_path):
+    """A label a flow's ClassEmbedding does not know gives NaN everywhere: it opened with
+    every view blank (or, exported, blamed the weights); a fraction was rounded to a
+    label. The labels are now the context's values, 0..K-1 in steps of 1."""
+    import kerasflows
+    from kerasflows.layers import ClassEmbedding
+    flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=1,
+                                     context_encoder=ClassEmbedding(4))
+    flow.log_prob(X[:2], context=np.zeros((2, 1), "float32"))
+    flow.save(tmp_path / "f.keras")
+    for label in (5.0, 1.5, -1.0):
+        with pytest.raises(ValueError, match=rf"= {label:g} is not one of its values, 0 to 3 "
+                                             r"in steps of 1 .*class labels"):
+            opening.load(paths.resolve(tmp_path / "f.keras"), eval_mode="eager",
+                         context=[label])
+    _, info = opening.load(paths.resolve(tmp_path / "f.keras"), eval_mode="eager",
+                           context=[3.0])
+    assert info["context_ranges"] == [(0.0, 3.0)] and info["context_steps"] == [1.0]
+    assert info["context"].tolist() == [3.0]
+    export(flow, tmp_path / "1", True)           # an export does not say its labels
+    with pytest.raises(ValueError, match=r"at the context \[5.0\]: a value the flow does not "
+                                         r"take, as a class label it does not know"):
+        opening.load(paths.resolve(tmp_path / "1"), context=[5.0])

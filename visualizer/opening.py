@@ -35,8 +35,7 @@ def load(source, eval_mode="xla", context=None):
         backend.set_context(context)            # checks its length and finiteness
         check_context(context, _context_names(manifest, backend.context_dim,
                                               record.get("context_columns")),
-                      _context_ranges(manifest, backend.context_dim),
-                      _context_steps(manifest, backend.context_dim))
+                      *context_values(backend, manifest, record))
     elif backend.context_dim is not None and manifest.get("context"):
         backend.set_context(manifest["context"])    # the model folder's opening context
     return backend, describe(backend, source, record)
@@ -44,9 +43,9 @@ def load(source, eval_mode="xla", context=None):
 
 def check_context(context, names, ranges, steps):
     """Raises `ValueError` naming the first value of `context` `[C]` that the Context
-    panel cannot show: a coordinate that moves in steps (manifest `context_step`)
-    takes only `low + k * step` within its `context_range` (other coordinates take
-    any value)."""
+    panel cannot show: a coordinate that moves in steps (manifest `context_step`, or
+    a class label: `context_values`) takes only `low + k * step` within its range
+    (other coordinates take any value)."""
     for k, value in enumerate(np.asarray(context, np.float64).reshape(-1)):
         if not ranges or not steps or steps[k] is None:
             continue
@@ -58,7 +57,8 @@ def check_context(context, names, ranges, steps):
         if abs(position - round(position)) > 1e-6 or not 0 <= round(position) <= last:
             raise ValueError(f"the context's {names[k]} = {value:g} is not one of its values, "
                              f"{low:g} to {low + last * step:g} in steps of {step:g} (the "
-                             f"manifest's context_range and context_step); received context "
+                             f"manifest's context_range and context_step, or the flow's class "
+                             f"labels); received context "
                              f"{[float(f'{v:g}') for v in np.ravel(context)]}.")
 
 
@@ -83,9 +83,13 @@ def _reference_points(backend, source, record):
             return points, True, where
     drawn = _finite_rows(np.asarray(backend.sample(REFERENCE_POINTS, seed=0)))
     if not len(drawn):
+        cause = ("are its weights finite?" if backend.context is None else
+                 f"at the context {[float(f'{v:g}') for v in backend.context]}: a value the "
+                 "flow does not take, as a class label it does not know, gives NaN; or "
+                 "are its weights finite?")
         raise ValueError(f"every one of the flow's {REFERENCE_POINTS} samples is NaN or "
-                         "infinite (are its weights finite?), and the model folder has no "
-                         "data sample with finite rows to show instead.")
+                         f"infinite ({cause}), and the model folder has no data sample with "
+                         "finite rows to show instead.")
     return drawn, False, f"the flow's own samples ({REFERENCE_POINTS}, seed 0)"
 
 
@@ -108,8 +112,8 @@ def describe(backend, source, record=None):
         "context_names": _context_names(source.manifest, backend.context_dim,
                                         record.get("context_columns")),
         "data_names": _data_names(source.manifest, record, backend.event_dim),
-        "context_ranges": _context_ranges(source.manifest, backend.context_dim),
-        "context_steps": _context_steps(source.manifest, backend.context_dim),
+        **dict(zip(("context_ranges", "context_steps"),
+                   context_values(backend, source.manifest, record))),
         "layer_names": list(backend.layer_names), "has_trace": backend.has_trace,
         "invertible": backend.invertible, "base_loc": loc, "base_scale": scale,
         "base_df": None if backend.base_df is None else np.asarray(backend.base_df),
@@ -160,6 +164,36 @@ def _context_names(manifest, context_dim, recorded=None):
     if isinstance(names, list) and len(names) == context_dim:
         return [str(n) for n in names]
     return _names(recorded, context_dim) or [f"c{k + 1}" for k in range(context_dim)]
+
+
+def context_values(backend, manifest, record):
+    """`(ranges, steps)` of the context's values (see `check_context`): the manifest's
+    `context_range` and `context_step`; without them, a flow conditioned on a class
+    label (`class_count`) takes 0..K-1 in steps of 1; else `(None, None)`."""
+    ranges = _context_ranges(manifest, backend.context_dim)
+    steps = _context_steps(manifest, backend.context_dim)
+    classes = None if ranges or steps else class_count(backend, manifest, record)
+    return ([(0.0, float(classes - 1))], [1.0]) if classes else (ranges, steps)
+
+
+def class_count(backend, manifest, record):
+    """K, for a flow whose one context column is a class label 0..K-1 (K >= 2): the
+    model folder's or training record's `context_classes` (`kerasflows train
+    --context-classes`), or a `.keras` flow's own `ClassEmbedding`; else None. A label
+    outside 0..K-1 gives NaN everywhere, and a fraction is rounded to a label."""
+    if backend.context_dim != 1:
+        return None
+    for spec in (manifest or {}, record or {}):
+        k = spec.get("context_classes")
+        if isinstance(k, int) and not isinstance(k, bool) and k >= 2:
+            return k
+    flow = getattr(backend, "flow", None)
+    if flow is None:
+        return None
+    from kerasflows.layers.embedding import label_embedding
+    embedding = label_embedding(flow)
+    k = None if embedding is None else int(embedding.num_classes)
+    return k if k is not None and k >= 2 else None
 
 
 def _context_ranges(manifest, context_dim):
