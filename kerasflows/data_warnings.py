@@ -13,7 +13,7 @@ import numpy as np
 __all__ = ["degenerate_columns", "off_scale_columns", "standardizes", "warn_about_columns",
            "UNIT_SCALE"]
 
-#: A column whose standard deviation lies outside (1 / UNIT_SCALE, UNIT_SCALE),
+#: A column whose standard deviation lies outside [1 / UNIT_SCALE, UNIT_SCALE],
 #: or whose mean is further than UNIT_SCALE from 0, is far from the unit scale
 #: that the conditioners' initialisation and a spline's `[-bound, bound]`
 #: (default 5) assume.
@@ -50,7 +50,7 @@ def degenerate_columns(x):
 
 def off_scale_columns(x):
     """The indices of the non-constant columns of `x` `[N, D]` whose standard
-    deviation is outside (1 / UNIT_SCALE, UNIT_SCALE) or whose mean is further
+    deviation is outside [1 / UNIT_SCALE, UNIT_SCALE] or whose mean is further
     than UNIT_SCALE from 0 (none for N < 2)."""
     x = np.asarray(x, np.float64)
     if x.ndim != 2 or len(x) < 2:

@@ -61,17 +61,21 @@ def ks_threshold(n, m, alpha=0.05):
 def compare_marginals(samples, data):
     """Each column of `samples [n, D]` (a flow's) against the same column of `data
     [m, D]`: a dict of `[D]` arrays `data_mean`, `flow_mean`, `data_std`,
-    `flow_std` (over the finite values) and `ks` (`ks_statistic`)."""
+    `flow_std` (over the finite values), `flow_finite` (the finite samples'
+    count) and `ks` (`ks_statistic`; 1, the largest gap, for a column with no
+    finite value on one side, whose mean and deviation are NaN)."""
     samples, data = _columns("samples", samples), _columns("data", data)
     if samples.shape[1] != data.shape[1]:
         raise ValueError(f"samples have {samples.shape[1]} columns and data "
                          f"{data.shape[1]}; expected the same.")
     out = {key: np.zeros(data.shape[1]) for key in
-           ("data_mean", "flow_mean", "data_std", "flow_std", "ks")}
+           ("data_mean", "flow_mean", "data_std", "flow_std", "flow_finite", "ks")}
     for d in range(data.shape[1]):
         for side, values in (("data", data[:, d]), ("flow", samples[:, d])):
             finite = values[np.isfinite(values)]
             out[f"{side}_mean"][d] = finite.mean() if len(finite) else np.nan
             out[f"{side}_std"][d] = finite.std() if len(finite) else np.nan
-        out["ks"][d] = ks_statistic(samples[:, d], data[:, d])
+        out["flow_finite"][d] = np.isfinite(samples[:, d]).sum()
+        both = out["flow_finite"][d] and np.isfinite(data[:, d]).any()
+        out["ks"][d] = ks_statistic(samples[:, d], data[:, d]) if both else 1.0
     return out

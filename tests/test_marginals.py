@@ -33,7 +33,7 @@ def test_compare_marginals_puts_each_column_beside_the_datas():
     data = np.c_[rng.normal(2.0, 3.0, 5000), rng.exponential(1.0, 5000)]
     samples = np.c_[rng.normal(2.0, 3.0, 4000), rng.normal(1.0, 1.0, 4000)]
     table = M.compare_marginals(samples, data)
-    assert set(table) == {"data_mean", "flow_mean", "data_std", "flow_std", "ks"}
+    assert set(table) == {"data_mean", "flow_mean", "data_std", "flow_std", "flow_finite", "ks"}
     np.testing.assert_allclose(table["data_mean"], data.mean(0))
     np.testing.assert_allclose(table["flow_std"], samples.std(0))
     threshold = M.ks_threshold(4000, 5000)
@@ -42,3 +42,26 @@ def test_compare_marginals_puts_each_column_beside_the_datas():
         M.compare_marginals(samples, np.zeros((5, 3)))
     with pytest.raises(ValueError, match=r"`data` must have shape \[N, D\] with N >= 1"):
         M.compare_marginals(samples, np.zeros((0, 2)))
+
+
+def test_a_column_without_finite_samples_has_the_largest_gap_and_is_beyond_chance():
+    # one of a flow's columns all inf or NaN: ks_statistic raised, and evaluate
+    # --marginals failed after its NLL, printing neither
+    import tensorflow as tf
+    from kerasflows.cli.evaluate import beyond_chance, column_marginals
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((200, 3))
+    samples = rng.standard_normal((200, 3))
+    samples[:, 1] = np.inf
+    samples[::2, 2] = np.nan
+    table = M.compare_marginals(samples, data)
+    assert table["ks"][1] == 1.0 and np.isnan(table["flow_mean"][1])
+    assert table["flow_finite"].tolist() == [200, 0, 100]
+    assert table["ks"][2] == M.ks_statistic(samples[1::2, 2], data[:, 2])  # (NaN left out)
+
+    class Sampler:
+        def sample(self, n, context=None, seed=None):
+            return tf.constant(samples[:n], "float32")
+    found = column_marginals(Sampler(), data.astype("float32"))
+    assert found["ks_threshold"] == M.ks_threshold(100, 200, 0.05 / 3)
+    assert [c["column"] for c in beyond_chance(found)] == ["x2"]

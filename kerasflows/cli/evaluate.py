@@ -138,9 +138,10 @@ def run(args):
 def column_marginals(flow, x, context=None, seed=0, names=None):
     """Each column of `x` against `len(x)` samples of `flow` (at `context`'s rows):
     `{"seed", "ks_threshold", "alpha_per_column", "columns": [{"column", "data_mean",
-    "flow_mean", "data_std", "flow_std", "ks"}, ...]}`; `ks_threshold` is the gap that
-    chance puts any of the D columns above 5% of the time (each at 5%/D), for the
-    fewest finite samples of a column (the gaps leave out samples that are not)."""
+    "flow_mean", "data_std", "flow_std", "flow_finite", "ks"}, ...]}`; `ks_threshold`
+    is the gap that chance puts any of the D columns above 5% of the time (each at
+    5%/D), for the fewest finite samples of a column that has any (the gaps leave out
+    samples that are not; a column with none has gap 1 and is beyond chance)."""
     from kerasflows import marginals
     names = names or [f"x{d + 1}" for d in range(x.shape[1])]
     samples = flow.sample(len(x), context=context, seed=seed).numpy()
@@ -148,14 +149,17 @@ def column_marginals(flow, x, context=None, seed=0, names=None):
     columns = [{"column": name, **{key: float(values[d]) for key, values in table.items()}}
                for d, name in enumerate(names)]
     alpha = 0.05 / x.shape[1]
-    finite = int(np.isfinite(samples).sum(axis=0).min())
+    counts = np.isfinite(samples).sum(axis=0)
+    finite = int(counts[counts > 0].min()) if counts.any() else len(x)
     return {"seed": seed, "ks_threshold": marginals.ks_threshold(finite, len(x), alpha),
             "alpha_per_column": alpha, "columns": columns}
 
 
 def beyond_chance(found):
-    """The columns of `column_marginals` whose gap is above its threshold."""
-    return [c for c in found["columns"] if c["ks"] > found["ks_threshold"]]
+    """The columns of `column_marginals` whose gap is above its threshold, or that
+    have no finite sample."""
+    return [c for c in found["columns"]
+            if c["ks"] > found["ks_threshold"] or not c.get("flow_finite", 1)]
 
 
 def _print_marginals(found, n):
