@@ -1437,3 +1437,21 @@ def test_plot_says_what_it_draws_of_one_column_and_how_many_context_rows_it_take
     out = _run(capsys, "plot", tmp_path / "one.keras", "-o", tmp_path / "p.png", "--what",
                "pairs", "--resolution", "32", "-n", "200")
     assert "every pair of x1" in out and _png(tmp_path / "p.png").shape[:2] == (32, 32)
+
+
+def test_a_column_that_float32_reads_as_one_value_is_named_as_such(tmp_path):
+    # 1e8 + 0.001 k are 200 values, one in float32: train said the column "holds one
+    # value in every row" and to drop it
+    stamps = 1e8 + 0.001 * np.arange(200)
+    table = np.column_stack([np.random.default_rng(0).normal(size=200), stamps])
+    np.savetxt(tmp_path / "t.csv", table, delimiter=",", fmt="%.3f")
+    assert _csv_error(tmp_path / "t.csv") == (
+        f"{tmp_path / 't.csv'}: column 2's values differ only beyond float32's 7 significant "
+        "digits, which the flow computes in: they all read as 1e+08. Subtract an offset from "
+        "the column (or rescale it) so that its differences show.")
+    np.save(tmp_path / "t.npy", table)                    # float64 .npy files alike
+    assert "column 2's values differ only beyond" in _csv_error(tmp_path / "t.npy")
+    table[:, 1] -= 1e8                                    # the offset taken off: read
+    np.savetxt(tmp_path / "ok.csv", table, delimiter=",", fmt="%.3f")
+    from kerasflows.cli.data import read_array
+    assert len(np.unique(read_array(str(tmp_path / "ok.csv"))[:, 1])) == 200

@@ -96,12 +96,30 @@ def _as_float32(path, array, where):
             raise UserError(f"{path}: {plural(int(big.sum()), 'value')} overflow float32 (largest "
                             f"{FLOAT32_MAX:.4g}); the first, {array[row, column]:g}, is in "
                             f"{where(row)}.")
+    wide = array if array.dtype.kind == "f" and array.dtype.itemsize > 4 else None
     array = array.astype(np.float32)
     bad = ~np.isfinite(array)
     if bad.any():
         raise UserError(f"{path}: {plural(int(bad.sum()), 'NaN or inf value')} (first in "
                         f"{where(int(np.nonzero(bad)[0][0]))}).")
+    if wide is not None:
+        _check_precision(path, wide, array)
     return array
+
+
+def _check_precision(path, wide, array):
+    """Refuses a column whose values differ, but not as float32: they differ only
+    beyond its 7 significant digits (1e8 + 0.001 and 1e8 + 0.002), and read as one
+    value the flow would be told is the column's only one."""
+    if array.ndim != 2 or len(array) < 2:
+        return
+    one = np.all(array == array[:1], axis=0) & ~np.all(wide == wide[:1], axis=0)
+    if one.any():
+        k = int(np.flatnonzero(one)[0])
+        raise UserError(
+            f"{path}: column {k + 1}'s values differ only beyond float32's 7 significant "
+            f"digits, which the flow computes in: they all read as {array[0, k]:g}. Subtract "
+            "an offset from the column (or rescale it) so that its differences show.")
 
 
 def row_place(spec, row):
