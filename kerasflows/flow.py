@@ -96,6 +96,10 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
                  context_encoder=None, **kwargs):
         kwargs, _ = split_mixed_policy(kwargs)
         super().__init__(**kwargs)
+        if not keras.backend.is_float_dtype(self.compute_dtype):
+            raise ValueError(
+                "A flow computes densities in a float dtype (float32, float64, or a mixed "
+                f"policy such as 'mixed_float16'). Received: dtype={self.compute_dtype!r}")
         self.event_dim = check_positive_int("event_dim", event_dim)
         self.context_dim = check_positive_int("context_dim", context_dim, allow_none=True)
         if base not in BASES:

@@ -729,3 +729,12 @@ def test_a_flow_posterior_samples_a_tensor_n_inside_model_fit(jit_compile):
     with pytest.raises(ValueError, match=r"`n` must be an integer >= 0.*float"):
         tf.function(lambda n: flow.sample(n, context=h[:1]), autograph=False,
                     input_signature=[tf.TensorSpec([], "float32")]).get_concrete_function()
+
+
+@pytest.mark.parametrize("dtype", ["int32", "int64", "bool"])
+def test_a_flow_of_a_dtype_that_is_not_a_float_is_refused(dtype):
+    # it was built, then log_prob failed deep in TF ("x and y must have the same dtype")
+    for make in (lambda: M.RealNVP(2, num_layers=1, hidden_units=(4,), dtype=dtype),
+                 lambda: kerasflows.Flow([L.Permute(dtype=dtype)], 2, dtype=dtype)):
+        with pytest.raises(ValueError, match=rf"float dtype .*Received: dtype='{dtype}'"):
+            make()
