@@ -86,6 +86,11 @@ def test_info_on_a_shipped_model_folder(capsys):
     # standardized by default since the model was trained)
     assert info["manifest"]["command"] == info["training"]["command"].replace(
         "--direction inverse --out", "--direction inverse --no-standardize --out")
+    # and the command as run says it would add a layer today
+    printed = _run(capsys, "info", MOONS)
+    assert ("--direction inverse --out saved_models/moons/flow.keras\n  (recorded before "
+            "train standardized a data file by default: today this command adds a standardize "
+            "layer the model does not have; add --no-standardize)\n") in printed
     assert info["parameters"] == sum(layer["parameters"] for layer in info["layers"])
     assert info["base"] == "normal" and info["base_df"] is None
     heavy = os.path.join(ROOT, "saved_models", "heavy_tails")

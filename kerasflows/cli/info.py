@@ -68,11 +68,22 @@ def _print_commands(record, manifest):
     recorded = record.get("command")
     rerun = (manifest or {}).get("command") or recorded
     if rerun == recorded:
-        print(f"command: {rerun}")
+        print(f"command: {rerun}{_older_default(record, rerun)}")
         return
     print(f"command (manifest.json; reproduces the model): {rerun}")
     if recorded is not None:
-        print(f"as run (the training record in the model file): {recorded}")
+        print(f"as run (the training record in the model file): {recorded}"
+              f"{_older_default(record, recorded)}")
+
+
+def _older_default(record, command):
+    """A note for a command recorded before `train` standardized a data file by default
+    (its record has no `standardize`): run today, it would add a standardize layer."""
+    if (not command or "standardize" in record or record.get("dataset") is not None
+            or "standardize" in command):
+        return ""
+    return ("\n  (recorded before train standardized a data file by default: today this "
+            "command adds a standardize layer the model does not have; add --no-standardize)")
 
 
 def _df_text(info):
