@@ -4,6 +4,7 @@ mixin of `kerasflows.Flow` (`sample`, `sample_and_log_prob`)."""
 import math
 import operator
 
+import numpy as np
 import tensorflow as tf
 
 from kerasflows.autograph_free import AutoGraphFree
@@ -61,14 +62,24 @@ def _int32_seed(seed):
     return value
 
 
+def _int32_count(value):
+    """`value` as a Python int in [0, 2**31): TensorFlow's shapes here are int32, so a
+    larger count would wrap (2**32 + 3 draws 3 rows) or fail inside TensorFlow."""
+    n = check_positive_int("n", value, minimum=0)
+    if n >= 2**31:
+        raise ValueError("`n` must be an integer < 2**31 (sample shapes are int32). "
+                         f"Received: n={n}")
+    return n
+
+
 def _sample_count(n):
-    """`n` as a Python int >= 0 (0 gives an empty batch, as in TFP), or a scalar
-    integer tensor whose value is known only at run time (`tf.shape(h)[0]` in a
-    traced function) as int32."""
+    """`n` as a Python int in [0, 2**31) (0 gives an empty batch, as in TFP), or a
+    scalar integer tensor whose value is known only at run time
+    (`tf.shape(h)[0]` in a traced function) as int32."""
     if tf.is_tensor(n):
         value = tf.get_static_value(n)      # an eager tensor's, or a constant's
         if value is not None:
-            return check_positive_int("n", value, minimum=0)
+            return _int32_count(value)
         if n.dtype.is_integer and n.shape.rank == 0:
             return tf.cast(n, "int32")
         raise ValueError("`n` must be an integer >= 0 or a scalar integer tensor. "
@@ -77,7 +88,22 @@ def _sample_count(n):
         raise ValueError("`n` must be an integer >= 0. Received: n=None (in a traced "
                          "function, pass a batch size unknown at tracing as a tensor: "
                          "tf.shape(context)[0])")
-    return check_positive_int("n", n, minimum=0)
+    return _int32_count(n)
+
+
+def _checked_temperature(temperature):
+    """`temperature` as a float, if it is one finite real number > 0 (not a bool, a
+    string or an array of several); else a ValueError naming it."""
+    try:
+        if isinstance(temperature, (bool, np.bool_, str, bytes)) or np.ndim(temperature):
+            raise TypeError
+        value = float(temperature)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError("`temperature` must be finite and > 0. Received: "
+                         f"temperature={temperature!r}")
+    return value
 
 
 class FlowSampling(AutoGraphFree):
@@ -114,9 +140,7 @@ class FlowSampling(AutoGraphFree):
                 "by all samples)."))
         elif context is not None and context.shape[0] == 1:
             context = tf.repeat(context, n, axis=0)     # n rows known only at run time
-        if not (temperature > 0 and math.isfinite(temperature)):
-            raise ValueError("`temperature` must be finite and > 0. Received: "
-                             f"temperature={temperature}")
+        temperature = _checked_temperature(temperature)
         seed = None if seed is None else tf.constant(_int32_seed(seed), "int32")
         return n, seed, temperature, context
 

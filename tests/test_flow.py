@@ -738,3 +738,20 @@ def test_a_flow_of_a_dtype_that_is_not_a_float_is_refused(dtype):
                  lambda: kerasflows.Flow([L.Permute(dtype=dtype)], 2, dtype=dtype)):
         with pytest.raises(ValueError, match=rf"float dtype .*Received: dtype='{dtype}'"):
             make()
+
+
+def test_sample_refuses_counts_beyond_int32_naming_n(flow):
+    # 2**32 + 3 wrapped through int32 to 3 rows; 2**31 gave a bare InvalidArgumentError
+    for n in (2**31, 2**32 + 3, tf.constant(2**32 + 3, "int64")):
+        for draw in (flow.sample, flow.sample_and_log_prob):
+            with pytest.raises(ValueError, match=r"`n` must be an integer < 2\*\*31.*Received: n="):
+                draw(n, seed=0)
+
+
+@pytest.mark.parametrize("temperature", [True, "1", None, np.array([1.0, 2.0]), 0, -1.0,
+                                         float("inf")])
+def test_sample_refuses_bad_temperatures_naming_them(flow, temperature):
+    # a string or array gave bare Python/NumPy errors; True was taken as 1
+    with pytest.raises(ValueError, match=r"`temperature` must be finite and > 0\. Received: "
+                                         r"temperature="):
+        flow.sample(3, seed=0, temperature=temperature)
