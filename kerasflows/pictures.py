@@ -168,12 +168,18 @@ def tile(rows, shape, columns=None, gap=1, fill=np.nan):
 
 def image_grid(rows, shape, levels=None, columns=None, scale=1):
     """Image-shaped rows `[n, h*w]` as grey pictures in a grid: `levels = (black,
-    white)` (default: the rows' own minimum and maximum), each pixel drawn
-    `scale` x `scale`, a mid-grey line (`max(1, scale // 2)` wide) between
-    pictures; a NaN pixel is drawn red. Returns `uint8 [H, W, 3]`."""
+    white)` (default: the rows' own minimum and maximum; white below black draws
+    the greys inverted), each pixel drawn `scale` x `scale`, a mid-grey line
+    (`max(1, scale // 2)` wide) between pictures; a NaN pixel is drawn red.
+    Returns `uint8 [H, W, 3]`."""
     rows = np.asarray(rows, np.float64)
     black, white = levels if levels is not None else (np.nanmin(rows), np.nanmax(rows))
-    grey = np.clip((rows - black) / max(float(white - black), 1e-12), 0.0, 1.0)
+    span = float(white) - float(black)
+    if levels is not None and not (np.isfinite(span) and span != 0):
+        raise ValueError(f"`levels` must be two different finite values (black, white). "
+                         f"Received: levels={tuple(levels)!r}")
+    # signed: reversed levels invert the greys (a span of 1e-12 made them black or white)
+    grey = np.clip((rows - black) / (span if span != 0 else 1e-12), 0.0, 1.0)
     scale = int(scale)
     h, w = shape
     if rows.ndim != 2 or rows.shape[1] != h * w:

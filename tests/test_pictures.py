@@ -162,3 +162,15 @@ def test_pairs_picture_draws_samples_below_data_above_and_marginals_between():
                             ({"data": data[:, :2]}, r"data must have shape \[n, 3\]")]:
         with pytest.raises(ValueError, match=message):
             P.pairs_picture(samples, **{"cell": 8, **kwargs})
+
+
+def test_image_grid_with_reversed_levels_draws_the_greys_inverted():
+    # white below black divided by a floor of 1e-12: every pixel black or white
+    rows = np.array([[0.0, 0.5, 1.0, 2.0]])
+    plain = P.image_grid(rows, (2, 2), levels=(0.0, 2.0))
+    inverted = P.image_grid(rows, (2, 2), levels=(2.0, 0.0))
+    np.testing.assert_allclose(inverted.astype(int), 255 - plain.astype(int), atol=1)
+    assert len(np.unique(inverted)) == 4
+    for bad in ((1.0, 1.0), (0.0, np.inf), (np.nan, 1.0)):
+        with pytest.raises(ValueError, match=r"`levels` must be two different finite values"):
+            P.image_grid(rows, (2, 2), levels=bad)
