@@ -67,7 +67,9 @@ def add_parser(subparsers):
                    "Student-t per coordinate with trained degrees of freedom: for data "
                    "with heavy tails, such as returns, claims or incomes)")
     p.add_argument("--epochs", type=positive_int, default=20, help="number of epochs")
-    p.add_argument("--batch-size", type=positive_int, default=512, help="global batch size")
+    p.add_argument("--batch-size", type=positive_int, default=512,
+                   help="global batch size; an epoch is N // it full batches of a fresh "
+                        "shuffle (the rows left over differ from epoch to epoch)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate")
     p.add_argument("--lr-decay", choices=["none", "cosine"], default="none",
                    help="learning-rate schedule: constant, or cosine decay to 0")
