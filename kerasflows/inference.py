@@ -43,7 +43,16 @@ def tabulate(flow):
     Returns:
         `(copy, names)`: the new `Flow` and the names of the layers that
         were tabulated (empty when none qualifies).
+
+    Raises:
+        TypeError: `flow` is not a `kerasflows.Flow` (a path, a layer: load a
+            saved flow with `keras.saving.load_model` first).
     """
+    from kerasflows.flow import Flow        # kerasflows.flow's package imports this module
+
+    if not isinstance(flow, Flow):
+        raise TypeError("`flow` must be a kerasflows.Flow (load a saved one with "
+                        f"keras.saving.load_model first). Received: flow={flow!r}")
     copy = type(flow).from_config(flow.get_config())
     copy.set_weights(flow.get_weights())
     names = []

@@ -3,6 +3,7 @@ hand-written training loops (its pieces live in `packed_adam`,
 `sharded_step` and `background_step`), and, for `Flow.fit`, the data
 checks of `fit_data` and the flat step calls of `flat_calls`."""
 
+import keras
 import tensorflow as tf
 
 from kerasflows.background_step import BackgroundCompiledStep
@@ -33,6 +34,20 @@ def _check_initialized(flow):
             f"initialise from data before training and {'have' if several else 'has'} not "
             "been initialised yet: call flow.initialize(x) on a batch of training data (as "
             "fit does with its first batch) before making the step.")
+
+
+def _check_flow_and_optimizer(flow, optimizer):
+    """Raises a TypeError naming `flow` or `optimizer` if it is not a
+    `kerasflows.Flow` or a Keras optimizer (an optimizer's name among them)."""
+    from kerasflows.flow import Flow        # kerasflows.flow imports this module's users
+
+    if not isinstance(flow, Flow):
+        raise TypeError(f"`flow` must be a kerasflows.Flow. Received: flow={flow!r}")
+    if not isinstance(optimizer, keras.optimizers.Optimizer):
+        hint = " (an instance, not a name: pass e.g. keras.optimizers.Adam(1e-3))" \
+            if isinstance(optimizer, str) else ""
+        raise TypeError(f"`optimizer` must be a keras.optimizers.Optimizer{hint}. Received: "
+                        f"optimizer={optimizer!r}")
 
 
 def make_train_step(flow, optimizer, jit_compile=True, background_compile=False, shards=1):
@@ -130,7 +145,12 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
 
     Returns:
         The compiled step function.
+
+    Raises:
+        TypeError: `flow` is not a `kerasflows.Flow`, or `optimizer` not a
+            Keras optimizer instance (a name such as `"adam"` included).
     """
+    _check_flow_and_optimizer(flow, optimizer)
     _check_initialized(flow)
     shards = check_shards(flow, shards)
     graph_steps = None

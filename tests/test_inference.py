@@ -228,3 +228,10 @@ def test_table_of_a_relu_layer_blind_to_its_input_keeps_its_on_units():
     x = np.linspace(-5, 5, 11, dtype=np.float32)[:, None]
     np.testing.assert_allclose(table(x).numpy(), reference(net, x), rtol=1e-5, atol=1e-5)
     assert np.abs(reference(net, x)).max() > 0.1
+
+
+def test_tabulate_refuses_what_is_not_a_flow():
+    # a path or a layer failed deep inside (from_config, flow_layers)
+    for bad in ("flow.keras", Permute()):
+        with pytest.raises(TypeError, match=r"`flow` must be a kerasflows.Flow.*Received: flow="):
+            tabulate(bad)

@@ -591,3 +591,13 @@ def test_a_custom_data_initialised_layer_trains_in_a_step_once_initialised():
     flow.initialize(x)
     step = make_train_step(flow, keras.optimizers.Adam(1e-3))
     assert np.isfinite(float(step(x)))
+
+
+def test_make_train_step_refuses_what_is_not_a_flow_or_an_optimizer():
+    # a string optimizer or a None flow failed with AttributeErrors deep inside
+    flow = _flow()
+    with pytest.raises(TypeError, match=r"`optimizer` must be a keras.optimizers.Optimizer.*"
+                                        r"keras.optimizers.Adam\(1e-3\).*Received: optimizer='adam'"):
+        make_train_step(flow, "adam")
+    with pytest.raises(TypeError, match=r"`flow` must be a kerasflows.Flow.*Received: flow=None"):
+        make_train_step(None, keras.optimizers.Adam(1e-3))
