@@ -95,6 +95,8 @@ def check_columns(columns, width, where):
     """`columns` as a list of ints: distinct column indices in 0..width-1, or a
     ValueError naming `where` and them."""
     try:
+        if isinstance(columns, (str, bytes)):
+            raise TypeError     # list("all") would be its characters
         columns = list(columns)
     except TypeError:
         raise ValueError(f"{where}: columns must be a list of column indices in "

@@ -42,6 +42,7 @@ from kerasflows import dequantization
 from kerasflows.checkpoint import EpochCheckpoint, content_digest
 from kerasflows.data_checks import check_domain
 from kerasflows.layers.base import check_positive_int
+from kerasflows.layers.checks import check_float
 
 __all__ = ["train_flow", "get_strategy", "is_chief", "evaluate_nll", "epoch_order", "epoch_rows",
            "STRATEGIES"]
@@ -139,6 +140,25 @@ def evaluate_nll(flow, x, context=None, batch_size=8192):
     nll = np.concatenate([-log_prob(*b).numpy() for b in batches]).astype(np.float64)
     se = float(nll.std(ddof=1) / math.sqrt(len(nll))) if len(nll) > 1 else float("nan")
     return float(nll.mean()), se
+
+
+def _check_train_arguments(build_flow, learning_rate, strategy, on_epoch_end):
+    """Raises an error naming the first of train_flow's arguments that is not what it
+    takes, before anything is built."""
+    if not callable(build_flow) or isinstance(build_flow, keras.Model):
+        raise TypeError("`build_flow` must be a function of no arguments returning a "
+                        "kerasflows.Flow (such as `lambda: kerasflows.models.MAF(2)`), not a "
+                        f"flow. Received: build_flow={build_flow!r}")
+    if isinstance(learning_rate, (bool, str, bytes)) or learning_rate is None:
+        raise ValueError("`learning_rate` must be a finite number > 0. Received: "
+                         f"learning_rate={learning_rate!r}")
+    check_float("learning_rate", learning_rate, lambda v: v > 0, "> 0")
+    if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
+        raise TypeError("`strategy` must be a tf.distribute.Strategy or None (the current "
+                        f"one). Received: strategy={strategy!r}")
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise TypeError("`on_epoch_end` must be callable as on_epoch_end(epochs_done, flow, "
+                        f"history) or None. Received: on_epoch_end={on_epoch_end!r}")
 
 
 def _make_optimizer(learning_rate, lr_decay, total_steps):
@@ -469,9 +489,12 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
     Raises:
         ValueError: empty or non-finite data, a bad argument, or a checkpoint
             written by different settings or another model.
+        TypeError: `build_flow` not a function (a flow given instead), `strategy`
+            not a `tf.distribute.Strategy`, or `on_epoch_end` not callable.
         CheckpointInUseError: another process is training in `checkpoint_dir`.
         FloatingPointError: the loss became NaN or inf.
     """
+    _check_train_arguments(build_flow, learning_rate, strategy, on_epoch_end)
     x = _checked_rows("x", x, "[N, D]")
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)

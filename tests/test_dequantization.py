@@ -285,3 +285,13 @@ def test_cli_refuses_values_between_whole_numbers_in_the_noised_columns(tmp_path
                            f"numbers of {tmp_path / 'counts.csv'}'s columns 1 (visits), 3 "
                            "(stars).", capsys)
     assert not (tmp_path / "t.keras").exists()
+
+
+def test_a_string_of_columns_is_refused_naming_it():
+    # dequantize="all" named the string's characters, 'a', 'l', 'l'
+    x = _counts()
+    with pytest.raises(ValueError, match=r"columns must be a list of column indices .*"
+                                         r"received 'all'"):
+        dequantize(x, "all")
+    with pytest.raises(ValueError, match=r"received 'all'"):
+        train_flow(lambda: None, x, epochs=1, batch_size=32, verbose=0, dequantize="all")

@@ -241,3 +241,28 @@ def test_data_outside_the_data_end_layers_domain_is_refused_before_training():
         train_flow(build, x, epochs=1, batch_size=32, verbose=0, validation_data=bad)
     flow, history = train_flow(build, x, epochs=1, batch_size=32, verbose=0)
     assert np.isfinite(history["loss"]).all()
+
+
+def test_train_flow_refuses_bad_arguments_before_building():
+    # learning_rate=-1 trained by gradient ascent; a Flow for build_flow, a strategy name
+    # or a non-callable on_epoch_end failed with deep errors
+    x = np.random.default_rng(0).normal(size=(64, 2)).astype("float32")
+    built = []
+
+    def build():
+        built.append(1)
+        return _build()
+
+    for lr in (-1, 0, float("nan"), "1e-3", True, None):
+        with pytest.raises(ValueError, match=r"`learning_rate` must be a finite number > 0"):
+            train_flow(build, x, epochs=1, batch_size=32, verbose=0, learning_rate=lr)
+    with pytest.raises(TypeError, match=r"`build_flow` must be a function of no arguments "
+                                        r"returning a kerasflows.Flow.*Received: build_flow=<"):
+        train_flow(_build(), x, epochs=1, batch_size=32, verbose=0)
+    with pytest.raises(TypeError, match=r"`strategy` must be a tf.distribute.Strategy or None.*"
+                                        r"Received: strategy='mirrored'"):
+        train_flow(build, x, epochs=1, batch_size=32, verbose=0, strategy="mirrored")
+    with pytest.raises(TypeError, match=r"`on_epoch_end` must be callable.*"
+                                        r"Received: on_epoch_end='save'"):
+        train_flow(build, x, epochs=1, batch_size=32, verbose=0, on_epoch_end="save")
+    assert not built
