@@ -311,8 +311,7 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         `Flow.fit` initialises first, another model's `fit` does not, and a later
         `Flow.fit` would initialise it over the trained weights."""
         with tf.init_scope():        # the weights' values now, also while tracing
-            pending = [f"'{l.name}'" for l in self.flow_layers
-                       if l.needs_data_init and not l.is_data_initialized()]
+            pending = [f"'{l.name}'" for l in self.uninitialized_layers()]
         if pending:
             warnings.warn(
                 f"Flow '{self.name}' is training with layer(s) {', '.join(pending)} not yet "
@@ -325,6 +324,11 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
     def needs_data_init(self):
         """True if a layer (e.g. `ActNorm`) initialises from the first batch of data."""
         return any(l.needs_data_init for l in self.flow_layers)
+
+    def uninitialized_layers(self):
+        """The layers that initialise from data (`ActNorm`) and have not yet
+        (`FlowLayer.is_data_initialized`), in order."""
+        return [l for l in self.flow_layers if l.needs_data_init and not l.is_data_initialized()]
 
     def initialize(self, x, context=None):
         """Runs data-dependent initialisation (e.g. `ActNorm`) on a batch `x`."""

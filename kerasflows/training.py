@@ -25,8 +25,7 @@ def _check_initialized(flow):
     (`FlowLayer.is_data_initialized`): a train step would train it from its
     placeholder values, and a later `fit` would then initialise it over the
     trained ones."""
-    pending = [f"'{l.name}'" for l in flow.flow_layers
-               if l.needs_data_init and not l.is_data_initialized()]
+    pending = [f"'{l.name}'" for l in flow.uninitialized_layers()]
     if pending:
         several = len(pending) > 1
         raise ValueError(

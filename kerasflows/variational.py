@@ -132,13 +132,13 @@ def _initialize_from_own_samples(flow, n, seed=0):
     its input `h`; `data_init(h)` standardises that batch. From a standard normal
     base through layers near the identity, it stays near the identity.
     """
-    pending = lambda layer: layer.needs_data_init and not layer.is_data_initialized()
-    if not any(pending(layer) for layer in flow.flow_layers):
+    pending = flow.uninitialized_layers()
+    if not pending:
         return
     n, seed, temperature, _ = flow._sample_args(n, None, seed, 1.0)
     h = flow._base_sample(n, seed, temperature)
     for layer in flow.flow_layers:
-        if pending(layer):
+        if any(layer is p for p in pending):
             layer.data_init(h)
         h, _ = layer.forward_and_log_det(h)
 
