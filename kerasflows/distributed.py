@@ -149,10 +149,7 @@ def _check_train_arguments(build_flow, learning_rate, strategy, on_epoch_end):
         raise TypeError("`build_flow` must be a function of no arguments returning a "
                         "kerasflows.Flow (such as `lambda: kerasflows.models.MAF(2)`), not a "
                         f"flow. Received: build_flow={build_flow!r}")
-    if isinstance(learning_rate, (bool, str, bytes)) or learning_rate is None:
-        raise ValueError("`learning_rate` must be a finite number > 0. Received: "
-                         f"learning_rate={learning_rate!r}")
-    check_float("learning_rate", learning_rate, lambda v: v > 0, "> 0")
+    check_float("learning_rate", learning_rate, lambda v: v > 0, "> 0", numbers_only=True)
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError("`strategy` must be a tf.distribute.Strategy or None (the current "
                         f"one). Received: strategy={strategy!r}")

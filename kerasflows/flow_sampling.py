@@ -4,11 +4,11 @@ mixin of `kerasflows.Flow` (`sample`, `sample_and_log_prob`)."""
 import math
 import operator
 
-import numpy as np
 import tensorflow as tf
 
 from kerasflows.autograph_free import AutoGraphFree
 from kerasflows.layers.base import check_positive_int, context_rows
+from kerasflows.layers.checks import real_number
 
 __all__ = ["FlowSampling", "philox_normal", "student_t_noise"]
 
@@ -93,13 +93,8 @@ def _sample_count(n):
 
 def _checked_temperature(temperature):
     """`temperature` as a float, if it is one finite real number > 0 (not a bool, a
-    string or an array of several); else a ValueError naming it."""
-    try:
-        if isinstance(temperature, (bool, np.bool_, str, bytes)) or np.ndim(temperature):
-            raise TypeError
-        value = float(temperature)
-    except (TypeError, ValueError):
-        value = math.nan
+    string or an array of several: `real_number`); else a ValueError naming it."""
+    value = real_number(temperature)
     if not (math.isfinite(value) and value > 0):
         raise ValueError("`temperature` must be finite and > 0. Received: "
                          f"temperature={temperature!r}")

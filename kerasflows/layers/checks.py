@@ -11,13 +11,30 @@ __all__ = ["check_float", "check_positive_int", "check_event_dim", "split_mixed_
            "context_rows", "shared_context", "nonfinite_rows", "nan_rows"]
 
 
-def check_float(name, value, accept, expected):
-    """`value` as a float, if it is a finite number for which `accept(value)` is
-    true; else a ValueError saying it must be `expected` ("in [0, 1)", ...)."""
+def real_number(value):
+    """`value` as a float if it is one real number (not a bool, a string or bytes,
+    nor an array of several values); else NaN."""
     try:
-        number = float(value)
+        if isinstance(value, (bool, str, bytes)) or getattr(value, "ndim", 0) \
+                or getattr(value, "dtype", None) == bool:
+            raise TypeError
+        return float(value)
     except (TypeError, ValueError):
-        number = float("nan")
+        return float("nan")
+
+
+def check_float(name, value, accept, expected, numbers_only=False):
+    """`value` as a float, if it is a finite number for which `accept(value)` is
+    true; else a ValueError saying it must be `expected` ("in [0, 1)", ...). With
+    `numbers_only`, a bool, a string or an array is refused too (`real_number`),
+    where `float()` would take `True` or `"3"`."""
+    if numbers_only:
+        number = real_number(value)
+    else:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = float("nan")
     if not (math.isfinite(number) and accept(number)):
         raise ValueError(f"`{name}` must be a finite number {expected}. Received: "
                          f"{name}={value!r}")
