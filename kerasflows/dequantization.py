@@ -77,15 +77,25 @@ def columns_to_dequantize(x, columns, where):
     return columns
 
 
+def first_not_whole(x, columns):
+    """`(row, k, value)` of the first finite value of `x` in `columns` (`k` indexes
+    `columns`) that is not a whole number, or None."""
+    values = x[:, columns]
+    between = np.isfinite(values) & (values != np.floor(values))
+    if not between.any():
+        return None
+    row, k = (int(i) for i in np.argwhere(between)[0])
+    return row, k, values[row, k]
+
+
 def _check_whole(x, columns, where):
     """A ValueError naming the first finite value of `x` in `columns` that is not a
     whole number."""
-    values = x[:, columns]
-    between = np.isfinite(values) & (values != np.floor(values))
-    if between.any():
-        row, k = (int(i) for i in np.argwhere(between)[0])
+    found = first_not_whole(x, columns)
+    if found is not None:
+        row, k, value = found
         raise ValueError(
-            f"{where}: column {columns[k]} of x holds {values[row, k]!s} in row {row}, not a whole "
+            f"{where}: column {columns[k]} of x holds {value!s} in row {row}, not a whole "
             "number; the noise in [0, 1) takes each whole number k into its cell [k, k + 1), "
             "and would move a value between two. Round it first, or leave the column out of "
             "columns.")

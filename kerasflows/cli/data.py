@@ -134,11 +134,11 @@ def check_whole_numbers(spec, x, columns, names, why):
     """A UserError naming the first value of `x` (the rows of `spec`; column `names`
     or None) in `columns` that is not a whole number, by its line or row and
     column; `why` says why they must be."""
-    values = x[:, columns]
-    between = values != np.floor(values)
-    if between.any():
-        row, k = (int(i) for i in np.argwhere(between)[0])
-        raise UserError(f"{spec}: {column_list([columns[k]], names)} holds {values[row, k]!s} in "
+    from kerasflows.dequantization import first_not_whole
+    found = first_not_whole(x, columns)
+    if found is not None:
+        row, k, value = found
+        raise UserError(f"{spec}: {column_list([columns[k]], names)} holds {value!s} in "
                         f"{row_place(spec, row)}, not a whole number; {why}.")
 
 
