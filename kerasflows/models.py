@@ -19,6 +19,9 @@ flow = kerasflows.models.MAF(event_dim=8, standardize=True)   # data in any unit
 ```
 """
 
+import inspect
+
+import keras
 import numpy as np
 
 from kerasflows.flow import Flow, encoded_context_dim
@@ -88,16 +91,38 @@ def _stack(make_step, event_dim, num_layers, context_dim, permute, flow_kw, tail
     return Flow(layers, event_dim, context_dim=context_dim, **flow_kw)
 
 
-def _common(kwargs, hidden_units, context_dim, recipe=None):
-    """Splits a recipe's keyword arguments into the Flow's and every layer's; a
-    coupling `recipe`'s layers take `num_masked` from its `mask`, not from them."""
-    if recipe is not None and "num_masked" in kwargs:
+def _layer_keywords(layer_class):
+    """The keyword arguments `layer_class(...)` names, through its bases up to
+    `keras.layers.Layer` (whose own catch-all `**kwargs` is not counted)."""
+    names = set()
+    for klass in layer_class.__mro__:
+        if "__init__" in vars(klass):
+            names.update(p.name for p in inspect.signature(klass.__init__).parameters.values()
+                         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        if klass is keras.layers.Layer:
+            break
+    return names - {"self"}
+
+
+def _common(kwargs, hidden_units, context_dim, recipe, layer_class, coupling=False):
+    """Splits recipe `recipe`'s keyword arguments into the Flow's and every
+    `layer_class` layer's, refusing a name neither takes (by the recipe's name:
+    a typo is the caller's, not the layer's); a coupling recipe's layers take
+    `num_masked` from its `mask`, not from them."""
+    if coupling and "num_masked" in kwargs:
         raise ValueError(f"{recipe} sets each coupling layer's `num_masked` from `mask` "
                          f"(\"checkerboard\" or \"halves\"); received num_masked="
                          f"{kwargs['num_masked']!r}. For other splits, build a "
                          "kerasflows.Flow from coupling layers.")
     flow_kw = {k: v for k, v in kwargs.items() if k in _FLOW_KWARGS}
     layer_kw = {k: v for k, v in kwargs.items() if k not in _FLOW_KWARGS}
+    known = _layer_keywords(layer_class)
+    unknown = sorted(k for k in layer_kw if k not in known)
+    if unknown:
+        takes = sorted(known - {"name", "dtype", "hidden_units", "context_dim", "num_masked"})
+        raise TypeError(f"{recipe}() got unexpected keyword argument(s) {unknown}. Besides "
+                        f"its own, it takes the Flow's {list(_FLOW_KWARGS)} and, for every "
+                        f"{layer_class.__name__}, {takes}.")
     if flow_kw.get("context_encoder") is not None:
         # the layers are conditioned on the encoder's features, not the raw context
         context_dim = encoded_context_dim(flow_kw["context_encoder"], context_dim)
@@ -119,7 +144,8 @@ def RealNVP(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None,
     `affine_direction`) go to every `AffineCoupling`; `base`, `name`, `dtype`,
     `context_encoder` go to the `Flow`.
     """
-    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "RealNVP")
+    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "RealNVP", AffineCoupling,
+                               coupling=True)
     num_masked, tail = _coupling_split(mask, event_dim, num_layers, flow_kw.get("dtype"))
     make = lambda i: [AffineCoupling(name=f"coupling_{i}", num_masked=num_masked(i), **layer_kw)]
     return _stack(make, event_dim, num_layers, context_dim, True, flow_kw, tail)
@@ -131,7 +157,8 @@ def NICE(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None,
 
     `mask` as in `RealNVP`.
     """
-    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "NICE")
+    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "NICE", AdditiveCoupling,
+                               coupling=True)
     num_masked, split = _coupling_split(mask, event_dim, num_layers, flow_kw.get("dtype"))
     make = lambda i: [AdditiveCoupling(name=f"coupling_{i}", num_masked=num_masked(i),
                                        **layer_kw)]
@@ -146,7 +173,7 @@ def MAF(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, **kwar
     `affine_direction`) go to every `MaskedAutoregressive`; `base`, `name`,
     `dtype`, `context_encoder` go to the `Flow`.
     """
-    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
+    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "MAF", MaskedAutoregressive)
     make = lambda i: [MaskedAutoregressive(name=f"maf_{i}", **layer_kw)]
     return _stack(make, event_dim, num_layers, context_dim, True, flow_kw)
 
@@ -156,7 +183,7 @@ def IAF(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, **kwar
 
     Extra layer keyword arguments as `MAF`, for every `InverseAutoregressive`.
     """
-    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
+    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "IAF", InverseAutoregressive)
     make = lambda i: [InverseAutoregressive(name=f"iaf_{i}", **layer_kw)]
     return _stack(make, event_dim, num_layers, context_dim, True, flow_kw)
 
@@ -176,8 +203,9 @@ def NSF(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, bins=8
             Durkan et al.'s tabular experiments). The same flow for
             `event_dim <= 2`; the autoregressive layers take none.
     """
-    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim,
-                               None if autoregressive else "NSF")
+    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "NSF",
+                               SplineAutoregressive if autoregressive else SplineCoupling,
+                               coupling=not autoregressive)
     if autoregressive:
         if mask != "halves":
             raise ValueError(f"`mask` applies to the coupling layers; autoregressive layers "
@@ -198,7 +226,7 @@ def Glow(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, **kwa
     Listed in the forward (base to data) order, each step is coupling, then
     the learned linear map, then ActNorm, so data meet ActNorm first.
     """
-    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim)
+    flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "Glow", AffineCoupling)
     dtype = flow_kw.get("dtype")
 
     def make(i):

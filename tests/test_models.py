@@ -69,6 +69,29 @@ def test_hidden_units_given_as_a_string_raise_naming_it(recipe):
         getattr(M, recipe)(2, hidden_units="64")
 
 
+@pytest.mark.parametrize("recipe, layer", [("RealNVP", "AffineCoupling"),
+                                           ("NICE", "AdditiveCoupling"),
+                                           ("MAF", "MaskedAutoregressive"),
+                                           ("IAF", "InverseAutoregressive"),
+                                           ("NSF", "SplineCoupling"), ("Glow", "AffineCoupling")])
+def test_a_keyword_typo_is_named_as_the_recipes_with_what_it_takes(recipe, layer):
+    """Keras named the layer ("Unrecognized keyword arguments passed to
+    AffineCoupling"), which the caller never named."""
+    with pytest.raises(TypeError, match=rf"{recipe}\(\) got unexpected keyword argument\(s\) "
+                                        rf"\['hiden'\].*Flow's \['base'.*every {layer}, "
+                                        r"\['activation'"):
+        getattr(M, recipe)(2, num_layers=1, hiden=(8,))
+    # what the layers do take still passes through, the spline's own keywords too
+    flow = getattr(M, recipe)(2, num_layers=1, hidden_units=(8,), activation="tanh",
+                              trainable=False)
+    coupled = [l for l in flow.flow_layers if type(l).__name__ == layer]
+    assert coupled and not any(l.trainable for l in coupled)
+    with pytest.raises(TypeError, match=r"every SplineAutoregressive"):
+        M.NSF(2, autoregressive=True, min_bin_widht=1e-3)
+    assert M.NSF(2, num_layers=1, autoregressive=True, min_slope=1e-2).flow_layers[0] \
+        .knots.min_slope == pytest.approx(1e-2)
+
+
 @pytest.mark.parametrize("recipe", ["RealNVP", "NICE", "MAF", "IAF", "NSF", "Glow"])
 def test_standardize_puts_an_actnorm_at_the_data_end(recipe):
     plain = getattr(M, recipe)(3, num_layers=2, hidden_units=(8,))
