@@ -54,13 +54,17 @@ def _check_arrays(flow, data, name, finite=True):
         if finite:
             check_domain(flow, name, x)
         return (x, c)
-    if isinstance(data, tuple):
+    # a list holding arrays of rows is a list of inputs, not a nested list of numbers
+    kind = ("tuple" if isinstance(data, tuple) else "list" if isinstance(data, list) and any(
+        isinstance(d, (np.ndarray, tf.Tensor)) and d.ndim >= 2 for d in data) else None)
+    if kind:
         if len(data) == 2:
             raise ValueError(
                 f"This flow is unconditional: give {name} as x, an array [N, "
-                f"{flow.event_dim}]; received a pair, but a flow has no targets (a pair "
-                "(x, context) is for a conditional flow, made with context_dim).")
-        raise ValueError(f"{name} must be an array [N, {flow.event_dim}]; received a tuple "
+                f"{flow.event_dim}]; received a pair ({kind} of two), but a flow has no "
+                "targets (a pair (x, context) is for a conditional flow, made with "
+                "context_dim).")
+        raise ValueError(f"{name} must be an array [N, {flow.event_dim}]; received a {kind} "
                          f"of {len(data)} items.")
     data = _as_array(data)
     check(name, data)

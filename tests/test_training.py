@@ -753,6 +753,10 @@ def test_keras_forms_of_data_and_their_mistakes_are_taken_or_named():
     assert np.isfinite(want)
     with pytest.raises(ValueError, match=r"unconditional.*received a pair.*context_dim"):
         flow.fit((x, x), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"unconditional.*received a pair \(list of two\)"):
+        flow.fit([x, x[:, :1]], epochs=1, verbose=0)     # NumPy's "inhomogeneous" before
+    with pytest.raises(ValueError, match=r"must be an array \[N, 2\]; received a list of 3"):
+        flow.evaluate([x, x, x], verbose=0)
     empty = np.zeros((0, 2), "float32")
     with pytest.raises(ValueError, match=r"evaluate's data has no rows \(shape \(0, 2\)\)"):
         flow.evaluate(empty, verbose=0)
