@@ -15,10 +15,20 @@ __all__ = ["loss_and_grads", "loss_and_grads_at", "shard_rows", "sharded_body", 
            "training_state"]
 
 
+def check_batch_rows(x):
+    """Refuses, when a train step is traced, a batch known to have no rows: its
+    mean NLL is NaN, and the optimizer would still count a step."""
+    if x.shape.rank and x.shape[0] == 0:
+        raise ValueError(f"The train step received a batch with no rows (shape "
+                         f"{tuple(x.shape)}); give each step at least one row.")
+
+
 def loss_and_grads(flow, variables, x, context, optimizer):
     """The batch's mean NLL (plus layer losses, as `Flow.compute_loss`) and its
     gradient with respect to `variables` (of the loss as `optimizer.scale_loss`
-    scales it: a `LossScaleOptimizer` unscales the gradient when it applies it)."""
+    scales it: a `LossScaleOptimizer` unscales the gradient when it applies it).
+    A batch of no rows (static shape) raises (`check_batch_rows`)."""
+    check_batch_rows(x)
     inputs = x if context is None else (x, context)
     with tf.GradientTape() as tape:
         loss = flow.compute_loss(y_pred=flow(inputs, training=True))
@@ -130,6 +140,7 @@ def sharded_body(flow, variables, optimizer, layout, jit_compile):
         return loss
 
     def split(x, context, shards):
+        check_batch_rows(x)
         n = x.shape[0]
         if n is None:
             raise ValueError("make_train_step(..., shards > 1) needs batches of a static "

@@ -601,3 +601,22 @@ def test_make_train_step_refuses_what_is_not_a_flow_or_an_optimizer():
         make_train_step(flow, "adam")
     with pytest.raises(TypeError, match=r"`flow` must be a kerasflows.Flow.*Received: flow=None"):
         make_train_step(None, keras.optimizers.Adam(1e-3))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"jit_compile": False}, {"shards": 2},
+                                    {"background_compile": 1}])
+def test_a_batch_of_no_rows_is_refused_before_any_update(kwargs):
+    """The step returned a NaN loss and still counted an Adam step."""
+    flow = _flow()
+    optimizer = keras.optimizers.Adam(1e-3)
+    step = make_train_step(flow, optimizer, **kwargs)
+    x = datasets.load("moons", n=64, seed=0)
+    step(x)
+    before = [v.numpy() for v in flow.trainable_variables]
+    count = int(optimizer.iterations.numpy())
+    with pytest.raises(ValueError, match=r"batch with no rows \(shape \(0, 2\)\)"):
+        step(np.zeros((0, 2), "float32"))
+    assert int(optimizer.iterations.numpy()) == count
+    for b, v in zip(before, flow.trainable_variables):
+        np.testing.assert_array_equal(b, v.numpy())
+    assert np.isfinite(float(step(x)))
