@@ -213,3 +213,30 @@ def test_made_solve_gradient_matches_one_pass_per_dimension():
     for g, g_ref in zip(solved, passes):
         np.testing.assert_allclose(g, g_ref, atol=1e-9)
     assert any(np.max(np.abs(g)) > 1e-3 for g in solved)
+
+
+@pytest.mark.parametrize("dim, ctx", [(3, None), (3, 2)])
+def test_second_order_gradients_of_the_sequential_direction_compile_with_xla(dim, ctx):
+    """A score-matching loss (weights' gradient of |d log p / dx|^2) through the IAF's
+    density direction, the passes' while loop below `SOLVE_MIN_DIM`: XLA refused
+    it ("Transpose must be a compile-time constant", the MADE's output weights
+    reordered inside the loop)."""
+    layer = make("iaf", dim, ctx, dtype="float32")
+    x, c = batch(dim, ctx, dtype="float32")
+
+    def loss_and_grads(x, c):
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y, log_det = layer.inverse_and_log_det(x, context=c)
+                log_p = log_det - 0.5 * tf.reduce_sum(y ** 2, -1)
+            score = inner.gradient(log_p, x)
+            loss = tf.reduce_mean(tf.reduce_sum(score ** 2, -1))
+        return loss, outer.gradient(loss, layer.trainable_variables)
+    want_loss, want = tf.function(loss_and_grads)(x, c)
+    loss, grads = tf.function(loss_and_grads, jit_compile=True)(x, c)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
+    assert sum(g is not None for g in grads) == len(layer.trainable_variables)
+    for g, g_ref in zip(grads, want):
+        np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5)
+    assert any(np.max(np.abs(g)) > 1e-3 for g in grads)

@@ -136,8 +136,13 @@ class AutoregressiveLayer(FlowLayer):
                 return self.elementwise(params, v_d, inverse=False)
             return self.made.solve(transform, v, context=context)
 
+        # the weights prepared once, outside the loop (see `MADE.prepared`)
+        weights = self.made.prepared(params_first=True)
+
         def step(y):
-            return [self.elementwise(self._params(y, context), v, inverse=False)[0]]
+            params = tf.cast(self.made.apply(weights, y, context=context, params_first=True),
+                             y.dtype)
+            return [self.elementwise(params, v, inverse=False)[0]]
         y, passes = tf.zeros_like(v), self.event_dim - 1
         if context is None and passes > 0:
             first = self._params(y[:1], None)

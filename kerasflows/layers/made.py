@@ -103,28 +103,34 @@ class MADE(keras.layers.Layer):
         self.built = True
 
     def call(self, x, context=None, params_first=False):
+        return self.apply(self.prepared(params_first), x, context=context,
+                          params_first=params_first)
+
+    def prepared(self, params_first=False):
+        """The weights as `apply` takes them: masked, in the compute dtype, the
+        unused rows and columns left out, the output layer reordered for
+        `params_first`. A loop that runs the network on each pass (the
+        autoregressive layers' sequential direction) prepares them once, ahead
+        of it: weight-only ops inside a `tf.while_loop` carried their operands
+        into its gradients, where XLA could not take a transpose's permutation
+        as a constant (a 3-D IAF's second-order gradients under `jit_compile`).
+        Returns `(hidden, output)`: `hidden` a list of `(kernel, bias)`,
+        `output` a tuple that `apply` reads."""
         dtype = self.compute_dtype
         D, P = self.event_dim, self.params_per_dim
         # The last data input feeds no hidden unit, and without a context the
         # first dimension's parameters see none (they are the output bias): both
         # are left out of the products, which leaves the numbers as they are.
         prune = PRUNE_MADE and D > 1
-        h = tf.cast(x[:, :D - 1] if prune else x, dtype)
-        if context is not None:
-            h = tf.concat([h, tf.cast(shared_context(context, x), dtype)], axis=-1)
-        n = len(self.kernels)
+        weights = []
         for i, (k, b, m) in enumerate(zip(self.kernels, self.biases, self._masks)):
             k, b = tf.cast(k, dtype) * tf.constant(m, dtype), tf.cast(b, dtype)
             if i == 0 and prune:
                 k = k[:D - 1] if self.context_dim is None else tf.concat([k[:D - 1], k[D:]], 0)
-            if i == n - 1:
-                break
-            h = self.activation(tf.matmul(h, k) + b)
+            weights.append((k, b))
+        (k, b), hidden = weights[-1], weights[:-1]
         if not (prune and self.context_dim is None):
-            if params_first:
-                k, b = self._params_first_output(k, b)
-            h = tf.matmul(h, k) + b
-            return tf.reshape(h, [-1, P, D] if params_first else [-1, D, P])
+            return hidden, (self._params_first_output(k, b) if params_first else (k, b))
         # The output layer for dimensions 2..D only, with the first's bias beside it.
         k, b = tf.reshape(k, [-1, D, P])[:, 1:], tf.reshape(b, [D, P])
         if params_first:
@@ -132,6 +138,24 @@ class MADE(keras.layers.Layer):
         else:
             first, live = b[:1], b[1:]
         k, live = tf.reshape(k, [-1, (D - 1) * P]), tf.reshape(live, [(D - 1) * P])
+        return hidden, (k, live, first)
+
+    def apply(self, prepared, x, context=None, params_first=False):
+        """The network on `x` (and `context`) with `prepared(params_first)`'s weights:
+        what `call` computes."""
+        dtype = self.compute_dtype
+        D, P = self.event_dim, self.params_per_dim
+        hidden, output = prepared
+        h = tf.cast(x[:, :D - 1] if PRUNE_MADE and D > 1 else x, dtype)
+        if context is not None:
+            h = tf.concat([h, tf.cast(shared_context(context, x), dtype)], axis=-1)
+        for k, b in hidden:
+            h = self.activation(tf.matmul(h, k) + b)
+        if len(output) == 2:
+            k, b = output
+            h = tf.matmul(h, k) + b
+            return tf.reshape(h, [-1, P, D] if params_first else [-1, D, P])
+        k, live, first = output
         h = output_matmul(h, k) + live
         shape = [-1, P, D - 1] if params_first else [-1, D - 1, P]
         # the first dimension's parameters on every row, as an added bias is: the
