@@ -148,6 +148,7 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
     Raises:
         TypeError: `flow` is not a `kerasflows.Flow`, or `optimizer` not a
             Keras optimizer instance (a name such as `"adam"` included).
+        ValueError: (from the step, when it traces) a batch of no rows.
     """
     _check_flow_and_optimizer(flow, optimizer)
     _check_initialized(flow)
