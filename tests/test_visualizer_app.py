@@ -1107,18 +1107,29 @@ def test_context_slider_of_a_step_not_dividing_its_range_stays_on_the_steps(qtbo
     assert slider.value() == 3
 
 
-def test_columns_on_different_scales_get_an_axis_scale_each(qtbot, window, models, tmp_path):
-    # age in years against income in dollars: a locked aspect drew the flow as a line
+def scaled_model(path, shift, scale):
+    """Writes to `path` a 2-D flow whose data are its base's scaled by `scale` and
+    shifted by `shift` (per column). Returns `path`."""
     import kerasflows
     flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), standardize=True)
     flow.log_prob(np.zeros((1, 2), np.float32))
     scaler = flow.flow_layers[-1]
-    scaler.shift.assign([45.0, 40_000.0])
-    scaler.log_scale.assign(np.log([12.0, 15_000.0]).astype(np.float32))
+    scaler.shift.assign(shift)
+    scaler.log_scale.assign(np.log(scale).astype(np.float32))
     scaler.initialized.assign(True)
-    path = tmp_path / "people.keras"
     flow.save(str(path))
-    open_model(qtbot, window, path)
+    return path
+
+
+def people_model(path):
+    """A 2-D flow of ages (about 45 years) and incomes (about 40,000 dollars):
+    columns on very different scales."""
+    return scaled_model(path, [45.0, 40_000.0], [12.0, 15_000.0])
+
+
+def test_columns_on_different_scales_get_an_axis_scale_each(qtbot, window, models, tmp_path):
+    # age in years against income in dollars: a locked aspect drew the flow as a line
+    open_model(qtbot, window, people_model(tmp_path / "people.keras"))
     locked = lambda view: view.plot.getPlotItem().getViewBox().state["aspectLocked"]
     for name in ("samples", "density"):
         view = show_ready(qtbot, window, name)
@@ -1137,6 +1148,34 @@ def test_columns_on_different_scales_get_an_axis_scale_each(qtbot, window, model
     view = show_ready(qtbot, window, "density")
     assert locked(view)
     assert view.plot.getPlotItem().getAxis("left").width() == 48
+
+
+def check_axes_show_the_view_range(view):
+    """The density view's axes tick the range its view boxes show (both panels)."""
+    for panel in (view.left, view.right):
+        item = panel.plot.getPlotItem()
+        x_range, y_range = item.getViewBox().viewRange()
+        np.testing.assert_allclose(item.getAxis("bottom").range, x_range)
+        np.testing.assert_allclose(item.getAxis("left").range, y_range)
+
+
+def test_density_axes_follow_a_new_models_region_and_new_coordinates(qtbot, window, models,
+                                                                    tmp_path):
+    # the placing of a new region blocked the view box's signals, and the axes update
+    # from them: they kept the last model's ticks until a resize
+    open_model(qtbot, window, models["tiny"][0])
+    view = show_ready(qtbot, window, "density")
+    check_axes_show_the_view_range(view)
+    # (tick labels as wide as before: a wider axis would resize the plot, and update it)
+    open_model(qtbot, window, scaled_model(tmp_path / "s.keras", [20.0, 0.0], [1.0, 5.0]))
+    qtbot.waitUntil(view.is_ready, timeout=TIMEOUT_MS)
+    assert view.visible_region()[0] > 10, "the new model's region"
+    check_axes_show_the_view_range(view)
+    window.panel.set_dims(1, 0)                  # the coordinates swap
+    qtbot.waitUntil(view.is_ready, timeout=TIMEOUT_MS)
+    assert view.visible_region()[2] > 10, "the swapped region"
+    check_axes_show_the_view_range(view)
+    assert view.region[2] > 10, "the heatmap is of the new region"
 
 
 def test_pairs_view_draws_every_pair_and_each_marginal(qtbot, window, models, tmp_path):

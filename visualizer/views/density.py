@@ -90,6 +90,7 @@ class DensityView(View):
         self.layout().addLayout(row, 1)
         self.right.plot.hide()
         self.requested = None
+        self._placing = False       # `projection_changed` is placing a new region
         self._left_id = 0           # request id of the left heatmap drawn last
         self._moved = QtCore.QElapsedTimer()
         self._exact_args = None
@@ -174,19 +175,16 @@ class DensityView(View):
             panel.plot.getPlotItem().setLabel("bottom", self.axis_name(dims[0]))
         self.plot.getPlotItem().setLabel("left", self.axis_name(dims[1]))
         region = geometry.robust_region(self.projection.project(self.info["reference"]))
-        self.view_box.blockSignals(True)
-        show_region(self.plot.getPlotItem(), region)
-        self.view_box.blockSignals(False)
-        self._follow_left_range()
+        # The view box's signals stay on: the axes' ticks and the right plot's range
+        # follow them. The heatmap is asked for by whoever changed the model or the
+        # projection (`set_model`, `set_projection`), once.
+        self._placing = True
+        try:
+            show_region(self.plot.getPlotItem(), region)
+        finally:
+            self._placing = False
         self._fit_axes()
         self._draw_data()
-
-    def _follow_left_range(self):
-        """Gives the right plot the left one's range: the link that does so runs on
-        the left view box's signals, which `projection_changed` blocks."""
-        right = self.right.plot.getPlotItem().getViewBox()
-        for axis in (pg.ViewBox.XAxis, pg.ViewBox.YAxis):
-            right.linkedViewChanged(self.view_box, axis)
 
     def visible_region(self):
         (x0, x1), (y0, y1) = self.view_box.viewRange()
@@ -202,7 +200,11 @@ class DensityView(View):
                 panel.plot.getPlotItem().getAxis("left").setWidth(width)
 
     def _range_changed(self, *args):
+        """The user panned or zoomed (or the window resized): a heatmap of the region now
+        in view; not while `projection_changed` places a new model's region."""
         self._fit_axes()
+        if self._placing:
+            return
         if self.info is not None and not _same_region(self.visible_region(), self.requested):
             self.invalidate()
 
