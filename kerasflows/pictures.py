@@ -1,8 +1,9 @@
 """Pictures of a flow as RGB arrays, with no plotting library: for TensorBoard and PNGs.
 
-Each function returns a `uint8` array `[height, width, 3]` whose first row is
-the top of the picture (the largest y), as image files and
-`tf.summary.image` expect:
+Each picture is a `uint8` array `[height, width, 3]` whose first row is the
+top of the picture (the largest y), as image files and `tf.summary.image`
+expect; `density_picture` and `pairs_picture` return it in a tuple with
+what its colours mean:
 
 - `density_picture(flow, region)`: `log p(x)` of a 2-D flow on a grid over
   `region`, in the viridis colours from `max - span` (dark) to the grid's
@@ -23,7 +24,7 @@ a PNG file's bytes.
 Example:
 
 ```python
-picture = kerasflows.pictures.density_picture(flow, region=(-4, 4, -4, 4))
+picture, (low, high) = kerasflows.pictures.density_picture(flow, region=(-4, 4, -4, 4))
 open("density.png", "wb").write(kerasflows.pictures.encode_png(picture))
 ```
 """
@@ -118,9 +119,8 @@ def density_picture(flow, region, resolution=128, context=None, span=10.0, dims=
     if tuple(dims) not in ((0, 1), (1, 0)):
         raise ValueError(f"dims must be (0, 1) or (1, 0) for a 2-D flow; received dims={dims!r}")
     points = pixel_centres(region, resolution)[:, list(np.argsort(dims))]
-    if context is not None:
-        context = np.broadcast_to(np.asarray(context, np.float32).reshape(1, -1),
-                                  (len(points), flow.context_dim))
+    if context is not None:      # one row, shared by every point (the flow checks it)
+        context = np.asarray(context, flow.dtype).reshape(1, -1)
     log_p = np.asarray(flow.log_prob(points, context=context), np.float64)
     finite = log_p[np.isfinite(log_p)]
     high = float(finite.max()) if finite.size else 0.0

@@ -63,6 +63,22 @@ def test_density_picture_of_a_conditional_flow_is_drawn_at_its_context():
     log_p = flow.log_prob(P.pixel_centres(REGION, 16), context=np.ones((256, 1))).numpy()
     np.testing.assert_array_equal(a, P.colorize(log_p, low, high).reshape(16, 16, 3))
     assert np.abs(a.astype(int) - b.astype(int)).max() > 0
+    # a context the flow cannot take gets the flow's message (a TypeError of `<` on
+    # None, or NumPy's broadcast error, before)
+    with pytest.raises(ValueError, match=r"expected context of shape \(batch, 1\); received "
+                                         r"shape \(1, 2\)"):
+        P.density_picture(flow, REGION, 16, context=[1.0, 2.0])
+    unconditional = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
+    with pytest.raises(ValueError, match=r"not conditional \(context_dim=None\)"):
+        P.density_picture(unconditional, REGION, 16, context=[1.0])
+
+
+def test_the_module_example_writes_a_png(flow, tmp_path):
+    """The module docstring's example, as written (it passed the tuple to encode_png)."""
+    example = P.__doc__.split("```python")[1].split("```")[0]
+    example = example.replace('"density.png"', repr(str(tmp_path / "density.png")))
+    exec(example, {"kerasflows": kerasflows, "flow": flow})
+    assert (tmp_path / "density.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_samples_picture_puts_each_point_in_its_pixel():
