@@ -1397,6 +1397,13 @@ def test_csv_header_names_may_hold_a_hash_or_a_quoted_comma(tmp_path, capsys):
     assert err == (f"kerasflows: warning: {tmp_path / 'short.csv'}: its header line names 2 "
                    "columns (a, b); its rows have 3: the model keeps no column names.\n")
 
+    # `info` lists them as a header gives them: "a, b, c" read as four columns
+    flow = kerasflows.models.RealNVP(3, num_layers=1, hidden_units=(8,))
+    flow.save(tmp_path / "m.keras")
+    write_training_record(tmp_path / "m.keras", {"columns": ["id", "# visits", "income, USD"]})
+    assert 'columns: id, "# visits", "income, USD"\n' in _run(capsys, "info",
+                                                               tmp_path / "m.keras")
+
 
 def test_a_context_file_whose_header_names_the_context_otherwise_is_refused(tmp_path, capsys):
     # DATA's header was checked against the model's columns; a --context file's was not,

@@ -9,7 +9,7 @@ import json
 import os
 
 from kerasflows.cli.common import HelpFormatter, is_saved_model, open_flow, read_json_file
-from kerasflows.cli.csv_files import column_list
+from kerasflows.cli.csv_files import column_list, name_list
 
 __all__ = ["add_parser", "run", "describe"]
 
@@ -120,7 +120,7 @@ def _print_flow(info):
         print(f"trained on: {data} ({record.get('n_train')} rows), recipe "
               f"{record.get('recipe')}, {record.get('epochs')} epochs; NLL (nats) {nlls}")
         if record.get("columns"):
-            print(f"columns: {', '.join(map(str, record['columns']))}")
+            print(f"columns: {name_list(map(str, record['columns']))}")
         if _indices(record.get("dequantized_columns")):
             print(f"dequantized (--dequantize): "
                   f"{column_list(record['dequantized_columns'], record.get('columns'))}")
@@ -153,7 +153,7 @@ def run(args):
         if meta.get("base"):
             print(f"base: {meta['base']}{_df_text(meta)}")
         if meta.get("columns"):
-            print(f"columns: {', '.join(map(str, meta['columns']))}")
+            print(f"columns: {name_list(map(str, meta['columns']))}")
         if _indices(meta.get("dequantized_columns")):
             print(f"dequantized: {column_list(meta['dequantized_columns'], meta.get('columns'))}")
     else:
