@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kerasflows import models
+from kerasflows import layers, models
 from kerasflows.layers import made, nets
 from kerasflows.layers.made import MADE
 from kerasflows.layers.nets import MLP, narrow_matmul
@@ -167,3 +167,49 @@ def test_made_leaves_out_disconnected_units_with_the_same_numbers(event_dim, par
         # the first dimension's parameters are the output bias alone
         first = whole[0][:, :, 0] if params_first else whole[0][:, 0, :]
         np.testing.assert_allclose(first, np.broadcast_to(first[:1], first.shape))
+
+
+def _unregistered_activation(t):
+    return t * 2
+
+
+@keras.saving.register_keras_serializable(package="kerasflows_tests")
+def _registered_activation(t):
+    return t * 3
+
+
+ACTIVATION_LAYERS = {cls.__name__: cls for cls in [
+    MLP, layers.AffineCoupling, layers.AdditiveCoupling, layers.SplineCoupling,
+    layers.MaskedAutoregressive, layers.InverseAutoregressive, layers.SplineAutoregressive,
+    layers.ContinuousFlow]}
+
+
+def with_activation(name, activation):
+    """A small `ACTIVATION_LAYERS[name]` of this activation."""
+    args = (2,) if name == "MLP" else ()          # MLP's out_units
+    return ACTIVATION_LAYERS[name](*args, hidden_units=(4,), activation=activation)
+
+
+@pytest.mark.parametrize("activation", [lambda t: t * 2, _unregistered_activation, tf.nn.swish,
+                                        "no_such_activation"],
+                         ids=["lambda", "unregistered", "tf.nn.swish", "unknown name"])
+@pytest.mark.parametrize("layer", sorted(ACTIVATION_LAYERS))
+def test_an_activation_that_cannot_be_saved_is_refused_at_construction(layer, activation):
+    """A lambda or an unregistered function was taken by the constructor, and the Flow
+    that built the layer refused it (a lambda's message quoted a base64 blob)."""
+    with pytest.raises(ValueError, match=r"(?s)Keras activation name.*"
+                       r"register_keras_serializable.*Received: activation="):
+        with_activation(layer, activation)
+
+
+@pytest.mark.parametrize("activation", ["tanh", keras.activations.silu, tf.nn.relu,
+                                        _registered_activation])
+@pytest.mark.parametrize("layer", sorted(ACTIVATION_LAYERS))
+def test_a_named_or_registered_activation_is_taken_and_round_trips(layer, activation):
+    made_layer = with_activation(layer, activation)
+    config = made_layer.get_config()
+    again = type(made_layer).from_config(config)
+    assert again.get_config()["activation"] == config["activation"]
+    t = tf.constant([-1.5, 0.0, 2.0])
+    np.testing.assert_allclose(keras.activations.get(config["activation"])(t),
+                               keras.activations.get(activation)(t))

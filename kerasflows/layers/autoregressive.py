@@ -17,7 +17,7 @@ from kerasflows.layers.base import FlowLayer, any_batch
 from kerasflows.layers.coupling import (check_direction, check_max_log_scale,
                                         directed_affine, directed_affine_bijector, soft_clamp)
 from kerasflows.layers.made import MADE
-from kerasflows.layers.nets import check_hidden_units
+from kerasflows.layers.nets import check_activation, check_hidden_units
 
 tfb = tfp.bijectors
 
@@ -65,7 +65,7 @@ class AutoregressiveLayer(FlowLayer):
     def __init__(self, hidden_units=(64, 64), activation="relu", context_dim=None, **kwargs):
         super().__init__(context_dim=context_dim, **kwargs)
         self.hidden_units = check_hidden_units(hidden_units)
-        self.activation = keras.activations.serialize(keras.activations.get(activation))
+        self.activation = check_activation(activation)
 
     def build_flow(self, event_dim):
         self.made = MADE(self.params_per_dim, self.hidden_units, self.activation,

@@ -20,7 +20,7 @@ import tensorflow_probability as tfp
 from kerasflows.layers.base import (FlowLayer, RowsBijector, batch_log_det, check_float,
                                     solve_nonempty)
 from kerasflows.layers.checks import nan_rows, nonfinite_rows, shared_context
-from kerasflows.layers.nets import MLP, check_hidden_units
+from kerasflows.layers.nets import MLP, check_activation, check_hidden_units
 
 tfb = tfp.bijectors
 
@@ -157,7 +157,8 @@ class ContinuousFlow(FlowLayer):
 
     Args:
         hidden_units: sizes of the dynamics MLP's hidden layers.
-        activation: its activation (a Keras activation name).
+        activation: its activation (a Keras activation name, or a registered
+            function: see `check_activation`).
         trace: `"exact"` or `"hutchinson"`.
         time: the integration time T.
         rtol, atol: relative and absolute tolerances of the Dormand-Prince
@@ -165,8 +166,8 @@ class ContinuousFlow(FlowLayer):
         context_dim: size of the context, or None.
 
     Raises:
-        ValueError: for an unknown `trace` or a non-positive `time`, `rtol`
-            or `atol`.
+        ValueError: for an unknown `trace`, a non-positive `time`, `rtol`
+            or `atol`, or an `activation` `check_activation` refuses.
     """
 
     #: Under a GradientTape, a Flow's eager calls run op by op, not as a graph
@@ -178,7 +179,7 @@ class ContinuousFlow(FlowLayer):
                  rtol=1e-5, atol=1e-5, context_dim=None, **kwargs):
         super().__init__(context_dim=context_dim, **kwargs)
         self.hidden_units = check_hidden_units(hidden_units)
-        self.activation = keras.activations.serialize(keras.activations.get(activation))
+        self.activation = check_activation(activation)
         if trace not in TRACES:
             raise ValueError(f"`trace` must be one of {TRACES}. Received: trace={trace!r}")
         self.trace = trace

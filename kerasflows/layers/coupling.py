@@ -12,7 +12,7 @@ import tensorflow_probability as tfp
 from kerasflows.layers.base import (FlowLayer, any_batch, batch_log_det, check_float,
                                     check_positive_int)
 from kerasflows.layers.checks import shared_context
-from kerasflows.layers.nets import MLP, check_hidden_units
+from kerasflows.layers.nets import MLP, check_activation, check_hidden_units
 
 tfb = tfp.bijectors
 
@@ -96,7 +96,8 @@ class CouplingLayer(FlowLayer):
 
     Args:
         hidden_units: sizes of the conditioner's hidden layers.
-        activation: the conditioner's activation (a Keras activation name).
+        activation: the conditioner's activation (a Keras activation name, or a
+            registered function: see `check_activation`).
         num_masked: how many leading dimensions pass through unchanged;
             defaults to `event_dim // 2`.
         context_dim: size of the context, or None.
@@ -111,7 +112,7 @@ class CouplingLayer(FlowLayer):
                  context_dim=None, **kwargs):
         super().__init__(context_dim=context_dim, **kwargs)
         self.hidden_units = check_hidden_units(hidden_units)
-        self.activation = keras.activations.serialize(keras.activations.get(activation))
+        self.activation = check_activation(activation)
         self.num_masked = check_positive_int("num_masked", num_masked, allow_none=True)
         self.table = None   # a `PiecewiseLinear` stand-in for `net`, set by `kerasflows.tabulate`
 

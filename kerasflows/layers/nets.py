@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from kerasflows.layers.base import check_positive_int
 
-__all__ = ["MLP", "check_hidden_units", "narrow_matmul", "output_matmul",
+__all__ = ["MLP", "check_hidden_units", "check_activation", "narrow_matmul", "output_matmul",
            "NARROW_OUTPUT_UNITS"]
 
 
@@ -28,6 +28,26 @@ def check_hidden_units(hidden_units):
         raise ValueError("`hidden_units` must be a sequence of positive integers. "
                          f"Received: hidden_units={hidden_units!r}") from None
     return units
+
+
+def check_activation(activation):
+    """Returns `activation` serialized (a Keras activation name, or the config of a
+    registered function), or raises ValueError if the layer could not be rebuilt
+    from it: a lambda, or a function Keras cannot find by name (an unregistered
+    one, `tf.nn.swish`). Layers keep the serialized form and rebuild from it."""
+    if getattr(activation, "__name__", None) == "<lambda>":
+        serialized = None       # safe_mode refuses a lambda on load; serialize would warn
+    else:
+        try:
+            serialized = keras.activations.serialize(keras.activations.get(activation))
+            keras.activations.get(serialized)
+        except (ValueError, TypeError):
+            serialized = None
+    if serialized is None:
+        raise ValueError("`activation` must be a Keras activation name, such as 'relu', or a "
+                         "function registered with keras.saving.register_keras_serializable. "
+                         f"Received: activation={activation!r}")
+    return serialized
 
 
 def _dense_kwargs(layer):
@@ -116,7 +136,8 @@ class MLP(keras.layers.Layer):
     Args:
         out_units: number of outputs.
         hidden_units: sizes of the hidden layers.
-        activation: a Keras activation name.
+        activation: a Keras activation name, or a function registered with
+            `keras.saving.register_keras_serializable`.
         zero_init: start the output layer at zero (else like the hidden ones).
     """
 
@@ -125,9 +146,9 @@ class MLP(keras.layers.Layer):
         super().__init__(**kwargs)
         self.out_units = check_positive_int("out_units", out_units)
         self.hidden_units = check_hidden_units(hidden_units)
-        self.activation = keras.activations.serialize(keras.activations.get(activation))
+        self.activation = check_activation(activation)
         self.zero_init = bool(zero_init)
-        self.hidden = [keras.layers.Dense(u, activation=activation, name=f"hidden_{i}",
+        self.hidden = [keras.layers.Dense(u, activation=self.activation, name=f"hidden_{i}",
                                           kernel_initializer=hidden_kernel_init(),
                                           **_dense_kwargs(self))
                        for i, u in enumerate(self.hidden_units)]
