@@ -53,8 +53,7 @@ def tabulate(flow):
     if not isinstance(flow, Flow):
         raise TypeError("`flow` must be a kerasflows.Flow (load a saved one with "
                         f"keras.saving.load_model first). Received: flow={flow!r}")
-    copy = type(flow).from_config(flow.get_config())
-    copy.set_weights(flow.get_weights())
+    copy = _copy_of(flow)
     names = []
     for layer in copy.flow_layers:
         if not isinstance(layer, CouplingLayer):
@@ -70,3 +69,19 @@ def tabulate(flow):
                                  if getattr(layer, "table", None) is not None)
     copy.eval_mode = "graph" if names and flow.eval_mode == "xla" else flow.eval_mode
     return copy, tuple(names)
+
+
+def _copy_of(flow):
+    """A new flow of `flow`'s configuration and weights that computes what it computes.
+
+    `set_weights` restores an adapted `keras.layers.Normalization`'s statistics
+    (a context encoder, as the README recommends) but not the mean and variance
+    it normalizes by, which Keras derives from them in `finalize_state` (as
+    `load_model` does): it is called on every sublayer that has one.
+    """
+    copy = type(flow).from_config(flow.get_config())
+    copy.set_weights(flow.get_weights())
+    for layer in copy._flatten_layers():
+        if hasattr(layer, "finalize_state"):
+            layer.finalize_state()
+    return copy

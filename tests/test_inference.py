@@ -235,3 +235,23 @@ def test_tabulate_refuses_what_is_not_a_flow():
     for bad in ("flow.keras", Permute()):
         with pytest.raises(TypeError, match=r"`flow` must be a kerasflows.Flow.*Received: flow="):
             tabulate(bad)
+
+
+def test_tabulated_copy_of_a_flow_with_an_adapted_normalization_encoder():
+    # the copy's Normalization got the adapted statistics by set_weights, which does
+    # not call finalize_state: it normalized by mean 0, variance 1 instead
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 2)).astype("float32")
+    context = (rng.standard_normal((6, 1)) * 10 + 50).astype("float32")
+    norm = keras.layers.Normalization()
+    norm.adapt(context)
+    encoder = keras.Sequential([keras.layers.Normalization(), keras.layers.Dense(3)])
+    encoder.layers[0].adapt(context)
+    for context_encoder in (norm, encoder):
+        flow = kerasflows.models.NSF(2, num_layers=2, hidden_units=(8,), context_dim=1,
+                                     context_encoder=context_encoder)
+        perturb_weights(flow, 0.3)
+        copy, _ = tabulate(flow)
+        np.testing.assert_allclose(copy.log_prob(x, context=context).numpy(),
+                                   flow.log_prob(x, context=context).numpy(),
+                                   rtol=1e-5, atol=1e-5)
