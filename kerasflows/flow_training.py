@@ -139,7 +139,10 @@ class FlowTraining(FlatStepFunctions):
         log-likelihood, so `loss`, `loss_weights` and metrics (which compare
         predictions with targets, and a flow has none) raise a ValueError. With
         float16 conditioners (see the class docstring) and `auto_scale_loss=True`
-        the optimizer is wrapped in a `LossScaleOptimizer`."""
+        the optimizer is wrapped in a `LossScaleOptimizer`. The compile config
+        saved with the flow keeps `auto_scale_loss`, and `jit_compile="auto"`
+        unresolved, so a loaded flow resolves it where it loads (no XLA under a
+        distribution strategy)."""
         for name, value in (("loss", loss), ("loss_weights", loss_weights),
                             ("metrics", metrics), ("weighted_metrics", weighted_metrics)):
             if value is not None and not (isinstance(value, (list, tuple, dict)) and not value):
@@ -161,6 +164,19 @@ class FlowTraining(FlatStepFunctions):
             name="loss", dtype="float64" if self.compute_dtype == "float64" else None))
         if auto_scale_loss and self.optimizer is not None:
             self.optimizer = self.with_loss_scaling(self.optimizer)
+        self._keep_in_compile_config(*args, auto_scale_loss=auto_scale_loss, **kwargs)
+
+    def _keep_in_compile_config(self, run_eagerly=False, steps_per_execution=1,
+                                jit_compile="auto", *, auto_scale_loss=True, **kwargs):
+        """Keeps in the compile config Keras saves (given `compile`'s arguments after
+        `weighted_metrics`) what Keras leaves out: `auto_scale_loss` (Keras has no
+        field for it), and `jit_compile="auto"` as given (Keras saves what it
+        resolved to on this machine, which a flow loaded under a distribution
+        strategy then kept: XLA, and its `fit` failed)."""
+        config = self._compile_config.config
+        config["auto_scale_loss"] = auto_scale_loss
+        if isinstance(jit_compile, str) and jit_compile == "auto":
+            config["jit_compile"] = "auto"
 
     def compile_from_config(self, config):
         """Compiles a flow loaded from a `.keras` file as it was saved, optimizer

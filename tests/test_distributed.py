@@ -266,3 +266,21 @@ def test_train_flow_refuses_bad_arguments_before_building():
                                         r"Received: on_epoch_end='save'"):
         train_flow(build, x, epochs=1, batch_size=32, verbose=0, on_epoch_end="save")
     assert not built
+
+
+def test_a_saved_jit_compile_auto_is_resolved_again_where_the_flow_loads(tmp_path):
+    # the resolved "auto" (XLA on one CPU) was saved: loaded in a MirroredStrategy's
+    # scope the flow kept XLA, and on two devices its fit failed ("Trying to access
+    # resource ... located in device CPU:1 from device CPU:0")
+    import tensorflow as tf
+    flow = _build()
+    flow.compile(optimizer="adam")
+    assert flow.jit_compile is True and flow.get_compile_config()["jit_compile"] == "auto"
+    flow.save(tmp_path / "auto.keras")
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        loaded = keras.models.load_model(tmp_path / "auto.keras")
+    assert loaded.jit_compile is False
+    assert keras.models.load_model(tmp_path / "auto.keras").jit_compile is True
+    for jit_compile in (True, False):
+        flow.compile(optimizer="adam", jit_compile=jit_compile)
+        assert flow.get_compile_config()["jit_compile"] is jit_compile

@@ -285,3 +285,18 @@ def test_fit_and_evaluate_take_bfloat16_data():
     from kerasflows.data_warnings import numeric
     assert numeric(ml_dtypes.bfloat16) and numeric("float16") and numeric("uint8")
     assert not numeric(object) and not numeric("U3") and not numeric([("a", "f4")])
+
+
+def test_saved_float16_flow_compiled_without_loss_scaling_loads_without_it(tmp_path):
+    # auto_scale_loss=False was not saved: the loaded flow got a LossScaleOptimizer,
+    # and Keras skipped loading the saved Adam's state into it
+    flow = M.MAF(2, num_layers=2, hidden_units=(4,), dtype="mixed_float16")
+    flow.compile(optimizer=keras.optimizers.Adam(3e-3), auto_scale_loss=False)
+    x = np.random.default_rng(0).normal(size=(64, 2)).astype("float32")
+    flow.fit(x, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    flow.save(tmp_path / "f.keras")
+    loaded = keras.models.load_model(tmp_path / "f.keras")
+    assert type(loaded.optimizer) is keras.optimizers.Adam
+    assert int(loaded.optimizer.iterations.numpy()) == 4
+    for a, b in zip(loaded.optimizer.variables, flow.optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
