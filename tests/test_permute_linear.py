@@ -146,6 +146,34 @@ def test_random_order_is_reproducible_from_seed():
     assert not np.array_equal(perm(3), perm(4))
 
 
+def test_an_unseeded_random_order_is_drawn_per_layer_and_never_the_identity(tmp_path):
+    """The default seed was 0: every unseeded "random" layer had one order, in 2-D
+    the identity, so a coupling flow never transformed its first coordinate."""
+    keras.utils.set_random_seed(0)
+    flow = kerasflows.Flow([Permute("random") for _ in range(6)], event_dim=2)
+    assert all(list(l.permutation) == [1, 0] for l in flow.flow_layers)
+    keras.utils.set_random_seed(1)
+    layers = [Permute("random") for _ in range(6)]
+    for layer in layers:
+        layer.ensure_built(4)
+        assert list(layer.permutation) != [0, 1, 2, 3]
+        np.testing.assert_array_equal(layer.permutation,
+                                      np.random.default_rng(layer.seed).permutation(4))
+    assert len({tuple(l.permutation) for l in layers}) > 1
+    keras.utils.set_random_seed(1)           # the global seed repeats the draws
+    again = [Permute("random") for _ in range(6)]
+    for a, b in zip(layers, again):
+        b.ensure_built(4)
+        assert a.seed == b.seed
+    # the seed used is saved: the order survives a reload
+    flow = kerasflows.Flow([Permute("random"), ElementwiseAffine()], event_dim=5)
+    flow.save(tmp_path / "f.keras")
+    loaded = keras.models.load_model(tmp_path / "f.keras")
+    np.testing.assert_array_equal(loaded.flow_layers[0].permutation,
+                                  flow.flow_layers[0].permutation)
+    assert Permute().seed is None and Permute("random", seed=0).seed == 0
+
+
 def test_random_order_survives_save_and_load(tmp_path):
     flow = kerasflows.Flow([Permute("random", seed=7), ElementwiseAffine()], event_dim=5)
     perturb_weights(flow, 0.5, seed=1)

@@ -103,6 +103,12 @@ def _check_order(order):
     return ints
 
 
+def _draw_seed():
+    """A seed for a `"random"` order, from NumPy's global generator (which
+    `keras.utils.set_random_seed` seeds)."""
+    return int(np.random.randint(0, 2 ** 31 - 1))
+
+
 @keras.saving.register_keras_serializable(package="kerasflows")
 class Permute(FlowLayer):
     """Reorders the dimensions: forward `x[..., i] = z[..., permutation[i]]`.
@@ -115,6 +121,7 @@ class Permute(FlowLayer):
     ```python
     Permute()                       # reverse the order
     Permute("random", seed=3)       # a seeded random permutation
+    Permute("random")               # a seed drawn when the layer is made
     Permute([1, 2, 0])              # an explicit one, for event_dim=3
     ```
 
@@ -122,7 +129,13 @@ class Permute(FlowLayer):
         order: `"reverse"`, `"random"` (drawn from
             `numpy.random.default_rng(seed).permutation(event_dim)`), or an
             explicit permutation of `range(event_dim)`.
-        seed: integer >= 0 seeding the `"random"` order.
+        seed: integer >= 0 seeding the `"random"` order; None (default) draws
+            one from NumPy's global generator when the layer is made (so
+            `keras.utils.set_random_seed` repeats it, and each layer gets its
+            own order), drawing again at build until the order is not the
+            identity (for `event_dim >= 2`: in 2-D, the reversal). The seed
+            used is in the config, so a saved layer keeps its order. An
+            explicit seed is taken as it is, whatever order it gives.
         **kwargs: passed to `FlowLayer`; the layer ignores any context.
 
     Raises:
@@ -133,16 +146,24 @@ class Permute(FlowLayer):
 
     eval_in_blocks = True
 
-    def __init__(self, order="reverse", seed=0, **kwargs):
+    def __init__(self, order="reverse", seed=None, **kwargs):
         super().__init__(**kwargs)
         self.order = _check_order(order)
-        self.seed = check_positive_int("seed", seed, minimum=0)
+        # a default seed of 0 gave every unseeded "random" layer one order, in 2-D
+        # the identity: such a flow never transformed its first coordinate
+        self._drawn_seed = seed is None and self.order == "random"
+        self.seed = (_draw_seed() if self._drawn_seed else
+                     check_positive_int("seed", seed, minimum=0, allow_none=True))
 
     def build_flow(self, event_dim):
         if self.order == "reverse":
             permutation = np.arange(event_dim)[::-1]
         elif self.order == "random":
             permutation = np.random.default_rng(self.seed).permutation(event_dim)
+            while (self._drawn_seed and event_dim > 1
+                   and np.array_equal(permutation, np.arange(event_dim))):
+                self.seed = _draw_seed()
+                permutation = np.random.default_rng(self.seed).permutation(event_dim)
         elif len(self.order) != event_dim:
             raise ValueError(f"Permute: `order` must be a permutation of range({event_dim}) "
                              f"for event_dim={event_dim}. Received: order={list(self.order)}")
