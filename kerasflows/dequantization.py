@@ -184,8 +184,11 @@ def dequantized_dataset(x, batch_size=512, *, context=None, columns=None, seed=N
         columns: the column indices to add noise to (columns of whole numbers, as
             `dequantize`'s); default: the columns that hold whole numbers only (an
             error if none).
-        seed: an int seeds the order and the noise (the same seed gives the
-            same epochs, epoch after epoch); None draws them afresh.
+        seed: an int seeds the order and the noise, as tf.data's op seeds do:
+            together with TensorFlow's global seed (`keras.utils.
+            set_random_seed`), so the same seed under the same global seed (or
+            none) gives the same epochs, epoch after epoch; None draws them
+            afresh.
         shuffle: a new order of the rows every epoch.
     """
     x = _check_x(x, "dequantized_dataset")
