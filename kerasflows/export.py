@@ -21,7 +21,9 @@ of them: `[N, C]`, one row per row of `x` or `z` (in `sample`, `[n, C]`), or
 Beside the graphs, `<version>/assets.extra/kerasflows.json` (`METADATA_FILE`;
 TF Serving loads nothing from `assets.extra/` but warm-up requests) says
 what the model takes, for a client that has only the SavedModel:
-`event_dim`, `context_dim`, the `base` (`"normal"`, `"learned_normal"` or
+`event_dim`, `context_dim`, `context_classes` (K, for a flow whose context
+is a class label 0..K-1 read by a `ClassEmbedding`, as `label_embedding`
+finds it; else `null`), the `base` (`"normal"`, `"learned_normal"` or
 `"student_t"`, whose degrees of freedom are `base_df`, else `null`),
 `signatures`, the flow's `layers`, the data's
 column names `columns` (`null` if not named; `kerasflows export` passes the
@@ -54,6 +56,7 @@ import tensorflow as tf
 
 from kerasflows.dequantization import check_columns
 from kerasflows.layers.base import NoInverseError, check_positive_int
+from kerasflows.layers.embedding import label_embedding
 
 __all__ = ["export_saved_model", "load_saved_model", "saved_model_metadata",
            "forward_only_summary", "check_exportable", "SIGNATURES", "METADATA_FILE"]
@@ -285,7 +288,9 @@ def _metadata(flow, columns, dequantized_columns=None):
         dequantized_columns = check_columns(dequantized_columns, flow.event_dim,
                                             "dequantized_columns")
     df = flow.base_df
+    embedding = label_embedding(flow)
     return {"event_dim": flow.event_dim, "context_dim": flow.context_dim,
+            "context_classes": None if embedding is None else int(embedding.num_classes),
             "base": flow.base, "base_df": None if df is None else [float(v) for v in df],
             "signatures": list(SIGNATURES), "columns": columns,
             "dequantized_columns": dequantized_columns or None,

@@ -331,6 +331,32 @@ def test_metadata_file_says_what_the_model_takes(tmp_path):
     assert saved_model_metadata(target) is None
 
 
+
+def test_metadata_names_a_class_label_flows_labels_and_the_visualizer_steps_through_them(
+        tmp_path):
+    # the file did not say the context is a label: the visualizer showed the exported
+    # flow's context as a free slider -3..3 and took --context 2.5
+    from visualizer import opening, paths
+    x, labels = np.zeros((2, 2), "float32"), np.zeros((2, 1), "float32")
+    encoders = {"alone": kerasflows.layers.ClassEmbedding(4, features=3),
+                "sequential": keras.Sequential([kerasflows.layers.ClassEmbedding(4, features=3),
+                                                keras.layers.Dense(2)])}
+    for name, encoder in encoders.items():
+        flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=1,
+                                         context_encoder=encoder)
+        flow.log_prob(x, context=labels)
+        target = flow.export(tmp_path / name)
+        assert saved_model_metadata(target)["context_classes"] == 4, name
+        _, info = opening.load(paths.resolve(target))
+        assert info["context_ranges"] == [(0.0, 3.0)] and info["context_steps"] == [1.0], name
+        with pytest.raises(ValueError, match=r"= 2.5 is not one of its values, 0 to 3 in "
+                                             r"steps of 1"):
+            opening.load(paths.resolve(target), context=[2.5])
+    continuous = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=1)
+    unconditional = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
+    for name, flow in (("continuous", continuous), ("unconditional", unconditional)):
+        assert saved_model_metadata(flow.export(tmp_path / name))["context_classes"] is None
+
 def test_export_refuses_to_overwrite_a_version(tmp_path):
     flow = _small_flows()[0]
     export_saved_model(flow, tmp_path / "m", version=3)
