@@ -243,8 +243,9 @@ def weights_for_keras(flow, x, sample_weight, method, batch_size=None, split=Non
     """`(y, sample_weight)` to hand Keras with array data `x` (as `_check_arrays`
     returns it) and per-example `sample_weight`. Keras drops `sample_weight` when
     there is no `y`, and a flow has none, so weighted data get a placeholder `y`
-    of zeros (a flow's loss does not read it). Streams carry their own weights,
-    as `(x, None, sample_weight)` batches.
+    of zeros (a flow's loss does not read it). The weights are scaled to a
+    largest of about 1 in the dtype the loss reads them in (`_scaled_weights`).
+    Streams carry their own weights, as `(x, None, sample_weight)` batches.
 
     Unweighted arrays whose last batch of `batch_size` rows (or after a
     `validation_split`) may be short get weights of 1 when the flow pads short
@@ -270,7 +271,39 @@ def weights_for_keras(flow, x, sample_weight, method, batch_size=None, split=Non
         raise ValueError(f"Flow.{method}: `sample_weight` must be finite and >= 0; "
                          f"received {float(w[i])!r} for example {i} ({int(bad.sum())} such "
                          f"weight{'s' if bad.sum() > 1 else ''} in all).")
-    return np.zeros(n, "float32"), w.astype("float32")
+    return np.zeros(n, "float32"), _scaled_weights(flow, w, method)
+
+
+def _weight_dtype(flow):
+    """The dtype a flow's loss reads array sample weights in: the narrower of its
+    loss's (float64 for a float64 flow, else float32) and Keras' floatx, which
+    Keras' array adapter casts float arrays to."""
+    own = "float64" if flow.compute_dtype == "float64" else "float32"
+    return min(own, keras.config.floatx(), key=lambda d: np.finfo(d).bits)
+
+
+def _scaled_weights(flow, w, method):
+    """Checked weights `w` (finite, >= 0) in `_weight_dtype(flow)`, multiplied by
+    the power of two (exactly) that brings the largest into [0.5, 1): the loss
+    is their weighted mean, which their scale does not change, so weights
+    outside the dtype's range (1e-50 or 1e50 in float32, once 0 or inf: a loss
+    of 0 or NaN) weigh as they should. Raises ValueError for a weight > 0 that
+    the dtype cannot hold beside the largest (below its smallest normal number
+    times the largest), which would count as 0."""
+    dtype = _weight_dtype(flow)
+    top = float(np.max(w, initial=0))
+    if top == 0:
+        return np.asarray(w, dtype)
+    scaled = np.ldexp(np.asarray(w, "float64"), -np.frexp(top)[1])
+    lost = (scaled > 0) & (scaled < np.finfo(dtype).tiny)
+    if lost.any():
+        i = int(np.flatnonzero(lost)[0])
+        raise ValueError(
+            f"Flow.{method}: `sample_weight` {float(w[i])!r} for example {i} is too "
+            f"small beside the largest, {float(top)!r}, for the {dtype} the loss reads "
+            f"the weights in: it would count as 0 ({int(lost.sum())} such in all). Give "
+            "it 0, or train a float64 flow with keras.config.set_floatx('float64').")
+    return scaled.astype(dtype)
 
 
 def prepare_eval_data(flow, x, y, method):

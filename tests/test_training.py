@@ -820,3 +820,41 @@ def test_a_float64_flows_loss_and_evaluate_are_float64():
     assert abs(flow.evaluate(data, verbose=0) - want) < 1e-12 * abs(want)
     loss = flow.fit(data, epochs=1, verbose=0).history["loss"][0]
     assert abs(loss - want) < 1e-12 * abs(want)
+
+
+def test_sample_weights_of_any_scale_weigh_as_the_flows_dtype_can():
+    # the weights were rounded to float32: a float64 flow's evaluate with weights
+    # * 1e-50 gave 0.0, * 1e50 nan, and fit with weights * 1e50 turned every weight
+    # NaN; float32's own range failed so too (the weighted mean is scale-free)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 2)).astype("float32").astype("float64")
+    w = rng.uniform(0.5, 2.0, 64)
+    keras.config.set_floatx("float64")      # Keras' adapter casts float arrays to floatx
+    try:
+        flow = M.RealNVP(2, num_layers=1, hidden_units=(4,), dtype="float64")
+        flow.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+        lp = flow.log_prob(x).numpy()
+        want = -np.sum(w * lp) / np.sum(w)
+        for scale in (1.0, 1e-50, 1e50, 1e-300):
+            got = flow.evaluate(x, sample_weight=w * scale, batch_size=32, verbose=0)
+            assert abs(got - want) < 1e-12 * abs(want), scale
+        loss = flow.fit(x, sample_weight=w * 1e50, batch_size=32, epochs=1,
+                        verbose=0).history["loss"]
+        assert np.isfinite(loss).all()
+        assert all(np.isfinite(v.numpy()).all() for v in flow.trainable_variables)
+    finally:
+        keras.config.set_floatx("float32")
+    # floatx float32: the weights reach the loss in float32, whichever the flow's dtype
+    for flow in (M.RealNVP(2, num_layers=1, hidden_units=(4,), dtype="float64"),
+                 M.RealNVP(2, num_layers=1, hidden_units=(4,))):
+        flow.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+        lp = flow.log_prob(x.astype(flow.compute_dtype)).numpy().astype("float64")
+        want = -np.sum(w * lp) / np.sum(w)
+        for scale in (1e-50, 1e50):
+            got = flow.evaluate(x, sample_weight=w * scale, batch_size=32, verbose=0)
+            np.testing.assert_allclose(got, want, rtol=1e-6)
+        tiny = w.copy()
+        tiny[9] = 1e-40     # 0 in float32 beside weights of about 1
+        with pytest.raises(ValueError, match=r"Flow.evaluate: `sample_weight` 1e-40 for "
+                                             r"example 9 .* float32"):
+            flow.evaluate(x, sample_weight=tiny, verbose=0)
