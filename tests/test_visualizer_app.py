@@ -1178,6 +1178,68 @@ def test_density_axes_follow_a_new_models_region_and_new_coordinates(qtbot, wind
     assert view.region[2] > 10, "the heatmap is of the new region"
 
 
+def flow_with_data(path, layers, data, base_loc=0.0):
+    """Saves `Flow(layers)` (a learned normal base at `base_loc`) to `path`, with a
+    training record naming `data` (saved beside it); returns `path`."""
+    import kerasflows
+    flow = kerasflows.Flow(layers, event_dim=data.shape[1], base="learned_normal")
+    flow.log_prob(data[:1])
+    flow.base_loc.assign(np.full(data.shape[1], base_loc, np.float32))
+    flow.save(str(path))
+    np.save(path.with_suffix(".npy"), data)
+    write_training_record(path, {"dataset": None, "data": path.with_suffix(".npy").name,
+                                 "data_path": str(path.with_suffix(".npy"))})
+    return path
+
+
+def test_density_says_when_log_p_is_not_finite_anywhere_in_view(qtbot, window, tmp_path):
+    # outside a Sigmoid flow's (0, 1)^2 every pixel was NaN: a uniform colour, a colour
+    # bar 0..1 and no word why
+    from kerasflows.layers import Sigmoid
+    data = np.random.default_rng(0).uniform(0.05, 0.95, (300, 2)).astype(np.float32)
+    open_model(qtbot, window, flow_with_data(tmp_path / "unit.keras", [Sigmoid()], data))
+    view = show_ready(qtbot, window, "density")
+    assert not view.message.isVisibleTo(view) and view.bar_box.isVisibleTo(view)
+    view.view_box.setRange(xRange=(3, 4), yRange=(3, 4), padding=0)
+    qtbot.waitUntil(lambda: view.is_ready() and view.region[0] > 2, timeout=TIMEOUT_MS)
+    assert not np.isfinite(view.image).any()
+    assert view.message.isVisibleTo(view)
+    assert "log p(x) is not finite" in view.message.text() and "domain" in view.message.text()
+    assert view.image_item.image is None and not view.bar_box.isVisibleTo(view)
+    view.view_box.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
+    qtbot.waitUntil(lambda: view.is_ready() and view.region[0] < 1, timeout=TIMEOUT_MS)
+    assert not view.message.isVisibleTo(view) and view.bar_box.isVisibleTo(view)
+    assert view.image_item.image is not None
+
+
+def test_samples_not_finite_are_counted_apart_and_none_finite_says_so(qtbot, window,
+                                                                      tmp_path):
+    # a Logit data end gives NaN for base values outside (0, 1): the scatter dropped
+    # those samples, while the label counted them all
+    from kerasflows.layers import Logit
+    data = np.random.default_rng(0).normal(size=(300, 2)).astype(np.float32)
+    open_model(qtbot, window, flow_with_data(tmp_path / "some.keras", [Logit()], data, 0.5))
+    samples = show_ready(qtbot, window, "samples")
+    finite = int(np.isfinite(samples.points).all(1).sum())
+    assert 0 < finite < len(samples.points) == 10_000
+    assert len(samples.cloud.points) == finite
+    assert f"{finite:,} of 10,000 samples finite" in samples.seed_label.text()
+    assert not samples.message.isVisibleTo(samples)
+    pairs = show_ready(qtbot, window, "pairs")
+    assert f"; {int(np.isfinite(pairs.points).all(1).sum()):,} finite" in \
+        pairs.seed_label.text()
+    assert not pairs.message.isVisibleTo(pairs)
+    open_model(qtbot, window, flow_with_data(tmp_path / "none.keras", [Logit()], data, 20.0))
+    for view in (show_ready(qtbot, window, "pairs"), show_ready(qtbot, window, "samples")):
+        assert not np.isfinite(view.points).all(1).any()
+        assert view.message.isVisibleTo(view)
+        assert "None of the flow's 10,000 samples is finite" in view.message.text()
+    assert len(samples.cloud.points) == 0
+    assert "0 of 10,000 samples finite" in samples.seed_label.text()
+    open_model(qtbot, window, tmp_path / "some.keras")
+    assert not show_ready(qtbot, window, "samples").message.isVisibleTo(samples)
+
+
 def test_pairs_view_draws_every_pair_and_each_marginal(qtbot, window, models, tmp_path):
     from visualizer import marginals
     folder, _ = models["wide"]

@@ -17,6 +17,7 @@ from visualizer import geometry, theme
 from visualizer.items import PointCloudItem
 from visualizer.views.base import View, labeled, show_region, tick_label_width
 from visualizer.views.density_panel import HeatmapPanel, bar_label, heatmap_title
+from visualizer.views.samples import replace_message
 
 __all__ = ["DensityView", "RESOLUTIONS", "DEFAULT_RESOLUTION", "COARSE_RESOLUTION"]
 
@@ -80,16 +81,17 @@ class DensityView(View):
         self.bar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), interactive=False,
                                    width=18)
         self.bar.setImageItem([self.left.image_item, self.right.image_item])
-        bar_box = pg.GraphicsLayoutWidget()
-        bar_box.addItem(self.bar)
-        bar_box.setFixedWidth(96)
+        self.bar_box = pg.GraphicsLayoutWidget()
+        self.bar_box.addItem(self.bar)
+        self.bar_box.setFixedWidth(96)
         row = QtWidgets.QHBoxLayout()
         for w in (self.left.plot, self.right.plot):
             row.addWidget(w, 1)
-        row.addWidget(bar_box)
+        row.addWidget(self.bar_box)
         self.layout().addLayout(row, 1)
         self.right.plot.hide()
         self.requested = None
+        self._said = ""             # the message this view showed last ("not finite")
         self._placing = False       # `projection_changed` is placing a new region
         self._left_id = 0           # request id of the left heatmap drawn last
         self._moved = QtCore.QElapsedTimer()
@@ -277,11 +279,33 @@ class DensityView(View):
         for p in panels:
             p.draw(log_scale, levels, self.contours.isChecked())
         self.bar.setLevels(levels)
+        self.bar_box.setVisible(any(p.any_finite() for p in panels))
         label = bar_label([p.value for p in panels], log_scale)
         if self.bar.axis.labelText != label:
             self.bar.axis.setLabel(label)
         self._label(log_scale)
+        self._said = replace_message(self, self._said, self._not_finite_text(panels))
         self.drew()
+
+    def _not_finite_text(self, panels):
+        """What cannot be drawn: the heatmaps with no finite pixel (a flow's own
+        samples' has its note: none fell in view), or ""."""
+        said = []
+        for p in panels:
+            if p.any_finite() or "samples" in p.value:
+                continue
+            if "target" in p.value:
+                said.append(f"The target {p.value['target']}'s density is not finite (NaN or "
+                            f"−inf) anywhere in view.")
+                continue
+            context = (", or the Context panel's context is one the flow does not take (a "
+                       "class label it does not know gives NaN)"
+                       if self.info["context_dim"] else "")
+            said.append("log p(x) is not finite (NaN or −inf) anywhere in view, so no heatmap "
+                        "is drawn: the region lies outside the flow's domain (a bounded data "
+                        f"end, such as Sigmoid's (0, 1)){context}. Pan or zoom back to the "
+                        "data.")
+        return " ".join(said)
 
     def _label(self, log_scale):
         """Titles (the quantity on the scale shown) and the note on what is drawn."""

@@ -70,7 +70,17 @@ class HeatmapPanel:
     def shown(self, log_scale):
         return self.image if log_scale else np.exp(self.image)
 
+    def any_finite(self):
+        """Whether some pixel's log-density is finite (not NaN, not -inf)."""
+        return bool(np.isfinite(self.image).any())
+
     def draw(self, log_scale, levels, contours):
+        """Draws the heatmap over `levels` (NaN and -inf at the bottom), or nothing
+        when no pixel is finite (a colour there would mean nothing)."""
+        if not self.any_finite():
+            self.image_item.clear()
+            self.contour_item.set_lines(np.zeros((0, 2)), np.zeros(0, bool))
+            return
         lo, hi = levels
         shown = np.nan_to_num(self.shown(log_scale), nan=lo, neginf=lo, posinf=hi)
         self.image_item.setImage(shown.astype(np.float32), autoLevels=False, levels=levels)

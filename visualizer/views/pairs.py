@@ -15,7 +15,8 @@ from visualizer import marginals, theme
 from visualizer.items import PointCloudItem
 from visualizer.views.base import (ElidedLabel, View, labeled, style_plot_item,
                                    tick_label_width)
-from visualizer.views.samples import sample_count_box
+from visualizer.views.samples import (finite_rows, none_finite_text, replace_message,
+                                      sample_count_box)
 
 __all__ = ["PairsView", "DATA_POINTS"]
 
@@ -73,6 +74,7 @@ class PairsView(View):
         self.grid_stale = True      # the grid is not the coordinates' (built when shown)
         self.ranges = None
         self.points, self.drawn = None, {}
+        self._said = ""             # the message this view showed last ("none is finite")
         self.marginal = {}          # coordinate -> (edges, flow density, data density)
         self.count.valueChanged.connect(lambda _: self.invalidate())
         self.resample_button.clicked.connect(self.resample)
@@ -279,15 +281,22 @@ class PairsView(View):
             self._label(data, drawn)
 
     def _label(self, data, drawn):
-        """Says what is drawn: how many samples (`drawn` of them in the scatters) and
-        `data` points."""
-        shown = f"{len(self.points):,} flow samples (orange, below the diagonal"
-        if len(drawn) < len(self.points):
-            shown += f"; {len(drawn):,} drawn"
+        """Says what is drawn: how many samples (`drawn` of them in the scatters; those
+        with NaN or inf, not drawn, counted apart) and `data` points; a message when
+        no sample is finite."""
+        n, finite = len(self.points), int(finite_rows(self.points).sum())
+        shown = f"{n:,} flow samples (orange, below the diagonal"
+        if finite < n:
+            shown += f"; {finite:,} finite"
+        if len(drawn) < n:
+            shown += f"; {int(finite_rows(drawn).sum()):,} drawn"
         shown += ")"
         if data is not None:
             shown += f" · {len(data):,} training points (grey, above)"
         self.seed_label.setText(f"seed {self.drawn['seed']} · {shown}")
+        self._said = replace_message(
+            self, self._said,
+            none_finite_text(n, bool(self.info["context_dim"])) if n and not finite else "")
 
     def _scattered(self, data):
         """The samples the scatters draw: as many as the `data` points shown (the first

@@ -12,7 +12,8 @@ from visualizer.views.base import (ElidedLabel, View, draw_picture, labeled,
                                    make_plot, show_pictures, show_region)
 
 __all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID", "SWEEP_PER",
-           "SWEEP_MAX_VALUES", "sample_count_box"]
+           "SWEEP_MAX_VALUES", "sample_count_box", "finite_rows", "none_finite_text",
+           "replace_message"]
 
 MIN_SAMPLES, MAX_SAMPLES = 100, 100_000
 DEFAULT_COUNT = 10_000
@@ -33,6 +34,35 @@ def sample_count_box():
     return count
 
 
+def finite_rows(points):
+    """A mask `[N]` of the rows of `points [N, D]` finite in every coordinate: the
+    samples drawn (a flow gives NaN outside its domain, or at a context it does not
+    take)."""
+    return np.all(np.isfinite(points), axis=1)
+
+
+def none_finite_text(n, conditional):
+    """The message of a view none of whose `n` samples is finite; `conditional`: the
+    flow takes a context."""
+    cause = ("the Context panel's context may be one the flow does not take (a class "
+             "label it does not know gives NaN), or its weights are not finite"
+             if conditional else
+             "its forward pass gives NaN or inf (a data end such as Logit met values "
+             "outside its domain, an overflow, or weights that are not finite)")
+    return f"None of the flow's {n:,} samples is finite (NaN or inf), so none is drawn: {cause}."
+
+
+def replace_message(view, said, text):
+    """Shows `text` as `view`'s message; "" hides the message only if it is still
+    `said` (what the caller showed last, no longer true), leaving another (an error)
+    in place. Returns `text`, what the caller has now said."""
+    if text:
+        view.show_message(text)
+    elif said and view.message.text() == said:
+        view.show_message("")
+    return text
+
+
 class SamplesView(View):
     """Draws `count` samples at a temperature; overlays the training data if known.
 
@@ -50,6 +80,10 @@ class SamplesView(View):
     Continuous mode asks for the next batch (next seed) as soon as one
     arrives, before drawing it, so the flow computes the next frame while
     this one is drawn.
+
+    A sample with NaN or inf in any coordinate is not in the scatter: the
+    label counts the finite ones when some are not, and a message says so
+    when none is.
     """
 
     name, title = "samples", "Samples"
@@ -90,6 +124,7 @@ class SamplesView(View):
         self.plot.addItem(self.image_item)
         self.layout().addWidget(self.plot, 1)
         self.points, self.drawn = None, {}
+        self._said = ""         # the message this view showed last ("none is finite")
         self.count.valueChanged.connect(lambda _: self.invalidate())
         self.temperature.valueChanged.connect(lambda _: self.invalidate())
         self.continuous.toggled.connect(lambda on: on and self.resample())
@@ -230,7 +265,11 @@ class SamplesView(View):
         show_region(item, geometry.robust_region(reference))
         self._show_data(self.show_data.isChecked())
         if self.points is not None:
-            self.cloud.set_points(self.projection.project(self.points))
+            self._draw_cloud()
+
+    def _draw_cloud(self):
+        """The scatter of the samples finite in every coordinate."""
+        self.cloud.set_points(self.projection.project(self.points[finite_rows(self.points)]))
 
     def _show_data(self, on):
         if self.images_shown():
@@ -291,19 +330,25 @@ class SamplesView(View):
             self.resample()                   # computed while this batch is drawn
         self.points, self.drawn = value["points"], value
         self.keep_drawn()
-        shown = f"{len(self.points):,} samples"
+        n, finite = len(self.points), int(finite_rows(self.points).sum())
+        shown = f"{n:,} samples" if finite == n else f"{finite:,} of {n:,} samples finite"
         if value.get("sweep"):
             swept = value["sweep"]
             name = self.info["context_names"][swept["coordinate"]]
             shown = f"{swept['per']} samples at each {name}"
+            if finite < n:
+                shown += f" ({finite:,} of {n:,} finite)"
         if self.images_shown():
             self._draw_images()
             h, w = self.info["image"]["shape"]
             if not value.get("sweep"):
-                shown = f"the first {min(len(self.points), IMAGE_GRID)} of {shown}"
+                shown = f"the first {min(n, IMAGE_GRID)} of {shown}"
             shown += f", {h}×{w} pixels"
         else:
-            self.cloud.set_points(self.projection.project(self.points))
+            self._draw_cloud()
         text = f"seed {value['seed']} · T = {value['temperature']:.2f} · {shown}"
         self.seed_label.setText(text)
+        self._said = replace_message(
+            self, self._said,
+            none_finite_text(n, bool(self.info["context_dim"])) if n and not finite else "")
         self.drew()
