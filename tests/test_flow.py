@@ -228,6 +228,31 @@ def test_tfp_views_built_after_a_weight_change_give_the_new_weights_numbers(make
         assert np.abs(layer.bijector().forward(z) - before).max() > 1e-3, layer.name
 
 
+@pytest.mark.parametrize("shape", [(5, 2), (5, 1, 2)], ids=["rows", "rank3"])
+def test_tfp_views_free_their_inputs_and_outputs(shape):
+    """A view held its last input and output, and TFP's process-wide cache, keyed by
+    them, held the view: every `flow.distribution` / `flow.bijector` call kept its
+    tensors for good (2.5 MB a call of 50,000 rows)."""
+    import gc
+    import weakref
+    flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
+    flow.build((None, 2))
+    x = tf.constant(np.random.default_rng(0).normal(size=shape), "float32")
+    refs = [weakref.ref(x)]
+    for call in (lambda t: flow.distribution.log_prob(t), lambda t: flow.bijector.inverse(t),
+                 lambda t: flow.bijector.forward(t)):
+        out = call(x)
+        refs.append(weakref.ref(out))
+        del out
+    samples = flow.distribution.sample(7, seed=1)
+    refs.append(weakref.ref(samples))
+    np.testing.assert_allclose(flow.distribution.log_prob(x), flow.log_prob(
+        tf.reshape(x, [-1, 2])).numpy().reshape(shape[:-1]), rtol=1e-5, atol=1e-5)
+    del x, samples
+    gc.collect()
+    assert [r() is None for r in refs] == [True] * len(refs)
+
+
 def test_a_tfp_view_gives_gradients_through_a_fresh_bijector():
     # a sample from one distribution, scored by another built later: the cache of the
     # first (an equal bijector) gave the base point back, with no path to the weights

@@ -2,6 +2,8 @@
 rows on inputs `[..., D]` (`any_batch`, `RowsBijector`), log-dets broadcast
 to the batch, solves that take an empty batch."""
 
+import weakref
+
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -59,7 +61,9 @@ class RowsBijector(tfp.bijectors.Bijector):
         # `no_inverse`: the error a forward-only layer gives for the inverse direction
         self.inner, self.event_dim, self.no_inverse = inner, event_dim, no_inverse
         self.context_rows = context_rows
-        self._rows_of = []      # (tensor, its rows) for the last input and output: `_rows`
+        # (weak reference to a tensor, its rows or None: itself) for the last input and
+        # output: `_rows`
+        self._rows_of = []
         super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
                          parameters=parameters, name=name)
 
@@ -79,10 +83,15 @@ class RowsBijector(tfp.bijectors.Bijector):
         becomes rows once (a fresh tensor for rank 2, a reshape for others),
         and the last transform's input and output map to the rows `inner` took
         and gave (another tensor would be a second solve, as when a
-        `TransformedDistribution` takes the log-det at the inverse's output)."""
-        for tensor, rows in self._rows_of:
-            if tensor is v:
-                return rows
+        `TransformedDistribution` takes the log-det at the inverse's output).
+
+        The input and output are held weakly: TFP's cache, process-wide, holds
+        this bijector for as long as they live, so holding them here kept all
+        three alive for good (every `flow.distribution` call leaked its
+        tensors). Their rows are not the tensors TFP keys by, and are held."""
+        for ref, rows in self._rows_of:
+            if ref() is v:
+                return v if rows is None else rows
         rows = tf.identity(v) if v.shape.rank == 2 else tf.reshape(v, [-1, self.event_dim])
         if self.context_rows is not None and rows.shape[0] not in (None, self.context_rows):
             raise ValueError(
@@ -90,14 +99,15 @@ class RowsBijector(tfp.bijectors.Bijector):
                 f"row; received {rows.shape[0]} input rows (shape {v.shape}). Sample with "
                 f"`sample({self.context_rows})` and pass [{self.context_rows}, "
                 f"{self.event_dim}] inputs, or give a [1, C] context shared by all rows.")
-        self._rows_of = [(v, rows)]
+        self._rows_of = [(weakref.ref(v), rows)]
         return rows
 
     def _map(self, fn, v):
         rows = self._rows(v)
         out = fn(rows)
         result = out if v.shape.rank == 2 else tf.reshape(out, tf.shape(v))
-        self._rows_of = [(v, rows), (result, out)]
+        self._rows_of = [(weakref.ref(v), rows),
+                         (weakref.ref(result), None if result is out else out)]
         return result
 
     def _log_det(self, fn, v):
