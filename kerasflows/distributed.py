@@ -131,8 +131,11 @@ def evaluate_nll(flow, x, context=None, batch_size=8192):
         specs = [tf.TensorSpec([None, flow.event_dim], flow.compute_dtype)]
         if flow.context_dim is not None:
             specs.append(tf.TensorSpec([None, flow.context_dim], flow.compute_dtype))
-        _EVAL_FUNCTIONS[flow] = tf.function(flow.log_prob, input_signature=specs,
-                                            autograph=False)
+        # through a weak reference: a bound `flow.log_prob` held its key, the flow, and
+        # no entry was ever dropped (every flow evaluated stayed alive)
+        ref = weakref.ref(flow)
+        _EVAL_FUNCTIONS[flow] = tf.function(lambda *args: ref().log_prob(*args),
+                                            input_signature=specs, autograph=False)
     log_prob = _EVAL_FUNCTIONS[flow]
     batches = [(x[i:i + batch_size],) if context is None else
                (x[i:i + batch_size], context[i:i + batch_size])

@@ -284,3 +284,19 @@ def test_a_saved_jit_compile_auto_is_resolved_again_where_the_flow_loads(tmp_pat
     for jit_compile in (True, False):
         flow.compile(optimizer="adam", jit_compile=jit_compile)
         assert flow.get_compile_config()["jit_compile"] is jit_compile
+
+
+def test_evaluate_nll_keeps_no_flow_alive():
+    """Its cache of traced functions, keyed weakly by flow, held each flow through the
+    bound `flow.log_prob` it traced: a sweep kept every flow it evaluated."""
+    import gc
+    import weakref
+    x = kerasflows.datasets.load("moons", n=64, seed=0)
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
+    mean, se = kerasflows.distributed.evaluate_nll(flow, x, batch_size=16)
+    assert mean == pytest.approx(-float(np.mean(flow.log_prob(x))), rel=1e-5) and se > 0
+    assert kerasflows.distributed.evaluate_nll(flow, x)[0] == pytest.approx(mean, rel=1e-6)
+    ref = weakref.ref(flow)
+    del flow
+    gc.collect()
+    assert ref() is None
