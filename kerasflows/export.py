@@ -184,8 +184,8 @@ def forward_only_summary(flow):
 
 
 def check_exportable(flow):
-    """Raises NoInverseError for a flow with forward-only layers: every signature
-    but `sample` runs the inverse."""
+    """Raises NoInverseError for a flow with forward-only layers: the signatures
+    `serving_default`, `inverse` and `trace_inverse` run the inverse."""
     forward_only = forward_only_summary(flow)
     if forward_only:
         raise NoInverseError(
