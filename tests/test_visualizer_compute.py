@@ -416,6 +416,37 @@ def test_savedmodel_of_a_float64_flow_gives_the_flows_own_numbers(tmp_path, cont
     np.testing.assert_allclose(scale, [1, 1], atol=1e-5)
 
 
+def test_float64_flows_samples_are_flow_sample_in_both_backends(tmp_path):
+    """A float64 flow draws its base noise in float64 (`Flow.sample`): the backends
+    drew float32 noise, so the cloud shown was not `Flow.sample(n, seed)` and the
+    .keras and SavedModel backends drew different ones."""
+    import kerasflows
+    import tensorflow as tf
+    from kerasflows.testing import perturb_weights
+    from visualizer.backends import base_noise
+    want = tf.random.stateless_normal([300, 3], seed=[7, 0], dtype=tf.float64, alg="philox")
+    got = base_noise(300, 3, 7, dtype=np.float64)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, want.numpy())
+    flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), dtype="float64")
+    perturb_weights(flow, 0.2, seed=0)
+    flow.save(tmp_path / "f64.keras")
+    export(flow, tmp_path / "saved" / "1", True)
+    backends = (KerasBackend(tmp_path / "f64.keras", "eager"),
+                SavedModelBackend(tmp_path / "saved" / "1"))
+    for b in backends:
+        x = b.sample(200, seed=3)
+        assert x.dtype == np.float64, b.kind
+        np.testing.assert_allclose(x, flow.sample(200, seed=3).numpy(), rtol=1e-12,
+                                   atol=1e-12, err_msg=b.kind)
+    # at another temperature, both the base noise scaled by T and sent forward (Flow.sample
+    # takes T through float32: 0.6 is 0.6000000238 there)
+    cooler = [b.sample(200, seed=3, temperature=0.6) for b in backends]
+    np.testing.assert_allclose(cooler[0], cooler[1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cooler[0], flow.sample(200, seed=3, temperature=0.6).numpy(),
+                               rtol=1e-6, atol=1e-6)
+
+
 def test_savedmodel_of_a_mixed_float16_flow_still_opens(tmp_path):
     """A mixed_float16 flow's export takes and gives float32."""
     import kerasflows

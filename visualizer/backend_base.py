@@ -32,15 +32,23 @@ def bucket(n, smallest=64):
     return next(octave * q // 4 for q in (4, 5, 6, 7, 8) if octave * q // 4 >= n)
 
 
+def _floats(x):
+    """`x` as a float64 array if it is one (a float64 flow's numbers keep their
+    precision), else as float32. The flow, or the signature, converts it to its own dtype."""
+    x = np.asarray(x)
+    return x if x.dtype == np.float64 else x.astype(np.float32)
+
+
 def _padded(fn, x, chunk=CHUNK, rows=bucket):
-    """Calls `fn` on `x` in chunks of at most `chunk` rows, each padded to `rows(n)`
-    rows, and joins every output (a tuple of arrays, batch axis first) back to `len(x)`."""
-    x = np.asarray(x, np.float32)
+    """Calls `fn` on `x` (`_floats`) in chunks of at most `chunk` rows, each padded to
+    `rows(n)` rows, and joins every output (a tuple of arrays, batch axis first) back
+    to `len(x)`."""
+    x = _floats(x)
     outs = []
     for start in range(0, max(len(x), 1), chunk):
         part = x[start:start + chunk]
         n = len(part)
-        pad = np.zeros((rows(n) - n, x.shape[1]), np.float32)
+        pad = np.zeros((rows(n) - n, x.shape[1]), x.dtype)
         out = fn(np.concatenate([part, pad]) if len(pad) else part)
         outs.append(tuple(v[:n] for v in out))
     if len(outs) == 1:
@@ -48,9 +56,10 @@ def _padded(fn, x, chunk=CHUNK, rows=bucket):
     return tuple(np.concatenate(parts) for parts in zip(*outs))
 
 
-def base_noise(n, event_dim, seed, df=None):
+def base_noise(n, event_dim, seed, df=None, dtype=np.float32):
     """Standard-normal noise `[n, D]` drawn as `Flow.sample` draws it (Philox, seed
-    `[seed, 0]`); with `df` (`[D]`, a Student-t base's degrees of freedom) the
+    `[seed, 0]`, in the flow's `dtype`: float64 draws are other numbers than
+    float32 ones); with `df` (`[D]`, a Student-t base's degrees of freedom) the
     Student-t draws `Flow.sample` makes of it.
 
     The numbers of `tf.random.stateless_normal(alg="philox")`, through the
@@ -58,13 +67,14 @@ def base_noise(n, event_dim, seed, df=None):
     a call; the Student-t draws as `kerasflows.flow_sampling.student_t_noise`
     makes them (both written out here: a SavedModel opens without kerasflows).
     """
+    dtype = tf.as_dtype(dtype)
     seed = tf.constant([int(seed), 0], tf.int32)
     eps = tf.raw_ops.StatelessRandomNormal(shape=[int(n), int(event_dim)], seed=seed,
-                                           dtype=tf.float32)
+                                           dtype=dtype)
     if df is not None:
-        df = tf.constant(np.asarray(df, np.float32))
+        df = tf.constant(np.asarray(df, dtype.as_numpy_dtype))
         g = tf.random.stateless_gamma(tf.shape(eps), tf.random.experimental.stateless_fold_in(
-            seed, 1), alpha=0.5 * df, dtype=tf.float32)
+            seed, 1), alpha=0.5 * df, dtype=dtype)
         eps = eps * tf.sqrt(0.5 * df / g)
     return eps.numpy()
 
@@ -134,14 +144,24 @@ class Backend:
             cache[key] = make()
         return cache[key]
 
+    def dtype(self):
+        """The dtype the flow computes in (that of its `forward`'s output): float64 for
+        a float64 flow, float32 for a float32 or mixed-precision one."""
+        if "_dtype" not in self.__dict__:
+            self._dtype = self.forward(np.zeros((1, self.event_dim), np.float32))[0].dtype
+        return self._dtype
+
     def sample(self, n, seed, temperature=1.0):
-        """`n` samples: the base noise of `base_noise`, scaled by `temperature`, sent forward."""
-        loc, scale = self.base_params()
-        eps = base_noise(n, self.event_dim, seed, self.base_df)
-        return self.forward(loc + float(temperature) * scale * eps)[0]
+        """`n` samples as `Flow.sample` draws them: the base noise of `base_noise` in the
+        flow's `dtype`, scaled by `temperature`, sent forward."""
+        dtype = self.dtype()
+        loc, scale = (np.asarray(p, dtype) for p in self.base_params())
+        eps = base_noise(n, self.event_dim, seed, self.base_df, dtype)
+        return self.forward(loc + dtype.type(temperature) * scale * eps)[0]
 
     def check_points(self, x, what="x"):
-        x = np.asarray(x, np.float32)
+        """`x` as `[N, event_dim]` floats (`_floats`), or a ValueError naming its shape."""
+        x = _floats(x)
         if x.ndim != 2 or x.shape[1] != self.event_dim:
             raise ValueError(f"expected {what} of shape (N, {self.event_dim}); "
                              f"received shape {x.shape}.")
