@@ -332,7 +332,7 @@ class SplineKnots:
             # (-qb + sqrt(D)) / (2 qa) for qb < 0 (then qa >= -qb > 0). The first form
             # alone loses most digits when qb < 0 and 4 qa qc << qb^2 (a steep right
             # knot). One division of the selected numerator and denominator.
-            root_d = tf.sqrt(qb * qb - 4 * qa * qc)
+            root_d = tf.sqrt(tf.maximum(qb * qb - 4 * qa * qc, 0))
             negative_b = qb < 0
             # -qb - sqrt(D) is 0 only on a knot of slope 0 (qb = qc = 0: min_slope=0 and
             # an underflowed softplus), where the root is 0: less the dtype's least normal
@@ -343,6 +343,11 @@ class SplineKnots:
             # inverse kernel with its gradient ~15% slower on 65,536 points.)
             rel = (tf.where(negative_b, root_d - qb, 2 * qc)
                    / tf.where(negative_b, 2 * qa, -qb - root_d - _tiny(qa.dtype)))
+            # Rounding (float32, a steep bin beside a flat one) put the root just outside
+            # [0, 1], or the discriminant just below 0: the point left its bin, and the
+            # log-det, a log of a negative number, was NaN (about 1e-4 of points for
+            # conditioner outputs ~N(0, 5^2)). Both are held to their ranges.
+            rel = tf.clip_by_value(rel, tf.zeros_like(rel), tf.ones_like(rel))
             out = rel * w_k + x_k
         else:
             rel = (v_in - x_k) / w_k
