@@ -192,6 +192,9 @@ def dequantized_dataset(x, batch_size=512, *, context=None, columns=None, seed=N
         shuffle: a new order of the rows every epoch.
     """
     x = _check_x(x, "dequantized_dataset")
+    if not len(x):
+        raise ValueError(f"dequantized_dataset: x has no rows (shape {x.shape}); give at "
+                         "least one.")
     columns = columns_to_dequantize(x, columns, "dequantized_dataset")
     batch_size = check_positive_int("batch_size", batch_size)
     x = np.asarray(x, np.float32)

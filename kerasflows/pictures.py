@@ -173,6 +173,10 @@ def image_grid(rows, shape, levels=None, columns=None, scale=1):
     (`max(1, scale // 2)` wide) between pictures; a NaN pixel is drawn red.
     Returns `uint8 [H, W, 3]`."""
     rows = np.asarray(rows, np.float64)
+    h, w = shape
+    if rows.ndim != 2 or rows.shape[1] != h * w or not len(rows):
+        raise ValueError(f"rows must have shape [n, {h * w}], n >= 1, for images of shape "
+                         f"{shape}; received {rows.shape}.")
     black, white = levels if levels is not None else (np.nanmin(rows), np.nanmax(rows))
     span = float(white) - float(black)
     if levels is not None and not (np.isfinite(span) and span != 0):
@@ -181,10 +185,6 @@ def image_grid(rows, shape, levels=None, columns=None, scale=1):
     # signed: reversed levels invert the greys (a span of 1e-12 made them black or white)
     grey = np.clip((rows - black) / (span if span != 0 else 1e-12), 0.0, 1.0)
     scale = int(scale)
-    h, w = shape
-    if rows.ndim != 2 or rows.shape[1] != h * w:
-        raise ValueError(f"rows must have shape [n, {h * w}] for images of shape {shape}; "
-                         f"received {rows.shape}.")
     big = np.repeat(np.repeat(grey.reshape(-1, h, w), scale, 1), scale, 2)
     tiled = tile(big.reshape(len(rows), -1), (h * scale, w * scale), columns,
                  gap=max(1, scale // 2), fill=0.5)

@@ -74,6 +74,9 @@ def test_dequantized_dataset_draws_new_noise_each_epoch_and_repeats_with_its_see
     rows, ctx = next(iter(dequantized_dataset(x, 64, context=context, shuffle=False)))
     np.testing.assert_array_equal(ctx.numpy(), context[:64])      # contexts get no noise
     np.testing.assert_array_equal(floor_columns(rows.numpy(), [0, 2]), x[:64])
+    # no rows: named (TensorFlow's "buffer_size must be greater than zero" before)
+    with pytest.raises(ValueError, match=r"dequantized_dataset: x has no rows \(shape \(0, 3\)\)"):
+        dequantized_dataset(x[:0], columns=[0])
 
 
 def test_fit_on_a_dequantized_stream_trains_without_keras_shuffle_warning():

@@ -190,3 +190,7 @@ def test_image_grid_with_reversed_levels_draws_the_greys_inverted():
     for bad in ((1.0, 1.0), (0.0, np.inf), (np.nan, 1.0)):
         with pytest.raises(ValueError, match=r"`levels` must be two different finite values"):
             P.image_grid(rows, (2, 2), levels=bad)
+    # no rows: named (NumPy's "zero-size array to reduction operation" before)
+    with pytest.raises(ValueError, match=r"n >= 1, for images of shape \(2, 2\); received "
+                                         r"\(0, 4\)"):
+        P.image_grid(np.zeros((0, 4)), (2, 2))
