@@ -1270,8 +1270,8 @@ def test_pairs_view_draws_every_pair_and_each_marginal(qtbot, window, models, tm
     view.cells[3, 1].setYRange(0.0, 0.5, padding=0)
     assert view.cells[3, 2].viewRange()[1] == pytest.approx([0.0, 0.5])
     assert view.cells[3, 0].viewRange()[1] == pytest.approx([0.0, 0.5])
-    assert view.cells[3, 0].getAxis("left").labelText == "x4"
-    assert view.cells[3, 2].getAxis("bottom").labelText == "x3"
+    assert view.left_axes[3].labelText == "x4"
+    assert view.bottom_axes[2].labelText == "x3"
     # fewer coordinates: a smaller grid from the same samples, no new computation
     before = view.points
     view.picker.item(1).setCheckState(QtCore.Qt.CheckState.Unchecked)
@@ -1319,7 +1319,26 @@ def test_pairs_grid_is_built_when_the_view_is_shown_for_the_model_open(qtbot, wi
     show_ready(qtbot, window, "pairs")
     k = window.info["event_dim"]
     assert not view.grid_stale and view.coords == list(range(k)) and len(view.cells) == k * k
-    assert view.cells[k - 1, 0].getAxis("bottom").labelText == "x1"
+    assert view.bottom_axes[0].labelText == "x1"
+
+
+def test_pairs_cells_are_drawn_one_size(qtbot, window, models):
+    """Every cell's plot area is as large as every other's (the axes sit beside the
+    grid): the cells of the axes' column and row were smaller, and with two
+    coordinates the data cell had 3.3 times the area of the samples cell it mirrors."""
+    folder, _ = models["wide"]
+    if window.info is None or window.info["path"] != str(folder):
+        open_model(qtbot, window, folder)
+    view = show_ready(qtbot, window, "pairs")
+    for k in (2, 3, 4):
+        view.set_coordinates(range(k))
+        view.canvas.ci.layout.activate()
+        QtWidgets.QApplication.processEvents()
+        sizes = np.array([plot.getViewBox().sceneBoundingRect().size().toTuple()
+                          for plot in view.cells.values()])
+        assert len(sizes) == k * k and sizes.min() > 50, (k, sizes)
+        np.testing.assert_allclose(sizes, np.tile(sizes.mean(0), (k * k, 1)), atol=2,
+                                   err_msg=f"{k} coordinates")
 
 
 def test_pairs_of_a_picture_flow_start_at_its_most_varied_pixels(qtbot, window, models):

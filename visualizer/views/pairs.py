@@ -71,6 +71,7 @@ class PairsView(View):
         self.canvas.setBackground(theme.COLORS["base"])
         self.layout().addWidget(self.canvas, 1)
         self.coords, self.cells, self.items = [], {}, {}
+        self.left_axes, self.bottom_axes = [], []     # by row, by column (`_add_axes`)
         self.grid_stale = True      # the grid is not the coordinates' (built when shown)
         self.ranges = None
         self.points, self.drawn = None, {}
@@ -166,17 +167,17 @@ class PairsView(View):
     def _build_grid(self):
         """One plot per cell of the chosen coordinates' grid: the flow's samples below
         the diagonal, the data above it (in the same rows' and columns' axes: each
-        data cell mirrors a samples cell), marginal histograms on it; axes on the
-        left and bottom edges only."""
+        data cell mirrors a samples cell), marginal histograms on it. The axes stand
+        beside the grid (`_add_axes`), so every cell's plot area is one size."""
         self.canvas.clear()
         self.cells, self.items = {}, {}
         k = len(self.coords)
-        width = max(tick_label_width(pg.AxisItem("left"), *self.ranges[d])
-                    for d in self.coords) + 20      # (and the axis' name)
         for i in range(k):
             for j in range(k):
-                plot = self.canvas.addPlot(row=i, col=j)
-                self._style(plot, i, j, k, width)
+                plot = self.canvas.addPlot(row=i, col=j + 1)
+                style_plot_item(plot)
+                for name in ("left", "bottom"):
+                    plot.hideAxis(name)
                 if i == j:
                     data = pg.PlotDataItem(stepMode="center", pen=theme.pen("data", 1.5))
                     flow = pg.PlotDataItem(stepMode="center", fillLevel=0,
@@ -197,28 +198,50 @@ class PairsView(View):
                 plot.setXLink(self.cells[k - 1, j])
             if i != j and plot is not rows[i]:
                 plot.setYLink(rows[i])
+        self._add_axes(k)
         for j, d in enumerate(self.coords):
             self.cells[k - 1, j].setXRange(*self.ranges[d], padding=0)
             if j in rows:
                 rows[j].setYRange(*self.ranges[d], padding=0)
+        layout = self.canvas.ci.layout
+        for n in range(k):      # the cells share the room the axes leave equally
+            layout.setRowStretchFactor(n, 1)
+            layout.setColumnStretchFactor(n + 1, 1)
         self.canvas.ci.setSpacing(4)
 
-    def _style(self, plot, i, j, k, width):
-        style_plot_item(plot)
-        if i == k - 1:
-            plot.setLabel("bottom", self.axis_name(self.coords[j]))
-        else:
-            plot.hideAxis("bottom")
-        if j == 0:          # every left axis as wide, so the columns line up
-            axis = plot.getAxis("left")
+    def _add_axes(self, k):
+        """The axes of the grid's `k` rows (column 0, each following its first cell's
+        y range) and `k` columns (row k, following its last cell's x range), in
+        `left_axes` and `bottom_axes`; row 0's, beside a density, has no ticks (its
+        scale is column 0's)."""
+        width = max(tick_label_width(pg.AxisItem("left"), *self.ranges[d])
+                    for d in self.coords) + 20      # (and the axis' name)
+        self.left_axes, self.bottom_axes = [], []
+        for i in range(k):
+            axis = self._axis("left", self.cells[i, 0])
             axis.setWidth(width)
-            if i == 0:      # a density: no ticks (row 0's scale is column 0's)
+            if i == 0:
                 axis.setStyle(showValues=False)
                 axis.setTicks([[], []])
             else:
-                plot.setLabel("left", self.axis_name(self.coords[i]))
-        else:
-            plot.hideAxis("left")
+                axis.setLabel(self.axis_name(self.coords[i]))
+            self.canvas.addItem(axis, row=i, col=0)
+            self.left_axes.append(axis)
+        for j in range(k):
+            axis = self._axis("bottom", self.cells[k - 1, j])
+            axis.setLabel(self.axis_name(self.coords[j]))
+            self.canvas.addItem(axis, row=k, col=j + 1)
+            self.bottom_axes.append(axis)
+
+    @staticmethod
+    def _axis(name, plot):
+        """An axis on side `name` following `plot`'s view, styled as the views' axes."""
+        axis = pg.AxisItem(name)
+        axis.linkToView(plot.getViewBox())
+        axis.setTextPen(theme.color("muted"))
+        axis.setPen(theme.color("muted"))
+        axis.enableAutoSIPrefix(False)
+        return axis
 
     def cell_at(self, scene_pos):
         """`(i, j)` of the cell whose plot area holds `scene_pos`, or None."""
