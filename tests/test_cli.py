@@ -897,6 +897,22 @@ def test_constant_columns_are_refused_and_whole_numbers_warned_of(tmp_path, caps
     assert (f"kerasflows: warning: {tmp_path / 'counts.npy'}: 2 columns of whole numbers only "
             "(column 1, column 3)") in err, err
     assert (tmp_path / "n.keras").is_file()
+    # with --dequantize a column of one whole number (an image's always-0 edge pixel) is
+    # noised with the others, uniform on [k, k + 1), which has a density; it was refused
+    x[:, 1] = 0.0
+    np.save(tmp_path / "edge.npy", x)
+    assert main([str(a) for a in ("train", tmp_path / "edge.npy", "--dequantize", "--epochs",
+                                  "1", "--recipe", "realnvp", "--layers", "1", "--hidden", "8",
+                                  "--out", tmp_path / "e.keras", "--quiet")]) == 0
+    assert training_record(tmp_path / "e.keras")["dequantized_columns"] == [0, 1, 2]
+    evaluated = _run(capsys, "evaluate", tmp_path / "e.keras", tmp_path / "edge.npy")
+    assert "nats per example" in evaluated, evaluated
+    x[:, 1] = 0.5                       # one value between whole numbers: still refused
+    np.save(tmp_path / "half.npy", x)
+    _assert_user_errors([(["train", tmp_path / "half.npy", "--dequantize", "--out",
+                           tmp_path / "h.keras"],
+                          f"{tmp_path / 'half.npy'}: column 2 holds one value, 0.5, in every "
+                          "row;")], capsys)
     np.save(tmp_path / "real.npy", rng.normal(size=(400, 3)))
     assert main([str(a) for a in ("train", tmp_path / "real.npy", "--epochs", "1", "--recipe",
                                   "realnvp", "--layers", "1", "--hidden", "8", "--out",

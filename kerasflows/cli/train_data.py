@@ -88,8 +88,7 @@ def dequantized_columns(args, x, parts):
     (train, validation, test) must hold whole numbers there."""
     if not args.dequantize:
         return None
-    from kerasflows.dequantization import whole_number_columns
-    columns = whole_number_columns(x)
+    columns = _whole_columns(x)
     names = read_column_names(args.data)
     for spec, part in ((args.validation_data, parts[1]), (args.test_data, parts[2])):
         if spec and part is not None:
@@ -97,6 +96,24 @@ def dequantized_columns(args, x, parts):
                                 f"--dequantize adds noise in [0, 1) to the whole numbers of "
                                 f"{args.data}'s {column_list(columns, names)}")
     return columns
+
+
+def _whole_columns(x):
+    """The columns of `x` that `--dequantize` noises: those of whole numbers only,
+    one value in every row included (always 0, as pixels at an image's edge):
+    noised, such a column is uniform on [k, k + 1), a density with a maximum.
+    Sorted, 0-based."""
+    from kerasflows.data_warnings import degenerate_columns
+    constant, whole = degenerate_columns(x)
+    return sorted([int(k) for k in whole] + _whole_constants(x, constant))
+
+
+def _whole_constants(x, constant):
+    """The columns of `constant` (each one value in every row) whose value is a
+    whole number within float32's (`dequantization.LARGEST_WHOLE`)."""
+    from kerasflows.dequantization import LARGEST_WHOLE
+    return [int(k) for k in constant
+            if float(x[0, k]).is_integer() and abs(float(x[0, k])) <= LARGEST_WHOLE]
 
 
 def noisy_parts(parts, columns, seed):
@@ -115,12 +132,17 @@ def check_continuous(x, spec, dequantizing=False):
     """Refuses a file with a column that holds one value in every row, and warns (on
     stderr) about columns of whole numbers only (maximum likelihood has no optimum
     on either: `kerasflows.data_warnings.degenerate_columns`), unless `dequantizing`
-    them, which needs at least one."""
+    them, which needs at least one (and then takes a column of one whole number in
+    every row: `_whole_columns`)."""
     from kerasflows.data_warnings import degenerate_columns
     if len(x) < 2:
         raise UserError(f"{spec}: one row; a density fitted to one point has no maximum (the "
                         "NLL falls without bound as the flow narrows onto it). Give more rows.")
     constant, whole = degenerate_columns(x)
+    if dequantizing:
+        noised = set(_whole_constants(x, constant))
+        whole = sorted([*whole, *noised])
+        constant = [k for k in constant if int(k) not in noised]
     names = read_column_names(spec)
     if names is not None and len(names) != x.shape[1]:
         names = None            # a header of another width names no column for sure
