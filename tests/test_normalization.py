@@ -282,3 +282,60 @@ def test_actnorm_data_init_on_no_rows_waits_for_a_batch():
     layer.data_init(x)
     assert bool(layer.initialized.numpy())
     np.testing.assert_allclose(layer.shift.numpy(), x.mean(0), atol=1e-6)
+
+
+def test_actnorm_data_init_keeps_scale_1_for_a_column_constant_in_the_batch():
+    x = _data(512, 3, mean=-2.0, std=0.5).astype("float64")
+    x[:, 1] = 7.0                               # constant: no spread to standardise
+    layer = ActNorm(dtype="float64", name="an")
+    with pytest.warns(UserWarning, match=r"ActNorm 'an'.*column 1\b.*flow.initialize\(x\)"):
+        layer.data_init(x)
+    np.testing.assert_allclose(layer.shift.numpy(), x.mean(0), atol=1e-9)
+    log_scale = layer.log_scale.numpy()
+    assert log_scale[1] == 0.0                  # shifted only
+    np.testing.assert_allclose(log_scale[[0, 2]], 0.5 * np.log(x[:, [0, 2]].var(0) + 1e-6))
+
+
+def test_actnorm_data_init_from_one_row_shifts_only_and_warns_once():
+    layer = ActNorm(dtype="float64", name="an")
+    with pytest.warns(UserWarning, match=r"columns 0, 1, 2 "):
+        layer.data_init(np.array([[1.0, -3.0, 1e6]]))
+    np.testing.assert_array_equal(layer.log_scale.numpy(), 0.0)
+    np.testing.assert_array_equal(layer.shift.numpy(), [1.0, -3.0, 1e6])
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer.data_init(np.array([[5.0, 5.0, 5.0]]))    # already initialised: no-op
+
+
+def test_actnorm_data_init_float32_rounding_of_a_constant_column_counts_as_constant():
+    x = np.full((4096, 2), 1234.567, "float32")
+    x[:, 0] = _data(4096, 1)[:, 0]
+    layer = ActNorm(name="an")
+    with pytest.warns(UserWarning, match="column 1 "):
+        layer.data_init(x)
+    assert layer.log_scale.numpy()[1] == 0.0
+
+
+def test_actnorm_data_init_of_a_spread_batch_does_not_warn_and_is_unchanged():
+    import warnings
+    x = _data(64, 3, mean=1e4, std=0.5)
+    layer = ActNorm(name="an")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer.data_init(x)
+    mean, var = tf.nn.moments(tf.constant(x), axes=[0])
+    np.testing.assert_array_equal(layer.shift.numpy(), mean.numpy())
+    np.testing.assert_array_equal(layer.log_scale.numpy(),
+                                  (0.5 * tf.math.log(var + 1e-6)).numpy())
+
+
+def test_fit_with_batch_size_1_on_a_standardized_flow_trains_and_warns():
+    x = kerasflows.datasets.load("moons", n=400, seed=0)
+    xv = kerasflows.datasets.load("moons", n=1000, seed=1)
+    keras.utils.set_random_seed(0)
+    flow = kerasflows.models.MAF(2, 2, (16,), standardize=True)
+    flow.compile(keras.optimizers.Adam(1e-3))
+    with pytest.warns(UserWarning, match=r"'standardize'.*from more rows"):
+        flow.fit(x, batch_size=1, epochs=1, verbose=0)
+    assert -flow.log_prob(xv).numpy().mean() < 4.0      # was 28,695 nats

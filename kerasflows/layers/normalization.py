@@ -7,6 +7,8 @@ for `BatchNorm` (Dinh et al. 2017, "Density estimation using Real NVP",
 section 3.7 and appendix E).
 """
 
+import warnings
+
 import keras
 import tensorflow as tf
 
@@ -17,6 +19,10 @@ __all__ = ["ActNorm", "BatchNorm"]
 
 #: Added to variances before taking logs, so constant dimensions stay finite.
 ACTNORM_EPSILON = 1e-6
+#: A column that holds one value in `ActNorm`'s init batch, or whose standard
+#: deviation there is at most this times `max(1, |mean|)`, counts as constant
+#: there: it keeps scale 1 and is only shifted.
+ACTNORM_CONSTANT_STD = 1e-6
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
@@ -26,7 +32,11 @@ class ActNorm(ElementwiseAffine):
     `data_init(x)` sets `shift = mean(x)` and
     `log_scale = 0.5 * log(var(x) + 1e-6)` per dimension from a batch `x` on
     the layer's data side, so that the inverse maps that batch to zero mean
-    and unit variance. It runs once:
+    and unit variance. A column constant in the batch (one row, say; or a standard
+    deviation at most `1e-6 * max(1, |mean|)`) has no spread to standardise: it
+    keeps `log_scale = 0` (scale 1) and is only shifted by its mean, and, when run
+    eagerly (`Flow.initialize`, `fit`), a `UserWarning` names the layer and those
+    columns (a scale set from it would multiply other data by 1000). It runs once:
     the non-trainable `initialized` weight (saved with the model) turns later
     calls into no-ops. `Flow.fit` calls it on the first batch.
 
@@ -56,16 +66,44 @@ class ActNorm(ElementwiseAffine):
         return bool(self.initialized.numpy())
 
     def data_init(self, x, context=None):
-        """Standardises the data-side batch `x` `[batch, D]`, unless already initialised."""
+        """Standardises the data-side batch `x` `[batch, D]`, unless already initialised;
+        a column constant in `x` is only shifted (see the class docstring)."""
         x, _ = self.check_inputs(x, context)
         mean, variance = tf.nn.moments(tf.cast(x, self.shift.dtype), axes=[0])
         done = tf.convert_to_tensor(self.initialized)
         # a batch of no rows has no moments (0 / 0): it leaves the layer as it was
         keep = tf.logical_or(done, tf.equal(tf.shape(x)[0], 0))
         self.shift.assign(tf.where(keep, self.shift, mean))
-        log_std = 0.5 * tf.math.log(variance + ACTNORM_EPSILON)
+        constant = _constant_columns(tf.cast(x, mean.dtype), mean, variance)
+        log_std = tf.where(constant, 0.0, 0.5 * tf.math.log(variance + ACTNORM_EPSILON))
         self.log_scale.assign(tf.where(keep, self.log_scale, log_std))
         self.initialized.assign(tf.logical_or(done, tf.logical_not(keep)))
+        if tf.executing_eagerly() and not bool(keep):
+            self._warn_constant_columns(tf.where(constant)[:, 0].numpy().tolist())
+
+    def _warn_constant_columns(self, columns):
+        """Says which columns `data_init` found constant in its batch, if any."""
+        if not columns:
+            return
+        shown = ", ".join(str(c) for c in columns[:10])
+        more = f" ({len(columns)} in all)" if len(columns) > 10 else ""
+        which = (f"column {shown} is" if len(columns) == 1
+                 else f"columns {shown}{more} are")
+        warnings.warn(
+            f"ActNorm '{self.name}' was initialised from a batch in which {which} "
+            "constant (or nearly): with no spread to standardise, they keep scale 1 and "
+            "are only shifted by their mean. Initialise from more rows: "
+            "flow.initialize(x) on a larger sample before training, or a larger "
+            "batch_size.", UserWarning, stacklevel=3)
+
+
+def _constant_columns(x, mean, variance):
+    """Which columns of `x` `[N, D]` hold one value, or spread too little to trust
+    (`ACTNORM_CONSTANT_STD`). Compared with the first row, not through `variance`:
+    float32 rounding of a constant column's mean leaves it a variance > 0."""
+    one_value = tf.reduce_all(tf.equal(x, x[:1]), axis=0)
+    tiny = variance <= tf.square(ACTNORM_CONSTANT_STD * tf.maximum(1.0, tf.abs(mean)))
+    return tf.logical_or(one_value, tiny)
 
 
 def batch_moments(x):
