@@ -192,14 +192,13 @@ class ContinuousFlow(FlowLayer):
                        dtype=self.conditioner_dtype_policy, name="dynamics")
         self.net.build((None, event_dim + 1 + (self.context_dim or 0)))
 
-    def dynamics(self, context=None):
-        """Returns `f(t, x) -> dx/dt`, `[batch, D]`, for the given context."""
-        def fn(t, x):
-            t = tf.fill(tf.stack([tf.shape(x)[0], 1]), tf.cast(t, x.dtype))
-            parts = [x, t] if context is None else [
-                x, t, tf.cast(shared_context(context, x), x.dtype)]
-            return tf.cast(self.net(tf.concat(parts, axis=-1)), x.dtype)
-        return fn
+    def dynamics(self, t, x, context=None):
+        """`f(t, x) -> dx/dt`, `[batch, D]`, given the context (TFP's solver passes it
+        as one of its `constants`, see `ffjord`)."""
+        t = tf.fill(tf.stack([tf.shape(x)[0], 1]), tf.cast(t, x.dtype))
+        parts = [x, t] if context is None else [
+            x, t, tf.cast(shared_context(context, x), x.dtype)]
+        return tf.cast(self.net(tf.concat(parts, axis=-1)), x.dtype)
 
     def bijector(self, context=None, training=False):
         """TFP's `tfb.FFJORD` of these dynamics, guarded as `forward_and_log_det` is
@@ -220,8 +219,14 @@ class ContinuousFlow(FlowLayer):
     def ffjord(self, context=None, training=False):
         """TFP's `tfb.FFJORD` of these dynamics for rows `[N, D]`, unguarded: its
         solver never returns for a row with a NaN, an inf or a value beyond
-        `far_bound`, nor for an empty batch. `bijector()` is the guarded one."""
+        `far_bound`, nor for an empty batch. `bijector()` is the guarded one.
+
+        The context goes to the solver as one of its `constants`: its adjoint
+        method returns gradients for those (and for the initial state and the
+        variables), not for a tensor the dynamics would capture."""
         solver = tfp.math.ode.DormandPrince(rtol=self.rtol, atol=self.atol)
+        solve = solver.solve if context is None else functools.partial(
+            solver.solve, constants={"context": context})
         if self.trace == "exact":
             trace_fn = exact_trace
         elif training:
@@ -230,8 +235,8 @@ class ContinuousFlow(FlowLayer):
             trace_fn = functools.partial(hutchinson_trace, sample_fn=fixed_probe,
                                          seed=HUTCHINSON_SEED)
         self.check_bijector_context(context)
-        return tfb.FFJORD(state_time_derivative_fn=self.dynamics(context),
-                          ode_solve_fn=solver.solve, trace_augmentation_fn=trace_fn,
+        return tfb.FFJORD(state_time_derivative_fn=self.dynamics,
+                          ode_solve_fn=solve, trace_augmentation_fn=trace_fn,
                           initial_time=0.0, final_time=self.time, dtype=self.compute_dtype)
 
     def forward_and_log_det(self, z, context=None, training=False):
