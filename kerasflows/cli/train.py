@@ -129,7 +129,7 @@ def add_parser(subparsers):
                    "(runs train and validation, as keras.callbacks.TensorBoard writes them) and "
                    "pictures of the flow (run flow: its density, samples and the training data; "
                    "a conditional flow at each label, or at three quantiles of its context; "
-                   "kerasflows.callbacks.FlowImages); see them with: tensorboard --logdir DIR")
+                   "kerasflows.callbacks.FlowImages; for data of 2 or more columns); see them with: tensorboard --logdir DIR")
     p.add_argument("--checkpoint-dir", metavar="DIR",
                    help="per-epoch checkpoints (default: --out with .checkpoint)")
     strategy = p.add_argument(
@@ -261,22 +261,14 @@ def _tensorboard_log(args, dataset, x, context=None):
     """`on_epoch_end` for `train_flow` writing the epoch's losses and `FlowImages`
     pictures to `--tensorboard`: a conditional flow at each label (up to 10; the
     class-conditional digits one row each), else at the 10%, 50% and 90% quantiles
-    of a one-number context, else at the median context."""
+    of a one-number context, else at the median context. A one-column flow gets
+    its losses only (`FlowImages` draws 2 or more columns)."""
     import tensorflow as tf
-    from kerasflows.callbacks import FlowImages
-    image = (8, 8) if dataset in ("digits", "digits_label") else None
-    contexts = None
-    if args.context_classes and (image or args.context_classes <= 10):
-        contexts = np.arange(args.context_classes, dtype=np.float32)[:, None]    # each label
-    elif context is not None and context.shape[1] == 1:
-        contexts = np.quantile(context, [0.1, 0.5, 0.9], axis=0).astype(np.float32)
-    images = FlowImages(args.tensorboard, data=x[:20_000],
-                        context=None if context is None else np.median(context, axis=0),
-                        contexts=contexts, image_shape=image, seed=args.seed)
+    images = _flow_images(args, dataset, x, context)
     writers = {}
 
     def on_epoch_end(epochs_done, flow, history):
-        if images.flow is None:
+        if images is not None and images.flow is None:
             images.flow = flow
             images.on_train_begin()
         for key, run in (("loss", "train"), ("val_loss", "validation")):
@@ -287,8 +279,25 @@ def _tensorboard_log(args, dataset, x, context=None):
                 with writers[run].as_default():
                     tf.summary.scalar("epoch_loss", history[key][-1], step=epochs_done - 1)
                 writers[run].flush()
-        images.draw(epochs_done - 1)
+        if images is not None:
+            images.draw(epochs_done - 1)
     return on_epoch_end
+
+
+def _flow_images(args, dataset, x, context=None):
+    """The `FlowImages` `_tensorboard_log` draws; None for one-column data."""
+    from kerasflows.callbacks import FlowImages
+    image = (8, 8) if dataset in ("digits", "digits_label") else None
+    if image is None and x.shape[1] < 2:
+        return None
+    contexts = None
+    if args.context_classes and (image or args.context_classes <= 10):
+        contexts = np.arange(args.context_classes, dtype=np.float32)[:, None]    # each label
+    elif context is not None and context.shape[1] == 1:
+        contexts = np.quantile(context, [0.1, 0.5, 0.9], axis=0).astype(np.float32)
+    return FlowImages(args.tensorboard, data=x[:20_000],
+                      context=None if context is None else np.median(context, axis=0),
+                      contexts=contexts, image_shape=image, seed=args.seed)
 
 
 def _epoch_hooks(hooks):
@@ -347,6 +356,9 @@ def run(args):
         if noisy and not args.quiet and is_chief(strategy):
             print(f"Dequantizing {column_list(noisy, read_column_names(args.data))}: uniform "
                   "noise in [0, 1), new each epoch.", flush=True)
+        if args.tensorboard and x.shape[1] < 2 and not args.quiet and is_chief(strategy):
+            print(f"--tensorboard {args.tensorboard}: logging the losses only; its "
+                  "pictures need 2 or more columns.", flush=True)
         if args.save_every_epoch and not args.quiet and is_chief(strategy):
             print(f"Writing {out} after every epoch; watch it with: kerasflows-viz {out} "
                   "--follow", flush=True)
