@@ -3,7 +3,9 @@
 Each recipe takes `event_dim`, `num_layers`, `hidden_units`, `context_dim`
 and puts a reversing permutation between layers where the family needs one
 (coupling and autoregressive layers leave some dimensions, or their order,
-unchanged). Extra keyword arguments go to `Flow` (`base`, `name`, `dtype`,
+unchanged). The coupling recipes (`RealNVP`, `NICE`, `NSF`, `Glow`) split
+the dimensions, so they need `event_dim >= 2` (a ValueError says so); for
+one dimension use `MAF`, `IAF` or `NSF(autoregressive=True)`. Extra keyword arguments go to `Flow` (`base`, `name`, `dtype`,
 `context_encoder`: the layers are then conditioned on the encoder's
 features) or to every layer. `standardize=True` puts an `ActNorm` named
 `standardize` at the data end, which `fit` sets from the first batch to the
@@ -41,6 +43,17 @@ _FLOW_KWARGS = ("base", "name", "dtype", "context_encoder", "standardize")
 #: conditions one parity class of the dimensions on the other, alternating) or
 #: "halves" (the leading half, then the trailing half).
 MASKS = ("checkerboard", "halves")
+
+
+def _check_splittable(recipe, event_dim):
+    """Refuses one dimension for coupling recipe `recipe`: a coupling layer
+    transforms one part of the dimensions given the other, and one has no parts."""
+    event_dim = check_positive_int("event_dim", event_dim)
+    if event_dim < 2:
+        raise ValueError(f"{recipe} needs event_dim >= 2: its coupling layers split the "
+                         "dimensions in two, transforming one part given the other. "
+                         f"Received: event_dim={event_dim}. For one dimension, use MAF, IAF "
+                         "or NSF(autoregressive=True).")
 
 
 def _coupling_split(mask, event_dim, num_layers, dtype):
@@ -146,6 +159,7 @@ def RealNVP(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None,
     """
     flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "RealNVP", AffineCoupling,
                                coupling=True)
+    _check_splittable("RealNVP", event_dim)
     num_masked, tail = _coupling_split(mask, event_dim, num_layers, flow_kw.get("dtype"))
     make = lambda i: [AffineCoupling(name=f"coupling_{i}", num_masked=num_masked(i), **layer_kw)]
     return _stack(make, event_dim, num_layers, context_dim, True, flow_kw, tail)
@@ -159,6 +173,7 @@ def NICE(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None,
     """
     flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "NICE", AdditiveCoupling,
                                coupling=True)
+    _check_splittable("NICE", event_dim)
     num_masked, split = _coupling_split(mask, event_dim, num_layers, flow_kw.get("dtype"))
     make = lambda i: [AdditiveCoupling(name=f"coupling_{i}", num_masked=num_masked(i),
                                        **layer_kw)]
@@ -214,6 +229,7 @@ def NSF(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, bins=8
         make = lambda i: [SplineAutoregressive(bins=bins, bound=bound, name=f"spline_{i}",
                                                **layer_kw)]
         return _stack(make, event_dim, num_layers, context_dim, True, flow_kw)
+    _check_splittable("NSF", event_dim)
     num_masked, tail = _coupling_split(mask, event_dim, num_layers, flow_kw.get("dtype"))
     make = lambda i: [SplineCoupling(bins=bins, bound=bound, name=f"spline_{i}",
                                      num_masked=num_masked(i), **layer_kw)]
@@ -227,6 +243,7 @@ def Glow(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, **kwa
     the learned linear map, then ActNorm, so data meet ActNorm first.
     """
     flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "Glow", AffineCoupling)
+    _check_splittable("Glow", event_dim)
     dtype = flow_kw.get("dtype")
 
     def make(i):

@@ -20,8 +20,8 @@ import copy
 
 from kerasflows import models
 
-__all__ = ["RECIPES", "SPLINE_RECIPES", "MASK_RECIPES", "DIRECTION_SETTINGS", "build",
-           "recommended", "RECOMMENDED"]
+__all__ = ["RECIPES", "SPLINE_RECIPES", "MASK_RECIPES", "COUPLING_RECIPES",
+           "DIRECTION_SETTINGS", "build", "recommended", "RECOMMENDED"]
 
 RECIPES = {
     "realnvp": (models.RealNVP, {}),
@@ -35,6 +35,8 @@ RECIPES = {
 SPLINE_RECIPES = ("nsf", "nsf_ar")
 #: The recipes whose coupling layers take `mask` ("halves" or "checkerboard").
 MASK_RECIPES = ("realnvp", "nice", "nsf")
+#: The recipes of coupling layers, which split the dimensions: event_dim >= 2 only.
+COUPLING_RECIPES = ("realnvp", "nice", "nsf", "glow")
 #: The layer setting `build(..., direction=...)` sets, per recipe that has one.
 DIRECTION_SETTINGS = {"realnvp": "affine_direction", "maf": "affine_direction",
                       "iaf": "affine_direction", "glow": "affine_direction",
@@ -57,11 +59,18 @@ def build(recipe, event_dim, num_layers=5, hidden_units=(64, 64), bins=None, bou
 
     Raises:
         ValueError: an unknown recipe (the message lists the known ones),
-            spline settings for a recipe without splines, or a direction for
-            a recipe without one (`nice`).
+            spline settings for a recipe without splines, a direction for
+            a recipe without one (`nice`), or `event_dim=1` for a coupling recipe
+            (`COUPLING_RECIPES`; the message names the ones that take it).
     """
     if recipe not in RECIPES:
         raise ValueError(f"Unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}.")
+    if recipe in COUPLING_RECIPES and event_dim == 1:
+        others = [repr(r) for r in RECIPES if r not in COUPLING_RECIPES]
+        raise ValueError(f"Recipe {recipe!r} needs event_dim >= 2: its coupling layers split "
+                         "the dimensions in two, transforming one part given the other. "
+                         f"Received: event_dim=1. For one dimension, use recipe "
+                         f"{', '.join(others[:-1])} or {others[-1]}.")
     constructor, fixed = RECIPES[recipe]
     spline = {k: v for k, v in (("bins", bins), ("bound", bound)) if v is not None}
     if spline and recipe not in SPLINE_RECIPES:

@@ -1483,3 +1483,36 @@ def test_a_column_that_float32_reads_as_one_value_is_named_as_such(tmp_path):
     np.savetxt(tmp_path / "ok.csv", table, delimiter=",", fmt="%.3f")
     from kerasflows.cli.data import read_array
     assert len(np.unique(read_array(str(tmp_path / "ok.csv"))[:, 1])) == 200
+
+
+def test_train_tensorboard_on_one_column_logs_the_losses_and_says_pictures_need_two(
+        tmp_path, capsys):
+    """A one-column file with --tensorboard died after epoch 1 ("FlowImages draws flows
+    of 2 or more dimensions") and wrote no model."""
+    from test_callbacks import read_scalars
+    np.save(tmp_path / "col1.npy", np.random.default_rng(0).standard_normal((300, 1)))
+    logs = tmp_path / "tb"
+    out = _run(capsys, "train", tmp_path / "col1.npy", "--recipe", "maf", "--layers", "1",
+               "--hidden", "4", "--epochs", "2", "--out", tmp_path / "c.keras",
+               "--tensorboard", logs)
+    assert out.count("pictures need 2 or more columns") == 1
+    history = json.loads((tmp_path / "c.json").read_text())["history"]
+    for run, key in (("train", "loss"), ("validation", "val_loss")):
+        steps, values = zip(*read_scalars(logs / run))
+        assert steps == (0, 1)
+        np.testing.assert_allclose(values, history[key], rtol=1e-6)
+    assert not (logs / "flow").exists()
+    assert kerasflows.load(tmp_path / "c.keras").event_dim == 1
+
+
+def test_train_one_column_with_a_coupling_recipe_names_the_recipes_that_take_it(
+        tmp_path, capsys):
+    np.save(tmp_path / "col1.npy", np.random.default_rng(0).standard_normal((300, 1)))
+    says = ("--recipe {} needs data of 2 or more columns: its coupling layers split the "
+            "columns in two; received 1 column. Use --recipe maf, iaf or nsf_ar.")
+    _assert_user_errors([(["train", tmp_path / "col1.npy", *flags], says.format(recipe))
+                         for flags, recipe in (([], "nsf"), (["--recipe", "glow"], "glow"),
+                                               (["--recipe", "realnvp"], "realnvp"),
+                                               (["--recipe", "nice"], "nice"))], capsys)
+    _run(capsys, "train", tmp_path / "col1.npy", "--recipe", "nsf_ar", "--layers", "1",
+         "--hidden", "4", "--epochs", "1", "--out", tmp_path / "ar.keras", "--quiet")

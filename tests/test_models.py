@@ -132,3 +132,27 @@ def test_nsf_couplings_split_in_halves_or_alternate_the_parity_classes(dim):
     with pytest.raises(ValueError, match="`mask` applies to the coupling layers.*"
                                          "mask='checkerboard', autoregressive=True"):
         M.NSF(dim, autoregressive=True, mask="checkerboard")
+
+
+@pytest.mark.parametrize("make, recipe", [
+    (lambda **kw: M.RealNVP(1, **kw), "RealNVP"), (lambda **kw: M.NICE(1, **kw), "NICE"),
+    (lambda **kw: M.NSF(1, **kw), "NSF"), (lambda **kw: M.Glow(1, **kw), "Glow"),
+    (lambda **kw: M.RealNVP(1, mask="halves", **kw), "RealNVP")])
+def test_a_coupling_recipe_of_one_dimension_names_itself_and_what_takes_one(make, recipe):
+    with pytest.raises(ValueError, match=rf"^{recipe} needs event_dim >= 2: its coupling layers "
+                       r"split the dimensions .*Received: event_dim=1\. For one dimension, use "
+                       r"MAF, IAF or NSF\(autoregressive=True\)\.$"):
+        make(standardize=True)
+
+
+@pytest.mark.parametrize("recipe", ["MAF", "IAF"])
+def test_autoregressive_recipes_take_one_dimension(recipe):
+    for flow in (getattr(M, recipe)(1, 2, (4,)), M.NSF(1, 2, (4,), autoregressive=True)):
+        assert flow.log_prob(np.zeros((3, 1), "float32")).shape == (3,)
+
+
+def test_recipes_build_names_the_recipe_names_that_take_one_dimension():
+    from kerasflows import recipes
+    with pytest.raises(ValueError, match=r"^Recipe 'nsf' needs event_dim >= 2.*Received: "
+                       r"event_dim=1\. For one dimension, use recipe 'maf', 'iaf' or 'nsf_ar'\.$"):
+        recipes.build("nsf", 1)

@@ -50,7 +50,8 @@ def add_parser(subparsers):
                    "(a dataset name is the dataset even where a file or folder of that name "
                    "exists; a .csv header's column names are kept with the model)")
     p.add_argument("--recipe", default="nsf", choices=list(RECIPES),
-                   help="the flow family (kerasflows.models)")
+                   help="the flow family (kerasflows.models); for one-column data maf, "
+                   "iaf or nsf_ar (the others split the columns)")
     p.add_argument("--layers", type=positive_int, default=5, help="number of flow layers")
     p.add_argument("--hidden", type=units, default=[64, 64],
                    help="hidden units of each conditioner network, comma-separated")
@@ -182,6 +183,11 @@ def _builder(args, event_dim, context=None, standardize=False):
     goes through a Normalization to their mean and variance first."""
     from kerasflows import recipes
     check_recipe_options(args.recipe, args.bins, args.bound, args.direction, args.mask)
+    if event_dim < 2 and args.recipe in recipes.COUPLING_RECIPES:
+        others = [r for r in recipes.RECIPES if r not in recipes.COUPLING_RECIPES]
+        raise UserError(f"--recipe {args.recipe} needs data of 2 or more columns: its coupling "
+                        f"layers split the columns in two; received {event_dim} column. Use "
+                        f"--recipe {', '.join(others[:-1])} or {others[-1]}.")
     context_dim = None if context is None else context.shape[1]
     scale = None
     if standardize and context is not None and not args.context_classes:
