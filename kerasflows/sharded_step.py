@@ -8,11 +8,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasflows.layers.base import check_positive_int, context_rows
+from kerasflows.layers.base import check_event_dim, check_positive_int, context_rows
 from kerasflows.packed_adam import adam_constants, adam_update, flat_gradient, packed_adam_step
 
-__all__ = ["loss_and_grads", "loss_and_grads_at", "shard_rows", "sharded_body", "check_shards",
-           "training_state"]
+__all__ = ["step_inputs", "loss_and_grads", "loss_and_grads_at", "shard_rows", "sharded_body",
+           "check_shards", "training_state"]
+
+
+def step_inputs(flow, x, context=None):
+    """`x` and `context` as a train step takes them: tensors of the flow's dtype
+    (from arrays, nested lists or integers, as `Flow.log_prob` takes them), their
+    shapes checked on the whole batch (`Flow._prepare`: `[batch, event_dim]`, a
+    context `[batch, context_dim]` or one row shared by all, given exactly when
+    the flow is conditional) and a batch of no rows refused. Runs at the Python
+    boundary, before the compiled step: a conversion and static shape checks."""
+    x, context = flow._prepare(x, context)
+    check_batch_rows(x)
+    return x, context
 
 
 def check_batch_rows(x):
@@ -140,7 +152,11 @@ def sharded_body(flow, variables, optimizer, layout, jit_compile):
         return loss
 
     def split(x, context, shards):
+        # the whole batch's shapes, before any part's (a (5,) context was named as (3,))
         check_batch_rows(x)
+        check_event_dim("Flow", x, flow.event_dim)
+        if context is not None:
+            check_event_dim("Flow", context, flow.context_dim, what="context")
         n = x.shape[0]
         if n is None:
             raise ValueError("make_train_step(..., shards > 1) needs batches of a static "

@@ -13,7 +13,7 @@ from kerasflows.flat_calls import FlatCalls, FlatPredictCalls, FlatStepCalls, Fl
 from kerasflows.layers.base import check_positive_int
 from kerasflows.packed_adam import adam_layout, adam_state, adam_update
 from kerasflows.sharded_step import (check_shards, loss_and_grads, shard_rows, sharded_body,
-                                     training_state)
+                                     step_inputs, training_state)
 
 __all__ = ["prepare_fit_data", "prepare_eval_data", "check_finite", "weights_for_keras",
            "make_train_step", "shard_rows", "BackgroundCompiledStep", "FlatCalls",
@@ -35,6 +35,34 @@ def _check_initialized(flow):
             "fit does with its first batch) before making the step.")
 
 
+class CheckedStep:
+    """`step(x, context=None) -> loss`: `function` (a `tf.function`) called with
+    `step_inputs(flow, x, context)`, tensors of the flow's dtype whose shapes are
+    checked on the whole batch, converted here, outside the compiled call. Its
+    other attributes (`get_concrete_function`, `function_spec`) are `function`'s."""
+
+    def __init__(self, flow, function):
+        self._flow = flow
+        self._function = function
+
+    def __call__(self, x, context=None):
+        return self._function(*step_inputs(self._flow, x, context))
+
+    def __getattr__(self, name):
+        return getattr(self._function, name)
+
+
+class CheckedBackgroundStep(BackgroundCompiledStep):
+    """A `BackgroundCompiledStep` whose calls take `step_inputs(flow, x, context)`."""
+
+    def __init__(self, flow, *args, **kwargs):
+        super().__init__(flow, *args, **kwargs)
+        self._flow = flow
+
+    def __call__(self, x, context=None):
+        return super().__call__(*step_inputs(self._flow, x, context))
+
+
 def _check_flow_and_optimizer(flow, optimizer):
     """Raises a TypeError naming `flow` or `optimizer` if it is not a
     `kerasflows.Flow` or a Keras optimizer (an optimizer's name among them)."""
@@ -52,11 +80,15 @@ def _check_flow_and_optimizer(flow, optimizer):
 def make_train_step(flow, optimizer, jit_compile=True, background_compile=False, shards=1):
     """Returns `step(x, context=None) -> loss`: one maximum-likelihood optimizer step.
 
-    The step is a `tf.function` (XLA-compiled with `jit_compile=True`) that
+    The step calls a `tf.function` (XLA-compiled with `jit_compile=True`;
+    its `get_concrete_function` and `function_spec` are the step's) that
     computes the mean negative log-likelihood of the batch (plus any layer
     losses, as `Flow.compute_loss`), its gradient and the optimizer update
     in one compiled call; the returned loss (a scalar tensor, nats per
-    example) is the only value that leaves it.
+    example) is the only value that leaves it. `x` and `context` may be
+    arrays, tensors or nested lists (as `Flow.log_prob` takes them): before
+    that call they become tensors of the flow's dtype, their shapes checked
+    on the whole batch (`sharded_step.step_inputs`).
 
     A plain `keras.optimizers.Adam` (no clipping, weight decay, EMA, AMSGrad
     or gradient accumulation) is updated by the step itself, with Keras
@@ -143,12 +175,15 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
             time (see above); 1: one call for the whole step.
 
     Returns:
-        The compiled step function.
+        The step: a `CheckedStep` around the compiled function, or (with
+        `background_compile`) a `BackgroundCompiledStep`.
 
     Raises:
         TypeError: `flow` is not a `kerasflows.Flow`, or `optimizer` not a
             Keras optimizer instance (a name such as `"adam"` included).
-        ValueError: (from the step, when it traces) a batch of no rows.
+        ValueError: (from the step) a batch of no rows, `x` not `[batch,
+            event_dim]`, or a context the flow does not take (not `[batch,
+            context_dim]` or `[1, context_dim]`, or given to an unconditional flow).
     """
     _check_flow_and_optimizer(flow, optimizer)
     _check_initialized(flow)
@@ -160,12 +195,12 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
     variables = list(flow.trainable_variables)
     layout = adam_layout(optimizer, variables)
     if background_compile and jit_compile and layout and not training_state(flow):
-        return BackgroundCompiledStep(flow, optimizer, shards=shards, graph_steps=graph_steps)
+        return CheckedBackgroundStep(flow, optimizer, shards=shards, graph_steps=graph_steps)
     if shards > 1:
         body = sharded_body(flow, variables, optimizer, layout, jit_compile)
         state = adam_state(optimizer, variables) if layout else None
-        return tf.function(lambda x, context=None: body(x, context, state, shards),
-                           autograph=False)
+        return CheckedStep(flow, tf.function(
+            lambda x, context=None: body(x, context, state, shards), autograph=False))
 
     def step(x, context=None):
         loss, grads = loss_and_grads(flow, variables, x, context, optimizer)
@@ -176,4 +211,4 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
         return loss
     # No autograph: the step has no Python control flow on tensors, and converting
     # it (and everything it calls) took about a third of the tracing time.
-    return tf.function(step, jit_compile=bool(jit_compile), autograph=False)
+    return CheckedStep(flow, tf.function(step, jit_compile=bool(jit_compile), autograph=False))

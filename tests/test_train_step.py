@@ -620,3 +620,43 @@ def test_a_batch_of_no_rows_is_refused_before_any_update(kwargs):
     for b, v in zip(before, flow.trainable_variables):
         np.testing.assert_array_equal(b, v.numpy())
     assert np.isfinite(float(step(x)))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"jit_compile": False}, {"shards": 2},
+                                    {"background_compile": 1}])
+def test_the_step_takes_lists_and_integers_as_log_prob_does(kwargs):
+    """A list raised AttributeError: 'list' object has no attribute 'shape'."""
+    x = np.random.default_rng(0).standard_normal((6, 2))
+    steps = []
+    for given in (x.astype("float32"), x.tolist()):
+        flow = _flow("MAF")
+        step = make_train_step(flow, keras.optimizers.Adam(1e-3), **kwargs)
+        steps.append([float(step(given)) for _ in range(2)])
+    assert steps[0] == steps[1]
+    c = np.arange(6)[:, None]                                   # integer labels
+    flow = _flow("MAF", context_dim=1)
+    step = make_train_step(flow, keras.optimizers.Adam(1e-3), **kwargs)
+    assert np.isfinite(float(step(x.tolist(), c.tolist())))
+    assert np.isfinite(float(step(x, c)))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"shards": 2}, {"background_compile": 1}])
+def test_the_step_names_the_shapes_it_was_given_not_a_parts(kwargs):
+    """With shards=2 a context of shape (5,) was reported as 'received shape (3,)'."""
+    x = np.random.default_rng(0).standard_normal((5, 2)).astype("float32")
+    flow = _flow("MAF", context_dim=1)
+    step = make_train_step(flow, keras.optimizers.Adam(1e-3), **kwargs)
+    for c, says in ((np.ones(5, "float32"), r"context of shape \(batch, 1\); received shape "
+                                            r"\(5,\)"),
+                    (np.ones((5, 2), "float32"), r"context of shape \(batch, 1\); received "
+                                                 r"shape \(5, 2\)"),
+                    (np.ones((3, 1), "float32"), r"5 rows \(shape \(5, 2\)\) but the context "
+                                                 r"has 3")):
+        with pytest.raises(ValueError, match=says):
+            step(x, c)
+    with pytest.raises(ValueError, match=r"inputs of shape \(batch, 2\); received shape "
+                                         r"\(5, 3\)"):
+        step(np.ones((5, 3), "float32"), np.ones((5, 1), "float32"))
+    with pytest.raises(ValueError, match=r"conditional \(context_dim=1\)"):
+        step(x)
+    assert np.isfinite(float(step(x, np.ones((1, 1), "float32"))))     # one shared row
