@@ -34,8 +34,10 @@ def test_hutchinson_estimate_is_unbiased():
     x, ld = exact.forward_and_log_det(z)
     x_h, _ = noisy.forward_and_log_det(z)
     np.testing.assert_allclose(x_h.numpy(), x.numpy(), atol=1e-3)  # same map (solver tolerance)
-    # 40 copies of the batch in one solve: each row gets its own Gaussian probe.
-    estimates = noisy.forward_and_log_det(tf.tile(z, [40, 1]))[1].numpy().reshape(40, 64)
+    # 400 copies of the batch in one training solve: each row gets its own Gaussian
+    # probe (outside training every row takes the same fixed signs)
+    estimates = noisy.forward_and_log_det(tf.tile(z, [400, 1]), training=True)[1].numpy()
+    estimates = estimates.reshape(400, 64)
     assert np.std(estimates, axis=0).max() > 1e-4  # really stochastic
     se = estimates.std(axis=0) / np.sqrt(len(estimates))
     assert np.all(np.abs(estimates.mean(axis=0) - ld.numpy()) < 5 * se + 1e-4)
@@ -202,6 +204,16 @@ def test_hutchinson_log_density_is_the_same_in_every_eval_mode():
     np.testing.assert_allclose(values["xla"], values["graph"], atol=1e-4)
     np.testing.assert_allclose(values["eager"], values["graph"], atol=1e-4)
     np.testing.assert_allclose(flow.predict(x, verbose=0), values["graph"], atol=1e-4)
+    # one point, one log-density, wherever it stands in its batch: the signs came from
+    # each entry's flat index, and one point's values differed by up to 1.7 nats
+    assert np.all(probe[0].numpy() == probe[0].numpy()[:1])
+    flow.eval_mode = "graph"
+    same = flow.log_prob(np.repeat(x[:1], 6, 0)).numpy()
+    np.testing.assert_allclose(same, np.full(6, same[0]), atol=1e-5)
+    # (to the solver's tolerance: its steps are the whole batch's)
+    np.testing.assert_allclose(same, np.full(6, values["graph"][0]), atol=2e-3)
+    np.testing.assert_allclose(flow.log_prob(x[::-1]).numpy()[::-1], values["graph"],
+                               atol=2e-3)
 
 
 NAN_ROWS_SCRIPT = """
@@ -487,3 +499,29 @@ def test_a_context_encoder_gets_gradients_through_the_solve():
     for weight, grad in zip(encoder.trainable_weights, grads):
         assert grad is not None, weight.path
         assert np.abs(grad.numpy()).max() > 1e-4, weight.path
+
+
+def test_eager_calls_keep_no_bijector_alive():
+    """Each eager call builds a guarded bijector whose solves held their input and
+    output, which TFP's process-wide cache keys by while holding the bijector: every
+    call's bijector and rows were kept for good."""
+    import gc
+    from kerasflows.layers.rows import RowsBijector
+    from kerasflows.layers.continuous import _GuardedODE
+    flow = kerasflows.Flow([ContinuousFlow(hidden_units=(8,), rtol=1e-3, atol=1e-3)],
+                           event_dim=2)
+    x = np.random.default_rng(0).normal(size=(16, 2)).astype("float32")
+
+    def alive():
+        gc.collect()
+        return sum(isinstance(o, (RowsBijector, _GuardedODE)) for o in gc.get_objects())
+    before = alive()
+    flow.eval_mode = "eager"
+    for _ in range(3):
+        flow.log_prob(x)
+        flow.sample(4, seed=0)
+    with tf.GradientTape() as tape:
+        loss = -tf.reduce_mean(flow.log_prob(x))
+    assert all(g is not None for g in tape.gradient(loss, flow.trainable_variables))
+    del tape, loss
+    assert alive() == before
