@@ -852,7 +852,9 @@ def test_a_class_label_flow_takes_only_its_labels(tmp_path):
                            context=[3.0])
     assert info["context_ranges"] == [(0.0, 3.0)] and info["context_steps"] == [1.0]
     assert info["context"].tolist() == [3.0]
-    export(flow, tmp_path / "1", True)           # an export does not say its labels
-    with pytest.raises(ValueError, match=r"at the context \[5.0\]: a value the flow does not "
-                                         r"take, as a class label it does not know"):
+    export(flow, tmp_path / "1", True)           # an export says its labels too
+    with pytest.raises(ValueError, match=r"= 5 is not one of its values, 0 to 3 in steps of 1 "
+                                         r".*class labels"):
         opening.load(paths.resolve(tmp_path / "1"), context=[5.0])
+    _, info = opening.load(paths.resolve(tmp_path / "1"), context=[2.0])
+    assert info["context_ranges"] == [(0.0, 3.0)] and info["context_steps"] == [1.0]
