@@ -181,12 +181,12 @@ def _registered_activation(t):
 ACTIVATION_LAYERS = {cls.__name__: cls for cls in [
     MLP, layers.AffineCoupling, layers.AdditiveCoupling, layers.SplineCoupling,
     layers.MaskedAutoregressive, layers.InverseAutoregressive, layers.SplineAutoregressive,
-    layers.ContinuousFlow]}
+    layers.ContinuousFlow, MADE]}
 
 
 def with_activation(name, activation):
     """A small `ACTIVATION_LAYERS[name]` of this activation."""
-    args = (2,) if name == "MLP" else ()          # MLP's out_units
+    args = (2,) if name in ("MLP", "MADE") else ()     # out_units, params_per_dim
     return ACTIVATION_LAYERS[name](*args, hidden_units=(4,), activation=activation)
 
 

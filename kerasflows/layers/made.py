@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from kerasflows.layers.base import check_positive_int, solve_nonempty
 from kerasflows.layers.checks import shared_context
-from kerasflows.layers.nets import (check_hidden_units, hidden_bias_init, hidden_kernel_init,
-                                    output_matmul)
+from kerasflows.layers.nets import (check_activation, check_hidden_units, hidden_bias_init,
+                                    hidden_kernel_init, output_matmul)
 
 __all__ = ["MADE", "made_masks", "hidden_degrees", "PRUNE_MADE"]
 
@@ -60,7 +60,8 @@ class MADE(keras.layers.Layer):
     Args:
         params_per_dim: outputs P per input dimension.
         hidden_units: sizes of the hidden layers.
-        activation: a Keras activation name.
+        activation: a Keras activation name, or a registered function (see
+            `kerasflows.layers.nets.check_activation`).
         context_dim: size of the context input, or None.
         zero_init: start the output layer at zero (the hidden layers start
             as in `MLP`).
@@ -79,8 +80,8 @@ class MADE(keras.layers.Layer):
         super().__init__(**kwargs)
         self.params_per_dim = check_positive_int("params_per_dim", params_per_dim)
         self.hidden_units = check_hidden_units(hidden_units)
-        self.activation_name = keras.activations.serialize(keras.activations.get(activation))
-        self.activation = keras.activations.get(activation)
+        self.activation_name = check_activation(activation)
+        self.activation = keras.activations.get(self.activation_name)
         self.context_dim = check_positive_int("context_dim", context_dim, allow_none=True)
         self.zero_init = bool(zero_init)
 
