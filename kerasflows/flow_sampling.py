@@ -124,6 +124,9 @@ class FlowSampling(AutoGraphFree):
             # 1.2 ms of a 15 ms RealNVP sample call)
             return eps
         loc, scale = self._base_params()
+        # a Python number straight to the flow's dtype: tf.cast made it float32 first,
+        # and a float64 flow sampled at 0.6000000238
+        temperature = tf.convert_to_tensor(temperature, dtype_hint=self.compute_dtype)
         return loc + tf.cast(temperature, self.compute_dtype) * scale * eps
 
     def _sample_args(self, n, context, seed, temperature):

@@ -68,6 +68,10 @@ def test_sample_scales_and_shifts_the_noise_only_when_it_must():
             want = f.forward(tf.constant(loc + temperature * scale * eps.numpy(), tf.float32))
             np.testing.assert_allclose(f.sample(40, seed=5, temperature=temperature), want,
                                        rtol=1e-5, atol=1e-5)
+    # a float64 flow takes the temperature in float64 (tf.cast rounded 0.6 to float32)
+    f = kerasflows.Flow([L.ElementwiseAffine(dtype="float64")], 3, dtype="float64")
+    eps = philox_normal([40, 3], [5, 0], "float64").numpy()
+    np.testing.assert_array_equal(f.sample(40, seed=5, temperature=0.6).numpy(), 0.6 * eps)
 
 
 @pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
