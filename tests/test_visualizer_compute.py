@@ -439,12 +439,21 @@ def test_float64_flows_samples_are_flow_sample_in_both_backends(tmp_path):
         assert x.dtype == np.float64, b.kind
         np.testing.assert_allclose(x, flow.sample(200, seed=3).numpy(), rtol=1e-12,
                                    atol=1e-12, err_msg=b.kind)
-    # at another temperature, both the base noise scaled by T and sent forward (Flow.sample
-    # takes T through float32: 0.6 is 0.6000000238 there)
+    # at another temperature, the base noise scaled by T and sent forward, as Flow.sample
     cooler = [b.sample(200, seed=3, temperature=0.6) for b in backends]
     np.testing.assert_allclose(cooler[0], cooler[1], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(cooler[0], flow.sample(200, seed=3, temperature=0.6).numpy(),
-                               rtol=1e-6, atol=1e-6)
+                               rtol=1e-12, atol=1e-12)
+    # a learned base's loc and scale in float64 too (they were rounded to float32)
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), dtype="float64",
+                                     base="learned_normal")
+    perturb_weights(flow, 0.2, seed=1)
+    flow.save(tmp_path / "learned.keras")
+    backend = KerasBackend(tmp_path / "learned.keras", "eager")
+    assert backend.base_params()[1].dtype == np.float64
+    np.testing.assert_allclose(backend.sample(50, seed=2, temperature=0.6),
+                               flow.sample(50, seed=2, temperature=0.6).numpy(), rtol=1e-12,
+                               atol=1e-12)
 
 
 def test_savedmodel_of_a_mixed_float16_flow_still_opens(tmp_path):

@@ -88,9 +88,9 @@ class KerasBackend(Backend):
         self.base_df = flow.base_df
 
     def base_params(self):
-        """Mean and scale of the base distribution, `[D]` each."""
+        """Mean and scale of the base distribution, `[D]` each, in the flow's dtype."""
         loc, scale = self.flow._base_params()
-        return np.asarray(loc, np.float32), np.asarray(scale, np.float32)
+        return np.asarray(loc), np.asarray(scale)
 
     def log_prob(self, x):
         x = self.check_points(x)
