@@ -17,8 +17,6 @@ from kerasflows.layers.elementwise import ElementwiseAffine, affine_bijector
 
 __all__ = ["ActNorm", "BatchNorm"]
 
-#: Added to variances before taking logs, so constant dimensions stay finite.
-ACTNORM_EPSILON = 1e-6
 #: A column that holds one value in `ActNorm`'s init batch, or whose standard
 #: deviation there is at most this times `max(1, |mean|)`, counts as constant
 #: there: it keeps scale 1 and is only shifted.
@@ -30,7 +28,7 @@ class ActNorm(ElementwiseAffine):
     """Activation normalisation (Glow): an `ElementwiseAffine` with data-dependent init.
 
     `data_init(x)` sets `shift = mean(x)` and
-    `log_scale = 0.5 * log(var(x) + 1e-6)` per dimension from a batch `x` on
+    `log_scale = 0.5 * log(var(x))` per dimension from a batch `x` on
     the layer's data side, so that the inverse maps that batch to zero mean
     and unit variance. A column constant in the batch (one row, say; or a standard
     deviation at most `1e-6 * max(1, |mean|)`) has no spread to standardise: it
@@ -75,7 +73,9 @@ class ActNorm(ElementwiseAffine):
         keep = tf.logical_or(done, tf.equal(tf.shape(x)[0], 0))
         self.shift.assign(tf.where(keep, self.shift, mean))
         constant = _constant_columns(tf.cast(x, mean.dtype), mean, variance)
-        log_std = tf.where(constant, 0.0, 0.5 * tf.math.log(variance + ACTNORM_EPSILON))
+        # (no epsilon: constant columns are left out, and one of 1e-6 kept columns of a
+        # standard deviation below ~1e-3 from unit scale: 0.17 at 1e-4)
+        log_std = tf.where(constant, 0.0, 0.5 * tf.math.log(tf.where(constant, 1.0, variance)))
         self.log_scale.assign(tf.where(keep, self.log_scale, log_std))
         self.initialized.assign(tf.logical_or(done, tf.logical_not(keep)))
         if tf.executing_eagerly() and not bool(keep):
