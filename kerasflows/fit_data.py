@@ -287,22 +287,16 @@ def _scaled_weights(flow, w, method):
     the power of two (exactly) that brings the largest into [0.5, 1): the loss
     is their weighted mean, which their scale does not change, so weights
     outside the dtype's range (1e-50 or 1e50 in float32, once 0 or inf: a loss
-    of 0 or NaN) weigh as they should. Raises ValueError for a weight > 0 that
-    the dtype cannot hold beside the largest (below its smallest normal number
-    times the largest), which would count as 0."""
+    of 0 or NaN) weigh as they should. A weight below the dtype's smallest
+    normal number times the largest becomes 0: its share of the mean is far
+    below the loss's rounding (normalised importance weights span that much)."""
+    del method
     dtype = _weight_dtype(flow)
     top = float(np.max(w, initial=0))
     if top == 0:
         return np.asarray(w, dtype)
     scaled = np.ldexp(np.asarray(w, "float64"), -np.frexp(top)[1])
-    lost = (scaled > 0) & (scaled < np.finfo(dtype).tiny)
-    if lost.any():
-        i = int(np.flatnonzero(lost)[0])
-        raise ValueError(
-            f"Flow.{method}: `sample_weight` {float(w[i])!r} for example {i} is too "
-            f"small beside the largest, {float(top)!r}, for the {dtype} the loss reads "
-            f"the weights in: it would count as 0 ({int(lost.sum())} such in all). Give "
-            "it 0, or train a float64 flow with keras.config.set_floatx('float64').")
+    scaled[scaled < np.finfo(dtype).tiny] = 0.0
     return scaled.astype(dtype)
 
 
