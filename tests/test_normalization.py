@@ -349,3 +349,18 @@ def test_actnorm_standardizes_a_column_of_small_spread(scale):
     layer.data_init(x)
     z, _ = layer.inverse_and_log_det(x)
     np.testing.assert_allclose(np.std(z.numpy(), 0), 1.0, rtol=1e-6)
+
+
+def test_actnorm_standardizes_columns_of_a_large_offset_in_float64():
+    """A fixed relative limit of 1e-6 took float64 columns such as Unix times over an
+    hour (std 1e3 at 1.7e9) or UTM northings (std 3 m at 5.4e6) for constant: scale 1,
+    and a flow's NLL 5242 where it was 12.3."""
+    import warnings
+    rng = np.random.default_rng(0)
+    x = np.stack([1.7e9 + rng.uniform(0, 3600, 2048), 5.4e6 + 3 * rng.standard_normal(2048),
+                  rng.standard_normal(2048)], 1)
+    layer = ActNorm(dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer.data_init(x)
+    np.testing.assert_allclose(np.exp(layer.log_scale.numpy()), x.std(0), rtol=1e-9)

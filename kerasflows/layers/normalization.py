@@ -10,6 +10,7 @@ section 3.7 and appendix E).
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kerasflows.layers.base import FlowLayer, batch_log_det, check_float
@@ -18,9 +19,11 @@ from kerasflows.layers.elementwise import ElementwiseAffine, affine_bijector
 __all__ = ["ActNorm", "BatchNorm"]
 
 #: A column that holds one value in `ActNorm`'s init batch, or whose standard
-#: deviation there is at most this times `max(1, |mean|)`, counts as constant
-#: there: it keeps scale 1 and is only shifted.
-ACTNORM_CONSTANT_STD = 1e-6
+#: deviation there is at most this many times its dtype's epsilon times
+#: `max(1, |mean|)` (spread at the dtype's resolution), counts as constant there:
+#: it keeps scale 1 and is only shifted. (A fixed 1e-6 took float64 columns such
+#: as Unix times over an hour, std 1e3 at 1.7e9, for constant.)
+ACTNORM_CONSTANT_EPS = 16
 
 
 @keras.saving.register_keras_serializable(package="kerasflows")
@@ -31,7 +34,8 @@ class ActNorm(ElementwiseAffine):
     `log_scale = 0.5 * log(var(x))` per dimension from a batch `x` on
     the layer's data side, so that the inverse maps that batch to zero mean
     and unit variance. A column constant in the batch (one row, say; or a standard
-    deviation at most `1e-6 * max(1, |mean|)`) has no spread to standardise: it
+    deviation at most `16 * eps * max(1, |mean|)`, `eps` its dtype's resolution:
+    `ACTNORM_CONSTANT_EPS`) has no spread to standardise: it
     keeps `log_scale = 0` (scale 1) and is only shifted by its mean, and, when run
     eagerly (`Flow.initialize`, `fit`), a `UserWarning` names the layer and those
     columns (a scale set from it would multiply other data by 1000). It runs once:
@@ -91,18 +95,19 @@ class ActNorm(ElementwiseAffine):
                  else f"columns {shown}{more} are")
         warnings.warn(
             f"ActNorm '{self.name}' was initialised from a batch in which {which} "
-            "constant (or nearly): with no spread to standardise, they keep scale 1 and "
-            "are only shifted by their mean. Initialise from more rows: "
-            "flow.initialize(x) on a larger sample before training, or a larger "
-            "batch_size.", UserWarning, stacklevel=3)
+            "constant (or spread only at the dtype's resolution): with no spread to "
+            "standardise, they keep scale 1 and are only shifted by their mean. If they "
+            "vary in the data, initialise from more rows: flow.initialize(x) on a larger "
+            "sample before training, or a larger batch_size.", UserWarning, stacklevel=3)
 
 
 def _constant_columns(x, mean, variance):
     """Which columns of `x` `[N, D]` hold one value, or spread too little to trust
-    (`ACTNORM_CONSTANT_STD`). Compared with the first row, not through `variance`:
+    (`ACTNORM_CONSTANT_EPS`). Compared with the first row, not through `variance`:
     float32 rounding of a constant column's mean leaves it a variance > 0."""
     one_value = tf.reduce_all(tf.equal(x, x[:1]), axis=0)
-    tiny = variance <= tf.square(ACTNORM_CONSTANT_STD * tf.maximum(1.0, tf.abs(mean)))
+    eps = float(np.finfo(variance.dtype.as_numpy_dtype).eps)
+    tiny = variance <= tf.square(ACTNORM_CONSTANT_EPS * eps * tf.maximum(1.0, tf.abs(mean)))
     return tf.logical_or(one_value, tiny)
 
 
