@@ -410,10 +410,10 @@ def test_savedmodel_of_a_float64_flow_gives_the_flows_own_numbers(tmp_path, cont
     rows = None if context is None else context[:1]
     np.testing.assert_allclose(b.sample(50, seed=3), flow.sample(50, seed=3, context=rows),
                                rtol=1e-12, atol=1e-12)
-    loc, scale = b.base_params()                   # float32, as the .keras backend's
-    assert loc.dtype == scale.dtype == np.float32
-    np.testing.assert_allclose(loc, [0, 0], atol=1e-5)
-    np.testing.assert_allclose(scale, [1, 1], atol=1e-5)
+    loc, scale = b.base_params()                   # the flow's dtype, as the .keras backend's
+    assert loc.dtype == scale.dtype == np.float64
+    np.testing.assert_allclose(loc, [0, 0], atol=1e-9)
+    np.testing.assert_allclose(scale, [1, 1], atol=1e-9)
 
 
 def test_float64_flows_samples_are_flow_sample_in_both_backends(tmp_path):
@@ -449,11 +449,14 @@ def test_float64_flows_samples_are_flow_sample_in_both_backends(tmp_path):
                                      base="learned_normal")
     perturb_weights(flow, 0.2, seed=1)
     flow.save(tmp_path / "learned.keras")
-    backend = KerasBackend(tmp_path / "learned.keras", "eager")
-    assert backend.base_params()[1].dtype == np.float64
-    np.testing.assert_allclose(backend.sample(50, seed=2, temperature=0.6),
-                               flow.sample(50, seed=2, temperature=0.6).numpy(), rtol=1e-12,
-                               atol=1e-12)
+    export(flow, tmp_path / "learned" / "1", True)
+    want = flow.sample(50, seed=2, temperature=0.6).numpy()
+    for backend in (KerasBackend(tmp_path / "learned.keras", "eager"),
+                    SavedModelBackend(tmp_path / "learned" / "1")):
+        assert backend.base_params()[1].dtype == np.float64, backend.kind
+        # (the SavedModel's loc and scale are read off its log_prob: to its rounding)
+        np.testing.assert_allclose(backend.sample(50, seed=2, temperature=0.6), want,
+                                   rtol=1e-10, atol=1e-10, err_msg=backend.kind)
 
 
 def test_savedmodel_of_a_mixed_float16_flow_still_opens(tmp_path):

@@ -97,20 +97,21 @@ class SavedModelBackend(Backend):
 
         `log p0(z) = log p(forward(z)) + log|det dx/dz|` is a quadratic in each
         coordinate of a Gaussian base; its values at 0 and at +-e_d give `loc_d`
-        and `scale_d`.
+        and `scale_d`. In the flow's dtype (`dtype()`: float64 for a float64 flow).
         """
+        dtype = self.dtype()
         if self._base is None and self.base_df is not None:
             D = self.event_dim
-            self._base = (np.zeros(D, np.float32), np.ones(D, np.float32))
+            self._base = (np.zeros(D, dtype), np.ones(D, dtype))
         if self._base is None:
             D = self.event_dim
-            z = np.concatenate([np.zeros((1, D)), np.eye(D), -np.eye(D)]).astype(np.float32)
+            z = np.concatenate([np.zeros((1, D)), np.eye(D), -np.eye(D)]).astype(dtype)
             x, log_det = self.forward(z)
             f = self.log_prob(x).astype(np.float64) + log_det
             a = (f[1:D + 1] + f[D + 1:] - 2 * f[0]) / 2      # -1 / (2 scale^2)
             b = (f[1:D + 1] - f[D + 1:]) / 2                  # loc / scale^2
             var = -1.0 / (2 * a)
-            self._base = ((b * var).astype(np.float32), np.sqrt(var).astype(np.float32))
+            self._base = ((b * var).astype(dtype), np.sqrt(var).astype(dtype))
         return self._base
 
     def sample(self, n, seed, temperature=1.0):
