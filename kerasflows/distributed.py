@@ -455,7 +455,11 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
             conditional flow), checked as `x` is; its NLL is logged every epoch.
         strategy: a `tf.distribute.Strategy`; default: the current one.
         checkpoint_dir: where the chief checkpoints after every epoch and
-            resumes from; None disables checkpoints. The chief holds the
+            resumes from; None disables checkpoints. A resumed run gives the
+            model of an uninterrupted one, except where training draws from
+            TensorFlow's stateful random ops, which a new process restarts (a
+            `ContinuousFlow(trace="hutchinson")`'s training probes, a dropout
+            layer of the user's). The chief holds the
             folder's lock (`EpochCheckpoint.lock`) while it trains: a run on a
             folder another process is training in raises
             `kerasflows.checkpoint.CheckpointInUseError`.
