@@ -332,6 +332,8 @@ def test_unknown_base_and_bad_layers_raise():
     with pytest.raises(ValueError, match="AffineCoupling needs event_dim >= 2; received event_dim=1"):
         kerasflows.Flow([L.AffineCoupling()], event_dim=1)
     with pytest.raises(ValueError, match="SplineCoupling needs event_dim >= 2"):
+        kerasflows.Flow([L.SplineCoupling()], event_dim=1)
+    with pytest.raises(ValueError, match=r"NSF needs event_dim >= 2: its coupling layers"):
         M.NSF(1)
     with pytest.raises(ValueError, match="event_dim"):
         kerasflows.Flow([L.Permute()], event_dim=0)
