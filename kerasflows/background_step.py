@@ -9,7 +9,7 @@ import tensorflow as tf
 from kerasflows.graph_calls import light_calls
 from kerasflows.layers.base import check_positive_int
 from kerasflows.packed_adam import adam_layout, adam_state, adam_update
-from kerasflows.sharded_step import check_shards, loss_and_grads, sharded_body
+from kerasflows.sharded_step import check_shards, loss_and_grads, sharded_body, step_inputs
 
 __all__ = ["BackgroundCompiledStep"]
 
@@ -18,7 +18,8 @@ class BackgroundCompiledStep:
     """An Adam train step that runs as a graph until XLA has compiled it.
 
     Made by `make_train_step(..., background_compile=True)`; call it as
-    `step(x, context=None) -> loss`. For each batch signature the step is
+    `step(x, context=None) -> loss` (the inputs converted and checked first, as
+    `make_train_step`'s other steps do: `sharded_step.step_inputs`). For each batch signature the step is
     traced once (`get_concrete_function`) and runs as that TensorFlow graph
     while a daemon thread compiles the same graph with XLA by running it
     once on stand-in copies of the weights and Adam state (same shapes and
@@ -52,6 +53,7 @@ class BackgroundCompiledStep:
 
     def __init__(self, flow, optimizer, shards=1, graph_steps=None):
         shards = check_shards(flow, shards)
+        self._flow = flow
         self.graph_steps = check_positive_int("graph_steps", graph_steps, allow_none=True)
         variables = list(flow.trainable_variables)
         layout = adam_layout(optimizer, variables)
@@ -98,8 +100,7 @@ class BackgroundCompiledStep:
         return spec(x), spec(context)
 
     def __call__(self, x, context=None):
-        x = tf.convert_to_tensor(x)
-        context = None if context is None else tf.convert_to_tensor(context)
+        x, context = step_inputs(self._flow, x, context)
         key = self._signature(x, context)
         tier = self._tiers.get(key)
         if tier is None:

@@ -52,17 +52,6 @@ class CheckedStep:
         return getattr(self._function, name)
 
 
-class CheckedBackgroundStep(BackgroundCompiledStep):
-    """A `BackgroundCompiledStep` whose calls take `step_inputs(flow, x, context)`."""
-
-    def __init__(self, flow, *args, **kwargs):
-        super().__init__(flow, *args, **kwargs)
-        self._flow = flow
-
-    def __call__(self, x, context=None):
-        return super().__call__(*step_inputs(self._flow, x, context))
-
-
 def _check_flow_and_optimizer(flow, optimizer):
     """Raises a TypeError naming `flow` or `optimizer` if it is not a
     `kerasflows.Flow` or a Keras optimizer (an optimizer's name among them)."""
@@ -195,7 +184,7 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
     variables = list(flow.trainable_variables)
     layout = adam_layout(optimizer, variables)
     if background_compile and jit_compile and layout and not training_state(flow):
-        return CheckedBackgroundStep(flow, optimizer, shards=shards, graph_steps=graph_steps)
+        return BackgroundCompiledStep(flow, optimizer, shards=shards, graph_steps=graph_steps)
     if shards > 1:
         body = sharded_body(flow, variables, optimizer, layout, jit_compile)
         state = adam_state(optimizer, variables) if layout else None
