@@ -21,7 +21,8 @@ import copy
 from kerasflows import models
 
 __all__ = ["RECIPES", "SPLINE_RECIPES", "MASK_RECIPES", "COUPLING_RECIPES",
-           "DIRECTION_SETTINGS", "build", "recommended", "RECOMMENDED"]
+           "ONE_DIMENSION_RECIPES", "DIRECTION_SETTINGS", "build", "recommended",
+           "RECOMMENDED"]
 
 RECIPES = {
     "realnvp": (models.RealNVP, {}),
@@ -37,6 +38,8 @@ SPLINE_RECIPES = ("nsf", "nsf_ar")
 MASK_RECIPES = ("realnvp", "nice", "nsf")
 #: The recipes of coupling layers, which split the dimensions: event_dim >= 2 only.
 COUPLING_RECIPES = ("realnvp", "nice", "nsf", "glow")
+#: The others, which take event_dim 1.
+ONE_DIMENSION_RECIPES = tuple(r for r in RECIPES if r not in COUPLING_RECIPES)
 #: The layer setting `build(..., direction=...)` sets, per recipe that has one.
 DIRECTION_SETTINGS = {"realnvp": "affine_direction", "maf": "affine_direction",
                       "iaf": "affine_direction", "glow": "affine_direction",
@@ -66,7 +69,7 @@ def build(recipe, event_dim, num_layers=5, hidden_units=(64, 64), bins=None, bou
     if recipe not in RECIPES:
         raise ValueError(f"Unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}.")
     if recipe in COUPLING_RECIPES and event_dim == 1:
-        others = [repr(r) for r in RECIPES if r not in COUPLING_RECIPES]
+        others = [repr(r) for r in ONE_DIMENSION_RECIPES]
         raise ValueError(f"Recipe {recipe!r} needs event_dim >= 2: its coupling layers split "
                          "the dimensions in two, transforming one part given the other. "
                          f"Received: event_dim=1. For one dimension, use recipe "

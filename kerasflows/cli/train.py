@@ -184,7 +184,7 @@ def _builder(args, event_dim, context=None, standardize=False):
     from kerasflows import recipes
     check_recipe_options(args.recipe, args.bins, args.bound, args.direction, args.mask)
     if event_dim < 2 and args.recipe in recipes.COUPLING_RECIPES:
-        others = [r for r in recipes.RECIPES if r not in recipes.COUPLING_RECIPES]
+        others = recipes.ONE_DIMENSION_RECIPES
         raise UserError(f"--recipe {args.recipe} needs data of 2 or more columns: its coupling "
                         f"layers split the columns in two; received {event_dim} column. Use "
                         f"--recipe {', '.join(others[:-1])} or {others[-1]}.")
