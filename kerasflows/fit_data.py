@@ -271,7 +271,7 @@ def weights_for_keras(flow, x, sample_weight, method, batch_size=None, split=Non
         raise ValueError(f"Flow.{method}: `sample_weight` must be finite and >= 0; "
                          f"received {float(w[i])!r} for example {i} ({int(bad.sum())} such "
                          f"weight{'s' if bad.sum() > 1 else ''} in all).")
-    return np.zeros(n, "float32"), _scaled_weights(flow, w, method)
+    return np.zeros(n, "float32"), _scaled_weights(flow, w)
 
 
 def _weight_dtype(flow):
@@ -282,7 +282,7 @@ def _weight_dtype(flow):
     return min(own, keras.config.floatx(), key=lambda d: np.finfo(d).bits)
 
 
-def _scaled_weights(flow, w, method):
+def _scaled_weights(flow, w):
     """Checked weights `w` (finite, >= 0) in `_weight_dtype(flow)`, multiplied by
     the power of two (exactly) that brings the largest into [0.5, 1): the loss
     is their weighted mean, which their scale does not change, so weights
@@ -290,7 +290,6 @@ def _scaled_weights(flow, w, method):
     of 0 or NaN) weigh as they should. A weight below the dtype's smallest
     normal number times the largest becomes 0: its share of the mean is far
     below the loss's rounding (normalised importance weights span that much)."""
-    del method
     dtype = _weight_dtype(flow)
     top = float(np.max(w, initial=0))
     if top == 0:
