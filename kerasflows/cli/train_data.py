@@ -103,17 +103,23 @@ def _whole_columns(x):
     one value in every row included (always 0, as pixels at an image's edge):
     noised, such a column is uniform on [k, k + 1), a density with a maximum.
     Sorted, 0-based."""
+    return _degenerate(x, dequantizing=True)[1]
+
+
+def _degenerate(x, dequantizing):
+    """`kerasflows.data_warnings.degenerate_columns(x)`: `(constant, whole)`, the
+    columns of one value in every row and the other columns of whole numbers only;
+    `dequantizing`, a constant column of one whole number (within float32's,
+    `dequantization.LARGEST_WHOLE`) counts among the `whole`, which are sorted."""
     from kerasflows.data_warnings import degenerate_columns
-    constant, whole = degenerate_columns(x)
-    return sorted([int(k) for k in whole] + _whole_constants(x, constant))
-
-
-def _whole_constants(x, constant):
-    """The columns of `constant` (each one value in every row) whose value is a
-    whole number within float32's (`dequantization.LARGEST_WHOLE`)."""
     from kerasflows.dequantization import LARGEST_WHOLE
-    return [int(k) for k in constant
-            if float(x[0, k]).is_integer() and abs(float(x[0, k])) <= LARGEST_WHOLE]
+    constant, whole = degenerate_columns(x)
+    if not dequantizing:
+        return constant, whole
+    noised = [int(k) for k in constant
+              if float(x[0, k]).is_integer() and abs(float(x[0, k])) <= LARGEST_WHOLE]
+    return ([k for k in constant if int(k) not in noised],
+            sorted([int(k) for k in whole] + noised))
 
 
 def noisy_parts(parts, columns, seed):
@@ -134,15 +140,10 @@ def check_continuous(x, spec, dequantizing=False):
     on either: `kerasflows.data_warnings.degenerate_columns`), unless `dequantizing`
     them, which needs at least one (and then takes a column of one whole number in
     every row: `_whole_columns`)."""
-    from kerasflows.data_warnings import degenerate_columns
     if len(x) < 2:
         raise UserError(f"{spec}: one row; a density fitted to one point has no maximum (the "
                         "NLL falls without bound as the flow narrows onto it). Give more rows.")
-    constant, whole = degenerate_columns(x)
-    if dequantizing:
-        noised = set(_whole_constants(x, constant))
-        whole = sorted([*whole, *noised])
-        constant = [k for k in constant if int(k) not in noised]
+    constant, whole = _degenerate(x, dequantizing)
     names = read_column_names(spec)
     if names is not None and len(names) != x.shape[1]:
         names = None            # a header of another width names no column for sure
