@@ -187,6 +187,7 @@ class View(QtWidgets.QWidget):
         self.message.setObjectName("message")
         self.message.setWordWrap(True)
         self.message.hide()
+        self._said = ""     # what `say_finding` showed last
         self.note = QtWidgets.QLabel("")
         self.note.setObjectName("note")
         self.note.setWordWrap(True)
@@ -320,6 +321,16 @@ class View(QtWidgets.QWidget):
         """Shows `text` as the view's message (it cannot draw what was asked); "" hides it."""
         self.message.setText(text)
         self.message.setVisible(bool(text))
+
+    def say_finding(self, text):
+        """Shows `text`, what the view found it cannot draw (nothing finite), as its
+        message; "" hides the message only if it is still the one this showed last
+        (no longer true), leaving another (an error) in place."""
+        if text:
+            self.show_message(text)
+        elif self._said and self.message.text() == self._said:
+            self.show_message("")
+        self._said = text
 
     def show_note(self, text):
         """Shows `text` as a quiet note about what is drawn; "" hides it."""

@@ -17,7 +17,6 @@ from visualizer import geometry, theme
 from visualizer.items import PointCloudItem
 from visualizer.views.base import View, labeled, show_region, tick_label_width
 from visualizer.views.density_panel import HeatmapPanel, bar_label, heatmap_title
-from visualizer.views.samples import replace_message
 
 __all__ = ["DensityView", "RESOLUTIONS", "DEFAULT_RESOLUTION", "COARSE_RESOLUTION"]
 
@@ -91,7 +90,6 @@ class DensityView(View):
         self.layout().addLayout(row, 1)
         self.right.plot.hide()
         self.requested = None
-        self._said = ""             # the message this view showed last ("not finite")
         self._placing = False       # `projection_changed` is placing a new region
         self._left_id = 0           # request id of the left heatmap drawn last
         self._moved = QtCore.QElapsedTimer()
@@ -284,7 +282,7 @@ class DensityView(View):
         if self.bar.axis.labelText != label:
             self.bar.axis.setLabel(label)
         self._label(log_scale)
-        self._said = replace_message(self, self._said, self._not_finite_text(panels))
+        self.say_finding(self._not_finite_text(panels))
         self.drew()
 
     def _not_finite_text(self, panels):

@@ -15,8 +15,7 @@ from visualizer import marginals, theme
 from visualizer.items import PointCloudItem
 from visualizer.views.base import (ElidedLabel, View, labeled, style_plot_item,
                                    tick_label_width)
-from visualizer.views.samples import (finite_rows, none_finite_text, replace_message,
-                                      sample_count_box)
+from visualizer.views.samples import finite_rows, none_finite_text, sample_count_box
 
 __all__ = ["PairsView", "DATA_POINTS"]
 
@@ -75,7 +74,6 @@ class PairsView(View):
         self.grid_stale = True      # the grid is not the coordinates' (built when shown)
         self.ranges = None
         self.points, self.drawn = None, {}
-        self._said = ""             # the message this view showed last ("none is finite")
         self.marginal = {}          # coordinate -> (edges, flow density, data density)
         self.count.valueChanged.connect(lambda _: self.invalidate())
         self.resample_button.clicked.connect(self.resample)
@@ -317,8 +315,7 @@ class PairsView(View):
         if data is not None:
             shown += f" · {len(data):,} training points (grey, above)"
         self.seed_label.setText(f"seed {self.drawn['seed']} · {shown}")
-        self._said = replace_message(
-            self, self._said,
+        self.say_finding(
             none_finite_text(n, bool(self.info["context_dim"])) if n and not finite else "")
 
     def _scattered(self, data):

@@ -12,8 +12,7 @@ from visualizer.views.base import (ElidedLabel, View, draw_picture, labeled,
                                    make_plot, show_pictures, show_region)
 
 __all__ = ["SamplesView", "MIN_SAMPLES", "MAX_SAMPLES", "IMAGE_GRID", "SWEEP_PER",
-           "SWEEP_MAX_VALUES", "sample_count_box", "finite_rows", "none_finite_text",
-           "replace_message"]
+           "SWEEP_MAX_VALUES", "sample_count_box", "finite_rows", "none_finite_text"]
 
 MIN_SAMPLES, MAX_SAMPLES = 100, 100_000
 DEFAULT_COUNT = 10_000
@@ -50,17 +49,6 @@ def none_finite_text(n, conditional):
              "its forward pass gives NaN or inf (a data end such as Logit met values "
              "outside its domain, an overflow, or weights that are not finite)")
     return f"None of the flow's {n:,} samples is finite (NaN or inf), so none is drawn: {cause}."
-
-
-def replace_message(view, said, text):
-    """Shows `text` as `view`'s message; "" hides the message only if it is still
-    `said` (what the caller showed last, no longer true), leaving another (an error)
-    in place. Returns `text`, what the caller has now said."""
-    if text:
-        view.show_message(text)
-    elif said and view.message.text() == said:
-        view.show_message("")
-    return text
 
 
 class SamplesView(View):
@@ -124,7 +112,6 @@ class SamplesView(View):
         self.plot.addItem(self.image_item)
         self.layout().addWidget(self.plot, 1)
         self.points, self.drawn = None, {}
-        self._said = ""         # the message this view showed last ("none is finite")
         self.count.valueChanged.connect(lambda _: self.invalidate())
         self.temperature.valueChanged.connect(lambda _: self.invalidate())
         self.continuous.toggled.connect(lambda on: on and self.resample())
@@ -348,7 +335,6 @@ class SamplesView(View):
             self._draw_cloud()
         text = f"seed {value['seed']} · T = {value['temperature']:.2f} · {shown}"
         self.seed_label.setText(text)
-        self._said = replace_message(
-            self, self._said,
+        self.say_finding(
             none_finite_text(n, bool(self.info["context_dim"])) if n and not finite else "")
         self.drew()
