@@ -105,6 +105,20 @@ def test_unusable_remembered_values_are_ignored(qtbot, settings):
     assert w._recent() == [] and not w.recent_menu.isEnabled()
 
 
+def test_a_remembered_value_read_as_a_list_is_ignored(qtbot, tmp_path):
+    # a damaged file's `view=samples, density` reads as a list, which stopped the start
+    ini = tmp_path / "damaged.ini"
+    ini.write_text("[ui]\nview=layers, density\ndensity\\contours=true, false\n"
+                   "samples\\count=1, 2\n")
+    settings = QtCore.QSettings(str(ini), QtCore.QSettings.Format.IniFormat)
+    assert isinstance(settings.value("ui/view"), list)
+    w = _window(qtbot, settings)
+    assert _choices(w) == DEFAULTS
+    settings.setValue("ui/density/contours", "true")       # a usable one is still taken
+    w = _window(qtbot, settings)
+    assert w.views["density"].contours.isChecked()
+
+
 def test_help_lists_every_shortcut_and_the_versions(qtbot, settings):
     w = _window(qtbot, settings)
     shortcuts = {(menu, action): keys for menu, action, keys in w.shortcuts()}

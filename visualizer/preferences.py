@@ -3,7 +3,7 @@ last view, and the display choices of `REMEMBERED` (a `MainWindow` mixin).
 
 Values come back from `QSettings` as strings in an INI file; one the widget
 cannot take (an unknown colour map, a number that does not parse or is outside the
-control's range) is ignored.
+control's range, a list such as a damaged file's `view=samples, density`) is ignored.
 """
 
 from PySide6 import QtCore, QtWidgets
@@ -29,7 +29,9 @@ def _widget_value(widget):
 
 def _set_widget_value(widget, value):
     """Sets a remembered value (as QSettings returns it, often a string); a value the
-    widget cannot take is ignored."""
+    widget cannot take (a list, bytes: a damaged file) is ignored."""
+    if not isinstance(value, (str, int, float)):
+        return
     try:
         if isinstance(widget, QtWidgets.QComboBox):
             index = widget.findText(str(value))
@@ -71,7 +73,7 @@ class RememberedUI:
             if value is not None:
                 _set_widget_value(widget, value)
         view = s.value("ui/view")
-        if view in self.views:
+        if isinstance(view, str) and view in self.views:
             self.tabs.setCurrentWidget(self.views[view])
 
     def save_ui(self):
