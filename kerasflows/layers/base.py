@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from kerasflows.autograph_free import AutoGraphFree
 from kerasflows.layers.checks import (check_event_dim, check_float, check_positive_int,
-                                      context_rows, split_mixed_policy)
+                                      context_rows, float_policy, split_mixed_policy)
 from kerasflows.layers.rows import RowsBijector, any_batch, batch_log_det, solve_nonempty
 
 __all__ = ["FlowLayer", "NoInverseError", "check_positive_int", "check_float",
@@ -65,7 +65,8 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
         conditioner_dtype: dtype policy of the layer's conditioner network,
             for layers that have one (e.g. `"mixed_bfloat16"`). Default:
             the mixed policy the layer was made under (see above), else the
-            layer's own policy.
+            layer's own policy. A policy that does not compute and keep its
+            weights in float dtypes (`"int32"`) raises a ValueError.
         **kwargs: passed to `keras.layers.Layer` (`name`, `dtype`, ...).
 
     Call arguments:
@@ -104,8 +105,9 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
         self.context_dim = check_positive_int("context_dim", context_dim, allow_none=True)
         if conditioner_dtype is None:
             conditioner_dtype = mixed
-        self.conditioner_dtype_policy = (self.dtype_policy if conditioner_dtype is None
-                                         else keras.dtype_policies.get(conditioner_dtype))
+        self.conditioner_dtype_policy = (
+            self.dtype_policy if conditioner_dtype is None
+            else float_policy("conditioner_dtype", conditioner_dtype))
         self.event_dim = None
 
     # -- building ---------------------------------------------------------

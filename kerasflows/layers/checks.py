@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 __all__ = ["check_float", "check_positive_int", "check_event_dim", "split_mixed_policy",
-           "context_rows", "shared_context", "nonfinite_rows", "nan_rows"]
+           "float_policy", "context_rows", "shared_context", "nonfinite_rows", "nan_rows"]
 
 
 def real_number(value):
@@ -88,6 +88,20 @@ def split_mixed_policy(kwargs):
                                    and keras.backend.is_float_dtype(variable)):
         return kwargs, None
     return {**kwargs, "dtype": variable}, policy
+
+
+def float_policy(name, value):
+    """The Keras dtype policy `value` (a name such as `"mixed_bfloat16"`, or a policy),
+    if it computes and keeps its variables in float dtypes; else a ValueError naming
+    `name` (an int32 conditioner's weights get no gradients)."""
+    policy = keras.dtype_policies.get(value)
+    if not (keras.backend.is_float_dtype(policy.compute_dtype)
+            and keras.backend.is_float_dtype(policy.variable_dtype)):
+        shown = value if isinstance(value, str) else policy.name
+        raise ValueError(
+            f"`{name}` must be a float dtype policy (float32, float64, or a mixed policy "
+            f"such as 'mixed_bfloat16'). Received: {name}={shown!r}")
+    return policy
 
 
 def context_rows(context, rows, mismatch):
