@@ -85,7 +85,9 @@ class FlowBase(AutoGraphFree):
             log_df = tf.cast(self.base_log_df, self.compute_dtype)
             df = tf.exp(log_df)
             half = 0.5 * (df + 1.0)
-            return tf.reduce_sum(tf.math.lgamma(half) - tf.math.lgamma(0.5 * df)
+            # lgamma((df + 1) / 2) - lgamma(df / 2), written as lgamma(1/2) - lbeta(1/2, df/2):
+            # the plain difference cancels in float32 (0.9 nats off at df = 1e6).
+            return tf.reduce_sum(math.lgamma(0.5) - tfp.math.lbeta(tf.constant(0.5, df.dtype), 0.5 * df)
                                  - 0.5 * (log_df + math.log(math.pi))
                                  - half * _log1p_square_ratio(tf.abs(z), log_df), -1)
         loc, scale = self._base_params()
