@@ -31,6 +31,7 @@ flow, history = kerasflows.distributed.train_flow(
 import contextlib
 import json
 import math
+import operator
 import os
 import weakref
 
@@ -145,20 +146,39 @@ def evaluate_nll(flow, x, context=None, batch_size=8192):
     return float(nll.mean()), se
 
 
-def _check_train_arguments(build_flow, learning_rate, strategy, on_epoch_end):
-    """Raises an error naming the first of train_flow's arguments that is not what it
-    takes, before anything is built."""
+def _check_train_arguments(build_flow, learning_rate, seed, strategy, on_epoch_end):
+    """`(learning_rate, seed)` as a Python float and int (Keras' Adam refused a NumPy
+    float or an int, `set_random_seed` a NumPy int); raises an error naming the first
+    of train_flow's arguments that is not what it takes, before anything is built."""
     if not callable(build_flow) or isinstance(build_flow, keras.Model):
         raise TypeError("`build_flow` must be a function of no arguments returning a "
                         "kerasflows.Flow (such as `lambda: kerasflows.models.MAF(2)`), not a "
                         f"flow. Received: build_flow={build_flow!r}")
-    check_float("learning_rate", learning_rate, lambda v: v > 0, "> 0", numbers_only=True)
+    learning_rate = check_float("learning_rate", learning_rate, lambda v: v > 0, "> 0",
+                                numbers_only=True)
+    seed = _check_seed(seed)
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError("`strategy` must be a tf.distribute.Strategy or None (the current "
                         f"one). Received: strategy={strategy!r}")
     if on_epoch_end is not None and not callable(on_epoch_end):
         raise TypeError("`on_epoch_end` must be callable as on_epoch_end(epochs_done, flow, "
                         f"history) or None. Received: on_epoch_end={on_epoch_end!r}")
+    return learning_rate, seed
+
+
+def _check_seed(seed):
+    """`seed` as an int in [0, 2**32) (what NumPy's and Keras' seeding take; a NumPy
+    integer too), else a ValueError naming train_flow's `seed`."""
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        value = operator.index(seed)
+    except TypeError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise ValueError("train_flow: `seed` must be an integer in [0, 2**32). "
+                         f"Received: seed={seed!r}")
+    return value
 
 
 def _make_optimizer(learning_rate, lr_decay, total_steps):
@@ -448,9 +468,10 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         context: for a conditional flow, its context `[N, C]`, one row per example.
         epochs: total number of epochs (a resumed run stops at the same count).
         batch_size: the global batch size, shared by all replicas (at most N).
-        learning_rate: Adam's (initial) learning rate.
+        learning_rate: Adam's (initial) learning rate, a finite number > 0.
         lr_decay: `"none"` or `"cosine"` (cosine decay to 0 over all steps).
-        seed: seeds weight initialization and the per-epoch data order.
+        seed: an integer in [0, 2**32); seeds weight initialization and the
+            per-epoch data order.
         validation_data: optional `[M, D]` array (`(x_val, context_val)` for a
             conditional flow), checked as `x` is; its NLL is logged every epoch.
         strategy: a `tf.distribute.Strategy`; default: the current one.
@@ -498,7 +519,8 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         CheckpointInUseError: another process is training in `checkpoint_dir`.
         FloatingPointError: the loss became NaN or inf.
     """
-    _check_train_arguments(build_flow, learning_rate, strategy, on_epoch_end)
+    learning_rate, seed = _check_train_arguments(build_flow, learning_rate, seed, strategy,
+                                                 on_epoch_end)
     x = _checked_rows("x", x, "[N, D]")
     epochs = check_positive_int("epochs", epochs)
     batch_size = check_positive_int("batch_size", batch_size)

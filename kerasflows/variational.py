@@ -21,6 +21,7 @@ from kerasflows import targets
 from kerasflows.autograph_free import AutoGraphFree
 from kerasflows.flow import Flow
 from kerasflows.layers.base import check_positive_int
+from kerasflows.layers.checks import check_float
 from kerasflows.flat_calls import FlatStepFunctions
 from kerasflows.packed_adam import fused_adam_apply, fused_adam_slots
 
@@ -325,11 +326,9 @@ def fit_target(flow, log_density, epochs=10, steps_per_epoch=100, batch_size=256
     `epochs` x `steps_per_epoch` steps. `history.history` holds `loss`
     (negative ELBO) and `ess` per epoch; see also `diagnostics`.
     """
-    if optimizer is None and not (isinstance(learning_rate, (int, float, np.floating))
-                                  and not isinstance(learning_rate, bool)
-                                  and math.isfinite(learning_rate) and learning_rate > 0):
-        raise ValueError("`learning_rate` must be a finite number > 0. "
-                         f"Received: learning_rate={learning_rate!r}")
+    if optimizer is None:       # as a Python float: Keras' Adam refused an int or a NumPy float
+        learning_rate = check_float("learning_rate", learning_rate, lambda v: v > 0, "> 0",
+                                    numbers_only=True)
     model = VariationalFlow(flow, log_density, batch_size=batch_size)
     model.compile(optimizer=optimizer or keras.optimizers.Adam(learning_rate))
     return model.fit(epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,

@@ -300,3 +300,32 @@ def test_evaluate_nll_keeps_no_flow_alive():
     del flow
     gc.collect()
     assert ref() is None
+
+
+def test_train_flow_takes_any_positive_learning_rate_and_checks_seed_up_front():
+    # learning_rate=1 or np.float32(1e-3) passed the check, then Keras' Adam refused it
+    # after build_flow ran; seed=np.int64(3) failed in set_random_seed, and -1 or 2**32
+    # with NumPy's message, after every other check
+    x = np.random.default_rng(0).normal(size=(64, 2)).astype("float32")
+    built = []
+
+    def build():
+        built.append(1)
+        return models.MAF(2, num_layers=1, hidden_units=(4,))
+
+    for lr in (1, np.float32(1e-3), np.int64(1)):
+        flow, history = train_flow(build, x, epochs=1, batch_size=32, verbose=0,
+                                   learning_rate=lr, jit_compile=False)
+        assert len(history["loss"]) == 1
+    flow, _ = train_flow(build, x, epochs=1, batch_size=32, verbose=0, seed=np.int64(3),
+                         jit_compile=False)
+    again, _ = train_flow(build, x, epochs=1, batch_size=32, verbose=0, seed=3,
+                          jit_compile=False)
+    for a, b in zip(flow.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    del built[:]
+    for seed in (-1, 2**32, 1.5, "3", True, None):
+        with pytest.raises(ValueError, match=r"train_flow: `seed` must be an integer in "
+                                             r"\[0, 2\*\*32\)"):
+            train_flow(build, x, epochs=1, batch_size=32, verbose=0, seed=seed)
+    assert not built

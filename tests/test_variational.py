@@ -325,3 +325,14 @@ def test_fit_rejects_every_data_argument_with_its_own_message(key, value):
     with pytest.raises(ValueError, match=r"takes no `batch_size`; set batch_size in the "
                        r"constructor"):
         vi.fit(epochs=1, steps_per_epoch=1, verbose=0, batch_size=8)
+
+
+def test_fit_target_takes_any_positive_learning_rate():
+    # an int or a NumPy float passed the check, then Keras' Adam refused it
+    for rate in (1, np.float32(1e-3), np.int64(1)):
+        history = fit_target(_flow(), "u1", epochs=1, steps_per_epoch=2, batch_size=16,
+                             learning_rate=rate, verbose=0)
+        assert len(history.history["loss"]) == 1
+    with pytest.raises(ValueError, match=r"`learning_rate` must be a finite number > 0\. "
+                                         r"Received: learning_rate=True"):
+        fit_target(_flow(), "u1", learning_rate=True)
