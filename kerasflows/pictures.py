@@ -29,7 +29,11 @@ open("density.png", "wb").write(kerasflows.pictures.encode_png(picture))
 ```
 """
 
+import operator
+
 import numpy as np
+
+from kerasflows.layers.checks import check_float, check_positive_int
 
 __all__ = ["density_picture", "draws_density", "samples_picture", "image_grid", "tile",
            "pairs_picture", "pairs_ranges", "valid_pairs", "MAX_PAIRS", "SAMPLES_COLOUR", "DATA_COLOUR",
@@ -84,6 +88,24 @@ def _check_resolution(resolution):
     return int(resolution)
 
 
+def _check_span(span):
+    """`span` as a float, if it is a finite number > 0; else a ValueError naming it."""
+    return check_float("span", span, lambda s: s > 0, "of nats > 0", numbers_only=True)
+
+
+def _integers(name, values):
+    """`values` as a tuple of ints, if each is an integer (a NumPy integer too, not a
+    bool or a float, which `int()` would take or truncate); else a ValueError naming
+    `name`."""
+    try:
+        items = tuple(values)
+        if any(isinstance(v, (bool, np.bool_)) for v in items):
+            raise TypeError
+        return tuple(operator.index(v) for v in items)
+    except TypeError:
+        raise ValueError(f"`{name}` must be integers. Received: {name}={values!r}") from None
+
+
 def pixel_centres(region, resolution):
     """The `[resolution ** 2, 2]` points at the pixel centres of a picture of
     `region`, row by row from the top row (largest y) down."""
@@ -104,7 +126,8 @@ def density_picture(flow, region, resolution=128, context=None, span=10.0, dims=
     """`log p(x)` of a 2-D `flow` on `region = (xmin, xmax, ymin, ymax)`.
 
     Colours run from `max - span` nats (dark; lower values, and points
-    outside the support, take the darkest colour) to the grid's maximum.
+    outside the support, take the darkest colour) to the grid's maximum;
+    `span` is a finite number > 0.
     A conditional flow takes one `context` row, `[C]` or `[1, C]`.
     `dims` are the coordinates across and up, as in `samples_picture`:
     `(1, 0)` puts the second coordinate across.
@@ -112,19 +135,25 @@ def density_picture(flow, region, resolution=128, context=None, span=10.0, dims=
     Returns:
         `(picture, (low, high))`: `uint8 [resolution, resolution, 3]` and
         the log-densities of its darkest and brightest colours.
+
+    Raises:
+        ValueError: a flow that is not 2-D, or a bad `region`, `resolution`,
+            `span` or `dims`.
     """
     if flow.event_dim != 2:
         raise ValueError(f"density_picture draws 2-D flows; this flow has event_dim="
                          f"{flow.event_dim} (samples_picture shows two of its dimensions).")
-    if tuple(dims) not in ((0, 1), (1, 0)):
+    dims = _integers("dims", dims)
+    if dims not in ((0, 1), (1, 0)):
         raise ValueError(f"dims must be (0, 1) or (1, 0) for a 2-D flow; received dims={dims!r}")
+    span = _check_span(span)
     points = pixel_centres(region, resolution)[:, list(np.argsort(dims))]
     if context is not None:      # one row, shared by every point (the flow checks it)
         context = np.asarray(context, flow.dtype).reshape(1, -1)
     log_p = np.asarray(flow.log_prob(points, context=context), np.float64)
     finite = log_p[np.isfinite(log_p)]
     high = float(finite.max()) if finite.size else 0.0
-    low = high - float(span)
+    low = high - span
     picture = colorize(np.where(np.isfinite(log_p), log_p, np.nan), low, high)
     return picture.reshape(resolution, resolution, 3), (low, high)
 
@@ -136,10 +165,12 @@ def samples_picture(points, region, resolution=128, dims=(0, 1)):
     points = np.asarray(points, np.float64)
     if points.ndim != 2 or points.shape[1] < 2:
         raise ValueError(f"points must have shape [n, D] with D >= 2; received {points.shape}.")
-    i, j = dims
-    if not (0 <= i < points.shape[1] and 0 <= j < points.shape[1] and i != j):
+    dims = _integers("dims", dims)
+    if len(dims) != 2 or not (0 <= min(dims) and max(dims) < points.shape[1]
+                              and dims[0] != dims[1]):
         raise ValueError(f"dims must be two different dimensions of the {points.shape[1]}-D "
                          f"points; received dims={dims!r}")
+    i, j = dims
     x0, x1, y0, y1 = _check_region(region)
     r = _check_resolution(resolution)
     counts, _, _ = np.histogram2d(points[:, j], points[:, i], bins=r,
@@ -152,13 +183,14 @@ def tile(rows, shape, columns=None, gap=1, fill=np.nan):
     """`rows [n, h*w]` as one `[H, W]` array of `n` images `shape = (h, w)` in a
     grid, image 0 top left, left to right then top to bottom, `columns` per
     row (default: a square-ish grid), `gap` pixels apart filled with `fill`."""
+    columns = check_positive_int("columns", columns, allow_none=True)
     rows = np.asarray(rows, np.float32)
     h, w = shape
     if rows.ndim != 2 or rows.shape[1] != h * w:
         raise ValueError(f"rows must have shape [n, {h * w}] for images of shape {shape}; "
                          f"received {rows.shape}.")
     n = len(rows)
-    columns = columns or max(1, int(np.ceil(np.sqrt(n))))
+    columns = columns if columns is not None else max(1, int(np.ceil(np.sqrt(n))))
     lines = max(1, -(-n // columns))
     cells = np.full((lines * columns, h + gap, w + gap), fill, np.float32)
     cells[:n, :h, :w] = rows.reshape(n, h, w)
@@ -171,7 +203,7 @@ def image_grid(rows, shape, levels=None, columns=None, scale=1):
     white)` (default: the rows' own minimum and maximum; white below black draws
     the greys inverted), each pixel drawn `scale` x `scale`, a mid-grey line
     (`max(1, scale // 2)` wide) between pictures; a NaN pixel is drawn red.
-    Returns `uint8 [H, W, 3]`."""
+    `scale` and `columns` are integers >= 1. Returns `uint8 [H, W, 3]`."""
     rows = np.asarray(rows, np.float64)
     h, w = shape
     if rows.ndim != 2 or rows.shape[1] != h * w or not len(rows):
@@ -184,7 +216,7 @@ def image_grid(rows, shape, levels=None, columns=None, scale=1):
                          f"Received: levels={tuple(levels)!r}")
     # signed: reversed levels invert the greys (a span of 1e-12 made them black or white)
     grey = np.clip((rows - black) / (span if span != 0 else 1e-12), 0.0, 1.0)
-    scale = int(scale)
+    scale = check_positive_int("scale", scale)
     big = np.repeat(np.repeat(grey.reshape(-1, h, w), scale, 1), scale, 2)
     tiled = tile(big.reshape(len(rows), -1), (h * scale, w * scale), columns,
                  gap=max(1, scale // 2), fill=0.5)
@@ -302,7 +334,7 @@ def pairs_picture(samples, data=None, dims=None, cell=128, ranges=None):
     if samples.ndim != 2:
         raise ValueError(f"samples must have shape [n, D]; received {samples.shape}.")
     D = samples.shape[1]
-    dims = list(range(min(D, MAX_PAIRS))) if dims is None else [int(d) for d in dims]
+    dims = list(range(min(D, MAX_PAIRS))) if dims is None else list(_integers("dims", dims))
     if not valid_pairs(dims, D):
         raise ValueError(f"dims must be 1 to {MAX_PAIRS} different coordinates of the {D}-D "
                          f"points (from 0); received dims={dims!r}")

@@ -1,5 +1,7 @@
 """`kerasflows.pictures`: a flow's density, samples and image rows as RGB arrays."""
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -194,3 +196,45 @@ def test_image_grid_with_reversed_levels_draws_the_greys_inverted():
     with pytest.raises(ValueError, match=r"n >= 1, for images of shape \(2, 2\); received "
                                          r"\(0, 4\)"):
         P.image_grid(np.zeros((0, 4)), (2, 2))
+
+
+def test_density_picture_refuses_a_span_that_is_not_a_positive_number(flow):
+    # a span of -10, 0 or NaN gave a one-colour picture with low > high, or NaN
+    for span in (-10.0, 0, float("nan"), float("inf"), True):
+        with pytest.raises(ValueError, match=r"`span` must be a finite number of nats > 0\. "
+                                             rf"Received: span={span!r}"):
+            P.density_picture(flow, REGION, resolution=8, span=span)
+    _, (low, high) = P.density_picture(flow, REGION, resolution=8, span=np.float32(5))
+    assert high - low == pytest.approx(5.0)
+
+
+def test_dims_must_be_integers_not_floats_or_bools(flow):
+    # floats were truncated (0.5, 1.5 -> 0, 1) or failed in NumPy's indexing
+    points = np.random.default_rng(1).normal(size=(50, 3))
+    for dims in ((0.5, 1.5), (True, False), (0.0, 1.0)):
+        with pytest.raises(ValueError, match=rf"`dims` must be integers\. Received: "
+                                             rf"dims={re.escape(repr(dims))}"):
+            P.samples_picture(points, REGION, 4, dims=dims)
+        with pytest.raises(ValueError, match=r"`dims` must be integers"):
+            P.density_picture(flow, REGION, 4, dims=dims)
+    with pytest.raises(ValueError, match=r"`dims` must be integers\. Received: "
+                                         r"dims=\(0\.5, 1\.5, 2\.5\)"):
+        P.pairs_picture(points, dims=(0.5, 1.5, 2.5), cell=8)
+    np.testing.assert_array_equal(P.samples_picture(points, REGION, 4, dims=np.int64([0, 2])),
+                                  P.samples_picture(points, REGION, 4, dims=(0, 2)))
+    np.testing.assert_array_equal(P.pairs_picture(points, dims=np.int64([2, 0]), cell=8)[0],
+                                  P.pairs_picture(points, dims=[2, 0], cell=8)[0])
+    with pytest.raises(ValueError, match=r"dims must be two different dimensions.*dims=\(0,\)"):
+        P.samples_picture(points, REGION, 4, dims=(0,))
+
+
+def test_image_grid_scale_and_columns_must_be_positive_integers():
+    # scale=0 drew a 1x1 picture and 2.5 drew at 2; columns=0 meant "default"
+    rows = np.random.default_rng(0).random((4, 6))
+    for name, bad in [("scale", 0), ("scale", -1), ("scale", 2.5), ("scale", True),
+                      ("columns", 0), ("columns", -1), ("columns", 2.5)]:
+        with pytest.raises(ValueError, match=rf"`{name}` must be an integer >= 1\. "
+                                             rf"Received: {name}={bad!r}"):
+            P.image_grid(rows, (2, 3), **{name: bad})
+    np.testing.assert_array_equal(P.image_grid(rows, (2, 3), scale=np.int64(2), columns=np.int64(2)),
+                                  P.image_grid(rows, (2, 3), scale=2, columns=2))
