@@ -19,6 +19,7 @@ settings = kerasflows.recipes.recommended("moons")
 import copy
 
 from kerasflows import models
+from kerasflows.layers.nets import check_hidden_units
 
 __all__ = ["RECIPES", "SPLINE_RECIPES", "MASK_RECIPES", "COUPLING_RECIPES",
            "ONE_DIMENSION_RECIPES", "DIRECTION_SETTINGS", "build", "recommended",
@@ -52,7 +53,9 @@ def build(recipe, event_dim, num_layers=5, hidden_units=(64, 64), bins=None, bou
 
     Args:
         recipe: a key of `RECIPES`.
-        event_dim, num_layers, hidden_units: passed to the model constructor.
+        event_dim, num_layers: passed to the model constructor.
+        hidden_units: passed to the model constructor: a sequence of positive
+            ints, or one int for a single hidden layer.
         bins, bound: spline settings, for `nsf` and `nsf_ar` only (None keeps
             the constructor's defaults).
         direction: `"inverse"` or `"forward"`: the layers' `affine_direction`
@@ -62,6 +65,7 @@ def build(recipe, event_dim, num_layers=5, hidden_units=(64, 64), bins=None, bou
 
     Raises:
         ValueError: an unknown recipe (the message lists the known ones),
+            `hidden_units` that are not positive ints (a string, None),
             spline settings for a recipe without splines, a direction for
             a recipe without one (`nice`), or `event_dim=1` for a coupling recipe
             (`COUPLING_RECIPES`; the message names the ones that take it).
@@ -84,8 +88,8 @@ def build(recipe, event_dim, num_layers=5, hidden_units=(64, 64), bins=None, bou
             raise ValueError(f"direction applies to recipes {tuple(DIRECTION_SETTINGS)} only. "
                              f"Received: recipe={recipe!r}, direction={direction!r}")
         kwargs[DIRECTION_SETTINGS[recipe]] = direction
-    return constructor(event_dim, num_layers=num_layers, hidden_units=tuple(hidden_units),
-                       **fixed, **spline, **kwargs)
+    return constructor(event_dim, num_layers=num_layers,
+                       hidden_units=check_hidden_units(hidden_units), **fixed, **spline, **kwargs)
 
 
 # The shipped models apply the spline from data to base (`spline_direction="inverse"`,

@@ -156,3 +156,19 @@ def test_recipes_build_names_the_recipe_names_that_take_one_dimension():
     with pytest.raises(ValueError, match=r"^Recipe 'nsf' needs event_dim >= 2.*Received: "
                        r"event_dim=1\. For one dimension, use recipe 'maf', 'iaf' or 'nsf_ar'\.$"):
         recipes.build("nsf", 1)
+
+
+@pytest.mark.parametrize("recipe", ["maf", "nsf"])
+def test_recipes_build_takes_the_hidden_units_the_constructors_take(recipe):
+    """build ran tuple(hidden_units): 8 gave "'int' object is not iterable", "64" named
+    hidden_units='6', None a bare TypeError."""
+    from kerasflows import recipes
+    for units in (8, np.int64(8), [8], (8,)):
+        flow = recipes.build(recipe, 2, num_layers=1, hidden_units=units)
+        layer = next(lay for lay in flow.flow_layers if hasattr(lay, "hidden_units"))
+        assert tuple(layer.hidden_units) == (8,)
+    with pytest.raises(ValueError, match=r"such as \(64, 64\). Received: hidden_units='64'"):
+        recipes.build(recipe, 2, hidden_units="64")
+    with pytest.raises(ValueError, match=r"`hidden_units` must be a sequence of positive "
+                                         r"integers\. Received: hidden_units=None"):
+        recipes.build(recipe, 2, hidden_units=None)
