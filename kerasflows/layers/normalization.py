@@ -19,10 +19,11 @@ from kerasflows.layers.elementwise import ElementwiseAffine, affine_bijector
 __all__ = ["ActNorm", "BatchNorm"]
 
 #: A column that holds one value in `ActNorm`'s init batch, or whose standard
-#: deviation there is at most this many times its dtype's epsilon times
-#: `max(1, |mean|)` (spread at the dtype's resolution), counts as constant there:
-#: it keeps scale 1 and is only shifted. (A fixed 1e-6 took float64 columns such
-#: as Unix times over an hour, std 1e3 at 1.7e9, for constant.)
+#: deviation there is at most this many times its dtype's epsilon times its largest
+#: `|value|` (spread at the dtype's resolution), counts as constant there: it keeps
+#: scale 1 and is only shifted. (A fixed 1e-6 took float64 columns such as Unix times
+#: over an hour, std 1e3 at 1.7e9, for constant; a floor of 1 on `|value|` took
+#: float32 columns of spread 1e-6 near 0, which the dtype resolves to 1e-13.)
 ACTNORM_CONSTANT_EPS = 16
 
 
@@ -34,8 +35,9 @@ class ActNorm(ElementwiseAffine):
     `log_scale = 0.5 * log(var(x))` per dimension from a batch `x` on
     the layer's data side, so that the inverse maps that batch to zero mean
     and unit variance. A column constant in the batch (one row, say; or a standard
-    deviation at most `16 * eps * max(1, |mean|)`, `eps` its dtype's resolution:
-    `ACTNORM_CONSTANT_EPS`) has no spread to standardise: it
+    deviation at most `16 * eps * max|x|`, `eps` its dtype's resolution:
+    `ACTNORM_CONSTANT_EPS`; or a variance below the dtype's smallest normal number)
+    has no spread to standardise: it
     keeps `log_scale = 0` (scale 1) and is only shifted by its mean, and, when run
     eagerly (`Flow.initialize`, `fit`), a `UserWarning` names the layer and those
     columns (a scale set from it would multiply other data by 1000). It runs once:
@@ -76,7 +78,7 @@ class ActNorm(ElementwiseAffine):
         # a batch of no rows has no moments (0 / 0): it leaves the layer as it was
         keep = tf.logical_or(done, tf.equal(tf.shape(x)[0], 0))
         self.shift.assign(tf.where(keep, self.shift, mean))
-        constant = _constant_columns(tf.cast(x, mean.dtype), mean, variance)
+        constant = _constant_columns(tf.cast(x, mean.dtype), variance)
         # (no epsilon: constant columns are left out, and one of 1e-6 kept columns of a
         # standard deviation below ~1e-3 from unit scale: 0.17 at 1e-4)
         log_std = tf.where(constant, 0.0, 0.5 * tf.math.log(tf.where(constant, 1.0, variance)))
@@ -101,13 +103,17 @@ class ActNorm(ElementwiseAffine):
             "sample before training, or a larger batch_size.", UserWarning, stacklevel=3)
 
 
-def _constant_columns(x, mean, variance):
+def _constant_columns(x, variance):
     """Which columns of `x` `[N, D]` hold one value, or spread too little to trust
-    (`ACTNORM_CONSTANT_EPS`). Compared with the first row, not through `variance`:
-    float32 rounding of a constant column's mean leaves it a variance > 0."""
+    (`ACTNORM_CONSTANT_EPS`, relative to the column's largest `|value|`), or whose
+    variance is below the dtype's smallest normal number. Compared with the first row,
+    not through `variance`: float32 rounding of a constant column's mean leaves it a
+    variance > 0."""
     one_value = tf.reduce_all(tf.equal(x, x[:1]), axis=0)
-    eps = float(np.finfo(variance.dtype.as_numpy_dtype).eps)
-    tiny = variance <= tf.square(ACTNORM_CONSTANT_EPS * eps * tf.maximum(1.0, tf.abs(mean)))
+    info = np.finfo(variance.dtype.as_numpy_dtype)
+    largest = tf.reduce_max(tf.abs(x), axis=0)
+    tiny = tf.logical_or(variance <= tf.square(ACTNORM_CONSTANT_EPS * float(info.eps) * largest),
+                         variance < float(info.tiny))
     return tf.logical_or(one_value, tiny)
 
 
