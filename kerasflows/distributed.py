@@ -116,15 +116,16 @@ _EVAL_FUNCTIONS = weakref.WeakKeyDictionary()
 def evaluate_nll(flow, x, context=None, batch_size=8192):
     """Mean NLL of `x` under `flow` in nats and its standard error: `(mean, se)`.
 
-    A conditional flow takes `context` `[N, C]`, one row per example. Runs one
-    traced (not XLA-compiled) graph for every batch size, so no compilation
-    per distinct shape.
+    A conditional flow takes `context` `[N, C]`, one row per example. Both are
+    taken in the flow's compute dtype (float64 for a float64 flow; float32 for
+    a float32 or mixed-precision one). Runs one traced (not XLA-compiled) graph
+    for every batch size, so no compilation per distinct shape.
     """
-    x = np.asarray(x, np.float32)
+    x = np.asarray(x, flow.compute_dtype)       # float32 rounded a float64 flow's data
     if len(x) == 0:
         raise ValueError("evaluate_nll needs at least one example; received 0 rows.")
     if context is not None:
-        context = np.asarray(context, np.float32)
+        context = np.asarray(context, flow.compute_dtype)
         if len(context) != len(x):
             raise ValueError(f"context has {len(context)} rows but x has {len(x)}.")
     flow._prepare_context(None if context is None else context[:1])   # C, or None, checked

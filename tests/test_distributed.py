@@ -329,3 +329,21 @@ def test_train_flow_takes_any_positive_learning_rate_and_checks_seed_up_front():
                                              r"\[0, 2\*\*32\)"):
             train_flow(build, x, epochs=1, batch_size=32, verbose=0, seed=seed)
     assert not built
+
+
+def test_evaluate_nll_scores_a_float64_flow_in_float64():
+    # the data and context were rounded to float32 first: a float64 flow with density
+    # N(1e6, 0.01^2) per column scored -7.32 where its log_prob gave -6.38
+    from kerasflows import layers
+    flow = kerasflows.Flow([layers.ElementwiseAffine(dtype="float64")], 2, dtype="float64")
+    flow.log_prob(np.zeros((1, 2)))
+    flow.layers[0].shift.assign([1e6, 1e6])
+    flow.layers[0].log_scale.assign(np.log([0.01, 0.01]))
+    x = 1e6 + 0.01 * np.random.default_rng(0).normal(size=(500, 2))
+    mean, _ = kerasflows.distributed.evaluate_nll(flow, x, batch_size=128)
+    assert mean == pytest.approx(-float(np.mean(flow.log_prob(x))), rel=1e-9)
+    context = np.random.default_rng(1).normal(size=(500, 1))
+    conditional = models.MAF(2, num_layers=1, hidden_units=(4,), context_dim=1, dtype="float64")
+    mean, _ = kerasflows.distributed.evaluate_nll(conditional, x - 1e6, context + 1e6)
+    assert mean == pytest.approx(
+        -float(np.mean(conditional.log_prob(x - 1e6, context=context + 1e6))), rel=1e-9)
