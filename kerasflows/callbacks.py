@@ -28,7 +28,6 @@ flow.fit(x, epochs=30, callbacks=[keras.callbacks.TensorBoard(log_dir),
 ```
 """
 
-import math
 import os
 
 import keras
@@ -42,6 +41,19 @@ __all__ = ["FlowImages", "ROW", "read_frames"]
 
 #: Samples per context when `FlowImages` draws one row per context.
 ROW = 10
+
+
+def _check_image_shape(image_shape):
+    """`image_shape` as `(height, width)` ints, if both are integers >= 1 (NumPy
+    integers too; not bools or floats, which were truncated); else a ValueError."""
+    try:
+        shape = pictures._integers("image_shape", image_shape)
+    except ValueError:
+        shape = ()
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"`image_shape` must be (height, width) of positive integers; "
+                         f"received {image_shape!r}.")
+    return shape
 
 
 class FlowImages(keras.callbacks.Callback):
@@ -71,7 +83,7 @@ class FlowImages(keras.callbacks.Callback):
             (64 of them) instead of a histogram.
         image_levels: `(black, white)` for those pictures; default: the
             range of `data`, else of each frame's samples.
-        span: nats of log-density shown below the maximum.
+        span: nats of log-density shown below the maximum (a finite number > 0).
         flow: the `kerasflows.Flow` to draw, if the model being trained is
             not the flow itself (a larger model holding one).
         pairs: the coordinates of the `pairs` picture (at most
@@ -102,18 +114,12 @@ class FlowImages(keras.callbacks.Callback):
         if self.contexts is not None and self.contexts.ndim != 2:
             raise ValueError(f"`contexts` must have shape [K, C]; received "
                              f"{self.contexts.shape}.")
-        self.dims = tuple(int(d) for d in dims)
-        self.image_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
-        if self.image_shape is not None and (len(self.image_shape) != 2
-                                             or min(self.image_shape) < 1):
-            raise ValueError(f"`image_shape` must be (height, width) of positive integers; "
-                             f"received {image_shape!r}.")
+        self.dims = pictures._integers("dims", dims)
+        self.image_shape = None if image_shape is None else _check_image_shape(image_shape)
         self.image_levels = image_levels
-        self.span = float(span)
-        if not (math.isfinite(self.span) and self.span > 0):
-            raise ValueError(f"`span` must be a finite number of nats > 0; received {span!r}.")
+        self.span = pictures._check_span(span)
         self.flow = flow
-        self.pairs = None if pairs is None else tuple(int(d) for d in pairs)
+        self.pairs = None if pairs is None else pictures._integers("pairs", pairs)
         self._pairs = self._pairs_ranges = None
         self._writer = None
         self._drawn = self._last_epoch = None

@@ -175,6 +175,27 @@ def test_bad_settings_raise_naming_what_was_expected(tmp_path):
         images.on_train_begin()
 
 
+def test_dims_shapes_and_pairs_must_be_integers_not_truncated(tmp_path):
+    # floats were truncated (dims=(0.7, 1.9) drew (0, 1), image_shape=(8.9, 8.2) drew
+    # 8x8) and bools taken as 1 and 0
+    for kwargs, message in [
+            ({"dims": (0.7, 1.9)}, r"`dims` must be integers\. Received: dims=\(0\.7, 1\.9\)"),
+            ({"dims": (True, False)}, r"`dims` must be integers\. Received: dims=\(True, False\)"),
+            ({"pairs": (0.5, 1.5, 2.5)}, r"`pairs` must be integers\. Received: pairs=\(0\.5"),
+            ({"image_shape": (8.9, 8.2)},
+             r"`image_shape` must be \(height, width\) of positive integers; received \(8\.9"),
+            ({"image_shape": (True, 4)}, r"`image_shape` must be \(height, width\)"),
+            ({"span": -10.0}, r"`span` must be a finite number of nats > 0\. Received: "
+                              r"span=-10\.0")]:
+        with pytest.raises(ValueError, match=message):
+            FlowImages(tmp_path, **kwargs)
+    images = FlowImages(tmp_path, dims=np.int64([1, 0]), image_shape=np.int64([4, 4]),
+                        pairs=np.int64([2, 0]), span=np.float32(5))
+    assert (images.dims, images.image_shape, images.pairs, images.span) == ((1, 0), (4, 4),
+                                                                            (2, 0), 5.0)
+    assert all(type(v) is int for v in images.dims + images.image_shape + images.pairs)
+
+
 def test_a_forward_only_flow_gets_samples_but_no_density(tmp_path):
     flow = kerasflows.Flow([kerasflows.layers.Planar(), kerasflows.layers.Planar()], 2)
     images = FlowImages(tmp_path, region=(-4, 4, -4, 4), resolution=16, samples=500)
