@@ -203,8 +203,12 @@ def sharded_body(flow, variables, optimizer, layout, jit_compile):
 
 
 def check_shards(flow, shards):
+    """`shards` as an integer >= 1. Raises a ValueError for `shards > 1` and a flow
+    that updates state while it trains (`training_state`; a seed generator's
+    state, such as a `Dropout`'s, excepted: each part writes its draw after
+    it, `loss_and_grads_at`), and for any `shards` under a distribution strategy."""
     shards = check_positive_int("shards", shards)
-    state = training_state(flow) if shards > 1 else []
+    state = [v for v in training_state(flow) if not _is_seed_state(v)] if shards > 1 else []
     if state:
         raise ValueError(
             f"shards={shards}: this flow updates state while it trains "
@@ -222,8 +226,18 @@ def check_shards(flow, shards):
 
 
 def training_state(flow):
-    """Non-trainable variables a training call may update: all but the sampling
-    seed and the flow layers' `static_weights()` (a context encoder's count)."""
+    """Non-trainable variables a training call may update: all but the flow's own
+    sampling seed (`flow.sample_seed`, which only sampling draws from) and the
+    flow layers' `static_weights()` (a context encoder's count). A `Dropout`'s
+    seed generator in the context encoder is such state: each training call
+    draws from it."""
     static = {id(v) for layer in flow.flow_layers for v in layer.static_weights()}
-    return [v for v in flow.non_trainable_variables
-            if id(v) not in static and not v.path.endswith("seed_generator_state")]
+    sample_seed = getattr(flow, "sample_seed", None)
+    if sample_seed is not None:
+        static.add(id(sample_seed.state))
+    return [v for v in flow.non_trainable_variables if id(v) not in static]
+
+
+def _is_seed_state(variable):
+    """True for a `keras.random.SeedGenerator`'s state variable."""
+    return variable.path.endswith("seed_generator_state")

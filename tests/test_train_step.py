@@ -346,6 +346,31 @@ def test_background_compile_needs_plain_adam_xla_and_no_layer_state():
     assert step.function_spec.jit_compile is True
 
 
+def test_background_compile_is_ignored_for_a_dropout_in_the_context_encoder():
+    """The stand-in compile run advanced the encoder's real Dropout seed at whatever
+    step the compilation finished, so `background_compile=N` runs of one seed
+    differed: only the flow's own `sample_seed` is state training leaves alone."""
+    keras.utils.set_random_seed(0)
+    encoder = keras.Sequential([keras.layers.Dense(4), keras.layers.Dropout(0.5)])
+    flow = M.MAF(2, num_layers=2, hidden_units=(8,), context_dim=1, context_encoder=encoder)
+    seed = encoder.layers[1].seed_generator.state
+    state = kerasflows.sharded_step.training_state(flow)
+    assert [id(v) for v in state] == [id(seed)]
+    step = make_train_step(flow, keras.optimizers.Adam(1e-2), background_compile=2)
+    assert not isinstance(step, BackgroundCompiledStep)
+    assert step.function_spec.jit_compile is True
+    start = seed.numpy().copy()
+    x, c = _batches(1)[0], np.ones((128, 1), "float32")
+    for _ in range(4):
+        assert np.isfinite(float(step(x, c)))
+    np.testing.assert_array_equal(seed.numpy() - start, [0, 4])    # one draw a step
+    # a sharded step writes each part's draw after it (`loss_and_grads_at`): allowed
+    step = make_train_step(flow, keras.optimizers.Adam(1e-2), shards=2, background_compile=2)
+    assert not isinstance(step, BackgroundCompiledStep)
+    assert np.isfinite(float(step(x, c)))
+    assert not kerasflows.sharded_step.training_state(_flow())
+
+
 # -- shards: the batch split into parts computed side by side ---------------------------------
 def test_shard_rows_splits_as_evenly_as_possible():
     assert kerasflows.training.shard_rows(512, 2) == (256, 256)
