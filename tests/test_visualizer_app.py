@@ -7,7 +7,9 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+import contextlib  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
@@ -575,6 +577,67 @@ def test_screenshots_are_non_blank_and_differ_between_layers(qtbot, window, tiny
     assert np.abs(arrays[0].astype(int) - arrays[3].astype(int)).mean() > 1.0
     assert window.save_view_png(tmp_path / "export.png")
     assert QtGui.QImage(str(tmp_path / "export.png")).width() > 100
+
+
+@contextlib.contextmanager
+def file_size_limit(limit):
+    """Writes past `limit` bytes fail with EFBIG (File too large): a full disk, as the
+    write sees it."""
+    resource = pytest.importorskip("resource")
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    old = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, old)
+        signal.signal(signal.SIGXFSZ, old_handler)
+
+
+def choose_save_path(monkeypatch, path):
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *args, **kwargs: (str(path), "")))
+
+
+def test_an_export_that_fails_keeps_the_file_it_would_replace(qtbot, window, tiny, tmp_path,
+                                                              monkeypatch):
+    show_ready(qtbot, window, "density")
+    data, image, shot = tmp_path / "keep.npz", tmp_path / "keep.png", tmp_path / "shot.png"
+    window.save_view_data(data)
+    window.save_view_png(image)
+    headless.render_view(window, "density", shot)
+    before = {p: p.read_bytes() for p in (data, image, shot)}
+    for path, dialog in ((data, window.export_data_dialog), (image, window.export_dialog)):
+        choose_save_path(monkeypatch, path)
+        with qtbot.waitSignal(window.failed, timeout=5000) as blocker, \
+                file_size_limit(len(before[path]) // 2):
+            dialog()
+        window.error_box.close()
+        assert path.read_bytes() == before[path]
+        assert (f"{path} could not be written (File too large); the file already there "
+                "is kept") in blocker.args[0]
+    with pytest.raises(headless.HeadlessError, match="File too large"), \
+            file_size_limit(len(before[shot]) // 2):
+        headless.render_view(window, "density", shot)           # --screenshot
+    assert shot.read_bytes() == before[shot]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.npz", "keep.png", "shot.png"]
+
+
+def test_exported_data_keeps_the_name_chosen(qtbot, window, tiny, tmp_path, monkeypatch):
+    show_ready(qtbot, window, "density")
+    for name in ("Data.NPZ", "arrays"):             # np.savez would add .npz to these
+        assert window.save_view_data(tmp_path / name)
+        with np.load(tmp_path / name, allow_pickle=False) as data:
+            assert str(data["view"]) == "density"
+    folder = tmp_path / "adir.npz"
+    folder.mkdir()
+    choose_save_path(monkeypatch, folder)
+    with qtbot.waitSignal(window.failed, timeout=5000) as blocker:
+        window.export_data_dialog()
+    window.error_box.close()
+    assert blocker.args[0] == (f"Could not save the data: {folder} could not be written "
+                               "(Is a directory); nothing was written.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Data.NPZ", "adir.npz", "arrays"]
 
 
 def image_array(image):
@@ -1484,7 +1547,7 @@ def test_layers_animation_cancelled_or_failing_writes_nothing(qtbot, window, tin
         written.append(os.path.getsize(source))      # the part file, written in full
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(animation.os, "replace", full_disk)
+    monkeypatch.setattr(headless.os, "replace", full_disk)
     window.error_box = None
     assert window.save_layers_animation(path, size=(200, 150)) is None
     assert "No space left" in window.error_box.text() and written[0] > 1000

@@ -14,13 +14,12 @@ written beside its final name and renamed over it, so a failure leaves no
 half-written file.
 """
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PySide6 import QtCore, QtGui
 
-from visualizer import geometry
+from visualizer import geometry, headless
 from visualizer.views.base import tick_label_width
 from visualizer.views.layer_canvas import LayerCanvas
 
@@ -192,21 +191,12 @@ def _indexed(frame, palette):
 
 
 def _write_gif(images, path, durations):
-    """Writes palette `images` to `path` as a looping GIF, atomically."""
-    path = Path(path)
-    # made as any new file is; its name cut to fit the 255 bytes a file name may
-    # have (a valid long name passed every check, and all frames were lost)
-    tail = f".{os.getpid()}.part"
-    stem = path.name.encode()[:254 - len(tail)].decode(errors="ignore")
-    temp = path.with_name(f".{stem}{tail}")
-    try:
-        images[0].save(temp, format="GIF", save_all=True, append_images=images[1:],
-                       duration=list(durations), loop=0)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    """Writes palette `images` to `path` as a looping GIF, atomically
+    (`headless.write_replacing`)."""
+    return headless.write_replacing(
+        path, lambda f: images[0].save(f, format="GIF", save_all=True,
+                                       append_images=images[1:], duration=list(durations),
+                                       loop=0))
 
 
 def write_animation(frames, path, durations):

@@ -23,16 +23,25 @@ class ExportActions:
     def export_dialog(self):
         path, _ = QtWidgets.QFileDialog.getSaveFileName(
             self, "Export view as PNG", f"{self.current_view().name}.png", "PNG image (*.png)")
-        if path and not self.save_view_png(path):
-            self.show_error("Could not save the image",
-                            f"{path}: the PNG file could not be written there (does the "
-                            "folder exist, and may you write to it?)")
+        if path:
+            self._export("Could not save the image", path, self.save_view_png)
+
+    def _export(self, title, path, save):
+        """`save(path)`; an `OSError` shown as `title`, saying whether the file `path`
+        named before is kept (`headless.write_replacing`)."""
+        kept = "the file already there is kept" if Path(path).is_file() else \
+            "nothing was written"
+        try:
+            save(path)
+        except OSError as e:
+            self.show_error(title, f"{path} could not be written ({e.strerror or e}); {kept}.")
 
     def save_view_png(self, path):
         """Saves the current view (controls and plot) as a PNG (a JPEG for a `.jpg` or
-        `.jpeg` name); returns success."""
-        return self.current_view().export_widget().grab().save(str(path),
-                                                                 headless.image_format(path))
+        `.jpeg` name), replacing the file at `path` only once it is written
+        (`headless.write_replacing`); returns `path`, or raises `OSError`."""
+        image = headless.image_bytes(self.current_view().export_widget().grab(), path)
+        return headless.write_replacing(path, lambda f: f.write(image))
 
     def view_data(self):
         """The current view's arrays (`View.export_data`) with what they were drawn
@@ -54,11 +63,15 @@ class ExportActions:
         return data
 
     def save_view_data(self, path):
-        """Saves `view_data()` as a `.npz` (loadable without pickle); returns success."""
+        """Saves `view_data()` as a `.npz` (loadable without pickle) named `path` as
+        given (np.savez would add `.npz` to `Data.NPZ`), replacing the file there only
+        once it is written (`headless.write_replacing`); returns success (False: nothing
+        drawn), or raises `OSError`."""
         data = self.view_data()
         if data is None:
             return False
-        np.savez(path, **{k: np.asarray(v) for k, v in data.items()})
+        arrays = {k: np.asarray(v) for k, v in data.items()}
+        headless.write_replacing(path, lambda f: np.savez(f, **arrays))
         return True
 
     def export_data_dialog(self):
@@ -68,10 +81,7 @@ class ExportActions:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(
             self, "Export view data", f"{self.current_view().name}.npz", "NumPy arrays (*.npz)")
         if path:
-            try:
-                self.save_view_data(path)
-            except OSError as e:
-                self.show_error("Could not save the data", f"{path}: {e}")
+            self._export("Could not save the data", path, self.save_view_data)
 
     def animation_size(self):
         """The frame size (width, height) of an exported animation: the Layers plot's,

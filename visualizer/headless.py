@@ -8,7 +8,7 @@ from PySide6 import QtCore
 
 __all__ = ["has_display", "use_offscreen_if_headless", "wait_for", "HeadlessError",
            "open_model", "render_view", "render_animation", "render_context_animation",
-           "set_direction", "image_format",
+           "set_direction", "image_format", "image_bytes", "write_replacing",
            "VIEW_NAMES", "IMAGE_FORMATS", "DIRECTIONS"]
 
 VIEW_NAMES = ("samples", "density", "layers", "inspector", "pairs")
@@ -34,6 +34,40 @@ def image_format(path):
     """The format an image at `path` is written in: by its suffix (`IMAGE_FORMATS`),
     PNG for any other."""
     return IMAGE_FORMATS.get(Path(path).suffix.lower(), "PNG")
+
+
+def image_bytes(pixmap, path):
+    """`pixmap` (a `QPixmap`, such as a widget's `grab()`) encoded as the image file
+    `path` names (`image_format`); raises `OSError` when it cannot be encoded."""
+    data = QtCore.QByteArray()
+    buffer = QtCore.QBuffer(data)
+    buffer.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
+    if not pixmap.save(buffer, image_format(path)):
+        raise OSError(f"the picture could not be encoded as {image_format(path)}")
+    buffer.close()
+    return bytes(data)
+
+
+def write_replacing(path, write):
+    """Writes the file `path` through `write(f)` (`f` a new binary file beside it,
+    renamed over `path` once written): a write that fails (a full disk) leaves no
+    half-written file and keeps the file `path` named before. An `OSError` names
+    `path` (its `filename`), not the file beside it. Returns `path`."""
+    path = Path(path)
+    # made as any new file is; its name cut to fit the 255 bytes a file name may have
+    tail = f".{os.getpid()}.part"
+    stem = path.name.encode()[:254 - len(tail)].decode(errors="ignore")
+    temp = path.with_name(f".{stem}{tail}")
+    try:
+        with open(temp, "wb") as f:
+            write(f)
+        os.replace(temp, path)
+    except BaseException as e:
+        temp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            e.filename, e.filename2 = str(path), None
+        raise
+    return path
 
 
 def use_offscreen_if_headless():
@@ -130,7 +164,8 @@ def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=F
     `direction`; with `by_context`, the samples' pictures one row per context
     value), waits until it has drawn, and saves the whole window as an image at
     `path` (a JPEG for a `.jpg` / `.jpeg` name, else a PNG; missing folders are
-    made). `before_saving()` is called once the view has drawn, before anything is
+    made; a write that fails keeps the file there before: `write_replacing`).
+    `before_saving()` is called once the view has drawn, before anything is
     written: a `HeadlessError` it raises leaves no picture."""
     if view_name not in VIEW_NAMES:
         raise HeadlessError(f"unknown view {view_name!r}; expected one of {', '.join(VIEW_NAMES)}")
@@ -155,9 +190,11 @@ def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=F
         before_saving()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not window.grab().save(str(path), image_format(path)):
-        raise HeadlessError(f"could not write {path}")
-    return path
+    try:
+        image = image_bytes(window.grab(), path)
+        return write_replacing(path, lambda f: f.write(image))
+    except OSError as e:
+        raise HeadlessError(f"could not write {path}: {e.strerror or e}") from None
 
 
 def render_animation(window, path, size, layers_per_second=1.0, direction=None,
