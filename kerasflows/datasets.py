@@ -51,6 +51,8 @@ import os
 
 import numpy as np
 
+from kerasflows.layers.checks import check_positive_int
+
 __all__ = ["load", "true_log_prob", "load_conditional", "true_conditional_log_prob", "NAMES",
            "OFF_SCALE_NAMES",
            "TOY_NAMES", "CONDITIONAL_NAMES", "DIGITS_MEAN", "DIGITS_STD"]
@@ -178,23 +180,38 @@ def _check_name(name):
         raise ValueError(f"Unknown dataset {name!r}; known datasets: {', '.join(NAMES)}.")
 
 
+def _generator(seed):
+    """`numpy.random.default_rng(seed)` for a seed it takes: an integer >= 0 (a NumPy
+    integer too, not a bool), a sequence of them, or None (fresh entropy); else a
+    ValueError naming `seed` (NumPy's own said "expected non-negative integer")."""
+    try:
+        if isinstance(seed, (bool, np.bool_)):
+            raise TypeError
+        return np.random.default_rng(seed)
+    except (TypeError, ValueError):
+        raise ValueError("`seed` must be an integer >= 0, a sequence of them, or None. "
+                         f"Received: seed={seed!r}") from None
+
+
 def load(name, n=None, seed=0):
     """Draws `n` points of dataset `name` as float32 `[n, D]`.
 
     Args:
         name: one of `NAMES`.
         n: number of points; default 10,000 (all 1,797 images for digits).
-        seed: seed of the NumPy generator; the same seed gives the same data.
+        seed: seed of the NumPy generator, an integer >= 0 or a sequence of
+            them; the same seed gives the same data (None: fresh data).
 
     Raises:
-        ValueError: unknown name (the message lists the known ones) or bad n.
+        ValueError: unknown name (the message lists the known ones), bad n or
+            bad seed.
     """
     _check_name(name)
     if n is None:
         n = 1797 if name == "digits" else 10_000
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")
-    return _SAMPLERS[name](np.random.default_rng(seed), int(n)).astype(np.float32)
+    return _SAMPLERS[name](_generator(seed), int(n)).astype(np.float32)
 
 
 def _logsumexp(a, axis):
@@ -277,12 +294,14 @@ def true_log_prob(name, x, chunk=2048):
     Exact for eight_gaussians, checkerboard, rings and heavy_tails; by midpoint quadrature
     over the curve parameter for moons and two_spirals, and for moons4d
     (moons' density times the two columns' Gaussians given x1, x2). Not
-    available for pinwheel or digits (ValueError).
+    available for pinwheel or digits (ValueError). The points are taken
+    `chunk` (an integer >= 1) at a time, to bound the quadrature's memory.
     """
     _check_name(name)
     if name not in _TRUE_LOG_PROB:
         raise ValueError(f"No closed-form density for {name!r}; available for: "
                          f"{', '.join(_TRUE_LOG_PROB)}.")
+    chunk = check_positive_int("chunk", chunk)
     x = np.asarray(x, np.float64)
     width = 4 if name == "moons4d" else 2
     if x.ndim != 2 or x.shape[1] != width:
@@ -319,18 +338,19 @@ def _check_conditional_name(name):
 
 def load_conditional(name, n=None, seed=0):
     """Draws `n` points of the conditional set `name`: `(x [n, D], context [n, C])`,
-    float32; the same seed gives the same data. Default `n`: 10,000 (all 1,797
-    images for `digits_label`).
+    float32; the same seed gives the same data (a seed as `load` takes). Default
+    `n`: 10,000 (all 1,797 images for `digits_label`).
 
     Raises:
-        ValueError: unknown name (the message lists the known ones) or bad n.
+        ValueError: unknown name (the message lists the known ones), bad n or
+            bad seed.
     """
     _check_conditional_name(name)
     if n is None:
         n = _CONDITIONAL[name][4]
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")
-    x, context = _CONDITIONAL[name][0](np.random.default_rng(seed), int(n))
+    x, context = _CONDITIONAL[name][0](_generator(seed), int(n))
     return x.astype(np.float32), context.astype(np.float32)
 
 

@@ -24,6 +24,7 @@ rounded down in those columns.
 import numpy as np
 import tensorflow as tf
 
+from kerasflows.datasets import _generator
 from kerasflows.layers.checks import check_positive_int
 
 __all__ = ["dequantize", "dequantized_dataset", "whole_number_columns", "floor_columns",
@@ -139,17 +140,17 @@ def dequantize(x, columns=None, seed=None):
         columns: the column indices to add noise to (columns of whole numbers);
             default: the columns that hold whole numbers only
             (`whole_number_columns`; an error if none).
-        seed: anything `numpy.random.default_rng` takes (an int, a list of
-            ints); the same seed gives the same noise.
+        seed: an integer >= 0, a sequence of them, or None (fresh noise), as
+            `numpy.random.default_rng` takes; the same seed gives the same noise.
 
     Raises:
-        ValueError: bad `columns`, or a value in them that is not a whole
-            number or is beyond `LARGEST_WHOLE`.
+        ValueError: bad `columns` or `seed`, or a value in the columns that is
+            not a whole number or is beyond `LARGEST_WHOLE`.
     """
     x = _check_x(x, "dequantize")
     columns = columns_to_dequantize(x, columns, "dequantize")
     out = np.array(x, np.float32)
-    noise = np.random.default_rng(seed).random((len(out), len(columns)), dtype=np.float32)
+    noise = _generator(seed).random((len(out), len(columns)), dtype=np.float32)
     whole = out[:, columns]
     out[:, columns] = _below_next_whole(
         (whole.astype(np.float64) + noise).astype(np.float32), np.floor(whole))

@@ -171,3 +171,26 @@ def test_true_log_prob_refuses_points_of_another_width(name, width):
                                              rf"shape {re.escape(str(x.shape))}"):
             datasets.true_log_prob(name, x)
     assert datasets.true_log_prob(name, np.zeros((3, width))).shape == (3,)
+
+
+def test_bad_seeds_and_chunks_are_refused_naming_them():
+    # NumPy's own messages did not name the argument ("expected non-negative integer",
+    # "SeedSequence expects int ...", "range() arg 3 must not be zero", "need at least
+    # one array to concatenate")
+    for seed in (-1, 2.5, True, [1, -2], "3"):
+        message = rf"`seed` must be an integer >= 0, a sequence of them, or None\. " \
+                  rf"Received: seed={re.escape(repr(seed))}"
+        with pytest.raises(ValueError, match=message):
+            datasets.load("moons", n=5, seed=seed)
+        with pytest.raises(ValueError, match=message):
+            datasets.load_conditional("ring_radius", n=5, seed=seed)
+    np.testing.assert_array_equal(datasets.load("moons", n=5, seed=np.int64(3)),
+                                  datasets.load("moons", n=5, seed=3))
+    assert datasets.load("moons", n=5, seed=[3, 1]).shape == (5, 2)
+    x = datasets.load("moons", n=10)
+    for chunk in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=rf"`chunk` must be an integer >= 1\. "
+                                             rf"Received: chunk={chunk!r}"):
+            datasets.true_log_prob("moons", x, chunk=chunk)
+    np.testing.assert_allclose(datasets.true_log_prob("moons", x, chunk=np.int64(3)),
+                               datasets.true_log_prob("moons", x))

@@ -40,6 +40,16 @@ def test_dequantize_adds_seeded_uniform_noise_to_the_whole_number_columns():
     np.testing.assert_array_equal(only[:, :2], x[:, :2])
 
 
+def test_a_bad_seed_is_refused_naming_it():
+    # NumPy's "expected non-negative integer" named no argument
+    for seed in (-1, 2.5, True):
+        with pytest.raises(ValueError, match=r"`seed` must be an integer >= 0, a sequence of "
+                                             rf"them, or None\. Received: seed={seed!r}"):
+            dequantize(_counts(), [0], seed=seed)
+    np.testing.assert_array_equal(dequantize(_counts(), [0], seed=[1, 0, 2]),
+                                  dequantize(_counts(), [0], seed=[np.int64(1), 0, 2]))
+
+
 @pytest.mark.parametrize("columns, message", [
     ([3], "columns must be distinct column indices in 0..2; received [3]"),
     ([0, 0], "received [0, 0]"),
