@@ -28,7 +28,7 @@ import numpy as np
 
 from kerasflows.flow import Flow, encoded_context_dim
 from kerasflows.layers.autoregressive import InverseAutoregressive, MaskedAutoregressive
-from kerasflows.layers.base import check_positive_int
+from kerasflows.layers.base import check_bool, check_positive_int
 from kerasflows.layers.coupling import AdditiveCoupling, AffineCoupling
 from kerasflows.layers.elementwise import ElementwiseAffine
 from kerasflows.layers.linear import InvertibleLinear
@@ -88,10 +88,7 @@ def _stack(make_step, event_dim, num_layers, context_dim, permute, flow_kw, tail
     event_dim = check_positive_int("event_dim", event_dim)
     num_layers = check_positive_int("num_layers", num_layers)
     flow_kw = dict(flow_kw)
-    standardize = flow_kw.pop("standardize", False)
-    if not isinstance(standardize, bool):
-        raise ValueError(f"`standardize` must be True or False. Received: "
-                         f"standardize={standardize!r}")
+    standardize = check_bool("standardize", flow_kw.pop("standardize", False))
     dtype = flow_kw.get("dtype")
     layers = []
     for i in range(num_layers):
@@ -210,7 +207,8 @@ def NSF(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, bins=8
     Args:
         bins: spline bins per dimension.
         bound: the splines act on [-bound, bound], identity outside.
-        autoregressive: use `SplineAutoregressive` instead of `SplineCoupling`.
+        autoregressive: True or False (a NumPy bool too): use
+            `SplineAutoregressive` instead of `SplineCoupling`.
         mask: for the coupling layers, "halves" (default: each layer
             transforms the trailing half given the leading half, between
             reversals) or "checkerboard" (one parity class given the other,
@@ -218,6 +216,7 @@ def NSF(event_dim, num_layers=5, hidden_units=(64, 64), context_dim=None, bins=8
             Durkan et al.'s tabular experiments). The same flow for
             `event_dim <= 2`; the autoregressive layers take none.
     """
+    autoregressive = check_bool("autoregressive", autoregressive)
     flow_kw, layer_kw = _common(kwargs, hidden_units, context_dim, "NSF",
                                SplineAutoregressive if autoregressive else SplineCoupling,
                                coupling=not autoregressive)

@@ -111,7 +111,7 @@ def test_standardize_is_set_by_fit_to_the_datas_mean_and_std():
     flow.compile(optimizer=keras.optimizers.Adam(1e-3))
     flow.fit(x, batch_size=1024, epochs=1, verbose=0)    # one step after the initialisation
     layer = flow.flow_layers[-1]
-    np.testing.assert_allclose(layer.shift.numpy(), x.mean(0), rtol=1e-3)
+    np.testing.assert_allclose(layer.data_shift().numpy(), x.mean(0), rtol=1e-3)
     np.testing.assert_allclose(np.exp(layer.log_scale.numpy()), x.std(0), rtol=1e-2)
 
 
@@ -172,3 +172,22 @@ def test_recipes_build_takes_the_hidden_units_the_constructors_take(recipe):
     with pytest.raises(ValueError, match=r"`hidden_units` must be a sequence of positive "
                                          r"integers\. Received: hidden_units=None"):
         recipes.build(recipe, 2, hidden_units=None)
+
+
+def test_bool_settings_take_python_and_numpy_bools_only():
+    """NSF(autoregressive="no") built autoregressive layers and None coupling ones
+    (`if autoregressive:`); standardize=np.True_ was refused with "must be True or
+    False. Received: standardize=np.True_"."""
+    for yes, no in ((True, False), (np.True_, np.bool_(False))):
+        layers = M.NSF(2, num_layers=1, hidden_units=(4,), autoregressive=yes).flow_layers
+        assert isinstance(layers[0], L.SplineAutoregressive)
+        layers = M.NSF(2, num_layers=1, hidden_units=(4,), autoregressive=no).flow_layers
+        assert isinstance(layers[0], L.SplineCoupling)
+        names = [lay.name for lay in M.MAF(2, 1, (4,), standardize=yes).flow_layers]
+        assert names[-1] == "standardize"
+        names = [lay.name for lay in M.MAF(2, 1, (4,), standardize=no).flow_layers]
+        assert "standardize" not in names
+    for bad in ("no", "false", None, 1, 0):
+        with pytest.raises(ValueError, match=rf"`autoregressive` must be True or False\. "
+                                             rf"Received: autoregressive={bad!r}"):
+            M.NSF(2, num_layers=1, hidden_units=(4,), autoregressive=bad)

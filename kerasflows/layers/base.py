@@ -15,11 +15,12 @@ import keras
 import tensorflow as tf
 
 from kerasflows.autograph_free import AutoGraphFree
-from kerasflows.layers.checks import (check_event_dim, check_float, check_positive_int,
-                                      context_rows, float_policy, split_mixed_policy)
+from kerasflows.layers.checks import (check_bool, check_event_dim, check_float,
+                                      check_positive_int, context_rows, float_policy,
+                                      split_mixed_policy)
 from kerasflows.layers.rows import RowsBijector, any_batch, batch_log_det, solve_nonempty
 
-__all__ = ["FlowLayer", "NoInverseError", "check_positive_int", "check_float",
+__all__ = ["FlowLayer", "NoInverseError", "check_positive_int", "check_float", "check_bool",
            "check_event_dim", "context_rows", "split_mixed_policy", "batch_log_det",
            "solve_nonempty", "any_batch", "RowsBijector"]
 

@@ -5,9 +5,10 @@ import math
 import operator
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-__all__ = ["check_float", "check_positive_int", "check_event_dim", "split_mixed_policy",
+__all__ = ["check_float", "check_positive_int", "check_bool", "check_event_dim", "split_mixed_policy",
            "float_policy", "context_rows", "shared_context", "nonfinite_rows", "nan_rows"]
 
 
@@ -54,6 +55,14 @@ def check_positive_int(name, value, allow_none=False, minimum=1):
     if value < minimum:
         raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value}")
     return value
+
+
+def check_bool(name, value):
+    """`value` as a Python bool if it is one (or a NumPy bool); else a ValueError
+    naming it (`"no"` and `None`, read as truth values, meant the opposite)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be True or False. Received: {name}={value!r}")
+    return bool(value)
 
 
 def check_event_dim(owner, x, event_dim, what="inputs"):
