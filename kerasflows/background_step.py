@@ -44,7 +44,8 @@ class BackgroundCompiledStep:
 
     Attributes:
         compiled: True when every batch signature called so far runs the
-            compiled step.
+            compiled step from its next call on (its compilation has finished
+            and, with `graph_steps`, its `graph_steps` graph calls are done).
         error: the exception that stopped a background compilation (the
             step then keeps running as a graph), or None.
         graph_steps: the fixed number of graph calls per batch signature, or
@@ -85,7 +86,13 @@ class BackgroundCompiledStep:
     @property
     def compiled(self):
         with self._lock:
-            return bool(self._tiers) and all(t["xla"] is not None for t in self._tiers.values())
+            return bool(self._tiers) and all(self._runs_compiled(t) for t in self._tiers.values())
+
+    def _runs_compiled(self, tier):
+        """True if the next call of `tier`'s batch signature runs the compiled step:
+        it is ready and (with `graph_steps`) the signature's graph calls are done."""
+        return tier["xla"] is not None and (self.graph_steps is None
+                                            or tier["graph_calls"] >= self.graph_steps)
 
     def wait(self, timeout=None):
         """Blocks until every background compilation started so far has finished;

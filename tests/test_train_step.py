@@ -281,6 +281,8 @@ def test_background_compile_with_a_fixed_switch_is_reproducible(shards):
                 assert step.wait(120)
             assert tier["graph_calls"] == min(i + 1, 5)
             assert ("xla" in tier["calls"]) == (i >= 5)
+            # compiled: the next call runs the compiled step (not just: it is ready)
+            assert step.compiled is (i >= 4)
             if i >= 5:                   # call 6 waited for the compiled step and ran it
                 assert tier["xla"] is not None and "xla" in tier["calls"]
         assert step.compiled and list(tier["calls"]) == ["graph", "xla"]
