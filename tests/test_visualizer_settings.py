@@ -119,6 +119,21 @@ def test_a_remembered_value_read_as_a_list_is_ignored(qtbot, tmp_path):
     assert w.views["density"].contours.isChecked()
 
 
+def test_recent_files_of_another_window_are_kept(qtbot, tmp_path):
+    # another kerasflows-viz process writes the same settings file meanwhile
+    ini = tmp_path / "shared.ini"
+    w = _window(qtbot, QtCore.QSettings(str(ini), QtCore.QSettings.Format.IniFormat))
+    w._remember("/models/X")
+    assert "/models/X" in ini.read_text()
+    ini.write_text("[General]\nrecent=/models/Y, /models/X\n")   # the other opened Y
+    w.recent_menu.aboutToShow.emit()
+    assert [a.text() for a in w.recent_menu.actions()] == ["/models/Y", "/models/X"]
+    w._remember("/models/Z")
+    assert w._recent() == ["/models/Z", "/models/Y", "/models/X"]
+    again = QtCore.QSettings(str(ini), QtCore.QSettings.Format.IniFormat)
+    assert again.value("recent") == ["/models/Z", "/models/Y", "/models/X"]
+
+
 def test_help_lists_every_shortcut_and_the_versions(qtbot, settings):
     w = _window(qtbot, settings)
     shortcuts = {(menu, action): keys for menu, action, keys in w.shortcuts()}

@@ -26,6 +26,8 @@ class Menus:
         file = bar.addMenu("&File")
         self._action(file, "&Open…", self.open_dialog, ["Ctrl+O"])
         self.recent_menu = file.addMenu("Open &Recent")
+        # as the settings file has them now (another window may have opened a model)
+        self.recent_menu.aboutToShow.connect(self._reread_recent)
         # (off until they can act: `_update_model_actions`)
         self.reload_action = self._action(file, "Re&load", self.reload, ["Ctrl+R", "F5"])
         self.follow_action = self._action(file, "&Follow File Changes", self.set_following,
@@ -79,8 +81,16 @@ class Menus:
             return []
 
     def _remember(self, path):
+        """Puts `path` first in the recent files, read afresh from the settings file
+        and written back at once: another window (process) may have added its own."""
+        self.settings.sync()
         recent = [path] + [p for p in self._recent() if p != path]
         self.settings.setValue("recent", recent[:RECENT_LIMIT])
+        self.settings.sync()
+        self._rebuild_recent()
+
+    def _reread_recent(self):
+        self.settings.sync()
         self._rebuild_recent()
 
     def _rebuild_recent(self):
