@@ -134,6 +134,49 @@ def test_recent_files_of_another_window_are_kept(qtbot, tmp_path):
     assert again.value("recent") == ["/models/Z", "/models/Y", "/models/X"]
 
 
+def test_open_recent_shows_an_ampersand_in_a_path(qtbot, settings, monkeypatch):
+    w = _window(qtbot, settings)
+    opened = []
+    monkeypatch.setattr(w, "open_path", opened.append)
+    w._remember("/home/me/R&D/flow.keras")
+    w._remember("/home/me/Tom && Jerry/flow.keras")
+    actions = w.recent_menu.actions()
+    # (a single & would mark the next letter as the shortcut and not be shown)
+    assert [a.text() for a in actions] == ["/home/me/Tom &&&& Jerry/flow.keras",
+                                           "/home/me/R&&D/flow.keras"]
+    for action in actions:
+        action.trigger()
+    assert opened == ["/home/me/Tom && Jerry/flow.keras", "/home/me/R&D/flow.keras"]
+
+
+def _drag_and_drop(w, url):
+    """Drags `url` onto the window and drops it there; returns whether the drag and
+    the drop were accepted."""
+    from PySide6 import QtGui, QtWidgets
+    mime = QtCore.QMimeData()
+    mime.setUrls([url])
+    at = QtCore.QPoint(w.width() // 2, w.height() // 2)
+    buttons, keys = QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier
+    enter = QtGui.QDragEnterEvent(at, QtCore.Qt.DropAction.CopyAction, mime, buttons, keys)
+    QtWidgets.QApplication.sendEvent(w, enter)
+    drop = QtGui.QDropEvent(QtCore.QPointF(at), QtCore.Qt.DropAction.CopyAction, mime,
+                            buttons, keys)
+    QtWidgets.QApplication.sendEvent(w, drop)
+    return enter.isAccepted(), drop.isAccepted()
+
+
+def test_only_local_files_can_be_dropped(qtbot, settings, monkeypatch, tmp_path):
+    w = _window(qtbot, settings)
+    opened = []
+    monkeypatch.setattr(w, "open_path", opened.append)
+    for url in ("https://example.com/flow.keras", "sftp://host/m/flow.keras"):
+        assert _drag_and_drop(w, QtCore.QUrl(url)) == (False, False), url
+    assert opened == []
+    model = tmp_path / "m.keras"
+    assert _drag_and_drop(w, QtCore.QUrl.fromLocalFile(str(model))) == (True, True)
+    assert opened == [str(model)]
+
+
 def test_help_lists_every_shortcut_and_the_versions(qtbot, settings):
     w = _window(qtbot, settings)
     shortcuts = {(menu, action): keys for menu, action, keys in w.shortcuts()}

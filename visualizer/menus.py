@@ -11,7 +11,8 @@ RECENT_LIMIT = 8
 class Menus:
     """`MainWindow` methods: the menu bar (`_build_menus`), its actions
     (`_action`), File ▸ Open Recent (the last `RECENT_LIMIT` models opened, in
-    the window's `settings`) and drag and drop of a model file or folder."""
+    the window's `settings`) and drag and drop of a model file or folder (a local
+    one: other URLs are refused)."""
 
     def _action(self, menu, text, slot, shortcuts=()):
         action = QtGui.QAction(text, self)
@@ -96,15 +97,20 @@ class Menus:
     def _rebuild_recent(self):
         self.recent_menu.clear()
         for p in self._recent():
-            self.recent_menu.addAction(p, lambda p=p: self.open_path(p))
+            # (`&&` shows an `&`; one alone would underline the next letter)
+            self.recent_menu.addAction(p.replace("&", "&&"), lambda p=p: self.open_path(p))
         self.recent_menu.setEnabled(bool(self._recent()))
 
+    def _dropped_files(self, event):
+        """The local files and folders dragged (a web or sftp URL is not one)."""
+        return [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+
     def dragEnterEvent(self, event):
-        if event.mimeData().hasUrls():
+        if self._dropped_files(event):      # else refused: the cursor says it would not open
             event.acceptProposedAction()
 
     def dropEvent(self, event):
-        urls = [u for u in event.mimeData().urls() if u.isLocalFile()]
-        if urls:
-            self.open_path(urls[0].toLocalFile())
+        files = self._dropped_files(event)
+        if files:
+            self.open_path(files[0])
             event.acceptProposedAction()
