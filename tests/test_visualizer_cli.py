@@ -391,3 +391,27 @@ def test_screenshot_with_data_of_a_view_without_arrays_writes_neither_file(tmp_p
     assert err.strip().splitlines()[-1] == (f"kerasflows-viz: error: the inspector view drew "
                                             f"no arrays to save in {tmp_path / 'i.npz'}.")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["planar"]
+
+
+def test_a_model_file_that_file_open_offers_opens_by_every_route(tmp_path):
+    """File > Open offers saved_model.pb and manifest.json; the command line and drag
+    and drop (`paths.resolve`) refused them as 'not a model'."""
+    from visualizer import paths
+    folder = tmp_path / "m"
+    version = folder / "saved_model" / "1"
+    version.mkdir(parents=True)
+    (folder / "manifest.json").write_text('{"name": "m"}')
+    (folder / "flow.keras").write_bytes(b"")
+    for name in ("saved_model.pb", "saved_model.pbtxt"):
+        (version / name).write_bytes(b"")
+        source = paths.resolve(version / name)
+        assert (source.path, source.kind, source.load_path) == (version, "savedmodel", version)
+        assert source.manifest == {"name": "m"}
+        (version / name).unlink()
+    (version / "saved_model.pb").write_bytes(b"")
+    for prefer_keras, load in ((True, folder / "flow.keras"), (False, version)):
+        source = paths.resolve(folder / "manifest.json", prefer_keras=prefer_keras)
+        assert (source.path, source.load_path) == (folder, load)
+    (tmp_path / "manifest.json").write_text("{}")           # a folder with no model
+    with pytest.raises(paths.ModelPathError, match="has neither flow.keras nor a SavedModel"):
+        paths.resolve(tmp_path / "manifest.json")

@@ -14,7 +14,11 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["ModelSource", "ModelPathError", "resolve", "default_model_path",
-           "kerasflows_importable"]
+           "kerasflows_importable", "FOLDER_FILES"]
+
+#: Files that stand for the folder they are in (File ▸ Open offers them): a
+#: SavedModel's graph, a model folder's manifest.
+FOLDER_FILES = ("saved_model.pb", "saved_model.pbtxt", "manifest.json")
 
 
 class ModelPathError(ValueError):
@@ -26,7 +30,7 @@ class ModelSource:
     """Where a model lives and what came with it.
 
     Attributes:
-        path: the path the user gave.
+        path: the path the user gave (the folder, for one of `FOLDER_FILES`).
         kind: `"keras"` (a `.keras` file) or `"savedmodel"` (a SavedModel dir).
         load_path: the file or directory the backend loads.
         manifest: the model folder's `manifest.json` as a dict, or None.
@@ -133,20 +137,24 @@ def resolve(path, prefer_keras=None):
     inside), a TF Serving parent (`DIR/<version>/saved_model.pb`, highest
     version wins), or a model folder with `manifest.json` (its `flow.keras`
     when kerasflows is importable, else its `saved_model/<version>/`).
-    A manifest in the model folder around the path is picked up too. The
-    source's `path` is absolute.
+    One of `FOLDER_FILES` (`saved_model.pb`, `manifest.json`) stands for its
+    folder. A manifest in the model folder around the path is picked up too.
+    The source's `path` is absolute.
     """
     p = Path(path).expanduser()
     if not p.exists():
         raise ModelPathError(f"no such file or directory: {p}")
     # absolute (a recent file or a reload opens from any working folder); links kept
     p = Path(os.path.abspath(p))
+    if p.is_file() and p.name in FOLDER_FILES:
+        p = p.parent
     if prefer_keras is None:
         prefer_keras = kerasflows_importable()
     if p.is_file():
         if p.suffix != ".keras":
             raise ModelPathError(f"{p} is not a model: expected a .keras file, a SavedModel "
-                                 "directory or a saved_models/<name>/ folder.")
+                                 "directory or a saved_models/<name>/ folder (or their "
+                                 f"{', '.join(FOLDER_FILES)}).")
         load = p
     elif (p / "manifest.json").is_file():
         _read_folder(p)                       # a broken manifest is reported first

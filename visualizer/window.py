@@ -168,8 +168,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
             self, "Open a flow", "", "Keras flows (*.keras);;SavedModel (saved_model.pb);;"
             "Model folder (manifest.json);;All files (*)")
         if path:
-            p = Path(path)
-            self.open_path(p.parent if p.name in ("saved_model.pb", "manifest.json") else p)
+            self.open_path(path)        # (a saved_model.pb or manifest.json: its folder)
 
     def _opened(self, result, reload=False):
         info, old = result.value, self.info
