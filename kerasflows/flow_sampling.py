@@ -1,8 +1,10 @@
 """Sampling from a flow: the base noise (`philox_normal`) and `FlowSampling`, a
 mixin of `kerasflows.Flow` (`sample`, `sample_and_log_prob`)."""
 
+import contextlib
 import math
 import operator
+import threading
 
 import tensorflow as tf
 
@@ -47,6 +49,24 @@ def student_t_noise(eps, df, seed):
     gamma_seed = tf.random.experimental.stateless_fold_in(seed, 1)
     g = tf.random.stateless_gamma(tf.shape(eps), gamma_seed, alpha=0.5 * df, dtype=eps.dtype)
     return eps * tf.sqrt(0.5 * df / g)
+
+
+#: Held while a flow's `sample_seed` is read and advanced eagerly (`_next_sample_seed`).
+#: One lock for all flows: what it guards takes a few small ops, and a flow keeps
+#: no lock of its own that saving, cloning or copying it would have to leave out.
+_SAMPLE_SEED_LOCK = threading.Lock()
+
+
+def _next_sample_seed(generator):
+    """`generator.next()` (a `keras.random.SeedGenerator`) as int32, as XLA takes it
+    (the generator's int64 state `[< 1e9, calls]` gives the same numbers in either
+    dtype). `next()` reads the state and then writes it; called eagerly it holds
+    `_SAMPLE_SEED_LOCK`, since two threads that both read before either wrote
+    drew the same noise. Traced, the function's own ops read and write the
+    variable in order, and a Python lock would guard only the tracing."""
+    eager = tf.executing_eagerly()
+    with _SAMPLE_SEED_LOCK if eager else contextlib.nullcontext():
+        return tf.cast(generator.next(), "int32")
 
 
 def _int32_seed(seed):
@@ -109,9 +129,7 @@ class FlowSampling(AutoGraphFree):
     def _base_sample(self, n, seed, temperature):
         shape = [n, self.event_dim] if isinstance(n, int) else tf.stack([n, self.event_dim])
         if seed is None:
-            # int32, as XLA takes it (the generator's int64 state [< 1e9, calls]
-            # gives the same numbers in either dtype)
-            seed = tf.cast(self.sample_seed.next(), "int32")
+            seed = _next_sample_seed(self.sample_seed)
         else:
             seed = tf.stack([tf.cast(seed, "int32"), tf.constant(0, "int32")])
         # Philox, whatever TensorFlow's default generator ("auto_select") would pick.
