@@ -55,7 +55,7 @@ def test_actnorm_data_init_works_inside_tf_function():
     layer = ActNorm()
     layer.ensure_built(2)
     tf.function(layer.data_init)(tf.constant(_data(256)))
-    np.testing.assert_allclose(layer.shift.numpy(), 5.0, atol=0.4)
+    np.testing.assert_allclose(layer.data_shift().numpy(), 5.0, atol=0.4)
     assert bool(layer.initialized.numpy())
 
 
@@ -69,7 +69,7 @@ def test_actnorm_fit_initialises_from_first_batch(jit):
     layer = flow.flow_layers[0]
     assert bool(layer.initialized.numpy())
     first = x[:256]
-    np.testing.assert_allclose(layer.shift.numpy(), first.mean(0), atol=0.02)
+    np.testing.assert_allclose(layer.data_shift().numpy(), first.mean(0), atol=0.02)
     np.testing.assert_allclose(layer.log_scale.numpy(), np.log(first.std(0)), atol=0.02)
 
 
@@ -82,15 +82,15 @@ def test_actnorm_fit_initialises_from_random_rows_when_shuffling():
     keras.utils.set_random_seed(3)
     flow.fit(x, batch_size=256, epochs=1, verbose=0)        # shuffle=True, Keras' default
     layer = flow.flow_layers[0]
-    np.testing.assert_allclose(layer.shift.numpy(), x.mean(0), atol=0.5)
+    np.testing.assert_allclose(layer.data_shift().numpy(), x.mean(0), atol=0.5)
     np.testing.assert_allclose(layer.log_scale.numpy(), np.log(x.std(0)), atol=0.15)
-    assert abs(layer.shift.numpy()[0] - x[:256, 0].mean()) > 3.0
+    assert abs(layer.data_shift().numpy()[0] - x[:256, 0].mean()) > 3.0
     # the same seed draws the same rows
     again = kerasflows.Flow([ActNorm()], event_dim=2)
     again.compile(optimizer=keras.optimizers.Adam(0.0))
     keras.utils.set_random_seed(3)
     again.fit(x, batch_size=256, epochs=1, verbose=0)
-    np.testing.assert_array_equal(again.flow_layers[0].shift.numpy(), layer.shift.numpy())
+    np.testing.assert_array_equal(again.flow_layers[0].data_shift().numpy(), layer.data_shift().numpy())
 
 
 @pytest.mark.parametrize("conditional", [False, True])
@@ -110,7 +110,7 @@ def test_actnorm_fit_initialises_from_rows_validation_split_leaves_to_train_on(c
     flow.fit((x, c) if conditional else x, batch_size=256, epochs=1, verbose=0,
              validation_split=0.1)
     layer = flow.flow_layers[0]
-    assert np.abs(layer.shift.numpy()).max() < 0.3, layer.shift.numpy()
+    assert np.abs(layer.data_shift().numpy()).max() < 0.3, layer.data_shift().numpy()
     assert np.abs(layer.log_scale.numpy()).max() < 0.2, layer.log_scale.numpy()
 
 
@@ -134,10 +134,11 @@ def test_loaded_actnorm_is_not_reinitialised(tmp_path):
     loaded = keras.models.load_model(path)
     layer = loaded.flow_layers[0]
     assert bool(layer.initialized.numpy())
-    shift = layer.shift.numpy().copy()
+    shift = layer.data_shift().numpy().copy()
     loaded.compile(optimizer=keras.optimizers.Adam(1e-3))
     loaded.fit(_data(mean=-10.0, std=0.1, seed=1), batch_size=256, epochs=1, verbose=0)
-    np.testing.assert_allclose(layer.shift.numpy(), shift, atol=0.01)
+    # four Adam steps of 1e-3 standard deviations (3) each; a new init would move it to -10
+    np.testing.assert_allclose(layer.data_shift().numpy(), shift, atol=0.05)
 
 
 # -- BatchNorm ----------------------------------------------------------------
@@ -277,11 +278,11 @@ def test_actnorm_data_init_on_no_rows_waits_for_a_batch():
     layer = ActNorm(dtype="float64")
     layer.data_init(np.zeros((0, 3)))
     assert not bool(layer.initialized.numpy())
-    assert np.all(np.isfinite(layer.shift.numpy()))
+    assert np.all(np.isfinite(layer.data_shift().numpy()))
     x = _data(512, 3, mean=-2.0, std=0.5)
     layer.data_init(x)
     assert bool(layer.initialized.numpy())
-    np.testing.assert_allclose(layer.shift.numpy(), x.mean(0), atol=1e-6)
+    np.testing.assert_allclose(layer.data_shift().numpy(), x.mean(0), atol=1e-6)
 
 
 def test_actnorm_data_init_keeps_scale_1_for_a_column_constant_in_the_batch():
@@ -290,7 +291,7 @@ def test_actnorm_data_init_keeps_scale_1_for_a_column_constant_in_the_batch():
     layer = ActNorm(dtype="float64", name="an")
     with pytest.warns(UserWarning, match=r"ActNorm 'an'.*column 1\b.*flow.initialize\(x\)"):
         layer.data_init(x)
-    np.testing.assert_allclose(layer.shift.numpy(), x.mean(0), atol=1e-9)
+    np.testing.assert_allclose(layer.data_shift().numpy(), x.mean(0), atol=1e-9)
     log_scale = layer.log_scale.numpy()
     assert log_scale[1] == 0.0                  # shifted only
     np.testing.assert_allclose(log_scale[[0, 2]], 0.5 * np.log(x[:, [0, 2]].var(0)))
@@ -301,7 +302,7 @@ def test_actnorm_data_init_from_one_row_shifts_only_and_warns_once():
     with pytest.warns(UserWarning, match=r"columns 0, 1, 2 "):
         layer.data_init(np.array([[1.0, -3.0, 1e6]]))
     np.testing.assert_array_equal(layer.log_scale.numpy(), 0.0)
-    np.testing.assert_array_equal(layer.shift.numpy(), [1.0, -3.0, 1e6])
+    np.testing.assert_array_equal(layer.data_shift().numpy(), [1.0, -3.0, 1e6])
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -325,7 +326,7 @@ def test_actnorm_data_init_of_a_spread_batch_does_not_warn_and_is_unchanged():
         warnings.simplefilter("error")
         layer.data_init(x)
     mean, var = tf.nn.moments(tf.constant(x), axes=[0])
-    np.testing.assert_array_equal(layer.shift.numpy(), mean.numpy())
+    np.testing.assert_array_equal(layer.data_shift().numpy(), mean.numpy())
     np.testing.assert_array_equal(layer.log_scale.numpy(), (0.5 * tf.math.log(var)).numpy())
 
 
@@ -388,3 +389,48 @@ def test_actnorm_keeps_scale_1_for_a_column_whose_variance_is_below_the_dtype():
     with pytest.warns(UserWarning, match="column 1 "):
         layer.data_init(x)
     assert layer.log_scale.numpy()[1] == 0.0 and np.isfinite(layer.log_scale.numpy()).all()
+
+
+@pytest.mark.parametrize("scale", [1e-5, 1e4])
+def test_a_standardized_flow_trains_the_same_in_any_units(scale):
+    """ActNorm's trainable shift is in standardized units: in data units Adam moved it
+    about its learning rate a step, 100 standard deviations for a column of spread 1e-5,
+    and a standardized NSF on moons x 1e-5 ended 5 epochs worse than it started."""
+    x = kerasflows.datasets.load("moons", n=1024, seed=0).astype("float32")
+    nll = []
+    for s in (1.0, scale):
+        keras.utils.set_random_seed(0)
+        flow = kerasflows.models.NSF(2, num_layers=1, hidden_units=(8,), standardize=True)
+        flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+        flow.fit(x * s, batch_size=128, epochs=3, verbose=0, shuffle=False)
+        nll.append(-flow.log_prob(x * s).numpy().mean() - 2 * np.log(s))   # moons' units
+    assert nll[1] == pytest.approx(nll[0], abs=0.02), nll
+
+
+def test_an_actnorm_saved_before_shift_units_loads_with_its_numbers(tmp_path):
+    """A config without `shift_units` (every ActNorm saved before it existed) is the
+    old map `x = z * exp(log_scale) + shift`, three weights, the same log-densities."""
+    import json
+    import zipfile
+    flow = kerasflows.Flow([ActNorm(shift_units="data", name="an")], event_dim=2)
+    flow.initialize(_data())
+    flow.flow_layers[0].shift.assign([5.5, 4.0])
+    x = _data(8, seed=3)
+    flow.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as old, \
+            zipfile.ZipFile(tmp_path / "old.keras", "w") as new:
+        for item in old.infolist():
+            data = old.read(item)
+            if item.filename == "config.json":
+                text = data.decode()
+                assert '"shift_units": "data"' in text
+                data = json.dumps(json.loads(text.replace(', "shift_units": "data"', ""))).encode()
+            new.writestr(item, data)
+    loaded = keras.models.load_model(tmp_path / "old.keras")
+    layer = loaded.flow_layers[0]
+    assert layer.shift_units == "data" and len(layer.weights) == 3
+    np.testing.assert_array_equal(loaded.log_prob(x), flow.log_prob(x))
+    np.testing.assert_array_equal(layer.data_shift(), [5.5, 4.0])
+    assert ActNorm().shift_units == "standardized"
+    with pytest.raises(ValueError, match=r"`shift_units` must be .*Received: shift_units='base'"):
+        ActNorm(shift_units="base")

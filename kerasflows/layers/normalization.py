@@ -29,12 +29,18 @@ ACTNORM_CONSTANT_EPS = 16
 
 @keras.saving.register_keras_serializable(package="kerasflows")
 class ActNorm(ElementwiseAffine):
-    """Activation normalisation (Glow): an `ElementwiseAffine` with data-dependent init.
+    """Activation normalisation (Glow): a per-dimension affine map with data-dependent init,
 
-    `data_init(x)` sets `shift = mean(x)` and
+    `x = (z + shift) * exp(log_scale) + center`, log-det `sum(log_scale)`.
+
+    `data_init(x)` sets `center = mean(x)`, `shift = 0` and
     `log_scale = 0.5 * log(var(x))` per dimension from a batch `x` on
     the layer's data side, so that the inverse maps that batch to zero mean
-    and unit variance. A column constant in the batch (one row, say; or a standard
+    and unit variance. The trainable `shift` is in those standardised units and
+    `center` stays fixed, so an optimizer's steps (Adam's are about its learning rate)
+    are steps in standard deviations whatever the data's units: a shift in data units
+    moved 100 standard deviations a step for a column of spread 1e-5, and a flow
+    trained worse than it started. A column constant in the batch (one row, say; or a standard
     deviation at most `16 * eps * max|x|`, `eps` its dtype's resolution:
     `ACTNORM_CONSTANT_EPS`; or a variance below the dtype's smallest normal number)
     has no spread to standardise: it
@@ -53,21 +59,53 @@ class ActNorm(ElementwiseAffine):
     ```
 
     Args:
+        shift_units: `"standardized"` (the default: as above) or `"data"`, the map
+            `x = z * exp(log_scale) + shift` with `shift` in data units and no
+            `center`, as every ActNorm saved before `shift_units` existed was (their
+            configs load as `"data"`, with the same numbers).
         **kwargs: passed to `FlowLayer`; the layer ignores any context.
+
+    Raises:
+        ValueError: for another `shift_units`.
     """
 
     needs_data_init = True
+    legacy_config = {"shift_units": "data"}
+
+    def __init__(self, shift_units="standardized", **kwargs):
+        super().__init__(**kwargs)
+        if shift_units not in ("standardized", "data"):
+            raise ValueError("`shift_units` must be 'standardized' or 'data'. "
+                             f"Received: shift_units={shift_units!r}")
+        self.shift_units = shift_units
 
     def build_flow(self, event_dim):
         super().build_flow(event_dim)
         self.initialized = self.add_weight(shape=(), dtype="bool", initializer="zeros",
                                            trainable=False, name="initialized")
+        self.center = None
+        if self.shift_units == "standardized":
+            self.center = self.add_weight(shape=(event_dim,), initializer="zeros",
+                                          trainable=False, name="center")
 
     def static_weights(self):
-        return [self.initialized]      # set by `data_init`, before training
+        # set by `data_init`, before training
+        return [self.initialized] + ([self.center] if self.center is not None else [])
+
+    def data_shift(self):
+        """The map's shift in data units, `[D]`: `x = z * exp(log_scale) + data_shift()`."""
+        if self.center is None:
+            return tf.convert_to_tensor(self.shift)
+        return self.center + tf.exp(self.log_scale) * self.shift
+
+    def bijector(self, context=None):
+        return affine_bijector(self.data_shift(), self.log_scale)
 
     def is_data_initialized(self):
         return bool(self.initialized.numpy())
+
+    def get_config(self):
+        return {**super().get_config(), "shift_units": self.shift_units}
 
     def data_init(self, x, context=None):
         """Standardises the data-side batch `x` `[batch, D]`, unless already initialised;
@@ -77,7 +115,11 @@ class ActNorm(ElementwiseAffine):
         done = tf.convert_to_tensor(self.initialized)
         # a batch of no rows has no moments (0 / 0): it leaves the layer as it was
         keep = tf.logical_or(done, tf.equal(tf.shape(x)[0], 0))
-        self.shift.assign(tf.where(keep, self.shift, mean))
+        if self.center is None:
+            self.shift.assign(tf.where(keep, self.shift, mean))
+        else:
+            self.center.assign(tf.where(keep, self.center, mean))
+            self.shift.assign(tf.where(keep, self.shift, tf.zeros_like(mean)))
         constant = _constant_columns(tf.cast(x, mean.dtype), variance)
         # (no epsilon: constant columns are left out, and one of 1e-6 kept columns of a
         # standard deviation below ~1e-3 from unit scale: 0.17 at 1e-4)
