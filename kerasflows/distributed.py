@@ -198,7 +198,12 @@ def _make_train_step(flow, optimizer, strategy, jit_compile):
             loss = -tf.reduce_sum(flow(x, training=True)) / count
             for extra in flow.losses:
                 loss += tf.cast(extra, loss.dtype) / replicas
-        return loss, tape.gradient(loss, flow.trainable_variables)
+        grads = tape.gradient(loss, flow.trainable_variables)
+        # the squared norm: inf where Adam's squared gradient overflows while the loss is
+        # still finite (a batch holding a row far off the data's scale); one fused reduction
+        squares = tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, loss.dtype)))
+                            for g in grads if g is not None] or [tf.zeros([], loss.dtype)])
+        return loss, grads, squares
 
     # Compiled on its own, unless a layer's statistics are over every replica's rows
     # (`BatchNorm`): their all-reduce cannot run inside a nested tf.function.
@@ -211,12 +216,13 @@ def _make_train_step(flow, optimizer, strategy, jit_compile):
         x = batch[0] if isinstance(batch, tuple) else batch
         ctx = tf.distribute.get_replica_context()
         count = ctx.all_reduce("SUM", tf.cast(tf.shape(x)[0], x.dtype))
-        loss, grads = loss_and_grads(batch, count)
+        loss, grads, squares = loss_and_grads(batch, count)
         optimizer.apply_gradients(zip(grads, flow.trainable_variables))
-        return loss
+        return tf.stack([loss, squares])
 
     @tf.function(reduce_retracing=True)
     def train_step(batch):
+        """`[loss, squared gradient norm]` of one step (summed over the replicas)."""
         return strategy.reduce("SUM", strategy.run(replica_step, args=(batch,)), axis=None)
     return train_step
 
@@ -384,12 +390,41 @@ def _run_epoch(step, dist_data, steps, epoch, epochs, verbose, finalize):
     bar = keras.utils.Progbar(steps, verbose=verbose, stateful_metrics=["val_loss"])
     losses = []
     for i, batch in enumerate(dist_data):
-        losses.append(float(step(batch)))
-        if not math.isfinite(losses[-1]):
-            raise FloatingPointError(f"Training diverged: loss {losses[-1]} at epoch "
-                                     f"{epoch + 1}, step {i + 1}; lower the learning rate.")
-        bar.update(i + 1, [("loss", losses[-1])], finalize=finalize and i + 1 == steps)
+        loss, squares = step(batch).numpy().tolist()
+        _check_step(loss, squares, epoch, i)
+        losses.append(loss)
+        bar.update(i + 1, [("loss", loss)], finalize=finalize and i + 1 == steps)
     return bar, losses
+
+
+_DIVERGED_HINT = ("look for extreme or off-scale rows in the data (rescale or drop them), "
+                  "or lower the learning rate.")
+
+
+def _check_step(loss, squares, epoch, i):
+    """Raises a FloatingPointError naming the step if its loss or its gradient's squared
+    norm (which overflowed Adam's state while the loss stayed finite) is not finite."""
+    where = f"at epoch {epoch + 1}, step {i + 1}"
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"Training diverged: loss {loss} {where}; {_DIVERGED_HINT}")
+    if not math.isfinite(squares):
+        raise FloatingPointError(f"Training diverged: the gradient overflowed (squared norm "
+                                 f"{squares}, loss {loss:.4g}) {where}; {_DIVERGED_HINT}")
+
+
+def _finite_state(variables, epoch):
+    """The values of `variables` (the flow's weights and its optimizer's state) after
+    `epoch`, or a FloatingPointError naming those that are not finite (a checkpoint of
+    them resumed into NaN)."""
+    values = [v.numpy() for v in variables]
+    bad = [getattr(v, "path", v.name) for v, a in zip(variables, values)
+           if a.dtype.kind == "f" and not np.isfinite(a).all()]
+    if bad:
+        raise FloatingPointError(f"Training diverged: {len(bad)} of the model's and "
+                                 f"optimizer's arrays are not finite after epoch {epoch + 1} "
+                                 f"({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); "
+                                 f"{_DIVERGED_HINT}")
+    return values
 
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -518,7 +553,9 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         TypeError: `build_flow` not a function (a flow given instead), `strategy`
             not a `tf.distribute.Strategy`, or `on_epoch_end` not callable.
         CheckpointInUseError: another process is training in `checkpoint_dir`.
-        FloatingPointError: the loss became NaN or inf.
+        FloatingPointError: the loss, the gradient (a step's squared norm) or,
+            after an epoch, the weights or optimizer state became NaN or inf,
+            naming the step or the arrays; no checkpoint is written of them.
     """
     learning_rate, seed = _check_train_arguments(build_flow, learning_rate, seed, strategy,
                                                  on_epoch_end)
@@ -591,8 +628,9 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
                 bar.update(steps, [("val_loss", history["val_loss"][-1])], finalize=True)
             elif "val_loss" in history:
                 history["val_loss"].append(math.nan)
+            values = _finite_state(variables, epoch)
             if checkpoint is not None:
-                checkpoint.save(epoch + 1, [v.numpy() for v in variables], history)
+                checkpoint.save(epoch + 1, values, history)
             if on_epoch_end is not None and is_chief(strategy):
                 on_epoch_end(epoch + 1, flow, history)
     return flow, history

@@ -347,3 +347,49 @@ def test_evaluate_nll_scores_a_float64_flow_in_float64():
     mean, _ = kerasflows.distributed.evaluate_nll(conditional, x - 1e6, context + 1e6)
     assert mean == pytest.approx(
         -float(np.mean(conditional.log_prob(x - 1e6, context=context + 1e6))), rel=1e-9)
+
+
+def test_an_off_scale_row_is_named_at_its_step_and_never_checkpointed(tmp_path):
+    # one row at (1e12, -1e12): its batch's loss was finite (~1e21) but its gradient
+    # overflowed Adam's second moment to inf; the epoch's checkpoint was written with
+    # the inf moments, and the loss turned NaN an epoch later, "lower the learning rate"
+    # even at 1e-7
+    from kerasflows.checkpoint import EpochCheckpoint
+    x = kerasflows.datasets.load("moons", n=512, seed=0)
+    x[7] = [1e12, -1e12]
+    step = int(np.argmax(epoch_order(len(x), 0, 0) == 7)) // 128 + 1
+    with pytest.raises(FloatingPointError, match=rf"at epoch 1, step {step}\b.*extreme or "
+                                                 r"off-scale rows.*learning rate"):
+        train_flow(_build, x, epochs=3, batch_size=128, learning_rate=1e-7, verbose=0,
+                   checkpoint_dir=str(tmp_path))
+    assert not os.path.exists(tmp_path / EpochCheckpoint.FILENAME)
+
+
+def test_an_epoch_whose_state_is_not_finite_is_never_checkpointed(tmp_path, monkeypatch):
+    # a state that went non-finite without a step's loss or gradient saying so (a
+    # layer's own statistics) was written to the checkpoint, which resumed into NaN
+    from kerasflows.checkpoint import EpochCheckpoint
+    x = kerasflows.datasets.load("moons", n=256, seed=0)
+    real = kerasflows.distributed._run_epoch
+
+    def poisoning(step, data, steps, epoch, *args, **kwargs):
+        result = real(step, data, steps, epoch, *args, **kwargs)
+        if epoch == 1:
+            built[0].layers[0].weights[0].assign(
+                np.full(built[0].layers[0].weights[0].shape, np.inf))
+        return result
+
+    built = []
+
+    def build():
+        built.append(_build())
+        return built[-1]
+
+    monkeypatch.setattr(kerasflows.distributed, "_run_epoch", poisoning)
+    with pytest.raises(FloatingPointError, match=r"1 of the model's and optimizer's arrays "
+                                                 r"are not finite after epoch 2 \(.+\)"):
+        train_flow(build, x, epochs=3, batch_size=64, verbose=0, checkpoint_dir=str(tmp_path),
+                   jit_compile=False)
+    with np.load(tmp_path / EpochCheckpoint.FILENAME) as saved:
+        assert json.loads(str(saved["meta"]))["epoch"] == 1
+        assert all(np.isfinite(saved[k]).all() for k in saved.files if k != "meta")
