@@ -811,3 +811,20 @@ def test_a_conditioner_dtype_that_is_not_a_float_is_refused(dtype):
     with pytest.raises(ValueError, match=rf"`conditioner_dtype` .*float .*Received: "
                                          rf"conditioner_dtype='{dtype}'"):
         L.AffineCoupling(hidden_units=(4,), conditioner_dtype=dtype)
+
+
+@pytest.mark.parametrize("make, name", [
+    (lambda v: L.AffineCoupling(max_log_scale=v), "max_log_scale"),
+    (lambda v: L.ContinuousFlow(time=v), "time"),
+    (lambda v: L.BatchNorm(epsilon=v), "epsilon"),
+    (lambda v: L.BatchNorm(momentum=v), "momentum"),
+    (lambda v: L.ClassEmbedding(3, stddev=v), "stddev")])
+def test_layer_number_settings_refuse_bools_and_strings(make, name):
+    """float() took True as 1.0 and "3" as 3.0, where sample(temperature=) and
+    train_flow(learning_rate=) refuse them."""
+    for bad in (True, np.True_, "0.5", np.array([0.5, 0.5])):
+        with pytest.raises(ValueError, match=rf"`{name}` must be a finite number .*Received: "
+                                             rf"{name}="):
+            make(bad)
+    for good in (0.5, np.float32(0.5), np.float64(0.5)):
+        assert getattr(make(good), name) == pytest.approx(0.5)

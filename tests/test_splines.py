@@ -465,3 +465,14 @@ def test_a_new_forward_direction_nsf_has_gradients_at_zero():
     with tf.GradientTape() as tape:
         z1 = flow.inverse(x)[:, 1]
     np.testing.assert_allclose(tape.gradient(z1, x).numpy()[:, 1], [1.0, 1.0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("key", ["bound", "min_bin_width", "min_bin_height", "min_slope"])
+@pytest.mark.parametrize("bad", [True, "0.01", np.array([0.01, 0.02])])
+def test_spline_settings_refuse_bools_strings_and_arrays(key, bad):
+    """float() took True as 1 and "0.01" as 0.01, where the flows' other number
+    settings refuse them."""
+    with pytest.raises(ValueError, match=rf"`{key}` must be a number in .*Received: {key}="):
+        SplineKnots(**{key: bad})
+    good = np.float32(0.01)      # NumPy numbers are numbers
+    assert getattr(SplineKnots(**{key: good}), key) == pytest.approx(0.01)

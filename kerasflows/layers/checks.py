@@ -8,8 +8,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["check_float", "check_positive_int", "check_bool", "check_event_dim", "split_mixed_policy",
-           "float_policy", "context_rows", "shared_context", "nonfinite_rows", "nan_rows"]
+__all__ = ["real_number", "check_float", "check_positive_int", "check_bool", "check_event_dim",
+           "split_mixed_policy", "float_policy", "context_rows", "shared_context",
+           "nonfinite_rows", "nan_rows"]
 
 
 def real_number(value):
@@ -24,18 +25,13 @@ def real_number(value):
         return float("nan")
 
 
-def check_float(name, value, accept, expected, numbers_only=False):
-    """`value` as a float, if it is a finite number for which `accept(value)` is
-    true; else a ValueError saying it must be `expected` ("in [0, 1)", ...). With
-    `numbers_only`, a bool, a string or an array is refused too (`real_number`),
-    where `float()` would take `True` or `"3"`."""
-    if numbers_only:
-        number = real_number(value)
-    else:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = float("nan")
+def check_float(name, value, accept, expected, numbers_only=True):
+    """`value` as a float, if it is one finite number (`real_number`: not a bool, a
+    string or an array, which `float()` would take as `True` -> 1.0, `"3"` -> 3.0)
+    for which `accept(value)` is true; else a ValueError saying it must be
+    `expected` ("in [0, 1)", ...). `numbers_only` is not read: every check refuses
+    those now (callers that asked for it still pass it)."""
+    number = real_number(value)
     if not (math.isfinite(number) and accept(number)):
         raise ValueError(f"`{name}` must be a finite number {expected}. Received: "
                          f"{name}={value!r}")

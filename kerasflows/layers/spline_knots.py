@@ -11,6 +11,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.layers.base import check_positive_int
+from kerasflows.layers.checks import real_number
 from kerasflows.layers.coupling import directed_bijector
 from kerasflows.layers.piecewise import lookup
 
@@ -21,11 +22,9 @@ __all__ = ["SplineKnots", "BATCH_INNER_MIN_DIMS"]
 
 def _check_number(name, value, low, high, low_open=False, why=""):
     """Returns `value` as a float in `[low, high)` (`(low, high)` if `low_open`); `why`
-    explains the bounds in the error."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = float("nan")
+    explains the bounds in the error. A bool, a string or an array is refused too
+    (`real_number`)."""
+    v = real_number(value)     # NaN for a bool, a string or an array: refused below
     ok = (low < v if low_open else low <= v) and v < high
     if not ok:
         interval = f"{'(' if low_open else '['}{low:g}, {high:g})"
