@@ -148,7 +148,8 @@ class EpochCheckpoint:
         directory: the checkpoint folder (created on the first save).
         fingerprint: JSON-able settings; `load` refuses a checkpoint whose
             fingerprint differs, so a changed command never resumes a run it
-            did not start.
+            did not start, nor a run whose older kerasflows did not record
+            some of them.
     """
 
     FILENAME = "checkpoint.npz"
@@ -207,7 +208,8 @@ class EpochCheckpoint:
         arrays) first.
 
         Raises:
-            ValueError: a damaged checkpoint, or one written with other settings.
+            ValueError: a damaged checkpoint, one written with other settings, or
+                one written by an older kerasflows that did not record some of them.
         """
         if not os.path.exists(self.path):
             return None
@@ -227,12 +229,24 @@ class EpochCheckpoint:
         if check is not None:
             check(meta["fingerprint"], values)
         if meta["fingerprint"] != self.fingerprint:
-            changed = sorted(k for k in set(meta["fingerprint"]) | set(self.fingerprint)
-                             if meta["fingerprint"].get(k) != self.fingerprint.get(k))
-            raise ValueError(f"{self.path} was written by a run with other settings "
-                             f"(differing: {', '.join(changed)}); rerun the same command to "
-                             f"resume it, or delete {self.path} to start over.")
+            raise ValueError(self._refusal(meta["fingerprint"]))
         return meta["epoch"], values, meta["history"]
+
+    def _refusal(self, found):
+        """Why a checkpoint whose fingerprint is `found` is not resumed. Settings that
+        differ in value come from another command, which the user can rerun; when every
+        differing setting is one `found` lacks, an older kerasflows wrote it, before it
+        recorded them: no command resumes that safely."""
+        wanted = self.fingerprint
+        differing = sorted(k for k in set(found) | set(wanted)
+                           if k not in found or k not in wanted or found[k] != wanted[k])
+        if all(k not in found for k in differing):
+            return (f"{self.path} was written by an older kerasflows, which did not record "
+                    f"{', '.join(differing)}; it cannot be resumed safely: delete {self.path} "
+                    "to start afresh, or use another checkpoint folder.")
+        return (f"{self.path} was written by a run with other settings (differing: "
+                f"{', '.join(differing)}); rerun the same command to resume it, or delete "
+                f"{self.path} to start over.")
 
     def delete(self):
         """Removes the checkpoint (after a run has finished and been saved), and its

@@ -149,3 +149,21 @@ def test_refusals_name_the_checkpoint_file_not_its_folder(tmp_path):
     path.write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(UserError, match=rf"; delete {path} to start over\.$"):
         check_checkpoint(str(folder))
+
+
+def test_a_checkpoint_without_todays_settings_is_refused_as_an_older_kerasflows(tmp_path):
+    """Settings the checkpoint does not record at all (an older kerasflows wrote it):
+    'rerun the same command to resume it' sent the user back to the command that had
+    just been refused. Settings that differ in value keep that advice."""
+    folder = tmp_path / "ck"
+    EpochCheckpoint(folder, {"seed": 1}).save(3, [np.zeros(2)], {"loss": [1, 2, 3]})
+    path = folder / "checkpoint.npz"
+    with pytest.raises(ValueError) as refused:
+        EpochCheckpoint(folder, {"seed": 1, "base": "normal", "standardize": True}).load()
+    assert str(refused.value) == (
+        f"{path} was written by an older kerasflows, which did not record base, standardize; "
+        f"it cannot be resumed safely: delete {path} to start afresh, or use another "
+        "checkpoint folder.")
+    with pytest.raises(ValueError, match=r"other settings \(differing: base, seed\); rerun "):
+        EpochCheckpoint(folder, {"seed": 2, "base": "normal"}).load()
+    assert EpochCheckpoint(folder, {"seed": 1}).load()[0] == 3

@@ -153,3 +153,28 @@ def test_train_flow_resumes_only_its_own_run(tmp_path):
                                     (moons, {"seed": 1}, "train_flow_seed")):
         with pytest.raises(ValueError, match=rf"other settings \(differing: .*{differing}"):
             train_flow(build, data, epochs=4, **run, **kwargs)
+
+
+def test_train_flow_refuses_a_checkpoint_of_an_older_kerasflows_naming_what_it_lacks(tmp_path):
+    """train_flow's checkpoints recorded no settings before its fingerprint existed: the
+    same script rerun was told 'other settings ... rerun the same command'."""
+    from kerasflows.distributed import train_flow
+    build = lambda: kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(4,))
+    moons = kerasflows.datasets.load("moons", n=256, seed=0)
+    folder = tmp_path / "checkpoint"
+
+    def crash(epoch, flow, history):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        train_flow(build, moons, epochs=2, batch_size=128, checkpoint_dir=folder, verbose=0,
+                   on_epoch_end=crash)
+    path = folder / "checkpoint.npz"
+    with np.load(path) as data:       # as an older kerasflows wrote it: no fingerprint
+        arrays = {name: data[name] for name in data.files}
+    meta = json.loads(str(arrays["meta"]))
+    arrays["meta"] = np.array(json.dumps({**meta, "fingerprint": {}}))
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=rf"^{path} was written by an older kerasflows, which "
+                                         r"did not record train_flow_batch_size, .*; it cannot "
+                                         rf"be resumed safely: delete {path} to start afresh"):
+        train_flow(build, moons, epochs=2, batch_size=128, checkpoint_dir=folder, verbose=0)
