@@ -42,16 +42,19 @@ def test_demo_without_display_writes_one_screenshot_per_view(folder, tmp_path):
     assert not re.search(r"^I\d{4} |cuInit|absl::InitializeLog|propagateSizeHints",
                          proc.stderr, re.M), proc.stderr
     printed = proc.stdout.split()
+    # its own folder: ./screenshots/ is a checkout's folder of README pictures, which
+    # the README's first command overwrote
+    assert [p.name for p in tmp_path.iterdir()] == ["kerasflows-demo"]
     for view in ("samples", "density", "layers", "inspector"):
-        path = tmp_path / "screenshots" / f"{view}.png"
+        path = tmp_path / "kerasflows-demo" / f"{view}.png"
         assert str(path.relative_to(tmp_path)) in printed
         image = QtGui.QImage(str(path))
         assert (image.width(), image.height()) == (900, 600)
     from PIL import Image
     from visualizer import animation
     frames = len(animation.frame_positions(2, 3.0))             # 2 layers at 3 layers/s
-    assert f"screenshots/layers.gif ({frames} frames)" in proc.stdout
-    with Image.open(tmp_path / "screenshots" / "layers.gif") as gif:
+    assert f"kerasflows-demo/layers.gif ({frames} frames)" in proc.stdout
+    with Image.open(tmp_path / "kerasflows-demo" / "layers.gif") as gif:
         assert gif.size == (720, 600) and gif.n_frames > 2
 
 
@@ -337,10 +340,10 @@ def test_demo_of_a_savedmodel_without_trace_notes_that_it_has_no_animation(tmp_p
     code, err = main_here([str(folder / "saved_model" / "1"), "--demo", "--size", "900x600"],
                           capsys, monkeypatch)
     assert code == 0, err[-2000:]
-    assert "kerasflows-viz: note: no screenshots/layers.gif: the Layers view has no states " \
-           "to animate" in err, err
-    assert (tmp_path / "screenshots" / "samples.png").exists()
-    assert not (tmp_path / "screenshots" / "layers.gif").exists()
+    assert "kerasflows-viz: note: no kerasflows-demo/layers.gif: the Layers view has no " \
+           "states to animate" in err, err
+    assert (tmp_path / "kerasflows-demo" / "samples.png").exists()
+    assert not (tmp_path / "kerasflows-demo" / "layers.gif").exists()
 
 
 def test_window_options_without_their_output_and_bad_options_are_refused_on_one_line(tmp_path):
@@ -415,3 +418,97 @@ def test_a_model_file_that_file_open_offers_opens_by_every_route(tmp_path):
     (tmp_path / "manifest.json").write_text("{}")           # a folder with no model
     with pytest.raises(paths.ModelPathError, match="has neither flow.keras nor a SavedModel"):
         paths.resolve(tmp_path / "manifest.json")
+
+
+VIZ_EXTRAS = ('the visualizer needs PySide6, pyqtgraph and pillow: '
+              'pip install "kerasflows[viz]"')
+
+
+@pytest.mark.parametrize("module, args", [
+    ("PySide6", ["m.keras"]),
+    ("pyqtgraph", ["m.keras", "--screenshot", "s.png"]),
+    ("PIL", ["m.keras", "--animation", "w.gif"]),
+    ("PIL", ["m.keras", "--context-animation", "w.gif"]),
+    ("PIL", ["--demo"]),
+])
+def test_a_missing_viz_extra_is_a_one_line_error_that_names_it(module, args, tmp_path,
+                                                               capsys, monkeypatch):
+    """Without PySide6 or pyqtgraph a traceback ended the program; without pillow
+    an animation failed once every frame was made."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, module, None)          # `import module` fails
+    code, err = main_here(args, capsys, monkeypatch)
+    assert code == 2, err[-2000:]
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"kerasflows-viz: error: cannot import {module} (")
+    assert line.endswith(VIZ_EXTRAS), line
+    assert list(tmp_path.iterdir()) == [], "nothing was written"
+
+
+def test_a_screenshot_needs_no_pillow(folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    code, err = main_here([str(folder), "--screenshot", str(tmp_path / "s.png"), "--size",
+                           "900x600"], capsys, monkeypatch)
+    assert code == 0, err[-2000:]
+    assert QtGui.QImage(str(tmp_path / "s.png")).width() == 900
+
+
+def test_an_animation_without_pillow_is_refused_before_any_frame(folder, tmp_path, capsys,
+                                                                 monkeypatch):
+    """File > Export layers animation without pillow: an AnimationError (shown in a
+    dialog), not an ImportError out of the slot, before the frames are drawn."""
+    from visualizer import animation
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.raises(animation.AnimationError,
+                       match=r'writing a GIF needs pillow: pip install "kerasflows\[viz\]"'):
+        animation.write_animation([np.zeros((4, 4, 3), np.uint8)], tmp_path / "a.gif", [100])
+    with pytest.raises(animation.AnimationError, match="needs pillow"):
+        animation.save_layers_animation(None, tmp_path / "a.gif", (160, 120))
+    with pytest.raises(animation.AnimationError, match="needs pillow"):
+        animation.save_context_animation(None, tmp_path / "a.gif")
+    assert list(tmp_path.iterdir()) == []
+
+
+NO_DEFAULT = ("kerasflows-viz: error: no MODEL given, and the default saved_models/moons/ "
+              "ships only with a source checkout: pass a .keras file, a SavedModel or a "
+              "model folder")
+
+
+@pytest.mark.parametrize("args", [["--demo"], ["--screenshot", "s.png"], [],
+                                  ["--animation", "a.gif"]])
+def test_no_model_without_the_default_says_to_pass_one_before_anything_is_written(
+        args, tmp_path, capsys, monkeypatch):
+    """Installed from a wheel, the default was looked for inside site-packages:
+    'Cannot open /.../saved_models/moons: no such file or directory:
+    /.../saved_models/moons', and --demo left an empty ./screenshots/."""
+    from visualizer import paths
+    monkeypatch.setattr(paths, "default_model_path",
+                        lambda: tmp_path / "site-packages" / "saved_models" / "moons")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, err = main_here(args, capsys, monkeypatch)
+    assert code == 2, err[-2000:]
+    assert err.strip().splitlines() == [NO_DEFAULT]
+    assert list(work.iterdir()) == [], "nothing was written"
+
+
+def test_demo_of_a_missing_model_writes_nothing_and_names_the_path_once(tmp_path, capsys,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for args in (["missing.keras", "--demo"], ["missing.keras", "--screenshot", "x.png"]):
+        code, err = main_here(args, capsys, monkeypatch)
+        assert code == 2, err[-2000:]
+        assert err.strip().splitlines() == [
+            "kerasflows-viz: error: Could not open the model: no such file or directory: "
+            "missing.keras"]
+        assert list(tmp_path.iterdir()) == [], "no ./kerasflows-demo/ left behind"
+
+
+def test_help_says_which_files_open_as_their_folder():
+    from visualizer import paths
+    from visualizer.__main__ import build_parser
+    text = " ".join(build_parser().format_help().split())
+    named = ", ".join(paths.FOLDER_FILES[:-1]) + f" or {paths.FOLDER_FILES[-1]}"
+    assert f"(a {named} opens as its folder)" in text, text
+    assert "./kerasflows-demo/" in text and "./screenshots/" not in text

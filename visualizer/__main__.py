@@ -6,6 +6,7 @@ imports it), so it appears at once.
 
 import argparse
 import functools
+import importlib
 import math
 import os
 import re
@@ -22,6 +23,14 @@ DEFAULT_FRAME_SIZE = (720, 600)
 DEMO_SPEED = 3.0
 #: Qt's notice, on the offscreen platform (no display), for each window it sizes.
 QT_NOISE = r"This plugin does not support propagateSizeHints\(\)$"
+#: Where `--demo` without a display writes its pictures (not ./screenshots/: in a
+#: checkout that holds the README's pictures).
+DEMO_FOLDER = Path("kerasflows-demo")
+#: What the `[viz]` extras bring; pillow (PIL) writes the GIFs.
+VIZ_EXTRAS = 'the visualizer needs PySide6, pyqtgraph and pillow: pip install "kerasflows[viz]"'
+#: Without MODEL, where the default model is not there (an installed wheel).
+NO_DEFAULT_MODEL = ("no MODEL given, and the default saved_models/moons/ ships only with a "
+                    "source checkout: pass a .keras file, a SavedModel or a model folder")
 
 
 def _sizes(what, example, smallest, largest):
@@ -88,8 +97,9 @@ def build_parser():
                "(TF_CPP_MIN_LOG_LEVEL=3) unless TF_CPP_MIN_LOG_LEVEL is set.")
     p.add_argument("model", nargs="?",
                    help="a .keras file, a SavedModel directory (or its TF Serving parent), or "
-                        "a saved_models/<name>/ folder; default: the repository's "
-                        "saved_models/moons/")
+                        "a saved_models/<name>/ folder (a saved_model.pb, saved_model.pbtxt "
+                        "or manifest.json opens as its folder); default: the repository's "
+                        "saved_models/moons/, in a source checkout")
     p.add_argument("--screenshot", metavar="PATH",
                    help="render one view to the image file PATH (.png, or .jpg / .jpeg for "
                         "JPEG; in an existing folder) without a display, then exit")
@@ -146,7 +156,7 @@ def build_parser():
     p.add_argument("--demo", action="store_true",
                    help="open the model in a window; with no display, write one screenshot "
                         "per view and the Layers view's animation (layers.gif) into "
-                        "./screenshots/ and print their paths")
+                        f"./{DEMO_FOLDER}/ and print their paths")
     p.add_argument("--report-startup", action="store_true",
                    help="print the seconds from process start to the first painted window, "
                         "then exit (for benchmarks)")
@@ -238,16 +248,70 @@ def _argument_problem(args, headless):
     if args.screenshot:
         return (_output_problem("--screenshot", args.screenshot, tuple(headless.IMAGE_FORMATS))
                 or (args.data and _output_problem("--data", args.data, (".npz",))) or None)
-    if args.demo and not headless.has_display():
-        try:
-            Path("screenshots").mkdir(exist_ok=True)
-        except OSError as e:
-            return f"--demo without a display writes into ./screenshots/, which cannot be made: {e}"
-        return _output_problem("--demo", Path("screenshots") / "samples.png", (".png",))
-    if not headless.has_display() and not os.environ.get("QT_QPA_PLATFORM"):
+    if not args.demo and not headless.has_display() and not os.environ.get("QT_QPA_PLATFORM"):
         return ("there is no display to show the window on (DISPLAY and WAYLAND_DISPLAY are "
                 "unset); --demo or --screenshot PATH render the views to PNG files instead.")
     return None
+
+
+def _extras_problem(modules):
+    """What stops the first of `modules` (of the `[viz]` extras) from importing, or None."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            return f"cannot import {module} ({e}): {VIZ_EXTRAS}"
+    return None
+
+
+def _headless_run(args, headless):
+    """True when the views are rendered to files without the window shown."""
+    return bool(args.screenshot or args.animation or args.context_animation
+                or (args.demo and not headless.has_display()))
+
+
+def _writes_gif(args, headless):
+    return bool(args.animation or args.context_animation
+                or (args.demo and not headless.has_display()))
+
+
+def _model_problem(args, model, headless, paths):
+    """Why `model` cannot be opened, found before anything is written, or None: no MODEL
+    where the default is not there, or a path `paths.resolve` refuses (checked for a
+    run without the window; the window shows its error dialog)."""
+    if args.model is None and not Path(model).exists():
+        return NO_DEFAULT_MODEL
+    if _headless_run(args, headless):
+        try:
+            paths.resolve(model)
+        except paths.ModelPathError as e:
+            return f"Could not open the model: {e}"
+    return None
+
+
+def _demo_folder_problem():
+    """Makes `DEMO_FOLDER`; why it cannot be made or written, or None."""
+    try:
+        DEMO_FOLDER.mkdir(exist_ok=True)
+    except OSError as e:
+        return (f"--demo without a display writes into ./{DEMO_FOLDER}/, which cannot be "
+                f"made: {e}")
+    return _output_problem("--demo", DEMO_FOLDER / "samples.png", (".png",))
+
+
+def _problem(args):
+    """What stops the command before any work: a missing `[viz]` extra, bad options, a
+    model that cannot be opened, a demo folder that cannot be made; or None."""
+    problem = _extras_problem(("PySide6", "pyqtgraph"))
+    if problem:
+        return problem
+    from visualizer import headless, paths
+    model = args.model or str(paths.default_model_path())
+    return (_argument_problem(args, headless)
+            or (_writes_gif(args, headless) and _extras_problem(("PIL",)))
+            or _model_problem(args, model, headless, paths)
+            or (args.demo and not headless.has_display() and _demo_folder_problem())
+            or None)
 
 
 def _make_app(window_size=None, one_shot=False):
@@ -366,10 +430,10 @@ def main(argv=None):
 
 def _main(argv):
     args = build_parser().parse_args(argv)
-    from visualizer import compile_cache, headless, paths
-    problem = _argument_problem(args, headless)
+    problem = _problem(args)
     if problem:
         return _fail(problem)
+    from visualizer import compile_cache, headless, paths
     compile_cache.enable()          # before the compute thread imports TensorFlow
     model = args.model or str(paths.default_model_path())
     if args.screenshot:
@@ -378,11 +442,11 @@ def _main(argv):
     if args.animation or args.context_animation:
         return _headless(args, model, [])
     if args.demo and not headless.has_display():
-        shots = [(v, None, Path("screenshots") / f"{v}.png",
+        shots = [(v, None, DEMO_FOLDER / f"{v}.png",
                   args.rows_by_context and v == "samples") for v in VIEW_NAMES]
         # and the layer-by-layer warping as a GIF (a flow without the trace signatures
         # has none: a note, not an error)
-        args.animation, args.speed = str(Path("screenshots") / "layers.gif"), DEMO_SPEED
+        args.animation, args.speed = str(DEMO_FOLDER / "layers.gif"), DEMO_SPEED
         return _headless(args, model, shots, optional_animation=True)
     app, window = _make_app()
     if args.report_startup:

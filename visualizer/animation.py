@@ -43,11 +43,23 @@ class AnimationError(RuntimeError):
     """The animation cannot be made; the message says why."""
 
 
+def _pil_image():
+    """Pillow's `PIL.Image`, which writes the GIF; raises `AnimationError` without it."""
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise AnimationError(f'writing a GIF needs pillow: pip install "kerasflows[viz]" '
+                             f"({e})") from None
+    return Image
+
+
 def check_animation_path(path):
-    """Raises `AnimationError` unless `path` names a `.gif` file."""
+    """Raises `AnimationError` unless `path` names a `.gif` file and pillow, which
+    writes it, can be imported (checked before any frame is drawn)."""
     if Path(path).suffix.lower() != ANIMATION_SUFFIX:
         raise AnimationError(f"an animation is written as a {ANIMATION_SUFFIX} file; "
                              f"received {str(path)!r}")
+    _pil_image()
 
 
 def frame_positions(num_layers, layers_per_second=1.0, fps=FPS):
@@ -180,13 +192,13 @@ def record_layers(view, positions, size, progress=None):
 
 def _palette(frames):
     """A 256-colour palette image for `frames` (`[h, w, 3]` arrays), without dithering."""
-    from PIL import Image
+    Image = _pil_image()
     return Image.fromarray(np.concatenate(frames)).quantize(colors=256,
                                                            method=Image.Quantize.MEDIANCUT)
 
 
 def _indexed(frame, palette):
-    from PIL import Image
+    Image = _pil_image()
     return Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE)
 
 

@@ -148,7 +148,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
         try:
             source = paths.resolve(path)
         except paths.ModelPathError as e:
-            self.show_error(f"Cannot open {path}", str(e))
+            self.show_error("Could not open the model", str(e))     # (e names the path)
             return False
         self.model_label.setText(f"opening {source.path} …")
         self.follower.stop()             # the new model is followed once it has opened,
