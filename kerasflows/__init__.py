@@ -8,7 +8,7 @@ from kerasflows.inference import tabulate
 from kerasflows.loading import load
 from kerasflows.variational import VariationalFlow, fit_target
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Flow", "load", "tabulate", "VariationalFlow", "fit_target", "callbacks", "datasets",
            "dequantization", "distributed", "export", "graph_calls", "inference", "layers", "marginals",
