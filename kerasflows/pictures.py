@@ -252,7 +252,14 @@ def side_by_side(pictures, gap=8, colour=GAP_COLOUR):
 
 def region_of(points, dims=(0, 1), coverage=0.995, margin=0.15):
     """`(xmin, xmax, ymin, ymax)` around the central `coverage` of `points` in
-    each of `dims`, widened by `margin` of its size on every side."""
+    each of `dims`, widened by `margin` of its size on every side.
+
+    Raises:
+        ValueError: for a `coverage` outside (0, 1], a negative or non-finite
+            `margin`, or no finite points.
+    """
+    coverage = check_float("coverage", coverage, lambda c: 0 < c <= 1, "in (0, 1]")
+    margin = check_float("margin", margin, lambda m: m >= 0, ">= 0")
     points = np.asarray(points, np.float64)[:, list(dims)]
     points = points[np.isfinite(points).all(1)]
     if not len(points):

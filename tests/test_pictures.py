@@ -238,3 +238,20 @@ def test_image_grid_scale_and_columns_must_be_positive_integers():
             P.image_grid(rows, (2, 3), **{name: bad})
     np.testing.assert_array_equal(P.image_grid(rows, (2, 3), scale=np.int64(2), columns=np.int64(2)),
                                   P.image_grid(rows, (2, 3), scale=2, columns=2))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"coverage": 0}, r"`coverage` must be a finite number in \(0, 1\]\. Received: coverage=0"),
+    ({"coverage": 1.5}, r"Received: coverage=1\.5"),
+    ({"coverage": float("nan")}, r"Received: coverage=nan"),
+    ({"margin": -0.6}, r"`margin` must be a finite number >= 0\. Received: margin=-0\.6"),
+    ({"margin": float("nan")}, r"Received: margin=nan"),
+])
+def test_region_of_refuses_a_bad_coverage_or_margin_naming_it(kwargs, match):
+    # coverage 0 or -1 and a negative or NaN margin were taken silently (an empty or
+    # inside-out region); coverage 1.5 failed with NumPy's 'Quantiles must be in [0, 1]'
+    points = np.random.default_rng(0).standard_normal((100, 2))
+    with pytest.raises(ValueError, match=match):
+        P.region_of(points, **kwargs)
+    lo, hi, _, _ = P.region_of(points, coverage=1, margin=0)
+    assert (lo, hi) == (points[:, 0].min(), points[:, 0].max())
