@@ -17,7 +17,8 @@ PACKED_ADAM_NAME = "kerasflows_packed_weights"
 
 def plain_adam(optimizer, variables):
     """True if `optimizer` is a plain Keras Adam whose update the compiled steps
-    reproduce exactly (same formula, same state), on same-dtype weights."""
+    reproduce (same formula, same state; a sparse gradient taken dense, see
+    `adam_update`), on same-dtype weights."""
     plain = (type(optimizer) is keras.optimizers.Adam and not optimizer.amsgrad
              and optimizer.weight_decay is None and not optimizer.use_ema
              and optimizer.clipnorm is None and optimizer.clipvalue is None
@@ -139,7 +140,10 @@ def adam_update(optimizer, grads, state, layout):
     with the bias correction folded into the step size):
     `m += (1 - b1)(g - m)`, `v += (1 - b2)(g^2 - v)`,
     `w -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)`. A weight the
-    loss does not reach (gradient None) and its moments stay as they are.
+    loss does not reach (gradient None) and its moments stay as they are. A
+    `tf.IndexedSlices` gradient is taken dense (the pieces of one row summed
+    before `g^2`): Adam of the gradient, where Keras squares each piece and sums
+    the squares into `v`.
     "per_variable" runs TF's fused `ResourceApplyAdam` kernel once per weight;
     "packed" does the update as one vector over all weights, so the compiled
     step reads and writes 2 moment variables, not 2 per weight (every

@@ -859,3 +859,29 @@ def test_sample_weights_of_any_scale_weigh_as_the_flows_dtype_can():
         tiny[9], zero[9] = 1e-47, 0.0
         assert flow.evaluate(x, sample_weight=tiny, verbose=0) == pytest.approx(
             flow.evaluate(x, sample_weight=zero, verbose=0), rel=1e-6)
+
+
+def test_fused_adam_updates_a_class_embedding_as_adam_of_its_summed_gradient():
+    """A ClassEmbedding's gradient is a tf.IndexedSlices with a piece per example. The
+    fused kernel takes it dense, the pieces of one class summed: the textbook Adam of
+    the gradient (pinned here against NumPy). Keras' own Adam squares the pieces
+    before summing them into its second moment (0.1 apart after 4 steps)."""
+    x = datasets.load("moons", n=256, seed=0).astype("float32")
+    labels = np.random.default_rng(0).integers(0, 3, size=(256, 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    flow = kerasflows.Flow([L.MaskedAutoregressive(hidden_units=(8,), context_dim=4)],
+                           event_dim=2, context_dim=1,
+                           context_encoder=L.ClassEmbedding(3, features=4))
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+    table = next(w for w in flow.trainable_weights if w.path.endswith("table"))
+    w, m, v = table.numpy().astype(np.float64), 0.0, 0.0
+    for t, rows in enumerate(np.split(np.arange(256), 4), start=1):
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(flow((x[rows], labels[rows]), training=True))
+        grad = tape.gradient(loss, table)
+        assert isinstance(grad, tf.IndexedSlices)
+        g = tf.convert_to_tensor(grad).numpy().astype(np.float64)     # duplicates summed
+        m, v = m + 0.1 * (g - m), v + 0.001 * (g * g - v)
+        w -= 1e-2 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + 1e-7)
+        flow.train_on_batch((x[rows], labels[rows]))
+        np.testing.assert_allclose(table.numpy(), w, rtol=0, atol=1e-5)
