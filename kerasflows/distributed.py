@@ -155,8 +155,7 @@ def _check_train_arguments(build_flow, learning_rate, seed, strategy, on_epoch_e
         raise TypeError("`build_flow` must be a function of no arguments returning a "
                         "kerasflows.Flow (such as `lambda: kerasflows.models.MAF(2)`), not a "
                         f"flow. Received: build_flow={build_flow!r}")
-    learning_rate = check_float("learning_rate", learning_rate, lambda v: v > 0, "> 0",
-                                numbers_only=True)
+    learning_rate = check_float("learning_rate", learning_rate, lambda v: v > 0, "> 0")
     seed = _check_seed(seed)
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError("`strategy` must be a tf.distribute.Strategy or None (the current "

@@ -90,7 +90,7 @@ def _check_resolution(resolution):
 
 def _check_span(span):
     """`span` as a float, if it is a finite number > 0; else a ValueError naming it."""
-    return check_float("span", span, lambda s: s > 0, "of nats > 0", numbers_only=True)
+    return check_float("span", span, lambda s: s > 0, "of nats > 0")
 
 
 def _integers(name, values):

@@ -327,8 +327,7 @@ def fit_target(flow, log_density, epochs=10, steps_per_epoch=100, batch_size=256
     (negative ELBO) and `ess` per epoch; see also `diagnostics`.
     """
     if optimizer is None:       # as a Python float: Keras' Adam refused an int or a NumPy float
-        learning_rate = check_float("learning_rate", learning_rate, lambda v: v > 0, "> 0",
-                                    numbers_only=True)
+        learning_rate = check_float("learning_rate", learning_rate, lambda v: v > 0, "> 0")
     model = VariationalFlow(flow, log_density, batch_size=batch_size)
     model.compile(optimizer=optimizer or keras.optimizers.Adam(learning_rate))
     return model.fit(epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,

@@ -25,12 +25,11 @@ def real_number(value):
         return float("nan")
 
 
-def check_float(name, value, accept, expected, numbers_only=True):
+def check_float(name, value, accept, expected):
     """`value` as a float, if it is one finite number (`real_number`: not a bool, a
     string or an array, which `float()` would take as `True` -> 1.0, `"3"` -> 3.0)
     for which `accept(value)` is true; else a ValueError saying it must be
-    `expected` ("in [0, 1)", ...). `numbers_only` is not read: every check refuses
-    those now (callers that asked for it still pass it)."""
+    `expected` ("in [0, 1)", ...)."""
     number = real_number(value)
     if not (math.isfinite(number) and accept(number)):
         raise ValueError(f"`{name}` must be a finite number {expected}. Received: "
