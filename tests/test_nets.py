@@ -213,3 +213,13 @@ def test_a_named_or_registered_activation_is_taken_and_round_trips(layer, activa
     t = tf.constant([-1.5, 0.0, 2.0])
     np.testing.assert_allclose(keras.activations.get(config["activation"])(t),
                                keras.activations.get(activation)(t))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "made"])
+@pytest.mark.parametrize("value", ["no", None, 0])
+def test_zero_init_takes_true_or_false_only(kind, value):
+    # "no" read as True (zero output layer), None and 0 as False
+    with pytest.raises(ValueError, match=rf"`zero_init` must be True or False\. "
+                                         rf"Received: zero_init={value!r}"):
+        build(kind, zero_init=value)
+    assert build(kind, zero_init=np.False_).zero_init is False

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasflows.layers.base import check_positive_int, solve_nonempty
-from kerasflows.layers.checks import shared_context
+from kerasflows.layers.checks import check_bool, shared_context
 from kerasflows.layers.nets import (check_activation, check_hidden_units, hidden_bias_init,
                                     hidden_kernel_init, output_matmul)
 
@@ -83,7 +83,7 @@ class MADE(keras.layers.Layer):
         self.activation_name = check_activation(activation)
         self.activation = keras.activations.get(self.activation_name)
         self.context_dim = check_positive_int("context_dim", context_dim, allow_none=True)
-        self.zero_init = bool(zero_init)
+        self.zero_init = check_bool("zero_init", zero_init)
 
     def build(self, input_shape):
         D = int(input_shape[-1])

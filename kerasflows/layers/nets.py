@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasflows.layers.base import check_positive_int
+from kerasflows.layers.checks import check_bool
 
 __all__ = ["MLP", "check_hidden_units", "check_activation", "narrow_matmul", "output_matmul",
            "NARROW_OUTPUT_UNITS"]
@@ -147,7 +148,7 @@ class MLP(keras.layers.Layer):
         self.out_units = check_positive_int("out_units", out_units)
         self.hidden_units = check_hidden_units(hidden_units)
         self.activation = check_activation(activation)
-        self.zero_init = bool(zero_init)
+        self.zero_init = check_bool("zero_init", zero_init)
         self.hidden = [keras.layers.Dense(u, activation=self.activation, name=f"hidden_{i}",
                                           kernel_initializer=hidden_kernel_init(),
                                           **_dense_kwargs(self))
