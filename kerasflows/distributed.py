@@ -378,9 +378,10 @@ def _check_state(checkpoint, variables, values, found_fingerprint=None):
             what = (f"its {where or 'model'} is {json.dumps(a)[:200]} where this model's is "
                     f"{json.dumps(b)[:200]}")
     if what is not None:
-        raise ValueError(f"The checkpoint in {checkpoint.directory} is the training state of "
-                         f"another model ({what}); delete it ({checkpoint.path}) to start over, "
-                         "or give another checkpoint_dir.")
+        raise ValueError(f"The checkpoint in {checkpoint.directory} does not fit this model "
+                         f"({what}): it is the training state of another model, or was written "
+                         f"by an older kerasflows; delete {checkpoint.path} to start afresh, or "
+                         "use another checkpoint folder.")
 
 
 def _run_epoch(step, dist_data, steps, epoch, epochs, verbose, finalize):

@@ -148,9 +148,11 @@ def test_train_flow_refuses_another_models_checkpoint_of_the_same_shapes(tmp_pat
     iaf = models.IAF(event_dim=2, num_layers=2, hidden_units=(8,))
     before = [w.copy() for w in iaf.get_weights()]
     with pytest.raises(ValueError, match=(
-            rf"The checkpoint in {tmp_path / 'ck'} is the training state of another model "
+            rf"The checkpoint in {tmp_path / 'ck'} does not fit this model "
             r'\(its config.layers\[0\].class_name is "MaskedAutoregressive" where this '
-            r'model\'s is "InverseAutoregressive"\); delete it \(.*checkpoint.npz\)')):
+            r'model\'s is "InverseAutoregressive"\): it is the training state of another '
+            r'model, or was written by an older kerasflows; delete .*checkpoint.npz to start '
+            r'afresh, or use another checkpoint folder\.')):
         train_flow(lambda: iaf, x, epochs=2, **run)
     for a, b in zip(iaf.get_weights(), before):
         np.testing.assert_array_equal(a, b)
