@@ -512,3 +512,19 @@ def test_help_says_which_files_open_as_their_folder():
     named = ", ".join(paths.FOLDER_FILES[:-1]) + f" or {paths.FOLDER_FILES[-1]}"
     assert f"(a {named} opens as its folder)" in text, text
     assert "./kerasflows-demo/" in text and "./screenshots/" not in text
+
+
+def test_write_replacing_writes_through_a_link_and_keeps_the_mode(tmp_path):
+    """Exports replace their file by a rename: a link was replaced by a new file (the
+    file it named kept its old contents) and a private file became world-readable."""
+    import os
+    from visualizer.headless import write_replacing
+    target = tmp_path / "target.png"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o600)
+    link = tmp_path / "link.png"
+    link.symlink_to(target)
+    assert write_replacing(link, lambda f: f.write(b"new")) == link
+    assert link.is_symlink() and target.read_bytes() == b"new"
+    assert (target.stat().st_mode & 0o777) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.png", "target.png"]

@@ -1,6 +1,7 @@
 """Rendering views to image files without a display (`--screenshot`, `--demo`)."""
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -52,8 +53,11 @@ def write_replacing(path, write):
     """Writes the file `path` through `write(f)` (`f` a new binary file beside it,
     renamed over `path` once written): a write that fails (a full disk) leaves no
     half-written file and keeps the file `path` named before. An `OSError` names
-    `path` (its `filename`), not the file beside it. Returns `path`."""
-    path = Path(path)
+    `path` (its `filename`), not the file beside it. A symbolic link is written
+    through (the file it names is replaced, the link kept), and a file replaced
+    keeps its permissions. Returns `path`."""
+    named = Path(path)
+    path = Path(os.path.realpath(named))
     # made as any new file is; its name cut to fit the 255 bytes a file name may have
     tail = f".{os.getpid()}.part"
     stem = path.name.encode()[:254 - len(tail)].decode(errors="ignore")
@@ -61,13 +65,15 @@ def write_replacing(path, write):
     try:
         with open(temp, "wb") as f:
             write(f)
+        if path.exists():
+            shutil.copymode(path, temp)
         os.replace(temp, path)
     except BaseException as e:
         temp.unlink(missing_ok=True)
         if isinstance(e, OSError):
-            e.filename, e.filename2 = str(path), None
+            e.filename, e.filename2 = str(named), None
         raise
-    return path
+    return named
 
 
 def use_offscreen_if_headless():
