@@ -1177,7 +1177,7 @@ def scaled_model(path, shift, scale):
     flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), standardize=True)
     flow.log_prob(np.zeros((1, 2), np.float32))
     scaler = flow.flow_layers[-1]
-    scaler.shift.assign(shift)
+    scaler.center.assign(shift)                 # shift stays 0: in standard deviations
     scaler.log_scale.assign(np.log(scale).astype(np.float32))
     scaler.initialized.assign(True)
     flow.save(str(path))

@@ -172,6 +172,9 @@ class ContinuousFlow(FlowLayer):
             `"hutchinson"`, one probe of fixed Rademacher signs (`fixed_probe`):
             one gradient per solve step where exact takes D, deterministic, the
             same in every eval_mode, but an estimate, not a normalised density.
+            Every solve carries the log-det, `sample` and `inverse` too, so for
+            large D exact costs that much more outside training (hidden (32, 32),
+            256 rows: D = 32, 0.08 s against 0.01 s; D = 256, 2.4 s against 0.14 s).
         time: the integration time T.
         rtol, atol: relative and absolute tolerances of the Dormand-Prince
             ODE solver (smaller is more accurate and slower).
