@@ -221,7 +221,9 @@ def _make_train_step(flow, optimizer, strategy, jit_compile):
 
     @tf.function(reduce_retracing=True)
     def train_step(batch):
-        """`[loss, squared gradient norm]` of one step (summed over the replicas)."""
+        """`[loss, squares]` of one step, each summed over the replicas: `squares`, the
+        sum of each replica's squared gradient norm, is for a finiteness check (it is not
+        the squared norm of the all-reduced gradient)."""
         return strategy.reduce("SUM", strategy.run(replica_step, args=(batch,)), axis=None)
     return train_step
 
