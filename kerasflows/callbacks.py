@@ -47,7 +47,7 @@ def _check_image_shape(image_shape):
     """`image_shape` as `(height, width)` ints, if both are integers >= 1 (NumPy
     integers too; not bools or floats, which were truncated); else a ValueError."""
     try:
-        shape = pictures._integers("image_shape", image_shape)
+        shape = pictures.check_integers("image_shape", image_shape)
     except ValueError:
         shape = ()
     if len(shape) != 2 or min(shape) < 1:
@@ -114,12 +114,12 @@ class FlowImages(keras.callbacks.Callback):
         if self.contexts is not None and self.contexts.ndim != 2:
             raise ValueError(f"`contexts` must have shape [K, C]; received "
                              f"{self.contexts.shape}.")
-        self.dims = pictures._integers("dims", dims)
+        self.dims = pictures.check_integers("dims", dims)
         self.image_shape = None if image_shape is None else _check_image_shape(image_shape)
         self.image_levels = image_levels
-        self.span = pictures._check_span(span)
+        self.span = pictures.check_span(span)
         self.flow = flow
-        self.pairs = None if pairs is None else pictures._integers("pairs", pairs)
+        self.pairs = None if pairs is None else pictures.check_integers("pairs", pairs)
         self._pairs = self._pairs_ranges = None
         self._writer = None
         self._drawn = self._last_epoch = None

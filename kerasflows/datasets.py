@@ -180,7 +180,7 @@ def _check_name(name):
         raise ValueError(f"Unknown dataset {name!r}; known datasets: {', '.join(NAMES)}.")
 
 
-def _generator(seed):
+def seeded_generator(seed):
     """`numpy.random.default_rng(seed)` for a seed it takes: an integer >= 0 (a NumPy
     integer too, not a bool), a sequence of them, or None (fresh entropy); else a
     ValueError naming `seed` (NumPy's own said "expected non-negative integer")."""
@@ -211,7 +211,7 @@ def load(name, n=None, seed=0):
         n = 1797 if name == "digits" else 10_000
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")
-    return _SAMPLERS[name](_generator(seed), int(n)).astype(np.float32)
+    return _SAMPLERS[name](seeded_generator(seed), int(n)).astype(np.float32)
 
 
 def _logsumexp(a, axis):
@@ -350,7 +350,7 @@ def load_conditional(name, n=None, seed=0):
         n = _CONDITIONAL[name][4]
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"`n` must be a positive integer. Received: n={n!r}")
-    x, context = _CONDITIONAL[name][0](_generator(seed), int(n))
+    x, context = _CONDITIONAL[name][0](seeded_generator(seed), int(n))
     return x.astype(np.float32), context.astype(np.float32)
 
 

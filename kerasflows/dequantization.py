@@ -24,7 +24,7 @@ rounded down in those columns.
 import numpy as np
 import tensorflow as tf
 
-from kerasflows.datasets import _generator
+from kerasflows.datasets import seeded_generator
 from kerasflows.layers.checks import check_positive_int
 
 __all__ = ["dequantize", "dequantized_dataset", "whole_number_columns", "floor_columns",
@@ -150,7 +150,7 @@ def dequantize(x, columns=None, seed=None):
     x = _check_x(x, "dequantize")
     columns = columns_to_dequantize(x, columns, "dequantize")
     out = np.array(x, np.float32)
-    noise = _generator(seed).random((len(out), len(columns)), dtype=np.float32)
+    noise = seeded_generator(seed).random((len(out), len(columns)), dtype=np.float32)
     whole = out[:, columns]
     out[:, columns] = _below_next_whole(
         (whole.astype(np.float64) + noise).astype(np.float32), np.floor(whole))

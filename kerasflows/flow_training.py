@@ -10,7 +10,7 @@ import tensorflow as tf
 from kerasflows.fit_data import is_stream, prepare_eval_data, prepare_fit_data, weights_for_keras
 from kerasflows.flat_calls import FlatPredictCalls, FlatStepFunctions
 from kerasflows.packed_adam import fused_adam_apply, fused_adam_slots, packed_size
-from kerasflows.sharded_step import _is_seed_state, training_state
+from kerasflows.sharded_step import is_seed_state, training_state
 
 __all__ = ["FlowTraining"]
 
@@ -290,7 +290,7 @@ class FlowTraining(FlatStepFunctions):
         repeated rows). A seed generator's state (a `Dropout`'s) does not count:
         it advances once a step whatever the rows, and a padded row adds nothing."""
         return bool(self._flat_calls_apply() and self.jit_compile
-                    and all(_is_seed_state(v) for v in training_state(self)))
+                    and all(is_seed_state(v) for v in training_state(self)))
 
     def _resolve_auto_jit_compile(self):
         """What `compile(jit_compile="auto")` (Keras' default) means: XLA on CPUs too.

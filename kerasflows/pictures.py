@@ -88,12 +88,12 @@ def _check_resolution(resolution):
     return int(resolution)
 
 
-def _check_span(span):
+def check_span(span):
     """`span` as a float, if it is a finite number > 0; else a ValueError naming it."""
     return check_float("span", span, lambda s: s > 0, "of nats > 0")
 
 
-def _integers(name, values):
+def check_integers(name, values):
     """`values` as a tuple of ints, if each is an integer (a NumPy integer too, not a
     bool or a float, which `int()` would take or truncate); else a ValueError naming
     `name`."""
@@ -143,10 +143,10 @@ def density_picture(flow, region, resolution=128, context=None, span=10.0, dims=
     if flow.event_dim != 2:
         raise ValueError(f"density_picture draws 2-D flows; this flow has event_dim="
                          f"{flow.event_dim} (samples_picture shows two of its dimensions).")
-    dims = _integers("dims", dims)
+    dims = check_integers("dims", dims)
     if dims not in ((0, 1), (1, 0)):
         raise ValueError(f"dims must be (0, 1) or (1, 0) for a 2-D flow; received dims={dims!r}")
-    span = _check_span(span)
+    span = check_span(span)
     points = pixel_centres(region, resolution)[:, list(np.argsort(dims))]
     if context is not None:      # one row, shared by every point (the flow checks it)
         context = np.asarray(context, flow.dtype).reshape(1, -1)
@@ -165,7 +165,7 @@ def samples_picture(points, region, resolution=128, dims=(0, 1)):
     points = np.asarray(points, np.float64)
     if points.ndim != 2 or points.shape[1] < 2:
         raise ValueError(f"points must have shape [n, D] with D >= 2; received {points.shape}.")
-    dims = _integers("dims", dims)
+    dims = check_integers("dims", dims)
     if len(dims) != 2 or not (0 <= min(dims) and max(dims) < points.shape[1]
                               and dims[0] != dims[1]):
         raise ValueError(f"dims must be two different dimensions of the {points.shape[1]}-D "
@@ -341,7 +341,7 @@ def pairs_picture(samples, data=None, dims=None, cell=128, ranges=None):
     if samples.ndim != 2:
         raise ValueError(f"samples must have shape [n, D]; received {samples.shape}.")
     D = samples.shape[1]
-    dims = list(range(min(D, MAX_PAIRS))) if dims is None else list(_integers("dims", dims))
+    dims = list(range(min(D, MAX_PAIRS))) if dims is None else list(check_integers("dims", dims))
     if not valid_pairs(dims, D):
         raise ValueError(f"dims must be 1 to {MAX_PAIRS} different coordinates of the {D}-D "
                          f"points (from 0); received dims={dims!r}")

@@ -208,7 +208,7 @@ def check_shards(flow, shards):
     state, such as a `Dropout`'s, excepted: each part writes its draw after
     it, `loss_and_grads_at`), and for any `shards` under a distribution strategy."""
     shards = check_positive_int("shards", shards)
-    state = [v for v in training_state(flow) if not _is_seed_state(v)] if shards > 1 else []
+    state = [v for v in training_state(flow) if not is_seed_state(v)] if shards > 1 else []
     if state:
         raise ValueError(
             f"shards={shards}: this flow updates state while it trains "
@@ -238,6 +238,6 @@ def training_state(flow):
     return [v for v in flow.non_trainable_variables if id(v) not in static]
 
 
-def _is_seed_state(variable):
+def is_seed_state(variable):
     """True for a `keras.random.SeedGenerator`'s state variable."""
     return variable.path.endswith("seed_generator_state")
