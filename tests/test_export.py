@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import zipfile
 
 import keras
 import numpy as np
@@ -18,6 +17,7 @@ from kerasflows import models
 from kerasflows.export import (METADATA_FILE, SIGNATURES, export_saved_model, load_saved_model,
                                saved_model_metadata)
 from kerasflows.testing import perturb_weights
+from keras_files import with_member
 from shipped_models import SAME_RECIPE_AS_MOONS, recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -449,13 +449,7 @@ def test_load_gives_clear_errors_for_damaged_keras_files(tmp_path):
     truncated.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="truncated.keras"):
         kerasflows.load(truncated)
-    flipped = tmp_path / "flipped.keras"
-    with zipfile.ZipFile(good) as src, zipfile.ZipFile(flipped, "w") as dst:
-        for item in src.infolist():
-            body = src.read(item)
-            if item.filename == "config.json":
-                body = body[:-20]
-            dst.writestr(item, body)
+    flipped = with_member(good, tmp_path / "flipped.keras", "config.json", lambda b: b[:-20])
     with pytest.raises(ValueError, match="flipped.keras: cannot load the model"):
         kerasflows.load(flipped)
     other = tmp_path / "dense.keras"
