@@ -191,6 +191,10 @@ def dequantized_dataset(x, batch_size=512, *, context=None, columns=None, seed=N
             none) gives the same epochs, epoch after epoch; None draws them
             afresh.
         shuffle: a new order of the rows every epoch.
+
+    Each epoch draws one permutation of the row indices and gathers each batch
+    whole (memory: `x` and `context` once, and one index per row), then adds
+    the batch's noise.
     """
     x = _check_x(x, "dequantized_dataset")
     if not len(x):
@@ -206,19 +210,40 @@ def dequantized_dataset(x, batch_size=512, *, context=None, columns=None, seed=N
                              f"(one row per row of x); received shape {context.shape}.")
     mask = np.zeros(x.shape[1], np.float32)
     mask[columns] = 1.0
-    mask = tf.constant(mask)
-    data = tf.data.Dataset.from_tensor_slices(x if context is None else (x, context))
+    tensors = (tf.constant(x),) if context is None else (tf.constant(x), tf.constant(context))
+    batches = -(-len(x) // batch_size)
+    # one key per epoch (a new one each time the dataset is iterated), from the seed
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
+    data = keys.flat_map(lambda key: _epoch(tensors, key, batch_size, shuffle,
+                                            tf.constant(mask)))
+    return data.apply(tf.data.experimental.assert_cardinality(batches)).prefetch(
+        tf.data.AUTOTUNE)
+
+
+def _epoch(tensors, key, batch_size, shuffle, mask):
+    """One epoch of `dequantized_dataset`: batches of `tensors` (`(x,)` or `(x,
+    context)`) in one order of the row indices (a permutation drawn from `key`, or
+    as they are), each gathered whole, with noise on `x`'s `mask` columns from
+    `key` folded with the batch's index."""
+    n = int(tensors[0].shape[0])
+    order_key, noise_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+    order = tf.range(n, dtype=tf.int64)
     if shuffle:
-        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    data = data.batch(batch_size)
-    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        order = tf.random.experimental.stateless_shuffle(order, seed=order_key)
 
-    def add_noise(batch, key):
-        rows = batch if context is None else batch[0]
-        noise = tf.random.stateless_uniform(tf.shape(rows), seed=key, dtype=rows.dtype)
-        below_next = tf.math.nextafter(tf.floor(rows) + 1.0, tf.constant(-np.inf, rows.dtype))
-        noisy = tf.where(mask > 0, tf.minimum(rows + noise, below_next), rows)  # see dequantize
-        return noisy if context is None else (noisy, batch[1])
+    def batch(i):
+        rows = order[i * batch_size:(i + 1) * batch_size]
+        x = _add_noise(tf.gather(tensors[0], rows), mask,
+                       tf.random.experimental.stateless_fold_in(noise_key, i))
+        return x if len(tensors) == 1 else (x, tf.gather(tensors[1], rows))
 
-    return tf.data.Dataset.zip(data, keys).map(
-        add_noise, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    batches = -(-n // batch_size)
+    return tf.data.Dataset.range(batches).map(batch, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _add_noise(rows, mask, key):
+    """`rows` with uniform noise in [0, 1) from `key` on the columns where `mask` > 0,
+    each noisy value kept below the next whole number (see `dequantize`)."""
+    noise = tf.random.stateless_uniform(tf.shape(rows), seed=key, dtype=rows.dtype)
+    below_next = tf.math.nextafter(tf.floor(rows) + 1.0, tf.constant(-np.inf, rows.dtype))
+    return tf.where(mask > 0, tf.minimum(rows + noise, below_next), rows)
