@@ -164,10 +164,15 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         return (nan_rows(bad, h), nan_rows(bad, total),
                 (states, [nan_rows(bad, t) for t in log_dets]))
 
-    def _run_inverse(self, x, context, training=False, keep=False):
+    def _run_inverse(self, x, context, training=False, keep=False, log_det=True):
+        """`(z, log-det, (states, log_dets))` of data `x`; with `log_det=False` the map
+        alone (`FlowLayer.transform`) and a log-det of 0."""
         context = self._encode(context, training=training)
         h, total, states, log_dets = x, tf.zeros(tf.shape(x)[:1], x.dtype), [x], []
         for layer in reversed(self.flow_layers):
+            if not log_det:
+                h = layer.transform(h, context=context_for(layer, context), forward=False)
+                continue
             h, ld = layer.inverse_and_log_det(h, context=context_for(layer, context),
                                               training=training)
             total += ld
@@ -176,10 +181,15 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
                 log_dets.append(ld)
         return self._unencodable(h, total, states, log_dets, context)
 
-    def _run_forward(self, z, context, keep=False, training=False):
+    def _run_forward(self, z, context, keep=False, training=False, log_det=True):
+        """`(x, log-det, (states, log_dets))` of base `z`; with `log_det=False` the map
+        alone (`FlowLayer.transform`) and a log-det of 0."""
         context = self._encode(context, training=training)
         h, total, states, log_dets = z, tf.zeros(tf.shape(z)[:1], z.dtype), [z], []
         for layer in self.flow_layers:
+            if not log_det:
+                h = layer.transform(h, context=context_for(layer, context), forward=True)
+                continue
             h, ld = layer.forward_and_log_det(h, context=context_for(layer, context),
                                               training=training)
             total += ld
@@ -203,16 +213,17 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
 
     def forward(self, z, context=None):
         """Maps base samples `z` to data space."""
-        # compiled on its own: XLA drops the log-det work nobody reads
+        # the map alone (`FlowLayer.transform`): a ContinuousFlow solves without its
+        # log-det, and XLA drops the log-det work of the others
         z, context = self._prepare(z, context)
-        fn = lambda z, c=None: self._run_forward(z, c)[0]
+        fn = lambda z, c=None: self._run_forward(z, c, log_det=False)[0]
         return self._eager_compiled("forward_only", fn, z, context)
 
     def inverse(self, x, context=None):
         """Maps data `x` to the base space (the flow's features of `x`)."""
         self._check_invertible()
         x, context = self._prepare(x, context)
-        fn = lambda x, c=None: self._run_inverse(x, c)[0]
+        fn = lambda x, c=None: self._run_inverse(x, c, log_det=False)[0]
         return self._eager_compiled("inverse_only", fn, x, context)
 
     def trace(self, z, context=None, return_log_dets=False):

@@ -167,7 +167,10 @@ class FlowSampling(AutoGraphFree):
         returned log-density is still the flow's own `log p(x)`. With
         `training=True` the layers (and a context encoder) run as in a training
         step, op by op or in the caller's graph: a `ContinuousFlow`'s Hutchinson
-        probe is then fresh at each call (`VariationalFlow` trains so).
+        probe is then fresh at each call (`VariationalFlow` trains so). The samples
+        are `sample`'s of the same seed, but for a `ContinuousFlow`'s: `sample` solves
+        its map alone (`FlowLayer.transform`), and the two solves agree to the
+        solver's tolerance.
         """
         n, seed, temperature, context = self._sample_args(n, context, seed, temperature)
         # The base noise is drawn outside any compiled function: XLA's stateless

@@ -210,6 +210,14 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
         b = self.bijector(context=context)
         return b.inverse(x), batch_log_det(b.inverse_log_det_jacobian(x, event_ndims=1), x)
 
+    def transform(self, v, context=None, forward=True):
+        """The map alone: `forward_and_log_det(v)[0]`, or with `forward=False`
+        `inverse_and_log_det(v)[0]`. `Flow.forward` and `Flow.inverse` call it; a
+        layer whose log-det costs more than its map (`ContinuousFlow`) solves
+        without it."""
+        run = self.forward_and_log_det if forward else self.inverse_and_log_det
+        return run(v, context=context)[0]
+
     def no_inverse_error(self):
         return NoInverseError(
             f"{type(self).__name__} '{self.name}' is forward-only: it has no inverse, so "

@@ -25,7 +25,8 @@ from kerasflows.layers.nets import MLP, check_activation, check_hidden_units
 
 tfb = tfp.bijectors
 
-__all__ = ["ContinuousFlow", "exact_trace", "hutchinson_trace", "TRACES", "HUTCHINSON_SEED",
+__all__ = ["ContinuousFlow", "exact_trace", "hutchinson_trace", "no_trace", "TRACES",
+           "HUTCHINSON_SEED",
            "fixed_probe"]
 
 TRACES = ("exact", "hutchinson")
@@ -111,6 +112,19 @@ def hutchinson_trace(ode_fn, state_shape, dtype, sample_fn=tf.random.normal, see
     return augmented_ode_fn
 
 
+def no_trace(ode_fn, state_shape, dtype):
+    """FFJORD trace augmentation for the map alone: the log-det's derivative is 0, so
+    a solve costs the dynamics only (`ContinuousFlow.transform`, which `Flow.sample`,
+    `Flow.forward` and `Flow.inverse` call: they read no log-det)."""
+    del state_shape, dtype
+
+    def augmented_ode_fn(time, state_and_log_det, **kwargs):
+        derivative = ode_fn(time, state_and_log_det[0], **kwargs)
+        return derivative, tf.zeros_like(derivative)
+
+    return augmented_ode_fn
+
+
 def _positive_float(name, value):
     return check_float(name, value, lambda v: v > 0, "> 0")
 
@@ -172,9 +186,10 @@ class ContinuousFlow(FlowLayer):
             `"hutchinson"`, one probe of fixed Rademacher signs (`fixed_probe`):
             one gradient per solve step where exact takes D, deterministic, the
             same in every eval_mode, but an estimate, not a normalised density.
-            Every solve carries the log-det, `sample` and `inverse` too, so for
-            large D exact costs that much more outside training (hidden (32, 32),
-            256 rows: D = 32, 0.08 s against 0.01 s; D = 256, 2.4 s against 0.14 s).
+            For large D exact costs that much more where a log-det is asked
+            for (`log_prob`, `sample_and_log_prob`; hidden (32, 32), 256 rows:
+            D = 32, 0.08 s against 0.01 s; D = 256, 2.4 s against 0.14 s);
+            `sample`, `forward` and `inverse` solve the map alone (`transform`).
         time: the integration time T.
         rtol, atol: relative and absolute tolerances of the Dormand-Prince
             ODE solver (smaller is more accurate and slower).
@@ -236,10 +251,11 @@ class ContinuousFlow(FlowLayer):
         # its dynamics and trace take rows [N, D]; TFP's callers, any batch shape
         return RowsBijector(_GuardedODE(self, context, training), self.event_dim, name="ffjord")
 
-    def ffjord(self, context=None, training=False):
+    def ffjord(self, context=None, training=False, log_det=True):
         """TFP's `tfb.FFJORD` of these dynamics for rows `[N, D]`, unguarded: its
         solver never returns for a row with a NaN, an inf or a value beyond
         `far_bound`, nor for an empty batch. `bijector()` is the guarded one.
+        With `log_det=False` its log-dets are 0 (`no_trace`): for the map alone.
 
         The context goes to the solver as one of its `constants`: its adjoint
         method returns gradients for those (and for the initial state and the
@@ -247,7 +263,9 @@ class ContinuousFlow(FlowLayer):
         solver = tfp.math.ode.DormandPrince(rtol=self.rtol, atol=self.atol)
         solve = solver.solve if context is None else functools.partial(
             solver.solve, constants={"context": context})
-        if (self.trace if training else self.eval_trace) == "exact":
+        if not log_det:
+            trace_fn = no_trace
+        elif (self.trace if training else self.eval_trace) == "exact":
             trace_fn = exact_trace
         elif training:
             trace_fn = hutchinson_trace
@@ -272,10 +290,19 @@ class ContinuousFlow(FlowLayer):
                               (b.inverse, b.inverse_log_det_jacobian))
         return transform(v), batch_log_det(log_det(v, event_ndims=1), v)
 
-    def solve_rows(self, v, context=None, training=False, forward=True):
+    def transform(self, v, context=None, forward=True):
+        """The map alone, solved without the log-det (`no_trace`: the dynamics alone,
+        where the exact trace takes D gradients a step). The solver's steps adapt to
+        the map only, so it agrees with `forward_and_log_det`'s to the solver's
+        tolerance (`rtol`, `atol`), not bit for bit."""
+        v, context = self.check_inputs(v, context)
+        return self.solve_rows(v, context, forward=forward, log_det=False)[0]
+
+    def solve_rows(self, v, context=None, training=False, forward=True, log_det=True):
         """`(y, log_det)` of rows `v` `[N, D]` in the direction asked, with the probe
         `bijector` describes (an empty batch through `solve_nonempty`: TFP's
-        solver never returns from it).
+        solver never returns from it); with `log_det=False`, the map alone and
+        log-dets of 0.
 
         All rows are solved together by one adaptive solver, whose error estimate
         a single NaN or inf row (in `v` or its context) makes NaN: every step was
@@ -285,10 +312,12 @@ class ContinuousFlow(FlowLayer):
         +-inf with log-det 0, so that `log_prob` there is -inf, as for any flow over
         a Gaussian base)."""
         def solve(v, context):
-            b = self.ffjord(context=context, training=training)
-            transform, log_det = ((b.forward, b.forward_log_det_jacobian) if forward else
-                                  (b.inverse, b.inverse_log_det_jacobian))
-            return transform(v), batch_log_det(log_det(v, event_ndims=1), v)
+            b = self.ffjord(context=context, training=training, log_det=log_det)
+            transform, jacobian = ((b.forward, b.forward_log_det_jacobian) if forward else
+                                   (b.inverse, b.inverse_log_det_jacobian))
+            if not log_det:
+                return transform(v), tf.zeros(tf.shape(v)[:1], v.dtype)
+            return transform(v), batch_log_det(jacobian(v, event_ndims=1), v)
         bad = nonfinite_rows(v)
         far = far_rows(v)
         if context is not None:
