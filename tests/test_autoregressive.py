@@ -240,3 +240,30 @@ def test_second_order_gradients_of_the_sequential_direction_compile_with_xla(dim
     for g, g_ref in zip(grads, want):
         np.testing.assert_allclose(g, g_ref, rtol=1e-4, atol=1e-5)
     assert any(np.max(np.abs(g)) > 1e-3 for g in grads)
+
+
+def _largest_constant(graph_def):
+    """The most elements of any constant in `graph_def`, its functions' included."""
+    nodes = list(graph_def.node)
+    for function in graph_def.library.function:
+        nodes.extend(function.node_def)
+    sizes = [int(np.prod([d.size for d in n.attr["value"].tensor.tensor_shape.dim]))
+             for n in nodes if n.op == "Const"]
+    return max(sizes)
+
+
+@pytest.mark.parametrize("ctx", [None, 2])
+@pytest.mark.parametrize("method", ["forward_and_log_det", "inverse_and_log_det"])
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_traced_directions_hold_no_constant_the_size_of_a_kernel(name, method, ctx):
+    """The MADE's masks are built in the graph from its units' degrees: each traced
+    function carried every mask as a constant as large as its kernel (a wide
+    flow's SavedModel as large as its weights, and over GraphDef's 2 GB limit)."""
+    layer = LAYERS[name](hidden_units=(32, 32), context_dim=ctx)
+    layer.ensure_built(6)
+    spec = [tf.TensorSpec([None, 6], tf.float32)]
+    if ctx:
+        spec.append(tf.TensorSpec([None, ctx], tf.float32))
+    graph = tf.function(getattr(layer, method)).get_concrete_function(*spec).graph
+    smallest_kernel = min(int(np.prod(k.shape)) for k in layer.made.kernels)
+    assert _largest_constant(graph.as_graph_def()) < smallest_kernel / 2

@@ -12,7 +12,7 @@ from kerasflows.layers.checks import check_bool, shared_context
 from kerasflows.layers.nets import (check_activation, check_hidden_units, hidden_bias_init,
                                     hidden_kernel_init, output_matmul)
 
-__all__ = ["MADE", "made_masks", "hidden_degrees", "PRUNE_MADE"]
+__all__ = ["MADE", "made_degrees", "made_masks", "hidden_degrees", "PRUNE_MADE"]
 
 #: MADE leaves out of its products the last data input, which its masks connect
 #: to no unit, and (without a context) the first dimension's outputs, which
@@ -29,25 +29,34 @@ def hidden_degrees(event_dim, units, context_dim=0):
     return low + np.arange(units) % max(event_dim - low, 1)
 
 
-def made_masks(event_dim, hidden_units, params_per_dim, context_dim=0):
-    """Connectivity masks of a MADE, as float32 numpy arrays `[fan_in, fan_out]`.
+def made_degrees(event_dim, hidden_units, params_per_dim, context_dim=0):
+    """Degrees of a MADE's units, layer by layer, as int32 numpy vectors.
 
-    Inputs are the `event_dim` data inputs (degrees 1..D) followed by the
-    `context_dim` context inputs (degree 0, seen by every unit). Hidden
-    degrees cycle over 1..D-1 (0..D-1 when there is context, so the first
-    dimension's parameters can still depend on it). Output unit `j` belongs
-    to dimension `j // params_per_dim + 1` and sees hidden units of smaller
-    degree, so output d depends on inputs 1..d-1 only.
+    The inputs are the `event_dim` data inputs (degrees 1..D) followed by the
+    `context_dim` context inputs (degree 0, seen by every unit); then each
+    hidden layer (`hidden_degrees`: 1..D-1 cycled, 0..D-1 when there is
+    context, so the first dimension's parameters can still depend on it); last
+    the outputs, output `j` belonging to dimension `j // params_per_dim + 1`.
+    A hidden unit sees the units below of degree at most its own, an output
+    unit those of smaller degree (`made_masks`), so output d depends on inputs
+    1..d-1 only.
     """
     D = event_dim
-    in_deg = np.concatenate([np.arange(1, D + 1), np.zeros(context_dim, int)])
-    masks, prev = [], in_deg
-    for units in hidden_units:
-        deg = hidden_degrees(D, units, context_dim)
-        masks.append((deg[None, :] >= prev[:, None]).astype(np.float32))
-        prev = deg
-    out_deg = np.repeat(np.arange(1, D + 1), params_per_dim)
-    masks.append((out_deg[None, :] > prev[:, None]).astype(np.float32))
+    inputs = np.concatenate([np.arange(1, D + 1), np.zeros(context_dim, int)])
+    hidden = [hidden_degrees(D, units, context_dim) for units in hidden_units]
+    outputs = np.repeat(np.arange(1, D + 1), params_per_dim)
+    return [degrees.astype(np.int32) for degrees in (inputs, *hidden, outputs)]
+
+
+def made_masks(event_dim, hidden_units, params_per_dim, context_dim=0):
+    """Connectivity masks of a MADE, as float32 numpy arrays `[fan_in, fan_out]`:
+    entry `[i, j]` is 1 where unit `j` sees unit `i` of the layer below, by their
+    `made_degrees` (`MADE` builds the same masks in the graph)."""
+    degrees = made_degrees(event_dim, hidden_units, params_per_dim, context_dim)
+    masks = []
+    for i, (below, above) in enumerate(zip(degrees[:-1], degrees[1:])):
+        connect = np.greater if i == len(degrees) - 2 else np.greater_equal
+        masks.append(connect(above[None, :], below[:, None]).astype(np.float32))
     return masks
 
 
@@ -89,9 +98,9 @@ class MADE(keras.layers.Layer):
         D = int(input_shape[-1])
         self.event_dim = D
         C = self.context_dim or 0
-        masks = made_masks(D, self.hidden_units, self.params_per_dim, C)
+        self._degrees = made_degrees(D, self.hidden_units, self.params_per_dim, C)
         sizes = [D + C, *self.hidden_units, D * self.params_per_dim]
-        self.kernels, self.biases, self._masks = [], [], masks
+        self.kernels, self.biases = [], []
         for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             last = i == len(sizes) - 2
             zero = last and self.zero_init
@@ -124,8 +133,8 @@ class MADE(keras.layers.Layer):
         # are left out of the products, which leaves the numbers as they are.
         prune = PRUNE_MADE and D > 1
         weights = []
-        for i, (k, b, m) in enumerate(zip(self.kernels, self.biases, self._masks)):
-            k, b = tf.cast(k, dtype) * tf.constant(m, dtype), tf.cast(b, dtype)
+        for i, (k, b) in enumerate(zip(self._masked_kernels(dtype), self.biases)):
+            b = tf.cast(b, dtype)
             if i == 0 and prune:
                 k = k[:D - 1] if self.context_dim is None else tf.concat([k[:D - 1], k[D:]], 0)
             weights.append((k, b))
@@ -165,6 +174,20 @@ class MADE(keras.layers.Layer):
         first = tf.zeros_like(h[:, :P]) + tf.reshape(first, [1, P])
         first = tf.reshape(first, [-1, P, 1] if params_first else [-1, 1, P])
         return tf.concat([first, tf.reshape(h, shape)], axis=2 if params_first else 1)
+
+    def _masked_kernels(self, dtype):
+        """The kernels in `dtype`, each times its mask (`made_masks`'s). The masks are
+        built in the graph from the units' degrees (`made_degrees`), vectors as long
+        as a layer: as constants the size of the kernels they were copied into every
+        traced function (a 784-D MAF's SavedModel as large as twice its weights)."""
+        last = len(self.kernels) - 1
+        masked = []
+        for i, kernel in enumerate(self.kernels):
+            below, above = (tf.constant(d) for d in self._degrees[i:i + 2])
+            connect = tf.greater if i == last else tf.greater_equal
+            mask = tf.cast(connect(above[None, :], below[:, None]), dtype)
+            masked.append(tf.cast(kernel, dtype) * mask)
+        return masked
 
     def _params_first_output(self, kernel, bias):
         """The output layer's masked `kernel [units, D*P]` and `bias [D*P]` with output
@@ -206,8 +229,7 @@ class MADE(keras.layers.Layer):
         # the dtype of `v` (the flow's).
         dtype, out = self.compute_dtype, self.variable_dtype
         batch = tf.shape(v)[0]
-        masked = [tf.cast(k, dtype) * tf.constant(m, dtype)
-                  for k, m in zip(self.kernels, self._masks)]
+        masked = self._masked_kernels(dtype)
         n_hidden = len(self.hidden_units)
         # Per hidden layer: `[units + 1, fan_in (+1)]` weights, transposed, with a zero row
         # and column for a dummy unit that pads each degree's unit list to one length.
