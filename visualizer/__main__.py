@@ -264,15 +264,16 @@ def _extras_problem(modules):
     return None
 
 
-def _headless_run(args, headless):
-    """True when the views are rendered to files without the window shown."""
-    return bool(args.screenshot or args.animation or args.context_animation
-                or (args.demo and not headless.has_display()))
-
-
 def _writes_gif(args, headless):
+    """True when the run writes a GIF (pillow's): an animation, or the demo without
+    a display."""
     return bool(args.animation or args.context_animation
                 or (args.demo and not headless.has_display()))
+
+
+def _headless_run(args, headless):
+    """True when the views are rendered to files without the window shown."""
+    return bool(args.screenshot) or _writes_gif(args, headless)
 
 
 def _model_problem(args, model, headless, paths):
