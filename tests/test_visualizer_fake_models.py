@@ -25,11 +25,20 @@ from visualizer.worker import Result  # noqa: E402
 pytestmark = pytest.mark.gui
 
 
+@pytest.fixture(scope="module")
+def themed_app(qapp):
+    """The application with the visualizer's theme, applied once, as the program
+    applies it: `theme.apply` restyles every widget alive, and each test's closed
+    window lingers until collected: applied before each test, it took up to 2 s a
+    test by the end of a run."""
+    theme.apply(qapp)
+    return qapp
+
+
 @pytest.fixture
-def window(qtbot, qapp, tmp_path):
+def window(qtbot, themed_app, tmp_path):
     """A shown `MainWindow` whose compute thread never starts: what it submits stays
     queued, and the tests answer it (`submitted`: every request, in order)."""
-    theme.apply(qapp)
     settings = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
     w = MainWindow(settings=settings, warm_up=False, eval_mode="eager")
     qtbot.addWidget(w)
