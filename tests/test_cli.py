@@ -2,6 +2,7 @@
 one-line user errors, and `--help` covering every flag."""
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 import kerasflows
+import kerasflows.distributed
 from kerasflows.cli import SUBCOMMANDS, build_parser, main
 from kerasflows.cli.data import read_data
 from kerasflows.cli import train as train_command
@@ -24,6 +26,16 @@ from kerasflows.loading import training_record, write_training_record
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOONS = os.path.join(ROOT, "saved_models", "moons")
 U1_PLANAR = os.path.join(ROOT, "saved_models", "u1_planar")
+
+
+@pytest.fixture(autouse=True)
+def _steps_without_xla(request, monkeypatch):
+    """`train` runs `train_flow`'s step as a plain graph (`jit_compile=False`) in these
+    tests of the command's options, files and messages: XLA compiling it took a third
+    to a half of each run's CPU time. The round trip trains as users do, with XLA."""
+    if request.node.name != "test_train_evaluate_sample_export_info_round_trip":
+        monkeypatch.setattr(kerasflows.distributed, "train_flow", functools.partial(
+            kerasflows.distributed.train_flow, jit_compile=False))
 
 
 def _run(capsys, *argv):
@@ -484,7 +496,8 @@ def test_a_context_column_of_one_value_is_warned_of_and_kept_at_its_scale(tmp_pa
     np.save(tmp_path / "c.npy", np.c_[np.full(300, 7.0), rng.normal(size=300)].astype("f4"))
     model = tmp_path / "m.keras"
     main(["train", str(tmp_path / "x.npy"), "--context", str(tmp_path / "c.npy"), "--epochs",
-          "1", "--layers", "1", "--hidden", "8", "--quiet", "--out", str(model)])
+          "1", "--recipe", "realnvp", "--layers", "1", "--hidden", "8", "--quiet", "--out",
+          str(model)])
     err = capsys.readouterr().err
     assert ("warning: --context: 1 column 1 (7) holds one value in every row; the flow "
             "learns nothing of how the data depend on it") in err
@@ -638,10 +651,13 @@ def test_a_training_record_of_the_wrong_shape_is_named_as_damaged(tmp_path, caps
     and evaluate (`'list' object has no attribute 'get'`), and a number field holding
     a string an f-string's error."""
     import zipfile
+    source = tmp_path / "source.keras"      # a small flow: its layers load and trace fast
+    kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(4,)).save(source)
+    write_training_record(source, {"data": "moons"})
 
     def with_record(name, text):
         path = tmp_path / name
-        with zipfile.ZipFile(os.path.join(MOONS, "flow.keras")) as src, \
+        with zipfile.ZipFile(source) as src, \
                 zipfile.ZipFile(path, "w") as dst:
             for item in src.infolist():
                 if item.filename != "kerasflows/training.json":
@@ -747,8 +763,8 @@ def test_ctrl_c_after_the_last_epoch_says_the_checkpoint_keeps_it(tmp_path, caps
     monkeypatch.setattr(train_command, "_record", interrupted)
     checkpoint = tmp_path / "m.checkpoint"
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "moons", "--n", "200", "--layers", "1", "--hidden", "8", "--epochs", "1",
-              "--quiet", "--out", str(tmp_path / "m.keras")])
+        main(["train", "moons", "--n", "200", "--recipe", "realnvp", "--layers", "1", "--hidden",
+              "8", "--epochs", "1", "--quiet", "--out", str(tmp_path / "m.keras")])
     assert exit_info.value.code == 130
     assert capsys.readouterr().err == (
         f"kerasflows: error: interrupted; the checkpoint in {checkpoint} keeps the last "
@@ -1273,12 +1289,13 @@ def test_a_checkpoint_folder_of_ones_own_keeps_its_other_files(tmp_path, capsys)
     work.mkdir()
     np.save(work / "x.npy", np.random.default_rng(0).normal(size=(200, 2)).astype("float32"))
     (work / "notes.txt").write_text("mine")
-    _run(capsys, "train", work / "x.npy", "--epochs", "1", "--layers", "1", "--hidden", "4",
-         "--out", tmp_path / "m.keras", "--checkpoint-dir", work, "--quiet")
+    _run(capsys, "train", work / "x.npy", "--epochs", "1", "--recipe", "realnvp", "--layers",
+         "1", "--hidden", "4", "--out", tmp_path / "m.keras", "--checkpoint-dir", work, "--quiet")
     assert sorted(p.name for p in work.iterdir()) == ["notes.txt", "x.npy"]
     assert not (tmp_path / "m.checkpoint").exists()
-    _run(capsys, "train", work / "x.npy", "--epochs", "1", "--layers", "1", "--hidden", "4",
-         "--out", tmp_path / "m.keras", "--quiet")       # its own folder goes, as before
+    _run(capsys, "train", work / "x.npy", "--epochs", "1", "--recipe", "realnvp", "--layers",
+         "1", "--hidden", "4", "--out", tmp_path / "m.keras",
+         "--quiet")                                  # its own folder goes, as before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.keras", "work"]
 
 
@@ -1327,12 +1344,12 @@ def test_train_base_student_t_learns_heavy_tails_and_info_shows_them(tmp_path, c
 
 def test_train_standardizes_heavy_tails_as_it_does_a_data_file(tmp_path, capsys):
     model = tmp_path / "h.keras"
-    _run(capsys, "train", "heavy_tails", "--n", "600", "--epochs", "1", "--layers", "1",
-         "--hidden", "8", "--out", model, "--quiet")
+    _run(capsys, "train", "heavy_tails", "--n", "600", "--epochs", "1", "--recipe", "realnvp",
+         "--layers", "1", "--hidden", "8", "--out", model, "--quiet")
     assert training_record(model)["standardize"] is True
     assert kerasflows.load(model).flow_layers[-1].name == "standardize"
-    _run(capsys, "train", "moons", "--n", "600", "--epochs", "1", "--layers", "1",
-         "--hidden", "8", "--out", tmp_path / "m.keras", "--quiet")
+    _run(capsys, "train", "moons", "--n", "600", "--epochs", "1", "--recipe", "realnvp",
+         "--layers", "1", "--hidden", "8", "--out", tmp_path / "m.keras", "--quiet")
     assert training_record(tmp_path / "m.keras")["standardize"] is False
 
 
