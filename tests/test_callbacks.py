@@ -43,7 +43,8 @@ def read_scalars(run_dir, tag="epoch_loss"):
 def test_pictures_of_a_2d_flow_every_other_epoch_and_after_the_last(tmp_path):
     x = kerasflows.datasets.load("moons", n=2048, seed=0)
     flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(16,))
-    flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+    # a plain graph step: the pictures are drawn after the epochs, whatever runs them
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
     images = FlowImages(tmp_path, data=x, every=2, resolution=48, samples=3000, seed=3)
     flow.fit(x, batch_size=256, epochs=5, verbose=0,
              callbacks=[keras.callbacks.TensorBoard(str(tmp_path)), images])
@@ -79,7 +80,7 @@ def test_pictures_of_a_2d_flow_every_other_epoch_and_after_the_last(tmp_path):
 def test_a_wider_flow_gets_every_pair_of_its_coordinates(tmp_path):
     x = kerasflows.datasets.load("moons4d", n=1024, seed=0)
     flow = kerasflows.models.RealNVP(4, num_layers=2, hidden_units=(16,))
-    flow.compile(optimizer=keras.optimizers.Adam(1e-2))
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
     images = FlowImages(tmp_path, data=x, resolution=24, samples=800, seed=1)
     flow.fit(x, batch_size=256, epochs=2, verbose=0, callbacks=[images])
     shown = read_images(tmp_path / "flow")
@@ -323,7 +324,7 @@ def test_a_bad_seed_and_a_1d_flow_are_refused_before_training(tmp_path):
 def test_the_data_picture_is_written_once_over_several_fits(tmp_path):
     x = kerasflows.datasets.load("moons", n=256, seed=0)
     flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
-    flow.compile(optimizer="adam")
+    flow.compile(optimizer="adam", jit_compile=False)
     images = FlowImages(tmp_path, data=x, resolution=16, samples=100)
     for _ in range(2):
         flow.fit(x, batch_size=128, epochs=1, verbose=0, callbacks=[images])
@@ -334,7 +335,7 @@ def test_dims_turn_the_density_of_a_2d_flow_like_its_samples(tmp_path):
     # FlowImages(dims=(1, 0)) drew the density untransposed, on the turned region
     x = kerasflows.datasets.load("moons", n=512, seed=0) * [1.0, 3.0] + [4.0, 0.0]
     flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
-    flow.compile(optimizer="adam")
+    flow.compile(optimizer="adam", jit_compile=False)
     images = FlowImages(tmp_path, data=x, resolution=24, samples=500, dims=(1, 0))
     flow.fit(x, batch_size=256, epochs=1, verbose=0, callbacks=[images])
     density = read_images(tmp_path / "flow")["density"][-1][1]
