@@ -2,6 +2,7 @@
 `Flow.fit` on a dequantized stream, and `kerasflows train --dequantize` with
 `evaluate` and `sample` following the model."""
 
+import functools
 import json
 import warnings
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 import kerasflows
+import kerasflows.distributed
 from kerasflows.cli import main
 from kerasflows.dequantization import (dequantize, dequantized_dataset, floor_columns,
                                        whole_number_columns)
@@ -119,7 +121,7 @@ def test_dequantized_dataset_shuffles_row_indices_not_a_buffer_of_the_rows():
 def test_fit_on_a_dequantized_stream_trains_without_keras_shuffle_warning():
     x = _counts()
     flow = kerasflows.models.RealNVP(3, num_layers=2, hidden_units=(16,))
-    flow.compile(optimizer="adam")
+    flow.compile(optimizer="adam", jit_compile=False)     # the warning was fit's, not the step's
     with warnings.catch_warnings():
         warnings.simplefilter("error")           # fit's default shuffle warned for a stream
         history = flow.fit(dequantized_dataset(x, 128, seed=0), epochs=2, verbose=0)
@@ -128,7 +130,7 @@ def test_fit_on_a_dequantized_stream_trains_without_keras_shuffle_warning():
 
 def test_fit_warning_on_whole_numbers_points_to_the_dequantized_dataset():
     flow = kerasflows.models.RealNVP(3, num_layers=1, hidden_units=(8,))
-    flow.compile(optimizer="adam")
+    flow.compile(optimizer="adam", jit_compile=False)
     with pytest.warns(UserWarning, match=r"column\(s\) 0, 2 .*\.dequantized_dataset\(x, "):
         flow.fit(_counts(), epochs=1, verbose=0)
 
@@ -148,6 +150,15 @@ def test_train_flow_noise_is_new_each_epoch_and_fixed_by_seed_and_epoch():
                    verbose=0, dequantize=[5])
 
 
+@pytest.fixture
+def steps_without_xla(monkeypatch):
+    """`train` runs `train_flow`'s step as a plain graph (`jit_compile=False`): the noise
+    is added to the rows before the step, and XLA compiling the step took about a third of
+    a run's CPU time (test_cli's round trip trains with XLA)."""
+    monkeypatch.setattr(kerasflows.distributed, "train_flow", functools.partial(
+        kerasflows.distributed.train_flow, jit_compile=False))
+
+
 def _run(capsys, *argv):
     status = main([str(a) for a in argv])
     out = capsys.readouterr()
@@ -155,6 +166,7 @@ def _run(capsys, *argv):
     return out
 
 
+@pytest.mark.usefixtures("steps_without_xla")
 def test_cli_train_dequantize_then_evaluate_and_sample_follow_the_model(tmp_path, capsys):
     data = tmp_path / "visits.csv"
     np.savetxt(data, _counts(), delimiter=",", header="visits,spend,stars", comments="",
@@ -207,6 +219,7 @@ def _assert_user_error(argv, message, capsys):
     assert exit_info.value.code == 2 and message in err, err
 
 
+@pytest.mark.usefixtures("steps_without_xla")
 def test_cli_dequantize_needs_whole_number_columns(tmp_path, capsys):
     np.save(tmp_path / "real.npy", np.random.default_rng(0).normal(size=(300, 2)))
     for data, message in [
