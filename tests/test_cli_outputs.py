@@ -3,6 +3,7 @@ drew, outputs that name one path are refused before training, and the JSON it
 writes is strict JSON (null, never a bare NaN)."""
 
 import errno
+import functools
 import json
 import os
 
@@ -13,10 +14,17 @@ import kerasflows
 import kerasflows.distributed
 from kerasflows.cli import main
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MOONS = os.path.join(ROOT, "saved_models", "moons")
 TINY = ["--epochs", "1", "--layers", "1", "--hidden", "4", "--recipe", "realnvp",
         "--batch-size", "64", "--quiet"]
+
+
+@pytest.fixture(autouse=True)
+def _steps_without_xla(monkeypatch):
+    """`train` runs `train_flow`'s step as a plain graph (`jit_compile=False`) in these
+    tests of what it writes: XLA compiling the step took about a third of each run's CPU
+    time (test_cli's round trip trains with XLA)."""
+    monkeypatch.setattr(kerasflows.distributed, "train_flow", functools.partial(
+        kerasflows.distributed.train_flow, jit_compile=False))
 
 
 def _run(capsys, *argv):
@@ -54,9 +62,11 @@ def test_evaluate_on_a_dataset_name_scores_points_train_never_drew(tmp_path, cap
     """evaluate drew a name's points with seed 0 and n=10000, train's defaults: its
     NLL was mostly over the rows the model was trained on."""
     scored = _scored_rows(monkeypatch)
+    # the rows drawn do not depend on the model: a small one, fast to load
+    kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(4,)).save(tmp_path / "m.keras")
     for extra, train_seed in (([], 0), (["--seed", "7"], 7)):
-        result = _strict_json(_run(capsys, "evaluate", MOONS, "moons", "--n", "500", "--json",
-                                   *extra))
+        result = _strict_json(_run(capsys, "evaluate", tmp_path / "m.keras", "moons", "--n",
+                                   "500", "--json", *extra))
         x, _ = scored.pop()
         trained_on = kerasflows.datasets.load("moons", n=500, seed=train_seed)
         assert len(x) == 500 and _shared_rows(x, trained_on) == 0, extra
@@ -124,11 +134,6 @@ def test_checkpoint_dir_named_like_the_report_loses_nothing_when_refused(tmp_pat
 def test_json_outputs_write_null_for_a_standard_error_of_one_row(tmp_path, capsys):
     """One row has no standard error: evaluate --json and the train report wrote a
     bare NaN, which strict JSON readers refuse."""
-    np.save(tmp_path / "one.npy", np.array([[0.5, -0.25]], np.float32))
-    result = _strict_json(_run(capsys, "evaluate", MOONS, tmp_path / "one.npy", "--json"))
-    assert result["n"] == 1 and result["nll_se"] is None and np.isfinite(result["nll"])
-    text = _run(capsys, "evaluate", MOONS, tmp_path / "one.npy")
-    assert f"{result['nll']:.4f} nats per example (no s.e. from one row, n=1)" in text
     np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(40, 2)).astype("float32"))
     np.save(tmp_path / "t.npy", np.array([[0.1, 0.2]], np.float32))
     out = _run(capsys, "train", tmp_path / "x.npy", "--test-data", tmp_path / "t.npy", *TINY,
@@ -138,6 +143,13 @@ def test_json_outputs_write_null_for_a_standard_error_of_one_row(tmp_path, capsy
     assert np.isfinite(report["test_nll"]) and f"test {report['test_nll']:.4f}" in out
     record = kerasflows.loading.training_record(tmp_path / "m.keras")
     assert record["test_nll_se"] is None
+    # evaluate of one row, with the model just trained (a small one: it loads fast)
+    np.save(tmp_path / "one.npy", np.array([[0.5, -0.25]], np.float32))
+    result = _strict_json(_run(capsys, "evaluate", tmp_path / "m.keras", tmp_path / "one.npy",
+                               "--json"))
+    assert result["n"] == 1 and result["nll_se"] is None and np.isfinite(result["nll"])
+    text = _run(capsys, "evaluate", tmp_path / "m.keras", tmp_path / "one.npy")
+    assert f"{result['nll']:.4f} nats per example (no s.e. from one row, n=1)" in text
 
 
 @pytest.mark.parametrize("at_epoch, said", [
