@@ -120,7 +120,7 @@ def test_train_flow_refuses_another_models_checkpoint_before_writing_a_weight(tm
     x = kerasflows.datasets.load("moons", n=512, seed=0)
     folder = tmp_path / "checkpoint"
     train_flow(lambda: kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(16,)), x,
-               epochs=1, batch_size=256, checkpoint_dir=folder, verbose=0)
+               epochs=1, batch_size=256, checkpoint_dir=folder, verbose=0, jit_compile=False)
     wider = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(32,))
     before = [w.copy() for w in wider.get_weights()]
     with pytest.raises(ValueError, match=rf"The checkpoint in {folder} does not fit this "
@@ -140,7 +140,7 @@ def test_train_flow_resumes_only_its_own_run(tmp_path):
     build = lambda: kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
     moons = kerasflows.datasets.load("moons", n=256, seed=0)
     folder = tmp_path / "checkpoint"
-    run = dict(batch_size=128, checkpoint_dir=folder, verbose=0)
+    run = dict(batch_size=128, checkpoint_dir=folder, verbose=0, jit_compile=False)
     _, first = train_flow(build, moons, epochs=2, **run)
     # the same run asked for more epochs goes on from the checkpoint
     _, longer = train_flow(build, moons, epochs=3, **run)
@@ -167,7 +167,7 @@ def test_train_flow_refuses_a_checkpoint_of_an_older_kerasflows_naming_what_it_l
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
         train_flow(build, moons, epochs=2, batch_size=128, checkpoint_dir=folder, verbose=0,
-                   on_epoch_end=crash)
+                   on_epoch_end=crash, jit_compile=False)
     path = folder / "checkpoint.npz"
     with np.load(path) as data:       # as an older kerasflows wrote it: no fingerprint
         arrays = {name: data[name] for name in data.files}
