@@ -285,19 +285,30 @@ def _png(path):
 
 
 def test_sample_and_plot_make_the_output_folder(tmp_path, capsys):
-    out = _run(capsys, "sample", MOONS, "-n", "5", "-o", tmp_path / "new" / "deep" / "s.npy")
+    model = tmp_path / "m.keras"        # a small flow: it loads and traces fast
+    kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(4,)).save(model)
+    out = _run(capsys, "sample", model, "-n", "5", "-o", tmp_path / "new" / "deep" / "s.npy")
     assert np.load(tmp_path / "new" / "deep" / "s.npy").shape == (5, 2) and "Wrote 5" in out
-    _run(capsys, "plot", MOONS, "--what", "samples", "-n", "50", "-o", tmp_path / "pics" / "p.png")
+    _run(capsys, "plot", model, "--what", "samples", "-n", "50", "-o", tmp_path / "pics" / "p.png")
     assert (tmp_path / "pics" / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plot_draws_density_and_samples_to_a_png(tmp_path, capsys):
     from kerasflows import pictures
     from kerasflows.cli.plot import GAP
-    out = _run(capsys, "plot", MOONS, "-o", tmp_path / "m.png", "--resolution", "48",
+    from kerasflows.testing import perturb_weights
+    # a model folder with its data sample, as the shipped ones; a small flow, moved off
+    # the identity, traces in a fraction of the time of their spline flows
+    folder = tmp_path / "moons"
+    folder.mkdir()
+    small = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,))
+    perturb_weights(small, 0.3, seed=0)
+    small.save(folder / "flow.keras")
+    np.save(folder / "data_sample.npy", kerasflows.datasets.load("moons", n=500, seed=0))
+    out = _run(capsys, "plot", folder, "-o", tmp_path / "m.png", "--resolution", "48",
                "-n", "3000", "--seed", "2")
-    flow = kerasflows.load(MOONS)
-    region = pictures.region_of(np.load(os.path.join(MOONS, "data_sample.npy")))
+    flow = kerasflows.load(folder)
+    region = pictures.region_of(np.load(folder / "data_sample.npy"))
     got = _png(tmp_path / "m.png")
     assert got.shape == (48, 2 * 48 + GAP, 3)
     density, (low, high) = pictures.density_picture(flow, region, 48)
