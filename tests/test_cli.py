@@ -968,10 +968,12 @@ def test_csv_line_one_is_a_header_only_when_none_of_its_fields_is_a_number(tmp_p
            "nan.csv": ("x,y\n\n1,2\nnan,4\n", "1 NaN or inf value (first in line 4)."),
            "header_only.csv": ("x,y\n", "no data rows after its header line 1."),
            "empty.csv": ("\n", "no data (the file holds no rows).")}
+    model = tmp_path / "m.keras"     # evaluate loads it first: a small one loads fast
+    kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(4,)).save(model)
     cases = []
     for name, (text, message) in bad.items():
         (tmp_path / name).write_text(text)
-        cases.append((["evaluate", MOONS, tmp_path / name], f"{tmp_path / name}: {message}"))
+        cases.append((["evaluate", model, tmp_path / name], f"{tmp_path / name}: {message}"))
     _assert_user_errors(cases, capsys)
 
 
@@ -985,7 +987,9 @@ def test_bad_npy_files_say_what_is_wrong(tmp_path, capsys):
     np.save(tmp_path / "objects.npy", np.array([[1, "a"]], dtype=object), allow_pickle=True)
     np.save(tmp_path / "text.npy", np.array([["1", "2"]]))
     (tmp_path / "folder.npy").mkdir()
-    cases = [(["evaluate", MOONS, tmp_path / name], f"{tmp_path / name}{message}") for name,
+    model = tmp_path / "m.keras"     # evaluate loads it first: a small one loads fast
+    kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(4,)).save(model)
+    cases = [(["evaluate", model, tmp_path / name], f"{tmp_path / name}{message}") for name,
              message in [
                  ("random.npy", ": not a valid .npy array file (it does not start with the "
                                 ".npy header; damaged, or another format)."),
