@@ -298,7 +298,12 @@ def test_context_animation_sweeps_a_conditional_flow_without_a_display(tmp_path,
     assert code == 0, err[-2000:]
     with Image.open(tmp_path / "c.gif") as image:
         assert image.n_frames == 50 and max(image.size) <= 800
-    # the Layers view at the last state, the data (the base is the same at every context)
+    # the Layers view at the last state, the data (the base is the same at every context);
+    # its first and last frames are compared, and a sweep of 3 values has the ends of 50
+    from visualizer import animation
+    sweep = animation.context_values
+    monkeypatch.setattr(animation, "context_values",
+                        lambda low, high, step=None: sweep(low, high, step, frames=3))
     frames = {}
     for layer in ([], ["--layer", "0"]):
         code, err = main_here([str(conditional), "--context-animation",
