@@ -58,8 +58,10 @@ def test_fit_updates_a_plain_adam_with_the_fused_kernel_as_keras_would(fused_ada
     for fused in (True, False):
         flow = _flow("MAF")
         flow.fused_adam = fused
+        # a plain graph step: the fused kernel is the same op in it (compiled with XLA
+        # by make_train_step: test_adam_built_for_the_weights_keeps_per_weight_slots)
         flow.compile(optimizer=keras.optimizers.Adam(
-            keras.optimizers.schedules.CosineDecay(1e-2, 8)))
+            keras.optimizers.schedules.CosineDecay(1e-2, 8)), jit_compile=False)
         history = flow.fit(x, sample_weight=weights, batch_size=128, epochs=2,
                            shuffle=False, verbose=0)
         runs[fused] = (history.history["loss"], flow.get_weights(),
@@ -72,7 +74,7 @@ def test_fit_updates_a_plain_adam_with_the_fused_kernel_as_keras_would(fused_ada
     for a, b in zip(w + state, w_k + state_k):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     clipped = _flow("MAF")
-    clipped.compile(optimizer=keras.optimizers.Adam(1e-2, clipnorm=1.0))
+    clipped.compile(optimizer=keras.optimizers.Adam(1e-2, clipnorm=1.0), jit_compile=False)
     clipped.fit(x, batch_size=128, epochs=1, verbose=0)
     assert not fused_adam_ops
 
@@ -116,7 +118,7 @@ def test_unbuilt_adam_is_packed_and_its_moments_are_keras_adams():
     # and an Adam built per weight for one flow is not another's (Keras' own update
     # refuses unknown weights; the fused one took the first flow's moments)
     fitted = _flow("MAF")
-    fitted.compile(keras.optimizers.Adam(1e-2))
+    fitted.compile(keras.optimizers.Adam(1e-2), jit_compile=False)
     fitted.fit(x, batch_size=128, epochs=1, verbose=0)
     with pytest.raises(ValueError, match=r"built for other weights \(another flow's: it does "
                                          r"not know '.*kernel.*'\)"):
