@@ -476,12 +476,25 @@ CONTEXT_PATHS = {
 }
 
 
+@pytest.fixture(scope="module")
+def conditional_flows():
+    """`_conditional_flow(trace)`, built once for each trace for the context-gradient
+    checks below, which only read the flows."""
+    flows = {}
+
+    def get(trace):
+        if trace not in flows:
+            flows[trace] = _conditional_flow(trace=trace)
+        return flows[trace]
+    return get
+
+
 @pytest.mark.parametrize("path", sorted(CONTEXT_PATHS))
-def test_the_context_gets_the_gradient_of_finite_differences(path):
+def test_the_context_gets_the_gradient_of_finite_differences(path, conditional_flows):
     """TFP's adjoint returns gradients for the solver's initial state, its
     `constants` and variables only: the context, captured by the dynamics, got
     None, and a context encoder never trained (its loss fell through the dynamics)."""
-    flow = _conditional_flow(trace="hutchinson" if "hutchinson" in path else "exact")
+    flow = conditional_flows("hutchinson" if "hutchinson" in path else "exact")
     value = CONTEXT_PATHS[path]
     c = tf.constant(CONTEXT)
     with tf.GradientTape() as tape:
