@@ -27,6 +27,19 @@ if (os.environ.get("KERASFLOWS_TEST_FULL_XLA", "") in ("", "0")
 
 
 @pytest.fixture
+def train_steps_without_xla(monkeypatch):
+    """`kerasflows train` runs `train_flow`'s step as a plain graph
+    (`jit_compile=False`), for the tests of the command's options, files and
+    messages: XLA compiling the step took a third to a half of each tiny run's CPU
+    time. test_cli's round trip, test_resume's killed run and the README tests
+    train with XLA, as users do."""
+    import functools
+    import kerasflows.distributed
+    monkeypatch.setattr(kerasflows.distributed, "train_flow", functools.partial(
+        kerasflows.distributed.train_flow, jit_compile=False))
+
+
+@pytest.fixture
 def fused_adam_ops(monkeypatch):
     """The arguments of each `tf.raw_ops.ResourceApplyAdam` built while the test
     runs (the fused kernel a plain Adam is updated with, `packed_adam`)."""

@@ -2,7 +2,6 @@
 one-line user errors, and `--help` covering every flag."""
 
 import argparse
-import functools
 import json
 import os
 import re
@@ -15,7 +14,6 @@ import numpy as np
 import pytest
 
 import kerasflows
-import kerasflows.distributed
 from kerasflows.cli import SUBCOMMANDS, build_parser, main
 from kerasflows.cli.data import read_data
 from kerasflows.cli import train as train_command
@@ -29,13 +27,11 @@ U1_PLANAR = os.path.join(ROOT, "saved_models", "u1_planar")
 
 
 @pytest.fixture(autouse=True)
-def _steps_without_xla(request, monkeypatch):
-    """`train` runs `train_flow`'s step as a plain graph (`jit_compile=False`) in these
-    tests of the command's options, files and messages: XLA compiling it took a third
-    to a half of each run's CPU time. The round trip trains as users do, with XLA."""
+def _steps_without_xla(request):
+    """`train_steps_without_xla` (conftest) for every test here but the round trip,
+    which trains as users do, with XLA."""
     if request.node.name != "test_train_evaluate_sample_export_info_round_trip":
-        monkeypatch.setattr(kerasflows.distributed, "train_flow", functools.partial(
-            kerasflows.distributed.train_flow, jit_compile=False))
+        request.getfixturevalue("train_steps_without_xla")
 
 
 def _run(capsys, *argv):

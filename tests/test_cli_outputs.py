@@ -3,7 +3,6 @@ drew, outputs that name one path are refused before training, and the JSON it
 writes is strict JSON (null, never a bare NaN)."""
 
 import errno
-import functools
 import json
 import os
 
@@ -18,13 +17,8 @@ TINY = ["--epochs", "1", "--layers", "1", "--hidden", "4", "--recipe", "realnvp"
         "--batch-size", "64", "--quiet"]
 
 
-@pytest.fixture(autouse=True)
-def _steps_without_xla(monkeypatch):
-    """`train` runs `train_flow`'s step as a plain graph (`jit_compile=False`) in these
-    tests of what it writes: XLA compiling the step took about a third of each run's CPU
-    time (test_cli's round trip trains with XLA)."""
-    monkeypatch.setattr(kerasflows.distributed, "train_flow", functools.partial(
-        kerasflows.distributed.train_flow, jit_compile=False))
+# tests of what `train` writes: its step as a plain graph (conftest)
+pytestmark = pytest.mark.usefixtures("train_steps_without_xla")
 
 
 def _run(capsys, *argv):

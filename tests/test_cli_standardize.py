@@ -1,13 +1,10 @@
 """`kerasflows train --standardize`: on by default for a data file, off for a
 dataset name, recorded, and what it does for data far from a unit scale."""
 
-import functools
-
 import numpy as np
 import pytest
 
 import kerasflows
-import kerasflows.distributed
 from kerasflows.cli import main
 from kerasflows.loading import training_record
 
@@ -16,13 +13,8 @@ from kerasflows.loading import training_record
 LIGHT = ("--recipe", "realnvp", "--layers", "1", "--hidden", "4")
 
 
-@pytest.fixture(autouse=True)
-def _steps_without_xla(monkeypatch):
-    """`train` runs `train_flow`'s step as a plain graph here (`jit_compile=False`), not
-    XLA-compiled: what is checked is the data's scale, and the compilation took about
-    half of each run's CPU time (test_cli's round trip trains with XLA)."""
-    monkeypatch.setattr(kerasflows.distributed, "train_flow", functools.partial(
-        kerasflows.distributed.train_flow, jit_compile=False))
+# what is checked is the data's scale: `train`'s step as a plain graph (conftest)
+pytestmark = pytest.mark.usefixtures("train_steps_without_xla")
 
 
 def _train(tmp_path, capsys, data, name, *extra):

@@ -2,7 +2,6 @@
 `Flow.fit` on a dequantized stream, and `kerasflows train --dequantize` with
 `evaluate` and `sample` following the model."""
 
-import functools
 import json
 import warnings
 
@@ -10,7 +9,6 @@ import numpy as np
 import pytest
 
 import kerasflows
-import kerasflows.distributed
 from kerasflows.cli import main
 from kerasflows.dequantization import (dequantize, dequantized_dataset, floor_columns,
                                        whole_number_columns)
@@ -150,15 +148,6 @@ def test_train_flow_noise_is_new_each_epoch_and_fixed_by_seed_and_epoch():
                    verbose=0, dequantize=[5])
 
 
-@pytest.fixture
-def steps_without_xla(monkeypatch):
-    """`train` runs `train_flow`'s step as a plain graph (`jit_compile=False`): the noise
-    is added to the rows before the step, and XLA compiling the step took about a third of
-    a run's CPU time (test_cli's round trip trains with XLA)."""
-    monkeypatch.setattr(kerasflows.distributed, "train_flow", functools.partial(
-        kerasflows.distributed.train_flow, jit_compile=False))
-
-
 def _run(capsys, *argv):
     status = main([str(a) for a in argv])
     out = capsys.readouterr()
@@ -166,7 +155,7 @@ def _run(capsys, *argv):
     return out
 
 
-@pytest.mark.usefixtures("steps_without_xla")
+@pytest.mark.usefixtures("train_steps_without_xla")   # the noise comes before the step
 def test_cli_train_dequantize_then_evaluate_and_sample_follow_the_model(tmp_path, capsys):
     data = tmp_path / "visits.csv"
     np.savetxt(data, _counts(), delimiter=",", header="visits,spend,stars", comments="",
@@ -219,7 +208,7 @@ def _assert_user_error(argv, message, capsys):
     assert exit_info.value.code == 2 and message in err, err
 
 
-@pytest.mark.usefixtures("steps_without_xla")
+@pytest.mark.usefixtures("train_steps_without_xla")
 def test_cli_dequantize_needs_whole_number_columns(tmp_path, capsys):
     np.save(tmp_path / "real.npy", np.random.default_rng(0).normal(size=(300, 2)))
     for data, message in [
