@@ -104,6 +104,21 @@ def test_the_target_heatmap_follows_the_flows_range_to_a_new_model_and_dims(qtbo
     np.testing.assert_allclose(view_range(view.right.plot), view_range(view.plot))
 
 
+def test_the_show_box_grows_to_its_longest_entry_when_a_model_with_a_target_opens(
+        qtbot, window, tmp_path):
+    """It kept the width of the plain flow's entries and read "flow | tar"."""
+    rng = np.random.default_rng(0)
+    open_fake(window, fake_info("a", rng.standard_normal((500, 2)), tmp_path / "a.keras"))
+    view = window.show_view("density")
+    qtbot.wait(50)
+    open_fake(window, fake_info("b", rng.standard_normal((500, 2)), tmp_path / "b.keras",
+                                target="u3"))
+    qtbot.wait(50)
+    box = view.source
+    assert box.currentText() == "flow | target u3 side by side"
+    assert box.width() > box.fontMetrics().horizontalAdvance(box.currentText())
+
+
 # -- following after an open that failed ----------------------------------------------------
 def fail_open(window):
     window._on_result(Result("open", window._open_id, error="not a readable .keras archive"))

@@ -49,6 +49,9 @@ class DensityView(View):
     def __init__(self, host):
         super().__init__(host)
         self.source = QtWidgets.QComboBox()
+        # its entries change with the model ("flow | target u3 side by side"): grow to fit
+        self.source.setSizeAdjustPolicy(
+            QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.resolution = QtWidgets.QComboBox()
         for r in RESOLUTIONS:
             self.resolution.addItem(f"{r} × {r}", r)
