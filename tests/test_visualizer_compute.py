@@ -381,6 +381,28 @@ def test_savedmodel_without_trace_signatures(model, tmp_path):
     assert info["has_trace"] is False and info["reference_is_data"] is False
 
 
+def test_a_savedmodel_not_exported_by_kerasflows_is_named_as_such(tmp_path):
+    import tensorflow as tf
+    module = tf.Module()
+    module.f = tf.function(lambda inp: {"y": inp * 2.0},
+                           input_signature=[tf.TensorSpec([None, 2], tf.float32, "inp")])
+    tf.saved_model.save(module, str(tmp_path / "1"),
+                        signatures={"serving_default": module.f.get_concrete_function()})
+    with pytest.raises(ValueError, match=r"serving_default takes \['inp'\]; a flow exported by "
+                       r"kerasflows .* takes 'x'\. Is this SavedModel a kerasflows export\?"):
+        SavedModelBackend(tmp_path / "1")
+
+
+def test_a_one_dimensional_flow_is_refused_naming_its_file(tmp_path):
+    import kerasflows
+    flow = kerasflows.models.MAF(1, num_layers=1, hidden_units=(4,))
+    flow.save(tmp_path / "line.keras")
+    source = paths.resolve(tmp_path / "line.keras")
+    with pytest.raises(ValueError, match=r"line\.keras: the visualizer shows flows with "
+                       r"event_dim >= 2; this one has event_dim=1"):
+        opening.load(source)
+
+
 @pytest.mark.parametrize("context_dim", [None, 2], ids=["plain", "conditional"])
 def test_savedmodel_of_a_float64_flow_gives_the_flows_own_numbers(tmp_path, context_dim):
     """A float64 flow's export takes float64 (x, z, context): the backend sends each

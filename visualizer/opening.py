@@ -97,8 +97,8 @@ def describe(backend, source, record=None):
     """A plain-data summary of an opened model for the GUI (`record`: its `_record`,
     read here when not given)."""
     if backend.event_dim < 2:
-        raise ValueError(f"the visualizer shows flows with event_dim >= 2; this one has "
-                         f"event_dim={backend.event_dim}.")
+        raise ValueError(f"{source.path}: the visualizer shows flows with event_dim >= 2; "
+                         f"this one has event_dim={backend.event_dim}.")
     if record is None:
         record = _record(source)
     reference, is_data, where = _reference_points(backend, source, record)

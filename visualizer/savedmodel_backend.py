@@ -38,7 +38,9 @@ class SavedModelBackend(Backend):
                              for name, signature in self.signatures.items()}
         inputs = self.signatures["serving_default"].structured_input_signature[1]
         if "x" not in inputs:
-            raise ValueError(f"{path}: serving_default takes {sorted(inputs)}; expected 'x'.")
+            raise ValueError(f"{path}: serving_default takes {sorted(inputs)}; a flow exported "
+                             "by kerasflows (kerasflows export, kerasflows.export.export) "
+                             "takes 'x'. Is this SavedModel a kerasflows export?")
         self.event_dim = int(inputs["x"].shape[-1])
         if "context" in inputs:
             self.context_dim = int(inputs["context"].shape[-1])
