@@ -168,9 +168,9 @@ def _error_cases(tmp):
         (["info", tmp / "srv"], "cannot load the SavedModel"),
         (["sample", MOONS, "-o", "s.txt"], "must end in .npy or .csv"),
         (["sample", MOONS, "-o", tmp / "three.npy" / "s.npy"],
-         f"cannot write {tmp / 'three.npy' / 's.npy'}: its folder {tmp / 'three.npy'} "
-         "cannot be made"),
-        (["plot", MOONS, "-o", tmp / "three.npy" / "p.png"], "its folder"),
+         f"cannot write --out {tmp / 'three.npy' / 's.npy'}: {tmp / 'three.npy'} is a file."),
+        (["plot", MOONS, "-o", tmp / "three.npy" / "p.png"],
+         f"cannot write --out {tmp / 'three.npy' / 'p.png'}: {tmp / 'three.npy'} is a file."),
         (["export", MOONS, tmp / "srv"],
          f"{tmp / 'srv' / '1'} already exists; choose another --version, or give --overwrite"),
         (["export", U1_PLANAR, tmp / "planar"], "Cannot export this flow as a SavedModel: 32 of "

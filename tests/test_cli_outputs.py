@@ -216,10 +216,12 @@ def test_a_full_disk_names_the_output_and_what_the_checkpoint_keeps(tmp_path, ca
         monkeypatch.setattr(kerasflows.checkpoint.np, "savez", savez)
     elif fails == "model":
         monkeypatch.setattr(kerasflows.Flow, "save", _full_disk)
-    else:
-        real_dump = json.dump
-        monkeypatch.setattr(json, "dump", lambda value, f, **kw: (
-            _full_disk() if f.name == str(tmp_path / "m.json") else real_dump(value, f, **kw)))
+    else:                   # the report's bytes fail to go to disk
+        import kerasflows.cli.train
+        real_write = kerasflows.cli.train.write_output
+        monkeypatch.setattr(kerasflows.cli.train, "write_output", lambda path, write: (
+            real_write(path, _full_disk) if path == str(tmp_path / "m.json")
+            else real_write(path, write)))
     checkpoint = tmp_path / "m.checkpoint"
     paths = {"--checkpoint-dir": checkpoint, "--out": tmp_path / "m.keras",
              "--report": tmp_path / "m.json"}
@@ -236,7 +238,8 @@ def test_a_full_disk_names_the_output_and_what_the_checkpoint_keeps(tmp_path, ca
         f"space left on device; {advice}\n")
     assert failed.value.code == 2
     assert EpochCheckpoint(checkpoint, {}).epochs_done() == kept
-    assert [p.name for p in tmp_path.iterdir() if ".tmp" in p.name or "saving" in p.name] == []
+    assert [p.name for p in tmp_path.iterdir()
+            if any(part in p.name for part in (".tmp", "saving", ".part"))] == []
     if fails == "model" and kept == 2:      # space freed: the rerun saves the trained flow
         monkeypatch.undo()
         def trained(*args, **kwargs):
@@ -244,3 +247,87 @@ def test_a_full_disk_names_the_output_and_what_the_checkpoint_keeps(tmp_path, ca
         monkeypatch.setattr(kerasflows.distributed, "_run_epoch", trained)
         _run(capsys, *argv)
         assert (tmp_path / "m.keras").exists() and not checkpoint.exists()
+
+
+# -- sample, plot and export: what a failed write leaves ------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny") / "t.keras"
+    kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(4,)).save(path)
+    return path
+
+
+def _refused(capsys, *argv):
+    with pytest.raises(SystemExit) as failed:
+        main([str(a) for a in argv])
+    assert failed.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kerasflows: error: "), lines
+    return lines[0]
+
+
+def _half_written(f, *args, **kwargs):
+    f.write(b"half a file")
+    _full_disk()
+
+
+@pytest.mark.parametrize("command, out", [("sample", "s.npy"), ("sample", "s.csv"),
+                                          ("plot", "p.png")])
+def test_a_full_disk_keeps_the_output_there_before_and_leaves_no_part(
+        tmp_path, capsys, monkeypatch, tiny_model, command, out):
+    """sample and plot wrote straight onto --out: a full disk left a truncated file
+    (an .npy NumPy could not load, a CSV whose last row was cut) in place of a good
+    one, and said only `[Errno 28] ...` or `400000 requested and 255968 written`."""
+    import kerasflows.cli.common
+    argv = [command, tiny_model, "-n", "50", *(["--resolution", "16"] if command == "plot"
+                                              else []), "-o", tmp_path / out]
+    _run(capsys, *argv)
+    before = (tmp_path / out).read_bytes()
+    real_write = kerasflows.cli.common.write_output
+    monkeypatch.setattr(kerasflows.cli.common, "write_output",
+                        lambda path, write: real_write(path, _half_written))
+    if command == "plot":
+        import kerasflows.cli.plot
+        monkeypatch.setattr(kerasflows.cli.plot, "write_output",
+                            kerasflows.cli.common.write_output)
+    said = _refused(capsys, *argv[:-1], tmp_path / "new" / "sub" / out)
+    assert said == (f"kerasflows: error: cannot write --out {tmp_path / 'new' / 'sub' / out}: "
+                    "No space left on device; nothing was written.")
+    said = _refused(capsys, *argv)
+    assert said == (f"kerasflows: error: cannot write --out {tmp_path / out}: No space left "
+                    "on device; the file there before is kept.")
+    assert (tmp_path / out).read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out]     # no part file, no folder
+
+
+def test_refused_sample_and_plot_runs_make_no_folder(tmp_path, capsys, tiny_model):
+    """Their --out folders were made before the model was opened and the context read."""
+    _refused(capsys, "sample", tmp_path / "missing.keras", "-o", tmp_path / "a" / "b" / "s.npy")
+    _refused(capsys, "sample", tiny_model, "--context", "1", "-o", tmp_path / "c" / "s.npy")
+    _refused(capsys, "plot", tmp_path / "missing.keras", "-o", tmp_path / "d" / "p.png")
+    (tmp_path / "s.npy").mkdir()
+    assert _refused(capsys, "sample", tiny_model, "-o", tmp_path / "s.npy").endswith(
+        f"--out {tmp_path / 's.npy'} is a folder; expected a file name.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.npy"]
+
+
+def test_export_names_dir_when_tensorflow_cannot_write_and_keeps_the_model_it_reads(
+        tmp_path, capsys, monkeypatch, tiny_model):
+    import shutil
+    import tensorflow as tf
+    served = tmp_path / "srv"
+    (served / "1").mkdir(parents=True)
+    inside = served / "1" / "flow.keras"
+    shutil.copy(tiny_model, inside)
+    said = _refused(capsys, "export", inside, served, "--overwrite")
+    assert said == (f"kerasflows: error: {inside} is inside {served / '1'}, which the export "
+                    "replaces; write the SavedModel to another DIR or --version.")
+    assert inside.exists()
+
+    def full_disk(*args, **kwargs):     # TensorFlow's file errors are OpErrors, no OSError
+        raise tf.errors.ResourceExhaustedError(None, None, "saved_model.pb; No space left")
+    monkeypatch.setattr(tf.saved_model, "save", full_disk)
+    said = _refused(capsys, "export", tiny_model, tmp_path / "new")
+    assert said == (f"kerasflows: error: cannot write the SavedModel to DIR {tmp_path / 'new'}: "
+                    "saved_model.pb; No space left; DIR is as it was.")
+    assert not (tmp_path / "new").exists()

@@ -1,6 +1,7 @@
 """Helpers shared by the subcommands: option types, output folders, opening models."""
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -15,7 +16,7 @@ __all__ = ["UserError", "HelpFormatter", "plural", "write_array", "output_folder
            "add_direction_argument", "writable_folder", "NEGATIVE_VALUE",
            "progress_verbosity", "add_context_argument", "is_saved_model",
            "read_json_file", "SEED_MAX", "check_outputs", "check_paths_given", "json_safe",
-           "csv_field"]
+           "csv_field", "check_folder_can_be_made", "check_output_file", "write_output", "written_or_kept"]
 
 #: The largest `--seed`: seeds go to NumPy, to Keras and to the int32 seed of sampling.
 SEED_MAX = 2**31 - 1
@@ -171,8 +172,9 @@ def _arg_error(message):
 
 def output_folder(path):
     """Makes the folder of the output file `path`; a UserError naming the path when
-    it cannot. `train`, `fit-target`, `sample` and `plot` call it for their outputs
-    before any work is done (training is lost when its result cannot be written)."""
+    it cannot. `train` and `fit-target` call it for their outputs before training
+    (which is lost when its result cannot be written); `sample` and `plot` check
+    theirs without making it (`check_output_file`)."""
     folder = os.path.dirname(os.path.abspath(path))
     return _made_folder(folder, f"cannot write {path}: its folder {folder}")
 
@@ -262,14 +264,83 @@ def csv_field(name):
     return '"' + name.replace('"', '""') + '"'
 
 
+def check_folder_can_be_made(folder, failure):
+    """A UserError `failure` + " ..." when the folder `folder` cannot be written: its
+    nearest existing folder (itself, or the one it would be made in) is a file or
+    not writable. Makes nothing, so a command refused later leaves no folder."""
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"{failure}: {existing} is a file.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{failure}: the folder {existing} is not writable.")
+
+
+def check_output_file(option, path, inputs=()):
+    """Refuses, before any work and making nothing, the output file `path` of
+    `option` when it is a folder, would overwrite one of the `inputs`
+    `[(option, path)]` or cannot be made (`check_folder_can_be_made`);
+    `write_output` makes its folder when it writes it."""
+    check_outputs([(option, path)], inputs)
+    check_folder_can_be_made(os.path.dirname(os.path.abspath(path)),
+                             f"cannot write {option} {path}")
+
+
+def write_output(path, write):
+    """Writes the file `path` through `write(f)`, `f` a new binary file beside it
+    that is renamed over `path` once written, and makes `path`'s missing folders
+    first: a write that fails (a full disk) leaves no half-written file and no
+    new folder, and keeps the file `path` named before (through a symbolic link,
+    the file it names; a file replaced keeps its permissions). The OSError of a
+    failed write names `path`."""
+    import shutil
+    from kerasflows.export import _make_folders
+    target = os.path.realpath(path)
+    folder, name = os.path.split(target)
+    made = _make_folders(folder)
+    part = os.path.join(folder, "." + name.encode()[:200].decode(errors="ignore")
+                        + f".{os.getpid()}.part")
+    try:
+        with open(part, "wb") as f:
+            write(f)
+        if os.path.isfile(target):
+            shutil.copymode(target, part)
+        os.replace(part, target)
+    except BaseException as e:
+        if os.path.lexists(part):
+            os.remove(part)
+        for new in made:
+            with contextlib.suppress(OSError):
+                os.rmdir(new)
+        if isinstance(e, OSError) and e.errno is not None:   # not NumPy's "n requested..."
+            e.filename, e.filename2 = os.fspath(path), None
+        raise
+
+
+@contextlib.contextmanager
+def written_or_kept(option, path):
+    """Turns the OSError of writing `option`'s output `path` with `write_output`
+    into a UserError naming both, and saying that the file there before is kept."""
+    existed = os.path.isfile(path)
+    try:
+        yield
+    except OSError as e:
+        kept = "the file there before is kept" if existed else "nothing was written"
+        why = e.strerror or (e.args[0] if e.args else type(e).__name__)
+        raise UserError(f"cannot write {option} {path}: {why}; {kept}.") from None
+
+
 def write_array(path, array, column_names=None):
-    """Writes `array` to a `.npy` or `.csv` file, by the extension of `path`; a CSV
-    file starts with a header line of `column_names` when given (`csv_field`)."""
+    """Writes `array` to a `.npy` or `.csv` file, by the extension of `path`
+    (`write_output`); a CSV file starts with a header line of `column_names` when
+    given (`csv_field`)."""
     if path.endswith(".npy"):
-        np.save(path, array)
+        write_output(path, lambda f: np.save(f, array))
     elif path.endswith(".csv"):
         header = ",".join(map(csv_field, column_names)) if column_names else ""
-        np.savetxt(path, array, delimiter=",", fmt="%.8g", header=header, comments="")
+        write_output(path, lambda f: np.savetxt(f, array, delimiter=",", fmt="%.8g",
+                                                header=header, comments=""))
     else:
         raise UserError(f"{path}: the output must end in .npy or .csv.")
 

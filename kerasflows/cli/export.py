@@ -2,7 +2,8 @@
 
 import os
 
-from kerasflows.cli.common import HelpFormatter, UserError, open_flow, positive_int
+from kerasflows.cli.common import (HelpFormatter, UserError, check_folder_can_be_made, open_flow,
+                                   positive_int)
 from kerasflows.cli.data import model_column_names, model_dequantized_columns
 
 __all__ = ["add_parser", "run"]
@@ -36,11 +37,20 @@ def run(args):
     if os.path.isdir(target) and os.listdir(target) and not args.overwrite:
         raise UserError(f"{target} already exists; choose another --version, or give "
                         "--overwrite to replace it.")
+    model = os.path.realpath(args.model)
+    if os.path.commonpath([model, os.path.realpath(target)]) == os.path.realpath(target):
+        raise UserError(f"{args.model} is inside {target}, which the export replaces; write "
+                        "the SavedModel to another DIR or --version.")
     columns = _column_names(args.model, flow)
-    _check_writable(args.dir)
-    target = export_saved_model(
-        flow, args.dir, version=args.version, overwrite=args.overwrite, columns=columns,
-        dequantized_columns=model_dequantized_columns(args.model, flow.event_dim))
+    check_folder_can_be_made(args.dir, f"cannot write to DIR {args.dir}")
+    import tensorflow as tf
+    try:
+        target = export_saved_model(
+            flow, args.dir, version=args.version, overwrite=args.overwrite, columns=columns,
+            dequantized_columns=model_dequantized_columns(args.model, flow.event_dim))
+    except tf.errors.OpError as e:      # TensorFlow's file errors (a full disk) are no OSError
+        raise UserError(f"cannot write the SavedModel to DIR {args.dir}: {e.message}; DIR is "
+                        "as it was.") from None
     print(f"Exported {args.model} to {target}")
     return 0
 
@@ -56,15 +66,3 @@ def _column_names(model, flow):
                         "Python, with columns= naming its columns or none.")
     return names
 
-
-def _check_writable(folder):
-    """A UserError when DIR `folder` cannot be written: its nearest existing folder
-    (itself, or the one it would be made in) is a file or not writable. Makes
-    nothing: `export_saved_model` makes DIR, and removes it again if it fails."""
-    existing = os.path.abspath(folder)
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
-    if not os.path.isdir(existing):
-        raise UserError(f"cannot write to DIR {folder}: {existing} is a file.")
-    if not os.access(existing, os.W_OK):
-        raise UserError(f"cannot write to DIR {folder}: the folder {existing} is not writable.")

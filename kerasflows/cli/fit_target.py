@@ -18,7 +18,8 @@ import time
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument,
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
                                    check_outputs, check_paths_given, json_safe, output_folder,
-                                   positive_float, positive_int, progress_verbosity, units)
+                                   positive_float, positive_int, progress_verbosity, units,
+                                   write_output)
 
 __all__ = ["add_parser", "run", "build_flow", "FORWARD_ONLY_RECIPES"]
 
@@ -139,8 +140,8 @@ def _write_model_dir(folder, flow, record):
     if record["recipe"] not in FORWARD_ONLY_RECIPES:
         export_saved_model(flow, os.path.join(folder, "saved_model"), version=1, overwrite=True)
     name = os.path.basename(os.path.normpath(folder))
-    with open(os.path.join(folder, "manifest.json"), "w") as f:
-        json.dump(_manifest(name, record), f, indent=1)
+    text = json.dumps(_manifest(name, record), indent=1).encode()
+    write_output(os.path.join(folder, "manifest.json"), lambda f: f.write(text))
     return path
 
 
@@ -186,8 +187,8 @@ def run(args):
         flow.save(out)             # its folder made by output_folder above
         write_training_record(out, record)
     if report:
-        with open(report, "w") as f:
-            json.dump(record, f, indent=1)
+        text = json.dumps(record, indent=1).encode()
+        write_output(report, lambda f: f.write(text))
     print(f"Saved {out}{' and ' + report if report else ''}. ELBO {diag['elbo']:.4f} "
           f"(log Z {diag['log_z']:.4f}), reverse KL {diag['reverse_kl']:.4f} nats, "
           f"ESS {100 * diag['ess']:.1f}%.", flush=True)

@@ -21,8 +21,9 @@ import numpy as np
 from kerasflows import pictures
 from kerasflows.callbacks import ROW     # samples per context value, as FlowImages draws them
 from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument,
-                                   add_seed_argument, open_flow, output_folder, positive_float,
-                                   positive_int, read_json_file)
+                                   add_seed_argument, check_output_file, open_flow,
+                                   positive_float, positive_int, read_json_file, write_output,
+                                   written_or_kept)
 from kerasflows.cli.data import (check_columns, label_embedding, model_column_names, read_array,
                                  read_context)
 
@@ -282,7 +283,7 @@ def _draw_pairs(args, flow, context, dims):
 def run(args):
     if not args.out.endswith(".png"):
         raise UserError(f"--out must end in .png. Received: {args.out}")
-    output_folder(args.out)
+    check_output_file("--out", args.out, [("MODEL", args.model)])
     flow = open_flow(args.model)
     manifest = _manifest(args)
     context = _context(args, flow, manifest)
@@ -314,7 +315,8 @@ def run(args):
     else:
         shown, said = _draw_points(args, flow, context, dims, can_density)
     picture = pictures.side_by_side(shown, gap=GAP)
-    with open(args.out, "wb") as f:
-        f.write(pictures.encode_png(picture))
+    png = pictures.encode_png(picture)
+    with written_or_kept("--out", args.out):
+        write_output(args.out, lambda f: f.write(png))
     print(f"Wrote {args.out} ({picture.shape[1]}x{picture.shape[0]}): {'; '.join(said)}.")
     return 0

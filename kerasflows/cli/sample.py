@@ -1,8 +1,8 @@
 """`kerasflows sample MODEL`: draw samples from a flow into a .npy or .csv file."""
 
 from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument,
-                                   add_seed_argument, open_flow, output_folder, positive_float,
-                                   positive_int, write_array)
+                                   add_seed_argument, check_output_file, open_flow,
+                                   positive_float, positive_int, write_array, written_or_kept)
 from kerasflows.cli.data import (column_list, model_column_names, model_dequantized_columns,
                                  read_context)
 
@@ -34,7 +34,7 @@ def add_parser(subparsers):
 def run(args):
     if not args.out.endswith((".npy", ".csv")):
         raise UserError(f"--out must end in .npy or .csv. Received: {args.out}")
-    output_folder(args.out)
+    check_output_file("--out", args.out, [("MODEL", args.model)])
     flow = open_flow(args.model)
     context = read_context(args.context, flow, args.num, "sample", args.model)
     samples = flow.sample(args.num, context=context, seed=args.seed,
@@ -44,7 +44,8 @@ def run(args):
         from kerasflows.dequantization import floor_columns
         samples = floor_columns(samples, noisy)
     names = model_column_names(args.model)
-    write_array(args.out, samples, names)
+    with written_or_kept("--out", args.out):
+        write_array(args.out, samples, names)
     rounded = (f" ({column_list(noisy, names)} rounded down: the model was trained with "
                "--dequantize)" if noisy and not args.continuous else "")
     print(f"Wrote {len(samples)} samples of dimension {samples.shape[1]} to {args.out}{rounded}")

@@ -20,7 +20,7 @@ import numpy as np
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument,
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
                                    check_outputs, check_paths_given, fraction, json_safe,
-                                   output_folder,
+                                   output_folder, write_output,
                                    positive_float, positive_int, progress_verbosity, units,
                                    writable_folder)
 from kerasflows.cli.data import column_list, is_dataset_name, read_column_names
@@ -395,8 +395,8 @@ def run(args):
                 save_atomically(flow, out, saved)
             if is_chief(strategy):
                 with writing("--report", report, checkpoint_dir):
-                    with open(report, "w") as f:
-                        json.dump(saved, f, indent=1, allow_nan=False)
+                    text = json.dumps(saved, indent=1, allow_nan=False).encode()
+                    write_output(report, lambda f: f.write(text))
                 EpochCheckpoint(checkpoint_dir, {}).delete()
         except KeyboardInterrupt:
             raise KeyboardInterrupt(interrupted(checkpoint_dir)) from None
