@@ -104,6 +104,10 @@ class _FlowServable(tf.Module):
         shaped = lambda t: tf.ensure_shape(t, [None, D])
         if name == "sample":
             def sample(n, seed, context=None):
+                check = tf.debugging.Assert(n >= 0, ["n must be >= 0 (the number of "
+                                                     "samples); received", n])
+                with tf.control_dependencies([check]):
+                    n = tf.identity(n)
                 z = flow._base_sample(n, seed, tf.constant(1.0, flow.compute_dtype))
                 x, log_det, _ = forward(z, context)      # context [n, C] or [1, C]
                 return {"samples": shaped(x), "log_prob": flow.base_log_prob(z) - log_det}

@@ -278,6 +278,12 @@ def test_signatures_refuse_inputs_of_another_shape_naming_it(tmp_path):
     for bad in (tf.zeros([1, 5]), tf.zeros([2])):
         with pytest.raises(tf.errors.InvalidArgumentError, match=r"context must have shape"):
             signatures["sample"](n=tf.constant(2), seed=tf.constant(0), context=bad)
+    # a negative n failed inside the base's random op ("Dimension -1 must be >= 0")
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"n must be >= 0 \(the number of samples\); received.*-1"):
+        signatures["sample"](n=tf.constant(-1), seed=tf.constant(0), context=tf.zeros([1, 2]))
+    assert signatures["sample"](n=tf.constant(0), seed=tf.constant(0),
+                                context=tf.zeros([1, 2]))["samples"].shape == (0, 3)
     # a Glow answered a rank-1 x with three log-probs, no error
     glow = models.Glow(3, num_layers=2, hidden_units=(8,))
     perturb_weights(glow, 0.2)
