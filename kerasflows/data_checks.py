@@ -7,6 +7,7 @@ stream). `kerasflows.fit_data` runs them for `Flow.fit`, `evaluate` and
 import math
 
 import keras
+import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
@@ -57,12 +58,14 @@ def check_domain(flow, name, x, keras_cast=True):
     seen = a
     if keras_cast and a.dtype.kind == "f":     # Keras' array adapter casts floats so
         seen = a.astype(keras.backend.floatx(), copy=False)
-    seen = seen.astype(layer.compute_dtype, copy=False)
+    seen = _flushed(seen.astype(layer.compute_dtype, copy=False))
     bad = ~((seen > low) & (seen < high))
     if bad.any():
         row, column = np.argwhere(bad)[0]
         value, rounded = a[row, column], seen[row, column]
-        cast = "" if float(value) == float(rounded) else f" ({rounded} as {seen.dtype})"
+        cast = "" if float(value) == float(rounded) else f" ({rounded} as {seen.dtype}" + (
+            ", a subnormal number, which TensorFlow reads as 0 on CPUs)"
+            if rounded == 0 else ")")
         count = int(bad.sum())
         raise ValueError(
             f"{name}: row {row}, column {column} is {value}{cast}, "
@@ -70,6 +73,25 @@ def check_domain(flow, name, x, keras_cast=True):
             f"such value makes every weight NaN in training); {count} such "
             f"value{'s' if count > 1 else ''} in all: clip values on its edge into it "
             "first.")
+
+
+def _subnormal_below(dtype):
+    """The smallest normal number of the float `dtype`, below which TensorFlow's CPU
+    kernels read a value as 0 (denormals-are-zero: `1e-310 > 0` is False in
+    float64, as is `1e-40 > 0` in float32 and bfloat16), or 0 for float16, which
+    they compute in float32, and for other dtypes."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float16 or dtype.kind not in "fV":
+        return 0.0
+    return float(ml_dtypes.finfo(dtype).tiny)
+
+
+def _flushed(seen):
+    """The array `seen` with its subnormal numbers as 0, as the flow reads them (a
+    float64 1e-310 was in (0, 1) to NumPy, and its log was -inf in the flow:
+    every weight NaN after one step)."""
+    tiny = _subnormal_below(seen.dtype)
+    return np.where(np.abs(seen) < tiny, np.zeros((), seen.dtype), seen) if tiny else seen
 
 
 def asserted_domain(flow, x, what):
@@ -83,6 +105,9 @@ def asserted_domain(flow, x, what):
         return x
     layer, low, high = end
     seen = tf.cast(x, layer.compute_dtype)
+    tiny = _subnormal_below(seen.dtype.as_numpy_dtype)
+    if tiny:        # subnormal numbers as 0, as _flushed (on CPUs, TF reads them so)
+        seen = tf.where(tf.abs(seen) < tiny, tf.zeros_like(seen), seen)
     outside = tf.reduce_any(tf.logical_not((seen > low) & (seen < high)))
     flag = tf.debugging.check_numerics(
         tf.where(outside, math.nan, 0.0),

@@ -122,6 +122,40 @@ def test_fit_refuses_data_outside_the_data_end_layers_domain(last, x):
     assert all(np.isfinite(w.numpy()).all() for w in flow.weights)
 
 
+def test_subnormal_values_are_refused_as_the_zero_tensorflow_reads():
+    """TensorFlow reads subnormal numbers as 0 on CPUs (`1e-310 > 0` is False there in
+    float64): a float64 flow ending in Exp took 1e-310 as inside (0, inf), as NumPy
+    does, and its first step made every weight NaN. Such values are refused as 0."""
+    x = np.random.default_rng(0).uniform(0.1, 0.9, (128, 2))
+    said = (r"row 4, column 1 is 9\.9999\d*e-41 \(0\.0 as float32, a subnormal number, which "
+            r"TensorFlow reads as 0 on CPUs\), outside \(0, 1\)")
+    bad = x.astype("float32")
+    bad[4, 1] = 1e-40
+    flow = _fit_flow(Sigmoid(name="end"))
+    with pytest.raises(ValueError, match=said):
+        flow.fit(bad, epochs=1, verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"hold values outside \(0, 1\)"):
+        flow.fit(tf.data.Dataset.from_tensor_slices(bad).batch(64), epochs=1, verbose=0)
+    keras.config.set_floatx("float64")
+    try:
+        keras.utils.set_random_seed(0)
+        flow = kerasflows.Flow([kerasflows.layers.AffineCoupling(hidden_units=(8,),
+                                                                dtype="float64"),
+                                Exp(name="end", dtype="float64")], 2, dtype="float64")
+        flow.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False)
+        bad = x.copy()
+        bad[4, 1] = 1e-310
+        with pytest.raises(ValueError, match=r"row 4, column 1 is 1e-310 \(0\.0 as float64, a "
+                           r"subnormal number"):
+            flow.fit(bad, epochs=1, verbose=0)
+        assert np.isfinite(flow.fit(x, epochs=1, verbose=0).history["loss"]).all()
+    finally:
+        keras.config.set_floatx("float32")
+    # float16 computes in float32, where its subnormal numbers are normal ones
+    from kerasflows.data_checks import _subnormal_below
+    assert _subnormal_below("float16") == 0.0 and _subnormal_below("bfloat16") > 0.0
+
+
 def test_the_domain_is_of_the_values_the_flow_sees():
     """A float64 value just below 1 is 1.0 once Keras casts it to float32 (as it
     does array data), and a sigmoid's inverse is inf there: it is refused, named
