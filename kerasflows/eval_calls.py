@@ -6,7 +6,8 @@ from tensorflow.python.eager import record
 
 from kerasflows.graph_calls import light_calls
 
-__all__ = ["EVAL_MODES", "EVAL_BLOCK_ROWS", "EvalModes", "block_rows", "in_blocks"]
+__all__ = ["EVAL_MODES", "EVAL_BLOCK_ROWS", "EvalModes", "CallCache", "block_rows",
+           "in_blocks"]
 
 EVAL_MODES = ("graph", "xla", "eager")
 #: Most rows per block when `eval_mode="xla"` evaluates a large batch block by
@@ -85,10 +86,37 @@ def in_blocks(fn, rows, trace_once=False):
     return blocked
 
 
+class CallCache:
+    """The traced functions of a flow's eager calls, by key: a plain object, not a
+    dict, so that neither Keras nor TensorFlow tracks them as the flow's parts.
+    As a dict they were: a model holding the flow could no longer be exported as
+    a SavedModel (`keras.Model.export`, `tf.saved_model.save`) after one eager
+    `log_prob` or `sample`, TensorFlow refusing the tuple keys of a dict of
+    functions."""
+
+    def __init__(self):
+        self._functions = {}
+
+    def __contains__(self, key):
+        return key in self._functions
+
+    def __getitem__(self, key):
+        return self._functions[key]
+
+    def __setitem__(self, key, function):
+        self._functions[key] = function
+
+    def __iter__(self):
+        return iter(self._functions)
+
+    def __len__(self):
+        return len(self._functions)
+
+
 class EvalModes:
     """A mixin of `kerasflows.Flow`: `eval_mode`, and `_eager_compiled`, through
     which `log_prob`, `sample`, `forward`, `inverse` and the traces run. Needs
-    the flow's `_compiled` cache (a dict), `_eval_mode`, `flow_layers` and
+    the flow's `_compiled` cache (a `CallCache`), `_eval_mode`, `flow_layers` and
     `context_encoder`."""
 
     @property

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kerasflows.eval_calls import EVAL_MODES, EvalModes
+from kerasflows.eval_calls import EVAL_MODES, CallCache, EvalModes
 from kerasflows.flow_base import BASES, STUDENT_T_INITIAL_DF, FlowBase
 from kerasflows.flow_inputs import FlowInputs, context_for, encoded_context_dim
 from kerasflows.flow_sampling import FlowSampling, philox_normal
@@ -146,7 +146,7 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
             layer.ensure_built(self.event_dim)
         self._add_base_weights()
         self.sample_seed = keras.random.SeedGenerator(name="sample_seed")
-        self._compiled = {}
+        self._compiled = CallCache()
         self._eval_mode = "graph"
         self.built = True
 

@@ -156,6 +156,32 @@ def test_a_flow_is_a_layer_of_a_functional_model():
                                flow.log_prob(x, context=dense(c)).numpy(), rtol=1e-5, atol=1e-5)
 
 
+def test_a_model_holding_a_flow_exports_after_the_flows_eager_calls(tmp_path):
+    """The flow cached its eager calls' traced functions in a dict keyed by tuples,
+    which TensorFlow tracked as one of its parts: after one eager `sample` or
+    `log_prob` a model holding the flow could no longer be exported
+    (`keras.Model.export`, `tf.saved_model.save`: "non-string key")."""
+    flow = kerasflows.models.MAF(2, num_layers=2, hidden_units=(8,), context_dim=3)
+    perturb_weights(flow, seed=2)
+    x_in, c_in = keras.Input((2,)), keras.Input((C,))
+    dense = keras.layers.Dense(3, activation="tanh")
+    model = keras.Model([x_in, c_in], flow(x_in, context=dense(c_in)))
+    x, c = _data(50)
+    h = dense(c)
+    for mode in ("graph", "xla"):
+        flow.eval_mode = mode
+        flow.sample(5, context=h[:1], seed=0)
+        flow.sample_and_log_prob(5, context=h[:1], seed=0)
+        flow.log_prob(x, context=h)
+        flow.trace_inverse(x, context=h)
+    assert len(flow._compiled) >= 8
+    model.export(tmp_path / "served", verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "served"))
+    np.testing.assert_allclose(served.serve([x, c]), model.predict([x, c], verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    tf.saved_model.save(flow, str(tmp_path / "flow_alone"))
+
+
 def test_class_embedding_gives_each_label_its_row():
     emb = L.ClassEmbedding(4, features=3, name="labels")
     table = emb.table.numpy()
