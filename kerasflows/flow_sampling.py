@@ -45,10 +45,29 @@ def student_t_noise(eps, df, seed):
     chi-squared variates of `df` degrees of freedom (twice `Gamma(df / 2)`) drawn
     by `tf.random.stateless_gamma` from `seed` folded with 1
     (`tf.random.experimental.stateless_fold_in`), so not from the numbers `eps`
-    came from. `eps` is `[n, D]`, `df` `[D]`, `seed` two int32s."""
+    came from. `eps` is `[n, D]`, `df` `[D]`, `seed` two int32s.
+
+    Traced inside a function compiled with XLA (a caller's `jit_compile=True`),
+    where TensorFlow's stateless gamma has no kernel, the variates come from
+    TFP's Gamma sampler instead (other numbers from the same seed; XLA's
+    normal `eps` differ there too), with gradients to `df` as well."""
     gamma_seed = tf.random.experimental.stateless_fold_in(seed, 1)
-    g = tf.random.stateless_gamma(tf.shape(eps), gamma_seed, alpha=0.5 * df, dtype=eps.dtype)
-    return eps * tf.sqrt(0.5 * df / g)
+    alpha = tf.cast(0.5 * df, eps.dtype)
+    if _in_xla():
+        import tensorflow_probability as tfp
+        g = tfp.distributions.Gamma(alpha, tf.ones_like(alpha)).sample(
+            tf.shape(eps)[0], seed=gamma_seed)
+    else:
+        g = tf.random.stateless_gamma(tf.shape(eps), gamma_seed, alpha=alpha, dtype=eps.dtype)
+    return eps * tf.sqrt(alpha / g)
+
+
+def _in_xla():
+    """True while tracing a function that XLA compiles (or one called inside it)."""
+    if tf.executing_eagerly():
+        return False
+    from tensorflow.python.ops import control_flow_util
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 #: Held while a flow's `sample_seed` is read and advanced eagerly (`_next_sample_seed`).
