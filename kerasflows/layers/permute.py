@@ -135,7 +135,12 @@ class Permute(FlowLayer):
             own order), drawing again at build until the order is not the
             identity (for `event_dim >= 2`: in 2-D, the reversal). The seed
             used is in the config, so a saved layer keeps its order. An
-            explicit seed is taken as it is, whatever order it gives.
+            explicit seed is taken as it is, whatever order it gives. The
+            order is no weight: weights alone (`set_weights`, `load_weights`,
+            a `ModelCheckpoint(save_weights_only=True)` file) fit a flow
+            rebuilt from code only when its unseeded orders were drawn again
+            alike (`keras.utils.set_random_seed` first, or a `seed`);
+            otherwise they give another density, without an error.
         **kwargs: passed to `FlowLayer`; the layer ignores any context.
 
     Raises:
