@@ -126,7 +126,9 @@ def _sample_count(n):
     if n is None:
         raise ValueError("`n` must be an integer >= 0. Received: n=None (in a traced "
                          "function, pass a batch size unknown at tracing as a tensor: "
-                         "tf.shape(context)[0])")
+                         "tf.shape(context)[0]; on a symbolic keras.Input, whose batch "
+                         "size is None, sample in a layer's or a subclassed model's call, "
+                         "where the batch is a tensor)")
     return _int32_count(n)
 
 

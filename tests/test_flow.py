@@ -797,6 +797,11 @@ def test_a_flow_posterior_samples_a_tensor_n_inside_model_fit(jit_compile):
     for bad in (2.0, -1, None):     # Python values are still checked, by name
         with pytest.raises(ValueError, match=r"`n` must be an integer >= 0"):
             flow.sample(bad, context=h[:1])
+    # a symbolic keras.Input's batch size is None: the message says where n is a tensor
+    symbolic = keras.Input((4,))
+    with pytest.raises(ValueError, match=r"n=None .*on a symbolic keras.Input, whose batch "
+                       r"size is None, sample in a layer's or a subclassed model's call"):
+        flow.sample(keras.ops.shape(symbolic)[0], context=symbolic)
     with pytest.raises(ValueError, match=r"`n` must be an integer >= 0.*float"):
         tf.function(lambda n: flow.sample(n, context=h[:1]), autograph=False,
                     input_signature=[tf.TensorSpec([], "float32")]).get_concrete_function()
