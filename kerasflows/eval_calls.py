@@ -109,6 +109,9 @@ class CallCache:
     def __iter__(self):
         return iter(self._functions)
 
+    def items(self):
+        return self._functions.items()
+
     def __len__(self):
         return len(self._functions)
 
