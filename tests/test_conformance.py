@@ -152,6 +152,10 @@ def test_layer_methods_give_the_numbers_of_its_bijector(name):
     if layer.needs_data_init:
         layer.data_init(z, context=c)
     b = layer.bijector(context=c)
+    if conditional:     # other rows than the context's: named, not TensorFlow's concat error
+        with pytest.raises(ValueError, match=r"^The context has 6 rows and the inputs 4: "
+                           "give one context row per input row, or one row shared by all"):
+            layer.bijector(context=c).forward(z[:4])
     x, ld = layer.forward_and_log_det(z, context=c)
     np.testing.assert_allclose(x, b.forward(z), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(ld, np.broadcast_to(b.forward_log_det_jacobian(z, 1), (6,)),

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kerasflows.layers.base import FlowLayer, any_batch
+from kerasflows.layers.checks import shared_context
 from kerasflows.layers.coupling import (check_direction, check_max_log_scale,
                                         directed_affine, directed_affine_bijector, soft_clamp)
 from kerasflows.layers.made import MADE
@@ -75,7 +76,10 @@ class AutoregressiveLayer(FlowLayer):
 
     def params_fn(self, context):
         """Returns a memoized `f(y) -> [batch, D, params_per_dim]` (the MADE on `y`)."""
-        return memoized(lambda y: self._params(y, context, params_first=False))
+        # the context's rows checked against y's here, not in the MADE's call, which
+        # Keras' message for a layer's call would wrap
+        return memoized(lambda y: self._params(
+            y, None if context is None else shared_context(context, y), params_first=False))
 
     def transform_kwargs(self, params_fn):
         raise NotImplementedError

@@ -128,6 +128,13 @@ def shared_context(context, x):
     (one shared by every row, as `Flow.get_bijector` takes it) broadcast to
     `x`'s rows, any other as it is. A context of statically known rows other
     than one (every context a `Flow` call passes on) goes through untouched."""
+    if context is not None and None not in (context.shape[0], x.shape[0]) \
+            and context.shape[0] not in (1, x.shape[0]):
+        # a layer's bijector given another context than its inputs' rows: TensorFlow's
+        # concat said "Dimension 0 in both shapes must be equal"
+        raise ValueError(f"The context has {context.shape[0]} rows and the inputs "
+                         f"{x.shape[0]}: give one context row per input row, or one row "
+                         "shared by all.")
     if context is None or context.shape[0] != 1 or x.shape[0] == 1:
         return context
     return tf.broadcast_to(context, tf.stack([tf.shape(x)[0], tf.shape(context)[1]]))
