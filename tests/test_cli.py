@@ -85,6 +85,9 @@ def test_train_evaluate_sample_export_info_round_trip(tmp_path, capsys):
     assert "event_dim=2" in info and "AffineCoupling" in info and "trained on: moons" in info
     described = json.loads(_run(capsys, "info", tmp_path / "srv", "--json"))
     assert described["signatures"]["sample"]["outputs"]["samples"] == [None, 2]
+    assert described["signatures"]["sample"]["input_dtypes"] == {"n": "int32", "seed": "int32"}
+    assert "\ninputs: float32 (n and seed of sample: int32)\n" in _run(capsys, "info",
+                                                                     tmp_path / "srv")
 
 
 def test_info_on_a_shipped_model_folder(capsys):
@@ -461,6 +464,9 @@ def test_plot_a_class_conditional_flow_one_row_per_digit(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["plot", MOONS, "-o", str(tmp_path / "e.png"), "--rows-by-context"])
     assert "--rows-by-context draws image-shaped conditional flows" in capsys.readouterr().err
+    # its SavedModel says what its context is: one column, a label 0..9
+    assert "\ncontext: 1 column, a class label 0..9\n" in _run(
+        capsys, "info", os.path.join(folder, "saved_model"))
 
 
 def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):

@@ -8,7 +8,7 @@ signatures are listed).
 import json
 import os
 
-from kerasflows.cli.common import HelpFormatter, is_saved_model, open_flow, read_json_file
+from kerasflows.cli.common import HelpFormatter, is_saved_model, open_flow, plural, read_json_file
 from kerasflows.cli.csv_files import column_list, name_list
 
 __all__ = ["add_parser", "run", "describe"]
@@ -31,6 +31,7 @@ def _describe_saved_model(path):
         inputs = fn.structured_input_signature[1]
         signatures[name] = {
             "inputs": {k: list(v.shape) for k, v in sorted(inputs.items())},
+            "input_dtypes": {k: v.dtype.name for k, v in sorted(inputs.items())},
             "outputs": {k: list(v.shape) for k, v in sorted(fn.structured_outputs.items())}}
     return {"model": path, "format": "SavedModel", "signatures": signatures,
             "metadata": saved_model_metadata(path)}
@@ -148,6 +149,13 @@ def run(args):
         for name, sig in info["signatures"].items():
             print(f"  {name}: {sig['inputs']} -> {sig['outputs']}")
         meta = info["metadata"] or {}
+        served = info["signatures"].get("serving_default", {}).get("input_dtypes", {})
+        if "x" in served:       # a client sends x (z, context) in this dtype
+            print(f"inputs: {served['x']} (n and seed of sample: int32)")
+        if meta.get("context_dim"):
+            classes = meta.get("context_classes")
+            print(f"context: {plural(meta['context_dim'], 'column')}"
+                  + (f", a class label 0..{classes - 1}" if classes else ""))
         if meta.get("layers"):
             print(f"layers ({len(meta['layers'])}): {', '.join(map(str, meta['layers']))}")
         if meta.get("base"):
