@@ -308,7 +308,11 @@ def diagnostics(flow, log_density, n=20_000, seed=0):
     _static_shape_check(log_p, n)
     log_w = tf.cast(log_p, "float64") - tf.cast(log_q, "float64")
     lw = log_w.numpy()
-    out = {"elbo": float(lw.mean()), "elbo_se": float(lw.std() / math.sqrt(n)),
+    # a target -inf (or +inf) at some samples: the ELBO is -inf (+inf), its s.e. inf,
+    # not the NaN (and NumPy's warning) of inf - inf in the standard deviation
+    spread = (lw.std() if np.isfinite(lw).all() else
+              math.nan if np.isnan(lw).any() else math.inf)
+    out = {"elbo": float(lw.mean()), "elbo_se": float(spread / math.sqrt(n)),
            "log_z_is": float(tf.reduce_logsumexp(log_w)) - math.log(n),
            "ess": float(kish_ess(log_w))}
     log_z = getattr(log_density, "log_z", None)

@@ -1,6 +1,7 @@
 """Variational fitting: reverse-KL training to targets, diagnostics and bad targets."""
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -172,6 +173,13 @@ def test_diagnostics_of_an_exact_flow():
     assert d["ess"] == pytest.approx(1.0, abs=1e-6)
     assert d["elbo"] == pytest.approx(0.0, abs=1e-5) and d["log_z_is"] == pytest.approx(0.0, abs=1e-5)
     assert "reverse_kl" not in d
+    # a target -inf beyond x0 = 1.5: the ELBO is -inf and its s.e. inf (it was NaN, after
+    # NumPy's "invalid value" warning)
+    cut = lambda x: tf.where(x[:, 0] > 1.5, -np.inf, normal(x))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = diagnostics(flow, cut, n=1000)
+    assert d["elbo"] == -np.inf and d["elbo_se"] == np.inf and 0 < d["ess"] < 1
 
 
 def test_fit_target_command(tmp_path, capsys):
