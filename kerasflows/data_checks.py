@@ -58,14 +58,15 @@ def check_domain(flow, name, x, keras_cast=True):
     seen = a
     if keras_cast and a.dtype.kind == "f":     # Keras' array adapter casts floats so
         seen = a.astype(keras.backend.floatx(), copy=False)
-    seen = _flushed(seen.astype(layer.compute_dtype, copy=False))
-    bad = ~((seen > low) & (seen < high))
+    seen = seen.astype(layer.compute_dtype, copy=False)
+    read = _flushed(seen)
+    bad = ~((read > low) & (read < high))
     if bad.any():
         row, column = np.argwhere(bad)[0]
-        value, rounded = a[row, column], seen[row, column]
+        value, rounded = a[row, column], read[row, column]
+        subnormal = rounded == 0 and seen[row, column] != 0
         cast = "" if float(value) == float(rounded) else f" ({rounded} as {seen.dtype}" + (
-            ", a subnormal number, which TensorFlow reads as 0 on CPUs)"
-            if rounded == 0 else ")")
+            ", a subnormal number, which TensorFlow reads as 0 on CPUs)" if subnormal else ")")
         count = int(bad.sum())
         raise ValueError(
             f"{name}: row {row}, column {column} is {value}{cast}, "

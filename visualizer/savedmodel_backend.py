@@ -39,7 +39,7 @@ class SavedModelBackend(Backend):
         inputs = self.signatures["serving_default"].structured_input_signature[1]
         if "x" not in inputs:
             raise ValueError(f"{path}: serving_default takes {sorted(inputs)}; a flow exported "
-                             "by kerasflows (kerasflows export, kerasflows.export.export) "
+                             "by kerasflows (kerasflows export, Flow.export) "
                              "takes 'x'. Is this SavedModel a kerasflows export?")
         self.event_dim = int(inputs["x"].shape[-1])
         if "context" in inputs:
