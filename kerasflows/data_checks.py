@@ -7,7 +7,6 @@ stream). `kerasflows.fit_data` runs them for `Flow.fit`, `evaluate` and
 import math
 
 import keras
-import ml_dtypes
 import numpy as np
 import tensorflow as tf
 
@@ -84,7 +83,8 @@ def _subnormal_below(dtype):
     dtype = np.dtype(dtype)
     if dtype == np.float16 or dtype.kind not in "fV":
         return 0.0
-    return float(ml_dtypes.finfo(dtype).tiny)
+    # bfloat16 has float32's exponents, so its smallest normal number, 2^-126
+    return float(np.finfo(np.float64 if dtype == np.float64 else np.float32).tiny)
 
 
 def _flushed(seen):
