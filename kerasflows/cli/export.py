@@ -37,8 +37,8 @@ def run(args):
     if os.path.isdir(target) and os.listdir(target) and not args.overwrite:
         raise UserError(f"{target} already exists; choose another --version, or give "
                         "--overwrite to replace it.")
-    model = os.path.realpath(args.model)
-    if os.path.commonpath([model, os.path.realpath(target)]) == os.path.realpath(target):
+    replaced = os.path.realpath(target)
+    if os.path.commonpath([os.path.realpath(args.model), replaced]) == replaced:
         raise UserError(f"{args.model} is inside {target}, which the export replaces; write "
                         "the SavedModel to another DIR or --version.")
     columns = _column_names(args.model, flow)
