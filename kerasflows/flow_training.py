@@ -122,13 +122,19 @@ class FlowTraining(FlatStepFunctions):
         return loss
 
     def float16_conditioners(self):
-        """True if a layer's conditioner computes in float16 (a `"mixed_float16"` policy):
-        its gradients then need loss scaling."""
+        """True if a layer's conditioner, or a layer of the context encoder, computes in
+        float16 (a `"mixed_float16"` policy): its gradients then need loss scaling.
+        The encoder's containers (a Sequential, a functional model, their InputLayer)
+        compute nothing of their own and are not counted: Keras does not save their
+        policy, so under a global mixed_float16 policy a loaded float32 flow took one
+        and wrapped its optimizer, dropping the saved optimizer state."""
+        containers = (keras.layers.InputLayer, keras.Sequential, keras.Function)
         encoder = ([] if self.context_encoder is None else
                    self.context_encoder._flatten_layers(include_self=True, recursive=True))
         return (any(l.conditioner_dtype_policy.compute_dtype == "float16"
                     for l in self.flow_layers)
-                or any(l.dtype_policy.compute_dtype == "float16" for l in encoder))
+                or any(l.dtype_policy.compute_dtype == "float16" for l in encoder
+                       if not isinstance(l, containers)))
 
     def with_loss_scaling(self, optimizer):
         """`optimizer` wrapped in a `keras.optimizers.LossScaleOptimizer` if the flow has

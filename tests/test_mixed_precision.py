@@ -230,6 +230,35 @@ def test_saved_float16_flow_loads_with_its_loss_scale_optimizer(tmp_path):
     assert got == pytest.approx(want, rel=1e-6)
 
 
+def test_a_float32_flow_loaded_under_a_global_float16_policy_keeps_its_optimizer(tmp_path):
+    """A Sequential encoder's container and InputLayer take the global policy when
+    loaded (Keras saves no policy for them): a float32 flow loaded under
+    mixed_float16 wrapped its optimizer for loss scaling and dropped the saved Adam
+    state. Only layers that compute count; a float16 Dense in the encoder does."""
+    encoder = lambda dtype: keras.Sequential([keras.Input((2,)), keras.layers.Dense(4, dtype=dtype)])
+    build = lambda dtype: M.MAF(2, num_layers=1, hidden_units=(8,), context_dim=2,
+                                context_encoder=encoder(dtype))
+    flow = build("float32")
+    flow.compile(optimizer="adam", jit_compile=False)
+    rng = np.random.default_rng(0)
+    x, c = rng.normal(size=(64, 2)).astype("float32"), rng.normal(size=(64, 2)).astype("float32")
+    flow.fit((x, c), batch_size=32, epochs=1, verbose=0)
+    flow.save(tmp_path / "f.keras")
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        loaded = keras.models.load_model(tmp_path / "f.keras")
+        made_under_it = M.MAF(2, num_layers=1, hidden_units=(8,), context_dim=2, dtype="float32",
+                              context_encoder=encoder("float32"))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert not loaded.float16_conditioners() and not made_under_it.float16_conditioners()
+    assert type(loaded.optimizer) is keras.optimizers.Adam
+    assert int(loaded.optimizer.iterations.numpy()) == 2
+    for a, b in zip(loaded.optimizer.variables, flow.optimizer.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert build("mixed_float16").float16_conditioners()
+
+
 def test_conditioner_dtype_can_be_chosen_per_layer():
     layer = L.AffineCoupling(hidden_units=(8,), conditioner_dtype="mixed_bfloat16")
     assert layer.compute_dtype == "float32"
