@@ -83,6 +83,7 @@ def test_train_evaluate_sample_export_info_round_trip(tmp_path, capsys):
     assert (tmp_path / "srv" / "2" / "saved_model.pb").is_file()
     info = _run(capsys, "info", model)
     assert "event_dim=2" in info and "AffineCoupling" in info and "trained on: moons" in info
+    assert "recipe realnvp, 2 epochs; NLL (nats) train " in info, info
     described = json.loads(_run(capsys, "info", tmp_path / "srv", "--json"))
     assert described["signatures"]["sample"]["outputs"]["samples"] == [None, 2]
     assert described["signatures"]["sample"]["input_dtypes"] == {"n": "int32", "seed": "int32"}
@@ -115,6 +116,7 @@ def test_info_on_a_shipped_model_folder(capsys):
 def test_info_on_a_flow_fitted_to_a_target(capsys):
     out = _run(capsys, "info", U1_PLANAR)
     assert "fitted to: target u1, recipe planar" in out and "elbo" in out
+    assert re.search(r"recipe planar, \d+ epochs of \d+ steps;", out), out
     info = json.loads(_run(capsys, "info", U1_PLANAR, "--json"))
     assert info["training"]["target"] == "u1"
 
@@ -804,7 +806,9 @@ def test_csv_column_names_travel_with_the_model(tmp_path, capsys):
     assert abs(height["data_mean"]) < 0.4 and abs(weight["data_mean"] - 2.0) < 0.6
     assert "Test split, column by column: " in out
     assert record["data_path"] == str(tmp_path / "d.csv")      # (the visualizer reads it again)
-    assert "columns: height, weight" in _run(capsys, "info", model)
+    described = _run(capsys, "info", model)
+    assert "columns: height, weight" in described
+    assert "recipe realnvp, 1 epoch; NLL" in described, described     # not "1 epochs"
     plotted = _run(capsys, "plot", model, "-o", tmp_path / "hw.png", "--resolution", "64")
     assert "samples on height in [" in plotted and ", weight in [" in plotted, plotted
     _run(capsys, "sample", model, "-n", "3", "-o", tmp_path / "s.csv")
@@ -1170,6 +1174,18 @@ def test_console_script_reports_user_error_without_traceback(tmp_path):
                     "eight_gaussians, checkerboard, rings, pinwheel, two_spirals, moons4d, "
                     "heavy_tails, digits; with a context: ring_radius, digits_label) nor a "
                     ".npy/.csv file."]
+
+
+def test_a_bad_flag_points_to_the_help_that_lists_the_flags(capsys):
+    """The help of the subcommand it follows, not the top-level one (which lists none)."""
+    for argv, where in ((["train", "--bogus", "moons"], "kerasflows train --help"),
+                        (["info", MOONS, "--x", "1"], "kerasflows info --help"),
+                        (["--bogus"], "kerasflows --help")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("kerasflows: error: ") and f"(see '{where}')" in err, err
 
 
 def test_help_documents_every_flag(capsys):

@@ -56,7 +56,10 @@ def main(argv=None):
     """Runs the command with `argv` (default: `sys.argv[1:]`); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = build_parser().parse_known_args(argv)
+        if extra:       # after a subcommand: its --help lists the flags it takes
+            where = f"kerasflows {args.command}"
+            _fail(f"unrecognized arguments: {' '.join(extra)} (see '{where} --help')")
         args.argv = argv
         return args.run(args)
     except (UserError, ValueError, OSError) as e:

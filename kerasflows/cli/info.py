@@ -110,7 +110,7 @@ def _print_flow(info):
         fit = ", ".join(f"{k} {record[k]:.4f}" for k in ("elbo", "log_z", "reverse_kl", "ess")
                         if isinstance(record.get(k), (int, float)))
         print(f"fitted to: target {record['target']}, recipe {record.get('recipe')}, "
-              f"{record.get('epochs')} epochs of {record.get('steps')} steps; {fit}")
+              f"{plural(record.get('epochs'), 'epoch')} of {plural(record.get('steps'), 'step')}; {fit}")
         _print_commands(record, info.get("manifest"))
     elif record:
         nlls = ", ".join(f"{k} {record[k + '_nll']:.4f}" for k in ("train", "validation", "test")
@@ -119,7 +119,7 @@ def _print_flow(info):
         if isinstance(data, str) and not os.path.exists(data) and manifest.get("data"):
             data = f"{data} (no longer there; it held {manifest['data']})"
         print(f"trained on: {data} ({record.get('n_train')} rows), recipe "
-              f"{record.get('recipe')}, {record.get('epochs')} epochs; NLL (nats) {nlls}")
+              f"{record.get('recipe')}, {plural(record.get('epochs'), 'epoch')}; NLL (nats) {nlls}")
         if record.get("columns"):
             print(f"columns: {name_list(map(str, record['columns']))}")
         if _indices(record.get("dequantized_columns")):
