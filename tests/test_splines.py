@@ -476,3 +476,22 @@ def test_spline_settings_refuse_bools_strings_and_arrays(key, bad):
         SplineKnots(**{key: bad})
     good = np.float32(0.01)      # NumPy numbers are numbers
     assert getattr(SplineKnots(**{key: good}), key) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("direction", ["inverse", "forward"])
+def test_one_dimensional_autoregressive_bijector_samples_n_rows_given_as_a_tensor(direction):
+    """A 1-D SplineAutoregressive's bijector could not run forward in a graph with the
+    rows unknown (`flow.distribution.sample(n)`, n a tensor): the spline gave [None, None]
+    for [None, 1] rows and TFP's while_loop refused the changed shape."""
+    from kerasflows import models
+    flow = models.NSF(1, num_layers=2, hidden_units=(8,), autoregressive=True,
+                      spline_direction=direction)
+    perturb_weights(flow, 0.3)
+    spec = [tf.TensorSpec([], tf.int32)]
+    sample = tf.function(lambda n: flow.distribution.sample(n, seed=(1, 2)), input_signature=spec)
+    got = sample(tf.constant(5))
+    assert got.shape == (5, 1)
+    np.testing.assert_allclose(got, flow.distribution.sample(5, seed=(1, 2)), rtol=1e-5, atol=1e-6)
+    z = tf.function(lambda x: flow.flow_layers[0].bijector().inverse(x),
+                    input_signature=[tf.TensorSpec([None, 1])])(got)
+    np.testing.assert_allclose(z, flow.flow_layers[0].bijector().inverse(got), rtol=1e-5, atol=1e-6)
