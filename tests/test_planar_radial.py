@@ -153,3 +153,17 @@ def test_radial_log_det_in_float32_near_and_far(raw):
     grad = tape.gradient(total, far)
     assert np.all(np.isfinite(x.numpy())) and np.all(np.isfinite(grad.numpy()))
     np.testing.assert_allclose(ld.numpy(), 0.0, atol=1e-6)   # the map tends to a shift
+
+
+@pytest.mark.parametrize("cls", [Planar, Radial], ids=["planar", "radial"])
+def test_a_float64_layers_bijector_names_its_dtype_and_refuses_float32(cls):
+    """Its bijector said dtype None and a float32 input failed inside a matmul
+    (InvalidArgumentError "expected double"); it is float64, as the stock TFP
+    bijectors of float64 layers are, and TFP names the mismatch."""
+    layer = cls(dtype="float64")
+    layer.build((None, 3))
+    b = layer.bijector()
+    assert b.dtype == tf.float64
+    assert b.forward(np.zeros((2, 3))).dtype == tf.float64
+    with pytest.raises(ValueError, match="requested dtype float64 for Tensor with dtype float32"):
+        b.forward(tf.zeros((2, 3)))

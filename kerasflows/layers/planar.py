@@ -58,7 +58,7 @@ class PlanarBijector(tfb.Bijector):
                                              tf.math.softplus(wu), 1.0 + wu)
             self._w, self._b = w, b
             super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
-                             parameters=parameters, name=name)
+                             dtype=w.dtype, parameters=parameters, name=name)
 
     @classmethod
     def _parameter_properties(cls, dtype):
@@ -99,7 +99,7 @@ class RadialBijector(tfb.Bijector):
             self._alpha = tf.math.softplus(raw_alpha)
             self._s = tf.math.softplus(raw_beta)
             super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
-                             parameters=parameters, name=name)
+                             dtype=self._alpha.dtype, parameters=parameters, name=name)
 
     @classmethod
     def _parameter_properties(cls, dtype):

@@ -65,7 +65,7 @@ class RowsBijector(tfp.bijectors.Bijector):
         # output: `_rows`
         self._rows_of = []
         super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
-                         parameters=parameters, name=name)
+                         dtype=inner.dtype, parameters=parameters, name=name)
 
     @classmethod
     def _parameter_properties(cls, dtype):
