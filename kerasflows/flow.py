@@ -277,7 +277,11 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         Built from the weights as they are now: some of its parts read the
         variables when called, others hold their values, so get a new one after
         a weight change (training) rather than keep one from before. Each is its
-        own in TFP's cache."""
+        own in TFP's cache. For gradients, get it where they are taken (inside the
+        tape, or the loss function): one held from before reaches the conditioner
+        networks only (not ActNorm, BatchNorm, ElementwiseAffine, InvertibleLinear
+        or a learned base, whose values it holds), and its `trainable_variables` is
+        empty: the flow's are `flow.trainable_variables`."""
         if self.context_dim is not None and context is None:
             raise ValueError(f"This flow is conditional (context_dim={self.context_dim}): "
                              "use get_bijector(context=...).")

@@ -269,6 +269,27 @@ def test_a_tfp_view_gives_gradients_through_a_fresh_bijector():
     assert grads is not None and np.abs(grads.numpy()).max() > 0
 
 
+def test_a_view_built_inside_the_tape_reaches_every_weight_and_a_held_one_as_documented():
+    """README: a view got where the gradients are taken reaches every trainable weight
+    (ActNorm, InvertibleLinear, a learned base too); one held from before reaches the
+    conditioner networks only, and its trainable_variables is empty."""
+    flow = M.Glow(2, num_layers=2, hidden_units=(8,), base="learned_normal")
+    flow.build((None, 2))
+    perturb_weights(flow, 0.3)        # off the identity start, where gradients are 0
+    x = np.random.default_rng(0).normal(size=(64, 2)).astype("float32")
+    held = flow.distribution
+    grads = {}
+    for name, view in (("inside", lambda: flow.distribution), ("held", lambda: held)):
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(view().log_prob(x))
+        grads[name] = tape.gradient(loss, flow.trainable_variables)
+    assert all(g is not None and np.abs(g.numpy()).max() > 0 for g in grads["inside"])
+    reached = {v.path.split("/")[-1] for v, g in zip(flow.trainable_variables, grads["held"])
+               if g is not None}
+    assert reached == {"kernel", "bias"}, reached            # the conditioners' Dense layers
+    assert held.trainable_variables == ()
+
+
 def test_a_conditional_distribution_refuses_inputs_of_other_rows_than_its_context():
     flow = M.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=1)
     c = np.zeros((4, 1), "float32")
