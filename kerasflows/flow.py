@@ -382,9 +382,17 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            layers=[keras.saving.serialize_keras_object(l) for l in self.flow_layers],
-            event_dim=self.event_dim, base=self.base, context_dim=self.context_dim)
+        # a layer object used again (tied weights) is {"same_as": its first index}:
+        # from_config (so clone_model, tabulate) ties it again, as load_model does
+        first, layers = {}, []
+        for i, layer in enumerate(self.flow_layers):
+            if id(layer) in first:
+                layers.append({"same_as": first[id(layer)]})
+            else:
+                first[id(layer)] = i
+                layers.append(keras.saving.serialize_keras_object(layer))
+        config.update(layers=layers, event_dim=self.event_dim, base=self.base,
+                      context_dim=self.context_dim)
         if self.context_encoder is not None:
             config["context_encoder"] = keras.saving.serialize_keras_object(self.context_encoder)
         return config
@@ -392,8 +400,11 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        layers = [keras.saving.deserialize_keras_object(l, custom_objects=custom_objects)
-                  for l in config.pop("layers")]
+        layers = []
+        for entry in config.pop("layers"):
+            layers.append(layers[entry["same_as"]] if isinstance(entry, dict) and set(entry) == {
+                "same_as"} else keras.saving.deserialize_keras_object(
+                    entry, custom_objects=custom_objects))
         if config.get("context_encoder") is not None:
             config["context_encoder"] = keras.saving.deserialize_keras_object(
                 config["context_encoder"], custom_objects=custom_objects)

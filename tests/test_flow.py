@@ -878,3 +878,26 @@ def test_layer_number_settings_refuse_bools_and_strings(make, name):
             make(bad)
     for good in (0.5, np.float32(0.5), np.float64(0.5)):
         assert getattr(make(good), name) == pytest.approx(0.5)
+
+
+def test_a_layer_used_twice_stays_tied_through_config_clone_save_and_tabulate(tmp_path):
+    """Flow([a, Permute(), a]) shares a's weights; from_config untied them (8 weights
+    for 4), so clone_model + set_weights and tabulate (which copies through the
+    config) failed on a flow load_model gave back tied."""
+    a = L.AffineCoupling(hidden_units=(4,))
+    flow = kerasflows.Flow([a, L.Permute("reverse"), a], event_dim=2)
+    flow.build((None, 2))
+    perturb_weights(flow, 0.3)
+    x = np.random.default_rng(0).normal(size=(16, 2)).astype("float32")
+    want = flow.log_prob(x).numpy()
+    assert flow.get_config()["layers"][2] == {"same_as": 0}
+    copies = [kerasflows.Flow.from_config(flow.get_config()), keras.models.clone_model(flow)]
+    flow.save(tmp_path / "tied.keras")
+    copies.append(keras.models.load_model(tmp_path / "tied.keras"))
+    for copy in copies:
+        assert copy.flow_layers[0] is copy.flow_layers[2] and len(copy.weights) == 4
+        copy.set_weights(flow.get_weights())
+        np.testing.assert_allclose(copy.log_prob(x), want, rtol=1e-6, atol=1e-6)
+    table, names = kerasflows.tabulate(copies[-1])
+    assert names and table.flow_layers[0] is table.flow_layers[2]
+    np.testing.assert_allclose(table.log_prob(x), want, rtol=1e-4, atol=1e-4)
