@@ -262,6 +262,14 @@ class VariationalFlow(FlatStepFunctions, keras.Model, AutoGraphFree):
         initialise from data (`ActNorm`) and have not are initialised on
         samples of the flow itself (staying near the identity), so that a later
         `Flow.fit` keeps them.
+
+        A `keras.callbacks.ModelCheckpoint` must save weights only
+        (`save_weights_only=True`, a `.weights.h5` file): a VariationalFlow is
+        not saved whole (save its `flow` after the fit), and such a callback is
+        refused before training. The training noise comes from the flow's
+        `sample_seed`, whose state no Keras file keeps (as for any Keras seed
+        generator): a fit resumed from a checkpoint (`BackupAndRestore`) draws
+        the noise of a new run, not the rest of the interrupted one's.
         """
         for key in _DATA_ARGUMENTS:
             if key in kwargs:
@@ -273,6 +281,13 @@ class VariationalFlow(FlatStepFunctions, keras.Model, AutoGraphFree):
                              f"its first argument is `epochs`. Received: {type(epochs).__name__}")
         check_positive_int("epochs", epochs)
         check_positive_int("steps_per_epoch", steps_per_epoch)
+        for callback in callbacks or ():
+            if (isinstance(callback, keras.callbacks.ModelCheckpoint)
+                    and not callback.save_weights_only):
+                raise ValueError(
+                    "VariationalFlow holds a target function and is not saved whole: give "
+                    "ModelCheckpoint save_weights_only=True (a .weights.h5 file), and save "
+                    f"its trained `flow` after the fit. Received: filepath={callback.filepath!r}")
         _check_one_device(self)
         x, _ = check_target(self.flow, self.log_density, n=self.batch_size)
         check_traceable(self.log_density, x)

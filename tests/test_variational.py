@@ -336,6 +336,23 @@ def test_fit_rejects_every_data_argument_with_its_own_message(key, value):
         vi.fit(epochs=1, steps_per_epoch=1, verbose=0, batch_size=8)
 
 
+def test_a_whole_model_checkpoint_is_refused_before_training_and_weights_only_is_taken(tmp_path):
+    """ModelCheckpoint of a .keras file failed only after the first epoch had trained
+    (a VariationalFlow is not saved whole); it is refused before, weights-only works."""
+    vi = VariationalFlow(_flow(), "u1", batch_size=32)
+    vi.compile(optimizer="adam")
+    before = [v.numpy() for v in vi.flow.trainable_variables]
+    whole = keras.callbacks.ModelCheckpoint(str(tmp_path / "vi.keras"))
+    with pytest.raises(ValueError, match=r"save_weights_only=True.*filepath='.*vi\.keras'"):
+        vi.fit(epochs=1, steps_per_epoch=2, verbose=0, callbacks=[whole])
+    for a, b in zip(vi.flow.trainable_variables, before):
+        np.testing.assert_array_equal(a.numpy(), b)
+    weights = keras.callbacks.ModelCheckpoint(str(tmp_path / "vi.weights.h5"),
+                                              save_weights_only=True)
+    vi.fit(epochs=1, steps_per_epoch=2, verbose=0, callbacks=[weights])
+    assert (tmp_path / "vi.weights.h5").is_file()
+
+
 def test_fit_target_takes_any_positive_learning_rate():
     # an int or a NumPy float passed the check, then Keras' Adam refused it
     for rate in (1, np.float32(1e-3), np.int64(1)):
