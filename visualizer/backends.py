@@ -54,7 +54,12 @@ class KerasBackend(Backend):
 
     kind = "keras"
 
-    def __init__(self, path, eval_mode="xla"):
+    def __init__(self, path, eval_mode="xla", previous=None):
+        """`previous`: the backend open before (a reload of `--follow`, say). When it
+        is an untabulated flow of the same configuration in the same `eval_mode`,
+        its flow takes the file's weights and is kept: its compiled code reads the
+        variables, so nothing is traced or compiled again (TensorFlow never frees
+        an XLA executable: each new flow's code cost ~75 MB and ~5 s a reload)."""
         import keras
         import kerasflows
         from kerasflows.inference import tabulate
@@ -73,9 +78,15 @@ class KerasBackend(Backend):
         if not isinstance(flow, kerasflows.Flow):
             raise ValueError(f"{path} holds a {type(flow).__name__}, not a kerasflows Flow.")
         flow.eval_mode = eval_mode
-        # 2-D coupling flows evaluate their conditioners as exact lookup tables
-        # (`kerasflows.tabulate`): 2.5-3x faster heatmaps, same numbers up to rounding.
-        self.flow, self.tabulated = tabulate(flow)
+        self.config = flow.get_config()
+        if (isinstance(previous, KerasBackend) and not previous.tabulated
+                and previous.flow.eval_mode == eval_mode and previous.config == self.config):
+            previous.flow.set_weights(flow.get_weights())
+            self.flow, self.tabulated = previous.flow, ()
+        else:
+            # 2-D coupling flows evaluate their conditioners as exact lookup tables
+            # (`kerasflows.tabulate`): 2.5-3x faster heatmaps, same numbers up to rounding.
+            self.flow, self.tabulated = tabulate(flow)
         self.event_dim = flow.event_dim
         self.context_dim = flow.context_dim
         if self.context_dim is not None:
@@ -128,10 +139,11 @@ class KerasBackend(Backend):
         return self._trace(self.flow.trace_inverse, self.check_points(x))
 
 
-def open_backend(kind, path, eval_mode="xla"):
-    """Loads `path` as a `"keras"` (run in `eval_mode`) or `"savedmodel"` backend."""
+def open_backend(kind, path, eval_mode="xla", previous=None):
+    """Loads `path` as a `"keras"` (run in `eval_mode`; `previous`: see
+    `KerasBackend`) or `"savedmodel"` backend."""
     if kind == "keras":
-        return KerasBackend(path, eval_mode)
+        return KerasBackend(path, eval_mode, previous)
     if kind == "savedmodel":
         return SavedModelBackend(path)
     raise ValueError(f"unknown model kind {kind!r}; expected 'keras' or 'savedmodel'.")

@@ -19,15 +19,17 @@ __all__ = ["REFERENCE_POINTS", "load", "check_context", "describe", "targets_ava
 #: Points shown where the data live when the model folder has no data sample.
 REFERENCE_POINTS = 2000
 
-def load(source, eval_mode="xla", context=None):
+def load(source, eval_mode="xla", context=None, previous=None):
     """Opens a `paths.ModelSource`; returns `(backend, info)` (see `describe`).
+    `previous` is the backend open before, whose flow a `.keras` flow of the same
+    configuration may take over (`backends.KerasBackend`).
 
     A `.keras` flow runs in `eval_mode` (see `kerasflows.Flow.eval_mode`). A
     conditional flow starts at `context` (`[C]`; default: the model folder's
     manifest `context`, else zeros). A `context` given that the Context panel
     cannot show (see `check_context`) raises `ValueError`.
     """
-    backend = open_backend(source.kind, source.load_path, eval_mode)
+    backend = open_backend(source.kind, source.load_path, eval_mode, previous)
     if context is not None and backend.context_dim is None:
         raise ValueError(f"{source.path} is not a conditional flow, so it takes no context.")
     manifest, record = source.manifest or {}, _record(source)

@@ -237,7 +237,8 @@ class ComputeThread(threading.Thread):
         result = Result(req.kind, req.request_id, generation=self.generation)
         try:
             if req.func == "load":
-                backend, result.value = compute.load(*req.args, **req.kwargs)
+                backend, result.value = compute.load(*req.args, previous=self.backend,
+                                                     **req.kwargs)
                 self.backend, self.generation = backend, self.generation + 1
                 result.generation = self.generation
             elif req.generation is not None and req.generation != self.generation:
