@@ -202,6 +202,12 @@ class EvalModes:
                     # even; a graph's loop takes any batch, so one block size (the
                     # last block padded) keeps it to one trace for all of them.
                     rows = fewest
+                elif rows is not None:
+                    # even, rounded up to a 16th of `fewest` (the last block padded):
+                    # at most 16 traced functions, where each batch size's own split
+                    # added one for good (7 for 10 sizes from 16,384 rows)
+                    step = max(1, fewest // 16)
+                    rows = min(fewest, -(-rows // step) * step)
         key = (name, mode, rows, tuple(a is None for a in args))
         if key not in self._compiled:
             compiled = tf.function(

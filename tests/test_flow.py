@@ -454,6 +454,25 @@ def test_block_rows_split_large_batches_evenly():
         assert rows <= 8192 and 0 <= blocks * rows - n < blocks
 
 
+def test_xla_blocks_of_many_batch_sizes_share_a_few_traced_functions(monkeypatch):
+    """Each batch size from two blocks on split evenly into its own block size, a
+    traced function kept for good (7 for 10 sizes from 16,384 rows); the even size
+    is rounded up to a 16th of the block, so there are at most 16, same numbers."""
+    monkeypatch.setattr(kerasflows.eval_calls, "EVAL_BLOCK_ROWS", 64)
+    flow = kerasflows.Flow([L.ElementwiseAffine()], 2)
+    perturb_weights(flow, 0.3)
+    x = np.random.default_rng(0).normal(size=(700, 2)).astype("float32")
+    sizes = (128, 129, 150, 157, 200, 201, 333, 450, 451, 700)
+    flow.eval_mode = "eager"
+    expected = [flow.log_prob(x[:n]) for n in sizes]
+    flow.eval_mode = "xla"
+    for n, want in zip(sizes, expected):
+        np.testing.assert_allclose(flow.log_prob(x[:n]), want, rtol=1e-6, atol=1e-6)
+    rows = sorted(key[2] for key in flow._compiled)
+    assert all(r % 4 == 0 and r <= 64 for r in rows), rows
+    assert len(rows) <= 5, rows
+
+
 def test_gradients_through_xla_calls_with_loops_match_eager():
     # MADE's solve and the blocks are loops: a tape could not take gradients back
     # through them from an XLA call ("TensorList crossing the XLA/TF boundary")
@@ -503,19 +522,20 @@ def test_xla_evaluation_in_blocks_gives_the_whole_batch_results(monkeypatch, rec
         tf.nest.map_structure(
             lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5),
             call(), expected[name])
-    # 1000 rows -> 16 blocks of 63 (8 padding rows); a batch under two blocks runs whole
-    assert {key[2] for key in flow._compiled} == {63}
+    # 1000 rows -> 16 blocks of 63, rounded up to 64 (a 16th of 64; 24 padding rows);
+    # a batch under two blocks runs whole
+    assert {key[2] for key in flow._compiled} == {64}
     flow.log_prob(x[:100], c[:100])
-    assert {key[2] for key in flow._compiled} == {63, None}
+    assert {key[2] for key in flow._compiled} == {64, None}
     np.testing.assert_allclose(flow.sample(1000, context=c, seed=5),
                                flow.forward(flow._base_sample(1000, tf.constant(5), 1.0), c),
                                rtol=1e-6)
 
 
 @pytest.mark.parametrize("recipe_kw, dim, rows", [
-    ({"autoregressive": True}, 8, 63),      # 64 rows a block for 8-D: 16 blocks of 63
+    ({"autoregressive": True}, 8, 64),      # 64 rows a block for 8-D: 16 blocks of 63 -> 64
     ({"autoregressive": True}, 16, 32),     # fewer for wider rows: 32 blocks of 32 (24 padding)
-    ({}, 8, 63),                            # coupling layers from COUPLING_BLOCKS_FROM_DIM on
+    ({}, 8, 64),                            # coupling layers from COUPLING_BLOCKS_FROM_DIM on
 ])
 def test_spline_flows_evaluate_in_blocks_of_fewer_rows_for_wider_rows(monkeypatch, recipe_kw,
                                                                       dim, rows):
