@@ -165,7 +165,8 @@ class FlatPredictCalls(FlatCalls):
 
     `function(data)` takes Keras' list of one batch and returns
     `predict_step(batch)`. Under XLA a batch shorter than the longest one of
-    the same `predict` call (`rows`, reset by `Flow.predict`) is padded to that
+    the same `predict` call (`rows`, set by `Flow.predict`: 0, or for arrays of
+    fewer rows than a batch the power of two from their rows) is padded to that
     length, its rows repeated, and the result cut back to its rows: the short
     last batch runs on the full batches' executable instead of compiling its
     own (predict runs the flow in inference mode, so no layer's state sees the

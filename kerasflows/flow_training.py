@@ -280,12 +280,16 @@ class FlowTraining(FlatStepFunctions):
         """`log_prob` of `x` batch by batch, as a NumPy array; see `keras.Model.predict`.
         `x` takes the forms `fit` takes (arrays need rows of the flow's width;
         a row with NaN gets NaN, as from `log_prob`). Under XLA a short last
-        batch is padded rather than compiled for (`FlatPredictCalls`)."""
-        if isinstance(self.predict_function, FlatPredictCalls):
-            self.predict_function.rows = 0       # this call's batches set the length
+        batch is padded rather than compiled for (`FlatPredictCalls`), and so are
+        arrays of fewer rows than a batch, to a power of two."""
+        data = prepare_eval_data(self, x, None, "predict")
+        if isinstance(self.make_predict_function(), FlatPredictCalls):
+            # this call's batches set the length; arrays of fewer rows than a batch
+            # are padded to a power of two (a compile each for 10, 11, 12... rows)
+            self.predict_function.rows = _short_batch_rows(
+                data, kwargs.get("batch_size", args[0] if args else None))
         with self._fresh_functions_after_errors():
-            return super().predict(prepare_eval_data(self, x, None, "predict"), *args,
-                                   **kwargs)
+            return super().predict(data, *args, **kwargs)
 
     def pads_short_batches(self):
         """True if `fit` and `evaluate` pad a short batch to the full batches' size
@@ -321,3 +325,19 @@ class FlowTraining(FlatStepFunctions):
         except ImportError:   # another Keras: its default
             return False
         return bool(model_supports_jit(self))
+
+
+def _short_batch_rows(data, batch_size):
+    """The rows `predict` pads its batches to at least: for arrays of n rows fewer
+    than `batch_size` (Keras' default 32), the power of two from n (at most
+    `batch_size`), so that small calls share an executable; else 0 (the call's
+    longest batch sets it)."""
+    if is_stream(data):
+        return 0
+    leaves = [v for v in tf.nest.flatten(data) if v is not None]
+    if not leaves or not hasattr(leaves[0], "shape") or len(leaves[0].shape) == 0:
+        return 0
+    n, batch_size = int(leaves[0].shape[0]), batch_size or 32
+    if not isinstance(batch_size, int) or n >= batch_size or n == 0:
+        return 0
+    return min(batch_size, 1 << (n - 1).bit_length())
