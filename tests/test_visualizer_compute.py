@@ -926,3 +926,10 @@ def test_a_reload_of_the_same_architecture_keeps_the_flow_and_its_compiled_code(
     again, _ = compute.load(paths.resolve(tmp_path / "b.keras"), eval_mode="graph",
                             previous=second)
     assert again.flow is first.flow
+    # an open that fails after taking the flow over gives its weights back
+    kept = [w.copy() for w in first.flow.get_weights()]
+    with pytest.raises(ValueError, match="not a conditional flow"):
+        compute.load(paths.resolve(tmp_path / "a.keras"), eval_mode="graph", previous=again,
+                     context=[1.0])
+    for a, b in zip(first.flow.get_weights(), kept):
+        np.testing.assert_array_equal(a, b)

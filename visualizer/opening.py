@@ -30,17 +30,22 @@ def load(source, eval_mode="xla", context=None, previous=None):
     cannot show (see `check_context`) raises `ValueError`.
     """
     backend = open_backend(source.kind, source.load_path, eval_mode, previous)
-    if context is not None and backend.context_dim is None:
-        raise ValueError(f"{source.path} is not a conditional flow, so it takes no context.")
-    manifest, record = source.manifest or {}, _record(source)
-    if context is not None:
-        backend.set_context(context)            # checks its length and finiteness
-        check_context(context, _context_names(manifest, backend.context_dim,
-                                              record.get("context_columns")),
-                      *context_values(backend, manifest, record))
-    elif backend.context_dim is not None and manifest.get("context"):
-        backend.set_context(manifest["context"])    # the model folder's opening context
-    return backend, describe(backend, source, record)
+    try:
+        if context is not None and backend.context_dim is None:
+            raise ValueError(f"{source.path} is not a conditional flow, so it takes no context.")
+        manifest, record = source.manifest or {}, _record(source)
+        if context is not None:
+            backend.set_context(context)            # checks its length and finiteness
+            check_context(context, _context_names(manifest, backend.context_dim,
+                                                  record.get("context_columns")),
+                          *context_values(backend, manifest, record))
+        elif backend.context_dim is not None and manifest.get("context"):
+            backend.set_context(manifest["context"])    # the model folder's opening context
+        return backend, describe(backend, source, record)
+    except BaseException:
+        # the model shown before stays open, with its own weights
+        getattr(backend, "give_back", lambda: None)()
+        raise
 
 
 def check_context(context, names, ranges, steps):
