@@ -118,6 +118,8 @@ class FlatStepCalls(FlatCalls):
 
     Attributes:
         padded: number of batches padded so far.
+        min_rows: the length a new iterator's batches are padded to at least
+            (`Flow.evaluate` sets it for arrays of fewer rows than a batch).
     """
 
     def __init__(self, model, step_fn, jit_compile):
@@ -127,6 +129,7 @@ class FlatStepCalls(FlatCalls):
         self._pads = None
         self._iterator = None
         self._rows = 0
+        self.min_rows = 0
         self.padded = 0
 
     def __call__(self, iterator):
@@ -136,7 +139,7 @@ class FlatStepCalls(FlatCalls):
         if self._pads and (self._iterator is None or self._iterator() is not iterator):
             # a new epoch's or call's batches (a weak reference: the iterator may hold
             # a shuffle buffer, and must go with Keras' loop)
-            self._iterator, self._rows = _weak(iterator), 0
+            self._iterator, self._rows = _weak(iterator), self.min_rows
         logs = None
         for _, data in zip(range(self.model.steps_per_execution), iterator):
             if self._pads:

@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from kerasflows.fit_data import is_stream, prepare_eval_data, prepare_fit_data, weights_for_keras
-from kerasflows.flat_calls import FlatPredictCalls, FlatStepFunctions
+from kerasflows.flat_calls import FlatPredictCalls, FlatStepCalls, FlatStepFunctions
 from kerasflows.packed_adam import fused_adam_apply, fused_adam_slots, packed_size
 from kerasflows.sharded_step import is_seed_state, training_state
 
@@ -265,7 +265,9 @@ class FlowTraining(FlatStepFunctions):
         """Mean negative log-likelihood of `x` (nats per example); see
         `keras.Model.evaluate`. `x` takes the forms `fit` takes, and array data
         are checked as there (rows, shape, NaN or inf, the data end's domain,
-        known labels); no targets; `sample_weight` as in `fit` (then the weighted mean)."""
+        known labels); no targets; `sample_weight` as in `fit` (then the weighted mean).
+        Under XLA arrays of fewer rows than a batch are padded (weighted 0) to a power
+        of two, so that small calls share an executable (`FlatStepCalls.min_rows`)."""
         if kwargs.get("_use_cached_eval_dataset"):
             # `fit`'s validation: the data `fit` prepared, with its placeholder y if weighted
             return super().evaluate(x, y, *args, **kwargs)
@@ -273,8 +275,16 @@ class FlowTraining(FlatStepFunctions):
         batch_size = kwargs.get("batch_size", args[0] if args else None)
         y, kwargs["sample_weight"] = weights_for_keras(self, x, kwargs.get("sample_weight"),
                                                        "evaluate", batch_size=batch_size)
-        with self._fresh_functions_after_errors():
-            return super().evaluate(x, y, *args, **kwargs)
+        test_function = self.make_test_function()
+        floor = isinstance(test_function, FlatStepCalls)
+        if floor:   # arrays of fewer rows than a batch: padded to a power of two, as in predict
+            test_function.min_rows = _short_batch_rows(x, batch_size)
+        try:
+            with self._fresh_functions_after_errors():
+                return super().evaluate(x, y, *args, **kwargs)
+        finally:
+            if floor:
+                test_function.min_rows = 0
 
     def predict(self, x, *args, **kwargs):
         """`log_prob` of `x` batch by batch, as a NumPy array; see `keras.Model.predict`.

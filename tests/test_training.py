@@ -196,6 +196,13 @@ def test_short_last_batch_runs_padded_on_the_full_batches_executable(monkeypatch
                                    atol=1e-5)
     assert rows == [16, 16, 16, 16, 8] and padded.predict_function.padded == 6
     assert padded.predict(x[:3], batch_size=2, verbose=0).shape == (3,)     # 2 + 1 padded
+    # and evaluate, weighted 0 (the floor is this call's: fit's validation keeps its own)
+    rows.clear()
+    before = padded.test_function.padded
+    for n in (10, 11, 16, 9):
+        assert padded.evaluate(x[:n], verbose=0) == pytest.approx(nll[:n].mean(), rel=1e-5)
+    assert rows == [16] * 4 and padded.test_function.padded == before + 3
+    assert padded.test_function.min_rows == 0
     # as after a validation_split (800 rows to train on: 3 x 256 + 32)
     rows.clear()
     padded.fit(x, batch_size=256, epochs=1, validation_split=0.2, verbose=0)
