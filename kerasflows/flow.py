@@ -402,8 +402,10 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         config = dict(config)
         layers = []
         for entry in config.pop("layers"):
-            layers.append(layers[entry["same_as"]] if isinstance(entry, dict) and set(entry) == {
-                "same_as"} else keras.saving.deserialize_keras_object(
+            if isinstance(entry, dict) and set(entry) == {"same_as"}:     # a tied layer
+                layers.append(layers[entry["same_as"]])
+            else:
+                layers.append(keras.saving.deserialize_keras_object(
                     entry, custom_objects=custom_objects))
         if config.get("context_encoder") is not None:
             config["context_encoder"] = keras.saving.deserialize_keras_object(
