@@ -274,26 +274,30 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         bijectors, which take `[N, D]` rows). A conditional flow's `context` is
         one row per input row (inputs of other rows are refused), or `[1, C]`.
 
-        Built from the weights as they are now: some of its parts read the
-        variables when called, others hold their values, so get a new one after
-        a weight change (training) rather than keep one from before. Each is its
-        own in TFP's cache. For gradients, get it where they are taken (inside the
-        tape, or the loss function): one held from before reaches the conditioner
-        networks only (not ActNorm, BatchNorm, ElementwiseAffine, InvertibleLinear
-        or a learned base, whose values it holds), and its `trainable_variables` is
-        empty: the flow's are `flow.trainable_variables`."""
+        It reads the weights when called: the layers' bijectors are built anew
+        for each new input, so one held across training follows the weights,
+        and gradients taken through it reach every weight. Its `variables` and
+        `trainable_variables` are the flow's (as `tf.Variable`s), which TFP's
+        optimisers (`tfp.vi.fit_surrogate_posterior`) train. Each is its own in
+        TFP's cache, which, as for any TFP bijector of variables, answers the
+        inverse of a transform's output (while it lives) from the call that
+        made it: score samples drawn since the last weight change."""
         if self.context_dim is not None and context is None:
             raise ValueError(f"This flow is conditional (context_dim={self.context_dim}): "
                              "use get_bijector(context=...).")
         if context is not None:
-            context = self._encode(self._prepare_context(context))
-        bijectors = [layer.bijector(context=context_for(layer, context))
-                     for layer in self.flow_layers]
+            context = self._prepare_context(context)
+
+        def chain():
+            encoded = None if context is None else self._encode(context)
+            return tfb.Chain([layer.bijector(context=context_for(layer, encoded))
+                              for layer in reversed(self.flow_layers)])
+
         forward_only = [layer for layer in self.flow_layers if layer.forward_only]
         rows = None if context is None or context.shape[0] == 1 else context.shape[0]
-        return RowsBijector(tfb.Chain(list(reversed(bijectors))), self.event_dim,
+        return RowsBijector(chain, self.event_dim,
                             forward_only[0].no_inverse_error() if forward_only else None,
-                            context_rows=rows)
+                            context_rows=rows, variables=[w.value for w in self.weights])
 
     def get_distribution(self, context=None):
         """The flow as a TFP `TransformedDistribution` over `[D]` events."""

@@ -72,11 +72,26 @@ class FlowBase(AutoGraphFree):
         return None if self.base != "student_t" else self._base_df().numpy()
 
     def base_distribution(self):
-        """The base distribution p0 as a TFP distribution over `[D]` events."""
-        loc, scale = self._base_params()
+        """The base distribution p0 as a TFP distribution over `[D]` events. Its
+        learned parameters (a `"learned_normal"`'s mean and scale, a
+        `"student_t"`'s degrees of freedom) read the weights when it is used
+        (`tfp.util.DeferredTensor`): one held across training follows them, and
+        they are its `trainable_variables`."""
+        dtype = self.compute_dtype
+
+        def deferred(weight, fn):
+            return tfp.util.DeferredTensor(weight.value, lambda v: fn(tf.cast(v, dtype)),
+                                           dtype=dtype)
+
+        if self.base == "learned_normal":
+            loc = deferred(self.base_loc, tf.identity)
+            scale = deferred(self.base_log_scale, tf.exp)
+        else:
+            loc, scale = tf.zeros([self.event_dim], dtype), tf.ones([self.event_dim], dtype)
         if self.base == "student_t":
-            return tfd.Independent(tfd.StudentT(df=self._base_df(), loc=loc, scale=scale),
-                                   reinterpreted_batch_ndims=1)
+            return tfd.Independent(
+                tfd.StudentT(df=deferred(self.base_log_df, tf.exp), loc=loc, scale=scale),
+                reinterpreted_batch_ndims=1)
         return tfd.MultivariateNormalDiag(loc=loc, scale_diag=scale)
 
     def base_log_prob(self, z):

@@ -4,11 +4,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 import kerasflows
 from kerasflows import layers as L
 from kerasflows import models as M
 from kerasflows.testing import perturb_weights
+
+tfd = tfp.distributions
 
 
 @pytest.fixture(scope="module")
@@ -269,25 +272,45 @@ def test_a_tfp_view_gives_gradients_through_a_fresh_bijector():
     assert grads is not None and np.abs(grads.numpy()).max() > 0
 
 
-def test_a_view_built_inside_the_tape_reaches_every_weight_and_a_held_one_as_documented():
-    """README: a view got where the gradients are taken reaches every trainable weight
-    (ActNorm, InvertibleLinear, a learned base too); one held from before reaches the
-    conditioner networks only, and its trainable_variables is empty."""
-    flow = M.Glow(2, num_layers=2, hidden_units=(8,), base="learned_normal")
-    flow.build((None, 2))
+@pytest.mark.parametrize("base", ["learned_normal", "student_t"])
+def test_a_held_tfp_view_follows_the_weights_and_gives_every_weight_a_gradient(base):
+    """A view held from before read ActNorm, InvertibleLinear and a learned base as
+    they were when it was built: after a weight change its numbers were of neither
+    weights, gradients reached only the conditioners, and its trainable_variables
+    was empty. Now it reads every weight when called, and lists the flow's."""
+    flow = M.Glow(2, num_layers=2, hidden_units=(8,), base=base)
     perturb_weights(flow, 0.3)        # off the identity start, where gradients are 0
     x = np.random.default_rng(0).normal(size=(64, 2)).astype("float32")
-    held = flow.distribution
-    grads = {}
-    for name, view in (("inside", lambda: flow.distribution), ("held", lambda: held)):
-        with tf.GradientTape() as tape:
-            loss = -tf.reduce_mean(view().log_prob(x))
-        grads[name] = tape.gradient(loss, flow.trainable_variables)
-    assert all(g is not None and np.abs(g.numpy()).max() > 0 for g in grads["inside"])
-    reached = {v.path.split("/")[-1] for v, g in zip(flow.trainable_variables, grads["held"])
-               if g is not None}
-    assert reached == {"kernel", "bias"}, reached            # the conditioners' Dense layers
-    assert held.trainable_variables == ()
+    held, held_bijector = flow.distribution, flow.bijector
+    with tf.GradientTape() as tape:
+        loss = -tf.reduce_mean(held.log_prob(x))
+    grads = tape.gradient(loss, flow.trainable_variables)
+    assert all(g is not None and np.abs(g.numpy()).max() > 0 for g in grads)
+    assert ({id(v) for v in held.trainable_variables}
+            == {id(w.value) for w in flow.trainable_weights})
+    perturb_weights(flow, 0.3, seed=3)
+    np.testing.assert_allclose(held.log_prob(x), flow.log_prob(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(held_bijector.inverse(x), flow.inverse(x), rtol=1e-5, atol=1e-5)
+    samples = held.sample(5, seed=1)
+    np.testing.assert_allclose(held.log_prob(samples), flow.log_prob(samples), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_tfps_fit_surrogate_posterior_trains_every_weight_of_a_flow_view():
+    """`tfp.vi.fit_surrogate_posterior` handed `flow.distribution` (built once, before
+    the loop) trained the conditioners only; every weight moves now, and the fit
+    reaches the target's mean."""
+    flow = M.Glow(2, num_layers=2, hidden_units=(8,), base="learned_normal")
+    target = tfd.MultivariateNormalDiag(loc=[1.0, -2.0], scale_diag=[0.5, 2.0])
+    before = [w.numpy().copy() for w in flow.trainable_weights]
+    losses = tfp.vi.fit_surrogate_posterior(
+        target.log_prob, flow.distribution, optimizer=keras.optimizers.Adam(0.02),
+        num_steps=200, sample_size=64, seed=(1, 2))
+    assert losses[-1] < losses[0] - 1.0
+    assert [w.path for b, w in zip(before, flow.trainable_weights)
+            if np.allclose(b, w.numpy())] == []
+    mean = tf.reduce_mean(flow.sample(4000, seed=0), 0).numpy()
+    np.testing.assert_allclose(mean, [1.0, -2.0], atol=0.3)
 
 
 def test_a_conditional_distribution_refuses_inputs_of_other_rows_than_its_context():

@@ -54,18 +54,44 @@ class RowsBijector(tfp.bijectors.Bijector):
     hands `inner` a fresh tensor for each input: a bijector built after the
     weights changed never answers from a result of the old weights, and a
     layer's stock TFP bijectors, equal from one build to the next, are never
-    asked for an input they cached."""
+    asked for an input they cached.
 
-    def __init__(self, inner, event_dim, no_inverse=None, name="flow", context_rows=None):
+    With `inner` a function of no arguments returning the bijector of rows
+    (`dtype` its dtype), the bijector is built anew for each new input, from
+    the weights as they are then: one held across training follows the
+    weights, and one built before a `tf.GradientTape` gives gradients to every
+    weight the function reads. `variables` (`tf.Variable`s: a flow's) are then
+    its `variables` and `trainable_variables`, as TFP's optimisers ask for them.
+    A transform and its log-det of the same input use one build, as do the
+    log-det of a transform's output (while it lives) and the transform, which
+    TFP's cache pairs with its input."""
+
+    def __init__(self, inner, event_dim, no_inverse=None, name="flow", context_rows=None,
+                 variables=(), dtype=None):
         parameters = dict(locals())
+        built = isinstance(inner, tfp.bijectors.Bijector)
+        if not (built or callable(inner)):
+            raise TypeError("RowsBijector takes a TFP bijector or a function of no arguments "
+                            f"returning one; received {inner!r}.")
         # `no_inverse`: the error a forward-only layer gives for the inverse direction
-        self.inner, self.event_dim, self.no_inverse = inner, event_dim, no_inverse
+        self._make_inner, self._inner = (None, inner) if built else (inner, None)
+        self.event_dim, self.no_inverse = event_dim, no_inverse
         self.context_rows = context_rows
-        # (weak reference to a tensor, its rows or None: itself) for the last input and
-        # output: `_rows`
+        self._flow_variables = tuple(variables)
+        # (weak reference to a tensor, its rows or None: itself, the inner bijector
+        # that took or gave them) for the last input and output: `_rows`
         self._rows_of = []
         super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
-                         dtype=inner.dtype, parameters=parameters, name=name)
+                         dtype=inner.dtype if built else dtype,
+                         parameters=parameters, name=name)
+
+    @property
+    def inner(self):
+        """The bijector of rows: the one given, or the last input's build (built
+        now if there was none)."""
+        if self._inner is None:
+            self._inner = self._make_inner()
+        return self._inner
 
     @classmethod
     def _parameter_properties(cls, dtype):
@@ -89,9 +115,9 @@ class RowsBijector(tfp.bijectors.Bijector):
         this bijector for as long as they live, so holding them here kept all
         three alive for good (every `flow.distribution` call leaked its
         tensors). Their rows are not the tensors TFP keys by, and are held."""
-        for ref, rows in self._rows_of:
+        for ref, rows, inner in self._rows_of:
             if ref() is v:
-                return v if rows is None else rows
+                return (v if rows is None else rows), inner
         rows = tf.identity(v) if v.shape.rank == 2 else tf.reshape(v, [-1, self.event_dim])
         if self.context_rows is not None and rows.shape[0] not in (None, self.context_rows):
             raise ValueError(
@@ -99,34 +125,37 @@ class RowsBijector(tfp.bijectors.Bijector):
                 f"row; received {rows.shape[0]} input rows (shape {v.shape}). Sample with "
                 f"`sample({self.context_rows})` and pass [{self.context_rows}, "
                 f"{self.event_dim}] inputs, or give a [1, C] context shared by all rows.")
-        self._rows_of = [(weakref.ref(v), rows)]
-        return rows
+        if self._make_inner is not None:
+            self._inner = self._make_inner()        # the weights as they are now
+        self._rows_of = [(weakref.ref(v), rows, self.inner)]
+        return rows, self.inner
 
-    def _map(self, fn, v):
-        rows = self._rows(v)
-        out = fn(rows)
+    def _map(self, direction, v):
+        rows, inner = self._rows(v)
+        out = getattr(inner, direction)(rows)
         result = out if v.shape.rank == 2 else tf.reshape(out, tf.shape(v))
-        self._rows_of = [(weakref.ref(v), rows),
-                         (weakref.ref(result), None if result is out else out)]
+        self._rows_of = [(weakref.ref(v), rows, inner),
+                         (weakref.ref(result), None if result is out else out, inner)]
         return result
 
-    def _log_det(self, fn, v):
-        rows = self._rows(v)
-        log_det = tf.broadcast_to(fn(rows, event_ndims=1), tf.shape(rows)[:1])
+    def _log_det(self, direction, v):
+        rows, inner = self._rows(v)
+        log_det = getattr(inner, direction)(rows, event_ndims=1)
+        log_det = tf.broadcast_to(log_det, tf.shape(rows)[:1])
         return log_det if v.shape.rank == 2 else tf.reshape(log_det, tf.shape(v)[:-1])
 
     def _forward(self, z):
-        return self._map(self.inner.forward, z)
+        return self._map("forward", z)
 
     def _inverse(self, x):
         if self.no_inverse is not None:
             raise self.no_inverse
-        return self._map(self.inner.inverse, x)
+        return self._map("inverse", x)
 
     def _forward_log_det_jacobian(self, z):
-        return self._log_det(self.inner.forward_log_det_jacobian, z)
+        return self._log_det("forward_log_det_jacobian", z)
 
     def _inverse_log_det_jacobian(self, x):
         if self.no_inverse is not None:
             raise self.no_inverse
-        return self._log_det(self.inner.inverse_log_det_jacobian, x)
+        return self._log_det("inverse_log_det_jacobian", x)
