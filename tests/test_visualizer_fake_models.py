@@ -368,6 +368,22 @@ def test_view_data_saves_the_held_values_its_arrays_were_computed_at(window, tmp
     answer_layers(window, asked, "forward")
     assert window.view_data()["held"][2] == 1.5
 
+def test_the_samples_view_holds_no_values_and_says_so(qtbot, window, tmp_path):
+    """The Samples view draws every sample's two chosen coordinates, yet the panel
+    said the others were held, and its exported data carried `held` values its
+    samples were not drawn at."""
+    answer_samples(window)
+    open_fake(window, fake_info("d", np.random.default_rng(0).standard_normal((300, 3)),
+                                tmp_path / "d.keras"))
+    view = window.show_view("samples")
+    qtbot.waitUntil(view.is_ready, timeout=10_000)
+    data = window.view_data()
+    assert "held" not in data and data["dims"].tolist() == [0, 1]
+    assert not window.panel.values.isEnabled() and "projection" in window.panel.note.text()
+    window.show_view("layers")
+    assert window.panel.values.isEnabled() and "held fixed" in window.panel.note.text()
+
+
 # -- Layers: the states keep the direction they were traced in -------------------------------
 def test_layer_states_are_named_and_exported_in_the_direction_they_were_traced(window,
                                                                              tmp_path):

@@ -46,8 +46,9 @@ class ExportActions:
     def view_data(self):
         """The current view's arrays (`View.export_data`) with what they were drawn
         from: `view`, `model`, `dims` (the coordinates shown), `held` (the values of the
-        others; not for the Pairs view, whose `dims` are its own coordinates and which
-        holds none) and, for a conditional flow, `context`: those they were computed
+        others, for a view that draws at them: not Samples, whose scatter is of every
+        sample's two coordinates, nor Pairs, whose `dims` are its own coordinates)
+        and, for a conditional flow, `context`: those they were computed
         at (`View.drawn_projection`, `View.drawn_context`; the panels' may have moved on
         while the view redraws). None when nothing is drawn."""
         view = self.current_view()
@@ -57,7 +58,9 @@ class ExportActions:
         data = {"view": view.name, "model": self.info["path"], **data}
         if view.uses_projection:
             shown = view.drawn_projection or self.projection
-            data.update(dims=np.asarray(shown.dims), held=shown.held)
+            data["dims"] = np.asarray(shown.dims)
+            if view.holds_values:
+                data["held"] = shown.held
         if self.context is not None:
             data["context"] = view.drawn_context
         return data

@@ -11,6 +11,11 @@ __all__ = ["ProjectionPanel"]
 
 #: Held values the panel always has room for.
 MIN_ROWS_SHOWN = 3
+#: The panel's note for a view that draws at the held values, and for one that does not.
+HELD_NOTE = ("Coordinates not shown are held fixed at these values (in data space; the "
+             "base-space layer view holds them at the base mean):")
+NOT_HELD_NOTE = ("This view draws every sample's two chosen coordinates, whatever the others "
+                 "(a projection, not a slice); the other views hold them at these values:")
 
 
 class ProjectionPanel(QtWidgets.QWidget):
@@ -37,9 +42,7 @@ class ProjectionPanel(QtWidgets.QWidget):
         form.addRow("horizontal axis", self.x_dim)
         form.addRow("vertical axis", self.y_dim)
         self.reset = QtWidgets.QPushButton("Hold at data mean")
-        note = QtWidgets.QLabel("Coordinates not shown are held fixed at these values "
-                                "(in data space; the base-space layer view holds them at "
-                                "the base mean):")
+        self.note = note = QtWidgets.QLabel(HELD_NOTE)
         note.setWordWrap(True)
         self.values = QtWidgets.QWidget()
         self.value_form = QtWidgets.QFormLayout(self.values)
@@ -117,6 +120,14 @@ class ProjectionPanel(QtWidgets.QWidget):
         dims[axis] = d
         self._show_dims(dims)
         self._emit()
+
+    def set_holds(self, holds):
+        """Whether the view shown draws at the held values (`View.holds_values`): the
+        Samples view, a scatter of every sample's two coordinates, does not, and the
+        values are greyed out with a note saying so while it is shown."""
+        self.note.setText(HELD_NOTE if holds else NOT_HELD_NOTE)
+        self.values.setEnabled(holds)
+        self.reset.setEnabled(holds)
 
     def set_held(self, d, value):
         if set_exact(self.spins[d], value):

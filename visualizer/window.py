@@ -283,6 +283,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
         shown = (self.info is not None and self.info["event_dim"] > 2
                  and self.current_view().shows_projection())
         appears = shown and not self.dock.isVisible()
+        self.panel.set_holds(self.current_view().holds_values)
         self.dock.setVisible(shown)
         if (appears or self._share_docks) and self.context_dock.isVisible():
             self._share_docks = False

@@ -162,6 +162,9 @@ class View(QtWidgets.QWidget):
     # drawn through the window's projection (two coordinates, the others held); the
     # Pairs view, which draws marginals, is not
     uses_projection = True
+    # draws a slice at the projection's held values (the Samples view, a scatter of
+    # every sample's two coordinates, holds none)
+    holds_values = True
     frame_drawn = QtCore.Signal()
     mode_changed = QtCore.Signal()      # points became pictures or back (`images_shown`)
 

@@ -76,6 +76,7 @@ class SamplesView(View):
 
     name, title = "samples", "Samples"
     kinds = ("samples",)
+    holds_values = False        # every sample's two coordinates, whatever the others
 
     def __init__(self, host):
         super().__init__(host)
