@@ -1275,6 +1275,33 @@ def test_density_says_when_log_p_is_not_finite_anywhere_in_view(qtbot, window, t
     assert view.image_item.image is not None
 
 
+def test_density_p_scale_draws_far_from_the_data_and_says_when_p_is_0(qtbot, window, tmp_path):
+    """On the p(x) scale, 20 units out (log p near -400) the heatmap was 0 at every
+    pixel (exp in float32), one colour under a bar reading 0..1; 50 units out, where
+    p(x) is 0 even in float64, nothing said why. Near the data, the bar's ticks
+    were scaled by an SI prefix ("(x0.001)" beside ticks of 0 to 200)."""
+    from kerasflows.layers import ElementwiseAffine
+    data = np.random.default_rng(0).standard_normal((300, 2)).astype(np.float32)
+    open_model(qtbot, window, flow_with_data(tmp_path / "n.keras", [ElementwiseAffine()], data))
+    view = show_ready(qtbot, window, "density")
+    view.scale.setCurrentIndex(1)                            # p(x)
+    lo, hi = view.bar.levels()
+    assert lo == 0 and 0.1 < hi < 0.2 and view.bar.axis.autoSIPrefixScale == 1
+    view.view_box.setRange(xRange=(20, 21), yRange=(20, 21), padding=0)
+    qtbot.waitUntil(lambda: view.is_ready() and view.region[0] > 19, timeout=TIMEOUT_MS)
+    lo, hi = view.bar.levels()
+    assert np.isfinite(view.image).all() and view.image.max() < -300
+    assert 0 < hi < 1e-100 and not view.message.isVisibleTo(view)
+    assert np.ptp(view.image_item.image) > 0                # not one colour
+    assert all("e-" in t for t in view.bar.axis.tickStrings([hi / 2, hi], 1, hi / 2))
+    view.view_box.setRange(xRange=(50, 51), yRange=(50, 51), padding=0)
+    qtbot.waitUntil(lambda: view.is_ready() and view.region[0] > 49, timeout=TIMEOUT_MS)
+    assert view.message.isVisibleTo(view) and "p(x) is below" in view.message.text()
+    assert view.image_item.image is None and not view.bar_box.isVisibleTo(view)
+    view.scale.setCurrentIndex(0)                            # log p(x): drawn, no message
+    assert not view.message.isVisibleTo(view) and view.bar_box.isVisibleTo(view)
+
+
 def test_samples_not_finite_are_counted_apart_and_none_finite_says_so(qtbot, window,
                                                                       tmp_path):
     # a Logit data end gives NaN for base values outside (0, 1): the scatter dropped

@@ -9,6 +9,8 @@ per pixel; and, when the model's manifest names a target density, that
 target (normalised), alone or beside the flow with the same colour scale.
 """
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
@@ -33,6 +35,21 @@ def _same_region(a, b, tolerance=1e-4):
         return False
     scale = max(a[1] - a[0], a[3] - a[2])
     return max(abs(u - v) for u, v in zip(a, b)) <= tolerance * scale
+
+
+def short_tick_strings(values, scale, spacing):
+    """Tick labels as pyqtgraph writes them (fixed point, as many places as the
+    spacing needs) up to 4 places; in scientific notation below (a density of
+    3e-12, not 0.000000000003), each with the digits the spacing needs."""
+    step = abs(spacing * scale)
+    if not step > 0:
+        return [f"{v * scale:g}" for v in values]
+    places = max(0, math.ceil(-math.log10(step)))
+    if places <= 4:
+        return [f"{v * scale:.{places}f}" for v in values]
+    finest = math.floor(math.log10(step))
+    return [f"{v * scale:.{max(0, math.floor(math.log10(abs(v * scale))) - finest)}e}"
+            if v else "0" for v in values]
 
 
 class DensityView(View):
@@ -82,6 +99,9 @@ class DensityView(View):
         self.plot.addItem(self.data_item)
         self.bar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), interactive=False,
                                    width=18)
+        # p(x)'s ticks as numbers, not scaled by an SI prefix the label reads "(x0.001)"
+        self.bar.axis.enableAutoSIPrefix(False)
+        self.bar.axis.tickStrings = short_tick_strings
         self.bar.setImageItem([self.left.image_item, self.right.image_item])
         self.bar_box = pg.GraphicsLayoutWidget()
         self.bar_box.addItem(self.bar)
@@ -280,19 +300,25 @@ class DensityView(View):
         for p in panels:
             p.draw(log_scale, levels, self.contours.isChecked())
         self.bar.setLevels(levels)
-        self.bar_box.setVisible(any(p.any_finite() for p in panels))
+        self.bar_box.setVisible(any(p.drawable(log_scale) for p in panels))
         label = bar_label([p.value for p in panels], log_scale)
         if self.bar.axis.labelText != label:
             self.bar.axis.setLabel(label)
         self._label(log_scale)
-        self.say_finding(self._not_finite_text(panels))
+        self.say_finding(self._not_finite_text(panels, log_scale))
         self.drew()
 
-    def _not_finite_text(self, panels):
+    def _not_finite_text(self, panels, log_scale=True):
         """What cannot be drawn: the heatmaps with no finite pixel (a flow's own
-        samples' has its note: none fell in view), or ""."""
+        samples' has its note: none fell in view), or whose p(x) is 0 (below
+        float64's smallest) at every pixel, or ""."""
         said = []
         for p in panels:
+            if p.any_finite() and not p.drawable(log_scale):
+                said.append(f"p(x) is below 1e-323, 0 in float64, everywhere in view (the "
+                            f"largest log p(x) here is {p.largest_log_density():.1f}): pick "
+                            "log p(x) as the scale, or pan or zoom back to the data.")
+                continue
             if p.any_finite() or "samples" in p.value:
                 continue
             if "target" in p.value:
