@@ -27,7 +27,10 @@ finds it; else `null`), the `base` (`"normal"`, `"learned_normal"` or
 `"student_t"`, whose degrees of freedom are `base_df`, else `null`),
 `signatures`, the flow's `layers`, the data's
 column names `columns` (`null` if not named; `kerasflows export` passes the
-names of the CSV file the model was trained on) and `dequantized_columns`
+names of the CSV file the model was trained on), a conditional flow's
+`context_columns` likewise (the `--context` file's header, or a model folder's
+`manifest.json` `context_names`: which context column is which, as the flow
+standardizes none of them by name) and `dequantized_columns`
 (0-based; `null` if none: the columns `kerasflows train --dequantize` added
 uniform noise to, so that a client knows `log_prob` is the density of the
 noisy values, and floors those columns of `sample`'s draws to get whole
@@ -200,7 +203,7 @@ def check_exportable(flow):
 
 
 def export_saved_model(flow, path, version=1, overwrite=False, columns=None,
-                       dequantized_columns=None):
+                       dequantized_columns=None, context_columns=None):
     """Writes `flow` as a TF Serving SavedModel in `path/<version>/`.
 
     Args:
@@ -213,6 +216,8 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None,
         dequantized_columns: the column indices the flow was trained on with
             uniform noise added (`kerasflows.dequantization`), for
             `METADATA_FILE` (None: none).
+        context_columns: the names of a conditional flow's `context_dim`
+            context columns, in order, for `METADATA_FILE` (None: not named).
 
     The SavedModel is written to a hidden directory in `path` and renamed to
     `<version>` when complete, so TF Serving (or the visualizer following
@@ -224,13 +229,14 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None,
     Raises:
         ValueError: bad version, `path` an existing file, an existing
             version directory without `overwrite=True`, `columns` that are
-            not `event_dim` strings, or `dequantized_columns` that are not
+            not `event_dim` strings, `context_columns` that are not
+            `context_dim` strings, or `dequantized_columns` that are not
             distinct indices in 0..event_dim-1.
         NoInverseError: a flow with forward-only layers (a `ValueError` too).
     """
     version = check_positive_int("version", version)
     check_exportable(flow)
-    metadata = _metadata(flow, columns, dequantized_columns)
+    metadata = _metadata(flow, columns, dequantized_columns, context_columns)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{os.fspath(path)} is a file; the export's base directory must be a "
                          "folder (or a path where one can be made).")
@@ -280,14 +286,26 @@ def _make_folders(path):
     return missing
 
 
-def _metadata(flow, columns, dequantized_columns=None):
-    """`METADATA_FILE`'s content for `flow`; checks `columns` and `dequantized_columns`."""
-    if columns is not None:
-        columns = [columns] if isinstance(columns, str) else list(columns)   # not "a","b",...
-        if len(columns) != flow.event_dim or not all(
-                isinstance(c, str) and c.strip() for c in columns):
-            raise ValueError(f"columns names the flow's {flow.event_dim} data columns (non-empty "
-                             f"strings, in order); received {columns!r}.")
+def _names(names, what, count, argument):
+    """`names` as a list of `count` non-empty strings (one string is one name), or
+    None; a ValueError naming `argument` otherwise."""
+    if names is None:
+        return None
+    names = [names] if isinstance(names, str) else list(names)       # not "a","b",...
+    if len(names) != count or not all(isinstance(c, str) and c.strip() for c in names):
+        raise ValueError(f"{argument} names the flow's {count} {what} columns (non-empty "
+                         f"strings, in order); received {names!r}.")
+    return names
+
+
+def _metadata(flow, columns, dequantized_columns=None, context_columns=None):
+    """`METADATA_FILE`'s content for `flow`; checks `columns`, `dequantized_columns` and
+    `context_columns`."""
+    columns = _names(columns, "data", flow.event_dim, "columns")
+    if context_columns is not None and flow.context_dim is None:
+        raise ValueError(f"context_columns names a conditional flow's context columns; this "
+                         f"flow takes no context. Received context_columns={context_columns!r}.")
+    context_columns = _names(context_columns, "context", flow.context_dim, "context_columns")
     if dequantized_columns is not None:
         dequantized_columns = check_columns(dequantized_columns, flow.event_dim,
                                             "dequantized_columns")
@@ -297,6 +315,7 @@ def _metadata(flow, columns, dequantized_columns=None):
             "context_classes": None if embedding is None else int(embedding.num_classes),
             "base": flow.base, "base_df": None if df is None else [float(v) for v in df],
             "signatures": list(SIGNATURES), "columns": columns,
+            "context_columns": context_columns,
             "dequantized_columns": dequantized_columns or None,
             "layers": [f"{type(layer).__name__} ({layer.name})" for layer in flow.flow_layers]}
 

@@ -363,14 +363,15 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
             h, _ = layer.inverse_and_log_det(h, context=c)
 
     def export(self, path, version=1, overwrite=False, format="tf_saved_model", verbose=None,
-               columns=None, dequantized_columns=None):
+               columns=None, dequantized_columns=None, context_columns=None):
         """Writes a TF Serving SavedModel to `path/<version>/`; see `kerasflows.export`.
 
         `format` and `verbose` are accepted as `keras.Model.export` takes them;
         the one format is `"tf_saved_model"` (with every signature of
         `kerasflows.export`, not only Keras' `serve`). `columns` names the data's
-        columns and `dequantized_columns` the ones trained with uniform noise in
-        the export's `assets.extra/kerasflows.json`. Returns the directory
+        columns, `context_columns` a conditional flow's context columns, and
+        `dequantized_columns` the data columns trained with uniform noise, in the
+        export's `assets.extra/kerasflows.json`. Returns the directory
         written.
         """
         from kerasflows.export import SIGNATURES, export_saved_model
@@ -378,7 +379,8 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
             raise ValueError(f"Flow.export writes a TF Serving SavedModel "
                              f"(format='tf_saved_model'); received format={format!r}.")
         target = export_saved_model(self, path, version=version, overwrite=overwrite,
-                                    columns=columns, dequantized_columns=dequantized_columns)
+                                    columns=columns, dequantized_columns=dequantized_columns,
+                                    context_columns=context_columns)
         if verbose:
             print(f"Saved a SavedModel with signatures {', '.join(SIGNATURES)} "
                   f"to {target}")

@@ -137,13 +137,20 @@ def _true_entropy(name, bench_dir, test):
         return None
 
 
-def export_one(folder):
-    """(Re)writes `folder/saved_model/1` from `folder/flow.keras`; returns the flow."""
+def export_one(folder, context_names=None):
+    """(Re)writes `folder/saved_model/1` from `folder/flow.keras`, with the context's
+    `context_names` (default: those of `folder/manifest.json`, if any); returns the
+    flow."""
     import kerasflows
     from kerasflows.export import export_saved_model
     flow = kerasflows.load(folder)
+    manifest = os.path.join(folder, "manifest.json")
+    if context_names is None and os.path.isfile(manifest):
+        with open(manifest) as f:
+            context_names = json.load(f).get("context_names")
     shutil.rmtree(os.path.join(folder, "saved_model"), ignore_errors=True)
-    export_saved_model(flow, os.path.join(folder, "saved_model"), version=1)
+    export_saved_model(flow, os.path.join(folder, "saved_model"), version=1,
+                       context_columns=context_names)
     return flow
 
 
@@ -165,7 +172,7 @@ def build_one(name, out_dir, bench_dir, epochs):
     with open(report) as f:
         record = json.load(f)
     os.remove(report)
-    flow = export_one(folder)
+    flow = export_one(folder, CONTEXTS.get(name, {}).get("context_names"))
     test = _test_split(name, bench_dir, record)
     if not conditional:
         np.save(os.path.join(folder, "data_sample.npy"), test[:2000].astype(np.float32))

@@ -467,7 +467,7 @@ def test_plot_a_class_conditional_flow_one_row_per_digit(tmp_path, capsys):
         main(["plot", MOONS, "-o", str(tmp_path / "e.png"), "--rows-by-context"])
     assert "--rows-by-context draws image-shaped conditional flows" in capsys.readouterr().err
     # its SavedModel says what its context is: one column, a label 0..9
-    assert "\ncontext: 1 column, a class label 0..9\n" in _run(
+    assert "\ncontext: 1 column (digit), a class label 0..9\n" in _run(
         capsys, "info", os.path.join(folder, "saved_model"))
 
 
@@ -1494,6 +1494,36 @@ def test_a_context_file_whose_header_names_the_context_otherwise_is_refused(tmp_
           tmp_path / "s.npy"], refused),
         (["plot", model, "-o", tmp_path / "p.png", "--context", tmp_path / "swapped.csv"],
          refused)], capsys)
+
+
+def test_export_names_the_context_columns_from_the_record_or_the_model_folders_manifest(
+        tmp_path, capsys):
+    """The export's kerasflows.json named the data's columns but not the context's: a
+    client of the SavedModel could not tell which context column was which (the CLI
+    refuses a --context file naming them in another order; the export said nothing),
+    and the visualizer showed an export's context as c1, c2."""
+    from kerasflows.export import saved_model_metadata
+    from visualizer import opening
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=2)
+    model = tmp_path / "c.keras"
+    flow.save(model)
+    write_training_record(model, {"columns": ["x", "y"], "context_columns": ["age", "income"]})
+    _run(capsys, "export", model, tmp_path / "served")
+    meta = saved_model_metadata(tmp_path / "served")
+    assert meta["context_columns"] == ["age", "income"] and meta["columns"] == ["x", "y"]
+    assert "context: 2 columns (age, income)\n" in _run(capsys, "info", tmp_path / "served")
+    from visualizer import paths
+    assert opening._context_names(None, 2, opening._record(paths.resolve(
+        tmp_path / "served")).get("context_columns")) == ["age", "income"]
+    # a model folder (saved_models/<name>/) names them in its manifest
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    flow.save(folder / "flow.keras")
+    (folder / "manifest.json").write_text(json.dumps({"context_names": ["p", "q"]}))
+    _run(capsys, "export", folder, tmp_path / "from_folder")
+    assert saved_model_metadata(tmp_path / "from_folder")["context_columns"] == ["p", "q"]
+    _run(capsys, "export", folder / "flow.keras", tmp_path / "unnamed")
+    assert saved_model_metadata(tmp_path / "unnamed")["context_columns"] is None
 
 
 def test_plot_says_what_it_draws_of_one_column_and_how_many_context_rows_it_takes(tmp_path,

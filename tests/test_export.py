@@ -363,6 +363,15 @@ def test_metadata_file_says_what_the_model_takes(tmp_path):
         with pytest.raises(ValueError, match=r"columns names the flow's 3 data columns"):
             export_saved_model(flow, tmp_path / "bad", columns=bad)
     assert not (tmp_path / "bad" / "1").exists()
+    assert meta["context_columns"] is None
+    with pytest.raises(ValueError, match=r"this flow takes no context.*context_columns=\['a'\]"):
+        flow.export(tmp_path / "bad", context_columns=["a"])
+    c_flow = kerasflows.models.MAF(2, num_layers=1, hidden_units=(8,), context_dim=2)
+    assert saved_model_metadata(c_flow.export(tmp_path / "c", context_columns=["t", "p"]))[
+        "context_columns"] == ["t", "p"]
+    with pytest.raises(ValueError, match=r"context_columns names the flow's 2 context columns"):
+        c_flow.export(tmp_path / "bad", context_columns=["t"])
+    assert not (tmp_path / "bad" / "1").exists()
     os.remove(os.path.join(target, METADATA_FILE))           # exported before the file
     assert saved_model_metadata(target) is None
 

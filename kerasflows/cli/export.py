@@ -3,7 +3,7 @@
 import os
 
 from kerasflows.cli.common import (HelpFormatter, UserError, check_folder_can_be_made, open_flow,
-                                   positive_int)
+                                   positive_int, read_json_file)
 from kerasflows.cli.data import model_column_names, model_dequantized_columns
 
 __all__ = ["add_parser", "run"]
@@ -15,7 +15,9 @@ def add_parser(subparsers):
                               "serving_default, sample, forward, inverse, trace, trace_inverse "
                               "(a conditional flow's context: one row per input row, or one "
                               "row shared by all); assets.extra/kerasflows.json names the "
-                              "data's columns when the model's training data did, and those "
+                              "data's columns when the model's training data did (and the "
+                              "context's: its --context file's header, or a model folder's "
+                              "manifest.json context_names), and those "
                               "trained with --dequantize. The flow needs an inverse: a flow "
                               "with forward-only layers (planar, radial) cannot be exported.",
                               formatter_class=HelpFormatter)
@@ -42,12 +44,14 @@ def run(args):
         raise UserError(f"{args.model} is inside {target}, which the export replaces; write "
                         "the SavedModel to another DIR or --version.")
     columns = _column_names(args.model, flow)
+    context_columns = _context_names(args.model, flow)
     check_folder_can_be_made(args.dir, f"cannot write to DIR {args.dir}")
     import tensorflow as tf
     try:
         target = export_saved_model(
             flow, args.dir, version=args.version, overwrite=args.overwrite, columns=columns,
-            dequantized_columns=model_dequantized_columns(args.model, flow.event_dim))
+            dequantized_columns=model_dequantized_columns(args.model, flow.event_dim),
+            context_columns=context_columns)
     except tf.errors.OpError as e:      # TensorFlow's file errors (a full disk) are no OSError
         raise UserError(f"cannot write the SavedModel to DIR {args.dir}: {e.message}; DIR is "
                         "as it was.") from None
@@ -66,3 +70,18 @@ def _column_names(model, flow):
                         "Python, with columns= naming its columns or none.")
     return names
 
+
+
+def _context_names(model, flow):
+    """The context column names of a conditional `model`: its training record's
+    `context_columns`, else a model folder's `manifest.json` `context_names`; None
+    when neither names `context_dim` columns."""
+    if flow.context_dim is None:
+        return None
+    names = model_column_names(model, "context_columns")
+    manifest = os.path.join(model, "manifest.json")
+    if names is None and os.path.isdir(model) and os.path.isfile(manifest):
+        names = read_json_file(manifest).get("context_names")
+    ok = (isinstance(names, list) and len(names) == flow.context_dim
+          and all(isinstance(n, str) and n.strip() for n in names))
+    return names if ok else None

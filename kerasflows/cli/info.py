@@ -154,7 +154,9 @@ def run(args):
             print(f"inputs: {served['x']} (n and seed of sample: int32)")
         if meta.get("context_dim"):
             classes = meta.get("context_classes")
+            names = meta.get("context_columns")
             print(f"context: {plural(meta['context_dim'], 'column')}"
+                  + (f" ({name_list(map(str, names))})" if names else "")
                   + (f", a class label 0..{classes - 1}" if classes else ""))
         if meta.get("layers"):
             print(f"layers ({len(meta['layers'])}): {', '.join(map(str, meta['layers']))}")
