@@ -490,6 +490,17 @@ def test_export_dialogs_say_when_the_file_cannot_be_written(qtbot, window, tiny,
             assert str(target[-1]) in failures[-1] and window.error_box.isVisible()
             window.error_box.close()
         assert len(failures) == 2
+        # a name typed without the format's suffix gets it (one of another format too)
+        for export_view, name, written in ((window.export_dialog, "mypicture", "mypicture.png"),
+                                           (window.export_dialog, "p.bmp", "p.bmp.png"),
+                                           (window.export_dialog, "p.JPG", "p.JPG"),
+                                           (window.export_data_dialog, "mydata", "mydata.npz")):
+            target.append(tmp_path / name)
+            export_view()
+            assert (tmp_path / written).is_file() and not (
+                written != name and (tmp_path / name).exists()), name
+        assert QtGui.QImage(str(tmp_path / "p.bmp.png")).format() != QtGui.QImage.Format.Format_Invalid
+        assert len(failures) == 2
     finally:
         window.failed.disconnect(failures.append)
 

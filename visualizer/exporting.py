@@ -17,12 +17,23 @@ __all__ = ["ExportActions", "MAX_ANIMATION_SIDE"]
 MAX_ANIMATION_SIDE = 960
 
 
+def with_suffix(path, suffix, allowed=None):
+    """A save dialog's `path` with `suffix` added unless it ends in one of `allowed`
+    (default: `suffix`), any case: a name typed without one ("mypicture") got the
+    PNG bytes under no suffix, one ending ".bmp" PNG bytes under ".bmp". "" stays
+    "" (the dialog cancelled)."""
+    if path and Path(path).suffix.lower() not in (allowed or (suffix,)):
+        path += suffix
+    return path
+
+
 class ExportActions:
     """`MainWindow` methods that save the current view."""
 
     def export_dialog(self):
         path, _ = QtWidgets.QFileDialog.getSaveFileName(
             self, "Export view as PNG", f"{self.current_view().name}.png", "PNG image (*.png)")
+        path = with_suffix(path, ".png", (".png", ".jpg", ".jpeg"))
         if path:
             self._export("Could not save the image", path, self.save_view_png)
 
@@ -83,6 +94,7 @@ class ExportActions:
             return
         path, _ = QtWidgets.QFileDialog.getSaveFileName(
             self, "Export view data", f"{self.current_view().name}.npz", "NumPy arrays (*.npz)")
+        path = with_suffix(path, ".npz")
         if path:
             self._export("Could not save the data", path, self.save_view_data)
 
@@ -141,9 +153,7 @@ class ExportActions:
     def _ask_gif_path(self, title, name):
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, title, name,
                                                         "GIF animation (*.gif)")
-        if path and Path(path).suffix.lower() != animation.ANIMATION_SUFFIX:
-            path += animation.ANIMATION_SUFFIX
-        return path
+        return with_suffix(path, animation.ANIMATION_SUFFIX)
 
     def save_layers_animation(self, path, size=None):
         """Plays the Layers view's states, first to last at its speed (layers/s),
