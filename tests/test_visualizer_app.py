@@ -451,7 +451,9 @@ def test_each_view_exports_the_arrays_it_draws(qtbot, window, tiny, tmp_path):
         assert window.save_view_data(path)
         with np.load(path, allow_pickle=False) as data:
             assert str(data["view"]) == name and str(data["model"]) == window.info["path"]
-            assert list(data["dims"]) == [0, 1] and data["held"].shape == (2,)
+            assert list(data["dims"]) == [0, 1]
+            # the Samples view's scatter is of every sample's two coordinates: none held
+            assert (data["held"].shape == (2,)) if name != "samples" else "held" not in data
             if name == "density":
                 np.testing.assert_array_equal(data["log_prob"], view.image)
                 np.testing.assert_array_equal(data["region"], view.region)
@@ -1423,23 +1425,31 @@ def test_pairs_grid_is_built_when_the_view_is_shown_for_the_model_open(qtbot, wi
     assert view.bottom_axes[0].labelText == "x1"
 
 
-def test_pairs_cells_are_drawn_one_size(qtbot, window, models):
+def test_pairs_cells_are_drawn_one_size_and_square(qtbot, window, models):
     """Every cell's plot area is as large as every other's (the axes sit beside the
     grid): the cells of the axes' column and row were smaller, and with two
-    coordinates the data cell had 3.3 times the area of the samples cell it mirrors."""
+    coordinates the data cell had 3.3 times the area of the samples cell it mirrors.
+    And square, in a wide window and a tall one: the cells took the canvas' shape, so
+    a ring (ring_radius) was drawn as an ellipse."""
     folder, _ = models["wide"]
     if window.info is None or window.info["path"] != str(folder):
         open_model(qtbot, window, folder)
     view = show_ready(qtbot, window, "pairs")
-    for k in (2, 3, 4):
-        view.set_coordinates(range(k))
-        view.canvas.ci.layout.activate()
-        QtWidgets.QApplication.processEvents()
-        sizes = np.array([plot.getViewBox().sceneBoundingRect().size().toTuple()
-                          for plot in view.cells.values()])
-        assert len(sizes) == k * k and sizes.min() > 50, (k, sizes)
-        np.testing.assert_allclose(sizes, np.tile(sizes.mean(0), (k * k, 1)), atol=2,
-                                   err_msg=f"{k} coordinates")
+    size = window.size()
+    try:
+        for shape, k in (((1280, 840), 2), ((1280, 840), 3), ((900, 1100), 4)):
+            window.resize(*shape)
+            view.set_coordinates(range(k))
+            view.canvas.ci.layout.activate()
+            QtWidgets.QApplication.processEvents()
+            sizes = np.array([plot.getViewBox().sceneBoundingRect().size().toTuple()
+                              for plot in view.cells.values()])
+            assert len(sizes) == k * k and sizes.min() > 50, (k, sizes)
+            np.testing.assert_allclose(sizes, np.tile(sizes.mean(0), (k * k, 1)), atol=2,
+                                       err_msg=f"{k} coordinates")
+            assert abs(sizes[0, 0] - sizes[0, 1]) <= 2, (shape, sizes[0])
+    finally:
+        window.resize(size)
 
 
 def test_pairs_of_a_picture_flow_start_at_its_most_varied_pixels(qtbot, window, models):

@@ -22,6 +22,8 @@ __all__ = ["PairsView", "DATA_POINTS"]
 #: The most training-data points drawn in each scatter.
 DATA_POINTS = 10_000
 _Checked = QtCore.Qt.CheckState.Checked
+#: Pixels between the grid's cells.
+CELL_SPACING = 4
 
 
 class PairsView(View):
@@ -80,6 +82,7 @@ class PairsView(View):
         self.show_data.toggled.connect(lambda _: self.draw())
         self.picker.itemChanged.connect(self._picked)
         self.canvas.scene().sigMouseClicked.connect(self._clicked)
+        self.canvas.installEventFilter(self)      # square cells at each resize
 
     # -- model and choices ----------------------------------------------------------
     def model_changed(self):
@@ -205,7 +208,26 @@ class PairsView(View):
         for n in range(k):      # the cells share the room the axes leave equally
             layout.setRowStretchFactor(n, 1)
             layout.setColumnStretchFactor(n + 1, 1)
-        self.canvas.ci.setSpacing(4)
+        self.canvas.ci.setSpacing(CELL_SPACING)
+        self._square_cells()
+
+    def eventFilter(self, watched, event):
+        if watched is self.canvas and event.type() == QtCore.QEvent.Type.Resize:
+            self._square_cells()
+        return super().eventFilter(watched, event)
+
+    def _square_cells(self):
+        """Square cells, as in the other views a circle stays round on one scale: the
+        grid's cells take the side the canvas' shorter direction leaves them (the
+        axes beside and below the grid taken off), centred in the other."""
+        k = len(self.coords)
+        if not self.left_axes or not self.bottom_axes or k == 0:
+            return
+        w = self.canvas.width() - self.left_axes[0].width() - CELL_SPACING * k
+        h = self.canvas.height() - self.bottom_axes[0].height() - CELL_SPACING * k
+        side = max(min(w, h), 0) / k
+        across, down = (w - k * side) / 2, (h - k * side) / 2
+        self.canvas.ci.setContentsMargins(across, down, across, down)
 
     def _add_axes(self, k):
         """The axes of the grid's `k` rows (column 0, each following its first cell's
