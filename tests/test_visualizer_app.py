@@ -1470,6 +1470,19 @@ def test_pairs_of_a_picture_flow_start_at_its_most_varied_pixels(qtbot, window, 
                for d in range(16) if d != unticked), "and any other can be ticked"
 
 
+def test_a_picture_flow_opens_on_its_two_most_varied_pixels(qtbot, window, models):
+    """The other views opened a picture flow on x1 and x2, pixels of a blank border
+    that hardly vary (digits' density a smooth blur); they open, as Pairs does, on
+    the two that vary most in its data. A table's flow opens on x1 and x2."""
+    info = open_model(qtbot, window, models["pictures"][0])
+    want = sorted(np.argsort(-info["reference"].std(0), kind="stable")[:2])
+    assert list(window.projection.dims) == want != [0, 1]
+    assert [window.panel.x_dim.currentIndex(), window.panel.y_dim.currentIndex()] == want
+    folder, _ = models["wide"]
+    open_model(qtbot, window, folder)
+    assert list(window.projection.dims) == [0, 1]
+
+
 def test_pairs_of_a_conditional_flow_say_the_data_mix_every_context(qtbot, window, tmp_path):
     from test_visualizer_support import make_flow
     flow = make_flow(3, 2, context_dim=1)

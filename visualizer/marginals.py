@@ -13,8 +13,8 @@ import numpy as np
 
 from visualizer.geometry import shown_width
 
-__all__ = ["coordinate_ranges", "marginal_densities", "default_coordinates", "MAX_SHOWN",
-           "BINS"]
+__all__ = ["coordinate_ranges", "marginal_densities", "default_coordinates", "most_varied",
+           "MAX_SHOWN", "BINS"]
 
 #: The most coordinates the Pairs view shows at once (a 6 x 6 corner of plots).
 MAX_SHOWN = 6
@@ -70,6 +70,12 @@ def default_coordinates(event_dim, reference=None, image=False, limit=MAX_SHOWN)
     if event_dim <= limit:
         return list(range(event_dim))
     if image and reference is not None and len(reference) > 1:
-        spread = np.nan_to_num(np.nanstd(np.asarray(reference, np.float64), axis=0))
-        return sorted(int(d) for d in np.argsort(-spread, kind="stable")[:limit])
+        return most_varied(reference, limit)
     return list(range(limit))
+
+
+def most_varied(reference, k):
+    """The `k` coordinates whose `reference [N, D]` values spread most (standard
+    deviation; the first on ties), in index order."""
+    spread = np.nan_to_num(np.nanstd(np.asarray(reference, np.float64), axis=0))
+    return sorted(int(d) for d in np.argsort(-spread, kind="stable")[:k])

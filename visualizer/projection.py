@@ -63,9 +63,10 @@ class ProjectionPanel(QtWidgets.QWidget):
         self.y_dim.currentIndexChanged.connect(lambda d: self._picked(1, d))
         self.reset.clicked.connect(self._reset)
 
-    def set_model(self, event_dim, default_values, names=None):
+    def set_model(self, event_dim, default_values, names=None, dims=(0, 1)):
         """Rebuilds the controls for a `event_dim`-dimensional flow whose coordinates
-        go by `names` (the data's column names) when given, else x1, x2, ..."""
+        go by `names` (the data's column names) when given, else x1, x2, ...,
+        showing coordinates `dims` first."""
         self.event_dim = event_dim
         self.names = list(names) if names else [f"x{d + 1}" for d in range(event_dim)]
         self.default = np.asarray(default_values, np.float32)
@@ -73,9 +74,9 @@ class ProjectionPanel(QtWidgets.QWidget):
         for box in (self.x_dim, self.y_dim):
             box.clear()
             box.addItems(self.names)
-        self.x_dim.setCurrentIndex(0)
-        self.y_dim.setCurrentIndex(1)
-        self._dims = (0, 1)
+        self.x_dim.setCurrentIndex(dims[0])
+        self.y_dim.setCurrentIndex(dims[1])
+        self._dims = tuple(dims)
         while self.value_form.rowCount():
             self.value_form.removeRow(0)
         self.spins = []

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from visualizer import paths
+from visualizer import marginals, paths
 from visualizer.context import ContextPanel
 from visualizer.exporting import ExportActions
 from visualizer.follow import FileFollower, Following, followed_paths, signature
@@ -21,6 +21,16 @@ from visualizer.views import VIEWS, warm_up_plan
 from visualizer.worker import KEEP_WARM_S, WARM_UP_PREFIX, Worker
 
 __all__ = ["MainWindow", "RECENT_LIMIT"]
+
+
+def first_dims(info):
+    """The two coordinates a model opens on: the first two, or for a flow of pictures
+    (`info["image"]`) with data to tell, the two pixels that vary most in it (the
+    first ones are often a blank border, as the Pairs view's are chosen)."""
+    reference = info.get("reference")
+    if info["event_dim"] > 2 and info.get("image") is not None and reference is not None:
+        return tuple(marginals.most_varied(reference, 2))
+    return (0, 1)
 
 
 class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, Menus,
@@ -179,7 +189,7 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
         self.info, self.generation = info, result.generation
         if not same:
             self.projection = self.panel.set_model(info["event_dim"], info["data_mean"],
-                                                  info.get("data_names"))
+                                                  info.get("data_names"), first_dims(info))
             conditional = info["context_dim"] is not None
             self.context = (self.context_panel.set_model(info["context"], info["context_names"],
                                                          info["context_ranges"],
