@@ -1389,6 +1389,7 @@ def test_pairs_view_draws_every_pair_and_each_marginal(qtbot, window, models, tm
     view.show_data.setChecked(False)
     assert len(view.items[0, 1][0].points) == 0 and len(view.items[1, 0][1].points) == 10_000
     assert "training points" not in view.seed_label.text()
+    assert "training data hidden (above the diagonal)" in view.seed_label.text()
     view.show_data.setChecked(True)
     seed, samples_seed = view.seed, window.views["samples"].seed
     window.activateWindow()
@@ -1500,6 +1501,17 @@ def test_pairs_of_a_conditional_flow_say_the_data_mix_every_context(qtbot, windo
     view.show_data.setChecked(False)
     assert not view.note.isVisibleTo(view)
     view.show_data.setChecked(True)
+
+
+def test_pairs_of_a_flow_without_training_data_say_why_the_cells_above_are_empty(
+        qtbot, window, tmp_path):
+    from test_visualizer_support import make_flow
+    make_flow(3, 2).save(tmp_path / "bare.keras")           # no training record: no data
+    info = open_model(qtbot, window, tmp_path / "bare.keras")
+    assert not info["reference_is_data"]
+    view = show_ready(qtbot, window, "pairs")
+    assert "no training data known (above the diagonal)" in view.seed_label.text()
+    assert all(len(view.items[i, j][0].points) == 0 for i, j in view.items if i < j)
 
 
 def test_a_double_click_on_a_pair_shows_it_in_the_samples_view(qtbot, window, models):

@@ -325,8 +325,8 @@ class PairsView(View):
 
     def _label(self, data, drawn):
         """Says what is drawn: how many samples (`drawn` of them in the scatters; those
-        with NaN or inf, not drawn, counted apart) and `data` points; a message when
-        no sample is finite."""
+        with NaN or inf, not drawn, counted apart) and `data` points, or why none
+        are; a message when no sample is finite."""
         n, finite = len(self.points), int(finite_rows(self.points).sum())
         shown = f"{n:,} flow samples (orange, below the diagonal"
         if finite < n:
@@ -336,6 +336,10 @@ class PairsView(View):
         shown += ")"
         if data is not None:
             shown += f" · {len(data):,} training points (grey, above)"
+        elif self.info["reference_is_data"]:
+            shown += " · training data hidden (above the diagonal)"
+        else:       # the cells above stay empty: say why
+            shown += " · no training data known (above the diagonal)"
         self.seed_label.setText(f"seed {self.drawn['seed']} · {shown}")
         self.say_finding(
             none_finite_text(n, bool(self.info["context_dim"])) if n and not finite else "")
