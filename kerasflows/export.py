@@ -107,6 +107,10 @@ class _FlowServable(tf.Module):
         shaped = lambda t: tf.ensure_shape(t, [None, D])
         if name == "sample":
             def sample(n, seed, context=None):
+                # a fed [1] passes the signature (TF Serving checks only the dtype) and
+                # failed as "In[0] should be a scalar"; EnsureShape runs and names it
+                n, seed = (tf.ensure_shape(t, [], name=f"{t_name}_must_be_a_scalar")
+                           for t, t_name in ((n, "n"), (seed, "seed")))
                 check = tf.debugging.Assert(n >= 0, ["n must be >= 0 (the number of "
                                                      "samples); received", n])
                 with tf.control_dependencies([check]):

@@ -289,6 +289,14 @@ def test_signatures_refuse_inputs_of_another_shape_naming_it(tmp_path):
         signatures["sample"](n=tf.constant(-1), seed=tf.constant(0), context=tf.zeros([1, 2]))
     assert signatures["sample"](n=tf.constant(0), seed=tf.constant(0),
                                 context=tf.zeros([1, 2]))["samples"].shape == (0, 3)
+    # n or seed fed as [1] or [2] (a REST client's "n": [4]) failed as "In[0] should be a
+    # scalar" or "Shapes of all inputs must match", naming neither
+    for n, seed, name in (([4], 0, "n"), (4, [0, 1], "seed")):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"Shape of tensor {name} \[\d\] is not compatible with "
+                                 r"expected shape \[\]"):
+            signatures["sample"](n=tf.constant(n), seed=tf.constant(seed),
+                                 context=tf.zeros([1, 2]))
     # a Glow answered a rank-1 x with three log-probs, no error
     glow = models.Glow(3, num_layers=2, hidden_units=(8,))
     perturb_weights(glow, 0.2)
