@@ -129,7 +129,8 @@ def _common(kwargs, hidden_units, context_dim, recipe, layer_class, coupling=Fal
     known = _layer_keywords(layer_class)
     unknown = sorted(k for k in layer_kw if k not in known)
     if unknown:
-        takes = sorted(known - {"name", "dtype", "hidden_units", "context_dim", "num_masked"})
+        takes = sorted(known - {"name", "dtype", "hidden_units", "context_dim", "num_masked",
+                                "activity_regularizer"})         # (refused by FlowLayer)
         raise TypeError(f"{recipe}() got unexpected keyword argument(s) {unknown}. Besides "
                         f"its own, it takes the Flow's {list(_FLOW_KWARGS)} and, for every "
                         f"{layer_class.__name__}, {takes}.")

@@ -88,6 +88,20 @@ def test_a_keyword_typo_is_named_as_the_recipes_with_what_it_takes(recipe, layer
     assert coupled and not any(l.trainable for l in coupled)
     with pytest.raises(TypeError, match=r"every SplineAutoregressive"):
         M.NSF(2, autoregressive=True, min_bin_widht=1e-3)
+
+
+@pytest.mark.parametrize("make", [
+    lambda reg: M.RealNVP(2, num_layers=1, hidden_units=(8,), activity_regularizer=reg),
+    lambda reg: M.MAF(2, num_layers=1, hidden_units=(8,), activity_regularizer=reg),
+    lambda reg: kerasflows.layers.ActNorm(activity_regularizer=reg)], ids=["realnvp", "maf",
+                                                                          "actnorm"])
+def test_a_flow_layer_refuses_an_activity_regularizer_it_would_never_apply(make):
+    """Keras applies it in a layer's __call__, which a Flow never makes: a recipe took
+    activity_regularizer=L2(100) for every layer and trained exactly as without."""
+    with pytest.raises(ValueError, match=r"takes no activity_regularizer \(a Flow calls its "
+                                         r"layers' transforms.*received activity_regularizer="):
+        make(keras.regularizers.L2(100.0))
+    make(None)
     assert M.NSF(2, num_layers=1, autoregressive=True, min_slope=1e-2).flow_layers[0] \
         .knots.min_slope == pytest.approx(1e-2)
 

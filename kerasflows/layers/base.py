@@ -101,6 +101,13 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
     legacy_config = {}
 
     def __init__(self, context_dim=None, conditioner_dtype=None, **kwargs):
+        if kwargs.get("activity_regularizer") is not None:
+            # Keras applies it in the layer's __call__, which a Flow never makes: it
+            # calls the layers' transforms (`forward_and_log_det`, `bijector`)
+            raise ValueError(
+                f"{type(self).__name__} takes no activity_regularizer (a Flow calls its "
+                "layers' transforms, not the layers, so it would never apply); received "
+                f"activity_regularizer={kwargs['activity_regularizer']!r}.")
         kwargs, mixed = split_mixed_policy(kwargs)
         super().__init__(**kwargs)
         self.context_dim = check_positive_int("context_dim", context_dim, allow_none=True)
