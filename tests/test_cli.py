@@ -1448,6 +1448,12 @@ def test_csv_header_names_may_hold_a_hash_or_a_quoted_comma(tmp_path, capsys):
     names = ["# visits", "income, USD", 'say "hi"', "age"]
     write_array(str(tmp_path / "s.csv"), np.ones((2, 4)), names)
     assert read_column_names(str(tmp_path / "s.csv")) == names
+    # in UTF-8, as the files read are: "Âge" came back as Latin-1, which read_array
+    # refused, and "收入 (€)" could not be written at all
+    names = ["Âge (ans)", "收入 (€)"]
+    write_array(str(tmp_path / "u.csv"), np.ones((2, 2)), names)
+    assert read_column_names(str(tmp_path / "u.csv")) == names
+    assert read_array(str(tmp_path / "u.csv")).shape == (2, 2)
     (tmp_path / "swapped.csv").write_text('age,"income, USD"\n1,2\n', encoding="utf-8")
     with pytest.raises(kerasflows.cli.common.UserError, match=r"swapped\.csv's columns are "
                        r'age, "income, USD"; m was trained on columns "income, USD", age \(the'):

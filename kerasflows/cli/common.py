@@ -340,8 +340,9 @@ def write_array(path, array, column_names=None):
         write_output(path, lambda f: np.save(f, array))
     elif path.endswith(".csv"):
         header = ",".join(map(csv_field, column_names)) if column_names else ""
+        # UTF-8 as the CSV files read are (np.savetxt to a binary file wrote Latin-1)
         write_output(path, lambda f: np.savetxt(f, array, delimiter=",", fmt="%.8g",
-                                                header=header, comments=""))
+                                                header=header, comments="", encoding="utf-8"))
     else:
         raise UserError(f"{path}: the output must end in .npy or .csv.")
 
