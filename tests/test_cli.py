@@ -117,6 +117,8 @@ def test_info_on_a_flow_fitted_to_a_target(capsys):
     out = _run(capsys, "info", U1_PLANAR)
     assert "fitted to: target u1, recipe planar" in out and "elbo" in out
     assert re.search(r"recipe planar, \d+ epochs of \d+ steps;", out), out
+    # fit-target has no data to standardize: no note on train's older default
+    assert "command: kerasflows fit-target" in out and "standardize" not in out, out
     info = json.loads(_run(capsys, "info", U1_PLANAR, "--json"))
     assert info["training"]["target"] == "u1"
 

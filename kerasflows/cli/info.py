@@ -78,10 +78,11 @@ def _print_commands(record, manifest):
 
 
 def _older_default(record, command):
-    """A note for a command recorded before `train` standardized a data file by default
-    (its record has no `standardize`): run today, it would add a standardize layer."""
+    """A note for a `train` command recorded before it standardized a data file by
+    default (its record has no `standardize`): run today, it would add a standardize
+    layer. Not for `fit-target`'s, which has no data file and no such option."""
     if (not command or "standardize" in record or record.get("dataset") is not None
-            or "standardize" in command):
+            or "standardize" in command or command.split()[1:2] != ["train"]):
         return ""
     return ("\n  (recorded before train standardized a data file by default: today this "
             "command adds a standardize layer the model does not have; add --no-standardize)")
