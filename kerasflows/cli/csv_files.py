@@ -110,7 +110,32 @@ def _read_csv(path):
             why = (f" (line {header} was read as a header, as none of its fields is a "
                    "number; fields are separated by commas)")
         raise UserError(f"{path}: no data rows after its header line {header}{why}.")
+    empty = _empty_line_between_rows(path, header) if array.shape[1] == 1 else None
+    if empty is not None:
+        raise UserError(f"{path}: line {empty} is empty, between rows of this one-column "
+                        "file: a missing value (pandas writes one as an empty line), which "
+                        "would be dropped without a word. Remove the line or fill in the "
+                        "value.")
     return array, header
+
+
+def _empty_line_between_rows(path, header):
+    """The number of the first empty line after line `header` that has a data row (or
+    the header line) before it and a data row after it (`np.loadtxt` skips it: in a
+    one-column file, a missing value), or None. Lines of a `#` comment only are not
+    empty."""
+    empty, rows = None, header > 0
+    for number, line in _lines(path):
+        if number <= header:
+            continue
+        if not line.strip():
+            if rows and empty is None:
+                empty = number
+        elif line.split("#", 1)[0].strip():
+            if empty is not None:
+                return empty
+            rows = True
+    return None
 
 
 def read_column_names(spec):
