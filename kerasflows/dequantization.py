@@ -24,6 +24,7 @@ rounded down in those columns.
 import numpy as np
 import tensorflow as tf
 
+from kerasflows import data_warnings
 from kerasflows.datasets import seeded_generator
 from kerasflows.layers.checks import check_positive_int
 
@@ -46,9 +47,9 @@ def _check_x(x, where):
     return x
 
 
-#: float32 holds every whole number up to 2**24 exactly, and none much beyond:
-#: the largest magnitude a noised column may hold.
-LARGEST_WHOLE = 2 ** 24
+#: The largest magnitude a noised column may hold (2**24: float32 holds every whole
+#: number up to it exactly, and none but whole numbers much beyond).
+LARGEST_WHOLE = data_warnings.LARGEST_WHOLE
 
 
 def columns_to_dequantize(x, columns, where):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import kerasflows
-from kerasflows.data_warnings import off_scale_columns, standardizes
+from kerasflows.data_warnings import degenerate_columns, off_scale_columns, standardizes
 from kerasflows.layers import ActNorm, AffineCoupling, BatchNorm
 
 MOONS = kerasflows.datasets.load("moons", n=512, seed=0)
@@ -67,3 +67,15 @@ def test_fit_warns_of_a_context_far_from_unit_scale_without_a_context_encoder():
     assert _fit(encoded, (x, far)) == []
     assert _fit(kerasflows.models.NSF(2, num_layers=1, hidden_units=(8,), context_dim=1),
                 (x, c)) == []
+
+
+def test_large_readings_float32_holds_as_whole_numbers_are_not_whole_number_columns():
+    """Real readings near 1e9 (a Unix time) are whole numbers in float32, which keeps
+    none but them beyond 2**24: they were called whole numbers, and `fit` warned to
+    dequantize a column noise in [0, 1) cannot change."""
+    rng = np.random.default_rng(0)
+    x = np.stack([1.7e9 + 1e5 * rng.normal(size=200), rng.integers(0, 9, 200)], 1)
+    assert np.all(x.astype(np.float32) == np.round(x.astype(np.float32)))
+    for data in (x, x.astype(np.float32)):
+        constant, whole = degenerate_columns(data)
+        assert list(constant) == [] and list(whole) == [1]

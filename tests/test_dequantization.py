@@ -230,6 +230,27 @@ def test_cli_dequantize_needs_whole_number_columns(tmp_path, capsys):
                        "--seed seeds the draw of a dataset name", capsys)
 
 
+def test_cli_leaves_whole_numbers_beyond_float32s_out_of_the_warning_and_the_noise(
+        tmp_path, capsys):
+    """The warning named a Unix-time column (1.7e9 s) among the whole-number ones and
+    said to give --dequantize, which then refused that column, numbered from 0, so
+    the age column beside it could not be dequantized at all."""
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.integers(20, 70, 300), 1.7e9 + rng.integers(0, 10**6, 300),
+                  rng.normal(size=300)], axis=1)
+    np.savetxt(tmp_path / "t.csv", x, delimiter=",", header="age,time,z", comments="",
+               fmt="%.10g")
+    common = ["--epochs", "1", "--layers", "1", "--hidden", "8", "--recipe", "realnvp",
+              "--quiet"]
+    assert main(["train", str(tmp_path / "t.csv"), *common, "--out",
+                 str(tmp_path / "a.keras")]) == 0
+    err = capsys.readouterr().err
+    assert "1 column of whole numbers only (column 1 (age))" in err and "time" not in err, err
+    assert main(["train", str(tmp_path / "t.csv"), "--dequantize", *common, "--out",
+                 str(tmp_path / "d.keras")]) == 0
+    assert training_record(tmp_path / "d.keras")["dequantized_columns"] == [0]
+
+
 def test_export_checks_the_dequantized_columns(tmp_path):
     flow = kerasflows.models.RealNVP(3, num_layers=1, hidden_units=(8,))
     with pytest.raises(ValueError, match=r"dequantized_columns: columns must be distinct column "
@@ -253,10 +274,14 @@ def test_large_whole_numbers_stay_in_their_cell_and_beyond_float32s_are_refused(
                                                                     shuffle=False)])
     assert (stream >= counts).all() and (stream < counts + 1).all()
     too_large = np.array([[1.0, 3.0], [2.0, 2.0 ** 24 + 2]])
-    for call in (lambda: dequantize(too_large), lambda: dequantized_dataset(too_large)):
+    for call in (lambda: dequantize(too_large, columns=[0, 1]),
+                 lambda: dequantized_dataset(too_large, columns=[1])):
         with pytest.raises(ValueError, match=r"column 1 holds 1\.67772e\+07; .* 2\*\*24"):
             call()
-    np.testing.assert_array_equal(dequantize(too_large, columns=[0], seed=0)[:, 1],
+    # by default such a column is not among the whole-number ones (float32 holds only
+    # whole numbers there): left as it is
+    assert whole_number_columns(too_large) == [0]
+    np.testing.assert_array_equal(dequantize(too_large, seed=0)[:, 1],
                                   too_large[:, 1].astype(np.float32))
 
 

@@ -155,7 +155,8 @@ def check_continuous(x, spec, dequantizing=False):
                         "flow narrows onto that value). Drop the column.")
     if dequantizing and not len(whole):
         raise UserError(f"--dequantize: no column of {spec} holds whole numbers only (and more "
-                        "than one value), so there is nothing to dequantize.")
+                        "than one value, below 2**24 in magnitude), so there is nothing to "
+                        "dequantize.")
     if len(whole) and not dequantizing:
         listed = ", ".join(label(int(k)) for k in whole[:5]) + (", ..." if len(whole) > 5 else "")
         print(f"kerasflows: warning: {spec}: {plural(len(whole), 'column')} of whole numbers "
