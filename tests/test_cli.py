@@ -1565,7 +1565,8 @@ def test_plot_says_what_it_draws_of_one_column_and_how_many_context_rows_it_take
     conditional.save(tmp_path / "c.keras")
     np.save(tmp_path / "three.npy", np.ones((3, 2), np.float32))
     _assert_user_errors([
-        (["plot", tmp_path / "one.keras", "-o", tmp_path / "p.png"], said.format("both")),
+        (["plot", tmp_path / "one.keras", "-o", tmp_path / "p.png", "--region", "0,1,0,1"],
+         said.format("both")),
         (["plot", tmp_path / "one.keras", "-o", tmp_path / "p.png", "--what", "samples",
           "--dims", "1,2"], said.format("samples")),
         (["plot", tmp_path / "c.keras", "-o", tmp_path / "p.png", "--context",
@@ -1574,6 +1575,12 @@ def test_plot_says_what_it_draws_of_one_column_and_how_many_context_rows_it_take
     out = _run(capsys, "plot", tmp_path / "one.keras", "-o", tmp_path / "p.png", "--what",
                "pairs", "--resolution", "32", "-n", "200")
     assert "every pair of x1" in out and _png(tmp_path / "p.png").shape[:2] == (32, 32)
+    # the default, both, falls back to that histogram (it refused, its help saying it
+    # falls back for other flows)
+    out = _run(capsys, "plot", tmp_path / "one.keras", "-o", tmp_path / "d.png",
+               "--resolution", "32", "-n", "200")
+    assert "every pair of x1" in out
+    np.testing.assert_array_equal(_png(tmp_path / "d.png"), _png(tmp_path / "p.png"))
 
 
 def test_a_column_that_float32_reads_as_one_value_is_named_as_such(tmp_path):

@@ -78,7 +78,8 @@ def add_parser(subparsers):
                    help="the PNG file (its folder is made if missing)")
     p.add_argument("--what", choices=["both", "density", "samples", "pairs"], default="both",
                    help="density and samples side by side, or one of them (density: 2-D "
-                   "flows with an inverse; both falls back to samples for other flows); "
+                   "flows with an inverse; both falls back to samples for other flows, "
+                   "and to pairs' histogram for a one-column flow); "
                    "pairs: every pair of --dims, samples below the diagonal, the model "
                    "folder's data sample above it, marginal histograms on it")
     p.add_argument("--region", type=_numbers(float, 4), metavar="XMIN,XMAX,YMIN,YMAX",
@@ -288,6 +289,9 @@ def run(args):
     manifest = _manifest(args)
     context = _context(args, flow, manifest)
     _check_region(args.region)
+    if (flow.event_dim == 1 and args.what == "both" and args.region is None
+            and args.span is None and not args.rows_by_context):
+        args.what = "pairs"     # both's fallback for one column: its samples' histogram
     dims = _dims(args, flow)
     can_density = pictures.draws_density(flow)
     if args.what == "density" and not can_density:
