@@ -1347,7 +1347,7 @@ def test_train_mask_sets_how_a_coupling_recipe_splits_the_columns(tmp_path, caps
                           "received --recipe maf --mask halves.")], capsys)
 
 
-def test_train_says_which_test_columns_are_beyond_chance():
+def test_train_says_which_test_columns_are_beyond_chance(capsys):
     from kerasflows.cli.evaluate import marginals_line
     columns = [{"column": f"c{k}", "ks": 0.1 + k / 100} for k in range(8)]
     found = {"ks_threshold": 0.115, "columns": columns}
@@ -1357,6 +1357,17 @@ def test_train_says_which_test_columns_are_beyond_chance():
         "`kerasflows evaluate MODEL DATA --marginals` shows every column.")
     found["ks_threshold"] = 0.5
     assert "every column's distribution is within chance" in marginals_line(found)
+    # a threshold above 1 (a test split of a few rows) flags nothing: it says so ("gap <=
+    # 2.0933" read as a test passed)
+    found["ks_threshold"] = 2.0933
+    assert marginals_line(found).startswith("Test split, column by column: too few rows to "
+                                            "tell any column's distribution")
+    from kerasflows.cli.evaluate import _print_marginals
+    found.update(seed=0, columns=[dict(c, data_mean=0.0, flow_mean=0.0, data_std=1.0,
+                                       flow_std=1.0) for c in columns])
+    _print_marginals(found, 2)
+    printed = capsys.readouterr().out
+    assert "2 rows are too few to tell any gap from chance" in printed and "* above" not in printed
 
 
 def test_train_base_student_t_learns_heavy_tails_and_info_shows_them(tmp_path, capsys):

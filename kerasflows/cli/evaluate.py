@@ -202,6 +202,11 @@ def _print_marginals(found, n):
         flag = "  *" if c in beyond else ""
         print(f"{c['column']:{width}s}  {c['data_mean']:10.4g}  {c['flow_mean']:10.4g}  "
               f"{c['data_std']:10.4g}  {c['flow_std']:10.4g}  {c['ks']:6.4f}{flag}")
+    if found["ks_threshold"] >= 1:      # a gap is at most 1: no row count can be flagged
+        print(f"(KS: the largest gap between the two columns' empirical distribution "
+              f"functions; {n} rows are too few to tell any gap from chance: the 5% "
+              f"threshold, {found['ks_threshold']:.4f}, is above 1, the largest gap there is)")
+        return
     print(f"(KS: the largest gap between the two columns' empirical distribution functions; "
           f"* above {found['ks_threshold']:.4f}, where chance alone puts any of the "
           f"{len(found['columns'])} columns 5% of the time)")
@@ -210,6 +215,10 @@ def _print_marginals(found, n):
 def marginals_line(found):
     """The line `train` prints on its test split's columns (`column_marginals`)."""
     beyond = beyond_chance(found)
+    if found["ks_threshold"] >= 1:      # a gap is at most 1
+        return (f"Test split, column by column: too few rows to tell any column's "
+                f"distribution from the flow's samples (the 5% Kolmogorov-Smirnov threshold, "
+                f"{found['ks_threshold']:.4f}, is above 1, the largest gap there is).")
     if not beyond:
         return (f"Test split, column by column: every column's distribution is within "
                 f"chance of the flow's samples (Kolmogorov-Smirnov gap <= "
