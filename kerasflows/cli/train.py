@@ -335,7 +335,8 @@ def run(args):
     x, dataset, context = read_inputs(args)
     parts = split_parts(x, args, context)
     noisy = dequantized_columns(args, x, parts)
-    measured = noisy_parts(parts, noisy, args.seed)       # the rows the NLL is measured on
+    measured = noisy_parts(parts, noisy, args.seed,     # the rows the NLL is measured on
+                           (None, args.validation_data, args.test_data))
     standardize = args.standardize if args.standardize is not None else (
         dataset is None or dataset in datasets.OFF_SCALE_NAMES)
     build = _builder(args, x.shape[1], parts[0][1] if len(parts[0]) > 1 else None, standardize)

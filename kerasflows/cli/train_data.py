@@ -122,16 +122,19 @@ def _degenerate(x, dequantizing):
             sorted([int(k) for k in whole] + noised))
 
 
-def noisy_parts(parts, columns, seed):
+def noisy_parts(parts, columns, seed, files=(None, None, None)):
     """`parts` (train, validation, test; each `(x,)` or `(x, context)` or None) with
     one seeded draw of the uniform noise added to `columns`: the fixed rows their
-    NLL is measured on (training itself draws new noise each epoch)."""
+    NLL is measured on (training itself draws new noise each epoch). A part read
+    whole from a file of its own (`files`: `--validation-data`, `--test-data`) gets
+    the draw `evaluate MODEL FILE --seed SEED` adds, so that reproduces its NLL."""
     if not columns:
         return parts
     from kerasflows.dequantization import dequantize
     return tuple(None if part is None else
-                 (dequantize(part[0], columns, seed=[seed, 0, 2 + k]), *part[1:])
-                 for k, part in enumerate(parts))
+                 (dequantize(part[0], columns, seed=seed if file else [seed, 0, 2 + k]),
+                  *part[1:])
+                 for k, (part, file) in enumerate(zip(parts, files)))
 
 
 def check_continuous(x, spec, dequantizing=False):
