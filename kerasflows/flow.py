@@ -276,9 +276,9 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
 
         It reads the weights when called: the layers' bijectors are built anew
         for each new input, so one held across training follows the weights,
-        and gradients taken through it reach every weight. Its `variables` and
-        `trainable_variables` are the flow's (as `tf.Variable`s), which TFP's
-        optimisers (`tfp.vi.fit_surrogate_posterior`) train. Each is its own in
+        and gradients taken through it reach every weight. Its `trainable_variables`
+        are the flow's trainable weights (as `tf.Variable`s; a frozen weight's is
+        left out), which TFP's optimisers (`tfp.vi.fit_surrogate_posterior`) train. Each is its own in
         TFP's cache, which, as for any TFP bijector of variables, answers the
         inverse of a transform's output (while it lives) from the call that
         made it: score samples drawn since the last weight change."""
@@ -297,7 +297,16 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         rows = None if context is None or context.shape[0] == 1 else context.shape[0]
         return RowsBijector(chain, self.event_dim,
                             forward_only[0].no_inverse_error() if forward_only else None,
-                            context_rows=rows, variables=[w.value for w in self.weights])
+                            context_rows=rows, variables=self._view_variables(),
+                            dtype=tf.as_dtype(self.compute_dtype))
+
+    def _view_variables(self):
+        """The `tf.Variable`s a TFP view lists: the trainable weights', and the others'
+        whose `tf.Variable` is not trainable itself (BatchNorm's statistics). A frozen
+        weight's is (Keras freezes the weight, not its `tf.Variable`), so it is left
+        out: TFP's optimisers train what a view lists."""
+        return ([w.value for w in self.trainable_weights]
+                + [w.value for w in self.non_trainable_weights if not w.value.trainable])
 
     def get_distribution(self, context=None):
         """The flow as a TFP `TransformedDistribution` over `[D]` events."""

@@ -80,8 +80,10 @@ class FlowBase(AutoGraphFree):
         dtype = self.compute_dtype
 
         def deferred(weight, fn):
-            return tfp.util.DeferredTensor(weight.value, lambda v: fn(tf.cast(v, dtype)),
-                                           dtype=dtype)
+            # the tf.Variable, listed as trainable, only for a weight that is: a frozen
+            # one's is trainable itself, and TFP's optimisers would train it
+            return tfp.util.DeferredTensor(weight.value if weight.trainable else weight,
+                                           lambda v: fn(tf.cast(v, dtype)), dtype=dtype)
 
         if self.base == "learned_normal":
             loc = deferred(self.base_loc, tf.identity)

@@ -170,6 +170,10 @@ def test_the_tfp_distribution_takes_tfps_shapes(make):
     np.testing.assert_allclose(d.log_prob(x[0, 0]), flow.log_prob(x[0, :1])[0], rtol=1e-5,
                                atol=1e-5)
     assert flow.bijector.inner.bijectors      # the layers' own chain
+    # float64 NumPy input is taken as TFP takes it for a float32 bijector (a Glow's view
+    # had dtype None and refused it in its first layer, a RealNVP's returned float64)
+    assert flow.bijector.dtype == tf.float32 and isinstance(flow.bijector.dtype, tf.DType)
+    assert flow.bijector.forward(np.zeros((2, D))).dtype == tf.float32
 
 
 @pytest.mark.parametrize("make", [
@@ -294,6 +298,27 @@ def test_a_held_tfp_view_follows_the_weights_and_gives_every_weight_a_gradient(b
     samples = held.sample(5, seed=1)
     np.testing.assert_allclose(held.log_prob(samples), flow.log_prob(samples), rtol=1e-5,
                                atol=1e-5)
+    # the same tensor again after a weight change, and under a tape after a call outside
+    # one: the view answered from its last build (and TFP's cached log-det), neither
+    # weights' numbers, and gave no gradient to the weights it held as values
+    x = tf.constant(x)
+    held.log_prob(x)
+    tf.function(held_bijector.inverse)(x)         # a graph's build, not kept for `inner`
+    np.testing.assert_allclose(held_bijector.inner.inverse(x), flow.inverse(x), rtol=1e-5,
+                               atol=1e-5)
+    perturb_weights(flow, 0.3, seed=4)
+    np.testing.assert_allclose(held.log_prob(x), flow.log_prob(x), rtol=1e-5, atol=1e-5)
+    with tf.GradientTape() as tape:
+        loss = -tf.reduce_mean(held.log_prob(x))
+    assert all(g is not None for g in tape.gradient(loss, flow.trainable_variables))
+    # a frozen weight is not the view's to train (its tf.Variable is trainable itself)
+    flow.flow_layers[0].trainable = False
+    frozen = {id(w.value) for w in flow.flow_layers[0].weights}
+    listed = {id(v) for v in flow.distribution.trainable_variables}
+    assert frozen and not frozen & listed
+    assert listed == {id(w.value) for w in flow.trainable_weights}
+    flow.trainable = False
+    assert flow.distribution.trainable_variables == ()
 
 
 def test_tfps_fit_surrogate_posterior_trains_every_weight_of_a_flow_view():

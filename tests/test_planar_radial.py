@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 import kerasflows
-from kerasflows.layers import Planar, Radial
+from kerasflows.layers import ElementwiseAffine, Planar, Radial
 from kerasflows.layers.planar import planar_u_hat
-from kerasflows.testing import check_flow_layer
+from kerasflows.testing import check_flow_layer, perturb_weights
 
 
 @pytest.mark.parametrize("cls", [Planar, Radial])
@@ -163,7 +163,22 @@ def test_a_float64_layers_bijector_names_its_dtype_and_refuses_float32(cls):
     layer = cls(dtype="float64")
     layer.build((None, 3))
     b = layer.bijector()
-    assert b.dtype == tf.float64
+    assert isinstance(b.inner.dtype, tf.DType) and b.dtype == tf.float64   # not "float64"
     assert b.forward(np.zeros((2, 3))).dtype == tf.float64
     with pytest.raises(ValueError, match="requested dtype float64 for Tensor with dtype float32"):
         b.forward(tf.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("layers", [lambda: [Planar(), Planar()],
+                                    lambda: [ElementwiseAffine(), Planar()]],
+                         ids=["planar-planar", "affine-planar"])
+def test_a_chain_with_a_planar_layer_samples_and_scores_through_tfp(layers):
+    """PlanarBijector named its dtype as the string 'float32' (a Keras weight's
+    dtype), and TFP's Chain of it failed: "Cannot convert 'float32' to EagerTensor"."""
+    flow = kerasflows.Flow(layers(), 2)
+    perturb_weights(flow, 0.3)
+    d = flow.distribution
+    assert d.sample(5, seed=1).shape == (5, 2)
+    x, got = d.experimental_sample_and_log_prob(5, seed=3)
+    np.testing.assert_allclose(d.log_prob(x), got, rtol=1e-5, atol=1e-5)   # (TFP's cache)
+    assert np.isfinite(got.numpy()).all()

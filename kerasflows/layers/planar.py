@@ -58,7 +58,7 @@ class PlanarBijector(tfb.Bijector):
                                              tf.math.softplus(wu), 1.0 + wu)
             self._w, self._b = w, b
             super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
-                             dtype=w.dtype, parameters=parameters, name=name)
+                             dtype=tf.as_dtype(w.dtype), parameters=parameters, name=name)
 
     @classmethod
     def _parameter_properties(cls, dtype):

@@ -78,8 +78,9 @@ class RowsBijector(tfp.bijectors.Bijector):
         self.event_dim, self.no_inverse = event_dim, no_inverse
         self.context_rows = context_rows
         self._flow_variables = tuple(variables)
-        # (weak reference to a tensor, its rows or None: itself, the inner bijector
-        # that took or gave them) for the last input and output: `_rows`
+        # (weak reference to a tensor, its rows or None: itself, the bijector of rows
+        # that took or gave them, weak reference to the output) for the last
+        # transform's input and output: `_paired`
         self._rows_of = []
         super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
                          dtype=inner.dtype if built else dtype,
@@ -87,11 +88,9 @@ class RowsBijector(tfp.bijectors.Bijector):
 
     @property
     def inner(self):
-        """The bijector of rows: the one given, or the last input's build (built
-        now if there was none)."""
-        if self._inner is None:
-            self._inner = self._make_inner()
-        return self._inner
+        """The bijector of rows: the one given, or a build of the weights as they
+        are now."""
+        return self._inner if self._make_inner is None else self._make_inner()
 
     @classmethod
     def _parameter_properties(cls, dtype):
@@ -101,23 +100,11 @@ class RowsBijector(tfp.bijectors.Bijector):
         # unequal to any other instance, so TFP's cache is this instance's own
         return id(self)
 
-    def _rows(self, v):
-        """`v` as rows `[N, D]`, the same tensor for a transform and its log-det.
-
-        TFP caches a bijector's results by its input and output tensors, and
-        FFJORD's log-det reads the one solve that gave its transform; an input
-        becomes rows once (a fresh tensor for rank 2, a reshape for others),
-        and the last transform's input and output map to the rows `inner` took
-        and gave (another tensor would be a second solve, as when a
-        `TransformedDistribution` takes the log-det at the inverse's output).
-
-        The input and output are held weakly: TFP's cache, process-wide, holds
-        this bijector for as long as they live, so holding them here kept all
-        three alive for good (every `flow.distribution` call leaked its
-        tensors). Their rows are not the tensors TFP keys by, and are held."""
-        for ref, rows, inner in self._rows_of:
-            if ref() is v:
-                return (v if rows is None else rows), inner
+    def _new_rows(self, v):
+        """`v` as rows `[N, D]` (a fresh tensor for rank 2, a reshape for others), and
+        the bijector of rows that takes them: the one given, or a build of the
+        weights as they are now (so a held view follows the weights, and gives
+        gradients to every weight under a tape)."""
         rows = tf.identity(v) if v.shape.rank == 2 else tf.reshape(v, [-1, self.event_dim])
         if self.context_rows is not None and rows.shape[0] not in (None, self.context_rows):
             raise ValueError(
@@ -125,21 +112,46 @@ class RowsBijector(tfp.bijectors.Bijector):
                 f"row; received {rows.shape[0]} input rows (shape {v.shape}). Sample with "
                 f"`sample({self.context_rows})` and pass [{self.context_rows}, "
                 f"{self.event_dim}] inputs, or give a [1, C] context shared by all rows.")
-        if self._make_inner is not None:
-            self._inner = self._make_inner()        # the weights as they are now
-        self._rows_of = [(weakref.ref(v), rows, self.inner)]
         return rows, self.inner
 
+    def _paired(self, v):
+        """The rows and bijector of rows of the last transform whose input or output
+        is `v`, while that output lives; else None.
+
+        A log-det is taken of the rows and build that gave the transform: TFP
+        caches results by the input and output tensors, and FFJORD's log-det reads
+        the one solve that gave its transform (another tensor would be a second
+        solve, as when a `TransformedDistribution` takes the log-det at the
+        inverse's output). Only while the output lives, as TFP keeps its own
+        entries: the same input given again later (after a weight change) is
+        transformed anew. A transform is always taken anew.
+
+        The input and output are held weakly: TFP's cache, process-wide, holds
+        this bijector for as long as they live, so holding them here kept all
+        three alive for good (every `flow.distribution` call leaked its
+        tensors). Their rows are not the tensors TFP keys by, and are held."""
+        for ref, rows, inner, output in self._rows_of:
+            if ref() is v and output() is not None:
+                return (v if rows is None else rows), inner
+        return None
+
     def _map(self, direction, v):
-        rows, inner = self._rows(v)
+        # TFP keeps an input's cached log-det after the output it was of is gone, and
+        # asks for the transform again: dropped here, it is taken of this transform
+        # (else a held view gave the old weights' log-det for an input given again)
+        attributes = (self._cache.forward_attributes if direction == "forward"
+                      else self._cache.inverse_attributes)
+        attributes(v).clear()
+        rows, inner = self._new_rows(v)
         out = getattr(inner, direction)(rows)
         result = out if v.shape.rank == 2 else tf.reshape(out, tf.shape(v))
-        self._rows_of = [(weakref.ref(v), rows, inner),
-                         (weakref.ref(result), None if result is out else out, inner)]
+        output = weakref.ref(result)
+        self._rows_of = [(weakref.ref(v), rows, inner, output),
+                         (output, None if result is out else out, inner, output)]
         return result
 
     def _log_det(self, direction, v):
-        rows, inner = self._rows(v)
+        rows, inner = self._paired(v) or self._new_rows(v)
         log_det = getattr(inner, direction)(rows, event_ndims=1)
         log_det = tf.broadcast_to(log_det, tf.shape(rows)[:1])
         return log_det if v.shape.rank == 2 else tf.reshape(log_det, tf.shape(v)[:-1])
