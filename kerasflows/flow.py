@@ -6,7 +6,8 @@ As in TFP, `forward` maps base `z` to data `x` (sampling) and `inverse` maps
 `x` to `z` (density, features).
 """
 
-
+import os
+import sys
 import warnings
 
 import keras
@@ -26,7 +27,25 @@ tfb, tfd = tfp.bijectors, tfp.distributions
 __all__ = ["Flow", "BASES", "STUDENT_T_INITIAL_DF", "EVAL_MODES", "philox_normal",
            "encoded_context_dim"]
 
-@keras.saving.register_keras_serializable(package="kerasflows")
+#: The folders whose frames a warning of a call from Keras' `fit` skips
+#: (`_caller_level`): the installed packages' (Keras, TensorFlow), the standard
+#: library's and kerasflows' own.
+_LIBRARY_FOLDERS = tuple({os.path.dirname(os.path.dirname(keras.__file__)) + os.sep,
+                          os.path.dirname(os.path.dirname(tf.__file__)) + os.sep,
+                          os.path.dirname(os.__file__) + os.sep,
+                          os.path.dirname(__file__) + os.sep})
+
+
+def _caller_level():
+    """The `stacklevel` of the first frame outside those folders: the user's `fit`
+    line when Keras traces the flow's call in its train step (a warning there named
+    flow.py, under Keras' frames, as the line to blame)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY_FOLDERS):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Model):
     """A normalizing flow: `layers` stacked over a base distribution.
 
@@ -346,7 +365,7 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
                 "initialised from data (they train from their identity start, and a later "
                 "Flow.fit would initialise them over the trained weights): call "
                 "flow.initialize(x) on a batch of the data the flow sees before training it "
-                "inside another model.", UserWarning, stacklevel=2)
+                "inside another model.", UserWarning, stacklevel=_caller_level())
 
     @property
     def needs_data_init(self):
