@@ -57,14 +57,13 @@ class RowsBijector(tfp.bijectors.Bijector):
     asked for an input they cached.
 
     With `inner` a function of no arguments returning the bijector of rows
-    (`dtype` its dtype), the bijector is built anew for each new input, from
+    (`dtype` its dtype), the bijector is built anew for each transform, from
     the weights as they are then: one held across training follows the
     weights, and one built before a `tf.GradientTape` gives gradients to every
     weight the function reads. `variables` (`tf.Variable`s: a flow's) are then
     its `variables` and `trainable_variables`, as TFP's optimisers ask for them.
-    A transform and its log-det of the same input use one build, as do the
-    log-det of a transform's output (while it lives) and the transform, which
-    TFP's cache pairs with its input."""
+    A log-det of a transform's input or output, while that output lives, uses
+    the transform's build (`_paired`); of another tensor, a build of its own."""
 
     def __init__(self, inner, event_dim, no_inverse=None, name="flow", context_rows=None,
                  variables=(), dtype=None):
