@@ -46,6 +46,7 @@ def _caller_level():
     return level
 
 
+@keras.saving.register_keras_serializable(package="kerasflows")
 class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Model):
     """A normalizing flow: `layers` stacked over a base distribution.
 
