@@ -11,17 +11,17 @@ import warnings
 import numpy as np
 
 __all__ = ["degenerate_columns", "off_scale_columns", "standardizes", "warn_about_columns",
-           "UNIT_SCALE", "LARGEST_WHOLE"]
+           "UNIT_SCALE", "FRACTIONS_BELOW"]
 
 #: A column whose standard deviation lies outside [1 / UNIT_SCALE, UNIT_SCALE],
 #: or whose mean is further than UNIT_SCALE from 0, is far from the unit scale
 #: that the conditioners' initialisation and a spline's `[-bound, bound]`
 #: (default 5) assume.
 UNIT_SCALE = 20.0
-#: float32 holds every whole number up to 2**24 exactly, and nothing but whole
-#: numbers much beyond: the largest magnitude of a column counted as whole numbers
-#: (`degenerate_columns`), and that `kerasflows.dequantization` noises.
-LARGEST_WHOLE = 2 ** 24
+#: float32 holds fractions only of numbers below 2**23 in magnitude: beyond, a column
+#: holds whole numbers whatever it measured, and noise in [0, 1) added to it is lost.
+#: A column of whole numbers counts as such (`degenerate_columns`) below it.
+FRACTIONS_BELOW = 2 ** 23
 
 
 def numeric(dtype):
@@ -40,17 +40,17 @@ _ML_FLOATS = frozenset({"bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_
 def degenerate_columns(x):
     """`(constant, whole)`: the indices of the columns of `x` `[N, D]` (N >= 2; else
     none) that hold one value in every row, and of the others that hold whole
-    numbers only, below `LARGEST_WHOLE` in magnitude. Maximum likelihood has no
+    numbers only, below `FRACTIONS_BELOW` in magnitude. Maximum likelihood has no
     optimum on either: the flow can narrow onto each value and the NLL fall
     without bound (at once on a constant column; on whole numbers once the flow
     resolves them, unless uniform noise in [0, 1) is added first:
-    dequantization). Beyond `LARGEST_WHOLE`, float32 holds only whole numbers (a
+    dequantization). From `FRACTIONS_BELOW` on, float32 holds only whole numbers (a
     Unix time in seconds, any float32 reading of 1e9): not counted."""
     x = np.asarray(x)
     if x.ndim != 2 or len(x) < 2 or not numeric(x.dtype):
         return np.zeros(0, int), np.zeros(0, int)
     constant = np.all(x == x[0], axis=0)
-    small = np.all(np.abs(x) < LARGEST_WHOLE, axis=0)
+    small = np.all(np.abs(x) < FRACTIONS_BELOW, axis=0)
     whole = np.all(x == np.round(x), axis=0) & ~constant & small
     return np.flatnonzero(constant), np.flatnonzero(whole)
 

@@ -24,7 +24,6 @@ rounded down in those columns.
 import numpy as np
 import tensorflow as tf
 
-from kerasflows import data_warnings
 from kerasflows.datasets import seeded_generator
 from kerasflows.layers.checks import check_positive_int
 
@@ -47,9 +46,11 @@ def _check_x(x, where):
     return x
 
 
-#: The largest magnitude a noised column may hold (2**24: float32 holds every whole
-#: number up to it exactly, and none but whole numbers much beyond).
-LARGEST_WHOLE = data_warnings.LARGEST_WHOLE
+#: float32 holds every whole number up to 2**24 exactly, and none much beyond:
+#: the largest magnitude a noised column may hold. (From 2**23 on it holds whole
+#: numbers only, and the noise is lost: `data_warnings.FRACTIONS_BELOW`, below which
+#: a column counts as whole numbers, as the default columns are chosen.)
+LARGEST_WHOLE = 2 ** 24
 
 
 def columns_to_dequantize(x, columns, where):

@@ -29,8 +29,8 @@ finds it; else `null`), the `base` (`"normal"`, `"learned_normal"` or
 column names `columns` (`null` if not named; `kerasflows export` passes the
 names of the CSV file the model was trained on), a conditional flow's
 `context_columns` likewise (the `--context` file's header, or a model folder's
-`manifest.json` `context_names`: which context column is which, as the flow
-standardizes none of them by name) and `dequantized_columns`
+`manifest.json` `context_names`: which context column is which, in the order a
+client sends them) and `dequantized_columns`
 (0-based; `null` if none: the columns `kerasflows train --dequantize` added
 uniform noise to, so that a client knows `log_prob` is the density of the
 noisy values, and floors those columns of `sample`'s draws to get whole

@@ -295,7 +295,7 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         one row per input row (inputs of other rows are refused), or `[1, C]`.
 
         It reads the weights when called: the layers' bijectors are built anew
-        for each new input, so one held across training follows the weights,
+        for each call, so one held across training follows the weights,
         and gradients taken through it reach every weight. Its `trainable_variables`
         are the flow's trainable weights (as `tf.Variable`s; a frozen weight's is
         left out), which TFP's optimisers (`tfp.vi.fit_surrogate_posterior`) train. Each is its own in

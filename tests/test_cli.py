@@ -1449,9 +1449,9 @@ def test_csv_that_is_not_utf8_is_named_by_its_line_and_byte(tmp_path):
 
 def test_an_empty_line_among_the_rows_of_a_one_column_csv_is_refused_as_a_missing_value(
         tmp_path):
-    """pandas writes a one-column frame's NaN as an empty line, which NumPy skips: 300
-    values with 3 missing trained on 297 rows without a word (two columns give ',',
-    refused as a field that is not a number)."""
+    """A one-column file's missing value written as an empty line (as some tools
+    write one), which NumPy skips: 300 values with 3 missing trained on 297 rows
+    without a word (two columns give ',', refused as a field that is not a number)."""
     from kerasflows.cli.data import read_array
     cases = {"middle.csv": ("r\n1\n2\n\n3\n", 4), "first.csv": ("r\n\n1\n2\n", 2),
              "headerless.csv": ("1\n\n2\n", 2), "trailing.csv": ("r\n1\n2\n\n\n", None),

@@ -79,3 +79,7 @@ def test_large_readings_float32_holds_as_whole_numbers_are_not_whole_number_colu
     for data in (x, x.astype(np.float32)):
         constant, whole = degenerate_columns(data)
         assert list(constant) == [] and list(whole) == [1]
+    # from 2**23 on float32 holds whole numbers only (noise in [0, 1) is lost there)
+    near = np.array([[2.0 ** 23 - 5, 1.5], [2.0 ** 23 - 1, 2.5]])
+    assert list(degenerate_columns(near)[1]) == [0]
+    assert list(degenerate_columns(near + [[4, 0], [4, 0]])[1]) == []

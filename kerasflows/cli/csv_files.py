@@ -113,9 +113,8 @@ def _read_csv(path):
     empty = _empty_line_between_rows(path, header) if array.shape[1] == 1 else None
     if empty is not None:
         raise UserError(f"{path}: line {empty} is empty, between rows of this one-column "
-                        "file: a missing value (pandas writes one as an empty line), which "
-                        "would be dropped without a word. Remove the line or fill in the "
-                        "value.")
+                        "file: a missing value (an empty field), which would be dropped "
+                        "without a word. Remove the line or fill in the value.")
     return array, header
 
 

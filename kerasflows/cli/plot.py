@@ -79,7 +79,8 @@ def add_parser(subparsers):
     p.add_argument("--what", choices=["both", "density", "samples", "pairs"], default="both",
                    help="density and samples side by side, or one of them (density: 2-D "
                    "flows with an inverse; both falls back to samples for other flows, "
-                   "and to pairs' histogram for a one-column flow); "
+                   "and to pairs' histogram for a one-column flow, without --region or "
+                   "--span); "
                    "pairs: every pair of --dims, samples below the diagonal, the model "
                    "folder's data sample above it, marginal histograms on it")
     p.add_argument("--region", type=_numbers(float, 4), metavar="XMIN,XMAX,YMIN,YMAX",

@@ -110,14 +110,13 @@ def _degenerate(x, dequantizing):
     """`kerasflows.data_warnings.degenerate_columns(x)`: `(constant, whole)`, the
     columns of one value in every row and the other columns of whole numbers only;
     `dequantizing`, a constant column of one whole number (within float32's,
-    `dequantization.LARGEST_WHOLE`) counts among the `whole`, which are sorted."""
-    from kerasflows.data_warnings import degenerate_columns
-    from kerasflows.dequantization import LARGEST_WHOLE
+    `data_warnings.FRACTIONS_BELOW`) counts among the `whole`, which are sorted."""
+    from kerasflows.data_warnings import FRACTIONS_BELOW, degenerate_columns
     constant, whole = degenerate_columns(x)
     if not dequantizing:
         return constant, whole
     noised = [int(k) for k in constant
-              if float(x[0, k]).is_integer() and abs(float(x[0, k])) <= LARGEST_WHOLE]
+              if float(x[0, k]).is_integer() and abs(float(x[0, k])) < FRACTIONS_BELOW]
     return ([k for k in constant if int(k) not in noised],
             sorted([int(k) for k in whole] + noised))
 
@@ -158,7 +157,7 @@ def check_continuous(x, spec, dequantizing=False):
                         "flow narrows onto that value). Drop the column.")
     if dequantizing and not len(whole):
         raise UserError(f"--dequantize: no column of {spec} holds whole numbers only (and more "
-                        "than one value, below 2**24 in magnitude), so there is nothing to "
+                        "than one value, below 2**23 in magnitude), so there is nothing to "
                         "dequantize.")
     if len(whole) and not dequantizing:
         listed = ", ".join(label(int(k)) for k in whole[:5]) + (", ..." if len(whole) > 5 else "")

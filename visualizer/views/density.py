@@ -315,7 +315,7 @@ class DensityView(View):
         said = []
         for p in panels:
             if p.any_finite() and not p.drawable(log_scale):
-                said.append(f"p(x) is below 1e-323, 0 in float64, everywhere in view (the "
+                said.append(f"p(x) is below 5e-324, 0 in float64, everywhere in view (the "
                             f"largest log p(x) here is {p.largest_log_density():.1f}): pick "
                             "log p(x) as the scale, or pan or zoom back to the data.")
                 continue

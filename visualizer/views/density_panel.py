@@ -69,8 +69,8 @@ class HeatmapPanel:
 
     def shown(self, log_scale):
         """The log-density, or the density (in float64: a float32 p(x) is 0 below
-        log p = -103.3, 4.5 nats below a 2-D standard normal's value 10 units from
-        its mean, where float64 reaches down to -745)."""
+        log p = -104, which a 2-D standard normal reaches 14 units from its mean;
+        float64 reaches down to -745)."""
         return self.image if log_scale else np.exp(self.image.astype(np.float64))
 
     def largest_log_density(self):
