@@ -1307,6 +1307,9 @@ def test_density_p_scale_draws_far_from_the_data_and_says_when_p_is_0(qtbot, win
     assert 0 < hi < 1e-100 and not view.message.isVisibleTo(view)
     assert np.ptp(view.image_item.image) > 0                # not one colour
     assert all("e-" in t for t in view.bar.axis.tickStrings([hi / 2, hi], 1, hi / 2))
+    # one format on one bar: 5.0e-05, 1.0e-04, not 5e-05, 1.0e-04
+    assert view.bar.axis.tickStrings([0, 5e-5, 1e-4, 1.5e-4], 1, 5e-5) == [
+        "0", "5.0e-05", "1.0e-04", "1.5e-04"]
     view.view_box.setRange(xRange=(50, 51), yRange=(50, 51), padding=0)
     qtbot.waitUntil(lambda: view.is_ready() and view.region[0] > 49, timeout=TIMEOUT_MS)
     assert view.message.isVisibleTo(view) and "p(x) is below" in view.message.text()

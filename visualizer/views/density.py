@@ -40,16 +40,19 @@ def _same_region(a, b, tolerance=1e-4):
 def short_tick_strings(values, scale, spacing):
     """Tick labels as pyqtgraph writes them (fixed point, as many places as the
     spacing needs) up to 4 places; in scientific notation below (a density of
-    3e-12, not 0.000000000003), each with the digits the spacing needs."""
+    3e-12, not 0.000000000003), each with the digits the spacing needs at the
+    largest tick (5.0e-05, 1.0e-04, 1.5e-04)."""
     step = abs(spacing * scale)
     if not step > 0:
         return [f"{v * scale:g}" for v in values]
     places = max(0, math.ceil(-math.log10(step)))
     if places <= 4:
         return [f"{v * scale:.{places}f}" for v in values]
-    finest = math.floor(math.log10(step))
-    return [f"{v * scale:.{max(0, math.floor(math.log10(abs(v * scale))) - finest)}e}"
-            if v else "0" for v in values]
+    largest = max((abs(v * scale) for v in values), default=0.0)
+    if not largest > 0:
+        return ["0" for _ in values]
+    digits = max(0, math.floor(math.log10(largest)) - math.floor(math.log10(step)))
+    return [f"{v * scale:.{digits}e}" if v else "0" for v in values]
 
 
 class DensityView(View):
