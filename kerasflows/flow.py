@@ -298,7 +298,10 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         for each call, so one held across training follows the weights,
         and gradients taken through it reach every weight. Its `trainable_variables`
         are the flow's trainable weights (as `tf.Variable`s; a frozen weight's is
-        left out), which TFP's optimisers (`tfp.vi.fit_surrogate_posterior`) train. Each is its own in
+        left out), which TFP's optimisers (`tfp.vi.fit_surrogate_posterior`) train
+        (left to find the variables themselves, they train every one the loss reads,
+        a frozen weight's too, whose `tf.Variable` Keras leaves trainable: with a
+        frozen layer, pass `trainable_variables=view.trainable_variables`). Each is its own in
         TFP's cache, which, as for any TFP bijector of variables, answers the
         inverse of a transform's output (while it lives) from the call that
         made it: score samples drawn since the last weight change."""

@@ -338,6 +338,15 @@ def test_tfps_fit_surrogate_posterior_trains_every_weight_of_a_flow_view():
             if np.allclose(b, w.numpy())] == []
     mean = tf.reduce_mean(flow.sample(4000, seed=0), 0).numpy()
     np.testing.assert_allclose(mean, [1.0, -2.0], atol=0.3)
+    # a frozen layer: TFP's optimisers train every variable the loss reads unless given
+    # the view's list (Keras leaves a frozen weight's tf.Variable trainable), as README says
+    flow.flow_layers[0].trainable = False
+    frozen = [w.numpy().copy() for w in flow.flow_layers[0].weights]
+    view = flow.distribution
+    tfp.vi.fit_surrogate_posterior(target.log_prob, view, optimizer=keras.optimizers.Adam(0.02),
+                                   num_steps=5, sample_size=16, seed=(1, 2),
+                                   trainable_variables=view.trainable_variables)
+    assert all(np.array_equal(b, w.numpy()) for b, w in zip(frozen, flow.flow_layers[0].weights))
 
 
 def test_a_conditional_distribution_refuses_inputs_of_other_rows_than_its_context():

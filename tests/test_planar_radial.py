@@ -182,3 +182,12 @@ def test_a_chain_with_a_planar_layer_samples_and_scores_through_tfp(layers):
     x, got = d.experimental_sample_and_log_prob(5, seed=3)
     np.testing.assert_allclose(d.log_prob(x), got, rtol=1e-5, atol=1e-5)   # (TFP's cache)
     assert np.isfinite(got.numpy()).all()
+    # the bijector's inverse log-det at a live output of its forward is -fldj there (it
+    # raised NoInverseError, though inverse(y) answered from TFP's cache); elsewhere not
+    for b in (flow.bijector, flow.flow_layers[-1].bijector()):
+        z = tf.constant(np.random.default_rng(0).normal(size=(3, 2)).astype("float32"))
+        y = b.forward(z)
+        np.testing.assert_allclose(b.inverse_log_det_jacobian(y, event_ndims=1),
+                                   -b.forward_log_det_jacobian(z, event_ndims=1), rtol=1e-6)
+        with pytest.raises(NotImplementedError, match="forward-only"):
+            b.inverse_log_det_jacobian(tf.zeros([3, 2]), event_ndims=1)

@@ -167,6 +167,8 @@ class RowsBijector(tfp.bijectors.Bijector):
         return self._log_det("forward_log_det_jacobian", z)
 
     def _inverse_log_det_jacobian(self, x):
-        if self.no_inverse is not None:
+        # a forward-only map's log-det at a live output of its forward is known (TFP's
+        # cache gives its inverse there, as for `log_prob` of samples)
+        if self.no_inverse is not None and self._paired(x) is None:
             raise self.no_inverse
         return self._log_det("inverse_log_det_jacobian", x)
