@@ -71,7 +71,6 @@ def _column_names(model, flow):
     return names
 
 
-
 def _context_names(model, flow):
     """The context column names of a conditional `model`: its training record's
     `context_columns`, else a model folder's `manifest.json` `context_names`; None
