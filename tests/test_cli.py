@@ -1594,6 +1594,23 @@ def test_plot_says_what_it_draws_of_one_column_and_how_many_context_rows_it_take
     np.testing.assert_array_equal(_png(tmp_path / "d.png"), _png(tmp_path / "p.png"))
 
 
+def test_splits_that_leave_one_training_row_are_refused_as_a_one_row_file_is(tmp_path, capsys):
+    """Three rows with --test-split and --validation-split 0.34 trained on one row, with
+    a raw UserWarning from the library (0-based columns, Python advice), where a file
+    of one row is refused."""
+    np.savetxt(tmp_path / "three.csv", [[1.5, 2.1], [0.3, 0.9], [2.2, 1.7]], delimiter=",",
+               header="a,b", comments="")
+    base = ["train", tmp_path / "three.csv", "--out", tmp_path / "t.keras"]
+    _assert_user_errors([
+        (base + ["--test-split", "0.34", "--validation-split", "0.34"],
+         f"{tmp_path / 'three.csv'}: one training row left after the test and validation "
+         "splits (3 rows, 1 to test, 1 to validate); a density fitted to one point has no "
+         "maximum."),
+        (base + ["--test-split", "0.5", "--validation-split", "0.9"],
+         "no training rows left after the test and validation splits")], capsys)
+    assert not (tmp_path / "t.keras").exists()
+
+
 def test_a_column_that_float32_reads_as_one_value_is_named_as_such(tmp_path):
     # 1e8 + 0.001 k are 200 values, one in float32: train said the column "holds one
     # value in every row" and to drop it

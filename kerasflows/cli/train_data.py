@@ -34,9 +34,14 @@ def split_parts(x, args, context=None):
         n_val = 0
     else:
         n_val = int(round((len(x) - n_test) * args.validation_split))
-    if len(x) - n_test - n_val == 0:
-        raise UserError(f"{args.data}: no training data left after the test and validation "
-                        f"splits ({len(x)} rows).")
+    left = len(x) - n_test - n_val
+    if left < 2:
+        # one row: as a file of one row (`check_continuous`), the NLL has no minimum
+        raise UserError(f"{args.data}: {'no training rows' if left == 0 else 'one training row'}"
+                        f" left after the test and validation splits ({len(x)} rows, "
+                        f"{n_test} to test, {n_val} to validate); a density fitted to one "
+                        "point has no maximum. Give more rows, or smaller --test-split and "
+                        "--validation-split.")
     cut = lambda start, stop: tuple(a[start:stop] for a in columns)
     train, val, test = cut(n_test + n_val, None), cut(n_test, n_test + n_val), cut(0, n_test)
     if args.validation_data:
