@@ -105,6 +105,11 @@ class Backend:
     #: A Student-t base's degrees of freedom `[D]`, or None for a Gaussian base.
     base_df = None
 
+    def give_back(self):
+        """Undoes what opening this backend did to the one open before it, for an open
+        that fails after it (`opening.load`): nothing, unless a subclass took that
+        one's flow over (`backends.KerasBackend`)."""
+
     def set_context(self, context):
         """Sets the context `[C]` every later call of a conditional flow uses (one
         context for the whole batch); a new context drops what `memo` kept."""

@@ -89,6 +89,7 @@ class KerasBackend(Backend):
             # 2-D coupling flows evaluate their conditioners as exact lookup tables
             # (`kerasflows.tabulate`): 2.5-3x faster heatmaps, same numbers up to rounding.
             self.flow, self.tabulated = tabulate(flow)
+            self._given_back = None
         self.event_dim = flow.event_dim
         self.context_dim = flow.context_dim
         if self.context_dim is not None:
@@ -102,7 +103,7 @@ class KerasBackend(Backend):
 
     def give_back(self):
         """Puts back the weights of the flow taken over from `previous`, if one was."""
-        if getattr(self, "_given_back", None) is not None:
+        if self._given_back is not None:
             self.flow.set_weights(self._given_back)
             self._given_back = None
 

@@ -44,7 +44,7 @@ def load(source, eval_mode="xla", context=None, previous=None):
         return backend, describe(backend, source, record)
     except BaseException:
         # the model shown before stays open, with its own weights
-        getattr(backend, "give_back", lambda: None)()
+        backend.give_back()
         raise
 
 
