@@ -272,7 +272,7 @@ class FlowTraining(FlatStepFunctions):
             # `fit`'s validation: the data `fit` prepared, with its placeholder y if weighted
             return super().evaluate(x, y, *args, **kwargs)
         x = prepare_eval_data(self, x, y, "evaluate")
-        batch_size = kwargs.get("batch_size", args[0] if args else None)
+        batch_size = _batch_size(args, kwargs)
         y, kwargs["sample_weight"] = weights_for_keras(self, x, kwargs.get("sample_weight"),
                                                        "evaluate", batch_size=batch_size)
         test_function = self.make_test_function()
@@ -296,8 +296,7 @@ class FlowTraining(FlatStepFunctions):
         if isinstance(self.make_predict_function(), FlatPredictCalls):
             # this call's batches set the length; arrays of fewer rows than a batch
             # are padded to a power of two (a compile each for 10, 11, 12... rows)
-            self.predict_function.rows = _short_batch_rows(
-                data, kwargs.get("batch_size", args[0] if args else None))
+            self.predict_function.rows = _short_batch_rows(data, _batch_size(args, kwargs))
         with self._fresh_functions_after_errors():
             return super().predict(data, *args, **kwargs)
 
@@ -335,6 +334,12 @@ class FlowTraining(FlatStepFunctions):
         except ImportError:   # another Keras: its default
             return False
         return bool(model_supports_jit(self))
+
+
+def _batch_size(args, kwargs):
+    """The `batch_size` of a `predict` or `evaluate` call: by keyword, or the first
+    argument after the data (and `evaluate`'s `y`), as Keras' signatures place it."""
+    return kwargs.get("batch_size", args[0] if args else None)
 
 
 def _short_batch_rows(data, batch_size):
