@@ -57,21 +57,27 @@ class HeatmapPanel:
         self.plot.addItem(self.image_item)
         self.plot.addItem(self.contour_item)
         self.image = self.region = self.value = None
+        self._density = None        # exp(image) in float64, made once per image (`shown`)
         self.title = None
 
     def clear(self):
-        self.image = self.region = self.value = None
+        self.image = self.region = self.value = self._density = None
         self.image_item.clear()
         self.contour_item.set_lines(np.zeros((0, 2)), np.zeros(0, bool))
 
     def set_value(self, value):
         self.value, self.image, self.region = value, value["image"], value["region"]
+        self._density = None
 
     def shown(self, log_scale):
         """The log-density, or the density (in float64: a float32 p(x) is 0 below
         log p = -104, which a 2-D standard normal reaches 14 units from its mean;
         float64 reaches down to -745)."""
-        return self.image if log_scale else np.exp(self.image.astype(np.float64))
+        if log_scale:
+            return self.image
+        if self._density is None:     # (a draw asks for it up to four times)
+            self._density = np.exp(self.image.astype(np.float64))
+        return self._density
 
     def largest_log_density(self):
         """The largest finite log p(x) drawn, or None."""
