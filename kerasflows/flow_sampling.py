@@ -6,6 +6,7 @@ import math
 import operator
 import threading
 
+import keras
 import tensorflow as tf
 
 from kerasflows.autograph_free import AutoGraphFree
@@ -93,8 +94,8 @@ def _int32_seed(seed):
     try:
         value = operator.index(seed)
     except TypeError:
-        raise ValueError(f"`seed` must be an integer; received {seed!r} "
-                         f"({type(seed).__name__}).") from None
+        raise ValueError(f"`seed` must be an integer or a `keras.random.SeedGenerator`; "
+                         f"received {seed!r} ({type(seed).__name__}).") from None
     if isinstance(seed, bool) or not -2**31 <= value < 2**31:
         raise ValueError(f"`seed` must be an integer in [-2**31, 2**31 - 1]; received "
                          f"{seed!r}.")
@@ -149,8 +150,8 @@ class FlowSampling(AutoGraphFree):
 
     def _base_sample(self, n, seed, temperature):
         shape = [n, self.event_dim] if isinstance(n, int) else tf.stack([n, self.event_dim])
-        if seed is None:
-            seed = _next_sample_seed(self.sample_seed)
+        if seed is None or isinstance(seed, keras.random.SeedGenerator):
+            seed = _next_sample_seed(self.sample_seed if seed is None else seed)
         else:
             seed = tf.stack([tf.cast(seed, "int32"), tf.constant(0, "int32")])
         # Philox, whatever TensorFlow's default generator ("auto_select") would pick.
@@ -178,7 +179,8 @@ class FlowSampling(AutoGraphFree):
         elif context is not None and context.shape[0] == 1:
             context = tf.repeat(context, n, axis=0)     # n rows known only at run time
         temperature = _checked_temperature(temperature)
-        seed = None if seed is None else tf.constant(_int32_seed(seed), "int32")
+        if seed is not None and not isinstance(seed, keras.random.SeedGenerator):
+            seed = tf.constant(_int32_seed(seed), "int32")
         return n, seed, temperature, context
 
     def sample_and_log_prob(self, n, context=None, seed=None, temperature=1.0, training=False):
@@ -207,6 +209,9 @@ class FlowSampling(AutoGraphFree):
 
     def sample(self, n, context=None, seed=None, temperature=1.0):
         """Draws `n` samples `[n, D]`; the same integer `seed` gives the same samples.
+        A `keras.random.SeedGenerator` as `seed` is drawn from, and advanced, at each
+        call, as `keras.random`'s functions do (without a seed, the flow's own
+        generator, `sample_seed`, is).
 
         A conditional flow takes `context` `[n, C]` (one row per sample) or
         `[1, C]` (one context for all `n` samples). In a traced function (a

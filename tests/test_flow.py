@@ -109,6 +109,25 @@ def test_seeds_are_int32_integers_and_others_raise(flow):
     for bad in (2**32 + 5, 2**31, 1.7, "5"):
         with pytest.raises(ValueError, match="`seed` must be an integer"):
             flow.sample(3, seed=bad)
+    with pytest.raises(ValueError, match=r"or a `keras.random.SeedGenerator`; received 1.7"):
+        flow.sample(3, seed=1.7)
+
+
+def test_sample_takes_a_keras_seed_generator_and_advances_it(flow):
+    """As `keras.random`'s functions do: two generators of one seed give the same
+    draws, and each call (eager or traced) advances the one it is given. An
+    integer was the only seed taken."""
+    a, b = keras.random.SeedGenerator(7), keras.random.SeedGenerator(7)
+    first = flow.sample(5, seed=a)
+    np.testing.assert_array_equal(first, flow.sample(5, seed=b))
+    second = flow.sample(5, seed=a)
+    assert not np.allclose(first, second)
+    traced = tf.function(lambda: flow.sample(5, seed=b))
+    np.testing.assert_array_equal(traced(), second)
+    assert not np.allclose(traced(), second)
+    x, log_prob = flow.sample_and_log_prob(5, seed=keras.random.SeedGenerator(7))
+    np.testing.assert_array_equal(x, first)
+    np.testing.assert_allclose(log_prob, flow.log_prob(x), rtol=1e-4, atol=1e-4)
 
 
 def test_integer_inputs_are_converted_and_other_dtypes_raise(flow):
