@@ -17,6 +17,8 @@ import os
 
 import numpy as np
 
+from kerasflows.files import replace_file
+
 try:
     import fcntl
 except ImportError:         # not POSIX: no lock (see `EpochCheckpoint.lock`)
@@ -173,22 +175,12 @@ class EpochCheckpoint:
         """Writes the state after `epoch` finished epochs. On a failed write (a full
         disk) the previous checkpoint stays, the partial copy is removed, and the
         OSError names the checkpoint."""
-        os.makedirs(self.directory, exist_ok=True)
         meta = json.dumps({"epoch": int(epoch), "history": history,
                            "fingerprint": self.fingerprint})
         arrays = {f"v{i}": np.asarray(v) for i, v in enumerate(values)}
-        tmp = f"{self.path}.{os.getpid()}.tmp"       # this process's: never another run's
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, meta=np.array(meta), **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except OSError as e:
-            _remove(tmp)
-            if e.filename is None:
-                e.filename = self.path
-            raise
+        # beside it, this process's (never another run's), as `delete` finds leftovers
+        replace_file(self.path, lambda f: np.savez(f, meta=np.array(meta), **arrays),
+                     temp=f"{self.path}.{os.getpid()}.tmp", sync=True)
 
     def epochs_done(self):
         """The finished epochs the checkpoint holds, whatever its fingerprint; 0 when

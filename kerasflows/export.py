@@ -58,6 +58,7 @@ import shutil
 import tensorflow as tf
 
 from kerasflows.dequantization import check_columns
+from kerasflows.files import make_folders
 from kerasflows.layers.base import NoInverseError, check_positive_int
 from kerasflows.layers.embedding import label_embedding
 
@@ -255,7 +256,7 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None,
     # Written beside the version directory under a name TF Serving ignores (not a
     # number), then renamed into place: a server polling `path` for new versions
     # never loads a half-written one.
-    made = _make_folders(os.fspath(path))
+    made = make_folders(os.fspath(path))
     partial = os.path.join(os.fspath(path), f".{version}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     done = False
@@ -278,16 +279,6 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None,
             with contextlib.suppress(OSError):
                 os.rmdir(folder)
     return target
-
-
-def _make_folders(path):
-    """Makes `path` and its missing parents; returns those it made, deepest first."""
-    missing, folder = [], path
-    while folder and not os.path.exists(folder):
-        missing.append(folder)
-        folder = os.path.dirname(folder.rstrip(os.sep))
-    os.makedirs(path, exist_ok=True)
-    return missing
 
 
 def _names(names, what, count, argument):

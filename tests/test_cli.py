@@ -2,6 +2,7 @@
 one-line user errors, and `--help` covering every flag."""
 
 import argparse
+import errno
 import json
 import os
 import re
@@ -220,6 +221,30 @@ def test_a_model_saves_under_the_longest_name_the_file_system_takes(tmp_path):
     train_command.save_atomically(flow, str(out), {"epochs": 0})
     assert os.listdir(tmp_path) == [out.name]
     assert training_record(out) == {"epochs": 0}
+
+
+def test_a_model_saved_through_a_link_replaces_the_file_it_names_or_keeps_it(tmp_path,
+                                                                              monkeypatch):
+    """`--out` a symbolic link: the model went over the link (a file in its place),
+    and a failed save's OSError named the hidden file beside it, not `--out`."""
+    flow = kerasflows.Flow([kerasflows.layers.Permute()], event_dim=2)
+    real = tmp_path / "models" / "m.keras"
+    train_command.save_atomically(flow, str(real), {"epochs": 1})
+    link = tmp_path / "latest.keras"
+    link.symlink_to(real)
+    train_command.save_atomically(flow, str(link), {"epochs": 2})
+    assert link.is_symlink() and training_record(real) == {"epochs": 2}
+
+    def full(self, name, *args, **kwargs):
+        with open(name, "wb") as f:
+            f.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device", name)
+    monkeypatch.setattr(kerasflows.Flow, "save", full)
+    with pytest.raises(OSError) as caught:
+        train_command.save_atomically(flow, str(link), {"epochs": 3})
+    assert caught.value.filename == str(link) and caught.value.errno == errno.ENOSPC
+    assert training_record(real) == {"epochs": 2}
+    assert sorted(os.listdir(real.parent)) == ["m.keras"]
 
 
 def test_train_save_every_epoch_writes_the_model_after_each_epoch(tmp_path, capsys,

@@ -294,29 +294,9 @@ def write_output(path, write):
     first: a write that fails (a full disk) leaves no half-written file and no
     new folder, and keeps the file `path` named before (through a symbolic link,
     the file it names; a file replaced keeps its permissions). The OSError of a
-    failed write names `path`."""
-    import shutil
-    from kerasflows.export import _make_folders
-    target = os.path.realpath(path)
-    folder, name = os.path.split(target)
-    made = _make_folders(folder)
-    part = os.path.join(folder, "." + name.encode()[:200].decode(errors="ignore")
-                        + f".{os.getpid()}.part")
-    try:
-        with open(part, "wb") as f:
-            write(f)
-        if os.path.isfile(target):
-            shutil.copymode(target, part)
-        os.replace(part, target)
-    except BaseException as e:
-        if os.path.lexists(part):
-            os.remove(part)
-        for new in made:
-            with contextlib.suppress(OSError):
-                os.rmdir(new)
-        if isinstance(e, OSError) and e.errno is not None:   # not NumPy's "n requested..."
-            e.filename, e.filename2 = os.fspath(path), None
-        raise
+    failed write names `path` (`kerasflows.files.replace_file`)."""
+    from kerasflows.files import replace_file
+    replace_file(path, write)
 
 
 @contextlib.contextmanager

@@ -246,21 +246,16 @@ def _record(args, dataset, parts, flow, history, seconds):
 def save_atomically(flow, out, record=None):
     """Writes `flow` (and its training `record`) to a hidden file beside `out`, then
     renames it over `out`: a reader (the visualizer following the file) never sees a
-    partial file, and a crash while saving keeps the previous one."""
+    partial file, and a crash while saving keeps the previous one
+    (`kerasflows.files.replace_file`)."""
+    from kerasflows.files import replace_file
     from kerasflows.loading import write_training_record
-    folder, name = os.path.split(os.path.abspath(out))
-    os.makedirs(folder, exist_ok=True)
-    tail = ".saving.keras"     # a name of at most 255 bytes, as the file system allows
-    stem = name[:-len(".keras")].encode()[:254 - len(tail)].decode(errors="ignore")
-    tmp = os.path.join(folder, f".{stem}{tail}")
-    try:
-        flow.save(tmp)
+
+    def save(name):
+        flow.save(name)
         if record is not None:
-            write_training_record(tmp, record)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+            write_training_record(name, record)
+    replace_file(out, save, by_name=True, tail=".saving.keras")   # Keras saves to .keras only
 
 
 def _tensorboard_log(args, dataset, x, context=None):
