@@ -37,6 +37,20 @@ def context_for(layer, context):
     return None if layer.context_dim is None else context
 
 
+def _output_spec(layer, spec):
+    """`layer`'s output for the symbolic input `spec`, the layer built for it first
+    as calling it builds it, but not called: a call on a free symbolic input is a
+    node of the layer's, which a model that also calls the layer in its own graph
+    (another head fed by the encoder) then failed to load with ("Graph
+    disconnected"). A layer of no `build` of its own is built by tracing its `call`,
+    as Keras does; others as Keras' wrappers build the layers they hold."""
+    if not layer.built:
+        if getattr(layer.build, "_is_default", False):    # Keras' own, which builds nothing
+            layer.compute_output_spec(spec)
+        layer.build(spec.shape)
+    return layer.compute_output_spec(spec)
+
+
 def encoded_context_dim(encoder, context_dim):
     """Builds `encoder` for contexts `[batch, context_dim]`; returns the width of its output.
 
@@ -51,7 +65,7 @@ def encoded_context_dim(encoder, context_dim):
         raise ValueError("A flow with a `context_encoder` is conditional: give context_dim, "
                          "the width of the context the encoder takes.")
     try:        # symbolically, so the encoder is built for any batch (as Model.summary shows)
-        out = encoder(keras.KerasTensor((None, context_dim)))
+        out = _output_spec(encoder, keras.KerasTensor((None, context_dim)))
         given = f"(None, {context_dim})"
     except Exception:       # a layer Keras cannot call symbolically: on one row of zeros
         out = encoder(tf.zeros([1, context_dim], keras.backend.floatx()))

@@ -156,6 +156,43 @@ def test_a_flow_is_a_layer_of_a_functional_model():
                                flow.log_prob(x, context=dense(c)).numpy(), rtol=1e-5, atol=1e-5)
 
 
+@keras.saving.register_keras_serializable("test_context_encoder")
+class _Subclassed(keras.layers.Layer):
+    """An encoder of sublayers and no `build`, which Keras builds by tracing `call`."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = keras.layers.Dense(3)
+
+    def call(self, c):
+        return self.inner(c)
+
+
+@pytest.mark.parametrize("make", [_encoder, lambda: keras.layers.Dense(3, name="encoder"),
+                                  lambda: _Subclassed(name="encoder")],
+                         ids=["sequential", "dense", "subclassed"])
+def test_an_encoder_shared_with_another_head_of_a_model_saves_and_loads(tmp_path, make):
+    """Finding the encoder's width called it on a free symbolic input: each call a node
+    of the encoder's (two for a recipe), and one more in the middle of loading a model
+    in which the encoder also fed another head, whose load then failed ("Graph
+    disconnected")."""
+    encoder = make()
+    flow = kerasflows.models.MAF(2, num_layers=1, hidden_units=(8,), context_dim=C,
+                                 context_encoder=encoder)
+    assert encoder.built and len(encoder._inbound_nodes) == 0
+    perturb_weights(flow, seed=1)
+    x_in, c_in = keras.Input((2,)), keras.Input((C,))
+    model = keras.Model([x_in, c_in], [flow(x_in, context=c_in),
+                                       keras.layers.Dense(1)(encoder(c_in))])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    x, c = _data(20)
+    for a, b in zip(model.predict([x, c], verbose=0), loaded.predict([x, c], verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    flows = [layer for layer in loaded.layers if isinstance(layer, kerasflows.Flow)]
+    assert flows[0].context_encoder is loaded.get_layer("encoder")
+
+
 def test_a_model_holding_a_flow_exports_after_the_flows_eager_calls(tmp_path):
     """The flow cached its eager calls' traced functions in a dict keyed by tuples,
     which TensorFlow tracked as one of its parts: after one eager `sample` or
