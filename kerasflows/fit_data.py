@@ -117,12 +117,16 @@ def _checked_batch(flow, batch, what, index):
     """A Keras-form batch of NumPy arrays or tensors (`_keras_batch`'s output),
     unchanged; raises ValueError naming `what` and the batch's `index` if its
     float inputs hold NaN or inf, its `x` values outside the flow's data-end
-    domain (`check_domain`), or its weights are not finite and >= 0."""
+    domain (`check_domain`), its context labels a `ClassEmbedding` context
+    encoder does not know, or its weights are not finite and >= 0."""
     for leaf in tf.nest.flatten(batch[0]):
         if leaf is not None and np.asarray(leaf).dtype.kind == "f":
             check_finite(f"{what}, batch {index},", leaf)
     x = batch[0] if flow.context_dim is None else batch[0][0]
     check_domain(flow, f"{what}, batch {index}", x, keras_cast=False)
+    embedding = label_embedding(flow)
+    if embedding is not None:
+        embedding.check_context(np.asarray(batch[0][1]), f"{what}, batch {index}, context")
     if len(batch) > 2 and batch[2] is not None:
         w = np.asarray(batch[2])
         bad = _bad_weights(w)
@@ -144,15 +148,39 @@ def _checked_tensors(flow, batch, what):
     if flow.context_dim is None:
         inputs = asserted_domain(flow, inputs, what)
     else:
-        inputs = (asserted_domain(flow, inputs[0], what), *inputs[1:])
+        inputs = (asserted_domain(flow, inputs[0], what), _asserted_labels(flow, inputs[1], what))
     rest = list(batch[1:])
     if len(rest) > 1 and rest[1] is not None:
         w = rest[1]
         valid = tf.reduce_all(tf.math.is_finite(w) & (w >= 0))
-        with tf.control_dependencies([tf.debugging.Assert(valid, [
-                f"{what}: the sample weights of a batch must be finite and >= 0"])]):
+        with tf.control_dependencies([_raising_unless(
+                valid, f"{what}: the sample weights of a batch must be finite and >= 0")]):
             rest[1] = tf.identity(w)
     return (inputs, *rest)
+
+
+def _asserted_labels(flow, context, what):
+    """A `tf.data` batch's `context`, asserted to hold labels the flow's
+    `ClassEmbedding` context encoder knows (`check_context`: 0..K-1 once rounded);
+    as it is for other encoders."""
+    embedding = label_embedding(flow)
+    if embedding is None:
+        return context
+    labels = tf.round(context) if context.dtype.is_floating else context
+    k = embedding.num_classes
+    valid = tf.reduce_all((labels >= 0) & (labels < tf.cast(k, labels.dtype)))
+    with tf.control_dependencies([_raising_unless(valid, (
+            f"{what} hold labels outside 0..{k - 1} in a batch of the tf.data stream "
+            f"(ClassEmbedding(num_classes={k}) knows labels 0..{k - 1}; one it does not "
+            "makes every weight NaN in training)"))]):
+        return tf.identity(context)
+
+
+def _raising_unless(valid, message):
+    """An op raising `InvalidArgumentError` with `message` when `valid` is False (a
+    `check_numerics` on a flag, whose message is printed as given:
+    `tf.debugging.Assert` escapes quotes, as in "fit\\'s")."""
+    return tf.debugging.check_numerics(tf.where(valid, 0.0, math.nan), message)
 
 
 class _KerasBatches(keras.utils.PyDataset):

@@ -45,8 +45,9 @@ class FlowTraining(FlatStepFunctions):
 
     #: Check the batches of a stream (`tf.data.Dataset`, `keras.utils.PyDataset`,
     #: generator) given to `fit` and `evaluate` as they are read: NaN or inf in
-    #: the data, values outside the data-end layer's `data_domain`, or weights
-    #: not finite and >= 0, raise naming the data (arrays are checked whole
+    #: the data, values outside the data-end layer's `data_domain`, labels a
+    #: `ClassEmbedding` context encoder does not know, or weights not finite
+    #: and >= 0, raise naming the data (arrays are checked whole
     #: before training). For tf.data a parallel map beside the step: 0.24-0.48
     #: ms a step (10-20%) for a 2-D MAF with batches of 512, 0.23 ms (5%) for a
     #: 64-D RealNVP (`benchmarks/stream_check.py`). False: no check (a NaN then

@@ -500,7 +500,8 @@ def test_nan_in_a_stream_raises_naming_the_data_and_predict_gives_nan(kind):
             lambda a, b: (a, None, b))
     else:
         stream = _Batches(weighted) if kind == "pydataset" else iter(weighted)
-    with pytest.raises(errors, match="sample weights .*must be finite and >= 0"):
+    with pytest.raises(errors, match="Flow.fit's training data.*sample weights .*must be "
+                                     "finite and >= 0"):
         flow.fit(stream, epochs=1, verbose=0)
     # the flow is still usable after the errors
     assert np.isfinite(flow.fit(_stream(kind, x), epochs=1, verbose=0).history["loss"]).all()
@@ -537,6 +538,35 @@ def test_a_stream_outside_the_data_end_layers_domain_raises(kind, conditional):
         flow.evaluate(data(bad), verbose=0)
     assert all(np.isfinite(w.numpy()).all() for w in flow.weights)
     assert np.isfinite(flow.fit(data(x), epochs=1, verbose=0).history["loss"]).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int64"])
+@pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
+def test_a_stream_of_labels_a_class_embedding_does_not_know_raises(kind, dtype):
+    """Arrays were checked; a stream's label 3 for ClassEmbedding(3) turned every
+    weight NaN without a word."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, size=(256, 1)).astype(dtype)
+    x = (rng.normal(size=(256, 2)) + 2 * labels).astype("float32")
+    bad = labels.copy()
+    bad[200] = 3                          # batch 3 of 64 rows, its row 8
+    flow = M.MAF(2, num_layers=1, hidden_units=(8,), context_dim=1,
+                 context_encoder=L.ClassEmbedding(3))
+    flow.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=False)
+    errors = (ValueError, tf.errors.InvalidArgumentError)
+    where = (r" hold labels outside 0..2 in a batch of the tf.data stream" if kind == "tf.data"
+             else r", batch 3, context: labels for ClassEmbedding\(num_classes=3\) are 0..2; "
+                  r"received 3.0 in row 8")
+    with pytest.raises(errors, match=f"Flow.fit's training data{where}"):
+        flow.fit(_stream(kind, (x, bad)), epochs=1, verbose=0)
+    with pytest.raises(errors, match=f"Flow.fit's validation data{where}"):
+        flow.fit(_stream(kind, (x, labels)), validation_data=_stream(kind, (x, bad)), epochs=1,
+                 verbose=0)
+    with pytest.raises(errors, match=f"Flow.evaluate's data{where}"):
+        flow.evaluate(_stream(kind, (x, bad)), verbose=0)
+    assert all(np.isfinite(w.numpy()).all() for w in flow.weights)
+    assert np.isfinite(flow.fit(_stream(kind, (x, labels)), epochs=1, verbose=0)
+                       .history["loss"]).all()
 
 
 @pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
