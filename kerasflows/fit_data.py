@@ -16,6 +16,9 @@ from kerasflows.layers.embedding import label_embedding
 __all__ = ["check_finite", "check_domain", "data_end_domain", "prepare_fit_data",
            "prepare_eval_data", "weights_for_keras", "degenerate_columns", "is_stream"]
 
+#: The `tf.data` element spec of a None (`(x, None, w)`'s middle item).
+_NONE_SPEC = type(tf.type_spec_from_value(None))
+
 
 def _is_array(v):
     return isinstance(v, (np.ndarray, tf.Tensor, list)) or hasattr(v, "__array__")
@@ -75,11 +78,47 @@ def _check_arrays(flow, data, name, finite=True):
     return data
 
 
+def _batch_forms(flow):
+    """The forms of a stream's batches `flow` takes, in words."""
+    if flow.context_dim is None:
+        return "x, (x,) or (x, None, sample_weight)"
+    return "(x, context), ((x, context),) or ((x, context), None, sample_weight)"
+
+
+def _check_batch_form(flow, batch):
+    """Raises a ValueError naming the forms `flow` takes if `batch` (a stream's batch,
+    or a `tf.data` element spec) is a dict, a conditional flow's lone `x` or flat
+    `(x, context, w)`, or a triple whose middle item (targets) is not None.
+    Pairs are `_keras_batch`'s."""
+    if isinstance(batch, dict):
+        raise ValueError(f"A batch of this flow's data is {_batch_forms(flow)}; received a "
+                         f"dict (keys {sorted(map(str, batch))}).")
+    conditional = flow.context_dim is not None
+    if conditional and not isinstance(batch, (tuple, list)):
+        raise ValueError(f"This flow is conditional (context_dim={flow.context_dim}): a batch "
+                         f"of its data is {_batch_forms(flow)}; received x alone.")
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (1, 3):
+        return
+    paired = isinstance(batch[0], (tuple, list)) and len(batch[0]) == 2
+    if conditional and not paired:
+        raise ValueError(
+            f"This flow is conditional (context_dim={flow.context_dim}): a batch of its data "
+            f"is {_batch_forms(flow)}; received a {'triple' if len(batch) == 3 else 'tuple'} "
+            "whose first item is not (x, context) (weigh the rows with ((x, context), None, "
+            "sample_weight)).")
+    if len(batch) == 3 and not (batch[1] is None or isinstance(batch[1], _NONE_SPEC)):
+        raise ValueError(
+            f"A batch (inputs, y, sample_weight) has targets y, and a flow has none: a batch "
+            f"of this flow's data is {_batch_forms(flow)}.")
+
+
 def _keras_batch(flow, batch):
     """One batch of a stream, in Keras' `(inputs,)` / `(inputs, None, sample_weight)`
     form: a bare `x` becomes `(x,)`, a conditional flow's `(x, context)` becomes
     `((x, context),)`. Raises on a `(x, y)` batch of an unconditional flow, and on
-    `((x, context), y)`: a flow has no targets."""
+    `((x, context), y)`: a flow has no targets; and on other forms than the flow's
+    (`_check_batch_form`)."""
+    _check_batch_form(flow, batch)
     if isinstance(batch, list):
         batch = tuple(batch)
     if not isinstance(batch, tuple):
@@ -229,6 +268,7 @@ def _stream_for_keras(flow, data, want_first=False, what=None):
     first = None
     if isinstance(data, tf.data.Dataset):
         spec = data.element_spec
+        _check_batch_form(flow, spec)
         if isinstance(spec, tuple) and len(spec) == 2:
             _keras_batch(flow, spec)        # (x, y) unconditional, ((x, c), y): raise
             data = data.map(lambda x, context: ((x, context),))

@@ -598,6 +598,36 @@ def test_conditional_flow_refuses_weights_as_targets_in_a_stream(kind):
             call()
 
 
+@pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
+def test_stream_batches_of_other_forms_than_the_flows_raise_naming_its_forms(kind):
+    """A conditional flow's tf.data stream of x alone, of dicts or of flat (x, context,
+    w) failed inside the check map (iterating a symbolic tensor, KeyError: 0); an
+    unconditional flow's (x, y, w) trained, y ignored."""
+    x, c, w = np.zeros((128, 2), "float32"), np.zeros((128, 3), "float32"), np.ones(128)
+    conditional = M.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=3)
+    plain = M.RealNVP(2, num_layers=1, hidden_units=(8,))
+    for flow in (conditional, plain):
+        flow.compile(optimizer="adam", jit_compile=False)
+
+    def stream(*arrays, form=tuple):
+        if kind == "tf.data":
+            return tf.data.Dataset.from_tensor_slices(form(arrays)).batch(64)
+        batches = [form(tuple(a[i:i + 64] for a in arrays)) for i in (0, 64)]
+        return _Batches(batches) if kind == "pydataset" else iter(batches)
+    cases = [(conditional, lambda: stream(x, form=lambda a: a[0]), "received x alone"),
+             (conditional, lambda: stream(x, c, form=lambda a: {"x": a[0], "c": a[1]}),
+              r"received a dict \(keys \['c', 'x'\]\)"),
+             (conditional, lambda: stream(x, c, w), r"first item is not \(x, context\)"),
+             (plain, lambda: stream(x, c, w), r"has targets y, and a flow has none")]
+    for flow, data, message in cases:
+        forms = (r"\(x, context\), \(\(x, context\),\) or" if flow is conditional
+                 else r"x, \(x,\) or \(x, None, sample_weight\)")
+        for call in (lambda: flow.fit(data(), epochs=1, verbose=0),
+                     lambda: flow.evaluate(data(), verbose=0)):
+            with pytest.raises(ValueError, match=f"(?s)(?=.*{message})(?=.*{forms})"):
+                call()
+
+
 def test_keras_file_keeps_the_optimizer_and_training_resumes_identically(tmp_path, recwarn):
     x = datasets.load("moons", n=512, seed=0)
     flow = M.MAF(2, num_layers=2, hidden_units=(16,))
