@@ -223,6 +223,41 @@ def test_a_model_saves_under_the_longest_name_the_file_system_takes(tmp_path):
     assert training_record(out) == {"epochs": 0}
 
 
+def test_the_file_save_every_epoch_leaves_before_the_end_carries_the_record(tmp_path, capsys,
+                                                                           monkeypatch):
+    """A run stopped after an epoch (killed) left --out without the training record:
+    evaluate scored counts without their noise, sample wrote no header and counts with
+    fractions, info knew nothing of it."""
+    rng = np.random.default_rng(0)
+    rows = np.column_stack([rng.poisson(4, 600), rng.normal(size=600), rng.poisson(6, 600)])
+    data = tmp_path / "counts.csv"
+    np.savetxt(data, rows, delimiter=",", header="a,b,c", comments="", fmt="%.6g")
+    model, left = tmp_path / "m.keras", tmp_path / "left.keras"
+    real = train_command.save_atomically
+
+    def stopping(flow, out, record=None):
+        real(flow, out, record)
+        if record.get("epochs_done") == 2:
+            shutil.copy(out, left)           # the file a kill after epoch 2 leaves
+    monkeypatch.setattr(train_command, "save_atomically", stopping)
+    _run(capsys, "train", data, "--dequantize", "--recipe", "realnvp", "--layers", "2",
+         "--hidden", "8", "--epochs", "3", "--batch-size", "128", "--save-every-epoch",
+         "--out", model, "--quiet")
+    record = training_record(left)
+    assert (record["epochs_done"], record["dequantized_columns"], record["columns"]) == (
+        2, [0, 2], ["a", "b", "c"])
+    out = _run(capsys, "info", left)
+    assert "2 of 3 epochs (the file --save-every-epoch wrote after that epoch" in out
+    assert "dequantized (--dequantize): columns 1 (a), 3 (c)" in out
+    assert "trained with --dequantize" in _run(capsys, "evaluate", left, data)
+    _run(capsys, "sample", left, "-n", "20", "--seed", "0", "-o", tmp_path / "s.csv")
+    lines = (tmp_path / "s.csv").read_text().splitlines()
+    samples = np.loadtxt(lines[1:], delimiter=",")
+    assert lines[0] == "a,b,c" and np.array_equal(samples[:, [0, 2]],
+                                                  np.floor(samples[:, [0, 2]]))
+    assert "epochs_done" not in training_record(model)       # the finished run's record
+
+
 def test_a_model_saved_through_a_link_replaces_the_file_it_names_or_keeps_it(tmp_path,
                                                                               monkeypatch):
     """`--out` a symbolic link: the model went over the link (a file in its place),
@@ -258,7 +293,11 @@ def test_train_save_every_epoch_writes_the_model_after_each_epoch(tmp_path, caps
         loaded = kerasflows.load(out)
         for a, b in zip(loaded.get_weights(), flow.get_weights()):
             np.testing.assert_array_equal(a, b)
-        seen.append((record is not None, sorted(os.listdir(tmp_path)), flow.get_weights()))
+        seen.append(("epochs_done" not in record, sorted(os.listdir(tmp_path)),
+                     flow.get_weights()))
+        if "epochs_done" in record:     # each epoch's file has the record, so far
+            assert record["epochs_done"] == len(record["history"]["loss"])
+            assert record["recipe"] == "realnvp" and "train_nll" not in record
     monkeypatch.setattr(train_command, "save_atomically", recording)
     argv = ["train", "moons", "--n", "600", "--epochs", "3", "--recipe", "realnvp",
             "--layers", "2", "--hidden", "8", "--batch-size", "128", "--out", str(model),

@@ -119,8 +119,16 @@ def _print_flow(info):
         data, manifest = record.get("data"), info.get("manifest") or {}
         if isinstance(data, str) and not os.path.exists(data) and manifest.get("data"):
             data = f"{data} (no longer there; it held {manifest['data']})"
+        if "epochs_done" in record:         # written by --save-every-epoch during the run
+            losses = (record.get("history") or {}).get("loss") or [None]
+            done = (f"{record['epochs_done']} of {plural(record.get('epochs'), 'epoch')} (the "
+                    "file --save-every-epoch wrote after that epoch: the run had not finished)")
+            scores = (f"training loss {losses[-1]:.4f}" if isinstance(losses[-1], (int, float))
+                      else "no NLL measured")
+        else:
+            done, scores = plural(record.get('epochs'), 'epoch'), f"NLL (nats) {nlls}"
         print(f"trained on: {data} ({record.get('n_train')} rows), recipe "
-              f"{record.get('recipe')}, {plural(record.get('epochs'), 'epoch')}; NLL (nats) {nlls}")
+              f"{record.get('recipe')}, {done}; {scores}")
         if record.get("columns"):
             print(f"columns: {name_list(map(str, record['columns']))}")
         if _indices(record.get("dequantized_columns")):

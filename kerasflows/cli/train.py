@@ -209,11 +209,10 @@ def _builder(args, event_dim, context=None, standardize=False):
     return build
 
 
-def _record(args, dataset, parts, flow, history, seconds):
+def _settings(args, dataset, parts, flow):
+    """The training record's fields known before any epoch: the data, its columns and
+    splits, the flow's settings, the command."""
     import kerasflows
-    from kerasflows.distributed import evaluate_nll
-    nll = {name: (evaluate_nll(flow, *part) if part is not None else (None, None))
-           for name, part in zip(("train", "validation", "test"), parts)}
     names = read_column_names(args.data) if dataset is None else None
     context_names = read_column_names(args.context)
     return {"data": args.data, "dataset": dataset,
@@ -235,12 +234,20 @@ def _record(args, dataset, parts, flow, history, seconds):
             "n_train": len(parts[0][0]),
             "n_validation": len(parts[1][0]) if parts[1] is not None else 0,
             "n_test": len(parts[2][0]) if parts[2] is not None else 0,
-            **{f"{k}_nll": v[0] for k, v in nll.items()}, "test_nll_se": nll["test"][1],
-            "history": history, "train_seconds": round(seconds, 1),
             "parameters": int(flow.count_params()),
             "command": shlex.join(["kerasflows", *args.argv]),
             "kerasflows_version": kerasflows.__version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _record(args, dataset, parts, flow, history, seconds):
+    """The training record of a finished run: `_settings`, each split's NLL, the history."""
+    from kerasflows.distributed import evaluate_nll
+    nll = {name: (evaluate_nll(flow, *part) if part is not None else (None, None))
+           for name, part in zip(("train", "validation", "test"), parts)}
+    return {**_settings(args, dataset, parts, flow),
+            **{f"{k}_nll": v[0] for k, v in nll.items()}, "test_nll_se": nll["test"][1],
+            "history": history, "train_seconds": round(seconds, 1)}
 
 
 def save_atomically(flow, out, record=None):
@@ -364,6 +371,13 @@ def run(args):
         if args.save_every_epoch and not args.quiet and is_chief(strategy):
             print(f"Writing {out} after every epoch; watch it with: kerasflows-viz {out} "
                   "--follow", flush=True)
+        def save_epoch(done, flow, history):
+            # with its record: a run stopped later leaves this file, which evaluate, sample
+            # and the visualizer read as the final one (columns, dequantized columns)
+            save_atomically(flow, out, json_safe({
+                **_settings(args, dataset, measured, flow), "standardize": standardize,
+                "dequantized_columns": noisy, "epochs_done": done, "history": history}))
+
         start = time.perf_counter()
         try:        # until the checkpoint is deleted, Ctrl-C says what it keeps
             # the hooks name their own outputs; train_flow writes only the checkpoint
@@ -376,8 +390,8 @@ def run(args):
                     fingerprint=fingerprint(args, x, context, parts),
                     verbose=progress_verbosity(args.quiet),
                     on_epoch_end=_epoch_hooks([
-                        _writing_hook(lambda _, flow, __: save_atomically(flow, out), "--out",
-                                      out, checkpoint_dir) if args.save_every_epoch else None,
+                        _writing_hook(save_epoch, "--out", out, checkpoint_dir)
+                        if args.save_every_epoch else None,
                         _writing_hook(_tensorboard_log(args, dataset, *measured[0]),
                                       "--tensorboard", args.tensorboard, checkpoint_dir)
                         if args.tensorboard else None]))
