@@ -17,8 +17,6 @@ import os
 
 import numpy as np
 
-from kerasflows.files import replace_file
-
 try:
     import fcntl
 except ImportError:         # not POSIX: no lock (see `EpochCheckpoint.lock`)
@@ -178,6 +176,7 @@ class EpochCheckpoint:
         meta = json.dumps({"epoch": int(epoch), "history": history,
                            "fingerprint": self.fingerprint})
         arrays = {f"v{i}": np.asarray(v) for i, v in enumerate(values)}
+        from kerasflows.files import replace_file   # (this module alone imports no TensorFlow)
         # beside it, this process's (never another run's), as `delete` finds leftovers
         replace_file(self.path, lambda f: np.savez(f, meta=np.array(meta), **arrays),
                      temp=f"{self.path}.{os.getpid()}.tmp", sync=True)

@@ -20,6 +20,8 @@ import zipfile
 
 import keras
 
+from kerasflows.checkpoint import EpochCheckpoint
+
 __all__ = ["load", "training_record", "write_training_record", "model_file"]
 
 _RECORD = "kerasflows/training.json"
@@ -37,13 +39,25 @@ def model_file(path):
                 os.path.isfile(os.path.join(path, d, "saved_model.pb")) for d in os.listdir(path)):
             raise ValueError(f"{path} is a SavedModel directory (for TF Serving); open it with "
                              "kerasflows.export.load_saved_model, or give the .keras file.")
+        if os.path.isfile(os.path.join(path, EpochCheckpoint.FILENAME)):
+            raise ValueError(_checkpoint_not_a_model(path))
         raise ValueError(f"{path}: folder holds no flow.keras; expected a .keras file or a "
                          "model folder such as saved_models/moons.")
     if not os.path.exists(path):
         raise ValueError(f"{path}: no such file.")
+    if os.path.basename(path) == EpochCheckpoint.FILENAME:
+        raise ValueError(_checkpoint_not_a_model(os.path.dirname(path) or "."))
     if not path.endswith(".keras"):
         raise ValueError(f"{path}: expected a .keras model file or a model folder.")
     return path
+
+
+def _checkpoint_not_a_model(folder):
+    """The error for a training checkpoint's folder given as a model."""
+    done = EpochCheckpoint(folder, {}).epochs_done()
+    return (f"{folder} holds a training checkpoint ({EpochCheckpoint.FILENAME}, {done} epochs "
+            "done), not a model: rerun the same `kerasflows train` command (or `train_flow` "
+            "call) to resume from it; it saves the model when the run ends.")
 
 
 def _check_archive(path):

@@ -3,6 +3,7 @@ writing process's own, and refusals that name the checkpoint file, not its folde
 
 import errno
 import os
+import re
 import subprocess
 import sys
 
@@ -167,3 +168,23 @@ def test_a_checkpoint_without_todays_settings_is_refused_as_an_older_kerasflows(
     with pytest.raises(ValueError, match=r"other settings \(differing: base, seed\); rerun "):
         EpochCheckpoint(folder, {"seed": 2, "base": "normal"}).load()
     assert EpochCheckpoint(folder, {"seed": 1}).load()[0] == 3
+
+
+def test_a_checkpoint_given_as_a_model_is_named_as_one(tmp_path, capsys):
+    """`info m.checkpoint` (all a killed run without --save-every-epoch leaves) said the
+    folder holds no flow.keras, and `info m.checkpoint/checkpoint.npz` that a .keras file
+    was expected: neither said what the file is or how to get a model from it."""
+    folder = tmp_path / "m.checkpoint"
+    EpochCheckpoint(str(folder), {}).save(3, [np.zeros(2, "float32")], {"loss": [1.0] * 3})
+    for given in (folder, folder / "checkpoint.npz"):
+        with pytest.raises(ValueError, match=rf"^{re.escape(str(folder))} holds a training "
+                                             r"checkpoint \(checkpoint.npz, 3 epochs done\), "
+                                             r"not a model: rerun the same `kerasflows train`"):
+            kerasflows.load(given)
+        samples = str(tmp_path / "s.npy")
+        for command in (["info"], ["evaluate"], ["sample", "-n", "2", "-o", samples]):
+            with pytest.raises(SystemExit) as exit_info:
+                main([*command[:1], str(given), *command[1:]]
+                     + (["moons"] if command == ["evaluate"] else []))
+            err = capsys.readouterr().err
+            assert exit_info.value.code == 2 and "holds a training checkpoint" in err, err
