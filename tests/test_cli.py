@@ -1649,12 +1649,15 @@ def test_plot_says_what_it_draws_of_one_column_and_how_many_context_rows_it_take
         capsys)
     out = _run(capsys, "plot", tmp_path / "one.keras", "-o", tmp_path / "p.png", "--what",
                "pairs", "--resolution", "32", "-n", "200")
-    assert "every pair of x1" in out and _png(tmp_path / "p.png").shape[:2] == (32, 32)
+    # (it said "every pair of x1: 200 samples below the diagonal (2-D histograms)")
+    assert re.search(r"Wrote .*p\.png \(32x32\): a histogram of 200 samples of x1 \(filled "
+                     r"orange\) on \[-?\d", out) and "pair" not in out, out
+    assert _png(tmp_path / "p.png").shape[:2] == (32, 32)
     # the default, both, falls back to that histogram (it refused, its help saying it
     # falls back for other flows)
     out = _run(capsys, "plot", tmp_path / "one.keras", "-o", tmp_path / "d.png",
                "--resolution", "32", "-n", "200")
-    assert "every pair of x1" in out
+    assert "a histogram of 200 samples of x1" in out
     np.testing.assert_array_equal(_png(tmp_path / "d.png"), _png(tmp_path / "p.png"))
 
 

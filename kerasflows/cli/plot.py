@@ -273,6 +273,12 @@ def _draw_pairs(args, flow, context, dims):
     data = _data_sample(args, flow)
     picture, ranges = pictures.pairs_picture(samples, data, dims, cell=args.resolution)
     names = model_column_names(args.model) or [f"x{d + 1}" for d in range(flow.event_dim)]
+    if len(dims) == 1:          # a one-column flow: the diagonal's one cell
+        (lo, hi), = ranges
+        return [picture], [f"a histogram of {len(samples)} samples of {names[dims[0]]} "
+                           "(filled orange" + ("" if data is None else
+                                               f"; {len(data)} points of the data sample, "
+                                               "a grey line") + f") on [{lo:.3g}, {hi:.3g}]"]
     what = f"every pair of {', '.join(names[d] for d in dims)}: {len(samples)} samples below " \
            "the diagonal"
     what += ("" if data is None else f", {len(data)} points of the data sample above it") + \
