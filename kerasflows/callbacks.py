@@ -101,6 +101,13 @@ class FlowImages(keras.callbacks.Callback):
                  image_levels=None, span=10.0, flow=None, contexts=None, pairs=None):
         super().__init__()
         self.log_dir = os.fspath(log_dir)
+        if isinstance(data, (tuple, list)) and len(data) == 2 and all(
+                np.ndim(part) == 2 for part in data):
+            # fit's (x, context): NumPy's own error was of an inhomogeneous shape
+            raise ValueError("`data` takes the x array only, [n, D]; received a pair of "
+                             f"arrays (shapes {np.shape(data[0])} and {np.shape(data[1])}), as "
+                             "fit's (x, context). A conditional flow is drawn at `context=` "
+                             "(or `contexts=`).")
         self.data = None if data is None else np.asarray(data, np.float32)
         if self.data is not None and self.data.ndim != 2:
             raise ValueError(f"`data` must have shape [n, D]; received {self.data.shape}.")

@@ -144,6 +144,10 @@ def test_bad_settings_raise_naming_what_was_expected(tmp_path):
             (lambda: FlowImages(tmp_path, every=0), r"`every` must be an integer >= 1. Received: every=0"),
             (lambda: FlowImages(tmp_path, region=(0, 0, 0, 1)), "region must be finite"),
             (lambda: FlowImages(tmp_path, data=np.zeros(5)), r"data` must have shape \[n, D\]"),
+            # fit's (x, context): NumPy's error of an inhomogeneous shape
+            (lambda: FlowImages(tmp_path, data=(np.zeros((9, 2)), np.zeros((9, 1)))),
+             r"`data` takes the x array only, \[n, D\]; received a pair of arrays \(shapes "
+             r"\(9, 2\) and \(9, 1\)\), as fit's \(x, context\)"),
             (lambda: FlowImages(tmp_path, image_shape=(2,)),
              r"`image_shape` must be \(height, width\).*\(2,\)"),
             (lambda: FlowImages(tmp_path, span=0), r"`span` must be a finite number .*0")]:
