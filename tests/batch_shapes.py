@@ -41,3 +41,9 @@ def check_bijector_batch_shapes(layer, conditional=None, rtol=1e-12, log_det_rto
         with pytest.raises(ValueError, match=r"is conditional \(context_dim=2\): its "
                            r"bijector needs `context=` of shape \(batch, 2\)"):
             conditional.bijector()
+        # a [C] context was read as C rows, refused deep in TFP's loop of autoregressive
+        # layers as "The context has 2 rows and the inputs 1"
+        for context in (tf.zeros([2], "float64"), [0.0, 0.0], tf.zeros([1, 3], "float64")):
+            with pytest.raises(ValueError, match=r"expected context of shape \(batch, 2\); "
+                               r"received shape \((2,|1, 3)\)"):
+                conditional.bijector(context=context).forward(tf.zeros([1, 3], "float64"))

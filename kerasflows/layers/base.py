@@ -171,11 +171,16 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
         raise NotImplementedError(f"{type(self).__name__} must implement bijector(context=None).")
 
     def check_bijector_context(self, context):
-        """Raises ValueError if this conditional layer's `bijector()` got no context."""
+        """Raises ValueError if this conditional layer's `bijector()` got no context, or
+        one not of shape `(batch, context_dim)` (a `[C]` context was read as C rows)."""
         if self.context_dim is not None and context is None:
             raise ValueError(f"{type(self).__name__} '{self.name}' is conditional "
                              f"(context_dim={self.context_dim}): its bijector needs "
                              f"`context=` of shape (batch, {self.context_dim}).")
+        if context is not None:
+            check_event_dim(f"{type(self).__name__} '{self.name}'", context if hasattr(
+                context, "shape") else tf.convert_to_tensor(context), self.context_dim,
+                            what="context")
 
     def check_inputs(self, x, context=None):
         """Validates shapes of `x` and `context`; returns them as tensors."""
