@@ -102,6 +102,19 @@ def _int32_seed(seed):
     return value
 
 
+def _seed_tensor(seed):
+    """`seed` as an int32 scalar tensor: an integer in int32's range (`_int32_seed`), or
+    a scalar int32 tensor whose value is known only at run time (a traced function's
+    argument), as `n` may be."""
+    if tf.is_tensor(seed) and tf.get_static_value(seed) is None:
+        if seed.dtype != tf.int32 or seed.shape.rank != 0:
+            raise ValueError("`seed` must be an integer, a `keras.random.SeedGenerator` or, "
+                             "in a traced function, a scalar int32 tensor; received "
+                             f"{seed!r}.")
+        return seed
+    return tf.constant(_int32_seed(seed), "int32")
+
+
 def _int32_count(value):
     """`value` as a Python int in [0, 2**31): TensorFlow's shapes here are int32, so a
     larger count would wrap (2**32 + 3 draws 3 rows) or fail inside TensorFlow."""
@@ -180,7 +193,7 @@ class FlowSampling(AutoGraphFree):
             context = tf.repeat(context, n, axis=0)     # n rows known only at run time
         temperature = _checked_temperature(temperature)
         if seed is not None and not isinstance(seed, keras.random.SeedGenerator):
-            seed = tf.constant(_int32_seed(seed), "int32")
+            seed = _seed_tensor(seed)
         return n, seed, temperature, context
 
     def sample_and_log_prob(self, n, context=None, seed=None, temperature=1.0, training=False):
@@ -216,6 +229,7 @@ class FlowSampling(AutoGraphFree):
         A conditional flow takes `context` `[n, C]` (one row per sample) or
         `[1, C]` (one context for all `n` samples). In a traced function (a
         Keras model's `call`), `n` may be a scalar integer tensor such as
-        `tf.shape(context)[0]`; an `[n, C]` context is then taken as it is."""
+        `tf.shape(context)[0]` (an `[n, C]` context is then taken as it is), and
+        `seed` a scalar int32 tensor."""
         n, seed, temperature, context = self._sample_args(n, context, seed, temperature)
         return self.forward(self._base_sample(n, seed, temperature), context)

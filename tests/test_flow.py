@@ -111,6 +111,13 @@ def test_seeds_are_int32_integers_and_others_raise(flow):
             flow.sample(3, seed=bad)
     with pytest.raises(ValueError, match=r"or a `keras.random.SeedGenerator`; received 1.7"):
         flow.sample(3, seed=1.7)
+    # in a traced function a scalar int32 tensor, as n may be (it was refused)
+    traced = tf.function(lambda s: flow.sample(3, seed=s))
+    np.testing.assert_array_equal(traced(tf.constant(5)), flow.sample(3, seed=5))
+    np.testing.assert_array_equal(traced(tf.constant(-2**31)), flow.sample(3, seed=-2**31))
+    for bad in (tf.constant(5, tf.int64), tf.constant([5]), tf.constant(5.0)):
+        with pytest.raises(ValueError, match=r"in a traced function, a scalar int32 tensor"):
+            tf.function(lambda s: flow.sample(3, seed=s))(bad)
 
 
 def test_sample_takes_a_keras_seed_generator_and_advances_it(flow):
