@@ -1308,25 +1308,26 @@ def test_unwritable_outputs_fail_before_any_training(tmp_path, capsys, monkeypat
     monkeypatch.setattr(fit_target, "_train", no_training)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
+    # each names its option (the path alone before)
     cases = [
-        (["train", "moons", "--out", blocker / "m.keras"], blocker / "m.keras"),
+        (["train", "moons", "--out", blocker / "m.keras"], "--out", blocker / "m.keras"),
         (["train", "moons", "--out", tmp_path / "m.keras", "--report", blocker / "r.json"],
-         blocker / "r.json"),
+         "--report", blocker / "r.json"),
         (["train", "moons", "--out", tmp_path / "m.keras",
-          "--checkpoint-dir", blocker / "ckpt"], blocker / "ckpt"),
+          "--checkpoint-dir", blocker / "ckpt"], "--checkpoint-dir", blocker / "ckpt"),
         (["fit-target", "--target", "u1", "--recipe", "planar", "--out", blocker / "u.keras"],
-         blocker / "u.keras"),
+         "--out", blocker / "u.keras"),
         (["fit-target", "--target", "u1", "--recipe", "planar", "--out", tmp_path / "u.keras",
-          "--report", blocker / "u.json"], blocker / "u.json"),
+          "--report", blocker / "u.json"], "--report", blocker / "u.json"),
         (["fit-target", "--target", "u1", "--recipe", "planar",
-          "--model-dir", blocker / "u1"], blocker / "u1" / "flow.keras"),
+          "--model-dir", blocker / "u1"], "--model-dir", blocker / "u1" / "flow.keras"),
     ]
-    for argv, path in cases:
+    for argv, option, path in cases:
         with pytest.raises(SystemExit) as exit_info:
             main([str(a) for a in argv])
         err = capsys.readouterr().err
         assert exit_info.value.code == 2, (argv, err)
-        assert f"kerasflows: error: cannot write {path}: its folder" in err, (argv, err)
+        assert f"kerasflows: error: cannot write {option} {path}: its folder" in err, (argv, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]   # nothing written
 
 

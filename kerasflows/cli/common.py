@@ -171,13 +171,13 @@ def _arg_error(message):
     return argparse.ArgumentTypeError(message)
 
 
-def output_folder(path):
-    """Makes the folder of the output file `path`; a UserError naming the path when
-    it cannot. `train` and `fit-target` call it for their outputs before training
+def output_folder(path, option):
+    """Makes the folder of the output file `path` (given as `option`, e.g. "--out"); a
+    UserError naming them when it cannot. `train` and `fit-target` call it for their outputs before training
     (which is lost when its result cannot be written); `sample` and `plot` check
     theirs without making it (`check_output_file`)."""
     folder = os.path.dirname(os.path.abspath(path))
-    return _made_folder(folder, f"cannot write {path}: its folder {folder}")
+    return _made_folder(folder, f"cannot write {option} {path}: its folder {folder}")
 
 
 def check_paths_given(pairs):

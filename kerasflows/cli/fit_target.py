@@ -172,9 +172,10 @@ def run(args):
                    ("--model-dir", os.path.join(args.model_dir, "saved_model"))]
     check_outputs([("--model-dir" if args.model_dir else "--out", model_path),
                    ("--report", report)], folders=folders)
-    for path in (model_path, report):
+    for option, path in (("--model-dir" if args.model_dir else "--out", model_path),
+                         ("--report", report)):
         if path:
-            output_folder(path)
+            output_folder(path, option)
     keras.utils.set_random_seed(args.seed)
     flow = build_flow(args.recipe, args.layers, args.hidden, args.bins, args.bound,
                       args.direction)

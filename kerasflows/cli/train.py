@@ -354,8 +354,9 @@ def run(args):
         if os.path.exists(checkpoint_dir) and not os.path.isdir(checkpoint_dir):
             raise UserError(f"--checkpoint-dir {checkpoint_dir} is a file; expected a folder "
                             "(made as the run starts).")
-        for path in (out, report, checkpoint_dir):
-            output_folder(path)
+        for option, path in (("--out", out), ("--report", report),
+                             ("--checkpoint-dir", checkpoint_dir)):
+            output_folder(path, option)
         if args.tensorboard:
             writable_folder(args.tensorboard, "--tensorboard")
         held.enter_context(holding(checkpoint_dir))     # this run's until it ends
