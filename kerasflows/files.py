@@ -1,6 +1,7 @@
 """Writing a file whole or not at all: the new content goes to a file beside it,
 renamed over it once written (the CLI's outputs, `kerasflows train`'s model,
-training checkpoints, the visualizer's exports)."""
+training checkpoints; the visualizer, which opens SavedModels without
+kerasflows installed, keeps its own, `visualizer.headless.write_replacing`)."""
 
 import contextlib
 import os

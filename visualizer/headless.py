@@ -55,7 +55,9 @@ def write_replacing(path, write):
     half-written file and keeps the file `path` named before. An `OSError` names
     `path` (its `filename`), not the file beside it. A symbolic link is written
     through (the file it names is replaced, the link kept), and a file replaced
-    keeps its permissions. Returns `path`."""
+    keeps its permissions. Returns `path`. (`kerasflows.files.replace_file` does the
+    same for the library and the CLI; the app keeps its own, since it opens
+    SavedModels where kerasflows is not installed.)"""
     named = Path(path)
     path = Path(os.path.realpath(named))
     # made as any new file is; its name cut to fit the 255 bytes a file name may have

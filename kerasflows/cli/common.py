@@ -173,9 +173,9 @@ def _arg_error(message):
 
 def output_folder(path, option):
     """Makes the folder of the output file `path` (given as `option`, e.g. "--out"); a
-    UserError naming them when it cannot. `train` and `fit-target` call it for their outputs before training
-    (which is lost when its result cannot be written); `sample` and `plot` check
-    theirs without making it (`check_output_file`)."""
+    UserError naming them when it cannot. `train` and `fit-target` call it for their
+    outputs before training (which is lost when its result cannot be written);
+    `sample` and `plot` check theirs without making it (`check_output_file`)."""
     folder = os.path.dirname(os.path.abspath(path))
     return _made_folder(folder, f"cannot write {option} {path}: its folder {folder}")
 

@@ -372,6 +372,7 @@ def run(args):
         if args.save_every_epoch and not args.quiet and is_chief(strategy):
             print(f"Writing {out} after every epoch; watch it with: kerasflows-viz {out} "
                   "--follow", flush=True)
+
         def save_epoch(done, flow, history):
             # with its record: a run stopped later leaves this file, which evaluate, sample
             # and the visualizer read as the final one (columns, dequantized columns)
