@@ -178,8 +178,8 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
                              f"(context_dim={self.context_dim}): its bijector needs "
                              f"`context=` of shape (batch, {self.context_dim}).")
         if context is not None:
-            check_event_dim(f"{type(self).__name__} '{self.name}'", context if hasattr(
-                context, "shape") else tf.convert_to_tensor(context), self.context_dim,
+            shaped = context if hasattr(context, "shape") else tf.convert_to_tensor(context)
+            check_event_dim(f"{type(self).__name__} '{self.name}'", shaped, self.context_dim,
                             what="context")
 
     def check_inputs(self, x, context=None):
