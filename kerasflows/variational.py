@@ -111,6 +111,15 @@ def check_differentiable(log_density, x):
                          "differentiably on x: tf.numpy_function, NumPy or a cast to "
                          "integers?); the fit would ignore the target. Write it with "
                          "TensorFlow ops on floats.")
+    bad = np.flatnonzero(~np.isfinite(grad.numpy()).all(axis=-1))
+    if bad.size:
+        raise ValueError(
+            f"log_density's gradient with respect to x is NaN or inf in {bad.size} of "
+            f"{len(x)} rows (at x = {x.numpy()[bad[0]].tolist()}), where its values are "
+            "finite: the first step would make every weight NaN. A tf.where whose other "
+            "branch is not finite there (log or sqrt of a negative number) gives such a "
+            "gradient: mask the branch's input too, as tf.where(c, f(tf.where(c, x, 1.0)), "
+            "other).")
 
 
 def _check_one_device(model):
@@ -192,7 +201,8 @@ class VariationalFlow(FlatStepFunctions, keras.Model, AutoGraphFree):
         super().__init__(**kwargs)
         _check_flow(flow)
         self.flow = flow
-        self.log_density = _resolve(log_density)
+        # untracked: set as an attribute, a Keras target's weights were trained with the flow
+        object.__setattr__(self, "_log_density", _resolve(log_density))
         if isinstance(self.log_density, targets.Target) and flow.event_dim != 2:
             raise ValueError(f"Target '{self.log_density.name}' is 2-D but the flow has "
                              f"event_dim={flow.event_dim}.")
@@ -200,6 +210,12 @@ class VariationalFlow(FlatStepFunctions, keras.Model, AutoGraphFree):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.ess_tracker = keras.metrics.Mean(name="ess")
         self.built = True
+
+    @property
+    def log_density(self):
+        """The target, `x [N, D] -> log p~(x) [N]`: fixed, as a Keras layer or model too
+        (its weights are not the fit's)."""
+        return self._log_density
 
     @property
     def metrics(self):
@@ -258,7 +274,7 @@ class VariationalFlow(FlatStepFunctions, keras.Model, AutoGraphFree):
         data arguments (`x`, `validation_split`, `sample_weight`, ...) are not
         accepted, nor a `tf.distribute` strategy (the fit runs on one device).
         The target is checked on a first batch before training (shape `[N]`,
-        finite values, traceable, a gradient to `x`); then layers that
+        finite values, traceable, a finite gradient to `x`); then layers that
         initialise from data (`ActNorm`) and have not are initialised on
         samples of the flow itself (staying near the identity), so that a later
         `Flow.fit` keeps them.

@@ -280,6 +280,47 @@ def test_a_target_no_gradient_flows_through_stops_the_fit(target):
     assert record.batches == 0
 
 
+def test_a_target_of_finite_values_but_a_nan_gradient_stops_the_fit():
+    """`tf.where` over a branch NaN off its mask gives finite values and a NaN gradient:
+    every check passed and the first step made every weight NaN."""
+    def target(x):
+        inside = x[:, 0] > 0
+        return tf.where(inside, tf.math.log(tf.sqrt(x[:, 0])) - 0.5 * x[:, 1] ** 2, -50.0)
+    record = _Record()
+    vi = VariationalFlow(_flow(), target, batch_size=64)
+    vi.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"log_density's gradient with respect to x is NaN "
+                                         r"or inf in \d+ of 64 rows .*tf.where"):
+        vi.fit(epochs=1, steps_per_epoch=5, callbacks=[record], verbose=0)
+    assert record.batches == 0
+    assert all(np.isfinite(w.numpy()).all() for w in vi.flow.weights)
+
+
+class _Energy(keras.layers.Layer):
+    """A target written as a Keras layer of one weight (a trained energy network)."""
+
+    def build(self, input_shape):
+        self.precision = self.add_weight(shape=(), initializer=keras.initializers.Constant(1.0),
+                                         name="precision")
+
+    def call(self, x):
+        return -0.5 * self.precision * tf.reduce_sum(x ** 2, -1)
+
+
+def test_a_keras_layer_target_is_not_trained_with_the_flow():
+    """Set as an attribute of the VariationalFlow (a Keras model), a Keras target's weights
+    joined its trainable variables: the fit drove the target's precision negative and
+    the loss to -8.6e8."""
+    energy, flow = _Energy(name="energy"), _flow()
+    energy(tf.zeros([1, 2]))
+    vi = VariationalFlow(flow, energy, batch_size=64)
+    assert vi.log_density is energy
+    assert {id(v) for v in vi.trainable_variables} == {id(v) for v in flow.trainable_variables}
+    vi.compile(optimizer=keras.optimizers.Adam(1e-2))
+    history = vi.fit(epochs=2, steps_per_epoch=20, verbose=0).history
+    assert float(energy.precision) == 1.0 and np.isfinite(history["loss"]).all()
+
+
 def test_a_variational_fit_initialises_actnorm_so_a_later_flow_fit_keeps_it():
     """ActNorm stayed uninitialised after a variational fit, and a later `Flow.fit`
     (here with learning rate 0) initialised it over the trained weights."""
