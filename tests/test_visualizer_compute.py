@@ -716,6 +716,23 @@ def test_target_density_is_the_normalised_target(planar, tmp_path):
     assert compute.describe(b, src)["target"] is None, "unknown targets are not offered"
 
 
+def test_a_keras_file_fit_target_wrote_offers_its_recorded_target(planar, tmp_path):
+    """`fit-target --out u.keras` records the target in the file; only a model folder's
+    manifest was read for it, so the README's first fit-target example opened without
+    its target."""
+    import shutil
+    from kerasflows.loading import write_training_record
+    folder, _, b = planar
+    bare = tmp_path / "u.keras"
+    shutil.copy(folder / "flow.keras", bare)
+    assert compute.describe(b, paths.resolve(bare))["target"] is None
+    for name, offered in (("u1", "u1"), ("no_such", None)):
+        recorded = tmp_path / f"{name}.keras"
+        shutil.copy(bare, recorded)
+        write_training_record(recorded, {"target": name, "recipe": "planar"})
+        assert compute.describe(b, paths.resolve(recorded))["target"] == offered
+
+
 def test_warm_up_runs_the_backend_on_that_shape(backends):
     out = compute.warm_up(backends["keras"], "log_prob", 100)
     assert out == {"method": "log_prob", "rows": 100}

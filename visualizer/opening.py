@@ -127,7 +127,8 @@ def describe(backend, source, record=None):
         "forward_only_layers": list(getattr(backend, "forward_only_layers", ())),
         "reference": reference, "reference_is_data": is_data, "reference_source": where,
         "data_mean": reference.mean(0),
-        "target": _target_name(source.target, backend.event_dim),
+        # a model folder's manifest, else the record `fit-target --out` writes in the file
+        "target": _target_name(source.target or record.get("target"), backend.event_dim),
         "image": _image(source.manifest, backend.event_dim, reference),
         "manifest": source.manifest or {},
     }
@@ -269,7 +270,7 @@ def _image(manifest, event_dim, reference):
 
 
 def _target_name(name, event_dim):
-    """The manifest's target if the visualizer can draw it (a known 2-D target), else None."""
+    """The manifest's (or record's) target if the visualizer can draw it (a known 2-D target), else None."""
     if not name or event_dim != 2 or not targets_available():
         return None
     import kerasflows.targets

@@ -5,7 +5,8 @@ grid (a coarse pass first when the exact one is slow, then the exact one at
 the chosen resolution; the grid sits on the lattice of its pixel size, so a
 pan reuses the pixels the old and new grids share);
 for a flow without an inverse, the exact log p of its own samples averaged
-per pixel; and, when the model's manifest names a target density, that
+per pixel; and, when the model's manifest (or the file's record) names a
+target density, that
 target (normalised), alone or beside the flow with the same colour scale.
 """
 
