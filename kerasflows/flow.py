@@ -46,6 +46,17 @@ def _caller_level():
     return level
 
 
+def _keras_shares_objects():
+    """Whether Keras is serializing in its object-sharing scope (saving a model), where
+    an object met twice is written once (Keras' state, read as its own
+    `serialize_keras_object` reads it; no public API says so)."""
+    try:
+        from keras.src.backend.common import global_state
+        return global_state.get_global_attribute("shared_objects/id_to_config_map") is not None
+    except ImportError:          # another Keras: the plain config, unshared as before
+        return False
+
+
 @keras.saving.register_keras_serializable(package="kerasflows")
 class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Model):
     """A normalizing flow: `layers` stacked over a base distribution.
@@ -432,7 +443,13 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         config.update(layers=layers, event_dim=self.event_dim, base=self.base,
                       context_dim=self.context_dim)
         if self.context_encoder is not None:
-            config["context_encoder"] = keras.saving.serialize_keras_object(self.context_encoder)
+            # Saving a model, the encoder itself, which Keras serializes as it writes the
+            # config: an encoder shared by two flows is then written once and loaded as one
+            # (a dict of ours is copied by Keras, and its mark as shared went on the copy
+            # not written: the second flow's encoder loaded with no weights).
+            config["context_encoder"] = (
+                self.context_encoder if _keras_shares_objects()
+                else keras.saving.serialize_keras_object(self.context_encoder))
         return config
 
     @classmethod
@@ -445,7 +462,7 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
             else:
                 layers.append(keras.saving.deserialize_keras_object(
                     entry, custom_objects=custom_objects))
-        if config.get("context_encoder") is not None:
+        if isinstance(config.get("context_encoder"), dict):
             config["context_encoder"] = keras.saving.deserialize_keras_object(
                 config["context_encoder"], custom_objects=custom_objects)
         return cls(layers=layers, **config)

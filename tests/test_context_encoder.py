@@ -193,6 +193,33 @@ def test_an_encoder_shared_with_another_head_of_a_model_saves_and_loads(tmp_path
     assert flows[0].context_encoder is loaded.get_layer("encoder")
 
 
+def test_two_flows_sharing_one_encoder_save_and_load_sharing_it(tmp_path):
+    """The encoder's config was a dict of the flow's own, which Keras copies: its mark
+    as shared went on the copy not written, so the second flow's encoder loaded as a
+    new layer with no weights ("expected 2 variables, but received 0")."""
+    encoder = keras.layers.Dense(4, name="shared_encoder")
+    first = kerasflows.models.MAF(2, num_layers=1, hidden_units=(8,), context_dim=C,
+                                  context_encoder=encoder, name="maf")
+    second = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=C,
+                                       context_encoder=encoder, name="realnvp")
+    perturb_weights(first, seed=1)
+    perturb_weights(second, seed=2)
+    x_in, c_in = keras.Input((2,)), keras.Input((C,))
+    model = keras.Model([x_in, c_in], [first(x_in, context=c_in), second(x_in, context=c_in)])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    flows = [layer for layer in loaded.layers if isinstance(layer, kerasflows.Flow)]
+    assert flows[0].context_encoder is flows[1].context_encoder
+    x, c = _data(20)
+    for a, b in zip(model.predict([x, c], verbose=0), loaded.predict([x, c], verbose=0)):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    # outside saving, the config is plain data, and a flow made from it its own encoder
+    config = first.get_config()
+    assert isinstance(config["context_encoder"], dict)
+    copy = kerasflows.Flow.from_config(config)
+    assert copy.context_encoder is not encoder
+
+
 def test_a_model_holding_a_flow_exports_after_the_flows_eager_calls(tmp_path):
     """The flow cached its eager calls' traced functions in a dict keyed by tuples,
     which TensorFlow tracked as one of its parts: after one eager `sample` or
