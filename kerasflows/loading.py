@@ -77,12 +77,15 @@ def _check_archive(path):
         raise ValueError(f"{path}: damaged .keras file; member {bad!r} fails its checksum.")
 
 
-def load(path):
+def load(path, custom_objects=None):
     """Loads a `kerasflows.Flow` from a `.keras` file or a model folder.
 
     Args:
         path: a `.keras` file, or a folder holding `flow.keras` (such as
             `saved_models/moons`).
+        custom_objects: as `keras.saving.load_model`'s, `{name: class}` for
+            classes of the flow (a custom `context_encoder`, a custom layer)
+            that are not registered with `keras.saving.register_keras_serializable`.
 
     Returns:
         The `Flow`.
@@ -96,14 +99,23 @@ def load(path):
     path = model_file(path)
     _check_archive(path)
     try:
-        model = keras.saving.load_model(path)
+        model = keras.saving.load_model(path, custom_objects=custom_objects)
     except Exception as e:  # Keras and h5py raise many types for damaged content.
-        text = str(e).strip().splitlines()
         raise ValueError(f"{path}: cannot load the model ({type(e).__name__}: "
-                         f"{text[0] if text else ''})"[:400]) from e
+                         f"{_first_reason(str(e))})"[:600]) from e
     if not isinstance(model, Flow):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a kerasflows.Flow.")
     return model
+
+
+def _first_reason(text):
+    """The line of a Keras loading error that says what went wrong: the innermost
+    "Exception encountered:" (a class not registered: "Could not locate class
+    'MyEncoder'..."), whose wrappers' first lines say only which `from_config`
+    failed; else the first line."""
+    inner = text.rsplit("Exception encountered:", 1)
+    lines = (inner[-1].split("Full object config")[0] if len(inner) == 2 else text).strip()
+    return lines.splitlines()[0].strip() if lines else ""
 
 
 def training_record(path):

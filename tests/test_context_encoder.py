@@ -220,6 +220,33 @@ def test_two_flows_sharing_one_encoder_save_and_load_sharing_it(tmp_path):
     assert copy.context_encoder is not encoder
 
 
+def test_loading_a_flow_of_an_unregistered_encoder_names_the_class_or_takes_it(tmp_path):
+    """`kerasflows.load` kept the first line of Keras' error, which blamed Flow's
+    from_config; the reason (the class Keras could not locate) was lines below. And
+    `load` took no `custom_objects`."""
+
+    class LocalEncoder(keras.layers.Layer):       # not registered, not a module attribute
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = keras.layers.Dense(3)
+
+        def call(self, c):
+            return self.inner(c)
+
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,), context_dim=C,
+                                     context_encoder=LocalEncoder(name="local"))
+    perturb_weights(flow, seed=3)
+    flow.save(tmp_path / "f.keras")
+    with pytest.raises(ValueError, match=r"f.keras: cannot load the model \(TypeError: Could "
+                                         r"not locate class 'LocalEncoder'. Make sure custom "
+                                         r"classes .* are decorated with"):
+        kerasflows.load(tmp_path / "f.keras")
+    loaded = kerasflows.load(tmp_path / "f.keras", custom_objects={"LocalEncoder": LocalEncoder})
+    x, c = _data(10)
+    np.testing.assert_allclose(loaded.log_prob(x, context=c), flow.log_prob(x, context=c),
+                               rtol=1e-6)
+
+
 def test_a_model_holding_a_flow_exports_after_the_flows_eager_calls(tmp_path):
     """The flow cached its eager calls' traced functions in a dict keyed by tuples,
     which TensorFlow tracked as one of its parts: after one eager `sample` or
