@@ -51,7 +51,7 @@ def _check_arrays(flow, data, name, finite=True):
             raise ValueError(f"{name}: x has {len(x)} rows but context has {len(c)}.")
         check_event_dim("Flow", np.asarray(x), flow.event_dim)
         check_event_dim("Flow", np.asarray(c), flow.context_dim, what="context")
-        embedding = label_embedding(flow)   # a ClassEmbedding, alone or first: labels in range
+        embedding = label_embedding(flow)   # a ClassEmbedding reading the context: labels in range
         if finite and embedding is not None:
             embedding.check_context(np.asarray(c), f"{name} context")
         if finite:

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 import kerasflows
 from kerasflows import layers as L
+from kerasflows.layers.embedding import label_embedding
 from kerasflows.testing import perturb_weights
 from kerasflows.training import make_train_step
 
@@ -469,16 +470,25 @@ def test_sharded_steps_count_encoder_losses_and_advance_its_dropout_seed():
     assert not np.array_equal(states[0], states[1]) and not np.array_equal(states[1], states[2])
 
 
-def test_fit_and_evaluate_refuse_unknown_labels_of_an_embedding_inside_a_sequential():
-    # (what `kerasflows train --context-classes 4 --context-encoder 16,4` builds): only an
-    # encoder that was itself a ClassEmbedding was checked; fit turned the weights NaN
+def _functional_label_encoder():
+    labels = keras.Input((1,))
+    return keras.Model(labels, keras.layers.Dense(4)(L.ClassEmbedding(4)(labels)))
+
+
+@pytest.mark.parametrize("encoder", [
+    lambda: keras.Sequential([L.ClassEmbedding(4), keras.layers.Dense(4)]),
+    _functional_label_encoder], ids=["sequential", "functional"])
+def test_fit_and_evaluate_refuse_unknown_labels_of_an_embedding_inside_an_encoder(encoder):
+    # (a Sequential is what `kerasflows train --context-classes 4 --context-encoder 16,4`
+    # builds): only an encoder that was itself a ClassEmbedding was checked, then a
+    # Sequential's first layer too; fit turned the weights NaN (a functional encoder's
+    # until now, whose export also said no context_classes)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 2)).astype("float32")
     labels = rng.integers(0, 4, size=(64, 1)).astype("float32")
     labels[5, 0] = 7.0
-    encoder = keras.Sequential([L.ClassEmbedding(4), keras.layers.Dense(4)])
     flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=1,
-                                     context_encoder=encoder)
+                                     context_encoder=encoder())
     flow.compile(optimizer="adam", jit_compile=False)
     for call in (lambda: flow.fit((x, labels), epochs=1, batch_size=32, verbose=0),
                  lambda: flow.evaluate((x, labels), verbose=0)):
@@ -487,3 +497,10 @@ def test_fit_and_evaluate_refuse_unknown_labels_of_an_embedding_inside_a_sequent
             call()
     weights = [w.numpy() for w in flow.trainable_weights]
     assert all(np.isfinite(w).all() for w in weights)
+    assert isinstance(label_embedding(flow), L.ClassEmbedding)
+    # a functional encoder whose embedding reads another layer's output reads no labels
+    c_in = keras.Input((1,))
+    later = keras.Model(c_in, L.ClassEmbedding(4)(keras.layers.Dense(1)(c_in)))
+    assert label_embedding(kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,),
+                                                     context_dim=1,
+                                                     context_encoder=later)) is None

@@ -107,10 +107,22 @@ class ClassEmbedding(keras.layers.Layer):
 
 def label_embedding(flow):
     """The flow's `ClassEmbedding` (anything with `check_context`) that reads its
-    context: the context encoder, or the first layer of a `keras.Sequential` one
-    (`kerasflows train --context-classes` with `--context-encoder`); None if there
-    is none."""
+    context: the context encoder, the first layer of a `keras.Sequential` one
+    (`kerasflows train --context-classes` with `--context-encoder`), or the layer
+    of a functional one that takes its input; None if there is none."""
     encoder = flow.context_encoder
     if isinstance(encoder, keras.Sequential) and encoder.layers:
         encoder = encoder.layers[0]
+    elif isinstance(encoder, keras.Model) and len(getattr(encoder, "inputs", None) or ()) == 1:
+        encoder = next((layer for layer in encoder.layers
+                        if hasattr(layer, "check_context") and _reads(layer, encoder.inputs[0])),
+                       None)
     return encoder if hasattr(encoder, "check_context") else None
+
+
+def _reads(layer, tensor):
+    """Whether `layer` (of a functional model) is called on `tensor` alone."""
+    try:
+        return layer.input is tensor
+    except (AttributeError, ValueError):    # called more than once, or never
+        return False
