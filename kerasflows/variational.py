@@ -43,8 +43,10 @@ def _resolve(log_density):
     if isinstance(log_density, str):
         return targets.get(log_density)
     if not callable(log_density):
+        hint = (" (a TFP distribution: pass its `log_prob`)"
+                if callable(getattr(log_density, "log_prob", None)) else "")
         raise TypeError("`log_density` must be a callable x -> log density [N] or a target "
-                        f"name in {targets.NAMES}. Received: {log_density!r}")
+                        f"name in {targets.NAMES}{hint}. Received: {log_density!r}")
     return log_density
 
 
@@ -69,7 +71,8 @@ def check_target(flow, log_density, n=256, seed=0):
     try:
         log_p = tf.convert_to_tensor(log_density(x))
     except Exception as err:
-        raise ValueError(f"log_density failed on a batch of shape {tuple(x.shape)}: {err}") from err
+        raise ValueError(f"log_density failed on a {x.dtype.name} batch of shape "
+                         f"{tuple(x.shape)} (the flow's dtype): {err}") from err
     _static_shape_check(log_p, n)
     values = np.asarray(log_p)
     bad = ~np.isfinite(values)
@@ -341,8 +344,9 @@ def diagnostics(flow, log_density, n=20_000, seed=0):
     lw = log_w.numpy()
     # a target -inf (or +inf) at some samples: the ELBO is -inf (+inf), its s.e. inf,
     # not the NaN (and NumPy's warning) of inf - inf in the standard deviation
-    spread = (lw.std() if np.isfinite(lw).all() else
-              math.nan if np.isnan(lw).any() else math.inf)
+    # (the sample standard deviation: of one sample, NaN, not 0)
+    spread = (lw.std(ddof=1) if np.isfinite(lw).all() and n > 1 else
+              math.nan if np.isnan(lw).any() or n == 1 else math.inf)
     out = {"elbo": float(lw.mean()), "elbo_se": float(spread / math.sqrt(n)),
            "log_z_is": float(tf.reduce_logsumexp(log_w)) - math.log(n),
            "ess": float(kish_ess(log_w))}
@@ -353,16 +357,22 @@ def diagnostics(flow, log_density, n=20_000, seed=0):
 
 
 def fit_target(flow, log_density, epochs=10, steps_per_epoch=100, batch_size=256,
-               learning_rate=1e-3, optimizer=None, callbacks=None, verbose="auto"):
+               learning_rate=None, optimizer=None, callbacks=None, verbose="auto"):
     """Fits `flow` to `log_density` by reverse KL; returns the Keras `History`.
 
     A shortcut for `VariationalFlow(flow, log_density, batch_size)`, compiled
-    with `optimizer` (default `Adam(learning_rate)`) and fitted for
+    with `optimizer` (default `Adam(learning_rate)`, `learning_rate` 1e-3 if not
+    given; an optimizer has its own, so both are refused) and fitted for
     `epochs` x `steps_per_epoch` steps. `history.history` holds `loss`
     (negative ELBO) and `ess` per epoch; see also `diagnostics`.
     """
+    if optimizer is not None and learning_rate is not None:    # (it was ignored)
+        raise ValueError("fit_target takes `learning_rate` for its default Adam or an "
+                         "`optimizer` with its own; received both "
+                         f"(learning_rate={learning_rate!r}).")
     if optimizer is None:       # as a Python float: Keras' Adam refused an int or a NumPy float
-        learning_rate = check_float("learning_rate", learning_rate, lambda v: v > 0, "> 0")
+        learning_rate = check_float("learning_rate", 1e-3 if learning_rate is None
+                                    else learning_rate, lambda v: v > 0, "> 0")
     model = VariationalFlow(flow, log_density, batch_size=batch_size)
     model.compile(optimizer=optimizer or keras.optimizers.Adam(learning_rate))
     return model.fit(epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,

@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 import kerasflows
 from kerasflows import models
@@ -162,6 +163,20 @@ def test_bad_arguments():
     for rate in (-1.0, 0, float("nan"), "fast"):
         with pytest.raises(ValueError, match="learning_rate"):
             fit_target(_flow(), "u1", learning_rate=rate)
+    # a learning rate beside an optimizer was ignored
+    with pytest.raises(ValueError, match=r"`optimizer` with its own; received both "
+                                         r"\(learning_rate=-3\)"):
+        fit_target(_flow(), "u1", learning_rate=-3, optimizer=keras.optimizers.SGD(0.1))
+    # a TFP distribution (no __call__): its log_prob is the target
+    normal = tfp.distributions.MultivariateNormalDiag(tf.zeros(2))
+    with pytest.raises(TypeError, match=r"a TFP distribution: pass its `log_prob`"):
+        VariationalFlow(_flow(), normal)
+    assert VariationalFlow(_flow(), normal.log_prob).log_density == normal.log_prob
+    # a float64 flow's samples and a float32 target: the message says x's dtype
+    flow64 = kerasflows.Flow([Planar(dtype="float64")], event_dim=2, dtype="float64")
+    with pytest.raises(ValueError, match=r"log_density failed on a float64 batch of shape "
+                                         r"\(8, 2\) \(the flow's dtype\)"):
+        check_target(flow64, lambda x: tf.reduce_sum(x * tf.ones(2, "float32"), -1), n=8)
     assert float(kish_ess(tf.constant([0, 0, 0]))) == pytest.approx(1.0)
 
 
@@ -180,6 +195,13 @@ def test_diagnostics_of_an_exact_flow():
         warnings.simplefilter("error")
         d = diagnostics(flow, cut, n=1000)
     assert d["elbo"] == -np.inf and d["elbo_se"] == np.inf and 0 < d["ess"] < 1
+    # the standard error of one sample is not known (it said 0.0)
+    assert math.isnan(diagnostics(_flow(), "u1", n=1)["elbo_se"])
+    shifted = lambda x: normal(x - 0.5)
+    lw = np.asarray(shifted(flow.sample(1000, seed=0))) - np.asarray(
+        flow.sample_and_log_prob(1000, seed=0)[1])
+    assert diagnostics(flow, shifted, n=1000)["elbo_se"] == pytest.approx(
+        lw.std(ddof=1) / math.sqrt(1000), rel=1e-5)
 
 
 def test_fit_target_command(tmp_path, capsys):
