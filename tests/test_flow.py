@@ -375,6 +375,33 @@ def test_tfps_fit_surrogate_posterior_trains_every_weight_of_a_flow_view():
     assert all(np.array_equal(b, w.numpy()) for b, w in zip(frozen, flow.flow_layers[0].weights))
 
 
+@pytest.mark.parametrize("recipe", ["MAF", "RealNVP", "NSF"])
+def test_a_shared_context_of_rows_unknown_at_tracing_is_shared(recipe):
+    """In a function traced for contexts of any rows (`input_signature` [None, C]), a
+    [1, C] context went into the conditioners as it was: "ConcatOp: Dimension 0 in
+    both shapes must be equal" for the flow's log_prob and sample and for its views."""
+    keras.utils.set_random_seed(1)
+    flow = getattr(M, recipe)(2, num_layers=2, hidden_units=(8,), context_dim=2)
+    perturb_weights(flow, 0.3, seed=5)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 2)).astype("float32")
+    c1, c5 = (rng.standard_normal((n, 2)).astype("float32") for n in (1, 5))
+    spec = tf.TensorSpec([None, 2])
+    calls = [lambda x, c: flow.log_prob(x, context=c),
+             lambda x, c: flow.get_distribution(c).log_prob(x),
+             lambda x, c: flow.get_bijector(c).inverse(x)]
+    for call in calls:
+        traced = tf.function(call, input_signature=[spec, spec])
+        for c in (c1, c5):
+            np.testing.assert_allclose(traced(x, c), call(x, c), rtol=1e-5, atol=1e-5)
+    sampled = tf.function(lambda n, c: flow.sample(n, context=c, seed=4),
+                          input_signature=[tf.TensorSpec([], tf.int32), spec])
+    np.testing.assert_allclose(sampled(tf.constant(5), c1), flow.sample(5, context=c1, seed=4),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tf.function(calls[0], input_signature=[spec, spec])(x, c5[:3])
+
+
 def test_a_conditional_distribution_refuses_inputs_of_other_rows_than_its_context():
     flow = M.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=1)
     c = np.zeros((4, 1), "float32")

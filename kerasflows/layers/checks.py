@@ -127,7 +127,10 @@ def shared_context(context, x):
     """`context` for the rows of `x` inside a conditioner: a `[1, C]` context
     (one shared by every row, as `Flow.get_bijector` takes it) broadcast to
     `x`'s rows, any other as it is. A context of statically known rows other
-    than one (every context a `Flow` call passes on) goes through untouched."""
+    than one (every context a `Flow` call passes on) goes through untouched;
+    where either's rows are known only at run time (a function traced for
+    contexts of any rows), the broadcast is made then (an `[N, C]` context of
+    N rows is itself; one of other rows raises)."""
     if context is not None and None not in (context.shape[0], x.shape[0]) \
             and context.shape[0] not in (1, x.shape[0]):
         # a layer's bijector given another context than its inputs' rows: TensorFlow's
@@ -135,7 +138,8 @@ def shared_context(context, x):
         raise ValueError(f"The context has {context.shape[0]} rows and the inputs "
                          f"{x.shape[0]}: give one context row per input row, or one row "
                          "shared by all.")
-    if context is None or context.shape[0] != 1 or x.shape[0] == 1:
+    if context is None or x.shape[0] == 1 or (
+            context.shape[0] is not None and context.shape[0] != 1):
         return context
     return tf.broadcast_to(context, tf.stack([tf.shape(x)[0], tf.shape(context)[1]]))
 
