@@ -122,9 +122,12 @@ def add_parser(subparsers):
     p.add_argument("--report", metavar="FILE.json",
                    help="the JSON report (default: --out with .json)")
     p.add_argument("--save-every-epoch", action="store_true",
-                   help="also write --out after every epoch, so `kerasflows-viz --follow "
-                   "OUT` shows the flow as it trains (each save is written beside OUT and "
-                   "renamed over it, so a reader never sees half a file)")
+                   help="also write --out after every epoch, with the training record so "
+                   "far (columns, dequantized columns, epochs done), so `kerasflows-viz "
+                   "--follow OUT` shows the flow as it trains and a stopped run leaves a "
+                   "model that evaluate and sample read as a finished one's (each save is "
+                   "written beside OUT and renamed over it, so a reader never sees half a "
+                   "file)")
     p.add_argument("--tensorboard", metavar="DIR",
                    help="after every epoch, write TensorBoard logs to DIR: the loss curves "
                    "(runs train and validation, as keras.callbacks.TensorBoard writes them) and "
