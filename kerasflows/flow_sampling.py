@@ -106,12 +106,15 @@ def _seed_tensor(seed):
     """`seed` as an int32 scalar tensor: an integer in int32's range (`_int32_seed`), or
     a scalar int32 tensor whose value is known only at run time (a traced function's
     argument), as `n` may be."""
-    if tf.is_tensor(seed) and tf.get_static_value(seed) is None:
-        if seed.dtype != tf.int32 or seed.shape.rank != 0:
-            raise ValueError("`seed` must be an integer, a `keras.random.SeedGenerator` or, "
-                             "in a traced function, a scalar int32 tensor; received "
-                             f"{seed!r}.")
-        return seed
+    if tf.is_tensor(seed):
+        value = tf.get_static_value(seed)       # an eager tensor's, or a constant's
+        if value is None:
+            if seed.dtype != tf.int32 or seed.shape.rank != 0:
+                raise ValueError("`seed` must be an integer, a `keras.random.SeedGenerator` "
+                                 "or, in a traced function, a scalar int32 tensor; received "
+                                 f"{seed!r}.")
+            return seed
+        seed = value.item() if value.ndim == 0 else value   # (an array: refused below)
     return tf.constant(_int32_seed(seed), "int32")
 
 

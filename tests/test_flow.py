@@ -118,6 +118,13 @@ def test_seeds_are_int32_integers_and_others_raise(flow):
     for bad in (tf.constant(5, tf.int64), tf.constant([5]), tf.constant(5.0)):
         with pytest.raises(ValueError, match=r"in a traced function, a scalar int32 tensor"):
             tf.function(lambda s: flow.sample(3, seed=s))(bad)
+    # a tensor of a value known at tracing (a constant), and eager tensors, as integers
+    constant = tf.function(lambda: flow.sample(3, seed=tf.constant(5)))
+    np.testing.assert_array_equal(constant(), flow.sample(3, seed=5))
+    np.testing.assert_array_equal(flow.sample(3, seed=tf.constant(5, tf.int64)),
+                                  flow.sample(3, seed=5))
+    with pytest.raises(ValueError, match="`seed` must be an integer"):
+        flow.sample(3, seed=tf.constant([5]))
 
 
 def test_sample_takes_a_keras_seed_generator_and_advances_it(flow):
