@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from kerasflows.data_warnings import numeric
 
-__all__ = ["check_finite", "check_domain", "data_end_domain", "asserted_domain"]
+__all__ = ["check_finite", "check_domain", "data_end_domain", "asserted_domain",
+           "raising_unless"]
 
 
 def check_finite(name, array):
@@ -99,8 +100,7 @@ def asserted_domain(flow, x, what):
     """`x` (a `tf.data` batch's) behind a check that its values, in the data-end
     layer's dtype, lie in the flow's data-end domain (`check_domain`): reading a
     batch with one outside raises `InvalidArgumentError` naming `what`, the
-    layer and the domain (`check_numerics` on a flag, whose message is printed
-    as given: `tf.debugging.Assert` escapes its quotes)."""
+    layer and the domain (`raising_unless`)."""
     end = data_end_domain(flow)
     if end is None:
         return x
@@ -109,11 +109,21 @@ def asserted_domain(flow, x, what):
     tiny = _subnormal_below(seen.dtype.as_numpy_dtype)
     if tiny:        # subnormal numbers as 0, as _flushed (on CPUs, TF reads them so)
         seen = tf.where(tf.abs(seen) < tiny, tf.zeros_like(seen), seen)
-    outside = tf.reduce_any(tf.logical_not((seen > low) & (seen < high)))
-    flag = tf.debugging.check_numerics(
-        tf.where(outside, math.nan, 0.0),
-        f"{what} hold values {_domain_words(layer, low, high)}, in a batch of the tf.data "
-        "stream (its inverse is not finite there, and one such value makes every weight "
-        "NaN in training)")
+    inside = tf.reduce_all((seen > low) & (seen < high))
+    flag = raising_unless(
+        inside, f"{what} hold values {_domain_words(layer, low, high)}, in a batch of the "
+        "tf.data stream (its inverse is not finite there, and one such value makes every "
+        "weight NaN in training)")
     with tf.control_dependencies([flag]):
         return tf.identity(x)
+
+
+def raising_unless(valid, message):
+    """An op raising `InvalidArgumentError` with `message` when `valid` (a scalar bool
+    tensor) is False: a `check_numerics` on a flag, whose message is printed as
+    given (`tf.debugging.Assert` escapes quotes: "fit\\'s"). TensorFlow ends it
+    with ": Tensor had NaN values", so the message says that NaN is the flag's."""
+    return tf.debugging.check_numerics(
+        tf.where(valid, 0.0, math.nan),
+        f"{message} [raised through a NaN flag: the NaN named next is the check's, not "
+        "the data's]")

@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kerasflows.data_checks import asserted_domain, check_domain, check_finite, data_end_domain
+from kerasflows.data_checks import (asserted_domain, check_domain, check_finite, data_end_domain,
+                                     raising_unless)
 from kerasflows.data_warnings import degenerate_columns, numeric, warn_about_columns
 from kerasflows.layers.base import check_event_dim
 from kerasflows.layers.embedding import label_embedding
@@ -192,7 +193,7 @@ def _checked_tensors(flow, batch, what):
     if len(rest) > 1 and rest[1] is not None:
         w = rest[1]
         valid = tf.reduce_all(tf.math.is_finite(w) & (w >= 0))
-        with tf.control_dependencies([_raising_unless(
+        with tf.control_dependencies([raising_unless(
                 valid, f"{what}: the sample weights of a batch must be finite and >= 0")]):
             rest[1] = tf.identity(w)
     return (inputs, *rest)
@@ -208,18 +209,11 @@ def _asserted_labels(flow, context, what):
     labels = tf.round(context) if context.dtype.is_floating else context
     k = embedding.num_classes
     valid = tf.reduce_all((labels >= 0) & (labels < tf.cast(k, labels.dtype)))
-    with tf.control_dependencies([_raising_unless(valid, (
+    with tf.control_dependencies([raising_unless(valid, (
             f"{what} hold labels outside 0..{k - 1} in a batch of the tf.data stream "
             f"(ClassEmbedding(num_classes={k}) knows labels 0..{k - 1}; one it does not "
             "makes every weight NaN in training)"))]):
         return tf.identity(context)
-
-
-def _raising_unless(valid, message):
-    """An op raising `InvalidArgumentError` with `message` when `valid` is False (a
-    `check_numerics` on a flag, whose message is printed as given:
-    `tf.debugging.Assert` escapes quotes, as in "fit\\'s")."""
-    return tf.debugging.check_numerics(tf.where(valid, 0.0, math.nan), message)
 
 
 class _KerasBatches(keras.utils.PyDataset):
