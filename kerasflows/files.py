@@ -6,6 +6,7 @@ kerasflows installed, keeps its own, `visualizer.headless.write_replacing`)."""
 import contextlib
 import os
 import shutil
+import threading
 
 __all__ = ["replace_file", "make_folders"]
 
@@ -34,15 +35,15 @@ def replace_file(path, write, *, by_name=False, tail=".part", temp=None, sync=Fa
       kept), and a file replaced keeps its permissions.
     - The `OSError` of a failed write names `path` (its `filename`), not the file
       beside it.
-    - The file beside it is `.NAME.PID<tail>` (hidden, this process's own, its name
-      cut to the 255 bytes a file name may have), or `temp`.
+    - The file beside it is `.NAME.PID.THREAD<tail>` (hidden, this thread's own, its
+      name cut to the 255 bytes a file name may have), or `temp`.
     - With `sync=True` its content reaches the disk before the rename (a checkpoint
       that must outlive a power cut)."""
     target = os.path.realpath(path)
     folder, name = os.path.split(target)
     made = make_folders(folder)
-    if temp is None:
-        tail = f".{os.getpid()}{tail}"
+    if temp is None:        # this process's and thread's own
+        tail = f".{os.getpid()}.{threading.get_ident()}{tail}"
         temp = os.path.join(folder, "." + name.encode()[:254 - len(tail.encode())]
                             .decode(errors="ignore") + tail)
     try:

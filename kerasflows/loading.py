@@ -54,9 +54,10 @@ def model_file(path):
 
 def _checkpoint_not_a_model(folder):
     """The error for a training checkpoint's folder given as a model."""
-    done = EpochCheckpoint(folder, {}).epochs_done()
-    return (f"{folder} holds a training checkpoint ({EpochCheckpoint.FILENAME}, {done} epochs "
-            "done), not a model: rerun the same `kerasflows train` command (or `train_flow` "
+    done = EpochCheckpoint(folder, {}).epochs_done()    # 0: none read (a damaged file)
+    count = f", {done} epochs done" if done else ""
+    return (f"{folder} holds a training checkpoint ({EpochCheckpoint.FILENAME}{count}), not a "
+            "model: rerun the same `kerasflows train` command (or `train_flow` "
             "call) to resume from it; it saves the model when the run ends.")
 
 

@@ -102,7 +102,9 @@ def check_traceable(log_density, x):
 def check_differentiable(log_density, x):
     """Raises a ValueError if no gradient flows from `log_density(x)` back to `x`
     (`tf.numpy_function`, a cast through integers): the fit would ignore the target
-    and only spread the flow out."""
+    and only spread the flow out; or if the gradient is NaN or inf in a row (a
+    `tf.where` over a branch that is not finite there): the first step would make
+    every weight NaN."""
     x = tf.convert_to_tensor(x)
     with tf.GradientTape() as tape:
         tape.watch(x)
