@@ -68,6 +68,27 @@ def test_follower_reports_each_save_once_after_it_settles(qtbot, follower, tmp_p
     assert len(seen) == 3 and not follower.active
 
 
+def test_saves_closer_than_the_settle_time_are_reported_while_they_go_on(qtbot, follower,
+                                                                         tmp_path):
+    """Each save restarted the settle timer: epochs saved every 0.25 s (settle 0.4 s)
+    were reported once, after the last (`kerasflows train --save-every-epoch` of
+    moons with batch 64 showed nothing until training ended). Now a change waits at
+    most `max_wait_ms` (4 settle times) before it is reported."""
+    path = tmp_path / "m.keras"
+    path.write_bytes(b"a" * 100)
+    follower.follow([path])
+    seen = _count(follower)
+    for k in range(24):                         # an atomic save every 60 ms for 1.4 s
+        tmp = tmp_path / ".m.saving.keras"
+        tmp.write_bytes(bytes([k]) * 100)
+        os.replace(tmp, path)
+        qtbot.wait(60)
+        if k == 11:
+            assert len(seen) >= 1, "one report within 0.7 s of saves every 60 ms"
+    assert len(seen) >= 2
+    qtbot.waitUntil(lambda: follower.reported == signature([path]), timeout=5000)
+
+
 def test_follower_polls_when_no_event_arrives(qtbot, follower, tmp_path):
     path = tmp_path / "m.keras"
     path.write_bytes(b"a")

@@ -5,8 +5,10 @@ Keras `ModelCheckpoint("flow.keras")` callback, or `kerasflows train
 --save-every-epoch`, rewrites the file after each epoch and the window
 reloads it. A change is reported once the files have stopped changing for
 `settle_ms` (a `.keras` file rewritten in place is read only after the
-write), and only when their size or modification time differ from what
-was last reported, so one save gives one reload.
+write), or, while they go on changing (epochs saved more often than that),
+`max_wait_ms` after the first change not reported; and only when their size
+or modification time differ from what was last reported, so one save gives
+one reload.
 
 Changes are noticed two ways: a `QFileSystemWatcher` (at once, where the
 file system sends events), and a poll of the files' `stat` every
@@ -16,18 +18,22 @@ TensorFlow here.
 """
 
 import os
+import time
 from pathlib import Path
 
 from PySide6 import QtCore
 
 from visualizer import paths
 
-__all__ = ["FileFollower", "Following", "signature", "followed_paths", "SETTLE_MS", "POLL_MS"]
+__all__ = ["FileFollower", "Following", "signature", "followed_paths", "SETTLE_MS", "POLL_MS",
+           "MAX_WAIT_MS"]
 
 #: Quiet time, ms, after the last change before it is reported.
 SETTLE_MS = 400
 #: Interval, ms, of the `stat` poll.
 POLL_MS = 1000
+#: Longest wait, ms, from a change to its report while the files go on changing.
+MAX_WAIT_MS = 4 * SETTLE_MS
 
 
 def _stat(path):
@@ -79,14 +85,20 @@ class FileFollower(QtCore.QObject):
     Args:
         settle_ms: quiet time after the last change before `changed` is emitted.
         poll_ms: interval of the `stat` poll (0: events only).
+        max_wait_ms: longest wait from a change to `changed` while the files keep
+            changing (default 4 x `settle_ms`): saves closer together than
+            `settle_ms` restarted the wait until they stopped, so a fast training
+            run showed nothing until it ended. A file read mid-write is then
+            read again at its next save (`Following`).
 
     Signals:
-        changed: the followed files changed (and stayed unchanged for `settle_ms`).
+        changed: the followed files changed (and stayed unchanged for `settle_ms`,
+            or kept changing for `max_wait_ms`).
     """
 
     changed = QtCore.Signal()
 
-    def __init__(self, parent=None, settle_ms=SETTLE_MS, poll_ms=POLL_MS):
+    def __init__(self, parent=None, settle_ms=SETTLE_MS, poll_ms=POLL_MS, max_wait_ms=None):
         super().__init__(parent)
         self.paths = ()
         self.reported = None           # the signature when following started or last reported
@@ -102,6 +114,8 @@ class FileFollower(QtCore.QObject):
         self._poll.timeout.connect(self._polled)
         self._poll_ms = int(poll_ms)
         self._pending = None           # the signature seen when the settle timer last started
+        self._max_wait = (4 * int(settle_ms) if max_wait_ms is None else int(max_wait_ms)) / 1e3
+        self._since = None             # time.monotonic() of the first change not reported
 
     @property
     def active(self):
@@ -121,6 +135,7 @@ class FileFollower(QtCore.QObject):
 
     def stop(self):
         self.paths = ()
+        self._since = None
         self._settle.stop()
         self._poll.stop()
         watched = self._watcher.files() + self._watcher.directories()
@@ -139,11 +154,17 @@ class FileFollower(QtCore.QObject):
         if missing:
             self._watcher.addPaths(missing)
 
+    def _overdue(self):
+        return self._since is not None and time.monotonic() - self._since >= self._max_wait
+
     def _touched(self, *_):
         if self.paths:
             self._rewatch()
             self._pending = signature(self.paths)
-            self._settle.start()            # restarts: report once the writes have stopped
+            if self._since is None:
+                self._since = time.monotonic()
+            if not (self._overdue() and self._settle.isActive()):
+                self._settle.start()        # restarts: report once the writes have stopped
 
     def _polled(self):
         if not self.paths or self._settle.isActive():
@@ -156,13 +177,14 @@ class FileFollower(QtCore.QObject):
         if not self.paths:
             return
         now = signature(self.paths)
-        if now != self._pending:            # still being written: wait again
+        if now != self._pending and not self._overdue():    # still being written: wait again
             self._pending = now
             self._settle.start()
             return
         self._rewatch()
         if not all(os.path.exists(p) for p in self.paths):
             return                          # removed (mid-replace?): the poll sees it return
+        self._since = None
         if now != self.reported:
             self.reported = now
             self.changed.emit()
