@@ -950,3 +950,24 @@ def test_a_reload_of_the_same_architecture_keeps_the_flow_and_its_compiled_code(
                      context=[1.0])
     for a, b in zip(first.flow.get_weights(), kept):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_cli_trained_conditional_flow_opens_at_its_median_context_on_its_range(tmp_path,
+                                                                                capsys):
+    """A `kerasflows train --context` flow opened at context 0 with sliders on [-3, 3],
+    whatever its contexts (here a temperature of 10-30): the record now keeps where
+    they lie."""
+    from kerasflows.cli import main
+    rng = np.random.default_rng(0)
+    temperature = rng.uniform(10.0, 30.0, size=(400, 1))
+    np.savetxt(tmp_path / "c.csv", temperature, header="temperature", comments="", fmt="%.4f")
+    np.savetxt(tmp_path / "x.csv", rng.normal(size=(400, 2)) + temperature / 10, delimiter=",",
+               header="a,b", comments="", fmt="%.4f")
+    assert main(["train", str(tmp_path / "x.csv"), "--context", str(tmp_path / "c.csv"),
+                 "--recipe", "realnvp", "--layers", "1", "--hidden", "8", "--epochs", "1",
+                 "--out", str(tmp_path / "m.keras"), "--quiet"]) == 0, capsys.readouterr().err
+    _, info = opening.load(paths.resolve(tmp_path / "m.keras"), eval_mode="eager")
+    (low, high), = info["context_ranges"]
+    assert 10.0 <= low < 10.5 and 29.5 < high <= 30.0
+    assert 15.0 < float(info["context"][0]) < 25.0
+    assert info["context_names"] == ["temperature"]

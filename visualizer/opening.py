@@ -26,7 +26,7 @@ def load(source, eval_mode="xla", context=None, previous=None):
 
     A `.keras` flow runs in `eval_mode` (see `kerasflows.Flow.eval_mode`). A
     conditional flow starts at `context` (`[C]`; default: the model folder's
-    manifest `context`, else zeros). A `context` given that the Context panel
+    manifest `context`, else the training record's `context_median`, else zeros). A `context` given that the Context panel
     cannot show (see `check_context`) raises `ValueError`.
     """
     backend = open_backend(source.kind, source.load_path, eval_mode, previous)
@@ -41,6 +41,9 @@ def load(source, eval_mode="xla", context=None, previous=None):
                           *context_values(backend, manifest, record))
         elif backend.context_dim is not None and manifest.get("context"):
             backend.set_context(manifest["context"])    # the model folder's opening context
+        elif backend.context_dim is not None and _values(record.get("context_median"),
+                                                         backend.context_dim):
+            backend.set_context(record["context_median"])   # `kerasflows train`'s contexts
         return backend, describe(backend, source, record)
     except BaseException:
         # the model shown before stays open, with its own weights
@@ -176,9 +179,11 @@ def _context_names(manifest, context_dim, recorded=None):
 
 def context_values(backend, manifest, record):
     """`(ranges, steps)` of the context's values (see `check_context`): the manifest's
-    `context_range` and `context_step`; without them, a flow conditioned on a class
+    `context_range` (else the training record's, `kerasflows train`'s quantiles of the
+    training contexts) and `context_step`; without them, a flow conditioned on a class
     label (`class_count`) takes 0..K-1 in steps of 1; else `(None, None)`."""
-    ranges = _context_ranges(manifest, backend.context_dim)
+    ranges = (_context_ranges(manifest, backend.context_dim)
+              or _context_ranges(record, backend.context_dim))   # `kerasflows train`'s
     steps = _context_steps(manifest, backend.context_dim)
     classes = None if ranges or steps else class_count(backend, manifest, record)
     return ([(0.0, float(classes - 1))], [1.0]) if classes else (ranges, steps)
@@ -204,8 +209,16 @@ def class_count(backend, manifest, record):
     return k if k is not None and k >= 2 else None
 
 
+def _values(values, count):
+    """Whether `values` is a list of `count` finite numbers."""
+    return (isinstance(values, list) and len(values) == count
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and np.isfinite(v) for v in values))
+
+
 def _context_ranges(manifest, context_dim):
-    """The manifest's `context_range` (`[low, high]` per coordinate, low < high), or None."""
+    """The manifest's (or a training record's) `context_range` (`[low, high]` per
+    coordinate, low < high), or None."""
     ranges = (manifest or {}).get("context_range")
     try:
         ranges = [(float(lo), float(hi)) for lo, hi in ranges]

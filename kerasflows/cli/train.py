@@ -237,10 +237,27 @@ def _settings(args, dataset, parts, flow):
             "n_train": len(parts[0][0]),
             "n_validation": len(parts[1][0]) if parts[1] is not None else 0,
             "n_test": len(parts[2][0]) if parts[2] is not None else 0,
+            **_context_summary(args, parts[0]),
             "parameters": int(flow.count_params()),
             "command": shlex.join(["kerasflows", *args.argv]),
             "kerasflows_version": kerasflows.__version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def _context_summary(args, train):
+    """Where the training contexts lie, for the visualizer's Context panel (which
+    opened a CLI flow at 0, its sliders on [-3, 3], whatever the contexts): per
+    column the 0.5% and 99.5% quantiles (`context_range`, as a model folder's
+    manifest has it; a column of one value widened by 0.5 each way) and the median
+    (`context_median`, where it opens). None for an unconditional flow or class labels
+    (`context_classes`: the labels are the range)."""
+    if len(train) < 2 or train[1] is None or args.context_classes:
+        return {}
+    c = np.asarray(train[1], np.float64)
+    low, high = np.quantile(c, [0.005, 0.995], axis=0)
+    ranges = [[float(lo), float(hi)] if hi > lo else [float(lo) - 0.5, float(lo) + 0.5]
+              for lo, hi in zip(low, high)]
+    return {"context_range": ranges, "context_median": np.median(c, axis=0).tolist()}
 
 
 def _record(args, dataset, parts, flow, history, seconds):
