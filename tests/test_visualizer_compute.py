@@ -4,6 +4,7 @@ numbers, the compute thread's mailbox, and a SavedModel opened without kerasflow
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -966,6 +967,10 @@ def test_a_cli_trained_conditional_flow_opens_at_its_median_context_on_its_range
     assert main(["train", str(tmp_path / "x.csv"), "--context", str(tmp_path / "c.csv"),
                  "--recipe", "realnvp", "--layers", "1", "--hidden", "8", "--epochs", "1",
                  "--out", str(tmp_path / "m.keras"), "--quiet"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "m.keras")]) == 0
+    assert re.search(r"context columns: temperature \(training contexts 10\.\d*\.\.29\.\d*\)",
+                     capsys.readouterr().out)
     _, info = opening.load(paths.resolve(tmp_path / "m.keras"), eval_mode="eager")
     (low, high), = info["context_ranges"]
     assert 10.0 <= low < 10.5 and 29.5 < high <= 30.0

@@ -88,6 +88,16 @@ def _older_default(record, command):
             "command adds a standardize layer the model does not have; add --no-standardize)")
 
 
+def _context_ranges_text(ranges):
+    """" (training contexts 10.1..29.9)" from a record's `context_range` (the 0.5% and
+    99.5% quantiles per column), or "" without one."""
+    try:
+        spans = [f"{float(lo):.3g}..{float(hi):.3g}" for lo, hi in ranges]
+    except (TypeError, ValueError):
+        return ""
+    return f" (training contexts {', '.join(spans)})" if spans else ""
+
+
 def _df_text(info):
     """A Student-t base's degrees of freedom, as `info` prints them (" (df 3.2, 2.0)")."""
     df = info.get("base_df")
@@ -131,6 +141,9 @@ def _print_flow(info):
               f"{record.get('recipe')}, {done}; {scores}")
         if record.get("columns"):
             print(f"columns: {name_list(map(str, record['columns']))}")
+        if record.get("context_columns"):
+            print(f"context columns: {name_list(map(str, record['context_columns']))}"
+                  + _context_ranges_text(record.get("context_range")))
         if _indices(record.get("dequantized_columns")):
             print(f"dequantized (--dequantize): "
                   f"{column_list(record['dequantized_columns'], record.get('columns'))}")
