@@ -763,7 +763,9 @@ def test_conditional_flow_is_shown_at_the_context_of_the_context_panel(qtbot, wi
         np.testing.assert_allclose(view.image.ravel(),
                                    flow.log_prob(xy, context=rows(c, len(xy))).numpy(),
                                    rtol=1e-5, atol=1e-4)
-        assert view.left.title == "flow: log p(x | c), c = (" + ", ".join(f"{v:g}" for v in c) + ")"
+        # named as the Context panel names them (it said "c = (0.5, -0.5)")
+        assert view.left.title == "flow: log p(x | c), " + ", ".join(
+            f"c{k + 1} = {v:g}" for k, v in enumerate(c))
         assert view.bar.axis.labelText == "log p(x | c)"
     window.context_panel.sliders[1].setValue(0)             # drag c2 to its slider's left end
     qtbot.waitUntil(lambda: view.is_ready() and view.left.value["context"] == [-1.0, -3.5],

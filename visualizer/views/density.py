@@ -341,7 +341,8 @@ class DensityView(View):
     def _label(self, log_scale):
         """Titles (the quantity on the scale shown) and the note on what is drawn."""
         for panel in (self.left, self.right):
-            panel.set_title(heatmap_title(panel.value or {}, log_scale))
+            panel.set_title(heatmap_title(panel.value or {}, log_scale,
+                                          (self.info or {}).get("context_names")))
         value = self.left.value or {}
         if "samples" in value:
             self.show_note(

@@ -27,15 +27,20 @@ def _quantity(value, log_scale):
     return f"log p(x{given})" if log_scale else f"p(x{given})"
 
 
-def heatmap_title(value, log_scale=True):
-    """The title of a heatmap computed by `compute` (its result dict `value`)."""
+def heatmap_title(value, log_scale=True, context_names=None):
+    """The title of a heatmap computed by `compute` (its result dict `value`); a
+    conditional flow's context by the Context panel's names (`context_names`), as
+    `temperature = 15`, else as `c = (15)`."""
     if not value:
         return ""
     shown = _quantity(value, log_scale)
     if "target" in value:
         return f"target {value['target']}: {shown} (normalised)"
-    if value.get("context") is not None:        # a conditional flow, at context c
-        shown += ", c = (" + ", ".join(f"{v:g}" for v in value["context"]) + ")"
+    context = value.get("context")
+    if context is not None and context_names and len(context_names) == len(context):
+        shown += ", " + ", ".join(f"{name} = {v:g}" for name, v in zip(context_names, context))
+    elif context is not None:                   # a conditional flow, at context c
+        shown += ", c = (" + ", ".join(f"{v:g}" for v in context) + ")"
     return f"flow: {shown} at its own samples" if "samples" in value else f"flow: {shown}"
 
 
