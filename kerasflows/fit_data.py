@@ -206,9 +206,8 @@ def _asserted_labels(flow, context, what):
     embedding = label_embedding(flow)
     if embedding is None:
         return context
-    labels = tf.round(context) if context.dtype.is_floating else context
     k = embedding.num_classes
-    valid = tf.reduce_all((labels >= 0) & (labels < tf.cast(k, labels.dtype)))
+    valid = tf.reduce_all(embedding.known(context)[1])
     with tf.control_dependencies([raising_unless(valid, (
             f"{what} hold labels outside 0..{k - 1} in a batch of the tf.data stream "
             f"(ClassEmbedding(num_classes={k}) knows labels 0..{k - 1}; one it does not "

@@ -72,13 +72,17 @@ class ClassEmbedding(keras.layers.Layer):
                              f"received shape {shape}.")
         self.built = True
 
-    def call(self, labels):
-        labels = tf.reshape(labels, [-1])
+    def known(self, labels):
+        """`(labels, valid)`: the label tensor `labels`, rounded if it is of floats, and
+        whether each is one this layer has a row for (0..num_classes-1), checked in
+        the labels' own dtype: a cast first made NaN label 0 under XLA and wrapped
+        int64 labels into 0..K-1. (`check_context` is the same rule in NumPy.)"""
         if labels.dtype.is_floating:
             labels = tf.round(labels)
-        # checked in the labels' own dtype: a cast first made NaN label 0 under
-        # XLA and wrapped int64 labels into 0..K-1
-        valid = (labels >= 0) & (labels < self.num_classes)
+        return labels, (labels >= 0) & (labels < self.num_classes)
+
+    def call(self, labels):
+        labels, valid = self.known(tf.reshape(labels, [-1]))
         index = tf.cast(tf.where(valid, labels, tf.zeros_like(labels)), "int32")
         rows = tf.gather(tf.cast(self.table, self.compute_dtype), index)
         return tf.where(valid[:, None], rows, tf.constant(float("nan"), rows.dtype))
