@@ -240,8 +240,12 @@ def _settings(args, dataset, parts, flow):
             **_context_summary(args, parts[0]),
             "parameters": int(flow.count_params()),
             "command": shlex.join(["kerasflows", *args.argv]),
-            "kerasflows_version": kerasflows.__version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            "kerasflows_version": kerasflows.__version__, "created": _now()}
+
+
+def _now():
+    """The record's `created`: UTC, to the second."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _context_summary(args, train):
@@ -393,11 +397,15 @@ def run(args):
             print(f"Writing {out} after every epoch; watch it with: kerasflows-viz {out} "
                   "--follow", flush=True)
 
+        settings = {}       # the run's, read once (the data files' headers, the contexts)
+
         def save_epoch(done, flow, history):
             # with its record: a run stopped later leaves this file, which evaluate, sample
             # and the visualizer read as the final one (columns, dequantized columns)
+            if not settings:
+                settings.update(_settings(args, dataset, measured, flow))
             save_atomically(flow, out, json_safe({
-                **_settings(args, dataset, measured, flow), "standardize": standardize,
+                **settings, "created": _now(), "standardize": standardize,
                 "dequantized_columns": noisy, "epochs_done": done, "history": history}))
 
         start = time.perf_counter()
