@@ -26,8 +26,9 @@ def load(source, eval_mode="xla", context=None, previous=None):
 
     A `.keras` flow runs in `eval_mode` (see `kerasflows.Flow.eval_mode`). A
     conditional flow starts at `context` (`[C]`; default: the model folder's
-    manifest `context`, else the training record's `context_median`, else zeros). A `context` given that the Context panel
-    cannot show (see `check_context`) raises `ValueError`.
+    manifest `context`, else the training record's `context_median`, else zeros).
+    A `context` given that the Context panel cannot show (see `check_context`)
+    raises `ValueError`.
     """
     backend = open_backend(source.kind, source.load_path, eval_mode, previous)
     try:
@@ -283,7 +284,8 @@ def _image(manifest, event_dim, reference):
 
 
 def _target_name(name, event_dim):
-    """The manifest's (or record's) target if the visualizer can draw it (a known 2-D target), else None."""
+    """The manifest's (or record's) target if the visualizer can draw it (a known 2-D
+    target), else None."""
     if not name or event_dim != 2 or not targets_available():
         return None
     import kerasflows.targets
