@@ -26,14 +26,15 @@ from PySide6 import QtCore
 from visualizer import paths
 
 __all__ = ["FileFollower", "Following", "signature", "followed_paths", "SETTLE_MS", "POLL_MS",
-           "MAX_WAIT_MS"]
+           "MAX_WAIT_SETTLES"]
 
 #: Quiet time, ms, after the last change before it is reported.
 SETTLE_MS = 400
 #: Interval, ms, of the `stat` poll.
 POLL_MS = 1000
-#: Longest wait, ms, from a change to its report while the files go on changing.
-MAX_WAIT_MS = 4 * SETTLE_MS
+#: Longest wait from a change to its report while the files go on changing, in settle
+#: times (the default `max_wait_ms`: 1.6 s of the app's 0.4 s settle time).
+MAX_WAIT_SETTLES = 4
 
 
 def _stat(path):
@@ -86,7 +87,7 @@ class FileFollower(QtCore.QObject):
         settle_ms: quiet time after the last change before `changed` is emitted.
         poll_ms: interval of the `stat` poll (0: events only).
         max_wait_ms: longest wait from a change to `changed` while the files keep
-            changing (default 4 x `settle_ms`): saves closer together than
+            changing (default `MAX_WAIT_SETTLES` x `settle_ms`): saves closer together than
             `settle_ms` restarted the wait until they stopped, so a fast training
             run showed nothing until it ended. A file read mid-write is then
             read again at its next save (`Following`).
@@ -114,7 +115,8 @@ class FileFollower(QtCore.QObject):
         self._poll.timeout.connect(self._polled)
         self._poll_ms = int(poll_ms)
         self._pending = None           # the signature seen when the settle timer last started
-        self._max_wait = (4 * int(settle_ms) if max_wait_ms is None else int(max_wait_ms)) / 1e3
+        self._max_wait = (MAX_WAIT_SETTLES * int(settle_ms) if max_wait_ms is None
+                          else int(max_wait_ms)) / 1e3
         self._since = None             # time.monotonic() of the first change not reported
 
     @property
