@@ -110,7 +110,7 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
     `"mixed_float16"` model (`auto_scale_loss=False` turns it off).
 
     Call arguments:
-        inputs: `x` of shape `[batch, D]`, or `(x, context)` when conditional.
+        inputs: `x` of shape `[batch, D]` (or `(x,)`), or `(x, context)` when conditional.
 
     Returns:
         `log_prob(x)`, shape `[batch]`.

@@ -123,7 +123,16 @@ class FlowInputs:
         return nan_rows(nonfinite_rows(context), encoded)
 
     def _split_inputs(self, inputs, context=None):
+        """`(x, context)` for a conditional flow; `x` or `(x,)` (a batch's form in
+        `fit`) for an unconditional one."""
         if isinstance(inputs, (tuple, list)) and context is None:
+            if self.context_dim is None:
+                if len(inputs) != 1:
+                    raise ValueError(
+                        "This flow is not conditional (context_dim=None): it takes x of shape "
+                        f"(batch, {self.event_dim}) alone, or (x,); received a sequence of "
+                        f"{len(inputs)} items.")
+                return inputs[0], None
             if len(inputs) != 2:
                 raise ValueError("A conditional flow takes inputs as (x, context); "
                                  f"received a sequence of {len(inputs)} items.")

@@ -155,6 +155,22 @@ def test_integer_inputs_are_converted_and_other_dtypes_raise(flow):
             flow.log_prob(bad)
 
 
+def test_calling_a_flow_takes_its_batch_forms_and_names_the_others(flow):
+    """An unconditional flow takes x or (x,) (as `fit` does); other sequences are refused
+    naming the flow as unconditional (they were described as a conditional flow's)."""
+    x = np.array([[0.5, -1.0], [2.0, 0.0]], "float32")
+    np.testing.assert_allclose(flow((x,)), flow(x), rtol=1e-6)
+    for given in ((x, x), (x, x, x)):
+        with pytest.raises(ValueError, match=rf"not conditional \(context_dim=None\): it takes x "
+                                             rf"of shape \(batch, 2\) alone, or \(x,\); "
+                                             rf"received a sequence of {len(given)} items"):
+            flow(given)
+    conditional = M.MAF(2, num_layers=1, context_dim=1)
+    with pytest.raises(ValueError, match=r"A conditional flow takes inputs as \(x, context\); "
+                                         r"received a sequence of 1 items"):
+        conditional((x,))
+
+
 def test_sample_and_log_prob_matches_log_prob(flow):
     x, lp = flow.sample_and_log_prob(100, seed=0)
     np.testing.assert_allclose(lp, flow.log_prob(x), rtol=1e-4, atol=1e-4)
