@@ -349,6 +349,9 @@ def load_saved_model(path):
             file and the problem.
     """
     path = os.fspath(path)
+    if os.path.isfile(path):
+        hint = "; open it with kerasflows.load" if path.endswith(".keras") else ""
+        raise ValueError(f"{path} is a file, not a SavedModel directory{hint}.")
     if not os.path.isdir(path):
         raise ValueError(f"{path}: no such SavedModel directory.")
     target = _resolve_version_dir(path)

@@ -488,6 +488,9 @@ def test_damaged_saved_model_gives_clear_error(tmp_path):
         load_saved_model(bad)
     with pytest.raises(ValueError, match="no such SavedModel"):
         load_saved_model(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=r"flow.keras is a file, not a SavedModel directory; "
+                                         r"open it with kerasflows.load"):
+        load_saved_model(os.path.join(SHIPPED, "moons", "flow.keras"))
 
 
 def test_load_gives_clear_errors_for_damaged_keras_files(tmp_path):
