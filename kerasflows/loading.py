@@ -22,7 +22,7 @@ import keras
 
 from kerasflows.checkpoint import EpochCheckpoint
 
-__all__ = ["load", "training_record", "write_training_record", "model_file"]
+__all__ = ["load", "training_record", "write_training_record", "model_file", "first_reason"]
 
 _RECORD = "kerasflows/training.json"
 _KERAS_MEMBERS = ("config.json", "model.weights.h5")
@@ -103,13 +103,13 @@ def load(path, custom_objects=None):
         model = keras.saving.load_model(path, custom_objects=custom_objects)
     except Exception as e:  # Keras and h5py raise many types for damaged content.
         raise ValueError(f"{path}: cannot load the model ({type(e).__name__}: "
-                         f"{_first_reason(str(e))})"[:600]) from e
+                         f"{first_reason(str(e))})"[:600]) from e
     if not isinstance(model, Flow):
         raise ValueError(f"{path} holds a {type(model).__name__}, not a kerasflows.Flow.")
     return model
 
 
-def _first_reason(text):
+def first_reason(text):
     """The line of a Keras loading error that says what went wrong: the innermost
     "Exception encountered:" (a class not registered: "Could not locate class
     'MyEncoder'..."), whose wrappers' first lines say only which `from_config`

@@ -507,7 +507,8 @@ def test_export_dialogs_say_when_the_file_cannot_be_written(qtbot, window, tiny,
         window.failed.disconnect(failures.append)
 
 
-def test_corrupt_file_shows_the_error_dialog_and_keeps_the_model(qtbot, window, tiny, models):
+def test_corrupt_file_shows_the_error_dialog_and_keeps_the_model(qtbot, window, tiny, models,
+                                                                  monkeypatch):
     before = window.info
     with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS) as blocker:
         window.open_path(models["corrupt"])
@@ -519,6 +520,14 @@ def test_corrupt_file_shows_the_error_dialog_and_keeps_the_model(qtbot, window, 
         window.open_path(models["corrupt"].parent / "missing.keras")
     assert "no such file" in window.error_box.text()
     window.error_box.close()
+    def unforeseen(path, prefer_keras=None):
+        raise TypeError("a case the path checks miss")
+    monkeypatch.setattr(paths, "resolve", unforeseen)
+    with qtbot.waitSignal(window.failed, timeout=5000):
+        assert window.open_path(models["corrupt"]) is False
+    assert window.error_box.text() == f"{models['corrupt']}: TypeError: a case the path checks miss"
+    window.error_box.close()
+    monkeypatch.undo()
     view = window.show_view("samples")
     frames = view.frames
     view.resample()                                           # the app keeps working

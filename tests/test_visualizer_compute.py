@@ -71,6 +71,26 @@ def test_resolve_rejects_bad_paths(tmp_path):
         paths.resolve(bad)
 
 
+def test_a_data_sample_that_is_not_an_array_of_numbers_is_named(model, tmp_path):
+    """A model folder's data_sample.npy of text, or of records (pandas' to_records):
+    a message naming the file (text was called "pickled (object) data", and records
+    raised a TypeError the app did not report)."""
+    folder = tmp_path / "copy"
+    shutil.copytree(model[0], folder)
+    sample = folder / "data_sample.npy"
+    sample.write_text("garbage")
+    with pytest.raises(paths.ModelPathError, match=r"data_sample.npy is not a NumPy .npy file "
+                                                   r"\(it lacks the format's header\)"):
+        paths.resolve(folder)
+    np.save(sample, np.zeros(5, dtype=[("a", "f8"), ("b", "f8")]))
+    with pytest.raises(paths.ModelPathError, match=r"data_sample.npy holds an array of dtype "
+                                                   r"\[\('a', '<f8'\), \('b', '<f8'\)\]; "
+                                                   r"expected numbers"):
+        paths.resolve(folder)
+    np.save(sample, np.arange(6, dtype=np.int64).reshape(3, 2))
+    assert paths.resolve(folder).data_sample.dtype == np.float32
+
+
 def test_truncated_or_corrupt_keras_file_is_reported_as_such(model, tmp_path):
     data = (model[0] / "flow.keras").read_bytes()
     flipped = bytearray(data)
@@ -90,6 +110,23 @@ def test_truncated_or_corrupt_keras_file_is_reported_as_such(model, tmp_path):
     with pytest.raises(ValueError, match=r"other.keras is a zip file but not a Keras model "
                                          r"archive: it holds no config.json \(1 other"):
         compute.load(paths.resolve(other), eval_mode="eager")
+    members = {}                              # damage inside the archive: path and reason
+    with zipfile.ZipFile(model[0] / "flow.keras") as archive:
+        for name in archive.namelist():
+            members[name] = archive.read(name)
+    for name, weights, reason in (("noweights", None, " is a Keras model archive without its "
+                                   "weights: it holds no model.weights.h5"),
+                                  ("halfweights", members["model.weights.h5"][:3000],
+                                   ": cannot load the model \\(OSError: Unable to")):
+        path = tmp_path / f"{name}.keras"
+        with zipfile.ZipFile(path, "w") as archive:
+            for member, content in members.items():
+                if member == "model.weights.h5":
+                    content = weights
+                if content is not None:
+                    archive.writestr(member, content)
+        with pytest.raises(ValueError, match=re.escape(str(path)) + reason):
+            compute.load(paths.resolve(path), eval_mode="eager")
 
 
 def test_default_model_is_found_relative_to_the_package():
@@ -392,6 +429,15 @@ def test_a_savedmodel_not_exported_by_kerasflows_is_named_as_such(tmp_path):
     with pytest.raises(ValueError, match=r"serving_default takes \['inp'\]; a flow exported by "
                        r"kerasflows .* takes 'x'\. Is this SavedModel a kerasflows export\?"):
         SavedModelBackend(tmp_path / "1")
+
+
+def test_a_damaged_savedmodel_is_named_with_the_reason(model, tmp_path):
+    damaged = tmp_path / "1"
+    shutil.copytree(model[0] / "saved_model" / "1", damaged)
+    shutil.rmtree(damaged / "variables")
+    with pytest.raises(ValueError, match=re.escape(str(damaged)) + r": cannot load the "
+                       r"SavedModel \(damaged or incomplete: \w+: .*variables"):
+        SavedModelBackend(damaged)
 
 
 def test_a_one_dimensional_flow_is_refused_naming_its_file(tmp_path):

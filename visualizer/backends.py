@@ -64,6 +64,7 @@ class KerasBackend(Backend):
         import keras
         import kerasflows
         from kerasflows.inference import tabulate
+        from kerasflows.loading import first_reason
         try:                                   # a missing or unreadable file says so itself
             with zipfile.ZipFile(path) as archive:
                 members = set(archive.namelist())
@@ -72,10 +73,16 @@ class KerasBackend(Backend):
         if "config.json" not in members:       # Keras: KeyError "no item named ..."
             raise ValueError(f"{path} is a zip file but not a Keras model archive: it holds "
                              f"no config.json ({len(members)} other members).")
+        if not members & {"model.weights.h5", "model.weights.npz"}:
+            raise ValueError(f"{path} is a Keras model archive without its weights: it holds "
+                             "no model.weights.h5.")
         try:
             flow = keras.models.load_model(path)
         except zipfile.BadZipFile as e:
             raise ValueError(_not_an_archive(path, e)) from None
+        except Exception as e:    # Keras and h5py raise many types for damaged content
+            raise ValueError(f"{path}: cannot load the model ({type(e).__name__}: "
+                             f"{first_reason(str(e))})"[:600]) from None
         if not isinstance(flow, kerasflows.Flow):
             raise ValueError(f"{path} holds a {type(flow).__name__}, not a kerasflows Flow.")
         flow.eval_mode = eval_mode

@@ -102,13 +102,26 @@ def _read_folder(folder):
         raise ModelPathError(f"cannot read {folder / 'manifest.json'}: {e}") from None
     if not isinstance(manifest, dict):
         raise ModelPathError(f"{folder / 'manifest.json'} is not a JSON object.")
-    sample = None
-    if (folder / "data_sample.npy").is_file():
-        try:
-            sample = np.asarray(np.load(folder / "data_sample.npy"), np.float32)
-        except (OSError, ValueError) as e:
-            raise ModelPathError(f"cannot read {folder / 'data_sample.npy'}: {e}") from None
-    return manifest, sample
+    sample = folder / "data_sample.npy"
+    return manifest, (_read_sample(sample) if sample.is_file() else None)
+
+
+def _read_sample(path):
+    """A model folder's data sample as float32; a file that is not a NumPy array
+    of numbers raises `ModelPathError` naming it."""
+    try:
+        with open(path, "rb") as f:
+            is_npy = f.read(6) == b"\x93NUMPY"        # every .npy file's first bytes
+        sample = np.load(path) if is_npy else None
+    except (OSError, ValueError) as e:
+        raise ModelPathError(f"cannot read {path}: {e}") from None
+    if sample is None:
+        raise ModelPathError(f"{path} is not a NumPy .npy file (it lacks the format's "
+                             "header); expected an array of numbers [rows, D].")
+    if sample.dtype.kind not in "biuf":
+        raise ModelPathError(f"{path} holds an array of dtype {sample.dtype}; expected numbers "
+                             "[rows, D].")
+    return sample.astype(np.float32)
 
 
 def _savedmodel_in(d):

@@ -27,7 +27,12 @@ class SavedModelBackend(Backend):
     kind = "savedmodel"
 
     def __init__(self, path):
-        self.module = tf.saved_model.load(str(path))
+        try:
+            self.module = tf.saved_model.load(str(path))
+        except Exception as e:      # TensorFlow raises many types for damaged files
+            reason = (str(e).strip().splitlines() or [""])[0]
+            raise ValueError(f"{path}: cannot load the SavedModel (damaged or incomplete: "
+                             f"{type(e).__name__}: {reason})"[:600]) from None
         self.signatures = dict(self.module.signatures)
         if "serving_default" not in self.signatures:
             raise ValueError(f"{path} has no serving_default signature; found "

@@ -160,6 +160,9 @@ class MainWindow(Following, ExportActions, HelpActions, RememberedUI, ViewKeys, 
         except paths.ModelPathError as e:
             self.show_error("Could not open the model", str(e))     # (e names the path)
             return False
+        except Exception as e:          # a case the checks miss: said, and the app goes on
+            self.show_error("Could not open the model", f"{path}: {type(e).__name__}: {e}")
+            return False
         self.model_label.setText(f"opening {source.path} …")
         self.follower.stop()             # the new model is followed once it has opened,
         # from the files as they were before it was read: a save while it opens is a change
