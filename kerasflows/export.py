@@ -156,10 +156,12 @@ def _checked(t, width, name):
         return None
     # The rank cannot be asked: the graph takes it from the declared [None, width]
     # (a row sent as [width], without its batch axis, passed and gave `width`
-    # log-probs). The element count is a runtime value: N * width only for [N, width].
+    # log-probs). The shape is a runtime value: padded with -1s, it reads
+    # [N, width, -1] in its first three places only for [N, width] (for width 1,
+    # [N] and [N, 1, 1] have as many elements as [N, 1]).
     shape = tf.shape(t, out_type=tf.int64)
-    ok = tf.logical_and(tf.equal(tf.size(t, out_type=tf.int64), shape[0] * width),
-                        tf.reduce_all(tf.equal(shape[1:2], width)))
+    padded = tf.concat([shape, tf.constant([-1, -1], tf.int64)], 0)
+    ok = tf.reduce_all(tf.equal(padded[1:3], tf.constant([width, -1], tf.int64)))
     check = tf.debugging.Assert(ok, [f"{name} must have shape [N, {width}]; received shape",
                                      shape])
     with tf.control_dependencies([check]):

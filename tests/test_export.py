@@ -283,6 +283,24 @@ def test_signatures_refuse_inputs_of_another_shape_naming_it(tmp_path):
     for bad in (tf.zeros([1, 5]), tf.zeros([2])):
         with pytest.raises(tf.errors.InvalidArgumentError, match=r"context must have shape"):
             signatures["sample"](n=tf.constant(2), seed=tf.constant(0), context=bad)
+    # width 1 (a one-column flow, a one-number context): [N] and [N, 1, 1] hold as many
+    # numbers as [N, 1], and passed the check to fail inside ("slice index 1 of
+    # dimension 0 out of bounds", "In[0] is not a matrix")
+    line = models.MAF(1, num_layers=1, hidden_units=(4,), context_dim=1)
+    one = tf.saved_model.load(line.export(tmp_path / "line")).signatures
+    for name, key in (("serving_default", "x"), ("forward", "z"), ("trace_inverse", "x")):
+        for out in one[name](**{key: tf.ones([2, 1]), "context": tf.ones([1, 1])}).values():
+            assert np.isfinite(out).all() and 2 in out.shape      # [N, 1] is taken
+        for bad in (tf.ones([2]), tf.ones([2, 1, 1])):
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match=rf"{key} must have shape \[N, 1\]; received shape\] "
+                                     rf"\[{' '.join(map(str, bad.shape))}\]"):
+                one[name](**{key: bad, "context": tf.ones([1, 1])})
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match=r"context must have shape \[N, 1\]; received shape"):
+                one[name](**{key: tf.ones([2, 1]), "context": bad})
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"context must have shape \[N, 1\]"):
+        one["sample"](n=tf.constant(1), seed=tf.constant(0), context=tf.ones([1]))
     # a negative n failed inside the base's random op ("Dimension -1 must be >= 0")
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match=r"n must be >= 0 \(the number of samples\); received.*-1"):
