@@ -395,6 +395,12 @@ def test_the_shipped_conditional_saved_models_give_nan_for_a_context_they_cannot
     got = served.signatures["serving_default"](
         x=tf.zeros([2, dim]), context=tf.constant(context, tf.float32))["log_prob"].numpy()
     assert np.isnan(got[0]) and np.isfinite(got[1])
+    # and their one-number context sent without its column axis (REST's "context": [2.5])
+    # is refused by name (it failed inside, "slice index 1 of dimension 0 out of bounds")
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"context must have shape \[N, 1\]; received shape\] \[2\]"):
+        served.signatures["serving_default"](x=tf.zeros([2, dim]),
+                                             context=tf.constant([1.0, 2.0]))
 
 
 def test_a_batch_normalizing_encoder_updates_its_statistics_only_in_fit():
