@@ -14,8 +14,8 @@ rounded down in those columns.
 - `dequantize(x, columns=None, seed=None)`: one draw of the noise, NumPy.
 - `dequantized_dataset(x, batch_size, ...)`: a `tf.data.Dataset` for
   `Flow.fit` that draws new noise (and a new order) every epoch.
-- `whole_number_columns(x)`: the columns that hold whole numbers only, the
-  default `columns`.
+- `whole_number_columns(x)`: the columns that hold whole numbers only (one
+  whole number in every row included), the default `columns`.
 
 `kerasflows train --dequantize` does the same for the command line, and
 `evaluate` and `sample` then add the noise and round down for that model.
@@ -32,10 +32,20 @@ __all__ = ["dequantize", "dequantized_dataset", "whole_number_columns", "floor_c
 
 
 def whole_number_columns(x):
-    """The indices of the columns of `x` `[N, D]` that hold whole numbers only and
-    more than one value (`kerasflows.data_warnings.degenerate_columns`' `whole`)."""
-    from kerasflows.data_warnings import degenerate_columns
-    return [int(k) for k in degenerate_columns(x)[1]]
+    """The indices of the columns of `x` `[N, D]` (N >= 2; else none) that hold
+    whole numbers only, below `data_warnings.FRACTIONS_BELOW` in magnitude
+    (`kerasflows.data_warnings.degenerate_columns`' `whole`), and of those that
+    hold one whole number in every row (an image's always-0 edge pixels: noised,
+    such a column is uniform on [k, k + 1), a density with a maximum; left
+    alone, the flow narrows onto the value and the NLL falls without bound).
+    Sorted; the default `columns` of `dequantize` and `dequantized_dataset`, and
+    the columns `kerasflows train --dequantize` noises."""
+    from kerasflows.data_warnings import FRACTIONS_BELOW, degenerate_columns
+    x = np.asarray(x)
+    constant, whole = degenerate_columns(x)
+    one_number = [int(k) for k in constant
+                  if float(x[0, k]).is_integer() and abs(float(x[0, k])) < FRACTIONS_BELOW]
+    return sorted([int(k) for k in whole] + one_number)
 
 
 def _check_x(x, where):

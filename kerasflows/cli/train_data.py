@@ -104,26 +104,25 @@ def dequantized_columns(args, x, parts):
 
 
 def _whole_columns(x):
-    """The columns of `x` that `--dequantize` noises: those of whole numbers only,
-    one value in every row included (always 0, as pixels at an image's edge):
-    noised, such a column is uniform on [k, k + 1), a density with a maximum.
-    Sorted, 0-based."""
-    return _degenerate(x, dequantizing=True)[1]
+    """The columns of `x` that `--dequantize` noises, 0-based:
+    `kerasflows.dequantization.whole_number_columns(x)`, those of whole numbers
+    only, one whole number in every row included (always 0, as pixels at an
+    image's edge)."""
+    from kerasflows.dequantization import whole_number_columns
+    return whole_number_columns(x)
 
 
 def _degenerate(x, dequantizing):
     """`kerasflows.data_warnings.degenerate_columns(x)`: `(constant, whole)`, the
     columns of one value in every row and the other columns of whole numbers only;
-    `dequantizing`, a constant column of one whole number (within float32's,
-    `data_warnings.FRACTIONS_BELOW`) counts among the `whole`, which are sorted."""
-    from kerasflows.data_warnings import FRACTIONS_BELOW, degenerate_columns
+    `dequantizing`, the `whole` are the columns `--dequantize` noises
+    (`_whole_columns`), and the `constant` the others of one value."""
+    from kerasflows.data_warnings import degenerate_columns
     constant, whole = degenerate_columns(x)
     if not dequantizing:
         return constant, whole
-    noised = [int(k) for k in constant
-              if float(x[0, k]).is_integer() and abs(float(x[0, k])) < FRACTIONS_BELOW]
-    return ([k for k in constant if int(k) not in noised],
-            sorted([int(k) for k in whole] + noised))
+    whole = _whole_columns(x)
+    return [int(k) for k in constant if int(k) not in whole], whole
 
 
 def noisy_parts(parts, columns, seed, files=(None, None, None)):
@@ -161,9 +160,8 @@ def check_continuous(x, spec, dequantizing=False):
                         "density over it has no maximum (the NLL falls without bound as the "
                         "flow narrows onto that value). Drop the column.")
     if dequantizing and not len(whole):
-        raise UserError(f"--dequantize: no column of {spec} holds whole numbers only (and more "
-                        "than one value, below 2**23 in magnitude), so there is nothing to "
-                        "dequantize.")
+        raise UserError(f"--dequantize: no column of {spec} holds whole numbers only (below "
+                        "2**23 in magnitude), so there is nothing to dequantize.")
     if len(whole) and not dequantizing:
         listed = ", ".join(label(int(k)) for k in whole[:5]) + (", ..." if len(whole) > 5 else "")
         print(f"kerasflows: warning: {spec}: {plural(len(whole), 'column')} of whole numbers "
