@@ -296,6 +296,8 @@ class FlowImages(keras.callbacks.Callback):
                     f"{self.image_shape} pictures")
         if self.image_shape is not None:
             n = min(len(self.data) if name == "data" else self.samples, pictures.IMAGES_SHOWN)
+            if name == "samples":           # only the pictures shown are drawn
+                return f"{n} samples{detail}, as {self.image_shape} pictures"
             return f"{what}{detail}, {n} shown as {self.image_shape} pictures"
         return f"{what} {pictures.region_text(self.region, self.dims)}{detail}"
 

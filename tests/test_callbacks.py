@@ -116,7 +116,10 @@ def test_an_image_shaped_flow_is_drawn_as_pictures(tmp_path):
     images.on_train_end()
     shown = read_images(tmp_path / "flow")
     assert sorted(shown) == ["data", "samples"]                  # no density for 16-D
-    assert "64 shown as (4, 4) pictures" in shown["samples"][0][2]
+    # the 64 pictures are the samples drawn (it said "100 samples ..., 64 shown")
+    assert shown["samples"][0][2].startswith("64 samples (seed 0: ")
+    assert shown["samples"][0][2].endswith(", as (4, 4) pictures")
+    assert "64 shown as (4, 4) pictures" in shown["data"][0][2]
     scale = 96 // 4
     want = P.image_grid(flow.sample(100, seed=0).numpy()[:64], (4, 4), (x.min(), x.max()),
                         scale=scale)
