@@ -70,7 +70,8 @@ class FlowImages(keras.callbacks.Callback):
             (then kept, so that frames compare).
         every: epochs between pictures (the last epoch is always drawn).
         resolution: pixels per side of the density and histogram pictures.
-        samples: samples per picture.
+        samples: samples per picture (an image-shaped flow draws at most 64,
+            the pictures shown).
         seed: the samples' seed: the same base noise in every frame.
         context: for a conditional flow, the one context `[C]` it is drawn at.
         contexts: for a conditional flow, `[K, C]` contexts to draw it at
