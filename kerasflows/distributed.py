@@ -121,11 +121,19 @@ def evaluate_nll(flow, x, context=None, batch_size=8192):
     a float32 or mixed-precision one). Runs one traced (not XLA-compiled) graph
     for every batch size, so no compilation per distinct shape.
     """
+    batch_size = check_positive_int("batch_size", batch_size)
     x = np.asarray(x, flow.compute_dtype)       # float32 rounded a float64 flow's data
+    if x.ndim != 2 or x.shape[1] != flow.event_dim:
+        raise ValueError(f"evaluate_nll: x must have shape (N, {flow.event_dim}) for this "
+                         f"flow; received shape {x.shape}.")
     if len(x) == 0:
         raise ValueError("evaluate_nll needs at least one example; received 0 rows.")
     if context is not None:
         context = np.asarray(context, flow.compute_dtype)
+        width = "C" if flow.context_dim is None else flow.context_dim
+        if context.ndim != 2 or context.shape[1] != (flow.context_dim or context.shape[1]):
+            raise ValueError(f"evaluate_nll: context must have shape (N, {width}), one row "
+                             f"per example; received shape {context.shape}.")
         if len(context) != len(x):
             raise ValueError(f"context has {len(context)} rows but x has {len(x)}.")
     flow._prepare_context(None if context is None else context[:1])   # C, or None, checked
@@ -395,7 +403,9 @@ def _run_epoch(step, dist_data, steps, epoch, epochs, verbose, finalize):
         loss, squares = step(batch).numpy().tolist()
         _check_step(loss, squares, epoch, i)
         losses.append(loss)
-        bar.update(i + 1, [("loss", loss)], finalize=finalize and i + 1 == steps)
+        last = finalize and i + 1 == steps
+        # a finalizing update shows the value it is given, not the running mean
+        bar.update(i + 1, [("loss", float(np.mean(losses)) if last else loss)], finalize=last)
     return bar, losses
 
 

@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -349,6 +350,36 @@ def test_evaluate_nll_scores_a_float64_flow_in_float64():
     mean, _ = kerasflows.distributed.evaluate_nll(conditional, x - 1e6, context + 1e6)
     assert mean == pytest.approx(
         -float(np.mean(conditional.log_prob(x - 1e6, context=context + 1e6))), rel=1e-9)
+
+
+def test_evaluate_nll_refuses_bad_shapes_and_batch_sizes_naming_them():
+    """They failed inside the traced function ("Can not cast TensorSpec"), in range()
+    or np.concatenate, or named the shape of the context's first row."""
+    from kerasflows.distributed import evaluate_nll
+    flow = models.MAF(2, num_layers=1, hidden_units=(4,), context_dim=1)
+    x, c = np.zeros((50, 2)), np.zeros((50, 1))
+    for bad_x in (np.zeros((50, 3)), np.zeros(50)):
+        with pytest.raises(ValueError, match=r"x must have shape \(N, 2\) for this flow; "
+                                             r"received shape " + re.escape(str(bad_x.shape))):
+            evaluate_nll(flow, bad_x, c)
+    for bad_c in (np.zeros((50, 2)), np.zeros(50)):
+        with pytest.raises(ValueError, match=r"context must have shape \(N, 1\), one row per "
+                                             r"example; received shape \(50,"):
+            evaluate_nll(flow, x, bad_c)
+    for size in (0, -1, 2.5):
+        with pytest.raises(ValueError, match=r"`batch_size` must be an integer >= 1"):
+            evaluate_nll(flow, x, c, batch_size=size)
+    assert np.isfinite(evaluate_nll(flow, x, c, batch_size=7)[0])
+
+
+def test_train_flow_shows_each_epochs_mean_loss(capsys):
+    """The epoch's line showed the last batch's loss when there was no validation data
+    (Keras' Progbar shows a finalizing update's value as it is)."""
+    x = kerasflows.datasets.load("moons", n=512, seed=1)
+    _, history = train_flow(_build, x, epochs=2, batch_size=128, learning_rate=1e-2, seed=3,
+                            verbose=2, jit_compile=False)
+    shown = [float(v) for v in re.findall(r"loss: ([-\d.]+)", capsys.readouterr().out)]
+    assert shown == pytest.approx(history["loss"], abs=1e-4)
 
 
 def test_an_off_scale_row_is_named_at_its_step_and_never_checkpointed(tmp_path):
