@@ -109,12 +109,13 @@ class FlatStepCalls(FlatCalls):
     An XLA-compiled step compiles once per batch size, so the short last batch
     of an epoch (`N % batch_size` rows) would compile the step a second time
     (3.1 s for a 2-D NSF flow). When the model allows it
-    (`model.pads_short_batches()`), a weighted batch shorter than the
+    (`model.pads_short_batches()`), a batch shorter than the
     longest one seen from the same iterator is padded to that length instead:
     its rows repeated, the repeats weighted 0, so the step's weighted loss, its
     gradient and the loss Keras reports are those of the real rows, from the
-    executable the full batches use. (`Flow.fit` and `evaluate` give array
-    data whose last batch is short weights of 1 for that.)
+    executable the full batches use. Unweighted batches get weights of 1 for
+    that (`Flow.fit` and `evaluate` give them to array data whose last batch
+    is short; a stream's batches get them here).
 
     Attributes:
         padded: number of batches padded so far.
@@ -131,6 +132,7 @@ class FlatStepCalls(FlatCalls):
         self._rows = 0
         self.min_rows = 0
         self.padded = 0
+        self._ones = {}                 # weights of 1 for an unweighted batch, by rows
 
     def __call__(self, iterator):
         if self._pads is None:
@@ -150,10 +152,17 @@ class FlatStepCalls(FlatCalls):
         return logs
 
     def _padded(self, data):
-        """`data` padded to the iterator's longest batch if it is shorter and weighted."""
+        """`data` weighted, and padded to the iterator's longest batch if it is
+        shorter. An unweighted batch gets weights of 1 (a stream's: then every
+        batch has one form, and its short last batch can be padded, not compiled
+        for; arrays whose last batch is short have them from `Flow.fit`)."""
         x, y, weight = keras.utils.unpack_x_y_sample_weight(data)
         if weight is None:
-            return data
+            rows = int(tf.nest.flatten(x)[0].shape[0])
+            weight = self._ones.get(rows)
+            if weight is None:
+                weight = self._ones[rows] = tf.ones([rows], tf.float32)
+            data = (x, y, weight)
         rows = int(weight.shape[0])
         if rows >= self._rows:
             self._rows = rows

@@ -214,10 +214,8 @@ class FlowTraining(FlatStepFunctions):
         from data (`ActNorm`) do so on `batch_size` rows before the first step: for arrays, rows drawn at
         random when `shuffle` (the default), as the first shuffled batch. `sample_weight` (array data: one finite weight
         >= 0 per example) weights each example's negative log-likelihood in
-        the loss. A short last batch of arrays, or of a stream whose batches are
-        weighted, is padded to the full batches' size rather than compiled for
-        (see `pads_short_batches`); an unweighted stream's compiles the step once
-        more (batch it with `drop_remainder=True`, or give weights, to avoid that). A stream is taken in its own
+        the loss. A short last batch (of arrays or of a stream) is padded to the
+        full batches' size rather than compiled for (see `pads_short_batches`). A stream is taken in its own
         order: `shuffle` defaults to False for it (Keras' default, True, only
         warned that it is ignored).
         """
@@ -304,8 +302,8 @@ class FlowTraining(FlatStepFunctions):
             return super().predict(data, *args, **kwargs)
 
     def pads_short_batches(self):
-        """True if `fit` and `evaluate` pad a short batch (of arrays, or of a stream
-        of weighted batches) to the full batches' size (rows repeated, weighted 0;
+        """True if `fit` and `evaluate` pad a short batch (of arrays or of a stream)
+        to the full batches' size (rows repeated, weighted 0;
         `kerasflows.training.FlatStepCalls`) rather
         than compile the XLA step once more for it: when the step is XLA-compiled
         and called through its flat inputs (`flat_step_calls`), and no layer

@@ -203,6 +203,26 @@ def test_short_last_batch_runs_padded_on_the_full_batches_executable(monkeypatch
         assert padded.evaluate(x[:n], verbose=0) == pytest.approx(nll[:n].mean(), rel=1e-5)
     assert rows == [16] * 4 and padded.test_function.padded == before + 3
     assert padded.test_function.min_rows == 0
+    # a stream's unweighted batches: weighted 1 and the short last one padded (it
+    # compiled the step for its 232 rows, as dequantized_dataset's last batch did)
+    stream = lambda: tf.data.Dataset.from_tensor_slices(x).batch(256)
+    twins = []
+    for pads in (True, False):
+        keras.utils.set_random_seed(0)
+        twin = make()
+        if not pads:
+            twin.pads_short_batches = lambda: False
+        twin.compile(optimizer=keras.optimizers.Adam(1e-2), jit_compile=True)
+        rows.clear()
+        history = twin.fit(stream(), epochs=2, validation_data=stream(), verbose=0).history
+        twins.append((twin, history, sorted(set(rows))))
+    (streamed, stream_hist, stream_rows), (_, unpadded_hist, unpadded_rows) = twins
+    assert stream_rows == [256] and unpadded_rows == [232, 256]
+    assert streamed.train_function.padded == 2 and streamed.train_function.traces == 1
+    for key in ("loss", "val_loss"):
+        np.testing.assert_allclose(stream_hist[key], unpadded_hist[key], rtol=1e-5)
+    assert streamed.evaluate(stream(), verbose=0) == pytest.approx(
+        -streamed.log_prob(x).numpy().mean(), rel=1e-5)
     # as after a validation_split (800 rows to train on: 3 x 256 + 32)
     rows.clear()
     padded.fit(x, batch_size=256, epochs=1, validation_split=0.2, verbose=0)
