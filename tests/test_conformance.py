@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_probability as tfp
 
 from kerasflows import layers as L
 from kerasflows.testing import (FlowLayerCheckError, _batch_jacobian, check_flow_layer,
@@ -158,12 +159,18 @@ def test_layer_methods_give_the_numbers_of_its_bijector(name):
             layer.bijector(context=c).forward(z[:4])
     x, ld = layer.forward_and_log_det(z, context=c)
     np.testing.assert_allclose(x, b.forward(z), rtol=1e-12, atol=1e-12)
+    # chained with another bijector (a flow's `bijector`, a user's tfb.Chain): the
+    # ContinuousFlow's, of dtype "float32" (a str), took its input as strings
+    assert b.dtype is None or isinstance(b.dtype, tf.DType), b.dtype
+    chain = tfp.bijectors.Chain([b, tfp.bijectors.Shift(tf.constant(0.0, tf.float64))])
+    np.testing.assert_allclose(chain.forward(z), x, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(ld, np.broadcast_to(b.forward_log_det_jacobian(z, 1), (6,)),
                                rtol=1e-10, atol=1e-12)
     if not layer.forward_only:
         x = tf.constant(x.numpy())                  # not TFP's cache of the forward call
         z2, ild = layer.inverse_and_log_det(x, context=c)
         np.testing.assert_allclose(z2, b.inverse(x), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(chain.inverse(x), z2, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(ild, np.broadcast_to(b.inverse_log_det_jacobian(x, 1), (6,)),
                                    rtol=1e-10, atol=1e-12)
 

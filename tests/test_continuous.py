@@ -387,6 +387,24 @@ def test_the_bijector_and_distribution_take_bad_rows_as_the_layer_does():
     assert np.isfinite(conditional[0] + conditional[3]) and np.isnan(conditional[1:3]).all()
 
 
+def test_the_flows_distribution_chains_the_ode_with_other_layers():
+    """`flow.distribution` / `flow.bijector` of a ContinuousFlow beside other layers
+    (or another ContinuousFlow): its bijector's dtype was the string "float32", and
+    the chain took the tensor handed to it as strings ("Tensor conversion requested
+    dtype string")."""
+    from kerasflows.layers import AffineCoupling
+    keras.utils.set_random_seed(0)
+    flow = kerasflows.Flow([ContinuousFlow(hidden_units=(8,)), AffineCoupling(hidden_units=(8,)),
+                            ContinuousFlow(hidden_units=(8,))], event_dim=2)
+    x = np.random.default_rng(0).standard_normal((4, 2)).astype("float32")
+    assert flow.flow_layers[0].bijector().dtype == tf.float32
+    np.testing.assert_allclose(flow.distribution.log_prob(x), flow.log_prob(x), rtol=1e-4,
+                               atol=1e-4)
+    z = flow.bijector.inverse(x)
+    np.testing.assert_allclose(flow.bijector.forward(z), x, rtol=1e-4, atol=1e-4)
+    assert flow.distribution.sample(3, seed=1).shape == (3, 2)
+
+
 def test_the_bijector_solves_once_for_a_transform_and_its_log_det():
     layer = ContinuousFlow(hidden_units=(8,))
     layer.ensure_built(2)

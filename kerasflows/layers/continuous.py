@@ -275,7 +275,8 @@ class ContinuousFlow(FlowLayer):
         self.check_bijector_context(context)
         return tfb.FFJORD(state_time_derivative_fn=self.dynamics,
                           ode_solve_fn=solve, trace_augmentation_fn=trace_fn,
-                          initial_time=0.0, final_time=self.time, dtype=self.compute_dtype)
+                          initial_time=0.0, final_time=self.time,
+                          dtype=tf.as_dtype(self.compute_dtype))
 
     def forward_and_log_det(self, z, context=None, training=False):
         return self._solved(z, context, training, forward=True)
@@ -364,7 +365,8 @@ class _GuardedODE(tfb.Bijector):
         # the last few
         self._solves = []
         super().__init__(forward_min_event_ndims=1, is_constant_jacobian=False,
-                         dtype=layer.compute_dtype, parameters=parameters, name="ffjord")
+                         dtype=tf.as_dtype(layer.compute_dtype), parameters=parameters,
+                         name="ffjord")
 
     @classmethod
     def _parameter_properties(cls, dtype):
