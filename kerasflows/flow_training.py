@@ -139,11 +139,33 @@ class FlowTraining(FlatStepFunctions):
 
     def with_loss_scaling(self, optimizer):
         """`optimizer` wrapped in a `keras.optimizers.LossScaleOptimizer` if the flow has
-        float16 conditioners and it is not one already; else `optimizer` itself."""
+        float16 conditioners and it is not one already; else `optimizer` itself.
+
+        Raises:
+            ValueError: loss scaling with a `ContinuousFlow` whose dynamics compute
+                in float16: the scaled gradients overflow float16 in its adjoint
+                ODE solve, whose error estimate is then NaN, and the solve never
+                returns (a step at the first scale, 32768, ran for minutes).
+        """
         if (self.float16_conditioners()
                 and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)):
-            return keras.optimizers.LossScaleOptimizer(optimizer)
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        self._refuse_scaled_float16_odes(
+            isinstance(optimizer, keras.optimizers.LossScaleOptimizer))
         return optimizer
+
+    def _refuse_scaled_float16_odes(self, scaling):
+        """The ValueError of `with_loss_scaling` if `scaling` the loss."""
+        odes = [layer.name for layer in self.flow_layers
+                if type(layer).__name__ == "ContinuousFlow"
+                and layer.conditioner_dtype_policy.compute_dtype == "float16"]
+        if odes and scaling:
+            raise ValueError(
+                f"Flow '{self.name}': ContinuousFlow layer(s) {odes} compute their dynamics "
+                "in float16, and loss scaling overflows float16 in their adjoint ODE solve, "
+                "which then never returns. Compile with auto_scale_loss=False (and no "
+                "LossScaleOptimizer), or give those layers conditioner_dtype=\"float32\" "
+                "(or \"bfloat16\").")
 
     def compile(self, optimizer="rmsprop", loss=None, loss_weights=None, metrics=None,
                 weighted_metrics=None, *args, auto_scale_loss=True, **kwargs):
@@ -168,6 +190,10 @@ class FlowTraining(FlatStepFunctions):
                 "layout (one moment vector over all the weights), which Keras' fit, "
                 "evaluate and saving do not know; give compile a new optimizer (its "
                 "state then starts afresh), or keep training with make_train_step.")
+        # before Keras compiles: scaling by default, or an optimizer given wrapped
+        self._refuse_scaled_float16_odes(
+            (optimizer is not None and auto_scale_loss and self.float16_conditioners())
+            or isinstance(optimizer, keras.optimizers.LossScaleOptimizer))
         super().compile(optimizer, *args, auto_scale_loss=auto_scale_loss, **kwargs)
         # as Keras sets its own: not tracked as one of the model's metrics (that
         # would report the loss twice)

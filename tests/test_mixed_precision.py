@@ -191,6 +191,36 @@ def test_fit_under_mixed_policy_trains(policy):
         assert not isinstance(flow.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
+def test_loss_scaling_is_refused_for_float16_ode_dynamics_naming_the_ways_out():
+    """A ContinuousFlow's float16 adjoint solve never returned once the scaled
+    gradients overflowed (a step at the first scale ran for minutes): compile and
+    make_train_step refuse loss scaling for it, naming the two ways out."""
+    from kerasflows.layers import AffineCoupling, ContinuousFlow
+    layers = [ContinuousFlow(hidden_units=(8,), conditioner_dtype="mixed_float16",
+                             name="ode"), AffineCoupling(hidden_units=(8,))]
+    flow = kerasflows.Flow(layers, event_dim=2)
+    says = (r"ContinuousFlow layer\(s\) \['ode'\] compute their dynamics in float16.*"
+            r"auto_scale_loss=False .*conditioner_dtype=\"float32\"")
+    with pytest.raises(ValueError, match=says):
+        flow.compile(optimizer=keras.optimizers.Adam(1e-3))
+    assert not flow.compiled                          # refused before Keras compiled it
+    with pytest.raises(ValueError, match=says):
+        flow.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=says):
+        flow.compile(optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam()),
+                     auto_scale_loss=False)
+    with pytest.raises(ValueError, match=says):
+        make_train_step(flow, keras.optimizers.Adam(1e-3))
+    flow.compile(optimizer=keras.optimizers.Adam(1e-3), auto_scale_loss=False)
+    assert not isinstance(flow.optimizer, keras.optimizers.LossScaleOptimizer)
+    float32_ode = kerasflows.Flow([ContinuousFlow(hidden_units=(8,)),
+                                   AffineCoupling(hidden_units=(8,),
+                                                  conditioner_dtype="mixed_float16")],
+                                  event_dim=2)
+    float32_ode.compile(optimizer=keras.optimizers.Adam(1e-3))        # the coupling's scaled
+    assert isinstance(float32_ode.optimizer, keras.optimizers.LossScaleOptimizer)
+
+
 def test_saved_flow_keeps_its_conditioner_policy(tmp_path):
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
