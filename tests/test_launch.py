@@ -139,3 +139,15 @@ def test_without_a_stderr_the_block_runs_as_written():
     proc = subprocess.run(["sh", "-c", f'"{sys.executable}" -c "$0" 2>&-', code], cwd=ROOT,
                           env=environ, capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout) == (0, "ran\n")
+
+
+def test_python_dash_m_kerasflows_runs_the_command():
+    """`python -m kerasflows` failed: "No module named kerasflows.__main__"."""
+    model = ROOT / "saved_models" / "moons" / "flow.keras"
+    proc = subprocess.run([sys.executable, "-m", "kerasflows", "info", str(model)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "SplineCoupling" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "kerasflows", "info", "nowhere.keras"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "nowhere.keras" in proc.stderr.splitlines()[-1]
