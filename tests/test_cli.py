@@ -1121,6 +1121,14 @@ def test_options_name_themselves_and_the_range_they_take(tmp_path, capsys):
          "argument --span: expected a finite number > 0, got '0'"),
         (["plot", MOONS, "-o", tmp_path / "p.png", "--span", "-5"],
          "argument --span: expected a finite number > 0, got '-5'"),
+        (["plot", MOONS, "-o", tmp_path / "p.png", "--resolution", "1"],   # (pictures': 2..4096)
+         "argument --resolution: expected an integer in 2..4096, got '1'"),
+        (["plot", MOONS, "-o", tmp_path / "p.png", "--resolution", "5000"],
+         "argument --resolution: expected an integer in 2..4096, got '5000'"),
+        # a 2-D flow without an inverse: named as such (it blamed its dimension)
+        (["plot", os.path.join(os.path.dirname(MOONS), "u1_planar"), "-o", tmp_path / "p.png",
+          "--span", "5"], "this flow has none (a density is drawn for 2-D flows that have an "
+                          "inverse; it has event_dim=2 and a forward-only layer)."),
         (["plot", MOONS, "-o", tmp_path / "p.png", "--region", "3,1,-1,1"],
          "--region: expected finite XMIN,XMAX,YMIN,YMAX with XMIN < XMAX and YMIN < YMAX; "
          "received 3,1,-1,1."),

@@ -35,6 +35,14 @@ GAP = 8
 SPAN = 10.0
 
 
+def _resolution(text):
+    """argparse type of --resolution: an integer in 2..4096 (`pictures`' range)."""
+    value = positive_int(text)
+    if value < 2 or value > 4096:
+        raise argparse.ArgumentTypeError(f"expected an integer in 2..4096, got {text!r}")
+    return value
+
+
 def _numbers(kind, count):
     def parse(text):
         try:
@@ -90,8 +98,9 @@ def add_parser(subparsers):
                    help=f"the two coordinates drawn, counted from 1 (default: 1,2); with "
                    f"--what pairs, 1 to {pictures.MAX_PAIRS} of them (default: the first "
                    f"{pictures.MAX_PAIRS})")
-    p.add_argument("--resolution", type=positive_int, default=256,
-                   help="pixels per side of each picture (of each cell with --what pairs)")
+    p.add_argument("--resolution", type=_resolution, default=256,
+                   help="pixels per side of each picture (of each cell with --what pairs), "
+                   "2 to 4096")
     p.add_argument("-n", "--num", type=positive_int, default=20_000, help="samples drawn")
     add_seed_argument(p, "sampling seed")
     p.add_argument("--span", type=positive_float,
@@ -313,7 +322,9 @@ def run(args):
         raise UserError("--span sets the density picture's range; "
                         + ("--what samples draws none." if args.what == "samples" else
                            f"this flow has none (a density is drawn for 2-D flows that have "
-                           f"an inverse; it has event_dim={flow.event_dim})."))
+                           f"an inverse; it has event_dim={flow.event_dim}"
+                           + ("" if flow.event_dim != 2 else " and a forward-only layer")
+                           + ")."))
     if args.what == "pairs":
         shown, said = _draw_pairs(args, flow, context, dims)
     elif args.rows_by_context:
