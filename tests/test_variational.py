@@ -221,7 +221,7 @@ def test_fit_target_command(tmp_path, capsys):
     assert kerasflows.loading.training_record(str(out))["reverse_kl"] == report["reverse_kl"]
 
 
-def test_fit_target_command_model_dir(tmp_path):
+def test_fit_target_command_model_dir(tmp_path, capsys):
     import json
     from kerasflows.cli import main
     folder = tmp_path / "banana_realnvp"
@@ -237,6 +237,12 @@ def test_fit_target_command_model_dir(tmp_path):
     x = np.zeros((3, 2), np.float32)
     np.testing.assert_allclose(served.signatures["serving_default"](x=x)["log_prob"].numpy(),
                                kerasflows.load(str(folder)).log_prob(x).numpy(), atol=1e-5)
+    # info says the fit, not "dataset None, test NLL None, true entropy None"
+    assert main(["info", str(folder)]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("manifest: ")]
+    assert said == [f"manifest: target banana, ELBO {manifest['elbo']:.4f}, log Z "
+                    f"{manifest['log_z']:.4f}, ESS {manifest['ess']:.3f}"], said
 
 
 def test_fit_target_command_errors(capsys):

@@ -150,10 +150,28 @@ def _print_flow(info):
         _print_commands(record, info.get("manifest"))
     else:
         print("trained on: unknown (no training record in the file)")
-    manifest = info.get("manifest")
-    if manifest:
-        print(f"manifest: dataset {manifest.get('dataset')}, test NLL {manifest.get('test_nll')}, "
-              f"true entropy {manifest.get('true_entropy')}")
+    said = _manifest_text(info.get("manifest"))
+    if said:
+        print(f"manifest: {said}")
+
+
+def _manifest_text(manifest):
+    """What a model folder's manifest says of the model, the fields it has a value
+    for (a `fit-target --model-dir` folder's: its target and fit, not a dataset)."""
+    if not isinstance(manifest, dict):
+        return ""
+    fields = (("dataset", "dataset", "{}"), ("test_nll", "test NLL", "{}"),
+              ("true_entropy", "true entropy", "{}"), ("target", "target", "{}"),
+              ("elbo", "ELBO", "{:.4f}"), ("log_z", "log Z", "{:.4f}"), ("ess", "ESS", "{:.3f}"))
+    parts = []
+    for key, name, form in fields:
+        value = manifest.get(key)
+        if value is not None:
+            try:
+                parts.append(f"{name} {form.format(value)}")
+            except (TypeError, ValueError):
+                parts.append(f"{name} {value}")
+    return ", ".join(parts)
 
 
 def _indices(value):
