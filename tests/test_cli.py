@@ -558,6 +558,15 @@ def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):
     assert report["test_nll"] < 2.5                            # it learned p(x | c)
     _run(capsys, "sample", model, "-n", "500", "--context", "2", "-o", tmp_path / "s.npy")
     np.testing.assert_allclose(np.load(tmp_path / "s.npy").mean(0), [2.0, 2.0], atol=0.3)
+    # a value beyond float32 is refused in one line (NumPy's overflow warning came first)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(SystemExit) as exit_info:
+            main(["sample", str(model), "-n", "2", "--context", "1e40", "-o",
+                  str(tmp_path / "far.npy")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("kerasflows: error: --context: expected finite numbers; "
+                                       "received '1e40'.\n")
     for argv, message in [
             (["train", tmp_path / "x.npy", "--context", tmp_path / "s.npy"],
              "--context has 500 rows; " + str(tmp_path / "x.npy") + " has 1000"),

@@ -242,7 +242,8 @@ def read_context(spec, flow, rows, what, model=None):
                                f"{model} was trained on context")
     else:
         try:
-            context = np.array([[float(v) for v in spec.split(",")]], np.float32)
+            with np.errstate(over="ignore"):        # beyond float32: inf, refused below
+                context = np.array([[float(v) for v in spec.split(",")]], np.float32)
         except ValueError:
             raise UserError(f"--context: expected {_numbers(C)} or a .npy/.csv file; "
                             f"received {spec!r}.") from None
