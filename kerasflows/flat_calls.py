@@ -88,11 +88,13 @@ def _weak(obj):
 
 
 def _repeat_rows(data, rows, length):
-    """`(data, index)`: every tensor of `data` (None kept) lengthened from `rows`
-    to `length` rows by repeating its rows cyclically; `index` the rows taken."""
+    """`(data, index)`: every tensor of `data` with `rows` rows (None and others
+    kept: a conditional batch's one context row shared by all) lengthened to
+    `length` rows by repeating its rows cyclically; `index` the rows taken."""
     index = np.arange(length) % rows
-    return tf.nest.map_structure(lambda t: None if t is None else tf.gather(t, index),
-                                 data), index
+    lengthened = lambda t: (t if t is None or not t.shape.rank or t.shape[0] != rows
+                            else tf.gather(t, index))
+    return tf.nest.map_structure(lengthened, data), index
 
 
 class FlatStepCalls(FlatCalls):

@@ -223,6 +223,17 @@ def test_short_last_batch_runs_padded_on_the_full_batches_executable(monkeypatch
         np.testing.assert_allclose(stream_hist[key], unpadded_hist[key], rtol=1e-5)
     assert streamed.evaluate(stream(), verbose=0) == pytest.approx(
         -streamed.log_prob(x).numpy().mean(), rel=1e-5)
+    # a conditional stream whose batches share one context row [1, C]: the short
+    # batch's context is kept as it is (padding gathered its rows: "indices[1] = 1 is
+    # not in [0, 1)")
+    shared = M.MAF(2, num_layers=1, hidden_units=(8,), context_dim=1)
+    shared.compile(optimizer=keras.optimizers.Adam(1e-3))
+    one_row = lambda: tf.data.Dataset.from_tensor_slices(x[:300]).batch(128).map(
+        lambda b: (b, tf.constant([[0.5]])))
+    shared.fit(one_row(), epochs=1, verbose=0)
+    assert shared.train_function.padded == 1
+    assert shared.evaluate(one_row(), verbose=0) == pytest.approx(
+        -shared.log_prob(x[:300], context=[[0.5]]).numpy().mean(), rel=1e-5)
     # as after a validation_split (800 rows to train on: 3 x 256 + 32)
     rows.clear()
     padded.fit(x, batch_size=256, epochs=1, validation_split=0.2, verbose=0)
