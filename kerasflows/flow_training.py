@@ -3,6 +3,7 @@ maximum-likelihood loss, and `compile`, `fit`, `evaluate` and `predict`
 that check their data and arguments before Keras' own."""
 
 import contextlib
+import warnings
 
 import keras
 import tensorflow as tf
@@ -154,11 +155,15 @@ class FlowTraining(FlatStepFunctions):
             isinstance(optimizer, keras.optimizers.LossScaleOptimizer))
         return optimizer
 
+    def _float16_odes(self):
+        """The names of the `ContinuousFlow` layers whose dynamics compute in float16."""
+        from kerasflows.layers.continuous import ContinuousFlow
+        return [layer.name for layer in self.flow_layers if isinstance(layer, ContinuousFlow)
+                and layer.conditioner_dtype_policy.compute_dtype == "float16"]
+
     def _refuse_scaled_float16_odes(self, scaling):
         """The ValueError of `with_loss_scaling` if `scaling` the loss."""
-        odes = [layer.name for layer in self.flow_layers
-                if type(layer).__name__ == "ContinuousFlow"
-                and layer.conditioner_dtype_policy.compute_dtype == "float16"]
+        odes = self._float16_odes()
         if odes and scaling:
             raise ValueError(
                 f"Flow '{self.name}': ContinuousFlow layer(s) {odes} compute their dynamics "
@@ -219,8 +224,20 @@ class FlowTraining(FlatStepFunctions):
     def compile_from_config(self, config):
         """Compiles a flow loaded from a `.keras` file as it was saved, optimizer
         included (its state is then restored, so `fit` resumes where it stopped).
-        Keras itself skips this step for models that override `compile`."""
-        self.compile(**keras.saving.deserialize_keras_object(config))
+        Keras itself skips this step for models that override `compile`.
+        A flow saved compiled with loss scaling and float16 ODE dynamics (which
+        `compile` now refuses) loads compiled without it, with a warning."""
+        config = keras.saving.deserialize_keras_object(config)
+        if self._float16_odes() and config.get("auto_scale_loss", True):
+            warnings.warn(
+                f"Flow '{self.name}' was saved compiled with loss scaling, which its "
+                f"float16 ContinuousFlow layer(s) {self._float16_odes()} cannot train with "
+                "(the adjoint ODE solve never returns once the scaled gradients overflow): "
+                "it loads compiled with auto_scale_loss=False.", stacklevel=2)
+            config["auto_scale_loss"] = False
+            if isinstance(config.get("optimizer"), keras.optimizers.LossScaleOptimizer):
+                config["optimizer"] = config["optimizer"].inner_optimizer
+        self.compile(**config)
         if self.optimizer is not None and self.built:
             self.optimizer.build(self.trainable_variables)
 

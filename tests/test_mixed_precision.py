@@ -191,7 +191,7 @@ def test_fit_under_mixed_policy_trains(policy):
         assert not isinstance(flow.optimizer, keras.optimizers.LossScaleOptimizer)
 
 
-def test_loss_scaling_is_refused_for_float16_ode_dynamics_naming_the_ways_out():
+def test_loss_scaling_is_refused_for_float16_ode_dynamics_naming_the_ways_out(tmp_path):
     """A ContinuousFlow's float16 adjoint solve never returned once the scaled
     gradients overflowed (a step at the first scale ran for minutes): compile and
     make_train_step refuse loss scaling for it, naming the two ways out."""
@@ -213,6 +213,21 @@ def test_loss_scaling_is_refused_for_float16_ode_dynamics_naming_the_ways_out():
         make_train_step(flow, keras.optimizers.Adam(1e-3))
     flow.compile(optimizer=keras.optimizers.Adam(1e-3), auto_scale_loss=False)
     assert not isinstance(flow.optimizer, keras.optimizers.LossScaleOptimizer)
+    # a file saved compiled with loss scaling (before compile refused it) still loads:
+    # compiled without it, with a warning (the refusal failed the load)
+    flow._compile_config.config["auto_scale_loss"] = True
+    flow.save(tmp_path / "ode.keras")
+    with pytest.warns(UserWarning, match=r"was saved compiled with loss scaling.*loads "
+                                         r"compiled with auto_scale_loss=False"):
+        loaded = kerasflows.load(tmp_path / "ode.keras")
+    assert loaded.compiled
+    assert not isinstance(loaded.optimizer, keras.optimizers.LossScaleOptimizer)
+
+    class MyODE(ContinuousFlow):            # a subclass is one too
+        pass
+    mine = kerasflows.Flow([MyODE(hidden_units=(8,), conditioner_dtype="mixed_float16")], 2)
+    with pytest.raises(ValueError, match=r"ContinuousFlow layer\(s\) \['my_ode'\]"):
+        mine.compile(optimizer="adam")
     float32_ode = kerasflows.Flow([ContinuousFlow(hidden_units=(8,)),
                                    AffineCoupling(hidden_units=(8,),
                                                   conditioner_dtype="mixed_float16")],
