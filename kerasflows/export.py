@@ -90,14 +90,17 @@ class _FlowServable(tf.Module):
         D, C, dtype = flow.event_dim, flow.context_dim, flow.compute_dtype
         self._batch = lambda name: tf.TensorSpec([None, D], dtype, name=name)
         self._context = [] if C is None else [tf.TensorSpec([None, C], dtype, name="context")]
-        forward = self._function(
-            lambda z, context=None: flow._run_forward(
-                _checked(z, D, "z"), _rows_of(_checked(context, C, "context"), z), keep=True),
-            [self._batch("z")])
-        inverse = self._function(
-            lambda x, context=None: flow._run_inverse(
-                _checked(x, D, "x"), _rows_of(_checked(context, C, "context"), x), keep=True),
-            [self._batch("x")])
+        def forward(z, context=None):
+            z = _checked(z, D, "z")        # before _rows_of reads its rows (a rank-0 z)
+            return flow._run_forward(z, _rows_of(_checked(context, C, "context"), z),
+                                     keep=True)
+
+        def inverse(x, context=None):
+            x = _checked(x, D, "x")
+            return flow._run_inverse(x, _rows_of(_checked(context, C, "context"), x),
+                                     keep=True)
+        forward = self._function(forward, [self._batch("z")])
+        inverse = self._function(inverse, [self._batch("x")])
         self.endpoints = {name: self._endpoint(name, flow, forward, inverse, D)
                           for name in SIGNATURES}
 

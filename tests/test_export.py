@@ -283,6 +283,12 @@ def test_signatures_refuse_inputs_of_another_shape_naming_it(tmp_path):
     for bad in (tf.zeros([1, 5]), tf.zeros([2])):
         with pytest.raises(tf.errors.InvalidArgumentError, match=r"context must have shape"):
             signatures["sample"](n=tf.constant(2), seed=tf.constant(0), context=bad)
+    # a rank-0 x beside a context: its rows were read before the check ran, and about one
+    # call in 30 said "slice index 0 of dimension 0 out of bounds" instead
+    for _ in range(200):
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=r"x must have shape \[N, 3\]; received shape"):
+            signatures["serving_default"](x=tf.constant(1.0), context=c)
     # width 1 (a one-column flow, a one-number context): [N] and [N, 1, 1] hold as many
     # numbers as [N, 1], and passed the check to fail inside ("slice index 1 of
     # dimension 0 out of bounds", "In[0] is not a matrix")
