@@ -174,8 +174,7 @@ class FlowImages(keras.callbacks.Callback):
                                 for c in self.contexts])
             shown = {"samples": self._points_picture(x, columns=ROW)}
         else:                                   # a picture a context (or the one context)
-            n = self.samples if self.image_shape is None else min(self.samples,
-                                                                  pictures.IMAGES_SHOWN)
+            n = self._samples_drawn()
             drawn = [np.asarray(flow.sample(n, context=c, seed=self.seed)) for c in contexts]
             if self.image_shape is None:
                 self._set_region(np.concatenate(drawn))   # around every context's samples
@@ -268,6 +267,12 @@ class FlowImages(keras.callbacks.Callback):
             self.region = (pictures.region_of(points, self.dims) if finite.any()
                            else (-4.0, 4.0, -4.0, 4.0))
 
+    def _samples_drawn(self):
+        """Samples drawn a picture: `samples`, or for an image-shaped flow the
+        pictures shown (at most `pictures.IMAGES_SHOWN`)."""
+        return (self.samples if self.image_shape is None
+                else min(self.samples, pictures.IMAGES_SHOWN))
+
     def _describe(self, name):
         """The tag's description (TensorBoard keeps the first one it sees)."""
         what, detail = {
@@ -277,7 +282,7 @@ class FlowImages(keras.callbacks.Callback):
             "density": ("log p(x)", f": from {self.span:g} nats below the frame's maximum "
                         f"(dark) to the maximum (bright); each frame's values are in the "
                         f"text density_range"),
-            "pairs": (f"{self.samples} samples", "")}[name]
+            "pairs": (f"{self._samples_drawn()} samples", "")}[name]
         if name == "pairs":
             coords = ", ".join(f"x{d + 1}" for d in self._pairs)
             data = "" if self.data is None else ", the data above it"
@@ -298,7 +303,7 @@ class FlowImages(keras.callbacks.Callback):
         if self.image_shape is not None:
             n = min(len(self.data) if name == "data" else self.samples, pictures.IMAGES_SHOWN)
             if name == "samples":           # only the pictures shown are drawn
-                return f"{n} samples{detail}, as {self.image_shape} pictures"
+                return f"{self._samples_drawn()} samples{detail}, as {self.image_shape} pictures"
             return f"{what}{detail}, {n} shown as {self.image_shape} pictures"
         return f"{what} {pictures.region_text(self.region, self.dims)}{detail}"
 

@@ -120,6 +120,13 @@ def test_an_image_shaped_flow_is_drawn_as_pictures(tmp_path):
     assert shown["samples"][0][2].startswith("64 samples (seed 0: ")
     assert shown["samples"][0][2].endswith(", as (4, 4) pictures")
     assert "64 shown as (4, 4) pictures" in shown["data"][0][2]
+    paired = FlowImages(tmp_path / "paired", image_shape=(4, 4), samples=500, pairs=(0, 1))
+    paired.set_model(flow)
+    paired.on_train_begin()
+    paired.draw(0)
+    paired.on_train_end()
+    assert read_images(tmp_path / "paired" / "flow")["pairs"][0][2].startswith(
+        "every pair of x1, x2: 64 samples below the diagonal")     # it said 500
     scale = 96 // 4
     want = P.image_grid(flow.sample(100, seed=0).numpy()[:64], (4, 4), (x.min(), x.max()),
                         scale=scale)
