@@ -1130,6 +1130,13 @@ def test_options_name_themselves_and_the_range_they_take(tmp_path, capsys):
          "argument --span: expected a finite number > 0, got '0'"),
         (["plot", MOONS, "-o", tmp_path / "p.png", "--span", "-5"],
          "argument --span: expected a finite number > 0, got '-5'"),
+        # empty paths (an unset shell variable): named, not ": no such file." or [Errno 2] ''
+        (["export", MOONS, ""], "DIR needs a path; received ''."),
+        (["info", ""], "MODEL needs a path; received ''."),
+        (["evaluate", "", "moons"], "MODEL needs a path; received ''."),
+        (["evaluate", MOONS, " "], "DATA needs a path or a dataset name; received ' '."),
+        (["sample", MOONS, "--context", "", "-o", tmp_path / "s.npy"],
+         "--context needs a value; received ''."),
         (["plot", MOONS, "-o", tmp_path / "p.png", "--resolution", "1"],   # (pictures': 2..4096)
          "argument --resolution: expected an integer in 2..4096, got '1'"),
         (["plot", MOONS, "-o", tmp_path / "p.png", "--resolution", "5000"],

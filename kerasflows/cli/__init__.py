@@ -52,6 +52,17 @@ def build_parser():
     return parser
 
 
+def _check_not_empty(args):
+    """Refuses an empty MODEL, DATA, DIR or --context (`""`, a shell variable
+    unset), which otherwise failed as ": no such file." or an OSError of ''."""
+    for name, what in (("model", "MODEL needs a path"),
+                       ("data", "DATA needs a path or a dataset name"),
+                       ("dir", "DIR needs a path"), ("context", "--context needs a value")):
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not value.strip():
+            raise UserError(f"{what}; received {value!r}.")
+
+
 def main(argv=None):
     """Runs the command with `argv` (default: `sys.argv[1:]`); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -61,6 +72,7 @@ def main(argv=None):
             where = f"kerasflows {args.command}"
             _fail(f"unrecognized arguments: {' '.join(extra)} (see '{where} --help')")
         args.argv = argv
+        _check_not_empty(args)
         return args.run(args)
     except (UserError, ValueError, OSError) as e:
         _fail(" ".join(str(e).split()) or type(e).__name__)
