@@ -1145,6 +1145,9 @@ def test_options_name_themselves_and_the_range_they_take(tmp_path, capsys):
         (["plot", os.path.join(os.path.dirname(MOONS), "u1_planar"), "-o", tmp_path / "p.png",
           "--span", "5"], "this flow has none (a density is drawn for 2-D flows that have an "
                           "inverse; it has event_dim=2 and a forward-only layer)."),
+        (["plot", MOONS, "-o", tmp_path / "p.png", "--region", "-1e40,1e40,-1,1"],
+         "--region: expected numbers within float32's range (magnitude up to 3.403e+38); "
+         "received -1e+40,1e+40,-1,1."),
         (["plot", MOONS, "-o", tmp_path / "p.png", "--region", "3,1,-1,1"],
          "--region: expected finite XMIN,XMAX,YMIN,YMAX with XMIN < XMAX and YMIN < YMAX; "
          "received 3,1,-1,1."),

@@ -24,8 +24,8 @@ from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argumen
                                    add_seed_argument, check_output_file, open_flow,
                                    positive_float, positive_int, read_json_file, write_output,
                                    written_or_kept)
-from kerasflows.cli.data import (check_columns, label_embedding, model_column_names, read_array,
-                                 read_context)
+from kerasflows.cli.data import (FLOAT32_MAX, check_columns, label_embedding, model_column_names,
+                                 read_array, read_context)
 
 __all__ = ["add_parser", "run"]
 
@@ -167,13 +167,18 @@ def _context(args, flow, manifest):
 
 
 def _check_region(region):
-    """Refuses a `--region` that is not finite with xmin < xmax and ymin < ymax."""
+    """Refuses a `--region` that is not finite with xmin < xmax and ymin < ymax, or
+    beyond float32's range (the flow's points are float32: a region of 1e40 was
+    drawn as inf, and a density range made up for it)."""
     if region is None:
         return
     xmin, xmax, ymin, ymax = region
     if not (np.all(np.isfinite(region)) and xmin < xmax and ymin < ymax):
         raise UserError(f"--region: expected finite XMIN,XMAX,YMIN,YMAX with XMIN < XMAX and "
                         f"YMIN < YMAX; received {','.join(f'{v:g}' for v in region)}.")
+    if np.abs(region).max() > FLOAT32_MAX:
+        raise UserError(f"--region: expected numbers within float32's range (magnitude up to "
+                        f"{FLOAT32_MAX:.4g}); received {','.join(f'{v:g}' for v in region)}.")
 
 
 def _data_sample(args, flow):
