@@ -226,16 +226,20 @@ class FlowTraining(FlatStepFunctions):
         included (its state is then restored, so `fit` resumes where it stopped).
         Keras itself skips this step for models that override `compile`.
         A flow saved compiled with loss scaling and float16 ODE dynamics (which
-        `compile` now refuses) loads compiled without it, with a warning."""
+        `compile` now refuses) loads compiled without it, its optimizer state
+        afresh (the saved state is the loss-scale optimizer's), with a warning."""
         config = keras.saving.deserialize_keras_object(config)
-        if self._float16_odes() and config.get("auto_scale_loss", True):
+        wrapped = isinstance(config.get("optimizer"), keras.optimizers.LossScaleOptimizer)
+        if self._float16_odes() and (wrapped or (config.get("auto_scale_loss", True)
+                                                 and self.float16_conditioners())):
             warnings.warn(
                 f"Flow '{self.name}' was saved compiled with loss scaling, which its "
                 f"float16 ContinuousFlow layer(s) {self._float16_odes()} cannot train with "
                 "(the adjoint ODE solve never returns once the scaled gradients overflow): "
-                "it loads compiled with auto_scale_loss=False.", stacklevel=2)
+                "it loads compiled with auto_scale_loss=False, its optimizer state afresh.",
+                stacklevel=2)
             config["auto_scale_loss"] = False
-            if isinstance(config.get("optimizer"), keras.optimizers.LossScaleOptimizer):
+            if wrapped:
                 config["optimizer"] = config["optimizer"].inner_optimizer
         self.compile(**config)
         if self.optimizer is not None and self.built:

@@ -222,6 +222,14 @@ def test_loss_scaling_is_refused_for_float16_ode_dynamics_naming_the_ways_out(tm
         loaded = kerasflows.load(tmp_path / "ode.keras")
     assert loaded.compiled
     assert not isinstance(loaded.optimizer, keras.optimizers.LossScaleOptimizer)
+    # and one compiled with a LossScaleOptimizer given wrapped (auto_scale_loss=False)
+    flow._compile_config.config.update(
+        auto_scale_loss=False,
+        optimizer=keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(1e-3)))
+    flow.save(tmp_path / "wrapped.keras")
+    with pytest.warns(UserWarning, match=r"its optimizer state afresh"):
+        loaded = kerasflows.load(tmp_path / "wrapped.keras")
+    assert isinstance(loaded.optimizer, keras.optimizers.Adam)
 
     class MyODE(ContinuousFlow):            # a subclass is one too
         pass
