@@ -190,7 +190,7 @@ class FlowImages(keras.callbacks.Callback):
             shown["density"] = pictures.side_by_side([picture for picture, _ in drawn])
             notes["density_range"] = f"after epoch {epoch + 1}: " + "; ".join(
                 ("" if self.contexts is None else f"c = {np.round(c[0], 3).tolist()}: ")
-                + f"log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats"
+                + pictures.range_text(low, high)
                 for c, (_, (low, high)) in zip(contexts, drawn))
         self._write(shown, step=epoch, notes=notes)
         self._drawn = epoch

@@ -29,13 +29,14 @@ open("density.png", "wb").write(kerasflows.pictures.encode_png(picture))
 ```
 """
 
+import math
 import operator
 
 import numpy as np
 
 from kerasflows.layers.checks import check_float, check_positive_int
 
-__all__ = ["density_picture", "draws_density", "samples_picture", "image_grid", "tile",
+__all__ = ["density_picture", "range_text", "draws_density", "samples_picture", "image_grid", "tile",
            "pairs_picture", "pairs_ranges", "valid_pairs", "MAX_PAIRS", "SAMPLES_COLOUR", "DATA_COLOUR",
            "side_by_side", "region_of", "region_text", "colorize", "encode_png",
            "pixel_centres", "VIRIDIS", "GAP_COLOUR", "IMAGES_SHOWN"]
@@ -134,7 +135,9 @@ def density_picture(flow, region, resolution=128, context=None, span=10.0, dims=
 
     Returns:
         `(picture, (low, high))`: `uint8 [resolution, resolution, 3]` and
-        the log-densities of its darkest and brightest colours.
+        the log-densities of its darkest and brightest colours (NaN, NaN
+        when no log-density on the grid is finite: the picture is all dark;
+        `range_text` says either in words).
 
     Raises:
         ValueError: a flow that is not 2-D, or a bad `region`, `resolution`,
@@ -155,7 +158,17 @@ def density_picture(flow, region, resolution=128, context=None, span=10.0, dims=
     high = float(finite.max()) if finite.size else 0.0
     low = high - span
     picture = colorize(np.where(np.isfinite(log_p), log_p, np.nan), low, high)
+    if not finite.size:             # every pixel dark: no range was measured
+        low = high = math.nan
     return picture.reshape(resolution, resolution, 3), (low, high)
+
+
+def range_text(low, high):
+    """`density_picture`'s range in words: "log p(x) from -8.21 (dark) to 1.79
+    (bright) nats", or that no log-density on the grid was finite."""
+    if math.isnan(low) or math.isnan(high):
+        return "no finite log p(x) in the region (every pixel dark)"
+    return f"log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats"
 
 
 def samples_picture(points, region, resolution=128, dims=(0, 1)):

@@ -47,6 +47,13 @@ def test_density_picture_colours_the_flows_log_density(flow):
     np.testing.assert_array_equal(picture[top], P.VIRIDIS[-1])
     with pytest.raises(ValueError, match="draws 2-D flows; this flow has event_dim=3"):
         P.density_picture(kerasflows.models.MAF(3, num_layers=1), REGION)
+    assert P.range_text(low, high) == f"log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats"
+    # a region where no log-density is finite: all dark, and no range made up for it
+    # (it said "from -10.00 (dark) to 0.00 (bright)", a maximum never measured)
+    far, (low, high) = P.density_picture(flow, (1e20, 2e20, 1e20, 2e20), resolution=4)
+    assert np.isnan(low) and np.isnan(high)
+    assert (far == P.VIRIDIS[0]).all()
+    assert P.range_text(low, high) == "no finite log p(x) in the region (every pixel dark)"
 
 
 def test_density_picture_dims_put_the_second_coordinate_across(flow):

@@ -238,7 +238,7 @@ def _draw_points(args, flow, context, dims, can_density):
             flow, region, args.resolution, context=context,
             span=SPAN if args.span is None else args.span, dims=dims)
         shown.append(picture)
-        said.append(f"log p(x) from {low:.2f} (dark) to {high:.2f} (bright) nats")
+        said.append(pictures.range_text(low, high))
     if args.what != "density":
         shown.append(pictures.samples_picture(samples, region, args.resolution, dims))
         said.append(f"a histogram of {len(samples)} samples")
