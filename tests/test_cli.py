@@ -565,7 +565,8 @@ def test_train_a_conditional_flow_from_a_context_file(tmp_path, capsys):
             main(["sample", str(model), "-n", "2", "--context", "1e40", "-o",
                   str(tmp_path / "far.npy")])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == ("kerasflows: error: --context: expected finite numbers; "
+    assert capsys.readouterr().err == ("kerasflows: error: --context: expected finite numbers "
+                                       "within float32's range (magnitude up to 3.403e+38); "
                                        "received '1e40'.\n")
     for argv, message in [
             (["train", tmp_path / "x.npy", "--context", tmp_path / "s.npy"],
@@ -1139,6 +1140,8 @@ def test_options_name_themselves_and_the_range_they_take(tmp_path, capsys):
          "--context needs a value; received ''."),
         (["plot", MOONS, "-o", tmp_path / "p.png", "--resolution", "1"],   # (pictures': 2..4096)
          "argument --resolution: expected an integer in 2..4096, got '1'"),
+        (["plot", MOONS, "-o", tmp_path / "p.png", "--resolution", "0"],      # (not ">= 1")
+         "argument --resolution: expected an integer in 2..4096, got '0'"),
         (["plot", MOONS, "-o", tmp_path / "p.png", "--resolution", "5000"],
          "argument --resolution: expected an integer in 2..4096, got '5000'"),
         # a 2-D flow without an inverse: named as such (it blamed its dimension)

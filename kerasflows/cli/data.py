@@ -248,7 +248,8 @@ def read_context(spec, flow, rows, what, model=None):
             raise UserError(f"--context: expected {_numbers(C)} or a .npy/.csv file; "
                             f"received {spec!r}.") from None
         if not np.all(np.isfinite(context)):
-            raise UserError(f"--context: expected finite numbers; received {spec!r}.")
+            raise UserError(f"--context: expected finite numbers within float32's range "
+                            f"(magnitude up to {FLOAT32_MAX:.4g}); received {spec!r}.")
     if context.shape[1] != C:
         raise UserError(f"--context has {plural(context.shape[1], 'value')} per row; the model "
                         f"expects context_dim={C}.")

@@ -37,7 +37,10 @@ SPAN = 10.0
 
 def _resolution(text):
     """argparse type of --resolution: an integer in 2..4096 (`pictures`' range)."""
-    value = positive_int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 2 or value > 4096:
         raise argparse.ArgumentTypeError(f"expected an integer in 2..4096, got {text!r}")
     return value
