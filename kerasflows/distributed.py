@@ -131,7 +131,7 @@ def evaluate_nll(flow, x, context=None, batch_size=8192):
     if context is not None:
         context = np.asarray(context, flow.compute_dtype)
         width = "C" if flow.context_dim is None else flow.context_dim
-        if context.ndim != 2 or context.shape[1] != (flow.context_dim or context.shape[1]):
+        if context.ndim != 2 or flow.context_dim not in (None, context.shape[1]):
             raise ValueError(f"evaluate_nll: context must have shape (N, {width}), one row "
                              f"per example; received shape {context.shape}.")
         if len(context) != len(x):

@@ -161,6 +161,12 @@ class FlowTraining(FlatStepFunctions):
         return [layer.name for layer in self.flow_layers if isinstance(layer, ContinuousFlow)
                 and layer.conditioner_dtype_policy.compute_dtype == "float16"]
 
+    def _scales_loss(self, optimizer, auto_scale_loss):
+        """Whether `compile(optimizer, auto_scale_loss=...)` trains with loss scaling:
+        an optimizer given wrapped, or float16 conditioners and `auto_scale_loss`."""
+        return (isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+                or (optimizer is not None and auto_scale_loss and self.float16_conditioners()))
+
     def _refuse_scaled_float16_odes(self, scaling):
         """The ValueError of `with_loss_scaling` if `scaling` the loss."""
         odes = self._float16_odes()
@@ -195,10 +201,7 @@ class FlowTraining(FlatStepFunctions):
                 "layout (one moment vector over all the weights), which Keras' fit, "
                 "evaluate and saving do not know; give compile a new optimizer (its "
                 "state then starts afresh), or keep training with make_train_step.")
-        # before Keras compiles: scaling by default, or an optimizer given wrapped
-        self._refuse_scaled_float16_odes(
-            (optimizer is not None and auto_scale_loss and self.float16_conditioners())
-            or isinstance(optimizer, keras.optimizers.LossScaleOptimizer))
+        self._refuse_scaled_float16_odes(self._scales_loss(optimizer, auto_scale_loss))
         super().compile(optimizer, *args, auto_scale_loss=auto_scale_loss, **kwargs)
         # as Keras sets its own: not tracked as one of the model's metrics (that
         # would report the loss twice)
@@ -229,18 +232,18 @@ class FlowTraining(FlatStepFunctions):
         `compile` now refuses) loads compiled without it, its optimizer state
         afresh (the saved state is the loss-scale optimizer's), with a warning."""
         config = keras.saving.deserialize_keras_object(config)
-        wrapped = isinstance(config.get("optimizer"), keras.optimizers.LossScaleOptimizer)
-        if self._float16_odes() and (wrapped or (config.get("auto_scale_loss", True)
-                                                 and self.float16_conditioners())):
+        optimizer = config.get("optimizer")
+        odes = self._float16_odes()
+        if odes and self._scales_loss(optimizer, config.get("auto_scale_loss", True)):
             warnings.warn(
                 f"Flow '{self.name}' was saved compiled with loss scaling, which its "
-                f"float16 ContinuousFlow layer(s) {self._float16_odes()} cannot train with "
+                f"float16 ContinuousFlow layer(s) {odes} cannot train with "
                 "(the adjoint ODE solve never returns once the scaled gradients overflow): "
                 "it loads compiled with auto_scale_loss=False, its optimizer state afresh.",
                 stacklevel=2)
             config["auto_scale_loss"] = False
-            if wrapped:
-                config["optimizer"] = config["optimizer"].inner_optimizer
+            if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                config["optimizer"] = optimizer.inner_optimizer
         self.compile(**config)
         if self.optimizer is not None and self.built:
             self.optimizer.build(self.trainable_variables)
