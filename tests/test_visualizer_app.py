@@ -1299,6 +1299,17 @@ def test_density_says_when_log_p_is_not_finite_anywhere_in_view(qtbot, window, t
     assert view.image_item.image is not None
 
 
+def drawn_tick_labels(axis):
+    """The tick labels pyqtgraph lays out on `axis` (it leaves out those that do not fit)."""
+    from PySide6 import QtGui
+    picture = QtGui.QImage(8, 8, QtGui.QImage.Format.Format_ARGB32)
+    painter = QtGui.QPainter(picture)
+    try:
+        return [text for _, _, text in axis.generateDrawSpecs(painter)[2]]
+    finally:
+        painter.end()
+
+
 def test_density_p_scale_draws_far_from_the_data_and_says_when_p_is_0(qtbot, window, tmp_path):
     """On the p(x) scale, 20 units out (log p near -400) the heatmap was 0 at every
     pixel (exp in float32), one colour under a bar reading 0..1; 50 units out, where
@@ -1318,6 +1329,9 @@ def test_density_p_scale_draws_far_from_the_data_and_says_when_p_is_0(qtbot, win
     assert 0 < hi < 1e-100 and not view.message.isVisibleTo(view)
     assert np.ptp(view.image_item.image) > 0                # not one colour
     assert all("e-" in t for t in view.bar.axis.tickStrings([hi / 2, hi], 1, hi / 2))
+    # and pyqtgraph lays them out: it left out labels wider than the bar's 45 px axis
+    drawn = drawn_tick_labels(view.bar.axis)
+    assert len(drawn) >= 3 and sum("e-" in t for t in drawn) >= 2, drawn
     # one format on one bar: 5.0e-05, 1.0e-04, not 5e-05, 1.0e-04
     assert view.bar.axis.tickStrings([0, 5e-5, 1e-4, 1.5e-4], 1, 5e-5) == [
         "0", "5.0e-05", "1.0e-04", "1.5e-04"]

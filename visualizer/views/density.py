@@ -38,6 +38,10 @@ def _same_region(a, b, tolerance=1e-4):
     return max(abs(u - v) for u, v in zip(a, b)) <= tolerance * scale
 
 
+# the colour bar's box, and the width of its axis in it (pyqtgraph's ColorBarItem's)
+BAR_BOX_WIDTH, BAR_AXIS_WIDTH = 96, 45
+
+
 def short_tick_strings(values, scale, spacing):
     """Tick labels as pyqtgraph writes them (fixed point, as many places as the
     spacing needs) up to 4 places; in scientific notation below (a density of
@@ -109,7 +113,7 @@ class DensityView(View):
         self.bar.setImageItem([self.left.image_item, self.right.image_item])
         self.bar_box = pg.GraphicsLayoutWidget()
         self.bar_box.addItem(self.bar)
-        self.bar_box.setFixedWidth(96)
+        self.bar_box.setFixedWidth(BAR_BOX_WIDTH)
         row = QtWidgets.QHBoxLayout()
         for w in (self.left.plot, self.right.plot):
             row.addWidget(w, 1)
@@ -304,6 +308,7 @@ class DensityView(View):
         for p in panels:
             p.draw(log_scale, levels, self.contours.isChecked())
         self.bar.setLevels(levels)
+        self._fit_bar_labels(levels)
         self.bar_box.setVisible(any(p.drawable(log_scale) for p in panels))
         label = bar_label([p.value for p in panels], log_scale)
         if self.bar.axis.labelText != label:
@@ -311,6 +316,15 @@ class DensityView(View):
         self._label(log_scale)
         self.say_finding(self._not_finite_text(panels, log_scale))
         self.drew()
+
+    def _fit_bar_labels(self, levels):
+        """Widens the colour bar's axis to its widest tick label: pyqtgraph leaves out a
+        label wider than the axis (45 px), so a p(x) bar of 2.0e-08 .. 1.0e-07 read
+        only "0", and one of 0.0002 .. 0.0010 no number at all."""
+        width = tick_label_width(self.bar.axis, *levels, minimum=BAR_AXIS_WIDTH)
+        if width != self.bar.axis.width():
+            self.bar.axis.setWidth(width)
+            self.bar_box.setFixedWidth(BAR_BOX_WIDTH + width - BAR_AXIS_WIDTH)
 
     def _not_finite_text(self, panels, log_scale=True):
         """What cannot be drawn: the heatmaps with no finite pixel (a flow's own
