@@ -409,8 +409,12 @@ def test_image_shaped_flow_samples_are_drawn_as_pictures(qtbot, window, models):
     assert view.cloud.isVisible() and not view.image_item.isVisible()
     assert window.dock.isVisible()
     np.testing.assert_allclose(view.cloud.points, window.projection.project(view.points))
+    n = len(view.points)                                     # the label says the scatter's
+    assert view.seed_label.text().endswith(f"· {n:,} samples"), view.seed_label.text()
     view.as_images.setChecked(True)
     assert view.image_item.isVisible()
+    assert view.seed_label.text().endswith(f"the first {min(n, 100)} of {n:,} samples, "
+                                           f"4×4 pixels"), view.seed_label.text()
     # the layers view: the first samples as pictures after each layer
     from visualizer.views.layers import IMAGE_SAMPLES, STRIP_IMAGES
     layers = show_ready(qtbot, window, "layers")

@@ -179,6 +179,8 @@ class SamplesView(View):
         self.count.setEnabled(self.sweep() is None)       # a sweep draws SWEEP_PER per value
         self.show_data.setVisible(self.info["reference_is_data"])     # (room for by_context)
         show_pictures(self.plot, self.image_item, (self.cloud, self.data_item), on)
+        if self.points is not None:
+            self._say_drawn()
         if not on:
             self.plot.getPlotItem().setTitle(None)
         if on:
@@ -187,6 +189,26 @@ class SamplesView(View):
             self.projection_changed()
         else:
             self._show_data(self.show_data.isChecked())
+
+    def _say_drawn(self):
+        """The label under the plot: the seed, temperature and what is drawn of the
+        samples (in pictures, the first IMAGE_GRID and their size)."""
+        value, n = self.drawn, len(self.points)
+        finite = int(finite_rows(self.points).sum())
+        shown = f"{n:,} samples" if finite == n else f"{finite:,} of {n:,} samples finite"
+        if value.get("sweep"):
+            swept = value["sweep"]
+            name = self.info["context_names"][swept["coordinate"]]
+            shown = f"{swept['per']} samples at each {name}"
+            if finite < n:
+                shown += f" ({finite:,} of {n:,} finite)"
+        if self.images_shown():
+            h, w = self.info["image"]["shape"]
+            if not value.get("sweep"):
+                shown = f"the first {min(n, IMAGE_GRID)} of {shown}"
+            shown += f", {h}×{w} pixels"
+        self.seed_label.setText(
+            f"seed {value['seed']} · T = {value['temperature']:.2f} · {shown}")
 
     def _draw_images(self):
         """The samples' grid of pictures; with "Training data", the data sample's
@@ -319,23 +341,11 @@ class SamplesView(View):
         self.points, self.drawn = value["points"], value
         self.keep_drawn()
         n, finite = len(self.points), int(finite_rows(self.points).sum())
-        shown = f"{n:,} samples" if finite == n else f"{finite:,} of {n:,} samples finite"
-        if value.get("sweep"):
-            swept = value["sweep"]
-            name = self.info["context_names"][swept["coordinate"]]
-            shown = f"{swept['per']} samples at each {name}"
-            if finite < n:
-                shown += f" ({finite:,} of {n:,} finite)"
         if self.images_shown():
             self._draw_images()
-            h, w = self.info["image"]["shape"]
-            if not value.get("sweep"):
-                shown = f"the first {min(n, IMAGE_GRID)} of {shown}"
-            shown += f", {h}×{w} pixels"
         else:
             self._draw_cloud()
-        text = f"seed {value['seed']} · T = {value['temperature']:.2f} · {shown}"
-        self.seed_label.setText(text)
+        self._say_drawn()
         self.say_finding(
             none_finite_text(n, bool(self.info["context_dim"])) if n and not finite else "")
         self.drew()
