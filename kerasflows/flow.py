@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kerasflows.data_checks import check_domain, check_finite
 from kerasflows.eval_calls import EVAL_MODES, CallCache, EvalModes
 from kerasflows.flow_base import BASES, STUDENT_T_INITIAL_DF, FlowBase
 from kerasflows.flow_inputs import FlowInputs, context_for, encoded_context_dim
@@ -393,11 +394,20 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         return [l for l in self.flow_layers if l.needs_data_init and not l.is_data_initialized()]
 
     def initialize(self, x, context=None):
-        """Runs data-dependent initialisation (e.g. `ActNorm`) on a batch `x`."""
+        """Runs data-dependent initialisation (e.g. `ActNorm`) on a batch `x`.
+
+        Run eagerly, NaN or inf in `x` or `context`, and values of `x` outside the
+        data-end layer's `data_domain`, raise ValueError as in `fit`: statistics
+        from them would leave the layers NaN (they initialise once)."""
         x, context = self._prepare(x, context)
         if x.shape[0] == 0:
             raise ValueError(f"Flow.initialize needs at least one row; received shape "
                              f"{tuple(x.shape)}.")
+        if tf.executing_eagerly():
+            check_finite("Flow.initialize's x", x)
+            if context is not None and context.dtype.is_floating:
+                check_finite("Flow.initialize's context", context)
+            check_domain(self, "Flow.initialize's x", x, keras_cast=False)
         context = self._encode(context)
         h = x
         for layer in reversed(self.flow_layers):

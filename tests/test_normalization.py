@@ -440,3 +440,41 @@ def test_an_actnorm_saved_before_shift_units_loads_with_its_numbers(tmp_path):
     assert ActNorm().shift_units == "standardized"
     with pytest.raises(ValueError, match=r"`shift_units` must be .*Received: shift_units='base'"):
         ActNorm(shift_units="base")
+
+
+def test_actnorm_initialises_from_finite_data_only_and_keeps_a_float32_spread_of_1e19():
+    """`Flow.initialize` took NaN rows and data outside the data end's domain that
+    `fit` refuses: ActNorm's center and log-scale came out NaN and, initialised
+    once, stayed NaN through every later fit. A float32 column of spread 3e19 made
+    its variance inf (log_scale inf, every loss NaN)."""
+    from kerasflows.layers import Sigmoid
+    x = _data(256, 2, mean=0.0, std=1.0)
+    bad = x.copy()
+    bad[5, 1] = np.nan
+    flow = kerasflows.Flow([AffineCoupling(), ActNorm(name="an")], 2)
+    with pytest.raises(ValueError, match=r"Flow.initialize's x contains 1 NaN or inf.*rows \[5\]"):
+        flow.initialize(bad)
+    assert not flow.flow_layers[1].is_data_initialized()
+    ends = kerasflows.Flow([ActNorm(), Sigmoid()], 2)
+    with pytest.raises(ValueError, match=r"Flow.initialize's x: row \d+, column \d+ .*"
+                                         r"outside \(0, 1\)"):
+        ends.initialize(x)
+    # inside a stack (what the layers after it made of the data): eagerly named, in a
+    # graph left uninitialised
+    layer = ActNorm(name="inner")
+    with pytest.raises(ValueError, match=r"ActNorm 'inner' cannot initialise.*column\(s\) 1 "
+                                         r"hold NaN or inf"):
+        layer.data_init(tf.constant(bad))
+    tf.function(layer.data_init)(tf.constant(bad))
+    assert not layer.is_data_initialized()
+    layer.data_init(tf.constant(x))
+    assert layer.is_data_initialized() and np.isfinite(layer.log_scale.numpy()).all()
+    big = x * np.float32(3e19)
+    wide = kerasflows.Flow([ActNorm()], 2)
+    wide.initialize(big)
+    np.testing.assert_allclose(wide.flow_layers[0].log_scale.numpy(),
+                               np.log(big.astype(np.float64).std(0)), rtol=1e-5)
+    z = wide.inverse(big).numpy()
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(z.std(0), 1.0, rtol=1e-4)
+    assert np.isfinite(wide.log_prob(big).numpy()).all()

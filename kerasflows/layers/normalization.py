@@ -111,19 +111,41 @@ class ActNorm(ElementwiseAffine):
         """Standardises the data-side batch `x` `[batch, D]`, unless already initialised;
         a column constant in `x` is only shifted (see the class docstring)."""
         x, _ = self.check_inputs(x, context)
-        mean, variance = tf.nn.moments(tf.cast(x, self.shift.dtype), axes=[0])
+        x = tf.cast(x, self.shift.dtype)
+        # a column of large values in units of a power of two near its largest |value|,
+        # exactly (the squares overflowed float32 from a spread of 1.8e19: log_scale
+        # inf, every loss NaN); other columns as they are
+        largest = tf.reduce_max(tf.abs(x), axis=0)
+        large = 2.0 ** (np.finfo(x.dtype.as_numpy_dtype).maxexp // 2 - 20)
+        unit = tf.where(tf.logical_and(largest > large, tf.math.is_finite(largest)),
+                        tf.pow(tf.constant(2.0, x.dtype), tf.math.ceil(
+                            tf.math.log(largest) / np.log(2.0))), tf.ones_like(largest))
+        mean, scaled_variance = tf.nn.moments(x / unit, axes=[0])
+        mean = mean * unit
         done = tf.convert_to_tensor(self.initialized)
         # a batch of no rows has no moments (0 / 0): it leaves the layer as it was
         keep = tf.logical_or(done, tf.equal(tf.shape(x)[0], 0))
+        constant = _constant_columns(x, unit, scaled_variance)
+        # (no epsilon: constant columns are left out, and one of 1e-6 kept columns of a
+        # standard deviation below ~1e-3 from unit scale: 0.17 at 1e-4)
+        log_std = tf.where(constant, 0.0, 0.5 * tf.math.log(
+            tf.where(constant, 1.0, scaled_variance)) + tf.math.log(unit))
+        # NaN or inf on the data side (a flow's data-end inverse outside its domain)
+        # gives no statistics: left uninitialised, not NaN for good
+        finite = tf.reduce_all(tf.math.is_finite(x), axis=0)
+        if tf.executing_eagerly() and not bool(keep) and not bool(tf.reduce_all(finite)):
+            columns = tf.where(tf.logical_not(finite))[:, 0].numpy().tolist()
+            raise ValueError(
+                f"ActNorm '{self.name}' cannot initialise from its batch: column(s) "
+                f"{', '.join(map(str, columns[:10]))} hold NaN or inf on its data side (the "
+                "data, or what the layers after it made of them); give Flow.initialize / "
+                "fit finite data inside the flow's data-end domain.")
+        keep = tf.logical_or(keep, tf.logical_not(tf.reduce_all(finite)))
         if self.center is None:
             self.shift.assign(tf.where(keep, self.shift, mean))
         else:
             self.center.assign(tf.where(keep, self.center, mean))
             self.shift.assign(tf.where(keep, self.shift, tf.zeros_like(mean)))
-        constant = _constant_columns(tf.cast(x, mean.dtype), variance)
-        # (no epsilon: constant columns are left out, and one of 1e-6 kept columns of a
-        # standard deviation below ~1e-3 from unit scale: 0.17 at 1e-4)
-        log_std = tf.where(constant, 0.0, 0.5 * tf.math.log(tf.where(constant, 1.0, variance)))
         self.log_scale.assign(tf.where(keep, self.log_scale, log_std))
         self.initialized.assign(tf.logical_or(done, tf.logical_not(keep)))
         if tf.executing_eagerly() and not bool(keep):
@@ -145,17 +167,18 @@ class ActNorm(ElementwiseAffine):
             "sample before training, or a larger batch_size.", UserWarning, stacklevel=3)
 
 
-def _constant_columns(x, variance):
+def _constant_columns(x, unit, scaled_variance):
     """Which columns of `x` `[N, D]` hold one value, or spread too little to trust
-    (`ACTNORM_CONSTANT_EPS`, relative to the column's largest `|value|`), or whose
-    variance is below the dtype's smallest normal number. Compared with the first row,
-    not through `variance`: float32 rounding of a constant column's mean leaves it a
-    variance > 0."""
+    (`ACTNORM_CONSTANT_EPS`, relative to the column's largest `|value|`; in units of
+    `unit`, a power of two, `scaled_variance` is the column's variance), or whose variance is below the
+    dtype's smallest normal number. Compared with the first row, not through the
+    variance: float32 rounding of a constant column's mean leaves it a variance > 0."""
     one_value = tf.reduce_all(tf.equal(x, x[:1]), axis=0)
-    info = np.finfo(variance.dtype.as_numpy_dtype)
-    largest = tf.reduce_max(tf.abs(x), axis=0)
-    tiny = tf.logical_or(variance <= tf.square(ACTNORM_CONSTANT_EPS * float(info.eps) * largest),
-                         variance < float(info.tiny))
+    info = np.finfo(scaled_variance.dtype.as_numpy_dtype)
+    largest = tf.reduce_max(tf.abs(x), axis=0) / unit
+    tiny = tf.logical_or(
+        scaled_variance <= tf.square(ACTNORM_CONSTANT_EPS * float(info.eps) * largest),
+        scaled_variance * tf.square(unit) < float(info.tiny))
     return tf.logical_or(one_value, tiny)
 
 
