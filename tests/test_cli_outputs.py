@@ -331,3 +331,39 @@ def test_export_names_dir_when_tensorflow_cannot_write_and_keeps_the_model_it_re
     assert said == (f"kerasflows: error: cannot write the SavedModel to DIR {tmp_path / 'new'}: "
                     "saved_model.pb; No space left; DIR is as it was.")
     assert not (tmp_path / "new").exists()
+
+
+def test_fit_target_on_a_full_disk_keeps_the_model_before_and_leaves_no_half_folder(
+        tmp_path, capsys, monkeypatch):
+    """fit-target saved with `flow.save(out)` straight over --out: a full disk left a
+    .keras of no weights in place of the good one and said only `[Errno 28] ...`;
+    a --model-dir write that failed left a broken flow.keras, and the rerun was
+    refused ("already holds a flow.keras")."""
+    import keras
+    argv = ["fit-target", "--target", "u1", "--recipe", "realnvp", "--layers", "1",
+            "--hidden", "4", "--epochs", "1", "--steps", "2", "--batch-size", "16",
+            "--eval-samples", "50", "--quiet"]
+    out = tmp_path / "u1.keras"
+    _run(capsys, *argv, "--out", out)
+    before = out.read_bytes()
+    real_save = keras.Model.save
+
+    def save_then_fill(model, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"PK half a zip")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(keras.Model, "save", save_then_fill)
+    said = _refused(capsys, *argv, "--out", out)
+    assert said == (f"kerasflows: error: cannot write --out {out}: No space left on "
+                    "device; the file there before is kept.")
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u1.json", "u1.keras"]
+    folder = tmp_path / "u1_dir"
+    said = _refused(capsys, *argv, "--model-dir", folder)
+    assert said == (f"kerasflows: error: cannot write --model-dir {folder / 'flow.keras'}: "
+                    f"No space left on device; what this run wrote in {folder} is removed.")
+    assert list(folder.iterdir()) == []
+    monkeypatch.setattr(keras.Model, "save", real_save)
+    _run(capsys, *argv, "--model-dir", folder)               # the rerun is not refused
+    assert sorted(p.name for p in folder.iterdir()) == ["flow.keras", "manifest.json",
+                                                        "saved_model"]

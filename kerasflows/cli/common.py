@@ -17,7 +17,7 @@ __all__ = ["UserError", "HelpFormatter", "plural", "write_array", "output_folder
            "progress_verbosity", "add_context_argument", "is_saved_model",
            "read_json_file", "SEED_MAX", "check_outputs", "check_paths_given", "json_safe",
            "csv_field", "check_folder_can_be_made", "check_output_file", "write_output",
-           "written_or_kept"]
+           "written_or_kept", "save_atomically"]
 
 #: The largest `--seed`: seeds go to NumPy, to Keras and to the int32 seed of sampling.
 SEED_MAX = 2**31 - 1
@@ -297,6 +297,21 @@ def write_output(path, write):
     failed write names `path` (`kerasflows.files.replace_file`)."""
     from kerasflows.files import replace_file
     replace_file(path, write)
+
+
+def save_atomically(flow, out, record=None):
+    """Writes `flow` (and its training `record`) to a hidden file beside `out`, then
+    renames it over `out`: a reader (the visualizer following the file) never sees a
+    partial file, and a crash while saving keeps the previous one
+    (`kerasflows.files.replace_file`)."""
+    from kerasflows.files import replace_file
+    from kerasflows.loading import write_training_record
+
+    def save(name):
+        flow.save(name)
+        if record is not None:
+            write_training_record(name, record)
+    replace_file(out, save, by_name=True, tail=".saving.keras")   # Keras saves to .keras only
 
 
 @contextlib.contextmanager

@@ -18,8 +18,8 @@ import time
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument,
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
                                    check_outputs, check_paths_given, json_safe, output_folder,
-                                   positive_float, positive_int, progress_verbosity, units,
-                                   write_output)
+                                   positive_float, positive_int, progress_verbosity,
+                                   save_atomically, units, write_output, written_or_kept)
 
 __all__ = ["add_parser", "run", "build_flow", "FORWARD_ONLY_RECIPES"]
 
@@ -132,16 +132,33 @@ def _manifest(name, record):
 
 
 def _write_model_dir(folder, flow, record):
+    """Writes the SavedModel, manifest.json and, last, flow.keras (with its record)
+    into `folder`; a write that fails (a full disk) removes what this run wrote
+    there and raises UserError naming --model-dir, the path and the reason: the
+    folder holds no flow.keras, so a rerun is not refused."""
+    import shutil
     from kerasflows.export import export_saved_model
-    from kerasflows.loading import write_training_record
     path = os.path.join(folder, "flow.keras")     # `folder` made by run's output_folder
-    flow.save(path)
-    write_training_record(path, record)
-    if record["recipe"] not in FORWARD_ONLY_RECIPES:
-        export_saved_model(flow, os.path.join(folder, "saved_model"), version=1, overwrite=True)
-    name = os.path.basename(os.path.normpath(folder))
-    text = json.dumps(_manifest(name, record), indent=1).encode()
-    write_output(os.path.join(folder, "manifest.json"), lambda f: f.write(text))
+    written = []
+    try:
+        if record["recipe"] not in FORWARD_ONLY_RECIPES:
+            written.append(os.path.join(folder, "saved_model"))
+            export_saved_model(flow, written[-1], version=1, overwrite=True)
+        name = os.path.basename(os.path.normpath(folder))
+        text = json.dumps(_manifest(name, record), indent=1).encode()
+        written.append(os.path.join(folder, "manifest.json"))
+        write_output(written[-1], lambda f: f.write(text))
+        written.append(path)
+        save_atomically(flow, path, record)
+    except OSError as e:
+        for item in written:
+            if os.path.isdir(item):
+                shutil.rmtree(item, ignore_errors=True)
+            elif os.path.exists(item):
+                os.remove(item)
+        why = e.strerror or (e.args[0] if e.args else type(e).__name__)
+        raise UserError(f"cannot write --model-dir {written[-1]}: {why}; what this run "
+                        f"wrote in {folder} is removed.") from None
     return path
 
 
@@ -160,7 +177,6 @@ def _paths(args):
 
 def run(args):
     import keras
-    from kerasflows.loading import write_training_record
     from kerasflows.variational import diagnostics
     out, report = _paths(args)
     # Before training, which is lost when the result cannot be written.
@@ -184,12 +200,13 @@ def run(args):
     record = json_safe(_record(args, flow, history, diag, seconds))     # NaN as null
     if args.model_dir:
         out = _write_model_dir(args.model_dir, flow, record)
-    else:
-        flow.save(out)             # its folder made by output_folder above
-        write_training_record(out, record)
+    else:       # whole or not at all, the file there before kept (its folder made above)
+        with written_or_kept("--out", out):
+            save_atomically(flow, out, record)
     if report:
         text = json.dumps(record, indent=1).encode()
-        write_output(report, lambda f: f.write(text))
+        with written_or_kept("--report", report):
+            write_output(report, lambda f: f.write(text))
     print(f"Saved {out}{' and ' + report if report else ''}. ELBO {diag['elbo']:.4f} "
           f"(log Z {diag['log_z']:.4f}), reverse KL {diag['reverse_kl']:.4f} nats, "
           f"ESS {100 * diag['ess']:.1f}%.", flush=True)

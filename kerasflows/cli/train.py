@@ -20,7 +20,7 @@ import numpy as np
 from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argument,
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
                                    check_outputs, check_paths_given, fraction, json_safe,
-                                   output_folder, write_output,
+                                   output_folder, save_atomically, write_output,
                                    positive_float, positive_int, progress_verbosity, units,
                                    writable_folder)
 from kerasflows.cli.data import column_list, is_dataset_name, read_column_names
@@ -272,21 +272,6 @@ def _record(args, dataset, parts, flow, history, seconds):
     return {**_settings(args, dataset, parts, flow),
             **{f"{k}_nll": v[0] for k, v in nll.items()}, "test_nll_se": nll["test"][1],
             "history": history, "train_seconds": round(seconds, 1)}
-
-
-def save_atomically(flow, out, record=None):
-    """Writes `flow` (and its training `record`) to a hidden file beside `out`, then
-    renames it over `out`: a reader (the visualizer following the file) never sees a
-    partial file, and a crash while saving keeps the previous one
-    (`kerasflows.files.replace_file`)."""
-    from kerasflows.files import replace_file
-    from kerasflows.loading import write_training_record
-
-    def save(name):
-        flow.save(name)
-        if record is not None:
-            write_training_record(name, record)
-    replace_file(out, save, by_name=True, tail=".saving.keras")   # Keras saves to .keras only
 
 
 def _tensorboard_log(args, dataset, x, context=None):
