@@ -365,28 +365,33 @@ def _restore(checkpoint, strategy, variables):
 
 
 def _check_state(checkpoint, variables, values, found_fingerprint=None):
-    """Raises a ValueError, before any variable is written, if the checkpoint's arrays
-    are not this model's and its optimizer's (Keras' own error named an Adam slot), or
-    its fingerprint's model (`_model_identity`, train_flow's own fingerprint) is
-    another, naming the first difference."""
+    """Raises a ValueError, before any variable is written, if the checkpoint's
+    fingerprint's model (`_model_identity`, train_flow's own fingerprint) is another,
+    naming the first difference, or its arrays are not this model's and its
+    optimizer's (Keras' own error named an Adam slot). A checkpoint whose recorded
+    settings differ (the CLI's --hidden, --layers) is left to `EpochCheckpoint.load`,
+    which names them: the arrays' shapes only said "array 0 is (1, 8)"."""
     wanted = [tuple(v.shape) for v in variables]
     found = [tuple(np.shape(value)) for value in values]
     what = None
-    if wanted != found:
-        k = next((i for i, (a, b) in enumerate(zip(wanted, found)) if a != b),
-                 min(len(wanted), len(found)))
-        what = (f"array {k} is {found[k]} where {getattr(variables[k], 'path', k)} is "
-                f"{wanted[k]}" if k < min(len(wanted), len(found)) else
-                f"{len(found)} arrays for this model's {len(wanted)}")
-    elif found_fingerprint is not None:
-        model = checkpoint.fingerprint.get("train_flow_model")
-        saved = found_fingerprint.get("train_flow_model")
+    if found_fingerprint is not None:
+        settings = checkpoint.fingerprint
+        if any(found_fingerprint[k] != settings[k] for k in settings
+               if k in found_fingerprint and k != "train_flow_model"):
+            return
+        model, saved = settings.get("train_flow_model"), found_fingerprint.get("train_flow_model")
         difference = (_first_difference(saved, model) if model is not None and saved is not None
                       else None)
         if difference is not None:
             where, a, b = difference
             what = (f"its {where or 'model'} is {json.dumps(a)[:200]} where this model's is "
                     f"{json.dumps(b)[:200]}")
+    if what is None and wanted != found:
+        k = next((i for i, (a, b) in enumerate(zip(wanted, found)) if a != b),
+                 min(len(wanted), len(found)))
+        what = (f"array {k} is {found[k]} where {getattr(variables[k], 'path', k)} is "
+                f"{wanted[k]}" if k < min(len(wanted), len(found)) else
+                f"{len(found)} arrays for this model's {len(wanted)}")
     if what is not None:
         raise ValueError(f"The checkpoint in {checkpoint.directory} does not fit this model "
                          f"({what}): it is the training state of another model, or was written "

@@ -802,6 +802,11 @@ def test_resuming_refuses_a_checkpoint_made_on_other_data(tmp_path, capsys, monk
                                     f"other settings (differing: {differing})")], capsys)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "c.npy", c)
+    # another model: its options named (the arrays' shapes said "array 0 is (1, 4)")
+    wider = [*argv]
+    wider[wider.index("--hidden") + 1] = "8"
+    _assert_user_errors([(wider, "m.checkpoint/checkpoint.npz was written by a run with "
+                                 "other settings (differing: hidden)")], capsys)
     assert "Resuming from the checkpoint in" in _run(capsys, *argv)
 
 

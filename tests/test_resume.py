@@ -115,21 +115,26 @@ def test_ctrl_c_while_tensorflow_imports_ends_the_command_in_one_line_with_130(t
 
 def test_train_flow_refuses_another_models_checkpoint_before_writing_a_weight(tmp_path):
     """Without a fingerprint (library use) a checkpoint of another model was assigned
-    array by array until Keras failed on an Adam slot, the weights half overwritten."""
+    array by array until Keras failed on an Adam slot, the weights half overwritten.
+    The default fingerprint names the model's difference; a caller's own fingerprint
+    of equal settings, the first array that differs."""
     from kerasflows.distributed import train_flow
     x = kerasflows.datasets.load("moons", n=512, seed=0)
-    folder = tmp_path / "checkpoint"
-    train_flow(lambda: kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(16,)), x,
-               epochs=1, batch_size=256, checkpoint_dir=folder, verbose=0, jit_compile=False)
     wider = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(32,))
     before = [w.copy() for w in wider.get_weights()]
-    with pytest.raises(ValueError, match=rf"The checkpoint in {folder} does not fit this "
-                                         r"model \(array 0 is \(1, 16\) where "
-                                         r".*kernel is \(1, 32\)\): .*; delete "):
-        train_flow(lambda: wider, x, epochs=2, batch_size=256, checkpoint_dir=folder,
-                   verbose=0)
-    for a, b in zip(wider.get_weights(), before):
-        np.testing.assert_array_equal(a, b)
+    for own, says in [(None, r"its config.layers\[0\].config.hidden_units\[0\] is 16 where "
+                             r"this model's is 32"),
+                      ({"run": 1}, r"array 0 is \(1, 16\) where .*kernel is \(1, 32\)")]:
+        folder = tmp_path / f"checkpoint-{own is None}"
+        train_flow(lambda: kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(16,)), x,
+                   epochs=1, batch_size=256, checkpoint_dir=folder, verbose=0,
+                   jit_compile=False, fingerprint=own)
+        with pytest.raises(ValueError, match=rf"The checkpoint in {folder} does not fit this "
+                                             rf"model \({says}\): .*; delete "):
+            train_flow(lambda: wider, x, epochs=2, batch_size=256, checkpoint_dir=folder,
+                       verbose=0, fingerprint=own)
+        for a, b in zip(wider.get_weights(), before):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_train_flow_resumes_only_its_own_run(tmp_path):
