@@ -37,12 +37,15 @@ def replace_file(path, write, *, by_name=False, tail=".part", temp=None, sync=Fa
       beside it.
     - The file beside it is `.NAME.PID.THREAD<tail>` (hidden, this thread's own, its
       name cut to the 255 bytes a file name may have), or `temp`.
+    - Such files that processes no longer running left beside `path` (killed
+      while writing) are removed first.
     - With `sync=True` its content reaches the disk before the rename (a checkpoint
       that must outlive a power cut)."""
     target = os.path.realpath(path)
     folder, name = os.path.split(target)
     made = make_folders(folder)
     if temp is None:        # this process's and thread's own
+        _remove_left_behind(folder, name, tail)
         tail = f".{os.getpid()}.{threading.get_ident()}{tail}"
         temp = os.path.join(folder, "." + name.encode()[:254 - len(tail.encode())]
                             .decode(errors="ignore") + tail)
@@ -68,3 +71,37 @@ def replace_file(path, write, *, by_name=False, tail=".part", temp=None, sync=Fa
             e.filename, e.filename2 = os.fspath(path), None
         raise
     return path
+
+
+def _remove_left_behind(folder, name, tail):
+    """Removes the files `.NAME.PID.THREAD<tail>` beside `NAME` in `folder` that
+    processes no longer running left (killed while writing: SIGKILL runs no
+    clean-up), so that a model-sized temporary file does not stay for good.
+    Those of a running process, this one's included, are left alone."""
+    prefix = "." + name + "."
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.startswith(prefix) and entry.endswith(tail)):
+            continue
+        pid, _, thread = entry[len(prefix):len(entry) - len(tail)].partition(".")
+        if not (pid.isdigit() and thread.isdigit()) or _running(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(folder, entry))
+
+
+def _running(pid):
+    """Whether a process `pid` runs (one of another user's counts as running; on
+    Windows, where signal 0 is CTRL_C_EVENT, every one)."""
+    if pid == os.getpid() or os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:         # not ours to signal: it runs
+        return True
+    return True

@@ -26,3 +26,22 @@ def test_threads_writing_one_file_each_write_their_own_file_beside_it(tmp_path):
         t.join()
     assert errors == [] and path.read_bytes() in contents
     assert os.listdir(tmp_path) == ["out.bin"]
+
+
+def test_files_left_beside_by_killed_writers_are_removed_and_running_ones_kept(tmp_path):
+    """A process killed while writing (SIGKILL runs no clean-up) left its model-sized
+    `.m.keras.PID.THREAD.saving.keras` beside the model for good."""
+    import subprocess
+    import sys
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    left = [f".m.keras.{gone.pid}.7.saving.keras",              # a killed writer's
+            f".m.keras.{os.getppid()}.7.saving.keras",           # a running one's
+            f".m.keras.{gone.pid}.7.part",                       # another writer's tail
+            f".n.keras.{gone.pid}.7.saving.keras",               # another file's
+            ".m.keras.notes.saving.keras"]                       # the user's own
+    for name in left:
+        (tmp_path / name).write_bytes(b"x")
+    replace_file(tmp_path / "m.keras", lambda name: open(name, "wb").close(), by_name=True,
+                 tail=".saving.keras")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.keras", *left[1:]])

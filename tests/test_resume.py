@@ -183,3 +183,30 @@ def test_train_flow_refuses_a_checkpoint_of_an_older_kerasflows_naming_what_it_l
                                          r"did not record train_flow_batch_size, .*; it cannot "
                                          rf"be resumed safely: delete {path} to start afresh"):
         train_flow(build, moons, epochs=2, batch_size=128, checkpoint_dir=folder, verbose=0)
+
+
+def test_sigterm_ends_train_as_ctrl_c_does_with_status_143(tmp_path, capsys, monkeypatch,
+                                                             train_steps_without_xla):
+    """SIGTERM (what a batch scheduler sends) ended `train` at once: no message of what
+    the checkpoint keeps, and a model being saved was left beside --out."""
+    import kerasflows.distributed
+    real = kerasflows.distributed.train_flow
+
+    def stopped_after_one_epoch(*args, on_epoch_end=None, **kwargs):
+        def hook(done, flow, history):
+            if on_epoch_end is not None:
+                on_epoch_end(done, flow, history)
+            if done == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, on_epoch_end=hook, **kwargs)
+    monkeypatch.setattr(kerasflows.distributed, "train_flow", stopped_after_one_epoch)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as ended:
+        main(["train", "moons", "--n", "300", "--epochs", "3", "--batch-size", "100",
+              "--layers", "1", "--hidden", "4", "--out", str(tmp_path / "m.keras"), "--quiet"])
+    assert ended.value.code == 143
+    assert capsys.readouterr().err.strip() == (
+        f"kerasflows: error: interrupted; the checkpoint in {tmp_path / 'm.checkpoint'} keeps "
+        "the last finished epoch: rerun the same command to resume from it.")
+    assert _finished_epochs(tmp_path / "m.checkpoint" / "checkpoint.npz") == 1
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -17,7 +17,10 @@ kerasflows export moons.keras serving/moons
 """
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 
 from kerasflows.cli import evaluate, export, fit_target, info, plot, sample, train
 from kerasflows.cli.common import NEGATIVE_VALUE, UserError
@@ -63,9 +66,39 @@ def _check_not_empty(args):
             raise UserError(f"{what}; received {value!r}.")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler's or `kill`'s stop) received while a command runs:
+    it ends as Ctrl-C does (`train` saying what its checkpoint keeps, no file left
+    half-written), with exit status 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Turns SIGTERM into `Terminated` while the command runs (the default handler
+    ended the process at once: no message, a temporary file of the model left
+    beside --out); the handler before is put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield           # (signal handlers are set in the main thread only)
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv=None):
     """Runs the command with `argv` (default: `sys.argv[1:]`); returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    with _sigterm_as_interrupt():
+        return _main(argv)
+
+
+def _main(argv):
     try:
         args, extra = build_parser().parse_known_args(argv)
         if extra:       # after a subcommand: its --help lists the flags it takes
@@ -79,4 +112,6 @@ def main(argv=None):
     except FloatingPointError as e:
         _fail(str(e), status=1)
     except KeyboardInterrupt as e:      # `train` says what its checkpoint keeps
-        _fail(str(e) or "interrupted", status=130)
+        terminated = isinstance(e, Terminated)
+        _fail(str(e) or ("terminated" if terminated else "interrupted"),
+              status=143 if terminated else 130)

@@ -423,8 +423,8 @@ def run(args):
                     text = json.dumps(saved, indent=1, allow_nan=False).encode()
                     write_output(report, lambda f: f.write(text))
                 EpochCheckpoint(checkpoint_dir, {}).delete()
-        except KeyboardInterrupt:
-            raise KeyboardInterrupt(interrupted(checkpoint_dir)) from None
+        except KeyboardInterrupt as e:      # Ctrl-C, or SIGTERM (cli.Terminated)
+            raise type(e)(interrupted(checkpoint_dir)) from None
         except FloatingPointError as e:
             raise FloatingPointError(f"{e} {diverged(checkpoint_dir)}") from None
     if is_chief(strategy):
