@@ -1406,6 +1406,8 @@ def test_outputs_that_are_folders_or_would_overwrite_an_input_fail_before_traini
         (planar + ["--out", "u.keras", "--report", "u.keras"],
          "--out and --report both name u.keras"),
         (planar + ["--out", "dir.keras"], "--out dir.keras is a folder"),
+        (["sample", "m.keras", "--context", "c.npy", "-o", "./c.npy"],   # wrote the samples
+         "--out ./c.npy would overwrite --context c.npy, which this command reads"),
     ]
     for argv, says in cases:
         with pytest.raises(SystemExit) as exit_info:

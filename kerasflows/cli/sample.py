@@ -34,7 +34,7 @@ def add_parser(subparsers):
 def run(args):
     if not args.out.endswith((".npy", ".csv")):
         raise UserError(f"--out must end in .npy or .csv. Received: {args.out}")
-    check_output_file("--out", args.out, [("MODEL", args.model)])
+    check_output_file("--out", args.out, [("MODEL", args.model), ("--context", args.context)])
     flow = open_flow(args.model)
     context = read_context(args.context, flow, args.num, "sample", args.model)
     samples = flow.sample(args.num, context=context, seed=args.seed,
