@@ -42,6 +42,7 @@ import tensorflow as tf
 from kerasflows import dequantization
 from kerasflows.checkpoint import EpochCheckpoint, content_digest
 from kerasflows.data_checks import check_domain
+from kerasflows.layers.embedding import label_embedding
 from kerasflows.layers.base import check_positive_int
 from kerasflows.layers.checks import check_float
 
@@ -565,8 +566,9 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         `val_loss` lines up with `loss`, as in Keras' `History`.
 
     Raises:
-        ValueError: empty or non-finite data, a bad argument, or a checkpoint
-            written by different settings or another model.
+        ValueError: empty or non-finite data, data outside the data-end layer's
+            domain, labels a `ClassEmbedding` context encoder does not know, a bad
+            argument, or a checkpoint written by different settings or another model.
         TypeError: `build_flow` not a function (a flow given instead), `strategy`
             not a `tf.distribute.Strategy`, or `on_epoch_end` not callable.
         CheckpointInUseError: another process is training in `checkpoint_dir`.
@@ -604,6 +606,12 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
         if validation_data is not None:
             check_domain(flow, "train_flow: validation_data", validation_data[0],
                          keras_cast=False)
+        embedding = label_embedding(flow)   # a ClassEmbedding's unknown label gives NaN
+        if embedding is not None:
+            embedding.check_context(context, "train_flow: context")
+            if validation_data is not None:
+                embedding.check_context(validation_data[1], "train_flow: validation_data's "
+                                        "context")
         optimizer = _make_optimizer(learning_rate, lr_decay, max(epochs * steps, 1))
         optimizer.build(flow.trainable_variables)
         if flow.needs_data_init:

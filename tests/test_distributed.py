@@ -82,6 +82,8 @@ def test_bad_arguments_are_rejected():
 
 
 _COND = lambda: models.RealNVP(event_dim=2, num_layers=2, hidden_units=(8,), context_dim=1)
+_LABELLED = lambda: models.RealNVP(event_dim=2, num_layers=1, hidden_units=(8,), context_dim=1,
+                                   context_encoder=kerasflows.layers.ClassEmbedding(3, 4))
 
 
 @pytest.mark.parametrize("build, args, kwargs, says", [
@@ -107,8 +109,16 @@ _COND = lambda: models.RealNVP(event_dim=2, num_layers=2, hidden_units=(8,), con
      r"x has 1 values beyond float32's range \(the first at row 256, column 0: 1e\+300; "
      r"float32 holds magnitudes up to 3.403e\+38\): they overflow float32"),
     (_build, lambda x, c: (x[:, :1],), {}, r"the flow has event_dim=2 but x has 1 columns"),
+    # a label a ClassEmbedding does not know: "Training diverged ... lower the learning
+    # rate", and in validation data a silent val_loss of nan
+    (_LABELLED, lambda x, c: (x, np.where(np.arange(256)[:, None] == 3, 5.0, c)), {},
+     r"context: labels for ClassEmbedding\(num_classes=3\) are 0..2; received 5.0 in row 3"),
+    (_LABELLED, lambda x, c: (x, c), {"validation_data": (np.zeros((2, 2)), [[0.0], [-1.0]])},
+     r"validation_data's context: labels for ClassEmbedding\(num_classes=3\) are 0..2; "
+     r"received -1.0 in row 1"),
 ], ids=["context NaN", "validation width", "validation NaN", "validation context rows",
-        "validation without context", "x 1-D", "x beyond float32", "x width"])
+        "validation without context", "x 1-D", "x beyond float32", "x width", "label",
+        "validation label"])
 def test_bad_inputs_are_refused_up_front_naming_the_check(monkeypatch, build, args, kwargs,
                                                           says):
     def no_training(*a, **k):
@@ -116,7 +126,8 @@ def test_bad_inputs_are_refused_up_front_naming_the_check(monkeypatch, build, ar
     monkeypatch.setattr(kerasflows.distributed, "_run_epoch", no_training)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, 2)).astype(np.float32)
-    c = rng.normal(size=(256, 1)).astype(np.float32)
+    c = (rng.integers(0, 3, size=(256, 1)) if build is _LABELLED
+         else rng.normal(size=(256, 1))).astype(np.float32)
     with pytest.raises(ValueError, match=f"^train_flow: {says}"):
         train_flow(build, *args(x, c), epochs=2, batch_size=64, verbose=0, **kwargs)
 
