@@ -139,7 +139,8 @@ def build_parser():
                    "One row per ...)")
     p.add_argument("--context", type=_context, metavar="C1,C2,...",
                    help="for a conditional flow: the context it opens at (default: the model "
-                        "folder's manifest 'context', else zeros; "
+                        "folder's manifest 'context', else the training record's median context "
+                        "(kerasflows train's), else zeros; "
                         "the Context panel changes it); a coordinate that moves in steps "
                         "(the manifest's context_step, e.g. a digit) takes only its values, "
                         "within its context_range; any other value outside its "
