@@ -60,8 +60,10 @@ class Sigmoid(FlowLayer):
 class Logit(FlowLayer):
     """Logit, the inverse of `Sigmoid`: forward maps (0, 1) to R, `x = log(z / (1 - z))`.
 
-    Use it first in a flow whose base lives in (0, 1), or in the density
-    direction to map data in (0, 1) to R.
+    Its forward needs values in (0, 1): use it after a layer that gives them (a
+    `Sigmoid` earlier in the stack). For data in (0, 1), the data end is `Sigmoid`,
+    not `Logit`: `Sigmoid`'s inverse, the density direction, maps (0, 1) to R;
+    `Logit`'s maps R into (0, 1), and its samples outside (0, 1) come out NaN.
 
     Args:
         **kwargs: passed to `FlowLayer`; the layer ignores any context.
