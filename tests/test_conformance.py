@@ -224,3 +224,21 @@ def test_save_and_load_give_identical_flow(name, ctx, tmp_path):
     np.testing.assert_array_equal(loaded.sample(10, context=c10, seed=5), x)
     np.testing.assert_array_equal(loaded.log_prob(x, context=c10), flow.log_prob(x, context=c10))
     assert [l.name for l in loaded.flow_layers] == [l.name for l in flow.flow_layers]
+
+
+def test_an_unbuilt_layers_bijector_says_it_is_not_built():
+    """`Permute().bijector()` raised "AttributeError: 'Permute' object has no attribute
+    'permutation'" (each layer its own missing weight); a layer of no weights
+    (Sigmoid) gives its bijector unbuilt, as before."""
+    weightless = []
+    for name, (make, _, _) in sorted(LAYERS.items()):
+        layer = make(None, "float32")
+        try:
+            layer.bijector()
+        except ValueError as e:
+            assert f"'{layer.name}' is not built" in str(e) and "ensure_built" in str(e), name
+            layer.ensure_built(3)
+            layer.bijector()
+        else:
+            weightless.append(name)
+    assert "sigmoid" in weightless and "permute_reverse" not in weightless, weightless

@@ -9,6 +9,8 @@ maps data back to the base space. The layers' argument checks
 (`kerasflows.layers.rows`) are importable from here too.
 """
 
+import functools
+import inspect
 import math
 
 import keras
@@ -29,6 +31,25 @@ class NoInverseError(NotImplementedError, ValueError):
     """The inverse direction of a forward-only layer (`Planar`, `Radial`) was asked
     for: `inverse`, `log_prob` of data, an export. A `NotImplementedError`, and a
     `ValueError` too, as what is wrong is the request, not the input's values."""
+
+
+def _built_first(bijector):
+    """`bijector` (a layer class's own method) saying that the layer is not built when
+    it fails for want of its weights (an unbuilt `Permute().bijector()` raised
+    "AttributeError: 'Permute' object has no attribute 'permutation'")."""
+    @functools.wraps(bijector)      # (the AutoGraph mark, `AutoGraphFree`, with it)
+    def checked(self, *args, **kwargs):
+        try:
+            return bijector(self, *args, **kwargs)
+        except AttributeError as e:
+            if self.built:
+                raise
+            raise ValueError(
+                f"{type(self).__name__} '{self.name}' is not built, so it has no weights "
+                "for its bijector yet: call layer.ensure_built(event_dim) first, or use it "
+                "in a Flow, which builds its layers.") from e
+    checked._built_first = True
+    return checked
 
 
 class FlowLayer(keras.layers.Layer, AutoGraphFree):
@@ -117,6 +138,12 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
             self.dtype_policy if conditioner_dtype is None
             else float_policy("conditioner_dtype", conditioner_dtype))
         self.event_dim = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("bijector")
+        if inspect.isfunction(own) and not getattr(own, "_built_first", False):
+            cls.bijector = _built_first(own)
 
     # -- building ---------------------------------------------------------
     def build(self, input_shape):
