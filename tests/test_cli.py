@@ -1590,6 +1590,13 @@ def test_csv_header_names_may_hold_a_hash_or_a_quoted_comma(tmp_path, capsys):
     write_array(str(tmp_path / "u.csv"), np.ones((2, 2)), names)
     assert read_column_names(str(tmp_path / "u.csv")) == names
     assert read_array(str(tmp_path / "u.csv")).shape == (2, 2)
+    # names that read as numbers ("1", "2" of a quoted header): written bare, the
+    # header came back as a row of data
+    written = np.random.default_rng(0).normal(size=(500, 2)).astype(np.float32)
+    write_array(str(tmp_path / "n.csv"), written, ["1", "2e3"])
+    assert read_column_names(str(tmp_path / "n.csv")) == ["1", "2e3"]
+    # and every float32 reads back as itself (8 significant digits changed some)
+    np.testing.assert_array_equal(read_array(str(tmp_path / "n.csv")), written)
     (tmp_path / "swapped.csv").write_text('age,"income, USD"\n1,2\n', encoding="utf-8")
     with pytest.raises(kerasflows.cli.common.UserError, match=r"swapped\.csv's columns are "
                        r'age, "income, USD"; m was trained on columns "income, USD", age \(the'):

@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 
 from kerasflows.cli.common import UserError, csv_field, plural
+from kerasflows.cli.common import is_number_field as _is_number
 
 __all__ = ["read_column_names", "model_column_names", "model_dequantized_columns",
            "check_column_names", "column_list", "name_list"]
@@ -60,20 +61,6 @@ def _csv_rows(path):
 def _blank(fields):
     """True for the fields of a line of white space only."""
     return len(fields) == 1 and not fields[0].strip()
-
-
-def _is_number(field):
-    """True when `np.loadtxt` reads `field` as a number: Python's `float` with the white
-    space around it stripped (as NumPy strips it), in ASCII only (`float` also reads
-    '\\uff11' and '\\u0661') and without '_' (`float` reads 1_000)."""
-    text = field.strip()
-    if not text.isascii() or "_" in text:
-        return False
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _first_row(path):
