@@ -302,6 +302,8 @@ class VariationalFlow(FlatStepFunctions, keras.Model, AutoGraphFree):
                              f"its first argument is `epochs`. Received: {type(epochs).__name__}")
         check_positive_int("epochs", epochs)
         check_positive_int("steps_per_epoch", steps_per_epoch)
+        # one callback, or nested lists, as Keras takes them (it flattens them)
+        callbacks = keras.tree.flatten(callbacks) if callbacks is not None else None
         for callback in callbacks or ():
             if (isinstance(callback, keras.callbacks.ModelCheckpoint)
                     and not callback.save_weights_only):
