@@ -19,6 +19,7 @@ settings = kerasflows.recipes.recommended("moons")
 import copy
 
 from kerasflows import models
+from kerasflows.layers.checks import check_positive_int
 from kerasflows.layers.nets import check_hidden_units
 
 __all__ = ["RECIPES", "SPLINE_RECIPES", "MASK_RECIPES", "COUPLING_RECIPES",
@@ -70,8 +71,10 @@ def build(recipe, event_dim, num_layers=5, hidden_units=(64, 64), bins=None, bou
             a recipe without one (`nice`), or `event_dim=1` for a coupling recipe
             (`COUPLING_RECIPES`; the message names the ones that take it).
     """
-    if recipe not in RECIPES:
+    if not isinstance(recipe, str) or recipe not in RECIPES:
         raise ValueError(f"Unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}.")
+    # (event_dim=True or 1.0 was called event_dim=1, and a recipe for one dimension advised)
+    event_dim = check_positive_int("event_dim", event_dim)
     if recipe in COUPLING_RECIPES and event_dim == 1:
         others = [repr(r) for r in ONE_DIMENSION_RECIPES]
         raise ValueError(f"Recipe {recipe!r} needs event_dim >= 2: its coupling layers split "

@@ -170,6 +170,14 @@ def test_recipes_build_names_the_recipe_names_that_take_one_dimension():
     with pytest.raises(ValueError, match=r"^Recipe 'nsf' needs event_dim >= 2.*Received: "
                        r"event_dim=1\. For one dimension, use recipe 'maf', 'iaf' or 'nsf_ar'\.$"):
         recipes.build("nsf", 1)
+    # a bool or float event_dim was called event_dim=1 (and 'maf' advised), a list as
+    # the recipe raised "unhashable type"
+    for recipe, event_dim in (("nsf", True), ("realnvp", 1.0), ("maf", 1.0)):
+        with pytest.raises(ValueError, match=rf"^`event_dim` must be an integer >= 1\. "
+                                             rf"Received: event_dim={event_dim!r}$"):
+            recipes.build(recipe, event_dim)
+    with pytest.raises(ValueError, match=r"^Unknown recipe \['maf'\]; known recipes: realnvp, "):
+        recipes.build(["maf"], 2)
 
 
 @pytest.mark.parametrize("recipe", ["maf", "nsf"])
