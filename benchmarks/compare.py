@@ -289,6 +289,8 @@ def main(argv=None):
     datasets = parse_list(a.datasets, DATASETS, "dataset")
     peer_libs = parse_list(a.peer_libs, ("zuko", "tfp"), "peer library") if a.peer_libs else []
     models = job_models(families, peer_libs)
+    if os.sep in a.python:      # peers.py runs in --bench: a relative path is read there
+        a.python = os.path.abspath(a.python)
     cmd = [a.python, "peers.py", "--plugin", PLUGIN, "--python", a.python,
            "--models", ",".join(models), "--datasets", ",".join(datasets), "--out", out,
            "--logs", os.path.join(tempfile.gettempdir(), "kerasflows-compare-logs")]
@@ -300,7 +302,17 @@ def main(argv=None):
     if code != 0 or not os.path.exists(out):
         print(f"compare.py: error: peers.py exited with {code}", file=sys.stderr)
         return 2
-    render(json.load(open(out)), a.bench, out, a.reference)
+    with open(out) as f:
+        results = json.load(f)
+    render(results, a.bench, out, a.reference)
+    # peers.py records a job's error ("error: ...") and exits 0 (a peer's divergence,
+    # also in `status`, is a result)
+    failed = [r for r in results.get("results", []) if r.get("status", "").startswith("error")]
+    if failed:
+        print(f"compare.py: error: {len(failed)} of {len(results.get('results', []))} jobs "
+              f"failed (the first: {failed[0].get('key')} on {failed[0].get('dataset')}: "
+              f"{failed[0].get('status')}); see {out}", file=sys.stderr)
+        return 1
     return 0
 
 

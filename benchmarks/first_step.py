@@ -202,7 +202,8 @@ def main(argv=None):
                         "(the machine pages TensorFlow out after about a minute), and print "
                         "every run")
     p.add_argument("--context", type=int, default=0, metavar="N",
-                   help="a conditional flow on N context features (0: unconditional)")
+                   help="fit mode: a conditional flow on N context features (0: "
+                        "unconditional)")
     p.add_argument("--keras-build", action="store_true",
                    help="fit mode: leave the optimizer's build to Keras (inside the step's "
                         "first trace) instead of Flow.make_train_function")
@@ -218,6 +219,8 @@ def main(argv=None):
         p.error(f"--wait must be >= 0 seconds; received {args.wait}")
     if args.context < 0:
         p.error(f"--context must be >= 0 features; received {args.context}")
+    if args.context and mode != "fit":       # the other modes' steps take x alone
+        p.error(f"--context needs --mode fit (got --mode {mode})")
     if args.keras_build and mode != "fit":
         p.error(f"--keras-build needs --mode fit (got --mode {mode})")
     if args.passes and mode not in ("graph", "background"):

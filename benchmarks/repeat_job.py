@@ -46,9 +46,13 @@ def main(argv=None):
                TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
     records = []
     for i in range(a.runs):
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), a.key, a.dataset,
-                              "--one", "--steps", str(a.steps), "--bench", bench],
-                             env=env, capture_output=True, text=True, check=True).stdout
+        done = subprocess.run([sys.executable, os.path.abspath(__file__), a.key, a.dataset,
+                               "--one", "--steps", str(a.steps), "--bench", bench],
+                              env=env, capture_output=True, text=True)
+        if done.returncode != 0:        # the child's own error: a bad key or dataset
+            sys.stderr.write(done.stderr[-3000:])
+            return f"repeat_job.py: error: run {i + 1} failed (exit status {done.returncode})"
+        out = done.stdout
         rec = json.loads(out.strip().splitlines()[-1])
         records.append(rec)
         # the harness gives no median step for a run of warm-up + 10 steps or fewer
@@ -60,4 +64,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -115,6 +115,10 @@ class CallCache:
     def __len__(self):
         return len(self._functions)
 
+    def clear(self):
+        """Drops every traced function (the next call traces again)."""
+        self._functions.clear()
+
 
 class EvalModes:
     """A mixin of `kerasflows.Flow`: `eval_mode`, and `_eager_compiled`, through

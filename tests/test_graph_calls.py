@@ -204,3 +204,18 @@ def test_fit_and_evaluate_run_a_plain_graph_light_and_an_xla_step_as_is(monkeypa
     flow.fit(x, batch_size=32, epochs=1, verbose=0)
     flow.evaluate(x, batch_size=48, verbose=0)
     assert recorder.calls == 8
+
+
+def test_a_flows_call_cache_clears_and_traces_again():
+    """`benchmarks/permute_ab.py` cleared `flow._compiled` between its variants; the
+    cache lost `clear` when it stopped being a dict (AttributeError on every run)."""
+    import kerasflows
+    from kerasflows.layers import ElementwiseAffine
+    flow = kerasflows.Flow([ElementwiseAffine()], 2)
+    x = np.ones((3, 2), np.float32)
+    first = flow.log_prob(x).numpy()
+    assert len(flow._compiled) >= 1
+    flow._compiled.clear()
+    assert len(flow._compiled) == 0
+    np.testing.assert_array_equal(flow.log_prob(x).numpy(), first)
+    assert len(flow._compiled) >= 1
