@@ -122,6 +122,15 @@ def test_info_on_a_flow_fitted_to_a_target(capsys):
     assert "command: kerasflows fit-target" in out and "standardize" not in out, out
     info = json.loads(_run(capsys, "info", U1_PLANAR, "--json"))
     assert info["training"]["target"] == "u1"
+    # u3_nsf was fitted before --direction existed: its splines map "forward", which
+    # its command, run today, does not build (info printed it as reproducing the model)
+    u3 = os.path.join(os.path.dirname(U1_PLANAR), "u3_nsf")
+    out = _run(capsys, "info", u3)
+    assert ("--model-dir saved_models/u3_nsf --quiet\n  (its layers map with --direction "
+            "forward, as every model made before --direction existed does: today this "
+            "command builds 'inverse' layers; add --direction forward)") in out, out
+    layers = json.loads(_run(capsys, "info", u3, "--json"))["layers"]
+    assert {layer["direction"] for layer in layers} == {"forward", None}
 
 
 def test_help_shows_the_defaults_once(capsys):

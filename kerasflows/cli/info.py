@@ -44,7 +44,8 @@ def describe(path):
         return _describe_saved_model(path)
     flow = open_flow(path)
     layers = [{"index": i, "name": l.name, "class": type(l).__name__,
-               "parameters": int(sum(int(w.numpy().size) for w in l.weights))}
+               "parameters": int(sum(int(w.numpy().size) for w in l.weights)),
+               "direction": getattr(l, "spline_direction", getattr(l, "affine_direction", None))}
               for i, l in enumerate(flow.flow_layers)]
     info = {"model": path, "format": ".keras", "class": type(flow).__name__,
             "event_dim": flow.event_dim, "context_dim": flow.context_dim, "base": flow.base,
@@ -63,18 +64,42 @@ def describe(path):
     return info
 
 
-def _print_commands(record, manifest):
+def _print_commands(record, manifest, directions=()):
     """The command that reproduces the model: the manifest's when there is one (the
-    training record's may name temporary files), then the recorded one if it differs."""
+    training record's may name temporary files), then the recorded one if it differs;
+    each with a note where today's defaults would build another model (`_older_default`,
+    `_older_direction`)."""
     recorded = record.get("command")
     rerun = (manifest or {}).get("command") or recorded
+    notes = lambda command: (_older_default(record, command)
+                             + _older_direction(directions, command))
     if rerun == recorded:
-        print(f"command: {rerun}{_older_default(record, rerun)}")
+        print(f"command: {rerun}{notes(rerun)}")
         return
-    print(f"command (manifest.json; reproduces the model): {rerun}")
+    print(f"command (manifest.json; reproduces the model): {rerun}{notes(rerun)}")
     if recorded is not None:
-        print(f"as run (the training record in the model file): {recorded}"
-              f"{_older_default(record, recorded)}")
+        print(f"as run (the training record in the model file): {recorded}{notes(recorded)}")
+
+
+def _directions(info):
+    """The directions (`spline_direction` / `affine_direction`) of the flow's layers
+    that have one, as a set."""
+    return {layer["direction"] for layer in info["layers"] if layer.get("direction")}
+
+
+def _older_direction(directions, command):
+    """A note for a command without `--direction` whose model's layers map in another
+    direction than today's default, "inverse" (a model made before the setting
+    existed, whose files load as "forward": the shipped u3_nsf)."""
+    if (not command or "--direction" in command or len(directions) != 1
+            or command.split()[1:2] not in (["train"], ["fit-target"])):
+        return ""
+    (direction,) = directions
+    if direction == "inverse":
+        return ""
+    return (f"\n  (its layers map with --direction {direction}, as every model made before "
+            "--direction existed does: today this command builds 'inverse' layers; add "
+            f"--direction {direction})")
 
 
 def _older_default(record, command):
@@ -122,7 +147,7 @@ def _print_flow(info):
                         if isinstance(record.get(k), (int, float)))
         print(f"fitted to: target {record['target']}, recipe {record.get('recipe')}, "
               f"{plural(record.get('epochs'), 'epoch')} of {plural(record.get('steps'), 'step')}; {fit}")
-        _print_commands(record, info.get("manifest"))
+        _print_commands(record, info.get("manifest"), _directions(info))
     elif record:
         nlls = ", ".join(f"{k} {record[k + '_nll']:.4f}" for k in ("train", "validation", "test")
                          if isinstance(record.get(k + "_nll"), (int, float)))
@@ -147,7 +172,7 @@ def _print_flow(info):
         if _indices(record.get("dequantized_columns")):
             print(f"dequantized (--dequantize): "
                   f"{column_list(record['dequantized_columns'], record.get('columns'))}")
-        _print_commands(record, info.get("manifest"))
+        _print_commands(record, info.get("manifest"), _directions(info))
     else:
         print("trained on: unknown (no training record in the file)")
     said = _manifest_text(info.get("manifest"))
