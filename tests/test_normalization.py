@@ -238,7 +238,11 @@ def test_a_frozen_batchnorm_trains_on_its_moving_statistics_and_keeps_them(freez
                                           ({"epsilon": 0.0}, "epsilon=0.0"),
                                           ({"epsilon": float("inf")}, "epsilon=inf"),
                                           ({"momentum": None}, "momentum=None"),
-                                          ({"momentum": "0.5x"}, "momentum='0.5x'")])
+                                          ({"momentum": "0.5x"}, "momentum='0.5x'"),
+                                          # 0 in float32: a constant column gave NaN
+                                          ({"epsilon": 1e-50}, r"> 0 in the layer's dtype, "
+                                           r"float32 \(at least 1.175e-38\)\. Received: "
+                                           r"epsilon=1e-50")])
 def test_batchnorm_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         BatchNorm(**kwargs)

@@ -201,6 +201,9 @@ def test_bad_order_raises_at_construction(order):
 def test_unknown_order_lists_valid_names():
     with pytest.raises(ValueError, match=r"'reverse', 'random'.*Received: order='shuffle'"):
         Permute("shuffle")
+    # bools are not positions ([True, False] was taken as the order (1, 0))
+    with pytest.raises(ValueError, match=r"list of ints\. Received: order=\[True, False\]"):
+        Permute([True, False])
 
 
 def test_order_length_mismatch_raises_at_build():

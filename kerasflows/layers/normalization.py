@@ -223,7 +223,8 @@ class BatchNorm(FlowLayer):
         **kwargs: passed to `FlowLayer`; the layer ignores any context.
 
     Raises:
-        ValueError: for momentum outside [0, 1) or epsilon <= 0.
+        ValueError: for momentum outside [0, 1), or an epsilon that is not > 0 in the
+            layer's dtype (below its smallest normal number).
     """
 
     eval_in_blocks = True
@@ -234,7 +235,12 @@ class BatchNorm(FlowLayer):
     def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.momentum = check_float("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
-        self.epsilon = check_float("epsilon", epsilon, lambda v: v > 0, "> 0")
+        # (and a normal number of the layer's dtype: 1e-50 is 0 in float32, and a
+        # constant column of a batch gave z = NaN)
+        tiny = float(np.finfo(np.dtype(self.variable_dtype)).tiny)
+        self.epsilon = check_float("epsilon", epsilon, lambda v: v >= tiny,
+                                   f"> 0 in the layer's dtype, {self.variable_dtype} "
+                                   f"(at least {tiny:.4g})")
 
     def build_flow(self, event_dim):
         weight = lambda name, init, trainable=True: self.add_weight(

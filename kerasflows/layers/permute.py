@@ -93,6 +93,8 @@ def _check_order(order):
                              f"Received: order={order!r}")
         return order
     try:
+        if any(isinstance(i, (bool, np.bool_)) for i in order):
+            raise TypeError     # (True, False) was taken as the order (1, 0)
         ints = tuple(operator.index(i) for i in order)
     except TypeError:
         raise ValueError(f"`order` must be one of {ORDERS} or a list of ints. "
