@@ -137,10 +137,15 @@ def _check_one_device(model):
                          f"{type(model.distribute_strategy).__name__}")
 
 
+#: The fewest samples of the flow `_initialize_from_own_samples` initialises on
+#: (a training batch of 2 gave ActNorm log-scales of -1.7: far from the identity).
+INIT_SAMPLES = 2048
+
+
 def _initialize_from_own_samples(flow, n, seed=0):
     """Initialises the layers that initialise from data (`ActNorm`) and have not, on
-    `n` samples of the flow itself, else a later `Flow.fit` would initialise them
-    over the variationally trained weights.
+    `max(n, INIT_SAMPLES)` samples of the flow itself, else a later `Flow.fit` would
+    initialise them over the variationally trained weights.
 
     The samples run forward, so forward-only layers may come before or after: a
     layer not yet initialised is at its identity start, where its data side is
@@ -150,7 +155,7 @@ def _initialize_from_own_samples(flow, n, seed=0):
     pending = flow.uninitialized_layers()
     if not pending:
         return
-    n, seed, temperature, _ = flow._sample_args(n, None, seed, 1.0)
+    n, seed, temperature, _ = flow._sample_args(max(n, INIT_SAMPLES), None, seed, 1.0)
     h = flow._base_sample(n, seed, temperature)
     for layer in flow.flow_layers:
         if any(layer is p for p in pending):

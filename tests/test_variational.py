@@ -374,6 +374,12 @@ def test_a_variational_fit_initialises_actnorm_so_a_later_flow_fit_keeps_it():
     mixed = kerasflows.Flow([Planar(), ActNorm(), Planar()], event_dim=2)  # forward-only
     fit_target(mixed, "u1", epochs=1, steps_per_epoch=2, batch_size=32, verbose=0)
     assert mixed.flow_layers[1].is_data_initialized()
+    # near the identity whatever the batch: on 2 samples the log-scales were -1.7
+    small = models.Glow(2, num_layers=2, hidden_units=[8])
+    fit_target(small, "banana", epochs=1, steps_per_epoch=1, batch_size=2,
+               learning_rate=1e-9, verbose=0)
+    for act in (l for l in small.flow_layers if isinstance(l, ActNorm)):
+        assert np.abs(act.log_scale.numpy()).max() < 0.1, act.log_scale.numpy()
 
 
 def test_fit_under_a_distribution_strategy_says_it_runs_on_one_device():
