@@ -116,7 +116,7 @@ class FlowImages(keras.callbacks.Callback):
         self.every = check_positive_int("every", every)
         self.resolution = pictures._check_resolution(resolution)
         self.samples = check_positive_int("samples", samples)
-        self.seed = _int32_seed(seed)       # as `Flow.sample` takes it (after an epoch)
+        self.seed = _int32_seed(seed, generators=False)     # for `Flow.sample` (at epochs)
         self.context = None if context is None else np.asarray(context, np.float32).reshape(1, -1)
         self.contexts = None if contexts is None else np.asarray(contexts, np.float32)
         if self.contexts is not None and self.contexts.ndim != 2:
@@ -124,7 +124,8 @@ class FlowImages(keras.callbacks.Callback):
                              f"{self.contexts.shape}.")
         self.dims = pictures.check_integers("dims", dims)
         self.image_shape = None if image_shape is None else _check_image_shape(image_shape)
-        self.image_levels = image_levels
+        self.image_levels = (None if image_levels is None   # refused now, not after an epoch
+                             else pictures.check_levels(image_levels, "image_levels"))
         self.span = pictures.check_span(span)
         self.flow = flow
         self.pairs = None if pairs is None else pictures.check_integers("pairs", pairs)
@@ -333,9 +334,12 @@ def read_frames(log_dir, tag="density"):
                          "LOG_DIR/flow.")
     events = EventAccumulator(run, size_guidance={"tensors": 0})
     events.Reload()
-    if tag not in events.Tags()["tensors"]:
+    # pictures only: FlowImages also writes text ("density_range"), no PNG to decode
+    images = sorted(t for t in events.Tags()["tensors"]
+                    if events.SummaryMetadata(t).plugin_data.plugin_name == "images")
+    if tag not in images:
         raise ValueError(f"{run}: no FlowImages pictures named {tag!r}; found "
-                         f"{sorted(events.Tags()['tensors']) or 'none'}.")
+                         f"{images or 'none'}.")
     frames = [(e.step, tf.io.decode_png(e.tensor_proto.string_val[2]).numpy())
               for e in events.Tensors(tag)]
     return sorted(frames, key=lambda f: f[0])

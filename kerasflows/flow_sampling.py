@@ -89,13 +89,16 @@ def _next_sample_seed(generator):
         return tf.cast(generator.next(), "int32")
 
 
-def _int32_seed(seed):
-    """`seed` as a Python int, if it is an integer TensorFlow's int32 seeds hold."""
+def _int32_seed(seed, generators=True):
+    """`seed` as a Python int, if it is an integer TensorFlow's int32 seeds hold; the
+    message names a `keras.random.SeedGenerator` too when the caller takes one
+    (`generators`: `Flow.sample`'s seed, not `FlowImages`')."""
     try:
         value = operator.index(seed)
     except TypeError:
-        raise ValueError(f"`seed` must be an integer or a `keras.random.SeedGenerator`; "
-                         f"received {seed!r} ({type(seed).__name__}).") from None
+        also = " or a `keras.random.SeedGenerator`" if generators else ""
+        raise ValueError(f"`seed` must be an integer{also}; received {seed!r} "
+                         f"({type(seed).__name__}).") from None
     if isinstance(seed, bool) or not -2**31 <= value < 2**31:
         raise ValueError(f"`seed` must be an integer in [-2**31, 2**31 - 1]; received "
                          f"{seed!r}.")

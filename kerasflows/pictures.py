@@ -39,7 +39,7 @@ from kerasflows.layers.checks import check_float, check_positive_int
 __all__ = ["density_picture", "range_text", "draws_density", "samples_picture", "image_grid", "tile",
            "pairs_picture", "pairs_ranges", "valid_pairs", "MAX_PAIRS", "SAMPLES_COLOUR", "DATA_COLOUR",
            "side_by_side", "region_of", "region_text", "colorize", "encode_png",
-           "pixel_centres", "VIRIDIS", "GAP_COLOUR", "IMAGES_SHOWN"]
+           "pixel_centres", "VIRIDIS", "GAP_COLOUR", "IMAGES_SHOWN", "check_levels"]
 
 #: viridis (van der Walt & Smith, matplotlib 2.0) at ten equally spaced stops.
 VIRIDIS = np.array([[0x44, 0x01, 0x54], [0x48, 0x28, 0x78], [0x3E, 0x4A, 0x89],
@@ -211,6 +211,20 @@ def tile(rows, shape, columns=None, gap=1, fill=np.nan):
     return grid.reshape(lines * (h + gap), columns * (w + gap))[:-gap or None, :-gap or None]
 
 
+def check_levels(levels, name="levels"):
+    """`levels` `(black, white)` as two floats, if they are two different finite
+    numbers; else a ValueError naming `name`."""
+    try:
+        black, white = (float(v) for v in levels)
+        ok = np.isfinite(white - black) and white != black
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"`{name}` must be two different finite values (black, white). "
+                         f"Received: {name}={levels!r}")
+    return black, white
+
+
 def image_grid(rows, shape, levels=None, columns=None, scale=1):
     """Image-shaped rows `[n, h*w]` as grey pictures in a grid: `levels = (black,
     white)` (default: the rows' own minimum and maximum; white below black draws
@@ -222,11 +236,9 @@ def image_grid(rows, shape, levels=None, columns=None, scale=1):
     if rows.ndim != 2 or rows.shape[1] != h * w or not len(rows):
         raise ValueError(f"rows must have shape [n, {h * w}], n >= 1, for images of shape "
                          f"{shape}; received {rows.shape}.")
-    black, white = levels if levels is not None else (np.nanmin(rows), np.nanmax(rows))
+    black, white = (check_levels(levels) if levels is not None
+                    else (np.nanmin(rows), np.nanmax(rows)))
     span = float(white) - float(black)
-    if levels is not None and not (np.isfinite(span) and span != 0):
-        raise ValueError(f"`levels` must be two different finite values (black, white). "
-                         f"Received: levels={tuple(levels)!r}")
     # signed: reversed levels invert the greys (a span of 1e-12 made them black or white)
     grey = np.clip((rows - black) / (span if span != 0 else 1e-12), 0.0, 1.0)
     scale = check_positive_int("scale", scale)

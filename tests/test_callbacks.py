@@ -72,9 +72,11 @@ def test_pictures_of_a_2d_flow_every_other_epoch_and_after_the_last(tmp_path):
     frames = kerasflows.callbacks.read_frames(tmp_path)
     assert [s for s, _ in frames] == [1, 3, 4]
     np.testing.assert_array_equal(frames[-1][1], density)
-    with pytest.raises(ValueError, match="no FlowImages pictures named 'images'; found "
-                                         r"\['data', 'density', 'density_range', 'samples'\]"):
-        kerasflows.callbacks.read_frames(tmp_path, "images")
+    # the pictures' tags only: the text beside them has no PNG (IndexError)
+    for tag in ("images", "density_range"):
+        with pytest.raises(ValueError, match=f"no FlowImages pictures named '{tag}'; found "
+                                             r"\['data', 'density', 'samples'\]"):
+            kerasflows.callbacks.read_frames(tmp_path, tag)
 
 
 def test_a_wider_flow_gets_every_pair_of_its_coordinates(tmp_path):
@@ -160,7 +162,12 @@ def test_bad_settings_raise_naming_what_was_expected(tmp_path):
              r"\(9, 2\) and \(9, 1\)\), as fit's \(x, context\)"),
             (lambda: FlowImages(tmp_path, image_shape=(2,)),
              r"`image_shape` must be \(height, width\).*\(2,\)"),
-            (lambda: FlowImages(tmp_path, span=0), r"`span` must be a finite number .*0")]:
+            (lambda: FlowImages(tmp_path, span=0), r"`span` must be a finite number .*0"),
+            # taken, then refused after an epoch of training
+            (lambda: FlowImages(tmp_path, image_shape=(2, 2), image_levels=(1, 1)),
+             r"`image_levels` must be two different finite values \(black, white\)\. "
+             r"Received: image_levels=\(1, 1\)"),
+            (lambda: FlowImages(tmp_path, image_levels="ab"), r"image_levels='ab'")]:
         with pytest.raises(ValueError, match=message):
             make()
     # a context for an unconditional flow: refused before training, not after an epoch
@@ -328,6 +335,9 @@ def test_a_bad_seed_and_a_1d_flow_are_refused_before_training(tmp_path):
     for seed in (2 ** 31, "a", 1.5):
         with pytest.raises(ValueError, match="`seed` must be an integer"):
             FlowImages(tmp_path, seed=seed)
+    # it takes integers only (the message offered the SeedGenerator it refused)
+    with pytest.raises(ValueError, match=r"^`seed` must be an integer; received <"):
+        FlowImages(tmp_path, seed=keras.random.SeedGenerator(1))
     images = FlowImages(tmp_path)
     images.set_model(kerasflows.Flow([kerasflows.layers.ElementwiseAffine(),
                                       kerasflows.layers.ElementwiseAffine()], event_dim=1))
