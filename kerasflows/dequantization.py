@@ -197,8 +197,8 @@ def dequantized_dataset(x, batch_size=512, *, context=None, columns=None, seed=N
         columns: the column indices to add noise to (columns of whole numbers, as
             `dequantize`'s); default: the columns that hold whole numbers only (an
             error if none).
-        seed: an int seeds the order and the noise, as tf.data's op seeds do:
-            together with TensorFlow's global seed (`keras.utils.
+        seed: an int in [0, 2**63) seeds the order and the noise, as tf.data's op
+            seeds do: together with TensorFlow's global seed (`keras.utils.
             set_random_seed`), so the same seed under the same global seed (or
             none) gives the same epochs, epoch after epoch; None draws them
             afresh.
@@ -214,6 +214,10 @@ def dequantized_dataset(x, batch_size=512, *, context=None, columns=None, seed=N
                          "least one.")
     columns = columns_to_dequantize(x, columns, "dequantized_dataset")
     batch_size = check_positive_int("batch_size", batch_size)
+    if seed is not None:    # TensorFlow's errors named neither the argument nor the value
+        seed = check_positive_int("seed", seed, minimum=0)
+        if seed >= 2 ** 63:
+            raise ValueError(f"`seed` must be below 2**63 (an int64). Received: seed={seed}")
     x = np.asarray(x, np.float32)
     if context is not None:
         context = np.asarray(context, np.float32)

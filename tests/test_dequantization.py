@@ -87,6 +87,11 @@ def test_dequantized_dataset_draws_new_noise_each_epoch_and_repeats_with_its_see
     # no rows: named (TensorFlow's "buffer_size must be greater than zero" before)
     with pytest.raises(ValueError, match=r"dequantized_dataset: x has no rows \(shape \(0, 3\)\)"):
         dequantized_dataset(x[:0], columns=[0])
+    # a bad seed: TensorFlow's TypeErrors, and -1 taken (dequantize refuses it)
+    for seed, says in (("0", "seed='0'"), (1.5, "seed=1.5"), (-1, "seed=-1"),
+                       (2 ** 63, r"below 2\*\*63")):
+        with pytest.raises(ValueError, match=says):
+            dequantized_dataset(x, columns=[0], seed=seed)
 
 
 def _pipeline_ops(data):
