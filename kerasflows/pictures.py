@@ -151,8 +151,12 @@ def density_picture(flow, region, resolution=128, context=None, span=10.0, dims=
         raise ValueError(f"dims must be (0, 1) or (1, 0) for a 2-D flow; received dims={dims!r}")
     span = check_span(span)
     points = pixel_centres(region, resolution)[:, list(np.argsort(dims))]
-    if context is not None:      # one row, shared by every point (the flow checks it)
-        context = np.asarray(context, flow.dtype).reshape(1, -1)
+    if context is not None:      # one row, shared by every point (the flow checks its width)
+        given = np.asarray(context, flow.dtype)
+        if given.ndim > 2 or (given.ndim == 2 and len(given) != 1):
+            raise ValueError(f"density_picture draws the flow at one context, [C] or [1, C]; "
+                             f"received shape {given.shape}.")
+        context = given.reshape(1, -1)
     log_p = np.asarray(flow.log_prob(points, context=context), np.float64)
     finite = log_p[np.isfinite(log_p)]
     high = float(finite.max()) if finite.size else 0.0

@@ -77,6 +77,10 @@ def test_density_picture_of_a_conditional_flow_is_drawn_at_its_context():
     with pytest.raises(ValueError, match=r"expected context of shape \(batch, 1\); received "
                                          r"shape \(1, 2\)"):
         P.density_picture(flow, REGION, 16, context=[1.0, 2.0])
+    # several rows: named as given (they were read as one row of their values, (1, 2))
+    with pytest.raises(ValueError, match=r"one context, \[C\] or \[1, C\]; received shape "
+                                         r"\(2, 1\)"):
+        P.density_picture(flow, REGION, 16, context=[[1.0], [2.0]])
     unconditional = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(8,))
     with pytest.raises(ValueError, match=r"not conditional \(context_dim=None\)"):
         P.density_picture(unconditional, REGION, 16, context=[1.0])
