@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasflows.layers.base import FlowLayer
+from kerasflows.layers.checks import check_float, check_positive_int
 
 __all__ = ["check_flow_layer", "FlowLayerCheckError", "perturb_weights"]
 
@@ -31,6 +32,7 @@ def perturb_weights(layer, scale=0.1, seed=0):
     Freshly built layers often start at the identity (zero-initialised last
     layers), which hides bugs; tests move them away first.
     """
+    scale = check_float("scale", scale, lambda v: v >= 0, ">= 0")
     rng = np.random.default_rng(seed)
     for w in layer.trainable_weights:
         w.assign(w.numpy() + scale * rng.standard_normal(w.shape).astype(w.dtype))
@@ -145,6 +147,12 @@ def check_flow_layer(layer, event_dim, context_dim=None, batch=16, seed=0, pertu
     if not isinstance(layer, FlowLayer):
         raise TypeError(f"check_flow_layer needs a kerasflows.layers.FlowLayer; "
                         f"received {type(layer).__name__}.")
+    event_dim = check_positive_int("event_dim", event_dim)
+    if inputs is None:
+        batch = check_positive_int("batch", batch)
+    elif len(inputs) == 0:
+        raise ValueError(f"`inputs` must hold at least one row; received shape "
+                         f"{np.shape(inputs)}.")
     context_dim = layer.context_dim if context_dim is None else context_dim
     f64 = layer.compute_dtype == "float64"
     if inverse_atol is None:

@@ -242,3 +242,19 @@ def test_an_unbuilt_layers_bijector_says_it_is_not_built():
         else:
             weightless.append(name)
     assert "sigmoid" in weightless and "permute_reverse" not in weightless, weightless
+
+
+def test_check_flow_layer_and_perturb_weights_name_bad_arguments():
+    """batch=0 gave NumPy's "zero-size array to reduction operation", event_dim=2.0 a
+    TypeError naming nothing, and perturb_weights(scale=nan) made every weight NaN."""
+    for kwargs, says in (({"batch": 0}, r"`batch` must be an integer >= 1"),
+                         ({"inputs": np.zeros((0, 2))}, r"`inputs` must hold at least one row"),
+                         ({"event_dim": 2.0}, r"`event_dim` must be an integer >= 1")):
+        with pytest.raises(ValueError, match=says):
+            check_flow_layer(L.ElementwiseAffine(), **{"event_dim": 2, **kwargs})
+    layer = L.ElementwiseAffine()
+    layer.ensure_built(2)
+    for scale in (float("nan"), "big", -1.0):
+        with pytest.raises(ValueError, match=r"`scale` must be a finite number >= 0"):
+            perturb_weights(layer, scale)
+    assert all(np.isfinite(w.numpy()).all() for w in layer.weights)
