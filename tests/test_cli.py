@@ -1740,10 +1740,15 @@ def test_a_column_that_float32_reads_as_one_value_is_named_as_such(tmp_path):
     np.savetxt(tmp_path / "t.csv", table, delimiter=",", fmt="%.3f")
     assert _csv_error(tmp_path / "t.csv") == (
         f"{tmp_path / 't.csv'}: column 2's values differ only beyond float32's 7 significant "
-        "digits, which the flow computes in: they all read as 1e+08. Subtract an offset from "
-        "the column (or rescale it) so that its differences show.")
+        "digits, which the flow computes in: they all read as 100000000. Subtract an offset "
+        "from the column (or rescale it) so that its differences show.")
     np.save(tmp_path / "t.npy", table)                    # float64 .npy files alike
     assert "column 2's values differ only beyond" in _csv_error(tmp_path / "t.npy")
+    # and integers beyond 2**24 (called "one value, 1.67772e+07, in every row")
+    counts = np.column_stack([np.arange(200), 2 ** 24 + np.arange(200) % 2]).astype(np.int64)
+    np.save(tmp_path / "i.npy", counts)
+    assert ("column 2's values differ only beyond float32's 7 significant digits, which the "
+            "flow computes in: they all read as 16777216.") in _csv_error(tmp_path / "i.npy")
     table[:, 1] -= 1e8                                    # the offset taken off: read
     np.savetxt(tmp_path / "ok.csv", table, delimiter=",", fmt="%.3f")
     from kerasflows.cli.data import read_array

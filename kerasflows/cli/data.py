@@ -96,7 +96,10 @@ def _as_float32(path, array, where):
             raise UserError(f"{path}: {plural(int(big.sum()), 'value')} overflow float32 (largest "
                             f"{FLOAT32_MAX:.4g}); the first, {array[row, column]:g}, is in "
                             f"{where(row)}.")
-    wide = array if array.dtype.kind == "f" and array.dtype.itemsize > 4 else None
+    # wider than float32's 24-bit significand: float64, and integers of 32 bits or more
+    # (16777216 and 16777217 are one float32)
+    wide = array if ((array.dtype.kind == "f" and array.dtype.itemsize > 4)
+                     or (array.dtype.kind in "iu" and array.dtype.itemsize >= 4)) else None
     array = array.astype(np.float32)
     bad = ~np.isfinite(array)
     if bad.any():
@@ -118,7 +121,7 @@ def _check_precision(path, wide, array):
         k = int(np.flatnonzero(one)[0])
         raise UserError(
             f"{path}: column {k + 1}'s values differ only beyond float32's 7 significant "
-            f"digits, which the flow computes in: they all read as {array[0, k]:g}. Subtract "
+            f"digits, which the flow computes in: they all read as {array[0, k]:.9g}. Subtract "
             "an offset from the column (or rescale it) so that its differences show.")
 
 
