@@ -669,9 +669,14 @@ def test_train_a_class_conditional_flow_from_labels(tmp_path, capsys):
     np.save(tmp_path / "half.npy", bad)
     np.save(tmp_path / "eleven.npy", np.where(np.arange(400)[:, None] == 8, 11.0, c))
     np.save(tmp_path / "two.npy", np.concatenate([c, c], 1))
+    # a CSV file's label by its line, as every other CSV problem is (it said "row 8")
+    np.savetxt(tmp_path / "eleven.csv", np.load(tmp_path / "eleven.npy"), fmt="%g",
+               header="digit", comments="")
     for labels, message in [
-            ("half.npy", "every label must be an integer in 0..9; row 3 of --context is 2.5"),
-            ("eleven.npy", "row 8 of --context is 11"),
+            ("half.npy", "every label must be an integer in 0..9; row 3 of --context "
+                         ".*half.npy is 2.5"),
+            ("eleven.npy", "row 8 of --context .*eleven.npy is 11"),
+            ("eleven.csv", "line 10 of --context .*eleven.csv is 11"),
             ("two.npy", r"one label per row \(shape \[N, 1\]\); received shape \(400, 2\)")]:
         with pytest.raises(SystemExit) as exit_info:
             main(["train", str(tmp_path / "x.npy"), "--context", str(tmp_path / labels),
@@ -1230,7 +1235,8 @@ def test_a_class_label_model_takes_only_labels_it_knows(tmp_path, capsys):
          "--context: labels for ClassEmbedding(num_classes=3) are the integers 0..2; received 1.6 "
          "in row 0 (labels are not rounded)."),
         (["evaluate", model, tmp_path / "x.npy", "--context", tmp_path / "c.csv"],
-         f"{known} 7.0 in row 4"),
+         f"--context {tmp_path / 'c.csv'}: labels for ClassEmbedding(num_classes=3) are 0..2; "
+         "received 7.0 in line 5"),
         (["plot", model, "-o", tmp_path / "p.png", "--image", "1x2", "--context", "-1"],
          f"{known} -1.0 in row 0")], capsys)
     assert not (tmp_path / "s.npy").exists()

@@ -206,14 +206,16 @@ def label_embedding(flow):
     return embedding_of(flow)
 
 
-def check_labels(flow, context, option):
+def check_labels(flow, context, option, spec=None):
     """Refuses class labels the flow's `ClassEmbedding` does not know (it would give
-    NaN) and labels that are not integers (it would round them), naming `option`."""
+    NaN) and labels that are not integers (it would round them), naming `option` and
+    where the label is: its line in the CSV file `spec` (`row_place`), else its row."""
     embedding = label_embedding(flow)
     if embedding is None:
         return
+    where = lambda row: row_place(spec, row) if spec is not None else f"row {row}"
     try:
-        embedding.check_context(context, option)
+        embedding.check_context(context, option, where=where)
     except ValueError as e:
         raise UserError(str(e)) from None
     fractional = np.asarray(context)[:, 0] != np.round(np.asarray(context)[:, 0])
@@ -221,8 +223,8 @@ def check_labels(flow, context, option):
         row = int(np.argmax(fractional))
         raise UserError(f"{option}: labels for ClassEmbedding(num_classes="
                         f"{embedding.num_classes}) are the integers 0.."
-                        f"{embedding.num_classes - 1}; received {context[row, 0]:g} in row "
-                        f"{row} (labels are not rounded).")
+                        f"{embedding.num_classes - 1}; received {context[row, 0]:g} in "
+                        f"{where(row)} (labels are not rounded).")
 
 
 def read_context(spec, flow, rows, what, model=None):
@@ -260,7 +262,10 @@ def read_context(spec, flow, rows, what, model=None):
         expected = "1 row" if rows == 1 else f"1 or {rows}"
         raise UserError(f"--context has {plural(len(context), 'row')}; expected {expected} "
                         f"(one per {what}).")
-    check_labels(flow, context, "--context")
+    if spec.endswith((".npy", ".csv")):
+        check_labels(flow, context, f"--context {spec}", spec)
+    else:
+        check_labels(flow, context, "--context")
     return np.repeat(context, rows, axis=0) if len(context) == 1 else context
 
 

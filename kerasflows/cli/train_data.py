@@ -17,7 +17,7 @@ import numpy as np
 from kerasflows.cli.common import UserError, plural
 from kerasflows.cli.data import (check_column_names, check_whole_numbers, column_list,
                                  name_list, read_array, read_column_names, read_conditional_set,
-                                 read_data)
+                                 read_data, row_place)
 
 __all__ = ["read_inputs", "split_parts", "check_continuous", "dequantized_columns",
            "noisy_parts"]
@@ -199,8 +199,10 @@ def _context_rows(args, x, context=None):
         bad = ~np.isin(context[:, 0], np.arange(K))
         if bad.any():
             row = int(np.argmax(bad))
+            where = (f"{row_place(args.context, row)} of --context {args.context}"
+                     if args.context is not None else f"row {row} of {source}")
             raise UserError(f"with --context-classes {K}, every label must be an integer in "
-                            f"0..{K - 1}; row {row} of {source} is {context[row, 0]:g}.")
+                            f"0..{K - 1}; {where} is {context[row, 0]:g}.")
     else:
         from kerasflows.data_warnings import degenerate_columns
         constant = degenerate_columns(context)[0]           # (none for one row)

@@ -87,9 +87,10 @@ class ClassEmbedding(keras.layers.Layer):
         rows = tf.gather(tf.cast(self.table, self.compute_dtype), index)
         return tf.where(valid[:, None], rows, tf.constant(float("nan"), rows.dtype))
 
-    def check_context(self, labels, name="context"):
+    def check_context(self, labels, name="context", where=None):
         """Raises ValueError if an array of `labels` holds one this layer maps to NaN
-        (outside 0..num_classes-1 once rounded, or not finite), naming it."""
+        (outside 0..num_classes-1 once rounded, or not finite), naming it and where it
+        is: `where(i)` for row `i` ("line 61" of a file), by default "row i"."""
         a = np.asarray(labels, dtype="float64").reshape(-1)
         r = np.round(a)
         bad = ~((r >= 0) & (r < self.num_classes))
@@ -97,7 +98,8 @@ class ClassEmbedding(keras.layers.Layer):
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(
                 f"{name}: labels for ClassEmbedding(num_classes={self.num_classes}) are "
-                f"0..{self.num_classes - 1}; received {float(a[i])!r} in row {i} "
+                f"0..{self.num_classes - 1}; received {float(a[i])!r} in "
+                f"{where(i) if where is not None else f'row {i}'} "
                 f"({int(bad.sum())} row{'s' if bad.sum() > 1 else ''} out of range).")
 
     def compute_output_shape(self, input_shape):
