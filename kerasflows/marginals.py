@@ -20,6 +20,7 @@ table["ks"], kerasflows.marginals.ks_threshold(len(samples), len(x))
 """
 
 import math
+import numbers
 
 import numpy as np
 
@@ -52,9 +53,10 @@ def ks_threshold(n, m, alpha=0.05):
     """The Kolmogorov-Smirnov gap that samples of sizes `n` and `m` from one
     distribution exceed with probability `alpha` (asymptotic: `sqrt(-log(alpha / 2)
     / 2) * sqrt((n + m) / (n m))`)."""
-    if not (0 < alpha < 1) or n < 1 or m < 1:
-        raise ValueError(f"expected sizes n, m >= 1 and 0 < alpha < 1; received n={n}, "
-                         f"m={m}, alpha={alpha}.")
+    whole = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    if not (0 < alpha < 1) or not (whole(n) and whole(m)) or n < 1 or m < 1:
+        raise ValueError(f"expected sizes n, m: integers >= 1, and 0 < alpha < 1; received "
+                         f"n={n}, m={m}, alpha={alpha}.")
     return math.sqrt(-math.log(alpha / 2) / 2) * math.sqrt((n + m) / (n * m))
 
 

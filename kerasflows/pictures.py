@@ -268,6 +268,8 @@ def region_text(region, dims=(0, 1), names=None):
 def side_by_side(pictures, gap=8, colour=GAP_COLOUR):
     """RGB pictures `[H_i, W_i, 3]` left to right, `gap` pixels apart, on `colour`
     (shorter pictures at the top). Returns `uint8 [max H_i, sum W_i + gaps, 3]`."""
+    if not len(pictures):
+        raise ValueError("side_by_side needs at least one picture; received none.")
     height = max(p.shape[0] for p in pictures)
     width = sum(p.shape[1] for p in pictures) + gap * (len(pictures) - 1)
     out = np.empty((height, width, 3), np.uint8)
@@ -285,11 +287,16 @@ def region_of(points, dims=(0, 1), coverage=0.995, margin=0.15):
 
     Raises:
         ValueError: for a `coverage` outside (0, 1], a negative or non-finite
-            `margin`, or no finite points.
+            `margin`, `dims` that are not two columns of `points`, or no finite points.
     """
     coverage = check_float("coverage", coverage, lambda c: 0 < c <= 1, "in (0, 1]")
     margin = check_float("margin", margin, lambda m: m >= 0, ">= 0")
-    points = np.asarray(points, np.float64)[:, list(dims)]
+    points = np.asarray(points, np.float64)
+    dims = check_integers("dims", dims)
+    if points.ndim != 2 or len(dims) != 2 or not all(0 <= d < points.shape[1] for d in dims):
+        raise ValueError(f"region_of needs points [n, D] and two of their columns as dims; "
+                         f"received shape {points.shape} and dims={dims}.")
+    points = points[:, list(dims)]
     points = points[np.isfinite(points).all(1)]
     if not len(points):
         raise ValueError("region_of needs finite points; received none.")

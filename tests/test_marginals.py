@@ -26,6 +26,10 @@ def test_ks_threshold_is_exceeded_by_chance_at_its_rate():
     assert shifted > M.ks_threshold(400, 300)
     with pytest.raises(ValueError, match="alpha=1.5"):
         M.ks_threshold(10, 10, alpha=1.5)
+    for n in (float("inf"), 5.5, True):     # NaN, and a size of 5.5, were taken
+        with pytest.raises(ValueError, match=rf"integers >= 1.*n={n}"):
+            M.ks_threshold(n, 5)
+    assert M.ks_threshold(np.int64(10), 10) == M.ks_threshold(10, 10)
 
 
 def test_compare_marginals_puts_each_column_beside_the_datas():

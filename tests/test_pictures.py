@@ -257,6 +257,10 @@ def test_image_grid_scale_and_columns_must_be_positive_integers():
     ({"coverage": float("nan")}, r"Received: coverage=nan"),
     ({"margin": -0.6}, r"`margin` must be a finite number >= 0\. Received: margin=-0\.6"),
     ({"margin": float("nan")}, r"Received: margin=nan"),
+    # an IndexError before
+    ({"dims": (0, 5)}, r"two of their columns as dims; received shape \(100, 2\) and "
+                       r"dims=\(0, 5\)"),
+    ({"dims": (0,)}, r"dims=\(0,\)"),
 ])
 def test_region_of_refuses_a_bad_coverage_or_margin_naming_it(kwargs, match):
     # coverage 0 or -1 and a negative or NaN margin were taken silently (an empty or
@@ -266,3 +270,5 @@ def test_region_of_refuses_a_bad_coverage_or_margin_naming_it(kwargs, match):
         P.region_of(points, **kwargs)
     lo, hi, _, _ = P.region_of(points, coverage=1, margin=0)
     assert (lo, hi) == (points[:, 0].min(), points[:, 0].max())
+    with pytest.raises(ValueError, match="side_by_side needs at least one picture"):
+        P.side_by_side([])          # ("max() arg is an empty sequence")
