@@ -349,10 +349,23 @@ def test_bad_arguments_raise(name, kwargs):
 def test_a_least_bin_size_of_zero_is_refused(key):
     """A bin of size 0 (its softmax weight underflowed) gave NaN or -inf log-densities
     at points as near as 100, so the least size must be above 0."""
-    match = rf"`{key}` must be a number in \(0, 0\.2\), below 1 / bins.*Received: {key}=0\.0"
+    # (no advice to lower a value that is too small)
+    match = rf"^`{key}` must be a number in \(0, 0\.2\), below 1 / bins for bins=5\. Received: {key}=0\.0$"
     with pytest.raises(ValueError, match=match):
         SplineKnots(bins=5, **{key: 0.0})
+    with pytest.raises(ValueError, match=rf"\(lower it for that many bins, e\.g\. {key}=0\.02\)"):
+        SplineKnots(bins=5, **{key: 0.5})
     assert getattr(SplineKnots(bins=5, **{key: 1e-9}), key) == 1e-9
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_a_bound_the_layers_dtype_cannot_hold_is_refused(name):
+    """bound=2e38 in float32 made every output NaN, and 1e-46 (0 in float32) the identity."""
+    for bound in (2e38, 1e-46):
+        with pytest.raises(ValueError, match=r"`bound` must be a number in \[1\.17549e-38, "
+                                             r"8\.50706e\+37\) for float32 layers"):
+            LAYERS[name](bound=bound)
+    assert LAYERS[name](bound=1e100, dtype="float64").knots.bound == 1e100
 
 
 def test_bad_num_masked_raises_when_built():

@@ -80,27 +80,36 @@ class SplineKnots:
 
     Args:
         bins: number of bins (>= 2).
-        bound: the spline acts on `[-bound, bound]` (> 0).
+        bound: the spline acts on `[-bound, bound]` (> 0, and a number of `dtype`
+            whose double is one too).
         min_bin_width, min_bin_height: lower bounds on the bin sizes, as a
             fraction of `2 * bound` (> 0 and < 1 / bins: at 0 a bin's softmax
             weight underflows to 0 for moderately large conditioner outputs, and
             the empty bin gave NaN or -inf log-densities at points as near as 100).
         min_slope: lower bound on the interior slopes (in `[0, 1)`).
 
+        dtype: the layer's variable dtype, whose numbers `bound` must allow.
+
     Raises:
         ValueError: naming the first bad argument.
     """
 
     def __init__(self, bins=8, bound=5.0, min_bin_width=1e-3, min_bin_height=1e-3,
-                 min_slope=1e-3):
+                 min_slope=1e-3, dtype="float32"):
         self.bins = check_positive_int("bins", bins, minimum=2)
-        self.bound = _check_number("bound", bound, 0.0, math.inf, low_open=True)
+        # the interval's width 2 * bound, and its least bins, are numbers of `dtype`
+        # (2e38 in float32 made every output NaN, and 1e-46 was 0: the identity)
+        info = np.finfo(np.dtype(dtype))
+        self.bound = _check_number("bound", bound, float(info.tiny), float(info.max) / 4,
+                                   why=f" for {np.dtype(dtype).name} layers")
         # `bins` bins of the least size must fit in the interval: the default 1e-3 allows
         # up to 999 bins, and more bins need a smaller least size
         least = {}
         for name, value in (("min_bin_width", min_bin_width), ("min_bin_height", min_bin_height)):
-            why = (f", below 1 / bins for bins={self.bins} (lower it for that many bins, "
-                   f"e.g. {name}={0.1 / self.bins:g})")
+            too_big = real_number(value) >= 1.0 / self.bins
+            why = (f", below 1 / bins for bins={self.bins}" + (
+                f" (lower it for that many bins, e.g. {name}={0.1 / self.bins:g})"
+                if too_big else ""))
             least[name] = _check_number(name, value, 0.0, 1.0 / self.bins, low_open=True,
                                         why=why)
         self.min_bin_width, self.min_bin_height = least["min_bin_width"], least["min_bin_height"]

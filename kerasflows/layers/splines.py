@@ -92,7 +92,8 @@ class SplineCoupling(CouplingLayer):
                  num_masked=None, context_dim=None, min_bin_width=1e-3, min_bin_height=1e-3,
                  min_slope=1e-3, spline_direction="inverse", **kwargs):
         super().__init__(hidden_units, activation, num_masked, context_dim, **kwargs)
-        self.knots = SplineKnots(bins, bound, min_bin_width, min_bin_height, min_slope)
+        self.knots = SplineKnots(bins, bound, min_bin_width, min_bin_height, min_slope,
+                                 dtype=self.variable_dtype)
         self.params_per_dim = self.knots.params_per_dim
         self.spline_direction = check_direction("spline_direction", spline_direction)
 
@@ -161,7 +162,8 @@ class SplineAutoregressive(AutoregressiveLayer):
                  context_dim=None, min_bin_width=1e-3, min_bin_height=1e-3, min_slope=1e-3,
                  spline_direction="inverse", **kwargs):
         super().__init__(hidden_units, activation, context_dim, **kwargs)
-        self.knots = SplineKnots(bins, bound, min_bin_width, min_bin_height, min_slope)
+        self.knots = SplineKnots(bins, bound, min_bin_width, min_bin_height, min_slope,
+                                 dtype=self.variable_dtype)
         self.params_per_dim = self.knots.params_per_dim
         self.spline_direction = check_direction("spline_direction", spline_direction)
 
