@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import threading
+import time
 
 __all__ = ["replace_file", "make_folders"]
 
@@ -38,7 +39,8 @@ def replace_file(path, write, *, by_name=False, tail=".part", temp=None, sync=Fa
     - The file beside it is `.NAME.PID.THREAD<tail>` (hidden, this thread's own, its
       name cut to the 255 bytes a file name may have), or `temp`.
     - Such files that processes no longer running left beside `path` (killed
-      while writing) are removed first.
+      while writing), not written to for `LEFT_BEHIND_AGE` seconds, are removed
+      first.
     - With `sync=True` its content reaches the disk before the rename (a checkpoint
       that must outlive a power cut)."""
     target = os.path.realpath(path)
@@ -73,11 +75,17 @@ def replace_file(path, write, *, by_name=False, tail=".part", temp=None, sync=Fa
     return path
 
 
+#: Seconds since its last write after which `replace_file` takes a file beside its
+#: path, of a process not running here, for one a killed writer left.
+LEFT_BEHIND_AGE = 600
+
+
 def _remove_left_behind(folder, name, tail):
     """Removes the files `.NAME.PID.THREAD<tail>` beside `NAME` in `folder` that
     processes no longer running left (killed while writing: SIGKILL runs no
-    clean-up), so that a model-sized temporary file does not stay for good.
-    Those of a running process, this one's included, are left alone."""
+    clean-up), so that a model-sized temporary file does not stay for good: those
+    not written to for `LEFT_BEHIND_AGE` seconds. Those of a running process, this
+    one's included, are left alone."""
     prefix = "." + name + "."
     try:
         entries = os.listdir(folder)
@@ -89,8 +97,13 @@ def _remove_left_behind(folder, name, tail):
         pid, _, thread = entry[len(prefix):len(entry) - len(tail)].partition(".")
         if not (pid.isdigit() and thread.isdigit()) or _running(int(pid)):
             continue
+        path = os.path.join(folder, entry)
         with contextlib.suppress(OSError):
-            os.remove(os.path.join(folder, entry))
+            # a writer on another host, or in another PID namespace (a container
+            # sharing the folder), runs under a number not running here: its file,
+            # written to as it goes, is younger than LEFT_BEHIND_AGE
+            if time.time() - os.path.getmtime(path) > LEFT_BEHIND_AGE:
+                os.remove(path)
 
 
 def _running(pid):

@@ -40,8 +40,14 @@ def test_files_left_beside_by_killed_writers_are_removed_and_running_ones_kept(t
             f".m.keras.{gone.pid}.7.part",                       # another writer's tail
             f".n.keras.{gone.pid}.7.saving.keras",               # another file's
             ".m.keras.notes.saving.keras"]                       # the user's own
+    long_ago = __import__("time").time() - 3600
     for name in left:
         (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (long_ago, long_ago))
+    # one of a number not running here, written to a moment ago: a writer on another
+    # host, or in another PID namespace, sharing the folder
+    young = f".m.keras.{gone.pid}.8.saving.keras"
+    (tmp_path / young).write_bytes(b"x")
     replace_file(tmp_path / "m.keras", lambda name: open(name, "wb").close(), by_name=True,
                  tail=".saving.keras")
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.keras", *left[1:]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.keras", young, *left[1:]])
