@@ -482,3 +482,23 @@ def test_actnorm_initialises_from_finite_data_only_and_keeps_a_float32_spread_of
     np.testing.assert_allclose(z.mean(0), 0.0, atol=1e-5)
     np.testing.assert_allclose(z.std(0), 1.0, rtol=1e-4)
     assert np.isfinite(wide.log_prob(big).numpy()).all()
+
+
+def test_float16_layers_take_the_default_epsilon_and_values_beyond_32768():
+    """BatchNorm's epsilon floor was float16's smallest normal number, refusing the
+    default 1e-5 (a subnormal TensorFlow reads in float32); ActNorm's power-of-two
+    unit for values beyond 32768 was 2^16, inf in float16: centre NaN."""
+    keras.config.set_dtype_policy("float16")
+    try:
+        flow = kerasflows.Flow([BatchNorm()], 2)
+        assert np.isfinite(flow.log_prob(np.ones((3, 2), "float32")).numpy()).all()
+        wide = kerasflows.Flow([ActNorm()], 1)
+        x = np.linspace(-5e4, 4e4, 64).astype("float16")[:, None]
+        wide.initialize(x)
+        layer = wide.flow_layers[0]
+        np.testing.assert_allclose(layer.center.numpy(), x.astype(np.float64).mean(0),
+                                   rtol=2e-3, atol=30)
+        np.testing.assert_allclose(layer.log_scale.numpy(), np.log(x.astype(np.float64).std(0)),
+                                   atol=2e-3)
+    finally:
+        keras.config.set_dtype_policy("float32")

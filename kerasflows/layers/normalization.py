@@ -117,9 +117,11 @@ class ActNorm(ElementwiseAffine):
         # inf, every loss NaN); other columns as they are
         largest = tf.reduce_max(tf.abs(x), axis=0)
         large = 2.0 ** (np.finfo(x.dtype.as_numpy_dtype).maxexp // 2 - 20)
+        # (at most 2^(maxexp - 1), the largest power of two the dtype holds)
+        exponent = tf.minimum(tf.math.ceil(tf.math.log(largest) / np.log(2.0)),
+                              float(np.finfo(x.dtype.as_numpy_dtype).maxexp - 1))
         unit = tf.where(tf.logical_and(largest > large, tf.math.is_finite(largest)),
-                        tf.pow(tf.constant(2.0, x.dtype), tf.math.ceil(
-                            tf.math.log(largest) / np.log(2.0))), tf.ones_like(largest))
+                        tf.pow(tf.constant(2.0, x.dtype), exponent), tf.ones_like(largest))
         mean, scaled_variance = tf.nn.moments(x / unit, axes=[0])
         mean = mean * unit
         done = tf.convert_to_tensor(self.initialized)
@@ -235,9 +237,12 @@ class BatchNorm(FlowLayer):
     def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         self.momentum = check_float("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
-        # (and a normal number of the layer's dtype: 1e-50 is 0 in float32, and a
-        # constant column of a batch gave z = NaN)
-        tiny = float(np.finfo(np.dtype(self.variable_dtype)).tiny)
+        # (and one the layer's dtype holds, as TensorFlow reads it: 1e-50 is 0 in float32,
+        # and a constant column of a batch gave z = NaN. Its CPU kernels read subnormal
+        # numbers as 0, but float16's, which they compute in float32: 1e-5 is one)
+        dtype = np.dtype(self.variable_dtype)
+        tiny = float(np.finfo(dtype).smallest_subnormal if dtype == np.float16
+                     else np.finfo(dtype).tiny)
         self.epsilon = check_float("epsilon", epsilon, lambda v: v >= tiny,
                                    f"> 0 in the layer's dtype, {self.variable_dtype} "
                                    f"(at least {tiny:.4g})")
