@@ -364,6 +364,21 @@ def test_fit_target_on_a_full_disk_keeps_the_model_before_and_leaves_no_half_fol
                     f"No space left on device; what this run wrote in {folder} is removed.")
     assert list(folder.iterdir()) == []
     monkeypatch.setattr(keras.Model, "save", real_save)
+    # the SavedModel, written first: TensorFlow's file errors are no OSError (a traceback)
+    import tensorflow as tf
+    import kerasflows.export
+
+    def full_disk_export(flow, path, **kwargs):
+        os.makedirs(path)
+        raise tf.errors.ResourceExhaustedError(None, None, f"{path}/1/saved_model.pb; No "
+                                                           "space left on device")
+    monkeypatch.setattr(kerasflows.export, "export_saved_model", full_disk_export)
+    said = _refused(capsys, *argv, "--model-dir", folder)
+    assert said.startswith(f"kerasflows: error: cannot write --model-dir {folder / 'saved_model'}"
+                           f": {folder / 'saved_model'}/1/saved_model.pb; No space left on "
+                           "device; what this run wrote"), said
+    assert list(folder.iterdir()) == []
+    monkeypatch.undo()
     _run(capsys, *argv, "--model-dir", folder)               # the rerun is not refused
     assert sorted(p.name for p in folder.iterdir()) == ["flow.keras", "manifest.json",
                                                         "saved_model"]

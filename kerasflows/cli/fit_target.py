@@ -137,6 +137,7 @@ def _write_model_dir(folder, flow, record):
     there and raises UserError naming --model-dir, the path and the reason: the
     folder holds no flow.keras, so a rerun is not refused."""
     import shutil
+    import tensorflow as tf
     from kerasflows.export import export_saved_model
     path = os.path.join(folder, "flow.keras")     # `folder` made by run's output_folder
     written = []
@@ -150,13 +151,14 @@ def _write_model_dir(folder, flow, record):
         write_output(written[-1], lambda f: f.write(text))
         written.append(path)
         save_atomically(flow, path, record)
-    except OSError as e:
+    except (OSError, tf.errors.OpError) as e:     # (TensorFlow's file errors are no OSError)
         for item in written:
             if os.path.isdir(item):
                 shutil.rmtree(item, ignore_errors=True)
             elif os.path.exists(item):
                 os.remove(item)
-        why = e.strerror or (e.args[0] if e.args else type(e).__name__)
+        why = (e.message if isinstance(e, tf.errors.OpError)
+               else e.strerror or (e.args[0] if e.args else type(e).__name__))
         raise UserError(f"cannot write --model-dir {written[-1]}: {why}; what this run "
                         f"wrote in {folder} is removed.") from None
     return path
