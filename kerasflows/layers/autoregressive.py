@@ -9,6 +9,8 @@ does (from 4 dimensions on) for about the cost of one pass more. IAF is its
 inverse, so sampling is the one-pass direction.
 """
 
+import weakref
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -31,15 +33,18 @@ def memoized(fn):
 
     TFP bijectors call their conditioner once for the transform and once
     more for its log-det, on the very same tensor; the memo makes that one
-    network evaluation in the graph (so also one backward pass).
+    network evaluation in the graph (so also one backward pass). It holds the
+    tensor weakly: an IAF's last call is on the output its inverse solved, and
+    held, that output kept TFP's cache entry for the input alive, so a held view
+    (`flow.distribution`) gave the same data the weights of before training.
     """
     last = []
 
     def wrapped(y, *unused_args, **unused_kwargs):
-        if last and last[0] is y:
+        if last and last[0]() is y:
             return last[1]
         out = fn(y)
-        last[:] = [y, out]
+        last[:] = [weakref.ref(y), out]
         return out
     return wrapped
 
