@@ -42,9 +42,9 @@ import tensorflow as tf
 from kerasflows import dequantization
 from kerasflows.checkpoint import EpochCheckpoint, content_digest
 from kerasflows.data_checks import check_domain
-from kerasflows.layers.embedding import label_embedding
 from kerasflows.layers.base import check_positive_int
 from kerasflows.layers.checks import check_float
+from kerasflows.layers.embedding import label_embedding
 
 __all__ = ["train_flow", "get_strategy", "is_chief", "evaluate_nll", "epoch_order", "epoch_rows",
            "STRATEGIES"]

@@ -17,8 +17,7 @@ __all__ = ["UserError", "HelpFormatter", "plural", "write_array", "output_folder
            "progress_verbosity", "add_context_argument", "is_saved_model",
            "read_json_file", "SEED_MAX", "check_outputs", "check_paths_given", "json_safe",
            "csv_field", "is_number_field", "check_folder_can_be_made", "check_output_file",
-           "write_output",
-           "written_or_kept", "save_atomically"]
+           "write_output", "written_or_kept", "save_atomically"]
 
 #: The largest `--seed`: seeds go to NumPy, to Keras and to the int32 seed of sampling.
 SEED_MAX = 2**31 - 1
