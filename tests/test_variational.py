@@ -245,8 +245,14 @@ def test_fit_target_command_model_dir(tmp_path, capsys):
                     f"{manifest['log_z']:.4f}, ESS {manifest['ess']:.3f}"], said
 
 
-def test_fit_target_command_errors(capsys):
+def test_fit_target_command_errors(capsys, tmp_path):
     from kerasflows.cli import main
+    # refused before its folder is made (an empty new/sub was left)
+    with pytest.raises(SystemExit):
+        main(["fit-target", "--target", "u1", "--recipe", "planar", "--hidden", "8",
+              "--model-dir", str(tmp_path / "new" / "sub")])
+    assert "--hidden does not apply to planar layers" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
     with pytest.raises(SystemExit) as exit_info:
         main(["fit-target", "--target", "u1", "--recipe", "planar", "--bins", "4"])
     assert exit_info.value.code == 2

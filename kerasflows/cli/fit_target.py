@@ -190,13 +190,14 @@ def run(args):
                    ("--model-dir", os.path.join(args.model_dir, "saved_model"))]
     check_outputs([("--model-dir" if args.model_dir else "--out", model_path),
                    ("--report", report)], folders=folders)
+    keras.utils.set_random_seed(args.seed)
+    # (before the folders are made: a recipe's refused options left an empty new folder)
+    flow = build_flow(args.recipe, args.layers, args.hidden, args.bins, args.bound,
+                      args.direction)
     for option, path in (("--model-dir" if args.model_dir else "--out", model_path),
                          ("--report", report)):
         if path:
             output_folder(path, option)
-    keras.utils.set_random_seed(args.seed)
-    flow = build_flow(args.recipe, args.layers, args.hidden, args.bins, args.bound,
-                      args.direction)
     _, history, seconds = _train(args, flow)
     diag = diagnostics(flow, args.target, n=args.eval_samples, seed=args.seed)
     record = json_safe(_record(args, flow, history, diag, seconds))     # NaN as null
