@@ -192,7 +192,8 @@ class SamplesView(View):
 
     def _say_drawn(self):
         """The label under the plot: the seed, temperature and what is drawn of the
-        samples (in pictures, the first IMAGE_GRID and their size)."""
+        samples (in pictures, the first IMAGE_GRID and their size); and the view's
+        message when no sample is finite."""
         value, n = self.drawn, len(self.points)
         finite = int(finite_rows(self.points).sum())
         shown = f"{n:,} samples" if finite == n else f"{finite:,} of {n:,} samples finite"
@@ -209,6 +210,8 @@ class SamplesView(View):
             shown += f", {h}×{w} pixels"
         self.seed_label.setText(
             f"seed {value['seed']} · T = {value['temperature']:.2f} · {shown}")
+        self.say_finding(
+            none_finite_text(n, bool(self.info["context_dim"])) if n and not finite else "")
 
     def _draw_images(self):
         """The samples' grid of pictures; with "Training data", the data sample's
@@ -340,12 +343,9 @@ class SamplesView(View):
             self.resample()                   # computed while this batch is drawn
         self.points, self.drawn = value["points"], value
         self.keep_drawn()
-        n, finite = len(self.points), int(finite_rows(self.points).sum())
         if self.images_shown():
             self._draw_images()
         else:
             self._draw_cloud()
         self._say_drawn()
-        self.say_finding(
-            none_finite_text(n, bool(self.info["context_dim"])) if n and not finite else "")
         self.drew()
