@@ -13,7 +13,7 @@ import tensorflow as tf
 from kerasflows.data_warnings import numeric
 
 __all__ = ["check_finite", "check_domain", "data_end_domain", "asserted_domain",
-           "raising_unless"]
+           "raising_unless", "subnormal_below"]
 
 
 def check_finite(name, array):
@@ -76,7 +76,7 @@ def check_domain(flow, name, x, keras_cast=True):
             "first.")
 
 
-def _subnormal_below(dtype):
+def subnormal_below(dtype):
     """The smallest normal number of the float `dtype`, below which TensorFlow's CPU
     kernels read a value as 0 (denormals-are-zero: `1e-310 > 0` is False in
     float64, as is `1e-40 > 0` in float32 and bfloat16), or 0 for float16, which
@@ -92,7 +92,7 @@ def _flushed(seen):
     """The array `seen` with its subnormal numbers as 0, as the flow reads them (a
     float64 1e-310 was in (0, 1) to NumPy, and its log was -inf in the flow:
     every weight NaN after one step)."""
-    tiny = _subnormal_below(seen.dtype)
+    tiny = subnormal_below(seen.dtype)
     return np.where(np.abs(seen) < tiny, np.zeros((), seen.dtype), seen) if tiny else seen
 
 
@@ -106,7 +106,7 @@ def asserted_domain(flow, x, what):
         return x
     layer, low, high = end
     seen = tf.cast(x, layer.compute_dtype)
-    tiny = _subnormal_below(seen.dtype.as_numpy_dtype)
+    tiny = subnormal_below(seen.dtype.as_numpy_dtype)
     if tiny:        # subnormal numbers as 0, as _flushed (on CPUs, TF reads them so)
         seen = tf.where(tf.abs(seen) < tiny, tf.zeros_like(seen), seen)
     inside = tf.reduce_all((seen > low) & (seen < high))

@@ -152,8 +152,8 @@ def test_subnormal_values_are_refused_as_the_zero_tensorflow_reads():
     finally:
         keras.config.set_floatx("float32")
     # float16 computes in float32, where its subnormal numbers are normal ones
-    from kerasflows.data_checks import _subnormal_below
-    assert _subnormal_below("float16") == 0.0 and _subnormal_below("bfloat16") > 0.0
+    from kerasflows.data_checks import subnormal_below
+    assert subnormal_below("float16") == 0.0 and subnormal_below("bfloat16") > 0.0
 
 
 def test_the_domain_is_of_the_values_the_flow_sees():

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasflows.data_checks import subnormal_below
 from kerasflows.layers.base import FlowLayer, batch_log_det, check_float
 from kerasflows.layers.elementwise import ElementwiseAffine, affine_bijector
 
@@ -116,18 +117,19 @@ class ActNorm(ElementwiseAffine):
         # exactly (the squares overflowed float32 from a spread of 1.8e19: log_scale
         # inf, every loss NaN); other columns as they are
         largest = tf.reduce_max(tf.abs(x), axis=0)
-        large = 2.0 ** (np.finfo(x.dtype.as_numpy_dtype).maxexp // 2 - 20)
+        maxexp = np.finfo(x.dtype.as_numpy_dtype).maxexp
         # (at most 2^(maxexp - 1), the largest power of two the dtype holds)
         exponent = tf.minimum(tf.math.ceil(tf.math.log(largest) / np.log(2.0)),
-                              float(np.finfo(x.dtype.as_numpy_dtype).maxexp - 1))
-        unit = tf.where(tf.logical_and(largest > large, tf.math.is_finite(largest)),
+                              float(maxexp - 1))
+        unit = tf.where(tf.logical_and(largest > 2.0 ** (maxexp // 2 - 20),
+                                       tf.math.is_finite(largest)),
                         tf.pow(tf.constant(2.0, x.dtype), exponent), tf.ones_like(largest))
         mean, scaled_variance = tf.nn.moments(x / unit, axes=[0])
         mean = mean * unit
         done = tf.convert_to_tensor(self.initialized)
         # a batch of no rows has no moments (0 / 0): it leaves the layer as it was
         keep = tf.logical_or(done, tf.equal(tf.shape(x)[0], 0))
-        constant = _constant_columns(x, unit, scaled_variance)
+        constant = _constant_columns(x, largest / unit, unit, scaled_variance)
         # (no epsilon: constant columns are left out, and one of 1e-6 kept columns of a
         # standard deviation below ~1e-3 from unit scale: 0.17 at 1e-4)
         log_std = tf.where(constant, 0.0, 0.5 * tf.math.log(
@@ -169,15 +171,15 @@ class ActNorm(ElementwiseAffine):
             "sample before training, or a larger batch_size.", UserWarning, stacklevel=3)
 
 
-def _constant_columns(x, unit, scaled_variance):
+def _constant_columns(x, largest, unit, scaled_variance):
     """Which columns of `x` `[N, D]` hold one value, or spread too little to trust
-    (`ACTNORM_CONSTANT_EPS`, relative to the column's largest `|value|`; in units of
-    `unit`, a power of two, `scaled_variance` is the column's variance), or whose variance is below the
-    dtype's smallest normal number. Compared with the first row, not through the
-    variance: float32 rounding of a constant column's mean leaves it a variance > 0."""
+    (`ACTNORM_CONSTANT_EPS`, relative to the column's largest `|value|`), or whose
+    variance is below the dtype's smallest normal number. In units of `unit`, a power
+    of two per column, `largest` is that `|value|` and `scaled_variance` the column's
+    variance. Compared with the first row, not through the variance: float32 rounding
+    of a constant column's mean leaves it a variance > 0."""
     one_value = tf.reduce_all(tf.equal(x, x[:1]), axis=0)
     info = np.finfo(scaled_variance.dtype.as_numpy_dtype)
-    largest = tf.reduce_max(tf.abs(x), axis=0) / unit
     tiny = tf.logical_or(
         scaled_variance <= tf.square(ACTNORM_CONSTANT_EPS * float(info.eps) * largest),
         scaled_variance * tf.square(unit) < float(info.tiny))
@@ -226,7 +228,7 @@ class BatchNorm(FlowLayer):
 
     Raises:
         ValueError: for momentum outside [0, 1), or an epsilon that is not > 0 in the
-            layer's dtype (below its smallest normal number).
+            layer's dtype as TensorFlow reads it (`data_checks.subnormal_below`).
     """
 
     eval_in_blocks = True
@@ -241,8 +243,7 @@ class BatchNorm(FlowLayer):
         # and a constant column of a batch gave z = NaN. Its CPU kernels read subnormal
         # numbers as 0, but float16's, which they compute in float32: 1e-5 is one)
         dtype = np.dtype(self.variable_dtype)
-        tiny = float(np.finfo(dtype).smallest_subnormal if dtype == np.float16
-                     else np.finfo(dtype).tiny)
+        tiny = subnormal_below(dtype) or float(np.finfo(dtype).smallest_subnormal)
         self.epsilon = check_float("epsilon", epsilon, lambda v: v >= tiny,
                                    f"> 0 in the layer's dtype, {self.variable_dtype} "
                                    f"(at least {tiny:.4g})")
