@@ -17,7 +17,7 @@ __all__ = ["UserError", "HelpFormatter", "plural", "write_array", "output_folder
            "progress_verbosity", "add_context_argument", "is_saved_model",
            "read_json_file", "SEED_MAX", "check_outputs", "check_paths_given", "json_safe",
            "csv_field", "is_number_field", "check_folder_can_be_made", "check_output_file",
-           "write_output", "written_or_kept", "save_atomically"]
+           "write_output", "written_or_kept", "save_atomically", "write_error_reason"]
 
 #: The largest `--seed`: seeds go to NumPy, to Keras and to the int32 seed of sampling.
 SEED_MAX = 2**31 - 1
@@ -330,6 +330,15 @@ def save_atomically(flow, out, record=None):
     replace_file(out, save, by_name=True, tail=".saving.keras")   # Keras saves to .keras only
 
 
+def write_error_reason(error):
+    """Why a write failed, in words: an OSError's `strerror` ("No space left on
+    device"; NumPy's own short-write message, as its first argument), or a
+    TensorFlow file error's message (those are no OSError)."""
+    if not isinstance(error, OSError):
+        return getattr(error, "message", None) or str(error) or type(error).__name__
+    return error.strerror or (error.args[0] if error.args else type(error).__name__)
+
+
 @contextlib.contextmanager
 def written_or_kept(option, path):
     """Turns the OSError of writing `option`'s output `path` with `write_output`
@@ -339,8 +348,8 @@ def written_or_kept(option, path):
         yield
     except OSError as e:
         kept = "the file there before is kept" if existed else "nothing was written"
-        why = e.strerror or (e.args[0] if e.args else type(e).__name__)
-        raise UserError(f"cannot write {option} {path}: {why}; {kept}.") from None
+        raise UserError(f"cannot write {option} {path}: {write_error_reason(e)}; "
+                        f"{kept}.") from None
 
 
 def write_array(path, array, column_names=None):

@@ -19,7 +19,8 @@ from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argum
                                    add_seed_argument, add_spline_arguments, check_recipe_options,
                                    check_outputs, check_paths_given, json_safe, output_folder,
                                    positive_float, positive_int, progress_verbosity,
-                                   save_atomically, units, write_output, written_or_kept)
+                                   save_atomically, units, write_error_reason, write_output,
+                                   written_or_kept)
 
 __all__ = ["add_parser", "run", "build_flow", "FORWARD_ONLY_RECIPES"]
 
@@ -157,10 +158,8 @@ def _write_model_dir(folder, flow, record):
                 shutil.rmtree(item, ignore_errors=True)
             elif os.path.exists(item):
                 os.remove(item)
-        why = (e.message if isinstance(e, tf.errors.OpError)
-               else e.strerror or (e.args[0] if e.args else type(e).__name__))
-        raise UserError(f"cannot write --model-dir {written[-1]}: {why}; what this run "
-                        f"wrote in {folder} is removed.") from None
+        raise UserError(f"cannot write --model-dir {written[-1]}: {write_error_reason(e)}; "
+                        f"what this run wrote in {folder} is removed.") from None
     return path
 
 
