@@ -358,7 +358,12 @@ class SplineKnots:
             rel = tf.clip_by_value(rel, tf.zeros_like(rel), tf.ones_like(rel))
             out = rel * w_k + x_k
         else:
-            rel = (v_in - x_k) / w_k
+            # In [0, 1] in exact arithmetic; a point by the bin's right knot came out
+            # just above 1 where the knots' running sum rounded below it (XLA's sum of
+            # a wide bin and narrow ones put the last knot at 4.999999 for a point at
+            # 4.9999995), and next to a steep knot the log-det's denominator was then
+            # negative: NaN. Held to [0, 1], as the inverse's root is.
+            rel = tf.clip_by_value((v_in - x_k) / w_k, tf.zeros_like(v_in), tf.ones_like(v_in))
             out = y_k + h_k * (s_k * rel * rel + d_k * rel * (1 - rel)) / (
                 s_k + (d_kp1 + d_k - 2 * s_k) * rel * (1 - rel))
         one_minus = 1 - rel
