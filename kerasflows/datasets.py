@@ -223,13 +223,23 @@ def _gauss(x, mu, sigma):
     return -0.5 * ((x - mu) ** 2).sum(-1) / sigma ** 2 - _LOG2PI - 2 * math.log(sigma)
 
 
-def _curve_log_prob(x, curves, t_hi, log_pt, sigma, nodes=4096):
-    """log of the mixture over `curves` of int p(t) N(x; c(t), sigma^2 I) dt (midpoint rule)."""
+def _curve_log_prob(x, curves, t_hi, log_pt, sigma, nodes=4096, rows=128):
+    """log of the mixture over `curves` of int p(t) N(x; c(t), sigma^2 I) dt (midpoint rule).
+
+    The 2-D squared distances are written out per coordinate, `rows` points at a
+    time: the `[N, nodes, 2]` differences of every point to every node took 2.5 s
+    for 5,000 moons points (0.24 s so, the same numbers to 2e-15)."""
     h = t_hi / nodes
     t = (np.arange(nodes) + 0.5) * h
-    logw = log_pt(t) + math.log(h) - math.log(len(curves))
-    parts = [_gauss(x[:, None, :], c(t)[None], sigma) + logw[None] for c in curves]
-    return _logsumexp(np.concatenate(parts, 1), 1)
+    logw = log_pt(t) + math.log(h) - math.log(len(curves)) - _LOG2PI - 2 * math.log(sigma)
+    centres = np.concatenate([c(t) for c in curves])
+    cx, cy, logw = centres[:, 0], centres[:, 1], np.tile(logw, len(curves))
+    out = np.empty(len(x))
+    for start in range(0, len(x), rows):
+        dx = x[start:start + rows, 0, None] - cx
+        dy = x[start:start + rows, 1, None] - cy
+        out[start:start + rows] = _logsumexp((dx * dx + dy * dy) * (-0.5 / sigma ** 2) + logw, 1)
+    return out
 
 
 def _checkerboard_lp(x):
