@@ -91,30 +91,36 @@ import tensorflow as tf
 extra = [tf.constant(float(i)) for i in range(int(sys.argv[1]))]
 double = tf.function(lambda x: 2.0 * x + 1.0, jit_compile=True)
 print(float(tf.reduce_sum(double(tf.ones([3])))))
+triple = tf.function(lambda x: 3.0 * x - 1.0, jit_compile=True)
+print(float(tf.reduce_sum(triple(tf.ones([3])))))
 """
 
 
 def test_more_eager_tensors_before_a_trace_still_find_its_compiled_code_and_damaged_code_is_compiled_again(tmp_path):
     # every eager tensor advances the counter TensorFlow names traces after: 300 more
     # before the trace gave the function another name, and XLA's cache missed (this
-    # test failed without `name_functions_stably`)
+    # test failed without `name_functions_stably`). Two functions, so that one launch
+    # after the first finds the first's code and meets the second's damaged (a launch
+    # killed mid-write): a third launch for the damage took another 4 s.
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("TF_XLA_FLAGS", None)
     env[compile_cache.ENV] = str(tmp_path)
-    for extra in (0, 300):
+
+    def launch(extra):
         out = subprocess.run([sys.executable, "-c", STABLE_NAMES_CHILD, str(extra)], env=env,
                              capture_output=True, text=True, timeout=300)
-        assert out.returncode == 0 and out.stdout.split()[-1] == "9.0", out.stderr[-2000:]
-        if extra == 0:
-            written = sorted(p.name for p in tmp_path.iterdir())
-            assert len(written) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == written
-    for path in tmp_path.iterdir():          # damaged entries (a launch killed mid-write)
-        path.write_bytes(path.read_bytes()[:100])
-    out = subprocess.run([sys.executable, "-c", STABLE_NAMES_CHILD, "0"], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and out.stdout.split()[-1] == "9.0", out.stderr[-2000:]
-    assert all(p.stat().st_size > 100 for p in tmp_path.iterdir()), "compiled again"
+        assert out.returncode == 0 and out.stdout.split()[-2:] == ["9.0", "6.0"], \
+            out.stderr[-2000:]
+        return {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+
+    written = launch(0)
+    assert len(written) == 2
+    doubled, tripled = sorted(written, key=written.get)      # compiled in that order
+    (tmp_path / tripled).write_bytes((tmp_path / tripled).read_bytes()[:100])   # damaged
+    again = launch(300)
+    assert sorted(again) == sorted(written)
+    assert again[doubled] == written[doubled], "read back, not compiled again"
+    assert (tmp_path / tripled).stat().st_size > 100, "compiled again"
 
 
 @pytest.mark.gui
