@@ -280,6 +280,12 @@ class FlowTraining(FlatStepFunctions):
                 "with the make_train_step loop.")
         if is_stream(x):
             kwargs.setdefault("shuffle", False)     # Keras ignores it for a stream, and warns
+            if kwargs.get("validation_split"):      # Keras' refusal named our wrapper of it
+                raise ValueError(
+                    f"Flow.fit: `validation_split` splits arrays, not a stream of batches "
+                    f"(received a {type(x).__name__} with validation_split="
+                    f"{kwargs['validation_split']!r}); give the held-out data as "
+                    "validation_data= (arrays, or a stream of their batches).")
         if kwargs.get("class_weight") is not None:
             raise ValueError("Flow.fit: a flow has no classes or targets, so it takes no "
                              "`class_weight`; weigh examples with sample_weight= (one "

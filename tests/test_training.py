@@ -617,6 +617,20 @@ def test_a_stream_of_labels_a_class_embedding_does_not_know_raises(kind, dtype):
 
 
 @pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
+def test_validation_split_of_a_stream_is_refused_naming_the_streams_type(kind):
+    # Keras' own refusal named what fit had wrapped the stream in (a _ParallelMapDataset,
+    # kerasflows.fit_data._KerasBatches), not the user's stream
+    flow = M.RealNVP(2, num_layers=1, hidden_units=(8,))
+    flow.compile(optimizer="adam", jit_compile=False)
+    stream = _stream(kind, np.zeros((128, 2), "float32"))
+    name = {"tf.data": "_BatchDataset", "pydataset": "_Batches", "generator": "generator"}[kind]
+    with pytest.raises(ValueError, match=rf"`validation_split` splits arrays, not a stream of "
+                                         rf"batches \(received a {name} with validation_split=0.2\)"
+                                         r".*validation_data="):
+        flow.fit(stream, validation_split=0.2, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
 def test_unconditional_flow_refuses_pairs_in_a_stream(kind):
     x = np.zeros((128, 2), "float32")
     flow = M.RealNVP(2, num_layers=2, hidden_units=(8,))
