@@ -19,7 +19,7 @@ import numpy as np
 from kerasflows.cli.common import (SEED_MAX, HelpFormatter, UserError, add_context_argument,
                                    add_seed_argument, json_safe, open_flow, positive_int)
 from kerasflows.cli.data import (check_column_names, check_columns, check_labels,
-                                 check_whole_numbers, column_list,
+                                 check_whole_numbers, column_list, flow_data_dtype,
                                  is_dataset_name, model_column_names,
                                  model_dequantized_columns, plural, read_conditional_set,
                                  read_context, read_data)
@@ -82,7 +82,8 @@ def _inputs(args, flow, names=None, noisy=None):
                         f"its rows are used), and {args.model} was not trained with "
                         "--dequantize (whose noise it would seed), nor are --marginals asked "
                         "for (whose samples it would seed).")
-    x, _ = read_data(args.data, n=args.n, seed=draw_seed(args.seed))
+    x, _ = read_data(args.data, n=args.n, seed=draw_seed(args.seed),
+                     dtype=flow_data_dtype(flow))
     check_columns(x, flow, args.data)
     check_column_names(args.data, names,
                        f"{args.model} was trained on")
