@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kerasflows.data_warnings import numeric
 from kerasflows.layers.base import check_event_dim, context_rows
 from kerasflows.layers.checks import nan_rows, nonfinite_rows
 
@@ -19,6 +20,10 @@ def as_float(value, dtype, what):
     (booleans, strings, objects) raises a ValueError naming its dtype."""
     if not (tf.is_tensor(value) or isinstance(value, tf.Variable)):
         array = np.asarray(value)
+        if array.dtype.kind == "V" and numeric(array.dtype):
+            # bfloat16 (`ml_dtypes`, what `.numpy()` of a bfloat16 tensor gives): NumPy
+            # kind "V", which the check below refused as not numbers
+            return tf.cast(tf.convert_to_tensor(array), dtype)
         if array.dtype.kind not in "fiu":
             raise ValueError(f"Flow {what} must be numbers (floats or integers); received "
                              f"an array of dtype {array.dtype}.")

@@ -153,6 +153,12 @@ def test_integer_inputs_are_converted_and_other_dtypes_raise(flow):
                        (np.array([["a", "b"]]), "<U1")):
         with pytest.raises(ValueError, match=f"must be numbers .*dtype {dtype}"):
             flow.log_prob(bad)
+    # a bfloat16 array (`.numpy()` of a bfloat16 tensor; NumPy's kind "V") is numbers too:
+    # refused by log_prob, inverse, sample's context while fit took it
+    low = tf.constant(x, tf.bfloat16).numpy()
+    assert low.dtype.kind == "V"
+    np.testing.assert_allclose(flow.log_prob(low), want, rtol=1e-6)
+    np.testing.assert_allclose(flow.inverse(low), flow.inverse(x.astype("float32")), rtol=1e-6)
 
 
 def test_calling_a_flow_takes_its_batch_forms_and_names_the_others(flow):
