@@ -1014,6 +1014,15 @@ def test_a_flow_of_a_dtype_that_is_not_a_float_is_refused(dtype):
                  lambda: kerasflows.Flow([L.Permute(dtype=dtype)], 2, dtype=dtype)):
         with pytest.raises(ValueError, match=rf"float dtype .*Received: dtype='{dtype}'"):
             make()
+    # a layer refuses it itself, by name: the spline layers and BatchNorm raised NumPy's
+    # "data type ... not inexact", and a flow of other layers advised taking their dtype
+    for make in (lambda: M.NSF(2, num_layers=1, hidden_units=(4,), dtype=dtype),
+                 lambda: L.SplineAutoregressive(dtype=dtype), lambda: L.BatchNorm(dtype=dtype),
+                 lambda: L.ActNorm(dtype=dtype)):
+        with pytest.raises(ValueError, match=rf"^(SplineCoupling|SplineAutoregressive|BatchNorm|"
+                                             rf"ActNorm): a flow layer computes in a float "
+                                             rf"dtype .*Received: dtype='{dtype}'"):
+            make()
 
 
 def test_sample_refuses_counts_beyond_int32_naming_n(flow):

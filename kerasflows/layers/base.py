@@ -131,6 +131,13 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
                 f"activity_regularizer={kwargs['activity_regularizer']!r}.")
         kwargs, mixed = split_mixed_policy(kwargs)
         super().__init__(**kwargs)
+        if not keras.backend.is_float_dtype(self.compute_dtype):
+            # as a Flow refuses it (the spline layers and BatchNorm raised NumPy's "data
+            # type <class 'numpy.int32'> not inexact" on their dtype's limits)
+            raise ValueError(
+                f"{type(self).__name__}: a flow layer computes in a float dtype (float32, "
+                "float64, or a mixed policy such as 'mixed_float16'). Received: "
+                f"dtype={self.compute_dtype!r}")
         self.context_dim = check_positive_int("context_dim", context_dim, allow_none=True)
         if conditioner_dtype is None:
             conditioner_dtype = mixed
