@@ -1089,3 +1089,27 @@ def test_a_layer_used_twice_stays_tied_through_config_clone_save_and_tabulate(tm
     table, names = kerasflows.tabulate(copies[-1])
     assert names and table.flow_layers[0] is table.flow_layers[2]
     np.testing.assert_allclose(table.log_prob(x), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("make", [
+    lambda dtype: L.AffineCoupling(hidden_units=(8,), dtype=dtype),
+    lambda dtype: L.SplineCoupling(hidden_units=(8,), dtype=dtype),
+    lambda dtype: L.MaskedAutoregressive(hidden_units=(8,), dtype=dtype),
+    lambda dtype: L.InverseAutoregressive(hidden_units=(8,), dtype=dtype),
+    lambda dtype: L.SplineAutoregressive(hidden_units=(8,), dtype=dtype)],
+    ids=["affine", "spline", "maf", "iaf", "spline_ar"])
+@pytest.mark.parametrize("dtype, fed", [("float64", "float32"), ("mixed_float16", "float16")])
+def test_a_layers_bijector_refuses_a_tensor_of_another_dtype(make, dtype, fed):
+    """The conditioners' outputs were cast to the input's dtype: a float64 layer's
+    bijector computed a float32 tensor in float32, a mixed layer's a float16 one in
+    float16 (log-dets 3e-2 off), where a flow's view and TFP's bijectors refuse it."""
+    layer = make(dtype)
+    layer.ensure_built(3)
+    x = np.random.default_rng(0).normal(size=(4, 3))
+    b = layer.bijector()
+    own = tf.constant(x, layer.compute_dtype)
+    assert b.inverse(own).dtype == layer.compute_dtype        # its own dtype: taken
+    for call in (b.forward, b.inverse):
+        with pytest.raises(TypeError, match=rf"computes in {layer.compute_dtype}; its bijector "
+                                            rf"received a {fed} tensor"):
+            call(tf.constant(x, fed))

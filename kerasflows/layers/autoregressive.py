@@ -104,6 +104,7 @@ class AutoregressiveLayer(FlowLayer):
 
     def _params(self, y, context, params_first=True):
         """The MADE's output on `y`, in `y`'s dtype (a mixed-precision MADE's is lower)."""
+        self.check_bijector_dtype(y)
         return tf.cast(self.made(y, context=context, params_first=params_first), y.dtype)
 
     def one_pass(self, v, context=None):

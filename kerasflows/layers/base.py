@@ -216,6 +216,17 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
             check_event_dim(f"{type(self).__name__} '{self.name}'", shaped, self.context_dim,
                             what="context")
 
+    def check_bijector_dtype(self, x):
+        """Refuses a tensor `x` of another dtype than the layer computes in, given to its
+        `bijector()`: the conditioners' outputs were cast to the input's dtype, so a
+        float64 layer's bijector computed a float32 tensor in float32 (and a float32
+        layer's a float16 one in float16), where TFP's own bijectors refuse it."""
+        if x.dtype != self.compute_dtype:
+            raise TypeError(
+                f"{type(self).__name__} '{self.name}' computes in {self.compute_dtype}; its "
+                f"bijector received a {x.dtype.name} tensor. Cast it first "
+                f"(tf.cast(x, {self.compute_dtype!r})): a TFP bijector takes its own dtype.")
+
     def check_inputs(self, x, context=None):
         """Validates shapes of `x` and `context`; returns them as tensors."""
         # A fresh tensor, so TFP's bijector cache (keyed on inputs, shared by

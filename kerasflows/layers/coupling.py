@@ -136,6 +136,7 @@ class CouplingLayer(FlowLayer):
         net = self.table if self.table is not None else self.net
 
         def fn(x0, output_units=None, **unused):
+            self.check_bijector_dtype(x0)
             h = x0 if context is None else tf.concat(
                 [x0, tf.cast(shared_context(context, x0), x0.dtype)], -1)
             params = tf.cast(net(h), x0.dtype)   # float32 from a mixed-precision net
