@@ -1334,10 +1334,10 @@ def test_density_p_scale_draws_far_from_the_data_and_says_when_p_is_0(qtbot, win
     assert np.ptp(view.image_item.image) > 0                # not one colour
     assert all("e-" in t for t in view.bar.axis.tickStrings([hi / 2, hi], 1, hi / 2))
     # and pyqtgraph lays them out: it left out labels wider than the bar's 45 px axis
-    # (once the layout has given the axis its new width: in a full run it had not yet
-    # at times when the heatmap was ready, and only "0" fitted the old one)
-    for _ in range(3):
-        QtWidgets.QApplication.processEvents()
+    # (once the layout has given the axis the width asked for: in a full run it had not
+    # yet at times when the heatmap was ready, and only "0" fitted the old 50 px)
+    qtbot.waitUntil(lambda: view.bar.axis.width() == view.bar.axis.fixedWidth,
+                    timeout=TIMEOUT_MS)
     drawn = drawn_tick_labels(view.bar.axis)
     assert len(drawn) >= 3 and sum("e-" in t for t in drawn) >= 2, (
         drawn, view.bar.axis.width(), view.bar.axis.geometry().getRect(), view.bar.levels(),
@@ -1351,6 +1351,27 @@ def test_density_p_scale_draws_far_from_the_data_and_says_when_p_is_0(qtbot, win
     assert view.image_item.image is None and not view.bar_box.isVisibleTo(view)
     view.scale.setCurrentIndex(0)                            # log p(x): drawn, no message
     assert not view.message.isVisibleTo(view) and view.bar_box.isVisibleTo(view)
+
+
+def test_two_bar_fits_in_one_event_loop_turn_keep_the_last(qtbot, window, tmp_path):
+    """The bar's fit compared its width with the laid-out one, which follows an event-
+    loop turn later: a fit for wide labels, then one back to the laid-out width in the
+    same turn, was skipped, and the bar kept the wide one."""
+    from kerasflows.layers import ElementwiseAffine
+    from visualizer.views.density import BAR_AXIS_WIDTH
+    data = np.random.default_rng(0).standard_normal((300, 2)).astype(np.float32)
+    open_model(qtbot, window, flow_with_data(tmp_path / "n.keras", [ElementwiseAffine()], data))
+    view = show_ready(qtbot, window, "density")
+    axis = view.bar.axis
+    qtbot.waitUntil(lambda: axis.width() == axis.fixedWidth, timeout=TIMEOUT_MS)
+    laid_out = axis.width()
+    view._fit_bar_labels((0.0, 1.2e-172))            # wide labels: a wider axis asked for
+    assert axis.fixedWidth > max(laid_out, BAR_AXIS_WIDTH)
+    view._fit_bar_labels(view.bar.levels())          # and back, in the same turn
+    assert axis.fixedWidth == laid_out
+    for _ in range(3):
+        QtWidgets.QApplication.processEvents()
+    assert axis.width() == laid_out
 
 
 def test_samples_not_finite_are_counted_apart_and_none_finite_says_so(qtbot, window,

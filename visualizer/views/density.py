@@ -227,8 +227,9 @@ class DensityView(View):
         (y0, y1) = self.view_box.viewRange()[1]
         width = tick_label_width(self.plot.getPlotItem().getAxis("left"), y0, y1)
         for panel in (self.left, self.right):
-            if panel.plot.getPlotItem().getAxis("left").width() != width:
-                panel.plot.getPlotItem().getAxis("left").setWidth(width)
+            axis = panel.plot.getPlotItem().getAxis("left")
+            if axis.fixedWidth != width:        # the width asked for, not yet the one laid out
+                axis.setWidth(width)
 
     def _range_changed(self, *args):
         """The user panned or zoomed (or the window resized): a heatmap of the region now
@@ -322,7 +323,9 @@ class DensityView(View):
         label wider than the axis (45 px), so a p(x) bar of 2.0e-08 .. 1.0e-07 read
         only "0", and one of 0.0002 .. 0.0010 no number at all."""
         width = tick_label_width(self.bar.axis, *levels, minimum=BAR_AXIS_WIDTH)
-        if width != self.bar.axis.width():
+        # against the width last asked for: the laid-out one follows an event-loop turn
+        # later, and two fits in one turn (wider, then back) kept the wider one
+        if width != self.bar.axis.fixedWidth:
             self.bar.axis.setWidth(width)
             self.bar_box.setFixedWidth(BAR_BOX_WIDTH + width - BAR_AXIS_WIDTH)
 
