@@ -824,6 +824,30 @@ def test_resuming_refuses_a_checkpoint_made_on_other_data(tmp_path, capsys, monk
     assert "Resuming from the checkpoint in" in _run(capsys, *argv)
 
 
+def test_the_same_data_spelled_otherwise_resumes(tmp_path, capsys, monkeypatch):
+    """The fingerprint held DATA and --context as typed: `./x.npy` for `x.npy`, or `--n
+    1000` for a name's default, was refused as "other settings (differing: data)". The
+    rows and content hash decide; other data at either spelling is still refused."""
+    from kerasflows.checkpoint import EpochCheckpoint
+    monkeypatch.setattr(EpochCheckpoint, "delete", lambda self: None)   # kept, as after a crash
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.save("x.npy", rng.normal(size=(120, 2)).astype(np.float32))
+    np.save("c.npy", rng.normal(size=(120, 1)).astype(np.float32))
+    tiny = ["--recipe", "realnvp", "--layers", "1", "--hidden", "4", "--epochs", "1"]
+    _run(capsys, "train", "x.npy", "--context", "c.npy", *tiny, "--out", "m.keras", "--quiet")
+    again = ["train", "./x.npy", "--context", str(tmp_path / "c.npy"), *tiny, "--out", "m.keras"]
+    assert "Resuming from the checkpoint in" in _run(capsys, *again)
+    np.save("x.npy", rng.normal(size=(120, 2)).astype(np.float32))      # other data
+    _assert_user_errors([(again, "other settings (differing: data, data_sha256)")], capsys)
+    # a dataset name: its default row count (10,000) given
+    _run(capsys, "train", "moons", *tiny, "--out", "n.keras", "--quiet")
+    assert "Resuming from the checkpoint in" in _run(
+        capsys, "train", "moons", "--n", "10000", *tiny, "--out", "n.keras")
+    _assert_user_errors([(["train", "moons", "--n", "900", *tiny, "--out", "n.keras"],
+                          "other settings (differing: data_rows, data_sha256, n)")], capsys)
+
+
 def test_a_damaged_checkpoint_is_named_without_numpy_advice(tmp_path, capsys, monkeypatch):
     import kerasflows.distributed
 

@@ -17,8 +17,15 @@ import zipfile
 from kerasflows.checkpoint import content_digest
 from kerasflows.cli.common import UserError, plural
 
-__all__ = ["fingerprint", "check_checkpoint", "interrupted", "diverged", "holding",
-           "writing", "write_failed"]
+__all__ = ["fingerprint", "spelled_as_checkpoint", "check_checkpoint", "interrupted",
+           "diverged", "holding", "writing", "write_failed"]
+
+#: The options that only name an array, by the array whose rows and content hash the
+#: fingerprint holds too: DATA and --n (a dataset name's row count), --context,
+#: --validation-data and --test-data. The same array spelled otherwise (`./d.npy` for
+#: `d.npy`, `--n 10000` for the default) is the same run.
+NAMING = {"data": "data", "n": "data", "context": "context",
+          "validation_data": "validation_data", "test_data": "test_data"}
 
 
 def fingerprint(args, x, context, parts):
@@ -35,6 +42,33 @@ def fingerprint(args, x, context, parts):
     for name, array in arrays.items():
         if array is not None:
             settings[f"{name}_rows"], settings[f"{name}_sha256"] = content_digest(array)
+    return settings
+
+
+def spelled_as_checkpoint(checkpoint_dir, settings):
+    """`settings` (a `fingerprint`) with the checkpoint's spelling of each option that
+    only names an array (`NAMING`) whose rows and content hash the checkpoint in
+    `checkpoint_dir` holds alike: a rerun that spelled its data otherwise was refused
+    as "other settings (differing: data)". Everything else (and no checkpoint, or a
+    damaged one) is left for `EpochCheckpoint.load` to judge."""
+    import json
+
+    import numpy as np
+    from kerasflows.checkpoint import EpochCheckpoint
+    try:
+        with np.load(os.path.join(checkpoint_dir, EpochCheckpoint.FILENAME),
+                     allow_pickle=False) as data:
+            found = json.loads(str(data["meta"]))["fingerprint"]
+    except Exception:  # zipfile/numpy raise many types for missing or damaged files.
+        return settings
+    if not isinstance(found, dict):
+        return settings
+    settings = dict(settings)
+    for option, array in NAMING.items():
+        digests = (f"{array}_rows", f"{array}_sha256")
+        if (option in found and option in settings and digests[1] in settings
+                and all(found.get(k) == settings[k] for k in digests)):
+            settings[option] = found[option]
     return settings
 
 

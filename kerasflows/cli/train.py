@@ -26,7 +26,7 @@ from kerasflows.cli.common import (HelpFormatter, UserError, add_direction_argum
 from kerasflows.cli.data import column_list, is_dataset_name, read_column_names
 from kerasflows.cli.evaluate import column_marginals, marginals_line
 from kerasflows.cli.resume import (check_checkpoint, diverged, fingerprint, holding, interrupted,
-                                   writing)
+                                   spelled_as_checkpoint, writing)
 from kerasflows.cli.train_data import dequantized_columns, noisy_parts, read_inputs, split_parts
 
 __all__ = ["add_parser", "run"]
@@ -402,7 +402,8 @@ def run(args):
                     learning_rate=args.lr, lr_decay=args.lr_decay, seed=args.seed,
                     validation_data=measured[1], strategy=strategy,
                     checkpoint_dir=checkpoint_dir, dequantize=noisy,
-                    fingerprint=fingerprint(args, x, context, parts),
+                    fingerprint=spelled_as_checkpoint(
+                        checkpoint_dir, fingerprint(args, x, context, parts)),
                     verbose=progress_verbosity(args.quiet),
                     on_epoch_end=_epoch_hooks([
                         _writing_hook(save_epoch, "--out", out, checkpoint_dir)
