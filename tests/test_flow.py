@@ -1102,14 +1102,22 @@ def test_a_layer_used_twice_stays_tied_through_config_clone_save_and_tabulate(tm
 def test_a_layers_bijector_refuses_a_tensor_of_another_dtype(make, dtype, fed):
     """The conditioners' outputs were cast to the input's dtype: a float64 layer's
     bijector computed a float32 tensor in float32, a mixed layer's a float16 one in
-    float16 (log-dets 3e-2 off), where a flow's view and TFP's bijectors refuse it."""
+    float16 (log-dets 3e-2 off), where a flow's view and TFP's bijectors refuse it.
+    The bijector now holds the layer's dtype, as TFP's bijectors hold theirs."""
     layer = make(dtype)
     layer.ensure_built(3)
     x = np.random.default_rng(0).normal(size=(4, 3))
     b = layer.bijector()
     own = tf.constant(x, layer.compute_dtype)
-    assert b.inverse(own).dtype == layer.compute_dtype        # its own dtype: taken
+    want = b.inverse(own)
+    assert want.dtype == layer.compute_dtype                  # its own dtype: taken
+    # NumPy arrays (float64 by default) and lists are converted to it, as TFP's own
+    # bijectors and ActNorm's convert them (a first version of the check refused them)
+    for given in (x, x.tolist(), x.astype(fed)):
+        got = b.inverse(given)
+        assert got.dtype == layer.compute_dtype
+        np.testing.assert_allclose(got, want, rtol=1e-2 if given is not x else 1e-6, atol=1e-2)
     for call in (b.forward, b.inverse):
-        with pytest.raises(TypeError, match=rf"computes in {layer.compute_dtype}; its bijector "
-                                            rf"received a {fed} tensor"):
+        with pytest.raises((TypeError, ValueError), match=rf"{layer.compute_dtype}.*{fed}|"
+                                                          rf"{fed}.*{layer.compute_dtype}"):
             call(tf.constant(x, fed))

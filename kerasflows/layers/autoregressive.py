@@ -93,9 +93,9 @@ class AutoregressiveLayer(FlowLayer):
         self.check_bijector_context(context)
         # one dimension is one pass: unrolled, as TFP's while_loop refused a 1-D spline's
         # forward, whose output comes back [None, None] from [None, 1] rows
-        return tfb.MaskedAutoregressiveFlow(
+        return self.of_layer_dtype(tfb.MaskedAutoregressiveFlow(
             **self.transform_kwargs(any_batch(self.params_fn(context))),
-            unroll_loop=self.event_dim == 1)
+            unroll_loop=self.event_dim == 1))
 
     def elementwise(self, params, v, inverse):
         """`(out, log_det [batch])` of the elementwise map, either direction, given the

@@ -217,15 +217,23 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
                             what="context")
 
     def check_bijector_dtype(self, x):
-        """Refuses a tensor `x` of another dtype than the layer computes in, given to its
-        `bijector()`: the conditioners' outputs were cast to the input's dtype, so a
+        """Refuses a tensor `x` of another dtype than the layer computes in, reaching its
+        conditioner: the conditioners' outputs were cast to the input's dtype, so a
         float64 layer's bijector computed a float32 tensor in float32 (and a float32
-        layer's a float16 one in float16), where TFP's own bijectors refuse it."""
+        layer's a float16 one in float16)."""
         if x.dtype != self.compute_dtype:
             raise TypeError(
                 f"{type(self).__name__} '{self.name}' computes in {self.compute_dtype}; its "
                 f"bijector received a {x.dtype.name} tensor. Cast it first "
                 f"(tf.cast(x, {self.compute_dtype!r})): a TFP bijector takes its own dtype.")
+
+    def of_layer_dtype(self, bijector):
+        """`bijector` (a TFP `RealNVP` or `MaskedAutoregressiveFlow`, which take no dtype)
+        given the layer's compute dtype as TFP's own bijectors hold theirs: NumPy arrays
+        and lists are converted to it (a float64 array to a float32 layer's), and a
+        tensor of another dtype is refused by TFP (`check_bijector_dtype` behind it)."""
+        bijector._dtype = tf.as_dtype(self.compute_dtype)
+        return bijector
 
     def check_inputs(self, x, context=None):
         """Validates shapes of `x` and `context`; returns them as tensors."""

@@ -163,7 +163,7 @@ class CouplingLayer(FlowLayer):
 
         def inner(x0, output_units=None, **unused):
             return self.inner_bijector(params_fn(x0))
-        return tfb.RealNVP(num_masked=self.masked, bijector_fn=inner)
+        return self.of_layer_dtype(tfb.RealNVP(num_masked=self.masked, bijector_fn=inner))
 
     def transform_part(self, x0, x1, context, inverse):
         """`(y1, log_det [batch])`: the transformed part `x1` given the pass-through `x0`."""
