@@ -21,9 +21,10 @@ def as_float(value, dtype, what):
     if not (tf.is_tensor(value) or isinstance(value, tf.Variable)):
         array = np.asarray(value)
         if array.dtype.kind == "V" and numeric(array.dtype):
-            # bfloat16 (`ml_dtypes`, what `.numpy()` of a bfloat16 tensor gives): NumPy
-            # kind "V", which the check below refused as not numbers
-            return tf.cast(tf.convert_to_tensor(array), dtype)
+            # bfloat16 and float8 (`ml_dtypes`; `.numpy()` of a bfloat16 tensor): NumPy
+            # kind "V", which the check below refused as not numbers. Through float32,
+            # which holds each exactly (TensorFlow casts no float8 "fnuz" type)
+            return tf.convert_to_tensor(array.astype(np.float32), dtype=dtype)
         if array.dtype.kind not in "fiu":
             raise ValueError(f"Flow {what} must be numbers (floats or integers); received "
                              f"an array of dtype {array.dtype}.")
