@@ -6,6 +6,7 @@ import contextlib
 import warnings
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from kerasflows.fit_data import is_stream, prepare_eval_data, prepare_fit_data, weights_for_keras
@@ -278,6 +279,13 @@ class FlowTraining(FlatStepFunctions):
                 "layout (one moment vector over all weights), which Keras' apply_gradients "
                 "cannot update; compile the flow with a new optimizer for fit, or go on "
                 "with the make_train_step loop.")
+        split = kwargs.get("validation_split")
+        if split is not None and (isinstance(split, bool) or not isinstance(
+                split, (int, float, np.integer, np.floating)) or not 0 <= split < 1):
+            # -0.5 failed in kerasflows' own row count with an IndexError; 1.5 trained on
+            # no rows with only Keras' "ran out of data" warning
+            raise ValueError(f"Flow.fit: `validation_split` is the share of the rows held "
+                             f"out, a number in [0, 1). Received: validation_split={split!r}")
         if is_stream(x):
             kwargs.setdefault("shuffle", False)     # Keras ignores it for a stream, and warns
             if kwargs.get("validation_split"):      # Keras' refusal named our wrapper of it

@@ -9,6 +9,7 @@ test_fit_reaches_the_true_entropy_on_moons and test_auto_jit_compile_is_xla_on_c
 import gc
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -614,6 +615,17 @@ def test_a_stream_of_labels_a_class_embedding_does_not_know_raises(kind, dtype):
     assert all(np.isfinite(w.numpy()).all() for w in flow.weights)
     assert np.isfinite(flow.fit(_stream(kind, (x, labels)), epochs=1, verbose=0)
                        .history["loss"]).all()
+
+
+@pytest.mark.parametrize("split", [-0.5, 1.0, 1.5, True, "0.1", float("nan")])
+def test_a_validation_split_outside_0_to_1_is_refused_naming_it(split):
+    # -0.5 failed with an IndexError in the row count; 1.5 trained on no rows
+    flow = M.RealNVP(2, num_layers=1, hidden_units=(8,))
+    flow.compile(optimizer="adam", jit_compile=False)
+    with pytest.raises(ValueError, match=r"`validation_split` is the share of the rows held "
+                                         r"out, a number in \[0, 1\)\. Received: "
+                                         rf"validation_split={re.escape(repr(split))}"):
+        flow.fit(np.zeros((64, 2), "float32"), validation_split=split, epochs=1, verbose=0)
 
 
 @pytest.mark.parametrize("kind", ["tf.data", "pydataset", "generator"])
