@@ -412,3 +412,11 @@ def test_a_float64_models_data_contexts_and_samples_keep_their_digits(tmp_path, 
     written = np.loadtxt(tmp_path / "s.csv", delimiter=",")
     drawn = flow.sample(5, context=np.full((5, 1), 1.000000001), seed=1).numpy()
     np.testing.assert_array_equal(written, drawn)
+    # integers float64 cannot tell apart (2^60 and 2^60 + 1) are refused, as float32's are
+    big = np.array([[2**60, 1], [2**60 + 1, 2]], np.int64)
+    np.save(tmp_path / "big.npy", big)
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(tmp_path / "m.keras"), str(tmp_path / "big.npy"), "--context",
+              "1"])
+    assert ("column 1's values differ only beyond float64's 16 significant digits"
+            in capsys.readouterr().err)

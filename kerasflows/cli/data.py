@@ -122,32 +122,38 @@ def _as_float32(path, array, where):
 
 
 def _as_float64(path, array, where):
-    """`array` as float64, refusing what `_as_float32` refuses but float32's range and
-    precision."""
+    """`array` as float64, refusing what `_as_float32` refuses but float32's range, and
+    integer columns beyond float64's precision (`_check_precision`)."""
     if array.dtype.kind not in NUMERIC_KINDS:
         raise UserError(f"{path}: holds {_kind_name(array.dtype)} (dtype {array.dtype}); "
                         "expected real numbers.")
+    wide = array if array.dtype.kind in "iu" and array.dtype.itemsize >= 8 else None
     array = array.astype(np.float64)
     bad = ~np.isfinite(array)
     if bad.any():
         raise UserError(f"{path}: {plural(int(bad.sum()), 'NaN or inf value')} (first in "
                         f"{where(int(np.nonzero(bad)[0][0]))}).")
+    if wide is not None:         # integers beyond 2^53
+        _check_precision(path, wide, array)
     return array
 
 
 def _check_precision(path, wide, array):
-    """Refuses a column whose values differ, but not as float32: they differ only
-    beyond its 7 significant digits (1e8 + 0.001 and 1e8 + 0.002), and read as one
-    value the flow would be told is the column's only one."""
+    """Refuses a column whose values differ, but not as float32 (or float64, `array`'s
+    dtype): they differ only beyond its 7 (16) significant digits (1e8 + 0.001 and 1e8 +
+    0.002; 2^60 and 2^60 + 1), and read as one value the flow would be told is the
+    column's only one."""
     if array.ndim != 2 or len(array) < 2:
         return
     one = np.all(array == array[:1], axis=0) & ~np.all(wide == wide[:1], axis=0)
     if one.any():
         k = int(np.flatnonzero(one)[0])
+        name, digits, shown = (("float64", 16, 17) if array.dtype == np.float64
+                               else ("float32", 7, 9))
         raise UserError(
-            f"{path}: column {k + 1}'s values differ only beyond float32's 7 significant "
-            f"digits, which the flow computes in: they all read as {array[0, k]:.9g}. Subtract "
-            "an offset from the column (or rescale it) so that its differences show.")
+            f"{path}: column {k + 1}'s values differ only beyond {name}'s {digits} significant "
+            f"digits, which the flow computes in: they all read as {array[0, k]:.{shown}g}. "
+            "Subtract an offset from the column (or rescale it) so that its differences show.")
 
 
 def row_place(spec, row):
