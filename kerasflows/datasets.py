@@ -288,8 +288,13 @@ _TRUE_LOG_PROB["moons4d"] = _moons4d_lp
 
 
 def _student_t_lp(t, df):
+    # log1p(t^2 / df) is log(t^2 / df) to float64's precision from |t| = 1e100 on, where
+    # t * t overflows from 1.3e154 on (the density was -inf beyond it)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        log_term = np.where(np.abs(t) < 1e100, np.log1p(t * t / df),
+                            2 * np.log(np.abs(t)) - math.log(df))
     return (math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-            - (df + 1) / 2 * np.log1p(t * t / df))
+            - (df + 1) / 2 * log_term)
 
 
 _TRUE_LOG_PROB["heavy_tails"] = lambda x: (

@@ -160,6 +160,13 @@ def test_heavy_tails_is_student_t_and_its_density_is_theirs():
                                rtol=1e-9, atol=1e-9)
     entropy = float(student_t(2).entropy() + student_t(4, scale=0.5).entropy())
     assert -lp.mean() == pytest.approx(entropy, abs=0.05)
+    # far out: t * t overflowed from 1.3e154 on, and the density was -inf there. Along
+    # the ray x = r (1, 1) it falls as r^-(2+1) r^-(4+1) = r^-8 beyond 1e100, the same
+    # power on either side of 1e154
+    r = np.array([1e120, 1e150, 1e200, 1e300])
+    far = datasets.true_log_prob("heavy_tails", np.column_stack([r, r]))
+    assert np.isfinite(far).all(), far
+    np.testing.assert_allclose(np.diff(far) / np.diff(np.log(r)), -8.0, rtol=1e-9)
 
 
 @pytest.mark.parametrize("name, width", [("rings", 2), ("moons", 2), ("checkerboard", 2),
