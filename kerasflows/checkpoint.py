@@ -181,14 +181,28 @@ class EpochCheckpoint:
         replace_file(self.path, lambda f: np.savez(f, meta=np.array(meta), **arrays),
                      temp=f"{self.path}.{os.getpid()}.tmp", sync=True)
 
+    def _meta(self):
+        """The checkpoint's record (epoch, history, fingerprint), or None when there is
+        none (or it is damaged)."""
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                return json.loads(str(data["meta"]))
+        except Exception:  # zipfile/numpy raise many types for missing or damaged files.
+            return None
+
     def epochs_done(self):
         """The finished epochs the checkpoint holds, whatever its fingerprint; 0 when
         there is none (or it is damaged)."""
         try:
-            with np.load(self.path, allow_pickle=False) as data:
-                return int(json.loads(str(data["meta"]))["epoch"])
-        except Exception:  # zipfile/numpy raise many types for missing or damaged files.
+            return int(self._meta()["epoch"])
+        except (TypeError, KeyError, ValueError):
             return 0
+
+    def found_fingerprint(self):
+        """The fingerprint the checkpoint was written with, or None when there is none
+        (or it is damaged)."""
+        meta = self._meta()
+        return meta.get("fingerprint") if isinstance(meta, dict) else None
 
     def load(self, check=None):
         """`(epoch, values, history)` from the checkpoint, or None when there is none.

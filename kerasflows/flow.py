@@ -21,7 +21,7 @@ from kerasflows.flow_inputs import FlowInputs, context_for, encoded_context_dim
 from kerasflows.flow_sampling import FlowSampling, philox_normal
 from kerasflows.flow_training import FlowTraining
 from kerasflows.layers.base import FlowLayer, RowsBijector, check_positive_int, split_mixed_policy
-from kerasflows.layers.checks import nan_rows, nonfinite_rows
+from kerasflows.layers.checks import check_float_compute, nan_rows, nonfinite_rows
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -128,10 +128,7 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
                  context_encoder=None, **kwargs):
         kwargs, _ = split_mixed_policy(kwargs)
         super().__init__(**kwargs)
-        if not keras.backend.is_float_dtype(self.compute_dtype):
-            raise ValueError(
-                "A flow computes densities in a float dtype (float32, float64, or a mixed "
-                f"policy such as 'mixed_float16'). Received: dtype={self.compute_dtype!r}")
+        check_float_compute("A flow computes densities", self.compute_dtype)
         self.event_dim = check_positive_int("event_dim", event_dim)
         self.context_dim = check_positive_int("context_dim", context_dim, allow_none=True)
         if base not in BASES:

@@ -6,11 +6,11 @@ import contextlib
 import warnings
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from kerasflows.fit_data import is_stream, prepare_eval_data, prepare_fit_data, weights_for_keras
 from kerasflows.flat_calls import FlatPredictCalls, FlatStepCalls, FlatStepFunctions
+from kerasflows.layers.checks import real_number
 from kerasflows.packed_adam import fused_adam_apply, fused_adam_slots, packed_size
 from kerasflows.sharded_step import is_seed_state, training_state
 
@@ -280,8 +280,7 @@ class FlowTraining(FlatStepFunctions):
                 "cannot update; compile the flow with a new optimizer for fit, or go on "
                 "with the make_train_step loop.")
         split = kwargs.get("validation_split")
-        if split is not None and (isinstance(split, bool) or not isinstance(
-                split, (int, float, np.integer, np.floating)) or not 0 <= split < 1):
+        if split is not None and not 0 <= real_number(split) < 1:   # (NaN for a bool, a str)
             # -0.5 failed in kerasflows' own row count with an IndexError; 1.5 trained on
             # no rows with only Keras' "ran out of data" warning
             raise ValueError(f"Flow.fit: `validation_split` is the share of the rows held "

@@ -51,16 +51,8 @@ def spelled_as_checkpoint(checkpoint_dir, settings):
     `checkpoint_dir` holds alike: a rerun that spelled its data otherwise was refused
     as "other settings (differing: data)". Everything else (and no checkpoint, or a
     damaged one) is left for `EpochCheckpoint.load` to judge."""
-    import json
-
-    import numpy as np
     from kerasflows.checkpoint import EpochCheckpoint
-    try:
-        with np.load(os.path.join(checkpoint_dir, EpochCheckpoint.FILENAME),
-                     allow_pickle=False) as data:
-            found = json.loads(str(data["meta"]))["fingerprint"]
-    except Exception:  # zipfile/numpy raise many types for missing or damaged files.
-        return settings
+    found = EpochCheckpoint(checkpoint_dir, {}).found_fingerprint()
     if not isinstance(found, dict):
         return settings
     settings = dict(settings)

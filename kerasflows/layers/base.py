@@ -18,8 +18,8 @@ import tensorflow as tf
 
 from kerasflows.autograph_free import AutoGraphFree
 from kerasflows.layers.checks import (check_bool, check_event_dim, check_float,
-                                      check_positive_int, context_rows, float_policy,
-                                      split_mixed_policy)
+                                      check_float_compute, check_positive_int, context_rows,
+                                      float_policy, split_mixed_policy)
 from kerasflows.layers.rows import RowsBijector, any_batch, batch_log_det, solve_nonempty
 
 __all__ = ["FlowLayer", "NoInverseError", "check_positive_int", "check_float", "check_bool",
@@ -131,13 +131,9 @@ class FlowLayer(keras.layers.Layer, AutoGraphFree):
                 f"activity_regularizer={kwargs['activity_regularizer']!r}.")
         kwargs, mixed = split_mixed_policy(kwargs)
         super().__init__(**kwargs)
-        if not keras.backend.is_float_dtype(self.compute_dtype):
-            # as a Flow refuses it (the spline layers and BatchNorm raised NumPy's "data
-            # type <class 'numpy.int32'> not inexact" on their dtype's limits)
-            raise ValueError(
-                f"{type(self).__name__}: a flow layer computes in a float dtype (float32, "
-                "float64, or a mixed policy such as 'mixed_float16'). Received: "
-                f"dtype={self.compute_dtype!r}")
+        # as a Flow refuses it (the spline layers and BatchNorm raised NumPy's "data type
+        # <class 'numpy.int32'> not inexact" on their dtype's limits)
+        check_float_compute(f"{type(self).__name__}: a flow layer computes", self.compute_dtype)
         self.context_dim = check_positive_int("context_dim", context_dim, allow_none=True)
         if conditioner_dtype is None:
             conditioner_dtype = mixed

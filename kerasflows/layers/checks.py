@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = ["real_number", "check_float", "check_positive_int", "check_bool", "check_event_dim",
-           "split_mixed_policy", "float_policy", "context_rows", "shared_context",
+           "split_mixed_policy", "float_policy", "check_float_compute", "context_rows", "shared_context",
            "nonfinite_rows", "nan_rows"]
 
 
@@ -106,6 +106,14 @@ def float_policy(name, value):
             f"`{name}` must be a float dtype policy (float32, float64, or a mixed policy "
             f"such as 'mixed_bfloat16'). Received: {name}={shown!r}")
     return policy
+
+
+def check_float_compute(computes, dtype):
+    """Raises a ValueError unless the compute dtype `dtype` is a float; `computes` says
+    whose it is ("A flow computes densities"): a Flow's and its layers'."""
+    if not keras.backend.is_float_dtype(dtype):
+        raise ValueError(f"{computes} in a float dtype (float32, float64, or a mixed policy "
+                         f"such as 'mixed_float16'). Received: dtype={dtype!r}")
 
 
 def context_rows(context, rows, mismatch):
