@@ -6,7 +6,8 @@
 settings the shipped models in `saved_models/` were trained with.
 `DIRECTION_SETTINGS` names the layer setting that `build(...,
 direction=...)` sets for each recipe (`affine_direction` or
-`spline_direction`).
+`spline_direction`). `defaults(recipe)` gives what `build` uses for each of
+`bins`, `bound`, `direction` and `mask` left None.
 
 Example:
 
@@ -17,13 +18,14 @@ settings = kerasflows.recipes.recommended("moons")
 """
 
 import copy
+import inspect
 
 from kerasflows import models
 from kerasflows.layers.checks import check_positive_int
 from kerasflows.layers.nets import check_hidden_units
 
 __all__ = ["RECIPES", "SPLINE_RECIPES", "MASK_RECIPES", "COUPLING_RECIPES",
-           "ONE_DIMENSION_RECIPES", "DIRECTION_SETTINGS", "build", "recommended",
+           "ONE_DIMENSION_RECIPES", "DIRECTION_SETTINGS", "build", "defaults", "recommended",
            "RECOMMENDED"]
 
 RECIPES = {
@@ -93,6 +95,24 @@ def build(recipe, event_dim, num_layers=5, hidden_units=(64, 64), bins=None, bou
         kwargs[DIRECTION_SETTINGS[recipe]] = direction
     return constructor(event_dim, num_layers=num_layers,
                        hidden_units=check_hidden_units(hidden_units), **fixed, **spline, **kwargs)
+
+
+def defaults(recipe):
+    """What `build(recipe, ...)` uses for each setting it takes that is left None:
+    `bins` and `bound` (spline recipes, the constructor's defaults), `mask`
+    (`MASK_RECIPES`) and `direction` (`DIRECTION_SETTINGS`: the layers' default,
+    `"inverse"`), as a dict holding only the settings `recipe` takes."""
+    if not isinstance(recipe, str) or recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {recipe!r}; known recipes: {', '.join(RECIPES)}.")
+    constructor, fixed = RECIPES[recipe]
+    parameters = inspect.signature(constructor).parameters
+    taken = {"bins": recipe in SPLINE_RECIPES, "bound": recipe in SPLINE_RECIPES,
+             "mask": recipe in MASK_RECIPES}
+    found = {name: parameters[name].default for name, takes in taken.items()
+             if takes and name not in fixed}
+    if recipe in DIRECTION_SETTINGS:
+        found["direction"] = "inverse"
+    return found
 
 
 # The shipped models apply the spline from data to base (`spline_direction="inverse"`,

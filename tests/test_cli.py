@@ -848,6 +848,36 @@ def test_the_same_data_spelled_otherwise_resumes(tmp_path, capsys, monkeypatch):
                           "other settings (differing: data_rows, data_sha256, n)")], capsys)
 
 
+def test_a_rerun_giving_the_defaults_resumes(tmp_path, capsys, monkeypatch):
+    """The fingerprint held --standardize, --mask, --direction, --bins and --bound as
+    typed: a rerun giving one's default (or leaving out the default the first run
+    gave) was refused as "other settings (differing: standardize)". Another value
+    is still refused."""
+    from kerasflows.checkpoint import EpochCheckpoint
+    monkeypatch.setattr(EpochCheckpoint, "delete", lambda self: None)   # kept, as after a crash
+    monkeypatch.chdir(tmp_path)
+    np.save("x.npy", np.random.default_rng(0).normal(size=(120, 4)).astype(np.float32))
+    tiny = ["--recipe", "nsf", "--layers", "1", "--hidden", "4", "--epochs", "1",
+            "--out", "m.keras"]
+    spelled = ["--standardize", "--mask", "halves", "--direction", "inverse", "--bins", "8",
+               "--bound", "5"]
+    _run(capsys, "train", "x.npy", *tiny, "--quiet")
+    assert "Resuming from the checkpoint in" in _run(capsys, "train", "x.npy", *tiny, *spelled)
+    for option, other in [("--standardize", "--no-standardize"), ("--mask", "checkerboard"),
+                          ("--bins", "6"), ("--bound", "4")]:
+        changed = [*spelled]
+        if option == "--standardize":
+            changed[0] = other
+        else:
+            changed[changed.index(option) + 1] = other
+        _assert_user_errors([(["train", "x.npy", *tiny, *changed], "other settings (differing: "
+                              f"{option[2:]})")], capsys)
+    # the other way round: the defaults given first, left out in the rerun
+    _run(capsys, "train", "x.npy", *tiny[:-1], "n.keras", *spelled, "--quiet")
+    assert "Resuming from the checkpoint in" in _run(capsys, "train", "x.npy", *tiny[:-1],
+                                                     "n.keras")
+
+
 def test_a_damaged_checkpoint_is_named_without_numpy_advice(tmp_path, capsys, monkeypatch):
     import kerasflows.distributed
 

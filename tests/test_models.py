@@ -196,6 +196,31 @@ def test_recipes_build_takes_the_hidden_units_the_constructors_take(recipe):
         recipes.build(recipe, 2, hidden_units=None)
 
 
+def test_recipes_defaults_are_what_build_uses_for_settings_left_none():
+    """`defaults(recipe)` is what a None setting means: the flow built with those values
+    spelled out has the same config as the one built with them left None, and a
+    setting the recipe refuses is not among them."""
+    from kerasflows import recipes
+    mask = {"realnvp": "halves", "nice": "halves", "nsf": "checkerboard"}
+    for recipe in recipes.RECIPES:
+        found = recipes.defaults(recipe)
+        spelled = {"direction": found.pop("direction", None), "bins": found.pop("bins", None),
+                   "bound": found.pop("bound", None), **found}
+        config = lambda **kw: recipes.build(recipe, 4, num_layers=2, hidden_units=(8,), name="f",
+                                            **kw).get_config()
+        assert config(**spelled) == config(), recipe
+        if recipe in mask:              # the other mask builds another flow
+            assert config(mask=mask[recipe]) != config(), recipe
+        for name, value in spelled.items():
+            if value is None:           # refused by this recipe: not a default
+                with pytest.raises(ValueError):
+                    recipes.build(recipe, 4, **{name: {"mask": "halves", "direction": "inverse",
+                                                       "bins": 8, "bound": 5.0}[name]})
+    assert set(recipes.defaults("nsf")) == {"bins", "bound", "mask", "direction"}
+    with pytest.raises(ValueError, match="Unknown recipe 'nope'"):
+        recipes.defaults("nope")
+
+
 def test_bool_settings_take_python_and_numpy_bools_only():
     """NSF(autoregressive="no") built autoregressive layers and None coupling ones
     (`if autoregressive:`); standardize=np.True_ was refused with "must be True or

@@ -45,11 +45,14 @@ def fingerprint(args, x, context, parts):
     return settings
 
 
-def spelled_as_checkpoint(checkpoint_dir, settings):
-    """`settings` (a `fingerprint`) with the checkpoint's spelling of each option that
-    only names an array (`NAMING`) whose rows and content hash the checkpoint in
-    `checkpoint_dir` holds alike: a rerun that spelled its data otherwise was refused
-    as "other settings (differing: data)". Everything else (and no checkpoint, or a
+def spelled_as_checkpoint(checkpoint_dir, settings, defaults=None):
+    """`settings` (a `fingerprint`) with the checkpoint's spelling of each option the
+    two spell otherwise for the same run, so that a rerun naming the same run in
+    other words resumes (it was refused as "other settings (differing: data)"):
+    an option that only names an array (`NAMING`) whose rows and content hash the
+    checkpoint in `checkpoint_dir` holds alike, and an option of `defaults` (option
+    -> what its None means, such as `--bins` -> 8) given there as its default and
+    left out here, or the other way round. Everything else (and no checkpoint, or a
     damaged one) is left for `EpochCheckpoint.load` to judge."""
     from kerasflows.checkpoint import EpochCheckpoint
     found = EpochCheckpoint(checkpoint_dir, {}).found_fingerprint()
@@ -60,6 +63,11 @@ def spelled_as_checkpoint(checkpoint_dir, settings):
         digests = (f"{array}_rows", f"{array}_sha256")
         if (option in found and option in settings and digests[1] in settings
                 and all(found.get(k) == settings[k] for k in digests)):
+            settings[option] = found[option]
+    for option, default in (defaults or {}).items():
+        meant = lambda value: default if value is None else value
+        if (option in found and option in settings
+                and meant(found[option]) == meant(settings[option])):
             settings[option] = found[option]
     return settings
 

@@ -338,7 +338,7 @@ def _writing_hook(hook, option, path, checkpoint_dir):
 
 
 def run(args):
-    from kerasflows import datasets
+    from kerasflows import datasets, recipes
     from kerasflows.checkpoint import EpochCheckpoint
     from kerasflows.distributed import get_strategy, is_chief, train_flow
     out, report, checkpoint_dir = _paths(args)
@@ -348,8 +348,9 @@ def run(args):
     noisy = dequantized_columns(args, x, parts)
     measured = noisy_parts(parts, noisy, args.seed,     # the rows the NLL is measured on
                            (None, args.validation_data, args.test_data))
-    standardize = args.standardize if args.standardize is not None else (
-        dataset is None or dataset in datasets.OFF_SCALE_NAMES)
+    # what --standardize's default means for this data (a rerun that gives it resumes)
+    standardize_default = dataset is None or dataset in datasets.OFF_SCALE_NAMES
+    standardize = args.standardize if args.standardize is not None else standardize_default
     build = _builder(args, x.shape[1], parts[0][1] if len(parts[0]) > 1 else None, standardize)
     held = contextlib.ExitStack()
     if is_chief(strategy):
@@ -403,7 +404,8 @@ def run(args):
                     validation_data=measured[1], strategy=strategy,
                     checkpoint_dir=checkpoint_dir, dequantize=noisy,
                     fingerprint=spelled_as_checkpoint(
-                        checkpoint_dir, fingerprint(args, x, context, parts)),
+                        checkpoint_dir, fingerprint(args, x, context, parts),
+                        {**recipes.defaults(args.recipe), "standardize": standardize_default}),
                     verbose=progress_verbosity(args.quiet),
                     on_epoch_end=_epoch_hooks([
                         _writing_hook(save_epoch, "--out", out, checkpoint_dir)
