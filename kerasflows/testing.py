@@ -71,7 +71,9 @@ def _batch_jacobian(fn, z):
 
 
 def _check_jacobian(layer, z, c, ld_f, atol):
-    jac = _batch_jacobian(lambda v: layer.forward_and_log_det(v, context=c)[0], z)
+    # the map alone (`transform`): a ContinuousFlow's forward_and_log_det solves the
+    # exact trace too, whose gradients are second derivatives of its dynamics
+    jac = _batch_jacobian(lambda v: layer.transform(v, context=c), z)
     sign, logabsdet = np.linalg.slogdet(jac.astype(np.float64))
     if not np.all(sign != 0):
         _fail(layer, "the autodiff Jacobian is singular")
@@ -80,6 +82,17 @@ def _check_jacobian(layer, z, c, ld_f, atol):
         _fail(layer, f"forward log-det differs from log|det J| of the autodiff Jacobian by "
                      f"{err:.3g} (> {atol:g})")
     return err
+
+
+def _check_transform(layer, v, c, expected, forward, atol):
+    """`transform` (the map alone, which `Flow.forward`/`Flow.inverse` call) agrees
+    with the map `forward_and_log_det`/`inverse_and_log_det` gave."""
+    err = float(np.max(np.abs(layer.transform(v, context=c, forward=forward).numpy()
+                              - expected.numpy())))
+    if err > atol:
+        name = "forward" if forward else "inverse"
+        _fail(layer, f"transform(forward={forward}) differs from {name}_and_log_det's map by "
+                     f"{err:.3g} (> {atol:g})")
 
 
 def _check_gradients(layer, z, c):
@@ -120,7 +133,10 @@ def check_flow_layer(layer, event_dim, context_dim=None, batch=16, seed=0, pertu
       * forward (and inverse) outputs and log-dets are finite;
       * `inverse(forward(z))` returns `z` (skipped for forward-only layers);
       * the forward and inverse log-dets are negatives of each other;
-      * the forward log-det equals log|det| of the autodiff Jacobian;
+      * `transform` (the map alone, as `Flow.forward`/`Flow.inverse` run it) gives
+        the maps of `forward_and_log_det` and `inverse_and_log_det`;
+      * the forward log-det equals log|det| of the autodiff Jacobian of
+        `transform`;
       * gradients reach every trainable weight and are finite;
       * the layer rebuilt from `get_config()` computes the same transform.
 
@@ -183,6 +199,9 @@ def check_flow_layer(layer, event_dim, context_dim=None, batch=16, seed=0, pertu
         if report["logdet_sum_error"] > logdet_atol:
             _fail(layer, f"forward and inverse log-dets do not cancel "
                          f"(max |sum| {report['logdet_sum_error']:.3g} > {logdet_atol:g})")
+    _check_transform(layer, z, c, x, True, inverse_atol)
+    if not layer.forward_only:
+        _check_transform(layer, x, c, z2, False, inverse_atol)
     report["logdet_error"] = _check_jacobian(layer, z, c, ld_f, logdet_atol)
     _check_gradients(layer, z, c)
     if check_config:

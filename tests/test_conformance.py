@@ -47,6 +47,35 @@ def test_check_flow_layer_holds_a_layer_to_the_tolerances_it_is_given():
         check_flow_layer(L.AffineCoupling(hidden_units=(8,)), 3, perturb=0.5, inverse_atol=0.0)
 
 
+def test_check_flow_layer_holds_transform_to_the_maps_with_log_dets():
+    """`Flow.forward`/`Flow.inverse` run a layer's `transform` (the map alone): one that
+    drifts from `forward_and_log_det`'s map, in either direction, is named, and the
+    Jacobian checked against the log-det is `transform`'s."""
+    class Drifting(L.AffineCoupling):
+        shift = {True: 0.0, False: 0.0}
+
+        def transform(self, v, context=None, forward=True):
+            return super().transform(v, context=context, forward=forward) + self.shift[forward]
+
+    keras.utils.set_random_seed(0)
+    assert check_flow_layer(Drifting(hidden_units=(8,)), 3, perturb=0.5,
+                            check_config=False)["logdet_error"] < 1e-3
+    for forward in (True, False):
+        Drifting.shift = {True: 0.0, False: 0.0, forward: 0.1}
+        with pytest.raises(FlowLayerCheckError, match=rf"transform\(forward={forward}\) "
+                                                      r"differs from .* by 0\.1"):
+            check_flow_layer(Drifting(hidden_units=(8,)), 3, perturb=0.5, check_config=False)
+
+    class Stretched(L.AffineCoupling):       # a map whose Jacobian the log-det misses
+        def transform(self, v, context=None, forward=True):
+            y = super().transform(v, context=context, forward=forward)
+            return y * (1.0 + 1e-4 * tf.reduce_sum(y * y, axis=-1, keepdims=True))
+
+    with pytest.raises(FlowLayerCheckError, match="autodiff Jacobian"):
+        check_flow_layer(Stretched(hidden_units=(8,)), 3, perturb=0.5,
+                         inverse_atol=1.0, logdet_atol=1e-4, check_config=False)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("name", sorted(INTERVAL_LAYERS))
 def test_interval_layers(name, dtype):
