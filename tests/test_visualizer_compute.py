@@ -560,6 +560,13 @@ def test_reference_points_are_the_finite_rows_of_the_data_sample(model, backends
         assert not info["reference_is_data"]
         assert len(info["reference"]) == compute.REFERENCE_POINTS
         assert np.isfinite(info["reference"]).all()
+    # drawn at the Samples view's default count, whose shape the views compile anyway
+    # (2000 rows compiled one of their own); the same first rows as 2000 rows' draw
+    from visualizer import opening
+    from visualizer.views import samples
+    assert opening.REFERENCE_DRAW == samples.DEFAULT_COUNT
+    np.testing.assert_array_equal(info["reference"],
+                                  backends["keras"].sample(compute.REFERENCE_POINTS, seed=0))
 
 
 # -- the compute thread --------------------------------------------------------------------------

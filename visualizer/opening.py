@@ -18,6 +18,12 @@ __all__ = ["REFERENCE_POINTS", "load", "check_context", "describe", "targets_ava
 
 #: Points shown where the data live when the model folder has no data sample.
 REFERENCE_POINTS = 2000
+#: The flow's samples drawn for them, of which the first `REFERENCE_POINTS` are kept:
+#: the Samples view's default count (`views.samples.DEFAULT_COUNT`), whose padded
+#: shape the views compile anyway (`views.warm_up_plan`); 2000 rows compiled a shape of
+#: their own (~8 CPU-s for a spline flow under XLA). Its first rows are the same
+#: Gaussian draws as 2000 rows' (Student-t draws differ: rejection sampling).
+REFERENCE_DRAW = 10_000
 
 def load(source, eval_mode="xla", context=None, previous=None):
     """Opens a `paths.ModelSource`; returns `(backend, info)` (see `describe`).
@@ -92,7 +98,8 @@ def _reference_points(backend, source, record):
         points, where = recorded_data(record, source.load_path, backend.event_dim)
         if points is not None:
             return points, True, where
-    drawn = _finite_rows(np.asarray(backend.sample(REFERENCE_POINTS, seed=0)))
+    drawn = np.asarray(backend.sample(REFERENCE_DRAW, seed=0))[:REFERENCE_POINTS]
+    drawn = _finite_rows(drawn)
     if not len(drawn):
         cause = ("are its weights finite?" if backend.context is None else
                  f"at the context {[float(f'{v:g}') for v in backend.context]}: a value the "
