@@ -148,6 +148,12 @@ def test_python_dash_m_kerasflows_runs_the_command():
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "SplineCoupling" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "kerasflows", "info", "nowhere.keras"],
-                          capture_output=True, text=True, timeout=300)
+    # (-X importtime: TFP imported after TensorFlow loads tfp.experimental, which
+    # kerasflows does not use, ~0.5 CPU-s a command; kerasflows imports it first)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "kerasflows", "info",
+                           "nowhere.keras"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "nowhere.keras" in proc.stderr.splitlines()[-1]
+    imported = [line.split("|")[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")]
+    assert [m for m in imported if m.startswith("tensorflow_probability.python.bijectors.")]
+    assert not [m for m in imported if m.startswith("tensorflow_probability.python.experimental")]
