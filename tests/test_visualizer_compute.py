@@ -429,6 +429,17 @@ def test_a_savedmodel_not_exported_by_kerasflows_is_named_as_such(tmp_path):
     with pytest.raises(ValueError, match=r"serving_default takes \['inp'\]; a flow exported by "
                        r"kerasflows .* takes 'x'\. Is this SavedModel a kerasflows export\?"):
         SavedModelBackend(tmp_path / "1")
+    # one that takes 'x' as many models do: named with its path and what it has (it was
+    # "this SavedModel has no 'forward' signature", without the path, as the app drew)
+    module.g = tf.function(lambda x: {"y": x * 2.0},
+                           input_signature=[tf.TensorSpec([None, 2], tf.float32, "x")])
+    tf.saved_model.save(module, str(tmp_path / "2"),
+                        signatures={"serving_default": module.g.get_concrete_function()})
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / "2")) + r": not a flow "
+                       r"exported by kerasflows .* this one's serving_default gives \['y'\] and "
+                       r"its signatures are \['serving_default'\]\. Is this SavedModel a "
+                       r"kerasflows export\?"):
+        SavedModelBackend(tmp_path / "2")
 
 
 def test_a_damaged_savedmodel_is_named_with_the_reason(model, tmp_path):

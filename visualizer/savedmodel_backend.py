@@ -46,6 +46,16 @@ class SavedModelBackend(Backend):
             raise ValueError(f"{path}: serving_default takes {sorted(inputs)}; a flow exported "
                              "by kerasflows (kerasflows export, Flow.export) "
                              "takes 'x'. Is this SavedModel a kerasflows export?")
+        outputs = self.signatures["serving_default"].structured_outputs
+        if "forward" not in self.signatures or "log_prob" not in outputs:
+            # (every view draws through forward; a model taking 'x' for other outputs
+            # was called a flow export lacking a signature, without its path)
+            raise ValueError(f"{path}: not a flow exported by kerasflows (kerasflows export, "
+                             "Flow.export), whose serving_default gives 'log_prob' and which "
+                             "has a 'forward' signature; this one's serving_default gives "
+                             f"{sorted(outputs)} and its signatures are "
+                             f"{sorted(self.signatures)}. Is this SavedModel a kerasflows "
+                             "export?")
         self.event_dim = int(inputs["x"].shape[-1])
         if "context" in inputs:
             self.context_dim = int(inputs["context"].shape[-1])
