@@ -388,6 +388,8 @@ def pairs_picture(samples, data=None, dims=None, cell=128, ranges=None):
                              f"{data.shape}.")
     if ranges is None:
         ranges = pairs_ranges(samples if data is None else data, dims)
+    else:
+        ranges = _check_ranges(ranges, dims)
     cell = _check_resolution(cell)
     k, gap = len(dims), 4
     out = np.empty((k * cell + (k - 1) * gap, k * cell + (k - 1) * gap, 3), np.uint8)
@@ -406,6 +408,21 @@ def pairs_picture(samples, data=None, dims=None, cell=128, ranges=None):
             top, left = i * (cell + gap), j * (cell + gap)
             out[top:top + cell, left:left + cell] = picture
     return out, [tuple(map(float, r)) for r in ranges]
+
+
+def _check_ranges(ranges, dims):
+    """`ranges` as one `(lo, hi)` of floats per coordinate of `dims`, finite with
+    lo < hi; else a ValueError naming them (NumPy's errors said "bins must increase
+    monotonically" or "list index out of range")."""
+    try:
+        checked = [(float(lo), float(hi)) for lo, hi in ranges]
+    except (TypeError, ValueError):
+        checked = None
+    if (checked is None or len(checked) != len(dims)
+            or not all(np.isfinite(r).all() and r[0] < r[1] for r in checked)):
+        raise ValueError(f"ranges must be one (lo, hi) per coordinate of dims={dims} "
+                         f"({len(dims)}), finite with lo < hi; received ranges={ranges!r}")
+    return checked
 
 
 def encode_png(picture):

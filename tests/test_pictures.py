@@ -191,6 +191,14 @@ def test_pairs_picture_draws_samples_below_data_above_and_marginals_between():
                             ({"data": data[:, :2]}, r"data must have shape \[n, 3\]")]:
         with pytest.raises(ValueError, match=message):
             P.pairs_picture(samples, **{"cell": 8, **kwargs})
+    # ranges: NumPy said "list index out of range", "bins must increase monotonically"
+    for ranges in ([(0, 1)], [(1, 0)] * 3, [(0, np.inf)] * 3, 5, [(0, 1, 2)] * 3,
+                   [("a", "b")] * 3, [(0, 1)] * 4):
+        with pytest.raises(ValueError, match=r"ranges must be one \(lo, hi\) per coordinate of "
+                           r"dims=\[0, 1, 2\] \(3\), finite with lo < hi; received ranges="):
+            P.pairs_picture(samples, cell=8, ranges=ranges)
+    given = np.array([(-1, 1), (-2, 2), (0, 3)], np.float32)
+    assert P.pairs_picture(samples, cell=8, ranges=given)[1] == [(-1, 1), (-2, 2), (0, 3)]
 
 
 def test_image_grid_with_reversed_levels_draws_the_greys_inverted():
