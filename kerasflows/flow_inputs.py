@@ -8,6 +8,7 @@ import tensorflow as tf
 from kerasflows.data_warnings import numeric
 from kerasflows.layers.base import check_event_dim, context_rows
 from kerasflows.layers.checks import nan_rows, nonfinite_rows
+from kerasflows.layers.embedding import label_embedding
 
 __all__ = ["FlowInputs", "as_float", "context_for", "encoded_context_dim"]
 
@@ -117,16 +118,23 @@ class FlowInputs:
 
     def _encode(self, context, training=False):
         """The context the layers see: `context_encoder(context)` as the flow's dtype,
-        NaN in the rows of a context that is not finite (`_unencodable` then makes
-        those rows NaN): in a TensorFlow graph a Dense-ReLU encoder's fused kernel
-        turned a NaN input into finite features, and the row into plausible numbers."""
+        NaN in the rows of a context that is not finite, or that holds a label the
+        encoder's `ClassEmbedding` does not know (`_unencodable` then makes those rows
+        NaN): in a TensorFlow graph a Dense-ReLU encoder's fused kernel turned a NaN
+        input, or the NaN features of an unknown label, into finite features, and the
+        row into plausible numbers."""
         if context is None or self.context_encoder is None:
             return context
         encoded = tf.cast(self.context_encoder(context, training=training), self.compute_dtype)
         context = tf.convert_to_tensor(context)
+        embedding = label_embedding(self)
+        unknown = None
+        if embedding is not None and context.shape[-1] == 1:
+            unknown = tf.logical_not(embedding.known(tf.reshape(context, [-1]))[1])
         if not context.dtype.is_floating:
-            return encoded
-        return nan_rows(nonfinite_rows(context), encoded)
+            return encoded if unknown is None else nan_rows(unknown, encoded)
+        bad = nonfinite_rows(context)
+        return nan_rows(bad if unknown is None else tf.logical_or(bad, unknown), encoded)
 
     def _split_inputs(self, inputs, context=None):
         """`(x, context)` for a conditional flow; `x` or `(x,)` (a batch's form in

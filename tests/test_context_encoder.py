@@ -321,12 +321,19 @@ def test_a_class_conditional_flow_saves_with_its_embedding(tmp_path):
                                by_label[2], rtol=1e-6)
 
 
-def test_an_unknown_label_gives_nan_in_every_mode_and_in_an_export(tmp_path):
+@pytest.mark.parametrize("network", [False, True])
+def test_an_unknown_label_gives_nan_in_every_mode_and_in_an_export(tmp_path, network):
     """The embedding's NaN features used to reach the flow's output as NaN only
     eagerly and under XLA: a graph's fused matmul-bias-ReLU kernel turned them
-    into zeros, and the log-density of an unknown label came out finite."""
+    into zeros, and the log-density of an unknown label came out finite. With a
+    network after the embedding (`kerasflows train --context-classes K
+    --context-encoder UNITS`), its own Dense-ReLU did the same in every mode."""
+    encoder = L.ClassEmbedding(3, 4)
+    if network:
+        encoder = keras.Sequential([encoder, keras.layers.Dense(8, activation="relu"),
+                                    keras.layers.Dense(4)])
     flow = kerasflows.models.RealNVP(2, num_layers=2, hidden_units=(8,), context_dim=1,
-                                     context_encoder=L.ClassEmbedding(3, 4))
+                                     context_encoder=encoder)
     perturb_weights(flow, seed=1)
     x = np.array([[0.5, -0.2], [0.1, 0.3]], np.float32)
     labels = np.array([[7.0], [1.0]], np.float32)
@@ -341,8 +348,14 @@ def test_an_unknown_label_gives_nan_in_every_mode_and_in_an_export(tmp_path):
     flow.eval_mode = "graph"
     assert np.isnan(flow.predict((x, labels), verbose=0)[0])
     served = tf.saved_model.load(flow.export(tmp_path / "served"))
-    got = served.signatures["serving_default"](x=tf.constant(x), context=tf.constant(labels))
-    assert np.isnan(got["log_prob"][0]) and np.isfinite(got["log_prob"][1])
+    for label in (7.0, -3.0):
+        labels[0] = label
+        got = served.signatures["serving_default"](x=tf.constant(x),
+                                                   context=tf.constant(labels))
+        assert np.isnan(got["log_prob"][0]) and np.isfinite(got["log_prob"][1]), label
+    got = served.signatures["sample"](n=tf.constant(2), seed=tf.constant(0),
+                                      context=tf.constant(labels))
+    assert np.isnan(got["samples"][0]).all() and np.isfinite(got["samples"][1]).all()
 
 
 def test_a_nan_context_through_a_dense_relu_encoder_gives_nan_in_every_mode(tmp_path):
