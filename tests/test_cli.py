@@ -106,6 +106,13 @@ def test_info_on_a_shipped_model_folder(capsys):
             "layer the model does not have; add --no-standardize)\n") in printed
     assert info["parameters"] == sum(layer["parameters"] for layer in info["layers"])
     assert info["base"] == "normal" and info["base_df"] is None
+    # a manifest's command naming a dataset train does not standardize gets no note (it
+    # told ring_radius's to add --no-standardize); the as-run one naming files does
+    printed = _run(capsys, "info", os.path.join(ROOT, "saved_models", "ring_radius"))
+    manifest_line, as_run = printed.split("\nas run (the training record", 1)
+    assert "kerasflows train ring_radius --n 60000" in manifest_line
+    assert "standardize" not in manifest_line
+    assert "_x.npy --context" in as_run and "add --no-standardize)" in as_run
     heavy = os.path.join(ROOT, "saved_models", "heavy_tails")
     info = json.loads(_run(capsys, "info", heavy, "--json"))
     assert info["base"] == "student_t" and len(info["base_df"]) == 2

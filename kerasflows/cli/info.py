@@ -5,8 +5,11 @@ MODEL is a `.keras` file, a model folder (e.g. `saved_models/moons`, whose
 signatures are listed).
 """
 
+import contextlib
+import io
 import json
 import os
+import shlex
 
 from kerasflows.cli.common import HelpFormatter, is_saved_model, open_flow, plural, read_json_file
 from kerasflows.cli.csv_files import column_list, name_list
@@ -105,12 +108,32 @@ def _older_direction(directions, command):
 def _older_default(record, command):
     """A note for a `train` command recorded before it standardized a data file by
     default (its record has no `standardize`): run today, it would add a standardize
-    layer. Not for `fit-target`'s, which has no data file and no such option."""
-    if (not command or "standardize" in record or record.get("dataset") is not None
-            or "standardize" in command or command.split()[1:2] != ["train"]):
+    layer if its DATA is one `train` standardizes by default (a file, or a dataset of
+    `datasets.OFF_SCALE_NAMES`). Not for `fit-target`'s, which has no data file and
+    no such option, nor for a command naming another dataset (the manifests' of the
+    shipped conditional models, whose training record names the files it wrote)."""
+    from kerasflows import datasets
+    from kerasflows.cli.data import is_dataset_name
+    if (not command or "standardize" in record or "standardize" in command
+            or command.split()[1:2] != ["train"]):
+        return ""
+    data = _train_data(command)
+    if data is None or (is_dataset_name(data) and data not in datasets.OFF_SCALE_NAMES):
         return ""
     return ("\n  (recorded before train standardized a data file by default: today this "
             "command adds a standardize layer the model does not have; add --no-standardize)")
+
+
+def _train_data(command):
+    """The DATA of a recorded `kerasflows train ...` command, or None where the
+    command does not parse (written by another version)."""
+    from kerasflows.cli import build_parser
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args, _ = build_parser().parse_known_args(shlex.split(command)[1:])
+    except (SystemExit, ValueError):
+        return None
+    return getattr(args, "data", None)
 
 
 def _context_ranges_text(ranges):
