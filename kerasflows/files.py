@@ -14,12 +14,19 @@ __all__ = ["replace_file", "make_folders"]
 
 def make_folders(path):
     """Makes the folder `path` and its missing parents; returns those it made,
-    deepest first (to remove them again when what was to go in them failed)."""
+    deepest first (to remove them again when what was to go in them failed). One
+    that cannot be made raises its OSError with none of them left behind."""
     missing, folder = [], os.fspath(path)
     while folder and not os.path.exists(folder):
         missing.append(folder)
         folder = os.path.dirname(folder.rstrip(os.sep))
-    os.makedirs(path, exist_ok=True)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        for made in missing:
+            with contextlib.suppress(OSError):
+                os.rmdir(made)
+        raise
     return missing
 
 

@@ -331,6 +331,22 @@ def test_export_names_dir_when_tensorflow_cannot_write_and_keeps_the_model_it_re
     assert said == (f"kerasflows: error: cannot write the SavedModel to DIR {tmp_path / 'new'}: "
                     "saved_model.pb; No space left; DIR is as it was.")
     assert not (tmp_path / "new").exists()
+    # a folder of DIR that cannot be made (under /proc, say) is named, and none of
+    # those made before it is left: it was "[Errno 2] No such file or directory: ..."
+    import errno
+    import os
+    mkdir = os.mkdir
+
+    def refusing(path, *args, **kwargs):
+        if os.path.basename(path) == "b":
+            raise OSError(errno.ENOENT, "No such file or directory", path)
+        return mkdir(path, *args, **kwargs)
+    monkeypatch.setattr(os, "mkdir", refusing)
+    said = _refused(capsys, "export", tiny_model, tmp_path / "a" / "b" / "c")
+    assert said == (f"kerasflows: error: cannot write the SavedModel to DIR "
+                    f"{tmp_path / 'a' / 'b' / 'c'}: No such file or directory "
+                    f"({tmp_path / 'a' / 'b'}); DIR is as it was.")
+    assert not (tmp_path / "a").exists()
 
 
 def test_fit_target_on_a_full_disk_keeps_the_model_before_and_leaves_no_half_folder(

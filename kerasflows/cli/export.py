@@ -52,9 +52,11 @@ def run(args):
             flow, args.dir, version=args.version, overwrite=args.overwrite, columns=columns,
             dequantized_columns=model_dequantized_columns(args.model, flow.event_dim),
             context_columns=context_columns)
-    except tf.errors.OpError as e:      # TensorFlow's file errors (a full disk) are no OSError
-        raise UserError(f"cannot write the SavedModel to DIR {args.dir}: {e.message}; DIR is "
-                        "as it was.") from None
+    except (tf.errors.OpError, OSError) as e:   # TensorFlow's file errors are no OSError
+        reason = e.message if isinstance(e, tf.errors.OpError) else (e.strerror or e)
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        raise UserError(f"cannot write the SavedModel to DIR {args.dir}: {reason}{where}; "
+                        "DIR is as it was.") from None
     print(f"Exported {args.model} to {target}")
     return 0
 
