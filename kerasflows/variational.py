@@ -339,7 +339,10 @@ def diagnostics(flow, log_density, n=20_000, seed=0):
 
     Returns a dict of floats: `elbo` (mean of `log p~ - log q`) and its
     standard error `elbo_se`; `log_z_is`, the importance-sampling estimate
-    `log mean w`; `ess` (Kish, as a fraction); and, when the target's
+    `log mean w`, and `log_z_is_se`, its delta-method standard error
+    `sqrt((1/ess - 1) / (n - 1))` (the standard error of the mean weight over
+    that mean; an underestimate where the weights are heavy-tailed, as the ESS
+    itself); `ess` (Kish, as a fraction); and, when the target's
     `log_z` is known (`kerasflows.targets`), `log_z` and
     `reverse_kl = log_z - elbo` = KL(q || p) in nats.
     """
@@ -359,6 +362,12 @@ def diagnostics(flow, log_density, n=20_000, seed=0):
     out = {"elbo": float(lw.mean()), "elbo_se": float(spread / math.sqrt(n)),
            "log_z_is": float(tf.reduce_logsumexp(log_w)) - math.log(n),
            "ess": float(kish_ess(log_w))}
+    # (n * sum w^2 / (sum w)^2 = 1 / ess: the weights' squared coefficient of variation
+    # + 1; as elbo_se, inf where the estimate is infinite and NaN for one sample)
+    out["log_z_is_se"] = (
+        math.nan if math.isnan(out["log_z_is"]) or n == 1 else
+        math.inf if math.isinf(out["log_z_is"]) else
+        math.sqrt(max(1.0 / out["ess"] - 1.0, 0.0) / (n - 1)))
     log_z = getattr(log_density, "log_z", None)
     if log_z is not None:
         out.update(log_z=float(log_z), reverse_kl=float(log_z) - out["elbo"])

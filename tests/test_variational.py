@@ -200,8 +200,15 @@ def test_diagnostics_of_an_exact_flow():
     shifted = lambda x: normal(x - 0.5)
     lw = np.asarray(shifted(flow.sample(1000, seed=0))) - np.asarray(
         flow.sample_and_log_prob(1000, seed=0)[1])
-    assert diagnostics(flow, shifted, n=1000)["elbo_se"] == pytest.approx(
-        lw.std(ddof=1) / math.sqrt(1000), rel=1e-5)
+    d = diagnostics(flow, shifted, n=1000)
+    assert d["elbo_se"] == pytest.approx(lw.std(ddof=1) / math.sqrt(1000), rel=1e-5)
+    # log_z_is's standard error: of the mean weight, over that mean (the delta method)
+    w = np.exp(lw)
+    assert d["log_z_is_se"] == pytest.approx(w.std(ddof=1) / math.sqrt(1000) / w.mean(),
+                                             rel=1e-4)
+    assert diagnostics(flow, normal, n=1000)["log_z_is_se"] == pytest.approx(0.0, abs=1e-6)
+    assert math.isnan(diagnostics(_flow(), "u1", n=1)["log_z_is_se"])
+    assert diagnostics(flow, lambda x: normal(x) + np.inf, n=10)["log_z_is_se"] == np.inf
 
 
 def test_fit_target_command(tmp_path, capsys):
