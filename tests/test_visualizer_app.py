@@ -1198,6 +1198,41 @@ def test_context_slider_of_a_step_not_dividing_its_range_stays_on_the_steps(qtbo
     assert slider.value() == 3
 
 
+def test_context_steps_past_the_range_or_finer_than_the_box_shows_all_reach_the_views(qtbot):
+    """0 to 23 in steps of 2: the slider's end and a typed 23 gave 24, past the range,
+    which the box clamped to 23 and never emitted (the views stayed at 22, the panel
+    said 23), and the sweeps (the context animation, One row per value) went to 24. A
+    step of 1/3 (0.333333 in the box) or of 1e-7 (below the box's 6 decimals) left
+    most slider positions emitting nothing."""
+    from visualizer import animation, geometry
+    from visualizer.context import ContextPanel
+    from visualizer.opening import check_context
+    assert geometry.stepped_values(0.0, 23.0, 2.0).tolist() == list(range(0, 23, 2))
+    assert animation.context_values(0.0, 23.0, 2.0).tolist() == list(range(0, 23, 2))
+    check_context([22.0], ["hour"], [(0.0, 23.0)], [2.0])
+    with pytest.raises(ValueError, match="0 to 22 in steps of 2"):
+        check_context([24.0], ["hour"], [(0.0, 23.0)], [2.0])
+    for ranges, step, wanted_last in [((0.0, 23.0), 2.0, 22.0), ((0.0, 4.6), 1.0, 4.0),
+                                      ((0.0, 10.0), 1 / 3, 10.0), ((0.0, 1e-5), 1e-7, 1e-5)]:
+        panel = ContextPanel()
+        qtbot.addWidget(panel)
+        emitted = []
+        panel.changed.connect(lambda c: emitted.append(float(c[0])))
+        panel.set_model([0.0], ["c"], [ranges], [step])
+        values = geometry.stepped_values(*ranges, step)
+        slider = panel.sliders[0]
+        assert slider.maximum() == len(values) - 1 and panel.spins[0].maximum() <= ranges[1]
+        for position in range(1, slider.maximum() + 1):
+            slider.setValue(position)
+            assert len(emitted) == position, (step, position, panel.spins[0].text())
+        np.testing.assert_allclose(emitted, values[1:].astype(np.float32), rtol=1e-6)
+        assert emitted[-1] == pytest.approx(wanted_last, rel=1e-6)
+        panel.set_value(0, 0.0)
+        panel.set_value(0, ranges[1])       # typed at the range's end: its last step
+        assert float(panel.context()[0]) == pytest.approx(wanted_last, rel=1e-6), step
+        assert emitted[-1] == pytest.approx(wanted_last, rel=1e-6), step
+
+
 def scaled_model(path, shift, scale):
     """Writes to `path` a 2-D flow whose data are its base's scaled by `scale` and
     shifted by `shift` (per column). Returns `path`."""

@@ -266,7 +266,7 @@ def context_values(low, high, step=None, frames=CONTEXT_FRAMES):
         raise AnimationError(f"the context's range [{low:g}, {high:g}] is empty: nothing "
                              "to sweep")
     if step:
-        return low + step * np.arange(int(round((high - low) / step)) + 1)
+        return geometry.stepped_values(low, high, step)
     return np.linspace(low, high, frames)
 
 

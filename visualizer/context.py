@@ -3,6 +3,7 @@
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
+from visualizer.geometry import stepped_values
 from visualizer.spin_boxes import fit_spin_box, step_decimals
 
 __all__ = ["ContextPanel"]
@@ -113,10 +114,11 @@ class ContextPanel(QtWidgets.QWidget):
             spin.setSingleStep(0.1)
             slider.setRange(0, SLIDER_STEPS)
         else:
+            values = stepped_values(low, high, step)        # to the last step inside
             spin.setDecimals(step_decimals(low, step))      # before the range it rounds
-            spin.setRange(low, high)
+            spin.setRange(low, values[-1])
             spin.setSingleStep(step)
-            slider.setRange(0, int(round((high - low) / step)))
+            slider.setRange(0, len(values) - 1)
             slider.setPageStep(1)
         spin.setValue(float(value))
         slider.setToolTip(f"{name} from {low:g} to {high:g}"
@@ -182,11 +184,20 @@ class ContextPanel(QtWidgets.QWidget):
 
     def _place_slider(self, k):
         low, high = self.ranges[k]
-        frac = (self.spins[k].value() - low) / (high - low) if high > low else 0.0
+        if self.steps[k] is not None:
+            position = self._position(k)
+        else:
+            frac = (self.spins[k].value() - low) / (high - low) if high > low else 0.0
+            position = int(round(min(max(frac, 0.0), 1.0) * self.sliders[k].maximum()))
         self.sliders[k].blockSignals(True)
-        self.sliders[k].setValue(int(round(min(max(frac, 0.0), 1.0)
-                                           * self.sliders[k].maximum())))
+        self.sliders[k].setValue(position)
         self.sliders[k].blockSignals(False)
+
+    def _position(self, k):
+        """The slider position (the step) nearest stepped coordinate `k`'s box."""
+        low, step = self.ranges[k][0], self.steps[k]
+        position = round((self.spins[k].value() - low) / step)
+        return min(max(position, 0), self.sliders[k].maximum())
 
     def _value_at(self, k, position):
         """Coordinate `k`'s value at slider `position`: its `position`-th step from the
@@ -197,12 +208,17 @@ class ContextPanel(QtWidgets.QWidget):
         return low + (high - low) * position / self.sliders[k].maximum()
 
     def _spin_moved(self, k):
-        step, low = self.steps[k], self.ranges[k][0]
-        value = self.spins[k].value()
-        position = None if step is None else round((value - low) / step)
-        if position is not None and abs((value - low) / step - position) > 1e-6:
-            self.spins[k].setValue(self._value_at(k, position))   # emits again
-            return
+        spin, step = self.spins[k], self.steps[k]
+        if step is not None:
+            value = spin.value()
+            on_step = self._value_at(k, self._position(k))
+            # off its steps by more than the box's decimals round (a step of 1/3 shows
+            # as 0.333333): snap to the nearest, whose valueChanged emits; a box that
+            # cannot show the step otherwise (it did not move) emits here
+            if abs(value - on_step) > 0.5 * 10.0 ** -spin.decimals() * (1 + 1e-6):
+                spin.setValue(on_step)
+                if spin.value() != value:
+                    return
         self._place_slider(k)
         self._emit()
 
@@ -210,8 +226,10 @@ class ContextPanel(QtWidgets.QWidget):
         self.spins[k].setValue(self._value_at(k, position))
 
     def context(self):
-        """The context the controls show, `[C]`."""
-        return np.array([s.value() for s in self.spins], np.float32)
+        """The context the controls show, `[C]`: a stepped coordinate's exact step (its
+        box shows it rounded to its decimals: 1/3 as 0.333333)."""
+        return np.array([self._value_at(k, self._position(k)) if self.steps[k] is not None
+                         else spin.value() for k, spin in enumerate(self.spins)], np.float32)
 
     def set_value(self, k, value):
         self.spins[k].setValue(value)

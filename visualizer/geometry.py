@@ -11,7 +11,19 @@ __all__ = ["Projection", "pixel_centers", "grid_points", "snap_region", "grid_li
            "lerp_states", "color_levels", "robust_region", "covering_region", "pad_region",
            "equal_scales", "is_square", "SCALE_RATIO",
            "pixel_log_mean", "shown_width",
-           "tile_images", "tile_index", "side_by_side", "image_shape_for"]
+           "tile_images", "tile_index", "side_by_side", "image_shape_for", "stepped_values"]
+
+
+def stepped_values(low, high, step):
+    """The values `low + k * step`, k = 0, 1, ..., of a coordinate that moves in
+    steps within `[low, high]` (to a millionth of a step): its last value is the
+    last step inside the range, 22 for 0 to 23 in steps of 2 (not 24, past it).
+    The Context panel's slider, its sweeps and `opening.check_context` all take
+    these values."""
+    last = int(round((high - low) / step))
+    while last > 0 and low + last * step > high + 1e-6 * step:
+        last -= 1
+    return low + step * np.arange(max(last, 0) + 1)
 
 
 class Projection:

@@ -67,9 +67,7 @@ def check_context(context, names, ranges, steps):
         if not ranges or not steps or steps[k] is None:
             continue
         (low, high), step = ranges[k], steps[k]
-        last = int(round((high - low) / step))          # the panel's slider positions
-        while last > 0 and low + last * step > high + 1e-6 * step:
-            last -= 1
+        last = len(geometry.stepped_values(low, high, step)) - 1    # the panel's positions
         position = (value - low) / step
         if abs(position - round(position)) > 1e-6 or not 0 <= round(position) <= last:
             raise ValueError(f"the context's {names[k]} = {value:g} is not one of its values, "

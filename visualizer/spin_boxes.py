@@ -22,8 +22,10 @@ def decimals(value, least=SPIN_DECIMALS):
 def step_decimals(low, step):
     """The fewest decimals (0 to 6) that show every value `low + k * step` of a stepped
     coordinate as the float32 it is: those of its start and of its step (a label from
-    0 in steps of 1 needs none; 0.5, 1.5, ... needs one)."""
-    return max(decimals(low, least=0), decimals(step, least=0))
+    0 in steps of 1 needs none; 0.5, 1.5, ... needs one). A step below 1e-6 takes the
+    decimals that tell its steps apart (1e-7: 7), past 6."""
+    apart = int(np.ceil(-np.log10(step))) if 0 < step < 1e-6 else 0
+    return max(decimals(low, least=0), decimals(step, least=0), apart)
 
 
 def fit_spin_box(spin, value):

@@ -160,7 +160,7 @@ class SamplesView(View):
             if step is None or not ranges:
                 continue
             low, high = ranges[k]
-            values = low + step * np.arange(int(round((high - low) / step)) + 1)
+            values = geometry.stepped_values(low, high, step)
             if len(values) <= SWEEP_MAX_VALUES:
                 return k, values.tolist(), self.info["context_names"][k]
         return None
