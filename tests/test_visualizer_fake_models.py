@@ -66,7 +66,8 @@ def fake_info(name, reference, path, target=None, context=None):
             "context": np.asarray(context, np.float32) if conditional else None,
             "context_names": [f"c{k + 1}" for k in range(len(context))] if conditional
             else None,
-            "data_names": None, "context_ranges": [(0.0, 1.0)] if conditional else None,
+            "data_names": None,
+            "context_ranges": [(0.0, 1.0)] * len(context) if conditional else None,
             "context_steps": None, "layer_names": ["A (a)", "B (b)", "C (c)"],
             "has_trace": True, "invertible": True, "base_loc": np.zeros(dim, np.float32),
             "base_scale": np.ones(dim, np.float32), "base_df": None,
@@ -335,6 +336,30 @@ def test_context_animation_cancelled_while_a_frame_is_waited_for_stops_there(
     window.error_box = None
     assert window.save_context_animation(tmp_path / "c.gif") is None
     assert window.error_box is None and not (tmp_path / "c.gif").exists()
+
+
+def test_context_animation_ends_with_a_message_when_another_model_opens_meanwhile(
+        qtbot, window, tmp_path):
+    """Recording coordinate 3 of a model while another with one coordinate opened raised
+    IndexError (the panel's spin 3 was gone), and the sweep on into an unconditional
+    model wrote its samples under this one's caption."""
+    answer_samples(window)
+    for other in (fake_info("d", np.zeros((50, 2)), tmp_path / "d.keras", context=[0.0]),
+                  fake_info("m", np.zeros((50, 2)), tmp_path / "m.keras")):
+        open_fake(window, fake_info("c", np.zeros((50, 2)), tmp_path / "c.keras",
+                                    context=[0.0, 0.0, 0.0]))
+        window.show_view("samples")
+
+        def progress(done, total):
+            if done == 1:                   # the other model opens after the first frame
+                open_fake(window, other)
+            return True
+        with pytest.raises(animation.AnimationError, match=rf"the model shown changed \(now "
+                           rf"{other['name']}\) while the sweep of c3 was recorded; nothing "
+                           "was written"):
+            animation.record_context(window, 2, [0.25, 0.5, 0.75], progress, timeout=30.0)
+        assert window.info["name"] == other["name"]
+        assert (window.context is None) == (other["context_dim"] is None)
 
 
 # -- Export view data: the context the arrays were computed at --------------------------------

@@ -314,29 +314,40 @@ def record_context(window, k, values, progress=None, timeout=120.0, cancelled=No
     playing = panel.playing
     panel.stop()
     start = float(panel.spins[k].value())
+    generation = window.generation
     try:
         with view.held_still():
-            return _record_values(window, k, values, progress, timeout, errors, cancelled)
+            return _record_values(window, k, values, progress, timeout, errors, cancelled,
+                                  generation)
     finally:
         window.failed.disconnect(errors.append)
-        panel.set_value(k, start)
-        if playing is not None:
-            panel.play(playing)
+        if window.generation == generation:      # else another model's panel is shown
+            panel.set_value(k, start)
+            if playing is not None:
+                panel.play(playing)
 
 
-def _record_values(window, k, values, progress, timeout, errors, cancelled):
+def _record_values(window, k, values, progress, timeout, errors, cancelled, generation):
     """`record_context`'s frames, recorded while the view holds still; `errors`: the
-    error dialogs shown meanwhile."""
+    error dialogs shown meanwhile. Another model opening meanwhile (`window.generation`
+    moves on) ends the recording with an `AnimationError`: the frames after it would
+    show that model (or its other context) under this one's caption."""
     from visualizer.headless import wait_for
     panel, view = window.context_panel, window.current_view()
     stop = cancelled or (lambda: False)
+    name = panel.names[k]
     size = None
     frames = []
     for i, value in enumerate(values):
-        panel.set_value(k, float(value))
-        if not wait_for(lambda: view.is_ready() or errors or stop(), timeout):
+        if window.generation == generation:
+            panel.set_value(k, float(value))
+        reopened = lambda: window.generation != generation
+        if not wait_for(lambda: view.is_ready() or errors or stop() or reopened(), timeout):
             raise AnimationError(f"the {view.title} view did not finish drawing "
-                                 f"{panel.names[k]} = {value:g} in {timeout:.0f} s")
+                                 f"{name} = {value:g} in {timeout:.0f} s")
+        if reopened():
+            raise AnimationError(f"the model shown changed (now {window.info['name']}) while "
+                                 f"the sweep of {name} was recorded; nothing was written")
         if errors:
             raise AnimationError(errors[-1])
         if stop():
