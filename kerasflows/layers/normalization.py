@@ -113,16 +113,19 @@ class ActNorm(ElementwiseAffine):
         a column constant in `x` is only shifted (see the class docstring)."""
         x, _ = self.check_inputs(x, context)
         x = tf.cast(x, self.shift.dtype)
-        # a column of large values in units of a power of two near its largest |value|,
-        # exactly (the squares overflowed float32 from a spread of 1.8e19: log_scale
-        # inf, every loss NaN); other columns as they are
+        # a column of large or of small values in units of a power of two near its
+        # largest |value|, exactly (the squares overflowed float32 from a spread of
+        # 1.8e19: log_scale inf, every loss NaN; and fell below its smallest normal
+        # number under a spread of 1e-19: called constant, the flow fitted 1e20 times
+        # too wide); other columns as they are
         largest = tf.reduce_max(tf.abs(x), axis=0)
-        maxexp = np.finfo(x.dtype.as_numpy_dtype).maxexp
-        # (at most 2^(maxexp - 1), the largest power of two the dtype holds)
-        exponent = tf.minimum(tf.math.ceil(tf.math.log(largest) / np.log(2.0)),
-                              float(maxexp - 1))
-        unit = tf.where(tf.logical_and(largest > 2.0 ** (maxexp // 2 - 20),
-                                       tf.math.is_finite(largest)),
+        info = np.finfo(x.dtype.as_numpy_dtype)
+        # (2^minexp to 2^(maxexp - 1): the smallest normal and largest powers of two)
+        exponent = tf.clip_by_value(tf.math.ceil(tf.math.log(largest) / np.log(2.0)),
+                                    float(info.minexp), float(info.maxexp - 1))
+        far = 2.0 ** (info.maxexp // 2 - 20)
+        unit = tf.where(tf.logical_and(tf.logical_or(largest > far, largest < 1.0 / far),
+                                       tf.logical_and(largest > 0, tf.math.is_finite(largest))),
                         tf.pow(tf.constant(2.0, x.dtype), exponent), tf.ones_like(largest))
         mean, scaled_variance = tf.nn.moments(x / unit, axes=[0])
         mean = mean * unit
@@ -174,15 +177,16 @@ class ActNorm(ElementwiseAffine):
 def _constant_columns(x, largest, unit, scaled_variance):
     """Which columns of `x` `[N, D]` hold one value, or spread too little to trust
     (`ACTNORM_CONSTANT_EPS`, relative to the column's largest `|value|`), or whose
-    variance is below the dtype's smallest normal number. In units of `unit`, a power
-    of two per column, `largest` is that `|value|` and `scaled_variance` the column's
-    variance. Compared with the first row, not through the variance: float32 rounding
-    of a constant column's mean leaves it a variance > 0."""
+    variance in units of `unit`, a power of two per column (in which `largest` is
+    that `|value|` and `scaled_variance` the variance), is below the dtype's smallest
+    normal number, or whose values all are (subnormal: a few bits of precision).
+    Compared with the first row, not through the variance: float32 rounding of a
+    constant column's mean leaves it a variance > 0."""
     one_value = tf.reduce_all(tf.equal(x, x[:1]), axis=0)
     info = np.finfo(scaled_variance.dtype.as_numpy_dtype)
     tiny = tf.logical_or(
         scaled_variance <= tf.square(ACTNORM_CONSTANT_EPS * float(info.eps) * largest),
-        scaled_variance * tf.square(unit) < float(info.tiny))
+        tf.logical_or(scaled_variance < float(info.tiny), largest * unit < float(info.tiny)))
     return tf.logical_or(one_value, tiny)
 
 
