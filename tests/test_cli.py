@@ -1650,6 +1650,10 @@ def test_csv_header_names_may_hold_a_hash_or_a_quoted_comma(tmp_path, capsys):
     from kerasflows.cli.data import read_array, read_column_names
     files = {"hash.csv": ("id,# visits,age\n1.5,3,40\n2.5,4,41\n", ["id", "# visits", "age"]),
              "quoted.csv": ('"income, USD",age\n1000,40\n2000,41\n', ["income, USD", "age"]),
+             # a piece between its commas a number: the header was read as data
+             "pieces.csv": ('id,"sales, 2020, USD"\n0.1,1.5\n0.7,2.5\n',
+                            ["id", "sales, 2020, USD"]),
+             "hashed.csv": ('"n#1, 2",b\n1,2\n3,4\n', ["n#1, 2", "b"]),
              "commented.csv": ("\ufeff# made by hand\n \"a\" , b\n1,2\n3,4\n", ["a", "b"])}
     for name, (text, names) in files.items():
         (tmp_path / name).write_text(text, encoding="utf-8")

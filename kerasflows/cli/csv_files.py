@@ -72,8 +72,35 @@ def _first_row(path):
 
 def _header_line(path):
     """The line number of the CSV file's header line, 0 if it has none."""
-    first = _first_row(path)
-    return first[0] if first and not any(_is_number(v) for v in first[1]) else 0
+    return _header_of(path, _first_row(path))
+
+
+def _header_of(path, first):
+    """The line number of `first` (`_first_row(path)`) if it is a header line (none of
+    its fields is a number), else 0. A line with a quote in it is split at its commas
+    outside quotes (`_quoted_fields`): a quoted name may hold a comma ("sales, 2020,
+    USD"), whose pieces split at every comma held a number, and the header was read
+    as data."""
+    if first is None:
+        return 0
+    fields = first[1]
+    line = next(text for number, text in _lines(path) if number == first[0])
+    if '"' in line:
+        fields = _quoted_fields(line)
+    return first[0] if not any(_is_number(v) for v in fields) else 0
+
+
+def _quoted_fields(line):
+    """`line` split at its commas outside double quotes, each field as written (a
+    quoted one keeps its quotes, so a quoted "1" is a name, not a number)."""
+    fields, start, quoted = [], 0, False
+    for i, char in enumerate(line):
+        if char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            fields.append(line[start:i])
+            start = i + 1
+    return fields + [line[start:]]
 
 
 def _read_csv(path):
@@ -83,7 +110,7 @@ def _read_csv(path):
     first = _first_row(path)
     if first is None:
         raise UserError(f"{path}: no data (the file holds no rows).")
-    header = first[0] if not any(_is_number(v) for v in first[1]) else 0
+    header = _header_of(path, first)
     try:
         with open(path, encoding="utf-8-sig") as f, warnings.catch_warnings():
             warnings.simplefilter("ignore")       # "input contained no data": said below
@@ -133,7 +160,7 @@ def read_column_names(spec):
     if not (isinstance(spec, str) and spec.endswith(".csv") and os.path.isfile(spec)):
         return None
     first = _first_row(spec)
-    if first is None or any(_is_number(v) for v in first[1]):
+    if not _header_of(spec, first):
         return None
     line = next(text for number, text in _lines(spec) if number == first[0])
     names = [field.strip() for field in next(csv.reader([line], skipinitialspace=True))]
