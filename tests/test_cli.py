@@ -1691,6 +1691,14 @@ def test_csv_header_names_may_hold_a_hash_or_a_quoted_comma(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == (f"kerasflows: warning: {tmp_path / 'short.csv'}: its header line names 2 "
                    "columns (a, b); its rows have 3: the model keeps no column names.\n")
+    # and so a --validation-data file's own names are not held to it (it was refused:
+    # "v.csv's columns are a, b, c; short.csv has columns a, b")
+    np.savetxt(tmp_path / "v.csv", rng.normal(size=(20, 3)), delimiter=",", header="a,b,c",
+               comments="")
+    args = build_parser().parse_args(["train", str(tmp_path / "short.csv"),
+                                      "--validation-data", str(tmp_path / "v.csv")])
+    x, _, context = train_data.read_inputs(args)
+    assert train_data.split_parts(x, args, context)[1][0].shape == (20, 3)
 
     # `info` lists them as a header gives them: "a, b, c" read as four columns
     flow = kerasflows.models.RealNVP(3, num_layers=1, hidden_units=(8,))

@@ -49,6 +49,8 @@ def split_parts(x, args, context=None):
     if args.test_data:
         test = (read_array(args.test_data),)
     names = read_column_names(args.data)
+    if names is not None and len(names) != x.shape[1]:
+        names = None     # a header of another width: the model keeps no names (said above)
     for name, part in (("--validation-data", val), ("--test-data", test)):
         if part[0].shape[1] != x.shape[1]:
             raise UserError(f"{name} has {part[0].shape[1]} columns; {args.data} has "
