@@ -680,9 +680,9 @@ def test_train_a_class_conditional_flow_from_labels(tmp_path, capsys):
     np.savetxt(tmp_path / "eleven.csv", np.load(tmp_path / "eleven.npy"), fmt="%g",
                header="digit", comments="")
     for labels, message in [
-            ("half.npy", "every label must be an integer in 0..9; row 3 of --context "
-                         ".*half.npy is 2.5"),
-            ("eleven.npy", "row 8 of --context .*eleven.npy is 11"),
+            ("half.npy", r"every label must be an integer in 0..9; row 3 \(from 0\) of "
+                         "--context .*half.npy is 2.5"),
+            ("eleven.npy", r"row 8 \(from 0\) of --context .*eleven.npy is 11"),
             ("eleven.csv", "line 10 of --context .*eleven.csv is 11"),
             ("two.npy", r"one label per row \(shape \[N, 1\]\); received shape \(400, 2\)")]:
         with pytest.raises(SystemExit) as exit_info:
@@ -1160,7 +1160,7 @@ def test_bad_npy_files_say_what_is_wrong(tmp_path, capsys):
                  ("complex.npy", ": holds complex numbers (dtype complex128); expected real "
                                  "numbers."),
                  ("big.npy", ": 1 value overflow float32 (largest 3.403e+38); the first, "
-                             "-1e+300, is in row 2."),
+                             "-1e+300, is in row 2 (from 0)."),
                  ("objects.npy", ": holds Python objects (dtype object); expected real "
                                  "numbers."),
                  ("text.npy", ": holds strings (dtype <U1); expected real numbers."),

@@ -377,8 +377,8 @@ def test_cli_refuses_values_between_whole_numbers_in_the_noised_columns(tmp_path
                        f"{tmp_path / 'frac.csv'}: column 3 (stars) holds 2.5 in line 9, not a "
                        f"whole number; {why}", capsys)
     _assert_user_error(["evaluate", model, tmp_path / "frac.npy"],
-                       f"{tmp_path / 'frac.npy'}: column 3 (stars) holds 2.5 in row 6, not a "
-                       f"whole number; {why}", capsys)
+                       f"{tmp_path / 'frac.npy'}: column 3 (stars) holds 2.5 in row 6 (from 0), "
+                       f"not a whole number; {why}", capsys)
     whole = x.copy()
     whole[6, 2], whole[9, 0] = 2, 1
     np.save(tmp_path / "whole.npy", whole)

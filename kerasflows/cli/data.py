@@ -38,7 +38,7 @@ def read_array(path, dtype=np.float32):
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such file.")
     if path.endswith(".npy"):
-        array, where = _read_npy(path), (lambda row: f"row {row}")
+        array, where = _read_npy(path), (lambda row: row_place(path, row))
     elif path.endswith(".csv"):
         array, header = _read_csv(path)
         where = lambda row: f"line {_csv_line(path, header, row)}"
@@ -158,9 +158,13 @@ def _check_precision(path, wide, array):
 
 def row_place(spec, row):
     """Where row `row` (from 0) of the data `spec` is, as `read_array`'s messages say
-    it: "line 9" of a CSV file (1-based, as an editor counts), else "row 7"."""
+    it: "line 9" of a CSV file (1-based, as an editor counts), "row 7 (from 0)" of a
+    .npy file (as NumPy indexes it; its columns are named from 1, as a CSV file's,
+    so the base is said), else "row 7"."""
     if isinstance(spec, str) and spec.endswith(".csv") and os.path.isfile(spec):
         return f"line {_csv_line(spec, _header_line(spec), row)}"
+    if isinstance(spec, str) and spec.endswith(".npy"):
+        return f"row {row} (from 0)"
     return f"row {row}"
 
 
