@@ -643,6 +643,10 @@ def test_train_a_conditional_flow_through_a_context_encoder(tmp_path, capsys):
         main(["train", str(tmp_path / "x.npy"), "--context-encoder", "8"])
     assert exit_info.value.code == 2
     assert "--context-encoder needs --context" in capsys.readouterr().err
+    # a value where train reads a file (evaluate and sample take values): "0.5: no such file."
+    _assert_user_errors([(["train", tmp_path / "x.npy", "--context", "0.5"],
+                          "--context 0.5: no such file; train reads the contexts from a .npy "
+                          "or .csv file of one row per data row.")], capsys)
 
 
 def test_train_a_class_conditional_flow_from_labels(tmp_path, capsys):

@@ -10,6 +10,7 @@ and `noisy_parts` gives the rows with one seeded draw of their noise, on
 which the NLL is measured.
 """
 
+import os
 import sys
 
 import numpy as np
@@ -189,6 +190,10 @@ def _context_rows(args, x, context=None):
                         "--test-data carry no contexts).")
     source = "--context" if context is None else f"{args.data}'s own context"
     if context is None:
+        if not os.path.exists(args.context):
+            # (evaluate and sample take values there too; a bare "0.5: no such file.")
+            raise UserError(f"--context {args.context}: no such file; train reads the "
+                            "contexts from a .npy or .csv file of one row per data row.")
         context = read_array(args.context)
     if len(context) != len(x):
         raise UserError(f"--context has {len(context)} rows; {args.data} has {len(x)} "
