@@ -1281,6 +1281,32 @@ def test_plot_names_a_damaged_model_folder_file(tmp_path, capsys):
          f"{folders['manifest'] / 'manifest.json'}: not valid JSON (Expecting property name"),
         (["plot", folders["sample"], "-o", tmp_path / "p.png", "-n", "100"],
          f"{folders['sample'] / 'data_sample.npy'}: cannot read the data (")], capsys)
+    # a conditional model's context fields, hand-edited: a raw TypeError traceback, or
+    # "could not convert string to float: 'abc'" naming no file
+    flow = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(4,), context_dim=1)
+    folder = tmp_path / "conditional"
+    folder.mkdir()
+    flow.save(folder / "flow.keras")
+    for manifest, message in [
+            ({"context_step": 1, "context_range": [[0, 3]]},
+             "context_step is 1; expected a list of 1 step > 0 (or null"),
+            ({"context_step": [1], "context_range": [[3, 0]]},
+             "context_range is [[3, 0]]; expected a list of 1 [low, high] pair of numbers"),
+            ({"context": "abc"}, "context is 'abc'; expected a list of 1 number (the flow's "
+                                 "context_dim), the context it opens at."),
+            ({"context": [1, 2]}, "context is [1, 2]; expected a list of 1 number")]:
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        _assert_user_errors([(["plot", folder, "-o", tmp_path / "p.png", "-n", "50",
+                               "--rows-by-context", "--image", "1x2"],
+                              f"{folder / 'manifest.json'}: {message}")], capsys)
+    # steps past the range's end stop at its last step inside: 0 to 2.5 in steps of 1
+    (folder / "manifest.json").write_text(json.dumps({"context_step": [1],
+                                                      "context_range": [[0, 2.5]]}))
+    from kerasflows.cli import build_parser
+    from kerasflows.cli.plot import _stepped_values
+    args = build_parser().parse_args(["plot", str(folder), "-o", "p.png"])
+    assert _stepped_values(args, flow, json.loads((folder / "manifest.json").read_text()))[
+        1].tolist() == [0, 1, 2]
 
 
 def test_a_class_label_model_takes_only_labels_it_knows(tmp_path, capsys):

@@ -14,6 +14,7 @@ one number.
 """
 
 import argparse
+import math
 import os
 
 import numpy as np
@@ -22,8 +23,8 @@ from kerasflows import pictures
 from kerasflows.callbacks import ROW     # samples per context value, as FlowImages draws them
 from kerasflows.cli.common import (HelpFormatter, UserError, add_context_argument,
                                    add_seed_argument, check_output_file, open_flow,
-                                   positive_float, positive_int, read_json_file, write_output,
-                                   written_or_kept)
+                                   plural, positive_float, positive_int, read_json_file,
+                                   write_output, written_or_kept)
 from kerasflows.cli.data import (FLOAT32_MAX, check_columns, label_embedding, model_column_names,
                                  read_array, read_context)
 
@@ -126,13 +127,44 @@ def _manifest(args):
     return read_json_file(path) if path else {}
 
 
-def _stepped_values(flow, manifest):
-    """`(k, values)`: the context coordinate that moves in steps and its values."""
-    steps, ranges = manifest.get("context_step"), manifest.get("context_range")
+def _number(value):
+    """Whether `value` (read from JSON) is a finite number."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _manifest_field(args, manifest, field, ok, expected):
+    """The model folder's manifest `field`, or None; a UserError naming the file and
+    the field when it is there but not `ok(value)` (hand-edited: a raw TypeError
+    traceback, or "could not convert string to float")."""
+    value = manifest.get(field)
+    if value is not None and not ok(value):
+        raise UserError(f"{_folder_file(args.model, 'manifest.json')}: {field} is {value!r}; "
+                        f"expected {expected}.")
+    return value
+
+
+def _stepped_values(args, flow, manifest):
+    """`(k, values)`: the context coordinate that moves in steps and its values, to
+    its last step inside the range (0 to 23 in steps of 2: 22, as the visualizer's
+    `geometry.stepped_values`)."""
+    count = flow.context_dim
+    per_coordinate = lambda ok: lambda v: isinstance(v, list) and len(v) == count and all(
+        ok(x) for x in v)
+    steps = _manifest_field(args, manifest, "context_step", per_coordinate(
+        lambda s: s is None or (_number(s) and s > 0)),
+        f"a list of {plural(count, 'step')} > 0 (or null for a coordinate that takes any "
+        "value)")
+    ranges = _manifest_field(args, manifest, "context_range", per_coordinate(
+        lambda r: isinstance(r, list) and len(r) == 2 and all(map(_number, r)) and r[0] < r[1]),
+        f"a list of {plural(count, '[low, high] pair')} of numbers, low < high")
     for k, step in enumerate(steps or []):
-        if step and ranges and len(ranges) == flow.context_dim:
+        if step and ranges:
             low, high = ranges[k]
-            return k, low + step * np.arange(int(round((high - low) / step)) + 1)
+            last = int(round((high - low) / step))
+            while last > 0 and low + last * step > high + 1e-6 * step:
+                last -= 1
+            return k, low + step * np.arange(last + 1)
     embedding = label_embedding(flow)
     if embedding is not None:
         return 0, np.arange(embedding.num_classes, dtype=np.float64)
@@ -142,7 +174,7 @@ def _stepped_values(flow, manifest):
 
 def _rows_by_context(args, flow, context, manifest):
     """`ROW` samples at each value of the stepped context coordinate, row by row."""
-    k, values = _stepped_values(flow, manifest)
+    k, values = _stepped_values(args, flow, manifest)
     if context is None and flow.context_dim > 1:
         raise UserError(f"--rows-by-context steps one coordinate of this flow's context "
                         f"(context_dim={flow.context_dim}); give --context for the others.")
@@ -160,7 +192,13 @@ def _context(args, flow, manifest):
     """The context `[1, C]` the flow is drawn at: `--context`, else the manifest's;
     None for an unconditional flow, and for `--rows-by-context`, which steps the
     context, when neither is given."""
-    opening = manifest.get("context")
+    opening = None
+    if flow.context_dim is not None:
+        opening = _manifest_field(
+            args, manifest, "context", lambda c: isinstance(c, list) and len(c) == flow.context_dim
+            and all(map(_number, c)),
+            f"a list of {plural(flow.context_dim, 'number')} (the flow's context_dim), the "
+            "context it opens at")
     if args.context is None and flow.context_dim is not None:
         if opening is not None:
             return np.asarray(opening, np.float32).reshape(1, -1)
