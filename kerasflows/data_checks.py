@@ -16,8 +16,11 @@ __all__ = ["check_finite", "check_domain", "data_end_domain", "asserted_domain",
            "raising_unless", "subnormal_below"]
 
 
-def check_finite(name, array):
-    """Raises ValueError if a NumPy/tensor `array` holds NaN or inf."""
+def check_finite(name, array, dtype=None):
+    """Raises ValueError if a NumPy/tensor `array` holds NaN or inf, or, given the
+    `dtype` the flow computes in (which Keras casts the data to), a value beyond its
+    range: float64 data of 1e39 became inf in float32, and one such row made every
+    weight NaN without a word."""
     a = np.asarray(array)
     if not numeric(a.dtype):
         raise ValueError(f"{name} must be numeric; received dtype {a.dtype}.")
@@ -27,6 +30,18 @@ def check_finite(name, array):
         raise ValueError(f"{name} contains {int(bad.sum())} NaN or inf values "
                          f"(first in rows {rows[:5].tolist()}); remove or impute them "
                          "first.")
+    if dtype is None or a.dtype.kind not in "iuf" or a.dtype == np.dtype(tf.as_dtype(
+            dtype).as_numpy_dtype) or a.size == 0:
+        return
+    limit = float(tf.as_dtype(dtype).max)
+    big = np.abs(a.astype(np.float64) if a.dtype.kind != "f" else a) > limit
+    if big.any():
+        rows = np.unique(np.nonzero(big)[0])
+        raise ValueError(f"{name} holds {int(big.sum())} values beyond {tf.as_dtype(dtype).name}"
+                         f"'s range (first in rows {rows[:5].tolist()}; it holds magnitudes "
+                         f"up to {limit:.4g}): the flow computes in "
+                         f"{tf.as_dtype(dtype).name}, where they overflow to inf and make "
+                         "every weight NaN; rescale them.")
 
 
 def data_end_domain(flow):

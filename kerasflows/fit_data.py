@@ -39,7 +39,8 @@ def _as_array(data):
 def _check_arrays(flow, data, name, finite=True):
     """Validates `data` (x or (x, context)) and returns it packed for Keras; with
     `finite=False`, NaN and inf are let through."""
-    check = check_finite if finite else lambda name, a: None
+    check = ((lambda name, a: check_finite(name, a, flow.compute_dtype)) if finite
+             else lambda name, a: None)
     if flow.context_dim is not None:
         if not (isinstance(data, (tuple, list)) and len(data) == 2):
             raise ValueError(f"This flow is conditional (context_dim={flow.context_dim}): "
@@ -161,7 +162,7 @@ def _checked_batch(flow, batch, what, index):
     encoder does not know, or its weights are not finite and >= 0."""
     for leaf in tf.nest.flatten(batch[0]):
         if leaf is not None and np.asarray(leaf).dtype.kind == "f":
-            check_finite(f"{what}, batch {index},", leaf)
+            check_finite(f"{what}, batch {index},", leaf, flow.compute_dtype)
     x = batch[0] if flow.context_dim is None else batch[0][0]
     check_domain(flow, f"{what}, batch {index}", x, keras_cast=False)
     embedding = label_embedding(flow)
@@ -180,11 +181,16 @@ def _checked_tensors(flow, batch, what):
     """`_checked_batch` for a `tf.data` batch: the float inputs pass through
     `tf.debugging.assert_all_finite`, `x` and the weights assertions, so reading
     a bad batch raises `InvalidArgumentError` naming `what`."""
-    message = (f"{what} hold NaN or inf in a batch of the tf.data stream (remove or impute "
-               "them first)")
-    inputs = tf.nest.map_structure(
-        lambda t: tf.debugging.assert_all_finite(t, message) if t.dtype.is_floating else t,
-        batch[0])
+    compute = tf.as_dtype(flow.compute_dtype)
+    message = (f"{what} hold NaN or inf in a batch of the tf.data stream, or values beyond "
+               f"{compute.name}'s range, the flow's, where they overflow to inf (remove, "
+               "impute or rescale them first)")
+
+    def finite(t):
+        # (in the flow's dtype, as Keras casts them: float64 1e39 is inf in float32)
+        wider = t.dtype.is_floating and t.dtype.size > compute.size
+        return tf.debugging.assert_all_finite(tf.cast(t, compute) if wider else t, message)
+    inputs = tf.nest.map_structure(lambda t: finite(t) if t.dtype.is_floating else t, batch[0])
     if flow.context_dim is None:
         inputs = asserted_domain(flow, inputs, what)
     else:

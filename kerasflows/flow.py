@@ -401,9 +401,9 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
             raise ValueError(f"Flow.initialize needs at least one row; received shape "
                              f"{tuple(x.shape)}.")
         if tf.executing_eagerly():
-            check_finite("Flow.initialize's x", x)
+            check_finite("Flow.initialize's x", x, self.compute_dtype)
             if context is not None and context.dtype.is_floating:
-                check_finite("Flow.initialize's context", context)
+                check_finite("Flow.initialize's context", context, self.compute_dtype)
             check_domain(self, "Flow.initialize's x", x, keras_cast=False)
         context = self._encode(context)
         h = x

@@ -364,6 +364,22 @@ def test_bad_data_fails_before_training():
         flow.fit(np.zeros((5, 3), "float32"), epochs=1, verbose=0)
     with pytest.raises(ValueError, match="no targets"):
         flow.fit(x, x, epochs=1, verbose=0)
+    # float64 values beyond float32's range: finite as given, inf once Keras casts them
+    # (a 1.8e308 "missing" marker made every weight NaN without a word)
+    wide = datasets.load("moons", n=256).astype(np.float64)
+    wide[9, 0] = 1e39
+    before = [w.numpy() for w in flow.weights]
+    beyond = r"holds 1 values beyond float32's range \(first in rows \[9\]; it holds "
+    for run in (lambda: flow.fit(wide, epochs=1, verbose=0),
+                lambda: flow.evaluate(wide, verbose=0)):
+        with pytest.raises(ValueError, match=beyond):
+            run()
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"training data hold NaN or inf in "
+                       r"a batch of the tf.data stream, or values beyond float32's range"):
+        flow.fit(tf.data.Dataset.from_tensor_slices(wide).batch(64), epochs=1, verbose=0)
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, flow.weights))
+    wide[9, 0] = 3e38                                       # within float32: taken
+    assert not np.isnan(flow.evaluate(wide, verbose=0))
 
 
 def test_integer_data_and_labels_train_and_a_failed_fit_leaves_the_flow_usable():
