@@ -1689,6 +1689,13 @@ def test_csv_header_names_may_hold_a_hash_or_a_quoted_comma(tmp_path, capsys):
         (tmp_path / name).write_text(text, encoding="utf-8")
         assert read_column_names(str(tmp_path / name)) == names, name
         assert read_array(str(tmp_path / name)).shape == (2, len(names))
+    # a quote in a header's comment, or a stray one in a row of numbers, is no quoted name
+    (tmp_path / "remark.csv").write_text('a,b  # from "survey", 2020\n1,2\n3,4\n')
+    assert read_array(str(tmp_path / "remark.csv")).tolist() == [[1, 2], [3, 4]]
+    (tmp_path / "stray.csv").write_text('"0.5,1.2\n3,4\n5,6\n')
+    with pytest.raises(kerasflows.cli.common.UserError, match=r"line 1, column 1: '\"0\.5' is "
+                       "not a number"):
+        read_array(str(tmp_path / "stray.csv"))
     # `sample` writes such names back quoted, so they read as they were written
     from kerasflows.cli.common import write_array
     names = ["# visits", "income, USD", 'say "hi"', "age"]

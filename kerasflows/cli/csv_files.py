@@ -86,21 +86,26 @@ def _header_of(path, first):
     fields = first[1]
     line = next(text for number, text in _lines(path) if number == first[0])
     if '"' in line:
-        fields = _quoted_fields(line)
+        fields = _quoted_fields(line) or fields
     return first[0] if not any(_is_number(v) for v in fields) else 0
 
 
 def _quoted_fields(line):
-    """`line` split at its commas outside double quotes, each field as written (a
-    quoted one keeps its quotes, so a quoted "1" is a name, not a number)."""
+    """`line` up to a `#` outside double quotes, split at its commas outside them, each
+    field as written (a quoted one keeps its quotes, so a quoted "1" is a name, not a
+    number); None when its quotes before that `#` do not pair up (not a header of
+    quoted names: a stray quote in a row of numbers)."""
     fields, start, quoted = [], 0, False
     for i, char in enumerate(line):
         if char == '"':
             quoted = not quoted
+        elif char == "#" and not quoted:
+            line = line[:i]
+            break
         elif char == "," and not quoted:
             fields.append(line[start:i])
             start = i + 1
-    return fields + [line[start:]]
+    return None if quoted else fields + [line[start:]]
 
 
 def _read_csv(path):
