@@ -1299,6 +1299,11 @@ def test_plot_names_a_damaged_model_folder_file(tmp_path, capsys):
         _assert_user_errors([(["plot", folder, "-o", tmp_path / "p.png", "-n", "50",
                                "--rows-by-context", "--image", "1x2"],
                               f"{folder / 'manifest.json'}: {message}")], capsys)
+    # a --context given: the manifest's, not used, is not held against it
+    (folder / "manifest.json").write_text(json.dumps({"context": [1, 2]}))
+    _run(capsys, "plot", folder, "--context", "0.5", "-o", tmp_path / "given.png", "-n", "50",
+         "--resolution", "16")
+    assert (tmp_path / "given.png").is_file()
     # steps past the range's end stop at its last step inside: 0 to 2.5 in steps of 1
     (folder / "manifest.json").write_text(json.dumps({"context_step": [1],
                                                       "context_range": [[0, 2.5]]}))

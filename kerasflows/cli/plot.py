@@ -193,7 +193,7 @@ def _context(args, flow, manifest):
     None for an unconditional flow, and for `--rows-by-context`, which steps the
     context, when neither is given."""
     opening = None
-    if flow.context_dim is not None:
+    if flow.context_dim is not None and args.context is None:    # (else not used)
         opening = _manifest_field(
             args, manifest, "context", lambda c: isinstance(c, list) and len(c) == flow.context_dim
             and all(map(_number, c)),
