@@ -354,12 +354,28 @@ def test_context_animation_ends_with_a_message_when_another_model_opens_meanwhil
             if done == 1:                   # the other model opens after the first frame
                 open_fake(window, other)
             return True
-        with pytest.raises(animation.AnimationError, match=rf"the model shown changed \(now "
-                           rf"{other['name']}\) while the sweep of c3 was recorded; nothing "
-                           "was written"):
+        with pytest.raises(animation.AnimationError, match=rf"^{other['name']} was opened while "
+                           "the sweep of c3 was recorded; nothing was written"):
             animation.record_context(window, 2, [0.25, 0.5, 0.75], progress, timeout=30.0)
         assert window.info["name"] == other["name"]
         assert (window.context is None) == (other["context_dim"] is None)
+    # the same file reloaded (--follow, a new epoch): the panel, kept, is put back and
+    # its playing coordinate plays on (it was left on a swept value)
+    info = fake_info("c", np.zeros((50, 2)), tmp_path / "c.keras", context=[0.0, 0.0, 0.0])
+    open_fake(window, info)
+    window.show_view("samples")
+    panel = window.context_panel
+    panel.play(0)
+
+    def reload(done, total):
+        if done == 1:
+            g = window.generation + 1
+            window._opened(Result("open", 20_000 + g, value=dict(info), generation=g),
+                           reload=True)
+        return True
+    with pytest.raises(animation.AnimationError, match="^c was opened while the sweep of c3"):
+        animation.record_context(window, 2, [0.25, 0.5, 0.75], reload, timeout=30.0)
+    assert panel.spins[2].value() == 0.0 and panel.playing == 0
 
 
 # -- Export view data: the context the arrays were computed at --------------------------------

@@ -313,7 +313,8 @@ def record_context(window, k, values, progress=None, timeout=120.0, cancelled=No
     window.failed.connect(errors.append)
     playing = panel.playing
     panel.stop()
-    start = float(panel.spins[k].value())
+    spin = panel.spins[k]
+    start = float(spin.value())
     generation = window.generation
     try:
         with view.held_still():
@@ -321,7 +322,9 @@ def record_context(window, k, values, progress=None, timeout=120.0, cancelled=No
                                   generation)
     finally:
         window.failed.disconnect(errors.append)
-        if window.generation == generation:      # else another model's panel is shown
+        # (a model opened meanwhile rebuilt the panel for its own context, unless it has
+        # the same coordinates: the same file reloaded)
+        if k < len(panel.spins) and panel.spins[k] is spin:
             panel.set_value(k, start)
             if playing is not None:
                 panel.play(playing)
@@ -346,8 +349,8 @@ def _record_values(window, k, values, progress, timeout, errors, cancelled, gene
             raise AnimationError(f"the {view.title} view did not finish drawing "
                                  f"{name} = {value:g} in {timeout:.0f} s")
         if reopened():
-            raise AnimationError(f"the model shown changed (now {window.info['name']}) while "
-                                 f"the sweep of {name} was recorded; nothing was written")
+            raise AnimationError(f"{window.info['name']} was opened while the sweep of "
+                                 f"{name} was recorded; nothing was written")
         if errors:
             raise AnimationError(errors[-1])
         if stop():
