@@ -389,6 +389,19 @@ def test_actnorm_standardizes_float32_columns_of_small_spread_near_0(scale):
     np.testing.assert_allclose(np.std(z.numpy(), 0), 1.0, rtol=1e-4)
 
 
+def test_actnorm_standardizes_float64_columns_of_tiny_spread_far_from_0():
+    """float64 columns near 1e-146 of relative spread 1e-10 fell between the ranges
+    scaled to a power of two (below 2^-492 only) and were called constant."""
+    import warnings
+    rng = np.random.default_rng(0)
+    x = 1e-146 + 1e-156 * rng.standard_normal((4096, 2))
+    layer = ActNorm(dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        layer.data_init(x)
+    np.testing.assert_allclose(np.exp(layer.log_scale.numpy()), x.std(0), rtol=1e-6)
+
+
 def test_actnorm_keeps_scale_1_for_a_column_whose_values_are_below_the_dtypes_normal():
     x = _data(512, 2).astype("float32")
     x[:, 1] *= 1e-40                    # subnormal in float32: a few bits of precision

@@ -7,6 +7,7 @@ for `BatchNorm` (Dinh et al. 2017, "Density estimation using Real NVP",
 section 3.7 and appendix E).
 """
 
+import math
 import warnings
 
 import keras
@@ -114,17 +115,21 @@ class ActNorm(ElementwiseAffine):
         x, _ = self.check_inputs(x, context)
         x = tf.cast(x, self.shift.dtype)
         # a column of large or of small values in units of a power of two near its
-        # largest |value|, exactly (the squares overflowed float32 from a spread of
-        # 1.8e19: log_scale inf, every loss NaN; and fell below its smallest normal
-        # number under a spread of 1e-19: called constant, the flow fitted 1e20 times
-        # too wide); other columns as they are
+        # largest |value|, exactly (the squares of large values overflowed float32 from
+        # a spread of 1.8e19: log_scale inf, every loss NaN; those of small ones fell
+        # below its smallest normal number under a spread of 1e-19: called constant,
+        # the flow fitted 1e20 times too wide); other columns as they are
         largest = tf.reduce_max(tf.abs(x), axis=0)
         info = np.finfo(x.dtype.as_numpy_dtype)
         # (2^minexp to 2^(maxexp - 1): the smallest normal and largest powers of two)
         exponent = tf.clip_by_value(tf.math.ceil(tf.math.log(largest) / np.log(2.0)),
                                     float(info.minexp), float(info.maxexp - 1))
-        far = 2.0 ** (info.maxexp // 2 - 20)
-        unit = tf.where(tf.logical_and(tf.logical_or(largest > far, largest < 1.0 / far),
+        # small: where a spread the constant test keeps (ACTNORM_CONSTANT_EPS relative)
+        # could have a variance below the smallest normal number (float32 5.7e-14,
+        # float64 4e-140), with a margin of 2^4
+        small = 16.0 * math.sqrt(float(info.tiny)) / (ACTNORM_CONSTANT_EPS * float(info.eps))
+        large = 2.0 ** (info.maxexp // 2 - 20)
+        unit = tf.where(tf.logical_and(tf.logical_or(largest > large, largest < small),
                                        tf.logical_and(largest > 0, tf.math.is_finite(largest))),
                         tf.pow(tf.constant(2.0, x.dtype), exponent), tf.ones_like(largest))
         mean, scaled_variance = tf.nn.moments(x / unit, axes=[0])
