@@ -78,7 +78,7 @@ def _check_jacobian(layer, z, c, ld_f, atol):
     if not np.all(sign != 0):
         _fail(layer, "the autodiff Jacobian is singular")
     err = float(np.max(np.abs(logabsdet - ld_f.numpy())))
-    if err > atol:
+    if not err <= atol:                 # (NaN fails)
         _fail(layer, f"forward log-det differs from log|det J| of the autodiff Jacobian by "
                      f"{err:.3g} (> {atol:g})")
     return err
@@ -89,7 +89,7 @@ def _check_transform(layer, v, c, expected, forward, atol):
     with the map `forward_and_log_det`/`inverse_and_log_det` gave."""
     err = float(np.max(np.abs(layer.transform(v, context=c, forward=forward).numpy()
                               - expected.numpy())))
-    if err > atol:
+    if not err <= atol:                 # (NaN fails)
         name = "forward" if forward else "inverse"
         _fail(layer, f"transform(forward={forward}) differs from {name}_and_log_det's map by "
                      f"{err:.3g} (> {atol:g})")
@@ -117,7 +117,7 @@ def _check_config(layer, z, c, x, atol):
     clone.set_weights(layer.get_weights())
     x2, _ = clone.forward_and_log_det(z, context=c)
     err = float(np.max(np.abs(x2.numpy() - x.numpy())))
-    if err > atol:
+    if not err <= atol:                 # (NaN fails)
         _fail(layer, f"a layer rebuilt from get_config() differs by {err:.3g}")
     ser = keras.saving.serialize_keras_object(layer)
     keras.saving.deserialize_keras_object(ser)
@@ -175,6 +175,9 @@ def check_flow_layer(layer, event_dim, context_dim=None, batch=16, seed=0, pertu
         inverse_atol = 1e-5 if f64 else 5e-3
     if logdet_atol is None:
         logdet_atol = 1e-6 if f64 else 1e-3
+    # (NaN took every check as passed: nan > atol is False; a negative one failed all)
+    inverse_atol = check_float("inverse_atol", inverse_atol, lambda v: v >= 0, ">= 0")
+    logdet_atol = check_float("logdet_atol", logdet_atol, lambda v: v >= 0, ">= 0")
     batch = batch if inputs is None else len(inputs)
     layer.ensure_built(event_dim)
     if perturb:
@@ -191,12 +194,14 @@ def check_flow_layer(layer, event_dim, context_dim=None, batch=16, seed=0, pertu
     report = {"inverse_error": None, "logdet_sum_error": None}
     if not layer.forward_only:
         z2, ld_i = layer.inverse_and_log_det(x, context=c)
+        if not (np.all(np.isfinite(z2.numpy())) and np.all(np.isfinite(ld_i.numpy()))):
+            _fail(layer, "inverse output or log-det is not finite")
         report["inverse_error"] = float(np.max(np.abs(z2.numpy() - z.numpy())))
-        if report["inverse_error"] > inverse_atol:
+        if not report["inverse_error"] <= inverse_atol:          # (NaN fails)
             _fail(layer, f"inverse(forward(z)) differs from z by {report['inverse_error']:.3g} "
                          f"(> {inverse_atol:g})")
         report["logdet_sum_error"] = float(np.max(np.abs(ld_i.numpy() + ld_f.numpy())))
-        if report["logdet_sum_error"] > logdet_atol:
+        if not report["logdet_sum_error"] <= logdet_atol:
             _fail(layer, f"forward and inverse log-dets do not cancel "
                          f"(max |sum| {report['logdet_sum_error']:.3g} > {logdet_atol:g})")
     _check_transform(layer, z, c, x, True, inverse_atol)

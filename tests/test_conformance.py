@@ -45,6 +45,19 @@ def test_check_flow_layer_holds_a_layer_to_the_tolerances_it_is_given():
     assert report["inverse_error"] > 0     # float32 round trips are not exact
     with pytest.raises(FlowLayerCheckError, match=r"\(> 0\)"):
         check_flow_layer(L.AffineCoupling(hidden_units=(8,)), 3, perturb=0.5, inverse_atol=0.0)
+    # NaN tolerances passed every check (nan > atol is False); negative ones failed all
+    for bad in (float("nan"), -1.0, "0.1"):
+        with pytest.raises(ValueError, match=r"`inverse_atol` must be a finite number >= 0"):
+            check_flow_layer(L.AffineCoupling(hidden_units=(8,)), 3, inverse_atol=bad)
+        with pytest.raises(ValueError, match=r"`logdet_atol` must be a finite number >= 0"):
+            check_flow_layer(L.AffineCoupling(hidden_units=(8,)), 3, logdet_atol=bad)
+
+    class NaNInverseLogDet(L.AffineCoupling):    # a NaN inverse log-det passed every check
+        def inverse_and_log_det(self, x, context=None, training=False):
+            z, ld = super().inverse_and_log_det(x, context=context, training=training)
+            return z, ld * np.nan
+    with pytest.raises(FlowLayerCheckError, match="inverse output or log-det is not finite"):
+        check_flow_layer(NaNInverseLogDet(hidden_units=(8,)), 3, check_config=False)
 
 
 def test_check_flow_layer_holds_transform_to_the_maps_with_log_dets():
