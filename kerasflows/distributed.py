@@ -594,6 +594,10 @@ def train_flow(build_flow, x, context=None, *, epochs, batch_size=512, learning_
     keras.utils.set_random_seed(seed)
     with strategy.scope():
         flow = build_flow()
+        from kerasflows.flow import Flow
+        if not isinstance(flow, Flow):
+            raise TypeError(f"train_flow: build_flow() returned {flow!r}; expected a "
+                            "kerasflows.Flow (does it end in `return`?).")
         if flow.event_dim != x.shape[1]:
             raise ValueError(f"train_flow: the flow has event_dim={flow.event_dim} but x has "
                              f"{x.shape[1]} columns.")

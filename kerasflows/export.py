@@ -60,6 +60,7 @@ import tensorflow as tf
 from kerasflows.dequantization import check_columns
 from kerasflows.files import make_folders
 from kerasflows.layers.base import NoInverseError, check_positive_int
+from kerasflows.layers.checks import check_bool
 from kerasflows.layers.embedding import label_embedding
 
 __all__ = ["export_saved_model", "load_saved_model", "saved_model_metadata",
@@ -190,6 +191,10 @@ def forward_only_summary(flow):
     """None for a flow whose every layer has an inverse; else a phrase naming its
     forward-only layers ("32 of its 32 layers (Planar: 'planar', ...) are
     forward-only, with no inverse")."""
+    from kerasflows.flow import Flow        # (kerasflows.flow imports this module)
+    if not isinstance(flow, Flow):           # (a path: "'str' has no attribute flow_layers")
+        raise TypeError("`flow` must be a kerasflows.Flow (load a saved one with "
+                        f"kerasflows.load first). Received: flow={flow!r}")
     layers = [layer for layer in flow.flow_layers if layer.forward_only]
     if not layers:
         return None
@@ -245,6 +250,7 @@ def export_saved_model(flow, path, version=1, overwrite=False, columns=None,
         NoInverseError: a flow with forward-only layers (a `ValueError` too).
     """
     version = check_positive_int("version", version)
+    overwrite = check_bool("overwrite", overwrite)    # ("False" replaced the version)
     check_exportable(flow)
     metadata = _metadata(flow, columns, dequantized_columns, context_columns)
     if os.path.exists(path) and not os.path.isdir(path):

@@ -273,6 +273,10 @@ def test_train_flow_refuses_bad_arguments_before_building():
     with pytest.raises(TypeError, match=r"`build_flow` must be a function of no arguments "
                                         r"returning a kerasflows.Flow.*Received: build_flow=<"):
         train_flow(_build(), x, epochs=1, batch_size=32, verbose=0)
+    # one that forgets `return`: "'NoneType' object has no attribute 'event_dim'"
+    with pytest.raises(TypeError, match=r"train_flow: build_flow\(\) returned None; expected a "
+                                        r"kerasflows.Flow \(does it end in `return`\?\)"):
+        train_flow(lambda: None, x, epochs=1, batch_size=32, verbose=0)
     with pytest.raises(TypeError, match=r"`strategy` must be a tf.distribute.Strategy or None.*"
                                         r"Received: strategy='mirrored'"):
         train_flow(build, x, epochs=1, batch_size=32, verbose=0, strategy="mirrored")

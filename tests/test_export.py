@@ -439,6 +439,14 @@ def test_export_refuses_to_overwrite_a_version(tmp_path):
     export_saved_model(flow, tmp_path / "m", version=3)
     with pytest.raises(ValueError, match="already exists"):
         export_saved_model(flow, tmp_path / "m", version=3)
+    # a string for the bool ("False" replaced the version) and a path for the flow
+    for text in ("False", "no", None):
+        with pytest.raises(ValueError, match=r"`overwrite` must be True or False"):
+            export_saved_model(flow, tmp_path / "m", version=3, overwrite=text)
+    with pytest.raises(TypeError, match=r"`flow` must be a kerasflows.Flow \(load a saved one "
+                       r"with kerasflows.load first\). Received: flow='m.keras'"):
+        export_saved_model("m.keras", tmp_path / "n")
+    assert not (tmp_path / "n").exists()
     export_saved_model(flow, tmp_path / "m", version=3, overwrite=True)
     with pytest.raises(ValueError, match="version"):
         export_saved_model(flow, tmp_path / "m", version=0)
