@@ -1157,6 +1157,11 @@ def test_layers_of_a_flow_that_permutes_follow_the_coordinates_shown(qtbot, wind
         distinct = len(np.unique(np.round(view.grid_states[k], 4), axis=0))
         assert distinct > 0.8 * len(grid), f"the grid collapsed after layer {k}"
     assert view.note.isVisible() and "z4, z3 become x1, x2" in view.note.text()
+    # the pictures' states hold every coordinate in its data place: before the Permute
+    # reversed (they were drawn as traced, a digit upside down until the Permute)
+    images = states[:, len(grid):len(grid) + view.image_states.shape[1]]
+    np.testing.assert_allclose(view.image_states[:2], images[:2][:, :, ::-1], atol=1e-4)
+    np.testing.assert_allclose(view.image_states[2:], images[2:], atol=1e-4)
     view.set_layer(0)
     bottom = view.plot.getPlotItem().getAxis("bottom").labelText
     assert bottom == "z4 → x1   (here: position 4)"

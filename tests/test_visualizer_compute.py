@@ -293,6 +293,15 @@ def test_permutation_steps_are_found_and_the_shown_coordinates_followed():
     np.testing.assert_array_equal(states[0][:, forward[0]], states[1][:, forward[1]])
     back = followed_positions([column_sources(*states)], (2, 0), from_end=False)
     np.testing.assert_array_equal(states[0][:, back[0]], states[1][:, back[1]])
+    # every coordinate in its data-end place (the Layers view's pictures: a reversing
+    # Permute drew the digits upside down in the states after it)
+    from visualizer.permutations import column_orders
+    chain = [x, x[:, cycle], x[:, cycle][:, [3, 2, 1, 0]]]
+    sources = [column_sources(a, b) for a, b in zip(chain[:-1], chain[1:])]
+    for from_end, end in ((True, chain[-1]), (False, chain[0])):
+        orders = column_orders(sources, 4, from_end)
+        for state, order in zip(chain, orders):
+            np.testing.assert_array_equal(state[:, order], end)
 
 
 def test_covering_region_holds_the_whole_grid_and_the_bulk_of_the_points():

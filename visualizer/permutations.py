@@ -10,7 +10,7 @@ reorder the coordinates and where each one goes. No TensorFlow, no Qt.
 
 import numpy as np
 
-__all__ = ["column_sources", "followed_positions"]
+__all__ = ["column_sources", "followed_positions", "column_orders"]
 
 
 def column_sources(before, after):
@@ -62,17 +62,34 @@ def followed_positions(sources, dims, from_end):
     Returns:
         `[L+1, 2]` ints: state k shows its columns `positions[k]`.
     """
+    return column_orders(sources, max(dims) + 1, from_end)[:, list(dims)]
+
+
+def column_orders(sources, event_dim, from_end):
+    """Where each coordinate of the data end is in each of the L+1 states.
+
+    Args:
+        sources: per step, `column_sources` of it (None: a step that leaves
+            every coordinate at its position).
+        event_dim: D (at least the largest position asked for, + 1).
+        from_end: True when the data end is the last state (base to data),
+            False when it is the first (data to base).
+
+    Returns:
+        `[L+1, D]` ints: state k holds the data end's coordinate p in its column
+        `orders[k, p]`, so `state[:, orders[k]]` is in the data's order (a
+        picture's pixels each in their place, not reversed after a `Permute`).
+    """
     L = len(sources)
-    positions = np.zeros((L + 1, 2), int)
+    orders = np.zeros((L + 1, event_dim), int)
     if from_end:
-        positions[L] = dims
+        orders[L] = np.arange(event_dim)
         for k in range(L, 0, -1):
             source = sources[k - 1]
-            positions[k - 1] = positions[k] if source is None else source[positions[k]]
+            orders[k - 1] = orders[k] if source is None else source[orders[k]]
     else:
-        positions[0] = dims
+        orders[0] = np.arange(event_dim)
         for k in range(1, L + 1):
             source = sources[k - 1]
-            positions[k] = (positions[k - 1] if source is None else
-                            [int(np.flatnonzero(source == p)[0]) for p in positions[k - 1]])
-    return positions
+            orders[k] = orders[k - 1] if source is None else np.argsort(source)[orders[k - 1]]
+    return orders

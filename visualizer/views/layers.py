@@ -240,7 +240,15 @@ class LayersView(View):
         self.grid_states, self.cloud_states = states[:, :self._split], states[:, self._split:]
         self.states_direction = direction
         self.keep_drawn(projection=True)
-        self.image_states = full[:, self._split:self._split + IMAGE_SAMPLES]
+        # every coordinate, each in its data pixel: a Permute reversing them drew the
+        # digits upside down in the states after it
+        images = full[:, self._split:self._split + IMAGE_SAMPLES]
+        sources = self._sources.get(direction) if self._following() else None
+        if sources is not None:
+            orders = permutations.column_orders(sources, images.shape[-1],
+                                                from_end=direction == "forward")
+            images = np.stack([state[:, order] for state, order in zip(images, orders)])
+        self.image_states = images
         self.regions = np.array([geometry.covering_region(g, c)
                                  for g, c in zip(self.grid_states, self.cloud_states)])
         self._show_states()
@@ -287,7 +295,8 @@ class LayersView(View):
         [L+1, C, 2]`, `state_names [L+1]`, `shown_positions [L+1, 2]` (the columns of
         each state drawn: the coordinates shown, followed through reorderings), the
         direction and the slider position; drawn as pictures, also `image_states
-        [L+1, n, D]` and `image_shape`."""
+        [L+1, n, D]` (every coordinate, in the data end's order through reorderings,
+        as the pictures show them) and `image_shape`."""
         if self.grid_states is None:
             return None
         out = {"grid_states": self.grid_states, "grid_connect": self.connect,
