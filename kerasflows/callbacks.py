@@ -174,17 +174,20 @@ class FlowImages(keras.callbacks.Callback):
             x = np.concatenate([flow.sample(ROW, context=c[None], seed=self.seed).numpy()
                                 for c in self.contexts])
             shown = {"samples": self._points_picture(x, columns=ROW)}
+            points = x
         else:                                   # a picture a context (or the one context)
             n = self._samples_drawn()
             drawn = [np.asarray(flow.sample(n, context=c, seed=self.seed)) for c in contexts]
+            points = np.concatenate(drawn)
             if self.image_shape is None:
-                self._set_region(np.concatenate(drawn))   # around every context's samples
+                self._set_region(points)        # around every context's samples
             shown = {"samples": pictures.side_by_side([self._points_picture(x)
                                                        for x in drawn])}
             if self._pairs:
                 shown["pairs"] = self._pairs_picture(drawn[0])
         notes = {}
         if pictures.draws_density(flow):
+            self._set_region(points)    # (a 2-D flow drawn as pictures had none: crashed)
             drawn = [pictures.density_picture(flow, self.region, self.resolution, context=c,
                                               span=self.span, dims=self.dims)
                      for c in contexts]

@@ -133,6 +133,15 @@ def test_an_image_shaped_flow_is_drawn_as_pictures(tmp_path):
     want = P.image_grid(flow.sample(100, seed=0).numpy()[:64], (4, 4), (x.min(), x.max()),
                         scale=scale)
     np.testing.assert_array_equal(shown["samples"][0][1], want)
+    # a 2-D flow drawn as (1, 2) pictures: its density too, around its samples (no region
+    # was set: "region must be (xmin, xmax, ymin, ymax); received region=None")
+    plane = kerasflows.models.RealNVP(2, num_layers=1, hidden_units=(4,))
+    pair = FlowImages(tmp_path / "pair", image_shape=(1, 2), samples=100)
+    pair.set_model(plane)
+    pair.on_train_begin()
+    pair.draw(0)
+    pair.on_train_end()
+    assert sorted(read_images(tmp_path / "pair" / "flow")) == ["density", "samples"]
     assert shown["data"][0][1].shape == want.shape == (8 * 96 + 7 * 12, 8 * 96 + 7 * 12, 3)
 
 
