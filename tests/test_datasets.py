@@ -1,6 +1,7 @@
 """kerasflows.datasets: the toy densities, digits, and their true log-densities."""
 
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -170,6 +171,7 @@ def test_heavy_tails_is_student_t_and_its_density_is_theirs():
 
 
 @pytest.mark.parametrize("name, width", [("rings", 2), ("moons", 2), ("checkerboard", 2),
+                                         ("eight_gaussians", 2), ("two_spirals", 2),
                                          ("moons4d", 4), ("heavy_tails", 2)])
 def test_true_log_prob_refuses_points_of_another_width(name, width):
     from kerasflows import datasets
@@ -178,6 +180,14 @@ def test_true_log_prob_refuses_points_of_another_width(name, width):
                                              rf"shape {re.escape(str(x.shape))}"):
             datasets.true_log_prob(name, x)
     assert datasets.true_log_prob(name, np.zeros((3, width))).shape == (3,)
+    # a point at infinity has density 0 (moons, rings, ... gave NaN with NumPy's
+    # warnings, moons4d NaN), a point with NaN NaN (checkerboard gave -inf)
+    x = np.zeros((4, width))
+    x[0, 0], x[2, 0], x[3, 1] = np.inf, np.nan, -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lp = datasets.true_log_prob(name, x)
+    assert lp[0] == lp[3] == -np.inf and np.isfinite(lp[1]) and np.isnan(lp[2])
 
 
 def test_bad_seeds_and_chunks_are_refused_naming_them():
