@@ -1212,6 +1212,12 @@ def test_context_steps_past_the_range_or_finer_than_the_box_shows_all_reach_the_
     from visualizer import animation, geometry
     from visualizer.context import ContextPanel
     from visualizer.opening import check_context
+    # a range whose start the box rounds (0.1234564 shows as 0.123456): the step sent is
+    # inside it, and no warning says otherwise
+    start = ContextPanel()
+    qtbot.addWidget(start)
+    start.set_model([0.1234564], ["c"], [(0.1234564, 5.1234564)], [1.0])
+    assert start.context()[0] == np.float32(0.1234564) and start.outside_text() == ""
     assert geometry.stepped_values(0.0, 23.0, 2.0).tolist() == list(range(0, 23, 2))
     assert animation.context_values(0.0, 23.0, 2.0).tolist() == list(range(0, 23, 2))
     check_context([22.0], ["hour"], [(0.0, 23.0)], [2.0])
@@ -1232,6 +1238,7 @@ def test_context_steps_past_the_range_or_finer_than_the_box_shows_all_reach_the_
             assert len(emitted) == position, (step, position, panel.spins[0].text())
         np.testing.assert_allclose(emitted, values[1:].astype(np.float32), rtol=1e-6)
         assert emitted[-1] == pytest.approx(wanted_last, rel=1e-6)
+        assert panel.outside_text() == "", (step, panel.outside_text())   # steps are inside
         panel.set_value(0, 0.0)
         panel.set_value(0, ranges[1])       # typed at the range's end: its last step
         assert float(panel.context()[0]) == pytest.approx(wanted_last, rel=1e-6), step

@@ -240,9 +240,12 @@ class ContextPanel(QtWidgets.QWidget):
         trained range known)."""
         if not self.trained:
             return ""
-        outside = [f"{name} = {spin.value():g}" + f" (trained on {low:g} to {high:g})"
-                   for name, spin, (low, high) in zip(self.names, self.spins, self.ranges)
-                   if not low <= spin.value() <= high]
+        # (the values sent, a step's exact one: its box shows it rounded, 0.123456 for
+        # 0.1234564, which was called outside a range starting there)
+        outside = [f"{name} = {value:g}" + f" (trained on {low:g} to {high:g})"
+                   for name, value, (low, high) in zip(self.names, self.context().tolist(),
+                                                       self.ranges)
+                   if not np.float32(low) <= value <= np.float32(high)]
         if not outside:
             return ""
         return (f"Outside the range the flow was trained on: {'; '.join(outside)}. What is "
