@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasflows.datasets import seeded_generator
-from kerasflows.layers.checks import check_positive_int
+from kerasflows.layers.checks import check_bool, check_positive_int
 
 __all__ = ["dequantize", "dequantized_dataset", "whole_number_columns", "floor_columns",
            "columns_to_dequantize", "check_columns", "LARGEST_WHOLE"]
@@ -214,6 +214,7 @@ def dequantized_dataset(x, batch_size=512, *, context=None, columns=None, seed=N
                          "least one.")
     columns = columns_to_dequantize(x, columns, "dequantized_dataset")
     batch_size = check_positive_int("batch_size", batch_size)
+    shuffle = check_bool("shuffle", shuffle)        # ("no" shuffled)
     if seed is not None:    # TensorFlow's errors named neither the argument nor the value
         seed = check_positive_int("seed", seed, minimum=0)
         if seed >= 2 ** 63:

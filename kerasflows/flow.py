@@ -21,7 +21,7 @@ from kerasflows.flow_inputs import FlowInputs, context_for, encoded_context_dim
 from kerasflows.flow_sampling import FlowSampling, philox_normal
 from kerasflows.flow_training import FlowTraining
 from kerasflows.layers.base import FlowLayer, RowsBijector, check_positive_int, split_mixed_policy
-from kerasflows.layers.checks import check_float_compute, nan_rows, nonfinite_rows
+from kerasflows.layers.checks import check_bool, check_float_compute, nan_rows, nonfinite_rows
 
 tfb, tfd = tfp.bijectors, tfp.distributions
 
@@ -261,6 +261,7 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         With `return_log_dets=True` returns `(states, log_dets)`, where
         `log_dets[i]` (`[batch]`) is layer i's forward log|det J|.
         """
+        return_log_dets = check_bool("return_log_dets", return_log_dets)   # ("no": True)
         z, context = self._prepare(z, context)
         fn = lambda z, c=None: self._run_forward(z, c, keep=True)[2]
         states, log_dets = self._eager_compiled("trace", fn, z, context)
@@ -273,6 +274,7 @@ class Flow(FlowInputs, EvalModes, FlowBase, FlowSampling, FlowTraining, keras.Mo
         `log_dets[i]` is the inverse log|det J| of the i-th step taken (layer
         L-1-i), so `log p(x) = log p0(states[-1]) + sum(log_dets)`.
         """
+        return_log_dets = check_bool("return_log_dets", return_log_dets)
         self._check_invertible()
         x, context = self._prepare(x, context)
         fn = lambda x, c=None: self._run_inverse(x, c, keep=True)[2]

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from kerasflows.layers.base import FlowLayer
-from kerasflows.layers.checks import check_float, check_positive_int
+from kerasflows.layers.checks import check_bool, check_float, check_positive_int
 
 __all__ = ["check_flow_layer", "FlowLayerCheckError", "perturb_weights"]
 
@@ -176,6 +176,7 @@ def check_flow_layer(layer, event_dim, context_dim=None, batch=16, seed=0, pertu
     if logdet_atol is None:
         logdet_atol = 1e-6 if f64 else 1e-3
     # (NaN took every check as passed: nan > atol is False; a negative one failed all)
+    check_config = check_bool("check_config", check_config)     # ("no" was True)
     inverse_atol = check_float("inverse_atol", inverse_atol, lambda v: v >= 0, ">= 0")
     logdet_atol = check_float("logdet_atol", logdet_atol, lambda v: v >= 0, ">= 0")
     batch = batch if inputs is None else len(inputs)

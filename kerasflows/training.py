@@ -11,6 +11,7 @@ from kerasflows.fit_data import (check_finite, prepare_eval_data, prepare_fit_da
                                   weights_for_keras)
 from kerasflows.flat_calls import FlatCalls, FlatPredictCalls, FlatStepCalls, FlatStepFunctions
 from kerasflows.layers.base import check_positive_int
+from kerasflows.layers.checks import check_bool
 from kerasflows.packed_adam import adam_layout, adam_state, adam_update
 from kerasflows.sharded_step import (check_shards, loss_and_grads, shard_rows, sharded_body,
                                      step_inputs, training_state)
@@ -177,6 +178,7 @@ def make_train_step(flow, optimizer, jit_compile=True, background_compile=False,
     _check_flow_and_optimizer(flow, optimizer)
     _check_initialized(flow)
     shards = check_shards(flow, shards)
+    jit_compile = check_bool("jit_compile", jit_compile)     # ("no" compiled)
     graph_steps = None
     if background_compile is not True and background_compile is not False:
         graph_steps = check_positive_int("background_compile", background_compile)

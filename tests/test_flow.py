@@ -1124,3 +1124,24 @@ def test_a_layers_bijector_refuses_a_tensor_of_another_dtype(make, dtype, fed):
         with pytest.raises((TypeError, ValueError), match=rf"{layer.compute_dtype}.*{fed}|"
                                                           rf"{fed}.*{layer.compute_dtype}"):
             call(tf.constant(x, fed))
+
+
+def test_true_or_false_options_refuse_strings_that_read_as_true():
+    """"no" and "False" are truthy: trace returned log-dets, dequantized_dataset shuffled,
+    make_train_step compiled, check_flow_layer checked the config."""
+    from kerasflows.dequantization import dequantized_dataset
+    from kerasflows.testing import check_flow_layer
+    from kerasflows.training import make_train_step
+    flow = M.RealNVP(2, num_layers=1, hidden_units=(4,))
+    z = np.zeros((3, 2), np.float32)
+    for call, name in [(lambda v: flow.trace(z, return_log_dets=v), "return_log_dets"),
+                       (lambda v: flow.trace_inverse(z, return_log_dets=v), "return_log_dets"),
+                       (lambda v: dequantized_dataset(np.zeros((4, 2)), shuffle=v), "shuffle"),
+                       (lambda v: make_train_step(flow, keras.optimizers.Adam(), jit_compile=v),
+                        "jit_compile"),
+                       (lambda v: check_flow_layer(L.AffineCoupling(hidden_units=(4,)), 2,
+                                                   check_config=v), "check_config")]:
+        with pytest.raises(ValueError, match=rf"`{name}` must be True or False. Received: "
+                                             rf"{name}='no'"):
+            call("no")
+    assert len(flow.trace(z, return_log_dets=np.bool_(True))) == 2
