@@ -379,8 +379,9 @@ def fit_target(flow, log_density, epochs=10, steps_per_epoch=100, batch_size=256
     """Fits `flow` to `log_density` by reverse KL; returns the Keras `History`.
 
     A shortcut for `VariationalFlow(flow, log_density, batch_size)`, compiled
-    with `optimizer` (default `Adam(learning_rate)`, `learning_rate` 1e-3 if not
-    given; an optimizer has its own, so both are refused) and fitted for
+    with `optimizer` (default `Adam(learning_rate)`, `learning_rate` a number or a
+    Keras `LearningRateSchedule`, 1e-3 if not given; an optimizer has its own, so both
+    are refused) and fitted for
     `epochs` x `steps_per_epoch` steps. `history.history` holds `loss`
     (negative ELBO) and `ess` per epoch; see also `diagnostics`.
     """
@@ -388,9 +389,13 @@ def fit_target(flow, log_density, epochs=10, steps_per_epoch=100, batch_size=256
         raise ValueError("fit_target takes `learning_rate` for its default Adam or an "
                          "`optimizer` with its own; received both "
                          f"(learning_rate={learning_rate!r}).")
-    if optimizer is None:       # as a Python float: Keras' Adam refused an int or a NumPy float
+    # as a Python float: Keras' Adam refused an int or a NumPy float; a Keras schedule as
+    # it is, as Adam takes it (it was refused as not a number)
+    schedule = isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule)
+    if optimizer is None and not schedule:
         learning_rate = check_float("learning_rate", 1e-3 if learning_rate is None
-                                    else learning_rate, lambda v: v > 0, "> 0")
+                                    else learning_rate, lambda v: v > 0,
+                                    "> 0 (or a keras.optimizers.schedules.LearningRateSchedule)")
     model = VariationalFlow(flow, log_density, batch_size=batch_size)
     model.compile(optimizer=optimizer or keras.optimizers.Adam(learning_rate))
     return model.fit(epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks,

@@ -449,6 +449,12 @@ def test_fit_target_takes_any_positive_learning_rate():
         history = fit_target(_flow(), "u1", epochs=1, steps_per_epoch=2, batch_size=16,
                              learning_rate=rate, verbose=0)
         assert len(history.history["loss"]) == 1
-    with pytest.raises(ValueError, match=r"`learning_rate` must be a finite number > 0\. "
+    with pytest.raises(ValueError, match=r"`learning_rate` must be a finite number > 0 \(or "
+                                         r"a keras.optimizers.schedules.LearningRateSchedule\)\. "
                                          r"Received: learning_rate=True"):
         fit_target(_flow(), "u1", learning_rate=True)
+    # a Keras schedule, as Adam takes it (it was refused as not a number)
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.5)
+    flow = _flow()
+    fit_target(flow, "u1", epochs=1, steps_per_epoch=2, batch_size=16, learning_rate=schedule,
+               verbose=0)
