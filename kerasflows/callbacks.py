@@ -43,19 +43,6 @@ __all__ = ["FlowImages", "ROW", "read_frames"]
 ROW = 10
 
 
-def _check_image_shape(image_shape):
-    """`image_shape` as `(height, width)` ints, if both are integers >= 1 (NumPy
-    integers too; not bools or floats, which were truncated); else a ValueError."""
-    try:
-        shape = pictures.check_integers("image_shape", image_shape)
-    except ValueError:
-        shape = ()
-    if len(shape) != 2 or min(shape) < 1:
-        raise ValueError(f"`image_shape` must be (height, width) of positive integers; "
-                         f"received {image_shape!r}.")
-    return shape
-
-
 class FlowImages(keras.callbacks.Callback):
     """Writes pictures of the flow to TensorBoard after every `every` epochs.
 
@@ -123,7 +110,7 @@ class FlowImages(keras.callbacks.Callback):
             raise ValueError(f"`contexts` must have shape [K, C]; received "
                              f"{self.contexts.shape}.")
         self.dims = pictures.check_integers("dims", dims)
-        self.image_shape = None if image_shape is None else _check_image_shape(image_shape)
+        self.image_shape = None if image_shape is None else pictures.check_image_shape(image_shape)
         self.image_levels = (None if image_levels is None   # refused now, not after an epoch
                              else pictures.check_levels(image_levels, "image_levels"))
         self.span = pictures.check_span(span)

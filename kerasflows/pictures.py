@@ -39,7 +39,8 @@ from kerasflows.layers.checks import check_float, check_positive_int
 __all__ = ["density_picture", "range_text", "draws_density", "samples_picture", "image_grid", "tile",
            "pairs_picture", "pairs_ranges", "valid_pairs", "MAX_PAIRS", "SAMPLES_COLOUR", "DATA_COLOUR",
            "side_by_side", "region_of", "region_text", "colorize", "encode_png",
-           "pixel_centres", "VIRIDIS", "GAP_COLOUR", "IMAGES_SHOWN", "check_levels"]
+           "pixel_centres", "VIRIDIS", "GAP_COLOUR", "IMAGES_SHOWN", "check_levels",
+           "check_image_shape"]
 
 #: viridis (van der Walt & Smith, matplotlib 2.0) at ten equally spaced stops.
 VIRIDIS = np.array([[0x44, 0x01, 0x54], [0x48, 0x28, 0x78], [0x3E, 0x4A, 0x89],
@@ -229,6 +230,20 @@ def check_levels(levels, name="levels"):
     return black, white
 
 
+def check_image_shape(image_shape, name="image_shape"):
+    """`image_shape` as `(height, width)` ints, if both are integers >= 1 (NumPy
+    integers too; not bools or floats, which were truncated); else a ValueError
+    naming it as `name`."""
+    try:
+        shape = check_integers(name, image_shape)
+    except (ValueError, TypeError):
+        shape = ()
+    if len(shape) != 2 or min(shape) < 1:
+        raise ValueError(f"`{name}` must be (height, width) of positive integers; "
+                         f"received {image_shape!r}.")
+    return shape
+
+
 def image_grid(rows, shape, levels=None, columns=None, scale=1):
     """Image-shaped rows `[n, h*w]` as grey pictures in a grid: `levels = (black,
     white)` (default: the rows' own minimum and maximum; white below black draws
@@ -236,7 +251,8 @@ def image_grid(rows, shape, levels=None, columns=None, scale=1):
     (`max(1, scale // 2)` wide) between pictures; a NaN pixel is drawn red.
     `scale` and `columns` are integers >= 1. Returns `uint8 [H, W, 3]`."""
     rows = np.asarray(rows, np.float64)
-    h, w = shape
+    # (np.sqrt(64) for 8 was a TypeError deep in NumPy, (8,) and 64 unpacking errors)
+    h, w = shape = check_image_shape(shape, "shape")
     if rows.ndim != 2 or rows.shape[1] != h * w or not len(rows):
         raise ValueError(f"rows must have shape [n, {h * w}], n >= 1, for images of shape "
                          f"{shape}; received {rows.shape}.")
@@ -426,6 +442,12 @@ def _check_ranges(ranges, dims):
 
 
 def encode_png(picture):
-    """The bytes of a PNG file of `picture` (`uint8 [H, W, 3]`)."""
+    """The bytes of a PNG file of `picture` (`uint8 [H, W, 3]`, as the functions here
+    make them; a ValueError for another shape or dtype: floats in [0, 1] were cast
+    to black, 300 wrapped to 44)."""
     import tensorflow as tf
-    return tf.io.encode_png(tf.constant(np.asarray(picture, np.uint8))).numpy()
+    picture = np.asarray(picture)
+    if picture.dtype != np.uint8 or picture.ndim != 3 or picture.shape[2] != 3:
+        raise ValueError(f"picture must be uint8 [H, W, 3] (RGB); received {picture.dtype} "
+                         f"{picture.shape}.")
+    return tf.io.encode_png(tf.constant(picture)).numpy()

@@ -280,3 +280,19 @@ def test_region_of_refuses_a_bad_coverage_or_margin_naming_it(kwargs, match):
     assert (lo, hi) == (points[:, 0].min(), points[:, 0].max())
     with pytest.raises(ValueError, match="side_by_side needs at least one picture"):
         P.side_by_side([])          # ("max() arg is an empty sequence")
+
+
+def test_image_grid_and_encode_png_name_what_they_take():
+    """image_grid's shape (np.sqrt(64) for 8 was a TypeError deep in NumPy, (8,) and 64
+    unpacking errors, (0, 5) a NumPy reduction error); encode_png of floats in [0, 1]
+    drew black, of 300 wrapped to 44, of a grey [H, W] failed inside TensorFlow."""
+    rows = np.zeros((2, 64))
+    for shape in ((np.sqrt(64), np.sqrt(64)), (8,), 64, (0, 5), (-8, -8), ("8", "8")):
+        with pytest.raises(ValueError, match=r"`shape` must be \(height, width\) of positive "
+                                             r"integers; received"):
+            P.image_grid(rows, shape)
+    assert P.image_grid(rows, (np.int64(8), 8)).shape == (8, 17, 3)
+    for picture in (np.full((4, 4, 3), 0.5), np.full((4, 4, 3), 300), np.zeros((4, 4), np.uint8)):
+        with pytest.raises(ValueError, match=r"picture must be uint8 \[H, W, 3\] \(RGB\)"):
+            P.encode_png(picture)
+    assert P.encode_png(np.zeros((4, 4, 3), np.uint8)).startswith(b"\x89PNG")
