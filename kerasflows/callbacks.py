@@ -106,8 +106,9 @@ class FlowImages(keras.callbacks.Callback):
         self.seed = _int32_seed(seed, generators=False)     # for `Flow.sample` (at epochs)
         self.context = None if context is None else np.asarray(context, np.float32).reshape(1, -1)
         self.contexts = None if contexts is None else np.asarray(contexts, np.float32)
-        if self.contexts is not None and self.contexts.ndim != 2:
-            raise ValueError(f"`contexts` must have shape [K, C]; received "
+        if self.contexts is not None and (self.contexts.ndim != 2 or not len(self.contexts)):
+            # (no rows: refused only after the first epoch, "need at least one array")
+            raise ValueError(f"`contexts` must have shape [K, C] with K >= 1; received "
                              f"{self.contexts.shape}.")
         self.dims = pictures.check_integers("dims", dims)
         self.image_shape = None if image_shape is None else pictures.check_image_shape(image_shape)

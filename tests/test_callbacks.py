@@ -176,7 +176,10 @@ def test_bad_settings_raise_naming_what_was_expected(tmp_path):
             (lambda: FlowImages(tmp_path, image_shape=(2, 2), image_levels=(1, 1)),
              r"`image_levels` must be two different finite values \(black, white\)\. "
              r"Received: image_levels=\(1, 1\)"),
-            (lambda: FlowImages(tmp_path, image_levels="ab"), r"image_levels='ab'")]:
+            (lambda: FlowImages(tmp_path, image_levels="ab"), r"image_levels='ab'"),
+            # no rows: refused after an epoch, "need at least one array to concatenate"
+            (lambda: FlowImages(tmp_path, contexts=np.zeros((0, 1))),
+             r"`contexts` must have shape \[K, C\] with K >= 1; received \(0, 1\)")]:
         with pytest.raises(ValueError, match=message):
             make()
     # a context for an unconditional flow: refused before training, not after an epoch
