@@ -205,6 +205,17 @@ def test_screenshot_rows_by_context_draws_one_row_per_digit(folder, tmp_path, ca
         assert data["samples"].shape == (100, 64)
         assert data["sweep_values"].tolist() == list(range(10)) and int(data["sweep_per"]) == 10
     assert QtGui.QImage(str(tmp_path / "r.jpg")).width() == 1100
+    # its flow.keras alone (no manifest: 8 x 8 guessed from 64 columns, not shown as
+    # pictures until asked): refused as if its context had no steps
+    import shutil
+    bare = tmp_path / "labels.keras"
+    shutil.copy(digits / "flow.keras", bare)
+    code, err = main_here([str(bare), "--screenshot", str(tmp_path / "k.png"),
+                           "--view", "samples", "--rows-by-context", "--data",
+                           str(tmp_path / "k.npz")], capsys, monkeypatch)
+    assert code == 0, err[-3000:]
+    with np.load(tmp_path / "k.npz", allow_pickle=False) as data:
+        assert data["sweep_values"].tolist() == list(range(10))
     code, err = main_here([str(folder), "--screenshot", str(tmp_path / "x.png"), "--view",
                            "samples", "--rows-by-context"], capsys, monkeypatch)
     assert code == 2 and "--rows-by-context applies to --view samples" in err

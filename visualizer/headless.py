@@ -188,10 +188,15 @@ def render_view(window, view_name, path, layer=None, timeout=300.0, by_context=F
             raise HeadlessError("--layer applies to --view layers only.")
         _set_layer(window, view, layer)
     if by_context:
+        if view_name == "samples" and window.info["image"] and not view.as_images.isChecked():
+            # rows of pictures: a shape guessed from D (a bare .keras of 64 columns) too;
+            # the Samples view shows them as points until asked ("As images")
+            view.as_images.setChecked(True)
         if view_name != "samples" or not view.by_context.isVisibleTo(view):
             raise HeadlessError("--rows-by-context applies to --view samples of a flow drawn "
-                                "as pictures whose context moves in steps (manifest "
-                                "context_step).")
+                                "as pictures (a manifest image shape, or a square number of "
+                                "columns) whose context moves in steps (manifest "
+                                "context_step, or a class label's).")
         view.by_context.setChecked(True)
     _wait_drawn(view, errors, timeout)
     if before_saving is not None:
