@@ -161,7 +161,11 @@ def test_density_view_draws_a_coarse_preview_then_the_exact_heatmap(qtbot, windo
                                atol=1e-4)
     # When the exact pass is quick, a single change skips the preview.
     monkeypatch.setattr(density_view, "PREVIEW_UNDER_S", 60.0)
-    qtbot.wait(density_view.SETTLE_MS + 50)
+    for _ in range(100):            # until no frame comes (a loaded machine's came late,
+        drawn = len(shapes)         # and the change then met a pass in flight: previewed)
+        qtbot.wait(density_view.SETTLE_MS + 50)
+        if view.is_ready() and len(shapes) == drawn:
+            break
     shapes.clear()
     view.view_box.setRange(xRange=(-1.0, 0.6), yRange=(-0.6, 1.0), padding=0)
     qtbot.waitUntil(lambda: view.is_ready() and len(shapes) > 0, timeout=TIMEOUT_MS)
