@@ -169,7 +169,9 @@ def test_density_view_draws_a_coarse_preview_then_the_exact_heatmap(qtbot, windo
     shapes.clear()
     view.view_box.setRange(xRange=(-1.0, 0.6), yRange=(-0.6, 1.0), padding=0)
     qtbot.waitUntil(lambda: view.is_ready() and len(shapes) > 0, timeout=TIMEOUT_MS)
-    assert shapes == [(128, 128)]
+    # the change's first frame is the exact one (in two full CI runs a second range
+    # change followed within SETTLE_MS, a layout's, and drew a preview after it)
+    assert shapes[0] == (128, 128)
     view.frame_drawn.disconnect()
     view.resolution.setCurrentIndex(0)
 
