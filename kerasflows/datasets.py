@@ -328,13 +328,12 @@ def true_log_prob(name, x, chunk=2048):
     # a point at infinity (no NaN in it) has density 0: -inf, computed apart (the
     # formulas gave NaN there for moons4d and moons, with NumPy's warnings); a point
     # with NaN, NaN (checkerboard's gave -inf)
-    far = np.isinf(x).any(1) & ~np.isnan(x).any(1)
-    out = np.full(len(x), -np.inf)
+    nan = np.isnan(x).any(1)
+    far = np.isinf(x).any(1) & ~nan
     rest = np.where(far[:, None], 0.0, x)
-    if len(x):
-        out = np.concatenate([_TRUE_LOG_PROB[name](rest[i:i + chunk])
-                              for i in range(0, len(x), chunk)])
-    return np.where(far, -np.inf, np.where(np.isnan(x).any(1), np.nan, out))
+    out = np.concatenate([_TRUE_LOG_PROB[name](rest[i:i + chunk])
+                          for i in range(0, len(x), chunk)]) if len(x) else np.zeros(0)
+    return np.where(far, -np.inf, np.where(nan, np.nan, out))
 
 
 def _ring_radius(rng, n):
